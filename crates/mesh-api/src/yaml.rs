@@ -10,7 +10,7 @@ use std::fmt;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span};
 
 /// A position in a source file: 1-based line and column.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Pos {
     pub line: usize,
     pub column: usize,

@@ -1,0 +1,166 @@
+//! The mesh file: Bosun's stand-in for Kubernetes Services, Pods and EndpointSlices when there is no
+//! Kubernetes. It lists services (name, namespace, ports with protocol) and workload instances
+//! (labels, address, service account). `bosun analyze --registry` reads it to know which hosts and
+//! gateway workloads exist; `bosun control` and `bosun up` read the same format.
+//!
+//! ```yaml
+//! services:
+//! - name: reviews
+//!   namespace: default          # default: default
+//!   ports:
+//!   - {number: 9080, name: http, protocol: HTTP}
+//! workloads:
+//! - name: reviews-v1
+//!   service: reviews
+//!   labels: {app: reviews, version: v1}
+//!   address: 127.0.0.11
+//!   serviceAccount: bookinfo-reviews
+//! ```
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::de::from_node;
+use crate::diag::{Finding, Severity, code};
+use crate::path::FieldPath;
+use crate::types::Port;
+use crate::yaml::{Node, parse_stream};
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Registry {
+    pub services: Vec<RegistryService>,
+    pub workloads: Vec<RegistryWorkload>,
+}
+
+/// A service, as a Kubernetes Service would declare it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RegistryService {
+    pub name: String,
+    /// Default `default`.
+    pub namespace: Option<String>,
+    /// `number`, `name`, `protocol` (HTTP, HTTP2, GRPC, TCP, TLS, HTTPS …), `targetPort`.
+    pub ports: Vec<Port>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One workload instance (a pod or VM): the service it belongs to and its labels.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RegistryWorkload {
+    pub name: String,
+    /// Default `default`.
+    pub namespace: Option<String>,
+    /// The services this instance serves (by name, in its namespace).
+    pub service: Option<String>,
+    pub services: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// The instance's IP address.
+    pub address: Option<String>,
+    pub service_account: Option<String>,
+}
+
+impl RegistryService {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// `name.namespace.svc.cluster.local`.
+    pub fn hostname(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.name, self.namespace())
+    }
+}
+
+impl RegistryWorkload {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+/// Reads a mesh file. Findings (syntax, unknown fields, wrong types) carry positions in it.
+pub fn load_registry_str(source: &str) -> Result<Registry, Vec<Finding>> {
+    let (docs, yaml_error) = parse_stream(source);
+    let to_finding = |message: String, pos| Finding {
+        severity: Severity::Error,
+        code: code::SCHEMA_VALIDATION_ERROR,
+        message,
+        field: String::new(),
+        pos,
+    };
+    if let Some(e) = yaml_error {
+        return Err(vec![to_finding(e.message, e.pos)]);
+    }
+    let empty = Node {
+        value: crate::yaml::Value::Null,
+        pos: Default::default(),
+    };
+    let doc = docs.first().unwrap_or(&empty);
+    let findings = RefCell::new(Vec::new());
+    let result = from_node::<Registry>(doc, &FieldPath::ROOT, doc.pos, &findings);
+    let mut findings = findings.into_inner();
+    match result {
+        Ok(registry) if findings.is_empty() => Ok(registry),
+        Ok(_) => Err(findings),
+        Err(e) => {
+            findings.push(Finding {
+                field: e.field.unwrap_or_default(),
+                ..to_finding(e.message, e.pos.unwrap_or(doc.pos))
+            });
+            Err(findings)
+        }
+    }
+}
+
+/// Why a mesh file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid mesh file")]
+    Invalid {
+        path: String,
+        findings: Vec<Finding>,
+    },
+}
+
+pub fn load_registry_file(path: &Path) -> Result<Registry, RegistryError> {
+    let source = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load_registry_str(&source).map_err(|findings| RegistryError::Invalid {
+        path: path.display().to_string(),
+        findings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_services_and_workloads() {
+        let reg = load_registry_str(
+            "services:\n- name: reviews\n  ports:\n  - {number: 9080, name: http, protocol: HTTP}\nworkloads:\n- name: r1\n  service: reviews\n  labels: {app: reviews, version: v1}\n",
+        )
+        .expect("valid");
+        assert_eq!(reg.services[0].hostname(), "reviews.default.svc.cluster.local");
+        assert_eq!(reg.services[0].ports[0].number, Some(9080));
+        assert_eq!(reg.workloads[0].labels.get("version").map(String::as_str), Some("v1"));
+    }
+
+    #[test]
+    fn typos_are_reported_with_positions() {
+        let err = load_registry_str("services:\n- name: a\n  prots: []\n").expect_err("typo");
+        assert_eq!(err[0].message, "unknown field \"prots\" (did you mean \"ports\"?)");
+        assert_eq!((err[0].pos.line, err[0].pos.column), (3, 3));
+    }
+}
