@@ -89,7 +89,11 @@ pub fn run(
     }
 
     located.sort_by(|a, b| {
-        (&a.path, a.finding.pos, a.finding.severity).cmp(&(&b.path, b.finding.pos, b.finding.severity))
+        (&a.path, a.finding.pos, a.finding.severity).cmp(&(
+            &b.path,
+            b.finding.pos,
+            b.finding.severity,
+        ))
     });
     print(&located, output)?;
 
@@ -175,7 +179,10 @@ fn expand(paths: &[PathBuf], unreadable: &mut bool) -> Vec<PathBuf> {
             found.sort();
             files.extend(found);
         } else {
-            eprintln!("bosun: cannot read {}: no such file or directory", p.display());
+            eprintln!(
+                "bosun: cannot read {}: no such file or directory",
+                p.display()
+            );
             *unreadable = true;
         }
     }
@@ -212,8 +219,8 @@ fn read(file: &Path) -> Result<(String, Loaded)> {
             .context("cannot read standard input")?;
         return Ok(("-".to_owned(), load_str(&source, None)));
     }
-    let source = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     Ok((
         file.display().to_string(),
         load_str(&source, Some(Arc::from(file))),

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "bosun", version, about = "A service mesh that speaks Istio's API")]
+#[command(
+    name = "bosun",
+    version,
+    about = "A service mesh that speaks Istio's API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

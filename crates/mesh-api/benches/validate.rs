@@ -36,7 +36,12 @@ fn load_and_validate_10k(bencher: divan::Bencher) {
     let source = corpus(10_000);
     bencher.bench(|| {
         let loaded = load_str(divan::black_box(&source), None);
-        assert_eq!(loaded.resources.len(), 10_000, "{:?}", loaded.findings.first());
+        assert_eq!(
+            loaded.resources.len(),
+            10_000,
+            "{:?}",
+            loaded.findings.first()
+        );
         let findings: usize = loaded
             .resources
             .iter()

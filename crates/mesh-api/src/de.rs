@@ -262,7 +262,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_, '_, '_> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -452,8 +456,9 @@ mod tests {
 
     #[test]
     fn reads_typed_values() {
-        let (spec, findings) =
-            load("hosts: [a, b]\nports:\n- number: 80\n  name: http\n  mode: RANDOM\nlabels: {app: x}\n");
+        let (spec, findings) = load(
+            "hosts: [a, b]\nports:\n- number: 80\n  name: http\n  mode: RANDOM\nlabels: {app: x}\n",
+        );
         let spec = spec.expect("valid");
         assert!(findings.is_empty());
         assert_eq!(spec.hosts, vec!["a", "b"]);
@@ -467,10 +472,16 @@ mod tests {
         let (spec, findings) = load("hosts: [a]\nprots:\n- number: 80\nports:\n- nmae: x\n");
         assert!(spec.is_ok());
         assert_eq!(findings.len(), 2);
-        assert_eq!(findings[0].message, "unknown field \"prots\" (did you mean \"ports\"?)");
+        assert_eq!(
+            findings[0].message,
+            "unknown field \"prots\" (did you mean \"ports\"?)"
+        );
         assert_eq!(findings[0].field, "prots");
         assert_eq!((findings[0].pos.line, findings[0].pos.column), (2, 1));
-        assert_eq!(findings[1].message, "unknown field \"nmae\" (did you mean \"name\"?)");
+        assert_eq!(
+            findings[1].message,
+            "unknown field \"nmae\" (did you mean \"name\"?)"
+        );
         assert_eq!(findings[1].field, "ports[0].nmae");
         assert_eq!((findings[1].pos.line, findings[1].pos.column), (5, 3));
     }
@@ -480,7 +491,13 @@ mod tests {
         let (spec, _) = load("ports:\n- number: \"80\"\n");
         let err = spec.expect_err("type error");
         assert_eq!(err.field.as_deref(), Some("ports[0].number"));
-        assert_eq!(err.pos, Some(Pos { line: 2, column: 11 }));
+        assert_eq!(
+            err.pos,
+            Some(Pos {
+                line: 2,
+                column: 11
+            })
+        );
         assert_eq!(
             err.message,
             "must be of type integer, found string \"80\" (remove the quotes)"
@@ -488,7 +505,11 @@ mod tests {
         let (spec, _) = load("labels:\n  version: 1\n");
         let err = spec.expect_err("type error");
         assert_eq!(err.field.as_deref(), Some("labels.version"));
-        assert!(err.message.ends_with("(quote it to make it a string)"), "{}", err.message);
+        assert!(
+            err.message.ends_with("(quote it to make it a string)"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -514,6 +535,9 @@ mod tests {
     fn a_scalar_where_a_list_belongs() {
         let (spec, _) = load("hosts: reviews\n");
         let err = spec.expect_err("not a list");
-        assert_eq!(err.message, "must be of type array, found string \"reviews\"");
+        assert_eq!(
+            err.message,
+            "must be of type array, found string \"reviews\""
+        );
     }
 }

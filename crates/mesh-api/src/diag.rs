@@ -90,12 +90,7 @@ impl<'n> Report<'n> {
 
     /// An admission-validation error (Istio's webhook would reject the resource).
     pub fn error(&mut self, at: &FieldPath<'_>, message: impl Into<String>) {
-        self.push(
-            Severity::Error,
-            code::SCHEMA_VALIDATION_ERROR,
-            at,
-            message,
-        );
+        self.push(Severity::Error, code::SCHEMA_VALIDATION_ERROR, at, message);
     }
 
     /// An admission-validation warning (accepted, but probably not what was meant).

@@ -6,11 +6,12 @@
 //! [`validate::validate`] applies Istio's per-resource rules and `analyze` the cross-resource ones.
 //! Every finding carries a field path and the line and column it points at.
 
+pub mod analyze;
 pub mod de;
 pub mod diag;
 pub mod path;
 pub mod registry;
-// pub mod resource; (enabled once the types land)
+pub mod resource;
 pub mod types;
-// pub mod validate;
+pub mod validate;
 pub mod yaml;

@@ -135,8 +135,17 @@ mod tests {
         let headers = m0.key("headers");
         let user = headers.key("end-user");
         let exact = user.key("exact");
-        assert_eq!(exact.to_string(), "spec.http[0].match[0].headers.end-user.exact");
-        assert_eq!(exact.locate(root), Pos { line: 6, column: 18 });
+        assert_eq!(
+            exact.to_string(),
+            "spec.http[0].match[0].headers.end-user.exact"
+        );
+        assert_eq!(
+            exact.locate(root),
+            Pos {
+                line: 6,
+                column: 18
+            }
+        );
         let dotted = headers.key("a.b");
         assert_eq!(dotted.to_string(), "spec.http[0].match[0].headers[\"a.b\"]");
         assert_eq!(dotted.locate(root), Pos { line: 7, column: 9 });

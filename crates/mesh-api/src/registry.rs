@@ -152,15 +152,24 @@ mod tests {
             "services:\n- name: reviews\n  ports:\n  - {number: 9080, name: http, protocol: HTTP}\nworkloads:\n- name: r1\n  service: reviews\n  labels: {app: reviews, version: v1}\n",
         )
         .expect("valid");
-        assert_eq!(reg.services[0].hostname(), "reviews.default.svc.cluster.local");
+        assert_eq!(
+            reg.services[0].hostname(),
+            "reviews.default.svc.cluster.local"
+        );
         assert_eq!(reg.services[0].ports[0].number, Some(9080));
-        assert_eq!(reg.workloads[0].labels.get("version").map(String::as_str), Some("v1"));
+        assert_eq!(
+            reg.workloads[0].labels.get("version").map(String::as_str),
+            Some("v1")
+        );
     }
 
     #[test]
     fn typos_are_reported_with_positions() {
         let err = load_registry_str("services:\n- name: a\n  prots: []\n").expect_err("typo");
-        assert_eq!(err[0].message, "unknown field \"prots\" (did you mean \"ports\"?)");
+        assert_eq!(
+            err[0].message,
+            "unknown field \"prots\" (did you mean \"ports\"?)"
+        );
         assert_eq!((err[0].pos.line, err[0].pos.column), (3, 3));
     }
 }

@@ -262,7 +262,10 @@ fn load_document(doc: Node, file: Option<&Arc<Path>>, loaded: &mut Loaded) {
         error_at(loaded, &doc, &root, message);
         return;
     }
-    let api_version = doc.get("apiVersion").and_then(Node::as_str).map(str::to_owned);
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Node::as_str)
+        .map(str::to_owned);
     let kind_name = doc.get("kind").and_then(Node::as_str).map(str::to_owned);
 
     if kind_name.as_deref() == Some("List") {

@@ -211,7 +211,9 @@ impl<'a> Builder<'a> {
         if self.nodes > MAX_NODES {
             return Err(YamlError::new(
                 pos,
-                format!("document too large: more than {MAX_NODES} YAML nodes (check for alias expansion)"),
+                format!(
+                    "document too large: more than {MAX_NODES} YAML nodes (check for alias expansion)"
+                ),
             ));
         }
         Ok(())
@@ -301,7 +303,8 @@ impl<'a> Builder<'a> {
                 _ => return Err(YamlError::new(key_pos, "a mapping key must be a scalar")),
             };
             let (ev, span) = self.expect_next()?;
-            let empty_value = matches!(&ev, Event::Scalar(text, ScalarStyle::Plain, ..) if text.is_empty());
+            let empty_value =
+                matches!(&ev, Event::Scalar(text, ScalarStyle::Plain, ..) if text.is_empty());
             let value = self.node(ev, span, depth + 1)?;
             if empty_value && self.colon_then_flow_end(key_end) {
                 // go-yaml reads `[1.2.3.4, 001:db8::]` as two strings: a `:` right before `,` or `]`
@@ -378,7 +381,12 @@ fn merge_into(entries: &mut Vec<Entry>, value: Node) {
 fn node_count(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
-        Value::Map(entries) => 1 + entries.iter().map(|e| 1 + node_count(&e.value)).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|e| 1 + node_count(&e.value))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }
@@ -475,7 +483,10 @@ fn plain_float(text: &str) -> Option<f64> {
     let body = cleaned.trim_start_matches(['+', '-']);
     // Only decimal notation counts as a float: "1e3", "1.5", ".5"; never words like "inf" or "NaN".
     let looks_numeric = !body.is_empty()
-        && body.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
+        && body
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
         && body
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))

@@ -11,11 +11,16 @@ use mesh_api::yaml::{Value, parse_stream};
 fn corpus() -> Option<PathBuf> {
     let dir = std::env::var_os("BOSUN_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
+        });
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("conformance corpus not found at {}; skipping", dir.display());
+        eprintln!(
+            "conformance corpus not found at {}; skipping",
+            dir.display()
+        );
         None
     }
 }
@@ -24,7 +29,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("readable corpus dir").flatten() {
+        for entry in std::fs::read_dir(&d)
+            .expect("readable corpus dir")
+            .flatten()
+        {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
@@ -47,7 +55,10 @@ fn findings(loaded: &Loaded) -> Vec<Finding> {
 }
 
 fn errors(findings: &[Finding]) -> Vec<&Finding> {
-    findings.iter().filter(|f| f.severity == Severity::Error).collect()
+    findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect()
 }
 
 fn assert_all_valid(files: &[PathBuf]) -> usize {
@@ -68,7 +79,11 @@ fn assert_all_valid(files: &[PathBuf]) -> usize {
             ));
         }
     }
-    assert!(failures.is_empty(), "valid Istio YAML rejected:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "valid Istio YAML rejected:\n{}",
+        failures.join("\n")
+    );
     resources
 }
 
@@ -76,11 +91,7 @@ fn assert_all_valid(files: &[PathBuf]) -> usize {
 fn istio_samples_and_task_yaml_validate_clean() {
     let Some(dir) = corpus() else { return };
     let mut files = Vec::new();
-    for sub in [
-        "istio/samples",
-        "istio-tasks",
-        "microservices-demo",
-    ] {
+    for sub in ["istio/samples", "istio-tasks", "microservices-demo"] {
         files.extend(yaml_files(&dir.join(sub)));
     }
     let crds = dir.join("istio/pkg/config/validation/testdata/crds");
@@ -90,7 +101,10 @@ fn istio_samples_and_task_yaml_validate_clean() {
             .filter(|p| p.to_string_lossy().ends_with("-valid.yaml")),
     );
     let resources = assert_all_valid(&files);
-    assert!(resources > 50, "expected the corpus to hold many Istio resources, read {resources}");
+    assert!(
+        resources > 50,
+        "expected the corpus to hold many Istio resources, read {resources}"
+    );
 }
 
 #[test]
@@ -128,10 +142,20 @@ fn every_invalid_crd_case_is_rejected() {
             }
             checked += 1;
             if errors(&findings(&loaded)).is_empty() {
-                missed.push(format!("{}:{line}: Istio rejects it with {expected:?}", file.display()));
+                missed.push(format!(
+                    "{}:{line}: Istio rejects it with {expected:?}",
+                    file.display()
+                ));
             }
         }
     }
-    assert!(checked > 30, "expected many invalid cases, checked {checked}");
-    assert!(missed.is_empty(), "invalid Istio YAML accepted:\n{}", missed.join("\n"));
+    assert!(
+        checked > 30,
+        "expected many invalid cases, checked {checked}"
+    );
+    assert!(
+        missed.is_empty(),
+        "invalid Istio YAML accepted:\n{}",
+        missed.join("\n")
+    );
 }

@@ -48,12 +48,16 @@ pub struct PortSelector {
     pub number: Option<u32>,
 }
 
-/// `networking.v1alpha3.Port` (Gateway servers, Sidecar listeners) and `ServicePort` (ServiceEntry).
+/// `networking.v1alpha3.Port` (Gateway servers).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Port {
+    /// A valid non-negative integer port number.
     pub number: Option<u32>,
+    /// The protocol exposed on the port: HTTP|HTTPS|GRPC|GRPC-WEB|HTTP2|MONGO|TCP|TLS.
     pub protocol: Option<String>,
+    /// Label assigned to the port.
     pub name: Option<String>,
+    /// Deprecated: the port on the workload; use the Service's target port instead.
     pub target_port: Option<u32>,
 }

@@ -12,10 +12,14 @@ use crate::types::Duration;
 /// Parses a duration as Istio reads it: Go's `time.ParseDuration` syntax (`"1h30m"`, `"0.5s"`,
 /// `"100ms"`). Negative durations are returned as `Err`.
 pub fn parse_duration(text: &str) -> Result<StdDuration, String> {
-    let invalid = || format!("invalid duration {text:?} (use a number and a unit: \"5s\", \"100ms\", \"1m\")");
+    let invalid = || {
+        format!("invalid duration {text:?} (use a number and a unit: \"5s\", \"100ms\", \"1m\")")
+    };
     let s = text.strip_prefix('+').unwrap_or(text);
     if s.starts_with('-') {
-        return Err(format!("invalid duration {text:?}: durations cannot be negative"));
+        return Err(format!(
+            "invalid duration {text:?}: durations cannot be negative"
+        ));
     }
     if s == "0" {
         return Ok(StdDuration::ZERO);
@@ -102,7 +106,10 @@ pub fn port(report: &mut Report<'_>, at: &FieldPath<'_>, port: u32) -> bool {
     if (1..=65535).contains(&port) {
         true
     } else {
-        report.error(at, format!("port number {port} must be in the range 1..65535"));
+        report.error(
+            at,
+            format!("port number {port} must be in the range 1..65535"),
+        );
         false
     }
 }
@@ -133,7 +140,7 @@ pub fn fqdn_error(domain: &str) -> Option<String> {
     if let Some(e) = dns1123_preconditions(domain) {
         return Some(e);
     }
-    dns1123_labels_error(domain)
+    dns1123_labels_error(domain, domain)
 }
 
 fn dns1123_preconditions(name: &str) -> Option<String> {
@@ -146,8 +153,9 @@ fn dns1123_preconditions(name: &str) -> Option<String> {
     None
 }
 
-fn dns1123_labels_error(domain: &str) -> Option<String> {
-    let parts: Vec<&str> = domain.split('.').collect();
+/// Checks the labels of `labels`; messages name `domain`, the whole name the user wrote.
+fn dns1123_labels_error(domain: &str, labels: &str) -> Option<String> {
+    let parts: Vec<&str> = labels.split('.').collect();
     let tld = parts[parts.len() - 1];
     // Go's `strconv.Atoi` test: an optionally signed decimal number.
     if tld.parse::<i64>().is_ok() {
@@ -161,7 +169,9 @@ fn dns1123_labels_error(domain: &str) -> Option<String> {
             return None;
         }
         if !is_dns1123_label(label) {
-            return Some(format!("domain name {domain:?} invalid (label {label:?} invalid)"));
+            return Some(format!(
+                "domain name {domain:?} invalid (label {label:?} invalid)"
+            ));
         }
     }
     None
@@ -178,9 +188,11 @@ pub fn wildcard_domain_error(domain: &str) -> Option<String> {
         None => (domain, None),
     };
     if !is_wildcard_dns1123_label(first) {
-        return Some(format!("domain name {domain:?} invalid (label {first:?} invalid)"));
+        return Some(format!(
+            "domain name {domain:?} invalid (label {first:?} invalid)"
+        ));
     }
-    rest.and_then(dns1123_labels_error)
+    rest.and_then(|rest| dns1123_labels_error(domain, rest))
 }
 
 fn is_wildcard_dns1123_label(label: &str) -> bool {
@@ -301,23 +313,44 @@ pub fn export_to(
             }
         }
         if seen.contains(&entry) {
-            report.error(&p, format!("duplicate entries in exportTo for entry {entry}"));
-        } else if (entry == "." && seen.contains(&namespace)) || (entry == namespace && seen.contains(&".")) {
-            report.error(&p, format!("duplicate entries in exportTo: . and current namespace {namespace}"));
+            report.error(
+                &p,
+                format!("duplicate entries in exportTo for entry {entry}"),
+            );
+        } else if (entry == "." && seen.contains(&namespace))
+            || (entry == namespace && seen.contains(&"."))
+        {
+            report.error(
+                &p,
+                format!("duplicate entries in exportTo: . and current namespace {namespace}"),
+            );
         }
         seen.push(entry);
     }
     if none && export_to.len() > 1 {
         report.error(at, "cannot export service entry to no one (~) and someone");
     } else if public && private {
-        report.error(at, "cannot have both public (*) and non-public exportTo values for a resource");
+        report.error(
+            at,
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
     }
 }
 
 /// Istio's protocol names (`pkg/config/protocol`), case-insensitive.
 pub const PROTOCOLS: &[&str] = &[
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "HTTP_PROXY", "TCP", "TLS", "MONGO", "REDIS",
-    "MYSQL", "UDP",
+    "HTTP",
+    "HTTPS",
+    "GRPC",
+    "GRPC-WEB",
+    "HTTP2",
+    "HTTP_PROXY",
+    "TCP",
+    "TLS",
+    "MONGO",
+    "REDIS",
+    "MYSQL",
+    "UDP",
 ];
 
 /// Whether `name` is a protocol Istio knows (`unsupported protocol: %s` otherwise).
@@ -354,9 +387,15 @@ pub fn percent_in_range(value: f64) -> bool {
 /// backreferences, no look-around), so what compiles here compiles in Envoy.
 pub fn regex(report: &mut Report<'_>, at: &FieldPath<'_>, what: &str, pattern: &str) {
     if pattern.is_empty() {
-        report.error(at, format!("{what:?}: regex string match should not be empty"));
+        report.error(
+            at,
+            format!("{what:?}: regex string match should not be empty"),
+        );
     } else if pattern.len() > 1024 {
-        report.error(at, format!("{what:?}: regex is too large, max length allowed is 1024"));
+        report.error(
+            at,
+            format!("{what:?}: regex is too large, max length allowed is 1024"),
+        );
     } else if let Err(e) = regex::Regex::new(pattern) {
         let reason = e.to_string();
         let reason = reason.lines().last().unwrap_or_default().trim();
@@ -403,7 +442,10 @@ mod tests {
         );
         assert_eq!(
             fqdn_error("1.2.3.4"),
-            Some("domain name \"1.2.3.4\" invalid (top level domain \"4\" cannot be all-numeric)".into())
+            Some(
+                "domain name \"1.2.3.4\" invalid (top level domain \"4\" cannot be all-numeric)"
+                    .into()
+            )
         );
         assert_eq!(fqdn_error(""), Some("empty domain name not allowed".into()));
         assert!(fqdn_error(&"a".repeat(256)).is_some_and(|e| e.contains("too long")));

@@ -57,7 +57,10 @@ fn metadata(resource: &Resource, report: &mut Report<'_>) {
     if resource.kind == Kind::Gateway {
         // Gateways are referenced as `ns/name`, so a dot would be ambiguous.
         if !common::is_lowercase_dns1123_label(&resource.name) {
-            report.error(&name_at, format!("invalid gateway name: {:?}", resource.name));
+            report.error(
+                &name_at,
+                format!("invalid gateway name: {:?}", resource.name),
+            );
         }
     } else if !common::is_dns1123_subdomain(&resource.name) {
         report.error(
@@ -141,7 +144,12 @@ pub(crate) mod testing {
     ) -> Finding {
         let all = check(yaml);
         all.iter()
-            .find(|f| f.severity == severity && f.message == message && f.field == field && f.pos.line == line)
+            .find(|f| {
+                f.severity == severity
+                    && f.message == message
+                    && f.field == field
+                    && f.pos.line == line
+            })
             .cloned()
             .unwrap_or_else(|| {
                 panic!("no {severity} {message:?} at line {line} field {field:?}; found: {all:#?}")
