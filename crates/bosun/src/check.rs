@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use mesh_api::diag::{Finding, Severity};
-use mesh_api::registry::{RegistryError, load_registry_file};
+use mesh_api::registry::{Registry, RegistryError, load_registry_file};
 use mesh_api::resource::{Loaded, Resource, load_str};
 use serde_json::json;
 
@@ -29,9 +29,15 @@ pub fn run(
     let mut located: Vec<Located> = Vec::new();
     let mut resources: Vec<Resource> = Vec::new();
     let mut skipped = 0;
-    let mut files = 0;
+    // Kubernetes Services and workloads found among the inputs.
+    let mut kubernetes = Registry::default();
+    let mut files_read = 0;
 
-    let registry = match registry_path {
+    let mut mesh_files = Vec::new();
+    let files = expand(paths, &mut mesh_files, &mut unreadable);
+    // Without --registry, a mesh file beside the resources serves as the registry.
+    let registry_path = registry_path.or_else(|| mesh_files.first().map(PathBuf::as_path));
+    let registry = match registry_path.filter(|_| analyze) {
         None => None,
         Some(p) => match load_registry_file(p) {
             Ok(r) => Some(r),
@@ -50,7 +56,7 @@ pub fn run(
         },
     };
 
-    for file in expand(paths, &mut unreadable) {
+    for file in files {
         let (display, loaded) = match read(&file) {
             Ok(x) => x,
             Err(e) => {
@@ -59,8 +65,9 @@ pub fn run(
                 continue;
             }
         };
-        files += 1;
+        files_read += 1;
         skipped += loaded.skipped;
+        kubernetes.extend(loaded.kubernetes);
         located.extend(loaded.findings.into_iter().map(|finding| Located {
             path: display.clone(),
             finding,
@@ -79,6 +86,16 @@ pub fn run(
     }
 
     if analyze {
+        let registry = match registry {
+            Some(mut r) => {
+                r.extend(kubernetes);
+                Some(r)
+            }
+            None if !kubernetes.services.is_empty() || !kubernetes.workloads.is_empty() => {
+                Some(kubernetes)
+            }
+            None => None,
+        };
         for (index, finding) in mesh_api::analyze::analyze(&resources, registry.as_ref()) {
             let path = resources[index]
                 .file
@@ -100,7 +117,7 @@ pub fn run(
     let errors = count(&located, Severity::Error);
     let warnings = count(&located, Severity::Warning);
     eprintln!(
-        "bosun: {} resources in {files} files: {errors} {}, {warnings} {}{}",
+        "bosun: {} resources in {files_read} files: {errors} {}, {warnings} {}{}",
         resources.len(),
         plural(errors, "error", "errors"),
         plural(warnings, "warning", "warnings"),
@@ -167,8 +184,13 @@ fn print(located: &[Located], output: OutputFormat) -> Result<()> {
     Ok(())
 }
 
-/// Files named on the command line, and the YAML/JSON files under directories, in a stable order.
-fn expand(paths: &[PathBuf], unreadable: &mut bool) -> Vec<PathBuf> {
+/// The name of a mesh file inside a directory of resources (as in `examples/bookinfo/`): it is read
+/// as the registry, not as resources.
+const MESH_FILE_NAMES: [&str; 2] = ["mesh.yaml", "mesh.yml"];
+
+/// Files named on the command line, and the YAML/JSON files under directories, in a stable order;
+/// mesh files found in directories are moved to `mesh_files`.
+fn expand(paths: &[PathBuf], mesh_files: &mut Vec<PathBuf>, unreadable: &mut bool) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" || p.is_file() {
@@ -177,7 +199,13 @@ fn expand(paths: &[PathBuf], unreadable: &mut bool) -> Vec<PathBuf> {
             let mut found = Vec::new();
             walk(p, &mut found, unreadable);
             found.sort();
-            files.extend(found);
+            let (mesh, resources): (Vec<_>, Vec<_>) = found.into_iter().partition(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| MESH_FILE_NAMES.contains(&n))
+            });
+            mesh_files.extend(mesh);
+            files.extend(resources);
         } else {
             eprintln!(
                 "bosun: cannot read {}: no such file or directory",

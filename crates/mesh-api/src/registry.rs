@@ -46,6 +46,9 @@ pub struct RegistryService {
     /// `number`, `name`, `protocol` (HTTP, HTTP2, GRPC, TCP, TLS, HTTPS …), `targetPort`.
     pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
+    /// The namespaces that can see the service (`.` its own, `*` all); empty: all. Kubernetes
+    /// Services say it with the annotation `networking.istio.io/exportTo`.
+    pub export_to: Vec<String>,
 }
 
 /// One workload instance (a pod or VM): the service it belongs to and its labels.
@@ -78,6 +81,127 @@ impl RegistryService {
 impl RegistryWorkload {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+impl Registry {
+    /// Adds the services and workloads another registry knows.
+    pub fn extend(&mut self, other: Registry) {
+        self.services.extend(other.services);
+        self.workloads.extend(other.workloads);
+    }
+
+    /// Learns from a Kubernetes object found among the inputs, as `istioctl analyze` does: a `Service`
+    /// adds a service with its ports; a `Pod`, or the pod template of a `Deployment`, `StatefulSet` or
+    /// `DaemonSet`, adds a workload with its labels. Returns whether the object was one of those.
+    pub fn learn_kubernetes_object(&mut self, kind: &str, document: &Node) -> bool {
+        let json = document.to_json();
+        match kind {
+            "Service" => {
+                let Ok(svc) = serde_json::from_value::<kube::Service>(json) else {
+                    return false;
+                };
+                self.services.push(RegistryService {
+                    name: svc.metadata.name,
+                    namespace: svc.metadata.namespace,
+                    ports: svc
+                        .spec
+                        .ports
+                        .into_iter()
+                        .map(|p| Port {
+                            number: Some(p.port),
+                            // Kubernetes' `protocol` is the transport (TCP/UDP); Istio takes the
+                            // application protocol from `appProtocol` or the port name.
+                            protocol: p.app_protocol,
+                            name: p.name,
+                            target_port: None,
+                        })
+                        .collect(),
+                    labels: svc.metadata.labels,
+                    export_to: svc
+                        .metadata
+                        .annotations
+                        .get("networking.istio.io/exportTo")
+                        .map(|v| v.split(',').map(|e| e.trim().to_owned()).collect())
+                        .unwrap_or_default(),
+                });
+                true
+            }
+            "Pod" | "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
+                let Ok(obj) = serde_json::from_value::<kube::Workload>(json) else {
+                    return false;
+                };
+                let labels = if kind == "Pod" {
+                    obj.metadata.labels
+                } else {
+                    obj.spec.template.metadata.labels
+                };
+                self.workloads.push(RegistryWorkload {
+                    name: obj.metadata.name,
+                    namespace: obj.metadata.namespace,
+                    labels,
+                    ..RegistryWorkload::default()
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The few fields of Kubernetes objects that analysis needs.
+mod kube {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Metadata {
+        pub name: String,
+        pub namespace: Option<String>,
+        pub labels: BTreeMap<String, String>,
+        pub annotations: BTreeMap<String, String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Service {
+        pub metadata: Metadata,
+        pub spec: ServiceSpec,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct ServiceSpec {
+        pub ports: Vec<ServicePort>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct ServicePort {
+        pub port: u32,
+        pub name: Option<String>,
+        pub app_protocol: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct Workload {
+        pub metadata: Metadata,
+        pub spec: WorkloadSpec,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct WorkloadSpec {
+        pub template: PodTemplate,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct PodTemplate {
+        pub metadata: Metadata,
     }
 }
 

@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 use crate::de::{DeError, from_node, unknown_field_message};
 use crate::diag::{Finding, Severity, code, did_you_mean};
 use crate::path::FieldPath;
+use crate::registry::Registry;
 use crate::types::{
     destination_rule::DestinationRuleSpec, gateway::GatewaySpec, security::AuthorizationPolicySpec,
     security::PeerAuthenticationSpec, security::RequestAuthenticationSpec,
@@ -198,6 +199,8 @@ pub struct Loaded {
     pub findings: Vec<Finding>,
     /// Documents that are not Istio networking/security kinds (Deployments, Services, EnvoyFilters…).
     pub skipped: usize,
+    /// What the Kubernetes Services and workloads among those documents tell about the mesh.
+    pub kubernetes: Registry,
 }
 
 /// Reads every document of a YAML or JSON stream.
@@ -297,6 +300,9 @@ fn load_document(doc: Node, file: Option<&Arc<Path>>, loaded: &mut Loaded) {
             );
             error_at(loaded, &doc, &root.key("kind"), message);
         } else {
+            if !is_istio_group {
+                loaded.kubernetes.learn_kubernetes_object(&kind_name, &doc);
+            }
             loaded.skipped += 1;
         }
         return;
