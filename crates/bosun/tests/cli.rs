@@ -1,0 +1,118 @@
+//! The command line contract: output format, JSON keys, exit status, reading stdin and directories.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bosun(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bosun runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("bosun exits")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn bundled_bookinfo_is_clean_with_its_mesh_file() {
+    let o = bosun(&["analyze", "examples/bookinfo"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn mistakes_get_positioned_errors_with_suggestions() {
+    let o = bosun(&["validate", "examples/mistakes"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("examples/mistakes/service-entry-typo.yaml:9:3: error[IST0106]: unknown field \"prots\" (did you mean \"ports\"?) (at spec.prots)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("examples/mistakes/destination-rule-no-kind.yaml:2:1: error[IST0106]: missing \"kind\": this looks like a DestinationRule"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_output_has_the_documented_keys() {
+    let o = bosun(
+        &[
+            "validate",
+            "--output",
+            "json",
+            "examples/mistakes/service-entry-typo.yaml",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let items: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON array");
+    let first = &items.as_array().expect("array")[0];
+    let mut keys: Vec<&str> = first
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "code", "column", "field", "line", "message", "path", "severity"
+        ]
+    );
+    assert_eq!(first["line"], 9);
+    assert_eq!(first["column"], 3);
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["code"], "IST0106");
+    assert_eq!(first["field"], "spec.prots");
+}
+
+#[test]
+fn warnings_alone_exit_zero_and_unreadable_paths_exit_two() {
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [r]
+  http:
+  - route: [{destination: {host: r}}]
+  - match: [{uri: {prefix: /x}}]
+    route: [{destination: {host: r}}]
+";
+    let o = bosun(&["analyze", "-"], Some(yaml));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("-:8:5: warning[IST0130]"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = bosun(&["validate", "no/such/file.yaml"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let o = bosun(&["validate"], None);
+    assert_eq!(o.status.code(), Some(2), "missing arguments");
+}
