@@ -368,10 +368,20 @@ impl<'de> de::MapAccess<'de> for MapDe<'_, '_, '_> {
                 && !fields.contains(&entry.key.as_str())
             {
                 let path = self.path.key(&entry.key);
+                let (severity, message) = match removed_field(&entry.key, fields) {
+                    Some(why) => (
+                        Severity::Warning,
+                        format!(
+                            "field \"{}\" was removed from Istio's API and is ignored: {why}",
+                            entry.key
+                        ),
+                    ),
+                    None => (Severity::Error, unknown_field_message(&entry.key, fields)),
+                };
                 self.findings.borrow_mut().push(Finding {
-                    severity: Severity::Error,
+                    severity,
                     code: code::SCHEMA_VALIDATION_ERROR,
-                    message: unknown_field_message(&entry.key, fields),
+                    message,
                     field: path.to_string(),
                     pos: entry.key_pos,
                 });
@@ -401,6 +411,21 @@ impl<'de> de::MapAccess<'de> for MapDe<'_, '_, '_> {
 }
 
 /// `unknown field "prots" (did you mean "ports"?)`, or the list of known fields when nothing is close.
+/// Fields Istio's API once had and dropped, which old YAML (and Istio's own test configs) still carry:
+/// `(field, a field of the same message, what to know)`. They get a warning, not an error.
+const REMOVED_FIELDS: &[(&str, &str, &str)] = &[(
+    "websocketUpgrade",
+    "corsPolicy",
+    "WebSocket upgrades have been allowed on every HTTP route since Istio 1.0; delete the field",
+)];
+
+fn removed_field(key: &str, fields: &[&str]) -> Option<&'static str> {
+    REMOVED_FIELDS
+        .iter()
+        .find(|(removed, sibling, _)| *removed == key && fields.contains(sibling))
+        .map(|(_, _, why)| *why)
+}
+
 pub fn unknown_field_message(key: &str, fields: &[&str]) -> String {
     let suggestion = did_you_mean(key, fields.iter().copied());
     if suggestion.is_empty() {

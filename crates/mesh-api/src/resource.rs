@@ -157,7 +157,8 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
     VirtualService(VirtualServiceSpec),
-    DestinationRule(DestinationRuleSpec),
+    /// Boxed, as WorkloadGroup: its traffic policies make it many times larger than the others.
+    DestinationRule(Box<DestinationRuleSpec>),
     Gateway(GatewaySpec),
     ServiceEntry(ServiceEntrySpec),
     Sidecar(SidecarSpec),
@@ -438,7 +439,9 @@ fn read_spec(
 ) -> Result<Spec, DeError> {
     Ok(match kind {
         Kind::VirtualService => Spec::VirtualService(from_node(node, path, key_pos, findings)?),
-        Kind::DestinationRule => Spec::DestinationRule(from_node(node, path, key_pos, findings)?),
+        Kind::DestinationRule => {
+            Spec::DestinationRule(Box::new(from_node(node, path, key_pos, findings)?))
+        }
         Kind::Gateway => Spec::Gateway(from_node(node, path, key_pos, findings)?),
         Kind::ServiceEntry => Spec::ServiceEntry(from_node(node, path, key_pos, findings)?),
         Kind::Sidecar => Spec::Sidecar(from_node(node, path, key_pos, findings)?),
@@ -475,7 +478,7 @@ fn missing_kind_message(doc: &Node) -> String {
         })
         .filter(|(score, _)| *score > 0)
         .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     match scored.as_slice() {
         [(best, kind), rest @ ..] if rest.first().is_none_or(|(s, _)| s < best) => format!(
             "missing \"kind\": this looks like a {kind} (add \"kind: {kind}\" and \"apiVersion: {}/{}\")",

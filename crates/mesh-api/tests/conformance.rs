@@ -129,11 +129,11 @@ fn every_invalid_crd_case_is_rejected() {
         for mut doc in docs {
             // `_err` is Istio's expected message, not part of the resource.
             let mut expected = String::new();
-            if let Value::Map(entries) = &mut doc.value {
-                if let Some(i) = entries.iter().position(|e| e.key == "_err") {
-                    expected = entries[i].value.as_str().unwrap_or_default().to_owned();
-                    entries.remove(i);
-                }
+            if let Value::Map(entries) = &mut doc.value
+                && let Some(i) = entries.iter().position(|e| e.key == "_err")
+            {
+                expected = entries[i].value.as_str().unwrap_or_default().to_owned();
+                entries.remove(i);
             }
             let line = doc.pos.line;
             let loaded = load_nodes(vec![doc], None);

@@ -1,12 +1,12 @@
-//! Cross-resource analysis, like `istioctl analyze`: references that point nowhere, conflicts between
-//! resources, rules that can never match. Messages and codes are Istio's, so they can be searched.
+//! Cross-resource analysis, like `istioctl analyze`: references that point nowhere and conflicts
+//! between resources. (Rules that can never match are found per resource, by validation, as Istio's
+//! webhook does: `validate::virtual_service`.) Messages and codes are Istio's, so they can be searched.
 //!
 //! What exists is learned from the inputs themselves (ServiceEntries, Gateways, DestinationRules,
 //! Kubernetes Services and Pods in the same files) and from the registry (the mesh file). When nothing
 //! says which Kubernetes services exist, in-cluster hosts are not judged: an unknown is not an error.
 
 mod hosts;
-mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -32,7 +32,6 @@ pub fn analyze(resources: &[Resource], registry: Option<&Registry>) -> Vec<(usiz
             Spec::VirtualService(vs) => {
                 check_destinations(&catalog, &mut out, index, vs);
                 check_gateway_refs(&catalog, &mut out, index, vs);
-                routes::check_reachability(&mut out, index, vs);
             }
             Spec::DestinationRule(dr) => check_destination_rule_host(&catalog, &mut out, index, dr),
             Spec::Gateway(gw) => check_gateway_selector(&catalog, &mut out, index, gw),
@@ -127,7 +126,7 @@ impl<'a> Catalog<'a> {
         for r in resources {
             match &r.spec {
                 Spec::ServiceEntry(se) => catalog.service_entries.push((r, se)),
-                Spec::DestinationRule(dr) => catalog.destination_rules.push((r, dr)),
+                Spec::DestinationRule(dr) => catalog.destination_rules.push((r, dr.as_ref())),
                 Spec::Gateway(gw) => {
                     catalog.gateways.insert((&r.namespace, &r.name), gw);
                 }
