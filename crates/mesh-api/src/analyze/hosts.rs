@@ -74,6 +74,48 @@ pub fn gateway_ref<'a>(reference: &'a str, namespace: &'a str) -> (&'a str, &'a 
     }
 }
 
+/// Values keyed by host pattern, found by the hosts they cover: exact names by hash, wildcards by
+/// scanning (there are few), so a lookup does not walk every resource.
+#[derive(Debug)]
+pub struct HostIndex<T> {
+    exact: std::collections::HashMap<String, Vec<T>>,
+    wildcards: Vec<(String, T)>,
+}
+
+impl<T> Default for HostIndex<T> {
+    fn default() -> Self {
+        HostIndex {
+            exact: Default::default(),
+            wildcards: Vec::new(),
+        }
+    }
+}
+
+impl<T> HostIndex<T> {
+    pub fn insert(&mut self, pattern: &str, value: T) {
+        if pattern.starts_with('*') {
+            self.wildcards.push((pattern.to_ascii_lowercase(), value));
+        } else {
+            self.exact
+                .entry(pattern.to_ascii_lowercase())
+                .or_default()
+                .push(value);
+        }
+    }
+
+    /// Every value whose pattern covers `host`.
+    pub fn covering<'s>(&'s self, host: &str) -> impl Iterator<Item = &'s T> + 's {
+        let host = host.to_ascii_lowercase();
+        let exact = self.exact.get(&host).into_iter().flatten();
+        let wild = self
+            .wildcards
+            .iter()
+            .filter(move |(pattern, _)| matches(pattern, &host))
+            .map(|(_, v)| v);
+        exact.chain(wild)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +139,18 @@ mod tests {
         assert!(!matches("api.example.com", "*.example.com"));
         assert!(overlap("api.example.com", "*.example.com"));
         assert!(matches("*", "anything"));
+    }
+
+    #[test]
+    fn host_index_finds_exact_and_wildcard_patterns() {
+        let mut index = HostIndex::default();
+        index.insert("api.example.com", 1);
+        index.insert("*.example.com", 2);
+        index.insert("other.org", 3);
+        let mut found: Vec<i32> = index.covering("API.example.com").copied().collect();
+        found.sort_unstable();
+        assert_eq!(found, [1, 2]);
+        assert_eq!(index.covering("nothing.net").count(), 0);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::types::destination_rule::DestinationRuleSpec;
 use crate::types::gateway::GatewaySpec;
 use crate::types::service_entry::ServiceEntrySpec;
 use crate::types::virtual_service::{Destination, VirtualServiceSpec};
+use hosts::HostIndex;
 
 /// Analyses a set of resources (and optionally a registry of services and workloads). Each finding
 /// comes with the index of the resource it is about; its position is in that resource's document.
@@ -79,8 +80,10 @@ struct Catalog<'a> {
     services: Option<HashMap<(String, String), KnownService<'a>>>,
     /// Workload labels, `None` when nothing lists workloads.
     workloads: Option<Vec<&'a BTreeMap<String, String>>>,
-    service_entries: Vec<(&'a Resource, &'a ServiceEntrySpec)>,
-    destination_rules: Vec<(&'a Resource, &'a DestinationRuleSpec)>,
+    /// ServiceEntries by each of their hosts (as written: ServiceEntry hosts are not namespace-relative).
+    service_entries: HostIndex<(&'a Resource, &'a ServiceEntrySpec)>,
+    /// DestinationRules by their host, resolved in their namespace.
+    destination_rules: HostIndex<(&'a Resource, &'a DestinationRuleSpec)>,
     gateways: HashMap<(&'a str, &'a str), &'a GatewaySpec>,
 }
 
@@ -119,14 +122,21 @@ impl<'a> Catalog<'a> {
             resources,
             services,
             workloads,
-            service_entries: Vec::new(),
-            destination_rules: Vec::new(),
+            service_entries: HostIndex::default(),
+            destination_rules: HostIndex::default(),
             gateways: HashMap::new(),
         };
         for r in resources {
             match &r.spec {
-                Spec::ServiceEntry(se) => catalog.service_entries.push((r, se)),
-                Spec::DestinationRule(dr) => catalog.destination_rules.push((r, dr.as_ref())),
+                Spec::ServiceEntry(se) => {
+                    for host in &se.hosts {
+                        catalog.service_entries.insert(host, (r, se));
+                    }
+                }
+                Spec::DestinationRule(dr) => {
+                    let host = hosts::resolve(dr.host.as_deref().unwrap_or_default(), &r.namespace);
+                    catalog.destination_rules.insert(&host, (r, dr.as_ref()));
+                }
                 Spec::Gateway(gw) => {
                     catalog.gateways.insert((&r.namespace, &r.name), gw);
                 }
@@ -145,15 +155,10 @@ impl<'a> Catalog<'a> {
                 .iter()
                 .all(|ns| hosts::exported_to(export_to, owner, ns))
         };
-        for (r, se) in &self.service_entries {
-            if !visible(&se.export_to, &r.namespace) {
-                continue;
-            }
-            if se
-                .hosts
-                .iter()
-                .any(|h| hosts::matches(h, host) || hosts::matches(h, &fqdn))
-            {
+        let entries = self.service_entries.covering(host);
+        let entries = entries.chain(self.service_entries.covering(&fqdn));
+        for (r, se) in entries {
+            if visible(&se.export_to, &r.namespace) {
                 return Lookup::Found(se.ports.iter().filter_map(|p| p.number).collect());
             }
         }
@@ -175,10 +180,8 @@ impl<'a> Catalog<'a> {
     /// Whether a DestinationRule visible from `namespace` defines `subset` for `host`.
     fn has_subset(&self, host: &str, namespace: &str, subset: &str) -> bool {
         let fqdn = hosts::resolve(host, namespace);
-        self.destination_rules.iter().any(|(r, dr)| {
-            let dr_host = dr.host.as_deref().unwrap_or_default();
+        self.destination_rules.covering(&fqdn).any(|(r, dr)| {
             hosts::exported_to(&dr.export_to, &r.namespace, namespace)
-                && hosts::matches(&hosts::resolve(dr_host, &r.namespace), &fqdn)
                 && dr.subsets.iter().any(|s| s.name.as_deref() == Some(subset))
         })
     }
