@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration as StdDuration;
 
 use crate::diag::Report;
-use crate::path::FieldPath;
+use crate::path::{FieldPath, Seg};
 use crate::types::Duration;
+use crate::yaml::{Node, Value};
 
 /// Parses a duration as Istio reads it: Go's `time.ParseDuration` syntax (`"1h30m"`, `"0.5s"`,
 /// `"100ms"`). Negative durations are returned as `Err`.
@@ -101,28 +102,43 @@ pub fn duration_or_zero(report: &mut Report<'_>, at: &FieldPath<'_>, d: &Duratio
     }
 }
 
-/// `port number %d must be in the range 1..65535`.
-pub fn port(report: &mut Report<'_>, at: &FieldPath<'_>, port: u32) -> bool {
-    if (1..=65535).contains(&port) {
-        true
-    } else {
-        report.error(
-            at,
-            format!("port number {port} must be in the range 1..65535"),
-        );
-        false
+/// Istio's `ValidatePort`: `port number %d must be in the range 1..65535`.
+pub fn port_error(port: impl Into<i64>) -> Option<String> {
+    let port = port.into();
+    (!(1..=65535).contains(&port))
+        .then(|| format!("port number {port} must be in the range 1..65535"))
+}
+
+/// [`port_error`] reported as an error at `at`; whether the port is valid.
+pub fn port(report: &mut Report<'_>, at: &FieldPath<'_>, port: impl Into<i64>) -> bool {
+    match port_error(port) {
+        None => true,
+        Some(e) => {
+            report.error(at, e);
+            false
+        }
     }
 }
 
 /// A DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters. Istio also accepts
 /// upper case in host labels (`IsDNS1123Label` in its `labels` package).
 pub fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= 63 && is_alnum_bounded(s, b"-")
+}
+
+/// Non-empty, letters and digits at both ends, and in between letters, digits or bytes of `inner`:
+/// the shape of Kubernetes' DNS labels (`-`) and qualified names (`-_.`), before any length limit.
+pub fn is_alnum_bounded(s: &str, inner: &[u8]) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => {
+            f.is_ascii_alphanumeric()
+                && l.is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || inner.contains(c))
+        }
+        _ => false,
+    }
 }
 
 /// A Kubernetes object name or namespace part: lower case DNS-1123 label.
@@ -157,8 +173,7 @@ fn dns1123_preconditions(name: &str) -> Option<String> {
 fn dns1123_labels_error(domain: &str, labels: &str) -> Option<String> {
     let parts: Vec<&str> = labels.split('.').collect();
     let tld = parts[parts.len() - 1];
-    // Go's `strconv.Atoi` test: an optionally signed decimal number.
-    if tld.parse::<i64>().is_ok() {
+    if go_atoi(tld).is_ok() {
         return Some(format!(
             "domain name {domain:?} invalid (top level domain {tld:?} cannot be all-numeric)"
         ));
@@ -175,6 +190,16 @@ fn dns1123_labels_error(domain: &str, labels: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Go's `strconv.Atoi` (an optionally signed decimal number that fits 64 bits), with its error texts.
+pub fn go_atoi(s: &str) -> Result<i64, String> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.Atoi: parsing {s:?}: invalid syntax"));
+    }
+    s.parse::<i64>()
+        .map_err(|_| format!("strconv.Atoi: parsing {s:?}: value out of range"))
 }
 
 /// Istio's `ValidateWildcardDomain`: a DNS name whose first label may be `*` or `*`-prefixed only as a
@@ -206,21 +231,79 @@ fn is_wildcard_dns1123_label(label: &str) -> bool {
     label.len() <= 63 && is_dns1123_label(rest)
 }
 
-/// A host that names a service: FQDN, wildcard domain, or an IP address.
+/// Whether `s` is an IP address (Go's `net.ParseIP`).
 pub fn is_ip(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
-/// `a.b.c.d/n` or an IP address.
+/// Go's `netip.ParsePrefix` on the bits after `/`: decimal digits only (no sign, no leading zero) and
+/// at most the address's size.
+pub fn is_prefix_len(bits: &str, addr: IpAddr) -> bool {
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    !bits.is_empty()
+        && bits.len() <= 3
+        && bits.bytes().all(|b| b.is_ascii_digit())
+        && !(bits.len() > 1 && bits.starts_with('0'))
+        && bits.parse::<u32>().is_ok_and(|b| b <= max)
+}
+
+/// `a.b.c.d/n`, `x::y/n` (Go's `netip.ParsePrefix`) or an IP address.
 pub fn is_cidr_or_ip(s: &str) -> bool {
     match s.split_once('/') {
         None => is_ip(s),
-        Some((ip, bits)) => match (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
-            (Ok(IpAddr::V4(_)), Ok(b)) => b <= 32,
-            (Ok(IpAddr::V6(_)), Ok(b)) => b <= 128,
-            _ => false,
-        },
+        Some((ip, bits)) => ip.parse::<IpAddr>().is_ok_and(|a| is_prefix_len(bits, a)),
     }
+}
+
+/// Istio's `ValidateIPAddress`: `%v is not a valid IP`.
+pub fn ip_address_error(addr: &str) -> Option<String> {
+    (!is_ip(addr)).then(|| format!("{addr} is not a valid IP"))
+}
+
+/// Istio's `ValidateIPSubnet`: a CIDR block (`a.b.c.d/n`, `x::y/n`) or a plain IP address.
+pub fn ip_subnet_error(subnet: &str) -> Option<String> {
+    if subnet.matches('/').count() == 1 {
+        (!is_cidr_or_ip(subnet)).then(|| format!("{subnet} is not a valid CIDR block"))
+    } else {
+        ip_address_error(subnet)
+    }
+}
+
+/// The prefix marking a Unix domain socket address (`unix:///path` or `unix://@abstract`).
+pub const UNIX_PREFIX: &str = "unix://";
+
+/// Istio's `ValidateUnixAddress` on the part after `unix://`: an absolute file path or an abstract
+/// socket (`@name`).
+pub fn unix_address_error(path: &str) -> Option<String> {
+    if path.is_empty() {
+        Some("unix address must not be empty".to_owned())
+    } else if !path.starts_with('@') && (!path.starts_with('/') || path.ends_with('/')) {
+        Some(format!("{path} is not an absolute path to a file"))
+    } else {
+        None
+    }
+}
+
+/// Istio's `ValidatePartialWildCard`: `*` only as the whole host or the whole first label.
+pub fn partial_wildcard_error(host: &str) -> Option<String> {
+    (host.contains('*') && host != "*" && !host.starts_with("*."))
+        .then(|| format!("partial wildcard {host:?} not allowed"))
+}
+
+/// Istio's `validateSidecarOrGatewayHostnamePart`: the `dnsName` of a `namespace/dnsName` host: an
+/// FQDN, `*` or a `*.`-prefixed wildcard (gateways also take an IP address), no partial wildcard.
+pub fn hostname_part_errors(name: &str, is_gateway: bool) -> Vec<String> {
+    let mut errors = Vec::new();
+    if name != "*" && !name.contains('.') {
+        errors.push("short names (non FQDN) are not allowed".to_owned());
+    }
+    if let Some(e) = wildcard_domain_error(name)
+        && !(is_gateway && is_ip(name))
+    {
+        errors.push(e);
+    }
+    errors.extend(partial_wildcard_error(name));
+    errors
 }
 
 /// Kubernetes label key: `[prefix/]name`, name ≤ 63 of alphanumerics, `-`, `_`, `.`, alphanumeric at
@@ -247,13 +330,7 @@ pub fn label_key_error(key: &str) -> Option<String> {
 
 /// Kubernetes label value: empty, or ≤ 63 of alphanumerics, `-`, `_`, `.`, alphanumeric at both ends.
 pub fn is_label_value(v: &str) -> bool {
-    let b = v.as_bytes();
-    b.is_empty()
-        || (b.len() <= 63
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
+    v.is_empty() || (v.len() <= 63 && is_alnum_bounded(v, b"-_."))
 }
 
 /// Labels of a workload selector or subset: Istio's `labels.Instance.Validate` plus its selector rules.
@@ -371,11 +448,96 @@ pub fn protocol(report: &mut Report<'_>, at: &FieldPath<'_>, name: &str) {
     }
 }
 
-/// Port names: DNS-1123 labels (`invalid port name: %s`).
-pub fn port_name(report: &mut Report<'_>, at: &FieldPath<'_>, name: &str) {
-    if !is_lowercase_dns1123_label(name) {
+/// Istio's `protocol.Instance.IsHTTP`: HTTP, HTTP2, HTTP_PROXY, GRPC, GRPC-WEB (any case).
+pub fn is_http_protocol(p: &str) -> bool {
+    ["HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(p))
+}
+
+/// Istio's `protocol.Instance.IsTLS`: HTTPS, TLS (any case).
+pub fn is_tls_protocol(p: &str) -> bool {
+    ["HTTPS", "TLS"].iter().any(|x| x.eq_ignore_ascii_case(p))
+}
+
+/// Istio's `protocol.Instance.IsTCP`: TCP, HTTPS, TLS, MONGO, REDIS, MYSQL (any case).
+pub fn is_tcp_protocol(p: &str) -> bool {
+    ["TCP", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL"]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(p))
+}
+
+/// Istio's `ValidatePortName`: a DNS-1123 label, upper case allowed (`invalid port name: %s`).
+pub fn port_name(report: &mut Report<'_>, at: &FieldPath<'_>, name: &str) -> bool {
+    if is_dns1123_label(name) {
+        true
+    } else {
         report.error(at, format!("invalid port name: {name}"));
+        false
     }
+}
+
+/// Whether an optional string field is set to something non-empty (Go's `!= ""` on a proto string).
+pub fn is_set(field: &Option<String>) -> bool {
+    field.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+/// The API server's message for a CRD `maxItems`/`maxProperties` (`field.TooMany`): `Too many: N:
+/// must have at most M items` (`unit` is `items`, `properties`, ...).
+pub fn too_many(report: &mut Report<'_>, at: &FieldPath<'_>, len: usize, max: usize, unit: &str) {
+    if len > max {
+        report.error(at, format!("Too many: {}", at_most(len, max, unit)));
+    }
+}
+
+/// [`too_many`] for `items`, in the lower-case wording (`too many: N: ...`) the WorkloadEntry,
+/// ServiceEntry and server TLS findings have always used.
+pub fn max_entries(report: &mut Report<'_>, at: &FieldPath<'_>, len: usize, max: usize) {
+    if len > max {
+        report.error(at, format!("too many: {}", at_most(len, max, "items")));
+    }
+}
+
+fn at_most(len: usize, max: usize, unit: &str) -> String {
+    format!("{len}: must have at most {max} {unit}")
+}
+
+/// The CRD's `maxLength` (`too long: may not be more than M bytes`).
+pub fn max_len(report: &mut Report<'_>, at: &FieldPath<'_>, value: &str, max: usize) {
+    if value.len() > max {
+        report.error(at, format!("too long: may not be more than {max} bytes"));
+    }
+}
+
+/// The YAML node at `path` in the document `root`, if it is written there: lets a validator tell an
+/// explicit `null` or `{}` (which the types read as empty) from an absent field.
+pub fn node_at<'n>(root: &'n Node, path: &FieldPath<'_>) -> Option<&'n Node> {
+    let mut node = root;
+    for seg in path.segments() {
+        node = match (seg, &node.value) {
+            (Seg::Key(k), Value::Map(entries)) => &entries.iter().find(|e| e.key == k)?.value,
+            (Seg::Index(i), Value::Seq(items)) => items.get(i)?,
+            (Seg::Root, _) => node,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Whether the document writes `null` at `path` (`- ~`, or an empty list item `-`), which the types
+/// read as an empty message.
+pub fn is_null(root: &Node, path: &FieldPath<'_>) -> bool {
+    node_at(root, path).is_some_and(|n| matches!(n.value, Value::Null))
+}
+
+/// Whether the document writes an empty mapping `{}` at `path` (the types cannot tell it from absent).
+pub fn is_empty_map(root: &Node, path: &FieldPath<'_>) -> bool {
+    node_at(root, path).is_some_and(|n| matches!(&n.value, Value::Map(e) if e.is_empty()))
+}
+
+/// Whether the mapping at `path` has the key `key` as written.
+pub fn has_key(root: &Node, path: &FieldPath<'_>, key: &str) -> bool {
+    node_at(root, path).is_some_and(|n| n.entry(key).is_some())
 }
 
 /// Percentages of `Percent` messages and similar: `[0, 100]`.
@@ -467,5 +629,23 @@ mod tests {
         assert!(is_cidr_or_ip("2001:db8::/32"));
         assert!(!is_cidr_or_ip("10.0.0.0/33"));
         assert!(!is_cidr_or_ip("example.com"));
+        // Go's `netip.ParsePrefix`: no sign, no leading zero.
+        assert!(is_cidr_or_ip("0.0.0.0/0"));
+        assert!(!is_cidr_or_ip("10.0.0.0/+8"));
+        assert!(!is_cidr_or_ip("10.0.0.0/08"));
+        assert!(!is_cidr_or_ip("10.0.0.0/"));
+        assert_eq!(
+            ip_subnet_error("10.0.0.0/08"),
+            Some("10.0.0.0/08 is not a valid CIDR block".into())
+        );
+        assert_eq!(unix_address_error("@abstract"), None);
+        assert_eq!(
+            unix_address_error("/dir/"),
+            Some("/dir/ is not an absolute path to a file".into())
+        );
+        assert_eq!(
+            ip_subnet_error("10.0.0.0/8/8"),
+            Some("10.0.0.0/8/8 is not a valid IP".into())
+        );
     }
 }

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration as StdDuration;
 
-use super::{Ctx, common};
+use super::Ctx;
+use super::common::{self, is_set};
 use crate::diag::Report;
 use crate::path::FieldPath;
 use crate::types::common::Duration;
@@ -71,15 +72,13 @@ pub(super) fn validate(
     if let Some(selector) = &spec.workload_selector {
         let sel_at = at.key("workloadSelector");
         let labels_at = sel_at.key("matchLabels");
-        if selector.match_labels.len() > MAX_SELECTOR_LABELS {
-            report.error(
-                &labels_at,
-                format!(
-                    "Too many: {}: must have at most {MAX_SELECTOR_LABELS} properties",
-                    selector.match_labels.len()
-                ),
-            );
-        }
+        common::too_many(
+            report,
+            &labels_at,
+            selector.match_labels.len(),
+            MAX_SELECTOR_LABELS,
+            "properties",
+        );
         common::workload_selector(report, &labels_at, &selector.match_labels);
     }
 }
@@ -157,29 +156,58 @@ fn traffic_policy(
         );
         return;
     }
-    if let Some(od) = &tp.outlier_detection {
-        outlier_detection(od, report, &at.key("outlierDetection"));
-    }
-    if let Some(cp) = &tp.connection_pool {
-        connection_pool(cp, report, &at.key("connectionPool"));
-    }
-    if let Some(lb) = &tp.load_balancer {
-        load_balancer(
-            lb,
-            tp.outlier_detection.is_some(),
-            report,
-            &at.key("loadBalancer"),
-        );
-    }
-    if let Some(tls) = &tp.tls {
-        client_tls(namespace, tls, report, &at.key("tls"));
-    }
+    shared_policies(
+        namespace,
+        SharedPolicies {
+            outlier_detection: tp.outlier_detection.as_ref(),
+            connection_pool: tp.connection_pool.as_ref(),
+            load_balancer: tp.load_balancer.as_ref(),
+            tls: tp.tls.as_ref(),
+        },
+        report,
+        at,
+    );
     port_level_settings(namespace, &tp.port_level_settings, report, at);
     if let Some(tunnel) = &tp.tunnel {
         tunnel_settings(tunnel, report, &at.key("tunnel"));
     }
     if let Some(rb) = &tp.retry_budget {
         retry_budget(rb, report, &at.key("retryBudget"));
+    }
+}
+
+/// The policies a traffic policy and each of its port-level settings both carry.
+struct SharedPolicies<'a> {
+    outlier_detection: Option<&'a OutlierDetection>,
+    connection_pool: Option<&'a ConnectionPoolSettings>,
+    load_balancer: Option<&'a LoadBalancerSettings>,
+    tls: Option<&'a ClientTlsSettings>,
+}
+
+/// What Istio's `validateTrafficPolicy` and `validatePortTrafficPolicies` both check: outlier
+/// detection, connection pool, load balancer and client TLS.
+fn shared_policies(
+    namespace: &str,
+    policies: SharedPolicies<'_>,
+    report: &mut Report<'_>,
+    at: &FieldPath<'_>,
+) {
+    if let Some(od) = policies.outlier_detection {
+        outlier_detection(od, report, &at.key("outlierDetection"));
+    }
+    if let Some(cp) = policies.connection_pool {
+        connection_pool(cp, report, &at.key("connectionPool"));
+    }
+    if let Some(lb) = policies.load_balancer {
+        load_balancer(
+            lb,
+            policies.outlier_detection.is_some(),
+            report,
+            &at.key("loadBalancer"),
+        );
+    }
+    if let Some(tls) = policies.tls {
+        client_tls(namespace, tls, report, &at.key("tls"));
     }
 }
 
@@ -192,15 +220,13 @@ fn port_level_settings(
     tp_at: &FieldPath<'_>,
 ) {
     let at = tp_at.key("portLevelSettings");
-    if settings.len() > MAX_PORT_LEVEL_SETTINGS {
-        report.error(
-            &at,
-            format!(
-                "Too many: {}: must have at most {MAX_PORT_LEVEL_SETTINGS} items",
-                settings.len()
-            ),
-        );
-    }
+    common::too_many(
+        report,
+        &at,
+        settings.len(),
+        MAX_PORT_LEVEL_SETTINGS,
+        "items",
+    );
     let mut seen = BTreeSet::new();
     for (i, p) in settings.iter().enumerate() {
         let pat = at.index(i);
@@ -210,12 +236,9 @@ fn port_level_settings(
             Some(port) => {
                 let number = port.number.unwrap_or(0);
                 let number_at = port_at.key("number");
-                if !(1..=65535).contains(&number) {
+                if let Some(e) = common::port_error(number) {
                     // Istio accepts it, but no service port can ever match it.
-                    report.warn(
-                        &number_at,
-                        format!("port number {number} must be in the range 1..65535"),
-                    );
+                    report.warn(&number_at, e);
                 } else if !seen.insert(number) {
                     report.warn(
                         &number_at,
@@ -232,23 +255,17 @@ fn port_level_settings(
             report.error(&pat, "port traffic policy must have at least one field");
             continue;
         }
-        if let Some(od) = &p.outlier_detection {
-            outlier_detection(od, report, &pat.key("outlierDetection"));
-        }
-        if let Some(cp) = &p.connection_pool {
-            connection_pool(cp, report, &pat.key("connectionPool"));
-        }
-        if let Some(lb) = &p.load_balancer {
-            load_balancer(
-                lb,
-                p.outlier_detection.is_some(),
-                report,
-                &pat.key("loadBalancer"),
-            );
-        }
-        if let Some(tls) = &p.tls {
-            client_tls(namespace, tls, report, &pat.key("tls"));
-        }
+        shared_policies(
+            namespace,
+            SharedPolicies {
+                outlier_detection: p.outlier_detection.as_ref(),
+                connection_pool: p.connection_pool.as_ref(),
+                load_balancer: p.load_balancer.as_ref(),
+                tls: p.tls.as_ref(),
+            },
+            report,
+            &pat,
+        );
     }
 }
 
@@ -643,27 +660,20 @@ fn locality_lb_setting(
         report.warn(at, "outlier detection policy must be provided for failover");
     }
 
-    let failover_at = at.key("failover");
-    for (i, f) in lb.failover.iter().enumerate() {
-        let fat = failover_at.index(i);
-        let from = f.from.as_deref().unwrap_or_default();
-        let to = f.to.as_deref().unwrap_or_default();
-        if from == to {
-            report.error(
-                &fat,
-                "locality lb failover settings must specify different regions",
-            );
-        }
-        if from.contains('/') || to.contains('/') {
-            report.error(&fat, "locality lb failover only specify region");
-        }
-        if from.contains('*') || to.contains('*') {
-            report.error(
-                &fat,
-                "locality lb failover region should not contain '*' wildcard",
-            );
-        }
-    }
+    let regions = lb
+        .failover
+        .iter()
+        .map(|f| (f.from.as_deref(), f.to.as_deref()));
+    failover_regions(
+        report,
+        &at.key("failover"),
+        regions,
+        [
+            "locality lb failover settings must specify different regions",
+            "locality lb failover only specify region",
+            "locality lb failover region should not contain '*' wildcard",
+        ],
+    );
 }
 
 /// `ValidateZoneAwareLbSetting`.
@@ -685,28 +695,41 @@ fn zone_aware_lb_setting(
     if (!lb.failover.is_empty() || !lb.failover_priority.is_empty()) && !has_outlier {
         report.warn(at, "outlier detection policy must be provided for failover");
     }
-    let failover_at = at.key("failover");
-    for (i, f) in lb.failover.iter().enumerate() {
-        let fat = failover_at.index(i);
-        let from = f.from.as_deref().unwrap_or_default();
-        let to = f.to.as_deref().unwrap_or_default();
+    let regions = lb
+        .failover
+        .iter()
+        .map(|f| (f.from.as_deref(), f.to.as_deref()));
+    failover_regions(
+        report,
+        &at.key("failover"),
+        regions,
+        [
+            "zone aware lb failover settings must specify different regions",
+            "zone aware lb failover only specifies region; zone and subzone failover are handled automatically",
+            "zone aware lb failover region should not contain '*' wildcard",
+        ],
+    );
+}
+
+/// The `failover` from/to rules locality and zone-aware settings share (each with its own wording:
+/// different regions, region only, no wildcard).
+fn failover_regions<'a>(
+    report: &mut Report<'_>,
+    at: &FieldPath<'_>,
+    regions: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    [same, not_region, wildcard]: [&str; 3],
+) {
+    for (i, (from, to)) in regions.enumerate() {
+        let f_at = at.index(i);
+        let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
         if from == to {
-            report.error(
-                &fat,
-                "zone aware lb failover settings must specify different regions",
-            );
+            report.error(&f_at, same);
         }
         if from.contains('/') || to.contains('/') {
-            report.error(
-                &fat,
-                "zone aware lb failover only specifies region; zone and subzone failover are handled automatically",
-            );
+            report.error(&f_at, not_region);
         }
         if from.contains('*') || to.contains('*') {
-            report.error(
-                &fat,
-                "zone aware lb failover region should not contain '*' wildcard",
-            );
+            report.error(&f_at, wildcard);
         }
     }
 }
@@ -803,8 +826,7 @@ fn client_tls(
     }
 
     let mode = tls.mode.unwrap_or_default();
-    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    let ca = set(&tls.ca_certificates);
+    let ca = is_set(&tls.ca_certificates);
     let has_sans = !tls.subject_alt_names.is_empty();
     if tls.insecure_skip_verify == Some(true) {
         let skip_at = at.key("insecureSkipVerify");
@@ -823,7 +845,8 @@ fn client_tls(
     }
 
     if matches!(mode, ClientTlsMode::Simple | ClientTlsMode::Mutual) && !credential.is_empty() {
-        if set(&tls.client_certificate) || ca || set(&tls.private_key) || set(&tls.ca_crl) {
+        if is_set(&tls.client_certificate) || ca || is_set(&tls.private_key) || is_set(&tls.ca_crl)
+        {
             report.error(
                 &credential_at,
                 "cannot specify client certificates or CA certificate or CA CRL If credentialName is set",
@@ -834,13 +857,13 @@ fn client_tls(
     }
 
     if mode == ClientTlsMode::Mutual {
-        if !set(&tls.client_certificate) {
+        if !is_set(&tls.client_certificate) {
             report.error(
                 &at.key("clientCertificate"),
                 "client certificate required for mutual tls",
             );
         }
-        if !set(&tls.private_key) {
+        if !is_set(&tls.private_key) {
             report.error(&at.key("privateKey"), "private key required for mutual tls");
         }
     }
@@ -873,11 +896,11 @@ fn tunnel_settings(tunnel: &TunnelSettings, report: &mut Report<'_>, at: &FieldP
     let port_at = at.key("targetPort");
     match tunnel.target_port {
         None => report.error(&port_at, "missing required field \"targetPort\""),
-        Some(p) if !(1..=65535).contains(&p) => report.error(
-            &port_at,
-            format!("tunnel target port is invalid: port number {p} must be in the range 1..65535"),
-        ),
-        Some(_) => {}
+        Some(p) => {
+            if let Some(e) = common::port_error(p) {
+                report.error(&port_at, format!("tunnel target port is invalid: {e}"));
+            }
+        }
     }
 }
 

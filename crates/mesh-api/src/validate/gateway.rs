@@ -4,49 +4,13 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
-use super::common;
-use super::workload::{UNIX_PREFIX, max_entries, unix_address_error};
+use super::common::{
+    self, UNIX_PREFIX, is_http_protocol, is_set, is_tls_protocol, unix_address_error,
+};
+use super::tls::{CipherWarnings, server_tls_options};
 use crate::diag::Report;
 use crate::path::FieldPath;
-use crate::types::gateway::{GatewaySpec, Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
-
-/// Cipher suites Envoy (BoringSSL) accepts in `tls.cipherSuites` (Istio's `security.ValidCipherSuites`).
-const CIPHER_SUITES: &[&str] = &[
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "ECDHE-RSA-CHACHA20-POLY1305",
-    "ECDHE-ECDSA-AES128-SHA",
-    "ECDHE-RSA-AES128-SHA",
-    "ECDHE-ECDSA-AES256-SHA",
-    "ECDHE-RSA-AES256-SHA",
-    "AES128-GCM-SHA256",
-    "AES256-GCM-SHA384",
-    "AES128-SHA",
-    "AES256-SHA",
-    "DES-CBC3-SHA",
-];
-
-/// Protocols that carry HTTP (`protocol.Instance.IsHTTP`): HTTP, HTTP2, HTTP_PROXY, GRPC, GRPC-WEB.
-pub(super) fn is_http_protocol(p: &str) -> bool {
-    ["HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"]
-        .iter()
-        .any(|x| x.eq_ignore_ascii_case(p))
-}
-
-/// Protocols that are TLS on the wire (`IsTLS`): HTTPS, TLS.
-pub(super) fn is_tls_protocol(p: &str) -> bool {
-    ["HTTPS", "TLS"].iter().any(|x| x.eq_ignore_ascii_case(p))
-}
-
-/// Protocols proxied as opaque TCP (`IsTCP`): TCP, HTTPS, TLS, MONGO, REDIS, MYSQL.
-pub(super) fn is_tcp_protocol(p: &str) -> bool {
-    ["TCP", "HTTPS", "TLS", "MONGO", "REDIS", "MYSQL"]
-        .iter()
-        .any(|x| x.eq_ignore_ascii_case(p))
-}
+use crate::types::gateway::{GatewaySpec, Server, ServerTlsMode};
 
 pub(super) fn validate(
     ctx: &Ctx<'_>,
@@ -184,13 +148,15 @@ fn server(report: &mut Report<'_>, at: &FieldPath<'_>, server: &Server, gateway_
                 format!("port number must be 0 for unix domain socket: {n}"),
             );
         }
-    } else if !bind.is_empty() && !common::is_ip(bind) {
-        report.error(&bind_at, format!("{bind} is not a valid IP"));
+    } else if !bind.is_empty()
+        && let Some(e) = common::ip_address_error(bind)
+    {
+        report.error(&bind_at, e);
     }
 
     let tls_at = at.key("tls");
     if let Some(tls) = &server.tls {
-        tls_options(report, &tls_at, tls);
+        server_tls_options(report, &tls_at, tls, CipherWarnings::PerEntry);
     }
 
     // Which TLS settings fit the protocol, once the port itself is valid.
@@ -209,9 +175,9 @@ fn server(report: &mut Report<'_>, at: &FieldPath<'_>, server: &Server, gateway_
                         ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
                     );
                     if !passthrough
-                        || set(&tls.ca_certificates)
-                        || set(&tls.private_key)
-                        || set(&tls.server_certificate)
+                        || is_set(&tls.ca_certificates)
+                        || is_set(&tls.private_key)
+                        || is_set(&tls.server_certificate)
                     {
                         report.error(
                             &tls_at,
@@ -228,10 +194,6 @@ fn server(report: &mut Report<'_>, at: &FieldPath<'_>, server: &Server, gateway_
             _ => {}
         }
     }
-}
-
-fn set(field: &Option<String>) -> bool {
-    field.as_deref().is_some_and(|s| !s.is_empty())
 }
 
 /// Istio's `ValidateNamespaceSlashWildcardHostname` for gateways: `[ns/]host`, where `ns` is `*`, `.`
@@ -258,226 +220,8 @@ fn host_errors(host: &str, gateway_semantics: bool) -> Vec<String> {
             name
         }
     };
-    if name != "*" && !name.contains('.') {
-        errors.push("short names (non FQDN) are not allowed".to_owned());
-    }
-    if let Some(e) = common::wildcard_domain_error(name)
-        && !common::is_ip(name)
-    {
-        errors.push(e);
-    }
-    if let Some(e) = partial_wildcard_error(name) {
-        errors.push(e);
-    }
+    errors.extend(common::hostname_part_errors(name, true));
     errors
-}
-
-/// Istio's `ValidatePartialWildCard`: `*` only as the whole host or the whole first label.
-pub(super) fn partial_wildcard_error(host: &str) -> Option<String> {
-    (host.contains('*') && host != "*" && !host.starts_with("*."))
-        .then(|| format!("partial wildcard {host:?} not allowed"))
-}
-
-/// Istio's `validateTLSOptions` and the CRD's rules on `ServerTLSSettings`.
-fn tls_options(report: &mut Report<'_>, at: &FieldPath<'_>, tls: &ServerTlsSettings) {
-    let mode = tls.mode.unwrap_or_default();
-
-    let min = tls.min_protocol_version.unwrap_or_default();
-    let max = tls.max_protocol_version.unwrap_or_default();
-    if matches!(min, TlsProtocol::Tlsv10 | TlsProtocol::Tlsv11) && tls.cipher_suites.is_empty() {
-        report.warn(
-            &at.key("minProtocolVersion"),
-            "TLS version below TLSV1_2 require setting compatible ciphers as by default they no longer include compatible ciphers.",
-        );
-    }
-    if let (Some(lo), Some(hi)) = (tls_version_rank(min), tls_version_rank(max))
-        && lo > hi
-    {
-        report.warn(
-            &at.key("minProtocolVersion"),
-            "minProtocolVersion is higher than maxProtocolVersion: no TLS version can be negotiated",
-        );
-    }
-
-    let ciphers_at = at.key("cipherSuites");
-    let mut seen: Vec<&str> = Vec::new();
-    for (i, cs) in tls.cipher_suites.iter().enumerate() {
-        if !is_valid_cipher_suite(cs) {
-            report.warn(
-                &ciphers_at.index(i),
-                format!("ignoring invalid cipher suites: [{cs}]"),
-            );
-        } else if seen.contains(&cs.as_str()) {
-            report.warn(
-                &ciphers_at.index(i),
-                format!("ignoring duplicate cipher suites: [{cs}]"),
-            );
-        } else {
-            seen.push(cs);
-        }
-    }
-
-    max_entries(
-        report,
-        &at.key("credentialNames"),
-        tls.credential_names.len(),
-        2,
-    );
-    max_entries(
-        report,
-        &at.key("tlsCertificates"),
-        tls.tls_certificates.len(),
-        2,
-    );
-
-    let has_credential_name = set(&tls.credential_name);
-    let has_credential_names = !tls.credential_names.is_empty();
-    let has_tls_certificates = !tls.tls_certificates.is_empty();
-
-    if mode == ServerTlsMode::IstioMutual {
-        // Istio's own certificates: nothing else may name any.
-        let fields = [
-            (
-                "serverCertificate",
-                set(&tls.server_certificate),
-                "server certificate",
-            ),
-            ("privateKey", set(&tls.private_key), "private key"),
-            ("caCertificates", set(&tls.ca_certificates), "CA bundle"),
-            ("tlsCertificates", has_tls_certificates, "tlsCertificates"),
-            ("credentialName", has_credential_name, "credentialName"),
-            ("credentialNames", has_credential_names, "credentialNames"),
-        ];
-        for (field, present, what) in fields {
-            if present {
-                report.error(
-                    &at.key(field),
-                    format!("ISTIO_MUTUAL TLS cannot have associated {what}"),
-                );
-            }
-        }
-        return;
-    }
-
-    if matches!(
-        mode,
-        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
-    ) && (set(&tls.ca_crl)
-        || set(&tls.server_certificate)
-        || set(&tls.private_key)
-        || set(&tls.ca_certificates)
-        || has_tls_certificates
-        || has_credential_name
-        || has_credential_names)
-    {
-        let name = if mode == ServerTlsMode::Passthrough {
-            "PASSTHROUGH"
-        } else {
-            "AUTO_PASSTHROUGH"
-        };
-        report.warn(
-            &at.key("mode"),
-            format!("{name} mode does not use certificates, they will be ignored"),
-        );
-    }
-
-    let sources = [
-        set(&tls.server_certificate) && set(&tls.private_key),
-        has_credential_name,
-        has_credential_names,
-        has_tls_certificates,
-    ];
-    if sources.iter().filter(|s| **s).count() > 1 {
-        report.error(
-            at,
-            "only one of credential_name, credential_names, server_certificate/private_key, tls_certificates should be specified",
-        );
-    }
-
-    let terminates = matches!(
-        mode,
-        ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
-    );
-    // With a credential the certificates (and any CRL) come from the secret: nothing else to check.
-    if terminates && (has_credential_name || has_credential_names) {
-        return;
-    }
-    if terminates {
-        let prefix = if mode == ServerTlsMode::Simple {
-            "SIMPLE TLS"
-        } else {
-            if !set(&tls.ca_certificates) {
-                report.error(
-                    &at.key("caCertificates"),
-                    "MUTUAL TLS requires a client CA bundle",
-                );
-            }
-            "MUTUAL TLS"
-        };
-        if has_tls_certificates {
-            let certs_at = at.key("tlsCertificates");
-            for (i, cert) in tls.tls_certificates.iter().enumerate() {
-                let c_at = certs_at.index(i);
-                if !set(&cert.server_certificate) {
-                    report.error(
-                        &c_at.key("serverCertificate"),
-                        format!("{prefix} requires a server certificate"),
-                    );
-                }
-                if !set(&cert.private_key) {
-                    report.error(
-                        &c_at.key("privateKey"),
-                        format!("{prefix} requires a private key"),
-                    );
-                }
-            }
-        } else {
-            if !set(&tls.server_certificate) {
-                report.error(
-                    &at.key("serverCertificate"),
-                    format!("{prefix} requires a server certificate"),
-                );
-            }
-            if !set(&tls.private_key) {
-                report.error(
-                    &at.key("privateKey"),
-                    format!("{prefix} requires a private key"),
-                );
-            }
-        }
-    }
-    if set(&tls.ca_crl) {
-        if has_credential_name {
-            report.error(
-                &at.key("caCrl"),
-                "CRL is not supported with credentialName. CRL has to be specified in the credential",
-            );
-        }
-        if mode == ServerTlsMode::Simple {
-            report.error(&at.key("caCrl"), "CRL is not supported with SIMPLE TLS");
-        }
-    }
-}
-
-/// Ordering of explicit TLS versions; `TLS_AUTO` leaves the bound to Envoy.
-fn tls_version_rank(v: TlsProtocol) -> Option<u8> {
-    match v {
-        TlsProtocol::TlsAuto => None,
-        TlsProtocol::Tlsv10 => Some(0),
-        TlsProtocol::Tlsv11 => Some(1),
-        TlsProtocol::Tlsv12 => Some(2),
-        TlsProtocol::Tlsv13 => Some(3),
-    }
-}
-
-/// Istio's `IsValidCipherSuite`: a known suite, `ALL`, or an OpenSSL-style expression (`-X`, `+X`,
-/// `!X`, `[A|B]`) it does not parse.
-fn is_valid_cipher_suite(cs: &str) -> bool {
-    match cs.chars().next() {
-        None => true,
-        Some(c) if !c.is_alphanumeric() => true,
-        Some(_) => cs == "ALL" || CIPHER_SUITES.contains(&cs),
-    }
 }
 
 #[cfg(test)]

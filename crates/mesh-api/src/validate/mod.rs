@@ -7,6 +7,7 @@ mod gateway;
 mod security;
 mod service_entry;
 mod sidecar;
+mod tls;
 mod virtual_service;
 mod workload;
 

@@ -11,13 +11,12 @@ use std::net::IpAddr;
 use super::Ctx;
 use super::common;
 use crate::diag::{Report, did_you_mean};
-use crate::path::{FieldPath, Seg};
+use crate::path::FieldPath;
 use crate::types::common::{LabelSelector, PolicyTargetReference};
 use crate::types::security::{
     Action, AuthorizationPolicySpec, Condition, JwtRule, Operation, PeerAuthenticationSpec,
     RequestAuthenticationSpec, Rule, Source,
 };
-use crate::yaml::{Node, Value};
 
 // ---------------------------------------------------------------------------------------------------
 // PeerAuthentication
@@ -40,7 +39,7 @@ pub(super) fn validate_peer_authentication(
             "portLevelMtls requires selector: mesh/namespace peer authentication cannot have port level mTLS",
         );
     }
-    if spec.port_level_mtls.is_empty() && is_empty_map(ctx, &plm_at) {
+    if spec.port_level_mtls.is_empty() && common::is_empty_map(&ctx.resource.node, &plm_at) {
         report.error(
             &plm_at,
             "port level mTLS, if defined, must have at least one element",
@@ -163,10 +162,10 @@ pub(super) fn validate_authorization_policy(
         );
     }
 
-    too_many(report, &rules_at, spec.rules.len(), TOO_MANY_RULES);
+    common::too_many(report, &rules_at, spec.rules.len(), TOO_MANY_RULES, "items");
     for (i, rule) in spec.rules.iter().enumerate() {
         let rule_at = rules_at.index(i);
-        if is_null(ctx, &rule_at) {
+        if common::is_null(&ctx.resource.node, &rule_at) {
             report.error(
                 &rule_at,
                 format!("`rule` must not be nil, found at rule {i}"),
@@ -227,12 +226,12 @@ fn authz_rule(
     at: &FieldPath<'_>,
 ) {
     let from_at = at.key("from");
-    too_many(report, &from_at, rule.from.len(), TOO_MANY_RULES);
+    common::too_many(report, &from_at, rule.from.len(), TOO_MANY_RULES, "items");
     let mut from_exists = false;
     let mut tcp_in_from = false;
     for (j, from) in rule.from.iter().enumerate() {
         let item_at = from_at.index(j);
-        if is_null(ctx, &item_at) {
+        if common::is_null(&ctx.resource.node, &item_at) {
             report.error(
                 &item_at,
                 format!("`from` must not be nil, found at rule {i}"),
@@ -257,7 +256,7 @@ fn authz_rule(
     let mut tcp_in_to = false;
     for (j, to) in rule.to.iter().enumerate() {
         let item_at = to_at.index(j);
-        if is_null(ctx, &item_at) {
+        if common::is_null(&ctx.resource.node, &item_at) {
             report.error(&item_at, format!("`to` must not be nil, found at rule {i}"));
             continue;
         }
@@ -277,7 +276,7 @@ fn authz_rule(
     let when_at = at.key("when");
     for (j, condition) in rule.when.iter().enumerate() {
         let cond_at = when_at.index(j);
-        if is_null(ctx, &cond_at) {
+        if common::is_null(&ctx.resource.node, &cond_at) {
             report.error(&cond_at, "when field cannot be nil");
             continue;
         }
@@ -718,15 +717,7 @@ fn ip_error(value: &str) -> Option<String> {
         Some((ip, bits)) => {
             let reason = match ip.parse::<IpAddr>() {
                 Err(_) => Some("invalid IP address"),
-                Ok(addr) => {
-                    let max = if addr.is_ipv4() { 32 } else { 128 };
-                    let valid_bits = !bits.is_empty()
-                        && bits.len() <= 3
-                        && bits.bytes().all(|b| b.is_ascii_digit())
-                        && !(bits.len() > 1 && bits.starts_with('0'))
-                        && bits.parse::<u32>().is_ok_and(|b| b <= max);
-                    (!valid_bits).then_some("bad prefix length")
-                }
+                Ok(addr) => (!common::is_prefix_len(bits, addr)).then_some("bad prefix length"),
             };
             reason.map(|r| format!("bad CIDR range ({value}): {r}"))
         }
@@ -808,10 +799,10 @@ pub(super) fn validate_request_authentication(
         at,
     );
     let rules_at = at.key("jwtRules");
-    too_many(report, &rules_at, spec.jwt_rules.len(), 4096);
+    common::too_many(report, &rules_at, spec.jwt_rules.len(), 4096, "items");
     for (i, rule) in spec.jwt_rules.iter().enumerate() {
         let rule_at = rules_at.index(i);
-        if is_null(ctx, &rule_at) {
+        if common::is_null(&ctx.resource.node, &rule_at) {
             report.error(&rule_at, "must be of type object, found null");
             continue;
         }
@@ -829,7 +820,7 @@ fn jwt_rule(ctx: &Ctx<'_>, rule: &JwtRule, report: &mut Report<'_>, at: &FieldPa
         }
     }
 
-    let jwks_uri_key = if node_at(ctx, &at.key("jwks_uri")).is_some() {
+    let jwks_uri_key = if common::node_at(&ctx.resource.node, &at.key("jwks_uri")).is_some() {
         "jwks_uri"
     } else {
         "jwksUri"
@@ -859,7 +850,7 @@ fn jwt_rule(ctx: &Ctx<'_>, rule: &JwtRule, report: &mut Report<'_>, at: &FieldPa
     let headers_at = at.key("fromHeaders");
     for (j, header) in rule.from_headers.iter().enumerate() {
         let item_at = headers_at.index(j);
-        if is_null(ctx, &item_at) {
+        if common::is_null(&ctx.resource.node, &item_at) {
             report.error(&item_at, "location header name must be non-null");
         } else if header.name.as_deref().is_none_or(str::is_empty) {
             report.error(
@@ -888,7 +879,7 @@ fn jwt_rule(ctx: &Ctx<'_>, rule: &JwtRule, report: &mut Report<'_>, at: &FieldPa
     let claims_at = at.key("outputClaimToHeaders");
     for (j, claim_to_header) in rule.output_claim_to_headers.iter().enumerate() {
         let item_at = claims_at.index(j);
-        if is_null(ctx, &item_at) {
+        if common::is_null(&ctx.resource.node, &item_at) {
             report.error(&item_at, "outputClaimToHeaders must not be null");
             continue;
         }
@@ -913,7 +904,13 @@ fn jwt_rule(ctx: &Ctx<'_>, rule: &JwtRule, report: &mut Report<'_>, at: &FieldPa
     }
 
     let claims_at = at.key("spaceDelimitedClaims");
-    too_many(report, &claims_at, rule.space_delimited_claims.len(), 64);
+    common::too_many(
+        report,
+        &claims_at,
+        rule.space_delimited_claims.len(),
+        64,
+        "items",
+    );
     for (j, claim) in rule.space_delimited_claims.iter().enumerate() {
         if claim.is_empty() {
             report.error(
@@ -1110,10 +1107,10 @@ fn selector_and_targets(
         policy_target_ref(r, report, &at.key("targetRef"));
     }
     let refs_at = at.key("targetRefs");
-    too_many(report, &refs_at, target_refs.len(), 16);
+    common::too_many(report, &refs_at, target_refs.len(), 16, "items");
     for (i, r) in target_refs.iter().enumerate() {
         let ref_at = refs_at.index(i);
-        if is_null(ctx, &ref_at) {
+        if common::is_null(&ctx.resource.node, &ref_at) {
             report.error(&ref_at, "must be of type object, found null");
             continue;
         }
@@ -1125,15 +1122,13 @@ fn selector_and_targets(
 fn selector_labels(report: &mut Report<'_>, at: &FieldPath<'_>, selector: &LabelSelector) {
     let labels_at = at.key("matchLabels");
     common::workload_selector(report, &labels_at, &selector.match_labels);
-    if selector.match_labels.len() > 4096 {
-        report.error(
-            &labels_at,
-            format!(
-                "Too many: {}: must have at most 4096 labels",
-                selector.match_labels.len()
-            ),
-        );
-    }
+    common::too_many(
+        report,
+        &labels_at,
+        selector.match_labels.len(),
+        4096,
+        "labels",
+    );
 }
 
 /// The target kinds a policy may attach to: (canonical group, version, kind).
@@ -1154,7 +1149,7 @@ fn policy_target_ref(r: &PolicyTargetReference, report: &mut Report<'_>, at: &Fi
         ),
         Some(_) => {}
     }
-    if r.namespace.as_deref().is_some_and(|ns| !ns.is_empty()) {
+    if common::is_set(&r.namespace) {
         report.error(
             &at.key("namespace"),
             "targetRef namespace must not be set; cross namespace referencing is not supported",
@@ -1219,41 +1214,6 @@ fn is_kind(kind: &str) -> bool {
         && b.first().is_some_and(u8::is_ascii_alphabetic)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-}
-
-/// The CRD's `maxItems` (`Too many: N: must have at most M items`, as the API server says it).
-fn too_many(report: &mut Report<'_>, at: &FieldPath<'_>, len: usize, max: usize) {
-    if len > max {
-        report.error(
-            at,
-            format!("Too many: {len}: must have at most {max} items"),
-        );
-    }
-}
-
-/// The YAML node a field path names, if it exists in the document.
-fn node_at<'n>(ctx: &Ctx<'n>, at: &FieldPath<'_>) -> Option<&'n Node> {
-    let mut node = &ctx.resource.node;
-    for seg in at.segments() {
-        node = match (seg, &node.value) {
-            (Seg::Key(k), Value::Map(entries)) => &entries.iter().find(|e| e.key == k)?.value,
-            (Seg::Index(i), Value::Seq(items)) => items.get(i)?,
-            (Seg::Root, _) => node,
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
-/// Whether the field is written as `null` (`- ~`, or an empty list item `-`), which the types read as
-/// an empty message.
-fn is_null(ctx: &Ctx<'_>, at: &FieldPath<'_>) -> bool {
-    node_at(ctx, at).is_some_and(|n| matches!(n.value, Value::Null))
-}
-
-/// Whether the field is written as an empty mapping `{}` (the types cannot tell it from absent).
-fn is_empty_map(ctx: &Ctx<'_>, at: &FieldPath<'_>) -> bool {
-    node_at(ctx, at).is_some_and(|n| matches!(&n.value, Value::Map(e) if e.is_empty()))
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! exportTo) and the CRD schema's rules (`x-kubernetes-validations`, limits).
 
 use super::Ctx;
-use super::common;
-use super::gateway::{is_http_protocol, is_tcp_protocol, is_tls_protocol, partial_wildcard_error};
-use super::workload::{EndpointKind, endpoint, max_entries, max_len};
+use super::common::{
+    self, is_http_protocol, is_tcp_protocol, is_tls_protocol, max_entries, max_len,
+    partial_wildcard_error,
+};
+use super::workload::{EndpointKind, endpoint};
 use crate::diag::Report;
 use crate::path::FieldPath;
 use crate::types::service_entry::{Location, Resolution, ServiceEntrySpec};
@@ -68,7 +70,7 @@ pub(super) fn validate(
     for (i, address) in spec.addresses.iter().enumerate() {
         let a_at = addresses_at.index(i);
         max_len(report, &a_at, address, 64);
-        if let Some(e) = ip_subnet_error(address) {
+        if let Some(e) = common::ip_subnet_error(address) {
             report.error(&a_at, e);
         }
         if address.contains('/')
@@ -111,9 +113,7 @@ pub(super) fn validate(
                 } else {
                     port_names.push(name);
                 }
-                if !common::is_dns1123_label(name) {
-                    report.error(&name_at, format!("invalid port name: {name}"));
-                }
+                common::port_name(report, &name_at, name);
                 max_len(report, &name_at, name, 256);
             }
         }
@@ -287,15 +287,6 @@ fn resolution_name(r: Resolution) -> &'static str {
         Resolution::Dns => "DNS",
         Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
         Resolution::DynamicDns => "DYNAMIC_DNS",
-    }
-}
-
-/// Istio's `ValidateIPSubnet`: `a.b.c.d/n`, `x::y/n` or a plain IP address.
-fn ip_subnet_error(address: &str) -> Option<String> {
-    if address.matches('/').count() == 1 {
-        (!common::is_cidr_or_ip(address)).then(|| format!("{address} is not a valid CIDR block"))
-    } else {
-        (!common::is_ip(address)).then(|| format!("{address} is not a valid IP"))
     }
 }
 

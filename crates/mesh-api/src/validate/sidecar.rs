@@ -5,37 +5,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Ctx, common, destination_rule};
+use super::common::{self, UNIX_PREFIX, is_http_protocol, is_tls_protocol};
+use super::tls::{CipherWarnings, mode_name, server_tls_options};
+use super::{Ctx, destination_rule};
 use crate::diag::Report;
 use crate::path::FieldPath;
-use crate::types::gateway::{ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use crate::types::gateway::{ServerTlsMode, ServerTlsSettings};
 use crate::types::sidecar::{
     CaptureMode, IstioEgressListener, IstioIngressListener, OutboundTrafficPolicy,
     OutboundTrafficPolicyMode, SidecarPort, SidecarSpec,
 };
 
-const UNIX_PREFIX: &str = "unix://";
 /// CRD `maxProperties` of `workloadSelector.labels`.
 const MAX_SELECTOR_LABELS: usize = 256;
-
-/// Cipher suites Envoy (BoringSSL) accepts in `tls.cipherSuites` (Istio's `ValidCipherSuites`).
-const VALID_CIPHER_SUITES: &[&str] = &[
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "ECDHE-RSA-CHACHA20-POLY1305",
-    "ECDHE-ECDSA-AES128-SHA",
-    "ECDHE-RSA-AES128-SHA",
-    "ECDHE-ECDSA-AES256-SHA",
-    "ECDHE-RSA-AES256-SHA",
-    "AES128-GCM-SHA256",
-    "AES256-GCM-SHA384",
-    "AES128-SHA",
-    "AES256-SHA",
-    "DES-CBC3-SHA",
-];
 
 pub(super) fn validate(
     ctx: &Ctx<'_>,
@@ -52,15 +34,13 @@ pub(super) fn validate(
                 "sidecar: workload selector specified without labels, will be applied to all services in namespace",
             );
         }
-        if selector.labels.len() > MAX_SELECTOR_LABELS {
-            report.error(
-                &labels_at,
-                format!(
-                    "Too many: {}: must have at most {MAX_SELECTOR_LABELS} properties",
-                    selector.labels.len()
-                ),
-            );
-        }
+        common::too_many(
+            report,
+            &labels_at,
+            selector.labels.len(),
+            MAX_SELECTOR_LABELS,
+            "properties",
+        );
         common::labels(report, &labels_at, &selector.labels);
     }
 
@@ -118,7 +98,7 @@ fn ingress(
     port_name_and_protocol(port, report, &port_at);
     let number = port.number.unwrap_or(0);
     let number_at = port_at.key("number");
-    port_number(i64::from(number), report, &number_at);
+    common::port(report, &number_at, number);
     if let Some(bind) = listener.bind.as_deref().filter(|b| !b.is_empty()) {
         ip_address(bind, report, &at.key("bind"));
     }
@@ -145,7 +125,7 @@ fn ingress(
         let pool_at = at.key("connectionPool");
         destination_rule::connection_pool(pool, report, &pool_at);
         let protocol = port.protocol.as_deref().unwrap_or_default();
-        if pool.http.is_some() && !is_http(protocol) {
+        if pool.http.is_some() && !is_http_protocol(protocol) {
             report.warn(
                 &pool_at.key("http"),
                 format!(
@@ -169,54 +149,26 @@ fn target_port(port: &SidecarPort, report: &mut Report<'_>, port_at: &FieldPath<
 
 /// Port name (optional; a DNS-1123 label when set) and protocol (optional; a known one when set).
 fn port_name_and_protocol(port: &SidecarPort, report: &mut Report<'_>, port_at: &FieldPath<'_>) {
-    if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty())
-        && !common::is_dns1123_label(name)
-    {
-        report.error(&port_at.key("name"), format!("invalid port name: {name}"));
+    if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+        common::port_name(report, &port_at.key("name"), name);
     }
     if let Some(protocol) = port.protocol.as_deref().filter(|p| !p.is_empty()) {
         common::protocol(report, &port_at.key("protocol"), protocol);
     }
 }
 
-/// Istio's `ValidatePort`, for values that may come from text (negative, huge).
-fn port_number(number: i64, report: &mut Report<'_>, at: &FieldPath<'_>) {
-    if !(1..=65535).contains(&number) {
-        report.error(
-            at,
-            format!("port number {number} must be in the range 1..65535"),
-        );
-    }
-}
-
 /// Istio's `ValidateIPAddress`.
 fn ip_address(addr: &str, report: &mut Report<'_>, at: &FieldPath<'_>) {
-    if !common::is_ip(addr) {
-        report.error(at, format!("{addr} is not a valid IP"));
+    if let Some(e) = common::ip_address_error(addr) {
+        report.error(at, e);
     }
 }
 
 /// Istio's `ValidateUnixAddress` (of the path after `unix://`).
 fn unix_address(path: &str, report: &mut Report<'_>, at: &FieldPath<'_>) {
-    if path.is_empty() {
-        report.error(at, "unix address must not be empty");
-    } else if !path.starts_with('@') && (!path.starts_with('/') || path.ends_with('/')) {
-        report.error(at, format!("{path} is not an absolute path to a file"));
+    if let Some(e) = common::unix_address_error(path) {
+        report.error(at, e);
     }
-}
-
-/// Protocols Istio treats as HTTP (`protocol.Instance.IsHTTP`).
-fn is_http(protocol: &str) -> bool {
-    ["HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"]
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(protocol))
-}
-
-/// Protocols Istio treats as TLS (`protocol.Instance.IsTLS`).
-fn is_tls(protocol: &str) -> bool {
-    ["HTTPS", "TLS"]
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(protocol))
 }
 
 /// `defaultEndpoint`: `unix://path`, or `host:port` with host one of the loopback/any addresses.
@@ -234,12 +186,14 @@ fn default_endpoint(endpoint: &str, report: &mut Report<'_>, at: &FieldPath<'_>)
                     "sidecar: defaultEndpoint must be of form 127.0.0.1:<port>,0.0.0.0:<port>,[::1]:port,[::]:port,unix://filepath or unset",
                 );
             }
-            match go_atoi(port) {
+            match common::go_atoi(port) {
                 Err(e) => report.error(
                     at,
                     format!("sidecar: defaultEndpoint port ({port}) is not a number: {e}"),
                 ),
-                Ok(n) => port_number(n, report, at),
+                Ok(n) => {
+                    common::port(report, at, n);
+                }
             }
         }
     }
@@ -286,16 +240,6 @@ fn split_host_port(hostport: &str) -> Result<(&str, &str), String> {
     Ok((host, hostport.get(colon + 1..).unwrap_or_default()))
 }
 
-/// Go's `strconv.Atoi`, with its error texts.
-fn go_atoi(s: &str) -> Result<i64, String> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.Atoi: parsing {s:?}: invalid syntax"));
-    }
-    s.parse::<i64>()
-        .map_err(|_| format!("strconv.Atoi: parsing {s:?}: value out of range"))
-}
-
 /// The TLS settings of an ingress listener: what sidecars cannot do, then the server TLS rules.
 fn ingress_tls(
     tls: &ServerTlsSettings,
@@ -315,11 +259,7 @@ fn ingress_tls(
             "sidecar: httpsRedirect is not supported",
         );
     }
-    if tls
-        .credential_name
-        .as_deref()
-        .is_some_and(|c| !c.is_empty())
-    {
+    if common::is_set(&tls.credential_name) {
         report.error(
             &at.key("credentialName"),
             "sidecar: credentialName is not currently supported",
@@ -350,203 +290,13 @@ fn ingress_tls(
             ),
         );
     }
-    if !is_tls(port.protocol.as_deref().unwrap_or_default()) {
+    if !is_tls_protocol(port.protocol.as_deref().unwrap_or_default()) {
         report.error(
             at,
             "server cannot have TLS settings for non HTTPS/TLS ports",
         );
     }
-    server_tls(tls, report, at);
-}
-
-fn mode_name(mode: ServerTlsMode) -> &'static str {
-    match mode {
-        ServerTlsMode::Passthrough => "PASSTHROUGH",
-        ServerTlsMode::Simple => "SIMPLE",
-        ServerTlsMode::Mutual => "MUTUAL",
-        ServerTlsMode::AutoPassthrough => "AUTO_PASSTHROUGH",
-        ServerTlsMode::IstioMutual => "ISTIO_MUTUAL",
-        ServerTlsMode::OptionalMutual => "OPTIONAL_MUTUAL",
-    }
-}
-
-/// Istio's `validateTLSOptions` (server-side TLS, shared with Gateway servers).
-fn server_tls(tls: &ServerTlsSettings, report: &mut Report<'_>, at: &FieldPath<'_>) {
-    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    if matches!(
-        tls.min_protocol_version,
-        Some(TlsProtocol::Tlsv10 | TlsProtocol::Tlsv11)
-    ) && tls.cipher_suites.is_empty()
-    {
-        report.warn(
-            &at.key("minProtocolVersion"),
-            "TLS version below TLSV1_2 require setting compatible ciphers as by default they no longer include compatible ciphers.",
-        );
-    }
-    let mut invalid = BTreeSet::new();
-    let mut valid = BTreeSet::new();
-    let mut duplicate = BTreeSet::new();
-    for cs in &tls.cipher_suites {
-        if !is_valid_cipher_suite(cs) {
-            invalid.insert(cs.as_str());
-        } else if !valid.insert(cs.as_str()) {
-            duplicate.insert(cs.as_str());
-        }
-    }
-    let ciphers_at = at.key("cipherSuites");
-    let list = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(" ");
-    if !invalid.is_empty() {
-        report.warn(
-            &ciphers_at,
-            format!("ignoring invalid cipher suites: [{}]", list(&invalid)),
-        );
-    }
-    if !duplicate.is_empty() {
-        report.warn(
-            &ciphers_at,
-            format!("ignoring duplicate cipher suites: [{}]", list(&duplicate)),
-        );
-    }
-
-    let mode = tls.mode.unwrap_or_default();
-    let credential = set(&tls.credential_name);
-    let credentials = !tls.credential_names.is_empty();
-    let certificates = !tls.tls_certificates.is_empty();
-    if mode == ServerTlsMode::IstioMutual {
-        // The proxy's own workload certificate is used: no other certificate may be named.
-        let fields = [
-            (
-                set(&tls.server_certificate),
-                "serverCertificate",
-                "server certificate",
-            ),
-            (set(&tls.private_key), "privateKey", "private key"),
-            (set(&tls.ca_certificates), "caCertificates", "CA bundle"),
-            (certificates, "tlsCertificates", "tlsCertificates"),
-            (credential, "credentialName", "credentialName"),
-            (credentials, "credentialNames", "credentialNames"),
-        ];
-        for (present, field, what) in fields {
-            if present {
-                report.error(
-                    &at.key(field),
-                    format!("ISTIO_MUTUAL TLS cannot have associated {what}"),
-                );
-            }
-        }
-        return;
-    }
-    if matches!(
-        mode,
-        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
-    ) && (set(&tls.ca_crl)
-        || set(&tls.server_certificate)
-        || set(&tls.private_key)
-        || set(&tls.ca_certificates)
-        || certificates
-        || credential
-        || credentials)
-    {
-        report.warn(
-            at,
-            format!(
-                "{} mode does not use certificates, they will be ignored",
-                mode_name(mode)
-            ),
-        );
-    }
-    let sources = [
-        set(&tls.server_certificate) && set(&tls.private_key),
-        credential,
-        credentials,
-        certificates,
-    ];
-    if sources.iter().filter(|s| **s).count() > 1 {
-        report.error(
-            at,
-            "only one of credential_name, credential_names, server_certificate/private_key, tls_certificates should be specified",
-        );
-    }
-    let terminating = matches!(
-        mode,
-        ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
-    );
-    if terminating && (credential || credentials) {
-        // The certificates come from the credential.
-        return;
-    }
-    if terminating {
-        let prefix = if mode == ServerTlsMode::Simple {
-            "SIMPLE TLS"
-        } else {
-            if !set(&tls.ca_certificates) {
-                report.error(
-                    &at.key("caCertificates"),
-                    "MUTUAL TLS requires a client CA bundle",
-                );
-            }
-            "MUTUAL TLS"
-        };
-        let certs_at = at.key("tlsCertificates");
-        if tls.tls_certificates.len() > 2 {
-            report.warn(
-                &certs_at,
-                format!("{prefix} can support up to 2 server certificates"),
-            );
-        }
-        if certificates {
-            for (i, cert) in tls.tls_certificates.iter().enumerate() {
-                let cat = certs_at.index(i);
-                if !set(&cert.server_certificate) {
-                    report.error(
-                        &cat.key("serverCertificate"),
-                        format!("{prefix} requires a server certificate"),
-                    );
-                }
-                if !set(&cert.private_key) {
-                    report.error(
-                        &cat.key("privateKey"),
-                        format!("{prefix} requires a private key"),
-                    );
-                }
-            }
-        } else {
-            if !set(&tls.server_certificate) {
-                report.error(
-                    &at.key("serverCertificate"),
-                    format!("{prefix} requires a server certificate"),
-                );
-            }
-            if !set(&tls.private_key) {
-                report.error(
-                    &at.key("privateKey"),
-                    format!("{prefix} requires a private key"),
-                );
-            }
-        }
-    }
-    if set(&tls.ca_crl) {
-        let crl_at = at.key("caCrl");
-        if credential {
-            report.error(
-                &crl_at,
-                "CRL is not supported with credentialName. CRL has to be specified in the credential",
-            );
-        }
-        if mode == ServerTlsMode::Simple {
-            report.error(&crl_at, "CRL is not supported with SIMPLE TLS");
-        }
-    }
-}
-
-/// Istio's `security.IsValidCipherSuite`: known names, or expressions it does not parse (`-X`, `+X`).
-fn is_valid_cipher_suite(cs: &str) -> bool {
-    match cs.chars().next() {
-        None => true,
-        Some(_) if cs == "ALL" => true,
-        Some(c) if !c.is_alphanumeric() => true,
-        Some(_) => VALID_CIPHER_SUITES.contains(&cs),
-    }
+    server_tls_options(report, at, tls, CipherWarnings::Aggregated);
 }
 
 /// What the egress listeners seen so far have claimed.
@@ -618,7 +368,7 @@ fn egress<'s>(
                     );
                 }
             } else {
-                port_number(i64::from(number), report, &number_at);
+                common::port(report, &number_at, number);
                 if !bind.is_empty() {
                     ip_address(bind, report, &bind_at);
                 }
@@ -689,14 +439,8 @@ fn namespace_slash_hostname(host: &str, report: &mut Report<'_>, at: &FieldPath<
     if !matches!(bare, "" | "*" | ".") && !common::is_dns1123_label(bare) {
         report.error(at, format!("invalid namespace value {ns:?} in sidecar"));
     }
-    if name != "*" && !name.contains('.') {
-        report.error(at, "short names (non FQDN) are not allowed");
-    }
-    if let Some(e) = common::wildcard_domain_error(name) {
+    for e in common::hostname_part_errors(name, false) {
         report.error(at, e);
-    }
-    if name.contains('*') && name.len() != 1 && !name.starts_with("*.") {
-        report.error(at, format!("partial wildcard {name:?} not allowed"));
     }
 }
 
@@ -734,11 +478,7 @@ fn outbound_traffic_policy(
         report.error(&port_at, "sidecar: egress_proxy port must be non-nil");
         return;
     };
-    port_number(
-        i64::from(port.number.unwrap_or(0)),
-        report,
-        &port_at.key("number"),
-    );
+    common::port(report, &port_at.key("number"), port.number.unwrap_or(0));
     if let Some(subset) = proxy.subset.as_deref().filter(|s| !s.is_empty())
         && !common::is_dns1123_label(subset)
     {
@@ -751,8 +491,9 @@ fn outbound_traffic_policy(
 
 #[cfg(test)]
 mod tests {
-    use super::{go_atoi, split_host_port};
+    use super::split_host_port;
     use crate::diag::Severity;
+    use crate::validate::common::go_atoi;
     use crate::validate::testing::{assert_error, assert_finding, assert_valid, check};
 
     #[test]

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
-use super::common;
+use super::common::{self, is_set};
 use crate::diag::{Report, Severity, code};
-use crate::path::{FieldPath, Seg};
+use crate::path::FieldPath;
 use crate::types::Percent;
 use crate::types::virtual_service::{
     Abort, CorsPolicy, Delay, Destination, HeaderOperations, Headers, HttpDirectResponse,
@@ -15,7 +15,7 @@ use crate::types::virtual_service::{
     HttpRoute, HttpRouteDestination, L4MatchAttributes, RouteDestination, StringMatch, TcpRoute,
     TlsMatchAttributes, TlsRoute, VirtualServiceSpec,
 };
-use crate::yaml::{Node, Value};
+use crate::yaml::Node;
 
 /// The gateway name that stands for all sidecars.
 const MESH_GATEWAY: &str = "mesh";
@@ -94,7 +94,7 @@ pub(super) fn validate(
     let delegate = spec.hosts.is_empty();
     for (i, route) in spec.http.iter().enumerate() {
         let p = http_at.index(i);
-        if is_null(vs.root, &p) {
+        if common::is_null(vs.root, &p) {
             report.error(&p, "http route may not be null");
             continue;
         }
@@ -358,7 +358,7 @@ fn http_route(
     }
 
     if let Some(value) = route.mirror_percent {
-        let key = if has_key(vs.root, at, "mirror_percent") {
+        let key = if common::has_key(vs.root, at, "mirror_percent") {
             "mirror_percent"
         } else {
             "mirrorPercent"
@@ -506,7 +506,7 @@ fn match_request(report: &mut Report<'_>, at: &FieldPath<'_>, m: &HttpMatchReque
     let headers_at = at.key("headers");
     for (name, sm) in &m.headers {
         let p = headers_at.key(name);
-        if is_null(vs.root, &p) {
+        if common::is_null(vs.root, &p) {
             report.error(&p, format!("header match {name} cannot be null"));
         }
         header_name_or_jwt_claim(report, &p, name);
@@ -761,25 +761,31 @@ fn re2_differences(pattern: &str) -> (Option<String>, Vec<String>) {
 
 /// Istio's `ValidateHTTPHeaderNameOrJwtClaimRoute`.
 fn header_name_or_jwt_claim(report: &mut Report<'_>, at: &FieldPath<'_>, name: &str) {
-    if name.is_empty() {
-        report.error(at, "header name cannot be empty");
-    } else if !is_jwt_claim_header(name)
-        && !matches!(
+    if is_jwt_claim_header(name)
+        || matches!(
             name,
             ":method" | ":scheme" | ":authority" | ":path" | ":status"
         )
-        && !is_header_token(name)
     {
-        report.error(at, format!("header name {name} is not a valid header name"));
+        return;
+    }
+    if let Some(e) = header_name_error(name) {
+        report.error(at, e);
     }
 }
 
-/// An RFC 7230 token: the characters a header name may have.
-fn is_header_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+/// Istio's `ValidateHTTPHeaderName`: a non-empty RFC 7230 token.
+fn header_name_error(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("header name cannot be empty".to_owned())
+    } else if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    {
+        Some(format!("header name {name} is not a valid header name"))
+    } else {
+        None
+    }
 }
 
 fn is_authority_header(name: &str) -> bool {
@@ -1046,11 +1052,11 @@ fn cors_policy(report: &mut Report<'_>, at: &FieldPath<'_>, cors: &CorsPolicy) {
         };
         let f_at = at.key(field);
         for (i, name) in list.iter().enumerate() {
-            let p = f_at.index(i);
-            if name.is_empty() {
-                report.error(&p, "header name cannot be empty");
-            } else if name != "*" && !is_header_token(name) {
-                report.error(&p, format!("header name {name} is not a valid header name"));
+            // Istio's `ValidateCORSHTTPHeaderName`: a header name, or `*`.
+            if name != "*"
+                && let Some(e) = header_name_error(name)
+            {
+                report.error(&f_at.index(i), e);
             }
         }
     }
@@ -1195,7 +1201,7 @@ fn mirror_percentage(report: &mut Report<'_>, at: &FieldPath<'_>, pct: &Percent,
 fn mirrors(report: &mut Report<'_>, at: &FieldPath<'_>, mirrors: &[HttpMirrorPolicy], root: &Node) {
     for (i, mirror) in mirrors.iter().enumerate() {
         let p = at.index(i);
-        if is_null(root, &p) {
+        if common::is_null(root, &p) {
             report.error(&p, "mirror cannot be null");
             continue;
         }
@@ -1243,15 +1249,14 @@ fn http_redirect(
     redirect: &HttpRedirect,
     matches: &[HttpMatchRequest],
 ) {
-    let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
     if redirect.port.is_some() && redirect.derive_port.is_some() {
         report.error(at, "only one of port or derivePort can be set");
     }
-    if set(&redirect.uri) && set(&redirect.prefix_rewrite) {
+    if is_set(&redirect.uri) && is_set(&redirect.prefix_rewrite) {
         report.error(at, "redirect may only specify one of uri or prefix_rewrite");
         return;
     }
-    if set(&redirect.prefix_rewrite)
+    if is_set(&redirect.prefix_rewrite)
         && matches
             .iter()
             .any(|m| m.uri.as_ref().is_some_and(|u| u.prefix.is_none()))
@@ -1262,12 +1267,12 @@ fn http_redirect(
         );
         return;
     }
-    if !set(&redirect.uri)
-        && !set(&redirect.prefix_rewrite)
-        && !set(&redirect.authority)
+    if !is_set(&redirect.uri)
+        && !is_set(&redirect.prefix_rewrite)
+        && !is_set(&redirect.authority)
         && redirect.port.is_none()
         && redirect.derive_port.is_none()
-        && !set(&redirect.scheme)
+        && !is_set(&redirect.scheme)
     {
         report.error(at, "redirect must specify URI, authority, scheme, or port");
         return;
@@ -1477,7 +1482,7 @@ fn http_route_destinations(
     let mut total: i64 = 0;
     for (i, rd) in routes.iter().enumerate() {
         let p = at.index(i);
-        if is_null(vs.root, &p) {
+        if common::is_null(vs.root, &p) {
             report.error(&p, "weight may not be nil");
             continue;
         }
@@ -1506,7 +1511,7 @@ fn route_destinations(
     let mut total: i64 = 0;
     for (i, rd) in routes.iter().enumerate() {
         let p = at.index(i);
-        if is_null(vs.root, &p) {
+        if common::is_null(vs.root, &p) {
             report.error(&p, "weight may not be nil");
             continue;
         }
@@ -1558,7 +1563,7 @@ fn tls_route(report: &mut Report<'_>, at: &FieldPath<'_>, route: &TlsRoute, vs: 
     }
     for (j, m) in route.r#match.iter().enumerate() {
         let p = match_at.index(j);
-        if is_null(vs.root, &p) {
+        if common::is_null(vs.root, &p) {
             report.error(&p, "TLS match may not be null");
             continue;
         }
@@ -1629,7 +1634,7 @@ fn tcp_route(report: &mut Report<'_>, at: &FieldPath<'_>, route: &TcpRoute, vs: 
     let match_at = at.key("match");
     for (j, m) in route.r#match.iter().enumerate() {
         let p = match_at.index(j);
-        if is_null(vs.root, &p) {
+        if common::is_null(vs.root, &p) {
             report.error(&p, "tcp match may not be nil");
             continue;
         }
@@ -1664,7 +1669,7 @@ fn l4_match_common(
 ) {
     let subnets_at = at.key("destinationSubnets");
     for (i, subnet) in destination_subnets.iter().enumerate() {
-        if let Some(e) = ip_subnet_error(subnet) {
+        if let Some(e) = common::ip_subnet_error(subnet) {
             report.error(&subnets_at.index(i), e);
         }
     }
@@ -1675,15 +1680,6 @@ fn l4_match_common(
     }
     common::labels(report, &at.key("sourceLabels"), source_labels);
     gateway_names(report, &at.key("gateways"), gateways, false);
-}
-
-/// Istio's `ValidateIPSubnet`: a CIDR block (`a.b.c.d/n`) or an IP address.
-fn ip_subnet_error(subnet: &str) -> Option<String> {
-    if subnet.matches('/').count() == 1 {
-        (!common::is_cidr_or_ip(subnet)).then(|| format!("{subnet} is not a valid CIDR block"))
-    } else {
-        (!common::is_ip(subnet)).then(|| format!("{subnet} is not a valid IP"))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1937,34 +1933,6 @@ fn unreachable_l4_rules<R, M: serde::Serialize>(
             unreachable(report, &rule_at, &name, "all matches used by prior rules");
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The document itself
-// ---------------------------------------------------------------------------------------------------
-
-/// The node at `path`, if the document has it.
-fn node_at<'n>(root: &'n Node, path: &FieldPath<'_>) -> Option<&'n Node> {
-    let mut node = root;
-    for seg in path.segments() {
-        node = match (seg, &node.value) {
-            (Seg::Key(k), Value::Map(entries)) => &entries.iter().find(|e| e.key == k)?.value,
-            (Seg::Index(i), Value::Seq(items)) => items.get(i)?,
-            (Seg::Root, _) => node,
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
-/// Whether the document writes `null` at `path` (the loader reads it as an empty value).
-fn is_null(root: &Node, path: &FieldPath<'_>) -> bool {
-    node_at(root, path).is_some_and(|n| matches!(n.value, Value::Null))
-}
-
-/// Whether the mapping at `path` has the key `key` as written.
-fn has_key(root: &Node, path: &FieldPath<'_>, key: &str) -> bool {
-    node_at(root, path).is_some_and(|n| n.entry(key).is_some())
 }
 
 #[cfg(test)]

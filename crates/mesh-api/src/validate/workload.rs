@@ -4,14 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::Ctx;
-use super::common;
+use super::common::{self, UNIX_PREFIX, max_entries, max_len};
 use crate::diag::Report;
 use crate::path::FieldPath;
 use crate::types::workload_entry::WorkloadEntrySpec;
 use crate::types::workload_group::{ReadinessProbe, WorkloadGroupSpec};
-
-/// The prefix marking a Unix domain socket address (`unix:///path` or `unix://@abstract`).
-pub(super) const UNIX_PREFIX: &str = "unix://";
 
 /// How an endpoint's address is read: what the context around it allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +68,14 @@ pub(super) fn endpoint(
         unix
     };
     if let Some(path) = unix {
-        if let Some(e) = unix_address_error(path) {
-            report.error(&address_at, e);
+        if let Some(e) = common::unix_address_error(path) {
+            // The CRD's `UDS may not be a dir`, said after Istio's message.
+            let dir = if path.starts_with('/') && path.ends_with('/') {
+                ": a socket may not be a directory"
+            } else {
+                ""
+            };
+            report.error(&address_at, format!("{e}{dir}"));
         }
         if !we.ports.is_empty() {
             report.error(
@@ -123,31 +126,15 @@ pub(super) fn endpoint(
             );
         }
         // The CRD also limits a name to 62 characters.
-        if !common::is_dns1123_label(name) || name.len() >= 63 {
+        if name.len() >= 63 {
             report.error(&p, format!("invalid port name: {name}"));
+        } else {
+            common::port_name(report, &p, name);
         }
         common::port(report, &p, number);
     }
     if kind != EndpointKind::Schema {
         tags(report, &at.key("labels"), &we.labels, "");
-    }
-}
-
-/// Istio's `ValidateUnixAddress` on the part after `unix://`: an absolute file path or an abstract
-/// socket (`@name`).
-pub(super) fn unix_address_error(path: &str) -> Option<String> {
-    if path.is_empty() {
-        Some("unix address must not be empty".to_owned())
-    } else if path.starts_with('@') {
-        None
-    } else if !path.starts_with('/') {
-        Some(format!("{path} is not an absolute path to a file"))
-    } else if path.ends_with('/') {
-        Some(format!(
-            "{path} is not an absolute path to a file: a socket may not be a directory"
-        ))
-    } else {
-        None
     }
 }
 
@@ -175,7 +162,8 @@ fn tag_key_error(key: &str) -> Option<String> {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    let prefix_ok = dns_prefix.is_none_or(|p| p.split('.').all(is_label_chars));
+    let prefix_ok =
+        dns_prefix.is_none_or(|p| p.split('.').all(|l| common::is_alnum_bounded(l, b"-")));
     if !prefix_ok || !is_qualified_name(name) {
         return Some(format!("invalid tag key: {key:?}"));
     }
@@ -188,48 +176,10 @@ fn tag_key_error(key: &str) -> Option<String> {
     None
 }
 
-/// `[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?` with no length limit.
-fn is_label_chars(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(f), Some(l)) => {
-            f.is_ascii_alphanumeric()
-                && l.is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        }
-        _ => false,
-    }
-}
-
-/// Kubernetes' qualified name: alphanumerics, `-`, `_`, `.`, alphanumeric at both ends.
+/// Kubernetes' qualified name, with no length limit: alphanumerics, `-`, `_`, `.`, alphanumeric at
+/// both ends.
 fn is_qualified_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(f), Some(l)) => {
-            f.is_ascii_alphanumeric()
-                && l.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-/// The CRD's `maxLength`.
-pub(super) fn max_len(report: &mut Report<'_>, at: &FieldPath<'_>, value: &str, max: usize) {
-    if value.len() > max {
-        report.error(at, format!("too long: may not be more than {max} bytes"));
-    }
-}
-
-/// The CRD's `maxItems` / `maxProperties`.
-pub(super) fn max_entries(report: &mut Report<'_>, at: &FieldPath<'_>, len: usize, max: usize) {
-    if len > max {
-        report.error(
-            at,
-            format!("too many: {len}: must have at most {max} items"),
-        );
-    }
+    common::is_alnum_bounded(s, b"-_.")
 }
 
 pub(super) fn validate_workload_entry(
