@@ -1,6 +1,7 @@
 //! `bosun`: the one binary of the Bosun service mesh.
 
 mod check;
+mod proxy_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,23 @@ enum Command {
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Run the data plane from an Envoy bootstrap file (YAML or JSON), as `envoy -c FILE`.
+    ///
+    /// Exit status: 0 after a clean drain (SIGTERM or Ctrl-C), 1 when the config cannot be run.
+    Proxy {
+        /// The Envoy v3 bootstrap: node, admin, static_resources (listeners, clusters).
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Seconds in-flight requests get to finish after SIGTERM.
+        #[arg(long, default_value_t = 5)]
+        drain_time_s: u64,
+        /// trace, debug, info, warn, error or off (or a tracing filter such as `proxy=debug`).
+        #[arg(long, short = 'l', default_value = "info")]
+        log_level: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +81,17 @@ fn main() -> ExitCode {
             registry,
             output,
         } => check::run(&paths, registry.as_deref(), true, output),
+        Command::Proxy {
+            config,
+            concurrency,
+            drain_time_s,
+            log_level,
+        } => proxy_cmd::run(&proxy_cmd::ProxyArgs {
+            config: &config,
+            concurrency,
+            drain_time: std::time::Duration::from_secs(drain_time_s),
+            log_level: &log_level,
+        }),
     };
     match result {
         Ok(code) => code,

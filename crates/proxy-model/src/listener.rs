@@ -1,0 +1,300 @@
+//! Listeners: the sockets the proxy accepts on, the filter chain a connection gets, and what the chain
+//! does (HTTP connection manager or TCP proxy). Built from Envoy's `Listener`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use xds_api::pb::envoy::config::listener::v3 as listener;
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+use xds_api::pb::google::protobuf::Any;
+
+use crate::cluster::socket_address;
+use crate::error::{At, Errors, ModelError};
+use crate::filter::HttpFilter;
+use crate::route::RouteConfig;
+use crate::{duration, unpack};
+
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Hand connections to the listener that owns their original destination (capture on 15001).
+    pub use_original_dst: bool,
+    pub bind_to_port: bool,
+    pub filter_chains: Vec<FilterChain>,
+    pub default_filter_chain: Option<FilterChain>,
+}
+
+#[derive(Debug)]
+pub struct FilterChain {
+    pub name: String,
+    pub matcher: FilterChainMatch,
+    pub network: NetworkFilter,
+}
+
+/// The criteria Envoy chooses a filter chain by (only those Bosun evaluates).
+#[derive(Debug, Default, Clone)]
+pub struct FilterChainMatch {
+    pub destination_port: Option<u16>,
+    pub server_names: Vec<String>,
+    pub transport_protocol: Option<String>,
+    pub application_protocols: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum NetworkFilter {
+    Http(Arc<HttpConnectionManager>),
+    Tcp(TcpProxy),
+}
+
+#[derive(Debug)]
+pub enum RouteSource {
+    Inline(Arc<RouteConfig>),
+    /// A route configuration delivered by RDS, by name.
+    Rds(String),
+}
+
+#[derive(Debug)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: String,
+    pub routes: RouteSource,
+    pub http_filters: Vec<HttpFilter>,
+    /// The `server` response header (Envoy's default: `envoy`).
+    pub server_name: String,
+    pub stream_idle_timeout: Option<Duration>,
+    pub request_timeout: Option<Duration>,
+    pub generate_request_id: bool,
+    /// Whether any access log is configured (Bosun writes Envoy's default format to stdout).
+    pub access_log: bool,
+}
+
+#[derive(Debug)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    /// Clusters with weights (one cluster: weight 1).
+    pub clusters: Vec<(String, u32)>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Listener {
+    pub fn from_proto(p: &listener::Listener, at: &At) -> Result<Listener, Vec<ModelError>> {
+        let mut errors = Errors::default();
+        let (host, port) = errors
+            .take(socket_address(p.address.as_ref(), &at.key("address")))
+            .unwrap_or_default();
+        for (i, lf) in p.listener_filters.iter().enumerate() {
+            const KNOWN: &[&str] = &[
+                "envoy.filters.listener.tls_inspector",
+                "envoy.filters.listener.original_dst",
+                "envoy.filters.listener.http_inspector",
+                "istio.filters.listener.proxy_protocol",
+            ];
+            if !KNOWN.contains(&lf.name.as_str()) {
+                errors.push(at.key("listener_filters").index(i).unsupported(format!("the listener filter {:?}", lf.name)));
+            }
+        }
+        if p.filter_chain_matcher.is_some() {
+            errors.push(at.key("filter_chain_matcher").unsupported("filter_chain_matcher"));
+        }
+        let mut filter_chains = Vec::new();
+        for (i, fc) in p.filter_chains.iter().enumerate() {
+            match FilterChain::from_proto(fc, &at.key("filter_chains").index(i)) {
+                Ok(fc) => filter_chains.push(fc),
+                Err(e) => errors.0.extend(e),
+            }
+        }
+        let default_filter_chain = p.default_filter_chain.as_ref().and_then(|fc| {
+            FilterChain::from_proto(fc, &at.key("default_filter_chain"))
+                .map_err(|e| errors.0.extend(e))
+                .ok()
+        });
+        if filter_chains.is_empty() && default_filter_chain.is_none() {
+            errors.push(at.key("filter_chains").error("a listener needs at least one filter chain"));
+        }
+        let l = Listener {
+            name: p.name.clone(),
+            host,
+            port,
+            use_original_dst: p.use_original_dst.as_ref().is_some_and(|b| b.value),
+            bind_to_port: p.bind_to_port.as_ref().is_none_or(|b| b.value),
+            filter_chains,
+            default_filter_chain,
+        };
+        errors.into_result(l)
+    }
+
+    /// The filter chain for a connection: the most specific chain whose criteria it meets (Envoy's
+    /// order: destination port, then server name, transport protocol, application protocols).
+    pub fn filter_chain(&self, destination_port: u16, server_name: Option<&str>) -> Option<&FilterChain> {
+        let candidates = || self.filter_chains.iter();
+        let by_port: Vec<&FilterChain> = {
+            let exact: Vec<_> = candidates()
+                .filter(|fc| fc.matcher.destination_port == Some(destination_port))
+                .collect();
+            if exact.is_empty() {
+                candidates().filter(|fc| fc.matcher.destination_port.is_none()).collect()
+            } else {
+                exact
+            }
+        };
+        let by_name = |name: Option<&str>| -> Option<&FilterChain> {
+            if let Some(name) = name {
+                if let Some(fc) = by_port.iter().find(|fc| fc.matcher.server_names.iter().any(|n| n.eq_ignore_ascii_case(name))) {
+                    return Some(fc);
+                }
+                // Wildcards: the longest `*.suffix` that covers the name.
+                let mut best: Option<(&FilterChain, usize)> = None;
+                for fc in &by_port {
+                    for n in &fc.matcher.server_names {
+                        if let Some(suffix) = n.strip_prefix('*')
+                            && name.len() > suffix.len()
+                            && name.to_ascii_lowercase().ends_with(&suffix.to_ascii_lowercase())
+                            && best.is_none_or(|(_, len)| suffix.len() > len)
+                        {
+                            best = Some((fc, suffix.len()));
+                        }
+                    }
+                }
+                if let Some((fc, _)) = best {
+                    return Some(fc);
+                }
+            }
+            by_port.iter().copied().find(|fc| fc.matcher.server_names.is_empty())
+        };
+        by_name(server_name).or(self.default_filter_chain.as_ref())
+    }
+}
+
+impl FilterChain {
+    fn from_proto(p: &listener::FilterChain, at: &At) -> Result<FilterChain, Vec<ModelError>> {
+        let mut errors = Errors::default();
+        let m = p.filter_chain_match.clone().unwrap_or_default();
+        let mat = at.key("filter_chain_match");
+        if !m.prefix_ranges.is_empty() || !m.source_prefix_ranges.is_empty() || !m.source_ports.is_empty() {
+            errors.push(mat.unsupported("matching filter chains on addresses or source ports"));
+        }
+        if m.transport_protocol == "tls" || p.transport_socket.is_some() {
+            errors.push(at.key("transport_socket").unsupported("TLS termination on listeners"));
+        }
+        let matcher = FilterChainMatch {
+            destination_port: m.destination_port.as_ref().and_then(|p| u16::try_from(p.value).ok()),
+            server_names: m.server_names.clone(),
+            transport_protocol: Some(m.transport_protocol.clone()).filter(|t| !t.is_empty()),
+            application_protocols: m.application_protocols.clone(),
+        };
+        // The last network filter is the terminal one; others before it must be no-ops here.
+        let mut network = None;
+        for (i, f) in p.filters.iter().enumerate() {
+            let fat = at.key("filters").index(i);
+            let any = match &f.config_type {
+                Some(listener::filter::ConfigType::TypedConfig(any)) => Some(any),
+                Some(listener::filter::ConfigType::ConfigDiscovery(_)) => {
+                    errors.push(fat.key("config_discovery").unsupported("filter config discovery"));
+                    continue;
+                }
+                None => None,
+            };
+            let type_url = any.map(|a| a.type_url.as_str()).unwrap_or_default();
+            if type_url.ends_with(".http_connection_manager.v3.HttpConnectionManager") {
+                network = errors
+                    .take(http_connection_manager(any, &fat.key("typed_config")))
+                    .map(|h| NetworkFilter::Http(Arc::new(h)));
+            } else if type_url.ends_with(".tcp_proxy.v3.TcpProxy") {
+                network = errors.take(tcp_proxy(any, &fat.key("typed_config"))).map(NetworkFilter::Tcp);
+            } else if f.name.starts_with("istio.") {
+                // Istio's metadata exchange and stats: no effect on forwarding.
+            } else {
+                errors.push(fat.unsupported(format!("the network filter {:?} ({type_url})", f.name)));
+            }
+        }
+        match network {
+            Some(network) if errors.0.is_empty() => Ok(FilterChain {
+                name: p.name.clone(),
+                matcher,
+                network,
+            }),
+            None if errors.0.is_empty() => Err(vec![at.key("filters").error(
+                "a filter chain needs an http_connection_manager or tcp_proxy filter",
+            )]),
+            _ => Err(errors.0),
+        }
+    }
+}
+
+fn http_connection_manager(any: Option<&Any>, at: &At) -> Result<HttpConnectionManager, ModelError> {
+    let any = any.ok_or_else(|| at.error("the HTTP connection manager needs a typed_config"))?;
+    let p: hcm::HttpConnectionManager = unpack(any, at)?;
+    use hcm::http_connection_manager::RouteSpecifier as R;
+    let routes = match &p.route_specifier {
+        Some(R::RouteConfig(rc)) => RouteSource::Inline(Arc::new(
+            RouteConfig::from_proto(rc, &at.key("route_config")).map_err(|mut e| e.remove(0))?,
+        )),
+        Some(R::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
+        Some(R::ScopedRoutes(_)) => return Err(at.key("scoped_routes").unsupported("scoped_routes")),
+        None => return Err(at.error("the HTTP connection manager needs route_config or rds")),
+    };
+    let mut http_filters = Vec::new();
+    for (i, f) in p.http_filters.iter().enumerate() {
+        let fat = at.key("http_filters").index(i);
+        if f.disabled {
+            continue;
+        }
+        let any = match &f.config_type {
+            Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Some(any),
+            Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => {
+                return Err(fat.key("config_discovery").unsupported("filter config discovery"));
+            }
+            None => None,
+        };
+        http_filters.push(HttpFilter::from_proto(&f.name, any, f.is_optional, &fat)?);
+    }
+    if !matches!(http_filters.last(), Some(HttpFilter::Router)) {
+        return Err(at.key("http_filters").error("the last HTTP filter must be the router (envoy.filters.http.router)"));
+    }
+    if p.codec_type == 3 {
+        return Err(at.key("codec_type").unsupported("HTTP/3"));
+    }
+    Ok(HttpConnectionManager {
+        stat_prefix: p.stat_prefix.clone(),
+        routes,
+        http_filters,
+        server_name: if p.server_name.is_empty() {
+            "envoy".to_owned()
+        } else {
+            p.server_name.clone()
+        },
+        // Envoy's default stream idle timeout is 5 minutes; 0 disables it.
+        stream_idle_timeout: match &p.stream_idle_timeout {
+            None => Some(Duration::from_secs(300)),
+            Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+        },
+        request_timeout: p.request_timeout.as_ref().map(duration).filter(|d| !d.is_zero()),
+        generate_request_id: p.generate_request_id.as_ref().is_none_or(|b| b.value),
+        access_log: !p.access_log.is_empty(),
+    })
+}
+
+fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
+    use tcp::tcp_proxy::ClusterSpecifier as C;
+    let any = any.ok_or_else(|| at.error("the TCP proxy needs a typed_config"))?;
+    let p: tcp::TcpProxy = unpack(any, at)?;
+    let clusters = match &p.cluster_specifier {
+        Some(C::Cluster(c)) => vec![(c.clone(), 1)],
+        Some(C::WeightedClusters(w)) => w.clusters.iter().map(|c| (c.name.clone(), c.weight)).collect(),
+        None => return Err(at.key("cluster").error("the TCP proxy needs cluster or weighted_clusters")),
+    };
+    if clusters.iter().all(|(_, w)| *w == 0) {
+        return Err(at.key("weighted_clusters").error("the weights add up to 0"));
+    }
+    Ok(TcpProxy {
+        stat_prefix: p.stat_prefix.clone(),
+        clusters,
+        // Envoy's default TCP idle timeout is one hour; 0 disables it.
+        idle_timeout: match &p.idle_timeout {
+            None => Some(Duration::from_secs(3600)),
+            Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+        },
+    })
+}

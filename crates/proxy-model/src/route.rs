@@ -1,0 +1,813 @@
+//! Route configurations: virtual hosts chosen by domain, routes tried in order, and what a matched route
+//! does. Built from Envoy's `RouteConfiguration`; selection follows Envoy's rules.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::HeaderMap;
+use regex::Regex;
+use xds_api::pb::envoy::config::core::v3 as core;
+use xds_api::pb::envoy::config::route::v3 as route;
+
+use crate::error::{At, Errors, ModelError};
+use crate::filter::FaultConfig;
+use crate::matcher::{HeaderMatcher, QueryMatcher, full_match_regex};
+use crate::{duration, u32_or};
+
+/// Envoy's default route timeout.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub struct RouteConfig {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    exact: HashMap<String, usize>,
+    /// `*.example.com` → (".example.com", vhost), longest first.
+    suffixes: Vec<(String, usize)>,
+    /// `example.*` → ("example.", vhost), longest first.
+    prefixes: Vec<(String, usize)>,
+    catch_all: Option<usize>,
+    pub ignore_port_in_host_matching: bool,
+    pub request_headers_to_add: Vec<HeaderAdd>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderAdd>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: String,
+    pub routes: Vec<Route>,
+    pub request_headers_to_add: Vec<HeaderAdd>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderAdd>,
+    pub response_headers_to_remove: Vec<String>,
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: Action,
+    pub request_headers_to_add: Vec<HeaderAdd>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderAdd>,
+    pub response_headers_to_remove: Vec<String>,
+    /// `typed_per_filter_config` for the fault filter: replaces the listener's fault config.
+    pub fault: Option<FaultConfig>,
+}
+
+#[derive(Debug)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+    /// Matches the prefix only at a `/` boundary (`/api` matches `/api` and `/api/x`, not `/apix`).
+    SeparatedPrefix(String),
+}
+
+#[derive(Debug)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub case_sensitive: bool,
+    pub headers: Vec<HeaderMatcher>,
+    pub query: Vec<QueryMatcher>,
+}
+
+/// What a matched route does.
+#[derive(Debug)]
+pub enum Action {
+    Forward(Box<Forward>),
+    Redirect(Redirect),
+    DirectResponse { status: u16, body: Option<String> },
+}
+
+#[derive(Debug)]
+pub enum Target {
+    Cluster(String),
+    /// Clusters with weights; `total` is their sum (or the configured total).
+    Weighted {
+        clusters: Vec<(String, u32)>,
+        total: u64,
+    },
+    /// The cluster named by a request header.
+    Header(String),
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    pub target: Target,
+    /// `None`: no timeout (`0s` in Envoy).
+    pub timeout: Option<Duration>,
+    pub retry_policy: Option<RetryPolicy>,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<(Regex, String)>,
+    pub host_rewrite: Option<String>,
+    pub mirrors: Vec<Mirror>,
+    pub cluster_not_found_status: u16,
+}
+
+#[derive(Debug)]
+pub struct Mirror {
+    pub cluster: String,
+    /// Fraction of requests mirrored, in millionths.
+    pub per_million: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Envoy's `retry_on` conditions, split (`5xx`, `gateway-error`, `reset`, `connect-failure`, ...).
+    pub retry_on: Vec<String>,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub retriable_status_codes: Vec<u16>,
+    /// `envoy.retry_host_predicates.previous_hosts`: a retry avoids hosts already tried.
+    pub avoid_previous_hosts: bool,
+    pub host_selection_max_attempts: u32,
+    pub base_interval: Duration,
+    pub max_interval: Duration,
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    pub path: RedirectPath,
+    pub status: u16,
+    pub strip_query: bool,
+}
+
+#[derive(Debug)]
+pub enum RedirectPath {
+    Keep,
+    Replace(String),
+    PrefixRewrite(String),
+    RegexRewrite(Regex, String),
+}
+
+/// A header to add: `append` keeps existing values, otherwise it replaces them.
+#[derive(Debug, Clone)]
+pub struct HeaderAdd {
+    pub name: http::HeaderName,
+    pub value: http::HeaderValue,
+    pub action: AppendAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendAction {
+    AppendIfExistsOrAdd,
+    AddIfAbsent,
+    OverwriteIfExistsOrAdd,
+    OverwriteIfExists,
+}
+
+/// The parts of a request that routing looks at.
+#[derive(Debug)]
+pub struct RequestView<'a> {
+    /// The `:authority` or `Host`, as sent.
+    pub authority: &'a str,
+    /// The path with its query string.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+impl RouteConfig {
+    pub fn from_proto(p: &route::RouteConfiguration, at: &At) -> Result<RouteConfig, Vec<ModelError>> {
+        let mut errors = Errors::default();
+        let mut virtual_hosts = Vec::new();
+        let mut exact = HashMap::new();
+        let mut suffixes = Vec::new();
+        let mut prefixes = Vec::new();
+        let mut catch_all = None;
+        for (i, vh) in p.virtual_hosts.iter().enumerate() {
+            let vat = at.key("virtual_hosts").index(i);
+            let index = virtual_hosts.len();
+            for (j, domain) in vh.domains.iter().enumerate() {
+                let domain = domain.to_ascii_lowercase();
+                let dat = vat.key("domains").index(j);
+                let duplicate = if domain == "*" {
+                    catch_all.replace(index).is_some()
+                } else if let Some(rest) = domain.strip_prefix('*') {
+                    suffixes.push((rest.to_owned(), index));
+                    false
+                } else if let Some(rest) = domain.strip_suffix('*') {
+                    prefixes.push((rest.to_owned(), index));
+                    false
+                } else {
+                    exact.insert(domain.clone(), index).is_some()
+                };
+                if duplicate {
+                    errors.push(dat.error(format!(
+                        "only one virtual host in the route configuration may have domain {domain:?}"
+                    )));
+                }
+            }
+            match VirtualHost::from_proto(vh, &vat) {
+                Ok(v) => virtual_hosts.push(v),
+                Err(e) => errors.0.extend(e),
+            }
+        }
+        // Longest wildcard first, as Envoy searches.
+        suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        prefixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        let request_headers_to_add = errors
+            .take(headers_to_add(&p.request_headers_to_add, &at.key("request_headers_to_add")))
+            .unwrap_or_default();
+        let response_headers_to_add = errors
+            .take(headers_to_add(&p.response_headers_to_add, &at.key("response_headers_to_add")))
+            .unwrap_or_default();
+        let config = RouteConfig {
+            name: p.name.clone(),
+            virtual_hosts,
+            exact,
+            suffixes,
+            prefixes,
+            catch_all,
+            ignore_port_in_host_matching: p.ignore_port_in_host_matching,
+            request_headers_to_add,
+            request_headers_to_remove: lower(&p.request_headers_to_remove),
+            response_headers_to_add,
+            response_headers_to_remove: lower(&p.response_headers_to_remove),
+        };
+        errors.into_result(config)
+    }
+
+    /// Envoy's virtual host search: exact domain, then the longest `*.suffix`, then the longest
+    /// `prefix.*`, then `*`.
+    pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+        let mut host = authority.to_ascii_lowercase();
+        if self.ignore_port_in_host_matching
+            && let Some((h, port)) = host.rsplit_once(':')
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && !h.ends_with(']')
+        {
+            host = h.to_owned();
+        }
+        let index = self
+            .exact
+            .get(&host)
+            .copied()
+            .or_else(|| {
+                self.suffixes
+                    .iter()
+                    .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
+                    .map(|(_, i)| *i)
+            })
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
+                    .map(|(_, i)| *i)
+            })
+            .or(self.catch_all)?;
+        self.virtual_hosts.get(index)
+    }
+
+    /// The first route of the request's virtual host that matches it.
+    pub fn select(&self, request: &RequestView<'_>) -> Option<(&VirtualHost, &Route)> {
+        let vh = self.virtual_host(request.authority)?;
+        let route = vh.routes.iter().find(|r| r.matcher.matches(request))?;
+        Some((vh, route))
+    }
+}
+
+fn lower(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| n.to_ascii_lowercase()).collect()
+}
+
+impl VirtualHost {
+    fn from_proto(p: &route::VirtualHost, at: &At) -> Result<VirtualHost, Vec<ModelError>> {
+        let mut errors = Errors::default();
+        if p.require_tls != 0 {
+            errors.push(at.key("require_tls").unsupported("require_tls"));
+        }
+        let mut routes = Vec::new();
+        for (i, r) in p.routes.iter().enumerate() {
+            match Route::from_proto(r, &at.key("routes").index(i)) {
+                Ok(r) => routes.push(r),
+                Err(e) => errors.0.extend(e),
+            }
+        }
+        let retry_policy = p
+            .retry_policy
+            .as_ref()
+            .and_then(|r| errors.take(RetryPolicy::from_proto(r, &at.key("retry_policy"))));
+        let vh = VirtualHost {
+            name: p.name.clone(),
+            routes,
+            request_headers_to_add: errors
+                .take(headers_to_add(&p.request_headers_to_add, &at.key("request_headers_to_add")))
+                .unwrap_or_default(),
+            request_headers_to_remove: lower(&p.request_headers_to_remove),
+            response_headers_to_add: errors
+                .take(headers_to_add(&p.response_headers_to_add, &at.key("response_headers_to_add")))
+                .unwrap_or_default(),
+            response_headers_to_remove: lower(&p.response_headers_to_remove),
+            retry_policy,
+        };
+        errors.into_result(vh)
+    }
+}
+
+impl Route {
+    fn from_proto(p: &route::Route, at: &At) -> Result<Route, Vec<ModelError>> {
+        let mut errors = Errors::default();
+        let matcher = match &p.r#match {
+            Some(m) => errors.take(RouteMatch::from_proto(m, &at.key("match"))),
+            None => {
+                errors.push(at.key("match").error("a route needs a match"));
+                None
+            }
+        };
+        let action = errors.take(Action::from_proto(p.action.as_ref(), at));
+        let fault = p
+            .typed_per_filter_config
+            .get(crate::filter::FAULT_FILTER)
+            .and_then(|any| {
+                errors.take(FaultConfig::from_any(
+                    any,
+                    &at.key("typed_per_filter_config").key(crate::filter::FAULT_FILTER),
+                ))
+            });
+        let request_headers_to_add = errors
+            .take(headers_to_add(&p.request_headers_to_add, &at.key("request_headers_to_add")))
+            .unwrap_or_default();
+        let response_headers_to_add = errors
+            .take(headers_to_add(&p.response_headers_to_add, &at.key("response_headers_to_add")))
+            .unwrap_or_default();
+        match (matcher, action) {
+            (Some(matcher), Some(action)) if errors.0.is_empty() => Ok(Route {
+                name: p.name.clone(),
+                matcher,
+                action,
+                request_headers_to_add,
+                request_headers_to_remove: lower(&p.request_headers_to_remove),
+                response_headers_to_add,
+                response_headers_to_remove: lower(&p.response_headers_to_remove),
+                fault,
+            }),
+            _ => Err(errors.0),
+        }
+    }
+}
+
+impl RouteMatch {
+    fn from_proto(p: &route::RouteMatch, at: &At) -> Result<RouteMatch, ModelError> {
+        use route::route_match::PathSpecifier as P;
+        let path = match &p.path_specifier {
+            Some(P::Prefix(s)) => PathMatch::Prefix(s.clone()),
+            Some(P::Path(s)) => PathMatch::Exact(s.clone()),
+            Some(P::SafeRegex(r)) => PathMatch::Regex(full_match_regex(r, &at.key("safe_regex"))?),
+            Some(P::PathSeparatedPrefix(s)) => PathMatch::SeparatedPrefix(s.clone()),
+            Some(P::ConnectMatcher(_)) => return Err(at.key("connect_matcher").unsupported("connect_matcher")),
+            Some(P::PathMatchPolicy(_)) => {
+                return Err(at.key("path_match_policy").unsupported("path_match_policy"));
+            }
+            None => return Err(at.error("a route match needs prefix, path, safe_regex or path_separated_prefix")),
+        };
+        if p.runtime_fraction.is_some() {
+            return Err(at.key("runtime_fraction").unsupported("runtime_fraction"));
+        }
+        if p.grpc.is_some() {
+            return Err(at.key("grpc").unsupported("the grpc route match"));
+        }
+        if !p.dynamic_metadata.is_empty() {
+            return Err(at.key("dynamic_metadata").unsupported("dynamic_metadata matching"));
+        }
+        let headers = p
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| HeaderMatcher::from_proto(h, &at.key("headers").index(i)))
+            .collect::<Result<_, _>>()?;
+        let query = p
+            .query_parameters
+            .iter()
+            .enumerate()
+            .map(|(i, q)| QueryMatcher::from_proto(q, &at.key("query_parameters").index(i)))
+            .collect::<Result<_, _>>()?;
+        Ok(RouteMatch {
+            path,
+            case_sensitive: p.case_sensitive.as_ref().is_none_or(|b| b.value),
+            headers,
+            query,
+        })
+    }
+
+    pub fn matches(&self, request: &RequestView<'_>) -> bool {
+        let (path, query) = match request.path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (request.path, None),
+        };
+        let path_ok = match &self.path {
+            PathMatch::Prefix(p) => starts_with(path, p, self.case_sensitive),
+            PathMatch::Exact(p) => {
+                if self.case_sensitive {
+                    path == p
+                } else {
+                    path.eq_ignore_ascii_case(p)
+                }
+            }
+            PathMatch::Regex(r) => r.is_match(path),
+            PathMatch::SeparatedPrefix(p) => {
+                starts_with(path, p, self.case_sensitive)
+                    && (path.len() == p.len() || path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        };
+        path_ok
+            && self
+                .headers
+                .iter()
+                .all(|h| h.matches(joined_header(request.headers, &h.name).as_deref()))
+            && self.query.iter().all(|q| q.matches(query))
+    }
+}
+
+fn starts_with(path: &str, prefix: &str, case_sensitive: bool) -> bool {
+    path.len() >= prefix.len()
+        && path.is_char_boundary(prefix.len())
+        && if case_sensitive {
+            path.starts_with(prefix)
+        } else {
+            path[..prefix.len()].eq_ignore_ascii_case(prefix)
+        }
+}
+
+/// A header's values joined with `,` (Envoy matches multi-valued headers that way); `None` if absent.
+pub fn joined_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    Some(
+        values
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+impl Action {
+    fn from_proto(p: Option<&route::route::Action>, at: &At) -> Result<Action, ModelError> {
+        use route::route::Action as A;
+        match p {
+            Some(A::Route(r)) => Ok(Action::Forward(Box::new(Forward::from_proto(r, &at.key("route"))?))),
+            Some(A::Redirect(r)) => Ok(Action::Redirect(Redirect::from_proto(r, &at.key("redirect"))?)),
+            Some(A::DirectResponse(d)) => {
+                let dat = at.key("direct_response");
+                let status = u16::try_from(d.status)
+                    .ok()
+                    .filter(|s| (200..600).contains(s))
+                    .ok_or_else(|| dat.key("status").error(format!("status {} is not in [200, 600)", d.status)))?;
+                let body = d
+                    .body
+                    .as_ref()
+                    .map(|b| data_source(b, &dat.key("body")))
+                    .transpose()?;
+                Ok(Action::DirectResponse { status, body })
+            }
+            Some(A::FilterAction(_)) => Err(at.key("filter_action").unsupported("filter_action")),
+            Some(A::NonForwardingAction(_)) => {
+                Err(at.key("non_forwarding_action").unsupported("non_forwarding_action"))
+            }
+            None => Err(at.error("a route needs route, redirect or direct_response")),
+        }
+    }
+}
+
+/// The text of an inline `DataSource` (files and environment variables are read at build time).
+fn data_source(d: &core::DataSource, at: &At) -> Result<String, ModelError> {
+    use core::data_source::Specifier as S;
+    match &d.specifier {
+        Some(S::InlineString(s)) => Ok(s.clone()),
+        Some(S::InlineBytes(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Some(S::Filename(f)) => std::fs::read_to_string(f)
+            .map_err(|e| at.key("filename").error(format!("cannot read {f}: {e}"))),
+        Some(S::EnvironmentVariable(v)) => std::env::var(v)
+            .map_err(|_| at.key("environment_variable").error(format!("environment variable {v} is not set"))),
+        None => Ok(String::new()),
+    }
+}
+
+impl Forward {
+    fn from_proto(p: &route::RouteAction, at: &At) -> Result<Forward, ModelError> {
+        use route::route_action::ClusterSpecifier as C;
+        use route::route_action::HostRewriteSpecifier as H;
+        let target = match &p.cluster_specifier {
+            Some(C::Cluster(c)) if !c.is_empty() => Target::Cluster(c.clone()),
+            Some(C::ClusterHeader(h)) => Target::Header(h.to_ascii_lowercase()),
+            Some(C::WeightedClusters(w)) => {
+                let wat = at.key("weighted_clusters");
+                let mut clusters = Vec::new();
+                for (i, c) in w.clusters.iter().enumerate() {
+                    let cat = wat.key("clusters").index(i);
+                    if c.name.is_empty() {
+                        return Err(cat.key("name").error("a weighted cluster needs a name"));
+                    }
+                    if c.request_headers_to_add.len() + c.response_headers_to_add.len() > 0
+                        || !c.request_headers_to_remove.is_empty()
+                        || !c.response_headers_to_remove.is_empty()
+                    {
+                        return Err(cat.unsupported("header mutations per weighted cluster"));
+                    }
+                    clusters.push((c.name.clone(), u32_or(c.weight.as_ref(), 0)));
+                }
+                let sum: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+                let total = w.total_weight.as_ref().map_or(sum, |t| u64::from(t.value));
+                if sum == 0 {
+                    return Err(wat.error("the weights of weighted_clusters add up to 0"));
+                }
+                if total != sum {
+                    return Err(wat.key("total_weight").error(format!(
+                        "total_weight {total} differs from the sum of the weights, {sum}"
+                    )));
+                }
+                Target::Weighted { clusters, total }
+            }
+            Some(C::ClusterSpecifierPlugin(_)) | Some(C::InlineClusterSpecifierPlugin(_)) => {
+                return Err(at.unsupported("cluster specifier plugins"));
+            }
+            _ => return Err(at.key("cluster").error("a route action needs cluster, cluster_header or weighted_clusters")),
+        };
+        let timeout = match &p.timeout {
+            None => Some(DEFAULT_ROUTE_TIMEOUT),
+            Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+        };
+        let retry_policy = p
+            .retry_policy
+            .as_ref()
+            .map(|r| RetryPolicy::from_proto(r, &at.key("retry_policy")))
+            .transpose()?;
+        let regex_rewrite = p
+            .regex_rewrite
+            .as_ref()
+            .map(|r| {
+                let rat = at.key("regex_rewrite");
+                let pattern = r
+                    .pattern
+                    .as_ref()
+                    .ok_or_else(|| rat.key("pattern").error("regex_rewrite needs a pattern"))?;
+                let re = regex::Regex::new(&pattern.regex)
+                    .map_err(|e| rat.key("pattern").key("regex").error(format!("invalid regex: {e}")))?;
+                Ok::<_, ModelError>((re, go_to_rust_substitution(&r.substitution)))
+            })
+            .transpose()?;
+        let host_rewrite = match &p.host_rewrite_specifier {
+            Some(H::HostRewriteLiteral(h)) => Some(h.clone()),
+            Some(H::AutoHostRewrite(b)) if b.value => {
+                return Err(at.key("auto_host_rewrite").unsupported("auto_host_rewrite"));
+            }
+            Some(H::HostRewriteHeader(_)) | Some(H::HostRewritePathRegex(_)) => {
+                return Err(at.unsupported("host rewrite from a header or path"));
+            }
+            _ => None,
+        };
+        let mirrors = p
+            .request_mirror_policies
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let per_million = match &m.runtime_fraction {
+                    None => 1_000_000,
+                    Some(f) => f.default_value.as_ref().map_or(0, fraction_per_million),
+                };
+                if m.cluster.is_empty() {
+                    return Err(at.key("request_mirror_policies").index(i).key("cluster").error("a mirror policy needs a cluster"));
+                }
+                Ok(Mirror {
+                    cluster: m.cluster.clone(),
+                    per_million,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if !p.hash_policy.is_empty() {
+            // Used only by ring hash and maglev clusters; they are refused where clusters are built.
+        }
+        Ok(Forward {
+            target,
+            timeout,
+            retry_policy,
+            prefix_rewrite: Some(p.prefix_rewrite.clone()).filter(|s| !s.is_empty()),
+            regex_rewrite,
+            host_rewrite,
+            mirrors,
+            cluster_not_found_status: match p.cluster_not_found_response_code {
+                1 => 404,
+                2 => 500,
+                _ => 503,
+            },
+        })
+    }
+}
+
+/// Envoy substitutions use `\1`; Rust's regex uses `${1}`.
+fn go_to_rust_substitution(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    n.push(*d);
+                    chars.next();
+                }
+                out.push_str(&format!("${{{n}}}"));
+            }
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A `FractionalPercent` in millionths.
+pub fn fraction_per_million(f: &xds_api::pb::envoy::r#type::v3::FractionalPercent) -> u32 {
+    let scale = match f.denominator {
+        0 => 10_000, // HUNDRED
+        1 => 100,    // TEN_THOUSAND
+        _ => 1,      // MILLION
+    };
+    f.numerator.saturating_mul(scale).min(1_000_000)
+}
+
+impl RetryPolicy {
+    pub fn from_proto(p: &route::RetryPolicy, at: &At) -> Result<RetryPolicy, ModelError> {
+        const KNOWN: &[&str] = &[
+            "5xx",
+            "gateway-error",
+            "reset",
+            "reset-before-request",
+            "connect-failure",
+            "envoy-ratelimited",
+            "retriable-4xx",
+            "refused-stream",
+            "retriable-status-codes",
+            "retriable-headers",
+            "http3-post-connect-failure",
+            // gRPC conditions, from the response's grpc-status.
+            "cancelled",
+            "deadline-exceeded",
+            "internal",
+            "resource-exhausted",
+            "unavailable",
+        ];
+        let retry_on: Vec<String> = p
+            .retry_on
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = retry_on.iter().find(|c| !KNOWN.contains(&c.as_str())) {
+            return Err(at.key("retry_on").error(format!("unknown retry condition {bad:?}")));
+        }
+        let mut avoid_previous_hosts = false;
+        for (i, pred) in p.retry_host_predicate.iter().enumerate() {
+            if pred.name == "envoy.retry_host_predicates.previous_hosts" {
+                avoid_previous_hosts = true;
+            } else {
+                return Err(at
+                    .key("retry_host_predicate")
+                    .index(i)
+                    .unsupported(format!("retry host predicate {:?}", pred.name)));
+            }
+        }
+        if p.retry_priority.is_some() {
+            return Err(at.key("retry_priority").unsupported("retry_priority"));
+        }
+        let base_interval = p
+            .retry_back_off
+            .as_ref()
+            .and_then(|b| b.base_interval.as_ref())
+            .map_or(Duration::from_millis(25), duration);
+        let max_interval = p
+            .retry_back_off
+            .as_ref()
+            .and_then(|b| b.max_interval.as_ref())
+            .map_or(base_interval * 10, duration);
+        Ok(RetryPolicy {
+            retry_on,
+            num_retries: u32_or(p.num_retries.as_ref(), 1),
+            per_try_timeout: p.per_try_timeout.as_ref().map(duration).filter(|d| !d.is_zero()),
+            retriable_status_codes: p
+                .retriable_status_codes
+                .iter()
+                .filter_map(|c| u16::try_from(*c).ok())
+                .collect(),
+            avoid_previous_hosts,
+            host_selection_max_attempts: u32::try_from(p.host_selection_retry_max_attempts.max(1)).unwrap_or(1),
+            base_interval,
+            max_interval,
+        })
+    }
+
+    pub fn retries_on(&self, condition: &str) -> bool {
+        self.retry_on.iter().any(|c| c == condition)
+    }
+}
+
+impl Redirect {
+    fn from_proto(p: &route::RedirectAction, at: &At) -> Result<Redirect, ModelError> {
+        use route::redirect_action::{PathRewriteSpecifier as P, SchemeRewriteSpecifier as S};
+        let scheme = match &p.scheme_rewrite_specifier {
+            Some(S::HttpsRedirect(true)) => Some("https".to_owned()),
+            Some(S::SchemeRedirect(s)) if !s.is_empty() => Some(s.to_ascii_lowercase()),
+            _ => None,
+        };
+        let path = match &p.path_rewrite_specifier {
+            Some(P::PathRedirect(s)) => RedirectPath::Replace(s.clone()),
+            Some(P::PrefixRewrite(s)) => RedirectPath::PrefixRewrite(s.clone()),
+            Some(P::RegexRewrite(r)) => {
+                let rat = at.key("regex_rewrite");
+                let pattern = r
+                    .pattern
+                    .as_ref()
+                    .ok_or_else(|| rat.key("pattern").error("regex_rewrite needs a pattern"))?;
+                let re = Regex::new(&pattern.regex)
+                    .map_err(|e| rat.key("pattern").key("regex").error(format!("invalid regex: {e}")))?;
+                RedirectPath::RegexRewrite(re, go_to_rust_substitution(&r.substitution))
+            }
+            Some(P::PathRewrite(_)) => {
+                return Err(at.key("path_rewrite").unsupported("path_rewrite with substitution formats"));
+            }
+            None => RedirectPath::Keep,
+        };
+        let status = match p.response_code {
+            0 => 301,
+            1 => 302,
+            2 => 303,
+            3 => 307,
+            4 => 308,
+            other => return Err(at.key("response_code").error(format!("unknown response code {other}"))),
+        };
+        Ok(Redirect {
+            scheme,
+            host: Some(p.host_redirect.clone()).filter(|h| !h.is_empty()),
+            port: Some(p.port_redirect).filter(|p| *p != 0),
+            path,
+            status,
+            strip_query: p.strip_query,
+        })
+    }
+}
+
+fn headers_to_add(options: &[core::HeaderValueOption], at: &At) -> Result<Vec<HeaderAdd>, ModelError> {
+    options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let oat = at.index(i);
+            let h = o
+                .header
+                .as_ref()
+                .ok_or_else(|| oat.key("header").error("a header option needs a header"))?;
+            let name = http::HeaderName::from_bytes(h.key.as_bytes())
+                .map_err(|_| oat.key("header").key("key").error(format!("invalid header name {:?}", h.key)))?;
+            let raw = if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                &h.raw_value
+            };
+            let value = http::HeaderValue::from_bytes(raw)
+                .map_err(|_| oat.key("header").key("value").error("invalid header value"))?;
+            if h.value.contains('%') {
+                // Envoy expands %COMMAND% operators in header values; Bosun does not yet.
+                return Err(oat.key("header").key("value").unsupported("%…% substitutions in header values"));
+            }
+            let action = match (o.append.as_ref().map(|b| b.value), o.append_action) {
+                (Some(true), _) => AppendAction::AppendIfExistsOrAdd,
+                (Some(false), _) => AppendAction::OverwriteIfExistsOrAdd,
+                (None, 1) => AppendAction::AddIfAbsent,
+                (None, 2) => AppendAction::OverwriteIfExistsOrAdd,
+                (None, 3) => AppendAction::OverwriteIfExists,
+                (None, _) => AppendAction::AppendIfExistsOrAdd,
+            };
+            Ok(HeaderAdd { name, value, action })
+        })
+        .collect()
+}
+
+impl HeaderAdd {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let exists = headers.contains_key(&self.name);
+        match self.action {
+            AppendAction::AppendIfExistsOrAdd => {
+                headers.append(self.name.clone(), self.value.clone());
+            }
+            AppendAction::AddIfAbsent if !exists => {
+                headers.insert(self.name.clone(), self.value.clone());
+            }
+            AppendAction::OverwriteIfExistsOrAdd => {
+                headers.insert(self.name.clone(), self.value.clone());
+            }
+            AppendAction::OverwriteIfExists if exists => {
+                headers.insert(self.name.clone(), self.value.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

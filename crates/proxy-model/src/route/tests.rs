@@ -1,0 +1,282 @@
+use http::HeaderMap;
+use xds_api::bootstrap::message_from_yaml;
+use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+
+use super::*;
+
+fn config(yaml: &str) -> RouteConfig {
+    let p: RouteConfiguration = message_from_yaml(yaml, None).expect("valid RouteConfiguration");
+    RouteConfig::from_proto(&p, &At::root("route_config")).expect("buildable")
+}
+
+fn errors(yaml: &str) -> Vec<ModelError> {
+    let p: RouteConfiguration = message_from_yaml(yaml, None).expect("valid RouteConfiguration");
+    RouteConfig::from_proto(&p, &At::root("route_config")).expect_err("must be refused")
+}
+
+/// The name of the route a request takes, or `None` for a 404.
+fn route_for(rc: &RouteConfig, authority: &str, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let view = RequestView {
+        authority,
+        path,
+        headers: &map,
+    };
+    rc.select(&view).map(|(vh, r)| format!("{}/{}", vh.name, r.name))
+}
+
+const DOMAINS: &str = r#"
+name: domains
+virtual_hosts:
+- name: exact
+  domains: ["api.example.com", "api.example.com:8080"]
+  routes: [{name: r, match: {prefix: "/"}, direct_response: {status: 200}}]
+- name: long-suffix
+  domains: ["*.v2.example.com"]
+  routes: [{name: r, match: {prefix: "/"}, direct_response: {status: 200}}]
+- name: suffix
+  domains: ["*.example.com"]
+  routes: [{name: r, match: {prefix: "/"}, direct_response: {status: 200}}]
+- name: prefix
+  domains: ["internal.*"]
+  routes: [{name: r, match: {prefix: "/"}, direct_response: {status: 200}}]
+- name: default
+  domains: ["*"]
+  routes: [{name: r, match: {prefix: "/"}, direct_response: {status: 200}}]
+"#;
+
+#[test]
+fn virtual_hosts_are_searched_exact_then_suffix_then_prefix_then_star() {
+    let rc = config(DOMAINS);
+    let vh = |a: &str| route_for(&rc, a, "/", &[]).expect("a virtual host");
+    assert_eq!(vh("api.example.com"), "exact/r");
+    assert_eq!(vh("API.Example.com"), "exact/r", "domains are case-insensitive");
+    assert_eq!(vh("api.example.com:8080"), "exact/r");
+    assert_eq!(vh("x.v2.example.com"), "long-suffix/r", "the longest wildcard wins");
+    assert_eq!(vh("shop.example.com"), "suffix/r");
+    assert_eq!(vh("internal.corp"), "prefix/r");
+    assert_eq!(vh("other.org"), "default/r");
+    // With a port and no matching `host:port` domain, Envoy does not strip the port.
+    assert_eq!(vh("shop.example.com:9999"), "default/r");
+}
+
+#[test]
+fn duplicate_domains_are_refused() {
+    let e = errors(
+        r#"
+virtual_hosts:
+- {name: a, domains: ["x.com"], routes: []}
+- {name: b, domains: ["x.com"], routes: []}
+"#,
+    );
+    assert_eq!(e[0].field, "route_config.virtual_hosts[1].domains[0]");
+    assert!(e[0].message.contains("only one virtual host"), "{e:?}");
+}
+
+const ROUTES: &str = r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - name: jason
+    match:
+      prefix: /reviews
+      headers: [{name: end-user, string_match: {exact: jason}}]
+    route: {cluster: v2}
+  - name: not-chrome
+    match:
+      prefix: /reviews
+      headers: [{name: user-agent, string_match: {contains: Chrome}, invert_match: true}]
+    route: {cluster: v3}
+  - name: debug-query
+    match:
+      path: /items
+      query_parameters: [{name: debug, string_match: {exact: "1"}}]
+    route: {cluster: debug}
+  - name: exact
+    match: {path: /items}
+    route: {cluster: items}
+  - name: regex
+    match: {safe_regex: {regex: "/api/v[0-9]+/users"}}
+    route: {cluster: users}
+  - name: separated
+    match: {path_separated_prefix: /static}
+    route: {cluster: static}
+  - name: insensitive
+    match: {prefix: /CASE, case_sensitive: false}
+    route: {cluster: case}
+  - name: rest
+    match: {prefix: /}
+    route: {cluster: default}
+"#;
+
+#[test]
+fn first_matching_route_wins_with_envoys_matchers() {
+    let rc = config(ROUTES);
+    let r = |path: &str, headers: &[(&str, &str)]| route_for(&rc, "any", path, headers).expect("a route");
+    assert_eq!(r("/reviews/1", &[("end-user", "jason")]), "vh/jason");
+    assert_eq!(r("/reviews/1", &[("end-user", "bob"), ("user-agent", "curl")]), "vh/not-chrome");
+    assert_eq!(r("/reviews/1", &[("user-agent", "Mozilla Chrome")]), "vh/rest");
+    // A missing header does not match even an inverted matcher.
+    assert_eq!(r("/reviews/1", &[]), "vh/rest");
+    assert_eq!(r("/items?debug=1", &[]), "vh/debug-query");
+    assert_eq!(r("/items?debug=0", &[]), "vh/exact");
+    assert_eq!(r("/items/1", &[]), "vh/rest", "path is an exact match");
+    assert_eq!(r("/api/v12/users", &[]), "vh/regex");
+    assert_eq!(r("/api/v12/users/7", &[]), "vh/rest", "safe_regex matches the whole path");
+    assert_eq!(r("/api/v1/users?x=1", &[]), "vh/regex", "the query is not part of the path");
+    assert_eq!(r("/static", &[]), "vh/separated");
+    assert_eq!(r("/static/app.js", &[]), "vh/separated");
+    assert_eq!(r("/staticfile", &[]), "vh/rest");
+    assert_eq!(r("/case/x", &[]), "vh/insensitive");
+}
+
+#[test]
+fn no_virtual_host_means_no_route() {
+    let rc = config(
+        r#"
+virtual_hosts:
+- {name: only, domains: ["a.com"], routes: [{match: {prefix: "/"}, direct_response: {status: 200}}]}
+"#,
+    );
+    assert_eq!(route_for(&rc, "b.com", "/", &[]), None);
+}
+
+#[test]
+fn weighted_clusters_must_add_up() {
+    let rc = config(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route:
+      weighted_clusters:
+        clusters: [{name: v1, weight: 90}, {name: v2, weight: 10}]
+"#,
+    );
+    let Action::Forward(f) = &rc.virtual_hosts[0].routes[0].action else {
+        panic!("forward")
+    };
+    let Target::Weighted { clusters, total } = &f.target else {
+        panic!("weighted")
+    };
+    assert_eq!(*total, 100);
+    assert_eq!(clusters, &[("v1".to_owned(), 90), ("v2".to_owned(), 10)]);
+    assert_eq!(f.timeout, Some(DEFAULT_ROUTE_TIMEOUT), "Envoy's default route timeout is 15 s");
+
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route: {weighted_clusters: {clusters: [{name: v1, weight: 0}]}}
+"#,
+    );
+    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].route.weighted_clusters");
+}
+
+#[test]
+fn retry_policy_keeps_envoys_defaults_and_refuses_unknown_conditions() {
+    let rc = config(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route:
+      cluster: c
+      timeout: 0s
+      retry_policy:
+        retry_on: 5xx,connect-failure
+        retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}]
+"#,
+    );
+    let Action::Forward(f) = &rc.virtual_hosts[0].routes[0].action else {
+        panic!("forward")
+    };
+    assert_eq!(f.timeout, None, "0s disables the route timeout");
+    let p = f.retry_policy.as_ref().expect("retry policy");
+    assert_eq!(p.num_retries, 1, "Envoy's default is one retry");
+    assert!(p.retries_on("5xx") && p.retries_on("connect-failure"));
+    assert!(p.avoid_previous_hosts);
+    assert_eq!(p.base_interval, Duration::from_millis(25));
+    assert_eq!(p.max_interval, Duration::from_millis(250));
+
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route: {cluster: c, retry_policy: {retry_on: 5xx,sometimes}}
+"#,
+    );
+    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_on");
+    assert_eq!(e[0].message, "unknown retry condition \"sometimes\"");
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_path() {
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /, runtime_fraction: {default_value: {numerator: 50}}}
+    route: {cluster: c}
+"#,
+    );
+    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].match.runtime_fraction");
+    assert!(e[0].message.contains("not supported by bosun proxy"), "{e:?}");
+}
+
+#[test]
+fn bad_regexes_are_refused_with_their_path() {
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {safe_regex: {regex: "/api/(v1"}}
+    route: {cluster: c}
+"#,
+    );
+    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].match.safe_regex.regex");
+}
+
+#[test]
+fn substitutions_use_rust_group_syntax() {
+    assert_eq!(go_to_rust_substitution(r"/v2/\1/x"), "/v2/${1}/x");
+    assert_eq!(go_to_rust_substitution("$5"), "$$5");
+}
+
+#[test]
+fn header_mutations_follow_append_actions() {
+    let mut h = HeaderMap::new();
+    h.insert("x-a", http::HeaderValue::from_static("1"));
+    let add = |action| HeaderAdd {
+        name: http::HeaderName::from_static("x-a"),
+        value: http::HeaderValue::from_static("2"),
+        action,
+    };
+    add(AppendAction::AddIfAbsent).apply(&mut h);
+    assert_eq!(h.get_all("x-a").iter().count(), 1);
+    add(AppendAction::AppendIfExistsOrAdd).apply(&mut h);
+    assert_eq!(h.get_all("x-a").iter().count(), 2);
+    add(AppendAction::OverwriteIfExistsOrAdd).apply(&mut h);
+    assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["2"]);
+}

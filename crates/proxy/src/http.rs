@@ -1,0 +1,747 @@
+//! The HTTP connection manager at run time: route a request, apply faults, forward it to a cluster
+//! with retries and timeouts, and answer locally (with Envoy's status codes, bodies and response
+//! flags) when it cannot be forwarded.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
+use proxy_model::listener::HttpConnectionManager;
+use proxy_model::route::{Action, Forward, Redirect, RedirectPath, RequestView, RetryPolicy, Route, RouteConfig, Target, VirtualHost};
+use rand::Rng;
+
+use crate::Runtime;
+use crate::access_log;
+use crate::stats::Counter;
+use crate::upstream::{Body, BoxError, ClusterRuntime, Host, Outcome};
+
+/// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
+const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
+
+/// What one connection's requests share.
+#[derive(Debug)]
+pub struct ConnContext {
+    pub runtime: Arc<Runtime>,
+    pub hcm: Arc<HttpConnectionManager>,
+    pub peer: SocketAddr,
+    pub stats: Arc<HcmStats>,
+}
+
+/// `http.<stat_prefix>.*` stats.
+#[derive(Debug)]
+pub struct HcmStats {
+    pub downstream_rq_total: Arc<Counter>,
+    pub downstream_rq_2xx: Arc<Counter>,
+    pub downstream_rq_3xx: Arc<Counter>,
+    pub downstream_rq_4xx: Arc<Counter>,
+    pub downstream_rq_5xx: Arc<Counter>,
+    pub no_route: Arc<Counter>,
+    pub no_cluster: Arc<Counter>,
+    pub fault_aborts: Arc<Counter>,
+    pub fault_delays: Arc<Counter>,
+}
+
+impl HcmStats {
+    pub fn new(registry: &crate::stats::Registry, prefix: &str) -> HcmStats {
+        let c = |n: &str| registry.counter(&format!("http.{prefix}.{n}"));
+        HcmStats {
+            downstream_rq_total: c("downstream_rq_total"),
+            downstream_rq_2xx: c("downstream_rq_2xx"),
+            downstream_rq_3xx: c("downstream_rq_3xx"),
+            downstream_rq_4xx: c("downstream_rq_4xx"),
+            downstream_rq_5xx: c("downstream_rq_5xx"),
+            no_route: c("no_route"),
+            no_cluster: c("no_cluster"),
+            fault_aborts: c("fault.aborts_injected"),
+            fault_delays: c("fault.delays_injected"),
+        }
+    }
+}
+
+/// Envoy's response flags, in its order of precedence for the access log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Flags {
+    pub no_route: bool,
+    pub no_cluster: bool,
+    pub no_healthy_upstream: bool,
+    pub upstream_connect_failure: bool,
+    pub upstream_overflow: bool,
+    pub upstream_timeout: bool,
+    pub upstream_reset: bool,
+    pub retry_limit: bool,
+    pub fault_abort: bool,
+    pub fault_delay: bool,
+}
+
+impl Flags {
+    pub fn render(&self) -> String {
+        let all = [
+            (self.no_healthy_upstream, "UH"),
+            (self.upstream_connect_failure, "UF"),
+            (self.upstream_overflow, "UO"),
+            (self.no_route, "NR"),
+            (self.upstream_reset, "UC"),
+            (self.upstream_timeout, "UT"),
+            (self.fault_delay, "DI"),
+            (self.fault_abort, "FI"),
+            (self.retry_limit, "URX"),
+            (self.no_cluster, "NC"),
+        ];
+        let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f).collect();
+        if set.is_empty() { "-".to_owned() } else { set.join(",") }
+    }
+}
+
+/// What the access log needs beyond the request and the response.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    pub flags: Flags,
+    pub upstream_host: Option<String>,
+    pub upstream_service_time: Option<Duration>,
+}
+
+pub async fn serve(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let log_line = ctx.hcm.access_log.then(|| access_log::RequestInfo::new(&req));
+    let mut exchange = Exchange::default();
+    let mut response = handle(req, &ctx, &mut exchange).await;
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.hcm.server_name) {
+        headers.insert(header::SERVER, v);
+    }
+    let status = response.status().as_u16();
+    ctx.stats.downstream_rq_total.inc();
+    match status {
+        200..=299 => ctx.stats.downstream_rq_2xx.inc(),
+        300..=399 => ctx.stats.downstream_rq_3xx.inc(),
+        400..=499 => ctx.stats.downstream_rq_4xx.inc(),
+        _ => ctx.stats.downstream_rq_5xx.inc(),
+    }
+    if let Some(info) = log_line {
+        access_log::write(&info, &response, &exchange, start.elapsed());
+    }
+    Ok(response)
+}
+
+async fn handle(req: Request<Incoming>, ctx: &ConnContext, exchange: &mut Exchange) -> Response<Body> {
+    let runtime = &ctx.runtime;
+    let Some(routes) = runtime.snapshot.route_config(&ctx.hcm.routes) else {
+        ctx.stats.no_route.inc();
+        exchange.flags.no_route = true;
+        return local_reply(StatusCode::NOT_FOUND, "");
+    };
+    let authority = authority(&req);
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let view = RequestView {
+        authority: &authority,
+        path: &path,
+        headers: req.headers(),
+    };
+    let Some((vh, route)) = routes.select(&view) else {
+        ctx.stats.no_route.inc();
+        exchange.flags.no_route = true;
+        return local_reply(StatusCode::NOT_FOUND, "");
+    };
+
+    let target_cluster = match &route.action {
+        Action::Forward(f) => choose_cluster(f, req.headers()),
+        _ => None,
+    };
+    if let Some(reply) = apply_fault(ctx, route, target_cluster.as_deref(), req.headers(), exchange).await {
+        return reply;
+    }
+
+    match &route.action {
+        Action::DirectResponse { status, body } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+            let mut resp = local_reply(status, body.as_deref().unwrap_or(""));
+            if body.is_none() {
+                resp.headers_mut().remove(header::CONTENT_TYPE);
+            }
+            finish_response_headers(resp.headers_mut(), &routes, vh, route);
+            resp
+        }
+        Action::Redirect(r) => {
+            let mut resp = redirect(r, &authority, &path, &route.matcher.path);
+            finish_response_headers(resp.headers_mut(), &routes, vh, route);
+            resp
+        }
+        Action::Forward(f) => {
+            let Some(cluster_name) = target_cluster else {
+                ctx.stats.no_cluster.inc();
+                exchange.flags.no_cluster = true;
+                return local_reply(status(f.cluster_not_found_status), "");
+            };
+            let Some(cluster) = runtime.clusters.get(&cluster_name).cloned() else {
+                ctx.stats.no_cluster.inc();
+                exchange.flags.no_cluster = true;
+                return local_reply(status(f.cluster_not_found_status), "");
+            };
+            let mut resp = forward(req, ctx, &routes, vh, route, f, &cluster, &authority, &path, exchange).await;
+            finish_response_headers(resp.headers_mut(), &routes, vh, route);
+            resp
+        }
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// The request's authority: `:authority` for HTTP/2 and absolute-form requests, else `Host`.
+fn authority(req: &Request<Incoming>) -> String {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn choose_cluster(f: &Forward, headers: &HeaderMap) -> Option<String> {
+    match &f.target {
+        Target::Cluster(c) => Some(c.clone()),
+        Target::Header(h) => headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        Target::Weighted { clusters, total } => {
+            let mut point = rand::rng().random_range(0..(*total).max(1));
+            for (name, weight) in clusters {
+                let w = u64::from(*weight);
+                if point < w {
+                    return Some(name.clone());
+                }
+                point -= w;
+            }
+            clusters.last().map(|(n, _)| n.clone())
+        }
+    }
+}
+
+fn chance(per_million: u32) -> bool {
+    per_million >= 1_000_000 || (per_million > 0 && rand::rng().random_range(0..1_000_000) < per_million)
+}
+
+/// The fault filter: the route's own fault config replaces the listener's.
+async fn apply_fault(
+    ctx: &ConnContext,
+    route: &Route,
+    cluster: Option<&str>,
+    headers: &HeaderMap,
+    exchange: &mut Exchange,
+) -> Option<Response<Body>> {
+    let listener_fault = ctx.hcm.http_filters.iter().find_map(|f| match f {
+        HttpFilter::Fault(c) => Some(c),
+        _ => None,
+    })?;
+    let fault: &FaultConfig = route.fault.as_ref().unwrap_or(listener_fault);
+    if !fault.upstream_cluster.is_empty() && Some(fault.upstream_cluster.as_str()) != cluster {
+        return None;
+    }
+    if !fault
+        .headers
+        .iter()
+        .all(|h| h.matches(proxy_model::route::joined_header(headers, &h.name).as_deref()))
+    {
+        return None;
+    }
+    if let Some(delay) = &fault.delay
+        && chance(delay.per_million)
+    {
+        let wait = delay.fixed.or_else(|| {
+            headers
+                .get("x-envoy-fault-delay-request")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis)
+        });
+        if let Some(wait) = wait {
+            ctx.stats.fault_delays.inc();
+            exchange.flags.fault_delay = true;
+            tokio::time::sleep(wait).await;
+        }
+    }
+    if let Some(abort) = &fault.abort
+        && chance(abort.per_million)
+    {
+        let status = match abort.kind {
+            AbortKind::Http(s) => Some(s),
+            AbortKind::Grpc(_) => Some(200),
+            AbortKind::Header => headers
+                .get("x-envoy-fault-abort-request")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u16>().ok()),
+        }?;
+        ctx.stats.fault_aborts.inc();
+        exchange.flags.fault_abort = true;
+        let body = if abort.body.is_empty() { "fault filter abort" } else { &abort.body };
+        let mut resp = local_reply(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), body);
+        if let AbortKind::Grpc(code) = abort.kind {
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            if let Ok(v) = HeaderValue::from_str(&code.to_string()) {
+                resp.headers_mut().insert("grpc-status", v);
+            }
+        }
+        return Some(resp);
+    }
+    None
+}
+
+fn redirect(r: &Redirect, authority: &str, path: &str, matched: &proxy_model::route::PathMatch) -> Response<Body> {
+    let (path_only, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let scheme = r.scheme.clone().unwrap_or_else(|| "http".to_owned());
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h.to_owned(), Some(p.to_owned())),
+        _ => (authority.to_owned(), None),
+    };
+    let host = r.host.clone().unwrap_or(host);
+    // Envoy drops the port when the scheme changes and no port_redirect is given.
+    let port = match (r.port, &r.scheme) {
+        (Some(p), _) => Some(p.to_string()),
+        (None, Some(_)) => None,
+        (None, None) => port,
+    };
+    let new_path = match &r.path {
+        RedirectPath::Keep => path_only.to_owned(),
+        RedirectPath::Replace(p) => p.clone(),
+        RedirectPath::PrefixRewrite(new) => match matched {
+            proxy_model::route::PathMatch::Prefix(old) | proxy_model::route::PathMatch::SeparatedPrefix(old) => {
+                format!("{new}{}", path_only.get(old.len()..).unwrap_or_default())
+            }
+            _ => new.clone(),
+        },
+        RedirectPath::RegexRewrite(re, with) => re.replace_all(path_only, with.as_str()).into_owned(),
+    };
+    let mut location = format!("{scheme}://{host}");
+    if let Some(p) = port {
+        location.push(':');
+        location.push_str(&p);
+    }
+    location.push_str(&new_path);
+    if let (Some(q), false) = (query, r.strip_query)
+        && !new_path.contains('?')
+    {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = local_reply(StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY), "");
+    resp.headers_mut().remove(header::CONTENT_TYPE);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// A response the proxy makes itself, as Envoy's local replies look.
+pub fn local_reply(status: StatusCode, body: &str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::copy_from_slice(body.as_bytes())));
+    *resp.status_mut() = status;
+    if !body.is_empty() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp
+}
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|e: Infallible| match e {}).boxed()
+}
+
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+/// The effective retry policy: the route's, else its virtual host's.
+fn retry_policy<'a>(vh: &'a VirtualHost, f: &'a Forward) -> Option<&'a RetryPolicy> {
+    f.retry_policy.as_ref().or(vh.retry_policy.as_ref())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    req: Request<Incoming>,
+    ctx: &ConnContext,
+    routes: &RouteConfig,
+    vh: &VirtualHost,
+    route: &Route,
+    f: &Forward,
+    cluster: &Arc<ClusterRuntime>,
+    authority: &str,
+    path: &str,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let start = Instant::now();
+    let downstream_h2 = req.version() == Version::HTTP_2;
+    let (parts, body) = req.into_parts();
+    let policy = retry_policy(vh, f);
+
+    // The request to send upstream, without its body.
+    let mut headers = parts.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    let upstream_authority = f.host_rewrite.clone().unwrap_or_else(|| authority.to_owned());
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if ctx.hcm.generate_request_id && !headers.contains_key("x-request-id") {
+        if let Ok(v) = HeaderValue::from_str(&request_id()) {
+            headers.insert("x-request-id", v);
+        }
+    }
+    let per_try = policy.and_then(|p| p.per_try_timeout);
+    if let Some(t) = per_try.or(f.timeout)
+        && let Ok(v) = HeaderValue::from_str(&t.as_millis().to_string())
+    {
+        headers.insert("x-envoy-expected-rq-timeout-ms", v);
+    }
+    for remove in route
+        .request_headers_to_remove
+        .iter()
+        .chain(&vh.request_headers_to_remove)
+        .chain(&routes.request_headers_to_remove)
+    {
+        headers.remove(remove.as_str());
+    }
+    for add in route
+        .request_headers_to_add
+        .iter()
+        .chain(&vh.request_headers_to_add)
+        .chain(&routes.request_headers_to_add)
+    {
+        add.apply(&mut headers);
+    }
+    let upstream_path = rewrite_path(path, f, &route.matcher.path);
+
+    // Keep the body when it may be sent again (retries, mirrors); stream it otherwise.
+    let replayable = policy.is_some() || !f.mirrors.is_empty();
+    let mut streaming = None;
+    let buffered = if replayable {
+        match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
+            Ok(c) => Some(c.to_bytes()),
+            Err(_) => return local_reply(StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
+        }
+    } else {
+        streaming = Some(body);
+        None
+    };
+
+    for m in &f.mirrors {
+        if chance(m.per_million)
+            && let (Some(mirror), Some(body)) = (ctx.runtime.clusters.get(&m.cluster), &buffered)
+        {
+            let mirror = mirror.clone();
+            let mut h = headers.clone();
+            let shadow = shadow_authority(&upstream_authority);
+            let body = body.clone();
+            let method = parts.method.clone();
+            let path = upstream_path.clone();
+            if let Ok(v) = HeaderValue::from_str(&shadow) {
+                h.insert(header::HOST, v);
+            }
+            tokio::spawn(async move {
+                if let Some(host) = mirror.pick(&[]) {
+                    let _ = send(&mirror, &host, &method, &path, &h, full(body), false).await;
+                }
+            });
+        }
+    }
+
+    let attempts = 1 + policy.map_or(0, |p| p.num_retries);
+    let deadline = f.timeout.map(|t| start + t);
+    let mut tried: Vec<Arc<Host>> = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if cluster.active_requests.load(Ordering::Relaxed) >= cluster.config.circuit_breakers.max_requests {
+            cluster.stats.upstream_rq_pending_overflow.inc();
+            exchange.flags.upstream_overflow = true;
+            let mut resp = local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            );
+            resp.headers_mut().insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+            return resp;
+        }
+        let avoid: &[Arc<Host>] = if policy.is_some_and(|p| p.avoid_previous_hosts) { &tried } else { &[] };
+        let Some(host) = cluster.pick(avoid) else {
+            exchange.flags.no_healthy_upstream = true;
+            return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        };
+        tried.push(host.clone());
+        exchange.upstream_host = Some(host.address.clone());
+        let mut h = headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&upstream_authority) {
+            h.insert(header::HOST, v);
+        }
+        let body = match (&buffered, streaming.take()) {
+            (Some(b), _) => full(b.clone()),
+            (None, Some(incoming)) => incoming.map_err(|e| Box::new(e) as BoxError).boxed(),
+            (None, None) => full(Bytes::new()),
+        };
+        let try_timeout = match (per_try, deadline) {
+            (Some(p), Some(d)) => Some(p.min(d.saturating_duration_since(Instant::now()))),
+            (Some(p), None) => Some(p),
+            (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            (None, None) => None,
+        };
+        cluster.active_requests.fetch_add(1, Ordering::Relaxed);
+        host.active_requests.fetch_add(1, Ordering::Relaxed);
+        cluster.stats.upstream_rq_total.inc();
+        cluster.stats.upstream_rq_active.inc();
+        host.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = send(cluster, &host, &parts.method, &upstream_path, &h, body, downstream_h2);
+        let result = match try_timeout {
+            Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| Failure::Timeout).and_then(|r| r),
+            None => sent.await,
+        };
+        cluster.active_requests.fetch_sub(1, Ordering::Relaxed);
+        host.active_requests.fetch_sub(1, Ordering::Relaxed);
+        cluster.stats.upstream_rq_active.dec();
+
+        let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let can_retry = attempt < attempts && !overall_expired && buffered.is_some();
+        match result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                cluster.record_status(status);
+                cluster.record_outcome(&host, if status >= 500 { Outcome::Status(status) } else { Outcome::Success });
+                if can_retry && policy.is_some_and(|p| retriable_status(p, status)) && take_retry(cluster, exchange) {
+                    drop(resp);
+                    backoff(policy, attempt).await;
+                    continue;
+                }
+                exchange.upstream_service_time = Some(start.elapsed());
+                return finish_upstream(resp, start.elapsed());
+            }
+            Err(failure) => {
+                cluster.record_outcome(&host, Outcome::LocalFailure);
+                let retriable = policy.is_some_and(|p| match failure {
+                    Failure::Connect => ["5xx", "gateway-error", "connect-failure", "reset"].iter().any(|c| p.retries_on(c)),
+                    Failure::Timeout => ["5xx", "gateway-error", "reset"].iter().any(|c| p.retries_on(c)),
+                    Failure::Reset => ["5xx", "gateway-error", "reset", "refused-stream"].iter().any(|c| p.retries_on(c)),
+                });
+                if failure == Failure::Timeout {
+                    cluster.stats.upstream_rq_timeout.inc();
+                }
+                if failure == Failure::Connect {
+                    cluster.stats.upstream_cx_connect_fail.inc();
+                }
+                if can_retry && retriable && take_retry(cluster, exchange) {
+                    backoff(policy, attempt).await;
+                    continue;
+                }
+                if overall_expired || (failure == Failure::Timeout && deadline.is_some() && per_try.is_none()) {
+                    exchange.flags.upstream_timeout = true;
+                    return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+                }
+                return match failure {
+                    Failure::Timeout => {
+                        exchange.flags.upstream_timeout = true;
+                        local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+                    }
+                    Failure::Connect => {
+                        exchange.flags.upstream_connect_failure = true;
+                        local_reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused",
+                        )
+                    }
+                    Failure::Reset => {
+                        exchange.flags.upstream_reset = true;
+                        cluster.stats.upstream_rq_rx_reset.inc();
+                        local_reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                        )
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// Whether the retry budget (`max_retries` concurrent retries) allows one more.
+fn take_retry(cluster: &ClusterRuntime, exchange: &mut Exchange) -> bool {
+    let active = cluster.active_retries.fetch_add(1, Ordering::Relaxed);
+    if active >= cluster.config.circuit_breakers.max_retries {
+        cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
+        cluster.stats.upstream_rq_retry_overflow.inc();
+        exchange.flags.retry_limit = true;
+        return false;
+    }
+    cluster.stats.upstream_rq_retry.inc();
+    // The retry is "active" only while it waits; Envoy counts it until the attempt starts.
+    cluster.active_retries.fetch_sub(1, Ordering::Relaxed);
+    true
+}
+
+/// Envoy's fully jittered exponential back-off: a random time in [0, base × 2^(n-1)], capped.
+async fn backoff(policy: Option<&RetryPolicy>, attempt: u32) {
+    let Some(p) = policy else { return };
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let ceiling = p.base_interval.saturating_mul(factor).min(p.max_interval);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    let wait = rand::rng().random_range(0..=millis);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}
+
+fn retriable_status(p: &RetryPolicy, status: u16) -> bool {
+    (p.retries_on("5xx") && status >= 500)
+        || (p.retries_on("gateway-error") && matches!(status, 502..=504))
+        || (p.retries_on("retriable-4xx") && status == 409)
+        || (p.retries_on("retriable-status-codes") && p.retriable_status_codes.contains(&status))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Connect,
+    Timeout,
+    Reset,
+}
+
+async fn send(
+    cluster: &ClusterRuntime,
+    host: &Host,
+    method: &http::Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+    downstream_h2: bool,
+) -> Result<Response<Incoming>, Failure> {
+    let uri: Uri = format!("http://{}{}", host.address, path).parse().map_err(|_| Failure::Reset)?;
+    let mut req = Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers.clone();
+    match cluster.client_for(downstream_h2).request(req).await {
+        Ok(resp) => Ok(resp),
+        Err(e) if e.is_connect() => Err(Failure::Connect),
+        Err(_) => Err(Failure::Reset),
+    }
+}
+
+fn finish_upstream(resp: Response<Incoming>, service_time: Duration) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Ok(v) = HeaderValue::from_str(&service_time.as_millis().to_string()) {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-envoy-upstream-service-time"), v);
+    }
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+}
+
+fn finish_response_headers(headers: &mut HeaderMap, routes: &RouteConfig, vh: &VirtualHost, route: &Route) {
+    for remove in route
+        .response_headers_to_remove
+        .iter()
+        .chain(&vh.response_headers_to_remove)
+        .chain(&routes.response_headers_to_remove)
+    {
+        headers.remove(remove.as_str());
+    }
+    for add in route
+        .response_headers_to_add
+        .iter()
+        .chain(&vh.response_headers_to_add)
+        .chain(&routes.response_headers_to_add)
+    {
+        add.apply(headers);
+    }
+}
+
+/// `prefix_rewrite` replaces the matched prefix; `regex_rewrite` substitutes in the path (the query
+/// string is kept).
+fn rewrite_path(path: &str, f: &Forward, matched: &proxy_model::route::PathMatch) -> String {
+    let (path_only, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut new = path_only.to_owned();
+    if let Some(prefix) = &f.prefix_rewrite {
+        let old_len = match matched {
+            proxy_model::route::PathMatch::Prefix(p) | proxy_model::route::PathMatch::SeparatedPrefix(p) => p.len(),
+            proxy_model::route::PathMatch::Exact(p) => p.len(),
+            proxy_model::route::PathMatch::Regex(_) => path_only.len(),
+        };
+        new = format!("{prefix}{}", path_only.get(old_len..).unwrap_or_default());
+    } else if let Some((re, with)) = &f.regex_rewrite {
+        new = re.replace_all(path_only, with.as_str()).into_owned();
+    }
+    match query {
+        Some(q) => format!("{new}?{q}"),
+        None => new,
+    }
+}
+
+/// Envoy's shadow host: `-shadow` appended to the host part of the authority.
+fn shadow_authority(authority: &str) -> String {
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => format!("{h}-shadow:{p}"),
+        _ => format!("{authority}-shadow"),
+    }
+}
+
+/// A random UUID (version 4), as Envoy generates `x-request-id`.
+fn request_id() -> String {
+    let mut b: [u8; 16] = rand::rng().random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(request_id(), id);
+    }
+
+    #[test]
+    fn shadow_authority_keeps_the_port() {
+        assert_eq!(shadow_authority("reviews:9080"), "reviews-shadow:9080");
+        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
+    }
+
+    #[test]
+    fn flags_render_in_envoy_order() {
+        let f = Flags {
+            upstream_connect_failure: true,
+            retry_limit: true,
+            ..Flags::default()
+        };
+        assert_eq!(f.render(), "UF,URX");
+        assert_eq!(Flags::default().render(), "-");
+    }
+}

@@ -1,0 +1,105 @@
+//! The TCP proxy filter: pick a cluster (by weight) and a host, then copy bytes both ways.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Runtime;
+use crate::upstream::{Outcome, resolve};
+
+pub async fn proxy(mut downstream: TcpStream, runtime: Arc<Runtime>, clusters: &[(String, u32)], idle: Option<Duration>) {
+    let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut point = rand::rng().random_range(0..total.max(1));
+    let name = clusters
+        .iter()
+        .find(|(_, w)| {
+            let w = u64::from(*w);
+            if point < w {
+                true
+            } else {
+                point -= w;
+                false
+            }
+        })
+        .map(|(n, _)| n.as_str());
+    let Some(cluster) = name.and_then(|n| runtime.clusters.get(n)) else {
+        return; // Unknown cluster: Envoy closes the connection.
+    };
+    let Some(host) = cluster.pick(&[]) else {
+        return;
+    };
+    let connect = async {
+        let addr = resolve(&host.address).await?;
+        TcpStream::connect(addr).await
+    };
+    let mut upstream = match tokio::time::timeout(cluster.config.connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            cluster.stats.upstream_cx_connect_fail.inc();
+            cluster.record_outcome(&host, Outcome::LocalFailure);
+            return;
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    cluster.record_outcome(&host, Outcome::Success);
+    let (dr, dw) = downstream.split();
+    let (ur, uw) = upstream.split();
+    let last = Activity::new();
+    let copy = async { tokio::join!(pipe(dr, uw, &last), pipe(ur, dw, &last)) };
+    match idle {
+        None => {
+            copy.await;
+        }
+        Some(idle) => {
+            tokio::select! {
+                _ = copy => {}
+                _ = last.idle_for(idle) => {}
+            }
+        }
+    }
+}
+
+/// When bytes last moved either way, for the idle timeout.
+struct Activity(std::sync::Mutex<Instant>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity(std::sync::Mutex::new(Instant::now()))
+    }
+
+    fn touch(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Completes once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let quiet = last.elapsed();
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    }
+}
+
+/// Copies one direction, then half-closes the other side.
+async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, last: &Activity) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                last.touch();
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}

@@ -1,0 +1,402 @@
+//! A cluster at run time: its hosts with their live state (active requests, outlier ejection), load
+//! balancing, circuit-breaker accounting, stats, and the connection pool to reach them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use proxy_model::cluster::{Cluster, Health, LbPolicy, OutlierDetection, UpstreamProtocol};
+use rand::Rng;
+
+use crate::stats::{Counter, Gauge, Registry};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// One upstream host and what the proxy knows about it right now.
+#[derive(Debug)]
+pub struct Host {
+    pub address: String,
+    pub weight: u32,
+    pub healthy: bool,
+    pub active_requests: AtomicU32,
+    /// Outlier detection: consecutive failures of each kind and the ejection state.
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
+    consecutive_local: AtomicU32,
+    ejected: AtomicBool,
+    ejected_until: Mutex<Option<Instant>>,
+    times_ejected: AtomicU32,
+    pub requests: AtomicU64,
+}
+
+impl Host {
+    fn new(address: String, weight: u32, healthy: bool) -> Host {
+        Host {
+            address,
+            weight,
+            healthy,
+            active_requests: AtomicU32::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway: AtomicU32::new(0),
+            consecutive_local: AtomicU32::new(0),
+            ejected: AtomicBool::new(false),
+            ejected_until: Mutex::new(None),
+            times_ejected: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    fn available(&self) -> bool {
+        self.healthy && !self.is_ejected()
+    }
+}
+
+/// The stats Envoy keeps per cluster (those Bosun maintains).
+#[derive(Debug)]
+pub struct ClusterStats {
+    pub upstream_rq_total: Arc<Counter>,
+    pub upstream_rq_active: Arc<Gauge>,
+    pub upstream_rq_pending_overflow: Arc<Counter>,
+    pub upstream_rq_retry: Arc<Counter>,
+    pub upstream_rq_retry_overflow: Arc<Counter>,
+    pub upstream_rq_timeout: Arc<Counter>,
+    pub upstream_rq_2xx: Arc<Counter>,
+    pub upstream_rq_3xx: Arc<Counter>,
+    pub upstream_rq_4xx: Arc<Counter>,
+    pub upstream_rq_5xx: Arc<Counter>,
+    pub upstream_cx_connect_fail: Arc<Counter>,
+    pub upstream_rq_rx_reset: Arc<Counter>,
+    pub membership_healthy: Arc<Gauge>,
+    pub membership_total: Arc<Gauge>,
+    pub outlier_ejections_active: Arc<Gauge>,
+    pub outlier_ejections_enforced_total: Arc<Counter>,
+    pub upstream_cx_overflow: Arc<Counter>,
+}
+
+impl ClusterStats {
+    fn new(registry: &Registry, cluster: &str) -> ClusterStats {
+        let c = |n: &str| registry.counter(&format!("cluster.{cluster}.{n}"));
+        let g = |n: &str| registry.gauge(&format!("cluster.{cluster}.{n}"));
+        ClusterStats {
+            upstream_rq_total: c("upstream_rq_total"),
+            upstream_rq_active: g("upstream_rq_active"),
+            upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
+            upstream_rq_retry: c("upstream_rq_retry"),
+            upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
+            upstream_rq_timeout: c("upstream_rq_timeout"),
+            upstream_rq_2xx: c("upstream_rq_2xx"),
+            upstream_rq_3xx: c("upstream_rq_3xx"),
+            upstream_rq_4xx: c("upstream_rq_4xx"),
+            upstream_rq_5xx: c("upstream_rq_5xx"),
+            upstream_cx_connect_fail: c("upstream_cx_connect_fail"),
+            upstream_rq_rx_reset: c("upstream_rq_rx_reset"),
+            membership_healthy: g("membership_healthy"),
+            membership_total: g("membership_total"),
+            outlier_ejections_active: g("outlier_detection.ejections_active"),
+            outlier_ejections_enforced_total: c("outlier_detection.ejections_enforced_total"),
+            upstream_cx_overflow: c("upstream_cx_overflow"),
+        }
+    }
+}
+
+/// A cluster's live state. Rebuilt (with fresh host state) when its config changes.
+#[derive(Debug)]
+pub struct ClusterRuntime {
+    pub config: Arc<Cluster>,
+    /// Hosts of the first priority that has any available host is used; all kept for `/clusters`.
+    pub priorities: Vec<Vec<Arc<Host>>>,
+    rr_next: AtomicUsize,
+    pub active_requests: AtomicU32,
+    pub active_retries: AtomicU32,
+    pub stats: ClusterStats,
+    pub client: Client<HttpConnector, Body>,
+    /// For HTTP/2 clusters the pool is HTTP/2 only; `Downstream` keeps one of each.
+    pub h2_client: Option<Client<HttpConnector, Body>>,
+}
+
+impl ClusterRuntime {
+    pub fn new(config: Arc<Cluster>, registry: &Registry) -> ClusterRuntime {
+        let priorities: Vec<Vec<Arc<Host>>> = config
+            .priorities
+            .iter()
+            .map(|localities| {
+                localities
+                    .iter()
+                    .flat_map(|l| &l.endpoints)
+                    .map(|e| {
+                        Arc::new(Host::new(
+                            format!("{}:{}", e.host, e.port),
+                            e.weight,
+                            matches!(e.health, Health::Healthy | Health::Degraded),
+                        ))
+                    })
+                    .collect()
+            })
+            .collect();
+        let stats = ClusterStats::new(registry, &config.name);
+        let all: Vec<&Arc<Host>> = priorities.iter().flatten().collect();
+        stats.membership_total.set(i64::try_from(all.len()).unwrap_or(i64::MAX));
+        stats
+            .membership_healthy
+            .set(i64::try_from(all.iter().filter(|h| h.healthy).count()).unwrap_or(i64::MAX));
+        let connector = || {
+            let mut c = HttpConnector::new();
+            c.set_connect_timeout(Some(config.connect_timeout));
+            c.set_nodelay(true);
+            c
+        };
+        let builder = |h2: bool| {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
+            b.pool_max_idle_per_host(usize::try_from(config.circuit_breakers.max_connections).unwrap_or(usize::MAX).min(1024));
+            if h2 {
+                b.http2_only(true);
+            }
+            b.build(connector())
+        };
+        let (client, h2_client) = match config.protocol {
+            UpstreamProtocol::Http1 => (builder(false), None),
+            UpstreamProtocol::Http2 => (builder(true), None),
+            UpstreamProtocol::Downstream => (builder(false), Some(builder(true))),
+        };
+        ClusterRuntime {
+            config,
+            priorities,
+            rr_next: AtomicUsize::new(0),
+            active_requests: AtomicU32::new(0),
+            active_retries: AtomicU32::new(0),
+            stats,
+            client,
+            h2_client,
+        }
+    }
+
+    /// Chooses a host with the cluster's load-balancing policy among the available hosts of the
+    /// highest priority that has any, avoiding `avoid` when there is another choice.
+    pub fn pick(&self, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
+        self.refresh_ejections();
+        let hosts = self
+            .priorities
+            .iter()
+            .map(|p| p.iter().filter(|h| h.available()).collect::<Vec<_>>())
+            .find(|p| !p.is_empty())
+            .or_else(|| {
+                // Envoy's panic threshold: with no available host at all, use every healthy one.
+                let healthy: Vec<_> = self.priorities.iter().flatten().filter(|h| h.healthy).collect();
+                (!healthy.is_empty()).then_some(healthy)
+            })?;
+        let preferred: Vec<&Arc<Host>> = hosts
+            .iter()
+            .copied()
+            .filter(|h| !avoid.iter().any(|a| Arc::ptr_eq(a, h)))
+            .collect();
+        let hosts = if preferred.is_empty() { hosts } else { preferred };
+        let chosen = match self.config.lb_policy {
+            LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
+            LbPolicy::Random => weighted_random(&hosts),
+            LbPolicy::LeastRequest { choice_count } => least_request(&hosts, choice_count),
+            // Refused when the model is built.
+            LbPolicy::RingHash | LbPolicy::Maglev => weighted_random(&hosts),
+        };
+        Some(chosen.clone())
+    }
+
+    fn weighted_round_robin<'h>(&self, hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
+        let n = self.rr_next.fetch_add(1, Ordering::Relaxed);
+        if hosts.iter().all(|h| h.weight == hosts[0].weight) {
+            return hosts[n % hosts.len()];
+        }
+        // Weighted: walk the cumulative weights.
+        let total: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
+        let mut point = u64::try_from(n).unwrap_or(0) % total.max(1);
+        for h in hosts {
+            let w = u64::from(h.weight);
+            if point < w {
+                return h;
+            }
+            point -= w;
+        }
+        hosts[0]
+    }
+
+    /// Records the outcome of a request to `host` for outlier detection.
+    pub fn record_outcome(&self, host: &Host, outcome: Outcome) {
+        let Some(od) = &self.config.outlier_detection else {
+            return;
+        };
+        match outcome {
+            Outcome::Success => {
+                host.consecutive_5xx.store(0, Ordering::Relaxed);
+                host.consecutive_gateway.store(0, Ordering::Relaxed);
+                host.consecutive_local.store(0, Ordering::Relaxed);
+            }
+            Outcome::Status(status) if status >= 500 => {
+                let n = host.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+                let gateway = matches!(status, 502..=504);
+                let g = if gateway {
+                    host.consecutive_gateway.fetch_add(1, Ordering::Relaxed) + 1
+                } else {
+                    host.consecutive_gateway.store(0, Ordering::Relaxed);
+                    0
+                };
+                if n >= od.consecutive_5xx && enforced(od.enforcing_consecutive_5xx) {
+                    self.eject(host, od);
+                } else if gateway && g >= od.consecutive_gateway_failure && enforced(od.enforcing_consecutive_gateway_failure) {
+                    self.eject(host, od);
+                }
+            }
+            Outcome::Status(_) => {
+                host.consecutive_5xx.store(0, Ordering::Relaxed);
+                host.consecutive_gateway.store(0, Ordering::Relaxed);
+            }
+            Outcome::LocalFailure => {
+                if od.split_external_local_origin_errors {
+                    let n = host.consecutive_local.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n >= od.consecutive_local_origin_failure
+                        && enforced(od.enforcing_consecutive_local_origin_failure)
+                    {
+                        self.eject(host, od);
+                    }
+                } else {
+                    // Without the split, a connect failure counts as a 503 (gateway failure).
+                    self.record_outcome(host, Outcome::Status(503));
+                }
+            }
+        }
+    }
+
+    fn eject(&self, host: &Host, od: &OutlierDetection) {
+        if host.is_ejected() {
+            return;
+        }
+        let total = self.priorities.iter().flatten().count().max(1);
+        let ejected = self.priorities.iter().flatten().filter(|h| h.is_ejected()).count();
+        // Envoy ejects at least one host even when the percentage rounds to zero hosts.
+        let allowed = (total * usize::try_from(od.max_ejection_percent).unwrap_or(100) / 100).max(1);
+        if ejected >= allowed {
+            return;
+        }
+        let times = host.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
+        // The ejection lasts base_ejection_time × times ejected, capped at max_ejection_time.
+        let time = (od.base_ejection_time * times).min(od.max_ejection_time.max(od.base_ejection_time));
+        *host.ejected_until.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + time);
+        host.ejected.store(true, Ordering::Relaxed);
+        host.consecutive_5xx.store(0, Ordering::Relaxed);
+        host.consecutive_gateway.store(0, Ordering::Relaxed);
+        host.consecutive_local.store(0, Ordering::Relaxed);
+        self.stats.outlier_ejections_active.inc();
+        self.stats.outlier_ejections_enforced_total.inc();
+    }
+
+    /// Brings back hosts whose ejection time is over (Envoy checks on its interval timer; checking on
+    /// each pick gives the same effect without a timer per cluster).
+    fn refresh_ejections(&self) {
+        if self.config.outlier_detection.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        for h in self.priorities.iter().flatten() {
+            if h.is_ejected() {
+                let mut until = h.ejected_until.lock().unwrap_or_else(PoisonError::into_inner);
+                if until.is_some_and(|t| t <= now) {
+                    *until = None;
+                    h.ejected.store(false, Ordering::Relaxed);
+                    self.stats.outlier_ejections_active.dec();
+                }
+            }
+        }
+    }
+
+    pub fn client_for(&self, downstream_h2: bool) -> &Client<HttpConnector, Body> {
+        match (&self.h2_client, downstream_h2) {
+            (Some(h2), true) => h2,
+            _ => &self.client,
+        }
+    }
+
+    pub fn record_status(&self, status: u16) {
+        match status {
+            200..=299 => self.stats.upstream_rq_2xx.inc(),
+            300..=399 => self.stats.upstream_rq_3xx.inc(),
+            400..=499 => self.stats.upstream_rq_4xx.inc(),
+            _ => self.stats.upstream_rq_5xx.inc(),
+        }
+    }
+}
+
+/// How a request to a host ended, for outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Status(u16),
+    /// Connect failure, reset or timeout before a response.
+    LocalFailure,
+}
+
+fn enforced(percent: u32) -> bool {
+    percent >= 100 || (percent > 0 && rand::rng().random_range(0..100) < percent)
+}
+
+fn weighted_random<'h>(hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
+    let total: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
+    let mut point = rand::rng().random_range(0..total.max(1));
+    for h in hosts {
+        let w = u64::from(h.weight);
+        if point < w {
+            return h;
+        }
+        point -= w;
+    }
+    hosts[0]
+}
+
+/// Envoy's least-request: with equal weights, the best of `choice_count` random hosts (power of
+/// two choices); with weights, weight divided by active requests + 1.
+fn least_request<'h>(hosts: &[&'h Arc<Host>], choice_count: u32) -> &'h Arc<Host> {
+    let mut rng = rand::rng();
+    let equal = hosts.iter().all(|h| h.weight == hosts[0].weight);
+    if equal {
+        let mut best = hosts[rng.random_range(0..hosts.len())];
+        for _ in 1..choice_count {
+            let c = hosts[rng.random_range(0..hosts.len())];
+            if c.active_requests.load(Ordering::Relaxed) < best.active_requests.load(Ordering::Relaxed) {
+                best = c;
+            }
+        }
+        best
+    } else {
+        let score = |h: &Host| f64::from(h.weight) / (f64::from(h.active_requests.load(Ordering::Relaxed)) + 1.0);
+        let total: f64 = hosts.iter().map(|h| score(h)).sum();
+        let mut point = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
+        for h in hosts {
+            let s = score(h);
+            if point < s {
+                return h;
+            }
+            point -= s;
+        }
+        hosts[0]
+    }
+}
+
+/// Resolves a `host:port` (IP or DNS name) for a connection.
+pub async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
+    if let Ok(a) = address.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{address}: no address")))
+}
