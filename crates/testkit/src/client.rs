@@ -81,7 +81,9 @@ impl Req {
     }
 
     fn into_http(self, addr: SocketAddr, protocol: Protocol) -> Result<http::Request<Full<Bytes>>> {
-        let invalid = |e: &dyn std::fmt::Display| Error::InvalidRequest(format!("{} {}: {e}", self.method, self.path));
+        let invalid = |e: &dyn std::fmt::Display| {
+            Error::InvalidRequest(format!("{} {}: {e}", self.method, self.path))
+        };
         let mut authority = addr.to_string();
         let mut builder = http::Request::builder().method(self.method.clone());
         for (k, v) in &self.headers {
@@ -193,6 +195,11 @@ impl Client {
         self
     }
 
+    /// The protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     /// The address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -215,7 +222,12 @@ impl Client {
 
     /// Opens a connection to reuse for several requests.
     pub async fn connect(&self) -> Result<Connection> {
-        bounded(self.timeout, format!("connecting to {}", self.addr), self.open()).await
+        bounded(
+            self.timeout,
+            format!("connecting to {}", self.addr),
+            self.open(),
+        )
+        .await
     }
 
     async fn open(&self) -> Result<Connection> {
@@ -225,21 +237,27 @@ impl Client {
             .map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(stream);
-        let http = |source| Error::Http { addr, source };
+        let http = |source| Error::http(addr, source);
         let (sender, task) = match self.protocol {
             Protocol::Http1 => {
                 let (sender, conn) = http1::handshake(io).await.map_err(http)?;
-                (Sender::H1(sender), tokio::spawn(async move {
-                    let _ = conn.await;
-                }))
+                (
+                    Sender::H1(sender),
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    }),
+                )
             }
             Protocol::H2c => {
                 let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
                     .await
                     .map_err(http)?;
-                (Sender::H2(sender), tokio::spawn(async move {
-                    let _ = conn.await;
-                }))
+                (
+                    Sender::H2(sender),
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    }),
+                )
             }
         };
         Ok(Connection {
@@ -252,7 +270,12 @@ impl Client {
     /// Sends `n` requests built by `make_request(i)`, at most `concurrency` at a time, and returns the
     /// responses in request order. HTTP/1.1 uses one connection per concurrent worker, h2c one connection
     /// with `concurrency` streams. Fails on the first transport error or timeout.
-    pub async fn send_many<F>(&self, n: usize, concurrency: usize, make_request: F) -> Result<Vec<Response>>
+    pub async fn send_many<F>(
+        &self,
+        n: usize,
+        concurrency: usize,
+        make_request: F,
+    ) -> Result<Vec<Response>>
     where
         F: Fn(usize) -> Req + Send + Sync + 'static,
     {
@@ -268,8 +291,11 @@ impl Client {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..workers {
             let client = *self;
-            let (make_request, next, results) =
-                (Arc::clone(&make_request), Arc::clone(&next), Arc::clone(&results));
+            let (make_request, next, results) = (
+                Arc::clone(&make_request),
+                Arc::clone(&next),
+                Arc::clone(&results),
+            );
             let mut conn = base.as_ref().and_then(Connection::share);
             set.spawn(async move {
                 loop {
@@ -338,7 +364,7 @@ impl Connection {
 
     async fn send_unbounded(&mut self, req: Req) -> Result<Response> {
         let addr = self.client.addr;
-        let http = |source| Error::Http { addr, source };
+        let http = |source| Error::http(addr, source);
         let req = req.into_http(addr, self.client.protocol)?;
         let needs_reconnect = match &mut self.sender {
             Sender::H1(s) => s.is_closed() || s.ready().await.is_err(),
@@ -387,7 +413,10 @@ async fn bounded<T>(
 ) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(Error::Timeout { what, after: timeout }),
+        Err(_) => Err(Error::Timeout {
+            what,
+            after: timeout,
+        }),
     }
 }
 
@@ -402,9 +431,16 @@ pub async fn h2c_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> 
 }
 
 /// [`Client::send_many`] over HTTP/1.1.
-pub async fn send_many<F>(addr: SocketAddr, n: usize, concurrency: usize, make_request: F) -> Result<Vec<Response>>
+pub async fn send_many<F>(
+    addr: SocketAddr,
+    n: usize,
+    concurrency: usize,
+    make_request: F,
+) -> Result<Vec<Response>>
 where
     F: Fn(usize) -> Req + Send + Sync + 'static,
 {
-    Client::h1(addr).send_many(n, concurrency, make_request).await
+    Client::h1(addr)
+        .send_many(n, concurrency, make_request)
+        .await
 }

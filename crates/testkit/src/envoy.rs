@@ -147,8 +147,8 @@ impl Envoy {
             .arg(&config)
             .args(["--log-level", "warn"])
             .arg("--disable-hot-restart");
-        let mut process =
-            Process::spawn_command("envoy --mode validate", command, dir).map_err(|e| e.to_string())?;
+        let mut process = Process::spawn_command("envoy --mode validate", command, dir)
+            .map_err(|e| e.to_string())?;
         let status = process
             .wait_timeout(VALIDATE_TIMEOUT)
             .map_err(|e| e.to_string())?;
@@ -210,13 +210,18 @@ fn locate() -> Option<PathBuf> {
         return path.is_file().then_some(path);
     }
     let mut command = Command::new("python3");
-    command.args(["-c", "import envoy,os;print(os.path.dirname(envoy.__file__))"]);
+    command.args([
+        "-c",
+        "import envoy,os;print(os.path.dirname(envoy.__file__))",
+    ]);
     let dir = TempDir::new("find-envoy").ok()?;
     let mut process = Process::spawn_command("python3", command, dir).ok()?;
     let status = process.wait_timeout(FIND_TIMEOUT).ok()?;
     if !status.success() {
         return None;
     }
-    let binary = PathBuf::from(process.stdout().trim()).join("_bin").join("envoy");
+    let binary = PathBuf::from(process.stdout().trim())
+        .join("_bin")
+        .join("envoy");
     binary.is_file().then_some(binary)
 }

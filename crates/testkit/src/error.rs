@@ -28,10 +28,12 @@ pub enum Error {
         after: Duration,
     },
     /// An HTTP exchange failed at the transport or protocol level (not an HTTP error status).
-    #[error("HTTP request to {addr} failed: {source}")]
+    #[error("HTTP request to {addr} failed: {detail}")]
     Http {
         /// Where the request went.
         addr: SocketAddr,
+        /// hyper's error with its causes (hyper's own message is terse, e.g. `http2 error`).
+        detail: String,
         /// hyper's error.
         #[source]
         source: hyper::Error,
@@ -83,6 +85,21 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    pub(crate) fn http(addr: SocketAddr, source: hyper::Error) -> Self {
+        let mut detail = source.to_string();
+        let mut cause = std::error::Error::source(&source);
+        while let Some(c) = cause {
+            detail.push_str(": ");
+            detail.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Error::Http {
+            addr,
+            detail,
+            source,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

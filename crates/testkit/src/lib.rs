@@ -25,8 +25,8 @@ mod error;
 mod net;
 mod process;
 mod server_thread;
-mod template;
 mod tempdir;
+mod template;
 mod upstream;
 
 pub use client::{
@@ -37,8 +37,8 @@ pub use envoy::{DEFAULT_READY_TIMEOUT, Envoy, EnvoyOptions};
 pub use error::{Error, Result};
 pub use net::{blocking_get, free_port, localhost, try_free_port, wait_for_port, wait_ready};
 pub use process::Process;
-pub use template::{Template, TemplateError, render};
 pub use tempdir::TempDir;
+pub use template::{Template, TemplateError, render};
 pub use upstream::{
     BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, RecordedRequest, STATUS_HEADER, TcpEcho,
     UPSTREAM_HEADER, Upstream, UpstreamBehaviour,

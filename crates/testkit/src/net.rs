@@ -113,14 +113,20 @@ pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(
     let deadline = Instant::now() + timeout;
     let io = |e| Error::io(format!("GET http://{addr}{path}"), e);
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
-    let remaining = |now: Instant| deadline.saturating_duration_since(now).max(Duration::from_millis(1));
+    let remaining = |now: Instant| {
+        deadline
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    };
     stream
         .set_write_timeout(Some(remaining(Instant::now())))
         .map_err(io)?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .map_err(io)?;
     let mut raw = Vec::new();
@@ -141,7 +147,9 @@ pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(
                 if raw.len() > MAX_BLOCKING_BODY {
                     return Err(Error::BadResponse {
                         addr,
-                        reason: format!("GET {path}: response larger than {MAX_BLOCKING_BODY} bytes"),
+                        reason: format!(
+                            "GET {path}: response larger than {MAX_BLOCKING_BODY} bytes"
+                        ),
                     });
                 }
             }
@@ -183,7 +191,8 @@ fn parse_response(addr: SocketAddr, path: &str, raw: &[u8]) -> Result<(u16, Stri
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+        else {
             break;
         };
         if size == 0 || rest.len() < size {

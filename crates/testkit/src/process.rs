@@ -162,7 +162,12 @@ impl Process {
         let pid = i32::try_from(self.child.id())
             .ok()
             .and_then(Pid::from_raw)
-            .ok_or_else(|| Error::io(format!("signalling {}", self.name), std::io::Error::other("bad pid")))?;
+            .ok_or_else(|| {
+                Error::io(
+                    format!("signalling {}", self.name),
+                    std::io::Error::other("bad pid"),
+                )
+            })?;
         kill_process(pid, signal)
             .map_err(|e| Error::io(format!("signalling {} (pid {pid:?})", self.name), e.into()))
     }
@@ -208,9 +213,11 @@ impl Process {
     /// Waits (at most `timeout`) until `GET http://admin_addr/ready` answers 200; fails early if the process
     /// exits.
     pub fn wait_ready(&mut self, admin_addr: SocketAddr, timeout: Duration) -> Result<()> {
-        self.wait_until(timeout, &format!("GET http://{admin_addr}/ready == 200"), |_| {
-            net::probe_ready(admin_addr)
-        })
+        self.wait_until(
+            timeout,
+            &format!("GET http://{admin_addr}/ready == 200"),
+            |_| net::probe_ready(admin_addr),
+        )
     }
 
     /// Polls `probe` until it succeeds, the process exits, or `timeout` passes.

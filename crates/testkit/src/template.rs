@@ -108,6 +108,14 @@ impl Template {
         self
     }
 
+    /// Sets `{{NAME}}` to `host:port`, `{{NAME_HOST}}` and `{{NAME_PORT}}` from `addr` (an upstream's,
+    /// e.g. `.set_addr("UPSTREAM_A", a.addr())`).
+    pub fn set_addr(self, name: &str, addr: std::net::SocketAddr) -> Template {
+        self.set(name, addr)
+            .set(&format!("{name}_HOST"), addr.ip())
+            .set(&format!("{name}_PORT"), addr.port())
+    }
+
     /// The text with every placeholder filled; errors on any left unfilled.
     pub fn render(&self) -> Result<String, TemplateError> {
         let vars: Vec<(&str, &str)> = self

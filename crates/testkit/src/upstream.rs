@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +105,7 @@ struct State {
     behaviour: Mutex<(UpstreamBehaviour, usize)>,
     requests: AtomicU64,
     connections: AtomicU64,
+    in_flight: AtomicUsize,
     by_path: Mutex<HashMap<String, u64>>,
     recent: Mutex<VecDeque<RecordedRequest>>,
     recent_cap: usize,
@@ -138,6 +139,7 @@ impl Upstream {
             behaviour: Mutex::new((behaviour, failures)),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
             by_path: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             recent_cap: DEFAULT_RECENT,
@@ -243,13 +245,45 @@ async fn serve_http(listener: TcpListener, mut stop: StopSignal, state: Arc<Stat
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
+    // Let in-flight requests finish, bounded. Idle connections are not waited for: an h2 client whose
+    // runtime is blocked (a test thread dropping this upstream) cannot answer the PING of h2's graceful
+    // GOAWAY, so waiting for every connection would always take the whole grace period.
+    let idle = async {
+        while state.in_flight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Time for the last responses to be written.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = tokio::time::timeout(GRACE, async {
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = idle => {}
+        }
+    })
+    .await;
 }
 
 /// Returned by the service to make hyper drop the connection (h1) or reset the stream (h2).
 #[derive(Debug, thiserror::Error)]
 #[error("x-testkit-close asked to close the connection")]
 struct CloseConnection;
+
+/// Counts a request in flight until dropped (also when hyper cancels it).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
@@ -269,6 +303,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, CloseConnection> {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter(&state.in_flight);
     let name = state.name.as_str();
     let path = req.uri().path().to_string();
     {
@@ -303,7 +338,10 @@ async fn handle(
     let query = req.uri().query().map(str::to_string);
     let version = format!("{:?}", req.version());
 
-    let body_len = match Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
+    let body_len = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes().len(),
         Err(e) => {
             return Ok(plain(
@@ -411,8 +449,10 @@ async fn handle(
     };
     let mut resp = plain(status, name, String::new());
     *resp.body_mut() = Full::new(body);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     Ok(resp)
 }
 
@@ -432,8 +472,9 @@ impl TcpEcho {
         let connections = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
         let (c, b) = (Arc::clone(&connections), Arc::clone(&bytes));
-        let server =
-            ServerThread::spawn("tcp-echo", move |listener, stop| serve_echo(listener, stop, c, b))?;
+        let server = ServerThread::spawn("tcp-echo", move |listener, stop| {
+            serve_echo(listener, stop, c, b)
+        })?;
         Ok(TcpEcho {
             connections,
             bytes,
@@ -492,10 +533,11 @@ async fn serve_echo(
                 match n {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        // Counted before writing, so a client that got its echo sees the count.
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
                         if stream.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
-                        bytes.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
             }
