@@ -10,6 +10,13 @@
 //!
 //! Every wait is bounded and everything started is stopped on drop.
 //!
+//! A differential test renders one bootstrap fixture (`{{LISTENER_PORT}}`, `{{ADMIN_PORT}}` — 0 is fine,
+//! Envoy's bound admin address is read back — and `Template::set_addr("UPSTREAM_A", a.addr())` for
+//! `{{UPSTREAM_A}}`, `{{UPSTREAM_A_HOST}}`, `{{UPSTREAM_A_PORT}}`), runs it under [`Envoy`] and under the
+//! proxy, sends the same requests to both and compares what the [`Upstream`]s saw and answered; see
+//! `crates/testkit/tests/envoy.rs`. Envoy tests call [`Envoy::find_or_skip`] first: they skip with a
+//! message when Envoy is missing, unless `BOSUN_REQUIRE_ENVOY` is set (CI), when they fail.
+//!
 //! ```no_run
 //! # async fn demo() -> testkit::Result<()> {
 //! let a = testkit::Upstream::start("a")?;

@@ -115,8 +115,8 @@ struct State {
 /// on the same port.
 ///
 /// By default it answers `200` with header `x-upstream: <name>` and a JSON body
-/// `{"upstream", "method", "path", "query", "version", "headers": {name: value}, "body_len"}` (repeated
-/// headers are joined with `,`). Per request, headers `x-testkit-status`, `x-testkit-delay-ms`,
+/// `{"upstream", "authority", "method", "path", "query", "version", "headers": {name: value}, "body_len"}`
+/// (`authority` is h2's `:authority` or h1's `host`; repeated headers are joined with `,`). Per request, headers `x-testkit-status`, `x-testkit-delay-ms`,
 /// `x-testkit-body-bytes` and `x-testkit-close` change the answer (they pass through proxies); per server,
 /// [`UpstreamBehaviour`]. Dropping it stops it (in-flight requests get a bounded grace period).
 #[derive(Debug)]
@@ -334,6 +334,12 @@ async fn handle(
             .or_insert_with(|| serde_json::Value::String(v.clone()));
         headers.push((k.as_str().to_string(), v));
     }
+    // h2 carries the host in `:authority` (the URI), h1 in `host`.
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| header(&req, "host").map(str::to_string));
     let method = req.method().to_string();
     let query = req.uri().query().map(str::to_string);
     let version = format!("{:?}", req.version());
@@ -437,6 +443,7 @@ async fn handle(
         None => {
             let json = serde_json::json!({
                 "upstream": name,
+                "authority": authority,
                 "method": method,
                 "path": path,
                 "query": query,

@@ -50,6 +50,8 @@ async fn envoy_routes_to_a_static_cluster() {
         assert_eq!(json["path"], "/hello");
         assert_eq!(json["query"], "x=1");
         assert_eq!(json["headers"]["x-probe"], "yes");
+        // Envoy keeps the client's host (h2 `:authority` becomes h1 `host` upstream).
+        assert_eq!(json["authority"], localhost(listener).to_string());
         // Envoy's own request headers reached the upstream.
         assert_eq!(json["headers"]["x-forwarded-proto"], "http");
         assert!(json["headers"]["x-request-id"].is_string(), "{json}");
