@@ -10,7 +10,8 @@
 //! - two members of one `oneof` are an error;
 //! - 64-bit and 32-bit integers take numbers or decimal strings; floats also take `"NaN"`,
 //!   `"Infinity"`, `"-Infinity"`; bytes are base64;
-//! - enums take the value's name or its number;
+//! - enums take the value's name (in any case, as Envoy's parser is set up) or its number;
+//! - booleans take `true`/`false` or the strings `"true"`/`"false"`;
 //! - `google.protobuf.Any` is an object with `"@type"`: the other keys are the fields of the named
 //!   message, or `"value"` for a well-known type with a special JSON form;
 //! - `Duration` is a string such as `"0.25s"`, wrappers are their bare value, `Struct`/`Value`/
@@ -273,8 +274,11 @@ impl Decoder {
                     .map(Value::U64)
                     .map_err(|_| self.error(node.pos, format!("{i} is out of range for uint64")))
             }
-            Kind::Bool => match node.value {
-                Y::Bool(b) => Ok(Value::Bool(b)),
+            // Protobuf's parser also takes the strings "true" and "false" (quoted in YAML).
+            Kind::Bool => match &node.value {
+                Y::Bool(b) => Ok(Value::Bool(*b)),
+                Y::String(s) if s == "true" => Ok(Value::Bool(true)),
+                Y::String(s) if s == "false" => Ok(Value::Bool(false)),
                 _ => Err(self.mismatch(node, "a boolean")),
             },
             Kind::String => match &node.value {
@@ -337,7 +341,11 @@ impl Decoder {
             };
         }
         match &node.value {
-            Y::String(name) => match desc.get_value_by_name(name) {
+            // Envoy parses enum names case-insensitively (`round_robin` is `ROUND_ROBIN`).
+            Y::String(name) => match desc.get_value_by_name(name).or_else(|| {
+                desc.values()
+                    .find(|v| v.name().eq_ignore_ascii_case(name))
+            }) {
                 Some(v) => Ok(Value::EnumNumber(v.number())),
                 None => {
                     let names: Vec<String> = desc.values().map(|v| v.name().to_owned()).collect();
