@@ -92,8 +92,8 @@ fn from_typed_struct<T: Message + Default>(
         }
         _ => serde_json::Value::Object(Default::default()),
     };
-    let inner_desc =
-        descriptor::message(expected).ok_or_else(|| err(format!("no descriptor for {expected}")))?;
+    let inner_desc = descriptor::message(expected)
+        .ok_or_else(|| err(format!("no descriptor for {expected}")))?;
     let inner = DynamicMessage::deserialize(inner_desc, json).map_err(|e| err(e.to_string()))?;
     T::decode(&inner.encode_to_vec()[..]).map_err(|source| AnyError::Decode {
         type_name: expected.to_owned(),

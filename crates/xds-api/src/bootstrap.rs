@@ -136,9 +136,11 @@ where
         ));
     }
     let name = M::full_name();
-    let desc = descriptor::pool().get_message_by_name(&name).ok_or_else(|| {
-        BootstrapError::new(file, 0, 0, format!("no descriptor for message {name}"))
-    })?;
+    let desc = descriptor::pool()
+        .get_message_by_name(&name)
+        .ok_or_else(|| {
+            BootstrapError::new(file, 0, 0, format!("no descriptor for message {name}"))
+        })?;
     let message = decode::message(&desc, &doc).map_err(|e| BootstrapError {
         file: file.map(Path::to_path_buf),
         line: e.pos.line,

@@ -173,17 +173,17 @@ impl Decoder {
                 self.path.pop();
                 continue;
             }
-            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
-                if let Some(other) = oneofs.insert(oneof.name().to_owned(), &entry.key) {
-                    return Err(self.error(
-                        entry.key_pos,
-                        format!(
-                            "`{other}` and `{}` are both set, but only one of oneof `{}` may be",
-                            entry.key,
-                            oneof.name()
-                        ),
-                    ));
-                }
+            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
+                && let Some(other) = oneofs.insert(oneof.name().to_owned(), &entry.key)
+            {
+                return Err(self.error(
+                    entry.key_pos,
+                    format!(
+                        "`{other}` and `{}` are both set, but only one of oneof `{}` may be",
+                        entry.key,
+                        oneof.name()
+                    ),
+                ));
             }
             let value = self.field(&field, entry)?;
             msg.set_field(&field, value);
@@ -301,14 +301,18 @@ impl Decoder {
             Y::Int(i) => Ok(i128::from(*i)),
             Y::Float(f) if f.fract() == 0.0 && f.abs() < 1.9e19 => Ok(*f as i128),
             Y::Float(f) => Err(self.error(node.pos, format!("expected {expected}, found {f}"))),
-            Y::String(s) => s.trim().parse::<i128>().ok().or_else(|| {
-                s.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1.9e19)
-                    .map(|f| f as i128)
-            })
-            .ok_or_else(|| self.mismatch(node, expected)),
+            Y::String(s) => s
+                .trim()
+                .parse::<i128>()
+                .ok()
+                .or_else(|| {
+                    s.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 1.9e19)
+                        .map(|f| f as i128)
+                })
+                .ok_or_else(|| self.mismatch(node, expected)),
             _ => Err(self.mismatch(node, expected)),
         }
     }
@@ -342,14 +346,15 @@ impl Decoder {
         }
         match &node.value {
             // Envoy parses enum names case-insensitively (`round_robin` is `ROUND_ROBIN`).
-            Y::String(name) => match desc.get_value_by_name(name).or_else(|| {
-                desc.values()
-                    .find(|v| v.name().eq_ignore_ascii_case(name))
-            }) {
+            Y::String(name) => match desc
+                .get_value_by_name(name)
+                .or_else(|| desc.values().find(|v| v.name().eq_ignore_ascii_case(name)))
+            {
                 Some(v) => Ok(Value::EnumNumber(v.number())),
                 None => {
                     let names: Vec<String> = desc.values().map(|v| v.name().to_owned()).collect();
-                    let mut message = format!("unknown value {name:?} for enum {}", desc.full_name());
+                    let mut message =
+                        format!("unknown value {name:?} for enum {}", desc.full_name());
                     match suggest(name, names.iter().map(String::as_str)) {
                         Some(s) => {
                             let _ = write!(message, "; did you mean `{s}`?");
@@ -437,7 +442,10 @@ impl Decoder {
         self.path.pop();
         let payload = if has_special_json(inner.full_name()) {
             let value = entries.iter().find(|e| e.key == "value");
-            if let Some(extra) = entries.iter().find(|e| e.key != "@type" && e.key != "value") {
+            if let Some(extra) = entries
+                .iter()
+                .find(|e| e.key != "@type" && e.key != "value")
+            {
                 self.path.push(Seg::Field(extra.key.clone()));
                 return Err(self.error(
                     extra.key_pos,
@@ -492,7 +500,11 @@ impl Decoder {
         DynamicMessage::deserialize(desc.clone(), node.to_json()).map_err(|e| {
             self.error(
                 node.pos,
-                format!("invalid {}: {}", short_name(desc.full_name()), strip_serde(&e)),
+                format!(
+                    "invalid {}: {}",
+                    short_name(desc.full_name()),
+                    strip_serde(&e)
+                ),
             )
         })
     }
@@ -585,7 +597,10 @@ fn unknown_field(desc: &MessageDescriptor, key: &str) -> String {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub(crate) fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .map(|c| {
@@ -670,7 +685,17 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some((30, 0)));
         assert_eq!(parse_duration("-1.5s"), Some((-1, -500_000_000)));
         assert_eq!(parse_duration("0.000000001s"), Some((0, 1)));
-        for bad in ["5", "1.s", ".5s", "1.0000000001s", "1ms", "s", "1 s", "+1s", "315576000001s"] {
+        for bad in [
+            "5",
+            "1.s",
+            ".5s",
+            "1.0000000001s",
+            "1ms",
+            "s",
+            "1 s",
+            "+1s",
+            "315576000001s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -46,7 +46,8 @@ pub fn try_to_json<M: Message + Name>(m: &M) -> Result<serde_json::Value, JsonEr
 /// Renders the encoded message `bytes` of type `name` (a full name or a type URL) as proto3 JSON; for
 /// an `Any`, pass its `type_url` and `value`.
 pub fn encoded_to_json(name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
-    let desc = descriptor::message(name).ok_or_else(|| JsonError::UnknownMessage(name.to_owned()))?;
+    let desc =
+        descriptor::message(name).ok_or_else(|| JsonError::UnknownMessage(name.to_owned()))?;
     let full_name = desc.full_name().to_owned();
     let dynamic = DynamicMessage::decode(desc, bytes).map_err(|source| JsonError::Decode {
         name: full_name.clone(),

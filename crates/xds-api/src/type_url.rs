@@ -80,7 +80,10 @@ mod tests {
         let pairs = [
             (LISTENER, config::listener::v3::Listener::type_url()),
             (CLUSTER, config::cluster::v3::Cluster::type_url()),
-            (ROUTE_CONFIGURATION, config::route::v3::RouteConfiguration::type_url()),
+            (
+                ROUTE_CONFIGURATION,
+                config::route::v3::RouteConfiguration::type_url(),
+            ),
             (
                 SCOPED_ROUTE_CONFIGURATION,
                 config::route::v3::ScopedRouteConfiguration::type_url(),
@@ -100,7 +103,10 @@ mod tests {
                 HTTP_CONNECTION_MANAGER,
                 filters::network::http_connection_manager::v3::HttpConnectionManager::type_url(),
             ),
-            (TCP_PROXY, filters::network::tcp_proxy::v3::TcpProxy::type_url()),
+            (
+                TCP_PROXY,
+                filters::network::tcp_proxy::v3::TcpProxy::type_url(),
+            ),
             (ROUTER, filters::http::router::v3::Router::type_url()),
             (FAULT, filters::http::fault::v3::HttpFault::type_url()),
             (CORS, filters::http::cors::v3::Cors::type_url()),
@@ -110,10 +116,22 @@ mod tests {
                 filters::http::local_ratelimit::v3::LocalRateLimit::type_url(),
             ),
             (RBAC, filters::http::rbac::v3::Rbac::type_url()),
-            (RBAC_PER_ROUTE, filters::http::rbac::v3::RbacPerRoute::type_url()),
-            (ORIGINAL_DST, filters::listener::original_dst::v3::OriginalDst::type_url()),
-            (TLS_INSPECTOR, filters::listener::tls_inspector::v3::TlsInspector::type_url()),
-            (HTTP_INSPECTOR, filters::listener::http_inspector::v3::HttpInspector::type_url()),
+            (
+                RBAC_PER_ROUTE,
+                filters::http::rbac::v3::RbacPerRoute::type_url(),
+            ),
+            (
+                ORIGINAL_DST,
+                filters::listener::original_dst::v3::OriginalDst::type_url(),
+            ),
+            (
+                TLS_INSPECTOR,
+                filters::listener::tls_inspector::v3::TlsInspector::type_url(),
+            ),
+            (
+                HTTP_INSPECTOR,
+                filters::listener::http_inspector::v3::HttpInspector::type_url(),
+            ),
             (
                 UPSTREAM_TLS_CONTEXT,
                 transport_sockets::tls::v3::UpstreamTlsContext::type_url(),
@@ -122,10 +140,22 @@ mod tests {
                 DOWNSTREAM_TLS_CONTEXT,
                 transport_sockets::tls::v3::DownstreamTlsContext::type_url(),
             ),
-            (RAW_BUFFER, transport_sockets::raw_buffer::v3::RawBuffer::type_url()),
-            (FILE_ACCESS_LOG, access_loggers::file::v3::FileAccessLog::type_url()),
-            (STDOUT_ACCESS_LOG, access_loggers::stream::v3::StdoutAccessLog::type_url()),
-            (STDERR_ACCESS_LOG, access_loggers::stream::v3::StderrAccessLog::type_url()),
+            (
+                RAW_BUFFER,
+                transport_sockets::raw_buffer::v3::RawBuffer::type_url(),
+            ),
+            (
+                FILE_ACCESS_LOG,
+                access_loggers::file::v3::FileAccessLog::type_url(),
+            ),
+            (
+                STDOUT_ACCESS_LOG,
+                access_loggers::stream::v3::StdoutAccessLog::type_url(),
+            ),
+            (
+                STDERR_ACCESS_LOG,
+                access_loggers::stream::v3::StderrAccessLog::type_url(),
+            ),
             (
                 HTTP_PROTOCOL_OPTIONS,
                 upstreams::http::v3::HttpProtocolOptions::type_url(),

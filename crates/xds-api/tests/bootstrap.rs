@@ -70,7 +70,8 @@ fn static_http_proxy() {
     let node = b.node.as_ref().expect("node");
     assert_eq!(node.cluster, "edge");
     let admin_addr = b.admin.as_ref().and_then(|a| a.address.as_ref());
-    let Some(core::address::Address::SocketAddress(sa)) = admin_addr.and_then(|a| a.address.as_ref())
+    let Some(core::address::Address::SocketAddress(sa)) =
+        admin_addr.and_then(|a| a.address.as_ref())
     else {
         panic!("admin address")
     };
@@ -96,8 +97,9 @@ fn static_http_proxy() {
     );
     assert_eq!(hcm.stream_idle_timeout, duration(300, 0));
     let log = &hcm.access_log[0];
-    let Some(xds_api::pb::envoy::config::accesslog::v3::access_log::ConfigType::TypedConfig(log_any)) =
-        &log.config_type
+    let Some(xds_api::pb::envoy::config::accesslog::v3::access_log::ConfigType::TypedConfig(
+        log_any,
+    )) = &log.config_type
     else {
         panic!("access log config")
     };
@@ -111,7 +113,10 @@ fn static_http_proxy() {
     let vh = &rc.virtual_hosts[0];
     assert_eq!(vh.domains, ["*"]);
     assert_eq!(
-        vh.retry_policy.as_ref().and_then(|p| p.num_retries.as_ref()).map(|n| n.value),
+        vh.retry_policy
+            .as_ref()
+            .and_then(|p| p.num_retries.as_ref())
+            .map(|n| n.value),
         Some(1)
     );
     let routes = &vh.routes;
@@ -195,7 +200,8 @@ fn static_http_proxy() {
 
     // HTTP filters: fault, then router.
     assert_eq!(hcm.http_filters.len(), 2);
-    let Some(hcm::http_filter::ConfigType::TypedConfig(fault_any)) = &hcm.http_filters[0].config_type
+    let Some(hcm::http_filter::ConfigType::TypedConfig(fault_any)) =
+        &hcm.http_filters[0].config_type
     else {
         panic!("fault typed_config")
     };
@@ -223,7 +229,8 @@ fn static_http_proxy() {
             xds_api::pb::envoy::extensions::filters::http::fault::v3::fault_abort::ErrorType::HttpStatus(503)
         )
     );
-    let Some(hcm::http_filter::ConfigType::TypedConfig(router_any)) = &hcm.http_filters[1].config_type
+    let Some(hcm::http_filter::ConfigType::TypedConfig(router_any)) =
+        &hcm.http_filters[1].config_type
     else {
         panic!("router typed_config")
     };
@@ -239,17 +246,33 @@ fn static_http_proxy() {
             cluster::cluster::DiscoveryType::Static as i32
         ))
     );
-    assert_eq!(api.lb_policy, cluster::cluster::LbPolicy::LeastRequest as i32);
+    assert_eq!(
+        api.lb_policy,
+        cluster::cluster::LbPolicy::LeastRequest as i32
+    );
     assert_eq!(api.connect_timeout, duration(1, 0));
-    let thresholds = &api.circuit_breakers.as_ref().expect("circuit_breakers").thresholds[0];
-    assert_eq!(thresholds.max_connections.as_ref().map(|v| v.value), Some(1024));
-    assert_eq!(thresholds.max_pending_requests.as_ref().map(|v| v.value), Some(100));
+    let thresholds = &api
+        .circuit_breakers
+        .as_ref()
+        .expect("circuit_breakers")
+        .thresholds[0];
+    assert_eq!(
+        thresholds.max_connections.as_ref().map(|v| v.value),
+        Some(1024)
+    );
+    assert_eq!(
+        thresholds.max_pending_requests.as_ref().map(|v| v.value),
+        Some(100)
+    );
     assert_eq!(thresholds.max_retries.as_ref().map(|v| v.value), Some(3));
     let outlier = api.outlier_detection.as_ref().expect("outlier_detection");
     assert_eq!(outlier.consecutive_5xx.as_ref().map(|v| v.value), Some(5));
     assert_eq!(outlier.interval, duration(10, 0));
     assert_eq!(outlier.base_ejection_time, duration(30, 0));
-    assert_eq!(outlier.max_ejection_percent.as_ref().map(|v| v.value), Some(50));
+    assert_eq!(
+        outlier.max_ejection_percent.as_ref().map(|v| v.value),
+        Some(50)
+    );
     let options: HttpProtocolOptions = any::unpack(
         &api.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"],
     )
@@ -267,10 +290,17 @@ fn static_http_proxy() {
         panic!("http2_protocol_options")
     };
     assert_eq!(h2.max_concurrent_streams.map(|v| v.value), Some(100));
-    let endpoints = &api.load_assignment.as_ref().expect("load_assignment").endpoints[0];
+    let endpoints = &api
+        .load_assignment
+        .as_ref()
+        .expect("load_assignment")
+        .endpoints[0];
     assert_eq!(endpoints.lb_endpoints.len(), 2);
     assert_eq!(
-        endpoints.lb_endpoints[1].load_balancing_weight.as_ref().map(|w| w.value),
+        endpoints.lb_endpoints[1]
+            .load_balancing_weight
+            .as_ref()
+            .map(|w| w.value),
         Some(2)
     );
 
@@ -284,7 +314,10 @@ fn static_http_proxy() {
     assert_eq!(canary.connect_timeout, duration(0, 500_000_000));
     #[allow(deprecated)]
     let h2 = canary.http2_protocol_options.is_some();
-    assert!(h2, "http2_protocol_options: {{}} is set (empty, not absent)");
+    assert!(
+        h2,
+        "http2_protocol_options: {{}} is set (empty, not absent)"
+    );
     let socket = canary.transport_socket.as_ref().expect("transport_socket");
     let Some(core::transport_socket::ConfigType::TypedConfig(tls_any)) = &socket.config_type else {
         panic!("tls typed_config")
@@ -314,7 +347,11 @@ fn tcp_proxy() {
     );
     let chain = &listener.filter_chains[0];
     assert_eq!(
-        chain.filter_chain_match.as_ref().expect("match").server_names,
+        chain
+            .filter_chain_match
+            .as_ref()
+            .expect("match")
+            .server_names,
         ["db.example.com"]
     );
     let proxy: tcp::TcpProxy = any::unpack(typed_config(&chain.filters[0])).expect("TcpProxy");
@@ -380,7 +417,11 @@ fn ads_json_with_camel_case_names() {
     assert_eq!(cds.initial_fetch_timeout, duration(0, 0));
 
     // Struct metadata keeps its JSON shape.
-    let metadata = b.node.as_ref().and_then(|n| n.metadata.as_ref()).expect("metadata");
+    let metadata = b
+        .node
+        .as_ref()
+        .and_then(|n| n.metadata.as_ref())
+        .expect("metadata");
     let version = &metadata.fields["ISTIO_VERSION"];
     assert_eq!(
         version.kind,
@@ -412,7 +453,10 @@ fn snake_and_camel_case_decode_the_same() {
     assert_eq!(snake, camel);
     let c = &snake.static_resources.expect("static").clusters[0];
     assert_eq!(c.connect_timeout, duration(2, 500_000_000));
-    assert_eq!(c.per_connection_buffer_limit_bytes.map(|v| v.value), Some(32768));
+    assert_eq!(
+        c.per_connection_buffer_limit_bytes.map(|v| v.value),
+        Some(32768)
+    );
 }
 
 #[test]
@@ -518,7 +562,8 @@ fn json_round_trip_of_every_fixture() {
 fn json_looks_like_config_dump() {
     let b = load("static_http.yaml");
     let json = xds_api::json::to_json(&b);
-    let hcm = &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let hcm =
+        &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     assert_eq!(hcm["@type"], type_url::HTTP_CONNECTION_MANAGER);
     let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
     assert_eq!(route["cluster"], "api");
@@ -526,8 +571,14 @@ fn json_looks_like_config_dump() {
     assert_eq!(route["retry_policy"]["num_retries"], 3);
     let fault = &hcm["http_filters"][0]["typed_config"];
     assert_eq!(fault["abort"]["http_status"], 503);
-    assert_eq!(fault["delay"]["percentage"]["denominator"], serde_json::Value::Null);
-    assert_eq!(json["static_resources"]["clusters"][1]["type"], "STRICT_DNS");
+    assert_eq!(
+        fault["delay"]["percentage"]["denominator"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        json["static_resources"]["clusters"][1]["type"],
+        "STRICT_DNS"
+    );
 }
 
 #[test]
