@@ -1,0 +1,180 @@
+//! Builds the protobuf descriptor set that `xds-api` uses to read Envoy's JSON/YAML configuration.
+//!
+//! The descriptors come from the `envoy-types` crate's own sources, found with `cargo metadata`:
+//!
+//! 1. `src/generated/types.bin`, the `FileDescriptorSet` that envoy-types generated its Rust structs from:
+//!    every message envoy-types has (Envoy's whole data-plane API, 500+ files), so any `typed_config` Envoy
+//!    knows can be read, and the descriptors match the Rust structs exactly. Source info is stripped.
+//! 2. If a future envoy-types stops shipping that file, the `.proto` files it ships under `proto/` are
+//!    compiled with `protox` instead, limited to the roots in [`FALLBACK_ROOTS`] (each root compiled on its
+//!    own: protox resolves relative names against every file in one compilation, which breaks on
+//!    Envoy's `common.ratelimit.v3.X` style references when unrelated `...filters.common` packages are
+//!    loaded).
+//!
+//! The `TypedStruct` messages (`xds.type.v3` and `udpa.type.v1`) are in neither, so they are compiled
+//! here from their two-field definitions.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use protox::file::{ChainFileResolver, DescriptorSetFileResolver, File, FileResolver};
+use protox::prost::Message;
+use protox::prost_reflect::prost_types::FileDescriptorSet;
+
+/// The protos Bosun's proxy needs when `types.bin` is not available.
+const FALLBACK_ROOTS: &[&str] = &[
+    "envoy/config/bootstrap/v3/bootstrap.proto",
+    "envoy/service/discovery/v3/ads.proto",
+    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
+    "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+    "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/access_loggers/file/v3/file.proto",
+    "envoy/extensions/access_loggers/stream/v3/stream.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "google/protobuf/empty.proto",
+    "google/protobuf/field_mask.proto",
+    "google/protobuf/timestamp.proto",
+];
+
+/// Include directories under envoy-types' `proto/`.
+const INCLUDES: &[&str] = &[
+    "data-plane-api",
+    "xds",
+    "googleapis",
+    "protoc-gen-validate",
+    "cel-spec/proto",
+    "client_model",
+    "opentelemetry-proto",
+];
+
+const TYPED_STRUCTS: &[(&str, &str)] = &[
+    (
+        "xds/type/v3/typed_struct.proto",
+        "syntax = \"proto3\";\npackage xds.type.v3;\nimport \"google/protobuf/struct.proto\";\n\
+         message TypedStruct {\n  string type_url = 1;\n  google.protobuf.Struct value = 2;\n}\n",
+    ),
+    (
+        "udpa/type/v1/typed_struct.proto",
+        "syntax = \"proto3\";\npackage udpa.type.v1;\nimport \"google/protobuf/struct.proto\";\n\
+         message TypedStruct {\n  string type_url = 1;\n  google.protobuf.Struct value = 2;\n}\n",
+    ),
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let dir = envoy_types_dir();
+    let bin = dir.join("src/generated/types.bin");
+    let mut set = match std::fs::read(&bin) {
+        Ok(bytes) => FileDescriptorSet::decode(&bytes[..])
+            .unwrap_or_else(|e| panic!("{} is not a FileDescriptorSet: {e}", bin.display())),
+        Err(e) => {
+            println!(
+                "cargo:warning=xds-api: {} unreadable ({e}); compiling a subset of envoy-types' protos",
+                bin.display()
+            );
+            compile_fallback(&dir.join("proto"))
+        }
+    };
+    for file in &mut set.file {
+        file.source_code_info = None;
+    }
+    add_typed_structs(&mut set);
+
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out.join("envoy_descriptors.bin"), set.encode_to_vec())
+        .expect("write envoy_descriptors.bin");
+}
+
+/// The directory of the `envoy-types` package this workspace builds against.
+fn envoy_types_dir() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("manifest dir"));
+    let target = std::env::var("TARGET").expect("TARGET");
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &target])
+        .arg("--manifest-path")
+        .arg(manifest.join("Cargo.toml"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    let manifest_path = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "envoy-types")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("envoy-types in cargo metadata");
+    Path::new(manifest_path)
+        .parent()
+        .expect("manifest dir")
+        .to_path_buf()
+}
+
+fn compile_fallback(proto: &Path) -> FileDescriptorSet {
+    let includes: Vec<PathBuf> = INCLUDES.iter().map(|d| proto.join(d)).collect();
+    let mut set = FileDescriptorSet::default();
+    let mut seen = HashSet::new();
+    for root in FALLBACK_ROOTS {
+        let mut compiler = protox::Compiler::new(&includes).expect("protox includes");
+        compiler.include_imports(true);
+        compiler
+            .open_file(root)
+            .unwrap_or_else(|e| panic!("compile {root}: {e}"));
+        for file in compiler.file_descriptor_set().file {
+            if seen.insert(file.name().to_owned()) {
+                set.file.push(file);
+            }
+        }
+    }
+    set
+}
+
+/// Compiles the `TypedStruct` definitions against the set (for `google/protobuf/struct.proto`) and appends
+/// them, unless the set has them already.
+fn add_typed_structs(set: &mut FileDescriptorSet) {
+    let have: HashSet<String> = set.file.iter().map(|f| f.name().to_owned()).collect();
+    let missing: Vec<&(&str, &str)> = TYPED_STRUCTS
+        .iter()
+        .filter(|(name, _)| !have.contains(*name))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(Inline(TYPED_STRUCTS));
+    resolver.add(DescriptorSetFileResolver::new(set.clone()));
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(false);
+    for (name, _) in &missing {
+        compiler
+            .open_file(name)
+            .unwrap_or_else(|e| panic!("compile {name}: {e}"));
+    }
+    set.file.extend(compiler.file_descriptor_set().file);
+}
+
+struct Inline(&'static [(&'static str, &'static str)]);
+
+impl FileResolver for Inline {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        match self.0.iter().find(|(n, _)| *n == name) {
+            Some((n, source)) => File::from_source(n, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
