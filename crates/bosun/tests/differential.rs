@@ -88,13 +88,15 @@ struct Outcome {
 const SEEN_HEADERS: [&str; 4] = ["x-vhost", "x-remove-me", "end-user", "x-forwarded-proto"];
 const RESPONSE_HEADERS: [&str; 5] = ["location", "x-added", "x-route-config", "server", "content-type"];
 
-fn outcome(resp: &Response) -> Outcome {
+/// `listener`: the proxy's own address, which the upstream sees in the authority; shown as `LISTENER`.
+fn outcome(resp: &Response, listener: SocketAddr) -> Outcome {
     let upstream = resp.header("x-upstream").map(str::to_owned);
     let seen = upstream.as_ref().map(|_| {
         let json: Value = resp.json().unwrap();
         let mut seen = BTreeMap::new();
         for key in ["path", "query", "authority"] {
-            seen.insert(key.to_owned(), json[key].as_str().unwrap_or_default().to_owned());
+            let value = json[key].as_str().unwrap_or_default();
+            seen.insert(key.to_owned(), value.replace(&listener.to_string(), "LISTENER"));
         }
         for h in SEEN_HEADERS {
             if let Some(v) = json["headers"][h].as_str() {
@@ -122,7 +124,7 @@ async fn same(both: &[Running; 2], req: impl Fn() -> Req) -> Outcome {
     let mut outcomes = Vec::new();
     for p in both {
         let resp = Client::h1(p.listener).send(req()).await.unwrap();
-        outcomes.push(outcome(&resp));
+        outcomes.push(outcome(&resp, p.listener));
     }
     let bosun = outcomes.pop().unwrap();
     let envoy = outcomes.pop().unwrap();
@@ -176,6 +178,8 @@ async fn routing_matches_envoy() {
     assert_eq!(o.status, 302);
     assert_eq!(o.headers["location"], "http://shop.example.com:8000/new-place?a=b");
     let o = same(&both, || host("shop.example.com:8000")(Req::get("/secure"))).await;
+    assert_eq!(o.headers["location"], "https://shop.example.com:8000/secure");
+    let o = same(&both, || host("shop.example.com:80")(Req::get("/secure"))).await;
     assert_eq!(o.headers["location"], "https://shop.example.com/secure");
 
     let o = same(&both, || Req::get("/headers").header("x-remove-me", "1")).await;

@@ -308,10 +308,10 @@ fn redirect(r: &Redirect, authority: &str, path: &str, matched: &proxy_model::ro
         _ => (authority.to_owned(), None),
     };
     let host = r.host.clone().unwrap_or(host);
-    // Envoy drops the port when the scheme changes and no port_redirect is given.
+    // On a scheme change Envoy drops a default port (80, 443) and keeps any other.
     let port = match (r.port, &r.scheme) {
         (Some(p), _) => Some(p.to_string()),
-        (None, Some(_)) => None,
+        (None, Some(_)) => port.filter(|p| p != "80" && p != "443"),
         (None, None) => port,
     };
     let new_path = match &r.path {
@@ -567,7 +567,7 @@ async fn forward(
                         exchange.flags.upstream_connect_failure = true;
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused",
+                            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
                         )
                     }
                     Failure::Reset => {

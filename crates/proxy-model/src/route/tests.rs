@@ -220,7 +220,7 @@ virtual_hosts:
   domains: ["*"]
   routes:
   - match: {prefix: /}
-    route: {cluster: c, retry_policy: {retry_on: 5xx,sometimes}}
+    route: {cluster: c, retry_policy: {retry_on: "5xx,sometimes"}}
 "#,
     );
     assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_on");
