@@ -14,9 +14,16 @@ pub struct ProxyArgs<'a> {
 }
 
 pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_new(args.log_level)
-        .with_context(|| format!("invalid --log-level {:?} (use trace, debug, info, warn, error or off)", args.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(args.log_level).with_context(|| {
+        format!(
+            "invalid --log-level {:?} (use trace, debug, info, warn, error or off)",
+            args.log_level
+        )
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let bootstrap = match xds_api::bootstrap::from_file(args.config) {
         Ok(b) => b,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    Client, Envoy, Process, Req, Response, Template, TempDir, Upstream, UpstreamBehaviour, count_header,
-    free_port, localhost,
+    Client, Envoy, Process, Req, Response, TempDir, Template, Upstream, UpstreamBehaviour,
+    count_header, free_port, localhost,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -26,13 +26,24 @@ struct Running {
 }
 
 fn template(name: &str) -> Template {
-    Template::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential").join(name)).unwrap()
+    Template::load(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/differential")
+            .join(name),
+    )
+    .unwrap()
 }
 
-fn render(name: &str, upstreams: &[(&str, &Upstream)], extra: &[(&str, String)]) -> (String, SocketAddr, u16) {
+fn render(
+    name: &str,
+    upstreams: &[(&str, &Upstream)],
+    extra: &[(&str, String)],
+) -> (String, SocketAddr, u16) {
     let listener = free_port();
     let admin = free_port();
-    let mut t = template(name).set("LISTENER_PORT", listener).set("ADMIN_PORT", admin);
+    let mut t = template(name)
+        .set("LISTENER_PORT", listener)
+        .set("ADMIN_PORT", admin);
     for (key, u) in upstreams {
         t = t.set_addr(key, u.addr());
     }
@@ -43,7 +54,11 @@ fn render(name: &str, upstreams: &[(&str, &Upstream)], extra: &[(&str, String)])
 }
 
 /// Starts Envoy and Bosun on the same template, or `None` when Envoy is not installed.
-fn start_both(name: &str, upstreams: &[(&str, &Upstream)], extra: &[(&str, String)]) -> Option<[Running; 2]> {
+fn start_both(
+    name: &str,
+    upstreams: &[(&str, &Upstream)],
+    extra: &[(&str, String)],
+) -> Option<[Running; 2]> {
     Envoy::find_or_skip(name)?;
     let (yaml, listener, _) = render(name, upstreams, extra);
     let envoy = Envoy::start(&yaml).unwrap();
@@ -58,11 +73,21 @@ fn start_both(name: &str, upstreams: &[(&str, &Upstream)], extra: &[(&str, Strin
     let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
     let mut process = Process::spawn(
         env!("CARGO_BIN_EXE_bosun"),
-        ["proxy", "-c", config.to_str().unwrap(), "--concurrency", "1", "--log-level", "warn"],
+        [
+            "proxy",
+            "-c",
+            config.to_str().unwrap(),
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ],
         &[],
     )
     .unwrap();
-    process.wait_ready(localhost(admin), Duration::from_secs(10)).unwrap();
+    process
+        .wait_ready(localhost(admin), Duration::from_secs(10))
+        .unwrap();
     let bosun = Running {
         name: "bosun",
         listener,
@@ -86,7 +111,13 @@ struct Outcome {
 }
 
 const SEEN_HEADERS: [&str; 4] = ["x-vhost", "x-remove-me", "end-user", "x-forwarded-proto"];
-const RESPONSE_HEADERS: [&str; 5] = ["location", "x-added", "x-route-config", "server", "content-type"];
+const RESPONSE_HEADERS: [&str; 5] = [
+    "location",
+    "x-added",
+    "x-route-config",
+    "server",
+    "content-type",
+];
 
 /// `listener`: the proxy's own address, which the upstream sees in the authority; shown as `LISTENER`.
 fn outcome(resp: &Response, listener: SocketAddr) -> Outcome {
@@ -96,7 +127,10 @@ fn outcome(resp: &Response, listener: SocketAddr) -> Outcome {
         let mut seen = BTreeMap::new();
         for key in ["path", "query", "authority"] {
             let value = json[key].as_str().unwrap_or_default();
-            seen.insert(key.to_owned(), value.replace(&listener.to_string(), "LISTENER"));
+            seen.insert(
+                key.to_owned(),
+                value.replace(&listener.to_string(), "LISTENER"),
+            );
         }
         for h in SEEN_HEADERS {
             if let Some(v) = json["headers"][h].as_str() {
@@ -128,7 +162,12 @@ async fn same(both: &[Running; 2], req: impl Fn() -> Req) -> Outcome {
     }
     let bosun = outcomes.pop().unwrap();
     let envoy = outcomes.pop().unwrap();
-    assert_eq!(bosun, envoy, "bosun (left) and envoy (right) differ for {:?}", req());
+    assert_eq!(
+        bosun,
+        envoy,
+        "bosun (left) and envoy (right) differ for {:?}",
+        req()
+    );
     bosun
 }
 
@@ -141,8 +180,11 @@ async fn routing_matches_envoy() {
     let a = Upstream::start("a").unwrap();
     let b = Upstream::start("b").unwrap();
     let c = Upstream::start("c").unwrap();
-    let Some(both) = start_both("routing.yaml", &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)], &[])
-    else {
+    let Some(both) = start_both(
+        "routing.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
+        &[],
+    ) else {
         return;
     };
     let h = host("reviews");
@@ -151,7 +193,10 @@ async fn routing_matches_envoy() {
     let o = same(&both, || h(Req::get("/x").header("end-user", "jason"))).await;
     assert_eq!(o.upstream.as_deref(), Some("b"));
     same(&both, || host("reviews:9080")(Req::get("/x"))).await;
-    let o = same(&both, || host("eu.reviews.example.com")(Req::get("/x").header("end-user", "jason"))).await;
+    let o = same(&both, || {
+        host("eu.reviews.example.com")(Req::get("/x").header("end-user", "jason"))
+    })
+    .await;
     assert_eq!(o.upstream.as_deref(), Some("b"));
 
     let o = same(&both, || Req::get("/exact")).await;
@@ -167,18 +212,33 @@ async fn routing_matches_envoy() {
 
     let o = same(&both, || Req::get("/old/page?x=1")).await;
     let seen = o.seen.unwrap();
-    assert_eq!((seen["path"].as_str(), seen["query"].as_str()), ("/new/page", "x=1"));
+    assert_eq!(
+        (seen["path"].as_str(), seen["query"].as_str()),
+        ("/new/page", "x=1")
+    );
     assert_eq!(seen["authority"], "rewritten.example.com");
     let o = same(&both, || Req::get("/users/42")).await;
     assert_eq!(o.seen.unwrap()["path"], "/profiles/42");
 
     let o = same(&both, || Req::get("/direct")).await;
-    assert_eq!((o.status, o.local_body.as_deref()), (418, Some("I'm a teapot")));
-    let o = same(&both, || host("shop.example.com:8000")(Req::get("/moved?a=b"))).await;
+    assert_eq!(
+        (o.status, o.local_body.as_deref()),
+        (418, Some("I'm a teapot"))
+    );
+    let o = same(&both, || {
+        host("shop.example.com:8000")(Req::get("/moved?a=b"))
+    })
+    .await;
     assert_eq!(o.status, 302);
-    assert_eq!(o.headers["location"], "http://shop.example.com:8000/new-place?a=b");
+    assert_eq!(
+        o.headers["location"],
+        "http://shop.example.com:8000/new-place?a=b"
+    );
     let o = same(&both, || host("shop.example.com:8000")(Req::get("/secure"))).await;
-    assert_eq!(o.headers["location"], "https://shop.example.com:8000/secure");
+    assert_eq!(
+        o.headers["location"],
+        "https://shop.example.com:8000/secure"
+    );
     let o = same(&both, || host("shop.example.com:80")(Req::get("/secure"))).await;
     assert_eq!(o.headers["location"], "https://shop.example.com/secure");
 
@@ -217,29 +277,51 @@ async fn resilience_matches_envoy() {
             fail_first_n: 2,
             ..UpstreamBehaviour::default()
         });
-        let resp = Client::h1(p.listener).send(Req::get("/retry")).await.unwrap();
+        let resp = Client::h1(p.listener)
+            .send(Req::get("/retry"))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200, "{}: retried to success", p.name);
         a.set_behaviour(UpstreamBehaviour {
             fail_first_n: 1,
             ..UpstreamBehaviour::default()
         });
-        let resp = Client::h1(p.listener).send(Req::get("/no-retry")).await.unwrap();
+        let resp = Client::h1(p.listener)
+            .send(Req::get("/no-retry"))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 503, "{}: no retry policy", p.name);
         a.set_behaviour(UpstreamBehaviour::default());
     }
 
     // Timeout: 504 with Envoy's body.
-    let o = same(&both, || Req::get("/timeout").header("x-testkit-delay-ms", "600")).await;
-    assert_eq!((o.status, o.local_body.as_deref()), (504, Some("upstream request timeout")));
+    let o = same(&both, || {
+        Req::get("/timeout").header("x-testkit-delay-ms", "600")
+    })
+    .await;
+    assert_eq!(
+        (o.status, o.local_body.as_deref()),
+        (504, Some("upstream request timeout"))
+    );
 
     // Fault abort and delay.
     let o = same(&both, || Req::get("/abort")).await;
-    assert_eq!((o.status, o.local_body.as_deref()), (503, Some("fault filter abort")));
+    assert_eq!(
+        (o.status, o.local_body.as_deref()),
+        (503, Some("fault filter abort"))
+    );
     for p in &both {
         let start = Instant::now();
-        let resp = Client::h1(p.listener).send(Req::get("/delay")).await.unwrap();
+        let resp = Client::h1(p.listener)
+            .send(Req::get("/delay"))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
-        assert!(start.elapsed() >= Duration::from_millis(300), "{}: delay injected", p.name);
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "{}: delay injected",
+            p.name
+        );
     }
 
     // An unreachable cluster: 503 from both.
@@ -254,14 +336,22 @@ async fn resilience_matches_envoy() {
             .unwrap();
         let counts = count_header(&responses, "x-upstream");
         let share_a = counts.get("a").copied().unwrap_or(0);
-        assert!((850..=950).contains(&share_a), "{}: 90/10 split gave {counts:?}", p.name);
+        assert!(
+            (850..=950).contains(&share_a),
+            "{}: 90/10 split gave {counts:?}",
+            p.name
+        );
 
         let responses = Client::h1(p.listener)
             .send_many(1000, 8, |_| Req::get("/half-abort"))
             .await
             .unwrap();
         let aborted = responses.iter().filter(|r| r.status() == 500).count();
-        assert!((400..=600).contains(&aborted), "{}: 50% abort gave {aborted}/1000", p.name);
+        assert!(
+            (400..=600).contains(&aborted),
+            "{}: 50% abort gave {aborted}/1000",
+            p.name
+        );
 
         let responses = Client::h1(p.listener)
             .send_many(300, 1, |_| Req::get("/pool"))
@@ -269,6 +359,10 @@ async fn resilience_matches_envoy() {
             .unwrap();
         let counts = count_header(&responses, "x-upstream");
         assert_eq!(counts.len(), 3, "{}: {counts:?}", p.name);
-        assert!(counts.values().all(|n| *n == 100), "{}: round robin gave {counts:?}", p.name);
+        assert!(
+            counts.values().all(|n| *n == 100),
+            "{}: round robin gave {counts:?}",
+            p.name
+        );
     }
 }

@@ -136,7 +136,10 @@ impl Cluster {
                 }
             },
             Some(T::ClusterType(c)) => {
-                errors.push(at.key("cluster_type").unsupported(format!("the custom cluster type {:?}", c.name)));
+                errors.push(
+                    at.key("cluster_type")
+                        .unsupported(format!("the custom cluster type {:?}", c.name)),
+                );
                 Discovery::Static
             }
         };
@@ -147,50 +150,79 @@ impl Cluster {
             Ok(L::RingHash) => LbPolicy::RingHash,
             Ok(L::Maglev) => LbPolicy::Maglev,
             Ok(other) => {
-                errors.push(at.key("lb_policy").unsupported(format!("lb_policy {}", other.as_str_name())));
+                errors.push(
+                    at.key("lb_policy")
+                        .unsupported(format!("lb_policy {}", other.as_str_name())),
+                );
                 LbPolicy::RoundRobin
             }
             Err(_) => {
-                errors.push(at.key("lb_policy").error(format!("unknown lb_policy {}", p.lb_policy)));
+                errors.push(
+                    at.key("lb_policy")
+                        .error(format!("unknown lb_policy {}", p.lb_policy)),
+                );
                 LbPolicy::RoundRobin
             }
         };
         let lb_policy = match (lb_policy, p.lb_config.as_ref()) {
-            (LbPolicy::LeastRequest { .. }, Some(cluster::cluster::LbConfig::LeastRequestLbConfig(c))) => {
-                LbPolicy::LeastRequest {
-                    choice_count: u32_or(c.choice_count.as_ref(), 2).max(2),
-                }
-            }
+            (
+                LbPolicy::LeastRequest { .. },
+                Some(cluster::cluster::LbConfig::LeastRequestLbConfig(c)),
+            ) => LbPolicy::LeastRequest {
+                choice_count: u32_or(c.choice_count.as_ref(), 2).max(2),
+            },
             (policy, _) => policy,
         };
         if matches!(lb_policy, LbPolicy::RingHash | LbPolicy::Maglev) {
-            errors.push(at.key("lb_policy").unsupported("consistent-hash load balancing (RING_HASH, MAGLEV)"));
+            errors.push(
+                at.key("lb_policy")
+                    .unsupported("consistent-hash load balancing (RING_HASH, MAGLEV)"),
+            );
         }
         if p.load_balancing_policy.is_some() {
-            errors.push(at.key("load_balancing_policy").unsupported("load_balancing_policy"));
+            errors.push(
+                at.key("load_balancing_policy")
+                    .unsupported("load_balancing_policy"),
+            );
         }
         if !p.health_checks.is_empty() {
-            errors.push(at.key("health_checks").unsupported("active health checking"));
+            errors.push(
+                at.key("health_checks")
+                    .unsupported("active health checking"),
+            );
         }
         if let Some(ts) = &p.transport_socket
             && ts.name != "envoy.transport_sockets.raw_buffer"
         {
-            errors.push(at.key("transport_socket").unsupported(format!("the transport socket {:?} (upstream TLS)", ts.name)));
+            errors.push(
+                at.key("transport_socket")
+                    .unsupported(format!("the transport socket {:?} (upstream TLS)", ts.name)),
+            );
         }
         if !p.transport_socket_matches.is_empty() {
-            errors.push(at.key("transport_socket_matches").unsupported("transport_socket_matches"));
+            errors.push(
+                at.key("transport_socket_matches")
+                    .unsupported("transport_socket_matches"),
+            );
         }
-        let protocol = errors.take(upstream_protocol(p, at)).unwrap_or(UpstreamProtocol::Http1);
+        let protocol = errors
+            .take(upstream_protocol(p, at))
+            .unwrap_or(UpstreamProtocol::Http1);
         let priorities = match &p.load_assignment {
             Some(la) => errors
                 .take(load_assignment(la, &at.key("load_assignment")))
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        if matches!(discovery, Discovery::Static | Discovery::StrictDns | Discovery::LogicalDns)
-            && p.load_assignment.is_none()
+        if matches!(
+            discovery,
+            Discovery::Static | Discovery::StrictDns | Discovery::LogicalDns
+        ) && p.load_assignment.is_none()
         {
-            errors.push(at.key("load_assignment").error("a STATIC or DNS cluster needs load_assignment"));
+            errors.push(
+                at.key("load_assignment")
+                    .error("a STATIC or DNS cluster needs load_assignment"),
+            );
         }
         let circuit_breakers = p
             .circuit_breakers
@@ -200,17 +232,22 @@ impl Cluster {
                 let d = Thresholds::default();
                 Thresholds {
                     max_connections: u32_or(t.max_connections.as_ref(), d.max_connections),
-                    max_pending_requests: u32_or(t.max_pending_requests.as_ref(), d.max_pending_requests),
+                    max_pending_requests: u32_or(
+                        t.max_pending_requests.as_ref(),
+                        d.max_pending_requests,
+                    ),
                     max_requests: u32_or(t.max_requests.as_ref(), d.max_requests),
                     max_retries: u32_or(t.max_retries.as_ref(), d.max_retries),
                 }
             });
         let outlier_detection = p.outlier_detection.as_ref().map(outlier_detection);
-        let http_options = p.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS);
+        let http_options = p
+            .typed_extension_protocol_options
+            .get(HTTP_PROTOCOL_OPTIONS);
         let common = http_options
             .and_then(|any| unpack::<upstream_http::HttpProtocolOptions>(any, at).ok())
             .and_then(|o| o.common_http_protocol_options)
-            .or_else(|| p.common_http_protocol_options.clone());
+            .or(p.common_http_protocol_options);
         let max_requests_per_connection = p
             .max_requests_per_connection
             .as_ref()
@@ -225,26 +262,40 @@ impl Cluster {
         let idle_timeout = common
             .as_ref()
             .and_then(|c| c.idle_timeout.as_ref())
-            .map_or(Some(Duration::from_secs(3600)), |d| Some(duration(d)).filter(|d| !d.is_zero()));
+            .map_or(Some(Duration::from_secs(3600)), |d| {
+                Some(duration(d)).filter(|d| !d.is_zero())
+            });
         let cluster = Cluster {
             name: p.name.clone(),
             discovery,
             lb_policy,
-            connect_timeout: p.connect_timeout.as_ref().map_or(Duration::from_secs(5), duration),
+            connect_timeout: p
+                .connect_timeout
+                .as_ref()
+                .map_or(Duration::from_secs(5), duration),
             protocol,
             priorities,
             circuit_breakers,
             outlier_detection,
             max_requests_per_connection,
             idle_timeout,
-            per_connection_buffer_limit: u32_or(p.per_connection_buffer_limit_bytes.as_ref(), 1024 * 1024),
+            per_connection_buffer_limit: u32_or(
+                p.per_connection_buffer_limit_bytes.as_ref(),
+                1024 * 1024,
+            ),
         };
         errors.into_result(cluster)
     }
 
     /// Replaces the endpoints (an EDS update).
-    pub fn with_load_assignment(&self, la: &endpoint::ClusterLoadAssignment) -> Result<Cluster, ModelError> {
-        let priorities = load_assignment(la, &At::root(format!("ClusterLoadAssignment {}", la.cluster_name)))?;
+    pub fn with_load_assignment(
+        &self,
+        la: &endpoint::ClusterLoadAssignment,
+    ) -> Result<Cluster, ModelError> {
+        let priorities = load_assignment(
+            la,
+            &At::root(format!("ClusterLoadAssignment {}", la.cluster_name)),
+        )?;
         Ok(Cluster {
             priorities,
             ..self.clone()
@@ -260,8 +311,13 @@ impl Cluster {
 fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, ModelError> {
     use upstream_http::http_protocol_options::UpstreamProtocolOptions as U;
     use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig as E;
-    if let Some(any) = p.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS) {
-        let oat = at.key("typed_extension_protocol_options").key(HTTP_PROTOCOL_OPTIONS);
+    if let Some(any) = p
+        .typed_extension_protocol_options
+        .get(HTTP_PROTOCOL_OPTIONS)
+    {
+        let oat = at
+            .key("typed_extension_protocol_options")
+            .key(HTTP_PROTOCOL_OPTIONS);
         let options: upstream_http::HttpProtocolOptions = unpack(any, &oat)?;
         return match options.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match e.protocol_config {
@@ -270,7 +326,9 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
                 _ => Ok(UpstreamProtocol::Http1),
             },
             Some(U::UseDownstreamProtocolConfig(_)) => Ok(UpstreamProtocol::Downstream),
-            Some(U::AutoConfig(_)) => Err(oat.key("auto_config").unsupported("auto_config (ALPN-negotiated upstream protocol)")),
+            Some(U::AutoConfig(_)) => Err(oat
+                .key("auto_config")
+                .unsupported("auto_config (ALPN-negotiated upstream protocol)")),
             None => Ok(UpstreamProtocol::Http1),
         };
     }
@@ -280,7 +338,10 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
     Ok(UpstreamProtocol::Http1)
 }
 
-fn load_assignment(la: &endpoint::ClusterLoadAssignment, at: &At) -> Result<Vec<Vec<LocalityEndpoints>>, ModelError> {
+fn load_assignment(
+    la: &endpoint::ClusterLoadAssignment,
+    at: &At,
+) -> Result<Vec<Vec<LocalityEndpoints>>, ModelError> {
     use endpoint::lb_endpoint::HostIdentifier;
     let mut priorities: Vec<Vec<LocalityEndpoints>> = Vec::new();
     for (i, locality) in la.endpoints.iter().enumerate() {
@@ -325,7 +386,10 @@ fn load_assignment(la: &endpoint::ClusterLoadAssignment, at: &At) -> Result<Vec<
 }
 
 /// `(host, port)` of an Envoy socket address.
-pub fn socket_address(address: Option<&core::Address>, at: &At) -> Result<(String, u16), ModelError> {
+pub fn socket_address(
+    address: Option<&core::Address>,
+    at: &At,
+) -> Result<(String, u16), ModelError> {
     use core::address::Address as A;
     use core::socket_address::PortSpecifier as P;
     match address.and_then(|a| a.address.as_ref()) {
@@ -334,20 +398,31 @@ pub fn socket_address(address: Option<&core::Address>, at: &At) -> Result<(Strin
                 return Err(at.key("socket_address").key("protocol").unsupported("UDP"));
             }
             let port = match &s.port_specifier {
-                Some(P::PortValue(p)) => u16::try_from(*p)
-                    .map_err(|_| at.key("socket_address").key("port_value").error(format!("port {p} is out of range")))?,
+                Some(P::PortValue(p)) => u16::try_from(*p).map_err(|_| {
+                    at.key("socket_address")
+                        .key("port_value")
+                        .error(format!("port {p} is out of range"))
+                })?,
                 Some(P::NamedPort(_)) => {
-                    return Err(at.key("socket_address").key("named_port").unsupported("named ports"));
+                    return Err(at
+                        .key("socket_address")
+                        .key("named_port")
+                        .unsupported("named ports"));
                 }
                 None => 0,
             };
             if s.address.is_empty() {
-                return Err(at.key("socket_address").key("address").error("an address is required"));
+                return Err(at
+                    .key("socket_address")
+                    .key("address")
+                    .error("an address is required"));
             }
             Ok((s.address.clone(), port))
         }
         Some(A::Pipe(_)) => Err(at.key("pipe").unsupported("unix domain socket addresses")),
-        Some(A::EnvoyInternalAddress(_)) => Err(at.key("envoy_internal_address").unsupported("internal listeners")),
+        Some(A::EnvoyInternalAddress(_)) => Err(at
+            .key("envoy_internal_address")
+            .unsupported("internal listeners")),
         None => Err(at.error("an address is required")),
     }
 }
@@ -357,16 +432,28 @@ fn outlier_detection(o: &cluster::OutlierDetection) -> OutlierDetection {
         consecutive_5xx: u32_or(o.consecutive_5xx.as_ref(), 5),
         enforcing_consecutive_5xx: u32_or(o.enforcing_consecutive_5xx.as_ref(), 100),
         consecutive_gateway_failure: u32_or(o.consecutive_gateway_failure.as_ref(), 5),
-        enforcing_consecutive_gateway_failure: u32_or(o.enforcing_consecutive_gateway_failure.as_ref(), 0),
+        enforcing_consecutive_gateway_failure: u32_or(
+            o.enforcing_consecutive_gateway_failure.as_ref(),
+            0,
+        ),
         split_external_local_origin_errors: o.split_external_local_origin_errors,
         consecutive_local_origin_failure: u32_or(o.consecutive_local_origin_failure.as_ref(), 5),
         enforcing_consecutive_local_origin_failure: u32_or(
             o.enforcing_consecutive_local_origin_failure.as_ref(),
             100,
         ),
-        interval: o.interval.as_ref().map_or(Duration::from_secs(10), duration),
-        base_ejection_time: o.base_ejection_time.as_ref().map_or(Duration::from_secs(30), duration),
-        max_ejection_time: o.max_ejection_time.as_ref().map_or(Duration::from_secs(300), duration),
+        interval: o
+            .interval
+            .as_ref()
+            .map_or(Duration::from_secs(10), duration),
+        base_ejection_time: o
+            .base_ejection_time
+            .as_ref()
+            .map_or(Duration::from_secs(30), duration),
+        max_ejection_time: o
+            .max_ejection_time
+            .as_ref()
+            .map_or(Duration::from_secs(300), duration),
         max_ejection_percent: u32_or(o.max_ejection_percent.as_ref(), 10).min(100),
     }
 }

@@ -73,13 +73,19 @@ impl HttpFilter {
         is_optional: bool,
         at: &At,
     ) -> Result<HttpFilter, ModelError> {
-        let type_url = typed_config.map(|a| a.type_url.as_str()).unwrap_or_default();
+        let type_url = typed_config
+            .map(|a| a.type_url.as_str())
+            .unwrap_or_default();
         let is = |suffix: &str| type_url.ends_with(suffix);
         if is(".router.v3.Router") || (type_url.is_empty() && name == ROUTER_FILTER) {
             Ok(HttpFilter::Router)
         } else if is(".fault.v3.HTTPFault") {
-            let any = typed_config.ok_or_else(|| at.error("the fault filter needs a typed_config"))?;
-            Ok(HttpFilter::Fault(FaultConfig::from_any(any, &at.key("typed_config"))?))
+            let any =
+                typed_config.ok_or_else(|| at.error("the fault filter needs a typed_config"))?;
+            Ok(HttpFilter::Fault(FaultConfig::from_any(
+                any,
+                &at.key("typed_config"),
+            )?))
         } else if is_optional || name.starts_with("istio.") || NO_OP_FILTERS.contains(&name) {
             Ok(HttpFilter::Skipped(name.to_owned()))
         } else {
@@ -103,11 +109,18 @@ impl FaultConfig {
                 let fixed = match &d.fault_delay_secifier {
                     Some(S::FixedDelay(d)) => Some(duration(d)),
                     Some(S::HeaderDelay(_)) => None,
-                    None => return Err(at.key("delay").error("a fault delay needs fixed_delay or header_delay")),
+                    None => {
+                        return Err(at
+                            .key("delay")
+                            .error("a fault delay needs fixed_delay or header_delay"));
+                    }
                 };
                 Ok(FaultDelay {
                     fixed,
-                    per_million: d.percentage.as_ref().map_or(1_000_000, fraction_per_million),
+                    per_million: d
+                        .percentage
+                        .as_ref()
+                        .map_or(1_000_000, fraction_per_million),
                 })
             })
             .transpose()?;
@@ -121,21 +134,34 @@ impl FaultConfig {
                         u16::try_from(*s)
                             .ok()
                             .filter(|s| (200..600).contains(s))
-                            .ok_or_else(|| at.key("abort").key("http_status").error(format!("{s} is not an HTTP status in [200, 600)")))?,
+                            .ok_or_else(|| {
+                                at.key("abort")
+                                    .key("http_status")
+                                    .error(format!("{s} is not an HTTP status in [200, 600)"))
+                            })?,
                     ),
                     Some(E::GrpcStatus(s)) => AbortKind::Grpc(*s),
                     Some(E::HeaderAbort(_)) => AbortKind::Header,
-                    None => return Err(at.key("abort").error("a fault abort needs http_status, grpc_status or header_abort")),
+                    None => {
+                        return Err(at.key("abort").error(
+                            "a fault abort needs http_status, grpc_status or header_abort",
+                        ));
+                    }
                 };
                 Ok(FaultAbort {
                     kind,
-                    per_million: a.percentage.as_ref().map_or(1_000_000, fraction_per_million),
+                    per_million: a
+                        .percentage
+                        .as_ref()
+                        .map_or(1_000_000, fraction_per_million),
                     body: a.response_body.clone(),
                 })
             })
             .transpose()?;
         if p.response_rate_limit.is_some() {
-            return Err(at.key("response_rate_limit").unsupported("response_rate_limit"));
+            return Err(at
+                .key("response_rate_limit")
+                .unsupported("response_rate_limit"));
         }
         if !p.downstream_nodes.is_empty() {
             return Err(at.key("downstream_nodes").unsupported("downstream_nodes"));

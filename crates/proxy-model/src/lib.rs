@@ -36,7 +36,10 @@ pub fn u32_or(v: Option<&UInt32Value>, default: u32) -> u32 {
 }
 
 /// Decodes a typed config, checking it is the expected message.
-pub(crate) fn unpack<T: prost::Message + prost::Name + Default>(any: &Any, at: &At) -> Result<T, ModelError> {
+pub(crate) fn unpack<T: prost::Message + prost::Name + Default>(
+    any: &Any,
+    at: &At,
+) -> Result<T, ModelError> {
     let want = T::type_url();
     if any.type_url != want {
         return Err(at.error(format!("expected a {want}, found {}", any.type_url)));

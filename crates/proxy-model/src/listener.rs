@@ -92,11 +92,18 @@ impl Listener {
                 "istio.filters.listener.proxy_protocol",
             ];
             if !KNOWN.contains(&lf.name.as_str()) {
-                errors.push(at.key("listener_filters").index(i).unsupported(format!("the listener filter {:?}", lf.name)));
+                errors.push(
+                    at.key("listener_filters")
+                        .index(i)
+                        .unsupported(format!("the listener filter {:?}", lf.name)),
+                );
             }
         }
         if p.filter_chain_matcher.is_some() {
-            errors.push(at.key("filter_chain_matcher").unsupported("filter_chain_matcher"));
+            errors.push(
+                at.key("filter_chain_matcher")
+                    .unsupported("filter_chain_matcher"),
+            );
         }
         let mut filter_chains = Vec::new();
         for (i, fc) in p.filter_chains.iter().enumerate() {
@@ -111,7 +118,10 @@ impl Listener {
                 .ok()
         });
         if filter_chains.is_empty() && default_filter_chain.is_none() {
-            errors.push(at.key("filter_chains").error("a listener needs at least one filter chain"));
+            errors.push(
+                at.key("filter_chains")
+                    .error("a listener needs at least one filter chain"),
+            );
         }
         let l = Listener {
             name: p.name.clone(),
@@ -127,21 +137,32 @@ impl Listener {
 
     /// The filter chain for a connection: the most specific chain whose criteria it meets (Envoy's
     /// order: destination port, then server name, transport protocol, application protocols).
-    pub fn filter_chain(&self, destination_port: u16, server_name: Option<&str>) -> Option<&FilterChain> {
+    pub fn filter_chain(
+        &self,
+        destination_port: u16,
+        server_name: Option<&str>,
+    ) -> Option<&FilterChain> {
         let candidates = || self.filter_chains.iter();
         let by_port: Vec<&FilterChain> = {
             let exact: Vec<_> = candidates()
                 .filter(|fc| fc.matcher.destination_port == Some(destination_port))
                 .collect();
             if exact.is_empty() {
-                candidates().filter(|fc| fc.matcher.destination_port.is_none()).collect()
+                candidates()
+                    .filter(|fc| fc.matcher.destination_port.is_none())
+                    .collect()
             } else {
                 exact
             }
         };
         let by_name = |name: Option<&str>| -> Option<&FilterChain> {
             if let Some(name) = name {
-                if let Some(fc) = by_port.iter().find(|fc| fc.matcher.server_names.iter().any(|n| n.eq_ignore_ascii_case(name))) {
+                if let Some(fc) = by_port.iter().find(|fc| {
+                    fc.matcher
+                        .server_names
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(name))
+                }) {
                     return Some(fc);
                 }
                 // Wildcards: the longest `*.suffix` that covers the name.
@@ -150,7 +171,9 @@ impl Listener {
                     for n in &fc.matcher.server_names {
                         if let Some(suffix) = n.strip_prefix('*')
                             && name.len() > suffix.len()
-                            && name.to_ascii_lowercase().ends_with(&suffix.to_ascii_lowercase())
+                            && name
+                                .to_ascii_lowercase()
+                                .ends_with(&suffix.to_ascii_lowercase())
                             && best.is_none_or(|(_, len)| suffix.len() > len)
                         {
                             best = Some((fc, suffix.len()));
@@ -161,7 +184,10 @@ impl Listener {
                     return Some(fc);
                 }
             }
-            by_port.iter().copied().find(|fc| fc.matcher.server_names.is_empty())
+            by_port
+                .iter()
+                .copied()
+                .find(|fc| fc.matcher.server_names.is_empty())
         };
         by_name(server_name).or(self.default_filter_chain.as_ref())
     }
@@ -172,14 +198,23 @@ impl FilterChain {
         let mut errors = Errors::default();
         let m = p.filter_chain_match.clone().unwrap_or_default();
         let mat = at.key("filter_chain_match");
-        if !m.prefix_ranges.is_empty() || !m.source_prefix_ranges.is_empty() || !m.source_ports.is_empty() {
+        if !m.prefix_ranges.is_empty()
+            || !m.source_prefix_ranges.is_empty()
+            || !m.source_ports.is_empty()
+        {
             errors.push(mat.unsupported("matching filter chains on addresses or source ports"));
         }
         if m.transport_protocol == "tls" || p.transport_socket.is_some() {
-            errors.push(at.key("transport_socket").unsupported("TLS termination on listeners"));
+            errors.push(
+                at.key("transport_socket")
+                    .unsupported("TLS termination on listeners"),
+            );
         }
         let matcher = FilterChainMatch {
-            destination_port: m.destination_port.as_ref().and_then(|p| u16::try_from(p.value).ok()),
+            destination_port: m
+                .destination_port
+                .as_ref()
+                .and_then(|p| u16::try_from(p.value).ok()),
             server_names: m.server_names.clone(),
             transport_protocol: Some(m.transport_protocol.clone()).filter(|t| !t.is_empty()),
             application_protocols: m.application_protocols.clone(),
@@ -191,7 +226,10 @@ impl FilterChain {
             let any = match &f.config_type {
                 Some(listener::filter::ConfigType::TypedConfig(any)) => Some(any),
                 Some(listener::filter::ConfigType::ConfigDiscovery(_)) => {
-                    errors.push(fat.key("config_discovery").unsupported("filter config discovery"));
+                    errors.push(
+                        fat.key("config_discovery")
+                            .unsupported("filter config discovery"),
+                    );
                     continue;
                 }
                 None => None,
@@ -202,11 +240,14 @@ impl FilterChain {
                     .take(http_connection_manager(any, &fat.key("typed_config")))
                     .map(|h| NetworkFilter::Http(Arc::new(h)));
             } else if type_url.ends_with(".tcp_proxy.v3.TcpProxy") {
-                network = errors.take(tcp_proxy(any, &fat.key("typed_config"))).map(NetworkFilter::Tcp);
+                network = errors
+                    .take(tcp_proxy(any, &fat.key("typed_config")))
+                    .map(NetworkFilter::Tcp);
             } else if f.name.starts_with("istio.") {
                 // Istio's metadata exchange and stats: no effect on forwarding.
             } else {
-                errors.push(fat.unsupported(format!("the network filter {:?} ({type_url})", f.name)));
+                errors
+                    .push(fat.unsupported(format!("the network filter {:?} ({type_url})", f.name)));
             }
         }
         match network {
@@ -215,15 +256,20 @@ impl FilterChain {
                 matcher,
                 network,
             }),
-            None if errors.0.is_empty() => Err(vec![at.key("filters").error(
-                "a filter chain needs an http_connection_manager or tcp_proxy filter",
-            )]),
+            None if errors.0.is_empty() => {
+                Err(vec![at.key("filters").error(
+                    "a filter chain needs an http_connection_manager or tcp_proxy filter",
+                )])
+            }
             _ => Err(errors.0),
         }
     }
 }
 
-fn http_connection_manager(any: Option<&Any>, at: &At) -> Result<HttpConnectionManager, ModelError> {
+fn http_connection_manager(
+    any: Option<&Any>,
+    at: &At,
+) -> Result<HttpConnectionManager, ModelError> {
     let any = any.ok_or_else(|| at.error("the HTTP connection manager needs a typed_config"))?;
     let p: hcm::HttpConnectionManager = unpack(any, at)?;
     use hcm::http_connection_manager::RouteSpecifier as R;
@@ -232,7 +278,9 @@ fn http_connection_manager(any: Option<&Any>, at: &At) -> Result<HttpConnectionM
             RouteConfig::from_proto(rc, &at.key("route_config")).map_err(|mut e| e.remove(0))?,
         )),
         Some(R::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
-        Some(R::ScopedRoutes(_)) => return Err(at.key("scoped_routes").unsupported("scoped_routes")),
+        Some(R::ScopedRoutes(_)) => {
+            return Err(at.key("scoped_routes").unsupported("scoped_routes"));
+        }
         None => return Err(at.error("the HTTP connection manager needs route_config or rds")),
     };
     let mut http_filters = Vec::new();
@@ -244,14 +292,18 @@ fn http_connection_manager(any: Option<&Any>, at: &At) -> Result<HttpConnectionM
         let any = match &f.config_type {
             Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Some(any),
             Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => {
-                return Err(fat.key("config_discovery").unsupported("filter config discovery"));
+                return Err(fat
+                    .key("config_discovery")
+                    .unsupported("filter config discovery"));
             }
             None => None,
         };
         http_filters.push(HttpFilter::from_proto(&f.name, any, f.is_optional, &fat)?);
     }
     if !matches!(http_filters.last(), Some(HttpFilter::Router)) {
-        return Err(at.key("http_filters").error("the last HTTP filter must be the router (envoy.filters.http.router)"));
+        return Err(at
+            .key("http_filters")
+            .error("the last HTTP filter must be the router (envoy.filters.http.router)"));
     }
     if p.codec_type == 3 {
         return Err(at.key("codec_type").unsupported("HTTP/3"));
@@ -270,7 +322,11 @@ fn http_connection_manager(any: Option<&Any>, at: &At) -> Result<HttpConnectionM
             None => Some(Duration::from_secs(300)),
             Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
         },
-        request_timeout: p.request_timeout.as_ref().map(duration).filter(|d| !d.is_zero()),
+        request_timeout: p
+            .request_timeout
+            .as_ref()
+            .map(duration)
+            .filter(|d| !d.is_zero()),
         generate_request_id: p.generate_request_id.as_ref().is_none_or(|b| b.value),
         access_log: !p.access_log.is_empty(),
     })
@@ -282,8 +338,16 @@ fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
     let p: tcp::TcpProxy = unpack(any, at)?;
     let clusters = match &p.cluster_specifier {
         Some(C::Cluster(c)) => vec![(c.clone(), 1)],
-        Some(C::WeightedClusters(w)) => w.clusters.iter().map(|c| (c.name.clone(), c.weight)).collect(),
-        None => return Err(at.key("cluster").error("the TCP proxy needs cluster or weighted_clusters")),
+        Some(C::WeightedClusters(w)) => w
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), c.weight))
+            .collect(),
+        None => {
+            return Err(at
+                .key("cluster")
+                .error("the TCP proxy needs cluster or weighted_clusters"));
+        }
     };
     if clusters.iter().all(|(_, w)| *w == 0) {
         return Err(at.key("weighted_clusters").error("the weights add up to 0"));

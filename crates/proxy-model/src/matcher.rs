@@ -58,17 +58,22 @@ impl StringMatcher {
 
     pub fn from_proto(p: &m::StringMatcher, at: &At) -> Result<StringMatcher, ModelError> {
         use m::string_matcher::MatchPattern;
-        let pattern = match &p.match_pattern {
-            Some(MatchPattern::Exact(s)) => StringMatch::Exact(s.clone()),
-            Some(MatchPattern::Prefix(s)) => StringMatch::Prefix(s.clone()),
-            Some(MatchPattern::Suffix(s)) => StringMatch::Suffix(s.clone()),
-            Some(MatchPattern::Contains(s)) => StringMatch::Contains(s.clone()),
-            Some(MatchPattern::SafeRegex(r)) => {
-                StringMatch::Regex(full_match_regex(r, &at.key("safe_regex"))?)
-            }
-            Some(MatchPattern::Custom(_)) => return Err(at.key("custom").unsupported("a custom string matcher")),
-            None => return Err(at.error("a string matcher needs one of exact, prefix, suffix, contains or safe_regex")),
-        };
+        let pattern =
+            match &p.match_pattern {
+                Some(MatchPattern::Exact(s)) => StringMatch::Exact(s.clone()),
+                Some(MatchPattern::Prefix(s)) => StringMatch::Prefix(s.clone()),
+                Some(MatchPattern::Suffix(s)) => StringMatch::Suffix(s.clone()),
+                Some(MatchPattern::Contains(s)) => StringMatch::Contains(s.clone()),
+                Some(MatchPattern::SafeRegex(r)) => {
+                    StringMatch::Regex(full_match_regex(r, &at.key("safe_regex"))?)
+                }
+                Some(MatchPattern::Custom(_)) => {
+                    return Err(at.key("custom").unsupported("a custom string matcher"));
+                }
+                None => return Err(at.error(
+                    "a string matcher needs one of exact, prefix, suffix, contains or safe_regex",
+                )),
+            };
         Ok(StringMatcher {
             pattern,
             ignore_case: p.ignore_case,
@@ -77,7 +82,11 @@ impl StringMatcher {
 }
 
 fn eq(a: &str, b: &str, fold: bool) -> bool {
-    if fold { a.eq_ignore_ascii_case(b) } else { a == b }
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
 }
 
 /// Compiles an Envoy `RegexMatcher` (RE2) as a whole-value match.
@@ -86,7 +95,10 @@ pub fn full_match_regex(r: &m::RegexMatcher, at: &At) -> Result<Regex, ModelErro
     regex::RegexBuilder::new(&format!("^(?:{})$", r.regex))
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| at.key("regex").error(format!("invalid regex {:?}: {e}", r.regex)))
+        .map_err(|e| {
+            at.key("regex")
+                .error(format!("invalid regex {:?}: {e}", r.regex))
+        })
 }
 
 /// What a header matcher checks.
@@ -95,7 +107,10 @@ pub enum HeaderCheck {
     Present(bool),
     Value(StringMatcher),
     /// `range_match`: the value parses as an integer in `[start, end)`.
-    Range { start: i64, end: i64 },
+    Range {
+        start: i64,
+        end: i64,
+    },
 }
 
 /// Envoy's `HeaderMatcher` on request headers (several values of one header are joined with `,`).
@@ -111,15 +126,21 @@ pub struct HeaderMatcher {
 impl HeaderMatcher {
     pub fn from_proto(p: &route::HeaderMatcher, at: &At) -> Result<HeaderMatcher, ModelError> {
         use route::header_matcher::HeaderMatchSpecifier as S;
-        let text = |pattern: StringMatch| HeaderCheck::Value(StringMatcher { pattern, ignore_case: false });
+        let text = |pattern: StringMatch| {
+            HeaderCheck::Value(StringMatcher {
+                pattern,
+                ignore_case: false,
+            })
+        };
         let check = match &p.header_match_specifier {
             Some(S::ExactMatch(s)) => text(StringMatch::Exact(s.clone())),
             Some(S::PrefixMatch(s)) => text(StringMatch::Prefix(s.clone())),
             Some(S::SuffixMatch(s)) => text(StringMatch::Suffix(s.clone())),
             Some(S::ContainsMatch(s)) => text(StringMatch::Contains(s.clone())),
-            Some(S::SafeRegexMatch(r)) => {
-                text(StringMatch::Regex(full_match_regex(r, &at.key("safe_regex_match"))?))
-            }
+            Some(S::SafeRegexMatch(r)) => text(StringMatch::Regex(full_match_regex(
+                r,
+                &at.key("safe_regex_match"),
+            )?)),
             Some(S::StringMatch(s)) => {
                 HeaderCheck::Value(StringMatcher::from_proto(s, &at.key("string_match"))?)
             }
@@ -170,10 +191,16 @@ pub struct QueryMatcher {
 }
 
 impl QueryMatcher {
-    pub fn from_proto(p: &route::QueryParameterMatcher, at: &At) -> Result<QueryMatcher, ModelError> {
+    pub fn from_proto(
+        p: &route::QueryParameterMatcher,
+        at: &At,
+    ) -> Result<QueryMatcher, ModelError> {
         use route::query_parameter_matcher::QueryParameterMatchSpecifier as S;
         let (value, present) = match &p.query_parameter_match_specifier {
-            Some(S::StringMatch(s)) => (Some(StringMatcher::from_proto(s, &at.key("string_match"))?), true),
+            Some(S::StringMatch(s)) => (
+                Some(StringMatcher::from_proto(s, &at.key("string_match"))?),
+                true,
+            ),
             Some(S::PresentMatch(b)) => (None, *b),
             None => (None, true),
         };
@@ -242,7 +269,10 @@ mod tests {
         };
         assert!(h.matches(Some("bob")));
         assert!(!h.matches(Some("jason")));
-        assert!(!h.matches(None), "a missing header fails even an inverted matcher");
+        assert!(
+            !h.matches(None),
+            "a missing header fails even an inverted matcher"
+        );
         let present = HeaderMatcher {
             name: "x".into(),
             check: HeaderCheck::Present(false),
@@ -256,7 +286,9 @@ mod tests {
             invert: false,
             treat_missing_as_empty: false,
         };
-        assert!(range.matches(Some("9")) && !range.matches(Some("10")) && !range.matches(Some("a")));
+        assert!(
+            range.matches(Some("9")) && !range.matches(Some("10")) && !range.matches(Some("a"))
+        );
     }
 
     #[test]

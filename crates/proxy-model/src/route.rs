@@ -174,7 +174,10 @@ pub struct RequestView<'a> {
 }
 
 impl RouteConfig {
-    pub fn from_proto(p: &route::RouteConfiguration, at: &At) -> Result<RouteConfig, Vec<ModelError>> {
+    pub fn from_proto(
+        p: &route::RouteConfiguration,
+        at: &At,
+    ) -> Result<RouteConfig, Vec<ModelError>> {
         let mut errors = Errors::default();
         let mut virtual_hosts = Vec::new();
         let mut exact = HashMap::new();
@@ -213,10 +216,16 @@ impl RouteConfig {
         suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         prefixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         let request_headers_to_add = errors
-            .take(headers_to_add(&p.request_headers_to_add, &at.key("request_headers_to_add")))
+            .take(headers_to_add(
+                &p.request_headers_to_add,
+                &at.key("request_headers_to_add"),
+            ))
             .unwrap_or_default();
         let response_headers_to_add = errors
-            .take(headers_to_add(&p.response_headers_to_add, &at.key("response_headers_to_add")))
+            .take(headers_to_add(
+                &p.response_headers_to_add,
+                &at.key("response_headers_to_add"),
+            ))
             .unwrap_or_default();
         let config = RouteConfig {
             name: p.name.clone(),
@@ -298,11 +307,17 @@ impl VirtualHost {
             name: p.name.clone(),
             routes,
             request_headers_to_add: errors
-                .take(headers_to_add(&p.request_headers_to_add, &at.key("request_headers_to_add")))
+                .take(headers_to_add(
+                    &p.request_headers_to_add,
+                    &at.key("request_headers_to_add"),
+                ))
                 .unwrap_or_default(),
             request_headers_to_remove: lower(&p.request_headers_to_remove),
             response_headers_to_add: errors
-                .take(headers_to_add(&p.response_headers_to_add, &at.key("response_headers_to_add")))
+                .take(headers_to_add(
+                    &p.response_headers_to_add,
+                    &at.key("response_headers_to_add"),
+                ))
                 .unwrap_or_default(),
             response_headers_to_remove: lower(&p.response_headers_to_remove),
             retry_policy,
@@ -328,14 +343,21 @@ impl Route {
             .and_then(|any| {
                 errors.take(FaultConfig::from_any(
                     any,
-                    &at.key("typed_per_filter_config").key(crate::filter::FAULT_FILTER),
+                    &at.key("typed_per_filter_config")
+                        .key(crate::filter::FAULT_FILTER),
                 ))
             });
         let request_headers_to_add = errors
-            .take(headers_to_add(&p.request_headers_to_add, &at.key("request_headers_to_add")))
+            .take(headers_to_add(
+                &p.request_headers_to_add,
+                &at.key("request_headers_to_add"),
+            ))
             .unwrap_or_default();
         let response_headers_to_add = errors
-            .take(headers_to_add(&p.response_headers_to_add, &at.key("response_headers_to_add")))
+            .take(headers_to_add(
+                &p.response_headers_to_add,
+                &at.key("response_headers_to_add"),
+            ))
             .unwrap_or_default();
         match (matcher, action) {
             (Some(matcher), Some(action)) if errors.0.is_empty() => Ok(Route {
@@ -361,11 +383,17 @@ impl RouteMatch {
             Some(P::Path(s)) => PathMatch::Exact(s.clone()),
             Some(P::SafeRegex(r)) => PathMatch::Regex(full_match_regex(r, &at.key("safe_regex"))?),
             Some(P::PathSeparatedPrefix(s)) => PathMatch::SeparatedPrefix(s.clone()),
-            Some(P::ConnectMatcher(_)) => return Err(at.key("connect_matcher").unsupported("connect_matcher")),
+            Some(P::ConnectMatcher(_)) => {
+                return Err(at.key("connect_matcher").unsupported("connect_matcher"));
+            }
             Some(P::PathMatchPolicy(_)) => {
                 return Err(at.key("path_match_policy").unsupported("path_match_policy"));
             }
-            None => return Err(at.error("a route match needs prefix, path, safe_regex or path_separated_prefix")),
+            None => {
+                return Err(at.error(
+                    "a route match needs prefix, path, safe_regex or path_separated_prefix",
+                ));
+            }
         };
         if p.runtime_fraction.is_some() {
             return Err(at.key("runtime_fraction").unsupported("runtime_fraction"));
@@ -374,7 +402,9 @@ impl RouteMatch {
             return Err(at.key("grpc").unsupported("the grpc route match"));
         }
         if !p.dynamic_metadata.is_empty() {
-            return Err(at.key("dynamic_metadata").unsupported("dynamic_metadata matching"));
+            return Err(at
+                .key("dynamic_metadata")
+                .unsupported("dynamic_metadata matching"));
         }
         let headers = p
             .headers
@@ -451,14 +481,23 @@ impl Action {
     fn from_proto(p: Option<&route::route::Action>, at: &At) -> Result<Action, ModelError> {
         use route::route::Action as A;
         match p {
-            Some(A::Route(r)) => Ok(Action::Forward(Box::new(Forward::from_proto(r, &at.key("route"))?))),
-            Some(A::Redirect(r)) => Ok(Action::Redirect(Redirect::from_proto(r, &at.key("redirect"))?)),
+            Some(A::Route(r)) => Ok(Action::Forward(Box::new(Forward::from_proto(
+                r,
+                &at.key("route"),
+            )?))),
+            Some(A::Redirect(r)) => Ok(Action::Redirect(Redirect::from_proto(
+                r,
+                &at.key("redirect"),
+            )?)),
             Some(A::DirectResponse(d)) => {
                 let dat = at.key("direct_response");
                 let status = u16::try_from(d.status)
                     .ok()
                     .filter(|s| (200..600).contains(s))
-                    .ok_or_else(|| dat.key("status").error(format!("status {} is not in [200, 600)", d.status)))?;
+                    .ok_or_else(|| {
+                        dat.key("status")
+                            .error(format!("status {} is not in [200, 600)", d.status))
+                    })?;
                 let body = d
                     .body
                     .as_ref()
@@ -467,9 +506,9 @@ impl Action {
                 Ok(Action::DirectResponse { status, body })
             }
             Some(A::FilterAction(_)) => Err(at.key("filter_action").unsupported("filter_action")),
-            Some(A::NonForwardingAction(_)) => {
-                Err(at.key("non_forwarding_action").unsupported("non_forwarding_action"))
-            }
+            Some(A::NonForwardingAction(_)) => Err(at
+                .key("non_forwarding_action")
+                .unsupported("non_forwarding_action")),
             None => Err(at.error("a route needs route, redirect or direct_response")),
         }
     }
@@ -483,8 +522,10 @@ fn data_source(d: &core::DataSource, at: &At) -> Result<String, ModelError> {
         Some(S::InlineBytes(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
         Some(S::Filename(f)) => std::fs::read_to_string(f)
             .map_err(|e| at.key("filename").error(format!("cannot read {f}: {e}"))),
-        Some(S::EnvironmentVariable(v)) => std::env::var(v)
-            .map_err(|_| at.key("environment_variable").error(format!("environment variable {v} is not set"))),
+        Some(S::EnvironmentVariable(v)) => std::env::var(v).map_err(|_| {
+            at.key("environment_variable")
+                .error(format!("environment variable {v} is not set"))
+        }),
         None => Ok(String::new()),
     }
 }
@@ -527,7 +568,11 @@ impl Forward {
             Some(C::ClusterSpecifierPlugin(_)) | Some(C::InlineClusterSpecifierPlugin(_)) => {
                 return Err(at.unsupported("cluster specifier plugins"));
             }
-            _ => return Err(at.key("cluster").error("a route action needs cluster, cluster_header or weighted_clusters")),
+            _ => {
+                return Err(at
+                    .key("cluster")
+                    .error("a route action needs cluster, cluster_header or weighted_clusters"));
+            }
         };
         let timeout = match &p.timeout {
             None => Some(DEFAULT_ROUTE_TIMEOUT),
@@ -547,8 +592,11 @@ impl Forward {
                     .pattern
                     .as_ref()
                     .ok_or_else(|| rat.key("pattern").error("regex_rewrite needs a pattern"))?;
-                let re = regex::Regex::new(&pattern.regex)
-                    .map_err(|e| rat.key("pattern").key("regex").error(format!("invalid regex: {e}")))?;
+                let re = regex::Regex::new(&pattern.regex).map_err(|e| {
+                    rat.key("pattern")
+                        .key("regex")
+                        .error(format!("invalid regex: {e}"))
+                })?;
                 Ok::<_, ModelError>((re, go_to_rust_substitution(&r.substitution)))
             })
             .transpose()?;
@@ -572,7 +620,11 @@ impl Forward {
                     Some(f) => f.default_value.as_ref().map_or(0, fraction_per_million),
                 };
                 if m.cluster.is_empty() {
-                    return Err(at.key("request_mirror_policies").index(i).key("cluster").error("a mirror policy needs a cluster"));
+                    return Err(at
+                        .key("request_mirror_policies")
+                        .index(i)
+                        .key("cluster")
+                        .error("a mirror policy needs a cluster"));
                 }
                 Ok(Mirror {
                     cluster: m.cluster.clone(),
@@ -660,7 +712,9 @@ impl RetryPolicy {
             .map(str::to_owned)
             .collect();
         if let Some(bad) = retry_on.iter().find(|c| !KNOWN.contains(&c.as_str())) {
-            return Err(at.key("retry_on").error(format!("unknown retry condition {bad:?}")));
+            return Err(at
+                .key("retry_on")
+                .error(format!("unknown retry condition {bad:?}")));
         }
         let mut avoid_previous_hosts = false;
         for (i, pred) in p.retry_host_predicate.iter().enumerate() {
@@ -689,14 +743,19 @@ impl RetryPolicy {
         Ok(RetryPolicy {
             retry_on,
             num_retries: u32_or(p.num_retries.as_ref(), 1),
-            per_try_timeout: p.per_try_timeout.as_ref().map(duration).filter(|d| !d.is_zero()),
+            per_try_timeout: p
+                .per_try_timeout
+                .as_ref()
+                .map(duration)
+                .filter(|d| !d.is_zero()),
             retriable_status_codes: p
                 .retriable_status_codes
                 .iter()
                 .filter_map(|c| u16::try_from(*c).ok())
                 .collect(),
             avoid_previous_hosts,
-            host_selection_max_attempts: u32::try_from(p.host_selection_retry_max_attempts.max(1)).unwrap_or(1),
+            host_selection_max_attempts: u32::try_from(p.host_selection_retry_max_attempts.max(1))
+                .unwrap_or(1),
             base_interval,
             max_interval,
         })
@@ -724,12 +783,17 @@ impl Redirect {
                     .pattern
                     .as_ref()
                     .ok_or_else(|| rat.key("pattern").error("regex_rewrite needs a pattern"))?;
-                let re = Regex::new(&pattern.regex)
-                    .map_err(|e| rat.key("pattern").key("regex").error(format!("invalid regex: {e}")))?;
+                let re = Regex::new(&pattern.regex).map_err(|e| {
+                    rat.key("pattern")
+                        .key("regex")
+                        .error(format!("invalid regex: {e}"))
+                })?;
                 RedirectPath::RegexRewrite(re, go_to_rust_substitution(&r.substitution))
             }
             Some(P::PathRewrite(_)) => {
-                return Err(at.key("path_rewrite").unsupported("path_rewrite with substitution formats"));
+                return Err(at
+                    .key("path_rewrite")
+                    .unsupported("path_rewrite with substitution formats"));
             }
             None => RedirectPath::Keep,
         };
@@ -739,7 +803,11 @@ impl Redirect {
             2 => 303,
             3 => 307,
             4 => 308,
-            other => return Err(at.key("response_code").error(format!("unknown response code {other}"))),
+            other => {
+                return Err(at
+                    .key("response_code")
+                    .error(format!("unknown response code {other}")));
+            }
         };
         Ok(Redirect {
             scheme,
@@ -752,7 +820,10 @@ impl Redirect {
     }
 }
 
-fn headers_to_add(options: &[core::HeaderValueOption], at: &At) -> Result<Vec<HeaderAdd>, ModelError> {
+fn headers_to_add(
+    options: &[core::HeaderValueOption],
+    at: &At,
+) -> Result<Vec<HeaderAdd>, ModelError> {
     options
         .iter()
         .enumerate()
@@ -762,8 +833,11 @@ fn headers_to_add(options: &[core::HeaderValueOption], at: &At) -> Result<Vec<He
                 .header
                 .as_ref()
                 .ok_or_else(|| oat.key("header").error("a header option needs a header"))?;
-            let name = http::HeaderName::from_bytes(h.key.as_bytes())
-                .map_err(|_| oat.key("header").key("key").error(format!("invalid header name {:?}", h.key)))?;
+            let name = http::HeaderName::from_bytes(h.key.as_bytes()).map_err(|_| {
+                oat.key("header")
+                    .key("key")
+                    .error(format!("invalid header name {:?}", h.key))
+            })?;
             let raw = if h.raw_value.is_empty() {
                 h.value.as_bytes()
             } else {
@@ -773,7 +847,10 @@ fn headers_to_add(options: &[core::HeaderValueOption], at: &At) -> Result<Vec<He
                 .map_err(|_| oat.key("header").key("value").error("invalid header value"))?;
             if h.value.contains('%') {
                 // Envoy expands %COMMAND% operators in header values; Bosun does not yet.
-                return Err(oat.key("header").key("value").unsupported("%…% substitutions in header values"));
+                return Err(oat
+                    .key("header")
+                    .key("value")
+                    .unsupported("%…% substitutions in header values"));
             }
             let action = match (o.append.as_ref().map(|b| b.value), o.append_action) {
                 (Some(true), _) => AppendAction::AppendIfExistsOrAdd,
@@ -783,7 +860,11 @@ fn headers_to_add(options: &[core::HeaderValueOption], at: &At) -> Result<Vec<He
                 (None, 3) => AppendAction::OverwriteIfExists,
                 (None, _) => AppendAction::AppendIfExistsOrAdd,
             };
-            Ok(HeaderAdd { name, value, action })
+            Ok(HeaderAdd {
+                name,
+                value,
+                action,
+            })
         })
         .collect()
 }

@@ -33,15 +33,23 @@ impl Snapshot {
         let mut errors = Errors::default();
         let settings = ProxySettings {
             node_id: b.node.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
-            node_cluster: b.node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default(),
+            node_cluster: b
+                .node
+                .as_ref()
+                .map(|n| n.cluster.clone())
+                .unwrap_or_default(),
             admin: b
                 .admin
                 .as_ref()
                 .and_then(|a| a.address.as_ref())
-                .and_then(|addr| errors.take(socket_address(Some(addr), &At::root("admin.address")))),
+                .and_then(|addr| {
+                    errors.take(socket_address(Some(addr), &At::root("admin.address")))
+                }),
         };
         if b.dynamic_resources.is_some() {
-            errors.push(At::root("dynamic_resources").unsupported("dynamic_resources (xDS over ADS)"));
+            errors.push(
+                At::root("dynamic_resources").unsupported("dynamic_resources (xDS over ADS)"),
+            );
         }
         let mut snapshot = Snapshot::default();
         let resources = b.static_resources.clone().unwrap_or_default();
@@ -50,8 +58,15 @@ impl Snapshot {
             let at = root.key("clusters").index(i);
             match Cluster::from_proto(c, &at) {
                 Ok(c) => {
-                    if snapshot.clusters.insert(c.name.clone(), Arc::new(c)).is_some() {
-                        errors.push(at.key("name").error(format!("duplicate cluster name {:?}", resources.clusters[i].name)));
+                    if snapshot
+                        .clusters
+                        .insert(c.name.clone(), Arc::new(c))
+                        .is_some()
+                    {
+                        errors.push(at.key("name").error(format!(
+                            "duplicate cluster name {:?}",
+                            resources.clusters[i].name
+                        )));
                     }
                 }
                 Err(e) => errors.0.extend(e),
@@ -63,7 +78,10 @@ impl Snapshot {
             match Listener::from_proto(l, &at) {
                 Ok(l) => {
                     if !names.insert(l.name.clone()) {
-                        errors.push(at.key("name").error(format!("duplicate listener name {:?}", l.name)));
+                        errors.push(
+                            at.key("name")
+                                .error(format!("duplicate listener name {:?}", l.name)),
+                        );
                     }
                     snapshot.check_clusters(&l, &at, &mut errors);
                     snapshot.listeners.push(Arc::new(l));
@@ -87,13 +105,20 @@ impl Snapshot {
                     if let RouteSource::Inline(rc) = &h.routes {
                         for vh in &rc.virtual_hosts {
                             for r in &vh.routes {
-                                let Action::Forward(f) = &r.action else { continue };
+                                let Action::Forward(f) = &r.action else {
+                                    continue;
+                                };
                                 let names: Vec<&str> = match &f.target {
                                     Target::Cluster(c) => vec![c.as_str()],
-                                    Target::Weighted { clusters, .. } => clusters.iter().map(|(c, _)| c.as_str()).collect(),
+                                    Target::Weighted { clusters, .. } => {
+                                        clusters.iter().map(|(c, _)| c.as_str()).collect()
+                                    }
                                     Target::Header(_) => Vec::new(),
                                 };
-                                for name in names.into_iter().chain(f.mirrors.iter().map(|m| m.cluster.as_str())) {
+                                for name in names
+                                    .into_iter()
+                                    .chain(f.mirrors.iter().map(|m| m.cluster.as_str()))
+                                {
                                     if !self.clusters.contains_key(name) {
                                         errors.push(fat.error(format!(
                                             "route {:?} in virtual host {:?}: unknown cluster {name:?}",

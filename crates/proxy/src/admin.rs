@@ -20,7 +20,11 @@ use crate::Proxy;
 use crate::http::full;
 use crate::upstream::Body;
 
-pub async fn serve(proxy: Arc<Proxy>, socket: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    socket: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let stream = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -48,15 +52,21 @@ pub async fn serve(proxy: Arc<Proxy>, socket: TcpListener, mut stop: tokio::sync
 fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=UTF-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
     r
 }
 
 fn json_reply(value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::from(serde_json::to_string_pretty(value).unwrap_or_default())));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    let mut r = Response::new(full(Bytes::from(
+        serde_json::to_string_pretty(value).unwrap_or_default(),
+    )));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -107,14 +117,38 @@ fn clusters(proxy: &Proxy) -> String {
     for name in names {
         let c = &runtime.clusters[name];
         let cb = &c.config.circuit_breakers;
-        let _ = writeln!(out, "{name}::default_priority::max_connections::{}", cb.max_connections);
-        let _ = writeln!(out, "{name}::default_priority::max_pending_requests::{}", cb.max_pending_requests);
-        let _ = writeln!(out, "{name}::default_priority::max_requests::{}", cb.max_requests);
-        let _ = writeln!(out, "{name}::default_priority::max_retries::{}", cb.max_retries);
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_connections::{}",
+            cb.max_connections
+        );
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_pending_requests::{}",
+            cb.max_pending_requests
+        );
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_requests::{}",
+            cb.max_requests
+        );
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_retries::{}",
+            cb.max_retries
+        );
         for h in c.priorities.iter().flatten() {
             let a = &h.address;
-            let _ = writeln!(out, "{name}::{a}::rq_active::{}", h.active_requests.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}::{a}::rq_total::{}", h.requests.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}::{a}::rq_active::{}",
+                h.active_requests.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{a}::rq_total::{}",
+                h.requests.load(Ordering::Relaxed)
+            );
             let _ = writeln!(out, "{name}::{a}::weight::{}", h.weight);
             let flags = match (h.healthy, h.is_ejected()) {
                 (true, false) => "healthy".to_owned(),

@@ -15,7 +15,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
-use proxy_model::route::{Action, Forward, Redirect, RedirectPath, RequestView, RetryPolicy, Route, RouteConfig, Target, VirtualHost};
+use proxy_model::route::{
+    Action, Forward, Redirect, RedirectPath, RequestView, RetryPolicy, Route, RouteConfig, Target,
+    VirtualHost,
+};
 use rand::Rng;
 
 use crate::Runtime;
@@ -96,7 +99,11 @@ impl Flags {
             (self.no_cluster, "NC"),
         ];
         let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f).collect();
-        if set.is_empty() { "-".to_owned() } else { set.join(",") }
+        if set.is_empty() {
+            "-".to_owned()
+        } else {
+            set.join(",")
+        }
     }
 }
 
@@ -108,9 +115,15 @@ pub struct Exchange {
     pub upstream_service_time: Option<Duration>,
 }
 
-pub async fn serve(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Response<Body>, Infallible> {
+pub async fn serve(
+    req: Request<Incoming>,
+    ctx: Arc<ConnContext>,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
-    let log_line = ctx.hcm.access_log.then(|| access_log::RequestInfo::new(&req));
+    let log_line = ctx
+        .hcm
+        .access_log
+        .then(|| access_log::RequestInfo::new(&req));
     let mut exchange = Exchange::default();
     let mut response = handle(req, &ctx, &mut exchange).await;
     let headers = response.headers_mut();
@@ -131,7 +144,11 @@ pub async fn serve(req: Request<Incoming>, ctx: Arc<ConnContext>) -> Result<Resp
     Ok(response)
 }
 
-async fn handle(req: Request<Incoming>, ctx: &ConnContext, exchange: &mut Exchange) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    ctx: &ConnContext,
+    exchange: &mut Exchange,
+) -> Response<Body> {
     let runtime = &ctx.runtime;
     let Some(routes) = runtime.snapshot.route_config(&ctx.hcm.routes) else {
         ctx.stats.no_route.inc();
@@ -139,7 +156,11 @@ async fn handle(req: Request<Incoming>, ctx: &ConnContext, exchange: &mut Exchan
         return local_reply(StatusCode::NOT_FOUND, "");
     };
     let authority = authority(&req);
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let view = RequestView {
         authority: &authority,
         path: &path,
@@ -155,7 +176,15 @@ async fn handle(req: Request<Incoming>, ctx: &ConnContext, exchange: &mut Exchan
         Action::Forward(f) => choose_cluster(f, req.headers()),
         _ => None,
     };
-    if let Some(reply) = apply_fault(ctx, route, target_cluster.as_deref(), req.headers(), exchange).await {
+    if let Some(reply) = apply_fault(
+        ctx,
+        route,
+        target_cluster.as_deref(),
+        req.headers(),
+        exchange,
+    )
+    .await
+    {
         return reply;
     }
 
@@ -185,7 +214,10 @@ async fn handle(req: Request<Incoming>, ctx: &ConnContext, exchange: &mut Exchan
                 exchange.flags.no_cluster = true;
                 return local_reply(status(f.cluster_not_found_status), "");
             };
-            let mut resp = forward(req, ctx, &routes, vh, route, f, &cluster, &authority, &path, exchange).await;
+            let mut resp = forward(
+                req, ctx, &routes, vh, route, f, &cluster, &authority, &path, exchange,
+            )
+            .await;
             finish_response_headers(resp.headers_mut(), &routes, vh, route);
             resp
         }
@@ -213,7 +245,10 @@ fn authority(req: &Request<Incoming>) -> String {
 fn choose_cluster(f: &Forward, headers: &HeaderMap) -> Option<String> {
     match &f.target {
         Target::Cluster(c) => Some(c.clone()),
-        Target::Header(h) => headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        Target::Header(h) => headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         Target::Weighted { clusters, total } => {
             let mut point = rand::rng().random_range(0..(*total).max(1));
             for (name, weight) in clusters {
@@ -229,7 +264,8 @@ fn choose_cluster(f: &Forward, headers: &HeaderMap) -> Option<String> {
 }
 
 fn chance(per_million: u32) -> bool {
-    per_million >= 1_000_000 || (per_million > 0 && rand::rng().random_range(0..1_000_000) < per_million)
+    per_million >= 1_000_000
+        || (per_million > 0 && rand::rng().random_range(0..1_000_000) < per_million)
 }
 
 /// The fault filter: the route's own fault config replaces the listener's.
@@ -284,10 +320,20 @@ async fn apply_fault(
         }?;
         ctx.stats.fault_aborts.inc();
         exchange.flags.fault_abort = true;
-        let body = if abort.body.is_empty() { "fault filter abort" } else { &abort.body };
-        let mut resp = local_reply(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), body);
+        let body = if abort.body.is_empty() {
+            "fault filter abort"
+        } else {
+            &abort.body
+        };
+        let mut resp = local_reply(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            body,
+        );
         if let AbortKind::Grpc(code) = abort.kind {
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
             if let Ok(v) = HeaderValue::from_str(&code.to_string()) {
                 resp.headers_mut().insert("grpc-status", v);
             }
@@ -297,7 +343,12 @@ async fn apply_fault(
     None
 }
 
-fn redirect(r: &Redirect, authority: &str, path: &str, matched: &proxy_model::route::PathMatch) -> Response<Body> {
+fn redirect(
+    r: &Redirect,
+    authority: &str,
+    path: &str,
+    matched: &proxy_model::route::PathMatch,
+) -> Response<Body> {
     let (path_only, query) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path, None),
@@ -318,12 +369,15 @@ fn redirect(r: &Redirect, authority: &str, path: &str, matched: &proxy_model::ro
         RedirectPath::Keep => path_only.to_owned(),
         RedirectPath::Replace(p) => p.clone(),
         RedirectPath::PrefixRewrite(new) => match matched {
-            proxy_model::route::PathMatch::Prefix(old) | proxy_model::route::PathMatch::SeparatedPrefix(old) => {
+            proxy_model::route::PathMatch::Prefix(old)
+            | proxy_model::route::PathMatch::SeparatedPrefix(old) => {
                 format!("{new}{}", path_only.get(old.len()..).unwrap_or_default())
             }
             _ => new.clone(),
         },
-        RedirectPath::RegexRewrite(re, with) => re.replace_all(path_only, with.as_str()).into_owned(),
+        RedirectPath::RegexRewrite(re, with) => {
+            re.replace_all(path_only, with.as_str()).into_owned()
+        }
     };
     let mut location = format!("{scheme}://{host}");
     if let Some(p) = port {
@@ -337,7 +391,10 @@ fn redirect(r: &Redirect, authority: &str, path: &str, matched: &proxy_model::ro
         location.push('?');
         location.push_str(q);
     }
-    let mut resp = local_reply(StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY), "");
+    let mut resp = local_reply(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+        "",
+    );
     resp.headers_mut().remove(header::CONTENT_TYPE);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -350,9 +407,11 @@ pub fn local_reply(status: StatusCode, body: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::copy_from_slice(body.as_bytes())));
     *resp.status_mut() = status;
     if !body.is_empty() {
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     resp
 }
 
@@ -403,14 +462,18 @@ async fn forward(
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
-    let upstream_authority = f.host_rewrite.clone().unwrap_or_else(|| authority.to_owned());
+    let upstream_authority = f
+        .host_rewrite
+        .clone()
+        .unwrap_or_else(|| authority.to_owned());
     if !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
-    if ctx.hcm.generate_request_id && !headers.contains_key("x-request-id") {
-        if let Ok(v) = HeaderValue::from_str(&request_id()) {
-            headers.insert("x-request-id", v);
-        }
+    if ctx.hcm.generate_request_id
+        && !headers.contains_key("x-request-id")
+        && let Ok(v) = HeaderValue::from_str(&request_id())
+    {
+        headers.insert("x-request-id", v);
     }
     let per_try = policy.and_then(|p| p.per_try_timeout);
     if let Some(t) = per_try.or(f.timeout)
@@ -476,17 +539,24 @@ async fn forward(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        if cluster.active_requests.load(Ordering::Relaxed) >= cluster.config.circuit_breakers.max_requests {
+        if cluster.active_requests.load(Ordering::Relaxed)
+            >= cluster.config.circuit_breakers.max_requests
+        {
             cluster.stats.upstream_rq_pending_overflow.inc();
             exchange.flags.upstream_overflow = true;
             let mut resp = local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             );
-            resp.headers_mut().insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+            resp.headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
             return resp;
         }
-        let avoid: &[Arc<Host>] = if policy.is_some_and(|p| p.avoid_previous_hosts) { &tried } else { &[] };
+        let avoid: &[Arc<Host>] = if policy.is_some_and(|p| p.avoid_previous_hosts) {
+            &tried
+        } else {
+            &[]
+        };
         let Some(host) = cluster.pick(avoid) else {
             exchange.flags.no_healthy_upstream = true;
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
@@ -513,9 +583,20 @@ async fn forward(
         cluster.stats.upstream_rq_total.inc();
         cluster.stats.upstream_rq_active.inc();
         host.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = send(cluster, &host, &parts.method, &upstream_path, &h, body, downstream_h2);
+        let sent = send(
+            cluster,
+            &host,
+            &parts.method,
+            &upstream_path,
+            &h,
+            body,
+            downstream_h2,
+        );
         let result = match try_timeout {
-            Some(t) => tokio::time::timeout(t, sent).await.map_err(|_| Failure::Timeout).and_then(|r| r),
+            Some(t) => tokio::time::timeout(t, sent)
+                .await
+                .map_err(|_| Failure::Timeout)
+                .and_then(|r| r),
             None => sent.await,
         };
         cluster.active_requests.fetch_sub(1, Ordering::Relaxed);
@@ -528,8 +609,18 @@ async fn forward(
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 cluster.record_status(status);
-                cluster.record_outcome(&host, if status >= 500 { Outcome::Status(status) } else { Outcome::Success });
-                if can_retry && policy.is_some_and(|p| retriable_status(p, status)) && take_retry(cluster, exchange) {
+                cluster.record_outcome(
+                    &host,
+                    if status >= 500 {
+                        Outcome::Status(status)
+                    } else {
+                        Outcome::Success
+                    },
+                );
+                if can_retry
+                    && policy.is_some_and(|p| retriable_status(p, status))
+                    && take_retry(cluster, exchange)
+                {
                     drop(resp);
                     backoff(policy, attempt).await;
                     continue;
@@ -540,9 +631,15 @@ async fn forward(
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
                 let retriable = policy.is_some_and(|p| match failure {
-                    Failure::Connect => ["5xx", "gateway-error", "connect-failure", "reset"].iter().any(|c| p.retries_on(c)),
-                    Failure::Timeout => ["5xx", "gateway-error", "reset"].iter().any(|c| p.retries_on(c)),
-                    Failure::Reset => ["5xx", "gateway-error", "reset", "refused-stream"].iter().any(|c| p.retries_on(c)),
+                    Failure::Connect => ["5xx", "gateway-error", "connect-failure", "reset"]
+                        .iter()
+                        .any(|c| p.retries_on(c)),
+                    Failure::Timeout => ["5xx", "gateway-error", "reset"]
+                        .iter()
+                        .any(|c| p.retries_on(c)),
+                    Failure::Reset => ["5xx", "gateway-error", "reset", "refused-stream"]
+                        .iter()
+                        .any(|c| p.retries_on(c)),
                 });
                 if failure == Failure::Timeout {
                     cluster.stats.upstream_rq_timeout.inc();
@@ -554,7 +651,9 @@ async fn forward(
                     backoff(policy, attempt).await;
                     continue;
                 }
-                if overall_expired || (failure == Failure::Timeout && deadline.is_some() && per_try.is_none()) {
+                if overall_expired
+                    || (failure == Failure::Timeout && deadline.is_some() && per_try.is_none())
+                {
                     exchange.flags.upstream_timeout = true;
                     return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
                 }
@@ -602,7 +701,9 @@ fn take_retry(cluster: &ClusterRuntime, exchange: &mut Exchange) -> bool {
 /// Envoy's fully jittered exponential back-off: a random time in [0, base × 2^(n-1)], capped.
 async fn backoff(policy: Option<&RetryPolicy>, attempt: u32) {
     let Some(p) = policy else { return };
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     let ceiling = p.base_interval.saturating_mul(factor).min(p.max_interval);
     let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     let wait = rand::rng().random_range(0..=millis);
@@ -632,7 +733,9 @@ async fn send(
     body: Body,
     downstream_h2: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let uri: Uri = format!("http://{}{}", host.address, path).parse().map_err(|_| Failure::Reset)?;
+    let uri: Uri = format!("http://{}{}", host.address, path)
+        .parse()
+        .map_err(|_| Failure::Reset)?;
     let mut req = Request::new(body);
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri;
@@ -656,7 +759,12 @@ fn finish_upstream(resp: Response<Incoming>, service_time: Duration) -> Response
     Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
 }
 
-fn finish_response_headers(headers: &mut HeaderMap, routes: &RouteConfig, vh: &VirtualHost, route: &Route) {
+fn finish_response_headers(
+    headers: &mut HeaderMap,
+    routes: &RouteConfig,
+    vh: &VirtualHost,
+    route: &Route,
+) {
     for remove in route
         .response_headers_to_remove
         .iter()
@@ -685,7 +793,8 @@ fn rewrite_path(path: &str, f: &Forward, matched: &proxy_model::route::PathMatch
     let mut new = path_only.to_owned();
     if let Some(prefix) = &f.prefix_rewrite {
         let old_len = match matched {
-            proxy_model::route::PathMatch::Prefix(p) | proxy_model::route::PathMatch::SeparatedPrefix(p) => p.len(),
+            proxy_model::route::PathMatch::Prefix(p)
+            | proxy_model::route::PathMatch::SeparatedPrefix(p) => p.len(),
             proxy_model::route::PathMatch::Exact(p) => p.len(),
             proxy_model::route::PathMatch::Regex(_) => path_only.len(),
         };
@@ -713,7 +822,14 @@ fn request_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 #[cfg(test)]

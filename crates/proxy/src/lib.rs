@@ -74,7 +74,12 @@ impl Runtime {
         let clusters = snapshot
             .clusters
             .iter()
-            .map(|(name, c)| (name.clone(), Arc::new(ClusterRuntime::new(c.clone(), registry))))
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    Arc::new(ClusterRuntime::new(c.clone(), registry)),
+                )
+            })
             .collect();
         Runtime { snapshot, clusters }
     }
@@ -121,21 +126,27 @@ pub async fn run(
     let mut bound = Vec::new();
     for l in listeners.iter().filter(|l| l.bind_to_port) {
         let address = format!("{}:{}", l.host, l.port);
-        let socket = TcpListener::bind(&address).await.map_err(|source| ProxyError::Bind {
-            address: address.clone(),
-            what: format!("listener {:?}", l.name),
-            source,
-        })?;
+        let socket = TcpListener::bind(&address)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                address: address.clone(),
+                what: format!("listener {:?}", l.name),
+                source,
+            })?;
         bound.push((l.clone(), socket));
     }
     let admin = match &settings.admin {
         Some((host, port)) => {
             let address = format!("{host}:{port}");
-            Some(TcpListener::bind(&address).await.map_err(|source| ProxyError::Bind {
-                address,
-                what: "admin".to_owned(),
-                source,
-            })?)
+            Some(
+                TcpListener::bind(&address)
+                    .await
+                    .map_err(|source| ProxyError::Bind {
+                        address,
+                        what: "admin".to_owned(),
+                        source,
+                    })?,
+            )
         }
         None => None,
     };
@@ -144,7 +155,13 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, socket) in bound {
-        tasks.spawn(accept_loop(proxy.clone(), listener, socket, graceful.clone(), stop_rx.clone()));
+        tasks.spawn(accept_loop(
+            proxy.clone(),
+            listener,
+            socket,
+            graceful.clone(),
+            stop_rx.clone(),
+        ));
     }
     if let Some(socket) = admin {
         tasks.spawn(admin::serve(proxy.clone(), socket, stop_rx.clone()));
@@ -159,7 +176,10 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     match Arc::try_unwrap(graceful) {
         Ok(g) => {
-            if tokio::time::timeout(options.drain_time, g.shutdown()).await.is_err() {
+            if tokio::time::timeout(options.drain_time, g.shutdown())
+                .await
+                .is_err()
+            {
                 tracing::warn!("drain time over; closing the remaining connections");
             }
         }
@@ -177,7 +197,10 @@ async fn accept_loop(
 ) {
     let registry = proxy.registry.clone();
     let mut hcm_stats: HashMap<String, Arc<HcmStats>> = HashMap::new();
-    let cx_total = registry.counter(&format!("listener.{}:{}.downstream_cx_total", listener.host, listener.port));
+    let cx_total = registry.counter(&format!(
+        "listener.{}:{}.downstream_cx_total",
+        listener.host, listener.port
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -231,9 +254,17 @@ fn serve_http(
     });
     let service = service_fn(move |req| http::serve(req, ctx.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
-    builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(Some(1024));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(60));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(Some(1024));
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {

@@ -157,7 +157,13 @@ mod tests {
             "cluster.reviews.upstream_rq_active: 2\ncluster.reviews.upstream_rq_total: 3\n"
         );
         let p = r.render_prometheus();
-        assert!(p.contains("# TYPE envoy_cluster_upstream_rq_total counter\n"), "{p}");
-        assert!(p.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"reviews\"} 3\n"), "{p}");
+        assert!(
+            p.contains("# TYPE envoy_cluster_upstream_rq_total counter\n"),
+            "{p}"
+        );
+        assert!(
+            p.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"reviews\"} 3\n"),
+            "{p}"
+        );
     }
 }

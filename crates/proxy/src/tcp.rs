@@ -10,7 +10,12 @@ use tokio::net::TcpStream;
 use crate::Runtime;
 use crate::upstream::{Outcome, resolve};
 
-pub async fn proxy(mut downstream: TcpStream, runtime: Arc<Runtime>, clusters: &[(String, u32)], idle: Option<Duration>) {
+pub async fn proxy(
+    mut downstream: TcpStream,
+    runtime: Arc<Runtime>,
+    clusters: &[(String, u32)],
+    idle: Option<Duration>,
+) {
     let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut point = rand::rng().random_range(0..total.max(1));
     let name = clusters
@@ -71,13 +76,19 @@ impl Activity {
     }
 
     fn touch(&self) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
 
     /// Completes once nothing has moved for `idle`.
     async fn idle_for(&self, idle: Duration) {
         loop {
-            let last = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let last = *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let quiet = last.elapsed();
             if quiet >= idle {
                 return;

@@ -146,7 +146,9 @@ impl ClusterRuntime {
             .collect();
         let stats = ClusterStats::new(registry, &config.name);
         let all: Vec<&Arc<Host>> = priorities.iter().flatten().collect();
-        stats.membership_total.set(i64::try_from(all.len()).unwrap_or(i64::MAX));
+        stats
+            .membership_total
+            .set(i64::try_from(all.len()).unwrap_or(i64::MAX));
         stats
             .membership_healthy
             .set(i64::try_from(all.iter().filter(|h| h.healthy).count()).unwrap_or(i64::MAX));
@@ -159,7 +161,11 @@ impl ClusterRuntime {
         let builder = |h2: bool| {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
-            b.pool_max_idle_per_host(usize::try_from(config.circuit_breakers.max_connections).unwrap_or(usize::MAX).min(1024));
+            b.pool_max_idle_per_host(
+                usize::try_from(config.circuit_breakers.max_connections)
+                    .unwrap_or(usize::MAX)
+                    .min(1024),
+            );
             if h2 {
                 b.http2_only(true);
             }
@@ -193,7 +199,12 @@ impl ClusterRuntime {
             .find(|p| !p.is_empty())
             .or_else(|| {
                 // Envoy's panic threshold: with no available host at all, use every healthy one.
-                let healthy: Vec<_> = self.priorities.iter().flatten().filter(|h| h.healthy).collect();
+                let healthy: Vec<_> = self
+                    .priorities
+                    .iter()
+                    .flatten()
+                    .filter(|h| h.healthy)
+                    .collect();
                 (!healthy.is_empty()).then_some(healthy)
             })?;
         let preferred: Vec<&Arc<Host>> = hosts
@@ -201,7 +212,11 @@ impl ClusterRuntime {
             .copied()
             .filter(|h| !avoid.iter().any(|a| Arc::ptr_eq(a, h)))
             .collect();
-        let hosts = if preferred.is_empty() { hosts } else { preferred };
+        let hosts = if preferred.is_empty() {
+            hosts
+        } else {
+            preferred
+        };
         let chosen = match self.config.lb_policy {
             LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
             LbPolicy::Random => weighted_random(&hosts),
@@ -250,9 +265,11 @@ impl ClusterRuntime {
                     host.consecutive_gateway.store(0, Ordering::Relaxed);
                     0
                 };
-                if n >= od.consecutive_5xx && enforced(od.enforcing_consecutive_5xx) {
-                    self.eject(host, od);
-                } else if gateway && g >= od.consecutive_gateway_failure && enforced(od.enforcing_consecutive_gateway_failure) {
+                let by_5xx = n >= od.consecutive_5xx && enforced(od.enforcing_consecutive_5xx);
+                let by_gateway = gateway
+                    && g >= od.consecutive_gateway_failure
+                    && enforced(od.enforcing_consecutive_gateway_failure);
+                if by_5xx || by_gateway {
                     self.eject(host, od);
                 }
             }
@@ -281,16 +298,26 @@ impl ClusterRuntime {
             return;
         }
         let total = self.priorities.iter().flatten().count().max(1);
-        let ejected = self.priorities.iter().flatten().filter(|h| h.is_ejected()).count();
+        let ejected = self
+            .priorities
+            .iter()
+            .flatten()
+            .filter(|h| h.is_ejected())
+            .count();
         // Envoy ejects at least one host even when the percentage rounds to zero hosts.
-        let allowed = (total * usize::try_from(od.max_ejection_percent).unwrap_or(100) / 100).max(1);
+        let allowed =
+            (total * usize::try_from(od.max_ejection_percent).unwrap_or(100) / 100).max(1);
         if ejected >= allowed {
             return;
         }
         let times = host.times_ejected.fetch_add(1, Ordering::Relaxed) + 1;
         // The ejection lasts base_ejection_time × times ejected, capped at max_ejection_time.
-        let time = (od.base_ejection_time * times).min(od.max_ejection_time.max(od.base_ejection_time));
-        *host.ejected_until.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + time);
+        let time =
+            (od.base_ejection_time * times).min(od.max_ejection_time.max(od.base_ejection_time));
+        *host
+            .ejected_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + time);
         host.ejected.store(true, Ordering::Relaxed);
         host.consecutive_5xx.store(0, Ordering::Relaxed);
         host.consecutive_gateway.store(0, Ordering::Relaxed);
@@ -308,7 +335,10 @@ impl ClusterRuntime {
         let now = Instant::now();
         for h in self.priorities.iter().flatten() {
             if h.is_ejected() {
-                let mut until = h.ejected_until.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut until = h
+                    .ejected_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if until.is_some_and(|t| t <= now) {
                     *until = None;
                     h.ejected.store(false, Ordering::Relaxed);
@@ -370,13 +400,17 @@ fn least_request<'h>(hosts: &[&'h Arc<Host>], choice_count: u32) -> &'h Arc<Host
         let mut best = hosts[rng.random_range(0..hosts.len())];
         for _ in 1..choice_count {
             let c = hosts[rng.random_range(0..hosts.len())];
-            if c.active_requests.load(Ordering::Relaxed) < best.active_requests.load(Ordering::Relaxed) {
+            if c.active_requests.load(Ordering::Relaxed)
+                < best.active_requests.load(Ordering::Relaxed)
+            {
                 best = c;
             }
         }
         best
     } else {
-        let score = |h: &Host| f64::from(h.weight) / (f64::from(h.active_requests.load(Ordering::Relaxed)) + 1.0);
+        let score = |h: &Host| {
+            f64::from(h.weight) / (f64::from(h.active_requests.load(Ordering::Relaxed)) + 1.0)
+        };
         let total: f64 = hosts.iter().map(|h| score(h)).sum();
         let mut point = rng.random_range(0.0..total.max(f64::MIN_POSITIVE));
         for h in hosts {
@@ -398,5 +432,10 @@ pub async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
     tokio::net::lookup_host(address)
         .await?
         .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{address}: no address")))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{address}: no address"),
+            )
+        })
 }

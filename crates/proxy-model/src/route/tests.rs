@@ -15,7 +15,12 @@ fn errors(yaml: &str) -> Vec<ModelError> {
 }
 
 /// The name of the route a request takes, or `None` for a 404.
-fn route_for(rc: &RouteConfig, authority: &str, path: &str, headers: &[(&str, &str)]) -> Option<String> {
+fn route_for(
+    rc: &RouteConfig,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<String> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         map.append(
@@ -28,7 +33,8 @@ fn route_for(rc: &RouteConfig, authority: &str, path: &str, headers: &[(&str, &s
         path,
         headers: &map,
     };
-    rc.select(&view).map(|(vh, r)| format!("{}/{}", vh.name, r.name))
+    rc.select(&view)
+        .map(|(vh, r)| format!("{}/{}", vh.name, r.name))
 }
 
 const DOMAINS: &str = r#"
@@ -56,9 +62,17 @@ fn virtual_hosts_are_searched_exact_then_suffix_then_prefix_then_star() {
     let rc = config(DOMAINS);
     let vh = |a: &str| route_for(&rc, a, "/", &[]).expect("a virtual host");
     assert_eq!(vh("api.example.com"), "exact/r");
-    assert_eq!(vh("API.Example.com"), "exact/r", "domains are case-insensitive");
+    assert_eq!(
+        vh("API.Example.com"),
+        "exact/r",
+        "domains are case-insensitive"
+    );
     assert_eq!(vh("api.example.com:8080"), "exact/r");
-    assert_eq!(vh("x.v2.example.com"), "long-suffix/r", "the longest wildcard wins");
+    assert_eq!(
+        vh("x.v2.example.com"),
+        "long-suffix/r",
+        "the longest wildcard wins"
+    );
     assert_eq!(vh("shop.example.com"), "suffix/r");
     assert_eq!(vh("internal.corp"), "prefix/r");
     assert_eq!(vh("other.org"), "default/r");
@@ -119,18 +133,34 @@ virtual_hosts:
 #[test]
 fn first_matching_route_wins_with_envoys_matchers() {
     let rc = config(ROUTES);
-    let r = |path: &str, headers: &[(&str, &str)]| route_for(&rc, "any", path, headers).expect("a route");
+    let r = |path: &str, headers: &[(&str, &str)]| {
+        route_for(&rc, "any", path, headers).expect("a route")
+    };
     assert_eq!(r("/reviews/1", &[("end-user", "jason")]), "vh/jason");
-    assert_eq!(r("/reviews/1", &[("end-user", "bob"), ("user-agent", "curl")]), "vh/not-chrome");
-    assert_eq!(r("/reviews/1", &[("user-agent", "Mozilla Chrome")]), "vh/rest");
+    assert_eq!(
+        r("/reviews/1", &[("end-user", "bob"), ("user-agent", "curl")]),
+        "vh/not-chrome"
+    );
+    assert_eq!(
+        r("/reviews/1", &[("user-agent", "Mozilla Chrome")]),
+        "vh/rest"
+    );
     // A missing header does not match even an inverted matcher.
     assert_eq!(r("/reviews/1", &[]), "vh/rest");
     assert_eq!(r("/items?debug=1", &[]), "vh/debug-query");
     assert_eq!(r("/items?debug=0", &[]), "vh/exact");
     assert_eq!(r("/items/1", &[]), "vh/rest", "path is an exact match");
     assert_eq!(r("/api/v12/users", &[]), "vh/regex");
-    assert_eq!(r("/api/v12/users/7", &[]), "vh/rest", "safe_regex matches the whole path");
-    assert_eq!(r("/api/v1/users?x=1", &[]), "vh/regex", "the query is not part of the path");
+    assert_eq!(
+        r("/api/v12/users/7", &[]),
+        "vh/rest",
+        "safe_regex matches the whole path"
+    );
+    assert_eq!(
+        r("/api/v1/users?x=1", &[]),
+        "vh/regex",
+        "the query is not part of the path"
+    );
     assert_eq!(r("/static", &[]), "vh/separated");
     assert_eq!(r("/static/app.js", &[]), "vh/separated");
     assert_eq!(r("/staticfile", &[]), "vh/rest");
@@ -170,7 +200,11 @@ virtual_hosts:
     };
     assert_eq!(*total, 100);
     assert_eq!(clusters, &[("v1".to_owned(), 90), ("v2".to_owned(), 10)]);
-    assert_eq!(f.timeout, Some(DEFAULT_ROUTE_TIMEOUT), "Envoy's default route timeout is 15 s");
+    assert_eq!(
+        f.timeout,
+        Some(DEFAULT_ROUTE_TIMEOUT),
+        "Envoy's default route timeout is 15 s"
+    );
 
     let e = errors(
         r#"
@@ -182,7 +216,10 @@ virtual_hosts:
     route: {weighted_clusters: {clusters: [{name: v1, weight: 0}]}}
 "#,
     );
-    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].route.weighted_clusters");
+    assert_eq!(
+        e[0].field,
+        "route_config.virtual_hosts[0].routes[0].route.weighted_clusters"
+    );
 }
 
 #[test]
@@ -223,7 +260,10 @@ virtual_hosts:
     route: {cluster: c, retry_policy: {retry_on: "5xx,sometimes"}}
 "#,
     );
-    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_on");
+    assert_eq!(
+        e[0].field,
+        "route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_on"
+    );
     assert_eq!(e[0].message, "unknown retry condition \"sometimes\"");
 }
 
@@ -239,8 +279,14 @@ virtual_hosts:
     route: {cluster: c}
 "#,
     );
-    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].match.runtime_fraction");
-    assert!(e[0].message.contains("not supported by bosun proxy"), "{e:?}");
+    assert_eq!(
+        e[0].field,
+        "route_config.virtual_hosts[0].routes[0].match.runtime_fraction"
+    );
+    assert!(
+        e[0].message.contains("not supported by bosun proxy"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -255,7 +301,10 @@ virtual_hosts:
     route: {cluster: c}
 "#,
     );
-    assert_eq!(e[0].field, "route_config.virtual_hosts[0].routes[0].match.safe_regex.regex");
+    assert_eq!(
+        e[0].field,
+        "route_config.virtual_hosts[0].routes[0].match.safe_regex.regex"
+    );
 }
 
 #[test]
