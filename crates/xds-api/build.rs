@@ -25,6 +25,8 @@ use protox::prost_reflect::prost_types::FileDescriptorSet;
 const FALLBACK_ROOTS: &[&str] = &[
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/service/discovery/v3/ads.proto",
+    "envoy/service/runtime/v3/rtds.proto",
+    "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
     "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
     "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
     "envoy/extensions/filters/http/router/v3/router.proto",
@@ -70,9 +72,15 @@ const TYPED_STRUCTS: &[(&str, &str)] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=XDS_API_COMPILE_PROTOS");
     let dir = envoy_types_dir();
     let bin = dir.join("src/generated/types.bin");
-    let mut set = match std::fs::read(&bin) {
+    // XDS_API_COMPILE_PROTOS=1 takes the fallback path on purpose (to check it still works).
+    let read = match std::env::var_os("XDS_API_COMPILE_PROTOS") {
+        Some(_) => Err(std::io::Error::other("XDS_API_COMPILE_PROTOS is set")),
+        None => std::fs::read(&bin),
+    };
+    let mut set = match read {
         Ok(bytes) => FileDescriptorSet::decode(&bytes[..])
             .unwrap_or_else(|e| panic!("{} is not a FileDescriptorSet: {e}", bin.display())),
         Err(e) => {
