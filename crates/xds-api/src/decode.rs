@@ -255,7 +255,8 @@ impl Decoder {
         for (field, r) in &rules.fields {
             let entry = given.get(&field.number()).copied();
             let present = msg.has_field(field);
-            let in_oneof = field.containing_oneof().is_some_and(|o| !o.is_synthetic());
+            // Includes proto3 `optional` fields (synthetic oneofs): checked only when present.
+            let in_oneof = field.containing_oneof().is_some();
             let singular_message =
                 !field.is_list() && !field.is_map() && matches!(field.kind(), Kind::Message(_));
             self.path.push(Seg::Field(field.name().to_owned()));
