@@ -10,8 +10,15 @@
 //! bootstrap.yaml:23:21: unknown field `clustr` in envoy.config.route.v3.RouteAction; did you mean `cluster`? (at static_resources.listeners[0]....route.clustr)
 //! ```
 //!
-//! Not checked (Envoy does, when it builds its config from the proto): the `validate` rules in the
-//! protos (required fields, string lengths, ranges) and which extension types fit which extension point.
+//! The protoc-gen-validate rules in Envoy's protos are checked too, everywhere including inside `Any`
+//! (required fields and oneofs, number ranges, string and list lengths, enum values, duration bounds);
+//! not their string `pattern`/`well_known` formats. Not checked (Envoy does, when it builds its runtime
+//! config): which extension types fit which extension point, and cross-references (a route's cluster
+//! exists, certificate files exist).
+//!
+//! Stricter than Envoy on purpose: a YAML key repeated in one mapping, a field given under both its
+//! names (`connect_timeout` and `connectTimeout`), and a second YAML document are errors (Envoy keeps
+//! the last value, or the first document).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
