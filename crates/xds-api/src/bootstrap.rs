@@ -3,7 +3,7 @@
 //! The file is YAML or JSON in protobuf's JSON mapping of `envoy.config.bootstrap.v3.Bootstrap`: field
 //! names in snake_case or lowerCamelCase, `google.protobuf.Any` as an object with `"@type"`, durations
 //! as `"0.25s"`, wrappers as bare values, enums by name. Like Envoy, an unknown field is an error. YAML
-//! scalars are typed as `kubectl` types them (see `mesh_api::yaml`). Errors carry the file, line and
+//! scalars are typed as `kubectl` types them (see `kube_yaml`). Errors carry the file, line and
 //! column of the offending key or value and the field path to it:
 //!
 //! ```text
@@ -23,7 +23,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use mesh_api::yaml::parse_stream;
+use kube_yaml::parse_stream;
 use prost::Message;
 
 pub use crate::pb::envoy::config::bootstrap::v3::Bootstrap;

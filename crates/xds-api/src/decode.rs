@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use mesh_api::yaml::{Entry, Node, Pos, Value as Y};
+use kube_yaml::{Entry, Node, Pos, Value as Y};
 use prost::Message as _;
 use prost_reflect::{
     DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor,
