@@ -626,6 +626,12 @@ mod tests {
         assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500));
         let second = b.next_delay();
         assert!(second >= Duration::from_millis(500) && second <= Duration::from_secs(1));
+        let mut last = second;
+        for _ in 0..100 {
+            let d = b.next_delay();
+            assert!(d >= last / 2, "{d:?} after {last:?}");
+            last = d;
+        }
         for _ in 0..100 {
             let d = b.next_delay();
             assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(15), "{d:?}");
