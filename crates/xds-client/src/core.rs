@@ -242,7 +242,8 @@ impl Core {
             ResourceType::Cluster => {
                 let clusters = self.resources_of(ResourceType::Cluster);
                 if let Resources::Clusters(c) = clusters {
-                    changes.extend(self.set_names(ResourceType::Endpoints, resources::eds_names(&c)));
+                    changes
+                        .extend(self.set_names(ResourceType::Endpoints, resources::eds_names(&c)));
                 }
                 if self.warming == Warming::Clusters {
                     self.warming = Warming::ClusterEndpoints;
@@ -353,7 +354,10 @@ pub(crate) fn decode(
     let resource = Resource::decode(ty, any).map_err(|e| Rejection::new(label(), e))?;
     let name = resource.name().to_owned();
     if name.is_empty() {
-        return Err(Rejection::new(label(), format!("{ty} resource has no name")));
+        return Err(Rejection::new(
+            label(),
+            format!("{ty} resource has no name"),
+        ));
     }
     if let Some(d) = declared
         && d != name
@@ -418,8 +422,15 @@ mod tests {
             .collect();
         let s = nack_status("LDS", &many);
         assert_eq!(s.code, INVALID_ARGUMENT);
-        assert!(s.message.len() <= MAX_NACK_MESSAGE + 32, "{}", s.message.len());
-        assert!(s.message.starts_with("LDS update rejected: listener-0: bad port; listener-1"));
+        assert!(
+            s.message.len() <= MAX_NACK_MESSAGE + 32,
+            "{}",
+            s.message.len()
+        );
+        assert!(
+            s.message
+                .starts_with("LDS update rejected: listener-0: bad port; listener-1")
+        );
         assert!(s.message.ends_with("more"));
     }
 }

@@ -121,7 +121,12 @@ impl DeltaClient {
             .removed_resources
             .iter()
             .cloned()
-            .chain(response.removed_resource_names.iter().map(|r| r.name.clone()))
+            .chain(
+                response
+                    .removed_resource_names
+                    .iter()
+                    .map(|r| r.name.clone()),
+            )
             .collect();
         let result = if rejections.is_empty() {
             self.core.apply(

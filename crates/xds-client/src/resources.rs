@@ -88,25 +88,25 @@ impl fmt::Display for ResourceType {
     }
 }
 
-/// One decoded resource.
+/// One decoded resource (boxed: the messages are large and of very different sizes).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
-    Cluster(Cluster),
-    Endpoints(ClusterLoadAssignment),
-    Listener(Listener),
-    Route(RouteConfiguration),
-    Secret(Secret),
+    Cluster(Box<Cluster>),
+    Endpoints(Box<ClusterLoadAssignment>),
+    Listener(Box<Listener>),
+    Route(Box<RouteConfiguration>),
+    Secret(Box<Secret>),
 }
 
 impl Resource {
     /// Decodes `any` as a resource of type `ty`; the `Any`'s own type URL must agree.
     pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, String> {
         let r = match ty {
-            ResourceType::Cluster => any::unpack(any).map(Resource::Cluster),
-            ResourceType::Endpoints => any::unpack(any).map(Resource::Endpoints),
-            ResourceType::Listener => any::unpack(any).map(Resource::Listener),
-            ResourceType::Route => any::unpack(any).map(Resource::Route),
-            ResourceType::Secret => any::unpack(any).map(Resource::Secret),
+            ResourceType::Cluster => any::unpack(any).map(|r| Resource::Cluster(Box::new(r))),
+            ResourceType::Endpoints => any::unpack(any).map(|r| Resource::Endpoints(Box::new(r))),
+            ResourceType::Listener => any::unpack(any).map(|r| Resource::Listener(Box::new(r))),
+            ResourceType::Route => any::unpack(any).map(|r| Resource::Route(Box::new(r))),
+            ResourceType::Secret => any::unpack(any).map(|r| Resource::Secret(Box::new(r))),
         };
         r.map_err(|e| e.to_string())
     }
@@ -158,15 +158,18 @@ impl Resources {
     }
 
     /// Collects resources of type `ty`; any of another type is skipped (the client never mixes them).
-    pub fn collect<'a>(ty: ResourceType, items: impl IntoIterator<Item = &'a Resource>) -> Resources {
+    pub fn collect<'a>(
+        ty: ResourceType,
+        items: impl IntoIterator<Item = &'a Resource>,
+    ) -> Resources {
         let mut out = Resources::empty(ty);
         for item in items {
             match (&mut out, item) {
-                (Resources::Clusters(v), Resource::Cluster(r)) => v.push(r.clone()),
-                (Resources::Endpoints(v), Resource::Endpoints(r)) => v.push(r.clone()),
-                (Resources::Listeners(v), Resource::Listener(r)) => v.push(r.clone()),
-                (Resources::Routes(v), Resource::Route(r)) => v.push(r.clone()),
-                (Resources::Secrets(v), Resource::Secret(r)) => v.push(r.clone()),
+                (Resources::Clusters(v), Resource::Cluster(r)) => v.push((**r).clone()),
+                (Resources::Endpoints(v), Resource::Endpoints(r)) => v.push((**r).clone()),
+                (Resources::Listeners(v), Resource::Listener(r)) => v.push((**r).clone()),
+                (Resources::Routes(v), Resource::Route(r)) => v.push((**r).clone()),
+                (Resources::Secrets(v), Resource::Secret(r)) => v.push((**r).clone()),
                 _ => {}
             }
         }
@@ -266,7 +269,10 @@ pub fn eds_names(clusters: &[Cluster]) -> BTreeSet<String> {
 pub fn rds_names(listeners: &[Listener]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for l in listeners {
-        let chains = l.filter_chains.iter().chain(l.default_filter_chain.as_ref());
+        let chains = l
+            .filter_chains
+            .iter()
+            .chain(l.default_filter_chain.as_ref());
         for filter in chains.flat_map(|c| c.filters.iter()) {
             if let Some(name) = hcm_rds_name(filter) {
                 names.insert(name);

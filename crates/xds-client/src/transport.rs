@@ -254,7 +254,8 @@ fn endpoint(config: &AdsConfig) -> Result<Endpoint, XdsError> {
     if !config.endpoint.starts_with("http://") && !config.endpoint.starts_with("https://") {
         return Err(invalid("the scheme must be http:// (or https://)".into()));
     }
-    let endpoint = Endpoint::from_shared(config.endpoint.clone()).map_err(|e| invalid(chain(&e)))?;
+    let endpoint =
+        Endpoint::from_shared(config.endpoint.clone()).map_err(|e| invalid(chain(&e)))?;
     Ok(endpoint
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
@@ -634,7 +635,10 @@ mod tests {
         }
         for _ in 0..100 {
             let d = b.next_delay();
-            assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(15), "{d:?}");
+            assert!(
+                d <= Duration::from_secs(30) && d >= Duration::from_secs(15),
+                "{d:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(500));
@@ -643,8 +647,14 @@ mod tests {
     #[test]
     fn bad_endpoints_say_what_is_expected() {
         let cfg = AdsConfig::new("127.0.0.1:15010", Node::default(), Mode::Sotw);
-        let err = endpoint(&cfg).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("127.0.0.1:15010") && err.contains("http://"), "{err}");
+        let err = endpoint(&cfg)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("127.0.0.1:15010") && err.contains("http://"),
+            "{err}"
+        );
     }
 
     #[test]

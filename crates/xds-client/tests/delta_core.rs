@@ -192,7 +192,10 @@ fn name_mismatch_and_missing_body_are_nacked() {
         &mut rec,
     );
     let msg = &out.requests[0].error_detail.as_ref().unwrap().message;
-    assert!(msg.contains("x: the resource inside is named \"y\""), "{msg}");
+    assert!(
+        msg.contains("x: the resource inside is named \"y\""),
+        "{msg}"
+    );
     assert!(msg.contains("z: resource has no body"), "{msg}");
     assert_eq!(rec.calls(), calls);
 }

@@ -10,7 +10,12 @@ use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResp
 use xds_api::pb::google::protobuf::Any;
 use xds_client::{Event, INVALID_ARGUMENT, ResourceType, SotwClient, Warming};
 
-fn response(ty: ResourceType, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
+fn response(
+    ty: ResourceType,
+    version: &str,
+    nonce: &str,
+    resources: Vec<Any>,
+) -> DiscoveryResponse {
     DiscoveryResponse {
         version_info: version.into(),
         resources,
@@ -109,7 +114,12 @@ fn warms_in_envoy_order_and_signals_once() {
 
     // EDS for one cluster only: still warming, no LDS yet.
     let out = c.on_response(
-        response(ResourceType::Endpoints, "e1", "n2", vec![any_of(&cla("a", 1))]),
+        response(
+            ResourceType::Endpoints,
+            "e1",
+            "n2",
+            vec![any_of(&cla("a", 1))],
+        ),
         &mut rec,
     );
     assert_eq!(out.requests.len(), 1);
@@ -118,7 +128,12 @@ fn warms_in_envoy_order_and_signals_once() {
 
     // EDS for the other: clusters are warm, LDS goes out.
     let out = c.on_response(
-        response(ResourceType::Endpoints, "e2", "n3", vec![any_of(&cla("b", 2))]),
+        response(
+            ResourceType::Endpoints,
+            "e2",
+            "n3",
+            vec![any_of(&cla("b", 2))],
+        ),
         &mut rec,
     );
     assert_eq!(out.requests.len(), 2);
@@ -190,7 +205,10 @@ fn rejected_listener_is_nacked_with_name_reason_and_previous_version() {
     assert_eq!(out.requests.len(), 1);
     let nack = &out.requests[0];
     assert_eq!(nack.type_url, ResourceType::Listener.type_url());
-    assert_eq!(nack.version_info, "l1", "a NACK carries the last ACKed version");
+    assert_eq!(
+        nack.version_info, "l1",
+        "a NACK carries the last ACKed version"
+    );
     assert_eq!(nack.response_nonce, "n9");
     let status = nack.error_detail.as_ref().unwrap();
     assert_eq!(status.code, INVALID_ARGUMENT);
@@ -241,7 +259,10 @@ fn undecodable_duplicate_and_unknown_resources_are_nacked_before_the_consumer() 
         &mut rec,
     );
     let msg = &out.requests[0].error_detail.as_ref().unwrap().message;
-    assert!(msg.contains("expected an Any holding envoy.config.cluster.v3.Cluster"), "{msg}");
+    assert!(
+        msg.contains("expected an Any holding envoy.config.cluster.v3.Cluster"),
+        "{msg}"
+    );
 
     let out = c.on_response(
         response(
@@ -374,7 +395,10 @@ fn explicit_subscription_for_secrets() {
     assert_eq!(reqs.len(), 1);
     assert!(reqs[0].resource_names.is_empty());
     // Nothing changes: nothing to send.
-    assert!(c.subscribe(ResourceType::Secret, BTreeSet::new()).is_empty());
+    assert!(
+        c.subscribe(ResourceType::Secret, BTreeSet::new())
+            .is_empty()
+    );
     // A type never named sends nothing for an empty set.
     assert!(c.subscribe(ResourceType::Route, BTreeSet::new()).is_empty());
 }

@@ -36,9 +36,9 @@ pub fn node() -> Node {
 
 fn ads() -> ConfigSource {
     ConfigSource {
-        config_source_specifier: Some(ConfigSourceSpecifier::Ads(
-            AggregatedConfigSource::default(),
-        )),
+        config_source_specifier: Some(
+            ConfigSourceSpecifier::Ads(AggregatedConfigSource::default()),
+        ),
         ..Default::default()
     }
 }
