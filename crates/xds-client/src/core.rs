@@ -112,6 +112,8 @@ pub(crate) struct TypeState {
     pub version: String,
     /// The nonce of the last response on this stream.
     pub nonce: String,
+    /// An update of this type has been accepted.
+    pub accepted: bool,
 }
 
 #[derive(Debug)]
@@ -236,6 +238,7 @@ impl Core {
         let st = self.st_mut(ty);
         st.cache = next;
         st.version = version.to_owned();
+        st.accepted = true;
         st.received.extend(answered);
         let mut changes = Vec::new();
         match ty {
@@ -329,11 +332,11 @@ impl Core {
         }
     }
 
-    /// The last accepted version of every type that has one.
+    /// The last accepted version of every type that has had an update accepted.
     pub fn versions(&self) -> BTreeMap<ResourceType, String> {
         ResourceType::ALL
             .into_iter()
-            .filter(|&ty| self.st(ty).active)
+            .filter(|&ty| self.st(ty).accepted)
             .map(|ty| (ty, self.st(ty).version.clone()))
             .collect()
     }

@@ -208,7 +208,7 @@ impl DeltaClient {
         self.core.warming
     }
 
-    /// The last accepted `system_version_info` of every subscribed type.
+    /// The last accepted `system_version_info` of every type with an accepted update.
     pub fn acked_versions(&self) -> BTreeMap<ResourceType, String> {
         self.core.versions()
     }

@@ -15,7 +15,8 @@ pub enum XdsError {
 
     #[error(
         "cannot connect to the xDS server at {endpoint}: {reason}; is `bosun control` (or istiod) \
-         running and serving ADS on that address? Check the address in the bootstrap or --xds-address"
+         running and serving ADS on that address? Check the ADS address the proxy was given \
+         (its bootstrap's ADS cluster)"
     )]
     Connect { endpoint: String, reason: String },
 

@@ -150,7 +150,7 @@ impl SotwClient {
         self.core.warming
     }
 
-    /// The last ACKed `version_info` of every subscribed type (empty before the first ACK).
+    /// The last ACKed `version_info` of every type with an accepted update.
     pub fn acked_versions(&self) -> BTreeMap<ResourceType, String> {
         self.core.versions()
     }

@@ -55,8 +55,10 @@ pub struct AdsConfig {
     /// First reconnect delay; doubles per failed attempt (jittered to 50–100 %) up to `backoff_max`.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// How long each warming step (CDS, EDS, LDS, RDS) waits before going on without it, as Envoy's
-    /// `initial_fetch_timeout` (15 s by default). `None` waits for ever.
+    /// How long each warming step (CDS, EDS, LDS, RDS) waits on an open stream before going on without
+    /// it, as Envoy's `initial_fetch_timeout` (15 s by default); it restarts on each new stream, so a
+    /// control plane that is down at start does not make the proxy ready with no config. `None` waits
+    /// for ever.
     pub initial_fetch_timeout: Option<Duration>,
     /// Bound on handing one request to the stream (the server must read them).
     pub send_timeout: Duration,
@@ -501,6 +503,8 @@ impl<P: Protocol, C: Consumer + Send + 'static> Task<P, C> {
             s.connected = true;
             s.streams += 1;
         });
+        // The initial fetch timeout counts from the stream that can answer, not from a failed connect.
+        warming.1 = Instant::now();
         tracing::info!(endpoint = %addr, mode = P::MODE.name(), "ADS stream open");
 
         loop {

@@ -643,3 +643,63 @@ async fn invalid_endpoint_is_refused_up_front() {
     assert!(matches!(err, XdsError::InvalidEndpoint { .. }));
     assert!(err.to_string().contains("http://127.0.0.1:15010"), "{err}");
 }
+
+#[tokio::test]
+async fn initial_fetch_timeout_goes_on_without_missing_endpoints() {
+    // The server never has endpoints for b: warming waits for them, then goes on after the timeout.
+    let mut m = mesh();
+    m.insert(
+        ResourceType::Endpoints.type_url(),
+        vec![("a".to_owned(), pack(&cla("a", 9001)))],
+    );
+    let (_ads, addr) = TestAds::start(m).await;
+    let rec = Recorder::default();
+    let mut cfg = config(addr, Mode::Sotw);
+    cfg.initial_fetch_timeout = Some(Duration::from_secs(1));
+    let client = AdsClient::start(cfg, rec.clone()).unwrap();
+    until(&client, "EDS for a", |s| {
+        s.acked_versions.contains_key(&ResourceType::Endpoints)
+    })
+    .await;
+    assert!(!client.status().initial_config_complete);
+    assert!(
+        rec.names(ResourceType::Listener).is_empty(),
+        "no LDS while clusters warm"
+    );
+    assert!(client.wait_initial_config(Duration::from_secs(5)).await);
+    assert_eq!(rec.names(ResourceType::Listener), ["http"]);
+    assert_eq!(rec.complete(), 1);
+    client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn secrets_are_subscribed_on_request() {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+    let mut m = mesh();
+    let secret = |name: &str| Secret {
+        name: name.into(),
+        ..Default::default()
+    };
+    m.insert(
+        ResourceType::Secret.type_url(),
+        vec![
+            ("default".to_owned(), pack(&secret("default"))),
+            ("ROOTCA".to_owned(), pack(&secret("ROOTCA"))),
+        ],
+    );
+    for mode in [Mode::Sotw, Mode::Delta] {
+        let (_ads, addr) = TestAds::start(m.clone()).await;
+        let rec = Recorder::default();
+        let client = AdsClient::start(config(addr, mode), rec.clone()).unwrap();
+        assert!(client.wait_initial_config(Duration::from_secs(10)).await);
+        client
+            .subscribe(ResourceType::Secret, BTreeSet::from(["default".to_owned()]))
+            .unwrap();
+        until(&client, "SDS accepted", |s| {
+            s.acked_versions.contains_key(&ResourceType::Secret)
+        })
+        .await;
+        assert_eq!(rec.names(ResourceType::Secret), ["default"], "{mode:?}");
+        client.stop().await.unwrap();
+    }
+}
