@@ -353,6 +353,7 @@ fn merge(results: Vec<TaskResult>, window: Duration, wall: Duration) -> RunResul
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::upstream::LeanUpstream;
@@ -405,14 +406,7 @@ mod tests {
             host: "bench".to_string(),
             path: "/".to_string(),
         };
-        let r = open_loop(
-            &t,
-            2,
-            200.0,
-            Duration::ZERO,
-            Duration::from_millis(100),
-        )
-        .unwrap();
+        let r = open_loop(&t, 2, 200.0, Duration::ZERO, Duration::from_millis(100)).unwrap();
         assert_eq!(r.ok, 0);
         assert!(r.errors >= 20, "{}", r.errors);
     }

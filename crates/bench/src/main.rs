@@ -65,6 +65,10 @@ struct Args {
     /// Do not pin the proxies and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Run everything (generator, upstream, proxies) at this nice value, e.g. -10 as root on a machine
+    /// shared with other work.
+    #[arg(long, allow_hyphen_values = true)]
+    nice: Option<i32>,
     /// Also write every measurement as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -158,6 +162,12 @@ pub struct Phase {
     pub proxy_core_share: Option<f64>,
     /// This process's CPU (generator + upstream) as a share of one core.
     pub generator_core_share: Option<f64>,
+    /// CPU used by everything else on the machine over the phase, in cores: noise from other processes.
+    pub other_cores: Option<f64>,
+    /// Share of the proxies' CPU that other processes (not the proxies) used over the phase.
+    pub proxy_cpu_taken_by_others: Option<f64>,
+    /// Share of the generator's CPU that other processes used over the phase.
+    pub generator_cpu_taken_by_others: Option<f64>,
     /// First few error messages.
     pub error_examples: Vec<String>,
 }
@@ -212,6 +222,7 @@ const MB: f64 = 1024.0 * 1024.0;
 
 struct Config {
     connections: usize,
+    generator_cpu: Option<usize>,
     warmup: Duration,
     window: Duration,
     rates: Vec<f64>,
@@ -237,10 +248,11 @@ fn main() -> Result<()> {
 
     // CPUs: proxies on the first, this process (generator, pacer, upstream) on the second.
     let allowed = procfs::allowed_cpus();
-    let (proxy_cpu, cpus) = if !args.no_pin && allowed.len() >= 2 {
+    let (proxy_cpu, generator_cpu, cpus) = if !args.no_pin && allowed.len() >= 2 {
         procfs::pin_current_thread(allowed[1]).context("pinning the load generator")?;
         (
             Some(allowed[0]),
+            Some(allowed[1]),
             format!(
                 "proxies pinned to CPU {}, load generator + upstream to CPU {} ({} allowed)",
                 allowed[0],
@@ -251,22 +263,31 @@ fn main() -> Result<()> {
     } else {
         (
             None,
+            None,
             format!("not pinned ({} CPUs allowed)", allowed.len()),
         )
     };
     eprintln!("proxy-bench: {cpus}");
+    if let Some(nice) = args.nice {
+        procfs::set_nice(nice).with_context(|| format!("--nice {nice}"))?;
+    }
 
     let bins = Binaries {
         envoy: proxies::locate_envoy(args.envoy.as_deref())?,
         bosun: proxies::locate_bosun(args.bosun.as_deref())?,
     };
     let envoy_version = envoy_version(&bins);
-    eprintln!("proxy-bench: envoy {} ({})", envoy_version, bins.envoy.display());
+    eprintln!(
+        "proxy-bench: envoy {} ({})",
+        envoy_version,
+        bins.envoy.display()
+    );
     eprintln!("proxy-bench: bosun {}", bins.bosun.display());
 
     let upstream = LeanUpstream::start().context("starting the upstream")?;
     let config = Config {
         connections: args.connections.max(1),
+        generator_cpu,
         warmup,
         window: Duration::from_secs_f64(seconds),
         rates: args.rates.clone(),
@@ -288,7 +309,9 @@ fn main() -> Result<()> {
         for run in 0..runs {
             for kind in [Kind::Envoy, Kind::Bosun] {
                 let r = run_services(kind, run, args.services, &bins, upstream.addr(), proxy_cpu)
-                    .with_context(|| format!("{} with {} services", kind.name(), args.services))?;
+                    .with_context(|| {
+                    format!("{} with {} services", kind.name(), args.services)
+                })?;
                 eprintln!(
                     "{} with {} services: first request after {:.0} ms, RSS {:.1} MB",
                     r.proxy,
@@ -330,7 +353,8 @@ fn envoy_version(bins: &Binaries) -> String {
         .and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
             // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
-            text.split('/').nth(1).map(str::to_string)
+            let after = text.split("version:").nth(1)?;
+            after.trim().split('/').nth(1).map(str::to_string)
         })
         .unwrap_or_else(|| "?".to_string())
 }
@@ -382,11 +406,11 @@ fn run_setup(
 
     let sampler = (!pids.is_empty()).then(|| procfs::RssSampler::start(pids.clone()));
     let mut phases = Vec::new();
-    phases.push(measure("max", &pids, || {
+    phases.push(measure("max", &pids, config, || {
         loadgen::closed_loop(&target, config.connections, config.warmup, config.window)
     })?);
     for &rate in &config.rates {
-        phases.push(measure(&format!("{rate:.0}/s"), &pids, || {
+        phases.push(measure(&format!("{rate:.0}/s"), &pids, config, || {
             loadgen::open_loop(
                 &target,
                 config.connections,
@@ -424,8 +448,11 @@ fn run_setup(
 fn measure(
     mode: &str,
     pids: &[u32],
+    config: &Config,
     run: impl FnOnce() -> std::io::Result<RunResult>,
 ) -> Result<Phase> {
+    let busy =
+        |name: &str, all: &[(String, f64)]| all.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
     let cpu = |pids: &[u32]| -> Option<f64> {
         if pids.is_empty() {
             return None;
@@ -434,7 +461,14 @@ fn measure(
     };
     let proxy_before = cpu(pids);
     let own_before = procfs::own_cpu_seconds();
+    let machine_before = procfs::machine_busy_seconds();
     let r = run().context("running the load generator")?;
+    let machine_after = procfs::machine_busy_seconds();
+    let machine_delta = |name: &str| match (busy(name, &machine_before), busy(name, &machine_after))
+    {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     let proxy_cpu_s = match (proxy_before, cpu(pids)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -444,6 +478,16 @@ fn measure(
         _ => None,
     };
     let wall = r.wall.as_secs_f64();
+    let other_cores = machine_delta("cpu")
+        .map(|all| (all - proxy_cpu_s.unwrap_or(0.0) - own_cpu.unwrap_or(0.0)).max(0.0) / wall);
+    let proxy_cpu_taken_by_others = match (config.proxy_cpu, proxy_cpu_s) {
+        (Some(c), Some(p)) => machine_delta(&format!("cpu{c}")).map(|b| ((b - p) / wall).max(0.0)),
+        _ => None,
+    };
+    let generator_cpu_taken_by_others = match (config.generator_cpu, own_cpu) {
+        (Some(c), Some(o)) => machine_delta(&format!("cpu{c}")).map(|b| ((b - o) / wall).max(0.0)),
+        _ => None,
+    };
     let lat = r.latencies.clone().sorted();
     let lag = r.send_lag.clone().sorted();
     let open = mode != "max";
@@ -467,6 +511,9 @@ fn measure(
             .map(|c| c / r.ok_total as f64 * 10_000.0),
         proxy_core_share: proxy_cpu_s.map(|c| c / wall),
         generator_core_share: own_cpu.map(|c| c / wall),
+        other_cores,
+        proxy_cpu_taken_by_others,
+        generator_cpu_taken_by_others,
         error_examples: r.error_examples,
     })
 }
@@ -504,7 +551,11 @@ fn run_services(
 }
 
 /// The median of `f` over the runs of `setup` where it is defined.
-pub fn median_of(runs: &[SetupRun], setup: Setup, f: impl Fn(&SetupRun) -> Option<f64>) -> Option<f64> {
+pub fn median_of(
+    runs: &[SetupRun],
+    setup: Setup,
+    f: impl Fn(&SetupRun) -> Option<f64>,
+) -> Option<f64> {
     let v: Vec<f64> = runs
         .iter()
         .filter(|r| r.setup == setup)

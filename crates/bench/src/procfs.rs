@@ -32,6 +32,41 @@ pub fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Busy clock ticks per line of the text of `/proc/stat`: `("cpu", all)`, `("cpu0", …)`, … Busy is
+/// user + nice + system + irq + softirq + steal (guest time is already inside user).
+pub fn parse_proc_stat_busy(stat: &str) -> Vec<(String, u64)> {
+    stat.lines()
+        .filter(|l| l.starts_with("cpu"))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?.to_string();
+            let v: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal …
+            let at = |i: usize| v.get(i).copied().unwrap_or(0);
+            (v.len() >= 4).then(|| (name, at(0) + at(1) + at(2) + at(5) + at(6) + at(7)))
+        })
+        .collect()
+}
+
+/// Busy CPU seconds of the whole machine (`cpu`) and of each CPU (`cpuN`) so far.
+pub fn machine_busy_seconds() -> Vec<(String, f64)> {
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    std::fs::read_to_string("/proc/stat")
+        .map(|text| {
+            parse_proc_stat_busy(&text)
+                .into_iter()
+                .map(|(name, ticks)| (name, ticks as f64 / hz))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets the nice value of the calling thread, which the threads and processes it starts afterwards
+/// inherit (negative values need root).
+pub fn set_nice(nice: i32) -> std::io::Result<()> {
+    rustix::process::setpriority_process(None, nice).map_err(Into::into)
+}
+
 /// CPU seconds (user + system) `pid` has used so far, all threads; `None` once it is gone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -136,6 +171,19 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(odd), Some(11));
         assert_eq!(parse_stat_cpu_ticks("7 (short) R 1"), None);
         assert_eq!(parse_stat_cpu_ticks("no parens"), None);
+    }
+
+    #[test]
+    fn proc_stat_busy() {
+        let stat = "cpu  100 5 50 1000 7 1 2 3 0 0\ncpu0 60 0 30 500 3 1 1 2 0 0\ncpu1 40 5 20 500 4 0 1 1 0 0\nintr 1 2 3\nctxt 99\n";
+        assert_eq!(
+            parse_proc_stat_busy(stat),
+            vec![
+                ("cpu".to_string(), 161),
+                ("cpu0".to_string(), 94),
+                ("cpu1".to_string(), 67)
+            ]
+        );
     }
 
     #[test]

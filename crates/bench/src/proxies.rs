@@ -93,10 +93,14 @@ pub fn start(
         }
         Kind::Bosun => {
             let mut c = Command::new(&bins.bosun);
-            c.arg("proxy")
-                .arg("-c")
-                .arg(&config)
-                .args(["--concurrency", "1", "--log-level", "warn", "--drain-time-s", "0"]);
+            c.arg("proxy").arg("-c").arg(&config).args([
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warn",
+                "--drain-time-s",
+                "0",
+            ]);
             c
         }
     };

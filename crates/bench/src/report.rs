@@ -37,7 +37,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -73,9 +73,20 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
     };
 
     rows.push(Row {
-        label: format!("max req/s ({} connections, closed loop)", report.connections),
+        label: format!(
+            "max req/s ({} connections, closed loop)",
+            report.connections
+        ),
         fmt: Fmt::Count,
         value: per_phase("max".to_string(), |p| Some(p.rps)),
+        ratio: true,
+    });
+    rows.push(Row {
+        label: "requests per proxy CPU-second at max (capacity of one whole core)".to_string(),
+        fmt: Fmt::Count,
+        value: per_phase("max".to_string(), |p| {
+            p.cpu_s_per_10k.filter(|c| *c > 0.0).map(|c| 10_000.0 / c)
+        }),
         ratio: true,
     });
     for &rate in &report.rates {
@@ -123,6 +134,12 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
         ratio: false,
     });
     rows.push(Row {
+        label: "other processes' CPU during max (cores; noise)".to_string(),
+        fmt: Fmt::Fine,
+        value: per_phase("max".to_string(), |p| p.other_cores),
+        ratio: false,
+    });
+    rows.push(Row {
         label: "RSS idle (MB)".to_string(),
         fmt: Fmt::One,
         value: per_run(|r| r.rss_idle_mb),
@@ -158,7 +175,11 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
             }) as Box<dyn Fn(Setup) -> Option<f64>>
         };
         rows.push(Row {
-            label: format!("RSS with {} clusters + {} routes (MB)", thousands(services as u64), thousands(services as u64)),
+            label: format!(
+                "RSS with {} clusters + {} routes (MB)",
+                thousands(services as u64),
+                thousands(services as u64)
+            ),
             fmt: Fmt::One,
             value: svc(|r| r.rss_idle_mb),
             ratio: true,
@@ -170,7 +191,10 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
             ratio: true,
         });
         rows.push(Row {
-            label: format!("start → first request, {} services (ms)", thousands(services as u64)),
+            label: format!(
+                "start → first request, {} services (ms)",
+                thousands(services as u64)
+            ),
             fmt: Fmt::Count,
             value: svc(|r| Some(r.startup_ms)),
             ratio: true,
@@ -256,10 +280,27 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
     }
     let died: Vec<String> = runs
         .iter()
-        .filter_map(|r| r.died.as_ref().map(|d| format!("{} run {}: {d}", r.setup.title(), r.run + 1)))
+        .filter_map(|r| {
+            r.died
+                .as_ref()
+                .map(|d| format!("{} run {}: {d}", r.setup.title(), r.run + 1))
+        })
         .collect();
     for d in died {
         let _ = writeln!(out, "\n**died:** {d}");
+    }
+    let noise: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r.phases.iter().filter_map(|p| p.other_cores))
+        .collect();
+    let worst = noise.iter().copied().fold(0.0, f64::max);
+    if worst > 0.1 {
+        let _ = writeln!(
+            out,
+            "\n**Noisy machine:** other processes used up to {worst:.2} cores during load phases \
+             (median {:.2}); figures are less trustworthy, rerun on a quiet machine.",
+            median(&noise).unwrap_or(0.0)
+        );
     }
     let _ = writeln!(out, "\n(whole benchmark: {:.0} s)", report.wall_s);
     out
