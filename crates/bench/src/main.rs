@@ -156,6 +156,8 @@ pub struct Phase {
     pub send_lag_p99_us: Option<f64>,
     /// CPU seconds of the proxy processes over the phase (warm-up included).
     pub proxy_cpu_s: Option<f64>,
+    /// CPU seconds of each proxy process over the phase, the hop nearest the upstream first.
+    pub proxy_cpu_s_each: Vec<f64>,
     /// The same per 10,000 answered requests.
     pub cpu_s_per_10k: Option<f64>,
     /// Proxy CPU as a share of one core over the phase.
@@ -268,9 +270,10 @@ fn main() -> Result<()> {
         )
     };
     eprintln!("proxy-bench: {cpus}");
-    if let Some(nice) = args.nice {
-        procfs::set_nice(nice).with_context(|| format!("--nice {nice}"))?;
-    }
+    let _nice = match args.nice {
+        Some(nice) => Some(procfs::set_nice(nice).with_context(|| format!("--nice {nice}"))?),
+        None => None,
+    };
 
     let bins = Binaries {
         envoy: proxies::locate_envoy(args.envoy.as_deref())?,
@@ -459,6 +462,12 @@ fn measure(
         }
         pids.iter().map(|&p| procfs::cpu_seconds(p)).sum()
     };
+    let each = |pids: &[u32]| -> Vec<f64> {
+        pids.iter()
+            .map(|&p| procfs::cpu_seconds(p).unwrap_or(f64::NAN))
+            .collect()
+    };
+    let each_before = each(pids);
     let proxy_before = cpu(pids);
     let own_before = procfs::own_cpu_seconds();
     let machine_before = procfs::machine_busy_seconds();
@@ -478,6 +487,11 @@ fn measure(
         _ => None,
     };
     let wall = r.wall.as_secs_f64();
+    let proxy_cpu_s_each = each(pids)
+        .iter()
+        .zip(&each_before)
+        .map(|(b, a)| b - a)
+        .collect();
     let other_cores = machine_delta("cpu")
         .map(|all| (all - proxy_cpu_s.unwrap_or(0.0) - own_cpu.unwrap_or(0.0)).max(0.0) / wall);
     let proxy_cpu_taken_by_others = match (config.proxy_cpu, proxy_cpu_s) {
@@ -506,6 +520,7 @@ fn measure(
         send_lag_p50_us: lag.percentile_us(0.50).filter(|_| open),
         send_lag_p99_us: lag.percentile_us(0.99).filter(|_| open),
         proxy_cpu_s,
+        proxy_cpu_s_each,
         cpu_s_per_10k: proxy_cpu_s
             .filter(|_| r.ok_total > 0)
             .map(|c| c / r.ok_total as f64 * 10_000.0),

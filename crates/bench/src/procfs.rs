@@ -62,9 +62,41 @@ pub fn machine_busy_seconds() -> Vec<(String, f64)> {
 }
 
 /// Sets the nice value of the calling thread, which the threads and processes it starts afterwards
-/// inherit (negative values need root).
-pub fn set_nice(nice: i32) -> std::io::Result<()> {
-    rustix::process::setpriority_process(None, nice).map_err(Into::into)
+/// inherit (negative values need root), and of this process's scheduler autogroup where the kernel has
+/// them (`/proc/self/autogroup`): with autogroups, nice only ranks threads within their own group, while
+/// groups (sessions) share the CPUs evenly.
+///
+/// The autogroup is shared with the rest of the session (the shell that started this), so its previous
+/// nice value is put back when the returned guard is dropped.
+pub fn set_nice(nice: i32) -> std::io::Result<AutogroupGuard> {
+    rustix::process::setpriority_process(None, nice)?;
+    let path = std::path::Path::new("/proc/self/autogroup");
+    let previous = match std::fs::read_to_string(path) {
+        // "/autogroup-60 nice 0"
+        Ok(text) => text
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse::<i32>().ok()),
+        Err(_) => None,
+    };
+    if previous.is_some() {
+        std::fs::write(path, nice.to_string())?;
+    }
+    Ok(AutogroupGuard { previous })
+}
+
+/// Puts the autogroup's nice value back on drop.
+#[derive(Debug)]
+pub struct AutogroupGuard {
+    previous: Option<i32>,
+}
+
+impl Drop for AutogroupGuard {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = std::fs::write("/proc/self/autogroup", previous.to_string());
+        }
+    }
 }
 
 /// CPU seconds (user + system) `pid` has used so far, all threads; `None` once it is gone.
