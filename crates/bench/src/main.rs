@@ -191,6 +191,8 @@ pub struct SetupRun {
     pub rss_after_mb: Option<f64>,
     /// `max`, then the fixed rates.
     pub phases: Vec<Phase>,
+    /// Connections the upstream accepted during the load phases (the generator's own for `direct`).
+    pub upstream_connections: u64,
     /// Set when a proxy died during the run.
     pub died: Option<String>,
 }
@@ -300,7 +302,7 @@ fn main() -> Result<()> {
     let mut setup_runs = Vec::new();
     for run in 0..runs {
         for &setup in &setups {
-            let r = run_setup(setup, run, &config, &bins, upstream.addr())
+            let r = run_setup(setup, run, &config, &bins, &upstream)
                 .with_context(|| format!("{} (run {})", setup.title(), run + 1))?;
             eprintln!("{}", report::progress_line(&r));
             setup_runs.push(r);
@@ -368,11 +370,11 @@ fn run_setup(
     run: usize,
     config: &Config,
     bins: &Binaries,
-    upstream: SocketAddr,
+    lean: &LeanUpstream,
 ) -> Result<SetupRun> {
     let mut proxies: Vec<Running> = Vec::new();
     let mut startup_ms = None;
-    let mut next = upstream;
+    let mut next = lean.addr();
     if let Some((kind, hops)) = setup.proxy() {
         for _ in 0..hops {
             let listener = testkit::localhost(testkit::try_free_port()?);
@@ -408,6 +410,7 @@ fn run_setup(
     let processes = pids.iter().filter_map(|&p| procfs::comm(p)).collect();
 
     let sampler = (!pids.is_empty()).then(|| procfs::RssSampler::start(pids.clone()));
+    let accepted_before = lean.connections_accepted();
     let mut phases = Vec::new();
     phases.push(measure("max", &pids, config, || {
         loadgen::closed_loop(&target, config.connections, config.warmup, config.window)
@@ -423,6 +426,7 @@ fn run_setup(
             )
         })?);
     }
+    let upstream_connections = lean.connections_accepted() - accepted_before;
     let rss_load_mb = sampler.map(|s| s.stop() as f64 / MB);
     let rss_after_mb = rss(&pids);
     let mut died = None;
@@ -444,6 +448,7 @@ fn run_setup(
         rss_load_mb,
         rss_after_mb,
         phases,
+        upstream_connections,
         died,
     })
 }

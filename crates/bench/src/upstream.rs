@@ -3,6 +3,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,6 +21,7 @@ pub const BODY: &[u8] = b"ok";
 #[derive(Debug)]
 pub struct LeanUpstream {
     addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -30,14 +33,17 @@ impl LeanUpstream {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&accepted);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let thread = std::thread::Builder::new()
             .name("bench-upstream".to_string())
-            .spawn(move || runtime.block_on(serve(listener, stopped)))?;
+            .spawn(move || runtime.block_on(serve(listener, stopped, counter)))?;
         Ok(LeanUpstream {
             addr,
+            accepted,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -46,6 +52,11 @@ impl LeanUpstream {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections accepted so far (a proxy that pools upstream connections opens few).
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -60,7 +71,11 @@ impl Drop for LeanUpstream {
     }
 }
 
-async fn serve(listener: std::net::TcpListener, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    mut stopped: oneshot::Receiver<()>,
+    accepted: Arc<AtomicU64>,
+) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
@@ -72,6 +87,7 @@ async fn serve(listener: std::net::TcpListener, mut stopped: oneshot::Receiver<(
                 Err(_) => continue,
             },
         };
+        accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
