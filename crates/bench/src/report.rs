@@ -275,6 +275,7 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
             let cell = match c {
                 Col::Setup(s) => format((row.value)(*s), row.fmt),
                 Col::Ratio(a, b) if row.ratio => match ((row.value)(*a), (row.value)(*b)) {
+                    (Some(x), Some(y)) if y > 0.0 && x / y < 0.1 => format!("{:.3}×", x / y),
                     (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
                     _ => "—".to_string(),
                 },
