@@ -86,20 +86,20 @@ pub(crate) struct Item {
 
 /// A change in what the client is subscribed to for one type.
 #[derive(Debug)]
-pub(crate) struct SubChange {
+pub struct SubChange {
     pub ty: ResourceType,
     pub added: Vec<String>,
     pub removed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Cached {
+pub struct Cached {
     pub version: String,
     pub resource: Resource,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct TypeState {
+pub struct TypeState {
     /// Subscribed names; unused for wildcard types.
     pub names: BTreeSet<String>,
     /// Whether the type is subscribed at all (wildcard types once started; named types once named).
@@ -117,7 +117,7 @@ pub(crate) struct TypeState {
 }
 
 #[derive(Debug)]
-pub(crate) struct Core {
+pub struct Core {
     pub types: [TypeState; 5],
     pub warming: Warming,
     pub complete_signaled: bool,
@@ -127,7 +127,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(node: Node) -> Core {
+    pub(crate) fn new(node: Node) -> Core {
         let mut core = Core {
             types: Default::default(),
             warming: Warming::Clusters,
@@ -139,16 +139,16 @@ impl Core {
         core
     }
 
-    pub fn st(&self, ty: ResourceType) -> &TypeState {
+    pub(crate) fn st(&self, ty: ResourceType) -> &TypeState {
         &self.types[ty.index()]
     }
 
-    pub fn st_mut(&mut self, ty: ResourceType) -> &mut TypeState {
+    pub(crate) fn st_mut(&mut self, ty: ResourceType) -> &mut TypeState {
         &mut self.types[ty.index()]
     }
 
     /// The node, once per stream.
-    pub fn take_node(&mut self) -> Option<Node> {
+    pub(crate) fn take_node(&mut self) -> Option<Node> {
         if std::mem::take(&mut self.node_pending) {
             Some(self.node.clone())
         } else {
@@ -158,7 +158,7 @@ impl Core {
 
     /// A new stream: nonces are per stream, the node goes on its first request. Returns the types to
     /// request, in warming order.
-    pub fn start_stream(&mut self) -> Vec<ResourceType> {
+    pub(crate) fn start_stream(&mut self) -> Vec<ResourceType> {
         self.node_pending = true;
         for st in &mut self.types {
             st.nonce.clear();
@@ -173,7 +173,7 @@ impl Core {
     }
 
     /// Sets the subscribed names of a named type.
-    pub fn set_names(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Option<SubChange> {
+    pub(crate) fn set_names(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Option<SubChange> {
         if ty.is_wildcard() {
             return None;
         }
@@ -197,7 +197,7 @@ impl Core {
 
     /// Validates an update of `ty` through the consumer and, if accepted, commits it and moves warming
     /// on. `replace` drops what the update does not name (SotW LDS/CDS).
-    pub fn apply<C: Consumer + ?Sized>(
+    pub(crate) fn apply<C: Consumer + ?Sized>(
         &mut self,
         ty: ResourceType,
         version: &str,
@@ -267,7 +267,7 @@ impl Core {
     }
 
     /// The accepted set of one type.
-    pub fn resources_of(&self, ty: ResourceType) -> Resources {
+    pub(crate) fn resources_of(&self, ty: ResourceType) -> Resources {
         Resources::collect(ty, self.st(ty).cache.values().map(|c| &c.resource))
     }
 
@@ -308,7 +308,7 @@ impl Core {
 
     /// The initial fetch of the current warming step timed out: go on without it, as Envoy does after
     /// `initial_fetch_timeout`.
-    pub fn initial_fetch_timeout(&mut self) -> Vec<SubChange> {
+    pub(crate) fn initial_fetch_timeout(&mut self) -> Vec<SubChange> {
         let mut changes = Vec::new();
         match self.warming {
             Warming::Clusters | Warming::ClusterEndpoints => {
@@ -322,7 +322,7 @@ impl Core {
     }
 
     /// Whether the initial configuration just completed; true once.
-    pub fn take_complete<C: Consumer + ?Sized>(&mut self, consumer: &mut C) -> bool {
+    pub(crate) fn take_complete<C: Consumer + ?Sized>(&mut self, consumer: &mut C) -> bool {
         if self.warming == Warming::Done && !self.complete_signaled {
             self.complete_signaled = true;
             consumer.initial_config_complete();
@@ -333,7 +333,7 @@ impl Core {
     }
 
     /// The last accepted version of every type that has had an update accepted.
-    pub fn versions(&self) -> BTreeMap<ResourceType, String> {
+    pub(crate) fn versions(&self) -> BTreeMap<ResourceType, String> {
         ResourceType::ALL
             .into_iter()
             .filter(|&ty| self.st(ty).accepted)
@@ -437,3 +437,59 @@ mod tests {
         assert!(s.message.ends_with("more"));
     }
 }
+
+/// The parts of a protocol client that [`Session`] builds on; sealed, so only this crate's two clients
+/// implement it.
+pub(crate) mod sealed {
+    use super::{Core, SubChange};
+
+    pub trait Parts {
+        type Request;
+        fn core(&self) -> &Core;
+        fn core_mut(&mut self) -> &mut Core;
+        /// The requests that carry these subscription changes, in this mode's message type.
+        fn requests_for(&mut self, changes: Vec<SubChange>) -> Vec<Self::Request>;
+    }
+}
+
+/// What both protocol modes do the same way: subscriptions, the initial-fetch timeout, warming and
+/// versions. Each mode only differs in the requests it sends.
+pub trait Session: sealed::Parts {
+    /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`; returns the requests to send, if
+    /// anything changed. Wildcard types (LDS, CDS) are always subscribed to everything.
+    fn subscribe(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Vec<Self::Request> {
+        let changes = self.core_mut().set_names(ty, names);
+        self.requests_for(changes.into_iter().collect())
+    }
+
+    /// The initial fetch of the current warming step timed out: go on without it.
+    fn on_initial_fetch_timeout<C: Consumer + ?Sized>(
+        &mut self,
+        consumer: &mut C,
+    ) -> Outcome<Self::Request> {
+        let changes = self.core_mut().initial_fetch_timeout();
+        Outcome {
+            requests: self.requests_for(changes),
+            event: Event::Nothing,
+            initial_config_complete: self.core_mut().take_complete(consumer),
+        }
+    }
+
+    /// Where the initial fetch is.
+    fn warming(&self) -> Warming {
+        self.core().warming
+    }
+
+    /// The last accepted version of every type with an accepted update (`version_info` in SotW,
+    /// `system_version_info` in delta).
+    fn acked_versions(&self) -> BTreeMap<ResourceType, String> {
+        self.core().versions()
+    }
+
+    /// The names a named type is subscribed to (empty for wildcard types).
+    fn subscribed(&self, ty: ResourceType) -> &BTreeSet<String> {
+        &self.core().st(ty).names
+    }
+}
+
+impl<T: sealed::Parts> Session for T {}

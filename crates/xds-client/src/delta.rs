@@ -6,14 +6,12 @@
 //! re-subscribes with `initial_resource_versions`, so the server sends only what changed meanwhile.
 //! The consumer still sees the complete set of a type: the client merges each delta into what it holds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use xds_api::pb::envoy::config::core::v3::Node;
 use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
-use crate::core::{
-    self, Consumer, Core, Event, Outcome, SubChange, Warming, check_duplicates, nack_status,
-};
+use crate::core::{self, Consumer, Core, Event, Outcome, SubChange, check_duplicates, nack_status};
 use crate::resources::{Rejection, ResourceType};
 
 /// The delta protocol core: feed it responses, send what it returns.
@@ -150,7 +148,7 @@ impl DeltaClient {
                     response_nonce: response.nonce,
                     ..Default::default()
                 });
-                requests.extend(self.changes(changes));
+                requests.extend(self.changes_to_requests(changes));
                 Event::Accepted {
                     ty,
                     version: response.system_version_info,
@@ -179,45 +177,6 @@ impl DeltaClient {
         }
     }
 
-    /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`; returns the request that subscribes
-    /// the added and unsubscribes the removed names, if anything changed.
-    pub fn subscribe(
-        &mut self,
-        ty: ResourceType,
-        names: BTreeSet<String>,
-    ) -> Vec<DeltaDiscoveryRequest> {
-        let changes = self.core.set_names(ty, names);
-        self.changes(changes)
-    }
-
-    /// The initial fetch of the current warming step timed out: go on without it.
-    pub fn on_initial_fetch_timeout<C: Consumer + ?Sized>(
-        &mut self,
-        consumer: &mut C,
-    ) -> Outcome<DeltaDiscoveryRequest> {
-        let changes = self.core.initial_fetch_timeout();
-        Outcome {
-            requests: self.changes(changes),
-            event: Event::Nothing,
-            initial_config_complete: self.core.take_complete(consumer),
-        }
-    }
-
-    /// Where the initial fetch is.
-    pub fn warming(&self) -> Warming {
-        self.core.warming
-    }
-
-    /// The last accepted `system_version_info` of every type with an accepted update.
-    pub fn acked_versions(&self) -> BTreeMap<ResourceType, String> {
-        self.core.versions()
-    }
-
-    /// The names a named type is subscribed to (empty for wildcard types).
-    pub fn subscribed(&self, ty: ResourceType) -> &BTreeSet<String> {
-        &self.core.st(ty).names
-    }
-
     /// The per-resource versions the client holds for `ty` (what it would send as
     /// `initial_resource_versions`).
     pub fn resource_versions(&self, ty: ResourceType) -> BTreeMap<String, String> {
@@ -229,7 +188,7 @@ impl DeltaClient {
             .collect()
     }
 
-    fn changes(
+    fn changes_to_requests(
         &mut self,
         changes: impl IntoIterator<Item = SubChange>,
     ) -> Vec<DeltaDiscoveryRequest> {
@@ -243,5 +202,21 @@ impl DeltaClient {
                 ..Default::default()
             })
             .collect()
+    }
+}
+
+impl core::sealed::Parts for DeltaClient {
+    type Request = DeltaDiscoveryRequest;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn requests_for(&mut self, changes: Vec<SubChange>) -> Vec<DeltaDiscoveryRequest> {
+        self.changes_to_requests(changes)
     }
 }

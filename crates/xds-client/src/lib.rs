@@ -38,7 +38,7 @@ mod sotw;
 mod transport;
 
 pub use crate::core::{
-    Consumer, Event, INVALID_ARGUMENT, MAX_NACK_MESSAGE, Outcome, Warming, nack_status,
+    Consumer, Event, INVALID_ARGUMENT, MAX_NACK_MESSAGE, Outcome, Session, Warming, nack_status,
 };
 pub use crate::delta::DeltaClient;
 pub use crate::error::XdsError;

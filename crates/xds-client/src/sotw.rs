@@ -5,14 +5,10 @@
 //! with an ACK (its version and nonce) or a NACK (the previous ACKed version, its nonce and an
 //! `error_detail` listing `name: reason`).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use xds_api::pb::envoy::config::core::v3::Node;
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use crate::core::{
-    self, Consumer, Core, Event, Outcome, SubChange, Warming, check_duplicates, nack_status,
-};
+use crate::core::{self, Consumer, Core, Event, Outcome, SubChange, check_duplicates, nack_status};
 use crate::resources::{Rejection, ResourceType};
 
 /// The state-of-the-world protocol core: feed it responses, send what it returns.
@@ -96,7 +92,7 @@ impl SotwClient {
         let event = match result {
             Ok((changes, resources)) => {
                 requests.push(self.request(ty));
-                requests.extend(self.changes(changes));
+                requests.extend(self.changes_to_requests(changes));
                 Event::Accepted {
                     ty,
                     version: response.version_info,
@@ -121,46 +117,10 @@ impl SotwClient {
         }
     }
 
-    /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`; returns the request to send, if
-    /// anything changed. Wildcard types (LDS, CDS) are always subscribed to everything.
-    pub fn subscribe(
+    fn changes_to_requests(
         &mut self,
-        ty: ResourceType,
-        names: BTreeSet<String>,
+        changes: impl IntoIterator<Item = SubChange>,
     ) -> Vec<DiscoveryRequest> {
-        let changes = self.core.set_names(ty, names);
-        self.changes(changes)
-    }
-
-    /// The initial fetch of the current warming step timed out: go on without it.
-    pub fn on_initial_fetch_timeout<C: Consumer + ?Sized>(
-        &mut self,
-        consumer: &mut C,
-    ) -> Outcome<DiscoveryRequest> {
-        let changes = self.core.initial_fetch_timeout();
-        Outcome {
-            requests: self.changes(changes),
-            event: Event::Nothing,
-            initial_config_complete: self.core.take_complete(consumer),
-        }
-    }
-
-    /// Where the initial fetch is.
-    pub fn warming(&self) -> Warming {
-        self.core.warming
-    }
-
-    /// The last ACKed `version_info` of every type with an accepted update.
-    pub fn acked_versions(&self) -> BTreeMap<ResourceType, String> {
-        self.core.versions()
-    }
-
-    /// The names a named type is subscribed to (empty for wildcard types).
-    pub fn subscribed(&self, ty: ResourceType) -> &BTreeSet<String> {
-        &self.core.st(ty).names
-    }
-
-    fn changes(&mut self, changes: impl IntoIterator<Item = SubChange>) -> Vec<DiscoveryRequest> {
         changes.into_iter().map(|c| self.request(c.ty)).collect()
     }
 
@@ -181,5 +141,21 @@ impl SotwClient {
             response_nonce: st.nonce.clone(),
             error_detail: None,
         }
+    }
+}
+
+impl core::sealed::Parts for SotwClient {
+    type Request = DiscoveryRequest;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn requests_for(&mut self, changes: Vec<SubChange>) -> Vec<DiscoveryRequest> {
+        self.changes_to_requests(changes)
     }
 }

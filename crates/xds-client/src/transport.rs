@@ -18,7 +18,7 @@ use xds_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 
-use crate::core::{Consumer, Event, Outcome, Warming};
+use crate::core::{Consumer, Event, Outcome, Session, Warming};
 use crate::delta::DeltaClient;
 use crate::error::{XdsError, chain};
 use crate::resources::ResourceType;
@@ -335,13 +335,13 @@ impl Protocol for SotwClient {
         SotwClient::on_response(self, r, c)
     }
     fn subscribe(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Vec<DiscoveryRequest> {
-        SotwClient::subscribe(self, ty, names)
+        Session::subscribe(self, ty, names)
     }
     fn on_timeout(&mut self, c: &mut (dyn Consumer + Send)) -> Outcome<DiscoveryRequest> {
         self.on_initial_fetch_timeout(c)
     }
     fn warming(&self) -> Warming {
-        SotwClient::warming(self)
+        Session::warming(self)
     }
     fn versions(&self) -> BTreeMap<ResourceType, String> {
         self.acked_versions()
@@ -377,13 +377,13 @@ impl Protocol for DeltaClient {
         ty: ResourceType,
         names: BTreeSet<String>,
     ) -> Vec<DeltaDiscoveryRequest> {
-        DeltaClient::subscribe(self, ty, names)
+        Session::subscribe(self, ty, names)
     }
     fn on_timeout(&mut self, c: &mut (dyn Consumer + Send)) -> Outcome<DeltaDiscoveryRequest> {
         self.on_initial_fetch_timeout(c)
     }
     fn warming(&self) -> Warming {
-        DeltaClient::warming(self)
+        Session::warming(self)
     }
     fn versions(&self) -> BTreeMap<ResourceType, String> {
         self.acked_versions()

@@ -10,6 +10,7 @@ use xds_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 use xds_api::pb::google::protobuf::Any;
+use xds_client::Session;
 use xds_client::{DeltaClient, INVALID_ARGUMENT, ResourceType, Warming};
 
 fn res(name: &str, version: &str, any: Any) -> Resource {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use common::*;
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use xds_api::pb::google::protobuf::Any;
+use xds_client::Session;
 use xds_client::{Event, INVALID_ARGUMENT, ResourceType, SotwClient, Warming};
 
 fn response(
