@@ -197,3 +197,33 @@ fn the_example_bootstrap_is_valid_for_envoy_too() {
         std::fs::read_to_string(repo().join("examples/proxy/bootstrap.yaml")).expect("example");
     testkit::Envoy::validate(&yaml).expect("envoy --mode validate accepts the example");
 }
+
+#[test]
+fn bootstrap_output_is_accepted_by_envoy() {
+    let o = bosun(
+        &[
+            "bootstrap",
+            "--node-id",
+            "sidecar~127.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            "--labels",
+            "app=reviews,version=v1",
+            "--interception",
+            "none",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let yaml = stdout(&o);
+    assert!(yaml.contains("\"INTERCEPTION_MODE\": \"NONE\""), "{yaml}");
+    if testkit::Envoy::find_or_skip("bootstrap_output_is_accepted_by_envoy").is_some() {
+        testkit::Envoy::validate(&yaml).expect("envoy --mode validate accepts it");
+    }
+    let o = bosun(&["bootstrap", "--node-id", "reviews"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("four parts"));
+}

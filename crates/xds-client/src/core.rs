@@ -173,7 +173,11 @@ impl Core {
     }
 
     /// Sets the subscribed names of a named type.
-    pub(crate) fn set_names(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Option<SubChange> {
+    pub(crate) fn set_names(
+        &mut self,
+        ty: ResourceType,
+        names: BTreeSet<String>,
+    ) -> Option<SubChange> {
         if ty.is_wildcard() {
             return None;
         }
