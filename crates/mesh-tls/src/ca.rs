@@ -202,16 +202,16 @@ impl CertificateAuthority {
     /// does not outlive the CA.
     pub fn issue_workload(&self, id: &SpiffeId, validity: Duration) -> Result<WorkloadCert, Error> {
         let uri = Ia5String::try_from(id.to_string())?;
-        self.issue(
-            DistinguishedName::new(),
-            vec![SanType::URI(uri)],
-            validity,
-        )
+        self.issue(DistinguishedName::new(), vec![SanType::URI(uri)], validity)
     }
 
     /// Issues a server certificate with the given DNS names (and IP addresses, for names that parse
     /// as one) as SANs, for gateways and tests. The subject CN is the first name.
-    pub fn issue_server(&self, dns_names: &[&str], validity: Duration) -> Result<WorkloadCert, Error> {
+    pub fn issue_server(
+        &self,
+        dns_names: &[&str],
+        validity: Duration,
+    ) -> Result<WorkloadCert, Error> {
         let Some(first) = dns_names.first() else {
             return Err(Error::NoDnsNames);
         };
@@ -390,7 +390,12 @@ impl CaKey {
                 SignatureScheme::ED25519,
                 SignatureScheme::RSA_PKCS1_SHA256,
             ])
-            .ok_or_else(|| unsupported(format!("no X.509 signature scheme for {:?}", key.algorithm())))?;
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "no X.509 signature scheme for {:?}",
+                    key.algorithm()
+                ))
+            })?;
         let alg = match signer.scheme() {
             SignatureScheme::ECDSA_NISTP256_SHA256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             SignatureScheme::ECDSA_NISTP384_SHA384 => &rcgen::PKCS_ECDSA_P384_SHA384,

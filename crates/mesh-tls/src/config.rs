@@ -152,7 +152,10 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 }
 
 /// A server config presenting `identity`.
-pub fn server_config(identity: &Identity, opts: &ServerOptions) -> Result<Arc<ServerConfig>, Error> {
+pub fn server_config(
+    identity: &Identity,
+    opts: &ServerOptions,
+) -> Result<Arc<ServerConfig>, Error> {
     let provider = crypto_provider();
     let versions = opts.versions.rustls()?;
     let verifier: Arc<dyn ClientCertVerifier> = match &opts.client_auth {
@@ -214,8 +217,9 @@ pub fn client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, Error> {
             .with_custom_certificate_verifier(Arc::new(InsecureServerVerifier::new(algs))),
     };
     let mut config = match &opts.identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.cert_chain().to_vec(), id.private_key().clone_key())?,
+        Some(id) => {
+            builder.with_client_auth_cert(id.cert_chain().to_vec(), id.private_key().clone_key())?
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = opts.alpn.clone();

@@ -47,13 +47,17 @@ pub enum Error {
         "CA certificate {subject} is not a CA: it has no basicConstraints CA:TRUE; check that ca-cert.pem is the signing certificate, not a leaf"
     )]
     NotACa { subject: String },
-    #[error("CA certificate {subject} expired or is not yet valid (valid {not_before} to {not_after})")]
+    #[error(
+        "CA certificate {subject} expired or is not yet valid (valid {not_before} to {not_after})"
+    )]
     CaNotValidNow {
         subject: String,
         not_before: String,
         not_after: String,
     },
-    #[error("requested validity {requested:?} is invalid: it must be more than zero and at most {max:?}")]
+    #[error(
+        "requested validity {requested:?} is invalid: it must be more than zero and at most {max:?}"
+    )]
     Validity { requested: Duration, max: Duration },
     #[error("no DNS names given for the server certificate")]
     NoDnsNames,

@@ -9,6 +9,43 @@
 //! - [`peer_identity`] / [`peer_identity_of`]: the SPIFFE ID of the peer of a connection.
 //!
 //! All configs use rustls' ring provider ([`crypto_provider`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use mesh_tls::*;
+//!
+//! # fn main() -> Result<(), Error> {
+//! let ca = CertificateAuthority::generate("cluster.local")?;
+//! let roots = RootStore::from_pem(ca.root_pem().as_bytes())?;
+//! let reviews = SpiffeId::for_workload("cluster.local", "default", "reviews")?;
+//! let productpage: SpiffeId = "spiffe://cluster.local/ns/default/sa/productpage".parse()?;
+//! let day = Duration::from_secs(24 * 3600);
+//!
+//! // The reviews sidecar's inbound listener: STRICT mTLS, only productpage may call.
+//! let server = server_config(
+//!     &ca.issue_workload(&reviews, day)?.identity()?,
+//!     &ServerOptions {
+//!         client_auth: ClientAuth::Required(
+//!             PeerValidation::new(roots.clone())
+//!                 .with_san_matchers(vec![SanMatcher::spiffe_id(&productpage)]),
+//!         ),
+//!         alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+//!         ..ServerOptions::default()
+//!     },
+//! )?;
+//!
+//! // The productpage sidecar's outbound cluster to reviews.
+//! let client = client_config(&ClientOptions {
+//!     identity: Some(ca.issue_workload(&productpage, day)?.identity()?),
+//!     alpn: vec![b"h2".to_vec()],
+//!     ..ClientOptions::new(Verify::SanMatch(
+//!         PeerValidation::new(roots).with_san_matchers(vec![SanMatcher::spiffe_id(&reviews)]),
+//!     ))
+//! })?;
+//! # let _ = (server, client);
+//! # Ok(())
+//! # }
+//! ```
 
 mod ca;
 mod config;

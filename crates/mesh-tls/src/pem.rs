@@ -30,7 +30,10 @@ impl Identity {
     }
 
     /// Reads the chain and key from PEM files, as Envoy's `filename` data sources.
-    pub fn from_files(chain_path: impl AsRef<Path>, key_path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn from_files(
+        chain_path: impl AsRef<Path>,
+        key_path: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
         let (chain_path, key_path) = (chain_path.as_ref(), key_path.as_ref());
         let chain_pem = read_file("certificate chain", chain_path)?;
         let key_pem = read_file("private key", key_path)?;
@@ -83,7 +86,10 @@ pub struct RootStore {
 impl RootStore {
     /// Parses one or more PEM CA certificates. Every certificate must be usable as a trust anchor.
     pub fn from_pem(pem: &[u8]) -> Result<Self, Error> {
-        Self::from_certs(INLINE_ORIGIN, parse_certs("CA certificate", INLINE_ORIGIN, pem)?)
+        Self::from_certs(
+            INLINE_ORIGIN,
+            parse_certs("CA certificate", INLINE_ORIGIN, pem)?,
+        )
     }
 
     /// Reads PEM CA certificates from a file.
@@ -96,7 +102,9 @@ impl RootStore {
     }
 
     /// Builds the store from DER certificates.
-    pub fn from_der(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Result<Self, Error> {
+    pub fn from_der(
+        certs: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> Result<Self, Error> {
         Self::from_certs("DER input", certs.into_iter().collect())
     }
 

@@ -289,7 +289,8 @@ impl fmt::Display for SanMatcher {
 
 /// Whether any SAN matches any matcher (Envoy accepts the peer on the first match).
 pub fn any_san_matches(matchers: &[SanMatcher], sans: &[SubjectAltName]) -> bool {
-    sans.iter().any(|san| matchers.iter().any(|m| m.matches(san)))
+    sans.iter()
+        .any(|san| matchers.iter().any(|m| m.matches(san)))
 }
 
 /// `*.example.com` in a certificate matches `foo.example.com` (one label, not `example.com`).
@@ -307,6 +308,7 @@ fn dns_wildcard_match(expected: &str, pattern: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -327,7 +329,11 @@ mod tests {
         assert!(StringMatcher::prefix("spiffe://cluster.local/").matches(v));
         assert!(StringMatcher::suffix("/sa/reviews").matches(v));
         assert!(StringMatcher::contains("/ns/default/").matches(v));
-        assert!(StringMatcher::regex(r"spiffe://cluster\.local/ns/[^/]+/sa/reviews").unwrap().matches(v));
+        assert!(
+            StringMatcher::regex(r"spiffe://cluster\.local/ns/[^/]+/sa/reviews")
+                .unwrap()
+                .matches(v)
+        );
         // Full match, not search.
         assert!(!StringMatcher::regex("ns/default").unwrap().matches(v));
         let err = StringMatcher::regex("(").unwrap_err().to_string();
@@ -341,8 +347,14 @@ mod tests {
         assert!(!m.matches(&SubjectAltName::Dns("spiffe://a/ns/b/sa/c".into())));
         let d = SanMatcher::dns_exact("api.example.com");
         assert!(d.matches(&SubjectAltName::Dns("*.example.com".into())));
-        assert!(!SanMatcher::dns_exact("example.com").matches(&SubjectAltName::Dns("*.example.com".into())));
-        assert!(!SanMatcher::dns_exact("a.b.example.com").matches(&SubjectAltName::Dns("*.example.com".into())));
+        assert!(
+            !SanMatcher::dns_exact("example.com")
+                .matches(&SubjectAltName::Dns("*.example.com".into()))
+        );
+        assert!(
+            !SanMatcher::dns_exact("a.b.example.com")
+                .matches(&SubjectAltName::Dns("*.example.com".into()))
+        );
         let ip = SanMatcher::new(SanType::IpAddress, StringMatcher::exact("127.0.0.1"));
         assert!(ip.matches(&SubjectAltName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))));
         let td = SanMatcher::trust_domain("cluster.local");

@@ -31,7 +31,9 @@ pub enum SpiffeIdError {
     MissingScheme { id: String },
     #[error("SPIFFE ID {id:?} is {len} bytes long; the limit is {MAX_ID_LEN}")]
     TooLong { id: String, len: usize },
-    #[error("SPIFFE ID {id:?} has an empty trust domain (expected spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")]
+    #[error(
+        "SPIFFE ID {id:?} has an empty trust domain (expected spiffe://<trust-domain>/ns/<ns>/sa/<sa>)"
+    )]
     EmptyTrustDomain { id: String },
     #[error(
         "trust domain {trust_domain:?} has invalid character {ch:?} at byte {pos}: only lowercase letters, digits, '.', '-' and '_' are allowed"
@@ -41,7 +43,9 @@ pub enum SpiffeIdError {
         ch: char,
         pos: usize,
     },
-    #[error("trust domain {trust_domain:?} is {len} bytes long; the limit is {MAX_TRUST_DOMAIN_LEN}")]
+    #[error(
+        "trust domain {trust_domain:?} is {len} bytes long; the limit is {MAX_TRUST_DOMAIN_LEN}"
+    )]
     TrustDomainTooLong { trust_domain: String, len: usize },
     #[error(
         "SPIFFE ID {id:?} has path {path:?}, but Istio identities have the form /ns/<namespace>/sa/<service-account>"
@@ -207,6 +211,7 @@ fn validate_segment(what: &'static str, value: &str) -> Result<(), SpiffeIdError
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! The mesh CA: generated and loaded roots, issued certificates' contents and validity bounds,
 //! PEM from files, SPIFFE ID parsing.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
@@ -21,11 +22,15 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn first_cert_der(pem: &str) -> Vec<u8> {
     use mesh_tls::rustls::pki_types::{CertificateDer, pem::PemObject};
-    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
 }
 
 fn secs_between(a: SystemTime, b: SystemTime) -> u64 {
-    a.duration_since(b).unwrap_or_else(|e| e.duration()).as_secs()
+    a.duration_since(b)
+        .unwrap_or_else(|e| e.duration())
+        .as_secs()
 }
 
 #[test]
@@ -34,7 +39,11 @@ fn workload_cert_is_shaped_like_istiods() {
     let id = SpiffeId::for_workload("cluster.local", "default", "reviews").unwrap();
     let cert = ca.issue_workload(&id, DAY).unwrap();
     let ident = cert.identity().unwrap();
-    assert_eq!(ident.cert_chain().len(), 1, "generated root: chain is the leaf only");
+    assert_eq!(
+        ident.cert_chain().len(),
+        1,
+        "generated root: chain is the leaf only"
+    );
     let leaf = &ident.cert_chain()[0];
     assert_eq!(
         subject_alt_names(leaf).unwrap(),
@@ -59,7 +68,12 @@ fn workload_cert_is_shaped_like_istiods() {
     assert!(root.key_usage().unwrap().unwrap().value.key_cert_sign());
     assert_eq!(x509.issuer(), root.subject());
     assert_eq!(
-        root.subject().iter_organization().next().unwrap().as_str().unwrap(),
+        root.subject()
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
         "cluster.local"
     );
 }
@@ -70,19 +84,35 @@ fn validity_is_bounded() {
     let id = SpiffeId::for_workload("cluster.local", "default", "reviews").unwrap();
     let now = SystemTime::now();
     let cert = ca.issue_workload(&id, DAY).unwrap();
-    assert!(secs_between(cert.not_after, now + DAY) <= 2, "{:?}", cert.not_after);
+    assert!(
+        secs_between(cert.not_after, now + DAY) <= 2,
+        "{:?}",
+        cert.not_after
+    );
     let leaf_der = first_cert_der(&cert.cert_chain_pem);
     let (_, x509) = X509Certificate::from_der(&leaf_der).unwrap();
     let nb = x509.validity().not_before.timestamp();
     let na = x509.validity().not_after.timestamp();
-    let now_s = now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!(nb <= now_s && nb >= now_s - 120, "not_before backdated by about a minute");
+    let now_s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        nb <= now_s && nb >= now_s - 120,
+        "not_before backdated by about a minute"
+    );
     assert_eq!(
         na as u64,
-        cert.not_after.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+        cert.not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     );
 
-    for bad in [Duration::ZERO, mesh_tls::MAX_WORKLOAD_VALIDITY + Duration::from_secs(1)] {
+    for bad in [
+        Duration::ZERO,
+        mesh_tls::MAX_WORKLOAD_VALIDITY + Duration::from_secs(1),
+    ] {
         let err = ca.issue_workload(&id, bad).unwrap_err();
         assert!(matches!(err, Error::Validity { .. }), "{err}");
         assert!(err.to_string().contains("at most"), "{err}");
@@ -106,12 +136,19 @@ fn validity_is_bounded() {
 fn server_certs_have_dns_and_ip_sans() {
     let ca = CertificateAuthority::generate("cluster.local").unwrap();
     let cert = ca
-        .issue_server(&["istio-ingressgateway.istio-system.svc", "127.0.0.1", "::1"], DAY)
+        .issue_server(
+            &["istio-ingressgateway.istio-system.svc", "127.0.0.1", "::1"],
+            DAY,
+        )
         .unwrap();
     let sans = subject_alt_names(&cert.identity().unwrap().cert_chain()[0]).unwrap();
     assert_eq!(
         sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        ["DNS:istio-ingressgateway.istio-system.svc", "IP:127.0.0.1", "IP:::1"]
+        [
+            "DNS:istio-ingressgateway.istio-system.svc",
+            "IP:127.0.0.1",
+            "IP:::1"
+        ]
     );
     assert!(matches!(ca.issue_server(&[], DAY), Err(Error::NoDnsNames)));
     assert!(matches!(
@@ -142,8 +179,10 @@ async fn ca_and_certs_load_from_files() {
     // The proxy reads Envoy's `filename` data sources.
     let roots = RootStore::from_file(path("root-cert.pem")).unwrap();
     assert_eq!(roots.len(), 1);
-    let server_ident = Identity::from_files(path("server-chain.pem"), path("server-key.pem")).unwrap();
-    let client_ident = Identity::from_files(path("client-chain.pem"), path("client-key.pem")).unwrap();
+    let server_ident =
+        Identity::from_files(path("server-chain.pem"), path("server-key.pem")).unwrap();
+    let client_ident =
+        Identity::from_files(path("client-chain.pem"), path("client-key.pem")).unwrap();
     let server = server_config(
         &server_ident,
         &ServerOptions {
@@ -171,11 +210,15 @@ async fn ca_and_certs_load_from_files() {
     std::fs::write(path("empty.pem"), "not pem at all\n").unwrap();
     let err = RootStore::from_file(path("empty.pem")).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    assert!(err.to_string().contains("empty.pem") && err.to_string().contains("BEGIN CERTIFICATE"), "{err}");
+    assert!(
+        err.to_string().contains("empty.pem") && err.to_string().contains("BEGIN CERTIFICATE"),
+        "{err}"
+    );
     let err = Identity::from_files(path("client-chain.pem"), path("client-chain.pem")).unwrap_err();
     assert!(err.to_string().contains("no private key"), "{err}");
     // A key that does not go with the chain is refused when building the config.
-    let mismatched = Identity::from_files(path("client-chain.pem"), path("server-key.pem")).unwrap();
+    let mismatched =
+        Identity::from_files(path("client-chain.pem"), path("server-key.pem")).unwrap();
     let err = server_config(&mismatched, &ServerOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Rustls(_)), "{err}");
 }
@@ -189,7 +232,10 @@ fn load_checks_the_ca() {
     assert!(matches!(err, Error::KeyMismatch { .. }), "{err}");
 
     let leaf = ca
-        .issue_workload(&SpiffeId::for_workload("cluster.local", "a", "b").unwrap(), DAY)
+        .issue_workload(
+            &SpiffeId::for_workload("cluster.local", "a", "b").unwrap(),
+            DAY,
+        )
         .unwrap();
     let err = CertificateAuthority::load(leaf.cert_chain_pem.as_bytes(), leaf.key_pem.as_bytes())
         .unwrap_err();
@@ -205,7 +251,9 @@ fn load_checks_the_ca() {
 async fn intermediate_ca_chains_to_its_root() {
     let root_key = KeyPair::generate().unwrap();
     let mut root_params = CertificateParams::default();
-    root_params.distinguished_name.push(DnType::OrganizationName, "Root CA");
+    root_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Root CA");
     root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let root_cert = root_params.self_signed(&root_key).unwrap();
@@ -213,7 +261,9 @@ async fn intermediate_ca_chains_to_its_root() {
 
     let int_key = KeyPair::generate().unwrap();
     let mut int_params = CertificateParams::default();
-    int_params.distinguished_name.push(DnType::OrganizationName, "cluster.local");
+    int_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "cluster.local");
     int_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     int_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     int_params.use_authority_key_identifier_extension = true;
@@ -268,20 +318,50 @@ fn spiffe_id_round_trip_and_bad_inputs() {
         assert_eq!(again.unwrap(), id);
     }
     let cases: &[(&str, &str)] = &[
-        ("http://cluster.local/ns/a/sa/b", "does not start with \"spiffe://\""),
+        (
+            "http://cluster.local/ns/a/sa/b",
+            "does not start with \"spiffe://\"",
+        ),
         ("cluster.local/ns/a/sa/b", "does not start with"),
         ("spiffe:///ns/a/sa/b", "empty trust domain"),
-        ("spiffe://Cluster.local/ns/a/sa/b", "invalid character 'C' at byte 0"),
+        (
+            "spiffe://Cluster.local/ns/a/sa/b",
+            "invalid character 'C' at byte 0",
+        ),
         ("spiffe://cluster local/ns/a/sa/b", "invalid character ' '"),
-        ("spiffe://cluster.local", "Istio identities have the form /ns/<namespace>/sa/<service-account>"),
+        (
+            "spiffe://cluster.local",
+            "Istio identities have the form /ns/<namespace>/sa/<service-account>",
+        ),
         ("spiffe://cluster.local/", "Istio identities have the form"),
-        ("spiffe://cluster.local/ns/a", "Istio identities have the form"),
-        ("spiffe://cluster.local/ns/a/sa/b/c", "Istio identities have the form"),
-        ("spiffe://cluster.local/sa/a/ns/b", "Istio identities have the form"),
-        ("spiffe://cluster.local/ns//sa/b", "namespace \"\" is not a valid SPIFFE path segment: it is empty"),
-        ("spiffe://cluster.local/ns/a/sa/", "service account \"\" is not a valid"),
-        ("spiffe://cluster.local/ns/../sa/b", "'.' and '..' are not allowed"),
-        ("spiffe://cluster.local/ns/a/sa/b%20c", "only letters, digits"),
+        (
+            "spiffe://cluster.local/ns/a",
+            "Istio identities have the form",
+        ),
+        (
+            "spiffe://cluster.local/ns/a/sa/b/c",
+            "Istio identities have the form",
+        ),
+        (
+            "spiffe://cluster.local/sa/a/ns/b",
+            "Istio identities have the form",
+        ),
+        (
+            "spiffe://cluster.local/ns//sa/b",
+            "namespace \"\" is not a valid SPIFFE path segment: it is empty",
+        ),
+        (
+            "spiffe://cluster.local/ns/a/sa/",
+            "service account \"\" is not a valid",
+        ),
+        (
+            "spiffe://cluster.local/ns/../sa/b",
+            "'.' and '..' are not allowed",
+        ),
+        (
+            "spiffe://cluster.local/ns/a/sa/b%20c",
+            "only letters, digits",
+        ),
         ("spiffe://cluster.local/ns/a/sa/b?x=1", "query or fragment"),
         ("spiffe://cluster.local/ns/a/sa/b#frag", "query or fragment"),
     ];
@@ -290,7 +370,10 @@ fn spiffe_id_round_trip_and_bad_inputs() {
         assert!(err.contains(want), "{input}: got {err:?}, want {want:?}");
     }
     let long = format!("spiffe://cluster.local/ns/a/sa/{}", "b".repeat(2100));
-    assert!(matches!(SpiffeId::parse(&long), Err(SpiffeIdError::TooLong { .. })));
+    assert!(matches!(
+        SpiffeId::parse(&long),
+        Err(SpiffeIdError::TooLong { .. })
+    ));
     let err = SpiffeId::for_workload("cluster.local", "a/b", "c").unwrap_err();
     assert!(err.to_string().contains("namespace \"a/b\""), "{err}");
 }
@@ -305,8 +388,16 @@ fn openssl() -> Option<&'static str> {
 }
 
 fn run_openssl(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -336,12 +427,26 @@ fn openssl_agrees() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     let verify = run_openssl(
-        &["verify", "-CAfile", "root.pem", "-purpose", "sslclient", "leaf.pem"],
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "sslclient",
+            "leaf.pem",
+        ],
         dir.path(),
     );
     assert!(verify.contains("leaf.pem: OK"), "{verify}");
     run_openssl(
-        &["verify", "-CAfile", "root.pem", "-purpose", "sslserver", "leaf.pem"],
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "sslserver",
+            "leaf.pem",
+        ],
         dir.path(),
     );
 }
@@ -360,14 +465,34 @@ fn openssl_made_cas_load_and_sign() {
     std::fs::write(d.join("ca.ext"), ext).unwrap();
     let gen_keys: [&[&str]; 2] = [
         &["genrsa", "-traditional", "-out", "key.pem", "2048"],
-        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem"],
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "key.pem",
+        ],
     ];
     for gen_key in gen_keys {
         run_openssl(gen_key, d);
         run_openssl(
             &[
-                "req", "-x509", "-new", "-key", "key.pem", "-subj", "/O=Istio/CN=Root CA", "-days",
-                "30", "-out", "ca.pem", "-extensions", "v3_ca", "-addext",
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "key.pem",
+                "-subj",
+                "/O=Istio/CN=Root CA",
+                "-days",
+                "30",
+                "-out",
+                "ca.pem",
+                "-extensions",
+                "v3_ca",
+                "-addext",
                 "basicConstraints=critical,CA:TRUE",
             ],
             d,

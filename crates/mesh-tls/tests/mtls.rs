@@ -1,4 +1,5 @@
 //! mTLS handshakes between tokio-rustls servers and clients built from this crate's configs.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
@@ -33,8 +34,16 @@ fn mesh() -> Mesh {
     let roots = RootStore::from_pem(ca.root_pem().as_bytes()).unwrap();
     let frontend = SpiffeId::for_workload("cluster.local", "default", "frontend").unwrap();
     let backend = SpiffeId::for_workload("cluster.local", "shop", "backend").unwrap();
-    let frontend_identity = ca.issue_workload(&frontend, DAY).unwrap().identity().unwrap();
-    let backend_identity = ca.issue_workload(&backend, DAY).unwrap().identity().unwrap();
+    let frontend_identity = ca
+        .issue_workload(&frontend, DAY)
+        .unwrap()
+        .identity()
+        .unwrap();
+    let backend_identity = ca
+        .issue_workload(&backend, DAY)
+        .unwrap()
+        .identity()
+        .unwrap();
     Mesh {
         ca,
         roots,
@@ -73,7 +82,12 @@ async fn mtls_handshake_with_spiffe_ids_and_alpn() {
     let server = server_config(&m.backend_identity, &strict_server(&m, &m.frontend)).unwrap();
     let client = client_config(&sidecar_client(&m, &m.backend)).unwrap();
     // The SNI is Istio's outbound cluster name; the server is checked by SAN, not by this name.
-    let h = handshake(server, client, "outbound_.8080_._.backend.shop.svc.cluster.local").await;
+    let h = handshake(
+        server,
+        client,
+        "outbound_.8080_._.backend.shop.svc.cluster.local",
+    )
+    .await;
     let server = h.server.expect("server side of the handshake");
     let client = h.client.expect("client side of the handshake");
     assert_eq!(server.alpn.as_deref(), Some(&b"h2"[..]));
@@ -100,7 +114,9 @@ async fn client_rejects_server_with_other_spiffe_id() {
     let expected = SpiffeId::for_workload("cluster.local", "shop", "payments").unwrap();
     let client = client_config(&sidecar_client(&m, &expected)).unwrap();
     let h = handshake(server, client, "backend").await;
-    let err = h.client.expect_err("client must refuse the backend's identity");
+    let err = h
+        .client
+        .expect_err("client must refuse the backend's identity");
     let mismatch = san_mismatch(&err).unwrap_or_else(|| panic!("not a SAN mismatch: {err}"));
     let msg = mismatch.to_string();
     assert!(
@@ -113,7 +129,9 @@ async fn client_rejects_server_with_other_spiffe_id() {
     assert!(
         matches!(
             rustls_error(&server_err),
-            Some(RustlsError::AlertReceived(AlertDescription::CertificateUnknown))
+            Some(RustlsError::AlertReceived(
+                AlertDescription::CertificateUnknown
+            ))
         ),
         "{server_err}"
     );
@@ -129,7 +147,9 @@ async fn server_rejects_client_with_other_spiffe_id() {
     let err = h.server.expect_err("server must refuse the frontend");
     let mismatch = san_mismatch(&err).unwrap_or_else(|| panic!("not a SAN mismatch: {err}"));
     assert!(
-        mismatch.to_string().contains("spiffe://cluster.local/ns/default/sa/frontend"),
+        mismatch
+            .to_string()
+            .contains("spiffe://cluster.local/ns/default/sa/frontend"),
         "{mismatch}"
     );
     assert!(h.client.is_err(), "client must not get a pong");
@@ -146,7 +166,10 @@ async fn san_matchers_accept_prefix_regex_and_trust_domain() {
         )],
         vec![
             SanMatcher::dns_exact("backend.shop.svc"),
-            SanMatcher::new(SanType::Uri, StringMatcher::suffix("/sa/BACKEND").ignore_case(true)),
+            SanMatcher::new(
+                SanType::Uri,
+                StringMatcher::suffix("/sa/BACKEND").ignore_case(true),
+            ),
         ],
     ];
     for matchers in matcher_sets {
@@ -166,17 +189,25 @@ async fn untrusted_ca_is_rejected_both_ways() {
     // Same trust domain, so the same issuer name as the real root: webpki finds the name but the
     // signature does not verify. A root with another name is an unknown issuer.
     let rogue = CertificateAuthority::generate("cluster.local").unwrap();
-    let rogue_backend = rogue.issue_workload(&m.backend, DAY).unwrap().identity().unwrap();
+    let rogue_backend = rogue
+        .issue_workload(&m.backend, DAY)
+        .unwrap()
+        .identity()
+        .unwrap();
 
     // A server with a certificate from another CA, even with the expected SPIFFE ID.
     let server = server_config(&rogue_backend, &strict_server(&m, &m.frontend)).unwrap();
     let client = client_config(&sidecar_client(&m, &m.backend)).unwrap();
     let h = handshake(server, client, "backend").await;
-    let err = h.client.expect_err("client must refuse an untrusted issuer");
+    let err = h
+        .client
+        .expect_err("client must refuse an untrusted issuer");
     assert!(
         matches!(
             rustls_error(&err),
-            Some(RustlsError::InvalidCertificate(CertificateError::BadSignature))
+            Some(RustlsError::InvalidCertificate(
+                CertificateError::BadSignature
+            ))
         ),
         "{err}"
     );
@@ -185,13 +216,21 @@ async fn untrusted_ca_is_rejected_both_ways() {
     let other = CertificateAuthority::generate("other.local").unwrap();
     let server = server_config(&m.backend_identity, &strict_server(&m, &m.frontend)).unwrap();
     let mut opts = sidecar_client(&m, &m.backend);
-    opts.identity = Some(other.issue_workload(&m.frontend, DAY).unwrap().identity().unwrap());
+    opts.identity = Some(
+        other
+            .issue_workload(&m.frontend, DAY)
+            .unwrap()
+            .identity()
+            .unwrap(),
+    );
     let h = handshake(server, client_config(&opts).unwrap(), "backend").await;
     let err = h.server.expect_err("server must refuse an unknown issuer");
     assert!(
         matches!(
             rustls_error(&err),
-            Some(RustlsError::InvalidCertificate(CertificateError::UnknownIssuer))
+            Some(RustlsError::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
         ),
         "{err}"
     );
@@ -204,7 +243,9 @@ async fn required_client_auth_refuses_clients_without_certificate() {
     let mut opts = sidecar_client(&m, &m.backend);
     opts.identity = None;
     let h = handshake(server, client_config(&opts).unwrap(), "backend").await;
-    let err = h.server.expect_err("STRICT mTLS needs a client certificate");
+    let err = h
+        .server
+        .expect_err("STRICT mTLS needs a client certificate");
     assert!(
         matches!(
             rustls_error(&err),
@@ -227,19 +268,23 @@ async fn optional_client_auth_lets_plain_tls_clients_in() {
     let h = handshake(server.clone(), client_config(&copts).unwrap(), "backend").await;
     assert!(h.server.unwrap().peer.is_none());
     // With a certificate, the identity is seen.
-    let h = handshake(server, client_config(&sidecar_client(&m, &m.backend)).unwrap(), "b").await;
+    let h = handshake(
+        server,
+        client_config(&sidecar_client(&m, &m.backend)).unwrap(),
+        "b",
+    )
+    .await;
     assert_eq!(h.server.unwrap().peer, Some(m.frontend.clone()));
 }
 
 #[tokio::test]
 async fn full_verification_checks_the_server_name() {
     let m = mesh();
-    let gateway = m
-        .ca
-        .issue_server(&["gateway.example.com", "127.0.0.1"], DAY)
-        .unwrap()
-        .identity()
-        .unwrap();
+    let gateway =
+        m.ca.issue_server(&["gateway.example.com", "127.0.0.1"], DAY)
+            .unwrap()
+            .identity()
+            .unwrap();
     let server = server_config(&gateway, &ServerOptions::default()).unwrap();
     let client = client_config(&ClientOptions::new(Verify::Full(m.roots.clone()))).unwrap();
     let h = handshake(server.clone(), client.clone(), "gateway.example.com").await;

@@ -1,5 +1,5 @@
 //! Shared helpers: one TLS handshake over 127.0.0.1 with tokio-rustls, both sides reported.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::io;
 use std::sync::Arc;
@@ -27,7 +27,11 @@ pub struct Handshake {
 /// Runs a server and a client once: TLS handshake, then the client sends "ping" and the server
 /// answers "pong" (so TLS 1.3 client-certificate rejections, which the client only sees when it
 /// reads, surface on the client too).
-pub async fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>, sni: &str) -> Handshake {
+pub async fn handshake(
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+    sni: &str,
+) -> Handshake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = TlsAcceptor::from(server);
@@ -81,9 +85,9 @@ pub fn rustls_error(e: &io::Error) -> Option<&mesh_tls::rustls::Error> {
 /// The SAN mismatch inside a rustls certificate error, if any.
 pub fn san_mismatch(e: &io::Error) -> Option<&mesh_tls::SanMismatch> {
     match rustls_error(e)? {
-        mesh_tls::rustls::Error::InvalidCertificate(
-            mesh_tls::rustls::CertificateError::Other(other),
-        ) => other.0.downcast_ref::<mesh_tls::SanMismatch>(),
+        mesh_tls::rustls::Error::InvalidCertificate(mesh_tls::rustls::CertificateError::Other(
+            other,
+        )) => other.0.downcast_ref::<mesh_tls::SanMismatch>(),
         _ => None,
     }
 }
