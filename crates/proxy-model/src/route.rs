@@ -43,6 +43,8 @@ pub struct VirtualHost {
     pub response_headers_to_add: Vec<HeaderAdd>,
     pub response_headers_to_remove: Vec<String>,
     pub retry_policy: Option<RetryPolicy>,
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    pub include_request_attempt_count: bool,
 }
 
 #[derive(Debug)]
@@ -321,6 +323,7 @@ impl VirtualHost {
                 .unwrap_or_default(),
             response_headers_to_remove: lower(&p.response_headers_to_remove),
             retry_policy,
+            include_request_attempt_count: p.include_request_attempt_count,
         };
         errors.into_result(vh)
     }

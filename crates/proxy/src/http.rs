@@ -429,9 +429,29 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
+/// Removes hop-by-hop headers, and those the `connection` header names; `te: trailers` passes, as in
+/// Envoy (gRPC needs it end to end).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && n != "te" && n != "close" && n != "keep-alive")
+        .collect();
+    let trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
     for h in HOP_BY_HOP {
         headers.remove(h);
+    }
+    for n in named {
+        headers.remove(n.as_str());
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -466,9 +486,7 @@ async fn forward(
         .host_rewrite
         .clone()
         .unwrap_or_else(|| authority.to_owned());
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
+    mutate_request_headers(&mut headers, &ctx.hcm, ctx.peer);
     if ctx.hcm.generate_request_id
         && !headers.contains_key("x-request-id")
         && let Ok(v) = HeaderValue::from_str(&request_id())
@@ -542,7 +560,7 @@ async fn forward(
         if cluster.active_requests.load(Ordering::Relaxed)
             >= cluster.config.circuit_breakers.max_requests
         {
-            cluster.stats.upstream_rq_pending_overflow.inc();
+            cluster.stats.upstream_rq_active_overflow.inc();
             exchange.flags.upstream_overflow = true;
             let mut resp = local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -566,6 +584,9 @@ async fn forward(
         let mut h = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&upstream_authority) {
             h.insert(header::HOST, v);
+        }
+        if vh.include_request_attempt_count {
+            h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
         let body = match (&buffered, streaming.take()) {
             (Some(b), _) => full(b.clone()),
@@ -681,6 +702,89 @@ async fn forward(
             }
         }
     }
+}
+
+/// The `x-envoy-*` request headers Envoy removes from requests it does not trust (every request under
+/// its default `internal_address_config`, which counts no address as internal).
+const INTERNAL_ONLY_HEADERS: [&str; 16] = [
+    "x-envoy-internal",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-is-timeout-retry",
+];
+
+/// Headers an edge proxy (`use_remote_address`) does not accept from its clients.
+const EDGE_REMOVED_HEADERS: [&str; 4] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-original-path",
+];
+
+/// Envoy's request header mutations in the connection manager (`mutateRequestHeaders`), for its default
+/// `internal_address_config` (no address is internal, so every request is external): clean the
+/// internal-only `x-envoy-*` headers; at the edge (`use_remote_address`) append the peer to
+/// `x-forwarded-for` (the machine's own address for a loopback peer, as Envoy), set
+/// `x-envoy-external-address`, overwrite `x-forwarded-proto` and drop the client's `x-request-id`.
+fn mutate_request_headers(headers: &mut HeaderMap, hcm: &HttpConnectionManager, peer: SocketAddr) {
+    for h in INTERNAL_ONLY_HEADERS {
+        headers.remove(h);
+    }
+    if hcm.use_remote_address {
+        for h in EDGE_REMOVED_HEADERS {
+            headers.remove(h);
+        }
+        let appended = if peer.ip().is_loopback() {
+            local_address()
+        } else {
+            peer.ip()
+        };
+        let xff = match proxy_model::route::joined_header(headers, "x-forwarded-for") {
+            Some(old) if !old.is_empty() => format!("{old},{appended}"),
+            _ => appended.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+            headers.insert("x-envoy-external-address", v);
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if !hcm.preserve_external_request_id {
+            headers.remove("x-request-id");
+        }
+    } else if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+}
+
+/// The machine's own (non-loopback) IPv4 address, which Envoy puts in `x-forwarded-for` for loopback
+/// peers: the source address the routing table picks (no packet is sent), else loopback.
+fn local_address() -> std::net::IpAddr {
+    static LOCAL: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+    *LOCAL.get_or_init(|| {
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| {
+                s.connect("198.51.100.1:9")?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    })
 }
 
 /// Whether the retry budget (`max_retries` concurrent retries) allows one more.

@@ -16,6 +16,11 @@ use rand::Rng;
 
 use crate::stats::{Counter, Gauge, Registry};
 
+/// Envoy's default overprovisioning factor (1.4), in percent.
+const OVERPROVISIONING: u64 = 140;
+/// Envoy's default healthy panic threshold, in percent.
+const PANIC_THRESHOLD: u64 = 50;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
@@ -68,6 +73,7 @@ pub struct ClusterStats {
     pub upstream_rq_total: Arc<Counter>,
     pub upstream_rq_active: Arc<Gauge>,
     pub upstream_rq_pending_overflow: Arc<Counter>,
+    pub upstream_rq_active_overflow: Arc<Counter>,
     pub upstream_rq_retry: Arc<Counter>,
     pub upstream_rq_retry_overflow: Arc<Counter>,
     pub upstream_rq_timeout: Arc<Counter>,
@@ -92,6 +98,7 @@ impl ClusterStats {
             upstream_rq_total: c("upstream_rq_total"),
             upstream_rq_active: g("upstream_rq_active"),
             upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
+            upstream_rq_active_overflow: c("upstream_rq_active_overflow"),
             upstream_rq_retry: c("upstream_rq_retry"),
             upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
             upstream_rq_timeout: c("upstream_rq_timeout"),
@@ -192,21 +199,7 @@ impl ClusterRuntime {
     /// highest priority that has any, avoiding `avoid` when there is another choice.
     pub fn pick(&self, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
         self.refresh_ejections();
-        let hosts = self
-            .priorities
-            .iter()
-            .map(|p| p.iter().filter(|h| h.available()).collect::<Vec<_>>())
-            .find(|p| !p.is_empty())
-            .or_else(|| {
-                // Envoy's panic threshold: with no available host at all, use every healthy one.
-                let healthy: Vec<_> = self
-                    .priorities
-                    .iter()
-                    .flatten()
-                    .filter(|h| h.healthy)
-                    .collect();
-                (!healthy.is_empty()).then_some(healthy)
-            })?;
+        let hosts = self.priority_hosts()?;
         let preferred: Vec<&Arc<Host>> = hosts
             .iter()
             .copied()
@@ -225,6 +218,51 @@ impl ClusterRuntime {
             LbPolicy::RingHash | LbPolicy::Maglev => weighted_random(&hosts),
         };
         Some(chosen.clone())
+    }
+
+    /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
+    /// overprovisioning factor), priorities take load in order up to their health, normalised when the
+    /// health of all of them adds up to less than 100; a priority with less than 50 % available hosts
+    /// is in panic and uses all its hosts; with no available host anywhere, every host is used.
+    fn priority_hosts(&self) -> Option<Vec<&Arc<Host>>> {
+        let health: Vec<u64> = self
+            .priorities
+            .iter()
+            .map(|p| {
+                let total = p.len() as u64;
+                let available = p.iter().filter(|h| h.available()).count() as u64;
+                if total == 0 {
+                    0
+                } else {
+                    (OVERPROVISIONING * available / total).min(100)
+                }
+            })
+            .collect();
+        let sum = health.iter().sum::<u64>().min(100);
+        if sum == 0 {
+            // Total panic: every host of every priority.
+            let all: Vec<_> = self.priorities.iter().flatten().collect();
+            return (!all.is_empty()).then_some(all);
+        }
+        let mut point = rand::rng().random_range(0..100u64);
+        let mut remaining = 100u64;
+        let mut chosen = None;
+        for (i, h) in health.iter().enumerate() {
+            let load = (h * 100 / sum).min(remaining);
+            remaining -= load;
+            if point < load {
+                chosen = Some(i);
+                break;
+            }
+            point -= load;
+        }
+        let priority = &self.priorities[chosen.or_else(|| health.iter().position(|h| *h > 0))?];
+        let available: Vec<_> = priority.iter().filter(|h| h.available()).collect();
+        if (available.len() as u64) * 100 < PANIC_THRESHOLD * priority.len() as u64 {
+            Some(priority.iter().collect())
+        } else {
+            Some(available)
+        }
     }
 
     fn weighted_round_robin<'h>(&self, hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
