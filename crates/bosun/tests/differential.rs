@@ -421,7 +421,9 @@ fn is_uuid(v: &str) -> bool {
 /// Every header the upstream saw, with per-proxy values normalised (`<uuid>`, `LISTENER`), plus its
 /// `version` and `authority`.
 fn upstream_view(resp: &Response, listener: SocketAddr) -> BTreeMap<String, String> {
-    let json: Value = resp.json().unwrap();
+    let Ok(json) = resp.json() else {
+        return BTreeMap::from([("body".to_owned(), format!("{} bytes", resp.body.len()))]);
+    };
     let norm = |v: &str| {
         if is_uuid(v) {
             "<uuid>".to_owned()
@@ -577,9 +579,13 @@ async fn matching_matches_envoy() {
         ("/h/missing-invert", &[("x-h", "x")], "h-none"),
         ("/h/ignore-case", &[("x-h", "aBc")], "h-ignore-case"),
         ("/h/ignore-case", &[("x-h", "abd")], "h-none"),
-        ("/h/multi", &[("x-h", "a"), ("x-h", "b")], "h-multi"),
+        ("/h/multi", &[("x-h", "a"), ("x-h", "b")], "h-none"),
+        ("/h/multi", &[("x-h", "a,b")], "h-multi"),
+        ("/h/mregex", &[("x-h", "a"), ("x-h", "b")], "h-multi-regex"),
+        ("/h/invert", &[("x-h", "x"), ("x-h", "y")], "h-none"),
+        ("/h/invert", &[("x-h", "y"), ("x-h", "z")], "h-invert"),
+        ("/h/range", &[("x-h", "5"), ("x-h", "15")], "h-range"),
         ("/h/multi", &[("x-h", "a")], "h-none"),
-        ("/h/mregex", &[("x-h", "a"), ("x-h", "b")], "h-none"),
         ("/h/mregex", &[("x-h", "b")], "h-multi-regex"),
         ("/h/two", &[("x-h", "1"), ("x-i", "2")], "h-two"),
         ("/h/two", &[("x-h", "1")], "h-none"),
@@ -615,7 +621,8 @@ async fn matching_matches_envoy() {
         ("/", &[("host", "PORT.Example.com")], "vh port-none"),
         ("/", &[("host", "port.example.com:9090")], "vh all"),
         ("/", &[("host", "a.wild.example.com")], "vh suffix-wild"),
-        ("/", &[("host", "a.wild.example.com:80")], "vh suffix-wild"),
+        ("/", &[("host", "a.wild.example.com:80")], "vh all"),
+        ("/", &[("host", "api.example.org:80")], "vh prefix-wild"),
         ("/", &[("host", "wild.example.com")], "vh all"),
         ("/", &[("host", "api.example.org")], "vh prefix-wild"),
         ("/", &[("host", "api.")], "vh all"),
@@ -1123,7 +1130,7 @@ async fn added_headers_match_envoy() {
                 assert_eq!(*status, 200);
                 assert_eq!(response.get("server").map(String::as_str), Some("envoy"));
                 assert_eq!(response.get("date").map(String::as_str), Some("<date>"));
-                if let Some(seen) = upstream {
+                if let Some(seen) = upstream.as_ref().filter(|s| s.contains_key("version")) {
                     assert_eq!(response["x-envoy-upstream-service-time"], "<ms>");
                     assert!(seen.contains_key("header x-request-id"));
                 }

@@ -172,6 +172,8 @@ pub struct RequestView<'a> {
     pub authority: &'a str,
     /// The path with its query string.
     pub path: &'a str,
+    /// `GET`, `POST`, … (for `:method` header matchers).
+    pub method: &'a str,
     pub headers: &'a HeaderMap,
 }
 
@@ -450,10 +452,21 @@ impl RouteMatch {
             }
         };
         path_ok
-            && self
-                .headers
-                .iter()
-                .all(|h| h.matches(joined_header(request.headers, &h.name).as_deref()))
+            && self.headers.iter().all(|h| {
+                let values: Vec<&str> = match h.name.as_str() {
+                    ":method" => vec![request.method],
+                    ":path" => vec![request.path],
+                    ":authority" => vec![request.authority],
+                    ":scheme" => vec!["http"],
+                    name => request
+                        .headers
+                        .get_all(name)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect(),
+                };
+                h.matches_values(&values)
+            })
             && self.query.iter().all(|q| q.matches(query))
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
@@ -24,7 +24,7 @@ use rand::Rng;
 use crate::Runtime;
 use crate::access_log;
 use crate::stats::Counter;
-use crate::upstream::{Body, BoxError, ClusterRuntime, Host, Outcome};
+use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, Outcome};
 
 /// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -164,6 +164,7 @@ async fn handle(
     let view = RequestView {
         authority: &authority,
         path: &path,
+        method: req.method().as_str(),
         headers: req.headers(),
     };
     let Some((vh, route)) = routes.select(&view) else {
@@ -443,7 +444,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     for h in HOP_BY_HOP {
         headers.remove(h);
     }
@@ -487,6 +491,11 @@ async fn forward(
         .clone()
         .unwrap_or_else(|| authority.to_owned());
     mutate_request_headers(&mut headers, &ctx.hcm, ctx.peer);
+    if f.host_rewrite.is_some()
+        && let Ok(v) = HeaderValue::from_str(authority)
+    {
+        headers.insert("x-envoy-original-host", v);
+    }
     if ctx.hcm.generate_request_id
         && !headers.contains_key("x-request-id")
         && let Ok(v) = HeaderValue::from_str(&request_id())
@@ -562,23 +571,25 @@ async fn forward(
         {
             cluster.stats.upstream_rq_active_overflow.inc();
             exchange.flags.upstream_overflow = true;
-            let mut resp = local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            );
-            resp.headers_mut()
-                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
-            return resp;
+            return overflow_reply();
         }
-        let avoid: &[Arc<Host>] = if policy.is_some_and(|p| p.avoid_previous_hosts) {
-            &tried
-        } else {
-            &[]
-        };
-        let Some(host) = cluster.pick(avoid) else {
+        let Some(mut host) = cluster.pick(&[]) else {
             exchange.flags.no_healthy_upstream = true;
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
         };
+        // previous_hosts, as Envoy: a host already tried is rejected and another one selected, up
+        // to host_selection_retry_max_attempts selections; the last one is used whatever it is.
+        if let Some(p) = policy.filter(|p| p.avoid_previous_hosts) {
+            for _ in 1..p.host_selection_max_attempts {
+                if !tried.iter().any(|t| Arc::ptr_eq(t, &host)) {
+                    break;
+                }
+                match cluster.pick(&[]) {
+                    Some(h) => host = h,
+                    None => break,
+                }
+            }
+        }
         tried.push(host.clone());
         exchange.upstream_host = Some(host.address.clone());
         let mut h = headers.clone();
@@ -598,6 +609,46 @@ async fn forward(
             (Some(p), None) => Some(p),
             (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
             (None, None) => None,
+        };
+        // max_connections (HTTP/1.1): without a free connection the request waits, if the pending
+        // queue (max_pending_requests) has room, else it overflows.
+        let slot = if cluster.uses_h2(downstream_h2) {
+            None
+        } else {
+            match cluster.connection_slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    cluster.stats.upstream_cx_overflow.inc();
+                    if cluster.pending.fetch_add(1, Ordering::Relaxed)
+                        >= cluster.config.circuit_breakers.max_pending_requests
+                    {
+                        cluster.pending.fetch_sub(1, Ordering::Relaxed);
+                        cluster.stats.upstream_rq_pending_overflow.inc();
+                        exchange.flags.upstream_overflow = true;
+                        return overflow_reply();
+                    }
+                    let wait = deadline.map_or(proxy_model::route::DEFAULT_ROUTE_TIMEOUT, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
+                    let acquired = tokio::time::timeout(
+                        wait,
+                        cluster.connection_slots.clone().acquire_owned(),
+                    )
+                    .await;
+                    cluster.pending.fetch_sub(1, Ordering::Relaxed);
+                    match acquired {
+                        Ok(Ok(slot)) => Some(slot),
+                        _ => {
+                            exchange.flags.upstream_timeout = true;
+                            cluster.stats.upstream_rq_timeout.inc();
+                            return local_reply(
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "upstream request timeout",
+                            );
+                        }
+                    }
+                }
+            }
         };
         cluster.active_requests.fetch_add(1, Ordering::Relaxed);
         host.active_requests.fetch_add(1, Ordering::Relaxed);
@@ -647,7 +698,7 @@ async fn forward(
                     continue;
                 }
                 exchange.upstream_service_time = Some(start.elapsed());
-                return finish_upstream(resp, start.elapsed());
+                return finish_upstream(resp, start.elapsed(), slot);
             }
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
@@ -837,21 +888,52 @@ async fn send(
     body: Body,
     downstream_h2: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let uri: Uri = format!("http://{}{}", host.address, path)
-        .parse()
-        .map_err(|_| Failure::Reset)?;
     let mut req = Request::new(body);
     *req.method_mut() = method.clone();
-    *req.uri_mut() = uri;
     *req.headers_mut() = headers.clone();
-    match cluster.client_for(downstream_h2).request(req).await {
+    let result = match (&host.h2, cluster.uses_h2(downstream_h2)) {
+        (Some(h2), true) => {
+            // HTTP/2 sends the authority as `:authority`, from the URI; no `host` header.
+            let authority = req
+                .headers_mut()
+                .remove(header::HOST)
+                .and_then(|h| h.to_str().ok().map(str::to_owned))
+                .unwrap_or_else(|| host.address.clone());
+            *req.uri_mut() = format!("http://{authority}{path}")
+                .parse()
+                .map_err(|_| Failure::Reset)?;
+            h2.request(req).await
+        }
+        _ => {
+            *req.uri_mut() = format!("http://{}{}", host.address, path)
+                .parse()
+                .map_err(|_| Failure::Reset)?;
+            cluster.client.request(req).await
+        }
+    };
+    match result {
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),
         Err(_) => Err(Failure::Reset),
     }
 }
 
-fn finish_upstream(resp: Response<Incoming>, service_time: Duration) -> Response<Body> {
+/// Envoy's answer when a circuit breaker trips.
+fn overflow_reply() -> Response<Body> {
+    let mut resp = local_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    resp.headers_mut()
+        .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    resp
+}
+
+fn finish_upstream(
+    resp: Response<Incoming>,
+    service_time: Duration,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let Ok(v) = HeaderValue::from_str(&service_time.as_millis().to_string()) {
@@ -860,7 +942,8 @@ fn finish_upstream(resp: Response<Incoming>, service_time: Duration) -> Response
             .insert(HeaderName::from_static("x-envoy-upstream-service-time"), v);
     }
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+    let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    Response::from_parts(parts, Guarded::new(body, slot).boxed())
 }
 
 fn finish_response_headers(

@@ -10,9 +10,10 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use proxy_model::cluster::{Cluster, Health, LbPolicy, OutlierDetection, UpstreamProtocol};
 use rand::Rng;
+use tokio::net::TcpStream;
 
 use crate::stats::{Counter, Gauge, Registry};
 
@@ -39,11 +40,15 @@ pub struct Host {
     ejected_until: Mutex<Option<Instant>>,
     times_ejected: AtomicU32,
     pub requests: AtomicU64,
+    /// HTTP/2 to this host: the request's URI carries the `:authority` to send, so the connection is
+    /// made to the host's address whatever the URI says.
+    pub h2: Option<Client<HostConnector, Body>>,
 }
 
 impl Host {
     fn new(address: String, weight: u32, healthy: bool) -> Host {
         Host {
+            h2: None,
             address,
             weight,
             healthy,
@@ -127,9 +132,13 @@ pub struct ClusterRuntime {
     pub active_requests: AtomicU32,
     pub active_retries: AtomicU32,
     pub stats: ClusterStats,
+    /// HTTP/1.1 to every host (HTTP/2 goes through each host's own client).
     pub client: Client<HttpConnector, Body>,
-    /// For HTTP/2 clusters the pool is HTTP/2 only; `Downstream` keeps one of each.
-    pub h2_client: Option<Client<HttpConnector, Body>>,
+    /// `max_connections` for HTTP/1.1: one slot per request in flight, each on its own connection,
+    /// held until the response body ends.
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a connection slot (`max_pending_requests` bounds them).
+    pub pending: AtomicU32,
 }
 
 impl ClusterRuntime {
@@ -142,11 +151,15 @@ impl ClusterRuntime {
                     .iter()
                     .flat_map(|l| &l.endpoints)
                     .map(|e| {
-                        Arc::new(Host::new(
+                        let mut host = Host::new(
                             format!("{}:{}", e.host, e.port),
                             e.weight,
                             matches!(e.health, Health::Healthy | Health::Degraded),
-                        ))
+                        );
+                        if config.protocol != UpstreamProtocol::Http1 {
+                            host.h2 = Some(h2_client(&config, &host.address));
+                        }
+                        Arc::new(host)
                     })
                     .collect()
             })
@@ -178,11 +191,12 @@ impl ClusterRuntime {
             }
             b.build(connector())
         };
-        let (client, h2_client) = match config.protocol {
-            UpstreamProtocol::Http1 => (builder(false), None),
-            UpstreamProtocol::Http2 => (builder(true), None),
-            UpstreamProtocol::Downstream => (builder(false), Some(builder(true))),
-        };
+        let client = builder(false);
+        let connection_slots = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(config.circuit_breakers.max_connections)
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         ClusterRuntime {
             config,
             priorities,
@@ -191,7 +205,8 @@ impl ClusterRuntime {
             active_retries: AtomicU32::new(0),
             stats,
             client,
-            h2_client,
+            connection_slots,
+            pending: AtomicU32::new(0),
         }
     }
 
@@ -386,10 +401,12 @@ impl ClusterRuntime {
         }
     }
 
-    pub fn client_for(&self, downstream_h2: bool) -> &Client<HttpConnector, Body> {
-        match (&self.h2_client, downstream_h2) {
-            (Some(h2), true) => h2,
-            _ => &self.client,
+    /// Whether a request goes to this cluster's hosts over HTTP/2.
+    pub fn uses_h2(&self, downstream_h2: bool) -> bool {
+        match self.config.protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Downstream => downstream_h2,
         }
     }
 
@@ -459,6 +476,97 @@ fn least_request<'h>(hosts: &[&'h Arc<Host>], choice_count: u32) -> &'h Arc<Host
             point -= s;
         }
         hosts[0]
+    }
+}
+
+/// A response body that holds a connection slot until it ends (or is dropped).
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Body,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Guarded {
+    pub fn new(inner: Body, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Guarded {
+        Guarded { inner, slot }
+    }
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An HTTP/2-only client whose connections all go to `address`.
+fn h2_client(config: &Cluster, address: &str) -> Client<HostConnector, Body> {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
+    b.http2_only(true);
+    b.build(HostConnector {
+        address: Arc::from(address),
+        timeout: config.connect_timeout,
+    })
+}
+
+/// Connects to one host's address, whatever the request URI's authority (which is what HTTP/2 sends
+/// as `:authority`).
+#[derive(Debug, Clone)]
+pub struct HostConnector {
+    address: Arc<str>,
+    timeout: Duration,
+}
+
+type ConnectFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send>,
+>;
+
+impl tower_service::Service<http::Uri> for HostConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = ConnectFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (address, timeout) = (self.address.clone(), self.timeout);
+        Box::pin(async move {
+            let connect = async {
+                let addr = resolve(&address).await?;
+                TcpStream::connect(addr).await
+            };
+            let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {address}: timed out after {timeout:?}"),
+                )
+            })??;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
     }
 }
 
