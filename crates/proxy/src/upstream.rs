@@ -246,11 +246,10 @@ impl ClusterRuntime {
             .map(|p| {
                 let total = p.len() as u64;
                 let available = p.iter().filter(|h| h.available()).count() as u64;
-                if total == 0 {
-                    0
-                } else {
-                    (OVERPROVISIONING * available / total).min(100)
-                }
+                (OVERPROVISIONING * available)
+                    .checked_div(total)
+                    .unwrap_or(0)
+                    .min(100)
             })
             .collect();
         let sum = health.iter().sum::<u64>().min(100);
