@@ -437,6 +437,9 @@ fn upstream_view(resp: &Response, listener: SocketAddr) -> BTreeMap<String, Stri
             view.insert(key.to_owned(), norm(v));
         }
     }
+    if let Some(n) = json["body_len"].as_u64() {
+        view.insert("body_len".to_owned(), n.to_string());
+    }
     for (k, v) in json["headers"].as_object().unwrap() {
         view.insert(format!("header {k}"), norm(v.as_str().unwrap_or_default()));
     }
@@ -523,6 +526,19 @@ async fn http2_matches_envoy() {
                 upstream_view(&resp, both[1].listener)["authority"],
                 "reviews.example.com:9080"
             );
+        }
+    }
+    // Request bodies cross protocols whole, with or without a length.
+    for protocol in [Protocol::H2c, Protocol::Http1] {
+        for path in ["/h1", "/h2"] {
+            let resp = same_on(&both, protocol, || {
+                let mut r = Req::get(path).body(vec![b'x'; 100_000]);
+                r.method = "POST".parse().unwrap();
+                r
+            })
+            .await;
+            let view = upstream_view(&resp, both[1].listener);
+            assert_eq!(view["body_len"], "100000", "{protocol:?} {path}");
         }
     }
     // Many concurrent streams on one h2c connection to an h2 upstream.
@@ -996,6 +1012,40 @@ async fn retries_match_envoy() {
             "{}",
             p.name
         );
+
+        // A reset is retried under `reset`; the last one is answered with Envoy's local reply.
+        a.reset_counters();
+        let r = client
+            .send(Req::get("/reset").header("x-testkit-close", "1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (
+                503,
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection termination"
+            ),
+            "{}",
+            p.name
+        );
+        assert_eq!(
+            a.requests_with("/reset"),
+            2,
+            "{}: reset retried once",
+            p.name
+        );
+        // A per-try timeout the policy does not retry on ends the request with 504.
+        let r = client
+            .send(Req::get("/try-only").header("x-testkit-delay-ms", "500"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (504, "upstream request timeout"),
+            "{}",
+            p.name
+        );
+        assert_eq!(a.requests_with("/try-only"), 1, "{}: not retried", p.name);
 
         // include_request_attempt_count: the upstream sees the attempt number.
         a.set_behaviour(UpstreamBehaviour {

@@ -307,6 +307,22 @@ mod tests {
     }
 
     #[test]
+    fn header_matchers_check_each_value_of_a_repeated_header() {
+        let exact = |v: &str, invert| HeaderMatcher {
+            name: "x".into(),
+            check: HeaderCheck::Value(sm(StringMatch::Exact(v.into()), false)),
+            invert,
+            treat_missing_as_empty: false,
+        };
+        assert!(exact("b", false).matches_values(&["a", "b"]));
+        assert!(!exact("a,b", false).matches_values(&["a", "b"]));
+        assert!(exact("a,b", false).matches_values(&["a,b"]));
+        assert!(!exact("x", true).matches_values(&["x", "y"]));
+        assert!(exact("x", true).matches_values(&["y", "z"]));
+        assert!(!exact("x", true).matches_values(&[]));
+    }
+
+    #[test]
     fn query_matchers() {
         let q = QueryMatcher {
             name: "debug".into(),

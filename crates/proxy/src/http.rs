@@ -738,7 +738,7 @@ async fn forward(
                         exchange.flags.upstream_connect_failure = true;
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+                            &reset_body(attempt, "remote connection failure"),
                         )
                     }
                     Failure::Reset => {
@@ -746,7 +746,7 @@ async fn forward(
                         cluster.stats.upstream_rq_rx_reset.inc();
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                            &reset_body(attempt, "connection termination"),
                         )
                     }
                 };
@@ -916,6 +916,16 @@ async fn send(
         Err(e) if e.is_connect() => Err(Failure::Connect),
         Err(_) => Err(Failure::Reset),
     }
+}
+
+/// Envoy's body for a request that got no response headers; after retries it says so.
+fn reset_body(attempt: u32, reason: &str) -> String {
+    let retried = if attempt > 1 {
+        "retried and the latest reset reason"
+    } else {
+        "reset reason"
+    };
+    format!("upstream connect error or disconnect/reset before headers. {retried}: {reason}")
 }
 
 /// Envoy's answer when a circuit breaker trips.
