@@ -1188,3 +1188,71 @@ async fn added_headers_match_envoy() {
         }
     }
 }
+
+// === Raw HTTP/1: absolute-form (explicit proxying), HTTP/1.0 ===
+
+/// Writes `request` on a new connection and reads until the proxy closes it; returns the status line
+/// and the upstream's view (for an upstream answer) or the body (for a local reply).
+async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<String, String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // The status without the version: to an HTTP/1.0 request Envoy answers `HTTP/1.1 426`, hyper
+    // (Bosun's HTTP/1 server) always answers an HTTP/1.0 client in HTTP/1.0 — a known difference.
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(' '))
+        .map(|(_, s)| s.to_owned())
+        .unwrap_or_default();
+    let view = match serde_json::from_str::<Value>(body) {
+        Ok(json) => {
+            let mut view = BTreeMap::new();
+            for key in ["version", "authority", "path", "query"] {
+                if let Some(v) = json[key].as_str() {
+                    view.insert(key.to_owned(), v.replace(&addr.to_string(), "LISTENER"));
+                }
+            }
+            view
+        }
+        Err(_) => BTreeMap::from([("body".to_owned(), body.to_owned())]),
+    };
+    (status, view)
+}
+
+#[tokio::test]
+async fn raw_http1_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("headers.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    let requests = [
+        "GET http://reviews:9080/x?y=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+        "GET http://reviews:9080/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.0\r\n\r\n",
+        "GET /x HTTP/1.0\r\nHost: h10\r\n\r\n",
+        "GET /direct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ];
+    for request in requests {
+        let envoy = raw_exchange(both[0].listener, request).await;
+        let bosun = raw_exchange(both[1].listener, request).await;
+        assert_eq!(
+            bosun, envoy,
+            "bosun (left) and envoy (right) differ for {request:?}"
+        );
+        if request.contains("HTTP/1.0") {
+            assert_eq!(bosun.0, "426 Upgrade Required");
+        } else if request.starts_with("GET http://") {
+            assert_eq!(bosun.1["authority"], "reviews:9080");
+            assert_eq!(bosun.1["path"], "/x");
+        }
+    }
+}

@@ -73,6 +73,8 @@ pub struct HttpConnectionManager {
     pub use_remote_address: bool,
     /// `preserve_external_request_id`: keep an edge request's `x-request-id`.
     pub preserve_external_request_id: bool,
+    /// `http_protocol_options.accept_http_10`: without it HTTP/1.0 requests get 426.
+    pub accept_http_10: bool,
 }
 
 #[derive(Debug)]
@@ -336,6 +338,10 @@ fn http_connection_manager(
         access_log: !p.access_log.is_empty(),
         use_remote_address: p.use_remote_address.as_ref().is_some_and(|b| b.value),
         preserve_external_request_id: p.preserve_external_request_id,
+        accept_http_10: p
+            .http_protocol_options
+            .as_ref()
+            .is_some_and(|o| o.accept_http_10),
     })
 }
 

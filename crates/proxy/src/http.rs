@@ -150,6 +150,10 @@ async fn handle(
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let runtime = &ctx.runtime;
+    if !ctx.hcm.accept_http_10 && matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
+        // Envoy's codec refuses HTTP/1.0 unless accept_http_10 is set.
+        return local_reply(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+    }
     let Some(routes) = runtime.snapshot.route_config(&ctx.hcm.routes) else {
         ctx.stats.no_route.inc();
         exchange.flags.no_route = true;
