@@ -910,6 +910,28 @@ async fn outlier_detection_matches_envoy() {
         let flags = &view[&(a.addr().to_string(), "health_flags".to_owned())];
         assert_eq!(flags, "healthy", "{}", p.name);
         views.push(view);
+        b.set_behaviour(UpstreamBehaviour::default());
+        // base_ejection_time (5 s), checked on the 1 s interval: back by 6.5 s, and used again.
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        let mut counts = BTreeMap::new();
+        for _ in 0..10 {
+            let r = client.send(Req::get("/")).await.unwrap();
+            assert_eq!(r.status(), 200, "{}", p.name);
+            *counts
+                .entry(r.header("x-upstream").unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 2, "{}: b is back: {counts:?}", p.name);
+        assert_eq!(
+            p.stat("cluster.od.outlier_detection.ejections_active"),
+            0,
+            "{}",
+            p.name
+        );
+        b.set_behaviour(UpstreamBehaviour {
+            status: 503,
+            ..UpstreamBehaviour::default()
+        });
     }
     let bosun = views.pop().unwrap();
     let envoy = views.pop().unwrap();
