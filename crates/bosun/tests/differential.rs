@@ -1095,6 +1095,27 @@ async fn retries_match_envoy() {
         a.set_behaviour(UpstreamBehaviour::default());
         a.reset_counters();
     }
+    // The same traffic leaves the same counters.
+    let stats = [
+        "cluster.a.upstream_rq_total",
+        "cluster.a.upstream_rq_2xx",
+        "cluster.a.upstream_rq_4xx",
+        "cluster.a.upstream_rq_5xx",
+        "cluster.a.upstream_rq_retry",
+        "cluster.a.upstream_rq_timeout",
+        "cluster.a.upstream_rq_per_try_timeout",
+        "cluster.a.upstream_rq_rx_reset",
+        "http.ingress.downstream_rq_total",
+        "http.ingress.downstream_rq_2xx",
+        "http.ingress.downstream_rq_4xx",
+        "http.ingress.downstream_rq_5xx",
+    ];
+    let values = |p: &Running| stats.map(|s| (s, p.stat(s)));
+    assert_eq!(
+        values(&both[1]),
+        values(&both[0]),
+        "stats: bosun (left), envoy (right)"
+    );
 }
 
 // === TCP proxy ===

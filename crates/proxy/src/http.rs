@@ -684,7 +684,6 @@ async fn forward(
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                cluster.record_status(status);
                 cluster.record_outcome(
                     &host,
                     if status >= 500 {
@@ -701,6 +700,8 @@ async fn forward(
                     backoff(policy, attempt).await;
                     continue;
                 }
+                // Envoy charges the response code once, for the answer that goes downstream.
+                cluster.record_status(status);
                 exchange.upstream_service_time = Some(start.elapsed());
                 return finish_upstream(resp, start.elapsed(), slot);
             }
@@ -718,7 +719,11 @@ async fn forward(
                         .any(|c| p.retries_on(c)),
                 });
                 if failure == Failure::Timeout {
-                    cluster.stats.upstream_rq_timeout.inc();
+                    if overall_expired {
+                        cluster.stats.upstream_rq_timeout.inc();
+                    } else {
+                        cluster.stats.upstream_rq_per_try_timeout.inc();
+                    }
                 }
                 if failure == Failure::Connect {
                     cluster.stats.upstream_cx_connect_fail.inc();
@@ -731,15 +736,18 @@ async fn forward(
                     || (failure == Failure::Timeout && deadline.is_some() && per_try.is_none())
                 {
                     exchange.flags.upstream_timeout = true;
+                    cluster.record_status(504);
                     return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
                 }
                 return match failure {
                     Failure::Timeout => {
                         exchange.flags.upstream_timeout = true;
+                        cluster.record_status(504);
                         local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
                     }
                     Failure::Connect => {
                         exchange.flags.upstream_connect_failure = true;
+                        cluster.record_status(503);
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
                             &reset_body(attempt, "remote connection failure"),
@@ -747,7 +755,11 @@ async fn forward(
                     }
                     Failure::Reset => {
                         exchange.flags.upstream_reset = true;
-                        cluster.stats.upstream_rq_rx_reset.inc();
+                        cluster.record_status(503);
+                        if cluster.uses_h2(downstream_h2) {
+                            // An HTTP/2 stream reset; a closed HTTP/1 connection is not counted here.
+                            cluster.stats.upstream_rq_rx_reset.inc();
+                        }
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
                             &reset_body(attempt, "connection termination"),
