@@ -676,6 +676,12 @@ async fn load_balancing_matches_envoy() {
     ) else {
         return;
     };
+    // A cluster without endpoints: Envoy's local reply.
+    let o = same(&both, || Req::get("/empty")).await;
+    assert_eq!(
+        (o.status, o.local_body.as_deref()),
+        (503, Some("no healthy upstream"))
+    );
     for p in &both {
         let count = |path: &'static str, n: usize, concurrency: usize| async move {
             let responses = Client::h1(p.listener)
