@@ -13,14 +13,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    Client, Envoy, Process, Req, Response, TempDir, Template, Upstream, UpstreamBehaviour,
-    count_header, free_port, localhost,
+    Client, Envoy, Process, Protocol, Req, Response, TcpEcho, TempDir, Template, Upstream,
+    UpstreamBehaviour, count_header, free_port, localhost,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
 struct Running {
     name: &'static str,
     listener: SocketAddr,
+    /// `{{LISTENER2_PORT}}`, for fixtures with a second listener.
+    listener2: SocketAddr,
+    admin: SocketAddr,
     _envoy: Option<Envoy>,
     _bosun: Option<(Process, TempDir)>,
 }
@@ -38,11 +41,13 @@ fn render(
     name: &str,
     upstreams: &[(&str, &Upstream)],
     extra: &[(&str, String)],
-) -> (String, SocketAddr, u16) {
+) -> (String, SocketAddr, SocketAddr, u16) {
     let listener = free_port();
+    let listener2 = free_port();
     let admin = free_port();
     let mut t = template(name)
         .set("LISTENER_PORT", listener)
+        .set("LISTENER2_PORT", listener2)
         .set("ADMIN_PORT", admin);
     for (key, u) in upstreams {
         t = t.set_addr(key, u.addr());
@@ -50,7 +55,12 @@ fn render(
     for (key, v) in extra {
         t = t.set(key, v);
     }
-    (t.render().unwrap(), localhost(listener), admin)
+    (
+        t.render().unwrap(),
+        localhost(listener),
+        localhost(listener2),
+        admin,
+    )
 }
 
 /// Starts Envoy and Bosun on the same template, or `None` when Envoy is not installed.
@@ -60,15 +70,17 @@ fn start_both(
     extra: &[(&str, String)],
 ) -> Option<[Running; 2]> {
     Envoy::find_or_skip(name)?;
-    let (yaml, listener, _) = render(name, upstreams, extra);
+    let (yaml, listener, listener2, _) = render(name, upstreams, extra);
     let envoy = Envoy::start(&yaml).unwrap();
     let envoy = Running {
         name: "envoy",
         listener,
+        listener2,
+        admin: envoy.admin_addr(),
         _envoy: Some(envoy),
         _bosun: None,
     };
-    let (yaml, listener, admin) = render(name, upstreams, extra);
+    let (yaml, listener, listener2, admin) = render(name, upstreams, extra);
     let dir = TempDir::new("bosun-differential").unwrap();
     let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
     let mut process = Process::spawn(
@@ -91,6 +103,8 @@ fn start_both(
     let bosun = Running {
         name: "bosun",
         listener,
+        listener2,
+        admin: localhost(admin),
         _envoy: None,
         _bosun: Some((process, dir)),
     };
@@ -317,10 +331,13 @@ async fn resilience_matches_envoy() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
+        // 0.3 s injected; Envoy's (libevent) timers may fire a little early.
         assert!(
-            start.elapsed() >= Duration::from_millis(300),
-            "{}: delay injected",
-            p.name
+            start.elapsed() >= Duration::from_millis(290),
+            "{}: delay injected, took {:?}: {:?}",
+            p.name,
+            start.elapsed(),
+            resp.headers
         );
     }
 
@@ -364,5 +381,930 @@ async fn resilience_matches_envoy() {
             "{}: round robin gave {counts:?}",
             p.name
         );
+    }
+}
+
+// === Helpers for the wider suites ===
+
+impl Running {
+    /// `GET` an admin path, bounded.
+    fn admin_get(&self, path: &str) -> String {
+        let (status, body) =
+            testkit::blocking_get(self.admin, path, Duration::from_secs(5)).unwrap();
+        assert_eq!(status, 200, "{}: admin {path}", self.name);
+        body
+    }
+
+    /// A stat's value from `/stats` (0 when absent, as Envoy omits unused stats only in some builds).
+    fn stat(&self, name: &str) -> i64 {
+        self.admin_get("/stats")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn is_uuid(v: &str) -> bool {
+    v.len() == 36
+        && v.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// Every header the upstream saw, with per-proxy values normalised (`<uuid>`, `LISTENER`), plus its
+/// `version` and `authority`.
+fn upstream_view(resp: &Response, listener: SocketAddr) -> BTreeMap<String, String> {
+    let Ok(json) = resp.json() else {
+        return BTreeMap::from([("body".to_owned(), format!("{} bytes", resp.body.len()))]);
+    };
+    let norm = |v: &str| {
+        if is_uuid(v) {
+            "<uuid>".to_owned()
+        } else {
+            v.replace(&listener.to_string(), "LISTENER")
+        }
+    };
+    let mut view = BTreeMap::new();
+    for key in ["version", "authority", "path", "query"] {
+        if let Some(v) = json[key].as_str() {
+            view.insert(key.to_owned(), norm(v));
+        }
+    }
+    if let Some(n) = json["body_len"].as_u64() {
+        view.insert("body_len".to_owned(), n.to_string());
+    }
+    for (k, v) in json["headers"].as_object().unwrap() {
+        view.insert(format!("header {k}"), norm(v.as_str().unwrap_or_default()));
+    }
+    view
+}
+
+/// Every response header, with per-proxy values normalised.
+fn response_view(resp: &Response) -> BTreeMap<String, String> {
+    resp.headers
+        .iter()
+        .map(|(k, v)| {
+            let v = v.to_str().unwrap_or_default();
+            let v = match k.as_str() {
+                "date" => "<date>".to_owned(),
+                "x-envoy-upstream-service-time" if v.parse::<u64>().is_ok() => "<ms>".to_owned(),
+                _ => v.to_owned(),
+            };
+            (k.as_str().to_owned(), v)
+        })
+        .collect()
+}
+
+/// Sends `req` over `protocol` to both proxies; asserts the same status, body (for local replies) and
+/// upstream view; returns Bosun's response.
+async fn same_on(both: &[Running; 2], protocol: Protocol, req: impl Fn() -> Req) -> Response {
+    let mut seen = Vec::new();
+    for p in both {
+        let resp = Client::new(p.listener, protocol).send(req()).await.unwrap();
+        let view = resp
+            .header("x-upstream")
+            .map(|_| upstream_view(&resp, p.listener));
+        let body = view.is_none().then(|| resp.text());
+        seen.push(((resp.status(), body, view), resp));
+    }
+    let (bosun, resp) = seen.pop().unwrap();
+    let (envoy, _) = seen.pop().unwrap();
+    assert_eq!(
+        bosun,
+        envoy,
+        "bosun (left) and envoy (right) differ for {:?}",
+        req()
+    );
+    resp
+}
+
+// === HTTP/2 ===
+
+#[tokio::test]
+async fn http2_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("http2.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    let cases = [
+        (Protocol::H2c, "/h1", "HTTP/1.1"),
+        (Protocol::H2c, "/h2", "HTTP/2.0"),
+        (Protocol::Http1, "/h2", "HTTP/2.0"),
+        (Protocol::Http1, "/h1", "HTTP/1.1"),
+        (Protocol::H2c, "/rewrite", "HTTP/2.0"),
+    ];
+    for (protocol, path, version) in cases {
+        let resp = same_on(&both, protocol, || Req::get(path).header("x-custom", "1")).await;
+        let view = upstream_view(&resp, both[1].listener);
+        assert_eq!(view["version"], version, "{protocol:?} {path}");
+        let want = if path == "/rewrite" {
+            "rewritten.example.com"
+        } else {
+            "LISTENER"
+        };
+        assert_eq!(view["authority"], want, "{protocol:?} {path}");
+        assert_eq!(view["header x-custom"], "1");
+        let downstream = match protocol {
+            Protocol::H2c => "HTTP/2.0",
+            Protocol::Http1 => "HTTP/1.1",
+        };
+        assert_eq!(format!("{:?}", resp.version), downstream);
+        // A host given by the client is what the upstream sees, whatever the protocols.
+        let resp = same_on(&both, protocol, || {
+            Req::get(path).header("host", "reviews.example.com:9080")
+        })
+        .await;
+        if path != "/rewrite" {
+            assert_eq!(
+                upstream_view(&resp, both[1].listener)["authority"],
+                "reviews.example.com:9080"
+            );
+        }
+    }
+    // Request bodies cross protocols whole, with or without a length.
+    for protocol in [Protocol::H2c, Protocol::Http1] {
+        for path in ["/h1", "/h2"] {
+            let resp = same_on(&both, protocol, || {
+                let mut r = Req::get(path).body(vec![b'x'; 100_000]);
+                r.method = "POST".parse().unwrap();
+                r
+            })
+            .await;
+            let view = upstream_view(&resp, both[1].listener);
+            assert_eq!(view["body_len"], "100000", "{protocol:?} {path}");
+        }
+    }
+    // Many concurrent streams on one h2c connection to an h2 upstream.
+    for p in &both {
+        let responses = Client::h2c(p.listener)
+            .send_many(200, 16, |i| Req::get(&format!("/h2/{i}")))
+            .await
+            .unwrap();
+        assert!(responses.iter().all(|r| r.status() == 200), "{}", p.name);
+    }
+}
+
+// === Header, query, case and domain matching ===
+
+#[tokio::test]
+async fn matching_matches_envoy() {
+    let Some(both) = start_both("matching.yaml", &[], &[]) else {
+        return;
+    };
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: &[Case] = &[
+        ("/h/prefix", &[("x-h", "abc")], "h-prefix"),
+        ("/h/prefix", &[("x-h", "xab")], "h-none"),
+        ("/h/prefix", &[], "h-none"),
+        ("/h/suffix", &[("x-h", "xyz")], "h-suffix"),
+        ("/h/suffix", &[("x-h", "yzx")], "h-none"),
+        ("/h/contains", &[("x-h", "amidb")], "h-contains"),
+        ("/h/contains", &[("x-h", "MID")], "h-none"),
+        ("/h/regex", &[("x-h", "v12")], "h-regex"),
+        ("/h/regex", &[("x-h", "v12x")], "h-none"),
+        ("/h/old-regex", &[("x-h", "v1")], "h-old-regex"),
+        ("/h/present", &[("x-h", "")], "h-present"),
+        ("/h/present", &[], "h-none"),
+        ("/h/absent", &[], "h-absent"),
+        ("/h/absent", &[("x-h", "1")], "h-none"),
+        ("/h/pinvert", &[], "h-present-invert"),
+        ("/h/pinvert", &[("x-h", "1")], "h-none"),
+        ("/h/invert", &[("x-h", "y")], "h-invert"),
+        ("/h/invert", &[("x-h", "x")], "h-none"),
+        ("/h/invert", &[], "h-none"),
+        ("/h/range", &[("x-h", "10")], "h-range"),
+        ("/h/range", &[("x-h", "19")], "h-range"),
+        ("/h/range", &[("x-h", "20")], "h-none"),
+        ("/h/range", &[("x-h", "-5")], "h-none"),
+        ("/h/range", &[("x-h", "1x")], "h-none"),
+        ("/h/missing-empty", &[], "h-missing-empty"),
+        ("/h/missing-empty", &[("x-h", "")], "h-missing-empty"),
+        ("/h/missing-empty", &[("x-h", "a")], "h-none"),
+        ("/h/missing-invert", &[], "h-missing-invert"),
+        ("/h/missing-invert", &[("x-h", "x")], "h-none"),
+        ("/h/ignore-case", &[("x-h", "aBc")], "h-ignore-case"),
+        ("/h/ignore-case", &[("x-h", "abd")], "h-none"),
+        ("/h/multi", &[("x-h", "a"), ("x-h", "b")], "h-none"),
+        ("/h/multi", &[("x-h", "a,b")], "h-multi"),
+        ("/h/mregex", &[("x-h", "a"), ("x-h", "b")], "h-multi-regex"),
+        ("/h/invert", &[("x-h", "x"), ("x-h", "y")], "h-none"),
+        ("/h/invert", &[("x-h", "y"), ("x-h", "z")], "h-invert"),
+        ("/h/range", &[("x-h", "5"), ("x-h", "15")], "h-range"),
+        ("/h/multi", &[("x-h", "a")], "h-none"),
+        ("/h/mregex", &[("x-h", "b")], "h-multi-regex"),
+        ("/h/two", &[("x-h", "1"), ("x-i", "2")], "h-two"),
+        ("/h/two", &[("x-h", "1")], "h-none"),
+        ("/h/name-case", &[("x-mixed-case", "v")], "h-name-case"),
+        ("/h/method", &[], "h-none"),
+        ("/q/exact?a=1", &[], "q-exact"),
+        ("/q/exact?a=12", &[], "q-none"),
+        ("/q/exact?b=2&a=1", &[], "q-exact"),
+        ("/q/exact?a=2&a=1", &[], "q-none"),
+        ("/q/exact?A=1", &[], "q-none"),
+        ("/q/present?a", &[], "q-present"),
+        ("/q/present?a=", &[], "q-present"),
+        ("/q/present?ab=1", &[], "q-none"),
+        ("/q/prefix?a=abc", &[], "q-prefix"),
+        ("/q/regex?a=123", &[], "q-regex"),
+        ("/q/regex?a=12b", &[], "q-none"),
+        ("/q/ignore-case?a=xY", &[], "q-ignore-case"),
+        ("/q/empty?a=", &[], "q-empty"),
+        ("/q/empty?a", &[], "q-empty"),
+        ("/q/empty", &[], "q-none"),
+        ("/q/two?a=1&b", &[], "q-two"),
+        ("/q/two?a=1", &[], "q-none"),
+        ("/q/exact?a=%31", &[], "q-none"),
+        ("/case/PREFIX/x", &[], "case-prefix"),
+        ("/CASE/exact", &[], "case-exact"),
+        ("/case/exact/x", &[], "vh all"),
+        ("/case/regex", &[], "vh all"),
+        ("/CaSe/regex", &[], "case-regex"),
+        ("/sensitive", &[], "vh all"),
+        ("/Sensitive", &[], "case-sensitive"),
+        ("/", &[("host", "port.example.com:8080")], "vh port-8080"),
+        ("/", &[("host", "port.example.com")], "vh port-none"),
+        ("/", &[("host", "PORT.Example.com")], "vh port-none"),
+        ("/", &[("host", "port.example.com:9090")], "vh all"),
+        ("/", &[("host", "a.wild.example.com")], "vh suffix-wild"),
+        ("/", &[("host", "a.wild.example.com:80")], "vh all"),
+        ("/", &[("host", "api.example.org:80")], "vh prefix-wild"),
+        ("/", &[("host", "wild.example.com")], "vh all"),
+        ("/", &[("host", "api.example.org")], "vh prefix-wild"),
+        ("/", &[("host", "api.")], "vh all"),
+    ];
+    for (path, headers, want) in cases {
+        for protocol in [Protocol::Http1, Protocol::H2c] {
+            let resp = same_on(&both, protocol, || Req::get(path).headers(headers)).await;
+            assert_eq!(
+                (resp.status(), resp.text().as_str()),
+                (200, *want),
+                "{protocol:?} {path} {headers:?}"
+            );
+        }
+    }
+    let resp = same_on(&both, Protocol::Http1, || {
+        let mut r = Req::get("/h/method");
+        r.method = "POST".parse().unwrap();
+        r
+    })
+    .await;
+    assert_eq!(resp.text(), "h-method");
+}
+
+// === Load balancing ===
+
+#[tokio::test]
+async fn load_balancing_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let c = Upstream::start("c").unwrap();
+    let Some(both) = start_both(
+        "load_balancing.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
+        &[],
+    ) else {
+        return;
+    };
+    // A cluster without endpoints: Envoy's local reply.
+    let o = same(&both, || Req::get("/empty")).await;
+    assert_eq!(
+        (o.status, o.local_body.as_deref()),
+        (503, Some("no healthy upstream"))
+    );
+    for p in &both {
+        let count = |path: &'static str, n: usize, concurrency: usize| async move {
+            let responses = Client::h1(p.listener)
+                .send_many(n, concurrency, move |_| Req::get(path))
+                .await
+                .unwrap();
+            assert!(
+                responses.iter().all(|r| r.status() == 200),
+                "{}: {path}",
+                p.name
+            );
+            let counts = count_header(&responses, "x-upstream");
+            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+            (get("a"), get("b"), get("c"))
+        };
+        for path in ["/random", "/least"] {
+            let (na, nb, nc) = count(path, 600, 4).await;
+            assert!(
+                [na, nb, nc].iter().all(|n| (140..=260).contains(n)),
+                "{}: {path} gave a={na} b={nb} c={nc}",
+                p.name
+            );
+        }
+        let (na, nb, _) = count("/weighted", 400, 1).await;
+        assert!(
+            (280..=320).contains(&na) && na + nb == 400,
+            "{}: 3:1 weights gave a={na} b={nb}",
+            p.name
+        );
+        let (na, nb, nc) = count("/unhealthy", 100, 1).await;
+        assert_eq!((na, nb, nc), (50, 0, 50), "{}: an unhealthy host", p.name);
+        let (na, nb, nc) = count("/priority", 50, 1).await;
+        assert_eq!((na, nb, nc), (50, 0, 0), "{}: priority 0 healthy", p.name);
+        let (na, nb, nc) = count("/failover", 50, 1).await;
+        assert_eq!(
+            (na, nb, nc),
+            (0, 50, 0),
+            "{}: priority 0 all unhealthy",
+            p.name
+        );
+        // Half of priority 0 healthy: with the overprovisioning factor 1.4 it takes 70 % of the load.
+        let (na, nb, nc) = count("/spill", 1000, 4).await;
+        assert!(
+            (640..=760).contains(&na) && nc == 0 && na + nb == 1000,
+            "{}: spill-over gave a={na} b={nb} c={nc}",
+            p.name
+        );
+        // A third healthy is below the 50 % panic threshold: every host is used, unhealthy or not.
+        let (na, nb, nc) = count("/panic", 300, 1).await;
+        assert!(
+            [na, nb, nc].iter().all(|n| (80..=120).contains(n)),
+            "{}: panic mode gave a={na} b={nb} c={nc}",
+            p.name
+        );
+    }
+}
+
+// === Circuit breaking ===
+
+/// Sends `n` slow requests to `path`, each on its own connection, started 50 ms apart; returns each
+/// one's status, `x-envoy-overloaded` and (for local replies) body, in order.
+async fn concurrent_slow(p: &Running, path: &str, n: usize) -> Vec<(u16, Option<String>, String)> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (listener, path) = (p.listener, path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            Client::h1(listener)
+                .send(Req::get(&path).header("x-testkit-delay-ms", "600"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        let body = if r.header("x-upstream").is_some() {
+            String::new()
+        } else {
+            r.text()
+        };
+        out.push((
+            r.status(),
+            r.header("x-envoy-overloaded").map(str::to_owned),
+            body,
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn circuit_breaking_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let c = Upstream::start("c").unwrap();
+    let Some(both) = start_both(
+        "circuit_breaking.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
+        &[],
+    ) else {
+        return;
+    };
+    let overflow =
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+    let ok = (200, None, String::new());
+    let over = (503, Some("true".to_owned()), overflow.to_owned());
+    let mut results = Vec::new();
+    for p in &both {
+        let requests = concurrent_slow(p, "/requests", 3).await;
+        assert_eq!(
+            requests,
+            [ok.clone(), over.clone(), over.clone()],
+            "{}: max_requests",
+            p.name
+        );
+        assert_eq!(
+            p.stat("cluster.requests.upstream_rq_active_overflow"),
+            2,
+            "{}",
+            p.name
+        );
+
+        b.reset_counters();
+        let pending = concurrent_slow(p, "/pending", 3).await;
+        assert_eq!(
+            pending,
+            [ok.clone(), ok.clone(), over.clone()],
+            "{}: max_pending_requests",
+            p.name
+        );
+        assert_eq!(
+            p.stat("cluster.pending.upstream_rq_pending_overflow"),
+            1,
+            "{}",
+            p.name
+        );
+        assert_eq!(
+            b.connections(),
+            1,
+            "{}: one connection to the upstream",
+            p.name
+        );
+
+        c.reset_counters();
+        let connections = concurrent_slow(p, "/connections", 3).await;
+        assert_eq!(
+            connections,
+            [ok.clone(), ok.clone(), ok.clone()],
+            "{}: max_connections",
+            p.name
+        );
+        assert_eq!(
+            c.connections(),
+            1,
+            "{}: one connection to the upstream",
+            p.name
+        );
+        let cx_overflow = p.stat("cluster.connections.upstream_cx_overflow");
+        assert!(
+            cx_overflow >= 1,
+            "{}: upstream_cx_overflow {cx_overflow}",
+            p.name
+        );
+        assert_eq!(
+            p.stat("cluster.connections.upstream_rq_pending_overflow"),
+            0,
+            "{}",
+            p.name
+        );
+        results.push((requests, pending, connections));
+    }
+    assert_eq!(results[0], results[1]);
+}
+
+// === Outlier detection ===
+
+/// `/clusters` lines of `cluster` as (host or priority, field) → value.
+fn clusters_view(text: &str, cluster: &str) -> BTreeMap<(String, String), String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, "::");
+            let (c, h, k, v) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            (c == cluster).then(|| ((h.to_owned(), k.to_owned()), v.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn outlier_detection_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let Some(both) = start_both(
+        "outlier_detection.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b)],
+        &[],
+    ) else {
+        return;
+    };
+    b.set_behaviour(UpstreamBehaviour {
+        status: 503,
+        ..UpstreamBehaviour::default()
+    });
+    let mut views = Vec::new();
+    for p in &both {
+        let client = Client::h1(p.listener);
+        let mut failures = 0;
+        for _ in 0..10 {
+            let r = client.send(Req::get("/")).await.unwrap();
+            if r.status() == 503 {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 3, "{}: b ejected after 3 consecutive 5xx", p.name);
+        for _ in 0..20 {
+            let r = client.send(Req::get("/")).await.unwrap();
+            assert_eq!(
+                (r.status(), r.header("x-upstream")),
+                (200, Some("a")),
+                "{}",
+                p.name
+            );
+        }
+        assert_eq!(
+            p.stat("cluster.od.outlier_detection.ejections_active"),
+            1,
+            "{}",
+            p.name
+        );
+        let view = clusters_view(&p.admin_get("/clusters"), "od");
+        let flags = &view[&(b.addr().to_string(), "health_flags".to_owned())];
+        assert_eq!(flags, "/failed_outlier_check", "{}", p.name);
+        let flags = &view[&(a.addr().to_string(), "health_flags".to_owned())];
+        assert_eq!(flags, "healthy", "{}", p.name);
+        views.push(view);
+        b.set_behaviour(UpstreamBehaviour::default());
+        // base_ejection_time (5 s), checked on the 1 s interval: back by 6.5 s, and used again.
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        let mut counts = BTreeMap::new();
+        for _ in 0..10 {
+            let r = client.send(Req::get("/")).await.unwrap();
+            assert_eq!(r.status(), 200, "{}", p.name);
+            *counts
+                .entry(r.header("x-upstream").unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 2, "{}: b is back: {counts:?}", p.name);
+        assert_eq!(
+            p.stat("cluster.od.outlier_detection.ejections_active"),
+            0,
+            "{}",
+            p.name
+        );
+        b.set_behaviour(UpstreamBehaviour {
+            status: 503,
+            ..UpstreamBehaviour::default()
+        });
+    }
+    let bosun = views.pop().unwrap();
+    let envoy = views.pop().unwrap();
+    let common: BTreeMap<_, _> = bosun
+        .iter()
+        .filter(|(k, _)| envoy.contains_key(*k))
+        .collect();
+    let envoy_common: BTreeMap<_, _> = envoy
+        .iter()
+        .filter(|(k, _)| bosun.contains_key(*k))
+        .collect();
+    assert!(
+        common.len() >= 8,
+        "too few common /clusters fields: {common:?}"
+    );
+    assert_eq!(common, envoy_common, "/clusters lines differ");
+}
+
+// === Retries ===
+
+#[tokio::test]
+async fn retries_match_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let Some(both) = start_both(
+        "retries.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b)],
+        &[],
+    ) else {
+        return;
+    };
+    for p in &both {
+        let client = Client::h1(p.listener);
+        // previous_hosts: a retry never goes back to the host that failed.
+        a.set_behaviour(UpstreamBehaviour {
+            status: 503,
+            ..UpstreamBehaviour::default()
+        });
+        a.reset_counters();
+        for _ in 0..60 {
+            let r = client.send(Req::get("/previous")).await.unwrap();
+            assert_eq!(
+                (r.status(), r.header("x-upstream")),
+                (200, Some("b")),
+                "{}",
+                p.name
+            );
+        }
+        assert!(
+            a.requests_with("/previous") > 5,
+            "{}: a was tried first sometimes",
+            p.name
+        );
+        a.set_behaviour(UpstreamBehaviour::default());
+
+        // retriable_status_codes: 418 is retried (three attempts), 500 is not.
+        a.reset_counters();
+        let r = client
+            .send(Req::get("/codes").header("x-testkit-status", "418"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 418);
+        assert_eq!(
+            a.requests_with("/codes"),
+            3,
+            "{}: 418 retried twice",
+            p.name
+        );
+        let r = client
+            .send(Req::get("/codes").header("x-testkit-status", "500"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500);
+        assert_eq!(a.requests_with("/codes"), 4, "{}: 500 not retried", p.name);
+
+        // per_try_timeout: each attempt times out, retried, then 504.
+        a.reset_counters();
+        let start = Instant::now();
+        let r = client
+            .send(Req::get("/per-try").header("x-testkit-delay-ms", "500"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (504, "upstream request timeout"),
+            "{}",
+            p.name
+        );
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1400),
+            "{}: took {took:?}",
+            p.name
+        );
+        assert_eq!(a.requests_with("/per-try"), 3, "{}: three attempts", p.name);
+        let r = client.send(Req::get("/per-try")).await.unwrap();
+        let seen = upstream_view(&r, p.listener);
+        assert_eq!(
+            seen["header x-envoy-expected-rq-timeout-ms"], "200",
+            "{}",
+            p.name
+        );
+
+        // A reset is retried under `reset`; the last one is answered with Envoy's local reply.
+        a.reset_counters();
+        let r = client
+            .send(Req::get("/reset").header("x-testkit-close", "1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (
+                503,
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection termination"
+            ),
+            "{}",
+            p.name
+        );
+        assert_eq!(
+            a.requests_with("/reset"),
+            2,
+            "{}: reset retried once",
+            p.name
+        );
+        // A per-try timeout the policy does not retry on ends the request with 504.
+        let r = client
+            .send(Req::get("/try-only").header("x-testkit-delay-ms", "500"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status(), r.text().as_str()),
+            (504, "upstream request timeout"),
+            "{}",
+            p.name
+        );
+        assert_eq!(a.requests_with("/try-only"), 1, "{}: not retried", p.name);
+
+        // include_request_attempt_count: the upstream sees the attempt number.
+        a.set_behaviour(UpstreamBehaviour {
+            fail_first_n: 2,
+            ..UpstreamBehaviour::default()
+        });
+        let r = client.send(Req::get("/attempts")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let attempts: Vec<Option<String>> = a
+            .recent()
+            .iter()
+            .filter(|r| r.path == "/attempts")
+            .map(|r| r.header("x-envoy-attempt-count").map(str::to_owned))
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                Some("1".to_owned()),
+                Some("2".to_owned()),
+                Some("3".to_owned())
+            ],
+            "{}",
+            p.name
+        );
+        a.set_behaviour(UpstreamBehaviour::default());
+        a.reset_counters();
+    }
+    // The same traffic leaves the same counters.
+    let stats = [
+        "cluster.a.upstream_rq_total",
+        "cluster.a.upstream_rq_2xx",
+        "cluster.a.upstream_rq_4xx",
+        "cluster.a.upstream_rq_5xx",
+        "cluster.a.upstream_rq_retry",
+        "cluster.a.upstream_rq_timeout",
+        "cluster.a.upstream_rq_per_try_timeout",
+        "cluster.a.upstream_rq_rx_reset",
+        "http.ingress.downstream_rq_total",
+        "http.ingress.downstream_rq_2xx",
+        "http.ingress.downstream_rq_4xx",
+        "http.ingress.downstream_rq_5xx",
+    ];
+    let values = |p: &Running| stats.map(|s| (s, p.stat(s)));
+    assert_eq!(
+        values(&both[1]),
+        values(&both[0]),
+        "stats: bosun (left), envoy (right)"
+    );
+}
+
+// === TCP proxy ===
+
+async fn echo_once(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        buf.extend(rest);
+        buf
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tcp_proxy_matches_envoy() {
+    let echo1 = TcpEcho::start().unwrap();
+    let echo2 = TcpEcho::start().unwrap();
+    let Some(both) = start_both(
+        "tcp_proxy.yaml",
+        &[],
+        &[
+            ("ECHO1_PORT", echo1.port().to_string()),
+            ("ECHO2_PORT", echo2.port().to_string()),
+        ],
+    ) else {
+        return;
+    };
+    let mut big = Vec::new();
+    for i in 0..200_000u32 {
+        big.push((i % 251) as u8);
+    }
+    for p in &both {
+        let before = echo1.connections();
+        assert_eq!(
+            echo_once(p.listener, b"hello\n").await,
+            b"hello\n",
+            "{}",
+            p.name
+        );
+        assert_eq!(echo_once(p.listener, &big).await, big, "{}: 200 kB", p.name);
+        assert_eq!(echo1.connections() - before, 2, "{}", p.name);
+
+        let (one, two) = (echo1.connections(), echo2.connections());
+        for _ in 0..400 {
+            assert_eq!(echo_once(p.listener2, b"x").await, b"x", "{}", p.name);
+        }
+        let (one, two) = (echo1.connections() - one, echo2.connections() - two);
+        assert_eq!(one + two, 400, "{}", p.name);
+        assert!(
+            (60..=140).contains(&one),
+            "{}: 1:3 weights gave {one}:{two}",
+            p.name
+        );
+    }
+}
+
+// === Headers added to requests and responses ===
+
+#[tokio::test]
+async fn added_headers_match_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("headers.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    type Case = (&'static str, &'static [(&'static str, &'static str)]);
+    let cases: &[Case] = &[
+        ("/", &[]),
+        ("/timeout", &[]),
+        ("/no-timeout", &[]),
+        ("/", &[("x-forwarded-for", "1.2.3.4")]),
+        ("/", &[("x-forwarded-proto", "https")]),
+        ("/", &[("x-request-id", "my-id")]),
+        ("/", &[("x-envoy-expected-rq-timeout-ms", "5")]),
+        ("/", &[("x-envoy-upstream-rq-timeout-ms", "700")]),
+        ("/", &[("connection", "keep-alive"), ("te", "trailers")]),
+        ("/", &[("x-testkit-body-bytes", "0")]),
+        ("/direct", &[]),
+    ];
+    for second in [false, true] {
+        for (path, headers) in cases {
+            for protocol in [Protocol::Http1, Protocol::H2c] {
+                let mut responses = Vec::new();
+                for p in &both {
+                    let listener = if second { p.listener2 } else { p.listener };
+                    let r = Client::new(listener, protocol)
+                        .send(Req::get(path).headers(headers))
+                        .await
+                        .unwrap();
+                    let upstream = r.header("x-upstream").map(|_| upstream_view(&r, listener));
+                    responses.push((r.status(), upstream, response_view(&r)));
+                }
+                assert_eq!(
+                    responses[1], responses[0],
+                    "bosun (left) and envoy (right) differ: {path} {headers:?} {protocol:?} use_remote_address={second}"
+                );
+                let (status, upstream, response) = &responses[1];
+                assert_eq!(*status, 200);
+                assert_eq!(response.get("server").map(String::as_str), Some("envoy"));
+                assert_eq!(response.get("date").map(String::as_str), Some("<date>"));
+                if let Some(seen) = upstream.as_ref().filter(|s| s.contains_key("version")) {
+                    assert_eq!(response["x-envoy-upstream-service-time"], "<ms>");
+                    assert!(seen.contains_key("header x-request-id"));
+                }
+            }
+        }
+    }
+}
+
+// === Raw HTTP/1: absolute-form (explicit proxying), HTTP/1.0 ===
+
+/// Writes `request` on a new connection and reads until the proxy closes it; returns the status line
+/// and the upstream's view (for an upstream answer) or the body (for a local reply).
+async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<String, String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // The status without the version: to an HTTP/1.0 request Envoy answers `HTTP/1.1 426`, hyper
+    // (Bosun's HTTP/1 server) always answers an HTTP/1.0 client in HTTP/1.0 — a known difference.
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(' '))
+        .map(|(_, s)| s.to_owned())
+        .unwrap_or_default();
+    let view = match serde_json::from_str::<Value>(body) {
+        Ok(json) => {
+            let mut view = BTreeMap::new();
+            for key in ["version", "authority", "path", "query"] {
+                if let Some(v) = json[key].as_str() {
+                    view.insert(key.to_owned(), v.replace(&addr.to_string(), "LISTENER"));
+                }
+            }
+            view
+        }
+        Err(_) => BTreeMap::from([("body".to_owned(), body.to_owned())]),
+    };
+    (status, view)
+}
+
+#[tokio::test]
+async fn raw_http1_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("headers.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    let requests = [
+        "GET http://reviews:9080/x?y=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+        "GET http://reviews:9080/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.0\r\n\r\n",
+        "GET /x HTTP/1.0\r\nHost: h10\r\n\r\n",
+        "GET /direct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ];
+    for request in requests {
+        let envoy = raw_exchange(both[0].listener, request).await;
+        let bosun = raw_exchange(both[1].listener, request).await;
+        assert_eq!(
+            bosun, envoy,
+            "bosun (left) and envoy (right) differ for {request:?}"
+        );
+        if request.contains("HTTP/1.0") {
+            assert_eq!(bosun.0, "426 Upgrade Required");
+        } else if request.starts_with("GET http://") {
+            assert_eq!(bosun.1["authority"], "reviews:9080");
+            assert_eq!(bosun.1["path"], "/x");
+        }
     }
 }

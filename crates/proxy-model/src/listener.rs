@@ -68,6 +68,13 @@ pub struct HttpConnectionManager {
     pub generate_request_id: bool,
     /// Whether any access log is configured (Bosun writes Envoy's default format to stdout).
     pub access_log: bool,
+    /// `use_remote_address`: this proxy is the edge; it appends the peer to `x-forwarded-for`, sets
+    /// `x-envoy-external-address`, overwrites `x-forwarded-proto` and regenerates `x-request-id`.
+    pub use_remote_address: bool,
+    /// `preserve_external_request_id`: keep an edge request's `x-request-id`.
+    pub preserve_external_request_id: bool,
+    /// `http_protocol_options.accept_http_10`: without it HTTP/1.0 requests get 426.
+    pub accept_http_10: bool,
 }
 
 #[derive(Debug)]
@@ -329,6 +336,12 @@ fn http_connection_manager(
             .filter(|d| !d.is_zero()),
         generate_request_id: p.generate_request_id.as_ref().is_none_or(|b| b.value),
         access_log: !p.access_log.is_empty(),
+        use_remote_address: p.use_remote_address.as_ref().is_some_and(|b| b.value),
+        preserve_external_request_id: p.preserve_external_request_id,
+        accept_http_10: p
+            .http_protocol_options
+            .as_ref()
+            .is_some_and(|o| o.accept_http_10),
     })
 }
 

@@ -165,19 +165,34 @@ impl HeaderMatcher {
 
     /// `value`: the header's values joined with `,`, or `None` when absent.
     pub fn matches(&self, value: Option<&str>) -> bool {
+        self.check(value)
+            .is_some_and(|result| result != self.invert)
+    }
+
+    /// Route matching on every value of a header, as Envoy: the (uninverted) check passes when any one
+    /// value passes, so `a` and `b` sent as two headers match `exact: b`, not `exact: "a,b"`.
+    pub fn matches_values(&self, values: &[&str]) -> bool {
+        if values.len() <= 1 {
+            return self.matches(values.first().copied());
+        }
+        let any = values.iter().any(|v| self.check(Some(v)).unwrap_or(false));
+        any != self.invert
+    }
+
+    /// The uninverted result; `None` when the header is missing and that fails even an inverted matcher.
+    fn check(&self, value: Option<&str>) -> Option<bool> {
         let value = match (value, self.treat_missing_as_empty) {
             (None, true) => Some(""),
             (v, _) => v,
         };
-        let result = match (&self.check, value) {
-            (HeaderCheck::Present(want), v) => v.is_some() == *want,
-            (_, None) => return false, // Envoy: a missing header never matches, even inverted.
-            (HeaderCheck::Value(m), Some(v)) => m.matches(v),
+        match (&self.check, value) {
+            (HeaderCheck::Present(want), v) => Some(v.is_some() == *want),
+            (_, None) => None, // Envoy: a missing header never matches, even inverted.
+            (HeaderCheck::Value(m), Some(v)) => Some(m.matches(v)),
             (HeaderCheck::Range { start, end }, Some(v)) => {
-                v.parse::<i64>().is_ok_and(|n| n >= *start && n < *end)
+                Some(v.parse::<i64>().is_ok_and(|n| n >= *start && n < *end))
             }
-        };
-        result != self.invert
+        }
     }
 }
 
@@ -289,6 +304,22 @@ mod tests {
         assert!(
             range.matches(Some("9")) && !range.matches(Some("10")) && !range.matches(Some("a"))
         );
+    }
+
+    #[test]
+    fn header_matchers_check_each_value_of_a_repeated_header() {
+        let exact = |v: &str, invert| HeaderMatcher {
+            name: "x".into(),
+            check: HeaderCheck::Value(sm(StringMatch::Exact(v.into()), false)),
+            invert,
+            treat_missing_as_empty: false,
+        };
+        assert!(exact("b", false).matches_values(&["a", "b"]));
+        assert!(!exact("a,b", false).matches_values(&["a", "b"]));
+        assert!(exact("a,b", false).matches_values(&["a,b"]));
+        assert!(!exact("x", true).matches_values(&["x", "y"]));
+        assert!(exact("x", true).matches_values(&["y", "z"]));
+        assert!(!exact("x", true).matches_values(&[]));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct VirtualHost {
     pub response_headers_to_add: Vec<HeaderAdd>,
     pub response_headers_to_remove: Vec<String>,
     pub retry_policy: Option<RetryPolicy>,
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    pub include_request_attempt_count: bool,
 }
 
 #[derive(Debug)]
@@ -170,6 +172,8 @@ pub struct RequestView<'a> {
     pub authority: &'a str,
     /// The path with its query string.
     pub path: &'a str,
+    /// `GET`, `POST`, … (for `:method` header matchers).
+    pub method: &'a str,
     pub headers: &'a HeaderMap,
 }
 
@@ -321,6 +325,7 @@ impl VirtualHost {
                 .unwrap_or_default(),
             response_headers_to_remove: lower(&p.response_headers_to_remove),
             retry_policy,
+            include_request_attempt_count: p.include_request_attempt_count,
         };
         errors.into_result(vh)
     }
@@ -447,10 +452,21 @@ impl RouteMatch {
             }
         };
         path_ok
-            && self
-                .headers
-                .iter()
-                .all(|h| h.matches(joined_header(request.headers, &h.name).as_deref()))
+            && self.headers.iter().all(|h| {
+                let values: Vec<&str> = match h.name.as_str() {
+                    ":method" => vec![request.method],
+                    ":path" => vec![request.path],
+                    ":authority" => vec![request.authority],
+                    ":scheme" => vec!["http"],
+                    name => request
+                        .headers
+                        .get_all(name)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect(),
+                };
+                h.matches_values(&values)
+            })
             && self.query.iter().all(|q| q.matches(query))
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
@@ -24,7 +24,7 @@ use rand::Rng;
 use crate::Runtime;
 use crate::access_log;
 use crate::stats::Counter;
-use crate::upstream::{Body, BoxError, ClusterRuntime, Host, Outcome};
+use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, Outcome};
 
 /// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -150,6 +150,10 @@ async fn handle(
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let runtime = &ctx.runtime;
+    if !ctx.hcm.accept_http_10 && matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
+        // Envoy's codec refuses HTTP/1.0 unless accept_http_10 is set.
+        return local_reply(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+    }
     let Some(routes) = runtime.snapshot.route_config(&ctx.hcm.routes) else {
         ctx.stats.no_route.inc();
         exchange.flags.no_route = true;
@@ -164,6 +168,7 @@ async fn handle(
     let view = RequestView {
         authority: &authority,
         path: &path,
+        method: req.method().as_str(),
         headers: req.headers(),
     };
     let Some((vh, route)) = routes.select(&view) else {
@@ -429,9 +434,32 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
+/// Removes hop-by-hop headers, and those the `connection` header names; `te: trailers` passes, as in
+/// Envoy (gRPC needs it end to end).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && n != "te" && n != "close" && n != "keep-alive")
+        .collect();
+    let trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     for h in HOP_BY_HOP {
         headers.remove(h);
+    }
+    for n in named {
+        headers.remove(n.as_str());
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -466,8 +494,11 @@ async fn forward(
         .host_rewrite
         .clone()
         .unwrap_or_else(|| authority.to_owned());
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    mutate_request_headers(&mut headers, &ctx.hcm, ctx.peer);
+    if f.host_rewrite.is_some()
+        && let Ok(v) = HeaderValue::from_str(authority)
+    {
+        headers.insert("x-envoy-original-host", v);
     }
     if ctx.hcm.generate_request_id
         && !headers.contains_key("x-request-id")
@@ -542,30 +573,35 @@ async fn forward(
         if cluster.active_requests.load(Ordering::Relaxed)
             >= cluster.config.circuit_breakers.max_requests
         {
-            cluster.stats.upstream_rq_pending_overflow.inc();
+            cluster.stats.upstream_rq_active_overflow.inc();
             exchange.flags.upstream_overflow = true;
-            let mut resp = local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            );
-            resp.headers_mut()
-                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
-            return resp;
+            return overflow_reply();
         }
-        let avoid: &[Arc<Host>] = if policy.is_some_and(|p| p.avoid_previous_hosts) {
-            &tried
-        } else {
-            &[]
-        };
-        let Some(host) = cluster.pick(avoid) else {
+        let Some(mut host) = cluster.pick(&[]) else {
             exchange.flags.no_healthy_upstream = true;
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
         };
+        // previous_hosts, as Envoy: a host already tried is rejected and another one selected, up
+        // to host_selection_retry_max_attempts selections; the last one is used whatever it is.
+        if let Some(p) = policy.filter(|p| p.avoid_previous_hosts) {
+            for _ in 1..p.host_selection_max_attempts {
+                if !tried.iter().any(|t| Arc::ptr_eq(t, &host)) {
+                    break;
+                }
+                match cluster.pick(&[]) {
+                    Some(h) => host = h,
+                    None => break,
+                }
+            }
+        }
         tried.push(host.clone());
         exchange.upstream_host = Some(host.address.clone());
         let mut h = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&upstream_authority) {
             h.insert(header::HOST, v);
+        }
+        if vh.include_request_attempt_count {
+            h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
         let body = match (&buffered, streaming.take()) {
             (Some(b), _) => full(b.clone()),
@@ -577,6 +613,46 @@ async fn forward(
             (Some(p), None) => Some(p),
             (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
             (None, None) => None,
+        };
+        // max_connections (HTTP/1.1): without a free connection the request waits, if the pending
+        // queue (max_pending_requests) has room, else it overflows.
+        let slot = if cluster.uses_h2(downstream_h2) {
+            None
+        } else {
+            match cluster.connection_slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    cluster.stats.upstream_cx_overflow.inc();
+                    if cluster.pending.fetch_add(1, Ordering::Relaxed)
+                        >= cluster.config.circuit_breakers.max_pending_requests
+                    {
+                        cluster.pending.fetch_sub(1, Ordering::Relaxed);
+                        cluster.stats.upstream_rq_pending_overflow.inc();
+                        exchange.flags.upstream_overflow = true;
+                        return overflow_reply();
+                    }
+                    let wait = deadline.map_or(proxy_model::route::DEFAULT_ROUTE_TIMEOUT, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
+                    let acquired = tokio::time::timeout(
+                        wait,
+                        cluster.connection_slots.clone().acquire_owned(),
+                    )
+                    .await;
+                    cluster.pending.fetch_sub(1, Ordering::Relaxed);
+                    match acquired {
+                        Ok(Ok(slot)) => Some(slot),
+                        _ => {
+                            exchange.flags.upstream_timeout = true;
+                            cluster.stats.upstream_rq_timeout.inc();
+                            return local_reply(
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "upstream request timeout",
+                            );
+                        }
+                    }
+                }
+            }
         };
         cluster.active_requests.fetch_add(1, Ordering::Relaxed);
         host.active_requests.fetch_add(1, Ordering::Relaxed);
@@ -608,7 +684,6 @@ async fn forward(
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                cluster.record_status(status);
                 cluster.record_outcome(
                     &host,
                     if status >= 500 {
@@ -625,8 +700,10 @@ async fn forward(
                     backoff(policy, attempt).await;
                     continue;
                 }
+                // Envoy charges the response code once, for the answer that goes downstream.
+                cluster.record_status(status);
                 exchange.upstream_service_time = Some(start.elapsed());
-                return finish_upstream(resp, start.elapsed());
+                return finish_upstream(resp, start.elapsed(), slot);
             }
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
@@ -642,7 +719,11 @@ async fn forward(
                         .any(|c| p.retries_on(c)),
                 });
                 if failure == Failure::Timeout {
-                    cluster.stats.upstream_rq_timeout.inc();
+                    if overall_expired {
+                        cluster.stats.upstream_rq_timeout.inc();
+                    } else {
+                        cluster.stats.upstream_rq_per_try_timeout.inc();
+                    }
                 }
                 if failure == Failure::Connect {
                     cluster.stats.upstream_cx_connect_fail.inc();
@@ -655,32 +736,122 @@ async fn forward(
                     || (failure == Failure::Timeout && deadline.is_some() && per_try.is_none())
                 {
                     exchange.flags.upstream_timeout = true;
+                    cluster.record_status(504);
                     return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
                 }
                 return match failure {
                     Failure::Timeout => {
                         exchange.flags.upstream_timeout = true;
+                        cluster.record_status(504);
                         local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
                     }
                     Failure::Connect => {
                         exchange.flags.upstream_connect_failure = true;
+                        cluster.record_status(503);
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+                            &reset_body(attempt, "remote connection failure"),
                         )
                     }
                     Failure::Reset => {
                         exchange.flags.upstream_reset = true;
-                        cluster.stats.upstream_rq_rx_reset.inc();
+                        cluster.record_status(503);
+                        if cluster.uses_h2(downstream_h2) {
+                            // An HTTP/2 stream reset; a closed HTTP/1 connection is not counted here.
+                            cluster.stats.upstream_rq_rx_reset.inc();
+                        }
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                            &reset_body(attempt, "connection termination"),
                         )
                     }
                 };
             }
         }
     }
+}
+
+/// The `x-envoy-*` request headers Envoy removes from requests it does not trust (every request under
+/// its default `internal_address_config`, which counts no address as internal).
+const INTERNAL_ONLY_HEADERS: [&str; 16] = [
+    "x-envoy-internal",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-is-timeout-retry",
+];
+
+/// Headers an edge proxy (`use_remote_address`) does not accept from its clients.
+const EDGE_REMOVED_HEADERS: [&str; 4] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-original-path",
+];
+
+/// Envoy's request header mutations in the connection manager (`mutateRequestHeaders`), for its default
+/// `internal_address_config` (no address is internal, so every request is external): clean the
+/// internal-only `x-envoy-*` headers; at the edge (`use_remote_address`) append the peer to
+/// `x-forwarded-for` (the machine's own address for a loopback peer, as Envoy), set
+/// `x-envoy-external-address`, overwrite `x-forwarded-proto` and drop the client's `x-request-id`.
+fn mutate_request_headers(headers: &mut HeaderMap, hcm: &HttpConnectionManager, peer: SocketAddr) {
+    for h in INTERNAL_ONLY_HEADERS {
+        headers.remove(h);
+    }
+    if hcm.use_remote_address {
+        for h in EDGE_REMOVED_HEADERS {
+            headers.remove(h);
+        }
+        let appended = if peer.ip().is_loopback() {
+            local_address()
+        } else {
+            peer.ip()
+        };
+        let xff = match proxy_model::route::joined_header(headers, "x-forwarded-for") {
+            Some(old) if !old.is_empty() => format!("{old},{appended}"),
+            _ => appended.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+            headers.insert("x-envoy-external-address", v);
+        }
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if !hcm.preserve_external_request_id {
+            headers.remove("x-request-id");
+        }
+    } else if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+}
+
+/// The machine's own (non-loopback) IPv4 address, which Envoy puts in `x-forwarded-for` for loopback
+/// peers: the source address the routing table picks (no packet is sent), else loopback.
+fn local_address() -> std::net::IpAddr {
+    static LOCAL: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+    *LOCAL.get_or_init(|| {
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| {
+                s.connect("198.51.100.1:9")?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    })
 }
 
 /// Whether the retry budget (`max_retries` concurrent retries) allows one more.
@@ -733,21 +904,62 @@ async fn send(
     body: Body,
     downstream_h2: bool,
 ) -> Result<Response<Incoming>, Failure> {
-    let uri: Uri = format!("http://{}{}", host.address, path)
-        .parse()
-        .map_err(|_| Failure::Reset)?;
     let mut req = Request::new(body);
     *req.method_mut() = method.clone();
-    *req.uri_mut() = uri;
     *req.headers_mut() = headers.clone();
-    match cluster.client_for(downstream_h2).request(req).await {
+    let result = match (&host.h2, cluster.uses_h2(downstream_h2)) {
+        (Some(h2), true) => {
+            // HTTP/2 sends the authority as `:authority`, from the URI; no `host` header.
+            let authority = req
+                .headers_mut()
+                .remove(header::HOST)
+                .and_then(|h| h.to_str().ok().map(str::to_owned))
+                .unwrap_or_else(|| host.address.clone());
+            *req.uri_mut() = format!("http://{authority}{path}")
+                .parse()
+                .map_err(|_| Failure::Reset)?;
+            h2.request(req).await
+        }
+        _ => {
+            *req.uri_mut() = format!("http://{}{}", host.address, path)
+                .parse()
+                .map_err(|_| Failure::Reset)?;
+            cluster.client.request(req).await
+        }
+    };
+    match result {
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),
         Err(_) => Err(Failure::Reset),
     }
 }
 
-fn finish_upstream(resp: Response<Incoming>, service_time: Duration) -> Response<Body> {
+/// Envoy's body for a request that got no response headers; after retries it says so.
+fn reset_body(attempt: u32, reason: &str) -> String {
+    let retried = if attempt > 1 {
+        "retried and the latest reset reason"
+    } else {
+        "reset reason"
+    };
+    format!("upstream connect error or disconnect/reset before headers. {retried}: {reason}")
+}
+
+/// Envoy's answer when a circuit breaker trips.
+fn overflow_reply() -> Response<Body> {
+    let mut resp = local_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    resp.headers_mut()
+        .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    resp
+}
+
+fn finish_upstream(
+    resp: Response<Incoming>,
+    service_time: Duration,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if let Ok(v) = HeaderValue::from_str(&service_time.as_millis().to_string()) {
@@ -756,7 +968,8 @@ fn finish_upstream(resp: Response<Incoming>, service_time: Duration) -> Response
             .insert(HeaderName::from_static("x-envoy-upstream-service-time"), v);
     }
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+    let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    Response::from_parts(parts, Guarded::new(body, slot).boxed())
 }
 
 fn finish_response_headers(

@@ -10,11 +10,17 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use proxy_model::cluster::{Cluster, Health, LbPolicy, OutlierDetection, UpstreamProtocol};
 use rand::Rng;
+use tokio::net::TcpStream;
 
 use crate::stats::{Counter, Gauge, Registry};
+
+/// Envoy's default overprovisioning factor (1.4), in percent.
+const OVERPROVISIONING: u64 = 140;
+/// Envoy's default healthy panic threshold, in percent.
+const PANIC_THRESHOLD: u64 = 50;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -34,11 +40,15 @@ pub struct Host {
     ejected_until: Mutex<Option<Instant>>,
     times_ejected: AtomicU32,
     pub requests: AtomicU64,
+    /// HTTP/2 to this host: the request's URI carries the `:authority` to send, so the connection is
+    /// made to the host's address whatever the URI says.
+    pub h2: Option<Client<HostConnector, Body>>,
 }
 
 impl Host {
     fn new(address: String, weight: u32, healthy: bool) -> Host {
         Host {
+            h2: None,
             address,
             weight,
             healthy,
@@ -68,9 +78,11 @@ pub struct ClusterStats {
     pub upstream_rq_total: Arc<Counter>,
     pub upstream_rq_active: Arc<Gauge>,
     pub upstream_rq_pending_overflow: Arc<Counter>,
+    pub upstream_rq_active_overflow: Arc<Counter>,
     pub upstream_rq_retry: Arc<Counter>,
     pub upstream_rq_retry_overflow: Arc<Counter>,
     pub upstream_rq_timeout: Arc<Counter>,
+    pub upstream_rq_per_try_timeout: Arc<Counter>,
     pub upstream_rq_2xx: Arc<Counter>,
     pub upstream_rq_3xx: Arc<Counter>,
     pub upstream_rq_4xx: Arc<Counter>,
@@ -92,9 +104,11 @@ impl ClusterStats {
             upstream_rq_total: c("upstream_rq_total"),
             upstream_rq_active: g("upstream_rq_active"),
             upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
+            upstream_rq_active_overflow: c("upstream_rq_active_overflow"),
             upstream_rq_retry: c("upstream_rq_retry"),
             upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
             upstream_rq_timeout: c("upstream_rq_timeout"),
+            upstream_rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
             upstream_rq_2xx: c("upstream_rq_2xx"),
             upstream_rq_3xx: c("upstream_rq_3xx"),
             upstream_rq_4xx: c("upstream_rq_4xx"),
@@ -120,9 +134,13 @@ pub struct ClusterRuntime {
     pub active_requests: AtomicU32,
     pub active_retries: AtomicU32,
     pub stats: ClusterStats,
+    /// HTTP/1.1 to every host (HTTP/2 goes through each host's own client).
     pub client: Client<HttpConnector, Body>,
-    /// For HTTP/2 clusters the pool is HTTP/2 only; `Downstream` keeps one of each.
-    pub h2_client: Option<Client<HttpConnector, Body>>,
+    /// `max_connections` for HTTP/1.1: one slot per request in flight, each on its own connection,
+    /// held until the response body ends.
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a connection slot (`max_pending_requests` bounds them).
+    pub pending: AtomicU32,
 }
 
 impl ClusterRuntime {
@@ -135,11 +153,15 @@ impl ClusterRuntime {
                     .iter()
                     .flat_map(|l| &l.endpoints)
                     .map(|e| {
-                        Arc::new(Host::new(
+                        let mut host = Host::new(
                             format!("{}:{}", e.host, e.port),
                             e.weight,
                             matches!(e.health, Health::Healthy | Health::Degraded),
-                        ))
+                        );
+                        if config.protocol != UpstreamProtocol::Http1 {
+                            host.h2 = Some(h2_client(&config, &host.address));
+                        }
+                        Arc::new(host)
                     })
                     .collect()
             })
@@ -171,11 +193,12 @@ impl ClusterRuntime {
             }
             b.build(connector())
         };
-        let (client, h2_client) = match config.protocol {
-            UpstreamProtocol::Http1 => (builder(false), None),
-            UpstreamProtocol::Http2 => (builder(true), None),
-            UpstreamProtocol::Downstream => (builder(false), Some(builder(true))),
-        };
+        let client = builder(false);
+        let connection_slots = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(config.circuit_breakers.max_connections)
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         ClusterRuntime {
             config,
             priorities,
@@ -184,7 +207,8 @@ impl ClusterRuntime {
             active_retries: AtomicU32::new(0),
             stats,
             client,
-            h2_client,
+            connection_slots,
+            pending: AtomicU32::new(0),
         }
     }
 
@@ -192,21 +216,7 @@ impl ClusterRuntime {
     /// highest priority that has any, avoiding `avoid` when there is another choice.
     pub fn pick(&self, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
         self.refresh_ejections();
-        let hosts = self
-            .priorities
-            .iter()
-            .map(|p| p.iter().filter(|h| h.available()).collect::<Vec<_>>())
-            .find(|p| !p.is_empty())
-            .or_else(|| {
-                // Envoy's panic threshold: with no available host at all, use every healthy one.
-                let healthy: Vec<_> = self
-                    .priorities
-                    .iter()
-                    .flatten()
-                    .filter(|h| h.healthy)
-                    .collect();
-                (!healthy.is_empty()).then_some(healthy)
-            })?;
+        let hosts = self.priority_hosts()?;
         let preferred: Vec<&Arc<Host>> = hosts
             .iter()
             .copied()
@@ -225,6 +235,50 @@ impl ClusterRuntime {
             LbPolicy::RingHash | LbPolicy::Maglev => weighted_random(&hosts),
         };
         Some(chosen.clone())
+    }
+
+    /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
+    /// overprovisioning factor), priorities take load in order up to their health, normalised when the
+    /// health of all of them adds up to less than 100; a priority with less than 50 % available hosts
+    /// is in panic and uses all its hosts; with no available host anywhere, every host is used.
+    fn priority_hosts(&self) -> Option<Vec<&Arc<Host>>> {
+        let health: Vec<u64> = self
+            .priorities
+            .iter()
+            .map(|p| {
+                let total = p.len() as u64;
+                let available = p.iter().filter(|h| h.available()).count() as u64;
+                (OVERPROVISIONING * available)
+                    .checked_div(total)
+                    .unwrap_or(0)
+                    .min(100)
+            })
+            .collect();
+        let sum = health.iter().sum::<u64>().min(100);
+        if sum == 0 {
+            // Total panic: every host of every priority.
+            let all: Vec<_> = self.priorities.iter().flatten().collect();
+            return (!all.is_empty()).then_some(all);
+        }
+        let mut point = rand::rng().random_range(0..100u64);
+        let mut remaining = 100u64;
+        let mut chosen = None;
+        for (i, h) in health.iter().enumerate() {
+            let load = (h * 100 / sum).min(remaining);
+            remaining -= load;
+            if point < load {
+                chosen = Some(i);
+                break;
+            }
+            point -= load;
+        }
+        let priority = &self.priorities[chosen.or_else(|| health.iter().position(|h| *h > 0))?];
+        let available: Vec<_> = priority.iter().filter(|h| h.available()).collect();
+        if (available.len() as u64) * 100 < PANIC_THRESHOLD * priority.len() as u64 {
+            Some(priority.iter().collect())
+        } else {
+            Some(available)
+        }
     }
 
     fn weighted_round_robin<'h>(&self, hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
@@ -348,10 +402,12 @@ impl ClusterRuntime {
         }
     }
 
-    pub fn client_for(&self, downstream_h2: bool) -> &Client<HttpConnector, Body> {
-        match (&self.h2_client, downstream_h2) {
-            (Some(h2), true) => h2,
-            _ => &self.client,
+    /// Whether a request goes to this cluster's hosts over HTTP/2.
+    pub fn uses_h2(&self, downstream_h2: bool) -> bool {
+        match self.config.protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Downstream => downstream_h2,
         }
     }
 
@@ -421,6 +477,97 @@ fn least_request<'h>(hosts: &[&'h Arc<Host>], choice_count: u32) -> &'h Arc<Host
             point -= s;
         }
         hosts[0]
+    }
+}
+
+/// A response body that holds a connection slot until it ends (or is dropped).
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Body,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Guarded {
+    pub fn new(inner: Body, slot: Option<tokio::sync::OwnedSemaphorePermit>) -> Guarded {
+        Guarded { inner, slot }
+    }
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An HTTP/2-only client whose connections all go to `address`.
+fn h2_client(config: &Cluster, address: &str) -> Client<HostConnector, Body> {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
+    b.http2_only(true);
+    b.build(HostConnector {
+        address: Arc::from(address),
+        timeout: config.connect_timeout,
+    })
+}
+
+/// Connects to one host's address, whatever the request URI's authority (which is what HTTP/2 sends
+/// as `:authority`).
+#[derive(Debug, Clone)]
+pub struct HostConnector {
+    address: Arc<str>,
+    timeout: Duration,
+}
+
+type ConnectFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send>,
+>;
+
+impl tower_service::Service<http::Uri> for HostConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = ConnectFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (address, timeout) = (self.address.clone(), self.timeout);
+        Box::pin(async move {
+            let connect = async {
+                let addr = resolve(&address).await?;
+                TcpStream::connect(addr).await
+            };
+            let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {address}: timed out after {timeout:?}"),
+                )
+            })??;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
     }
 }
 

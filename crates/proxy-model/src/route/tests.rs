@@ -32,6 +32,7 @@ fn route_for(
         authority,
         path,
         headers: &map,
+        method: "GET",
     };
     rc.select(&view)
         .map(|(vh, r)| format!("{}/{}", vh.name, r.name))
