@@ -90,6 +90,7 @@ impl DeltaStream {
             });
         }
 
+        let was_wildcard = st.wildcard;
         let mut added = BTreeSet::new();
         for name in request.resource_names_subscribe {
             if name == "*" {
@@ -126,7 +127,8 @@ impl DeltaStream {
                 type_url,
             });
         }
-        let changed = !added.is_empty() || !removed.is_empty();
+        let became_wildcard = !first && st.wildcard && !was_wildcard;
+        let changed = !added.is_empty() || !removed.is_empty() || was_wildcard != st.wildcard;
         if !first && changed {
             out.events.push(Event::SubscriptionChanged {
                 type_url: type_url.clone(),
@@ -171,7 +173,7 @@ impl DeltaStream {
         }
 
         if let Some(snap) = snapshot
-            && (first || !added.is_empty())
+            && (first || became_wildcard || !added.is_empty())
             && let Some(r) = respond(&mut self.nonces, &type_url, st, snap, first)
         {
             out.responses.push(r);

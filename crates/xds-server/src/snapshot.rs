@@ -83,6 +83,11 @@ impl Snapshot {
         &self.version
     }
 
+    /// Changes the version (building the next snapshot from a copy of the last).
+    pub fn set_version(&mut self, version: impl Into<String>) {
+        self.version = version.into();
+    }
+
     /// Adds (or replaces) the resource `name` of `any.type_url`; its version is a hash of its bytes,
     /// so an unchanged resource keeps its version across snapshots.
     pub fn insert(&mut self, name: impl Into<String>, any: Any) {
