@@ -125,7 +125,10 @@ pub enum ProtocolError {
 }
 
 /// Takes the node of the first request: it must be there, with an id.
-pub(crate) fn first_node(current: &mut Option<Node>, node: Option<&Node>) -> Result<(), ProtocolError> {
+pub(crate) fn first_node(
+    current: &mut Option<Node>,
+    node: Option<&Node>,
+) -> Result<(), ProtocolError> {
     if current.is_some() {
         return Ok(());
     }

@@ -169,7 +169,10 @@ impl AdsServer {
 
 /// Binds `addr` and serves `cache` over ADS (state of the world and delta) in the background, with the
 /// default bounds.
-pub async fn serve(addr: SocketAddr, cache: SnapshotCache) -> Result<RunningServer, XdsServerError> {
+pub async fn serve(
+    addr: SocketAddr,
+    cache: SnapshotCache,
+) -> Result<RunningServer, XdsServerError> {
     AdsServer::new(cache).start(addr).await
 }
 
@@ -376,9 +379,9 @@ impl<P: Protocol> Connection<P> {
             }
         };
         let Some(node) = P::node(&first).filter(|n| !n.id.is_empty()).cloned() else {
-            let _ = self
-                .tx
-                .try_send(Err(Status::invalid_argument(ProtocolError::MissingNode.to_string())));
+            let _ = self.tx.try_send(Err(Status::invalid_argument(
+                ProtocolError::MissingNode.to_string(),
+            )));
             return;
         };
         let cache = self.server.cache.clone();
@@ -394,7 +397,13 @@ impl<P: Protocol> Connection<P> {
             "proxy connected"
         );
         let end = self
-            .serve(&node.id, first, &mut incoming, &mut snapshots, &mut shutdown)
+            .serve(
+                &node.id,
+                first,
+                &mut incoming,
+                &mut snapshots,
+                &mut shutdown,
+            )
             .await;
         match end {
             End::Closed => info!(proxy = %node.id, connection = self.id, "proxy disconnected"),
@@ -430,7 +439,10 @@ impl<P: Protocol> Connection<P> {
         let mut proto = P::new(self.id);
         let mut current: Option<Arc<Snapshot>> = snapshots.borrow_and_update().clone();
         let mut watching = true;
-        if let Err(end) = self.request(&mut proto, node_id, first, current.as_deref()).await {
+        if let Err(end) = self
+            .request(&mut proto, node_id, first, current.as_deref())
+            .await
+        {
             return end;
         }
         loop {

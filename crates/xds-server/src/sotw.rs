@@ -116,7 +116,11 @@ impl SotwStream {
             return Ok(out);
         }
 
-        let Some(sent) = st.sent.as_ref().filter(|s| s.nonce == request.response_nonce) else {
+        let Some(sent) = st
+            .sent
+            .as_ref()
+            .filter(|s| s.nonce == request.response_nonce)
+        else {
             out.events.push(Event::StaleNonce {
                 type_url,
                 nonce: request.response_nonce,

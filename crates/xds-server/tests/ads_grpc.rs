@@ -11,12 +11,17 @@ use common::*;
 use tokio_stream::wrappers::ReceiverStream;
 use xds_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use xds_client::{AdsClient, AdsConfig, AdsStatus, Consumer, Mode, Rejection, ResourceType, Resources};
+use xds_client::{
+    AdsClient, AdsConfig, AdsStatus, Consumer, Mode, Rejection, ResourceType, Resources,
+};
 use xds_server::{ProxySyncStatus, RunningServer, Snapshot, SnapshotCache, TypeStatus};
 
 /// A consumer that validates like a proxy (a listener needs an address) and records names.
 #[derive(Clone, Default)]
-struct Proxy(Arc<Mutex<Vec<(ResourceType, Vec<String>)>>>);
+struct Proxy(Arc<Mutex<Applied>>);
+
+/// Every accepted set: its type and names.
+type Applied = Vec<(ResourceType, Vec<String>)>;
 
 impl Proxy {
     fn names(&self, ty: ResourceType) -> Vec<String> {
@@ -99,7 +104,9 @@ async fn until_server(
 }
 
 fn ty<'a>(s: &'a ProxySyncStatus, url: &str) -> &'a TypeStatus {
-    s.types.get(url).unwrap_or_else(|| panic!("no {url} in {s:#?}"))
+    s.types
+        .get(url)
+        .unwrap_or_else(|| panic!("no {url} in {s:#?}"))
 }
 
 fn acked(s: &ProxySyncStatus, url: &str, version: &str) -> bool {
@@ -152,8 +159,14 @@ async fn end_to_end(mode: Mode) {
     v2.insert_message("c", &cla("c", 9003));
     cache.set_snapshot(NODE_ID, v2);
     until_client(&client, "v2 ACKed", |s| {
-        s.acked_versions.get(&ResourceType::Listener).map(String::as_str) == Some("v2")
-            && s.acked_versions.get(&ResourceType::Endpoints).map(String::as_str) == Some("v2")
+        s.acked_versions
+            .get(&ResourceType::Listener)
+            .map(String::as_str)
+            == Some("v2")
+            && s.acked_versions
+                .get(&ResourceType::Endpoints)
+                .map(String::as_str)
+                == Some("v2")
     })
     .await;
     assert_eq!(proxy.names(ResourceType::Cluster), ["a", "b", "c"]);
@@ -186,7 +199,11 @@ async fn end_to_end(mode: Mode) {
     assert!(msg.contains("broken: listener has no address"), "{msg}");
     assert!(!lds.in_sync());
     assert_eq!(cache.counters().nacks, 1);
-    assert_eq!(proxy.names(ResourceType::Listener), ["http"], "last good set serves");
+    assert_eq!(
+        proxy.names(ResourceType::Listener),
+        ["http"],
+        "last good set serves"
+    );
 
     // Fixed: pushed, ACKed, in sync again.
     cache.set_snapshot(NODE_ID, mesh("v4", 18082, 9001, 9002));
@@ -194,7 +211,10 @@ async fn end_to_end(mode: Mode) {
     assert!(ty(&s, LDS).in_sync());
     assert_eq!(ty(&s, LDS).nacked_version.as_deref(), Some("v3"));
     until_client(&client, "clusters back to a, b", |s| {
-        s.acked_versions.get(&ResourceType::Cluster).map(String::as_str) == Some("v4")
+        s.acked_versions
+            .get(&ResourceType::Cluster)
+            .map(String::as_str)
+            == Some("v4")
     })
     .await;
     assert_eq!(proxy.names(ResourceType::Cluster), ["a", "b"]);
@@ -206,7 +226,10 @@ async fn end_to_end(mode: Mode) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(cache.proxies().is_empty(), "the proxy is gone once its stream closes");
+    assert!(
+        cache.proxies().is_empty(),
+        "the proxy is gone once its stream closes"
+    );
     assert_eq!(cache.counters().connected_proxies, 0);
     server.stop().await.unwrap();
 }

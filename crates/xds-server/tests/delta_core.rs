@@ -63,7 +63,7 @@ fn wildcard_on_empty_first_subscription_then_only_changes() {
     let snap = mesh("v1", 8080, 9001, 9002);
     let mut s = DeltaStream::new(4);
     let out = s.on_request(first(CDS, &[]), Some(&snap)).unwrap();
-    assert_eq!(s.subscription(CDS).unwrap().0, true);
+    assert!(s.subscription(CDS).unwrap().0);
     let r = &out.responses[0];
     assert_eq!(sent(r), ["a", "b"]);
     assert_eq!(r.system_version_info, "v1");
@@ -131,19 +131,28 @@ fn initial_resource_versions_spare_what_the_client_has() {
 fn named_subscribe_and_unsubscribe() {
     let snap = mesh("v1", 8080, 9001, 9002);
     let mut s = DeltaStream::new(1);
-    let out = s.on_request(first(EDS, &["a", "nope"]), Some(&snap)).unwrap();
+    let out = s
+        .on_request(first(EDS, &["a", "nope"]), Some(&snap))
+        .unwrap();
     let r = &out.responses[0];
     assert_eq!(sent(r), ["a"]);
     // A name that does not exist is reported removed, so the client stops waiting for it.
     assert_eq!(r.removed_resources, ["nope"]);
-    assert_eq!(s.subscription(EDS).unwrap().0, false);
+    assert!(!s.subscription(EDS).unwrap().0);
     s.on_request(ack(r), Some(&snap)).unwrap();
 
     // Subscribing b sends only b.
     let out = s.on_request(sub(EDS, &["b"], &[]), Some(&snap)).unwrap();
     assert_eq!(sent(&out.responses[0]), ["b"]);
-    assert!(out.responses[0].removed_resources.is_empty(), "nope is reported once");
-    assert!(out.events.iter().any(|e| matches!(e, Event::SubscriptionChanged { .. })));
+    assert!(
+        out.responses[0].removed_resources.is_empty(),
+        "nope is reported once"
+    );
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::SubscriptionChanged { .. }))
+    );
 
     // Unsubscribing a: no answer needed, and a later change of a is not pushed.
     let out = s.on_request(sub(EDS, &[], &["a"]), Some(&snap)).unwrap();
@@ -165,7 +174,11 @@ fn named_subscribe_and_unsubscribe() {
 fn nack_is_recorded_and_not_resent() {
     let snap = mesh("v1", 8080, 9001, 9002);
     let mut s = DeltaStream::new(1);
-    let r = s.on_request(first(LDS, &[]), Some(&snap)).unwrap().responses[0].clone();
+    let r = s
+        .on_request(first(LDS, &[]), Some(&snap))
+        .unwrap()
+        .responses[0]
+        .clone();
     s.on_request(ack(&r), Some(&snap)).unwrap();
 
     let mut bad = snap.clone();
@@ -174,14 +187,20 @@ fn nack_is_recorded_and_not_resent() {
     let pushed = s.on_snapshot(&bad);
     assert_eq!(sent(&pushed[0]), ["broken"]);
     let out = s
-        .on_request(nack(&pushed[0], "broken: listener has no address"), Some(&bad))
+        .on_request(
+            nack(&pushed[0], "broken: listener has no address"),
+            Some(&bad),
+        )
         .unwrap();
     assert!(out.responses.is_empty());
     assert!(matches!(&out.events[0], Event::Nack { version, .. } if version == "v2"));
     let st = &s.status()[LDS];
     assert_eq!(st.acked_version.as_deref(), Some("v1"));
     assert_eq!(st.nacked_version.as_deref(), Some("v2"));
-    assert_eq!(st.last_nack.as_deref(), Some("broken: listener has no address"));
+    assert_eq!(
+        st.last_nack.as_deref(),
+        Some("broken: listener has no address")
+    );
     // The same bad listener in the next snapshot is not offered again.
     let mut again = bad.clone();
     again.set_version("v3");
@@ -195,8 +214,16 @@ fn nack_is_recorded_and_not_resent() {
 fn stale_nonce_is_not_an_ack_but_subscriptions_apply() {
     let snap = mesh("v1", 8080, 9001, 9002);
     let mut s = DeltaStream::new(1);
-    let r1 = s.on_request(first(EDS, &["a"]), Some(&snap)).unwrap().responses[0].clone();
-    let r2 = s.on_request(sub(EDS, &["b"], &[]), Some(&snap)).unwrap().responses[0].clone();
+    let r1 = s
+        .on_request(first(EDS, &["a"]), Some(&snap))
+        .unwrap()
+        .responses[0]
+        .clone();
+    let r2 = s
+        .on_request(sub(EDS, &["b"], &[]), Some(&snap))
+        .unwrap()
+        .responses[0]
+        .clone();
     // The ACK of r1 arrives after r2 was sent, together with a subscription change.
     let mut late = ack(&r1);
     late.resource_names_unsubscribe = vec!["a".into()];
@@ -217,7 +244,12 @@ fn stale_nonce_is_not_an_ack_but_subscriptions_apply() {
 #[test]
 fn push_order_and_first_answer_when_the_snapshot_arrives() {
     let mut s = DeltaStream::new(1);
-    for (ty, names) in [(RDS, &["80"][..]), (LDS, &[][..]), (EDS, &["a", "b"][..]), (CDS, &[][..])] {
+    for (ty, names) in [
+        (RDS, &["80"][..]),
+        (LDS, &[][..]),
+        (EDS, &["a", "b"][..]),
+        (CDS, &[][..]),
+    ] {
         let mut r = sub(ty, names, &[]);
         if ty == RDS {
             r.node = Some(node());
@@ -231,7 +263,9 @@ fn push_order_and_first_answer_when_the_snapshot_arrives() {
 
     // A wildcard type with nothing in the snapshot is still answered once (an empty set).
     let mut s = DeltaStream::new(1);
-    let out = s.on_request(first(LDS, &[]), Some(&Snapshot::new("v0"))).unwrap();
+    let out = s
+        .on_request(first(LDS, &[]), Some(&Snapshot::new("v0")))
+        .unwrap();
     assert_eq!(out.responses.len(), 1);
     assert!(out.responses[0].resources.is_empty());
     let empty: BTreeMap<String, String> = BTreeMap::new();
@@ -242,12 +276,16 @@ fn push_order_and_first_answer_when_the_snapshot_arrives() {
 fn explicit_wildcard_can_be_added_and_dropped() {
     let snap = mesh("v1", 8080, 9001, 9002);
     let mut s = DeltaStream::new(1);
-    let r = s.on_request(first(EDS, &["a"]), Some(&snap)).unwrap().responses[0].clone();
+    let r = s
+        .on_request(first(EDS, &["a"]), Some(&snap))
+        .unwrap()
+        .responses[0]
+        .clone();
     assert_eq!(sent(&r), ["a"]);
     let out = s.on_request(sub(EDS, &["*"], &[]), Some(&snap)).unwrap();
-    assert_eq!(s.subscription(EDS).unwrap().0, true);
+    assert!(s.subscription(EDS).unwrap().0);
     assert_eq!(sent(&out.responses[0]), ["b"]);
     s.on_request(sub(EDS, &[], &["*"]), Some(&snap)).unwrap();
-    assert_eq!(s.subscription(EDS).unwrap().0, false);
+    assert!(!s.subscription(EDS).unwrap().0);
     assert_eq!(s.known(EDS).unwrap().keys().collect::<Vec<_>>(), ["a"]);
 }

@@ -154,7 +154,10 @@ async fn envoy_over_ads(api_type: &str) {
     assert_eq!(lds.nacked_version.as_deref(), Some("v3"));
     assert_eq!(lds.acked_version.as_deref(), Some("v1"));
     assert!(
-        lds.last_nack.as_deref().unwrap_or_default().contains("broken"),
+        lds.last_nack
+            .as_deref()
+            .unwrap_or_default()
+            .contains("broken"),
         "{lds:#?}"
     );
     until_routed_to(listen, "b", &envoy).await;

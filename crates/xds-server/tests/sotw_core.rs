@@ -143,7 +143,9 @@ fn wildcard_cds_gets_everything_and_ack_is_recorded() {
 fn named_types_get_only_their_names() {
     let snap = mesh("v1", 8080, 9001, 9002);
     let mut s = SotwStream::new(1);
-    let out = s.on_request(first(EDS, &["b", "missing"]), Some(&snap)).unwrap();
+    let out = s
+        .on_request(first(EDS, &["b", "missing"]), Some(&snap))
+        .unwrap();
     assert_eq!(names_of(&out.responses[0]), ["b"]);
     // An empty EDS request is no wildcard; "*" is.
     let mut s = SotwStream::new(1);
@@ -167,13 +169,23 @@ fn nack_is_recorded_and_the_same_content_not_resent() {
 
     let out = s
         .on_request(
-            nack(lds, &[], "v1", "LDS update rejected: broken: listener has no address"),
+            nack(
+                lds,
+                &[],
+                "v1",
+                "LDS update rejected: broken: listener has no address",
+            ),
             Some(&bad),
         )
         .unwrap();
-    assert!(out.responses.is_empty(), "a NACK is not answered with the same config");
-    assert!(matches!(&out.events[0], Event::Nack { version, message, .. }
-        if version == "v2" && message.contains("broken: listener has no address")));
+    assert!(
+        out.responses.is_empty(),
+        "a NACK is not answered with the same config"
+    );
+    assert!(
+        matches!(&out.events[0], Event::Nack { version, message, .. }
+        if version == "v2" && message.contains("broken: listener has no address"))
+    );
     let st = &s.status()[LDS];
     assert_eq!(st.acked_version.as_deref(), Some("v1"));
     assert_eq!(st.nacked_version.as_deref(), Some("v2"));
@@ -186,7 +198,10 @@ fn nack_is_recorded_and_the_same_content_not_resent() {
     same.insert_message("x", &cluster("x"));
     let pushed = s.on_snapshot(&same);
     assert_eq!(pushed.len(), 1);
-    assert_eq!(pushed[0].type_url, CDS, "only CDS changed, LDS (still bad) not resent");
+    assert_eq!(
+        pushed[0].type_url, CDS,
+        "only CDS changed, LDS (still bad) not resent"
+    );
 
     // The control plane fixes it: pushed, ACKed.
     let good = mesh("v4", 8081, 9001, 9002);
@@ -223,7 +238,7 @@ fn stale_nonces_are_ignored() {
     );
     assert_eq!(s.status()[LDS].nacks, 0);
     assert_eq!(s.status()[LDS].acked_version.as_deref(), Some("v1"));
-    assert_eq!(s.subscription(LDS).unwrap().0, true);
+    assert!(s.subscription(LDS).unwrap().0);
 
     s.on_request(ack(new, &[]), Some(&v3)).unwrap();
     assert_eq!(s.status()[LDS].acked_version.as_deref(), Some("v3"));

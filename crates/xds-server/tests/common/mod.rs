@@ -39,9 +39,12 @@ pub fn node() -> Node {
         kind: Some(Kind::StringValue(v.into())),
     };
     let labels = Struct {
-        fields: [("app".to_owned(), s("reviews")), ("version".to_owned(), s("v1"))]
-            .into_iter()
-            .collect(),
+        fields: [
+            ("app".to_owned(), s("reviews")),
+            ("version".to_owned(), s("v1")),
+        ]
+        .into_iter()
+        .collect(),
     };
     Node {
         id: NODE_ID.into(),
@@ -65,9 +68,9 @@ pub fn node() -> Node {
 
 fn ads() -> ConfigSource {
     ConfigSource {
-        config_source_specifier: Some(ConfigSourceSpecifier::Ads(
-            AggregatedConfigSource::default(),
-        )),
+        config_source_specifier: Some(
+            ConfigSourceSpecifier::Ads(AggregatedConfigSource::default()),
+        ),
         resource_api_version: ApiVersion::V3 as i32,
         ..Default::default()
     }
@@ -127,7 +130,9 @@ pub fn listener(name: &str, port: u32, route: &str) -> Listener {
         })),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                &Router::default(),
+            ))),
             ..Default::default()
         }],
         ..Default::default()
