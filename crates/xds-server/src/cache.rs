@@ -355,3 +355,105 @@ impl Drop for Registration {
         inner.proxies_changed.send_modify(|n| *n += 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_api::pb::google::protobuf::Value;
+
+    #[test]
+    fn proxy_info_reads_istio_metadata() {
+        let s = |v: &str| Value {
+            kind: Some(Kind::StringValue(v.into())),
+        };
+        let labels = Struct {
+            fields: [
+                ("app".to_owned(), s("reviews")),
+                ("n".to_owned(), Value::default()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let node = Node {
+            id: "sidecar~1~x.default~default.svc.cluster.local".into(),
+            metadata: Some(Struct {
+                fields: [
+                    (
+                        LABELS_KEY.to_owned(),
+                        Value {
+                            kind: Some(Kind::StructValue(labels)),
+                        },
+                    ),
+                    (NAMESPACE_KEY.to_owned(), s("default")),
+                ]
+                .into_iter()
+                .collect(),
+            }),
+            ..Default::default()
+        };
+        let info = ProxyInfo::from_node(1, &node, None, Mode::Delta);
+        assert_eq!(info.labels.len(), 1, "non-string labels are skipped");
+        assert_eq!(info.labels["app"], "reviews");
+        assert_eq!(info.namespace.as_deref(), Some("default"));
+        let bare = ProxyInfo::from_node(2, &Node::default(), None, Mode::Sotw);
+        assert!(bare.labels.is_empty() && bare.namespace.is_none());
+    }
+
+    #[test]
+    fn snapshots_are_set_replaced_and_cleared() {
+        let cache = SnapshotCache::new();
+        assert!(cache.snapshot("n").is_none());
+        cache.set_snapshot("n", Snapshot::new("v1"));
+        let mut rx = cache.watch("n");
+        assert_eq!(
+            rx.borrow_and_update()
+                .as_ref()
+                .map(|s| s.version().to_owned())
+                .as_deref(),
+            Some("v1")
+        );
+        cache.set_snapshot("n", Snapshot::new("v2"));
+        assert!(rx.has_changed().unwrap_or(false));
+        assert_eq!(
+            cache
+                .snapshot("n")
+                .map(|s| s.version().to_owned())
+                .as_deref(),
+            Some("v2")
+        );
+        assert_eq!(cache.node_ids(), ["n"]);
+        assert!(cache.clear_snapshot("n"));
+        assert!(cache.node_ids().is_empty());
+        assert!(cache.snapshot("n").is_none());
+        drop(rx);
+        assert!(!cache.clear_snapshot("n"));
+    }
+
+    #[test]
+    fn registrations_come_and_go() {
+        let cache = SnapshotCache::new();
+        let mut changes = cache.watch_proxies();
+        let node = Node {
+            id: "n".into(),
+            ..Default::default()
+        };
+        let reg = cache.register(ProxyInfo::from_node(
+            cache.next_connection_id(),
+            &node,
+            None,
+            Mode::Sotw,
+        ));
+        assert!(changes.has_changed().unwrap_or(false));
+        changes.mark_unchanged();
+        assert_eq!(cache.proxies().len(), 1);
+        assert_eq!(cache.counters().connected_proxies, 1);
+        let rx = cache.watch("n");
+        drop(rx);
+        drop(reg);
+        assert!(changes.has_changed().unwrap_or(false));
+        assert!(cache.proxies().is_empty());
+        assert_eq!(cache.counters().connections_total, 1);
+        // The entry the stream created, with no snapshot and no watcher, is gone.
+        assert!(lock(&cache.inner.snapshots).is_empty());
+    }
+}

@@ -170,3 +170,24 @@ impl Nonces {
         format!("{}-{}", self.stream, self.next)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nack_messages_are_bounded_on_a_char_boundary() {
+        let long = "é".repeat(MAX_NACK_MESSAGE);
+        let b = bounded_message(&long);
+        assert!(b.len() <= MAX_NACK_MESSAGE + "…".len());
+        assert!(b.ends_with('…'));
+        assert_eq!(bounded_message("short"), "short");
+    }
+
+    #[test]
+    fn nonces_are_unique_per_stream() {
+        let mut n = Nonces::new(3);
+        assert_eq!(n.next(), "3-1");
+        assert_eq!(n.next(), "3-2");
+    }
+}

@@ -1,8 +1,7 @@
 //! A snapshot: the complete configuration the control plane decided for one proxy, per type URL, each
 //! resource with its own version.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map;
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 
 use prost::{Message, Name};
 use xds_api::pb::google::protobuf::Any;
@@ -160,35 +159,45 @@ impl Snapshot {
         self.len() == 0
     }
 
-    /// The resources a subscription selects: all of the type for a wildcard one, else those of
-    /// `names` that exist.
+    /// The resources a subscription selects, by name: all of the type for a wildcard one, else
+    /// those of `names` that exist (looked up by name, so a small subscription costs little in a
+    /// big snapshot).
     pub(crate) fn select<'a>(
         &'a self,
         type_url: &str,
         wildcard: bool,
-        names: &'a std::collections::BTreeSet<String>,
+        names: &'a BTreeSet<String>,
     ) -> Selected<'a> {
-        Selected {
-            inner: self.types.get(type_url).map(|m| m.iter()),
-            wildcard,
-            names,
+        match self.types.get(type_url) {
+            None => Selected::Nothing,
+            Some(all) if wildcard => Selected::All(all.iter()),
+            Some(all) => Selected::Named {
+                all,
+                names: names.iter(),
+            },
         }
     }
 }
 
-/// Iterator over the resources a subscription selects.
-pub(crate) struct Selected<'a> {
-    inner: Option<btree_map::Iter<'a, String, VersionedResource>>,
-    wildcard: bool,
-    names: &'a std::collections::BTreeSet<String>,
+/// Iterator over the resources a subscription selects, in name order.
+pub(crate) enum Selected<'a> {
+    Nothing,
+    All(btree_map::Iter<'a, String, VersionedResource>),
+    Named {
+        all: &'a BTreeMap<String, VersionedResource>,
+        names: std::collections::btree_set::Iter<'a, String>,
+    },
 }
 
 impl<'a> Iterator for Selected<'a> {
     type Item = (&'a String, &'a VersionedResource);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let inner = self.inner.as_mut()?;
-        inner.find(|(name, _)| self.wildcard || self.names.contains(*name))
+        match self {
+            Selected::Nothing => None,
+            Selected::All(it) => it.next(),
+            Selected::Named { all, names } => names.find_map(|n| all.get_key_value(n)),
+        }
     }
 }
 
@@ -250,5 +259,32 @@ mod tests {
         };
         assert_eq!(content_version(&a), content_version(&a.clone()));
         assert_ne!(content_version(&a), content_version(&b));
+    }
+
+    #[test]
+    fn select_by_wildcard_or_names() {
+        let mut snap = Snapshot::new("v1");
+        for n in ["a", "b", "c"] {
+            snap.insert(
+                n,
+                Any {
+                    type_url: type_url::CLUSTER.into(),
+                    value: n.as_bytes().to_vec(),
+                },
+            );
+        }
+        let names: BTreeSet<String> = ["c", "a", "zz"].map(String::from).into();
+        let got: Vec<&str> = snap
+            .select(type_url::CLUSTER, false, &names)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(got, ["a", "c"]);
+        let got: Vec<&str> = snap
+            .select(type_url::CLUSTER, true, &names)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(snap.select(type_url::LISTENER, true, &names).count(), 0);
+        assert_eq!(snap.len(), 3);
     }
 }
