@@ -1,0 +1,287 @@
+//! Incremental ADS (`DeltaAggregatedResources`), sans-IO: one [`DeltaStream`] per stream.
+//!
+//! Per type URL it keeps the names the client subscribed to (an empty first subscription, or `*`, is a
+//! wildcard), what the client holds by resource version (seeded from `initial_resource_versions` on a
+//! reconnect) and the ACK status. Only resources whose version differs from what the client holds are
+//! sent; what it holds and should not is listed in `removed_resources`, and so is a subscribed name
+//! that does not exist (so the client stops waiting for it). ACK and NACK are by `response_nonce`;
+//! subscription changes apply whatever nonce the request carries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
+use xds_api::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+
+use crate::protocol::{
+    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
+    bounded_message, first_node,
+};
+use crate::snapshot::{Snapshot, push_rank};
+use crate::sotw::CONTROL_PLANE_ID;
+
+#[derive(Debug, Default)]
+struct TypeState {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// What the client holds, by our account: name → resource version.
+    known: BTreeMap<String, String>,
+    /// Subscribed names reported to the client as not existing.
+    absent: BTreeSet<String>,
+    /// Whether a response of this type was sent on this stream.
+    answered: bool,
+    /// Nonce and version of the last response sent.
+    sent: Option<(String, String)>,
+    status: TypeStatus,
+}
+
+/// The delta protocol of one stream: feed it requests and snapshots, send what it returns.
+#[derive(Debug)]
+pub struct DeltaStream {
+    node: Option<Node>,
+    types: BTreeMap<String, TypeState>,
+    nonces: Nonces,
+}
+
+impl DeltaStream {
+    /// A stream; `stream_id` makes its nonces unique across the server's streams.
+    pub fn new(stream_id: u64) -> DeltaStream {
+        DeltaStream {
+            node: None,
+            types: BTreeMap::new(),
+            nonces: Nonces::new(stream_id),
+        }
+    }
+
+    /// The client's node, from the first request.
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// Handles one request against the proxy's current snapshot (`None`: none set yet; the first
+    /// answer then comes from [`on_snapshot`](Self::on_snapshot)).
+    pub fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Outcome<DeltaDiscoveryResponse>, ProtocolError> {
+        first_node(&mut self.node, request.node.as_ref())?;
+        if request.type_url.is_empty() {
+            return Err(ProtocolError::MissingTypeUrl);
+        }
+        let type_url = request.type_url;
+        let first = !self.types.contains_key(&type_url);
+        if first && self.types.len() >= MAX_TYPES_PER_STREAM {
+            return Err(ProtocolError::TooManyTypes {
+                max: MAX_TYPES_PER_STREAM,
+                type_url,
+            });
+        }
+        let st = self.types.entry(type_url.clone()).or_default();
+        let mut out = Outcome::default();
+
+        if first {
+            // Legacy wildcard: an empty first subscription means everything of the type.
+            st.wildcard = request.resource_names_subscribe.is_empty();
+            st.known = request.initial_resource_versions.into_iter().collect();
+            out.events.push(Event::Subscribed {
+                type_url: type_url.clone(),
+            });
+        }
+
+        let was_wildcard = st.wildcard;
+        let mut added = BTreeSet::new();
+        for name in request.resource_names_subscribe {
+            if name == "*" {
+                st.wildcard = true;
+                continue;
+            }
+            if !first {
+                // A (re)subscribed name is sent even if the client had it.
+                st.known.remove(&name);
+            }
+            st.absent.remove(&name);
+            st.names.insert(name.clone());
+            added.insert(name);
+        }
+        let mut removed = BTreeSet::new();
+        for name in request.resource_names_unsubscribe {
+            if name == "*" {
+                st.wildcard = false;
+                let names = &st.names;
+                st.known.retain(|n, _| names.contains(n));
+                continue;
+            }
+            if st.names.remove(&name) {
+                removed.insert(name.clone());
+            }
+            st.absent.remove(&name);
+            if !st.wildcard {
+                st.known.remove(&name);
+            }
+        }
+        if st.names.len() > MAX_NAMES_PER_TYPE {
+            return Err(ProtocolError::TooManyNames {
+                max: MAX_NAMES_PER_TYPE,
+                type_url,
+            });
+        }
+        let became_wildcard = !first && st.wildcard && !was_wildcard;
+        let changed = !added.is_empty() || !removed.is_empty() || was_wildcard != st.wildcard;
+        if !first && changed {
+            out.events.push(Event::SubscriptionChanged {
+                type_url: type_url.clone(),
+                added: added.clone(),
+                removed,
+            });
+        }
+
+        if !request.response_nonce.is_empty() {
+            match st.sent.as_ref() {
+                Some((nonce, version)) if *nonce == request.response_nonce => {
+                    let version = version.clone();
+                    match request.error_detail {
+                        Some(detail) => {
+                            let message = bounded_message(&detail.message);
+                            st.status.nacked_version = Some(version.clone());
+                            st.status.last_nack = Some(message.clone());
+                            st.status.nacks += 1;
+                            out.events.push(Event::Nack {
+                                type_url: type_url.clone(),
+                                version,
+                                nonce: request.response_nonce,
+                                message,
+                            });
+                        }
+                        None => {
+                            st.status.acked_version = Some(version.clone());
+                            st.status.acks += 1;
+                            out.events.push(Event::Ack {
+                                type_url: type_url.clone(),
+                                version,
+                                nonce: request.response_nonce,
+                            });
+                        }
+                    }
+                }
+                _ => out.events.push(Event::StaleNonce {
+                    type_url: type_url.clone(),
+                    nonce: request.response_nonce,
+                }),
+            }
+        }
+
+        if let Some(snap) = snapshot
+            && (first || became_wildcard || !added.is_empty())
+            && let Some(r) = respond(&mut self.nonces, &type_url, st, snap, first)
+        {
+            out.responses.push(r);
+        }
+        Ok(out)
+    }
+
+    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
+    /// with changed or removed resources (or not answered yet).
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        let mut urls: Vec<String> = self.types.keys().cloned().collect();
+        urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
+        let mut out = Vec::new();
+        for url in urls {
+            if let Some(st) = self.types.get_mut(&url) {
+                let always = !st.answered;
+                out.extend(respond(&mut self.nonces, &url, st, snapshot, always));
+            }
+        }
+        out
+    }
+
+    /// The sync status of every type the client subscribed to.
+    pub fn status(&self) -> BTreeMap<String, TypeStatus> {
+        self.types
+            .iter()
+            .map(|(url, st)| (url.clone(), st.status.clone()))
+            .collect()
+    }
+
+    /// The names the client subscribed to for `type_url`, and whether it is a wildcard subscription.
+    pub fn subscription(&self, type_url: &str) -> Option<(bool, &BTreeSet<String>)> {
+        self.types.get(type_url).map(|st| (st.wildcard, &st.names))
+    }
+
+    /// What the client holds of `type_url`, by our account: name → resource version.
+    pub fn known(&self, type_url: &str) -> Option<&BTreeMap<String, String>> {
+        self.types.get(type_url).map(|st| &st.known)
+    }
+}
+
+/// The response bringing the client of `type_url` up to `snapshot`, if anything differs (or `always`).
+fn respond(
+    nonces: &mut Nonces,
+    type_url: &str,
+    st: &mut TypeState,
+    snapshot: &Snapshot,
+    always: bool,
+) -> Option<DeltaDiscoveryResponse> {
+    let mut resources = Vec::new();
+    let mut selected = BTreeSet::new();
+    for (name, r) in snapshot.select(type_url, st.wildcard, &st.names) {
+        selected.insert(name.as_str());
+        if st.known.get(name) != Some(&r.version) {
+            resources.push(Resource {
+                name: name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.resource.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    let mut removed: Vec<String> = st
+        .known
+        .keys()
+        .filter(|n| !selected.contains(n.as_str()))
+        .cloned()
+        .collect();
+    if !st.wildcard {
+        for name in &st.names {
+            if !selected.contains(name.as_str())
+                && !st.known.contains_key(name)
+                && !st.absent.contains(name)
+            {
+                removed.push(name.clone());
+            }
+        }
+    }
+    if resources.is_empty() && removed.is_empty() && !always {
+        return None;
+    }
+    for r in &resources {
+        st.known.insert(r.name.clone(), r.version.clone());
+        st.absent.remove(&r.name);
+    }
+    for name in &removed {
+        st.known.remove(name);
+        if !st.wildcard && st.names.contains(name) {
+            st.absent.insert(name.clone());
+        }
+    }
+    let nonce = nonces.next();
+    let version = snapshot.version().to_owned();
+    st.answered = true;
+    st.status.sent_version = Some(version.clone());
+    st.status.sent_nonce = Some(nonce.clone());
+    st.status.sent_resources = resources.len();
+    st.status.responses += 1;
+    st.sent = Some((nonce.clone(), version.clone()));
+    Some(DeltaDiscoveryResponse {
+        system_version_info: version,
+        resources,
+        type_url: type_url.to_owned(),
+        removed_resources: removed,
+        nonce,
+        control_plane: Some(ControlPlane {
+            identifier: CONTROL_PLANE_ID.to_owned(),
+        }),
+        ..Default::default()
+    })
+}

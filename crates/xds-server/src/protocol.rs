@@ -1,0 +1,193 @@
+//! What both ADS modes share: the outcome of feeding a protocol state machine, the per-type sync status
+//! it keeps, and its errors.
+
+use std::collections::BTreeSet;
+
+use xds_api::pb::envoy::config::core::v3::Node;
+
+/// The longest NACK message kept in the sync status; longer ones are cut at a character boundary.
+pub const MAX_NACK_MESSAGE: usize = 4096;
+
+/// How many type URLs one stream may subscribe to (Envoy uses fewer than ten).
+pub const MAX_TYPES_PER_STREAM: usize = 32;
+
+/// How many names one stream may subscribe to per type.
+pub const MAX_NAMES_PER_TYPE: usize = 100_000;
+
+/// Which ADS variant a stream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mode {
+    /// State of the world: `StreamAggregatedResources`.
+    Sotw,
+    /// Incremental: `DeltaAggregatedResources`.
+    Delta,
+}
+
+impl Mode {
+    /// `"sotw"` or `"delta"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sotw => "sotw",
+            Mode::Delta => "delta",
+        }
+    }
+}
+
+/// Where one type stands with one proxy: what was last sent, ACKed and NACKed (istiod's `syncz`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeStatus {
+    /// The version (`version_info` / `system_version_info`) of the last response sent.
+    pub sent_version: Option<String>,
+    /// The nonce of the last response sent.
+    pub sent_nonce: Option<String>,
+    /// How many resources the last response carried.
+    pub sent_resources: usize,
+    /// The last version the proxy ACKed.
+    pub acked_version: Option<String>,
+    /// The last version the proxy NACKed (it keeps serving the ACKed one).
+    pub nacked_version: Option<String>,
+    /// The `error_detail.message` of the last NACK.
+    pub last_nack: Option<String>,
+    /// Responses sent for this type on this stream.
+    pub responses: u64,
+    pub acks: u64,
+    pub nacks: u64,
+}
+
+impl TypeStatus {
+    /// Whether the proxy has ACKed the last response sent.
+    pub fn in_sync(&self) -> bool {
+        self.sent_version.is_some() && self.sent_version == self.acked_version
+    }
+}
+
+/// Something a request did that the transport logs and counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The client subscribed to a type for the first time on this stream.
+    Subscribed { type_url: String },
+    /// The client changed the names it is subscribed to.
+    SubscriptionChanged {
+        type_url: String,
+        added: BTreeSet<String>,
+        removed: BTreeSet<String>,
+    },
+    /// The client ACKed the response with `nonce`.
+    Ack {
+        type_url: String,
+        version: String,
+        nonce: String,
+    },
+    /// The client rejected the response with `nonce`; it keeps its previous config of that type.
+    Nack {
+        type_url: String,
+        version: String,
+        nonce: String,
+        message: String,
+    },
+    /// A request answering a response that is no longer the latest of its type: ignored.
+    StaleNonce { type_url: String, nonce: String },
+}
+
+/// The result of feeding a request to a protocol state machine: the responses to send, in order, and
+/// what happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome<R> {
+    pub responses: Vec<R>,
+    pub events: Vec<Event>,
+}
+
+impl<R> Default for Outcome<R> {
+    fn default() -> Self {
+        Outcome {
+            responses: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// A request the server cannot serve; the stream ends with `INVALID_ARGUMENT` and this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error(
+        "the first request of an ADS stream must carry the node with a non-empty node.id; check the \
+         proxy's bootstrap `node: {{id: ...}}`"
+    )]
+    MissingNode,
+    #[error("an ADS request has no type_url; every request must name the resource type it is for")]
+    MissingTypeUrl,
+    #[error(
+        "the stream subscribed to more than {max} resource types (last: {type_url}); is the client an xDS proxy?"
+    )]
+    TooManyTypes { max: usize, type_url: String },
+    #[error("the stream subscribed to more than {max} names of {type_url}")]
+    TooManyNames { max: usize, type_url: String },
+}
+
+/// Takes the node of the first request: it must be there, with an id.
+pub(crate) fn first_node(
+    current: &mut Option<Node>,
+    node: Option<&Node>,
+) -> Result<(), ProtocolError> {
+    if current.is_some() {
+        return Ok(());
+    }
+    match node {
+        Some(n) if !n.id.is_empty() => {
+            *current = Some(n.clone());
+            Ok(())
+        }
+        _ => Err(ProtocolError::MissingNode),
+    }
+}
+
+/// The NACK message as kept in the status, bounded.
+pub(crate) fn bounded_message(message: &str) -> String {
+    if message.len() <= MAX_NACK_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_NACK_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Nonces unique within one stream: `<stream id>-<counter>`.
+#[derive(Debug)]
+pub(crate) struct Nonces {
+    stream: u64,
+    next: u64,
+}
+
+impl Nonces {
+    pub(crate) fn new(stream: u64) -> Nonces {
+        Nonces { stream, next: 0 }
+    }
+
+    pub(crate) fn next(&mut self) -> String {
+        self.next += 1;
+        format!("{}-{}", self.stream, self.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nack_messages_are_bounded_on_a_char_boundary() {
+        let long = "é".repeat(MAX_NACK_MESSAGE);
+        let b = bounded_message(&long);
+        assert!(b.len() <= MAX_NACK_MESSAGE + "…".len());
+        assert!(b.ends_with('…'));
+        assert_eq!(bounded_message("short"), "short");
+    }
+
+    #[test]
+    fn nonces_are_unique_per_stream() {
+        let mut n = Nonces::new(3);
+        assert_eq!(n.next(), "3-1");
+        assert_eq!(n.next(), "3-2");
+    }
+}
