@@ -4,7 +4,8 @@
 //!
 //! 1. `src/generated/types.bin`, the `FileDescriptorSet` that envoy-types generated its Rust structs from:
 //!    every message envoy-types has (Envoy's whole data-plane API, 500+ files), so any `typed_config` Envoy
-//!    knows can be read, and the descriptors match the Rust structs exactly. Source info is stripped.
+//!    knows can be read, and the descriptors match the Rust structs exactly. Source info is stripped
+//!    (at the wire level, so the `validate.rules` extension options stay).
 //! 2. If a future envoy-types stops shipping that file, the `.proto` files it ships under `proto/` are
 //!    compiled with `protox` instead, limited to the roots in [`FALLBACK_ROOTS`] (each root compiled on its
 //!    own: protox resolves relative names against every file in one compilation, which breaks on
@@ -19,12 +20,14 @@ use std::path::{Path, PathBuf};
 
 use protox::file::{ChainFileResolver, DescriptorSetFileResolver, File, FileResolver};
 use protox::prost::Message;
-use protox::prost_reflect::prost_types::FileDescriptorSet;
+use protox::prost_reflect::prost_types::{FileDescriptorProto, FileDescriptorSet};
 
 /// The protos Bosun's proxy needs when `types.bin` is not available.
 const FALLBACK_ROOTS: &[&str] = &[
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/service/discovery/v3/ads.proto",
+    "envoy/service/runtime/v3/rtds.proto",
+    "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
     "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
     "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
     "envoy/extensions/filters/http/router/v3/router.proto",
@@ -70,11 +73,22 @@ const TYPED_STRUCTS: &[(&str, &str)] = &[
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=XDS_API_COMPILE_PROTOS");
     let dir = envoy_types_dir();
     let bin = dir.join("src/generated/types.bin");
-    let mut set = match std::fs::read(&bin) {
-        Ok(bytes) => FileDescriptorSet::decode(&bytes[..])
-            .unwrap_or_else(|e| panic!("{} is not a FileDescriptorSet: {e}", bin.display())),
+    // XDS_API_COMPILE_PROTOS=1 takes the fallback path on purpose (to check it still works).
+    let read = match std::env::var_os("XDS_API_COMPILE_PROTOS") {
+        Some(_) => Err(std::io::Error::other("XDS_API_COMPILE_PROTOS is set")),
+        None => std::fs::read(&bin),
+    };
+    // Files are kept as encoded FileDescriptorProtos: decoding them into prost-types structs would drop
+    // the extension options (the `validate.rules` that `xds-api` checks).
+    let files: Vec<Vec<u8>> = match read {
+        Ok(bytes) => entries(&bytes, 1)
+            .unwrap_or_else(|| panic!("{} is not a FileDescriptorSet", bin.display()))
+            .into_iter()
+            .map(|f| strip_field(f, 9).expect("FileDescriptorProto"))
+            .collect(),
         Err(e) => {
             println!(
                 "cargo:warning=xds-api: {} unreadable ({e}); compiling a subset of envoy-types' protos",
@@ -83,13 +97,15 @@ fn main() {
             compile_fallback(&dir.join("proto"))
         }
     };
-    for file in &mut set.file {
-        file.source_code_info = None;
-    }
-    add_typed_structs(&mut set);
+    let mut files = files;
+    add_typed_structs(&mut files);
 
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
-    std::fs::write(out.join("envoy_descriptors.bin"), set.encode_to_vec())
+    let mut out = Vec::new();
+    for file in &files {
+        put_len_field(&mut out, 1, file);
+    }
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out_dir.join("envoy_descriptors.bin"), out)
         .expect("write envoy_descriptors.bin");
 }
 
@@ -125,9 +141,9 @@ fn envoy_types_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn compile_fallback(proto: &Path) -> FileDescriptorSet {
+fn compile_fallback(proto: &Path) -> Vec<Vec<u8>> {
     let includes: Vec<PathBuf> = INCLUDES.iter().map(|d| proto.join(d)).collect();
-    let mut set = FileDescriptorSet::default();
+    let mut files = Vec::new();
     let mut seen = HashSet::new();
     for root in FALLBACK_ROOTS {
         let mut compiler = protox::Compiler::new(&includes).expect("protox includes");
@@ -135,18 +151,24 @@ fn compile_fallback(proto: &Path) -> FileDescriptorSet {
         compiler
             .open_file(root)
             .unwrap_or_else(|e| panic!("compile {root}: {e}"));
-        for file in compiler.file_descriptor_set().file {
+        for file in compiler.descriptor_pool().files() {
             if seen.insert(file.name().to_owned()) {
-                set.file.push(file);
+                files.push(file.encode_to_vec());
             }
         }
     }
-    set
+    files
 }
 
-/// Compiles the `TypedStruct` definitions against the set (for `google/protobuf/struct.proto`) and appends
-/// them, unless the set has them already.
-fn add_typed_structs(set: &mut FileDescriptorSet) {
+/// Compiles the `TypedStruct` definitions (importing `google/protobuf/struct.proto` from the set) and
+/// appends them, unless the set has them already.
+fn add_typed_structs(files: &mut Vec<Vec<u8>>) {
+    let set = FileDescriptorSet {
+        file: files
+            .iter()
+            .map(|f| FileDescriptorProto::decode(&f[..]).expect("FileDescriptorProto"))
+            .collect(),
+    };
     let have: HashSet<String> = set.file.iter().map(|f| f.name().to_owned()).collect();
     let missing: Vec<&(&str, &str)> = TYPED_STRUCTS
         .iter()
@@ -157,15 +179,105 @@ fn add_typed_structs(set: &mut FileDescriptorSet) {
     }
     let mut resolver = ChainFileResolver::new();
     resolver.add(Inline(TYPED_STRUCTS));
-    resolver.add(DescriptorSetFileResolver::new(set.clone()));
+    resolver.add(DescriptorSetFileResolver::new(set));
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
-    compiler.include_imports(false);
     for (name, _) in &missing {
         compiler
             .open_file(name)
             .unwrap_or_else(|e| panic!("compile {name}: {e}"));
     }
-    set.file.extend(compiler.file_descriptor_set().file);
+    let pool = compiler.descriptor_pool();
+    for (name, _) in &missing {
+        let file = pool.get_file_by_name(name).expect("compiled file");
+        files.push(file.encode_to_vec());
+    }
+}
+
+// === protobuf wire format, just enough to split a set and drop a field ===
+
+fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_len_field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+    put_varint(out, (number << 3) | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A top-level field of a message: its number, the whole field's bytes, the payload of a length field.
+type WireField<'a> = (u64, &'a [u8], Option<&'a [u8]>);
+
+/// The top-level fields of a message.
+fn fields(buf: &[u8]) -> Option<Vec<WireField<'_>>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let start = at;
+        let key = varint(buf, &mut at)?;
+        let payload = match key & 7 {
+            0 => {
+                varint(buf, &mut at)?;
+                None
+            }
+            1 => {
+                at += 8;
+                None
+            }
+            2 => {
+                let len = usize::try_from(varint(buf, &mut at)?).ok()?;
+                let p = buf.get(at..at + len)?;
+                at += len;
+                Some(p)
+            }
+            5 => {
+                at += 4;
+                None
+            }
+            _ => return None,
+        };
+        out.push((key >> 3, buf.get(start..at)?, payload));
+    }
+    Some(out)
+}
+
+/// The payloads of the length-delimited field `number`.
+fn entries(buf: &[u8], number: u64) -> Option<Vec<&[u8]>> {
+    Some(
+        fields(buf)?
+            .into_iter()
+            .filter(|(n, _, _)| *n == number)
+            .filter_map(|(_, _, p)| p)
+            .collect(),
+    )
+}
+
+/// The message without field `number` (for FileDescriptorProto, 9 is `source_code_info`).
+fn strip_field(buf: &[u8], number: u64) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(buf.len());
+    for (n, whole, _) in fields(buf)? {
+        if n != number {
+            out.extend_from_slice(whole);
+        }
+    }
+    Some(out)
 }
 
 struct Inline(&'static [(&'static str, &'static str)]);

@@ -1,5 +1,6 @@
 //! `bosun`: the one binary of the Bosun service mesh.
 
+mod bootstrap_cmd;
 mod check;
 mod proxy_cmd;
 
@@ -53,6 +54,29 @@ enum Command {
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Print an Envoy bootstrap that points a proxy (Envoy or `bosun proxy`) at `bosun control` over ADS.
+    ///
+    /// The output is JSON, which Envoy and `bosun proxy` read as YAML.
+    Bootstrap {
+        /// Istio's node id, `sidecar~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local` (`router~…` for gateways).
+        #[arg(long)]
+        node_id: String,
+        /// Workload labels, `app=reviews,version=v1` (repeatable).
+        #[arg(long)]
+        labels: Vec<String>,
+        /// How traffic reaches the proxy (Istio's INTERCEPTION_MODE).
+        #[arg(long, value_enum, default_value_t = bootstrap_cmd::Interception::Redirect)]
+        interception: bootstrap_cmd::Interception,
+        /// The control plane's ADS address.
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        xds: String,
+        /// The proxy's admin port.
+        #[arg(long, default_value_t = 15000)]
+        admin_port: u16,
+        /// Use incremental (delta) xDS instead of state-of-the-world.
+        #[arg(long)]
+        delta: bool,
+    },
     /// Run the data plane from an Envoy bootstrap file (YAML or JSON), as `envoy -c FILE`.
     ///
     /// Exit status: 0 after a clean drain (SIGTERM or Ctrl-C), 1 when the config cannot be run.
@@ -81,6 +105,22 @@ fn main() -> ExitCode {
             registry,
             output,
         } => check::run(&paths, registry.as_deref(), true, output),
+        Command::Bootstrap {
+            node_id,
+            labels,
+            interception,
+            xds,
+            admin_port,
+            delta,
+        } => bootstrap_cmd::run(&bootstrap_cmd::BootstrapArgs {
+            node_id: &node_id,
+            labels: &labels,
+            interception,
+            xds: &xds,
+            admin_port,
+            delta,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Proxy {
             config,
             concurrency,

@@ -116,3 +116,114 @@ spec:
     let o = bosun(&["validate"], None);
     assert_eq!(o.status.code(), Some(2), "missing arguments");
 }
+
+#[test]
+fn proxy_serves_the_example_bootstrap_and_drains_on_sigterm() {
+    use std::time::Duration;
+    // The example binds fixed ports (10000, 9901); skip quietly if another process holds them.
+    if std::net::TcpListener::bind("127.0.0.1:10000").is_err()
+        || std::net::TcpListener::bind("127.0.0.1:9901").is_err()
+    {
+        eprintln!("ports 10000/9901 are taken; skipping");
+        return;
+    }
+    let config = repo().join("examples/proxy/bootstrap.yaml");
+    let mut proxy = testkit::Process::spawn(
+        env!("CARGO_BIN_EXE_bosun"),
+        [
+            "proxy",
+            "-c",
+            config.to_str().expect("utf-8"),
+            "--concurrency",
+            "1",
+            "--drain-time-s",
+            "1",
+        ],
+        &[],
+    )
+    .expect("bosun proxy starts");
+    proxy
+        .wait_ready(testkit::localhost(9901), Duration::from_secs(10))
+        .expect("ready");
+    let (status, body) = testkit::blocking_get(
+        testkit::localhost(10000),
+        "/healthz",
+        Duration::from_secs(5),
+    )
+    .expect("served");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // Nothing listens on 8081 in the test: a connect failure, retried, then Envoy's 503.
+    let (status, _) =
+        testkit::blocking_get(testkit::localhost(10000), "/x", Duration::from_secs(10))
+            .expect("served");
+    assert!(
+        status == 503 || status == 200,
+        "503 unless something runs on 8081, got {status}"
+    );
+    let exit = proxy
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("exits");
+    assert!(
+        exit.success(),
+        "exit status after SIGTERM: {exit:?}\n{}",
+        proxy.stderr_tail()
+    );
+    // The access log went to stdout in Envoy's format.
+    assert!(
+        proxy.stdout().contains("\"GET /healthz HTTP/1.1\" 200 -"),
+        "{}",
+        proxy.stdout()
+    );
+}
+
+#[test]
+fn proxy_refuses_a_bad_bootstrap_with_its_position() {
+    let yaml = "static_resources:\n  clusters:\n  - name: a\n    conect_timeout: 1s\n";
+    let dir = testkit::TempDir::new("bosun-cli").expect("tempdir");
+    let path = dir.write("bad.yaml", yaml.as_bytes()).expect("write");
+    let o = bosun(&["proxy", "-c", path.to_str().expect("utf-8")], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:4:5"), "{err}");
+    assert!(err.contains("connect_timeout"), "a suggestion: {err}");
+}
+
+#[test]
+fn the_example_bootstrap_is_valid_for_envoy_too() {
+    if testkit::Envoy::find_or_skip("the_example_bootstrap_is_valid_for_envoy_too").is_none() {
+        return;
+    }
+    let yaml =
+        std::fs::read_to_string(repo().join("examples/proxy/bootstrap.yaml")).expect("example");
+    testkit::Envoy::validate(&yaml).expect("envoy --mode validate accepts the example");
+}
+
+#[test]
+fn bootstrap_output_is_accepted_by_envoy() {
+    let o = bosun(
+        &[
+            "bootstrap",
+            "--node-id",
+            "sidecar~127.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            "--labels",
+            "app=reviews,version=v1",
+            "--interception",
+            "none",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let yaml = stdout(&o);
+    assert!(yaml.contains("\"INTERCEPTION_MODE\": \"NONE\""), "{yaml}");
+    if testkit::Envoy::find_or_skip("bootstrap_output_is_accepted_by_envoy").is_some() {
+        testkit::Envoy::validate(&yaml).expect("envoy --mode validate accepts it");
+    }
+    let o = bosun(&["bootstrap", "--node-id", "reviews"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("four parts"));
+}

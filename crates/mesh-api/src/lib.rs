@@ -14,4 +14,5 @@ pub mod registry;
 pub mod resource;
 pub mod types;
 pub mod validate;
-pub mod yaml;
+/// The positioned YAML tree every loader here reads (its own crate, shared with `xds-api`).
+pub use kube_yaml as yaml;

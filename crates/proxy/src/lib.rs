@@ -254,10 +254,12 @@ fn serve_http(
     });
     let service = service_fn(move |req| http::serve(req, ctx.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Envoy's default `max_request_headers_kb` is 60: larger request headers get 431.
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60));
+        .header_read_timeout(Duration::from_secs(60))
+        .max_buf_size(60 * 1024);
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())

@@ -3,20 +3,27 @@
 //! The file is YAML or JSON in protobuf's JSON mapping of `envoy.config.bootstrap.v3.Bootstrap`: field
 //! names in snake_case or lowerCamelCase, `google.protobuf.Any` as an object with `"@type"`, durations
 //! as `"0.25s"`, wrappers as bare values, enums by name. Like Envoy, an unknown field is an error. YAML
-//! scalars are typed as `kubectl` types them (see `mesh_api::yaml`). Errors carry the file, line and
+//! scalars are typed as `kubectl` types them (see `kube_yaml`). Errors carry the file, line and
 //! column of the offending key or value and the field path to it:
 //!
 //! ```text
 //! bootstrap.yaml:23:21: unknown field `clustr` in envoy.config.route.v3.RouteAction; did you mean `cluster`? (at static_resources.listeners[0]....route.clustr)
 //! ```
 //!
-//! Not checked (Envoy does, when it builds its config from the proto): the `validate` rules in the
-//! protos (required fields, string lengths, ranges) and which extension types fit which extension point.
+//! The protoc-gen-validate rules in Envoy's protos are checked too, everywhere including inside `Any`
+//! (required fields and oneofs, number ranges, string and list lengths, enum values, duration bounds);
+//! not their string `pattern`/`well_known` formats. Not checked (Envoy does, when it builds its runtime
+//! config): which extension types fit which extension point, and cross-references (a route's cluster
+//! exists, certificate files exist).
+//!
+//! Stricter than Envoy on purpose: a YAML key repeated in one mapping, a field given under both its
+//! names (`connect_timeout` and `connectTimeout`), and a second YAML document are errors (Envoy keeps
+//! the last value, or the first document).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use mesh_api::yaml::parse_stream;
+use kube_yaml::parse_stream;
 use prost::Message;
 
 pub use crate::pb::envoy::config::bootstrap::v3::Bootstrap;

@@ -20,13 +20,15 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use mesh_api::yaml::{Entry, Node, Pos, Value as Y};
+use kube_yaml::{Entry, Node, Pos, Value as Y};
 use prost::Message as _;
 use prost_reflect::{
-    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value,
+    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value,
 };
 
 use crate::descriptor::pool;
+use crate::validate;
 
 /// Why a YAML tree is not a valid message: where, at which field, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,11 @@ type Result<T> = std::result::Result<T, DecodeError>;
 
 /// Decodes `node` as a message of type `desc`.
 pub(crate) fn message(desc: &MessageDescriptor, node: &Node) -> Result<DynamicMessage> {
-    Decoder { path: Vec::new() }.message(desc, node)
+    Decoder {
+        path: Vec::new(),
+        validate: true,
+    }
+    .message(desc, node)
 }
 
 enum Seg {
@@ -51,6 +57,9 @@ enum Seg {
 
 struct Decoder {
     path: Vec<Seg>,
+    /// Whether protoc-gen-validate rules are checked (off under `(validate.disabled)` messages and
+    /// `message.skip` fields).
+    validate: bool,
 }
 
 /// Longest duration protobuf allows: 10,000 years.
@@ -137,7 +146,37 @@ impl Decoder {
         let Y::Map(entries) = &node.value else {
             return Err(self.mismatch(node, &format!("an object ({})", desc.full_name())));
         };
-        let mut seen: HashMap<u32, &str> = HashMap::new();
+        let outer_validate = self.validate;
+        let rules = if self.validate {
+            let rules = validate::rules(desc);
+            if rules.disabled {
+                self.validate = false;
+                None
+            } else {
+                Some(rules)
+            }
+        } else {
+            None
+        };
+        let result = self.entries(desc, entries, msg, skip, rules.as_deref());
+        self.validate = outer_validate;
+        let given = result?;
+        if let Some(rules) = rules {
+            self.check_rules(node, msg, &rules, &given)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the entries; returns the entry of each field that was given, by field number.
+    fn entries<'n>(
+        &mut self,
+        desc: &MessageDescriptor,
+        entries: &'n [Entry],
+        msg: &mut DynamicMessage,
+        skip: Option<&str>,
+        rules: Option<&validate::MessageRules>,
+    ) -> Result<HashMap<u32, &'n Entry>> {
+        let mut seen: HashMap<u32, &'n Entry> = HashMap::new();
         let mut oneofs: HashMap<String, &str> = HashMap::new();
         for entry in entries {
             if skip == Some(entry.key.as_str()) {
@@ -152,12 +191,13 @@ impl Decoder {
                 return Err(err);
             };
             self.path.push(Seg::Field(field.name().to_owned()));
-            if let Some(first) = seen.insert(field.number(), &entry.key) {
+            if let Some(first) = seen.insert(field.number(), entry) {
                 return Err(self.error(
                     entry.key_pos,
                     format!(
-                        "field `{}` is set twice (as `{first}` and `{}`)",
+                        "field `{}` is set twice (as `{}` and `{}`)",
                         field.name(),
+                        first.key,
                         entry.key
                     ),
                 ));
@@ -185,9 +225,139 @@ impl Decoder {
                     ),
                 ));
             }
-            let value = self.field(&field, entry)?;
-            msg.set_field(&field, value);
+            let skips = rules.is_some_and(|r| {
+                r.fields
+                    .iter()
+                    .any(|(f, r)| *f == field && validate::skips(r))
+            });
+            let outer_validate = self.validate;
+            if skips {
+                self.validate = false;
+            }
+            let value = self.field(&field, entry);
+            self.validate = outer_validate;
+            msg.set_field(&field, value?);
             self.path.pop();
+        }
+        Ok(seen)
+    }
+
+    /// Checks the protoc-gen-validate rules of a decoded message's own fields (nested messages were
+    /// checked as they were decoded). Scalars are checked even when absent, as Envoy does: a missing
+    /// `name` with `min_len: 1` is an error.
+    fn check_rules(
+        &mut self,
+        node: &Node,
+        msg: &DynamicMessage,
+        rules: &validate::MessageRules,
+        given: &HashMap<u32, &Entry>,
+    ) -> Result<()> {
+        for (field, r) in &rules.fields {
+            let entry = given.get(&field.number()).copied();
+            let present = msg.has_field(field);
+            // Includes proto3 `optional` fields (synthetic oneofs): checked only when present.
+            let in_oneof = field.containing_oneof().is_some();
+            let singular_message =
+                !field.is_list() && !field.is_map() && matches!(field.kind(), Kind::Message(_));
+            self.path.push(Seg::Field(field.name().to_owned()));
+            // A oneof member's rules apply only when it is the member set (as in PGV's generated code).
+            if (singular_message || in_oneof) && !present {
+                if !in_oneof && validate::is_required(r) {
+                    return Err(self.error(
+                        node.pos,
+                        format!("missing required field `{}`", field.name()),
+                    ));
+                }
+                self.path.pop();
+                continue;
+            }
+            let value = msg.get_field(field);
+            let pos = entry.map_or(node.pos, |e| e.value.pos);
+            if let Err(message) = validate::check(&field.kind(), &value, r) {
+                let message = match entry {
+                    Some(_) => message,
+                    None => format!("missing field `{}`: {message}", field.name()),
+                };
+                return Err(self.error(pos, message));
+            }
+            if let Some(entry) = entry {
+                self.check_nested(field, &value, r, &entry.value)?;
+            }
+            self.path.pop();
+        }
+        for (oneof, members) in &rules.required_oneofs {
+            let set = members.iter().any(|m| {
+                msg.descriptor()
+                    .get_field_by_name(m)
+                    .is_some_and(|f| msg.has_field(&f))
+            });
+            if !set {
+                return Err(self.error(
+                    node.pos,
+                    format!(
+                        "one of {} is required (oneof `{oneof}`)",
+                        members
+                            .iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `repeated.items`, `map.keys` and `map.values` rules, each error at its item.
+    fn check_nested(
+        &mut self,
+        field: &FieldDescriptor,
+        value: &Value,
+        rules: &prost_reflect::DynamicMessage,
+        node: &Node,
+    ) -> Result<()> {
+        match (value, &node.value) {
+            (Value::List(items), Y::Seq(nodes)) => {
+                let Some(item_rules) = validate::nested(rules, "items") else {
+                    return Ok(());
+                };
+                for (i, (item, item_node)) in items.iter().zip(nodes).enumerate() {
+                    if let Err(message) = validate::check(&field.kind(), item, item_rules) {
+                        self.path.push(Seg::Index(i));
+                        return Err(self.error(item_node.pos, message));
+                    }
+                }
+            }
+            (Value::Map(map), Y::Map(entries)) => {
+                let entry_desc = message_kind(field);
+                let key_kind = entry_desc.map_entry_key_field().kind();
+                let value_kind = entry_desc.map_entry_value_field().kind();
+                let keys = validate::nested(rules, "keys");
+                let values = validate::nested(rules, "values");
+                for e in entries {
+                    let Ok(key) = self.map_key(&key_kind, e) else {
+                        continue;
+                    };
+                    let checks = [
+                        (keys, validate::key_value(&key), &key_kind, e.key_pos),
+                        (
+                            values,
+                            map.get(&key).cloned().unwrap_or(Value::Bool(false)),
+                            &value_kind,
+                            e.value.pos,
+                        ),
+                    ];
+                    for (r, v, kind, pos) in checks {
+                        if let Some(r) = r
+                            && let Err(message) = validate::check(kind, &v, r)
+                        {
+                            self.path.push(Seg::Key(e.key.clone()));
+                            return Err(self.error(pos, message));
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -18,3 +18,4 @@ mod decode;
 pub mod descriptor;
 pub mod json;
 pub mod type_url;
+mod validate;

@@ -602,3 +602,26 @@ fn binary_bootstrap_file() {
     assert_eq!(bootstrap::from_file(&path).expect("pb"), b);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn json_of_an_unknown_any_says_why() {
+    let filter = listener::Filter {
+        name: "istio.stats".into(),
+        config_type: Some(listener::filter::ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/istio.stats.PluginConfig".into(),
+            value: vec![],
+        })),
+    };
+    assert!(xds_api::json::try_to_json(&filter).is_err());
+    let json = xds_api::json::to_json(&filter);
+    assert_eq!(
+        json["@type"],
+        "type.googleapis.com/envoy.config.listener.v3.Filter"
+    );
+    assert!(
+        json["@error"]
+            .as_str()
+            .is_some_and(|e| e.contains("istio.stats.PluginConfig")),
+        "{json}"
+    );
+}

@@ -289,3 +289,79 @@ fn display_without_file_or_position() {
         "{missing}"
     );
 }
+
+// protoc-gen-validate rules, which Envoy checks too.
+
+const HTTP_FILTER: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config";
+
+#[test]
+fn rule_number_range() {
+    check(
+        &file_error("pgv_range.yaml"),
+        17,
+        30,
+        &format!("{HTTP_FILTER}.abort.http_status"),
+        "99 is out of range: must be >= 200 and < 600",
+    );
+}
+
+#[test]
+fn rule_required_message() {
+    check(
+        &file_error("pgv_required.yaml"),
+        20,
+        17,
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match",
+        "missing required field `match`",
+    );
+}
+
+#[test]
+fn rule_string_length() {
+    check(
+        &file_error("pgv_empty_name.yaml"),
+        3,
+        11,
+        "static_resources.clusters[0].name",
+        "must not be empty (at least 1 character)",
+    );
+    // Absent counts as empty, as in Envoy.
+    check(
+        &error("static_resources:\n  clusters:\n  - type: STATIC\n"),
+        3,
+        5,
+        "static_resources.clusters[0].name",
+        "missing field `name`: must not be empty (at least 1 character)",
+    );
+}
+
+#[test]
+fn rule_duration_bound() {
+    check(
+        &file_error("pgv_duration.yaml"),
+        5,
+        22,
+        "static_resources.clusters[0].connect_timeout",
+        "-1s is out of range: must be > 0s",
+    );
+}
+
+#[test]
+fn rule_required_oneof() {
+    // HttpConnectionManager requires one of route_config, rds, scoped_routes.
+    let e = error(
+        "static_resources:\n  listeners:\n  - name: l\n    filter_chains:\n    - filters:\n      - name: hcm\n        \
+         typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n          \
+         stat_prefix: s\n",
+    );
+    assert_eq!((e.line, e.column), (8, 11), "{e}");
+    assert_eq!(
+        e.field,
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+    );
+    assert!(
+        e.message.starts_with("one of `rds`, `route_config`, ")
+            && e.message.ends_with("is required (oneof `route_specifier`)"),
+        "{e}"
+    );
+}

@@ -17,7 +17,7 @@ use crate::resource::{Resource, Spec};
 use crate::types::destination_rule::DestinationRuleSpec;
 use crate::types::gateway::GatewaySpec;
 use crate::types::service_entry::ServiceEntrySpec;
-use crate::types::virtual_service::{Destination, VirtualServiceSpec};
+use crate::types::virtual_service::{Destination, RouteDestination, VirtualServiceSpec};
 use hosts::HostIndex;
 
 /// Analyses a set of resources (and optionally a registry of services and workloads). Each finding
@@ -278,41 +278,29 @@ fn destinations(vs: &VirtualServiceSpec) -> Vec<DestinationAt<'_>> {
             }
         }
     }
-    for (i, tcp) in vs.tcp.iter().enumerate() {
-        for (j, route) in tcp.route.iter().enumerate() {
-            if let Some(d) = &route.destination {
-                let path = vec![
-                    Key("spec"),
-                    Key("tcp"),
-                    Index(i),
-                    Key("route"),
-                    Index(j),
-                    Key("destination"),
-                ];
-                out.push(DestinationAt {
-                    destination: d,
-                    path,
-                    mirror: false,
-                });
-            }
-        }
-    }
-    for (i, tls) in vs.tls.iter().enumerate() {
-        for (j, route) in tls.route.iter().enumerate() {
-            if let Some(d) = &route.destination {
-                let path = vec![
-                    Key("spec"),
-                    Key("tls"),
-                    Index(i),
-                    Key("route"),
-                    Index(j),
-                    Key("destination"),
-                ];
-                out.push(DestinationAt {
-                    destination: d,
-                    path,
-                    mirror: false,
-                });
+    // TCP and TLS routes have the same shape: `route[].destination`.
+    let l4: [(&'static str, Vec<&Vec<RouteDestination>>); 2] = [
+        ("tcp", vs.tcp.iter().map(|r| &r.route).collect()),
+        ("tls", vs.tls.iter().map(|r| &r.route).collect()),
+    ];
+    for (kind, rules) in l4 {
+        for (i, routes) in rules.into_iter().enumerate() {
+            for (j, route) in routes.iter().enumerate() {
+                if let Some(d) = &route.destination {
+                    let path = vec![
+                        Key("spec"),
+                        Key(kind),
+                        Index(i),
+                        Key("route"),
+                        Index(j),
+                        Key("destination"),
+                    ];
+                    out.push(DestinationAt {
+                        destination: d,
+                        path,
+                        mirror: false,
+                    });
+                }
             }
         }
     }

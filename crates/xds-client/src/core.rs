@@ -1,0 +1,499 @@
+//! What both ADS variants share: subscriptions, the cache of accepted resources, validation through the
+//! consumer, warming, and the NACK message. The variants only differ in how they read responses and
+//! write requests (`sotw.rs`, `delta.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use xds_api::pb::envoy::config::core::v3::Node;
+use xds_api::pb::google::protobuf::Any;
+use xds_api::pb::google::rpc::Status;
+
+use crate::resources::{self, Rejection, Resource, ResourceType, Resources};
+
+/// gRPC `INVALID_ARGUMENT`, the code of a NACK's `error_detail`.
+pub const INVALID_ARGUMENT: i32 = 3;
+
+/// The longest NACK message the client sends; longer lists end with "… and N more".
+pub const MAX_NACK_MESSAGE: usize = 4096;
+
+/// What receives the configuration: it validates and applies the complete set of one type at a time.
+pub trait Consumer {
+    /// Validates `resources`, the complete current set of one type (sorted by name), and applies it if it
+    /// is good. Return the rejected resources as `name: reason` to NACK the update; the consumer must
+    /// then keep serving its previous set of that type (the client keeps its previous set too, and
+    /// hands that plus the next update in the following call).
+    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>>;
+
+    /// Called once, when the initial configuration is complete: clusters and their endpoints, then
+    /// listeners and their routes have been applied (or their initial fetch timed out). A proxy reports
+    /// ready from then on.
+    fn initial_config_complete(&mut self) {}
+}
+
+/// Where the client is in the initial fetch, Envoy's warming order: CDS, then EDS for the clusters CDS
+/// named, then LDS, then RDS for the routes LDS named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warming {
+    /// Waiting for the first accepted CDS response.
+    Clusters,
+    /// Waiting for the endpoints of every EDS cluster.
+    ClusterEndpoints,
+    /// LDS requested; waiting for the first accepted LDS response.
+    Listeners,
+    /// Waiting for every route configuration the listeners name.
+    ListenerRoutes,
+    /// The initial configuration is complete.
+    Done,
+}
+
+/// What one response (or timeout) did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The consumer accepted the update; `version` is now the ACKed version of `ty`.
+    Accepted {
+        ty: ResourceType,
+        version: String,
+        /// How many resources of this type the consumer now holds.
+        resources: usize,
+    },
+    /// The update was NACKed; the previous set keeps serving.
+    Rejected {
+        type_url: String,
+        /// The NACK's `error_detail.message`: `name: reason` per rejected resource.
+        message: String,
+    },
+    /// A response for a type the client never subscribed to; no request follows (as Envoy).
+    Ignored { type_url: String },
+    /// Nothing arrived (a timeout or a subscription change).
+    Nothing,
+}
+
+/// The result of feeding the protocol core: the requests to send, in order, and what happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome<Req> {
+    pub requests: Vec<Req>,
+    pub event: Event,
+    /// True exactly once per client: the call that completed the initial configuration.
+    pub initial_config_complete: bool,
+}
+
+/// One decoded resource of a response, with its version (delta) and name.
+pub(crate) struct Item {
+    pub name: String,
+    pub version: String,
+    pub resource: Resource,
+}
+
+/// A change in what the client is subscribed to for one type.
+#[derive(Debug)]
+pub struct SubChange {
+    pub ty: ResourceType,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub version: String,
+    pub resource: Resource,
+}
+
+#[derive(Debug, Default)]
+pub struct TypeState {
+    /// Subscribed names; unused for wildcard types.
+    pub names: BTreeSet<String>,
+    /// Whether the type is subscribed at all (wildcard types once started; named types once named).
+    pub active: bool,
+    /// Names the server has answered (sent, or reported removed) since they were subscribed.
+    pub received: BTreeSet<String>,
+    /// The accepted resources by name, with their per-resource version (delta).
+    pub cache: BTreeMap<String, Cached>,
+    /// The last accepted `version_info` (SotW) or `system_version_info` (delta).
+    pub version: String,
+    /// The nonce of the last response on this stream.
+    pub nonce: String,
+    /// An update of this type has been accepted.
+    pub accepted: bool,
+}
+
+#[derive(Debug)]
+pub struct Core {
+    pub types: [TypeState; 5],
+    pub warming: Warming,
+    pub complete_signaled: bool,
+    pub node: Node,
+    /// The next request built carries `node` (the first request of a stream).
+    pub node_pending: bool,
+}
+
+impl Core {
+    pub(crate) fn new(node: Node) -> Core {
+        let mut core = Core {
+            types: Default::default(),
+            warming: Warming::Clusters,
+            complete_signaled: false,
+            node,
+            node_pending: true,
+        };
+        core.types[ResourceType::Cluster.index()].active = true;
+        core
+    }
+
+    pub(crate) fn st(&self, ty: ResourceType) -> &TypeState {
+        &self.types[ty.index()]
+    }
+
+    pub(crate) fn st_mut(&mut self, ty: ResourceType) -> &mut TypeState {
+        &mut self.types[ty.index()]
+    }
+
+    /// The node, once per stream.
+    pub(crate) fn take_node(&mut self) -> Option<Node> {
+        if std::mem::take(&mut self.node_pending) {
+            Some(self.node.clone())
+        } else {
+            None
+        }
+    }
+
+    /// A new stream: nonces are per stream, the node goes on its first request. Returns the types to
+    /// request, in warming order.
+    pub(crate) fn start_stream(&mut self) -> Vec<ResourceType> {
+        self.node_pending = true;
+        for st in &mut self.types {
+            st.nonce.clear();
+        }
+        ResourceType::ALL
+            .into_iter()
+            .filter(|&ty| {
+                let st = self.st(ty);
+                st.active && (ty.is_wildcard() || !st.names.is_empty())
+            })
+            .collect()
+    }
+
+    /// Sets the subscribed names of a named type.
+    pub(crate) fn set_names(
+        &mut self,
+        ty: ResourceType,
+        names: BTreeSet<String>,
+    ) -> Option<SubChange> {
+        if ty.is_wildcard() {
+            return None;
+        }
+        let st = self.st_mut(ty);
+        if st.names == names && st.active {
+            return None;
+        }
+        let added: Vec<String> = names.difference(&st.names).cloned().collect();
+        let removed: Vec<String> = st.names.difference(&names).cloned().collect();
+        for name in &removed {
+            st.cache.remove(name);
+            st.received.remove(name);
+        }
+        st.names = names;
+        if !st.active && st.names.is_empty() {
+            return None;
+        }
+        st.active = true;
+        Some(SubChange { ty, added, removed })
+    }
+
+    /// Validates an update of `ty` through the consumer and, if accepted, commits it and moves warming
+    /// on. `replace` drops what the update does not name (SotW LDS/CDS).
+    pub(crate) fn apply<C: Consumer + ?Sized>(
+        &mut self,
+        ty: ResourceType,
+        version: &str,
+        items: Vec<Item>,
+        removed: &[String],
+        replace: bool,
+        consumer: &mut C,
+    ) -> Result<(Vec<SubChange>, usize), Vec<Rejection>> {
+        let st = self.st(ty);
+        let mut next = if replace {
+            BTreeMap::new()
+        } else {
+            st.cache.clone()
+        };
+        let mut answered = Vec::with_capacity(items.len() + removed.len());
+        for item in items {
+            if !ty.is_wildcard() && !st.names.contains(&item.name) {
+                // Not asked for (Envoy ignores these too).
+                continue;
+            }
+            answered.push(item.name.clone());
+            next.insert(
+                item.name,
+                Cached {
+                    version: item.version,
+                    resource: item.resource,
+                },
+            );
+        }
+        for name in removed {
+            next.remove(name);
+            if ty.is_wildcard() || st.names.contains(name) {
+                answered.push(name.clone());
+            }
+        }
+        consumer.apply(Resources::collect(ty, next.values().map(|c| &c.resource)))?;
+        let count = next.len();
+        let st = self.st_mut(ty);
+        st.cache = next;
+        st.version = version.to_owned();
+        st.accepted = true;
+        st.received.extend(answered);
+        let mut changes = Vec::new();
+        match ty {
+            ResourceType::Cluster => {
+                let clusters = self.resources_of(ResourceType::Cluster);
+                if let Resources::Clusters(c) = clusters {
+                    changes
+                        .extend(self.set_names(ResourceType::Endpoints, resources::eds_names(&c)));
+                }
+                if self.warming == Warming::Clusters {
+                    self.warming = Warming::ClusterEndpoints;
+                }
+            }
+            ResourceType::Listener => {
+                if let Resources::Listeners(l) = self.resources_of(ResourceType::Listener) {
+                    changes.extend(self.set_names(ResourceType::Route, resources::rds_names(&l)));
+                }
+                if self.warming == Warming::Listeners {
+                    self.warming = Warming::ListenerRoutes;
+                }
+            }
+            _ => {}
+        }
+        changes.extend(self.advance_warming());
+        Ok((changes, count))
+    }
+
+    /// The accepted set of one type.
+    pub(crate) fn resources_of(&self, ty: ResourceType) -> Resources {
+        Resources::collect(ty, self.st(ty).cache.values().map(|c| &c.resource))
+    }
+
+    fn pending(&self, ty: ResourceType) -> bool {
+        let st = self.st(ty);
+        st.names.iter().any(|n| !st.received.contains(n))
+    }
+
+    /// Moves warming on as far as what has arrived allows; starting LDS is a subscription change.
+    fn advance_warming(&mut self) -> Vec<SubChange> {
+        let mut changes = Vec::new();
+        loop {
+            match self.warming {
+                Warming::ClusterEndpoints if !self.pending(ResourceType::Endpoints) => {
+                    changes.extend(self.start_listeners());
+                }
+                Warming::ListenerRoutes if !self.pending(ResourceType::Route) => {
+                    self.warming = Warming::Done;
+                }
+                _ => return changes,
+            }
+        }
+    }
+
+    fn start_listeners(&mut self) -> Option<SubChange> {
+        self.warming = Warming::Listeners;
+        let st = self.st_mut(ResourceType::Listener);
+        if st.active {
+            return None;
+        }
+        st.active = true;
+        Some(SubChange {
+            ty: ResourceType::Listener,
+            added: Vec::new(),
+            removed: Vec::new(),
+        })
+    }
+
+    /// The initial fetch of the current warming step timed out: go on without it, as Envoy does after
+    /// `initial_fetch_timeout`.
+    pub(crate) fn initial_fetch_timeout(&mut self) -> Vec<SubChange> {
+        let mut changes = Vec::new();
+        match self.warming {
+            Warming::Clusters | Warming::ClusterEndpoints => {
+                changes.extend(self.start_listeners());
+            }
+            Warming::Listeners | Warming::ListenerRoutes => self.warming = Warming::Done,
+            Warming::Done => {}
+        }
+        changes.extend(self.advance_warming());
+        changes
+    }
+
+    /// Whether the initial configuration just completed; true once.
+    pub(crate) fn take_complete<C: Consumer + ?Sized>(&mut self, consumer: &mut C) -> bool {
+        if self.warming == Warming::Done && !self.complete_signaled {
+            self.complete_signaled = true;
+            consumer.initial_config_complete();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The last accepted version of every type that has had an update accepted.
+    pub(crate) fn versions(&self) -> BTreeMap<ResourceType, String> {
+        ResourceType::ALL
+            .into_iter()
+            .filter(|&ty| self.st(ty).accepted)
+            .map(|ty| (ty, self.st(ty).version.clone()))
+            .collect()
+    }
+}
+
+/// Decodes one resource; `declared` is the name a delta `Resource` wrapper gives it.
+pub(crate) fn decode(
+    ty: ResourceType,
+    any: &Any,
+    declared: Option<&str>,
+    index: usize,
+    version: String,
+) -> Result<Item, Rejection> {
+    let label = || match declared {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => format!("resources[{index}]"),
+    };
+    let resource = Resource::decode(ty, any).map_err(|e| Rejection::new(label(), e))?;
+    let name = resource.name().to_owned();
+    if name.is_empty() {
+        return Err(Rejection::new(
+            label(),
+            format!("{ty} resource has no name"),
+        ));
+    }
+    if let Some(d) = declared
+        && d != name
+    {
+        return Err(Rejection::new(
+            d,
+            format!("the resource inside is named {name:?}, not {d:?}"),
+        ));
+    }
+    Ok(Item {
+        name,
+        version,
+        resource,
+    })
+}
+
+/// Rejects the second and later resources of one name in one response.
+pub(crate) fn check_duplicates(items: &[Item], rejections: &mut Vec<Rejection>) {
+    let mut seen = BTreeSet::new();
+    for item in items {
+        if !seen.insert(item.name.as_str()) {
+            rejections.push(Rejection::new(
+                item.name.clone(),
+                "duplicate name in one response",
+            ));
+        }
+    }
+}
+
+/// The `error_detail` of a NACK: INVALID_ARGUMENT, and `name: reason` per rejection, bounded.
+pub fn nack_status(what: &str, rejections: &[Rejection]) -> Status {
+    Status {
+        code: INVALID_ARGUMENT,
+        message: nack_message(what, rejections),
+        details: Vec::new(),
+    }
+}
+
+fn nack_message(what: &str, rejections: &[Rejection]) -> String {
+    let mut msg = format!("{what} update rejected: ");
+    for (i, r) in rejections.iter().enumerate() {
+        let line = r.to_string();
+        let sep = if i == 0 { "" } else { "; " };
+        if msg.len() + sep.len() + line.len() > MAX_NACK_MESSAGE {
+            msg.push_str(&format!("{sep}… and {} more", rejections.len() - i));
+            break;
+        }
+        msg.push_str(sep);
+        msg.push_str(&line);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nack_message_is_bounded() {
+        let many: Vec<Rejection> = (0..1000)
+            .map(|i| Rejection::new(format!("listener-{i}"), "bad port"))
+            .collect();
+        let s = nack_status("LDS", &many);
+        assert_eq!(s.code, INVALID_ARGUMENT);
+        assert!(
+            s.message.len() <= MAX_NACK_MESSAGE + 32,
+            "{}",
+            s.message.len()
+        );
+        assert!(
+            s.message
+                .starts_with("LDS update rejected: listener-0: bad port; listener-1")
+        );
+        assert!(s.message.ends_with("more"));
+    }
+}
+
+/// The parts of a protocol client that [`Session`] builds on; sealed, so only this crate's two clients
+/// implement it.
+pub(crate) mod sealed {
+    use super::{Core, SubChange};
+
+    pub trait Parts {
+        type Request;
+        fn core(&self) -> &Core;
+        fn core_mut(&mut self) -> &mut Core;
+        /// The requests that carry these subscription changes, in this mode's message type.
+        fn requests_for(&mut self, changes: Vec<SubChange>) -> Vec<Self::Request>;
+    }
+}
+
+/// What both protocol modes do the same way: subscriptions, the initial-fetch timeout, warming and
+/// versions. Each mode only differs in the requests it sends.
+pub trait Session: sealed::Parts {
+    /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`; returns the requests to send, if
+    /// anything changed. Wildcard types (LDS, CDS) are always subscribed to everything.
+    fn subscribe(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Vec<Self::Request> {
+        let changes = self.core_mut().set_names(ty, names);
+        self.requests_for(changes.into_iter().collect())
+    }
+
+    /// The initial fetch of the current warming step timed out: go on without it.
+    fn on_initial_fetch_timeout<C: Consumer + ?Sized>(
+        &mut self,
+        consumer: &mut C,
+    ) -> Outcome<Self::Request> {
+        let changes = self.core_mut().initial_fetch_timeout();
+        Outcome {
+            requests: self.requests_for(changes),
+            event: Event::Nothing,
+            initial_config_complete: self.core_mut().take_complete(consumer),
+        }
+    }
+
+    /// Where the initial fetch is.
+    fn warming(&self) -> Warming {
+        self.core().warming
+    }
+
+    /// The last accepted version of every type with an accepted update (`version_info` in SotW,
+    /// `system_version_info` in delta).
+    fn acked_versions(&self) -> BTreeMap<ResourceType, String> {
+        self.core().versions()
+    }
+
+    /// The names a named type is subscribed to (empty for wildcard types).
+    fn subscribed(&self, ty: ResourceType) -> &BTreeSet<String> {
+        &self.core().st(ty).names
+    }
+}
+
+impl<T: sealed::Parts> Session for T {}

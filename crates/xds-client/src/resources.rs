@@ -1,0 +1,357 @@
+//! The xDS resource types the client understands, decoded and typed, and the names one type's resources
+//! make the client subscribe to in another (EDS after CDS, RDS after LDS).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use xds_api::pb::envoy::config::cluster::v3::Cluster;
+use xds_api::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_api::pb::envoy::config::listener::v3::{Filter, Listener, filter};
+use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+};
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use xds_api::pb::google::protobuf::Any;
+use xds_api::{any, type_url};
+
+/// One of the xDS resource types the client subscribes to over ADS.
+///
+/// The order of the variants is the order Envoy warms them in and the order requests go out on a new
+/// stream: clusters, their endpoints, listeners, their routes, then secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    /// CDS: `envoy.config.cluster.v3.Cluster`.
+    Cluster,
+    /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+    Endpoints,
+    /// LDS: `envoy.config.listener.v3.Listener`.
+    Listener,
+    /// RDS: `envoy.config.route.v3.RouteConfiguration`.
+    Route,
+    /// SDS: `envoy.extensions.transport_sockets.tls.v3.Secret`.
+    Secret,
+}
+
+impl ResourceType {
+    /// Every type, in warming order.
+    pub const ALL: [ResourceType; 5] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoints,
+        ResourceType::Listener,
+        ResourceType::Route,
+        ResourceType::Secret,
+    ];
+
+    /// The `type.googleapis.com/…` URL of this type.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => type_url::CLUSTER,
+            ResourceType::Endpoints => type_url::CLUSTER_LOAD_ASSIGNMENT,
+            ResourceType::Listener => type_url::LISTENER,
+            ResourceType::Route => type_url::ROUTE_CONFIGURATION,
+            ResourceType::Secret => type_url::SECRET,
+        }
+    }
+
+    /// The type a URL names, if the client understands it.
+    pub fn from_type_url(url: &str) -> Option<ResourceType> {
+        ResourceType::ALL.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// Whether the client subscribes to every resource of this type (LDS and CDS) rather than to names.
+    /// For these types a state-of-the-world response is the complete set: what it omits is removed.
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+
+    /// The short name operators know (`CDS`, `EDS`, `LDS`, `RDS`, `SDS`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "CDS",
+            ResourceType::Endpoints => "EDS",
+            ResourceType::Listener => "LDS",
+            ResourceType::Route => "RDS",
+            ResourceType::Secret => "SDS",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+/// One decoded resource (boxed: the messages are large and of very different sizes).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resource {
+    Cluster(Box<Cluster>),
+    Endpoints(Box<ClusterLoadAssignment>),
+    Listener(Box<Listener>),
+    Route(Box<RouteConfiguration>),
+    Secret(Box<Secret>),
+}
+
+impl Resource {
+    /// Decodes `any` as a resource of type `ty`; the `Any`'s own type URL must agree.
+    pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, String> {
+        let r = match ty {
+            ResourceType::Cluster => any::unpack(any).map(|r| Resource::Cluster(Box::new(r))),
+            ResourceType::Endpoints => any::unpack(any).map(|r| Resource::Endpoints(Box::new(r))),
+            ResourceType::Listener => any::unpack(any).map(|r| Resource::Listener(Box::new(r))),
+            ResourceType::Route => any::unpack(any).map(|r| Resource::Route(Box::new(r))),
+            ResourceType::Secret => any::unpack(any).map(|r| Resource::Secret(Box::new(r))),
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    /// The resource's name: `name`, or `cluster_name` for a `ClusterLoadAssignment`.
+    pub fn name(&self) -> &str {
+        match self {
+            Resource::Cluster(c) => &c.name,
+            Resource::Endpoints(e) => &e.cluster_name,
+            Resource::Listener(l) => &l.name,
+            Resource::Route(r) => &r.name,
+            Resource::Secret(s) => &s.name,
+        }
+    }
+
+    /// The type of this resource.
+    pub fn resource_type(&self) -> ResourceType {
+        match self {
+            Resource::Cluster(_) => ResourceType::Cluster,
+            Resource::Endpoints(_) => ResourceType::Endpoints,
+            Resource::Listener(_) => ResourceType::Listener,
+            Resource::Route(_) => ResourceType::Route,
+            Resource::Secret(_) => ResourceType::Secret,
+        }
+    }
+}
+
+/// The complete current set of one type's resources, sorted by name, as handed to
+/// [`Consumer::apply`](crate::Consumer::apply).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resources {
+    Clusters(Vec<Cluster>),
+    Endpoints(Vec<ClusterLoadAssignment>),
+    Listeners(Vec<Listener>),
+    Routes(Vec<RouteConfiguration>),
+    Secrets(Vec<Secret>),
+}
+
+impl Resources {
+    /// An empty set of type `ty`.
+    pub fn empty(ty: ResourceType) -> Resources {
+        match ty {
+            ResourceType::Cluster => Resources::Clusters(Vec::new()),
+            ResourceType::Endpoints => Resources::Endpoints(Vec::new()),
+            ResourceType::Listener => Resources::Listeners(Vec::new()),
+            ResourceType::Route => Resources::Routes(Vec::new()),
+            ResourceType::Secret => Resources::Secrets(Vec::new()),
+        }
+    }
+
+    /// Collects resources of type `ty`; any of another type is skipped (the client never mixes them).
+    pub fn collect<'a>(
+        ty: ResourceType,
+        items: impl IntoIterator<Item = &'a Resource>,
+    ) -> Resources {
+        let mut out = Resources::empty(ty);
+        for item in items {
+            match (&mut out, item) {
+                (Resources::Clusters(v), Resource::Cluster(r)) => v.push((**r).clone()),
+                (Resources::Endpoints(v), Resource::Endpoints(r)) => v.push((**r).clone()),
+                (Resources::Listeners(v), Resource::Listener(r)) => v.push((**r).clone()),
+                (Resources::Routes(v), Resource::Route(r)) => v.push((**r).clone()),
+                (Resources::Secrets(v), Resource::Secret(r)) => v.push((**r).clone()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The type of these resources.
+    pub fn resource_type(&self) -> ResourceType {
+        match self {
+            Resources::Clusters(_) => ResourceType::Cluster,
+            Resources::Endpoints(_) => ResourceType::Endpoints,
+            Resources::Listeners(_) => ResourceType::Listener,
+            Resources::Routes(_) => ResourceType::Route,
+            Resources::Secrets(_) => ResourceType::Secret,
+        }
+    }
+
+    /// How many resources the set holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Resources::Clusters(v) => v.len(),
+            Resources::Endpoints(v) => v.len(),
+            Resources::Listeners(v) => v.len(),
+            Resources::Routes(v) => v.len(),
+            Resources::Secrets(v) => v.len(),
+        }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names of the resources, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Resources::Clusters(v) => v.iter().map(|r| r.name.as_str()).collect(),
+            Resources::Endpoints(v) => v.iter().map(|r| r.cluster_name.as_str()).collect(),
+            Resources::Listeners(v) => v.iter().map(|r| r.name.as_str()).collect(),
+            Resources::Routes(v) => v.iter().map(|r| r.name.as_str()).collect(),
+            Resources::Secrets(v) => v.iter().map(|r| r.name.as_str()).collect(),
+        }
+    }
+}
+
+/// A resource the consumer (or the client, when it does not decode) rejected, and why. It becomes one
+/// `name: reason` line of the NACK's `error_detail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<(String, String)> for Rejection {
+    fn from((name, reason): (String, String)) -> Rejection {
+        Rejection { name, reason }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.reason)
+    }
+}
+
+/// The EDS service names of the clusters whose discovery type is EDS: `eds_cluster_config.service_name`,
+/// or the cluster's name when that is empty (as Envoy does).
+pub fn eds_names(clusters: &[Cluster]) -> BTreeSet<String> {
+    clusters
+        .iter()
+        .filter(|c| {
+            c.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+        })
+        .map(|c| {
+            c.eds_cluster_config
+                .as_ref()
+                .map(|e| e.service_name.as_str())
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&c.name)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The route configuration names the listeners' HTTP connection managers load over RDS.
+///
+/// An HCM whose `typed_config` does not decode is skipped here: the consumer rejects that listener.
+pub fn rds_names(listeners: &[Listener]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for l in listeners {
+        let chains = l
+            .filter_chains
+            .iter()
+            .chain(l.default_filter_chain.as_ref());
+        for filter in chains.flat_map(|c| c.filters.iter()) {
+            if let Some(name) = hcm_rds_name(filter) {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+fn hcm_rds_name(filter: &Filter) -> Option<String> {
+    let Some(filter::ConfigType::TypedConfig(cfg)) = &filter.config_type else {
+        return None;
+    };
+    if cfg.type_url != type_url::HTTP_CONNECTION_MANAGER {
+        return None;
+    }
+    let hcm: HttpConnectionManager = any::unpack(cfg).ok()?;
+    match hcm.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
+            Some(rds.route_config_name)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_api::pb::envoy::config::cluster::v3::cluster::EdsClusterConfig;
+    use xds_api::pb::envoy::config::listener::v3::FilterChain;
+    use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds;
+
+    #[test]
+    fn type_urls_round_trip() {
+        for t in ResourceType::ALL {
+            assert_eq!(ResourceType::from_type_url(t.type_url()), Some(t));
+        }
+        assert_eq!(ResourceType::from_type_url("type.googleapis.com/x.Y"), None);
+    }
+
+    #[test]
+    fn eds_names_use_service_name_or_cluster_name() {
+        let eds = |name: &str, service: &str| Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                service_name: service.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let static_cluster = Cluster {
+            name: "static".into(),
+            ..Default::default()
+        };
+        let names = eds_names(&[eds("a", ""), eds("b", "svc-b"), static_cluster]);
+        assert_eq!(names, BTreeSet::from(["a".into(), "svc-b".into()]));
+    }
+
+    #[test]
+    fn rds_names_from_hcm() {
+        let hcm = HttpConnectionManager {
+            route_specifier: Some(RouteSpecifier::Rds(Rds {
+                route_config_name: "9080".into(),
+                config_source: None,
+            })),
+            ..Default::default()
+        };
+        let l = Listener {
+            name: "l".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "envoy.filters.network.http_connection_manager".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(any::pack(&hcm))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(rds_names(&[l]), BTreeSet::from(["9080".into()]));
+    }
+}
