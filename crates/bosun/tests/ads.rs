@@ -544,8 +544,7 @@ async fn ads_scenario(api_type: &str) {
         .collect();
     assert_eq!(dynamic, ["svc-a", "svc-b"], "{dump}");
     assert_eq!(
-        dump["configs"][2]["dynamic_listeners"][0]["name"],
-        "http",
+        dump["configs"][2]["dynamic_listeners"][0]["name"], "http",
         "{dump}"
     );
 
@@ -554,7 +553,10 @@ async fn ads_scenario(api_type: &str) {
     let running = client_loop(listener_addr, stop.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
     ads.push("v2", world.resources(port, Route::To("svc-b"), false));
-    until(listener_addr, "route v2 (to svc-b)", |s| upstream_is(s, "b")).await;
+    until(listener_addr, "route v2 (to svc-b)", |s| {
+        upstream_is(s, "b")
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
     let seen = running.await.unwrap();
@@ -568,7 +570,11 @@ async fn ads_scenario(api_type: &str) {
     ads.push("v3", world.resources(port, Route::To("svc-b"), true));
     let deadline = Instant::now() + WAIT;
     let nack = loop {
-        if let Some(n) = ads.nacks().into_iter().find(|(t, _)| t == type_url::CLUSTER) {
+        if let Some(n) = ads
+            .nacks()
+            .into_iter()
+            .find(|(t, _)| t == type_url::CLUSTER)
+        {
             break n.1;
         }
         assert!(
@@ -589,7 +595,10 @@ async fn ads_scenario(api_type: &str) {
 
     // Fixed, with a direct response: served.
     ads.push("v4", world.resources(port, Route::Teapot, false));
-    let teapot = until(listener_addr, "route v4 (direct response)", |s| s.status == 418).await;
+    let teapot = until(listener_addr, "route v4 (direct response)", |s| {
+        s.status == 418
+    })
+    .await;
     assert_eq!(teapot.body.as_deref(), Some("teapot"));
     assert!(
         proxy.stderr().contains("xDS NACK"),
@@ -611,8 +620,10 @@ async fn ads_delta_configures_routes_and_nacks_what_it_cannot_run() {
 
 #[test]
 fn unsupported_ads_settings_are_refused_by_field_path() {
-    let yaml = bootstrap("REST", "127.0.0.1:1".parse().unwrap(), 0)
-        .replace("envoy_grpc: {cluster_name: xds-grpc}", "google_grpc: {target_uri: x, stat_prefix: x}");
+    let yaml = bootstrap("REST", "127.0.0.1:1".parse().unwrap(), 0).replace(
+        "envoy_grpc: {cluster_name: xds-grpc}",
+        "google_grpc: {target_uri: x, stat_prefix: x}",
+    );
     let dir = TempDir::new("bosun-ads").unwrap();
     let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bosun"))
@@ -621,9 +632,14 @@ fn unsupported_ads_settings_are_refused_by_field_path() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("dynamic_resources.ads_config.api_type"), "{err}");
-    let yaml = bootstrap("GRPC", "127.0.0.1:1".parse().unwrap(), 0)
-        .replace("envoy_grpc: {cluster_name: xds-grpc}", "google_grpc: {target_uri: x, stat_prefix: x}");
+    assert!(
+        err.contains("dynamic_resources.ads_config.api_type"),
+        "{err}"
+    );
+    let yaml = bootstrap("GRPC", "127.0.0.1:1".parse().unwrap(), 0).replace(
+        "envoy_grpc: {cluster_name: xds-grpc}",
+        "google_grpc: {target_uri: x, stat_prefix: x}",
+    );
     let config = dir.write("bootstrap2.yaml", yaml.as_bytes()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bosun"))
         .args(["proxy", "-c", config.to_str().unwrap()])
@@ -660,7 +676,9 @@ async fn ads_answers_as_envoy_does() {
         } else {
             let admin_port = testkit::free_port();
             let yaml = bootstrap("GRPC", ads_addr, admin_port);
-            Box::new(tokio::task::block_in_place(|| start_bosun(&yaml, admin_port)))
+            Box::new(tokio::task::block_in_place(|| {
+                start_bosun(&yaml, admin_port)
+            }))
         };
         for (i, step) in steps.iter().enumerate() {
             ads.push(&format!("v{i}"), world.resources(port, *step, false));

@@ -289,7 +289,11 @@ fn ads_settings(d: &DynamicResources, s: &Snapshot, errors: &mut Errors) -> Opti
         return None;
     };
     let result = ads_config(ads, &at.key("ads_config"), s, errors);
-    if errors.0.len() > before { None } else { result }
+    if errors.0.len() > before {
+        None
+    } else {
+        result
+    }
 }
 
 fn check_ads_source(source: Option<&ConfigSource>, at: &At, errors: &mut Errors) {
@@ -302,10 +306,9 @@ fn check_ads_source(source: Option<&ConfigSource>, at: &At, errors: &mut Errors)
         )),
         #[allow(deprecated)]
         Some(S::Path(_)) => errors.push(at.key("path").unsupported("file-based xDS")),
-        Some(S::PathConfigSource(_)) => errors.push(
-            at.key("path_config_source")
-                .unsupported("file-based xDS"),
-        ),
+        Some(S::PathConfigSource(_)) => {
+            errors.push(at.key("path_config_source").unsupported("file-based xDS"))
+        }
         Some(S::ApiConfigSource(_)) => errors.push(
             at.key("api_config_source")
                 .unsupported("a per-type xDS API source (use ads: {} and ads_config)"),
@@ -314,7 +317,12 @@ fn check_ads_source(source: Option<&ConfigSource>, at: &At, errors: &mut Errors)
     }
 }
 
-fn ads_config(a: &ApiConfigSource, at: &At, s: &Snapshot, errors: &mut Errors) -> Option<AdsSettings> {
+fn ads_config(
+    a: &ApiConfigSource,
+    at: &At,
+    s: &Snapshot,
+    errors: &mut Errors,
+) -> Option<AdsSettings> {
     let api = match ApiType::try_from(a.api_type) {
         Ok(ApiType::Grpc) => AdsApi::Sotw,
         Ok(ApiType::DeltaGrpc) => AdsApi::Delta,
@@ -326,7 +334,10 @@ fn ads_config(a: &ApiConfigSource, at: &At, s: &Snapshot, errors: &mut Errors) -
             return None;
         }
         Err(_) => {
-            errors.push(at.key("api_type").error(format!("unknown api_type {}", a.api_type)));
+            errors.push(
+                at.key("api_type")
+                    .error(format!("unknown api_type {}", a.api_type)),
+            );
             return None;
         }
     };
@@ -343,7 +354,11 @@ fn ads_config(a: &ApiConfigSource, at: &At, s: &Snapshot, errors: &mut Errors) -
         );
     }
     let gat = at.key("grpc_services").index(0);
-    let cluster = match a.grpc_services.first().and_then(|g| g.target_specifier.as_ref()) {
+    let cluster = match a
+        .grpc_services
+        .first()
+        .and_then(|g| g.target_specifier.as_ref())
+    {
         None => {
             errors.push(at.key("grpc_services").error(
                 "ads_config needs grpc_services: [{envoy_grpc: {cluster_name: <a static cluster>}}]",
