@@ -4,6 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
+use xds_api::pb::envoy::config::bootstrap::v3::bootstrap::DynamicResources;
+use xds_api::pb::envoy::config::core::v3::{
+    ApiConfigSource, ConfigSource, Node, api_config_source::ApiType, config_source,
+    grpc_service::TargetSpecifier,
+};
 
 use crate::cluster::{Cluster, socket_address};
 use crate::error::{At, Errors, ModelError};
@@ -23,15 +28,72 @@ pub struct Snapshot {
 pub struct ProxySettings {
     pub node_id: String,
     pub node_cluster: String,
+    /// The bootstrap's whole `node` (id, cluster, metadata, locality), sent to the control plane.
+    pub node: Node,
     /// The admin interface, `None` when the bootstrap has no `admin` address.
     pub admin: Option<(String, u16)>,
+    /// Where to take listeners and clusters from over ADS; `None` for a purely static bootstrap.
+    pub ads: Option<AdsSettings>,
+}
+
+/// Which ADS variant `dynamic_resources.ads_config.api_type` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdsApi {
+    /// `GRPC`: state of the world.
+    Sotw,
+    /// `DELTA_GRPC`: incremental.
+    Delta,
+}
+
+/// `dynamic_resources`: LDS and CDS over ADS from the first endpoint of a static cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdsSettings {
+    pub api: AdsApi,
+    /// The static cluster `grpc_services[0].envoy_grpc.cluster_name` names.
+    pub cluster: String,
+    /// That cluster's first endpoint: host and port.
+    pub host: String,
+    pub port: u16,
+}
+
+impl AdsSettings {
+    /// The ADS server's URI, `http://host:port` (IPv6 hosts in brackets).
+    pub fn uri(&self) -> String {
+        if self.host.contains(':') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A dynamic resource that cannot join the snapshot: its name and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Refused {
+    fn new(name: &str, errors: &[ModelError]) -> Refused {
+        Refused {
+            name: name.to_owned(),
+            reason: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 impl Snapshot {
     /// The static part of a bootstrap: `static_resources.listeners` and `clusters`.
     pub fn from_bootstrap(b: &Bootstrap) -> Result<(Snapshot, ProxySettings), Vec<ModelError>> {
         let mut errors = Errors::default();
-        let settings = ProxySettings {
+        let mut settings = ProxySettings {
+            node: b.node.clone().unwrap_or_default(),
+            ads: None,
             node_id: b.node.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
             node_cluster: b
                 .node
@@ -46,11 +108,6 @@ impl Snapshot {
                     errors.take(socket_address(Some(addr), &At::root("admin.address")))
                 }),
         };
-        if b.dynamic_resources.is_some() {
-            errors.push(
-                At::root("dynamic_resources").unsupported("dynamic_resources (xDS over ADS)"),
-            );
-        }
         let mut snapshot = Snapshot::default();
         let resources = b.static_resources.clone().unwrap_or_default();
         let root = At::root("static_resources");
@@ -92,7 +149,65 @@ impl Snapshot {
         if !resources.secrets.is_empty() {
             errors.push(root.key("secrets").unsupported("static secrets (TLS)"));
         }
+        if let Some(d) = &b.dynamic_resources {
+            settings.ads = ads_settings(d, &snapshot, &mut errors);
+        }
         errors.into_result((snapshot, settings))
+    }
+
+    /// The static part plus the dynamic sets (clusters with their EDS endpoints already applied,
+    /// listeners, RDS route configurations), with the static cross-checks: a dynamic resource may not
+    /// take a static one's name, and a dynamic listener's inline routes must name clusters that exist
+    /// (Envoy's `validate_clusters`, true for inline route configurations). RDS route configurations
+    /// are not checked against clusters (Envoy's default for RDS): a missing cluster is a 503 NC.
+    pub fn compose(
+        statics: &Snapshot,
+        clusters: impl IntoIterator<Item = Arc<Cluster>>,
+        listeners: impl IntoIterator<Item = Arc<Listener>>,
+        route_configs: HashMap<String, Arc<RouteConfig>>,
+    ) -> Result<Snapshot, Vec<Refused>> {
+        let mut refused = Vec::new();
+        let mut snapshot = Snapshot {
+            listeners: statics.listeners.clone(),
+            clusters: statics.clusters.clone(),
+            route_configs,
+        };
+        for c in clusters {
+            if statics.clusters.contains_key(&c.name) {
+                refused.push(Refused {
+                    name: c.name.clone(),
+                    reason: "a static cluster of this name exists; CDS cannot replace it".into(),
+                });
+                continue;
+            }
+            snapshot.clusters.insert(c.name.clone(), c);
+        }
+        for l in listeners {
+            if statics.listeners.iter().any(|s| s.name == l.name) {
+                refused.push(Refused {
+                    name: l.name.clone(),
+                    reason: "a static listener of this name exists; LDS cannot replace it".into(),
+                });
+                continue;
+            }
+            let mut errors = Errors::default();
+            snapshot.check_clusters(&l, &At::root(""), &mut errors);
+            if !errors.0.is_empty() {
+                refused.push(Refused::new(&l.name, &errors.0));
+                continue;
+            }
+            snapshot.listeners.push(l);
+        }
+        if refused.is_empty() {
+            Ok(snapshot)
+        } else {
+            Err(refused)
+        }
+    }
+
+    /// Converts one dynamic resource's errors into a refusal under its name.
+    pub fn refused(name: &str, errors: &[ModelError]) -> Refused {
+        Refused::new(name, errors)
     }
 
     /// Envoy refuses a static listener whose inline routes name clusters that do not exist
@@ -148,4 +263,134 @@ impl Snapshot {
             RouteSource::Rds(name) => self.route_configs.get(name).cloned(),
         }
     }
+}
+
+/// `dynamic_resources`: what Bosun implements is LDS and CDS over one ADS stream (`GRPC` or
+/// `DELTA_GRPC`) to a static cluster through `envoy_grpc`; anything else is refused by field path.
+fn ads_settings(d: &DynamicResources, s: &Snapshot, errors: &mut Errors) -> Option<AdsSettings> {
+    let at = At::root("dynamic_resources");
+    let before = errors.0.len();
+    for (field, locator) in [
+        ("lds_resources_locator", &d.lds_resources_locator),
+        ("cds_resources_locator", &d.cds_resources_locator),
+    ] {
+        if !locator.is_empty() {
+            errors.push(at.key(field).unsupported("xdstp:// resource locators"));
+        }
+    }
+    for (field, source) in [("lds_config", &d.lds_config), ("cds_config", &d.cds_config)] {
+        check_ads_source(source.as_ref(), &at.key(field), errors);
+    }
+    let Some(ads) = &d.ads_config else {
+        errors.push(at.key("ads_config").error(
+            "lds_config and cds_config use ads: {} but there is no ads_config; add one naming the \
+             control plane's cluster",
+        ));
+        return None;
+    };
+    let result = ads_config(ads, &at.key("ads_config"), s, errors);
+    if errors.0.len() > before {
+        None
+    } else {
+        result
+    }
+}
+
+fn check_ads_source(source: Option<&ConfigSource>, at: &At, errors: &mut Errors) {
+    use config_source::ConfigSourceSpecifier as S;
+    match source.and_then(|s| s.config_source_specifier.as_ref()) {
+        Some(S::Ads(_)) => {}
+        None => errors.push(at.error(
+            "bosun proxy takes both listeners and clusters over ADS: set lds_config and \
+             cds_config to {ads: {}}",
+        )),
+        #[allow(deprecated)]
+        Some(S::Path(_)) => errors.push(at.key("path").unsupported("file-based xDS")),
+        Some(S::PathConfigSource(_)) => {
+            errors.push(at.key("path_config_source").unsupported("file-based xDS"))
+        }
+        Some(S::ApiConfigSource(_)) => errors.push(
+            at.key("api_config_source")
+                .unsupported("a per-type xDS API source (use ads: {} and ads_config)"),
+        ),
+        Some(S::Self_(_)) => errors.push(at.key("self").unsupported("self config sources")),
+    }
+}
+
+fn ads_config(
+    a: &ApiConfigSource,
+    at: &At,
+    s: &Snapshot,
+    errors: &mut Errors,
+) -> Option<AdsSettings> {
+    let api = match ApiType::try_from(a.api_type) {
+        Ok(ApiType::Grpc) => AdsApi::Sotw,
+        Ok(ApiType::DeltaGrpc) => AdsApi::Delta,
+        Ok(other) => {
+            errors.push(at.key("api_type").unsupported(format!(
+                "api_type {} (use GRPC or DELTA_GRPC)",
+                other.as_str_name()
+            )));
+            return None;
+        }
+        Err(_) => {
+            errors.push(
+                at.key("api_type")
+                    .error(format!("unknown api_type {}", a.api_type)),
+            );
+            return None;
+        }
+    };
+    if !a.cluster_names.is_empty() {
+        errors.push(
+            at.key("cluster_names")
+                .unsupported("cluster_names (REST xDS); use grpc_services"),
+        );
+    }
+    if a.grpc_services.len() > 1 {
+        errors.push(
+            at.key("grpc_services")
+                .unsupported("more than one gRPC service (Envoy uses the first only)"),
+        );
+    }
+    let gat = at.key("grpc_services").index(0);
+    let cluster = match a
+        .grpc_services
+        .first()
+        .and_then(|g| g.target_specifier.as_ref())
+    {
+        None => {
+            errors.push(at.key("grpc_services").error(
+                "ads_config needs grpc_services: [{envoy_grpc: {cluster_name: <a static cluster>}}]",
+            ));
+            return None;
+        }
+        Some(TargetSpecifier::GoogleGrpc(_)) => {
+            errors.push(
+                gat.key("google_grpc")
+                    .unsupported("google_grpc (use envoy_grpc)"),
+            );
+            return None;
+        }
+        Some(TargetSpecifier::EnvoyGrpc(e)) => e.cluster_name.clone(),
+    };
+    let cat = gat.key("envoy_grpc").key("cluster_name");
+    let Some(c) = s.clusters.get(&cluster) else {
+        errors.push(cat.error(format!(
+            "no static cluster named {cluster:?}; the ADS cluster must be in static_resources.clusters"
+        )));
+        return None;
+    };
+    let Some(e) = c.endpoints().next() else {
+        errors.push(cat.error(format!(
+            "the static cluster {cluster:?} has no endpoint to reach the control plane at"
+        )));
+        return None;
+    };
+    Some(AdsSettings {
+        api,
+        cluster,
+        host: e.host.clone(),
+        port: e.port,
+    })
 }

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -12,9 +13,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use proxy_model::listener::NetworkFilter;
+use proxy_model::listener::{NetworkFilter, RouteSource};
 use serde_json::json;
 use tokio::net::TcpListener;
+use xds_client::ResourceType;
 
 use crate::Proxy;
 use crate::http::full;
@@ -74,15 +76,17 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     match path {
         "/ready" => {
-            if proxy.is_ready() {
-                text(StatusCode::OK, "LIVE\n".to_owned())
+            // LIVE once the initial configuration is applied (at once for a static bootstrap).
+            let status = if proxy.is_ready() {
+                StatusCode::OK
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n".to_owned())
-            }
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, format!("{}\n", proxy.state()))
         }
         "/server_info" => json_reply(&json!({
             "version": concat!("bosun/", env!("CARGO_PKG_VERSION")),
-            "state": if proxy.is_ready() { "LIVE" } else { "DRAINING" },
+            "state": proxy.state(),
             "uptime_current_epoch": format!("{}s", proxy.started.elapsed().as_secs()),
             "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster},
         })),
@@ -162,44 +166,126 @@ fn clusters(proxy: &Proxy) -> String {
     out
 }
 
-/// A summary of the running config in the shape of Envoy's config dump sections.
+/// A summary of the running config in the shape of Envoy's config dump sections: static and dynamic
+/// listeners, clusters and route configurations. A dynamic resource's `version_info` is the version
+/// of its type the proxy last ACKed (the xDS client does not hand per-resource versions over);
+/// `last_updated` is when the resource itself last changed.
 fn config_dump(proxy: &Proxy) -> serde_json::Value {
     let runtime = proxy.runtime.load();
-    let listeners: Vec<_> = runtime
-        .snapshot
-        .listeners
-        .iter()
-        .map(|l| {
-            let chains: Vec<_> = l
-                .filter_chains
-                .iter()
-                .map(|fc| match &fc.network {
-                    NetworkFilter::Http(h) => json!({"name": fc.name, "http_connection_manager": {"stat_prefix": h.stat_prefix}}),
-                    NetworkFilter::Tcp(t) => json!({"name": fc.name, "tcp_proxy": {"stat_prefix": t.stat_prefix, "clusters": t.clusters}}),
-                })
-                .collect();
-            json!({"name": l.name, "address": format!("{}:{}", l.host, l.port), "filter_chains": chains})
-        })
-        .collect();
-    let mut clusters: Vec<_> = runtime
-        .clusters
-        .values()
-        .map(|c| {
+    let ads = proxy.ads_status();
+    let version = |ty: ResourceType| {
+        ads.as_ref()
+            .and_then(|s| s.acked_versions.get(&ty).cloned())
+            .unwrap_or_default()
+    };
+    let dynamic = &runtime.dynamic;
+    let mut static_listeners = Vec::new();
+    let mut dynamic_listeners = Vec::new();
+    for l in &runtime.snapshot.listeners {
+        let chains: Vec<_> = l
+            .filter_chains
+            .iter()
+            .map(|fc| match &fc.network {
+                NetworkFilter::Http(h) => {
+                    let routes = match &h.routes {
+                        RouteSource::Inline(rc) => json!({"route_config": rc.name}),
+                        RouteSource::Rds(name) => json!({"rds": {"route_config_name": name}}),
+                    };
+                    json!({"name": fc.name, "http_connection_manager": {"stat_prefix": h.stat_prefix, "routes": routes}})
+                }
+                NetworkFilter::Tcp(t) => json!({"name": fc.name, "tcp_proxy": {"stat_prefix": t.stat_prefix, "clusters": t.clusters}}),
+            })
+            .collect();
+        let listener = json!({"name": l.name, "address": format!("{}:{}", l.host, l.port), "filter_chains": chains});
+        match dynamic.listeners.get(&l.name) {
+            Some(updated) => dynamic_listeners.push(json!({
+                "name": l.name,
+                "active_state": {
+                    "version_info": version(ResourceType::Listener),
+                    "listener": listener,
+                    "last_updated": timestamp(*updated),
+                },
+            })),
+            None => static_listeners.push(json!({"listener": listener})),
+        }
+    }
+    let mut names: Vec<&String> = runtime.clusters.keys().collect();
+    names.sort();
+    let mut static_clusters = Vec::new();
+    let mut dynamic_clusters = Vec::new();
+    for name in names {
+        let c = &runtime.clusters[name];
+        let cluster = json!({
+            "name": c.config.name,
+            "type": format!("{:?}", c.config.discovery),
+            "lb_policy": format!("{:?}", c.config.lb_policy),
+            "connect_timeout": format!("{}s", c.config.connect_timeout.as_secs_f64()),
+            "endpoints": c.priorities.iter().flatten().map(|h| h.address.clone()).collect::<Vec<_>>(),
+        });
+        match dynamic.clusters.get(name) {
+            Some(updated) => dynamic_clusters.push(json!({
+                "version_info": version(ResourceType::Cluster),
+                "cluster": cluster,
+                "last_updated": timestamp(*updated),
+            })),
+            None => static_clusters.push(json!({"cluster": cluster})),
+        }
+    }
+    let mut route_names: Vec<&String> = runtime.snapshot.route_configs.keys().collect();
+    route_names.sort();
+    let dynamic_routes: Vec<_> = route_names
+        .into_iter()
+        .map(|name| {
+            let rc = &runtime.snapshot.route_configs[name];
             json!({
-                "name": c.config.name,
-                "type": format!("{:?}", c.config.discovery),
-                "lb_policy": format!("{:?}", c.config.lb_policy),
-                "connect_timeout": format!("{}s", c.config.connect_timeout.as_secs_f64()),
-                "endpoints": c.priorities.iter().flatten().map(|h| h.address.clone()).collect::<Vec<_>>(),
+                "version_info": version(ResourceType::Route),
+                "route_config": {
+                    "name": name,
+                    "virtual_hosts": rc.virtual_hosts.iter().map(|vh| json!({"name": vh.name})).collect::<Vec<_>>(),
+                },
+                "last_updated": dynamic.route_configs.get(name).map(|t| timestamp(*t)),
             })
         })
         .collect();
-    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let ads_json = ads.as_ref().map(|s| {
+        json!({
+            "endpoint": s.endpoint,
+            "mode": format!("{:?}", s.mode),
+            "connected": s.connected,
+            "acks": s.acks,
+            "nacks": s.nacks,
+            "last_nack": s.last_nack,
+            "warming": format!("{:?}", s.warming),
+            "initial_config_complete": s.initial_config_complete,
+        })
+    });
     json!({
         "configs": [
-            {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster}},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "static_clusters": clusters},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "static_listeners": listeners},
+            {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster}, "ads": ads_json},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "version_info": version(ResourceType::Cluster), "static_clusters": static_clusters, "dynamic_active_clusters": dynamic_clusters},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "version_info": version(ResourceType::Listener), "static_listeners": static_listeners, "dynamic_listeners": dynamic_listeners},
+            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": dynamic_routes},
         ]
     })
+}
+
+/// RFC 3339 (UTC, seconds), as Envoy's config dump writes timestamps.
+fn timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }

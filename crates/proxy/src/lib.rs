@@ -1,22 +1,25 @@
-//! Bosun's data plane: runs from Envoy v3 configuration (a bootstrap's static resources today; ADS is
-//! next), accepts on its listeners, routes HTTP with Envoy's semantics, proxies TCP, and serves Envoy's
-//! admin endpoints.
+//! Bosun's data plane: runs from Envoy v3 configuration (a bootstrap's static resources, and listeners
+//! and clusters over ADS when the bootstrap has `dynamic_resources`), accepts on its listeners, routes
+//! HTTP with Envoy's semantics, proxies TCP, and serves Envoy's admin endpoints.
 //!
-//! The config is one immutable [`Runtime`] behind an `ArcSwap`: a connection takes the current one
-//! when it is accepted, so a config change never tears a request in half.
+//! The config is one immutable [`Runtime`] behind an `ArcSwap`. A connection takes its listener's
+//! config (filter chain, HTTP connection manager) when it is accepted; each request takes the current
+//! runtime (routes, clusters) when it starts, so an RDS or CDS change applies to the next request and
+//! never tears one in half. See `dynamic.rs` for how ADS updates become runtimes.
 
 pub mod access_log;
 mod admin;
+mod dynamic;
 pub mod http;
 pub mod stats;
 mod tcp;
 pub mod upstream;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -24,10 +27,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use proxy_model::listener::{Listener, NetworkFilter};
-use proxy_model::snapshot::ProxySettings;
+use proxy_model::snapshot::{AdsApi, ProxySettings};
 use proxy_model::{ModelError, Snapshot};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
+use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, HcmStats};
 use crate::stats::Registry;
@@ -45,12 +51,15 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the ADS client (dynamic_resources.ads_config): {0}")]
+    Ads(#[from] XdsError),
 }
 
 /// Command-line options, as Envoy's.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How long in-flight requests may take to finish after SIGTERM.
+    /// How long in-flight requests may take to finish after SIGTERM, or after their listener is
+    /// removed by LDS.
     pub drain_time: Duration,
 }
 
@@ -67,21 +76,83 @@ impl Default for Options {
 pub struct Runtime {
     pub snapshot: Snapshot,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+    /// The snapshot's listeners by name (accept loops look theirs up per connection).
+    pub listeners: HashMap<String, Arc<Listener>>,
+    /// Which resources came over xDS, and when each last changed (for `/config_dump`).
+    pub dynamic: DynamicInfo,
+}
+
+/// The names of the dynamic (xDS) resources of a runtime, with when each was last updated.
+#[derive(Debug, Default, Clone)]
+pub struct DynamicInfo {
+    pub listeners: BTreeMap<String, SystemTime>,
+    pub clusters: BTreeMap<String, SystemTime>,
+    pub route_configs: BTreeMap<String, SystemTime>,
 }
 
 impl Runtime {
     fn new(snapshot: Snapshot, registry: &Registry) -> Runtime {
+        Runtime::build(snapshot, None, registry, &|_| false, DynamicInfo::default())
+    }
+
+    /// A runtime for `snapshot` that keeps the live state of `previous`: a cluster whose config is
+    /// the same `Arc` keeps its `ClusterRuntime` (hosts, outlier ejections, pools, counters); a
+    /// cluster whose only change is its endpoints (`endpoints_only`) gets a new one that keeps the
+    /// hosts that remain (same address, weight and health). Stats live in the registry by name and
+    /// carry over either way.
+    fn build(
+        snapshot: Snapshot,
+        previous: Option<&Runtime>,
+        registry: &Registry,
+        endpoints_only: &dyn Fn(&str) -> bool,
+        dynamic: DynamicInfo,
+    ) -> Runtime {
         let clusters = snapshot
             .clusters
             .iter()
             .map(|(name, c)| {
-                (
-                    name.clone(),
-                    Arc::new(ClusterRuntime::new(c.clone(), registry)),
-                )
+                let old = previous.and_then(|p| p.clusters.get(name));
+                let rt = match old {
+                    Some(old) if Arc::ptr_eq(&old.config, c) => old.clone(),
+                    Some(old) if endpoints_only(name) => {
+                        let mut rt = ClusterRuntime::new(c.clone(), registry);
+                        keep_hosts(&mut rt, old);
+                        Arc::new(rt)
+                    }
+                    _ => Arc::new(ClusterRuntime::new(c.clone(), registry)),
+                };
+                (name.clone(), rt)
             })
             .collect();
-        Runtime { snapshot, clusters }
+        let listeners = snapshot
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.clone()))
+            .collect();
+        Runtime {
+            snapshot,
+            clusters,
+            listeners,
+            dynamic,
+        }
+    }
+}
+
+/// Replaces the fresh hosts of `rt` by the live ones of `old` that are the same endpoint.
+fn keep_hosts(rt: &mut ClusterRuntime, old: &ClusterRuntime) {
+    let old_hosts: HashMap<&str, &Arc<upstream::Host>> = old
+        .priorities
+        .iter()
+        .flatten()
+        .map(|h| (h.address.as_str(), h))
+        .collect();
+    for host in rt.priorities.iter_mut().flatten() {
+        if let Some(o) = old_hosts.get(host.address.as_str())
+            && o.weight == host.weight
+            && o.healthy == host.healthy
+        {
+            *host = Arc::clone(o);
+        }
     }
 }
 
@@ -92,18 +163,40 @@ pub struct Proxy {
     pub registry: Arc<Registry>,
     pub settings: ProxySettings,
     pub started: Instant,
+    pub drain_time: Duration,
     ready: AtomicBool,
     draining: AtomicBool,
+    /// The ADS client's status, when the bootstrap has `dynamic_resources`.
+    ads_status: OnceLock<watch::Receiver<AdsStatus>>,
+    listeners: Listeners,
 }
 
 impl Proxy {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
     }
+
+    /// The server state as Envoy names it: `PRE_INITIALIZING` until the initial xDS configuration
+    /// is complete, `LIVE`, then `DRAINING` once shutting down.
+    pub fn state(&self) -> &'static str {
+        if self.draining.load(Ordering::Relaxed) {
+            "DRAINING"
+        } else if self.ready.load(Ordering::Relaxed) {
+            "LIVE"
+        } else {
+            "PRE_INITIALIZING"
+        }
+    }
+
+    /// The ADS client's status, if the proxy takes config over ADS.
+    pub fn ads_status(&self) -> Option<AdsStatus> {
+        self.ads_status.get().map(|rx| rx.borrow().clone())
+    }
 }
 
-/// Builds the config, binds every listener and the admin port, serves until `shutdown` completes, then
-/// drains: stops accepting and gives in-flight requests up to `drain_time`.
+/// Builds the config, binds every static listener and the admin port, starts the ADS client when the
+/// bootstrap has `dynamic_resources`, serves until `shutdown` completes, then drains: stops accepting
+/// and gives in-flight requests up to `drain_time`.
 pub async fn run(
     bootstrap: &Bootstrap,
     options: Options,
@@ -113,26 +206,31 @@ pub async fn run(
     let registry = Arc::new(Registry::default());
     let runtime = Runtime::new(snapshot, &registry);
     let listeners: Vec<Arc<Listener>> = runtime.snapshot.listeners.clone();
+    let statics = Snapshot {
+        listeners: runtime.snapshot.listeners.clone(),
+        clusters: runtime.snapshot.clusters.clone(),
+        route_configs: HashMap::new(),
+    };
     let proxy = Arc::new(Proxy {
         runtime: ArcSwap::from_pointee(runtime),
         registry,
         settings: settings.clone(),
         started: Instant::now(),
+        drain_time: options.drain_time,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
+        ads_status: OnceLock::new(),
+        listeners: Listeners::default(),
     });
 
     // Bind everything before serving anything, so a taken port fails the start cleanly.
     let mut bound = Vec::new();
     for l in listeners.iter().filter(|l| l.bind_to_port) {
-        let address = format!("{}:{}", l.host, l.port);
-        let socket = TcpListener::bind(&address)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                address: address.clone(),
-                what: format!("listener {:?}", l.name),
-                source,
-            })?;
+        let socket = bind(&l.host, l.port).map_err(|source| ProxyError::Bind {
+            address: format!("{}:{}", l.host, l.port),
+            what: format!("listener {:?}", l.name),
+            source,
+        })?;
         bound.push((l.clone(), socket));
     }
     let admin = match &settings.admin {
@@ -151,55 +249,187 @@ pub async fn run(
         None => None,
     };
 
-    let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
     for (listener, socket) in bound {
-        tasks.spawn(accept_loop(
-            proxy.clone(),
-            listener,
-            socket,
-            graceful.clone(),
-            stop_rx.clone(),
-        ));
+        proxy.listeners.start(&proxy, &listener, socket);
     }
-    if let Some(socket) = admin {
-        tasks.spawn(admin::serve(proxy.clone(), socket, stop_rx.clone()));
-    }
-    proxy.ready.store(true, Ordering::Relaxed);
-    tracing::info!(listeners = listeners.len(), "bosun proxy ready");
+    let admin_task = admin.map(|socket| tokio::spawn(admin::serve(proxy.clone(), socket, stop_rx)));
+
+    let ads = match &settings.ads {
+        Some(ads) => {
+            let mode = match ads.api {
+                AdsApi::Sotw => Mode::Sotw,
+                AdsApi::Delta => Mode::Delta,
+            };
+            let mut node = settings.node.clone();
+            if node.user_agent_name.is_empty() {
+                node.user_agent_name = "bosun".to_owned();
+            }
+            let consumer = dynamic::Dynamic::new(proxy.clone(), statics);
+            let client = AdsClient::connect(ads.uri(), node, mode, consumer)?;
+            let status = client.watch_status();
+            let _ = proxy.ads_status.set(status.clone());
+            tokio::spawn(dynamic::log_acks(status));
+            tracing::info!(
+                endpoint = %ads.uri(),
+                cluster = %ads.cluster,
+                mode = ?ads.api,
+                "taking listeners and clusters over ADS; ready once the initial configuration is applied"
+            );
+            Some(client)
+        }
+        None => {
+            proxy.ready.store(true, Ordering::Relaxed);
+            tracing::info!(listeners = listeners.len(), "bosun proxy ready");
+            None
+        }
+    };
 
     shutdown.await;
     tracing::info!(drain_time = ?options.drain_time, "draining");
     proxy.draining.store(true, Ordering::Relaxed);
+    if let Some(client) = ads
+        && tokio::time::timeout(Duration::from_secs(2), client.stop())
+            .await
+            .is_err()
+    {
+        tracing::warn!("the ADS client did not stop within 2s");
+    }
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    match Arc::try_unwrap(graceful) {
-        Ok(g) => {
-            if tokio::time::timeout(options.drain_time, g.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("drain time over; closing the remaining connections");
-            }
-        }
-        Err(_) => tracing::warn!("connections still referenced at shutdown"),
+    proxy.listeners.shutdown().await;
+    if let Some(task) = admin_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     Ok(())
 }
 
+/// Binds a listening socket as tokio does (`SO_REUSEADDR`, backlog 1024), synchronously, so an LDS
+/// update can bind its new listeners before it is ACKed.
+pub(crate) fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host:?} resolves to no address"),
+        )
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+// === impl Listeners ===
+
+/// The accept loops running, by listener name.
+#[derive(Debug, Default)]
+pub(crate) struct Listeners {
+    inner: Mutex<ListenersInner>,
+}
+
+#[derive(Debug, Default)]
+struct ListenersInner {
+    active: HashMap<String, ActiveListener>,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct ActiveListener {
+    host: String,
+    port: u16,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Listeners {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ListenersInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The address the running accept loop of `name` is bound to.
+    pub(crate) fn address(&self, name: &str) -> Option<(String, u16)> {
+        self.lock()
+            .active
+            .get(name)
+            .map(|a| (a.host.clone(), a.port))
+    }
+
+    /// The names of the running accept loops.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.lock().active.keys().cloned().collect()
+    }
+
+    /// Starts accepting on `socket` for the listener named like `listener` (replacing, and stopping,
+    /// an accept loop of that name). Does nothing once shut down.
+    pub(crate) fn start(&self, proxy: &Arc<Proxy>, listener: &Listener, socket: TcpListener) {
+        let mut inner = self.lock();
+        if inner.closed {
+            return;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(
+            proxy.clone(),
+            listener.name.clone(),
+            (listener.host.clone(), listener.port),
+            socket,
+            stop_rx,
+        ));
+        let previous = inner.active.insert(
+            listener.name.clone(),
+            ActiveListener {
+                host: listener.host.clone(),
+                port: listener.port,
+                stop,
+                task,
+            },
+        );
+        if let Some(p) = previous {
+            let _ = p.stop.send(true);
+        }
+    }
+
+    /// Stops accepting for `name`; its connections drain in the background (bounded by the drain time).
+    pub(crate) fn stop(&self, name: &str) {
+        if let Some(a) = self.lock().active.remove(name) {
+            tracing::info!(listener = name, address = %format!("{}:{}", a.host, a.port), "listener removed; draining its connections");
+            let _ = a.stop.send(true);
+        }
+    }
+
+    /// Stops every accept loop and waits (each bounded by the drain time) for their connections.
+    async fn shutdown(&self) {
+        let active: Vec<ActiveListener> = {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.active.drain().map(|(_, a)| a).collect()
+        };
+        for a in &active {
+            let _ = a.stop.send(true);
+        }
+        for a in active {
+            let _ = a.task.await;
+        }
+    }
+}
+
 async fn accept_loop(
     proxy: Arc<Proxy>,
-    listener: Arc<Listener>,
+    name: String,
+    address: (String, u16),
     socket: TcpListener,
-    graceful: Arc<GracefulShutdown>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let registry = proxy.registry.clone();
+    let graceful = GracefulShutdown::new();
     let mut hcm_stats: HashMap<String, Arc<HcmStats>> = HashMap::new();
     let cx_total = registry.counter(&format!(
         "listener.{}:{}.downstream_cx_total",
-        listener.host, listener.port
+        address.0, address.1
     ));
     loop {
         let (stream, peer) = tokio::select! {
@@ -207,16 +437,23 @@ async fn accept_loop(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(listener = %listener.name, "accept failed: {e}");
+                    tracing::warn!(listener = %name, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         };
         cx_total.inc();
         let _ = stream.set_nodelay(true);
         let runtime = proxy.runtime.load_full();
+        // The listener's current config: LDS may have changed its filter chains since we bound.
+        let Some(listener) = runtime.listeners.get(&name) else {
+            continue; // Removed: the loop is being stopped.
+        };
+        if (listener.host.as_str(), listener.port) != (address.0.as_str(), address.1) {
+            continue; // Moved to another address: a new loop serves it there.
+        }
         let Some(chain) = listener.filter_chain(listener.port, None) else {
             continue; // No chain for this connection: Envoy closes it.
         };
@@ -226,7 +463,7 @@ async fn accept_loop(
                     .entry(hcm.stat_prefix.clone())
                     .or_insert_with(|| Arc::new(HcmStats::new(&registry, &hcm.stat_prefix)))
                     .clone();
-                serve_http(stream, peer, runtime, hcm.clone(), stats, &graceful);
+                serve_http(stream, peer, &proxy, hcm.clone(), stats, &graceful);
             }
             NetworkFilter::Tcp(t) => {
                 let runtime = runtime.clone();
@@ -236,23 +473,35 @@ async fn accept_loop(
             }
         }
     }
+    drop(socket);
+    if tokio::time::timeout(proxy.drain_time, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listener = %name, "drain time over; closing the remaining connections");
+    }
 }
 
 fn serve_http(
     stream: TcpStream,
     peer: SocketAddr,
-    runtime: Arc<Runtime>,
+    proxy: &Arc<Proxy>,
     hcm: Arc<proxy_model::listener::HttpConnectionManager>,
     stats: Arc<HcmStats>,
     graceful: &GracefulShutdown,
 ) {
-    let ctx = Arc::new(ConnContext {
-        runtime,
-        hcm,
-        peer,
-        stats,
+    let proxy = proxy.clone();
+    // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
+    // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
+    let service = service_fn(move |req| {
+        let ctx = Arc::new(ConnContext {
+            runtime: proxy.runtime.load_full(),
+            hcm: hcm.clone(),
+            peer,
+            stats: stats.clone(),
+        });
+        http::serve(req, ctx)
     });
-    let service = service_fn(move |req| http::serve(req, ctx.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Envoy's default `max_request_headers_kb` is 60: larger request headers get 431.
     builder

@@ -1,0 +1,694 @@
+//! `bosun proxy` configured over ADS by an in-test control plane, state-of-the-world and delta: it gets
+//! ready once the initial configuration is applied, routes, follows a route change with no failed
+//! request, NACKs a cluster it cannot run while the old config keeps serving, and answers as Envoy
+//! does from the same ADS server and bootstrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use testkit::{Client, Envoy, Process, TempDir, Upstream};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use xds_api::any::pack;
+use xds_api::bootstrap::message_from_yaml;
+use xds_api::pb::envoy::config::cluster::v3::Cluster;
+use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_api::pb::envoy::config::listener::v3::Listener;
+use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use xds_api::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
+use xds_api::pb::google::protobuf::Any;
+use xds_api::type_url;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+// === the test ADS server ===
+
+/// Resources by type URL, each `(name, packed resource)`.
+type Resources = BTreeMap<&'static str, Vec<(String, Any)>>;
+
+#[derive(Clone, Debug)]
+struct Snap {
+    version: String,
+    resources: Resources,
+}
+
+struct Inner {
+    snapshot: watch::Sender<Snap>,
+    /// `(type_url, error_detail.message)` of every NACK received.
+    nacks: Mutex<Vec<(String, String)>>,
+}
+
+/// A small ADS server (both variants): answers subscriptions from the current snapshot, pushes each
+/// new snapshot to what every stream subscribed to, and records NACKs.
+#[derive(Clone)]
+struct TestAds(Arc<Inner>);
+
+fn is_wildcard(t: &str) -> bool {
+    t == type_url::CLUSTER || t == type_url::LISTENER
+}
+
+impl TestAds {
+    async fn start(version: &str, resources: Resources) -> (TestAds, SocketAddr) {
+        let (snapshot, _) = watch::channel(Snap {
+            version: version.into(),
+            resources,
+        });
+        let ads = TestAds(Arc::new(Inner {
+            snapshot,
+            nacks: Mutex::new(Vec::new()),
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let svc = AggregatedDiscoveryServiceServer::new(ads.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let svc = TowerToHyperService::new(svc.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (ads, addr)
+    }
+
+    fn push(&self, version: &str, resources: Resources) {
+        self.0.snapshot.send_replace(Snap {
+            version: version.into(),
+            resources,
+        });
+    }
+
+    fn nacks(&self) -> Vec<(String, String)> {
+        self.0.nacks.lock().unwrap().clone()
+    }
+
+    fn record_nack(&self, type_url: &str, detail: Option<&xds_api::pb::google::rpc::Status>) {
+        if let Some(d) = detail {
+            self.0
+                .nacks
+                .lock()
+                .unwrap()
+                .push((type_url.to_owned(), d.message.clone()));
+        }
+    }
+}
+
+fn selected<'a>(
+    snap: &'a Snap,
+    type_url: &str,
+    names: &'a BTreeSet<String>,
+) -> impl Iterator<Item = &'a (String, Any)> {
+    let wildcard = is_wildcard(type_url);
+    snap.resources
+        .get(type_url)
+        .into_iter()
+        .flatten()
+        .filter(move |(n, _)| wildcard || names.contains(n))
+}
+
+fn version_of(any: &Any) -> String {
+    let mut h = DefaultHasher::new();
+    any.value.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for TestAds {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let mut incoming = request.into_inner();
+        let ads = self.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut snap_rx = ads.0.snapshot.subscribe();
+            let mut subs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            let mut nonce = 0u64;
+            let respond = |type_url: &str, names: &BTreeSet<String>, nonce: &mut u64| {
+                let snap = ads.0.snapshot.borrow().clone();
+                *nonce += 1;
+                DiscoveryResponse {
+                    version_info: snap.version.clone(),
+                    resources: selected(&snap, type_url, names)
+                        .map(|(_, a)| a.clone())
+                        .collect(),
+                    type_url: type_url.to_owned(),
+                    nonce: nonce.to_string(),
+                    ..Default::default()
+                }
+            };
+            loop {
+                let out: Vec<DiscoveryResponse> = tokio::select! {
+                    r = snap_rx.changed() => {
+                        if r.is_err() { return }
+                        subs.iter().map(|(t, n)| respond(t, n, &mut nonce)).collect()
+                    }
+                    m = incoming.message() => match m {
+                        Ok(Some(req)) => {
+                            ads.record_nack(&req.type_url, req.error_detail.as_ref());
+                            let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+                            let changed = req.response_nonce.is_empty()
+                                || subs.get(&req.type_url) != Some(&names);
+                            subs.insert(req.type_url.clone(), names.clone());
+                            if changed { vec![respond(&req.type_url, &names, &mut nonce)] } else { vec![] }
+                        }
+                        _ => return,
+                    },
+                };
+                for r in out {
+                    if tx.send(Ok(r)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        #[derive(Default)]
+        struct Sub {
+            names: BTreeSet<String>,
+            /// What the client holds, by our account: name → version.
+            known: BTreeMap<String, String>,
+        }
+        let mut incoming = request.into_inner();
+        let ads = self.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut snap_rx = ads.0.snapshot.subscribe();
+            let mut subs: BTreeMap<String, Sub> = BTreeMap::new();
+            let mut nonce = 0u64;
+            let diff = |type_url: &str, sub: &mut Sub, nonce: &mut u64, always: bool| {
+                let snap = ads.0.snapshot.borrow().clone();
+                let mut resources = Vec::new();
+                let mut present = BTreeSet::new();
+                for (name, any) in selected(&snap, type_url, &sub.names) {
+                    present.insert(name.clone());
+                    let v = version_of(any);
+                    if sub.known.get(name) != Some(&v) {
+                        sub.known.insert(name.clone(), v.clone());
+                        resources.push(Resource {
+                            name: name.clone(),
+                            version: v,
+                            resource: Some(any.clone()),
+                            ..Default::default()
+                        });
+                    }
+                }
+                let removed: Vec<String> = sub
+                    .known
+                    .keys()
+                    .filter(|n| !present.contains(*n))
+                    .cloned()
+                    .collect();
+                for n in &removed {
+                    sub.known.remove(n);
+                }
+                if resources.is_empty() && removed.is_empty() && !always {
+                    return None;
+                }
+                *nonce += 1;
+                Some(DeltaDiscoveryResponse {
+                    system_version_info: snap.version.clone(),
+                    resources,
+                    type_url: type_url.to_owned(),
+                    removed_resources: removed,
+                    nonce: nonce.to_string(),
+                    ..Default::default()
+                })
+            };
+            loop {
+                let out: Vec<DeltaDiscoveryResponse> = tokio::select! {
+                    r = snap_rx.changed() => {
+                        if r.is_err() { return }
+                        subs.iter_mut().filter_map(|(t, s)| diff(t, s, &mut nonce, false)).collect()
+                    }
+                    m = incoming.message() => match m {
+                        Ok(Some(req)) => {
+                            ads.record_nack(&req.type_url, req.error_detail.as_ref());
+                            let first = !subs.contains_key(&req.type_url);
+                            let sub = subs.entry(req.type_url.clone()).or_default();
+                            let changes = !req.resource_names_subscribe.is_empty()
+                                || !req.resource_names_unsubscribe.is_empty();
+                            sub.names.extend(req.resource_names_subscribe.iter().cloned());
+                            for n in &req.resource_names_unsubscribe {
+                                sub.names.remove(n);
+                                sub.known.remove(n);
+                            }
+                            for (n, v) in &req.initial_resource_versions {
+                                sub.known.insert(n.clone(), v.clone());
+                            }
+                            if first || changes || req.response_nonce.is_empty() {
+                                diff(&req.type_url, sub, &mut nonce, true).into_iter().collect()
+                            } else {
+                                vec![]
+                            }
+                        }
+                        _ => return,
+                    },
+                };
+                for r in out {
+                    if tx.send(Ok(r)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+// === the configuration served ===
+
+/// Which route the route configuration has.
+#[derive(Clone, Copy)]
+enum Route {
+    To(&'static str),
+    Teapot,
+}
+
+fn eds_cluster(name: &str) -> Cluster {
+    message_from_yaml(
+        &format!(
+            "name: {name}\ntype: EDS\nconnect_timeout: 1s\n\
+             eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}\n"
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+fn endpoints(name: &str, upstream: &Upstream) -> ClusterLoadAssignment {
+    message_from_yaml(
+        &format!(
+            "cluster_name: {name}\nendpoints:\n- lb_endpoints:\n  - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+            upstream.port()
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+fn listener(port: u16) -> Listener {
+    message_from_yaml(
+        &format!(
+            r#"
+name: http
+address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: ingress
+      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+fn route_config(route: Route) -> RouteConfiguration {
+    let action = match route {
+        Route::To(cluster) => format!("route: {{cluster: {cluster}}}"),
+        Route::Teapot => "direct_response: {status: 418, body: {inline_string: teapot}}".into(),
+    };
+    message_from_yaml(
+        &format!(
+            "name: routes\nvirtual_hosts:\n- name: all\n  domains: ['*']\n  routes:\n  - match: {{prefix: /}}\n    {action}\n"
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+/// A cluster proxy-model refuses (Envoy accepts it).
+fn maglev_cluster(upstream: &Upstream) -> Cluster {
+    message_from_yaml(
+        &format!(
+            "name: bad\ntype: STATIC\nconnect_timeout: 1s\nlb_policy: MAGLEV\n\
+             load_assignment:\n  cluster_name: bad\n  endpoints:\n  - lb_endpoints:\n    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+            upstream.port()
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+struct World {
+    a: Upstream,
+    b: Upstream,
+}
+
+impl World {
+    fn resources(&self, listener_port: u16, route: Route, bad: bool) -> Resources {
+        let mut clusters = vec![eds_cluster("svc-a"), eds_cluster("svc-b")];
+        if bad {
+            clusters.push(maglev_cluster(&self.a));
+        }
+        let mut r = Resources::new();
+        r.insert(
+            type_url::CLUSTER,
+            clusters.iter().map(|c| (c.name.clone(), pack(c))).collect(),
+        );
+        r.insert(
+            type_url::CLUSTER_LOAD_ASSIGNMENT,
+            [endpoints("svc-a", &self.a), endpoints("svc-b", &self.b)]
+                .iter()
+                .map(|e| (e.cluster_name.clone(), pack(e)))
+                .collect(),
+        );
+        r.insert(
+            type_url::LISTENER,
+            vec![("http".into(), pack(&listener(listener_port)))],
+        );
+        r.insert(
+            type_url::ROUTE_CONFIGURATION,
+            vec![("routes".into(), pack(&route_config(route)))],
+        );
+        r
+    }
+}
+
+fn bootstrap(api_type: &str, ads: SocketAddr, admin_port: u16) -> String {
+    format!(
+        r#"
+node: {{id: "sidecar~127.0.0.1~test.default~default.svc.cluster.local", cluster: test.default, metadata: {{NAMESPACE: default}}}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}}}
+dynamic_resources:
+  ads_config:
+    api_type: {api_type}
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
+"#,
+        ads.port()
+    )
+}
+
+fn start_bosun(yaml: &str, admin_port: u16) -> Process {
+    let dir = TempDir::new("bosun-ads").unwrap();
+    let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
+    let mut process = Process::spawn(
+        env!("CARGO_BIN_EXE_bosun"),
+        [
+            "proxy",
+            "-c",
+            config.to_str().unwrap(),
+            "--concurrency",
+            "2",
+            "--log-level",
+            "info",
+        ],
+        &[],
+    )
+    .unwrap();
+    process
+        .wait_ready(testkit::localhost(admin_port), WAIT)
+        .unwrap_or_else(|e| panic!("bosun proxy not ready: {e}\n{}", process.stderr()));
+    process
+}
+
+/// What one request got: status, the upstream that answered (if any), the body for local replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    status: u16,
+    upstream: Option<String>,
+    body: Option<String>,
+}
+
+async fn get(addr: SocketAddr) -> Seen {
+    let r = Client::h1(addr)
+        .with_timeout(Duration::from_secs(5))
+        .get("/", &[])
+        .await
+        .expect("request through the proxy");
+    let upstream = r.header(testkit::UPSTREAM_HEADER).map(str::to_owned);
+    let body = upstream.is_none().then(|| r.text());
+    Seen {
+        status: r.status(),
+        upstream,
+        body,
+    }
+}
+
+/// Requests until one satisfies `done`, at most `WAIT`.
+async fn until(addr: SocketAddr, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = get(addr).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: last answer {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client loop during an update: requests on new connections and on one kept-alive connection
+/// until stopped; every answer is recorded (a failed request fails the test).
+fn client_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Seen>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let client = Client::h1(addr).with_timeout(Duration::from_secs(5));
+        let mut conn = client.connect().await.expect("connect");
+        while !stop.load(Ordering::Relaxed) {
+            seen.push(get(addr).await);
+            let r = conn
+                .send(testkit::Req::get("/"))
+                .await
+                .expect("request on a kept-alive connection");
+            seen.push(Seen {
+                status: r.status(),
+                upstream: r.header(testkit::UPSTREAM_HEADER).map(str::to_owned),
+                body: None,
+            });
+        }
+        seen
+    })
+}
+
+fn upstream_is(s: &Seen, name: &str) -> bool {
+    s.status == 200 && s.upstream.as_deref() == Some(name)
+}
+
+async fn ads_scenario(api_type: &str) {
+    let world = World {
+        a: Upstream::start("a").unwrap(),
+        b: Upstream::start("b").unwrap(),
+    };
+    let port = testkit::free_port();
+    let listener_addr = testkit::localhost(port);
+    let (ads, ads_addr) =
+        TestAds::start("v1", world.resources(port, Route::To("svc-a"), false)).await;
+    let admin_port = testkit::free_port();
+    let admin = testkit::localhost(admin_port);
+    let mut proxy = start_bosun(&bootstrap(api_type, ads_addr, admin_port), admin_port);
+
+    // Ready, and routed by the RDS route to the EDS endpoint.
+    let (status, body) = testkit::blocking_get(admin, "/ready", WAIT).unwrap();
+    assert_eq!((status, body.trim()), (200, "LIVE"));
+    let first = get(listener_addr).await;
+    assert!(upstream_is(&first, "a"), "{first:?}\n{}", proxy.stderr());
+    let (_, dump) = testkit::blocking_get(admin, "/config_dump", WAIT).unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let clusters = &dump["configs"][1];
+    assert_eq!(clusters["version_info"], "v1", "{dump}");
+    let dynamic: Vec<&str> = clusters["dynamic_active_clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cluster"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(dynamic, ["svc-a", "svc-b"], "{dump}");
+    assert_eq!(
+        dump["configs"][2]["dynamic_listeners"][0]["name"], "http",
+        "{dump}"
+    );
+
+    // A new route version, with clients running: no failed request, and once b answers, only b.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = client_loop(listener_addr, stop.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ads.push("v2", world.resources(port, Route::To("svc-b"), false));
+    until(listener_addr, "route v2 (to svc-b)", |s| {
+        upstream_is(s, "b")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.unwrap();
+    assert!(seen.len() > 4, "{seen:?}");
+    for s in &seen {
+        assert!(upstream_is(s, "a") || upstream_is(s, "b"), "{s:?}");
+    }
+    assert!(upstream_is(seen.last().unwrap(), "b"), "{seen:?}");
+
+    // A cluster proxy-model refuses: NACKed with `name: reason`, and the old config keeps serving.
+    ads.push("v3", world.resources(port, Route::To("svc-b"), true));
+    let deadline = Instant::now() + WAIT;
+    let nack = loop {
+        if let Some(n) = ads
+            .nacks()
+            .into_iter()
+            .find(|(t, _)| t == type_url::CLUSTER)
+        {
+            break n.1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no NACK for the MAGLEV cluster\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        nack.contains("bad: lb_policy") && nack.contains("MAGLEV"),
+        "{nack}"
+    );
+    assert!(upstream_is(&get(listener_addr).await, "b"));
+    let (_, dump) = testkit::blocking_get(admin, "/config_dump", WAIT).unwrap();
+    assert!(!dump.contains("\"bad\""), "{dump}");
+    proxy.check_running().unwrap();
+
+    // Fixed, with a direct response: served.
+    ads.push("v4", world.resources(port, Route::Teapot, false));
+    let teapot = until(listener_addr, "route v4 (direct response)", |s| {
+        s.status == 418
+    })
+    .await;
+    assert_eq!(teapot.body.as_deref(), Some("teapot"));
+    assert!(
+        proxy.stderr().contains("xDS NACK"),
+        "the NACK is logged\n{}",
+        proxy.stderr()
+    );
+    proxy.terminate_and_wait(WAIT).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ads_sotw_configures_routes_and_nacks_what_it_cannot_run() {
+    ads_scenario("GRPC").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ads_delta_configures_routes_and_nacks_what_it_cannot_run() {
+    ads_scenario("DELTA_GRPC").await;
+}
+
+#[test]
+fn unsupported_ads_settings_are_refused_by_field_path() {
+    let yaml = bootstrap("REST", "127.0.0.1:1".parse().unwrap(), 0).replace(
+        "envoy_grpc: {cluster_name: xds-grpc}",
+        "google_grpc: {target_uri: x, stat_prefix: x}",
+    );
+    let dir = TempDir::new("bosun-ads").unwrap();
+    let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["proxy", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dynamic_resources.ads_config.api_type"),
+        "{err}"
+    );
+    let yaml = bootstrap("GRPC", "127.0.0.1:1".parse().unwrap(), 0).replace(
+        "envoy_grpc: {cluster_name: xds-grpc}",
+        "google_grpc: {target_uri: x, stat_prefix: x}",
+    );
+    let config = dir.write("bootstrap2.yaml", yaml.as_bytes()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args(["proxy", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dynamic_resources.ads_config.grpc_services[0].google_grpc"),
+        "{err}"
+    );
+}
+
+/// The differential principle: the same ADS server and bootstrap under Envoy and under `bosun proxy`
+/// give the same answers, before and after the route changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn ads_answers_as_envoy_does() {
+    if Envoy::find_or_skip("ads_answers_as_envoy_does").is_none() {
+        return;
+    }
+    let world = World {
+        a: Upstream::start("a").unwrap(),
+        b: Upstream::start("b").unwrap(),
+    };
+    let steps = [Route::To("svc-a"), Route::To("svc-b"), Route::Teapot];
+    let mut answers: Vec<Vec<Seen>> = Vec::new();
+    for envoy in [false, true] {
+        let port = testkit::free_port();
+        let addr = testkit::localhost(port);
+        let (ads, ads_addr) = TestAds::start("v0", world.resources(port, steps[0], false)).await;
+        let mut seen = Vec::new();
+        let _running: Box<dyn std::any::Any> = if envoy {
+            let yaml = bootstrap("GRPC", ads_addr, 0);
+            Box::new(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
+        } else {
+            let admin_port = testkit::free_port();
+            let yaml = bootstrap("GRPC", ads_addr, admin_port);
+            Box::new(tokio::task::block_in_place(|| {
+                start_bosun(&yaml, admin_port)
+            }))
+        };
+        for (i, step) in steps.iter().enumerate() {
+            ads.push(&format!("v{i}"), world.resources(port, *step, false));
+            let want = |s: &Seen| match step {
+                Route::To(c) => upstream_is(s, &c.replace("svc-", "")),
+                Route::Teapot => s.status == 418,
+            };
+            seen.push(until(addr, "step", want).await);
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "bosun (left) and Envoy (right)");
+}

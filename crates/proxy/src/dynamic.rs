@@ -1,0 +1,413 @@
+//! Configuration over ADS: the proxy's [`Consumer`] of the xDS client.
+//!
+//! Each update is the complete set of one type (CDS, EDS, LDS, RDS). It is converted with proxy-model
+//! in full, composed with the bootstrap's static resources into a new [`Snapshot`], the new listeners
+//! are bound, and only then is the new [`Runtime`] swapped in and the update ACKed. A resource that does
+//! not convert, a name that clashes with a static resource, or a listener that cannot bind, is a
+//! `name: reason` rejection: the whole update is NACKed and the previous runtime keeps serving.
+//!
+//! What carries over a swap:
+//! - a cluster whose `Cluster` and endpoints did not change keeps its `ClusterRuntime` (hosts,
+//!   outlier ejections, connection pools, circuit-breaker counts);
+//! - a cluster whose endpoints only changed (EDS) gets a new `ClusterRuntime` that keeps the live
+//!   hosts that remain (same address, weight and health);
+//! - a listener whose address did not change keeps its socket and accept loop; new connections take
+//!   the new filter chains, open ones keep the chain they were accepted with;
+//! - stats live in the registry by name, whatever is rebuilt.
+//!
+//! RDS: an HTTP connection manager with `rds` looks its route configuration up by name in the
+//! current runtime on every request. Envoy keeps a listener warming until its routes arrive; Bosun
+//! starts serving it at once and answers 404 (flag NR) until the route configuration arrives. At
+//! start-up this makes no difference: `/ready` only turns LIVE once the client's initial fetch (which
+//! waits for the routes the listeners name) is complete.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use proxy_model::Snapshot;
+use proxy_model::cluster::{Cluster, Discovery};
+use proxy_model::error::At;
+use proxy_model::listener::Listener;
+use proxy_model::route::RouteConfig;
+use tokio::sync::watch;
+use xds_api::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
+use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
+use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_client::{AdsStatus, Consumer, Rejection, ResourceType, Resources};
+
+use crate::{DynamicInfo, Proxy, Runtime, bind};
+
+/// The proxy's ADS consumer: holds the accepted dynamic resources and swaps runtimes.
+pub(crate) struct Dynamic {
+    proxy: Arc<Proxy>,
+    /// The bootstrap's static listeners and clusters, part of every snapshot.
+    statics: Snapshot,
+    state: State,
+}
+
+impl std::fmt::Debug for Dynamic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dynamic")
+            .field("clusters", &self.state.clusters.len())
+            .field("listeners", &self.state.listeners.len())
+            .field("route_configs", &self.state.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The accepted dynamic resources, each with its proto (to tell a changed one from an unchanged one),
+/// its model and when it last changed.
+#[derive(Clone, Default)]
+struct State {
+    clusters: BTreeMap<String, DynCluster>,
+    /// EDS load assignments by `cluster_name` (the EDS service name).
+    endpoints: BTreeMap<String, Arc<ClusterLoadAssignment>>,
+    listeners: BTreeMap<String, DynListener>,
+    routes: BTreeMap<String, DynRoute>,
+}
+
+#[derive(Clone)]
+struct DynCluster {
+    proto: Arc<ClusterProto>,
+    /// The EDS service name, for an EDS cluster.
+    service: Option<String>,
+    /// The cluster as CDS gave it.
+    base: Arc<Cluster>,
+    /// With its EDS endpoints.
+    effective: Arc<Cluster>,
+    updated: SystemTime,
+}
+
+#[derive(Clone)]
+struct DynListener {
+    proto: Arc<ListenerProto>,
+    model: Arc<Listener>,
+    updated: SystemTime,
+}
+
+#[derive(Clone)]
+struct DynRoute {
+    proto: Arc<RouteConfiguration>,
+    model: Arc<RouteConfig>,
+    updated: SystemTime,
+}
+
+impl Dynamic {
+    pub(crate) fn new(proxy: Arc<Proxy>, statics: Snapshot) -> Dynamic {
+        Dynamic {
+            proxy,
+            statics,
+            state: State::default(),
+        }
+    }
+
+    fn clusters(&self, v: Vec<ClusterProto>, next: &mut State, rejections: &mut Vec<Rejection>) {
+        let now = SystemTime::now();
+        next.clusters = BTreeMap::new();
+        for p in v {
+            if let Some(old) = self.state.clusters.get(&p.name)
+                && *old.proto == p
+            {
+                next.clusters.insert(p.name.clone(), old.clone());
+                continue;
+            }
+            let base = match Cluster::from_proto(&p, &At::root("")) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    rejections.push(refused(&p.name, &e));
+                    continue;
+                }
+            };
+            let service = (base.discovery == Discovery::Eds).then(|| eds_service(&p));
+            let effective = match service.as_ref().and_then(|s| next.endpoints.get(s)) {
+                Some(cla) => match base.with_load_assignment(cla) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        rejections.push(Rejection::new(p.name.clone(), e.to_string()));
+                        continue;
+                    }
+                },
+                None => base.clone(),
+            };
+            next.clusters.insert(
+                p.name.clone(),
+                DynCluster {
+                    proto: Arc::new(p),
+                    service,
+                    base,
+                    effective,
+                    updated: now,
+                },
+            );
+        }
+    }
+
+    /// EDS: new endpoints for the clusters whose load assignment changed. Returns those clusters.
+    fn endpoints(
+        &self,
+        v: Vec<ClusterLoadAssignment>,
+        next: &mut State,
+        rejections: &mut Vec<Rejection>,
+    ) -> HashSet<String> {
+        let now = SystemTime::now();
+        next.endpoints = v
+            .into_iter()
+            .map(|cla| (cla.cluster_name.clone(), Arc::new(cla)))
+            .collect();
+        let mut changed = HashSet::new();
+        for (name, c) in &mut next.clusters {
+            let Some(service) = &c.service else { continue };
+            let (old, new) = (
+                self.state.endpoints.get(service),
+                next.endpoints.get(service),
+            );
+            if old == new {
+                continue;
+            }
+            match new {
+                Some(cla) => match c.base.with_load_assignment(cla) {
+                    Ok(m) => c.effective = Arc::new(m),
+                    Err(e) => {
+                        rejections.push(Rejection::new(service.clone(), e.to_string()));
+                        continue;
+                    }
+                },
+                None => c.effective = c.base.clone(),
+            }
+            c.updated = now;
+            changed.insert(name.clone());
+        }
+        changed
+    }
+
+    fn listeners(&self, v: Vec<ListenerProto>, next: &mut State, rejections: &mut Vec<Rejection>) {
+        let now = SystemTime::now();
+        next.listeners = BTreeMap::new();
+        for p in v {
+            if let Some(old) = self.state.listeners.get(&p.name)
+                && *old.proto == p
+            {
+                next.listeners.insert(p.name.clone(), old.clone());
+                continue;
+            }
+            match Listener::from_proto(&p, &At::root("")) {
+                Ok(l) => {
+                    next.listeners.insert(
+                        p.name.clone(),
+                        DynListener {
+                            proto: Arc::new(p),
+                            model: Arc::new(l),
+                            updated: now,
+                        },
+                    );
+                }
+                Err(e) => rejections.push(refused(&p.name, &e)),
+            }
+        }
+    }
+
+    fn routes(
+        &self,
+        v: Vec<RouteConfiguration>,
+        next: &mut State,
+        rejections: &mut Vec<Rejection>,
+    ) {
+        let now = SystemTime::now();
+        next.routes = BTreeMap::new();
+        for p in v {
+            if let Some(old) = self.state.routes.get(&p.name)
+                && *old.proto == p
+            {
+                next.routes.insert(p.name.clone(), old.clone());
+                continue;
+            }
+            match RouteConfig::from_proto(&p, &At::root("")) {
+                Ok(r) => {
+                    next.routes.insert(
+                        p.name.clone(),
+                        DynRoute {
+                            proto: Arc::new(p),
+                            model: Arc::new(r),
+                            updated: now,
+                        },
+                    );
+                }
+                Err(e) => rejections.push(refused(&p.name, &e)),
+            }
+        }
+    }
+
+    /// Composes `next` with the static resources, binds the new listeners, swaps the runtime in and
+    /// starts and stops accept loops. Nothing changes if anything is rejected.
+    fn commit(
+        &mut self,
+        next: State,
+        endpoints_only: &HashSet<String>,
+    ) -> Result<(), Vec<Rejection>> {
+        let snapshot = Snapshot::compose(
+            &self.statics,
+            next.clusters.values().map(|c| c.effective.clone()),
+            next.listeners.values().map(|l| l.model.clone()),
+            next.routes
+                .iter()
+                .map(|(n, r)| (n.clone(), r.model.clone()))
+                .collect(),
+        )
+        .map_err(|refused| {
+            refused
+                .into_iter()
+                .map(|r| Rejection::new(r.name, r.reason))
+                .collect::<Vec<_>>()
+        })?;
+
+        // Bind what is new (or moved) before anything is swapped: a bind failure is a rejection.
+        let listeners = &self.proxy.listeners;
+        let mut rejections = Vec::new();
+        let mut to_start = Vec::new();
+        for l in next.listeners.values().map(|l| &l.model) {
+            if !l.bind_to_port || listeners.address(&l.name) == Some((l.host.clone(), l.port)) {
+                continue;
+            }
+            match bind(&l.host, l.port) {
+                Ok(socket) => to_start.push((l.clone(), socket)),
+                Err(e) => rejections.push(Rejection::new(
+                    l.name.clone(),
+                    format!("cannot listen on {}:{}: {e}", l.host, l.port),
+                )),
+            }
+        }
+        if !rejections.is_empty() {
+            return Err(rejections);
+        }
+        let to_stop: Vec<String> = listeners
+            .names()
+            .into_iter()
+            .filter(|n| !self.statics.listeners.iter().any(|s| &s.name == n))
+            .filter(|n| next.listeners.get(n).is_none_or(|l| !l.model.bind_to_port))
+            .collect();
+
+        let info = DynamicInfo {
+            listeners: next
+                .listeners
+                .iter()
+                .map(|(n, l)| (n.clone(), l.updated))
+                .collect(),
+            clusters: next
+                .clusters
+                .iter()
+                .map(|(n, c)| (n.clone(), c.updated))
+                .collect(),
+            route_configs: next
+                .routes
+                .iter()
+                .map(|(n, r)| (n.clone(), r.updated))
+                .collect(),
+        };
+        let previous = self.proxy.runtime.load_full();
+        let runtime = Runtime::build(
+            snapshot,
+            Some(&previous),
+            &self.proxy.registry,
+            &|name| endpoints_only.contains(name),
+            info,
+        );
+        self.proxy.runtime.store(Arc::new(runtime));
+        for (l, socket) in to_start {
+            tracing::info!(listener = %l.name, address = %format!("{}:{}", l.host, l.port), "listening");
+            listeners.start(&self.proxy, &l, socket);
+        }
+        for name in to_stop {
+            listeners.stop(&name);
+        }
+        self.state = next;
+        Ok(())
+    }
+}
+
+impl Consumer for Dynamic {
+    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
+        let ty = resources.resource_type();
+        let count = resources.len();
+        let mut next = self.state.clone();
+        let mut rejections = Vec::new();
+        let mut endpoints_only = HashSet::new();
+        match resources {
+            Resources::Clusters(v) => self.clusters(v, &mut next, &mut rejections),
+            Resources::Endpoints(v) => {
+                endpoints_only = self.endpoints(v, &mut next, &mut rejections);
+            }
+            Resources::Listeners(v) => self.listeners(v, &mut next, &mut rejections),
+            Resources::Routes(v) => self.routes(v, &mut next, &mut rejections),
+            Resources::Secrets(v) => {
+                // Not subscribed (no TLS over SDS yet); a server that pushes them anyway is ignored.
+                tracing::debug!(secrets = v.len(), "ignoring SDS secrets");
+                return Ok(());
+            }
+        }
+        if rejections.is_empty() {
+            self.commit(next, &endpoints_only)?;
+            tracing::info!(%ty, resources = count, "xDS update applied");
+            Ok(())
+        } else {
+            Err(rejections)
+        }
+    }
+
+    fn initial_config_complete(&mut self) {
+        self.proxy
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            listeners = self.state.listeners.len(),
+            clusters = self.state.clusters.len(),
+            route_configs = self.state.routes.len(),
+            "initial xDS configuration applied; bosun proxy ready"
+        );
+    }
+}
+
+/// An EDS cluster's service name: `eds_cluster_config.service_name`, or the cluster's name.
+fn eds_service(p: &ClusterProto) -> String {
+    p.eds_cluster_config
+        .as_ref()
+        .map(|e| e.service_name.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&p.name)
+        .to_owned()
+}
+
+fn refused(name: &str, errors: &[proxy_model::ModelError]) -> Rejection {
+    let r = Snapshot::refused(name, errors);
+    Rejection::new(r.name, r.reason)
+}
+
+/// Logs every ACK (info) and NACK (warn) the ADS client sends, with the versions it holds.
+pub(crate) async fn log_acks(mut status: watch::Receiver<AdsStatus>) {
+    let (mut acks, mut nacks) = {
+        let s = status.borrow();
+        (s.acks, s.nacks)
+    };
+    let mut versions = BTreeMap::<ResourceType, String>::new();
+    while status.changed().await.is_ok() {
+        let s = status.borrow_and_update().clone();
+        if s.acks > acks {
+            for (ty, v) in &s.acked_versions {
+                if versions.get(ty) != Some(v) {
+                    tracing::info!(%ty, version = %v, endpoint = %s.endpoint, "xDS ACK");
+                }
+            }
+            versions = s.acked_versions.clone();
+        }
+        if s.nacks > nacks {
+            tracing::warn!(
+                endpoint = %s.endpoint,
+                "xDS NACK (the previous configuration keeps serving): {}",
+                s.last_nack.as_deref().unwrap_or("")
+            );
+        }
+        acks = s.acks;
+        nacks = s.nacks;
+    }
+}
