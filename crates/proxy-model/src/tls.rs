@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mesh_tls::rustls::pki_types::ServerName;
 use mesh_tls::rustls::{ClientConfig, ServerConfig};
 use mesh_tls::{
     ClientAuth, ClientOptions, Identity, PeerValidation, RootStore, SanMatcher, SanType,
@@ -52,8 +53,9 @@ impl DownstreamTls {
 /// A cluster's TLS origination (`UpstreamTlsContext`).
 #[derive(Debug, Clone)]
 pub struct UpstreamTls {
-    /// `sni`; `None`: no server name is sent.
-    pub sni: Option<String>,
+    /// `sni` as the name to connect with; `None`: no server name is sent (the connection uses the
+    /// peer's IP address, for which rustls sends no SNI).
+    pub server_name: Option<ServerName<'static>>,
     /// For the TCP proxy: the context's ALPN as configured.
     pub raw: Arc<ClientConfig>,
     /// For HTTP/1.1 and HTTP/2 connection pools: when the context lists no ALPN protocols, Envoy's
@@ -193,8 +195,16 @@ pub fn upstream(ts: &core::TransportSocket, at: &At) -> Result<Option<UpstreamTl
             c.alpn.clone()
         }
     };
+    let server_name = if p.sni.is_empty() {
+        None
+    } else {
+        Some(
+            ServerName::try_from(p.sni.clone())
+                .map_err(|e| at.key("sni").error(format!("invalid server name: {e}")))?,
+        )
+    };
     Ok(Some(UpstreamTls {
-        sni: Some(p.sni.clone()).filter(|s| !s.is_empty()),
+        server_name,
         raw: build(c.alpn.clone())?,
         http1: build(or(b"http/1.1"))?,
         http2: build(or(b"h2"))?,

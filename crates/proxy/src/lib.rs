@@ -10,6 +10,7 @@ mod admin;
 pub mod http;
 pub mod stats;
 mod tcp;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use proxy_model::listener::{Listener, NetworkFilter};
 use proxy_model::snapshot::ProxySettings;
 use proxy_model::{ModelError, Snapshot};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
 
 use crate::http::{ConnContext, HcmStats};
@@ -197,6 +198,14 @@ async fn accept_loop(
 ) {
     let registry = proxy.registry.clone();
     let mut hcm_stats: HashMap<String, Arc<HcmStats>> = HashMap::new();
+    for chain in listener.filter_chains.iter().chain(&listener.default_filter_chain) {
+        if let NetworkFilter::Http(hcm) = &chain.network {
+            hcm_stats
+                .entry(hcm.stat_prefix.clone())
+                .or_insert_with(|| Arc::new(HcmStats::new(&registry, &hcm.stat_prefix)));
+        }
+    }
+    let hcm_stats = Arc::new(hcm_stats);
     let cx_total = registry.counter(&format!(
         "listener.{}:{}.downstream_cx_total",
         listener.host, listener.port
@@ -217,29 +226,36 @@ async fn accept_loop(
         cx_total.inc();
         let _ = stream.set_nodelay(true);
         let runtime = proxy.runtime.load_full();
-        let Some(chain) = listener.filter_chain(listener.port, None) else {
-            continue; // No chain for this connection: Envoy closes it.
-        };
-        match &chain.network {
-            NetworkFilter::Http(hcm) => {
-                let stats = hcm_stats
-                    .entry(hcm.stat_prefix.clone())
-                    .or_insert_with(|| Arc::new(HcmStats::new(&registry, &hcm.stat_prefix)))
-                    .clone();
-                serve_http(stream, peer, runtime, hcm.clone(), stats, &graceful);
+        let (listener, stats) = (listener.clone(), hcm_stats.clone());
+        let graceful = Arc::downgrade(&graceful);
+        tokio::spawn(async move {
+            // Choose the filter chain (by the ClientHello when inspected) and terminate TLS.
+            let conn = match tls::accept(stream, &listener).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(listener = %listener.name, "connection from {peer} closed: {e}");
+                    return;
+                }
+            };
+            match &conn.chain.network {
+                NetworkFilter::Http(hcm) => {
+                    let (Some(stats), Some(graceful)) =
+                        (stats.get(&hcm.stat_prefix), graceful.upgrade())
+                    else {
+                        return; // Shutting down.
+                    };
+                    serve_http(conn.io, peer, runtime, hcm.clone(), stats.clone(), &graceful);
+                }
+                NetworkFilter::Tcp(t) => {
+                    tcp::proxy(conn.io, runtime.clone(), &t.clusters, t.idle_timeout).await;
+                }
             }
-            NetworkFilter::Tcp(t) => {
-                let runtime = runtime.clone();
-                let clusters = t.clusters.clone();
-                let idle = t.idle_timeout;
-                tokio::spawn(async move { tcp::proxy(stream, runtime, &clusters, idle).await });
-            }
-        }
+        });
     }
 }
 
 fn serve_http(
-    stream: TcpStream,
+    stream: tls::Io,
     peer: SocketAddr,
     runtime: Arc<Runtime>,
     hcm: Arc<proxy_model::listener::HttpConnectionManager>,
