@@ -214,9 +214,7 @@ impl Listener {
         let by_name = by_server_name(by_port, conn.server_name);
         let by_transport = narrow(
             by_name,
-            &|fc| {
-                fc.matcher.transport_protocol.as_deref() == Some(conn.transport_protocol)
-            },
+            &|fc| fc.matcher.transport_protocol.as_deref() == Some(conn.transport_protocol),
             &|fc| fc.matcher.transport_protocol.is_none(),
         );
         let by_alpn = narrow(
@@ -309,9 +307,11 @@ impl FilterChain {
             None => None,
         };
         if p.transport_socket.is_some() && m.transport_protocol == "raw_buffer" && tls.is_some() {
-            errors.push(mat.key("transport_protocol").error(
-                "a chain that terminates TLS cannot match transport_protocol raw_buffer",
-            ));
+            errors.push(
+                mat.key("transport_protocol").error(
+                    "a chain that terminates TLS cannot match transport_protocol raw_buffer",
+                ),
+            );
         }
         let matcher = FilterChainMatch {
             destination_port: m

@@ -106,8 +106,9 @@ pub fn downstream(
     if p.require_sni.as_ref().is_some_and(|b| b.value) {
         return Err(at.key("require_sni").unsupported("require_sni"));
     }
-    if let Some(tls::downstream_tls_context::SessionTicketKeysType::SessionTicketKeysSdsSecretConfig(_)) =
-        &p.session_ticket_keys_type
+    if let Some(
+        tls::downstream_tls_context::SessionTicketKeysType::SessionTicketKeysSdsSecretConfig(_),
+    ) = &p.session_ticket_keys_type
     {
         return Err(at
             .key("session_ticket_keys_sds_secret_config")
@@ -121,7 +122,10 @@ pub fn downstream(
             .key("tls_certificates")
             .error("a listener's TLS context needs a certificate (tls_certificates)"));
     };
-    let require = p.require_client_certificate.as_ref().is_some_and(|b| b.value);
+    let require = p
+        .require_client_certificate
+        .as_ref()
+        .is_some_and(|b| b.value);
     let client_auth = match (c.validation, require) {
         (Some(v), true) => ClientAuth::Required(v),
         (Some(v), false) => ClientAuth::Optional(v),
@@ -330,8 +334,14 @@ fn tls_params(p: &tls::TlsParameters, at: &At) -> Result<Option<TlsVersions>, Mo
             Err(_) => Err(at.key(field).error(format!("unknown TLS version {v}"))),
         }
     };
-    let min = version(p.tls_minimum_protocol_version, "tls_minimum_protocol_version")?;
-    let max = version(p.tls_maximum_protocol_version, "tls_maximum_protocol_version")?;
+    let min = version(
+        p.tls_minimum_protocol_version,
+        "tls_minimum_protocol_version",
+    )?;
+    let max = version(
+        p.tls_maximum_protocol_version,
+        "tls_maximum_protocol_version",
+    )?;
     if min.is_none() && max.is_none() {
         return Ok(None);
     }
@@ -443,8 +453,7 @@ fn validation(
         ));
     };
     let pem = data_source(Some(ca), &at.key("trusted_ca"))?;
-    let roots =
-        RootStore::from_pem(&pem).map_err(|e| at.key("trusted_ca").error(e.to_string()))?;
+    let roots = RootStore::from_pem(&pem).map_err(|e| at.key("trusted_ca").error(e.to_string()))?;
     let mut san_matchers = Vec::new();
     for (i, m) in p.match_typed_subject_alt_names.iter().enumerate() {
         let mat = at.key("match_typed_subject_alt_names").index(i);
@@ -479,7 +488,10 @@ fn validation(
     Ok(PeerValidation::new(roots).with_san_matchers(san_matchers))
 }
 
-fn string_matcher(p: Option<&matcher::StringMatcher>, at: &At) -> Result<StringMatcher, ModelError> {
+fn string_matcher(
+    p: Option<&matcher::StringMatcher>,
+    at: &At,
+) -> Result<StringMatcher, ModelError> {
     use matcher::string_matcher::MatchPattern as M;
     let p = p.ok_or_else(|| at.error("a matcher is required"))?;
     let m = match &p.match_pattern {
@@ -487,8 +499,9 @@ fn string_matcher(p: Option<&matcher::StringMatcher>, at: &At) -> Result<StringM
         Some(M::Prefix(s)) => StringMatcher::prefix(s),
         Some(M::Suffix(s)) => StringMatcher::suffix(s),
         Some(M::Contains(s)) => StringMatcher::contains(s),
-        Some(M::SafeRegex(r)) => StringMatcher::regex(&r.regex)
-            .map_err(|e| at.key("safe_regex").error(e.to_string()))?,
+        Some(M::SafeRegex(r)) => {
+            StringMatcher::regex(&r.regex).map_err(|e| at.key("safe_regex").error(e.to_string()))?
+        }
         Some(M::Custom(_)) => return Err(at.key("custom").unsupported("custom string matchers")),
         None => return Err(at.error("a match pattern is required")),
     };
@@ -503,12 +516,12 @@ fn data_source(p: Option<&core::DataSource>, at: &At) -> Result<Vec<u8>, ModelEr
             .map_err(|e| at.key("filename").error(format!("cannot read {path}: {e}"))),
         Some(S::InlineBytes(b)) => Ok(b.clone()),
         Some(S::InlineString(s)) => Ok(s.as_bytes().to_vec()),
-        Some(S::EnvironmentVariable(name)) => std::env::var(name)
-            .map(String::into_bytes)
-            .map_err(|e| {
+        Some(S::EnvironmentVariable(name)) => {
+            std::env::var(name).map(String::into_bytes).map_err(|e| {
                 at.key("environment_variable")
                     .error(format!("cannot read ${name}: {e}"))
-            }),
+            })
+        }
         None => Err(at.error("a filename, inline_bytes or inline_string is required")),
     }
 }

@@ -198,7 +198,11 @@ async fn accept_loop(
 ) {
     let registry = proxy.registry.clone();
     let mut hcm_stats: HashMap<String, Arc<HcmStats>> = HashMap::new();
-    for chain in listener.filter_chains.iter().chain(&listener.default_filter_chain) {
+    for chain in listener
+        .filter_chains
+        .iter()
+        .chain(&listener.default_filter_chain)
+    {
         if let NetworkFilter::Http(hcm) = &chain.network {
             hcm_stats
                 .entry(hcm.stat_prefix.clone())
@@ -244,7 +248,14 @@ async fn accept_loop(
                     else {
                         return; // Shutting down.
                     };
-                    serve_http(conn.io, peer, runtime, hcm.clone(), stats.clone(), &graceful);
+                    serve_http(
+                        conn.io,
+                        peer,
+                        runtime,
+                        hcm.clone(),
+                        stats.clone(),
+                        &graceful,
+                    );
                 }
                 NetworkFilter::Tcp(t) => {
                     tcp::proxy(conn.io, runtime.clone(), &t.clusters, t.idle_timeout).await;

@@ -29,7 +29,9 @@ const PEEK_RETRY: Duration = Duration::from_millis(5);
 /// Why an accepted connection is closed before it reaches a network filter.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
-    #[error("no filter chain matches the connection (server name {server_name:?}, transport protocol {transport_protocol}, ALPN {alpn:?})")]
+    #[error(
+        "no filter chain matches the connection (server name {server_name:?}, transport protocol {transport_protocol}, ALPN {alpn:?})"
+    )]
     NoFilterChain {
         server_name: Option<String>,
         transport_protocol: &'static str,
@@ -279,9 +281,7 @@ impl Connection for Io {
     fn connected(&self) -> Connected {
         let connected = Connected::new();
         match self {
-            Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                connected.negotiated_h2()
-            }
+            Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => connected.negotiated_h2(),
             _ => connected,
         }
     }

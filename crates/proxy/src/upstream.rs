@@ -598,9 +598,7 @@ pub async fn connect(
         stream.set_nodelay(true)?;
         match tls {
             None => Ok(Io::Plain(stream)),
-            Some(t) => {
-                crate::tls::connect(stream, t.config.clone(), t.server_name.as_ref()).await
-            }
+            Some(t) => crate::tls::connect(stream, t.config.clone(), t.server_name.as_ref()).await,
         }
     };
     tokio::time::timeout(timeout, connect).await.map_err(|_| {
