@@ -69,10 +69,10 @@ fn tls_any<'a>(
     ts: &'a core::TransportSocket,
     at: &At,
 ) -> Result<Option<&'a xds_api::pb::google::protobuf::Any>, ModelError> {
-    let any = match &ts.config_type {
-        Some(core::transport_socket::ConfigType::TypedConfig(any)) => Some(any),
-        None => None,
-    };
+    let any = ts
+        .config_type
+        .as_ref()
+        .map(|core::transport_socket::ConfigType::TypedConfig(any)| any);
     if ts.name == RAW_BUFFER || any.is_some_and(|a| a.type_url == RAW_BUFFER_TYPE) {
         return Ok(None);
     }
