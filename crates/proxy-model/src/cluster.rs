@@ -54,6 +54,8 @@ pub struct Cluster {
     pub max_requests_per_connection: Option<u32>,
     pub idle_timeout: Option<Duration>,
     pub per_connection_buffer_limit: u32,
+    /// TLS origination (`transport_socket` with an `UpstreamTlsContext`); `None`: plaintext.
+    pub tls: Option<crate::tls::UpstreamTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,14 +193,12 @@ impl Cluster {
                     .unsupported("active health checking"),
             );
         }
-        if let Some(ts) = &p.transport_socket
-            && ts.name != "envoy.transport_sockets.raw_buffer"
-        {
-            errors.push(
-                at.key("transport_socket")
-                    .unsupported(format!("the transport socket {:?} (upstream TLS)", ts.name)),
-            );
-        }
+        let tls = match &p.transport_socket {
+            Some(ts) => errors
+                .take(crate::tls::upstream(ts, &at.key("transport_socket")))
+                .flatten(),
+            None => None,
+        };
         if !p.transport_socket_matches.is_empty() {
             errors.push(
                 at.key("transport_socket_matches")
@@ -283,6 +283,7 @@ impl Cluster {
                 p.per_connection_buffer_limit_bytes.as_ref(),
                 1024 * 1024,
             ),
+            tls,
         };
         errors.into_result(cluster)
     }

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod matcher;
 pub mod route;
 pub mod snapshot;
+pub mod tls;
 
 pub use error::ModelError;
 pub use snapshot::Snapshot;

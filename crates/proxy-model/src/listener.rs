@@ -13,6 +13,7 @@ use crate::cluster::socket_address;
 use crate::error::{At, Errors, ModelError};
 use crate::filter::HttpFilter;
 use crate::route::RouteConfig;
+use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DownstreamTls};
 use crate::{duration, unpack};
 
 #[derive(Debug)]
@@ -25,6 +26,15 @@ pub struct Listener {
     pub bind_to_port: bool,
     pub filter_chains: Vec<FilterChain>,
     pub default_filter_chain: Option<FilterChain>,
+    /// The `envoy.filters.listener.tls_inspector` listener filter: read the ClientHello (SNI, ALPN)
+    /// before choosing a filter chain.
+    pub tls_inspector: bool,
+    /// `listener_filters_timeout` (Envoy's default 15 s; `None`: 0, no limit): how long the listener
+    /// filters may wait for the first bytes.
+    pub listener_filters_timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`: on that timeout, choose a chain with what is known
+    /// instead of closing the connection.
+    pub continue_on_listener_filters_timeout: bool,
 }
 
 #[derive(Debug)]
@@ -32,6 +42,23 @@ pub struct FilterChain {
     pub name: String,
     pub matcher: FilterChainMatch,
     pub network: NetworkFilter,
+    /// TLS termination (`transport_socket` with a `DownstreamTlsContext`); `None`: the bytes go to
+    /// the network filter as they came (plaintext, or TLS passed through).
+    pub tls: Option<DownstreamTls>,
+    /// `transport_socket_connect_timeout`, or Bosun's bound on the handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// What is known about a connection when its filter chain is chosen.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo<'a> {
+    pub destination_port: u16,
+    /// SNI from the ClientHello (tls_inspector).
+    pub server_name: Option<&'a str>,
+    /// `tls` when the tls_inspector saw a ClientHello, else `raw_buffer`.
+    pub transport_protocol: &'a str,
+    /// ALPN protocols the client offered.
+    pub application_protocols: &'a [String],
 }
 
 /// The criteria Envoy chooses a filter chain by (only those Bosun evaluates).
@@ -88,6 +115,7 @@ pub struct TcpProxy {
 impl Listener {
     pub fn from_proto(p: &listener::Listener, at: &At) -> Result<Listener, Vec<ModelError>> {
         let mut errors = Errors::default();
+        let mut tls_inspector = false;
         let (host, port) = errors
             .take(socket_address(p.address.as_ref(), &at.key("address")))
             .unwrap_or_default();
@@ -98,7 +126,17 @@ impl Listener {
                 "envoy.filters.listener.http_inspector",
                 "istio.filters.listener.proxy_protocol",
             ];
-            if !KNOWN.contains(&lf.name.as_str()) {
+            let type_url = match &lf.config_type {
+                Some(listener::listener_filter::ConfigType::TypedConfig(any)) => {
+                    any.type_url.as_str()
+                }
+                _ => "",
+            };
+            if lf.name == "envoy.filters.listener.tls_inspector"
+                || type_url.ends_with(".tls_inspector.v3.TlsInspector")
+            {
+                tls_inspector = true;
+            } else if !KNOWN.contains(&lf.name.as_str()) {
                 errors.push(
                     at.key("listener_filters")
                         .index(i)
@@ -138,66 +176,117 @@ impl Listener {
             bind_to_port: p.bind_to_port.as_ref().is_none_or(|b| b.value),
             filter_chains,
             default_filter_chain,
+            tls_inspector,
+            listener_filters_timeout: match &p.listener_filters_timeout {
+                None => Some(Duration::from_secs(15)),
+                Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+            },
+            continue_on_listener_filters_timeout: p.continue_on_listener_filters_timeout,
         };
         errors.into_result(l)
     }
 
-    /// The filter chain for a connection: the most specific chain whose criteria it meets (Envoy's
-    /// order: destination port, then server name, transport protocol, application protocols).
+    /// The filter chain for a plaintext connection without inspection (no SNI, no ALPN).
     pub fn filter_chain(
         &self,
         destination_port: u16,
         server_name: Option<&str>,
     ) -> Option<&FilterChain> {
-        let candidates = || self.filter_chains.iter();
-        let by_port: Vec<&FilterChain> = {
-            let exact: Vec<_> = candidates()
-                .filter(|fc| fc.matcher.destination_port == Some(destination_port))
-                .collect();
-            if exact.is_empty() {
-                candidates()
-                    .filter(|fc| fc.matcher.destination_port.is_none())
-                    .collect()
-            } else {
-                exact
-            }
-        };
-        let by_name = |name: Option<&str>| -> Option<&FilterChain> {
-            if let Some(name) = name {
-                if let Some(fc) = by_port.iter().find(|fc| {
-                    fc.matcher
-                        .server_names
-                        .iter()
-                        .any(|n| n.eq_ignore_ascii_case(name))
-                }) {
-                    return Some(fc);
-                }
-                // Wildcards: the longest `*.suffix` that covers the name.
-                let mut best: Option<(&FilterChain, usize)> = None;
-                for fc in &by_port {
-                    for n in &fc.matcher.server_names {
-                        if let Some(suffix) = n.strip_prefix('*')
-                            && name.len() > suffix.len()
-                            && name
-                                .to_ascii_lowercase()
-                                .ends_with(&suffix.to_ascii_lowercase())
-                            && best.is_none_or(|(_, len)| suffix.len() > len)
-                        {
-                            best = Some((fc, suffix.len()));
-                        }
-                    }
-                }
-                if let Some((fc, _)) = best {
-                    return Some(fc);
-                }
-            }
-            by_port
-                .iter()
-                .copied()
-                .find(|fc| fc.matcher.server_names.is_empty())
-        };
-        by_name(server_name).or(self.default_filter_chain.as_ref())
+        self.select(&ConnectionInfo {
+            destination_port,
+            server_name,
+            transport_protocol: "raw_buffer",
+            application_protocols: &[],
+        })
     }
+
+    /// The filter chain for a connection, as Envoy chooses it: at each criterion in turn (destination
+    /// port, server name, transport protocol, application protocols) keep the chains that match it
+    /// most specifically, falling back to those that leave it unset; no backtracking. Nothing left:
+    /// the default filter chain.
+    pub fn select(&self, conn: &ConnectionInfo<'_>) -> Option<&FilterChain> {
+        let all: Vec<&FilterChain> = self.filter_chains.iter().collect();
+        let by_port = narrow(
+            all,
+            &|fc| fc.matcher.destination_port == Some(conn.destination_port),
+            &|fc| fc.matcher.destination_port.is_none(),
+        );
+        let by_name = by_server_name(by_port, conn.server_name);
+        let by_transport = narrow(
+            by_name,
+            &|fc| fc.matcher.transport_protocol.as_deref() == Some(conn.transport_protocol),
+            &|fc| fc.matcher.transport_protocol.is_none(),
+        );
+        let by_alpn = narrow(
+            by_transport,
+            &|fc| {
+                fc.matcher
+                    .application_protocols
+                    .iter()
+                    .any(|p| conn.application_protocols.contains(p))
+            },
+            &|fc| fc.matcher.application_protocols.is_empty(),
+        );
+        by_alpn
+            .first()
+            .copied()
+            .or(self.default_filter_chain.as_ref())
+    }
+}
+
+/// One stage of the choice: the chains that match specifically, else those that leave it unset.
+fn narrow<'a>(
+    set: Vec<&'a FilterChain>,
+    specific: &dyn Fn(&FilterChain) -> bool,
+    unset: &dyn Fn(&FilterChain) -> bool,
+) -> Vec<&'a FilterChain> {
+    let exact: Vec<_> = set.iter().copied().filter(|fc| specific(fc)).collect();
+    if exact.is_empty() {
+        set.into_iter().filter(|fc| unset(fc)).collect()
+    } else {
+        exact
+    }
+}
+
+/// Envoy's server-name stage: an exact name, else the longest `*.suffix` wildcard that covers it,
+/// else the chains without server names.
+fn by_server_name<'a>(set: Vec<&'a FilterChain>, name: Option<&str>) -> Vec<&'a FilterChain> {
+    if let Some(name) = name {
+        let exact: Vec<_> = set
+            .iter()
+            .copied()
+            .filter(|fc| {
+                fc.matcher
+                    .server_names
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        if !exact.is_empty() {
+            return exact;
+        }
+        let lower = name.to_ascii_lowercase();
+        let wildcard_len = |fc: &FilterChain| {
+            fc.matcher
+                .server_names
+                .iter()
+                .filter_map(|n| n.strip_prefix('*'))
+                .filter(|suffix| {
+                    name.len() > suffix.len() && lower.ends_with(&suffix.to_ascii_lowercase())
+                })
+                .map(str::len)
+                .max()
+        };
+        if let Some(best) = set.iter().filter_map(|fc| wildcard_len(fc)).max() {
+            return set
+                .into_iter()
+                .filter(|fc| wildcard_len(fc) == Some(best))
+                .collect();
+        }
+    }
+    set.into_iter()
+        .filter(|fc| fc.matcher.server_names.is_empty())
+        .collect()
 }
 
 impl FilterChain {
@@ -211,10 +300,17 @@ impl FilterChain {
         {
             errors.push(mat.unsupported("matching filter chains on addresses or source ports"));
         }
-        if m.transport_protocol == "tls" || p.transport_socket.is_some() {
+        let tls = match &p.transport_socket {
+            Some(ts) => errors
+                .take(crate::tls::downstream(ts, &at.key("transport_socket")))
+                .flatten(),
+            None => None,
+        };
+        if p.transport_socket.is_some() && m.transport_protocol == "raw_buffer" && tls.is_some() {
             errors.push(
-                at.key("transport_socket")
-                    .unsupported("TLS termination on listeners"),
+                mat.key("transport_protocol").error(
+                    "a chain that terminates TLS cannot match transport_protocol raw_buffer",
+                ),
             );
         }
         let matcher = FilterChainMatch {
@@ -262,6 +358,13 @@ impl FilterChain {
                 name: p.name.clone(),
                 matcher,
                 network,
+                tls,
+                handshake_timeout: p
+                    .transport_socket_connect_timeout
+                    .as_ref()
+                    .map(duration)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
             }),
             None if errors.0.is_empty() => {
                 Err(vec![at.key("filters").error(

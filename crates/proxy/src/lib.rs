@@ -13,6 +13,7 @@ mod dynamic;
 pub mod http;
 pub mod stats;
 mod tcp;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use proxy_model::listener::{Listener, NetworkFilter};
 use proxy_model::snapshot::{AdsApi, ProxySettings};
 use proxy_model::{ModelError, Snapshot};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
@@ -425,8 +426,9 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let registry = proxy.registry.clone();
-    let graceful = GracefulShutdown::new();
-    let mut hcm_stats: HashMap<String, Arc<HcmStats>> = HashMap::new();
+    // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
+    let graceful = Arc::new(GracefulShutdown::new());
+    let hcm_stats: Arc<Mutex<HashMap<String, Arc<HcmStats>>>> = Arc::default();
     let cx_total = registry.counter(&format!(
         "listener.{}:{}.downstream_cx_total",
         address.0, address.1
@@ -448,42 +450,61 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let runtime = proxy.runtime.load_full();
         // The listener's current config: LDS may have changed its filter chains since we bound.
-        let Some(listener) = runtime.listeners.get(&name) else {
+        let Some(listener) = runtime.listeners.get(&name).cloned() else {
             continue; // Removed: the loop is being stopped.
         };
         if (listener.host.as_str(), listener.port) != (address.0.as_str(), address.1) {
             continue; // Moved to another address: a new loop serves it there.
         }
-        let Some(chain) = listener.filter_chain(listener.port, None) else {
-            continue; // No chain for this connection: Envoy closes it.
-        };
-        match &chain.network {
-            NetworkFilter::Http(hcm) => {
-                let stats = hcm_stats
-                    .entry(hcm.stat_prefix.clone())
-                    .or_insert_with(|| Arc::new(HcmStats::new(&registry, &hcm.stat_prefix)))
-                    .clone();
-                serve_http(stream, peer, &proxy, hcm.clone(), stats, &graceful);
+        let (proxy, registry, hcm_stats) = (proxy.clone(), registry.clone(), hcm_stats.clone());
+        let graceful = Arc::downgrade(&graceful);
+        // Peeking at the ClientHello and the TLS handshake must not hold up accepting others.
+        tokio::spawn(async move {
+            // Choose the filter chain (by the ClientHello when inspected) and terminate TLS.
+            let conn = match tls::accept(stream, &listener).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(listener = %listener.name, "connection from {peer} closed: {e}");
+                    return;
+                }
+            };
+            match &conn.chain.network {
+                NetworkFilter::Http(hcm) => {
+                    let stats = hcm_stats
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(hcm.stat_prefix.clone())
+                        .or_insert_with(|| Arc::new(HcmStats::new(&registry, &hcm.stat_prefix)))
+                        .clone();
+                    let Some(graceful) = graceful.upgrade() else {
+                        return; // Shutting down.
+                    };
+                    serve_http(conn.io, peer, &proxy, hcm.clone(), stats, &graceful);
+                }
+                NetworkFilter::Tcp(t) => {
+                    tcp::proxy(conn.io, runtime.clone(), &t.clusters, t.idle_timeout).await;
+                }
             }
-            NetworkFilter::Tcp(t) => {
-                let runtime = runtime.clone();
-                let clusters = t.clusters.clone();
-                let idle = t.idle_timeout;
-                tokio::spawn(async move { tcp::proxy(stream, runtime, &clusters, idle).await });
-            }
-        }
+        });
     }
     drop(socket);
-    if tokio::time::timeout(proxy.drain_time, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(listener = %name, "drain time over; closing the remaining connections");
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => {
+            if tokio::time::timeout(proxy.drain_time, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(listener = %name, "drain time over; closing the remaining connections");
+            }
+        }
+        Err(_) => {
+            tracing::warn!(listener = %name, "a connection was starting while draining; not waiting for it")
+        }
     }
 }
 
 fn serve_http(
-    stream: TcpStream,
+    stream: tls::Io,
     peer: SocketAddr,
     proxy: &Arc<Proxy>,
     hcm: Arc<proxy_model::listener::HttpConnectionManager>,

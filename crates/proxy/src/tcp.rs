@@ -5,13 +5,12 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::Runtime;
-use crate::upstream::{Outcome, resolve};
+use crate::upstream::{OriginateTls, Outcome, connect};
 
 pub async fn proxy(
-    mut downstream: TcpStream,
+    downstream: impl AsyncRead + AsyncWrite + Send + Unpin,
     runtime: Arc<Runtime>,
     clusters: &[(String, u32)],
     idle: Option<Duration>,
@@ -36,22 +35,22 @@ pub async fn proxy(
     let Some(host) = cluster.pick(&[]) else {
         return;
     };
-    let connect = async {
-        let addr = resolve(&host.address).await?;
-        TcpStream::connect(addr).await
-    };
-    let mut upstream = match tokio::time::timeout(cluster.config.connect_timeout, connect).await {
-        Ok(Ok(s)) => s,
-        _ => {
+    let tls = cluster.config.tls.as_ref().map(|t| OriginateTls {
+        config: t.raw.clone(),
+        server_name: t.server_name.clone(),
+    });
+    let upstream = match connect(&host.address, cluster.config.connect_timeout, tls.as_ref()).await
+    {
+        Ok(s) => s,
+        Err(_) => {
             cluster.stats.upstream_cx_connect_fail.inc();
             cluster.record_outcome(&host, Outcome::LocalFailure);
             return;
         }
     };
-    let _ = upstream.set_nodelay(true);
     cluster.record_outcome(&host, Outcome::Success);
-    let (dr, dw) = downstream.split();
-    let (ur, uw) = upstream.split();
+    let (dr, dw) = tokio::io::split(downstream);
+    let (ur, uw) = tokio::io::split(upstream);
     let last = Activity::new();
     let copy = async { tokio::join!(pipe(dr, uw, &last), pipe(ur, dw, &last)) };
     match idle {

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_tls::rustls;
+use mesh_tls::rustls::pki_types::ServerName;
 use proxy_model::cluster::{Cluster, Health, LbPolicy, OutlierDetection, UpstreamProtocol};
 use rand::Rng;
 use tokio::net::TcpStream;
 
 use crate::stats::{Counter, Gauge, Registry};
+use crate::tls::Io;
 
 /// Envoy's default overprovisioning factor (1.4), in percent.
 const OVERPROVISIONING: u64 = 140;
@@ -134,8 +136,9 @@ pub struct ClusterRuntime {
     pub active_requests: AtomicU32,
     pub active_retries: AtomicU32,
     pub stats: ClusterStats,
-    /// HTTP/1.1 to every host (HTTP/2 goes through each host's own client).
-    pub client: Client<HttpConnector, Body>,
+    /// HTTP/1.1 to every host (HTTP/2 goes through each host's own client); connects to the
+    /// request URI's authority.
+    pub client: Client<HostConnector, Body>,
     /// `max_connections` for HTTP/1.1: one slot per request in flight, each on its own connection,
     /// held until the response body ends.
     pub connection_slots: Arc<tokio::sync::Semaphore>,
@@ -174,11 +177,13 @@ impl ClusterRuntime {
         stats
             .membership_healthy
             .set(i64::try_from(all.iter().filter(|h| h.healthy).count()).unwrap_or(i64::MAX));
-        let connector = || {
-            let mut c = HttpConnector::new();
-            c.set_connect_timeout(Some(config.connect_timeout));
-            c.set_nodelay(true);
-            c
+        let connector = || HostConnector {
+            address: None,
+            timeout: config.connect_timeout,
+            tls: config.tls.as_ref().map(|t| OriginateTls {
+                config: t.http1.clone(),
+                server_name: t.server_name.clone(),
+            }),
         };
         let builder = |h2: bool| {
             let mut b = Client::builder(TokioExecutor::new());
@@ -523,25 +528,37 @@ fn h2_client(config: &Cluster, address: &str) -> Client<HostConnector, Body> {
     b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
     b.http2_only(true);
     b.build(HostConnector {
-        address: Arc::from(address),
+        address: Some(Arc::from(address)),
         timeout: config.connect_timeout,
+        tls: config.tls.as_ref().map(|t| OriginateTls {
+            config: t.http2.clone(),
+            server_name: t.server_name.clone(),
+        }),
     })
 }
 
 /// Connects to one host's address, whatever the request URI's authority (which is what HTTP/2 sends
-/// as `:authority`).
+/// as `:authority`), or (no address) to the URI's authority; then originates TLS when the cluster
+/// has an `UpstreamTlsContext`.
 #[derive(Debug, Clone)]
 pub struct HostConnector {
-    address: Arc<str>,
+    address: Option<Arc<str>>,
     timeout: Duration,
+    tls: Option<OriginateTls>,
 }
 
-type ConnectFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send>,
->;
+/// The client config and server name for TLS to a cluster's hosts.
+#[derive(Debug, Clone)]
+pub struct OriginateTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: Option<ServerName<'static>>,
+}
+
+type ConnectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TokioIo<Io>>> + Send>>;
 
 impl tower_service::Service<http::Uri> for HostConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<Io>;
     type Error = std::io::Error;
     type Future = ConnectFuture;
 
@@ -552,23 +569,44 @@ impl tower_service::Service<http::Uri> for HostConnector {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let (address, timeout) = (self.address.clone(), self.timeout);
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let address: Arc<str> = match &self.address {
+            Some(a) => a.clone(),
+            None => {
+                let port = uri.port_u16().unwrap_or(80);
+                Arc::from(format!("{}:{port}", uri.host().unwrap_or_default()).as_str())
+            }
+        };
+        let (timeout, tls) = (self.timeout, self.tls.clone());
         Box::pin(async move {
-            let connect = async {
-                let addr = resolve(&address).await?;
-                TcpStream::connect(addr).await
-            };
-            let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting to {address}: timed out after {timeout:?}"),
-                )
-            })??;
-            stream.set_nodelay(true)?;
-            Ok(TokioIo::new(stream))
+            let io = connect(&address, timeout, tls.as_ref()).await?;
+            Ok(TokioIo::new(io))
         })
     }
+}
+
+/// Connects to `address` (TCP, then TLS when `tls` is given) within `timeout`, TLS handshake
+/// included, as Envoy's `connect_timeout` covers the transport socket's handshake.
+pub async fn connect(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&OriginateTls>,
+) -> std::io::Result<Io> {
+    let connect = async {
+        let addr = resolve(address).await?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        match tls {
+            None => Ok(Io::Plain(stream)),
+            Some(t) => crate::tls::connect(stream, t.config.clone(), t.server_name.as_ref()).await,
+        }
+    };
+    tokio::time::timeout(timeout, connect).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("connecting to {address}: timed out after {timeout:?}"),
+        )
+    })?
 }
 
 /// Resolves a `host:port` (IP or DNS name) for a connection.

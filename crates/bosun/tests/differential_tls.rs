@@ -1,0 +1,469 @@
+//! Differential conformance for TLS: the same bootstrap (`differential/tls_suite.yaml`) run by real
+//! Envoy and by `bosun proxy`, with certificates from a test CA; every TLS client gets the same answer
+//! (or the same refusal) from both: SNI-selected chains and certificates, mTLS required and SAN-checked,
+//! SNI-routed passthrough to a TLS backend, and TLS origination (mTLS, SAN mismatch, TCP).
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use mesh_tls::rustls::pki_types::ServerName;
+use mesh_tls::{
+    CertificateAuthority, ClientAuth, ClientOptions, Identity, PeerValidation, RootStore,
+    ServerOptions, SpiffeId, Verify,
+};
+use testkit::{Envoy, Process, TempDir, Template, free_port, localhost};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The test CA and the certificates the fixture names, written to a temp dir.
+struct Certs {
+    ca: CertificateAuthority,
+    roots: RootStore,
+    dir: TempDir,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let ca = CertificateAuthority::generate("cluster.local").unwrap();
+        let roots = RootStore::from_pem(ca.root_pem().as_bytes()).unwrap();
+        let dir = TempDir::new("bosun-tls-certs").unwrap();
+        dir.write("root.pem", ca.root_pem().as_bytes()).unwrap();
+        for (name, dns) in [
+            ("a", vec!["a.example.com"]),
+            ("wild", vec!["*.wild.example.com"]),
+            ("mtls", vec!["mtls.example.com"]),
+            ("san", vec!["san.example.com"]),
+            ("default", vec!["default.example.com"]),
+        ] {
+            let cert = ca.issue_server(&dns, DAY).unwrap();
+            dir.write(&format!("{name}.pem"), cert.cert_chain_pem.as_bytes())
+                .unwrap();
+            dir.write(&format!("{name}.key"), cert.key_pem.as_bytes())
+                .unwrap();
+        }
+        let proxy = ca.issue_workload(&workload("proxy"), DAY).unwrap();
+        dir.write("proxy.pem", proxy.cert_chain_pem.as_bytes())
+            .unwrap();
+        dir.write("proxy.key", proxy.key_pem.as_bytes()).unwrap();
+        Certs { ca, roots, dir }
+    }
+
+    fn workload_identity(&self, sa: &str) -> Identity {
+        self.ca
+            .issue_workload(&workload(sa), DAY)
+            .unwrap()
+            .identity()
+            .unwrap()
+    }
+}
+
+fn workload(sa: &str) -> SpiffeId {
+    SpiffeId::for_workload("cluster.local", "default", sa).unwrap()
+}
+
+/// A TLS backend (tokio-rustls + hyper): certificate for `backend.example.com` and
+/// `pass.example.com`, client certificates optional; answers what it saw of the connection.
+fn start_backend(certs: &Certs) -> SocketAddr {
+    let identity = certs
+        .ca
+        .issue_server(&["backend.example.com", "pass.example.com"], DAY)
+        .unwrap()
+        .identity()
+        .unwrap();
+    let config = mesh_tls::server_config(
+        &identity,
+        &ServerOptions {
+            client_auth: ClientAuth::Optional(PeerValidation::new(certs.roots.clone())),
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            tx.send(()).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let (_, conn) = tls.get_ref();
+                    let seen = format!(
+                        "sni={} alpn={} client={}",
+                        conn.server_name().unwrap_or("-"),
+                        conn.alpn_protocol()
+                            .map_or("-".into(), |p| String::from_utf8_lossy(p).into_owned()),
+                        mesh_tls::peer_identity_of(conn)
+                            .map_or("-".to_owned(), |id| id.to_string()),
+                    );
+                    let service = hyper::service::service_fn(move |_req| {
+                        let body = seen.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+    });
+    rx.recv_timeout(TIMEOUT).unwrap();
+    addr
+}
+
+/// One proxy under test and its listeners.
+struct Running {
+    name: &'static str,
+    terminate: SocketAddr,
+    passthrough: SocketAddr,
+    originate: SocketAddr,
+    originate_tcp: SocketAddr,
+    _envoy: Option<Envoy>,
+    _bosun: Option<(Process, TempDir)>,
+}
+
+fn render(certs: &Certs, backend: SocketAddr) -> (String, [SocketAddr; 4], u16) {
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let admin = free_port();
+    let yaml = Template::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential/tls_suite.yaml"),
+    )
+    .unwrap()
+    .set("LISTENER_PORT", ports[0])
+    .set("LISTENER2_PORT", ports[1])
+    .set("LISTENER3_PORT", ports[2])
+    .set("LISTENER4_PORT", ports[3])
+    .set("ADMIN_PORT", admin)
+    .set("BACKEND_PORT", backend.port())
+    .set("CERTS", certs.dir.path().display())
+    .render()
+    .unwrap();
+    (yaml, ports.map(localhost), admin)
+}
+
+fn start_both(certs: &Certs, backend: SocketAddr) -> Option<[Running; 2]> {
+    Envoy::find_or_skip("differential_tls")?;
+    let (yaml, l, _) = render(certs, backend);
+    let envoy = Envoy::start(&yaml).unwrap();
+    let envoy = Running {
+        name: "envoy",
+        terminate: l[0],
+        passthrough: l[1],
+        originate: l[2],
+        originate_tcp: l[3],
+        _envoy: Some(envoy),
+        _bosun: None,
+    };
+    let (yaml, l, admin) = render(certs, backend);
+    let dir = TempDir::new("bosun-differential-tls").unwrap();
+    let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
+    let mut process = Process::spawn(
+        env!("CARGO_BIN_EXE_bosun"),
+        [
+            "proxy",
+            "-c",
+            config.to_str().unwrap(),
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ],
+        &[],
+    )
+    .unwrap();
+    process
+        .wait_ready(localhost(admin), Duration::from_secs(10))
+        .unwrap();
+    let bosun = Running {
+        name: "bosun",
+        terminate: l[0],
+        passthrough: l[1],
+        originate: l[2],
+        originate_tcp: l[3],
+        _envoy: None,
+        _bosun: Some((process, dir)),
+    };
+    Some([envoy, bosun])
+}
+
+/// A TLS client's view of one request: the server certificate's SANs, the ALPN, the HTTP version,
+/// status and body; or why it failed (`refused`, without the library's wording).
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Answer {
+        server_sans: Vec<String>,
+        alpn: Option<String>,
+        version: String,
+        status: u16,
+        body: String,
+    },
+    Refused,
+}
+
+struct TlsClient<'a> {
+    sni: &'a str,
+    alpn: &'a [&'a str],
+    identity: Option<Identity>,
+}
+
+async fn tls_get(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore) -> Seen {
+    let config = mesh_tls::client_config(&ClientOptions {
+        identity: c.identity.clone(),
+        alpn: c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        // Chain only: the SANs are compared, so a wrong certificate shows as a difference.
+        ..ClientOptions::new(Verify::SanMatch(PeerValidation::new(roots.clone())))
+    })
+    .unwrap();
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(c.sni.to_owned()).unwrap();
+        let tls = TlsConnector::from(config).connect(name, tcp).await?;
+        let (_, conn) = tls.get_ref();
+        let server_sans = mesh_tls::subject_alt_names(&conn.peer_certificates().unwrap()[0])
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let alpn = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let req = hyper::Request::builder()
+            .uri("/")
+            .header("host", c.sni)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = if alpn.as_deref() == Some("h2") {
+            let (mut send, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
+            .await?;
+            tokio::spawn(conn);
+            let mut req = req;
+            *req.uri_mut() = format!("https://{}/", c.sni).parse().unwrap();
+            send.send_request(req).await?
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            send.send_request(req).await?
+        };
+        let version = format!("{:?}", resp.version());
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Seen::Answer {
+            server_sans,
+            alpn,
+            version,
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    match tokio::time::timeout(TIMEOUT, attempt).await {
+        Ok(Ok(seen)) => seen,
+        _ => Seen::Refused,
+    }
+}
+
+/// Plain HTTP/1.1 GET of `path`: status and body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let resp = testkit::http_get(addr, path, &[]).await.unwrap();
+    (resp.status(), resp.text())
+}
+
+async fn same_tls(both: &[Running; 2], c: &TlsClient<'_>, roots: &RootStore) -> Seen {
+    let envoy = tls_get(both[0].terminate, c, roots).await;
+    let bosun = tls_get(both[1].terminate, c, roots).await;
+    assert_eq!(
+        bosun, envoy,
+        "bosun (left) and envoy (right) differ for SNI {}",
+        c.sni
+    );
+    bosun
+}
+
+fn answer_body(seen: &Seen) -> Option<&str> {
+    match seen {
+        Seen::Answer { body, .. } => Some(body),
+        Seen::Refused => None,
+    }
+}
+
+#[tokio::test]
+async fn tls_matches_envoy() {
+    let certs = Certs::new();
+    let backend = start_backend(&certs);
+    let Some(both) = start_both(&certs, backend) else {
+        return;
+    };
+    let roots = &certs.roots;
+    let plain = |sni| TlsClient {
+        sni,
+        alpn: &[],
+        identity: None,
+    };
+
+    // Termination: the chain (and certificate) chosen by SNI; exact, wildcard, default.
+    let a = same_tls(&both, &plain("a.example.com"), roots).await;
+    assert_eq!(answer_body(&a), Some("chain-a"));
+    let wild = same_tls(&both, &plain("x.wild.example.com"), roots).await;
+    assert_eq!(answer_body(&wild), Some("chain-wild"));
+    let deeper = same_tls(&both, &plain("x.y.wild.example.com"), roots).await;
+    assert_eq!(answer_body(&deeper), Some("chain-wild"));
+    let other = same_tls(&both, &plain("other.example.com"), roots).await;
+    assert_eq!(answer_body(&other), Some("chain-default"));
+
+    // ALPN: h2 negotiated means HTTP/2 over TLS; an offer the chain does not share is no ALPN.
+    for alpn in [&["h2", "http/1.1"][..], &["http/1.1"], &["h2"], &["spdy/3"]] {
+        let c = TlsClient {
+            sni: "a.example.com",
+            alpn,
+            identity: None,
+        };
+        let seen = same_tls(&both, &c, roots).await;
+        assert_eq!(answer_body(&seen), Some("chain-a"), "ALPN {alpn:?}");
+    }
+    let seen = same_tls(
+        &both,
+        &TlsClient {
+            sni: "x.wild.example.com",
+            alpn: &["h2"],
+            identity: None,
+        },
+        roots,
+    )
+    .await;
+    assert_eq!(answer_body(&seen), Some("chain-wild"));
+
+    // mTLS required: no certificate is refused, one from the CA is let in.
+    let refused = same_tls(&both, &plain("mtls.example.com"), roots).await;
+    assert_eq!(refused, Seen::Refused);
+    let with_cert = TlsClient {
+        sni: "mtls.example.com",
+        alpn: &[],
+        identity: Some(certs.workload_identity("anyone")),
+    };
+    let seen = same_tls(&both, &with_cert, roots).await;
+    assert_eq!(answer_body(&seen), Some("chain-mtls"));
+    // A certificate from another CA is refused.
+    let stranger = CertificateAuthority::generate("cluster.local").unwrap();
+    let foreign = TlsClient {
+        sni: "mtls.example.com",
+        alpn: &[],
+        identity: Some(
+            stranger
+                .issue_workload(&workload("anyone"), DAY)
+                .unwrap()
+                .identity()
+                .unwrap(),
+        ),
+    };
+    assert_eq!(same_tls(&both, &foreign, roots).await, Seen::Refused);
+
+    // SAN matcher: only spiffe://cluster.local/ns/default/sa/allowed.
+    for (sa, ok) in [("allowed", true), ("denied", false)] {
+        let c = TlsClient {
+            sni: "san.example.com",
+            alpn: &[],
+            identity: Some(certs.workload_identity(sa)),
+        };
+        let seen = same_tls(&both, &c, roots).await;
+        assert_eq!(answer_body(&seen).is_some(), ok, "{sa}: {seen:?}");
+    }
+
+    // Passthrough by SNI: the backend's own certificate and handshake, through a TCP proxy chain.
+    for p in &both {
+        let seen = tls_get(p.passthrough, &plain("pass.example.com"), roots).await;
+        assert_eq!(
+            answer_body(&seen),
+            Some("sni=pass.example.com alpn=- client=-"),
+            "{}",
+            p.name
+        );
+        // Plaintext on the same listener takes the raw_buffer chain.
+        assert_eq!(
+            http_get(p.passthrough, "/").await,
+            (200, "plaintext".to_owned()),
+            "{}",
+            p.name
+        );
+    }
+    // An unknown SNI matches no chain: both close the connection.
+    for p in &both {
+        let seen = tls_get(p.passthrough, &plain("nope.example.com"), roots).await;
+        assert_eq!(seen, Seen::Refused, "{}", p.name);
+    }
+
+    // Origination: mTLS with the proxy's SPIFFE identity, SNI, SAN-checked; the same for both.
+    let mut answers = Vec::new();
+    for p in &both {
+        answers.push((
+            http_get(p.originate, "/").await,
+            http_get(p.originate, "/nocert").await.0,
+            http_get(p.originate, "/badsan").await.0,
+        ));
+    }
+    assert_eq!(
+        answers[1], answers[0],
+        "bosun (left) and envoy (right) differ"
+    );
+    let ((status, body), nocert, badsan) = &answers[1];
+    assert_eq!(*status, 200, "{body}");
+    assert!(
+        body.starts_with("sni=backend.example.com ")
+            && body.ends_with(" client=spiffe://cluster.local/ns/default/sa/proxy"),
+        "{body}"
+    );
+    assert_eq!(*nocert, 200);
+    assert_eq!(*badsan, 503);
+
+    // TCP proxy originating TLS: bytes in, TLS to the backend, an HTTP/1.1 answer back.
+    let mut tcp_answers = Vec::new();
+    for p in &both {
+        let mut s = TcpStream::connect(p.originate_tcp).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        tcp_answers.push(out.rsplit("\r\n\r\n").next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        tcp_answers[1], tcp_answers[0],
+        "bosun (left) and envoy (right) differ"
+    );
+    assert!(
+        tcp_answers[1].starts_with("sni=backend.example.com alpn=-"),
+        "{}",
+        tcp_answers[1]
+    );
+}

@@ -1,0 +1,326 @@
+//! TLS transport sockets: choosing a listener's filter chain from the ClientHello (Envoy's
+//! `tls_inspector`), terminating TLS with the chain's config, and originating TLS to clusters.
+//!
+//! Accepting a connection: with the tls_inspector the ClientHello is peeked (not read), so a chain
+//! without a transport socket still gets the TLS bytes as they came (SNI-routed passthrough); the
+//! chain is chosen by server name, transport protocol and ALPN; a chain with a `DownstreamTlsContext`
+//! then does the handshake with its own certificate. Every wait is bounded: the inspection by
+//! `listener_filters_timeout`, the handshake by the chain's `transport_socket_connect_timeout`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use mesh_tls::rustls;
+use mesh_tls::rustls::pki_types::ServerName;
+use proxy_model::listener::{ConnectionInfo, FilterChain, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
+
+/// The most of a ClientHello the inspector looks at (one full TLS record and its header).
+const MAX_CLIENT_HELLO: usize = 16 * 1024 + 5;
+/// How long to wait before peeking again when the ClientHello is still incomplete.
+const PEEK_RETRY: Duration = Duration::from_millis(5);
+
+/// Why an accepted connection is closed before it reaches a network filter.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(
+        "no filter chain matches the connection (server name {server_name:?}, transport protocol {transport_protocol}, ALPN {alpn:?})"
+    )]
+    NoFilterChain {
+        server_name: Option<String>,
+        transport_protocol: &'static str,
+        alpn: Vec<String>,
+    },
+    #[error("no ClientHello within the listener filter timeout ({0:?})")]
+    InspectTimeout(Duration),
+    #[error("the ClientHello is larger than {MAX_CLIENT_HELLO} bytes")]
+    ClientHelloTooLarge,
+    #[error("the client closed the connection before it said anything")]
+    Closed,
+    #[error("reading the ClientHello: {0}")]
+    Inspect(#[source] io::Error),
+    #[error("TLS handshake with filter chain {chain:?} failed: {source}")]
+    Handshake {
+        chain: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("TLS handshake with filter chain {chain:?} did not finish within {timeout:?}")]
+    HandshakeTimeout { chain: String, timeout: Duration },
+}
+
+/// A connection ready for its network filter.
+#[derive(Debug)]
+pub struct Accepted<'l> {
+    pub io: Io,
+    pub chain: &'l FilterChain,
+    /// The ALPN protocol negotiated when the chain terminated TLS.
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// What the inspector learned from the first bytes.
+#[derive(Debug, Default)]
+struct Inspected {
+    tls: bool,
+    server_name: Option<String>,
+    alpn: Vec<String>,
+}
+
+/// Chooses the connection's filter chain and, when the chain has a TLS context, terminates TLS.
+pub async fn accept(stream: TcpStream, listener: &Listener) -> Result<Accepted<'_>, AcceptError> {
+    let inspected = if listener.tls_inspector {
+        let inspect = inspect(&stream);
+        match listener.listener_filters_timeout {
+            None => inspect.await?,
+            Some(t) => match tokio::time::timeout(t, inspect).await {
+                Ok(r) => r?,
+                Err(_) if listener.continue_on_listener_filters_timeout => Inspected::default(),
+                Err(_) => return Err(AcceptError::InspectTimeout(t)),
+            },
+        }
+    } else {
+        Inspected::default()
+    };
+    let transport_protocol = if inspected.tls { "tls" } else { "raw_buffer" };
+    let Some(chain) = listener.select(&ConnectionInfo {
+        destination_port: listener.port,
+        server_name: inspected.server_name.as_deref(),
+        transport_protocol,
+        application_protocols: &inspected.alpn,
+    }) else {
+        return Err(AcceptError::NoFilterChain {
+            server_name: inspected.server_name,
+            transport_protocol,
+            alpn: inspected.alpn,
+        });
+    };
+    let Some(tls) = &chain.tls else {
+        return Ok(Accepted {
+            io: Io::Plain(stream),
+            chain,
+            alpn: None,
+        });
+    };
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+        let offered: Vec<Vec<u8>> = start
+            .client_hello()
+            .alpn()
+            .map(|protocols| protocols.map(<[u8]>::to_vec).collect())
+            .unwrap_or_default();
+        start.into_stream(tls.config_for(&offered)).await
+    };
+    let stream = match tokio::time::timeout(chain.handshake_timeout, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => {
+            return Err(AcceptError::Handshake {
+                chain: chain.name.clone(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(AcceptError::HandshakeTimeout {
+                chain: chain.name.clone(),
+                timeout: chain.handshake_timeout,
+            });
+        }
+    };
+    let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    Ok(Accepted {
+        io: Io::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))),
+        chain,
+        alpn,
+    })
+}
+
+/// Envoy's tls_inspector: peeks until the first bytes are a whole ClientHello (TLS, with its SNI and
+/// ALPN) or clearly not one (plaintext).
+async fn inspect(stream: &TcpStream) -> Result<Inspected, AcceptError> {
+    let mut buf = vec![0u8; MAX_CLIENT_HELLO];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut buf).await.map_err(AcceptError::Inspect)?;
+        if n == 0 {
+            return Err(AcceptError::Closed);
+        }
+        if n > seen {
+            seen = n;
+            if let Some(found) = parse_client_hello(&buf[..n]) {
+                return Ok(found);
+            }
+            if n == buf.len() {
+                return Err(AcceptError::ClientHelloTooLarge);
+            }
+        }
+        // Peeked data stays readable: wait a little for the rest instead of spinning.
+        tokio::time::sleep(PEEK_RETRY).await;
+    }
+}
+
+/// `Some` when `bytes` hold a complete ClientHello or are not TLS; `None` when more are needed.
+fn parse_client_hello(bytes: &[u8]) -> Option<Inspected> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rd = bytes;
+    while !rd.is_empty() {
+        match acceptor.read_tls(&mut rd) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => return Some(Inspected::default()),
+        }
+    }
+    match acceptor.accept() {
+        Ok(None) => None,
+        Ok(Some(accepted)) => {
+            let hello = accepted.client_hello();
+            Some(Inspected {
+                tls: true,
+                server_name: hello.server_name().map(str::to_owned),
+                alpn: hello
+                    .alpn()
+                    .map(|protocols| {
+                        protocols
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        }
+        Err(_) => Some(Inspected::default()),
+    }
+}
+
+/// Originates TLS on an upstream connection: `server_name` is the SNI, or `None` to send none.
+pub async fn connect(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<&ServerName<'static>>,
+) -> io::Result<Io> {
+    let name = match server_name {
+        Some(n) => n.clone(),
+        // An IP address as the server name: rustls sends no SNI, as Envoy without `sni`.
+        None => ServerName::IpAddress(tcp.peer_addr()?.ip().into()),
+    };
+    let stream = TlsConnector::from(config).connect(name, tcp).await?;
+    Ok(Io::Tls(Box::new(tokio_rustls::TlsStream::Client(stream))))
+}
+
+// === impl Io ===
+
+/// A connection, plaintext or TLS (either side).
+#[derive(Debug)]
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl Connection for Io {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        match self {
+            Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => connected.negotiated_h2(),
+            _ => connected,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_is_not_tls() {
+        let found = parse_client_hello(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        assert!(!found.tls);
+    }
+
+    #[test]
+    fn a_partial_record_needs_more() {
+        assert!(parse_client_hello(&[0x16, 0x03, 0x01]).is_none());
+    }
+
+    #[test]
+    fn reads_sni_and_alpn_from_a_client_hello() {
+        let ca = mesh_tls::CertificateAuthority::generate("cluster.local").unwrap();
+        let roots = mesh_tls::RootStore::from_pem(ca.root_pem().as_bytes()).unwrap();
+        let config = mesh_tls::client_config(&mesh_tls::ClientOptions {
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            ..mesh_tls::ClientOptions::new(mesh_tls::Verify::Full(roots))
+        })
+        .unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(config, ServerName::try_from("a.example.com").unwrap())
+                .unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let found = parse_client_hello(&hello).unwrap();
+        assert!(found.tls);
+        assert_eq!(found.server_name.as_deref(), Some("a.example.com"));
+        assert_eq!(found.alpn, ["h2", "http/1.1"]);
+        assert!(parse_client_hello(&hello[..hello.len() - 1]).is_none());
+    }
+}
