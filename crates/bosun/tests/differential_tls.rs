@@ -149,7 +149,7 @@ struct Running {
     _bosun: Option<(Process, TempDir)>,
 }
 
-fn render(certs: &Certs, backend: SocketAddr) -> (String, [SocketAddr; 4], u16) {
+fn render(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> (String, [SocketAddr; 4], u16) {
     let ports = [free_port(), free_port(), free_port(), free_port()];
     let admin = free_port();
     let yaml = Template::load(
@@ -162,15 +162,16 @@ fn render(certs: &Certs, backend: SocketAddr) -> (String, [SocketAddr; 4], u16) 
     .set("LISTENER4_PORT", ports[3])
     .set("ADMIN_PORT", admin)
     .set("BACKEND_PORT", backend.port())
+    .set("ECHO_PORT", echo.port())
     .set("CERTS", certs.dir.path().display())
     .render()
     .unwrap();
     (yaml, ports.map(localhost), admin)
 }
 
-fn start_both(certs: &Certs, backend: SocketAddr) -> Option<[Running; 2]> {
+fn start_both(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> Option<[Running; 2]> {
     Envoy::find_or_skip("differential_tls")?;
-    let (yaml, l, _) = render(certs, backend);
+    let (yaml, l, _) = render(certs, backend, echo);
     let envoy = Envoy::start(&yaml).unwrap();
     let envoy = Running {
         name: "envoy",
@@ -181,7 +182,7 @@ fn start_both(certs: &Certs, backend: SocketAddr) -> Option<[Running; 2]> {
         _envoy: Some(envoy),
         _bosun: None,
     };
-    let (yaml, l, admin) = render(certs, backend);
+    let (yaml, l, admin) = render(certs, backend, echo);
     let dir = TempDir::new("bosun-differential-tls").unwrap();
     let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
     let mut process = Process::spawn(
@@ -234,6 +235,10 @@ struct TlsClient<'a> {
 }
 
 async fn tls_get(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore) -> Seen {
+    tls_get_path(addr, c, roots, "/").await
+}
+
+async fn tls_get_path(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore, path: &str) -> Seen {
     let config = mesh_tls::client_config(&ClientOptions {
         identity: c.identity.clone(),
         alpn: c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
@@ -255,7 +260,7 @@ async fn tls_get(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore) -> Seen
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned());
         let req = hyper::Request::builder()
-            .uri("/")
+            .uri(path)
             .header("host", c.sni)
             .body(Empty::<Bytes>::new())
             .unwrap();
@@ -267,7 +272,7 @@ async fn tls_get(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore) -> Seen
             .await?;
             tokio::spawn(conn);
             let mut req = req;
-            *req.uri_mut() = format!("https://{}/", c.sni).parse().unwrap();
+            *req.uri_mut() = format!("https://{}{path}", c.sni).parse().unwrap();
             send.send_request(req).await?
         } else {
             let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
@@ -319,7 +324,8 @@ fn answer_body(seen: &Seen) -> Option<&str> {
 async fn tls_matches_envoy() {
     let certs = Certs::new();
     let backend = start_backend(&certs);
-    let Some(both) = start_both(&certs, backend) else {
+    let echo = testkit::Upstream::start("echo").unwrap();
+    let Some(both) = start_both(&certs, backend, echo.addr()) else {
         return;
     };
     let roots = &certs.roots;
@@ -338,6 +344,17 @@ async fn tls_matches_envoy() {
     assert_eq!(answer_body(&deeper), Some("chain-wild"));
     let other = same_tls(&both, &plain("other.example.com"), roots).await;
     assert_eq!(answer_body(&other), Some("chain-default"));
+
+    // Behind TLS termination the upstream is told the client used https.
+    for p in &both {
+        let seen = tls_get_path(p.terminate, &plain("a.example.com"), roots, "/echo").await;
+        let body: serde_json::Value = serde_json::from_str(answer_body(&seen).unwrap()).unwrap();
+        assert_eq!(
+            body["headers"]["x-forwarded-proto"], "https",
+            "{}: {body}",
+            p.name
+        );
+    }
 
     // ALPN: h2 negotiated means HTTP/2 over TLS; an offer the chain does not share is no ALPN.
     for alpn in [&["h2", "http/1.1"][..], &["http/1.1"], &["h2"], &["spdy/3"]] {

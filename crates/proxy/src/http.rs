@@ -36,6 +36,8 @@ pub struct ConnContext {
     pub hcm: Arc<HttpConnectionManager>,
     pub peer: SocketAddr,
     pub stats: Arc<HcmStats>,
+    /// The downstream connection is TLS: `x-forwarded-proto` is `https`.
+    pub tls: bool,
 }
 
 /// `http.<stat_prefix>.*` stats.
@@ -494,7 +496,7 @@ async fn forward(
         .host_rewrite
         .clone()
         .unwrap_or_else(|| authority.to_owned());
-    mutate_request_headers(&mut headers, &ctx.hcm, ctx.peer);
+    mutate_request_headers(&mut headers, &ctx.hcm, ctx.peer, ctx.tls);
     if f.host_rewrite.is_some()
         && let Ok(v) = HeaderValue::from_str(authority)
     {
@@ -805,7 +807,13 @@ const EDGE_REMOVED_HEADERS: [&str; 4] = [
 /// internal-only `x-envoy-*` headers; at the edge (`use_remote_address`) append the peer to
 /// `x-forwarded-for` (the machine's own address for a loopback peer, as Envoy), set
 /// `x-envoy-external-address`, overwrite `x-forwarded-proto` and drop the client's `x-request-id`.
-fn mutate_request_headers(headers: &mut HeaderMap, hcm: &HttpConnectionManager, peer: SocketAddr) {
+fn mutate_request_headers(
+    headers: &mut HeaderMap,
+    hcm: &HttpConnectionManager,
+    peer: SocketAddr,
+    tls: bool,
+) {
+    let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
     for h in INTERNAL_ONLY_HEADERS {
         headers.remove(h);
     }
@@ -828,12 +836,12 @@ fn mutate_request_headers(headers: &mut HeaderMap, hcm: &HttpConnectionManager, 
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             headers.insert("x-envoy-external-address", v);
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert("x-forwarded-proto", scheme);
         if !hcm.preserve_external_request_id {
             headers.remove("x-request-id");
         }
     } else if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert("x-forwarded-proto", scheme);
     }
 }
 

@@ -512,6 +512,7 @@ fn serve_http(
     graceful: &GracefulShutdown,
 ) {
     let proxy = proxy.clone();
+    let tls = matches!(stream, tls::Io::Tls(_));
     // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
     let service = service_fn(move |req| {
@@ -520,6 +521,7 @@ fn serve_http(
             hcm: hcm.clone(),
             peer,
             stats: stats.clone(),
+            tls,
         });
         http::serve(req, ctx)
     });
