@@ -28,20 +28,14 @@ pub struct RouteConfig {
     prefixes: Vec<(String, usize)>,
     catch_all: Option<usize>,
     pub ignore_port_in_host_matching: bool,
-    pub request_headers_to_add: Vec<HeaderAdd>,
-    pub request_headers_to_remove: Vec<String>,
-    pub response_headers_to_add: Vec<HeaderAdd>,
-    pub response_headers_to_remove: Vec<String>,
+    pub headers: HeaderMutations,
 }
 
 #[derive(Debug)]
 pub struct VirtualHost {
     pub name: String,
     pub routes: Vec<Route>,
-    pub request_headers_to_add: Vec<HeaderAdd>,
-    pub request_headers_to_remove: Vec<String>,
-    pub response_headers_to_add: Vec<HeaderAdd>,
-    pub response_headers_to_remove: Vec<String>,
+    pub headers: HeaderMutations,
     pub retry_policy: Option<RetryPolicy>,
     /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
     pub include_request_attempt_count: bool,
@@ -52,10 +46,7 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: Action,
-    pub request_headers_to_add: Vec<HeaderAdd>,
-    pub request_headers_to_remove: Vec<String>,
-    pub response_headers_to_add: Vec<HeaderAdd>,
-    pub response_headers_to_remove: Vec<String>,
+    pub headers: HeaderMutations,
     /// `typed_per_filter_config` for the fault filter: replaces the listener's fault config.
     pub fault: Option<FaultConfig>,
 }
@@ -149,6 +140,59 @@ pub enum RedirectPath {
     RegexRewrite(Regex, String),
 }
 
+/// The header changes of one level (route configuration, virtual host or route).
+#[derive(Debug, Default)]
+pub struct HeaderMutations {
+    pub request_add: Vec<HeaderAdd>,
+    pub request_remove: Vec<String>,
+    pub response_add: Vec<HeaderAdd>,
+    pub response_remove: Vec<String>,
+}
+
+impl HeaderMutations {
+    fn from_proto(
+        request_add: &[core::HeaderValueOption],
+        request_remove: &[String],
+        response_add: &[core::HeaderValueOption],
+        response_remove: &[String],
+        at: &At,
+    ) -> Result<HeaderMutations, ModelError> {
+        Ok(HeaderMutations {
+            request_add: headers_to_add(request_add, &at.key("request_headers_to_add"))?,
+            request_remove: lower(request_remove),
+            response_add: headers_to_add(response_add, &at.key("response_headers_to_add"))?,
+            response_remove: lower(response_remove),
+        })
+    }
+
+    /// Applies the request changes of `levels`, most specific first (route, virtual host, route
+    /// configuration, as Envoy orders them): every removal, then every addition.
+    pub fn apply_request(levels: [&HeaderMutations; 3], headers: &mut HeaderMap) {
+        apply(levels.map(|l| (&l.request_remove, &l.request_add)), headers);
+    }
+
+    /// [`apply_request`](Self::apply_request) for the response.
+    pub fn apply_response(levels: [&HeaderMutations; 3], headers: &mut HeaderMap) {
+        apply(
+            levels.map(|l| (&l.response_remove, &l.response_add)),
+            headers,
+        );
+    }
+}
+
+fn apply(levels: [(&Vec<String>, &Vec<HeaderAdd>); 3], headers: &mut HeaderMap) {
+    for (remove, _) in levels {
+        for name in remove {
+            headers.remove(name.as_str());
+        }
+    }
+    for (_, add) in levels {
+        for a in add {
+            a.apply(headers);
+        }
+    }
+}
+
 /// A header to add: `append` keeps existing values, otherwise it replaces them.
 #[derive(Debug, Clone)]
 pub struct HeaderAdd {
@@ -219,16 +263,13 @@ impl RouteConfig {
         // Longest wildcard first, as Envoy searches.
         suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         prefixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
-        let request_headers_to_add = errors
-            .take(headers_to_add(
+        let headers = errors
+            .take(HeaderMutations::from_proto(
                 &p.request_headers_to_add,
-                &at.key("request_headers_to_add"),
-            ))
-            .unwrap_or_default();
-        let response_headers_to_add = errors
-            .take(headers_to_add(
+                &p.request_headers_to_remove,
                 &p.response_headers_to_add,
-                &at.key("response_headers_to_add"),
+                &p.response_headers_to_remove,
+                at,
             ))
             .unwrap_or_default();
         let config = RouteConfig {
@@ -239,10 +280,7 @@ impl RouteConfig {
             prefixes,
             catch_all,
             ignore_port_in_host_matching: p.ignore_port_in_host_matching,
-            request_headers_to_add,
-            request_headers_to_remove: lower(&p.request_headers_to_remove),
-            response_headers_to_add,
-            response_headers_to_remove: lower(&p.response_headers_to_remove),
+            headers,
         };
         errors.into_result(config)
     }
@@ -310,20 +348,15 @@ impl VirtualHost {
         let vh = VirtualHost {
             name: p.name.clone(),
             routes,
-            request_headers_to_add: errors
-                .take(headers_to_add(
+            headers: errors
+                .take(HeaderMutations::from_proto(
                     &p.request_headers_to_add,
-                    &at.key("request_headers_to_add"),
-                ))
-                .unwrap_or_default(),
-            request_headers_to_remove: lower(&p.request_headers_to_remove),
-            response_headers_to_add: errors
-                .take(headers_to_add(
+                    &p.request_headers_to_remove,
                     &p.response_headers_to_add,
-                    &at.key("response_headers_to_add"),
+                    &p.response_headers_to_remove,
+                    at,
                 ))
                 .unwrap_or_default(),
-            response_headers_to_remove: lower(&p.response_headers_to_remove),
             retry_policy,
             include_request_attempt_count: p.include_request_attempt_count,
         };
@@ -352,16 +385,13 @@ impl Route {
                         .key(crate::filter::FAULT_FILTER),
                 ))
             });
-        let request_headers_to_add = errors
-            .take(headers_to_add(
+        let headers = errors
+            .take(HeaderMutations::from_proto(
                 &p.request_headers_to_add,
-                &at.key("request_headers_to_add"),
-            ))
-            .unwrap_or_default();
-        let response_headers_to_add = errors
-            .take(headers_to_add(
+                &p.request_headers_to_remove,
                 &p.response_headers_to_add,
-                &at.key("response_headers_to_add"),
+                &p.response_headers_to_remove,
+                at,
             ))
             .unwrap_or_default();
         match (matcher, action) {
@@ -369,10 +399,7 @@ impl Route {
                 name: p.name.clone(),
                 matcher,
                 action,
-                request_headers_to_add,
-                request_headers_to_remove: lower(&p.request_headers_to_remove),
-                response_headers_to_add,
-                response_headers_to_remove: lower(&p.response_headers_to_remove),
+                headers,
                 fault,
             }),
             _ => Err(errors.0),

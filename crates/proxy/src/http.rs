@@ -16,8 +16,8 @@ use hyper::body::Incoming;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
 use proxy_model::route::{
-    Action, Forward, Redirect, RedirectPath, RequestView, RetryPolicy, Route, RouteConfig, Target,
-    VirtualHost,
+    Action, Forward, HeaderMutations, Redirect, RedirectPath, RequestView, RetryPolicy, Route,
+    RouteConfig, Target, VirtualHost,
 };
 use rand::Rng;
 
@@ -514,22 +514,7 @@ async fn forward(
     {
         headers.insert("x-envoy-expected-rq-timeout-ms", v);
     }
-    for remove in route
-        .request_headers_to_remove
-        .iter()
-        .chain(&vh.request_headers_to_remove)
-        .chain(&routes.request_headers_to_remove)
-    {
-        headers.remove(remove.as_str());
-    }
-    for add in route
-        .request_headers_to_add
-        .iter()
-        .chain(&vh.request_headers_to_add)
-        .chain(&routes.request_headers_to_add)
-    {
-        add.apply(&mut headers);
-    }
+    HeaderMutations::apply_request([&route.headers, &vh.headers, &routes.headers], &mut headers);
     let upstream_path = rewrite_path(path, f, &route.matcher.path);
 
     // Keep the body when it may be sent again (retries, mirrors); stream it otherwise.
@@ -986,22 +971,7 @@ fn finish_response_headers(
     vh: &VirtualHost,
     route: &Route,
 ) {
-    for remove in route
-        .response_headers_to_remove
-        .iter()
-        .chain(&vh.response_headers_to_remove)
-        .chain(&routes.response_headers_to_remove)
-    {
-        headers.remove(remove.as_str());
-    }
-    for add in route
-        .response_headers_to_add
-        .iter()
-        .chain(&vh.response_headers_to_add)
-        .chain(&routes.response_headers_to_add)
-    {
-        add.apply(headers);
-    }
+    HeaderMutations::apply_response([&route.headers, &vh.headers, &routes.headers], headers);
 }
 
 /// `prefix_rewrite` replaces the matched prefix; `regex_rewrite` substitutes in the path (the query
