@@ -2,6 +2,7 @@
 
 mod bootstrap_cmd;
 mod check;
+mod control_cmd;
 mod proxy_cmd;
 
 use std::path::PathBuf;
@@ -77,6 +78,10 @@ enum Command {
         #[arg(long)]
         delta: bool,
     },
+    /// Run the control plane: serve a directory of Istio YAML and a mesh file to proxies over ADS.
+    ///
+    /// Exit status: 0 after SIGTERM or Ctrl-C, 1 when it cannot start (a port taken, no such directory).
+    Control(control_cmd::ControlArgs),
     /// Run the data plane from an Envoy bootstrap file (YAML or JSON), as `envoy -c FILE`.
     ///
     /// Exit status: 0 after a clean drain (SIGTERM or Ctrl-C), 1 when the config cannot be run.
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
             delta,
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::Control(args) => control_cmd::run(&args),
         Command::Proxy {
             config,
             concurrency,
