@@ -646,9 +646,12 @@ fn flags_come_from_the_environment_and_flags_win() {
     }
 }
 
+/// Flags, environment, and what the error message must mention.
+type BadCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_flags_exit_2_with_a_message() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 7] = [
+    let cases: [BadCase<'_>; 7] = [
         (&["--fail-rate", "2"], &[], "--fail-rate"),
         (&["--fail-status", "99"], &[], "--fail-status"),
         (&["--call", ":9080/x"], &[], "--call"),
