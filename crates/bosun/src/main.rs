@@ -3,6 +3,7 @@
 mod bootstrap_cmd;
 mod check;
 mod control_cmd;
+mod demo_app;
 mod proxy_cmd;
 
 use std::path::PathBuf;
@@ -99,6 +100,10 @@ enum Command {
         #[arg(long, short = 'l', default_value = "info")]
         log_level: String,
     },
+    /// Run the built-in test workload: a JSON echo that can call other services, fail and be slow.
+    ///
+    /// Exit status: 0 after SIGTERM or Ctrl-C, 1 when an address cannot be bound, 2 for bad flags.
+    DemoApp(demo_app::DemoAppArgs),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
             drain_time: std::time::Duration::from_secs(drain_time_s),
             log_level: &log_level,
         }),
+        Command::DemoApp(args) => demo_app::run(args),
     };
     match result {
         Ok(code) => code,
