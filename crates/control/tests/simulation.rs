@@ -507,3 +507,30 @@ spec:
         "one chain per workload port"
     );
 }
+
+#[test]
+fn without_headers_match_when_the_header_is_absent() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{withoutHeaders: {x-canary: {exact: 'yes'}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{withoutHeaders: {x-debug: {}}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v2}}]
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{vs}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let r = resources(&index, &productpage());
+    let subset = |h: &[(&str, &str)]| cluster_of(&r, "reviews:9080", "/", h);
+    let c = |s: &str| format!("outbound|9080|{s}|reviews.default.svc.cluster.local");
+    assert_eq!(subset(&[]), c("v1"), "absent header: not `yes`");
+    assert_eq!(subset(&[("x-canary", "no")]), c("v1"));
+    assert_eq!(subset(&[("x-canary", "yes")]), c("v3"), "x-debug absent");
+    assert_eq!(subset(&[("x-canary", "yes"), ("x-debug", "1")]), c("v2"));
+}
