@@ -88,6 +88,9 @@ pub struct Index {
     pub gateways: Vec<Gateway>,
     pub sidecars: Vec<Sidecar>,
     pub mesh: MeshSettings,
+    /// Every distinct `sourceLabels`/`sourceNamespace` pair in VirtualService matches: the only ways a
+    /// proxy's labels change its routes, so proxies that agree on all of them share route tables.
+    pub source_selectors: Vec<(BTreeMap<String, String>, Option<String>)>,
     /// Proxy-independent problems worth a log line (unsupported fields, shadowed hosts).
     pub warnings: Vec<String>,
 }
@@ -104,6 +107,14 @@ impl Index {
         for r in resources {
             match &r.spec {
                 Spec::VirtualService(vs) => {
+                    for m in vs.http.iter().flat_map(|h| &h.r#match) {
+                        let selector = (m.source_labels.clone(), m.source_namespace.clone());
+                        if (!selector.0.is_empty() || selector.1.is_some())
+                            && !index.source_selectors.contains(&selector)
+                        {
+                            index.source_selectors.push(selector);
+                        }
+                    }
                     let gateways = if vs.gateways.is_empty() {
                         vec!["mesh".to_owned()]
                     } else {
@@ -236,6 +247,17 @@ impl Index {
         self.gateways.iter().filter(|g| {
             !g.spec.selector.is_empty() && labels_match(&proxy.labels, &g.spec.selector)
         })
+    }
+
+    /// Which of [`source_selectors`](Self::source_selectors) select `proxy`.
+    pub fn source_signature(&self, proxy: &Proxy) -> Vec<bool> {
+        self.source_selectors
+            .iter()
+            .map(|(labels, ns)| {
+                labels_match(&proxy.labels, labels)
+                    && ns.as_ref().is_none_or(|n| *n == proxy.namespace)
+            })
+            .collect()
     }
 
     /// Counts, for logs and `/debug`.

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use xds_server::{AdsServer, RunningServer, SnapshotCache};
 
 use crate::error::ControlError;
-use crate::generate::{InboundAddressing, generate};
+use crate::generate::{Generator, InboundAddressing};
 use crate::index::{Index, MeshSettings};
 use crate::node::Proxy;
 use crate::store::ConfigStore;
@@ -125,6 +125,7 @@ impl Shared {
         let version = format!("v{}", self.version.fetch_add(1, Ordering::Relaxed) + 1);
         let mut seen = BTreeSet::new();
         let mut pushed = 0;
+        let generator = Generator::new(index, self.options.addressing);
         for info in self.cache.proxies() {
             if !seen.insert(info.node_id.clone()) {
                 continue;
@@ -139,16 +140,15 @@ impl Shared {
                     continue;
                 }
             };
-            let resources = generate(index, &proxy, self.options.addressing);
-            self.log_warnings(&proxy.id, &resources.warnings);
-            let mut snapshot = resources.to_snapshot(&version);
-            if let Some(old) = self.cache.snapshot(&proxy.id) {
-                // Unchanged config: keep the old version, push nothing.
-                snapshot.set_version(old.version());
-                if *old == snapshot {
-                    continue;
-                }
-                snapshot.set_version(&version);
+            let (snapshot, warnings) = generator.snapshot(&proxy, &version);
+            self.log_warnings(&proxy.id, &warnings);
+            if self
+                .cache
+                .snapshot(&proxy.id)
+                .is_some_and(|old| old.same_resources(&snapshot))
+            {
+                // Unchanged config: push nothing.
+                continue;
             }
             self.cache.set_snapshot(proxy.id.clone(), snapshot);
             pushed += 1;

@@ -534,3 +534,59 @@ spec:
     assert_eq!(subset(&[("x-canary", "yes")]), c("v3"), "x-debug absent");
     assert_eq!(subset(&[("x-canary", "yes"), ("x-debug", "1")]), c("v2"));
 }
+
+#[test]
+fn shared_generation_matches_generating_each_proxy_alone() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{sourceLabels: {version: v2}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 50}}}
+    route: [{destination: {host: ratings}}]
+  - route: [{destination: {host: ratings}}]
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{vs}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let generator = control::generate::Generator::new(&index, InboundAddressing::SidecarPort);
+    let mut captured = productpage();
+    captured.interception = Interception::Redirect;
+    let proxies = [
+        productpage(),
+        proxy(
+            "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            &[("app", "reviews"), ("version", "v1")],
+        ),
+        proxy(
+            "sidecar~10.0.0.3~reviews-v2.default~default.svc.cluster.local",
+            &[("app", "reviews"), ("version", "v2")],
+        ),
+        proxy(
+            "sidecar~10.0.1.1~billing-1.payments~payments.svc.cluster.local",
+            &[("app", "billing")],
+        ),
+        captured,
+        proxy(
+            "router~10.0.9.1~gateway.istio-system~istio-system.svc.cluster.local",
+            &[("istio", "ingressgateway")],
+        ),
+    ];
+    for p in &proxies {
+        let (shared, _) = generator.snapshot(p, "v1");
+        let alone = generate(&index, p, InboundAddressing::SidecarPort).to_snapshot("v1");
+        assert!(shared.same_resources(&alone), "{}", p.id);
+    }
+    // Proxies differing only in a label no VirtualService selects on share their route tables;
+    // reviews v1 and v2 differ (v2 gets the fault).
+    let (a, _) = generator.snapshot(&proxies[1], "v1");
+    let (b, _) = generator.snapshot(&proxies[2], "v1");
+    let route = |s: &xds_server::Snapshot| {
+        s.get(xds_api::type_url::ROUTE_CONFIGURATION, "15001")
+            .map(|r| r.version.clone())
+    };
+    assert_ne!(route(&a), route(&b));
+}

@@ -2,6 +2,7 @@
 //! resource with its own version.
 
 use std::collections::{BTreeMap, BTreeSet, btree_map};
+use std::sync::Arc;
 
 use prost::{Message, Name};
 use xds_api::pb::google::protobuf::Any;
@@ -58,14 +59,31 @@ pub struct VersionedResource {
     pub resource: Any,
 }
 
+impl VersionedResource {
+    /// `any` with its content version (see [`content_version`]).
+    pub fn new(any: Any) -> VersionedResource {
+        VersionedResource {
+            version: content_version(&any),
+            resource: any,
+        }
+    }
+
+    /// Packs `msg`.
+    pub fn of<T: Message + Name>(msg: &T) -> VersionedResource {
+        VersionedResource::new(xds_api::any::pack(msg))
+    }
+}
+
 /// The configuration of one proxy: a version, and per type URL its resources by name.
 ///
 /// Built by the control plane, set whole with [`SnapshotCache::set_snapshot`](crate::SnapshotCache::set_snapshot),
-/// never changed in place after that (connections share it behind an `Arc`).
+/// never changed in place after that (connections share it behind an `Arc`). Resources are held
+/// behind `Arc`s so that proxies with the same clusters share one encoded copy
+/// ([`insert_shared`](Self::insert_shared)).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     version: String,
-    types: BTreeMap<String, BTreeMap<String, VersionedResource>>,
+    types: BTreeMap<String, BTreeMap<String, Arc<VersionedResource>>>,
 }
 
 impl Snapshot {
@@ -103,11 +121,36 @@ impl Snapshot {
     ) {
         self.types.entry(any.type_url.clone()).or_default().insert(
             name.into(),
-            VersionedResource {
+            Arc::new(VersionedResource {
                 version: version.into(),
                 resource: any,
-            },
+            }),
         );
+    }
+
+    /// Adds (or replaces) the resource `name`, shared with other snapshots.
+    pub fn insert_shared(&mut self, name: impl Into<String>, resource: Arc<VersionedResource>) {
+        self.types
+            .entry(resource.resource.type_url.clone())
+            .or_default()
+            .insert(name.into(), resource);
+    }
+
+    /// Whether both hold the same resources at the same versions (the snapshot versions aside): a
+    /// snapshot that does not differ from the last needs no push.
+    pub fn same_resources(&self, other: &Snapshot) -> bool {
+        self.types.len() == other.types.len()
+            && self
+                .types
+                .iter()
+                .zip(&other.types)
+                .all(|((ta, a), (tb, b))| {
+                    ta == tb
+                        && a.len() == b.len()
+                        && a.iter().zip(b).all(|((na, ra), (nb, rb))| {
+                            na == nb && (Arc::ptr_eq(ra, rb) || ra.version == rb.version)
+                        })
+                })
     }
 
     /// Packs `msg` and adds it as `name`.
@@ -128,18 +171,18 @@ impl Snapshot {
     }
 
     /// Removes a resource; returns it if it was there.
-    pub fn remove(&mut self, type_url: &str, name: &str) -> Option<VersionedResource> {
+    pub fn remove(&mut self, type_url: &str, name: &str) -> Option<Arc<VersionedResource>> {
         self.types.get_mut(type_url)?.remove(name)
     }
 
     /// The resources of one type, by name (`None` if the snapshot has none of it).
-    pub fn resources(&self, type_url: &str) -> Option<&BTreeMap<String, VersionedResource>> {
+    pub fn resources(&self, type_url: &str) -> Option<&BTreeMap<String, Arc<VersionedResource>>> {
         self.types.get(type_url)
     }
 
     /// One resource.
     pub fn get(&self, type_url: &str, name: &str) -> Option<&VersionedResource> {
-        self.types.get(type_url)?.get(name)
+        self.types.get(type_url)?.get(name).map(|r| &**r)
     }
 
     /// The type URLs present, in push order.
@@ -182,9 +225,9 @@ impl Snapshot {
 /// Iterator over the resources a subscription selects, in name order.
 pub(crate) enum Selected<'a> {
     Nothing,
-    All(btree_map::Iter<'a, String, VersionedResource>),
+    All(btree_map::Iter<'a, String, Arc<VersionedResource>>),
     Named {
-        all: &'a BTreeMap<String, VersionedResource>,
+        all: &'a BTreeMap<String, Arc<VersionedResource>>,
         names: std::collections::btree_set::Iter<'a, String>,
     },
 }
@@ -195,8 +238,10 @@ impl<'a> Iterator for Selected<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Selected::Nothing => None,
-            Selected::All(it) => it.next(),
-            Selected::Named { all, names } => names.find_map(|n| all.get_key_value(n)),
+            Selected::All(it) => it.next().map(|(n, r)| (n, &**r)),
+            Selected::Named { all, names } => names
+                .find_map(|n| all.get_key_value(n))
+                .map(|(n, r)| (n, &**r)),
         }
     }
 }

@@ -111,12 +111,8 @@ fn claim(
     }
 }
 
-/// The sidecar's outbound listener (`IP:15001`, an explicit HTTP proxy) and its route table.
-pub fn sidecar_outbound(
-    index: &Index,
-    proxy: &Proxy,
-    services: &[&Service],
-) -> (Listener, RouteConfiguration) {
+/// The sidecar's outbound listener without capture: `IP:15001`, an explicit HTTP proxy.
+pub fn outbound_listener(proxy: &Proxy) -> Listener {
     let chain = FilterChain {
         filters: vec![hcm(
             &format!("outbound_{}_{OUTBOUND_PORT}", proxy.ip),
@@ -125,7 +121,11 @@ pub fn sidecar_outbound(
         )],
         ..Default::default()
     };
-    let listener = listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain);
+    listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain)
+}
+
+/// The route table of [`outbound_listener`]: a virtual host per service port, then the catch-all.
+pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> RouteConfiguration {
     let mut taken = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
     for service in services {
@@ -187,13 +187,12 @@ pub fn sidecar_outbound(
         }],
         ..Default::default()
     });
-    let routes = RouteConfiguration {
+    RouteConfiguration {
         name: OUTBOUND_ROUTE.to_owned(),
         virtual_hosts,
-        validate_clusters: Some(xds_api::pb::google::protobuf::BoolValue { value: false }),
+        validate_clusters: Some(BoolValue { value: false }),
         ..Default::default()
-    };
-    (listener, routes)
+    }
 }
 
 /// The ports the workload behind `proxy` serves (from the services whose instances have its IP):
