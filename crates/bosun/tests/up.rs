@@ -1,0 +1,419 @@
+//! `bosun up` end to end: the port check, the parent-death trampoline, and Bookinfo through the ingress
+//! with `bosun control`, `bosun proxy` sidecars and `bosun demo-app` workloads, stopped with nothing left
+//! behind.
+//!
+//! Every test runs its mesh on its own loopback addresses (127.0.N.x, N random) and free control ports,
+//! so tests do not collide with each other or with a mesh someone is running.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::{Process, TempDir};
+
+const BOSUN: &str = env!("CARGO_BIN_EXE_bosun");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A third octet for this test's loopback addresses, unlikely to be another test's (or 10, the
+/// examples' own).
+fn random_octet(salt: u32) -> u8 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mix = nanos ^ std::process::id().wrapping_mul(2_654_435_761) ^ salt.wrapping_mul(40_503);
+    20 + (mix % 200) as u8
+}
+
+/// Copies examples/bookinfo into `dir` with its addresses moved to 127.0.N.x (the ingress to
+/// 127.0.N.100).
+fn bookinfo_copy(dir: &Path, n: u8) -> PathBuf {
+    let to = dir.join("bookinfo");
+    std::fs::create_dir_all(&to).expect("mkdir");
+    for entry in std::fs::read_dir(repo().join("examples/bookinfo")).expect("example") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_owned();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let text = text
+            .replace("127.0.10.", &format!("127.0.{n}."))
+            .replace("address: 127.0.0.1", &format!("address: 127.0.{n}.100"));
+        std::fs::write(to.join(name), text).expect("write");
+    }
+    to
+}
+
+/// Pids of processes whose command line contains `needle`.
+fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push((pid, cmd));
+            }
+        }
+    }
+    out
+}
+
+/// Children of `parent` (from /proc/PID/stat), with their command lines.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may contain spaces, so parse after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmd = std::fs::read(e.path().join("cmdline"))
+                .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+                .unwrap_or_default();
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Whether `pid` still runs `cmd` (a pid reused by something else does not count).
+fn still_running(pid: u32, cmd: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " ") == cmd)
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) until none of `pids` runs any more; returns those that still do.
+fn wait_gone(pids: &[(u32, String)], timeout: Duration) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left: Vec<_> = pids
+            .iter()
+            .filter(|(p, c)| still_running(*p, c))
+            .cloned()
+            .collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether this build has the subcommands a full mesh needs (they come from other branches).
+fn has_subcommand(name: &str) -> bool {
+    Command::new(BOSUN)
+        .args([name, "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_taken_port_is_named_with_its_user_and_nothing_starts() {
+    let dir = TempDir::new("up-port").expect("tempdir");
+    let n = random_octet(1);
+    let mesh = bookinfo_copy(dir.path(), n);
+    // Hold reviews-v1's app port, as a stray process would.
+    let taken: SocketAddr = format!("127.0.{n}.3:9080").parse().expect("addr");
+    let _holder = std::net::TcpListener::bind(taken).expect("bind the port to hold");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let out = Command::new(BOSUN)
+        .args(["up", mesh.to_str().expect("utf-8"), "--xds-port", &xds])
+        .args(["--debug-port", &debug])
+        .env("TMPDIR", dir.path())
+        .output()
+        .expect("bosun up runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&taken.to_string()), "{stderr}");
+    assert!(stderr.contains("reviews-v1"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "names the process holding it: {stderr}"
+    );
+    let left = processes_mentioning(&dir.path().display().to_string());
+    assert!(left.is_empty(), "nothing may be left running: {left:?}");
+    // The state directory was never made (or was removed).
+    let state: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("bosun-up-"))
+        .collect();
+    assert!(state.is_empty(), "{state:?}");
+}
+
+#[test]
+fn iptables_capture_is_refused_clearly() {
+    let dir = TempDir::new("up-iptables").expect("tempdir");
+    let mesh = bookinfo_copy(dir.path(), random_octet(2));
+    let out = Command::new(BOSUN)
+        .args(["up", mesh.to_str().expect("utf-8"), "--capture", "iptables"])
+        .output()
+        .expect("bosun up runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("needs root and is not implemented yet"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_refuses_an_invalid_file_without_sending_it() {
+    // Nothing listens on the control address: an invalid file must fail before any connection.
+    let out = Command::new(BOSUN)
+        .args(["apply", "-f"])
+        .arg(repo().join("examples/mistakes/service-entry-typo.yaml"))
+        .args(["--control", "http://127.0.0.1:1"])
+        .output()
+        .expect("bosun apply runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("service-entry-typo.yaml:9:3"), "{stdout}");
+    assert!(stderr.contains("not sent"), "{stderr}");
+    // A valid file with nobody listening: exit 2 and a hint.
+    let out = Command::new(BOSUN)
+        .args(["apply", "-f"])
+        .arg(repo().join("examples/bookinfo/gateway.yaml"))
+        .args(["--control", "http://127.0.0.1:1"])
+        .output()
+        .expect("bosun apply runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is the mesh running"), "{stderr}");
+}
+
+/// The trampoline children go through: when the thread that started a child ends (as when `bosun up`
+/// is SIGKILLed), the kernel kills the child.
+#[test]
+fn children_die_with_their_parent() {
+    let spawner = std::thread::spawn(|| {
+        let child = Command::new(BOSUN)
+            .args(["__up-child", "--parent", &std::process::id().to_string()])
+            .args(["--", "sleep", "30"])
+            .spawn()
+            .expect("trampoline starts");
+        // The death signal is set before exec: once the child runs `sleep`, it is armed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read(format!("/proc/{}/cmdline", child.id()))
+            .is_ok_and(|c| c.starts_with(b"sleep"))
+        {
+            assert!(Instant::now() < deadline, "the trampoline never ran sleep");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    });
+    let mut child = spawner.join().expect("spawner thread");
+    // The spawning thread is gone: PR_SET_PDEATHSIG fires (SIGKILL) once the child has set it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child outlived its parent thread"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+
+    // A wrong parent (already gone) is refused rather than run unwatched.
+    let status = Command::new(BOSUN)
+        .args(["__up-child", "--parent", "1", "--", "true"])
+        .status()
+        .expect("runs");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// The body of a successful `GET /productpage`, retried until it is 200 or `timeout` passes.
+fn get_until_ok(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match testkit::blocking_get(addr, path, Duration::from_secs(5)) {
+            Ok((200, body)) => return Ok(body),
+            Ok((status, body)) => last = format!("{status}: {body}"),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(last)
+}
+
+#[test]
+fn bookinfo_serves_through_the_ingress_and_stops_cleanly() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-bookinfo").expect("tempdir");
+    let n = random_octet(3);
+    let mesh = bookinfo_copy(dir.path(), n);
+    // Without the example's reviews VirtualService (90% v1 / 10% v3, v2 only for jason) the
+    // DestinationRule's ROUND_ROBIN over all instances decides, so every version shows; its ratings
+    // VirtualService delays 10% of calls by 2 s, which only slows the test.
+    std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
+    let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let tmp = dir.path().display().to_string();
+
+    let start = Instant::now();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        // The state directory (bootstraps) goes under the test's directory, so leftovers are findable.
+        &[("TMPDIR", tmp.as_str())],
+    )
+    .expect("bosun up starts");
+
+    let first = get_until_ok(ingress, "/productpage", Duration::from_secs(30));
+    let to_first = start.elapsed();
+    let body = match first {
+        Ok(b) => b,
+        Err(last) => panic!(
+            "no 200 from http://{ingress}/productpage within 30 s (last: {last})\nstdout:\n{}\nstderr:\n{}",
+            up.stdout(),
+            up.stderr_tail()
+        ),
+    };
+    eprintln!("bookinfo: first 200 through the ingress {to_first:?} after start");
+    for want in ["productpage", "details", "reviews"] {
+        assert!(body.contains(want), "{want} missing from {body}");
+    }
+    up.check_running().expect("bosun up still runs");
+    let out = up.stdout();
+    assert!(out.contains(&format!("ingress: http://{ingress}")), "{out}");
+    assert!(
+        out.contains("reviews-v2") && out.contains(&format!("http://127.0.{n}.4:15000")),
+        "{out}"
+    );
+
+    let children = children_of(up.pid());
+    let rss: u64 = children.iter().map(|(p, _)| rss_kib(*p)).sum();
+    eprintln!(
+        "bookinfo: {} processes, total RSS {:.1} MiB",
+        children.len(),
+        rss as f64 / 1024.0
+    );
+    assert!(
+        children.len() >= 1 + 7 + 6,
+        "control, 7 proxies, 6 apps: {children:?}"
+    );
+
+    // Round robin over reviews v1, v2, v3; v2 and v3 call ratings.
+    let mut versions = BTreeSet::new();
+    for i in 0..60 {
+        let body = get_until_ok(ingress, "/productpage", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        for v in ["reviews-v1", "reviews-v2", "reviews-v3"] {
+            if body.contains(v) {
+                versions.insert(v);
+                if v != "reviews-v1" {
+                    assert!(body.contains("ratings"), "{v} calls ratings: {body}");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        versions.len(),
+        3,
+        "all reviews versions answer: {versions:?}"
+    );
+
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("bosun up stops");
+    assert!(status.success(), "{status:?}\n{}", up.stderr_tail());
+    let left = wait_gone(&children, Duration::from_secs(5));
+    assert!(left.is_empty(), "children left running: {left:?}");
+    assert!(processes_mentioning(&tmp).is_empty());
+}
+
+#[test]
+fn bookinfo_children_die_when_up_is_killed() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-kill").expect("tempdir");
+    let n = random_octet(4);
+    let mesh = bookinfo_copy(dir.path(), n);
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let tmp = dir.path().display().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[("TMPDIR", tmp.as_str())],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let children = children_of(up.pid());
+    assert!(!children.is_empty());
+    up.kill().expect("SIGKILL");
+    let left = wait_gone(&children, Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "children outlived a SIGKILLed bosun up: {left:?}"
+    );
+}
