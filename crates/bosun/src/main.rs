@@ -2,6 +2,8 @@
 
 mod bootstrap_cmd;
 mod check;
+mod control_cmd;
+mod demo_app;
 mod proxy_cmd;
 mod up;
 
@@ -78,6 +80,10 @@ enum Command {
         #[arg(long)]
         delta: bool,
     },
+    /// Run the control plane: serve a directory of Istio YAML and a mesh file to proxies over ADS.
+    ///
+    /// Exit status: 0 after SIGTERM or Ctrl-C, 1 when it cannot start (a port taken, no such directory).
+    Control(control_cmd::ControlArgs),
     /// Run the data plane from an Envoy bootstrap file (YAML or JSON), as `envoy -c FILE`.
     ///
     /// Exit status: 0 after a clean drain (SIGTERM or Ctrl-C), 1 when the config cannot be run.
@@ -95,6 +101,10 @@ enum Command {
         #[arg(long, short = 'l', default_value = "info")]
         log_level: String,
     },
+    /// Run the built-in test workload: a JSON echo that can call other services, fail and be slow.
+    ///
+    /// Exit status: 0 after SIGTERM or Ctrl-C, 1 when an address cannot be bound, 2 for bad flags.
+    DemoApp(demo_app::DemoAppArgs),
     /// Run a whole mesh on this machine: control plane, a sidecar per workload, gateways and apps.
     ///
     /// Reads DIR/mesh.yaml (services, workloads and how to run them) and the Istio YAML in DIR.
@@ -163,6 +173,7 @@ fn main() -> ExitCode {
             delta,
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::Control(args) => control_cmd::run(&args),
         Command::Proxy {
             config,
             concurrency,
@@ -174,6 +185,7 @@ fn main() -> ExitCode {
             drain_time: std::time::Duration::from_secs(drain_time_s),
             log_level: &log_level,
         }),
+        Command::DemoApp(args) => demo_app::run(args),
         Command::Up {
             dir,
             xds_port,

@@ -55,7 +55,7 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
 }
 
 /// SIGTERM (how Kubernetes and `bosun up` stop a proxy) or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

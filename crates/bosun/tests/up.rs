@@ -328,7 +328,13 @@ fn bookinfo_serves_through_the_ingress_and_stops_cleanly() {
     for want in ["productpage", "details", "reviews"] {
         assert!(body.contains(want), "{want} missing from {body}");
     }
-    up.check_running().expect("bosun up still runs");
+    // Traffic may flow before `bosun up` has finished its own readiness round and printed the table.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up still runs");
+        assert!(Instant::now() < deadline, "no table: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = up.stdout();
     assert!(out.contains(&format!("ingress: http://{ingress}")), "{out}");
     assert!(

@@ -37,6 +37,9 @@ use crate::yaml::{Node, parse_stream};
 pub struct Registry {
     pub services: Vec<RegistryService>,
     pub workloads: Vec<RegistryWorkload>,
+    /// Istio's mesh-wide `outboundTrafficPolicy` (`mode: REGISTRY_ONLY` or `ALLOW_ANY`, the default); a
+    /// Sidecar resource overrides it for its workloads.
+    pub outbound_traffic_policy: Option<crate::types::sidecar::OutboundTrafficPolicy>,
 }
 
 /// A service, as a Kubernetes Service would declare it.
@@ -65,6 +68,9 @@ pub struct RegistryWorkload {
     pub service: Option<String>,
     pub services: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// Whether the instance runs a Bosun/Envoy sidecar (default true). Without one, other proxies send
+    /// to its ports directly instead of to its sidecar's inbound listener.
+    pub sidecar: Option<bool>,
     /// The instance's IP address.
     pub address: Option<String>,
     pub service_account: Option<String>,

@@ -214,14 +214,12 @@ impl Cluster {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        if matches!(
-            discovery,
-            Discovery::Static | Discovery::StrictDns | Discovery::LogicalDns
-        ) && p.load_assignment.is_none()
-        {
+        // Envoy takes a STATIC or STRICT_DNS cluster without endpoints (Istio's BlackHoleCluster is
+        // one); a LOGICAL_DNS cluster needs its one host.
+        if discovery == Discovery::LogicalDns && p.load_assignment.is_none() {
             errors.push(
                 at.key("load_assignment")
-                    .error("a STATIC or DNS cluster needs load_assignment"),
+                    .error("a LOGICAL_DNS cluster needs load_assignment with one endpoint"),
             );
         }
         let circuit_breakers = p

@@ -44,8 +44,21 @@ impl ServerThread {
         F: FnOnce(TcpListener, StopSignal) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let listener = StdListener::bind("127.0.0.1:0")
-            .map_err(|e| Error::io(format!("{what}: binding 127.0.0.1:0"), e))?;
+        ServerThread::spawn_at(what, std::net::SocketAddr::from(([127, 0, 0, 1], 0)), serve)
+    }
+
+    /// As [`spawn`](Self::spawn), listening on `addr` (port 0 picks one).
+    pub(crate) fn spawn_at<F, Fut>(
+        what: &str,
+        addr: std::net::SocketAddr,
+        serve: F,
+    ) -> Result<ServerThread>
+    where
+        F: FnOnce(TcpListener, StopSignal) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let listener =
+            StdListener::bind(addr).map_err(|e| Error::io(format!("{what}: binding {addr}"), e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io(format!("{what}: reading the bound address"), e))?;

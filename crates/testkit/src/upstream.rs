@@ -133,6 +133,15 @@ impl Upstream {
 
     /// Starts an upstream named `name` with `behaviour`.
     pub fn start_with(name: &str, behaviour: UpstreamBehaviour) -> Result<Upstream> {
+        Upstream::start_at(name, SocketAddr::from(([127, 0, 0, 1], 0)), behaviour)
+    }
+
+    /// Starts an upstream named `name` listening on `addr` (a workload's own address in a mesh test).
+    pub fn start_at(
+        name: &str,
+        addr: SocketAddr,
+        behaviour: UpstreamBehaviour,
+    ) -> Result<Upstream> {
         let failures = behaviour.fail_first_n;
         let state = Arc::new(State {
             name: name.to_string(),
@@ -145,9 +154,10 @@ impl Upstream {
             recent_cap: DEFAULT_RECENT,
         });
         let served = Arc::clone(&state);
-        let server = ServerThread::spawn(&format!("upstream-{name}"), move |listener, stop| {
-            serve_http(listener, stop, served)
-        })?;
+        let server =
+            ServerThread::spawn_at(&format!("upstream-{name}"), addr, move |listener, stop| {
+                serve_http(listener, stop, served)
+            })?;
         Ok(Upstream { state, server })
     }
 

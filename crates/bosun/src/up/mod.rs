@@ -259,8 +259,6 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
         launch.xds.port().to_string(),
         "--debug-port".to_owned(),
         launch.debug.port().to_string(),
-        "--xds-address".to_owned(),
-        launch.xds.ip().to_string(),
     ];
     children.spawn("control", Role::Control, None, &control_args, &[])?;
     let control = vec![Probe::Ready {
@@ -271,6 +269,9 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
 
     let mut probes = Vec::new();
     for (i, bootstrap) in plan.instances.iter().zip(launch.bootstraps) {
+        if !i.sidecar {
+            continue;
+        }
         let label = if i.gateway.is_some() {
             i.name.clone()
         } else {
@@ -440,7 +441,11 @@ fn print_table(launch: &Launch<'_>) {
             i.version().to_owned(),
             format!("{}.{}", i.name, i.namespace),
             address,
-            format!("http://{}", i.admin()),
+            if i.sidecar {
+                format!("http://{}", i.admin())
+            } else {
+                "- (sidecar: false)".to_owned()
+            },
         ]);
     }
     let widths: Vec<usize> = (0..5)

@@ -52,6 +52,8 @@ pub struct Instance {
     /// The services it serves (their names, in its namespace).
     pub services: Vec<String>,
     pub gateway: Option<GatewayKind>,
+    /// Whether it has a sidecar (mesh file `sidecar`, default true; gateways always have their proxy).
+    pub sidecar: bool,
     /// Where its app listens (empty for gateways).
     pub app_ports: Vec<u16>,
     /// Gateway listener ports from the Gateways that select it (empty for sidecars).
@@ -90,7 +92,8 @@ impl Instance {
 
     /// Every address its processes bind, with what binds it (for the start-up port check).
     pub fn binds(&self) -> Vec<(SocketAddr, String)> {
-        let mut out = vec![
+        let mut out = Vec::new();
+        let proxy = [
             (self.admin(), format!("{} sidecar admin", self.name)),
             (
                 sock(self.address, OUTBOUND_PORT),
@@ -101,6 +104,9 @@ impl Instance {
                 format!("{} sidecar inbound", self.name),
             ),
         ];
+        if self.sidecar {
+            out.extend(proxy);
+        }
         for &p in &self.gateway_ports {
             out.push((
                 sock(self.address, p),
@@ -377,6 +383,7 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
             labels: w.labels.clone(),
             services,
             gateway,
+            sidecar: gateway.is_some() || w.sidecar != Some(false),
             app_ports,
             gateway_ports,
             app: None,
@@ -403,18 +410,23 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
 /// The environment and command line of an instance's app.
 fn app_command(w: &RegistryWorkload, i: &Instance) -> AppCommand {
     let a = i.address;
-    let proxy = format!("http://{a}:{OUTBOUND_PORT}");
     let listen: Vec<String> = i.app_ports.iter().map(|p| format!("{a}:{p}")).collect();
-    let mut env = vec![
-        ("HTTP_PROXY".to_owned(), proxy.clone()),
-        ("http_proxy".to_owned(), proxy),
-        // An inherited NO_PROXY (often `localhost,127.0.0.1`) would let calls bypass the sidecar.
-        ("NO_PROXY".to_owned(), String::new()),
-        ("no_proxy".to_owned(), String::new()),
+    let mut env = Vec::new();
+    if i.sidecar {
+        let proxy = format!("http://{a}:{OUTBOUND_PORT}");
+        env.extend([
+            ("HTTP_PROXY".to_owned(), proxy.clone()),
+            ("http_proxy".to_owned(), proxy),
+            // An inherited NO_PROXY (often `localhost,127.0.0.1`) would let calls bypass the sidecar.
+            ("NO_PROXY".to_owned(), String::new()),
+            ("no_proxy".to_owned(), String::new()),
+        ]);
+    }
+    env.extend([
         ("BOSUN_SERVICE".to_owned(), i.service().to_owned()),
         ("BOSUN_INSTANCE".to_owned(), i.name.clone()),
         ("BOSUN_ADDRESS".to_owned(), a.to_string()),
-    ];
+    ]);
     if !listen.is_empty() {
         env.push(("BOSUN_LISTEN".to_owned(), listen.join(",")));
     }
@@ -560,6 +572,25 @@ spec:
                 "127.0.10.2:9080",
                 "127.0.10.2:7070"
             ]
+        );
+    }
+
+    #[test]
+    fn without_a_sidecar_only_the_app_runs() {
+        let p = plan_of(
+            "services:\n- {name: db, ports: [{number: 5432}]}\nworkloads:\n- {name: db-0, service: db, sidecar: false}\n",
+            "",
+        )
+        .expect("plan");
+        let db = &p.instances[0];
+        assert!(!db.sidecar);
+        let binds: Vec<String> = db.binds().iter().map(|(a, _)| a.to_string()).collect();
+        assert_eq!(binds, ["127.0.10.1:5432"]);
+        let app = db.app.as_ref().expect("app");
+        assert!(
+            app.env.iter().all(|(k, _)| k != "HTTP_PROXY"),
+            "{:?}",
+            app.env
         );
     }
 

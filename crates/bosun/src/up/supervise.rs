@@ -15,7 +15,7 @@
 //! stops the children in order, and stopping a group also stops what a user's command started.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,11 @@ impl Children {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // Their logs are forwarded through pipes: colour codes only make sense on a terminal (the
+        // tracing-based children honour NO_COLOR).
+        if !std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+            cmd.env("NO_COLOR", "1");
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {label} ({})", program.to_string_lossy()))?;
@@ -130,14 +135,6 @@ impl Children {
         Ok(pid)
     }
 
-    /// The pids of the children still running.
-    pub fn running(&self) -> impl Iterator<Item = (&str, i32)> {
-        self.children
-            .iter()
-            .filter(|c| c.exited.is_none())
-            .map(|c| (c.label.as_str(), c.pid))
-    }
-
     fn record(&mut self, (index, status): (usize, String)) -> Option<Exit> {
         let c = self.children.get_mut(index)?;
         c.exited = Some(status.clone());
@@ -161,28 +158,32 @@ impl Children {
         self.record(e)
     }
 
-    /// SIGTERM to every child's group, SIGKILL to what is left after [`GRACE`], then waits (bounded)
-    /// for them to be reaped.
+    /// Stops every child: apps and proxies first, then the control plane (so proxies do not log a
+    /// lost control plane while they drain). Each stage: SIGTERM to each child's group, SIGKILL to
+    /// what is left after [`GRACE`], then a bounded wait for them to be reaped.
     pub async fn stop_all(&mut self) {
-        // Apps first so they do not log failed calls while their sidecars go; the control plane last.
-        for role in [Role::App, Role::Proxy, Role::Control] {
-            self.signal_role(role, Signal::TERM);
-        }
-        if !self.wait_all(GRACE).await {
-            for (label, pid) in self.running() {
-                eprintln!(
-                    "bosun up: {label} (pid {pid}) did not stop within {GRACE:?}; killing it"
-                );
+        self.stop(&[Role::App, Role::Proxy]).await;
+        self.stop(&[Role::Control]).await;
+    }
+
+    async fn stop(&mut self, roles: &[Role]) {
+        self.signal(roles, Signal::TERM);
+        if !self.wait_all(roles, GRACE).await {
+            for c in &self.children {
+                if c.exited.is_none() && roles.contains(&c.role) {
+                    eprintln!(
+                        "bosun up: {} (pid {}) did not stop within {GRACE:?}; killing it",
+                        c.label, c.pid
+                    );
+                }
             }
-            for role in [Role::App, Role::Proxy, Role::Control] {
-                self.signal_role(role, Signal::KILL);
-            }
-            self.wait_all(Duration::from_secs(2)).await;
+            self.signal(roles, Signal::KILL);
+            self.wait_all(roles, Duration::from_secs(2)).await;
         }
     }
 
-    fn signal_role(&self, role: Role, signal: Signal) {
-        for c in self.children.iter().filter(|c| c.role == role) {
+    fn signal(&self, roles: &[Role], signal: Signal) {
+        for c in self.children.iter().filter(|c| roles.contains(&c.role)) {
             // The whole group, also after the child itself exited: a user's command may have left
             // processes of its own in it. Errors mean there is nothing left to signal.
             if let Some(pid) = Pid::from_raw(c.pid) {
@@ -191,10 +192,14 @@ impl Children {
         }
     }
 
-    /// Waits until every child has exited; false if `timeout` passed first.
-    async fn wait_all(&mut self, timeout: Duration) -> bool {
+    /// Waits until every child with one of `roles` has exited; false if `timeout` passed first.
+    async fn wait_all(&mut self, roles: &[Role], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while self.running().next().is_some() {
+        while self
+            .children
+            .iter()
+            .any(|c| c.exited.is_none() && roles.contains(&c.role))
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
                 Ok(Some(e)) => {

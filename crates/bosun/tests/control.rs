@@ -1,0 +1,679 @@
+//! `bosun control` end to end: the classic Istio scenarios served to real Envoy sidecars and to
+//! `bosun proxy` sidecars, with identical assertions. Each sidecar runs with interception `NONE`
+//! on its own loopback address (`IP:15001` outbound as an explicit HTTP proxy, `IP:15006` inbound);
+//! workloads are testkit upstreams on `IP:9080`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use testkit::{
+    Client, Envoy, EnvoyOptions, Process, Req, TempDir, Upstream, UpstreamBehaviour, count_header,
+    free_port, http_get, localhost,
+};
+
+const BOSUN: &str = env!("CARGO_BIN_EXE_bosun");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Which proxy runs the sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dataplane {
+    Envoy,
+    Bosun,
+}
+
+/// A running `bosun control` over a temporary config directory.
+struct Plane {
+    process: Process,
+    dir: TempDir,
+    xds_port: u16,
+    debug: SocketAddr,
+}
+
+impl Plane {
+    /// Writes `files` (name, contents) into a fresh directory and serves it.
+    fn start(files: &[(&str, &str)]) -> Plane {
+        let dir = TempDir::new("bosun-control").expect("temp dir");
+        for (name, contents) in files {
+            dir.write(name, contents.as_bytes()).expect("write config");
+        }
+        let xds_port = free_port();
+        let debug_port = free_port();
+        let config = dir.path().to_string_lossy().into_owned();
+        let mut process = Process::spawn(
+            BOSUN,
+            [
+                "control",
+                "--config",
+                &config,
+                "--xds-port",
+                &xds_port.to_string(),
+                "--debug-port",
+                &debug_port.to_string(),
+                "--debounce-ms",
+                "20",
+            ],
+            &[],
+        )
+        .expect("start bosun control");
+        let debug = localhost(debug_port);
+        process
+            .wait_for_port(debug, WAIT)
+            .expect("control plane up");
+        Plane {
+            process,
+            dir,
+            xds_port,
+            debug,
+        }
+    }
+
+    fn bootstrap(&self, node_id: &str, labels: &str, admin_port: u16) -> String {
+        let out = std::process::Command::new(BOSUN)
+            .args([
+                "bootstrap",
+                "--node-id",
+                node_id,
+                "--labels",
+                labels,
+                "--interception",
+                "none",
+                "--xds",
+                &format!("127.0.0.1:{}", self.xds_port),
+                "--admin-port",
+                &admin_port.to_string(),
+            ])
+            .output()
+            .expect("bosun bootstrap");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// POSTs Istio YAML to `/apply`; returns the status and body.
+    async fn apply(&self, yaml: &str) -> (u16, String) {
+        let resp = Client::h1(self.debug)
+            .send(
+                Req::new(hyper::Method::POST, "/apply")
+                    .header("x-bosun-source", "test.yaml")
+                    .body(yaml.to_owned()),
+            )
+            .await
+            .expect("apply");
+        (resp.status.as_u16(), resp.text())
+    }
+
+    /// Each connected proxy's config version and whether it ACKed all of it.
+    async fn sync_state(&self) -> Vec<(String, bool)> {
+        let resp = http_get(self.debug, "/debug/syncz", &[])
+            .await
+            .expect("syncz");
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p["version"].as_str().unwrap_or_default().to_owned(),
+                    p["in_sync"] == true,
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until `proxies` proxies are connected, each has ACKed its whole config, and none is
+    /// still at a version in `stale` (the versions before a change).
+    async fn wait_synced_past(&self, proxies: usize, stale: &[String]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let state = self.sync_state().await;
+            if state.len() >= proxies
+                && state
+                    .iter()
+                    .all(|(version, in_sync)| *in_sync && !stale.contains(version))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxies not in sync: {state:?}\ncontrol log:\n{}",
+                self.process.stderr_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_in_sync(&self, proxies: usize) {
+        self.wait_synced_past(proxies, &[]).await;
+    }
+
+    async fn versions(&self) -> Vec<String> {
+        self.sync_state()
+            .await
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect()
+    }
+}
+
+/// A sidecar (Envoy or `bosun proxy`) for one workload instance.
+enum Sidecar {
+    Envoy(#[allow(dead_code)] Envoy),
+    Bosun(#[allow(dead_code)] Process),
+}
+
+impl Sidecar {
+    fn start(dataplane: Dataplane, plane: &Plane, name: &str, ip: &str, labels: &str) -> Sidecar {
+        let node_id = format!("sidecar~{ip}~{name}.default~default.svc.cluster.local");
+        match dataplane {
+            Dataplane::Envoy => {
+                let bootstrap = plane.bootstrap(&node_id, labels, 0);
+                Sidecar::Envoy(
+                    Envoy::start_with(&bootstrap, &EnvoyOptions::default())
+                        .unwrap_or_else(|e| panic!("envoy sidecar {name}: {e}")),
+                )
+            }
+            Dataplane::Bosun => {
+                let admin_port = free_port();
+                let bootstrap = plane.bootstrap(&node_id, labels, admin_port);
+                let path = plane
+                    .dir
+                    .write(&format!("../bootstrap-{name}.json"), bootstrap.as_bytes())
+                    .expect("write bootstrap");
+                let path = path.to_string_lossy().into_owned();
+                let mut p = Process::spawn(
+                    BOSUN,
+                    [
+                        "proxy",
+                        "-c",
+                        &path,
+                        "--concurrency",
+                        "1",
+                        "--log-level",
+                        "warn",
+                    ],
+                    &[],
+                )
+                .expect("start bosun proxy");
+                p.wait_ready(localhost(admin_port), WAIT)
+                    .unwrap_or_else(|e| panic!("bosun sidecar {name}: {e}\n{}", p.stderr_tail()));
+                Sidecar::Bosun(p)
+            }
+        }
+    }
+}
+
+/// `GET http://HOST/PATH` through the sidecar at `ip:15001`, Host-routed as an explicit proxy sees it.
+fn via(host: &str, path: &str) -> Req {
+    Req::get(path).header("host", host)
+}
+
+fn outbound(ip: &str) -> Client {
+    Client::h1(format!("{ip}:15001").parse().expect("addr"))
+}
+
+/// `127.X.Y.n` for a test: each test and data plane gets its own /24, so runs never share a socket.
+fn subnet(test: u8, dataplane: Dataplane) -> impl Fn(u8) -> String {
+    let x = match dataplane {
+        Dataplane::Envoy => 91,
+        Dataplane::Bosun => 92,
+    };
+    move |n| format!("127.{x}.{test}.{n}")
+}
+
+fn upstream(name: &str, ip: &str) -> Upstream {
+    Upstream::start_at(
+        name,
+        format!("{ip}:9080").parse().expect("addr"),
+        UpstreamBehaviour::default(),
+    )
+    .expect("upstream")
+}
+
+fn dataplanes(test: &str) -> Vec<Dataplane> {
+    let mut out = vec![Dataplane::Bosun];
+    if Envoy::find_or_skip(test).is_some() {
+        out.insert(0, Dataplane::Envoy);
+    }
+    out
+}
+
+fn reviews_mesh(ip: &impl Fn(u8) -> String, server_sidecars: bool) -> String {
+    format!(
+        "services:
+- name: reviews
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+- name: productpage
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+workloads:
+- {{name: productpage-v1, service: productpage, labels: {{app: productpage, version: v1}}, address: {pp}}}
+- {{name: reviews-v1, service: reviews, labels: {{app: reviews, version: v1}}, address: {r1}, sidecar: {server_sidecars}}}
+- {{name: reviews-v2, service: reviews, labels: {{app: reviews, version: v2}}, address: {r2}, sidecar: {server_sidecars}}}
+",
+        pp = ip(1),
+        r1 = ip(2),
+        r2 = ip(3),
+    )
+}
+
+const REVIEWS_SUBSETS: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+
+fn weights(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: {v1}}}
+    - {{destination: {{host: reviews, subset: v2}}, weight: {v2}}}
+"
+    )
+}
+
+fn share(counts: &BTreeMap<String, usize>, name: &str, total: usize) -> f64 {
+    *counts.get(name).unwrap_or(&0) as f64 / total as f64
+}
+
+/// 90/10 by weight through sidecars on both ends (inbound at `IP:15006`), then a live change to
+/// 50/50 under steady traffic with no failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_rollout_and_live_change() {
+    for dataplane in dataplanes("weighted_rollout_and_live_change") {
+        let ip = subnet(1, dataplane);
+        let v1 = upstream("v1", &ip(2));
+        let v2 = upstream("v2", &ip(3));
+        let plane = Plane::start(&[
+            ("mesh.yaml", &reviews_mesh(&ip, true)),
+            ("dr.yaml", REVIEWS_SUBSETS),
+            ("vs.yaml", &weights(90, 10)),
+        ]);
+        let _servers = [
+            Sidecar::start(
+                dataplane,
+                &plane,
+                "reviews-v1",
+                &ip(2),
+                "app=reviews,version=v1",
+            ),
+            Sidecar::start(
+                dataplane,
+                &plane,
+                "reviews-v2",
+                &ip(3),
+                "app=reviews,version=v2",
+            ),
+        ];
+        let _client = Sidecar::start(
+            dataplane,
+            &plane,
+            "productpage-v1",
+            &ip(1),
+            "app=productpage,version=v1",
+        );
+        plane.wait_in_sync(3).await;
+
+        let client = outbound(&ip(1));
+        let n = 600;
+        let responses = client
+            .send_many(n, 4, |_| via("reviews:9080", "/reviews/0"))
+            .await
+            .expect("requests");
+        assert!(
+            responses.iter().all(|r| r.status == 200),
+            "{dataplane:?}: all answered"
+        );
+        let counts = count_header(&responses, "x-upstream");
+        let v2_share = share(&counts, "v2", n);
+        assert!(
+            (0.05..=0.16).contains(&v2_share),
+            "{dataplane:?}: 10% expected, got {counts:?}"
+        );
+        // The request reached the workload through its sidecar's inbound listener, with the Host
+        // the application used.
+        let seen = v1.last_request().expect("v1 saw requests");
+        assert_eq!(seen.header("host"), Some("reviews:9080"), "{dataplane:?}");
+
+        // An absolute-form request (what HTTP_PROXY clients send) routes the same way.
+        let resp = client
+            .send(Req::get(
+                "http://reviews.default.svc.cluster.local:9080/abs",
+            ))
+            .await
+            .expect("absolute-form");
+        assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+
+        // Live change under load: nothing fails while the weights move to 50/50.
+        let load = {
+            tokio::spawn(async move {
+                client
+                    .send_many(400, 2, |_| via("reviews:9080", "/during"))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = plane.versions().await;
+        std::fs::write(plane.dir.path().join("vs.yaml"), weights(50, 50)).expect("edit");
+        let during = load
+            .await
+            .expect("join")
+            .expect("no request failed during the change");
+        assert!(
+            during.iter().all(|r| r.status == 200),
+            "{dataplane:?}: a request failed during the change"
+        );
+        plane.wait_synced_past(3, &before).await;
+        let after = client
+            .send_many(n, 4, |_| via("reviews:9080", "/after"))
+            .await
+            .expect("requests");
+        let counts = count_header(&after, "x-upstream");
+        let v2_share = share(&counts, "v2", n);
+        assert!(
+            (0.4..=0.6).contains(&v2_share),
+            "{dataplane:?}: 50% expected after the change, got {counts:?}"
+        );
+        drop((v1, v2));
+    }
+}
+
+/// Content-based routing: `foo: bar1` → v1, everything else → v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_based_routing() {
+    for dataplane in dataplanes("header_based_routing") {
+        let ip = subnet(2, dataplane);
+        let _v1 = upstream("v1", &ip(2));
+        let _v2 = upstream("v2", &ip(3));
+        let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        foo: {exact: bar1}
+    route:
+    - destination: {host: reviews, subset: v1}
+  - route:
+    - destination: {host: reviews, subset: v2}
+";
+        let plane = Plane::start(&[
+            ("mesh.yaml", &reviews_mesh(&ip, false)),
+            ("dr.yaml", REVIEWS_SUBSETS),
+            ("vs.yaml", vs),
+        ]);
+        let _client = Sidecar::start(
+            dataplane,
+            &plane,
+            "productpage-v1",
+            &ip(1),
+            "app=productpage,version=v1",
+        );
+        let client = outbound(&ip(1));
+        for (header, expected) in [(Some("bar1"), "v1"), (Some("bar2"), "v2"), (None, "v2")] {
+            let responses = client
+                .send_many(30, 2, move |_| {
+                    let r = via("reviews:9080", "/");
+                    match header {
+                        Some(v) => r.header("foo", v),
+                        None => r,
+                    }
+                })
+                .await
+                .expect("requests");
+            let counts = count_header(&responses, "x-upstream");
+            assert_eq!(
+                counts.get(expected),
+                Some(&30),
+                "{dataplane:?} foo={header:?}: {counts:?}"
+            );
+        }
+    }
+}
+
+/// A fault for one source only: 100% aborts with 400 for `app: checkoutservice`; the frontend
+/// still gets answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_for_one_source_only() {
+    for dataplane in dataplanes("fault_for_one_source_only") {
+        let ip = subnet(3, dataplane);
+        let catalog = upstream("catalog", &ip(3));
+        let mesh = format!(
+            "services:
+- name: productcatalogservice
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: frontend-1, labels: {{app: frontend}}, address: {fe}}}
+- {{name: checkout-1, labels: {{app: checkoutservice}}, address: {co}}}
+- {{name: catalog-1, service: productcatalogservice, labels: {{app: productcatalogservice}}, address: {pc}, sidecar: false}}
+",
+            fe = ip(1),
+            co = ip(2),
+            pc = ip(3)
+        );
+        let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog}
+spec:
+  hosts: [productcatalogservice]
+  http:
+  - match:
+    - sourceLabels: {app: checkoutservice}
+    fault:
+      abort:
+        httpStatus: 400
+        percentage: {value: 100}
+    route:
+    - destination: {host: productcatalogservice}
+  - route:
+    - destination: {host: productcatalogservice}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("vs.yaml", vs)]);
+        let _frontend = Sidecar::start(dataplane, &plane, "frontend-1", &ip(1), "app=frontend");
+        let _checkout = Sidecar::start(
+            dataplane,
+            &plane,
+            "checkout-1",
+            &ip(2),
+            "app=checkoutservice",
+        );
+        plane.wait_in_sync(2).await;
+        let from_checkout = outbound(&ip(2))
+            .send_many(40, 2, |_| via("productcatalogservice:9080", "/products"))
+            .await
+            .expect("requests");
+        assert!(
+            from_checkout.iter().all(|r| r.status == 400),
+            "{dataplane:?}: checkout gets 400"
+        );
+        assert_eq!(
+            catalog.requests(),
+            0,
+            "{dataplane:?}: aborted requests never reach the service"
+        );
+        let from_frontend = outbound(&ip(1))
+            .send_many(40, 2, |_| via("productcatalogservice:9080", "/products"))
+            .await
+            .expect("requests");
+        assert!(
+            from_frontend.iter().all(|r| r.status == 200),
+            "{dataplane:?}: frontend unaffected"
+        );
+        assert_eq!(catalog.requests(), 40, "{dataplane:?}");
+    }
+}
+
+/// ROUND_ROBIN for one subset, RANDOM for another, over the same three instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancing_per_subset() {
+    for dataplane in dataplanes("load_balancing_per_subset") {
+        let ip = subnet(4, dataplane);
+        let _a = upstream("a", &ip(2));
+        let _b = upstream("b", &ip(3));
+        let _c = upstream("c", &ip(4));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client}}, address: {cl}}}
+- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
+- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
+- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
+",
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets:
+  - name: rr
+    labels: {app: echo}
+    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  - name: random
+    labels: {app: echo}
+    trafficPolicy: {loadBalancer: {simple: RANDOM}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: [echo]
+  http:
+  - match: [{headers: {lb: {exact: random}}}]
+    route: [{destination: {host: echo, subset: random}}]
+  - route: [{destination: {host: echo, subset: rr}}]
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("config.yaml", config)]);
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client");
+        let client = outbound(&ip(1));
+        let sequence = |lb: &'static str| async move {
+            let mut seen = Vec::new();
+            for _ in 0..150 {
+                let r = client
+                    .send(via("echo:9080", "/").header("lb", lb))
+                    .await
+                    .expect("request");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+            }
+            seen
+        };
+        let rr = sequence("rr").await;
+        // Round robin: every window of three consecutive requests hits all three instances.
+        for w in rr.windows(3) {
+            let mut w = w.to_vec();
+            w.sort();
+            w.dedup();
+            assert_eq!(
+                w.len(),
+                3,
+                "{dataplane:?}: round robin expected, got {rr:?}"
+            );
+        }
+        let random = sequence("random").await;
+        let counts = random
+            .iter()
+            .fold(BTreeMap::<&str, usize>::new(), |mut m, s| {
+                *m.entry(s).or_default() += 1;
+                m
+            });
+        assert_eq!(counts.len(), 3, "{dataplane:?}: {counts:?}");
+        assert!(
+            counts.values().all(|c| *c >= 20),
+            "{dataplane:?}: {counts:?}"
+        );
+        // Random repeats an instance back to back sometimes (all but impossible to avoid in 150).
+        assert!(
+            random.windows(2).any(|w| w[0] == w[1]),
+            "{dataplane:?}: random looks like round robin: {random:?}"
+        );
+    }
+}
+
+/// REGISTRY_ONLY: an unregistered host is refused with 502; a ServiceEntry applied live opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_only_and_service_entry() {
+    for dataplane in dataplanes("registry_only_and_service_entry") {
+        let ip = subnet(5, dataplane);
+        let external = upstream("external", &ip(9));
+        let mesh = format!(
+            "outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+services: []
+workloads:
+- {{name: client, labels: {{app: client}}, address: {cl}}}
+",
+            cl = ip(1)
+        );
+        let plane = Plane::start(&[("mesh.yaml", &mesh)]);
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client");
+        let client = outbound(&ip(1));
+        let blocked = client
+            .send(via("api.external.test:9080", "/"))
+            .await
+            .expect("request");
+        assert_eq!(
+            blocked.status, 502,
+            "{dataplane:?}: unregistered host blocked"
+        );
+        assert_eq!(external.requests(), 0);
+
+        let se = format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external-api}}
+spec:
+  hosts: [api.external.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  endpoints: [{{address: {ext}}}]
+",
+            ext = ip(9)
+        );
+        let before = plane.versions().await;
+        let (status, body) = plane.apply(&se).await;
+        assert_eq!(status, 200, "{body}");
+        plane.wait_synced_past(1, &before).await;
+        let opened = client
+            .send(via("api.external.test:9080", "/"))
+            .await
+            .expect("request");
+        assert_eq!(
+            opened.status, 200,
+            "{dataplane:?}: the ServiceEntry opens it"
+        );
+        assert_eq!(opened.header("x-upstream"), Some("external"));
+
+        // A bad apply is refused with its position, and what was applied keeps working.
+        let (status, body) = plane.apply(&se.replace("ports:", "prots:")).await;
+        assert_eq!(status, 400);
+        assert!(
+            body.contains("test.yaml:") && body.contains("prots"),
+            "{body}"
+        );
+        let still = client
+            .send(via("api.external.test:9080", "/"))
+            .await
+            .expect("request");
+        assert_eq!(still.status, 200, "{dataplane:?}");
+    }
+}

@@ -1,0 +1,437 @@
+//! Services → clusters and their endpoints: `outbound|PORT|SUBSET|HOST` per service port and
+//! DestinationRule subset, with the DestinationRule's traffic policy (load balancer, connection pool →
+//! circuit breakers, outlier detection, TLS) merged as istiod merges it: top level, then port level,
+//! then the subset's own.
+
+use mesh_api::types::destination_rule::{
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, LoadBalancerSettings,
+    OutlierDetection, SimpleLb, TrafficPolicy,
+};
+use xds_api::pb::envoy::config::cluster::v3::{
+    CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier,
+    circuit_breakers::Thresholds,
+    cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy},
+};
+use xds_api::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, HttpProtocolOptions,
+    SocketAddress, TransportSocket, address, config_source::ConfigSourceSpecifier,
+    data_source::Specifier, socket_address::PortSpecifier, transport_socket::ConfigType,
+};
+use xds_api::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
+};
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, TlsCertificate,
+    UpstreamTlsContext, common_tls_context::ValidationContextType,
+    subject_alt_name_matcher::SanType,
+};
+use xds_api::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions as UpstreamHttpOptions, http_protocol_options::ExplicitHttpConfig,
+    http_protocol_options::UpstreamProtocolOptions,
+    http_protocol_options::explicit_http_config::ProtocolConfig,
+};
+use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
+use xds_api::pb::google::protobuf::UInt32Value;
+
+use crate::generate::route::{duration, istio_duration, outbound_cluster};
+use crate::model::{INBOUND_PORT, Instance, Resolution, Service, ServicePort, labels_match};
+
+/// Istio's default connect timeout (mesh `connectTimeout`).
+const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Istio leaves circuit breakers effectively off unless a DestinationRule sets them.
+const UNLIMITED: u32 = u32::MAX;
+
+pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
+
+/// How endpoints are addressed: whether sidecars take inbound traffic on their own port (no capture).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundAddressing {
+    /// Instances with a sidecar are reached at `IP:15006`, their sidecar's inbound listener.
+    SidecarPort,
+    /// Instances are reached at their own port (traffic capture brings it to the sidecar).
+    Direct,
+}
+
+pub fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+pub fn socket_address(ip: &str, port: u32) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_owned(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..Default::default()
+        })),
+    }
+}
+
+fn lb_endpoint(ip: &str, port: u32, weight: Option<u32>) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket_address(ip, port)),
+            ..Default::default()
+        })),
+        load_balancing_weight: weight.filter(|w| *w > 0).map(|value| UInt32Value { value }),
+        ..Default::default()
+    }
+}
+
+fn load_assignment(name: &str, endpoints: Vec<LbEndpoint>) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.to_owned(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: endpoints,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The traffic policy that applies to `port` of a subset: each block (load balancer, connection
+/// pool, outlier detection, TLS) from the most specific level that sets it.
+pub fn merged_policy(
+    top: Option<&TrafficPolicy>,
+    subset: Option<&TrafficPolicy>,
+    port: u32,
+) -> TrafficPolicy {
+    let mut out = TrafficPolicy::default();
+    for level in [top, subset].into_iter().flatten() {
+        let port_level = level
+            .port_level_settings
+            .iter()
+            .find(|p| p.port.as_ref().and_then(|s| s.number) == Some(port));
+        macro_rules! take {
+            ($field:ident) => {
+                if let Some(v) = port_level
+                    .and_then(|p| p.$field.clone())
+                    .or(level.$field.clone())
+                {
+                    out.$field = Some(v);
+                }
+            };
+        }
+        take!(load_balancer);
+        take!(connection_pool);
+        take!(outlier_detection);
+        take!(tls);
+    }
+    out
+}
+
+/// One outbound cluster. `endpoints` is its load assignment when it has EDS endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltCluster {
+    pub cluster: Cluster,
+    pub endpoints: Option<ClusterLoadAssignment>,
+}
+
+/// The cluster of `port` of `service` (a `subset` with its labels, or all instances), with `policy`.
+pub fn outbound(
+    service: &Service,
+    port: &ServicePort,
+    subset: Option<(&str, &std::collections::BTreeMap<String, String>)>,
+    policy: &TrafficPolicy,
+    addressing: InboundAddressing,
+) -> BuiltCluster {
+    let name = outbound_cluster(
+        port.number,
+        subset.map(|(n, _)| n).unwrap_or_default(),
+        &service.hostname,
+    );
+    let mut cluster = Cluster {
+        name: name.clone(),
+        connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
+        ..Default::default()
+    };
+    let selected: Vec<&Instance> = service
+        .instances
+        .iter()
+        .filter(|i| subset.is_none_or(|(_, labels)| labels_match(&i.labels, labels)))
+        .collect();
+    let endpoint_of = |i: &Instance| {
+        // A sidecar without capture takes HTTP on its inbound port and routes by the Host port.
+        if addressing == InboundAddressing::SidecarPort && i.sidecar && port.protocol.is_http() {
+            lb_endpoint(&i.address, INBOUND_PORT, i.weight)
+        } else {
+            lb_endpoint(&i.address, i.target_port(port), i.weight)
+        }
+    };
+    let mut endpoints = None;
+    match service.resolution {
+        Resolution::Static => {
+            cluster.cluster_discovery_type =
+                Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+            cluster.eds_cluster_config = Some(EdsClusterConfig {
+                eds_config: Some(ads_config_source()),
+                service_name: name.clone(),
+            });
+            endpoints = Some(load_assignment(
+                &name,
+                selected.into_iter().map(endpoint_of).collect(),
+            ));
+        }
+        Resolution::Dns | Resolution::Passthrough => {
+            // Passthrough has no endpoints to send; without capture the proxy only knows the host
+            // name the application asked for, so it resolves that (a wildcard host cannot be).
+            cluster.cluster_discovery_type =
+                Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32));
+            let eps: Vec<LbEndpoint> =
+                if selected.is_empty() || service.resolution == Resolution::Passthrough {
+                    if service.hostname.contains('*') {
+                        Vec::new()
+                    } else {
+                        vec![lb_endpoint(
+                            &service.hostname,
+                            port.target_port.unwrap_or(port.number),
+                            None,
+                        )]
+                    }
+                } else {
+                    selected.into_iter().map(endpoint_of).collect()
+                };
+            cluster.load_assignment = Some(load_assignment(&name, eps));
+        }
+    }
+    apply_policy(&mut cluster, policy, port, &service.hostname);
+    BuiltCluster { cluster, endpoints }
+}
+
+fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePort, host: &str) {
+    cluster.lb_policy = lb_policy(policy.load_balancer.as_ref()) as i32;
+    let mut http_options = HttpProtocolOptions::default();
+    let mut thresholds = Thresholds {
+        max_connections: Some(UInt32Value { value: UNLIMITED }),
+        max_pending_requests: Some(UInt32Value { value: UNLIMITED }),
+        max_requests: Some(UInt32Value { value: UNLIMITED }),
+        max_retries: Some(UInt32Value { value: UNLIMITED }),
+        ..Default::default()
+    };
+    if let Some(pool) = &policy.connection_pool {
+        apply_connection_pool(cluster, pool, &mut thresholds, &mut http_options);
+    }
+    cluster.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![thresholds],
+        ..Default::default()
+    });
+    if let Some(od) = &policy.outlier_detection {
+        cluster.outlier_detection = Some(outlier_detection(od));
+    }
+    let h2 = port.protocol.is_h2();
+    if h2 || http_options != HttpProtocolOptions::default() {
+        let protocol_config = if h2 {
+            ProtocolConfig::Http2ProtocolOptions(Default::default())
+        } else {
+            ProtocolConfig::HttpProtocolOptions(Default::default())
+        };
+        let options = UpstreamHttpOptions {
+            common_http_protocol_options: (http_options != HttpProtocolOptions::default())
+                .then_some(http_options),
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(protocol_config),
+                },
+            )),
+            ..Default::default()
+        };
+        cluster.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+            xds_api::any::pack(&options),
+        );
+    }
+    if let Some(tls) = &policy.tls
+        && let Some(context) = upstream_tls(tls, host)
+    {
+        cluster.transport_socket = Some(TransportSocket {
+            name: "envoy.transport_sockets.tls".to_owned(),
+            config_type: Some(ConfigType::TypedConfig(xds_api::any::pack(&context))),
+        });
+    }
+}
+
+fn lb_policy(lb: Option<&LoadBalancerSettings>) -> LbPolicy {
+    match lb.and_then(|l| l.simple) {
+        Some(SimpleLb::RoundRobin) => LbPolicy::RoundRobin,
+        Some(SimpleLb::Random) => LbPolicy::Random,
+        // Istio's default since 1.14, and what LEAST_CONN means.
+        _ => LbPolicy::LeastRequest,
+    }
+}
+
+fn apply_connection_pool(
+    cluster: &mut Cluster,
+    pool: &ConnectionPoolSettings,
+    thresholds: &mut Thresholds,
+    http_options: &mut HttpProtocolOptions,
+) {
+    let limit = |v: Option<i32>| {
+        v.filter(|v| *v > 0)
+            .and_then(|v| u32::try_from(v).ok())
+            .map(|value| UInt32Value { value })
+    };
+    if let Some(tcp) = &pool.tcp {
+        if let Some(v) = limit(tcp.max_connections) {
+            thresholds.max_connections = Some(v);
+        }
+        if let Some(t) = tcp.connect_timeout.as_ref().and_then(istio_duration) {
+            cluster.connect_timeout = Some(t);
+        }
+    }
+    if let Some(http) = &pool.http {
+        if let Some(v) = limit(http.http1_max_pending_requests) {
+            thresholds.max_pending_requests = Some(v);
+        }
+        if let Some(v) = limit(http.http2_max_requests) {
+            thresholds.max_requests = Some(v);
+        }
+        if let Some(v) = limit(http.max_retries) {
+            thresholds.max_retries = Some(v);
+        }
+        if let Some(v) = limit(http.max_requests_per_connection) {
+            http_options.max_requests_per_connection = Some(v);
+        }
+        if let Some(t) = http.idle_timeout.as_ref().and_then(istio_duration) {
+            http_options.idle_timeout = Some(t);
+        }
+    }
+}
+
+fn outlier_detection(od: &OutlierDetection) -> EnvoyOutlier {
+    let mut out = EnvoyOutlier {
+        // Istio turns success-rate ejection off; only consecutive errors eject.
+        enforcing_success_rate: Some(UInt32Value { value: 0 }),
+        interval: od.interval.as_ref().and_then(istio_duration),
+        base_ejection_time: od.base_ejection_time.as_ref().and_then(istio_duration),
+        max_ejection_percent: od
+            .max_ejection_percent
+            .and_then(|v| u32::try_from(v).ok())
+            .map(|value| UInt32Value { value }),
+        split_external_local_origin_errors: od.split_external_local_origin_errors.unwrap_or(false),
+        ..Default::default()
+    };
+    let consecutive_5xx = od
+        .consecutive5xx_errors
+        .or(od.consecutive_errors.and_then(|v| u32::try_from(v).ok()));
+    if let Some(v) = consecutive_5xx {
+        out.consecutive_5xx = Some(UInt32Value { value: v });
+        out.enforcing_consecutive_5xx = Some(UInt32Value {
+            value: if v > 0 { 100 } else { 0 },
+        });
+    }
+    if let Some(v) = od.consecutive_gateway_errors {
+        out.consecutive_gateway_failure = Some(UInt32Value { value: v });
+        out.enforcing_consecutive_gateway_failure = Some(UInt32Value {
+            value: if v > 0 { 100 } else { 0 },
+        });
+    }
+    if let Some(v) = od.consecutive_local_origin_failures {
+        out.consecutive_local_origin_failure = Some(UInt32Value { value: v });
+        out.enforcing_consecutive_local_origin_failure = Some(UInt32Value {
+            value: if v > 0 { 100 } else { 0 },
+        });
+    }
+    out
+}
+
+fn file(path: &str) -> DataSource {
+    DataSource {
+        specifier: Some(Specifier::Filename(path.to_owned())),
+        ..Default::default()
+    }
+}
+
+/// `tls` of a DestinationRule: DISABLE, SIMPLE or MUTUAL with files. `ISTIO_MUTUAL` needs the mesh CA
+/// (not yet): such a cluster stays plain text.
+fn upstream_tls(tls: &ClientTlsSettings, host: &str) -> Option<UpstreamTlsContext> {
+    let mutual = match tls.mode {
+        Some(ClientTlsMode::Simple) => false,
+        Some(ClientTlsMode::Mutual) => true,
+        _ => return None,
+    };
+    let validation = (!tls.insecure_skip_verify.unwrap_or(false))
+        .then(|| {
+            tls.ca_certificates
+                .as_ref()
+                .map(|ca| CertificateValidationContext {
+                    trusted_ca: Some(file(ca)),
+                    match_typed_subject_alt_names: tls
+                        .subject_alt_names
+                        .iter()
+                        .map(|san| SubjectAltNameMatcher {
+                            san_type: SanType::Dns as i32,
+                            r#matcher: Some(StringMatcher {
+                                match_pattern: Some(MatchPattern::Exact(san.clone())),
+                                ignore_case: false,
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+        })
+        .flatten();
+    let mut common = CommonTlsContext {
+        validation_context_type: validation.map(ValidationContextType::ValidationContext),
+        ..Default::default()
+    };
+    if mutual {
+        common.tls_certificates = vec![TlsCertificate {
+            certificate_chain: tls.client_certificate.as_deref().map(file),
+            private_key: tls.private_key.as_deref().map(file),
+            ..Default::default()
+        }];
+    }
+    let sni = tls.sni.clone().unwrap_or_else(|| {
+        if host.contains('*') {
+            String::new()
+        } else {
+            host.to_owned()
+        }
+    });
+    Some(UpstreamTlsContext {
+        common_tls_context: Some(common),
+        sni,
+        ..Default::default()
+    })
+}
+
+/// `BlackHoleCluster`: no endpoints; what REGISTRY_ONLY sends unknown destinations to.
+pub fn blackhole() -> Cluster {
+    Cluster {
+        name: BLACKHOLE_CLUSTER.to_owned(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
+        ..Default::default()
+    }
+}
+
+/// `inbound|PORT||`: the workload itself, at `ip:port`.
+pub fn inbound(port: u32, ip: &str, h2: bool) -> Cluster {
+    let name = format!("inbound|{port}||");
+    let mut cluster = Cluster {
+        name: name.clone(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
+        load_assignment: Some(load_assignment(&name, vec![lb_endpoint(ip, port, None)])),
+        ..Default::default()
+    };
+    if h2 {
+        let options = UpstreamHttpOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
+                },
+            )),
+            ..Default::default()
+        };
+        cluster.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+            xds_api::any::pack(&options),
+        );
+    }
+    cluster
+}

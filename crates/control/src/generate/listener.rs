@@ -1,0 +1,414 @@
+//! Listeners and route tables: a sidecar's outbound explicit-proxy listener (`IP:15001`) with one
+//! virtual host per service port, its inbound listener (`IP:15006`) to the workload, and a gateway's
+//! listeners per Gateway server port with the routes of the VirtualServices bound to it.
+
+use std::collections::BTreeSet;
+
+use mesh_api::types::gateway::{Server, ServerTlsMode};
+use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
+use xds_api::pb::envoy::config::core::v3::TransportSocket;
+use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
+use xds_api::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, Listener, filter::ConfigType as FilterConfig,
+};
+use xds_api::pb::envoy::config::route::v3::{
+    DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    virtual_host::TlsRequirementType,
+};
+use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
+    http_filter::ConfigType as HttpFilterConfig,
+};
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext, TlsCertificate,
+};
+use xds_api::pb::google::protobuf::Duration as PbDuration;
+
+use crate::generate::cluster::{ads_config_source, socket_address};
+use crate::generate::route::{FAULT_FILTER, RouteContext, default_route, outbound_cluster};
+use crate::index::{Gateway, Index};
+use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Service, host_matches};
+use crate::node::Proxy;
+
+pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+pub const VIRTUAL_INBOUND: &str = "virtualInbound";
+/// The route table of the explicit-proxy outbound listener.
+pub const OUTBOUND_ROUTE: &str = "15001";
+pub const INBOUND_ROUTE: &str = "inbound|15006";
+
+fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFilter {
+    HttpFilter {
+        name: name.to_owned(),
+        config_type: Some(HttpFilterConfig::TypedConfig(config)),
+        ..Default::default()
+    }
+}
+
+/// An HTTP connection manager with Istio's filter order for the side it serves: the fault filter
+/// (client side, per-route config) before the router.
+fn hcm(stat_prefix: &str, routes: RouteSpecifier, with_fault: bool) -> Filter {
+    let mut http_filters = Vec::new();
+    if with_fault {
+        http_filters.push(http_filter(
+            FAULT_FILTER,
+            xds_api::any::pack(&HttpFault::default()),
+        ));
+    }
+    http_filters.push(http_filter(
+        "envoy.filters.http.router",
+        xds_api::any::pack(&Router::default()),
+    ));
+    let manager = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_owned(),
+        route_specifier: Some(routes),
+        http_filters,
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".to_owned(),
+        config_type: Some(FilterConfig::TypedConfig(xds_api::any::pack(&manager))),
+    }
+}
+
+fn rds(name: &str) -> RouteSpecifier {
+    RouteSpecifier::Rds(Rds {
+        config_source: Some(ads_config_source()),
+        route_config_name: name.to_owned(),
+    })
+}
+
+fn listener(name: &str, ip: &str, port: u32, chain: FilterChain) -> Listener {
+    Listener {
+        name: name.to_owned(),
+        address: Some(socket_address(ip, port)),
+        filter_chains: vec![chain],
+        ..Default::default()
+    }
+}
+
+/// Adds `domains` not yet taken to `vhost` (Envoy refuses a route table naming a domain twice: the
+/// first service to claim a name keeps it, as sorted hostnames come first).
+fn claim(
+    taken: &mut BTreeSet<String>,
+    vhost: &mut VirtualHost,
+    domains: impl IntoIterator<Item = String>,
+) {
+    for d in domains {
+        if taken.insert(d.clone()) {
+            vhost.domains.push(d);
+        }
+    }
+}
+
+/// The sidecar's outbound listener (`IP:15001`, an explicit HTTP proxy) and its route table.
+pub fn sidecar_outbound(
+    index: &Index,
+    proxy: &Proxy,
+    services: &[&Service],
+) -> (Listener, RouteConfiguration) {
+    let chain = FilterChain {
+        filters: vec![hcm(
+            &format!("outbound_{}_{OUTBOUND_PORT}", proxy.ip),
+            rds(OUTBOUND_ROUTE),
+            true,
+        )],
+        ..Default::default()
+    };
+    let listener = listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain);
+    let mut taken = BTreeSet::new();
+    let mut virtual_hosts = Vec::new();
+    for service in services {
+        for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
+            let mut vhost = VirtualHost {
+                name: format!("{}:{}", service.hostname, port.number),
+                ..Default::default()
+            };
+            let aliases = service.aliases(&proxy.namespace);
+            let mut domains: Vec<String> = aliases
+                .iter()
+                .map(|a| format!("{a}:{}", port.number))
+                .collect();
+            if port.number == 80 {
+                domains.extend(aliases.iter().cloned());
+            }
+            claim(&mut taken, &mut vhost, domains);
+            if vhost.domains.is_empty() {
+                continue;
+            }
+            let ctx = RouteContext {
+                index,
+                proxy,
+                port: port.number,
+                gateway: None,
+            };
+            vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
+                Some(vs) => ctx.virtual_service_routes(vs),
+                None => vec![default_route(&outbound_cluster(
+                    port.number,
+                    "",
+                    &service.hostname,
+                ))],
+            };
+            virtual_hosts.push(vhost);
+        }
+    }
+    // Anything else: Istio answers 502 from `block_all` under REGISTRY_ONLY. Under ALLOW_ANY it would
+    // pass the request through to where it was addressed; an explicit proxy without capture has no
+    // original destination to pass to, so it refuses the same way (see the README).
+    let name = match index.outbound_policy(proxy) {
+        OutboundTrafficPolicyMode::RegistryOnly => "block_all",
+        OutboundTrafficPolicyMode::AllowAny => "allow_any",
+    };
+    virtual_hosts.push(VirtualHost {
+        name: name.to_owned(),
+        domains: vec!["*".to_owned()],
+        routes: vec![Route {
+            name: name.to_owned(),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                ..Default::default()
+            }),
+            action: Some(Action::DirectResponse(DirectResponseAction {
+                status: 502,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let routes = RouteConfiguration {
+        name: OUTBOUND_ROUTE.to_owned(),
+        virtual_hosts,
+        validate_clusters: Some(xds_api::pb::google::protobuf::BoolValue { value: false }),
+        ..Default::default()
+    };
+    (listener, routes)
+}
+
+/// The ports the workload behind `proxy` serves (from the services whose instances have its IP):
+/// `(service port, target port, h2)`.
+pub fn inbound_ports(index: &Index, proxy: &Proxy) -> Vec<(u32, u32, bool)> {
+    let mut ports: Vec<(u32, u32, bool)> = Vec::new();
+    for service in index.services.services.values() {
+        for instance in service
+            .instances
+            .iter()
+            .filter(|i| i.address == proxy.ip && i.namespace == proxy.namespace)
+        {
+            for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
+                let entry = (
+                    port.number,
+                    instance.target_port(port),
+                    port.protocol.is_h2(),
+                );
+                if !ports.iter().any(|p| p.0 == entry.0) {
+                    ports.push(entry);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// The sidecar's inbound listener (`IP:15006`): requests go to the workload's port named by the
+/// port of their Host (the service port the client addressed), else to its first port.
+pub fn sidecar_inbound(proxy: &Proxy, ports: &[(u32, u32, bool)]) -> Listener {
+    let route_to = |target: u32| Route {
+        name: "default".to_owned(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
+        action: Some(Action::Route(RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(format!("inbound|{target}||"))),
+            timeout: Some(PbDuration::default()),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let mut virtual_hosts: Vec<VirtualHost> = ports
+        .iter()
+        .map(|(port, target, _)| VirtualHost {
+            name: format!("inbound|http|{port}"),
+            domains: vec![format!("*:{port}")],
+            routes: vec![route_to(*target)],
+            ..Default::default()
+        })
+        .collect();
+    if let Some((_, target, _)) = ports.first() {
+        virtual_hosts.push(VirtualHost {
+            name: "inbound|http|default".to_owned(),
+            domains: vec!["*".to_owned()],
+            routes: vec![route_to(*target)],
+            ..Default::default()
+        });
+    }
+    let routes = RouteConfiguration {
+        name: INBOUND_ROUTE.to_owned(),
+        virtual_hosts,
+        ..Default::default()
+    };
+    let chain = FilterChain {
+        filters: vec![hcm(
+            &format!("inbound_{}_{INBOUND_PORT}", proxy.ip),
+            RouteSpecifier::RouteConfig(routes),
+            false,
+        )],
+        ..Default::default()
+    };
+    listener(VIRTUAL_INBOUND, &proxy.ip, INBOUND_PORT, chain)
+}
+
+/// Hosts of a Gateway server without their `namespace/` prefix.
+fn server_hosts(server: &Server) -> impl Iterator<Item = &str> {
+    server
+        .hosts
+        .iter()
+        .map(|h| h.split_once('/').map_or(h.as_str(), |(_, host)| host))
+}
+
+fn hosts_intersect(a: &str, b: &str) -> bool {
+    host_matches(a, b) || host_matches(b, a)
+}
+
+/// A gateway proxy's listeners (one per server port) and route tables (`http.PORT`).
+pub fn gateway(
+    index: &Index,
+    proxy: &Proxy,
+    bind_ip: &str,
+) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let gateways: Vec<&Gateway> = index.gateways_for(proxy).collect();
+    let mut ports: BTreeSet<u32> = BTreeSet::new();
+    for g in &gateways {
+        ports.extend(
+            g.spec
+                .servers
+                .iter()
+                .filter_map(|s| s.port.as_ref()?.number),
+        );
+    }
+    let mut listeners = Vec::new();
+    let mut route_configs = Vec::new();
+    for port in ports {
+        let servers: Vec<(&Gateway, &Server)> = gateways
+            .iter()
+            .flat_map(|g| g.spec.servers.iter().map(move |s| (*g, s)))
+            .filter(|(_, s)| s.port.as_ref().and_then(|p| p.number) == Some(port))
+            .collect();
+        let route_name = format!("http.{port}");
+        let mut taken = BTreeSet::new();
+        let mut virtual_hosts = Vec::new();
+        let mut tls: Option<DownstreamTlsContext> = None;
+        for (g, server) in &servers {
+            let gateway_key = format!("{}/{}", g.namespace, g.name);
+            let protocol = server
+                .port
+                .as_ref()
+                .and_then(|p| p.protocol.clone())
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            if let Some(t) = &server.tls {
+                match (t.mode, &t.server_certificate, &t.private_key) {
+                    (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
+                        tls = Some(downstream_tls(cert, key));
+                    }
+                    (_, _, _) if t.https_redirect.unwrap_or(false) => {}
+                    (mode, _, _) => warnings.push(format!(
+                        "Gateway {gateway_key}: TLS mode {mode:?} on port {port} needs certificate files (serverCertificate, privateKey) or is not supported yet; the server is skipped"
+                    )),
+                }
+            }
+            if !matches!(protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "HTTPS") {
+                warnings.push(format!(
+                    "Gateway {gateway_key}: protocol {protocol} on port {port} is not supported yet (HTTP and HTTPS are)"
+                ));
+                continue;
+            }
+            let redirect = server
+                .tls
+                .as_ref()
+                .and_then(|t| t.https_redirect)
+                .unwrap_or(false);
+            for vs in index
+                .virtual_services
+                .iter()
+                .filter(|vs| vs.gateways.contains(&gateway_key) && vs.visible_from(&g.namespace))
+            {
+                for host in vs
+                    .spec
+                    .hosts
+                    .iter()
+                    .filter(|h| server_hosts(server).any(|s| hosts_intersect(s, h)))
+                {
+                    let mut vhost = VirtualHost {
+                        name: format!("{host}:{port}"),
+                        require_tls: if redirect {
+                            TlsRequirementType::All as i32
+                        } else {
+                            0
+                        },
+                        ..Default::default()
+                    };
+                    let domains = if host == "*" {
+                        vec!["*".to_owned()]
+                    } else {
+                        vec![host.clone(), format!("{host}:{port}")]
+                    };
+                    claim(&mut taken, &mut vhost, domains);
+                    if vhost.domains.is_empty() {
+                        continue;
+                    }
+                    let ctx = RouteContext {
+                        index,
+                        proxy,
+                        port,
+                        gateway: Some(&gateway_key),
+                    };
+                    vhost.routes = ctx.virtual_service_routes(vs);
+                    virtual_hosts.push(vhost);
+                }
+            }
+        }
+        let chain = FilterChain {
+            filters: vec![hcm(&format!("{bind_ip}_{port}"), rds(&route_name), true)],
+            transport_socket: tls.map(|t| TransportSocket {
+                name: "envoy.transport_sockets.tls".to_owned(),
+                config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(&t))),
+            }),
+            ..Default::default()
+        };
+        listeners.push(listener(&format!("0.0.0.0_{port}"), bind_ip, port, chain));
+        route_configs.push(RouteConfiguration {
+            name: route_name,
+            virtual_hosts,
+            validate_clusters: Some(xds_api::pb::google::protobuf::BoolValue { value: false }),
+            ..Default::default()
+        });
+    }
+    (listeners, route_configs, warnings)
+}
+
+fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
+    let file = |p: &str| xds_api::pb::envoy::config::core::v3::DataSource {
+        specifier: Some(
+            xds_api::pb::envoy::config::core::v3::data_source::Specifier::Filename(p.to_owned()),
+        ),
+        ..Default::default()
+    };
+    DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: Some(file(cert)),
+                private_key: Some(file(key)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

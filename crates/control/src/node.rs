@@ -1,0 +1,126 @@
+//! Who a connected proxy is, from what it tells the control plane as Envoy tells istiod: the node id
+//! `sidecar~IP~POD.NS~NS.svc.cluster.local` (`router~…` for gateways) and node metadata (`LABELS`,
+//! `NAMESPACE`, `INTERCEPTION_MODE`).
+
+use std::collections::BTreeMap;
+
+use xds_api::pb::google::protobuf::value::Kind;
+use xds_server::ProxyInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProxyType {
+    Sidecar,
+    /// A gateway (ingress or egress).
+    Router,
+}
+
+/// How traffic reaches the proxy (Istio's `INTERCEPTION_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Interception {
+    /// iptables REDIRECT (or TPROXY) to 15001/15006: the proxy sees original destinations.
+    Redirect,
+    /// No capture: the application uses the proxy at `IP:15001` as an explicit HTTP proxy, and inbound
+    /// traffic is sent to `IP:15006`; listeners bind the proxy's own IP.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Proxy {
+    pub id: String,
+    pub kind: ProxyType,
+    pub ip: String,
+    /// The pod (or instance) name, the third field of the id before the namespace.
+    pub pod: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub interception: Interception,
+}
+
+/// Why a node id was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node id {id:?} is not TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local (TYPE sidecar or router): {reason}"
+)]
+pub struct NodeIdError {
+    pub id: String,
+    pub reason: &'static str,
+}
+
+impl Proxy {
+    /// Parses the node id; labels, namespace and interception mode come from the metadata when the
+    /// proxy sent them.
+    pub fn from_info(info: &ProxyInfo) -> Result<Proxy, NodeIdError> {
+        let mut proxy = Proxy::parse_id(&info.node_id)?;
+        proxy.labels = info.labels.clone();
+        if let Some(ns) = &info.namespace {
+            proxy.namespace = ns.clone();
+        }
+        let mode = info
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get("INTERCEPTION_MODE"))
+            .and_then(|v| match &v.kind {
+                Some(Kind::StringValue(s)) => Some(s.as_str()),
+                _ => None,
+            });
+        proxy.interception = match mode {
+            Some("NONE") => Interception::None,
+            _ => Interception::Redirect,
+        };
+        Ok(proxy)
+    }
+
+    pub fn parse_id(id: &str) -> Result<Proxy, NodeIdError> {
+        let err = |reason| NodeIdError {
+            id: id.to_owned(),
+            reason,
+        };
+        let parts: Vec<&str> = id.split('~').collect();
+        let [kind, ip, pod_ns, _domain] = parts[..] else {
+            return Err(err("it must have four parts separated by ~"));
+        };
+        let kind = match kind {
+            "sidecar" => ProxyType::Sidecar,
+            "router" => ProxyType::Router,
+            _ => return Err(err("the type must be sidecar or router")),
+        };
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(err("the second part must be the proxy's IP address"));
+        }
+        let (pod, namespace) = pod_ns.split_once('.').unwrap_or((pod_ns, "default"));
+        Ok(Proxy {
+            id: id.to_owned(),
+            kind,
+            ip: ip.to_owned(),
+            pod: pod.to_owned(),
+            namespace: namespace.to_owned(),
+            labels: BTreeMap::new(),
+            interception: Interception::Redirect,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_istio_node_ids() {
+        let p = Proxy::parse_id("sidecar~10.1.1.1~reviews-v1-abc.prod~prod.svc.cluster.local")
+            .expect("valid");
+        assert_eq!(p.kind, ProxyType::Sidecar);
+        assert_eq!(p.ip, "10.1.1.1");
+        assert_eq!(p.pod, "reviews-v1-abc");
+        assert_eq!(p.namespace, "prod");
+        let g = Proxy::parse_id("router~127.0.0.1~gw.istio-system~istio-system.svc.cluster.local")
+            .expect("valid");
+        assert_eq!(g.kind, ProxyType::Router);
+        for bad in [
+            "reviews",
+            "ztunnel~1.1.1.1~a.b~b.svc",
+            "sidecar~host~a.b~b.svc",
+        ] {
+            assert!(Proxy::parse_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The running control plane: watches the config directory and the mesh file, debounces changes,
+//! builds one immutable [`Index`] per push, generates each connected proxy's resources and hands them
+//! to the ADS server's snapshot cache (which pushes only what changed, in make-before-break order).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use xds_server::{AdsServer, RunningServer, SnapshotCache};
+
+use crate::error::ControlError;
+use crate::generate::{InboundAddressing, generate};
+use crate::index::{Index, MeshSettings};
+use crate::node::Proxy;
+use crate::store::ConfigStore;
+
+/// How the control plane runs.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    pub config_dir: Option<PathBuf>,
+    pub registry: Option<PathBuf>,
+    pub xds_addr: SocketAddr,
+    pub debug_addr: SocketAddr,
+    /// A push waits for this much quiet after a change…
+    pub debounce_after: Duration,
+    /// …but never longer than this after the first change.
+    pub debounce_max: Duration,
+    /// How often the config directory and the mesh file are checked for changes.
+    pub poll_interval: Duration,
+    /// The mesh-wide outbound traffic policy when the mesh file does not set one.
+    pub outbound_policy: OutboundTrafficPolicyMode,
+    pub addressing: InboundAddressing,
+}
+
+impl Default for ControlOptions {
+    fn default() -> Self {
+        ControlOptions {
+            config_dir: None,
+            registry: None,
+            xds_addr: SocketAddr::from(([127, 0, 0, 1], 15010)),
+            debug_addr: SocketAddr::from(([127, 0, 0, 1], 15014)),
+            debounce_after: Duration::from_millis(100),
+            debounce_max: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(200),
+            outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+            addressing: InboundAddressing::SidecarPort,
+        }
+    }
+}
+
+/// Counters and timings for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Index rebuilds (each a push to every proxy whose config changed).
+    pub pushes: AtomicU64,
+    /// Proxy snapshots that changed and were handed to the ADS server.
+    pub proxy_pushes: AtomicU64,
+    /// Total and last time to build the index and generate every proxy's config, in microseconds.
+    pub push_micros_total: AtomicU64,
+    pub last_push_micros: AtomicU64,
+    pub config_rejections: AtomicU64,
+}
+
+/// What the debug API and the push loop share.
+#[derive(Debug)]
+pub struct Shared {
+    pub options: ControlOptions,
+    pub cache: SnapshotCache,
+    store: Mutex<ConfigStore>,
+    index: Mutex<Arc<Index>>,
+    /// The warnings logged for each proxy, so an unchanged one is not logged on every push.
+    warned: Mutex<BTreeMap<String, Vec<String>>>,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    version: AtomicU64,
+    changed: mpsc::Sender<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub fn index(&self) -> Arc<Index> {
+        lock(&self.index).clone()
+    }
+
+    pub fn store(&self) -> MutexGuard<'_, ConfigStore> {
+        lock(&self.store)
+    }
+
+    /// Asks for a push (coalesced with any already pending).
+    pub fn notify_changed(&self) {
+        let _ = self.changed.try_send(());
+    }
+
+    fn rebuild_index(&self) -> Arc<Index> {
+        let store = self.store();
+        let registry = store.registry();
+        let mesh = MeshSettings {
+            outbound_policy: registry
+                .outbound_traffic_policy
+                .as_ref()
+                .and_then(|p| p.mode)
+                .unwrap_or(self.options.outbound_policy),
+        };
+        let index = Arc::new(Index::build(registry, &store.resources(), mesh));
+        drop(store);
+        for w in &index.warnings {
+            warn!("{w}");
+        }
+        *lock(&self.index) = index.clone();
+        index
+    }
+
+    /// Generates the config of each proxy in `node_ids` (all connected ones when `None`) and sets
+    /// those that changed.
+    fn push(&self, index: &Index, node_ids: Option<&BTreeSet<String>>) -> usize {
+        let version = format!("v{}", self.version.fetch_add(1, Ordering::Relaxed) + 1);
+        let mut seen = BTreeSet::new();
+        let mut pushed = 0;
+        for info in self.cache.proxies() {
+            if !seen.insert(info.node_id.clone()) {
+                continue;
+            }
+            if node_ids.is_some_and(|ids| !ids.contains(&info.node_id)) {
+                continue;
+            }
+            let proxy = match Proxy::from_info(&info) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!("{e}; it gets no config");
+                    continue;
+                }
+            };
+            let resources = generate(index, &proxy, self.options.addressing);
+            self.log_warnings(&proxy.id, &resources.warnings);
+            let mut snapshot = resources.to_snapshot(&version);
+            if let Some(old) = self.cache.snapshot(&proxy.id) {
+                // Unchanged config: keep the old version, push nothing.
+                snapshot.set_version(old.version());
+                if *old == snapshot {
+                    continue;
+                }
+                snapshot.set_version(&version);
+            }
+            self.cache.set_snapshot(proxy.id.clone(), snapshot);
+            pushed += 1;
+        }
+        self.metrics
+            .proxy_pushes
+            .fetch_add(pushed as u64, Ordering::Relaxed);
+        pushed
+    }
+
+    fn log_warnings(&self, id: &str, warnings: &[String]) {
+        let mut warned = lock(&self.warned);
+        if warned.get(id).map(Vec::as_slice) != Some(warnings) {
+            for w in warnings {
+                warn!(proxy = %id, "{w}");
+            }
+            warned.insert(id.to_owned(), warnings.to_vec());
+        }
+    }
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    pub shared: Arc<Shared>,
+    xds: RunningServer,
+    debug_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Reads the config, binds the ADS and debug ports and starts watching and pushing.
+    pub async fn start(options: ControlOptions) -> Result<ControlPlane, ControlError> {
+        let cache = SnapshotCache::new();
+        let (changed, changes) = mpsc::channel(1);
+        let mut store = ConfigStore::new(options.config_dir.clone(), options.registry.clone());
+        if let Some(dir) = &options.config_dir
+            && !dir.is_dir()
+        {
+            return Err(ControlError::ConfigDir(dir.clone()));
+        }
+        store.refresh();
+        let shared = Arc::new(Shared {
+            options: options.clone(),
+            cache: cache.clone(),
+            store: Mutex::new(store),
+            index: Mutex::new(Arc::new(Index::default())),
+            warned: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::default(),
+            ready: AtomicBool::new(false),
+            version: AtomicU64::new(0),
+            changed,
+        });
+        let index = shared.rebuild_index();
+        info!(summary = ?index.summary(), "config loaded");
+        let xds = AdsServer::new(cache)
+            .start(options.xds_addr)
+            .await
+            .map_err(ControlError::Xds)?;
+        let (debug_addr, debug_task) =
+            crate::debug::serve(shared.clone(), options.debug_addr).await?;
+        shared.ready.store(true, Ordering::Release);
+        let tasks = vec![
+            tokio::spawn(watch_files(shared.clone())),
+            tokio::spawn(push_loop(shared.clone(), changes)),
+            debug_task,
+        ];
+        info!(xds = %xds.local_addr(), debug = %debug_addr, "control plane ready");
+        Ok(ControlPlane {
+            shared,
+            xds,
+            debug_addr,
+            tasks,
+        })
+    }
+
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds.local_addr()
+    }
+
+    pub fn debug_addr(&self) -> SocketAddr {
+        self.debug_addr
+    }
+
+    /// Stops serving: ends every ADS stream and the background tasks.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.xds.stop().await {
+            warn!("stopping the ADS server: {e}");
+        }
+    }
+}
+
+/// Polls the config directory and the mesh file (portable, and bounded: one scan per interval).
+async fn watch_files(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.options.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let changed = tokio::task::spawn_blocking(move || s.store().refresh())
+            .await
+            .unwrap_or(false);
+        if changed {
+            shared.notify_changed();
+        }
+    }
+}
+
+/// Debounces changes into pushes, and gives proxies that connect their config.
+async fn push_loop(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) {
+    let mut proxies = shared.cache.watch_proxies();
+    let mut known: BTreeSet<u64> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                if change.is_none() {
+                    return;
+                }
+                let first = Instant::now();
+                // Wait for quiet (or the maximum), so a burst of edits is one push.
+                loop {
+                    let left = shared.options.debounce_max.saturating_sub(first.elapsed());
+                    let wait = shared.options.debounce_after.min(left);
+                    match tokio::time::timeout(wait, changes.recv()).await {
+                        Ok(Some(())) if !left.is_zero() => continue,
+                        _ => break,
+                    }
+                }
+                let s = shared.clone();
+                let started = Instant::now();
+                let pushed = tokio::task::spawn_blocking(move || {
+                    let index = s.rebuild_index();
+                    s.push(&index, None)
+                })
+                .await
+                .unwrap_or(0);
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                shared.metrics.pushes.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.push_micros_total.fetch_add(micros, Ordering::Relaxed);
+                shared.metrics.last_push_micros.store(micros, Ordering::Relaxed);
+                info!(proxies = pushed, took_ms = micros / 1000, "push");
+            }
+            changed = proxies.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // New streams get their config now; a reconnecting proxy gets it regenerated.
+                let now: BTreeMap<u64, String> = shared
+                    .cache
+                    .proxies()
+                    .into_iter()
+                    .map(|p| (p.connection_id, p.node_id))
+                    .collect();
+                let fresh: BTreeSet<String> = now
+                    .iter()
+                    .filter(|(id, _)| !known.contains(id))
+                    .map(|(_, node)| node.clone())
+                    .collect();
+                known = now.keys().copied().collect();
+                if fresh.is_empty() {
+                    continue;
+                }
+                let s = shared.clone();
+                let index = shared.index();
+                let _ = tokio::task::spawn_blocking(move || s.push(&index, Some(&fresh))).await;
+            }
+        }
+    }
+}
