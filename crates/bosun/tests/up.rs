@@ -423,3 +423,188 @@ fn bookinfo_children_die_when_up_is_killed() {
         "children outlived a SIGKILLed bosun up: {left:?}"
     );
 }
+
+/// One request over a fresh connection, with `request_target` as given (absolute-form through a
+/// sidecar's outbound listener, as apps send through `HTTP_PROXY`): status and body.
+fn raw_get(addr: SocketAddr, target: &str, host: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Which reviews instance served a `/productpage` answer (first found).
+fn reviews_version(body: &str) -> Option<&'static str> {
+    ["reviews-v1", "reviews-v2", "reviews-v3"]
+        .into_iter()
+        .find(|v| body.contains(v))
+}
+
+/// `bosun apply -f FILE` against the mesh's debug port; panics unless it exits 0.
+fn apply(file: &str, debug: &str) {
+    let out = Command::new(BOSUN)
+        .args(["apply", "-f"])
+        .arg(repo().join("examples/bookinfo-scenarios").join(file))
+        .args(["--control", &format!("http://127.0.0.1:{debug}")])
+        .output()
+        .expect("bosun apply runs");
+    assert!(
+        out.status.success(),
+        "apply {file}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The scenario files of examples/bookinfo-scenarios, applied live to one running Bookinfo: a 90/10
+/// rollout, then 50/50 with no failed request during the change, routing on `end-user`, routing on
+/// `foo: bar1` through a sidecar, and an abort for one user only.
+#[test]
+fn bookinfo_scenarios_apply_live() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-scenarios").expect("tempdir");
+    let n = random_octet(5);
+    let mesh = bookinfo_copy(dir.path(), n);
+    std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
+    let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let tmp = dir.path().display().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[("TMPDIR", tmp.as_str())],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let get = |headers: &[(&str, &str)]| raw_get(ingress, "/productpage", "bookinfo", headers);
+    // Samples `count` answers (each must be 200) and returns the share of each reviews version.
+    let sample = |count: usize, headers: &[(&str, &str)]| {
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+        for _ in 0..count {
+            let (status, body) = get(headers);
+            assert_eq!(status, 200, "{body}");
+            *seen
+                .entry(reviews_version(&body).unwrap_or("none"))
+                .or_default() += 1;
+        }
+        seen
+    };
+    // Waits (bounded) until `ok` holds for 10 answers in a row: the change has reached the proxies.
+    let settle = |what: &str, headers: &[(&str, &str)], ok: &dyn Fn(u16, &str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut streak = 0;
+        while streak < 10 {
+            assert!(
+                Instant::now() < deadline,
+                "{what} not in effect within 10 s"
+            );
+            let (status, body) = get(headers);
+            streak = if ok(status, &body) { streak + 1 } else { 0 };
+        }
+    };
+
+    apply("rollout-90-10.yaml", &debug);
+    settle("90/10", &[], &|s, b| {
+        s == 200 && reviews_version(b) != Some("reviews-v3")
+    });
+    let seen = sample(200, &[]);
+    let v2 = seen.get("reviews-v2").copied().unwrap_or(0);
+    eprintln!("90/10: {seen:?}");
+    assert!((6..=40).contains(&v2), "about 10% v2: {seen:?}");
+    assert!(!seen.contains_key("reviews-v3"), "{seen:?}");
+
+    // The live change: every request during and after it succeeds.
+    apply("rollout-50-50.yaml", &debug);
+    let seen = sample(200, &[]);
+    let v2 = seen.get("reviews-v2").copied().unwrap_or(0);
+    eprintln!("50/50 (from the moment of the change): {seen:?}");
+    assert!((60..=140).contains(&v2), "about half v2: {seen:?}");
+
+    apply("jason-to-v2.yaml", &debug);
+    settle("end-user routing", &[("end-user", "jason")], &|s, b| {
+        s == 200 && reviews_version(b) == Some("reviews-v2")
+    });
+    let jason = sample(20, &[("end-user", "jason")]);
+    assert_eq!(jason.get("reviews-v2"), Some(&20), "{jason:?}");
+    let others = sample(20, &[]);
+    assert_eq!(others.get("reviews-v1"), Some(&20), "{others:?}");
+
+    // Through productpage's sidecar, as its app would call reviews.
+    apply("header-routing.yaml", &debug);
+    let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let via_sidecar = |headers: &[(&str, &str)]| {
+        raw_get(
+            sidecar,
+            "http://reviews:9080/reviews/0",
+            "reviews:9080",
+            headers,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !via_sidecar(&[]).1.contains("reviews-v2") {
+        assert!(Instant::now() < deadline, "header routing not in effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..10 {
+        let (status, body) = via_sidecar(&[("foo", "bar1")]);
+        assert_eq!(
+            (status, reviews_version(&body)),
+            (200, Some("reviews-v1")),
+            "{body}"
+        );
+        let (status, body) = via_sidecar(&[]);
+        assert_eq!(
+            (status, reviews_version(&body)),
+            (200, Some("reviews-v2")),
+            "{body}"
+        );
+    }
+
+    // jason reaches reviews v2 (header routing: everything but foo: bar1), which calls ratings,
+    // which aborts for him; a failing callee fails the caller, up to productpage.
+    apply("ratings-abort-for-jason.yaml", &debug);
+    settle("the abort", &[("end-user", "jason")], &|s, _| s == 500);
+    let (status, body) = get(&[]);
+    assert_eq!(status, 200, "others pass: {body}");
+
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}
