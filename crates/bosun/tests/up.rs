@@ -416,6 +416,28 @@ fn bookinfo_children_die_when_up_is_killed() {
     }
     let children = children_of(up.pid());
     assert!(!children.is_empty());
+
+    // A sidecar that dies is reported by name and status; the rest keeps running.
+    let (proxy_pid, _) = children
+        .iter()
+        .find(|(_, cmd)| cmd.contains("reviews-v1.default.bootstrap"))
+        .unwrap_or_else(|| panic!("no reviews-v1 proxy among {children:?}"));
+    let _ = Command::new("kill")
+        .args(["-KILL", &proxy_pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reported = format!("reviews-v1/proxy (pid {proxy_pid}) exited unexpectedly with signal 9");
+    while !up.stderr().contains(&reported) {
+        assert!(
+            Instant::now() < deadline,
+            "not reported: {}",
+            up.stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    up.check_running().expect("the rest keeps running");
+
     up.kill().expect("SIGKILL");
     let left = wait_gone(&children, Duration::from_secs(5));
     assert!(
@@ -607,4 +629,104 @@ fn bookinfo_scenarios_apply_live() {
         .terminate_and_wait(Duration::from_secs(10))
         .expect("stops");
     assert!(status.success(), "{status:?}");
+}
+
+/// An app that never becomes ready (a `command` that does not listen) stops the start-up within
+/// `--ready-timeout`, naming it; the command's whole process group is stopped.
+#[test]
+fn a_workload_that_never_listens_fails_the_start_and_is_stopped() {
+    if !has_subcommand("control") {
+        eprintln!("skipped: this build has no `bosun control` yet");
+        return;
+    }
+    let dir = TempDir::new("up-notready").expect("tempdir");
+    let n = random_octet(6);
+    let mesh = dir.path().join("mesh");
+    std::fs::create_dir_all(&mesh).expect("mkdir");
+    // `sh` starts a `sleep` of its own: both must go (the process group is signalled).
+    let marker = format!("{}", 400 + u32::from(n));
+    std::fs::write(
+        mesh.join("mesh.yaml"),
+        format!(
+            "services:\n- {{name: slow, ports: [{{number: 9080, name: http}}]}}\nworkloads:\n- name: slow-v1\n  service: slow\n  address: 127.0.{n}.1\n  command: [sh, -c, \"sleep {marker}; true\"]\n"
+        ),
+    )
+    .expect("write");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let started = Instant::now();
+    let out = Command::new(BOSUN)
+        .args(["up", mesh.to_str().expect("utf-8"), "--xds-port", &xds])
+        .args(["--debug-port", &debug, "--ready-timeout", "3"])
+        .output()
+        .expect("bosun up runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not ready within 3s"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("slow-v1: nothing accepts on 127.0.{n}.1:9080")),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let left = processes_mentioning(&format!("sleep {marker}"));
+    assert!(
+        left.is_empty(),
+        "the command's processes were left: {left:?}"
+    );
+}
+
+/// Without the control plane nothing can change: its death stops the mesh (exit 1), nothing left.
+#[test]
+fn the_control_plane_dying_stops_everything() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-control-dies").expect("tempdir");
+    let n = random_octet(7);
+    let mesh = bookinfo_copy(dir.path(), n);
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let children = children_of(up.pid());
+    let (control, _) = children
+        .iter()
+        .find(|(_, cmd)| cmd.contains(" control "))
+        .unwrap_or_else(|| panic!("no control among {children:?}"));
+    let _ = Command::new("kill")
+        .args(["-KILL", &control.to_string()])
+        .status();
+    let status = up
+        .wait_timeout(Duration::from_secs(15))
+        .expect("bosun up exits");
+    assert_eq!(status.code(), Some(1), "{}", up.stderr_tail());
+    assert!(
+        up.stderr().contains("stopping everything"),
+        "{}",
+        up.stderr_tail()
+    );
+    let left = wait_gone(&children, Duration::from_secs(5));
+    assert!(left.is_empty(), "children left running: {left:?}");
 }
