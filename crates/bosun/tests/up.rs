@@ -730,3 +730,126 @@ fn the_control_plane_dying_stops_everything() {
     let left = wait_gone(&children, Duration::from_secs(5));
     assert!(left.is_empty(), "children left running: {left:?}");
 }
+
+/// examples/boutique with its chaos scenarios: the catalog aborts with 400 only for the checkout
+/// service (sourceLabels) while the frontend still gets answers; then a 2 s delay for about half.
+#[test]
+fn boutique_chaos_scenarios() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-boutique").expect("tempdir");
+    let n = random_octet(8);
+    let mesh = dir.path().join("boutique");
+    std::fs::create_dir_all(&mesh).expect("mkdir");
+    for f in ["mesh.yaml", "gateway.yaml"] {
+        let text = std::fs::read_to_string(repo().join("examples/boutique").join(f)).expect("read");
+        std::fs::write(
+            mesh.join(f),
+            text.replace("127.0.11.", &format!("127.0.{n}.")),
+        )
+        .expect("write");
+    }
+    let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
+    let frontend_sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let frontend = || raw_get(ingress, "/", "boutique", &[]);
+    let checkout = || {
+        raw_get(
+            frontend_sidecar,
+            "http://checkoutservice:5050/checkout",
+            "checkoutservice:5050",
+            &[],
+        )
+    };
+    let (status, body) = frontend();
+    assert_eq!(status, 200, "{body}");
+    for service in [
+        "productcatalogservice-v1",
+        "currencyservice-v1",
+        "cartservice-v1",
+        "recommendationservice-v1",
+    ] {
+        assert!(body.contains(service), "{service} missing: {body}");
+    }
+    assert_eq!(checkout().0, 200);
+
+    let apply = |file: &str| {
+        let out = Command::new(BOSUN)
+            .args(["apply", "-f"])
+            .arg(repo().join("examples/boutique-scenarios").join(file))
+            .args(["--control", &format!("http://127.0.0.1:{debug}")])
+            .output()
+            .expect("bosun apply runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    apply("chaos-abort-from-checkout.yaml");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checkout().0 != 400 {
+        assert!(Instant::now() < deadline, "the abort never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..10 {
+        assert_eq!(checkout().0, 400);
+        let (status, body) = frontend();
+        assert_eq!(status, 200, "the frontend is not aborted: {body}");
+    }
+
+    apply("chaos-delay.yaml");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while checkout().0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the delay scenario never replaced the abort"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut slow = 0;
+    for _ in 0..12 {
+        let started = Instant::now();
+        let (status, _) = raw_get(
+            frontend_sidecar,
+            "http://productcatalogservice:3550/products",
+            "productcatalogservice:3550",
+            &[],
+        );
+        assert_eq!(status, 200);
+        if started.elapsed() >= Duration::from_millis(1500) {
+            slow += 1;
+        }
+    }
+    eprintln!("boutique: {slow} of 12 catalog requests delayed");
+    assert!(
+        (1..=11).contains(&slow),
+        "about half delayed, got {slow} of 12"
+    );
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}
