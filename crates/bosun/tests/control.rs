@@ -168,6 +168,18 @@ enum Sidecar {
 impl Sidecar {
     fn start(dataplane: Dataplane, plane: &Plane, name: &str, ip: &str, labels: &str) -> Sidecar {
         let node_id = format!("sidecar~{ip}~{name}.default~default.svc.cluster.local");
+        Sidecar::start_node(dataplane, plane, name, &node_id, labels)
+    }
+
+    /// A proxy with any node id (`router~…` for a gateway).
+    fn start_node(
+        dataplane: Dataplane,
+        plane: &Plane,
+        name: &str,
+        node_id: &str,
+        labels: &str,
+    ) -> Sidecar {
+        let node_id = node_id.to_owned();
         match dataplane {
             Dataplane::Envoy => {
                 let bootstrap = plane.bootstrap(&node_id, labels, 0);
@@ -675,5 +687,69 @@ spec:
             .await
             .expect("request");
         assert_eq!(still.status, 200, "{dataplane:?}");
+    }
+}
+
+/// Traffic in through an ingress gateway: a Gateway on port 8080 and a VirtualService bound to it
+/// route `/productpage` to the productpage service; other paths are not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_gateway() {
+    for dataplane in dataplanes("ingress_gateway") {
+        let ip = subnet(6, dataplane);
+        let productpage = upstream("productpage", &ip(2));
+        let mesh = format!(
+            "services:
+- name: productpage
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: productpage-v1, service: productpage, labels: {{app: productpage}}, address: {pp}, sidecar: false}}
+",
+            pp = ip(2)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: ['*']
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{uri: {exact: /productpage}}, {uri: {prefix: /static}}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
+        let node_id = format!(
+            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+            ip(1)
+        );
+        let _gateway = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "ingress",
+            &node_id,
+            "istio=ingressgateway",
+        );
+        plane.wait_in_sync(1).await;
+        let ingress: SocketAddr = format!("{}:8080", ip(1)).parse().expect("addr");
+        let resp = http_get(ingress, "/productpage", &[("host", "bookinfo.example")])
+            .await
+            .expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+        assert_eq!(resp.header("x-upstream"), Some("productpage"));
+        let resp = http_get(ingress, "/static/app.css", &[])
+            .await
+            .expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}");
+        let resp = http_get(ingress, "/admin", &[]).await.expect("request");
+        assert_eq!(resp.status, 404, "{dataplane:?}: no route");
+        assert_eq!(productpage.requests(), 2, "{dataplane:?}");
     }
 }

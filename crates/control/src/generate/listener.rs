@@ -354,12 +354,7 @@ pub fn gateway(
                         },
                         ..Default::default()
                     };
-                    let domains = if host == "*" {
-                        vec!["*".to_owned()]
-                    } else {
-                        vec![host.clone(), format!("{host}:{port}")]
-                    };
-                    claim(&mut taken, &mut vhost, domains);
+                    claim(&mut taken, &mut vhost, [host.clone()]);
                     if vhost.domains.is_empty() {
                         continue;
                     }
@@ -374,6 +369,14 @@ pub fn gateway(
                 }
             }
         }
+        if virtual_hosts.is_empty() {
+            // istiod: a port no VirtualService binds answers 404.
+            virtual_hosts.push(VirtualHost {
+                name: format!("blackhole:{port}"),
+                domains: vec!["*".to_owned()],
+                ..Default::default()
+            });
+        }
         let chain = FilterChain {
             filters: vec![hcm(&format!("{bind_ip}_{port}"), rds(&route_name), true)],
             transport_socket: tls.map(|t| TransportSocket {
@@ -386,6 +389,8 @@ pub fn gateway(
         route_configs.push(RouteConfiguration {
             name: route_name,
             virtual_hosts,
+            // Clients say `Host: bookinfo.com:8080` as often as `bookinfo.com`.
+            ignore_port_in_host_matching: true,
             validate_clusters: Some(xds_api::pb::google::protobuf::BoolValue { value: false }),
             ..Default::default()
         });

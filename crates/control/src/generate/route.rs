@@ -383,6 +383,8 @@ fn header_matcher(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
     HeaderMatcher {
         name: name.to_ascii_lowercase(),
         invert_match: invert,
+        // istiod: a `withoutHeaders` entry also matches when the header is absent.
+        treat_missing_header_as_empty: invert,
         header_match_specifier: Some(match string_matcher(m, false) {
             Some(sm) => HeaderMatchSpecifier::StringMatch(sm),
             // `{}` (no exact/prefix/regex) means: the header is present.

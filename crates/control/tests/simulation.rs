@@ -1,0 +1,452 @@
+//! Simulation, as istiod's tests do it: for some Istio YAML and one proxy, generate the proxy's xDS and
+//! ask `proxy-model` — the same code the data plane routes with — which virtual host, route and
+//! cluster a request would take. No network. Every generated resource must also convert cleanly into
+//! the proxy's model (what `bosun proxy` would ACK).
+
+use std::collections::BTreeMap;
+
+use control::generate::{InboundAddressing, ProxyResources, generate};
+use control::index::{Index, MeshSettings};
+use control::node::{Interception, Proxy};
+use control::store::parse_resources;
+use http::HeaderMap;
+use mesh_api::registry::load_registry_str;
+use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
+use proxy_model::error::At;
+use proxy_model::route::{Action, RequestView, RouteConfig, Target};
+
+const MESH: &str = "services:
+- name: productpage
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+- name: reviews
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+- name: ratings
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+- name: billing
+  namespace: payments
+  ports: [{number: 8080, name: http}]
+workloads:
+- {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
+- {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
+- {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2}, address: 10.0.0.3}
+- {name: reviews-v3, service: reviews, labels: {app: reviews, version: v3}, address: 10.0.0.4}
+- {name: ratings-v1, service: ratings, labels: {app: ratings, version: v1}, address: 10.0.0.5}
+- {name: billing-1, namespace: payments, service: billing, labels: {app: billing}, address: 10.0.1.1, sidecar: false}
+- {name: gateway, namespace: istio-system, labels: {istio: ingressgateway}, address: 10.0.9.1}
+";
+
+const REVIEWS_DR: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 7, connectTimeout: 250ms}
+      http: {http1MaxPendingRequests: 3, maxRequestsPerConnection: 10}
+    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  - {name: v3, labels: {version: v3}}
+";
+
+fn index(yaml: &str, policy: OutboundTrafficPolicyMode) -> Index {
+    let registry = load_registry_str(MESH).expect("mesh file");
+    let resources = parse_resources("test.yaml", yaml).expect("valid config");
+    Index::build(
+        &registry,
+        &resources,
+        MeshSettings {
+            outbound_policy: policy,
+        },
+    )
+}
+
+fn proxy(id: &str, labels: &[(&str, &str)]) -> Proxy {
+    let mut p = Proxy::parse_id(id).expect("node id");
+    p.labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    p.interception = Interception::None;
+    p
+}
+
+fn productpage() -> Proxy {
+    proxy(
+        "sidecar~10.0.0.1~productpage-v1.default~default.svc.cluster.local",
+        &[("app", "productpage"), ("version", "v1")],
+    )
+}
+
+/// Generates, and checks every resource converts into the proxy's model.
+fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
+    let r = generate(index, proxy, InboundAddressing::SidecarPort);
+    for c in &r.clusters {
+        proxy_model::cluster::Cluster::from_proto(c, &At::root(&c.name))
+            .unwrap_or_else(|e| panic!("cluster {}: {e:?}", c.name));
+    }
+    for l in &r.listeners {
+        proxy_model::listener::Listener::from_proto(l, &At::root(&l.name))
+            .unwrap_or_else(|e| panic!("listener {}: {e:?}", l.name));
+    }
+    for rc in &r.routes {
+        RouteConfig::from_proto(rc, &At::root(&rc.name))
+            .unwrap_or_else(|e| panic!("route {}: {e:?}", rc.name));
+    }
+    r
+}
+
+/// What a request would hit: (virtual host, route, action summary).
+fn simulate(
+    r: &ProxyResources,
+    route_config: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(String, String, String)> {
+    let rc = r
+        .route(route_config)
+        .unwrap_or_else(|| panic!("no route config {route_config}"));
+    let rc = RouteConfig::from_proto(rc, &At::root(route_config)).expect("converts");
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    let view = RequestView {
+        authority,
+        path,
+        method: "GET",
+        headers: &map,
+    };
+    let (vh, route) = rc.select(&view)?;
+    let action = match &route.action {
+        Action::Forward(f) => match &f.target {
+            Target::Cluster(c) => c.clone(),
+            Target::Weighted { clusters, .. } => clusters
+                .iter()
+                .map(|(c, w)| format!("{c}={w}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            Target::Header(h) => format!("header:{h}"),
+        },
+        Action::Redirect(_) => "redirect".to_owned(),
+        Action::DirectResponse { status, .. } => format!("direct:{status}"),
+    };
+    Some((vh.name.clone(), route.name.clone(), action))
+}
+
+fn cluster_of(r: &ProxyResources, authority: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    simulate(r, "15001", authority, path, headers)
+        .map(|(_, _, a)| a)
+        .unwrap_or_else(|| "no route".to_owned())
+}
+
+#[test]
+fn content_based_routing_by_header_with_every_host_alias() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{vs}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let r = resources(&index, &productpage());
+    let v1 = "outbound|9080|v1|reviews.default.svc.cluster.local";
+    let v2 = "outbound|9080|v2|reviews.default.svc.cluster.local";
+    for host in [
+        "reviews:9080",
+        "reviews.default:9080",
+        "reviews.default.svc:9080",
+        "reviews.default.svc.cluster.local:9080",
+    ] {
+        assert_eq!(
+            cluster_of(&r, host, "/", &[("end-user", "jason")]),
+            v2,
+            "{host}"
+        );
+        assert_eq!(
+            cluster_of(&r, host, "/", &[("end-user", "bob")]),
+            v1,
+            "{host}"
+        );
+        assert_eq!(cluster_of(&r, host, "/", &[]), v1, "{host}");
+    }
+    // Without a VirtualService: the service's own cluster.
+    assert_eq!(
+        cluster_of(&r, "ratings:9080", "/ratings/0", &[]),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    // A short name resolves only in the proxy's namespace; `billing` lives in `payments`.
+    assert_eq!(
+        cluster_of(&r, "billing.payments:8080", "/", &[]),
+        "outbound|8080||billing.payments.svc.cluster.local"
+    );
+    let (vh, _, action) = simulate(&r, "15001", "billing:8080", "/", &[]).expect("a vhost");
+    assert_eq!((vh.as_str(), action.as_str()), ("allow_any", "direct:502"));
+}
+
+#[test]
+fn weights_and_istio_route_defaults() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: reviews, subset: v3}, weight: 10}
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{vs}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let r = resources(&index, &productpage());
+    assert_eq!(
+        cluster_of(&r, "reviews:9080", "/", &[]),
+        "outbound|9080|v1|reviews.default.svc.cluster.local=90,outbound|9080|v3|reviews.default.svc.cluster.local=10"
+    );
+    // Istio's defaults on every forwarded route: no timeout, 2 retries on connect failures, refused
+    // streams and 503, another host each time.
+    let rc = r.route("15001").expect("routes");
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "reviews.default.svc.cluster.local:9080")
+        .expect("vhost");
+    let Some(xds_api::pb::envoy::config::route::v3::route::Action::Route(action)) =
+        &vh.routes[0].action
+    else {
+        panic!("a route action");
+    };
+    assert_eq!(action.timeout.as_ref().map(|t| t.seconds), Some(0));
+    let retry = action.retry_policy.as_ref().expect("retry policy");
+    assert_eq!(retry.num_retries.as_ref().map(|n| n.value), Some(2));
+    assert_eq!(
+        retry.retry_on,
+        "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+    );
+    assert_eq!(retry.retriable_status_codes, [503]);
+    assert_eq!(retry.retry_host_predicate.len(), 1);
+}
+
+#[test]
+fn destination_rule_policies_per_subset() {
+    let index = index(REVIEWS_DR, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &productpage());
+    use xds_api::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    let v1 = r
+        .cluster("outbound|9080|v1|reviews.default.svc.cluster.local")
+        .expect("v1 cluster");
+    let v2 = r
+        .cluster("outbound|9080|v2|reviews.default.svc.cluster.local")
+        .expect("v2 cluster");
+    assert_eq!(
+        v1.lb_policy,
+        LbPolicy::LeastRequest as i32,
+        "Istio's default"
+    );
+    assert_eq!(
+        v2.lb_policy,
+        LbPolicy::RoundRobin as i32,
+        "the subset's own"
+    );
+    for c in [v1, v2] {
+        let t = &c.circuit_breakers.as_ref().expect("breakers").thresholds[0];
+        assert_eq!(t.max_connections.as_ref().map(|v| v.value), Some(7));
+        assert_eq!(t.max_pending_requests.as_ref().map(|v| v.value), Some(3));
+        assert_eq!(t.max_requests.as_ref().map(|v| v.value), Some(u32::MAX));
+        assert_eq!(
+            c.connect_timeout.as_ref().map(|d| d.nanos),
+            Some(250_000_000)
+        );
+        let od = c.outlier_detection.as_ref().expect("outlier detection");
+        assert_eq!(od.consecutive_5xx.as_ref().map(|v| v.value), Some(2));
+        assert_eq!(
+            od.enforcing_consecutive_5xx.as_ref().map(|v| v.value),
+            Some(100)
+        );
+        assert_eq!(od.enforcing_success_rate.as_ref().map(|v| v.value), Some(0));
+        assert_eq!(od.max_ejection_percent.as_ref().map(|v| v.value), Some(50));
+    }
+    // Subset endpoints: by label, at each instance's sidecar inbound port.
+    let eps = r
+        .endpoints_of("outbound|9080|v2|reviews.default.svc.cluster.local")
+        .expect("EDS");
+    let addrs: Vec<String> = eps.endpoints[0]
+        .lb_endpoints
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect();
+    assert_eq!(addrs.len(), 1);
+    assert!(
+        addrs[0].contains("10.0.0.3") && addrs[0].contains("15006"),
+        "{addrs:?}"
+    );
+    // No sidecar: the workload's own port.
+    let billing = r
+        .endpoints_of("outbound|8080||billing.payments.svc.cluster.local")
+        .expect("EDS");
+    let addr = format!("{:?}", billing.endpoints[0].lb_endpoints[0]);
+    assert!(addr.contains("10.0.1.1") && addr.contains("8080"), "{addr}");
+}
+
+#[test]
+fn source_labels_put_a_fault_only_in_that_clients_config() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{sourceLabels: {app: reviews, version: v2}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 50}}}
+    route: [{destination: {host: ratings}}]
+  - route: [{destination: {host: ratings}}]
+";
+    let index = index(vs, OutboundTrafficPolicyMode::AllowAny);
+    let v2 = proxy(
+        "sidecar~10.0.0.3~reviews-v2.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v2")],
+    );
+    let v1 = proxy(
+        "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v1")],
+    );
+    let fault_routes = |p: &Proxy| -> Vec<u32> {
+        let r = resources(&index, p);
+        let rc = RouteConfig::from_proto(r.route("15001").expect("routes"), &At::root("15001"))
+            .expect("converts");
+        let vh = rc
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name.starts_with("ratings."))
+            .expect("ratings vhost");
+        vh.routes
+            .iter()
+            .filter_map(|r| r.fault.as_ref()?.abort.as_ref().map(|a| a.per_million))
+            .collect()
+    };
+    assert_eq!(fault_routes(&v2), [500_000], "50% abort for reviews v2");
+    assert!(
+        fault_routes(&v1).is_empty(),
+        "reviews v1 never sees the fault"
+    );
+}
+
+#[test]
+fn registry_only_and_sidecar_egress_scope() {
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  egress:
+  - hosts: ['./*']
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+";
+    let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &productpage());
+    assert!(
+        r.cluster("outbound|8080||billing.payments.svc.cluster.local")
+            .is_none(),
+        "another namespace is out of scope"
+    );
+    assert!(
+        r.cluster("outbound|9080||reviews.default.svc.cluster.local")
+            .is_some()
+    );
+    let (vh, _, action) =
+        simulate(&r, "15001", "billing.payments:8080", "/", &[]).expect("catch-all");
+    assert_eq!((vh.as_str(), action.as_str()), ("block_all", "direct:502"));
+    let (vh, _, _) = simulate(&r, "15001", "www.example.com", "/", &[]).expect("catch-all");
+    assert_eq!(vh, "block_all");
+}
+
+#[test]
+fn ingress_gateway_routes_bound_virtual_services() {
+    let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: ['*']
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{uri: {exact: /productpage}}, {uri: {prefix: /static}}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mesh-only}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+";
+    let index = index(config, OutboundTrafficPolicyMode::AllowAny);
+    let gw = proxy(
+        "router~10.0.9.1~gateway.istio-system~istio-system.svc.cluster.local",
+        &[("istio", "ingressgateway")],
+    );
+    let r = resources(&index, &gw);
+    let listener = r.listener("0.0.0.0_8080").expect("gateway listener");
+    assert!(format!("{:?}", listener.address).contains("10.0.9.1"));
+    let hit = |path: &str| {
+        simulate(&r, "http.8080", "bookinfo.example.com", path, &[]).map(|(_, _, a)| a)
+    };
+    let to_productpage = "outbound|9080||productpage.default.svc.cluster.local";
+    assert_eq!(hit("/productpage").as_deref(), Some(to_productpage));
+    assert_eq!(hit("/static/css/site.css").as_deref(), Some(to_productpage));
+    assert_eq!(hit("/productpage/x"), None, "exact match only");
+    assert!(
+        r.route("15001").is_none(),
+        "a gateway has no sidecar listener"
+    );
+    // The sidecar does not get the gateway's routes.
+    let sidecar = resources(&index, &productpage());
+    assert!(sidecar.listener("0.0.0.0_8080").is_none());
+    assert_eq!(
+        cluster_of(&sidecar, "ratings:9080", "/", &[]),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+}
+
+#[test]
+fn inbound_listener_routes_to_the_workload() {
+    let index = index("", OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &productpage());
+    let inbound = r.listener("virtualInbound").expect("inbound listener");
+    assert!(format!("{:?}", inbound.address).contains("15006"));
+    let c = r.cluster("inbound|9080||").expect("inbound cluster");
+    let la = format!("{:?}", c.load_assignment);
+    assert!(la.contains("10.0.0.1") && la.contains("9080"), "{la}");
+    // Every proxy gets a BlackHoleCluster; the mesh has no PassthroughCluster without capture.
+    assert!(r.cluster("BlackHoleCluster").is_some());
+    let names: BTreeMap<&str, usize> = r.clusters.iter().fold(BTreeMap::new(), |mut m, c| {
+        *m.entry(c.name.as_str()).or_default() += 1;
+        m
+    });
+    assert!(names.values().all(|n| *n == 1), "cluster names are unique");
+}
