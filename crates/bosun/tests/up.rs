@@ -853,3 +853,98 @@ fn boutique_chaos_scenarios() {
         .expect("stops");
     assert!(status.success(), "{status:?}");
 }
+
+/// examples/egress: under REGISTRY_ONLY an unregistered external host fails (502); the ServiceEntry of
+/// examples/egress-scenarios opens it (answered by the local stand-in), and only it.
+#[test]
+fn egress_lockdown_and_a_service_entry_opening_it() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-egress").expect("tempdir");
+    let n = random_octet(9);
+    let moved = |path: &str| {
+        std::fs::read_to_string(repo().join(path))
+            .expect("read")
+            .replace("127.0.12.", &format!("127.0.{n}."))
+    };
+    let mesh = dir.path().join("egress");
+    std::fs::create_dir_all(&mesh).expect("mkdir");
+    std::fs::write(mesh.join("mesh.yaml"), moved("examples/egress/mesh.yaml")).expect("write");
+    let entry = dir.path().join("allow-api-external.yaml");
+    std::fs::write(
+        &entry,
+        moved("examples/egress-scenarios/allow-api-external.yaml"),
+    )
+    .expect("write");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let external = || {
+        raw_get(
+            sidecar,
+            "http://api.external.test:8080/",
+            "api.external.test:8080",
+            &[],
+        )
+    };
+    let other = || {
+        raw_get(
+            sidecar,
+            "http://other.external.test:8080/",
+            "other.external.test:8080",
+            &[],
+        )
+    };
+    assert_eq!(external().0, 502, "locked down");
+
+    let out = Command::new(BOSUN)
+        .args(["apply", "-f"])
+        .arg(&entry)
+        .args(["--control", &format!("http://127.0.0.1:{debug}")])
+        .output()
+        .expect("bosun apply runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = external();
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ServiceEntry never opened it: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.contains("\"instance\":\"api-external\""), "{body}");
+    assert_eq!(other().0, 502, "only the named host is opened");
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}

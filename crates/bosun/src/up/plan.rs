@@ -452,7 +452,8 @@ fn app_command(w: &RegistryWorkload, i: &Instance) -> AppCommand {
     };
     match w.command.split_first() {
         Some((program, args)) => AppCommand {
-            program: Some(substitute(program)),
+            // `{bosun}`: this very executable (e.g. the demo app with flags of its own), wherever it is.
+            program: (program != "{bosun}").then(|| substitute(program)),
             args: args.iter().map(substitute).collect(),
             env,
         },
@@ -602,6 +603,14 @@ spec:
         assert_eq!(app.program.as_deref(), Some("prog"));
         // No service, so no port: `{port}` becomes empty rather than staying a placeholder.
         assert_eq!(app.args, ["--bind", "127.0.10.3:"]);
+        let p = plan_of(
+            "workloads:\n- {name: ext, command: [\"{bosun}\", demo-app, --listen, \"{address}:8080\"]}\n",
+            "",
+        )
+        .expect("plan");
+        let app = p.instances[0].app.as_ref().expect("app");
+        assert_eq!(app.program, None, "the current executable");
+        assert_eq!(app.args, ["demo-app", "--listen", "127.0.10.1:8080"]);
     }
 
     #[test]
