@@ -948,3 +948,155 @@ fn egress_lockdown_and_a_service_entry_opening_it() {
         .expect("stops");
     assert!(status.success(), "{status:?}");
 }
+
+/// Load balancing and circuit breaking on Bookinfo's reviews (examples/bookinfo-scenarios), with a
+/// fourth reviews instance that always fails: ROUND_ROBIN answers in turn, RANDOM repeats, outlier
+/// detection ejects the failing instance, and the connection pool's overflow is answered 503 at once.
+#[test]
+fn bookinfo_load_balancing_and_circuit_breaking() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-lb").expect("tempdir");
+    let n = random_octet(10);
+    let mesh = bookinfo_copy(dir.path(), n);
+    std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
+    let mut file = std::fs::read_to_string(mesh.join("mesh.yaml")).expect("read");
+    file.push_str(&format!(
+        "- {{name: reviews-v1-faulty, service: reviews, labels: {{app: reviews, version: v1}}, address: 127.0.{n}.7, failRate: 1}}\n"
+    ));
+    std::fs::write(mesh.join("mesh.yaml"), file).expect("write");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // As productpage's app calls reviews: through its sidecar.
+    let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let reviews = |path: &str| {
+        let (status, body) = raw_get(
+            sidecar,
+            &format!("http://reviews:9080{path}"),
+            "reviews:9080",
+            &[],
+        );
+        let instance = [
+            "reviews-v1-faulty",
+            "reviews-v1",
+            "reviews-v2",
+            "reviews-v3",
+        ]
+        .into_iter()
+        .find(|i| body.contains(&format!("\"instance\":\"{i}\"")))
+        .unwrap_or("none");
+        (status, instance)
+    };
+    let apply = |file: &str| {
+        let out = Command::new(BOSUN)
+            .args(["apply", "-f"])
+            .arg(repo().join("examples/bookinfo-scenarios").join(file))
+            .args(["--control", &format!("http://127.0.0.1:{debug}")])
+            .output()
+            .expect("bosun apply runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // The example's ROUND_ROBIN: every instance in turn, the faulty one answering 500.
+    let seq: Vec<(u16, &str)> = (0..16).map(|_| reviews("/r")).collect();
+    eprintln!("round robin: {seq:?}");
+    assert!(seq.windows(2).all(|w| w[0].1 != w[1].1), "in turn: {seq:?}");
+    assert!(
+        seq.iter()
+            .all(|(s, i)| (*s == 500) == (*i == "reviews-v1-faulty")),
+        "{seq:?}"
+    );
+    assert_eq!(
+        seq.iter().map(|(_, i)| *i).collect::<BTreeSet<_>>().len(),
+        4,
+        "{seq:?}"
+    );
+
+    // RANDOM: sooner or later the same instance twice in a row (never under round robin).
+    apply("lb-random.yaml");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = reviews("/r").1;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no repeat within 10 s: still round robin?"
+        );
+        let now = reviews("/r").1;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+
+    // Outlier detection: after its first 500 the faulty instance is ejected (30 s).
+    apply("circuit-breaking.yaml");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut streak = 0;
+    while streak < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the failing instance was never ejected"
+        );
+        streak = if reviews("/r").0 == 200 {
+            streak + 1
+        } else {
+            0
+        };
+    }
+
+    // The connection pool: one connection, one pending request; the rest is refused at once.
+    let started = Instant::now();
+    let answers: Vec<(u16, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                s.spawn(|| {
+                    let t = Instant::now();
+                    (reviews("/delay/500").0, t.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    eprintln!("overflow: {answers:?} in {:?}", started.elapsed());
+    let fast_503 = answers
+        .iter()
+        .filter(|(s, t)| *s == 503 && *t < Duration::from_millis(400))
+        .count();
+    assert!(
+        fast_503 >= 5,
+        "most of the overflow is refused at once: {answers:?}"
+    );
+    assert!(answers.iter().any(|(s, _)| *s == 200), "{answers:?}");
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}
