@@ -1100,3 +1100,88 @@ fn bookinfo_load_balancing_and_circuit_breaking() {
         .expect("stops");
     assert!(status.success(), "{status:?}");
 }
+
+/// examples/egress-tls: the workload speaks plain HTTP to api.tls.test; its sidecar sends it to the egress
+/// gateway, which originates TLS (SNI, certificate checked against the test CA) to the local stand-in.
+#[test]
+fn egress_gateway_originates_tls() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-egress-tls").expect("tempdir");
+    let n = random_octet(11);
+    for sub in ["egress-tls", "egress-tls-server"] {
+        let to = dir.path().join(sub);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for entry in std::fs::read_dir(repo().join("examples").join(sub)).expect("example") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path)
+                .expect("read")
+                .replace("127.0.13.", &format!("127.0.{n}."))
+                .replace(
+                    "caCertificates: examples/egress-tls-server/ca.pem",
+                    &format!(
+                        "caCertificates: {}",
+                        dir.path().join("egress-tls-server/ca.pem").display()
+                    ),
+                );
+            std::fs::write(to.join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let mesh = dir.path().join("egress-tls");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = raw_get(sidecar, "http://api.tls.test/hello", "api.tls.test", &[]);
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{status} {body}\n{}",
+            up.stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(body, "hello from api.tls.test, over TLS\n");
+    // It went through the gateway, encrypted: the gateway's cluster to port 8443 carried it.
+    let gateway_admin: SocketAddr = format!("127.0.{n}.200:15000").parse().expect("addr");
+    let (_, stats) =
+        testkit::blocking_get(gateway_admin, "/stats", Duration::from_secs(5)).expect("stats");
+    let sent = stats
+        .lines()
+        .find(|l| l.starts_with("cluster.outbound|8443||api.tls.test.upstream_rq_total:"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        sent >= 1,
+        "the egress gateway's TLS cluster sent nothing:\n{stats}"
+    );
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}

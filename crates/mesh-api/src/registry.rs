@@ -76,8 +76,8 @@ pub struct RegistryWorkload {
     pub service_account: Option<String>,
     /// `bosun up` only: the command line that runs this instance instead of the built-in demo app
     /// (`bosun demo-app`). `{address}` and `{port}` in its arguments become the instance's address
-    /// and first port, a first element `{bosun}` the running `bosun` executable; it gets the same
-    /// environment as the demo app (`HTTP_PROXY`, `BOSUN_LISTEN`, …).
+    /// and first port, `{dir}` the mesh file's directory, a first element `{bosun}` the running `bosun`
+    /// executable; it gets the same environment as the demo app (`HTTP_PROXY`, `BOSUN_LISTEN`, …).
     /// Ignored by the control plane.
     pub command: Vec<String>,
     /// `bosun up` only: what the demo app calls on every request it serves, `SERVICE[:PORT]/PATH`

@@ -301,6 +301,8 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
         }
     }
 
+    // `{dir}` in commands: absolute, as children may resolve it from anywhere.
+    let abs_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     let gateways: Vec<_> = resources
         .iter()
         .filter_map(|r| match &r.spec {
@@ -389,7 +391,7 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
             app: None,
         };
         if gateway.is_none() {
-            instance.app = Some(app_command(w, &instance));
+            instance.app = Some(app_command(w, &instance, &abs_dir));
         }
         instances.push(instance);
     }
@@ -408,7 +410,7 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
 }
 
 /// The environment and command line of an instance's app.
-fn app_command(w: &RegistryWorkload, i: &Instance) -> AppCommand {
+fn app_command(w: &RegistryWorkload, i: &Instance, dir: &Path) -> AppCommand {
     let a = i.address;
     let listen: Vec<String> = i.app_ports.iter().map(|p| format!("{a}:{p}")).collect();
     let mut env = Vec::new();
@@ -449,6 +451,7 @@ fn app_command(w: &RegistryWorkload, i: &Instance) -> AppCommand {
     let substitute = |s: &String| {
         s.replace("{address}", &a.to_string())
             .replace("{port}", &port)
+            .replace("{dir}", &dir.display().to_string())
     };
     match w.command.split_first() {
         Some((program, args)) => AppCommand {
@@ -611,6 +614,13 @@ spec:
         let app = p.instances[0].app.as_ref().expect("app");
         assert_eq!(app.program, None, "the current executable");
         assert_eq!(app.args, ["demo-app", "--listen", "127.0.10.1:8080"]);
+        let p =
+            plan_of("workloads:\n- {name: x, command: [run, \"{dir}/f\"]}\n", "").expect("plan");
+        let arg = &p.instances[0].app.as_ref().expect("app").args[0];
+        assert!(
+            arg.ends_with("/./f") && Path::new(arg).is_absolute(),
+            "{arg}"
+        );
     }
 
     #[test]
