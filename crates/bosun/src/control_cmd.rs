@@ -17,6 +17,16 @@ pub enum OutboundPolicy {
     RegistryOnly,
 }
 
+/// How workloads' traffic reaches their sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// No capture (one machine, no root): other proxies send to a sidecar's inbound port 15006.
+    None,
+    /// iptables redirects to 15001/15006 (Kubernetes, or `bosun up --capture iptables`): other
+    /// proxies send to the workload's own port.
+    Iptables,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
     /// The directory of Istio YAML to serve (searched recursively; watched for changes).
@@ -37,6 +47,9 @@ pub struct ControlArgs {
     /// The mesh-wide outbound traffic policy when the mesh file sets none.
     #[arg(long, value_enum, default_value_t = OutboundPolicy::AllowAny)]
     outbound_traffic_policy: OutboundPolicy,
+    /// How traffic reaches sidecars, which decides the endpoints sent to the other proxies.
+    #[arg(long, value_enum, default_value_t = Capture::None)]
+    capture: Capture,
     /// Quiet time a change waits for before it is pushed, in milliseconds.
     #[arg(long, default_value_t = 100)]
     debounce_ms: u64,
@@ -70,7 +83,10 @@ pub fn run(args: &ControlArgs) -> Result<ExitCode> {
             OutboundPolicy::AllowAny => OutboundTrafficPolicyMode::AllowAny,
             OutboundPolicy::RegistryOnly => OutboundTrafficPolicyMode::RegistryOnly,
         },
-        addressing: InboundAddressing::SidecarPort,
+        addressing: match args.capture {
+            Capture::None => InboundAddressing::SidecarPort,
+            Capture::Iptables => InboundAddressing::Direct,
+        },
         ..ControlOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

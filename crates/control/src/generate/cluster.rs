@@ -435,3 +435,16 @@ pub fn inbound(port: u32, ip: &str, h2: bool) -> Cluster {
     }
     cluster
 }
+
+/// `PassthroughCluster`: each connection goes to its original destination (`ORIGINAL_DST`).
+pub fn passthrough() -> Cluster {
+    Cluster {
+        name: crate::generate::listener::PASSTHROUGH_CLUSTER.to_owned(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
+        ..Default::default()
+    }
+}

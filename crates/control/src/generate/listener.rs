@@ -9,7 +9,8 @@ use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use xds_api::pb::envoy::config::core::v3::TransportSocket;
 use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
 use xds_api::pb::envoy::config::listener::v3::{
-    Filter, FilterChain, Listener, filter::ConfigType as FilterConfig,
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+    filter::ConfigType as FilterConfig, listener_filter::ConfigType as ListenerFilterConfig,
 };
 use xds_api::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
@@ -18,14 +19,19 @@ use xds_api::pb::envoy::config::route::v3::{
 };
 use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
+use xds_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
     http_filter::ConfigType as HttpFilterConfig,
+};
+use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy, tcp_proxy::ClusterSpecifier as TcpCluster,
 };
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, TlsCertificate,
 };
 use xds_api::pb::google::protobuf::Duration as PbDuration;
+use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::generate::cluster::{ads_config_source, socket_address};
 use crate::generate::route::{FAULT_FILTER, RouteContext, default_route, outbound_cluster};
@@ -38,6 +44,8 @@ pub const VIRTUAL_INBOUND: &str = "virtualInbound";
 /// The route table of the explicit-proxy outbound listener.
 pub const OUTBOUND_ROUTE: &str = "15001";
 pub const INBOUND_ROUTE: &str = "inbound|15006";
+/// The cluster that sends a connection on to where it was addressed (original destination).
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 
 fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFilter {
     HttpFilter {
@@ -412,6 +420,277 @@ fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
                 private_key: Some(file(key)),
                 ..Default::default()
             }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+// === Traffic capture (interception REDIRECT): istiod's virtual listeners ===
+
+fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
+    let proxy = TcpProxy {
+        stat_prefix: stat_prefix.to_owned(),
+        cluster_specifier: Some(TcpCluster::Cluster(cluster.to_owned())),
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.tcp_proxy".to_owned(),
+        config_type: Some(FilterConfig::TypedConfig(xds_api::any::pack(&proxy))),
+    }
+}
+
+fn original_dst_filter() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.original_dst".to_owned(),
+        config_type: Some(ListenerFilterConfig::TypedConfig(xds_api::any::pack(
+            &OriginalDst::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+/// Where traffic to an unknown destination goes: through (ALLOW_ANY) or nowhere (REGISTRY_ONLY).
+fn catch_all_cluster(index: &Index, proxy: &Proxy) -> &'static str {
+    match index.outbound_policy(proxy) {
+        OutboundTrafficPolicyMode::RegistryOnly => crate::generate::cluster::BLACKHOLE_CLUSTER,
+        OutboundTrafficPolicyMode::AllowAny => PASSTHROUGH_CLUSTER,
+    }
+}
+
+/// A captured sidecar's outbound side, as istiod builds it: `virtualOutbound` on `0.0.0.0:15001`
+/// hands each connection (by its original destination) to a per-port listener `0.0.0.0_PORT` (never
+/// bound) with route table `"PORT"`; unknown ports pass through or are dropped per the outbound policy.
+pub fn captured_outbound(
+    index: &Index,
+    proxy: &Proxy,
+    services: &[&Service],
+) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<String>) {
+    let catch_all = catch_all_cluster(index, proxy);
+    let mut warnings = Vec::new();
+    let mut listeners = vec![Listener {
+        name: VIRTUAL_OUTBOUND.to_owned(),
+        address: Some(socket_address("0.0.0.0", OUTBOUND_PORT)),
+        use_original_dst: Some(BoolValue { value: true }),
+        filter_chains: vec![
+            // A connection addressed to 15001 itself would loop.
+            FilterChain {
+                name: "virtualOutbound-blackhole".to_owned(),
+                filter_chain_match: Some(FilterChainMatch {
+                    destination_port: Some(UInt32Value {
+                        value: OUTBOUND_PORT,
+                    }),
+                    ..Default::default()
+                }),
+                filters: vec![tcp_proxy(
+                    crate::generate::cluster::BLACKHOLE_CLUSTER,
+                    crate::generate::cluster::BLACKHOLE_CLUSTER,
+                )],
+                ..Default::default()
+            },
+            FilterChain {
+                name: "virtualOutbound-catchall-tcp".to_owned(),
+                filters: vec![tcp_proxy(catch_all, catch_all)],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }];
+    let mut routes = Vec::new();
+    let mut ports: std::collections::BTreeMap<u32, Vec<&Service>> =
+        std::collections::BTreeMap::new();
+    for s in services {
+        for p in &s.ports {
+            ports.entry(p.number).or_default().push(s);
+        }
+    }
+    for (port, on_port) in ports {
+        let http: Vec<&Service> = on_port
+            .iter()
+            .copied()
+            .filter(|s| s.port(port).is_some_and(|p| p.protocol.is_http()))
+            .collect();
+        let name = format!("0.0.0.0_{port}");
+        let chain = if http.is_empty() {
+            // Without service VIPs, a TCP port maps to one service.
+            let target = on_port[0];
+            if on_port.len() > 1 {
+                warnings.push(format!(
+                    "TCP port {port} is served by {} services; without service addresses the proxy sends it to {}",
+                    on_port.len(),
+                    target.hostname
+                ));
+            }
+            let cluster = outbound_cluster(port, "", &target.hostname);
+            FilterChain {
+                filters: vec![tcp_proxy(&cluster, &cluster)],
+                ..Default::default()
+            }
+        } else {
+            routes.push(port_routes(index, proxy, port, &http));
+            FilterChain {
+                filters: vec![hcm(
+                    &format!("outbound_0.0.0.0_{port}"),
+                    rds(&port.to_string()),
+                    true,
+                )],
+                ..Default::default()
+            }
+        };
+        listeners.push(Listener {
+            name,
+            address: Some(socket_address("0.0.0.0", port)),
+            bind_to_port: Some(BoolValue { value: false }),
+            filter_chains: vec![chain],
+            default_filter_chain: Some(FilterChain {
+                name: "PassthroughFilterChain".to_owned(),
+                filters: vec![tcp_proxy(catch_all, catch_all)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    (listeners, routes, warnings)
+}
+
+/// Route table `"PORT"`: one virtual host per service on the port, names without the port (the
+/// port is the listener's), then the catch-all.
+fn port_routes(
+    index: &Index,
+    proxy: &Proxy,
+    port: u32,
+    services: &[&Service],
+) -> RouteConfiguration {
+    let mut taken = BTreeSet::new();
+    let mut virtual_hosts = Vec::new();
+    for service in services {
+        let mut vhost = VirtualHost {
+            name: format!("{}:{port}", service.hostname),
+            ..Default::default()
+        };
+        claim(&mut taken, &mut vhost, service.aliases(&proxy.namespace));
+        if vhost.domains.is_empty() {
+            continue;
+        }
+        let ctx = RouteContext {
+            index,
+            proxy,
+            port,
+            gateway: None,
+        };
+        vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
+            Some(vs) => ctx.virtual_service_routes(vs),
+            None => vec![default_route(&outbound_cluster(
+                port,
+                "",
+                &service.hostname,
+            ))],
+        };
+        virtual_hosts.push(vhost);
+    }
+    let catch_all = match index.outbound_policy(proxy) {
+        OutboundTrafficPolicyMode::RegistryOnly => VirtualHost {
+            name: "block_all".to_owned(),
+            domains: vec!["*".to_owned()],
+            routes: vec![Route {
+                name: "block_all".to_owned(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(Action::DirectResponse(DirectResponseAction {
+                    status: 502,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        OutboundTrafficPolicyMode::AllowAny => VirtualHost {
+            name: "allow_any".to_owned(),
+            domains: vec!["*".to_owned()],
+            routes: vec![Route {
+                name: "allow_any".to_owned(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(Action::Route(RouteAction {
+                    cluster_specifier: Some(ClusterSpecifier::Cluster(
+                        PASSTHROUGH_CLUSTER.to_owned(),
+                    )),
+                    timeout: Some(PbDuration::default()),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    };
+    virtual_hosts.push(catch_all);
+    RouteConfiguration {
+        name: port.to_string(),
+        virtual_hosts,
+        ignore_port_in_host_matching: true,
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    }
+}
+
+/// A captured sidecar's inbound side: `virtualInbound` on `0.0.0.0:15006`, one filter chain per
+/// workload port matched by original destination port, each to `inbound|PORT||`.
+pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
+    let filter_chains = ports
+        .iter()
+        .map(|(_, target, _)| {
+            let routes = RouteConfiguration {
+                name: format!("inbound|{target}||"),
+                virtual_hosts: vec![VirtualHost {
+                    name: format!("inbound|http|{target}"),
+                    domains: vec!["*".to_owned()],
+                    routes: vec![Route {
+                        name: "default".to_owned(),
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                            ..Default::default()
+                        }),
+                        action: Some(Action::Route(RouteAction {
+                            cluster_specifier: Some(ClusterSpecifier::Cluster(format!(
+                                "inbound|{target}||"
+                            ))),
+                            timeout: Some(PbDuration::default()),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            FilterChain {
+                name: format!("0.0.0.0_{target}"),
+                filter_chain_match: Some(FilterChainMatch {
+                    destination_port: Some(UInt32Value { value: *target }),
+                    ..Default::default()
+                }),
+                filters: vec![hcm(
+                    &format!("inbound_0.0.0.0_{target}"),
+                    RouteSpecifier::RouteConfig(routes),
+                    false,
+                )],
+                ..Default::default()
+            }
+        })
+        .collect();
+    Listener {
+        name: VIRTUAL_INBOUND.to_owned(),
+        address: Some(socket_address("0.0.0.0", INBOUND_PORT)),
+        listener_filters: vec![original_dst_filter()],
+        filter_chains,
+        // Anything else captured inbound goes where it was addressed.
+        default_filter_chain: Some(FilterChain {
+            name: "virtualInbound".to_owned(),
+            filters: vec![tcp_proxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)],
             ..Default::default()
         }),
         ..Default::default()

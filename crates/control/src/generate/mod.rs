@@ -127,26 +127,33 @@ pub fn generate(index: &Index, proxy: &Proxy, addressing: InboundAddressing) -> 
     };
     match proxy.kind {
         ProxyType::Sidecar => {
-            if proxy.interception == Interception::Redirect {
-                out.warnings.push(
-                    "interception REDIRECT/TPROXY is not supported yet: the proxy gets the explicit-proxy listeners of interception NONE on its IP"
-                        .to_owned(),
-                );
-            }
-            let (outbound, routes) = listener::sidecar_outbound(index, proxy, &services);
-            out.listeners.push(outbound);
-            out.routes.push(routes);
             let ports = listener::inbound_ports(index, proxy);
-            if !ports.is_empty() {
-                out.listeners.push(listener::sidecar_inbound(proxy, &ports));
-                for (_, target, h2) in &ports {
-                    if !out
-                        .clusters
-                        .iter()
-                        .any(|c| c.name == format!("inbound|{target}||"))
-                    {
-                        out.clusters.push(cluster::inbound(*target, &proxy.ip, *h2));
+            match proxy.interception {
+                Interception::None => {
+                    let (outbound, routes) = listener::sidecar_outbound(index, proxy, &services);
+                    out.listeners.push(outbound);
+                    out.routes.push(routes);
+                    if !ports.is_empty() {
+                        out.listeners.push(listener::sidecar_inbound(proxy, &ports));
                     }
+                }
+                Interception::Redirect => {
+                    let (listeners, routes, warnings) =
+                        listener::captured_outbound(index, proxy, &services);
+                    out.listeners.extend(listeners);
+                    out.routes.extend(routes);
+                    out.warnings.extend(warnings);
+                    out.listeners.push(listener::captured_inbound(&ports));
+                    out.clusters.push(cluster::passthrough());
+                }
+            }
+            for (_, target, h2) in &ports {
+                if !out
+                    .clusters
+                    .iter()
+                    .any(|c| c.name == format!("inbound|{target}||"))
+                {
+                    out.clusters.push(cluster::inbound(*target, &proxy.ip, *h2));
                 }
             }
         }

@@ -380,17 +380,19 @@ fn string_matcher(m: &StringMatch, ignore_case: bool) -> Option<StringMatcher> {
 }
 
 fn header_matcher(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
+    let specifier = match string_matcher(m, false) {
+        Some(sm) => HeaderMatchSpecifier::StringMatch(sm),
+        // `{}` (no exact/prefix/regex) means: the header is present.
+        None => HeaderMatchSpecifier::PresentMatch(true),
+    };
     HeaderMatcher {
         name: name.to_ascii_lowercase(),
         invert_match: invert,
-        // istiod: a `withoutHeaders` entry also matches when the header is absent.
-        treat_missing_header_as_empty: invert,
-        header_match_specifier: Some(match string_matcher(m, false) {
-            Some(sm) => HeaderMatchSpecifier::StringMatch(sm),
-            // `{}` (no exact/prefix/regex) means: the header is present.
-            None => HeaderMatchSpecifier::PresentMatch(true),
-        }),
-        ..Default::default()
+        // A `withoutHeaders` value match also holds when the header is absent (Envoy fails a missing
+        // header even inverted unless it is read as empty); a presence check inverts on its own.
+        treat_missing_header_as_empty: invert
+            && matches!(specifier, HeaderMatchSpecifier::StringMatch(_)),
+        header_match_specifier: Some(specifier),
     }
 }
 

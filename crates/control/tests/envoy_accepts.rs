@@ -1,0 +1,269 @@
+//! Real Envoy must accept everything the control plane generates, for every kind of proxy: sidecars
+//! without capture (explicit proxy), captured sidecars (istiod's virtual listeners with original
+//! destination) and gateways. Each proxy's resources are put into a static bootstrap (EDS endpoints
+//! and RDS route tables inlined) and checked with `envoy --mode validate`, which binds nothing.
+
+use std::collections::HashMap;
+
+use control::generate::{InboundAddressing, ProxyResources, generate};
+use control::index::{Index, MeshSettings};
+use control::node::{Interception, Proxy};
+use control::store::parse_resources;
+use mesh_api::registry::load_registry_str;
+use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
+use testkit::Envoy;
+use xds_api::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
+use xds_api::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use xds_api::pb::envoy::config::listener::v3::{Listener, filter::ConfigType};
+use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+};
+
+const MESH: &str = "services:
+- name: productpage
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+- name: reviews
+  ports: [{number: 9080, name: http}]
+- name: grpc-api
+  ports: [{number: 7070, name: grpc, protocol: GRPC}]
+- name: mongo
+  ports: [{number: 27017, name: tcp, protocol: TCP}]
+workloads:
+- {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
+- {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
+- {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2}, address: 10.0.0.3}
+- {name: grpc-1, service: grpc-api, labels: {app: grpc-api}, address: 10.0.0.4}
+- {name: mongo-1, service: mongo, labels: {app: mongo}, address: 10.0.0.5}
+- {name: gateway, namespace: istio-system, labels: {istio: ingressgateway}, address: 10.0.9.1}
+";
+
+/// A bit of everything the translation supports.
+const CONFIG: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    connectionPool:
+      tcp: {maxConnections: 100, connectTimeout: 1s}
+      http: {http1MaxPendingRequests: 10, http2MaxRequests: 50, maxRequestsPerConnection: 5, maxRetries: 3, idleTimeout: 30s}
+    outlierDetection: {consecutive5xxErrors: 3, consecutiveGatewayErrors: 2, interval: 5s, baseEjectionTime: 15s, maxEjectionPercent: 50}
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason
+    match:
+    - headers: {end-user: {exact: jason}}
+      queryParams: {debug: {prefix: 'on'}}
+      ignoreUriCase: true
+      uri: {prefix: /reviews}
+    - withoutHeaders: {x-canary: {}}
+      method: {exact: GET}
+      authority: {regex: 'reviews.*'}
+    fault:
+      delay: {fixedDelay: 100ms, percentage: {value: 10}}
+      abort: {httpStatus: 503, percentage: {value: 0.5}}
+    route:
+    - {destination: {host: reviews, subset: v2}, weight: 90, headers: {request: {set: {x-subset: v2}}}}
+    - {destination: {host: reviews, subset: v1}, weight: 10}
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: '5xx,gateway-error,503'}
+    timeout: 10s
+    mirror: {host: reviews, subset: v1}
+    mirrorPercentage: {value: 5}
+    headers:
+      request: {set: {x-a: '1'}, add: {x-b: '2'}, remove: [x-c]}
+      response: {remove: [server]}
+  - match: [{uri: {exact: /old}}]
+    redirect: {uri: /new, authority: reviews.example.com, redirectCode: 302}
+  - match: [{uri: {regex: '/static/.*'}}]
+    directResponse: {status: 204, body: {string: nothing}}
+  - match: [{uri: {prefix: /v2}}]
+    rewrite: {uri: /, authority: reviews-v2}
+    route: [{destination: {host: reviews, subset: v2}}]
+    retries: {attempts: 0}
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: https, protocol: HTTPS}, {number: 80, name: http, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: static-external}
+spec:
+  hosts: [db.example.com]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  endpoints: [{address: 192.0.2.10}, {address: 192.0.2.11, ports: {tcp: 15432}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ['*']
+  - port: {number: 8081, name: http-redirect, protocol: HTTP}
+    hosts: [bookinfo.example.com]
+    tls: {httpsRedirect: true}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: ['*']
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{uri: {exact: /productpage}}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+";
+
+fn index(policy: OutboundTrafficPolicyMode) -> Index {
+    Index::build(
+        &load_registry_str(MESH).expect("mesh"),
+        &parse_resources("config.yaml", CONFIG).expect("valid"),
+        MeshSettings {
+            outbound_policy: policy,
+        },
+    )
+}
+
+fn proxy(id: &str, labels: &[(&str, &str)], interception: Interception) -> Proxy {
+    let mut p = Proxy::parse_id(id).expect("id");
+    p.labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    p.interception = interception;
+    p
+}
+
+/// The RDS references of a listener's HTTP connection managers replaced by the route tables.
+fn inline_routes(l: &mut Listener, routes: &HashMap<String, RouteConfiguration>) {
+    let chains = l
+        .filter_chains
+        .iter_mut()
+        .chain(l.default_filter_chain.as_mut());
+    for chain in chains {
+        for f in &mut chain.filters {
+            let Some(ConfigType::TypedConfig(any)) = &mut f.config_type else {
+                continue;
+            };
+            let Ok(mut hcm) = xds_api::any::unpack::<HttpConnectionManager>(any) else {
+                continue;
+            };
+            if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
+                let rc = routes
+                    .get(&rds.route_config_name)
+                    .unwrap_or_else(|| panic!("no route table {}", rds.route_config_name))
+                    .clone();
+                hcm.route_specifier = Some(RouteSpecifier::RouteConfig(rc));
+                *any = xds_api::any::pack(&hcm);
+            }
+        }
+    }
+}
+
+fn static_bootstrap(r: &ProxyResources) -> String {
+    let routes: HashMap<String, RouteConfiguration> = r
+        .routes
+        .iter()
+        .map(|rc| (rc.name.clone(), rc.clone()))
+        .collect();
+    let mut listeners = r.listeners.clone();
+    for l in &mut listeners {
+        inline_routes(l, &routes);
+    }
+    let clusters = r
+        .clusters
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            if c.eds_cluster_config.is_some() {
+                c.eds_cluster_config = None;
+                c.cluster_discovery_type =
+                    Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32));
+                c.load_assignment = r.endpoints_of(&c.name).cloned();
+            }
+            c
+        })
+        .collect();
+    let bootstrap = Bootstrap {
+        static_resources: Some(StaticResources {
+            listeners,
+            clusters,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    serde_json::to_string_pretty(&xds_api::json::to_json(&bootstrap)).expect("json")
+}
+
+#[test]
+fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
+    if Envoy::find_or_skip("envoy_accepts_what_every_kind_of_proxy_is_sent").is_none() {
+        return;
+    }
+    let cases = [
+        (
+            "sidecar without capture",
+            proxy(
+                "sidecar~10.0.0.1~productpage-v1.default~default.svc.cluster.local",
+                &[("app", "productpage"), ("version", "v1")],
+                Interception::None,
+            ),
+            OutboundTrafficPolicyMode::AllowAny,
+        ),
+        (
+            "captured sidecar, ALLOW_ANY",
+            proxy(
+                "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+                &[("app", "reviews"), ("version", "v1")],
+                Interception::Redirect,
+            ),
+            OutboundTrafficPolicyMode::AllowAny,
+        ),
+        (
+            "captured sidecar, REGISTRY_ONLY",
+            proxy(
+                "sidecar~10.0.0.1~productpage-v1.default~default.svc.cluster.local",
+                &[("app", "productpage")],
+                Interception::Redirect,
+            ),
+            OutboundTrafficPolicyMode::RegistryOnly,
+        ),
+        (
+            "ingress gateway",
+            proxy(
+                "router~10.0.9.1~gateway.istio-system~istio-system.svc.cluster.local",
+                &[("istio", "ingressgateway")],
+                Interception::Redirect,
+            ),
+            OutboundTrafficPolicyMode::AllowAny,
+        ),
+    ];
+    for (what, proxy, policy) in cases {
+        let r = generate(&index(policy), &proxy, InboundAddressing::SidecarPort);
+        assert!(!r.listeners.is_empty(), "{what}: listeners");
+        let yaml = static_bootstrap(&r);
+        if let Err(e) = Envoy::validate(&yaml) {
+            panic!("{what}: Envoy refused the generated config: {e}\n{yaml}");
+        }
+    }
+}
