@@ -171,8 +171,8 @@ fn format_finding(path: &str, f: &Finding) -> String {
     )
 }
 
-/// Reads `DIR/mesh.yaml` and the Istio YAML under DIR, and plans the mesh. `exe` is how the demo app
-/// is started (the current executable).
+/// Reads `DIR/mesh.yaml` and the Istio YAML under DIR (refusing files with errors, as `bosun validate`
+/// would), and plans the mesh.
 pub fn load(dir: &Path) -> Result<Plan, PlanError> {
     let mesh_path = MESH_FILE_NAMES
         .iter()
