@@ -11,6 +11,15 @@
 //! crashing app can be read about and fixed while the mesh stays up — except the control plane: without
 //! it nothing can change, so its death stops everything (exit 1). During start-up any death is fatal.
 
+/// `eprintln!` that ignores write errors: a closed stderr must not panic `bosun up` and leave its
+/// children and state directory behind.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod http;
 mod plan;
 mod ports;
@@ -66,9 +75,9 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         Ok(p) => p,
         Err(PlanError::Findings(lines)) => {
             for l in lines {
-                eprintln!("{l}");
+                say!("{l}");
             }
-            eprintln!(
+            say!(
                 "bosun up: fix the errors above (`bosun analyze {}` checks them)",
                 args.dir.display()
             );
@@ -90,9 +99,9 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
     let taken = ports::check(&binds);
     if !taken.is_empty() {
         for t in &taken {
-            eprintln!("bosun up: {t}");
+            say!("bosun up: {t}");
         }
-        eprintln!(
+        say!(
             "bosun up: {} port(s) taken; stop what uses them, or change the addresses in mesh.yaml (or --xds-port/--debug-port)",
             taken.len()
         );
@@ -209,13 +218,13 @@ async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
     };
     match start {
         None => {
-            eprintln!("bosun up: stopping (signal during start-up)");
+            say!("bosun up: stopping (signal during start-up)");
             children.stop_all().await;
             return Ok(ExitCode::SUCCESS);
         }
         Some(Err(e)) => {
-            eprintln!("bosun up: {e:#}");
-            eprintln!("bosun up: stopping everything");
+            say!("bosun up: {e:#}");
+            say!("bosun up: stopping everything");
             children.stop_all().await;
             return Ok(ExitCode::from(1));
         }
@@ -229,16 +238,16 @@ async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
             _ = sighup.recv() => break ExitCode::SUCCESS,
             exit = children.next_exit() => {
                 let Some(exit) = exit else { break ExitCode::from(1) };
-                eprintln!("bosun up: {} (pid {}) exited unexpectedly with {}", exit.label, exit.pid, exit.status);
+                say!("bosun up: {} (pid {}) exited unexpectedly with {}", exit.label, exit.pid, exit.status);
                 if exit.role == Role::Control {
-                    eprintln!("bosun up: without the control plane the mesh cannot change; stopping everything");
+                    say!("bosun up: without the control plane the mesh cannot change; stopping everything");
                     break ExitCode::from(1);
                 }
-                eprintln!("bosun up: the rest keeps running (Ctrl-C stops everything)");
+                say!("bosun up: the rest keeps running (Ctrl-C stops everything)");
             }
         }
     };
-    eprintln!("bosun up: stopping");
+    say!("bosun up: stopping");
     children.stop_all().await;
     Ok(code)
 }
@@ -475,8 +484,10 @@ fn print_table(launch: &Launch<'_>) {
         "bosun up: ready in {} ms; Ctrl-C stops everything\n",
         launch.started.elapsed().as_millis()
     ));
-    print!("{out}");
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // Not `print!`: it panics when stdout is closed (`bosun up | head`), and the mesh should run on.
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes());
+    let _ = std::io::Write::flush(&mut stdout);
 }
 
 /// `bosun apply -f FILE --control URL`: validate locally, then POST to the control plane's `/apply`.
@@ -489,7 +500,7 @@ pub fn apply(file: &Path, control: &str) -> Result<ExitCode> {
         crate::OutputFormat::Text,
     )?;
     if code != ExitCode::SUCCESS {
-        eprintln!("bosun apply: not sent to the control plane");
+        say!("bosun apply: not sent to the control plane");
         return Ok(code);
     }
     let addr = control_addr(control)?;
@@ -524,7 +535,7 @@ pub fn apply(file: &Path, control: &str) -> Result<ExitCode> {
         if !text.is_empty() {
             println!("{text}");
         }
-        eprintln!(
+        say!(
             "bosun apply: the control plane refused it (HTTP {})",
             answer.status
         );

@@ -171,9 +171,10 @@ impl Children {
         if !self.wait_all(roles, GRACE).await {
             for c in &self.children {
                 if c.exited.is_none() && roles.contains(&c.role) {
-                    eprintln!(
+                    say!(
                         "bosun up: {} (pid {}) did not stop within {GRACE:?}; killing it",
-                        c.label, c.pid
+                        c.label,
+                        c.pid
                     );
                 }
             }
@@ -272,16 +273,16 @@ fn emit(prefix: &str, line: &[u8], cut: bool, to_stderr: bool) {
 pub fn exec_child(parent: u32, program: &OsStr, args: &[OsString]) -> ExitCode {
     use std::os::unix::process::CommandExt;
     if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
-        eprintln!("bosun: cannot set the parent-death signal: {e}");
+        say!("bosun: cannot set the parent-death signal: {e}");
         return ExitCode::from(126);
     }
     // If `bosun up` died before the line above, no signal will ever come: our parent is then init
     // or a subreaper, not it.
     if rustix::process::getppid().map(Pid::as_raw_pid) != i32::try_from(parent).ok() {
-        eprintln!("bosun: the process that started this one ({parent}) is gone; not starting");
+        say!("bosun: the process that started this one ({parent}) is gone; not starting");
         return ExitCode::from(1);
     }
     let err = std::process::Command::new(program).args(args).exec();
-    eprintln!("bosun: cannot run {}: {err}", program.to_string_lossy());
+    say!("bosun: cannot run {}: {err}", program.to_string_lossy());
     ExitCode::from(127)
 }
