@@ -1185,3 +1185,95 @@ fn egress_gateway_originates_tls() {
         .expect("stops");
     assert!(status.success(), "{status:?}");
 }
+
+/// Edits of mesh.yaml while the mesh runs: what only the control plane needs is passed on (the
+/// effective registry is rewritten); a typo keeps the previous version; a change to what runs asks for a
+/// restart.
+#[test]
+fn mesh_file_edits_are_passed_on_or_refused_with_the_reason() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-edit").expect("tempdir");
+    let n = random_octet(12);
+    let mesh = dir.path().join("egress");
+    std::fs::create_dir_all(&mesh).expect("mkdir");
+    let original = std::fs::read_to_string(repo().join("examples/egress/mesh.yaml"))
+        .expect("read")
+        .replace("127.0.12.", &format!("127.0.{n}."));
+    std::fs::write(mesh.join("mesh.yaml"), &original).expect("write");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let tmp = dir.path().display().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[("TMPDIR", tmp.as_str())],
+    )
+    .expect("bosun up starts");
+    let wait_for = |up: &mut Process, text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(up.stdout().contains(text) || up.stderr().contains(text)) {
+            up.check_running().expect("bosun up runs");
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?}: {}",
+                up.stderr_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&mut up, "ingress: ");
+    let state = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("bosun-up-"))
+        .expect("the state directory")
+        .path();
+    let registry = || std::fs::read_to_string(state.join("registry.json")).expect("registry");
+    assert!(registry().contains("REGISTRY_ONLY"));
+
+    std::fs::write(
+        mesh.join("mesh.yaml"),
+        original.replace("REGISTRY_ONLY", "ALLOW_ANY"),
+    )
+    .expect("write");
+    wait_for(&mut up, "changed; passed on to the control plane");
+    assert!(registry().contains("ALLOW_ANY"), "{}", registry());
+
+    std::fs::write(
+        mesh.join("mesh.yaml"),
+        original.replace("services:", "servics:"),
+    )
+    .expect("write");
+    wait_for(&mut up, "changed but has errors");
+    assert!(
+        up.stderr().contains("did you mean \"services\""),
+        "{}",
+        up.stderr_tail()
+    );
+    assert!(
+        registry().contains("ALLOW_ANY"),
+        "the previous version stays"
+    );
+
+    std::fs::write(
+        mesh.join("mesh.yaml"),
+        original.replace("version: v1", "version: v2"),
+    )
+    .expect("write");
+    wait_for(&mut up, "restart `bosun up` to apply it");
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+    assert!(!state.exists(), "the state directory is removed");
+}

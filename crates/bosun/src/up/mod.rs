@@ -231,8 +231,11 @@ async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
         Some(Ok(())) => {}
     }
 
+    let mut watch = MeshWatch::new(launch);
+    let mut tick = tokio::time::interval(MESH_POLL);
     let code = loop {
         tokio::select! {
+            _ = tick.tick() => watch.check(),
             _ = sigint.recv() => break ExitCode::SUCCESS,
             _ = sigterm.recv() => break ExitCode::SUCCESS,
             _ = sighup.recv() => break ExitCode::SUCCESS,
@@ -250,6 +253,86 @@ async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
     say!("bosun up: stopping");
     children.stop_all().await;
     Ok(code)
+}
+
+/// How often mesh.yaml is checked for edits.
+const MESH_POLL: Duration = Duration::from_secs(1);
+
+/// Edits of `DIR/mesh.yaml` while the mesh runs: what the control plane alone can apply (the outbound
+/// traffic policy, service accounts, exportTo, …) is passed on by rewriting the effective registry it
+/// reads; a change to what runs (workloads, addresses, labels, ports, commands) needs a restart, which
+/// is said rather than half-applied.
+#[derive(Debug)]
+struct MeshWatch {
+    dir: PathBuf,
+    path: Option<PathBuf>,
+    last: Option<String>,
+    instances: Vec<Instance>,
+    registry: PathBuf,
+}
+
+impl MeshWatch {
+    fn new(launch: &Launch<'_>) -> Self {
+        let path = plan::mesh_file(&launch.plan.dir);
+        MeshWatch {
+            last: path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
+            path,
+            dir: launch.plan.dir.clone(),
+            instances: launch.plan.instances.clone(),
+            registry: launch.registry.to_owned(),
+        }
+    }
+
+    fn check(&mut self) {
+        let Some(path) = &self.path else { return };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        if self.last.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.last = Some(text);
+        let plan = match plan::load(&self.dir) {
+            Ok(p) => p,
+            Err(PlanError::Findings(lines)) => {
+                for l in lines {
+                    say!("{l}");
+                }
+                say!(
+                    "bosun up: {} changed but has errors; the mesh keeps its previous version",
+                    path.display()
+                );
+                return;
+            }
+            Err(PlanError::Other(e)) => {
+                say!(
+                    "bosun up: {} changed but cannot be used: {e:#}",
+                    path.display()
+                );
+                return;
+            }
+        };
+        if plan.instances != self.instances {
+            say!(
+                "bosun up: {} changed what runs (workloads, addresses, labels, ports or commands): restart `bosun up` to apply it",
+                path.display()
+            );
+            return;
+        }
+        // Written whole, then renamed: the control plane never reads half a file.
+        let tmp = self.registry.with_extension("json.tmp");
+        let written = serde_json::to_vec_pretty(&plan.effective_registry)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.registry));
+        match written {
+            Ok(()) => say!(
+                "bosun up: {} changed; passed on to the control plane",
+                path.display()
+            ),
+            Err(e) => say!("bosun up: cannot update {}: {e}", self.registry.display()),
+        }
+    }
 }
 
 /// Starts the control plane, proxies and apps, and waits until they are ready; prints the table.

@@ -171,14 +171,18 @@ fn format_finding(path: &str, f: &Finding) -> String {
     )
 }
 
-/// Reads `DIR/mesh.yaml` and the Istio YAML under DIR (refusing files with errors, as `bosun validate`
-/// would), and plans the mesh.
-pub fn load(dir: &Path) -> Result<Plan, PlanError> {
-    let mesh_path = MESH_FILE_NAMES
+/// `DIR/mesh.yaml` (or `mesh.yml`), if there is one.
+pub fn mesh_file(dir: &Path) -> Option<PathBuf> {
+    MESH_FILE_NAMES
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
+}
+
+/// Reads `DIR/mesh.yaml` and the Istio YAML under DIR (refusing files with errors, as `bosun validate`
+/// would), and plans the mesh.
+pub fn load(dir: &Path) -> Result<Plan, PlanError> {
+    let mesh_path = mesh_file(dir).ok_or_else(|| {
             PlanError::Other(anyhow::anyhow!(
                 "{} has no mesh.yaml: `bosun up` needs one listing the services and workloads (see README, \"The mesh file\")",
                 dir.display()
