@@ -244,6 +244,16 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Kubernetes' DNS-1123 label: what pod names and namespaces may be (Istio's node ids rely on it).
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 fn gateway_kind(labels: &BTreeMap<String, String>) -> Option<GatewayKind> {
     match labels.get("istio").map(String::as_str) {
         Some("ingressgateway") => Some(GatewayKind::Ingress),
@@ -322,6 +332,15 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
         let namespace = w.namespace().to_owned();
         if w.name.is_empty() {
             bail!("a workload in mesh.yaml has no name");
+        }
+        // Names go into node ids (`~` and `.` are separators there) and file names.
+        for (what, value) in [("name", &w.name), ("namespace", &namespace)] {
+            if !is_dns_label(value) {
+                bail!(
+                    "workload {:?}: {what} {value:?} must be a DNS label (lowercase letters, digits and '-', at most 63), as in Kubernetes",
+                    w.name
+                );
+            }
         }
         if !names.insert((namespace.clone(), w.name.clone())) {
             bail!("workload {}.{namespace} is listed twice", w.name);
@@ -657,6 +676,14 @@ spec:
         )
         .expect_err("gateway command");
         assert!(e.to_string().contains("runs only its proxy"), "{e}");
+        for bad in ["../x", "a.b", "A", ""] {
+            let e = plan_of(
+                &format!("workloads:\n- {{name: ok, namespace: {bad:?}}}\n"),
+                "",
+            )
+            .expect_err(bad);
+            assert!(e.to_string().contains("DNS label"), "{e}");
+        }
     }
 
     #[test]
