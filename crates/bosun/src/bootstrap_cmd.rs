@@ -110,6 +110,12 @@ pub fn bootstrap(args: &BootstrapArgs<'_>) -> Result<Value> {
         Interception::Tproxy => "TPROXY",
         Interception::None => "NONE",
     };
+    // Without capture several proxies share one machine, each on its own loopback IP (`bosun up`):
+    // the admin port must be on that IP too, or the second proxy's 15000 would collide.
+    let admin_address = match args.interception {
+        Interception::None => node.ip,
+        Interception::Redirect | Interception::Tproxy => "127.0.0.1",
+    };
     let api_type = if args.delta { "DELTA_GRPC" } else { "GRPC" };
     let ads = json!({"ads": {}, "resource_api_version": "V3"});
     Ok(json!({
@@ -125,7 +131,7 @@ pub fn bootstrap(args: &BootstrapArgs<'_>) -> Result<Value> {
                 "INSTANCE_IPS": node.ip,
             }
         },
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": args.admin_port}}},
+        "admin": {"address": {"socket_address": {"address": admin_address, "port_value": args.admin_port}}},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": api_type,
@@ -178,6 +184,22 @@ mod tests {
             admin_port: 15000,
             delta: false,
         }
+    }
+
+    #[test]
+    fn without_capture_the_admin_listens_on_the_node_ip() {
+        let admin = |interception| {
+            let value = bootstrap(&BootstrapArgs {
+                interception,
+                ..args("sidecar~127.0.10.3~reviews-v1.default~default.svc.cluster.local")
+            })
+            .expect("bootstrap");
+            value["admin"]["address"]["socket_address"]["address"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        assert_eq!(admin(Interception::None).as_deref(), Some("127.0.10.3"));
+        assert_eq!(admin(Interception::Redirect).as_deref(), Some("127.0.0.1"));
     }
 
     #[test]

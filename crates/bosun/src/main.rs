@@ -5,6 +5,7 @@ mod check;
 mod control_cmd;
 mod demo_app;
 mod proxy_cmd;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +105,47 @@ enum Command {
     ///
     /// Exit status: 0 after SIGTERM or Ctrl-C, 1 when an address cannot be bound, 2 for bad flags.
     DemoApp(demo_app::DemoAppArgs),
+    /// Run a whole mesh on this machine: control plane, a sidecar per workload, gateways and apps.
+    ///
+    /// Reads DIR/mesh.yaml (services, workloads and how to run them) and the Istio YAML in DIR.
+    /// Prints what runs where and the ingress URL, forwards every process's log prefixed with its
+    /// name, and on Ctrl-C or SIGTERM stops everything it started. Exit status: 0 after a stop,
+    /// 1 when the files have errors or the mesh did not start, 2 when a port it needs is taken.
+    Up {
+        /// The directory with mesh.yaml and the Istio YAML.
+        dir: PathBuf,
+        /// The control plane's xDS port (on 127.0.0.1).
+        #[arg(long, default_value_t = 15010)]
+        xds_port: u16,
+        /// The control plane's debug port (on 127.0.0.1): /ready, /debug/syncz, POST /apply.
+        #[arg(long, default_value_t = 15014)]
+        debug_port: u16,
+        /// How apps' traffic reaches their sidecars.
+        #[arg(long, value_enum, default_value_t = up::Capture::None)]
+        capture: up::Capture,
+        /// Seconds to wait for every proxy, app and the ingress to be ready.
+        #[arg(long, default_value_t = 20)]
+        ready_timeout: u64,
+    },
+    /// Change a running mesh: validate FILE (as `bosun validate`), then send it to the control plane.
+    ///
+    /// Exit status: 0 applied, 1 refused (by validation or by the control plane), 2 not sent.
+    Apply {
+        /// Istio YAML (several documents allowed).
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// The control plane's debug address (`bosun up --debug-port`).
+        #[arg(long, default_value = "http://127.0.0.1:15014")]
+        control: String,
+    },
+    /// Internal: how `bosun up` starts its children, so they die with it (see src/up/supervise.rs).
+    #[command(name = up::TRAMPOLINE, hide = true)]
+    UpChild {
+        #[arg(long)]
+        parent: u32,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,6 +186,24 @@ fn main() -> ExitCode {
             log_level: &log_level,
         }),
         Command::DemoApp(args) => demo_app::run(args),
+        Command::Up {
+            dir,
+            xds_port,
+            debug_port,
+            capture,
+            ready_timeout,
+        } => up::run(&up::UpArgs {
+            dir,
+            xds_port,
+            debug_port,
+            capture,
+            ready_timeout: std::time::Duration::from_secs(ready_timeout),
+        }),
+        Command::Apply { file, control } => up::apply(&file, &control),
+        Command::UpChild { parent, command } => match command.split_first() {
+            Some((program, args)) => Ok(up::exec_child(parent, program, args)),
+            None => Ok(ExitCode::from(2)),
+        },
     };
     match result {
         Ok(code) => code,

@@ -210,7 +210,14 @@ impl Sidecar {
                     &[],
                 )
                 .expect("start bosun proxy");
-                p.wait_ready(localhost(admin_port), WAIT)
+                // With interception NONE the admin listens on the node's IP (the second field of
+                // its id), so that proxies sharing a machine do not collide on it.
+                let ip: std::net::IpAddr = node_id
+                    .split('~')
+                    .nth(1)
+                    .and_then(|ip| ip.parse().ok())
+                    .expect("the node id carries an IP");
+                p.wait_ready(std::net::SocketAddr::new(ip, admin_port), WAIT)
                     .unwrap_or_else(|e| panic!("bosun sidecar {name}: {e}\n{}", p.stderr_tail()));
                 Sidecar::Bosun(p)
             }

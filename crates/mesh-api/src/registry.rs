@@ -15,6 +15,9 @@
 //!   labels: {app: reviews, version: v1}
 //!   address: 127.0.0.11
 //!   serviceAccount: bookinfo-reviews
+//!   # How `bosun up` runs the instance (optional; the control plane ignores these):
+//!   calls: [ratings:9080/ratings/0]   # the demo app's --call, or
+//!   # command: [python3, -m, http.server, "{port}", --bind, "{address}"]
 //! ```
 
 use std::cell::RefCell;
@@ -71,6 +74,20 @@ pub struct RegistryWorkload {
     /// The instance's IP address.
     pub address: Option<String>,
     pub service_account: Option<String>,
+    /// `bosun up` only: the command line that runs this instance instead of the built-in demo app
+    /// (`bosun demo-app`). `{address}` and `{port}` in its arguments become the instance's address
+    /// and first port, `{dir}` the mesh file's directory, a first element `{bosun}` the running `bosun`
+    /// executable; it gets the same environment as the demo app (`HTTP_PROXY`, `BOSUN_LISTEN`, …).
+    /// Ignored by the control plane.
+    pub command: Vec<String>,
+    /// `bosun up` only: what the demo app calls on every request it serves, `SERVICE[:PORT]/PATH`
+    /// (its `--call` flags, e.g. `reviews:9080/reviews/0`), through its sidecar.
+    pub calls: Vec<String>,
+    /// `bosun up` only: the fraction of requests (0 to 1) the demo app answers with a 500
+    /// (its `--fail-rate`).
+    pub fail_rate: Option<f64>,
+    /// `bosun up` only: milliseconds the demo app waits before answering (its `--latency-ms`).
+    pub latency_ms: Option<u64>,
 }
 
 impl RegistryService {
@@ -291,6 +308,18 @@ mod tests {
             reg.workloads[0].labels.get("version").map(String::as_str),
             Some("v1")
         );
+    }
+
+    #[test]
+    fn reads_how_bosun_up_runs_a_workload() {
+        let reg = load_registry_str(
+            "workloads:\n- name: p\n  command: [app, --port, \"{port}\"]\n  calls: [reviews:9080/reviews/0]\n  failRate: 0.5\n  latencyMs: 20\n",
+        )
+        .expect("valid");
+        let w = &reg.workloads[0];
+        assert_eq!(w.command, ["app", "--port", "{port}"]);
+        assert_eq!(w.calls, ["reviews:9080/reviews/0"]);
+        assert_eq!((w.fail_rate, w.latency_ms), (Some(0.5), Some(20)));
     }
 
     #[test]

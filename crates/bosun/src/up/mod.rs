@@ -1,0 +1,663 @@
+//! `bosun up DIR`: a whole mesh on one machine (control plane, a sidecar per instance, gateways, apps),
+//! and `bosun apply -f FILE`: a live change sent to the running control plane.
+//!
+//! The order: plan (`plan.rs`), check every port (`ports.rs`), write the effective registry and the
+//! bootstraps into a temporary state dir, start `bosun control` and wait for its `/ready`, start the
+//! proxies and apps, wait (bounded) until every proxy's admin `/ready` answers 200, every app port
+//! accepts and the ingress answers, print the table, then supervise (`supervise.rs`) until Ctrl-C or
+//! SIGTERM.
+//!
+//! A child that dies after start-up is reported (which, pid, status) and the rest keeps running, so a
+//! crashing app can be read about and fixed while the mesh stays up — except the control plane: without
+//! it nothing can change, so its death stops everything (exit 1). During start-up any death is fatal.
+
+/// `eprintln!` that ignores write errors: a closed stderr must not panic `bosun up` and leave its
+/// children and state directory behind.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+mod http;
+mod plan;
+mod ports;
+mod supervise;
+
+use std::ffi::OsStr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::bootstrap_cmd::{self, BootstrapArgs, Interception};
+pub use plan::{Instance, Plan, PlanError};
+use supervise::{Children, Role};
+pub use supervise::{TRAMPOLINE, exec_child};
+
+/// How workloads' traffic reaches their sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// Apps use their sidecar as an explicit HTTP proxy (`HTTP_PROXY`); no root needed.
+    None,
+    /// Network namespaces with Istio's iptables rules (needs root; not implemented yet).
+    Iptables,
+}
+
+#[derive(Debug)]
+pub struct UpArgs {
+    pub dir: PathBuf,
+    pub xds_port: u16,
+    pub debug_port: u16,
+    pub capture: Capture,
+    pub ready_timeout: Duration,
+}
+
+/// Where the control plane listens (the same address the bootstraps point at).
+const CONTROL_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// Bound on each readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Between readiness rounds.
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
+pub fn run(args: &UpArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    if args.capture == Capture::Iptables {
+        bail!(
+            "--capture iptables needs root and is not implemented yet; the default (--capture none) runs without root, apps reaching their sidecars through HTTP_PROXY"
+        );
+    }
+    let plan = match plan::load(&args.dir) {
+        Ok(p) => p,
+        Err(PlanError::Findings(lines)) => {
+            for l in lines {
+                say!("{l}");
+            }
+            say!(
+                "bosun up: fix the errors above (`bosun analyze {}` checks them)",
+                args.dir.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(PlanError::Other(e)) => return Err(e),
+    };
+    let xds = SocketAddr::new(IpAddr::V4(CONTROL_IP), args.xds_port);
+    let debug = SocketAddr::new(IpAddr::V4(CONTROL_IP), args.debug_port);
+
+    let mut binds = vec![
+        (xds, "control plane xDS, --xds-port".to_owned()),
+        (debug, "control plane debug, --debug-port".to_owned()),
+    ];
+    binds.extend(plan.instances.iter().flat_map(Instance::binds));
+    if let Some(clash) = first_duplicate(&binds) {
+        bail!("{clash}");
+    }
+    let taken = ports::check(&binds);
+    if !taken.is_empty() {
+        for t in &taken {
+            say!("bosun up: {t}");
+        }
+        say!(
+            "bosun up: {} port(s) taken; stop what uses them, or change the addresses in mesh.yaml (or --xds-port/--debug-port)",
+            taken.len()
+        );
+        return Ok(ExitCode::from(2));
+    }
+
+    let state = StateDir::create()?;
+    let registry_path = state.path.join("registry.json");
+    std::fs::write(
+        &registry_path,
+        serde_json::to_vec_pretty(&plan.effective_registry)?,
+    )
+    .with_context(|| format!("cannot write {}", registry_path.display()))?;
+    let mut bootstraps = Vec::new();
+    for i in &plan.instances {
+        let path = state
+            .path
+            .join(format!("{}.{}.bootstrap.json", i.name, i.namespace));
+        let labels = i.label_args();
+        let value = bootstrap_cmd::bootstrap(&BootstrapArgs {
+            node_id: &i.node_id(),
+            labels: &labels,
+            interception: Interception::None,
+            xds: &xds.to_string(),
+            admin_port: plan::ADMIN_PORT,
+            delta: false,
+        })?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&value)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        bootstraps.push(path);
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let launch = Launch {
+        plan: &plan,
+        xds,
+        debug,
+        registry: &registry_path,
+        bootstraps: &bootstraps,
+        ready_timeout: args.ready_timeout,
+        started,
+    };
+    let code = runtime.block_on(supervise_mesh(&launch));
+    drop(state);
+    code
+}
+
+/// Two things that would bind the same address (e.g. a gateway port equal to a sidecar port).
+fn first_duplicate(binds: &[(SocketAddr, String)]) -> Option<String> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (addr, what) in binds {
+        if let Some(other) = seen.insert(*addr, what) {
+            return Some(format!(
+                "{addr} would be bound twice: by the {other} and by the {what}"
+            ));
+        }
+    }
+    None
+}
+
+/// The temporary files of one run (registry, bootstraps), removed on drop.
+#[derive(Debug)]
+struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    fn create() -> Result<StateDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path =
+            std::env::temp_dir().join(format!("bosun-up-{}-{nanos:08x}", std::process::id()));
+        std::fs::create_dir(&path)
+            .with_context(|| format!("cannot create the state directory {}", path.display()))?;
+        Ok(StateDir { path })
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[derive(Debug)]
+struct Launch<'a> {
+    plan: &'a Plan,
+    xds: SocketAddr,
+    debug: SocketAddr,
+    registry: &'a Path,
+    bootstraps: &'a [PathBuf],
+    ready_timeout: Duration,
+    started: Instant,
+}
+
+/// Starts everything, supervises, stops everything; the exit code of `bosun up`.
+async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
+    // Signals are taken over before the first child starts, so none is left behind by an early Ctrl-C.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut children = Children::new();
+
+    let start = tokio::select! {
+        r = start(launch, &mut children) => Some(r),
+        _ = sigint.recv() => None,
+        _ = sigterm.recv() => None,
+        _ = sighup.recv() => None,
+    };
+    match start {
+        None => {
+            say!("bosun up: stopping (signal during start-up)");
+            children.stop_all().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Err(e)) => {
+            say!("bosun up: {e:#}");
+            say!("bosun up: stopping everything");
+            children.stop_all().await;
+            return Ok(ExitCode::from(1));
+        }
+        Some(Ok(())) => {}
+    }
+
+    let mut watch = MeshWatch::new(launch);
+    let mut tick = tokio::time::interval(MESH_POLL);
+    let code = loop {
+        tokio::select! {
+            _ = tick.tick() => watch.check(),
+            _ = sigint.recv() => break ExitCode::SUCCESS,
+            _ = sigterm.recv() => break ExitCode::SUCCESS,
+            _ = sighup.recv() => break ExitCode::SUCCESS,
+            exit = children.next_exit() => {
+                let Some(exit) = exit else { break ExitCode::from(1) };
+                say!("bosun up: {} (pid {}) exited unexpectedly with {}", exit.label, exit.pid, exit.status);
+                if exit.role == Role::Control {
+                    say!("bosun up: without the control plane the mesh cannot change; stopping everything");
+                    break ExitCode::from(1);
+                }
+                say!("bosun up: the rest keeps running (Ctrl-C stops everything)");
+            }
+        }
+    };
+    say!("bosun up: stopping");
+    children.stop_all().await;
+    Ok(code)
+}
+
+/// How often mesh.yaml is checked for edits.
+const MESH_POLL: Duration = Duration::from_secs(1);
+
+/// Edits of `DIR/mesh.yaml` while the mesh runs: what the control plane alone can apply (the outbound
+/// traffic policy, service accounts, exportTo, …) is passed on by rewriting the effective registry it
+/// reads; a change to what runs (workloads, addresses, labels, ports, commands) needs a restart, which
+/// is said rather than half-applied.
+#[derive(Debug)]
+struct MeshWatch {
+    dir: PathBuf,
+    path: Option<PathBuf>,
+    last: Option<String>,
+    instances: Vec<Instance>,
+    registry: PathBuf,
+}
+
+impl MeshWatch {
+    fn new(launch: &Launch<'_>) -> Self {
+        let path = plan::mesh_file(&launch.plan.dir);
+        MeshWatch {
+            last: path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
+            path,
+            dir: launch.plan.dir.clone(),
+            instances: launch.plan.instances.clone(),
+            registry: launch.registry.to_owned(),
+        }
+    }
+
+    fn check(&mut self) {
+        let Some(path) = &self.path else { return };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        if self.last.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.last = Some(text);
+        let plan = match plan::load(&self.dir) {
+            Ok(p) => p,
+            Err(PlanError::Findings(lines)) => {
+                for l in lines {
+                    say!("{l}");
+                }
+                say!(
+                    "bosun up: {} changed but has errors; the mesh keeps its previous version",
+                    path.display()
+                );
+                return;
+            }
+            Err(PlanError::Other(e)) => {
+                say!(
+                    "bosun up: {} changed but cannot be used: {e:#}",
+                    path.display()
+                );
+                return;
+            }
+        };
+        if plan.instances != self.instances {
+            say!(
+                "bosun up: {} changed what runs (workloads, addresses, labels, ports or commands): restart `bosun up` to apply it",
+                path.display()
+            );
+            return;
+        }
+        // Written whole, then renamed: the control plane never reads half a file.
+        let tmp = self.registry.with_extension("json.tmp");
+        let written = serde_json::to_vec_pretty(&plan.effective_registry)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.registry));
+        match written {
+            Ok(()) => say!(
+                "bosun up: {} changed; passed on to the control plane",
+                path.display()
+            ),
+            Err(e) => say!("bosun up: cannot update {}: {e}", self.registry.display()),
+        }
+    }
+}
+
+/// Starts the control plane, proxies and apps, and waits until they are ready; prints the table.
+async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
+    let plan = launch.plan;
+    let deadline = Instant::now() + launch.ready_timeout;
+    let exe_args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+    let control_args = vec![
+        "control".to_owned(),
+        "--config".to_owned(),
+        plan.dir.display().to_string(),
+        "--registry".to_owned(),
+        launch.registry.display().to_string(),
+        "--xds-port".to_owned(),
+        launch.xds.port().to_string(),
+        "--debug-port".to_owned(),
+        launch.debug.port().to_string(),
+    ];
+    children.spawn("control", Role::Control, None, &control_args, &[])?;
+    let control = vec![Probe::Ready {
+        who: "control".to_owned(),
+        addr: launch.debug,
+    }];
+    wait_ready(children, control, deadline, launch.ready_timeout).await?;
+
+    let mut probes = Vec::new();
+    for (i, bootstrap) in plan.instances.iter().zip(launch.bootstraps) {
+        if !i.sidecar {
+            continue;
+        }
+        let label = if i.gateway.is_some() {
+            i.name.clone()
+        } else {
+            format!("{}/proxy", i.name)
+        };
+        let args = exe_args(&[
+            "proxy",
+            "-c",
+            &bootstrap.display().to_string(),
+            // One worker each: a mesh on one machine has many proxies and little traffic.
+            "--concurrency",
+            "1",
+            // Within the stop grace, so a clean stop is not a SIGKILL.
+            "--drain-time-s",
+            "1",
+        ]);
+        children.spawn(&label, Role::Proxy, None, &args, &[])?;
+        probes.push(Probe::Ready {
+            who: label,
+            addr: i.admin(),
+        });
+    }
+    for i in &plan.instances {
+        let Some(app) = &i.app else { continue };
+        children.spawn(
+            &i.name,
+            Role::App,
+            app.program.as_deref().map(OsStr::new),
+            &app.args,
+            &app.env,
+        )?;
+        for &p in &i.app_ports {
+            probes.push(Probe::Accepts {
+                who: i.name.clone(),
+                addr: SocketAddr::new(IpAddr::V4(i.address), p),
+            });
+        }
+    }
+    if let Some(ingress) = plan.ingress {
+        probes.push(Probe::Answers {
+            who: "ingress".to_owned(),
+            addr: ingress,
+        });
+    }
+    wait_ready(children, probes, deadline, launch.ready_timeout).await?;
+
+    print_table(launch);
+    Ok(())
+}
+
+/// One readiness condition.
+#[derive(Debug)]
+enum Probe {
+    /// `GET /ready` answers 200.
+    Ready { who: String, addr: SocketAddr },
+    /// A TCP connect succeeds.
+    Accepts { who: String, addr: SocketAddr },
+    /// `GET /` gets any HTTP answer (a 404 from a gateway with no route for `/` counts).
+    Answers { who: String, addr: SocketAddr },
+}
+
+impl Probe {
+    /// `Ok` when ready; `Err` says what was seen.
+    async fn check(&self) -> Result<(), String> {
+        match self {
+            Probe::Ready { addr, .. } => {
+                match http::request(*addr, "GET", "/ready", &[], b"", PROBE_TIMEOUT).await {
+                    Ok(a) if a.status == 200 => Ok(()),
+                    Ok(a) => Err(format!(
+                        "GET http://{addr}/ready: {} {}",
+                        a.status,
+                        a.body.trim()
+                    )),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            }
+            Probe::Accepts { addr, .. } => {
+                match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("nothing accepts on {addr}: {e}")),
+                    Err(_) => Err(format!("connecting to {addr} timed out")),
+                }
+            }
+            Probe::Answers { addr, .. } => {
+                http::request(*addr, "GET", "/", &[], b"", PROBE_TIMEOUT)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+            }
+        }
+    }
+
+    fn who(&self) -> &str {
+        match self {
+            Probe::Ready { who, .. } | Probe::Accepts { who, .. } | Probe::Answers { who, .. } => {
+                who
+            }
+        }
+    }
+}
+
+/// Polls `probes` until all pass; fails when a child exits or `deadline` passes, saying what was not
+/// ready and why.
+async fn wait_ready(
+    children: &mut Children,
+    mut probes: Vec<Probe>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    let mut last = Vec::new();
+    loop {
+        if let Some(exit) = children.try_exit() {
+            bail!(
+                "{} (pid {}) exited during start-up with {} (its log lines above say why)",
+                exit.label,
+                exit.pid,
+                exit.status
+            );
+        }
+        last.clear();
+        let mut pending = Vec::new();
+        for p in probes {
+            if let Err(why) = p.check().await {
+                last.push(format!("{}: {why}", p.who()));
+                pending.push(p);
+            }
+        }
+        probes = pending;
+        if probes.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "not ready within {timeout:?} (--ready-timeout):\n  {}",
+                last.join("\n  ")
+            );
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+fn print_table(launch: &Launch<'_>) {
+    let plan = launch.plan;
+    let mut rows = vec![[
+        "SERVICE".to_owned(),
+        "VERSION".to_owned(),
+        "INSTANCE".to_owned(),
+        "ADDRESS".to_owned(),
+        "SIDECAR ADMIN".to_owned(),
+    ]];
+    for i in &plan.instances {
+        let address = if i.gateway.is_some() {
+            let ports: Vec<String> = i.gateway_ports.iter().map(u16::to_string).collect();
+            format!("{} (gateway :{})", i.address, ports.join(","))
+        } else {
+            let ports: Vec<String> = i.app_ports.iter().map(u16::to_string).collect();
+            if ports.is_empty() {
+                i.address.to_string()
+            } else {
+                format!("{}:{}", i.address, ports.join(","))
+            }
+        };
+        rows.push([
+            i.service().to_owned(),
+            i.version().to_owned(),
+            format!("{}.{}", i.name, i.namespace),
+            address,
+            if i.sidecar {
+                format!("http://{}", i.admin())
+            } else {
+                "- (sidecar: false)".to_owned()
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "control: xds {} · debug http://{} (`bosun apply -f FILE --control http://{}` changes the mesh live)\n",
+        launch.xds, launch.debug, launch.debug
+    ));
+    match plan.ingress {
+        Some(addr) => out.push_str(&format!("ingress: http://{addr}\n")),
+        None => out.push_str(
+            "ingress: none (no Gateway selects a workload labelled istio: ingressgateway)\n",
+        ),
+    }
+    out.push_str(&format!(
+        "bosun up: ready in {} ms; Ctrl-C stops everything\n",
+        launch.started.elapsed().as_millis()
+    ));
+    // Not `print!`: it panics when stdout is closed (`bosun up | head`), and the mesh should run on.
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes());
+    let _ = std::io::Write::flush(&mut stdout);
+}
+
+/// `bosun apply -f FILE --control URL`: validate locally, then POST to the control plane's `/apply`.
+pub fn apply(file: &Path, control: &str) -> Result<ExitCode> {
+    // The same checks as `bosun validate`, so a broken file never reaches the running mesh.
+    let code = crate::check::run(
+        &[file.to_path_buf()],
+        None,
+        false,
+        crate::OutputFormat::Text,
+    )?;
+    if code != ExitCode::SUCCESS {
+        say!("bosun apply: not sent to the control plane");
+        return Ok(code);
+    }
+    let addr = control_addr(control)?;
+    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source = file.display().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let answer = runtime
+        .block_on(http::request(
+            addr,
+            "POST",
+            "/apply",
+            &[
+                ("x-bosun-source", &source),
+                ("content-type", "application/yaml"),
+            ],
+            &body,
+            Duration::from_secs(10),
+        ))
+        .with_context(|| {
+            format!("is the mesh running (`bosun up`) with its debug port at {control}?")
+        })?;
+    let text = answer.body.trim_end();
+    if answer.status == 200 {
+        if !text.is_empty() {
+            println!("{text}");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if !text.is_empty() {
+            println!("{text}");
+        }
+        say!(
+            "bosun apply: the control plane refused it (HTTP {})",
+            answer.status
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `http://HOST:PORT` (or `HOST:PORT`) to a socket address; HOST must be an IP or `localhost`.
+fn control_addr(control: &str) -> Result<SocketAddr> {
+    let rest = control.strip_prefix("http://").unwrap_or(control);
+    let hostport = rest.split('/').next().unwrap_or("");
+    let hostport = hostport.replacen("localhost", "127.0.0.1", 1);
+    hostport.parse().with_context(|| {
+        format!("--control {control:?} must be http://IP:PORT, e.g. http://127.0.0.1:15014")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_urls_are_read() {
+        for (url, want) in [
+            ("http://127.0.0.1:15014", "127.0.0.1:15014"),
+            ("127.0.0.2:9", "127.0.0.2:9"),
+            ("http://localhost:15014/", "127.0.0.1:15014"),
+        ] {
+            assert_eq!(control_addr(url).expect(url).to_string(), want);
+        }
+        assert!(control_addr("https://x").is_err());
+        assert!(control_addr("http://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn double_binds_are_named() {
+        let a: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let msg = first_duplicate(&[(a, "x".to_owned()), (a, "y".to_owned())]).expect("dup");
+        assert!(msg.contains("127.0.0.1:8080") && msg.contains("x") && msg.contains("y"));
+        assert!(first_duplicate(&[(a, "x".to_owned())]).is_none());
+    }
+}
