@@ -1,0 +1,643 @@
+//! Transparent capture end to end, as Istio's sidecar does it: in a client network namespace, iptables
+//! REDIRECTs every outgoing TCP connection to :15001 except those of UID 1337 (the proxy) and those to
+//! 127.0.0.1; the proxy runs as UID 1337 with Istio's `virtualOutbound` listener (`use_original_dst`
+//! and the `original_dst` listener filter), a `0.0.0.0_8080` listener that is never bound, and the
+//! catch-all chain to `PassthroughCluster` (ORIGINAL_DST). The same bootstrap runs under Envoy and
+//! under `bosun proxy`, with the same namespaces, and every outcome must be the same.
+//!
+//! Needs root, `ip`, `iptables-restore` and `setpriv` (and curl, or python3 for the requests); without
+//! them it says why and passes, unless `BOSUN_REQUIRE_NETNS` is set (CI), when it fails. Without Envoy
+//! only `bosun proxy` runs, unless `BOSUN_REQUIRE_ENVOY` is set. Nothing is created outside the two
+//! namespaces it makes (names with the test's pid); a guard removes them, and kills what runs in
+//! them, whatever happens.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::{Envoy, Process, TempDir};
+
+const CLIENT_IP: &str = "10.123.31.10";
+const SERVER_IP: &str = "10.123.31.20";
+/// A port with its own (unbound) listener on the proxy: HTTP, routed.
+const ROUTED_PORT: u16 = 8080;
+/// A port without a listener: the catch-all chain passes it through as TCP.
+const PASSTHROUGH_PORT: u16 = 9090;
+/// Istio's proxy UID and an ordinary app's.
+const PROXY_UID: &str = "1337";
+const APP_UID: &str = "1000";
+/// Bound on every wait for a process or a port.
+const STARTUP: Duration = Duration::from_secs(30);
+/// Bound on one command (a client request, an `ip` call).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Istio's outbound capture (istio-iptables `-p 15001 -u 1337 -m REDIRECT`), reduced to what this test
+/// needs: no inbound capture, every other rule of the OUTPUT chain as Istio has it.
+const RULES: &str = "*nat
+:ISTIO_OUTPUT - [0:0]
+:ISTIO_REDIRECT - [0:0]
+-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A OUTPUT -p tcp -j ISTIO_OUTPUT
+-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
+-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
+-A ISTIO_OUTPUT -j ISTIO_REDIRECT
+COMMIT
+";
+
+/// The sidecar's bootstrap, in the shape istiod gives it (static here). `SERVER_IP` is replaced.
+const BOOTSTRAP: &str = r#"
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
+static_resources:
+  listeners:
+  - name: virtualOutbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15001}}
+    use_original_dst: true
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+    filter_chains:
+    - name: virtualOutbound-blackhole
+      filter_chain_match: {destination_port: 15001}
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: BlackHoleCluster, cluster: BlackHoleCluster}
+    - name: virtualOutbound-catchall-tcp
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: PassthroughCluster, cluster: PassthroughCluster}
+  - name: 0.0.0.0_8080
+    address: {socket_address: {address: 0.0.0.0, port_value: 8080}}
+    bind_to_port: false
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: outbound_0.0.0.0_8080
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            name: "8080"
+            response_headers_to_add: [{header: {key: x-routed-by, value: outbound_0.0.0.0_8080}}]
+            virtual_hosts:
+            - name: allow_any
+              domains: ["*"]
+              routes:
+              - match: {prefix: /static}
+                route: {cluster: "outbound|8080||server"}
+              - match: {prefix: /}
+                route: {cluster: PassthroughCluster}
+  clusters:
+  - name: PassthroughCluster
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 5s
+    original_dst_lb_config: {use_http_header: true}
+  - name: BlackHoleCluster
+    type: STATIC
+    connect_timeout: 5s
+  - name: "outbound|8080||server"
+    type: STATIC
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: "outbound|8080||server"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: SERVER_IP, port_value: 8080}}}
+"#;
+
+/// Why the test cannot run here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        return Some("it needs root (network namespaces and iptables)".to_owned());
+    }
+    for tool in ["ip", "iptables-restore", "setpriv"] {
+        if which(tool).is_none() {
+            return Some(format!(
+                "`{tool}` is not installed (apt-get install iproute2 iptables util-linux)"
+            ));
+        }
+    }
+    if which("curl").is_none() && !Path::new("/usr/bin/python3").is_file() {
+        return Some("neither curl nor /usr/bin/python3 is installed".to_owned());
+    }
+    None
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Skips (returns false after saying why) or, under `BOSUN_REQUIRE_NETNS`, fails.
+fn can_run(test: &str, why: Option<String>) -> bool {
+    let Some(why) = why else { return true };
+    assert!(
+        std::env::var_os("BOSUN_REQUIRE_NETNS").is_none(),
+        "{test}: {why} (BOSUN_REQUIRE_NETNS is set)"
+    );
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// Runs a command to completion within [`COMMAND_TIMEOUT`]; its stdout, or why it failed.
+fn run(args: &[&str]) -> Result<String, String> {
+    let child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    let pid = child.id().to_string();
+    // The output is read while waiting (a full pipe would stall the child), on a thread so that
+    // the wait can be bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(out) => out.map_err(|e| e.to_string())?,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            return Err(format!(
+                "{}: no answer within {COMMAND_TIMEOUT:?}",
+                args.join(" ")
+            ));
+        }
+    };
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{}: {} {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+// === the two namespaces ===
+
+/// Two network namespaces joined by a veth pair: the client pod (capture rules, proxy, app) and the
+/// server pod (the upstream apps). Dropping it kills whatever still runs in them and deletes them,
+/// which removes the veth pair and the rules with them.
+struct Testbed {
+    client: String,
+    server: String,
+    created: Vec<String>,
+}
+
+impl Testbed {
+    fn new() -> Result<Testbed, String> {
+        let pid = std::process::id();
+        let mut bed = Testbed {
+            client: format!("bosun-cap{pid}-c"),
+            server: format!("bosun-cap{pid}-s"),
+            created: Vec::new(),
+        };
+        for ns in [bed.client.clone(), bed.server.clone()] {
+            let _ = run(&["ip", "netns", "del", &ns]); // A leftover of a killed run with this pid.
+            run(&["ip", "netns", "add", &ns])?;
+            bed.created.push(ns);
+        }
+        let (c, s) = (bed.client.as_str(), bed.server.as_str());
+        run(&[
+            "ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+            s,
+        ])?;
+        for (ns, ip) in [(c, CLIENT_IP), (s, SERVER_IP)] {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            run(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+        }
+        // istio-init's job: the capture rules, in the client pod only.
+        let rules = TempDir::new("capture-rules").map_err(|e| e.to_string())?;
+        let file = rules
+            .write("rules", RULES.as_bytes())
+            .map_err(|e| e.to_string())?;
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            c,
+            "iptables-restore",
+            &file.to_string_lossy(),
+        ])?;
+        Ok(bed)
+    }
+
+    /// `ip netns exec NS [setpriv as UID] ARGS…` as a command.
+    fn command(&self, ns: &str, uid: Option<&str>, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]);
+        if let Some(uid) = uid {
+            c.args([
+                "setpriv",
+                "--reuid",
+                uid,
+                "--regid",
+                uid,
+                "--clear-groups",
+                // The binaries may live under /root (rustup's target dir, pip's site-packages),
+                // which UID 1337 cannot enter: keep only the right to read and search. It changes
+                // nothing about the socket owner the capture rules match.
+                "--inh-caps",
+                "+dac_read_search",
+                "--ambient-caps",
+                "+dac_read_search",
+            ]);
+        }
+        c.args(args);
+        c
+    }
+
+    /// An HTTP GET from the client pod as `uid`: the status and the response headers (lower-case
+    /// names), or why there was no answer.
+    fn get(&self, uid: &str, url: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
+        let mut args: Vec<String> = ["ip", "netns", "exec", &self.client]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(
+            ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"].map(String::from),
+        );
+        if which("curl").is_some() {
+            args.extend(["curl", "-s", "-m", "5", "-o", "/dev/null", "-D", "-"].map(String::from));
+            for (k, v) in headers {
+                args.push("-H".into());
+                args.push(format!("{k}: {v}"));
+            }
+            args.push(url.to_owned());
+        } else {
+            let script = "import sys,urllib.request as u\n\
+                 r=u.Request(sys.argv[1])\n\
+                 for h in sys.argv[2:]: k,v=h.split(':',1); r.add_header(k,v.strip())\n\
+                 try: x=u.urlopen(r,timeout=5)\n\
+                 except u.HTTPError as e: x=e\n\
+                 print('HTTP/1.1',x.status); print(x.headers)";
+            args.extend(["/usr/bin/python3", "-c", script, url].map(String::from));
+            args.extend(headers.iter().map(|(k, v)| format!("{k}: {v}")));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args)?;
+        Response::parse(&out).ok_or_else(|| format!("GET {url}: no response ({out:?})"))
+    }
+
+    /// The proxy's `/stats` (admin on the client pod's loopback) as name → value.
+    fn stats(&self) -> Result<BTreeMap<String, u64>, String> {
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.client,
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "http://127.0.0.1:15000/stats",
+        ])
+        .or_else(|_| {
+            run(&[
+                "ip", "netns", "exec", &self.client, "/usr/bin/python3", "-c",
+                "import urllib.request as u;print(u.urlopen('http://127.0.0.1:15000/stats',timeout=5).read().decode())",
+            ])
+        })?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_owned(), v.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Waits until `url` answers from the client pod as UID 1337 (never captured).
+    fn wait_for(&self, url: &str, process: &mut Process) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Err(e) = process.check_running() {
+                return Err(format!("{e}\n{}", process.stderr_tail()));
+            }
+            match self.get(PROXY_UID, url, &[]) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                other => return Err(format!("{url} not ready within {STARTUP:?}: {other:?}")),
+            }
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in &self.created {
+            // Processes the test started are stopped by their own guards first; anything left is a bug
+            // worth a line, and must not outlive the namespace.
+            if let Ok(pids) = run(&["ip", "netns", "pids", ns]) {
+                for pid in pids.split_whitespace() {
+                    eprintln!("capture: killing stray pid {pid} in {ns}");
+                    let _ = run(&["kill", "-9", pid]);
+                }
+            }
+            if let Err(e) = run(&["ip", "netns", "del", ns]) {
+                eprintln!("capture: could not delete network namespace {ns}: {e}");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+}
+
+impl Response {
+    fn parse(out: &str) -> Option<Response> {
+        // The last header block (curl prints one per response; there is no redirect here).
+        let block = out.rsplit("HTTP/").next()?;
+        let mut lines = block.lines();
+        let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Some(Response { status, headers })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+// === the test ===
+
+/// What a client saw for one request: status, who answered (the demo app's service name), and whether
+/// the proxy's HTTP route handled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    what: &'static str,
+    status: Option<u16>,
+    served_by: Option<String>,
+    routed_by: Option<String>,
+}
+
+/// Runs the scenario against one proxy (already started in the client pod), returning what every
+/// request saw and the stats that tell which way each went.
+fn scenario(bed: &Testbed) -> (Vec<Seen>, BTreeMap<String, u64>) {
+    let routed = format!("http://{SERVER_IP}:{ROUTED_PORT}");
+    let passthrough = format!("http://{SERVER_IP}:{PASSTHROUGH_PORT}");
+    let to_passthrough_port = format!("{SERVER_IP}:{PASSTHROUGH_PORT}");
+    let requests: Vec<(&'static str, &str, String, Vec<(&str, &str)>)> = vec![
+        // Handed to 0.0.0.0_8080, routed to PassthroughCluster (HTTP to the original destination).
+        (
+            "app -> :8080 (HTTP, original destination)",
+            APP_UID,
+            format!("{routed}/"),
+            vec![],
+        ),
+        // Handed to 0.0.0.0_8080, routed to the STATIC cluster.
+        (
+            "app -> :8080/static (HTTP, static cluster)",
+            APP_UID,
+            format!("{routed}/static"),
+            vec![],
+        ),
+        // The header overrides the original destination (use_http_header).
+        (
+            "app -> :8080 with x-envoy-original-dst-host :9090",
+            APP_UID,
+            format!("{routed}/"),
+            vec![("x-envoy-original-dst-host", to_passthrough_port.as_str())],
+        ),
+        // No listener for 9090: virtualOutbound's catch-all chain, TCP to PassthroughCluster.
+        (
+            "app -> :9090 (TCP passthrough)",
+            APP_UID,
+            format!("{passthrough}/"),
+            vec![],
+        ),
+        // The proxy's own UID is not captured: straight to the server, the proxy never sees it.
+        (
+            "uid 1337 -> :9090 (not captured)",
+            PROXY_UID,
+            format!("{passthrough}/"),
+            vec![],
+        ),
+        // Straight at the capture port: the blackhole chain closes it (no loop).
+        (
+            "app -> client:15001 (blackhole)",
+            APP_UID,
+            format!("http://{CLIENT_IP}:15001/"),
+            vec![],
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (what, uid, url, headers) in &requests {
+        let r = bed.get(uid, url, headers).ok();
+        seen.push(Seen {
+            what,
+            status: r.as_ref().map(|r| r.status),
+            served_by: r
+                .as_ref()
+                .and_then(|r| r.header("x-demo-service").map(str::to_owned)),
+            routed_by: r
+                .as_ref()
+                .and_then(|r| r.header("x-routed-by").map(str::to_owned)),
+        });
+    }
+    (seen, bed.stats().unwrap())
+}
+
+fn expected() -> Vec<Seen> {
+    let s = |what, status: Option<u16>, served: Option<&str>, routed: bool| Seen {
+        what,
+        status,
+        served_by: served.map(str::to_owned),
+        routed_by: routed.then(|| "outbound_0.0.0.0_8080".to_owned()),
+    };
+    vec![
+        s(
+            "app -> :8080 (HTTP, original destination)",
+            Some(200),
+            Some("server-8080"),
+            true,
+        ),
+        s(
+            "app -> :8080/static (HTTP, static cluster)",
+            Some(200),
+            Some("server-8080"),
+            true,
+        ),
+        s(
+            "app -> :8080 with x-envoy-original-dst-host :9090",
+            Some(200),
+            Some("server-9090"),
+            true,
+        ),
+        s(
+            "app -> :9090 (TCP passthrough)",
+            Some(200),
+            Some("server-9090"),
+            false,
+        ),
+        s(
+            "uid 1337 -> :9090 (not captured)",
+            Some(200),
+            Some("server-9090"),
+            false,
+        ),
+        s("app -> client:15001 (blackhole)", None, None, false),
+    ]
+}
+
+/// The counters that show where connections went: only the blackhole and the passthrough connection
+/// stay on virtualOutbound (the handed-off ones count on 0.0.0.0_8080, as Envoy counts them), and the
+/// uncaptured request is on neither.
+fn check_stats(proxy: &str, stats: &BTreeMap<String, u64>) {
+    let get = |name: &str| stats.get(name).copied().unwrap_or(0);
+    assert_eq!(
+        get("listener.0.0.0.0_15001.downstream_cx_total"),
+        2,
+        "{proxy}: {stats:#?}"
+    );
+    assert_eq!(
+        get("listener.0.0.0.0_8080.downstream_cx_total"),
+        3,
+        "{proxy}: {stats:#?}"
+    );
+    assert_eq!(
+        get("http.outbound_0.0.0.0_8080.downstream_rq_total"),
+        3,
+        "{proxy}: {stats:#?}"
+    );
+    assert_eq!(
+        get("cluster.outbound|8080||server.upstream_rq_total"),
+        1,
+        "{proxy}: {stats:#?}"
+    );
+    // Two HTTP destinations (:8080 and, by the header, :9090) and the TCP passthrough.
+    assert_eq!(
+        get("cluster.PassthroughCluster.upstream_cx_total"),
+        3,
+        "{proxy}: {stats:#?}"
+    );
+}
+
+/// Starts a proxy in the client pod as UID 1337 and waits for its admin `/ready`.
+fn start_proxy(bed: &Testbed, name: &str, program: &Path, args: &[&str]) -> Process {
+    let dir = TempDir::new(&format!("capture-{name}")).unwrap();
+    let config = dir
+        .write(
+            "bootstrap.yaml",
+            BOOTSTRAP.replace("SERVER_IP", SERVER_IP).as_bytes(),
+        )
+        .unwrap();
+    let mut all: Vec<&str> = vec![program.to_str().unwrap()];
+    all.extend(args);
+    let config = config.to_string_lossy().into_owned();
+    all.extend(["-c", &config]);
+    let command = bed.command(&bed.client, Some(PROXY_UID), &all);
+    let mut process = Process::spawn_command(name, command, dir).unwrap();
+    bed.wait_for("http://127.0.0.1:15000/ready", &mut process)
+        .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
+    process
+}
+
+#[test]
+fn outbound_capture_matches_envoy() {
+    const TEST: &str = "outbound_capture_matches_envoy";
+    if !can_run(TEST, missing_prerequisite()) {
+        return;
+    }
+    let bed = match Testbed::new() {
+        Ok(bed) => bed,
+        Err(e) => {
+            can_run(
+                TEST,
+                Some(format!("cannot set up the network namespaces: {e}")),
+            );
+            return;
+        }
+    };
+    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
+    // The upstream apps, in the server pod: which one answered is in `x-demo-service`.
+    let mut apps = Vec::new();
+    for port in [ROUTED_PORT, PASSTHROUGH_PORT] {
+        let listen = format!("{SERVER_IP}:{port}");
+        let service = format!("server-{port}");
+        let command = bed.command(
+            &bed.server,
+            None,
+            &[
+                bosun.to_str().unwrap(),
+                "demo-app",
+                "--listen",
+                &listen,
+                "--service",
+                &service,
+            ],
+        );
+        let dir = TempDir::new(&format!("capture-app-{port}")).unwrap();
+        let mut app = Process::spawn_command(&service, command, dir).unwrap();
+        bed.wait_for(&format!("http://{listen}/healthz"), &mut app)
+            .unwrap();
+        apps.push(app);
+    }
+
+    let mut results = Vec::new();
+    if let Some(envoy) = Envoy::find_or_skip(TEST) {
+        let mut proxy = start_proxy(
+            &bed,
+            "envoy",
+            &envoy,
+            &[
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ],
+        );
+        let (seen, stats) = scenario(&bed);
+        proxy.terminate_and_wait(Duration::from_secs(10)).unwrap();
+        results.push(("envoy", seen, stats));
+    }
+    let mut proxy = start_proxy(&bed, "bosun", bosun, &["proxy", "--concurrency", "1"]);
+    let (seen, stats) = scenario(&bed);
+    proxy.terminate_and_wait(Duration::from_secs(10)).unwrap();
+    results.push(("bosun", seen, stats));
+
+    for (name, seen, stats) in &results {
+        eprintln!("{name}: {seen:#?}");
+        assert_eq!(seen, &expected(), "{name}");
+        check_stats(name, stats);
+    }
+    drop(apps);
+    drop(bed);
+}
