@@ -47,7 +47,9 @@ pub async fn proxy(
         config: t.raw.clone(),
         server_name: t.server_name.clone(),
     });
+    // Envoy's TCP connection pool counts each connection it hands out as a request too.
     cluster.stats.upstream_cx_total.inc();
+    cluster.stats.upstream_rq_total.inc();
     let upstream = match connect(
         &host.address,
         cluster.config.connect_timeout,
