@@ -140,6 +140,40 @@ mod tests {
         assert_eq!(with.address, addr);
     }
 
+    fn listener(name: &str, host: &str, port: u16) -> Arc<Listener> {
+        Arc::new(Listener {
+            name: name.to_owned(),
+            host: host.to_owned(),
+            port,
+            use_original_dst: false,
+            original_dst: false,
+            bind_to_port: false,
+            filter_chains: Vec::new(),
+            default_filter_chain: None,
+            tls_inspector: false,
+            listener_filters_timeout: None,
+            continue_on_listener_filters_timeout: false,
+        })
+    }
+
+    #[test]
+    fn the_exact_address_wins_then_the_wildcard_of_the_port() {
+        let index = ListenerIndex::new(&[
+            listener("virtualOutbound", "0.0.0.0", 15001),
+            listener("0.0.0.0_8080", "0.0.0.0", 8080),
+            listener("10.0.0.5_8080", "10.0.0.5", 8080),
+            listener("[::]_8080", "::", 8080),
+            listener("by-name", "localhost", 9000),
+        ]);
+        let owner = |a: &str| index.owner(a.parse().unwrap()).map(|l| l.name.clone());
+        assert_eq!(owner("10.0.0.5:8080").as_deref(), Some("10.0.0.5_8080"));
+        assert_eq!(owner("10.0.0.6:8080").as_deref(), Some("0.0.0.0_8080"));
+        assert_eq!(owner("[2001:db8::1]:8080").as_deref(), Some("[::]_8080"));
+        assert_eq!(owner("10.0.0.6:9090"), None);
+        assert_eq!(owner("127.0.0.1:9000"), None);
+        assert_eq!(owner("10.0.0.6:15001").as_deref(), Some("virtualOutbound"));
+    }
+
     #[test]
     fn mapped_addresses_are_ipv4() {
         let mapped: SocketAddr = "[::ffff:10.1.2.3]:80".parse().unwrap();
