@@ -413,7 +413,9 @@ fn scenario(bed: &Testbed) -> (Vec<Seen>, BTreeMap<String, u64>) {
     let routed = format!("http://{SERVER_IP}:{ROUTED_PORT}");
     let passthrough = format!("http://{SERVER_IP}:{PASSTHROUGH_PORT}");
     let to_passthrough_port = format!("{SERVER_IP}:{PASSTHROUGH_PORT}");
-    let requests: Vec<(&'static str, &str, String, Vec<(&str, &str)>)> = vec![
+    // (what, as which UID, URL, request headers)
+    type Case<'a> = (&'static str, &'a str, String, Vec<(&'a str, &'a str)>);
+    let requests: Vec<Case<'_>> = vec![
         // Handed to 0.0.0.0_8080, routed to PassthroughCluster (HTTP to the original destination).
         (
             "app -> :8080 (HTTP, original destination)",
