@@ -1,9 +1,11 @@
-//! Transparent capture end to end, as Istio's sidecar does it: in a client network namespace, iptables
-//! REDIRECTs every outgoing TCP connection to :15001 except those of UID 1337 (the proxy) and those to
-//! 127.0.0.1; the proxy runs as UID 1337 with Istio's `virtualOutbound` listener (`use_original_dst`
-//! and the `original_dst` listener filter), a `0.0.0.0_8080` listener that is never bound, and the
-//! catch-all chain to `PassthroughCluster` (ORIGINAL_DST). The same bootstrap runs under Envoy and
-//! under `bosun proxy`, with the same namespaces, and every outcome must be the same.
+//! Transparent capture end to end, as Istio's sidecars do it: two pods (network namespaces) with
+//! Istio's iptables REDIRECT rules. In the client pod, every outgoing TCP connection goes to :15001
+//! except those of UID 1337 (the proxy), loopback and 127.0.0.1; its sidecar runs as UID 1337 with
+//! Istio's `virtualOutbound` listener (`use_original_dst` and the `original_dst` listener filter), a
+//! `0.0.0.0_8080` listener that is never bound, and the catch-all chain to `PassthroughCluster`
+//! (ORIGINAL_DST). In the server pod, every incoming connection goes to :15006, whose sidecar passes
+//! it to the app through `InboundPassthroughCluster` from 127.0.0.6. The same bootstraps run under
+//! Envoy and under `bosun proxy`, with the same namespaces, and every outcome must be the same.
 //!
 //! Needs root, `ip`, `iptables-restore` and `setpriv` (and curl, or python3 for the requests); without
 //! them it says why and passes, unless `BOSUN_REQUIRE_NETNS` is set (CI), when it fails. Without Envoy
@@ -34,23 +36,40 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// Bound on one command (a client request, an `ip` call).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Istio's outbound capture (istio-iptables `-p 15001 -u 1337 -m REDIRECT`), reduced to what this test
-/// needs: no inbound capture, every other rule of the OUTPUT chain as Istio has it.
+/// Istio's capture as istio-init installs it in every pod (istio-iptables `-p 15001 -z 15006 -u 1337
+/// -m REDIRECT -i '*' -b '*' -d 15090,15021,15020`): inbound TCP to 15006 but for the excluded ports;
+/// outbound TCP to 15001 but for the proxy's own UID/GID, loopback traffic of other users and
+/// 127.0.0.1; the proxy's own connections over loopback to a pod address go inbound (15006) unless they
+/// come from 127.0.0.6, the inbound passthrough source.
 const RULES: &str = "*nat
-:ISTIO_OUTPUT - [0:0]
+:ISTIO_INBOUND - [0:0]
 :ISTIO_REDIRECT - [0:0]
+:ISTIO_IN_REDIRECT - [0:0]
+:ISTIO_OUTPUT - [0:0]
 -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
--A OUTPUT -p tcp -j ISTIO_OUTPUT
+-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A PREROUTING -p tcp -j ISTIO_INBOUND
+-A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN
+-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT
+-A OUTPUT -j ISTIO_OUTPUT
 -A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
+-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT
+-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN
 -A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT
+-A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN
 -A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN
 -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
 -A ISTIO_OUTPUT -j ISTIO_REDIRECT
 COMMIT
 ";
 
-/// The sidecar's bootstrap, in the shape istiod gives it (static here). `SERVER_IP` is replaced.
-const BOOTSTRAP: &str = r#"
+/// The client pod's sidecar, outbound, in the shape istiod gives it (static here). `SERVER_IP` is
+/// replaced.
+const OUTBOUND: &str = r#"
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
 static_resources:
@@ -111,6 +130,41 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {address: {socket_address: {address: SERVER_IP, port_value: 8080}}}
+"#;
+
+/// The server pod's sidecar, inbound: Istio's `virtualInbound` (no `use_original_dst`) passing every
+/// connection to the app through `InboundPassthroughCluster`, from 127.0.0.6 so that the capture rules
+/// let it through instead of sending it back to 15006.
+const INBOUND: &str = r#"
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
+static_resources:
+  listeners:
+  - name: virtualInbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15006}}
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+    filter_chains:
+    - name: virtualInbound-blackhole
+      filter_chain_match: {destination_port: 15006}
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: BlackHoleCluster, cluster: BlackHoleCluster}
+    - name: virtualInbound-catchall-tcp
+      filter_chain_match: {prefix_ranges: [{address_prefix: 0.0.0.0, prefix_len: 0}]}
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: InboundPassthroughCluster, cluster: InboundPassthroughCluster}
+  clusters:
+  - name: InboundPassthroughCluster
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 5s
+    upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
+  - name: BlackHoleCluster
+    type: STATIC
+    connect_timeout: 5s
 "#;
 
 /// Why the test cannot run here, if it cannot.
@@ -236,19 +290,21 @@ impl Testbed {
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
             run(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
         }
-        // istio-init's job: the capture rules, in the client pod only.
+        // istio-init's job: the capture rules, in both pods.
         let rules = TempDir::new("capture-rules").map_err(|e| e.to_string())?;
         let file = rules
             .write("rules", RULES.as_bytes())
             .map_err(|e| e.to_string())?;
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            c,
-            "iptables-restore",
-            &file.to_string_lossy(),
-        ])?;
+        for ns in [c, s] {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "iptables-restore",
+                &file.to_string_lossy(),
+            ])?;
+        }
         Ok(bed)
     }
 
@@ -280,7 +336,18 @@ impl Testbed {
     /// An HTTP GET from the client pod as `uid`: the status and the response headers (lower-case
     /// names), or why there was no answer.
     fn get(&self, uid: &str, url: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
-        let mut args: Vec<String> = ["ip", "netns", "exec", &self.client]
+        self.get_in(&self.client, uid, url, headers)
+    }
+
+    /// An HTTP GET from pod `ns` as `uid`.
+    fn get_in(
+        &self,
+        ns: &str,
+        uid: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        let mut args: Vec<String> = ["ip", "netns", "exec", ns]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -309,13 +376,13 @@ impl Testbed {
         Response::parse(&out).ok_or_else(|| format!("GET {url}: no response ({out:?})"))
     }
 
-    /// The proxy's `/stats` (admin on the client pod's loopback) as name → value.
-    fn stats(&self) -> Result<BTreeMap<String, u64>, String> {
+    /// A sidecar's `/stats` (admin on its pod's loopback) as name → value.
+    fn stats(&self, ns: &str) -> Result<BTreeMap<String, u64>, String> {
         let out = run(&[
             "ip",
             "netns",
             "exec",
-            &self.client,
+            ns,
             "curl",
             "-s",
             "-m",
@@ -324,7 +391,7 @@ impl Testbed {
         ])
         .or_else(|_| {
             run(&[
-                "ip", "netns", "exec", &self.client, "/usr/bin/python3", "-c",
+                "ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
                 "import urllib.request as u;print(u.urlopen('http://127.0.0.1:15000/stats',timeout=5).read().decode())",
             ])
         })?;
@@ -337,14 +404,15 @@ impl Testbed {
             .collect())
     }
 
-    /// Waits until `url` answers from the client pod as UID 1337 (never captured).
-    fn wait_for(&self, url: &str, process: &mut Process) -> Result<(), String> {
+    /// Waits until `url` answers from pod `ns` as root (loopback and the pod's own address are not
+    /// captured for it).
+    fn wait_for(&self, ns: &str, url: &str, process: &mut Process) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Err(e) = process.check_running() {
                 return Err(format!("{e}\n{}", process.stderr_tail()));
             }
-            match self.get(PROXY_UID, url, &[]) {
+            match self.get_in(ns, "0", url, &[]) {
                 Ok(r) if r.status == 200 => return Ok(()),
                 _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
                 other => return Err(format!("{url} not ready within {STARTUP:?}: {other:?}")),
@@ -407,9 +475,15 @@ struct Seen {
     routed_by: Option<String>,
 }
 
-/// Runs the scenario against one proxy (already started in the client pod), returning what every
-/// request saw and the stats that tell which way each went.
-fn scenario(bed: &Testbed) -> (Vec<Seen>, BTreeMap<String, u64>) {
+/// Stats of the two sidecars after the scenario.
+struct Stats {
+    client: BTreeMap<String, u64>,
+    server: BTreeMap<String, u64>,
+}
+
+/// Runs the scenario against one kind of proxy (already started as both pods' sidecars), returning
+/// what every request saw and the stats that tell which way each went.
+fn scenario(bed: &Testbed) -> (Vec<Seen>, Stats) {
     let routed = format!("http://{SERVER_IP}:{ROUTED_PORT}");
     let passthrough = format!("http://{SERVER_IP}:{PASSTHROUGH_PORT}");
     let to_passthrough_port = format!("{SERVER_IP}:{PASSTHROUGH_PORT}");
@@ -444,7 +518,7 @@ fn scenario(bed: &Testbed) -> (Vec<Seen>, BTreeMap<String, u64>) {
             format!("{passthrough}/"),
             vec![],
         ),
-        // The proxy's own UID is not captured: straight to the server, the proxy never sees it.
+        // The proxy's own UID is not captured on the way out (the server's sidecar still takes it in).
         (
             "uid 1337 -> :9090 (not captured)",
             PROXY_UID,
@@ -473,7 +547,11 @@ fn scenario(bed: &Testbed) -> (Vec<Seen>, BTreeMap<String, u64>) {
                 .and_then(|r| r.header("x-routed-by").map(str::to_owned)),
         });
     }
-    (seen, bed.stats().unwrap())
+    let stats = Stats {
+        client: bed.stats(&bed.client).unwrap(),
+        server: bed.stats(&bed.server).unwrap(),
+    };
+    (seen, stats)
 }
 
 fn expected() -> Vec<Seen> {
@@ -518,62 +596,105 @@ fn expected() -> Vec<Seen> {
     ]
 }
 
-/// The counters that show where connections went: only the blackhole and the passthrough connection
-/// stay on virtualOutbound (the handed-off ones count on 0.0.0.0_8080, as Envoy counts them), and the
-/// uncaptured request is on neither.
-fn check_stats(proxy: &str, stats: &BTreeMap<String, u64>) {
-    let get = |name: &str| stats.get(name).copied().unwrap_or(0);
-    assert_eq!(
-        get("listener.0.0.0.0_15001.downstream_cx_total"),
-        2,
-        "{proxy}: {stats:#?}"
-    );
-    assert_eq!(
-        get("listener.0.0.0.0_8080.downstream_cx_total"),
-        3,
-        "{proxy}: {stats:#?}"
-    );
-    assert_eq!(
-        get("http.outbound_0.0.0.0_8080.downstream_rq_total"),
-        3,
-        "{proxy}: {stats:#?}"
-    );
-    assert_eq!(
-        get("cluster.outbound|8080||server.upstream_rq_total"),
-        1,
-        "{proxy}: {stats:#?}"
-    );
-    // Two HTTP destinations (:8080 and, by the header, :9090) and the TCP passthrough.
-    assert_eq!(
-        get("cluster.PassthroughCluster.upstream_cx_total"),
-        3,
-        "{proxy}: {stats:#?}"
-    );
+/// The counters that show where connections went. Client sidecar: only the blackhole and the
+/// passthrough connection stay on virtualOutbound (the handed-off ones count on 0.0.0.0_8080, as Envoy
+/// counts them), and the uncaptured request is on neither. Server sidecar: every connection that
+/// reached the pod came in through 15006 and went on to the app from 127.0.0.6 (else the rules would
+/// have sent it back to 15006, and it would never have arrived).
+fn check_stats(proxy: &str, stats: &Stats) {
+    let (client, server) = (&stats.client, &stats.server);
+    let expect = [
+        ("listener.0.0.0.0_15001.downstream_cx_total", client, 2),
+        ("listener.0.0.0.0_8080.downstream_cx_total", client, 3),
+        ("http.outbound_0.0.0.0_8080.downstream_rq_total", client, 3),
+        ("cluster.outbound|8080||server.upstream_rq_total", client, 1),
+        // Two HTTP destinations (:8080 and, by the header, :9090) and the TCP passthrough.
+        ("cluster.PassthroughCluster.upstream_cx_total", client, 3),
+        // Those three, the static cluster's connection and the uncaptured one.
+        ("listener.0.0.0.0_15006.downstream_cx_total", server, 5),
+        (
+            "cluster.InboundPassthroughCluster.upstream_cx_total",
+            server,
+            5,
+        ),
+    ];
+    for (name, stat, value) in expect {
+        assert_eq!(
+            stat.get(name).copied().unwrap_or(0),
+            value,
+            "{proxy}: {name}\nclient sidecar: {:#?}\nserver sidecar: {:#?}",
+            stats.client,
+            stats.server
+        );
+    }
 }
 
-/// Starts a proxy in the client pod as UID 1337 and waits for its admin `/ready`.
-fn start_proxy(bed: &Testbed, name: &str, program: &Path, args: &[&str]) -> Process {
+/// The two sidecars of one kind of proxy.
+struct Sidecars {
+    client: Process,
+    server: Process,
+}
+
+impl Sidecars {
+    /// Starts the server pod's and the client pod's sidecars as UID 1337 and waits for their
+    /// `/ready`.
+    fn start(bed: &Testbed, name: &str, program: &Path, args: &[&str]) -> Sidecars {
+        let server = start_proxy(
+            bed,
+            &bed.server,
+            &format!("{name}-inbound"),
+            program,
+            args,
+            INBOUND,
+        );
+        let client = start_proxy(
+            bed,
+            &bed.client,
+            &format!("{name}-outbound"),
+            program,
+            args,
+            OUTBOUND,
+        );
+        Sidecars { client, server }
+    }
+
+    fn stop(mut self) {
+        for p in [&mut self.client, &mut self.server] {
+            p.terminate_and_wait(Duration::from_secs(10)).unwrap();
+        }
+    }
+}
+
+/// Starts a proxy in pod `ns` as UID 1337 with `bootstrap` and waits for its admin `/ready`.
+fn start_proxy(
+    bed: &Testbed,
+    ns: &str,
+    name: &str,
+    program: &Path,
+    args: &[&str],
+    bootstrap: &str,
+) -> Process {
     let dir = TempDir::new(&format!("capture-{name}")).unwrap();
     let config = dir
         .write(
             "bootstrap.yaml",
-            BOOTSTRAP.replace("SERVER_IP", SERVER_IP).as_bytes(),
+            bootstrap.replace("SERVER_IP", SERVER_IP).as_bytes(),
         )
         .unwrap();
     let mut all: Vec<&str> = vec![program.to_str().unwrap()];
     all.extend(args);
     let config = config.to_string_lossy().into_owned();
     all.extend(["-c", &config]);
-    let command = bed.command(&bed.client, Some(PROXY_UID), &all);
+    let command = bed.command(ns, Some(PROXY_UID), &all);
     let mut process = Process::spawn_command(name, command, dir).unwrap();
-    bed.wait_for("http://127.0.0.1:15000/ready", &mut process)
+    bed.wait_for(ns, "http://127.0.0.1:15000/ready", &mut process)
         .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
     process
 }
 
 #[test]
-fn outbound_capture_matches_envoy() {
-    const TEST: &str = "outbound_capture_matches_envoy";
+fn sidecar_capture_matches_envoy() {
+    const TEST: &str = "sidecar_capture_matches_envoy";
     if !can_run(TEST, missing_prerequisite()) {
         return;
     }
@@ -607,38 +728,37 @@ fn outbound_capture_matches_envoy() {
         );
         let dir = TempDir::new(&format!("capture-app-{port}")).unwrap();
         let mut app = Process::spawn_command(&service, command, dir).unwrap();
-        bed.wait_for(&format!("http://{listen}/healthz"), &mut app)
+        bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
             .unwrap();
         apps.push(app);
     }
 
     let mut results = Vec::new();
     if let Some(envoy) = Envoy::find_or_skip(TEST) {
-        let mut proxy = start_proxy(
-            &bed,
-            "envoy",
-            &envoy,
-            &[
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ],
-        );
+        let args = [
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+        ];
+        let sidecars = Sidecars::start(&bed, "envoy", &envoy, &args);
         let (seen, stats) = scenario(&bed);
-        proxy.terminate_and_wait(Duration::from_secs(10)).unwrap();
+        sidecars.stop();
         results.push(("envoy", seen, stats));
     }
-    let mut proxy = start_proxy(&bed, "bosun", bosun, &["proxy", "--concurrency", "1"]);
+    let sidecars = Sidecars::start(&bed, "bosun", bosun, &["proxy", "--concurrency", "1"]);
     let (seen, stats) = scenario(&bed);
-    proxy.terminate_and_wait(Duration::from_secs(10)).unwrap();
+    sidecars.stop();
     results.push(("bosun", seen, stats));
 
     for (name, seen, stats) in &results {
-        eprintln!("{name}: {seen:#?}");
         assert_eq!(seen, &expected(), "{name}");
         check_stats(name, stats);
+        eprintln!(
+            "{name}: all {} requests and the sidecars' stats as expected",
+            seen.len()
+        );
     }
     drop(apps);
     drop(bed);

@@ -29,6 +29,9 @@ pub struct Listener {
     /// filter chain, for `use_original_dst` and for ORIGINAL_DST clusters.
     pub original_dst: bool,
     pub bind_to_port: bool,
+    /// `transparent`: the socket is `IP_TRANSPARENT`, to accept connections TPROXY sends it (for any
+    /// destination address). Needs CAP_NET_ADMIN.
+    pub transparent: bool,
     pub filter_chains: Vec<FilterChain>,
     pub default_filter_chain: Option<FilterChain>,
     /// The `envoy.filters.listener.tls_inspector` listener filter: read the ClientHello (SNI, ALPN)
@@ -234,6 +237,7 @@ impl Listener {
             use_original_dst: p.use_original_dst.as_ref().is_some_and(|b| b.value),
             original_dst,
             bind_to_port: p.bind_to_port.as_ref().is_none_or(|b| b.value),
+            transparent: p.transparent.as_ref().is_some_and(|b| b.value),
             filter_chains,
             default_filter_chain,
             tls_inspector,

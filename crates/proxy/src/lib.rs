@@ -263,7 +263,7 @@ pub async fn run(
     // Bind everything before serving anything, so a taken port fails the start cleanly.
     let mut bound = Vec::new();
     for l in listeners.iter().filter(|l| l.bind_to_port) {
-        let socket = bind(&l.host, l.port).map_err(|source| ProxyError::Bind {
+        let socket = bind(&l.host, l.port, l.transparent).map_err(|source| ProxyError::Bind {
             address: format!("{}:{}", l.host, l.port),
             what: format!("listener {:?}", l.name),
             source,
@@ -341,8 +341,8 @@ pub async fn run(
 }
 
 /// Binds a listening socket as tokio does (`SO_REUSEADDR`, backlog 1024), synchronously, so an LDS
-/// update can bind its new listeners before it is ACKed.
-pub(crate) fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+/// update can bind its new listeners before it is ACKed. `transparent`: `IP_TRANSPARENT`, for TPROXY.
+pub(crate) fn bind(host: &str, port: u16, transparent: bool) -> std::io::Result<TcpListener> {
     let addr: SocketAddr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::AddrNotAvailable,
@@ -355,6 +355,13 @@ pub(crate) fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if transparent {
+        if addr.is_ipv4() {
+            socket.set_ip_transparent_v4(true)?;
+        } else {
+            socket.set_ip_transparent_v6(true)?;
+        }
+    }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;

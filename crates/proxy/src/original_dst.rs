@@ -148,6 +148,7 @@ mod tests {
             use_original_dst: false,
             original_dst: false,
             bind_to_port: false,
+            transparent: false,
             filter_chains: Vec::new(),
             default_filter_chain: None,
             tls_inspector: false,
