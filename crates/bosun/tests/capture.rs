@@ -4,8 +4,9 @@
 //! Istio's `virtualOutbound` listener (`use_original_dst` and the `original_dst` listener filter), a
 //! `0.0.0.0_8080` listener that is never bound, and the catch-all chain to `PassthroughCluster`
 //! (ORIGINAL_DST). In the server pod, every incoming connection goes to :15006, whose sidecar passes
-//! it to the app through `InboundPassthroughCluster` from 127.0.0.6. The same bootstraps run under
-//! Envoy and under `bosun proxy`, with the same namespaces, and every outcome must be the same.
+//! it to the app through `InboundPassthroughCluster` from 127.0.0.6: by REDIRECT, or in Istio's TPROXY
+//! mode to a transparent listener. The same bootstraps run under Envoy and under `bosun proxy`, with
+//! the same namespaces, and every outcome must be the same.
 //!
 //! Needs root, `ip`, `iptables-restore` and `setpriv` (and curl, or python3 for the requests); without
 //! them it says why and passes, unless `BOSUN_REQUIRE_NETNS` is set (CI), when it fails. Without Envoy
@@ -66,6 +67,60 @@ const RULES: &str = "*nat
 -A ISTIO_OUTPUT -j ISTIO_REDIRECT
 COMMIT
 ";
+
+/// Istio's TPROXY inbound mode (istio-iptables `-m TPROXY`; outbound stays REDIRECT): incoming TCP is
+/// marked 1337 and delivered, destination unchanged, to the transparent listener on 15006 (policy
+/// routing sends marked packets to the local table); the proxy's own loopback connections are marked
+/// 1338 and 127.0.0.6's are left alone, so the inbound passthrough does not loop.
+const TPROXY_RULES: &str = "*mangle
+:ISTIO_DIVERT - [0:0]
+:ISTIO_TPROXY - [0:0]
+:ISTIO_INBOUND - [0:0]
+-A ISTIO_DIVERT -j MARK --set-mark 1337
+-A ISTIO_DIVERT -j ACCEPT
+-A ISTIO_TPROXY ! -d 127.0.0.1/32 -p tcp -j TPROXY --tproxy-mark 1337/0xffffffff --on-port 15006
+-A PREROUTING -p tcp -j ISTIO_INBOUND
+-A ISTIO_INBOUND -p tcp -m mark --mark 1337 -j RETURN
+-A ISTIO_INBOUND -p tcp -s 127.0.0.6/32 -i lo -j RETURN
+-A ISTIO_INBOUND -p tcp -i lo -m mark ! --mark 1338 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN
+-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN
+-A ISTIO_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT
+-A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY
+-A PREROUTING -p tcp -m mark --mark 1337 -j CONNMARK --save-mark
+-A OUTPUT -p tcp -o lo -m mark --mark 1337 -j RETURN
+-A OUTPUT ! -d 127.0.0.1/32 -p tcp -o lo -m owner --uid-owner 1337 -j MARK --set-mark 1338
+-A OUTPUT ! -d 127.0.0.1/32 -p tcp -o lo -m owner --gid-owner 1337 -j MARK --set-mark 1338
+-A OUTPUT -p tcp -m connmark --mark 1337 -j CONNMARK --restore-mark
+COMMIT
+*nat
+:ISTIO_REDIRECT - [0:0]
+:ISTIO_IN_REDIRECT - [0:0]
+:ISTIO_OUTPUT - [0:0]
+-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A OUTPUT -j ISTIO_OUTPUT
+-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
+-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT
+-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT
+-A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN
+-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
+-A ISTIO_OUTPUT -j ISTIO_REDIRECT
+COMMIT
+";
+
+/// How the server pod captures inbound traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbound {
+    /// NAT to 15006; the proxy reads the destination with `SO_ORIGINAL_DST`.
+    Redirect,
+    /// TPROXY to a transparent listener on 15006, whose accepted sockets keep the destination.
+    Tproxy,
+}
 
 /// The client pod's sidecar, outbound, in the shape istiod gives it (static here). `SERVER_IP` is
 /// replaced.
@@ -167,6 +222,22 @@ static_resources:
     connect_timeout: 5s
 "#;
 
+/// The inbound bootstrap for `mode`: TPROXY needs a transparent listener.
+fn inbound_bootstrap(mode: Inbound) -> String {
+    match mode {
+        Inbound::Redirect => INBOUND.to_owned(),
+        Inbound::Tproxy => {
+            let yaml = INBOUND.replacen(
+                "port_value: 15006}}\n",
+                "port_value: 15006}}\n    transparent: true\n",
+                1,
+            );
+            assert_ne!(yaml, INBOUND, "the virtualInbound address line moved");
+            yaml
+        }
+    }
+}
+
 /// Why the test cannot run here, if it cannot.
 fn missing_prerequisite() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -256,15 +327,22 @@ struct Testbed {
     client: String,
     server: String,
     created: Vec<String>,
+    /// Capabilities the proxies keep (see [`Testbed::command`]).
+    proxy_caps: &'static str,
 }
 
 impl Testbed {
-    fn new() -> Result<Testbed, String> {
-        let pid = std::process::id();
+    fn new(mode: Inbound) -> Result<Testbed, String> {
+        let (pid, tag) = (std::process::id(), format!("{mode:?}").to_ascii_lowercase());
         let mut bed = Testbed {
-            client: format!("bosun-cap{pid}-c"),
-            server: format!("bosun-cap{pid}-s"),
+            client: format!("bosun-cap{pid}{tag}-c"),
+            server: format!("bosun-cap{pid}{tag}-s"),
             created: Vec::new(),
+            // A transparent listener (IP_TRANSPARENT) needs CAP_NET_ADMIN, as Istio's TPROXY mode.
+            proxy_caps: match mode {
+                Inbound::Redirect => "+dac_read_search",
+                Inbound::Tproxy => "+dac_read_search,+net_admin",
+            },
         };
         for ns in [bed.client.clone(), bed.server.clone()] {
             let _ = run(&["ip", "netns", "del", &ns]); // A leftover of a killed run with this pid.
@@ -290,12 +368,19 @@ impl Testbed {
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
             run(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
         }
-        // istio-init's job: the capture rules, in both pods.
+        // istio-init's job: the capture rules, in both pods; the server pod's per `mode`.
         let rules = TempDir::new("capture-rules").map_err(|e| e.to_string())?;
-        let file = rules
-            .write("rules", RULES.as_bytes())
+        let redirect = rules
+            .write("redirect", RULES.as_bytes())
             .map_err(|e| e.to_string())?;
-        for ns in [c, s] {
+        let tproxy = rules
+            .write("tproxy", TPROXY_RULES.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let server_rules = match mode {
+            Inbound::Redirect => &redirect,
+            Inbound::Tproxy => &tproxy,
+        };
+        for (ns, file) in [(c, &redirect), (s, server_rules)] {
             run(&[
                 "ip",
                 "netns",
@@ -303,6 +388,15 @@ impl Testbed {
                 ns,
                 "iptables-restore",
                 &file.to_string_lossy(),
+            ])?;
+        }
+        if mode == Inbound::Tproxy {
+            // Marked packets are delivered locally (istio's tproxy route setup).
+            run(&[
+                "ip", "-n", s, "rule", "add", "fwmark", "1337", "lookup", "133",
+            ])?;
+            run(&[
+                "ip", "-n", s, "route", "add", "local", "default", "dev", "lo", "table", "133",
             ])?;
         }
         Ok(bed)
@@ -324,9 +418,9 @@ impl Testbed {
                 // which UID 1337 cannot enter: keep only the right to read and search. It changes
                 // nothing about the socket owner the capture rules match.
                 "--inh-caps",
-                "+dac_read_search",
+                self.proxy_caps,
                 "--ambient-caps",
-                "+dac_read_search",
+                self.proxy_caps,
             ]);
         }
         c.args(args);
@@ -638,14 +732,14 @@ struct Sidecars {
 impl Sidecars {
     /// Starts the server pod's and the client pod's sidecars as UID 1337 and waits for their
     /// `/ready`.
-    fn start(bed: &Testbed, name: &str, program: &Path, args: &[&str]) -> Sidecars {
+    fn start(bed: &Testbed, mode: Inbound, name: &str, program: &Path, args: &[&str]) -> Sidecars {
         let server = start_proxy(
             bed,
             &bed.server,
             &format!("{name}-inbound"),
             program,
             args,
-            INBOUND,
+            &inbound_bootstrap(mode),
         );
         let client = start_proxy(
             bed,
@@ -694,15 +788,27 @@ fn start_proxy(
 
 #[test]
 fn sidecar_capture_matches_envoy() {
-    const TEST: &str = "sidecar_capture_matches_envoy";
-    if !can_run(TEST, missing_prerequisite()) {
+    capture_matches_envoy("sidecar_capture_matches_envoy", Inbound::Redirect);
+}
+
+#[test]
+fn sidecar_capture_tproxy_inbound_matches_envoy() {
+    capture_matches_envoy(
+        "sidecar_capture_tproxy_inbound_matches_envoy",
+        Inbound::Tproxy,
+    );
+}
+
+/// Both sidecars of Envoy, then of Bosun, on the same pods; the same requests; the same outcomes.
+fn capture_matches_envoy(test: &str, mode: Inbound) {
+    if !can_run(test, missing_prerequisite()) {
         return;
     }
-    let bed = match Testbed::new() {
+    let bed = match Testbed::new(mode) {
         Ok(bed) => bed,
         Err(e) => {
             can_run(
-                TEST,
+                test,
                 Some(format!("cannot set up the network namespaces: {e}")),
             );
             return;
@@ -734,7 +840,7 @@ fn sidecar_capture_matches_envoy() {
     }
 
     let mut results = Vec::new();
-    if let Some(envoy) = Envoy::find_or_skip(TEST) {
+    if let Some(envoy) = Envoy::find_or_skip(test) {
         let args = [
             "--concurrency",
             "1",
@@ -742,12 +848,12 @@ fn sidecar_capture_matches_envoy() {
             "-l",
             "warning",
         ];
-        let sidecars = Sidecars::start(&bed, "envoy", &envoy, &args);
+        let sidecars = Sidecars::start(&bed, mode, "envoy", &envoy, &args);
         let (seen, stats) = scenario(&bed);
         sidecars.stop();
         results.push(("envoy", seen, stats));
     }
-    let sidecars = Sidecars::start(&bed, "bosun", bosun, &["proxy", "--concurrency", "1"]);
+    let sidecars = Sidecars::start(&bed, mode, "bosun", bosun, &["proxy", "--concurrency", "1"]);
     let (seen, stats) = scenario(&bed);
     sidecars.stop();
     results.push(("bosun", seen, stats));
@@ -756,7 +862,7 @@ fn sidecar_capture_matches_envoy() {
         assert_eq!(seen, &expected(), "{name}");
         check_stats(name, stats);
         eprintln!(
-            "{name}: all {} requests and the sidecars' stats as expected",
+            "{test} {name}: all {} requests and the sidecars' stats as expected",
             seen.len()
         );
     }
