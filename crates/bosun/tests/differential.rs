@@ -1308,3 +1308,102 @@ async fn raw_http1_matches_envoy() {
         }
     }
 }
+
+// === ORIGINAL_DST clusters (the header override; capture itself is in capture.rs) ===
+
+/// A one-shot HTTP server that answers every request with the peer address it saw, in a header.
+async fn peer_reporter() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, peer)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nx-peer: {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    peer.ip()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn original_dst_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let Some(both) = start_both("original_dst.yaml", &[], &[]) else {
+        return;
+    };
+    let to = |u: &Upstream| u.addr().to_string();
+    let with = |value: String| move || Req::get("/x").header("x-envoy-original-dst-host", &value);
+    assert_eq!(
+        same(&both, with(to(&a))).await.upstream.as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        same(&both, with(to(&b))).await.upstream.as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        same(&both, with(to(&a))).await.upstream.as_deref(),
+        Some("a")
+    );
+    // No destination (no header, no original_dst listener filter): no host, 503.
+    let none = same(&both, || Req::get("/x")).await;
+    assert_eq!(none.status, 503);
+    // An invalid header is counted and ignored.
+    let bad = same(&both, with("not-an-address".to_owned())).await;
+    assert_eq!(bad.status, 503);
+    for p in &both {
+        assert_eq!(
+            p.stat("cluster.PassthroughCluster.original_dst_host_invalid"),
+            1,
+            "{}",
+            p.name
+        );
+        assert_eq!(
+            p.stat("cluster.PassthroughCluster.upstream_rq_total"),
+            3,
+            "{}",
+            p.name
+        );
+    }
+
+    // upstream_bind_config.source_address: the upstream sees 127.0.0.6; a custom header name.
+    let (reporter, task) = peer_reporter().await;
+    for p in &both {
+        let resp = Client::h1(p.listener)
+            .send(Req::get("/bound").header("x-dst", reporter))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", p.name);
+        assert_eq!(resp.header("x-peer"), Some("127.0.0.6"), "{}", p.name);
+    }
+    task.abort();
+
+    // The TCP proxy without an original destination closes the connection.
+    for p in &both {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut s = tokio::net::TcpStream::connect(p.listener2).await.unwrap();
+            let _ = s.write_all(b"hello\n").await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            buf
+        })
+        .await
+        .unwrap();
+        assert!(read.is_empty(), "{}: {read:?}", p.name);
+    }
+}

@@ -1,6 +1,7 @@
 //! Clusters: where a route's traffic goes, how hosts are found and chosen, and the limits that protect
 //! them. Built from Envoy's `Cluster` (and `ClusterLoadAssignment` for EDS).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use xds_api::pb::envoy::config::cluster::v3 as cluster;
@@ -25,10 +26,14 @@ pub enum Discovery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
     RoundRobin,
-    LeastRequest { choice_count: u32 },
+    LeastRequest {
+        choice_count: u32,
+    },
     Random,
     RingHash,
     Maglev,
+    /// `CLUSTER_PROVIDED`: the cluster chooses (ORIGINAL_DST: the connection's original destination).
+    ClusterProvided,
 }
 
 /// Which HTTP version the cluster speaks upstream.
@@ -56,7 +61,28 @@ pub struct Cluster {
     pub per_connection_buffer_limit: u32,
     /// TLS origination (`transport_socket` with an `UpstreamTlsContext`); `None`: plaintext.
     pub tls: Option<crate::tls::UpstreamTls>,
+    /// How an ORIGINAL_DST cluster finds its hosts; `None` for every other type.
+    pub original_dst: Option<OriginalDst>,
+    /// `upstream_bind_config.source_address`: upstream connections leave from this address (Istio's
+    /// InboundPassthroughCluster binds to 127.0.0.6 so capture rules let them through).
+    pub source_address: Option<IpAddr>,
 }
+
+/// An ORIGINAL_DST cluster: each connection or request goes to the downstream connection's original
+/// destination, or to the address an HTTP header names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalDst {
+    /// `original_dst_lb_config.use_http_header`: the header (lower case) whose `ip:port` overrides
+    /// the original destination (`http_header_name`, default `x-envoy-original-dst-host`).
+    pub header: Option<String>,
+    /// `upstream_port_override`: connect to this port instead of the destination's.
+    pub port_override: Option<u16>,
+    /// `cleanup_interval` (Envoy's default 5 s): hosts unused for that long are forgotten.
+    pub cleanup_interval: Duration,
+}
+
+/// The header Envoy reads with `use_http_header` unless `http_header_name` names another.
+pub const ORIGINAL_DST_HEADER: &str = "x-envoy-original-dst-host";
 
 #[derive(Debug, Clone)]
 pub struct LocalityEndpoints {
@@ -151,6 +177,7 @@ impl Cluster {
             Ok(L::Random) => LbPolicy::Random,
             Ok(L::RingHash) => LbPolicy::RingHash,
             Ok(L::Maglev) => LbPolicy::Maglev,
+            Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
             Ok(other) => {
                 errors.push(
                     at.key("lb_policy")
@@ -181,6 +208,36 @@ impl Cluster {
                     .unsupported("consistent-hash load balancing (RING_HASH, MAGLEV)"),
             );
         }
+        // Envoy's pairing rule, in its words: only CLUSTER_PROVIDED with ORIGINAL_DST, and
+        // CLUSTER_PROVIDED only where the cluster provides a load balancer.
+        match (discovery, lb_policy) {
+            (Discovery::OriginalDst, LbPolicy::ClusterProvided) => {}
+            (Discovery::OriginalDst, other) => errors.push(at.key("lb_policy").error(format!(
+                "LB policy {} is not valid for cluster type ORIGINAL_DST; only CLUSTER_PROVIDED is \
+                 allowed with it",
+                lb_policy_name(other)
+            ))),
+            (_, LbPolicy::ClusterProvided) => errors.push(at.key("lb_policy").error(
+                "CLUSTER_PROVIDED needs a cluster that provides a load balancer (type: ORIGINAL_DST)",
+            )),
+            _ => {}
+        }
+        let original_dst = (discovery == Discovery::OriginalDst)
+            .then(|| errors.take(original_dst(p, at)))
+            .flatten();
+        if original_dst.is_none()
+            && let Some(cluster::cluster::LbConfig::OriginalDstLbConfig(_)) = &p.lb_config
+        {
+            errors.push(
+                at.key("original_dst_lb_config")
+                    .error("original_dst_lb_config is only valid with type: ORIGINAL_DST"),
+            );
+        }
+        let source_address = p
+            .upstream_bind_config
+            .as_ref()
+            .and_then(|b| errors.take(bind_config(b, &at.key("upstream_bind_config"))))
+            .flatten();
         if p.load_balancing_policy.is_some() {
             errors.push(
                 at.key("load_balancing_policy")
@@ -214,6 +271,12 @@ impl Cluster {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
+        if discovery == Discovery::OriginalDst && p.load_assignment.is_some() {
+            errors.push(
+                at.key("load_assignment")
+                    .error("ORIGINAL_DST clusters must have no load assignment configured"),
+            );
+        }
         // Envoy takes a STATIC or STRICT_DNS cluster without endpoints (Istio's BlackHoleCluster is
         // one); a LOGICAL_DNS cluster needs its one host.
         if discovery == Discovery::LogicalDns && p.load_assignment.is_none() {
@@ -282,6 +345,8 @@ impl Cluster {
                 1024 * 1024,
             ),
             tls,
+            original_dst,
+            source_address,
         };
         errors.into_result(cluster)
     }
@@ -305,6 +370,101 @@ impl Cluster {
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.priorities.iter().flatten().flat_map(|l| &l.endpoints)
     }
+}
+
+fn lb_policy_name(p: LbPolicy) -> &'static str {
+    match p {
+        LbPolicy::RoundRobin => "ROUND_ROBIN",
+        LbPolicy::LeastRequest { .. } => "LEAST_REQUEST",
+        LbPolicy::Random => "RANDOM",
+        LbPolicy::RingHash => "RING_HASH",
+        LbPolicy::Maglev => "MAGLEV",
+        LbPolicy::ClusterProvided => "CLUSTER_PROVIDED",
+    }
+}
+
+/// `original_dst_lb_config` and `cleanup_interval` of an ORIGINAL_DST cluster.
+fn original_dst(p: &cluster::Cluster, at: &At) -> Result<OriginalDst, ModelError> {
+    let mut config = OriginalDst {
+        header: None,
+        port_override: None,
+        cleanup_interval: p
+            .cleanup_interval
+            .as_ref()
+            .map(duration)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(5)),
+    };
+    if let Some(cluster::cluster::LbConfig::OriginalDstLbConfig(c)) = &p.lb_config {
+        let cat = at.key("original_dst_lb_config");
+        if c.metadata_key.is_some() {
+            return Err(cat
+                .key("metadata_key")
+                .unsupported("the original destination from dynamic metadata"));
+        }
+        if c.use_http_header {
+            let name = if c.http_header_name.is_empty() {
+                ORIGINAL_DST_HEADER.to_owned()
+            } else {
+                c.http_header_name.to_ascii_lowercase()
+            };
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(cat
+                    .key("http_header_name")
+                    .error(format!("{name:?} is not a valid header name")));
+            }
+            config.header = Some(name);
+        }
+        if let Some(port) = &c.upstream_port_override {
+            config.port_override = Some(
+                u16::try_from(port.value)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        cat.key("upstream_port_override")
+                            .error(format!("port {} is out of range", port.value))
+                    })?,
+            );
+        }
+    }
+    Ok(config)
+}
+
+/// `upstream_bind_config`: Bosun binds upstream connections to `source_address` (any port); the
+/// other options change how sockets are made and are refused.
+fn bind_config(b: &core::BindConfig, at: &At) -> Result<Option<IpAddr>, ModelError> {
+    use core::socket_address::PortSpecifier as P;
+    if b.freebind.as_ref().is_some_and(|f| f.value) {
+        return Err(at.key("freebind").unsupported("freebind"));
+    }
+    if !b.socket_options.is_empty() {
+        return Err(at.key("socket_options").unsupported("socket_options"));
+    }
+    if !b.extra_source_addresses.is_empty() || !b.additional_source_addresses.is_empty() {
+        return Err(at
+            .key("extra_source_addresses")
+            .unsupported("several source addresses"));
+    }
+    if b.local_address_selector.is_some() {
+        return Err(at
+            .key("local_address_selector")
+            .unsupported("local_address_selector"));
+    }
+    let Some(s) = &b.source_address else {
+        return Ok(None);
+    };
+    let sat = at.key("source_address");
+    if matches!(s.port_specifier, Some(P::PortValue(p)) if p != 0)
+        || matches!(s.port_specifier, Some(P::NamedPort(_)))
+    {
+        return Err(sat
+            .key("port_value")
+            .unsupported("a fixed source port (use 0)"));
+    }
+    s.address.parse().map(Some).map_err(|_| {
+        sat.key("address")
+            .error(format!("{:?} is not an IP address", s.address))
+    })
 }
 
 fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, ModelError> {
@@ -454,5 +614,123 @@ fn outlier_detection(o: &cluster::OutlierDetection) -> OutlierDetection {
             .as_ref()
             .map_or(Duration::from_secs(300), duration),
         max_ejection_percent: u32_or(o.max_ejection_percent.as_ref(), 10).min(100),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use xds_api::bootstrap::message_from_yaml;
+
+    use super::*;
+
+    fn build(yaml: &str) -> Result<Cluster, Vec<ModelError>> {
+        let p: cluster::Cluster = message_from_yaml(yaml, None).expect("valid Cluster");
+        Cluster::from_proto(&p, &At::root("cluster"))
+    }
+
+    fn refusal(yaml: &str) -> String {
+        build(yaml)
+            .expect_err("must be refused")
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn istio_passthrough_clusters_parse() {
+        let c = build("{name: PassthroughCluster, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, connect_timeout: 10s}")
+            .unwrap();
+        assert_eq!(c.discovery, Discovery::OriginalDst);
+        assert_eq!(c.lb_policy, LbPolicy::ClusterProvided);
+        let od = c.original_dst.unwrap();
+        assert_eq!(od.header, None);
+        assert_eq!(od.port_override, None);
+        assert_eq!(od.cleanup_interval, Duration::from_secs(5));
+        assert_eq!(c.source_address, None);
+
+        let c = build(
+            r#"
+name: InboundPassthroughCluster
+type: ORIGINAL_DST
+lb_policy: CLUSTER_PROVIDED
+cleanup_interval: 60s
+original_dst_lb_config: {use_http_header: true}
+upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
+"#,
+        )
+        .unwrap();
+        let od = c.original_dst.unwrap();
+        assert_eq!(od.header.as_deref(), Some(ORIGINAL_DST_HEADER));
+        assert_eq!(od.cleanup_interval, Duration::from_secs(60));
+        assert_eq!(c.source_address, Some("127.0.0.6".parse().unwrap()));
+    }
+
+    #[test]
+    fn header_name_and_port_override() {
+        let c = build(
+            "{name: p, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, original_dst_lb_config: {use_http_header: true, http_header_name: X-Target, upstream_port_override: 8443}}",
+        )
+        .unwrap();
+        let od = c.original_dst.unwrap();
+        assert_eq!(od.header.as_deref(), Some("x-target"));
+        assert_eq!(od.port_override, Some(8443));
+        // Without use_http_header the name is not used.
+        let c = build(
+            "{name: p, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, original_dst_lb_config: {http_header_name: x-target}}",
+        )
+        .unwrap();
+        assert_eq!(c.original_dst.unwrap().header, None);
+    }
+
+    #[test]
+    fn envoys_pairing_rules_are_enforced() {
+        let e = refusal("{name: p, type: ORIGINAL_DST}");
+        assert!(
+            e.contains("cluster.lb_policy")
+                && e.contains("ROUND_ROBIN is not valid for cluster type ORIGINAL_DST"),
+            "{e}"
+        );
+        let e = refusal("{name: s, type: STATIC, lb_policy: CLUSTER_PROVIDED}");
+        assert!(
+            e.contains("cluster.lb_policy") && e.contains("CLUSTER_PROVIDED needs"),
+            "{e}"
+        );
+        let e = refusal(
+            "{name: p, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, load_assignment: {cluster_name: p, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}}]}]}}",
+        );
+        assert!(
+            e.contains("cluster.load_assignment") && e.contains("no load assignment"),
+            "{e}"
+        );
+        let e = refusal("{name: s, type: STATIC, original_dst_lb_config: {use_http_header: true}}");
+        assert!(e.contains("cluster.original_dst_lb_config"), "{e}");
+    }
+
+    #[test]
+    fn what_bosun_does_not_do_with_them_is_refused_by_path() {
+        let e = refusal(
+            "{name: p, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, original_dst_lb_config: {metadata_key: {key: k, path: [{key: a}]}}}",
+        );
+        assert!(
+            e.contains("cluster.original_dst_lb_config.metadata_key"),
+            "{e}"
+        );
+        let e = refusal(
+            "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 4000}}}",
+        );
+        assert!(
+            e.contains("cluster.upstream_bind_config.source_address.port_value"),
+            "{e}"
+        );
+        let e = refusal(
+            "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}, freebind: true}}",
+        );
+        assert!(e.contains("cluster.upstream_bind_config.freebind"), "{e}");
+        let e = refusal(
+            "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: localhost, port_value: 0}}}",
+        );
+        assert!(e.contains("not an IP address"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! Listeners: the sockets the proxy accepts on, the filter chain a connection gets, and what the chain
 //! does (HTTP connection manager or TCP proxy). Built from Envoy's `Listener`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,14 @@ pub struct Listener {
     pub port: u16,
     /// Hand connections to the listener that owns their original destination (capture on 15001).
     pub use_original_dst: bool,
+    /// The `envoy.filters.listener.original_dst` listener filter: take the destination a connection
+    /// had before an iptables REDIRECT (`SO_ORIGINAL_DST`) as its local address, for choosing the
+    /// filter chain, for `use_original_dst` and for ORIGINAL_DST clusters.
+    pub original_dst: bool,
     pub bind_to_port: bool,
+    /// `transparent`: the socket is `IP_TRANSPARENT`, to accept connections TPROXY sends it (for any
+    /// destination address). Needs CAP_NET_ADMIN.
+    pub transparent: bool,
     pub filter_chains: Vec<FilterChain>,
     pub default_filter_chain: Option<FilterChain>,
     /// The `envoy.filters.listener.tls_inspector` listener filter: read the ClientHello (SNI, ALPN)
@@ -53,6 +61,8 @@ pub struct FilterChain {
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionInfo<'a> {
     pub destination_port: u16,
+    /// The local address (or the original destination, restored by the original_dst filter).
+    pub destination_ip: Option<IpAddr>,
     /// SNI from the ClientHello (tls_inspector).
     pub server_name: Option<&'a str>,
     /// `tls` when the tls_inspector saw a ClientHello, else `raw_buffer`.
@@ -65,9 +75,56 @@ pub struct ConnectionInfo<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct FilterChainMatch {
     pub destination_port: Option<u16>,
+    /// `prefix_ranges`: the destination address is in one of these (empty: any address).
+    pub prefix_ranges: Vec<CidrRange>,
     pub server_names: Vec<String>,
     pub transport_protocol: Option<String>,
     pub application_protocols: Vec<String>,
+}
+
+/// An address prefix (`10.0.0.0/8`, `::/0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrRange {
+    pub address: IpAddr,
+    pub len: u8,
+}
+
+impl CidrRange {
+    fn from_proto(
+        p: &xds_api::pb::envoy::config::core::v3::CidrRange,
+        at: &At,
+    ) -> Result<CidrRange, ModelError> {
+        let address: IpAddr = p.address_prefix.parse().map_err(|_| {
+            at.key("address_prefix")
+                .error(format!("{:?} is not an IP address", p.address_prefix))
+        })?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let len = p.prefix_len.as_ref().map_or(0, |l| l.value);
+        if len > max {
+            return Err(at.key("prefix_len").error(format!(
+                "prefix_len {len} is longer than the address ({max} bits)"
+            )));
+        }
+        Ok(CidrRange {
+            address,
+            len: u8::try_from(len).unwrap_or(0),
+        })
+    }
+
+    /// Whether `ip` is inside the range (an IPv4 address never matches an IPv6 range, as Envoy).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn under(a: u128, b: u128, len: u8, bits: u8) -> bool {
+            let shift = u32::from(bits - len);
+            len == 0 || a.checked_shr(shift) == b.checked_shr(shift)
+        }
+        match (self.address, ip) {
+            (IpAddr::V4(r), IpAddr::V4(a)) => {
+                under(u32::from(r).into(), u32::from(a).into(), self.len, 32)
+            }
+            (IpAddr::V6(r), IpAddr::V6(a)) => under(u128::from(r), u128::from(a), self.len, 128),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -116,6 +173,7 @@ impl Listener {
     pub fn from_proto(p: &listener::Listener, at: &At) -> Result<Listener, Vec<ModelError>> {
         let mut errors = Errors::default();
         let mut tls_inspector = false;
+        let mut original_dst = false;
         let (host, port) = errors
             .take(socket_address(p.address.as_ref(), &at.key("address")))
             .unwrap_or_default();
@@ -136,6 +194,10 @@ impl Listener {
                 || type_url.ends_with(".tls_inspector.v3.TlsInspector")
             {
                 tls_inspector = true;
+            } else if lf.name == "envoy.filters.listener.original_dst"
+                || type_url.ends_with(".original_dst.v3.OriginalDst")
+            {
+                original_dst = true;
             } else if !KNOWN.contains(&lf.name.as_str()) {
                 errors.push(
                     at.key("listener_filters")
@@ -173,7 +235,9 @@ impl Listener {
             host,
             port,
             use_original_dst: p.use_original_dst.as_ref().is_some_and(|b| b.value),
+            original_dst,
             bind_to_port: p.bind_to_port.as_ref().is_none_or(|b| b.value),
+            transparent: p.transparent.as_ref().is_some_and(|b| b.value),
             filter_chains,
             default_filter_chain,
             tls_inspector,
@@ -194,6 +258,7 @@ impl Listener {
     ) -> Option<&FilterChain> {
         self.select(&ConnectionInfo {
             destination_port,
+            destination_ip: None,
             server_name,
             transport_protocol: "raw_buffer",
             application_protocols: &[],
@@ -201,9 +266,9 @@ impl Listener {
     }
 
     /// The filter chain for a connection, as Envoy chooses it: at each criterion in turn (destination
-    /// port, server name, transport protocol, application protocols) keep the chains that match it
-    /// most specifically, falling back to those that leave it unset; no backtracking. Nothing left:
-    /// the default filter chain.
+    /// port, destination IP, server name, transport protocol, application protocols) keep the chains
+    /// that match it most specifically, falling back to those that leave it unset; no backtracking.
+    /// Nothing left: the default filter chain.
     pub fn select(&self, conn: &ConnectionInfo<'_>) -> Option<&FilterChain> {
         let all: Vec<&FilterChain> = self.filter_chains.iter().collect();
         let by_port = narrow(
@@ -211,7 +276,8 @@ impl Listener {
             &|fc| fc.matcher.destination_port == Some(conn.destination_port),
             &|fc| fc.matcher.destination_port.is_none(),
         );
-        let by_name = by_server_name(by_port, conn.server_name);
+        let by_ip = by_destination_ip(by_port, conn.destination_ip);
+        let by_name = by_server_name(by_ip, conn.server_name);
         let by_transport = narrow(
             by_name,
             &|fc| fc.matcher.transport_protocol.as_deref() == Some(conn.transport_protocol),
@@ -245,6 +311,30 @@ fn narrow<'a>(
         set.into_iter().filter(|fc| unset(fc)).collect()
     } else {
         exact
+    }
+}
+
+/// Envoy's destination-IP stage: the chains with the longest prefix range that holds the address,
+/// else the chains without prefix ranges.
+fn by_destination_ip(set: Vec<&FilterChain>, ip: Option<IpAddr>) -> Vec<&FilterChain> {
+    let longest = |fc: &FilterChain| {
+        let ip = ip?;
+        fc.matcher
+            .prefix_ranges
+            .iter()
+            .filter(|r| r.contains(ip))
+            .map(|r| r.len)
+            .max()
+    };
+    match set.iter().filter_map(|fc| longest(fc)).max() {
+        Some(best) => set
+            .into_iter()
+            .filter(|fc| longest(fc) == Some(best))
+            .collect(),
+        None => set
+            .into_iter()
+            .filter(|fc| fc.matcher.prefix_ranges.is_empty())
+            .collect(),
     }
 }
 
@@ -294,12 +384,25 @@ impl FilterChain {
         let mut errors = Errors::default();
         let m = p.filter_chain_match.clone().unwrap_or_default();
         let mat = at.key("filter_chain_match");
-        if !m.prefix_ranges.is_empty()
-            || !m.source_prefix_ranges.is_empty()
+        if !m.source_prefix_ranges.is_empty()
+            || !m.direct_source_prefix_ranges.is_empty()
             || !m.source_ports.is_empty()
         {
-            errors.push(mat.unsupported("matching filter chains on addresses or source ports"));
+            errors.push(
+                mat.unsupported("matching filter chains on source addresses or source ports"),
+            );
         }
+        if m.source_type != 0 {
+            errors.push(mat.key("source_type").unsupported("source_type"));
+        }
+        let prefix_ranges: Vec<CidrRange> = m
+            .prefix_ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                errors.take(CidrRange::from_proto(r, &mat.key("prefix_ranges").index(i)))
+            })
+            .collect();
         let tls = match &p.transport_socket {
             Some(ts) => errors
                 .take(crate::tls::downstream(ts, &at.key("transport_socket")))
@@ -318,6 +421,7 @@ impl FilterChain {
                 .destination_port
                 .as_ref()
                 .and_then(|p| u16::try_from(p.value).ok()),
+            prefix_ranges,
             server_names: m.server_names.clone(),
             transport_protocol: Some(m.transport_protocol.clone()).filter(|t| !t.is_empty()),
             application_protocols: m.application_protocols.clone(),
@@ -477,4 +581,158 @@ fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
             Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
         },
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use xds_api::bootstrap::message_from_yaml;
+
+    use super::*;
+
+    const TCP: &str = r#"{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, cluster: c}}"#;
+
+    fn build(yaml: &str) -> Result<Listener, Vec<ModelError>> {
+        let p: listener::Listener = message_from_yaml(yaml, None).expect("valid Listener");
+        Listener::from_proto(&p, &At::root("listener"))
+    }
+
+    fn chain_for(l: &Listener, ip: &str, port: u16) -> Option<String> {
+        l.select(&ConnectionInfo {
+            destination_port: port,
+            destination_ip: Some(ip.parse().unwrap()),
+            transport_protocol: "raw_buffer",
+            ..ConnectionInfo::default()
+        })
+        .map(|fc| fc.name.clone())
+    }
+
+    #[test]
+    fn istio_virtual_outbound_parses_with_the_original_dst_filter() {
+        let l = build(&format!(
+            r#"
+name: virtualOutbound
+address: {{socket_address: {{address: 0.0.0.0, port_value: 15001}}}}
+use_original_dst: true
+listener_filters:
+- name: envoy.filters.listener.original_dst
+  typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}}
+filter_chains:
+- name: blackhole
+  filter_chain_match: {{destination_port: 15001}}
+  filters: [{TCP}]
+- name: catchall
+  filters: [{TCP}]
+"#
+        ))
+        .unwrap();
+        assert!(l.use_original_dst && l.original_dst && l.bind_to_port);
+        assert!(!l.tls_inspector);
+        assert_eq!(
+            chain_for(&l, "10.0.0.1", 15001).as_deref(),
+            Some("blackhole")
+        );
+        assert_eq!(chain_for(&l, "10.0.0.1", 9090).as_deref(), Some("catchall"));
+    }
+
+    #[test]
+    fn the_filter_is_known_by_its_type_alone_and_bind_to_port_false_is_kept() {
+        let l = build(&format!(
+            r#"
+name: "0.0.0.0_8080"
+address: {{socket_address: {{address: 0.0.0.0, port_value: 8080}}}}
+bind_to_port: false
+listener_filters:
+- name: odst
+  typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}}
+filter_chains: [{{filters: [{TCP}]}}]
+"#
+        ))
+        .unwrap();
+        assert!(l.original_dst);
+        assert!(!l.bind_to_port && !l.use_original_dst);
+    }
+
+    #[test]
+    fn prefix_ranges_choose_the_longest_match_then_the_chains_without() {
+        let l = build(&format!(
+            r#"
+name: inbound
+address: {{socket_address: {{address: 0.0.0.0, port_value: 15006}}}}
+filter_chains:
+- name: wide
+  filter_chain_match: {{prefix_ranges: [{{address_prefix: 10.0.0.0, prefix_len: 8}}]}}
+  filters: [{TCP}]
+- name: narrow
+  filter_chain_match: {{prefix_ranges: [{{address_prefix: 10.1.0.0, prefix_len: 16}}, {{address_prefix: "2001:db8::", prefix_len: 32}}]}}
+  filters: [{TCP}]
+- name: narrow-port
+  filter_chain_match: {{destination_port: 80, prefix_ranges: [{{address_prefix: 10.0.0.0, prefix_len: 8}}]}}
+  filters: [{TCP}]
+- name: any
+  filters: [{TCP}]
+"#
+        ))
+        .unwrap();
+        assert_eq!(chain_for(&l, "10.1.2.3", 9).as_deref(), Some("narrow"));
+        assert_eq!(chain_for(&l, "10.2.2.3", 9).as_deref(), Some("wide"));
+        assert_eq!(chain_for(&l, "192.168.0.1", 9).as_deref(), Some("any"));
+        assert_eq!(chain_for(&l, "2001:db8::7", 9).as_deref(), Some("narrow"));
+        assert_eq!(chain_for(&l, "2001:db9::7", 9).as_deref(), Some("any"));
+        // The port stage comes first: a port match beats a longer prefix elsewhere.
+        assert_eq!(
+            chain_for(&l, "10.1.2.3", 80).as_deref(),
+            Some("narrow-port")
+        );
+        // Unknown address (a caller without one): only the chains without ranges.
+        let plain = l.filter_chain(9, None).map(|fc| fc.name.clone());
+        assert_eq!(plain.as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn cidr_ranges_contain_what_they_should() {
+        let r = |a: &str, len: u8| CidrRange {
+            address: a.parse().unwrap(),
+            len,
+        };
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert!(r("0.0.0.0", 0).contains(ip("203.0.113.9")));
+        assert!(!r("0.0.0.0", 0).contains(ip("::1")));
+        assert!(r("10.123.0.0", 24).contains(ip("10.123.0.255")));
+        assert!(!r("10.123.0.0", 24).contains(ip("10.123.1.0")));
+        assert!(r("10.123.0.20", 32).contains(ip("10.123.0.20")));
+        assert!(r("::", 0).contains(ip("2001:db8::1")));
+        assert!(r("2001:db8::1", 128).contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn bad_ranges_and_source_matches_are_refused_by_path() {
+        let errors = build(&format!(
+            r#"
+name: l
+address: {{socket_address: {{address: 0.0.0.0, port_value: 1}}}}
+filter_chains:
+- filter_chain_match: {{prefix_ranges: [{{address_prefix: not-an-ip, prefix_len: 8}}, {{address_prefix: 10.0.0.0, prefix_len: 33}}]}}
+  filters: [{TCP}]
+- filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 10.0.0.0, prefix_len: 8}}]}}
+  filters: [{TCP}]
+"#
+        ))
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            text[0].contains("filter_chains[0].filter_chain_match.prefix_ranges[0].address_prefix")
+                && text[0].contains("not an IP address"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("prefix_ranges[1].prefix_len") && text[1].contains("33"),
+            "{text:?}"
+        );
+        assert!(
+            text[2].contains("filter_chains[1].filter_chain_match")
+                && text[2].contains("source addresses"),
+            "{text:?}"
+        );
+    }
 }

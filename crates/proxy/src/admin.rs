@@ -141,7 +141,9 @@ fn clusters(proxy: &Proxy) -> String {
             "{name}::default_priority::max_retries::{}",
             cb.max_retries
         );
-        for h in c.priorities.iter().flatten() {
+        // An ORIGINAL_DST cluster's hosts are the destinations it saw lately.
+        let dynamic = c.original_dst_hosts();
+        for h in c.priorities.iter().flatten().chain(&dynamic) {
             let a = &h.address;
             let _ = writeln!(
                 out,

@@ -270,7 +270,7 @@ impl Dynamic {
             if !l.bind_to_port || listeners.address(&l.name) == Some((l.host.clone(), l.port)) {
                 continue;
             }
-            match bind(&l.host, l.port) {
+            match bind(&l.host, l.port, l.transparent) {
                 Ok(socket) => to_start.push((l.clone(), socket)),
                 Err(e) => rejections.push(Rejection::new(
                     l.name.clone(),

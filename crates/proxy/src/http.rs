@@ -24,7 +24,7 @@ use rand::Rng;
 use crate::Runtime;
 use crate::access_log;
 use crate::stats::Counter;
-use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, Outcome};
+use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
 
 /// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -35,6 +35,9 @@ pub struct ConnContext {
     pub runtime: Arc<Runtime>,
     pub hcm: Arc<HttpConnectionManager>,
     pub peer: SocketAddr,
+    /// The original destination the `original_dst` listener filter restored (for ORIGINAL_DST
+    /// clusters); `None` when it did not.
+    pub original_dst: Option<SocketAddr>,
     pub stats: Arc<HcmStats>,
     /// The downstream connection is TLS: `x-forwarded-proto` is `https`.
     pub tls: bool,
@@ -543,8 +546,13 @@ async fn forward(
             if let Ok(v) = HeaderValue::from_str(&shadow) {
                 h.insert(header::HOST, v);
             }
+            let lb = LbContext {
+                original_dst: ctx.original_dst,
+                headers: Some(&h),
+            };
+            let host = mirror.pick_for(&lb, &[]);
             tokio::spawn(async move {
-                if let Some(host) = mirror.pick(&[]) {
+                if let Some(host) = host {
                     let _ = send(&mirror, &host, &method, &path, &h, full(body), false).await;
                 }
             });
@@ -555,6 +563,10 @@ async fn forward(
     let deadline = f.timeout.map(|t| start + t);
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt = 0;
+    let lb = LbContext {
+        original_dst: ctx.original_dst,
+        headers: Some(&headers),
+    };
     loop {
         attempt += 1;
         if cluster.active_requests.load(Ordering::Relaxed)
@@ -564,7 +576,7 @@ async fn forward(
             exchange.flags.upstream_overflow = true;
             return overflow_reply();
         }
-        let Some(mut host) = cluster.pick(&[]) else {
+        let Some(mut host) = cluster.pick_for(&lb, &[]) else {
             exchange.flags.no_healthy_upstream = true;
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
         };
@@ -575,7 +587,7 @@ async fn forward(
                 if !tried.iter().any(|t| Arc::ptr_eq(t, &host)) {
                     break;
                 }
-                match cluster.pick(&[]) {
+                match cluster.pick_for(&lb, &[]) {
                     Some(h) => host = h,
                     None => break,
                 }

@@ -11,6 +11,7 @@ pub mod access_log;
 mod admin;
 mod dynamic;
 pub mod http;
+pub mod original_dst;
 pub mod stats;
 mod tcp;
 pub mod tls;
@@ -37,7 +38,8 @@ use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
 use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, HcmStats};
-use crate::stats::Registry;
+use crate::original_dst::{Destination, ListenerIndex};
+use crate::stats::{Counter, Registry};
 use crate::upstream::ClusterRuntime;
 
 /// Why the proxy cannot start.
@@ -79,8 +81,35 @@ pub struct Runtime {
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// The snapshot's listeners by name (accept loops look theirs up per connection).
     pub listeners: HashMap<String, Arc<Listener>>,
+    /// The listeners by address, where `use_original_dst` hands connections.
+    pub listener_index: ListenerIndex,
+    /// `listener.<address>.*` stats of each listener, by name.
+    pub listener_stats: HashMap<String, Arc<ListenerStats>>,
     /// Which resources came over xDS, and when each last changed (for `/config_dump`).
     pub dynamic: DynamicInfo,
+}
+
+/// The stats Envoy keeps per listener (those Bosun maintains), named by the listener's address as
+/// Envoy names them (`listener.0.0.0.0_15001.downstream_cx_total`).
+#[derive(Debug)]
+pub struct ListenerStats {
+    pub downstream_cx_total: Arc<Counter>,
+    pub no_filter_chain_match: Arc<Counter>,
+}
+
+impl ListenerStats {
+    fn new(registry: &Registry, l: &Listener) -> ListenerStats {
+        let address = if l.host.contains(':') {
+            format!("[{}]_{}", l.host, l.port)
+        } else {
+            format!("{}_{}", l.host, l.port)
+        };
+        let c = |n: &str| registry.counter(&format!("listener.{address}.{n}"));
+        ListenerStats {
+            downstream_cx_total: c("downstream_cx_total"),
+            no_filter_chain_match: c("no_filter_chain_match"),
+        }
+    }
 }
 
 /// The names of the dynamic (xDS) resources of a runtime, with when each was last updated.
@@ -130,7 +159,14 @@ impl Runtime {
             .iter()
             .map(|l| (l.name.clone(), l.clone()))
             .collect();
+        let listener_stats = snapshot
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), Arc::new(ListenerStats::new(registry, l))))
+            .collect();
         Runtime {
+            listener_index: ListenerIndex::new(&snapshot.listeners),
+            listener_stats,
             snapshot,
             clusters,
             listeners,
@@ -227,7 +263,7 @@ pub async fn run(
     // Bind everything before serving anything, so a taken port fails the start cleanly.
     let mut bound = Vec::new();
     for l in listeners.iter().filter(|l| l.bind_to_port) {
-        let socket = bind(&l.host, l.port).map_err(|source| ProxyError::Bind {
+        let socket = bind(&l.host, l.port, l.transparent).map_err(|source| ProxyError::Bind {
             address: format!("{}:{}", l.host, l.port),
             what: format!("listener {:?}", l.name),
             source,
@@ -305,8 +341,8 @@ pub async fn run(
 }
 
 /// Binds a listening socket as tokio does (`SO_REUSEADDR`, backlog 1024), synchronously, so an LDS
-/// update can bind its new listeners before it is ACKed.
-pub(crate) fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+/// update can bind its new listeners before it is ACKed. `transparent`: `IP_TRANSPARENT`, for TPROXY.
+pub(crate) fn bind(host: &str, port: u16, transparent: bool) -> std::io::Result<TcpListener> {
     let addr: SocketAddr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::AddrNotAvailable,
@@ -319,6 +355,13 @@ pub(crate) fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if transparent {
+        if addr.is_ipv4() {
+            socket.set_ip_transparent_v4(true)?;
+        } else {
+            socket.set_ip_transparent_v6(true)?;
+        }
+    }
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
@@ -429,10 +472,6 @@ async fn accept_loop(
     // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
     let graceful = Arc::new(GracefulShutdown::new());
     let hcm_stats: Arc<Mutex<HashMap<String, Arc<HcmStats>>>> = Arc::default();
-    let cx_total = registry.counter(&format!(
-        "listener.{}:{}.downstream_cx_total",
-        address.0, address.1
-    ));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -446,7 +485,6 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
-        cx_total.inc();
         let _ = stream.set_nodelay(true);
         let runtime = proxy.runtime.load_full();
         // The listener's current config: LDS may have changed its filter chains since we bound.
@@ -460,10 +498,37 @@ async fn accept_loop(
         let graceful = Arc::downgrade(&graceful);
         // Peeking at the ClientHello and the TLS handshake must not hold up accepting others.
         tokio::spawn(async move {
+            // The original_dst listener filter: where the connection was going before a REDIRECT.
+            let destination = match Destination::of(&stream, listener.original_dst) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(listener = %listener.name, "connection from {peer} closed: {e}");
+                    return;
+                }
+            };
+            // use_original_dst: the listener that owns the original destination takes the
+            // connection (its own listener filters and chains; Envoy counts it there only), else
+            // this one keeps it.
+            let listener = if listener.use_original_dst && destination.restored {
+                runtime
+                    .listener_index
+                    .owner(destination.address)
+                    .cloned()
+                    .unwrap_or(listener)
+            } else {
+                listener
+            };
+            let stats = runtime.listener_stats.get(&listener.name).cloned();
+            if let Some(stats) = &stats {
+                stats.downstream_cx_total.inc();
+            }
             // Choose the filter chain (by the ClientHello when inspected) and terminate TLS.
-            let conn = match tls::accept(stream, &listener).await {
+            let conn = match tls::accept(stream, &listener, destination.address).await {
                 Ok(conn) => conn,
                 Err(e) => {
+                    if let (tls::AcceptError::NoFilterChain { .. }, Some(stats)) = (&e, &stats) {
+                        stats.no_filter_chain_match.inc();
+                    }
                     tracing::debug!(listener = %listener.name, "connection from {peer} closed: {e}");
                     return;
                 }
@@ -479,10 +544,25 @@ async fn accept_loop(
                     let Some(graceful) = graceful.upgrade() else {
                         return; // Shutting down.
                     };
-                    serve_http(conn.io, peer, &proxy, hcm.clone(), stats, &graceful);
+                    serve_http(
+                        conn.io,
+                        peer,
+                        destination.original(),
+                        &proxy,
+                        hcm.clone(),
+                        stats,
+                        &graceful,
+                    );
                 }
                 NetworkFilter::Tcp(t) => {
-                    tcp::proxy(conn.io, runtime.clone(), &t.clusters, t.idle_timeout).await;
+                    tcp::proxy(
+                        conn.io,
+                        runtime.clone(),
+                        &t.clusters,
+                        t.idle_timeout,
+                        destination.original(),
+                    )
+                    .await;
                 }
             }
         });
@@ -506,6 +586,7 @@ async fn accept_loop(
 fn serve_http(
     stream: tls::Io,
     peer: SocketAddr,
+    original_dst: Option<SocketAddr>,
     proxy: &Arc<Proxy>,
     hcm: Arc<proxy_model::listener::HttpConnectionManager>,
     stats: Arc<HcmStats>,
@@ -520,6 +601,7 @@ fn serve_http(
             runtime: proxy.runtime.load_full(),
             hcm: hcm.clone(),
             peer,
+            original_dst,
             stats: stats.clone(),
             tls,
         });

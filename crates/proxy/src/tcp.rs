@@ -1,5 +1,6 @@
 //! The TCP proxy filter: pick a cluster (by weight) and a host, then copy bytes both ways.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -7,13 +8,16 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Runtime;
-use crate::upstream::{OriginateTls, Outcome, connect};
+use crate::upstream::{LbContext, OriginateTls, Outcome, connect};
 
+/// Proxies one connection. `original_dst` is the destination the `original_dst` listener filter
+/// restored, where an ORIGINAL_DST cluster connects (Istio's PassthroughCluster).
 pub async fn proxy(
     downstream: impl AsyncRead + AsyncWrite + Send + Unpin,
     runtime: Arc<Runtime>,
     clusters: &[(String, u32)],
     idle: Option<Duration>,
+    original_dst: Option<SocketAddr>,
 ) {
     let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut point = rand::rng().random_range(0..total.max(1));
@@ -32,14 +36,27 @@ pub async fn proxy(
     let Some(cluster) = name.and_then(|n| runtime.clusters.get(n)) else {
         return; // Unknown cluster: Envoy closes the connection.
     };
-    let Some(host) = cluster.pick(&[]) else {
-        return;
+    let lb = LbContext {
+        original_dst,
+        headers: None,
+    };
+    let Some(host) = cluster.pick_for(&lb, &[]) else {
+        return; // No host (an ORIGINAL_DST cluster without a destination): Envoy closes too.
     };
     let tls = cluster.config.tls.as_ref().map(|t| OriginateTls {
         config: t.raw.clone(),
         server_name: t.server_name.clone(),
     });
-    let upstream = match connect(&host.address, cluster.config.connect_timeout, tls.as_ref()).await
+    // Envoy's TCP connection pool counts each connection it hands out as a request too.
+    cluster.stats.upstream_cx_total.inc();
+    cluster.stats.upstream_rq_total.inc();
+    let upstream = match connect(
+        &host.address,
+        cluster.config.connect_timeout,
+        tls.as_ref(),
+        cluster.config.source_address,
+    )
+    .await
     {
         Ok(s) => s,
         Err(_) => {

@@ -8,6 +8,7 @@
 //! `listener_filters_timeout`, the handshake by the chain's `transport_socket_connect_timeout`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -72,8 +73,14 @@ struct Inspected {
     alpn: Vec<String>,
 }
 
-/// Chooses the connection's filter chain and, when the chain has a TLS context, terminates TLS.
-pub async fn accept(stream: TcpStream, listener: &Listener) -> Result<Accepted<'_>, AcceptError> {
+/// Chooses the connection's filter chain (by `destination`: the local address, or the original
+/// destination the original_dst filter restored) and, when the chain has a TLS context, terminates
+/// TLS.
+pub async fn accept(
+    stream: TcpStream,
+    listener: &Listener,
+    destination: SocketAddr,
+) -> Result<Accepted<'_>, AcceptError> {
     let inspected = if listener.tls_inspector {
         let inspect = inspect(&stream);
         match listener.listener_filters_timeout {
@@ -89,7 +96,8 @@ pub async fn accept(stream: TcpStream, listener: &Listener) -> Result<Accepted<'
     };
     let transport_protocol = if inspected.tls { "tls" } else { "raw_buffer" };
     let Some(chain) = listener.select(&ConnectionInfo {
-        destination_port: listener.port,
+        destination_port: destination.port(),
+        destination_ip: Some(destination.ip()),
         server_name: inspected.server_name.as_deref(),
         transport_protocol,
         application_protocols: &inspected.alpn,

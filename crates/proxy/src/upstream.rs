@@ -1,7 +1,8 @@
 //! A cluster at run time: its hosts with their live state (active requests, outlier ejection), load
 //! balancing, circuit-breaker accounting, stats, and the connection pool to reach them.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,9 +13,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_tls::rustls;
 use mesh_tls::rustls::pki_types::ServerName;
-use proxy_model::cluster::{Cluster, Health, LbPolicy, OutlierDetection, UpstreamProtocol};
+use proxy_model::cluster::{
+    Cluster, Health, LbPolicy, OriginalDst, OutlierDetection, UpstreamProtocol,
+};
 use rand::Rng;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
@@ -23,6 +26,10 @@ use crate::tls::Io;
 const OVERPROVISIONING: u64 = 140;
 /// Envoy's default healthy panic threshold, in percent.
 const PANIC_THRESHOLD: u64 = 50;
+/// The most destinations an ORIGINAL_DST cluster remembers at once. Envoy forgets hosts unused for
+/// `cleanup_interval`; this also bounds a burst of distinct destinations within one interval (the
+/// least recently used host is forgotten first; its in-flight requests keep their own handle).
+const MAX_ORIGINAL_DST_HOSTS: usize = 1024;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
@@ -96,6 +103,9 @@ pub struct ClusterStats {
     pub outlier_ejections_active: Arc<Gauge>,
     pub outlier_ejections_enforced_total: Arc<Counter>,
     pub upstream_cx_overflow: Arc<Counter>,
+    pub upstream_cx_total: Arc<Counter>,
+    /// ORIGINAL_DST: the override header did not hold an `ip:port`.
+    pub original_dst_host_invalid: Arc<Counter>,
 }
 
 impl ClusterStats {
@@ -122,6 +132,8 @@ impl ClusterStats {
             outlier_ejections_active: g("outlier_detection.ejections_active"),
             outlier_ejections_enforced_total: c("outlier_detection.ejections_enforced_total"),
             upstream_cx_overflow: c("upstream_cx_overflow"),
+            upstream_cx_total: c("upstream_cx_total"),
+            original_dst_host_invalid: c("original_dst_host_invalid"),
         }
     }
 }
@@ -144,10 +156,36 @@ pub struct ClusterRuntime {
     pub connection_slots: Arc<tokio::sync::Semaphore>,
     /// Requests waiting for a connection slot (`max_pending_requests` bounds them).
     pub pending: AtomicU32,
+    /// ORIGINAL_DST: the hosts made for the destinations seen lately.
+    original_dst: Option<OriginalDstHosts>,
+}
+
+/// What a load balancer may look at besides the cluster: the downstream connection's original
+/// destination and the request headers (ORIGINAL_DST clusters use them; the others ignore them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LbContext<'a> {
+    /// The original destination restored by the `original_dst` listener filter (`None`: not restored).
+    pub original_dst: Option<SocketAddr>,
+    pub headers: Option<&'a http::HeaderMap>,
+}
+
+/// An ORIGINAL_DST cluster's hosts, one per destination, created on first use and forgotten after
+/// `cleanup_interval` without use (as Envoy), at most [`MAX_ORIGINAL_DST_HOSTS`].
+#[derive(Debug)]
+struct OriginalDstHosts {
+    config: OriginalDst,
+    inner: Mutex<OriginalDstInner>,
+}
+
+#[derive(Debug)]
+struct OriginalDstInner {
+    hosts: HashMap<SocketAddr, (Arc<Host>, Instant)>,
+    last_sweep: Instant,
 }
 
 impl ClusterRuntime {
     pub fn new(config: Arc<Cluster>, registry: &Registry) -> ClusterRuntime {
+        let stats = ClusterStats::new(registry, &config.name);
         let priorities: Vec<Vec<Arc<Host>>> = config
             .priorities
             .iter()
@@ -162,14 +200,13 @@ impl ClusterRuntime {
                             matches!(e.health, Health::Healthy | Health::Degraded),
                         );
                         if config.protocol != UpstreamProtocol::Http1 {
-                            host.h2 = Some(h2_client(&config, &host.address));
+                            host.h2 = Some(h2_client(&config, &host.address, &stats));
                         }
                         Arc::new(host)
                     })
                     .collect()
             })
             .collect();
-        let stats = ClusterStats::new(registry, &config.name);
         let all: Vec<&Arc<Host>> = priorities.iter().flatten().collect();
         stats
             .membership_total
@@ -184,10 +221,12 @@ impl ClusterRuntime {
                 config: t.http1.clone(),
                 server_name: t.server_name.clone(),
             }),
+            source: config.source_address,
+            cx_total: stats.upstream_cx_total.clone(),
         };
         let builder = |h2: bool| {
             let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
+            b.pool_idle_timeout(pool_idle_timeout(&config));
             b.pool_max_idle_per_host(
                 usize::try_from(config.circuit_breakers.max_connections)
                     .unwrap_or(usize::MAX)
@@ -204,6 +243,13 @@ impl ClusterRuntime {
                 .unwrap_or(usize::MAX)
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         ));
+        let original_dst = config.original_dst.clone().map(|config| OriginalDstHosts {
+            config,
+            inner: Mutex::new(OriginalDstInner {
+                hosts: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        });
         ClusterRuntime {
             config,
             priorities,
@@ -214,7 +260,86 @@ impl ClusterRuntime {
             client,
             connection_slots,
             pending: AtomicU32::new(0),
+            original_dst,
         }
+    }
+
+    /// Chooses a host for a connection or request: an ORIGINAL_DST cluster's host is the header's
+    /// `ip:port` (when configured and valid) or the connection's original destination (`None` when
+    /// there is neither, as Envoy: no healthy upstream); every other cluster picks with its policy.
+    pub fn pick_for(&self, lb: &LbContext<'_>, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
+        let Some(od) = &self.original_dst else {
+            return self.pick(avoid);
+        };
+        let from_header = od.config.header.as_deref().and_then(|name| {
+            // Only the first value counts (the header is untrusted, as Envoy's docs say).
+            let value = lb.headers?.get(name)?;
+            let parsed = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<SocketAddr>().ok());
+            if parsed.is_none() {
+                self.stats.original_dst_host_invalid.inc();
+            }
+            parsed
+        });
+        let mut destination = from_header.or(lb.original_dst)?;
+        if let Some(port) = od.config.port_override {
+            destination.set_port(port);
+        }
+        Some(self.original_dst_host(od, destination))
+    }
+
+    /// The host for `destination`, made on first use; sweeps unused hosts every `cleanup_interval`.
+    fn original_dst_host(&self, od: &OriginalDstHosts, destination: SocketAddr) -> Arc<Host> {
+        let now = Instant::now();
+        let mut inner = od.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((host, used)) = inner.hosts.get_mut(&destination) {
+            *used = now;
+            return host.clone();
+        }
+        let interval = od.config.cleanup_interval;
+        if now.duration_since(inner.last_sweep) >= interval
+            || inner.hosts.len() >= MAX_ORIGINAL_DST_HOSTS
+        {
+            inner.last_sweep = now;
+            inner.hosts.retain(|_, (h, used)| {
+                now.duration_since(*used) < interval
+                    || h.active_requests.load(Ordering::Relaxed) > 0
+            });
+        }
+        if inner.hosts.len() >= MAX_ORIGINAL_DST_HOSTS
+            && let Some(oldest) = inner
+                .hosts
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(a, _)| *a)
+        {
+            inner.hosts.remove(&oldest);
+        }
+        let mut host = Host::new(destination.to_string(), 1, true);
+        if self.config.protocol != UpstreamProtocol::Http1 {
+            host.h2 = Some(h2_client(&self.config, &host.address, &self.stats));
+        }
+        let host = Arc::new(host);
+        inner.hosts.insert(destination, (host.clone(), now));
+        let n = i64::try_from(inner.hosts.len()).unwrap_or(i64::MAX);
+        self.stats.membership_total.set(n);
+        self.stats.membership_healthy.set(n);
+        host
+    }
+
+    /// The hosts an ORIGINAL_DST cluster knows right now (for `/clusters`); empty for other types.
+    pub fn original_dst_hosts(&self) -> Vec<Arc<Host>> {
+        self.original_dst.as_ref().map_or_else(Vec::new, |od| {
+            od.inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .hosts
+                .values()
+                .map(|(h, _)| h.clone())
+                .collect()
+        })
     }
 
     /// Chooses a host with the cluster's load-balancing policy among the available hosts of the
@@ -236,8 +361,10 @@ impl ClusterRuntime {
             LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
             LbPolicy::Random => weighted_random(&hosts),
             LbPolicy::LeastRequest { choice_count } => least_request(&hosts, choice_count),
-            // Refused when the model is built.
-            LbPolicy::RingHash | LbPolicy::Maglev => weighted_random(&hosts),
+            // Refused when the model is built; CLUSTER_PROVIDED picks in `pick_for`.
+            LbPolicy::RingHash | LbPolicy::Maglev | LbPolicy::ClusterProvided => {
+                weighted_random(&hosts)
+            }
         };
         Some(chosen.clone())
     }
@@ -522,10 +649,21 @@ impl hyper::body::Body for Guarded {
     }
 }
 
+/// How long an idle upstream connection is kept: the cluster's `idle_timeout` (Envoy's default one
+/// hour), and for an ORIGINAL_DST cluster at most its `cleanup_interval`, as Envoy closes a host's
+/// connections when it forgets the host.
+fn pool_idle_timeout(config: &Cluster) -> Duration {
+    let idle = config.idle_timeout.unwrap_or(Duration::from_secs(3600));
+    match &config.original_dst {
+        Some(od) => idle.min(od.cleanup_interval),
+        None => idle,
+    }
+}
+
 /// An HTTP/2-only client whose connections all go to `address`.
-fn h2_client(config: &Cluster, address: &str) -> Client<HostConnector, Body> {
+fn h2_client(config: &Cluster, address: &str, stats: &ClusterStats) -> Client<HostConnector, Body> {
     let mut b = Client::builder(TokioExecutor::new());
-    b.pool_idle_timeout(config.idle_timeout.unwrap_or(Duration::from_secs(3600)));
+    b.pool_idle_timeout(pool_idle_timeout(config));
     b.http2_only(true);
     b.build(HostConnector {
         address: Some(Arc::from(address)),
@@ -534,6 +672,8 @@ fn h2_client(config: &Cluster, address: &str) -> Client<HostConnector, Body> {
             config: t.http2.clone(),
             server_name: t.server_name.clone(),
         }),
+        source: config.source_address,
+        cx_total: stats.upstream_cx_total.clone(),
     })
 }
 
@@ -545,6 +685,10 @@ pub struct HostConnector {
     address: Option<Arc<str>>,
     timeout: Duration,
     tls: Option<OriginateTls>,
+    /// `upstream_bind_config.source_address`.
+    source: Option<IpAddr>,
+    /// The cluster's `upstream_cx_total`.
+    cx_total: Arc<Counter>,
 }
 
 /// The client config and server name for TLS to a cluster's hosts.
@@ -577,24 +721,39 @@ impl tower_service::Service<http::Uri> for HostConnector {
                 Arc::from(format!("{}:{port}", uri.host().unwrap_or_default()).as_str())
             }
         };
-        let (timeout, tls) = (self.timeout, self.tls.clone());
+        let (timeout, tls, source) = (self.timeout, self.tls.clone(), self.source);
+        let cx_total = self.cx_total.clone();
         Box::pin(async move {
-            let io = connect(&address, timeout, tls.as_ref()).await?;
+            cx_total.inc();
+            let io = connect(&address, timeout, tls.as_ref(), source).await?;
             Ok(TokioIo::new(io))
         })
     }
 }
 
 /// Connects to `address` (TCP, then TLS when `tls` is given) within `timeout`, TLS handshake
-/// included, as Envoy's `connect_timeout` covers the transport socket's handshake.
+/// included, as Envoy's `connect_timeout` covers the transport socket's handshake. With `source`, the
+/// connection leaves from that address (any port), when it is of the destination's family.
 pub async fn connect(
     address: &str,
     timeout: Duration,
     tls: Option<&OriginateTls>,
+    source: Option<IpAddr>,
 ) -> std::io::Result<Io> {
     let connect = async {
         let addr = resolve(address).await?;
-        let stream = TcpStream::connect(addr).await?;
+        let stream = match source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+            None => TcpStream::connect(addr).await?,
+            Some(source) => {
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(source, 0))?;
+                socket.connect(addr).await?
+            }
+        };
         stream.set_nodelay(true)?;
         match tls {
             None => Ok(Io::Plain(stream)),
