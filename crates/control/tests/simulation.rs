@@ -85,8 +85,7 @@ fn productpage() -> Proxy {
 /// Generates, and checks every resource converts into the proxy's model.
 fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
     let r = generate(index, proxy, InboundAddressing::SidecarPort);
-    // TODO(original-dst): drop this filter once bosun proxy takes ORIGINAL_DST clusters.
-    for c in r.clusters.iter().filter(|c| c.name != "PassthroughCluster") {
+    for c in &r.clusters {
         proxy_model::cluster::Cluster::from_proto(c, &At::root(&c.name))
             .unwrap_or_else(|e| panic!("cluster {}: {e:?}", c.name));
     }
