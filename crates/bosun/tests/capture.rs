@@ -869,3 +869,226 @@ fn capture_matches_envoy(test: &str, mode: Inbound) {
     drop(apps);
     drop(bed);
 }
+
+// === the control plane serving captured sidecars ===
+
+/// `bosun control --capture iptables` in the client pod serves the client's sidecar istiod's captured
+/// listeners (`virtualOutbound`, per-port `0.0.0.0_9080` with route table `"9080"`): the app calls a
+/// service by name at any address on the service port and is routed by Host to the subset its
+/// VirtualService picks; a port the mesh does not know passes through (ALLOW_ANY). The server pod keeps
+/// its static inbound sidecar. Envoy and `bosun proxy` must see the same.
+#[test]
+fn control_plane_serves_captured_sidecars() {
+    let test = "control_plane_serves_captured_sidecars";
+    if !can_run(test, missing_prerequisite()) {
+        return;
+    }
+    let bed = match Testbed::new(Inbound::Redirect) {
+        Ok(bed) => bed,
+        Err(e) => {
+            can_run(
+                test,
+                Some(format!("cannot set up the network namespaces: {e}")),
+            );
+            return;
+        }
+    };
+    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
+    let mut apps = Vec::new();
+    for (port, version) in [(8080, "v1"), (8081, "v2")] {
+        let listen = format!("{SERVER_IP}:{port}");
+        let command = bed.command(
+            &bed.server,
+            None,
+            &[
+                bosun.to_str().unwrap(),
+                "demo-app",
+                "--listen",
+                &listen,
+                "--service",
+                "reviews",
+                "--version",
+                version,
+            ],
+        );
+        let dir = TempDir::new(&format!("capture-reviews-{version}")).unwrap();
+        let mut app = Process::spawn_command(&format!("reviews-{version}"), command, dir).unwrap();
+        bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
+            .unwrap();
+        apps.push(app);
+    }
+    let config = TempDir::new("capture-control").unwrap();
+    config
+        .write(
+            "mesh.yaml",
+            b"services: []\nworkloads:\n- {name: productpage-v1, labels: {app: productpage}, address: 10.123.31.10}\n",
+        )
+        .unwrap();
+    let reviews = format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  endpoints:
+  - {{address: {SERVER_IP}, ports: {{http: 8080}}, labels: {{version: v1}}}}
+  - {{address: {SERVER_IP}, ports: {{http: 8081}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
+    route: [{{destination: {{host: reviews, subset: v2}}}}]
+  - route: [{{destination: {{host: reviews, subset: v1}}}}]
+"
+    );
+    config.write("reviews.yaml", reviews.as_bytes()).unwrap();
+    let dir = config.path().to_str().unwrap().to_owned();
+    let command = bed.command(
+        &bed.client,
+        None,
+        &[
+            bosun.to_str().unwrap(),
+            "control",
+            "--config",
+            &dir,
+            "--capture",
+            "iptables",
+        ],
+    );
+    let mut control = Process::spawn_command(
+        "control",
+        command,
+        TempDir::new("capture-control-run").unwrap(),
+    )
+    .unwrap();
+    bed.wait_for(&bed.client, "http://127.0.0.1:15014/ready", &mut control)
+        .unwrap();
+    let bootstrap = Command::new(bosun)
+        .args([
+            "bootstrap",
+            "--node-id",
+            &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
+            "--labels",
+            "app=productpage",
+            "--interception",
+            "redirect",
+            "--xds",
+            "127.0.0.1:15010",
+        ])
+        .output()
+        .unwrap();
+    assert!(bootstrap.status.success());
+    let bootstrap = String::from_utf8(bootstrap.stdout).unwrap();
+
+    // Any address works for a service: the capture hands the connection to the port's listener,
+    // which routes by Host.
+    let service_url = "http://10.123.31.99:9080/reviews/0";
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let cases: [Case<'_>; 3] = [
+        (
+            "reviews: default route",
+            service_url.to_owned(),
+            vec![("host", "reviews:9080")],
+        ),
+        (
+            "reviews: end-user jason",
+            service_url.to_owned(),
+            vec![
+                ("host", "reviews.default.svc.cluster.local"),
+                ("end-user", "jason"),
+            ],
+        ),
+        (
+            "unknown port: passthrough",
+            format!("http://{SERVER_IP}:8081/"),
+            vec![],
+        ),
+    ];
+    let expected = vec![
+        ("reviews: default route", Some(200), Some("v1".to_owned())),
+        ("reviews: end-user jason", Some(200), Some("v2".to_owned())),
+        (
+            "unknown port: passthrough",
+            Some(200),
+            Some("v2".to_owned()),
+        ),
+    ];
+    let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();
+    if let Some(envoy) = Envoy::find_or_skip(test) {
+        proxies.push((
+            "envoy",
+            envoy,
+            vec![
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ],
+        ));
+    }
+    proxies.push((
+        "bosun",
+        bosun.to_path_buf(),
+        vec!["proxy", "--concurrency", "1"],
+    ));
+    for (name, program, args) in proxies {
+        let mut server = start_proxy(
+            &bed,
+            &bed.server,
+            &format!("{name}-inbound"),
+            &program,
+            &args,
+            INBOUND,
+        );
+        let mut client = start_proxy(
+            &bed,
+            &bed.client,
+            &format!("{name}-sidecar"),
+            &program,
+            &args,
+            &bootstrap,
+        );
+        let seen: Vec<_> = cases
+            .iter()
+            .map(|(what, url, headers)| {
+                let r = bed.get(APP_UID, url, headers).ok();
+                (
+                    *what,
+                    r.as_ref().map(|r| r.status),
+                    r.as_ref()
+                        .and_then(|r| r.header("x-demo-version"))
+                        .map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            expected,
+            "{name}\nsidecar:\n{}\ncontrol:\n{}",
+            client.stderr_tail(),
+            control.stderr_tail()
+        );
+        for p in [&mut client, &mut server] {
+            p.terminate_and_wait(Duration::from_secs(10)).unwrap();
+        }
+        eprintln!("{test} {name}: routed by the control plane's config as expected");
+    }
+    control.terminate_and_wait(Duration::from_secs(10)).unwrap();
+    drop(apps);
+    drop(bed);
+}

@@ -112,8 +112,6 @@ pub struct Service {
     /// The FQDN (`reviews.default.svc.cluster.local`) or a ServiceEntry host (`api.example.com`, `*.x.com`).
     pub hostname: String,
     pub namespace: String,
-    /// The Kubernetes short name, for services from the mesh file.
-    pub short_name: Option<String>,
     pub ports: Vec<ServicePort>,
     pub resolution: Resolution,
     pub external: bool,
@@ -136,14 +134,21 @@ impl Service {
                 .any(|e| e == "*" || (e == "." && namespace == self.namespace) || e == namespace)
     }
 
-    /// The names a client in `namespace` can use for it (the Host header, before the port).
+    /// The names a client in `namespace` can use for it (the Host header, before the port): as
+    /// istiod, any `NAME.NS.svc.cluster.local` host (a ServiceEntry's too) also answers to
+    /// `NAME.NS.svc`, `NAME.NS`, and `NAME` from its own namespace.
     pub fn aliases(&self, namespace: &str) -> Vec<String> {
         let mut names = vec![self.hostname.clone()];
-        if let Some(short) = &self.short_name {
-            names.push(format!("{short}.{}.svc", self.namespace));
-            names.push(format!("{short}.{}", self.namespace));
-            if namespace == self.namespace {
-                names.push(short.clone());
+        let short = self
+            .hostname
+            .strip_suffix(&format!(".{CLUSTER_DOMAIN}"))
+            .and_then(|rest| rest.split_once('.'))
+            .filter(|(_, ns)| !ns.contains('.'));
+        if let Some((name, ns)) = short {
+            names.push(format!("{name}.{ns}.svc"));
+            names.push(format!("{name}.{ns}"));
+            if namespace == ns {
+                names.push(name.to_owned());
             }
         }
         names
@@ -215,7 +220,6 @@ impl ServiceRegistry {
             let service = Service {
                 hostname: s.hostname(),
                 namespace: ns,
-                short_name: Some(s.name.clone()),
                 ports: s
                     .ports
                     .iter()
@@ -297,7 +301,6 @@ impl ServiceRegistry {
                     Service {
                         hostname: host.clone(),
                         namespace: r.namespace.clone(),
-                        short_name: None,
                         ports: ports.clone(),
                         resolution,
                         external,

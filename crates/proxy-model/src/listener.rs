@@ -230,12 +230,15 @@ impl Listener {
                     .error("a listener needs at least one filter chain"),
             );
         }
+        let use_original_dst = p.use_original_dst.as_ref().is_some_and(|b| b.value);
         let l = Listener {
             name: p.name.clone(),
             host,
             port,
-            use_original_dst: p.use_original_dst.as_ref().is_some_and(|b| b.value),
-            original_dst,
+            use_original_dst,
+            // Envoy adds the original_dst listener filter itself when `use_original_dst` is set
+            // (istiod's virtualOutbound relies on it and lists no listener filter).
+            original_dst: original_dst || use_original_dst,
             bind_to_port: p.bind_to_port.as_ref().is_none_or(|b| b.value),
             transparent: p.transparent.as_ref().is_some_and(|b| b.value),
             filter_chains,
@@ -633,6 +636,20 @@ filter_chains:
             Some("blackhole")
         );
         assert_eq!(chain_for(&l, "10.0.0.1", 9090).as_deref(), Some("catchall"));
+    }
+
+    #[test]
+    fn use_original_dst_implies_the_original_dst_filter() {
+        let l = build(&format!(
+            r#"
+name: virtualOutbound
+address: {{socket_address: {{address: 0.0.0.0, port_value: 15001}}}}
+use_original_dst: true
+filter_chains: [{{filters: [{TCP}]}}]
+"#
+        ))
+        .unwrap();
+        assert!(l.use_original_dst && l.original_dst);
     }
 
     #[test]
