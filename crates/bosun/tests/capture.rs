@@ -333,7 +333,13 @@ struct Testbed {
 
 impl Testbed {
     fn new(mode: Inbound) -> Result<Testbed, String> {
-        let (pid, tag) = (std::process::id(), format!("{mode:?}").to_ascii_lowercase());
+        // Tests run in parallel threads of one process: each test bed gets its own names.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (pid, tag) = (
+            std::process::id(),
+            format!("{}{n}", format!("{mode:?}").to_ascii_lowercase()),
+        );
         let mut bed = Testbed {
             client: format!("bosun-cap{pid}{tag}-c"),
             server: format!("bosun-cap{pid}{tag}-s"),
