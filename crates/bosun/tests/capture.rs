@@ -37,36 +37,9 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// Bound on one command (a client request, an `ip` call).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Istio's capture as istio-init installs it in every pod (istio-iptables `-p 15001 -z 15006 -u 1337
-/// -m REDIRECT -i '*' -b '*' -d 15090,15021,15020`): inbound TCP to 15006 but for the excluded ports;
-/// outbound TCP to 15001 but for the proxy's own UID/GID, loopback traffic of other users and
-/// 127.0.0.1; the proxy's own connections over loopback to a pod address go inbound (15006) unless they
-/// come from 127.0.0.6, the inbound passthrough source.
-const RULES: &str = "*nat
-:ISTIO_INBOUND - [0:0]
-:ISTIO_REDIRECT - [0:0]
-:ISTIO_IN_REDIRECT - [0:0]
-:ISTIO_OUTPUT - [0:0]
--A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
--A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
--A PREROUTING -p tcp -j ISTIO_INBOUND
--A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN
--A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT
--A OUTPUT -j ISTIO_OUTPUT
--A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
--A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT
--A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT
--A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
--A ISTIO_OUTPUT -j ISTIO_REDIRECT
-COMMIT
-";
+/// Istio's capture as istio-init installs it in every pod (REDIRECT to 15001/15006, UID 1337
+/// excluded): the rule set `bosun up --capture iptables` installs, shared with it.
+const RULES: &str = include_str!("../src/up/istio-redirect.iptables");
 
 /// Istio's TPROXY inbound mode (istio-iptables `-m TPROXY`; outbound stays REDIRECT): incoming TCP is
 /// marked 1337 and delivered, destination unchanged, to the transparent listener on 15006 (policy
