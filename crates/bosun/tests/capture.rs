@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use testkit::{Envoy, Process, TempDir};
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{can_run, which};
+
 const CLIENT_IP: &str = "10.123.31.10";
 const SERVER_IP: &str = "10.123.31.20";
 /// A port with its own (unbound) listener on the proxy: HTTP, routed.
@@ -211,46 +215,12 @@ fn inbound_bootstrap(mode: Inbound) -> String {
     }
 }
 
-/// Why the test cannot run here, if it cannot.
+/// Why the test cannot run here, if it cannot: the namespaces' needs, and a client for its requests.
 fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
-    if uid.as_deref() != Some("0") {
-        return Some("it needs root (network namespaces and iptables)".to_owned());
-    }
-    for tool in ["ip", "iptables-restore", "setpriv"] {
-        if which(tool).is_none() {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install iproute2 iptables util-linux)"
-            ));
-        }
-    }
-    if which("curl").is_none() && !Path::new("/usr/bin/python3").is_file() {
-        return Some("neither curl nor /usr/bin/python3 is installed".to_owned());
-    }
-    None
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Skips (returns false after saying why) or, under `BOSUN_REQUIRE_NETNS`, fails.
-fn can_run(test: &str, why: Option<String>) -> bool {
-    let Some(why) = why else { return true };
-    assert!(
-        std::env::var_os("BOSUN_REQUIRE_NETNS").is_none(),
-        "{test}: {why} (BOSUN_REQUIRE_NETNS is set)"
-    );
-    eprintln!("skipping {test}: {why}");
-    false
+    netns::missing_prerequisite().or_else(|| {
+        (which("curl").is_none() && !Path::new("/usr/bin/python3").is_file())
+            .then(|| "neither curl nor /usr/bin/python3 is installed".to_owned())
+    })
 }
 
 /// Runs a command to completion within [`COMMAND_TIMEOUT`]; its stdout, or why it failed.
