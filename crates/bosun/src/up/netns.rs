@@ -419,13 +419,23 @@ pub fn clean_leftovers(tools: &Tools) {
     }
     names.sort();
     names.dedup();
+    let mut runs: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
     for name in names {
-        let Some(pid) = run_pid(&name) else { continue };
-        if pid == std::process::id() || is_bosun(pid) {
-            continue;
+        if let Some(pid) = run_pid(&name)
+            && pid != std::process::id()
+            && !is_bosun(pid)
+        {
+            runs.entry(pid).or_default().push(name);
         }
-        say!("bosun up: removing {name}, left by an earlier run (pid {pid})");
-        remove_namespace(tools, &name);
+    }
+    for (pid, names) in runs {
+        say!(
+            "bosun up: removing what an earlier run (pid {pid}) left: {}",
+            names.join(", ")
+        );
+        for name in names {
+            remove_namespace(tools, &name);
+        }
     }
 }
 
