@@ -37,7 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::bootstrap_cmd::{self, BootstrapArgs, Interception};
 pub use plan::{Instance, Network, Plan, PlanError};
@@ -149,6 +149,16 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    // Signals are taken over before anything is made or started, so an early Ctrl-C (while the
+    // namespaces are being made, say) leaves nothing behind: it is seen once supervision starts.
+    let signals = {
+        let _in_runtime = runtime.enter();
+        Signals::take_over()?
+    };
     let pods = match tools {
         Some(tools) => {
             netns::clean_leftovers(&tools);
@@ -186,10 +196,6 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         bootstraps.push(path);
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
     let launch = Launch {
         plan: &plan,
         xds,
@@ -202,7 +208,7 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         started,
     };
-    let code = runtime.block_on(supervise_mesh(&launch));
+    let code = runtime.block_on(supervise_mesh(&launch, signals));
     // Relays and their connections end with the runtime, before their namespaces go.
     drop(runtime);
     drop(state);
@@ -265,19 +271,40 @@ struct Launch<'a> {
     started: Instant,
 }
 
+/// SIGINT, SIGTERM and SIGHUP, which stop the mesh.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// From now on these signals no longer end the process; must run inside the runtime.
+    fn take_over() -> Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// The next of them (also one that came before this call).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
 /// Starts everything, supervises, stops everything; the exit code of `bosun up`.
-async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
-    // Signals are taken over before the first child starts, so none is left behind by an early Ctrl-C.
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+async fn supervise_mesh(launch: &Launch<'_>, mut signals: Signals) -> Result<ExitCode> {
     let mut children = Children::new();
 
     let start = tokio::select! {
         r = start(launch, &mut children) => Some(r),
-        _ = sigint.recv() => None,
-        _ = sigterm.recv() => None,
-        _ = sighup.recv() => None,
+        () = signals.recv() => None,
     };
     match start {
         None => {
@@ -299,9 +326,7 @@ async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
     let code = loop {
         tokio::select! {
             _ = tick.tick() => watch.check(),
-            _ = sigint.recv() => break ExitCode::SUCCESS,
-            _ = sigterm.recv() => break ExitCode::SUCCESS,
-            _ = sighup.recv() => break ExitCode::SUCCESS,
+            () = signals.recv() => break ExitCode::SUCCESS,
             exit = children.next_exit() => {
                 let Some(exit) = exit else { break ExitCode::from(1) };
                 say!("bosun up: {} (pid {}) exited unexpectedly with {}", exit.label, exit.pid, exit.status);
