@@ -1328,7 +1328,7 @@ fn bookinfo_with_iptables_capture() {
     std::fs::create_dir_all(format!("/etc/netns/{leftover}")).expect("mkdir /etc/netns/…");
 
     let dir = TempDir::new("up-capture").expect("tempdir");
-    let n = random_octet(5);
+    let n = random_octet(13);
     let mesh = bookinfo_copy(dir.path(), n);
     std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
     let port = testkit::free_port();

@@ -4,6 +4,10 @@
 //! every instance W gets an address A in 127.0.0.0/8, a sidecar (admin A:15000, outbound A:15001,
 //! inbound A:15006) and an app listening on A:P for each port P of its services; gateways get no app and
 //! listen on A:PORT for every Gateway server port that selects them.
+//!
+//! With [`Network::Pods`] (`--capture iptables`) the addresses are pod addresses instead (instance K at
+//! `10.124.N.(K+2)`), apps get no `HTTP_PROXY`, and mesh.yaml's loopback address of the ingress gateway
+//! only says where the ingress is relayed from on this machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
