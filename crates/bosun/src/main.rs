@@ -120,9 +120,14 @@ enum Command {
         /// The control plane's debug port (on 127.0.0.1): /ready, /debug/syncz, POST /apply.
         #[arg(long, default_value_t = 15014)]
         debug_port: u16,
-        /// How apps' traffic reaches their sidecars.
+        /// How apps' traffic reaches their sidecars: `iptables` runs each instance in a network
+        /// namespace of its own with Istio's capture rules (root).
         #[arg(long, value_enum, default_value_t = up::Capture::None)]
         capture: up::Capture,
+        /// With `--capture iptables`: the port on this machine's loopback the ingress is relayed
+        /// from (default: the gateway's port).
+        #[arg(long)]
+        ingress_port: Option<u16>,
         /// Seconds to wait for every proxy, app and the ingress to be ready.
         #[arg(long, default_value_t = 20)]
         ready_timeout: u64,
@@ -191,12 +196,14 @@ fn main() -> ExitCode {
             xds_port,
             debug_port,
             capture,
+            ingress_port,
             ready_timeout,
         } => up::run(&up::UpArgs {
             dir,
             xds_port,
             debug_port,
             capture,
+            ingress_port,
             ready_timeout: std::time::Duration::from_secs(ready_timeout),
         }),
         Command::Apply { file, control } => up::apply(&file, &control),

@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use testkit::{Envoy, Process, TempDir};
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{can_run, which};
+
 const CLIENT_IP: &str = "10.123.31.10";
 const SERVER_IP: &str = "10.123.31.20";
 /// A port with its own (unbound) listener on the proxy: HTTP, routed.
@@ -37,36 +41,9 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// Bound on one command (a client request, an `ip` call).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Istio's capture as istio-init installs it in every pod (istio-iptables `-p 15001 -z 15006 -u 1337
-/// -m REDIRECT -i '*' -b '*' -d 15090,15021,15020`): inbound TCP to 15006 but for the excluded ports;
-/// outbound TCP to 15001 but for the proxy's own UID/GID, loopback traffic of other users and
-/// 127.0.0.1; the proxy's own connections over loopback to a pod address go inbound (15006) unless they
-/// come from 127.0.0.6, the inbound passthrough source.
-const RULES: &str = "*nat
-:ISTIO_INBOUND - [0:0]
-:ISTIO_REDIRECT - [0:0]
-:ISTIO_IN_REDIRECT - [0:0]
-:ISTIO_OUTPUT - [0:0]
--A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001
--A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
--A PREROUTING -p tcp -j ISTIO_INBOUND
--A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15021 -j RETURN
--A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN
--A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT
--A OUTPUT -j ISTIO_OUTPUT
--A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
--A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT
--A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT
--A ISTIO_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN
--A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN
--A ISTIO_OUTPUT -j ISTIO_REDIRECT
-COMMIT
-";
+/// Istio's capture as istio-init installs it in every pod (REDIRECT to 15001/15006, UID 1337
+/// excluded): the rule set `bosun up --capture iptables` installs, shared with it.
+const RULES: &str = include_str!("../src/up/istio-redirect.iptables");
 
 /// Istio's TPROXY inbound mode (istio-iptables `-m TPROXY`; outbound stays REDIRECT): incoming TCP is
 /// marked 1337 and delivered, destination unchanged, to the transparent listener on 15006 (policy
@@ -238,46 +215,12 @@ fn inbound_bootstrap(mode: Inbound) -> String {
     }
 }
 
-/// Why the test cannot run here, if it cannot.
+/// Why the test cannot run here, if it cannot: the namespaces' needs, and a client for its requests.
 fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
-    if uid.as_deref() != Some("0") {
-        return Some("it needs root (network namespaces and iptables)".to_owned());
-    }
-    for tool in ["ip", "iptables-restore", "setpriv"] {
-        if which(tool).is_none() {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install iproute2 iptables util-linux)"
-            ));
-        }
-    }
-    if which("curl").is_none() && !Path::new("/usr/bin/python3").is_file() {
-        return Some("neither curl nor /usr/bin/python3 is installed".to_owned());
-    }
-    None
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Skips (returns false after saying why) or, under `BOSUN_REQUIRE_NETNS`, fails.
-fn can_run(test: &str, why: Option<String>) -> bool {
-    let Some(why) = why else { return true };
-    assert!(
-        std::env::var_os("BOSUN_REQUIRE_NETNS").is_none(),
-        "{test}: {why} (BOSUN_REQUIRE_NETNS is set)"
-    );
-    eprintln!("skipping {test}: {why}");
-    false
+    netns::missing_prerequisite().or_else(|| {
+        (which("curl").is_none() && !Path::new("/usr/bin/python3").is_file())
+            .then(|| "neither curl nor /usr/bin/python3 is installed".to_owned())
+    })
 }
 
 /// Runs a command to completion within [`COMMAND_TIMEOUT`]; its stdout, or why it failed.

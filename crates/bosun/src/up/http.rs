@@ -27,20 +27,35 @@ pub async fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Answer> {
-    tokio::time::timeout(timeout, exchange(addr, method, path, headers, body))
+    request_in(None, addr, method, path, headers, body, timeout).await
+}
+
+/// [`request`] from inside network namespace `netns` (`None`: this process's).
+pub async fn request_in(
+    netns: Option<&str>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Answer> {
+    let stream = super::netns::connect(netns, addr, timeout);
+    tokio::time::timeout(timeout, exchange(stream, addr, method, path, headers, body))
         .await
         .with_context(|| format!("{method} http://{addr}{path}: no answer within {timeout:?}"))?
         .with_context(|| format!("{method} http://{addr}{path}"))
 }
 
 async fn exchange(
+    stream: impl std::future::Future<Output = std::io::Result<TcpStream>>,
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Answer> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let mut stream = stream.await?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\nContent-Length: {}\r\n",
         body.len()

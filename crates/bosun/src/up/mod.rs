@@ -7,6 +7,10 @@
 //! accepts and the ingress answers, print the table, then supervise (`supervise.rs`) until Ctrl-C or
 //! SIGTERM.
 //!
+//! With `--capture iptables` (`netns.rs`) every instance runs in a network namespace of its own with
+//! Istio's capture rules, the control plane in a hub namespace, and `bosun up` relays the ingress and
+//! the control plane's debug port from this machine's loopback into them.
+//!
 //! A child that dies after start-up is reported (which, pid, status) and the rest keeps running, so a
 //! crashing app can be read about and fixed while the mesh stays up — except the control plane: without
 //! it nothing can change, so its death stops everything (exit 1). During start-up any death is fatal.
@@ -21,6 +25,7 @@ macro_rules! say {
 }
 
 mod http;
+mod netns;
 mod plan;
 mod ports;
 mod supervise;
@@ -32,10 +37,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::bootstrap_cmd::{self, BootstrapArgs, Interception};
-pub use plan::{Instance, Plan, PlanError};
+pub use plan::{Instance, Network, Plan, PlanError};
 use supervise::{Children, Role};
 pub use supervise::{TRAMPOLINE, exec_child};
 
@@ -44,7 +49,7 @@ pub use supervise::{TRAMPOLINE, exec_child};
 pub enum Capture {
     /// Apps use their sidecar as an explicit HTTP proxy (`HTTP_PROXY`); no root needed.
     None,
-    /// Network namespaces with Istio's iptables rules (needs root; not implemented yet).
+    /// A network namespace per instance with Istio's iptables rules, as in Kubernetes (needs root).
     Iptables,
 }
 
@@ -54,6 +59,8 @@ pub struct UpArgs {
     pub xds_port: u16,
     pub debug_port: u16,
     pub capture: Capture,
+    /// With capture: the host port the ingress is relayed from (default: the gateway's).
+    pub ingress_port: Option<u16>,
     pub ready_timeout: Duration,
 }
 
@@ -66,12 +73,18 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
 pub fn run(args: &UpArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    if args.capture == Capture::Iptables {
-        bail!(
-            "--capture iptables needs root and is not implemented yet; the default (--capture none) runs without root, apps reaching their sidecars through HTTP_PROXY"
-        );
-    }
-    let plan = match plan::load(&args.dir) {
+    let (tools, network) = match args.capture {
+        Capture::None => {
+            if args.ingress_port.is_some() {
+                bail!(
+                    "--ingress-port is for --capture iptables; without capture the ingress listens where mesh.yaml puts the gateway"
+                );
+            }
+            (None, Network::Loopback)
+        }
+        Capture::Iptables => (Some(netns::prerequisites()?), netns::choose_network()),
+    };
+    let plan = match plan::load(&args.dir, network) {
         Ok(p) => p,
         Err(PlanError::Findings(lines)) => {
             for l in lines {
@@ -85,14 +98,37 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         }
         Err(PlanError::Other(e)) => return Err(e),
     };
-    let xds = SocketAddr::new(IpAddr::V4(CONTROL_IP), args.xds_port);
-    let debug = SocketAddr::new(IpAddr::V4(CONTROL_IP), args.debug_port);
+    let control_ip = match network {
+        Network::Loopback => CONTROL_IP,
+        Network::Pods { subnet } => Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 1),
+    };
+    let xds = SocketAddr::new(IpAddr::V4(control_ip), args.xds_port);
+    let debug = SocketAddr::new(IpAddr::V4(control_ip), args.debug_port);
+    // What this machine's loopback serves: the control plane's debug port (`bosun apply`) and the
+    // ingress; with pods, relays to them.
+    let host_debug = SocketAddr::new(IpAddr::V4(CONTROL_IP), args.debug_port);
+    let host_ingress = plan
+        .ingress
+        .map(|a| SocketAddr::new(a.ip(), args.ingress_port.unwrap_or(a.port())));
 
-    let mut binds = vec![
-        (xds, "control plane xDS, --xds-port".to_owned()),
-        (debug, "control plane debug, --debug-port".to_owned()),
-    ];
-    binds.extend(plan.instances.iter().flat_map(Instance::binds));
+    let mut binds = Vec::new();
+    match network {
+        Network::Loopback => {
+            binds.push((xds, "control plane xDS, --xds-port".to_owned()));
+            binds.push((debug, "control plane debug, --debug-port".to_owned()));
+            binds.extend(plan.instances.iter().flat_map(Instance::binds));
+        }
+        // Everything else binds inside namespaces made for this run.
+        Network::Pods { .. } => {
+            binds.push((
+                host_debug,
+                "control plane debug relay, --debug-port".to_owned(),
+            ));
+            if let Some(a) = host_ingress {
+                binds.push((a, "ingress relay, --ingress-port".to_owned()));
+            }
+        }
+    }
     if let Some(clash) = first_duplicate(&binds) {
         bail!("{clash}");
     }
@@ -102,12 +138,38 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
             say!("bosun up: {t}");
         }
         say!(
-            "bosun up: {} port(s) taken; stop what uses them, or change the addresses in mesh.yaml (or --xds-port/--debug-port)",
-            taken.len()
+            "bosun up: {} port(s) taken; stop what uses them, or change the addresses in mesh.yaml (or --xds-port/--debug-port{})",
+            taken.len(),
+            if tools.is_some() {
+                "/--ingress-port"
+            } else {
+                ""
+            }
         );
         return Ok(ExitCode::from(2));
     }
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    // Signals are taken over before anything is made or started, so an early Ctrl-C (while the
+    // namespaces are being made, say) leaves nothing behind: it is seen once supervision starts.
+    let signals = {
+        let _in_runtime = runtime.enter();
+        Signals::take_over()?
+    };
+    let pods = match tools {
+        Some(tools) => {
+            netns::clean_leftovers(&tools);
+            Some(netns::Pods::create(tools, &plan)?)
+        }
+        None => None,
+    };
+    let interception = match network {
+        Network::Loopback => Interception::None,
+        Network::Pods { .. } => Interception::Redirect,
+    };
     let state = StateDir::create()?;
     let registry_path = state.path.join("registry.json");
     std::fs::write(
@@ -124,7 +186,7 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         let value = bootstrap_cmd::bootstrap(&BootstrapArgs {
             node_id: &i.node_id(),
             labels: &labels,
-            interception: Interception::None,
+            interception,
             xds: &xds.to_string(),
             admin_port: plan::ADMIN_PORT,
             delta: false,
@@ -134,21 +196,23 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         bootstraps.push(path);
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
     let launch = Launch {
         plan: &plan,
         xds,
         debug,
+        host_debug,
+        host_ingress,
+        pods: pods.as_ref(),
         registry: &registry_path,
         bootstraps: &bootstraps,
         ready_timeout: args.ready_timeout,
         started,
     };
-    let code = runtime.block_on(supervise_mesh(&launch));
+    let code = runtime.block_on(supervise_mesh(&launch, signals));
+    // Relays and their connections end with the runtime, before their namespaces go.
+    drop(runtime);
     drop(state);
+    drop(pods);
     code
 }
 
@@ -196,25 +260,51 @@ struct Launch<'a> {
     plan: &'a Plan,
     xds: SocketAddr,
     debug: SocketAddr,
+    /// Where the debug port and the ingress are reached from this machine (with pods: relays).
+    host_debug: SocketAddr,
+    host_ingress: Option<SocketAddr>,
+    /// With `--capture iptables`: the namespaces.
+    pods: Option<&'a netns::Pods>,
     registry: &'a Path,
     bootstraps: &'a [PathBuf],
     ready_timeout: Duration,
     started: Instant,
 }
 
+/// SIGINT, SIGTERM and SIGHUP, which stop the mesh.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// From now on these signals no longer end the process; must run inside the runtime.
+    fn take_over() -> Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// The next of them (also one that came before this call).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
 /// Starts everything, supervises, stops everything; the exit code of `bosun up`.
-async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
-    // Signals are taken over before the first child starts, so none is left behind by an early Ctrl-C.
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+async fn supervise_mesh(launch: &Launch<'_>, mut signals: Signals) -> Result<ExitCode> {
     let mut children = Children::new();
 
     let start = tokio::select! {
         r = start(launch, &mut children) => Some(r),
-        _ = sigint.recv() => None,
-        _ = sigterm.recv() => None,
-        _ = sighup.recv() => None,
+        () = signals.recv() => None,
     };
     match start {
         None => {
@@ -236,9 +326,7 @@ async fn supervise_mesh(launch: &Launch<'_>) -> Result<ExitCode> {
     let code = loop {
         tokio::select! {
             _ = tick.tick() => watch.check(),
-            _ = sigint.recv() => break ExitCode::SUCCESS,
-            _ = sigterm.recv() => break ExitCode::SUCCESS,
-            _ = sighup.recv() => break ExitCode::SUCCESS,
+            () = signals.recv() => break ExitCode::SUCCESS,
             exit = children.next_exit() => {
                 let Some(exit) = exit else { break ExitCode::from(1) };
                 say!("bosun up: {} (pid {}) exited unexpectedly with {}", exit.label, exit.pid, exit.status);
@@ -269,6 +357,7 @@ struct MeshWatch {
     last: Option<String>,
     instances: Vec<Instance>,
     registry: PathBuf,
+    network: Network,
 }
 
 impl MeshWatch {
@@ -280,6 +369,7 @@ impl MeshWatch {
             dir: launch.plan.dir.clone(),
             instances: launch.plan.instances.clone(),
             registry: launch.registry.to_owned(),
+            network: launch.plan.network,
         }
     }
 
@@ -292,7 +382,7 @@ impl MeshWatch {
             return;
         }
         self.last = Some(text);
-        let plan = match plan::load(&self.dir) {
+        let plan = match plan::load(&self.dir, self.network) {
             Ok(p) => p,
             Err(PlanError::Findings(lines)) => {
                 for l in lines {
@@ -338,10 +428,15 @@ impl MeshWatch {
 /// Starts the control plane, proxies and apps, and waits until they are ready; prints the table.
 async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
     let plan = launch.plan;
+    let pods = launch.pods;
     let deadline = Instant::now() + launch.ready_timeout;
     let exe_args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // Where instance `k`'s processes run, as whom, and where `bosun up` reaches them from.
+    let launcher = |ns: &str, uid: Option<u32>| pods.map_or_else(Vec::new, |p| p.launcher(ns, uid));
+    let pod = |k: usize| pods.map(|p| p.pod(k).to_owned());
+    let hub = pods.map(|p| p.hub().to_owned());
 
-    let control_args = vec![
+    let mut control_args = vec![
         "control".to_owned(),
         "--config".to_owned(),
         plan.dir.display().to_string(),
@@ -352,15 +447,48 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
         "--debug-port".to_owned(),
         launch.debug.port().to_string(),
     ];
-    children.spawn("control", Role::Control, None, &control_args, &[])?;
-    let control = vec![Probe::Ready {
+    if pods.is_some() {
+        control_args.extend(exe_args(&[
+            "--address",
+            &launch.xds.ip().to_string(),
+            "--capture",
+            "iptables",
+        ]));
+    }
+    let control_launcher = launcher(hub.as_deref().unwrap_or(""), None);
+    children.spawn(
+        "control",
+        Role::Control,
+        &control_launcher,
+        None,
+        &control_args,
+        &[],
+    )?;
+    let control = vec![Probe {
         who: "control".to_owned(),
+        netns: hub.clone(),
         addr: launch.debug,
+        kind: ProbeKind::Ready,
     }];
     wait_ready(children, control, deadline, launch.ready_timeout).await?;
 
+    if let (Some(pods), Some(hub)) = (pods, &hub) {
+        // From this machine's loopback into the namespaces: `bosun apply` and the ingress.
+        start_relay(launch.host_debug, hub, launch.debug).await?;
+        if let (Some(host), Some((k, gw))) = (
+            launch.host_ingress,
+            plan.instances
+                .iter()
+                .enumerate()
+                .find(|(_, i)| Some(*i) == plan.ingress_instance()),
+        ) {
+            let target = SocketAddr::new(IpAddr::V4(gw.address), gw.gateway_ports[0]);
+            start_relay(host, pods.pod(k), target).await?;
+        }
+    }
+
     let mut probes = Vec::new();
-    for (i, bootstrap) in plan.instances.iter().zip(launch.bootstraps) {
+    for (k, (i, bootstrap)) in plan.instances.iter().zip(launch.bootstraps).enumerate() {
         if !i.sidecar {
             continue;
         }
@@ -380,32 +508,43 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
             "--drain-time-s",
             "1",
         ]);
-        children.spawn(&label, Role::Proxy, None, &args, &[])?;
-        probes.push(Probe::Ready {
+        let ns = pod(k);
+        let as_proxy = launcher(ns.as_deref().unwrap_or(""), Some(netns::PROXY_UID));
+        children.spawn(&label, Role::Proxy, &as_proxy, None, &args, &[])?;
+        probes.push(Probe {
             who: label,
-            addr: i.admin(),
+            addr: admin_addr(i, ns.is_some()),
+            netns: ns,
+            kind: ProbeKind::Ready,
         });
     }
-    for i in &plan.instances {
+    for (k, i) in plan.instances.iter().enumerate() {
         let Some(app) = &i.app else { continue };
+        let ns = pod(k);
+        let as_app = launcher(ns.as_deref().unwrap_or(""), Some(netns::APP_UID));
         children.spawn(
             &i.name,
             Role::App,
+            &as_app,
             app.program.as_deref().map(OsStr::new),
             &app.args,
             &app.env,
         )?;
         for &p in &i.app_ports {
-            probes.push(Probe::Accepts {
+            probes.push(Probe {
                 who: i.name.clone(),
+                netns: ns.clone(),
                 addr: SocketAddr::new(IpAddr::V4(i.address), p),
+                kind: ProbeKind::Accepts,
             });
         }
     }
-    if let Some(ingress) = plan.ingress {
-        probes.push(Probe::Answers {
+    if let Some(ingress) = launch.host_ingress {
+        probes.push(Probe {
             who: "ingress".to_owned(),
+            netns: None,
             addr: ingress,
+            kind: ProbeKind::Answers,
         });
     }
     wait_ready(children, probes, deadline, launch.ready_timeout).await?;
@@ -414,56 +553,68 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
     Ok(())
 }
 
-/// One readiness condition.
+/// A sidecar's admin address: its own address without capture, the pod's loopback with.
+fn admin_addr(i: &Instance, in_pod: bool) -> SocketAddr {
+    if in_pod {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), plan::ADMIN_PORT)
+    } else {
+        i.admin()
+    }
+}
+
+/// Listens on `host` (this machine's loopback) and relays each connection to `target` in `ns`.
+async fn start_relay(host: SocketAddr, ns: &str, target: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(host)
+        .await
+        .with_context(|| format!("cannot listen on {host} (relay to {target} in {ns})"))?;
+    tokio::spawn(netns::relay(listener, ns.to_owned(), target));
+    Ok(())
+}
+
+/// One readiness condition, checked from inside network namespace `netns` (`None`: this one).
 #[derive(Debug)]
-enum Probe {
+struct Probe {
+    who: String,
+    netns: Option<String>,
+    addr: SocketAddr,
+    kind: ProbeKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProbeKind {
     /// `GET /ready` answers 200.
-    Ready { who: String, addr: SocketAddr },
+    Ready,
     /// A TCP connect succeeds.
-    Accepts { who: String, addr: SocketAddr },
+    Accepts,
     /// `GET /` gets any HTTP answer (a 404 from a gateway with no route for `/` counts).
-    Answers { who: String, addr: SocketAddr },
+    Answers,
 }
 
 impl Probe {
     /// `Ok` when ready; `Err` says what was seen.
     async fn check(&self) -> Result<(), String> {
-        match self {
-            Probe::Ready { addr, .. } => {
-                match http::request(*addr, "GET", "/ready", &[], b"", PROBE_TIMEOUT).await {
-                    Ok(a) if a.status == 200 => Ok(()),
-                    Ok(a) => Err(format!(
-                        "GET http://{addr}/ready: {} {}",
-                        a.status,
-                        a.body.trim()
-                    )),
-                    Err(e) => Err(format!("{e:#}")),
-                }
-            }
-            Probe::Accepts { addr, .. } => {
-                match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr))
-                    .await
-                {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(format!("nothing accepts on {addr}: {e}")),
-                    Err(_) => Err(format!("connecting to {addr} timed out")),
-                }
-            }
-            Probe::Answers { addr, .. } => {
-                http::request(*addr, "GET", "/", &[], b"", PROBE_TIMEOUT)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("{e:#}"))
-            }
+        let (addr, ns) = (self.addr, self.netns.as_deref());
+        let request = |path| http::request_in(ns, addr, "GET", path, &[], b"", PROBE_TIMEOUT);
+        match self.kind {
+            ProbeKind::Ready => match request("/ready").await {
+                Ok(a) if a.status == 200 => Ok(()),
+                Ok(a) => Err(format!(
+                    "GET http://{addr}/ready: {} {}",
+                    a.status,
+                    a.body.trim()
+                )),
+                Err(e) => Err(format!("{e:#}")),
+            },
+            ProbeKind::Accepts => match netns::connect(ns, addr, PROBE_TIMEOUT).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("nothing accepts on {addr}: {e}")),
+            },
+            ProbeKind::Answers => request("/").await.map(|_| ()).map_err(|e| format!("{e:#}")),
         }
     }
 
     fn who(&self) -> &str {
-        match self {
-            Probe::Ready { who, .. } | Probe::Accepts { who, .. } | Probe::Answers { who, .. } => {
-                who
-            }
-        }
+        &self.who
     }
 }
 
@@ -516,7 +667,7 @@ fn print_table(launch: &Launch<'_>) {
         "ADDRESS".to_owned(),
         "SIDECAR ADMIN".to_owned(),
     ]];
-    for i in &plan.instances {
+    for (k, i) in plan.instances.iter().enumerate() {
         let address = if i.gateway.is_some() {
             let ports: Vec<String> = i.gateway_ports.iter().map(u16::to_string).collect();
             format!("{} (gateway :{})", i.address, ports.join(","))
@@ -533,10 +684,12 @@ fn print_table(launch: &Launch<'_>) {
             i.version().to_owned(),
             format!("{}.{}", i.name, i.namespace),
             address,
-            if i.sidecar {
-                format!("http://{}", i.admin())
-            } else {
-                "- (sidecar: false)".to_owned()
+            match (i.sidecar, launch.pods) {
+                (true, None) => format!("http://{}", i.admin()),
+                (true, Some(pods)) => {
+                    format!("http://{} (netns {})", admin_addr(i, true), pods.pod(k))
+                }
+                (false, _) => "- (sidecar: false)".to_owned(),
             },
         ]);
     }
@@ -553,11 +706,15 @@ fn print_table(launch: &Launch<'_>) {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    let hub = launch
+        .pods
+        .map(|p| format!(" (netns {})", p.hub()))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "control: xds {} · debug http://{} (`bosun apply -f FILE --control http://{}` changes the mesh live)\n",
-        launch.xds, launch.debug, launch.debug
+        "control: xds {}{hub} · debug http://{} (`bosun apply -f FILE --control http://{}` changes the mesh live)\n",
+        launch.xds, launch.host_debug, launch.host_debug
     ));
-    match plan.ingress {
+    match launch.host_ingress {
         Some(addr) => out.push_str(&format!("ingress: http://{addr}\n")),
         None => out.push_str(
             "ingress: none (no Gateway selects a workload labelled istio: ingressgateway)\n",

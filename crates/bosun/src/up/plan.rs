@@ -4,6 +4,10 @@
 //! every instance W gets an address A in 127.0.0.0/8, a sidecar (admin A:15000, outbound A:15001,
 //! inbound A:15006) and an app listening on A:P for each port P of its services; gateways get no app and
 //! listen on A:PORT for every Gateway server port that selects them.
+//!
+//! With [`Network::Pods`] (`--capture iptables`) the addresses are pod addresses instead (instance K at
+//! `10.124.N.(K+2)`), apps get no `HTTP_PROXY`, and mesh.yaml's loopback address of the ingress gateway
+//! only says where the ingress is relayed from on this machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -25,6 +29,17 @@ const AUTO_PREFIX: [u8; 3] = [127, 0, 10];
 
 /// Names the mesh file may have inside DIR (as `bosun analyze` looks for it).
 pub const MESH_FILE_NAMES: [&str; 2] = ["mesh.yaml", "mesh.yml"];
+
+/// Where instances live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// On this machine's loopback addresses (mesh.yaml's, or 127.0.10.x), reaching their sidecars
+    /// through `HTTP_PROXY`.
+    Loopback,
+    /// Each in its own network namespace (`--capture iptables`), instance K at `subnet.(K+2)`
+    /// (`subnet.1` is the hub); mesh.yaml's loopback addresses only name the host side of the ingress.
+    Pods { subnet: [u8; 3] },
+}
 
 /// What kind of gateway an instance is, from its `istio` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +152,25 @@ pub struct Plan {
     pub instances: Vec<Instance>,
     /// The registry with every instance's address filled in: what `bosun control --registry` reads.
     pub effective_registry: Value,
-    /// The ingress URL's host and port: the first ingress gateway's first Gateway server port.
+    /// The ingress URL's host and port: the first ingress gateway's first Gateway server port, on
+    /// its mesh.yaml (loopback) address, also with pods (where `bosun up` relays it to the gateway).
     pub ingress: Option<SocketAddr>,
+    /// Every service of mesh.yaml, as (name, namespace).
+    pub services: Vec<(String, String)>,
+    pub network: Network,
+}
+
+impl Plan {
+    /// The instance behind [`Plan::ingress`].
+    pub fn ingress_instance(&self) -> Option<&Instance> {
+        ingress_instance(&self.instances)
+    }
+}
+
+fn ingress_instance(instances: &[Instance]) -> Option<&Instance> {
+    instances
+        .iter()
+        .find(|i| i.gateway == Some(GatewayKind::Ingress) && !i.gateway_ports.is_empty())
 }
 
 /// A plan that could not be made: findings with positions (exit 1), or another problem.
@@ -180,8 +212,8 @@ pub fn mesh_file(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Reads `DIR/mesh.yaml` and the Istio YAML under DIR (refusing files with errors, as `bosun validate`
-/// would), and plans the mesh.
-pub fn load(dir: &Path) -> Result<Plan, PlanError> {
+/// would), and plans the mesh on `network`.
+pub fn load(dir: &Path, network: Network) -> Result<Plan, PlanError> {
     let mesh_path = mesh_file(dir).ok_or_else(|| {
             PlanError::Other(anyhow::anyhow!(
                 "{} has no mesh.yaml: `bosun up` needs one listing the services and workloads (see README, \"The mesh file\")",
@@ -222,7 +254,7 @@ pub fn load(dir: &Path) -> Result<Plan, PlanError> {
     if !errors.is_empty() {
         return Err(PlanError::Findings(errors));
     }
-    Ok(plan(dir, &registry, &resources)?)
+    Ok(plan(dir, &registry, &resources, network)?)
 }
 
 /// Istio YAML files under `dir`, the mesh file excluded.
@@ -279,7 +311,12 @@ fn parse_address(w: &RegistryWorkload, text: &str) -> Result<Ipv4Addr> {
 }
 
 /// The plan from a registry and the loaded resources.
-pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<Plan> {
+pub fn plan(
+    dir: &Path,
+    registry: &Registry,
+    resources: &[Resource],
+    network: Network,
+) -> Result<Plan> {
     // Explicit addresses first, so automatic ones never collide with them.
     let mut used = BTreeSet::new();
     let mut addresses = Vec::with_capacity(registry.workloads.len());
@@ -401,7 +438,7 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
             }
             app_ports.clear();
         }
-        let mut instance = Instance {
+        instances.push(Instance {
             name: w.name.clone(),
             namespace,
             address,
@@ -412,32 +449,53 @@ pub fn plan(dir: &Path, registry: &Registry, resources: &[Resource]) -> Result<P
             app_ports,
             gateway_ports,
             app: None,
-        };
-        if gateway.is_none() {
-            instance.app = Some(app_command(w, &instance, &abs_dir));
-        }
-        instances.push(instance);
+        });
     }
 
-    let ingress = instances
-        .iter()
-        .find(|i| i.gateway == Some(GatewayKind::Ingress) && !i.gateway_ports.is_empty())
-        .map(|i| sock(i.address, i.gateway_ports[0]));
+    // The host side of the ingress: mesh.yaml's address, whatever the network.
+    let ingress = ingress_instance(&instances).map(|i| sock(i.address, i.gateway_ports[0]));
+    if let Network::Pods { subnet } = network {
+        for (k, i) in instances.iter_mut().enumerate() {
+            let host = u8::try_from(k + 2)
+                .ok()
+                .filter(|&h| h < 255)
+                .context("more than 253 workload instances do not fit one pod network (/24)")?;
+            i.address = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], host);
+        }
+    }
+    let captured = network != Network::Loopback;
+    for (w, i) in registry.workloads.iter().zip(&mut instances) {
+        if i.gateway.is_none() {
+            i.app = Some(app_command(w, i, &abs_dir, captured));
+        }
+    }
 
     Ok(Plan {
         dir: dir.to_owned(),
         effective_registry: effective_registry(registry, &instances)?,
         instances,
         ingress,
+        services: registry
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.namespace().to_owned()))
+            .collect(),
+        network,
     })
 }
 
-/// The environment and command line of an instance's app.
-fn app_command(w: &RegistryWorkload, i: &Instance, dir: &Path) -> AppCommand {
+/// The environment and command line of an instance's app; `captured`: in its own pod, where the
+/// capture does the sidecar's part (and an inherited `HTTP_PROXY` must not).
+fn app_command(w: &RegistryWorkload, i: &Instance, dir: &Path, captured: bool) -> AppCommand {
     let a = i.address;
     let listen: Vec<String> = i.app_ports.iter().map(|p| format!("{a}:{p}")).collect();
     let mut env = Vec::new();
-    if i.sidecar {
+    if captured {
+        env.extend(
+            ["HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"]
+                .map(|k| (k.to_owned(), String::new())),
+        );
+    } else if i.sidecar {
         let proxy = format!("http://{a}:{OUTBOUND_PORT}");
         env.extend([
             ("HTTP_PROXY".to_owned(), proxy.clone()),
@@ -527,7 +585,12 @@ mod tests {
         let registry = load_registry_str(mesh).expect("mesh file");
         let loaded = mesh_api::resource::load_str(yaml, None);
         assert!(loaded.findings.is_empty(), "{:?}", loaded.findings);
-        plan(Path::new("."), &registry, &loaded.resources)
+        plan(
+            Path::new("."),
+            &registry,
+            &loaded.resources,
+            Network::Loopback,
+        )
     }
 
     const MESH: &str = "services:
@@ -659,6 +722,48 @@ spec:
     }
 
     #[test]
+    fn pods_get_addresses_of_their_own_and_no_http_proxy() {
+        let registry = load_registry_str(MESH).expect("mesh file");
+        let loaded = mesh_api::resource::load_str(GATEWAY, None);
+        let network = Network::Pods {
+            subnet: [10, 124, 7],
+        };
+        let p = plan(Path::new("."), &registry, &loaded.resources, network).expect("plan");
+        let addrs: Vec<String> = p.instances.iter().map(|i| i.address.to_string()).collect();
+        assert_eq!(
+            addrs,
+            ["10.124.7.2", "10.124.7.3", "10.124.7.4", "10.124.7.5"]
+        );
+        assert_eq!(
+            p.effective_registry["workloads"][1]["address"],
+            "10.124.7.3"
+        );
+        // The host side of the ingress stays where mesh.yaml puts it; the gateway is in its pod.
+        assert_eq!(p.ingress, Some("127.0.0.1:8080".parse().expect("addr")));
+        assert_eq!(
+            p.ingress_instance().map(Instance::node_id).as_deref(),
+            Some("router~10.124.7.5~ingress.istio-system~istio-system.svc.cluster.local")
+        );
+        let env: BTreeMap<_, _> = p.instances[0]
+            .app
+            .as_ref()
+            .expect("app")
+            .env
+            .iter()
+            .cloned()
+            .collect();
+        assert_eq!(env["HTTP_PROXY"], "");
+        assert_eq!(env["BOSUN_LISTEN"], "10.124.7.2:9080,10.124.7.2:7070");
+        assert_eq!(
+            p.services,
+            [
+                ("reviews".to_owned(), "default".to_owned()),
+                ("gw".to_owned(), "istio-system".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn bad_meshes_are_refused_with_the_reason() {
         let e = plan_of("workloads:\n- {name: a, address: 10.0.0.1}\n", "").expect_err("remote");
         assert!(e.to_string().contains("not in 127.0.0.0/8"), "{e}");
@@ -689,7 +794,7 @@ spec:
     #[test]
     fn the_bookinfo_example_plans() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
-        let p = match load(&dir) {
+        let p = match load(&dir, Network::Loopback) {
             Ok(p) => p,
             Err(PlanError::Findings(f)) => panic!("{f:?}"),
             Err(PlanError::Other(e)) => panic!("{e:#}"),

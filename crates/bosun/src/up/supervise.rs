@@ -77,17 +77,29 @@ impl Children {
 
     /// Starts `program args…` (the current executable when `program` is `None`) with extra `env`,
     /// labelled `label` in logs. Must be called on the runtime's thread (see the module doc).
+    ///
+    /// A non-empty `launcher` (e.g. `ip netns exec NS setpriv …`) runs first and `exec`s the
+    /// trampoline, which therefore sets the death signal last, after any change of user (which would
+    /// clear it); every step `exec`s, so the child's parent is still `bosun up`.
     pub fn spawn(
         &mut self,
         label: &str,
         role: Role,
+        launcher: &[String],
         program: Option<&OsStr>,
         args: &[String],
         env: &[(String, String)],
     ) -> Result<i32> {
         let exe = std::env::current_exe().context("cannot find the bosun executable")?;
         let program: OsString = program.map_or_else(|| exe.clone().into_os_string(), Into::into);
-        let mut cmd = tokio::process::Command::new(&exe);
+        let mut cmd = match launcher.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = tokio::process::Command::new(first);
+                cmd.args(rest).arg(&exe);
+                cmd
+            }
+            None => tokio::process::Command::new(&exe),
+        };
         cmd.arg(TRAMPOLINE)
             .arg("--parent")
             .arg(std::process::id().to_string())

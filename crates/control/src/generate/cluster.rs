@@ -13,9 +13,10 @@ use xds_api::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy},
 };
 use xds_api::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, HttpProtocolOptions,
-    SocketAddress, TransportSocket, address, config_source::ConfigSourceSpecifier,
-    data_source::Specifier, socket_address::PortSpecifier, transport_socket::ConfigType,
+    Address, AggregatedConfigSource, ApiVersion, BindConfig, ConfigSource, DataSource,
+    HttpProtocolOptions, SocketAddress, TransportSocket, address,
+    config_source::ConfigSourceSpecifier, data_source::Specifier, socket_address::PortSpecifier,
+    transport_socket::ConfigType,
 };
 use xds_api::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -409,14 +410,34 @@ pub fn blackhole() -> Cluster {
     }
 }
 
-/// `inbound|PORT||`: the workload itself, at `ip:port`.
-pub fn inbound(port: u32, ip: &str, h2: bool) -> Cluster {
+/// Where a captured sidecar's connections to its own workload come from (Istio's inbound passthrough
+/// source): the capture rules let traffic from it through instead of sending it back to 15006.
+pub const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6";
+/// Istio's name for the cluster that takes captured inbound connections to ports it has no chain for.
+pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
+
+/// `upstream_bind_config` with `source` and any port.
+fn bind_to(source: &str) -> BindConfig {
+    BindConfig {
+        source_address: Some(SocketAddress {
+            address: source.to_owned(),
+            port_specifier: Some(PortSpecifier::PortValue(0)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `inbound|PORT||`: the workload itself, at `ip:port`; from `source` when given (a captured sidecar
+/// connects from [`INBOUND_PASSTHROUGH_SOURCE`], or its own rules would capture the connection again).
+pub fn inbound(port: u32, ip: &str, h2: bool, source: Option<&str>) -> Cluster {
     let name = format!("inbound|{port}||");
     let mut cluster = Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
         load_assignment: Some(load_assignment(&name, vec![lb_endpoint(ip, port, None)])),
+        upstream_bind_config: source.map(bind_to),
         ..Default::default()
     };
     if h2 {
@@ -434,6 +455,16 @@ pub fn inbound(port: u32, ip: &str, h2: bool) -> Cluster {
         );
     }
     cluster
+}
+
+/// `InboundPassthroughCluster`: a captured inbound connection to a port without its own chain goes to
+/// its original destination, from [`INBOUND_PASSTHROUGH_SOURCE`] (so it is not captured again).
+pub fn inbound_passthrough() -> Cluster {
+    Cluster {
+        name: INBOUND_PASSTHROUGH_CLUSTER.to_owned(),
+        upstream_bind_config: Some(bind_to(INBOUND_PASSTHROUGH_SOURCE)),
+        ..passthrough()
+    }
 }
 
 /// `PassthroughCluster`: each connection goes to its original destination (`ORIGINAL_DST`).

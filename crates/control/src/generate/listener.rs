@@ -686,10 +686,14 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
         address: Some(socket_address("0.0.0.0", INBOUND_PORT)),
         listener_filters: vec![original_dst_filter()],
         filter_chains,
-        // Anything else captured inbound goes where it was addressed.
+        // Anything else captured inbound goes where it was addressed, from 127.0.0.6 (not captured
+        // again: from any other source the proxy's own connection would come back to 15006).
         default_filter_chain: Some(FilterChain {
             name: "virtualInbound".to_owned(),
-            filters: vec![tcp_proxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)],
+            filters: vec![tcp_proxy(
+                crate::generate::cluster::INBOUND_PASSTHROUGH_CLUSTER,
+                crate::generate::cluster::INBOUND_PASSTHROUGH_CLUSTER,
+            )],
             ..Default::default()
         }),
         ..Default::default()

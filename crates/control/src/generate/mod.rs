@@ -196,12 +196,20 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
                         out.listeners.push(listener::sidecar_inbound(proxy, &ports));
                     }
                 }
-                Interception::Redirect => out.listeners.push(listener::captured_inbound(&ports)),
+                Interception::Redirect => {
+                    out.listeners.push(listener::captured_inbound(&ports));
+                    out.clusters.push(cluster::inbound_passthrough());
+                }
             }
+            let source = match proxy.interception {
+                Interception::None => None,
+                Interception::Redirect => Some(cluster::INBOUND_PASSTHROUGH_SOURCE),
+            };
             for (_, target, h2) in &ports {
                 let name = format!("inbound|{target}||");
                 if !out.clusters.iter().any(|c| c.name == name) {
-                    out.clusters.push(cluster::inbound(*target, &proxy.ip, *h2));
+                    out.clusters
+                        .push(cluster::inbound(*target, &proxy.ip, *h2, source));
                 }
             }
         }
