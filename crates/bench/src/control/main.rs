@@ -49,6 +49,8 @@ use crate::mesh::{MeshSpec, PORT, WEIGHTS_CHANGED, WEIGHTS_START};
 use crate::plane::{Memory, Plane, PlaneConfig};
 use crate::stats::{median, percentile};
 
+const PUSHES: &str = "bosun_control_pushes_total";
+
 /// How long after `/ready` the clients connect (see [`Bench::run`]).
 const READY_GRACE: Duration = Duration::from_millis(20);
 
@@ -447,6 +449,11 @@ impl Bench {
             .await;
         let end = plane.memory();
         plane.stop().await;
+        if self.args.via == Via::Apply {
+            // Applied config lives in the control plane's memory: the next run's one reads the file.
+            let vs = self.spec.virtual_service(0, state.v1_weight);
+            mesh::write_atomic(&MeshSpec::vs_file(&self.plane.config_dir, 0), &vs)?;
+        }
         result?;
         out.resources.at_end.push(end);
         Ok(())
@@ -522,7 +529,7 @@ impl Bench {
         };
         let yaml = self.spec.virtual_service(0, weight);
         let vs_file = MeshSpec::vs_file(&self.plane.config_dir, 0);
-        let change = Change::begin(plane, board);
+        let change = Change::begin(plane, board).await;
         match self.args.via {
             Via::File => mesh::write_atomic(&vs_file, &yaml)?,
             Via::Apply => plane.apply(&yaml).await?,
@@ -548,7 +555,7 @@ impl Bench {
         let extra = !state.extra_endpoint;
         let want = self.spec.probe_endpoints(extra);
         let text = self.spec.mesh_yaml(extra);
-        let change = Change::begin(plane, board);
+        let change = Change::begin(plane, board).await;
         mesh::write_atomic(&self.plane.config_dir.join("mesh.yaml"), &text)?;
         state.extra_endpoint = extra;
         let got = wait_all(
@@ -573,14 +580,17 @@ impl Bench {
 /// The CPU counters at the moment of a change.
 struct Change {
     at: Instant,
+    /// `bosun_control_pushes_total` before the change.
+    pushes: f64,
     control_cpu: f64,
     clients_cpu: f64,
     clients_busy: Duration,
 }
 
 impl Change {
-    fn begin(plane: &Plane, board: &Board) -> Change {
+    async fn begin(plane: &Plane, board: &Board) -> Change {
         Change {
+            pushes: plane.metric(PUSHES).await.unwrap_or(f64::NAN),
             control_cpu: plane.cpu_seconds(),
             clients_cpu: procfs::own_cpu_seconds().unwrap_or(f64::NAN),
             clients_busy: busy(board),
@@ -599,6 +609,17 @@ impl Change {
             .clients_busy_s
             .push((busy(board).saturating_sub(self.clients_busy)).as_secs_f64());
         record(phase, got, self.at);
+        // The push loop counts a push only after every proxy's snapshot is set, so proxies may have
+        // ACKed before: wait (briefly) for the count to move before reading its duration.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && plane
+                .metric(PUSHES)
+                .await
+                .is_none_or(|n| !(n > self.pushes))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         phase.last_push_s.push(
             plane
                 .metric("bosun_control_last_push_seconds")
