@@ -616,7 +616,7 @@ impl Change {
             && plane
                 .metric(PUSHES)
                 .await
-                .is_none_or(|n| !(n > self.pushes))
+                .is_none_or(|n| n.partial_cmp(&self.pushes) != Some(std::cmp::Ordering::Greater))
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -98,7 +98,7 @@ impl MeshSpec {
         out.push_str("workloads:\n");
         let workload = |out: &mut String, s: usize, k: usize| {
             let name = Self::service_name(s);
-            let version = if k % 2 == 0 { "v1" } else { "v2" };
+            let version = if k.is_multiple_of(2) { "v1" } else { "v2" };
             let _ = writeln!(
                 out,
                 "- {{name: {name}-{k}, namespace: {}, service: {name}, labels: {{app: {name}, version: {version}}}, address: {}, sidecar: false}}",
