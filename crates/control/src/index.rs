@@ -1,7 +1,7 @@
 //! The push index (istiod's PushContext): one immutable view of the config and the registry, built
 //! once per push and shared by the generation of every proxy's resources.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::registry::Registry;
 use mesh_api::resource::{Resource, Spec};
@@ -91,6 +91,12 @@ pub struct Index {
     /// Every distinct `sourceLabels`/`sourceNamespace` pair in VirtualService matches: the only ways a
     /// proxy's labels change its routes, so proxies that agree on all of them share route tables.
     pub source_selectors: Vec<(BTreeMap<String, String>, Option<String>)>,
+    /// DestinationRules and mesh VirtualServices by exact host, and those with wildcard hosts: the
+    /// lookups for every service of every proxy scope must not scan every rule.
+    dr_by_host: HashMap<String, Vec<usize>>,
+    dr_wildcards: Vec<usize>,
+    vs_by_host: HashMap<String, Vec<usize>>,
+    vs_wildcards: Vec<usize>,
     /// Proxy-independent problems worth a log line (unsupported fields, shadowed hosts).
     pub warnings: Vec<String>,
 }
@@ -158,6 +164,27 @@ impl Index {
             }
         }
         index.services = services;
+        for (i, dr) in index.destination_rules.iter().enumerate() {
+            if dr.host.contains('*') {
+                index.dr_wildcards.push(i);
+            } else {
+                index.dr_by_host.entry(dr.host.clone()).or_default().push(i);
+            }
+        }
+        for (i, vs) in index.virtual_services.iter().enumerate() {
+            if !vs.applies_to_mesh() {
+                continue;
+            }
+            for h in &vs.hosts {
+                if h.contains('*') {
+                    if !index.vs_wildcards.contains(&i) {
+                        index.vs_wildcards.push(i);
+                    }
+                } else {
+                    index.vs_by_host.entry(h.clone()).or_default().push(i);
+                }
+            }
+        }
         index
     }
 
@@ -216,13 +243,19 @@ impl Index {
                         || (e == "." && dr.namespace == proxy_namespace)
                 })
         };
+        let exact = self.dr_by_host.get(host).into_iter().flatten();
+        let candidates: Vec<&DestinationRule> = exact
+            .chain(&self.dr_wildcards)
+            .map(|&i| &self.destination_rules[i])
+            .filter(|dr| host_matches(&dr.host, host))
+            .filter(visible)
+            .collect();
         let best_in = |ns: &str| {
-            let candidates = self
-                .destination_rules
+            candidates
                 .iter()
-                .filter(|dr| dr.namespace == ns && host_matches(&dr.host, host))
-                .filter(visible);
-            candidates.max_by_key(|dr| (dr.host == host, dr.host.len()))
+                .copied()
+                .filter(|dr| dr.namespace == ns)
+                .max_by_key(|dr| (dr.host == host, dr.host.len()))
         };
         best_in(proxy_namespace)
             .or_else(|| best_in(service_namespace))
@@ -232,14 +265,21 @@ impl Index {
     /// The mesh VirtualService that routes `host` for proxies in `namespace` (the first one naming it
     /// exactly, else the first whose wildcard covers it).
     pub fn mesh_virtual_service(&self, host: &str, namespace: &str) -> Option<&VirtualService> {
-        let candidates = || {
-            self.virtual_services
-                .iter()
-                .filter(|vs| vs.applies_to_mesh() && vs.visible_from(namespace))
+        let visible = |i: &&usize| self.virtual_services[**i].visible_from(namespace);
+        // The first (in reading order) naming the host exactly, else the first wildcard covering it.
+        let exact = self
+            .vs_by_host
+            .get(host)
+            .and_then(|v| v.iter().find(visible));
+        let wildcard = || {
+            self.vs_wildcards.iter().filter(visible).find(|&&i| {
+                self.virtual_services[i]
+                    .hosts
+                    .iter()
+                    .any(|h| host_matches(h, host))
+            })
         };
-        candidates()
-            .find(|vs| vs.hosts.iter().any(|h| h == host))
-            .or_else(|| candidates().find(|vs| vs.hosts.iter().any(|h| host_matches(h, host))))
+        exact.or_else(wildcard).map(|&i| &self.virtual_services[i])
     }
 
     /// The Gateways whose selector picks `proxy`.

@@ -263,6 +263,8 @@ async fn watch_files(shared: Arc<Shared>) {
 /// Debounces changes into pushes, and gives proxies that connect their config.
 async fn push_loop(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) {
     let mut proxies = shared.cache.watch_proxies();
+    // Proxies may have connected between the ADS server's start and this subscription: look once.
+    proxies.mark_changed();
     let mut known: BTreeSet<u64> = BTreeSet::new();
     loop {
         tokio::select! {
