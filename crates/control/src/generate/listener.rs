@@ -13,8 +13,7 @@ use xds_api::pb::envoy::config::listener::v3::{
     filter::ConfigType as FilterConfig, listener_filter::ConfigType as ListenerFilterConfig,
 };
 use xds_api::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    DirectResponseAction, Route, RouteConfiguration, VirtualHost, route::Action,
     virtual_host::TlsRequirementType,
 };
 use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
@@ -30,11 +29,12 @@ use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, TlsCertificate,
 };
-use xds_api::pb::google::protobuf::Duration as PbDuration;
 use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::generate::cluster::{ads_config_source, socket_address};
-use crate::generate::route::{FAULT_FILTER, RouteContext, default_route, outbound_cluster};
+use crate::generate::route::{
+    FAULT_FILTER, RouteContext, default_route, every_path, forward_to, outbound_cluster,
+};
 use crate::index::{Gateway, Index};
 use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Service, host_matches};
 use crate::node::Proxy;
@@ -46,6 +46,39 @@ pub const OUTBOUND_ROUTE: &str = "15001";
 pub const INBOUND_ROUTE: &str = "inbound|15006";
 /// The cluster that sends a connection on to where it was addressed (original destination).
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+
+/// A virtual host for every name with one route named like it, for every path.
+fn catch_all(name: &str, action: Action) -> VirtualHost {
+    VirtualHost {
+        name: name.to_owned(),
+        domains: vec!["*".to_owned()],
+        routes: vec![Route {
+            name: name.to_owned(),
+            r#match: Some(every_path()),
+            action: Some(action),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Istio's answer to a destination the mesh does not know under REGISTRY_ONLY.
+/// The one route of an inbound virtual host: everything to the workload's `inbound|PORT||`.
+fn to_workload(target: u32) -> Route {
+    Route {
+        name: "default".to_owned(),
+        r#match: Some(every_path()),
+        action: Some(Action::Route(forward_to(&format!("inbound|{target}||")))),
+        ..Default::default()
+    }
+}
+
+fn refuse_502() -> Action {
+    Action::DirectResponse(DirectResponseAction {
+        status: 502,
+        ..Default::default()
+    })
+}
 
 fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFilter {
     HttpFilter {
@@ -170,23 +203,7 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
         OutboundTrafficPolicyMode::RegistryOnly => "block_all",
         OutboundTrafficPolicyMode::AllowAny => "allow_any",
     };
-    virtual_hosts.push(VirtualHost {
-        name: name.to_owned(),
-        domains: vec!["*".to_owned()],
-        routes: vec![Route {
-            name: name.to_owned(),
-            r#match: Some(RouteMatch {
-                path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                ..Default::default()
-            }),
-            action: Some(Action::DirectResponse(DirectResponseAction {
-                status: 502,
-                ..Default::default()
-            })),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
+    virtual_hosts.push(catch_all(name, refuse_502()));
     RouteConfiguration {
         name: OUTBOUND_ROUTE.to_owned(),
         virtual_hosts,
@@ -224,25 +241,12 @@ pub fn inbound_ports(index: &Index, proxy: &Proxy) -> Vec<(u32, u32, bool)> {
 /// The sidecar's inbound listener (`IP:15006`): requests go to the workload's port named by the
 /// port of their Host (the service port the client addressed), else to its first port.
 pub fn sidecar_inbound(proxy: &Proxy, ports: &[(u32, u32, bool)]) -> Listener {
-    let route_to = |target: u32| Route {
-        name: "default".to_owned(),
-        r#match: Some(RouteMatch {
-            path_specifier: Some(PathSpecifier::Prefix("/".into())),
-            ..Default::default()
-        }),
-        action: Some(Action::Route(RouteAction {
-            cluster_specifier: Some(ClusterSpecifier::Cluster(format!("inbound|{target}||"))),
-            timeout: Some(PbDuration::default()),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
     let mut virtual_hosts: Vec<VirtualHost> = ports
         .iter()
         .map(|(port, target, _)| VirtualHost {
             name: format!("inbound|http|{port}"),
             domains: vec![format!("*:{port}")],
-            routes: vec![route_to(*target)],
+            routes: vec![to_workload(*target)],
             ..Default::default()
         })
         .collect();
@@ -250,7 +254,7 @@ pub fn sidecar_inbound(proxy: &Proxy, ports: &[(u32, u32, bool)]) -> Listener {
         virtual_hosts.push(VirtualHost {
             name: "inbound|http|default".to_owned(),
             domains: vec!["*".to_owned()],
-            routes: vec![route_to(*target)],
+            routes: vec![to_workload(*target)],
             ..Default::default()
         });
     }
@@ -587,46 +591,12 @@ fn port_routes(
         };
         virtual_hosts.push(vhost);
     }
-    let catch_all = match index.outbound_policy(proxy) {
-        OutboundTrafficPolicyMode::RegistryOnly => VirtualHost {
-            name: "block_all".to_owned(),
-            domains: vec!["*".to_owned()],
-            routes: vec![Route {
-                name: "block_all".to_owned(),
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                    ..Default::default()
-                }),
-                action: Some(Action::DirectResponse(DirectResponseAction {
-                    status: 502,
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-        OutboundTrafficPolicyMode::AllowAny => VirtualHost {
-            name: "allow_any".to_owned(),
-            domains: vec!["*".to_owned()],
-            routes: vec![Route {
-                name: "allow_any".to_owned(),
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                    ..Default::default()
-                }),
-                action: Some(Action::Route(RouteAction {
-                    cluster_specifier: Some(ClusterSpecifier::Cluster(
-                        PASSTHROUGH_CLUSTER.to_owned(),
-                    )),
-                    timeout: Some(PbDuration::default()),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-    };
-    virtual_hosts.push(catch_all);
+    virtual_hosts.push(match index.outbound_policy(proxy) {
+        OutboundTrafficPolicyMode::RegistryOnly => catch_all("block_all", refuse_502()),
+        OutboundTrafficPolicyMode::AllowAny => {
+            catch_all("allow_any", Action::Route(forward_to(PASSTHROUGH_CLUSTER)))
+        }
+    });
     RouteConfiguration {
         name: port.to_string(),
         virtual_hosts,
@@ -647,21 +617,7 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
                 virtual_hosts: vec![VirtualHost {
                     name: format!("inbound|http|{target}"),
                     domains: vec!["*".to_owned()],
-                    routes: vec![Route {
-                        name: "default".to_owned(),
-                        r#match: Some(RouteMatch {
-                            path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                            ..Default::default()
-                        }),
-                        action: Some(Action::Route(RouteAction {
-                            cluster_specifier: Some(ClusterSpecifier::Cluster(format!(
-                                "inbound|{target}||"
-                            ))),
-                            timeout: Some(PbDuration::default()),
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    }],
+                    routes: vec![to_workload(*target)],
                     ..Default::default()
                 }],
                 ..Default::default()

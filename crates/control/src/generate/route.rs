@@ -120,15 +120,7 @@ impl RouteContext<'_> {
                 .clone()
                 .unwrap_or_else(|| format!("{}.{}.{i}", vs.name, vs.namespace));
             if http.r#match.is_empty() {
-                routes.push(self.route(
-                    vs,
-                    http,
-                    &name,
-                    RouteMatch {
-                        path_specifier: Some(PathSpecifier::Prefix("/".into())),
-                        ..Default::default()
-                    },
-                ));
+                routes.push(self.route(vs, http, &name, every_path()));
                 continue;
             }
             for m in http.r#match.iter().filter(|m| self.match_applies(m, vs)) {
@@ -341,20 +333,32 @@ impl RouteContext<'_> {
     }
 }
 
+/// Matches every request (`prefix: /`).
+pub fn every_path() -> RouteMatch {
+    RouteMatch {
+        path_specifier: Some(PathSpecifier::Prefix("/".into())),
+        ..Default::default()
+    }
+}
+
+/// Forwards to `cluster` with no timeout (Istio disables Envoy's 15 s default).
+pub fn forward_to(cluster: &str) -> RouteAction {
+    RouteAction {
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_owned())),
+        timeout: Some(PbDuration::default()),
+        ..Default::default()
+    }
+}
+
 /// The default route of a service port with no VirtualService: everything to its cluster, Istio's
 /// default retries, no timeout.
 pub fn default_route(cluster: &str) -> Route {
     Route {
         name: "default".to_owned(),
-        r#match: Some(RouteMatch {
-            path_specifier: Some(PathSpecifier::Prefix("/".into())),
-            ..Default::default()
-        }),
+        r#match: Some(every_path()),
         action: Some(Action::Route(RouteAction {
-            cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_owned())),
-            timeout: Some(PbDuration::default()),
             retry_policy: retry_policy(None),
-            ..Default::default()
+            ..forward_to(cluster)
         })),
         ..Default::default()
     }
@@ -563,27 +567,8 @@ fn fault_filter(fault: &mesh_api::types::virtual_service::HttpFaultInjection) ->
 
 /// gRPC status names (`UNAVAILABLE`) or numbers, as Istio accepts them.
 fn grpc_code(status: &str) -> Option<u32> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
     status.parse().ok().or_else(|| {
-        NAMES
+        mesh_api::validate::GRPC_STATUS
             .iter()
             .position(|n| *n == status)
             .and_then(|i| u32::try_from(i).ok())

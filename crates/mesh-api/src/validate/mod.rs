@@ -11,6 +11,8 @@ mod tls;
 mod virtual_service;
 mod workload;
 
+pub use virtual_service::GRPC_STATUS;
+
 use crate::diag::{Finding, Report};
 use crate::path::FieldPath;
 use crate::resource::{Kind, Resource, Spec};

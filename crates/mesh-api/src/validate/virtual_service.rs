@@ -1121,8 +1121,8 @@ fn fault_abort(report: &mut Report<'_>, at: &FieldPath<'_>, abort: &Abort) {
     }
 }
 
-/// The gRPC status names Istio accepts for aborts.
-const GRPC_STATUS: &[&str] = &[
+/// The gRPC status names Istio accepts for aborts, in code order (`CANCELLED` is 1).
+pub const GRPC_STATUS: &[&str] = &[
     "OK",
     "CANCELLED",
     "UNKNOWN",
