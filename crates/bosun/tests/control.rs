@@ -760,3 +760,60 @@ spec:
         assert_eq!(productpage.requests(), 2, "{dataplane:?}");
     }
 }
+
+/// LEAST_REQUEST (Istio's default) sends less to an instance that is slow to answer, where round robin
+/// would give it a third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_avoids_the_slow_instance() {
+    for dataplane in dataplanes("least_request_avoids_the_slow_instance") {
+        let ip = subnet(7, dataplane);
+        let _a = upstream("a", &ip(2));
+        let _b = upstream("b", &ip(3));
+        let slow = UpstreamBehaviour {
+            delay: Duration::from_millis(200),
+            ..UpstreamBehaviour::default()
+        };
+        let _c = Upstream::start_at("c", format!("{}:9080", ip(4)).parse().expect("addr"), slow)
+            .expect("upstream");
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client}}, address: {cl}}}
+- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
+- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
+- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
+",
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4)
+        );
+        let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client");
+        let n = 120;
+        let responses = outbound(&ip(1))
+            .send_many(n, 6, |_| via("echo:9080", "/"))
+            .await
+            .expect("requests");
+        let counts = count_header(&responses, "x-upstream");
+        let slow_share = share(&counts, "c", n);
+        eprintln!("{dataplane:?} LEAST_REQUEST with a slow c: {counts:?}");
+        assert!(
+            slow_share < 0.25,
+            "{dataplane:?}: the slow instance should get well under a third: {counts:?}"
+        );
+        assert!(
+            counts.get("a").is_some_and(|c| *c > 30),
+            "{dataplane:?}: {counts:?}"
+        );
+    }
+}
