@@ -1439,3 +1439,90 @@ fn bookinfo_with_iptables_capture() {
     });
     assert_eq!(hosts, 0, "hosts files of the run are left in /etc/netns");
 }
+
+/// examples/bookinfo-scenarios/lb-least-request.yaml: with LEAST_REQUEST, a reviews instance that is slow
+/// to answer gets less of the traffic (round robin would give it a third).
+#[test]
+fn bookinfo_least_request_avoids_a_slow_instance() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-least-request").expect("tempdir");
+    let n = random_octet(30);
+    let mesh = bookinfo_copy(dir.path(), n);
+    std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
+    std::fs::copy(
+        repo().join("examples/bookinfo-scenarios/lb-least-request.yaml"),
+        mesh.join("lb-least-request.yaml"),
+    )
+    .expect("copy");
+    let file = std::fs::read_to_string(mesh.join("mesh.yaml")).expect("read");
+    let slow_v3 = file.replace(
+        &format!("  address: 127.0.{n}.5\n"),
+        &format!("  address: 127.0.{n}.5\n  latencyMs: 300\n"),
+    );
+    assert_ne!(file, slow_v3, "reviews-v3 found in the mesh file");
+    std::fs::write(mesh.join("mesh.yaml"), slow_v3).expect("write");
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        &[],
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // As productpage's app calls reviews: through its sidecar, six at a time.
+    let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let served: Vec<Option<&'static str>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..20)
+                        .map(|_| {
+                            let (status, body) =
+                                raw_get(sidecar, "http://reviews:9080/r", "reviews:9080", &[]);
+                            assert_eq!(status, 200, "{body}");
+                            ["reviews-v1", "reviews-v2", "reviews-v3"]
+                                .into_iter()
+                                .find(|i| body.contains(&format!("\"instance\":\"{i}\"")))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    let count = |i: &str| served.iter().filter(|s| **s == Some(i)).count();
+    let (v1, v2, v3) = (
+        count("reviews-v1"),
+        count("reviews-v2"),
+        count("reviews-v3"),
+    );
+    eprintln!("LEAST_REQUEST with a slow reviews-v3: v1 {v1}, v2 {v2}, v3 {v3}");
+    assert!(
+        v3 * 4 < served.len(),
+        "v3 is slow and should get well under a third"
+    );
+    assert!(v1 > 30 && v2 > 30, "v1 {v1}, v2 {v2}");
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}
