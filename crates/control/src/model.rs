@@ -2,7 +2,7 @@
 //! Pods), ServiceEntries and WorkloadEntries, with its ports and instances. istiod calls this the
 //! service registry; hosts are its keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::registry::{Registry, RegistryWorkload};
 use mesh_api::resource::{Resource, Spec};
@@ -163,16 +163,12 @@ pub struct ServiceRegistry {
     pub warnings: Vec<String>,
 }
 
-fn has_labels(labels: &BTreeMap<String, String>, selector: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 /// Whether `labels` carry every key and value of `selector`.
 pub fn labels_match(
     labels: &BTreeMap<String, String>,
     selector: &BTreeMap<String, String>,
 ) -> bool {
-    has_labels(labels, selector)
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 fn workload_instance(w: &RegistryWorkload) -> Option<Instance> {
@@ -206,17 +202,24 @@ impl ServiceRegistry {
     /// WorkloadEntries chosen by `workloadSelector`).
     pub fn build(registry: &Registry, resources: &[Resource]) -> ServiceRegistry {
         let mut out = ServiceRegistry::default();
+        // Instances by (namespace, service), so each service finds its own without scanning them all.
+        let mut by_service: HashMap<(&str, &str), Vec<Instance>> = HashMap::new();
+        for w in &registry.workloads {
+            let Some(instance) = workload_instance(w) else {
+                continue;
+            };
+            for name in w.service.iter().chain(&w.services) {
+                by_service
+                    .entry((w.namespace(), name.as_str()))
+                    .or_default()
+                    .push(instance.clone());
+            }
+        }
         for s in &registry.services {
             let ns = s.namespace().to_owned();
-            let instances = registry
-                .workloads
-                .iter()
-                .filter(|w| {
-                    w.namespace() == ns
-                        && (w.service.as_deref() == Some(&s.name) || w.services.contains(&s.name))
-                })
-                .filter_map(workload_instance)
-                .collect();
+            let instances = by_service
+                .remove(&(s.namespace(), s.name.as_str()))
+                .unwrap_or_default();
             let service = Service {
                 hostname: s.hostname(),
                 namespace: ns,
@@ -272,7 +275,7 @@ impl ServiceRegistry {
                     workload_entries
                         .iter()
                         .filter(|(we, w)| {
-                            we.namespace == r.namespace && has_labels(&w.labels, &selector.labels)
+                            we.namespace == r.namespace && labels_match(&w.labels, &selector.labels)
                         })
                         .map(|(we, w)| entry_instance(&we.name, &we.namespace, w, true)),
                 );

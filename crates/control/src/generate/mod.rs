@@ -257,7 +257,7 @@ struct RouteKey {
 }
 
 #[derive(Debug)]
-struct Shared {
+struct SharedPart {
     resources: Packed,
     warnings: Vec<String>,
 }
@@ -267,8 +267,8 @@ struct Shared {
 pub struct Generator<'a> {
     index: &'a Index,
     addressing: InboundAddressing,
-    clusters: Mutex<HashMap<ScopeKey, Arc<Shared>>>,
-    routes: Mutex<HashMap<RouteKey, Arc<Shared>>>,
+    clusters: Mutex<HashMap<ScopeKey, Arc<SharedPart>>>,
+    routes: Mutex<HashMap<RouteKey, Arc<SharedPart>>>,
 }
 
 impl<'a> Generator<'a> {
@@ -282,15 +282,15 @@ impl<'a> Generator<'a> {
     }
 
     fn shared<K: Clone + Eq + std::hash::Hash>(
-        map: &Mutex<HashMap<K, Arc<Shared>>>,
+        map: &Mutex<HashMap<K, Arc<SharedPart>>>,
         key: &K,
         build: impl FnOnce() -> ProxyResources,
-    ) -> Arc<Shared> {
+    ) -> Arc<SharedPart> {
         if let Some(s) = map.lock().unwrap_or_else(PoisonError::into_inner).get(key) {
             return s.clone();
         }
         let built = build();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SharedPart {
             resources: built.packed(),
             warnings: built.warnings,
         });
