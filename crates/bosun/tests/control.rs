@@ -150,6 +150,17 @@ impl Plane {
         self.wait_synced_past(proxies, &[]).await;
     }
 
+    /// One value of `/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let text = http_get(self.debug, "/metrics", &[])
+            .await
+            .expect("metrics")
+            .text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
     async fn versions(&self) -> Vec<String> {
         self.sync_state()
             .await
@@ -395,6 +406,29 @@ async fn weighted_rollout_and_live_change() {
             "{dataplane:?}: a request failed during the change"
         );
         plane.wait_synced_past(3, &before).await;
+        // The push's convergence (every proxy ACKed) is measured; it may lag the ACKs by a poll.
+        let deadline = Instant::now() + WAIT;
+        while plane
+            .metric("bosun_control_convergence_seconds_count")
+            .await
+            < 1.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{dataplane:?}: convergence never recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let converged = plane.metric("bosun_control_last_convergence_seconds").await;
+        assert!(
+            converged > 0.0 && converged < 20.0,
+            "{dataplane:?}: {converged}"
+        );
+        assert_eq!(
+            plane.metric("bosun_control_xds_nacks_total").await,
+            0.0,
+            "{dataplane:?}"
+        );
         let after = client
             .send_many(n, 4, |_| via("reviews:9080", "/after"))
             .await

@@ -324,6 +324,36 @@ fn metrics(shared: &Shared) -> String {
         ),
     );
     metric(
+        "bosun_control_convergence_seconds_sum",
+        "counter",
+        "From a change being noticed to every connected proxy having ACKed the push it caused.",
+        format!(
+            "{:.6}",
+            m.convergence_micros_total.load(Ordering::Relaxed) as f64 / 1e6
+        ),
+    );
+    metric(
+        "bosun_control_convergence_seconds_count",
+        "counter",
+        "Pushes that converged.",
+        m.convergences.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
+        "bosun_control_last_convergence_seconds",
+        "gauge",
+        "Convergence time of the last push that converged.",
+        format!(
+            "{:.6}",
+            m.last_convergence_micros.load(Ordering::Relaxed) as f64 / 1e6
+        ),
+    );
+    metric(
+        "bosun_control_convergence_timeouts_total",
+        "counter",
+        "Pushes not ACKed by every proxy within 30 s (a NACK, or a proxy that does not answer).",
+        m.convergence_timeouts.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
         "bosun_control_xds_responses_total",
         "counter",
         "xDS responses sent.",

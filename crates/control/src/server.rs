@@ -54,6 +54,9 @@ impl Default for ControlOptions {
     }
 }
 
+/// How long a push's convergence is watched before it counts as not converged.
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Counters and timings for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -65,6 +68,13 @@ pub struct Metrics {
     pub push_micros_total: AtomicU64,
     pub last_push_micros: AtomicU64,
     pub config_rejections: AtomicU64,
+    /// From a change being noticed to every connected proxy having ACKed the push it caused (total,
+    /// count and last, in microseconds); a push that does not converge within
+    /// [`CONVERGENCE_TIMEOUT`] counts in `convergence_timeouts`.
+    pub convergence_micros_total: AtomicU64,
+    pub convergences: AtomicU64,
+    pub last_convergence_micros: AtomicU64,
+    pub convergence_timeouts: AtomicU64,
 }
 
 /// What the debug API and the push loop share.
@@ -260,6 +270,35 @@ async fn watch_files(shared: Arc<Shared>) {
     }
 }
 
+/// Records when every connected proxy has ACKed what push number `push` sent them (the change was
+/// noticed at `noticed`). Gives up when a newer push starts or after [`CONVERGENCE_TIMEOUT`].
+async fn watch_convergence(shared: Arc<Shared>, push: u64, noticed: Instant) {
+    let m = &shared.metrics;
+    loop {
+        if m.pushes.load(Ordering::Relaxed) != push {
+            return; // Superseded: the newer push's watcher measures from its own change.
+        }
+        let converged = shared
+            .cache
+            .sync_status()
+            .iter()
+            .all(|s| s.types.values().all(|t| t.in_sync()));
+        if converged {
+            let micros = u64::try_from(noticed.elapsed().as_micros()).unwrap_or(u64::MAX);
+            m.convergence_micros_total
+                .fetch_add(micros, Ordering::Relaxed);
+            m.convergences.fetch_add(1, Ordering::Relaxed);
+            m.last_convergence_micros.store(micros, Ordering::Relaxed);
+            return;
+        }
+        if noticed.elapsed() > CONVERGENCE_TIMEOUT {
+            m.convergence_timeouts.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Debounces changes into pushes, and gives proxies that connect their config.
 async fn push_loop(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) {
     let mut proxies = shared.cache.watch_proxies();
@@ -295,6 +334,8 @@ async fn push_loop(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) {
                 shared.metrics.push_micros_total.fetch_add(micros, Ordering::Relaxed);
                 shared.metrics.last_push_micros.store(micros, Ordering::Relaxed);
                 info!(proxies = pushed, took_ms = micros / 1000, "push");
+                let push = shared.metrics.pushes.load(Ordering::Relaxed);
+                tokio::spawn(watch_convergence(shared.clone(), push, first));
             }
             changed = proxies.changed() => {
                 if changed.is_err() {
