@@ -22,15 +22,13 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A third octet for this test's loopback addresses, unlikely to be another test's (or 10, the
-/// examples' own).
-fn random_octet(salt: u32) -> u8 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mix = nanos ^ std::process::id().wrapping_mul(2_654_435_761) ^ salt.wrapping_mul(40_503);
-    20 + (mix % 200) as u8
+/// A third octet for this test's loopback addresses: different for every test of this run (tests run
+/// in parallel threads of one process), varying between runs, never 10 (the examples' own).
+fn random_octet() -> u8 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) >> 16;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    20 + (start.wrapping_add(n) % 200) as u8
 }
 
 /// Copies examples/bookinfo into `dir` with its addresses moved to 127.0.N.x (the ingress to
@@ -150,7 +148,7 @@ fn has_subcommand(name: &str) -> bool {
 #[test]
 fn a_taken_port_is_named_with_its_user_and_nothing_starts() {
     let dir = TempDir::new("up-port").expect("tempdir");
-    let n = random_octet(1);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     // Hold reviews-v1's app port, as a stray process would.
     let taken: SocketAddr = format!("127.0.{n}.3:9080").parse().expect("addr");
@@ -185,7 +183,7 @@ fn a_taken_port_is_named_with_its_user_and_nothing_starts() {
 #[test]
 fn capture_options_are_checked_up_front() {
     let dir = TempDir::new("up-iptables").expect("tempdir");
-    let mesh = bookinfo_copy(dir.path(), random_octet(2));
+    let mesh = bookinfo_copy(dir.path(), random_octet());
     let mesh = mesh.to_str().expect("utf-8");
     let out = Command::new(BOSUN)
         .args(["up", mesh, "--ingress-port", "18080"])
@@ -301,7 +299,7 @@ fn bookinfo_serves_through_the_ingress_and_stops_cleanly() {
         return;
     }
     let dir = TempDir::new("up-bookinfo").expect("tempdir");
-    let n = random_octet(3);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     // Without the example's reviews VirtualService (90% v1 / 10% v3, v2 only for jason) the
     // DestinationRule's ROUND_ROBIN over all instances decides, so every version shows; its ratings
@@ -404,7 +402,7 @@ fn bookinfo_children_die_when_up_is_killed() {
         return;
     }
     let dir = TempDir::new("up-kill").expect("tempdir");
-    let n = random_octet(4);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     let xds = testkit::free_port().to_string();
     let debug = testkit::free_port().to_string();
@@ -522,7 +520,7 @@ fn bookinfo_scenarios_apply_live() {
         return;
     }
     let dir = TempDir::new("up-scenarios").expect("tempdir");
-    let n = random_octet(5);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
     let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
@@ -654,7 +652,7 @@ fn a_workload_that_never_listens_fails_the_start_and_is_stopped() {
         return;
     }
     let dir = TempDir::new("up-notready").expect("tempdir");
-    let n = random_octet(6);
+    let n = random_octet();
     let mesh = dir.path().join("mesh");
     std::fs::create_dir_all(&mesh).expect("mkdir");
     // `sh` starts a `sleep` of its own: both must go (the process group is signalled).
@@ -701,7 +699,7 @@ fn the_control_plane_dying_stops_everything() {
         return;
     }
     let dir = TempDir::new("up-control-dies").expect("tempdir");
-    let n = random_octet(7);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     let xds = testkit::free_port().to_string();
     let debug = testkit::free_port().to_string();
@@ -754,7 +752,7 @@ fn boutique_chaos_scenarios() {
         return;
     }
     let dir = TempDir::new("up-boutique").expect("tempdir");
-    let n = random_octet(8);
+    let n = random_octet();
     let mesh = dir.path().join("boutique");
     std::fs::create_dir_all(&mesh).expect("mkdir");
     for f in ["mesh.yaml", "gateway.yaml"] {
@@ -877,7 +875,7 @@ fn egress_lockdown_and_a_service_entry_opening_it() {
         return;
     }
     let dir = TempDir::new("up-egress").expect("tempdir");
-    let n = random_octet(9);
+    let n = random_octet();
     let moved = |path: &str| {
         std::fs::read_to_string(repo().join(path))
             .expect("read")
@@ -973,7 +971,7 @@ fn bookinfo_load_balancing_and_circuit_breaking() {
         return;
     }
     let dir = TempDir::new("up-lb").expect("tempdir");
-    let n = random_octet(10);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
     let mut file = std::fs::read_to_string(mesh.join("mesh.yaml")).expect("read");
@@ -1124,7 +1122,7 @@ fn egress_gateway_originates_tls() {
         return;
     }
     let dir = TempDir::new("up-egress-tls").expect("tempdir");
-    let n = random_octet(11);
+    let n = random_octet();
     for sub in ["egress-tls", "egress-tls-server"] {
         let to = dir.path().join(sub);
         std::fs::create_dir_all(&to).expect("mkdir");
@@ -1210,7 +1208,7 @@ fn mesh_file_edits_are_passed_on_or_refused_with_the_reason() {
         return;
     }
     let dir = TempDir::new("up-edit").expect("tempdir");
-    let n = random_octet(12);
+    let n = random_octet();
     let mesh = dir.path().join("egress");
     std::fs::create_dir_all(&mesh).expect("mkdir");
     let original = std::fs::read_to_string(repo().join("examples/egress/mesh.yaml"))
@@ -1328,7 +1326,7 @@ fn bookinfo_with_iptables_capture() {
     std::fs::create_dir_all(format!("/etc/netns/{leftover}")).expect("mkdir /etc/netns/…");
 
     let dir = TempDir::new("up-capture").expect("tempdir");
-    let n = random_octet(13);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
     let port = testkit::free_port();
@@ -1449,7 +1447,7 @@ fn bookinfo_least_request_avoids_a_slow_instance() {
         return;
     }
     let dir = TempDir::new("up-least-request").expect("tempdir");
-    let n = random_octet(30);
+    let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
     std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
     std::fs::copy(
