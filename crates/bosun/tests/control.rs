@@ -314,6 +314,25 @@ spec:
     )
 }
 
+/// A client at `ip(1)` and a service `echo` with instances a, b, c at `ip(2..=4)` (no sidecars).
+fn echo_mesh(ip: &impl Fn(u8) -> String) -> String {
+    format!(
+        "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client}}, address: {cl}}}
+- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
+- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
+- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
+",
+        cl = ip(1),
+        a = ip(2),
+        b = ip(3),
+        c = ip(4)
+    )
+}
+
 fn share(counts: &BTreeMap<String, usize>, name: &str, total: usize) -> f64 {
     *counts.get(name).unwrap_or(&0) as f64 / total as f64
 }
@@ -578,21 +597,7 @@ async fn load_balancing_per_subset() {
         let _a = upstream("a", &ip(2));
         let _b = upstream("b", &ip(3));
         let _c = upstream("c", &ip(4));
-        let mesh = format!(
-            "services:
-- name: echo
-  ports: [{{number: 9080, name: http}}]
-workloads:
-- {{name: client, labels: {{app: client}}, address: {cl}}}
-- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
-- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
-- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
-",
-            cl = ip(1),
-            a = ip(2),
-            b = ip(3),
-            c = ip(4)
-        );
+        let mesh = echo_mesh(&ip);
         let config = "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: echo}
@@ -809,21 +814,7 @@ async fn least_request_avoids_the_slow_instance() {
         };
         let _c = Upstream::start_at("c", format!("{}:9080", ip(4)).parse().expect("addr"), slow)
             .expect("upstream");
-        let mesh = format!(
-            "services:
-- name: echo
-  ports: [{{number: 9080, name: http}}]
-workloads:
-- {{name: client, labels: {{app: client}}, address: {cl}}}
-- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
-- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
-- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
-",
-            cl = ip(1),
-            a = ip(2),
-            b = ip(3),
-            c = ip(4)
-        );
+        let mesh = echo_mesh(&ip);
         let dr = "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: echo}

@@ -48,6 +48,33 @@ fn bookinfo_copy(dir: &Path, n: u8) -> PathBuf {
     to
 }
 
+/// Starts `bosun up MESH` with free control-plane ports and `env`, and waits (30 s at most) for its
+/// `ingress:` line. Returns the process and the debug port.
+fn start_up(mesh: &Path, env: &[(&str, &str)]) -> (Process, String) {
+    let xds = testkit::free_port().to_string();
+    let debug = testkit::free_port().to_string();
+    let mut up = Process::spawn(
+        BOSUN,
+        [
+            "up",
+            mesh.to_str().expect("utf-8"),
+            "--xds-port",
+            &xds,
+            "--debug-port",
+            &debug,
+        ],
+        env,
+    )
+    .expect("bosun up starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.stdout().contains("ingress: ") {
+        up.check_running().expect("bosun up runs");
+        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (up, debug)
+}
+
 /// Pids of processes whose command line contains `needle`.
 fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut out = Vec::new();
@@ -404,28 +431,8 @@ fn bookinfo_children_die_when_up_is_killed() {
     let dir = TempDir::new("up-kill").expect("tempdir");
     let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
     let tmp = dir.path().display().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[("TMPDIR", tmp.as_str())],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, _) = start_up(&mesh, &[("TMPDIR", tmp.as_str())]);
     let children = children_of(up.pid());
     assert!(!children.is_empty());
 
@@ -524,28 +531,8 @@ fn bookinfo_scenarios_apply_live() {
     let mesh = bookinfo_copy(dir.path(), n);
     std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
     let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
     let tmp = dir.path().display().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[("TMPDIR", tmp.as_str())],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, debug) = start_up(&mesh, &[("TMPDIR", tmp.as_str())]);
     let get = |headers: &[(&str, &str)]| raw_get(ingress, "/productpage", "bookinfo", headers);
     // Samples `count` answers (each must be 200) and returns the share of each reviews version.
     let sample = |count: usize, headers: &[(&str, &str)]| {
@@ -701,27 +688,7 @@ fn the_control_plane_dying_stops_everything() {
     let dir = TempDir::new("up-control-dies").expect("tempdir");
     let n = random_octet();
     let mesh = bookinfo_copy(dir.path(), n);
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, _) = start_up(&mesh, &[]);
     let children = children_of(up.pid());
     let (control, _) = children
         .iter()
@@ -765,27 +732,7 @@ fn boutique_chaos_scenarios() {
     }
     let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
     let frontend_sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, debug) = start_up(&mesh, &[]);
     let frontend = || raw_get(ingress, "/", "boutique", &[]);
     let checkout = || {
         raw_get(
@@ -890,27 +837,7 @@ fn egress_lockdown_and_a_service_entry_opening_it() {
         moved("examples/egress-scenarios/allow-api-external.yaml"),
     )
     .expect("write");
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, debug) = start_up(&mesh, &[]);
     let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
     let external = || {
         raw_get(
@@ -979,27 +906,7 @@ fn bookinfo_load_balancing_and_circuit_breaking() {
         "- {{name: reviews-v1-faulty, service: reviews, labels: {{app: reviews, version: v1}}, address: 127.0.{n}.7, failRate: 1}}\n"
     ));
     std::fs::write(mesh.join("mesh.yaml"), file).expect("write");
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, debug) = start_up(&mesh, &[]);
     // As productpage's app calls reviews: through its sidecar.
     let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
     let reviews = |path: &str| {
@@ -1142,27 +1049,7 @@ fn egress_gateway_originates_tls() {
         }
     }
     let mesh = dir.path().join("egress-tls");
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, _) = start_up(&mesh, &[]);
     let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
@@ -1462,27 +1349,7 @@ fn bookinfo_least_request_avoids_a_slow_instance() {
     );
     assert_ne!(file, slow_v3, "reviews-v3 found in the mesh file");
     std::fs::write(mesh.join("mesh.yaml"), slow_v3).expect("write");
-    let xds = testkit::free_port().to_string();
-    let debug = testkit::free_port().to_string();
-    let mut up = Process::spawn(
-        BOSUN,
-        [
-            "up",
-            mesh.to_str().expect("utf-8"),
-            "--xds-port",
-            &xds,
-            "--debug-port",
-            &debug,
-        ],
-        &[],
-    )
-    .expect("bosun up starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !up.stdout().contains("ingress: ") {
-        up.check_running().expect("bosun up runs");
-        assert!(Instant::now() < deadline, "not ready: {}", up.stderr_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut up, _) = start_up(&mesh, &[]);
     // As productpage's app calls reviews: through its sidecar, six at a time.
     let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
     let served: Vec<Option<&'static str>> = std::thread::scope(|s| {
