@@ -227,3 +227,24 @@ fn bootstrap_output_is_accepted_by_envoy() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("four parts"));
 }
+
+#[test]
+fn control_refuses_a_config_path_that_is_not_a_directory() {
+    let out = bosun(
+        &[
+            "control",
+            "--config",
+            "/nonexistent/bosun-config",
+            "--xds-port",
+            "0",
+            "--debug-port",
+            "0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "bosun control: --config /nonexistent/bosun-config: not a directory (give the directory of Istio YAML to serve)\n"
+    );
+}

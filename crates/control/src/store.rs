@@ -326,8 +326,13 @@ mod tests {
         assert_eq!(store.resources().len(), 1);
         let errors = store.errors();
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].errors[0].contains("vs.yaml:9:"), "{errors:?}");
-        assert!(errors[0].errors[0].contains("prots"), "{errors:?}");
+        assert_eq!(
+            errors[0].errors,
+            [format!(
+                "{}:9:3: unknown field \"prots\"; known fields here: exportTo, gateways, hosts, http, tcp, tls (at spec.prots)",
+                file.display()
+            )]
+        );
 
         std::fs::remove_file(&file).expect("rm");
         assert!(store.refresh());
