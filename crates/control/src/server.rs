@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use xds_server::{AdsServer, RunningServer, SnapshotCache};
 
 use crate::error::ControlError;
-use crate::generate::{Generator, InboundAddressing};
+use crate::generate::{GenerationCache, Generator, InboundAddressing};
 use crate::index::{Index, MeshSettings};
 use crate::node::Proxy;
 use crate::store::ConfigStore;
@@ -84,6 +84,8 @@ pub struct Shared {
     pub cache: SnapshotCache,
     store: Mutex<ConfigStore>,
     index: Mutex<Arc<Index>>,
+    /// What the last push generated, reused by the next where nothing changed.
+    generated: Mutex<GenerationCache>,
     /// The warnings logged for each proxy, so an unchanged one is not logged on every push.
     warned: Mutex<BTreeMap<String, Vec<String>>>,
     pub metrics: Metrics,
@@ -135,15 +137,17 @@ impl Shared {
         let version = format!("v{}", self.version.fetch_add(1, Ordering::Relaxed) + 1);
         let mut seen = BTreeSet::new();
         let mut pushed = 0;
-        let generator = Generator::new(index, self.options.addressing);
-        for info in self.cache.proxies() {
+        let previous = std::mem::take(&mut *lock(&self.generated));
+        let generator = Generator::after(index, self.options.addressing, previous);
+        let proxies = self.cache.proxies();
+        for info in &proxies {
             if !seen.insert(info.node_id.clone()) {
                 continue;
             }
             if node_ids.is_some_and(|ids| !ids.contains(&info.node_id)) {
                 continue;
             }
-            let proxy = match Proxy::from_info(&info) {
+            let proxy = match Proxy::from_info(info) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!("{e}; it gets no config");
@@ -163,6 +167,9 @@ impl Shared {
             self.cache.set_snapshot(proxy.id.clone(), snapshot);
             pushed += 1;
         }
+        let mut generated = generator.into_cache();
+        generated.retain_proxies(|id| proxies.iter().any(|p| p.node_id == id));
+        *lock(&self.generated) = generated;
         self.metrics
             .proxy_pushes
             .fetch_add(pushed as u64, Ordering::Relaxed);
@@ -207,6 +214,7 @@ impl ControlPlane {
             store: Mutex::new(store),
             index: Mutex::new(Arc::new(Index::default())),
             warned: Mutex::new(BTreeMap::new()),
+            generated: Mutex::new(GenerationCache::default()),
             metrics: Metrics::default(),
             ready: AtomicBool::new(false),
             version: AtomicU64::new(0),

@@ -103,12 +103,17 @@ impl Dynamic {
         }
     }
 
-    fn clusters(&self, v: Vec<ClusterProto>, next: &mut State, rejections: &mut Vec<Rejection>) {
+    fn clusters(
+        &self,
+        v: Vec<Arc<ClusterProto>>,
+        next: &mut State,
+        rejections: &mut Vec<Rejection>,
+    ) {
         let now = SystemTime::now();
         next.clusters = BTreeMap::new();
         for p in v {
             if let Some(old) = self.state.clusters.get(&p.name)
-                && *old.proto == p
+                && same(&old.proto, &p)
             {
                 next.clusters.insert(p.name.clone(), old.clone());
                 continue;
@@ -134,7 +139,7 @@ impl Dynamic {
             next.clusters.insert(
                 p.name.clone(),
                 DynCluster {
-                    proto: Arc::new(p),
+                    proto: p,
                     service,
                     base,
                     effective,
@@ -147,14 +152,14 @@ impl Dynamic {
     /// EDS: new endpoints for the clusters whose load assignment changed. Returns those clusters.
     fn endpoints(
         &self,
-        v: Vec<ClusterLoadAssignment>,
+        v: Vec<Arc<ClusterLoadAssignment>>,
         next: &mut State,
         rejections: &mut Vec<Rejection>,
     ) -> HashSet<String> {
         let now = SystemTime::now();
         next.endpoints = v
             .into_iter()
-            .map(|cla| (cla.cluster_name.clone(), Arc::new(cla)))
+            .map(|cla| (cla.cluster_name.clone(), cla))
             .collect();
         let mut changed = HashSet::new();
         for (name, c) in &mut next.clusters {
@@ -163,8 +168,10 @@ impl Dynamic {
                 self.state.endpoints.get(service),
                 next.endpoints.get(service),
             );
-            if old == new {
-                continue;
+            match (old, new) {
+                (Some(a), Some(b)) if same(a, b) => continue,
+                (None, None) => continue,
+                _ => {}
             }
             match new {
                 Some(cla) => match c.base.with_load_assignment(cla) {
@@ -182,12 +189,17 @@ impl Dynamic {
         changed
     }
 
-    fn listeners(&self, v: Vec<ListenerProto>, next: &mut State, rejections: &mut Vec<Rejection>) {
+    fn listeners(
+        &self,
+        v: Vec<Arc<ListenerProto>>,
+        next: &mut State,
+        rejections: &mut Vec<Rejection>,
+    ) {
         let now = SystemTime::now();
         next.listeners = BTreeMap::new();
         for p in v {
             if let Some(old) = self.state.listeners.get(&p.name)
-                && *old.proto == p
+                && same(&old.proto, &p)
             {
                 next.listeners.insert(p.name.clone(), old.clone());
                 continue;
@@ -197,7 +209,7 @@ impl Dynamic {
                     next.listeners.insert(
                         p.name.clone(),
                         DynListener {
-                            proto: Arc::new(p),
+                            proto: p,
                             model: Arc::new(l),
                             updated: now,
                         },
@@ -210,7 +222,7 @@ impl Dynamic {
 
     fn routes(
         &self,
-        v: Vec<RouteConfiguration>,
+        v: Vec<Arc<RouteConfiguration>>,
         next: &mut State,
         rejections: &mut Vec<Rejection>,
     ) {
@@ -218,7 +230,7 @@ impl Dynamic {
         next.routes = BTreeMap::new();
         for p in v {
             if let Some(old) = self.state.routes.get(&p.name)
-                && *old.proto == p
+                && same(&old.proto, &p)
             {
                 next.routes.insert(p.name.clone(), old.clone());
                 continue;
@@ -228,7 +240,7 @@ impl Dynamic {
                     next.routes.insert(
                         p.name.clone(),
                         DynRoute {
-                            proto: Arc::new(p),
+                            proto: p,
                             model: Arc::new(r),
                             updated: now,
                         },
@@ -410,4 +422,10 @@ pub(crate) async fn log_acks(mut status: watch::Receiver<AdsStatus>) {
         acks = s.acks;
         nacks = s.nacks;
     }
+}
+
+/// Whether a resource is unchanged: the same decoded message (the xDS client keeps unchanged ones
+/// shared), or an equal one.
+fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
 }

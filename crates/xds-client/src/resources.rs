@@ -1,8 +1,10 @@
 //! The xDS resource types the client understands, decoded and typed, and the names one type's resources
 //! make the client subscribe to in another (EDS after CDS, RDS after LDS).
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
@@ -88,25 +90,26 @@ impl fmt::Display for ResourceType {
     }
 }
 
-/// One decoded resource (boxed: the messages are large and of very different sizes).
+/// One decoded resource, shared: the accepted set is handed to the consumer on every update, and a
+/// partial update (EDS, RDS) keeps most of it, so copies are pointers, not messages.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
-    Cluster(Box<Cluster>),
-    Endpoints(Box<ClusterLoadAssignment>),
-    Listener(Box<Listener>),
-    Route(Box<RouteConfiguration>),
-    Secret(Box<Secret>),
+    Cluster(Arc<Cluster>),
+    Endpoints(Arc<ClusterLoadAssignment>),
+    Listener(Arc<Listener>),
+    Route(Arc<RouteConfiguration>),
+    Secret(Arc<Secret>),
 }
 
 impl Resource {
     /// Decodes `any` as a resource of type `ty`; the `Any`'s own type URL must agree.
     pub fn decode(ty: ResourceType, any: &Any) -> Result<Resource, String> {
         let r = match ty {
-            ResourceType::Cluster => any::unpack(any).map(|r| Resource::Cluster(Box::new(r))),
-            ResourceType::Endpoints => any::unpack(any).map(|r| Resource::Endpoints(Box::new(r))),
-            ResourceType::Listener => any::unpack(any).map(|r| Resource::Listener(Box::new(r))),
-            ResourceType::Route => any::unpack(any).map(|r| Resource::Route(Box::new(r))),
-            ResourceType::Secret => any::unpack(any).map(|r| Resource::Secret(Box::new(r))),
+            ResourceType::Cluster => any::unpack(any).map(|r| Resource::Cluster(Arc::new(r))),
+            ResourceType::Endpoints => any::unpack(any).map(|r| Resource::Endpoints(Arc::new(r))),
+            ResourceType::Listener => any::unpack(any).map(|r| Resource::Listener(Arc::new(r))),
+            ResourceType::Route => any::unpack(any).map(|r| Resource::Route(Arc::new(r))),
+            ResourceType::Secret => any::unpack(any).map(|r| Resource::Secret(Arc::new(r))),
         };
         r.map_err(|e| e.to_string())
     }
@@ -138,11 +141,11 @@ impl Resource {
 /// [`Consumer::apply`](crate::Consumer::apply).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resources {
-    Clusters(Vec<Cluster>),
-    Endpoints(Vec<ClusterLoadAssignment>),
-    Listeners(Vec<Listener>),
-    Routes(Vec<RouteConfiguration>),
-    Secrets(Vec<Secret>),
+    Clusters(Vec<Arc<Cluster>>),
+    Endpoints(Vec<Arc<ClusterLoadAssignment>>),
+    Listeners(Vec<Arc<Listener>>),
+    Routes(Vec<Arc<RouteConfiguration>>),
+    Secrets(Vec<Arc<Secret>>),
 }
 
 impl Resources {
@@ -165,11 +168,11 @@ impl Resources {
         let mut out = Resources::empty(ty);
         for item in items {
             match (&mut out, item) {
-                (Resources::Clusters(v), Resource::Cluster(r)) => v.push((**r).clone()),
-                (Resources::Endpoints(v), Resource::Endpoints(r)) => v.push((**r).clone()),
-                (Resources::Listeners(v), Resource::Listener(r)) => v.push((**r).clone()),
-                (Resources::Routes(v), Resource::Route(r)) => v.push((**r).clone()),
-                (Resources::Secrets(v), Resource::Secret(r)) => v.push((**r).clone()),
+                (Resources::Clusters(v), Resource::Cluster(r)) => v.push(r.clone()),
+                (Resources::Endpoints(v), Resource::Endpoints(r)) => v.push(r.clone()),
+                (Resources::Listeners(v), Resource::Listener(r)) => v.push(r.clone()),
+                (Resources::Routes(v), Resource::Route(r)) => v.push(r.clone()),
+                (Resources::Secrets(v), Resource::Secret(r)) => v.push(r.clone()),
                 _ => {}
             }
         }
@@ -246,9 +249,10 @@ impl fmt::Display for Rejection {
 
 /// The EDS service names of the clusters whose discovery type is EDS: `eds_cluster_config.service_name`,
 /// or the cluster's name when that is empty (as Envoy does).
-pub fn eds_names(clusters: &[Cluster]) -> BTreeSet<String> {
+pub fn eds_names<C: Borrow<Cluster>>(clusters: &[C]) -> BTreeSet<String> {
     clusters
         .iter()
+        .map(Borrow::borrow)
         .filter(|c| {
             c.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
         })
@@ -266,9 +270,9 @@ pub fn eds_names(clusters: &[Cluster]) -> BTreeSet<String> {
 /// The route configuration names the listeners' HTTP connection managers load over RDS.
 ///
 /// An HCM whose `typed_config` does not decode is skipped here: the consumer rejects that listener.
-pub fn rds_names(listeners: &[Listener]) -> BTreeSet<String> {
+pub fn rds_names<L: Borrow<Listener>>(listeners: &[L]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for l in listeners {
+    for l in listeners.iter().map(Borrow::borrow) {
         let chains = l
             .filter_chains
             .iter()

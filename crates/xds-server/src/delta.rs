@@ -8,6 +8,7 @@
 //! subscription changes apply whatever nonce the request carries.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{
@@ -18,7 +19,7 @@ use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
     bounded_message, first_node,
 };
-use crate::snapshot::{Snapshot, push_rank};
+use crate::snapshot::{ResourceMap, Snapshot, push_rank};
 use crate::sotw::CONTROL_PLANE_ID;
 
 #[derive(Debug, Default)]
@@ -33,6 +34,9 @@ struct TypeState {
     answered: bool,
     /// Nonce and version of the last response sent.
     sent: Option<(String, String)>,
+    /// The map `known` was last brought up to date with, while no request changed the subscription
+    /// since: a snapshot sharing this very map has nothing new.
+    synced: Option<Arc<ResourceMap>>,
     status: TypeStatus,
 }
 
@@ -79,6 +83,7 @@ impl DeltaStream {
             });
         }
         let st = self.types.entry(type_url.clone()).or_default();
+        st.synced = None;
         let mut out = Outcome::default();
 
         if first {
@@ -189,6 +194,11 @@ impl DeltaStream {
         let mut out = Vec::new();
         for url in urls {
             if let Some(st) = self.types.get_mut(&url) {
+                if let (Some(synced), Some(new)) = (&st.synced, snapshot.shared_resources(&url))
+                    && Arc::ptr_eq(synced, new)
+                {
+                    continue;
+                }
                 let always = !st.answered;
                 out.extend(respond(&mut self.nonces, &url, st, snapshot, always));
             }
@@ -252,6 +262,7 @@ fn respond(
             }
         }
     }
+    st.synced = snapshot.shared_resources(type_url).cloned();
     if resources.is_empty() && removed.is_empty() && !always {
         return None;
     }

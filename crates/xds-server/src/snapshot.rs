@@ -74,16 +74,21 @@ impl VersionedResource {
     }
 }
 
+/// The resources of one type, by name.
+pub type ResourceMap = BTreeMap<String, Arc<VersionedResource>>;
+
 /// The configuration of one proxy: a version, and per type URL its resources by name.
 ///
 /// Built by the control plane, set whole with [`SnapshotCache::set_snapshot`](crate::SnapshotCache::set_snapshot),
 /// never changed in place after that (connections share it behind an `Arc`). Resources are held
 /// behind `Arc`s so that proxies with the same clusters share one encoded copy
-/// ([`insert_shared`](Self::insert_shared)).
+/// ([`insert_shared`](Self::insert_shared)), and so is each type's whole map
+/// ([`set_resources`](Self::set_resources)): proxies of one scope then share one map, and a stream
+/// that sees the map it last sent from (the same pointer) knows at once that nothing changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     version: String,
-    types: BTreeMap<String, BTreeMap<String, Arc<VersionedResource>>>,
+    types: BTreeMap<String, Arc<ResourceMap>>,
 }
 
 impl Snapshot {
@@ -119,7 +124,8 @@ impl Snapshot {
         version: impl Into<String>,
         any: Any,
     ) {
-        self.types.entry(any.type_url.clone()).or_default().insert(
+        let map = self.types.entry(any.type_url.clone()).or_default();
+        Arc::make_mut(map).insert(
             name.into(),
             Arc::new(VersionedResource {
                 version: version.into(),
@@ -130,10 +136,21 @@ impl Snapshot {
 
     /// Adds (or replaces) the resource `name`, shared with other snapshots.
     pub fn insert_shared(&mut self, name: impl Into<String>, resource: Arc<VersionedResource>) {
-        self.types
+        let map = self
+            .types
             .entry(resource.resource.type_url.clone())
-            .or_default()
-            .insert(name.into(), resource);
+            .or_default();
+        Arc::make_mut(map).insert(name.into(), resource);
+    }
+
+    /// Sets every resource of `type_url` at once to a map shared with other snapshots.
+    pub fn set_resources(&mut self, type_url: impl Into<String>, resources: Arc<ResourceMap>) {
+        self.types.insert(type_url.into(), resources);
+    }
+
+    /// The shared map of `type_url`'s resources.
+    pub fn shared_resources(&self, type_url: &str) -> Option<&Arc<ResourceMap>> {
+        self.types.get(type_url)
     }
 
     /// Whether both hold the same resources at the same versions (the snapshot versions aside): a
@@ -144,13 +161,7 @@ impl Snapshot {
                 .types
                 .iter()
                 .zip(&other.types)
-                .all(|((ta, a), (tb, b))| {
-                    ta == tb
-                        && a.len() == b.len()
-                        && a.iter().zip(b).all(|((na, ra), (nb, rb))| {
-                            na == nb && (Arc::ptr_eq(ra, rb) || ra.version == rb.version)
-                        })
-                })
+                .all(|((ta, a), (tb, b))| ta == tb && same_map(a, b))
     }
 
     /// Packs `msg` and adds it as `name`.
@@ -172,12 +183,12 @@ impl Snapshot {
 
     /// Removes a resource; returns it if it was there.
     pub fn remove(&mut self, type_url: &str, name: &str) -> Option<Arc<VersionedResource>> {
-        self.types.get_mut(type_url)?.remove(name)
+        Arc::make_mut(self.types.get_mut(type_url)?).remove(name)
     }
 
     /// The resources of one type, by name (`None` if the snapshot has none of it).
-    pub fn resources(&self, type_url: &str) -> Option<&BTreeMap<String, Arc<VersionedResource>>> {
-        self.types.get(type_url)
+    pub fn resources(&self, type_url: &str) -> Option<&ResourceMap> {
+        self.types.get(type_url).map(|m| &**m)
     }
 
     /// One resource.
@@ -194,7 +205,7 @@ impl Snapshot {
 
     /// How many resources of all types the snapshot holds.
     pub fn len(&self) -> usize {
-        self.types.values().map(BTreeMap::len).sum()
+        self.types.values().map(|m| m.len()).sum()
     }
 
     /// Whether the snapshot holds no resources.
@@ -211,14 +222,37 @@ impl Snapshot {
         wildcard: bool,
         names: &'a BTreeSet<String>,
     ) -> Selected<'a> {
-        match self.types.get(type_url) {
-            None => Selected::Nothing,
-            Some(all) if wildcard => Selected::All(all.iter()),
-            Some(all) => Selected::Named {
-                all,
-                names: names.iter(),
-            },
-        }
+        select(self.types.get(type_url).map(|m| &**m), wildcard, names)
+    }
+}
+
+/// Whether two maps hold the same names at the same versions (a shared map: by pointer).
+pub fn same_map(a: &Arc<ResourceMap>, b: &Arc<ResourceMap>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|((na, ra), (nb, rb))| na == nb && same_resource(ra, rb)))
+}
+
+/// Whether two resources are the same version.
+pub fn same_resource(a: &VersionedResource, b: &VersionedResource) -> bool {
+    std::ptr::eq(a, b) || a.version == b.version
+}
+
+/// What a subscription selects from `map` (see [`Snapshot::select`]).
+pub(crate) fn select<'a>(
+    map: Option<&'a ResourceMap>,
+    wildcard: bool,
+    names: &'a BTreeSet<String>,
+) -> Selected<'a> {
+    match map {
+        None => Selected::Nothing,
+        Some(all) if wildcard => Selected::All(all.iter()),
+        Some(all) => Selected::Named {
+            all,
+            names: names.iter(),
+        },
     }
 }
 

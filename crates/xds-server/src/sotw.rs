@@ -11,18 +11,25 @@
 //! - an answer to an older response (a stale nonce): ignored, as the xDS protocol says.
 //!
 //! A new snapshot sends, in push order (CDS, EDS, LDS, RDS, …), each subscribed type whose selected
-//! resources changed.
+//! resources changed: for LDS and CDS (wildcard) the whole set, as the protocol requires; for the
+//! other types only the resources that changed, as istiod does for EDS. Envoy keeps a named
+//! resource a response does not mention, and so does xds-client; an endpoint change then costs one
+//! ClusterLoadAssignment per proxy instead of all of them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use xds_api::pb::google::protobuf::Any;
 
 use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
     bounded_message, first_node,
 };
-use crate::snapshot::{Snapshot, is_wildcard_type, push_rank};
+use crate::snapshot::{
+    ResourceMap, Snapshot, is_wildcard_type, push_rank, same_map, same_resource, select,
+};
 
 /// The identifier servers put in `control_plane` of their responses.
 pub const CONTROL_PLANE_ID: &str = "bosun";
@@ -31,8 +38,10 @@ pub const CONTROL_PLANE_ID: &str = "bosun";
 struct Sent {
     nonce: String,
     version: String,
-    /// The resources the response carried, by name, with their versions.
-    content: BTreeMap<String, String>,
+    /// The map the client's resources of this type were selected from (by the subscription as it
+    /// is now): what the next snapshot is compared with. A snapshot sharing this very map has
+    /// nothing new.
+    from: Option<Arc<ResourceMap>>,
 }
 
 #[derive(Debug, Default)]
@@ -177,12 +186,28 @@ impl SotwStream {
                 // Unsubscribed from everything of this type.
                 continue;
             }
-            let changed = match &st.sent {
-                None => true,
-                Some(sent) => sent.content != content(snapshot, &url, st),
-            };
-            if changed {
+            let new = snapshot.shared_resources(&url);
+            let Some(sent) = &mut st.sent else {
                 out.push(respond(&mut self.nonces, &url, st, snapshot));
+                continue;
+            };
+            if let (Some(old), Some(new)) = (&sent.from, new)
+                && Arc::ptr_eq(old, new)
+            {
+                continue;
+            }
+            if st.wildcard {
+                if !same_selection(sent.from.as_ref(), new, st.wildcard, &st.names) {
+                    out.push(respond(&mut self.nonces, &url, st, snapshot));
+                }
+                continue;
+            }
+            let changed = changed_names(sent.from.as_deref(), new.map(|m| &**m), &st.names);
+            if changed.is_empty() {
+                // Nothing the client holds differs: compare with this map from now on.
+                sent.from = new.cloned();
+            } else {
+                out.push(respond_with(&mut self.nonces, &url, st, snapshot, &changed));
             }
         }
         out
@@ -219,25 +244,82 @@ fn push_change(
     });
 }
 
-fn content(snapshot: &Snapshot, type_url: &str, st: &TypeState) -> BTreeMap<String, String> {
-    snapshot
-        .select(type_url, st.wildcard, &st.names)
-        .map(|(n, r)| (n.clone(), r.version.clone()))
+/// Whether the subscription selects the same resources at the same versions from both maps.
+fn same_selection(
+    old: Option<&Arc<ResourceMap>>,
+    new: Option<&Arc<ResourceMap>>,
+    wildcard: bool,
+    names: &BTreeSet<String>,
+) -> bool {
+    if wildcard && let (Some(a), Some(b)) = (old, new) {
+        return same_map(a, b);
+    }
+    let mut a = select(old.map(|m| &**m), wildcard, names);
+    let mut b = select(new.map(|m| &**m), wildcard, names);
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some((na, ra)), Some((nb, rb))) if na == nb && same_resource(ra, rb) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The subscribed names whose resource in `new` differs from the one in `old` (removed ones are not
+/// listed: a state-of-the-world response cannot say so for named types, and the client drops them
+/// with the cluster or listener that named them).
+fn changed_names(
+    old: Option<&ResourceMap>,
+    new: Option<&ResourceMap>,
+    names: &BTreeSet<String>,
+) -> Vec<String> {
+    select(new, false, names)
+        .filter(|(name, r)| {
+            old.and_then(|o| o.get(*name))
+                .is_none_or(|o| !same_resource(o, r))
+        })
+        .map(|(name, _)| name.clone())
         .collect()
 }
 
+/// The whole selection of `type_url`.
 fn respond(
     nonces: &mut Nonces,
     type_url: &str,
     st: &mut TypeState,
     snapshot: &Snapshot,
 ) -> DiscoveryResponse {
-    let mut resources = Vec::new();
-    let mut content = BTreeMap::new();
-    for (name, r) in snapshot.select(type_url, st.wildcard, &st.names) {
-        resources.push(r.resource.clone());
-        content.insert(name.clone(), r.version.clone());
-    }
+    let resources = snapshot
+        .select(type_url, st.wildcard, &st.names)
+        .map(|(_, r)| r.resource.clone())
+        .collect();
+    finish(nonces, type_url, st, snapshot, resources)
+}
+
+/// Only the resources named in `names` (the others the client holds are current).
+fn respond_with(
+    nonces: &mut Nonces,
+    type_url: &str,
+    st: &mut TypeState,
+    snapshot: &Snapshot,
+    names: &[String],
+) -> DiscoveryResponse {
+    let all = snapshot.resources(type_url);
+    let resources = names
+        .iter()
+        .filter_map(|n| all?.get(n))
+        .map(|r| r.resource.clone())
+        .collect();
+    finish(nonces, type_url, st, snapshot, resources)
+}
+
+fn finish(
+    nonces: &mut Nonces,
+    type_url: &str,
+    st: &mut TypeState,
+    snapshot: &Snapshot,
+    resources: Vec<Any>,
+) -> DiscoveryResponse {
     let nonce = nonces.next();
     let version = snapshot.version().to_owned();
     st.status.sent_version = Some(version.clone());
@@ -247,7 +329,7 @@ fn respond(
     st.sent = Some(Sent {
         nonce: nonce.clone(),
         version: version.clone(),
-        content,
+        from: snapshot.shared_resources(type_url).cloned(),
     });
     DiscoveryResponse {
         version_info: version,

@@ -308,6 +308,48 @@ fn pushes_only_changed_types_in_make_before_break_order() {
     assert_eq!(pushed[0].type_url, RDS);
 }
 
+#[test]
+fn named_types_push_only_changed_resources_wildcard_types_everything() {
+    let (mut s, snap) = warmed();
+    // One endpoint assignment and one cluster change: EDS carries only "b", CDS every cluster.
+    let mut next = snap.clone();
+    next.set_version("v2");
+    next.insert_message("b", &cla("b", 9300));
+    next.insert_message("z", &cluster("z"));
+    let pushed = s.on_snapshot(&next);
+    let got: Vec<(&str, Vec<String>)> = pushed
+        .iter()
+        .map(|r| (r.type_url.as_str(), names_of(r)))
+        .collect();
+    let mut all_clusters = names_of_type(&snap, CDS);
+    all_clusters.push("z".into());
+    assert_eq!(got, [(CDS, all_clusters), (EDS, vec!["b".to_string()])]);
+
+    // A subscribed name that appears later is sent alone; one not subscribed is not sent.
+    let mut s = SotwStream::new(1);
+    let out = s
+        .on_request(first(EDS, &["a", "later"]), Some(&snap))
+        .unwrap();
+    assert_eq!(names_of(&out.responses[0]), ["a"]);
+    let mut later = snap.clone();
+    later.insert_message("later", &cla("later", 9400));
+    later.insert_message("other", &cla("other", 9500));
+    let pushed = s.on_snapshot(&later);
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(names_of(&pushed[0]), ["later"]);
+    // The same snapshot again, or one sharing its maps: nothing.
+    assert!(s.on_snapshot(&later).is_empty());
+    let mut shared = Snapshot::new("v9");
+    for url in later.type_urls() {
+        shared.set_resources(url, later.shared_resources(url).unwrap().clone());
+    }
+    assert!(s.on_snapshot(&shared).is_empty());
+}
+
+fn names_of_type(snap: &Snapshot, type_url: &str) -> Vec<String> {
+    snap.resources(type_url).unwrap().keys().cloned().collect()
+}
+
 fn type_url_secret() -> &'static str {
     xds_api::type_url::SECRET
 }

@@ -19,7 +19,7 @@ use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener;
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
-use xds_server::{Snapshot, VersionedResource};
+use xds_server::{ResourceMap, Snapshot, VersionedResource, same_map};
 
 use crate::index::Index;
 use crate::model::Service;
@@ -129,37 +129,76 @@ fn outbound_clusters(
 ) -> ProxyResources {
     let mut out = ProxyResources::default();
     for service in services {
-        let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
-        let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
-        for port in &service.ports {
-            let mut built = vec![cluster::outbound(
-                service,
-                port,
-                None,
-                &cluster::merged_policy(top, None, port.number),
-                addressing,
-            )];
-            for subset in dr.iter().flat_map(|d| &d.spec.subsets) {
-                let Some(name) = subset.name.as_deref() else {
-                    continue;
-                };
-                let policy =
-                    cluster::merged_policy(top, subset.traffic_policy.as_ref(), port.number);
-                built.push(cluster::outbound(
-                    service,
-                    port,
-                    Some((name, &subset.labels)),
-                    &policy,
-                    addressing,
-                ));
-            }
-            for b in built {
-                out.clusters.push(b.cluster);
-                out.endpoints.extend(b.endpoints);
-            }
-        }
+        out.extend(service_clusters(index, proxy, service, addressing));
     }
     out.clusters.push(cluster::blackhole());
+    out
+}
+
+/// The outbound clusters of one service, as `proxy` sees them: only the DestinationRule that
+/// applies to it depends on the proxy (its namespace).
+fn service_clusters(
+    index: &Index,
+    proxy: &Proxy,
+    service: &Service,
+    addressing: InboundAddressing,
+) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
+    let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
+    for port in &service.ports {
+        let mut built = vec![cluster::outbound(
+            service,
+            port,
+            None,
+            &cluster::merged_policy(top, None, port.number),
+            addressing,
+        )];
+        for subset in dr.iter().flat_map(|d| &d.spec.subsets) {
+            let Some(name) = subset.name.as_deref() else {
+                continue;
+            };
+            let policy = cluster::merged_policy(top, subset.traffic_policy.as_ref(), port.number);
+            built.push(cluster::outbound(
+                service,
+                port,
+                Some((name, &subset.labels)),
+                &policy,
+                addressing,
+            ));
+        }
+        for b in built {
+            out.clusters.push(b.cluster);
+            out.endpoints.extend(b.endpoints);
+        }
+    }
+    out
+}
+
+/// A service's encoded clusters, built once per push for every namespace whose proxies see it
+/// through the same DestinationRule (the DR's address in the index identifies it).
+type ServiceClusterKey = (String, String, Option<usize>);
+
+/// [`outbound_clusters`], encoded, reusing each service's clusters from `memo`.
+fn outbound_clusters_packed(
+    index: &Index,
+    proxy: &Proxy,
+    services: &[&Service],
+    addressing: InboundAddressing,
+    memo: &mut HashMap<ServiceClusterKey, Arc<Packed>>,
+) -> Packed {
+    let mut out = Packed::new();
+    for service in services {
+        let dr = index
+            .destination_rule(&service.hostname, &proxy.namespace, &service.namespace)
+            .map(|d| std::ptr::from_ref(d) as usize);
+        let key = (service.hostname.clone(), service.namespace.clone(), dr);
+        let packed = memo.entry(key).or_insert_with(|| {
+            Arc::new(service_clusters(index, proxy, service, addressing).packed())
+        });
+        out.extend(packed.iter().cloned());
+    }
+    out.extend(pack([&cluster::blackhole()].map(|c| (&c.name, c))));
     out
 }
 
@@ -256,10 +295,62 @@ struct RouteKey {
     sources: Vec<bool>,
 }
 
+/// Encoded resources of the four types, each in a map that snapshots share.
+#[derive(Debug, Clone, Default)]
+struct TypeMaps([Arc<ResourceMap>; 4]);
+
+impl TypeMaps {
+    fn of(packed: Packed) -> TypeMaps {
+        let mut maps: [ResourceMap; 4] = Default::default();
+        for (name, r) in packed {
+            if let Some(i) = TYPES.iter().position(|t| *t == r.resource.type_url) {
+                maps[i].insert(name, r);
+            }
+        }
+        TypeMaps(maps.map(Arc::new))
+    }
+
+    /// `self`, with each map equal to `previous`'s replaced by `previous`'s (so that snapshots of
+    /// consecutive pushes share it, and compare equal by pointer).
+    fn reusing(mut self, previous: &TypeMaps) -> TypeMaps {
+        for (map, old) in self.0.iter_mut().zip(&previous.0) {
+            if same_map(map, old) {
+                *map = old.clone();
+            }
+        }
+        self
+    }
+}
+
 #[derive(Debug)]
 struct SharedPart {
-    resources: Packed,
+    maps: TypeMaps,
     warnings: Vec<String>,
+}
+
+/// A map merged from several layers (a proxy's shared clusters and its own inbound ones).
+#[derive(Debug, Clone)]
+struct Merged {
+    layers: Vec<Arc<ResourceMap>>,
+    result: Arc<ResourceMap>,
+}
+
+/// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
+/// proxies' snapshots then share maps with those already sent, which the ADS streams recognize by
+/// pointer without comparing resources.
+#[derive(Debug, Default)]
+pub struct GenerationCache {
+    clusters: HashMap<ScopeKey, Arc<SharedPart>>,
+    routes: HashMap<RouteKey, Arc<SharedPart>>,
+    /// Per proxy (node id) and type.
+    merged: HashMap<String, [Option<Merged>; 4]>,
+}
+
+impl GenerationCache {
+    /// Forgets proxies other than those in `keep` (disconnected ones).
+    pub fn retain_proxies(&mut self, keep: impl Fn(&str) -> bool) {
+        self.merged.retain(|id, _| keep(id));
+    }
 }
 
 /// Builds the snapshots of many proxies in one push, sharing what proxies have in common.
@@ -267,36 +358,64 @@ struct SharedPart {
 pub struct Generator<'a> {
     index: &'a Index,
     addressing: InboundAddressing,
-    clusters: Mutex<HashMap<ScopeKey, Arc<SharedPart>>>,
-    routes: Mutex<HashMap<RouteKey, Arc<SharedPart>>>,
+    previous: GenerationCache,
+    built: Mutex<GenerationCache>,
+    service_clusters: Mutex<HashMap<ServiceClusterKey, Arc<Packed>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<'a> Generator<'a> {
     pub fn new(index: &'a Index, addressing: InboundAddressing) -> Generator<'a> {
+        Generator::after(index, addressing, GenerationCache::default())
+    }
+
+    /// A generator that reuses what `previous` (the last push's [`into_cache`](Self::into_cache))
+    /// holds wherever the content is the same.
+    pub fn after(
+        index: &'a Index,
+        addressing: InboundAddressing,
+        previous: GenerationCache,
+    ) -> Generator<'a> {
+        let built = GenerationCache {
+            // Proxies not generated in this push keep their entry.
+            merged: previous.merged.clone(),
+            ..Default::default()
+        };
         Generator {
             index,
             addressing,
-            clusters: Mutex::new(HashMap::new()),
-            routes: Mutex::new(HashMap::new()),
+            previous,
+            built: Mutex::new(built),
+            service_clusters: Mutex::new(HashMap::new()),
         }
     }
 
+    /// What this push built, for the next.
+    pub fn into_cache(self) -> GenerationCache {
+        self.built
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn shared<K: Clone + Eq + std::hash::Hash>(
-        map: &Mutex<HashMap<K, Arc<SharedPart>>>,
+        built: &mut HashMap<K, Arc<SharedPart>>,
+        previous: &HashMap<K, Arc<SharedPart>>,
         key: &K,
-        build: impl FnOnce() -> ProxyResources,
+        build: impl FnOnce() -> (Packed, Vec<String>),
     ) -> Arc<SharedPart> {
-        if let Some(s) = map.lock().unwrap_or_else(PoisonError::into_inner).get(key) {
+        if let Some(s) = built.get(key) {
             return s.clone();
         }
-        let built = build();
-        let shared = Arc::new(SharedPart {
-            resources: built.packed(),
-            warnings: built.warnings,
-        });
-        map.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), shared.clone());
+        let (packed, warnings) = build();
+        let mut maps = TypeMaps::of(packed);
+        if let Some(old) = previous.get(key) {
+            maps = maps.reusing(&old.maps);
+        }
+        let shared = Arc::new(SharedPart { maps, warnings });
+        built.insert(key.clone(), shared.clone());
         shared
     }
 
@@ -315,31 +434,81 @@ impl<'a> Generator<'a> {
                 .get_or_insert_with(|| visible_services(index, proxy))
                 .clone()
         };
-        let mut parts = vec![Self::shared(&self.clusters, &scope, || {
-            outbound_clusters(index, proxy, &visible(), self.addressing)
-        })];
+        let mut built = lock(&self.built);
+        let mut parts = vec![Self::shared(
+            &mut built.clusters,
+            &self.previous.clusters,
+            &scope,
+            || {
+                let mut memo = lock(&self.service_clusters);
+                let packed =
+                    outbound_clusters_packed(index, proxy, &visible(), self.addressing, &mut memo);
+                (packed, Vec::new())
+            },
+        )];
         if proxy.kind == ProxyType::Sidecar {
             let key = RouteKey {
                 scope,
                 interception: proxy.interception,
                 sources: index.source_signature(proxy),
             };
-            parts.push(Self::shared(&self.routes, &key, || {
-                sidecar_routes(index, proxy, &visible())
-            }));
+            parts.push(Self::shared(
+                &mut built.routes,
+                &self.previous.routes,
+                &key,
+                || {
+                    let routes = sidecar_routes(index, proxy, &visible());
+                    (routes.packed(), routes.warnings)
+                },
+            ));
         }
         let own = own_resources(index, proxy);
-        let mut snapshot = empty_snapshot(version);
         let mut warnings = own.warnings.clone();
         for part in &parts {
-            for (name, r) in &part.resources {
-                snapshot.insert_shared(name.clone(), r.clone());
-            }
             warnings.extend(part.warnings.iter().cloned());
         }
-        for (name, r) in own.packed() {
-            snapshot.insert_shared(name, r);
+        let own = TypeMaps::of(own.packed());
+        let merged = built.merged.entry(proxy.id.clone()).or_default();
+        let mut snapshot = Snapshot::new(version);
+        for (i, url) in TYPES.iter().enumerate() {
+            let layers: Vec<Arc<ResourceMap>> = parts
+                .iter()
+                .map(|p| p.maps.0[i].clone())
+                .chain([own.0[i].clone()])
+                .filter(|m| !m.is_empty())
+                .collect();
+            snapshot.set_resources(*url, merge_layers(layers, &mut merged[i]));
         }
         (snapshot, warnings)
     }
+}
+
+/// One map of `layers` (none overlap), reusing the last merge when its layers are the same.
+fn merge_layers(layers: Vec<Arc<ResourceMap>>, last: &mut Option<Merged>) -> Arc<ResourceMap> {
+    match layers.len() {
+        0 => return Arc::default(),
+        1 => return layers[0].clone(),
+        _ => {}
+    }
+    if let Some(m) = last
+        && m.layers.len() == layers.len()
+        && m.layers.iter().zip(&layers).all(|(a, b)| same_map(a, b))
+    {
+        return m.result.clone();
+    }
+    let largest = (0..layers.len())
+        .max_by_key(|&i| layers[i].len())
+        .unwrap_or_default();
+    let mut result = (*layers[largest]).clone();
+    for (i, layer) in layers.iter().enumerate() {
+        if i != largest {
+            result.extend(layer.iter().map(|(n, r)| (n.clone(), r.clone())));
+        }
+    }
+    let result = Arc::new(result);
+    *last = Some(Merged {
+        layers,
+        result: result.clone(),
+    });
+    result
 }
