@@ -589,3 +589,78 @@ spec:
     };
     assert_ne!(route(&a), route(&b));
 }
+
+#[test]
+fn the_next_push_shares_what_did_not_change() {
+    use control::generate::Generator;
+    use xds_api::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};
+    let vs = |weight: u32| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: {weight}}}
+    - {{destination: {{host: reviews, subset: v2}}, weight: {}}}
+",
+            100 - weight
+        )
+    };
+    let first = index(
+        &format!("{REVIEWS_DR}---\n{}", vs(90)),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let same = index(
+        &format!("{REVIEWS_DR}---\n{}", vs(90)),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let changed = index(
+        &format!("{REVIEWS_DR}---\n{}", vs(50)),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let proxies = [
+        productpage(),
+        proxy(
+            "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            &[("app", "reviews"), ("version", "v1")],
+        ),
+    ];
+    let push = |index: &Index, previous| {
+        let g = Generator::after(index, InboundAddressing::SidecarPort, previous);
+        let snaps: Vec<_> = proxies.iter().map(|p| g.snapshot(p, "v").0).collect();
+        (snaps, g.into_cache())
+    };
+    let shared = |a: &xds_server::Snapshot, b: &xds_server::Snapshot, t: &str| {
+        std::sync::Arc::ptr_eq(
+            a.shared_resources(t).unwrap(),
+            b.shared_resources(t).unwrap(),
+        )
+    };
+    let (v1, cache) = push(&first, Default::default());
+    // Both proxies are in one namespace and scope: one map of clusters for both.
+    assert!(shared(&v1[0], &v1[1], CLUSTER_LOAD_ASSIGNMENT));
+    // A rebuilt index with the same content: every map is the one already sent.
+    let (v2, cache) = push(&same, cache);
+    for (a, b) in v1.iter().zip(&v2) {
+        for t in [
+            CLUSTER,
+            CLUSTER_LOAD_ASSIGNMENT,
+            LISTENER,
+            ROUTE_CONFIGURATION,
+        ] {
+            assert!(shared(a, b, t), "{t}");
+        }
+    }
+    // A weight change: only the route tables are new.
+    let (v3, _) = push(&changed, cache);
+    for (a, b) in v2.iter().zip(&v3) {
+        for t in [CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER] {
+            assert!(shared(a, b, t), "{t}");
+        }
+        assert!(!shared(a, b, ROUTE_CONFIGURATION));
+        assert!(!a.same_resources(b));
+    }
+}

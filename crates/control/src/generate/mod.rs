@@ -25,6 +25,7 @@ use crate::index::Index;
 use crate::model::Service;
 use crate::node::{Interception, Proxy, ProxyType};
 pub use cluster::InboundAddressing;
+use mesh_api::types::destination_rule::DestinationRuleSpec;
 
 /// Everything one proxy is sent.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -175,28 +176,50 @@ fn service_clusters(
     out
 }
 
-/// A service's encoded clusters, built once per push for every namespace whose proxies see it
-/// through the same DestinationRule (the DR's address in the index identifies it).
-type ServiceClusterKey = (String, String, Option<usize>);
+/// A service's encoded clusters are built once for every namespace whose proxies see it through the
+/// same DestinationRule: (hostname, namespace, the DR's namespace and name).
+type ServiceClusterKey = (String, String, Option<(String, String)>);
 
-/// [`outbound_clusters`], encoded, reusing each service's clusters from `memo`.
+/// A service's encoded clusters and what they were built from: the next push reuses them (and
+/// their `Arc`s) when the service and its DestinationRule are unchanged.
+#[derive(Debug)]
+struct ServiceClusters {
+    service: Service,
+    rule: Option<DestinationRuleSpec>,
+    packed: Arc<Packed>,
+}
+
+/// [`outbound_clusters`], encoded, reusing each service's clusters from this push (`built`) or
+/// the last (`previous`).
 fn outbound_clusters_packed(
     index: &Index,
     proxy: &Proxy,
     services: &[&Service],
     addressing: InboundAddressing,
-    memo: &mut HashMap<ServiceClusterKey, Arc<Packed>>,
+    built: &mut HashMap<ServiceClusterKey, ServiceClusters>,
+    previous: &HashMap<ServiceClusterKey, ServiceClusters>,
 ) -> Packed {
     let mut out = Packed::new();
     for service in services {
-        let dr = index
-            .destination_rule(&service.hostname, &proxy.namespace, &service.namespace)
-            .map(|d| std::ptr::from_ref(d) as usize);
-        let key = (service.hostname.clone(), service.namespace.clone(), dr);
-        let packed = memo.entry(key).or_insert_with(|| {
-            Arc::new(service_clusters(index, proxy, service, addressing).packed())
+        let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
+        let key = (
+            service.hostname.clone(),
+            service.namespace.clone(),
+            dr.map(|d| (d.namespace.clone(), d.name.clone())),
+        );
+        let entry = built.entry(key).or_insert_with_key(|key| {
+            let rule = dr.map(|d| d.spec.clone());
+            let packed = match previous.get(key) {
+                Some(p) if p.service == **service && p.rule == rule => p.packed.clone(),
+                _ => Arc::new(service_clusters(index, proxy, service, addressing).packed()),
+            };
+            ServiceClusters {
+                service: (*service).clone(),
+                rule,
+                packed,
+            }
         });
-        out.extend(packed.iter().cloned());
+        out.extend(entry.packed.iter().cloned());
     }
     out.extend(pack([&cluster::blackhole()].map(|c| (&c.name, c))));
     out
@@ -344,6 +367,7 @@ pub struct GenerationCache {
     routes: HashMap<RouteKey, Arc<SharedPart>>,
     /// Per proxy (node id) and type.
     merged: HashMap<String, [Option<Merged>; 4]>,
+    services: HashMap<ServiceClusterKey, ServiceClusters>,
 }
 
 impl GenerationCache {
@@ -360,7 +384,6 @@ pub struct Generator<'a> {
     addressing: InboundAddressing,
     previous: GenerationCache,
     built: Mutex<GenerationCache>,
-    service_clusters: Mutex<HashMap<ServiceClusterKey, Arc<Packed>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -389,7 +412,6 @@ impl<'a> Generator<'a> {
             addressing,
             previous,
             built: Mutex::new(built),
-            service_clusters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -435,14 +457,20 @@ impl<'a> Generator<'a> {
                 .clone()
         };
         let mut built = lock(&self.built);
+        let built = &mut *built;
         let mut parts = vec![Self::shared(
             &mut built.clusters,
             &self.previous.clusters,
             &scope,
             || {
-                let mut memo = lock(&self.service_clusters);
-                let packed =
-                    outbound_clusters_packed(index, proxy, &visible(), self.addressing, &mut memo);
+                let packed = outbound_clusters_packed(
+                    index,
+                    proxy,
+                    &visible(),
+                    self.addressing,
+                    &mut built.services,
+                    &self.previous.services,
+                );
                 (packed, Vec::new())
             },
         )];
@@ -483,12 +511,12 @@ impl<'a> Generator<'a> {
     }
 }
 
-/// One map of `layers` (none overlap), reusing the last merge when its layers are the same.
+/// One map of `layers` (none overlap). The last push's result is reused when its layers were the
+/// same (shared ones by pointer, the proxy's own ones by content), so that an unchanged proxy's maps
+/// are the very ones its stream last sent.
 fn merge_layers(layers: Vec<Arc<ResourceMap>>, last: &mut Option<Merged>) -> Arc<ResourceMap> {
-    match layers.len() {
-        0 => return Arc::default(),
-        1 => return layers[0].clone(),
-        _ => {}
+    if layers.is_empty() {
+        return Arc::default();
     }
     if let Some(m) = last
         && m.layers.len() == layers.len()
@@ -496,16 +524,20 @@ fn merge_layers(layers: Vec<Arc<ResourceMap>>, last: &mut Option<Merged>) -> Arc
     {
         return m.result.clone();
     }
-    let largest = (0..layers.len())
-        .max_by_key(|&i| layers[i].len())
-        .unwrap_or_default();
-    let mut result = (*layers[largest]).clone();
-    for (i, layer) in layers.iter().enumerate() {
-        if i != largest {
-            result.extend(layer.iter().map(|(n, r)| (n.clone(), r.clone())));
+    let result = if layers.len() == 1 {
+        layers[0].clone()
+    } else {
+        let largest = (0..layers.len())
+            .max_by_key(|&i| layers[i].len())
+            .unwrap_or_default();
+        let mut result = (*layers[largest]).clone();
+        for (i, layer) in layers.iter().enumerate() {
+            if i != largest {
+                result.extend(layer.iter().map(|(n, r)| (n.clone(), r.clone())));
+            }
         }
-    }
-    let result = Arc::new(result);
+        Arc::new(result)
+    };
     *last = Some(Merged {
         layers,
         result: result.clone(),
