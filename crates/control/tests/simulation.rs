@@ -635,8 +635,8 @@ spec:
     };
     let shared = |a: &xds_server::Snapshot, b: &xds_server::Snapshot, t: &str| {
         std::sync::Arc::ptr_eq(
-            a.shared_resources(t).unwrap(),
-            b.shared_resources(t).unwrap(),
+            a.shared_resources(t).expect("type present"),
+            b.shared_resources(t).expect("type present"),
         )
     };
     let (v1, cache) = push(&first, Default::default());
