@@ -589,3 +589,83 @@ spec:
     };
     assert_ne!(route(&a), route(&b));
 }
+
+#[test]
+fn delegate_routes_merge_into_their_root() {
+    let config = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-root}
+spec:
+  hosts: [reviews]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}, headers: {x-team: {exact: blue}}}]
+    delegate: {name: reviews-api, namespace: team}
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-api, namespace: team}
+spec:
+  http:
+  - name: v2
+    match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+  - name: outside
+    match: [{uri: {prefix: /other}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]
+  - route: [{destination: {host: ratings.default.svc.cluster.local}}]
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{config}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    assert!(
+        index
+            .warnings
+            .iter()
+            .any(|w| w.contains("team/reviews-api") && w.contains("outside the root")),
+        "{:?}",
+        index.warnings
+    );
+    let r = resources(&index, &productpage());
+    let hit = |path: &str, headers: &[(&str, &str)]| {
+        simulate(&r, "15001", "reviews:9080", path, headers).map(|(_, route, c)| (route, c))
+    };
+    let c = |s: &str| format!("outbound|9080|{s}|reviews.default.svc.cluster.local");
+    let blue = ("x-team", "blue");
+    assert_eq!(
+        hit("/api/v2/x", &[blue]),
+        Some(("api-v2".to_owned(), c("v2"))),
+        "the delegate's match inside the root's; names joined"
+    );
+    assert_eq!(
+        hit("/api/v2/x", &[]).map(|(_, c)| c),
+        Some(c("v1")),
+        "the root's header is part of every delegated match"
+    );
+    assert_eq!(
+        hit("/api/x", &[blue, ("end-user", "jason")]),
+        Some(("api-jason".to_owned(), c("v3"))),
+        "headers merged"
+    );
+    assert_eq!(
+        hit("/api/x", &[blue]).map(|(_, c)| c).as_deref(),
+        Some("outbound|9080||ratings.default.svc.cluster.local"),
+        "a delegate route without match takes the root's"
+    );
+    assert_eq!(
+        hit("/other", &[blue]).map(|(_, c)| c),
+        Some(c("v1")),
+        "the conflicting delegate route is dropped"
+    );
+    // A delegate has no hosts of its own: it routes nothing by itself.
+    assert!(
+        index
+            .mesh_virtual_service("reviews.team.svc.cluster.local", "team")
+            .is_none()
+    );
+}
