@@ -669,3 +669,87 @@ spec:
             .is_none()
     );
 }
+
+#[test]
+fn cors_policy_is_a_per_route_envoy_cors_policy() {
+    use xds_api::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+    use xds_api::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: 'https://a.example.com'}, {prefix: 'https://b.'}, {regex: '.*\\.c\\.com'}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-a, x-b]
+      exposeHeaders: [x-c]
+      maxAge: 24h
+      allowCredentials: true
+      unmatchedPreflights: IGNORE
+    route: [{destination: {host: ratings}}]
+";
+    let index = index(vs, OutboundTrafficPolicyMode::AllowAny);
+    let r = generate(&index, &productpage(), InboundAddressing::SidecarPort);
+    let rc = r.route("15001").expect("routes");
+    let route = &rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name.starts_with("ratings."))
+        .expect("vhost")
+        .routes[0];
+    let any = route
+        .typed_per_filter_config
+        .get("envoy.filters.http.cors")
+        .expect("a CORS policy on the route");
+    let cors: CorsPolicy = xds_api::any::unpack(any).expect("a CorsPolicy");
+    let origins: Vec<_> = cors
+        .allow_origin_string_match
+        .iter()
+        .map(|m| m.match_pattern.clone())
+        .collect();
+    assert!(matches!(&origins[0], Some(MatchPattern::Exact(e)) if e == "https://a.example.com"));
+    assert!(matches!(&origins[1], Some(MatchPattern::Prefix(p)) if p == "https://b."));
+    assert!(matches!(&origins[2], Some(MatchPattern::SafeRegex(r)) if r.regex == ".*\\.c\\.com"));
+    assert_eq!(cors.allow_methods, "GET,POST");
+    assert_eq!(cors.allow_headers, "x-a,x-b");
+    assert_eq!(cors.expose_headers, "x-c");
+    assert_eq!(cors.max_age, "86400");
+    assert_eq!(cors.allow_credentials.map(|b| b.value), Some(true));
+    assert_eq!(
+        cors.forward_not_matching_preflights.map(|b| b.value),
+        Some(false)
+    );
+    // The connection managers run Envoy's CORS filter, after the fault filter, before the router.
+    let filters = |l: &str| -> Vec<String> {
+        let listener = r.listener(l).expect("listener");
+        let xds_api::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any) =
+            listener.filter_chains[0].filters[0]
+                .config_type
+                .clone()
+                .expect("config")
+        else {
+            panic!("typed config");
+        };
+        let hcm: xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager =
+            xds_api::any::unpack(&any).expect("hcm");
+        hcm.http_filters.into_iter().map(|f| f.name).collect()
+    };
+    assert_eq!(
+        filters("virtualOutbound"),
+        [
+            "envoy.filters.http.fault",
+            "envoy.filters.http.cors",
+            "envoy.filters.http.router"
+        ]
+    );
+    // Without any CORS policy in the mesh the filter is left out.
+    let plain = generate(
+        &self::index("", OutboundTrafficPolicyMode::AllowAny),
+        &productpage(),
+        InboundAddressing::SidecarPort,
+    );
+    let listener = plain.listener("virtualOutbound").expect("listener");
+    assert!(!format!("{listener:?}").contains("cors"));
+}

@@ -16,6 +16,7 @@ use xds_api::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, VirtualHost, route::Action,
     virtual_host::TlsRequirementType,
 };
+use xds_api::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -33,7 +34,8 @@ use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::generate::cluster::{ads_config_source, socket_address};
 use crate::generate::route::{
-    FAULT_FILTER, RouteContext, default_route, every_path, forward_to, outbound_cluster,
+    CORS_FILTER, FAULT_FILTER, RouteContext, default_route, every_path, forward_to,
+    outbound_cluster,
 };
 use crate::index::{Gateway, Index};
 use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Service, host_matches};
@@ -88,15 +90,38 @@ fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFi
     }
 }
 
-/// An HTTP connection manager with Istio's filter order for the side it serves: the fault filter
-/// (client side, per-route config) before the router.
-fn hcm(stat_prefix: &str, routes: RouteSpecifier, with_fault: bool) -> Filter {
+/// Which side of the mesh a connection manager serves, which decides its HTTP filters.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// Outbound and gateways: the fault filter (per-route config), and the CORS filter when some
+    /// route has a CORS policy, before the router (istiod's order).
+    Client { cors: bool },
+    /// Inbound: the router alone.
+    Server,
+}
+
+impl Side {
+    fn client(index: &Index) -> Side {
+        Side::Client {
+            cors: index.has_cors,
+        }
+    }
+}
+
+/// An HTTP connection manager with Istio's filter order for the side it serves.
+fn hcm(stat_prefix: &str, routes: RouteSpecifier, side: Side) -> Filter {
     let mut http_filters = Vec::new();
-    if with_fault {
+    if let Side::Client { cors } = side {
         http_filters.push(http_filter(
             FAULT_FILTER,
             xds_api::any::pack(&HttpFault::default()),
         ));
+        if cors {
+            http_filters.push(http_filter(
+                CORS_FILTER,
+                xds_api::any::pack(&Cors::default()),
+            ));
+        }
     }
     http_filters.push(http_filter(
         "envoy.filters.http.router",
@@ -145,12 +170,12 @@ fn claim(
 }
 
 /// The sidecar's outbound listener without capture: `IP:15001`, an explicit HTTP proxy.
-pub fn outbound_listener(proxy: &Proxy) -> Listener {
+pub fn outbound_listener(index: &Index, proxy: &Proxy) -> Listener {
     let chain = FilterChain {
         filters: vec![hcm(
             &format!("outbound_{}_{OUTBOUND_PORT}", proxy.ip),
             rds(OUTBOUND_ROUTE),
-            true,
+            Side::client(index),
         )],
         ..Default::default()
     };
@@ -267,7 +292,7 @@ pub fn sidecar_inbound(proxy: &Proxy, ports: &[(u32, u32, bool)]) -> Listener {
         filters: vec![hcm(
             &format!("inbound_{}_{INBOUND_PORT}", proxy.ip),
             RouteSpecifier::RouteConfig(routes),
-            false,
+            Side::Server,
         )],
         ..Default::default()
     };
@@ -389,7 +414,11 @@ pub fn gateway(
             });
         }
         let chain = FilterChain {
-            filters: vec![hcm(&format!("{bind_ip}_{port}"), rds(&route_name), true)],
+            filters: vec![hcm(
+                &format!("{bind_ip}_{port}"),
+                rds(&route_name),
+                Side::client(index),
+            )],
             transport_socket: tls.map(|t| TransportSocket {
                 name: "envoy.transport_sockets.tls".to_owned(),
                 config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(&t))),
@@ -535,7 +564,7 @@ pub fn captured_outbound(
                 filters: vec![hcm(
                     &format!("outbound_0.0.0.0_{port}"),
                     rds(&port.to_string()),
-                    true,
+                    Side::client(index),
                 )],
                 ..Default::default()
             }
@@ -631,7 +660,7 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
                 filters: vec![hcm(
                     &format!("inbound_0.0.0.0_{target}"),
                     RouteSpecifier::RouteConfig(routes),
-                    false,
+                    Side::Server,
                 )],
                 ..Default::default()
             }
