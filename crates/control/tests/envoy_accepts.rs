@@ -132,6 +132,98 @@ spec:
   http:
   - match: [{uri: {exact: /productpage}}]
     route: [{destination: {host: productpage, port: {number: 9080}}}]
+    corsPolicy:
+      allowOrigins: [{exact: 'https://bookinfo.example.com'}, {regex: 'https://.*\\.example\\.org'}]
+      allowMethods: [GET]
+      allowHeaders: [x-token]
+      exposeHeaders: [x-trace]
+      maxAge: 1h
+      allowCredentials: true
+      unmatchedPreflights: IGNORE
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mongo}
+spec:
+  hosts: [mongo]
+  tcp:
+  - match: [{destinationSubnets: [10.0.0.0/24, 10.0.1.7], sourceLabels: {app: reviews}}]
+    route: [{destination: {host: mongo}}]
+  - match: [{port: 27017}]
+    route:
+    - {destination: {host: mongo}, weight: 50}
+    - {destination: {host: db.example.com}, weight: 50}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-tls}
+spec:
+  hosts: [secure.example.com, '*.wild.example.com']
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure.example.com]
+  tls:
+  - match: [{sniHosts: [secure.example.com], destinationSubnets: [192.0.2.0/24]}]
+    route: [{destination: {host: api.example.com, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+  - port: {number: 8443, name: tls, protocol: TLS}
+    hosts: ['*.example.com']
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge-tcp}
+spec:
+  hosts: ['*']
+  gateways: [edge]
+  tcp:
+  - route:
+    - {destination: {host: reviews, subset: v1, port: {number: 9080}}, weight: 90}
+    - {destination: {host: reviews, subset: v2, port: {number: 9080}}, weight: 10}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge-tls}
+spec:
+  hosts: ['*.example.com']
+  gateways: [edge]
+  tls:
+  - match: [{sniHosts: [a.example.com, '*.b.example.com']}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage}
+spec:
+  hosts: [productpage]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}}]
+    delegate: {name: productpage-api}
+  - route: [{destination: {host: productpage}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage-api}
+spec:
+  http:
+  - match: [{uri: {prefix: /api/v1}, headers: {x-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: productpage}}]
 ";
 
 fn index(policy: OutboundTrafficPolicyMode) -> Index {
@@ -229,6 +321,7 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::None,
             ),
             OutboundTrafficPolicyMode::AllowAny,
+            &["virtualOutbound", "virtualInbound"][..],
         ),
         (
             "captured sidecar, ALLOW_ANY",
@@ -238,6 +331,8 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::AllowAny,
+            // TCP by subnet and weight, TLS by SNI.
+            &["0.0.0.0_27017", "0.0.0.0_443", "0.0.0.0_5432"][..],
         ),
         (
             "captured sidecar, REGISTRY_ONLY",
@@ -247,6 +342,7 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::RegistryOnly,
+            &["0.0.0.0_27017", "0.0.0.0_443"][..],
         ),
         (
             "ingress gateway",
@@ -256,11 +352,15 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::AllowAny,
+            // HTTP, TCP weighted, TLS passthrough by SNI.
+            &["0.0.0.0_8080", "0.0.0.0_31400", "0.0.0.0_8443"][..],
         ),
     ];
-    for (what, proxy, policy) in cases {
+    for (what, proxy, policy, expected) in cases {
         let r = generate(&index(policy), &proxy, InboundAddressing::SidecarPort);
-        assert!(!r.listeners.is_empty(), "{what}: listeners");
+        for name in expected {
+            assert!(r.listener(name).is_some(), "{what}: listener {name}");
+        }
         let yaml = static_bootstrap(&r);
         if let Err(e) = Envoy::validate(&yaml) {
             panic!("{what}: Envoy refused the generated config: {e}\n{yaml}");
