@@ -800,6 +800,91 @@ spec:
     }
 }
 
+/// A Gateway TCP server and a VirtualService `tcp` route with two weighted destinations: each
+/// connection through the gateway goes to v1 or v2, 80/20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_tcp_route_splits_connections_by_weight() {
+    for dataplane in dataplanes("gateway_tcp_route_splits_connections_by_weight") {
+        let ip = subnet(8, dataplane);
+        let _v1 = upstream("v1", &ip(2));
+        let _v2 = upstream("v2", &ip(3));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: tcp, protocol: TCP}}]
+workloads:
+- {{name: echo-v1, service: echo, labels: {{app: echo, version: v1}}, address: {v1}, sidecar: false}}
+- {{name: echo-v2, service: echo, labels: {{app: echo, version: v2}}, address: {v2}, sidecar: false}}
+",
+            v1 = ip(2),
+            v2 = ip(3)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: ['*']
+  gateways: [tcp-gateway]
+  tcp:
+  - match: [{port: 31400}]
+    route:
+    - {destination: {host: echo, subset: v1}, weight: 80}
+    - {destination: {host: echo, subset: v2}, weight: 20}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
+        let node_id = format!(
+            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+            ip(1)
+        );
+        let _gateway = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "ingress",
+            &node_id,
+            "istio=ingressgateway",
+        );
+        plane.wait_in_sync(1).await;
+        let ingress: SocketAddr = format!("{}:31400", ip(1)).parse().expect("addr");
+        // The weight picks a destination per connection: one request per connection.
+        let total = 300;
+        let mut responses = Vec::with_capacity(total);
+        for _ in 0..total {
+            let resp = http_get(ingress, "/", &[]).await.expect("request");
+            assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+            responses.push(resp);
+        }
+        let counts = count_header(&responses, "x-upstream");
+        let v1 = share(&counts, "v1", total);
+        assert!(
+            (v1 - 0.8).abs() < 0.08,
+            "{dataplane:?}: v1 got {v1:.2} of connections: {counts:?}"
+        );
+        assert_eq!(
+            counts.values().sum::<usize>(),
+            total,
+            "{dataplane:?}: {counts:?}"
+        );
+    }
+}
+
 /// LEAST_REQUEST (Istio's default) sends less to an instance that is slow to answer, where round robin
 /// would give it a third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
