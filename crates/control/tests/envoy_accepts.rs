@@ -367,3 +367,73 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
         }
     }
 }
+
+/// A Gateway TLS server (`mode: SIMPLE`, certificate files) with a `tcp` route: TLS terminated on the
+/// gateway, the plaintext forwarded by `tcp_proxy`, the chain chosen by the server's hosts (SNI).
+#[test]
+fn envoy_accepts_a_tls_terminating_tcp_gateway() {
+    if Envoy::find_or_skip("envoy_accepts_a_tls_terminating_tcp_gateway").is_none() {
+        return;
+    }
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+    let cert = ca
+        .issue_server(
+            &["db.example.com"],
+            std::time::Duration::from_secs(24 * 3600),
+        )
+        .expect("certificate");
+    let dir = testkit::TempDir::new("bosun-gateway-tls").expect("temp dir");
+    let cert_path = dir
+        .write("db.pem", cert.cert_chain_pem.as_bytes())
+        .expect("write");
+    let key_path = dir.write("db.key", cert.key_pem.as_bytes()).expect("write");
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: db-gateway}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 15443, name: tls-db, protocol: TLS}}
+    hosts: [db.example.com]
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: db}}
+spec:
+  hosts: [db.example.com]
+  gateways: [db-gateway]
+  tcp:
+  - route: [{{destination: {{host: mongo}}}}]
+",
+        cert = cert_path.display(),
+        key = key_path.display()
+    );
+    let index = Index::build(
+        &load_registry_str(MESH).expect("mesh"),
+        &parse_resources("config.yaml", &config).expect("valid"),
+        MeshSettings::default(),
+    );
+    let gateway = proxy(
+        "router~10.0.9.1~gateway.istio-system~istio-system.svc.cluster.local",
+        &[("istio", "ingressgateway")],
+        Interception::Redirect,
+    );
+    let r = generate(&index, &gateway, InboundAddressing::SidecarPort);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let listener = r.listener("0.0.0.0_15443").expect("TLS gateway listener");
+    let chain = &listener.filter_chains[0];
+    assert!(chain.transport_socket.is_some(), "TLS terminated");
+    assert_eq!(
+        chain
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.server_names.clone()),
+        Some(vec!["db.example.com".to_owned()])
+    );
+    let yaml = static_bootstrap(&r);
+    if let Err(e) = Envoy::validate(&yaml) {
+        panic!("Envoy refused the TLS-terminating TCP gateway: {e}\n{yaml}");
+    }
+}
