@@ -99,9 +99,6 @@ pub struct Index {
     vs_wildcards: Vec<usize>,
     /// Proxy-independent problems worth a log line (unsupported fields, shadowed hosts).
     pub warnings: Vec<String>,
-    /// Whether any HTTP route has a `corsPolicy`: only then do connection managers carry Envoy's CORS
-    /// filter (istiod adds it everywhere; `bosun proxy` does not implement it yet, see the README).
-    pub has_cors: bool,
 }
 
 impl Index {
@@ -188,11 +185,6 @@ impl Index {
                 }
             }
         }
-        index.has_cors = index
-            .virtual_services
-            .iter()
-            .flat_map(|vs| &vs.spec.http)
-            .any(|h| h.cors_policy.is_some());
         for (i, dr) in index.destination_rules.iter().enumerate() {
             if dr.host.contains('*') {
                 index.dr_wildcards.push(i);

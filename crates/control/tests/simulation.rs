@@ -691,7 +691,8 @@ spec:
     route: [{destination: {host: ratings}}]
 ";
     let index = index(vs, OutboundTrafficPolicyMode::AllowAny);
-    let r = generate(&index, &productpage(), InboundAddressing::SidecarPort);
+    // `resources` also checks the proxy's model takes the filter and the policies.
+    let r = resources(&index, &productpage());
     let rc = r.route("15001").expect("routes");
     let route = &rc
         .virtual_hosts
@@ -721,7 +722,8 @@ spec:
         cors.forward_not_matching_preflights.map(|b| b.value),
         Some(false)
     );
-    // The connection managers run Envoy's CORS filter, after the fault filter, before the router.
+    // The connection managers run Envoy's CORS filter, after the fault filter, before the router
+    // (every client-side one, as istiod).
     let filters = |l: &str| -> Vec<String> {
         let listener = r.listener(l).expect("listener");
         let xds_api::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any) =
@@ -744,14 +746,6 @@ spec:
             "envoy.filters.http.router"
         ]
     );
-    // Without any CORS policy in the mesh the filter is left out.
-    let plain = generate(
-        &self::index("", OutboundTrafficPolicyMode::AllowAny),
-        &productpage(),
-        InboundAddressing::SidecarPort,
-    );
-    let listener = plain.listener("virtualOutbound").expect("listener");
-    assert!(!format!("{listener:?}").contains("cors"));
 }
 
 // === TCP and TLS: which filter chain, and so which cluster, a connection takes ===

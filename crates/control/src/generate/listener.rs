@@ -94,35 +94,25 @@ fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFi
 /// Which side of the mesh a connection manager serves, which decides its HTTP filters.
 #[derive(Debug, Clone, Copy)]
 enum Side {
-    /// Outbound and gateways: the fault filter (per-route config), and the CORS filter when some
-    /// route has a CORS policy, before the router (istiod's order).
-    Client { cors: bool },
+    /// Outbound and gateways: the fault and CORS filters (both configured per route), then the
+    /// router, in istiod's order.
+    Client,
     /// Inbound: the router alone.
     Server,
-}
-
-impl Side {
-    fn client(index: &Index) -> Side {
-        Side::Client {
-            cors: index.has_cors,
-        }
-    }
 }
 
 /// An HTTP connection manager with Istio's filter order for the side it serves.
 fn hcm(stat_prefix: &str, routes: RouteSpecifier, side: Side) -> Filter {
     let mut http_filters = Vec::new();
-    if let Side::Client { cors } = side {
+    if let Side::Client = side {
         http_filters.push(http_filter(
             FAULT_FILTER,
             xds_api::any::pack(&HttpFault::default()),
         ));
-        if cors {
-            http_filters.push(http_filter(
-                CORS_FILTER,
-                xds_api::any::pack(&Cors::default()),
-            ));
-        }
+        http_filters.push(http_filter(
+            CORS_FILTER,
+            xds_api::any::pack(&Cors::default()),
+        ));
     }
     http_filters.push(http_filter(
         "envoy.filters.http.router",
@@ -171,12 +161,12 @@ fn claim(
 }
 
 /// The sidecar's outbound listener without capture: `IP:15001`, an explicit HTTP proxy.
-pub fn outbound_listener(index: &Index, proxy: &Proxy) -> Listener {
+pub fn outbound_listener(proxy: &Proxy) -> Listener {
     let chain = FilterChain {
         filters: vec![hcm(
             &format!("outbound_{}_{OUTBOUND_PORT}", proxy.ip),
             rds(OUTBOUND_ROUTE),
-            Side::client(index),
+            Side::Client,
         )],
         ..Default::default()
     };
@@ -422,7 +412,7 @@ pub fn gateway(
             filters: vec![hcm(
                 &format!("{bind_ip}_{port}"),
                 rds(&route_name),
-                Side::client(index),
+                Side::Client,
             )],
             transport_socket: tls.map(|t| TransportSocket {
                 name: "envoy.transport_sockets.tls".to_owned(),
@@ -627,7 +617,7 @@ pub fn captured_outbound(
             filters: vec![hcm(
                 &format!("outbound_0.0.0.0_{port}"),
                 rds(&port.to_string()),
-                Side::client(index),
+                Side::Client,
             )],
             ..Default::default()
         };

@@ -192,8 +192,7 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
             let ports = listener::inbound_ports(index, proxy);
             match proxy.interception {
                 Interception::None => {
-                    out.listeners
-                        .push(listener::outbound_listener(index, proxy));
+                    out.listeners.push(listener::outbound_listener(proxy));
                     if !ports.is_empty() {
                         out.listeners.push(listener::sidecar_inbound(proxy, &ports));
                     }
