@@ -157,6 +157,8 @@ impl Index {
         }
         index.services = services;
         index.merge_delegates();
+        // After merging, so a delegate's conditions count through its root; tcp and tls matches
+        // select proxies too.
         for vs in &index.virtual_services {
             let http = vs
                 .spec
@@ -332,11 +334,20 @@ impl Index {
         host: &'a str,
         namespace: &'a str,
     ) -> impl Iterator<Item = &'a VirtualService> + 'a {
-        self.virtual_services.iter().filter(move |vs| {
-            vs.applies_to_mesh()
-                && vs.visible_from(namespace)
-                && vs.hosts.iter().any(|h| host_matches(h, host))
-        })
+        let exact = self.vs_by_host.get(host).into_iter().flatten();
+        let wildcards = self.vs_wildcards.iter().filter(move |&&i| {
+            self.virtual_services[i]
+                .hosts
+                .iter()
+                .any(|h| host_matches(h, host))
+        });
+        let mut indices: Vec<usize> = exact.chain(wildcards).copied().collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
+            .into_iter()
+            .map(|i| &self.virtual_services[i])
+            .filter(move |vs| vs.visible_from(namespace))
     }
 
     /// The Gateways whose selector picks `proxy`.
