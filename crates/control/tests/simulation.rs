@@ -969,7 +969,7 @@ const EXTERNAL_TLS: &str = "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: external-https}
 spec:
-  hosts: [api.example.com, pay.example.com]
+  hosts: [api.example.com, pay.example.com, secure.example.com]
   location: MESH_EXTERNAL
   resolution: DNS
   ports: [{number: 443, name: https, protocol: HTTPS}]
@@ -994,6 +994,15 @@ spec:
   tls:
   - match: [{sniHosts: [pay.example.com], sourceLabels: {app: productpage}}]
     route: [{destination: {host: api.example.com, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure.example.com]
+  tls:
+  - match: [{sniHosts: [secure.example.com], destinationSubnets: [198.51.100.0/24]}]
+    route: [{destination: {host: pay.example.com, port: {number: 443}}}]
 ";
     let index = index(
         &format!("{EXTERNAL_TLS}---\n{vs}"),
@@ -1011,6 +1020,19 @@ spec:
         "outbound|443||api.example.com",
         "the tls route"
     );
+    // SNI and destination together: the tls route replaces the host's own chain (istiod's), so the
+    // same name at another address passes through.
+    assert_eq!(
+        to_cluster(connect(
+            &r,
+            "0.0.0.0_443",
+            "198.51.100.9",
+            443,
+            Some("secure.example.com")
+        )),
+        "outbound|443||pay.example.com"
+    );
+    assert_eq!(sni("secure.example.com"), "PassthroughCluster");
     assert_eq!(
         sni("old.legacy.example.com"),
         "outbound|443||*.legacy.example.com",
