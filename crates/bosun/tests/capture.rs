@@ -902,6 +902,35 @@ spec:
   - match: [{{headers: {{end-user: {{exact: jason}}}}}}]
     route: [{{destination: {{host: reviews, subset: v2}}}}]
   - route: [{{destination: {{host: reviews, subset: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: db}}
+spec:
+  hosts: [db.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 5432, name: tcp, protocol: TCP}}]
+  endpoints:
+  - {{address: {SERVER_IP}, ports: {{tcp: 8080}}, labels: {{version: v1}}}}
+  - {{address: {SERVER_IP}, ports: {{tcp: 8081}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: db}}
+spec:
+  host: db.internal
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: db}}
+spec:
+  hosts: [db.internal]
+  tcp:
+  - match: [{{destinationSubnets: [10.123.31.98/32]}}]
+    route: [{{destination: {{host: db.internal, subset: v2}}}}]
+  - route: [{{destination: {{host: db.internal, subset: v1}}}}]
 "
     );
     config.write("reviews.yaml", reviews.as_bytes()).unwrap();
@@ -947,7 +976,7 @@ spec:
     // which routes by Host.
     let service_url = "http://10.123.31.99:9080/reviews/0";
     type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
-    let cases: [Case<'_>; 3] = [
+    let cases: [Case<'_>; 5] = [
         (
             "reviews: default route",
             service_url.to_owned(),
@@ -966,6 +995,17 @@ spec:
             format!("http://{SERVER_IP}:8081/"),
             vec![],
         ),
+        // A TCP port: the VirtualService's tcp routes choose by the address the app dialled.
+        (
+            "db: tcp route by destination subnet",
+            "http://10.123.31.98:5432/".to_owned(),
+            vec![],
+        ),
+        (
+            "db: tcp route for other addresses",
+            "http://10.123.31.99:5432/".to_owned(),
+            vec![],
+        ),
     ];
     let expected = vec![
         ("reviews: default route", Some(200), Some("v1".to_owned())),
@@ -974,6 +1014,16 @@ spec:
             "unknown port: passthrough",
             Some(200),
             Some("v2".to_owned()),
+        ),
+        (
+            "db: tcp route by destination subnet",
+            Some(200),
+            Some("v2".to_owned()),
+        ),
+        (
+            "db: tcp route for other addresses",
+            Some(200),
+            Some("v1".to_owned()),
         ),
     ];
     let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();

@@ -800,6 +800,241 @@ spec:
     }
 }
 
+/// A Gateway TCP server and a VirtualService `tcp` route with two weighted destinations: each
+/// connection through the gateway goes to v1 or v2, 80/20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_tcp_route_splits_connections_by_weight() {
+    for dataplane in dataplanes("gateway_tcp_route_splits_connections_by_weight") {
+        let ip = subnet(8, dataplane);
+        let _v1 = upstream("v1", &ip(2));
+        let _v2 = upstream("v2", &ip(3));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: tcp, protocol: TCP}}]
+workloads:
+- {{name: echo-v1, service: echo, labels: {{app: echo, version: v1}}, address: {v1}, sidecar: false}}
+- {{name: echo-v2, service: echo, labels: {{app: echo, version: v2}}, address: {v2}, sidecar: false}}
+",
+            v1 = ip(2),
+            v2 = ip(3)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: ['*']
+  gateways: [tcp-gateway]
+  tcp:
+  - match: [{port: 31400}]
+    route:
+    - {destination: {host: echo, subset: v1}, weight: 80}
+    - {destination: {host: echo, subset: v2}, weight: 20}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
+        let node_id = format!(
+            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+            ip(1)
+        );
+        let _gateway = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "ingress",
+            &node_id,
+            "istio=ingressgateway",
+        );
+        plane.wait_in_sync(1).await;
+        let ingress: SocketAddr = format!("{}:31400", ip(1)).parse().expect("addr");
+        // The weight picks a destination per connection: one request per connection.
+        let total = 300;
+        let mut responses = Vec::with_capacity(total);
+        for _ in 0..total {
+            let resp = http_get(ingress, "/", &[]).await.expect("request");
+            assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+            responses.push(resp);
+        }
+        let counts = count_header(&responses, "x-upstream");
+        let v1 = share(&counts, "v1", total);
+        assert!(
+            (v1 - 0.8).abs() < 0.08,
+            "{dataplane:?}: v1 got {v1:.2} of connections: {counts:?}"
+        );
+        assert_eq!(
+            counts.values().sum::<usize>(),
+            total,
+            "{dataplane:?}: {counts:?}"
+        );
+    }
+}
+
+/// `corsPolicy` through a gateway: preflights answered by the proxy (allowed origin echoed, methods,
+/// headers, max age, credentials; others refused with `unmatchedPreflights: IGNORE`), allowed
+/// origins echoed on forwarded responses; a route without a policy adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_policy_at_the_gateway() {
+    for dataplane in dataplanes("cors_policy_at_the_gateway") {
+        let ip = subnet(9, dataplane);
+        let api = upstream("api", &ip(2));
+        let mesh = format!(
+            "services:
+- name: api
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: api-1, service: api, labels: {{app: api}}, address: {a}, sidecar: false}}
+",
+            a = ip(2)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api}
+spec:
+  hosts: ['*']
+  gateways: [web]
+  http:
+  - match: [{uri: {prefix: /open}}]
+    route: [{destination: {host: api}}]
+  - corsPolicy:
+      allowOrigins: [{exact: 'https://app.example.com'}, {regex: 'https://.*\\.partner\\.org'}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token]
+      exposeHeaders: [x-trace]
+      maxAge: 1m
+      allowCredentials: true
+      unmatchedPreflights: IGNORE
+    route: [{destination: {host: api}}]
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
+        let node_id = format!(
+            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+            ip(1)
+        );
+        let _gateway = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "ingress",
+            &node_id,
+            "istio=ingressgateway",
+        );
+        plane.wait_in_sync(1).await;
+        let ingress = Client::h1(format!("{}:8080", ip(1)).parse().expect("addr"));
+        let cors_headers = |resp: &testkit::Response| -> Vec<(String, String)> {
+            [
+                "access-control-allow-origin",
+                "access-control-allow-credentials",
+                "access-control-allow-methods",
+                "access-control-allow-headers",
+                "access-control-expose-headers",
+                "access-control-max-age",
+            ]
+            .into_iter()
+            .filter_map(|h| Some((h.to_owned(), resp.header(h)?.to_owned())))
+            .collect()
+        };
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let preflight = |origin: &str| {
+            Req::new(hyper::Method::OPTIONS, "/api/orders")
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "x-token")
+        };
+
+        let resp = ingress
+            .send(preflight("https://app.example.com"))
+            .await
+            .expect("preflight");
+        assert_eq!(resp.status, 200, "{dataplane:?}");
+        assert_eq!(
+            cors_headers(&resp),
+            owned(&[
+                ("access-control-allow-origin", "https://app.example.com"),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-allow-methods", "GET,POST"),
+                ("access-control-allow-headers", "x-token"),
+                ("access-control-expose-headers", "x-trace"),
+                ("access-control-max-age", "60"),
+            ]),
+            "{dataplane:?}: the preflight is answered by the proxy"
+        );
+        let resp = ingress
+            .send(preflight("https://evil.example.net"))
+            .await
+            .expect("preflight");
+        assert_eq!(resp.status, 200, "{dataplane:?}");
+        assert_eq!(
+            resp.header("access-control-allow-origin"),
+            None,
+            "{dataplane:?}: an origin not allowed gets no CORS grant"
+        );
+        assert_eq!(
+            api.requests(),
+            0,
+            "{dataplane:?}: preflights stay at the proxy"
+        );
+
+        let resp = ingress
+            .get("/api/orders", &[("origin", "https://shop.partner.org")])
+            .await
+            .expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}");
+        assert_eq!(
+            cors_headers(&resp),
+            owned(&[
+                ("access-control-allow-origin", "https://shop.partner.org"),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-expose-headers", "x-trace"),
+            ]),
+            "{dataplane:?}: an allowed origin (regex) on a forwarded response"
+        );
+        let resp = ingress
+            .get("/api/orders", &[("origin", "https://evil.example.net")])
+            .await
+            .expect("request");
+        assert_eq!(cors_headers(&resp), [], "{dataplane:?}");
+        let resp = ingress
+            .get("/open", &[("origin", "https://app.example.com")])
+            .await
+            .expect("request");
+        assert_eq!(
+            cors_headers(&resp),
+            [],
+            "{dataplane:?}: no policy on that route"
+        );
+        assert_eq!(api.requests(), 3, "{dataplane:?}");
+    }
+}
+
 /// LEAST_REQUEST (Istio's default) sends less to an instance that is slow to answer, where round robin
 /// would give it a third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

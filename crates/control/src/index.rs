@@ -113,14 +113,6 @@ impl Index {
         for r in resources {
             match &r.spec {
                 Spec::VirtualService(vs) => {
-                    for m in vs.http.iter().flat_map(|h| &h.r#match) {
-                        let selector = (m.source_labels.clone(), m.source_namespace.clone());
-                        if (!selector.0.is_empty() || selector.1.is_some())
-                            && !index.source_selectors.contains(&selector)
-                        {
-                            index.source_selectors.push(selector);
-                        }
-                    }
                     let gateways = if vs.gateways.is_empty() {
                         vec!["mesh".to_owned()]
                     } else {
@@ -164,6 +156,37 @@ impl Index {
             }
         }
         index.services = services;
+        index.merge_delegates();
+        // After merging, so a delegate's conditions count through its root; tcp and tls matches
+        // select proxies too.
+        for vs in &index.virtual_services {
+            let http = vs
+                .spec
+                .http
+                .iter()
+                .flat_map(|h| &h.r#match)
+                .map(|m| (&m.source_labels, &m.source_namespace));
+            let tcp = vs
+                .spec
+                .tcp
+                .iter()
+                .flat_map(|t| &t.r#match)
+                .map(|m| (&m.source_labels, &m.source_namespace));
+            let tls = vs
+                .spec
+                .tls
+                .iter()
+                .flat_map(|t| &t.r#match)
+                .map(|m| (&m.source_labels, &m.source_namespace));
+            for (labels, namespace) in http.chain(tcp).chain(tls) {
+                let selector = (labels.clone(), namespace.clone());
+                if (!selector.0.is_empty() || selector.1.is_some())
+                    && !index.source_selectors.contains(&selector)
+                {
+                    index.source_selectors.push(selector);
+                }
+            }
+        }
         for (i, dr) in index.destination_rules.iter().enumerate() {
             if dr.host.contains('*') {
                 index.dr_wildcards.push(i);
@@ -186,6 +209,28 @@ impl Index {
             }
         }
         index
+    }
+
+    /// Replaces the delegating HTTP routes of root VirtualServices with their delegates' routes.
+    fn merge_delegates(&mut self) {
+        let roots: Vec<usize> = (0..self.virtual_services.len())
+            .filter(|&i| {
+                self.virtual_services[i]
+                    .spec
+                    .http
+                    .iter()
+                    .any(|h| h.delegate.is_some())
+            })
+            .collect();
+        for i in roots {
+            let (http, warnings) = crate::delegate::merge_delegates(
+                &self.virtual_services[i],
+                &self.virtual_services,
+                &self.services,
+            );
+            self.virtual_services[i].spec.http = http;
+            self.warnings.extend(warnings);
+        }
     }
 
     /// The Sidecar resource that scopes `proxy`: one in its namespace selecting its labels, else the
@@ -280,6 +325,29 @@ impl Index {
             })
         };
         exact.or_else(wildcard).map(|&i| &self.virtual_services[i])
+    }
+
+    /// Every mesh VirtualService visible from `namespace` with a host covering `host`, in reading
+    /// order: TCP and TLS routes of all of them apply (istiod's `getConfigsForHost`).
+    pub fn mesh_virtual_services<'a>(
+        &'a self,
+        host: &'a str,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a VirtualService> + 'a {
+        let exact = self.vs_by_host.get(host).into_iter().flatten();
+        let wildcards = self.vs_wildcards.iter().filter(move |&&i| {
+            self.virtual_services[i]
+                .hosts
+                .iter()
+                .any(|h| host_matches(h, host))
+        });
+        let mut indices: Vec<usize> = exact.chain(wildcards).copied().collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
+            .into_iter()
+            .map(|i| &self.virtual_services[i])
+            .filter(move |vs| vs.visible_from(namespace))
     }
 
     /// The Gateways whose selector picks `proxy`.

@@ -11,6 +11,7 @@
 //! - [`server`]: the running control plane: watch, debounce, push; [`debug`]: its monitoring port.
 
 pub mod debug;
+pub mod delegate;
 pub mod error;
 pub mod generate;
 pub mod index;

@@ -132,6 +132,98 @@ spec:
   http:
   - match: [{uri: {exact: /productpage}}]
     route: [{destination: {host: productpage, port: {number: 9080}}}]
+    corsPolicy:
+      allowOrigins: [{exact: 'https://bookinfo.example.com'}, {regex: 'https://.*\\.example\\.org'}]
+      allowMethods: [GET]
+      allowHeaders: [x-token]
+      exposeHeaders: [x-trace]
+      maxAge: 1h
+      allowCredentials: true
+      unmatchedPreflights: IGNORE
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mongo}
+spec:
+  hosts: [mongo]
+  tcp:
+  - match: [{destinationSubnets: [10.0.0.0/24, 10.0.1.7], sourceLabels: {app: reviews}}]
+    route: [{destination: {host: mongo}}]
+  - match: [{port: 27017}]
+    route:
+    - {destination: {host: mongo}, weight: 50}
+    - {destination: {host: db.example.com}, weight: 50}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-tls}
+spec:
+  hosts: [secure.example.com, '*.wild.example.com']
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 443, name: tls, protocol: TLS}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure.example.com]
+  tls:
+  - match: [{sniHosts: [secure.example.com], destinationSubnets: [192.0.2.0/24]}]
+    route: [{destination: {host: api.example.com, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+  - port: {number: 8443, name: tls, protocol: TLS}
+    hosts: ['*.example.com']
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge-tcp}
+spec:
+  hosts: ['*']
+  gateways: [edge]
+  tcp:
+  - route:
+    - {destination: {host: reviews, subset: v1, port: {number: 9080}}, weight: 90}
+    - {destination: {host: reviews, subset: v2, port: {number: 9080}}, weight: 10}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge-tls}
+spec:
+  hosts: ['*.example.com']
+  gateways: [edge]
+  tls:
+  - match: [{sniHosts: [a.example.com, '*.b.example.com']}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage}
+spec:
+  hosts: [productpage]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}}]
+    delegate: {name: productpage-api}
+  - route: [{destination: {host: productpage}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage-api}
+spec:
+  http:
+  - match: [{uri: {prefix: /api/v1}, headers: {x-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: productpage}}]
 ";
 
 fn index(policy: OutboundTrafficPolicyMode) -> Index {
@@ -229,6 +321,7 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::None,
             ),
             OutboundTrafficPolicyMode::AllowAny,
+            &["virtualOutbound", "virtualInbound"][..],
         ),
         (
             "captured sidecar, ALLOW_ANY",
@@ -238,6 +331,8 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::AllowAny,
+            // TCP by subnet and weight, TLS by SNI.
+            &["0.0.0.0_27017", "0.0.0.0_443", "0.0.0.0_5432"][..],
         ),
         (
             "captured sidecar, REGISTRY_ONLY",
@@ -247,6 +342,7 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::RegistryOnly,
+            &["0.0.0.0_27017", "0.0.0.0_443"][..],
         ),
         (
             "ingress gateway",
@@ -256,14 +352,88 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::AllowAny,
+            // HTTP, TCP weighted, TLS passthrough by SNI.
+            &["0.0.0.0_8080", "0.0.0.0_31400", "0.0.0.0_8443"][..],
         ),
     ];
-    for (what, proxy, policy) in cases {
+    for (what, proxy, policy, expected) in cases {
         let r = generate(&index(policy), &proxy, InboundAddressing::SidecarPort);
-        assert!(!r.listeners.is_empty(), "{what}: listeners");
+        for name in expected {
+            assert!(r.listener(name).is_some(), "{what}: listener {name}");
+        }
         let yaml = static_bootstrap(&r);
         if let Err(e) = Envoy::validate(&yaml) {
             panic!("{what}: Envoy refused the generated config: {e}\n{yaml}");
         }
+    }
+}
+
+/// A Gateway TLS server (`mode: SIMPLE`, certificate files) with a `tcp` route: TLS terminated on the
+/// gateway, the plaintext forwarded by `tcp_proxy`, the chain chosen by the server's hosts (SNI).
+#[test]
+fn envoy_accepts_a_tls_terminating_tcp_gateway() {
+    if Envoy::find_or_skip("envoy_accepts_a_tls_terminating_tcp_gateway").is_none() {
+        return;
+    }
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+    let cert = ca
+        .issue_server(
+            &["db.example.com"],
+            std::time::Duration::from_secs(24 * 3600),
+        )
+        .expect("certificate");
+    let dir = testkit::TempDir::new("bosun-gateway-tls").expect("temp dir");
+    let cert_path = dir
+        .write("db.pem", cert.cert_chain_pem.as_bytes())
+        .expect("write");
+    let key_path = dir.write("db.key", cert.key_pem.as_bytes()).expect("write");
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: db-gateway}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 15443, name: tls-db, protocol: TLS}}
+    hosts: [db.example.com]
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: db}}
+spec:
+  hosts: [db.example.com]
+  gateways: [db-gateway]
+  tcp:
+  - route: [{{destination: {{host: mongo}}}}]
+",
+        cert = cert_path.display(),
+        key = key_path.display()
+    );
+    let index = Index::build(
+        &load_registry_str(MESH).expect("mesh"),
+        &parse_resources("config.yaml", &config).expect("valid"),
+        MeshSettings::default(),
+    );
+    let gateway = proxy(
+        "router~10.0.9.1~gateway.istio-system~istio-system.svc.cluster.local",
+        &[("istio", "ingressgateway")],
+        Interception::Redirect,
+    );
+    let r = generate(&index, &gateway, InboundAddressing::SidecarPort);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let listener = r.listener("0.0.0.0_15443").expect("TLS gateway listener");
+    let chain = &listener.filter_chains[0];
+    assert!(chain.transport_socket.is_some(), "TLS terminated");
+    assert_eq!(
+        chain
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.server_names.clone()),
+        Some(vec!["db.example.com".to_owned()])
+    );
+    let yaml = static_bootstrap(&r);
+    if let Err(e) = Envoy::validate(&yaml) {
+        panic!("Envoy refused the TLS-terminating TCP gateway: {e}\n{yaml}");
     }
 }

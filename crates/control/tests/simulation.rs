@@ -664,3 +664,556 @@ spec:
         assert!(!a.same_resources(b));
     }
 }
+
+#[test]
+fn delegate_routes_merge_into_their_root() {
+    let config = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-root}
+spec:
+  hosts: [reviews]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}, headers: {x-team: {exact: blue}}}]
+    delegate: {name: reviews-api, namespace: team}
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-api, namespace: team}
+spec:
+  http:
+  - name: v2
+    match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+  - name: outside
+    match: [{uri: {prefix: /other}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+  - name: jason
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]
+  - route: [{destination: {host: ratings.default.svc.cluster.local}}]
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{config}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    assert!(
+        index
+            .warnings
+            .iter()
+            .any(|w| w.contains("team/reviews-api") && w.contains("outside the root")),
+        "{:?}",
+        index.warnings
+    );
+    let r = resources(&index, &productpage());
+    let hit = |path: &str, headers: &[(&str, &str)]| {
+        simulate(&r, "15001", "reviews:9080", path, headers).map(|(_, route, c)| (route, c))
+    };
+    let c = |s: &str| format!("outbound|9080|{s}|reviews.default.svc.cluster.local");
+    let blue = ("x-team", "blue");
+    assert_eq!(
+        hit("/api/v2/x", &[blue]),
+        Some(("api-v2".to_owned(), c("v2"))),
+        "the delegate's match inside the root's; names joined"
+    );
+    assert_eq!(
+        hit("/api/v2/x", &[]).map(|(_, c)| c),
+        Some(c("v1")),
+        "the root's header is part of every delegated match"
+    );
+    assert_eq!(
+        hit("/api/x", &[blue, ("end-user", "jason")]),
+        Some(("api-jason".to_owned(), c("v3"))),
+        "headers merged"
+    );
+    assert_eq!(
+        hit("/api/x", &[blue]).map(|(_, c)| c).as_deref(),
+        Some("outbound|9080||ratings.default.svc.cluster.local"),
+        "a delegate route without match takes the root's"
+    );
+    assert_eq!(
+        hit("/other", &[blue]).map(|(_, c)| c),
+        Some(c("v1")),
+        "the conflicting delegate route is dropped"
+    );
+    // A delegate has no hosts of its own: it routes nothing by itself.
+    assert!(
+        index
+            .mesh_virtual_service("reviews.team.svc.cluster.local", "team")
+            .is_none()
+    );
+}
+
+#[test]
+fn cors_policy_is_a_per_route_envoy_cors_policy() {
+    use xds_api::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+    use xds_api::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: 'https://a.example.com'}, {prefix: 'https://b.'}, {regex: '.*\\.c\\.com'}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-a, x-b]
+      exposeHeaders: [x-c]
+      maxAge: 24h
+      allowCredentials: true
+      unmatchedPreflights: IGNORE
+    route: [{destination: {host: ratings}}]
+";
+    let index = index(vs, OutboundTrafficPolicyMode::AllowAny);
+    // `resources` also checks the proxy's model takes the filter and the policies.
+    let r = resources(&index, &productpage());
+    let rc = r.route("15001").expect("routes");
+    let route = &rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name.starts_with("ratings."))
+        .expect("vhost")
+        .routes[0];
+    let any = route
+        .typed_per_filter_config
+        .get("envoy.filters.http.cors")
+        .expect("a CORS policy on the route");
+    let cors: CorsPolicy = xds_api::any::unpack(any).expect("a CorsPolicy");
+    let origins: Vec<_> = cors
+        .allow_origin_string_match
+        .iter()
+        .map(|m| m.match_pattern.clone())
+        .collect();
+    assert!(matches!(&origins[0], Some(MatchPattern::Exact(e)) if e == "https://a.example.com"));
+    assert!(matches!(&origins[1], Some(MatchPattern::Prefix(p)) if p == "https://b."));
+    assert!(matches!(&origins[2], Some(MatchPattern::SafeRegex(r)) if r.regex == ".*\\.c\\.com"));
+    assert_eq!(cors.allow_methods, "GET,POST");
+    assert_eq!(cors.allow_headers, "x-a,x-b");
+    assert_eq!(cors.expose_headers, "x-c");
+    assert_eq!(cors.max_age, "86400");
+    assert_eq!(cors.allow_credentials.map(|b| b.value), Some(true));
+    assert_eq!(
+        cors.forward_not_matching_preflights.map(|b| b.value),
+        Some(false)
+    );
+    // The connection managers run Envoy's CORS filter, after the fault filter, before the router
+    // (every client-side one, as istiod).
+    let filters = |l: &str| -> Vec<String> {
+        let listener = r.listener(l).expect("listener");
+        let xds_api::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any) =
+            listener.filter_chains[0].filters[0]
+                .config_type
+                .clone()
+                .expect("config")
+        else {
+            panic!("typed config");
+        };
+        let hcm: xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager =
+            xds_api::any::unpack(&any).expect("hcm");
+        hcm.http_filters.into_iter().map(|f| f.name).collect()
+    };
+    assert_eq!(
+        filters("virtualOutbound"),
+        [
+            "envoy.filters.http.fault",
+            "envoy.filters.http.cors",
+            "envoy.filters.http.router"
+        ]
+    );
+}
+
+// === TCP and TLS: which filter chain, and so which cluster, a connection takes ===
+
+/// What a connection to `ip:port` (with SNI `sni`) would hit on `listener`: the TCP proxy's
+/// clusters (`a` or `a=75,b=25`) and its stat prefix, or the HTTP connection manager.
+fn connect(
+    r: &ProxyResources,
+    listener: &str,
+    ip: &str,
+    port: u16,
+    sni: Option<&str>,
+) -> Option<(String, String)> {
+    use proxy_model::listener::{ConnectionInfo, Listener, NetworkFilter};
+    let proto = r
+        .listener(listener)
+        .unwrap_or_else(|| panic!("no listener {listener}"));
+    let l = Listener::from_proto(proto, &At::root(listener)).expect("converts");
+    assert_eq!(
+        l.tls_inspector,
+        sni.is_some(),
+        "{listener}: the tls_inspector reads SNI only where chains match on it"
+    );
+    let chain = l.select(&ConnectionInfo {
+        destination_port: port,
+        destination_ip: Some(ip.parse().expect("ip")),
+        server_name: sni,
+        transport_protocol: if sni.is_some() { "tls" } else { "raw_buffer" },
+        application_protocols: &[],
+    })?;
+    Some(match &chain.network {
+        NetworkFilter::Tcp(t) => {
+            let clusters = match t.clusters.as_slice() {
+                [(c, 1)] => c.clone(),
+                many => many
+                    .iter()
+                    .map(|(c, w)| format!("{c}={w}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            (clusters, t.stat_prefix.clone())
+        }
+        NetworkFilter::Http(h) => ("http".to_owned(), h.stat_prefix.clone()),
+    })
+}
+
+fn to_cluster(hit: Option<(String, String)>) -> String {
+    hit.map_or_else(|| "no chain".to_owned(), |(c, _)| c)
+}
+
+fn captured(mut p: Proxy) -> Proxy {
+    p.interception = Interception::Redirect;
+    p
+}
+
+const DATABASES: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: postgres, protocol: TCP}]
+  endpoints:
+  - {address: 10.1.0.1, labels: {version: v1}}
+  - {address: 10.1.0.2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db-replica}
+spec:
+  hosts: [db-replica.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5433, name: tcp-postgres}]
+  endpoints: [{address: 10.9.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cache}
+spec:
+  hosts: [cache.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 6379, name: redis}]
+  endpoints: [{address: 10.1.1.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db.internal
+  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 30s}}}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+
+#[test]
+fn tcp_routes_by_destination_subnet_and_source_labels() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  tcp:
+  - match: [{destinationSubnets: [10.9.0.0/16]}]
+    route: [{destination: {host: db-replica.internal}}]
+  - match: [{sourceLabels: {version: v2}, port: 5432}]
+    route:
+    - {destination: {host: db.internal, subset: v2}, weight: 75}
+    - {destination: {host: db.internal, subset: v1}, weight: 25}
+  - route: [{destination: {host: db.internal, subset: v1}}]
+";
+    let index = index(
+        &format!("{DATABASES}---\n{vs}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let v1 = "outbound|5432|v1|db.internal";
+    let v2 = "outbound|5432|v2|db.internal";
+    let replica = "outbound|5433||db-replica.internal";
+
+    let productpage = resources(&index, &captured(productpage()));
+    let hit = |ip: &str| connect(&productpage, "0.0.0.0_5432", ip, 5432, None);
+    assert_eq!(
+        hit("10.9.3.4"),
+        Some((replica.to_owned(), replica.to_owned())),
+        "a destination subnet match; istiod names the TCP proxy after its cluster"
+    );
+    assert_eq!(to_cluster(hit("10.1.0.1")), v1, "the route without match");
+    assert_eq!(to_cluster(hit("192.0.2.1")), v1, "any other address");
+
+    // `sourceLabels` only reaches the proxies it selects: reviews v2 splits 75/25.
+    let v2_proxy = captured(proxy(
+        "sidecar~10.0.0.3~reviews-v2.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v2")],
+    ));
+    let reviews_v2 = resources(&index, &v2_proxy);
+    let hit = |ip: &str| connect(&reviews_v2, "0.0.0.0_5432", ip, 5432, None);
+    assert_eq!(to_cluster(hit("10.9.3.4")), replica);
+    assert_eq!(
+        hit("10.1.0.1"),
+        Some((format!("{v2}=75,{v1}=25"), "db.default".to_owned())),
+        "weighted destinations are named after the VirtualService, as istiod does"
+    );
+
+    // Without a VirtualService (a port named `redis`: not HTTP): the service's own cluster.
+    let cache = "outbound|6379||cache.internal";
+    assert_eq!(
+        to_cluster(connect(
+            &productpage,
+            "0.0.0.0_6379",
+            "10.1.1.1",
+            6379,
+            None
+        )),
+        cache
+    );
+    // The DestinationRule's TCP idle timeout reaches the proxy's tcp_proxy.
+    let listener = proxy_model::listener::Listener::from_proto(
+        productpage.listener("0.0.0.0_5432").expect("listener"),
+        &At::root("l"),
+    )
+    .expect("converts");
+    let idle: Vec<_> = listener
+        .filter_chains
+        .iter()
+        .chain(&listener.default_filter_chain)
+        .filter_map(|c| match &c.network {
+            proxy_model::listener::NetworkFilter::Tcp(t) => Some(t.idle_timeout),
+            proxy_model::listener::NetworkFilter::Http(_) => None,
+        })
+        .collect();
+    assert!(
+        idle.contains(&Some(std::time::Duration::from_secs(30))),
+        "{idle:?}"
+    );
+}
+
+#[test]
+fn tcp_ports_without_routes_share_one_listener_and_keep_the_first_service() {
+    // Two services on 3306 and no service addresses: the first (by name) keeps the port.
+    let config = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: orders}
+spec:
+  hosts: [orders.db.internal]
+  location: MESH_INTERNAL
+  resolution: DNS
+  ports: [{number: 3306, name: mysql}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: accounts}
+spec:
+  hosts: [accounts.db.internal]
+  location: MESH_INTERNAL
+  resolution: DNS
+  ports: [{number: 3306, name: mysql}]
+";
+    let index = index(config, OutboundTrafficPolicyMode::RegistryOnly);
+    let r = generate(
+        &index,
+        &captured(productpage()),
+        InboundAddressing::SidecarPort,
+    );
+    assert_eq!(
+        to_cluster(connect(&r, "0.0.0.0_3306", "10.9.0.1", 3306, None)),
+        "outbound|3306||accounts.db.internal"
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("port 3306 (orders.db.internal)")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+const EXTERNAL_TLS: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-https}
+spec:
+  hosts: [api.example.com, pay.example.com, secure.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 443, name: https, protocol: HTTPS}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-tls}
+spec:
+  hosts: ['*.legacy.example.com']
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 443, name: tls, protocol: TLS}]
+";
+
+#[test]
+fn tls_routes_choose_by_sni() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pay}
+spec:
+  hosts: [pay.example.com]
+  tls:
+  - match: [{sniHosts: [pay.example.com], sourceLabels: {app: productpage}}]
+    route: [{destination: {host: api.example.com, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  hosts: [secure.example.com]
+  tls:
+  - match: [{sniHosts: [secure.example.com], destinationSubnets: [198.51.100.0/24]}]
+    route: [{destination: {host: pay.example.com, port: {number: 443}}}]
+";
+    let index = index(
+        &format!("{EXTERNAL_TLS}---\n{vs}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let r = resources(&index, &captured(productpage()));
+    let sni = |name: &str| to_cluster(connect(&r, "0.0.0.0_443", "192.0.2.7", 443, Some(name)));
+    assert_eq!(
+        sni("api.example.com"),
+        "outbound|443||api.example.com",
+        "no VirtualService: by its own name"
+    );
+    assert_eq!(
+        sni("pay.example.com"),
+        "outbound|443||api.example.com",
+        "the tls route"
+    );
+    // SNI and destination together: the tls route replaces the host's own chain (istiod's), so the
+    // same name at another address passes through.
+    assert_eq!(
+        to_cluster(connect(
+            &r,
+            "0.0.0.0_443",
+            "198.51.100.9",
+            443,
+            Some("secure.example.com")
+        )),
+        "outbound|443||pay.example.com"
+    );
+    assert_eq!(sni("secure.example.com"), "PassthroughCluster");
+    assert_eq!(
+        sni("old.legacy.example.com"),
+        "outbound|443||*.legacy.example.com",
+        "a wildcard host"
+    );
+    assert_eq!(sni("unknown.example.org"), "PassthroughCluster");
+
+    // The tls route selects productpage only: another proxy reaches pay.example.com directly.
+    let other = resources(
+        &index,
+        &captured(proxy(
+            "sidecar~10.0.0.5~ratings-v1.default~default.svc.cluster.local",
+            &[("app", "ratings")],
+        )),
+    );
+    assert_eq!(
+        to_cluster(connect(
+            &other,
+            "0.0.0.0_443",
+            "192.0.2.7",
+            443,
+            Some("pay.example.com")
+        )),
+        "outbound|443||pay.example.com"
+    );
+}
+
+const GATEWAY_L4: &str = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+  - port: {number: 8443, name: tls, protocol: TLS}
+    hosts: ['*.example.com']
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp-echo}
+spec:
+  hosts: ['*']
+  gateways: [istio-system/edge]
+  tcp:
+  - match: [{port: 31400}]
+    route:
+    - {destination: {host: reviews, subset: v1, port: {number: 9080}}, weight: 80}
+    - {destination: {host: reviews, subset: v2, port: {number: 9080}}, weight: 20}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: passthrough}
+spec:
+  hosts: ['*.example.com']
+  gateways: [istio-system/edge]
+  tls:
+  - match: [{sniHosts: [a.example.com]}]
+    route: [{destination: {host: reviews, port: {number: 9080}}}]
+  - match: [{sniHosts: [b.example.com, c.example.com], port: 8443}]
+    route: [{destination: {host: ratings}}]
+  - match: [{sniHosts: [d.example.com], port: 9999}]
+    route: [{destination: {host: productpage}}]
+";
+
+fn gateway_proxy() -> Proxy {
+    proxy(
+        "router~10.0.9.1~gateway.istio-system~istio-system.svc.cluster.local",
+        &[("istio", "ingressgateway")],
+    )
+}
+
+#[test]
+fn gateway_tcp_server_splits_by_weight() {
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{GATEWAY_L4}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let r = resources(&index, &gateway_proxy());
+    let listener = r.listener("0.0.0.0_31400").expect("TCP gateway listener");
+    assert!(format!("{:?}", listener.address).contains("10.0.9.1"));
+    assert_eq!(
+        connect(&r, "0.0.0.0_31400", "10.0.9.1", 31400, None),
+        Some((
+            "outbound|9080|v1|reviews.default.svc.cluster.local=80,outbound|9080|v2|reviews.default.svc.cluster.local=20"
+                .to_owned(),
+            "tcp-echo.default".to_owned()
+        ))
+    );
+    assert!(r.route("http.31400").is_none(), "no HTTP route table");
+}
+
+#[test]
+fn gateway_tls_passthrough_routes_by_sni() {
+    let index = index(GATEWAY_L4, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &gateway_proxy());
+    let sni = |name: &str| connect(&r, "0.0.0.0_8443", "10.0.9.1", 8443, Some(name));
+    assert_eq!(
+        to_cluster(sni("a.example.com")),
+        "outbound|9080||reviews.default.svc.cluster.local"
+    );
+    assert_eq!(
+        to_cluster(sni("c.example.com")),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    assert_eq!(sni("d.example.com"), None, "its match is for another port");
+    assert_eq!(sni("z.example.com"), None, "no chain for other names");
+}

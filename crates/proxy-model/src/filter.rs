@@ -1,8 +1,9 @@
-//! HTTP filters of a connection manager: which run, and the fault filter's configuration.
+//! HTTP filters of a connection manager: which run, and the fault and CORS filters' configuration.
 
 use std::time::Duration;
 
 use xds_api::pb::envoy::extensions::filters::common::fault::v3 as common_fault;
+use xds_api::pb::envoy::extensions::filters::http::cors::v3 as cors;
 use xds_api::pb::envoy::extensions::filters::http::fault::v3 as fault;
 use xds_api::pb::google::protobuf::Any;
 
@@ -12,11 +13,15 @@ use crate::{duration, unpack};
 
 pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 /// One HTTP filter of the chain, in order.
 #[derive(Debug)]
 pub enum HttpFilter {
     Fault(FaultConfig),
+    /// The CORS filter: applies the routes' and virtual hosts' CORS policies (it has no config of
+    /// its own).
+    Cors,
     Router,
     /// A filter that does not change routing here: Istio's telemetry and metadata-exchange
     /// filters, or one marked `is_optional`. Kept by name for the config dump.
@@ -79,6 +84,8 @@ impl HttpFilter {
         let is = |suffix: &str| type_url.ends_with(suffix);
         if is(".router.v3.Router") || (type_url.is_empty() && name == ROUTER_FILTER) {
             Ok(HttpFilter::Router)
+        } else if is(".cors.v3.Cors") || (type_url.is_empty() && name == CORS_FILTER) {
+            Ok(HttpFilter::Cors)
         } else if is(".fault.v3.HTTPFault") {
             let any =
                 typed_config.ok_or_else(|| at.error("the fault filter needs a typed_config"))?;
@@ -91,6 +98,57 @@ impl HttpFilter {
         } else {
             Err(at.unsupported(format!("the HTTP filter {name:?} ({type_url})")))
         }
+    }
+}
+
+/// A CORS policy (`typed_per_filter_config` for the CORS filter on a route or virtual host). Empty
+/// fields fall back to the virtual host's policy, as in Envoy.
+#[derive(Debug, Clone, Default)]
+pub struct CorsPolicy {
+    pub allow_origins: Vec<crate::matcher::StringMatcher>,
+    pub allow_methods: String,
+    pub allow_headers: String,
+    pub expose_headers: String,
+    pub max_age: String,
+    pub allow_credentials: Option<bool>,
+    pub allow_private_network_access: Option<bool>,
+    /// Answer preflights from origins not allowed upstream (`None`: Envoy's default, forward).
+    pub forward_not_matching_preflights: Option<bool>,
+    /// `filter_enabled` as parts per million (absent: always).
+    pub enabled_per_million: u32,
+}
+
+impl CorsPolicy {
+    pub fn from_any(any: &Any, at: &At) -> Result<CorsPolicy, ModelError> {
+        let p: cors::CorsPolicy = unpack(any, at)?;
+        let allow_origins = p
+            .allow_origin_string_match
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                crate::matcher::StringMatcher::from_proto(
+                    m,
+                    &at.key("allow_origin_string_match").index(i),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let per_million =
+            |f: &Option<xds_api::pb::envoy::config::core::v3::RuntimeFractionalPercent>| {
+                f.as_ref().map_or(1_000_000, |f| {
+                    f.default_value.as_ref().map_or(0, fraction_per_million)
+                })
+            };
+        Ok(CorsPolicy {
+            allow_origins,
+            allow_methods: p.allow_methods.clone(),
+            allow_headers: p.allow_headers.clone(),
+            expose_headers: p.expose_headers.clone(),
+            max_age: p.max_age.clone(),
+            allow_credentials: p.allow_credentials.map(|b| b.value),
+            allow_private_network_access: p.allow_private_network_access.map(|b| b.value),
+            forward_not_matching_preflights: p.forward_not_matching_preflights.map(|b| b.value),
+            enabled_per_million: per_million(&p.filter_enabled),
+        })
     }
 }
 

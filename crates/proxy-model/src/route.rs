@@ -10,7 +10,7 @@ use xds_api::pb::envoy::config::core::v3 as core;
 use xds_api::pb::envoy::config::route::v3 as route;
 
 use crate::error::{At, Errors, ModelError};
-use crate::filter::FaultConfig;
+use crate::filter::{CorsPolicy, FaultConfig};
 use crate::matcher::{HeaderMatcher, QueryMatcher, full_match_regex};
 use crate::{duration, u32_or};
 
@@ -39,6 +39,8 @@ pub struct VirtualHost {
     pub retry_policy: Option<RetryPolicy>,
     /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
     pub include_request_attempt_count: bool,
+    /// `typed_per_filter_config` for the CORS filter: what the routes' policies leave unset.
+    pub cors: Option<CorsPolicy>,
 }
 
 #[derive(Debug)]
@@ -49,6 +51,8 @@ pub struct Route {
     pub headers: HeaderMutations,
     /// `typed_per_filter_config` for the fault filter: replaces the listener's fault config.
     pub fault: Option<FaultConfig>,
+    /// `typed_per_filter_config` for the CORS filter.
+    pub cors: Option<CorsPolicy>,
 }
 
 #[derive(Debug)]
@@ -359,6 +363,7 @@ impl VirtualHost {
                 .unwrap_or_default(),
             retry_policy,
             include_request_attempt_count: p.include_request_attempt_count,
+            cors: cors_policy(&p.typed_per_filter_config, at, &mut errors),
         };
         errors.into_result(vh)
     }
@@ -385,6 +390,7 @@ impl Route {
                         .key(crate::filter::FAULT_FILTER),
                 ))
             });
+        let cors = cors_policy(&p.typed_per_filter_config, at, &mut errors);
         let headers = errors
             .take(HeaderMutations::from_proto(
                 &p.request_headers_to_add,
@@ -401,10 +407,25 @@ impl Route {
                 action,
                 headers,
                 fault,
+                cors,
             }),
             _ => Err(errors.0),
         }
     }
+}
+
+/// The CORS filter's entry of a `typed_per_filter_config`.
+fn cors_policy(
+    configs: &HashMap<String, xds_api::pb::google::protobuf::Any>,
+    at: &At,
+    errors: &mut Errors,
+) -> Option<CorsPolicy> {
+    let any = configs.get(crate::filter::CORS_FILTER)?;
+    errors.take(CorsPolicy::from_any(
+        any,
+        &at.key("typed_per_filter_config")
+            .key(crate::filter::CORS_FILTER),
+    ))
 }
 
 impl RouteMatch {

@@ -197,7 +197,51 @@ async fn handle(
     {
         return reply;
     }
+    // Envoy's filter order (Istio's): fault, CORS, router.
+    let cors = match crate::cors::on_request(
+        &ctx.hcm,
+        vh,
+        route,
+        req.method().as_str(),
+        req.headers(),
+        chance,
+    ) {
+        crate::cors::OnRequest::Pass => None,
+        crate::cors::OnRequest::Echo(latched) => Some(latched),
+        crate::cors::OnRequest::Answer(preflight) => return preflight,
+    };
+    let mut resp = route_request(
+        req,
+        ctx,
+        exchange,
+        &routes,
+        vh,
+        route,
+        target_cluster,
+        &authority,
+        &path,
+    )
+    .await;
+    if let Some(latched) = &cors {
+        crate::cors::on_response(latched, resp.headers_mut());
+    }
+    resp
+}
 
+/// The router: what the matched route does with the request.
+#[allow(clippy::too_many_arguments)]
+async fn route_request(
+    req: Request<Incoming>,
+    ctx: &ConnContext,
+    exchange: &mut Exchange,
+    routes: &RouteConfig,
+    vh: &VirtualHost,
+    route: &Route,
+    target_cluster: Option<String>,
+    authority: &str,
+    path: &str,
+) -> Response<Body> {
+    let runtime = &ctx.runtime;
     match &route.action {
         Action::DirectResponse { status, body } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
@@ -205,12 +249,12 @@ async fn handle(
             if body.is_none() {
                 resp.headers_mut().remove(header::CONTENT_TYPE);
             }
-            finish_response_headers(resp.headers_mut(), &routes, vh, route);
+            finish_response_headers(resp.headers_mut(), routes, vh, route);
             resp
         }
         Action::Redirect(r) => {
-            let mut resp = redirect(r, &authority, &path, &route.matcher.path);
-            finish_response_headers(resp.headers_mut(), &routes, vh, route);
+            let mut resp = redirect(r, authority, path, &route.matcher.path);
+            finish_response_headers(resp.headers_mut(), routes, vh, route);
             resp
         }
         Action::Forward(f) => {
@@ -225,10 +269,10 @@ async fn handle(
                 return local_reply(status(f.cluster_not_found_status), "");
             };
             let mut resp = forward(
-                req, ctx, &routes, vh, route, f, &cluster, &authority, &path, exchange,
+                req, ctx, routes, vh, route, f, &cluster, authority, path, exchange,
             )
             .await;
-            finish_response_headers(resp.headers_mut(), &routes, vh, route);
+            finish_response_headers(resp.headers_mut(), routes, vh, route);
             resp
         }
     }

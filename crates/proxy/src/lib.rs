@@ -9,6 +9,7 @@
 
 pub mod access_log;
 mod admin;
+mod cors;
 mod dynamic;
 pub mod http;
 pub mod original_dst;

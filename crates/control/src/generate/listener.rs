@@ -16,6 +16,7 @@ use xds_api::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, VirtualHost, route::Action,
     virtual_host::TlsRequirementType,
 };
+use xds_api::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -33,10 +34,12 @@ use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::generate::cluster::{ads_config_source, socket_address};
 use crate::generate::route::{
-    FAULT_FILTER, RouteContext, default_route, every_path, forward_to, outbound_cluster,
+    CORS_FILTER, FAULT_FILTER, RouteContext, default_route, every_path, forward_to,
+    outbound_cluster,
 };
+use crate::generate::tcp::{self, hosts_intersect, server_hosts};
 use crate::index::{Gateway, Index};
-use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Service, host_matches};
+use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol, Service};
 use crate::node::Proxy;
 
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
@@ -88,14 +91,27 @@ fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFi
     }
 }
 
-/// An HTTP connection manager with Istio's filter order for the side it serves: the fault filter
-/// (client side, per-route config) before the router.
-fn hcm(stat_prefix: &str, routes: RouteSpecifier, with_fault: bool) -> Filter {
+/// Which side of the mesh a connection manager serves, which decides its HTTP filters.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// Outbound and gateways: the fault and CORS filters (both configured per route), then the
+    /// router, in istiod's order.
+    Client,
+    /// Inbound: the router alone.
+    Server,
+}
+
+/// An HTTP connection manager with Istio's filter order for the side it serves.
+fn hcm(stat_prefix: &str, routes: RouteSpecifier, side: Side) -> Filter {
     let mut http_filters = Vec::new();
-    if with_fault {
+    if let Side::Client = side {
         http_filters.push(http_filter(
             FAULT_FILTER,
             xds_api::any::pack(&HttpFault::default()),
+        ));
+        http_filters.push(http_filter(
+            CORS_FILTER,
+            xds_api::any::pack(&Cors::default()),
         ));
     }
     http_filters.push(http_filter(
@@ -150,7 +166,7 @@ pub fn outbound_listener(proxy: &Proxy) -> Listener {
         filters: vec![hcm(
             &format!("outbound_{}_{OUTBOUND_PORT}", proxy.ip),
             rds(OUTBOUND_ROUTE),
-            true,
+            Side::Client,
         )],
         ..Default::default()
     };
@@ -267,23 +283,11 @@ pub fn sidecar_inbound(proxy: &Proxy, ports: &[(u32, u32, bool)]) -> Listener {
         filters: vec![hcm(
             &format!("inbound_{}_{INBOUND_PORT}", proxy.ip),
             RouteSpecifier::RouteConfig(routes),
-            false,
+            Side::Server,
         )],
         ..Default::default()
     };
     listener(VIRTUAL_INBOUND, &proxy.ip, INBOUND_PORT, chain)
-}
-
-/// Hosts of a Gateway server without their `namespace/` prefix.
-fn server_hosts(server: &Server) -> impl Iterator<Item = &str> {
-    server
-        .hosts
-        .iter()
-        .map(|h| h.split_once('/').map_or(h.as_str(), |(_, host)| host))
-}
-
-fn hosts_intersect(a: &str, b: &str) -> bool {
-    host_matches(a, b) || host_matches(b, a)
 }
 
 /// A gateway proxy's listeners (one per server port) and route tables (`http.PORT`).
@@ -311,6 +315,22 @@ pub fn gateway(
             .flat_map(|g| g.spec.servers.iter().map(move |s| (*g, s)))
             .filter(|(_, s)| s.port.as_ref().and_then(|p| p.number) == Some(port))
             .collect();
+        let (l4_servers, servers): (Vec<_>, Vec<_>) =
+            servers.into_iter().partition(|(_, s)| tcp::is_l4_server(s));
+        if servers.is_empty() {
+            if let Some(l) =
+                gateway_l4_listener(index, proxy, bind_ip, port, &l4_servers, &mut warnings)
+            {
+                listeners.push(l);
+            }
+            continue;
+        }
+        for (g, _) in &l4_servers {
+            warnings.push(format!(
+                "Gateway {}/{}: a TCP/TLS server on port {port}, which other servers use for HTTP, is skipped (one protocol per port)",
+                g.namespace, g.name
+            ));
+        }
         let route_name = format!("http.{port}");
         let mut taken = BTreeSet::new();
         let mut virtual_hosts = Vec::new();
@@ -389,7 +409,11 @@ pub fn gateway(
             });
         }
         let chain = FilterChain {
-            filters: vec![hcm(&format!("{bind_ip}_{port}"), rds(&route_name), true)],
+            filters: vec![hcm(
+                &format!("{bind_ip}_{port}"),
+                rds(&route_name),
+                Side::Client,
+            )],
             transport_socket: tls.map(|t| TransportSocket {
                 name: "envoy.transport_sockets.tls".to_owned(),
                 config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(&t))),
@@ -407,6 +431,63 @@ pub fn gateway(
         });
     }
     (listeners, route_configs, warnings)
+}
+
+/// A gateway listener for TCP/TLS servers: their `tcp_proxy` chains, by SNI where they have names;
+/// none (with a warning) when no VirtualService routes them (Envoy refuses a listener without chains).
+fn gateway_l4_listener(
+    index: &Index,
+    proxy: &Proxy,
+    bind_ip: &str,
+    port: u32,
+    servers: &[(&Gateway, &Server)],
+    warnings: &mut Vec<String>,
+) -> Option<Listener> {
+    let mut chains: Vec<tcp::ChainOpts> = Vec::new();
+    let mut taken_sni = BTreeSet::new();
+    for (g, server) in servers {
+        let gateway_key = format!("{}/{}", g.namespace, g.name);
+        let ctx = RouteContext {
+            index,
+            proxy,
+            port,
+            gateway: Some(&gateway_key),
+        };
+        let terminate = |s: &Server| {
+            let t = s.tls.as_ref()?;
+            match (t.mode, &t.server_certificate, &t.private_key) {
+                (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => Some(TransportSocket {
+                    name: "envoy.transport_sockets.tls".to_owned(),
+                    config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(
+                        &downstream_tls(cert, key),
+                    ))),
+                }),
+                _ => None,
+            }
+        };
+        let incoming = tcp::gateway_l4_chains(&ctx, g, server, terminate, &mut taken_sni, warnings);
+        tcp::merge_chains(
+            &mut chains,
+            incoming,
+            &format!("Gateway {gateway_key} port {port}"),
+            warnings,
+        );
+    }
+    if chains.is_empty() {
+        return None;
+    }
+    let tls_inspector = chains.iter().any(tcp::ChainOpts::needs_tls_inspector);
+    Some(Listener {
+        name: format!("0.0.0.0_{port}"),
+        address: Some(socket_address(bind_ip, port)),
+        filter_chains: chains.into_iter().map(tcp::ChainOpts::into_chain).collect(),
+        listener_filters: if tls_inspector {
+            vec![tcp::tls_inspector()]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    })
 }
 
 fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
@@ -432,15 +513,11 @@ fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
 // === Traffic capture (interception REDIRECT): istiod's virtual listeners ===
 
 fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
-    let proxy = TcpProxy {
+    tcp::tcp_proxy_filter(&TcpProxy {
         stat_prefix: stat_prefix.to_owned(),
         cluster_specifier: Some(TcpCluster::Cluster(cluster.to_owned())),
         ..Default::default()
-    };
-    Filter {
-        name: "envoy.filters.network.tcp_proxy".to_owned(),
-        config_type: Some(FilterConfig::TypedConfig(xds_api::any::pack(&proxy))),
-    }
+    })
 }
 
 fn original_dst_filter() -> ListenerFilter {
@@ -514,31 +591,35 @@ pub fn captured_outbound(
             .filter(|s| s.port(port).is_some_and(|p| p.protocol.is_http()))
             .collect();
         let name = format!("0.0.0.0_{port}");
-        let chain = if http.is_empty() {
-            // Without service VIPs, a TCP port maps to one service.
-            let target = on_port[0];
-            if on_port.len() > 1 {
-                warnings.push(format!(
-                    "TCP port {port} is served by {} services; without service addresses the proxy sends it to {}",
-                    on_port.len(),
-                    target.hostname
-                ));
-            }
-            let cluster = outbound_cluster(port, "", &target.hostname);
-            FilterChain {
-                filters: vec![tcp_proxy(&cluster, &cluster)],
-                ..Default::default()
-            }
-        } else {
-            routes.push(port_routes(index, proxy, port, &http));
-            FilterChain {
-                filters: vec![hcm(
-                    &format!("outbound_0.0.0.0_{port}"),
-                    rds(&port.to_string()),
-                    true,
-                )],
-                ..Default::default()
-            }
+        if http.is_empty() {
+            listeners.push(l4_outbound_listener(
+                index,
+                proxy,
+                port,
+                &on_port,
+                catch_all,
+                &mut warnings,
+            ));
+            continue;
+        }
+        if http.len() < on_port.len() {
+            warnings.push(format!(
+                "port {port} is HTTP for {} and not for {}: without service addresses one protocol per port, HTTP is kept",
+                http[0].hostname,
+                on_port
+                    .iter()
+                    .find(|s| !http.contains(s))
+                    .map_or("", |s| s.hostname.as_str())
+            ));
+        }
+        routes.push(port_routes(index, proxy, port, &http));
+        let chain = FilterChain {
+            filters: vec![hcm(
+                &format!("outbound_0.0.0.0_{port}"),
+                rds(&port.to_string()),
+                Side::Client,
+            )],
+            ..Default::default()
         };
         listeners.push(Listener {
             name,
@@ -554,6 +635,72 @@ pub fn captured_outbound(
         });
     }
     (listeners, routes, warnings)
+}
+
+/// A captured sidecar's listener for a TCP/TLS port (istiod's `buildListenerFromEntry`): the chains
+/// of every service on the port (the first service keeps a match another one repeats); a chain that
+/// matches everything is the default when there are others; without one, connections nothing
+/// matches pass through or are dropped per the outbound policy.
+fn l4_outbound_listener(
+    index: &Index,
+    proxy: &Proxy,
+    port: u32,
+    services: &[&Service],
+    catch_all: &str,
+    warnings: &mut Vec<String>,
+) -> Listener {
+    let ctx = RouteContext {
+        index,
+        proxy,
+        port,
+        gateway: None,
+    };
+    let mut chains: Vec<tcp::ChainOpts> = Vec::new();
+    for service in services {
+        let protocol = service.port(port).map_or(Protocol::Tcp, |p| p.protocol);
+        let incoming = ctx.sidecar_l4_chains(service, protocol);
+        tcp::merge_chains(
+            &mut chains,
+            incoming,
+            &format!("outbound port {port} ({})", service.hostname),
+            warnings,
+        );
+    }
+    let tls_inspector = chains.iter().any(tcp::ChainOpts::needs_tls_inspector);
+    let (match_all, specific): (Vec<_>, Vec<_>) =
+        chains.into_iter().partition(tcp::ChainOpts::is_match_all);
+    let mut filter_chains: Vec<FilterChain> = specific
+        .into_iter()
+        .map(tcp::ChainOpts::into_chain)
+        .collect();
+    let default_filter_chain = match match_all.into_iter().next() {
+        Some(all) if filter_chains.is_empty() => {
+            filter_chains.push(all.into_chain());
+            None
+        }
+        Some(all) => Some(all.into_chain()),
+        None => Some(FilterChain {
+            name: "PassthroughFilterChain".to_owned(),
+            filters: vec![tcp_proxy(catch_all, catch_all)],
+            ..Default::default()
+        }),
+    };
+    Listener {
+        name: format!("0.0.0.0_{port}"),
+        address: Some(socket_address("0.0.0.0", port)),
+        bind_to_port: Some(BoolValue { value: false }),
+        filter_chains,
+        default_filter_chain,
+        listener_filters: if tls_inspector {
+            vec![tcp::tls_inspector()]
+        } else {
+            Vec::new()
+        },
+        // A client that never sends a ClientHello gets the chain of what is known (Envoy's 15 s
+        // bound stays: istiod lifts it, Bosun keeps every wait bounded).
+        continue_on_listener_filters_timeout: tls_inspector,
+        ..Default::default()
+    }
 }
 
 /// Route table `"PORT"`: one virtual host per service on the port, names without the port (the
@@ -631,7 +778,7 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
                 filters: vec![hcm(
                     &format!("inbound_0.0.0.0_{target}"),
                     RouteSpecifier::RouteConfig(routes),
-                    false,
+                    Side::Server,
                 )],
                 ..Default::default()
             }

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod listener;
 pub mod route;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

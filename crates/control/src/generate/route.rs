@@ -45,6 +45,8 @@ use crate::node::Proxy;
 
 /// The name of Envoy's fault filter, under which per-route fault config goes.
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+/// The name of Envoy's CORS filter, under which per-route CORS policies go.
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 /// Istio's default `retryOn` when a VirtualService sets none.
 pub const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
@@ -329,6 +331,12 @@ impl RouteContext<'_> {
             route.typed_per_filter_config =
                 HashMap::from([(FAULT_FILTER.to_owned(), xds_api::any::pack(&fault))]);
         }
+        if let Some(cors) = &http.cors_policy {
+            route.typed_per_filter_config.insert(
+                CORS_FILTER.to_owned(),
+                xds_api::any::pack(&cors_policy(cors)),
+            );
+        }
         route
     }
 }
@@ -528,6 +536,55 @@ pub fn retry_policy(retries: Option<&HttpRetry>) -> Option<RetryPolicy> {
             }),
         ..Default::default()
     })
+}
+
+/// Istio's `corsPolicy` as Envoy's per-route CORS policy, as istiod translates it: origins as string
+/// matchers (the deprecated `allowOrigin` as exact ones), lists joined with commas, `maxAge` in whole
+/// seconds, always enabled; preflights from origins not allowed go upstream unless
+/// `unmatchedPreflights: IGNORE`.
+pub fn cors_policy(
+    cors: &mesh_api::types::virtual_service::CorsPolicy,
+) -> xds_api::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy {
+    use mesh_api::types::virtual_service::UnmatchedPreflights;
+    use xds_api::pb::google::protobuf::BoolValue;
+    let origins = if cors.allow_origins.is_empty() {
+        cors.allow_origin
+            .iter()
+            .map(|o| StringMatcher {
+                match_pattern: Some(MatchPattern::Exact(o.clone())),
+                ignore_case: false,
+            })
+            .collect()
+    } else {
+        cors.allow_origins
+            .iter()
+            .filter_map(|m| string_matcher(m, false))
+            .collect()
+    };
+    xds_api::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy {
+        allow_origin_string_match: origins,
+        allow_methods: cors.allow_methods.join(","),
+        allow_headers: cors.allow_headers.join(","),
+        expose_headers: cors.expose_headers.join(","),
+        max_age: cors
+            .max_age
+            .as_ref()
+            .and_then(istio_duration)
+            .map(|d| d.seconds.to_string())
+            .unwrap_or_default(),
+        allow_credentials: cors.allow_credentials.map(|value| BoolValue { value }),
+        filter_enabled: Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent {
+                numerator: 100,
+                denominator: DenominatorType::Hundred as i32,
+            }),
+            runtime_key: String::new(),
+        }),
+        forward_not_matching_preflights: Some(BoolValue {
+            value: cors.unmatched_preflights != Some(UnmatchedPreflights::Ignore),
+        }),
+        ..Default::default()
+    }
 }
 
 /// Istio's `fault` as the config of Envoy's fault filter for one route.

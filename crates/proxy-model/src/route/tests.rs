@@ -330,3 +330,61 @@ fn header_mutations_follow_append_actions() {
     add(AppendAction::OverwriteIfExistsOrAdd).apply(&mut h);
     assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["2"]);
 }
+
+#[test]
+fn cors_policies_per_route_and_virtual_host() {
+    let rc = config(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  typed_per_filter_config:
+    envoy.filters.http.cors:
+      "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+      allow_methods: GET
+  routes:
+  - match: {prefix: "/"}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.cors:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+        allow_origin_string_match: [{prefix: "https://a."}]
+        filter_enabled: {default_value: {numerator: 50}}
+        forward_not_matching_preflights: false
+"#,
+    );
+    let vh = &rc.virtual_hosts[0];
+    assert_eq!(
+        vh.cors.as_ref().map(|c| c.allow_methods.as_str()),
+        Some("GET")
+    );
+    let cors = vh.routes[0].cors.as_ref().expect("the route's policy");
+    assert!(cors.allow_origins[0].matches("https://a.example.com"));
+    assert_eq!(cors.enabled_per_million, 500_000);
+    assert_eq!(cors.forward_not_matching_preflights, Some(false));
+    assert_eq!(
+        vh.routes[0].cors.as_ref().map(|c| c.allow_methods.as_str()),
+        Some("")
+    );
+
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: "/"}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.cors:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+        allow_origin_string_match: [{safe_regex: {regex: "https://(a"}}]
+"#,
+    );
+    assert!(
+        e[0].field.starts_with(
+            "route_config.virtual_hosts[0].routes[0].typed_per_filter_config.envoy.filters.http.cors.allow_origin_string_match[0]"
+        ),
+        "{e:?}"
+    );
+}
