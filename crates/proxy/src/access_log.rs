@@ -33,11 +33,15 @@ impl RequestInfo {
         RequestInfo {
             start: SystemTime::now(),
             method: req.method().to_string(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned(),
+            // Envoy logs a CONNECT (authority-form, no path) with `-`.
+            path: if req.method() == http::Method::CONNECT {
+                "-".to_owned()
+            } else {
+                req.uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned()
+            },
             protocol: match req.version() {
                 Version::HTTP_2 => "HTTP/2",
                 Version::HTTP_10 => "HTTP/1.0",

@@ -19,12 +19,15 @@ use proxy_model::route::{
     Action, Forward, HeaderMutations, Redirect, RedirectPath, RequestView, RetryPolicy, Route,
     RouteConfig, Target, VirtualHost,
 };
+use hyper_util::rt::TokioIo;
 use rand::Rng;
 
 use crate::Runtime;
 use crate::access_log;
-use crate::stats::Counter;
-use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
+use crate::stats::{Counter, Gauge};
+use crate::upstream::{
+    Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, OriginateTls, Outcome, connect,
+};
 
 /// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -55,6 +58,10 @@ pub struct HcmStats {
     pub no_cluster: Arc<Counter>,
     pub fault_aborts: Arc<Counter>,
     pub fault_delays: Arc<Counter>,
+    /// Upgrades (and CONNECTs) refused with 403 because their route does not enable them.
+    pub ws_on_non_ws_route: Arc<Counter>,
+    pub upgrades_total: Arc<Counter>,
+    pub upgrades_active: Arc<Gauge>,
 }
 
 impl HcmStats {
@@ -70,6 +77,9 @@ impl HcmStats {
             no_cluster: c("no_cluster"),
             fault_aborts: c("fault.aborts_injected"),
             fault_delays: c("fault.delays_injected"),
+            ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
+            upgrades_total: c("downstream_cx_upgrades_total"),
+            upgrades_active: registry.gauge(&format!("http.{prefix}.downstream_cx_upgrades_active")),
         }
     }
 }
@@ -130,7 +140,17 @@ pub async fn serve(
         .access_log
         .then(|| access_log::RequestInfo::new(&req));
     let mut exchange = Exchange::default();
+    let upgrade = upgrade_type(&req);
     let mut response = handle(req, &ctx, &mut exchange).await;
+    let tunnelled = response.status() == StatusCode::SWITCHING_PROTOCOLS
+        || (upgrade.as_deref() == Some("CONNECT") && response.status().is_success());
+    if upgrade.is_some() && !tunnelled && exchange.upstream_service_time.is_none() {
+        // As Envoy: after refusing an upgrade or a CONNECT itself, the proxy closes the connection
+        // (what follows the request may be tunnel bytes, not HTTP).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.hcm.server_name) {
         headers.insert(header::SERVER, v);
@@ -149,8 +169,40 @@ pub async fn serve(
     Ok(response)
 }
 
+/// The upgrade a request asks for: `CONNECT` for the CONNECT method, else the `Upgrade` header of an
+/// HTTP/1.1 request whose `Connection` has the `upgrade` token (Envoy's `isUpgrade`).
+fn upgrade_type<B>(req: &Request<B>) -> Option<String> {
+    if req.method() == http::Method::CONNECT {
+        return Some("CONNECT".to_owned());
+    }
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Whether `upgrade` is allowed on `route`: the route's own setting, else the connection manager's
+/// (a type neither lists is refused).
+fn upgrade_enabled(hcm: &HttpConnectionManager, route: &Route, upgrade: &str) -> bool {
+    let on_route = match &route.action {
+        Action::Forward(f) => f.upgrade(upgrade).map(|u| u.enabled),
+        _ => None,
+    };
+    on_route.unwrap_or_else(|| hcm.upgrades.get(upgrade).unwrap_or(false))
+}
+
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &ConnContext,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -181,6 +233,14 @@ async fn handle(
         exchange.flags.no_route = true;
         return local_reply(StatusCode::NOT_FOUND, "");
     };
+    let upgrade = upgrade_type(&req);
+    if let Some(kind) = &upgrade
+        && !upgrade_enabled(&ctx.hcm, route, kind)
+    {
+        // Envoy refuses an upgrade its route does not allow (a request without a route got 404).
+        ctx.stats.ws_on_non_ws_route.inc();
+        return local_reply(StatusCode::FORBIDDEN, "");
+    }
 
     let target_cluster = match &route.action {
         Action::Forward(f) => choose_cluster(f, req.headers()),
@@ -224,8 +284,26 @@ async fn handle(
                 exchange.flags.no_cluster = true;
                 return local_reply(status(f.cluster_not_found_status), "");
             };
+            if upgrade.as_deref() == Some("CONNECT")
+                && f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
+            {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                return terminate_connect(on_upgrade, ctx, &cluster, req.headers(), exchange)
+                    .await;
+            }
+            let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
             let mut resp = forward(
-                req, ctx, &routes, vh, route, f, &cluster, &authority, &path, exchange,
+                req,
+                ctx,
+                &routes,
+                vh,
+                route,
+                f,
+                &cluster,
+                &authority,
+                &path,
+                exchange,
+                downstream_upgrade,
             )
             .await;
             finish_response_headers(resp.headers_mut(), &routes, vh, route);
@@ -485,6 +563,7 @@ async fn forward(
     authority: &str,
     path: &str,
     exchange: &mut Exchange,
+    mut downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
     let start = Instant::now();
     let downstream_h2 = req.version() == Version::HTTP_2;
@@ -494,6 +573,15 @@ async fn forward(
     // The request to send upstream, without its body.
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    if downstream_upgrade.is_some() {
+        // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy
+        // strips them from other requests only).
+        for name in [header::CONNECTION, header::UPGRADE] {
+            for v in parts.headers.get_all(&name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+    }
     headers.remove(header::HOST);
     let upstream_authority = f
         .host_rewrite
@@ -702,6 +790,11 @@ async fn forward(
                 // Envoy charges the response code once, for the answer that goes downstream.
                 cluster.record_status(status);
                 exchange.upstream_service_time = Some(start.elapsed());
+                if status == 101
+                    && let Some(downstream) = downstream_upgrade.take()
+                {
+                    return switch_protocols(resp, downstream, slot, ctx);
+                }
                 return finish_upstream(resp, start.elapsed(), slot);
             }
             Err(failure) => {
@@ -960,6 +1053,120 @@ fn overflow_reply() -> Response<Body> {
     resp
 }
 
+/// The upstream accepted the upgrade (101): answer it downstream with the upstream's headers (its
+/// `Upgrade` and `Connection` included, as Envoy) and splice the two connections once both sides
+/// have switched, until either closes or nothing moves for the stream idle timeout. The route
+/// timeout no longer applies, as in Envoy.
+fn switch_protocols(
+    mut resp: Response<Incoming>,
+    downstream: hyper::upgrade::OnUpgrade,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ctx: &ConnContext,
+) -> Response<Body> {
+    let upstream = hyper::upgrade::on(&mut resp);
+    let (mut parts, _) = resp.into_parts();
+    for h in HOP_BY_HOP {
+        if h != "connection" && h != "upgrade" {
+            parts.headers.remove(h);
+        }
+    }
+    parts.version = Version::HTTP_11;
+    spawn_tunnel(ctx, async move {
+        let (down, up) = tokio::join!(downstream, upstream);
+        match (down, up) {
+            (Ok(down), Ok(up)) => Ok((TokioIo::new(down), TokioIo::new(up), slot)),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        }
+    });
+    Response::from_parts(parts, full(Bytes::new()))
+}
+
+/// Envoy's CONNECT termination (`connect_config`): open a TCP connection (TLS when the cluster
+/// originates it) to a host of the cluster, answer 200 and tunnel the payload both ways; a failed
+/// connection is 503 UF with Envoy's body.
+async fn terminate_connect(
+    downstream: hyper::upgrade::OnUpgrade,
+    ctx: &ConnContext,
+    cluster: &Arc<ClusterRuntime>,
+    headers: &HeaderMap,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let lb = LbContext {
+        original_dst: ctx.original_dst,
+        headers: Some(headers),
+    };
+    let Some(host) = cluster.pick_for(&lb, &[]) else {
+        exchange.flags.no_healthy_upstream = true;
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+    };
+    exchange.upstream_host = Some(host.address.clone());
+    let tls = cluster.config.tls.as_ref().map(|t| OriginateTls {
+        config: t.raw.clone(),
+        server_name: t.server_name.clone(),
+    });
+    cluster.stats.upstream_cx_total.inc();
+    cluster.stats.upstream_rq_total.inc();
+    let upstream = match connect(
+        &host.address,
+        cluster.config.connect_timeout,
+        tls.as_ref(),
+        cluster.config.source_address,
+    )
+    .await
+    {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::debug!("CONNECT to {}: {e}", host.address);
+            cluster.stats.upstream_cx_connect_fail.inc();
+            cluster.record_outcome(&host, Outcome::LocalFailure);
+            exchange.flags.upstream_connect_failure = true;
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &reset_body(1, "remote connection failure"),
+            );
+        }
+    };
+    cluster.record_outcome(&host, Outcome::Success);
+    spawn_tunnel(ctx, async move {
+        downstream
+            .await
+            .map(|down| (TokioIo::new(down), upstream, None))
+            .map_err(|e| e.to_string())
+    });
+    // No content-length: a 2xx answer to CONNECT has no body, the tunnel follows.
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::OK;
+    resp
+}
+
+/// Runs a tunnel in the background once `ready` yields both ends, counted in the connection
+/// manager's upgrade stats; `slot` (a connection slot of the cluster) is held until it ends.
+fn spawn_tunnel<D, U>(
+    ctx: &ConnContext,
+    ready: impl std::future::Future<
+        Output = Result<(D, U, Option<tokio::sync::OwnedSemaphorePermit>), String>,
+    > + Send
+    + 'static,
+) where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let idle = ctx.hcm.stream_idle_timeout;
+    let stats = ctx.stats.clone();
+    tokio::spawn(async move {
+        match ready.await {
+            Ok((down, up, slot)) => {
+                stats.upgrades_total.inc();
+                stats.upgrades_active.inc();
+                crate::tcp::splice(down, up, idle).await;
+                stats.upgrades_active.dec();
+                drop(slot);
+            }
+            Err(e) => tracing::debug!("tunnel not established: {e}"),
+        }
+    });
+}
+
 fn finish_upstream(
     resp: Response<Incoming>,
     service_time: Duration,
@@ -999,7 +1206,9 @@ fn rewrite_path(path: &str, f: &Forward, matched: &proxy_model::route::PathMatch
             proxy_model::route::PathMatch::Prefix(p)
             | proxy_model::route::PathMatch::SeparatedPrefix(p) => p.len(),
             proxy_model::route::PathMatch::Exact(p) => p.len(),
-            proxy_model::route::PathMatch::Regex(_) => path_only.len(),
+            proxy_model::route::PathMatch::Regex(_) | proxy_model::route::PathMatch::Connect => {
+                path_only.len()
+            }
         };
         new = format!("{prefix}{}", path_only.get(old_len..).unwrap_or_default());
     } else if let Some((re, with)) = &f.regex_rewrite {

@@ -66,10 +66,20 @@ pub async fn proxy(
         }
     };
     cluster.record_outcome(&host, Outcome::Success);
-    let (dr, dw) = tokio::io::split(downstream);
-    let (ur, uw) = tokio::io::split(upstream);
+    splice(downstream, upstream, idle).await;
+}
+
+/// Copies bytes both ways between `a` and `b` (a 16 KiB buffer each way) until both directions end,
+/// or nothing has moved for `idle`; each side is half-closed when the other stops sending.
+pub(crate) async fn splice(
+    a: impl AsyncRead + AsyncWrite + Send + Unpin,
+    b: impl AsyncRead + AsyncWrite + Send + Unpin,
+    idle: Option<Duration>,
+) {
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
     let last = Activity::new();
-    let copy = async { tokio::join!(pipe(dr, uw, &last), pipe(ur, dw, &last)) };
+    let copy = async { tokio::join!(pipe(ar, bw, &last), pipe(br, aw, &last)) };
     match idle {
         None => {
             copy.await;
