@@ -550,14 +550,19 @@ fn http_connection_manager(
     for (i, u) in p.upgrade_configs.iter().enumerate() {
         let uat = at.key("upgrade_configs").index(i);
         if u.upgrade_type.is_empty() {
-            return Err(uat.key("upgrade_type").error("an upgrade config needs an upgrade_type"));
+            return Err(uat
+                .key("upgrade_type")
+                .error("an upgrade config needs an upgrade_type"));
         }
         if !u.filters.is_empty() {
             return Err(uat
                 .key("filters")
                 .unsupported("a filter chain of its own for an upgrade type"));
         }
-        upgrades.push((u.upgrade_type.clone(), u.enabled.as_ref().is_none_or(|b| b.value)));
+        upgrades.push((
+            u.upgrade_type.clone(),
+            u.enabled.as_ref().is_none_or(|b| b.value),
+        ));
     }
     Ok(HttpConnectionManager {
         stat_prefix: p.stat_prefix.clone(),

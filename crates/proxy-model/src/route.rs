@@ -419,8 +419,13 @@ impl Route {
             .unwrap_or_default();
         // Forwarding the CONNECT itself upstream (Envoy's "proxy CONNECT" mode) is not implemented:
         // a CONNECT route must terminate it.
-        if let (Some(RouteMatch { path: PathMatch::Connect, .. }), Some(Action::Forward(f))) =
-            (&matcher, &action)
+        if let (
+            Some(RouteMatch {
+                path: PathMatch::Connect,
+                ..
+            }),
+            Some(Action::Forward(f)),
+        ) = (&matcher, &action)
             && !f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
         {
             errors.push(at.key("route").key("upgrade_configs").unsupported(

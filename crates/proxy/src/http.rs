@@ -13,13 +13,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
 use proxy_model::route::{
     Action, Forward, HeaderMutations, Redirect, RedirectPath, RequestView, RetryPolicy, Route,
     RouteConfig, Target, VirtualHost,
 };
-use hyper_util::rt::TokioIo;
 use rand::Rng;
 
 use crate::Runtime;
@@ -79,7 +79,8 @@ impl HcmStats {
             fault_delays: c("fault.delays_injected"),
             ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
             upgrades_total: c("downstream_cx_upgrades_total"),
-            upgrades_active: registry.gauge(&format!("http.{prefix}.downstream_cx_upgrades_active")),
+            upgrades_active: registry
+                .gauge(&format!("http.{prefix}.downstream_cx_upgrades_active")),
         }
     }
 }
@@ -288,8 +289,7 @@ async fn handle(
                 && f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
             {
                 let on_upgrade = hyper::upgrade::on(&mut req);
-                return terminate_connect(on_upgrade, ctx, &cluster, req.headers(), exchange)
-                    .await;
+                return terminate_connect(on_upgrade, ctx, &cluster, req.headers(), exchange).await;
             }
             let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
             let mut resp = forward(
