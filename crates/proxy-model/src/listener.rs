@@ -763,6 +763,46 @@ filter_chains:
     }
 
     #[test]
+    fn upgrade_configs_are_kept_and_their_own_filter_chains_refused() {
+        let hcm = |upgrades: &str| {
+            format!(
+                r#"
+name: l
+address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: s
+      upgrade_configs: {upgrades}
+      route_config: {{virtual_hosts: [{{name: v, domains: ["*"], routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}}}]}}]}}
+      http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+            )
+        };
+        let l = build(&hcm(
+            "[{upgrade_type: websocket}, {upgrade_type: CONNECT, enabled: false}]",
+        ))
+        .expect("builds");
+        let NetworkFilter::Http(m) = &l.filter_chains[0].network else {
+            panic!("an HTTP connection manager");
+        };
+        assert_eq!(m.upgrades.get("WebSocket"), Some(true));
+        assert_eq!(m.upgrades.get("connect"), Some(false));
+        assert_eq!(m.upgrades.get("h2c"), None);
+        let e = build(&hcm(
+            "[{upgrade_type: websocket, filters: [{name: envoy.filters.http.router}]}]",
+        ))
+        .expect_err("refused");
+        assert!(
+            e[0].field
+                .ends_with("typed_config.upgrade_configs[0].filters"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn bad_ranges_and_source_matches_are_refused_by_path() {
         let errors = build(&format!(
             r#"
