@@ -141,13 +141,14 @@ pub async fn serve(
         .access_log
         .then(|| access_log::RequestInfo::new(&req));
     let mut exchange = Exchange::default();
-    let upgrade = upgrade_type(&req);
+    // HTTP/2 has no `Connection` header: its streams end on their own.
+    let upgrade = upgrade_type(&req).filter(|_| req.version() != Version::HTTP_2);
     let mut response = handle(req, &ctx, &mut exchange).await;
     let tunnelled = response.status() == StatusCode::SWITCHING_PROTOCOLS
         || (upgrade.as_deref() == Some("CONNECT") && response.status().is_success());
     if upgrade.is_some() && !tunnelled && exchange.upstream_service_time.is_none() {
-        // As Envoy: after refusing an upgrade or a CONNECT itself, the proxy closes the connection
-        // (what follows the request may be tunnel bytes, not HTTP).
+        // As Envoy: after refusing an HTTP/1 upgrade or CONNECT itself, the proxy closes the
+        // connection (what follows the request may be tunnel bytes, not HTTP).
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
