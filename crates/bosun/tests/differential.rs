@@ -1463,12 +1463,37 @@ async fn upgrades_and_connect_match_envoy() {
         refused.after.contains("remote connection failure"),
         "{refused:?}"
     );
-    // A failed CONNECT is logged with Envoy's UF flag (Envoy's own stdout log is flushed on a timer,
-    // so only Bosun's is read; the line is the same, see the README).
+    // The access log as Envoy writes it (its own stdout log is flushed on a timer, so only Bosun's
+    // is read; these are the fields Envoy logged for the same exchanges): a failed CONNECT with UF, and
+    // each tunnel when it ends, with the bytes it carried each way, closed by the client (DC), no
+    // upstream service time.
+    let expected = [
+        "\"CONNECT - HTTP/1.1\" 503 UF 0 98 ",
+        "\"CONNECT - HTTP/1.1\" 200 DC 35 35 ",
+        "\"GET /chat HTTP/1.1\" 101 DC 35 35 ",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = both[1]._bosun.as_ref().unwrap().0.stdout();
+        let missing: Vec<_> = expected.iter().filter(|l| !log.contains(*l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not in bosun's access log: {missing:?}\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = both[1]._bosun.as_ref().unwrap().0.stdout();
-    assert!(
-        log.contains("\"CONNECT - HTTP/1.1\" 503 UF"),
-        "no 503 UF CONNECT line in bosun's access log:\n{log}"
+    let tunnel_line = log
+        .lines()
+        .find(|l| l.contains("\"GET /chat HTTP/1.1\" 101 DC"))
+        .unwrap();
+    assert_eq!(
+        tunnel_line.split(' ').nth(9),
+        Some("-"),
+        "no upstream service time for a 101, as Envoy: {tunnel_line}"
     );
 }
 

@@ -98,6 +98,9 @@ pub struct Flags {
     pub retry_limit: bool,
     pub fault_abort: bool,
     pub fault_delay: bool,
+    /// A tunnel the downstream ended (DC), or that idled out (SI).
+    pub downstream_termination: bool,
+    pub stream_idle_timeout: bool,
 }
 
 impl Flags {
@@ -113,6 +116,8 @@ impl Flags {
             (self.fault_abort, "FI"),
             (self.retry_limit, "URX"),
             (self.no_cluster, "NC"),
+            (self.downstream_termination, "DC"),
+            (self.stream_idle_timeout, "SI"),
         ];
         let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f).collect();
         if set.is_empty() {
@@ -129,6 +134,10 @@ pub struct Exchange {
     pub flags: Flags,
     pub upstream_host: Option<String>,
     pub upstream_service_time: Option<Duration>,
+    /// A tunnel opened for this request reports here when it ends (Envoy logs tunnels then).
+    pub tunnel: Option<tokio::sync::oneshot::Receiver<crate::tcp::SpliceEnd>>,
+    /// A tunnel's bytes from and to the downstream, for the access log.
+    pub tunnel_bytes: Option<(u64, u64)>,
 }
 
 pub async fn serve(
@@ -166,7 +175,26 @@ pub async fn serve(
         _ => ctx.stats.downstream_rq_5xx.inc(),
     }
     if let Some(info) = log_line {
-        access_log::write(&info, &response, &exchange, start.elapsed());
+        match exchange.tunnel.take() {
+            // As Envoy, a tunnel is logged when it ends: its bytes, its duration, who ended it.
+            Some(end) if tunnelled => {
+                let status = response.status().as_u16();
+                tokio::spawn(async move {
+                    if let Ok(end) = end.await {
+                        exchange.tunnel_bytes = Some((end.a_to_b, end.b_to_a));
+                        match end.ended_by {
+                            crate::tcp::EndedBy::A => exchange.flags.downstream_termination = true,
+                            crate::tcp::EndedBy::B => exchange.flags.upstream_reset = true,
+                            crate::tcp::EndedBy::Idle => exchange.flags.stream_idle_timeout = true,
+                        }
+                    }
+                    // A 101 carries no x-envoy-upstream-service-time, which the log shows.
+                    exchange.upstream_service_time = None;
+                    access_log::write_line(&info, status, 0, &exchange, start.elapsed());
+                });
+            }
+            _ => access_log::write(&info, &response, &exchange, start.elapsed()),
+        }
     }
     Ok(response)
 }
@@ -794,7 +822,7 @@ async fn forward(
                 if status == 101
                     && let Some(downstream) = downstream_upgrade.take()
                 {
-                    return switch_protocols(resp, downstream, slot, ctx);
+                    return switch_protocols(resp, downstream, slot, ctx, exchange);
                 }
                 return finish_upstream(resp, start.elapsed(), slot);
             }
@@ -1063,6 +1091,7 @@ fn switch_protocols(
     downstream: hyper::upgrade::OnUpgrade,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ctx: &ConnContext,
+    exchange: &mut Exchange,
 ) -> Response<Body> {
     let upstream = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
@@ -1072,7 +1101,7 @@ fn switch_protocols(
         }
     }
     parts.version = Version::HTTP_11;
-    spawn_tunnel(ctx, async move {
+    spawn_tunnel(ctx, exchange, async move {
         let (down, up) = tokio::join!(downstream, upstream);
         match (down, up) {
             (Ok(down), Ok(up)) => Ok((TokioIo::new(down), TokioIo::new(up), slot)),
@@ -1128,7 +1157,7 @@ async fn terminate_connect(
         }
     };
     cluster.record_outcome(&host, Outcome::Success);
-    spawn_tunnel(ctx, async move {
+    spawn_tunnel(ctx, exchange, async move {
         downstream
             .await
             .map(|down| (TokioIo::new(down), upstream, None))
@@ -1141,9 +1170,11 @@ async fn terminate_connect(
 }
 
 /// Runs a tunnel in the background once `ready` yields both ends, counted in the connection
-/// manager's upgrade stats; `slot` (a connection slot of the cluster) is held until it ends.
+/// manager's upgrade stats; `slot` (a connection slot of the cluster) is held until it ends, and
+/// how it ended goes to `exchange.tunnel`.
 fn spawn_tunnel<D, U>(
     ctx: &ConnContext,
+    exchange: &mut Exchange,
     ready: impl std::future::Future<
         Output = Result<(D, U, Option<tokio::sync::OwnedSemaphorePermit>), String>,
     > + Send
@@ -1154,14 +1185,17 @@ fn spawn_tunnel<D, U>(
 {
     let idle = ctx.hcm.stream_idle_timeout;
     let stats = ctx.stats.clone();
+    let (report, ended) = tokio::sync::oneshot::channel();
+    exchange.tunnel = Some(ended);
     tokio::spawn(async move {
         match ready.await {
             Ok((down, up, slot)) => {
                 stats.upgrades_total.inc();
                 stats.upgrades_active.inc();
-                crate::tcp::splice(down, up, idle).await;
+                let end = crate::tcp::splice(down, up, idle).await;
                 stats.upgrades_active.dec();
                 drop(slot);
+                let _ = report.send(end);
             }
             Err(e) => tracing::debug!("tunnel not established: {e}"),
         }

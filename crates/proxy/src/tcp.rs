@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -69,27 +70,69 @@ pub async fn proxy(
     splice(downstream, upstream, idle).await;
 }
 
+/// How a [`splice`] ended, and what it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpliceEnd {
+    pub a_to_b: u64,
+    pub b_to_a: u64,
+    pub ended_by: EndedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// `a` stopped sending first.
+    A,
+    B,
+    /// Nothing moved for the idle timeout.
+    Idle,
+}
+
 /// Copies bytes both ways between `a` and `b` (a 16 KiB buffer each way) until both directions end,
 /// or nothing has moved for `idle`; each side is half-closed when the other stops sending.
 pub(crate) async fn splice(
     a: impl AsyncRead + AsyncWrite + Send + Unpin,
     b: impl AsyncRead + AsyncWrite + Send + Unpin,
     idle: Option<Duration>,
-) {
+) -> SpliceEnd {
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
     let last = Activity::new();
-    let copy = async { tokio::join!(pipe(ar, bw, &last), pipe(br, aw, &last)) };
-    match idle {
+    let a_to_b = AtomicU64::new(0);
+    let b_to_a = AtomicU64::new(0);
+    // Which direction ended first: 0 none yet, 1 a, 2 b.
+    let first = AtomicU8::new(0);
+    let copy = async {
+        tokio::join!(
+            async {
+                pipe(ar, bw, &last, &a_to_b).await;
+                let _ = first.compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+            },
+            async {
+                pipe(br, aw, &last, &b_to_a).await;
+                let _ = first.compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        )
+    };
+    let idled = match idle {
         None => {
             copy.await;
+            false
         }
         Some(idle) => {
             tokio::select! {
-                _ = copy => {}
-                _ = last.idle_for(idle) => {}
+                _ = copy => false,
+                _ = last.idle_for(idle) => true,
             }
         }
+    };
+    SpliceEnd {
+        a_to_b: a_to_b.load(Ordering::Relaxed),
+        b_to_a: b_to_a.load(Ordering::Relaxed),
+        ended_by: match (idled, first.load(Ordering::Relaxed)) {
+            (true, _) => EndedBy::Idle,
+            (false, 2) => EndedBy::B,
+            _ => EndedBy::A,
+        },
     }
 }
 
@@ -124,14 +167,20 @@ impl Activity {
     }
 }
 
-/// Copies one direction, then half-closes the other side.
-async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, last: &Activity) {
+/// Copies one direction (counting the bytes in `moved`), then half-closes the other side.
+async fn pipe(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    last: &Activity,
+    moved: &AtomicU64,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 last.touch();
+                moved.fetch_add(n as u64, Ordering::Relaxed);
                 if to.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
