@@ -189,3 +189,52 @@ async fn pipe(
     }
     let _ = to.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bound on each test, so a splice that never ends fails instead of hanging.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn splice_counts_each_way_and_names_who_ended_it() {
+        let (a, mut a_peer) = tokio::io::duplex(1024);
+        let (b, mut b_peer) = tokio::io::duplex(1024);
+        let spliced = tokio::spawn(splice(a, b, Some(BOUND)));
+        a_peer.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        b_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+        b_peer.write_all(b"bye").await.unwrap();
+        let mut got = [0u8; 3];
+        a_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"bye");
+        // The upstream side stops first: the client's side is half-closed, then the client ends.
+        b_peer.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        a_peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop(a_peer);
+        let end = tokio::time::timeout(BOUND, spliced).await.unwrap().unwrap();
+        assert_eq!(
+            end,
+            SpliceEnd {
+                a_to_b: 5,
+                b_to_a: 3,
+                ended_by: EndedBy::B
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_splice_ends_on_its_idle_timeout() {
+        let (a, _a_peer) = tokio::io::duplex(1024);
+        let (b, _b_peer) = tokio::io::duplex(1024);
+        let end = tokio::time::timeout(BOUND, splice(a, b, Some(Duration::from_millis(20))))
+            .await
+            .unwrap();
+        assert_eq!(end.ended_by, EndedBy::Idle);
+        assert_eq!((end.a_to_b, end.b_to_a), (0, 0));
+    }
+}
