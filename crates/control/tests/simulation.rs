@@ -388,6 +388,71 @@ spec:
     assert_eq!(vh, "block_all");
 }
 
+/// The explicit-proxy listener (15001) takes CONNECT (apps' HTTPS_PROXY): `CONNECT host:port` of a
+/// service or ServiceEntry port, of any protocol, is tunnelled to `outbound|PORT||host`, the same
+/// cluster a plain request to it takes; an unknown authority matches no route (404) under either
+/// outbound policy.
+#[test]
+fn connect_through_the_explicit_proxy_goes_to_the_service_port() {
+    let entry = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  ports:
+  - {number: 443, name: https, protocol: HTTPS}
+  - {number: 5432, name: db, protocol: TCP}
+  resolution: DNS
+";
+    for policy in [
+        OutboundTrafficPolicyMode::RegistryOnly,
+        OutboundTrafficPolicyMode::AllowAny,
+    ] {
+        let index = index(entry, policy);
+        let r = resources(&index, &productpage());
+        let connect = |authority: &str| {
+            simulate_method(&r, "15001", "CONNECT", authority, "/", &[])
+                .map(|(_, route, cluster)| format!("{route} {cluster}"))
+        };
+        assert_eq!(
+            connect("api.example.com:443").as_deref(),
+            Some("connect outbound|443||api.example.com")
+        );
+        assert_eq!(
+            connect("api.example.com:5432").as_deref(),
+            Some("connect outbound|5432||api.example.com")
+        );
+        assert_eq!(
+            connect("reviews:9080").as_deref(),
+            Some("connect outbound|9080||reviews.default.svc.cluster.local")
+        );
+        assert_eq!(connect("unknown.example.com:443"), None, "{policy:?}");
+        // Plain requests still take the HTTP routes; a TLS port has none.
+        assert_eq!(
+            cluster_of(&r, "reviews:9080", "/", &[]),
+            "outbound|9080||reviews.default.svc.cluster.local"
+        );
+        assert_eq!(
+            cluster_of(&r, "api.example.com:443", "/", &[]),
+            "direct:502",
+            "a plain request to a TLS port is refused, not forwarded"
+        );
+        // The listener enables CONNECT (and WebSocket upgrades).
+        let l = r
+            .listeners
+            .iter()
+            .find(|l| l.name == "virtualOutbound")
+            .expect("the explicit-proxy listener");
+        let l = proxy_model::listener::Listener::from_proto(l, &At::root("l")).expect("converts");
+        let proxy_model::listener::NetworkFilter::Http(hcm) = &l.filter_chains[0].network else {
+            panic!("an HTTP connection manager");
+        };
+        assert_eq!(hcm.upgrades.get("CONNECT"), Some(true));
+        assert_eq!(hcm.upgrades.get("websocket"), Some(true));
+    }
+}
+
 #[test]
 fn ingress_gateway_routes_bound_virtual_services() {
     let config = "apiVersion: networking.istio.io/v1
@@ -600,69 +665,4 @@ spec:
             .map(|r| r.version.clone())
     };
     assert_ne!(route(&a), route(&b));
-}
-
-/// The explicit-proxy listener (15001) takes CONNECT (apps' HTTPS_PROXY): `CONNECT host:port` of a
-/// service or ServiceEntry port, of any protocol, is tunnelled to `outbound|PORT||host`, the same
-/// cluster a plain request to it takes; an unknown authority matches no route (404) under either
-/// outbound policy.
-#[test]
-fn connect_through_the_explicit_proxy_goes_to_the_service_port() {
-    let entry = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api}
-spec:
-  hosts: [api.example.com]
-  location: MESH_EXTERNAL
-  ports:
-  - {number: 443, name: https, protocol: HTTPS}
-  - {number: 5432, name: db, protocol: TCP}
-  resolution: DNS
-";
-    for policy in [
-        OutboundTrafficPolicyMode::RegistryOnly,
-        OutboundTrafficPolicyMode::AllowAny,
-    ] {
-        let index = index(entry, policy);
-        let r = resources(&index, &productpage());
-        let connect = |authority: &str| {
-            simulate_method(&r, "15001", "CONNECT", authority, "/", &[])
-                .map(|(_, route, cluster)| format!("{route} {cluster}"))
-        };
-        assert_eq!(
-            connect("api.example.com:443").as_deref(),
-            Some("connect outbound|443||api.example.com")
-        );
-        assert_eq!(
-            connect("api.example.com:5432").as_deref(),
-            Some("connect outbound|5432||api.example.com")
-        );
-        assert_eq!(
-            connect("reviews:9080").as_deref(),
-            Some("connect outbound|9080||reviews.default.svc.cluster.local")
-        );
-        assert_eq!(connect("unknown.example.com:443"), None, "{policy:?}");
-        // Plain requests still take the HTTP routes; a TLS port has none.
-        assert_eq!(
-            cluster_of(&r, "reviews:9080", "/", &[]),
-            "outbound|9080||reviews.default.svc.cluster.local"
-        );
-        assert_eq!(
-            cluster_of(&r, "api.example.com:443", "/", &[]),
-            "direct:502",
-            "a plain request to a TLS port is refused, not forwarded"
-        );
-        // The listener enables CONNECT (and WebSocket upgrades).
-        let l = r
-            .listeners
-            .iter()
-            .find(|l| l.name == "virtualOutbound")
-            .expect("the explicit-proxy listener");
-        let l = proxy_model::listener::Listener::from_proto(l, &At::root("l")).expect("converts");
-        let proxy_model::listener::NetworkFilter::Http(hcm) = &l.filter_chains[0].network else {
-            panic!("an HTTP connection manager");
-        };
-        assert_eq!(hcm.upgrades.get("CONNECT"), Some(true));
-        assert_eq!(hcm.upgrades.get("websocket"), Some(true));
-    }
 }

@@ -98,11 +98,18 @@ pub struct Forward {
     pub retry_policy: Option<RetryPolicy>,
     pub prefix_rewrite: Option<String>,
     pub regex_rewrite: Option<(Regex, String)>,
+    /// `upgrade_configs` of the route: they override the connection manager's.
+    pub upgrades: Vec<RouteUpgrade>,
     pub host_rewrite: Option<String>,
     pub mirrors: Vec<Mirror>,
     pub cluster_not_found_status: u16,
-    /// `upgrade_configs` of the route: they override the connection manager's.
-    pub upgrades: Vec<RouteUpgrade>,
+}
+
+#[derive(Debug)]
+pub struct Mirror {
+    pub cluster: String,
+    /// Fraction of requests mirrored, in millionths.
+    pub per_million: u32,
 }
 
 /// A route's `upgrade_configs` entry.
@@ -122,13 +129,6 @@ impl Forward {
             .iter()
             .find(|u| u.upgrade_type.eq_ignore_ascii_case(upgrade_type))
     }
-}
-
-#[derive(Debug)]
-pub struct Mirror {
-    pub cluster: String,
-    /// Fraction of requests mirrored, in millionths.
-    pub per_million: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -695,28 +695,6 @@ impl Forward {
             }
             _ => None,
         };
-        let mirrors = p
-            .request_mirror_policies
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let per_million = match &m.runtime_fraction {
-                    None => 1_000_000,
-                    Some(f) => f.default_value.as_ref().map_or(0, fraction_per_million),
-                };
-                if m.cluster.is_empty() {
-                    return Err(at
-                        .key("request_mirror_policies")
-                        .index(i)
-                        .key("cluster")
-                        .error("a mirror policy needs a cluster"));
-                }
-                Ok(Mirror {
-                    cluster: m.cluster.clone(),
-                    per_million,
-                })
-            })
-            .collect::<Result<_, _>>()?;
         let upgrades = p
             .upgrade_configs
             .iter()
@@ -749,6 +727,28 @@ impl Forward {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let mirrors = p
+            .request_mirror_policies
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let per_million = match &m.runtime_fraction {
+                    None => 1_000_000,
+                    Some(f) => f.default_value.as_ref().map_or(0, fraction_per_million),
+                };
+                if m.cluster.is_empty() {
+                    return Err(at
+                        .key("request_mirror_policies")
+                        .index(i)
+                        .key("cluster")
+                        .error("a mirror policy needs a cluster"));
+                }
+                Ok(Mirror {
+                    cluster: m.cluster.clone(),
+                    per_million,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         if !p.hash_policy.is_empty() {
             // Used only by ring hash and maglev clusters; they are refused where clusters are built.
         }
@@ -758,6 +758,7 @@ impl Forward {
             retry_policy,
             prefix_rewrite: Some(p.prefix_rewrite.clone()).filter(|s| !s.is_empty()),
             regex_rewrite,
+            upgrades,
             host_rewrite,
             mirrors,
             cluster_not_found_status: match p.cluster_not_found_response_code {
@@ -765,7 +766,6 @@ impl Forward {
                 2 => 500,
                 _ => 503,
             },
-            upgrades,
         })
     }
 }

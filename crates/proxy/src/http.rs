@@ -202,11 +202,14 @@ pub async fn serve(
 /// The upgrade a request asks for: `CONNECT` for the CONNECT method, else the `Upgrade` header of an
 /// HTTP/1.1 request whose `Connection` has the `upgrade` token (Envoy's `isUpgrade`).
 fn upgrade_type<B>(req: &Request<B>) -> Option<String> {
-    if req.method() == http::Method::CONNECT {
+    upgrade_type_of(req.method(), req.headers())
+}
+
+fn upgrade_type_of(method: &http::Method, headers: &HeaderMap) -> Option<String> {
+    if method == http::Method::CONNECT {
         return Some("CONNECT".to_owned());
     }
-    let connection_upgrade = req
-        .headers()
+    let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -215,7 +218,7 @@ fn upgrade_type<B>(req: &Request<B>) -> Option<String> {
     if !connection_upgrade {
         return None;
     }
-    req.headers()
+    headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
@@ -232,7 +235,7 @@ fn upgrade_enabled(hcm: &HttpConnectionManager, route: &Route, upgrade: &str) ->
 }
 
 async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     ctx: &ConnContext,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -314,25 +317,13 @@ async fn handle(
                 exchange.flags.no_cluster = true;
                 return local_reply(status(f.cluster_not_found_status), "");
             };
-            if upgrade.as_deref() == Some("CONNECT")
+            if req.method() == http::Method::CONNECT
                 && f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
             {
-                let on_upgrade = hyper::upgrade::on(&mut req);
-                return terminate_connect(on_upgrade, ctx, &cluster, req.headers(), exchange).await;
+                return terminate_connect(req, ctx, &cluster, exchange).await;
             }
-            let downstream_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
             let mut resp = forward(
-                req,
-                ctx,
-                &routes,
-                vh,
-                route,
-                f,
-                &cluster,
-                &authority,
-                &path,
-                exchange,
-                downstream_upgrade,
+                req, ctx, &routes, vh, route, f, &cluster, &authority, &path, exchange,
             )
             .await;
             finish_response_headers(resp.headers_mut(), &routes, vh, route);
@@ -592,7 +583,6 @@ async fn forward(
     authority: &str,
     path: &str,
     exchange: &mut Exchange,
-    mut downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
     let start = Instant::now();
     let downstream_h2 = req.version() == Version::HTTP_2;
@@ -602,6 +592,10 @@ async fn forward(
     // The request to send upstream, without its body.
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    // An upgrade that got here is allowed (`handle` refused the others): hyper left the means to
+    // take over the downstream connection in the request's extensions.
+    let mut downstream_upgrade = upgrade_type_of(&parts.method, &parts.headers)
+        .and_then(|_| parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned());
     if downstream_upgrade.is_some() {
         // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy
         // strips them from other requests only).
@@ -818,12 +812,13 @@ async fn forward(
                 }
                 // Envoy charges the response code once, for the answer that goes downstream.
                 cluster.record_status(status);
-                exchange.upstream_service_time = Some(start.elapsed());
                 if status == 101
                     && let Some(downstream) = downstream_upgrade.take()
                 {
+                    exchange.upstream_service_time = Some(start.elapsed());
                     return switch_protocols(resp, downstream, slot, ctx, exchange);
                 }
+                exchange.upstream_service_time = Some(start.elapsed());
                 return finish_upstream(resp, start.elapsed(), slot);
             }
             Err(failure) => {
@@ -1115,15 +1110,15 @@ fn switch_protocols(
 /// originates it) to a host of the cluster, answer 200 and tunnel the payload both ways; a failed
 /// connection is 503 UF with Envoy's body.
 async fn terminate_connect(
-    downstream: hyper::upgrade::OnUpgrade,
+    mut req: Request<Incoming>,
     ctx: &ConnContext,
     cluster: &Arc<ClusterRuntime>,
-    headers: &HeaderMap,
     exchange: &mut Exchange,
 ) -> Response<Body> {
+    let downstream = hyper::upgrade::on(&mut req);
     let lb = LbContext {
         original_dst: ctx.original_dst,
-        headers: Some(headers),
+        headers: Some(req.headers()),
     };
     let Some(host) = cluster.pick_for(&lb, &[]) else {
         exchange.flags.no_healthy_upstream = true;

@@ -92,16 +92,6 @@ fn http_filter(name: &str, config: xds_api::pb::google::protobuf::Any) -> HttpFi
 /// An HTTP connection manager with Istio's filter order for the side it serves: the fault filter
 /// (client side, per-route config) before the router.
 fn hcm(stat_prefix: &str, routes: RouteSpecifier, with_fault: bool) -> Filter {
-    hcm_with_upgrades(stat_prefix, routes, with_fault, &[])
-}
-
-/// [`hcm`] with `upgrade_configs` enabled for `upgrades` (`websocket`, `CONNECT`).
-fn hcm_with_upgrades(
-    stat_prefix: &str,
-    routes: RouteSpecifier,
-    with_fault: bool,
-    upgrades: &[&str],
-) -> Filter {
     let mut http_filters = Vec::new();
     if with_fault {
         http_filters.push(http_filter(
@@ -117,13 +107,6 @@ fn hcm_with_upgrades(
         stat_prefix: stat_prefix.to_owned(),
         route_specifier: Some(routes),
         http_filters,
-        upgrade_configs: upgrades
-            .iter()
-            .map(|u| UpgradeConfig {
-                upgrade_type: (*u).to_owned(),
-                ..Default::default()
-            })
-            .collect(),
         ..Default::default()
     };
     Filter {
@@ -166,15 +149,38 @@ fn claim(
 /// absolute-form and Host-routed requests, WebSocket upgrades, and CONNECT (apps' `HTTPS_PROXY`).
 pub fn outbound_listener(proxy: &Proxy) -> Listener {
     let chain = FilterChain {
-        filters: vec![hcm_with_upgrades(
+        filters: vec![hcm(
             &format!("outbound_{}_{OUTBOUND_PORT}", proxy.ip),
             rds(OUTBOUND_ROUTE),
             true,
-            &["websocket", "CONNECT"],
         )],
         ..Default::default()
     };
-    listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain)
+    let explicit_proxy = listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain);
+    with_upgrades(explicit_proxy, &["websocket", "CONNECT"])
+}
+
+/// `l` with `upgrade_configs` enabling `upgrades` on its HTTP connection managers.
+fn with_upgrades(mut l: Listener, upgrades: &[&str]) -> Listener {
+    for filter in l
+        .filter_chains
+        .iter_mut()
+        .flat_map(|c| c.filters.iter_mut())
+    {
+        if let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type
+            && let Ok(mut manager) = xds_api::any::unpack::<HttpConnectionManager>(any)
+        {
+            manager.upgrade_configs = upgrades
+                .iter()
+                .map(|u| UpgradeConfig {
+                    upgrade_type: (*u).to_owned(),
+                    ..Default::default()
+                })
+                .collect();
+            *any = xds_api::any::pack(&manager);
+        }
+    }
+    l
 }
 
 /// The route that terminates `CONNECT host:port` and tunnels it to the service port's cluster, as a
@@ -257,7 +263,11 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
             };
             vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
                 Some(vs) => ctx.virtual_service_routes(vs),
-                None => vec![default_route(&cluster)],
+                None => vec![default_route(&outbound_cluster(
+                    port.number,
+                    "",
+                    &service.hostname,
+                ))],
             };
             // Only CONNECT matches it, whatever comes before.
             vhost.routes.push(connect_route(&cluster));

@@ -291,47 +291,6 @@ virtual_hosts:
 }
 
 #[test]
-fn bad_regexes_are_refused_with_their_path() {
-    let e = errors(
-        r#"
-virtual_hosts:
-- name: vh
-  domains: ["*"]
-  routes:
-  - match: {safe_regex: {regex: "/api/(v1"}}
-    route: {cluster: c}
-"#,
-    );
-    assert_eq!(
-        e[0].field,
-        "route_config.virtual_hosts[0].routes[0].match.safe_regex.regex"
-    );
-}
-
-#[test]
-fn substitutions_use_rust_group_syntax() {
-    assert_eq!(go_to_rust_substitution(r"/v2/\1/x"), "/v2/${1}/x");
-    assert_eq!(go_to_rust_substitution("$5"), "$$5");
-}
-
-#[test]
-fn header_mutations_follow_append_actions() {
-    let mut h = HeaderMap::new();
-    h.insert("x-a", http::HeaderValue::from_static("1"));
-    let add = |action| HeaderAdd {
-        name: http::HeaderName::from_static("x-a"),
-        value: http::HeaderValue::from_static("2"),
-        action,
-    };
-    add(AppendAction::AddIfAbsent).apply(&mut h);
-    assert_eq!(h.get_all("x-a").iter().count(), 1);
-    add(AppendAction::AppendIfExistsOrAdd).apply(&mut h);
-    assert_eq!(h.get_all("x-a").iter().count(), 2);
-    add(AppendAction::OverwriteIfExistsOrAdd).apply(&mut h);
-    assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["2"]);
-}
-
-#[test]
 fn connect_matcher_matches_connect_only_and_path_matchers_never_match_it() {
     let rc = config(
         r#"
@@ -408,4 +367,45 @@ virtual_hosts:
         e[0].field,
         "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config.allow_post"
     );
+}
+
+#[test]
+fn bad_regexes_are_refused_with_their_path() {
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {safe_regex: {regex: "/api/(v1"}}
+    route: {cluster: c}
+"#,
+    );
+    assert_eq!(
+        e[0].field,
+        "route_config.virtual_hosts[0].routes[0].match.safe_regex.regex"
+    );
+}
+
+#[test]
+fn substitutions_use_rust_group_syntax() {
+    assert_eq!(go_to_rust_substitution(r"/v2/\1/x"), "/v2/${1}/x");
+    assert_eq!(go_to_rust_substitution("$5"), "$$5");
+}
+
+#[test]
+fn header_mutations_follow_append_actions() {
+    let mut h = HeaderMap::new();
+    h.insert("x-a", http::HeaderValue::from_static("1"));
+    let add = |action| HeaderAdd {
+        name: http::HeaderName::from_static("x-a"),
+        value: http::HeaderValue::from_static("2"),
+        action,
+    };
+    add(AppendAction::AddIfAbsent).apply(&mut h);
+    assert_eq!(h.get_all("x-a").iter().count(), 1);
+    add(AppendAction::AppendIfExistsOrAdd).apply(&mut h);
+    assert_eq!(h.get_all("x-a").iter().count(), 2);
+    add(AppendAction::OverwriteIfExistsOrAdd).apply(&mut h);
+    assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["2"]);
 }
