@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    Client, Envoy, Process, Protocol, Req, Response, TcpEcho, TempDir, Template, Upstream,
-    UpstreamBehaviour, count_header, free_port, localhost,
+    Client, Envoy, Process, Protocol, Req, Response, TcpEcho, TempDir, Template, UpgradeEcho,
+    Upstream, UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -1307,6 +1307,194 @@ async fn raw_http1_matches_envoy() {
             assert_eq!(bosun.1["path"], "/x");
         }
     }
+}
+
+// === Tunnels: upgrades (WebSocket-style) and CONNECT ===
+
+/// What a client sees of a request asking for a tunnel, and what the upstream saw of it.
+#[derive(Debug, PartialEq)]
+struct TunnelOutcome {
+    status: u16,
+    /// Selected response headers.
+    headers: BTreeMap<String, String>,
+    /// Bytes echoed through the tunnel when it opened; else the rest of the answer until the proxy
+    /// closed the connection.
+    after: String,
+    /// The request as the upgrade echo saw it (`x-request-id` only as present or not), when it got one.
+    upstream: Option<BTreeMap<String, String>>,
+}
+
+async fn tunnel_outcome(
+    addr: SocketAddr,
+    head: &str,
+    echo: &UpgradeEcho,
+    before: Option<BTreeMap<String, String>>,
+) -> TunnelOutcome {
+    let mut tunnel = open_tunnel(addr, head).await.unwrap();
+    let opened = tunnel.status == 101 || (head.starts_with("CONNECT") && tunnel.status == 200);
+    let after = if opened {
+        let payload = b"bytes through the tunnel, both ways";
+        assert!(tunnel.leftover.is_empty(), "{:?}", tunnel.leftover);
+        String::from_utf8(tunnel.echo(payload).await.unwrap()).unwrap()
+    } else {
+        String::from_utf8_lossy(&tunnel.read_to_close().await.unwrap()).into_owned()
+    };
+    let headers = [
+        "upgrade",
+        "connection",
+        "content-length",
+        "content-type",
+        "server",
+    ]
+    .iter()
+    .filter_map(|h| Some((h.to_string(), tunnel.headers.get(*h)?.clone())))
+    .collect();
+    let upstream = echo.last_headers().filter(|h| Some(h) != before.as_ref());
+    let upstream = upstream.map(|mut h| {
+        if let Some(id) = h.get_mut("x-request-id") {
+            *id = is_uuid(id).to_string();
+        }
+        h
+    });
+    TunnelOutcome {
+        status: tunnel.status,
+        headers,
+        after,
+        upstream,
+    }
+}
+
+#[tokio::test]
+async fn upgrades_and_connect_match_envoy() {
+    let upgrade_echo = UpgradeEcho::start().unwrap();
+    let tcp_echo = TcpEcho::start().unwrap();
+    let extra = [
+        ("UPGRADE_ECHO_PORT", upgrade_echo.addr().port().to_string()),
+        ("TCP_ECHO_PORT", tcp_echo.port().to_string()),
+        ("DEAD_PORT", free_port().to_string()),
+    ];
+    let Some(both) = start_both("upgrades.yaml", &[], &extra) else {
+        return;
+    };
+    let ws = |path: &str, upgrade: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: chat.test\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\n\r\n"
+        )
+    };
+    let connect =
+        |authority: &str| format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    // (which listener, request head, expected status)
+    let cases = [
+        (1, ws("/chat", "websocket"), 101),
+        (1, ws("/chat", "WebSocket"), 101),
+        // Disabled on the route, or a type the connection manager does not list: refused.
+        (1, ws("/off", "websocket"), 403),
+        (1, ws("/chat", "foo"), 403),
+        // `Upgrade` without `Connection: upgrade` is no upgrade: forwarded, without the header.
+        (
+            1,
+            "GET /plain HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n"
+                .to_owned(),
+            200,
+        ),
+        (2, connect("echo.test:7000"), 200),
+        (2, connect("dead.test:7000"), 503),
+        (2, connect("nowhere.test:7000"), 404),
+        // The route enables what the connection manager does not.
+        (2, ws("/on", "websocket"), 101),
+        (2, ws("/chat", "websocket"), 403),
+        // A plain request to the CONNECT-only virtual host finds no route.
+        (
+            2,
+            "GET / HTTP/1.1\r\nHost: echo.test:7000\r\nConnection: close\r\n\r\n".to_owned(),
+            404,
+        ),
+    ];
+    for (listener, head, status) in &cases {
+        let mut outcomes = Vec::new();
+        for p in both.iter() {
+            let addr = if *listener == 1 {
+                p.listener
+            } else {
+                p.listener2
+            };
+            let before = upgrade_echo.last_headers();
+            outcomes.push(tunnel_outcome(addr, head, &upgrade_echo, before).await);
+        }
+        assert_eq!(
+            outcomes[1], outcomes[0],
+            "bosun (left) and envoy (right) differ for {head:?}"
+        );
+        assert_eq!(outcomes[1].status, *status, "{head:?}: {:?}", outcomes[1]);
+    }
+    for stat in [
+        "http.upgrades.downstream_rq_ws_on_non_ws_route",
+        "http.connect.downstream_rq_ws_on_non_ws_route",
+        "cluster.dead.upstream_cx_connect_fail",
+        "cluster.tcp_echo.upstream_cx_total",
+    ] {
+        assert_eq!(
+            both[1].stat(stat),
+            both[0].stat(stat),
+            "bosun (left) and envoy (right) differ for {stat}"
+        );
+    }
+    // The tunnels carried the bytes, and the refusals closed the connection, as Envoy does.
+    let bosun_connect = tunnel_outcome(
+        both[1].listener2,
+        &connect("echo.test:7000"),
+        &upgrade_echo,
+        None,
+    )
+    .await;
+    assert_eq!(bosun_connect.after, "bytes through the tunnel, both ways");
+    let refused = tunnel_outcome(
+        both[1].listener2,
+        &connect("dead.test:7000"),
+        &upgrade_echo,
+        None,
+    )
+    .await;
+    assert_eq!(
+        refused.headers.get("connection").map(String::as_str),
+        Some("close")
+    );
+    assert!(
+        refused.after.contains("remote connection failure"),
+        "{refused:?}"
+    );
+    // The access log as Envoy writes it (its own stdout log is flushed on a timer, so only Bosun's
+    // is read; these are the fields Envoy logged for the same exchanges): a failed CONNECT with UF, and
+    // each tunnel when it ends, with the bytes it carried each way, closed by the client (DC), no
+    // upstream service time.
+    let expected = [
+        "\"CONNECT - HTTP/1.1\" 503 UF 0 98 ",
+        "\"CONNECT - HTTP/1.1\" 200 DC 35 35 ",
+        "\"GET /chat HTTP/1.1\" 101 DC 35 35 ",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = both[1]._bosun.as_ref().unwrap().0.stdout();
+        let missing: Vec<_> = expected.iter().filter(|l| !log.contains(*l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not in bosun's access log: {missing:?}\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = both[1]._bosun.as_ref().unwrap().0.stdout();
+    let tunnel_line = log
+        .lines()
+        .find(|l| l.contains("\"GET /chat HTTP/1.1\" 101 DC"))
+        .unwrap();
+    assert_eq!(
+        tunnel_line.split(' ').nth(9),
+        Some("-"),
+        "no upstream service time for a 101, as Envoy: {tunnel_line}"
+    );
 }
 
 // === ORIGINAL_DST clusters (the header override; capture itself is in capture.rs) ===

@@ -145,12 +145,20 @@ struct Running {
     passthrough: SocketAddr,
     originate: SocketAddr,
     originate_tcp: SocketAddr,
+    /// An HTTP proxy terminating CONNECT to the TLS backend.
+    connect: SocketAddr,
     _envoy: Option<Envoy>,
     _bosun: Option<(Process, TempDir)>,
 }
 
-fn render(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> (String, [SocketAddr; 4], u16) {
-    let ports = [free_port(), free_port(), free_port(), free_port()];
+fn render(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> (String, [SocketAddr; 5], u16) {
+    let ports = [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ];
     let admin = free_port();
     let yaml = Template::load(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential/tls_suite.yaml"),
@@ -160,6 +168,7 @@ fn render(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> (String, [Soc
     .set("LISTENER2_PORT", ports[1])
     .set("LISTENER3_PORT", ports[2])
     .set("LISTENER4_PORT", ports[3])
+    .set("LISTENER5_PORT", ports[4])
     .set("ADMIN_PORT", admin)
     .set("BACKEND_PORT", backend.port())
     .set("ECHO_PORT", echo.port())
@@ -179,6 +188,7 @@ fn start_both(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> Option<[R
         passthrough: l[1],
         originate: l[2],
         originate_tcp: l[3],
+        connect: l[4],
         _envoy: Some(envoy),
         _bosun: None,
     };
@@ -208,6 +218,7 @@ fn start_both(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> Option<[R
         passthrough: l[1],
         originate: l[2],
         originate_tcp: l[3],
+        connect: l[4],
         _envoy: None,
         _bosun: Some((process, dir)),
     };
@@ -239,15 +250,40 @@ async fn tls_get(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore) -> Seen
 }
 
 async fn tls_get_path(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore, path: &str) -> Seen {
-    let config = mesh_tls::client_config(&ClientOptions {
+    let config = client_config(c, roots);
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tls_get_over(tcp, c, &config, path).await
+    };
+    match tokio::time::timeout(TIMEOUT, attempt).await {
+        Ok(Ok(seen)) => seen,
+        _ => Seen::Refused,
+    }
+}
+
+/// The client config [`tls_get_path`] uses for `c`.
+fn client_config(
+    c: &TlsClient<'_>,
+    roots: &RootStore,
+) -> std::sync::Arc<mesh_tls::rustls::ClientConfig> {
+    mesh_tls::client_config(&ClientOptions {
         identity: c.identity.clone(),
         alpn: c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
         // Chain only: the SANs are compared, so a wrong certificate shows as a difference.
         ..ClientOptions::new(Verify::SanMatch(PeerValidation::new(roots.clone())))
     })
-    .unwrap();
-    let attempt = async {
-        let tcp = TcpStream::connect(addr).await?;
+    .unwrap()
+}
+
+/// TLS as `c` on a connection already made (to a listener, or through a tunnel), then `GET path`.
+async fn tls_get_over(
+    tcp: TcpStream,
+    c: &TlsClient<'_>,
+    config: &std::sync::Arc<mesh_tls::rustls::ClientConfig>,
+    path: &str,
+) -> Result<Seen, Box<dyn std::error::Error + Send + Sync>> {
+    let config = config.clone();
+    {
         let name = ServerName::try_from(c.sni.to_owned()).unwrap();
         let tls = TlsConnector::from(config).connect(name, tcp).await?;
         let (_, conn) = tls.get_ref();
@@ -289,10 +325,6 @@ async fn tls_get_path(addr: SocketAddr, c: &TlsClient<'_>, roots: &RootStore, pa
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
-    };
-    match tokio::time::timeout(TIMEOUT, attempt).await {
-        Ok(Ok(seen)) => seen,
-        _ => Seen::Refused,
     }
 }
 
@@ -482,5 +514,76 @@ async fn tls_matches_envoy() {
         tcp_answers[1].starts_with("sni=backend.example.com alpn=-"),
         "{}",
         tcp_answers[1]
+    );
+}
+
+/// CONNECT terminated by the proxy: TLS from the client to the backend through the tunnel (the client
+/// checks the backend's certificate), and a tunnel whose cluster originates mTLS itself.
+#[tokio::test]
+async fn connect_tunnels_tls_like_envoy() {
+    let certs = Certs::new();
+    let backend = start_backend(&certs);
+    let echo = testkit::Upstream::start("echo").unwrap();
+    let Some(both) = start_both(&certs, backend, echo.addr()) else {
+        return;
+    };
+    let client = TlsClient {
+        sni: "backend.example.com",
+        alpn: &["http/1.1"],
+        identity: None,
+    };
+    let config = client_config(&client, &certs.roots);
+    let mut end_to_end = Vec::new();
+    let mut originated = Vec::new();
+    for p in &both {
+        let tunnel = testkit::connect_tunnel(p.connect, "backend.example.com:443")
+            .await
+            .unwrap();
+        assert_eq!(tunnel.status, 200, "{}: {tunnel:?}", p.name);
+        let seen =
+            tokio::time::timeout(TIMEOUT, tls_get_over(tunnel.stream, &client, &config, "/"))
+                .await
+                .unwrap()
+                .unwrap();
+        end_to_end.push(seen);
+
+        let tunnel = testkit::connect_tunnel(p.connect, "originate.example.com:443")
+            .await
+            .unwrap();
+        assert_eq!(tunnel.status, 200, "{}: {tunnel:?}", p.name);
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel.stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .uri("/")
+            .header("host", "backend.example.com")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        originated.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    assert_eq!(
+        end_to_end[1], end_to_end[0],
+        "bosun (left) and envoy (right) differ"
+    );
+    assert_eq!(
+        answer_body(&end_to_end[1]),
+        Some("sni=backend.example.com alpn=http/1.1 client=-")
+    );
+    assert_eq!(
+        originated[1], originated[0],
+        "bosun (left) and envoy (right) differ"
+    );
+    assert_eq!(
+        originated[1],
+        format!(
+            "sni=backend.example.com alpn=- client={}",
+            workload("proxy")
+        )
     );
 }

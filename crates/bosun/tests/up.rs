@@ -1085,6 +1085,139 @@ fn egress_gateway_originates_tls() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Through the explicit proxy at `proxy`: `CONNECT authority`, then TLS to `server_name` (the
+/// certificate checked against the CA in `ca_pem`, with the server name), then `GET path`. The
+/// CONNECT's status when the tunnel was refused, else the answer's status and body.
+fn https_get_through(
+    proxy: SocketAddr,
+    authority: &str,
+    server_name: &str,
+    ca_pem: &Path,
+    path: &str,
+) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    let roots = mesh_tls::RootStore::from_pem(&std::fs::read(ca_pem).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let config =
+        mesh_tls::client_config(&mesh_tls::ClientOptions::new(mesh_tls::Verify::Full(roots)))
+            .map_err(|e| e.to_string())?;
+    let name = mesh_tls::rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let tunnel = testkit::connect_tunnel(proxy, authority)
+            .await
+            .map_err(|e| e.to_string())?;
+        if tunnel.status != 200 {
+            return Ok((tunnel.status, String::new()));
+        }
+        let exchange = async {
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tunnel.stream)
+                .await
+                .map_err(|e| format!("TLS through the tunnel: {e}"))?;
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let req = hyper::Request::builder()
+                .uri(path)
+                .header("host", server_name)
+                .body(Empty::<bytes::Bytes>::new())
+                .map_err(|e| e.to_string())?;
+            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| "no answer through the tunnel within 10 s".to_owned())?
+    })
+}
+
+/// examples/egress-https: an app's HTTPS through its sidecar (`HTTPS_PROXY`): `CONNECT` to the
+/// ServiceEntry host's port is tunnelled to its endpoint, with TLS end to end (the client checks the
+/// server's certificate against the test CA); under REGISTRY_ONLY an unregistered host or port is
+/// refused (404).
+#[test]
+fn https_through_the_sidecar_with_connect() {
+    if !has_subcommand("control") {
+        eprintln!("skipped: this build has no `bosun control` yet");
+        return;
+    }
+    let dir = TempDir::new("up-egress-https").expect("tempdir");
+    let n = random_octet();
+    for sub in ["egress-https", "egress-tls-server"] {
+        let to = dir.path().join(sub);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for entry in std::fs::read_dir(repo().join("examples").join(sub)).expect("example") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path)
+                .expect("read")
+                .replace("127.0.13.", &format!("127.0.{n}."));
+            std::fs::write(to.join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let ca = dir.path().join("egress-tls-server/ca.pem");
+    let (mut up, _) = start_up(&dir.path().join("egress-https"), &[]);
+    let sidecar: SocketAddr = format!("127.0.{n}.1:15001").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        match https_get_through(sidecar, "api.tls.test:8443", "api.tls.test", &ca, "/hello") {
+            Ok((200, body)) => break body,
+            other => assert!(Instant::now() < deadline, "{other:?}\n{}", up.stderr_tail()),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(body, "hello from api.tls.test, over TLS\n");
+    // The client really checks the certificate: another name fails the handshake.
+    let wrong = https_get_through(
+        sidecar,
+        "api.tls.test:8443",
+        "other.tls.test",
+        &ca,
+        "/hello",
+    );
+    assert!(
+        wrong.as_ref().is_err_and(|e| e.contains("TLS")),
+        "{wrong:?}"
+    );
+    for unregistered in ["other.tls.test:8443", "api.tls.test:9443"] {
+        assert_eq!(
+            https_get_through(sidecar, unregistered, "api.tls.test", &ca, "/hello"),
+            Ok((404, String::new())),
+            "CONNECT {unregistered}"
+        );
+    }
+    // It went through the sidecar's tunnel to the ServiceEntry's cluster.
+    let admin: SocketAddr = format!("127.0.{n}.1:15000").parse().expect("addr");
+    let (_, stats) = testkit::blocking_get(admin, "/stats", Duration::from_secs(5)).expect("stats");
+    let tunnels = stats
+        .lines()
+        .find(|l| l.starts_with("cluster.outbound|8443||api.tls.test.upstream_cx_total:"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        tunnels >= 2,
+        "the tunnels did not use the cluster:\n{stats}"
+    );
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}
+
 /// Edits of mesh.yaml while the mesh runs: what only the control plane needs is passed on (the
 /// effective registry is rewritten); a typo keeps the previous version; a change to what runs asks for a
 /// restart.

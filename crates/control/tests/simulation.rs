@@ -108,6 +108,18 @@ fn simulate(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<(String, String, String)> {
+    simulate_method(r, route_config, "GET", authority, path, headers)
+}
+
+/// [`simulate`] for a request with `method` (`CONNECT` takes connect_matcher routes only).
+fn simulate_method(
+    r: &ProxyResources,
+    route_config: &str,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(String, String, String)> {
     let rc = r
         .route(route_config)
         .unwrap_or_else(|| panic!("no route config {route_config}"));
@@ -122,7 +134,7 @@ fn simulate(
     let view = RequestView {
         authority,
         path,
-        method: "GET",
+        method,
         headers: &map,
     };
     let (vh, route) = rc.select(&view)?;
@@ -374,6 +386,71 @@ spec:
     assert_eq!((vh.as_str(), action.as_str()), ("block_all", "direct:502"));
     let (vh, _, _) = simulate(&r, "15001", "www.example.com", "/", &[]).expect("catch-all");
     assert_eq!(vh, "block_all");
+}
+
+/// The explicit-proxy listener (15001) takes CONNECT (apps' HTTPS_PROXY): `CONNECT host:port` of a
+/// service or ServiceEntry port, of any protocol, is tunnelled to `outbound|PORT||host`, the same
+/// cluster a plain request to it takes; an unknown authority matches no route (404) under either
+/// outbound policy.
+#[test]
+fn connect_through_the_explicit_proxy_goes_to_the_service_port() {
+    let entry = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  ports:
+  - {number: 443, name: https, protocol: HTTPS}
+  - {number: 5432, name: db, protocol: TCP}
+  resolution: DNS
+";
+    for policy in [
+        OutboundTrafficPolicyMode::RegistryOnly,
+        OutboundTrafficPolicyMode::AllowAny,
+    ] {
+        let index = index(entry, policy);
+        let r = resources(&index, &productpage());
+        let connect = |authority: &str| {
+            simulate_method(&r, "15001", "CONNECT", authority, "/", &[])
+                .map(|(_, route, cluster)| format!("{route} {cluster}"))
+        };
+        assert_eq!(
+            connect("api.example.com:443").as_deref(),
+            Some("connect outbound|443||api.example.com")
+        );
+        assert_eq!(
+            connect("api.example.com:5432").as_deref(),
+            Some("connect outbound|5432||api.example.com")
+        );
+        assert_eq!(
+            connect("reviews:9080").as_deref(),
+            Some("connect outbound|9080||reviews.default.svc.cluster.local")
+        );
+        assert_eq!(connect("unknown.example.com:443"), None, "{policy:?}");
+        // Plain requests still take the HTTP routes; a TLS port has none.
+        assert_eq!(
+            cluster_of(&r, "reviews:9080", "/", &[]),
+            "outbound|9080||reviews.default.svc.cluster.local"
+        );
+        assert_eq!(
+            cluster_of(&r, "api.example.com:443", "/", &[]),
+            "direct:502",
+            "a plain request to a TLS port is refused, not forwarded"
+        );
+        // The listener enables CONNECT (and WebSocket upgrades).
+        let l = r
+            .listeners
+            .iter()
+            .find(|l| l.name == "virtualOutbound")
+            .expect("the explicit-proxy listener");
+        let l = proxy_model::listener::Listener::from_proto(l, &At::root("l")).expect("converts");
+        let proxy_model::listener::NetworkFilter::Http(hcm) = &l.filter_chains[0].network else {
+            panic!("an HTTP connection manager");
+        };
+        assert_eq!(hcm.upgrades.get("CONNECT"), Some(true));
+        assert_eq!(hcm.upgrades.get("websocket"), Some(true));
+    }
 }
 
 #[test]

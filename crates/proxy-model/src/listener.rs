@@ -159,6 +159,27 @@ pub struct HttpConnectionManager {
     pub preserve_external_request_id: bool,
     /// `http_protocol_options.accept_http_10`: without it HTTP/1.0 requests get 426.
     pub accept_http_10: bool,
+    /// `upgrade_configs`: the upgrade types (`websocket`, `CONNECT`, …) and whether each is enabled
+    /// by default; routes may override them.
+    pub upgrades: Upgrades,
+}
+
+/// Upgrade types with their enabled flag, matched case-insensitively as Envoy does.
+#[derive(Debug, Default, Clone)]
+pub struct Upgrades(Vec<(String, bool)>);
+
+impl Upgrades {
+    pub fn new(types: impl IntoIterator<Item = (String, bool)>) -> Upgrades {
+        Upgrades(types.into_iter().collect())
+    }
+
+    /// `Some(enabled)` when `upgrade_type` is listed.
+    pub fn get(&self, upgrade_type: &str) -> Option<bool> {
+        self.0
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(upgrade_type))
+            .map(|(_, on)| *on)
+    }
 }
 
 #[derive(Debug)]
@@ -525,6 +546,24 @@ fn http_connection_manager(
     if p.codec_type == 3 {
         return Err(at.key("codec_type").unsupported("HTTP/3"));
     }
+    let mut upgrades = Vec::new();
+    for (i, u) in p.upgrade_configs.iter().enumerate() {
+        let uat = at.key("upgrade_configs").index(i);
+        if u.upgrade_type.is_empty() {
+            return Err(uat
+                .key("upgrade_type")
+                .error("an upgrade config needs an upgrade_type"));
+        }
+        if !u.filters.is_empty() {
+            return Err(uat
+                .key("filters")
+                .unsupported("a filter chain of its own for an upgrade type"));
+        }
+        upgrades.push((
+            u.upgrade_type.clone(),
+            u.enabled.as_ref().is_none_or(|b| b.value),
+        ));
+    }
     Ok(HttpConnectionManager {
         stat_prefix: p.stat_prefix.clone(),
         routes,
@@ -552,6 +591,7 @@ fn http_connection_manager(
             .http_protocol_options
             .as_ref()
             .is_some_and(|o| o.accept_http_10),
+        upgrades: Upgrades::new(upgrades),
     })
 }
 
@@ -720,6 +760,46 @@ filter_chains:
         assert!(r("10.123.0.20", 32).contains(ip("10.123.0.20")));
         assert!(r("::", 0).contains(ip("2001:db8::1")));
         assert!(r("2001:db8::1", 128).contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn upgrade_configs_are_kept_and_their_own_filter_chains_refused() {
+        let hcm = |upgrades: &str| {
+            format!(
+                r#"
+name: l
+address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: s
+      upgrade_configs: {upgrades}
+      route_config: {{virtual_hosts: [{{name: v, domains: ["*"], routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}}}]}}]}}
+      http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+            )
+        };
+        let l = build(&hcm(
+            "[{upgrade_type: websocket}, {upgrade_type: CONNECT, enabled: false}]",
+        ))
+        .expect("builds");
+        let NetworkFilter::Http(m) = &l.filter_chains[0].network else {
+            panic!("an HTTP connection manager");
+        };
+        assert_eq!(m.upgrades.get("WebSocket"), Some(true));
+        assert_eq!(m.upgrades.get("connect"), Some(false));
+        assert_eq!(m.upgrades.get("h2c"), None);
+        let e = build(&hcm(
+            "[{upgrade_type: websocket, filters: [{name: envoy.filters.http.router}]}]",
+        ))
+        .expect_err("refused");
+        assert!(
+            e[0].field
+                .ends_with("typed_config.upgrade_configs[0].filters"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum PathMatch {
     Regex(Regex),
     /// Matches the prefix only at a `/` boundary (`/api` matches `/api` and `/api/x`, not `/apix`).
     SeparatedPrefix(String),
+    /// `connect_matcher`: matches CONNECT requests, which no path matcher matches (they have no path).
+    Connect,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,8 @@ pub struct Forward {
     pub retry_policy: Option<RetryPolicy>,
     pub prefix_rewrite: Option<String>,
     pub regex_rewrite: Option<(Regex, String)>,
+    /// `upgrade_configs` of the route: they override the connection manager's.
+    pub upgrades: Vec<RouteUpgrade>,
     pub host_rewrite: Option<String>,
     pub mirrors: Vec<Mirror>,
     pub cluster_not_found_status: u16,
@@ -110,6 +114,25 @@ pub struct Mirror {
     pub cluster: String,
     /// Fraction of requests mirrored, in millionths.
     pub per_million: u32,
+}
+
+/// A route's `upgrade_configs` entry.
+#[derive(Debug, Clone)]
+pub struct RouteUpgrade {
+    pub upgrade_type: String,
+    pub enabled: bool,
+    /// `connect_config`: the proxy terminates CONNECT and tunnels the payload as raw TCP to the
+    /// cluster (without it the CONNECT would be forwarded upstream, which Bosun refuses at load).
+    pub terminate_connect: bool,
+}
+
+impl Forward {
+    /// The route's own setting for `upgrade_type`, if it has one.
+    pub fn upgrade(&self, upgrade_type: &str) -> Option<&RouteUpgrade> {
+        self.upgrades
+            .iter()
+            .find(|u| u.upgrade_type.eq_ignore_ascii_case(upgrade_type))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -400,6 +423,23 @@ impl Route {
                 at,
             ))
             .unwrap_or_default();
+        // Forwarding the CONNECT itself upstream (Envoy's "proxy CONNECT" mode) is not implemented:
+        // a CONNECT route must terminate it.
+        if let (
+            Some(RouteMatch {
+                path: PathMatch::Connect,
+                ..
+            }),
+            Some(Action::Forward(f)),
+        ) = (&matcher, &action)
+            && !f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
+        {
+            errors.push(at.key("route").key("upgrade_configs").unsupported(
+                "forwarding CONNECT requests upstream (a connect_matcher route without \
+                 upgrade_configs [{upgrade_type: CONNECT, connect_config: {}}], which would \
+                 terminate the CONNECT)",
+            ));
+        }
         match (matcher, action) {
             (Some(matcher), Some(action)) if errors.0.is_empty() => Ok(Route {
                 name: p.name.clone(),
@@ -436,9 +476,7 @@ impl RouteMatch {
             Some(P::Path(s)) => PathMatch::Exact(s.clone()),
             Some(P::SafeRegex(r)) => PathMatch::Regex(full_match_regex(r, &at.key("safe_regex"))?),
             Some(P::PathSeparatedPrefix(s)) => PathMatch::SeparatedPrefix(s.clone()),
-            Some(P::ConnectMatcher(_)) => {
-                return Err(at.key("connect_matcher").unsupported("connect_matcher"));
-            }
+            Some(P::ConnectMatcher(_)) => PathMatch::Connect,
             Some(P::PathMatchPolicy(_)) => {
                 return Err(at.key("path_match_policy").unsupported("path_match_policy"));
             }
@@ -484,7 +522,11 @@ impl RouteMatch {
             Some((p, q)) => (p, Some(q)),
             None => (request.path, None),
         };
+        // A CONNECT has no path: only connect_matcher matches it, and it matches nothing else.
+        let connect = request.method == "CONNECT";
         let path_ok = match &self.path {
+            PathMatch::Connect => connect,
+            _ if connect => false,
             PathMatch::Prefix(p) => starts_with(path, p, self.case_sensitive),
             PathMatch::Exact(p) => {
                 if self.case_sensitive {
@@ -674,6 +716,38 @@ impl Forward {
             }
             _ => None,
         };
+        let upgrades = p
+            .upgrade_configs
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let uat = at.key("upgrade_configs").index(i);
+                if u.upgrade_type.is_empty() {
+                    return Err(uat
+                        .key("upgrade_type")
+                        .error("an upgrade config needs an upgrade_type"));
+                }
+                if let Some(c) = &u.connect_config {
+                    let cat = uat.key("connect_config");
+                    if c.proxy_protocol_config.is_some() {
+                        return Err(cat
+                            .key("proxy_protocol_config")
+                            .unsupported("a PROXY protocol header on CONNECT tunnels"));
+                    }
+                    if c.allow_post {
+                        return Err(cat
+                            .key("allow_post")
+                            .unsupported("tunnelling POST payloads as raw TCP"));
+                    }
+                }
+                Ok(RouteUpgrade {
+                    upgrade_type: u.upgrade_type.clone(),
+                    enabled: u.enabled.as_ref().is_none_or(|b| b.value),
+                    terminate_connect: u.connect_config.is_some()
+                        && u.upgrade_type.eq_ignore_ascii_case("CONNECT"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let mirrors = p
             .request_mirror_policies
             .iter()
@@ -705,6 +779,7 @@ impl Forward {
             retry_policy,
             prefix_rewrite: Some(p.prefix_rewrite.clone()).filter(|s| !s.is_empty()),
             regex_rewrite,
+            upgrades,
             host_rewrite,
             mirrors,
             cluster_not_found_status: match p.cluster_not_found_response_code {

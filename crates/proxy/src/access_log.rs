@@ -33,11 +33,15 @@ impl RequestInfo {
         RequestInfo {
             start: SystemTime::now(),
             method: req.method().to_string(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned(),
+            // Envoy logs a CONNECT (authority-form, no path) with `-`.
+            path: if req.method() == http::Method::CONNECT {
+                "-".to_owned()
+            } else {
+                req.uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned()
+            },
             protocol: match req.version() {
                 Version::HTTP_2 => "HTTP/2",
                 Version::HTTP_10 => "HTTP/1.0",
@@ -69,7 +73,24 @@ pub fn write<B>(info: &RequestInfo, resp: &Response<B>, exchange: &Exchange, dur
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("0");
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    write_line(info, resp.status().as_u16(), bytes_sent, exchange, duration);
+}
+
+/// [`write`] from the status and the body's size; a tunnel's bytes (`exchange.tunnel_bytes`) count
+/// as received and sent, as Envoy counts them.
+pub fn write_line(
+    info: &RequestInfo,
+    status: u16,
+    bytes_sent: u64,
+    exchange: &Exchange,
+    duration: Duration,
+) {
+    let (bytes_received, bytes_sent) = match exchange.tunnel_bytes {
+        Some((received, sent)) => (info.bytes_received + received, bytes_sent + sent),
+        None => (info.bytes_received, bytes_sent),
+    };
     let service_time = exchange
         .upstream_service_time
         .map_or_else(|| "-".to_owned(), |t| t.as_millis().to_string());
@@ -79,9 +100,9 @@ pub fn write<B>(info: &RequestInfo, resp: &Response<B>, exchange: &Exchange, dur
         info.method,
         info.path,
         info.protocol,
-        resp.status().as_u16(),
+        status,
         exchange.flags.render(),
-        info.bytes_received,
+        bytes_received,
         bytes_sent,
         duration.as_millis(),
         service_time,

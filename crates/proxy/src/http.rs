@@ -13,6 +13,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
 use proxy_model::route::{
@@ -23,8 +24,10 @@ use rand::Rng;
 
 use crate::Runtime;
 use crate::access_log;
-use crate::stats::Counter;
-use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
+use crate::stats::{Counter, Gauge};
+use crate::upstream::{
+    Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, OriginateTls, Outcome, connect,
+};
 
 /// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -55,6 +58,10 @@ pub struct HcmStats {
     pub no_cluster: Arc<Counter>,
     pub fault_aborts: Arc<Counter>,
     pub fault_delays: Arc<Counter>,
+    /// Upgrades (and CONNECTs) refused with 403 because their route does not enable them.
+    pub ws_on_non_ws_route: Arc<Counter>,
+    pub upgrades_total: Arc<Counter>,
+    pub upgrades_active: Arc<Gauge>,
 }
 
 impl HcmStats {
@@ -70,6 +77,10 @@ impl HcmStats {
             no_cluster: c("no_cluster"),
             fault_aborts: c("fault.aborts_injected"),
             fault_delays: c("fault.delays_injected"),
+            ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
+            upgrades_total: c("downstream_cx_upgrades_total"),
+            upgrades_active: registry
+                .gauge(&format!("http.{prefix}.downstream_cx_upgrades_active")),
         }
     }
 }
@@ -87,6 +98,9 @@ pub struct Flags {
     pub retry_limit: bool,
     pub fault_abort: bool,
     pub fault_delay: bool,
+    /// A tunnel the downstream ended (DC), or that idled out (SI).
+    pub downstream_termination: bool,
+    pub stream_idle_timeout: bool,
 }
 
 impl Flags {
@@ -102,6 +116,8 @@ impl Flags {
             (self.fault_abort, "FI"),
             (self.retry_limit, "URX"),
             (self.no_cluster, "NC"),
+            (self.downstream_termination, "DC"),
+            (self.stream_idle_timeout, "SI"),
         ];
         let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f).collect();
         if set.is_empty() {
@@ -118,6 +134,10 @@ pub struct Exchange {
     pub flags: Flags,
     pub upstream_host: Option<String>,
     pub upstream_service_time: Option<Duration>,
+    /// A tunnel opened for this request reports here when it ends (Envoy logs tunnels then).
+    pub tunnel: Option<tokio::sync::oneshot::Receiver<crate::tcp::SpliceEnd>>,
+    /// A tunnel's bytes from and to the downstream, for the access log.
+    pub tunnel_bytes: Option<(u64, u64)>,
 }
 
 pub async fn serve(
@@ -130,7 +150,18 @@ pub async fn serve(
         .access_log
         .then(|| access_log::RequestInfo::new(&req));
     let mut exchange = Exchange::default();
+    // HTTP/2 has no `Connection` header: its streams end on their own.
+    let upgrade = upgrade_type(&req).filter(|_| req.version() != Version::HTTP_2);
     let mut response = handle(req, &ctx, &mut exchange).await;
+    let tunnelled = response.status() == StatusCode::SWITCHING_PROTOCOLS
+        || (upgrade.as_deref() == Some("CONNECT") && response.status().is_success());
+    if upgrade.is_some() && !tunnelled && exchange.upstream_service_time.is_none() {
+        // As Envoy: after refusing an HTTP/1 upgrade or CONNECT itself, the proxy closes the
+        // connection (what follows the request may be tunnel bytes, not HTTP).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.hcm.server_name) {
         headers.insert(header::SERVER, v);
@@ -144,9 +175,63 @@ pub async fn serve(
         _ => ctx.stats.downstream_rq_5xx.inc(),
     }
     if let Some(info) = log_line {
-        access_log::write(&info, &response, &exchange, start.elapsed());
+        match exchange.tunnel.take() {
+            // As Envoy, a tunnel is logged when it ends: its bytes, its duration, who ended it.
+            Some(end) if tunnelled => {
+                let status = response.status().as_u16();
+                tokio::spawn(async move {
+                    if let Ok(end) = end.await {
+                        exchange.tunnel_bytes = Some((end.a_to_b, end.b_to_a));
+                        match end.ended_by {
+                            crate::tcp::EndedBy::A => exchange.flags.downstream_termination = true,
+                            crate::tcp::EndedBy::B => exchange.flags.upstream_reset = true,
+                            crate::tcp::EndedBy::Idle => exchange.flags.stream_idle_timeout = true,
+                        }
+                    }
+                    // A 101 carries no x-envoy-upstream-service-time, which the log shows.
+                    exchange.upstream_service_time = None;
+                    access_log::write_line(&info, status, 0, &exchange, start.elapsed());
+                });
+            }
+            _ => access_log::write(&info, &response, &exchange, start.elapsed()),
+        }
     }
     Ok(response)
+}
+
+/// The upgrade a request asks for: `CONNECT` for the CONNECT method, else the `Upgrade` header of an
+/// HTTP/1.1 request whose `Connection` has the `upgrade` token (Envoy's `isUpgrade`).
+fn upgrade_type<B>(req: &Request<B>) -> Option<String> {
+    upgrade_type_of(req.method(), req.headers())
+}
+
+fn upgrade_type_of(method: &http::Method, headers: &HeaderMap) -> Option<String> {
+    if method == http::Method::CONNECT {
+        return Some("CONNECT".to_owned());
+    }
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Whether `upgrade` is allowed on `route`: the route's own setting, else the connection manager's
+/// (a type neither lists is refused).
+fn upgrade_enabled(hcm: &HttpConnectionManager, route: &Route, upgrade: &str) -> bool {
+    let on_route = match &route.action {
+        Action::Forward(f) => f.upgrade(upgrade).map(|u| u.enabled),
+        _ => None,
+    };
+    on_route.unwrap_or_else(|| hcm.upgrades.get(upgrade).unwrap_or(false))
 }
 
 async fn handle(
@@ -181,6 +266,14 @@ async fn handle(
         exchange.flags.no_route = true;
         return local_reply(StatusCode::NOT_FOUND, "");
     };
+    let upgrade = upgrade_type(&req);
+    if let Some(kind) = &upgrade
+        && !upgrade_enabled(&ctx.hcm, route, kind)
+    {
+        // Envoy refuses an upgrade its route does not allow (a request without a route got 404).
+        ctx.stats.ws_on_non_ws_route.inc();
+        return local_reply(StatusCode::FORBIDDEN, "");
+    }
 
     let target_cluster = match &route.action {
         Action::Forward(f) => choose_cluster(f, req.headers()),
@@ -268,6 +361,11 @@ async fn route_request(
                 exchange.flags.no_cluster = true;
                 return local_reply(status(f.cluster_not_found_status), "");
             };
+            if req.method() == http::Method::CONNECT
+                && f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
+            {
+                return terminate_connect(req, ctx, &cluster, exchange).await;
+            }
             let mut resp = forward(
                 req, ctx, routes, vh, route, f, &cluster, authority, path, exchange,
             )
@@ -538,6 +636,19 @@ async fn forward(
     // The request to send upstream, without its body.
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    // An upgrade that got here is allowed (`handle` refused the others): hyper left the means to
+    // take over the downstream connection in the request's extensions.
+    let mut downstream_upgrade = upgrade_type_of(&parts.method, &parts.headers)
+        .and_then(|_| parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned());
+    if downstream_upgrade.is_some() {
+        // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy
+        // strips them from other requests only).
+        for name in [header::CONNECTION, header::UPGRADE] {
+            for v in parts.headers.get_all(&name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+    }
     headers.remove(header::HOST);
     let upstream_authority = f
         .host_rewrite
@@ -745,6 +856,12 @@ async fn forward(
                 }
                 // Envoy charges the response code once, for the answer that goes downstream.
                 cluster.record_status(status);
+                if status == 101
+                    && let Some(downstream) = downstream_upgrade.take()
+                {
+                    exchange.upstream_service_time = Some(start.elapsed());
+                    return switch_protocols(resp, downstream, slot, ctx, exchange);
+                }
                 exchange.upstream_service_time = Some(start.elapsed());
                 return finish_upstream(resp, start.elapsed(), slot);
             }
@@ -1004,6 +1121,126 @@ fn overflow_reply() -> Response<Body> {
     resp
 }
 
+/// The upstream accepted the upgrade (101): answer it downstream with the upstream's headers (its
+/// `Upgrade` and `Connection` included, as Envoy) and splice the two connections once both sides
+/// have switched, until either closes or nothing moves for the stream idle timeout. The route
+/// timeout no longer applies, as in Envoy.
+fn switch_protocols(
+    mut resp: Response<Incoming>,
+    downstream: hyper::upgrade::OnUpgrade,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ctx: &ConnContext,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let upstream = hyper::upgrade::on(&mut resp);
+    let (mut parts, _) = resp.into_parts();
+    for h in HOP_BY_HOP {
+        if h != "connection" && h != "upgrade" {
+            parts.headers.remove(h);
+        }
+    }
+    parts.version = Version::HTTP_11;
+    spawn_tunnel(ctx, exchange, async move {
+        let (down, up) = tokio::join!(downstream, upstream);
+        match (down, up) {
+            (Ok(down), Ok(up)) => Ok((TokioIo::new(down), TokioIo::new(up), slot)),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        }
+    });
+    Response::from_parts(parts, full(Bytes::new()))
+}
+
+/// Envoy's CONNECT termination (`connect_config`): open a TCP connection (TLS when the cluster
+/// originates it) to a host of the cluster, answer 200 and tunnel the payload both ways; a failed
+/// connection is 503 UF with Envoy's body.
+async fn terminate_connect(
+    mut req: Request<Incoming>,
+    ctx: &ConnContext,
+    cluster: &Arc<ClusterRuntime>,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let downstream = hyper::upgrade::on(&mut req);
+    let lb = LbContext {
+        original_dst: ctx.original_dst,
+        headers: Some(req.headers()),
+    };
+    let Some(host) = cluster.pick_for(&lb, &[]) else {
+        exchange.flags.no_healthy_upstream = true;
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+    };
+    exchange.upstream_host = Some(host.address.clone());
+    let tls = cluster.config.tls.as_ref().map(|t| OriginateTls {
+        config: t.raw.clone(),
+        server_name: t.server_name.clone(),
+    });
+    cluster.stats.upstream_cx_total.inc();
+    cluster.stats.upstream_rq_total.inc();
+    let upstream = match connect(
+        &host.address,
+        cluster.config.connect_timeout,
+        tls.as_ref(),
+        cluster.config.source_address,
+    )
+    .await
+    {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::debug!("CONNECT to {}: {e}", host.address);
+            cluster.stats.upstream_cx_connect_fail.inc();
+            cluster.record_outcome(&host, Outcome::LocalFailure);
+            exchange.flags.upstream_connect_failure = true;
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &reset_body(1, "remote connection failure"),
+            );
+        }
+    };
+    cluster.record_outcome(&host, Outcome::Success);
+    spawn_tunnel(ctx, exchange, async move {
+        downstream
+            .await
+            .map(|down| (TokioIo::new(down), upstream, None))
+            .map_err(|e| e.to_string())
+    });
+    // No content-length: a 2xx answer to CONNECT has no body, the tunnel follows.
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::OK;
+    resp
+}
+
+/// Runs a tunnel in the background once `ready` yields both ends, counted in the connection
+/// manager's upgrade stats; `slot` (a connection slot of the cluster) is held until it ends, and
+/// how it ended goes to `exchange.tunnel`.
+fn spawn_tunnel<D, U>(
+    ctx: &ConnContext,
+    exchange: &mut Exchange,
+    ready: impl std::future::Future<
+        Output = Result<(D, U, Option<tokio::sync::OwnedSemaphorePermit>), String>,
+    > + Send
+    + 'static,
+) where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let idle = ctx.hcm.stream_idle_timeout;
+    let stats = ctx.stats.clone();
+    let (report, ended) = tokio::sync::oneshot::channel();
+    exchange.tunnel = Some(ended);
+    tokio::spawn(async move {
+        match ready.await {
+            Ok((down, up, slot)) => {
+                stats.upgrades_total.inc();
+                stats.upgrades_active.inc();
+                let end = crate::tcp::splice(down, up, idle).await;
+                stats.upgrades_active.dec();
+                drop(slot);
+                let _ = report.send(end);
+            }
+            Err(e) => tracing::debug!("tunnel not established: {e}"),
+        }
+    });
+}
+
 fn finish_upstream(
     resp: Response<Incoming>,
     service_time: Duration,
@@ -1043,7 +1280,9 @@ fn rewrite_path(path: &str, f: &Forward, matched: &proxy_model::route::PathMatch
             proxy_model::route::PathMatch::Prefix(p)
             | proxy_model::route::PathMatch::SeparatedPrefix(p) => p.len(),
             proxy_model::route::PathMatch::Exact(p) => p.len(),
-            proxy_model::route::PathMatch::Regex(_) => path_only.len(),
+            proxy_model::route::PathMatch::Regex(_) | proxy_model::route::PathMatch::Connect => {
+                path_only.len()
+            }
         };
         new = format!("{prefix}{}", path_only.get(old_len..).unwrap_or_default());
     } else if let Some((re, with)) = &f.regex_rewrite {

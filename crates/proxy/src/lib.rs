@@ -1,6 +1,7 @@
 //! Bosun's data plane: runs from Envoy v3 configuration (a bootstrap's static resources, and listeners
 //! and clusters over ADS when the bootstrap has `dynamic_resources`), accepts on its listeners, routes
-//! HTTP with Envoy's semantics, proxies TCP, and serves Envoy's admin endpoints.
+//! HTTP with Envoy's semantics (HTTP/1.1 upgrades and CONNECT tunnels included, see `http.rs`),
+//! proxies TCP, and serves Envoy's admin endpoints.
 //!
 //! The config is one immutable [`Runtime`] behind an `ArcSwap`. A connection takes its listener's
 //! config (filter chain, HTTP connection manager) when it is accepted; each request takes the current

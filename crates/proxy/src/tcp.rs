@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -66,20 +67,72 @@ pub async fn proxy(
         }
     };
     cluster.record_outcome(&host, Outcome::Success);
-    let (dr, dw) = tokio::io::split(downstream);
-    let (ur, uw) = tokio::io::split(upstream);
+    splice(downstream, upstream, idle).await;
+}
+
+/// How a [`splice`] ended, and what it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpliceEnd {
+    pub a_to_b: u64,
+    pub b_to_a: u64,
+    pub ended_by: EndedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// `a` stopped sending first.
+    A,
+    B,
+    /// Nothing moved for the idle timeout.
+    Idle,
+}
+
+/// Copies bytes both ways between `a` and `b` (a 16 KiB buffer each way) until both directions end,
+/// or nothing has moved for `idle`; each side is half-closed when the other stops sending.
+pub(crate) async fn splice(
+    a: impl AsyncRead + AsyncWrite + Send + Unpin,
+    b: impl AsyncRead + AsyncWrite + Send + Unpin,
+    idle: Option<Duration>,
+) -> SpliceEnd {
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
     let last = Activity::new();
-    let copy = async { tokio::join!(pipe(dr, uw, &last), pipe(ur, dw, &last)) };
-    match idle {
+    let a_to_b = AtomicU64::new(0);
+    let b_to_a = AtomicU64::new(0);
+    // Which direction ended first: 0 none yet, 1 a, 2 b.
+    let first = AtomicU8::new(0);
+    let copy = async {
+        tokio::join!(
+            async {
+                pipe(ar, bw, &last, &a_to_b).await;
+                let _ = first.compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+            },
+            async {
+                pipe(br, aw, &last, &b_to_a).await;
+                let _ = first.compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        )
+    };
+    let idled = match idle {
         None => {
             copy.await;
+            false
         }
         Some(idle) => {
             tokio::select! {
-                _ = copy => {}
-                _ = last.idle_for(idle) => {}
+                _ = copy => false,
+                _ = last.idle_for(idle) => true,
             }
         }
+    };
+    SpliceEnd {
+        a_to_b: a_to_b.load(Ordering::Relaxed),
+        b_to_a: b_to_a.load(Ordering::Relaxed),
+        ended_by: match (idled, first.load(Ordering::Relaxed)) {
+            (true, _) => EndedBy::Idle,
+            (false, 2) => EndedBy::B,
+            _ => EndedBy::A,
+        },
     }
 }
 
@@ -114,14 +167,20 @@ impl Activity {
     }
 }
 
-/// Copies one direction, then half-closes the other side.
-async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin, last: &Activity) {
+/// Copies one direction (counting the bytes in `moved`), then half-closes the other side.
+async fn pipe(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    last: &Activity,
+    moved: &AtomicU64,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 last.touch();
+                moved.fetch_add(n as u64, Ordering::Relaxed);
                 if to.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
@@ -129,4 +188,54 @@ async fn pipe(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin,
         }
     }
     let _ = to.shutdown().await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    /// A bound on each test, so a splice that never ends fails instead of hanging.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn splice_counts_each_way_and_names_who_ended_it() {
+        let (a, mut a_peer) = tokio::io::duplex(1024);
+        let (b, mut b_peer) = tokio::io::duplex(1024);
+        let spliced = tokio::spawn(splice(a, b, Some(BOUND)));
+        a_peer.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        b_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+        b_peer.write_all(b"bye").await.unwrap();
+        let mut got = [0u8; 3];
+        a_peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"bye");
+        // The upstream side stops first: the client's side is half-closed, then the client ends.
+        b_peer.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        a_peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop(a_peer);
+        let end = tokio::time::timeout(BOUND, spliced).await.unwrap().unwrap();
+        assert_eq!(
+            end,
+            SpliceEnd {
+                a_to_b: 5,
+                b_to_a: 3,
+                ended_by: EndedBy::B
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_splice_ends_on_its_idle_timeout() {
+        let (a, _a_peer) = tokio::io::duplex(1024);
+        let (b, _b_peer) = tokio::io::duplex(1024);
+        let end = tokio::time::timeout(BOUND, splice(a, b, Some(Duration::from_millis(20))))
+            .await
+            .unwrap();
+        assert_eq!(end.ended_by, EndedBy::Idle);
+        assert_eq!((end.a_to_b, end.b_to_a), (0, 0));
+    }
 }

@@ -444,3 +444,168 @@ where
         .send_many(n, concurrency, make_request)
         .await
 }
+
+// === Tunnels: CONNECT and HTTP/1.1 upgrades ===
+
+/// Largest response head [`open_tunnel`] reads.
+const MAX_TUNNEL_HEAD: usize = 64 << 10;
+
+/// A request that asked for a tunnel (CONNECT or an `Upgrade`) and the answer to it: the status,
+/// the response headers (names lowercased, repeated values joined with `,`), whatever followed the
+/// head in the same read (the start of a body), and the connection, ready for tunnel bytes when
+/// the tunnel opened.
+#[derive(Debug)]
+pub struct Tunnel {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub leftover: Vec<u8>,
+    pub stream: TcpStream,
+    addr: SocketAddr,
+}
+
+/// Opens a connection to `addr`, writes `head` (a whole HTTP/1.1 request head, blank line included)
+/// and reads the response head, all within [`DEFAULT_TIMEOUT`].
+pub async fn open_tunnel(addr: SocketAddr, head: &str) -> Result<Tunnel> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |context: &str| {
+        let context = format!("{context} {addr}");
+        move |source| Error::Io { context, source }
+    };
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(io("connecting to"))?;
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(io("writing a request to"))?;
+        let mut read = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            if read.len() > MAX_TUNNEL_HEAD {
+                return Err(Error::BadResponse {
+                    addr,
+                    reason: format!("response head longer than {MAX_TUNNEL_HEAD} bytes"),
+                });
+            }
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(io("reading a response from"))?;
+            if n == 0 {
+                return Err(Error::BadResponse {
+                    addr,
+                    reason: format!(
+                        "closed before a whole response head: {:?}",
+                        String::from_utf8_lossy(&read)
+                    ),
+                });
+            }
+            read.extend_from_slice(&buf[..n]);
+        };
+        let text = String::from_utf8_lossy(&read[..end]).into_owned();
+        let mut lines = text.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::BadResponse {
+                addr,
+                reason: format!("no status line in {text:?}"),
+            })?;
+        let mut headers: BTreeMap<String, String> = BTreeMap::new();
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                headers
+                    .entry(name.trim().to_ascii_lowercase())
+                    .and_modify(|v| {
+                        v.push(',');
+                        v.push_str(value.trim());
+                    })
+                    .or_insert_with(|| value.trim().to_owned());
+            }
+        }
+        Ok(Tunnel {
+            status,
+            headers,
+            leftover: read[end + 4..].to_vec(),
+            stream,
+            addr,
+        })
+    };
+    tokio::time::timeout(DEFAULT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: format!("an answer to a tunnel request from {addr}"),
+            after: DEFAULT_TIMEOUT,
+        })?
+}
+
+/// `CONNECT authority` through the HTTP proxy at `proxy` (see [`open_tunnel`]).
+pub async fn connect_tunnel(proxy: SocketAddr, authority: &str) -> Result<Tunnel> {
+    open_tunnel(
+        proxy,
+        &format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"),
+    )
+    .await
+}
+
+impl Tunnel {
+    /// Writes `bytes` and reads as many back (an echo through the tunnel), within [`DEFAULT_TIMEOUT`].
+    pub async fn echo(&mut self, bytes: &[u8]) -> Result<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.addr;
+        let io = |context: &'static str| {
+            move |source| Error::Io {
+                context: format!("{context} the tunnel through {addr}"),
+                source,
+            }
+        };
+        let exchange = async {
+            self.stream
+                .write_all(bytes)
+                .await
+                .map_err(io("writing to"))?;
+            let mut back = vec![0u8; bytes.len()];
+            self.stream
+                .read_exact(&mut back)
+                .await
+                .map_err(io("reading from"))?;
+            Ok(back)
+        };
+        tokio::time::timeout(DEFAULT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("an echo through the tunnel through {addr}"),
+                after: DEFAULT_TIMEOUT,
+            })?
+    }
+
+    /// Reads until the peer closes (at most [`MAX_TUNNEL_HEAD`] bytes, within [`DEFAULT_TIMEOUT`]):
+    /// the rest of a refusal's body, after [`leftover`](Self::leftover).
+    pub async fn read_to_close(&mut self) -> Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let addr = self.addr;
+        let mut out = std::mem::take(&mut self.leftover);
+        let read = async {
+            let mut limited = (&mut self.stream).take(MAX_TUNNEL_HEAD as u64);
+            limited
+                .read_to_end(&mut out)
+                .await
+                .map_err(|source| Error::Io {
+                    context: format!("reading from {addr}"),
+                    source,
+                })
+        };
+        tokio::time::timeout(DEFAULT_TIMEOUT, read)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("{addr} to close the connection"),
+                after: DEFAULT_TIMEOUT,
+            })??;
+        Ok(out)
+    }
+}

@@ -2,7 +2,9 @@
 //!
 //! - [`Upstream`]: an in-process HTTP/1.1 + h2c server answering a JSON echo, steerable per request through
 //!   `x-testkit-*` headers (which pass through proxies) and per server through [`UpstreamBehaviour`];
-//!   [`TcpEcho`] for TCP proxying.
+//!   [`TcpEcho`] for TCP proxying, [`UpgradeEcho`] for HTTP upgrades (101, then an echo).
+//! - [`open_tunnel`] / [`connect_tunnel`]: an upgrade request or a CONNECT through a proxy, then bytes
+//!   through the [`Tunnel`].
 //! - [`Envoy`]: real Envoy, the oracle, started from a bootstrap YAML and waited on until ready.
 //! - [`Process`]: any child process under test (`bosun proxy`), logs captured, killed on drop.
 //! - [`Client`], [`http_get`], [`h2c_get`], [`send_many`]: requests with timeouts.
@@ -37,8 +39,8 @@ mod template;
 mod upstream;
 
 pub use client::{
-    Client, Connection, DEFAULT_TIMEOUT, Protocol, Req, Response, count_header, h2c_get, http_get,
-    send_many,
+    Client, Connection, DEFAULT_TIMEOUT, Protocol, Req, Response, Tunnel, connect_tunnel,
+    count_header, h2c_get, http_get, open_tunnel, send_many,
 };
 pub use envoy::{DEFAULT_READY_TIMEOUT, Envoy, EnvoyOptions};
 pub use error::{Error, Result};
@@ -48,7 +50,7 @@ pub use tempdir::TempDir;
 pub use template::{Template, TemplateError, render};
 pub use upstream::{
     BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, RecordedRequest, STATUS_HEADER, TcpEcho,
-    UPSTREAM_HEADER, Upstream, UpstreamBehaviour,
+    UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
 };
 
 /// Locks a mutex, recovering the data if a panicking test poisoned it.

@@ -564,3 +564,141 @@ async fn serve_echo(
     }
     tasks.abort_all();
 }
+
+// === impl UpgradeEcho ===
+
+/// An HTTP/1.1 server for upgrade tests (WebSocket-style, without WebSocket framing): a request with
+/// `Upgrade: X` gets `101 Switching Protocols` with `Upgrade: X`, then every byte is echoed; any other
+/// request gets `200` with the body `no upgrade` and the connection closes. It records the head of
+/// every request (see [`last_headers`](Self::last_headers)). Stops on drop.
+#[derive(Debug)]
+pub struct UpgradeEcho {
+    heads: Arc<Mutex<VecDeque<String>>>,
+    server: ServerThread,
+}
+
+impl UpgradeEcho {
+    /// Starts the server on `127.0.0.1:<ephemeral>`.
+    pub fn start() -> Result<UpgradeEcho> {
+        let heads: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let recorded = Arc::clone(&heads);
+        let server = ServerThread::spawn("upgrade-echo", move |listener, stop| {
+            serve_upgrade_echo(listener, stop, recorded)
+        })?;
+        Ok(UpgradeEcho { heads, server })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The last request's request line (as `:request`) and headers (names lowercased, repeated
+    /// values joined with `,`).
+    pub fn last_headers(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        let head = lock(&self.heads).back().cloned()?;
+        let mut lines = head.split("\r\n");
+        let mut out = std::collections::BTreeMap::new();
+        out.insert(":request".to_owned(), lines.next()?.to_owned());
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                out.entry(name.trim().to_ascii_lowercase())
+                    .and_modify(|v: &mut String| {
+                        v.push(',');
+                        v.push_str(value.trim());
+                    })
+                    .or_insert_with(|| value.trim().to_owned());
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Most request heads kept, and the longest one read.
+const UPGRADE_ECHO_HEADS: usize = 64;
+const UPGRADE_ECHO_MAX_HEAD: usize = 64 << 10;
+
+async fn serve_upgrade_echo(
+    listener: TcpListener,
+    mut stop: StopSignal,
+    heads: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.stopped() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let heads = Arc::clone(&heads);
+        let mut stop = stop.clone();
+        tasks.spawn(async move {
+            let mut read = Vec::new();
+            let mut buf = vec![0u8; 16 << 10];
+            let end = loop {
+                if let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end;
+                }
+                let n = tokio::select! {
+                    n = stream.read(&mut buf) => n,
+                    () = stop.stopped() => return,
+                };
+                match n {
+                    Ok(n) if n > 0 && read.len() < UPGRADE_ECHO_MAX_HEAD => {
+                        read.extend_from_slice(&buf[..n]);
+                    }
+                    _ => return,
+                }
+            };
+            let head = String::from_utf8_lossy(&read[..end]).into_owned();
+            let upgrade = head
+                .split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("upgrade"))
+                .map(|(_, v)| v.trim().to_owned());
+            {
+                let mut heads = lock(&heads);
+                if heads.len() == UPGRADE_ECHO_HEADS {
+                    heads.pop_front();
+                }
+                heads.push_back(head);
+            }
+            let Some(upgrade) = upgrade else {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nno upgrade",
+                    )
+                    .await;
+                return;
+            };
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: {upgrade}\r\nconnection: Upgrade\r\n\r\n"
+            );
+            if stream.write_all(answer.as_bytes()).await.is_err()
+                || stream.write_all(&read[end + 4..]).await.is_err()
+            {
+                return;
+            }
+            loop {
+                let n = tokio::select! {
+                    n = stream.read(&mut buf) => n,
+                    () = stop.stopped() => break,
+                };
+                match n {
+                    Ok(n) if n > 0 => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            let _ = stream.shutdown().await;
+        });
+    }
+    tasks.abort_all();
+}

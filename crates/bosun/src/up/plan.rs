@@ -492,14 +492,25 @@ fn app_command(w: &RegistryWorkload, i: &Instance, dir: &Path, captured: bool) -
     let mut env = Vec::new();
     if captured {
         env.extend(
-            ["HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"]
-                .map(|k| (k.to_owned(), String::new())),
+            [
+                "HTTP_PROXY",
+                "http_proxy",
+                "HTTPS_PROXY",
+                "https_proxy",
+                "NO_PROXY",
+                "no_proxy",
+            ]
+            .map(|k| (k.to_owned(), String::new())),
         );
     } else if i.sidecar {
+        // The sidecar is the app's explicit proxy for plain HTTP (absolute-form requests) and for
+        // HTTPS (CONNECT host:port, TLS end to end through the tunnel).
         let proxy = format!("http://{a}:{OUTBOUND_PORT}");
         env.extend([
             ("HTTP_PROXY".to_owned(), proxy.clone()),
-            ("http_proxy".to_owned(), proxy),
+            ("http_proxy".to_owned(), proxy.clone()),
+            ("HTTPS_PROXY".to_owned(), proxy.clone()),
+            ("https_proxy".to_owned(), proxy),
             // An inherited NO_PROXY (often `localhost,127.0.0.1`) would let calls bypass the sidecar.
             ("NO_PROXY".to_owned(), String::new()),
             ("no_proxy".to_owned(), String::new()),
@@ -644,6 +655,8 @@ spec:
         let env: BTreeMap<_, _> = app.env.iter().cloned().collect();
         assert_eq!(env["HTTP_PROXY"], "http://127.0.10.2:15001");
         assert_eq!(env["http_proxy"], "http://127.0.10.2:15001");
+        assert_eq!(env["HTTPS_PROXY"], "http://127.0.10.2:15001");
+        assert_eq!(env["https_proxy"], "http://127.0.10.2:15001");
         assert_eq!(env["NO_PROXY"], "");
         assert_eq!(env["BOSUN_LISTEN"], "127.0.10.2:9080,127.0.10.2:7070");
         assert_eq!(env["BOSUN_SERVICE"], "reviews");
@@ -753,6 +766,7 @@ spec:
             .cloned()
             .collect();
         assert_eq!(env["HTTP_PROXY"], "");
+        assert_eq!(env["HTTPS_PROXY"], "");
         assert_eq!(env["BOSUN_LISTEN"], "10.124.7.2:9080,10.124.7.2:7070");
         assert_eq!(
             p.services,

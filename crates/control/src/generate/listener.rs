@@ -13,8 +13,9 @@ use xds_api::pb::envoy::config::listener::v3::{
     filter::ConfigType as FilterConfig, listener_filter::ConfigType as ListenerFilterConfig,
 };
 use xds_api::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteConfiguration, VirtualHost, route::Action,
-    virtual_host::TlsRequirementType,
+    DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
+    route_action::UpgradeConfig as RouteUpgradeConfig, route_action::upgrade_config::ConnectConfig,
+    route_match::ConnectMatcher, route_match::PathSpecifier, virtual_host::TlsRequirementType,
 };
 use xds_api::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
@@ -22,7 +23,7 @@ use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
-    http_filter::ConfigType as HttpFilterConfig,
+    http_connection_manager::UpgradeConfig, http_filter::ConfigType as HttpFilterConfig,
 };
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier as TcpCluster,
@@ -160,7 +161,8 @@ fn claim(
     }
 }
 
-/// The sidecar's outbound listener without capture: `IP:15001`, an explicit HTTP proxy.
+/// The sidecar's outbound listener without capture: `IP:15001`, an explicit HTTP proxy taking
+/// absolute-form and Host-routed requests, WebSocket upgrades, and CONNECT (apps' `HTTPS_PROXY`).
 pub fn outbound_listener(proxy: &Proxy) -> Listener {
     let chain = FilterChain {
         filters: vec![hcm(
@@ -170,15 +172,89 @@ pub fn outbound_listener(proxy: &Proxy) -> Listener {
         )],
         ..Default::default()
     };
-    listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain)
+    let explicit_proxy = listener(VIRTUAL_OUTBOUND, &proxy.ip, OUTBOUND_PORT, chain);
+    with_upgrades(explicit_proxy, &["websocket", "CONNECT"])
 }
 
-/// The route table of [`outbound_listener`]: a virtual host per service port, then the catch-all.
+/// `l` with `upgrade_configs` enabling `upgrades` on its HTTP connection managers.
+fn with_upgrades(mut l: Listener, upgrades: &[&str]) -> Listener {
+    for filter in l
+        .filter_chains
+        .iter_mut()
+        .flat_map(|c| c.filters.iter_mut())
+    {
+        if let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type
+            && let Ok(mut manager) = xds_api::any::unpack::<HttpConnectionManager>(any)
+        {
+            manager.upgrade_configs = upgrades
+                .iter()
+                .map(|u| UpgradeConfig {
+                    upgrade_type: (*u).to_owned(),
+                    ..Default::default()
+                })
+                .collect();
+            *any = xds_api::any::pack(&manager);
+        }
+    }
+    l
+}
+
+/// The route that terminates `CONNECT host:port` and tunnels it to the service port's cluster, as a
+/// captured connection to that host and port would go.
+fn connect_route(cluster: &str) -> Route {
+    Route {
+        name: "connect".to_owned(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(PathSpecifier::ConnectMatcher(ConnectMatcher::default())),
+            ..Default::default()
+        }),
+        action: Some(Action::Route(
+            xds_api::pb::envoy::config::route::v3::RouteAction {
+                upgrade_configs: vec![RouteUpgradeConfig {
+                    upgrade_type: "CONNECT".to_owned(),
+                    connect_config: Some(ConnectConfig::default()),
+                    ..Default::default()
+                }],
+                ..forward_to(cluster)
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// The route table of [`outbound_listener`]: a virtual host per service port (`host:port`; HTTP
+/// ports also take plain requests, every port takes `CONNECT host:port`), then the catch-all.
 pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> RouteConfiguration {
     let mut taken = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
     for service in services {
-        for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
+        for port in &service.ports {
+            let cluster = outbound_cluster(port.number, "", &service.hostname);
+            if !port.protocol.is_http() {
+                // TCP, TLS, HTTPS: only a tunnel to it (HTTPS through an explicit proxy).
+                let mut vhost = VirtualHost {
+                    name: format!("{}:{}", service.hostname, port.number),
+                    ..Default::default()
+                };
+                let domains = service
+                    .aliases(&proxy.namespace)
+                    .iter()
+                    .map(|a| format!("{a}:{}", port.number))
+                    .collect::<Vec<_>>();
+                claim(&mut taken, &mut vhost, domains);
+                if !vhost.domains.is_empty() {
+                    // A plain HTTP request to it is refused as before, by the catch-all's answer.
+                    let not_http = Route {
+                        name: "not_http".to_owned(),
+                        r#match: Some(every_path()),
+                        action: Some(refuse_502()),
+                        ..Default::default()
+                    };
+                    vhost.routes = vec![connect_route(&cluster), not_http];
+                    virtual_hosts.push(vhost);
+                }
+                continue;
+            }
             let mut vhost = VirtualHost {
                 name: format!("{}:{}", service.hostname, port.number),
                 ..Default::default()
@@ -209,12 +285,15 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
                     &service.hostname,
                 ))],
             };
+            // Only CONNECT matches it, whatever comes before.
+            vhost.routes.push(connect_route(&cluster));
             virtual_hosts.push(vhost);
         }
     }
     // Anything else: Istio answers 502 from `block_all` under REGISTRY_ONLY. Under ALLOW_ANY it would
     // pass the request through to where it was addressed; an explicit proxy without capture has no
-    // original destination to pass to, so it refuses the same way (see the README).
+    // original destination to pass to, so it refuses the same way (see the README). A CONNECT to an
+    // unknown authority matches no route there: 404, as Envoy answers it.
     let name = match index.outbound_policy(proxy) {
         OutboundTrafficPolicyMode::RegistryOnly => "block_all",
         OutboundTrafficPolicyMode::AllowAny => "allow_any",

@@ -291,6 +291,85 @@ virtual_hosts:
 }
 
 #[test]
+fn connect_matcher_matches_connect_only_and_path_matchers_never_match_it() {
+    let rc = config(
+        r#"
+virtual_hosts:
+- name: tunnel
+  domains: ["db.example.com:5432"]
+  routes:
+  - name: connect
+    match: {connect_matcher: {}}
+    route: {cluster: db, upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}
+  - name: any-path
+    match: {prefix: /}
+    route: {cluster: web}
+"#,
+    );
+    let headers = HeaderMap::new();
+    let select = |method: &str| {
+        rc.select(&RequestView {
+            authority: "db.example.com:5432",
+            path: "/",
+            method,
+            headers: &headers,
+        })
+        .map(|(_, r)| r.name.clone())
+    };
+    assert_eq!(select("CONNECT").as_deref(), Some("connect"));
+    assert_eq!(select("GET").as_deref(), Some("any-path"));
+    let Action::Forward(f) = &rc.virtual_hosts[0].routes[0].action else {
+        panic!("a forward");
+    };
+    assert!(
+        f.upgrade("connect")
+            .is_some_and(|u| u.terminate_connect && u.enabled)
+    );
+    let Action::Forward(f) = &rc.virtual_hosts[0].routes[1].action else {
+        panic!("a forward");
+    };
+    assert!(f.upgrade("CONNECT").is_none());
+}
+
+#[test]
+fn forwarding_connect_upstream_is_refused_naming_the_field() {
+    for route in [
+        "{cluster: c}",
+        "{cluster: c, upgrade_configs: [{upgrade_type: CONNECT}]}",
+    ] {
+        let e = errors(&format!(
+            r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {{connect_matcher: {{}}}}
+    route: {route}
+"#
+        ));
+        assert_eq!(
+            e[0].field, "route_config.virtual_hosts[0].routes[0].route.upgrade_configs",
+            "{route}"
+        );
+        assert!(e[0].message.contains("forwarding CONNECT"), "{e:?}");
+    }
+    let e = errors(
+        r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {connect_matcher: {}}
+    route: {cluster: c, upgrade_configs: [{upgrade_type: CONNECT, connect_config: {allow_post: true}}]}
+"#,
+    );
+    assert_eq!(
+        e[0].field,
+        "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config.allow_post"
+    );
+}
+
+#[test]
 fn bad_regexes_are_refused_with_their_path() {
     let e = errors(
         r#"
