@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
+use proxy_model::route::hash::{self as route_hash, HashInput};
 use proxy_model::route::{
     Action, Forward, HeaderMutations, Redirect, RedirectPath, RequestView, RetryPolicy, Route,
     RouteConfig, Target, VirtualHost,
@@ -549,6 +550,7 @@ async fn forward(
             let lb = LbContext {
                 original_dst: ctx.original_dst,
                 headers: Some(&h),
+                hash: None,
             };
             let host = mirror.pick_for(&lb, &[]);
             tokio::spawn(async move {
@@ -563,9 +565,20 @@ async fn forward(
     let deadline = f.timeout.map(|t| start + t);
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt = 0;
+    // A consistent-hash cluster picks by the route's hash policy (which may make a cookie to set).
+    let hashed = cluster.uses_hash().then(|| {
+        let input = HashInput {
+            headers: &parts.headers,
+            path,
+            peer: Some(ctx.peer),
+            local: None,
+        };
+        route_hash::compute(&f.hash_policy, &input)
+    });
     let lb = LbContext {
         original_dst: ctx.original_dst,
         headers: Some(&headers),
+        hash: hashed.as_ref().and_then(|h| h.hash),
     };
     loop {
         attempt += 1;
@@ -702,7 +715,13 @@ async fn forward(
                 // Envoy charges the response code once, for the answer that goes downstream.
                 cluster.record_status(status);
                 exchange.upstream_service_time = Some(start.elapsed());
-                return finish_upstream(resp, start.elapsed(), slot);
+                let mut resp = finish_upstream(resp, start.elapsed(), slot);
+                for cookie in hashed.iter().flat_map(|h| &h.set_cookies) {
+                    if let Ok(v) = HeaderValue::from_str(cookie) {
+                        resp.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                }
+                return resp;
             }
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);

@@ -8,6 +8,7 @@
 //! never tears one in half. See `dynamic.rs` for how ADS updates become runtimes.
 
 pub mod access_log;
+pub mod consistent_hash;
 mod admin;
 mod dynamic;
 pub mod http;

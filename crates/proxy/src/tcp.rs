@@ -39,6 +39,7 @@ pub async fn proxy(
     let lb = LbContext {
         original_dst,
         headers: None,
+        hash: None,
     };
     let Some(host) = cluster.pick_for(&lb, &[]) else {
         return; // No host (an ORIGINAL_DST cluster without a destination): Envoy closes too.

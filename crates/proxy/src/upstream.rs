@@ -19,6 +19,7 @@ use proxy_model::cluster::{
 use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::consistent_hash::{HashTable, HostKey};
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
 
@@ -158,6 +159,8 @@ pub struct ClusterRuntime {
     pub pending: AtomicU32,
     /// ORIGINAL_DST: the hosts made for the destinations seen lately.
     original_dst: Option<OriginalDstHosts>,
+    /// RING_HASH and MAGLEV: each priority's table, built on first use.
+    hash_tables: Vec<std::sync::OnceLock<HashTable>>,
 }
 
 /// What a load balancer may look at besides the cluster: the downstream connection's original
@@ -167,6 +170,9 @@ pub struct LbContext<'a> {
     /// The original destination restored by the `original_dst` listener filter (`None`: not restored).
     pub original_dst: Option<SocketAddr>,
     pub headers: Option<&'a http::HeaderMap>,
+    /// The request's hash (the route's `hash_policy`), for RING_HASH and MAGLEV clusters; `None`:
+    /// they pick at random.
+    pub hash: Option<u64>,
 }
 
 /// An ORIGINAL_DST cluster's hosts, one per destination, created on first use and forgotten after
@@ -250,6 +256,9 @@ impl ClusterRuntime {
                 last_sweep: Instant::now(),
             }),
         });
+        let hash_tables = (0..priorities.len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         ClusterRuntime {
             config,
             priorities,
@@ -261,6 +270,7 @@ impl ClusterRuntime {
             connection_slots,
             pending: AtomicU32::new(0),
             original_dst,
+            hash_tables,
         }
     }
 
@@ -269,7 +279,7 @@ impl ClusterRuntime {
     /// there is neither, as Envoy: no healthy upstream); every other cluster picks with its policy.
     pub fn pick_for(&self, lb: &LbContext<'_>, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
         let Some(od) = &self.original_dst else {
-            return self.pick(avoid);
+            return self.pick(avoid, lb.hash);
         };
         let from_header = od.config.header.as_deref().and_then(|name| {
             // Only the first value counts (the header is untrusted, as Envoy's docs say).
@@ -343,10 +353,14 @@ impl ClusterRuntime {
     }
 
     /// Chooses a host with the cluster's load-balancing policy among the available hosts of the
-    /// highest priority that has any, avoiding `avoid` when there is another choice.
-    pub fn pick(&self, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
+    /// highest priority that has any, avoiding `avoid` when there is another choice (consistent
+    /// hashing does not: the key decides).
+    pub fn pick(&self, avoid: &[Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
         self.refresh_ejections();
         let hosts = self.priority_hosts()?;
+        if self.uses_hash() {
+            return self.hash_pick(&hosts, hash);
+        }
         let preferred: Vec<&Arc<Host>> = hosts
             .iter()
             .copied()
@@ -361,12 +375,54 @@ impl ClusterRuntime {
             LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
             LbPolicy::Random => weighted_random(&hosts),
             LbPolicy::LeastRequest { choice_count } => least_request(&hosts, choice_count),
-            // Refused when the model is built; CLUSTER_PROVIDED picks in `pick_for`.
-            LbPolicy::RingHash | LbPolicy::Maglev | LbPolicy::ClusterProvided => {
+            // CLUSTER_PROVIDED picks in `pick_for`; the hashing policies above.
+            LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } | LbPolicy::ClusterProvided => {
                 weighted_random(&hosts)
             }
         };
         Some(chosen.clone())
+    }
+
+    /// Whether the cluster picks by the request's hash (so its route's `hash_policy` matters).
+    pub fn uses_hash(&self) -> bool {
+        matches!(
+            self.config.lb_policy,
+            LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }
+        )
+    }
+
+    /// RING_HASH / MAGLEV: the host the hash maps to in the table of the priority `hosts` come
+    /// from, skipping hosts not among them (unhealthy or ejected, unless the priority is in panic);
+    /// without a hash, a random point (as Envoy).
+    fn hash_pick(&self, hosts: &[&Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
+        let first = hosts.first()?;
+        let priority = self
+            .priorities
+            .iter()
+            .position(|p| p.iter().any(|h| Arc::ptr_eq(h, first)))?;
+        let members = &self.priorities[priority];
+        let table = self.hash_tables.get(priority)?.get_or_init(|| {
+            let keys: Vec<HostKey<'_>> = members
+                .iter()
+                .map(|h| HostKey {
+                    address: &h.address,
+                    weight: h.weight,
+                })
+                .collect();
+            match self.config.lb_policy {
+                LbPolicy::Maglev { table_size } => HashTable::maglev(&keys, table_size),
+                LbPolicy::RingHash {
+                    min_ring_size,
+                    max_ring_size,
+                } => HashTable::ring(&keys, min_ring_size, max_ring_size),
+                _ => HashTable::Ring(Vec::new()),
+            }
+        });
+        let all_usable = hosts.len() == members.len();
+        let hash = hash.unwrap_or_else(|| rand::rng().random());
+        table
+            .lookup(hash, |i| all_usable || members[i].available())
+            .map(|i| members[i].clone())
     }
 
     /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
