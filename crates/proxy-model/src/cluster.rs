@@ -222,7 +222,9 @@ impl Cluster {
         if let Some(common) = &p.common_lb_config
             && let Some(c) = &common.consistent_hashing_lb_config
         {
-            let cat = at.key("common_lb_config").key("consistent_hashing_lb_config");
+            let cat = at
+                .key("common_lb_config")
+                .key("consistent_hashing_lb_config");
             if c.use_hostname_for_hashing {
                 errors.push(
                     cat.key("use_hostname_for_hashing")
@@ -864,11 +866,17 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
         let e = refusal(
             "{name: r, lb_policy: RING_HASH, ring_hash_lb_config: {minimum_ring_size: 4096, maximum_ring_size: 64}}",
         );
-        assert!(e.contains("minimum_ring_size (4096) > maximum_ring_size (64)"), "{e}");
+        assert!(
+            e.contains("minimum_ring_size (4096) > maximum_ring_size (64)"),
+            "{e}"
+        );
         let e = refusal(
             "{name: r, lb_policy: RING_HASH, ring_hash_lb_config: {hash_function: MURMUR_HASH_2}}",
         );
-        assert!(e.contains("cluster.ring_hash_lb_config.hash_function"), "{e}");
+        assert!(
+            e.contains("cluster.ring_hash_lb_config.hash_function"),
+            "{e}"
+        );
         let e = refusal(
             "{name: r, lb_policy: RING_HASH, common_lb_config: {consistent_hashing_lb_config: {hash_balance_factor: 150}}}",
         );

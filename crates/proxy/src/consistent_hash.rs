@@ -41,7 +41,8 @@ impl HashTable {
             .map(|h| f64::from(h.weight.max(1)) / total)
             .collect();
         let min_share = shares.iter().copied().fold(1.0, f64::min);
-        let scale = ((min_share * min_ring_size as f64).ceil() / min_share).min(max_ring_size as f64);
+        let scale =
+            ((min_share * min_ring_size as f64).ceil() / min_share).min(max_ring_size as f64);
         let mut ring = Vec::with_capacity(scale.ceil() as usize + hosts.len());
         // Running totals, so rounding never gives or takes more than one node overall.
         let (mut placed, mut target) = (0.0f64, 0.0f64);
@@ -126,7 +127,10 @@ impl HashTable {
             }
             HashTable::Maglev(table) => {
                 let len = table.len();
-                (usize::try_from(hash % (len.max(1) as u64)).unwrap_or(0), len)
+                (
+                    usize::try_from(hash % (len.max(1) as u64)).unwrap_or(0),
+                    len,
+                )
             }
         };
         (0..len)
@@ -226,7 +230,9 @@ mod tests {
         let a = addresses(5);
         for (name, build) in builders() {
             let table = build(&keys(&a, &[1; 5]));
-            let at = |usable: &dyn Fn(usize) -> bool, hash| a[table.lookup(hash, usable).unwrap()].clone();
+            let at = |usable: &dyn Fn(usize) -> bool, hash| {
+                a[table.lookup(hash, usable).unwrap()].clone()
+            };
             let (share, others) = moved(|h| at(&|_| true, h), |h| at(&|i| i != 2, h), &a[2]);
             // The host had about 1/5 of the keys; those moved, and none of the others.
             assert!((share - 0.2).abs() < 0.04, "{name}: the host had {share}");

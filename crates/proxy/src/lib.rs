@@ -8,8 +8,8 @@
 //! never tears one in half. See `dynamic.rs` for how ADS updates become runtimes.
 
 pub mod access_log;
-pub mod consistent_hash;
 mod admin;
+pub mod consistent_hash;
 mod dynamic;
 pub mod http;
 pub mod original_dst;

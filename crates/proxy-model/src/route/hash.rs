@@ -79,10 +79,11 @@ impl HashPolicy {
         let source = match &p.policy_specifier {
             Some(PolicySpecifier::Header(h)) => {
                 let hat = at.key("header");
-                let name = http::HeaderName::from_bytes(h.header_name.as_bytes()).map_err(|_| {
-                    hat.key("header_name")
-                        .error(format!("{:?} is not a valid header name", h.header_name))
-                })?;
+                let name =
+                    http::HeaderName::from_bytes(h.header_name.as_bytes()).map_err(|_| {
+                        hat.key("header_name")
+                            .error(format!("{:?} is not a valid header name", h.header_name))
+                    })?;
                 let rewrite = h
                     .regex_rewrite
                     .as_ref()
@@ -140,7 +141,11 @@ impl HashPolicy {
                     .key("filter_state")
                     .unsupported("hashing on filter state"));
             }
-            None => return Err(at.error("a hash policy needs header, cookie, connection_properties or query_parameter")),
+            None => {
+                return Err(at.error(
+                    "a hash policy needs header, cookie, connection_properties or query_parameter",
+                ));
+            }
         };
         Ok(HashPolicy {
             source,
@@ -194,9 +199,7 @@ impl HashPolicy {
                 set_cookies.push(set_cookie_value(name, &value, path, ttl, attributes));
                 Some(xx_hash64(value.as_bytes()))
             }
-            HashSource::SourceIp => input
-                .peer
-                .map(|a| xx_hash64(a.ip().to_string().as_bytes())),
+            HashSource::SourceIp => input.peer.map(|a| xx_hash64(a.ip().to_string().as_bytes())),
             HashSource::QueryParameter(name) => {
                 query_value(input.path, name).map(|v| xx_hash64(v.as_bytes()))
             }
@@ -335,7 +338,10 @@ mod tests {
         );
         let h = headers(&[("x-a", "1"), ("x-b", "2")]);
         let (a, b) = (xx_hash64(b"1"), xx_hash64(b"2"));
-        assert_eq!(compute(&both, &input(&h, "/")).hash, Some(a.rotate_left(1) ^ b));
+        assert_eq!(
+            compute(&both, &input(&h, "/")).hash,
+            Some(a.rotate_left(1) ^ b)
+        );
         // Equal policies do not cancel out.
         let same = policies(
             "{cluster: c, hash_policy: [{header: {header_name: x-a}}, {header: {header_name: x-a}}]}",
@@ -360,7 +366,8 @@ mod tests {
         assert_eq!(out.set_cookies.len(), 1);
         let set = &out.set_cookies[0];
         assert!(
-            set.starts_with("sticky=\"") && set.ends_with("\"; Max-Age=3600; Path=/; SameSite=Lax; HttpOnly"),
+            set.starts_with("sticky=\"")
+                && set.ends_with("\"; Max-Age=3600; Path=/; SameSite=Lax; HttpOnly"),
             "{set}"
         );
         // Sending it back gives the same hash and no new cookie.
@@ -378,7 +385,10 @@ mod tests {
     fn source_ip_and_query_parameter() {
         let p = policies("{cluster: c, hash_policy: [{connection_properties: {source_ip: true}}]}");
         let h = headers(&[]);
-        assert_eq!(compute(&p, &input(&h, "/")).hash, Some(xx_hash64(b"10.0.0.7")));
+        assert_eq!(
+            compute(&p, &input(&h, "/")).hash,
+            Some(xx_hash64(b"10.0.0.7"))
+        );
         let q = policies("{cluster: c, hash_policy: [{query_parameter: {name: user}}]}");
         assert_eq!(
             compute(&q, &input(&h, "/p?x=1&user=bob&user=eve")).hash,
@@ -399,6 +409,9 @@ mod tests {
         let e = HashPolicy::from_proto(&action.hash_policy[0], &at.index(0)).unwrap_err();
         assert!(e.to_string().contains("hash_policy[0].filter_state"), "{e}");
         let e = HashPolicy::from_proto(&action.hash_policy[1], &at.index(1)).unwrap_err();
-        assert!(e.to_string().contains("hash_policy[1].header.header_name"), "{e}");
+        assert!(
+            e.to_string().contains("hash_policy[1].header.header_name"),
+            "{e}"
+        );
     }
 }
