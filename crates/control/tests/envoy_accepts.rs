@@ -52,7 +52,33 @@ spec:
     outlierDetection: {consecutive5xxErrors: 3, consecutiveGatewayErrors: 2, interval: 5s, baseEjectionTime: 15s, maxEjectionPercent: 50}
   subsets:
   - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
-  - {name: v2, labels: {version: v2}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: productpage}
+spec:
+  host: productpage
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpCookie: {name: session, path: /, ttl: 0s, attributes: [{name: SameSite, value: Strict}]}}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 1009}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: grpc-api}
+spec:
+  host: grpc-api
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 256}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: external}
+spec:
+  host: api.example.com
+  trafficPolicy: {loadBalancer: {consistentHash: {httpQueryParameterName: user, minimumRingSize: 2048}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

@@ -684,6 +684,7 @@ impl Forward {
             .iter()
             .enumerate()
             .map(|(i, h)| hash::HashPolicy::from_proto(h, &at.key("hash_policy").index(i)))
+            .filter_map(Result::transpose)
             .collect::<Result<_, _>>()?;
         Ok(Forward {
             target,

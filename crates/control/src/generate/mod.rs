@@ -8,6 +8,7 @@
 //! are built per proxy. [`generate`] builds everything for one proxy, unshared (tests, debugging).
 
 pub mod cluster;
+pub mod hash;
 pub mod listener;
 pub mod route;
 

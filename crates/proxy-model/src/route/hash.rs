@@ -75,7 +75,9 @@ pub struct HashOutcome {
 }
 
 impl HashPolicy {
-    pub fn from_proto(p: &action::HashPolicy, at: &At) -> Result<HashPolicy, ModelError> {
+    /// The policy, or `None` for one that can never yield a hash (`connection_properties` without
+    /// `source_ip`), which Envoy leaves out too.
+    pub fn from_proto(p: &action::HashPolicy, at: &At) -> Result<Option<HashPolicy>, ModelError> {
         let source = match &p.policy_specifier {
             Some(PolicySpecifier::Header(h)) => {
                 let hat = at.key("header");
@@ -119,11 +121,7 @@ impl HashPolicy {
             }
             Some(PolicySpecifier::ConnectionProperties(c)) => {
                 if !c.source_ip {
-                    // Envoy takes it and never yields a hash from it.
-                    return Err(at
-                        .key("connection_properties")
-                        .key("source_ip")
-                        .error("connection_properties hashes nothing unless source_ip is true"));
+                    return Ok(None);
                 }
                 HashSource::SourceIp
             }
@@ -147,10 +145,10 @@ impl HashPolicy {
                 ));
             }
         };
-        Ok(HashPolicy {
+        Ok(Some(HashPolicy {
             source,
             terminal: p.terminal,
-        })
+        }))
     }
 
     /// This policy's hash of the request, or `None` when it has nothing to hash; a generated cookie
@@ -290,7 +288,7 @@ mod tests {
         action
             .hash_policy
             .iter()
-            .map(|p| HashPolicy::from_proto(p, &At::root("hash_policy")).unwrap())
+            .filter_map(|p| HashPolicy::from_proto(p, &At::root("hash_policy")).unwrap())
             .collect()
     }
 
@@ -396,6 +394,8 @@ mod tests {
         );
         assert_eq!(compute(&q, &input(&h, "/p?users=bob")).hash, None);
         assert_eq!(compute(&q, &input(&h, "/p")).hash, None);
+        // source_ip: false hashes nothing, and is left out (as Envoy does).
+        assert!(policies("{cluster: c, hash_policy: [{connection_properties: {}}]}").is_empty());
     }
 
     #[test]
