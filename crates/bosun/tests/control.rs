@@ -842,3 +842,69 @@ spec:
         );
     }
 }
+
+/// Consistent hashing (`examples/bookinfo-scenarios/sticky-reviews.yaml`): a DestinationRule hashing
+/// on `x-user` makes each user stick to one reviews instance, and users spread over all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_sticks_each_user_to_one_instance() {
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/bookinfo-scenarios/sticky-reviews.yaml"
+    ))
+    .expect("the example scenario");
+    for dataplane in dataplanes("consistent_hash_sticks_each_user_to_one_instance") {
+        let ip = subnet(21, dataplane);
+        let _v1 = upstream("reviews-v1", &ip(2));
+        let _v2 = upstream("reviews-v2", &ip(3));
+        let _v3 = upstream("reviews-v3", &ip(4));
+        let mesh = format!(
+            "{}- {{name: reviews-v3, service: reviews, labels: {{app: reviews, version: v3}}, address: {}, sidecar: false}}\n",
+            reviews_mesh(&ip, false),
+            ip(4)
+        );
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("sticky.yaml", &scenario)]);
+        let _productpage = Sidecar::start(
+            dataplane,
+            &plane,
+            "productpage-v1",
+            &ip(1),
+            "app=productpage",
+        );
+        let client = outbound(&ip(1));
+        let mut instance_of_user = BTreeMap::new();
+        for user in 0..30 {
+            let user = format!("user-{user}");
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                let r = client
+                    .send(via("reviews:9080", "/reviews/0").header("x-user", &user))
+                    .await
+                    .expect("request");
+                assert_eq!(r.status(), 200, "{dataplane:?}");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+            }
+            assert!(
+                seen.iter().all(|s| *s == seen[0]),
+                "{dataplane:?}: {user} went to {seen:?}"
+            );
+            instance_of_user.insert(user, seen[0].clone());
+        }
+        let users_per_instance =
+            instance_of_user
+                .values()
+                .fold(BTreeMap::<&str, usize>::new(), |mut m, s| {
+                    *m.entry(s).or_default() += 1;
+                    m
+                });
+        eprintln!("{dataplane:?} users per instance: {users_per_instance:?}");
+        assert_eq!(
+            users_per_instance.len(),
+            3,
+            "{dataplane:?}: {users_per_instance:?}"
+        );
+        assert!(
+            users_per_instance.values().all(|n| *n >= 3),
+            "{dataplane:?}: 30 users spread as {users_per_instance:?}"
+        );
+    }
+}
