@@ -839,3 +839,83 @@ pub async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
             )
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use proxy_model::error::At;
+    use proxy_model::route::hash::xx_hash64;
+    use xds_api::bootstrap::message_from_yaml;
+
+    use super::*;
+
+    /// A cluster of `10.0.0.1..=4:80` with `lb_policy`; `health` marks hosts, ejection after one 5xx.
+    fn runtime(lb_policy: &str, health: [&str; 4]) -> ClusterRuntime {
+        let endpoints: Vec<String> = health
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                format!(
+                    "{{endpoint: {{address: {{socket_address: {{address: 10.0.0.{}, port_value: 80}}}}}}, health_status: {h}}}",
+                    i + 1
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "{{name: c, lb_policy: {lb_policy}, outlier_detection: {{consecutive_5xx: 1, max_ejection_percent: 50}}, load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{}]}}]}}}}",
+            endpoints.join(", ")
+        );
+        let proto = message_from_yaml(&yaml, None).expect("valid cluster");
+        let cluster = Cluster::from_proto(&proto, &At::root("c")).expect("converts");
+        ClusterRuntime::new(Arc::new(cluster), &Registry::default())
+    }
+
+    /// The host each of 400 keys goes to.
+    fn picks(rt: &ClusterRuntime) -> Vec<String> {
+        (0..400)
+            .map(|k| {
+                let hash = xx_hash64(format!("key-{k}").as_bytes());
+                rt.pick(&[], Some(hash)).expect("a host").address.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_ejected_host_loses_only_its_own_keys() {
+        for policy in ["RING_HASH", "MAGLEV"] {
+            let rt = runtime(policy, ["HEALTHY"; 4]);
+            let before = picks(&rt);
+            assert_eq!(
+                picks(&rt),
+                before,
+                "{policy}: the same keys, the same hosts"
+            );
+            let ejected = rt.priorities[0][0].clone();
+            rt.record_outcome(&ejected, Outcome::Status(500));
+            assert!(ejected.is_ejected());
+            let after = picks(&rt);
+            let mut moved_to = std::collections::BTreeSet::new();
+            for (b, a) in before.iter().zip(&after) {
+                if *b == ejected.address {
+                    assert_ne!(a, b, "{policy}: an ejected host is skipped");
+                    moved_to.insert(a.clone());
+                } else {
+                    assert_eq!(a, b, "{policy}: a key of another host moved");
+                }
+            }
+            // Its keys spread over the others rather than all landing on one neighbour.
+            assert!(moved_to.len() >= 2, "{policy}: {moved_to:?}");
+        }
+    }
+
+    #[test]
+    fn unhealthy_hosts_are_skipped_and_no_key_picks_at_random() {
+        let rt = runtime("RING_HASH", ["HEALTHY", "UNHEALTHY", "HEALTHY", "HEALTHY"]);
+        let chosen = picks(&rt);
+        assert!(!chosen.contains(&"10.0.0.2:80".to_owned()));
+        let random: std::collections::BTreeSet<String> = (0..100)
+            .map(|_| rt.pick(&[], None).expect("a host").address.clone())
+            .collect();
+        assert_eq!(random.len(), 3, "{random:?}");
+    }
+}
