@@ -478,7 +478,10 @@ fn maglev_config(p: &cluster::Cluster, at: &At) -> Result<LbPolicy, ModelError> 
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// `original_dst_lb_config` and `cleanup_interval` of an ORIGINAL_DST cluster.

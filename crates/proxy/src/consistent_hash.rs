@@ -179,7 +179,10 @@ mod tests {
         counts
     }
 
-    fn builders() -> [(&'static str, fn(&[HostKey<'_>]) -> HashTable); 2] {
+    /// Builds a table over hosts.
+    type Build = fn(&[HostKey<'_>]) -> HashTable;
+
+    fn builders() -> [(&'static str, Build); 2] {
         [
             ("ring", |h| HashTable::ring(h, 1024, 8 * 1024 * 1024)),
             ("maglev", |h| HashTable::maglev(h, 65537)),
