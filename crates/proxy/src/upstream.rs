@@ -159,7 +159,8 @@ pub struct ClusterRuntime {
     pub pending: AtomicU32,
     /// ORIGINAL_DST: the hosts made for the destinations seen lately.
     original_dst: Option<OriginalDstHosts>,
-    /// RING_HASH and MAGLEV: each priority's table, built on first use.
+    /// RING_HASH and MAGLEV: each priority's table (same order as `priorities`, whose hosts keep
+    /// their positions when [`crate`] carries host state over an EDS update).
     hash_tables: Vec<std::sync::OnceLock<HashTable>>,
 }
 
@@ -256,8 +257,19 @@ impl ClusterRuntime {
                 last_sweep: Instant::now(),
             }),
         });
-        let hash_tables = (0..priorities.len())
-            .map(|_| std::sync::OnceLock::new())
+        // Built with the config, not on a request (a ring may have millions of entries).
+        let hash_tables = priorities
+            .iter()
+            .map(|members| {
+                let table = std::sync::OnceLock::new();
+                if matches!(
+                    config.lb_policy,
+                    LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }
+                ) {
+                    let _ = table.set(hash_table(config.lb_policy, members));
+                }
+                table
+            })
             .collect();
         ClusterRuntime {
             config,
@@ -401,23 +413,10 @@ impl ClusterRuntime {
             .iter()
             .position(|p| p.iter().any(|h| Arc::ptr_eq(h, first)))?;
         let members = &self.priorities[priority];
-        let table = self.hash_tables.get(priority)?.get_or_init(|| {
-            let keys: Vec<HostKey<'_>> = members
-                .iter()
-                .map(|h| HostKey {
-                    address: &h.address,
-                    weight: h.weight,
-                })
-                .collect();
-            match self.config.lb_policy {
-                LbPolicy::Maglev { table_size } => HashTable::maglev(&keys, table_size),
-                LbPolicy::RingHash {
-                    min_ring_size,
-                    max_ring_size,
-                } => HashTable::ring(&keys, min_ring_size, max_ring_size),
-                _ => HashTable::Ring(Vec::new()),
-            }
-        });
+        let table = self
+            .hash_tables
+            .get(priority)?
+            .get_or_init(|| hash_table(self.config.lb_policy, members));
         let all_usable = hosts.len() == members.len();
         let hash = hash.unwrap_or_else(|| rand::rng().random());
         table
@@ -606,6 +605,25 @@ impl ClusterRuntime {
             400..=499 => self.stats.upstream_rq_4xx.inc(),
             _ => self.stats.upstream_rq_5xx.inc(),
         }
+    }
+}
+
+/// The RING_HASH or MAGLEV table over a priority's hosts (empty for other policies).
+fn hash_table(policy: LbPolicy, members: &[Arc<Host>]) -> HashTable {
+    let keys: Vec<HostKey<'_>> = members
+        .iter()
+        .map(|h| HostKey {
+            address: &h.address,
+            weight: h.weight,
+        })
+        .collect();
+    match policy {
+        LbPolicy::Maglev { table_size } => HashTable::maglev(&keys, table_size),
+        LbPolicy::RingHash {
+            min_ring_size,
+            max_ring_size,
+        } => HashTable::ring(&keys, min_ring_size, max_ring_size),
+        _ => HashTable::Ring(Vec::new()),
     }
 }
 
