@@ -417,7 +417,8 @@ impl ClusterRuntime {
             .hash_tables
             .get(priority)?
             .get_or_init(|| hash_table(self.config.lb_policy, members));
-        let all_usable = hosts.len() == members.len();
+        // Panic (the priority's hosts all in use) or total panic (no host available anywhere).
+        let all_usable = hosts.len() >= members.len() || !members.iter().any(|h| h.available());
         let hash = hash.unwrap_or_else(|| rand::rng().random());
         table
             .lookup(hash, |i| all_usable || members[i].available())
@@ -935,5 +936,9 @@ mod tests {
             .map(|_| rt.pick(&[], None).expect("a host").address.clone())
             .collect();
         assert_eq!(random.len(), 3, "{random:?}");
+        // Every host unhealthy: panic, as Envoy, every host serves its own keys again.
+        let rt = runtime("MAGLEV", ["UNHEALTHY"; 4]);
+        let all: std::collections::BTreeSet<String> = picks(&rt).into_iter().collect();
+        assert_eq!(all.len(), 4, "{all:?}");
     }
 }
