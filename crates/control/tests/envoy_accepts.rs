@@ -32,7 +32,7 @@ const MESH: &str = "services:
 workloads:
 - {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
 - {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
-- {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2}, address: 10.0.0.3}
+- {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.3}
 - {name: grpc-1, service: grpc-api, labels: {app: grpc-api}, address: 10.0.0.4}
 - {name: mongo-1, service: mongo, labels: {app: mongo}, address: 10.0.0.5}
 - {name: gateway, namespace: istio-system, labels: {istio: ingressgateway}, address: 10.0.9.1}

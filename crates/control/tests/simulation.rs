@@ -815,3 +815,89 @@ spec:
         "no DestinationRule"
     );
 }
+
+#[test]
+fn locality_failover_orders_endpoints_by_nearness_to_the_proxy() {
+    let mesh = "services:
+- name: echo
+  ports: [{number: 9080, name: http}]
+workloads:
+- name: client
+  labels: {app: client, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}
+  address: 10.0.0.1
+- {name: same-zone, service: echo, labels: {app: echo, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}, address: 10.0.0.2, sidecar: false}
+- {name: same-region, service: echo, labels: {app: echo, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}, address: 10.0.0.3, sidecar: false}
+- {name: far, service: echo, labels: {app: echo, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.4, sidecar: false}
+- {name: farther, service: echo, labels: {app: echo, topology.kubernetes.io/region: r3}, address: 10.0.0.5, sidecar: false}
+";
+    let dr = |extra: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {{consecutive5xxErrors: 1}}
+{extra}"
+        )
+    };
+    // Priority of each instance's address in the client's EDS for echo.
+    let priorities = |config: &str| {
+        let index = Index::build(
+            &load_registry_str(mesh).expect("mesh file"),
+            &parse_resources("test.yaml", config).expect("valid config"),
+            MeshSettings {
+                outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+            },
+        );
+        let client = proxy(
+            "sidecar~10.0.0.1~client.default~default.svc.cluster.local",
+            &[
+                ("app", "client"),
+                ("topology.kubernetes.io/region", "r1"),
+                ("topology.kubernetes.io/zone", "z1"),
+            ],
+        );
+        let r = resources(&index, &client);
+        let la = r
+            .endpoints_of("outbound|9080||echo.default.svc.cluster.local")
+            .expect("EDS");
+        let mut out = BTreeMap::new();
+        for group in &la.endpoints {
+            for e in &group.lb_endpoints {
+                let addr = format!("{e:?}");
+                let ip = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]
+                    .into_iter()
+                    .find(|ip| addr.contains(ip))
+                    .expect("an instance");
+                out.insert(ip, group.priority);
+            }
+        }
+        out
+    };
+    let expect = |p: [u32; 4]| {
+        BTreeMap::from([
+            ("10.0.0.2", p[0]),
+            ("10.0.0.3", p[1]),
+            ("10.0.0.4", p[2]),
+            ("10.0.0.5", p[3]),
+        ])
+    };
+    // Same zone, then same region, then elsewhere (istiod's 0, 2, 3 renumbered without gaps).
+    assert_eq!(priorities(&dr("")), expect([0, 1, 2, 2]));
+    // A failover rule: from r1 to r3 only; r2 comes after it.
+    let rule = "    loadBalancer: {localityLbSetting: {failover: [{from: r1, to: r3}]}}\n";
+    assert_eq!(priorities(&dr(rule)), expect([0, 1, 3, 2]));
+    // Turned off, or without outlier detection (Envoy would never fail over): one priority.
+    let off = "    loadBalancer: {localityLbSetting: {enabled: false}}\n";
+    assert_eq!(priorities(&dr(off)), expect([0; 4]));
+    let no_outlier = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+";
+    assert_eq!(priorities(no_outlier), expect([0; 4]));
+}

@@ -37,6 +37,7 @@ use xds_api::pb::envoy::extensions::upstreams::http::v3::{
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use xds_api::pb::google::protobuf::{UInt32Value, UInt64Value};
 
+use crate::generate::locality::{self, Locality};
 use crate::generate::route::{duration, istio_duration, outbound_cluster};
 use crate::model::{INBOUND_PORT, Instance, Resolution, Service, ServicePort, labels_match};
 
@@ -141,6 +142,7 @@ pub fn outbound(
     subset: Option<(&str, &std::collections::BTreeMap<String, String>)>,
     policy: &TrafficPolicy,
     addressing: InboundAddressing,
+    proxy_locality: &Locality,
 ) -> BuiltCluster {
     let name = outbound_cluster(
         port.number,
@@ -174,9 +176,15 @@ pub fn outbound(
                 eds_config: Some(ads_config_source()),
                 service_name: name.clone(),
             });
-            endpoints = Some(load_assignment(
+            // Grouped by locality, with failover priorities for this proxy (`locality.rs`).
+            endpoints = Some(locality::load_assignment(
                 &name,
-                selected.into_iter().map(endpoint_of).collect(),
+                selected
+                    .into_iter()
+                    .map(|i| (Locality::of(&i.labels), endpoint_of(i)))
+                    .collect(),
+                policy,
+                proxy_locality,
             ));
         }
         Resolution::Dns | Resolution::Passthrough => {
