@@ -908,3 +908,78 @@ async fn consistent_hash_sticks_each_user_to_one_instance() {
         );
     }
 }
+
+/// Locality failover: with outlier detection, a client in r1/z1 uses the instance in its zone; once
+/// that one is ejected, the one in its region (another zone), never the one in another region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locality_failover_prefers_the_nearest_instances() {
+    for dataplane in dataplanes("locality_failover_prefers_the_nearest_instances") {
+        let ip = subnet(22, dataplane);
+        let near = upstream("same-zone", &ip(2));
+        let _b = upstream("same-region", &ip(3));
+        let _c = upstream("other-region", &ip(4));
+        let at = |region: &str, zone: &str| {
+            format!("topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}")
+        };
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client, {client}}}, address: {cl}}}
+- {{name: same-zone, service: echo, labels: {{app: echo, {a_at}}}, address: {a}, sidecar: false}}
+- {{name: same-region, service: echo, labels: {{app: echo, {b_at}}}, address: {b}, sidecar: false}}
+- {{name: other-region, service: echo, labels: {{app: echo, {c_at}}}, address: {c}, sidecar: false}}
+",
+            client = at("r1", "z1"),
+            a_at = at("r1", "z1"),
+            b_at = at("r1", "z2"),
+            c_at = at("r2", "z1"),
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4),
+        );
+        let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+        let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), labels);
+        let client = outbound(&ip(1));
+        let served_by = |n: usize| {
+            let client = client.clone();
+            async move {
+                let mut seen = Vec::new();
+                for _ in 0..n {
+                    let r = client.send(via("echo:9080", "/")).await.expect("request");
+                    seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+                }
+                seen
+            }
+        };
+        let seen = served_by(20).await;
+        assert!(
+            seen.iter().all(|s| s == "same-zone"),
+            "{dataplane:?}: the zone's own instance first: {seen:?}"
+        );
+        // The near instance fails; one 500 ejects it, and the region's other zone takes over.
+        near.set_behaviour(UpstreamBehaviour {
+            status: 500,
+            ..UpstreamBehaviour::default()
+        });
+        let seen = served_by(25).await;
+        let failed_over: Vec<&String> = seen.iter().skip_while(|s| *s == "same-zone").collect();
+        assert!(
+            seen.iter().take_while(|s| *s == "same-zone").count() <= 2
+                && failed_over.len() >= 23
+                && failed_over.iter().all(|s| *s == "same-region"),
+            "{dataplane:?}: failover to the same region expected: {seen:?}"
+        );
+    }
+}
