@@ -846,6 +846,18 @@ async fn consistent_hashing_matches_envoy() {
         })
         .await;
         assert_eq!(by_header, maglev, "{}: terminal header policy", p.name);
+
+        // The TCP proxy's source-IP policy: every connection from this client to one upstream.
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let resp = Client::h1(p.listener2).send(Req::get("/")).await.unwrap();
+            seen.push(resp.header("x-upstream").unwrap_or_default().to_owned());
+        }
+        assert!(
+            !seen[0].is_empty() && seen.iter().all(|s| *s == seen[0]),
+            "{}: tcp_proxy by source IP: {seen:?}",
+            p.name
+        );
     }
 }
 

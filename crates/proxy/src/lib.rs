@@ -556,12 +556,17 @@ async fn accept_loop(
                     );
                 }
                 NetworkFilter::Tcp(t) => {
+                    // A consistent-hash cluster keys on the client's IP when the proxy says so.
+                    let hash = t.hash_source_ip.then(|| {
+                        proxy_model::route::hash::xx_hash64(peer.ip().to_string().as_bytes())
+                    });
                     tcp::proxy(
                         conn.io,
                         runtime.clone(),
                         &t.clusters,
                         t.idle_timeout,
                         destination.original(),
+                        hash,
                     )
                     .await;
                 }
