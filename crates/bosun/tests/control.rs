@@ -952,16 +952,13 @@ spec:
         let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
         let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), labels);
         let client = outbound(&ip(1));
-        let served_by = |n: usize| {
-            let client = client.clone();
-            async move {
-                let mut seen = Vec::new();
-                for _ in 0..n {
-                    let r = client.send(via("echo:9080", "/")).await.expect("request");
-                    seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
-                }
-                seen
+        let served_by = |n: usize| async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let r = client.send(via("echo:9080", "/")).await.expect("request");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
             }
+            seen
         };
         let seen = served_by(20).await;
         assert!(
