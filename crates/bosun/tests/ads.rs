@@ -349,11 +349,12 @@ fn route_config(route: Route) -> RouteConfiguration {
     .unwrap()
 }
 
-/// A cluster proxy-model refuses (Envoy accepts it).
-fn maglev_cluster(upstream: &Upstream) -> Cluster {
+/// A cluster proxy-model refuses (Envoy accepts it): a ring hashed with MurmurHash2.
+fn refused_cluster(upstream: &Upstream) -> Cluster {
     message_from_yaml(
         &format!(
-            "name: bad\ntype: STATIC\nconnect_timeout: 1s\nlb_policy: MAGLEV\n\
+            "name: bad\ntype: STATIC\nconnect_timeout: 1s\nlb_policy: RING_HASH\n\
+             ring_hash_lb_config: {{hash_function: MURMUR_HASH_2}}\n\
              load_assignment:\n  cluster_name: bad\n  endpoints:\n  - lb_endpoints:\n    - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
             upstream.port()
         ),
@@ -371,7 +372,7 @@ impl World {
     fn resources(&self, listener_port: u16, route: Route, bad: bool) -> Resources {
         let mut clusters = vec![eds_cluster("svc-a"), eds_cluster("svc-b")];
         if bad {
-            clusters.push(maglev_cluster(&self.a));
+            clusters.push(refused_cluster(&self.a));
         }
         let mut r = Resources::new();
         r.insert(
@@ -579,13 +580,13 @@ async fn ads_scenario(api_type: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "no NACK for the MAGLEV cluster\n{}",
+            "no NACK for the refused cluster\n{}",
             proxy.stderr()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(
-        nack.contains("bad: lb_policy") && nack.contains("MAGLEV"),
+        nack.contains("bad: ring_hash_lb_config.hash_function"),
         "{nack}"
     );
     assert!(upstream_is(&get(listener_addr).await, "b"));

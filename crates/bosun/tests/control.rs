@@ -1077,3 +1077,141 @@ spec:
         );
     }
 }
+
+/// Consistent hashing (`examples/bookinfo-scenarios/sticky-reviews.yaml`): a DestinationRule hashing
+/// on `x-user` makes each user stick to one reviews instance, and users spread over all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_sticks_each_user_to_one_instance() {
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/bookinfo-scenarios/sticky-reviews.yaml"
+    ))
+    .expect("the example scenario");
+    for dataplane in dataplanes("consistent_hash_sticks_each_user_to_one_instance") {
+        let ip = subnet(21, dataplane);
+        let _v1 = upstream("reviews-v1", &ip(2));
+        let _v2 = upstream("reviews-v2", &ip(3));
+        let _v3 = upstream("reviews-v3", &ip(4));
+        let mesh = format!(
+            "{}- {{name: reviews-v3, service: reviews, labels: {{app: reviews, version: v3}}, address: {}, sidecar: false}}\n",
+            reviews_mesh(&ip, false),
+            ip(4)
+        );
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("sticky.yaml", &scenario)]);
+        let _productpage = Sidecar::start(
+            dataplane,
+            &plane,
+            "productpage-v1",
+            &ip(1),
+            "app=productpage",
+        );
+        let client = outbound(&ip(1));
+        let mut instance_of_user = BTreeMap::new();
+        for user in 0..30 {
+            let user = format!("user-{user}");
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                let r = client
+                    .send(via("reviews:9080", "/reviews/0").header("x-user", &user))
+                    .await
+                    .expect("request");
+                assert_eq!(r.status(), 200, "{dataplane:?}");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+            }
+            assert!(
+                seen.iter().all(|s| *s == seen[0]),
+                "{dataplane:?}: {user} went to {seen:?}"
+            );
+            instance_of_user.insert(user, seen[0].clone());
+        }
+        let users_per_instance =
+            instance_of_user
+                .values()
+                .fold(BTreeMap::<&str, usize>::new(), |mut m, s| {
+                    *m.entry(s).or_default() += 1;
+                    m
+                });
+        eprintln!("{dataplane:?} users per instance: {users_per_instance:?}");
+        assert_eq!(
+            users_per_instance.len(),
+            3,
+            "{dataplane:?}: {users_per_instance:?}"
+        );
+        assert!(
+            users_per_instance.values().all(|n| *n >= 3),
+            "{dataplane:?}: 30 users spread as {users_per_instance:?}"
+        );
+    }
+}
+
+/// Locality failover: with outlier detection, a client in r1/z1 uses the instance in its zone; once
+/// that one is ejected, the one in its region (another zone), never the one in another region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locality_failover_prefers_the_nearest_instances() {
+    for dataplane in dataplanes("locality_failover_prefers_the_nearest_instances") {
+        let ip = subnet(22, dataplane);
+        let near = upstream("same-zone", &ip(2));
+        let _b = upstream("same-region", &ip(3));
+        let _c = upstream("other-region", &ip(4));
+        let at = |region: &str, zone: &str| {
+            format!("topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}")
+        };
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client, {client}}}, address: {cl}}}
+- {{name: same-zone, service: echo, labels: {{app: echo, {a_at}}}, address: {a}, sidecar: false}}
+- {{name: same-region, service: echo, labels: {{app: echo, {b_at}}}, address: {b}, sidecar: false}}
+- {{name: other-region, service: echo, labels: {{app: echo, {c_at}}}, address: {c}, sidecar: false}}
+",
+            client = at("r1", "z1"),
+            a_at = at("r1", "z1"),
+            b_at = at("r1", "z2"),
+            c_at = at("r2", "z1"),
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4),
+        );
+        let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+        let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), labels);
+        let client = outbound(&ip(1));
+        let served_by = |n: usize| async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let r = client.send(via("echo:9080", "/")).await.expect("request");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+            }
+            seen
+        };
+        let seen = served_by(20).await;
+        assert!(
+            seen.iter().all(|s| s == "same-zone"),
+            "{dataplane:?}: the zone's own instance first: {seen:?}"
+        );
+        // The near instance fails; one 500 ejects it, and the region's other zone takes over.
+        near.set_behaviour(UpstreamBehaviour {
+            status: 500,
+            ..UpstreamBehaviour::default()
+        });
+        let seen = served_by(25).await;
+        let failed_over: Vec<&String> = seen.iter().skip_while(|s| *s == "same-zone").collect();
+        assert!(
+            seen.iter().take_while(|s| *s == "same-zone").count() <= 2
+                && failed_over.len() >= 23
+                && failed_over.iter().all(|s| *s == "same-region"),
+            "{dataplane:?}: failover to the same region expected: {seen:?}"
+        );
+    }
+}

@@ -667,6 +667,200 @@ async fn matching_matches_envoy() {
 
 // === Load balancing ===
 
+// === Consistent hashing ===
+
+/// Which upstream answered each request; every request must have been answered.
+async fn upstreams_of(p: &Running, requests: Vec<Req>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for req in requests {
+        let resp = Client::h1(p.listener).send(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{}", p.name);
+        seen.push(resp.header("x-upstream").unwrap().to_owned());
+    }
+    seen
+}
+
+/// How many of `upstreams` each of a, b, c is.
+fn tally(upstreams: &[String]) -> [usize; 3] {
+    ["a", "b", "c"].map(|u| upstreams.iter().filter(|s| *s == u).count())
+}
+
+/// Sends each of `keys` (made into a request by `req`) `repeat` times; asserts each key always
+/// reached the same upstream; returns the upstream of each key.
+async fn sticky(
+    p: &Running,
+    what: &str,
+    keys: &[String],
+    repeat: usize,
+    req: impl Fn(&str) -> Req,
+) -> Vec<String> {
+    let mut chosen = Vec::new();
+    for key in keys {
+        let seen = upstreams_of(p, (0..repeat).map(|_| req(key)).collect()).await;
+        assert!(
+            seen.iter().all(|s| *s == seen[0]),
+            "{}: {what} {key:?} went to {seen:?}",
+            p.name
+        );
+        chosen.push(seen[0].clone());
+    }
+    chosen
+}
+
+#[tokio::test]
+async fn consistent_hashing_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let c = Upstream::start("c").unwrap();
+    let Some(both) = start_both(
+        "hash.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
+        &[],
+    ) else {
+        return;
+    };
+    let users: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
+    // The generated cookie: same format from both, its value a hash of the connection.
+    let mut set_cookies = Vec::new();
+    for p in &both {
+        let resp = Client::h1(p.listener)
+            .send(Req::get("/cookie"))
+            .await
+            .unwrap();
+        let set = resp.header("set-cookie").unwrap_or_default().to_owned();
+        let value = set
+            .strip_prefix("sticky=\"")
+            .and_then(|v| v.split_once('"'))
+            .map(|(v, _)| v.to_owned())
+            .unwrap_or_default();
+        assert!(!value.is_empty(), "{}: set-cookie {set:?}", p.name);
+        set_cookies.push(set.replace(&value, "VALUE"));
+    }
+    assert_eq!(
+        set_cookies[0], set_cookies[1],
+        "envoy (left) and bosun (right) set different cookies"
+    );
+    assert_eq!(
+        set_cookies[0],
+        "sticky=\"VALUE\"; Max-Age=60; Path=/; HttpOnly"
+    );
+
+    for p in &both {
+        // A header: each value sticks to one upstream, the values spread over all three.
+        for path in ["/ring", "/maglev"] {
+            let chosen = sticky(p, path, &users, 4, |u| Req::get(path).header("x-user", u)).await;
+            let counts = tally(&chosen);
+            assert!(
+                counts.iter().all(|n| *n >= 6),
+                "{}: {path} spread 60 users as a/b/c = {counts:?}",
+                p.name
+            );
+        }
+        // Weights: c (weight 2) takes about half of the keys.
+        let many: Vec<String> = (0..200).map(|i| format!("w-{i}")).collect();
+        let chosen = sticky(p, "/weighted", &many, 1, |u| {
+            Req::get("/weighted").header("x-user", u)
+        })
+        .await;
+        let [na, nb, nc] = tally(&chosen);
+        assert!(
+            (70..=130).contains(&nc) && (25..=75).contains(&na) && (25..=75).contains(&nb),
+            "{}: weights 1:1:2 gave a={na} b={nb} c={nc}",
+            p.name
+        );
+        // An unhealthy host is never chosen; the keys still spread over the other two.
+        let chosen = sticky(p, "/unhealthy", &users, 2, |u| {
+            Req::get("/unhealthy").header("x-user", u)
+        })
+        .await;
+        let [na, nb, nc] = tally(&chosen);
+        assert!(
+            nb == 0 && na >= 10 && nc >= 10,
+            "{}: unhealthy b, a={na} b={nb} c={nc}",
+            p.name
+        );
+        // No key: a random pick, so all three serve.
+        let seen = upstreams_of(p, (0..60).map(|_| Req::get("/ring")).collect()).await;
+        assert!(tally(&seen).iter().all(|n| *n > 0), "{}: {seen:?}", p.name);
+
+        // A cookie: requests carrying the generated one stick; distinct cookies spread.
+        let resp = Client::h1(p.listener)
+            .send(Req::get("/cookie"))
+            .await
+            .unwrap();
+        let first = resp.header("x-upstream").unwrap().to_owned();
+        let cookie = resp
+            .header("set-cookie")
+            .and_then(|s| s.split(';').next())
+            .unwrap()
+            .to_owned();
+        for _ in 0..10 {
+            let resp = Client::h1(p.listener)
+                .send(Req::get("/cookie").header("cookie", format!("a=1; {cookie}")))
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.header("x-upstream"),
+                Some(first.as_str()),
+                "{}",
+                p.name
+            );
+            assert_eq!(
+                resp.header("set-cookie"),
+                None,
+                "{}: cookie already sent",
+                p.name
+            );
+        }
+        let chosen = sticky(p, "cookie", &users, 2, |u| {
+            Req::get("/cookie").header("cookie", format!("sticky={u}"))
+        })
+        .await;
+        let counts = tally(&chosen);
+        assert!(
+            counts.iter().all(|n| *n >= 6),
+            "{}: cookies {counts:?}",
+            p.name
+        );
+
+        // The source IP: every request from this client (each on a new connection) sticks.
+        let seen = upstreams_of(p, (0..20).map(|_| Req::get("/source")).collect()).await;
+        assert!(seen.iter().all(|s| *s == seen[0]), "{}: {seen:?}", p.name);
+
+        // A query parameter; and a terminal header policy that wins over the query when present.
+        let by_query = sticky(p, "query", &users, 2, |u| {
+            Req::get(&format!("/query?user={u}"))
+        })
+        .await;
+        assert!(
+            tally(&by_query).iter().all(|n| *n >= 6),
+            "{}: {by_query:?}",
+            p.name
+        );
+        let by_header = sticky(p, "combined", &users, 2, |u| {
+            Req::get(&format!("/combined?user=other-{u}")).header("x-user", u)
+        })
+        .await;
+        let maglev = sticky(p, "maglev", &users, 1, |u| {
+            Req::get("/maglev").header("x-user", u)
+        })
+        .await;
+        assert_eq!(by_header, maglev, "{}: terminal header policy", p.name);
+
+        // The TCP proxy's source-IP policy: every connection from this client to one upstream.
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let resp = Client::h1(p.listener2).send(Req::get("/")).await.unwrap();
+            seen.push(resp.header("x-upstream").unwrap_or_default().to_owned());
+        }
+        assert!(
+            !seen[0].is_empty() && seen.iter().all(|s| *s == seen[0]),
+            "{}: tcp_proxy by source IP: {seen:?}",
+            p.name
+        );
+    }
+}
+
 #[tokio::test]
 async fn load_balancing_matches_envoy() {
     let a = Upstream::start("a").unwrap();

@@ -32,7 +32,7 @@ const MESH: &str = "services:
 workloads:
 - {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
 - {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
-- {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2}, address: 10.0.0.3}
+- {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.3}
 - {name: grpc-1, service: grpc-api, labels: {app: grpc-api}, address: 10.0.0.4}
 - {name: mongo-1, service: mongo, labels: {app: mongo}, address: 10.0.0.5}
 - {name: gateway, namespace: istio-system, labels: {istio: ingressgateway}, address: 10.0.9.1}
@@ -52,7 +52,33 @@ spec:
     outlierDetection: {consecutive5xxErrors: 3, consecutiveGatewayErrors: 2, interval: 5s, baseEjectionTime: 15s, maxEjectionPercent: 50}
   subsets:
   - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
-  - {name: v2, labels: {version: v2}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: productpage}
+spec:
+  host: productpage
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpCookie: {name: session, path: /, ttl: 0s, attributes: [{name: SameSite, value: Strict}]}}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 1009}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: grpc-api}
+spec:
+  host: grpc-api
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 256}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: external}
+spec:
+  host: api.example.com
+  trafficPolicy: {loadBalancer: {consistentHash: {httpQueryParameterName: user, minimumRingSize: 2048}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

@@ -1294,3 +1294,240 @@ fn gateway_tls_passthrough_routes_by_sni() {
     assert_eq!(sni("d.example.com"), None, "its match is for another port");
     assert_eq!(sni("z.example.com"), None, "no chain for other names");
 }
+
+#[test]
+fn consistent_hash_destination_rules_make_hashing_clusters_and_route_hash_policies() {
+    use proxy_model::route::hash::{HashInput, compute, xx_hash64};
+    use xds_api::pb::envoy::config::cluster::v3::cluster::{LbConfig, LbPolicy};
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 251}}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer: {consistentHash: {httpCookie: {name: sticky, path: /, ttl: 60s}}}
+  - name: v3
+    labels: {version: v3}
+    trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    loadBalancer: {consistentHash: {useSourceIp: true}}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {consistentHash: {httpQueryParameterName: user, ringHash: {minimumRingSize: 64}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v3}, weight: 50}
+";
+    let index = index(yaml, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &productpage());
+
+    // Clusters: consistentHash wins over simple; the subset's own load balancer wins over the top.
+    let policy = |name: &str| {
+        let c = r.cluster(name).unwrap_or_else(|| panic!("{name}"));
+        (
+            LbPolicy::try_from(c.lb_policy).expect("known policy"),
+            match &c.lb_config {
+                Some(LbConfig::MaglevLbConfig(m)) => m.table_size.as_ref().map(|v| v.value),
+                Some(LbConfig::RingHashLbConfig(r)) => {
+                    r.minimum_ring_size.as_ref().map(|v| v.value)
+                }
+                _ => None,
+            },
+        )
+    };
+    let reviews =
+        |subset: &str| format!("outbound|9080|{subset}|reviews.default.svc.cluster.local");
+    assert_eq!(policy(&reviews("")), (LbPolicy::Maglev, Some(251)));
+    assert_eq!(policy(&reviews("v1")), (LbPolicy::Maglev, Some(251)));
+    // No ringHash: the deprecated minimumRingSize, Istio's default 1024.
+    assert_eq!(policy(&reviews("v2")), (LbPolicy::RingHash, Some(1024)));
+    assert_eq!(policy(&reviews("v3")), (LbPolicy::RoundRobin, None));
+    assert_eq!(
+        policy("outbound|9080||ratings.default.svc.cluster.local"),
+        (LbPolicy::RingHash, Some(64)),
+        "the port-level setting"
+    );
+
+    // Routes: the hash key of each destination, as the proxy computes it.
+    let rc = r.route("15001").expect("outbound routes");
+    let rc = RouteConfig::from_proto(rc, &At::root("15001")).expect("converts");
+    let hash_of = |authority: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        let view = RequestView {
+            authority,
+            path,
+            method: "GET",
+            headers: &map,
+        };
+        let (_, route) = rc.select(&view).expect("a route");
+        let Action::Forward(f) = &route.action else {
+            panic!("not forwarded")
+        };
+        let input = HashInput {
+            headers: &map,
+            path,
+            peer: Some("10.0.0.1:50000".parse().expect("addr")),
+            local: None,
+        };
+        (f.hash_policy.len(), compute(&f.hash_policy, &input))
+    };
+    // Jason goes to v2 alone: its cookie, generated with the DestinationRule's ttl and path.
+    let (n, out) = hash_of("reviews:9080", "/", &[("end-user", "jason")]);
+    assert_eq!(n, 1);
+    assert!(
+        out.set_cookies.len() == 1
+            && out.set_cookies[0].starts_with("sticky=")
+            && out.set_cookies[0].ends_with("; Max-Age=60; Path=/; HttpOnly"),
+        "{out:?}"
+    );
+    // The v1/v3 split: one policy per weighted destination; v3 has no hash of its own, so the
+    // top-level one (istiod looks the hash up apart from the subset's load balancer).
+    let (n, out) = hash_of("reviews:9080", "/", &[("x-user", "alice")]);
+    assert_eq!(n, 2);
+    let alice = xx_hash64(b"alice");
+    assert_eq!(out.hash, Some(alice.rotate_left(1) ^ alice));
+    // Ratings has no VirtualService: its default route takes the port-level key.
+    let (n, out) = hash_of("ratings:9080", "/ratings?user=bob", &[]);
+    assert_eq!((n, out.hash), (1, Some(xx_hash64(b"bob"))));
+
+    // A hashed single destination retries without previous_hosts (the key picks the host); the
+    // weighted split keeps it.
+    let raw = r.route("15001").expect("routes");
+    let predicates = |vhost: &str, route: &str| {
+        raw.virtual_hosts
+            .iter()
+            .filter(|vh| vh.name.starts_with(vhost))
+            .flat_map(|vh| &vh.routes)
+            .filter(|rt| rt.name == route)
+            .filter_map(|rt| match &rt.action {
+                Some(xds_api::pb::envoy::config::route::v3::route::Action::Route(a)) => a
+                    .retry_policy
+                    .as_ref()
+                    .map(|p| p.retry_host_predicate.len()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(predicates("reviews.", "reviews.default.0"), vec![0]);
+    assert_eq!(predicates("reviews.", "reviews.default.1"), vec![1]);
+    assert_eq!(predicates("ratings.", "default"), vec![0]);
+    assert_eq!(
+        predicates("productpage.", "default"),
+        vec![1],
+        "no DestinationRule"
+    );
+}
+
+#[test]
+fn locality_failover_orders_endpoints_by_nearness_to_the_proxy() {
+    let mesh = "services:
+- name: echo
+  ports: [{number: 9080, name: http}]
+workloads:
+- name: client
+  labels: {app: client, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}
+  address: 10.0.0.1
+- {name: same-zone, service: echo, labels: {app: echo, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}, address: 10.0.0.2, sidecar: false}
+- {name: same-region, service: echo, labels: {app: echo, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}, address: 10.0.0.3, sidecar: false}
+- {name: far, service: echo, labels: {app: echo, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.4, sidecar: false}
+- {name: farther, service: echo, labels: {app: echo, topology.kubernetes.io/region: r3}, address: 10.0.0.5, sidecar: false}
+";
+    let dr = |extra: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {{consecutive5xxErrors: 1}}
+{extra}"
+        )
+    };
+    // Priority of each instance's address in the client's EDS for echo.
+    let priorities = |config: &str| {
+        let index = Index::build(
+            &load_registry_str(mesh).expect("mesh file"),
+            &parse_resources("test.yaml", config).expect("valid config"),
+            MeshSettings {
+                outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+            },
+        );
+        let client = proxy(
+            "sidecar~10.0.0.1~client.default~default.svc.cluster.local",
+            &[
+                ("app", "client"),
+                ("topology.kubernetes.io/region", "r1"),
+                ("topology.kubernetes.io/zone", "z1"),
+            ],
+        );
+        let r = resources(&index, &client);
+        let la = r
+            .endpoints_of("outbound|9080||echo.default.svc.cluster.local")
+            .expect("EDS");
+        let mut out = BTreeMap::new();
+        for group in &la.endpoints {
+            for e in &group.lb_endpoints {
+                let addr = format!("{e:?}");
+                let ip = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]
+                    .into_iter()
+                    .find(|ip| addr.contains(ip))
+                    .expect("an instance");
+                out.insert(ip, group.priority);
+            }
+        }
+        out
+    };
+    let expect = |p: [u32; 4]| {
+        BTreeMap::from([
+            ("10.0.0.2", p[0]),
+            ("10.0.0.3", p[1]),
+            ("10.0.0.4", p[2]),
+            ("10.0.0.5", p[3]),
+        ])
+    };
+    // Same zone, then same region, then elsewhere (istiod's 0, 2, 3 renumbered without gaps).
+    assert_eq!(priorities(&dr("")), expect([0, 1, 2, 2]));
+    // A failover rule: from r1 to r3 only; r2 comes after it.
+    let rule = "    loadBalancer: {localityLbSetting: {failover: [{from: r1, to: r3}]}}\n";
+    assert_eq!(priorities(&dr(rule)), expect([0, 1, 3, 2]));
+    // Turned off, or without outlier detection (Envoy would never fail over): one priority.
+    let off = "    loadBalancer: {localityLbSetting: {enabled: false}}\n";
+    assert_eq!(priorities(&dr(off)), expect([0; 4]));
+    let no_outlier = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+";
+    assert_eq!(priorities(no_outlier), expect([0; 4]));
+}

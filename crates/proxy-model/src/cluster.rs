@@ -30,8 +30,16 @@ pub enum LbPolicy {
         choice_count: u32,
     },
     Random,
-    RingHash,
-    Maglev,
+    /// A consistent-hash ring of virtual nodes, sized within `[min_ring_size, max_ring_size]`
+    /// (`ring_hash_lb_config`, Envoy's defaults 1024 and 8M), hashed with xxHash64.
+    RingHash {
+        min_ring_size: u64,
+        max_ring_size: u64,
+    },
+    /// A Maglev lookup table of `table_size` entries (a prime, default 65537).
+    Maglev {
+        table_size: u64,
+    },
     /// `CLUSTER_PROVIDED`: the cluster chooses (ORIGINAL_DST: the connection's original destination).
     ClusterProvided,
 }
@@ -175,8 +183,17 @@ impl Cluster {
             Ok(L::RoundRobin) => LbPolicy::RoundRobin,
             Ok(L::LeastRequest) => LbPolicy::LeastRequest { choice_count: 2 },
             Ok(L::Random) => LbPolicy::Random,
-            Ok(L::RingHash) => LbPolicy::RingHash,
-            Ok(L::Maglev) => LbPolicy::Maglev,
+            Ok(L::RingHash) => errors
+                .take(ring_hash_config(p, at))
+                .unwrap_or(LbPolicy::RingHash {
+                    min_ring_size: DEFAULT_MIN_RING_SIZE,
+                    max_ring_size: MAX_RING_SIZE,
+                }),
+            Ok(L::Maglev) => errors
+                .take(maglev_config(p, at))
+                .unwrap_or(LbPolicy::Maglev {
+                    table_size: DEFAULT_MAGLEV_TABLE_SIZE,
+                }),
             Ok(L::ClusterProvided) => LbPolicy::ClusterProvided,
             Ok(other) => {
                 errors.push(
@@ -202,11 +219,24 @@ impl Cluster {
             },
             (policy, _) => policy,
         };
-        if matches!(lb_policy, LbPolicy::RingHash | LbPolicy::Maglev) {
-            errors.push(
-                at.key("lb_policy")
-                    .unsupported("consistent-hash load balancing (RING_HASH, MAGLEV)"),
-            );
+        if let Some(common) = &p.common_lb_config
+            && let Some(c) = &common.consistent_hashing_lb_config
+        {
+            let cat = at
+                .key("common_lb_config")
+                .key("consistent_hashing_lb_config");
+            if c.use_hostname_for_hashing {
+                errors.push(
+                    cat.key("use_hostname_for_hashing")
+                        .unsupported("hashing on host names"),
+                );
+            }
+            if c.hash_balance_factor.is_some() {
+                errors.push(
+                    cat.key("hash_balance_factor")
+                        .unsupported("bounded-load consistent hashing"),
+                );
+            }
         }
         // Envoy's pairing rule, in its words: only CLUSTER_PROVIDED with ORIGINAL_DST, and
         // CLUSTER_PROVIDED only where the cluster provides a load balancer.
@@ -377,10 +407,81 @@ fn lb_policy_name(p: LbPolicy) -> &'static str {
         LbPolicy::RoundRobin => "ROUND_ROBIN",
         LbPolicy::LeastRequest { .. } => "LEAST_REQUEST",
         LbPolicy::Random => "RANDOM",
-        LbPolicy::RingHash => "RING_HASH",
-        LbPolicy::Maglev => "MAGLEV",
+        LbPolicy::RingHash { .. } => "RING_HASH",
+        LbPolicy::Maglev { .. } => "MAGLEV",
         LbPolicy::ClusterProvided => "CLUSTER_PROVIDED",
     }
+}
+
+/// Envoy's `ring_hash_lb_config.minimum_ring_size` default.
+pub const DEFAULT_MIN_RING_SIZE: u64 = 1024;
+/// Envoy's `maximum_ring_size` default, and the most it accepts.
+pub const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
+/// Envoy's `maglev_lb_config.table_size` default.
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
+/// The largest Maglev table Envoy accepts.
+const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
+
+/// `ring_hash_lb_config`, with Envoy's bounds and defaults.
+fn ring_hash_config(p: &cluster::Cluster, at: &At) -> Result<LbPolicy, ModelError> {
+    use cluster::cluster::ring_hash_lb_config::HashFunction;
+    let (mut min, mut max) = (DEFAULT_MIN_RING_SIZE, MAX_RING_SIZE);
+    if let Some(cluster::cluster::LbConfig::RingHashLbConfig(c)) = &p.lb_config {
+        let cat = at.key("ring_hash_lb_config");
+        if c.hash_function != HashFunction::XxHash as i32 {
+            return Err(cat
+                .key("hash_function")
+                .unsupported("hash functions other than XX_HASH"));
+        }
+        if let Some(v) = &c.minimum_ring_size {
+            min = v.value;
+        }
+        if let Some(v) = &c.maximum_ring_size {
+            max = v.value;
+        }
+        if min > MAX_RING_SIZE || max > MAX_RING_SIZE {
+            return Err(cat.error(format!("a ring has at most {MAX_RING_SIZE} entries")));
+        }
+        if min == 0 {
+            return Err(cat.key("minimum_ring_size").error("must be at least 1"));
+        }
+        if min > max {
+            return Err(cat.error(format!(
+                "ring hash: minimum_ring_size ({min}) > maximum_ring_size ({max})"
+            )));
+        }
+    }
+    Ok(LbPolicy::RingHash {
+        min_ring_size: min,
+        max_ring_size: max,
+    })
+}
+
+/// `maglev_lb_config.table_size`: a prime (Envoy's rule), at most 5000011.
+fn maglev_config(p: &cluster::Cluster, at: &At) -> Result<LbPolicy, ModelError> {
+    let mut table_size = DEFAULT_MAGLEV_TABLE_SIZE;
+    if let Some(cluster::cluster::LbConfig::MaglevLbConfig(c)) = &p.lb_config
+        && let Some(v) = &c.table_size
+    {
+        table_size = v.value;
+        let tat = at.key("maglev_lb_config").key("table_size");
+        if table_size > MAX_MAGLEV_TABLE_SIZE {
+            return Err(tat.error(format!("must be at most {MAX_MAGLEV_TABLE_SIZE}")));
+        }
+        if !is_prime(table_size) {
+            return Err(tat.error(format!(
+                "the table size of maglev must be a prime number, not {table_size}"
+            )));
+        }
+    }
+    Ok(LbPolicy::Maglev { table_size })
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// `original_dst_lb_config` and `cleanup_interval` of an ORIGINAL_DST cluster.
@@ -732,5 +833,56 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
             "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: localhost, port_value: 0}}}",
         );
         assert!(e.contains("not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn consistent_hash_configs_with_envoys_defaults_and_bounds() {
+        let c = build("{name: r, lb_policy: RING_HASH}").unwrap();
+        assert_eq!(
+            c.lb_policy,
+            LbPolicy::RingHash {
+                min_ring_size: 1024,
+                max_ring_size: MAX_RING_SIZE
+            }
+        );
+        let c = build(
+            "{name: r, lb_policy: RING_HASH, ring_hash_lb_config: {minimum_ring_size: 64, maximum_ring_size: 4096, hash_function: XX_HASH}}",
+        )
+        .unwrap();
+        assert_eq!(
+            c.lb_policy,
+            LbPolicy::RingHash {
+                min_ring_size: 64,
+                max_ring_size: 4096
+            }
+        );
+        let c = build("{name: m, lb_policy: MAGLEV}").unwrap();
+        assert_eq!(c.lb_policy, LbPolicy::Maglev { table_size: 65537 });
+        let c = build("{name: m, lb_policy: MAGLEV, maglev_lb_config: {table_size: 251}}").unwrap();
+        assert_eq!(c.lb_policy, LbPolicy::Maglev { table_size: 251 });
+
+        let e = refusal("{name: m, lb_policy: MAGLEV, maglev_lb_config: {table_size: 1000}}");
+        assert!(
+            e.contains("cluster.maglev_lb_config.table_size") && e.contains("prime"),
+            "{e}"
+        );
+        let e = refusal(
+            "{name: r, lb_policy: RING_HASH, ring_hash_lb_config: {minimum_ring_size: 4096, maximum_ring_size: 64}}",
+        );
+        assert!(
+            e.contains("minimum_ring_size (4096) > maximum_ring_size (64)"),
+            "{e}"
+        );
+        let e = refusal(
+            "{name: r, lb_policy: RING_HASH, ring_hash_lb_config: {hash_function: MURMUR_HASH_2}}",
+        );
+        assert!(
+            e.contains("cluster.ring_hash_lb_config.hash_function"),
+            "{e}"
+        );
+        let e = refusal(
+            "{name: r, lb_policy: RING_HASH, common_lb_config: {consistent_hashing_lb_config: {hash_balance_factor: 150}}}",
+        );
+        assert!(e.contains("hash_balance_factor"), "{e}");
     }
 }

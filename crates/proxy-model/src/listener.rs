@@ -188,6 +188,8 @@ pub struct TcpProxy {
     /// Clusters with weights (one cluster: weight 1).
     pub clusters: Vec<(String, u32)>,
     pub idle_timeout: Option<Duration>,
+    /// `hash_policy: [{source_ip: {}}]`: consistent-hash clusters pick by the client's IP.
+    pub hash_source_ip: bool,
 }
 
 impl Listener {
@@ -615,7 +617,23 @@ fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
     if clusters.iter().all(|(_, w)| *w == 0) {
         return Err(at.key("weighted_clusters").error("the weights add up to 0"));
     }
+    let mut hash_source_ip = false;
+    for (i, h) in p.hash_policy.iter().enumerate() {
+        use xds_api::pb::envoy::r#type::v3::hash_policy::PolicySpecifier as H;
+        match &h.policy_specifier {
+            Some(H::SourceIp(_)) => hash_source_ip = true,
+            Some(H::FilterState(_)) => {
+                return Err(at
+                    .key("hash_policy")
+                    .index(i)
+                    .key("filter_state")
+                    .unsupported("hashing on filter state"));
+            }
+            None => {}
+        }
+    }
     Ok(TcpProxy {
+        hash_source_ip,
         stat_prefix: p.stat_prefix.clone(),
         clusters,
         // Envoy's default TCP idle timeout is one hour; 0 disables it.
@@ -830,6 +848,25 @@ filter_chains:
             text[2].contains("filter_chains[1].filter_chain_match")
                 && text[2].contains("source addresses"),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn tcp_proxy_hash_policy_source_ip_or_refused() {
+        let with = |policy: &str| {
+            format!(
+                r#"{{name: l, address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}, filter_chains: [{{filters: [{{name: envoy.filters.network.tcp_proxy, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: s, cluster: c, hash_policy: [{policy}]}}}}]}}]}}"#
+            )
+        };
+        let l = build(&with("{source_ip: {}}")).unwrap();
+        let NetworkFilter::Tcp(t) = &l.filter_chains[0].network else {
+            panic!("a TCP proxy")
+        };
+        assert!(t.hash_source_ip);
+        let e = build(&with("{filter_state: {key: k}}")).unwrap_err();
+        assert!(
+            e[0].to_string().contains("hash_policy[0].filter_state"),
+            "{e:?}"
         );
     }
 }

@@ -14,6 +14,8 @@ use crate::filter::{CorsPolicy, FaultConfig};
 use crate::matcher::{HeaderMatcher, QueryMatcher, full_match_regex};
 use crate::{duration, u32_or};
 
+pub mod hash;
+
 /// Envoy's default route timeout.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -107,6 +109,8 @@ pub struct Forward {
     pub host_rewrite: Option<String>,
     pub mirrors: Vec<Mirror>,
     pub cluster_not_found_status: u16,
+    /// `hash_policy`: the key of consistent-hash clusters (RING_HASH, MAGLEV); others ignore it.
+    pub hash_policy: Vec<hash::HashPolicy>,
 }
 
 #[derive(Debug)]
@@ -770,9 +774,13 @@ impl Forward {
                 })
             })
             .collect::<Result<_, _>>()?;
-        if !p.hash_policy.is_empty() {
-            // Used only by ring hash and maglev clusters; they are refused where clusters are built.
-        }
+        let hash_policy = p
+            .hash_policy
+            .iter()
+            .enumerate()
+            .map(|(i, h)| hash::HashPolicy::from_proto(h, &at.key("hash_policy").index(i)))
+            .filter_map(Result::transpose)
+            .collect::<Result<_, _>>()?;
         Ok(Forward {
             target,
             timeout,
@@ -787,6 +795,7 @@ impl Forward {
                 2 => 500,
                 _ => 503,
             },
+            hash_policy,
         })
     }
 }

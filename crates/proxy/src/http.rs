@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
+use proxy_model::route::hash::{self as route_hash, HashInput};
 use proxy_model::route::{
     Action, Forward, HeaderMutations, Redirect, RedirectPath, RequestView, RetryPolicy, Route,
     RouteConfig, Target, VirtualHost,
@@ -704,6 +705,7 @@ async fn forward(
             let lb = LbContext {
                 original_dst: ctx.original_dst,
                 headers: Some(&h),
+                hash: None,
             };
             let host = mirror.pick_for(&lb, &[]);
             tokio::spawn(async move {
@@ -718,9 +720,20 @@ async fn forward(
     let deadline = f.timeout.map(|t| start + t);
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt = 0;
+    // A consistent-hash cluster picks by the route's hash policy (which may make a cookie to set).
+    let hashed = cluster.uses_hash().then(|| {
+        let input = HashInput {
+            headers: &parts.headers,
+            path,
+            peer: Some(ctx.peer),
+            local: None,
+        };
+        route_hash::compute(&f.hash_policy, &input)
+    });
     let lb = LbContext {
         original_dst: ctx.original_dst,
         headers: Some(&headers),
+        hash: hashed.as_ref().and_then(|h| h.hash),
     };
     loop {
         attempt += 1;
@@ -863,7 +876,13 @@ async fn forward(
                     return switch_protocols(resp, downstream, slot, ctx, exchange);
                 }
                 exchange.upstream_service_time = Some(start.elapsed());
-                return finish_upstream(resp, start.elapsed(), slot);
+                let mut resp = finish_upstream(resp, start.elapsed(), slot);
+                for cookie in hashed.iter().flat_map(|h| &h.set_cookies) {
+                    if let Ok(v) = HeaderValue::from_str(cookie) {
+                        resp.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                }
+                return resp;
             }
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
@@ -1163,6 +1182,8 @@ async fn terminate_connect(
     let lb = LbContext {
         original_dst: ctx.original_dst,
         headers: Some(req.headers()),
+        // A tunnel is not hashed (a consistent-hash cluster picks at random), as for mirrors.
+        hash: None,
     };
     let Some(host) = cluster.pick_for(&lb, &[]) else {
         exchange.flags.no_healthy_upstream = true;

@@ -10,6 +10,7 @@
 
 pub mod access_log;
 mod admin;
+pub mod consistent_hash;
 mod cors;
 mod dynamic;
 pub mod http;
@@ -557,12 +558,17 @@ async fn accept_loop(
                     );
                 }
                 NetworkFilter::Tcp(t) => {
+                    // A consistent-hash cluster keys on the client's IP when the proxy says so.
+                    let hash = t.hash_source_ip.then(|| {
+                        proxy_model::route::hash::xx_hash64(peer.ip().to_string().as_bytes())
+                    });
                     tcp::proxy(
                         conn.io,
                         runtime.clone(),
                         &t.clusters,
                         t.idle_timeout,
                         destination.original(),
+                        hash,
                     )
                     .await;
                 }

@@ -12,13 +12,15 @@ use crate::Runtime;
 use crate::upstream::{LbContext, OriginateTls, Outcome, connect};
 
 /// Proxies one connection. `original_dst` is the destination the `original_dst` listener filter
-/// restored, where an ORIGINAL_DST cluster connects (Istio's PassthroughCluster).
+/// restored, where an ORIGINAL_DST cluster connects (Istio's PassthroughCluster); `hash` the key of
+/// a consistent-hash cluster (the tcp_proxy's `hash_policy`).
 pub async fn proxy(
     downstream: impl AsyncRead + AsyncWrite + Send + Unpin,
     runtime: Arc<Runtime>,
     clusters: &[(String, u32)],
     idle: Option<Duration>,
     original_dst: Option<SocketAddr>,
+    hash: Option<u64>,
 ) {
     let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut point = rand::rng().random_range(0..total.max(1));
@@ -40,6 +42,7 @@ pub async fn proxy(
     let lb = LbContext {
         original_dst,
         headers: None,
+        hash,
     };
     let Some(host) = cluster.pick_for(&lb, &[]) else {
         return; // No host (an ORIGINAL_DST cluster without a destination): Envoy closes too.

@@ -19,6 +19,7 @@ use proxy_model::cluster::{
 use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::consistent_hash::{HashTable, HostKey};
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
 
@@ -158,6 +159,9 @@ pub struct ClusterRuntime {
     pub pending: AtomicU32,
     /// ORIGINAL_DST: the hosts made for the destinations seen lately.
     original_dst: Option<OriginalDstHosts>,
+    /// RING_HASH and MAGLEV: each priority's table (same order as `priorities`, whose hosts keep
+    /// their positions when [`crate`] carries host state over an EDS update).
+    hash_tables: Vec<std::sync::OnceLock<HashTable>>,
 }
 
 /// What a load balancer may look at besides the cluster: the downstream connection's original
@@ -167,6 +171,9 @@ pub struct LbContext<'a> {
     /// The original destination restored by the `original_dst` listener filter (`None`: not restored).
     pub original_dst: Option<SocketAddr>,
     pub headers: Option<&'a http::HeaderMap>,
+    /// The request's hash (the route's `hash_policy`), for RING_HASH and MAGLEV clusters; `None`:
+    /// they pick at random.
+    pub hash: Option<u64>,
 }
 
 /// An ORIGINAL_DST cluster's hosts, one per destination, created on first use and forgotten after
@@ -250,6 +257,20 @@ impl ClusterRuntime {
                 last_sweep: Instant::now(),
             }),
         });
+        // Built with the config, not on a request (a ring may have millions of entries).
+        let hash_tables = priorities
+            .iter()
+            .map(|members| {
+                let table = std::sync::OnceLock::new();
+                if matches!(
+                    config.lb_policy,
+                    LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }
+                ) {
+                    let _ = table.set(hash_table(config.lb_policy, members));
+                }
+                table
+            })
+            .collect();
         ClusterRuntime {
             config,
             priorities,
@@ -261,6 +282,7 @@ impl ClusterRuntime {
             connection_slots,
             pending: AtomicU32::new(0),
             original_dst,
+            hash_tables,
         }
     }
 
@@ -269,7 +291,7 @@ impl ClusterRuntime {
     /// there is neither, as Envoy: no healthy upstream); every other cluster picks with its policy.
     pub fn pick_for(&self, lb: &LbContext<'_>, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
         let Some(od) = &self.original_dst else {
-            return self.pick(avoid);
+            return self.pick(avoid, lb.hash);
         };
         let from_header = od.config.header.as_deref().and_then(|name| {
             // Only the first value counts (the header is untrusted, as Envoy's docs say).
@@ -343,10 +365,14 @@ impl ClusterRuntime {
     }
 
     /// Chooses a host with the cluster's load-balancing policy among the available hosts of the
-    /// highest priority that has any, avoiding `avoid` when there is another choice.
-    pub fn pick(&self, avoid: &[Arc<Host>]) -> Option<Arc<Host>> {
+    /// highest priority that has any, avoiding `avoid` when there is another choice (consistent
+    /// hashing does not: the key decides).
+    pub fn pick(&self, avoid: &[Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
         self.refresh_ejections();
         let hosts = self.priority_hosts()?;
+        if self.uses_hash() {
+            return self.hash_pick(&hosts, hash);
+        }
         let preferred: Vec<&Arc<Host>> = hosts
             .iter()
             .copied()
@@ -361,12 +387,42 @@ impl ClusterRuntime {
             LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
             LbPolicy::Random => weighted_random(&hosts),
             LbPolicy::LeastRequest { choice_count } => least_request(&hosts, choice_count),
-            // Refused when the model is built; CLUSTER_PROVIDED picks in `pick_for`.
-            LbPolicy::RingHash | LbPolicy::Maglev | LbPolicy::ClusterProvided => {
+            // CLUSTER_PROVIDED picks in `pick_for`; the hashing policies above.
+            LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } | LbPolicy::ClusterProvided => {
                 weighted_random(&hosts)
             }
         };
         Some(chosen.clone())
+    }
+
+    /// Whether the cluster picks by the request's hash (so its route's `hash_policy` matters).
+    pub fn uses_hash(&self) -> bool {
+        matches!(
+            self.config.lb_policy,
+            LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }
+        )
+    }
+
+    /// RING_HASH / MAGLEV: the host the hash maps to in the table of the priority `hosts` come
+    /// from, skipping hosts not among them (unhealthy or ejected, unless the priority is in panic);
+    /// without a hash, a random point (as Envoy).
+    fn hash_pick(&self, hosts: &[&Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
+        let first = hosts.first()?;
+        let priority = self
+            .priorities
+            .iter()
+            .position(|p| p.iter().any(|h| Arc::ptr_eq(h, first)))?;
+        let members = &self.priorities[priority];
+        let table = self
+            .hash_tables
+            .get(priority)?
+            .get_or_init(|| hash_table(self.config.lb_policy, members));
+        // Panic (the priority's hosts all in use) or total panic (no host available anywhere).
+        let all_usable = hosts.len() >= members.len() || !members.iter().any(|h| h.available());
+        let hash = hash.unwrap_or_else(|| rand::rng().random());
+        table
+            .lookup(hash, |i| all_usable || members[i].available())
+            .map(|i| members[i].clone())
     }
 
     /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
@@ -550,6 +606,25 @@ impl ClusterRuntime {
             400..=499 => self.stats.upstream_rq_4xx.inc(),
             _ => self.stats.upstream_rq_5xx.inc(),
         }
+    }
+}
+
+/// The RING_HASH or MAGLEV table over a priority's hosts (empty for other policies).
+fn hash_table(policy: LbPolicy, members: &[Arc<Host>]) -> HashTable {
+    let keys: Vec<HostKey<'_>> = members
+        .iter()
+        .map(|h| HostKey {
+            address: &h.address,
+            weight: h.weight,
+        })
+        .collect();
+    match policy {
+        LbPolicy::Maglev { table_size } => HashTable::maglev(&keys, table_size),
+        LbPolicy::RingHash {
+            min_ring_size,
+            max_ring_size,
+        } => HashTable::ring(&keys, min_ring_size, max_ring_size),
+        _ => HashTable::Ring(Vec::new()),
     }
 }
 
@@ -782,4 +857,88 @@ pub async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
                 format!("{address}: no address"),
             )
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use proxy_model::error::At;
+    use proxy_model::route::hash::xx_hash64;
+    use xds_api::bootstrap::message_from_yaml;
+
+    use super::*;
+
+    /// A cluster of `10.0.0.1..=4:80` with `lb_policy`; `health` marks hosts, ejection after one 5xx.
+    fn runtime(lb_policy: &str, health: [&str; 4]) -> ClusterRuntime {
+        let endpoints: Vec<String> = health
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                format!(
+                    "{{endpoint: {{address: {{socket_address: {{address: 10.0.0.{}, port_value: 80}}}}}}, health_status: {h}}}",
+                    i + 1
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "{{name: c, lb_policy: {lb_policy}, outlier_detection: {{consecutive_5xx: 1, max_ejection_percent: 50}}, load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{}]}}]}}}}",
+            endpoints.join(", ")
+        );
+        let proto = message_from_yaml(&yaml, None).expect("valid cluster");
+        let cluster = Cluster::from_proto(&proto, &At::root("c")).expect("converts");
+        ClusterRuntime::new(Arc::new(cluster), &Registry::default())
+    }
+
+    /// The host each of 400 keys goes to.
+    fn picks(rt: &ClusterRuntime) -> Vec<String> {
+        (0..400)
+            .map(|k| {
+                let hash = xx_hash64(format!("key-{k}").as_bytes());
+                rt.pick(&[], Some(hash)).expect("a host").address.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_ejected_host_loses_only_its_own_keys() {
+        for policy in ["RING_HASH", "MAGLEV"] {
+            let rt = runtime(policy, ["HEALTHY"; 4]);
+            let before = picks(&rt);
+            assert_eq!(
+                picks(&rt),
+                before,
+                "{policy}: the same keys, the same hosts"
+            );
+            let ejected = rt.priorities[0][0].clone();
+            rt.record_outcome(&ejected, Outcome::Status(500));
+            assert!(ejected.is_ejected());
+            let after = picks(&rt);
+            let mut moved_to = std::collections::BTreeSet::new();
+            for (b, a) in before.iter().zip(&after) {
+                if *b == ejected.address {
+                    assert_ne!(a, b, "{policy}: an ejected host is skipped");
+                    moved_to.insert(a.clone());
+                } else {
+                    assert_eq!(a, b, "{policy}: a key of another host moved");
+                }
+            }
+            // Its keys spread over the others rather than all landing on one neighbour.
+            assert!(moved_to.len() >= 2, "{policy}: {moved_to:?}");
+        }
+    }
+
+    #[test]
+    fn unhealthy_hosts_are_skipped_and_no_key_picks_at_random() {
+        let rt = runtime("RING_HASH", ["HEALTHY", "UNHEALTHY", "HEALTHY", "HEALTHY"]);
+        let chosen = picks(&rt);
+        assert!(!chosen.contains(&"10.0.0.2:80".to_owned()));
+        let random: std::collections::BTreeSet<String> = (0..100)
+            .map(|_| rt.pick(&[], None).expect("a host").address.clone())
+            .collect();
+        assert_eq!(random.len(), 3, "{random:?}");
+        // Every host unhealthy: panic, as Envoy, every host serves its own keys again.
+        let rt = runtime("MAGLEV", ["UNHEALTHY"; 4]);
+        let all: std::collections::BTreeSet<String> = picks(&rt).into_iter().collect();
+        assert_eq!(all.len(), 4, "{all:?}");
+    }
 }

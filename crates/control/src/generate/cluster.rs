@@ -4,13 +4,16 @@
 //! then the subset's own.
 
 use mesh_api::types::destination_rule::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, LoadBalancerSettings,
-    OutlierDetection, SimpleLb, TrafficPolicy,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb,
+    LoadBalancerSettings, OutlierDetection, SimpleLb, TrafficPolicy,
 };
 use xds_api::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier,
     circuit_breakers::Thresholds,
-    cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy},
+    cluster::{
+        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy, MaglevLbConfig,
+        RingHashLbConfig,
+    },
 };
 use xds_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, BindConfig, ConfigSource, DataSource,
@@ -32,8 +35,9 @@ use xds_api::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::explicit_http_config::ProtocolConfig,
 };
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
-use xds_api::pb::google::protobuf::UInt32Value;
+use xds_api::pb::google::protobuf::{UInt32Value, UInt64Value};
 
+use crate::generate::locality::{self, Locality};
 use crate::generate::route::{duration, istio_duration, outbound_cluster};
 use crate::model::{INBOUND_PORT, Instance, Resolution, Service, ServicePort, labels_match};
 
@@ -138,6 +142,7 @@ pub fn outbound(
     subset: Option<(&str, &std::collections::BTreeMap<String, String>)>,
     policy: &TrafficPolicy,
     addressing: InboundAddressing,
+    proxy_locality: &Locality,
 ) -> BuiltCluster {
     let name = outbound_cluster(
         port.number,
@@ -171,9 +176,15 @@ pub fn outbound(
                 eds_config: Some(ads_config_source()),
                 service_name: name.clone(),
             });
-            endpoints = Some(load_assignment(
+            // Grouped by locality, with failover priorities for this proxy (`locality.rs`).
+            endpoints = Some(locality::load_assignment(
                 &name,
-                selected.into_iter().map(endpoint_of).collect(),
+                selected
+                    .into_iter()
+                    .map(|i| (Locality::of(&i.labels), endpoint_of(i)))
+                    .collect(),
+                policy,
+                proxy_locality,
             ));
         }
         Resolution::Dns | Resolution::Passthrough => {
@@ -204,6 +215,13 @@ pub fn outbound(
 
 fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePort, host: &str) {
     cluster.lb_policy = lb_policy(policy.load_balancer.as_ref()) as i32;
+    if let Some(hash) = policy
+        .load_balancer
+        .as_ref()
+        .and_then(|l| l.consistent_hash.as_ref())
+    {
+        apply_consistent_hash(cluster, hash);
+    }
     let mut http_options = HttpProtocolOptions::default();
     let mut thresholds = Thresholds {
         max_connections: Some(UInt32Value { value: UNLIMITED }),
@@ -260,6 +278,33 @@ fn lb_policy(lb: Option<&LoadBalancerSettings>) -> LbPolicy {
         Some(SimpleLb::Random) => LbPolicy::Random,
         // Istio's default since 1.14, and what LEAST_CONN means.
         _ => LbPolicy::LeastRequest,
+    }
+}
+
+/// `consistentHash` wins over `simple`, as in istiod: MAGLEV (its `tableSize` when set), or
+/// RING_HASH (`ringHash.minimumRingSize` when set; without `ringHash`, the deprecated
+/// `minimumRingSize`, default 1024). The key itself goes on the routes (`hash.rs`).
+fn apply_consistent_hash(cluster: &mut Cluster, hash: &ConsistentHashLb) {
+    let size = |v: u64| Some(UInt64Value { value: v });
+    if let Some(maglev) = &hash.maglev {
+        cluster.lb_policy = LbPolicy::Maglev as i32;
+        if let Some(table_size) = maglev.table_size.filter(|t| *t > 0) {
+            cluster.lb_config = Some(LbConfig::MaglevLbConfig(MaglevLbConfig {
+                table_size: size(table_size),
+            }));
+        }
+        return;
+    }
+    cluster.lb_policy = LbPolicy::RingHash as i32;
+    let minimum_ring_size = match &hash.ring_hash {
+        Some(ring) => ring.minimum_ring_size.filter(|m| *m > 0),
+        None => Some(hash.minimum_ring_size.filter(|m| *m > 0).unwrap_or(1024)),
+    };
+    if let Some(m) = minimum_ring_size {
+        cluster.lb_config = Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+            minimum_ring_size: size(m),
+            ..Default::default()
+        }));
     }
 }
 

@@ -35,8 +35,7 @@ use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::generate::cluster::{ads_config_source, socket_address};
 use crate::generate::route::{
-    CORS_FILTER, FAULT_FILTER, RouteContext, default_route, every_path, forward_to,
-    outbound_cluster,
+    CORS_FILTER, FAULT_FILTER, RouteContext, every_path, forward_to, outbound_cluster,
 };
 use crate::generate::tcp::{self, hosts_intersect, server_hosts};
 use crate::index::{Gateway, Index};
@@ -279,11 +278,7 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
             };
             vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
                 Some(vs) => ctx.virtual_service_routes(vs),
-                None => vec![default_route(&outbound_cluster(
-                    port.number,
-                    "",
-                    &service.hostname,
-                ))],
+                None => vec![ctx.service_default_route(service)],
             };
             // Only CONNECT matches it, whatever comes before.
             vhost.routes.push(connect_route(&cluster));
@@ -809,11 +804,7 @@ fn port_routes(
         };
         vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
             Some(vs) => ctx.virtual_service_routes(vs),
-            None => vec![default_route(&outbound_cluster(
-                port,
-                "",
-                &service.hostname,
-            ))],
+            None => vec![ctx.service_default_route(service)],
         };
         virtual_hosts.push(vhost);
     }

@@ -8,7 +8,9 @@
 //! are built per proxy. [`generate`] builds everything for one proxy, unshared (tests, debugging).
 
 pub mod cluster;
+pub mod hash;
 pub mod listener;
+pub mod locality;
 pub mod route;
 pub mod tcp;
 
@@ -138,7 +140,8 @@ fn outbound_clusters(
 }
 
 /// The outbound clusters of one service, as `proxy` sees them: only the DestinationRule that
-/// applies to it depends on the proxy (its namespace).
+/// applies to it (by the proxy's namespace) and the endpoints' failover priorities (by the proxy's
+/// locality) depend on the proxy.
 fn service_clusters(
     index: &Index,
     proxy: &Proxy,
@@ -146,6 +149,7 @@ fn service_clusters(
     addressing: InboundAddressing,
 ) -> ProxyResources {
     let mut out = ProxyResources::default();
+    let proxy_locality = locality::Locality::of(&proxy.labels);
     let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
     let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
     for port in &service.ports {
@@ -155,6 +159,7 @@ fn service_clusters(
             None,
             &cluster::merged_policy(top, None, port.number),
             addressing,
+            &proxy_locality,
         )];
         for subset in dr.iter().flat_map(|d| &d.spec.subsets) {
             let Some(name) = subset.name.as_deref() else {
@@ -167,6 +172,7 @@ fn service_clusters(
                 Some((name, &subset.labels)),
                 &policy,
                 addressing,
+                &proxy_locality,
             ));
         }
         for b in built {
@@ -178,8 +184,9 @@ fn service_clusters(
 }
 
 /// A service's encoded clusters are built once for every namespace whose proxies see it through the
-/// same DestinationRule: (hostname, namespace, the DR's namespace and name).
-type ServiceClusterKey = (String, String, Option<(String, String)>);
+/// same DestinationRule, per proxy locality: (hostname, namespace, the DR's namespace and name,
+/// locality).
+type ServiceClusterKey = (String, String, Option<(String, String)>, locality::Locality);
 
 /// A service's encoded clusters and what they were built from: the next push reuses them (and
 /// their `Arc`s) when the service and its DestinationRule are unchanged.
@@ -207,6 +214,7 @@ fn outbound_clusters_packed(
             service.hostname.clone(),
             service.namespace.clone(),
             dr.map(|d| (d.namespace.clone(), d.name.clone())),
+            locality::Locality::of(&proxy.labels),
         );
         let entry = built.entry(key).or_insert_with_key(|key| {
             let rule = dr.map(|d| d.spec.clone());
@@ -309,6 +317,8 @@ struct ScopeKey {
     namespace: String,
     /// The Sidecar resource scoping it, as `namespace/name`.
     sidecar: Option<String>,
+    /// Where it runs: endpoint priorities for locality failover depend on it.
+    locality: locality::Locality,
 }
 
 /// What decides a sidecar's outbound route tables.
@@ -450,6 +460,7 @@ impl<'a> Generator<'a> {
             sidecar: index
                 .sidecar_for(proxy)
                 .map(|s| format!("{}/{}", s.namespace, s.name)),
+            locality: locality::Locality::of(&proxy.labels),
         };
         let mut services = None;
         let mut visible = || {

@@ -278,6 +278,7 @@ impl RouteContext<'_> {
                 ..Default::default()
             }),
         });
+        self.apply_hash_policies(http, &vs.namespace, &mut action);
         if let Some(rewrite) = &http.rewrite {
             if let Some(uri) = &rewrite.uri {
                 action.prefix_rewrite = uri.clone();
