@@ -1200,7 +1200,8 @@ spec:
             seen.iter().all(|s| s == "same-zone"),
             "{dataplane:?}: the zone's own instance first: {seen:?}"
         );
-        // The near instance fails; one 500 ejects it, and the region's other zone takes over.
+        // The near instance fails; one 500 ejects it, and the region's other zone takes over. Envoy
+        // applies an ejection on its main thread, so a worker may still pick the host a few times.
         near.set_behaviour(UpstreamBehaviour {
             status: 500,
             ..UpstreamBehaviour::default()
@@ -1208,8 +1209,8 @@ spec:
         let seen = served_by(25).await;
         let failed_over: Vec<&String> = seen.iter().skip_while(|s| *s == "same-zone").collect();
         assert!(
-            seen.iter().take_while(|s| *s == "same-zone").count() <= 2
-                && failed_over.len() >= 23
+            seen.iter().take_while(|s| *s == "same-zone").count() <= 5
+                && failed_over.len() >= 20
                 && failed_over.iter().all(|s| *s == "same-region"),
             "{dataplane:?}: failover to the same region expected: {seen:?}"
         );
