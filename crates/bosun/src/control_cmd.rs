@@ -62,16 +62,7 @@ pub struct ControlArgs {
 }
 
 pub fn run(args: &ControlArgs) -> Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).with_context(|| {
-        format!(
-            "invalid --log-level {:?} (use trace, debug, info, warn, error or off)",
-            args.log_level
-        )
-    })?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    crate::proxy_cmd::init_logging(&args.log_level)?;
     let options = ControlOptions {
         config_dir: args.config.clone(),
         registry: args.registry.clone(),

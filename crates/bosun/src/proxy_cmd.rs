@@ -13,17 +13,21 @@ pub struct ProxyArgs<'a> {
     pub log_level: &'a str,
 }
 
-pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_new(args.log_level).with_context(|| {
-        format!(
-            "invalid --log-level {:?} (use trace, debug, info, warn, error or off)",
-            args.log_level
-        )
+/// Logs to stderr at `level` (a tracing filter such as `info` or `proxy=debug`), as `--log-level`
+/// of `bosun proxy` and `bosun control` says.
+pub fn init_logging(level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+        format!("invalid --log-level {level:?} (use trace, debug, info, warn, error or off)")
     })?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    Ok(())
+}
+
+pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
+    init_logging(args.log_level)?;
 
     let bootstrap = match xds_api::bootstrap::from_file(args.config) {
         Ok(b) => b,

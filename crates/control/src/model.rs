@@ -70,6 +70,24 @@ pub struct ServicePort {
     pub target_port: Option<u32>,
 }
 
+impl ServicePort {
+    /// A port as the mesh file or a ServiceEntry declares it (none without a number); the protocol
+    /// from `protocol`, else the name's prefix, as Istio's.
+    fn declared(
+        number: Option<u32>,
+        name: &Option<String>,
+        protocol: &Option<String>,
+        target_port: Option<u32>,
+    ) -> Option<ServicePort> {
+        Some(ServicePort {
+            number: number?,
+            name: name.clone().unwrap_or_default(),
+            protocol: Protocol::parse(protocol.as_deref(), name.as_deref()),
+            target_port,
+        })
+    }
+}
+
 /// How a proxy finds a service's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
@@ -227,12 +245,7 @@ impl ServiceRegistry {
                     .ports
                     .iter()
                     .filter_map(|p| {
-                        Some(ServicePort {
-                            number: p.number?,
-                            name: p.name.clone().unwrap_or_default(),
-                            protocol: Protocol::parse(p.protocol.as_deref(), p.name.as_deref()),
-                            target_port: p.target_port,
-                        })
+                        ServicePort::declared(p.number, &p.name, &p.protocol, p.target_port)
                     })
                     .collect(),
                 resolution: Resolution::Static,
@@ -284,12 +297,7 @@ impl ServiceRegistry {
                 .ports
                 .iter()
                 .filter_map(|p| {
-                    Some(ServicePort {
-                        number: p.number?,
-                        name: p.name.clone().unwrap_or_default(),
-                        protocol: Protocol::parse(p.protocol.as_deref(), p.name.as_deref()),
-                        target_port: p.target_port,
-                    })
+                    ServicePort::declared(p.number, &p.name, &p.protocol, p.target_port)
                 })
                 .collect();
             for host in &se.hosts {

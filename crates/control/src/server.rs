@@ -168,7 +168,8 @@ impl Shared {
             pushed += 1;
         }
         let mut generated = generator.into_cache();
-        generated.retain_proxies(|id| proxies.iter().any(|p| p.node_id == id));
+        // `seen` holds every connected proxy, pushed or not.
+        generated.retain_proxies(|id| seen.contains(id));
         *lock(&self.generated) = generated;
         self.metrics
             .proxy_pushes

@@ -26,9 +26,7 @@ use rand::Rng;
 use crate::Runtime;
 use crate::access_log;
 use crate::stats::{Counter, Gauge};
-use crate::upstream::{
-    Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, OriginateTls, Outcome, connect,
-};
+use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
 
 /// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -1190,25 +1188,10 @@ async fn terminate_connect(
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
     };
     exchange.upstream_host = Some(host.address.clone());
-    let tls = cluster.config.tls.as_ref().map(|t| OriginateTls {
-        config: t.raw.clone(),
-        server_name: t.server_name.clone(),
-    });
-    cluster.stats.upstream_cx_total.inc();
-    cluster.stats.upstream_rq_total.inc();
-    let upstream = match connect(
-        &host.address,
-        cluster.config.connect_timeout,
-        tls.as_ref(),
-        cluster.config.source_address,
-    )
-    .await
-    {
+    let upstream = match cluster.open_stream(&host).await {
         Ok(io) => io,
         Err(e) => {
             tracing::debug!("CONNECT to {}: {e}", host.address);
-            cluster.stats.upstream_cx_connect_fail.inc();
-            cluster.record_outcome(&host, Outcome::LocalFailure);
             exchange.flags.upstream_connect_failure = true;
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -1216,7 +1199,6 @@ async fn terminate_connect(
             );
         }
     };
-    cluster.record_outcome(&host, Outcome::Success);
     spawn_tunnel(ctx, exchange, async move {
         downstream
             .await

@@ -9,7 +9,7 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Runtime;
-use crate::upstream::{LbContext, OriginateTls, Outcome, connect};
+use crate::upstream::LbContext;
 
 /// Proxies one connection. `original_dst` is the destination the `original_dst` listener filter
 /// restored, where an ORIGINAL_DST cluster connects (Istio's PassthroughCluster); `hash` the key of
@@ -47,29 +47,9 @@ pub async fn proxy(
     let Some(host) = cluster.pick_for(&lb, &[]) else {
         return; // No host (an ORIGINAL_DST cluster without a destination): Envoy closes too.
     };
-    let tls = cluster.config.tls.as_ref().map(|t| OriginateTls {
-        config: t.raw.clone(),
-        server_name: t.server_name.clone(),
-    });
-    // Envoy's TCP connection pool counts each connection it hands out as a request too.
-    cluster.stats.upstream_cx_total.inc();
-    cluster.stats.upstream_rq_total.inc();
-    let upstream = match connect(
-        &host.address,
-        cluster.config.connect_timeout,
-        tls.as_ref(),
-        cluster.config.source_address,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(_) => {
-            cluster.stats.upstream_cx_connect_fail.inc();
-            cluster.record_outcome(&host, Outcome::LocalFailure);
-            return;
-        }
+    let Ok(upstream) = cluster.open_stream(&host).await else {
+        return;
     };
-    cluster.record_outcome(&host, Outcome::Success);
     splice(downstream, upstream, idle).await;
 }
 

@@ -487,6 +487,33 @@ impl ClusterRuntime {
         hosts[0]
     }
 
+    /// Opens a raw connection to `host` (a TCP proxy's, or a CONNECT tunnel's), TLS when the cluster
+    /// originates it. Counted as a connection and as a request, as Envoy's TCP pool counts what it
+    /// hands out; whether it connected goes to outlier detection.
+    pub async fn open_stream(&self, host: &Host) -> std::io::Result<Io> {
+        let tls = self.config.tls.as_ref().map(|t| OriginateTls {
+            config: t.raw.clone(),
+            server_name: t.server_name.clone(),
+        });
+        self.stats.upstream_cx_total.inc();
+        self.stats.upstream_rq_total.inc();
+        let connected = connect(
+            &host.address,
+            self.config.connect_timeout,
+            tls.as_ref(),
+            self.config.source_address,
+        )
+        .await;
+        match &connected {
+            Ok(_) => self.record_outcome(host, Outcome::Success),
+            Err(_) => {
+                self.stats.upstream_cx_connect_fail.inc();
+                self.record_outcome(host, Outcome::LocalFailure);
+            }
+        }
+        connected
+    }
+
     /// Records the outcome of a request to `host` for outlier detection.
     pub fn record_outcome(&self, host: &Host, outcome: Outcome) {
         let Some(od) = &self.config.outlier_detection else {

@@ -1,7 +1,6 @@
 //! `Upstream`, an in-process HTTP/1.1 + h2c test server, and `TcpEcho`.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::Result;
 use crate::lock;
@@ -522,10 +521,27 @@ impl TcpEcho {
 
 async fn serve_echo(
     listener: TcpListener,
-    mut stop: StopSignal,
+    stop: StopSignal,
     connections: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
 ) {
+    accept_each(listener, stop, move |mut stream, stop| {
+        connections.fetch_add(1, Ordering::Relaxed);
+        let bytes = Arc::clone(&bytes);
+        async move {
+            echo(&mut stream, &mut vec![0u8; 16 << 10], stop, Some(&bytes)).await;
+            let _ = stream.shutdown().await;
+        }
+    })
+    .await;
+}
+
+/// Accepts connections until `stop`, each handled by a task from `handle` (aborted at the stop).
+async fn accept_each<F, Fut>(listener: TcpListener, mut stop: StopSignal, mut handle: F)
+where
+    F: FnMut(TcpStream, StopSignal) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -533,36 +549,41 @@ async fn serve_echo(
             () = stop.stopped() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
-        let Ok((mut stream, _)) = accepted else {
+        let Ok((stream, _)) = accepted else {
+            // Out of file descriptors or similar: back off rather than spin.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        connections.fetch_add(1, Ordering::Relaxed);
-        let bytes = Arc::clone(&bytes);
-        let mut stop = stop.clone();
-        tasks.spawn(async move {
-            let mut buf = vec![0u8; 16 << 10];
-            loop {
-                let n = tokio::select! {
-                    n = stream.read(&mut buf) => n,
-                    () = stop.stopped() => break,
-                };
-                match n {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        // Counted before writing, so a client that got its echo sees the count.
-                        bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        if stream.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = stream.shutdown().await;
-            Ok::<(), Infallible>(())
-        });
+        tasks.spawn(handle(stream, stop.clone()));
     }
     tasks.abort_all();
+}
+
+/// Writes back every byte read until the peer closes, an error, or `stop`; `count` (if any) counts
+/// them before they are written, so a client that got its echo sees the count.
+async fn echo(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    mut stop: StopSignal,
+    count: Option<&AtomicU64>,
+) {
+    loop {
+        let n = tokio::select! {
+            n = stream.read(buf) => n,
+            () = stop.stopped() => break,
+        };
+        match n {
+            Ok(n) if n > 0 => {
+                if let Some(count) = count {
+                    count.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
 }
 
 // === impl UpgradeEcho ===
@@ -620,23 +641,12 @@ const UPGRADE_ECHO_MAX_HEAD: usize = 64 << 10;
 
 async fn serve_upgrade_echo(
     listener: TcpListener,
-    mut stop: StopSignal,
+    stop: StopSignal,
     heads: Arc<Mutex<VecDeque<String>>>,
 ) {
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stop.stopped() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-        };
-        let Ok((mut stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
+    accept_each(listener, stop, move |mut stream, mut stop| {
         let heads = Arc::clone(&heads);
-        let mut stop = stop.clone();
-        tasks.spawn(async move {
+        async move {
             let mut read = Vec::new();
             let mut buf = vec![0u8; 16 << 10];
             let end = loop {
@@ -683,22 +693,9 @@ async fn serve_upgrade_echo(
             {
                 return;
             }
-            loop {
-                let n = tokio::select! {
-                    n = stream.read(&mut buf) => n,
-                    () = stop.stopped() => break,
-                };
-                match n {
-                    Ok(n) if n > 0 => {
-                        if stream.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    _ => break,
-                }
-            }
+            echo(&mut stream, &mut buf, stop, None).await;
             let _ = stream.shutdown().await;
-        });
-    }
-    tasks.abort_all();
+        }
+    })
+    .await;
 }
