@@ -19,7 +19,9 @@ use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
     bounded_message, first_node,
 };
-use crate::snapshot::{ResourceMap, Snapshot, push_rank};
+use crate::snapshot::{
+    MapChange, ResourceMap, Snapshot, VersionedResource, map_changes, push_rank,
+};
 use crate::sotw::CONTROL_PLANE_ID;
 
 #[derive(Debug, Default)]
@@ -83,7 +85,13 @@ impl DeltaStream {
             });
         }
         let st = self.types.entry(type_url.clone()).or_default();
-        st.synced = None;
+        if !request.resource_names_subscribe.is_empty()
+            || !request.resource_names_unsubscribe.is_empty()
+        {
+            // What the client holds or wants changes: the next snapshot is compared in full. An
+            // ACK or NACK alone changes neither.
+            st.synced = None;
+        }
         let mut out = Outcome::default();
 
         if first {
@@ -225,25 +233,28 @@ impl DeltaStream {
     }
 }
 
-/// The response bringing the client of `type_url` up to `snapshot`, if anything differs (or `always`).
-fn respond(
-    nonces: &mut Nonces,
-    type_url: &str,
-    st: &mut TypeState,
+fn resource(name: &str, r: &VersionedResource) -> Resource {
+    Resource {
+        name: name.to_owned(),
+        version: r.version.clone(),
+        resource: Some(r.resource.clone()),
+        ..Default::default()
+    }
+}
+
+/// The resources to send and the names to remove, comparing the selection with what the client
+/// holds (`known`) name by name.
+fn changes_from_scratch(
+    st: &TypeState,
     snapshot: &Snapshot,
-    always: bool,
-) -> Option<DeltaDiscoveryResponse> {
+    type_url: &str,
+) -> (Vec<Resource>, Vec<String>) {
     let mut resources = Vec::new();
     let mut selected = BTreeSet::new();
     for (name, r) in snapshot.select(type_url, st.wildcard, &st.names) {
         selected.insert(name.as_str());
         if st.known.get(name) != Some(&r.version) {
-            resources.push(Resource {
-                name: name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.resource.clone()),
-                ..Default::default()
-            });
+            resources.push(resource(name, r));
         }
     }
     let mut removed: Vec<String> = st
@@ -262,6 +273,48 @@ fn respond(
             }
         }
     }
+    (resources, removed)
+}
+
+/// The same as [`changes_from_scratch`] when the client holds the selection from `old`: only what
+/// differs between the maps is looked at.
+fn changes_since(
+    st: &TypeState,
+    old: &ResourceMap,
+    new: &ResourceMap,
+) -> (Vec<Resource>, Vec<String>) {
+    let selects = |name: &String| st.wildcard || st.names.contains(name);
+    let mut resources = Vec::new();
+    let mut removed = Vec::new();
+    for change in map_changes(old, new) {
+        match change {
+            MapChange::Changed(name, r)
+                if selects(name) && st.known.get(name) != Some(&r.version) =>
+            {
+                resources.push(resource(name, r));
+            }
+            MapChange::Removed(name) if st.known.contains_key(name) => removed.push(name.clone()),
+            _ => {}
+        }
+    }
+    (resources, removed)
+}
+
+/// The response bringing the client of `type_url` up to `snapshot`, if anything differs (or `always`).
+fn respond(
+    nonces: &mut Nonces,
+    type_url: &str,
+    st: &mut TypeState,
+    snapshot: &Snapshot,
+    always: bool,
+) -> Option<DeltaDiscoveryResponse> {
+    let new = snapshot.shared_resources(type_url);
+    let (resources, removed) = match (&st.synced, new) {
+        // Nothing about the subscription changed since the client was brought up to `old`: what it
+        // needs is what differs between the two maps.
+        (Some(old), Some(new)) => changes_since(st, old, new),
+        _ => changes_from_scratch(st, snapshot, type_url),
+    };
     st.synced = snapshot.shared_resources(type_url).cloned();
     if resources.is_empty() && removed.is_empty() && !always {
         return None;
@@ -295,4 +348,75 @@ fn respond(
         }),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_api::pb::google::protobuf::Any;
+
+    fn map(entries: &[(&str, u8)]) -> Arc<ResourceMap> {
+        let mut snap = Snapshot::new("v");
+        for (name, v) in entries {
+            snap.insert(
+                *name,
+                Any {
+                    type_url: "t".into(),
+                    value: vec![*v],
+                },
+            );
+        }
+        snap.shared_resources("t").cloned().unwrap_or_default()
+    }
+
+    fn names(r: &(Vec<Resource>, Vec<String>)) -> (Vec<String>, Vec<String>) {
+        let mut sent: Vec<String> = r.0.iter().map(|r| r.name.clone()).collect();
+        let mut removed = r.1.clone();
+        sent.sort();
+        removed.sort();
+        (sent, removed)
+    }
+
+    /// The walk over two maps finds exactly what comparing the selection with `known` finds.
+    #[test]
+    fn changes_since_the_last_map_equal_changes_from_scratch() {
+        let old = map(&[("a", 1), ("b", 1), ("c", 1), ("e", 1)]);
+        let news = [
+            map(&[("a", 1), ("b", 1), ("c", 1), ("e", 1)]),
+            map(&[("a", 2), ("b", 1), ("c", 1), ("e", 1)]),
+            map(&[("b", 1), ("c", 2), ("d", 1)]),
+            map(&[("0", 1), ("a", 1), ("e", 2), ("z", 1)]),
+            map(&[]),
+        ];
+        for wildcard in [true, false] {
+            for new in &news {
+                let mut st = TypeState {
+                    wildcard,
+                    names: ["a", "c", "d", "z"].map(String::from).into(),
+                    ..Default::default()
+                };
+                let old_snap = {
+                    let mut s = Snapshot::new("v1");
+                    s.set_resources("t", old.clone());
+                    s
+                };
+                // Bring the client up to `old` the slow way, as a first response would.
+                let (sent, removed) = changes_from_scratch(&st, &old_snap, "t");
+                for r in sent {
+                    st.known.insert(r.name, r.version);
+                }
+                for name in removed {
+                    st.absent.insert(name);
+                }
+                let mut new_snap = Snapshot::new("v2");
+                new_snap.set_resources("t", new.clone());
+                assert_eq!(
+                    names(&changes_since(&st, &old, new)),
+                    names(&changes_from_scratch(&st, &new_snap, "t")),
+                    "wildcard {wildcard}, new {:?}",
+                    new.keys().collect::<Vec<_>>()
+                );
+            }
+        }
+    }
 }

@@ -240,6 +240,34 @@ pub fn same_resource(a: &VersionedResource, b: &VersionedResource) -> bool {
     std::ptr::eq(a, b) || a.version == b.version
 }
 
+/// How one map differs from another, by name: a resource added or changed, or removed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum MapChange<'a> {
+    Changed(&'a String, &'a VersionedResource),
+    Removed(&'a String),
+}
+
+/// What differs from `old` to `new`, in name order: one walk over both sorted maps (shared
+/// resources compare by pointer), so a push that changed a few of thousands of resources costs a
+/// walk, not a lookup per name.
+pub(crate) fn map_changes<'a>(old: &'a ResourceMap, new: &'a ResourceMap) -> Vec<MapChange<'a>> {
+    let mut changes = Vec::new();
+    let mut old = old.iter().peekable();
+    for (name, r) in new {
+        while let Some((gone, _)) = old.next_if(|(o, _)| *o < name) {
+            changes.push(MapChange::Removed(gone));
+        }
+        let same = old
+            .next_if(|(o, _)| *o == name)
+            .is_some_and(|(_, o)| same_resource(o, r));
+        if !same {
+            changes.push(MapChange::Changed(name, r));
+        }
+    }
+    changes.extend(old.map(|(gone, _)| MapChange::Removed(gone)));
+    changes
+}
+
 /// What a subscription selects from `map` (see [`Snapshot::select`]).
 pub(crate) fn select<'a>(
     map: Option<&'a ResourceMap>,

@@ -28,7 +28,8 @@ use crate::protocol::{
     bounded_message, first_node,
 };
 use crate::snapshot::{
-    ResourceMap, Snapshot, is_wildcard_type, push_rank, same_map, same_resource, select,
+    MapChange, ResourceMap, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
+    same_resource, select,
 };
 
 /// The identifier servers put in `control_plane` of their responses.
@@ -273,12 +274,15 @@ fn changed_names(
     new: Option<&ResourceMap>,
     names: &BTreeSet<String>,
 ) -> Vec<String> {
-    select(new, false, names)
-        .filter(|(name, r)| {
-            old.and_then(|o| o.get(*name))
-                .is_none_or(|o| !same_resource(o, r))
+    let (Some(old), Some(new)) = (old, new) else {
+        return select(new, false, names).map(|(n, _)| n.clone()).collect();
+    };
+    map_changes(old, new)
+        .into_iter()
+        .filter_map(|c| match c {
+            MapChange::Changed(name, _) if names.contains(name) => Some(name.clone()),
+            _ => None,
         })
-        .map(|(name, _)| name.clone())
         .collect()
 }
 
