@@ -351,7 +351,13 @@ virtual_hosts:
             e[0].field, "route_config.virtual_hosts[0].routes[0].route.upgrade_configs",
             "{route}"
         );
-        assert!(e[0].message.contains("forwarding CONNECT"), "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "forwarding CONNECT requests upstream (a connect_matcher route without upgrade_configs \
+             [{upgrade_type: CONNECT, connect_config: {}}], which would terminate the CONNECT) is not \
+             supported by bosun proxy; remove it or run this configuration on Envoy",
+            "{e:?}"
+        );
     }
     let e = errors(
         r#"
@@ -366,6 +372,11 @@ virtual_hosts:
     assert_eq!(
         e[0].field,
         "route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config.allow_post"
+    );
+    assert_eq!(
+        e[0].message,
+        "tunnelling POST payloads as raw TCP is not supported by bosun proxy; remove it or run this \
+         configuration on Envoy"
     );
 }
 
