@@ -35,6 +35,7 @@
 mod cache;
 mod delta;
 mod error;
+mod grpc;
 mod protocol;
 mod server;
 mod snapshot;
@@ -45,6 +46,7 @@ pub use crate::cache::{
 };
 pub use crate::delta::DeltaStream;
 pub use crate::error::XdsServerError;
+pub use crate::grpc::AdsService;
 pub use crate::protocol::{
     Event, MAX_NACK_MESSAGE, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Mode, Outcome,
     ProtocolError, TypeStatus,

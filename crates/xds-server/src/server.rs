@@ -11,14 +11,10 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 use xds_api::pb::envoy::config::core::v3::Node;
-use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
 use xds_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -26,6 +22,7 @@ use xds_api::pb::envoy::service::discovery::v3::{
 use crate::cache::{ProxyInfo, SnapshotCache, SnapshotRx};
 use crate::delta::DeltaStream;
 use crate::error::XdsServerError;
+use crate::grpc::AdsService;
 use crate::protocol::{Event, Mode, Outcome, ProtocolError, TypeStatus};
 use crate::snapshot::{Snapshot, short_name};
 use crate::sotw::SotwStream;
@@ -117,11 +114,10 @@ impl AdsServer {
         &self.inner.cache
     }
 
-    /// The tonic service, with the message size bounds applied; add it to a `tonic` server.
-    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self.clone())
-            .max_decoding_message_size(self.inner.config.max_message_size)
-            .max_encoding_message_size(self.inner.config.max_message_size)
+    /// The gRPC service (both ADS methods, with the message size bound applied); add it to a
+    /// `tonic` server.
+    pub fn service(&self) -> AdsService {
+        AdsService::new(self.clone())
     }
 
     /// Ends every stream (each proxy sees its stream close and reconnects elsewhere or later).
@@ -220,35 +216,14 @@ impl RunningServer {
     }
 }
 
-// === impl AggregatedDiscoveryService ===
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.open::<SotwStream>(request)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.open::<DeltaStream>(request)))
-    }
-}
-
 impl AdsServer {
-    fn open<P: Protocol>(
+    /// Starts a stream's task on `incoming`; its responses (or the status that ends it) arrive on
+    /// the returned channel.
+    pub(crate) fn open<P: Protocol>(
         &self,
-        request: Request<Streaming<P::Req>>,
-    ) -> ReceiverStream<Result<P::Resp, Status>> {
-        let address = request.remote_addr();
-        let incoming = request.into_inner();
+        incoming: Streaming<P::Req>,
+        address: Option<SocketAddr>,
+    ) -> mpsc::Receiver<Result<P::Resp, Status>> {
         let (tx, rx) = mpsc::channel(self.inner.config.outbound_queue);
         let conn = Connection::<P> {
             server: self.inner.clone(),
@@ -257,14 +232,19 @@ impl AdsServer {
             tx,
         };
         tokio::spawn(conn.run(incoming));
-        ReceiverStream::new(rx)
+        rx
+    }
+
+    /// The largest message a stream decodes or encodes.
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.inner.config.max_message_size
     }
 }
 
 // === impl Protocol ===
 
 /// One ADS variant, as a stream's task drives it.
-trait Protocol: Sized + Send + 'static {
+pub(crate) trait Protocol: Sized + Send + 'static {
     type Req: Send + 'static;
     type Resp: Send + 'static;
     const MODE: Mode;

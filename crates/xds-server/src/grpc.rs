@@ -1,0 +1,217 @@
+//! The two ADS methods served over gRPC without tonic's generated server.
+//!
+//! tonic's server encodes a stream's responses into one buffer that keeps the capacity of the largest
+//! response it ever encoded for as long as the stream lives: with a full CDS or EDS of thousands of
+//! resources that is megabytes per connected proxy, for nothing. Here each response is encoded into
+//! a buffer of exactly its size (gRPC's 5-byte frame header, then the message), handed to the
+//! connection and freed once sent. Requests are decoded with tonic's [`Streaming`], as before.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes};
+use http_body::Frame;
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codec::{DecodeBuf, Decoder, Streaming};
+use tonic::codegen::{Service, http};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpConnectInfo;
+
+use crate::delta::DeltaStream;
+use crate::server::{AdsServer, Protocol};
+use crate::sotw::SotwStream;
+
+/// The gRPC service name of ADS.
+pub const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// ADS (state of the world and delta) as a tower service, for a tonic server's router.
+#[derive(Debug, Clone)]
+pub struct AdsService {
+    server: AdsServer,
+}
+
+impl AdsService {
+    pub(crate) fn new(server: AdsServer) -> AdsService {
+        AdsService { server }
+    }
+
+    fn stream<P>(&self, request: http::Request<Body>) -> http::Response<Body>
+    where
+        P: Protocol,
+        P::Req: Message + Default,
+        P::Resp: Message,
+    {
+        let remote = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
+        let max = self.server.max_message_size();
+        let incoming = Streaming::new_request(
+            ProstDecoder::<P::Req>(PhantomData),
+            request.into_body(),
+            None,
+            Some(max),
+        );
+        let responses = self.server.open::<P>(incoming, remote);
+        grpc_response(Body::new(ResponseBody::<P::Resp> {
+            responses,
+            max,
+            done: false,
+        }))
+    }
+}
+
+impl NamedService for AdsService {
+    const NAME: &'static str = SERVICE;
+}
+
+impl Service<http::Request<Body>> for AdsService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let response = match request.uri().path() {
+            SOTW_PATH => self.stream::<SotwStream>(request),
+            DELTA_PATH => self.stream::<DeltaStream>(request),
+            other => Status::unimplemented(format!("no such method: {other}")).into_http(),
+        };
+        ready(Ok(response))
+    }
+}
+
+fn grpc_response(body: Body) -> http::Response<Body> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// Decodes request messages with prost.
+struct ProstDecoder<T>(PhantomData<T>);
+
+impl<T: Message + Default> Decoder for ProstDecoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
+        T::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("undecodable ADS request: {e}")))
+    }
+}
+
+/// A stream's responses as gRPC frames, then the trailers: `grpc-status: 0` when the stream's task
+/// ended it, or the status it ended with.
+struct ResponseBody<M> {
+    responses: mpsc::Receiver<Result<M, Status>>,
+    max: usize,
+    done: bool,
+}
+
+/// One gRPC message frame: uncompressed flag, big-endian length, the message.
+fn frame<M: Message>(message: &M, max: usize) -> Result<Bytes, Status> {
+    let len = message.encoded_len();
+    if len > max {
+        return Err(Status::resource_exhausted(format!(
+            "an xDS response of {len} bytes is over the {max}-byte message limit"
+        )));
+    }
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.put_u8(0);
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    message
+        .encode(&mut buf)
+        .map_err(|e| Status::internal(format!("encoding an xDS response: {e}")))?;
+    Ok(Bytes::from(buf))
+}
+
+fn trailers(status: &Status) -> Frame<Bytes> {
+    let mut headers = http::HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        // A message that cannot be a header value: the stream still ends with its code.
+        headers = http::HeaderMap::new();
+        let _ = Status::new(status.code(), "").add_header(&mut headers);
+    }
+    Frame::trailers(headers)
+}
+
+impl<M: Message> http_body::Body for ResponseBody<M> {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let next = match self.responses.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(next) => next,
+        };
+        let frame = match next.map(|r| r.and_then(|m| frame(&m, self.max))) {
+            Some(Ok(data)) => Frame::data(data),
+            Some(Err(status)) => {
+                self.done = true;
+                trailers(&status)
+            }
+            None => {
+                self.done = true;
+                trailers(&Status::ok(""))
+            }
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_api::pb::envoy::service::discovery::v3::DiscoveryResponse;
+
+    #[test]
+    fn a_frame_is_the_grpc_header_and_the_message() {
+        let r = DiscoveryResponse {
+            version_info: "v1".into(),
+            nonce: "1-1".into(),
+            ..Default::default()
+        };
+        let bytes = frame(&r, 1024).expect("fits");
+        let len = r.encoded_len();
+        assert_eq!(bytes.len(), 5 + len);
+        assert_eq!(bytes[0], 0, "not compressed");
+        assert_eq!(
+            u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize,
+            len
+        );
+        assert_eq!(DiscoveryResponse::decode(&bytes[5..]).expect("decodes"), r);
+        let e = frame(&r, 4).expect_err("over the limit");
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            e.message(),
+            format!("an xDS response of {len} bytes is over the 4-byte message limit")
+        );
+    }
+}
