@@ -11,9 +11,10 @@
 //!   requests and snapshots; send the responses they return. They track subscriptions (wildcard for
 //!   LDS/CDS), nonces, ACKs and NACKs, and push only what changed, in Envoy's make-before-break order
 //!   (CDS, EDS, LDS, RDS).
-//! - [`AdsServer`]: the tonic `AggregatedDiscoveryService`; one task per stream, bounded outbound
-//!   queue, pushes on snapshot change through a watch per node, push concurrency bounded across
-//!   streams, graceful stop. [`serve`] starts one in the background.
+//! - [`AdsServer`]: ADS over gRPC on a tonic server; one task per stream, bounded outbound queue,
+//!   pushes on snapshot change through a watch per node, push concurrency bounded across streams,
+//!   graceful stop. [`serve`] starts one in the background. Its gRPC methods ([`AdsService`]) are
+//!   written by hand, so that each response is encoded into a buffer of its own size.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), xds_server::XdsServerError> {
