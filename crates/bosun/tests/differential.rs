@@ -1871,10 +1871,17 @@ async fn local_ratelimit_matches_envoy() {
         assert_eq!(shadow, vec![ok.clone(); 3], "{}: not enforced", p.name);
         let disabled = rate_limited(p, "/disabled", 3).await;
         assert_eq!(disabled, vec![ok.clone(); 3], "{}: not enabled", p.name);
+        // Every filter's stats show from the start, as Envoy registers them with the config.
+        assert!(
+            p.admin_get("/stats")
+                .contains("disabled.http_local_rate_limit.shadow_mode: 0"),
+            "{}: stats registered with the config",
+            p.name
+        );
 
         let mut stats = BTreeMap::new();
         for prefix in ["listener_rl", "own", "shadow", "disabled"] {
-            for name in ["enabled", "enforced", "ok", "rate_limited"] {
+            for name in ["enabled", "enforced", "ok", "rate_limited", "shadow_mode"] {
                 let stat = format!("{prefix}.http_local_rate_limit.{name}");
                 stats.insert(stat.clone(), p.stat(&stat));
             }

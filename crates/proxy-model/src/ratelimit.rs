@@ -28,7 +28,8 @@ pub struct LocalRateLimit {
     pub stat_prefix: String,
     /// The status of a rate-limited request (Envoy's default 429).
     pub status: u16,
-    pub bucket: TokenBucket,
+    /// `None` (no `token_bucket`): every request passes, counted as `ok`, as in Envoy.
+    pub bucket: Option<TokenBucket>,
     /// `filter_enabled` as parts per million (absent: never, as Envoy: the filter does nothing).
     pub enabled_per_million: u32,
     /// `filter_enforced` as parts per million (absent: never; a limited request is only counted).
@@ -43,6 +44,17 @@ impl LocalRateLimit {
     pub fn from_any(any: &Any, at: &At) -> Result<LocalRateLimit, ModelError> {
         let p: lrl::LocalRateLimit = unpack(any, at)?;
         LocalRateLimit::from_proto(&p, at)
+    }
+
+    /// A route's own config (`typed_per_filter_config`), which Envoy requires to have a bucket.
+    pub fn per_route(any: &Any, at: &At) -> Result<LocalRateLimit, ModelError> {
+        let c = LocalRateLimit::from_any(any, at)?;
+        if c.bucket.is_none() {
+            return Err(at
+                .key("token_bucket")
+                .error("the local rate limit token bucket must be set for per-route configs"));
+        }
+        Ok(c)
     }
 
     pub fn from_proto(p: &lrl::LocalRateLimit, at: &At) -> Result<LocalRateLimit, ModelError> {
@@ -84,28 +96,11 @@ impl LocalRateLimit {
         if p.stat_prefix.is_empty() {
             return Err(at.key("stat_prefix").error("stat_prefix must not be empty"));
         }
-        let tb = p.token_bucket.as_ref().ok_or_else(|| {
-            at.key("token_bucket")
-                .unsupported("a local rate limit without token_bucket")
-        })?;
-        let tat = at.key("token_bucket");
-        if tb.max_tokens == 0 {
-            return Err(tat
-                .key("max_tokens")
-                .error("max_tokens must be greater than 0"));
-        }
-        let tokens_per_fill = tb.tokens_per_fill.as_ref().map_or(1, |v| v.value);
-        if tokens_per_fill == 0 {
-            return Err(tat
-                .key("tokens_per_fill")
-                .error("tokens_per_fill must be greater than 0"));
-        }
-        let fill_interval = tb.fill_interval.as_ref().map(duration).unwrap_or_default();
-        if fill_interval < MIN_FILL_INTERVAL {
-            return Err(tat
-                .key("fill_interval")
-                .error("the fill interval must be at least 50ms"));
-        }
+        let bucket = p
+            .token_bucket
+            .as_ref()
+            .map(|tb| token_bucket(tb, &at.key("token_bucket")))
+            .transpose()?;
         let status = match p.status.as_ref().map_or(0, |s| s.code) {
             0 => 429,
             c => u16::try_from(c)
@@ -125,12 +120,7 @@ impl LocalRateLimit {
         Ok(LocalRateLimit {
             stat_prefix: p.stat_prefix.clone(),
             status,
-            bucket: TokenBucket::new(
-                tb.max_tokens,
-                tokens_per_fill,
-                fill_interval,
-                Instant::now(),
-            ),
+            bucket,
             enabled_per_million: per_million(&p.filter_enabled),
             enforced_per_million: per_million(&p.filter_enforced),
             response_headers_to_add: headers_to_add(
@@ -140,6 +130,35 @@ impl LocalRateLimit {
             x_ratelimit_headers: p.enable_x_ratelimit_headers == DRAFT_VERSION_03,
         })
     }
+}
+
+fn token_bucket(
+    tb: &xds_api::pb::envoy::r#type::v3::TokenBucket,
+    at: &At,
+) -> Result<TokenBucket, ModelError> {
+    if tb.max_tokens == 0 {
+        return Err(at
+            .key("max_tokens")
+            .error("max_tokens must be greater than 0"));
+    }
+    let tokens_per_fill = tb.tokens_per_fill.as_ref().map_or(1, |v| v.value);
+    if tokens_per_fill == 0 {
+        return Err(at
+            .key("tokens_per_fill")
+            .error("tokens_per_fill must be greater than 0"));
+    }
+    let fill_interval = tb.fill_interval.as_ref().map(duration).unwrap_or_default();
+    if fill_interval < MIN_FILL_INTERVAL {
+        return Err(at
+            .key("fill_interval")
+            .error("the fill interval must be at least 50ms"));
+    }
+    Ok(TokenBucket::new(
+        tb.max_tokens,
+        tokens_per_fill,
+        fill_interval,
+        Instant::now(),
+    ))
 }
 
 /// A token bucket that starts full and refills continuously at `tokens_per_fill` per
@@ -240,7 +259,7 @@ enable_x_ratelimit_headers: DRAFT_VERSION_03
         .expect("valid");
         assert_eq!(c.stat_prefix, "rl");
         assert_eq!(c.status, 503);
-        assert_eq!(c.bucket.max_tokens, 5);
+        assert_eq!(c.bucket.as_ref().map(|b| b.max_tokens), Some(5));
         assert_eq!(c.enabled_per_million, 500_000);
         assert_eq!(c.enforced_per_million, 2_500);
         assert_eq!(c.response_headers_to_add.len(), 1);
@@ -256,6 +275,9 @@ enable_x_ratelimit_headers: DRAFT_VERSION_03
         assert_eq!(c.enforced_per_million, 0);
         assert!(!c.x_ratelimit_headers);
         assert!(c.response_headers_to_add.is_empty());
+        // Without a token bucket Envoy limits nothing.
+        let c = parse("stat_prefix: rl\n").expect("valid");
+        assert!(c.bucket.is_none());
     }
 
     #[test]
@@ -294,6 +316,19 @@ descriptors: [{ entries: [{ key: a, value: b }], token_bucket: { max_tokens: 1, 
             .expect_err(yaml);
             assert_eq!(e.field, field);
         }
+        let any = Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+                .to_owned(),
+            value: prost::Message::encode_to_vec(&lrl::LocalRateLimit {
+                stat_prefix: "rl".to_owned(),
+                ..Default::default()
+            }),
+        };
+        let e = LocalRateLimit::per_route(&any, &At::root("r")).expect_err("no bucket");
+        assert_eq!(
+            e.to_string(),
+            "r.token_bucket: the local rate limit token bucket must be set for per-route configs"
+        );
         let e = parse("stat_prefix: rl\ntoken_bucket: { max_tokens: 1, fill_interval: 0.01s }\n")
             .expect_err("too short");
         assert_eq!(e.field, "f.token_bucket.fill_interval");

@@ -425,7 +425,7 @@ impl Route {
             .typed_per_filter_config
             .get(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
             .and_then(|any| {
-                errors.take(crate::ratelimit::LocalRateLimit::from_any(
+                errors.take(crate::ratelimit::LocalRateLimit::per_route(
                     any,
                     &at.key("typed_per_filter_config")
                         .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER),

@@ -379,11 +379,16 @@ fn local_ratelimit(
             .inc();
     };
     count("enabled");
-    let take = config.bucket.take(Instant::now());
+    let Some(bucket) = &config.bucket else {
+        // No token bucket: Envoy passes every request.
+        count("ok");
+        return Ok(None);
+    };
+    let take = bucket.take(Instant::now());
     let mut headers = HeaderMap::new();
     if config.x_ratelimit_headers {
         for (name, value) in [
-            ("x-ratelimit-limit", u64::from(config.bucket.max_tokens)),
+            ("x-ratelimit-limit", u64::from(bucket.max_tokens)),
             ("x-ratelimit-remaining", u64::from(take.remaining)),
             ("x-ratelimit-reset", take.reset_secs),
         ] {
