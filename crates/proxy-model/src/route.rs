@@ -395,6 +395,15 @@ impl VirtualHost {
             include_request_attempt_count: p.include_request_attempt_count,
             cors: cors_policy(&p.typed_per_filter_config, at, &mut errors),
         };
+        if p.typed_per_filter_config
+            .contains_key(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
+        {
+            errors.push(
+                at.key("typed_per_filter_config")
+                    .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
+                    .unsupported("a virtual host's local rate limit config (set it on its routes)"),
+            );
+        }
         errors.into_result(vh)
     }
 }
