@@ -297,7 +297,7 @@ async fn handle(
     if ratelimit_first {
         match local_ratelimit(ctx, route, exchange) {
             Ok(h) => ratelimit_headers = h,
-            Err(reply) => return reply,
+            Err(reply) => return *reply,
         }
     }
     if let Some(reply) = apply_fault(
@@ -314,7 +314,7 @@ async fn handle(
     if !ratelimit_first {
         match local_ratelimit(ctx, route, exchange) {
             Ok(h) => ratelimit_headers = h,
-            Err(reply) => return reply,
+            Err(reply) => return *reply,
         }
     }
     // Envoy's filter order (Istio's): local rate limit and fault as configured, CORS, router.
@@ -358,7 +358,7 @@ fn local_ratelimit(
     ctx: &ConnContext,
     route: &Route,
     exchange: &mut Exchange,
-) -> Result<Option<HeaderMap>, Response<Body>> {
+) -> Result<Option<HeaderMap>, Box<Response<Body>>> {
     let Some(listener) = ctx.hcm.http_filters.iter().find_map(|f| match f {
         HttpFilter::LocalRateLimit(c) => Some(c),
         _ => None,
@@ -413,7 +413,7 @@ fn local_ratelimit(
     for add in &config.response_headers_to_add {
         add.apply(resp.headers_mut());
     }
-    Err(resp)
+    Err(Box::new(resp))
 }
 
 /// The router: what the matched route does with the request.
