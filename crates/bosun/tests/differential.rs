@@ -1789,3 +1789,119 @@ async fn original_dst_matches_envoy() {
         assert!(read.is_empty(), "{}: {read:?}", p.name);
     }
 }
+
+// === Local rate limit ===
+
+/// What a rate-limit test compares of one answer: status, local body, the configured header and the
+/// `x-ratelimit-limit`/`-remaining` headers (`-reset` depends on the clock: only whether it is 0).
+type RateLimited = (
+    u16,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+);
+
+async fn rate_limited(p: &Running, path: &str, n: usize) -> Vec<RateLimited> {
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let resp = Client::h1(p.listener).send(Req::get(path)).await.unwrap();
+        let local = resp.header("x-upstream").is_none();
+        let h = |name: &str| resp.header(name).map(str::to_owned);
+        answers.push((
+            resp.status(),
+            local.then(|| resp.text()),
+            h("x-rate-limited"),
+            h("x-ratelimit-limit"),
+            h("x-ratelimit-remaining"),
+            resp.header("x-ratelimit-reset").map(|v| v == "0"),
+        ));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn local_ratelimit_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("local_ratelimit.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    let limited = || Some("local_rate_limited".to_owned());
+    let s = |v: &str| Some(v.to_owned());
+    let mut seen = Vec::new();
+    for p in &both {
+        // The listener's bucket of 5: five pass, counting down, then 429 with the configured header.
+        let listener = rate_limited(p, "/x", 8).await;
+        let mut expected: Vec<RateLimited> = (0..5)
+            .map(|i| {
+                let remaining = 4 - i;
+                (
+                    200,
+                    None,
+                    None,
+                    s("5"),
+                    Some(remaining.to_string()),
+                    Some(remaining > 0),
+                )
+            })
+            .collect();
+        for _ in 0..3 {
+            expected.push((429, limited(), s("yes"), s("5"), s("0"), Some(false)));
+        }
+        assert_eq!(listener, expected, "{}: listener bucket", p.name);
+
+        // A route's own bucket (of 2, status 503) while the listener's is empty; no x-ratelimit
+        // headers, no response headers: the route's config replaces the listener's.
+        let own = rate_limited(p, "/own", 3).await;
+        let ok = (200, None, None, None, None, None);
+        assert_eq!(
+            own,
+            [
+                ok.clone(),
+                ok.clone(),
+                (503, limited(), None, None, None, None)
+            ],
+            "{}: the route's own bucket",
+            p.name
+        );
+        // filter_enforced 0%: limited requests are counted, not refused; no filter_enabled: the
+        // filter does nothing.
+        let shadow = rate_limited(p, "/shadow", 3).await;
+        assert_eq!(shadow, vec![ok.clone(); 3], "{}: not enforced", p.name);
+        let disabled = rate_limited(p, "/disabled", 3).await;
+        assert_eq!(disabled, vec![ok.clone(); 3], "{}: not enabled", p.name);
+        // Every filter's stats show from the start, as Envoy registers them with the config.
+        assert!(
+            p.admin_get("/stats")
+                .contains("disabled.http_local_rate_limit.shadow_mode: 0"),
+            "{}: stats registered with the config",
+            p.name
+        );
+
+        let mut stats = BTreeMap::new();
+        for prefix in ["listener_rl", "own", "shadow", "disabled"] {
+            for name in ["enabled", "enforced", "ok", "rate_limited", "shadow_mode"] {
+                let stat = format!("{prefix}.http_local_rate_limit.{name}");
+                stats.insert(stat.clone(), p.stat(&stat));
+            }
+        }
+        let expect = |prefix: &str, [enabled, enforced, ok, rate_limited]: [i64; 4]| {
+            for (name, v) in [
+                ("enabled", enabled),
+                ("enforced", enforced),
+                ("ok", ok),
+                ("rate_limited", rate_limited),
+            ] {
+                let stat = format!("{prefix}.http_local_rate_limit.{name}");
+                assert_eq!(stats[&stat], v, "{}: {stat}", p.name);
+            }
+        };
+        expect("listener_rl", [8, 3, 5, 3]);
+        expect("own", [3, 1, 2, 1]);
+        expect("shadow", [3, 0, 1, 2]);
+        expect("disabled", [0, 0, 0, 0]);
+        seen.push((listener, own, shadow, disabled, stats));
+    }
+    assert_eq!(seen[0], seen[1], "envoy (left) and bosun (right) differ");
+}

@@ -19,6 +19,8 @@ pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 #[derive(Debug)]
 pub enum HttpFilter {
     Fault(FaultConfig),
+    /// The local rate limit filter with the listener's token bucket.
+    LocalRateLimit(std::sync::Arc<crate::ratelimit::LocalRateLimit>),
     /// The CORS filter: applies the routes' and virtual hosts' CORS policies (it has no config of
     /// its own).
     Cors,
@@ -93,6 +95,12 @@ impl HttpFilter {
                 any,
                 &at.key("typed_config"),
             )?))
+        } else if is(".local_ratelimit.v3.LocalRateLimit") {
+            let any = typed_config
+                .ok_or_else(|| at.error("the local rate limit filter needs a typed_config"))?;
+            Ok(HttpFilter::LocalRateLimit(std::sync::Arc::new(
+                crate::ratelimit::LocalRateLimit::from_any(any, &at.key("typed_config"))?,
+            )))
         } else if is_optional || name.starts_with("istio.") || NO_OP_FILTERS.contains(&name) {
             Ok(HttpFilter::Skipped(name.to_owned()))
         } else {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod filter;
 pub mod listener;
 pub mod matcher;
+pub mod ratelimit;
 pub mod route;
 pub mod snapshot;
 pub mod tls;

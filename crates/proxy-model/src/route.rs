@@ -55,6 +55,9 @@ pub struct Route {
     pub fault: Option<FaultConfig>,
     /// `typed_per_filter_config` for the CORS filter.
     pub cors: Option<CorsPolicy>,
+    /// `typed_per_filter_config` for the local rate limit filter: replaces the listener's config,
+    /// with a token bucket of the route's own.
+    pub local_ratelimit: Option<std::sync::Arc<crate::ratelimit::LocalRateLimit>>,
 }
 
 #[derive(Debug)]
@@ -392,6 +395,15 @@ impl VirtualHost {
             include_request_attempt_count: p.include_request_attempt_count,
             cors: cors_policy(&p.typed_per_filter_config, at, &mut errors),
         };
+        if p.typed_per_filter_config
+            .contains_key(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
+        {
+            errors.push(
+                at.key("typed_per_filter_config")
+                    .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
+                    .unsupported("a virtual host's local rate limit config (set it on its routes)"),
+            );
+        }
         errors.into_result(vh)
     }
 }
@@ -418,6 +430,17 @@ impl Route {
                 ))
             });
         let cors = cors_policy(&p.typed_per_filter_config, at, &mut errors);
+        let local_ratelimit = p
+            .typed_per_filter_config
+            .get(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
+            .and_then(|any| {
+                errors.take(crate::ratelimit::LocalRateLimit::per_route(
+                    any,
+                    &at.key("typed_per_filter_config")
+                        .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER),
+                ))
+            })
+            .map(std::sync::Arc::new);
         let headers = errors
             .take(HeaderMutations::from_proto(
                 &p.request_headers_to_add,
@@ -452,6 +475,7 @@ impl Route {
                 headers,
                 fault,
                 cors,
+                local_ratelimit,
             }),
             _ => Err(errors.0),
         }
@@ -968,7 +992,7 @@ impl Redirect {
     }
 }
 
-fn headers_to_add(
+pub(crate) fn headers_to_add(
     options: &[core::HeaderValueOption],
     at: &At,
 ) -> Result<Vec<HeaderAdd>, ModelError> {

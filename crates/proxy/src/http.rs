@@ -61,10 +61,12 @@ pub struct HcmStats {
     pub ws_on_non_ws_route: Arc<Counter>,
     pub upgrades_total: Arc<Counter>,
     pub upgrades_active: Arc<Gauge>,
+    /// For the stats of filters named by their own `stat_prefix` (the local rate limit's).
+    pub registry: Arc<crate::stats::Registry>,
 }
 
 impl HcmStats {
-    pub fn new(registry: &crate::stats::Registry, prefix: &str) -> HcmStats {
+    pub fn new(registry: &Arc<crate::stats::Registry>, prefix: &str) -> HcmStats {
         let c = |n: &str| registry.counter(&format!("http.{prefix}.{n}"));
         HcmStats {
             downstream_rq_total: c("downstream_rq_total"),
@@ -80,6 +82,7 @@ impl HcmStats {
             upgrades_total: c("downstream_cx_upgrades_total"),
             upgrades_active: registry
                 .gauge(&format!("http.{prefix}.downstream_cx_upgrades_active")),
+            registry: registry.clone(),
         }
     }
 }
@@ -97,6 +100,8 @@ pub struct Flags {
     pub retry_limit: bool,
     pub fault_abort: bool,
     pub fault_delay: bool,
+    /// Refused by the local rate limit filter (RL).
+    pub rate_limited: bool,
     /// A tunnel the downstream ended (DC), or that idled out (SI).
     pub downstream_termination: bool,
     pub stream_idle_timeout: bool,
@@ -113,6 +118,7 @@ impl Flags {
             (self.upstream_timeout, "UT"),
             (self.fault_delay, "DI"),
             (self.fault_abort, "FI"),
+            (self.rate_limited, "RL"),
             (self.retry_limit, "URX"),
             (self.no_cluster, "NC"),
             (self.downstream_termination, "DC"),
@@ -278,6 +284,22 @@ async fn handle(
         Action::Forward(f) => choose_cluster(f, req.headers()),
         _ => None,
     };
+    // The local rate limit filter runs where the chain puts it relative to the fault filter.
+    let position = |is: fn(&HttpFilter) -> bool| ctx.hcm.http_filters.iter().position(is);
+    let ratelimit_first = match (
+        position(|f| matches!(f, HttpFilter::LocalRateLimit(_))),
+        position(|f| matches!(f, HttpFilter::Fault(_))),
+    ) {
+        (Some(r), Some(f)) => r < f,
+        _ => true,
+    };
+    let mut ratelimit_headers = None;
+    if ratelimit_first {
+        match local_ratelimit(ctx, route, exchange) {
+            Ok(h) => ratelimit_headers = h,
+            Err(reply) => return *reply,
+        }
+    }
     if let Some(reply) = apply_fault(
         ctx,
         route,
@@ -289,7 +311,13 @@ async fn handle(
     {
         return reply;
     }
-    // Envoy's filter order (Istio's): fault, CORS, router.
+    if !ratelimit_first {
+        match local_ratelimit(ctx, route, exchange) {
+            Ok(h) => ratelimit_headers = h,
+            Err(reply) => return *reply,
+        }
+    }
+    // Envoy's filter order (Istio's): local rate limit and fault as configured, CORS, router.
     let cors = match crate::cors::on_request(
         &ctx.hcm,
         vh,
@@ -317,7 +345,75 @@ async fn handle(
     if let Some(latched) = &cors {
         crate::cors::on_response(latched, resp.headers_mut());
     }
+    if let Some(h) = ratelimit_headers {
+        resp.headers_mut().extend(h);
+    }
     resp
+}
+
+/// The local rate limit filter: the route's own config (and token bucket) replaces the
+/// listener's. `Err` is the reply to a rate-limited request; `Ok` carries the `x-ratelimit-*`
+/// headers for the response, when configured.
+fn local_ratelimit(
+    ctx: &ConnContext,
+    route: &Route,
+    exchange: &mut Exchange,
+) -> Result<Option<HeaderMap>, Box<Response<Body>>> {
+    let Some(listener) = ctx.hcm.http_filters.iter().find_map(|f| match f {
+        HttpFilter::LocalRateLimit(c) => Some(c),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let config = route.local_ratelimit.as_ref().unwrap_or(listener);
+    if !chance(config.enabled_per_million) {
+        return Ok(None);
+    }
+    let count = |name: &str| {
+        ctx.stats
+            .registry
+            .counter(&format!(
+                "{}.http_local_rate_limit.{name}",
+                config.stat_prefix
+            ))
+            .inc();
+    };
+    count("enabled");
+    let Some(bucket) = &config.bucket else {
+        // No token bucket: Envoy passes every request.
+        count("ok");
+        return Ok(None);
+    };
+    let take = bucket.take(Instant::now());
+    let mut headers = HeaderMap::new();
+    if config.x_ratelimit_headers {
+        for (name, value) in [
+            ("x-ratelimit-limit", u64::from(bucket.max_tokens)),
+            ("x-ratelimit-remaining", u64::from(take.remaining)),
+            ("x-ratelimit-reset", take.reset_secs),
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        }
+    }
+    if take.allowed {
+        count("ok");
+        return Ok(Some(headers));
+    }
+    count("rate_limited");
+    if !chance(config.enforced_per_million) {
+        return Ok(Some(headers));
+    }
+    count("enforced");
+    exchange.flags.rate_limited = true;
+    let mut resp = local_reply(
+        StatusCode::from_u16(config.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+        "local_rate_limited",
+    );
+    resp.headers_mut().extend(headers);
+    for add in &config.response_headers_to_add {
+        add.apply(resp.headers_mut());
+    }
+    Err(Box::new(resp))
 }
 
 /// The router: what the matched route does with the request.
@@ -1348,5 +1444,10 @@ mod tests {
         };
         assert_eq!(f.render(), "UF,URX");
         assert_eq!(Flags::default().render(), "-");
+        let f = Flags {
+            rate_limited: true,
+            ..Flags::default()
+        };
+        assert_eq!(f.render(), "RL");
     }
 }

@@ -167,6 +167,7 @@ impl Runtime {
             .iter()
             .map(|l| (l.name.clone(), Arc::new(ListenerStats::new(registry, l))))
             .collect();
+        register_filter_stats(&snapshot, registry);
         Runtime {
             listener_index: ListenerIndex::new(&snapshot.listeners),
             listener_stats,
@@ -174,6 +175,36 @@ impl Runtime {
             clusters,
             listeners,
             dynamic,
+        }
+    }
+}
+
+/// Registers the stats of the local rate limit filters (the listeners' and the routes' own), so
+/// that they show from the start, as Envoy's: `<stat_prefix>.http_local_rate_limit.*`.
+fn register_filter_stats(snapshot: &Snapshot, registry: &Registry) {
+    use proxy_model::filter::HttpFilter;
+    let mut prefixes = std::collections::BTreeSet::new();
+    for l in &snapshot.listeners {
+        for fc in &l.filter_chains {
+            let NetworkFilter::Http(hcm) = &fc.network else {
+                continue;
+            };
+            for f in &hcm.http_filters {
+                if let HttpFilter::LocalRateLimit(c) = f {
+                    prefixes.insert(c.stat_prefix.clone());
+                }
+            }
+            if let Some(rc) = snapshot.route_config(&hcm.routes) {
+                let routes = rc.virtual_hosts.iter().flat_map(|vh| &vh.routes);
+                prefixes.extend(
+                    routes.filter_map(|r| Some(r.local_ratelimit.as_ref()?.stat_prefix.clone())),
+                );
+            }
+        }
+    }
+    for prefix in prefixes {
+        for name in ["enabled", "enforced", "ok", "rate_limited", "shadow_mode"] {
+            registry.counter(&format!("{prefix}.http_local_rate_limit.{name}"));
         }
     }
 }
