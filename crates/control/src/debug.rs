@@ -265,7 +265,7 @@ fn config_dump(snapshot: &xds_server::Snapshot) -> Value {
         let resources: Vec<Value> = snapshot
             .resources(url)
             .into_iter()
-            .flat_map(|m| m.values())
+            .flat_map(|m| m.iter().map(|(_, r)| r))
             .map(|r| {
                 xds_api::json::encoded_to_json(xds_api::any::type_name(url), &r.resource.value)
                     .unwrap_or_else(|e| json!({"error": e.to_string()}))

@@ -167,10 +167,7 @@ impl Shared {
             self.cache.set_snapshot(proxy.id.clone(), snapshot);
             pushed += 1;
         }
-        let mut generated = generator.into_cache();
-        // `seen` holds every connected proxy, pushed or not.
-        generated.retain_proxies(|id| seen.contains(id));
-        *lock(&self.generated) = generated;
+        *lock(&self.generated) = generator.into_cache(node_ids.is_none());
         self.metrics
             .proxy_pushes
             .fetch_add(pushed as u64, Ordering::Relaxed);

@@ -8,7 +8,6 @@
 //! subscription changes apply whatever nonce the request carries.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{
@@ -19,9 +18,7 @@ use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
     bounded_message, first_node,
 };
-use crate::snapshot::{
-    MapChange, ResourceMap, Snapshot, VersionedResource, map_changes, push_rank,
-};
+use crate::snapshot::{LayeredMap, MapChange, Snapshot, VersionedResource, map_changes, push_rank};
 use crate::sotw::CONTROL_PLANE_ID;
 
 #[derive(Debug, Default)]
@@ -38,7 +35,7 @@ struct TypeState {
     sent: Option<(String, String)>,
     /// The map `known` was last brought up to date with, while no request changed the subscription
     /// since: a snapshot sharing this very map has nothing new.
-    synced: Option<Arc<ResourceMap>>,
+    synced: Option<LayeredMap>,
     status: TypeStatus,
 }
 
@@ -202,8 +199,8 @@ impl DeltaStream {
         let mut out = Vec::new();
         for url in urls {
             if let Some(st) = self.types.get_mut(&url) {
-                if let (Some(synced), Some(new)) = (&st.synced, snapshot.shared_resources(&url))
-                    && Arc::ptr_eq(synced, new)
+                if let (Some(synced), Some(new)) = (&st.synced, snapshot.resources(&url))
+                    && synced.ptr_eq(new)
                 {
                     continue;
                 }
@@ -280,8 +277,8 @@ fn changes_from_scratch(
 /// differs between the maps is looked at.
 fn changes_since(
     st: &TypeState,
-    old: &ResourceMap,
-    new: &ResourceMap,
+    old: &LayeredMap,
+    new: &LayeredMap,
 ) -> (Vec<Resource>, Vec<String>) {
     let selects = |name: &String| st.wildcard || st.names.contains(name);
     let mut resources = Vec::new();
@@ -308,14 +305,14 @@ fn respond(
     snapshot: &Snapshot,
     always: bool,
 ) -> Option<DeltaDiscoveryResponse> {
-    let new = snapshot.shared_resources(type_url);
+    let new = snapshot.resources(type_url);
     let (resources, removed) = match (&st.synced, new) {
         // Nothing about the subscription changed since the client was brought up to `old`: what it
         // needs is what differs between the two maps.
         (Some(old), Some(new)) => changes_since(st, old, new),
         _ => changes_from_scratch(st, snapshot, type_url),
     };
-    st.synced = snapshot.shared_resources(type_url).cloned();
+    st.synced = snapshot.resources(type_url).cloned();
     if resources.is_empty() && removed.is_empty() && !always {
         return None;
     }
@@ -355,7 +352,7 @@ mod tests {
     use super::*;
     use xds_api::pb::google::protobuf::Any;
 
-    fn map(entries: &[(&str, u8)]) -> Arc<ResourceMap> {
+    fn map(entries: &[(&str, u8)]) -> LayeredMap {
         let mut snap = Snapshot::new("v");
         for (name, v) in entries {
             snap.insert(
@@ -366,7 +363,7 @@ mod tests {
                 },
             );
         }
-        snap.shared_resources("t").cloned().unwrap_or_default()
+        snap.resources("t").cloned().unwrap_or_default()
     }
 
     fn names(r: &(Vec<Resource>, Vec<String>)) -> (Vec<String>, Vec<String>) {

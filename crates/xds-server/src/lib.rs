@@ -54,7 +54,8 @@ pub use crate::protocol::{
 };
 pub use crate::server::{AdsServer, RunningServer, ServerConfig, serve};
 pub use crate::snapshot::{
-    PUSH_ORDER, ResourceMap, Snapshot, VersionedResource, content_version, is_wildcard_type,
-    push_rank, same_map, same_resource, short_name, sort_push_order,
+    LayeredIter, LayeredMap, PUSH_ORDER, ResourceMap, Snapshot, VersionedResource, content_version,
+    is_wildcard_type, push_rank, same_map, same_resource, same_single_map, short_name,
+    sort_push_order,
 };
 pub use crate::sotw::{CONTROL_PLANE_ID, SotwStream};

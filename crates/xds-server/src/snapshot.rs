@@ -2,6 +2,7 @@
 //! resource with its own version.
 
 use std::collections::{BTreeMap, BTreeSet, btree_map};
+use std::iter::Peekable;
 use std::sync::Arc;
 
 use prost::{Message, Name};
@@ -77,6 +78,146 @@ impl VersionedResource {
 /// The resources of one type, by name.
 pub type ResourceMap = BTreeMap<String, Arc<VersionedResource>>;
 
+/// The resources of one type in a snapshot: one or more maps (layers) with no name in common,
+/// each shared with other snapshots, read as one map in name order.
+///
+/// A sidecar's clusters are the thousands its namespace shares plus its own inbound ones: holding
+/// the shared map and the own one side by side, instead of a merged copy per proxy, keeps a
+/// proxy's snapshot at a few pointers, and lets a stream see by pointer which layers changed.
+#[derive(Clone, Debug, Default)]
+pub struct LayeredMap {
+    layers: Vec<Arc<ResourceMap>>,
+}
+
+impl LayeredMap {
+    /// These layers (empty ones dropped). They must not share names: where they do, the later
+    /// layer's resource is the one read.
+    pub fn of(layers: impl IntoIterator<Item = Arc<ResourceMap>>) -> LayeredMap {
+        LayeredMap {
+            layers: layers.into_iter().filter(|m| !m.is_empty()).collect(),
+        }
+    }
+
+    /// The layers, as given.
+    pub fn layers(&self) -> &[Arc<ResourceMap>] {
+        &self.layers
+    }
+
+    /// The resource `name` and its key.
+    pub fn get_key_value(&self, name: &str) -> Option<(&String, &Arc<VersionedResource>)> {
+        self.layers.iter().rev().find_map(|m| m.get_key_value(name))
+    }
+
+    /// The resource `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<VersionedResource>> {
+        self.get_key_value(name).map(|(_, r)| r)
+    }
+
+    /// How many resources (layers share no names).
+    pub fn len(&self) -> usize {
+        self.layers.iter().map(|m| m.len()).sum()
+    }
+
+    /// Whether there are no resources.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Every resource, in name order.
+    pub fn iter(&self) -> LayeredIter<'_> {
+        LayeredIter::new(self.layers.iter().map(|m| &**m))
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.iter().map(|(n, _)| n)
+    }
+
+    /// Whether both are the very same layers (nothing to compare).
+    pub fn ptr_eq(&self, other: &LayeredMap) -> bool {
+        self.layers.len() == other.layers.len()
+            && self
+                .layers
+                .iter()
+                .zip(&other.layers)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    /// One map for changing in place: the layers merged into one unshared map first if needed.
+    fn make_mut(&mut self) -> &mut ResourceMap {
+        if self.layers.len() != 1 {
+            let merged: ResourceMap = self.iter().map(|(n, r)| (n.clone(), r.clone())).collect();
+            self.layers = vec![Arc::new(merged)];
+        }
+        Arc::make_mut(&mut self.layers[0])
+    }
+
+    /// Removes empty layers left by [`make_mut`](Self::make_mut).
+    fn drop_empty(&mut self) {
+        self.layers.retain(|m| !m.is_empty());
+    }
+}
+
+impl PartialEq for LayeredMap {
+    fn eq(&self, other: &LayeredMap) -> bool {
+        same_map(self, other)
+    }
+}
+
+impl From<Arc<ResourceMap>> for LayeredMap {
+    fn from(map: Arc<ResourceMap>) -> LayeredMap {
+        LayeredMap::of([map])
+    }
+}
+
+impl<'a> IntoIterator for &'a LayeredMap {
+    type Item = (&'a String, &'a Arc<VersionedResource>);
+    type IntoIter = LayeredIter<'a>;
+
+    fn into_iter(self) -> LayeredIter<'a> {
+        self.iter()
+    }
+}
+
+/// The resources of several sorted maps in name order (a merge of their iterators; a name in
+/// several is read from the last).
+#[derive(Debug)]
+pub struct LayeredIter<'a> {
+    heads: Vec<Peekable<btree_map::Iter<'a, String, Arc<VersionedResource>>>>,
+}
+
+impl<'a> LayeredIter<'a> {
+    fn new(maps: impl Iterator<Item = &'a ResourceMap>) -> LayeredIter<'a> {
+        LayeredIter {
+            heads: maps.map(|m| m.iter().peekable()).collect(),
+        }
+    }
+}
+
+impl<'a> Iterator for LayeredIter<'a> {
+    type Item = (&'a String, &'a Arc<VersionedResource>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let [only] = self.heads.as_mut_slice() {
+            return only.next();
+        }
+        let mut least: Option<(usize, &'a String)> = None;
+        for (i, head) in self.heads.iter_mut().enumerate() {
+            if let Some((name, _)) = head.peek()
+                && least.is_none_or(|(_, l)| *name <= l)
+            {
+                least = Some((i, *name));
+            }
+        }
+        let (at, name) = least?;
+        // The same name in earlier layers is shadowed by this one.
+        for head in &mut self.heads[..at] {
+            head.next_if(|(n, _)| *n == name);
+        }
+        self.heads[at].next()
+    }
+}
+
 /// The configuration of one proxy: a version, and per type URL its resources by name.
 ///
 /// Built by the control plane, set whole with [`SnapshotCache::set_snapshot`](crate::SnapshotCache::set_snapshot),
@@ -88,7 +229,7 @@ pub type ResourceMap = BTreeMap<String, Arc<VersionedResource>>;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     version: String,
-    types: BTreeMap<String, Arc<ResourceMap>>,
+    types: BTreeMap<String, LayeredMap>,
 }
 
 impl Snapshot {
@@ -125,7 +266,7 @@ impl Snapshot {
         any: Any,
     ) {
         let map = self.types.entry(any.type_url.clone()).or_default();
-        Arc::make_mut(map).insert(
+        map.make_mut().insert(
             name.into(),
             Arc::new(VersionedResource {
                 version: version.into(),
@@ -140,17 +281,12 @@ impl Snapshot {
             .types
             .entry(resource.resource.type_url.clone())
             .or_default();
-        Arc::make_mut(map).insert(name.into(), resource);
+        map.make_mut().insert(name.into(), resource);
     }
 
-    /// Sets every resource of `type_url` at once to a map shared with other snapshots.
-    pub fn set_resources(&mut self, type_url: impl Into<String>, resources: Arc<ResourceMap>) {
-        self.types.insert(type_url.into(), resources);
-    }
-
-    /// The shared map of `type_url`'s resources.
-    pub fn shared_resources(&self, type_url: &str) -> Option<&Arc<ResourceMap>> {
-        self.types.get(type_url)
+    /// Sets every resource of `type_url` at once to maps shared with other snapshots.
+    pub fn set_resources(&mut self, type_url: impl Into<String>, resources: impl Into<LayeredMap>) {
+        self.types.insert(type_url.into(), resources.into());
     }
 
     /// Whether both hold the same resources at the same versions (the snapshot versions aside): a
@@ -183,12 +319,16 @@ impl Snapshot {
 
     /// Removes a resource; returns it if it was there.
     pub fn remove(&mut self, type_url: &str, name: &str) -> Option<Arc<VersionedResource>> {
-        Arc::make_mut(self.types.get_mut(type_url)?).remove(name)
+        let map = self.types.get_mut(type_url)?;
+        map.get(name)?;
+        let removed = map.make_mut().remove(name);
+        map.drop_empty();
+        removed
     }
 
     /// The resources of one type, by name (`None` if the snapshot has none of it).
-    pub fn resources(&self, type_url: &str) -> Option<&ResourceMap> {
-        self.types.get(type_url).map(|m| &**m)
+    pub fn resources(&self, type_url: &str) -> Option<&LayeredMap> {
+        self.types.get(type_url)
     }
 
     /// One resource.
@@ -222,17 +362,36 @@ impl Snapshot {
         wildcard: bool,
         names: &'a BTreeSet<String>,
     ) -> Selected<'a> {
-        select(self.types.get(type_url).map(|m| &**m), wildcard, names)
+        select(self.types.get(type_url), wildcard, names)
     }
 }
 
-/// Whether two maps hold the same names at the same versions (a shared map: by pointer).
-pub fn same_map(a: &Arc<ResourceMap>, b: &Arc<ResourceMap>) -> bool {
-    Arc::ptr_eq(a, b)
-        || (a.len() == b.len()
-            && a.iter()
-                .zip(b.iter())
-                .all(|((na, ra), (nb, rb))| na == nb && same_resource(ra, rb)))
+/// Whether two maps hold the same names at the same versions (shared maps: by pointer, layer by
+/// layer when both are layered alike).
+pub fn same_map(a: &LayeredMap, b: &LayeredMap) -> bool {
+    if a.layers.len() == b.layers.len() {
+        return a
+            .layers
+            .iter()
+            .zip(&b.layers)
+            .all(|(a, b)| same_single_map(a, b));
+    }
+    a.len() == b.len() && same_entries(a.iter(), b.iter())
+}
+
+/// [`same_map`] of two plain maps.
+pub fn same_single_map(a: &Arc<ResourceMap>, b: &Arc<ResourceMap>) -> bool {
+    Arc::ptr_eq(a, b) || (a.len() == b.len() && same_entries(a.iter(), b.iter()))
+}
+
+fn same_entries<'a>(
+    a: impl Iterator<Item = (&'a String, &'a Arc<VersionedResource>)>,
+    mut b: impl Iterator<Item = (&'a String, &'a Arc<VersionedResource>)>,
+) -> bool {
+    a.into_iter().all(|(na, ra)| {
+        b.next()
+            .is_some_and(|(nb, rb)| na == nb && same_resource(ra, rb))
+    }) && b.next().is_none()
 }
 
 /// Whether two resources are the same version.
@@ -249,11 +408,23 @@ pub(crate) enum MapChange<'a> {
 
 /// What differs from `old` to `new`, in name order: one walk over both sorted maps (shared
 /// resources compare by pointer), so a push that changed a few of thousands of resources costs a
-/// walk, not a lookup per name.
-pub(crate) fn map_changes<'a>(old: &'a ResourceMap, new: &'a ResourceMap) -> Vec<MapChange<'a>> {
+/// walk, not a lookup per name. Layers the two share (the same map at the same place) are not
+/// walked: their names are in both, unchanged, and in no other layer of either.
+pub(crate) fn map_changes<'a>(old: &'a LayeredMap, new: &'a LayeredMap) -> Vec<MapChange<'a>> {
+    let aligned = old.layers.len() == new.layers.len();
+    let kept = |i: usize| aligned && Arc::ptr_eq(&old.layers[i], &new.layers[i]);
+    let walk = |m: &'a LayeredMap| {
+        LayeredIter::new(
+            m.layers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !kept(*i))
+                .map(|(_, l)| &**l),
+        )
+    };
     let mut changes = Vec::new();
-    let mut old = old.iter().peekable();
-    for (name, r) in new {
+    let mut old = walk(old).peekable();
+    for (name, r) in walk(new) {
         while let Some((gone, _)) = old.next_if(|(o, _)| *o < name) {
             changes.push(MapChange::Removed(gone));
         }
@@ -270,7 +441,7 @@ pub(crate) fn map_changes<'a>(old: &'a ResourceMap, new: &'a ResourceMap) -> Vec
 
 /// What a subscription selects from `map` (see [`Snapshot::select`]).
 pub(crate) fn select<'a>(
-    map: Option<&'a ResourceMap>,
+    map: Option<&'a LayeredMap>,
     wildcard: bool,
     names: &'a BTreeSet<String>,
 ) -> Selected<'a> {
@@ -287,9 +458,9 @@ pub(crate) fn select<'a>(
 /// Iterator over the resources a subscription selects, in name order.
 pub(crate) enum Selected<'a> {
     Nothing,
-    All(btree_map::Iter<'a, String, Arc<VersionedResource>>),
+    All(LayeredIter<'a>),
     Named {
-        all: &'a BTreeMap<String, Arc<VersionedResource>>,
+        all: &'a LayeredMap,
         names: std::collections::btree_set::Iter<'a, String>,
     },
 }
@@ -366,6 +537,115 @@ mod tests {
         };
         assert_eq!(content_version(&a), content_version(&a.clone()));
         assert_ne!(content_version(&a), content_version(&b));
+    }
+
+    fn layer(entries: &[(&str, u8)]) -> Arc<ResourceMap> {
+        let mut snap = Snapshot::new("v");
+        for (name, v) in entries {
+            snap.insert(
+                *name,
+                Any {
+                    type_url: "t".into(),
+                    value: vec![*v],
+                },
+            );
+        }
+        snap.resources("t")
+            .map(|m| m.layers()[0].clone())
+            .unwrap_or_default()
+    }
+
+    fn flat(m: &LayeredMap) -> LayeredMap {
+        LayeredMap::from(Arc::new(
+            m.iter()
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect::<ResourceMap>(),
+        ))
+    }
+
+    fn changes(old: &LayeredMap, new: &LayeredMap) -> Vec<(String, Option<String>)> {
+        map_changes(old, new)
+            .into_iter()
+            .map(|c| match c {
+                MapChange::Changed(n, r) => (n.clone(), Some(r.version.clone())),
+                MapChange::Removed(n) => (n.clone(), None),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layers_read_as_one_map_in_name_order() {
+        let shared = layer(&[("a", 1), ("c", 1), ("e", 1)]);
+        let own = layer(&[("b", 1), ("d", 1), ("f", 1)]);
+        let m = LayeredMap::of([shared.clone(), Arc::default(), own.clone()]);
+        assert_eq!(m.layers().len(), 2, "empty layers are dropped");
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(m.len(), 6);
+        assert!(m.get("d").is_some() && m.get("g").is_none());
+        assert!(m.ptr_eq(&LayeredMap::of([shared, own])));
+        assert!(!m.ptr_eq(&flat(&m)));
+        assert_eq!(m, flat(&m), "equal content, other layering");
+        // A name in two layers is read once, from the later layer.
+        let shadow = LayeredMap::of([layer(&[("a", 1), ("b", 1)]), layer(&[("a", 2)])]);
+        let got: Vec<(&String, &String)> = shadow.iter().map(|(n, r)| (n, &r.version)).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(shadow.get("a").map(|r| &r.version), Some(got[0].1));
+        assert_eq!(layer(&[("a", 2)])["a"].version, *got[0].1);
+    }
+
+    /// The walk that skips shared layers finds exactly what a walk over the merged maps finds.
+    #[test]
+    fn changes_of_layered_maps_equal_changes_of_merged_ones() {
+        let shared = layer(&[("a", 1), ("c", 1), ("e", 1)]);
+        let shared2 = layer(&[("a", 1), ("c", 2), ("g", 1)]);
+        let own = layer(&[("b", 1), ("d", 1)]);
+        let own2 = layer(&[("b", 2), ("f", 1)]);
+        let olds = [
+            LayeredMap::of([shared.clone(), own.clone()]),
+            LayeredMap::of([shared.clone()]),
+        ];
+        let news = [
+            LayeredMap::of([shared.clone(), own.clone()]),
+            LayeredMap::of([shared.clone(), own2.clone()]),
+            LayeredMap::of([shared2.clone(), own.clone()]),
+            LayeredMap::of([shared2.clone(), own2.clone()]),
+            LayeredMap::of([own2.clone()]),
+            LayeredMap::of([shared.clone()]),
+            LayeredMap::default(),
+        ];
+        for old in &olds {
+            for new in &news {
+                assert_eq!(
+                    changes(old, new),
+                    changes(&flat(old), &flat(new)),
+                    "{:?} → {:?}",
+                    old.keys().collect::<Vec<_>>(),
+                    new.keys().collect::<Vec<_>>()
+                );
+            }
+        }
+        assert!(changes(&olds[0], &news[0]).is_empty());
+    }
+
+    #[test]
+    fn changing_a_layered_snapshot_flattens_it_and_keeps_the_rest() {
+        let mut snap = Snapshot::new("v");
+        snap.set_resources(
+            "t",
+            LayeredMap::of([layer(&[("a", 1)]), layer(&[("b", 1)])]),
+        );
+        snap.insert(
+            "c",
+            Any {
+                type_url: "t".into(),
+                value: vec![1],
+            },
+        );
+        assert!(snap.remove("t", "a").is_some());
+        assert!(snap.remove("t", "zz").is_none());
+        let m = snap.resources("t").expect("type present");
+        assert_eq!(m.layers().len(), 1);
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["b", "c"]);
     }
 
     #[test]

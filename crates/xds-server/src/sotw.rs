@@ -17,7 +17,6 @@
 //! ClusterLoadAssignment per proxy instead of all of them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -28,7 +27,7 @@ use crate::protocol::{
     bounded_message, first_node,
 };
 use crate::snapshot::{
-    MapChange, ResourceMap, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
+    LayeredMap, MapChange, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
     same_resource, select,
 };
 
@@ -42,7 +41,7 @@ struct Sent {
     /// The map the client's resources of this type were selected from (by the subscription as it
     /// is now): what the next snapshot is compared with. A snapshot sharing this very map has
     /// nothing new.
-    from: Option<Arc<ResourceMap>>,
+    from: Option<LayeredMap>,
 }
 
 #[derive(Debug, Default)]
@@ -187,13 +186,13 @@ impl SotwStream {
                 // Unsubscribed from everything of this type.
                 continue;
             }
-            let new = snapshot.shared_resources(&url);
+            let new = snapshot.resources(&url);
             let Some(sent) = &mut st.sent else {
                 out.push(respond(&mut self.nonces, &url, st, snapshot));
                 continue;
             };
             if let (Some(old), Some(new)) = (&sent.from, new)
-                && Arc::ptr_eq(old, new)
+                && old.ptr_eq(new)
             {
                 continue;
             }
@@ -203,7 +202,7 @@ impl SotwStream {
                 }
                 continue;
             }
-            let changed = changed_names(sent.from.as_deref(), new.map(|m| &**m), &st.names);
+            let changed = changed_names(sent.from.as_ref(), new, &st.names);
             if changed.is_empty() {
                 // Nothing the client holds differs: compare with this map from now on.
                 sent.from = new.cloned();
@@ -247,16 +246,16 @@ fn push_change(
 
 /// Whether the subscription selects the same resources at the same versions from both maps.
 fn same_selection(
-    old: Option<&Arc<ResourceMap>>,
-    new: Option<&Arc<ResourceMap>>,
+    old: Option<&LayeredMap>,
+    new: Option<&LayeredMap>,
     wildcard: bool,
     names: &BTreeSet<String>,
 ) -> bool {
     if wildcard && let (Some(a), Some(b)) = (old, new) {
         return same_map(a, b);
     }
-    let mut a = select(old.map(|m| &**m), wildcard, names);
-    let mut b = select(new.map(|m| &**m), wildcard, names);
+    let mut a = select(old, wildcard, names);
+    let mut b = select(new, wildcard, names);
     loop {
         match (a.next(), b.next()) {
             (None, None) => return true,
@@ -270,8 +269,8 @@ fn same_selection(
 /// listed: a state-of-the-world response cannot say so for named types, and the client drops them
 /// with the cluster or listener that named them).
 fn changed_names(
-    old: Option<&ResourceMap>,
-    new: Option<&ResourceMap>,
+    old: Option<&LayeredMap>,
+    new: Option<&LayeredMap>,
     names: &BTreeSet<String>,
 ) -> Vec<String> {
     let (Some(old), Some(new)) = (old, new) else {
@@ -333,7 +332,7 @@ fn finish(
     st.sent = Some(Sent {
         nonce: nonce.clone(),
         version: version.clone(),
-        from: snapshot.shared_resources(type_url).cloned(),
+        from: snapshot.resources(type_url).cloned(),
     });
     DiscoveryResponse {
         version_info: version,

@@ -341,7 +341,7 @@ fn named_types_push_only_changed_resources_wildcard_types_everything() {
     assert!(s.on_snapshot(&later).is_empty());
     let mut shared = Snapshot::new("v9");
     for url in later.type_urls() {
-        shared.set_resources(url, later.shared_resources(url).unwrap().clone());
+        shared.set_resources(url, later.resources(url).unwrap().clone());
     }
     assert!(s.on_snapshot(&shared).is_empty());
 }

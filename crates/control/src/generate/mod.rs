@@ -22,7 +22,7 @@ use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener;
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
-use xds_server::{ResourceMap, Snapshot, VersionedResource, same_map};
+use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
 
 use crate::index::Index;
 use crate::model::Service;
@@ -348,7 +348,7 @@ impl TypeMaps {
     /// consecutive pushes share it, and compare equal by pointer).
     fn reusing(mut self, previous: &TypeMaps) -> TypeMaps {
         for (map, old) in self.0.iter_mut().zip(&previous.0) {
-            if same_map(map, old) {
+            if same_single_map(map, old) {
                 *map = old.clone();
             }
         }
@@ -362,13 +362,6 @@ struct SharedPart {
     warnings: Vec<String>,
 }
 
-/// A map merged from several layers (a proxy's shared clusters and its own inbound ones).
-#[derive(Debug, Clone)]
-struct Merged {
-    layers: Vec<Arc<ResourceMap>>,
-    result: Arc<ResourceMap>,
-}
-
 /// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
 /// proxies' snapshots then share maps with those already sent, which the ADS streams recognize by
 /// pointer without comparing resources.
@@ -376,16 +369,7 @@ struct Merged {
 pub struct GenerationCache {
     clusters: HashMap<ScopeKey, Arc<SharedPart>>,
     routes: HashMap<RouteKey, Arc<SharedPart>>,
-    /// Per proxy (node id) and type.
-    merged: HashMap<String, [Option<Merged>; 4]>,
     services: HashMap<ServiceClusterKey, ServiceClusters>,
-}
-
-impl GenerationCache {
-    /// Forgets proxies other than those in `keep` (disconnected ones).
-    pub fn retain_proxies(&mut self, keep: impl Fn(&str) -> bool) {
-        self.merged.retain(|id, _| keep(id));
-    }
 }
 
 /// Builds the snapshots of many proxies in one push, sharing what proxies have in common.
@@ -395,6 +379,12 @@ pub struct Generator<'a> {
     addressing: InboundAddressing,
     previous: GenerationCache,
     built: Mutex<GenerationCache>,
+}
+
+fn keep_missing<K: Eq + std::hash::Hash, V>(built: &mut HashMap<K, V>, previous: HashMap<K, V>) {
+    for (k, v) in previous {
+        built.entry(k).or_insert(v);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -413,24 +403,28 @@ impl<'a> Generator<'a> {
         addressing: InboundAddressing,
         previous: GenerationCache,
     ) -> Generator<'a> {
-        let built = GenerationCache {
-            // Proxies not generated in this push keep their entry.
-            merged: previous.merged.clone(),
-            ..Default::default()
-        };
         Generator {
             index,
             addressing,
             previous,
-            built: Mutex::new(built),
+            built: Mutex::default(),
         }
     }
 
-    /// What this push built, for the next.
-    pub fn into_cache(self) -> GenerationCache {
-        self.built
+    /// What this push built, for the next. A push that generated only some proxies (`complete`
+    /// false: proxies that just connected) keeps what the last one built for the others.
+    pub fn into_cache(self, complete: bool) -> GenerationCache {
+        let mut built = self
+            .built
             .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        if !complete {
+            let previous = self.previous;
+            keep_missing(&mut built.clusters, previous.clusters);
+            keep_missing(&mut built.routes, previous.routes);
+            keep_missing(&mut built.services, previous.services);
+        }
+        built
     }
 
     fn shared<K: Clone + Eq + std::hash::Hash>(
@@ -508,51 +502,13 @@ impl<'a> Generator<'a> {
             warnings.extend(part.warnings.iter().cloned());
         }
         let own = TypeMaps::of(own.packed());
-        let merged = built.merged.entry(proxy.id.clone()).or_default();
         let mut snapshot = Snapshot::new(version);
         for (i, url) in TYPES.iter().enumerate() {
-            let layers: Vec<Arc<ResourceMap>> = parts
-                .iter()
-                .map(|p| p.maps.0[i].clone())
-                .chain([own.0[i].clone()])
-                .filter(|m| !m.is_empty())
-                .collect();
-            snapshot.set_resources(*url, merge_layers(layers, &mut merged[i]));
+            // The shared layers are the very maps other proxies (and the last push) hold; the
+            // proxy's own resources are a small layer beside them, not merged into a copy.
+            let layers = parts.iter().map(|p| p.maps.0[i].clone());
+            snapshot.set_resources(*url, LayeredMap::of(layers.chain([own.0[i].clone()])));
         }
         (snapshot, warnings)
     }
-}
-
-/// One map of `layers` (none overlap). The last push's result is reused when its layers were the
-/// same (shared ones by pointer, the proxy's own ones by content), so that an unchanged proxy's maps
-/// are the very ones its stream last sent.
-fn merge_layers(layers: Vec<Arc<ResourceMap>>, last: &mut Option<Merged>) -> Arc<ResourceMap> {
-    if layers.is_empty() {
-        return Arc::default();
-    }
-    if let Some(m) = last
-        && m.layers.len() == layers.len()
-        && m.layers.iter().zip(&layers).all(|(a, b)| same_map(a, b))
-    {
-        return m.result.clone();
-    }
-    let result = if layers.len() == 1 {
-        layers[0].clone()
-    } else {
-        let largest = (0..layers.len())
-            .max_by_key(|&i| layers[i].len())
-            .unwrap_or_default();
-        let mut result = (*layers[largest]).clone();
-        for (i, layer) in layers.iter().enumerate() {
-            if i != largest {
-                result.extend(layer.iter().map(|(n, r)| (n.clone(), r.clone())));
-            }
-        }
-        Arc::new(result)
-    };
-    *last = Some(Merged {
-        layers,
-        result: result.clone(),
-    });
-    result
 }
