@@ -5,7 +5,7 @@
 //! bootstraps into a temporary state dir, start `bosun control` and wait for its `/ready`, start the
 //! proxies and apps, wait (bounded) until every proxy's admin `/ready` answers 200, every app port
 //! accepts and the ingress answers, print the table, then supervise (`supervise.rs`) until Ctrl-C or
-//! SIGTERM.
+//! SIGTERM, applying edits of `DIR/mesh.yaml` meanwhile (`live.rs`).
 //!
 //! With `--capture iptables` (`netns.rs`) every instance runs in a network namespace of its own with
 //! Istio's capture rules, the control plane in a hub namespace, and `bosun up` relays the ingress and
