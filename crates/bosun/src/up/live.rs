@@ -121,15 +121,10 @@ impl MeshWatch {
             }
         };
         let running_now = |i: &Instance| self.running.iter().any(|r| r.instance == *i);
-        let to_start: Vec<(usize, &Instance)> = plan
-            .instances
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| !running_now(i))
-            .collect();
-        let to_stop: Vec<usize> = (0..self.running.len())
-            .filter(|&r| !plan.instances.contains(&self.running[r].instance))
-            .collect();
+        let Diff {
+            start: to_start,
+            stop: to_stop,
+        } = diff(&self.running, &plan.instances);
         if to_start.is_empty() && to_stop.is_empty() {
             self.failed = false;
             if self.pass_on(&plan.effective_registry) {
@@ -143,7 +138,7 @@ impl MeshWatch {
             );
             return;
         }
-        // Only what start-up would refuse: a half-applied mesh.yaml is worse than none.
+        // It would stop everything, and an emptied file is more often one being written.
         if plan.instances.is_empty() {
             say!(
                 "bosun up: {shown} changed but lists no workloads; the mesh keeps running (Ctrl-C stops it)"
@@ -165,49 +160,30 @@ impl MeshWatch {
         let name = path
             .file_name()
             .map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
-        let restarting = |i: &Instance| {
-            self.running
-                .iter()
-                .any(|r| r.instance.name == i.name && r.instance.namespace == i.namespace)
-        };
-        let verbs: Vec<&str> = to_start
-            .iter()
-            .map(|(_, i)| {
-                if restarting(i) {
-                    "restarted"
-                } else {
-                    "started"
-                }
-            })
-            .collect();
 
         if !to_stop.is_empty() {
             // Out of the registry first, so proxies stop sending to them before they go.
             let keep = plan.registry_with(|i| running_now(i));
             let leaving: Vec<String> = to_stop
                 .iter()
-                .map(|&r| self.running[r].instance.node_id())
+                .map(|&(r, _)| self.running[r].instance.node_id())
                 .collect();
             self.pass_on_and_wait(launch.debug, &keep, &leaving).await;
             let pids: Vec<i32> = to_stop
                 .iter()
-                .flat_map(|&r| self.running[r].pids.iter().copied())
+                .flat_map(|&(r, _)| self.running[r].pids.iter().copied())
                 .collect();
             children.stop_pids(&pids).await;
-            for &r in &to_stop {
+            for &(r, changed) in &to_stop {
                 let i = &self.running[r].instance;
-                let how = if plan
-                    .instances
-                    .iter()
-                    .any(|n| n.name == i.name && n.namespace == i.namespace)
-                {
+                let how = if changed {
                     " to restart it with its new definition"
                 } else {
                     ""
                 };
                 say!("bosun up: {name}: stopped {} ({}){how}", i.name, i.address);
             }
-            for &r in to_stop.iter().rev() {
+            for &(r, _) in to_stop.iter().rev() {
                 self.running.remove(r);
             }
         }
@@ -215,9 +191,10 @@ impl MeshWatch {
         self.failed = false;
         let deadline = Instant::now() + launch.ready_timeout;
         let mut starting = Vec::new();
-        for &(k, i) in &to_start {
+        for &(k, restart) in &to_start {
+            let i = &plan.instances[k];
             match spawn_instance(launch, k, i, children).await {
-                Ok(s) => starting.push((k, i, s)),
+                Ok(s) => starting.push((k, i, restart, s)),
                 Err(why) => {
                     say!("bosun up: {name}: cannot start {}: {why}", i.name);
                     self.failed = true;
@@ -225,7 +202,7 @@ impl MeshWatch {
             }
         }
         let mut started = Vec::new();
-        for (k, i, (pids, probes)) in starting {
+        for (k, i, restart, (pids, probes)) in starting {
             let ready = wait_ready(
                 children,
                 probes,
@@ -236,7 +213,7 @@ impl MeshWatch {
             .await;
             match ready {
                 Ok(()) => {
-                    started.push((k, i));
+                    started.push((k, i, restart));
                     self.running.push(Running {
                         instance: i.clone(),
                         pids,
@@ -252,13 +229,15 @@ impl MeshWatch {
         // In once ready; anything that did not start stays out.
         let keep = plan.registry_with(|i| self.running.iter().any(|r| r.instance == *i));
         self.pass_on(&keep);
-        for ((_, i), verb) in to_start.iter().zip(&verbs) {
-            if started.iter().any(|(_, s)| s == i) {
-                say!("bosun up: {name}: {verb} {} ({})", i.name, i.address);
-            }
+        for &(_, i, restart) in &started {
+            let verb = if restart { "restarted" } else { "started" };
+            say!("bosun up: {name}: {verb} {} ({})", i.name, i.address);
         }
         if !started.is_empty() {
-            print_out(&instance_table(started.into_iter(), None));
+            print_out(&instance_table(
+                started.into_iter().map(|(k, i, _)| (k, i)),
+                None,
+            ));
         }
         if self.failed {
             say!("bosun up: the rest keeps running; fix {name} and save it again to retry");
@@ -291,6 +270,35 @@ impl MeshWatch {
         {
             wait_pushed(debug, before, leaving).await;
         }
+    }
+}
+
+/// What an edit changes, compared by whole instance plans.
+#[derive(Debug, PartialEq)]
+struct Diff {
+    /// Indexes into the new plan of the instances to start (new, changed, or not running because
+    /// their start failed), each with whether one of its name runs now (a restart).
+    start: Vec<(usize, bool)>,
+    /// Indexes into what runs of the instances to stop (gone or changed), each with whether one of
+    /// its name is in the new plan (a restart).
+    stop: Vec<(usize, bool)>,
+}
+
+fn diff(running: &[Running], new: &[Instance]) -> Diff {
+    let same_name = |a: &Instance, b: &Instance| a.name == b.name && a.namespace == b.namespace;
+    Diff {
+        start: new
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !running.iter().any(|r| r.instance == **i))
+            .map(|(k, i)| (k, running.iter().any(|r| same_name(&r.instance, i))))
+            .collect(),
+        stop: running
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !new.contains(&r.instance))
+            .map(|(k, r)| (k, new.iter().any(|i| same_name(i, &r.instance))))
+            .collect(),
     }
 }
 
@@ -394,4 +402,63 @@ async fn wait_pushed(debug: SocketAddr, before: u64, leaving: &[String]) {
     say!(
         "bosun up: the control plane did not push the change to every proxy within {PUSH_WAIT:?}; going on"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instances(mesh: &str) -> Vec<Instance> {
+        let registry = mesh_api::registry::load_registry_str(mesh).expect("mesh file");
+        plan::plan(Path::new("."), &registry, &[], Network::Loopback)
+            .expect("plan")
+            .instances
+    }
+
+    const MESH: &str = "services:
+- {name: reviews, ports: [{number: 9080}]}
+workloads:
+- {name: r1, service: reviews, labels: {version: v1}, address: 127.0.10.1}
+- {name: r2, service: reviews, labels: {version: v2}, address: 127.0.10.2}
+- {name: r3, service: reviews, labels: {version: v3}, address: 127.0.10.3}
+";
+
+    #[test]
+    fn only_what_changed_is_started_or_stopped() {
+        let running: Vec<Running> = instances(MESH)
+            .into_iter()
+            .map(|instance| Running {
+                instance,
+                pids: Vec::new(),
+            })
+            .collect();
+        let same = diff(&running, &instances(MESH));
+        assert_eq!(
+            same,
+            Diff {
+                start: vec![],
+                stop: vec![]
+            }
+        );
+        // r1 gone, r2's labels changed, r4 new; r3 untouched (also when it moves in the file).
+        let edited = "services:
+- {name: reviews, ports: [{number: 9080}]}
+workloads:
+- {name: r4, service: reviews, labels: {version: v4}, address: 127.0.10.4}
+- {name: r3, service: reviews, labels: {version: v3}, address: 127.0.10.3}
+- {name: r2, service: reviews, labels: {version: v2b}, address: 127.0.10.2}
+";
+        assert_eq!(
+            diff(&running, &instances(edited)),
+            Diff {
+                start: vec![(0, false), (2, true)],
+                stop: vec![(0, false), (1, true)],
+            }
+        );
+        // A service's ports are part of its instances' plans: all of them restart.
+        let ports = MESH.replace("9080", "9090");
+        let d = diff(&running, &instances(&ports));
+        assert_eq!(d.start, [(0, true), (1, true), (2, true)]);
+        assert_eq!(d.stop, [(0, true), (1, true), (2, true)]);
+    }
 }
