@@ -5,7 +5,8 @@
 //! alone; one that is gone, or whose plan changed (command, address, labels, ports, `sidecar`, …), is
 //! first taken out of the control plane's registry, and once the proxies have that push, stopped as
 //! Ctrl-C stops it; a new or changed one is started with the start-up code and put into the registry
-//! once it is ready, so no proxy sends traffic to an instance that is not there. An instance that
+//! once it is ready (and reported once the proxies have that push), so no proxy sends traffic to an
+//! instance that is not there. An instance that
 //! cannot start (a port taken, not ready in time) is reported and left out; the rest keeps running,
 //! and saving mesh.yaml again retries it.
 //!
@@ -226,9 +227,9 @@ impl MeshWatch {
                 }
             }
         }
-        // In once ready; anything that did not start stays out.
+        // In once ready, and announced once the proxies route to it; what did not start stays out.
         let keep = plan.registry_with(|i| self.running.iter().any(|r| r.instance == *i));
-        self.pass_on(&keep);
+        self.pass_on_and_wait(launch.debug, &keep, &[]).await;
         for &(_, i, restart) in &started {
             let verb = if restart { "restarted" } else { "started" };
             say!("bosun up: {name}: {verb} {} ({})", i.name, i.address);
