@@ -1297,7 +1297,14 @@ fn mesh_file_edits_are_passed_on_or_refused_with_the_reason() {
         "the previous version stays"
     );
 
-    // A changed instance is restarted with its new definition.
+    // A changed instance is restarted with its new definition; the other keeps its process.
+    let old_sleep = instance_processes(up.pid(), "sleep-v1");
+    let external = instance_processes(up.pid(), "api-external");
+    assert_eq!(
+        (old_sleep.len(), external.len()),
+        (2, 1),
+        "sidecar and app; app"
+    );
     std::fs::write(
         mesh.join("mesh.yaml"),
         original.replace("version: v1", "version: v2"),
@@ -1305,6 +1312,10 @@ fn mesh_file_edits_are_passed_on_or_refused_with_the_reason() {
     .expect("write");
     wait_for(&mut up, "mesh.yaml: restarted sleep-v1");
     assert!(registry().contains("\"v2\""), "{}", registry());
+    let left = wait_gone(&old_sleep, Duration::from_secs(10));
+    assert!(left.is_empty(), "the old sleep-v1 runs on: {left:?}");
+    assert_eq!(instance_processes(up.pid(), "sleep-v1").len(), 2);
+    assert!(external.iter().all(|(p, c)| still_running(*p, c)));
     let status = up
         .terminate_and_wait(Duration::from_secs(10))
         .expect("stops");
@@ -1728,9 +1739,14 @@ fn mesh_file_edits_start_and_stop_instances_live() {
         Duration::from_secs(30),
     );
 
+    // Ctrl-C stops everything, what the edits started included.
+    assert_eq!(instance_processes(up.pid(), "reviews-v5").len(), 2);
     let all = children_of(up.pid());
+    let _ = Command::new("kill")
+        .args(["-INT", &up.pid().to_string()])
+        .status();
     let status = up
-        .terminate_and_wait(Duration::from_secs(15))
+        .wait_timeout(Duration::from_secs(15))
         .expect("bosun up stops");
     assert!(status.success(), "{status:?}\n{}", up.stderr_tail());
     let left = wait_gone(&all, Duration::from_secs(5));
