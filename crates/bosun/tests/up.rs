@@ -1297,12 +1297,25 @@ fn mesh_file_edits_are_passed_on_or_refused_with_the_reason() {
         "the previous version stays"
     );
 
+    // A changed instance is restarted with its new definition; the other keeps its process.
+    let old_sleep = instance_processes(up.pid(), "sleep-v1");
+    let external = instance_processes(up.pid(), "api-external");
+    assert_eq!(
+        (old_sleep.len(), external.len()),
+        (2, 1),
+        "sidecar and app; app"
+    );
     std::fs::write(
         mesh.join("mesh.yaml"),
         original.replace("version: v1", "version: v2"),
     )
     .expect("write");
-    wait_for(&mut up, "restart `bosun up` to apply it");
+    wait_for(&mut up, "mesh.yaml: restarted sleep-v1");
+    assert!(registry().contains("\"v2\""), "{}", registry());
+    let left = wait_gone(&old_sleep, Duration::from_secs(10));
+    assert!(left.is_empty(), "the old sleep-v1 runs on: {left:?}");
+    assert_eq!(instance_processes(up.pid(), "sleep-v1").len(), 2);
+    assert!(external.iter().all(|(p, c)| still_running(*p, c)));
     let status = up
         .terminate_and_wait(Duration::from_secs(10))
         .expect("stops");
@@ -1523,4 +1536,220 @@ fn bookinfo_least_request_avoids_a_slow_instance() {
         .terminate_and_wait(Duration::from_secs(10))
         .expect("stops");
     assert!(status.success(), "{status:?}");
+}
+
+/// Waits (at most `timeout`) until `text` is in `up`'s stdout or stderr.
+fn wait_output(up: &mut Process, text: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !(up.stdout().contains(text) || up.stderr().contains(text)) {
+        up.check_running().expect("bosun up runs");
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} within {timeout:?}: {}",
+            up.stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The processes of `bosun up` (pid `up`) that belong to instance `name` (namespace default): its
+/// sidecar (by its bootstrap file) and its app (by `BOSUN_INSTANCE`).
+fn instance_processes(up: u32, name: &str) -> Vec<(u32, String)> {
+    let env = format!("BOSUN_INSTANCE={name}\0");
+    children_of(up)
+        .into_iter()
+        .filter(|(pid, cmd)| {
+            cmd.contains(&format!("/{name}.default.bootstrap.json"))
+                || std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&env))
+        })
+        .collect()
+}
+
+/// Whether `text` has `mesh.yaml:LINE:COL:` in it.
+fn has_mesh_position(text: &str) -> bool {
+    text.match_indices("mesh.yaml:").any(|(at, m)| {
+        let mut parts = text[at + m.len()..].splitn(3, ':');
+        let digits = |s: Option<&str>| {
+            s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        };
+        digits(parts.next()) && digits(parts.next())
+    })
+}
+
+/// mesh.yaml edited while Bookinfo runs: a new reviews version is started and gets traffic, a removed
+/// one is stopped and gets none, the other instances keep their processes and no request fails
+/// meanwhile; a broken edit is refused with its position and the mesh keeps serving; a new instance
+/// whose port is taken is refused naming the port and its user, and started once the port is free and
+/// the file saved again; nothing is left after SIGTERM.
+#[test]
+fn mesh_file_edits_start_and_stop_instances_live() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-live").expect("tempdir");
+    let n = random_octet();
+    let mesh = bookinfo_copy(dir.path(), n);
+    // Round robin over every reviews instance, whatever its version (as in the test above).
+    std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
+    let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
+    let tmp = dir.path().display().to_string();
+    let (mut up, _debug) = start_up(&mesh, &[("TMPDIR", tmp.as_str())]);
+    let mesh_file = mesh.join("mesh.yaml");
+    let original = std::fs::read_to_string(&mesh_file).expect("read");
+    let before = children_of(up.pid());
+    let v3 = instance_processes(up.pid(), "reviews-v3");
+    assert_eq!(v3.len(), 2, "reviews-v3's sidecar and app: {before:?}");
+
+    // Traffic all along the two edits: every answer must be a 200.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match testkit::blocking_get(ingress, "/productpage", Duration::from_secs(10)) {
+                    Ok((200, _)) => ok += 1,
+                    Ok((status, body)) => failed.push(format!("{status}: {body}")),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+
+    let v4 = format!(
+        "- {{name: reviews-v4, service: reviews, labels: {{app: reviews, version: v4}}, address: 127.0.{n}.7}}\n"
+    );
+    let with_v4 = format!("{original}{v4}");
+    let edited = Instant::now();
+    std::fs::write(&mesh_file, &with_v4).expect("write");
+    wait_output(
+        &mut up,
+        "mesh.yaml: started reviews-v4",
+        Duration::from_secs(30),
+    );
+    eprintln!("started reviews-v4 {:?} after the edit", edited.elapsed());
+    assert!(
+        up.stdout().contains("reviews-v4.default"),
+        "the table: {}",
+        up.stdout()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = get_until_ok(ingress, "/productpage", Duration::from_secs(10)).expect("200");
+        if body.contains("reviews-v4") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reviews-v4 never answered: {body}"
+        );
+    }
+    let restarted: Vec<_> = before
+        .iter()
+        .filter(|(p, c)| !still_running(*p, c))
+        .collect();
+    assert!(
+        restarted.is_empty(),
+        "unchanged instances restarted: {restarted:?}"
+    );
+
+    // reviews-v3 removed.
+    let without_v3 = with_v4.replacen(
+        &format!(
+            "- name: reviews-v3\n  service: reviews\n  labels: {{app: reviews, version: v3}}\n  address: 127.0.{n}.5\n  calls: [ratings:9080/ratings/0]\n"
+        ),
+        "",
+        1,
+    );
+    assert_ne!(without_v3, with_v4, "reviews-v3 is in the file");
+    let edited = Instant::now();
+    std::fs::write(&mesh_file, &without_v3).expect("write");
+    wait_output(
+        &mut up,
+        "mesh.yaml: stopped reviews-v3",
+        Duration::from_secs(30),
+    );
+    eprintln!("stopped reviews-v3 {:?} after the edit", edited.elapsed());
+    let left = wait_gone(&v3, Duration::from_secs(10));
+    assert!(left.is_empty(), "reviews-v3 still runs: {left:?}");
+    for i in 0..30 {
+        let body = get_until_ok(ingress, "/productpage", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(!body.contains("reviews-v3"), "reviews-v3 answered: {body}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = traffic.join().expect("traffic thread");
+    eprintln!(
+        "during the edits: {ok} answers of 200, {} failed",
+        failed.len()
+    );
+    assert!(
+        ok > 0 && failed.is_empty(),
+        "failed during the edits: {failed:?}"
+    );
+    let others: Vec<_> = before
+        .iter()
+        .filter(|(p, _)| !v3.iter().any(|(q, _)| q == p))
+        .collect();
+    assert!(
+        others.iter().all(|(p, c)| still_running(*p, c)),
+        "the others keep running"
+    );
+
+    // A broken edit: refused with its position, the mesh as it was.
+    std::fs::write(&mesh_file, without_v3.replace("services:", "servics:")).expect("write");
+    wait_output(&mut up, "changed but has errors", Duration::from_secs(20));
+    assert!(
+        has_mesh_position(&up.stderr()),
+        "no mesh.yaml:LINE:COL: {}",
+        up.stderr_tail()
+    );
+    get_until_ok(ingress, "/productpage", Duration::from_secs(10)).expect("still serving");
+    assert_eq!(
+        instance_processes(up.pid(), "reviews-v4").len(),
+        2,
+        "reviews-v4 runs on"
+    );
+
+    // A new instance whose port is taken: named, the rest runs on; saved again once free, it starts.
+    let taken: SocketAddr = format!("127.0.{n}.8:9080").parse().expect("addr");
+    let holder = std::net::TcpListener::bind(taken).expect("bind");
+    let with_v5 = format!(
+        "{without_v3}- {{name: reviews-v5, service: reviews, labels: {{app: reviews, version: v5}}, address: 127.0.{n}.8}}\n"
+    );
+    std::fs::write(&mesh_file, &with_v5).expect("write");
+    wait_output(&mut up, "cannot start reviews-v5", Duration::from_secs(20));
+    let err = up.stderr();
+    assert!(
+        err.contains(&format!("{taken} (reviews-v5 app)"))
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{}",
+        up.stderr_tail()
+    );
+    get_until_ok(ingress, "/productpage", Duration::from_secs(10)).expect("still serving");
+    drop(holder);
+    std::fs::write(&mesh_file, &with_v5).expect("write");
+    wait_output(
+        &mut up,
+        "mesh.yaml: started reviews-v5",
+        Duration::from_secs(30),
+    );
+
+    // Ctrl-C stops everything, what the edits started included.
+    assert_eq!(instance_processes(up.pid(), "reviews-v5").len(), 2);
+    let all = children_of(up.pid());
+    let _ = Command::new("kill")
+        .args(["-INT", &up.pid().to_string()])
+        .status();
+    let status = up
+        .wait_timeout(Duration::from_secs(15))
+        .expect("bosun up stops");
+    assert!(status.success(), "{status:?}\n{}", up.stderr_tail());
+    let left = wait_gone(&all, Duration::from_secs(5));
+    assert!(left.is_empty(), "children left running: {left:?}");
+    assert!(processes_mentioning(&tmp).is_empty());
 }

@@ -5,7 +5,7 @@
 //! bootstraps into a temporary state dir, start `bosun control` and wait for its `/ready`, start the
 //! proxies and apps, wait (bounded) until every proxy's admin `/ready` answers 200, every app port
 //! accepts and the ingress answers, print the table, then supervise (`supervise.rs`) until Ctrl-C or
-//! SIGTERM.
+//! SIGTERM, applying edits of `DIR/mesh.yaml` meanwhile (`live.rs`).
 //!
 //! With `--capture iptables` (`netns.rs`) every instance runs in a network namespace of its own with
 //! Istio's capture rules, the control plane in a hub namespace, and `bosun up` relays the ingress and
@@ -25,6 +25,7 @@ macro_rules! say {
 }
 
 mod http;
+mod live;
 mod netns;
 mod plan;
 mod ports;
@@ -172,29 +173,12 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
     };
     let state = StateDir::create()?;
     let registry_path = state.path.join("registry.json");
-    std::fs::write(
-        &registry_path,
-        serde_json::to_vec_pretty(&plan.effective_registry)?,
-    )
-    .with_context(|| format!("cannot write {}", registry_path.display()))?;
-    let mut bootstraps = Vec::new();
-    for i in &plan.instances {
-        let path = state
-            .path
-            .join(format!("{}.{}.bootstrap.json", i.name, i.namespace));
-        let labels = i.label_args();
-        let value = bootstrap_cmd::bootstrap(&BootstrapArgs {
-            node_id: &i.node_id(),
-            labels: &labels,
-            interception,
-            xds: &xds.to_string(),
-            admin_port: plan::ADMIN_PORT,
-            delta: false,
-        })?;
-        std::fs::write(&path, serde_json::to_vec_pretty(&value)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        bootstraps.push(path);
-    }
+    write_registry(&registry_path, &plan.effective_registry)?;
+    let bootstraps = plan
+        .instances
+        .iter()
+        .map(|i| write_bootstrap(&state.path, i, interception, xds))
+        .collect::<Result<Vec<_>>>()?;
 
     let launch = Launch {
         plan: &plan,
@@ -203,6 +187,8 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         host_debug,
         host_ingress,
         pods: pods.as_ref(),
+        state: &state.path,
+        interception,
         registry: &registry_path,
         bootstraps: &bootstraps,
         ready_timeout: args.ready_timeout,
@@ -214,6 +200,39 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
     drop(state);
     drop(pods);
     code
+}
+
+/// Writes instance `i`'s proxy bootstrap into the state directory; its path.
+fn write_bootstrap(
+    state: &Path,
+    i: &Instance,
+    interception: Interception,
+    xds: SocketAddr,
+) -> Result<PathBuf> {
+    let path = state.join(format!("{}.{}.bootstrap.json", i.name, i.namespace));
+    let labels = i.label_args();
+    let value = bootstrap_cmd::bootstrap(&BootstrapArgs {
+        node_id: &i.node_id(),
+        labels: &labels,
+        interception,
+        xds: &xds.to_string(),
+        admin_port: plan::ADMIN_PORT,
+        delta: false,
+    })?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&value)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Writes the effective registry the control plane reads: whole, then renamed, so the control plane
+/// never reads half a file.
+fn write_registry(path: &Path, registry: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    serde_json::to_vec_pretty(registry)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Two things that would bind the same address (e.g. a gateway port equal to a sidecar port).
@@ -265,6 +284,9 @@ struct Launch<'a> {
     host_ingress: Option<SocketAddr>,
     /// With `--capture iptables`: the namespaces.
     pods: Option<&'a netns::Pods>,
+    /// The state directory (bootstraps, registry).
+    state: &'a Path,
+    interception: Interception,
     registry: &'a Path,
     bootstraps: &'a [PathBuf],
     ready_timeout: Duration,
@@ -306,7 +328,7 @@ async fn supervise_mesh(launch: &Launch<'_>, mut signals: Signals) -> Result<Exi
         r = start(launch, &mut children) => Some(r),
         () = signals.recv() => None,
     };
-    match start {
+    let pids = match start {
         None => {
             say!("bosun up: stopping (signal during start-up)");
             children.stop_all().await;
@@ -318,14 +340,22 @@ async fn supervise_mesh(launch: &Launch<'_>, mut signals: Signals) -> Result<Exi
             children.stop_all().await;
             return Ok(ExitCode::from(1));
         }
-        Some(Ok(())) => {}
-    }
+        Some(Ok(pids)) => pids,
+    };
 
-    let mut watch = MeshWatch::new(launch);
-    let mut tick = tokio::time::interval(MESH_POLL);
+    let mut watch = live::MeshWatch::new(launch, pids);
+    let mut tick = tokio::time::interval(live::MESH_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let code = loop {
         tokio::select! {
-            _ = tick.tick() => watch.check(),
+            _ = tick.tick() => {
+                // An edit may take seconds (instances stopped, started, waited for): Ctrl-C
+                // still stops everything meanwhile.
+                tokio::select! {
+                    () = watch.check(launch, &mut children) => {}
+                    () = signals.recv() => break ExitCode::SUCCESS,
+                }
+            }
             () = signals.recv() => break ExitCode::SUCCESS,
             exit = children.next_exit() => {
                 let Some(exit) = exit else { break ExitCode::from(1) };
@@ -343,97 +373,12 @@ async fn supervise_mesh(launch: &Launch<'_>, mut signals: Signals) -> Result<Exi
     Ok(code)
 }
 
-/// How often mesh.yaml is checked for edits.
-const MESH_POLL: Duration = Duration::from_secs(1);
-
-/// Edits of `DIR/mesh.yaml` while the mesh runs: what the control plane alone can apply (the outbound
-/// traffic policy, service accounts, exportTo, …) is passed on by rewriting the effective registry it
-/// reads; a change to what runs (workloads, addresses, labels, ports, commands) needs a restart, which
-/// is said rather than half-applied.
-#[derive(Debug)]
-struct MeshWatch {
-    dir: PathBuf,
-    path: Option<PathBuf>,
-    last: Option<String>,
-    instances: Vec<Instance>,
-    registry: PathBuf,
-    network: Network,
-}
-
-impl MeshWatch {
-    fn new(launch: &Launch<'_>) -> Self {
-        let path = plan::mesh_file(&launch.plan.dir);
-        MeshWatch {
-            last: path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
-            path,
-            dir: launch.plan.dir.clone(),
-            instances: launch.plan.instances.clone(),
-            registry: launch.registry.to_owned(),
-            network: launch.plan.network,
-        }
-    }
-
-    fn check(&mut self) {
-        let Some(path) = &self.path else { return };
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return;
-        };
-        if self.last.as_deref() == Some(text.as_str()) {
-            return;
-        }
-        self.last = Some(text);
-        let plan = match plan::load(&self.dir, self.network) {
-            Ok(p) => p,
-            Err(PlanError::Findings(lines)) => {
-                for l in lines {
-                    say!("{l}");
-                }
-                say!(
-                    "bosun up: {} changed but has errors; the mesh keeps its previous version",
-                    path.display()
-                );
-                return;
-            }
-            Err(PlanError::Other(e)) => {
-                say!(
-                    "bosun up: {} changed but cannot be used: {e:#}",
-                    path.display()
-                );
-                return;
-            }
-        };
-        if plan.instances != self.instances {
-            say!(
-                "bosun up: {} changed what runs (workloads, addresses, labels, ports or commands): restart `bosun up` to apply it",
-                path.display()
-            );
-            return;
-        }
-        // Written whole, then renamed: the control plane never reads half a file.
-        let tmp = self.registry.with_extension("json.tmp");
-        let written = serde_json::to_vec_pretty(&plan.effective_registry)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.registry));
-        match written {
-            Ok(()) => say!(
-                "bosun up: {} changed; passed on to the control plane",
-                path.display()
-            ),
-            Err(e) => say!("bosun up: cannot update {}: {e}", self.registry.display()),
-        }
-    }
-}
-
 /// Starts the control plane, proxies and apps, and waits until they are ready; prints the table.
-async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
+/// Returns the pids of each instance's processes (in plan order).
+async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<Vec<Vec<i32>>> {
     let plan = launch.plan;
     let pods = launch.pods;
     let deadline = Instant::now() + launch.ready_timeout;
-    let exe_args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    // Where instance `k`'s processes run, as whom, and where `bosun up` reaches them from.
-    let launcher = |ns: &str, uid: Option<u32>| pods.map_or_else(Vec::new, |p| p.launcher(ns, uid));
-    let pod = |k: usize| pods.map(|p| p.pod(k).to_owned());
     let hub = pods.map(|p| p.hub().to_owned());
 
     let mut control_args = vec![
@@ -448,14 +393,17 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
         launch.debug.port().to_string(),
     ];
     if pods.is_some() {
-        control_args.extend(exe_args(&[
-            "--address",
-            &launch.xds.ip().to_string(),
-            "--capture",
-            "iptables",
-        ]));
+        control_args.extend(
+            [
+                "--address",
+                &launch.xds.ip().to_string(),
+                "--capture",
+                "iptables",
+            ]
+            .map(str::to_owned),
+        );
     }
-    let control_launcher = launcher(hub.as_deref().unwrap_or(""), None);
+    let control_launcher = launch.launcher(hub.as_deref(), None);
     children.spawn(
         "control",
         Role::Control,
@@ -470,7 +418,7 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
         addr: launch.debug,
         kind: ProbeKind::Ready,
     }];
-    wait_ready(children, control, deadline, launch.ready_timeout).await?;
+    wait_ready(children, control, deadline, launch.ready_timeout, None).await?;
 
     if let (Some(pods), Some(hub)) = (pods, &hub) {
         // From this machine's loopback into the namespaces: `bosun apply` and the ingress.
@@ -488,55 +436,18 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
     }
 
     let mut probes = Vec::new();
+    let mut pids = vec![Vec::new(); plan.instances.len()];
+    // Every proxy first, then the apps, which call out through them.
     for (k, (i, bootstrap)) in plan.instances.iter().zip(launch.bootstraps).enumerate() {
-        if !i.sidecar {
-            continue;
+        if let Some((pid, probe)) = spawn_proxy(launch, k, i, bootstrap, children)? {
+            pids[k].push(pid);
+            probes.push(probe);
         }
-        let label = if i.gateway.is_some() {
-            i.name.clone()
-        } else {
-            format!("{}/proxy", i.name)
-        };
-        let args = exe_args(&[
-            "proxy",
-            "-c",
-            &bootstrap.display().to_string(),
-            // One worker each: a mesh on one machine has many proxies and little traffic.
-            "--concurrency",
-            "1",
-            // Within the stop grace, so a clean stop is not a SIGKILL.
-            "--drain-time-s",
-            "1",
-        ]);
-        let ns = pod(k);
-        let as_proxy = launcher(ns.as_deref().unwrap_or(""), Some(netns::PROXY_UID));
-        children.spawn(&label, Role::Proxy, &as_proxy, None, &args, &[])?;
-        probes.push(Probe {
-            who: label,
-            addr: admin_addr(i, ns.is_some()),
-            netns: ns,
-            kind: ProbeKind::Ready,
-        });
     }
     for (k, i) in plan.instances.iter().enumerate() {
-        let Some(app) = &i.app else { continue };
-        let ns = pod(k);
-        let as_app = launcher(ns.as_deref().unwrap_or(""), Some(netns::APP_UID));
-        children.spawn(
-            &i.name,
-            Role::App,
-            &as_app,
-            app.program.as_deref().map(OsStr::new),
-            &app.args,
-            &app.env,
-        )?;
-        for &p in &i.app_ports {
-            probes.push(Probe {
-                who: i.name.clone(),
-                netns: ns.clone(),
-                addr: SocketAddr::new(IpAddr::V4(i.address), p),
-                kind: ProbeKind::Accepts,
-            });
+        if let Some((pid, app_probes)) = spawn_app(launch, k, i, children)? {
+            pids[k].push(pid);
+            probes.extend(app_probes);
         }
     }
     if let Some(ingress) = launch.host_ingress {
@@ -547,10 +458,95 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<()> {
             kind: ProbeKind::Answers,
         });
     }
-    wait_ready(children, probes, deadline, launch.ready_timeout).await?;
+    wait_ready(children, probes, deadline, launch.ready_timeout, None).await?;
 
     print_table(launch);
-    Ok(())
+    Ok(pids)
+}
+
+impl Launch<'_> {
+    /// What a child is started under to run in namespace `ns` as `uid` (empty without capture).
+    fn launcher(&self, ns: Option<&str>, uid: Option<u32>) -> Vec<String> {
+        self.pods
+            .map_or_else(Vec::new, |p| p.launcher(ns.unwrap_or(""), uid))
+    }
+
+    /// Instance `k`'s namespace, with capture.
+    fn pod(&self, k: usize) -> Option<String> {
+        self.pods.map(|p| p.pod(k).to_owned())
+    }
+}
+
+/// Starts instance `k`'s proxy (its sidecar, or the gateway) from `bootstrap`, unless it has none
+/// (`sidecar: false`); its pid and readiness probe.
+fn spawn_proxy(
+    launch: &Launch<'_>,
+    k: usize,
+    i: &Instance,
+    bootstrap: &Path,
+    children: &mut Children,
+) -> Result<Option<(i32, Probe)>> {
+    if !i.sidecar {
+        return Ok(None);
+    }
+    let label = if i.gateway.is_some() {
+        i.name.clone()
+    } else {
+        format!("{}/proxy", i.name)
+    };
+    let args = [
+        "proxy",
+        "-c",
+        &bootstrap.display().to_string(),
+        // One worker each: a mesh on one machine has many proxies and little traffic.
+        "--concurrency",
+        "1",
+        // Within the stop grace, so a clean stop is not a SIGKILL.
+        "--drain-time-s",
+        "1",
+    ]
+    .map(str::to_owned);
+    let ns = launch.pod(k);
+    let as_proxy = launch.launcher(ns.as_deref(), Some(netns::PROXY_UID));
+    let pid = children.spawn(&label, Role::Proxy, &as_proxy, None, &args, &[])?;
+    let probe = Probe {
+        who: label,
+        addr: admin_addr(i, ns.is_some()),
+        netns: ns,
+        kind: ProbeKind::Ready,
+    };
+    Ok(Some((pid, probe)))
+}
+
+/// Starts instance `k`'s app, unless it has none (gateways); its pid and a probe per port.
+fn spawn_app(
+    launch: &Launch<'_>,
+    k: usize,
+    i: &Instance,
+    children: &mut Children,
+) -> Result<Option<(i32, Vec<Probe>)>> {
+    let Some(app) = &i.app else { return Ok(None) };
+    let ns = launch.pod(k);
+    let as_app = launch.launcher(ns.as_deref(), Some(netns::APP_UID));
+    let pid = children.spawn(
+        &i.name,
+        Role::App,
+        &as_app,
+        app.program.as_deref().map(OsStr::new),
+        &app.args,
+        &app.env,
+    )?;
+    let probes = i
+        .app_ports
+        .iter()
+        .map(|&p| Probe {
+            who: i.name.clone(),
+            netns: ns.clone(),
+            addr: SocketAddr::new(IpAddr::V4(i.address), p),
+            kind: ProbeKind::Accepts,
+        })
+        .collect();
+    Ok(Some((pid, probes)))
 }
 
 /// A sidecar's admin address: its own address without capture, the pod's loopback with.
@@ -618,17 +614,22 @@ impl Probe {
     }
 }
 
-/// Polls `probes` until all pass; fails when a child exits or `deadline` passes, saying what was not
-/// ready and why.
+/// Polls `probes` until all pass; fails when a child exits (one of `among`, if given) or `deadline`
+/// passes, saying what was not ready and why.
 async fn wait_ready(
     children: &mut Children,
     mut probes: Vec<Probe>,
     deadline: Instant,
     timeout: Duration,
+    among: Option<&[i32]>,
 ) -> Result<()> {
     let mut last = Vec::new();
     loop {
-        if let Some(exit) = children.try_exit() {
+        let exit = match among {
+            Some(pids) => children.try_exit_among(pids),
+            None => children.try_exit(),
+        };
+        if let Some(exit) = exit {
             bail!(
                 "{} (pid {}) exited during start-up with {} (its log lines above say why)",
                 exit.label,
@@ -659,7 +660,40 @@ async fn wait_ready(
 }
 
 fn print_table(launch: &Launch<'_>) {
-    let plan = launch.plan;
+    let mut out = instance_table(launch.plan.instances.iter().enumerate(), launch.pods);
+    let hub = launch
+        .pods
+        .map(|p| format!(" (netns {})", p.hub()))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "control: xds {}{hub} · debug http://{} (`bosun apply -f FILE --control http://{}` changes the mesh live)\n",
+        launch.xds, launch.host_debug, launch.host_debug
+    ));
+    match launch.host_ingress {
+        Some(addr) => out.push_str(&format!("ingress: http://{addr}\n")),
+        None => out.push_str(
+            "ingress: none (no Gateway selects a workload labelled istio: ingressgateway)\n",
+        ),
+    }
+    out.push_str(&format!(
+        "bosun up: ready in {} ms; Ctrl-C stops everything\n",
+        launch.started.elapsed().as_millis()
+    ));
+    print_out(&out);
+}
+
+/// Not `print!`: it panics when stdout is closed (`bosun up | head`), and the mesh should run on.
+fn print_out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, text.as_bytes());
+    let _ = std::io::Write::flush(&mut stdout);
+}
+
+/// What runs where: a row per instance (`k`: its index in the plan, for its namespace).
+fn instance_table<'i>(
+    instances: impl Iterator<Item = (usize, &'i Instance)>,
+    pods: Option<&netns::Pods>,
+) -> String {
     let mut rows = vec![[
         "SERVICE".to_owned(),
         "VERSION".to_owned(),
@@ -667,7 +701,7 @@ fn print_table(launch: &Launch<'_>) {
         "ADDRESS".to_owned(),
         "SIDECAR ADMIN".to_owned(),
     ]];
-    for (k, i) in plan.instances.iter().enumerate() {
+    for (k, i) in instances {
         let address = if i.gateway.is_some() {
             let ports: Vec<String> = i.gateway_ports.iter().map(u16::to_string).collect();
             format!("{} (gateway :{})", i.address, ports.join(","))
@@ -684,7 +718,7 @@ fn print_table(launch: &Launch<'_>) {
             i.version().to_owned(),
             format!("{}.{}", i.name, i.namespace),
             address,
-            match (i.sidecar, launch.pods) {
+            match (i.sidecar, pods) {
                 (true, None) => format!("http://{}", i.admin()),
                 (true, Some(pods)) => {
                     format!("http://{} (netns {})", admin_addr(i, true), pods.pod(k))
@@ -706,28 +740,7 @@ fn print_table(launch: &Launch<'_>) {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    let hub = launch
-        .pods
-        .map(|p| format!(" (netns {})", p.hub()))
-        .unwrap_or_default();
-    out.push_str(&format!(
-        "control: xds {}{hub} · debug http://{} (`bosun apply -f FILE --control http://{}` changes the mesh live)\n",
-        launch.xds, launch.host_debug, launch.host_debug
-    ));
-    match launch.host_ingress {
-        Some(addr) => out.push_str(&format!("ingress: http://{addr}\n")),
-        None => out.push_str(
-            "ingress: none (no Gateway selects a workload labelled istio: ingressgateway)\n",
-        ),
-    }
-    out.push_str(&format!(
-        "bosun up: ready in {} ms; Ctrl-C stops everything\n",
-        launch.started.elapsed().as_millis()
-    ));
-    // Not `print!`: it panics when stdout is closed (`bosun up | head`), and the mesh should run on.
-    let mut stdout = std::io::stdout().lock();
-    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes());
-    let _ = std::io::Write::flush(&mut stdout);
+    out
 }
 
 /// `bosun apply -f FILE --control URL`: validate locally, then POST to the control plane's `/apply`.

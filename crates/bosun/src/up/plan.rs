@@ -165,6 +165,23 @@ impl Plan {
     pub fn ingress_instance(&self) -> Option<&Instance> {
         ingress_instance(&self.instances)
     }
+
+    /// The effective registry with only the workloads whose instances `keep` selects (those running),
+    /// so the control plane never sends traffic to an instance that is not there.
+    pub fn registry_with(&self, keep: impl Fn(&Instance) -> bool) -> Value {
+        let mut value = self.effective_registry.clone();
+        // Workloads are in instance order (`plan` makes one instance per workload).
+        if let Some(map) = value.as_object_mut()
+            && let Some(workloads) = map.get_mut("workloads").and_then(Value::as_array_mut)
+        {
+            let mut kept = self.instances.iter().map(&keep);
+            workloads.retain(|_| kept.next().unwrap_or(false));
+            if workloads.is_empty() {
+                map.remove("workloads");
+            }
+        }
+        value
+    }
 }
 
 fn ingress_instance(instances: &[Instance]) -> Option<&Instance> {
@@ -638,6 +655,23 @@ spec:
         assert_eq!(reg[0]["address"], "127.0.10.2");
         assert_eq!(reg[2]["address"], "127.0.10.3");
         assert!(reg[0].get("namespace").is_none(), "no nulls: {reg}");
+    }
+
+    #[test]
+    fn the_registry_can_leave_instances_out() {
+        let p = plan_of(MESH, GATEWAY).expect("plan");
+        let all = p.registry_with(|_| true);
+        assert_eq!(all, p.effective_registry);
+        let some = p.registry_with(|i| i.name != "reviews-v2");
+        let names: Vec<&str> = some["workloads"]
+            .as_array()
+            .expect("workloads")
+            .iter()
+            .filter_map(|w| w["name"].as_str())
+            .collect();
+        assert_eq!(names, ["reviews-v1", "tool", "ingress"]);
+        assert_eq!(some["services"], p.effective_registry["services"]);
+        assert!(p.registry_with(|_| false).get("workloads").is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Each child also gets its own process group: Ctrl-C in a terminal then reaches only `bosun up`, which
 //! stops the children in order, and stopping a group also stops what a user's command started.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal, Write};
 use std::process::{ExitCode, ExitStatus, Stdio};
@@ -46,6 +47,9 @@ struct Child {
     pid: i32,
     role: Role,
     exited: Option<String>,
+    /// Stopped on purpose while the mesh runs (a mesh.yaml edit): its exit is not news, and its
+    /// process group is not signalled again (the id may belong to someone else by then).
+    retired: bool,
 }
 
 /// The children of one `bosun up`.
@@ -54,6 +58,8 @@ pub struct Children {
     children: Vec<Child>,
     tx: mpsc::UnboundedSender<(usize, String)>,
     rx: mpsc::UnboundedReceiver<(usize, String)>,
+    /// Exits seen while waiting for other children, to be reported by the next `next_exit`.
+    pending: VecDeque<Exit>,
 }
 
 /// A child that exited: its label, role and how.
@@ -72,6 +78,7 @@ impl Children {
             children: Vec::new(),
             tx,
             rx,
+            pending: VecDeque::new(),
         }
     }
 
@@ -143,14 +150,16 @@ impl Children {
             pid,
             role,
             exited: None,
+            retired: false,
         });
         Ok(pid)
     }
 
+    /// Notes an exit; the news to report, unless the child was retired.
     fn record(&mut self, (index, status): (usize, String)) -> Option<Exit> {
         let c = self.children.get_mut(index)?;
         c.exited = Some(status.clone());
-        Some(Exit {
+        (!c.retired).then(|| Exit {
             label: c.label.clone(),
             pid: c.pid,
             role: c.role,
@@ -160,29 +169,66 @@ impl Children {
 
     /// An exit that already happened, if any (does not wait).
     pub fn try_exit(&mut self) -> Option<Exit> {
-        let e = self.rx.try_recv().ok()?;
-        self.record(e)
+        if let Some(e) = self.pending.pop_front() {
+            return Some(e);
+        }
+        while let Ok(e) = self.rx.try_recv() {
+            if let Some(exit) = self.record(e) {
+                return Some(exit);
+            }
+        }
+        None
+    }
+
+    /// An exit that already happened of one of `pids`, if any; other exits stay for `next_exit`.
+    pub fn try_exit_among(&mut self, pids: &[i32]) -> Option<Exit> {
+        while let Ok(e) = self.rx.try_recv() {
+            if let Some(exit) = self.record(e) {
+                self.pending.push_back(exit);
+            }
+        }
+        let at = self.pending.iter().position(|e| pids.contains(&e.pid))?;
+        self.pending.remove(at)
     }
 
     /// Waits for the next exit.
     pub async fn next_exit(&mut self) -> Option<Exit> {
-        let e = self.rx.recv().await?;
-        self.record(e)
+        if let Some(e) = self.pending.pop_front() {
+            return Some(e);
+        }
+        loop {
+            let e = self.rx.recv().await?;
+            if let Some(exit) = self.record(e) {
+                return Some(exit);
+            }
+        }
     }
 
     /// Stops every child: apps and proxies first, then the control plane (so proxies do not log a
     /// lost control plane while they drain). Each stage: SIGTERM to each child's group, SIGKILL to
     /// what is left after [`GRACE`], then a bounded wait for them to be reaped.
     pub async fn stop_all(&mut self) {
-        self.stop(&[Role::App, Role::Proxy]).await;
-        self.stop(&[Role::Control]).await;
+        self.stop(|c| !c.retired && matches!(c.role, Role::App | Role::Proxy))
+            .await;
+        self.stop(|c| !c.retired && c.role == Role::Control).await;
     }
 
-    async fn stop(&mut self, roles: &[Role]) {
-        self.signal(roles, Signal::TERM);
-        if !self.wait_all(roles, GRACE).await {
+    /// Stops the children with these pids (one instance's proxy and app) as [`Children::stop_all`]
+    /// does, and retires them: their exits are not reported as unexpected.
+    pub async fn stop_pids(&mut self, pids: &[i32]) {
+        self.stop(|c| !c.retired && pids.contains(&c.pid)).await;
+        for c in &mut self.children {
+            if pids.contains(&c.pid) {
+                c.retired = true;
+            }
+        }
+    }
+
+    async fn stop(&mut self, which: impl Fn(&Child) -> bool) {
+        self.signal(&which, Signal::TERM);
+        if !self.wait_all(&which, GRACE).await {
             for c in &self.children {
-                if c.exited.is_none() && roles.contains(&c.role) {
+                if c.exited.is_none() && which(c) {
                     say!(
                         "bosun up: {} (pid {}) did not stop within {GRACE:?}; killing it",
                         c.label,
@@ -190,13 +236,13 @@ impl Children {
                     );
                 }
             }
-            self.signal(roles, Signal::KILL);
-            self.wait_all(roles, Duration::from_secs(2)).await;
+            self.signal(&which, Signal::KILL);
+            self.wait_all(&which, Duration::from_secs(2)).await;
         }
     }
 
-    fn signal(&self, roles: &[Role], signal: Signal) {
-        for c in self.children.iter().filter(|c| roles.contains(&c.role)) {
+    fn signal(&self, which: &impl Fn(&Child) -> bool, signal: Signal) {
+        for c in self.children.iter().filter(|c| which(c)) {
             // The whole group, also after the child itself exited: a user's command may have left
             // processes of its own in it. Errors mean there is nothing left to signal.
             if let Some(pid) = Pid::from_raw(c.pid) {
@@ -205,18 +251,20 @@ impl Children {
         }
     }
 
-    /// Waits until every child with one of `roles` has exited; false if `timeout` passed first.
-    async fn wait_all(&mut self, roles: &[Role], timeout: Duration) -> bool {
+    /// Waits until every child `which` selects has exited; false if `timeout` passed first. Other
+    /// children's exits seen meanwhile are kept for `next_exit`.
+    async fn wait_all(&mut self, which: &impl Fn(&Child) -> bool, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while self
-            .children
-            .iter()
-            .any(|c| c.exited.is_none() && roles.contains(&c.role))
-        {
+        while self.children.iter().any(|c| c.exited.is_none() && which(c)) {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.rx.recv()).await {
                 Ok(Some(e)) => {
-                    self.record(e);
+                    let selected = self.children.get(e.0).is_some_and(which);
+                    if let Some(exit) = self.record(e)
+                        && !selected
+                    {
+                        self.pending.push_back(exit);
+                    }
                 }
                 Ok(None) | Err(_) => return false,
             }
