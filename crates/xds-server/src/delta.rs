@@ -15,8 +15,8 @@ use xds_api::pb::envoy::service::discovery::v3::{
 };
 
 use crate::protocol::{
-    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
-    bounded_message, first_node,
+    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
+    TypeStatus, bounded_message, first_node, intern,
 };
 use crate::snapshot::{LayeredMap, MapChange, Snapshot, VersionedResource, map_changes, push_rank};
 use crate::sotw::CONTROL_PLANE_ID;
@@ -24,7 +24,7 @@ use crate::sotw::CONTROL_PLANE_ID;
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
-    names: BTreeSet<String>,
+    names: Names,
     /// What the client holds, by our account: name → resource version.
     known: BTreeMap<String, String>,
     /// Subscribed names reported to the client as not existing.
@@ -112,7 +112,7 @@ impl DeltaStream {
                 st.known.remove(&name);
             }
             st.absent.remove(&name);
-            st.names.insert(name.clone());
+            st.names.insert(intern(&name));
             added.insert(name);
         }
         let mut removed = BTreeSet::new();
@@ -120,10 +120,10 @@ impl DeltaStream {
             if name == "*" {
                 st.wildcard = false;
                 let names = &st.names;
-                st.known.retain(|n, _| names.contains(n));
+                st.known.retain(|n, _| names.contains(n.as_str()));
                 continue;
             }
-            if st.names.remove(&name) {
+            if st.names.remove(name.as_str()) {
                 removed.insert(name.clone());
             }
             st.absent.remove(&name);
@@ -220,7 +220,7 @@ impl DeltaStream {
     }
 
     /// The names the client subscribed to for `type_url`, and whether it is a wildcard subscription.
-    pub fn subscription(&self, type_url: &str) -> Option<(bool, &BTreeSet<String>)> {
+    pub fn subscription(&self, type_url: &str) -> Option<(bool, &Names)> {
         self.types.get(type_url).map(|st| (st.wildcard, &st.names))
     }
 
@@ -262,11 +262,11 @@ fn changes_from_scratch(
         .collect();
     if !st.wildcard {
         for name in &st.names {
-            if !selected.contains(name.as_str())
-                && !st.known.contains_key(name)
-                && !st.absent.contains(name)
+            if !selected.contains(&**name)
+                && !st.known.contains_key(&**name)
+                && !st.absent.contains(&**name)
             {
-                removed.push(name.clone());
+                removed.push(name.to_string());
             }
         }
     }
@@ -280,7 +280,7 @@ fn changes_since(
     old: &LayeredMap,
     new: &LayeredMap,
 ) -> (Vec<Resource>, Vec<String>) {
-    let selects = |name: &String| st.wildcard || st.names.contains(name);
+    let selects = |name: &String| st.wildcard || st.names.contains(name.as_str());
     let mut resources = Vec::new();
     let mut removed = Vec::new();
     for change in map_changes(old, new) {
@@ -322,7 +322,7 @@ fn respond(
     }
     for name in &removed {
         st.known.remove(name);
-        if !st.wildcard && st.names.contains(name) {
+        if !st.wildcard && st.names.contains(name.as_str()) {
             st.absent.insert(name.clone());
         }
     }
@@ -389,7 +389,7 @@ mod tests {
             for new in &news {
                 let mut st = TypeState {
                     wildcard,
-                    names: ["a", "c", "d", "z"].map(String::from).into(),
+                    names: ["a", "c", "d", "z"].map(intern).into(),
                     ..Default::default()
                 };
                 let old_snap = {

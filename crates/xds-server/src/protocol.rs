@@ -1,9 +1,52 @@
 //! What both ADS modes share: the outcome of feeding a protocol state machine, the per-type sync status
 //! it keeps, and its errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use xds_api::pb::envoy::config::core::v3::Node;
+
+/// A subscribed resource name. Every stream subscribed to a name holds the same copy of it: 200
+/// sidecars of one namespace subscribe to the same thousands of endpoint assignments, and one copy
+/// of each name, not 200, is what that costs.
+pub type ResourceName = Arc<str>;
+
+/// The names a stream subscribed to for one type.
+pub type Names = BTreeSet<ResourceName>;
+
+/// The names in use, each once. Names no stream holds any more are dropped whenever the set has
+/// doubled since the last sweep, so it stays within twice what is subscribed.
+#[derive(Debug)]
+struct Interner {
+    names: HashSet<ResourceName>,
+    sweep_at: usize,
+}
+
+static INTERNER: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
+    Mutex::new(Interner {
+        names: HashSet::new(),
+        sweep_at: 0,
+    })
+});
+
+fn interner() -> std::sync::MutexGuard<'static, Interner> {
+    INTERNER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shared copy of `name`.
+pub(crate) fn intern(name: &str) -> ResourceName {
+    let mut interner = interner();
+    if let Some(n) = interner.names.get(name) {
+        return n.clone();
+    }
+    if interner.names.len() >= interner.sweep_at {
+        interner.names.retain(|n| Arc::strong_count(n) > 1);
+        interner.sweep_at = (interner.names.len() * 2).max(1024);
+    }
+    let n: ResourceName = Arc::from(name);
+    interner.names.insert(n.clone());
+    n
+}
 
 /// The longest NACK message kept in the sync status; longer ones are cut at a character boundary.
 pub const MAX_NACK_MESSAGE: usize = 4096;
@@ -182,6 +225,23 @@ mod tests {
         assert!(b.len() <= MAX_NACK_MESSAGE + "…".len());
         assert!(b.ends_with('…'));
         assert_eq!(bounded_message("short"), "short");
+    }
+
+    #[test]
+    fn interned_names_are_shared_and_dropped_when_unused() {
+        let a = intern("outbound|8080||interner-test.ns.svc.cluster.local");
+        let b = intern(&String::from(
+            "outbound|8080||interner-test.ns.svc.cluster.local",
+        ));
+        assert!(Arc::ptr_eq(&a, &b));
+        drop((a, b));
+        // Enough new names to make the set double: the sweep drops the unused one, not the held.
+        let held: Vec<ResourceName> = (0..4096)
+            .map(|i| intern(&format!("interner-fill-{i}")))
+            .collect();
+        let names = &interner().names;
+        assert!(!names.contains("outbound|8080||interner-test.ns.svc.cluster.local"));
+        assert!(held.iter().all(|n| names.contains(n)));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! A snapshot: the complete configuration the control plane decided for one proxy, per type URL, each
 //! resource with its own version.
 
-use std::collections::{BTreeMap, BTreeSet, btree_map};
+use std::collections::{BTreeMap, btree_map};
 use std::iter::Peekable;
 use std::sync::Arc;
 
 use prost::{Message, Name};
 use xds_api::pb::google::protobuf::Any;
 use xds_api::type_url;
+
+use crate::protocol::{Names, ResourceName};
 
 /// The order types are pushed in: Envoy's make-before-break order (clusters and their endpoints
 /// before the listeners and routes that use them), then secrets, then anything else by URL.
@@ -360,7 +362,7 @@ impl Snapshot {
         &'a self,
         type_url: &str,
         wildcard: bool,
-        names: &'a BTreeSet<String>,
+        names: &'a Names,
     ) -> Selected<'a> {
         select(self.types.get(type_url), wildcard, names)
     }
@@ -443,7 +445,7 @@ pub(crate) fn map_changes<'a>(old: &'a LayeredMap, new: &'a LayeredMap) -> Vec<M
 pub(crate) fn select<'a>(
     map: Option<&'a LayeredMap>,
     wildcard: bool,
-    names: &'a BTreeSet<String>,
+    names: &'a Names,
 ) -> Selected<'a> {
     match map {
         None => Selected::Nothing,
@@ -461,7 +463,7 @@ pub(crate) enum Selected<'a> {
     All(LayeredIter<'a>),
     Named {
         all: &'a LayeredMap,
-        names: std::collections::btree_set::Iter<'a, String>,
+        names: std::collections::btree_set::Iter<'a, ResourceName>,
     },
 }
 
@@ -660,7 +662,7 @@ mod tests {
                 },
             );
         }
-        let names: BTreeSet<String> = ["c", "a", "zz"].map(String::from).into();
+        let names: Names = ["c", "a", "zz"].map(crate::protocol::intern).into();
         let got: Vec<&str> = snap
             .select(type_url::CLUSTER, false, &names)
             .map(|(n, _)| n.as_str())

@@ -23,8 +23,8 @@ use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResp
 use xds_api::pb::google::protobuf::Any;
 
 use crate::protocol::{
-    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Nonces, Outcome, ProtocolError, TypeStatus,
-    bounded_message, first_node,
+    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
+    TypeStatus, bounded_message, first_node, intern,
 };
 use crate::snapshot::{
     LayeredMap, MapChange, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
@@ -47,7 +47,7 @@ struct Sent {
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
-    names: BTreeSet<String>,
+    names: Names,
     sent: Option<Sent>,
     status: TypeStatus,
 }
@@ -94,9 +94,19 @@ impl SotwStream {
             });
         }
         let type_url = request.type_url;
-        let mut names: BTreeSet<String> = request.resource_names.into_iter().collect();
-        let explicit_wildcard = names.remove("*");
-        let wildcard = explicit_wildcard || (names.is_empty() && is_wildcard_type(&type_url));
+        // Every request repeats the whole subscription (thousands of names for EDS): it is
+        // compared as sorted strings, and only a changed one is turned into shared names.
+        let mut requested = request.resource_names;
+        requested.sort_unstable();
+        requested.dedup();
+        let explicit_wildcard = match requested.binary_search_by(|n| n.as_str().cmp("*")) {
+            Ok(at) => {
+                requested.remove(at);
+                true
+            }
+            Err(_) => false,
+        };
+        let wildcard = explicit_wildcard || (requested.is_empty() && is_wildcard_type(&type_url));
         let mut out = Outcome::default();
 
         let first = !self.types.contains_key(&type_url);
@@ -114,10 +124,12 @@ impl SotwStream {
                     type_url: type_url.clone(),
                 });
             } else {
-                push_change(&mut out, &type_url, st, wildcard, &names);
+                push_change(&mut out, &type_url, st, wildcard, &requested);
+            }
+            if !same_names(&st.names, &requested) {
+                st.names = requested.iter().map(|n| intern(n)).collect();
             }
             st.wildcard = wildcard;
-            st.names = names;
             if let Some(snap) = snapshot {
                 let r = respond(&mut self.nonces, &type_url, st, snap);
                 out.responses.push(r);
@@ -160,10 +172,10 @@ impl SotwStream {
                 });
             }
         }
-        if st.wildcard != wildcard || st.names != names {
-            push_change(&mut out, &type_url, st, wildcard, &names);
+        if st.wildcard != wildcard || !same_names(&st.names, &requested) {
+            push_change(&mut out, &type_url, st, wildcard, &requested);
             st.wildcard = wildcard;
-            st.names = names;
+            st.names = requested.iter().map(|n| intern(n)).collect();
             if let Some(snap) = snapshot {
                 let r = respond(&mut self.nonces, &type_url, st, snap);
                 out.responses.push(r);
@@ -222,25 +234,45 @@ impl SotwStream {
     }
 
     /// The names the client subscribed to for `type_url`, and whether it is a wildcard subscription.
-    pub fn subscription(&self, type_url: &str) -> Option<(bool, &BTreeSet<String>)> {
+    pub fn subscription(&self, type_url: &str) -> Option<(bool, &Names)> {
         self.types.get(type_url).map(|st| (st.wildcard, &st.names))
     }
 }
 
+/// Whether `names` (sorted, no duplicates) are the subscribed ones.
+fn same_names(subscribed: &Names, names: &[String]) -> bool {
+    subscribed.len() == names.len()
+        && subscribed
+            .iter()
+            .zip(names)
+            .all(|(a, b)| **a == *b.as_str())
+}
+
+/// `names`: the requested ones, sorted, no duplicates.
 fn push_change(
     out: &mut Outcome<DiscoveryResponse>,
     type_url: &str,
     st: &TypeState,
     wildcard: bool,
-    names: &BTreeSet<String>,
+    names: &[String],
 ) {
-    if st.wildcard == wildcard && &st.names == names {
+    if st.wildcard == wildcard && same_names(&st.names, names) {
         return;
     }
+    let requested: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     out.events.push(Event::SubscriptionChanged {
         type_url: type_url.to_owned(),
-        added: names.difference(&st.names).cloned().collect(),
-        removed: st.names.difference(names).cloned().collect(),
+        added: requested
+            .iter()
+            .filter(|n| !st.names.contains(**n))
+            .map(|n| (*n).to_owned())
+            .collect(),
+        removed: st
+            .names
+            .iter()
+            .filter(|n| !requested.contains(&***n))
+            .map(|n| n.to_string())
+            .collect(),
     });
 }
 
@@ -249,7 +281,7 @@ fn same_selection(
     old: Option<&LayeredMap>,
     new: Option<&LayeredMap>,
     wildcard: bool,
-    names: &BTreeSet<String>,
+    names: &Names,
 ) -> bool {
     if wildcard && let (Some(a), Some(b)) = (old, new) {
         return same_map(a, b);
@@ -268,18 +300,14 @@ fn same_selection(
 /// The subscribed names whose resource in `new` differs from the one in `old` (removed ones are not
 /// listed: a state-of-the-world response cannot say so for named types, and the client drops them
 /// with the cluster or listener that named them).
-fn changed_names(
-    old: Option<&LayeredMap>,
-    new: Option<&LayeredMap>,
-    names: &BTreeSet<String>,
-) -> Vec<String> {
+fn changed_names(old: Option<&LayeredMap>, new: Option<&LayeredMap>, names: &Names) -> Vec<String> {
     let (Some(old), Some(new)) = (old, new) else {
         return select(new, false, names).map(|(n, _)| n.clone()).collect();
     };
     map_changes(old, new)
         .into_iter()
         .filter_map(|c| match c {
-            MapChange::Changed(name, _) if names.contains(name) => Some(name.clone()),
+            MapChange::Changed(name, _) if names.contains(name.as_str()) => Some(name.clone()),
             _ => None,
         })
         .collect()

@@ -234,7 +234,12 @@ fn stale_nonce_is_not_an_ack_but_subscriptions_apply() {
     }));
     assert_eq!(s.status()[EDS].acks, 0);
     assert_eq!(
-        s.subscription(EDS).unwrap().1.iter().collect::<Vec<_>>(),
+        s.subscription(EDS)
+            .unwrap()
+            .1
+            .iter()
+            .map(|n| &**n)
+            .collect::<Vec<&str>>(),
         ["b"]
     );
     s.on_request(ack(&r2), Some(&snap)).unwrap();
