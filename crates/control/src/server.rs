@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -205,6 +205,10 @@ impl ControlPlane {
         {
             return Err(ControlError::ConfigDir(dir.clone()));
         }
+        // Watching starts before the first read, so no change falls between the two.
+        let (file_events_tx, file_events) = mpsc::channel(1);
+        let (dir, registry) = store.watched();
+        let watcher = watch_paths(dir, registry, file_events_tx);
         store.refresh();
         let shared = Arc::new(Shared {
             options: options.clone(),
@@ -228,7 +232,7 @@ impl ControlPlane {
             crate::debug::serve(shared.clone(), options.debug_addr).await?;
         shared.ready.store(true, Ordering::Release);
         let tasks = vec![
-            tokio::spawn(watch_files(shared.clone())),
+            tokio::spawn(watch_files(shared.clone(), file_events, watcher)),
             tokio::spawn(push_loop(shared.clone(), changes)),
             debug_task,
         ];
@@ -260,12 +264,23 @@ impl ControlPlane {
     }
 }
 
-/// Polls the config directory and the mesh file (portable, and bounded: one scan per interval).
-async fn watch_files(shared: Arc<Shared>) {
+/// Re-reads the config directory and the mesh file when the kernel says something in them changed
+/// (inotify), and every poll interval in any case (file systems without change events, events
+/// lost to a full queue).
+async fn watch_files(
+    shared: Arc<Shared>,
+    mut events: mpsc::Receiver<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+) {
     let mut tick = tokio::time::interval(shared.options.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: the start read everything already.
+    tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(()) = events.recv() => {}
+        }
         let s = shared.clone();
         let changed = tokio::task::spawn_blocking(move || s.store().refresh())
             .await
@@ -274,6 +289,57 @@ async fn watch_files(shared: Arc<Shared>) {
             shared.notify_changed();
         }
     }
+}
+
+/// Change events for the config directory (recursively) and the mesh file's directory; `None`
+/// (and a warning) where the platform has none, and polling alone serves.
+fn watch_paths(
+    dir: Option<&Path>,
+    registry: Option<&Path>,
+    events: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    use notify::{RecursiveMode, Watcher};
+
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // A file counts once written and closed, created, removed or renamed: not at every write
+        // of an editor's save, which would read it half written.
+        let complete = event.is_ok_and(|e| {
+            matches!(
+                e.kind,
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    | EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_))
+            )
+        });
+        if complete {
+            // Full: a refresh is pending already, and it reads everything.
+            let _ = events.try_send(());
+        }
+    })
+    .map_err(|e| warn!("no file change events ({e}); polling alone"))
+    .ok()?;
+    let mut watch = |path: &Path, mode| {
+        if let Err(e) = watcher.watch(path, mode) {
+            warn!("no change events for {} ({e}); polling it", path.display());
+        }
+    };
+    if let Some(dir) = dir {
+        watch(dir, RecursiveMode::Recursive);
+    }
+    // The mesh file's directory, not the file: an editor or `mv` replaces the file itself.
+    if let Some(parent) = registry.and_then(Path::parent)
+        && dir.is_none_or(|d| !parent.starts_with(d))
+    {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        watch(parent, RecursiveMode::NonRecursive);
+    }
+    Some(watcher)
 }
 
 /// Records when every connected proxy has ACKed what push number `push` sent them (the change was
@@ -368,5 +434,60 @@ async fn push_loop(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) {
                 let _ = tokio::task::spawn_blocking(move || s.push(&index, Some(&fresh))).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With polling all but off, a file written into the config directory and a mesh file
+    /// replaced in its own directory are still read: the change events alone bring them in.
+    #[tokio::test]
+    async fn file_changes_are_read_without_waiting_for_the_poll() {
+        let config = testkit::TempDir::new("control-events").expect("temp dir");
+        let elsewhere = testkit::TempDir::new("control-events-mesh").expect("temp dir");
+        let mesh = elsewhere
+            .write("mesh.yaml", b"services: []\n")
+            .expect("write");
+        let plane = ControlPlane::start(ControlOptions {
+            config_dir: Some(config.path().to_owned()),
+            registry: Some(mesh.clone()),
+            xds_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            debug_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            poll_interval: Duration::from_secs(3600),
+            ..ControlOptions::default()
+        })
+        .await
+        .expect("control plane starts");
+        config
+            .write(
+                "vs.yaml",
+                b"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\n\
+                  spec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n",
+            )
+            .expect("write");
+        let replacement = elsewhere
+            .write(
+                "mesh.yaml.new",
+                b"services:\n- name: reviews\n  ports: [{number: 9080, name: http, protocol: HTTP}]\n",
+            )
+            .expect("write");
+        std::fs::rename(&replacement, &mesh).expect("replace the mesh file");
+        let read = async {
+            loop {
+                let (resources, services) = {
+                    let store = plane.shared.store();
+                    (store.resources().len(), store.registry().services.len())
+                };
+                if resources == 1 && services == 1 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let result = tokio::time::timeout(Duration::from_secs(20), read).await;
+        plane.stop().await;
+        assert!(result.is_ok(), "the changes were not read");
     }
 }

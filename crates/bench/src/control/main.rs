@@ -82,7 +82,7 @@ struct Args {
     #[arg(long)]
     delta: bool,
     /// How the VirtualService change reaches the control plane: rewrite its file in the config
-    /// directory (picked up by the 200 ms poll), or POST it to the debug port's /apply.
+    /// directory (picked up by the control plane's file watch), or POST it to the debug port's /apply.
     #[arg(long, value_enum, default_value_t = Via::File)]
     via: Via,
     /// Pass --debounce-ms to the control plane (its default is 100).
@@ -763,7 +763,7 @@ fn table(r: &Report) -> String {
         out,
         "\nVirtualService change via {}; control plane flags: {}; {} CPUs, {}.",
         match r.via {
-            Via::File => "rewriting its file (the control plane polls every 200 ms)",
+            Via::File => "rewriting its file (read on the file change event)",
             Via::Apply => "POST /apply",
         },
         r.debounce_ms.map_or(

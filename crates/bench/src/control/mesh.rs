@@ -169,7 +169,7 @@ impl MeshSpec {
     }
 }
 
-/// Writes `text` to `path` by a rename, so the control plane's poll never reads a half-written file.
+/// Writes `text` to `path` by a rename, so the control plane never reads a half-written file.
 /// The temporary name starts with a dot, which the control plane skips.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().context("a file in a directory")?;
