@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use testkit::{
-    Client, Envoy, EnvoyOptions, Process, Req, TempDir, Upstream, UpstreamBehaviour, count_header,
-    free_port, http_get, localhost,
+    Client, Envoy, EnvoyOptions, Process, Req, TcpEcho, TempDir, Upstream, UpstreamBehaviour,
+    connect_tunnel, count_header, free_port, http_get, localhost,
 };
 
 const BOSUN: &str = env!("CARGO_BIN_EXE_bosun");
@@ -1214,5 +1214,72 @@ spec:
                 && failed_over.iter().all(|s| *s == "same-region"),
             "{dataplane:?}: failover to the same region expected: {seen:?}"
         );
+    }
+}
+
+/// A Sidecar `ingress` maps the service's port to where the app really listens: HTTP port 9080 to
+/// the app on `IP:8080` (`0.0.0.0:8080`, the workload's own address), TCP port 9090 to an echo
+/// server on the loopback. Requests arrive from another sidecar (HTTP at `IP:15006`, a CONNECT
+/// tunnel to the TCP port) and straight at the ports the ingress listeners bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_ingress_maps_ports_to_the_app() {
+    for dataplane in dataplanes("sidecar_ingress_maps_ports_to_the_app") {
+        let ip = subnet(23, dataplane);
+        let _app = Upstream::start_at(
+            "app-8080",
+            format!("{}:8080", ip(2)).parse().expect("addr"),
+            UpstreamBehaviour::default(),
+        )
+        .expect("upstream");
+        let echo = TcpEcho::start().expect("tcp echo");
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http, protocol: HTTP}}, {{number: 9090, name: tcp, protocol: TCP}}]
+workloads:
+- {{name: client, labels: {{app: client}}, address: {cl}}}
+- {{name: echo-1, service: echo, labels: {{app: echo}}, address: {server}}}
+",
+            cl = ip(1),
+            server = ip(2),
+        );
+        let sidecar = format!(
+            "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: echo}}
+spec:
+  workloadSelector: {{labels: {{app: echo}}}}
+  ingress:
+  - port: {{number: 9080, protocol: HTTP, name: http}}
+    defaultEndpoint: 0.0.0.0:8080
+  - port: {{number: 9090, protocol: TCP, name: tcp}}
+    defaultEndpoint: 127.0.0.1:{echo_port}
+",
+            echo_port = echo.port()
+        );
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("sidecar.yaml", &sidecar)]);
+        let _server = Sidecar::start(dataplane, &plane, "echo-1", &ip(2), "app=echo");
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client");
+        plane.wait_in_sync(2).await;
+        // Through the client's sidecar: HTTP reaches the server's 15006 and goes to the app's port.
+        let resp = outbound(&ip(1))
+            .send(via("echo:9080", "/hello"))
+            .await
+            .expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+        assert_eq!(resp.header("x-upstream"), Some("app-8080"), "{dataplane:?}");
+        // Straight at the ingress listener bound on the workload's port.
+        let direct: SocketAddr = format!("{}:9080", ip(2)).parse().expect("addr");
+        let resp = http_get(direct, "/direct", &[]).await.expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+        assert_eq!(resp.header("x-upstream"), Some("app-8080"), "{dataplane:?}");
+        // TCP: a tunnel through the client's sidecar to echo:9090 lands on the server's bound
+        // ingress listener, which passes it to the echo server on the loopback.
+        let proxy: SocketAddr = format!("{}:15001", ip(1)).parse().expect("addr");
+        let mut tunnel = connect_tunnel(proxy, "echo:9090").await.expect("tunnel");
+        assert_eq!(tunnel.status, 200, "{dataplane:?}");
+        let back = tunnel.echo(b"over the ingress").await.expect("echo");
+        assert_eq!(back, b"over the ingress", "{dataplane:?}");
+        assert!(echo.connections() >= 1, "{dataplane:?}");
     }
 }

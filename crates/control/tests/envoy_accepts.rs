@@ -463,3 +463,67 @@ spec:
         panic!("Envoy refused the TLS-terminating TCP gateway: {e}\n{yaml}");
     }
 }
+
+/// Sidecar `ingress` listeners, captured and not: bound listeners of their own, `virtualInbound`
+/// chains, clusters to the loopback, the workload's address, a Unix socket, the original destination.
+#[test]
+fn envoy_accepts_sidecar_ingress_listeners() {
+    if Envoy::find_or_skip("envoy_accepts_sidecar_ingress_listeners").is_none() {
+        return;
+    }
+    let config = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 7070, protocol: GRPC, name: grpc}
+    defaultEndpoint: unix:///var/run/app.sock
+  - port: {number: 9090, protocol: TCP, name: tcp}
+    defaultEndpoint: 0.0.0.0:7000
+  - port: {number: 9443, protocol: TCP, name: tcp-direct}
+    captureMode: NONE
+    defaultEndpoint: 0.0.0.0:8443
+  - port: {number: 9444, protocol: TCP, name: tcp-original}
+    captureMode: IPTABLES
+";
+    let index = Index::build(
+        &load_registry_str(MESH).expect("mesh"),
+        &parse_resources("config.yaml", config).expect("valid"),
+        MeshSettings::default(),
+    );
+    for (interception, listeners) in [
+        (
+            Interception::None,
+            &[
+                "virtualInbound",
+                "10.0.0.2_9080",
+                "10.0.0.2_7070",
+                "10.0.0.2_9443",
+            ][..],
+        ),
+        (
+            Interception::Redirect,
+            &["virtualInbound", "10.0.0.2_9443"][..],
+        ),
+    ] {
+        let sidecar = proxy(
+            "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            &[("app", "reviews"), ("version", "v1")],
+            interception,
+        );
+        let r = generate(&index, &sidecar, InboundAddressing::SidecarPort);
+        for name in listeners {
+            assert!(
+                r.listener(name).is_some(),
+                "{interception:?}: listener {name}"
+            );
+        }
+        let yaml = static_bootstrap(&r);
+        if let Err(e) = Envoy::validate(&yaml) {
+            panic!("{interception:?}: Envoy refused the sidecar ingress config: {e}\n{yaml}");
+        }
+    }
+}

@@ -17,7 +17,7 @@ use xds_api::pb::envoy::config::cluster::v3::{
 };
 use xds_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, BindConfig, ConfigSource, DataSource,
-    HttpProtocolOptions, SocketAddress, TransportSocket, address,
+    HttpProtocolOptions, Pipe, SocketAddress, TransportSocket, address,
     config_source::ConfigSourceSpecifier, data_source::Specifier, socket_address::PortSpecifier,
     transport_socket::ConfigType,
 };
@@ -476,15 +476,52 @@ fn bind_to(source: &str) -> BindConfig {
 /// `inbound|PORT||`: the workload itself, at `ip:port`; from `source` when given (a captured sidecar
 /// connects from [`INBOUND_PASSTHROUGH_SOURCE`], or its own rules would capture the connection again).
 pub fn inbound(port: u32, ip: &str, h2: bool, source: Option<&str>) -> Cluster {
+    inbound_at(port, socket_address(ip, port), h2, source)
+}
+
+/// `inbound|PORT||` with its one endpoint at `address` (a Sidecar ingress's `defaultEndpoint`).
+pub fn inbound_at(port: u32, address: Address, h2: bool, source: Option<&str>) -> Cluster {
     let name = format!("inbound|{port}||");
-    let mut cluster = Cluster {
+    let endpoint = LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(address),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let cluster = Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
-        load_assignment: Some(load_assignment(&name, vec![lb_endpoint(ip, port, None)])),
+        load_assignment: Some(load_assignment(&name, vec![endpoint])),
         upstream_bind_config: source.map(bind_to),
         ..Default::default()
     };
+    with_upstream_protocol(cluster, h2)
+}
+
+/// `inbound|PORT||` to each connection's original destination, from [`INBOUND_PASSTHROUGH_SOURCE`]:
+/// a captured Sidecar ingress port without `defaultEndpoint`, as istiod builds it.
+pub fn inbound_original_dst(port: u32, h2: bool) -> Cluster {
+    let cluster = Cluster {
+        name: format!("inbound|{port}||"),
+        ..inbound_passthrough()
+    };
+    with_upstream_protocol(cluster, h2)
+}
+
+/// A Unix domain socket address (`unix:///path`, or `unix://@name` in the abstract namespace).
+pub fn pipe_address(path: &str) -> Address {
+    Address {
+        address: Some(address::Address::Pipe(Pipe {
+            path: path.to_owned(),
+            mode: 0,
+        })),
+    }
+}
+
+/// `cluster`, speaking HTTP/2 upstream when `h2`.
+fn with_upstream_protocol(mut cluster: Cluster, h2: bool) -> Cluster {
     if h2 {
         let options = UpstreamHttpOptions {
             upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod hash;
+pub mod ingress;
 pub mod listener;
 pub mod locality;
 pub mod route;
@@ -259,29 +260,16 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
     let mut out = ProxyResources::default();
     match proxy.kind {
         ProxyType::Sidecar => {
-            let ports = listener::inbound_ports(index, proxy);
             match proxy.interception {
-                Interception::None => {
-                    out.listeners.push(listener::outbound_listener(proxy));
-                    if !ports.is_empty() {
-                        out.listeners.push(listener::sidecar_inbound(proxy, &ports));
-                    }
-                }
-                Interception::Redirect => {
-                    out.listeners.push(listener::captured_inbound(&ports));
-                    out.clusters.push(cluster::inbound_passthrough());
-                }
+                Interception::None => out.listeners.push(listener::outbound_listener(proxy)),
+                Interception::Redirect => out.clusters.push(cluster::inbound_passthrough()),
             }
-            let source = match proxy.interception {
-                Interception::None => None,
-                Interception::Redirect => Some(cluster::INBOUND_PASSTHROUGH_SOURCE),
-            };
-            for (_, target, h2) in &ports {
-                let name = format!("inbound|{target}||");
-                if !out.clusters.iter().any(|c| c.name == name) {
-                    out.clusters
-                        .push(cluster::inbound(*target, &proxy.ip, *h2, source));
+            match ingress::ports(index, proxy) {
+                Some((ports, warnings)) => {
+                    out.warnings = warnings;
+                    out.extend(ingress::resources(index, proxy, &ports));
                 }
+                None => out.extend(service_inbound(index, proxy)),
             }
         }
         ProxyType::Router => {
@@ -295,6 +283,33 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
             out.listeners = listeners;
             out.routes = routes;
             out.warnings = warnings;
+        }
+    }
+    out
+}
+
+/// A sidecar's inbound side from its services' ports (no Sidecar `ingress`): HTTP ports routed to
+/// `inbound|PORT||` at the workload's own address.
+fn service_inbound(index: &Index, proxy: &Proxy) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    let ports = listener::inbound_ports(index, proxy);
+    let source = match proxy.interception {
+        Interception::None => {
+            if !ports.is_empty() {
+                out.listeners.push(listener::sidecar_inbound(proxy, &ports));
+            }
+            None
+        }
+        Interception::Redirect => {
+            out.listeners.push(listener::captured_inbound(&ports));
+            Some(cluster::INBOUND_PASSTHROUGH_SOURCE)
+        }
+    };
+    for (_, target, h2) in &ports {
+        let name = format!("inbound|{target}||");
+        if !out.clusters.iter().any(|c| c.name == name) {
+            out.clusters
+                .push(cluster::inbound(*target, &proxy.ip, *h2, source));
         }
     }
     out

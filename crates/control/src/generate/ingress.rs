@@ -1,0 +1,231 @@
+//! Sidecar `ingress` listeners, as istiod builds them: for a workload whose Sidecar resource has
+//! `ingress`, the inbound side comes from those listeners instead of from its services' ports.
+//! Each ingress port `P` gets the cluster `inbound|P||`, whose one endpoint is the
+//! `defaultEndpoint` (`127.0.0.1:PORT` the loopback, `0.0.0.0:PORT` the workload's own address,
+//! `unix://PATH` a socket; none: the connection's original destination, captured sidecars only).
+//! A port whose `captureMode` says it is not captured (`NONE`, or `DEFAULT` on a sidecar without
+//! capture) gets a listener of its own bound to `bind:P` (`bind` defaults to the proxy's address);
+//! captured ones are chains of `virtualInbound`. Without capture, HTTP ingress ports are also
+//! served on `IP:15006`, where other proxies send HTTP (by the port of the Host, so a service port
+//! whose target port is `P` goes to `inbound|P||` too).
+
+use mesh_api::types::sidecar::{CaptureMode, IstioIngressListener};
+use xds_api::pb::envoy::config::cluster::v3::Cluster;
+use xds_api::pb::envoy::config::listener::v3::FilterChain;
+
+use crate::generate::ProxyResources;
+use crate::generate::cluster::{self, INBOUND_PASSTHROUGH_SOURCE, socket_address};
+use crate::generate::listener;
+use crate::index::Index;
+use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol};
+use crate::node::{Interception, Proxy};
+
+const UNIX_PREFIX: &str = "unix://";
+
+/// Ports the proxy itself listens on (admin, capture, health, metrics): istiod never binds an
+/// ingress listener there.
+const PROXY_PORTS: [u32; 6] = [15000, OUTBOUND_PORT, INBOUND_PORT, 15020, 15021, 15090];
+
+/// Where an ingress port's traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `ip:port`.
+    Socket(String, u32),
+    /// A Unix domain socket path.
+    Unix(String),
+    /// The connection's original destination (captured sidecars).
+    OriginalDst,
+}
+
+/// One usable `ingress` entry of the proxy's Sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressPort {
+    pub port: u32,
+    pub protocol: Protocol,
+    pub target: Target,
+    /// `Some(address)`: a listener of its own bound there; `None`: captured (a `virtualInbound`
+    /// chain, or without capture only the HTTP route on `IP:15006`).
+    pub bind: Option<String>,
+}
+
+impl IngressPort {
+    fn http(&self) -> bool {
+        self.protocol.is_http()
+    }
+}
+
+/// The ingress ports of `proxy`'s Sidecar, or `None` when it has no `ingress` (then the inbound side
+/// comes from its services). Entries that cannot be served are left out, each with a warning.
+pub fn ports(index: &Index, proxy: &Proxy) -> Option<(Vec<IngressPort>, Vec<String>)> {
+    let sidecar = index.sidecar_for(proxy)?;
+    if sidecar.spec.ingress.is_empty() {
+        return None;
+    }
+    let mut warnings = Vec::new();
+    let mut out: Vec<IngressPort> = Vec::new();
+    for entry in &sidecar.spec.ingress {
+        let what = format!(
+            "Sidecar {}/{} ingress port {}",
+            sidecar.namespace,
+            sidecar.name,
+            entry.port.as_ref().and_then(|p| p.number).unwrap_or(0)
+        );
+        match port(entry, proxy) {
+            Ok(p) if out.iter().any(|o| o.port == p.port) => {
+                warnings.push(format!("{what}: the port is already taken, skipped"));
+            }
+            Ok(p) => out.push(p),
+            Err(why) => warnings.push(format!("{what}: {why}, skipped")),
+        }
+    }
+    out.sort_by_key(|p| p.port);
+    Some((out, warnings))
+}
+
+fn port(entry: &IstioIngressListener, proxy: &Proxy) -> Result<IngressPort, String> {
+    let declared = entry.port.as_ref().ok_or("no port")?;
+    let number = declared.number.filter(|n| *n > 0).ok_or("no port number")?;
+    // istiod reads the protocol only (not the port name); undeclared is HTTP here (no sniffing).
+    let protocol = Protocol::parse(declared.protocol.as_deref(), None);
+    if entry.tls.is_some() {
+        return Err("TLS on sidecar ingress is not supported yet".to_owned());
+    }
+    let bound = match entry.capture_mode.unwrap_or_default() {
+        CaptureMode::Default => proxy.interception == Interception::None,
+        CaptureMode::None => true,
+        CaptureMode::Iptables => false,
+    };
+    let bind = bound.then(|| {
+        entry
+            .bind
+            .clone()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| proxy.ip.clone())
+    });
+    if bind.is_some() && PROXY_PORTS.contains(&number) {
+        return Err("the proxy listens on that port itself".to_owned());
+    }
+    let target = target(entry.default_endpoint.as_deref().unwrap_or_default(), proxy)?;
+    if target == Target::OriginalDst && proxy.interception == Interception::None {
+        // Without capture the original destination is the sidecar's own listener.
+        return Err("a defaultEndpoint is needed without traffic capture".to_owned());
+    }
+    Ok(IngressPort {
+        port: number,
+        protocol,
+        target,
+        bind,
+    })
+}
+
+/// `defaultEndpoint` as istiod reads it: `0.0.0.0` / `[::]` the proxy's own address (when of that
+/// family), `127.0.0.1` / `[::1]` the loopback, `unix://` a socket, empty the original destination.
+fn target(endpoint: &str, proxy: &Proxy) -> Result<Target, String> {
+    if endpoint.is_empty() {
+        return Ok(Target::OriginalDst);
+    }
+    if let Some(path) = endpoint.strip_prefix(UNIX_PREFIX) {
+        return Ok(Target::Unix(path.to_owned()));
+    }
+    let bad = || format!("defaultEndpoint {endpoint:?} is not HOST:PORT");
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let port: u32 = port
+        .parse()
+        .ok()
+        .filter(|p| (1..=65535).contains(p))
+        .ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let proxy_v4 = proxy
+        .ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_ipv4());
+    let address = match host {
+        "0.0.0.0" if proxy_v4 => proxy.ip.as_str(),
+        "0.0.0.0" => "127.0.0.1",
+        "::" if !proxy_v4 => proxy.ip.as_str(),
+        "::" => "::1",
+        "127.0.0.1" | "::1" => host,
+        "" => return Ok(Target::OriginalDst),
+        _ => {
+            return Err(format!(
+                "defaultEndpoint host {host:?} is not one of 127.0.0.1, 0.0.0.0, [::1], [::]"
+            ));
+        }
+    };
+    Ok(Target::Socket(address.to_owned(), port))
+}
+
+/// The inbound side of a sidecar with ingress ports: their clusters, bound listeners, and
+/// `virtualInbound` (captured) or the `IP:15006` routes (without capture).
+pub fn resources(index: &Index, proxy: &Proxy, ports: &[IngressPort]) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    let captured = proxy.interception == Interception::Redirect;
+    for p in ports {
+        out.clusters.push(ingress_cluster(p, captured));
+        if let Some(bind) = &p.bind {
+            let chain = FilterChain {
+                filters: listener::inbound_filters(bind, p.port, p.http()),
+                ..Default::default()
+            };
+            let name = format!("{bind}_{}", p.port);
+            out.listeners
+                .push(listener::listener(&name, bind, p.port, chain));
+        }
+    }
+    if captured {
+        let chains = ports
+            .iter()
+            .filter(|p| p.bind.is_none())
+            .map(|p| {
+                listener::inbound_chain(
+                    p.port,
+                    listener::inbound_filters("0.0.0.0", p.port, p.http()),
+                )
+            })
+            .collect();
+        out.listeners.push(listener::virtual_inbound(chains));
+    } else {
+        let routed = http_routes(index, proxy, ports);
+        if !routed.is_empty() {
+            out.listeners
+                .push(listener::sidecar_inbound(proxy, &routed));
+        }
+    }
+    out
+}
+
+/// Without capture, HTTP reaches the sidecar at `IP:15006` routed by the Host's port: every HTTP
+/// ingress port, and every service port of the workload whose target port is one, goes to that
+/// ingress port's cluster. `(Host port, ingress port, h2)`.
+fn http_routes(index: &Index, proxy: &Proxy, ports: &[IngressPort]) -> Vec<(u32, u32, bool)> {
+    let mut out: Vec<(u32, u32, bool)> = Vec::new();
+    let services = listener::inbound_ports(index, proxy);
+    for p in ports.iter().filter(|p| p.http()) {
+        let h2 = p.protocol.is_h2();
+        let aliases = services
+            .iter()
+            .filter(|(_, target, _)| *target == p.port)
+            .map(|(service_port, _, _)| *service_port);
+        for host_port in std::iter::once(p.port).chain(aliases) {
+            if !out.iter().any(|o| o.0 == host_port) {
+                out.push((host_port, p.port, h2));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn ingress_cluster(p: &IngressPort, captured: bool) -> Cluster {
+    let h2 = p.protocol.is_h2();
+    // Captured, connections to the workload leave from 127.0.0.6, or the capture rules would take
+    // them back to 15006.
+    let source = captured.then_some(INBOUND_PASSTHROUGH_SOURCE);
+    match &p.target {
+        Target::Socket(ip, port) => {
+            cluster::inbound_at(p.port, socket_address(ip, *port), h2, source)
+        }
+        Target::Unix(path) => cluster::inbound_at(p.port, cluster::pipe_address(path), h2, None),
+        Target::OriginalDst => cluster::inbound_original_dst(p.port, h2),
+    }
+}
