@@ -1283,3 +1283,138 @@ spec:
         assert!(echo.connections() >= 1, "{dataplane:?}");
     }
 }
+
+/// `failoverPriority: [version]`: the client's own version first, whatever the locality; when that
+/// instance fails and is ejected, the others take over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_priority_prefers_the_clients_own_version() {
+    for dataplane in dataplanes("failover_priority_prefers_the_clients_own_version") {
+        let ip = subnet(24, dataplane);
+        let same = upstream("same-version", &ip(2));
+        let _b = upstream("other-version-b", &ip(3));
+        let _c = upstream("other-version-c", &ip(4));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client, version: v2}}, address: {cl}}}
+- {{name: same-version, service: echo, labels: {{app: echo, version: v2}}, address: {a}, sidecar: false}}
+- {{name: other-version-b, service: echo, labels: {{app: echo, version: v1}}, address: {b}, sidecar: false}}
+- {{name: other-version-c, service: echo, labels: {{app: echo, version: v1}}, address: {c}, sidecar: false}}
+",
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4),
+        );
+        let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+    loadBalancer:
+      localityLbSetting: {failoverPriority: [version]}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client,version=v2");
+        plane.wait_in_sync(1).await;
+        let client = outbound(&ip(1));
+        let served_by = |n: usize| async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let r = client.send(via("echo:9080", "/")).await.expect("request");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+            }
+            seen
+        };
+        let seen = served_by(20).await;
+        assert!(
+            seen.iter().all(|s| s == "same-version"),
+            "{dataplane:?}: the client's version first: {seen:?}"
+        );
+        // One 500 ejects it (a worker may still pick it a few times while the ejection spreads).
+        same.set_behaviour(UpstreamBehaviour {
+            status: 500,
+            ..UpstreamBehaviour::default()
+        });
+        let seen = served_by(25).await;
+        let failed_over: Vec<&String> = seen.iter().skip_while(|s| *s == "same-version").collect();
+        assert!(
+            seen.iter().take_while(|s| *s == "same-version").count() <= 5
+                && failed_over.len() >= 20
+                && failed_over.iter().all(|s| s.starts_with("other-version")),
+            "{dataplane:?}: failover to the other version expected: {seen:?}"
+        );
+    }
+}
+
+/// `distribute`: from the client's zone, 70% to it, 20% to the region's other zone, 10% to the
+/// other region (within tolerances). Envoy only: `bosun proxy` does not weigh localities yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locality_distribute_splits_traffic_by_locality_weight() {
+    if Envoy::find_or_skip("locality_distribute_splits_traffic_by_locality_weight").is_none() {
+        return;
+    }
+    let ip = subnet(25, Dataplane::Envoy);
+    let _a = upstream("zone", &ip(2));
+    let _b = upstream("region", &ip(3));
+    let _c = upstream("elsewhere", &ip(4));
+    let at = |region: &str, zone: &str| {
+        format!("topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}")
+    };
+    let mesh = format!(
+        "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client, {client}}}, address: {cl}}}
+- {{name: zone, service: echo, labels: {{app: echo, {a_at}}}, address: {a}, sidecar: false}}
+- {{name: region, service: echo, labels: {{app: echo, {b_at}}}, address: {b}, sidecar: false}}
+- {{name: elsewhere, service: echo, labels: {{app: echo, {c_at}}}, address: {c}, sidecar: false}}
+",
+        client = at("r1", "z1"),
+        a_at = at("r1", "z1"),
+        b_at = at("r1", "z2"),
+        c_at = at("r2", "z1"),
+        cl = ip(1),
+        a = ip(2),
+        b = ip(3),
+        c = ip(4),
+    );
+    let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        distribute:
+        - from: r1/z1/*
+          to: {'r1/z1/*': 70, 'r1/z2/*': 20, 'r2/*': 10}
+";
+    let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+    let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
+    let _client = Sidecar::start(Dataplane::Envoy, &plane, "client", &ip(1), labels);
+    plane.wait_in_sync(1).await;
+    let client = outbound(&ip(1));
+    let total = 400;
+    let mut responses = Vec::with_capacity(total);
+    for _ in 0..total {
+        let resp = client.send(via("echo:9080", "/")).await.expect("request");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        responses.push(resp);
+    }
+    let counts = count_header(&responses, "x-upstream");
+    for (name, expected) in [("zone", 0.7), ("region", 0.2), ("elsewhere", 0.1)] {
+        let got = share(&counts, name, total);
+        assert!(
+            (got - expected).abs() < 0.08,
+            "{name} got {got:.2} of requests, expected {expected}: {counts:?}"
+        );
+    }
+}

@@ -45,7 +45,9 @@ metadata: {name: reviews}
 spec:
   host: reviews
   trafficPolicy:
-    loadBalancer: {simple: RANDOM}
+    loadBalancer:
+      simple: RANDOM
+      localityLbSetting: {failoverPriority: [topology.kubernetes.io/region, version=v1]}
     connectionPool:
       tcp: {maxConnections: 100, connectTimeout: 1s}
       http: {http1MaxPendingRequests: 10, http2MaxRequests: 50, maxRequestsPerConnection: 5, maxRetries: 3, idleTimeout: 30s}
@@ -71,7 +73,10 @@ kind: DestinationRule
 metadata: {name: grpc-api}
 spec:
   host: grpc-api
-  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 256}}}}
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 256}}
+      localityLbSetting: {distribute: [{from: '*', to: {r1: 40, r2: 60}}]}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule

@@ -1770,3 +1770,304 @@ spec:
         ("unix:/var/run/app.sock".to_owned(), None)
     );
 }
+
+// === Locality load balancing: distribute and failoverPriority ===
+
+const LOCALITY_MESH: &str = "services:
+- name: echo
+  ports: [{number: 9080, name: http}]
+workloads:
+- {name: a, service: echo, labels: {app: echo, version: v1, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}, address: 10.0.0.2, sidecar: false}
+- {name: b, service: echo, labels: {app: echo, version: v2, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}, address: 10.0.0.3, sidecar: false}
+- {name: c, service: echo, labels: {app: echo, version: v1, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}, address: 10.0.0.6, sidecar: false}
+- {name: d, service: echo, labels: {app: echo, version: v2, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.4, sidecar: false}
+- {name: e, service: echo, labels: {app: echo, version: v1, topology.kubernetes.io/region: r3}, address: 10.0.0.5, sidecar: false}
+";
+
+fn locality_index(load_balancer: &str, outlier: bool) -> Index {
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy:
+{outlier}    loadBalancer:
+      localityLbSetting:
+{load_balancer}",
+        outlier = if outlier {
+            "    outlierDetection: {consecutive5xxErrors: 1}\n"
+        } else {
+            ""
+        }
+    );
+    Index::build(
+        &load_registry_str(LOCALITY_MESH).expect("mesh file"),
+        &parse_resources("test.yaml", &config).expect("valid config"),
+        MeshSettings::default(),
+    )
+}
+
+fn locality_client(labels: &[(&str, &str)]) -> Proxy {
+    proxy(
+        "sidecar~10.0.0.1~client.default~default.svc.cluster.local",
+        labels,
+    )
+}
+
+/// The client's EDS for echo, per locality group: (locality `r/z`, priority, weight, addresses).
+fn locality_groups(index: &Index, client: &Proxy) -> Vec<(String, u32, Option<u32>, Vec<String>)> {
+    use xds_api::pb::envoy::config::core::v3::address::Address;
+    use xds_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let r = resources(index, client);
+    let la = r
+        .endpoints_of("outbound|9080||echo.default.svc.cluster.local")
+        .expect("EDS");
+    let mut out: Vec<_> = la
+        .endpoints
+        .iter()
+        .map(|g| {
+            let l = g.locality.clone().unwrap_or_default();
+            let addresses = g
+                .lb_endpoints
+                .iter()
+                .filter_map(|e| match &e.host_identifier {
+                    Some(HostIdentifier::Endpoint(ep)) => {
+                        match ep.address.as_ref()?.address.as_ref()? {
+                            Address::SocketAddress(s) => Some(s.address.clone()),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect();
+            (
+                format!("{}/{}", l.region, l.zone),
+                g.priority,
+                g.load_balancing_weight.as_ref().map(|w| w.value),
+                addresses,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn locality_weighted(index: &Index, client: &Proxy) -> bool {
+    let r = resources(index, client);
+    let c = r
+        .cluster("outbound|9080||echo.default.svc.cluster.local")
+        .expect("cluster");
+    c.common_lb_config
+        .as_ref()
+        .is_some_and(|c| c.locality_config_specifier.is_some())
+}
+
+fn group(
+    locality: &str,
+    priority: u32,
+    weight: u32,
+    addresses: &[&str],
+) -> (String, u32, Option<u32>, Vec<String>) {
+    (
+        locality.to_owned(),
+        priority,
+        Some(weight),
+        addresses.iter().map(|a| (*a).to_owned()).collect(),
+    )
+}
+
+#[test]
+fn locality_distribute_weighs_localities_for_each_proxy_locality() {
+    let index = locality_index(
+        "        distribute:
+        - from: r1/z1/*
+          to: {'r1/z1/*': 70, 'r1/z2/*': 20, 'r2/*': 10}
+        - from: r2/*
+          to: {'r1/*': 80, r3: 20}
+",
+        false,
+    );
+    let in_zone = |region: &str, zone: &str| {
+        locality_client(&[
+            ("app", "client"),
+            ("topology.kubernetes.io/region", region),
+            ("topology.kubernetes.io/zone", zone),
+        ])
+    };
+    // From r1/z1: each `to` locality gets its weight; r3, in none, keeps no endpoints.
+    let client = in_zone("r1", "z1");
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 0, 70, &["10.0.0.2"]),
+            group("r1/z2", 0, 20, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 0, 10, &["10.0.0.4"]),
+            group("r3/", 0, 1, &[]),
+        ]
+    );
+    assert!(locality_weighted(&index, &client));
+    // From r2: `r1/*` covers two zones, which share its 80 by their own weights (1 and 2
+    // endpoints: 26.7 and 53.3, rounded up); r2 itself is in no `to`.
+    assert_eq!(
+        locality_groups(&index, &in_zone("r2", "z1")),
+        vec![
+            group("r1/z1", 0, 27, &["10.0.0.2"]),
+            group("r1/z2", 0, 54, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 0, 1, &[]),
+            group("r3/", 0, 20, &["10.0.0.5"]),
+        ]
+    );
+    // From a locality no rule names: every group keeps its endpoints, weighted by their count.
+    assert_eq!(
+        locality_groups(&index, &in_zone("r9", "z1")),
+        vec![
+            group("r1/z1", 0, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 2, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 0, 1, &["10.0.0.4"]),
+            group("r3/", 0, 1, &["10.0.0.5"]),
+        ]
+    );
+}
+
+#[test]
+fn locality_failover_priority_orders_endpoints_by_labels() {
+    let client = locality_client(&[
+        ("app", "client"),
+        ("version", "v2"),
+        ("topology.kubernetes.io/region", "r1"),
+        ("topology.kubernetes.io/zone", "z1"),
+    ]);
+    // Region, then zone: the same zone first, then the region's other zone, then the rest.
+    let index = locality_index(
+        "        failoverPriority: [topology.kubernetes.io/region, topology.kubernetes.io/zone]\n",
+        true,
+    );
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 0, 1, &["10.0.0.2"]),
+            group("r1/z2", 1, 2, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 2, 1, &["10.0.0.4"]),
+            group("r3/", 2, 1, &["10.0.0.5"]),
+        ]
+    );
+    assert!(locality_weighted(&index, &client));
+    // Any label: the client's own version first, splitting the localities that mix versions.
+    let index = locality_index("        failoverPriority: [version]\n", true);
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 1, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 1, &["10.0.0.3"]),
+            group("r1/z2", 1, 1, &["10.0.0.6"]),
+            group("r2/z1", 0, 1, &["10.0.0.4"]),
+            group("r3/", 1, 1, &["10.0.0.5"]),
+        ]
+    );
+    // `label=value` compares with that value, whatever the client's.
+    let index = locality_index("        failoverPriority: [version=v1]\n", true);
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 0, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 1, &["10.0.0.6"]),
+            group("r1/z2", 1, 1, &["10.0.0.3"]),
+            group("r2/z1", 1, 1, &["10.0.0.4"]),
+            group("r3/", 0, 1, &["10.0.0.5"]),
+        ]
+    );
+    // With `failover` rules too: by label first, then by nearness within each label priority
+    // (`label × 5 + nearness`: v2 in r1/z2 1, v2 in r2 demoted by the rule 4, v1 in the zone 5, v1
+    // in r1/z2 6, v1 in r3 8).
+    let index = locality_index(
+        "        failoverPriority: [version]
+        failover: [{from: r1, to: r3}]
+",
+        true,
+    );
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 2, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 1, &["10.0.0.3"]),
+            group("r1/z2", 3, 1, &["10.0.0.6"]),
+            group("r2/z1", 1, 1, &["10.0.0.4"]),
+            group("r3/", 4, 1, &["10.0.0.5"]),
+        ]
+    );
+    // Without outlier detection there is no failover: one priority, as istiod.
+    let index = locality_index("        failoverPriority: [version]\n", false);
+    assert!(
+        locality_groups(&index, &client)
+            .iter()
+            .all(|(_, priority, _, _)| *priority == 0)
+    );
+    assert!(!locality_weighted(&index, &client));
+}
+
+#[test]
+fn proxies_differing_in_a_failover_priority_label_get_their_own_endpoints() {
+    let index = locality_index("        failoverPriority: [version]\n", true);
+    let generator = control::generate::Generator::new(&index, InboundAddressing::SidecarPort);
+    let v1 = locality_client(&[("app", "client"), ("version", "v1"), ("pod", "x")]);
+    let v2 = locality_client(&[("app", "client"), ("version", "v2"), ("pod", "x")]);
+    let v1_other_pod = locality_client(&[("app", "client"), ("version", "v1"), ("pod", "y")]);
+    let eds = |p: &Proxy| {
+        let (shared, _) = generator.snapshot(p, "v1");
+        let alone = generate(&index, p, InboundAddressing::SidecarPort).to_snapshot("v1");
+        assert!(shared.same_resources(&alone), "{:?}", p.labels);
+        shared
+            .get(
+                xds_api::type_url::CLUSTER_LOAD_ASSIGNMENT,
+                "outbound|9080||echo.default.svc.cluster.local",
+            )
+            .map(|r| r.version.clone())
+    };
+    assert_ne!(eds(&v1), eds(&v2));
+    // A label no failoverPriority names changes nothing.
+    assert_eq!(eds(&v1), eds(&v1_other_pod));
+}
+
+#[test]
+fn invalid_locality_settings_are_refused() {
+    let dr = |setting: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {{consecutive5xxErrors: 1}}
+    loadBalancer:
+      localityLbSetting:
+{setting}"
+        )
+    };
+    let refused = |setting: &str| {
+        parse_resources("dr.yaml", &dr(setting))
+            .expect_err("refused")
+            .join("\n")
+    };
+    let e = refused("        distribute: [{from: r1/*, to: {'r1/*': 60, 'r2/*': 30}}]\n");
+    assert!(e.contains("total locality weight 90 != 100"), "{e}");
+    let e = refused(
+        "        failover: [{from: r1, to: r2}]
+        failoverPriority: [topology.kubernetes.io/region]
+",
+    );
+    assert!(
+        e.contains("can not simultaneously set 'failover' and topology label"),
+        "{e}"
+    );
+    let e = refused(
+        "        failover: [{from: r1, to: r2}]
+        distribute: [{from: r1/*, to: {'r1/*': 100}}]
+",
+    );
+    assert!(
+        e.contains("can not simultaneously specify 'distribute' and 'failover'"),
+        "{e}"
+    );
+}

@@ -11,8 +11,8 @@ use xds_api::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier,
     circuit_breakers::Thresholds,
     cluster::{
-        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy, MaglevLbConfig,
-        RingHashLbConfig,
+        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
+        MaglevLbConfig, RingHashLbConfig, common_lb_config::LocalityConfigSpecifier,
     },
 };
 use xds_api::pb::envoy::config::core::v3::{
@@ -37,7 +37,7 @@ use xds_api::pb::envoy::extensions::upstreams::http::v3::{
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use xds_api::pb::google::protobuf::{UInt32Value, UInt64Value};
 
-use crate::generate::locality::{self, Locality};
+use crate::generate::locality;
 use crate::generate::route::{duration, istio_duration, outbound_cluster};
 use crate::model::{INBOUND_PORT, Instance, Resolution, Service, ServicePort, labels_match};
 
@@ -142,7 +142,7 @@ pub fn outbound(
     subset: Option<(&str, &std::collections::BTreeMap<String, String>)>,
     policy: &TrafficPolicy,
     addressing: InboundAddressing,
-    proxy_locality: &Locality,
+    proxy_labels: &std::collections::BTreeMap<String, String>,
 ) -> BuiltCluster {
     let name = outbound_cluster(
         port.number,
@@ -176,16 +176,25 @@ pub fn outbound(
                 eds_config: Some(ads_config_source()),
                 service_name: name.clone(),
             });
-            // Grouped by locality, with failover priorities for this proxy (`locality.rs`).
-            endpoints = Some(locality::load_assignment(
+            // Grouped by locality, weighted and prioritized for this proxy (`locality.rs`).
+            let assignment = locality::load_assignment(
                 &name,
                 selected
                     .into_iter()
-                    .map(|i| (Locality::of(&i.labels), endpoint_of(i)))
+                    .map(|i| (&i.labels, endpoint_of(i)))
                     .collect(),
                 policy,
-                proxy_locality,
-            ));
+                proxy_labels,
+            );
+            if assignment.locality_weighted {
+                cluster.common_lb_config = Some(CommonLbConfig {
+                    locality_config_specifier: Some(
+                        LocalityConfigSpecifier::LocalityWeightedLbConfig(Default::default()),
+                    ),
+                    ..Default::default()
+                });
+            }
+            endpoints = Some(assignment.load_assignment);
         }
         Resolution::Dns | Resolution::Passthrough => {
             // Passthrough has no endpoints to send; without capture the proxy only knows the host

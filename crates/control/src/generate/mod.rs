@@ -141,8 +141,8 @@ fn outbound_clusters(
 }
 
 /// The outbound clusters of one service, as `proxy` sees them: only the DestinationRule that
-/// applies to it (by the proxy's namespace) and the endpoints' failover priorities (by the proxy's
-/// locality) depend on the proxy.
+/// applies to it (by the proxy's namespace) and the endpoints' locality weights and priorities (by
+/// the proxy's [`locality::Placement`]) depend on the proxy.
 fn service_clusters(
     index: &Index,
     proxy: &Proxy,
@@ -150,7 +150,6 @@ fn service_clusters(
     addressing: InboundAddressing,
 ) -> ProxyResources {
     let mut out = ProxyResources::default();
-    let proxy_locality = locality::Locality::of(&proxy.labels);
     let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
     let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
     for port in &service.ports {
@@ -160,7 +159,7 @@ fn service_clusters(
             None,
             &cluster::merged_policy(top, None, port.number),
             addressing,
-            &proxy_locality,
+            &proxy.labels,
         )];
         for subset in dr.iter().flat_map(|d| &d.spec.subsets) {
             let Some(name) = subset.name.as_deref() else {
@@ -173,7 +172,7 @@ fn service_clusters(
                 Some((name, &subset.labels)),
                 &policy,
                 addressing,
-                &proxy_locality,
+                &proxy.labels,
             ));
         }
         for b in built {
@@ -185,9 +184,14 @@ fn service_clusters(
 }
 
 /// A service's encoded clusters are built once for every namespace whose proxies see it through the
-/// same DestinationRule, per proxy locality: (hostname, namespace, the DR's namespace and name,
-/// locality).
-type ServiceClusterKey = (String, String, Option<(String, String)>, locality::Locality);
+/// same DestinationRule, per proxy placement: (hostname, namespace, the DR's namespace and name,
+/// placement).
+type ServiceClusterKey = (
+    String,
+    String,
+    Option<(String, String)>,
+    locality::Placement,
+);
 
 /// A service's encoded clusters and what they were built from: the next push reuses them (and
 /// their `Arc`s) when the service and its DestinationRule are unchanged.
@@ -205,6 +209,7 @@ fn outbound_clusters_packed(
     proxy: &Proxy,
     services: &[&Service],
     addressing: InboundAddressing,
+    placement: &locality::Placement,
     built: &mut HashMap<ServiceClusterKey, ServiceClusters>,
     previous: &HashMap<ServiceClusterKey, ServiceClusters>,
 ) -> Packed {
@@ -215,7 +220,7 @@ fn outbound_clusters_packed(
             service.hostname.clone(),
             service.namespace.clone(),
             dr.map(|d| (d.namespace.clone(), d.name.clone())),
-            locality::Locality::of(&proxy.labels),
+            placement.clone(),
         );
         let entry = built.entry(key).or_insert_with_key(|key| {
             let rule = dr.map(|d| d.spec.clone());
@@ -332,8 +337,9 @@ struct ScopeKey {
     namespace: String,
     /// The Sidecar resource scoping it, as `namespace/name`.
     sidecar: Option<String>,
-    /// Where it runs: endpoint priorities for locality failover depend on it.
-    locality: locality::Locality,
+    /// Where it runs (and its labels `failoverPriority` compares): endpoint weights and
+    /// priorities depend on it.
+    placement: locality::Placement,
 }
 
 /// What decides a sidecar's outbound route tables.
@@ -408,6 +414,8 @@ impl GenerationCache {
 pub struct Generator<'a> {
     index: &'a Index,
     addressing: InboundAddressing,
+    /// The labels `failoverPriority` rules compare, read once per push.
+    priority_labels: std::collections::BTreeSet<String>,
     previous: GenerationCache,
     built: Mutex<GenerationCache>,
 }
@@ -436,6 +444,7 @@ impl<'a> Generator<'a> {
         Generator {
             index,
             addressing,
+            priority_labels: locality::priority_labels(index),
             previous,
             built: Mutex::new(built),
         }
@@ -475,7 +484,7 @@ impl<'a> Generator<'a> {
             sidecar: index
                 .sidecar_for(proxy)
                 .map(|s| format!("{}/{}", s.namespace, s.name)),
-            locality: locality::Locality::of(&proxy.labels),
+            placement: locality::Placement::of(&proxy.labels, &self.priority_labels),
         };
         let mut services = None;
         let mut visible = || {
@@ -495,6 +504,7 @@ impl<'a> Generator<'a> {
                     proxy,
                     &visible(),
                     self.addressing,
+                    &scope.placement,
                     &mut built.services,
                     &self.previous.services,
                 );
