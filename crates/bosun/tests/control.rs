@@ -1418,3 +1418,113 @@ spec:
         );
     }
 }
+
+/// One HTTP/1.1 request over a fresh connection from `source` to `to`; the `x-upstream` answering.
+async fn upstream_from(source: &str, to: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{source}:0").parse().expect("source"))
+            .expect("bind source");
+        let mut stream = socket.connect(to).await.expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("x-upstream")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("an answer in time")
+}
+
+/// `consistentHash.useSourceIp` on a TCP port: the gateway's `tcp_proxy` hashes by the client's
+/// address, so every connection from one address reaches the same instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_source_ip_keeps_tcp_connections_from_one_client_together() {
+    for dataplane in dataplanes("use_source_ip_keeps_tcp_connections_from_one_client_together") {
+        let ip = subnet(26, dataplane);
+        let _a = upstream("a", &ip(2));
+        let _b = upstream("b", &ip(3));
+        let _c = upstream("c", &ip(4));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: tcp, protocol: TCP}}]
+workloads:
+- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
+- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
+- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
+",
+            a = ip(2),
+            b = ip(3),
+            c = ip(4)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: ['*']
+  gateways: [tcp-gateway]
+  tcp:
+  - route: [{destination: {host: echo}}]
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
+        let node_id = format!(
+            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+            ip(1)
+        );
+        let _gateway = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "ingress",
+            &node_id,
+            "istio=ingressgateway",
+        );
+        plane.wait_in_sync(1).await;
+        let ingress: SocketAddr = format!("{}:31400", ip(1)).parse().expect("addr");
+        // Several clients (source addresses); each one's connections all land on one instance.
+        for client in 10..14 {
+            let source = ip(client);
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..12 {
+                seen.insert(upstream_from(&source, ingress).await);
+            }
+            assert_eq!(
+                seen.len(),
+                1,
+                "{dataplane:?}: connections from {source} spread: {seen:?}"
+            );
+            assert!(
+                seen.iter().all(|s| ["a", "b", "c"].contains(&s.as_str())),
+                "{dataplane:?}: {seen:?}"
+            );
+        }
+    }
+}

@@ -173,6 +173,13 @@ spec:
       unmatchedPreflights: IGNORE
 ---
 apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mongo}
+spec:
+  host: mongo
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+---
+apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: mongo}
 spec:

@@ -2071,3 +2071,103 @@ spec:
         "{e}"
     );
 }
+
+// === useSourceIp on TCP ports ===
+
+/// `(cluster, hash by source IP)` of every `tcp_proxy` on a captured listener, in chain order.
+fn tcp_hashing(r: &ProxyResources, listener: &str) -> Vec<(String, bool)> {
+    let l = proxy_model::listener::Listener::from_proto(
+        r.listener(listener).expect("listener"),
+        &At::root(listener),
+    )
+    .expect("converts");
+    l.filter_chains
+        .iter()
+        .chain(&l.default_filter_chain)
+        .filter_map(|c| match &c.network {
+            proxy_model::listener::NetworkFilter::Tcp(t) => Some((
+                t.clusters
+                    .iter()
+                    .map(|(c, _)| c.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.hash_source_ip,
+            )),
+            proxy_model::listener::NetworkFilter::Http(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn use_source_ip_hashes_tcp_connections_by_client_address() {
+    let dr = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: postgres, protocol: TCP}]
+  endpoints:
+  - {address: 10.1.0.1, labels: {version: v1}}
+  - {address: 10.1.0.2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db.internal
+  trafficPolicy:
+    loadBalancer: {consistentHash: {useSourceIp: true}}
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+  - {name: v2, labels: {version: v2}}
+";
+    let hashing = |vs: &str| {
+        let index = index(&format!("{dr}{vs}"), OutboundTrafficPolicyMode::AllowAny);
+        let r = resources(&index, &captured(productpage()));
+        let cluster = r.cluster("outbound|5432||db.internal").expect("cluster");
+        assert_eq!(
+            cluster.lb_policy,
+            xds_api::pb::envoy::config::cluster::v3::cluster::LbPolicy::RingHash as i32
+        );
+        tcp_hashing(&r, "0.0.0.0_5432")
+    };
+    // Without a VirtualService: the service's cluster, hashed by the client's address.
+    assert_eq!(
+        hashing(""),
+        vec![("outbound|5432||db.internal".to_owned(), true)]
+    );
+    let route = |destinations: &str| {
+        format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: db}}
+spec:
+  hosts: [db.internal]
+  tcp:
+  - route: {destinations}
+"
+        )
+    };
+    // A subset with its own load balancer decides; one without inherits the top level's hash.
+    assert_eq!(
+        hashing(&route("[{destination: {host: db.internal, subset: v1}}]")),
+        vec![("outbound|5432|v1|db.internal".to_owned(), false)]
+    );
+    assert_eq!(
+        hashing(&route("[{destination: {host: db.internal, subset: v2}}]")),
+        vec![("outbound|5432|v2|db.internal".to_owned(), true)]
+    );
+    // Weighted destinations get no hash policy, as istiod's.
+    assert_eq!(
+        hashing(&route(
+            "[{destination: {host: db.internal, subset: v2}, weight: 50}, {destination: {host: db.internal, subset: v1}, weight: 50}]"
+        )),
+        vec![(
+            "outbound|5432|v2|db.internal,outbound|5432|v1|db.internal".to_owned(),
+            false
+        )]
+    );
+}
