@@ -483,12 +483,36 @@ fn envoy_accepts_sidecar_ingress_listeners() {
     if Envoy::find_or_skip("envoy_accepts_sidecar_ingress_listeners").is_none() {
         return;
     }
-    let config = "apiVersion: networking.istio.io/v1
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+    let cert = ca
+        .issue_server(
+            &["reviews.example.com"],
+            std::time::Duration::from_secs(24 * 3600),
+        )
+        .expect("certificate");
+    let dir = testkit::TempDir::new("bosun-sidecar-ingress-tls").expect("temp dir");
+    let cert_path = dir
+        .write("reviews.pem", cert.cert_chain_pem.as_bytes())
+        .expect("write");
+    let key_path = dir
+        .write("reviews.key", cert.key_pem.as_bytes())
+        .expect("write");
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
 kind: Sidecar
-metadata: {name: reviews-ingress}
+metadata: {{name: reviews-ingress}}
 spec:
-  workloadSelector: {labels: {app: reviews}}
+  workloadSelector: {{labels: {{app: reviews}}}}
   ingress:
+  - port: {{number: 9446, protocol: HTTPS, name: https}}
+    defaultEndpoint: 127.0.0.1:8080
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+  - port: {{number: 9447, protocol: TLS, name: tls}}
+    defaultEndpoint: 127.0.0.1:8081
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}",
+        cert = cert_path.display(),
+        key = key_path.display()
+    ) + "
   - port: {number: 9080, protocol: HTTP, name: http}
     defaultEndpoint: 127.0.0.1:8080
   - port: {number: 7070, protocol: GRPC, name: grpc}
@@ -503,7 +527,7 @@ spec:
 ";
     let index = Index::build(
         &load_registry_str(MESH).expect("mesh"),
-        &parse_resources("config.yaml", config).expect("valid"),
+        &parse_resources("config.yaml", &config).expect("valid"),
         MeshSettings::default(),
     );
     for (interception, listeners) in [
@@ -514,6 +538,8 @@ spec:
                 "10.0.0.2_9080",
                 "10.0.0.2_7070",
                 "10.0.0.2_9443",
+                "10.0.0.2_9446",
+                "10.0.0.2_9447",
             ][..],
         ),
         (
@@ -533,6 +559,20 @@ spec:
                 "{interception:?}: listener {name}"
             );
         }
+        // TLS terminated on the HTTPS and TLS ports' chains; bosun proxy takes them too.
+        for l in &r.listeners {
+            proxy_model::listener::Listener::from_proto(l, &proxy_model::error::At::root(&l.name))
+                .unwrap_or_else(|e| {
+                    panic!("{interception:?}: bosun proxy refuses {}: {e:?}", l.name)
+                });
+        }
+        let terminating = r
+            .listeners
+            .iter()
+            .flat_map(|l| &l.filter_chains)
+            .filter(|c| c.transport_socket.is_some())
+            .count();
+        assert_eq!(terminating, 2, "{interception:?}");
         let yaml = static_bootstrap(&r);
         if let Err(e) = Envoy::validate(&yaml) {
             panic!("{interception:?}: Envoy refused the sidecar ingress config: {e}\n{yaml}");

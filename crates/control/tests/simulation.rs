@@ -1694,8 +1694,8 @@ spec:
     captureMode: NONE
     bind: 0.0.0.0
 ";
-    let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
-    let r = resources(&index, &captured(reviews_v1()));
+    let index_of = |config: &str| index(config, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index_of(sidecar), &captured(reviews_v1()));
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     // Captured ports are chains of virtualInbound, by original destination port.
     let at = |port: u16| inbound_hit(&r, "virtualInbound", "10.0.0.2", port, "reviews:9080");
@@ -1721,6 +1721,22 @@ spec:
     );
     assert_eq!(inbound_endpoint(&r, "inbound|9443||").0, "10.0.0.2:8443");
     assert_eq!(at(9443), "InboundPassthroughCluster");
+    // Bound to 0.0.0.0 on a port the proxy also has an outbound listener for: refused, as its
+    // name would be that listener's.
+    let clash = sidecar
+        .replace("9443", "9080")
+        .replace("9080, protocol: HTTP", "9081, protocol: HTTP");
+    let r = resources(&index_of(&clash), &captured(reviews_v1()));
+    assert!(
+        r.warnings.iter().any(|w| w.contains("0.0.0.0_9080")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.cluster("inbound|9080||").is_none());
+    let outbound = r
+        .listener("0.0.0.0_9080")
+        .expect("the outbound listener stays");
+    assert_eq!(outbound.bind_to_port.as_ref().map(|b| b.value), Some(false));
 }
 
 #[test]
@@ -2170,4 +2186,29 @@ spec:
             false
         )]
     );
+}
+
+#[test]
+fn sidecar_ingress_tls_other_than_simple_is_left_out() {
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9443, protocol: HTTPS, name: https}
+    defaultEndpoint: 127.0.0.1:8443
+    tls: {mode: MUTUAL, serverCertificate: /etc/c.pem, privateKey: /etc/k.pem, caCertificates: /etc/ca.pem}
+";
+    let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
+    let r = generate(&index, &reviews_v1(), InboundAddressing::SidecarPort);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("9443") && w.contains("SIMPLE")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.listener("10.0.0.2_9443").is_none());
+    assert!(r.cluster("inbound|9443||").is_none());
 }

@@ -7,10 +7,13 @@
 //! capture) gets a listener of its own bound to `bind:P` (`bind` defaults to the proxy's address);
 //! captured ones are chains of `virtualInbound`. Without capture, HTTP ingress ports are also
 //! served on `IP:15006`, where other proxies send HTTP (by the port of the Host, so a service port
-//! whose target port is `P` goes to `inbound|P||` too).
+//! whose target port is `P` goes to `inbound|P||` too). Ingress `tls` with `mode: SIMPLE` and
+//! certificate files terminates TLS on the port's listener or chain (istiod does so behind
+//! `ENABLE_TLS_ON_SIDECAR_INGRESS`); other TLS modes leave the port out.
 
 use mesh_api::types::sidecar::{CaptureMode, IstioIngressListener};
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
+use xds_api::pb::envoy::config::core::v3::TransportSocket;
 use xds_api::pb::envoy::config::listener::v3::FilterChain;
 
 use crate::generate::ProxyResources;
@@ -46,6 +49,8 @@ pub struct IngressPort {
     /// `Some(address)`: a listener of its own bound there; `None`: captured (a `virtualInbound`
     /// chain, or without capture only the HTTP route on `IP:15006`).
     pub bind: Option<String>,
+    /// Terminates TLS (`tls` with `mode: SIMPLE`).
+    pub tls: Option<TransportSocket>,
 }
 
 impl IngressPort {
@@ -70,7 +75,7 @@ pub fn ports(index: &Index, proxy: &Proxy) -> Option<(Vec<IngressPort>, Vec<Stri
             sidecar.name,
             entry.port.as_ref().and_then(|p| p.number).unwrap_or(0)
         );
-        match port(entry, proxy) {
+        match port(entry, proxy).and_then(|p| not_an_outbound_listener(index, proxy, p)) {
             Ok(p) if out.iter().any(|o| o.port == p.port) => {
                 warnings.push(format!("{what}: the port is already taken, skipped"));
             }
@@ -87,9 +92,20 @@ fn port(entry: &IstioIngressListener, proxy: &Proxy) -> Result<IngressPort, Stri
     let number = declared.number.filter(|n| *n > 0).ok_or("no port number")?;
     // istiod reads the protocol only (not the port name); undeclared is HTTP here (no sniffing).
     let protocol = Protocol::parse(declared.protocol.as_deref(), None);
-    if entry.tls.is_some() {
-        return Err("TLS on sidecar ingress is not supported yet".to_owned());
-    }
+    // Terminated TLS: the protocol is what runs inside it (HTTPS is HTTP, TLS is TCP).
+    let (protocol, tls) = match &entry.tls {
+        None => (protocol, None),
+        Some(settings) => {
+            let socket = listener::terminating_tls(settings)
+                .ok_or("its tls is not mode SIMPLE with serverCertificate and privateKey files")?;
+            let inner = match protocol {
+                Protocol::Https => Protocol::Http,
+                Protocol::Tls => Protocol::Tcp,
+                other => other,
+            };
+            (inner, Some(socket))
+        }
+    };
     let bound = match entry.capture_mode.unwrap_or_default() {
         CaptureMode::Default => proxy.interception == Interception::None,
         CaptureMode::None => true,
@@ -115,7 +131,29 @@ fn port(entry: &IstioIngressListener, proxy: &Proxy) -> Result<IngressPort, Stri
         protocol,
         target,
         bind,
+        tls,
     })
+}
+
+/// A captured sidecar's outbound listeners are `0.0.0.0_PORT` for every service port it sees: an
+/// ingress listener bound to `0.0.0.0` on such a port would take the same name (and replace it).
+fn not_an_outbound_listener(
+    index: &Index,
+    proxy: &Proxy,
+    p: IngressPort,
+) -> Result<IngressPort, String> {
+    let clashes = proxy.interception == Interception::Redirect
+        && p.bind.as_deref() == Some("0.0.0.0")
+        && crate::generate::visible_services(index, proxy)
+            .iter()
+            .any(|s| s.port(p.port).is_some());
+    if clashes {
+        return Err(format!(
+            "its listener 0.0.0.0_{} would replace the outbound listener of that service port; bind the workload's address instead",
+            p.port
+        ));
+    }
+    Ok(p)
 }
 
 /// `defaultEndpoint` as istiod reads it: `0.0.0.0` / `[::]` the proxy's own address (when of that
@@ -165,6 +203,7 @@ pub fn resources(index: &Index, proxy: &Proxy, ports: &[IngressPort]) -> ProxyRe
         if let Some(bind) = &p.bind {
             let chain = FilterChain {
                 filters: listener::inbound_filters(bind, p.port, p.http()),
+                transport_socket: p.tls.clone(),
                 ..Default::default()
             };
             let name = format!("{bind}_{}", p.port);
@@ -176,8 +215,9 @@ pub fn resources(index: &Index, proxy: &Proxy, ports: &[IngressPort]) -> ProxyRe
         let chains = ports
             .iter()
             .filter(|p| p.bind.is_none())
-            .map(|p| {
-                listener::inbound_chain(
+            .map(|p| FilterChain {
+                transport_socket: p.tls.clone(),
+                ..listener::inbound_chain(
                     p.port,
                     listener::inbound_filters("0.0.0.0", p.port, p.http()),
                 )

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use mesh_api::types::gateway::{Server, ServerTlsMode};
+use mesh_api::types::gateway::{Server, ServerTlsMode, ServerTlsSettings};
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use xds_api::pb::envoy::config::core::v3::TransportSocket;
 use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
@@ -488,10 +488,7 @@ pub fn gateway(
                 rds(&route_name),
                 Side::Client,
             )],
-            transport_socket: tls.map(|t| TransportSocket {
-                name: "envoy.transport_sockets.tls".to_owned(),
-                config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(&t))),
-            }),
+            transport_socket: tls.as_ref().map(tls_socket),
             ..Default::default()
         };
         listeners.push(listener(&format!("0.0.0.0_{port}"), bind_ip, port, chain));
@@ -527,18 +524,7 @@ fn gateway_l4_listener(
             port,
             gateway: Some(&gateway_key),
         };
-        let terminate = |s: &Server| {
-            let t = s.tls.as_ref()?;
-            match (t.mode, &t.server_certificate, &t.private_key) {
-                (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => Some(TransportSocket {
-                    name: "envoy.transport_sockets.tls".to_owned(),
-                    config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(
-                        &downstream_tls(cert, key),
-                    ))),
-                }),
-                _ => None,
-            }
-        };
+        let terminate = |s: &Server| terminating_tls(s.tls.as_ref()?);
         let incoming = tcp::gateway_l4_chains(&ctx, g, server, terminate, &mut taken_sni, warnings);
         tcp::merge_chains(
             &mut chains,
@@ -562,6 +548,24 @@ fn gateway_l4_listener(
         },
         ..Default::default()
     })
+}
+
+/// The transport socket that terminates TLS with `context`.
+fn tls_socket(context: &DownstreamTlsContext) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(context))),
+    }
+}
+
+/// Server TLS settings Bosun terminates: `mode: SIMPLE` with certificate and key files.
+pub(crate) fn terminating_tls(tls: &ServerTlsSettings) -> Option<TransportSocket> {
+    match (tls.mode, &tls.server_certificate, &tls.private_key) {
+        (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
+            Some(tls_socket(&downstream_tls(cert, key)))
+        }
+        _ => None,
+    }
 }
 
 fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
