@@ -269,3 +269,37 @@ fn ingress_cluster(p: &IngressPort, captured: bool) -> Cluster {
         Target::OriginalDst => cluster::inbound_original_dst(p.port, h2),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_endpoints_as_istiod_reads_them() {
+        let v4 = Proxy::parse_id("sidecar~10.0.0.2~a.default~default.svc.cluster.local").unwrap();
+        let v6 = Proxy::parse_id("sidecar~fd00::2~a.default~default.svc.cluster.local").unwrap();
+        let socket = |ip: &str, port| Ok(Target::Socket(ip.to_owned(), port));
+        assert_eq!(target("127.0.0.1:8080", &v4), socket("127.0.0.1", 8080));
+        assert_eq!(target("0.0.0.0:8080", &v4), socket("10.0.0.2", 8080));
+        assert_eq!(target("0.0.0.0:8080", &v6), socket("127.0.0.1", 8080));
+        assert_eq!(target("[::]:8080", &v6), socket("fd00::2", 8080));
+        assert_eq!(target("[::]:8080", &v4), socket("::1", 8080));
+        assert_eq!(target("[::1]:8080", &v4), socket("::1", 8080));
+        assert_eq!(
+            target("unix:///var/run/app.sock", &v4),
+            Ok(Target::Unix("/var/run/app.sock".to_owned()))
+        );
+        assert_eq!(target("", &v4), Ok(Target::OriginalDst));
+        assert_eq!(target(":8080", &v4), Ok(Target::OriginalDst));
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:x",
+            "127.0.0.1:70000",
+            "10.0.0.9:80",
+        ] {
+            assert!(target(bad, &v4).is_err(), "{bad}");
+        }
+    }
+}
