@@ -503,6 +503,7 @@ kind: Sidecar
 metadata: {{name: reviews-ingress}}
 spec:
   workloadSelector: {{labels: {{app: reviews}}}}
+  inboundConnectionPool: {{tcp: {{maxConnections: 100, connectTimeout: 1s}}, http: {{idleTimeout: 30s, maxRequestsPerConnection: 10}}}}
   ingress:
   - port: {{number: 9446, protocol: HTTPS, name: https}}
     defaultEndpoint: 127.0.0.1:8080
@@ -515,6 +516,7 @@ spec:
     ) + "
   - port: {number: 9080, protocol: HTTP, name: http}
     defaultEndpoint: 127.0.0.1:8080
+    connectionPool: {http: {http1MaxPendingRequests: 5, maxRetries: 1}}
   - port: {number: 7070, protocol: GRPC, name: grpc}
     defaultEndpoint: unix:///var/run/app.sock
   - port: {number: 9090, protocol: TCP, name: tcp}

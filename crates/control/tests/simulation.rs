@@ -1703,10 +1703,11 @@ spec:
     assert_eq!(at(9090), "inbound|9090||");
     // Any other port (the service's own included) passes through to where it was addressed.
     assert_eq!(at(7000), "InboundPassthroughCluster");
-    // Connections to the workload leave from 127.0.0.6, which the capture rules let through.
+    // Connections to the workload's address leave from 127.0.0.6, which the capture rules let
+    // through; the loopback is not captured.
     assert_eq!(
         inbound_endpoint(&r, "inbound|9080||"),
-        ("127.0.0.1:8080".to_owned(), Some("127.0.0.6".to_owned()))
+        ("127.0.0.1:8080".to_owned(), None)
     );
     // Without defaultEndpoint: the original destination, as istiod.
     let original = r.cluster("inbound|9090||").expect("cluster");
@@ -1719,7 +1720,10 @@ spec:
         inbound_hit(&r, "0.0.0.0_9443", "10.0.0.2", 9443, ""),
         "inbound|9443||"
     );
-    assert_eq!(inbound_endpoint(&r, "inbound|9443||").0, "10.0.0.2:8443");
+    assert_eq!(
+        inbound_endpoint(&r, "inbound|9443||"),
+        ("10.0.0.2:8443".to_owned(), Some("127.0.0.6".to_owned()))
+    );
     assert_eq!(at(9443), "InboundPassthroughCluster");
     // Bound to 0.0.0.0 on a port the proxy also has an outbound listener for: refused, as its
     // name would be that listener's.
@@ -2211,4 +2215,64 @@ spec:
     );
     assert!(r.listener("10.0.0.2_9443").is_none());
     assert!(r.cluster("inbound|9443||").is_none());
+}
+
+#[test]
+fn sidecar_inbound_connection_pools_limit_the_inbound_clusters() {
+    let limits = |r: &ProxyResources, cluster: &str| {
+        let c = r.cluster(cluster).expect("cluster");
+        let t = &c
+            .circuit_breakers
+            .as_ref()
+            .expect("circuit breakers")
+            .thresholds[0];
+        (
+            t.max_connections.as_ref().map(|v| v.value),
+            t.max_pending_requests.as_ref().map(|v| v.value),
+        )
+    };
+    // The port's own pool wins over the Sidecar's.
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  inboundConnectionPool: {tcp: {maxConnections: 10}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP}
+    defaultEndpoint: 127.0.0.1:8080
+    connectionPool: {http: {http1MaxPendingRequests: 5}}
+  - port: {number: 9090, protocol: TCP}
+    defaultEndpoint: 127.0.0.1:7070
+";
+    let r = resources(
+        &index(sidecar, OutboundTrafficPolicyMode::AllowAny),
+        &reviews_v1(),
+    );
+    assert_eq!(limits(&r, "inbound|9080||"), (Some(u32::MAX), Some(5)));
+    assert_eq!(limits(&r, "inbound|9090||"), (Some(10), Some(u32::MAX)));
+    // Without ingress, the Sidecar's pool limits the service ports' inbound clusters.
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  inboundConnectionPool: {tcp: {maxConnections: 10}}
+";
+    let r = resources(
+        &index(sidecar, OutboundTrafficPolicyMode::AllowAny),
+        &reviews_v1(),
+    );
+    assert_eq!(limits(&r, "inbound|9080||"), (Some(10), Some(u32::MAX)));
+    // No pool: Envoy's defaults, as before.
+    let r = resources(
+        &index("", OutboundTrafficPolicyMode::AllowAny),
+        &reviews_v1(),
+    );
+    assert!(
+        r.cluster("inbound|9080||")
+            .expect("cluster")
+            .circuit_breakers
+            .is_none()
+    );
 }

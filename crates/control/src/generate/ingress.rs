@@ -11,6 +11,7 @@
 //! certificate files terminates TLS on the port's listener or chain (istiod does so behind
 //! `ENABLE_TLS_ON_SIDECAR_INGRESS`); other TLS modes leave the port out.
 
+use mesh_api::types::destination_rule::ConnectionPoolSettings;
 use mesh_api::types::sidecar::{CaptureMode, IstioIngressListener};
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::core::v3::TransportSocket;
@@ -41,7 +42,7 @@ pub enum Target {
 }
 
 /// One usable `ingress` entry of the proxy's Sidecar.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IngressPort {
     pub port: u32,
     pub protocol: Protocol,
@@ -51,6 +52,9 @@ pub struct IngressPort {
     pub bind: Option<String>,
     /// Terminates TLS (`tls` with `mode: SIMPLE`).
     pub tls: Option<TransportSocket>,
+    /// The port's `connectionPool`, else the Sidecar's `inboundConnectionPool` (istiod's
+    /// `InboundConnectionPoolForPort`).
+    pub pool: Option<ConnectionPoolSettings>,
 }
 
 impl IngressPort {
@@ -75,7 +79,15 @@ pub fn ports(index: &Index, proxy: &Proxy) -> Option<(Vec<IngressPort>, Vec<Stri
             sidecar.name,
             entry.port.as_ref().and_then(|p| p.number).unwrap_or(0)
         );
-        match port(entry, proxy).and_then(|p| not_an_outbound_listener(index, proxy, p)) {
+        let pool = entry
+            .connection_pool
+            .as_ref()
+            .or(sidecar.spec.inbound_connection_pool.as_ref());
+        let entry_port = port(entry, proxy).map(|p| IngressPort {
+            pool: pool.cloned(),
+            ..p
+        });
+        match entry_port.and_then(|p| not_an_outbound_listener(index, proxy, p)) {
             Ok(p) if out.iter().any(|o| o.port == p.port) => {
                 warnings.push(format!("{what}: the port is already taken, skipped"));
             }
@@ -132,6 +144,7 @@ fn port(entry: &IstioIngressListener, proxy: &Proxy) -> Result<IngressPort, Stri
         target,
         bind,
         tls,
+        pool: None,
     })
 }
 
@@ -258,15 +271,21 @@ fn http_routes(index: &Index, proxy: &Proxy, ports: &[IngressPort]) -> Vec<(u32,
 
 fn ingress_cluster(p: &IngressPort, captured: bool) -> Cluster {
     let h2 = p.protocol.is_h2();
-    // Captured, connections to the workload leave from 127.0.0.6, or the capture rules would take
-    // them back to 15006.
-    let source = captured.then_some(INBOUND_PASSTHROUGH_SOURCE);
+    let pool = p.pool.as_ref();
     match &p.target {
         Target::Socket(ip, port) => {
-            cluster::inbound_at(p.port, socket_address(ip, *port), h2, source)
+            // Captured, connections to the workload's address leave from 127.0.0.6, or the capture
+            // rules would take them back to 15006; the loopback is not captured (istiod's choice).
+            let loopback = ip
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback());
+            let source = (captured && !loopback).then_some(INBOUND_PASSTHROUGH_SOURCE);
+            cluster::inbound_at(p.port, socket_address(ip, *port), h2, source, pool)
         }
-        Target::Unix(path) => cluster::inbound_at(p.port, cluster::pipe_address(path), h2, None),
-        Target::OriginalDst => cluster::inbound_original_dst(p.port, h2),
+        Target::Unix(path) => {
+            cluster::inbound_at(p.port, cluster::pipe_address(path), h2, None, pool)
+        }
+        Target::OriginalDst => cluster::inbound_original_dst(p.port, h2, pool),
     }
 }
 

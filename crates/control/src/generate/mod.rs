@@ -294,7 +294,7 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
 }
 
 /// A sidecar's inbound side from its services' ports (no Sidecar `ingress`): HTTP ports routed to
-/// `inbound|PORT||` at the workload's own address.
+/// `inbound|PORT||` at the workload's own address, with the Sidecar's `inboundConnectionPool`.
 fn service_inbound(index: &Index, proxy: &Proxy) -> ProxyResources {
     let mut out = ProxyResources::default();
     let ports = listener::inbound_ports(index, proxy);
@@ -310,11 +310,14 @@ fn service_inbound(index: &Index, proxy: &Proxy) -> ProxyResources {
             Some(cluster::INBOUND_PASSTHROUGH_SOURCE)
         }
     };
+    let pool = index
+        .sidecar_for(proxy)
+        .and_then(|s| s.spec.inbound_connection_pool.as_ref());
     for (_, target, h2) in &ports {
         let name = format!("inbound|{target}||");
         if !out.clusters.iter().any(|c| c.name == name) {
             out.clusters
-                .push(cluster::inbound(*target, &proxy.ip, *h2, source));
+                .push(cluster::inbound(*target, &proxy.ip, *h2, source, pool));
         }
     }
     out
