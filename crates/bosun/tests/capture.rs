@@ -1091,3 +1091,203 @@ spec:
     drop(apps);
     drop(bed);
 }
+
+/// A Sidecar `ingress` on a captured workload, served by the control plane to both sidecars: the
+/// server pod's app listens on 127.0.0.1:8082 only, and the Sidecar maps port 9080 to it. A request
+/// to the service (routed by the client's sidecar) and one to the pod's address and port (passed
+/// through) are both captured into the server's `virtualInbound`, whose chain for 9080 sends them
+/// to the loopback from 127.0.0.6.
+#[test]
+fn control_plane_serves_sidecar_ingress_to_captured_workloads() {
+    let test = "control_plane_serves_sidecar_ingress_to_captured_workloads";
+    if !can_run(test, missing_prerequisite()) {
+        return;
+    }
+    let bed = match Testbed::new(Inbound::Redirect) {
+        Ok(bed) => bed,
+        Err(e) => {
+            can_run(
+                test,
+                Some(format!("cannot set up the network namespaces: {e}")),
+            );
+            return;
+        }
+    };
+    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
+    let listen = "127.0.0.1:8082";
+    let command = bed.command(
+        &bed.server,
+        None,
+        &[
+            bosun.to_str().unwrap(),
+            "demo-app",
+            "--listen",
+            listen,
+            "--service",
+            "reviews",
+            "--version",
+            "loopback",
+        ],
+    );
+    let mut app = Process::spawn_command(
+        "reviews-loopback",
+        command,
+        TempDir::new("capture-ingress-app").unwrap(),
+    )
+    .unwrap();
+    bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
+        .unwrap();
+    let config = TempDir::new("capture-ingress-control").unwrap();
+    let mesh = format!(
+        "services:
+- name: reviews
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+workloads:
+- {{name: productpage-v1, labels: {{app: productpage}}, address: {CLIENT_IP}}}
+- {{name: reviews-1, service: reviews, labels: {{app: reviews}}, address: {SERVER_IP}}}
+"
+    );
+    config.write("mesh.yaml", mesh.as_bytes()).unwrap();
+    config
+        .write(
+            "sidecar.yaml",
+            b"apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8082
+",
+        )
+        .unwrap();
+    let dir = config.path().to_str().unwrap().to_owned();
+    // One control plane in each pod, serving the same config: the capture would take a
+    // connection from one pod to the other's 15010 into its sidecar.
+    let mut controls = Vec::new();
+    for ns in [&bed.client, &bed.server] {
+        let command = bed.command(
+            ns,
+            None,
+            &[
+                bosun.to_str().unwrap(),
+                "control",
+                "--config",
+                &dir,
+                "--capture",
+                "iptables",
+            ],
+        );
+        let mut control = Process::spawn_command(
+            "control",
+            command,
+            TempDir::new("capture-ingress-control-run").unwrap(),
+        )
+        .unwrap();
+        bed.wait_for(ns, "http://127.0.0.1:15014/ready", &mut control)
+            .unwrap();
+        controls.push(control);
+    }
+    let bootstrap = |node: &str, labels: &str, xds: &str| {
+        let out = Command::new(bosun)
+            .args([
+                "bootstrap",
+                "--node-id",
+                node,
+                "--labels",
+                labels,
+                "--interception",
+                "redirect",
+                "--xds",
+                xds,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let client_bootstrap = bootstrap(
+        &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
+        "app=productpage",
+        "127.0.0.1:15010",
+    );
+    let server_bootstrap = bootstrap(
+        &format!("sidecar~{SERVER_IP}~reviews-1.default~default.svc.cluster.local"),
+        "app=reviews",
+        "127.0.0.1:15010",
+    );
+    let cases = [
+        (
+            "the service, routed by the client's sidecar",
+            "http://10.123.31.99:9080/reviews/0",
+            vec![("host", "reviews:9080")],
+        ),
+        (
+            "the pod's address and port, passed through",
+            "http://10.123.31.20:9080/reviews/0",
+            vec![("host", "somewhere.example")],
+        ),
+    ];
+    let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();
+    if let Some(envoy) = Envoy::find_or_skip(test) {
+        proxies.push((
+            "envoy",
+            envoy,
+            vec![
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ],
+        ));
+    }
+    proxies.push((
+        "bosun",
+        bosun.to_path_buf(),
+        vec!["proxy", "--concurrency", "1"],
+    ));
+    for (name, program, args) in proxies {
+        let mut server = start_proxy(
+            &bed,
+            &bed.server,
+            &format!("{name}-server"),
+            &program,
+            &args,
+            &server_bootstrap,
+        );
+        let mut client = start_proxy(
+            &bed,
+            &bed.client,
+            &format!("{name}-client"),
+            &program,
+            &args,
+            &client_bootstrap,
+        );
+        for (what, url, headers) in &cases {
+            let r = bed.get(APP_UID, url, headers);
+            let version = r
+                .as_ref()
+                .ok()
+                .and_then(|r| r.header("x-demo-version"))
+                .map(str::to_owned);
+            assert_eq!(
+                (r.as_ref().ok().map(|r| r.status), version.as_deref()),
+                (Some(200), Some("loopback")),
+                "{name}: {what}: {r:?}\nserver sidecar:\n{}\nclient sidecar:\n{}",
+                server.stderr_tail(),
+                client.stderr_tail(),
+            );
+        }
+        for p in [&mut client, &mut server] {
+            p.terminate_and_wait(Duration::from_secs(10)).unwrap();
+        }
+        eprintln!("{test} {name}: the ingress listener reached the app on the loopback");
+    }
+    for mut control in controls {
+        control.terminate_and_wait(Duration::from_secs(10)).unwrap();
+    }
+    drop(app);
+    drop(bed);
+}

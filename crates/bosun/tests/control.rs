@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use testkit::{
-    Client, Envoy, EnvoyOptions, Process, Req, TempDir, Upstream, UpstreamBehaviour, count_header,
-    free_port, http_get, localhost,
+    Client, Envoy, EnvoyOptions, Process, Req, TcpEcho, TempDir, Upstream, UpstreamBehaviour,
+    connect_tunnel, count_header, free_port, http_get, localhost,
 };
 
 const BOSUN: &str = env!("CARGO_BIN_EXE_bosun");
@@ -1214,5 +1214,317 @@ spec:
                 && failed_over.iter().all(|s| *s == "same-region"),
             "{dataplane:?}: failover to the same region expected: {seen:?}"
         );
+    }
+}
+
+/// A Sidecar `ingress` maps the service's port to where the app really listens: HTTP port 9080 to
+/// the app on `IP:8080` (`0.0.0.0:8080`, the workload's own address), TCP port 9090 to an echo
+/// server on the loopback. Requests arrive from another sidecar (HTTP at `IP:15006`, a CONNECT
+/// tunnel to the TCP port) and straight at the ports the ingress listeners bind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_ingress_maps_ports_to_the_app() {
+    for dataplane in dataplanes("sidecar_ingress_maps_ports_to_the_app") {
+        let ip = subnet(23, dataplane);
+        let _app = Upstream::start_at(
+            "app-8080",
+            format!("{}:8080", ip(2)).parse().expect("addr"),
+            UpstreamBehaviour::default(),
+        )
+        .expect("upstream");
+        let echo = TcpEcho::start().expect("tcp echo");
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http, protocol: HTTP}}, {{number: 9090, name: tcp, protocol: TCP}}]
+workloads:
+- {{name: client, labels: {{app: client}}, address: {cl}}}
+- {{name: echo-1, service: echo, labels: {{app: echo}}, address: {server}}}
+",
+            cl = ip(1),
+            server = ip(2),
+        );
+        let sidecar = format!(
+            "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: echo}}
+spec:
+  workloadSelector: {{labels: {{app: echo}}}}
+  ingress:
+  - port: {{number: 9080, protocol: HTTP, name: http}}
+    defaultEndpoint: 0.0.0.0:8080
+  - port: {{number: 9090, protocol: TCP, name: tcp}}
+    defaultEndpoint: 127.0.0.1:{echo_port}
+",
+            echo_port = echo.port()
+        );
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("sidecar.yaml", &sidecar)]);
+        let _server = Sidecar::start(dataplane, &plane, "echo-1", &ip(2), "app=echo");
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client");
+        plane.wait_in_sync(2).await;
+        // Through the client's sidecar: HTTP reaches the server's 15006 and goes to the app's port.
+        let resp = outbound(&ip(1))
+            .send(via("echo:9080", "/hello"))
+            .await
+            .expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+        assert_eq!(resp.header("x-upstream"), Some("app-8080"), "{dataplane:?}");
+        // Straight at the ingress listener bound on the workload's port.
+        let direct: SocketAddr = format!("{}:9080", ip(2)).parse().expect("addr");
+        let resp = http_get(direct, "/direct", &[]).await.expect("request");
+        assert_eq!(resp.status, 200, "{dataplane:?}: {}", resp.text());
+        assert_eq!(resp.header("x-upstream"), Some("app-8080"), "{dataplane:?}");
+        // TCP: a tunnel through the client's sidecar to echo:9090 lands on the server's bound
+        // ingress listener, which passes it to the echo server on the loopback.
+        let proxy: SocketAddr = format!("{}:15001", ip(1)).parse().expect("addr");
+        let mut tunnel = connect_tunnel(proxy, "echo:9090").await.expect("tunnel");
+        assert_eq!(tunnel.status, 200, "{dataplane:?}");
+        let back = tunnel.echo(b"over the ingress").await.expect("echo");
+        assert_eq!(back, b"over the ingress", "{dataplane:?}");
+        assert!(echo.connections() >= 1, "{dataplane:?}");
+    }
+}
+
+/// `failoverPriority: [version]`: the client's own version first, whatever the locality; when that
+/// instance fails and is ejected, the others take over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_priority_prefers_the_clients_own_version() {
+    for dataplane in dataplanes("failover_priority_prefers_the_clients_own_version") {
+        let ip = subnet(24, dataplane);
+        let same = upstream("same-version", &ip(2));
+        let _b = upstream("other-version-b", &ip(3));
+        let _c = upstream("other-version-c", &ip(4));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client, version: v2}}, address: {cl}}}
+- {{name: same-version, service: echo, labels: {{app: echo, version: v2}}, address: {a}, sidecar: false}}
+- {{name: other-version-b, service: echo, labels: {{app: echo, version: v1}}, address: {b}, sidecar: false}}
+- {{name: other-version-c, service: echo, labels: {{app: echo, version: v1}}, address: {c}, sidecar: false}}
+",
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4),
+        );
+        let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+    loadBalancer:
+      localityLbSetting: {failoverPriority: [version]}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client,version=v2");
+        plane.wait_in_sync(1).await;
+        let client = outbound(&ip(1));
+        let served_by = |n: usize| async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let r = client.send(via("echo:9080", "/")).await.expect("request");
+                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+            }
+            seen
+        };
+        let seen = served_by(20).await;
+        assert!(
+            seen.iter().all(|s| s == "same-version"),
+            "{dataplane:?}: the client's version first: {seen:?}"
+        );
+        // One 500 ejects it (a worker may still pick it a few times while the ejection spreads).
+        same.set_behaviour(UpstreamBehaviour {
+            status: 500,
+            ..UpstreamBehaviour::default()
+        });
+        let seen = served_by(25).await;
+        let failed_over: Vec<&String> = seen.iter().skip_while(|s| *s == "same-version").collect();
+        assert!(
+            seen.iter().take_while(|s| *s == "same-version").count() <= 5
+                && failed_over.len() >= 20
+                && failed_over.iter().all(|s| s.starts_with("other-version")),
+            "{dataplane:?}: failover to the other version expected: {seen:?}"
+        );
+    }
+}
+
+/// `distribute`: from the client's zone, 70% to it, 20% to the region's other zone, 10% to the
+/// other region (within tolerances). Envoy only: `bosun proxy` does not weigh localities yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locality_distribute_splits_traffic_by_locality_weight() {
+    if Envoy::find_or_skip("locality_distribute_splits_traffic_by_locality_weight").is_none() {
+        return;
+    }
+    let ip = subnet(25, Dataplane::Envoy);
+    let _a = upstream("zone", &ip(2));
+    let _b = upstream("region", &ip(3));
+    let _c = upstream("elsewhere", &ip(4));
+    let at = |region: &str, zone: &str| {
+        format!("topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}")
+    };
+    let mesh = format!(
+        "services:
+- name: echo
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: client, labels: {{app: client, {client}}}, address: {cl}}}
+- {{name: zone, service: echo, labels: {{app: echo, {a_at}}}, address: {a}, sidecar: false}}
+- {{name: region, service: echo, labels: {{app: echo, {b_at}}}, address: {b}, sidecar: false}}
+- {{name: elsewhere, service: echo, labels: {{app: echo, {c_at}}}, address: {c}, sidecar: false}}
+",
+        client = at("r1", "z1"),
+        a_at = at("r1", "z1"),
+        b_at = at("r1", "z2"),
+        c_at = at("r2", "z1"),
+        cl = ip(1),
+        a = ip(2),
+        b = ip(3),
+        c = ip(4),
+    );
+    let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        distribute:
+        - from: r1/z1/*
+          to: {'r1/z1/*': 70, 'r1/z2/*': 20, 'r2/*': 10}
+";
+    let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+    let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
+    let _client = Sidecar::start(Dataplane::Envoy, &plane, "client", &ip(1), labels);
+    plane.wait_in_sync(1).await;
+    let client = outbound(&ip(1));
+    let total = 400;
+    let mut responses = Vec::with_capacity(total);
+    for _ in 0..total {
+        let resp = client.send(via("echo:9080", "/")).await.expect("request");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        responses.push(resp);
+    }
+    let counts = count_header(&responses, "x-upstream");
+    for (name, expected) in [("zone", 0.7), ("region", 0.2), ("elsewhere", 0.1)] {
+        let got = share(&counts, name, total);
+        assert!(
+            (got - expected).abs() < 0.08,
+            "{name} got {got:.2} of requests, expected {expected}: {counts:?}"
+        );
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection from `source` to `to`; the `x-upstream` answering.
+async fn upstream_from(source: &str, to: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{source}:0").parse().expect("source"))
+            .expect("bind source");
+        let mut stream = socket.connect(to).await.expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: echo\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("x-upstream")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("an answer in time")
+}
+
+/// `consistentHash.useSourceIp` on a TCP port: the gateway's `tcp_proxy` hashes by the client's
+/// address, so every connection from one address reaches the same instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_source_ip_keeps_tcp_connections_from_one_client_together() {
+    for dataplane in dataplanes("use_source_ip_keeps_tcp_connections_from_one_client_together") {
+        let ip = subnet(26, dataplane);
+        let _a = upstream("a", &ip(2));
+        let _b = upstream("b", &ip(3));
+        let _c = upstream("c", &ip(4));
+        let mesh = format!(
+            "services:
+- name: echo
+  ports: [{{number: 9080, name: tcp, protocol: TCP}}]
+workloads:
+- {{name: a, service: echo, labels: {{app: echo}}, address: {a}, sidecar: false}}
+- {{name: b, service: echo, labels: {{app: echo}}, address: {b}, sidecar: false}}
+- {{name: c, service: echo, labels: {{app: echo}}, address: {c}, sidecar: false}}
+",
+            a = ip(2),
+            b = ip(3),
+            c = ip(4)
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo}
+spec:
+  host: echo
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo}
+spec:
+  hosts: ['*']
+  gateways: [tcp-gateway]
+  tcp:
+  - route: [{destination: {host: echo}}]
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
+        let node_id = format!(
+            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+            ip(1)
+        );
+        let _gateway = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "ingress",
+            &node_id,
+            "istio=ingressgateway",
+        );
+        plane.wait_in_sync(1).await;
+        let ingress: SocketAddr = format!("{}:31400", ip(1)).parse().expect("addr");
+        // Several clients (source addresses); each one's connections all land on one instance.
+        for client in 10..14 {
+            let source = ip(client);
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..12 {
+                seen.insert(upstream_from(&source, ingress).await);
+            }
+            assert_eq!(
+                seen.len(),
+                1,
+                "{dataplane:?}: connections from {source} spread: {seen:?}"
+            );
+            assert!(
+                seen.iter().all(|s| ["a", "b", "c"].contains(&s.as_str())),
+                "{dataplane:?}: {seen:?}"
+            );
+        }
     }
 }

@@ -45,7 +45,9 @@ metadata: {name: reviews}
 spec:
   host: reviews
   trafficPolicy:
-    loadBalancer: {simple: RANDOM}
+    loadBalancer:
+      simple: RANDOM
+      localityLbSetting: {failoverPriority: [topology.kubernetes.io/region, version=v1]}
     connectionPool:
       tcp: {maxConnections: 100, connectTimeout: 1s}
       http: {http1MaxPendingRequests: 10, http2MaxRequests: 50, maxRequestsPerConnection: 5, maxRetries: 3, idleTimeout: 30s}
@@ -71,7 +73,10 @@ kind: DestinationRule
 metadata: {name: grpc-api}
 spec:
   host: grpc-api
-  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 256}}}}
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 256}}
+      localityLbSetting: {distribute: [{from: '*', to: {r1: 40, r2: 60}}]}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -166,6 +171,13 @@ spec:
       maxAge: 1h
       allowCredentials: true
       unmatchedPreflights: IGNORE
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mongo}
+spec:
+  host: mongo
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -461,5 +473,111 @@ spec:
     let yaml = static_bootstrap(&r);
     if let Err(e) = Envoy::validate(&yaml) {
         panic!("Envoy refused the TLS-terminating TCP gateway: {e}\n{yaml}");
+    }
+}
+
+/// Sidecar `ingress` listeners, captured and not: bound listeners of their own, `virtualInbound`
+/// chains, clusters to the loopback, the workload's address, a Unix socket, the original destination.
+#[test]
+fn envoy_accepts_sidecar_ingress_listeners() {
+    if Envoy::find_or_skip("envoy_accepts_sidecar_ingress_listeners").is_none() {
+        return;
+    }
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+    let cert = ca
+        .issue_server(
+            &["reviews.example.com"],
+            std::time::Duration::from_secs(24 * 3600),
+        )
+        .expect("certificate");
+    let dir = testkit::TempDir::new("bosun-sidecar-ingress-tls").expect("temp dir");
+    let cert_path = dir
+        .write("reviews.pem", cert.cert_chain_pem.as_bytes())
+        .expect("write");
+    let key_path = dir
+        .write("reviews.key", cert.key_pem.as_bytes())
+        .expect("write");
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: reviews-ingress}}
+spec:
+  workloadSelector: {{labels: {{app: reviews}}}}
+  inboundConnectionPool: {{tcp: {{maxConnections: 100, connectTimeout: 1s}}, http: {{idleTimeout: 30s, maxRequestsPerConnection: 10}}}}
+  ingress:
+  - port: {{number: 9446, protocol: HTTPS, name: https}}
+    defaultEndpoint: 127.0.0.1:8080
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+  - port: {{number: 9447, protocol: TLS, name: tls}}
+    defaultEndpoint: 127.0.0.1:8081
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}",
+        cert = cert_path.display(),
+        key = key_path.display()
+    ) + "
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+    connectionPool: {http: {http1MaxPendingRequests: 5, maxRetries: 1}}
+  - port: {number: 7070, protocol: GRPC, name: grpc}
+    defaultEndpoint: unix:///var/run/app.sock
+  - port: {number: 9090, protocol: TCP, name: tcp}
+    defaultEndpoint: 0.0.0.0:7000
+  - port: {number: 9443, protocol: TCP, name: tcp-direct}
+    captureMode: NONE
+    defaultEndpoint: 0.0.0.0:8443
+  - port: {number: 9444, protocol: TCP, name: tcp-original}
+    captureMode: IPTABLES
+";
+    let index = Index::build(
+        &load_registry_str(MESH).expect("mesh"),
+        &parse_resources("config.yaml", &config).expect("valid"),
+        MeshSettings::default(),
+    );
+    for (interception, listeners) in [
+        (
+            Interception::None,
+            &[
+                "virtualInbound",
+                "10.0.0.2_9080",
+                "10.0.0.2_7070",
+                "10.0.0.2_9443",
+                "10.0.0.2_9446",
+                "10.0.0.2_9447",
+            ][..],
+        ),
+        (
+            Interception::Redirect,
+            &["virtualInbound", "10.0.0.2_9443"][..],
+        ),
+    ] {
+        let sidecar = proxy(
+            "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            &[("app", "reviews"), ("version", "v1")],
+            interception,
+        );
+        let r = generate(&index, &sidecar, InboundAddressing::SidecarPort);
+        for name in listeners {
+            assert!(
+                r.listener(name).is_some(),
+                "{interception:?}: listener {name}"
+            );
+        }
+        // TLS terminated on the HTTPS and TLS ports' chains; bosun proxy takes them too.
+        for l in &r.listeners {
+            proxy_model::listener::Listener::from_proto(l, &proxy_model::error::At::root(&l.name))
+                .unwrap_or_else(|e| {
+                    panic!("{interception:?}: bosun proxy refuses {}: {e:?}", l.name)
+                });
+        }
+        let terminating = r
+            .listeners
+            .iter()
+            .flat_map(|l| &l.filter_chains)
+            .filter(|c| c.transport_socket.is_some())
+            .count();
+        assert_eq!(terminating, 2, "{interception:?}");
+        let yaml = static_bootstrap(&r);
+        if let Err(e) = Envoy::validate(&yaml) {
+            panic!("{interception:?}: Envoy refused the sidecar ingress config: {e}\n{yaml}");
+        }
     }
 }

@@ -1543,3 +1543,749 @@ spec:
 ";
     assert_eq!(priorities(no_outlier), expect([0; 4]));
 }
+
+// === Sidecar ingress ===
+
+/// Where a connection to `ip:port` arriving at `listener` goes: the TCP proxy's cluster, or for
+/// HTTP the cluster of the inline route a request for `authority` takes.
+fn inbound_hit(r: &ProxyResources, listener: &str, ip: &str, port: u16, authority: &str) -> String {
+    use proxy_model::listener::{ConnectionInfo, Listener, NetworkFilter, RouteSource};
+    let proto = r
+        .listener(listener)
+        .unwrap_or_else(|| panic!("no listener {listener}"));
+    let l = Listener::from_proto(proto, &At::root(listener)).expect("converts");
+    let Some(chain) = l.select(&ConnectionInfo {
+        destination_port: port,
+        destination_ip: Some(ip.parse().expect("ip")),
+        server_name: None,
+        transport_protocol: "raw_buffer",
+        application_protocols: &[],
+    }) else {
+        return "no chain".to_owned();
+    };
+    match &chain.network {
+        NetworkFilter::Tcp(t) => t.clusters.iter().map(|(c, _)| c.clone()).collect(),
+        NetworkFilter::Http(h) => {
+            let RouteSource::Inline(rc) = &h.routes else {
+                panic!("{listener}: inbound routes are inline");
+            };
+            let headers = HeaderMap::new();
+            let view = RequestView {
+                authority,
+                path: "/",
+                method: "GET",
+                headers: &headers,
+            };
+            match rc.select(&view).map(|(_, route)| &route.action) {
+                Some(Action::Forward(f)) => match &f.target {
+                    Target::Cluster(c) => format!("http:{c}"),
+                    other => format!("http:{other:?}"),
+                },
+                other => format!("http:{other:?}"),
+            }
+        }
+    }
+}
+
+/// The one endpoint of a static cluster, as `ip:port` or `unix:PATH`, and its source address.
+fn inbound_endpoint(r: &ProxyResources, cluster: &str) -> (String, Option<String>) {
+    use xds_api::pb::envoy::config::core::v3::{address::Address, socket_address::PortSpecifier};
+    use xds_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let c = r
+        .cluster(cluster)
+        .unwrap_or_else(|| panic!("no cluster {cluster}"));
+    let la = c.load_assignment.as_ref().expect("static endpoints");
+    let ep = &la.endpoints[0].lb_endpoints[0];
+    let Some(HostIdentifier::Endpoint(e)) = &ep.host_identifier else {
+        panic!("{cluster}: an endpoint");
+    };
+    let at = match e.address.as_ref().and_then(|a| a.address.as_ref()) {
+        Some(Address::SocketAddress(s)) => match s.port_specifier {
+            Some(PortSpecifier::PortValue(p)) => format!("{}:{p}", s.address),
+            _ => s.address.clone(),
+        },
+        Some(Address::Pipe(p)) => format!("unix:{}", p.path),
+        other => format!("{other:?}"),
+    };
+    let source = c
+        .upstream_bind_config
+        .as_ref()
+        .and_then(|b| b.source_address.as_ref())
+        .map(|s| s.address.clone());
+    (at, source)
+}
+
+const REVIEWS_INGRESS: &str = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 9090, protocol: TCP, name: tcp}
+    defaultEndpoint: 0.0.0.0:7070
+  - port: {number: 9091, protocol: HTTP, name: http-admin}
+    defaultEndpoint: 127.0.0.1:9191
+    captureMode: IPTABLES
+";
+
+fn reviews_v1() -> Proxy {
+    proxy(
+        "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v1")],
+    )
+}
+
+#[test]
+fn sidecar_ingress_listeners_without_capture() {
+    let index = index(REVIEWS_INGRESS, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &reviews_v1());
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // Each ingress port's cluster goes to its defaultEndpoint: the loopback, or the workload's own
+    // address (0.0.0.0).
+    assert_eq!(
+        inbound_endpoint(&r, "inbound|9080||"),
+        ("127.0.0.1:8080".to_owned(), None)
+    );
+    assert_eq!(
+        inbound_endpoint(&r, "inbound|9090||"),
+        ("10.0.0.2:7070".to_owned(), None)
+    );
+    // Not captured: ports bind listeners of their own on the proxy's address, HTTP and TCP.
+    let http = r
+        .listener("10.0.0.2_9080")
+        .expect("bound HTTP ingress listener");
+    assert!(format!("{:?}", http.address).contains("10.0.0.2"));
+    assert_eq!(
+        inbound_hit(&r, "10.0.0.2_9080", "10.0.0.2", 9080, "reviews:9080"),
+        "http:inbound|9080||"
+    );
+    assert_eq!(
+        inbound_hit(&r, "10.0.0.2_9090", "10.0.0.2", 9090, ""),
+        "inbound|9090||"
+    );
+    // captureMode IPTABLES: no listener of its own.
+    assert!(r.listener("10.0.0.2_9091").is_none());
+    // Other sidecars send HTTP to IP:15006, routed by the Host's port: the service port 9080 and
+    // the ingress ports go to the ingress clusters.
+    let at = |authority: &str| inbound_hit(&r, "virtualInbound", "10.0.0.2", 15006, authority);
+    assert_eq!(at("reviews:9080"), "http:inbound|9080||");
+    assert_eq!(at("reviews:9091"), "http:inbound|9091||");
+    // The service ports no longer make clusters to the workload's own port.
+    assert!(
+        r.clusters
+            .iter()
+            .filter(|c| c.name.starts_with("inbound|"))
+            .all(|c| ["inbound|9080||", "inbound|9090||", "inbound|9091||"]
+                .contains(&c.name.as_str())),
+        "{:?}",
+        r.clusters.iter().map(|c| &c.name).collect::<Vec<_>>()
+    );
+    // Workloads the Sidecar does not select keep their service ports.
+    let pp = resources(&index, &productpage());
+    assert_eq!(
+        inbound_endpoint(&pp, "inbound|9080||"),
+        ("10.0.0.1:9080".to_owned(), None)
+    );
+    assert!(pp.listener("10.0.0.1_9080").is_none());
+}
+
+#[test]
+fn sidecar_ingress_listeners_with_capture() {
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 9090, protocol: TCP, name: tcp}
+  - port: {number: 9443, protocol: TCP, name: tcp-direct}
+    defaultEndpoint: 0.0.0.0:8443
+    captureMode: NONE
+    bind: 0.0.0.0
+";
+    let index_of = |config: &str| index(config, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index_of(sidecar), &captured(reviews_v1()));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // Captured ports are chains of virtualInbound, by original destination port.
+    let at = |port: u16| inbound_hit(&r, "virtualInbound", "10.0.0.2", port, "reviews:9080");
+    assert_eq!(at(9080), "http:inbound|9080||");
+    assert_eq!(at(9090), "inbound|9090||");
+    // Any other port (the service's own included) passes through to where it was addressed.
+    assert_eq!(at(7000), "InboundPassthroughCluster");
+    // Connections to the workload's address leave from 127.0.0.6, which the capture rules let
+    // through; the loopback is not captured.
+    assert_eq!(
+        inbound_endpoint(&r, "inbound|9080||"),
+        ("127.0.0.1:8080".to_owned(), None)
+    );
+    // Without defaultEndpoint: the original destination, as istiod.
+    let original = r.cluster("inbound|9090||").expect("cluster");
+    assert!(
+        format!("{:?}", original.cluster_discovery_type).contains("OriginalDst"),
+        "{original:?}"
+    );
+    // captureMode NONE: a listener of its own on `bind`.
+    assert_eq!(
+        inbound_hit(&r, "0.0.0.0_9443", "10.0.0.2", 9443, ""),
+        "inbound|9443||"
+    );
+    assert_eq!(
+        inbound_endpoint(&r, "inbound|9443||"),
+        ("10.0.0.2:8443".to_owned(), Some("127.0.0.6".to_owned()))
+    );
+    assert_eq!(at(9443), "InboundPassthroughCluster");
+    // Bound to 0.0.0.0 on a port the proxy also has an outbound listener for: refused, as its
+    // name would be that listener's.
+    let clash = sidecar
+        .replace("9443", "9080")
+        .replace("9080, protocol: HTTP", "9081, protocol: HTTP");
+    let r = resources(&index_of(&clash), &captured(reviews_v1()));
+    assert!(
+        r.warnings.iter().any(|w| w.contains("0.0.0.0_9080")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.cluster("inbound|9080||").is_none());
+    let outbound = r
+        .listener("0.0.0.0_9080")
+        .expect("the outbound listener stays");
+    assert_eq!(outbound.bind_to_port.as_ref().map(|b| b.value), Some(false));
+}
+
+#[test]
+fn sidecar_ingress_without_capture_needs_a_default_endpoint() {
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP}
+  - port: {number: 15001, protocol: HTTP}
+    defaultEndpoint: 127.0.0.1:8080
+  - port: {number: 9081, protocol: HTTP}
+    defaultEndpoint: 127.0.0.1:8081
+";
+    let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &reviews_v1());
+    assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].contains("9080") && r.warnings[0].contains("defaultEndpoint"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.warnings[1].contains("15001"), "{:?}", r.warnings);
+    assert!(r.cluster("inbound|9080||").is_none());
+    assert!(r.listener("10.0.0.2_9081").is_some());
+}
+
+#[test]
+fn sidecar_ingress_to_a_unix_socket() {
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP}
+    defaultEndpoint: unix:///var/run/app.sock
+";
+    let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
+    // Envoy takes a pipe address (`envoy_accepts.rs`); `bosun proxy` does not yet, so this one is
+    // not converted into its model.
+    let r = generate(&index, &reviews_v1(), InboundAddressing::SidecarPort);
+    assert_eq!(
+        inbound_endpoint(&r, "inbound|9080||"),
+        ("unix:/var/run/app.sock".to_owned(), None)
+    );
+}
+
+// === Locality load balancing: distribute and failoverPriority ===
+
+const LOCALITY_MESH: &str = "services:
+- name: echo
+  ports: [{number: 9080, name: http}]
+workloads:
+- {name: a, service: echo, labels: {app: echo, version: v1, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z1}, address: 10.0.0.2, sidecar: false}
+- {name: b, service: echo, labels: {app: echo, version: v2, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}, address: 10.0.0.3, sidecar: false}
+- {name: c, service: echo, labels: {app: echo, version: v1, topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: z2}, address: 10.0.0.6, sidecar: false}
+- {name: d, service: echo, labels: {app: echo, version: v2, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.4, sidecar: false}
+- {name: e, service: echo, labels: {app: echo, version: v1, topology.kubernetes.io/region: r3}, address: 10.0.0.5, sidecar: false}
+";
+
+fn locality_index(load_balancer: &str, outlier: bool) -> Index {
+    let config = format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy:
+{outlier}    loadBalancer:
+      localityLbSetting:
+{load_balancer}",
+        outlier = if outlier {
+            "    outlierDetection: {consecutive5xxErrors: 1}\n"
+        } else {
+            ""
+        }
+    );
+    Index::build(
+        &load_registry_str(LOCALITY_MESH).expect("mesh file"),
+        &parse_resources("test.yaml", &config).expect("valid config"),
+        MeshSettings::default(),
+    )
+}
+
+fn locality_client(labels: &[(&str, &str)]) -> Proxy {
+    proxy(
+        "sidecar~10.0.0.1~client.default~default.svc.cluster.local",
+        labels,
+    )
+}
+
+/// The client's EDS for echo, per locality group: (locality `r/z`, priority, weight, addresses).
+fn locality_groups(index: &Index, client: &Proxy) -> Vec<(String, u32, Option<u32>, Vec<String>)> {
+    use xds_api::pb::envoy::config::core::v3::address::Address;
+    use xds_api::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let r = resources(index, client);
+    let la = r
+        .endpoints_of("outbound|9080||echo.default.svc.cluster.local")
+        .expect("EDS");
+    let mut out: Vec<_> = la
+        .endpoints
+        .iter()
+        .map(|g| {
+            let l = g.locality.clone().unwrap_or_default();
+            let addresses = g
+                .lb_endpoints
+                .iter()
+                .filter_map(|e| match &e.host_identifier {
+                    Some(HostIdentifier::Endpoint(ep)) => {
+                        match ep.address.as_ref()?.address.as_ref()? {
+                            Address::SocketAddress(s) => Some(s.address.clone()),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect();
+            (
+                format!("{}/{}", l.region, l.zone),
+                g.priority,
+                g.load_balancing_weight.as_ref().map(|w| w.value),
+                addresses,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn locality_weighted(index: &Index, client: &Proxy) -> bool {
+    let r = resources(index, client);
+    let c = r
+        .cluster("outbound|9080||echo.default.svc.cluster.local")
+        .expect("cluster");
+    c.common_lb_config
+        .as_ref()
+        .is_some_and(|c| c.locality_config_specifier.is_some())
+}
+
+fn group(
+    locality: &str,
+    priority: u32,
+    weight: u32,
+    addresses: &[&str],
+) -> (String, u32, Option<u32>, Vec<String>) {
+    (
+        locality.to_owned(),
+        priority,
+        Some(weight),
+        addresses.iter().map(|a| (*a).to_owned()).collect(),
+    )
+}
+
+#[test]
+fn locality_distribute_weighs_localities_for_each_proxy_locality() {
+    let index = locality_index(
+        "        distribute:
+        - from: r1/z1/*
+          to: {'r1/z1/*': 70, 'r1/z2/*': 20, 'r2/*': 10}
+        - from: r2/*
+          to: {'r1/*': 80, r3: 20}
+",
+        false,
+    );
+    let in_zone = |region: &str, zone: &str| {
+        locality_client(&[
+            ("app", "client"),
+            ("topology.kubernetes.io/region", region),
+            ("topology.kubernetes.io/zone", zone),
+        ])
+    };
+    // From r1/z1: each `to` locality gets its weight; r3, in none, keeps no endpoints.
+    let client = in_zone("r1", "z1");
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 0, 70, &["10.0.0.2"]),
+            group("r1/z2", 0, 20, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 0, 10, &["10.0.0.4"]),
+            group("r3/", 0, 1, &[]),
+        ]
+    );
+    assert!(locality_weighted(&index, &client));
+    // From r2: `r1/*` covers two zones, which share its 80 by their own weights (1 and 2
+    // endpoints: 26.7 and 53.3, rounded up); r2 itself is in no `to`.
+    assert_eq!(
+        locality_groups(&index, &in_zone("r2", "z1")),
+        vec![
+            group("r1/z1", 0, 27, &["10.0.0.2"]),
+            group("r1/z2", 0, 54, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 0, 1, &[]),
+            group("r3/", 0, 20, &["10.0.0.5"]),
+        ]
+    );
+    // From a locality no rule names: every group keeps its endpoints, weighted by their count.
+    assert_eq!(
+        locality_groups(&index, &in_zone("r9", "z1")),
+        vec![
+            group("r1/z1", 0, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 2, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 0, 1, &["10.0.0.4"]),
+            group("r3/", 0, 1, &["10.0.0.5"]),
+        ]
+    );
+}
+
+#[test]
+fn locality_failover_priority_orders_endpoints_by_labels() {
+    let client = locality_client(&[
+        ("app", "client"),
+        ("version", "v2"),
+        ("topology.kubernetes.io/region", "r1"),
+        ("topology.kubernetes.io/zone", "z1"),
+    ]);
+    // Region, then zone: the same zone first, then the region's other zone, then the rest.
+    let index = locality_index(
+        "        failoverPriority: [topology.kubernetes.io/region, topology.kubernetes.io/zone]\n",
+        true,
+    );
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 0, 1, &["10.0.0.2"]),
+            group("r1/z2", 1, 2, &["10.0.0.3", "10.0.0.6"]),
+            group("r2/z1", 2, 1, &["10.0.0.4"]),
+            group("r3/", 2, 1, &["10.0.0.5"]),
+        ]
+    );
+    assert!(locality_weighted(&index, &client));
+    // Any label: the client's own version first, splitting the localities that mix versions.
+    let index = locality_index("        failoverPriority: [version]\n", true);
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 1, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 1, &["10.0.0.3"]),
+            group("r1/z2", 1, 1, &["10.0.0.6"]),
+            group("r2/z1", 0, 1, &["10.0.0.4"]),
+            group("r3/", 1, 1, &["10.0.0.5"]),
+        ]
+    );
+    // `label=value` compares with that value, whatever the client's.
+    let index = locality_index("        failoverPriority: [version=v1]\n", true);
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 0, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 1, &["10.0.0.6"]),
+            group("r1/z2", 1, 1, &["10.0.0.3"]),
+            group("r2/z1", 1, 1, &["10.0.0.4"]),
+            group("r3/", 0, 1, &["10.0.0.5"]),
+        ]
+    );
+    // With `failover` rules too: by label first, then by nearness within each label priority
+    // (`label × 5 + nearness`: v2 in r1/z2 1, v2 in r2 demoted by the rule 4, v1 in the zone 5, v1
+    // in r1/z2 6, v1 in r3 8).
+    let index = locality_index(
+        "        failoverPriority: [version]
+        failover: [{from: r1, to: r3}]
+",
+        true,
+    );
+    assert_eq!(
+        locality_groups(&index, &client),
+        vec![
+            group("r1/z1", 2, 1, &["10.0.0.2"]),
+            group("r1/z2", 0, 1, &["10.0.0.3"]),
+            group("r1/z2", 3, 1, &["10.0.0.6"]),
+            group("r2/z1", 1, 1, &["10.0.0.4"]),
+            group("r3/", 4, 1, &["10.0.0.5"]),
+        ]
+    );
+    // Without outlier detection there is no failover: one priority, as istiod.
+    let index = locality_index("        failoverPriority: [version]\n", false);
+    assert!(
+        locality_groups(&index, &client)
+            .iter()
+            .all(|(_, priority, _, _)| *priority == 0)
+    );
+    assert!(!locality_weighted(&index, &client));
+}
+
+#[test]
+fn proxies_differing_in_a_failover_priority_label_get_their_own_endpoints() {
+    let index = locality_index("        failoverPriority: [version]\n", true);
+    let generator = control::generate::Generator::new(&index, InboundAddressing::SidecarPort);
+    let v1 = locality_client(&[("app", "client"), ("version", "v1"), ("pod", "x")]);
+    let v2 = locality_client(&[("app", "client"), ("version", "v2"), ("pod", "x")]);
+    let v1_other_pod = locality_client(&[("app", "client"), ("version", "v1"), ("pod", "y")]);
+    let eds = |p: &Proxy| {
+        let (shared, _) = generator.snapshot(p, "v1");
+        let alone = generate(&index, p, InboundAddressing::SidecarPort).to_snapshot("v1");
+        assert!(shared.same_resources(&alone), "{:?}", p.labels);
+        shared
+            .get(
+                xds_api::type_url::CLUSTER_LOAD_ASSIGNMENT,
+                "outbound|9080||echo.default.svc.cluster.local",
+            )
+            .map(|r| r.version.clone())
+    };
+    assert_ne!(eds(&v1), eds(&v2));
+    // A label no failoverPriority names changes nothing.
+    assert_eq!(eds(&v1), eds(&v1_other_pod));
+}
+
+#[test]
+fn invalid_locality_settings_are_refused() {
+    let dr = |setting: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy:
+    outlierDetection: {{consecutive5xxErrors: 1}}
+    loadBalancer:
+      localityLbSetting:
+{setting}"
+        )
+    };
+    let refused = |setting: &str| {
+        parse_resources("dr.yaml", &dr(setting))
+            .expect_err("refused")
+            .join("\n")
+    };
+    let e = refused("        distribute: [{from: r1/*, to: {'r1/*': 60, 'r2/*': 30}}]\n");
+    assert!(e.contains("total locality weight 90 != 100"), "{e}");
+    let e = refused(
+        "        failover: [{from: r1, to: r2}]
+        failoverPriority: [topology.kubernetes.io/region]
+",
+    );
+    assert!(
+        e.contains("can not simultaneously set 'failover' and topology label"),
+        "{e}"
+    );
+    let e = refused(
+        "        failover: [{from: r1, to: r2}]
+        distribute: [{from: r1/*, to: {'r1/*': 100}}]
+",
+    );
+    assert!(
+        e.contains("can not simultaneously specify 'distribute' and 'failover'"),
+        "{e}"
+    );
+}
+
+// === useSourceIp on TCP ports ===
+
+/// `(cluster, hash by source IP)` of every `tcp_proxy` on a captured listener, in chain order.
+fn tcp_hashing(r: &ProxyResources, listener: &str) -> Vec<(String, bool)> {
+    let l = proxy_model::listener::Listener::from_proto(
+        r.listener(listener).expect("listener"),
+        &At::root(listener),
+    )
+    .expect("converts");
+    l.filter_chains
+        .iter()
+        .chain(&l.default_filter_chain)
+        .filter_map(|c| match &c.network {
+            proxy_model::listener::NetworkFilter::Tcp(t) => Some((
+                t.clusters
+                    .iter()
+                    .map(|(c, _)| c.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.hash_source_ip,
+            )),
+            proxy_model::listener::NetworkFilter::Http(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn use_source_ip_hashes_tcp_connections_by_client_address() {
+    let dr = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: postgres, protocol: TCP}]
+  endpoints:
+  - {address: 10.1.0.1, labels: {version: v1}}
+  - {address: 10.1.0.2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db.internal
+  trafficPolicy:
+    loadBalancer: {consistentHash: {useSourceIp: true}}
+  subsets:
+  - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+  - {name: v2, labels: {version: v2}}
+";
+    let hashing = |vs: &str| {
+        let index = index(&format!("{dr}{vs}"), OutboundTrafficPolicyMode::AllowAny);
+        let r = resources(&index, &captured(productpage()));
+        let cluster = r.cluster("outbound|5432||db.internal").expect("cluster");
+        assert_eq!(
+            cluster.lb_policy,
+            xds_api::pb::envoy::config::cluster::v3::cluster::LbPolicy::RingHash as i32
+        );
+        tcp_hashing(&r, "0.0.0.0_5432")
+    };
+    // Without a VirtualService: the service's cluster, hashed by the client's address.
+    assert_eq!(
+        hashing(""),
+        vec![("outbound|5432||db.internal".to_owned(), true)]
+    );
+    let route = |destinations: &str| {
+        format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: db}}
+spec:
+  hosts: [db.internal]
+  tcp:
+  - route: {destinations}
+"
+        )
+    };
+    // A subset with its own load balancer decides; one without inherits the top level's hash.
+    assert_eq!(
+        hashing(&route("[{destination: {host: db.internal, subset: v1}}]")),
+        vec![("outbound|5432|v1|db.internal".to_owned(), false)]
+    );
+    assert_eq!(
+        hashing(&route("[{destination: {host: db.internal, subset: v2}}]")),
+        vec![("outbound|5432|v2|db.internal".to_owned(), true)]
+    );
+    // Weighted destinations get no hash policy, as istiod's.
+    assert_eq!(
+        hashing(&route(
+            "[{destination: {host: db.internal, subset: v2}, weight: 50}, {destination: {host: db.internal, subset: v1}, weight: 50}]"
+        )),
+        vec![(
+            "outbound|5432|v2|db.internal,outbound|5432|v1|db.internal".to_owned(),
+            false
+        )]
+    );
+}
+
+#[test]
+fn sidecar_ingress_tls_other_than_simple_is_left_out() {
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9443, protocol: HTTPS, name: https}
+    defaultEndpoint: 127.0.0.1:8443
+    tls: {mode: MUTUAL, serverCertificate: /etc/c.pem, privateKey: /etc/k.pem, caCertificates: /etc/ca.pem}
+";
+    let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
+    let r = generate(&index, &reviews_v1(), InboundAddressing::SidecarPort);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("9443") && w.contains("SIMPLE")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.listener("10.0.0.2_9443").is_none());
+    assert!(r.cluster("inbound|9443||").is_none());
+}
+
+#[test]
+fn sidecar_inbound_connection_pools_limit_the_inbound_clusters() {
+    let limits = |r: &ProxyResources, cluster: &str| {
+        let c = r.cluster(cluster).expect("cluster");
+        let t = &c
+            .circuit_breakers
+            .as_ref()
+            .expect("circuit breakers")
+            .thresholds[0];
+        (
+            t.max_connections.as_ref().map(|v| v.value),
+            t.max_pending_requests.as_ref().map(|v| v.value),
+        )
+    };
+    // The port's own pool wins over the Sidecar's.
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-ingress}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  inboundConnectionPool: {tcp: {maxConnections: 10}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP}
+    defaultEndpoint: 127.0.0.1:8080
+    connectionPool: {http: {http1MaxPendingRequests: 5}}
+  - port: {number: 9090, protocol: TCP}
+    defaultEndpoint: 127.0.0.1:7070
+";
+    let r = resources(
+        &index(sidecar, OutboundTrafficPolicyMode::AllowAny),
+        &reviews_v1(),
+    );
+    assert_eq!(limits(&r, "inbound|9080||"), (Some(u32::MAX), Some(5)));
+    assert_eq!(limits(&r, "inbound|9090||"), (Some(10), Some(u32::MAX)));
+    // Without ingress, the Sidecar's pool limits the service ports' inbound clusters.
+    let sidecar = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  inboundConnectionPool: {tcp: {maxConnections: 10}}
+";
+    let r = resources(
+        &index(sidecar, OutboundTrafficPolicyMode::AllowAny),
+        &reviews_v1(),
+    );
+    assert_eq!(limits(&r, "inbound|9080||"), (Some(10), Some(u32::MAX)));
+    // No pool: Envoy's defaults, as before.
+    let r = resources(
+        &index("", OutboundTrafficPolicyMode::AllowAny),
+        &reviews_v1(),
+    );
+    assert!(
+        r.cluster("inbound|9080||")
+            .expect("cluster")
+            .circuit_breakers
+            .is_none()
+    );
+}

@@ -11,13 +11,13 @@ use xds_api::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier,
     circuit_breakers::Thresholds,
     cluster::{
-        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy, MaglevLbConfig,
-        RingHashLbConfig,
+        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
+        MaglevLbConfig, RingHashLbConfig, common_lb_config::LocalityConfigSpecifier,
     },
 };
 use xds_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, BindConfig, ConfigSource, DataSource,
-    HttpProtocolOptions, SocketAddress, TransportSocket, address,
+    HttpProtocolOptions, Pipe, SocketAddress, TransportSocket, address,
     config_source::ConfigSourceSpecifier, data_source::Specifier, socket_address::PortSpecifier,
     transport_socket::ConfigType,
 };
@@ -37,7 +37,7 @@ use xds_api::pb::envoy::extensions::upstreams::http::v3::{
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use xds_api::pb::google::protobuf::{UInt32Value, UInt64Value};
 
-use crate::generate::locality::{self, Locality};
+use crate::generate::locality;
 use crate::generate::route::{duration, istio_duration, outbound_cluster};
 use crate::model::{INBOUND_PORT, Instance, Resolution, Service, ServicePort, labels_match};
 
@@ -142,7 +142,7 @@ pub fn outbound(
     subset: Option<(&str, &std::collections::BTreeMap<String, String>)>,
     policy: &TrafficPolicy,
     addressing: InboundAddressing,
-    proxy_locality: &Locality,
+    proxy_labels: &std::collections::BTreeMap<String, String>,
 ) -> BuiltCluster {
     let name = outbound_cluster(
         port.number,
@@ -176,16 +176,25 @@ pub fn outbound(
                 eds_config: Some(ads_config_source()),
                 service_name: name.clone(),
             });
-            // Grouped by locality, with failover priorities for this proxy (`locality.rs`).
-            endpoints = Some(locality::load_assignment(
+            // Grouped by locality, weighted and prioritized for this proxy (`locality.rs`).
+            let assignment = locality::load_assignment(
                 &name,
                 selected
                     .into_iter()
-                    .map(|i| (Locality::of(&i.labels), endpoint_of(i)))
+                    .map(|i| (&i.labels, endpoint_of(i)))
                     .collect(),
                 policy,
-                proxy_locality,
-            ));
+                proxy_labels,
+            );
+            if assignment.locality_weighted {
+                cluster.common_lb_config = Some(CommonLbConfig {
+                    locality_config_specifier: Some(
+                        LocalityConfigSpecifier::LocalityWeightedLbConfig(Default::default()),
+                    ),
+                    ..Default::default()
+                });
+            }
+            endpoints = Some(assignment.load_assignment);
         }
         Resolution::Dns | Resolution::Passthrough => {
             // Passthrough has no endpoints to send; without capture the proxy only knows the host
@@ -222,45 +231,13 @@ fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePor
     {
         apply_consistent_hash(cluster, hash);
     }
-    let mut http_options = HttpProtocolOptions::default();
-    let mut thresholds = Thresholds {
-        max_connections: Some(UInt32Value { value: UNLIMITED }),
-        max_pending_requests: Some(UInt32Value { value: UNLIMITED }),
-        max_requests: Some(UInt32Value { value: UNLIMITED }),
-        max_retries: Some(UInt32Value { value: UNLIMITED }),
-        ..Default::default()
-    };
-    if let Some(pool) = &policy.connection_pool {
-        apply_connection_pool(cluster, pool, &mut thresholds, &mut http_options);
-    }
-    cluster.circuit_breakers = Some(CircuitBreakers {
-        thresholds: vec![thresholds],
-        ..Default::default()
-    });
+    apply_pool(
+        cluster,
+        policy.connection_pool.as_ref(),
+        port.protocol.is_h2(),
+    );
     if let Some(od) = &policy.outlier_detection {
         cluster.outlier_detection = Some(outlier_detection(od));
-    }
-    let h2 = port.protocol.is_h2();
-    if h2 || http_options != HttpProtocolOptions::default() {
-        let protocol_config = if h2 {
-            ProtocolConfig::Http2ProtocolOptions(Default::default())
-        } else {
-            ProtocolConfig::HttpProtocolOptions(Default::default())
-        };
-        let options = UpstreamHttpOptions {
-            common_http_protocol_options: (http_options != HttpProtocolOptions::default())
-                .then_some(http_options),
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(protocol_config),
-                },
-            )),
-            ..Default::default()
-        };
-        cluster.typed_extension_protocol_options.insert(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
-            xds_api::any::pack(&options),
-        );
     }
     if let Some(tls) = &policy.tls
         && let Some(context) = upstream_tls(tls, host)
@@ -270,6 +247,53 @@ fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePor
             config_type: Some(ConfigType::TypedConfig(xds_api::any::pack(&context))),
         });
     }
+}
+
+/// Circuit breakers (unlimited, as Istio's, but for what `pool` sets), the pool's connect timeout
+/// and HTTP options, and HTTP/2 upstream when `h2`.
+fn apply_pool(cluster: &mut Cluster, pool: Option<&ConnectionPoolSettings>, h2: bool) {
+    let mut http_options = HttpProtocolOptions::default();
+    let mut thresholds = Thresholds {
+        max_connections: Some(UInt32Value { value: UNLIMITED }),
+        max_pending_requests: Some(UInt32Value { value: UNLIMITED }),
+        max_requests: Some(UInt32Value { value: UNLIMITED }),
+        max_retries: Some(UInt32Value { value: UNLIMITED }),
+        ..Default::default()
+    };
+    if let Some(pool) = pool {
+        apply_connection_pool(cluster, pool, &mut thresholds, &mut http_options);
+    }
+    cluster.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![thresholds],
+        ..Default::default()
+    });
+    set_http_options(cluster, h2, http_options);
+}
+
+/// The upstream HTTP protocol options: HTTP/2 when `h2`, and `http_options` when any is set.
+fn set_http_options(cluster: &mut Cluster, h2: bool, http_options: HttpProtocolOptions) {
+    let common = (http_options != HttpProtocolOptions::default()).then_some(http_options);
+    if !h2 && common.is_none() {
+        return;
+    }
+    let protocol_config = if h2 {
+        ProtocolConfig::Http2ProtocolOptions(Default::default())
+    } else {
+        ProtocolConfig::HttpProtocolOptions(Default::default())
+    };
+    let options = UpstreamHttpOptions {
+        common_http_protocol_options: common,
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(protocol_config),
+            },
+        )),
+        ..Default::default()
+    };
+    cluster.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+        xds_api::any::pack(&options),
+    );
 }
 
 fn lb_policy(lb: Option<&LoadBalancerSettings>) -> LbPolicy {
@@ -474,32 +498,74 @@ fn bind_to(source: &str) -> BindConfig {
 }
 
 /// `inbound|PORT||`: the workload itself, at `ip:port`; from `source` when given (a captured sidecar
-/// connects from [`INBOUND_PASSTHROUGH_SOURCE`], or its own rules would capture the connection again).
-pub fn inbound(port: u32, ip: &str, h2: bool, source: Option<&str>) -> Cluster {
+/// connects from [`INBOUND_PASSTHROUGH_SOURCE`], or its own rules would capture the connection again);
+/// with the Sidecar's inbound connection `pool` when it has one.
+pub fn inbound(
+    port: u32,
+    ip: &str,
+    h2: bool,
+    source: Option<&str>,
+    pool: Option<&ConnectionPoolSettings>,
+) -> Cluster {
+    inbound_at(port, socket_address(ip, port), h2, source, pool)
+}
+
+/// `inbound|PORT||` with its one endpoint at `address` (a Sidecar ingress's `defaultEndpoint`).
+pub fn inbound_at(
+    port: u32,
+    address: Address,
+    h2: bool,
+    source: Option<&str>,
+    pool: Option<&ConnectionPoolSettings>,
+) -> Cluster {
     let name = format!("inbound|{port}||");
+    let endpoint = LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(address),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
     let mut cluster = Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
-        load_assignment: Some(load_assignment(&name, vec![lb_endpoint(ip, port, None)])),
+        load_assignment: Some(load_assignment(&name, vec![endpoint])),
         upstream_bind_config: source.map(bind_to),
         ..Default::default()
     };
-    if h2 {
-        let options = UpstreamHttpOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
-                },
-            )),
-            ..Default::default()
-        };
-        cluster.typed_extension_protocol_options.insert(
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
-            xds_api::any::pack(&options),
-        );
-    }
+    inbound_pool(&mut cluster, h2, pool);
     cluster
+}
+
+/// `inbound|PORT||` to each connection's original destination, from [`INBOUND_PASSTHROUGH_SOURCE`]:
+/// a captured Sidecar ingress port without `defaultEndpoint`, as istiod builds it.
+pub fn inbound_original_dst(port: u32, h2: bool, pool: Option<&ConnectionPoolSettings>) -> Cluster {
+    let mut cluster = Cluster {
+        name: format!("inbound|{port}||"),
+        ..inbound_passthrough()
+    };
+    inbound_pool(&mut cluster, h2, pool);
+    cluster
+}
+
+/// An inbound cluster's limits: none of its own (Envoy's defaults) unless the Sidecar sets a pool,
+/// as istiod's; HTTP/2 upstream when `h2`.
+fn inbound_pool(cluster: &mut Cluster, h2: bool, pool: Option<&ConnectionPoolSettings>) {
+    match pool {
+        Some(pool) => apply_pool(cluster, Some(pool), h2),
+        None => set_http_options(cluster, h2, HttpProtocolOptions::default()),
+    }
+}
+
+/// A Unix domain socket address (`unix:///path`, or `unix://@name` in the abstract namespace).
+pub fn pipe_address(path: &str) -> Address {
+    Address {
+        address: Some(address::Address::Pipe(Pipe {
+            path: path.to_owned(),
+            mode: 0,
+        })),
+    }
 }
 
 /// `InboundPassthroughCluster`: a captured inbound connection to a port without its own chain goes to

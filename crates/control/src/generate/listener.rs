@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use mesh_api::types::gateway::{Server, ServerTlsMode};
+use mesh_api::types::gateway::{Server, ServerTlsMode, ServerTlsSettings};
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use xds_api::pb::envoy::config::core::v3::TransportSocket;
 use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
@@ -137,7 +137,7 @@ fn rds(name: &str) -> RouteSpecifier {
     })
 }
 
-fn listener(name: &str, ip: &str, port: u32, chain: FilterChain) -> Listener {
+pub(crate) fn listener(name: &str, ip: &str, port: u32, chain: FilterChain) -> Listener {
     Listener {
         name: name.to_owned(),
         address: Some(socket_address(ip, port)),
@@ -488,10 +488,7 @@ pub fn gateway(
                 rds(&route_name),
                 Side::Client,
             )],
-            transport_socket: tls.map(|t| TransportSocket {
-                name: "envoy.transport_sockets.tls".to_owned(),
-                config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(&t))),
-            }),
+            transport_socket: tls.as_ref().map(tls_socket),
             ..Default::default()
         };
         listeners.push(listener(&format!("0.0.0.0_{port}"), bind_ip, port, chain));
@@ -527,18 +524,7 @@ fn gateway_l4_listener(
             port,
             gateway: Some(&gateway_key),
         };
-        let terminate = |s: &Server| {
-            let t = s.tls.as_ref()?;
-            match (t.mode, &t.server_certificate, &t.private_key) {
-                (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => Some(TransportSocket {
-                    name: "envoy.transport_sockets.tls".to_owned(),
-                    config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(
-                        &downstream_tls(cert, key),
-                    ))),
-                }),
-                _ => None,
-            }
-        };
+        let terminate = |s: &Server| terminating_tls(s.tls.as_ref()?);
         let incoming = tcp::gateway_l4_chains(&ctx, g, server, terminate, &mut taken_sni, warnings);
         tcp::merge_chains(
             &mut chains,
@@ -562,6 +548,24 @@ fn gateway_l4_listener(
         },
         ..Default::default()
     })
+}
+
+/// The transport socket that terminates TLS with `context`.
+fn tls_socket(context: &DownstreamTlsContext) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(context))),
+    }
+}
+
+/// Server TLS settings Bosun terminates: `mode: SIMPLE` with certificate and key files.
+pub(crate) fn terminating_tls(tls: &ServerTlsSettings) -> Option<TransportSocket> {
+    match (tls.mode, &tls.server_certificate, &tls.private_key) {
+        (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
+            Some(tls_socket(&downstream_tls(cert, key)))
+        }
+        _ => None,
+    }
 }
 
 fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
@@ -823,37 +827,56 @@ fn port_routes(
     }
 }
 
+/// The filters that hand what arrives for workload port `target` to `inbound|target||`: an HTTP
+/// connection manager with one route to it, or (`http` false) a TCP proxy.
+pub fn inbound_filters(bind: &str, target: u32, http: bool) -> Vec<Filter> {
+    let cluster = format!("inbound|{target}||");
+    if !http {
+        return vec![tcp_proxy(&cluster, &cluster)];
+    }
+    let routes = RouteConfiguration {
+        name: cluster,
+        virtual_hosts: vec![VirtualHost {
+            name: format!("inbound|http|{target}"),
+            domains: vec!["*".to_owned()],
+            routes: vec![to_workload(target)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    vec![hcm(
+        &format!("inbound_{bind}_{target}"),
+        RouteSpecifier::RouteConfig(routes),
+        Side::Server,
+    )]
+}
+
+/// A `virtualInbound` filter chain for connections originally addressed to port `target`.
+pub fn inbound_chain(target: u32, filters: Vec<Filter>) -> FilterChain {
+    FilterChain {
+        name: format!("0.0.0.0_{target}"),
+        filter_chain_match: Some(FilterChainMatch {
+            destination_port: Some(UInt32Value { value: target }),
+            ..Default::default()
+        }),
+        filters,
+        ..Default::default()
+    }
+}
+
 /// A captured sidecar's inbound side: `virtualInbound` on `0.0.0.0:15006`, one filter chain per
 /// workload port matched by original destination port, each to `inbound|PORT||`.
 pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
-    let filter_chains = ports
-        .iter()
-        .map(|(_, target, _)| {
-            let routes = RouteConfiguration {
-                name: format!("inbound|{target}||"),
-                virtual_hosts: vec![VirtualHost {
-                    name: format!("inbound|http|{target}"),
-                    domains: vec!["*".to_owned()],
-                    routes: vec![to_workload(*target)],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            };
-            FilterChain {
-                name: format!("0.0.0.0_{target}"),
-                filter_chain_match: Some(FilterChainMatch {
-                    destination_port: Some(UInt32Value { value: *target }),
-                    ..Default::default()
-                }),
-                filters: vec![hcm(
-                    &format!("inbound_0.0.0.0_{target}"),
-                    RouteSpecifier::RouteConfig(routes),
-                    Side::Server,
-                )],
-                ..Default::default()
-            }
-        })
-        .collect();
+    virtual_inbound(
+        ports
+            .iter()
+            .map(|(_, target, _)| inbound_chain(*target, inbound_filters("0.0.0.0", *target, true)))
+            .collect(),
+    )
+}
+
+/// `virtualInbound` on `0.0.0.0:15006` with `filter_chains` (by original destination port).
+pub fn virtual_inbound(filter_chains: Vec<FilterChain>) -> Listener {
     Listener {
         name: VIRTUAL_INBOUND.to_owned(),
         address: Some(socket_address("0.0.0.0", INBOUND_PORT)),

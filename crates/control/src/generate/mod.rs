@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod hash;
+pub mod ingress;
 pub mod listener;
 pub mod locality;
 pub mod route;
@@ -140,8 +141,8 @@ fn outbound_clusters(
 }
 
 /// The outbound clusters of one service, as `proxy` sees them: only the DestinationRule that
-/// applies to it (by the proxy's namespace) and the endpoints' failover priorities (by the proxy's
-/// locality) depend on the proxy.
+/// applies to it (by the proxy's namespace) and the endpoints' locality weights and priorities (by
+/// the proxy's [`locality::Placement`]) depend on the proxy.
 fn service_clusters(
     index: &Index,
     proxy: &Proxy,
@@ -149,7 +150,6 @@ fn service_clusters(
     addressing: InboundAddressing,
 ) -> ProxyResources {
     let mut out = ProxyResources::default();
-    let proxy_locality = locality::Locality::of(&proxy.labels);
     let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
     let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
     for port in &service.ports {
@@ -159,7 +159,7 @@ fn service_clusters(
             None,
             &cluster::merged_policy(top, None, port.number),
             addressing,
-            &proxy_locality,
+            &proxy.labels,
         )];
         for subset in dr.iter().flat_map(|d| &d.spec.subsets) {
             let Some(name) = subset.name.as_deref() else {
@@ -172,7 +172,7 @@ fn service_clusters(
                 Some((name, &subset.labels)),
                 &policy,
                 addressing,
-                &proxy_locality,
+                &proxy.labels,
             ));
         }
         for b in built {
@@ -184,9 +184,14 @@ fn service_clusters(
 }
 
 /// A service's encoded clusters are built once for every namespace whose proxies see it through the
-/// same DestinationRule, per proxy locality: (hostname, namespace, the DR's namespace and name,
-/// locality).
-type ServiceClusterKey = (String, String, Option<(String, String)>, locality::Locality);
+/// same DestinationRule, per proxy placement: (hostname, namespace, the DR's namespace and name,
+/// placement).
+type ServiceClusterKey = (
+    String,
+    String,
+    Option<(String, String)>,
+    locality::Placement,
+);
 
 /// A service's encoded clusters and what they were built from: the next push reuses them (and
 /// their `Arc`s) when the service and its DestinationRule are unchanged.
@@ -204,6 +209,7 @@ fn outbound_clusters_packed(
     proxy: &Proxy,
     services: &[&Service],
     addressing: InboundAddressing,
+    placement: &locality::Placement,
     built: &mut HashMap<ServiceClusterKey, ServiceClusters>,
     previous: &HashMap<ServiceClusterKey, ServiceClusters>,
 ) -> Packed {
@@ -214,7 +220,7 @@ fn outbound_clusters_packed(
             service.hostname.clone(),
             service.namespace.clone(),
             dr.map(|d| (d.namespace.clone(), d.name.clone())),
-            locality::Locality::of(&proxy.labels),
+            placement.clone(),
         );
         let entry = built.entry(key).or_insert_with_key(|key| {
             let rule = dr.map(|d| d.spec.clone());
@@ -259,29 +265,16 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
     let mut out = ProxyResources::default();
     match proxy.kind {
         ProxyType::Sidecar => {
-            let ports = listener::inbound_ports(index, proxy);
             match proxy.interception {
-                Interception::None => {
-                    out.listeners.push(listener::outbound_listener(proxy));
-                    if !ports.is_empty() {
-                        out.listeners.push(listener::sidecar_inbound(proxy, &ports));
-                    }
-                }
-                Interception::Redirect => {
-                    out.listeners.push(listener::captured_inbound(&ports));
-                    out.clusters.push(cluster::inbound_passthrough());
-                }
+                Interception::None => out.listeners.push(listener::outbound_listener(proxy)),
+                Interception::Redirect => out.clusters.push(cluster::inbound_passthrough()),
             }
-            let source = match proxy.interception {
-                Interception::None => None,
-                Interception::Redirect => Some(cluster::INBOUND_PASSTHROUGH_SOURCE),
-            };
-            for (_, target, h2) in &ports {
-                let name = format!("inbound|{target}||");
-                if !out.clusters.iter().any(|c| c.name == name) {
-                    out.clusters
-                        .push(cluster::inbound(*target, &proxy.ip, *h2, source));
+            match ingress::ports(index, proxy) {
+                Some((ports, warnings)) => {
+                    out.warnings = warnings;
+                    out.extend(ingress::resources(index, proxy, &ports));
                 }
+                None => out.extend(service_inbound(index, proxy)),
             }
         }
         ProxyType::Router => {
@@ -295,6 +288,36 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
             out.listeners = listeners;
             out.routes = routes;
             out.warnings = warnings;
+        }
+    }
+    out
+}
+
+/// A sidecar's inbound side from its services' ports (no Sidecar `ingress`): HTTP ports routed to
+/// `inbound|PORT||` at the workload's own address, with the Sidecar's `inboundConnectionPool`.
+fn service_inbound(index: &Index, proxy: &Proxy) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    let ports = listener::inbound_ports(index, proxy);
+    let source = match proxy.interception {
+        Interception::None => {
+            if !ports.is_empty() {
+                out.listeners.push(listener::sidecar_inbound(proxy, &ports));
+            }
+            None
+        }
+        Interception::Redirect => {
+            out.listeners.push(listener::captured_inbound(&ports));
+            Some(cluster::INBOUND_PASSTHROUGH_SOURCE)
+        }
+    };
+    let pool = index
+        .sidecar_for(proxy)
+        .and_then(|s| s.spec.inbound_connection_pool.as_ref());
+    for (_, target, h2) in &ports {
+        let name = format!("inbound|{target}||");
+        if !out.clusters.iter().any(|c| c.name == name) {
+            out.clusters
+                .push(cluster::inbound(*target, &proxy.ip, *h2, source, pool));
         }
     }
     out
@@ -317,8 +340,9 @@ struct ScopeKey {
     namespace: String,
     /// The Sidecar resource scoping it, as `namespace/name`.
     sidecar: Option<String>,
-    /// Where it runs: endpoint priorities for locality failover depend on it.
-    locality: locality::Locality,
+    /// Where it runs (and its labels `failoverPriority` compares): endpoint weights and
+    /// priorities depend on it.
+    placement: locality::Placement,
 }
 
 /// What decides a sidecar's outbound route tables.
@@ -377,6 +401,8 @@ pub struct GenerationCache {
 pub struct Generator<'a> {
     index: &'a Index,
     addressing: InboundAddressing,
+    /// The labels `failoverPriority` rules compare, read once per push.
+    priority_labels: std::collections::BTreeSet<String>,
     previous: GenerationCache,
     built: Mutex<GenerationCache>,
 }
@@ -406,6 +432,7 @@ impl<'a> Generator<'a> {
         Generator {
             index,
             addressing,
+            priority_labels: locality::priority_labels(index),
             previous,
             built: Mutex::default(),
         }
@@ -454,7 +481,7 @@ impl<'a> Generator<'a> {
             sidecar: index
                 .sidecar_for(proxy)
                 .map(|s| format!("{}/{}", s.namespace, s.name)),
-            locality: locality::Locality::of(&proxy.labels),
+            placement: locality::Placement::of(&proxy.labels, &self.priority_labels),
         };
         let mut services = None;
         let mut visible = || {
@@ -474,6 +501,7 @@ impl<'a> Generator<'a> {
                     proxy,
                     &visible(),
                     self.addressing,
+                    &scope.placement,
                     &mut built.services,
                     &self.previous.services,
                 );

@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use mesh_api::types::destination_rule::LoadBalancerSettings;
 use mesh_api::types::gateway::{Server, ServerTlsMode};
 use mesh_api::types::virtual_service::RouteDestination;
 use mesh_api::validate::common::parse_duration;
@@ -27,6 +28,8 @@ use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::{
     ClusterSpecifier, WeightedCluster, weighted_cluster::ClusterWeight,
 };
+use xds_api::pb::envoy::r#type::v3::HashPolicy;
+use xds_api::pb::envoy::r#type::v3::hash_policy::{PolicySpecifier, SourceIp};
 use xds_api::pb::google::protobuf::UInt32Value;
 
 use crate::generate::route::{RouteContext, duration, outbound_cluster};
@@ -169,37 +172,79 @@ pub fn tcp_proxy_filter(proxy: &TcpProxy) -> Filter {
     }
 }
 
+/// What a DestinationRule sets on a `tcp_proxy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// `connectionPool.tcp.idleTimeout` (without one Envoy's default of an hour holds).
+    pub idle_timeout: Option<std::time::Duration>,
+    /// `consistentHash.useSourceIp`: `hash_policy: [{source_ip: {}}]`.
+    pub hash_source_ip: bool,
+}
+
 /// A `tcp_proxy` to one cluster, named after it (istiod's stat prefix).
-pub fn to_cluster(cluster: &str, idle_timeout: Option<std::time::Duration>) -> Filter {
+pub fn to_cluster(cluster: &str, options: TcpOptions) -> Filter {
+    let hash_policy = if options.hash_source_ip {
+        vec![HashPolicy {
+            policy_specifier: Some(PolicySpecifier::SourceIp(SourceIp {})),
+        }]
+    } else {
+        Vec::new()
+    };
     tcp_proxy_filter(&TcpProxy {
         stat_prefix: cluster.to_owned(),
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_owned())),
-        idle_timeout: idle_timeout.map(duration),
+        idle_timeout: options.idle_timeout.map(duration),
+        hash_policy,
         ..Default::default()
     })
 }
 
 impl RouteContext<'_> {
-    /// The DestinationRule's `connectionPool.tcp.idleTimeout` for `host` (istiod's TCP idle timeout;
-    /// without one Envoy's default of an hour holds).
-    fn tcp_idle_timeout(&self, host: &str) -> Option<std::time::Duration> {
+    /// The `tcp_proxy` options the DestinationRule of `host` gives a single destination (of `subset`),
+    /// as istiod's: the top-level TCP idle timeout, and a source IP hash when the top-level load
+    /// balancer hashes on it, unless the subset has a load balancer of its own (then the subset's
+    /// choice holds). Port-level settings do not count, nor do weighted destinations get a hash.
+    fn tcp_options(&self, host: &str, subset: Option<&str>) -> TcpOptions {
         let service_namespace = self
             .index
             .services
             .get(host)
             .map_or(self.proxy.namespace.as_str(), |s| s.namespace.as_str());
-        self.index
-            .destination_rule(host, &self.proxy.namespace, service_namespace)?
+        let Some(dr) = self
+            .index
+            .destination_rule(host, &self.proxy.namespace, service_namespace)
+        else {
+            return TcpOptions::default();
+        };
+        let top = dr.spec.traffic_policy.as_ref();
+        let source_ip = |lb: Option<&LoadBalancerSettings>| {
+            lb.and_then(|l| l.consistent_hash.as_ref())
+                .and_then(|h| h.use_source_ip)
+                .unwrap_or(false)
+        };
+        let mut hash_source_ip = source_ip(top.and_then(|t| t.load_balancer.as_ref()));
+        let subset_lb = dr
             .spec
-            .traffic_policy
-            .as_ref()?
-            .connection_pool
-            .as_ref()?
-            .tcp
-            .as_ref()?
-            .idle_timeout
-            .as_deref()
-            .and_then(|t| parse_duration(t).ok())
+            .subsets
+            .iter()
+            .find(|s| subset.is_some_and(|name| s.name.as_deref() == Some(name)))
+            .and_then(|s| s.traffic_policy.as_ref()?.load_balancer.as_ref());
+        if subset_lb.is_some() {
+            hash_source_ip = source_ip(subset_lb);
+        }
+        TcpOptions {
+            idle_timeout: top
+                .and_then(|t| {
+                    t.connection_pool
+                        .as_ref()?
+                        .tcp
+                        .as_ref()?
+                        .idle_timeout
+                        .as_deref()
+                })
+                .and_then(|t| parse_duration(t).ok()),
+            hash_source_ip,
+        }
     }
 
     /// The network filters of a `tcp`/`tls` route's destinations (istiod's
@@ -212,11 +257,13 @@ impl RouteContext<'_> {
             .as_ref()
             .and_then(|d| d.host.as_deref())
             .map(|h| self.index.services.resolve(h, &vs.namespace))?;
-        let idle_timeout = self.tcp_idle_timeout(&first_host);
         if let [single] = routes {
-            let cluster = self.destination_cluster(single.destination.as_ref()?, &vs.namespace);
-            return Some(to_cluster(&cluster, idle_timeout));
+            let destination = single.destination.as_ref()?;
+            let cluster = self.destination_cluster(destination, &vs.namespace);
+            let options = self.tcp_options(&first_host, destination.subset.as_deref());
+            return Some(to_cluster(&cluster, options));
         }
+        let idle_timeout = self.tcp_options(&first_host, None).idle_timeout;
         let clusters: Vec<ClusterWeight> = routes
             .iter()
             .filter(|r| r.weight.unwrap_or(0) > 0)
@@ -274,7 +321,7 @@ impl RouteContext<'_> {
         };
         let default_cluster = outbound_cluster(port, "", &service.hostname);
         let default_filter =
-            || to_cluster(&default_cluster, self.tcp_idle_timeout(&service.hostname));
+            || to_cluster(&default_cluster, self.tcp_options(&service.hostname, None));
         let mut out = Vec::new();
         if matches!(protocol, Protocol::Tls | Protocol::Https) {
             // The same SNI and destinations twice: only the first can ever match.
