@@ -13,7 +13,9 @@ use testkit::{
 };
 
 const BOSUN: &str = env!("CARGO_BIN_EXE_bosun");
-const WAIT: Duration = Duration::from_secs(20);
+/// Bound on each wait for a process to be ready or a change to arrive. Generous: the file's tests
+/// run in parallel, each with a control plane and several proxies, on machines with two cores.
+const WAIT: Duration = Duration::from_secs(45);
 
 /// Which proxy runs the sidecars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
