@@ -25,6 +25,7 @@ use rand::Rng;
 
 use crate::Runtime;
 use crate::access_log;
+use crate::replay::Replay;
 use crate::stats::{Counter, Gauge};
 use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
 
@@ -770,14 +771,18 @@ async fn forward(
     HeaderMutations::apply_request([&route.headers, &vh.headers, &routes.headers], &mut headers);
     let upstream_path = rewrite_path(path, f, &route.matcher.path);
 
-    // Keep the body when it may be sent again (retries, mirrors); stream it otherwise.
-    let replayable = policy.is_some() || !f.mirrors.is_empty();
+    // Mirrors take the whole body first; with a retry policy it streams and a copy is kept to
+    // send it again (as Envoy's retry buffer); otherwise it just streams.
     let mut streaming = None;
-    let buffered = if replayable {
+    let mut replay = None;
+    let buffered = if !f.mirrors.is_empty() {
         match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
             Ok(c) => Some(c.to_bytes()),
             Err(_) => return local_reply(StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
         }
+    } else if policy.is_some() {
+        replay = Some(Replay::new(body, RETRY_BUFFER_LIMIT));
+        None
     } else {
         streaming = Some(body);
         None
@@ -864,10 +869,11 @@ async fn forward(
         if vh.include_request_attempt_count {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
-        let body = match (&buffered, streaming.take()) {
-            (Some(b), _) => full(b.clone()),
-            (None, Some(incoming)) => incoming.map_err(|e| Box::new(e) as BoxError).boxed(),
-            (None, None) => full(Bytes::new()),
+        let body = match (&buffered, &replay, streaming.take()) {
+            (Some(b), _, _) => full(b.clone()),
+            (None, Some(r), _) => r.attempt().boxed(),
+            (None, None, Some(incoming)) => incoming.map_err(|e| Box::new(e) as BoxError).boxed(),
+            (None, None, None) => full(Bytes::new()),
         };
         let try_timeout = match (per_try, deadline) {
             (Some(p), Some(d)) => Some(p.min(d.saturating_duration_since(Instant::now()))),
@@ -941,7 +947,9 @@ async fn forward(
         cluster.stats.upstream_rq_active.dec();
 
         let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
-        let can_retry = attempt < attempts && !overall_expired && buffered.is_some();
+        let can_retry = attempt < attempts
+            && !overall_expired
+            && (buffered.is_some() || replay.as_ref().is_some_and(Replay::replayable));
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();

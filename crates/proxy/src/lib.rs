@@ -15,6 +15,7 @@ mod cors;
 mod dynamic;
 pub mod http;
 pub mod original_dst;
+mod replay;
 pub mod stats;
 mod tcp;
 pub mod tls;
