@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    Client, Envoy, Process, Protocol, Req, Response, TcpEcho, TempDir, Template, UpgradeEcho,
-    Upstream, UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
+    BIDI, CLIENT_STREAM, Client, Envoy, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho,
+    GrpcStream, Process, Protocol, Req, Response, SERVER_STREAM, TcpEcho, TempDir, Template,
+    UpgradeEcho, Upstream, UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -1295,7 +1296,34 @@ async fn retries_match_envoy() {
             "{}",
             p.name
         );
+
+        // A request body is sent whole again on a retry.
+        a.set_behaviour(UpstreamBehaviour {
+            fail_first_n: 1,
+            ..UpstreamBehaviour::default()
+        });
+        a.reset_counters();
+        let r = client
+            .send(Req::new(http::Method::POST, "/attempts").body(vec![b'x'; 100_000]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", p.name);
+        let lengths: Vec<usize> = a.recent().iter().map(|r| r.body_len).collect();
+        assert_eq!(lengths, [100_000, 100_000], "{}: both attempts", p.name);
         a.set_behaviour(UpstreamBehaviour::default());
+        // A body larger than the retry buffer (1 MiB) still streams through, but is not retried.
+        a.reset_counters();
+        let r = client
+            .send(
+                Req::new(http::Method::POST, "/codes")
+                    .header("x-testkit-status", "418")
+                    .body(vec![b'x'; 2 << 20]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 418, "{}: {}", p.name, r.text());
+        let lengths: Vec<usize> = a.recent().iter().map(|r| r.body_len).collect();
+        assert_eq!(lengths, [2 << 20], "{}: one attempt, whole body", p.name);
         a.reset_counters();
     }
     // The same traffic leaves the same counters.
@@ -1904,4 +1932,163 @@ async fn local_ratelimit_matches_envoy() {
         seen.push((listener, own, shadow, disabled, stats));
     }
     assert_eq!(seen[0], seen[1], "envoy (left) and bosun (right) differ");
+}
+
+// === gRPC streaming ===
+
+/// How one gRPC call went: the response's status, content type and upstream, the messages
+/// received, and the `grpc-status` / `grpc-message` it ended with.
+type GrpcOutcome = (
+    u16,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+    (Option<String>, Option<String>),
+);
+
+fn grpc_outcome(call: &GrpcStream, messages: Vec<String>) -> GrpcOutcome {
+    (
+        call.head.status.as_u16(),
+        call.header("content-type").map(str::to_owned),
+        call.header("x-upstream").map(str::to_owned),
+        messages,
+        call.status(),
+    )
+}
+
+fn text(msg: Option<bytes::Bytes>) -> Option<String> {
+    msg.map(|m| String::from_utf8_lossy(&m).into_owned())
+}
+
+/// The calls of `grpc_streaming_matches_envoy` through `p`, with `metadata` on each.
+async fn grpc_calls(p: &Running, metadata: &[(&str, &str)]) -> Vec<GrpcOutcome> {
+    let start = |path: &'static str, more: &'static [(&'static str, &'static str)]| {
+        let mut all = metadata.to_vec();
+        all.extend_from_slice(more);
+        async move { GrpcStream::start(p.listener, path, &all).await.unwrap() }
+    };
+    let mut outcomes = Vec::new();
+
+    // Bidi, one message each way at a time: each answer arrives while the client still holds the
+    // request stream open, so neither direction is buffered whole.
+    let mut call = start(BIDI, &[]).await;
+    let mut received = Vec::new();
+    for i in 0..5 {
+        call.send(format!("m{i}").as_bytes()).await.unwrap();
+        let answer = text(call.recv().await.unwrap());
+        assert_eq!(
+            answer,
+            Some(format!("echo:m{i}")),
+            "{}: bidi message {i}",
+            p.name
+        );
+        received.extend(answer);
+    }
+    call.close_send();
+    assert_eq!(call.recv().await.unwrap(), None, "{}: bidi end", p.name);
+    outcomes.push(grpc_outcome(&call, received));
+
+    // Server streaming: three answers to the first message, before the request stream ends.
+    let mut call = start(SERVER_STREAM, &[]).await;
+    call.send(b"3").await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.extend(text(call.recv().await.unwrap()));
+    }
+    call.close_send();
+    assert_eq!(
+        call.recv().await.unwrap(),
+        None,
+        "{}: server stream end",
+        p.name
+    );
+    outcomes.push(grpc_outcome(&call, received));
+
+    // Client streaming: one answer after the request stream ends.
+    let mut call = start(CLIENT_STREAM, &[]).await;
+    for m in ["a", "bb", "ccc"] {
+        call.send(m.as_bytes()).await.unwrap();
+    }
+    call.close_send();
+    let received = call.recv_all().await.unwrap();
+    outcomes.push(grpc_outcome(
+        &call,
+        received.into_iter().filter_map(|m| text(Some(m))).collect(),
+    ));
+
+    // An error status and message in the trailers after a message.
+    let mut call = start(
+        BIDI,
+        &[
+            (GRPC_STATUS_HEADER, "5"),
+            (GRPC_MESSAGE_HEADER, "no%20such%20thing"),
+        ],
+    )
+    .await;
+    call.send(b"x").await.unwrap();
+    let first = text(call.recv().await.unwrap());
+    call.close_send();
+    assert_eq!(call.recv().await.unwrap(), None);
+    outcomes.push(grpc_outcome(&call, first.into_iter().collect()));
+
+    // Trailers-only: the status in the response headers, no body, no trailers.
+    let mut call = start("/testkit.Echo/Nope", &[]).await;
+    call.close_send();
+    assert_eq!(call.recv().await.unwrap(), None);
+    assert!(call.trailers().is_none(), "{}: trailers-only", p.name);
+    outcomes.push(grpc_outcome(&call, Vec::new()));
+    outcomes
+}
+
+#[tokio::test]
+async fn grpc_streaming_matches_envoy() {
+    let grpc = GrpcEcho::start("grpc").unwrap();
+    let Some(both) = start_both(
+        "grpc.yaml",
+        &[],
+        &[
+            ("GRPC_HOST", grpc.addr().ip().to_string()),
+            ("GRPC_PORT", grpc.addr().port().to_string()),
+        ],
+    ) else {
+        return;
+    };
+    let ok = |messages: &[&str]| {
+        (
+            200,
+            Some("application/grpc".to_owned()),
+            Some("grpc".to_owned()),
+            messages.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>(),
+            (Some("0".to_owned()), None),
+        )
+    };
+    let expected = vec![
+        ok(&["echo:m0", "echo:m1", "echo:m2", "echo:m3", "echo:m4"]),
+        ok(&["1", "2", "3"]),
+        ok(&["a,bb,ccc"]),
+        (
+            200,
+            Some("application/grpc".to_owned()),
+            Some("grpc".to_owned()),
+            vec!["echo:x".to_owned()],
+            (Some("5".to_owned()), Some("no%20such%20thing".to_owned())),
+        ),
+        (
+            200,
+            Some("application/grpc".to_owned()),
+            Some("grpc".to_owned()),
+            Vec::new(),
+            (
+                Some("12".to_owned()),
+                Some("unknown method /testkit.Echo/Nope".to_owned()),
+            ),
+        ),
+    ];
+    for p in &both {
+        // Plain, and with Istio's default retry policy (and no route timeout) on the route.
+        for metadata in [&[][..], &[("x-route", "retry")][..]] {
+            let outcomes = grpc_calls(p, metadata).await;
+            assert_eq!(outcomes, expected, "{} with {metadata:?}", p.name);
+        }
+    }
 }

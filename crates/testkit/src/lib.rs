@@ -3,6 +3,8 @@
 //! - [`Upstream`]: an in-process HTTP/1.1 + h2c server answering a JSON echo, steerable per request through
 //!   `x-testkit-*` headers (which pass through proxies) and per server through [`UpstreamBehaviour`];
 //!   [`TcpEcho`] for TCP proxying, [`UpgradeEcho`] for HTTP upgrades (101, then an echo).
+//! - [`GrpcEcho`] / [`GrpcStream`]: gRPC streaming (client, server, bidirectional) over h2c, one
+//!   message at a time, with trailers.
 //! - [`open_tunnel`] / [`connect_tunnel`]: an upgrade request or a CONNECT through a proxy, then bytes
 //!   through the [`Tunnel`].
 //! - [`Envoy`]: real Envoy, the oracle, started from a bootstrap YAML and waited on until ready.
@@ -31,6 +33,7 @@
 mod client;
 mod envoy;
 mod error;
+mod grpc;
 mod net;
 mod process;
 mod server_thread;
@@ -44,6 +47,10 @@ pub use client::{
 };
 pub use envoy::{DEFAULT_READY_TIMEOUT, Envoy, EnvoyOptions};
 pub use error::{Error, Result};
+pub use grpc::{
+    BIDI, CLIENT_STREAM, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream,
+    SERVER_STREAM, grpc_frame,
+};
 pub use net::{blocking_get, free_port, localhost, try_free_port, wait_for_port, wait_ready};
 pub use process::Process;
 pub use tempdir::TempDir;

@@ -537,7 +537,7 @@ async fn serve_echo(
 }
 
 /// Accepts connections until `stop`, each handled by a task from `handle` (aborted at the stop).
-async fn accept_each<F, Fut>(listener: TcpListener, mut stop: StopSignal, mut handle: F)
+pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, mut stop: StopSignal, mut handle: F)
 where
     F: FnMut(TcpStream, StopSignal) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
