@@ -995,7 +995,10 @@ async fn forward(
                     Failure::Timeout => ["5xx", "gateway-error", "reset"]
                         .iter()
                         .any(|c| p.retries_on(c)),
-                    Failure::Reset => ["5xx", "gateway-error", "reset", "refused-stream"]
+                    Failure::Reset => ["5xx", "gateway-error", "reset"]
+                        .iter()
+                        .any(|c| p.retries_on(c)),
+                    Failure::RefusedStream => ["5xx", "gateway-error", "reset", "refused-stream"]
                         .iter()
                         .any(|c| p.retries_on(c)),
                 });
@@ -1034,16 +1037,21 @@ async fn forward(
                             &reset_body(attempt, "remote connection failure"),
                         )
                     }
-                    Failure::Reset => {
+                    Failure::Reset | Failure::RefusedStream => {
                         exchange.flags.upstream_reset = true;
                         cluster.record_status(503);
                         if cluster.uses_h2(downstream_h2) {
                             // An HTTP/2 stream reset; a closed HTTP/1 connection is not counted here.
                             cluster.stats.upstream_rq_rx_reset.inc();
                         }
+                        let reason = if failure == Failure::RefusedStream {
+                            "remote refused stream reset"
+                        } else {
+                            "connection termination"
+                        };
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            &reset_body(attempt, "connection termination"),
+                            &reset_body(attempt, reason),
                         )
                     }
                 };
@@ -1179,7 +1187,22 @@ fn retriable_status(p: &RetryPolicy, status: u16) -> bool {
 enum Failure {
     Connect,
     Timeout,
+    /// The connection closed or the stream was reset before a response.
     Reset,
+    /// An HTTP/2 upstream refused the stream (`REFUSED_STREAM`): only this is `refused-stream`.
+    RefusedStream,
+}
+
+/// Whether `e` or one of its causes is an HTTP/2 `REFUSED_STREAM` reset.
+fn is_refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cause = err.source();
+    }
+    false
 }
 
 async fn send(
@@ -1217,6 +1240,7 @@ async fn send(
     match result {
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),
+        Err(e) if is_refused_stream(&e) => Err(Failure::RefusedStream),
         Err(_) => Err(Failure::Reset),
     }
 }
