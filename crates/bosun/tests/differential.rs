@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    BIDI, CLIENT_STREAM, Client, Envoy, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho,
-    GrpcStream, Process, Protocol, Req, Response, SERVER_STREAM, TcpEcho, TempDir, Template,
-    UpgradeEcho, Upstream, UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
+    BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, GRPC_MESSAGE_HEADER,
+    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, Process, Protocol, Req, Response, SERVER_STREAM,
+    TcpEcho, TempDir, Template, UpgradeEcho, Upstream, UpstreamBehaviour, count_header, free_port,
+    localhost, open_tunnel,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -2091,4 +2092,162 @@ async fn grpc_streaming_matches_envoy() {
             assert_eq!(outcomes, expected, "{} with {metadata:?}", p.name);
         }
     }
+}
+
+// === Upstreams closing pooled connections ===
+
+/// Status, body (for local replies) and upstream of one answer.
+async fn answer(p: &Running, req: Req) -> (u16, String) {
+    let resp = Client::h1(p.listener).send(req).await.unwrap();
+    (resp.status(), resp.text())
+}
+
+/// One crossing case: the first request and the second (on the reused connection), each `(status,
+/// body)` with connection numbers counted from the case's first; what the upstream read of each
+/// (connection, body bytes, answered).
+type Crossing = (
+    &'static str,
+    (u16, String),
+    (u16, String),
+    Vec<(u64, Option<usize>, bool)>,
+);
+
+#[tokio::test]
+async fn upstream_closing_pooled_connections_matches_envoy() {
+    let fin = ClosingUpstream::start("fin", CloseWhen::AfterFirstResponse).unwrap();
+    // (case, placeholder, when the upstream closes, request body)
+    let cases = [
+        ("none", "CROSSING_NONE_PORT", CloseWhen::OnSecondRequest, 0),
+        (
+            "reset",
+            "CROSSING_RESET_PORT",
+            CloseWhen::OnSecondRequest,
+            0,
+        ),
+        (
+            "reset-post",
+            "CROSSING_RESET_POST_PORT",
+            CloseWhen::OnSecondRequest,
+            7,
+        ),
+        (
+            "reset-partial",
+            "CROSSING_RESET_PARTIAL_PORT",
+            CloseWhen::OnSecondRequestHead,
+            512 << 10,
+        ),
+        (
+            "istio",
+            "CROSSING_ISTIO_PORT",
+            CloseWhen::OnSecondRequest,
+            0,
+        ),
+    ];
+    let crossing = cases.map(|(case, _, when, _)| ClosingUpstream::start(case, when).unwrap());
+    let mut ports = vec![("FIN_PORT", fin.addr().port().to_string())];
+    for ((_, key, _, _), u) in cases.iter().zip(&crossing) {
+        ports.push((key, u.addr().port().to_string()));
+    }
+    let Some(both) = start_both("reuse.yaml", &[], &ports) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for p in &both {
+        // A connection the upstream closed after answering (keep-alive said nothing of closing) is
+        // not reused once the proxy saw the close: the next request gets a new one.
+        let opened = fin.connections();
+        let closed = fin.closes_seen();
+        assert_eq!(
+            answer(p, Req::get("/fin")).await,
+            (200, format!("connection {}", opened + 1)),
+            "{}",
+            p.name
+        );
+        fin.wait_closes_seen(closed + 1, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        assert_eq!(
+            answer(p, Req::get("/fin")).await,
+            (200, format!("connection {}", opened + 2)),
+            "{}: a new connection",
+            p.name
+        );
+
+        // The close crosses the request sent on the reused connection, which gets no byte of
+        // answer: a reset, retried only under a policy that retries resets, whatever the method.
+        let mut outcomes: Vec<Crossing> = Vec::new();
+        for ((case, _, _, body), upstream) in cases.iter().zip(&crossing) {
+            let path = format!("/crossing/{case}");
+            let req = if *body > 0 {
+                Req::new(http::Method::POST, &path).body(vec![b'x'; *body])
+            } else {
+                Req::get(&path)
+            };
+            upstream.clear();
+            let opened = upstream.connections();
+            let numbered = |(status, body): (u16, String)| match body
+                .strip_prefix("connection ")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                Some(n) => (status, format!("connection {}", n - opened)),
+                None => (status, body),
+            };
+            let first = numbered(answer(p, req.clone()).await);
+            let second = numbered(answer(p, req).await);
+            let reads = upstream
+                .requests()
+                .iter()
+                .map(|r| (r.connection - opened, r.body_len, r.answered))
+                .collect();
+            outcomes.push((case, first, second, reads));
+        }
+        seen.push(outcomes);
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+    let ok = |n: u64| (200, format!("connection {n}"));
+    let terminated = (
+        503,
+        "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            .to_owned(),
+    );
+    let partial = 512 << 10;
+    assert_eq!(
+        seen[0],
+        [
+            (
+                "none",
+                ok(1),
+                terminated.clone(),
+                vec![(1, Some(0), true), (1, Some(0), false)]
+            ),
+            (
+                "reset",
+                ok(1),
+                ok(2),
+                vec![(1, Some(0), true), (1, Some(0), false), (2, Some(0), true)]
+            ),
+            (
+                "reset-post",
+                ok(1),
+                ok(2),
+                vec![(1, Some(7), true), (1, Some(7), false), (2, Some(7), true)]
+            ),
+            (
+                "reset-partial",
+                ok(1),
+                ok(2),
+                vec![
+                    (1, Some(partial), true),
+                    (1, None, false),
+                    (2, Some(partial), true)
+                ]
+            ),
+            // Istio's default policy retries connect failures and refused streams, not this.
+            (
+                "istio",
+                ok(1),
+                terminated,
+                vec![(1, Some(0), true), (1, Some(0), false)]
+            ),
+        ]
+    );
 }

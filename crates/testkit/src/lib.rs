@@ -3,6 +3,8 @@
 //! - [`Upstream`]: an in-process HTTP/1.1 + h2c server answering a JSON echo, steerable per request through
 //!   `x-testkit-*` headers (which pass through proxies) and per server through [`UpstreamBehaviour`];
 //!   [`TcpEcho`] for TCP proxying, [`UpgradeEcho`] for HTTP upgrades (101, then an echo).
+//! - [`ClosingUpstream`]: HTTP/1.1 with keep-alive that closes connections at chosen moments (the
+//!   upstream-closes-a-pooled-connection race, deterministic).
 //! - [`GrpcEcho`] / [`GrpcStream`]: gRPC streaming (client, server, bidirectional) over h2c, one
 //!   message at a time, with trailers.
 //! - [`open_tunnel`] / [`connect_tunnel`]: an upgrade request or a CONNECT through a proxy, then bytes
@@ -31,6 +33,7 @@
 //! ```
 
 mod client;
+mod closing;
 mod envoy;
 mod error;
 mod grpc;
@@ -45,6 +48,7 @@ pub use client::{
     Client, Connection, DEFAULT_TIMEOUT, Protocol, Req, Response, Tunnel, connect_tunnel,
     count_header, h2c_get, http_get, open_tunnel, send_many,
 };
+pub use closing::{CloseWhen, ClosingRequest, ClosingUpstream};
 pub use envoy::{DEFAULT_READY_TIMEOUT, Envoy, EnvoyOptions};
 pub use error::{Error, Result};
 pub use grpc::{
