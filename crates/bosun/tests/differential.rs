@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::{
     BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, GRPC_MESSAGE_HEADER,
-    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, Process, Protocol, Req, Response, SERVER_STREAM,
-    TcpEcho, TempDir, Template, UpgradeEcho, Upstream, UpstreamBehaviour, count_header, free_port,
-    localhost, open_tunnel,
+    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, HOLD_HEADER, Process, Protocol, Req, Response,
+    SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream, UpstreamBehaviour,
+    count_header, free_port, localhost, open_tunnel,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -71,9 +71,23 @@ fn start_both(
     upstreams: &[(&str, &Upstream)],
     extra: &[(&str, String)],
 ) -> Option<[Running; 2]> {
+    start_both_with(name, upstreams, extra, &[])
+}
+
+/// [`start_both`] with more command-line arguments for Envoy.
+fn start_both_with(
+    name: &str,
+    upstreams: &[(&str, &Upstream)],
+    extra: &[(&str, String)],
+    envoy_args: &[&str],
+) -> Option<[Running; 2]> {
     Envoy::find_or_skip(name)?;
     let (yaml, listener, listener2, _) = render(name, upstreams, extra);
-    let envoy = Envoy::start(&yaml).unwrap();
+    let options = testkit::EnvoyOptions {
+        extra_args: envoy_args.iter().map(|a| (*a).to_owned()).collect(),
+        ..testkit::EnvoyOptions::default()
+    };
+    let envoy = Envoy::start_with(&yaml, &options).unwrap();
     let envoy = Running {
         name: "envoy",
         listener,
@@ -2249,5 +2263,97 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
                 vec![(1, Some(0), true), (1, Some(0), false)]
             ),
         ]
+    );
+}
+
+// === Draining ===
+
+/// What clients see of a drain that starts while they wait for an answer: the HTTP/1.1 request's
+/// status and `connection` header, the h2 request's status, and the h2 connection's first
+/// GOAWAY (its error code, and whether it lets the stream in flight finish).
+type Drained = ((u16, Option<String>), u16, (u32, bool));
+
+/// Sends an HTTP/1.1 and an h2 request that `a` holds, starts the drain with `drain` (which returns
+/// once the drain is under way) when `a` has both, then lets `a` answer.
+async fn drain_in_flight(p: &Running, a: &Upstream, drain: impl AsyncFnOnce()) -> Drained {
+    let tap = H2Tap::start(p.listener).unwrap();
+    let before = a.requests();
+    let held = |path: &str| Req::get(path).header(HOLD_HEADER, "1");
+    let mut h2 = Client::h2c(tap.addr()).connect().await.unwrap();
+    let h2 = tokio::spawn(async move { h2.send(held("/h1/h2-in-flight")).await });
+    let mut h1 = Client::h1(p.listener).connect().await.unwrap();
+    let h1 = tokio::spawn(async move { h1.send(held("/h1/h1-in-flight")).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.requests() < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{}: requests reach the upstream",
+            p.name
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drain().await;
+    a.release_held(2);
+    let h1 = h1.await.unwrap().unwrap();
+    let h2 = h2.await.unwrap().unwrap();
+    let goaways = tap
+        .wait_goaway(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    (
+        (h1.status(), h1.header("connection").map(str::to_owned)),
+        h2.status(),
+        (goaways[0].error_code, goaways[0].last_stream_id >= 1),
+    )
+}
+
+#[tokio::test]
+async fn draining_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    // Envoy drains on `POST /drain_listeners?graceful` (SIGTERM stops it at once), at once with the
+    // immediate strategy; bosun drains on SIGTERM, then exits.
+    let Some(mut both) = start_both_with(
+        "http2.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[],
+        &["--drain-strategy", "immediate", "--drain-time-s", "10"],
+    ) else {
+        return;
+    };
+    let admin = both[0].admin;
+    let envoy = drain_in_flight(&both[0], &a, async || {
+        let (status, body) =
+            testkit::blocking_post(admin, "/drain_listeners?graceful", Duration::from_secs(5))
+                .unwrap();
+        assert_eq!(status, 200, "envoy /drain_listeners: {body}");
+    })
+    .await;
+    let (mut process, _dir) = both[1]._bosun.take().unwrap();
+    let listener = both[1].listener;
+    let bosun = drain_in_flight(&both[1], &a, async || {
+        process.terminate().unwrap();
+        // Under way once the listener no longer accepts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(listener).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "bosun stops accepting on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(bosun, envoy, "bosun (left) and envoy (right) differ");
+    assert_eq!(
+        bosun,
+        ((200, Some("close".to_owned())), 200, (0, true)),
+        "in-flight requests finish; HTTP/1.1 says close, h2 gets a NO_ERROR GOAWAY"
+    );
+    // Once its connections are done, bosun exits 0.
+    let exit = process.wait_timeout(Duration::from_secs(15)).unwrap();
+    assert!(
+        exit.success(),
+        "bosun after SIGTERM: {exit:?}\n{}",
+        process.stderr_tail()
     );
 }

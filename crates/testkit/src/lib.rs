@@ -5,6 +5,7 @@
 //!   [`TcpEcho`] for TCP proxying, [`UpgradeEcho`] for HTTP upgrades (101, then an echo).
 //! - [`ClosingUpstream`]: HTTP/1.1 with keep-alive that closes connections at chosen moments (the
 //!   upstream-closes-a-pooled-connection race, deterministic).
+//! - [`H2Tap`]: a relay that sees the HTTP/2 frames a server sends (GOAWAY).
 //! - [`GrpcEcho`] / [`GrpcStream`]: gRPC streaming (client, server, bidirectional) over h2c, one
 //!   message at a time, with trailers.
 //! - [`open_tunnel`] / [`connect_tunnel`]: an upgrade request or a CONNECT through a proxy, then bytes
@@ -37,6 +38,7 @@ mod closing;
 mod envoy;
 mod error;
 mod grpc;
+mod h2tap;
 mod net;
 mod process;
 mod server_thread;
@@ -55,13 +57,16 @@ pub use grpc::{
     BIDI, CLIENT_STREAM, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream,
     SERVER_STREAM, grpc_frame,
 };
-pub use net::{blocking_get, free_port, localhost, try_free_port, wait_for_port, wait_ready};
+pub use h2tap::{GoAway, H2Tap};
+pub use net::{
+    blocking_get, blocking_post, free_port, localhost, try_free_port, wait_for_port, wait_ready,
+};
 pub use process::Process;
 pub use tempdir::TempDir;
 pub use template::{Template, TemplateError, render};
 pub use upstream::{
-    BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, RecordedRequest, STATUS_HEADER, TcpEcho,
-    UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
+    BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, HOLD_HEADER, RecordedRequest, STATUS_HEADER,
+    TcpEcho, UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
 };
 
 /// Locks a mutex, recovering the data if a panicking test poisoned it.
