@@ -1944,6 +1944,61 @@ async fn local_ratelimit_matches_envoy() {
         expect("own", [3, 1, 2, 1]);
         expect("shadow", [3, 0, 1, 2]);
         expect("disabled", [0, 0, 0, 0]);
+
+        // A virtual host's bucket, shared by its routes; a route's own replaces it. Retry-After
+        // on a 429: the seconds until the next token (500 for 2 tokens per 1000 s), or the
+        // config's own; none on another status.
+        let mut vhost = Vec::new();
+        for path in [
+            "/a",
+            "/b",
+            "/a",
+            "/own",
+            "/own",
+            "/set",
+            "/set",
+            "/unavailable",
+            "/unavailable",
+        ] {
+            let resp = Client::h1(p.listener)
+                .send(Req::get(path).header("host", "vh.example"))
+                .await
+                .unwrap();
+            vhost.push((
+                path,
+                resp.status(),
+                resp.header("retry-after").map(str::to_owned),
+            ));
+        }
+        let answer = |path, status, retry_after: Option<&str>| {
+            (path, status, retry_after.map(str::to_owned))
+        };
+        assert_eq!(
+            vhost,
+            [
+                answer("/a", 200, None),
+                answer("/b", 200, None),
+                answer("/a", 429, Some("500")),
+                answer("/own", 200, None),
+                answer("/own", 429, Some("30")),
+                answer("/set", 200, None),
+                answer("/set", 429, Some("7")),
+                answer("/unavailable", 200, None),
+                answer("/unavailable", 503, None),
+            ],
+            "{}: virtual host and Retry-After",
+            p.name
+        );
+        let vh_stats: Vec<i64> = ["enabled", "enforced", "ok", "rate_limited"]
+            .iter()
+            .map(|name| p.stat(&format!("vh.http_local_rate_limit.{name}")))
+            .collect();
+        assert_eq!(
+            vh_stats,
+            [3, 1, 2, 1],
+            "{}: the virtual host's stats",
+            p.name
+        );
         seen.push((listener, own, shadow, disabled, stats));
     }
     assert_eq!(seen[0], seen[1], "envoy (left) and bosun (right) differ");

@@ -296,7 +296,7 @@ async fn handle(
     };
     let mut ratelimit_headers = None;
     if ratelimit_first {
-        match local_ratelimit(ctx, route, exchange) {
+        match local_ratelimit(ctx, vh, route, exchange) {
             Ok(h) => ratelimit_headers = h,
             Err(reply) => return *reply,
         }
@@ -313,7 +313,7 @@ async fn handle(
         return reply;
     }
     if !ratelimit_first {
-        match local_ratelimit(ctx, route, exchange) {
+        match local_ratelimit(ctx, vh, route, exchange) {
             Ok(h) => ratelimit_headers = h,
             Err(reply) => return *reply,
         }
@@ -352,11 +352,12 @@ async fn handle(
     resp
 }
 
-/// The local rate limit filter: the route's own config (and token bucket) replaces the
-/// listener's. `Err` is the reply to a rate-limited request; `Ok` carries the `x-ratelimit-*`
-/// headers for the response, when configured.
+/// The local rate limit filter: the route's own config (and token bucket), else its virtual
+/// host's, replaces the listener's. `Err` is the reply to a rate-limited request; `Ok` carries the
+/// `x-ratelimit-*` headers for the response, when configured.
 fn local_ratelimit(
     ctx: &ConnContext,
+    vh: &VirtualHost,
     route: &Route,
     exchange: &mut Exchange,
 ) -> Result<Option<HeaderMap>, Box<Response<Body>>> {
@@ -366,7 +367,11 @@ fn local_ratelimit(
     }) else {
         return Ok(None);
     };
-    let config = route.local_ratelimit.as_ref().unwrap_or(listener);
+    let config = route
+        .local_ratelimit
+        .as_ref()
+        .or(vh.local_ratelimit.as_ref())
+        .unwrap_or(listener);
     if !chance(config.enabled_per_million) {
         return Ok(None);
     }
@@ -413,6 +418,15 @@ fn local_ratelimit(
     resp.headers_mut().extend(headers);
     for add in &config.response_headers_to_add {
         add.apply(resp.headers_mut());
+    }
+    if config.retry_after
+        && resp.status() == StatusCode::TOO_MANY_REQUESTS
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(take.reset_secs.max(1)),
+        );
     }
     Err(Box::new(resp))
 }
