@@ -976,7 +976,9 @@ async fn forward(
                     },
                 );
                 if can_retry
-                    && policy.is_some_and(|p| retriable_status(p, status))
+                    && policy.is_some_and(|p| {
+                        retriable_status(p, status) || retriable_grpc(p, resp.headers())
+                    })
                     && take_retry(cluster, exchange)
                 {
                     drop(resp);
@@ -1195,6 +1197,27 @@ fn retriable_status(p: &RetryPolicy, status: u16) -> bool {
         || (p.retries_on("gateway-error") && matches!(status, 502..=504))
         || (p.retries_on("retriable-4xx") && status == 409)
         || (p.retries_on("retriable-status-codes") && p.retriable_status_codes.contains(&status))
+}
+
+/// gRPC's retry conditions, on the `grpc-status` of the response headers (a trailers-only answer),
+/// as Envoy: `cancelled` (1), `deadline-exceeded` (4), `resource-exhausted` (8), `internal` (13),
+/// `unavailable` (14).
+fn retriable_grpc(p: &RetryPolicy, headers: &HeaderMap) -> bool {
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let condition = match code {
+        1 => "cancelled",
+        4 => "deadline-exceeded",
+        8 => "resource-exhausted",
+        13 => "internal",
+        14 => "unavailable",
+        _ => return false,
+    };
+    p.retries_on(condition)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
