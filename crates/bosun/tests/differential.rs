@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, GRPC_MESSAGE_HEADER,
+    BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, FAIL, GRPC_MESSAGE_HEADER,
     GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, HOLD_HEADER, Process, Protocol, Req, Response,
     SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream, UpstreamBehaviour,
     count_header, free_port, localhost, open_tunnel,
@@ -2160,6 +2160,36 @@ async fn grpc_streaming_matches_envoy() {
             let outcomes = grpc_calls(p, metadata).await;
             assert_eq!(outcomes, expected, "{} with {metadata:?}", p.name);
         }
+        // gRPC retry conditions on a trailers-only answer's status: Istio's policy retries
+        // `unavailable` (14) and `cancelled` (1) twice, not `not found` (5); no policy, no retry.
+        let mut attempts = Vec::new();
+        for (route, status) in [
+            ("none", "14"),
+            ("retry", "14"),
+            ("retry", "1"),
+            ("retry", "5"),
+        ] {
+            let before = grpc.calls();
+            let metadata = [(GRPC_STATUS_HEADER, status), ("x-route", route)];
+            let mut call = GrpcStream::start(p.listener, FAIL, &metadata)
+                .await
+                .unwrap();
+            call.close_send();
+            assert_eq!(call.recv().await.unwrap(), None, "{}", p.name);
+            attempts.push((route, grpc.calls() - before, call.status().0));
+        }
+        let tried = |route, n, status: &str| (route, n, Some(status.to_owned()));
+        assert_eq!(
+            attempts,
+            [
+                tried("none", 1, "14"),
+                tried("retry", 3, "14"),
+                tried("retry", 3, "1"),
+                tried("retry", 1, "5"),
+            ],
+            "{}: gRPC retries",
+            p.name
+        );
     }
 }
 

@@ -34,6 +34,9 @@ pub const BIDI: &str = "/testkit.Echo/Bidi";
 pub const SERVER_STREAM: &str = "/testkit.Echo/ServerStream";
 /// Client streaming: every request message is read, then one answer: the messages joined by `,`.
 pub const CLIENT_STREAM: &str = "/testkit.Echo/ClientStream";
+/// Unary failure: answered at once, trailers-only, with the request's [`GRPC_STATUS_HEADER`]
+/// (default `14`, `UNAVAILABLE`) and [`GRPC_MESSAGE_HEADER`].
+pub const FAIL: &str = "/testkit.Echo/Fail";
 /// Request metadata: the `grpc-status` to end the call with (default `0`).
 pub const GRPC_STATUS_HEADER: &str = "x-testkit-grpc-status";
 /// Request metadata: the `grpc-message` to end the call with (sent as given, already
@@ -116,8 +119,8 @@ fn channel_body() -> (mpsc::Sender<Frame<Bytes>>, ChannelBody) {
 
 // === the server ===
 
-/// An h2c gRPC server on `127.0.0.1:<ephemeral>` with the methods [`BIDI`], [`SERVER_STREAM`] and
-/// [`CLIENT_STREAM`]; any other path gets a trailers-only `UNIMPLEMENTED` (12). Every response
+/// An h2c gRPC server on `127.0.0.1:<ephemeral>` with the methods [`BIDI`], [`SERVER_STREAM`],
+/// [`CLIENT_STREAM`] and [`FAIL`]; any other path gets a trailers-only `UNIMPLEMENTED` (12). Every response
 /// carries `x-upstream: <name>`; the call ends with trailers `grpc-status` and `grpc-message`
 /// from the request's [`GRPC_STATUS_HEADER`] and [`GRPC_MESSAGE_HEADER`] (default `0`, none).
 /// Stops on drop.
@@ -192,8 +195,16 @@ async fn call(
     if let Ok(v) = HeaderValue::from_str(&name) {
         headers.insert(UPSTREAM_HEADER, v);
     }
-    if ![BIDI, SERVER_STREAM, CLIENT_STREAM].contains(&path.as_str()) {
+    if path == FAIL {
         // Trailers-only: the status in the headers, no body.
+        let status = metadata(&req, GRPC_STATUS_HEADER).unwrap_or(HeaderValue::from_static("14"));
+        headers.insert("grpc-status", status);
+        if let Some(m) = message {
+            headers.insert("grpc-message", m);
+        }
+        return Ok(resp);
+    }
+    if ![BIDI, SERVER_STREAM, CLIENT_STREAM].contains(&path.as_str()) {
         headers.insert("grpc-status", HeaderValue::from_static("12"));
         if let Ok(v) = HeaderValue::from_str(&format!("unknown method {path}")) {
             headers.insert("grpc-message", v);

@@ -54,7 +54,7 @@ pub use closing::{CloseWhen, ClosingRequest, ClosingUpstream};
 pub use envoy::{DEFAULT_READY_TIMEOUT, Envoy, EnvoyOptions};
 pub use error::{Error, Result};
 pub use grpc::{
-    BIDI, CLIENT_STREAM, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream,
+    BIDI, CLIENT_STREAM, FAIL, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream,
     SERVER_STREAM, grpc_frame,
 };
 pub use h2tap::{GoAway, H2Tap};
