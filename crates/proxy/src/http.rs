@@ -1005,9 +1005,16 @@ async fn forward(
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
                 let retriable = policy.is_some_and(|p| match failure {
-                    Failure::Connect => ["5xx", "gateway-error", "connect-failure", "reset"]
-                        .iter()
-                        .any(|c| p.retries_on(c)),
+                    // Nothing was sent: a reset before the request, too.
+                    Failure::Connect => [
+                        "5xx",
+                        "gateway-error",
+                        "connect-failure",
+                        "reset",
+                        "reset-before-request",
+                    ]
+                    .iter()
+                    .any(|c| p.retries_on(c)),
                     Failure::Timeout => ["5xx", "gateway-error", "reset"]
                         .iter()
                         .any(|c| p.retries_on(c)),
