@@ -2236,6 +2236,12 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
             512 << 10,
         ),
         (
+            "before-request",
+            "CROSSING_BEFORE_REQUEST_PORT",
+            CloseWhen::OnSecondRequest,
+            0,
+        ),
+        (
             "istio",
             "CROSSING_ISTIO_PORT",
             CloseWhen::OnSecondRequest,
@@ -2243,7 +2249,10 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
         ),
     ];
     let crossing = cases.map(|(case, _, when, _)| ClosingUpstream::start(case, when).unwrap());
-    let mut ports = vec![("FIN_PORT", fin.addr().port().to_string())];
+    let mut ports = vec![
+        ("FIN_PORT", fin.addr().port().to_string()),
+        ("CLOSED_PORT", free_port().to_string()),
+    ];
     for ((_, key, _, _), u) in cases.iter().zip(&crossing) {
         ports.push((key, u.addr().port().to_string()));
     }
@@ -2300,6 +2309,18 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
             outcomes.push((case, first, second, reads));
         }
         seen.push(outcomes);
+
+        // A connection refused is a reset before the request was sent: retried under
+        // reset-before-request (twice), then 503.
+        let retries = p.stat("cluster.closed.upstream_rq_retry");
+        let (status, _) = answer(p, Req::get("/closed")).await;
+        let retried = p.stat("cluster.closed.upstream_rq_retry") - retries;
+        assert_eq!(
+            (status, retried),
+            (503, 2),
+            "{}: a refused connection",
+            p.name
+        );
     }
     assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
     let ok = |n: u64| (200, format!("connection {n}"));
@@ -2339,6 +2360,13 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
                     (1, None, false),
                     (2, Some(partial), true)
                 ]
+            ),
+            // A request that was sent is not retried under reset-before-request.
+            (
+                "before-request",
+                ok(1),
+                terminated.clone(),
+                vec![(1, Some(0), true), (1, Some(0), false)]
             ),
             // Istio's default policy retries connect failures and refused streams, not this.
             (
