@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::{
     BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, FAIL, GRPC_MESSAGE_HEADER,
-    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, HOLD_HEADER, Process, Protocol, Req, Response,
-    SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream, UpstreamBehaviour,
-    count_header, free_port, localhost, open_tunnel,
+    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, HOLD_HEADER, Process, Protocol, RefusingH2,
+    Req, Response, SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream,
+    UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -2249,9 +2249,11 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
         ),
     ];
     let crossing = cases.map(|(case, _, when, _)| ClosingUpstream::start(case, when).unwrap());
+    let refusing = RefusingH2::start().unwrap();
     let mut ports = vec![
         ("FIN_PORT", fin.addr().port().to_string()),
         ("CLOSED_PORT", free_port().to_string()),
+        ("REFUSING_PORT", refusing.addr().port().to_string()),
     ];
     for ((_, key, _, _), u) in cases.iter().zip(&crossing) {
         ports.push((key, u.addr().port().to_string()));
@@ -2319,6 +2321,33 @@ async fn upstream_closing_pooled_connections_matches_envoy() {
             (status, retried),
             (503, 2),
             "{}: a refused connection",
+            p.name
+        );
+
+        // A refused stream (HTTP/2 REFUSED_STREAM): retried under refused-stream, then 503.
+        let mut refused = Vec::new();
+        for path in ["/refused/none", "/refused/stream"] {
+            let before = refusing.refused();
+            let (status, body) = answer(p, Req::get(path)).await;
+            refused.push((path, status, body, refusing.refused() - before));
+        }
+        let reply = |retried: bool| {
+            format!(
+                "upstream connect error or disconnect/reset before headers. {}: remote refused stream reset",
+                if retried {
+                    "retried and the latest reset reason"
+                } else {
+                    "reset reason"
+                }
+            )
+        };
+        assert_eq!(
+            refused,
+            [
+                ("/refused/none", 503, reply(false), 1),
+                ("/refused/stream", 503, reply(true), 3),
+            ],
+            "{}: refused streams",
             p.name
         );
     }

@@ -5,7 +5,8 @@
 //!   [`TcpEcho`] for TCP proxying, [`UpgradeEcho`] for HTTP upgrades (101, then an echo).
 //! - [`ClosingUpstream`]: HTTP/1.1 with keep-alive that closes connections at chosen moments (the
 //!   upstream-closes-a-pooled-connection race, deterministic).
-//! - [`H2Tap`]: a relay that sees the HTTP/2 frames a server sends (GOAWAY).
+//! - [`H2Tap`]: a relay that sees the HTTP/2 frames a server sends (GOAWAY); [`RefusingH2`], an h2c
+//!   server refusing every stream.
 //! - [`GrpcEcho`] / [`GrpcStream`]: gRPC streaming (client, server, bidirectional) over h2c, one
 //!   message at a time, with trailers.
 //! - [`open_tunnel`] / [`connect_tunnel`]: an upgrade request or a CONNECT through a proxy, then bytes
@@ -57,7 +58,7 @@ pub use grpc::{
     BIDI, CLIENT_STREAM, FAIL, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream,
     SERVER_STREAM, grpc_frame,
 };
-pub use h2tap::{GoAway, H2Tap};
+pub use h2tap::{GoAway, H2Tap, RefusingH2};
 pub use net::{
     blocking_get, blocking_post, free_port, localhost, try_free_port, wait_for_port, wait_ready,
 };
