@@ -393,12 +393,13 @@ impl GrpcStream {
             )));
         };
         let what = format!("{}: sending a message", self.what);
+        let gone = Error::InvalidRequest(format!("{what}: the request stream is gone"));
         let sent = async {
             tx.send(Frame::data(grpc_frame(msg)))
                 .await
-                .map_err(|_| Error::InvalidRequest(format!("{what}: the request stream is gone")))
+                .map_err(|_| gone)
         };
-        bounded(format!("{}: sending a message", self.what), sent).await
+        bounded(what, sent).await
     }
 
     /// Ends the request stream (half-close).
