@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{
-    Client, Envoy, Process, Protocol, Req, Response, TcpEcho, TempDir, Template, UpgradeEcho,
-    Upstream, UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
+    BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, FAIL, GRPC_MESSAGE_HEADER,
+    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, HOLD_HEADER, Process, Protocol, RefusingH2,
+    Req, Response, SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream,
+    UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
 };
 
 /// One proxy under test: Envoy or Bosun, with the listener it serves on.
@@ -69,9 +71,23 @@ fn start_both(
     upstreams: &[(&str, &Upstream)],
     extra: &[(&str, String)],
 ) -> Option<[Running; 2]> {
+    start_both_with(name, upstreams, extra, &[])
+}
+
+/// [`start_both`] with more command-line arguments for Envoy.
+fn start_both_with(
+    name: &str,
+    upstreams: &[(&str, &Upstream)],
+    extra: &[(&str, String)],
+    envoy_args: &[&str],
+) -> Option<[Running; 2]> {
     Envoy::find_or_skip(name)?;
     let (yaml, listener, listener2, _) = render(name, upstreams, extra);
-    let envoy = Envoy::start(&yaml).unwrap();
+    let options = testkit::EnvoyOptions {
+        extra_args: envoy_args.iter().map(|a| (*a).to_owned()).collect(),
+        ..testkit::EnvoyOptions::default()
+    };
+    let envoy = Envoy::start_with(&yaml, &options).unwrap();
     let envoy = Running {
         name: "envoy",
         listener,
@@ -1295,7 +1311,34 @@ async fn retries_match_envoy() {
             "{}",
             p.name
         );
+
+        // A request body is sent whole again on a retry.
+        a.set_behaviour(UpstreamBehaviour {
+            fail_first_n: 1,
+            ..UpstreamBehaviour::default()
+        });
+        a.reset_counters();
+        let r = client
+            .send(Req::new(http::Method::POST, "/attempts").body(vec![b'x'; 100_000]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", p.name);
+        let lengths: Vec<usize> = a.recent().iter().map(|r| r.body_len).collect();
+        assert_eq!(lengths, [100_000, 100_000], "{}: both attempts", p.name);
         a.set_behaviour(UpstreamBehaviour::default());
+        // A body larger than the retry buffer (1 MiB) still streams through, but is not retried.
+        a.reset_counters();
+        let r = client
+            .send(
+                Req::new(http::Method::POST, "/codes")
+                    .header("x-testkit-status", "418")
+                    .body(vec![b'x'; 2 << 20]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 418, "{}: {}", p.name, r.text());
+        let lengths: Vec<usize> = a.recent().iter().map(|r| r.body_len).collect();
+        assert_eq!(lengths, [2 << 20], "{}: one attempt, whole body", p.name);
         a.reset_counters();
     }
     // The same traffic leaves the same counters.
@@ -1901,7 +1944,558 @@ async fn local_ratelimit_matches_envoy() {
         expect("own", [3, 1, 2, 1]);
         expect("shadow", [3, 0, 1, 2]);
         expect("disabled", [0, 0, 0, 0]);
+
+        // A virtual host's bucket, shared by its routes; a route's own replaces it. Retry-After
+        // on a 429: the seconds until the next token (500 for 2 tokens per 1000 s), or the
+        // config's own; none on another status.
+        let mut vhost = Vec::new();
+        for path in [
+            "/a",
+            "/b",
+            "/a",
+            "/own",
+            "/own",
+            "/set",
+            "/set",
+            "/unavailable",
+            "/unavailable",
+        ] {
+            let resp = Client::h1(p.listener)
+                .send(Req::get(path).header("host", "vh.example"))
+                .await
+                .unwrap();
+            vhost.push((
+                path,
+                resp.status(),
+                resp.header("retry-after").map(str::to_owned),
+            ));
+        }
+        let answer = |path, status, retry_after: Option<&str>| {
+            (path, status, retry_after.map(str::to_owned))
+        };
+        assert_eq!(
+            vhost,
+            [
+                answer("/a", 200, None),
+                answer("/b", 200, None),
+                answer("/a", 429, Some("500")),
+                answer("/own", 200, None),
+                answer("/own", 429, Some("30")),
+                answer("/set", 200, None),
+                answer("/set", 429, Some("7")),
+                answer("/unavailable", 200, None),
+                answer("/unavailable", 503, None),
+            ],
+            "{}: virtual host and Retry-After",
+            p.name
+        );
+        let vh_stats: Vec<i64> = ["enabled", "enforced", "ok", "rate_limited"]
+            .iter()
+            .map(|name| p.stat(&format!("vh.http_local_rate_limit.{name}")))
+            .collect();
+        assert_eq!(
+            vh_stats,
+            [3, 1, 2, 1],
+            "{}: the virtual host's stats",
+            p.name
+        );
         seen.push((listener, own, shadow, disabled, stats));
     }
     assert_eq!(seen[0], seen[1], "envoy (left) and bosun (right) differ");
+}
+
+// === gRPC streaming ===
+
+/// How one gRPC call went: the response's status, content type and upstream, the messages
+/// received, and the `grpc-status` / `grpc-message` it ended with.
+type GrpcOutcome = (
+    u16,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+    (Option<String>, Option<String>),
+);
+
+fn grpc_outcome(call: &GrpcStream, messages: Vec<String>) -> GrpcOutcome {
+    (
+        call.head.status.as_u16(),
+        call.header("content-type").map(str::to_owned),
+        call.header("x-upstream").map(str::to_owned),
+        messages,
+        call.status(),
+    )
+}
+
+fn text(msg: Option<bytes::Bytes>) -> Option<String> {
+    msg.map(|m| String::from_utf8_lossy(&m).into_owned())
+}
+
+/// The calls of `grpc_streaming_matches_envoy` through `p`, with `metadata` on each.
+async fn grpc_calls(p: &Running, metadata: &[(&str, &str)]) -> Vec<GrpcOutcome> {
+    let start = |path: &'static str, more: &'static [(&'static str, &'static str)]| {
+        let mut all = metadata.to_vec();
+        all.extend_from_slice(more);
+        async move { GrpcStream::start(p.listener, path, &all).await.unwrap() }
+    };
+    let mut outcomes = Vec::new();
+
+    // Bidi, one message each way at a time: each answer arrives while the client still holds the
+    // request stream open, so neither direction is buffered whole.
+    let mut call = start(BIDI, &[]).await;
+    let mut received = Vec::new();
+    for i in 0..5 {
+        call.send(format!("m{i}").as_bytes()).await.unwrap();
+        let answer = text(call.recv().await.unwrap());
+        assert_eq!(
+            answer,
+            Some(format!("echo:m{i}")),
+            "{}: bidi message {i}",
+            p.name
+        );
+        received.extend(answer);
+    }
+    call.close_send();
+    assert_eq!(call.recv().await.unwrap(), None, "{}: bidi end", p.name);
+    outcomes.push(grpc_outcome(&call, received));
+
+    // Server streaming: three answers to the first message, before the request stream ends.
+    let mut call = start(SERVER_STREAM, &[]).await;
+    call.send(b"3").await.unwrap();
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.extend(text(call.recv().await.unwrap()));
+    }
+    call.close_send();
+    assert_eq!(
+        call.recv().await.unwrap(),
+        None,
+        "{}: server stream end",
+        p.name
+    );
+    outcomes.push(grpc_outcome(&call, received));
+
+    // Client streaming: one answer after the request stream ends.
+    let mut call = start(CLIENT_STREAM, &[]).await;
+    for m in ["a", "bb", "ccc"] {
+        call.send(m.as_bytes()).await.unwrap();
+    }
+    call.close_send();
+    let received = call.recv_all().await.unwrap();
+    outcomes.push(grpc_outcome(
+        &call,
+        received.into_iter().filter_map(|m| text(Some(m))).collect(),
+    ));
+
+    // An error status and message in the trailers after a message.
+    let mut call = start(
+        BIDI,
+        &[
+            (GRPC_STATUS_HEADER, "5"),
+            (GRPC_MESSAGE_HEADER, "no%20such%20thing"),
+        ],
+    )
+    .await;
+    call.send(b"x").await.unwrap();
+    let first = text(call.recv().await.unwrap());
+    call.close_send();
+    assert_eq!(call.recv().await.unwrap(), None);
+    outcomes.push(grpc_outcome(&call, first.into_iter().collect()));
+
+    // Trailers-only: the status in the response headers, no body, no trailers.
+    let mut call = start("/testkit.Echo/Nope", &[]).await;
+    call.close_send();
+    assert_eq!(call.recv().await.unwrap(), None);
+    assert!(call.trailers().is_none(), "{}: trailers-only", p.name);
+    outcomes.push(grpc_outcome(&call, Vec::new()));
+    outcomes
+}
+
+#[tokio::test]
+async fn grpc_streaming_matches_envoy() {
+    let grpc = GrpcEcho::start("grpc").unwrap();
+    let Some(both) = start_both(
+        "grpc.yaml",
+        &[],
+        &[
+            ("GRPC_HOST", grpc.addr().ip().to_string()),
+            ("GRPC_PORT", grpc.addr().port().to_string()),
+        ],
+    ) else {
+        return;
+    };
+    let ok = |messages: &[&str]| {
+        (
+            200,
+            Some("application/grpc".to_owned()),
+            Some("grpc".to_owned()),
+            messages.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>(),
+            (Some("0".to_owned()), None),
+        )
+    };
+    let expected = vec![
+        ok(&["echo:m0", "echo:m1", "echo:m2", "echo:m3", "echo:m4"]),
+        ok(&["1", "2", "3"]),
+        ok(&["a,bb,ccc"]),
+        (
+            200,
+            Some("application/grpc".to_owned()),
+            Some("grpc".to_owned()),
+            vec!["echo:x".to_owned()],
+            (Some("5".to_owned()), Some("no%20such%20thing".to_owned())),
+        ),
+        (
+            200,
+            Some("application/grpc".to_owned()),
+            Some("grpc".to_owned()),
+            Vec::new(),
+            (
+                Some("12".to_owned()),
+                Some("unknown method /testkit.Echo/Nope".to_owned()),
+            ),
+        ),
+    ];
+    for p in &both {
+        // Plain, and with Istio's default retry policy (and no route timeout) on the route.
+        for metadata in [&[][..], &[("x-route", "retry")][..]] {
+            let outcomes = grpc_calls(p, metadata).await;
+            assert_eq!(outcomes, expected, "{} with {metadata:?}", p.name);
+        }
+        // gRPC retry conditions on a trailers-only answer's status: Istio's policy retries
+        // `unavailable` (14) and `cancelled` (1) twice, not `not found` (5); no policy, no retry.
+        let mut attempts = Vec::new();
+        for (route, status) in [
+            ("none", "14"),
+            ("retry", "14"),
+            ("retry", "1"),
+            ("retry", "5"),
+        ] {
+            let before = grpc.calls();
+            let metadata = [(GRPC_STATUS_HEADER, status), ("x-route", route)];
+            let mut call = GrpcStream::start(p.listener, FAIL, &metadata)
+                .await
+                .unwrap();
+            call.close_send();
+            assert_eq!(call.recv().await.unwrap(), None, "{}", p.name);
+            attempts.push((route, grpc.calls() - before, call.status().0));
+        }
+        let tried = |route, n, status: &str| (route, n, Some(status.to_owned()));
+        assert_eq!(
+            attempts,
+            [
+                tried("none", 1, "14"),
+                tried("retry", 3, "14"),
+                tried("retry", 3, "1"),
+                tried("retry", 1, "5"),
+            ],
+            "{}: gRPC retries",
+            p.name
+        );
+    }
+}
+
+// === Upstreams closing pooled connections ===
+
+/// Status, body (for local replies) and upstream of one answer.
+async fn answer(p: &Running, req: Req) -> (u16, String) {
+    let resp = Client::h1(p.listener).send(req).await.unwrap();
+    (resp.status(), resp.text())
+}
+
+/// One crossing case: the first request and the second (on the reused connection), each `(status,
+/// body)` with connection numbers counted from the case's first; what the upstream read of each
+/// (connection, body bytes, answered).
+type Crossing = (
+    &'static str,
+    (u16, String),
+    (u16, String),
+    Vec<(u64, Option<usize>, bool)>,
+);
+
+#[tokio::test]
+async fn upstream_closing_pooled_connections_matches_envoy() {
+    let fin = ClosingUpstream::start("fin", CloseWhen::AfterFirstResponse).unwrap();
+    // (case, placeholder, when the upstream closes, request body)
+    let cases = [
+        ("none", "CROSSING_NONE_PORT", CloseWhen::OnSecondRequest, 0),
+        (
+            "reset",
+            "CROSSING_RESET_PORT",
+            CloseWhen::OnSecondRequest,
+            0,
+        ),
+        (
+            "reset-post",
+            "CROSSING_RESET_POST_PORT",
+            CloseWhen::OnSecondRequest,
+            7,
+        ),
+        (
+            "reset-partial",
+            "CROSSING_RESET_PARTIAL_PORT",
+            CloseWhen::OnSecondRequestHead,
+            512 << 10,
+        ),
+        (
+            "before-request",
+            "CROSSING_BEFORE_REQUEST_PORT",
+            CloseWhen::OnSecondRequest,
+            0,
+        ),
+        (
+            "istio",
+            "CROSSING_ISTIO_PORT",
+            CloseWhen::OnSecondRequest,
+            0,
+        ),
+    ];
+    let crossing = cases.map(|(case, _, when, _)| ClosingUpstream::start(case, when).unwrap());
+    let refusing = RefusingH2::start().unwrap();
+    let mut ports = vec![
+        ("FIN_PORT", fin.addr().port().to_string()),
+        ("CLOSED_PORT", free_port().to_string()),
+        ("REFUSING_PORT", refusing.addr().port().to_string()),
+    ];
+    for ((_, key, _, _), u) in cases.iter().zip(&crossing) {
+        ports.push((key, u.addr().port().to_string()));
+    }
+    let Some(both) = start_both("reuse.yaml", &[], &ports) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for p in &both {
+        // A connection the upstream closed after answering (keep-alive said nothing of closing) is
+        // not reused once the proxy saw the close: the next request gets a new one.
+        let opened = fin.connections();
+        let closed = fin.closes_seen();
+        assert_eq!(
+            answer(p, Req::get("/fin")).await,
+            (200, format!("connection {}", opened + 1)),
+            "{}",
+            p.name
+        );
+        fin.wait_closes_seen(closed + 1, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        assert_eq!(
+            answer(p, Req::get("/fin")).await,
+            (200, format!("connection {}", opened + 2)),
+            "{}: a new connection",
+            p.name
+        );
+
+        // The close crosses the request sent on the reused connection, which gets no byte of
+        // answer: a reset, retried only under a policy that retries resets, whatever the method.
+        let mut outcomes: Vec<Crossing> = Vec::new();
+        for ((case, _, _, body), upstream) in cases.iter().zip(&crossing) {
+            let path = format!("/crossing/{case}");
+            let req = if *body > 0 {
+                Req::new(http::Method::POST, &path).body(vec![b'x'; *body])
+            } else {
+                Req::get(&path)
+            };
+            upstream.clear();
+            let opened = upstream.connections();
+            let numbered = |(status, body): (u16, String)| match body
+                .strip_prefix("connection ")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                Some(n) => (status, format!("connection {}", n - opened)),
+                None => (status, body),
+            };
+            let first = numbered(answer(p, req.clone()).await);
+            let second = numbered(answer(p, req).await);
+            let reads = upstream
+                .requests()
+                .iter()
+                .map(|r| (r.connection - opened, r.body_len, r.answered))
+                .collect();
+            outcomes.push((case, first, second, reads));
+        }
+        seen.push(outcomes);
+
+        // A connection refused is a reset before the request was sent: retried under
+        // reset-before-request (twice), then 503.
+        let retries = p.stat("cluster.closed.upstream_rq_retry");
+        let (status, _) = answer(p, Req::get("/closed")).await;
+        let retried = p.stat("cluster.closed.upstream_rq_retry") - retries;
+        assert_eq!(
+            (status, retried),
+            (503, 2),
+            "{}: a refused connection",
+            p.name
+        );
+
+        // A refused stream (HTTP/2 REFUSED_STREAM): retried under refused-stream, then 503.
+        let mut refused = Vec::new();
+        for path in ["/refused/none", "/refused/stream"] {
+            let before = refusing.refused();
+            let (status, body) = answer(p, Req::get(path)).await;
+            refused.push((path, status, body, refusing.refused() - before));
+        }
+        let reply = |retried: bool| {
+            format!(
+                "upstream connect error or disconnect/reset before headers. {}: remote refused stream reset",
+                if retried {
+                    "retried and the latest reset reason"
+                } else {
+                    "reset reason"
+                }
+            )
+        };
+        assert_eq!(
+            refused,
+            [
+                ("/refused/none", 503, reply(false), 1),
+                ("/refused/stream", 503, reply(true), 3),
+            ],
+            "{}: refused streams",
+            p.name
+        );
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+    let ok = |n: u64| (200, format!("connection {n}"));
+    let terminated = (
+        503,
+        "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            .to_owned(),
+    );
+    let partial = 512 << 10;
+    assert_eq!(
+        seen[0],
+        [
+            (
+                "none",
+                ok(1),
+                terminated.clone(),
+                vec![(1, Some(0), true), (1, Some(0), false)]
+            ),
+            (
+                "reset",
+                ok(1),
+                ok(2),
+                vec![(1, Some(0), true), (1, Some(0), false), (2, Some(0), true)]
+            ),
+            (
+                "reset-post",
+                ok(1),
+                ok(2),
+                vec![(1, Some(7), true), (1, Some(7), false), (2, Some(7), true)]
+            ),
+            (
+                "reset-partial",
+                ok(1),
+                ok(2),
+                vec![
+                    (1, Some(partial), true),
+                    (1, None, false),
+                    (2, Some(partial), true)
+                ]
+            ),
+            // A request that was sent is not retried under reset-before-request.
+            (
+                "before-request",
+                ok(1),
+                terminated.clone(),
+                vec![(1, Some(0), true), (1, Some(0), false)]
+            ),
+            // Istio's default policy retries connect failures and refused streams, not this.
+            (
+                "istio",
+                ok(1),
+                terminated,
+                vec![(1, Some(0), true), (1, Some(0), false)]
+            ),
+        ]
+    );
+}
+
+// === Draining ===
+
+/// What clients see of a drain that starts while they wait for an answer: the HTTP/1.1 request's
+/// status and `connection` header, the h2 request's status, and the h2 connection's first
+/// GOAWAY (its error code, and whether it lets the stream in flight finish).
+type Drained = ((u16, Option<String>), u16, (u32, bool));
+
+/// Sends an HTTP/1.1 and an h2 request that `a` holds, starts the drain with `drain` (which returns
+/// once the drain is under way) when `a` has both, then lets `a` answer.
+async fn drain_in_flight(p: &Running, a: &Upstream, drain: impl AsyncFnOnce()) -> Drained {
+    let tap = H2Tap::start(p.listener).unwrap();
+    let before = a.requests();
+    let held = |path: &str| Req::get(path).header(HOLD_HEADER, "1");
+    let mut h2 = Client::h2c(tap.addr()).connect().await.unwrap();
+    let h2 = tokio::spawn(async move { h2.send(held("/h1/h2-in-flight")).await });
+    let mut h1 = Client::h1(p.listener).connect().await.unwrap();
+    let h1 = tokio::spawn(async move { h1.send(held("/h1/h1-in-flight")).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.requests() < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{}: requests reach the upstream",
+            p.name
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drain().await;
+    a.release_held(2);
+    let h1 = h1.await.unwrap().unwrap();
+    let h2 = h2.await.unwrap().unwrap();
+    let goaways = tap
+        .wait_goaway(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+    (
+        (h1.status(), h1.header("connection").map(str::to_owned)),
+        h2.status(),
+        (goaways[0].error_code, goaways[0].last_stream_id >= 1),
+    )
+}
+
+#[tokio::test]
+async fn draining_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    // Envoy drains on `POST /drain_listeners?graceful` (SIGTERM stops it at once), at once with the
+    // immediate strategy; bosun drains on SIGTERM, then exits.
+    let Some(mut both) = start_both_with(
+        "http2.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[],
+        &["--drain-strategy", "immediate", "--drain-time-s", "10"],
+    ) else {
+        return;
+    };
+    let admin = both[0].admin;
+    let envoy = drain_in_flight(&both[0], &a, async || {
+        let (status, body) =
+            testkit::blocking_post(admin, "/drain_listeners?graceful", Duration::from_secs(5))
+                .unwrap();
+        assert_eq!(status, 200, "envoy /drain_listeners: {body}");
+    })
+    .await;
+    let (mut process, _dir) = both[1]._bosun.take().unwrap();
+    let listener = both[1].listener;
+    let bosun = drain_in_flight(&both[1], &a, async || {
+        process.terminate().unwrap();
+        // Under way once the listener no longer accepts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(listener).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "bosun stops accepting on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(bosun, envoy, "bosun (left) and envoy (right) differ");
+    assert_eq!(
+        bosun,
+        ((200, Some("close".to_owned())), 200, (0, true)),
+        "in-flight requests finish; HTTP/1.1 says close, h2 gets a NO_ERROR GOAWAY"
+    );
+    // Once its connections are done, bosun exits 0.
+    let exit = process.wait_timeout(Duration::from_secs(15)).unwrap();
+    assert!(
+        exit.success(),
+        "bosun after SIGTERM: {exit:?}\n{}",
+        process.stderr_tail()
+    );
 }

@@ -17,7 +17,10 @@ use mesh_tls::{
     CertificateAuthority, ClientAuth, ClientOptions, Identity, PeerValidation, RootStore,
     ServerOptions, SpiffeId, Verify,
 };
-use testkit::{Envoy, Process, TempDir, Template, free_port, localhost};
+use testkit::{
+    BIDI, Envoy, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, Process, TempDir,
+    Template, free_port, localhost,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -151,7 +154,22 @@ struct Running {
     _bosun: Option<(Process, TempDir)>,
 }
 
-fn render(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> (String, [SocketAddr; 5], u16) {
+/// The plain-text upstreams the fixture names: an HTTP echo and a gRPC server.
+struct Plain {
+    echo: testkit::Upstream,
+    grpc: GrpcEcho,
+}
+
+impl Plain {
+    fn start() -> Plain {
+        Plain {
+            echo: testkit::Upstream::start("echo").unwrap(),
+            grpc: GrpcEcho::start("grpc").unwrap(),
+        }
+    }
+}
+
+fn render(certs: &Certs, backend: SocketAddr, plain: &Plain) -> (String, [SocketAddr; 5], u16) {
     let ports = [
         free_port(),
         free_port(),
@@ -171,16 +189,17 @@ fn render(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> (String, [Soc
     .set("LISTENER5_PORT", ports[4])
     .set("ADMIN_PORT", admin)
     .set("BACKEND_PORT", backend.port())
-    .set("ECHO_PORT", echo.port())
+    .set("ECHO_PORT", plain.echo.port())
+    .set("GRPC_PORT", plain.grpc.addr().port())
     .set("CERTS", certs.dir.path().display())
     .render()
     .unwrap();
     (yaml, ports.map(localhost), admin)
 }
 
-fn start_both(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> Option<[Running; 2]> {
+fn start_both(certs: &Certs, backend: SocketAddr, plain: &Plain) -> Option<[Running; 2]> {
     Envoy::find_or_skip("differential_tls")?;
-    let (yaml, l, _) = render(certs, backend, echo);
+    let (yaml, l, _) = render(certs, backend, plain);
     let envoy = Envoy::start(&yaml).unwrap();
     let envoy = Running {
         name: "envoy",
@@ -192,7 +211,7 @@ fn start_both(certs: &Certs, backend: SocketAddr, echo: SocketAddr) -> Option<[R
         _envoy: Some(envoy),
         _bosun: None,
     };
-    let (yaml, l, admin) = render(certs, backend, echo);
+    let (yaml, l, admin) = render(certs, backend, plain);
     let dir = TempDir::new("bosun-differential-tls").unwrap();
     let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
     let mut process = Process::spawn(
@@ -356,8 +375,8 @@ fn answer_body(seen: &Seen) -> Option<&str> {
 async fn tls_matches_envoy() {
     let certs = Certs::new();
     let backend = start_backend(&certs);
-    let echo = testkit::Upstream::start("echo").unwrap();
-    let Some(both) = start_both(&certs, backend, echo.addr()) else {
+    let upstreams = Plain::start();
+    let Some(both) = start_both(&certs, backend, &upstreams) else {
         return;
     };
     let roots = &certs.roots;
@@ -523,8 +542,8 @@ async fn tls_matches_envoy() {
 async fn connect_tunnels_tls_like_envoy() {
     let certs = Certs::new();
     let backend = start_backend(&certs);
-    let echo = testkit::Upstream::start("echo").unwrap();
-    let Some(both) = start_both(&certs, backend, echo.addr()) else {
+    let upstreams = Plain::start();
+    let Some(both) = start_both(&certs, backend, &upstreams) else {
         return;
     };
     let client = TlsClient {
@@ -584,6 +603,78 @@ async fn connect_tunnels_tls_like_envoy() {
         format!(
             "sni=backend.example.com alpn=- client={}",
             workload("proxy")
+        )
+    );
+}
+
+#[tokio::test]
+async fn grpc_over_tls_with_alpn_matches_envoy() {
+    let certs = Certs::new();
+    let backend = start_backend(&certs);
+    let upstreams = Plain::start();
+    let Some(both) = start_both(&certs, backend, &upstreams) else {
+        return;
+    };
+    let client = TlsClient {
+        sni: "a.example.com",
+        alpn: &["h2", "http/1.1"],
+        identity: None,
+    };
+    let config = client_config(&client, &certs.roots);
+    let mut seen = Vec::new();
+    for p in &both {
+        let tls = tokio::time::timeout(TIMEOUT, async {
+            let tcp = TcpStream::connect(p.terminate).await.unwrap();
+            let name = ServerName::try_from(client.sni).unwrap();
+            TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "{}: ALPN", p.name);
+        let mut call = GrpcStream::start_on(
+            tls,
+            p.terminate,
+            client.sni,
+            BIDI,
+            &[
+                (GRPC_STATUS_HEADER, "7"),
+                (GRPC_MESSAGE_HEADER, "permission%20denied"),
+            ],
+        )
+        .await
+        .unwrap();
+        // One message each way at a time: every answer comes back before the next is sent.
+        let mut answers = Vec::new();
+        for i in 0..3 {
+            call.send(format!("tls{i}").as_bytes()).await.unwrap();
+            let answer = call.recv().await.unwrap().unwrap();
+            answers.push(String::from_utf8_lossy(&answer).into_owned());
+        }
+        call.close_send();
+        assert_eq!(call.recv().await.unwrap(), None, "{}: the end", p.name);
+        seen.push((
+            call.head.status.as_u16(),
+            call.header("x-upstream").map(str::to_owned),
+            answers,
+            call.status(),
+        ));
+    }
+    assert_eq!(seen[0], seen[1], "envoy (left) and bosun (right) differ");
+    assert_eq!(
+        seen[1],
+        (
+            200,
+            Some("grpc".to_owned()),
+            vec![
+                "echo:tls0".to_owned(),
+                "echo:tls1".to_owned(),
+                "echo:tls2".to_owned()
+            ],
+            (Some("7".to_owned()), Some("permission%20denied".to_owned())),
         )
     );
 }

@@ -1,6 +1,6 @@
 //! The local rate limit HTTP filter (`envoy.filters.http.local_ratelimit`): its configuration and
-//! the token bucket it spends, one per filter instance (the listener's filter, or a route's own
-//! `typed_per_filter_config`), shared by every worker of the proxy.
+//! the token bucket it spends, one per filter instance (the listener's filter, or a route's or
+//! virtual host's own `typed_per_filter_config`), shared by every worker of the proxy.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ pub struct LocalRateLimit {
     pub response_headers_to_add: Vec<HeaderAdd>,
     /// `x-ratelimit-limit`, `-remaining` and `-reset` on every response of an enabled request.
     pub x_ratelimit_headers: bool,
+    /// `enable_retry_after_header`: a `429` it answers says in `retry-after` the seconds until the
+    /// next token (at least 1), unless `response_headers_to_add` sets one.
+    pub retry_after: bool,
 }
 
 impl LocalRateLimit {
@@ -46,7 +49,8 @@ impl LocalRateLimit {
         LocalRateLimit::from_proto(&p, at)
     }
 
-    /// A route's own config (`typed_per_filter_config`), which Envoy requires to have a bucket.
+    /// A route's or virtual host's own config (`typed_per_filter_config`), which Envoy requires to
+    /// have a bucket.
     pub fn per_route(any: &Any, at: &At) -> Result<LocalRateLimit, ModelError> {
         let c = LocalRateLimit::from_any(any, at)?;
         if c.bucket.is_none() {
@@ -89,9 +93,6 @@ impl LocalRateLimit {
         if p.max_dynamic_descriptors.is_some() {
             return refuse("max_dynamic_descriptors");
         }
-        if p.enable_retry_after_header {
-            return refuse("enable_retry_after_header");
-        }
         // `always_consume_default_token_bucket` only matters with descriptors, refused above.
         if p.stat_prefix.is_empty() {
             return Err(at.key("stat_prefix").error("stat_prefix must not be empty"));
@@ -128,6 +129,7 @@ impl LocalRateLimit {
                 &at.key("response_headers_to_add"),
             )?,
             x_ratelimit_headers: p.enable_x_ratelimit_headers == DRAFT_VERSION_03,
+            retry_after: p.enable_retry_after_header,
         })
     }
 }
@@ -265,6 +267,9 @@ enable_x_ratelimit_headers: DRAFT_VERSION_03
         assert_eq!(c.response_headers_to_add.len(), 1);
         assert_eq!(c.response_headers_to_add[0].name, "x-limited");
         assert!(c.x_ratelimit_headers);
+        assert!(!c.retry_after);
+        let c = parse("stat_prefix: rl\nenable_retry_after_header: true\n").expect("valid");
+        assert!(c.retry_after);
 
         // Envoy's defaults: 429, one token per fill, and without filter_enabled/enforced the
         // filter neither limits nor counts.
@@ -305,10 +310,6 @@ descriptors: [{ entries: [{ key: a, value: b }], token_bucket: { max_tokens: 1, 
                 "f.rate_limits",
             ),
             ("stage: 1", "f.stage"),
-            (
-                "enable_retry_after_header: true",
-                "f.enable_retry_after_header",
-            ),
         ] {
             let e = parse(&format!(
                 "stat_prefix: rl\ntoken_bucket: {{ max_tokens: 1, fill_interval: 1s }}\n{yaml}\n"

@@ -43,6 +43,9 @@ pub struct VirtualHost {
     pub include_request_attempt_count: bool,
     /// `typed_per_filter_config` for the CORS filter: what the routes' policies leave unset.
     pub cors: Option<CorsPolicy>,
+    /// `typed_per_filter_config` for the local rate limit filter: for the routes without their
+    /// own, replaces the listener's config, with one token bucket for the virtual host.
+    pub local_ratelimit: Option<std::sync::Arc<crate::ratelimit::LocalRateLimit>>,
 }
 
 #[derive(Debug)]
@@ -394,16 +397,8 @@ impl VirtualHost {
             retry_policy,
             include_request_attempt_count: p.include_request_attempt_count,
             cors: cors_policy(&p.typed_per_filter_config, at, &mut errors),
+            local_ratelimit: local_ratelimit(&p.typed_per_filter_config, at, &mut errors),
         };
-        if p.typed_per_filter_config
-            .contains_key(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
-        {
-            errors.push(
-                at.key("typed_per_filter_config")
-                    .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
-                    .unsupported("a virtual host's local rate limit config (set it on its routes)"),
-            );
-        }
         errors.into_result(vh)
     }
 }
@@ -430,17 +425,7 @@ impl Route {
                 ))
             });
         let cors = cors_policy(&p.typed_per_filter_config, at, &mut errors);
-        let local_ratelimit = p
-            .typed_per_filter_config
-            .get(crate::ratelimit::LOCAL_RATELIMIT_FILTER)
-            .and_then(|any| {
-                errors.take(crate::ratelimit::LocalRateLimit::per_route(
-                    any,
-                    &at.key("typed_per_filter_config")
-                        .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER),
-                ))
-            })
-            .map(std::sync::Arc::new);
+        let local_ratelimit = local_ratelimit(&p.typed_per_filter_config, at, &mut errors);
         let headers = errors
             .take(HeaderMutations::from_proto(
                 &p.request_headers_to_add,
@@ -480,6 +465,23 @@ impl Route {
             _ => Err(errors.0),
         }
     }
+}
+
+/// The local rate limit filter's entry of a `typed_per_filter_config` (a route's or a virtual
+/// host's).
+fn local_ratelimit(
+    configs: &HashMap<String, xds_api::pb::google::protobuf::Any>,
+    at: &At,
+    errors: &mut Errors,
+) -> Option<std::sync::Arc<crate::ratelimit::LocalRateLimit>> {
+    let any = configs.get(crate::ratelimit::LOCAL_RATELIMIT_FILTER)?;
+    errors
+        .take(crate::ratelimit::LocalRateLimit::per_route(
+            any,
+            &at.key("typed_per_filter_config")
+                .key(crate::ratelimit::LOCAL_RATELIMIT_FILTER),
+        ))
+        .map(std::sync::Arc::new)
 }
 
 /// The CORS filter's entry of a `typed_per_filter_config`.

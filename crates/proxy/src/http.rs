@@ -25,6 +25,7 @@ use rand::Rng;
 
 use crate::Runtime;
 use crate::access_log;
+use crate::replay::Replay;
 use crate::stats::{Counter, Gauge};
 use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
 
@@ -295,7 +296,7 @@ async fn handle(
     };
     let mut ratelimit_headers = None;
     if ratelimit_first {
-        match local_ratelimit(ctx, route, exchange) {
+        match local_ratelimit(ctx, vh, route, exchange) {
             Ok(h) => ratelimit_headers = h,
             Err(reply) => return *reply,
         }
@@ -312,7 +313,7 @@ async fn handle(
         return reply;
     }
     if !ratelimit_first {
-        match local_ratelimit(ctx, route, exchange) {
+        match local_ratelimit(ctx, vh, route, exchange) {
             Ok(h) => ratelimit_headers = h,
             Err(reply) => return *reply,
         }
@@ -351,11 +352,12 @@ async fn handle(
     resp
 }
 
-/// The local rate limit filter: the route's own config (and token bucket) replaces the
-/// listener's. `Err` is the reply to a rate-limited request; `Ok` carries the `x-ratelimit-*`
-/// headers for the response, when configured.
+/// The local rate limit filter: the route's own config (and token bucket), else its virtual
+/// host's, replaces the listener's. `Err` is the reply to a rate-limited request; `Ok` carries the
+/// `x-ratelimit-*` headers for the response, when configured.
 fn local_ratelimit(
     ctx: &ConnContext,
+    vh: &VirtualHost,
     route: &Route,
     exchange: &mut Exchange,
 ) -> Result<Option<HeaderMap>, Box<Response<Body>>> {
@@ -365,7 +367,11 @@ fn local_ratelimit(
     }) else {
         return Ok(None);
     };
-    let config = route.local_ratelimit.as_ref().unwrap_or(listener);
+    let config = route
+        .local_ratelimit
+        .as_ref()
+        .or(vh.local_ratelimit.as_ref())
+        .unwrap_or(listener);
     if !chance(config.enabled_per_million) {
         return Ok(None);
     }
@@ -412,6 +418,15 @@ fn local_ratelimit(
     resp.headers_mut().extend(headers);
     for add in &config.response_headers_to_add {
         add.apply(resp.headers_mut());
+    }
+    if config.retry_after
+        && resp.status() == StatusCode::TOO_MANY_REQUESTS
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(take.reset_secs.max(1)),
+        );
     }
     Err(Box::new(resp))
 }
@@ -770,14 +785,18 @@ async fn forward(
     HeaderMutations::apply_request([&route.headers, &vh.headers, &routes.headers], &mut headers);
     let upstream_path = rewrite_path(path, f, &route.matcher.path);
 
-    // Keep the body when it may be sent again (retries, mirrors); stream it otherwise.
-    let replayable = policy.is_some() || !f.mirrors.is_empty();
+    // Mirrors take the whole body first; with a retry policy it streams and a copy is kept to
+    // send it again (as Envoy's retry buffer); otherwise it just streams.
     let mut streaming = None;
-    let buffered = if replayable {
+    let mut replay = None;
+    let buffered = if !f.mirrors.is_empty() {
         match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
             Ok(c) => Some(c.to_bytes()),
             Err(_) => return local_reply(StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
         }
+    } else if policy.is_some() {
+        replay = Some(Replay::new(body, RETRY_BUFFER_LIMIT));
+        None
     } else {
         streaming = Some(body);
         None
@@ -864,10 +883,11 @@ async fn forward(
         if vh.include_request_attempt_count {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
-        let body = match (&buffered, streaming.take()) {
-            (Some(b), _) => full(b.clone()),
-            (None, Some(incoming)) => incoming.map_err(|e| Box::new(e) as BoxError).boxed(),
-            (None, None) => full(Bytes::new()),
+        let body = match (&buffered, &replay, streaming.take()) {
+            (Some(b), _, _) => full(b.clone()),
+            (None, Some(r), _) => r.attempt().boxed(),
+            (None, None, Some(incoming)) => incoming.map_err(|e| Box::new(e) as BoxError).boxed(),
+            (None, None, None) => full(Bytes::new()),
         };
         let try_timeout = match (per_try, deadline) {
             (Some(p), Some(d)) => Some(p.min(d.saturating_duration_since(Instant::now()))),
@@ -941,7 +961,9 @@ async fn forward(
         cluster.stats.upstream_rq_active.dec();
 
         let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
-        let can_retry = attempt < attempts && !overall_expired && buffered.is_some();
+        let can_retry = attempt < attempts
+            && !overall_expired
+            && (buffered.is_some() || replay.as_ref().is_some_and(Replay::replayable));
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -954,7 +976,9 @@ async fn forward(
                     },
                 );
                 if can_retry
-                    && policy.is_some_and(|p| retriable_status(p, status))
+                    && policy.is_some_and(|p| {
+                        retriable_status(p, status) || retriable_grpc(p, resp.headers())
+                    })
                     && take_retry(cluster, exchange)
                 {
                     drop(resp);
@@ -981,13 +1005,23 @@ async fn forward(
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
                 let retriable = policy.is_some_and(|p| match failure {
-                    Failure::Connect => ["5xx", "gateway-error", "connect-failure", "reset"]
-                        .iter()
-                        .any(|c| p.retries_on(c)),
+                    // Nothing was sent: a reset before the request, too.
+                    Failure::Connect => [
+                        "5xx",
+                        "gateway-error",
+                        "connect-failure",
+                        "reset",
+                        "reset-before-request",
+                    ]
+                    .iter()
+                    .any(|c| p.retries_on(c)),
                     Failure::Timeout => ["5xx", "gateway-error", "reset"]
                         .iter()
                         .any(|c| p.retries_on(c)),
-                    Failure::Reset => ["5xx", "gateway-error", "reset", "refused-stream"]
+                    Failure::Reset => ["5xx", "gateway-error", "reset"]
+                        .iter()
+                        .any(|c| p.retries_on(c)),
+                    Failure::RefusedStream => ["5xx", "gateway-error", "reset", "refused-stream"]
                         .iter()
                         .any(|c| p.retries_on(c)),
                 });
@@ -1026,16 +1060,21 @@ async fn forward(
                             &reset_body(attempt, "remote connection failure"),
                         )
                     }
-                    Failure::Reset => {
+                    Failure::Reset | Failure::RefusedStream => {
                         exchange.flags.upstream_reset = true;
                         cluster.record_status(503);
                         if cluster.uses_h2(downstream_h2) {
                             // An HTTP/2 stream reset; a closed HTTP/1 connection is not counted here.
                             cluster.stats.upstream_rq_rx_reset.inc();
                         }
+                        let reason = if failure == Failure::RefusedStream {
+                            "remote refused stream reset"
+                        } else {
+                            "connection termination"
+                        };
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            &reset_body(attempt, "connection termination"),
+                            &reset_body(attempt, reason),
                         )
                     }
                 };
@@ -1167,11 +1206,47 @@ fn retriable_status(p: &RetryPolicy, status: u16) -> bool {
         || (p.retries_on("retriable-status-codes") && p.retriable_status_codes.contains(&status))
 }
 
+/// gRPC's retry conditions, on the `grpc-status` of the response headers (a trailers-only answer),
+/// as Envoy: `cancelled` (1), `deadline-exceeded` (4), `resource-exhausted` (8), `internal` (13),
+/// `unavailable` (14).
+fn retriable_grpc(p: &RetryPolicy, headers: &HeaderMap) -> bool {
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let condition = match code {
+        1 => "cancelled",
+        4 => "deadline-exceeded",
+        8 => "resource-exhausted",
+        13 => "internal",
+        14 => "unavailable",
+        _ => return false,
+    };
+    p.retries_on(condition)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     Connect,
     Timeout,
+    /// The connection closed or the stream was reset before a response.
     Reset,
+    /// An HTTP/2 upstream refused the stream (`REFUSED_STREAM`): only this is `refused-stream`.
+    RefusedStream,
+}
+
+/// Whether `e` or one of its causes is an HTTP/2 `REFUSED_STREAM` reset.
+fn is_refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cause = err.source();
+    }
+    false
 }
 
 async fn send(
@@ -1209,6 +1284,7 @@ async fn send(
     match result {
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),
+        Err(e) if is_refused_stream(&e) => Err(Failure::RefusedStream),
         Err(_) => Err(Failure::Reset),
     }
 }

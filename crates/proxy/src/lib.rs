@@ -15,6 +15,7 @@ mod cors;
 mod dynamic;
 pub mod http;
 pub mod original_dst;
+mod replay;
 pub mod stats;
 mod tcp;
 pub mod tls;
@@ -179,7 +180,8 @@ impl Runtime {
     }
 }
 
-/// Registers the stats of the local rate limit filters (the listeners' and the routes' own), so
+/// Registers the stats of the local rate limit filters (the listeners', the virtual hosts' and the
+/// routes' own), so
 /// that they show from the start, as Envoy's: `<stat_prefix>.http_local_rate_limit.*`.
 fn register_filter_stats(snapshot: &Snapshot, registry: &Registry) {
     use proxy_model::filter::HttpFilter;
@@ -195,10 +197,15 @@ fn register_filter_stats(snapshot: &Snapshot, registry: &Registry) {
                 }
             }
             if let Some(rc) = snapshot.route_config(&hcm.routes) {
-                let routes = rc.virtual_hosts.iter().flat_map(|vh| &vh.routes);
-                prefixes.extend(
-                    routes.filter_map(|r| Some(r.local_ratelimit.as_ref()?.stat_prefix.clone())),
-                );
+                for vh in &rc.virtual_hosts {
+                    let own = vh.routes.iter().filter_map(|r| r.local_ratelimit.as_ref());
+                    prefixes.extend(
+                        vh.local_ratelimit
+                            .iter()
+                            .chain(own)
+                            .map(|c| c.stat_prefix.clone()),
+                    );
+                }
             }
         }
     }

@@ -406,7 +406,7 @@ impl Drop for Connection {
     }
 }
 
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     timeout: Duration,
     what: String,
     fut: impl std::future::Future<Output = Result<T>>,

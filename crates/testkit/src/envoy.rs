@@ -26,7 +26,7 @@ static NEXT_BASE_ID: AtomicU32 = AtomicU32::new(0);
 pub struct EnvoyOptions {
     /// Bound on waiting for the admin `/ready` to answer `LIVE`.
     pub ready_timeout: Duration,
-    /// `--log-level` (default `warn`).
+    /// `--log-level` (default `warn`, or `$BOSUN_ENVOY_LOG_LEVEL` when set, for debugging a test).
     pub log_level: String,
     /// `--concurrency` (default 1).
     pub concurrency: u32,
@@ -38,7 +38,8 @@ impl Default for EnvoyOptions {
     fn default() -> Self {
         EnvoyOptions {
             ready_timeout: DEFAULT_READY_TIMEOUT,
-            log_level: "warn".to_string(),
+            log_level: std::env::var("BOSUN_ENVOY_LOG_LEVEL")
+                .unwrap_or_else(|_| "warn".to_string()),
             concurrency: 1,
             extra_args: Vec::new(),
         }

@@ -3,6 +3,12 @@
 //! - [`Upstream`]: an in-process HTTP/1.1 + h2c server answering a JSON echo, steerable per request through
 //!   `x-testkit-*` headers (which pass through proxies) and per server through [`UpstreamBehaviour`];
 //!   [`TcpEcho`] for TCP proxying, [`UpgradeEcho`] for HTTP upgrades (101, then an echo).
+//! - [`ClosingUpstream`]: HTTP/1.1 with keep-alive that closes connections at chosen moments (the
+//!   upstream-closes-a-pooled-connection race, deterministic).
+//! - [`H2Tap`]: a relay that sees the HTTP/2 frames a server sends (GOAWAY); [`RefusingH2`], an h2c
+//!   server refusing every stream.
+//! - [`GrpcEcho`] / [`GrpcStream`]: gRPC streaming (client, server, bidirectional) over h2c, one
+//!   message at a time, with trailers.
 //! - [`open_tunnel`] / [`connect_tunnel`]: an upgrade request or a CONNECT through a proxy, then bytes
 //!   through the [`Tunnel`].
 //! - [`Envoy`]: real Envoy, the oracle, started from a bootstrap YAML and waited on until ready.
@@ -29,8 +35,11 @@
 //! ```
 
 mod client;
+mod closing;
 mod envoy;
 mod error;
+mod grpc;
+mod h2tap;
 mod net;
 mod process;
 mod server_thread;
@@ -42,15 +51,23 @@ pub use client::{
     Client, Connection, DEFAULT_TIMEOUT, Protocol, Req, Response, Tunnel, connect_tunnel,
     count_header, h2c_get, http_get, open_tunnel, send_many,
 };
+pub use closing::{CloseWhen, ClosingRequest, ClosingUpstream};
 pub use envoy::{DEFAULT_READY_TIMEOUT, Envoy, EnvoyOptions};
 pub use error::{Error, Result};
-pub use net::{blocking_get, free_port, localhost, try_free_port, wait_for_port, wait_ready};
+pub use grpc::{
+    BIDI, CLIENT_STREAM, FAIL, GRPC_MESSAGE_HEADER, GRPC_STATUS_HEADER, GrpcEcho, GrpcStream,
+    SERVER_STREAM, grpc_frame,
+};
+pub use h2tap::{GoAway, H2Tap, RefusingH2};
+pub use net::{
+    blocking_get, blocking_post, free_port, localhost, try_free_port, wait_for_port, wait_ready,
+};
 pub use process::Process;
 pub use tempdir::TempDir;
 pub use template::{Template, TemplateError, render};
 pub use upstream::{
-    BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, RecordedRequest, STATUS_HEADER, TcpEcho,
-    UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
+    BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, HOLD_HEADER, RecordedRequest, STATUS_HEADER,
+    TcpEcho, UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
 };
 
 /// Locks a mutex, recovering the data if a panicking test poisoned it.

@@ -110,8 +110,27 @@ pub(crate) fn probe_ready(admin_addr: SocketAddr) -> Result<(), String> {
 /// A minimal blocking `GET` over HTTP/1.1 with `Connection: close`, for admin endpoints: returns the status
 /// code and the body as text. Everything (connect, write, read) is bounded by `timeout`.
 pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String)> {
+    blocking_request(addr, "GET", path, timeout)
+}
+
+/// As [`blocking_get`], with `POST` and no body (admin actions such as Envoy's `/drain_listeners`).
+pub fn blocking_post(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String)> {
+    blocking_request(addr, "POST", path, timeout)
+}
+
+fn blocking_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String)> {
     let deadline = Instant::now() + timeout;
-    let io = |e| Error::io(format!("GET http://{addr}{path}"), e);
+    let io = |e| Error::io(format!("{method} http://{addr}{path}"), e);
+    let length = if method == "GET" {
+        ""
+    } else {
+        "Content-Length: 0\r\n"
+    };
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
     let remaining = |now: Instant| {
         deadline
@@ -124,7 +143,7 @@ pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(
     stream
         .write_all(
             format!(
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{length}Accept: */*\r\n\r\n"
             )
             .as_bytes(),
         )
@@ -135,7 +154,7 @@ pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(
         let now = Instant::now();
         if now >= deadline {
             return Err(Error::Timeout {
-                what: format!("the response to GET http://{addr}{path}"),
+                what: format!("the response to {method} http://{addr}{path}"),
                 after: timeout,
             });
         }
@@ -148,7 +167,7 @@ pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(
                     return Err(Error::BadResponse {
                         addr,
                         reason: format!(
-                            "GET {path}: response larger than {MAX_BLOCKING_BODY} bytes"
+                            "{method} {path}: response larger than {MAX_BLOCKING_BODY} bytes"
                         ),
                     });
                 }
@@ -163,7 +182,7 @@ pub fn blocking_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(
 fn parse_response(addr: SocketAddr, path: &str, raw: &[u8]) -> Result<(u16, String)> {
     let bad = |reason: &str| Error::BadResponse {
         addr,
-        reason: format!("GET {path}: {reason}"),
+        reason: format!("{path}: {reason}"),
     };
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text

@@ -172,6 +172,11 @@ impl Process {
             .map_err(|e| Error::io(format!("signalling {} (pid {pid:?})", self.name), e.into()))
     }
 
+    /// Sends SIGTERM and returns at once (see [`wait_timeout`](Self::wait_timeout)).
+    pub fn terminate(&mut self) -> Result<()> {
+        self.signal(Signal::TERM)
+    }
+
     /// SIGTERM, wait at most `timeout`, then SIGKILL; returns how it exited.
     pub fn terminate_and_wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         self.signal(Signal::TERM)?;

@@ -29,6 +29,8 @@ pub const DELAY_HEADER: &str = "x-testkit-delay-ms";
 pub const BODY_BYTES_HEADER: &str = "x-testkit-body-bytes";
 /// Request header: `1` closes the connection without answering (HTTP/1.1) or resets the stream (h2).
 pub const CLOSE_HEADER: &str = "x-testkit-close";
+/// Request header: `1` holds the answer until [`Upstream::release_held`] (at most [`MAX_DELAY`]).
+pub const HOLD_HEADER: &str = "x-testkit-hold";
 /// Response header naming the upstream that answered.
 pub const UPSTREAM_HEADER: &str = "x-upstream";
 
@@ -108,6 +110,8 @@ struct State {
     by_path: Mutex<HashMap<String, u64>>,
     recent: Mutex<VecDeque<RecordedRequest>>,
     recent_cap: usize,
+    /// Permits for held requests (`x-testkit-hold`).
+    held: tokio::sync::Semaphore,
 }
 
 /// An in-process HTTP test server on `127.0.0.1:<ephemeral>`, speaking HTTP/1.1 and h2c (prior knowledge)
@@ -116,7 +120,7 @@ struct State {
 /// By default it answers `200` with header `x-upstream: <name>` and a JSON body
 /// `{"upstream", "authority", "method", "path", "query", "version", "headers": {name: value}, "body_len"}`
 /// (`authority` is h2's `:authority` or h1's `host`; repeated headers are joined with `,`). Per request, headers `x-testkit-status`, `x-testkit-delay-ms`,
-/// `x-testkit-body-bytes` and `x-testkit-close` change the answer (they pass through proxies); per server,
+/// `x-testkit-hold`, `x-testkit-body-bytes` and `x-testkit-close` change the answer (they pass through proxies); per server,
 /// [`UpstreamBehaviour`]. Dropping it stops it (in-flight requests get a bounded grace period).
 #[derive(Debug)]
 pub struct Upstream {
@@ -151,6 +155,7 @@ impl Upstream {
             by_path: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             recent_cap: DEFAULT_RECENT,
+            held: tokio::sync::Semaphore::new(0),
         });
         let served = Arc::clone(&state);
         let server =
@@ -214,6 +219,11 @@ impl Upstream {
     /// The last request received.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         lock(&self.state.recent).back().cloned()
+    }
+
+    /// Lets `n` held requests (`x-testkit-hold: 1`), current or future, answer.
+    pub fn release_held(&self, n: usize) {
+        self.state.held.add_permits(n);
     }
 
     /// Zeroes the counters and forgets recorded requests.
@@ -324,6 +334,7 @@ async fn handle(
         }
     }
     let close = header(&req, CLOSE_HEADER).is_some_and(|v| v.trim() == "1");
+    let hold = header(&req, HOLD_HEADER).is_some_and(|v| v.trim() == "1");
     let status_header = header(&req, STATUS_HEADER).map(str::to_string);
     let delay_header = header(&req, DELAY_HEADER).map(str::to_string);
     let body_bytes_header = header(&req, BODY_BYTES_HEADER).map(str::to_string);
@@ -405,6 +416,9 @@ async fn handle(
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if hold && let Ok(Ok(permit)) = tokio::time::timeout(MAX_DELAY, state.held.acquire()).await {
+        permit.forget();
     }
     if close {
         return Err(CloseConnection);
@@ -537,7 +551,7 @@ async fn serve_echo(
 }
 
 /// Accepts connections until `stop`, each handled by a task from `handle` (aborted at the stop).
-async fn accept_each<F, Fut>(listener: TcpListener, mut stop: StopSignal, mut handle: F)
+pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, mut stop: StopSignal, mut handle: F)
 where
     F: FnMut(TcpStream, StopSignal) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,

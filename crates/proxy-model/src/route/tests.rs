@@ -480,11 +480,16 @@ virtual_hosts:
 }
 
 #[test]
-fn local_ratelimit_per_route_and_refused_per_virtual_host() {
+fn local_ratelimit_per_route_and_per_virtual_host() {
     let rc = config(
         "virtual_hosts:
 - name: all
   domains: ['*']
+  typed_per_filter_config:
+    envoy.filters.http.local_ratelimit:
+      '@type': type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+      stat_prefix: vh
+      token_bucket: { max_tokens: 3, fill_interval: 1s }
   routes:
   - match: { prefix: /own }
     route: { cluster: a }
@@ -497,15 +502,19 @@ fn local_ratelimit_per_route_and_refused_per_virtual_host() {
     route: { cluster: a }
 ",
     );
-    let routes = &rc.virtual_hosts[0].routes;
-    let own = routes[0]
+    let vh = &rc.virtual_hosts[0];
+    let own = vh.routes[0]
         .local_ratelimit
         .as_ref()
         .expect("the route's own config");
     assert_eq!(own.stat_prefix, "own");
     assert_eq!(own.bucket.as_ref().map(|b| b.max_tokens), Some(2));
-    assert!(routes[1].local_ratelimit.is_none());
+    assert!(vh.routes[1].local_ratelimit.is_none());
+    let shared = vh.local_ratelimit.as_ref().expect("the virtual host's");
+    assert_eq!(shared.stat_prefix, "vh");
+    assert_eq!(shared.bucket.as_ref().map(|b| b.max_tokens), Some(3));
 
+    // As a route's, a virtual host's config must have a token bucket.
     let e = errors(
         "virtual_hosts:
 - name: all
@@ -514,16 +523,13 @@ fn local_ratelimit_per_route_and_refused_per_virtual_host() {
     envoy.filters.http.local_ratelimit:
       '@type': type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
       stat_prefix: vh
-      token_bucket: { max_tokens: 2, fill_interval: 1s }
   routes:
   - match: { prefix: / }
     route: { cluster: a }
 ",
     );
     assert_eq!(
-        e[0].to_string(),
-        "route_config.virtual_hosts[0].typed_per_filter_config.envoy.filters.http.local_ratelimit: \
-         a virtual host's local rate limit config (set it on its routes) is not supported by bosun \
-         proxy; remove it or run this configuration on Envoy"
+        e[0].field,
+        "route_config.virtual_hosts[0].typed_per_filter_config.envoy.filters.http.local_ratelimit.token_bucket"
     );
 }
