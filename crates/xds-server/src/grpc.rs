@@ -4,7 +4,8 @@
 //! response it ever encoded for as long as the stream lives: with a full CDS or EDS of thousands of
 //! resources that is megabytes per connected proxy, for nothing. Here each response is encoded into
 //! a buffer of exactly its size (gRPC's 5-byte frame header, then the message), handed to the
-//! connection and freed once sent. Requests are decoded with tonic's [`Streaming`], as before.
+//! connection and freed once sent. Requests likewise ([`Requests`]): tonic's decoder kept a buffer
+//! the size of the largest request (a subscription to thousands of names) per stream.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -12,13 +13,12 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes};
-use http_body::Frame;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http_body::{Body as _, Frame};
 use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{DecodeBuf, Decoder, Streaming};
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
@@ -56,12 +56,7 @@ impl AdsService {
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr);
         let max = self.server.max_message_size();
-        let incoming = Streaming::new_request(
-            ProstDecoder::<P::Req>(PhantomData),
-            request.into_body(),
-            None,
-            Some(max),
-        );
+        let incoming = Requests::new(request.into_body(), max);
         let responses = self.server.open::<P>(incoming, remote);
         grpc_response(Body::new(ResponseBody::<P::Resp> {
             responses,
@@ -103,15 +98,85 @@ fn grpc_response(body: Body) -> http::Response<Body> {
     response
 }
 
-/// Decodes request messages with prost.
-struct ProstDecoder<T>(PhantomData<T>);
+/// A stream's requests, decoded from their gRPC frames one at a time. The buffer holds what has
+/// arrived of the next message and is let go once that is decoded, so an idle stream holds none.
+pub(crate) struct Requests<T> {
+    body: Body,
+    buf: BytesMut,
+    max: usize,
+    ended: bool,
+    message: PhantomData<fn() -> T>,
+}
 
-impl<T: Message + Default> Decoder for ProstDecoder<T> {
-    type Item = T;
-    type Error = Status;
+impl<T: Message + Default> Requests<T> {
+    pub(crate) fn new(body: Body, max: usize) -> Requests<T> {
+        Requests {
+            body,
+            buf: BytesMut::new(),
+            max,
+            ended: false,
+            message: PhantomData,
+        }
+    }
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
-        T::decode(buf)
+    /// The next request; `None` when the client ended the stream. Cancel-safe: what arrived is in
+    /// `self`, not in the future.
+    pub(crate) async fn message(&mut self) -> Result<Option<T>, Status> {
+        loop {
+            if let Some(request) = self.decode_next()? {
+                return Ok(Some(request));
+            }
+            if self.ended {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Status::invalid_argument(
+                        "the ADS request stream ended inside a message",
+                    ))
+                };
+            }
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await;
+            match frame {
+                None => self.ended = true,
+                // Trailers end a request stream with nothing to read in them.
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data[..]);
+                    }
+                }
+                Some(Err(status)) => return Err(status),
+            }
+        }
+    }
+
+    fn decode_next(&mut self) -> Result<Option<T>, Status> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        if self.buf[0] != 0 {
+            return Err(Status::unimplemented(
+                "compressed ADS requests are not supported; send them uncompressed",
+            ));
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > self.max {
+            return Err(Status::resource_exhausted(format!(
+                "an ADS request of {len} bytes is over the {}-byte message limit",
+                self.max
+            )));
+        }
+        if self.buf.len() - 5 < len {
+            self.buf.reserve(5 + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(5);
+        let message = self.buf.split_to(len);
+        if self.buf.is_empty() {
+            // Nothing of the next message yet: drop the buffer with this message.
+            self.buf = BytesMut::new();
+        }
+        T::decode(message)
             .map(Some)
             .map_err(|e| Status::invalid_argument(format!("undecodable ADS request: {e}")))
     }
@@ -189,7 +254,67 @@ impl<M: Message> http_body::Body for ResponseBody<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xds_api::pb::envoy::service::discovery::v3::DiscoveryResponse;
+    use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+    fn requests_from(chunks: Vec<Bytes>, max: usize) -> Requests<DiscoveryRequest> {
+        let frames = chunks.into_iter().map(|c| Ok::<_, Status>(Frame::data(c)));
+        let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+        Requests::new(Body::new(body), max)
+    }
+
+    fn request(n: usize) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: "t".into(),
+            resource_names: (0..n).map(|i| format!("name-{i}")).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Messages split across frames and frames holding several messages decode the same, and
+    /// the buffer is let go between messages.
+    #[tokio::test]
+    async fn requests_are_decoded_across_and_within_frames() {
+        let (a, b) = (request(1000), request(2));
+        let mut wire = Vec::new();
+        for m in [&a, &b] {
+            wire.extend_from_slice(&frame(m, usize::MAX).expect("fits"));
+        }
+        let wire = Bytes::from(wire);
+        for cut in [1, 4, 5, 100, wire.len() - 1] {
+            let mut requests = requests_from(vec![wire.slice(..cut), wire.slice(cut..)], 1 << 20);
+            assert_eq!(requests.message().await.expect("decodes"), Some(a.clone()));
+            assert_eq!(requests.message().await.expect("decodes"), Some(b.clone()));
+            assert_eq!(requests.buf.capacity(), 0, "cut at {cut}");
+            assert_eq!(requests.message().await.expect("ends"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_truncated_and_compressed_requests_are_refused() {
+        let whole = frame(&request(10), usize::MAX).expect("fits");
+        let len = whole.len() - 5;
+        let e = requests_from(vec![whole.clone()], 10)
+            .message()
+            .await
+            .expect_err("over the limit");
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            e.message(),
+            format!("an ADS request of {len} bytes is over the 10-byte message limit")
+        );
+        let e = requests_from(vec![whole.slice(..whole.len() - 1)], 1 << 20)
+            .message()
+            .await
+            .expect_err("truncated");
+        assert_eq!(e.message(), "the ADS request stream ended inside a message");
+        let mut compressed = whole.to_vec();
+        compressed[0] = 1;
+        let e = requests_from(vec![Bytes::from(compressed)], 1 << 20)
+            .message()
+            .await
+            .expect_err("compressed");
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+    }
 
     #[test]
     fn a_frame_is_the_grpc_header_and_the_message() {

@@ -14,7 +14,8 @@
 //! - [`AdsServer`]: ADS over gRPC on a tonic server; one task per stream, bounded outbound queue,
 //!   pushes on snapshot change through a watch per node, push concurrency bounded across streams,
 //!   graceful stop. [`serve`] starts one in the background. Its gRPC methods ([`AdsService`]) are
-//!   written by hand, so that each response is encoded into a buffer of its own size.
+//!   written by hand, so that each response is encoded into a buffer of its own size, and a
+//!   stream holds no request buffer between requests.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), xds_server::XdsServerError> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+use tonic::Status;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 use xds_api::pb::envoy::config::core::v3::Node;
 use xds_api::pb::envoy::service::discovery::v3::{
@@ -22,7 +22,7 @@ use xds_api::pb::envoy::service::discovery::v3::{
 use crate::cache::{ProxyInfo, SnapshotCache, SnapshotRx};
 use crate::delta::DeltaStream;
 use crate::error::XdsServerError;
-use crate::grpc::AdsService;
+use crate::grpc::{AdsService, Requests};
 use crate::protocol::{Event, Mode, Outcome, ProtocolError, TypeStatus};
 use crate::snapshot::{Snapshot, short_name};
 use crate::sotw::SotwStream;
@@ -221,7 +221,7 @@ impl AdsServer {
     /// the returned channel.
     pub(crate) fn open<P: Protocol>(
         &self,
-        incoming: Streaming<P::Req>,
+        incoming: Requests<P::Req>,
         address: Option<SocketAddr>,
     ) -> mpsc::Receiver<Result<P::Resp, Status>> {
         let (tx, rx) = mpsc::channel(self.inner.config.outbound_queue);
@@ -245,7 +245,7 @@ impl AdsServer {
 
 /// One ADS variant, as a stream's task drives it.
 pub(crate) trait Protocol: Sized + Send + 'static {
-    type Req: Send + 'static;
+    type Req: prost::Message + Default + Send + 'static;
     type Resp: Send + 'static;
     const MODE: Mode;
 
@@ -333,7 +333,7 @@ enum End {
 }
 
 impl<P: Protocol> Connection<P> {
-    async fn run(self, mut incoming: Streaming<P::Req>) {
+    async fn run(self, mut incoming: Requests<P::Req>) {
         let cfg = &self.server.config;
         let mut shutdown = self.server.shutdown.subscribe();
         if *shutdown.borrow_and_update() {
@@ -412,7 +412,7 @@ impl<P: Protocol> Connection<P> {
         &self,
         node_id: &str,
         first: P::Req,
-        incoming: &mut Streaming<P::Req>,
+        incoming: &mut Requests<P::Req>,
         snapshots: &mut SnapshotRx,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {
