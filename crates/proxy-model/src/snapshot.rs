@@ -157,13 +157,17 @@ impl Snapshot {
 
     /// The static part plus the dynamic sets (clusters with their EDS endpoints already applied,
     /// listeners, RDS route configurations), with the static cross-checks: a dynamic resource may not
-    /// take a static one's name, and a dynamic listener's inline routes must name clusters that exist
-    /// (Envoy's `validate_clusters`, true for inline route configurations). RDS route configurations
-    /// are not checked against clusters (Envoy's default for RDS): a missing cluster is a 503 NC.
+    /// take a static one's name, and a new or changed dynamic listener's inline routes must name
+    /// clusters that exist (Envoy's `validate_clusters`, true for inline route configurations, run
+    /// when a listener is built). A listener already running (`is_new` false) is not checked again:
+    /// Envoy accepts a CDS update that removes a cluster such a listener names, and requests to it
+    /// get 503 NC. RDS route configurations are not checked against clusters (Envoy's default for
+    /// RDS) either.
     pub fn compose(
         statics: &Snapshot,
         clusters: impl IntoIterator<Item = Arc<Cluster>>,
         listeners: impl IntoIterator<Item = Arc<Listener>>,
+        is_new: impl Fn(&Arc<Listener>) -> bool,
         route_configs: HashMap<String, Arc<RouteConfig>>,
     ) -> Result<Snapshot, Vec<Refused>> {
         let mut refused = Vec::new();
@@ -191,7 +195,9 @@ impl Snapshot {
                 continue;
             }
             let mut errors = Errors::default();
-            snapshot.check_clusters(&l, &At::root(""), &mut errors);
+            if is_new(&l) {
+                snapshot.check_clusters(&l, &At::root(""), &mut errors);
+            }
             if !errors.0.is_empty() {
                 refused.push(Refused::new(&l.name, &errors.0));
                 continue;
@@ -211,7 +217,8 @@ impl Snapshot {
     }
 
     /// Envoy refuses a static listener whose inline routes name clusters that do not exist
-    /// (`validate_clusters`); so does Bosun.
+    /// (`validate_clusters`); so does Bosun. A TCP proxy's cluster is not checked (Envoy closes a
+    /// connection to a cluster that does not exist, and so does Bosun).
     fn check_clusters(&self, l: &Listener, at: &At, errors: &mut Errors) {
         for (i, fc) in l.filter_chains.iter().enumerate() {
             let fat = at.key("filter_chains").index(i);
@@ -245,13 +252,7 @@ impl Snapshot {
                         }
                     }
                 }
-                NetworkFilter::Tcp(t) => {
-                    for (name, _) in &t.clusters {
-                        if !self.clusters.contains_key(name) {
-                            errors.push(fat.error(format!("tcp_proxy: unknown cluster {name:?}")));
-                        }
-                    }
-                }
+                NetworkFilter::Tcp(_) => {}
             }
         }
     }
@@ -393,4 +394,78 @@ fn ads_config(
         host: e.host.clone(),
         port: e.port,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_api::bootstrap::message_from_yaml;
+
+    fn listener(name: &str, filter: &str) -> Arc<Listener> {
+        let yaml = format!(
+            r#"
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: 10000}}}}
+filter_chains:
+- filters:
+  - {filter}
+"#
+        );
+        let p = message_from_yaml(&yaml, None).expect("valid Listener");
+        Arc::new(Listener::from_proto(&p, &At::root("")).expect("a listener Bosun runs"))
+    }
+
+    fn inline_routes_to(cluster: &str) -> String {
+        format!(
+            r#"name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: in
+      route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: /}}, route: {{cluster: {cluster}}}}}]}}]}}
+      http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]"#
+        )
+    }
+
+    fn cluster(name: &str) -> Arc<Cluster> {
+        let yaml = format!("name: {name}\ntype: STATIC\nconnect_timeout: 1s\n");
+        let p = message_from_yaml(&yaml, None).expect("valid Cluster");
+        Arc::new(Cluster::from_proto(&p, &At::root("")).expect("a cluster Bosun runs"))
+    }
+
+    /// As Envoy: a listener's inline routes are checked against the clusters when the listener is
+    /// new or changed; a CDS update that removes a cluster a running listener names is accepted.
+    #[test]
+    fn only_new_listeners_are_checked_against_the_clusters() {
+        let statics = Snapshot::default();
+        let http = listener("in", &inline_routes_to("inbound|9080||"));
+        let compose = |clusters: Vec<Arc<Cluster>>, is_new: bool| {
+            Snapshot::compose(
+                &statics,
+                clusters,
+                [http.clone()],
+                |_| is_new,
+                HashMap::new(),
+            )
+        };
+        assert!(compose(vec![cluster("inbound|9080||")], true).is_ok());
+        let kept = compose(Vec::new(), false).expect("a running listener stays");
+        assert_eq!(kept.listeners.len(), 1);
+        let refused = compose(Vec::new(), true).expect_err("a new listener is checked");
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].name, "in");
+        assert!(
+            refused[0]
+                .reason
+                .contains(r#"unknown cluster "inbound|9080||""#),
+            "{}",
+            refused[0].reason
+        );
+        // A TCP proxy to a cluster that does not exist is accepted, as Envoy accepts it.
+        let tcp = listener(
+            "tcp",
+            r#"name: envoy.filters.network.tcp_proxy
+    typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: missing}"#,
+        );
+        assert!(Snapshot::compose(&statics, [], [tcp], |_| true, HashMap::new()).is_ok());
+    }
 }

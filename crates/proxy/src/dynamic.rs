@@ -262,6 +262,12 @@ impl Dynamic {
             &self.statics,
             next.clusters.values().map(|c| c.effective.clone()),
             next.listeners.values().map(|l| l.model.clone()),
+            |l| {
+                self.state
+                    .listeners
+                    .get(&l.name)
+                    .is_none_or(|old| !Arc::ptr_eq(&old.model, l))
+            },
             next.routes
                 .iter()
                 .map(|(n, r)| (n.clone(), r.model.clone()))
