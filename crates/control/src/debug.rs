@@ -267,7 +267,7 @@ fn config_dump(snapshot: &xds_server::Snapshot) -> Value {
             .into_iter()
             .flat_map(|m| m.iter().map(|(_, r)| r))
             .map(|r| {
-                xds_api::json::encoded_to_json(xds_api::any::type_name(url), &r.resource.value)
+                xds_api::json::encoded_to_json(xds_api::any::type_name(url), r.value())
                     .unwrap_or_else(|e| json!({"error": e.to_string()}))
             })
             .collect();

@@ -10,15 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
-use xds_api::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
 use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
     TypeStatus, bounded_message, first_node, intern,
 };
-use crate::snapshot::{LayeredMap, MapChange, Snapshot, VersionedResource, map_changes, push_rank};
+use crate::response::{Carried, Prepared};
+use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank};
 use crate::sotw::CONTROL_PLANE_ID;
 
 #[derive(Debug, Default)]
@@ -69,6 +68,28 @@ impl DeltaStream {
         request: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
     ) -> Result<Outcome<DeltaDiscoveryResponse>, ProtocolError> {
+        let out = self.handle_request(request, snapshot)?;
+        Ok(Outcome {
+            responses: out.responses.into_iter().map(|r| r.message()).collect(),
+            events: out.events,
+        })
+    }
+
+    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
+    /// with changed or removed resources (or not answered yet).
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        self.snapshot_changed(snapshot)
+            .into_iter()
+            .map(|r| r.message())
+            .collect()
+    }
+
+    /// [`on_request`](Self::on_request), its responses still sharing the snapshot's resources.
+    pub(crate) fn handle_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Outcome<Prepared<DeltaDiscoveryResponse>>, ProtocolError> {
         first_node(&mut self.node, request.node.as_ref())?;
         if request.type_url.is_empty() {
             return Err(ProtocolError::MissingTypeUrl);
@@ -191,9 +212,11 @@ impl DeltaStream {
         Ok(out)
     }
 
-    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
-    /// with changed or removed resources (or not answered yet).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+    /// [`on_snapshot`](Self::on_snapshot), its responses still sharing the snapshot's resources.
+    pub(crate) fn snapshot_changed(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> Vec<Prepared<DeltaDiscoveryResponse>> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
         let mut out = Vec::new();
@@ -230,28 +253,19 @@ impl DeltaStream {
     }
 }
 
-fn resource(name: &str, r: &VersionedResource) -> Resource {
-    Resource {
-        name: name.to_owned(),
-        version: r.version.clone(),
-        resource: Some(r.resource.clone()),
-        ..Default::default()
-    }
-}
-
 /// The resources to send and the names to remove, comparing the selection with what the client
 /// holds (`known`) name by name.
 fn changes_from_scratch(
     st: &TypeState,
     snapshot: &Snapshot,
     type_url: &str,
-) -> (Vec<Resource>, Vec<String>) {
+) -> (Vec<Carried>, Vec<String>) {
     let mut resources = Vec::new();
     let mut selected = BTreeSet::new();
     for (name, r) in snapshot.select(type_url, st.wildcard, &st.names) {
         selected.insert(name.as_str());
         if st.known.get(name) != Some(&r.version) {
-            resources.push(resource(name, r));
+            resources.push(Carried::named(name, r));
         }
     }
     let mut removed: Vec<String> = st
@@ -279,7 +293,7 @@ fn changes_since(
     st: &TypeState,
     old: &LayeredMap,
     new: &LayeredMap,
-) -> (Vec<Resource>, Vec<String>) {
+) -> (Vec<Carried>, Vec<String>) {
     let selects = |name: &String| st.wildcard || st.names.contains(name.as_str());
     let mut resources = Vec::new();
     let mut removed = Vec::new();
@@ -288,7 +302,7 @@ fn changes_since(
             MapChange::Changed(name, r)
                 if selects(name) && st.known.get(name) != Some(&r.version) =>
             {
-                resources.push(resource(name, r));
+                resources.push(Carried::named(name, r));
             }
             MapChange::Removed(name) if st.known.contains_key(name) => removed.push(name.clone()),
             _ => {}
@@ -304,7 +318,7 @@ fn respond(
     st: &mut TypeState,
     snapshot: &Snapshot,
     always: bool,
-) -> Option<DeltaDiscoveryResponse> {
+) -> Option<Prepared<DeltaDiscoveryResponse>> {
     let new = snapshot.resources(type_url);
     let (resources, removed) = match (&st.synced, new) {
         // Nothing about the subscription changed since the client was brought up to `old`: what it
@@ -317,8 +331,9 @@ fn respond(
         return None;
     }
     for r in &resources {
-        st.known.insert(r.name.clone(), r.version.clone());
-        st.absent.remove(&r.name);
+        let name = r.name.as_deref().unwrap_or_default();
+        st.known.insert(name.to_owned(), r.resource.version.clone());
+        st.absent.remove(name);
     }
     for name in &removed {
         st.known.remove(name);
@@ -334,16 +349,18 @@ fn respond(
     st.status.sent_resources = resources.len();
     st.status.responses += 1;
     st.sent = Some((nonce.clone(), version.clone()));
-    Some(DeltaDiscoveryResponse {
-        system_version_info: version,
+    Some(Prepared {
+        head: DeltaDiscoveryResponse {
+            system_version_info: version,
+            type_url: type_url.to_owned(),
+            removed_resources: removed,
+            nonce,
+            control_plane: Some(ControlPlane {
+                identifier: CONTROL_PLANE_ID.to_owned(),
+            }),
+            ..Default::default()
+        },
         resources,
-        type_url: type_url.to_owned(),
-        removed_resources: removed,
-        nonce,
-        control_plane: Some(ControlPlane {
-            identifier: CONTROL_PLANE_ID.to_owned(),
-        }),
-        ..Default::default()
     })
 }
 
@@ -366,8 +383,8 @@ mod tests {
         snap.resources("t").cloned().unwrap_or_default()
     }
 
-    fn names(r: &(Vec<Resource>, Vec<String>)) -> (Vec<String>, Vec<String>) {
-        let mut sent: Vec<String> = r.0.iter().map(|r| r.name.clone()).collect();
+    fn names(r: &(Vec<Carried>, Vec<String>)) -> (Vec<String>, Vec<String>) {
+        let mut sent: Vec<String> = r.0.iter().filter_map(|r| r.name.clone()).collect();
         let mut removed = r.1.clone();
         sent.sort();
         removed.sort();
@@ -400,7 +417,8 @@ mod tests {
                 // Bring the client up to `old` the slow way, as a first response would.
                 let (sent, removed) = changes_from_scratch(&st, &old_snap, "t");
                 for r in sent {
-                    st.known.insert(r.name, r.version);
+                    st.known
+                        .insert(r.name.unwrap_or_default(), r.resource.version.clone());
                 }
                 for name in removed {
                     st.absent.insert(name);

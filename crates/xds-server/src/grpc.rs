@@ -7,13 +7,14 @@
 //! connection and freed once sent. Requests likewise ([`Requests`]): tonic's decoder kept a buffer
 //! the size of the largest request (a subscription to thousands of names) per stream.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body as _, Frame};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 
 use crate::delta::DeltaStream;
+use crate::response::Prepared;
 use crate::server::{AdsServer, Protocol};
 use crate::sotw::SotwStream;
 
@@ -45,11 +47,12 @@ impl AdsService {
         AdsService { server }
     }
 
-    fn stream<P>(&self, request: http::Request<Body>) -> http::Response<Body>
+    fn stream<P, M>(&self, request: http::Request<Body>) -> http::Response<Body>
     where
         P: Protocol,
         P::Req: Message + Default,
-        P::Resp: Message,
+        P: Protocol<Resp = Prepared<M>>,
+        M: Message + Send + 'static,
     {
         let remote = request
             .extensions()
@@ -58,8 +61,9 @@ impl AdsService {
         let max = self.server.max_message_size();
         let incoming = Requests::new(request.into_body(), max);
         let responses = self.server.open::<P>(incoming, remote);
-        grpc_response(Body::new(ResponseBody::<P::Resp> {
+        grpc_response(Body::new(ResponseBody::<M> {
             responses,
+            chunks: VecDeque::new(),
             max,
             done: false,
         }))
@@ -81,8 +85,8 @@ impl Service<http::Request<Body>> for AdsService {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let response = match request.uri().path() {
-            SOTW_PATH => self.stream::<SotwStream>(request),
-            DELTA_PATH => self.stream::<DeltaStream>(request),
+            SOTW_PATH => self.stream::<SotwStream, _>(request),
+            DELTA_PATH => self.stream::<DeltaStream, _>(request),
             other => Status::unimplemented(format!("no such method: {other}")).into_http(),
         };
         ready(Ok(response))
@@ -183,28 +187,14 @@ impl<T: Message + Default> Requests<T> {
 }
 
 /// A stream's responses as gRPC frames, then the trailers: `grpc-status: 0` when the stream's task
-/// ended it, or the status it ended with.
+/// ended it, or the status it ended with. A response's frame goes out in the chunks
+/// [`Prepared::frames`] makes, large resources shared with the snapshot.
 struct ResponseBody<M> {
-    responses: mpsc::Receiver<Result<M, Status>>,
+    responses: mpsc::Receiver<Result<Prepared<M>, Status>>,
+    /// What is left of the frame being sent.
+    chunks: VecDeque<Bytes>,
     max: usize,
     done: bool,
-}
-
-/// One gRPC message frame: uncompressed flag, big-endian length, the message.
-fn frame<M: Message>(message: &M, max: usize) -> Result<Bytes, Status> {
-    let len = message.encoded_len();
-    if len > max {
-        return Err(Status::resource_exhausted(format!(
-            "an xDS response of {len} bytes is over the {max}-byte message limit"
-        )));
-    }
-    let mut buf = Vec::with_capacity(5 + len);
-    buf.put_u8(0);
-    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-    message
-        .encode(&mut buf)
-        .map_err(|e| Status::internal(format!("encoding an xDS response: {e}")))?;
-    Ok(Bytes::from(buf))
 }
 
 fn trailers(status: &Status) -> Frame<Bytes> {
@@ -217,7 +207,7 @@ fn trailers(status: &Status) -> Frame<Bytes> {
     Frame::trailers(headers)
 }
 
-impl<M: Message> http_body::Body for ResponseBody<M> {
+impl<M: Message + Send + 'static> http_body::Body for ResponseBody<M> {
     type Data = Bytes;
     type Error = Status;
 
@@ -225,6 +215,9 @@ impl<M: Message> http_body::Body for ResponseBody<M> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -232,8 +225,15 @@ impl<M: Message> http_body::Body for ResponseBody<M> {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(next) => next,
         };
-        let frame = match next.map(|r| r.and_then(|m| frame(&m, self.max))) {
-            Some(Ok(data)) => Frame::data(data),
+        let max = self.max;
+        let frame = match next.map(|r| r.and_then(|m| m.frames(max))) {
+            Some(Ok(chunks)) => {
+                self.chunks.extend(chunks);
+                match self.chunks.pop_front() {
+                    Some(first) => Frame::data(first),
+                    None => Frame::data(Bytes::new()),
+                }
+            }
             Some(Err(status)) => {
                 self.done = true;
                 trailers(&status)
@@ -247,14 +247,25 @@ impl<M: Message> http_body::Body for ResponseBody<M> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.chunks.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+    use bytes::BufMut;
+    use xds_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
+
+    /// One gRPC message frame, as a client sends it: uncompressed flag, big-endian length, the
+    /// message.
+    fn frame<M: Message>(message: &M) -> Bytes {
+        let mut buf = Vec::with_capacity(5 + message.encoded_len());
+        buf.put_u8(0);
+        buf.put_u32(u32::try_from(message.encoded_len()).expect("small"));
+        message.encode(&mut buf).expect("a Vec grows");
+        Bytes::from(buf)
+    }
 
     fn requests_from(chunks: Vec<Bytes>, max: usize) -> Requests<DiscoveryRequest> {
         let frames = chunks.into_iter().map(|c| Ok::<_, Status>(Frame::data(c)));
@@ -277,7 +288,7 @@ mod tests {
         let (a, b) = (request(1000), request(2));
         let mut wire = Vec::new();
         for m in [&a, &b] {
-            wire.extend_from_slice(&frame(m, usize::MAX).expect("fits"));
+            wire.extend_from_slice(&frame(m));
         }
         let wire = Bytes::from(wire);
         for cut in [1, 4, 5, 100, wire.len() - 1] {
@@ -291,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_truncated_and_compressed_requests_are_refused() {
-        let whole = frame(&request(10), usize::MAX).expect("fits");
+        let whole = frame(&request(10));
         let len = whole.len() - 5;
         let e = requests_from(vec![whole.clone()], 10)
             .message()
@@ -314,29 +325,5 @@ mod tests {
             .await
             .expect_err("compressed");
         assert_eq!(e.code(), tonic::Code::Unimplemented);
-    }
-
-    #[test]
-    fn a_frame_is_the_grpc_header_and_the_message() {
-        let r = DiscoveryResponse {
-            version_info: "v1".into(),
-            nonce: "1-1".into(),
-            ..Default::default()
-        };
-        let bytes = frame(&r, 1024).expect("fits");
-        let len = r.encoded_len();
-        assert_eq!(bytes.len(), 5 + len);
-        assert_eq!(bytes[0], 0, "not compressed");
-        assert_eq!(
-            u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize,
-            len
-        );
-        assert_eq!(DiscoveryResponse::decode(&bytes[5..]).expect("decodes"), r);
-        let e = frame(&r, 4).expect_err("over the limit");
-        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
-        assert_eq!(
-            e.message(),
-            format!("an xDS response of {len} bytes is over the 4-byte message limit")
-        );
     }
 }

@@ -39,6 +39,7 @@ mod delta;
 mod error;
 mod grpc;
 mod protocol;
+mod response;
 mod server;
 mod snapshot;
 mod sotw;
@@ -53,6 +54,7 @@ pub use crate::protocol::{
     Event, MAX_NACK_MESSAGE, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Mode, Names, Outcome,
     ProtocolError, ResourceName, TypeStatus,
 };
+pub use crate::response::Prepared;
 pub use crate::server::{AdsServer, RunningServer, ServerConfig, serve};
 pub use crate::snapshot::{
     LayeredIter, LayeredMap, PUSH_ORDER, ResourceMap, Snapshot, VersionedResource, content_version,

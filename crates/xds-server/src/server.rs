@@ -24,6 +24,7 @@ use crate::delta::DeltaStream;
 use crate::error::XdsServerError;
 use crate::grpc::{AdsService, Requests};
 use crate::protocol::{Event, Mode, Outcome, ProtocolError, TypeStatus};
+use crate::response::Prepared;
 use crate::snapshot::{Snapshot, short_name};
 use crate::sotw::SotwStream;
 
@@ -262,7 +263,7 @@ pub(crate) trait Protocol: Sized + Send + 'static {
 
 impl Protocol for SotwStream {
     type Req = DiscoveryRequest;
-    type Resp = DiscoveryResponse;
+    type Resp = Prepared<DiscoveryResponse>;
     const MODE: Mode = Mode::Sotw;
 
     fn new(stream_id: u64) -> Self {
@@ -275,11 +276,11 @@ impl Protocol for SotwStream {
         &mut self,
         req: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<DiscoveryResponse>, ProtocolError> {
-        SotwStream::on_request(self, req, snapshot)
+    ) -> Result<Outcome<Self::Resp>, ProtocolError> {
+        self.handle_request(req, snapshot)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
-        SotwStream::on_snapshot(self, snapshot)
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
+        self.snapshot_changed(snapshot)
     }
     fn status(&self) -> BTreeMap<String, TypeStatus> {
         SotwStream::status(self)
@@ -288,7 +289,7 @@ impl Protocol for SotwStream {
 
 impl Protocol for DeltaStream {
     type Req = DeltaDiscoveryRequest;
-    type Resp = DeltaDiscoveryResponse;
+    type Resp = Prepared<DeltaDiscoveryResponse>;
     const MODE: Mode = Mode::Delta;
 
     fn new(stream_id: u64) -> Self {
@@ -301,11 +302,11 @@ impl Protocol for DeltaStream {
         &mut self,
         req: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<DeltaDiscoveryResponse>, ProtocolError> {
-        DeltaStream::on_request(self, req, snapshot)
+    ) -> Result<Outcome<Self::Resp>, ProtocolError> {
+        self.handle_request(req, snapshot)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        DeltaStream::on_snapshot(self, snapshot)
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
+        self.snapshot_changed(snapshot)
     }
     fn status(&self) -> BTreeMap<String, TypeStatus> {
         DeltaStream::status(self)

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, btree_map};
 use std::iter::Peekable;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use prost::{Message, Name};
 use xds_api::pb::google::protobuf::Any;
 use xds_api::type_url;
@@ -55,25 +56,78 @@ pub fn short_name(type_url: &str) -> &str {
 }
 
 /// One resource of a snapshot and its version.
+///
+/// The resource is kept encoded, as the `Any` message it goes out as: every response carrying it
+/// (to each of hundreds of proxies) refers to these bytes instead of copying them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionedResource {
     /// The resource's own version (delta xDS sends it; a change of it is what gets pushed).
     pub version: String,
-    pub resource: Any,
+    /// `Any { type_url, value }` encoded: field 1, then field 2 from `value_at` on.
+    encoded: Bytes,
+    type_url_len: usize,
+    value_at: usize,
 }
 
 impl VersionedResource {
     /// `any` with its content version (see [`content_version`]).
     pub fn new(any: Any) -> VersionedResource {
+        let version = content_version(&any);
+        VersionedResource::with_version(version, any)
+    }
+
+    /// `any` with an explicit version.
+    pub fn with_version(version: impl Into<String>, any: Any) -> VersionedResource {
+        let mut encoded = Vec::with_capacity(any.type_url.len() + any.value.len() + 12);
+        // Both fields always written (an empty one too), so where each starts is known.
+        encoded.push(0x0a);
+        prost::encoding::encode_varint(any.type_url.len() as u64, &mut encoded);
+        let type_url_at = encoded.len();
+        encoded.extend_from_slice(any.type_url.as_bytes());
+        encoded.push(0x12);
+        prost::encoding::encode_varint(any.value.len() as u64, &mut encoded);
+        let value_at = encoded.len();
+        encoded.extend_from_slice(&any.value);
+        debug_assert_eq!(
+            type_url_at,
+            1 + prost::encoding::encoded_len_varint(any.type_url.len() as u64)
+        );
         VersionedResource {
-            version: content_version(&any),
-            resource: any,
+            version: version.into(),
+            encoded: Bytes::from(encoded),
+            type_url_len: any.type_url.len(),
+            value_at,
         }
     }
 
     /// Packs `msg`.
     pub fn of<T: Message + Name>(msg: &T) -> VersionedResource {
         VersionedResource::new(xds_api::any::pack(msg))
+    }
+
+    /// The resource's type URL.
+    pub fn type_url(&self) -> &str {
+        let start = 1 + prost::encoding::encoded_len_varint(self.type_url_len as u64);
+        // Built from a `String` in `with_version`.
+        std::str::from_utf8(&self.encoded[start..start + self.type_url_len]).unwrap_or_default()
+    }
+
+    /// The resource's encoded message (`Any.value`).
+    pub fn value(&self) -> &[u8] {
+        &self.encoded[self.value_at..]
+    }
+
+    /// The resource as an `Any` (a copy).
+    pub fn any(&self) -> Any {
+        Any {
+            type_url: self.type_url().to_owned(),
+            value: self.value().to_vec(),
+        }
+    }
+
+    /// The encoded `Any`, shared.
+    pub fn encoded_any(&self) -> &Bytes {
+        &self.encoded
     }
 }
 
@@ -270,10 +324,7 @@ impl Snapshot {
         let map = self.types.entry(any.type_url.clone()).or_default();
         map.make_mut().insert(
             name.into(),
-            Arc::new(VersionedResource {
-                version: version.into(),
-                resource: any,
-            }),
+            Arc::new(VersionedResource::with_version(version, any)),
         );
     }
 
@@ -281,7 +332,7 @@ impl Snapshot {
     pub fn insert_shared(&mut self, name: impl Into<String>, resource: Arc<VersionedResource>) {
         let map = self
             .types
-            .entry(resource.resource.type_url.clone())
+            .entry(resource.type_url().to_owned())
             .or_default();
         map.make_mut().insert(name.into(), resource);
     }
@@ -404,7 +455,7 @@ pub fn same_resource(a: &VersionedResource, b: &VersionedResource) -> bool {
 /// How one map differs from another, by name: a resource added or changed, or removed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum MapChange<'a> {
-    Changed(&'a String, &'a VersionedResource),
+    Changed(&'a String, &'a Arc<VersionedResource>),
     Removed(&'a String),
 }
 
@@ -468,15 +519,13 @@ pub(crate) enum Selected<'a> {
 }
 
 impl<'a> Iterator for Selected<'a> {
-    type Item = (&'a String, &'a VersionedResource);
+    type Item = (&'a String, &'a Arc<VersionedResource>);
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Selected::Nothing => None,
-            Selected::All(it) => it.next().map(|(n, r)| (n, &**r)),
-            Selected::Named { all, names } => names
-                .find_map(|n| all.get_key_value(n))
-                .map(|(n, r)| (n, &**r)),
+            Selected::All(it) => it.next(),
+            Selected::Named { all, names } => names.find_map(|n| all.get_key_value(n)),
         }
     }
 }
@@ -525,6 +574,28 @@ mod tests {
                 "type.googleapis.com/z.Other",
             ]
         );
+    }
+
+    /// The kept bytes are the `Any` as prost encodes it, and give it back.
+    #[test]
+    fn a_resource_is_kept_as_its_encoded_any() {
+        for any in [
+            Any {
+                type_url: type_url::CLUSTER.into(),
+                value: vec![7; 300],
+            },
+            Any {
+                type_url: type_url::LISTENER.into(),
+                value: Vec::new(),
+            },
+        ] {
+            let r = VersionedResource::new(any.clone());
+            assert_eq!(r.type_url(), any.type_url);
+            assert_eq!(r.value(), &any.value[..]);
+            assert_eq!(r.any(), any);
+            assert_eq!(Any::decode(&r.encoded_any()[..]).expect("decodes"), any);
+            assert_eq!(r.version, content_version(&any));
+        }
     }
 
     #[test]

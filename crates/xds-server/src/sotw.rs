@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use xds_api::pb::google::protobuf::Any;
 
 use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
     TypeStatus, bounded_message, first_node, intern,
 };
+use crate::response::{Carried, Prepared};
 use crate::snapshot::{
     LayeredMap, MapChange, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
     same_resource, select,
@@ -83,6 +83,28 @@ impl SotwStream {
         request: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
     ) -> Result<Outcome<DiscoveryResponse>, ProtocolError> {
+        let out = self.handle_request(request, snapshot)?;
+        Ok(Outcome {
+            responses: out.responses.into_iter().map(|r| r.message()).collect(),
+            events: out.events,
+        })
+    }
+
+    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
+    /// whose selected resources differ from what was last sent (or that was never answered).
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        self.snapshot_changed(snapshot)
+            .into_iter()
+            .map(|r| r.message())
+            .collect()
+    }
+
+    /// [`on_request`](Self::on_request), its responses still sharing the snapshot's resources.
+    pub(crate) fn handle_request(
+        &mut self,
+        request: DiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Outcome<Prepared<DiscoveryResponse>>, ProtocolError> {
         first_node(&mut self.node, request.node.as_ref())?;
         if request.type_url.is_empty() {
             return Err(ProtocolError::MissingTypeUrl);
@@ -184,9 +206,11 @@ impl SotwStream {
         Ok(out)
     }
 
-    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
-    /// whose selected resources differ from what was last sent (or that was never answered).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+    /// [`on_snapshot`](Self::on_snapshot), its responses still sharing the snapshot's resources.
+    pub(crate) fn snapshot_changed(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> Vec<Prepared<DiscoveryResponse>> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
         let mut out = Vec::new();
@@ -250,7 +274,7 @@ fn same_names(subscribed: &Names, names: &[String]) -> bool {
 
 /// `names`: the requested ones, sorted, no duplicates.
 fn push_change(
-    out: &mut Outcome<DiscoveryResponse>,
+    out: &mut Outcome<Prepared<DiscoveryResponse>>,
     type_url: &str,
     st: &TypeState,
     wildcard: bool,
@@ -319,10 +343,10 @@ fn respond(
     type_url: &str,
     st: &mut TypeState,
     snapshot: &Snapshot,
-) -> DiscoveryResponse {
+) -> Prepared<DiscoveryResponse> {
     let resources = snapshot
         .select(type_url, st.wildcard, &st.names)
-        .map(|(_, r)| r.resource.clone())
+        .map(|(_, r)| Carried::any(r))
         .collect();
     finish(nonces, type_url, st, snapshot, resources)
 }
@@ -334,12 +358,12 @@ fn respond_with(
     st: &mut TypeState,
     snapshot: &Snapshot,
     names: &[String],
-) -> DiscoveryResponse {
+) -> Prepared<DiscoveryResponse> {
     let all = snapshot.resources(type_url);
     let resources = names
         .iter()
         .filter_map(|n| all?.get(n))
-        .map(|r| r.resource.clone())
+        .map(Carried::any)
         .collect();
     finish(nonces, type_url, st, snapshot, resources)
 }
@@ -349,8 +373,8 @@ fn finish(
     type_url: &str,
     st: &mut TypeState,
     snapshot: &Snapshot,
-    resources: Vec<Any>,
-) -> DiscoveryResponse {
+    resources: Vec<Carried>,
+) -> Prepared<DiscoveryResponse> {
     let nonce = nonces.next();
     let version = snapshot.version().to_owned();
     st.status.sent_version = Some(version.clone());
@@ -362,15 +386,18 @@ fn finish(
         version: version.clone(),
         from: snapshot.resources(type_url).cloned(),
     });
-    DiscoveryResponse {
-        version_info: version,
+    Prepared {
+        head: DiscoveryResponse {
+            version_info: version,
+            resources: Vec::new(),
+            canary: false,
+            type_url: type_url.to_owned(),
+            nonce,
+            control_plane: Some(ControlPlane {
+                identifier: CONTROL_PLANE_ID.to_owned(),
+            }),
+            resource_errors: Vec::new(),
+        },
         resources,
-        canary: false,
-        type_url: type_url.to_owned(),
-        nonce,
-        control_plane: Some(ControlPlane {
-            identifier: CONTROL_PLANE_ID.to_owned(),
-        }),
-        resource_errors: Vec::new(),
     }
 }

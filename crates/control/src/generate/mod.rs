@@ -361,7 +361,7 @@ impl TypeMaps {
     fn of(packed: Packed) -> TypeMaps {
         let mut maps: [ResourceMap; 4] = Default::default();
         for (name, r) in packed {
-            if let Some(i) = TYPES.iter().position(|t| *t == r.resource.type_url) {
+            if let Some(i) = TYPES.iter().position(|t| *t == r.type_url()) {
                 maps[i].insert(name, r);
             }
         }
