@@ -861,6 +861,26 @@ async fn consistent_hashing_matches_envoy() {
     }
 }
 
+/// Sends `n` requests to `path` (`concurrency` at a time), asserts all were answered 200, and
+/// counts them by the upstream that served them.
+async fn served_by(
+    p: &Running,
+    path: &'static str,
+    n: usize,
+    concurrency: usize,
+) -> BTreeMap<String, usize> {
+    let responses = Client::h1(p.listener)
+        .send_many(n, concurrency, move |_| Req::get(path))
+        .await
+        .unwrap();
+    assert!(
+        responses.iter().all(|r| r.status() == 200),
+        "{}: {path}",
+        p.name
+    );
+    count_header(&responses, "x-upstream")
+}
+
 #[tokio::test]
 async fn load_balancing_matches_envoy() {
     let a = Upstream::start("a").unwrap();
@@ -881,16 +901,7 @@ async fn load_balancing_matches_envoy() {
     );
     for p in &both {
         let count = |path: &'static str, n: usize, concurrency: usize| async move {
-            let responses = Client::h1(p.listener)
-                .send_many(n, concurrency, move |_| Req::get(path))
-                .await
-                .unwrap();
-            assert!(
-                responses.iter().all(|r| r.status() == 200),
-                "{}: {path}",
-                p.name
-            );
-            let counts = count_header(&responses, "x-upstream");
+            let counts = served_by(p, path, n, concurrency).await;
             let get = |k: &str| counts.get(k).copied().unwrap_or(0);
             (get("a"), get("b"), get("c"))
         };
@@ -931,6 +942,125 @@ async fn load_balancing_matches_envoy() {
         assert!(
             [na, nb, nc].iter().all(|n| (80..=120).contains(n)),
             "{}: panic mode gave a={na} b={nb} c={nc}",
+            p.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn locality_weighted_load_balancing_matches_envoy() {
+    // Upstreams named for their locality: a1 and a2 in locality a, and so on.
+    let names = ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2", "bad"];
+    let upstreams: Vec<Upstream> = names.iter().map(|n| Upstream::start(n).unwrap()).collect();
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| format!("UPSTREAM_{}", n.to_uppercase()))
+        .collect();
+    let pairs: Vec<(&str, &Upstream)> = keys.iter().map(String::as_str).zip(&upstreams).collect();
+    let Some(both) = start_both("locality.yaml", &pairs, &[]) else {
+        return;
+    };
+    upstreams[8].set_behaviour(UpstreamBehaviour {
+        status: 503,
+        ..UpstreamBehaviour::default()
+    });
+    // Requests served by each locality (the upstream name's first letter), and by each host.
+    let by_locality = |counts: &BTreeMap<String, usize>, locality: char| -> usize {
+        counts
+            .iter()
+            .filter(|(u, _)| u.starts_with(locality))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let host = |counts: &BTreeMap<String, usize>, u: &str| counts.get(u).copied().unwrap_or(0);
+    for p in &both {
+        // Weights 1 : 2, a locality without a weight and a weighted one with no healthy host.
+        let counts = served_by(p, "/rr", 600, 1).await;
+        let (a, b) = (by_locality(&counts, 'a'), by_locality(&counts, 'b'));
+        assert!(
+            (180..=220).contains(&a) && a + b == 600,
+            "{}: weights 1:2 (c unweighted, d unhealthy) gave {counts:?}",
+            p.name
+        );
+        // Round robin within a locality.
+        assert!(
+            host(&counts, "a1").abs_diff(host(&counts, "a2")) <= 10
+                && host(&counts, "b1").abs_diff(host(&counts, "b2")) <= 10,
+            "{}: hosts of a locality in turn: {counts:?}",
+            p.name
+        );
+        let counts = served_by(p, "/random", 600, 4).await;
+        let (a, b) = (by_locality(&counts, 'a'), by_locality(&counts, 'b'));
+        assert!(
+            (105..=195).contains(&a) && a + b == 600 && host(&counts, "a1") > 0,
+            "{}: RANDOM, weights 1:3 gave {counts:?}",
+            p.name
+        );
+        let counts = served_by(p, "/least", 600, 4).await;
+        let (a, b) = (by_locality(&counts, 'a'), by_locality(&counts, 'b'));
+        assert!(
+            (405..=495).contains(&a) && a + b == 600 && host(&counts, "b2") > 0,
+            "{}: LEAST_REQUEST, weights 3:1 gave {counts:?}",
+            p.name
+        );
+        // b (weight 1) has one of its two hosts healthy: 1.4 × 50 % = 0.7 of its weight, so
+        // a (weight 2) takes 2/2.7 (400 of 540) and b's healthy host the rest.
+        let counts = served_by(p, "/partial", 540, 1).await;
+        let (a, b1) = (by_locality(&counts, 'a'), host(&counts, "b1"));
+        assert!(
+            (380..=420).contains(&a) && a + b1 == 540,
+            "{}: a partly healthy locality gave {counts:?}",
+            p.name
+        );
+        // Without locality_weighted_lb_config the locality weights (1 and 9) mean nothing.
+        let counts = served_by(p, "/ignored", 300, 1).await;
+        assert!(
+            ["a1", "b1", "b2"]
+                .iter()
+                .all(|u| (85..=115).contains(&host(&counts, u))),
+            "{}: locality weights without the config gave {counts:?}",
+            p.name
+        );
+        // Priority 0 is a third healthy (health 46) but priority 1 makes the total 100: no panic;
+        // priority 0's share goes to its one locality with a healthy host.
+        let counts = served_by(p, "/spill", 1000, 4).await;
+        let (b1, c1) = (host(&counts, "b1"), host(&counts, "c1"));
+        assert!(
+            (390..=530).contains(&b1) && b1 + c1 == 1000,
+            "{}: priorities with localities gave {counts:?}",
+            p.name
+        );
+        // A third healthy and no other priority: panic, all hosts in turn whatever the localities.
+        let counts = served_by(p, "/panic", 300, 1).await;
+        assert!(
+            ["a1", "a2", "b1"]
+                .iter()
+                .all(|u| (85..=115).contains(&host(&counts, u))),
+            "{}: panic gave {counts:?}",
+            p.name
+        );
+        // The locality of weight 5 has one host, which fails once and is ejected: from then on
+        // locality a takes everything.
+        let client = Client::h1(p.listener);
+        let mut failures = 0;
+        for _ in 0..20 {
+            if client.send(Req::get("/ejected")).await.unwrap().status() == 503 {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 1, "{}: bad is ejected on its first 5xx", p.name);
+        assert_eq!(
+            p.stat("cluster.ejected.outlier_detection.ejections_active"),
+            1,
+            "{}",
+            p.name
+        );
+        let counts = served_by(p, "/ejected", 300, 1).await;
+        assert!(
+            ["a1", "a2", "c1"]
+                .iter()
+                .all(|u| (85..=115).contains(&host(&counts, u))),
+            "{}: an ejected locality gave {counts:?}",
             p.name
         );
     }

@@ -60,8 +60,12 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     pub connect_timeout: Duration,
     pub protocol: UpstreamProtocol,
-    /// Endpoints by priority (index 0 = priority 0), each with its locality weight.
+    /// Endpoints by priority (index 0 = priority 0), grouped by locality, each with its weight.
     pub priorities: Vec<Vec<LocalityEndpoints>>,
+    /// `common_lb_config.locality_weighted_lb_config`: within a priority, a locality is chosen by
+    /// its weight and availability before a host (see [`crate::locality`]); without it locality
+    /// weights are ignored.
+    pub locality_weighted: bool,
     pub circuit_breakers: Thresholds,
     pub outlier_detection: Option<OutlierDetection>,
     pub max_requests_per_connection: Option<u32>,
@@ -92,10 +96,23 @@ pub struct OriginalDst {
 /// The header Envoy reads with `use_http_header` unless `http_header_name` names another.
 pub const ORIGINAL_DST_HEADER: &str = "x-envoy-original-dst-host";
 
+/// The endpoints of one locality of a priority. Entries of a `ClusterLoadAssignment` with the same
+/// locality (region, zone, sub-zone; none at all is one more) are one locality, as in Envoy.
 #[derive(Debug, Clone)]
 pub struct LocalityEndpoints {
+    pub locality: Locality,
+    /// `load_balancing_weight`, counted (as Envoy) only when the entry names its locality; the last
+    /// entry of a locality that has one sets it.
     pub weight: Option<u32>,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Where endpoints run (`core.v3.Locality`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub sub_zone: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +236,12 @@ impl Cluster {
             },
             (policy, _) => policy,
         };
+        let locality_weighted = p.common_lb_config.as_ref().is_some_and(|c| {
+            matches!(
+                c.locality_config_specifier,
+                Some(cluster::cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+            )
+        });
         if let Some(common) = &p.common_lb_config
             && let Some(c) = &common.consistent_hashing_lb_config
         {
@@ -366,6 +389,7 @@ impl Cluster {
                 .map_or(Duration::from_secs(5), duration),
             protocol,
             priorities,
+            locality_weighted,
             circuit_breakers,
             outlier_detection,
             max_requests_per_connection,
@@ -637,10 +661,34 @@ fn load_assignment(
         if priorities.len() <= priority {
             priorities.resize_with(priority + 1, Vec::new);
         }
-        priorities[priority].push(LocalityEndpoints {
-            weight: locality.load_balancing_weight.as_ref().map(|w| w.value),
-            endpoints,
-        });
+        // Envoy takes a locality's weight only from an entry that names the locality (0 is refused
+        // by the proto's validation rules).
+        let weight = locality
+            .load_balancing_weight
+            .as_ref()
+            .filter(|_| locality.locality.is_some())
+            .map(|w| w.value);
+        let name = locality
+            .locality
+            .as_ref()
+            .map(|l| Locality {
+                region: l.region.clone(),
+                zone: l.zone.clone(),
+                sub_zone: l.sub_zone.clone(),
+            })
+            .unwrap_or_default();
+        let localities = &mut priorities[priority];
+        match localities.iter_mut().find(|l| l.locality == name) {
+            Some(same) => {
+                same.endpoints.extend(endpoints);
+                same.weight = weight.or(same.weight);
+            }
+            None => localities.push(LocalityEndpoints {
+                locality: name,
+                weight,
+                endpoints,
+            }),
+        }
     }
     Ok(priorities)
 }
@@ -833,6 +881,58 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
             "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: localhost, port_value: 0}}}",
         );
         assert!(e.contains("not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn localities_are_grouped_and_weighted_as_envoy() {
+        let c = build(
+            r#"
+name: l
+common_lb_config: {locality_weighted_lb_config: {}}
+load_assignment:
+  cluster_name: l
+  endpoints:
+  - locality: {region: r, zone: a}
+    load_balancing_weight: 1
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}}]
+  - locality: {region: r, zone: b}
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 80}}}}]
+  - locality: {region: r, zone: a}
+    load_balancing_weight: 3
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.3, port_value: 80}}}}]
+  - load_balancing_weight: 7
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.4, port_value: 80}}}}]
+  - locality: {region: r, zone: a}
+    priority: 1
+    load_balancing_weight: 2
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.5, port_value: 80}}}}]
+"#,
+        )
+        .unwrap();
+        assert!(c.locality_weighted);
+        let view: Vec<Vec<(String, Option<u32>, usize)>> = c
+            .priorities
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|l| (l.locality.zone.clone(), l.weight, l.endpoints.len()))
+                    .collect()
+            })
+            .collect();
+        // Zone a's two entries are one locality (the last weight wins); a weight without a locality
+        // counts for nothing, as in Envoy; priorities keep their own localities.
+        assert_eq!(
+            view,
+            [
+                vec![
+                    ("a".to_owned(), Some(3), 2),
+                    ("b".to_owned(), None, 1),
+                    (String::new(), None, 1)
+                ],
+                vec![("a".to_owned(), Some(2), 1)]
+            ]
+        );
+        assert!(!build("{name: p}").unwrap().locality_weighted);
     }
 
     #[test]

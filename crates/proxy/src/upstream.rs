@@ -20,6 +20,7 @@ use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::consistent_hash::{HashTable, HostKey};
+use crate::locality::LocalityLb;
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
 
@@ -77,7 +78,7 @@ impl Host {
         self.ejected.load(Ordering::Relaxed)
     }
 
-    fn available(&self) -> bool {
+    pub(crate) fn available(&self) -> bool {
         self.healthy && !self.is_ejected()
     }
 }
@@ -162,6 +163,8 @@ pub struct ClusterRuntime {
     /// RING_HASH and MAGLEV: each priority's table (same order as `priorities`, whose hosts keep
     /// their positions when [`crate`] carries host state over an EDS update).
     hash_tables: Vec<std::sync::OnceLock<HashTable>>,
+    /// `locality_weighted_lb_config`: each priority's localities and their schedule.
+    locality: Option<LocalityLb>,
 }
 
 /// What a load balancer may look at besides the cluster: the downstream connection's original
@@ -271,7 +274,9 @@ impl ClusterRuntime {
                 table
             })
             .collect();
+        let locality = LocalityLb::new(&config, OVERPROVISIONING as u32);
         ClusterRuntime {
+            locality,
             config,
             priorities,
             rr_next: AtomicUsize::new(0),
@@ -369,7 +374,7 @@ impl ClusterRuntime {
     /// hashing does not: the key decides).
     pub fn pick(&self, avoid: &[Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
         self.refresh_ejections();
-        let hosts = self.priority_hosts()?;
+        let (hosts, round_robin) = self.priority_hosts(!self.uses_hash())?;
         if self.uses_hash() {
             return self.hash_pick(&hosts, hash);
         }
@@ -384,7 +389,7 @@ impl ClusterRuntime {
             preferred
         };
         let chosen = match self.config.lb_policy {
-            LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
+            LbPolicy::RoundRobin => weighted_round_robin(&hosts, round_robin),
             LbPolicy::Random => weighted_random(&hosts),
             LbPolicy::LeastRequest { choice_count } => least_request(&hosts, choice_count),
             // CLUSTER_PROVIDED picks in `pick_for`; the hashing policies above.
@@ -427,9 +432,13 @@ impl ClusterRuntime {
 
     /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
     /// overprovisioning factor), priorities take load in order up to their health, normalised when the
-    /// health of all of them adds up to less than 100; a priority with less than 50 % available hosts
-    /// is in panic and uses all its hosts; with no available host anywhere, every host is used.
-    fn priority_hosts(&self) -> Option<Vec<&Arc<Host>>> {
+    /// health of all of them adds up to less than 100. Only then can a priority be in panic (less
+    /// than 50 % of its hosts available), and use all its hosts; with every priority in panic, every
+    /// host is used. Otherwise the chosen priority's available hosts are used — with `by_locality`
+    /// and `locality_weighted_lb_config`, those of one locality chosen by weight and availability.
+    ///
+    /// Returns the hosts and the round-robin position to take them in turn with.
+    fn priority_hosts(&self, by_locality: bool) -> Option<(Vec<&Arc<Host>>, &AtomicUsize)> {
         let health: Vec<u64> = self
             .priorities
             .iter()
@@ -443,10 +452,15 @@ impl ClusterRuntime {
             })
             .collect();
         let sum = health.iter().sum::<u64>().min(100);
-        if sum == 0 {
+        let in_panic = |p: &[Arc<Host>]| {
+            sum < 100
+                && (p.iter().filter(|h| h.available()).count() as u64) * 100
+                    < PANIC_THRESHOLD * p.len() as u64
+        };
+        if sum == 0 || self.priorities.iter().all(|p| in_panic(p)) {
             // Total panic: every host of every priority.
             let all: Vec<_> = self.priorities.iter().flatten().collect();
-            return (!all.is_empty()).then_some(all);
+            return (!all.is_empty()).then_some((all, &self.rr_next));
         }
         let mut point = rand::rng().random_range(0..100u64);
         let mut remaining = 100u64;
@@ -460,31 +474,24 @@ impl ClusterRuntime {
             }
             point -= load;
         }
-        let priority = &self.priorities[chosen.or_else(|| health.iter().position(|h| *h > 0))?];
-        let available: Vec<_> = priority.iter().filter(|h| h.available()).collect();
-        if (available.len() as u64) * 100 < PANIC_THRESHOLD * priority.len() as u64 {
-            Some(priority.iter().collect())
-        } else {
-            Some(available)
+        let index = chosen.or_else(|| health.iter().position(|h| *h > 0))?;
+        let priority = &self.priorities[index];
+        if in_panic(priority) {
+            return Some((priority.iter().collect(), &self.rr_next));
         }
-    }
-
-    fn weighted_round_robin<'h>(&self, hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
-        let n = self.rr_next.fetch_add(1, Ordering::Relaxed);
-        if hosts.iter().all(|h| h.weight == hosts[0].weight) {
-            return hosts[n % hosts.len()];
-        }
-        // Weighted: walk the cumulative weights.
-        let total: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
-        let mut point = u64::try_from(n).unwrap_or(0) % total.max(1);
-        for h in hosts {
-            let w = u64::from(h.weight);
-            if point < w {
-                return h;
-            }
-            point -= w;
-        }
-        hosts[0]
+        let locality = self
+            .locality
+            .as_ref()
+            .filter(|_| by_locality)
+            .and_then(|lb| lb.pick(&self.priorities, index));
+        let (hosts, round_robin) = match locality {
+            Some((range, round_robin)) => (&priority[range], round_robin),
+            None => (priority.as_slice(), &self.rr_next),
+        };
+        Some((
+            hosts.iter().filter(|h| h.available()).collect(),
+            round_robin,
+        ))
     }
 
     /// Opens a raw connection to `host` (a TCP proxy's, or a CONNECT tunnel's), TLS when the cluster
@@ -588,6 +595,9 @@ impl ClusterRuntime {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + time);
         host.ejected.store(true, Ordering::Relaxed);
+        if let Some(l) = &self.locality {
+            l.invalidate();
+        }
         host.consecutive_5xx.store(0, Ordering::Relaxed);
         host.consecutive_gateway.store(0, Ordering::Relaxed);
         host.consecutive_local.store(0, Ordering::Relaxed);
@@ -611,6 +621,9 @@ impl ClusterRuntime {
                 if until.is_some_and(|t| t <= now) {
                     *until = None;
                     h.ejected.store(false, Ordering::Relaxed);
+                    if let Some(l) = &self.locality {
+                        l.invalidate();
+                    }
                     self.stats.outlier_ejections_active.dec();
                 }
             }
@@ -666,6 +679,25 @@ pub enum Outcome {
 
 fn enforced(percent: u32) -> bool {
     percent >= 100 || (percent > 0 && rand::rng().random_range(0..100) < percent)
+}
+
+/// Weighted round robin over `hosts`, at the position `next` keeps.
+fn weighted_round_robin<'h>(hosts: &[&'h Arc<Host>], next: &AtomicUsize) -> &'h Arc<Host> {
+    let n = next.fetch_add(1, Ordering::Relaxed);
+    if hosts.iter().all(|h| h.weight == hosts[0].weight) {
+        return hosts[n % hosts.len()];
+    }
+    // Weighted: walk the cumulative weights.
+    let total: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
+    let mut point = u64::try_from(n).unwrap_or(0) % total.max(1);
+    for h in hosts {
+        let w = u64::from(h.weight);
+        if point < w {
+            return h;
+        }
+        point -= w;
+    }
+    hosts[0]
 }
 
 fn weighted_random<'h>(hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
