@@ -1063,6 +1063,18 @@ async fn locality_weighted_load_balancing_matches_envoy() {
             "{}: an ejected locality gave {counts:?}",
             p.name
         );
+        // RING_HASH and MAGLEV weigh each host by its share of its locality's weight.
+        let users: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
+        for path in ["/ring", "/maglev"] {
+            let chosen = sticky(p, path, &users, 1, |u| Req::get(path).header("x-user", u)).await;
+            let count = |u: &str| chosen.iter().filter(|c| *c == u).count();
+            let (a1, a2, b1) = (count("a1"), count("a2"), count("b1"));
+            assert!(
+                (255..=345).contains(&b1) && a1 >= 20 && a2 >= 20 && a1 + a2 + b1 == 400,
+                "{}: {path} with locality weights 1:3:none gave a1={a1} a2={a2} b1={b1}",
+                p.name
+            );
+        }
     }
 }
 

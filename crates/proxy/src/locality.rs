@@ -98,6 +98,25 @@ impl LocalityLb {
         ))
     }
 
+    /// The weight of each of `hosts` (priority `priority`'s) in a consistent-hash table: its share of
+    /// its locality's hosts' weights times the locality's weight, so a locality's hosts together
+    /// take the locality's share of the keys, and those of a locality without a weight none.
+    pub fn host_weights(&self, priority: usize, hosts: &[Arc<Host>]) -> Vec<f64> {
+        let mut weights = vec![0.0; hosts.len()];
+        for (range, weight) in self.localities.get(priority).into_iter().flatten() {
+            let (Some(members), Some(slots)) =
+                (hosts.get(range.clone()), weights.get_mut(range.clone()))
+            else {
+                continue;
+            };
+            let total: f64 = members.iter().map(|h| f64::from(h.weight)).sum();
+            for (w, h) in slots.iter_mut().zip(members) {
+                *w = f64::from(h.weight) / total * f64::from(*weight);
+            }
+        }
+        weights
+    }
+
     /// Every priority's schedule, from the availability of its hosts now.
     fn build(&self, priorities: &[Vec<Arc<Host>>]) -> Vec<Option<LocalitySchedule>> {
         self.localities

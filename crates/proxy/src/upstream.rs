@@ -260,21 +260,27 @@ impl ClusterRuntime {
                 last_sweep: Instant::now(),
             }),
         });
+        let locality = LocalityLb::new(&config, OVERPROVISIONING as u32);
         // Built with the config, not on a request (a ring may have millions of entries).
         let hash_tables = priorities
             .iter()
-            .map(|members| {
+            .enumerate()
+            .map(|(priority, members)| {
                 let table = std::sync::OnceLock::new();
                 if matches!(
                     config.lb_policy,
                     LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }
                 ) {
-                    let _ = table.set(hash_table(config.lb_policy, members));
+                    let _ = table.set(hash_table(
+                        config.lb_policy,
+                        members,
+                        locality.as_ref(),
+                        priority,
+                    ));
                 }
                 table
             })
             .collect();
-        let locality = LocalityLb::new(&config, OVERPROVISIONING as u32);
         ClusterRuntime {
             locality,
             config,
@@ -418,10 +424,14 @@ impl ClusterRuntime {
             .iter()
             .position(|p| p.iter().any(|h| Arc::ptr_eq(h, first)))?;
         let members = &self.priorities[priority];
-        let table = self
-            .hash_tables
-            .get(priority)?
-            .get_or_init(|| hash_table(self.config.lb_policy, members));
+        let table = self.hash_tables.get(priority)?.get_or_init(|| {
+            hash_table(
+                self.config.lb_policy,
+                members,
+                self.locality.as_ref(),
+                priority,
+            )
+        });
         // Panic (the priority's hosts all in use) or total panic (no host available anywhere).
         let all_usable = hosts.len() >= members.len() || !members.iter().any(|h| h.available());
         let hash = hash.unwrap_or_else(|| rand::rng().random());
@@ -649,13 +659,24 @@ impl ClusterRuntime {
     }
 }
 
-/// The RING_HASH or MAGLEV table over a priority's hosts (empty for other policies).
-fn hash_table(policy: LbPolicy, members: &[Arc<Host>]) -> HashTable {
+/// The RING_HASH or MAGLEV table over a priority's hosts (empty for other policies); with locality
+/// weights, each host weighs its share of its locality's weight (as Envoy builds it).
+fn hash_table(
+    policy: LbPolicy,
+    members: &[Arc<Host>],
+    locality: Option<&LocalityLb>,
+    priority: usize,
+) -> HashTable {
+    let weights = match locality {
+        Some(l) => l.host_weights(priority, members),
+        None => members.iter().map(|h| f64::from(h.weight)).collect(),
+    };
     let keys: Vec<HostKey<'_>> = members
         .iter()
-        .map(|h| HostKey {
+        .zip(weights)
+        .map(|(h, weight)| HostKey {
             address: &h.address,
-            weight: h.weight,
+            weight,
         })
         .collect();
     match policy {
