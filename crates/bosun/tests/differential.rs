@@ -1012,6 +1012,14 @@ async fn locality_weighted_load_balancing_matches_envoy() {
             "{}: a partly healthy locality gave {counts:?}",
             p.name
         );
+        // The same with the load assignment's overprovisioning_factor 100: b counts half its weight.
+        let counts = served_by(p, "/factor", 500, 1).await;
+        let (a, b1) = (by_locality(&counts, 'a'), host(&counts, "b1"));
+        assert!(
+            (380..=420).contains(&a) && a + b1 == 500,
+            "{}: overprovisioning_factor 100 gave {counts:?}",
+            p.name
+        );
         // Without locality_weighted_lb_config the locality weights (1 and 9) mean nothing.
         let counts = served_by(p, "/ignored", 300, 1).await;
         assert!(

@@ -66,6 +66,9 @@ pub struct Cluster {
     /// its weight and availability before a host (see [`crate::locality`]); without it locality
     /// weights are ignored.
     pub locality_weighted: bool,
+    /// The load assignment's `policy.overprovisioning_factor`, in percent (Envoy's default 140):
+    /// how far a priority's or locality's availability is scaled before it counts as degraded.
+    pub overprovisioning_factor: u32,
     pub circuit_breakers: Thresholds,
     pub outlier_detection: Option<OutlierDetection>,
     pub max_requests_per_connection: Option<u32>,
@@ -318,11 +321,11 @@ impl Cluster {
         let protocol = errors
             .take(upstream_protocol(p, at))
             .unwrap_or(UpstreamProtocol::Http1);
-        let priorities = match &p.load_assignment {
+        let (priorities, overprovisioning_factor) = match &p.load_assignment {
             Some(la) => errors
                 .take(load_assignment(la, &at.key("load_assignment")))
-                .unwrap_or_default(),
-            None => Vec::new(),
+                .unwrap_or((Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR)),
+            None => (Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR),
         };
         if discovery == Discovery::OriginalDst && p.load_assignment.is_some() {
             errors.push(
@@ -390,6 +393,7 @@ impl Cluster {
             protocol,
             priorities,
             locality_weighted,
+            overprovisioning_factor,
             circuit_breakers,
             outlier_detection,
             max_requests_per_connection,
@@ -410,12 +414,13 @@ impl Cluster {
         &self,
         la: &endpoint::ClusterLoadAssignment,
     ) -> Result<Cluster, ModelError> {
-        let priorities = load_assignment(
+        let (priorities, overprovisioning_factor) = load_assignment(
             la,
             &At::root(format!("ClusterLoadAssignment {}", la.cluster_name)),
         )?;
         Ok(Cluster {
             priorities,
+            overprovisioning_factor,
             ..self.clone()
         })
     }
@@ -622,11 +627,38 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
     Ok(UpstreamProtocol::Http1)
 }
 
+/// Envoy's default `overprovisioning_factor` (1.4), in percent.
+pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
+
+/// The endpoints by priority and locality, and the overprovisioning factor.
 fn load_assignment(
     la: &endpoint::ClusterLoadAssignment,
     at: &At,
-) -> Result<Vec<Vec<LocalityEndpoints>>, ModelError> {
+) -> Result<(Vec<Vec<LocalityEndpoints>>, u32), ModelError> {
     use endpoint::lb_endpoint::HostIdentifier;
+    let mut overprovisioning_factor = DEFAULT_OVERPROVISIONING_FACTOR;
+    if let Some(policy) = &la.policy {
+        let pat = at.key("policy");
+        if !policy.drop_overloads.is_empty() {
+            return Err(pat
+                .key("drop_overloads")
+                .unsupported("dropping a share of requests (drop_overloads)"));
+        }
+        if policy.weighted_priority_health {
+            return Err(pat
+                .key("weighted_priority_health")
+                .unsupported("priority health by endpoint weights"));
+        }
+        if policy.endpoint_stale_after.is_some() {
+            return Err(pat
+                .key("endpoint_stale_after")
+                .unsupported("stale endpoints (endpoint_stale_after)"));
+        }
+        overprovisioning_factor = u32_or(
+            policy.overprovisioning_factor.as_ref(),
+            DEFAULT_OVERPROVISIONING_FACTOR,
+        );
+    }
     let mut priorities: Vec<Vec<LocalityEndpoints>> = Vec::new();
     for (i, locality) in la.endpoints.iter().enumerate() {
         let lat = at.key("endpoints").index(i);
@@ -690,7 +722,7 @@ fn load_assignment(
             }),
         }
     }
-    Ok(priorities)
+    Ok((priorities, overprovisioning_factor))
 }
 
 /// `(host, port)` of an Envoy socket address.
@@ -933,6 +965,24 @@ load_assignment:
             ]
         );
         assert!(!build("{name: p}").unwrap().locality_weighted);
+    }
+
+    #[test]
+    fn the_load_assignment_policy_sets_the_overprovisioning_factor() {
+        let c = build("{name: p, load_assignment: {cluster_name: p}}").unwrap();
+        assert_eq!(c.overprovisioning_factor, 140);
+        let c = build(
+            "{name: p, load_assignment: {cluster_name: p, policy: {overprovisioning_factor: 100}}}",
+        )
+        .unwrap();
+        assert_eq!(c.overprovisioning_factor, 100);
+        let e = refusal(
+            "{name: p, load_assignment: {cluster_name: p, policy: {drop_overloads: [{category: c, drop_percentage: {numerator: 5}}]}}}",
+        );
+        assert!(
+            e.contains("cluster.load_assignment.policy.drop_overloads"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct LocalityLb {
 
 impl LocalityLb {
     /// `None` unless the cluster balances by locality weight.
-    pub fn new(config: &Cluster, overprovisioning: u32) -> Option<LocalityLb> {
+    pub fn new(config: &Cluster) -> Option<LocalityLb> {
         if !config.locality_weighted {
             return None;
         }
@@ -58,7 +58,7 @@ impl LocalityLb {
         Some(LocalityLb {
             localities,
             round_robin,
-            overprovisioning,
+            overprovisioning: config.overprovisioning_factor,
             // Never equal to a built generation, so the first pick builds.
             generation: AtomicU64::new(1),
             schedules: ArcSwap::from_pointee((0, Vec::new())),

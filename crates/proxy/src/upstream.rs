@@ -24,8 +24,6 @@ use crate::locality::LocalityLb;
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
 
-/// Envoy's default overprovisioning factor (1.4), in percent.
-const OVERPROVISIONING: u64 = 140;
 /// Envoy's default healthy panic threshold, in percent.
 const PANIC_THRESHOLD: u64 = 50;
 /// The most destinations an ORIGINAL_DST cluster remembers at once. Envoy forgets hosts unused for
@@ -260,7 +258,7 @@ impl ClusterRuntime {
                 last_sweep: Instant::now(),
             }),
         });
-        let locality = LocalityLb::new(&config, OVERPROVISIONING as u32);
+        let locality = LocalityLb::new(&config);
         // Built with the config, not on a request (a ring may have millions of entries).
         let hash_tables = priorities
             .iter()
@@ -440,8 +438,8 @@ impl ClusterRuntime {
             .map(|i| members[i].clone())
     }
 
-    /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
-    /// overprovisioning factor), priorities take load in order up to their health, normalised when the
+    /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (1.4: the
+    /// overprovisioning factor, or the load assignment's), priorities take load in order up to their health, normalised when the
     /// health of all of them adds up to less than 100. Only then can a priority be in panic (less
     /// than 50 % of its hosts available), and use all its hosts; with every priority in panic, every
     /// host is used. Otherwise the chosen priority's available hosts are used — with `by_locality`
@@ -455,7 +453,7 @@ impl ClusterRuntime {
             .map(|p| {
                 let total = p.len() as u64;
                 let available = p.iter().filter(|h| h.available()).count() as u64;
-                (OVERPROVISIONING * available)
+                (u64::from(self.config.overprovisioning_factor) * available)
                     .checked_div(total)
                     .unwrap_or(0)
                     .min(100)
