@@ -893,12 +893,16 @@ async fn load_balancing_matches_envoy() {
     ) else {
         return;
     };
-    // A cluster without endpoints: Envoy's local reply.
-    let o = same(&both, || Req::get("/empty")).await;
-    assert_eq!(
-        (o.status, o.local_body.as_deref()),
-        (503, Some("no healthy upstream"))
-    );
+    // A cluster without endpoints, and one without a healthy host and panic turned off: Envoy's
+    // local reply.
+    for path in ["/empty", "/no-panic-none"] {
+        let o = same(&both, || Req::get(path)).await;
+        assert_eq!(
+            (o.status, o.local_body.as_deref()),
+            (503, Some("no healthy upstream")),
+            "{path}"
+        );
+    }
     for p in &both {
         let count = |path: &'static str, n: usize, concurrency: usize| async move {
             let counts = served_by(p, path, n, concurrency).await;
@@ -944,6 +948,9 @@ async fn load_balancing_matches_envoy() {
             "{}: panic mode gave a={na} b={nb} c={nc}",
             p.name
         );
+        // The same with healthy_panic_threshold 0: no panic, only the healthy host.
+        let (na, nb, nc) = count("/no-panic", 60, 1).await;
+        assert_eq!((na, nb, nc), (60, 0, 0), "{}: panic turned off", p.name);
     }
 }
 
@@ -1048,7 +1055,8 @@ async fn locality_weighted_load_balancing_matches_envoy() {
             p.name
         );
         // The locality of weight 5 has one host, which fails once and is ejected: from then on
-        // locality a takes everything.
+        // locality a takes everything. (Envoy applies an ejection on its main thread, so a worker
+        // may pick the host a few more times first.)
         let client = Client::h1(p.listener);
         let mut failures = 0;
         for _ in 0..20 {
@@ -1056,7 +1064,11 @@ async fn locality_weighted_load_balancing_matches_envoy() {
                 failures += 1;
             }
         }
-        assert_eq!(failures, 1, "{}: bad is ejected on its first 5xx", p.name);
+        assert!(
+            (1..=5).contains(&failures),
+            "{}: bad is ejected on its first 5xx, {failures} failures",
+            p.name
+        );
         assert_eq!(
             p.stat("cluster.ejected.outlier_detection.ejections_active"),
             1,

@@ -69,6 +69,9 @@ pub struct Cluster {
     /// The load assignment's `policy.overprovisioning_factor`, in percent (Envoy's default 140):
     /// how far a priority's or locality's availability is scaled before it counts as degraded.
     pub overprovisioning_factor: u32,
+    /// `common_lb_config.healthy_panic_threshold`, in whole percent (Envoy's default 50; 0: never
+    /// in panic): a priority with a smaller share of available hosts uses all its hosts.
+    pub healthy_panic_threshold: u32,
     pub circuit_breakers: Thresholds,
     pub outlier_detection: Option<OutlierDetection>,
     pub max_requests_per_connection: Option<u32>,
@@ -239,6 +242,14 @@ impl Cluster {
             },
             (policy, _) => policy,
         };
+        // Envoy rounds the percentage to a whole one.
+        let healthy_panic_threshold = p
+            .common_lb_config
+            .as_ref()
+            .and_then(|c| c.healthy_panic_threshold.as_ref())
+            .map_or(DEFAULT_HEALTHY_PANIC_THRESHOLD, |t| {
+                t.value.clamp(0.0, 100.0).round() as u32
+            });
         let locality_weighted = p.common_lb_config.as_ref().is_some_and(|c| {
             matches!(
                 c.locality_config_specifier,
@@ -394,6 +405,7 @@ impl Cluster {
             priorities,
             locality_weighted,
             overprovisioning_factor,
+            healthy_panic_threshold,
             circuit_breakers,
             outlier_detection,
             max_requests_per_connection,
@@ -626,6 +638,9 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
     }
     Ok(UpstreamProtocol::Http1)
 }
+
+/// Envoy's default `healthy_panic_threshold`, in percent.
+pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: u32 = 50;
 
 /// Envoy's default `overprovisioning_factor` (1.4), in percent.
 pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
@@ -976,6 +991,10 @@ load_assignment:
         )
         .unwrap();
         assert_eq!(c.overprovisioning_factor, 100);
+        assert_eq!(c.healthy_panic_threshold, 50);
+        let c =
+            build("{name: p, common_lb_config: {healthy_panic_threshold: {value: 0}}}").unwrap();
+        assert_eq!(c.healthy_panic_threshold, 0);
         let e = refusal(
             "{name: p, load_assignment: {cluster_name: p, policy: {drop_overloads: [{category: c, drop_percentage: {numerator: 5}}]}}}",
         );

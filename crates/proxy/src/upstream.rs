@@ -24,8 +24,6 @@ use crate::locality::LocalityLb;
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
 
-/// Envoy's default healthy panic threshold, in percent.
-const PANIC_THRESHOLD: u64 = 50;
 /// The most destinations an ORIGINAL_DST cluster remembers at once. Envoy forgets hosts unused for
 /// `cleanup_interval`; this also bounds a burst of distinct destinations within one interval (the
 /// least recently used host is forgotten first; its in-flight requests keep their own handle).
@@ -441,7 +439,7 @@ impl ClusterRuntime {
     /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (1.4: the
     /// overprovisioning factor, or the load assignment's), priorities take load in order up to their health, normalised when the
     /// health of all of them adds up to less than 100. Only then can a priority be in panic (less
-    /// than 50 % of its hosts available), and use all its hosts; with every priority in panic, every
+    /// than `healthy_panic_threshold`, 50 %, of its hosts available), and use all its hosts; with every priority in panic, every
     /// host is used. Otherwise the chosen priority's available hosts are used — with `by_locality`
     /// and `locality_weighted_lb_config`, those of one locality chosen by weight and availability.
     ///
@@ -460,15 +458,21 @@ impl ClusterRuntime {
             })
             .collect();
         let sum = health.iter().sum::<u64>().min(100);
+        let threshold = u64::from(self.config.healthy_panic_threshold);
+        // An empty priority counts as 0 % available.
         let in_panic = |p: &[Arc<Host>]| {
             sum < 100
                 && (p.iter().filter(|h| h.available()).count() as u64) * 100
-                    < PANIC_THRESHOLD * p.len() as u64
+                    < threshold * (p.len() as u64).max(1)
         };
-        if sum == 0 || self.priorities.iter().all(|p| in_panic(p)) {
+        if self.priorities.iter().all(|p| in_panic(p)) {
             // Total panic: every host of every priority.
             let all: Vec<_> = self.priorities.iter().flatten().collect();
             return (!all.is_empty()).then_some((all, &self.rr_next));
+        }
+        if sum == 0 {
+            // No host available and panic disabled (a threshold of 0): no host, as Envoy.
+            return None;
         }
         let mut point = rand::rng().random_range(0..100u64);
         let mut remaining = 100u64;
