@@ -1083,6 +1083,30 @@ async fn locality_weighted_load_balancing_matches_envoy() {
             "{}: an ejected locality gave {counts:?}",
             p.name
         );
+        // /clusters shows each host's locality and priority as Envoy does.
+        let view = clusters_view(&p.admin_get("/clusters"), "spill");
+        let placed: Vec<[&str; 4]> = ["a1", "a2", "b1", "c1"]
+            .map(|u| {
+                let at = upstreams[names.iter().position(|n| *n == u).unwrap()]
+                    .addr()
+                    .to_string();
+                ["region", "zone", "sub_zone", "priority"].map(|k| {
+                    view.get(&(at.clone(), k.to_owned()))
+                        .map_or("?", String::as_str)
+                })
+            })
+            .to_vec();
+        assert_eq!(
+            placed,
+            [
+                ["r", "a", "", "0"],
+                ["r", "a", "", "0"],
+                ["r", "b", "", "0"],
+                ["r", "c", "", "1"]
+            ],
+            "{}: /clusters",
+            p.name
+        );
         // RING_HASH and MAGLEV weigh each host by its share of its locality's weight.
         let users: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
         for path in ["/ring", "/maglev"] {
