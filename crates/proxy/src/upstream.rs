@@ -377,6 +377,10 @@ impl ClusterRuntime {
     pub fn pick(&self, avoid: &[Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
         self.refresh_ejections();
         let (hosts, round_robin) = self.priority_hosts(!self.uses_hash())?;
+        if hosts.is_empty() {
+            // Availability changed under the pick (an ejection on another thread).
+            return None;
+        }
         if self.uses_hash() {
             return self.hash_pick(&hosts, hash);
         }
@@ -437,14 +441,18 @@ impl ClusterRuntime {
     }
 
     /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (1.4: the
-    /// overprovisioning factor, or the load assignment's), priorities take load in order up to their health, normalised when the
-    /// health of all of them adds up to less than 100. Only then can a priority be in panic (less
-    /// than `healthy_panic_threshold`, 50 %, of its hosts available), and use all its hosts; with every priority in panic, every
-    /// host is used. Otherwise the chosen priority's available hosts are used — with `by_locality`
-    /// and `locality_weighted_lb_config`, those of one locality chosen by weight and availability.
+    /// overprovisioning factor, or the load assignment's), priorities take load in order up to
+    /// their health, normalised when the health of all of them adds up to less than 100. Only then
+    /// can a priority be in panic (less than `healthy_panic_threshold`, 50 %, of its hosts
+    /// available) and use all its hosts; with every priority in panic, every host is used.
+    /// Otherwise the chosen priority's available hosts are used — with `by_locality` and
+    /// `locality_weighted_lb_config`, those of one locality chosen by weight and availability.
     ///
     /// Returns the hosts and the round-robin position to take them in turn with.
-    fn priority_hosts(&self, by_locality: bool) -> Option<(Vec<&Arc<Host>>, &AtomicUsize)> {
+    fn priority_hosts<'a>(
+        &'a self,
+        by_locality: bool,
+    ) -> Option<(Vec<&'a Arc<Host>>, &'a AtomicUsize)> {
         let health: Vec<u64> = self
             .priorities
             .iter()
@@ -496,14 +504,17 @@ impl ClusterRuntime {
             .as_ref()
             .filter(|_| by_locality)
             .and_then(|lb| lb.pick(&self.priorities, index));
-        let (hosts, round_robin) = match locality {
-            Some((range, round_robin)) => (&priority[range], round_robin),
-            None => (priority.as_slice(), &self.rr_next),
+        let available = |hosts: &'a [Arc<Host>]| -> Vec<&'a Arc<Host>> {
+            hosts.iter().filter(|h| h.available()).collect()
         };
-        Some((
-            hosts.iter().filter(|h| h.available()).collect(),
-            round_robin,
-        ))
+        if let Some((range, round_robin)) = locality {
+            // Empty only when an ejection raced with the schedule: then any available host.
+            let hosts = available(&priority[range]);
+            if !hosts.is_empty() {
+                return Some((hosts, round_robin));
+            }
+        }
+        Some((available(priority), &self.rr_next))
     }
 
     /// Opens a raw connection to `host` (a TCP proxy's, or a CONNECT tunnel's), TLS when the cluster
@@ -1007,6 +1018,43 @@ mod tests {
             // Its keys spread over the others rather than all landing on one neighbour.
             assert!(moved_to.len() >= 2, "{policy}: {moved_to:?}");
         }
+    }
+
+    #[test]
+    fn localities_are_chosen_by_weight_until_an_ejection_empties_one() {
+        let yaml = "{name: l, common_lb_config: {locality_weighted_lb_config: {}}, \
+            outlier_detection: {consecutive_5xx: 1, max_ejection_percent: 100}, \
+            load_assignment: {cluster_name: l, endpoints: [\
+            {locality: {zone: a}, load_balancing_weight: 1, lb_endpoints: [\
+              {endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}}, \
+              {endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 80}}}}]}, \
+            {locality: {zone: b}, load_balancing_weight: 3, lb_endpoints: [\
+              {endpoint: {address: {socket_address: {address: 10.0.0.3, port_value: 80}}}}]}]}}";
+        let proto = message_from_yaml(yaml, None).expect("valid cluster");
+        let cluster = Cluster::from_proto(&proto, &At::root("l")).expect("converts");
+        let rt = ClusterRuntime::new(Arc::new(cluster), &Registry::default());
+        let count = |rt: &ClusterRuntime| {
+            let mut counts = std::collections::BTreeMap::<String, usize>::new();
+            for _ in 0..400 {
+                let host = rt.pick(&[], None).expect("a host");
+                *counts.entry(host.address.clone()).or_default() += 1;
+            }
+            counts
+        };
+        let counts = count(&rt);
+        // b's weight 3 against a's 1; a's two hosts in turn.
+        assert!(counts["10.0.0.3:80"].abs_diff(300) <= 3, "{counts:?}");
+        assert!(
+            counts["10.0.0.1:80"].abs_diff(counts["10.0.0.2:80"]) <= 2,
+            "{counts:?}"
+        );
+        // b's only host is ejected: the schedule is rebuilt and b gets nothing.
+        let b = rt.priorities[0][2].clone();
+        rt.record_outcome(&b, Outcome::Status(500));
+        assert!(b.is_ejected());
+        let counts = count(&rt);
+        assert_eq!(counts.get("10.0.0.3:80"), None, "{counts:?}");
+        assert_eq!(counts.values().sum::<usize>(), 400);
     }
 
     #[test]
