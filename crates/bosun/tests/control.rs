@@ -1354,21 +1354,19 @@ spec:
 }
 
 /// `distribute`: from the client's zone, 70% to it, 20% to the region's other zone, 10% to the
-/// other region (within tolerances). Envoy only: `bosun proxy` does not weigh localities yet.
+/// other region (within tolerances).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locality_distribute_splits_traffic_by_locality_weight() {
-    if Envoy::find_or_skip("locality_distribute_splits_traffic_by_locality_weight").is_none() {
-        return;
-    }
-    let ip = subnet(25, Dataplane::Envoy);
-    let _a = upstream("zone", &ip(2));
-    let _b = upstream("region", &ip(3));
-    let _c = upstream("elsewhere", &ip(4));
-    let at = |region: &str, zone: &str| {
-        format!("topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}")
-    };
-    let mesh = format!(
-        "services:
+    for dataplane in dataplanes("locality_distribute_splits_traffic_by_locality_weight") {
+        let ip = subnet(25, dataplane);
+        let _a = upstream("zone", &ip(2));
+        let _b = upstream("region", &ip(3));
+        let _c = upstream("elsewhere", &ip(4));
+        let at = |region: &str, zone: &str| {
+            format!("topology.kubernetes.io/region: {region}, topology.kubernetes.io/zone: {zone}")
+        };
+        let mesh = format!(
+            "services:
 - name: echo
   ports: [{{number: 9080, name: http}}]
 workloads:
@@ -1377,16 +1375,16 @@ workloads:
 - {{name: region, service: echo, labels: {{app: echo, {b_at}}}, address: {b}, sidecar: false}}
 - {{name: elsewhere, service: echo, labels: {{app: echo, {c_at}}}, address: {c}, sidecar: false}}
 ",
-        client = at("r1", "z1"),
-        a_at = at("r1", "z1"),
-        b_at = at("r1", "z2"),
-        c_at = at("r2", "z1"),
-        cl = ip(1),
-        a = ip(2),
-        b = ip(3),
-        c = ip(4),
-    );
-    let dr = "apiVersion: networking.istio.io/v1
+            client = at("r1", "z1"),
+            a_at = at("r1", "z1"),
+            b_at = at("r1", "z2"),
+            c_at = at("r2", "z1"),
+            cl = ip(1),
+            a = ip(2),
+            b = ip(3),
+            c = ip(4),
+        );
+        let dr = "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: echo}
 spec:
@@ -1399,25 +1397,26 @@ spec:
         - from: r1/z1/*
           to: {'r1/z1/*': 70, 'r1/z2/*': 20, 'r2/*': 10}
 ";
-    let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
-    let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
-    let _client = Sidecar::start(Dataplane::Envoy, &plane, "client", &ip(1), labels);
-    plane.wait_in_sync(1).await;
-    let client = outbound(&ip(1));
-    let total = 400;
-    let mut responses = Vec::with_capacity(total);
-    for _ in 0..total {
-        let resp = client.send(via("echo:9080", "/")).await.expect("request");
-        assert_eq!(resp.status, 200, "{}", resp.text());
-        responses.push(resp);
-    }
-    let counts = count_header(&responses, "x-upstream");
-    for (name, expected) in [("zone", 0.7), ("region", 0.2), ("elsewhere", 0.1)] {
-        let got = share(&counts, name, total);
-        assert!(
-            (got - expected).abs() < 0.08,
-            "{name} got {got:.2} of requests, expected {expected}: {counts:?}"
-        );
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("dr.yaml", dr)]);
+        let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
+        let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), labels);
+        plane.wait_in_sync(1).await;
+        let client = outbound(&ip(1));
+        let total = 400;
+        let mut responses = Vec::with_capacity(total);
+        for _ in 0..total {
+            let resp = client.send(via("echo:9080", "/")).await.expect("request");
+            assert_eq!(resp.status, 200, "{}", resp.text());
+            responses.push(resp);
+        }
+        let counts = count_header(&responses, "x-upstream");
+        for (name, expected) in [("zone", 0.7), ("region", 0.2), ("elsewhere", 0.1)] {
+            let got = share(&counts, name, total);
+            assert!(
+                (got - expected).abs() < 0.08,
+                "{dataplane:?}: {name} got {got:.2} of requests, expected {expected}: {counts:?}"
+            );
+        }
     }
 }
 

@@ -877,6 +877,26 @@ async fn consistent_hashing_matches_envoy() {
     }
 }
 
+/// Sends `n` requests to `path` (`concurrency` at a time), asserts all were answered 200, and
+/// counts them by the upstream that served them.
+async fn served_by(
+    p: &Running,
+    path: &'static str,
+    n: usize,
+    concurrency: usize,
+) -> BTreeMap<String, usize> {
+    let responses = Client::h1(p.listener)
+        .send_many(n, concurrency, move |_| Req::get(path))
+        .await
+        .unwrap();
+    assert!(
+        responses.iter().all(|r| r.status() == 200),
+        "{}: {path}",
+        p.name
+    );
+    count_header(&responses, "x-upstream")
+}
+
 #[tokio::test]
 async fn load_balancing_matches_envoy() {
     let a = Upstream::start("a").unwrap();
@@ -889,24 +909,19 @@ async fn load_balancing_matches_envoy() {
     ) else {
         return;
     };
-    // A cluster without endpoints: Envoy's local reply.
-    let o = same(&both, || Req::get("/empty")).await;
-    assert_eq!(
-        (o.status, o.local_body.as_deref()),
-        (503, Some("no healthy upstream"))
-    );
+    // A cluster without endpoints, and one without a healthy host and panic turned off: Envoy's
+    // local reply.
+    for path in ["/empty", "/no-panic-none"] {
+        let o = same(&both, || Req::get(path)).await;
+        assert_eq!(
+            (o.status, o.local_body.as_deref()),
+            (503, Some("no healthy upstream")),
+            "{path}"
+        );
+    }
     for p in &both {
         let count = |path: &'static str, n: usize, concurrency: usize| async move {
-            let responses = Client::h1(p.listener)
-                .send_many(n, concurrency, move |_| Req::get(path))
-                .await
-                .unwrap();
-            assert!(
-                responses.iter().all(|r| r.status() == 200),
-                "{}: {path}",
-                p.name
-            );
-            let counts = count_header(&responses, "x-upstream");
+            let counts = served_by(p, path, n, concurrency).await;
             let get = |k: &str| counts.get(k).copied().unwrap_or(0);
             (get("a"), get("b"), get("c"))
         };
@@ -949,6 +964,177 @@ async fn load_balancing_matches_envoy() {
             "{}: panic mode gave a={na} b={nb} c={nc}",
             p.name
         );
+        // The same with healthy_panic_threshold 0: no panic, only the healthy host.
+        let (na, nb, nc) = count("/no-panic", 60, 1).await;
+        assert_eq!((na, nb, nc), (60, 0, 0), "{}: panic turned off", p.name);
+    }
+}
+
+#[tokio::test]
+async fn locality_weighted_load_balancing_matches_envoy() {
+    // Upstreams named for their locality: a1 and a2 in locality a, and so on.
+    let names = ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2", "bad"];
+    let upstreams: Vec<Upstream> = names.iter().map(|n| Upstream::start(n).unwrap()).collect();
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| format!("UPSTREAM_{}", n.to_uppercase()))
+        .collect();
+    let pairs: Vec<(&str, &Upstream)> = keys.iter().map(String::as_str).zip(&upstreams).collect();
+    let Some(both) = start_both("locality.yaml", &pairs, &[]) else {
+        return;
+    };
+    upstreams[8].set_behaviour(UpstreamBehaviour {
+        status: 503,
+        ..UpstreamBehaviour::default()
+    });
+    // Requests served by each locality (the upstream name's first letter), and by each host.
+    let by_locality = |counts: &BTreeMap<String, usize>, locality: char| -> usize {
+        counts
+            .iter()
+            .filter(|(u, _)| u.starts_with(locality))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let host = |counts: &BTreeMap<String, usize>, u: &str| counts.get(u).copied().unwrap_or(0);
+    for p in &both {
+        // Weights 1 : 2, a locality without a weight and a weighted one with no healthy host.
+        let counts = served_by(p, "/rr", 600, 1).await;
+        let (a, b) = (by_locality(&counts, 'a'), by_locality(&counts, 'b'));
+        assert!(
+            (180..=220).contains(&a) && a + b == 600,
+            "{}: weights 1:2 (c unweighted, d unhealthy) gave {counts:?}",
+            p.name
+        );
+        // Round robin within a locality.
+        assert!(
+            host(&counts, "a1").abs_diff(host(&counts, "a2")) <= 10
+                && host(&counts, "b1").abs_diff(host(&counts, "b2")) <= 10,
+            "{}: hosts of a locality in turn: {counts:?}",
+            p.name
+        );
+        let counts = served_by(p, "/random", 600, 4).await;
+        let (a, b) = (by_locality(&counts, 'a'), by_locality(&counts, 'b'));
+        assert!(
+            (105..=195).contains(&a) && a + b == 600 && host(&counts, "a1") > 0,
+            "{}: RANDOM, weights 1:3 gave {counts:?}",
+            p.name
+        );
+        let counts = served_by(p, "/least", 600, 4).await;
+        let (a, b) = (by_locality(&counts, 'a'), by_locality(&counts, 'b'));
+        assert!(
+            (405..=495).contains(&a) && a + b == 600 && host(&counts, "b2") > 0,
+            "{}: LEAST_REQUEST, weights 3:1 gave {counts:?}",
+            p.name
+        );
+        // b (weight 1) has one of its two hosts healthy: 1.4 × 50 % = 0.7 of its weight, so
+        // a (weight 2) takes 2/2.7 (400 of 540) and b's healthy host the rest.
+        let counts = served_by(p, "/partial", 540, 1).await;
+        let (a, b1) = (by_locality(&counts, 'a'), host(&counts, "b1"));
+        assert!(
+            (380..=420).contains(&a) && a + b1 == 540,
+            "{}: a partly healthy locality gave {counts:?}",
+            p.name
+        );
+        // The same with the load assignment's overprovisioning_factor 100: b counts half its weight.
+        let counts = served_by(p, "/factor", 500, 1).await;
+        let (a, b1) = (by_locality(&counts, 'a'), host(&counts, "b1"));
+        assert!(
+            (380..=420).contains(&a) && a + b1 == 500,
+            "{}: overprovisioning_factor 100 gave {counts:?}",
+            p.name
+        );
+        // Without locality_weighted_lb_config the locality weights (1 and 9) mean nothing.
+        let counts = served_by(p, "/ignored", 300, 1).await;
+        assert!(
+            ["a1", "b1", "b2"]
+                .iter()
+                .all(|u| (85..=115).contains(&host(&counts, u))),
+            "{}: locality weights without the config gave {counts:?}",
+            p.name
+        );
+        // Priority 0 is a third healthy (health 46) but priority 1 makes the total 100: no panic;
+        // priority 0's share goes to its one locality with a healthy host.
+        let counts = served_by(p, "/spill", 1000, 4).await;
+        let (b1, c1) = (host(&counts, "b1"), host(&counts, "c1"));
+        assert!(
+            (390..=530).contains(&b1) && b1 + c1 == 1000,
+            "{}: priorities with localities gave {counts:?}",
+            p.name
+        );
+        // A third healthy and no other priority: panic, all hosts in turn whatever the localities.
+        let counts = served_by(p, "/panic", 300, 1).await;
+        assert!(
+            ["a1", "a2", "b1"]
+                .iter()
+                .all(|u| (85..=115).contains(&host(&counts, u))),
+            "{}: panic gave {counts:?}",
+            p.name
+        );
+        // The locality of weight 5 has one host, which fails once and is ejected: from then on
+        // locality a takes everything. (Envoy applies an ejection on its main thread, so a worker
+        // may pick the host a few more times first.)
+        let client = Client::h1(p.listener);
+        let mut failures = 0;
+        for _ in 0..20 {
+            if client.send(Req::get("/ejected")).await.unwrap().status() == 503 {
+                failures += 1;
+            }
+        }
+        assert!(
+            (1..=5).contains(&failures),
+            "{}: bad is ejected on its first 5xx, {failures} failures",
+            p.name
+        );
+        assert_eq!(
+            p.stat("cluster.ejected.outlier_detection.ejections_active"),
+            1,
+            "{}",
+            p.name
+        );
+        let counts = served_by(p, "/ejected", 300, 1).await;
+        assert!(
+            ["a1", "a2", "c1"]
+                .iter()
+                .all(|u| (85..=115).contains(&host(&counts, u))),
+            "{}: an ejected locality gave {counts:?}",
+            p.name
+        );
+        // /clusters shows each host's locality and priority as Envoy does.
+        let view = clusters_view(&p.admin_get("/clusters"), "spill");
+        let placed: Vec<[&str; 4]> = ["a1", "a2", "b1", "c1"]
+            .map(|u| {
+                let at = upstreams[names.iter().position(|n| *n == u).unwrap()]
+                    .addr()
+                    .to_string();
+                ["region", "zone", "sub_zone", "priority"].map(|k| {
+                    view.get(&(at.clone(), k.to_owned()))
+                        .map_or("?", String::as_str)
+                })
+            })
+            .to_vec();
+        assert_eq!(
+            placed,
+            [
+                ["r", "a", "", "0"],
+                ["r", "a", "", "0"],
+                ["r", "b", "", "0"],
+                ["r", "c", "", "1"]
+            ],
+            "{}: /clusters",
+            p.name
+        );
+        // RING_HASH and MAGLEV weigh each host by its share of its locality's weight.
+        let users: Vec<String> = (0..400).map(|i| format!("user-{i}")).collect();
+        for path in ["/ring", "/maglev"] {
+            let chosen = sticky(p, path, &users, 1, |u| Req::get(path).header("x-user", u)).await;
+            let count = |u: &str| chosen.iter().filter(|c| *c == u).count();
+            let (a1, a2, b1) = (count("a1"), count("a2"), count("b1"));
+            assert!(
+                (255..=345).contains(&b1) && a1 >= 20 && a2 >= 20 && a1 + a2 + b1 == 400,
+                "{}: {path} with locality weights 1:3:none gave a1={a1} a2={a2} b1={b1}",
+                p.name
+            );
+        }
     }
 }
 

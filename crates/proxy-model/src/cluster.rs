@@ -60,8 +60,18 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     pub connect_timeout: Duration,
     pub protocol: UpstreamProtocol,
-    /// Endpoints by priority (index 0 = priority 0), each with its locality weight.
+    /// Endpoints by priority (index 0 = priority 0), grouped by locality, each with its weight.
     pub priorities: Vec<Vec<LocalityEndpoints>>,
+    /// `common_lb_config.locality_weighted_lb_config`: within a priority, a locality is chosen by
+    /// its weight and availability before a host (see [`crate::locality`]); without it locality
+    /// weights are ignored.
+    pub locality_weighted: bool,
+    /// The load assignment's `policy.overprovisioning_factor`, in percent (Envoy's default 140):
+    /// how far a priority's or locality's availability is scaled before it counts as degraded.
+    pub overprovisioning_factor: u32,
+    /// `common_lb_config.healthy_panic_threshold`, in whole percent (Envoy's default 50; 0: never
+    /// in panic): a priority with a smaller share of available hosts uses all its hosts.
+    pub healthy_panic_threshold: u32,
     pub circuit_breakers: Thresholds,
     pub outlier_detection: Option<OutlierDetection>,
     pub max_requests_per_connection: Option<u32>,
@@ -92,10 +102,23 @@ pub struct OriginalDst {
 /// The header Envoy reads with `use_http_header` unless `http_header_name` names another.
 pub const ORIGINAL_DST_HEADER: &str = "x-envoy-original-dst-host";
 
+/// The endpoints of one locality of a priority. Entries of a `ClusterLoadAssignment` with the same
+/// locality (region, zone, sub-zone; none at all is one more) are one locality, as in Envoy.
 #[derive(Debug, Clone)]
 pub struct LocalityEndpoints {
+    pub locality: Locality,
+    /// `load_balancing_weight`, counted (as Envoy) only when the entry names its locality; the last
+    /// entry of a locality that has one sets it.
     pub weight: Option<u32>,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Where endpoints run (`core.v3.Locality`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub sub_zone: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +242,20 @@ impl Cluster {
             },
             (policy, _) => policy,
         };
+        // Envoy rounds the percentage to a whole one.
+        let healthy_panic_threshold = p
+            .common_lb_config
+            .as_ref()
+            .and_then(|c| c.healthy_panic_threshold.as_ref())
+            .map_or(DEFAULT_HEALTHY_PANIC_THRESHOLD, |t| {
+                t.value.clamp(0.0, 100.0).round() as u32
+            });
+        let locality_weighted = p.common_lb_config.as_ref().is_some_and(|c| {
+            matches!(
+                c.locality_config_specifier,
+                Some(cluster::cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+            )
+        });
         if let Some(common) = &p.common_lb_config
             && let Some(c) = &common.consistent_hashing_lb_config
         {
@@ -295,11 +332,11 @@ impl Cluster {
         let protocol = errors
             .take(upstream_protocol(p, at))
             .unwrap_or(UpstreamProtocol::Http1);
-        let priorities = match &p.load_assignment {
+        let (priorities, overprovisioning_factor) = match &p.load_assignment {
             Some(la) => errors
                 .take(load_assignment(la, &at.key("load_assignment")))
-                .unwrap_or_default(),
-            None => Vec::new(),
+                .unwrap_or((Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR)),
+            None => (Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR),
         };
         if discovery == Discovery::OriginalDst && p.load_assignment.is_some() {
             errors.push(
@@ -366,6 +403,9 @@ impl Cluster {
                 .map_or(Duration::from_secs(5), duration),
             protocol,
             priorities,
+            locality_weighted,
+            overprovisioning_factor,
+            healthy_panic_threshold,
             circuit_breakers,
             outlier_detection,
             max_requests_per_connection,
@@ -386,12 +426,13 @@ impl Cluster {
         &self,
         la: &endpoint::ClusterLoadAssignment,
     ) -> Result<Cluster, ModelError> {
-        let priorities = load_assignment(
+        let (priorities, overprovisioning_factor) = load_assignment(
             la,
             &At::root(format!("ClusterLoadAssignment {}", la.cluster_name)),
         )?;
         Ok(Cluster {
             priorities,
+            overprovisioning_factor,
             ..self.clone()
         })
     }
@@ -598,11 +639,41 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
     Ok(UpstreamProtocol::Http1)
 }
 
+/// Envoy's default `healthy_panic_threshold`, in percent.
+pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: u32 = 50;
+
+/// Envoy's default `overprovisioning_factor` (1.4), in percent.
+pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
+
+/// The endpoints by priority and locality, and the overprovisioning factor.
 fn load_assignment(
     la: &endpoint::ClusterLoadAssignment,
     at: &At,
-) -> Result<Vec<Vec<LocalityEndpoints>>, ModelError> {
+) -> Result<(Vec<Vec<LocalityEndpoints>>, u32), ModelError> {
     use endpoint::lb_endpoint::HostIdentifier;
+    let mut overprovisioning_factor = DEFAULT_OVERPROVISIONING_FACTOR;
+    if let Some(policy) = &la.policy {
+        let pat = at.key("policy");
+        if !policy.drop_overloads.is_empty() {
+            return Err(pat
+                .key("drop_overloads")
+                .unsupported("dropping a share of requests (drop_overloads)"));
+        }
+        if policy.weighted_priority_health {
+            return Err(pat
+                .key("weighted_priority_health")
+                .unsupported("priority health by endpoint weights"));
+        }
+        if policy.endpoint_stale_after.is_some() {
+            return Err(pat
+                .key("endpoint_stale_after")
+                .unsupported("stale endpoints (endpoint_stale_after)"));
+        }
+        overprovisioning_factor = u32_or(
+            policy.overprovisioning_factor.as_ref(),
+            DEFAULT_OVERPROVISIONING_FACTOR,
+        );
+    }
     let mut priorities: Vec<Vec<LocalityEndpoints>> = Vec::new();
     for (i, locality) in la.endpoints.iter().enumerate() {
         let lat = at.key("endpoints").index(i);
@@ -637,12 +708,36 @@ fn load_assignment(
         if priorities.len() <= priority {
             priorities.resize_with(priority + 1, Vec::new);
         }
-        priorities[priority].push(LocalityEndpoints {
-            weight: locality.load_balancing_weight.as_ref().map(|w| w.value),
-            endpoints,
-        });
+        // Envoy takes a locality's weight only from an entry that names the locality (0 is refused
+        // by the proto's validation rules).
+        let weight = locality
+            .load_balancing_weight
+            .as_ref()
+            .filter(|_| locality.locality.is_some())
+            .map(|w| w.value);
+        let name = locality
+            .locality
+            .as_ref()
+            .map(|l| Locality {
+                region: l.region.clone(),
+                zone: l.zone.clone(),
+                sub_zone: l.sub_zone.clone(),
+            })
+            .unwrap_or_default();
+        let localities = &mut priorities[priority];
+        match localities.iter_mut().find(|l| l.locality == name) {
+            Some(same) => {
+                same.endpoints.extend(endpoints);
+                same.weight = weight.or(same.weight);
+            }
+            None => localities.push(LocalityEndpoints {
+                locality: name,
+                weight,
+                endpoints,
+            }),
+        }
     }
-    Ok(priorities)
+    Ok((priorities, overprovisioning_factor))
 }
 
 /// `(host, port)` of an Envoy socket address.
@@ -833,6 +928,80 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
             "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: localhost, port_value: 0}}}",
         );
         assert!(e.contains("not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn localities_are_grouped_and_weighted_as_envoy() {
+        let c = build(
+            r#"
+name: l
+common_lb_config: {locality_weighted_lb_config: {}}
+load_assignment:
+  cluster_name: l
+  endpoints:
+  - locality: {region: r, zone: a}
+    load_balancing_weight: 1
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}}]
+  - locality: {region: r, zone: b}
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 80}}}}]
+  - locality: {region: r, zone: a}
+    load_balancing_weight: 3
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.3, port_value: 80}}}}]
+  - load_balancing_weight: 7
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.4, port_value: 80}}}}]
+  - locality: {region: r, zone: a}
+    priority: 1
+    load_balancing_weight: 2
+    lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.5, port_value: 80}}}}]
+"#,
+        )
+        .unwrap();
+        assert!(c.locality_weighted);
+        let view: Vec<Vec<(String, Option<u32>, usize)>> = c
+            .priorities
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|l| (l.locality.zone.clone(), l.weight, l.endpoints.len()))
+                    .collect()
+            })
+            .collect();
+        // Zone a's two entries are one locality (the last weight wins); a weight without a locality
+        // counts for nothing, as in Envoy; priorities keep their own localities.
+        assert_eq!(
+            view,
+            [
+                vec![
+                    ("a".to_owned(), Some(3), 2),
+                    ("b".to_owned(), None, 1),
+                    (String::new(), None, 1)
+                ],
+                vec![("a".to_owned(), Some(2), 1)]
+            ]
+        );
+        assert!(!build("{name: p}").unwrap().locality_weighted);
+    }
+
+    #[test]
+    fn the_load_assignment_policy_sets_the_overprovisioning_factor() {
+        let c = build("{name: p, load_assignment: {cluster_name: p}}").unwrap();
+        assert_eq!(c.overprovisioning_factor, 140);
+        let c = build(
+            "{name: p, load_assignment: {cluster_name: p, policy: {overprovisioning_factor: 100}}}",
+        )
+        .unwrap();
+        assert_eq!(c.overprovisioning_factor, 100);
+        assert_eq!(c.healthy_panic_threshold, 50);
+        let c =
+            build("{name: p, common_lb_config: {healthy_panic_threshold: {value: 0}}}").unwrap();
+        assert_eq!(c.healthy_panic_threshold, 0);
+        let e = refusal(
+            "{name: p, load_assignment: {cluster_name: p, policy: {drop_overloads: [{category: c, drop_percentage: {numerator: 5}}]}}}",
+        );
+        assert!(
+            e.contains("cluster.load_assignment.policy.drop_overloads"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod error;
 pub mod filter;
 pub mod listener;
+pub mod locality;
 pub mod matcher;
 pub mod ratelimit;
 pub mod route;

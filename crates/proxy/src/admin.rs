@@ -141,10 +141,28 @@ fn clusters(proxy: &Proxy) -> String {
             "{name}::default_priority::max_retries::{}",
             cb.max_retries
         );
+        // Each configured host's priority and locality, in the order of `c.priorities`.
+        let placed: Vec<(usize, &proxy_model::cluster::Locality)> = c
+            .config
+            .priorities
+            .iter()
+            .enumerate()
+            .flat_map(|(p, localities)| {
+                localities
+                    .iter()
+                    .flat_map(move |l| l.endpoints.iter().map(move |_| (p, &l.locality)))
+            })
+            .collect();
         // An ORIGINAL_DST cluster's hosts are the destinations it saw lately.
         let dynamic = c.original_dst_hosts();
-        for h in c.priorities.iter().flatten().chain(&dynamic) {
+        for (i, h) in c.priorities.iter().flatten().chain(&dynamic).enumerate() {
             let a = &h.address;
+            if let Some((priority, locality)) = placed.get(i) {
+                let _ = writeln!(out, "{name}::{a}::region::{}", locality.region);
+                let _ = writeln!(out, "{name}::{a}::zone::{}", locality.zone);
+                let _ = writeln!(out, "{name}::{a}::sub_zone::{}", locality.sub_zone);
+                let _ = writeln!(out, "{name}::{a}::priority::{priority}");
+            }
             let _ = writeln!(
                 out,
                 "{name}::{a}::rq_active::{}",

@@ -19,11 +19,19 @@ pub enum HashTable {
     Maglev(Vec<u32>),
 }
 
-/// One host as the builders see it: its `ip:port` (the key its positions derive from) and weight.
+/// One host as the builders see it: its `ip:port` (the key its positions derive from) and weight
+/// (relative; a host of weight 0 is left out, as are the hosts of a locality without a weight).
 #[derive(Debug, Clone, Copy)]
 pub struct HostKey<'a> {
     pub address: &'a str,
-    pub weight: u32,
+    pub weight: f64,
+}
+
+impl HostKey<'_> {
+    /// The weight, with anything not positive (or not a number) as 0.
+    fn share(&self) -> f64 {
+        if self.weight > 0.0 { self.weight } else { 0.0 }
+    }
 }
 
 impl HashTable {
@@ -32,15 +40,16 @@ impl HashTable {
     /// `min_ring_size × its share` nodes, capped at `max_ring_size`. Node `i` of a host sits at
     /// `xxHash64("ADDRESS_i")`.
     pub fn ring(hosts: &[HostKey<'_>], min_ring_size: u64, max_ring_size: u64) -> HashTable {
-        let total: f64 = hosts.iter().map(|h| f64::from(h.weight.max(1))).sum();
-        if hosts.is_empty() || total == 0.0 {
+        let total: f64 = hosts.iter().map(HostKey::share).sum();
+        if hosts.is_empty() || total <= 0.0 {
             return HashTable::Ring(Vec::new());
         }
-        let shares: Vec<f64> = hosts
+        let shares: Vec<f64> = hosts.iter().map(|h| h.share() / total).collect();
+        let min_share = shares
             .iter()
-            .map(|h| f64::from(h.weight.max(1)) / total)
-            .collect();
-        let min_share = shares.iter().copied().fold(1.0, f64::min);
+            .copied()
+            .filter(|s| *s > 0.0)
+            .fold(1.0, f64::min);
         let scale =
             ((min_share * min_ring_size as f64).ceil() / min_share).min(max_ring_size as f64);
         let mut ring = Vec::with_capacity(scale.ceil() as usize + hosts.len());
@@ -68,7 +77,10 @@ impl HashTable {
             return HashTable::Maglev(Vec::new());
         }
         let size = table_size as usize;
-        let max_weight = f64::from(hosts.iter().map(|h| h.weight.max(1)).max().unwrap_or(1));
+        let max_weight = hosts.iter().map(HostKey::share).fold(0.0, f64::max);
+        if max_weight <= 0.0 {
+            return HashTable::Maglev(Vec::new());
+        }
         struct Walker {
             offset: u64,
             skip: u64,
@@ -82,7 +94,7 @@ impl HashTable {
                 offset: xx_hash64_seeded(h.address.as_bytes(), 0) % table_size,
                 skip: xx_hash64_seeded(h.address.as_bytes(), 1) % (table_size - 1) + 1,
                 next: 0,
-                weight: f64::from(h.weight.max(1)) / max_weight,
+                weight: h.share() / max_weight,
                 target: 0.0,
             })
             .collect();
@@ -94,8 +106,9 @@ impl HashTable {
                 if filled == size {
                     break;
                 }
-                // The heaviest host claims every turn; one of a third its weight every third turn.
-                if (turn as f64) * w.weight < w.target {
+                // The heaviest host claims every turn; one of a third its weight every third turn;
+                // one of no weight never.
+                if w.weight <= 0.0 || (turn as f64) * w.weight < w.target {
                     continue;
                 }
                 w.target += 1.0;
@@ -161,7 +174,7 @@ mod tests {
             .zip(weights)
             .map(|(a, w)| HostKey {
                 address: a,
-                weight: *w,
+                weight: f64::from(*w),
             })
             .collect()
     }
@@ -193,14 +206,15 @@ mod tests {
     fn keys_spread_by_weight() {
         let a = addresses(3);
         for (name, build) in builders() {
-            for weights in [[1, 1, 1], [1, 2, 3]] {
+            // A host of weight 0 (its locality has none) takes no key.
+            for weights in [[1, 1, 1], [1, 2, 3], [2, 0, 1]] {
                 let counts = spread(&build(&keys(&a, &weights)), 3);
                 let total_weight: u32 = weights.iter().sum();
                 for (count, w) in counts.iter().zip(weights) {
                     let want = KEYS as f64 * f64::from(w) / f64::from(total_weight);
                     // A 1024-node ring spreads within a few percent; allow 15 % of the share.
                     assert!(
-                        (*count as f64 - want).abs() < want * 0.15,
+                        (*count as f64 - want).abs() <= want * 0.15,
                         "{name} {weights:?}: {counts:?}"
                     );
                 }

@@ -14,6 +14,7 @@ pub mod consistent_hash;
 mod cors;
 mod dynamic;
 pub mod http;
+mod locality;
 pub mod original_dst;
 mod replay;
 pub mod stats;

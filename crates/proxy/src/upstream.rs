@@ -20,13 +20,10 @@ use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::consistent_hash::{HashTable, HostKey};
+use crate::locality::LocalityLb;
 use crate::stats::{Counter, Gauge, Registry};
 use crate::tls::Io;
 
-/// Envoy's default overprovisioning factor (1.4), in percent.
-const OVERPROVISIONING: u64 = 140;
-/// Envoy's default healthy panic threshold, in percent.
-const PANIC_THRESHOLD: u64 = 50;
 /// The most destinations an ORIGINAL_DST cluster remembers at once. Envoy forgets hosts unused for
 /// `cleanup_interval`; this also bounds a burst of distinct destinations within one interval (the
 /// least recently used host is forgotten first; its in-flight requests keep their own handle).
@@ -77,7 +74,7 @@ impl Host {
         self.ejected.load(Ordering::Relaxed)
     }
 
-    fn available(&self) -> bool {
+    pub(crate) fn available(&self) -> bool {
         self.healthy && !self.is_ejected()
     }
 }
@@ -162,6 +159,8 @@ pub struct ClusterRuntime {
     /// RING_HASH and MAGLEV: each priority's table (same order as `priorities`, whose hosts keep
     /// their positions when [`crate`] carries host state over an EDS update).
     hash_tables: Vec<std::sync::OnceLock<HashTable>>,
+    /// `locality_weighted_lb_config`: each priority's localities and their schedule.
+    locality: Option<LocalityLb>,
 }
 
 /// What a load balancer may look at besides the cluster: the downstream connection's original
@@ -257,21 +256,29 @@ impl ClusterRuntime {
                 last_sweep: Instant::now(),
             }),
         });
+        let locality = LocalityLb::new(&config);
         // Built with the config, not on a request (a ring may have millions of entries).
         let hash_tables = priorities
             .iter()
-            .map(|members| {
+            .enumerate()
+            .map(|(priority, members)| {
                 let table = std::sync::OnceLock::new();
                 if matches!(
                     config.lb_policy,
                     LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }
                 ) {
-                    let _ = table.set(hash_table(config.lb_policy, members));
+                    let _ = table.set(hash_table(
+                        config.lb_policy,
+                        members,
+                        locality.as_ref(),
+                        priority,
+                    ));
                 }
                 table
             })
             .collect();
         ClusterRuntime {
+            locality,
             config,
             priorities,
             rr_next: AtomicUsize::new(0),
@@ -369,7 +376,11 @@ impl ClusterRuntime {
     /// hashing does not: the key decides).
     pub fn pick(&self, avoid: &[Arc<Host>], hash: Option<u64>) -> Option<Arc<Host>> {
         self.refresh_ejections();
-        let hosts = self.priority_hosts()?;
+        let (hosts, round_robin) = self.priority_hosts(!self.uses_hash())?;
+        if hosts.is_empty() {
+            // Availability changed under the pick (an ejection on another thread).
+            return None;
+        }
         if self.uses_hash() {
             return self.hash_pick(&hosts, hash);
         }
@@ -384,7 +395,7 @@ impl ClusterRuntime {
             preferred
         };
         let chosen = match self.config.lb_policy {
-            LbPolicy::RoundRobin => self.weighted_round_robin(&hosts),
+            LbPolicy::RoundRobin => weighted_round_robin(&hosts, round_robin),
             LbPolicy::Random => weighted_random(&hosts),
             LbPolicy::LeastRequest { choice_count } => least_request(&hosts, choice_count),
             // CLUSTER_PROVIDED picks in `pick_for`; the hashing policies above.
@@ -413,10 +424,14 @@ impl ClusterRuntime {
             .iter()
             .position(|p| p.iter().any(|h| Arc::ptr_eq(h, first)))?;
         let members = &self.priorities[priority];
-        let table = self
-            .hash_tables
-            .get(priority)?
-            .get_or_init(|| hash_table(self.config.lb_policy, members));
+        let table = self.hash_tables.get(priority)?.get_or_init(|| {
+            hash_table(
+                self.config.lb_policy,
+                members,
+                self.locality.as_ref(),
+                priority,
+            )
+        });
         // Panic (the priority's hosts all in use) or total panic (no host available anywhere).
         let all_usable = hosts.len() >= members.len() || !members.iter().any(|h| h.available());
         let hash = hash.unwrap_or_else(|| rand::rng().random());
@@ -425,28 +440,47 @@ impl ClusterRuntime {
             .map(|i| members[i].clone())
     }
 
-    /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (the
-    /// overprovisioning factor), priorities take load in order up to their health, normalised when the
-    /// health of all of them adds up to less than 100; a priority with less than 50 % available hosts
-    /// is in panic and uses all its hosts; with no available host anywhere, every host is used.
-    fn priority_hosts(&self) -> Option<Vec<&Arc<Host>>> {
+    /// Envoy's priority load: each priority's health is `min(100, 1.4 × available %)` (1.4: the
+    /// overprovisioning factor, or the load assignment's), priorities take load in order up to
+    /// their health, normalised when the health of all of them adds up to less than 100. Only then
+    /// can a priority be in panic (less than `healthy_panic_threshold`, 50 %, of its hosts
+    /// available) and use all its hosts; with every priority in panic, every host is used.
+    /// Otherwise the chosen priority's available hosts are used — with `by_locality` and
+    /// `locality_weighted_lb_config`, those of one locality chosen by weight and availability.
+    ///
+    /// Returns the hosts and the round-robin position to take them in turn with.
+    fn priority_hosts<'a>(
+        &'a self,
+        by_locality: bool,
+    ) -> Option<(Vec<&'a Arc<Host>>, &'a AtomicUsize)> {
         let health: Vec<u64> = self
             .priorities
             .iter()
             .map(|p| {
                 let total = p.len() as u64;
                 let available = p.iter().filter(|h| h.available()).count() as u64;
-                (OVERPROVISIONING * available)
+                (u64::from(self.config.overprovisioning_factor) * available)
                     .checked_div(total)
                     .unwrap_or(0)
                     .min(100)
             })
             .collect();
         let sum = health.iter().sum::<u64>().min(100);
-        if sum == 0 {
+        let threshold = u64::from(self.config.healthy_panic_threshold);
+        // An empty priority counts as 0 % available.
+        let in_panic = |p: &[Arc<Host>]| {
+            sum < 100
+                && (p.iter().filter(|h| h.available()).count() as u64) * 100
+                    < threshold * (p.len() as u64).max(1)
+        };
+        if self.priorities.iter().all(|p| in_panic(p)) {
             // Total panic: every host of every priority.
             let all: Vec<_> = self.priorities.iter().flatten().collect();
-            return (!all.is_empty()).then_some(all);
+            return (!all.is_empty()).then_some((all, &self.rr_next));
+        }
+        if sum == 0 {
+            // No host available and panic disabled (a threshold of 0): no host, as Envoy.
+            return None;
         }
         let mut point = rand::rng().random_range(0..100u64);
         let mut remaining = 100u64;
@@ -460,31 +494,27 @@ impl ClusterRuntime {
             }
             point -= load;
         }
-        let priority = &self.priorities[chosen.or_else(|| health.iter().position(|h| *h > 0))?];
-        let available: Vec<_> = priority.iter().filter(|h| h.available()).collect();
-        if (available.len() as u64) * 100 < PANIC_THRESHOLD * priority.len() as u64 {
-            Some(priority.iter().collect())
-        } else {
-            Some(available)
+        let index = chosen.or_else(|| health.iter().position(|h| *h > 0))?;
+        let priority = &self.priorities[index];
+        if in_panic(priority) {
+            return Some((priority.iter().collect(), &self.rr_next));
         }
-    }
-
-    fn weighted_round_robin<'h>(&self, hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
-        let n = self.rr_next.fetch_add(1, Ordering::Relaxed);
-        if hosts.iter().all(|h| h.weight == hosts[0].weight) {
-            return hosts[n % hosts.len()];
-        }
-        // Weighted: walk the cumulative weights.
-        let total: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
-        let mut point = u64::try_from(n).unwrap_or(0) % total.max(1);
-        for h in hosts {
-            let w = u64::from(h.weight);
-            if point < w {
-                return h;
+        let locality = self
+            .locality
+            .as_ref()
+            .filter(|_| by_locality)
+            .and_then(|lb| lb.pick(&self.priorities, index));
+        let available = |hosts: &'a [Arc<Host>]| -> Vec<&'a Arc<Host>> {
+            hosts.iter().filter(|h| h.available()).collect()
+        };
+        if let Some((range, round_robin)) = locality {
+            // Empty only when an ejection raced with the schedule: then any available host.
+            let hosts = available(&priority[range]);
+            if !hosts.is_empty() {
+                return Some((hosts, round_robin));
             }
-            point -= w;
         }
-        hosts[0]
+        Some((available(priority), &self.rr_next))
     }
 
     /// Opens a raw connection to `host` (a TCP proxy's, or a CONNECT tunnel's), TLS when the cluster
@@ -588,6 +618,9 @@ impl ClusterRuntime {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + time);
         host.ejected.store(true, Ordering::Relaxed);
+        if let Some(l) = &self.locality {
+            l.invalidate();
+        }
         host.consecutive_5xx.store(0, Ordering::Relaxed);
         host.consecutive_gateway.store(0, Ordering::Relaxed);
         host.consecutive_local.store(0, Ordering::Relaxed);
@@ -611,6 +644,9 @@ impl ClusterRuntime {
                 if until.is_some_and(|t| t <= now) {
                     *until = None;
                     h.ejected.store(false, Ordering::Relaxed);
+                    if let Some(l) = &self.locality {
+                        l.invalidate();
+                    }
                     self.stats.outlier_ejections_active.dec();
                 }
             }
@@ -636,13 +672,24 @@ impl ClusterRuntime {
     }
 }
 
-/// The RING_HASH or MAGLEV table over a priority's hosts (empty for other policies).
-fn hash_table(policy: LbPolicy, members: &[Arc<Host>]) -> HashTable {
+/// The RING_HASH or MAGLEV table over a priority's hosts (empty for other policies); with locality
+/// weights, each host weighs its share of its locality's weight (as Envoy builds it).
+fn hash_table(
+    policy: LbPolicy,
+    members: &[Arc<Host>],
+    locality: Option<&LocalityLb>,
+    priority: usize,
+) -> HashTable {
+    let weights = match locality {
+        Some(l) => l.host_weights(priority, members),
+        None => members.iter().map(|h| f64::from(h.weight)).collect(),
+    };
     let keys: Vec<HostKey<'_>> = members
         .iter()
-        .map(|h| HostKey {
+        .zip(weights)
+        .map(|(h, weight)| HostKey {
             address: &h.address,
-            weight: h.weight,
+            weight,
         })
         .collect();
     match policy {
@@ -666,6 +713,25 @@ pub enum Outcome {
 
 fn enforced(percent: u32) -> bool {
     percent >= 100 || (percent > 0 && rand::rng().random_range(0..100) < percent)
+}
+
+/// Weighted round robin over `hosts`, at the position `next` keeps.
+fn weighted_round_robin<'h>(hosts: &[&'h Arc<Host>], next: &AtomicUsize) -> &'h Arc<Host> {
+    let n = next.fetch_add(1, Ordering::Relaxed);
+    if hosts.iter().all(|h| h.weight == hosts[0].weight) {
+        return hosts[n % hosts.len()];
+    }
+    // Weighted: walk the cumulative weights.
+    let total: u64 = hosts.iter().map(|h| u64::from(h.weight)).sum();
+    let mut point = u64::try_from(n).unwrap_or(0) % total.max(1);
+    for h in hosts {
+        let w = u64::from(h.weight);
+        if point < w {
+            return h;
+        }
+        point -= w;
+    }
+    hosts[0]
 }
 
 fn weighted_random<'h>(hosts: &[&'h Arc<Host>]) -> &'h Arc<Host> {
@@ -952,6 +1018,43 @@ mod tests {
             // Its keys spread over the others rather than all landing on one neighbour.
             assert!(moved_to.len() >= 2, "{policy}: {moved_to:?}");
         }
+    }
+
+    #[test]
+    fn localities_are_chosen_by_weight_until_an_ejection_empties_one() {
+        let yaml = "{name: l, common_lb_config: {locality_weighted_lb_config: {}}, \
+            outlier_detection: {consecutive_5xx: 1, max_ejection_percent: 100}, \
+            load_assignment: {cluster_name: l, endpoints: [\
+            {locality: {zone: a}, load_balancing_weight: 1, lb_endpoints: [\
+              {endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}}, \
+              {endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 80}}}}]}, \
+            {locality: {zone: b}, load_balancing_weight: 3, lb_endpoints: [\
+              {endpoint: {address: {socket_address: {address: 10.0.0.3, port_value: 80}}}}]}]}}";
+        let proto = message_from_yaml(yaml, None).expect("valid cluster");
+        let cluster = Cluster::from_proto(&proto, &At::root("l")).expect("converts");
+        let rt = ClusterRuntime::new(Arc::new(cluster), &Registry::default());
+        let count = |rt: &ClusterRuntime| {
+            let mut counts = std::collections::BTreeMap::<String, usize>::new();
+            for _ in 0..400 {
+                let host = rt.pick(&[], None).expect("a host");
+                *counts.entry(host.address.clone()).or_default() += 1;
+            }
+            counts
+        };
+        let counts = count(&rt);
+        // b's weight 3 against a's 1; a's two hosts in turn.
+        assert!(counts["10.0.0.3:80"].abs_diff(300) <= 3, "{counts:?}");
+        assert!(
+            counts["10.0.0.1:80"].abs_diff(counts["10.0.0.2:80"]) <= 2,
+            "{counts:?}"
+        );
+        // b's only host is ejected: the schedule is rebuilt and b gets nothing.
+        let b = rt.priorities[0][2].clone();
+        rt.record_outcome(&b, Outcome::Status(500));
+        assert!(b.is_ejected());
+        let counts = count(&rt);
+        assert_eq!(counts.get("10.0.0.3:80"), None, "{counts:?}");
+        assert_eq!(counts.values().sum::<usize>(), 400);
     }
 
     #[test]
