@@ -247,6 +247,16 @@ fn outbound(ip: &str) -> Client {
     Client::h1(format!("{ip}:15001").parse().expect("addr"))
 }
 
+/// Which upstream (`x-upstream`) answered each of `n` requests.
+async fn served_by(client: &Client, n: usize, request: impl Fn() -> Req) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let r = client.send(request()).await.expect("request");
+        seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
+    }
+    seen
+}
+
 /// `127.X.Y.n` for a test: each test and data plane gets its own /24, so runs never share a socket.
 fn subnet(test: u8, dataplane: Dataplane) -> impl Fn(u8) -> String {
     let x = match dataplane {
@@ -627,15 +637,7 @@ spec:
         let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client");
         let client = outbound(&ip(1));
         let sequence = |lb: &'static str| async move {
-            let mut seen = Vec::new();
-            for _ in 0..150 {
-                let r = client
-                    .send(via("echo:9080", "/").header("lb", lb))
-                    .await
-                    .expect("request");
-                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
-            }
-            seen
+            served_by(&client, 150, || via("echo:9080", "/").header("lb", lb)).await
         };
         let rr = sequence("rr").await;
         // Round robin: every window of three consecutive requests hits all three instances.
@@ -1189,14 +1191,7 @@ spec:
         let labels = "app=client,topology.kubernetes.io/region=r1,topology.kubernetes.io/zone=z1";
         let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), labels);
         let client = outbound(&ip(1));
-        let served_by = |n: usize| async move {
-            let mut seen = Vec::new();
-            for _ in 0..n {
-                let r = client.send(via("echo:9080", "/")).await.expect("request");
-                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
-            }
-            seen
-        };
+        let served_by = |n: usize| served_by(&client, n, || via("echo:9080", "/"));
         let seen = served_by(20).await;
         assert!(
             seen.iter().all(|s| s == "same-zone"),
@@ -1324,14 +1319,7 @@ spec:
         let _client = Sidecar::start(dataplane, &plane, "client", &ip(1), "app=client,version=v2");
         plane.wait_in_sync(1).await;
         let client = outbound(&ip(1));
-        let served_by = |n: usize| async move {
-            let mut seen = Vec::new();
-            for _ in 0..n {
-                let r = client.send(via("echo:9080", "/")).await.expect("request");
-                seen.push(r.header("x-upstream").unwrap_or_default().to_owned());
-            }
-            seen
-        };
+        let served_by = |n: usize| served_by(&client, n, || via("echo:9080", "/"));
         let seen = served_by(20).await;
         assert!(
             seen.iter().all(|s| s == "same-version"),

@@ -68,11 +68,7 @@ impl DeltaStream {
         request: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
     ) -> Result<Outcome<DeltaDiscoveryResponse>, ProtocolError> {
-        let out = self.handle_request(request, snapshot)?;
-        Ok(Outcome {
-            responses: out.responses.into_iter().map(|r| r.message()).collect(),
-            events: out.events,
-        })
+        Ok(self.handle_request(request, snapshot)?.map(|r| r.message()))
     }
 
     /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
@@ -367,20 +363,9 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xds_api::pb::google::protobuf::Any;
 
     fn map(entries: &[(&str, u8)]) -> LayeredMap {
-        let mut snap = Snapshot::new("v");
-        for (name, v) in entries {
-            snap.insert(
-                *name,
-                Any {
-                    type_url: "t".into(),
-                    value: vec![*v],
-                },
-            );
-        }
-        snap.resources("t").cloned().unwrap_or_default()
+        LayeredMap::from(crate::snapshot::tests::layer(entries))
     }
 
     fn names(r: &(Vec<Carried>, Vec<String>)) -> (Vec<String>, Vec<String>) {

@@ -140,6 +140,16 @@ pub struct Outcome<R> {
     pub events: Vec<Event>,
 }
 
+impl<R> Outcome<R> {
+    /// The same outcome with each response turned into another form.
+    pub fn map<S>(self, f: impl FnMut(R) -> S) -> Outcome<S> {
+        Outcome {
+            responses: self.responses.into_iter().map(f).collect(),
+            events: self.events,
+        }
+    }
+}
+
 impl<R> Default for Outcome<R> {
     fn default() -> Self {
         Outcome {

@@ -549,7 +549,7 @@ pub fn content_version(any: &Any) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -612,7 +612,8 @@ mod tests {
         assert_ne!(content_version(&a), content_version(&b));
     }
 
-    fn layer(entries: &[(&str, u8)]) -> Arc<ResourceMap> {
+    /// A map of resources of type `t`, each `(name, byte)` one resource.
+    pub(crate) fn layer(entries: &[(&str, u8)]) -> Arc<ResourceMap> {
         let mut snap = Snapshot::new("v");
         for (name, v) in entries {
             snap.insert(

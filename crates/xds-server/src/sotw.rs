@@ -83,11 +83,7 @@ impl SotwStream {
         request: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
     ) -> Result<Outcome<DiscoveryResponse>, ProtocolError> {
-        let out = self.handle_request(request, snapshot)?;
-        Ok(Outcome {
-            responses: out.responses.into_iter().map(|r| r.message()).collect(),
-            events: out.events,
-        })
+        Ok(self.handle_request(request, snapshot)?.map(|r| r.message()))
     }
 
     /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
