@@ -14,7 +14,7 @@ use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDis
 
 use crate::protocol::{
     Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
-    TypeStatus, bounded_message, first_node, intern,
+    ResourceName, TypeStatus, bounded_message, first_node, intern,
 };
 use crate::response::{Carried, Prepared};
 use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank};
@@ -25,7 +25,7 @@ struct TypeState {
     wildcard: bool,
     names: Names,
     /// What the client holds, by our account: name → resource version.
-    known: BTreeMap<String, String>,
+    known: BTreeMap<ResourceName, String>,
     /// Subscribed names reported to the client as not existing.
     absent: BTreeSet<String>,
     /// Whether a response of this type was sent on this stream.
@@ -111,7 +111,11 @@ impl DeltaStream {
         if first {
             // Legacy wildcard: an empty first subscription means everything of the type.
             st.wildcard = request.resource_names_subscribe.is_empty();
-            st.known = request.initial_resource_versions.into_iter().collect();
+            st.known = request
+                .initial_resource_versions
+                .into_iter()
+                .map(|(name, version)| (intern(&name), version))
+                .collect();
             out.events.push(Event::Subscribed {
                 type_url: type_url.clone(),
             });
@@ -126,7 +130,7 @@ impl DeltaStream {
             }
             if !first {
                 // A (re)subscribed name is sent even if the client had it.
-                st.known.remove(&name);
+                st.known.remove(name.as_str());
             }
             st.absent.remove(&name);
             st.names.insert(intern(&name));
@@ -137,7 +141,7 @@ impl DeltaStream {
             if name == "*" {
                 st.wildcard = false;
                 let names = &st.names;
-                st.known.retain(|n, _| names.contains(n.as_str()));
+                st.known.retain(|n, _| names.contains(n));
                 continue;
             }
             if st.names.remove(name.as_str()) {
@@ -145,7 +149,7 @@ impl DeltaStream {
             }
             st.absent.remove(&name);
             if !st.wildcard {
-                st.known.remove(&name);
+                st.known.remove(name.as_str());
             }
         }
         if st.names.len() > MAX_NAMES_PER_TYPE {
@@ -244,7 +248,7 @@ impl DeltaStream {
     }
 
     /// What the client holds of `type_url`, by our account: name → resource version.
-    pub fn known(&self, type_url: &str) -> Option<&BTreeMap<String, String>> {
+    pub fn known(&self, type_url: &str) -> Option<&BTreeMap<ResourceName, String>> {
         self.types.get(type_url).map(|st| &st.known)
     }
 }
@@ -260,15 +264,15 @@ fn changes_from_scratch(
     let mut selected = BTreeSet::new();
     for (name, r) in snapshot.select(type_url, st.wildcard, &st.names) {
         selected.insert(name.as_str());
-        if st.known.get(name) != Some(&r.version) {
+        if st.known.get(name.as_str()) != Some(&r.version) {
             resources.push(Carried::named(name, r));
         }
     }
     let mut removed: Vec<String> = st
         .known
         .keys()
-        .filter(|n| !selected.contains(n.as_str()))
-        .cloned()
+        .filter(|n| !selected.contains(&***n))
+        .map(|n| n.to_string())
         .collect();
     if !st.wildcard {
         for name in &st.names {
@@ -296,11 +300,13 @@ fn changes_since(
     for change in map_changes(old, new) {
         match change {
             MapChange::Changed(name, r)
-                if selects(name) && st.known.get(name) != Some(&r.version) =>
+                if selects(name) && st.known.get(name.as_str()) != Some(&r.version) =>
             {
                 resources.push(Carried::named(name, r));
             }
-            MapChange::Removed(name) if st.known.contains_key(name) => removed.push(name.clone()),
+            MapChange::Removed(name) if st.known.contains_key(name.as_str()) => {
+                removed.push(name.clone())
+            }
             _ => {}
         }
     }
@@ -328,11 +334,11 @@ fn respond(
     }
     for r in &resources {
         let name = r.name.as_deref().unwrap_or_default();
-        st.known.insert(name.to_owned(), r.resource.version.clone());
+        st.known.insert(intern(name), r.resource.version.clone());
         st.absent.remove(name);
     }
     for name in &removed {
-        st.known.remove(name);
+        st.known.remove(name.as_str());
         if !st.wildcard && st.names.contains(name.as_str()) {
             st.absent.insert(name.clone());
         }
@@ -402,8 +408,10 @@ mod tests {
                 // Bring the client up to `old` the slow way, as a first response would.
                 let (sent, removed) = changes_from_scratch(&st, &old_snap, "t");
                 for r in sent {
-                    st.known
-                        .insert(r.name.unwrap_or_default(), r.resource.version.clone());
+                    st.known.insert(
+                        intern(&r.name.unwrap_or_default()),
+                        r.resource.version.clone(),
+                    );
                 }
                 for name in removed {
                     st.absent.insert(name);
