@@ -2,20 +2,22 @@
 //! Envoy and to `bosun proxy`, on port 15010.
 //!
 //! - [`SnapshotCache`]: what the control plane fills. Per proxy (node id) a [`Snapshot`] — a version
-//!   and, per type URL, resources by name with their own versions — set atomically with
-//!   [`SnapshotCache::set_snapshot`]. It also knows the connected proxies ([`ProxyInfo`]: node id,
+//!   and, per type URL, resources by name with their own versions, kept encoded
+//!   ([`VersionedResource`]) in maps that proxies share ([`LayeredMap`]: the maps of a scope plus the
+//!   proxy's own) — set atomically with [`SnapshotCache::set_snapshot`]. It also knows the connected proxies ([`ProxyInfo`]: node id,
 //!   metadata, Istio labels and namespace, address), where each type stands with each of them
 //!   ([`ProxySyncStatus`], for `/debug/syncz`) and server-wide [`Counters`]. The control plane decides
 //!   content; this crate only serves it.
 //! - [`SotwStream`] and [`DeltaStream`]: the per-stream protocol state machines, sans-IO. Feed them
 //!   requests and snapshots; send the responses they return. They track subscriptions (wildcard for
-//!   LDS/CDS), nonces, ACKs and NACKs, and push only what changed, in Envoy's make-before-break order
-//!   (CDS, EDS, LDS, RDS).
+//!   LDS/CDS; names shared across streams, [`ResourceName`]), nonces, ACKs and NACKs, and push only
+//!   what changed, in Envoy's make-before-break order (CDS, EDS, LDS, RDS).
 //! - [`AdsServer`]: ADS over gRPC on a tonic server; one task per stream, bounded outbound queue,
 //!   pushes on snapshot change through a watch per node, push concurrency bounded across streams,
 //!   graceful stop. [`serve`] starts one in the background. Its gRPC methods ([`AdsService`]) are
-//!   written by hand, so that each response is encoded into a buffer of its own size, and a
-//!   stream holds no request buffer between requests.
+//!   written by hand: a response goes out as chunks that refer to the snapshot's encoded resources
+//!   ([`Prepared`]) instead of a copy per stream, and a stream holds no request buffer between
+//!   requests.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), xds_server::XdsServerError> {
