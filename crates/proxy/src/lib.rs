@@ -265,15 +265,30 @@ impl Proxy {
     }
 }
 
-/// Builds the config, binds every static listener and the admin port, starts the ADS client when the
+/// A bootstrap converted to what the proxy runs: the bootstrap itself is not needed any more.
+#[derive(Debug)]
+pub struct Config {
+    snapshot: Snapshot,
+    settings: ProxySettings,
+}
+
+impl Config {
+    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ProxyError> {
+        let (snapshot, settings) =
+            Snapshot::from_bootstrap(bootstrap).map_err(ProxyError::Config)?;
+        Ok(Config { snapshot, settings })
+    }
+}
+
+/// Runs `config`: binds every static listener and the admin port, starts the ADS client when the
 /// bootstrap has `dynamic_resources`, serves until `shutdown` completes, then drains: stops accepting
 /// and gives in-flight requests up to `drain_time`.
 pub async fn run(
-    bootstrap: &Bootstrap,
+    config: Config,
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    let (snapshot, settings) = Snapshot::from_bootstrap(bootstrap).map_err(ProxyError::Config)?;
+    let Config { snapshot, settings } = config;
     let registry = Arc::new(Registry::default());
     let runtime = Runtime::new(snapshot, &registry);
     let listeners: Vec<Arc<Listener>> = runtime.snapshot.listeners.clone();
