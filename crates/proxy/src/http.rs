@@ -1223,9 +1223,7 @@ async fn send(
             h2.request(req).await
         }
         _ => {
-            *req.uri_mut() = format!("http://{}{}", host.address, path)
-                .parse()
-                .map_err(|_| Failure::Reset)?;
+            *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
             cluster.client.request(req).await
         }
     };
@@ -1233,6 +1231,21 @@ async fn send(
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),
         Err(_) => Err(Failure::Reset),
+    }
+}
+
+/// `http://ADDRESS/path`: the HTTP/1.1 client connects to the URI's authority and sends the path.
+fn upstream_uri(host: &Host, path: &str) -> Option<http::Uri> {
+    match &host.authority {
+        // The usual case, without formatting and parsing the whole URI again.
+        Some(authority) if path.starts_with('/') => {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority.clone());
+            parts.path_and_query = Some(path.parse().ok()?);
+            http::Uri::from_parts(parts).ok()
+        }
+        _ => format!("http://{}{}", host.address, path).parse().ok(),
     }
 }
 
