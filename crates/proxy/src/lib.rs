@@ -340,6 +340,7 @@ pub async fn run(
         proxy.listeners.start(&proxy, &listener, socket);
     }
     let admin_task = admin.map(|socket| tokio::spawn(admin::serve(proxy.clone(), socket, stop_rx)));
+    let ticker = tokio::spawn(timer_anchor());
 
     let ads = match &settings.ads {
         Some(ads) => {
@@ -383,10 +384,22 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     proxy.listeners.shutdown().await;
+    ticker.abort();
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     Ok(())
+}
+
+/// Keeps a timer due within a few seconds at all times. tokio wakes its I/O driver (an eventfd write,
+/// and one more turn of the event loop) whenever a timer is set to fire before every timer the
+/// driver last went to sleep with, or when there was none; each request sets one (its route timeout,
+/// Envoy's default 15 s), so without a nearer timer every request would pay that wake-up.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+    }
 }
 
 /// Binds a listening socket as tokio does (`SO_REUSEADDR`, backlog 1024), synchronously, so an LDS
