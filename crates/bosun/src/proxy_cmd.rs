@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
 
 pub struct ProxyArgs<'a> {
     pub config: &'a Path,
@@ -29,8 +30,18 @@ pub fn init_logging(level: &str) -> Result<()> {
 pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
     init_logging(args.log_level)?;
 
-    let bootstrap = match xds_api::bootstrap::from_file(args.config) {
-        Ok(b) => b,
+    // See `read_bootstrap`.
+    let (bootstrap, trim) = std::thread::spawn({
+        let path = args.config.to_path_buf();
+        move || read_bootstrap(&path)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("reading the bootstrap panicked"))?;
+    let config = bootstrap
+        .and_then(|bootstrap| proxy::Config::from_bootstrap(&bootstrap).map_err(|e| e.to_string()));
+    drop(trim);
+    let config = match config {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("bosun proxy: {e}");
             return Ok(ExitCode::from(1));
@@ -48,7 +59,7 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
     let options = proxy::Options {
         drain_time: args.drain_time,
     };
-    let result = runtime.block_on(proxy::run(&bootstrap, options, shutdown_signal()));
+    let result = runtime.block_on(proxy::run(config, options, shutdown_signal()));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
@@ -56,6 +67,25 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Reads the bootstrap on a thread of its own, so that the protobuf descriptors that reading decodes
+/// (about 10 MB, released here) and the bootstrap, freed once converted, are allocated in that
+/// thread's malloc arena; the config is made in another. glibc can then give the whole arena back to
+/// the system, where in one heap they would stay resident below the config that outlives them. It
+/// trims an arena only when a large block is freed into it: the returned block is that one, to drop
+/// last, once this thread has ended (its cached small blocks then are free too). Spawning a thread
+/// here would leave glibc's record of it in this arena, and keep it from being trimmed.
+fn read_bootstrap(path: &Path) -> (Result<Bootstrap, String>, Vec<u8>) {
+    // Decoded first, so that what prost-reflect keeps for good meanwhile sits at the arena's bottom,
+    // below all that is freed.
+    drop(xds_api::descriptor::pool());
+    let bootstrap = xds_api::bootstrap::from_file(path).map_err(|e| e.to_string());
+    xds_api::descriptor::release();
+    (
+        bootstrap,
+        std::hint::black_box(Vec::with_capacity(96 * 1024)),
+    )
 }
 
 /// SIGTERM (how Kubernetes and `bosun up` stop a proxy) or Ctrl-C.

@@ -691,6 +691,24 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
 ];
 
+// Header names the hot path uses, made once (a `&str` name is parsed and validated at each use).
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
+
+/// Removes `names` (lower case) from `headers`, looking each up only when some header has one of
+/// these names: most messages have none, and a scan is cheaper than a lookup per name.
+fn remove_named(headers: &mut HeaderMap, names: &[&str]) {
+    if headers.keys().any(|k| names.contains(&k.as_str())) {
+        for n in names {
+            headers.remove(*n);
+        }
+    }
+}
+
 /// Removes hop-by-hop headers, and those the `connection` header names; `te: trailers` passes, as in
 /// Envoy (gRPC needs it end to end).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -709,9 +727,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    for h in HOP_BY_HOP {
-        headers.remove(h);
-    }
+    remove_named(headers, &HOP_BY_HOP);
     for n in named {
         headers.remove(n.as_str());
     }
@@ -740,24 +756,40 @@ async fn forward(
 ) -> Response<Body> {
     let start = Instant::now();
     let downstream_h2 = req.version() == Version::HTTP_2;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let policy = retry_policy(vh, f);
 
-    // The request to send upstream, without its body.
-    let mut headers = parts.headers.clone();
-    strip_hop_by_hop(&mut headers);
     // An upgrade that got here is allowed (`handle` refused the others): hyper left the means to
     // take over the downstream connection in the request's extensions.
     let mut downstream_upgrade = upgrade_type_of(&parts.method, &parts.headers)
         .and_then(|_| parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned());
+    // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy strips
+    // them from other requests only).
+    let mut upgrade_headers = Vec::new();
     if downstream_upgrade.is_some() {
-        // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy
-        // strips them from other requests only).
         for name in [header::CONNECTION, header::UPGRADE] {
             for v in parts.headers.get_all(&name) {
-                headers.append(name.clone(), v.clone());
+                upgrade_headers.push((name.clone(), v.clone()));
             }
         }
+    }
+    // A consistent-hash cluster picks by the route's hash policy (which may make a cookie to set),
+    // on the headers as received.
+    let hashed = cluster.uses_hash().then(|| {
+        let input = HashInput {
+            headers: &parts.headers,
+            path,
+            peer: Some(ctx.peer),
+            local: None,
+        };
+        route_hash::compute(&f.hash_policy, &input)
+    });
+
+    // The request to send upstream, without its body: the received headers, taken, not copied.
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    for (name, value) in upgrade_headers {
+        headers.append(name, value);
     }
     headers.remove(header::HOST);
     let upstream_authority = f
@@ -770,17 +802,13 @@ async fn forward(
     {
         headers.insert("x-envoy-original-host", v);
     }
-    if ctx.hcm.generate_request_id
-        && !headers.contains_key("x-request-id")
-        && let Ok(v) = HeaderValue::from_str(&request_id())
-    {
-        headers.insert("x-request-id", v);
+    if ctx.hcm.generate_request_id && !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(&X_REQUEST_ID, request_id());
     }
     let per_try = policy.and_then(|p| p.per_try_timeout);
-    if let Some(t) = per_try.or(f.timeout)
-        && let Ok(v) = HeaderValue::from_str(&t.as_millis().to_string())
-    {
-        headers.insert("x-envoy-expected-rq-timeout-ms", v);
+    if let Some(t) = per_try.or(f.timeout) {
+        let millis = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        headers.insert(&X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(millis));
     }
     HeaderMutations::apply_request([&route.headers, &vh.headers, &routes.headers], &mut headers);
     let upstream_path = rewrite_path(path, f, &route.matcher.path);
@@ -823,7 +851,7 @@ async fn forward(
             let host = mirror.pick_for(&lb, &[]);
             tokio::spawn(async move {
                 if let Some(host) = host {
-                    let _ = send(&mirror, &host, &method, &path, &h, full(body), false).await;
+                    let _ = send(&mirror, &host, &method, &path, h, full(body), false).await;
                 }
             });
         }
@@ -833,23 +861,13 @@ async fn forward(
     let deadline = f.timeout.map(|t| start + t);
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt = 0;
-    // A consistent-hash cluster picks by the route's hash policy (which may make a cookie to set).
-    let hashed = cluster.uses_hash().then(|| {
-        let input = HashInput {
-            headers: &parts.headers,
-            path,
-            peer: Some(ctx.peer),
-            local: None,
-        };
-        route_hash::compute(&f.hash_policy, &input)
-    });
-    let lb = LbContext {
-        original_dst: ctx.original_dst,
-        headers: Some(&headers),
-        hash: hashed.as_ref().and_then(|h| h.hash),
-    };
     loop {
         attempt += 1;
+        let lb = LbContext {
+            original_dst: ctx.original_dst,
+            headers: Some(&headers),
+            hash: hashed.as_ref().and_then(|h| h.hash),
+        };
         if cluster.active_requests.load(Ordering::Relaxed)
             >= cluster.config.circuit_breakers.max_requests
         {
@@ -876,7 +894,12 @@ async fn forward(
         }
         tried.push(host.clone());
         exchange.upstream_host = Some(host.address.clone());
-        let mut h = headers.clone();
+        // The last attempt takes the headers; one that may be retried sends a copy.
+        let mut h = if attempt < attempts {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
         if let Ok(v) = HeaderValue::from_str(&upstream_authority) {
             h.insert(header::HOST, v);
         }
@@ -945,7 +968,7 @@ async fn forward(
             &host,
             &parts.method,
             &upstream_path,
-            &h,
+            h,
             body,
             downstream_h2,
         );
@@ -1124,13 +1147,13 @@ fn mutate_request_headers(
     tls: bool,
 ) {
     let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
-    for h in INTERNAL_ONLY_HEADERS {
-        headers.remove(h);
+    if headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+        remove_named(headers, &INTERNAL_ONLY_HEADERS);
+        if hcm.use_remote_address {
+            remove_named(headers, &EDGE_REMOVED_HEADERS);
+        }
     }
     if hcm.use_remote_address {
-        for h in EDGE_REMOVED_HEADERS {
-            headers.remove(h);
-        }
         let appended = if peer.ip().is_loopback() {
             local_address()
         } else {
@@ -1146,12 +1169,12 @@ fn mutate_request_headers(
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             headers.insert("x-envoy-external-address", v);
         }
-        headers.insert("x-forwarded-proto", scheme);
+        headers.insert(&X_FORWARDED_PROTO, scheme);
         if !hcm.preserve_external_request_id {
-            headers.remove("x-request-id");
+            headers.remove(&X_REQUEST_ID);
         }
-    } else if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", scheme);
+    } else if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(&X_FORWARDED_PROTO, scheme);
     }
 }
 
@@ -1254,13 +1277,13 @@ async fn send(
     host: &Host,
     method: &http::Method,
     path: &str,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Body,
     downstream_h2: bool,
 ) -> Result<Response<Incoming>, Failure> {
     let mut req = Request::new(body);
     *req.method_mut() = method.clone();
-    *req.headers_mut() = headers.clone();
+    *req.headers_mut() = headers;
     let result = match (&host.h2, cluster.uses_h2(downstream_h2)) {
         (Some(h2), true) => {
             // HTTP/2 sends the authority as `:authority`, from the URI; no `host` header.
@@ -1275,9 +1298,7 @@ async fn send(
             h2.request(req).await
         }
         _ => {
-            *req.uri_mut() = format!("http://{}{}", host.address, path)
-                .parse()
-                .map_err(|_| Failure::Reset)?;
+            *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
             cluster.client.request(req).await
         }
     };
@@ -1286,6 +1307,21 @@ async fn send(
         Err(e) if e.is_connect() => Err(Failure::Connect),
         Err(e) if is_refused_stream(&e) => Err(Failure::RefusedStream),
         Err(_) => Err(Failure::Reset),
+    }
+}
+
+/// `http://ADDRESS/path`: the HTTP/1.1 client connects to the URI's authority and sends the path.
+fn upstream_uri(host: &Host, path: &str) -> Option<http::Uri> {
+    match &host.authority {
+        // The usual case, without formatting and parsing the whole URI again.
+        Some(authority) if path.starts_with('/') => {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority.clone());
+            parts.path_and_query = Some(path.parse().ok()?);
+            http::Uri::from_parts(parts).ok()
+        }
+        _ => format!("http://{}{}", host.address, path).parse().ok(),
     }
 }
 
@@ -1423,11 +1459,10 @@ fn finish_upstream(
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let Ok(v) = HeaderValue::from_str(&service_time.as_millis().to_string()) {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-envoy-upstream-service-time"), v);
-    }
+    let millis = u64::try_from(service_time.as_millis()).unwrap_or(u64::MAX);
+    parts
+        .headers
+        .insert(&X_ENVOY_UPSTREAM_SERVICE_TIME, HeaderValue::from(millis));
     parts.version = Version::HTTP_11;
     let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     Response::from_parts(parts, Guarded::new(body, slot).boxed())
@@ -1477,20 +1512,24 @@ fn shadow_authority(authority: &str) -> String {
     }
 }
 
-/// A random UUID (version 4), as Envoy generates `x-request-id`.
-fn request_id() -> String {
+/// A random UUID (version 4), as Envoy generates `x-request-id`; written digit by digit (it is made
+/// for every request).
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rand::rng().random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1; // The `-` already there.
+        }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -1500,8 +1539,16 @@ mod tests {
     #[test]
     fn request_ids_are_uuid_v4() {
         let id = request_id();
+        let id = id.to_str().expect("ASCII");
         assert_eq!(id.len(), 36);
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
         assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(request_id(), id);
     }
 

@@ -273,15 +273,30 @@ impl Proxy {
     }
 }
 
-/// Builds the config, binds every static listener and the admin port, starts the ADS client when the
+/// A bootstrap converted to what the proxy runs: the bootstrap itself is not needed any more.
+#[derive(Debug)]
+pub struct Config {
+    snapshot: Snapshot,
+    settings: ProxySettings,
+}
+
+impl Config {
+    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ProxyError> {
+        let (snapshot, settings) =
+            Snapshot::from_bootstrap(bootstrap).map_err(ProxyError::Config)?;
+        Ok(Config { snapshot, settings })
+    }
+}
+
+/// Runs `config`: binds every static listener and the admin port, starts the ADS client when the
 /// bootstrap has `dynamic_resources`, serves until `shutdown` completes, then drains: stops accepting
 /// and gives in-flight requests up to `drain_time`.
 pub async fn run(
-    bootstrap: &Bootstrap,
+    config: Config,
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    let (snapshot, settings) = Snapshot::from_bootstrap(bootstrap).map_err(ProxyError::Config)?;
+    let Config { snapshot, settings } = config;
     let registry = Arc::new(Registry::default());
     let runtime = Runtime::new(snapshot, &registry);
     let listeners: Vec<Arc<Listener>> = runtime.snapshot.listeners.clone();
@@ -333,6 +348,7 @@ pub async fn run(
         proxy.listeners.start(&proxy, &listener, socket);
     }
     let admin_task = admin.map(|socket| tokio::spawn(admin::serve(proxy.clone(), socket, stop_rx)));
+    let ticker = tokio::spawn(timer_anchor());
 
     let ads = match &settings.ads {
         Some(ads) => {
@@ -376,10 +392,22 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     proxy.listeners.shutdown().await;
+    ticker.abort();
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     Ok(())
+}
+
+/// Keeps a timer due within a few seconds at all times. tokio wakes its I/O driver (an eventfd write,
+/// and one more turn of the event loop) whenever a timer is set to fire before every timer the
+/// driver last went to sleep with, or when there was none; each request sets one (its route timeout,
+/// Envoy's default 15 s), so without a nearer timer every request would pay that wake-up.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+    }
 }
 
 /// Binds a listening socket as tokio does (`SO_REUSEADDR`, backlog 1024), synchronously, so an LDS

@@ -36,6 +36,8 @@ pub type Body = BoxBody<Bytes, BoxError>;
 #[derive(Debug)]
 pub struct Host {
     pub address: String,
+    /// `address` as a URI authority, parsed once (the HTTP/1.1 client is given one per request).
+    pub authority: Option<http::uri::Authority>,
     pub weight: u32,
     pub healthy: bool,
     pub active_requests: AtomicU32,
@@ -56,6 +58,7 @@ impl Host {
     fn new(address: String, weight: u32, healthy: bool) -> Host {
         Host {
             h2: None,
+            authority: address.parse().ok(),
             address,
             weight,
             healthy,
@@ -384,11 +387,15 @@ impl ClusterRuntime {
         if self.uses_hash() {
             return self.hash_pick(&hosts, hash);
         }
-        let preferred: Vec<&Arc<Host>> = hosts
-            .iter()
-            .copied()
-            .filter(|h| !avoid.iter().any(|a| Arc::ptr_eq(a, h)))
-            .collect();
+        let preferred: Vec<&Arc<Host>> = if avoid.is_empty() {
+            Vec::new() // Nothing to avoid (every request but retries): no copy.
+        } else {
+            hosts
+                .iter()
+                .copied()
+                .filter(|h| !avoid.iter().any(|a| Arc::ptr_eq(a, h)))
+                .collect()
+        };
         let hosts = if preferred.is_empty() {
             hosts
         } else {

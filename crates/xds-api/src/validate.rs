@@ -27,7 +27,7 @@ struct Extensions {
     message_ignored: ExtensionDescriptor,
 }
 
-static EXTENSIONS: LazyLock<Option<Extensions>> = LazyLock::new(|| {
+fn extensions() -> Option<Extensions> {
     let p = pool();
     Some(Extensions {
         field_rules: p.get_extension_by_name("validate.rules")?,
@@ -35,7 +35,7 @@ static EXTENSIONS: LazyLock<Option<Extensions>> = LazyLock::new(|| {
         message_disabled: p.get_extension_by_name("validate.disabled")?,
         message_ignored: p.get_extension_by_name("validate.ignored")?,
     })
-});
+}
 
 /// The rules of one message type.
 pub(crate) struct MessageRules {
@@ -46,26 +46,41 @@ pub(crate) struct MessageRules {
     pub required_oneofs: Vec<(String, Vec<String>)>,
 }
 
-static CACHE: LazyLock<Mutex<HashMap<String, Arc<MessageRules>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The extensions and the rules computed so far; they hold descriptors, so [`release`] empties them
+/// with the pool.
+#[derive(Default)]
+struct Cache {
+    extensions: Option<Arc<Option<Extensions>>>,
+    rules: HashMap<String, Arc<MessageRules>>,
+}
+
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
 
 /// The rules of `desc` (computed once per message type).
 pub(crate) fn rules(desc: &MessageDescriptor) -> Arc<MessageRules> {
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(r) = cache.get(desc.full_name()) {
+    if let Some(r) = cache.rules.get(desc.full_name()) {
         return r.clone();
     }
-    let r = Arc::new(compute(desc));
-    cache.insert(desc.full_name().to_owned(), r.clone());
+    let ext = cache
+        .extensions
+        .get_or_insert_with(|| Arc::new(extensions()))
+        .clone();
+    let r = Arc::new(compute(desc, ext.as_ref().as_ref()));
+    cache.rules.insert(desc.full_name().to_owned(), r.clone());
     r
+}
+
+pub(crate) fn release() {
+    *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Cache::default();
 }
 
 fn flag(options: &DynamicMessage, ext: &ExtensionDescriptor) -> bool {
     options.has_extension(ext) && matches!(options.get_extension(ext).as_ref(), Value::Bool(true))
 }
 
-fn compute(desc: &MessageDescriptor) -> MessageRules {
-    let Some(ext) = EXTENSIONS.as_ref() else {
+fn compute(desc: &MessageDescriptor, ext: Option<&Extensions>) -> MessageRules {
+    let Some(ext) = ext else {
         return MessageRules {
             disabled: true,
             fields: Vec::new(),
