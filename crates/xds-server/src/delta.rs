@@ -25,7 +25,8 @@ struct TypeState {
     wildcard: bool,
     names: Names,
     /// What the client holds, by our account: name → resource version.
-    known: BTreeMap<ResourceName, String>,
+    /// Names and versions are shared across streams (a resource has one version for every proxy).
+    known: BTreeMap<ResourceName, ResourceName>,
     /// Subscribed names reported to the client as not existing.
     absent: BTreeSet<String>,
     /// Whether a response of this type was sent on this stream.
@@ -114,7 +115,7 @@ impl DeltaStream {
             st.known = request
                 .initial_resource_versions
                 .into_iter()
-                .map(|(name, version)| (intern(&name), version))
+                .map(|(name, version)| (intern(&name), intern(&version)))
                 .collect();
             out.events.push(Event::Subscribed {
                 type_url: type_url.clone(),
@@ -248,7 +249,7 @@ impl DeltaStream {
     }
 
     /// What the client holds of `type_url`, by our account: name → resource version.
-    pub fn known(&self, type_url: &str) -> Option<&BTreeMap<ResourceName, String>> {
+    pub fn known(&self, type_url: &str) -> Option<&BTreeMap<ResourceName, ResourceName>> {
         self.types.get(type_url).map(|st| &st.known)
     }
 }
@@ -264,7 +265,7 @@ fn changes_from_scratch(
     let mut selected = BTreeSet::new();
     for (name, r) in snapshot.select(type_url, st.wildcard, &st.names) {
         selected.insert(name.as_str());
-        if st.known.get(name.as_str()) != Some(&r.version) {
+        if st.known.get(name.as_str()).map(|v| &**v) != Some(r.version.as_str()) {
             resources.push(Carried::named(name, r));
         }
     }
@@ -300,7 +301,8 @@ fn changes_since(
     for change in map_changes(old, new) {
         match change {
             MapChange::Changed(name, r)
-                if selects(name) && st.known.get(name.as_str()) != Some(&r.version) =>
+                if selects(name)
+                    && st.known.get(name.as_str()).map(|v| &**v) != Some(r.version.as_str()) =>
             {
                 resources.push(Carried::named(name, r));
             }
@@ -334,7 +336,7 @@ fn respond(
     }
     for r in &resources {
         let name = r.name.as_deref().unwrap_or_default();
-        st.known.insert(intern(name), r.resource.version.clone());
+        st.known.insert(intern(name), intern(&r.resource.version));
         st.absent.remove(name);
     }
     for name in &removed {
@@ -410,7 +412,7 @@ mod tests {
                 for r in sent {
                     st.known.insert(
                         intern(&r.name.unwrap_or_default()),
-                        r.resource.version.clone(),
+                        intern(&r.resource.version),
                     );
                 }
                 for name in removed {
