@@ -28,6 +28,8 @@ enum Dataplane {
 struct Plane {
     process: Process,
     dir: TempDir,
+    /// The bosun sidecars' bootstraps: a directory of this plane's own, outside the watched config.
+    bootstraps: TempDir,
     xds_port: u16,
     debug: SocketAddr,
 }
@@ -65,6 +67,7 @@ impl Plane {
         Plane {
             process,
             dir,
+            bootstraps: TempDir::new("bosun-control-bootstraps").expect("temp dir"),
             xds_port,
             debug,
         }
@@ -205,8 +208,8 @@ impl Sidecar {
                 let admin_port = free_port();
                 let bootstrap = plane.bootstrap(&node_id, labels, admin_port);
                 let path = plane
-                    .dir
-                    .write(&format!("../bootstrap-{name}.json"), bootstrap.as_bytes())
+                    .bootstraps
+                    .write(&format!("bootstrap-{name}.json"), bootstrap.as_bytes())
                     .expect("write bootstrap");
                 let path = path.to_string_lossy().into_owned();
                 let mut p = Process::spawn(
@@ -231,7 +234,13 @@ impl Sidecar {
                     .and_then(|ip| ip.parse().ok())
                     .expect("the node id carries an IP");
                 p.wait_ready(std::net::SocketAddr::new(ip, admin_port), WAIT)
-                    .unwrap_or_else(|e| panic!("bosun sidecar {name}: {e}\n{}", p.stderr_tail()));
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "bosun sidecar {name}: {e}\n{}\ncontrol plane:\n{}",
+                            p.stderr_tail(),
+                            plane.process.stderr_tail()
+                        )
+                    });
                 Sidecar::Bosun(p)
             }
         }
