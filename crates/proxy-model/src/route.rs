@@ -890,6 +890,37 @@ impl RetryPolicy {
                 .key("retry_on")
                 .error(format!("unknown retry condition {bad:?}")));
         }
+        // Conditions and fields Envoy acts on that Bosun does not: refused, not ignored, since
+        // ignoring them would change which requests are retried.
+        const NOT_IMPLEMENTED: &[&str] = &["envoy-ratelimited", "retriable-headers"];
+        if let Some(c) = retry_on
+            .iter()
+            .find(|c| NOT_IMPLEMENTED.contains(&c.as_str()))
+        {
+            return Err(at
+                .key("retry_on")
+                .unsupported(format!("the retry condition {c:?}")));
+        }
+        if !p.retriable_headers.is_empty() {
+            return Err(at
+                .key("retriable_headers")
+                .unsupported("retrying on response headers"));
+        }
+        if !p.retriable_request_headers.is_empty() {
+            return Err(at
+                .key("retriable_request_headers")
+                .unsupported("retrying only requests with given headers"));
+        }
+        if p.rate_limited_retry_back_off.is_some() {
+            return Err(at
+                .key("rate_limited_retry_back_off")
+                .unsupported("back-off from rate-limit response headers"));
+        }
+        if p.per_try_idle_timeout.is_some() {
+            return Err(at
+                .key("per_try_idle_timeout")
+                .unsupported("a per-try idle timeout"));
+        }
         let mut avoid_previous_hosts = false;
         for (i, pred) in p.retry_host_predicate.iter().enumerate() {
             if pred.name == "envoy.retry_host_predicates.previous_hosts" {

@@ -268,6 +268,67 @@ virtual_hosts:
     assert_eq!(e[0].message, "unknown retry condition \"sometimes\"");
 }
 
+/// What Envoy retries on and Bosun cannot is refused by path, not ignored.
+#[test]
+fn unimplemented_retry_conditions_and_fields_are_refused() {
+    let cases = [
+        (
+            r#"{retry_on: "5xx,envoy-ratelimited"}"#,
+            "retry_on",
+            r#"the retry condition "envoy-ratelimited""#,
+        ),
+        (
+            r#"{retry_on: retriable-headers, retriable_headers: [{name: x-retry, present_match: true}]}"#,
+            "retry_on",
+            r#"the retry condition "retriable-headers""#,
+        ),
+        (
+            r#"{retry_on: 5xx, retriable_headers: [{name: x-retry, present_match: true}]}"#,
+            "retriable_headers",
+            "retrying on response headers",
+        ),
+        (
+            r#"{retry_on: 5xx, retriable_request_headers: [{name: x-retry, present_match: true}]}"#,
+            "retriable_request_headers",
+            "retrying only requests with given headers",
+        ),
+        (
+            r#"{retry_on: 5xx, rate_limited_retry_back_off: {reset_headers: [{name: retry-after}], max_interval: 1s}}"#,
+            "rate_limited_retry_back_off",
+            "back-off from rate-limit response headers",
+        ),
+        (
+            r#"{retry_on: 5xx, per_try_idle_timeout: 1s}"#,
+            "per_try_idle_timeout",
+            "a per-try idle timeout",
+        ),
+    ];
+    for (policy, field, what) in cases {
+        let e = errors(&format!(
+            r#"
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {{prefix: /}}
+    route: {{cluster: c, retry_policy: {policy}}}
+"#
+        ));
+        assert_eq!(
+            e[0].field,
+            format!("route_config.virtual_hosts[0].routes[0].route.retry_policy.{field}"),
+            "{policy}"
+        );
+        assert_eq!(
+            e[0].message,
+            format!(
+                "{what} is not supported by bosun proxy; remove it or run this configuration on Envoy"
+            ),
+            "{policy}"
+        );
+    }
+}
+
 #[test]
 fn unsupported_fields_are_refused_by_path() {
     let e = errors(
