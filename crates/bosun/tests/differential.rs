@@ -762,14 +762,19 @@ async fn consistent_hashing_matches_envoy() {
     );
 
     for p in &both {
-        // A header: each value sticks to one upstream, the values spread over all three.
+        // A header: each value sticks to one upstream, the values spread over all three. How evenly
+        // depends on where the hosts land on the ring, which their (random) ports decide: Envoy once
+        // gave one host 4 of the 60.
         for path in ["/ring", "/maglev"] {
             let chosen = sticky(p, path, &users, 4, |u| Req::get(path).header("x-user", u)).await;
             let counts = tally(&chosen);
             assert!(
-                counts.iter().all(|n| *n >= 6),
-                "{}: {path} spread 60 users as a/b/c = {counts:?}",
-                p.name
+                counts.iter().all(|n| *n >= 2),
+                "{}: {path} spread 60 users as a/b/c = {counts:?} (ports {}, {}, {})",
+                p.name,
+                a.port(),
+                b.port(),
+                c.port()
             );
         }
         // Weights: c (weight 2) takes about half of the keys.
