@@ -309,6 +309,13 @@ impl RouteConfig {
                 at,
             ))
             .unwrap_or_default();
+        // Envoy reads per-filter config here as the least specific level, below virtual hosts and
+        // routes; Bosun reads it at those two, so refusing it here beats ignoring it.
+        if !p.typed_per_filter_config.is_empty() {
+            errors.push(at.key("typed_per_filter_config").unsupported(
+                "per-filter config on the route configuration (set it on the virtual hosts)",
+            ));
+        }
         let config = RouteConfig {
             name: p.name.clone(),
             virtual_hosts,

@@ -330,6 +330,30 @@ virtual_hosts:
 }
 
 #[test]
+fn per_filter_config_on_the_route_configuration_is_refused() {
+    let e = errors(
+        r#"
+typed_per_filter_config:
+  envoy.filters.http.fault:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+    abort: {http_status: 503, percentage: {numerator: 100}}
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route: {cluster: c}
+"#,
+    );
+    assert_eq!(e[0].field, "route_config.typed_per_filter_config");
+    assert_eq!(
+        e[0].message,
+        "per-filter config on the route configuration (set it on the virtual hosts) is not supported by \
+         bosun proxy; remove it or run this configuration on Envoy"
+    );
+}
+
+#[test]
 fn unsupported_fields_are_refused_by_path() {
     let e = errors(
         r#"
