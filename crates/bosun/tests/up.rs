@@ -1339,8 +1339,9 @@ fn namespaces_with(prefix: &str) -> Vec<String> {
 /// `bosun up --capture iptables`: Bookinfo with a network namespace per instance, Istio's REDIRECT
 /// rules and names resolved through the pods' hosts files (the apps have no `HTTP_PROXY`: only the
 /// capture brings their calls to `details` and `reviews` to their sidecars), reached through the
-/// ingress relay on this machine's loopback; a leftover namespace of a dead run is removed at start,
-/// and after SIGTERM no namespace, hosts file or process of the run is left.
+/// ingress relay on this machine's loopback; mesh.yaml edits add and remove pods live and move the
+/// relay with the gateway; a leftover namespace of a dead run is removed at start, and after SIGTERM
+/// no namespace, hosts file or process of the run is left.
 #[test]
 fn bookinfo_with_iptables_capture() {
     let test = "bookinfo_with_iptables_capture";
@@ -1444,6 +1445,104 @@ fn bookinfo_with_iptables_capture() {
         versions.len(),
         3,
         "all reviews versions answer: {versions:?}"
+    );
+
+    // mesh.yaml edits: a new instance gets a pod (its app reached only through the capture), a
+    // removed one loses its pod, the others keep their processes.
+    let before = children_of(up.pid());
+    let mesh_file = mesh.join("mesh.yaml");
+    let original = std::fs::read_to_string(&mesh_file).expect("read");
+    let with_v4 = format!(
+        "{original}- {{name: reviews-v4, service: reviews, labels: {{app: reviews, version: v4}}, calls: [ratings:9080/ratings/0]}}\n"
+    );
+    std::fs::write(&mesh_file, &with_v4).expect("write");
+    wait_output(
+        &mut up,
+        "mesh.yaml: started reviews-v4",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        namespaces_with(&prefix).len(),
+        9,
+        "{:?}",
+        namespaces_with(&prefix)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = get_until_ok(ingress, "/productpage", Duration::from_secs(10)).expect("200");
+        if body.contains("reviews-v4") {
+            assert!(body.contains("ratings"), "reviews-v4 calls ratings: {body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reviews-v4 never answered: {body}"
+        );
+    }
+    let v3 = instance_processes(up.pid(), "reviews-v3");
+    assert_eq!(v3.len(), 2, "reviews-v3's sidecar and app");
+    let without_v3 = with_v4.replacen(
+        &format!(
+            "- name: reviews-v3\n  service: reviews\n  labels: {{app: reviews, version: v3}}\n  address: 127.0.{n}.5\n  calls: [ratings:9080/ratings/0]\n"
+        ),
+        "",
+        1,
+    );
+    assert_ne!(without_v3, with_v4, "reviews-v3 is in the file");
+    std::fs::write(&mesh_file, &without_v3).expect("write");
+    wait_output(
+        &mut up,
+        "mesh.yaml: stopped reviews-v3",
+        Duration::from_secs(30),
+    );
+    assert!(
+        wait_gone(&v3, Duration::from_secs(10)).is_empty(),
+        "reviews-v3 runs on"
+    );
+    assert_eq!(
+        namespaces_with(&prefix).len(),
+        8,
+        "{:?}",
+        namespaces_with(&prefix)
+    );
+    for i in 0..30 {
+        let body = get_until_ok(ingress, "/productpage", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(!body.contains("reviews-v3"), "reviews-v3 answered: {body}");
+    }
+    let restarted: Vec<_> = before
+        .iter()
+        .filter(|(p, c)| !v3.iter().any(|(q, _)| q == p) && !still_running(*p, c))
+        .collect();
+    assert!(
+        restarted.is_empty(),
+        "unchanged instances restarted: {restarted:?}"
+    );
+    // The ingress gateway restarted (new labels) is in a new pod: the relay follows it.
+    std::fs::write(
+        &mesh_file,
+        without_v3.replace(
+            "labels: {istio: ingressgateway}",
+            "labels: {istio: ingressgateway, revision: b}",
+        ),
+    )
+    .expect("write");
+    wait_output(
+        &mut up,
+        "mesh.yaml: restarted istio-ingressgateway",
+        Duration::from_secs(30),
+    );
+    get_until_ok(ingress, "/productpage", Duration::from_secs(20)).unwrap_or_else(|e| {
+        panic!(
+            "no answer through the moved ingress: {e}\n{}",
+            up.stderr_tail()
+        )
+    });
+    assert_eq!(
+        namespaces_with(&prefix).len(),
+        8,
+        "{:?}",
+        namespaces_with(&prefix)
     );
 
     let children = children_of(up.pid());

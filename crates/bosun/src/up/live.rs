@@ -10,8 +10,9 @@
 //! cannot start (a port taken, not ready in time) is reported and left out; the rest keeps running,
 //! and saving mesh.yaml again retries it.
 //!
-//! With `--capture iptables` instances live in namespaces made at start-up, so a change to what runs
-//! is reported as needing a restart.
+//! With `--capture iptables` an instance's pod goes with it: made before it starts, deleted once it
+//! has stopped; the pods' hosts files follow the services, and the ingress relay follows the ingress
+//! gateway.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub struct MeshWatch {
     /// What the control plane was last given.
     registry_written: Value,
     network: Network,
+    /// The ingress as last announced (the host side of its relay, with capture).
+    ingress: Option<SocketAddr>,
 }
 
 impl MeshWatch {
@@ -80,6 +83,7 @@ impl MeshWatch {
             registry: launch.registry.to_owned(),
             registry_written: launch.plan.effective_registry.clone(),
             network: launch.plan.network,
+            ingress: launch.host_ingress,
         }
     }
 
@@ -103,7 +107,8 @@ impl MeshWatch {
         self.last = Some(text);
         self.last_modified = modified;
         let shown = path.display();
-        let plan = match plan::load(&self.dir, self.network) {
+        let running: Vec<Instance> = self.running.iter().map(|r| r.instance.clone()).collect();
+        let plan = match plan::load(&self.dir, self.network, &running) {
             Ok(p) => p,
             Err(PlanError::Findings(lines)) => {
                 for l in lines {
@@ -126,17 +131,16 @@ impl MeshWatch {
             start: to_start,
             stop: to_stop,
         } = diff(&self.running, &plan.instances);
+        if let Some(pods) = launch.pods
+            && let Err(e) = pods.set_services(&plan.services)
+        {
+            say!("bosun up: {e:#}");
+        }
         if to_start.is_empty() && to_stop.is_empty() {
             self.failed = false;
             if self.pass_on(&plan.effective_registry) {
                 say!("bosun up: {shown} changed; passed on to the control plane");
             }
-            return;
-        }
-        if self.network != Network::Loopback {
-            say!(
-                "bosun up: {shown} changed what runs (workloads, addresses, labels, ports or commands): with --capture iptables, restart `bosun up` to apply it"
-            );
             return;
         }
         // It would stop everything, and an emptied file is more often one being written.
@@ -146,12 +150,15 @@ impl MeshWatch {
             );
             return;
         }
+        // On loopback everything shares one network (with pods each instance has its own).
         let mut binds = vec![
             (launch.xds, "control plane xDS, --xds-port".to_owned()),
             (launch.debug, "control plane debug, --debug-port".to_owned()),
         ];
         binds.extend(plan.instances.iter().flat_map(Instance::binds));
-        if let Some(clash) = first_duplicate(&binds) {
+        if launch.pods.is_none()
+            && let Some(clash) = first_duplicate(&binds)
+        {
             say!(
                 "bosun up: {shown} changed but cannot be used: {clash}; the mesh keeps its previous version"
             );
@@ -177,6 +184,9 @@ impl MeshWatch {
             children.stop_pids(&pids).await;
             for &(r, changed) in &to_stop {
                 let i = &self.running[r].instance;
+                if let Some(pods) = launch.pods {
+                    pods.remove(i);
+                }
                 let how = if changed {
                     " to restart it with its new definition"
                 } else {
@@ -194,7 +204,7 @@ impl MeshWatch {
         let mut starting = Vec::new();
         for &(k, restart) in &to_start {
             let i = &plan.instances[k];
-            match spawn_instance(launch, k, i, children).await {
+            match spawn_instance(launch, i, children).await {
                 Ok(s) => starting.push((k, i, restart, s)),
                 Err(why) => {
                     say!("bosun up: {name}: cannot start {}: {why}", i.name);
@@ -223,6 +233,9 @@ impl MeshWatch {
                 Err(e) => {
                     say!("bosun up: {name}: {} did not start: {e:#}", i.name);
                     children.stop_pids(&pids).await;
+                    if let Some(pods) = launch.pods {
+                        pods.remove(i);
+                    }
                     self.failed = true;
                 }
             }
@@ -236,12 +249,46 @@ impl MeshWatch {
         }
         if !started.is_empty() {
             print_out(&instance_table(
-                started.into_iter().map(|(k, i, _)| (k, i)),
-                None,
+                started.into_iter().map(|(_, i, _)| i),
+                launch.pods,
             ));
         }
+        self.follow_ingress(launch, &plan);
         if self.failed {
             say!("bosun up: the rest keeps running; fix {name} and save it again to retry");
+        }
+    }
+
+    /// Points the ingress relay (with capture) at the gateway of `plan` as it runs now, and says where
+    /// the ingress is if that moved (without capture the gateway itself listens there).
+    fn follow_ingress(&mut self, launch: &Launch<'_>, plan: &plan::Plan) {
+        let gateway = plan
+            .ingress_instance()
+            .filter(|g| self.running.iter().any(|r| r.instance == **g));
+        if launch.pods.is_some() {
+            let target = gateway.and_then(|_| launch.ingress_target(plan));
+            if launch.host_ingress.is_some() && *launch.ingress_relay.borrow() != target {
+                match &target {
+                    Some((ns, to)) => {
+                        say!("bosun up: the ingress relay now forwards to {to} (netns {ns})")
+                    }
+                    None => say!(
+                        "bosun up: no ingress gateway runs: the ingress relay closes what it accepts"
+                    ),
+                }
+                launch.ingress_relay.send_replace(target);
+            }
+            return;
+        }
+        let now = gateway.and(plan.ingress);
+        if now != self.ingress {
+            self.ingress = now;
+            match now {
+                Some(addr) => print_out(&format!("ingress: http://{addr}\n")),
+                None => {
+                    print_out("ingress: none (no running gateway labelled istio: ingressgateway)\n")
+                }
+            }
         }
     }
 
@@ -307,22 +354,30 @@ fn diff(running: &[Running], new: &[Instance]) -> Diff {
 /// their pids and readiness probes. On an error nothing of it is left running.
 async fn spawn_instance(
     launch: &Launch<'_>,
-    k: usize,
     i: &Instance,
     children: &mut Children,
 ) -> Result<(Vec<i32>, Vec<Probe>), String> {
-    let taken = ports::check(&i.binds());
-    if !taken.is_empty() {
-        let what: Vec<String> = taken.iter().map(ToString::to_string).collect();
-        return Err(what.join("; "));
+    match launch.pods {
+        // Its own namespace: nothing else can hold its ports.
+        Some(pods) => pods.add(i).map_err(|e| format!("{e:#}"))?,
+        None => {
+            let taken = ports::check(&i.binds());
+            if !taken.is_empty() {
+                let what: Vec<String> = taken.iter().map(ToString::to_string).collect();
+                return Err(what.join("; "));
+            }
+        }
     }
     let mut pids = Vec::new();
     let mut probes = Vec::new();
-    match spawn_processes(launch, k, i, children, &mut pids, &mut probes) {
+    match spawn_processes(launch, i, children, &mut pids, &mut probes) {
         Ok(()) => Ok((pids, probes)),
         Err(e) => {
             // E.g. its proxy started but its app could not be.
             children.stop_pids(&pids).await;
+            if let Some(pods) = launch.pods {
+                pods.remove(i);
+            }
             Err(format!("{e:#}"))
         }
     }
@@ -330,18 +385,17 @@ async fn spawn_instance(
 
 fn spawn_processes(
     launch: &Launch<'_>,
-    k: usize,
     i: &Instance,
     children: &mut Children,
     pids: &mut Vec<i32>,
     probes: &mut Vec<Probe>,
 ) -> anyhow::Result<()> {
     let bootstrap = write_bootstrap(launch.state, i, launch.interception, launch.xds)?;
-    if let Some((pid, probe)) = spawn_proxy(launch, k, i, &bootstrap, children)? {
+    if let Some((pid, probe)) = spawn_proxy(launch, i, &bootstrap, children)? {
         pids.push(pid);
         probes.push(probe);
     }
-    if let Some((pid, app)) = spawn_app(launch, k, i, children)? {
+    if let Some((pid, app)) = spawn_app(launch, i, children)? {
         pids.push(pid);
         probes.extend(app);
     }
@@ -411,7 +465,7 @@ mod tests {
 
     fn instances(mesh: &str) -> Vec<Instance> {
         let registry = mesh_api::registry::load_registry_str(mesh).expect("mesh file");
-        plan::plan(Path::new("."), &registry, &[], Network::Loopback)
+        plan::plan(Path::new("."), &registry, &[], Network::Loopback, &[])
             .expect("plan")
             .instances
     }

@@ -85,7 +85,7 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         }
         Capture::Iptables => (Some(netns::prerequisites()?), netns::choose_network()),
     };
-    let plan = match plan::load(&args.dir, network) {
+    let plan = match plan::load(&args.dir, network, &[]) {
         Ok(p) => p,
         Err(PlanError::Findings(lines)) => {
             for l in lines {
@@ -191,6 +191,7 @@ pub fn run(args: &UpArgs) -> Result<ExitCode> {
         interception,
         registry: &registry_path,
         bootstraps: &bootstraps,
+        ingress_relay: tokio::sync::watch::channel(None).0,
         ready_timeout: args.ready_timeout,
         started,
     };
@@ -284,6 +285,8 @@ struct Launch<'a> {
     host_ingress: Option<SocketAddr>,
     /// With `--capture iptables`: the namespaces.
     pods: Option<&'a netns::Pods>,
+    /// With `--capture iptables`: where the ingress relay sends connections (the gateway's pod).
+    ingress_relay: tokio::sync::watch::Sender<Option<(String, SocketAddr)>>,
     /// The state directory (bootstraps, registry).
     state: &'a Path,
     interception: Interception,
@@ -420,18 +423,15 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<Vec<Vec<i
     }];
     wait_ready(children, control, deadline, launch.ready_timeout, None).await?;
 
-    if let (Some(pods), Some(hub)) = (pods, &hub) {
+    if let Some(hub) = &hub {
         // From this machine's loopback into the namespaces: `bosun apply` and the ingress.
-        start_relay(launch.host_debug, hub, launch.debug).await?;
-        if let (Some(host), Some((k, gw))) = (
-            launch.host_ingress,
-            plan.instances
-                .iter()
-                .enumerate()
-                .find(|(_, i)| Some(*i) == plan.ingress_instance()),
-        ) {
-            let target = SocketAddr::new(IpAddr::V4(gw.address), gw.gateway_ports[0]);
-            start_relay(host, pods.pod(k), target).await?;
+        let debug = tokio::sync::watch::channel(Some((hub.clone(), launch.debug))).1;
+        start_relay(launch.host_debug, debug).await?;
+        if let Some(host) = launch.host_ingress {
+            launch
+                .ingress_relay
+                .send_replace(launch.ingress_target(plan));
+            start_relay(host, launch.ingress_relay.subscribe()).await?;
         }
     }
 
@@ -439,13 +439,13 @@ async fn start(launch: &Launch<'_>, children: &mut Children) -> Result<Vec<Vec<i
     let mut pids = vec![Vec::new(); plan.instances.len()];
     // Every proxy first, then the apps, which call out through them.
     for (k, (i, bootstrap)) in plan.instances.iter().zip(launch.bootstraps).enumerate() {
-        if let Some((pid, probe)) = spawn_proxy(launch, k, i, bootstrap, children)? {
+        if let Some((pid, probe)) = spawn_proxy(launch, i, bootstrap, children)? {
             pids[k].push(pid);
             probes.push(probe);
         }
     }
     for (k, i) in plan.instances.iter().enumerate() {
-        if let Some((pid, app_probes)) = spawn_app(launch, k, i, children)? {
+        if let Some((pid, app_probes)) = spawn_app(launch, i, children)? {
             pids[k].push(pid);
             probes.extend(app_probes);
         }
@@ -471,9 +471,16 @@ impl Launch<'_> {
             .map_or_else(Vec::new, |p| p.launcher(ns.unwrap_or(""), uid))
     }
 
-    /// Instance `k`'s namespace, with capture.
-    fn pod(&self, k: usize) -> Option<String> {
-        self.pods.map(|p| p.pod(k).to_owned())
+    /// Instance `i`'s namespace, with capture.
+    fn pod(&self, i: &Instance) -> Option<String> {
+        self.pods.and_then(|p| p.pod(i))
+    }
+
+    /// With capture, where the ingress relay sends connections: `plan`'s ingress gateway, in its pod.
+    fn ingress_target(&self, plan: &Plan) -> Option<(String, SocketAddr)> {
+        let gw = plan.ingress_instance()?;
+        let to = SocketAddr::new(IpAddr::V4(gw.address), *gw.gateway_ports.first()?);
+        Some((self.pod(gw)?, to))
     }
 }
 
@@ -481,7 +488,6 @@ impl Launch<'_> {
 /// (`sidecar: false`); its pid and readiness probe.
 fn spawn_proxy(
     launch: &Launch<'_>,
-    k: usize,
     i: &Instance,
     bootstrap: &Path,
     children: &mut Children,
@@ -506,7 +512,7 @@ fn spawn_proxy(
         "1",
     ]
     .map(str::to_owned);
-    let ns = launch.pod(k);
+    let ns = launch.pod(i);
     let as_proxy = launch.launcher(ns.as_deref(), Some(netns::PROXY_UID));
     let pid = children.spawn(&label, Role::Proxy, &as_proxy, None, &args, &[])?;
     let probe = Probe {
@@ -521,12 +527,11 @@ fn spawn_proxy(
 /// Starts instance `k`'s app, unless it has none (gateways); its pid and a probe per port.
 fn spawn_app(
     launch: &Launch<'_>,
-    k: usize,
     i: &Instance,
     children: &mut Children,
 ) -> Result<Option<(i32, Vec<Probe>)>> {
     let Some(app) = &i.app else { return Ok(None) };
-    let ns = launch.pod(k);
+    let ns = launch.pod(i);
     let as_app = launch.launcher(ns.as_deref(), Some(netns::APP_UID));
     let pid = children.spawn(
         &i.name,
@@ -558,12 +563,12 @@ fn admin_addr(i: &Instance, in_pod: bool) -> SocketAddr {
     }
 }
 
-/// Listens on `host` (this machine's loopback) and relays each connection to `target` in `ns`.
-async fn start_relay(host: SocketAddr, ns: &str, target: SocketAddr) -> Result<()> {
+/// Listens on `host` (this machine's loopback) and relays each connection to `target`.
+async fn start_relay(host: SocketAddr, target: netns::RelayTarget) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(host)
         .await
-        .with_context(|| format!("cannot listen on {host} (relay to {target} in {ns})"))?;
-    tokio::spawn(netns::relay(listener, ns.to_owned(), target));
+        .with_context(|| format!("cannot listen on {host} (a relay into the mesh's namespaces)"))?;
+    tokio::spawn(netns::relay(listener, target));
     Ok(())
 }
 
@@ -660,7 +665,7 @@ async fn wait_ready(
 }
 
 fn print_table(launch: &Launch<'_>) {
-    let mut out = instance_table(launch.plan.instances.iter().enumerate(), launch.pods);
+    let mut out = instance_table(launch.plan.instances.iter(), launch.pods);
     let hub = launch
         .pods
         .map(|p| format!(" (netns {})", p.hub()))
@@ -689,9 +694,9 @@ fn print_out(text: &str) {
     let _ = std::io::Write::flush(&mut stdout);
 }
 
-/// What runs where: a row per instance (`k`: its index in the plan, for its namespace).
+/// What runs where: a row per instance.
 fn instance_table<'i>(
-    instances: impl Iterator<Item = (usize, &'i Instance)>,
+    instances: impl Iterator<Item = &'i Instance>,
     pods: Option<&netns::Pods>,
 ) -> String {
     let mut rows = vec![[
@@ -701,7 +706,7 @@ fn instance_table<'i>(
         "ADDRESS".to_owned(),
         "SIDECAR ADMIN".to_owned(),
     ]];
-    for (k, i) in instances {
+    for i in instances {
         let address = if i.gateway.is_some() {
             let ports: Vec<String> = i.gateway_ports.iter().map(u16::to_string).collect();
             format!("{} (gateway :{})", i.address, ports.join(","))
@@ -721,7 +726,11 @@ fn instance_table<'i>(
             match (i.sidecar, pods) {
                 (true, None) => format!("http://{}", i.admin()),
                 (true, Some(pods)) => {
-                    format!("http://{} (netns {})", admin_addr(i, true), pods.pod(k))
+                    format!(
+                        "http://{} (netns {})",
+                        admin_addr(i, true),
+                        pods.pod(i).unwrap_or_default()
+                    )
                 }
                 (false, _) => "- (sidecar: false)".to_owned(),
             },

@@ -3,7 +3,7 @@
 //! One network namespace per workload instance (a "pod", `bosun-PID-K`) and a hub namespace
 //! (`bosun-PID-hub`) with a Linux bridge `br0` that joins them (a veth pair each: `vK` in the hub,
 //! `eth0` in the pod). Addresses come from 10.124.N.0/24 (N chosen so no route of this machine
-//! overlaps): the hub is .1, instance K is .(K+2); each pod's default route goes via the hub. Pods of
+//! overlaps): the hub is .1, instances from .2 on (see `plan`); each pod's default route goes via the hub. Pods of
 //! instances with a sidecar get Istio's REDIRECT rules (`istio-redirect.iptables`, iptables-restore),
 //! gateways and `sidecar: false` instances none. Service names resolve through `/etc/netns/POD/hosts`
 //! (which `ip netns exec` mounts over /etc/hosts) to one virtual address per service in
@@ -20,19 +20,20 @@
 //! namespace with a short-lived thread that moves into it ([`connect`]): sockets keep the namespace
 //! they were made in, so the rest of the process never leaves the host's.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::plan::{Network, Plan};
+use super::plan::{Instance, Network, Plan};
 
 /// Istio's capture rules, as istio-init installs them (shared with tests/capture.rs).
 pub const RULES: &str = include_str!("istio-redirect.iptables");
@@ -212,14 +213,25 @@ fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String> {
     Ok(out)
 }
 
-/// The network namespaces of one run; dropping it tears them down.
+/// The network namespaces of one run; dropping it tears them down. Pods come and go with their
+/// instances as mesh.yaml is edited (`&self`: the mesh's start-up and its edits share it).
 #[derive(Debug)]
 pub struct Pods {
     tools: Tools,
     hub: String,
     hub_ip: Ipv4Addr,
-    /// The pod namespace of each plan instance, in plan order.
-    pods: Vec<String>,
+    state: Mutex<PodState>,
+}
+
+#[derive(Debug, Default)]
+struct PodState {
+    /// The pod namespace of each instance that has one, by the instance's namespace and name.
+    pods: BTreeMap<(String, String), String>,
+    /// The number of the next pod (`bosun-PID-N`, its hub-side veth `vN`): never reused in a run.
+    next: usize,
+    /// The services the hosts files name, and the namespace each pod's hosts file is written for.
+    services: Vec<(String, String)>,
+    hosts_namespace: BTreeMap<String, String>,
     /// What exists now, in creation order (torn down in reverse).
     created: Vec<String>,
 }
@@ -232,17 +244,19 @@ impl Pods {
         let Network::Pods { subnet } = plan.network else {
             bail!("internal error: a plan without pod addresses");
         };
-        let pid = std::process::id();
-        let mut pods = Pods {
+        let pods = Pods {
             tools,
-            hub: format!("{PREFIX}{pid}-hub"),
+            hub: format!("{PREFIX}{}-hub", std::process::id()),
             hub_ip: Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 1),
-            pods: (0..plan.instances.len())
-                .map(|k| format!("{PREFIX}{pid}-{k}"))
-                .collect(),
-            created: Vec::new(),
+            state: Mutex::new(PodState {
+                services: plan.services.clone(),
+                ..PodState::default()
+            }),
         };
-        pods.build(plan)?;
+        pods.build_hub()?;
+        for i in &plan.instances {
+            pods.add(i)?;
+        }
         Ok(pods)
     }
 
@@ -250,64 +264,111 @@ impl Pods {
         run(&self.tools.ip, args, None)
     }
 
-    fn add_namespace(&mut self, name: &str) -> Result<()> {
+    fn state(&self) -> std::sync::MutexGuard<'_, PodState> {
+        // A panic while holding it cannot leave it half-changed in a way that matters more than
+        // cleaning up at the end.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add_namespace(&self, name: &str) -> Result<()> {
         self.ip(&["netns", "add", name])?;
-        self.created.push(name.to_owned());
+        self.state().created.push(name.to_owned());
         Ok(())
     }
 
-    fn build(&mut self, plan: &Plan) -> Result<()> {
-        let hub = self.hub.clone();
+    fn build_hub(&self) -> Result<()> {
+        let hub = self.hub.as_str();
         let hub_ip = self.hub_ip.to_string();
-        self.add_namespace(&hub)?;
-        self.ip(&["-n", &hub, "link", "set", "lo", "up"])?;
-        self.ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        self.add_namespace(hub)?;
+        self.ip(&["-n", hub, "link", "set", "lo", "up"])?;
+        self.ip(&["-n", hub, "link", "add", "br0", "type", "bridge"])?;
         self.ip(&[
             "-n",
-            &hub,
+            hub,
             "addr",
             "add",
             &format!("{hub_ip}/24"),
             "dev",
             "br0",
         ])?;
-        self.ip(&["-n", &hub, "link", "set", "br0", "up"])?;
-        for (k, i) in plan.instances.iter().enumerate() {
-            let pod = self.pods[k].clone();
-            let veth = format!("v{k}");
-            self.add_namespace(&pod)?;
-            self.ip(&[
-                "-n", &hub, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-                &pod,
-            ])?;
-            self.ip(&["-n", &hub, "link", "set", &veth, "master", "br0", "up"])?;
-            self.ip(&["-n", &pod, "link", "set", "lo", "up"])?;
-            self.ip(&[
-                "-n",
-                &pod,
-                "addr",
-                "add",
-                &format!("{}/24", i.address),
-                "dev",
-                "eth0",
-            ])?;
-            self.ip(&["-n", &pod, "link", "set", "eth0", "up"])?;
-            self.ip(&["-n", &pod, "route", "add", "default", "via", &hub_ip])?;
-            // istio-init's job; gateways and pods without a sidecar are not captured (as in Kubernetes).
-            if i.sidecar && i.gateway.is_none() {
-                let restore = self.tools.iptables_restore.display().to_string();
-                run(
-                    &self.tools.ip,
-                    &["netns", "exec", &pod, &restore],
-                    Some(RULES),
-                )
-                .context("cannot install the capture rules")?;
-            }
-            let dir = Path::new(NETNS_ETC).join(&pod);
-            let hosts = hosts_file(&plan.services, &i.namespace)?;
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::write(dir.join("hosts"), hosts))
-                .with_context(|| format!("cannot write {}/hosts", dir.display()))?;
+        self.ip(&["-n", hub, "link", "set", "br0", "up"])?;
+        Ok(())
+    }
+
+    /// Makes instance `i`'s pod: a namespace joined to the hub's bridge, with `i`'s address, the
+    /// capture rules (for an instance with a sidecar) and the hosts file. On error it is removed again.
+    pub fn add(&self, i: &Instance) -> Result<()> {
+        let n = {
+            let mut state = self.state();
+            state.next += 1;
+            state.next - 1
+        };
+        let pod = format!("{PREFIX}{}-{n}", std::process::id());
+        let key = (i.namespace.clone(), i.name.clone());
+        self.state().pods.insert(key.clone(), pod.clone());
+        let made = self.build_pod(&pod, &format!("v{n}"), i);
+        if made.is_err() {
+            self.remove(i);
+        }
+        made.with_context(|| format!("cannot make the network namespace of {}", i.name))
+    }
+
+    fn build_pod(&self, pod: &str, veth: &str, i: &Instance) -> Result<()> {
+        let hub = self.hub.as_str();
+        self.add_namespace(pod)?;
+        self.ip(&[
+            "-n", hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", pod,
+        ])?;
+        self.ip(&["-n", hub, "link", "set", veth, "master", "br0", "up"])?;
+        self.ip(&["-n", pod, "link", "set", "lo", "up"])?;
+        let address = format!("{}/24", i.address);
+        self.ip(&["-n", pod, "addr", "add", &address, "dev", "eth0"])?;
+        self.ip(&["-n", pod, "link", "set", "eth0", "up"])?;
+        let hub_ip = self.hub_ip.to_string();
+        self.ip(&["-n", pod, "route", "add", "default", "via", &hub_ip])?;
+        // istio-init's job; gateways and pods without a sidecar are not captured (as in Kubernetes).
+        if i.sidecar && i.gateway.is_none() {
+            let restore = self.tools.iptables_restore.display().to_string();
+            run(
+                &self.tools.ip,
+                &["netns", "exec", pod, &restore],
+                Some(RULES),
+            )
+            .context("cannot install the capture rules")?;
+        }
+        let mut state = self.state();
+        state
+            .hosts_namespace
+            .insert(pod.to_owned(), i.namespace.clone());
+        write_hosts(pod, &state.services, &i.namespace)
+    }
+
+    /// Removes instance `i`'s pod (and what still runs in it), if it has one.
+    pub fn remove(&self, i: &Instance) {
+        let pod = {
+            let mut state = self.state();
+            let Some(pod) = state.pods.remove(&(i.namespace.clone(), i.name.clone())) else {
+                return;
+            };
+            state.hosts_namespace.remove(&pod);
+            state.created.retain(|c| *c != pod);
+            pod
+        };
+        remove_namespace(&self.tools, &pod);
+    }
+
+    /// Rewrites every pod's hosts file when the services changed. A file rewritten in place is what
+    /// the processes already running in the pod see (`ip netns exec` bind-mounts it over /etc/hosts).
+    pub fn set_services(&self, services: &[(String, String)]) -> Result<()> {
+        let mut state = self.state();
+        if state.services == services {
+            return Ok(());
+        }
+        state.services = services.to_vec();
+        for (pod, namespace) in &state.hosts_namespace {
+            write_hosts(pod, services, namespace)?;
         }
         Ok(())
     }
@@ -316,9 +377,12 @@ impl Pods {
         &self.hub
     }
 
-    /// The pod namespace of the `k`th plan instance.
-    pub fn pod(&self, k: usize) -> &str {
-        self.pods.get(k).map_or("", String::as_str)
+    /// The pod namespace of instance `i`, if it has one.
+    pub fn pod(&self, i: &Instance) -> Option<String> {
+        self.state()
+            .pods
+            .get(&(i.namespace.clone(), i.name.clone()))
+            .cloned()
     }
 
     /// What a child is started under to run in namespace `ns`, as `uid` if given: `ip netns exec NS
@@ -354,9 +418,18 @@ impl Pods {
     }
 }
 
+/// Writes the hosts file of `pod` (of an instance in `namespace`).
+fn write_hosts(pod: &str, services: &[(String, String)], namespace: &str) -> Result<()> {
+    let dir = Path::new(NETNS_ETC).join(pod);
+    let hosts = hosts_file(services, namespace)?;
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("hosts"), hosts))
+        .with_context(|| format!("cannot write {}/hosts", dir.display()))
+}
+
 impl Drop for Pods {
     fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
+        for ns in self.state().created.iter().rev() {
             remove_namespace(&self.tools, ns);
         }
     }
@@ -488,9 +561,14 @@ const RELAY_IDLE: Duration = Duration::from_secs(300);
 /// Bound on reaching the relay's target.
 const RELAY_CONNECT: Duration = Duration::from_secs(5);
 
-/// Forwards every connection accepted on `listener` (in the host's namespace) to `target` inside
-/// namespace `ns`, at most [`MAX_RELAYED`] at once. Runs until the runtime stops.
-pub async fn relay(listener: TcpListener, ns: String, target: SocketAddr) {
+/// Where a relay sends each connection: an address inside a namespace, as it is when the connection
+/// comes (the ingress gateway may move to a new pod when a mesh.yaml edit restarts it); `None`: the
+/// connection is closed.
+pub type RelayTarget = tokio::sync::watch::Receiver<Option<(String, SocketAddr)>>;
+
+/// Forwards every connection accepted on `listener` (in the host's namespace) to `target`, at most
+/// [`MAX_RELAYED`] at once. Runs until the runtime stops.
+pub async fn relay(listener: TcpListener, target: RelayTarget) {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_RELAYED));
     loop {
         let inbound = match listener.accept().await {
@@ -504,10 +582,12 @@ pub async fn relay(listener: TcpListener, ns: String, target: SocketAddr) {
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             continue; // dropped: closed
         };
-        let ns = ns.clone();
+        let Some((ns, to)) = target.borrow().clone() else {
+            continue;
+        };
         tokio::spawn(async move {
             let _permit = permit;
-            if let Ok(outbound) = connect(Some(&ns), target, RELAY_CONNECT).await {
+            if let Ok(outbound) = connect(Some(&ns), to, RELAY_CONNECT).await {
                 let (ar, aw) = inbound.into_split();
                 let (br, bw) = outbound.into_split();
                 tokio::join!(pipe(ar, bw), pipe(br, aw));

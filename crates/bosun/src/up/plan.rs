@@ -5,9 +5,10 @@
 //! inbound A:15006) and an app listening on A:P for each port P of its services; gateways get no app and
 //! listen on A:PORT for every Gateway server port that selects them.
 //!
-//! With [`Network::Pods`] (`--capture iptables`) the addresses are pod addresses instead (instance K at
-//! `10.124.N.(K+2)`), apps get no `HTTP_PROXY`, and mesh.yaml's loopback address of the ingress gateway
-//! only says where the ingress is relayed from on this machine.
+//! With [`Network::Pods`] (`--capture iptables`) the addresses are pod addresses instead (from
+//! `10.124.N.2` in file order), apps get no `HTTP_PROXY`, and mesh.yaml's loopback address of the
+//! ingress gateway only says where the ingress is relayed from on this machine. Automatic and pod
+//! addresses stay with their instance across mesh.yaml edits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -36,7 +37,7 @@ pub enum Network {
     /// On this machine's loopback addresses (mesh.yaml's, or 127.0.10.x), reaching their sidecars
     /// through `HTTP_PROXY`.
     Loopback,
-    /// Each in its own network namespace (`--capture iptables`), instance K at `subnet.(K+2)`
+    /// Each in its own network namespace (`--capture iptables`), from `subnet.2` on
     /// (`subnet.1` is the hub); mesh.yaml's loopback addresses only name the host side of the ingress.
     Pods { subnet: [u8; 3] },
 }
@@ -229,8 +230,8 @@ pub fn mesh_file(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Reads `DIR/mesh.yaml` and the Istio YAML under DIR (refusing files with errors, as `bosun validate`
-/// would), and plans the mesh on `network`.
-pub fn load(dir: &Path, network: Network) -> Result<Plan, PlanError> {
+/// would), and plans the mesh on `network` (`keep`: as [`plan`] takes it).
+pub fn load(dir: &Path, network: Network, keep: &[Instance]) -> Result<Plan, PlanError> {
     let mesh_path = mesh_file(dir).ok_or_else(|| {
             PlanError::Other(anyhow::anyhow!(
                 "{} has no mesh.yaml: `bosun up` needs one listing the services and workloads (see README, \"The mesh file\")",
@@ -271,7 +272,7 @@ pub fn load(dir: &Path, network: Network) -> Result<Plan, PlanError> {
     if !errors.is_empty() {
         return Err(PlanError::Findings(errors));
     }
-    Ok(plan(dir, &registry, &resources, network)?)
+    Ok(plan(dir, &registry, &resources, network, keep)?)
 }
 
 /// Istio YAML files under `dir`, the mesh file excluded.
@@ -327,12 +328,15 @@ fn parse_address(w: &RegistryWorkload, text: &str) -> Result<Ipv4Addr> {
     Ok(ip)
 }
 
-/// The plan from a registry and the loaded resources.
+/// The plan from a registry and the loaded resources. `keep`: what runs, when mesh.yaml is planned
+/// again; an instance of the same name and namespace without an address in the file keeps the one it
+/// has (and with pods, its pod address), so an edit elsewhere does not move, and restart, it.
 pub fn plan(
     dir: &Path,
     registry: &Registry,
     resources: &[Resource],
     network: Network,
+    keep: &[Instance],
 ) -> Result<Plan> {
     // Explicit addresses first, so automatic ones never collide with them.
     let mut used = BTreeSet::new();
@@ -352,6 +356,20 @@ pub fn plan(
             None => None,
         };
         addresses.push(ip);
+    }
+    // What ran with an automatic address keeps it (an edit elsewhere in the file must not move it).
+    let kept = |w: &RegistryWorkload| {
+        keep.iter()
+            .find(|i| i.name == w.name && i.namespace == w.namespace())
+            .map(|i| i.address)
+    };
+    for (w, ip) in registry.workloads.iter().zip(&mut addresses) {
+        if ip.is_none()
+            && let Some(a) = kept(w).filter(|a| a.octets()[..3] == AUTO_PREFIX)
+            && used.insert(a)
+        {
+            *ip = Some(a);
+        }
     }
     let mut next = 1u8;
     for ip in &mut addresses {
@@ -472,13 +490,7 @@ pub fn plan(
     // The host side of the ingress: mesh.yaml's address, whatever the network.
     let ingress = ingress_instance(&instances).map(|i| sock(i.address, i.gateway_ports[0]));
     if let Network::Pods { subnet } = network {
-        for (k, i) in instances.iter_mut().enumerate() {
-            let host = u8::try_from(k + 2)
-                .ok()
-                .filter(|&h| h < 255)
-                .context("more than 253 workload instances do not fit one pod network (/24)")?;
-            i.address = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], host);
-        }
+        assign_pod_addresses(&mut instances, subnet, keep)?;
     }
     let captured = network != Network::Loopback;
     for (w, i) in registry.workloads.iter().zip(&mut instances) {
@@ -499,6 +511,37 @@ pub fn plan(
             .collect(),
         network,
     })
+}
+
+/// Pod addresses `subnet.2` to `subnet.254`: what runs keeps its own, the rest take the lowest free in
+/// file order.
+fn assign_pod_addresses(
+    instances: &mut [Instance],
+    subnet: [u8; 3],
+    keep: &[Instance],
+) -> Result<()> {
+    let in_subnet = |a: Ipv4Addr| a.octets()[..3] == subnet;
+    let mut used = BTreeSet::new();
+    let mut fresh = Vec::new();
+    for i in instances.iter_mut() {
+        match keep
+            .iter()
+            .find(|k| k.name == i.name && k.namespace == i.namespace)
+            .map(|k| k.address)
+            .filter(|&a| in_subnet(a) && used.insert(a.octets()[3]))
+        {
+            Some(a) => i.address = a,
+            None => fresh.push(i),
+        }
+    }
+    let mut free = (2..255u8).filter(|h| !used.contains(h));
+    for i in fresh {
+        let host = free
+            .next()
+            .context("more than 253 workload instances do not fit one pod network (/24)")?;
+        i.address = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], host);
+    }
+    Ok(())
 }
 
 /// The environment and command line of an instance's app; `captured`: in its own pod, where the
@@ -618,6 +661,7 @@ mod tests {
             &registry,
             &loaded.resources,
             Network::Loopback,
+            &[],
         )
     }
 
@@ -655,6 +699,70 @@ spec:
         assert_eq!(reg[0]["address"], "127.0.10.2");
         assert_eq!(reg[2]["address"], "127.0.10.3");
         assert!(reg[0].get("namespace").is_none(), "no nulls: {reg}");
+    }
+
+    #[test]
+    fn automatic_and_pod_addresses_stay_with_their_instance_across_edits() {
+        let registry = |mesh: &str| load_registry_str(mesh).expect("mesh file");
+        let gateway = mesh_api::resource::load_str(GATEWAY, None).resources;
+        let addresses = |p: &Plan| -> Vec<(String, String)> {
+            p.instances
+                .iter()
+                .map(|i| (i.name.clone(), i.address.to_string()))
+                .collect()
+        };
+        let pods = Network::Pods {
+            subnet: [10, 124, 7],
+        };
+        // A workload inserted first would otherwise take the first addresses and move the others.
+        let edited = MESH.replace(
+            "workloads:\n",
+            "workloads:\n- {name: first, service: reviews, labels: {app: reviews}}\n",
+        );
+        for (network, want) in [
+            (
+                Network::Loopback,
+                [
+                    ("first", "127.0.10.4"),
+                    ("reviews-v1", "127.0.10.2"),
+                    ("reviews-v2", "127.0.10.1"),
+                    ("tool", "127.0.10.3"),
+                    ("ingress", "127.0.0.1"),
+                ],
+            ),
+            (
+                pods,
+                [
+                    ("first", "10.124.7.6"),
+                    ("reviews-v1", "10.124.7.2"),
+                    ("reviews-v2", "10.124.7.3"),
+                    ("tool", "10.124.7.4"),
+                    ("ingress", "10.124.7.5"),
+                ],
+            ),
+        ] {
+            let before =
+                plan(Path::new("."), &registry(MESH), &gateway, network, &[]).expect("plan");
+            let after = plan(
+                Path::new("."),
+                &registry(&edited),
+                &gateway,
+                network,
+                &before.instances,
+            )
+            .expect("plan");
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(n, a)| ((*n).to_owned(), (*a).to_owned()))
+                .collect();
+            assert_eq!(addresses(&after), want, "{network:?}");
+            // Unchanged instances plan the same, so an edit leaves them running.
+            assert_eq!(before.instances[..], after.instances[1..]);
+            // Without what ran, file order.
+            let fresh =
+                plan(Path::new("."), &registry(&edited), &gateway, network, &[]).expect("plan");
+            assert_ne!(addresses(&fresh), want, "{network:?}");
+        }
     }
 
     #[test]
@@ -775,7 +883,7 @@ spec:
         let network = Network::Pods {
             subnet: [10, 124, 7],
         };
-        let p = plan(Path::new("."), &registry, &loaded.resources, network).expect("plan");
+        let p = plan(Path::new("."), &registry, &loaded.resources, network, &[]).expect("plan");
         let addrs: Vec<String> = p.instances.iter().map(|i| i.address.to_string()).collect();
         assert_eq!(
             addrs,
@@ -842,7 +950,7 @@ spec:
     #[test]
     fn the_bookinfo_example_plans() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
-        let p = match load(&dir, Network::Loopback) {
+        let p = match load(&dir, Network::Loopback, &[]) {
             Ok(p) => p,
             Err(PlanError::Findings(f)) => panic!("{f:?}"),
             Err(PlanError::Other(e)) => panic!("{e:#}"),
