@@ -1680,7 +1680,8 @@ fn has_mesh_position(text: &str) -> bool {
 /// one is stopped and gets none, the other instances keep their processes and no request fails
 /// meanwhile; a broken edit is refused with its position and the mesh keeps serving; a new instance
 /// whose port is taken is refused naming the port and its user, and started once the port is free and
-/// the file saved again; nothing is left after SIGTERM.
+/// the file saved again; the ingress gateway moved to another address is announced there; nothing is
+/// left after SIGTERM.
 #[test]
 fn mesh_file_edits_start_and_stop_instances_live() {
     if !has_subcommand("control") || !has_subcommand("demo-app") {
@@ -1837,6 +1838,24 @@ fn mesh_file_edits_start_and_stop_instances_live() {
         "mesh.yaml: started reviews-v5",
         Duration::from_secs(30),
     );
+
+    // The ingress gateway moved to another address: the new URL is printed and answers.
+    let moved: SocketAddr = format!("127.0.{n}.101:8080").parse().expect("addr");
+    std::fs::write(
+        &mesh_file,
+        with_v5.replace(
+            &format!("address: 127.0.{n}.100"),
+            &format!("address: {}", moved.ip()),
+        ),
+    )
+    .expect("write");
+    wait_output(
+        &mut up,
+        &format!("ingress: http://{moved}"),
+        Duration::from_secs(30),
+    );
+    get_until_ok(moved, "/productpage", Duration::from_secs(10))
+        .expect("the moved ingress answers");
 
     // Ctrl-C stops everything, what the edits started included.
     assert_eq!(instance_processes(up.pid(), "reviews-v5").len(), 2);
