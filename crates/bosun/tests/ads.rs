@@ -693,3 +693,308 @@ async fn ads_answers_as_envoy_does() {
     }
     assert_eq!(answers[0], answers[1], "bosun (left) and Envoy (right)");
 }
+
+// === secrets over ADS (SDS) ===
+
+/// A TLS listener on `port` whose certificate is the ADS secret `secret`; answers `body`.
+fn sds_listener(name: &str, port: u16, secret: &str, body: &str) -> Listener {
+    message_from_yaml(
+        &format!(
+            r#"
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+filter_chains:
+- transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+      common_tls_context:
+        tls_certificate_sds_secret_configs: [{{name: {secret}, sds_config: {{ads: {{}}, resource_api_version: V3}}}}]
+  filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: {name}
+      route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: {body}}}}}}}]}}]}}
+      http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+/// A plain HTTP listener on `port` forwarding to the cluster `origin`, which originates TLS to
+/// `tls_port` checking the server against the CA of the ADS secret `ca`.
+fn sds_origination(port: u16, tls_port: u16) -> (Listener, Cluster) {
+    let listener = message_from_yaml(
+        &format!(
+            r#"
+name: originate
+address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: originate
+      route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: origin}}}}]}}]}}
+      http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+        ),
+        None,
+    )
+    .unwrap();
+    let cluster = message_from_yaml(
+        &format!(
+            r#"
+name: origin
+type: STATIC
+connect_timeout: 1s
+# A connection per request: Envoy keeps pooled connections when a secret changes (bosun proxy does
+# not), and each request here should show the CA of the moment.
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    common_http_protocol_options: {{max_requests_per_connection: 1}}
+    explicit_http_config: {{http_protocol_options: {{}}}}
+load_assignment:
+  cluster_name: origin
+  endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {tls_port}}}}}}}}}]}}]
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    sni: sds.example.com
+    common_tls_context:
+      validation_context_sds_secret_config: {{name: ca, sds_config: {{ads: {{}}, resource_api_version: V3}}}}
+"#
+        ),
+        None,
+    )
+    .unwrap();
+    (listener, cluster)
+}
+
+fn certificate_secret(name: &str, cert: &mesh_tls::WorkloadCert) -> Any {
+    let secret: xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret =
+        message_from_yaml(
+            &format!(
+                "name: {name}\ntls_certificate:\n  certificate_chain: {{inline_string: {:?}}}\n  private_key: {{inline_string: {:?}}}\n",
+                cert.cert_chain_pem, cert.key_pem
+            ),
+            None,
+        )
+        .unwrap();
+    pack(&secret)
+}
+
+fn ca_secret(name: &str, root_pem: &str) -> Any {
+    let secret: xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret =
+        message_from_yaml(
+            &format!(
+                "name: {name}\nvalidation_context:\n  trusted_ca: {{inline_string: {root_pem:?}}}\n"
+            ),
+            None,
+        )
+        .unwrap();
+    pack(&secret)
+}
+
+/// The server certificate's SANs over TLS to `addr` (chain checked against `roots`, names not) and
+/// the answer's status and body; `None` when the handshake or the request fails.
+async fn tls_answer(
+    addr: SocketAddr,
+    roots: &mesh_tls::RootStore,
+) -> Option<(Vec<String>, u16, String)> {
+    use http_body_util::BodyExt;
+    let config = mesh_tls::client_config(&mesh_tls::ClientOptions::new(
+        mesh_tls::Verify::SanMatch(mesh_tls::PeerValidation::new(roots.clone())),
+    ))
+    .unwrap();
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let name = mesh_tls::rustls::pki_types::ServerName::try_from("sds.example.com").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        let sans = mesh_tls::subject_alt_names(&tls.get_ref().1.peer_certificates()?[0])
+            .ok()?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .uri("/")
+            .header("host", "sds.example.com")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some((sans, status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Polls `probe` until `done` holds for what it returns, at most `WAIT`.
+async fn until_seen<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    probe: impl Fn() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = probe().await;
+        if done(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: last {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SDS over ADS, under Envoy and under `bosun proxy` (state of the world and delta), with the same
+/// answers: a listener's
+/// certificate and a cluster's CA come as secrets; a new certificate is served to new connections; a
+/// CA that does not sign the server fails origination (503) while termination goes on; a listener
+/// that names a secret not yet sent warms without a NACK and serves once the secret arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_over_ads_match_envoy() {
+    if Envoy::find_or_skip("secrets_over_ads_match_envoy").is_none() {
+        return;
+    }
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").unwrap();
+    let stranger = mesh_tls::CertificateAuthority::generate("cluster.local").unwrap();
+    let roots = mesh_tls::RootStore::from_pem(ca.root_pem().as_bytes()).unwrap();
+    let day = Duration::from_secs(86_400);
+    let one = ca.issue_server(&["one.example.com"], day).unwrap();
+    let two = ca.issue_server(&["two.example.com"], day).unwrap();
+    let late = ca.issue_server(&["late.example.com"], day).unwrap();
+
+    let mut answers = Vec::new();
+    // bosun proxy over state-of-the-world and delta ADS, then Envoy.
+    for (api_type, envoy) in [("GRPC", false), ("DELTA_GRPC", false), ("GRPC", true)] {
+        let (tls_port, plain_port, late_port) = (
+            testkit::free_port(),
+            testkit::free_port(),
+            testkit::free_port(),
+        );
+        let (tls_addr, plain_addr, late_addr) = (
+            testkit::localhost(tls_port),
+            testkit::localhost(plain_port),
+            testkit::localhost(late_port),
+        );
+        let (originate, origin) = sds_origination(plain_port, tls_port);
+        // `late_step`: 0 leaves the late listener out, 1 sends it without its secret, 2 with.
+        let resources = |server: &mesh_tls::WorkloadCert, ca_root: &str, late_step: u8| {
+            let mut listeners = vec![
+                (
+                    "sds".to_owned(),
+                    pack(&sds_listener("sds", tls_port, "server", "sds")),
+                ),
+                ("originate".to_owned(), pack(&originate)),
+            ];
+            let mut secrets = vec![
+                ("ca".to_owned(), ca_secret("ca", ca_root)),
+                ("server".to_owned(), certificate_secret("server", server)),
+            ];
+            if late_step > 0 {
+                listeners.push((
+                    "late".to_owned(),
+                    pack(&sds_listener("late", late_port, "late", "late")),
+                ));
+            }
+            if late_step > 1 {
+                secrets.push(("late".to_owned(), certificate_secret("late", &late)));
+            }
+            Resources::from([
+                (type_url::LISTENER, listeners),
+                (
+                    type_url::CLUSTER,
+                    vec![("origin".to_owned(), pack(&origin))],
+                ),
+                (type_url::SECRET, secrets),
+            ])
+        };
+        let (ads, ads_addr) = TestAds::start("v0", resources(&one, &ca.root_pem(), 0)).await;
+        let _running: Box<dyn std::any::Any> = if envoy {
+            let yaml = bootstrap(api_type, ads_addr, 0);
+            Box::new(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
+        } else {
+            let admin_port = testkit::free_port();
+            let yaml = bootstrap(api_type, ads_addr, admin_port);
+            Box::new(tokio::task::block_in_place(|| {
+                start_bosun(&yaml, admin_port)
+            }))
+        };
+        let mut seen = Vec::new();
+        let sans = |s: &Option<(Vec<String>, u16, String)>, want: &str| {
+            s.as_ref()
+                .is_some_and(|(sans, _, _)| sans.iter().any(|n| n.contains(want)))
+        };
+        seen.push(format!(
+            "{:?}",
+            until_seen(
+                "the first certificate",
+                || tls_answer(tls_addr, &roots),
+                |s| sans(s, "one")
+            )
+            .await
+        ));
+        let plain = |want: u16| {
+            until_seen(
+                "origination",
+                || async { get(plain_addr).await },
+                move |s: &Seen| s.status == want,
+            )
+        };
+        seen.push(format!("{:?}", plain(200).await.body));
+
+        // A new certificate.
+        ads.push("v1", resources(&two, &ca.root_pem(), 0));
+        seen.push(format!(
+            "{:?}",
+            until_seen(
+                "the new certificate",
+                || tls_answer(tls_addr, &roots),
+                |s| sans(s, "two")
+            )
+            .await
+        ));
+        // A CA that did not sign the server: origination fails, termination goes on.
+        ads.push("v2", resources(&two, &stranger.root_pem(), 0));
+        seen.push(format!("{}", plain(503).await.status));
+        seen.push(format!("{:?}", tls_answer(tls_addr, &roots).await));
+        // A listener whose secret is not there yet: no NACK; it serves once the secret comes.
+        ads.push("v3", resources(&two, &ca.root_pem(), 1));
+        seen.push(format!("{:?}", plain(200).await.body));
+        ads.push("v4", resources(&two, &ca.root_pem(), 2));
+        seen.push(format!(
+            "{:?}",
+            until_seen(
+                "the late listener",
+                || tls_answer(late_addr, &roots),
+                |s| sans(s, "late")
+            )
+            .await
+        ));
+        assert!(ads.nacks().is_empty(), "NACKs: {:?}", ads.nacks());
+        answers.push(seen);
+    }
+    assert_eq!(
+        answers[0], answers[2],
+        "bosun over SotW (left) and Envoy (right)"
+    );
+    assert_eq!(
+        answers[1], answers[2],
+        "bosun over delta (left) and Envoy (right)"
+    );
+}

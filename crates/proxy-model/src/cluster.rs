@@ -10,6 +10,7 @@ use xds_api::pb::envoy::config::endpoint::v3 as endpoint;
 use xds_api::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
 
 use crate::error::{At, Errors, ModelError};
+use crate::tls::Secrets;
 use crate::{duration, u32_or, unpack};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -175,7 +176,17 @@ pub struct OutlierDetection {
 }
 
 impl Cluster {
+    /// A cluster whose TLS context names no secrets (see [`Cluster::from_proto_with`]).
     pub fn from_proto(p: &cluster::Cluster, at: &At) -> Result<Cluster, Vec<ModelError>> {
+        Cluster::from_proto_with(p, at, &Secrets::default())
+    }
+
+    /// A cluster, its TLS context's named secrets looked up in `secrets`.
+    pub fn from_proto_with(
+        p: &cluster::Cluster,
+        at: &At,
+        secrets: &Secrets,
+    ) -> Result<Cluster, Vec<ModelError>> {
         use cluster::cluster::{ClusterDiscoveryType as T, DiscoveryType as D, LbPolicy as L};
         let mut errors = Errors::default();
         if p.name.is_empty() {
@@ -319,7 +330,11 @@ impl Cluster {
         }
         let tls = match &p.transport_socket {
             Some(ts) => errors
-                .take(crate::tls::upstream(ts, &at.key("transport_socket")))
+                .take(crate::tls::upstream(
+                    ts,
+                    &at.key("transport_socket"),
+                    secrets,
+                ))
                 .flatten(),
             None => None,
         };

@@ -14,7 +14,7 @@ use crate::cluster::socket_address;
 use crate::error::{At, Errors, ModelError};
 use crate::filter::HttpFilter;
 use crate::route::RouteConfig;
-use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DownstreamTls};
+use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DownstreamTls, Secrets};
 use crate::{duration, unpack};
 
 #[derive(Debug)]
@@ -193,7 +193,17 @@ pub struct TcpProxy {
 }
 
 impl Listener {
+    /// A listener whose TLS contexts name no secrets (see [`Listener::from_proto_with`]).
     pub fn from_proto(p: &listener::Listener, at: &At) -> Result<Listener, Vec<ModelError>> {
+        Listener::from_proto_with(p, at, &Secrets::default())
+    }
+
+    /// A listener, its TLS contexts' named secrets looked up in `secrets`.
+    pub fn from_proto_with(
+        p: &listener::Listener,
+        at: &At,
+        secrets: &Secrets,
+    ) -> Result<Listener, Vec<ModelError>> {
         let mut errors = Errors::default();
         let mut tls_inspector = false;
         let mut original_dst = false;
@@ -237,13 +247,13 @@ impl Listener {
         }
         let mut filter_chains = Vec::new();
         for (i, fc) in p.filter_chains.iter().enumerate() {
-            match FilterChain::from_proto(fc, &at.key("filter_chains").index(i)) {
+            match FilterChain::from_proto(fc, &at.key("filter_chains").index(i), secrets) {
                 Ok(fc) => filter_chains.push(fc),
                 Err(e) => errors.0.extend(e),
             }
         }
         let default_filter_chain = p.default_filter_chain.as_ref().and_then(|fc| {
-            FilterChain::from_proto(fc, &at.key("default_filter_chain"))
+            FilterChain::from_proto(fc, &at.key("default_filter_chain"), secrets)
                 .map_err(|e| errors.0.extend(e))
                 .ok()
         });
@@ -406,7 +416,11 @@ fn by_server_name<'a>(set: Vec<&'a FilterChain>, name: Option<&str>) -> Vec<&'a 
 }
 
 impl FilterChain {
-    fn from_proto(p: &listener::FilterChain, at: &At) -> Result<FilterChain, Vec<ModelError>> {
+    fn from_proto(
+        p: &listener::FilterChain,
+        at: &At,
+        secrets: &Secrets,
+    ) -> Result<FilterChain, Vec<ModelError>> {
         let mut errors = Errors::default();
         let m = p.filter_chain_match.clone().unwrap_or_default();
         let mat = at.key("filter_chain_match");
@@ -431,7 +445,11 @@ impl FilterChain {
             .collect();
         let tls = match &p.transport_socket {
             Some(ts) => errors
-                .take(crate::tls::downstream(ts, &at.key("transport_socket")))
+                .take(crate::tls::downstream(
+                    ts,
+                    &at.key("transport_socket"),
+                    secrets,
+                ))
                 .flatten(),
             None => None,
         };

@@ -14,6 +14,8 @@ use crate::cluster::{Cluster, socket_address};
 use crate::error::{At, Errors, ModelError};
 use crate::listener::{Listener, NetworkFilter, RouteSource};
 use crate::route::{Action, RouteConfig, Target};
+use crate::tls::Secrets;
+use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -34,6 +36,8 @@ pub struct ProxySettings {
     pub admin: Option<(String, u16)>,
     /// Where to take listeners and clusters from over ADS; `None` for a purely static bootstrap.
     pub ads: Option<AdsSettings>,
+    /// `static_resources.secrets`, which dynamic listeners and clusters may name too.
+    pub secrets: Secrets,
 }
 
 /// Which ADS variant `dynamic_resources.ads_config.api_type` asks for.
@@ -94,6 +98,7 @@ impl Snapshot {
         let mut settings = ProxySettings {
             node: b.node.clone().unwrap_or_default(),
             ads: None,
+            secrets: Secrets::default(),
             node_id: b.node.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
             node_cluster: b
                 .node
@@ -111,9 +116,39 @@ impl Snapshot {
         let mut snapshot = Snapshot::default();
         let resources = b.static_resources.clone().unwrap_or_default();
         let root = At::root("static_resources");
+        for (i, secret) in resources.secrets.iter().enumerate() {
+            let at = root.key("secrets").index(i);
+            if secret.name.is_empty() {
+                errors.push(at.key("name").error("a secret needs a name"));
+            } else if settings
+                .secrets
+                .statics
+                .insert(secret.name.clone(), Arc::new(secret.clone()))
+                .is_some()
+            {
+                errors.push(
+                    at.key("name")
+                        .error(format!("duplicate secret name {:?}", secret.name)),
+                );
+            }
+        }
+        let secrets = settings.secrets.clone();
+        // Envoy would keep such a static listener or cluster warming until the secret arrives.
+        let over_ads = |refs: Vec<(String, SecretSource)>, at: &At, errors: &mut Errors| {
+            let ads = refs.iter().any(|(_, s)| *s == SecretSource::Ads);
+            if ads {
+                errors.push(at.key("transport_socket").unsupported(
+                    "a static listener or cluster whose TLS secrets come over ADS (sds_config: {ads: {}}); make it dynamic, or put the secret in static_resources.secrets",
+                ));
+            }
+            ads
+        };
         for (i, c) in resources.clusters.iter().enumerate() {
             let at = root.key("clusters").index(i);
-            match Cluster::from_proto(c, &at) {
+            if over_ads(cluster_secrets(c), &at, &mut errors) {
+                continue;
+            }
+            match Cluster::from_proto_with(c, &at, &secrets) {
                 Ok(c) => {
                     if snapshot
                         .clusters
@@ -132,7 +167,10 @@ impl Snapshot {
         let mut names = std::collections::HashSet::new();
         for (i, l) in resources.listeners.iter().enumerate() {
             let at = root.key("listeners").index(i);
-            match Listener::from_proto(l, &at) {
+            if over_ads(listener_secrets(l), &at, &mut errors) {
+                continue;
+            }
+            match Listener::from_proto_with(l, &at, &secrets) {
                 Ok(l) => {
                     if !names.insert(l.name.clone()) {
                         errors.push(
@@ -145,9 +183,6 @@ impl Snapshot {
                 }
                 Err(e) => errors.0.extend(e),
             }
-        }
-        if !resources.secrets.is_empty() {
-            errors.push(root.key("secrets").unsupported("static secrets (TLS)"));
         }
         if let Some(d) = &b.dynamic_resources {
             settings.ads = ads_settings(d, &snapshot, &mut errors);
@@ -467,5 +502,76 @@ filter_chains:
     typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: missing}"#,
         );
         assert!(Snapshot::compose(&statics, [], [tcp], |_| true, HashMap::new()).is_ok());
+    }
+
+    /// Static secrets are found by name; a missing one, one of the wrong kind, another config
+    /// source, and a static cluster waiting for an ADS secret are refused by field path.
+    #[test]
+    fn secret_references_are_resolved_or_refused_by_field_path() {
+        let bootstrap = |socket: &str, secrets: &str| -> Result<Snapshot, Vec<ModelError>> {
+            let yaml = format!(
+                r#"
+static_resources:
+  secrets: {secrets}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context: {{{socket}}}
+"#
+            );
+            let b: Bootstrap = message_from_yaml(&yaml, None).expect("valid bootstrap");
+            Snapshot::from_bootstrap(&b).map(|(s, _)| s)
+        };
+        let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("ca");
+        let root = format!(
+            "[{{name: root, validation_context: {{trusted_ca: {{inline_string: {:?}}}}}}}]",
+            ca.root_pem()
+        );
+        let found = bootstrap("validation_context_sds_secret_config: {name: root}", &root)
+            .expect("a static secret by name");
+        assert!(found.clusters["up"].tls.is_some());
+        let error = |socket: &str, secrets: &str| {
+            let e = bootstrap(socket, secrets).expect_err("refused");
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let at = "static_resources.clusters[0].transport_socket.typed_config.common_tls_context";
+        let missing = error(
+            "validation_context_sds_secret_config: {name: nothere}",
+            &root,
+        );
+        assert!(
+            missing.contains(&format!("{at}.validation_context_sds_secret_config.name"))
+                && missing.contains("no secret \"nothere\" in static_resources.secrets"),
+            "{missing}"
+        );
+        let wrong = error("tls_certificate_sds_secret_configs: [{name: root}]", &root);
+        assert!(wrong.contains("is not a tls_certificate"), "{wrong}");
+        let other = error(
+            "validation_context_sds_secret_config: {name: root, sds_config: {path_config_source: {path: /x}}}",
+            &root,
+        );
+        assert!(
+            other.contains(&format!(
+                "{at}.validation_context_sds_secret_config.sds_config"
+            )),
+            "{other}"
+        );
+        let ads = error(
+            "validation_context_sds_secret_config: {name: root, sds_config: {ads: {}}}",
+            "[]",
+        );
+        assert!(
+            ads.contains("static_resources.clusters[0].transport_socket")
+                && ads.contains("come over ADS"),
+            "{ads}"
+        );
     }
 }

@@ -3,9 +3,13 @@
 //!
 //! This is the one place the model reads files: the certificates and keys a context names, as Envoy
 //! does when it loads the config, so a missing or bad PEM is a config error with its field path rather
-//! than a failed handshake later. Certificates from SDS, private key providers, CRLs, SPKI/hash pins
-//! and cipher or curve lists would change behaviour and are refused by field path.
+//! than a failed handshake later. Certificates and validation contexts may also come as named secrets
+//! (`tls_certificate_sds_secret_configs`, `validation_context_sds_secret_config`): from the
+//! bootstrap's `static_resources.secrets` (no `sds_config`) or over ADS (`sds_config: {ads: {}}`),
+//! looked up in [`Secrets`]. Private key providers, CRLs, SPKI/hash pins and cipher or curve lists
+//! would change behaviour and are refused by field path.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +25,57 @@ use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
 
 use crate::error::{At, ModelError};
 use crate::unpack;
+
+pub use xds_api::secrets::SecretSource;
+
+/// The secrets TLS contexts may name, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub statics: HashMap<String, Arc<tls::Secret>>,
+    pub ads: HashMap<String, Arc<tls::Secret>>,
+}
+
+impl Secrets {
+    fn get(&self, source: SecretSource, name: &str) -> Option<&tls::Secret> {
+        match source {
+            SecretSource::Static => self.statics.get(name),
+            SecretSource::Ads => self.ads.get(name),
+            SecretSource::Other => None,
+        }
+        .map(|s| s.as_ref())
+    }
+}
+
+/// Where an `SdsSecretConfig` takes its secret from; other config sources are refused.
+fn secret_source(c: &tls::SdsSecretConfig, at: &At) -> Result<SecretSource, ModelError> {
+    match SecretSource::of(c) {
+        SecretSource::Other => Err(at.key("sds_config").unsupported(
+            "secrets from other sources than ADS (sds_config: {ads: {}}) or static_resources.secrets (no sds_config)",
+        )),
+        source => Ok(source),
+    }
+}
+
+/// The secret an `SdsSecretConfig` names, which must be there.
+fn secret<'s>(
+    c: &tls::SdsSecretConfig,
+    at: &At,
+    secrets: &'s Secrets,
+) -> Result<&'s tls::Secret, ModelError> {
+    if c.name.is_empty() {
+        return Err(at.key("name").error("a secret reference needs a name"));
+    }
+    let source = secret_source(c, at)?;
+    secrets.get(source, &c.name).ok_or_else(|| match source {
+        SecretSource::Static => at.key("name").error(format!(
+            "no secret {:?} in static_resources.secrets",
+            c.name
+        )),
+        SecretSource::Ads | SecretSource::Other => at
+            .key("name")
+            .error(format!("the secret {:?} has not arrived over ADS", c.name)),
+    })
+}
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
@@ -97,6 +152,7 @@ fn tls_any<'a>(
 pub fn downstream(
     ts: &core::TransportSocket,
     at: &At,
+    secrets: &Secrets,
 ) -> Result<Option<DownstreamTls>, ModelError> {
     let Some(any) = tls_any(ts, at)? else {
         return Ok(None);
@@ -116,7 +172,7 @@ pub fn downstream(
     }
     let cat = at.key("common_tls_context");
     let common = p.common_tls_context.clone().unwrap_or_default();
-    let c = common_context(&common, &cat)?;
+    let c = common_context(&common, &cat, secrets)?;
     let Some(identity) = c.identity else {
         return Err(cat
             .key("tls_certificates")
@@ -156,7 +212,11 @@ pub fn downstream(
 }
 
 /// A cluster's `transport_socket`.
-pub fn upstream(ts: &core::TransportSocket, at: &At) -> Result<Option<UpstreamTls>, ModelError> {
+pub fn upstream(
+    ts: &core::TransportSocket,
+    at: &At,
+    secrets: &Secrets,
+) -> Result<Option<UpstreamTls>, ModelError> {
     let Some(any) = tls_any(ts, at)? else {
         return Ok(None);
     };
@@ -172,7 +232,7 @@ pub fn upstream(ts: &core::TransportSocket, at: &At) -> Result<Option<UpstreamTl
     }
     let cat = at.key("common_tls_context");
     let common = p.common_tls_context.clone().unwrap_or_default();
-    let c = common_context(&common, &cat)?;
+    let c = common_context(&common, &cat, secrets)?;
     let verify = match c.validation {
         // Envoy checks the chain and the SAN matchers, not the SNI against the certificate.
         Some(v) => Verify::SanMatch(v),
@@ -224,13 +284,13 @@ struct Common {
     versions: Option<TlsVersions>,
 }
 
-fn common_context(p: &tls::CommonTlsContext, at: &At) -> Result<Common, ModelError> {
+fn common_context(
+    p: &tls::CommonTlsContext,
+    at: &At,
+    secrets: &Secrets,
+) -> Result<Common, ModelError> {
     use tls::common_tls_context::ValidationContextType as V;
-    if !p.tls_certificate_sds_secret_configs.is_empty() {
-        return Err(at
-            .key("tls_certificate_sds_secret_configs")
-            .unsupported("certificates from SDS"));
-    }
+    use tls::secret::Type as SecretType;
     if p.tls_certificate_provider_instance.is_some()
         || p.tls_certificate_certificate_provider.is_some()
         || p.tls_certificate_certificate_provider_instance.is_some()
@@ -252,30 +312,58 @@ fn common_context(p: &tls::CommonTlsContext, at: &At) -> Result<Common, ModelErr
     if p.key_log.is_some() {
         return Err(at.key("key_log").unsupported("TLS key logging"));
     }
-    if p.tls_certificates.len() > 1 {
+    if p.tls_certificates.len() + p.tls_certificate_sds_secret_configs.len() > 1 {
+        let field = if p.tls_certificates.is_empty() {
+            "tls_certificate_sds_secret_configs"
+        } else {
+            "tls_certificates"
+        };
         return Err(at
-            .key("tls_certificates")
+            .key(field)
             .unsupported("more than one certificate per context"));
     }
-    let identity = match p.tls_certificates.first() {
-        Some(c) => Some(certificate(c, &at.key("tls_certificates").index(0))?),
-        None => None,
+    let identity = match (
+        p.tls_certificates.first(),
+        p.tls_certificate_sds_secret_configs.first(),
+    ) {
+        (Some(c), _) => Some(certificate(c, &at.key("tls_certificates").index(0))?),
+        (None, Some(c)) => {
+            let sat = at.key("tls_certificate_sds_secret_configs").index(0);
+            match &secret(c, &sat, secrets)?.r#type {
+                Some(SecretType::TlsCertificate(t)) => {
+                    Some(certificate(t, &sat.key("(secret)").key("tls_certificate"))?)
+                }
+                _ => {
+                    return Err(
+                        sat.error(format!("the secret {:?} is not a tls_certificate", c.name))
+                    );
+                }
+            }
+        }
+        (None, None) => None,
     };
+    // A validation context from a secret, checked to be one.
+    let validation_secret =
+        |c: &tls::SdsSecretConfig, sat: &At| match &secret(c, sat, secrets)?.r#type {
+            Some(SecretType::ValidationContext(v)) => Ok(v.clone()),
+            _ => Err(sat.error(format!(
+                "the secret {:?} is not a validation_context",
+                c.name
+            ))),
+        };
     let validation = match &p.validation_context_type {
         None => None,
         Some(V::ValidationContext(v)) => Some(validation(v, &at.key("validation_context"))?),
-        Some(V::ValidationContextSdsSecretConfig(_)) => {
-            return Err(at
-                .key("validation_context_sds_secret_config")
-                .unsupported("validation contexts from SDS"));
+        Some(V::ValidationContextSdsSecretConfig(c)) => {
+            let sat = at.key("validation_context_sds_secret_config");
+            let v = validation_secret(c, &sat)?;
+            Some(validation(
+                &v,
+                &sat.key("(secret)").key("validation_context"),
+            )?)
         }
         Some(V::CombinedValidationContext(c)) => {
             let cat = at.key("combined_validation_context");
-            if c.validation_context_sds_secret_config.is_some() {
-                return Err(cat
-                    .key("validation_context_sds_secret_config")
-                    .unsupported("validation contexts from SDS"));
-            }
             if c.validation_context_certificate_provider.is_some()
                 || c.validation_context_certificate_provider_instance.is_some()
             {
@@ -283,7 +371,29 @@ fn common_context(p: &tls::CommonTlsContext, at: &At) -> Result<Common, ModelErr
                     .key("validation_context_certificate_provider_instance")
                     .unsupported("certificate providers"));
             }
-            match &c.default_validation_context {
+            let dynamic = match &c.validation_context_sds_secret_config {
+                Some(s) => Some(validation_secret(
+                    s,
+                    &cat.key("validation_context_sds_secret_config"),
+                )?),
+                None => None,
+            };
+            // As Envoy: the default context with the secret's merged over it (protobuf merge: the
+            // secret's set fields win, lists are joined), e.g. Istio's SAN matchers plus the root CA.
+            let combined = match (&c.default_validation_context, dynamic) {
+                (Some(d), Some(s)) => {
+                    let mut merged = d.clone();
+                    prost::Message::merge(
+                        &mut merged,
+                        prost::Message::encode_to_vec(&s).as_slice(),
+                    )
+                    .map_err(|e| cat.error(format!("cannot merge the validation contexts: {e}")))?;
+                    Some(merged)
+                }
+                (Some(d), None) => Some(d.clone()),
+                (None, s) => s,
+            };
+            match &combined {
                 Some(v) => Some(validation(v, &cat.key("default_validation_context"))?),
                 None => None,
             }

@@ -15,13 +15,19 @@
 //!   the new filter chains, open ones keep the chain they were accepted with;
 //! - stats live in the registry by name, whatever is rebuilt.
 //!
+//! SDS over ADS: a cluster or listener whose TLS context names a secret that has not arrived yet
+//! (`sds_config: {ads: {}}`) is held back, warming, as Envoy does: not NACKed, not running (a
+//! running one of the same name keeps serving meanwhile), and built once its secrets are there. A
+//! secret that changes rebuilds what names it: new connections use the new certificate, open ones
+//! keep theirs. A secret that does not build (a bad PEM) NACKs the SDS update.
+//!
 //! RDS: an HTTP connection manager with `rds` looks its route configuration up by name in the
 //! current runtime on every request. Envoy keeps a listener warming until its routes arrive; Bosun
 //! starts serving it at once and answers 404 (flag NR) until the route configuration arrives. At
 //! start-up this makes no difference: `/ready` only turns LIVE once the client's initial fetch (which
 //! waits for the routes the listeners name) is complete.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -30,11 +36,14 @@ use proxy_model::cluster::{Cluster, Discovery};
 use proxy_model::error::At;
 use proxy_model::listener::Listener;
 use proxy_model::route::RouteConfig;
+use proxy_model::tls::Secrets;
 use tokio::sync::watch;
 use xds_api::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
 use xds_client::{AdsStatus, Consumer, Rejection, ResourceType, Resources};
 
 use crate::{DynamicInfo, Proxy, Runtime, bind};
@@ -44,6 +53,8 @@ pub(crate) struct Dynamic {
     proxy: Arc<Proxy>,
     /// The bootstrap's static listeners and clusters, part of every snapshot.
     statics: Snapshot,
+    /// The bootstrap's `static_resources.secrets`, which dynamic resources may name too.
+    static_secrets: HashMap<String, Arc<Secret>>,
     state: State,
 }
 
@@ -66,6 +77,11 @@ struct State {
     endpoints: BTreeMap<String, Arc<ClusterLoadAssignment>>,
     listeners: BTreeMap<String, DynListener>,
     routes: BTreeMap<String, DynRoute>,
+    /// Secrets received over ADS, by name.
+    secrets: BTreeMap<String, Arc<Secret>>,
+    /// Clusters and listeners warming until the ADS secrets they name arrive.
+    waiting_clusters: BTreeMap<String, Arc<ClusterProto>>,
+    waiting_listeners: BTreeMap<String, Arc<ListenerProto>>,
 }
 
 #[derive(Clone)]
@@ -95,11 +111,28 @@ struct DynRoute {
 }
 
 impl Dynamic {
-    pub(crate) fn new(proxy: Arc<Proxy>, statics: Snapshot) -> Dynamic {
+    pub(crate) fn new(
+        proxy: Arc<Proxy>,
+        statics: Snapshot,
+        static_secrets: HashMap<String, Arc<Secret>>,
+    ) -> Dynamic {
         Dynamic {
             proxy,
             statics,
+            static_secrets,
             state: State::default(),
+        }
+    }
+
+    /// The secrets TLS contexts can name in `next`.
+    fn secrets(&self, next: &State) -> Secrets {
+        Secrets {
+            statics: self.static_secrets.clone(),
+            ads: next
+                .secrets
+                .iter()
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect(),
         }
     }
 
@@ -110,42 +143,98 @@ impl Dynamic {
         rejections: &mut Vec<Rejection>,
     ) {
         let now = SystemTime::now();
-        next.clusters = BTreeMap::new();
+        let secrets = self.secrets(next);
+        let mut clusters = BTreeMap::new();
+        next.waiting_clusters = BTreeMap::new();
         for p in v {
             if let Some(old) = self.state.clusters.get(&p.name)
                 && same(&old.proto, &p)
             {
-                next.clusters.insert(p.name.clone(), old.clone());
+                clusters.insert(p.name.clone(), old.clone());
                 continue;
             }
-            let base = match Cluster::from_proto(&p, &At::root("")) {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    rejections.push(refused(&p.name, &e));
-                    continue;
+            if waits_for_secrets(&cluster_secrets(&p), next) {
+                // The running one of this name, if any, serves until the new one is ready.
+                if let Some(old) = self.state.clusters.get(&p.name) {
+                    clusters.insert(p.name.clone(), old.clone());
                 }
-            };
-            let service = (base.discovery == Discovery::Eds).then(|| eds_service(&p));
-            let effective = match service.as_ref().and_then(|s| next.endpoints.get(s)) {
-                Some(cla) => match base.with_load_assignment(cla) {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => {
-                        rejections.push(Rejection::new(p.name.clone(), e.to_string()));
-                        continue;
-                    }
-                },
-                None => base.clone(),
-            };
-            next.clusters.insert(
-                p.name.clone(),
-                DynCluster {
-                    proto: p,
-                    service,
-                    base,
-                    effective,
-                    updated: now,
-                },
-            );
+                next.waiting_clusters.insert(p.name.clone(), p);
+                continue;
+            }
+            match build_cluster(p, &secrets, next, now) {
+                Ok(c) => {
+                    clusters.insert(c.proto.name.clone(), c);
+                }
+                Err(r) => rejections.push(r),
+            }
+        }
+        next.clusters = clusters;
+    }
+
+    /// SDS: the secrets received over ADS. Builds what waited for them and rebuilds what names one
+    /// that changed.
+    fn secrets_update(
+        &self,
+        v: Vec<Arc<Secret>>,
+        next: &mut State,
+        rejections: &mut Vec<Rejection>,
+    ) {
+        let now = SystemTime::now();
+        next.secrets = v.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let changed = |name: &str| match (self.state.secrets.get(name), next.secrets.get(name)) {
+            (Some(a), Some(b)) => !same(a, b),
+            // A secret gone leaves what uses it as it is, as Envoy keeps the last one it had.
+            (_, None) => false,
+            (None, Some(_)) => true,
+        };
+        let names_changed = |refs: &[(String, SecretSource)]| {
+            refs.iter()
+                .any(|(n, s)| *s == SecretSource::Ads && changed(n))
+        };
+        let secrets = self.secrets(next);
+        let mut rebuild: Vec<Arc<ClusterProto>> = next
+            .clusters
+            .values()
+            .filter(|c| names_changed(&cluster_secrets(&c.proto)))
+            .map(|c| c.proto.clone())
+            .collect();
+        let waiting = std::mem::take(&mut next.waiting_clusters);
+        for (name, p) in waiting {
+            if waits_for_secrets(&cluster_secrets(&p), next) {
+                next.waiting_clusters.insert(name, p);
+            } else {
+                rebuild.push(p);
+            }
+        }
+        for p in rebuild {
+            match build_cluster(p, &secrets, next, now) {
+                Ok(c) => {
+                    next.clusters.insert(c.proto.name.clone(), c);
+                }
+                Err(r) => rejections.push(r),
+            }
+        }
+        let mut rebuild: Vec<Arc<ListenerProto>> = next
+            .listeners
+            .values()
+            .filter(|l| names_changed(&listener_secrets(&l.proto)))
+            .map(|l| l.proto.clone())
+            .collect();
+        let waiting = std::mem::take(&mut next.waiting_listeners);
+        for (name, p) in waiting {
+            if waits_for_secrets(&listener_secrets(&p), next) {
+                next.waiting_listeners.insert(name, p);
+            } else {
+                rebuild.push(p);
+            }
+        }
+        for p in rebuild {
+            match build_listener(p, &secrets, now) {
+                Ok(l) => {
+                    next.listeners.insert(l.proto.name.clone(), l);
+                }
+                Err(r) => rejections.push(r),
+            }
         }
     }
 
@@ -196,28 +285,31 @@ impl Dynamic {
         rejections: &mut Vec<Rejection>,
     ) {
         let now = SystemTime::now();
-        next.listeners = BTreeMap::new();
+        let secrets = self.secrets(next);
+        let mut listeners = BTreeMap::new();
+        next.waiting_listeners = BTreeMap::new();
         for p in v {
             if let Some(old) = self.state.listeners.get(&p.name)
                 && same(&old.proto, &p)
             {
-                next.listeners.insert(p.name.clone(), old.clone());
+                listeners.insert(p.name.clone(), old.clone());
                 continue;
             }
-            match Listener::from_proto(&p, &At::root("")) {
-                Ok(l) => {
-                    next.listeners.insert(
-                        p.name.clone(),
-                        DynListener {
-                            proto: p,
-                            model: Arc::new(l),
-                            updated: now,
-                        },
-                    );
+            if waits_for_secrets(&listener_secrets(&p), next) {
+                if let Some(old) = self.state.listeners.get(&p.name) {
+                    listeners.insert(p.name.clone(), old.clone());
                 }
-                Err(e) => rejections.push(refused(&p.name, &e)),
+                next.waiting_listeners.insert(p.name.clone(), p);
+                continue;
+            }
+            match build_listener(p, &secrets, now) {
+                Ok(l) => {
+                    listeners.insert(l.proto.name.clone(), l);
+                }
+                Err(r) => rejections.push(r),
             }
         }
+        next.listeners = listeners;
     }
 
     fn routes(
@@ -358,11 +450,7 @@ impl Consumer for Dynamic {
             }
             Resources::Listeners(v) => self.listeners(v, &mut next, &mut rejections),
             Resources::Routes(v) => self.routes(v, &mut next, &mut rejections),
-            Resources::Secrets(v) => {
-                // Not subscribed (no TLS over SDS yet); a server that pushes them anyway is ignored.
-                tracing::debug!(secrets = v.len(), "ignoring SDS secrets");
-                return Ok(());
-            }
+            Resources::Secrets(v) => self.secrets_update(v, &mut next, &mut rejections),
         }
         if rejections.is_empty() {
             self.commit(next, &endpoints_only)?;
@@ -384,6 +472,54 @@ impl Consumer for Dynamic {
             "initial xDS configuration applied; bosun proxy ready"
         );
     }
+}
+
+/// Whether some ADS secret of `refs` has not arrived in `next`.
+fn waits_for_secrets(refs: &[(String, SecretSource)], next: &State) -> bool {
+    refs.iter()
+        .any(|(n, s)| *s == SecretSource::Ads && !next.secrets.contains_key(n))
+}
+
+/// A cluster from CDS, with its EDS endpoints if `next` has them.
+fn build_cluster(
+    p: Arc<ClusterProto>,
+    secrets: &Secrets,
+    next: &State,
+    now: SystemTime,
+) -> Result<DynCluster, Rejection> {
+    let base = Cluster::from_proto_with(&p, &At::root(""), secrets)
+        .map(Arc::new)
+        .map_err(|e| refused(&p.name, &e))?;
+    let service = (base.discovery == Discovery::Eds).then(|| eds_service(&p));
+    let effective = match service.as_ref().and_then(|s| next.endpoints.get(s)) {
+        Some(cla) => Arc::new(
+            base.with_load_assignment(cla)
+                .map_err(|e| Rejection::new(p.name.clone(), e.to_string()))?,
+        ),
+        None => base.clone(),
+    };
+    Ok(DynCluster {
+        proto: p,
+        service,
+        base,
+        effective,
+        updated: now,
+    })
+}
+
+fn build_listener(
+    p: Arc<ListenerProto>,
+    secrets: &Secrets,
+    now: SystemTime,
+) -> Result<DynListener, Rejection> {
+    let model = Listener::from_proto_with(&p, &At::root(""), secrets)
+        .map(Arc::new)
+        .map_err(|e| refused(&p.name, &e))?;
+    Ok(DynListener {
+        proto: p,
+        model,
+        updated: now,
+    })
 }
 
 /// An EDS cluster's service name: `eds_cluster_config.service_name`, or the cluster's name.

@@ -360,7 +360,8 @@ pub async fn run(
             if node.user_agent_name.is_empty() {
                 node.user_agent_name = "bosun".to_owned();
             }
-            let consumer = dynamic::Dynamic::new(proxy.clone(), statics);
+            let consumer =
+                dynamic::Dynamic::new(proxy.clone(), statics, settings.secrets.statics.clone());
             let client = AdsClient::connect(ads.uri(), node, mode, consumer)?;
             let status = client.watch_status();
             let _ = proxy.ads_status.set(status.clone());

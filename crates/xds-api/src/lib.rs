@@ -7,6 +7,7 @@
 //! - [`json`] renders any message as proto3 JSON (the admin `/config_dump`), `Any` contents included.
 //! - [`any`] packs and unpacks `google.protobuf.Any` (and `TypedStruct`-wrapped configs).
 //! - [`type_url`] names the xDS resource and extension types.
+//! - [`secrets`] finds the secrets (SDS) a TLS transport socket names.
 //! - [`descriptor`] is the protobuf descriptor pool behind all of this: every message envoy-types has.
 
 pub use envoy_types::pb;
@@ -17,5 +18,6 @@ pub mod bootstrap;
 mod decode;
 pub mod descriptor;
 pub mod json;
+pub mod secrets;
 pub mod type_url;
 mod validate;

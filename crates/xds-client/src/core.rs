@@ -31,7 +31,8 @@ pub trait Consumer {
 }
 
 /// Where the client is in the initial fetch, Envoy's warming order: CDS, then EDS for the clusters CDS
-/// named, then LDS, then RDS for the routes LDS named.
+/// named, then LDS, then RDS for the routes LDS named; the secrets (SDS) clusters and listeners name
+/// are waited for with their endpoints and routes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warming {
     /// Waiting for the first accepted CDS response.
@@ -245,6 +246,16 @@ impl Core {
         st.accepted = true;
         st.received.extend(answered);
         let mut changes = Vec::new();
+        if matches!(ty, ResourceType::Cluster | ResourceType::Listener) {
+            // The secrets (SDS over ADS) the clusters' and listeners' TLS contexts name.
+            let (clusters, listeners) = (
+                self.resources_of(ResourceType::Cluster),
+                self.resources_of(ResourceType::Listener),
+            );
+            if let (Resources::Clusters(c), Resources::Listeners(l)) = (clusters, listeners) {
+                changes.extend(self.set_names(ResourceType::Secret, resources::sds_names(&c, &l)));
+            }
+        }
         match ty {
             ResourceType::Cluster => {
                 let clusters = self.resources_of(ResourceType::Cluster);
@@ -285,10 +296,17 @@ impl Core {
         let mut changes = Vec::new();
         loop {
             match self.warming {
-                Warming::ClusterEndpoints if !self.pending(ResourceType::Endpoints) => {
+                // Secrets warm with what names them, as Envoy's clusters and listeners do.
+                Warming::ClusterEndpoints
+                    if !self.pending(ResourceType::Endpoints)
+                        && !self.pending(ResourceType::Secret) =>
+                {
                     changes.extend(self.start_listeners());
                 }
-                Warming::ListenerRoutes if !self.pending(ResourceType::Route) => {
+                Warming::ListenerRoutes
+                    if !self.pending(ResourceType::Route)
+                        && !self.pending(ResourceType::Secret) =>
+                {
                     self.warming = Warming::Done;
                 }
                 _ => return changes,

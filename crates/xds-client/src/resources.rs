@@ -267,6 +267,24 @@ pub fn eds_names<C: Borrow<Cluster>>(clusters: &[C]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The secrets the clusters' and listeners' TLS contexts load over ADS (`sds_config: {ads: {}}`).
+pub fn sds_names<C: Borrow<Cluster>, L: Borrow<Listener>>(
+    clusters: &[C],
+    listeners: &[L],
+) -> BTreeSet<String> {
+    let from_clusters = clusters
+        .iter()
+        .flat_map(|c| xds_api::secrets::cluster_secrets(c.borrow()));
+    let from_listeners = listeners
+        .iter()
+        .flat_map(|l| xds_api::secrets::listener_secrets(l.borrow()));
+    from_clusters
+        .chain(from_listeners)
+        .filter(|(_, source)| *source == xds_api::secrets::SecretSource::Ads)
+        .map(|(name, _)| name)
+        .collect()
+}
+
 /// The route configuration names the listeners' HTTP connection managers load over RDS.
 ///
 /// An HCM whose `typed_config` does not decode is skipped here: the consumer rejects that listener.

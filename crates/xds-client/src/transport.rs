@@ -228,8 +228,9 @@ impl<C> AdsClient<C> {
         )
     }
 
-    /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`. EDS and RDS already follow CDS and
-    /// LDS on their own; this is for SDS and for consumers that want other names.
+    /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`. EDS, RDS and SDS already follow
+    /// CDS and LDS on their own (the secrets their TLS contexts name with `sds_config: {ads: {}}`),
+    /// and the next CDS or LDS update sets them again; this is for consumers that want other names.
     pub fn subscribe(&self, ty: ResourceType, names: BTreeSet<String>) -> Result<(), XdsError> {
         self.commands
             .try_send(Command::Subscribe(ty, names))
