@@ -18,6 +18,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+#[path = "src/wire.rs"]
+mod wire;
+
+use wire::{entries, fields};
+
 use protox::file::{ChainFileResolver, DescriptorSetFileResolver, File, FileResolver};
 use protox::prost::Message;
 use protox::prost_reflect::prost_types::{FileDescriptorProto, FileDescriptorSet};
@@ -193,20 +198,7 @@ fn add_typed_structs(files: &mut Vec<Vec<u8>>) {
     }
 }
 
-// === protobuf wire format, just enough to split a set and drop a field ===
-
-fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*at)?;
-        *at += 1;
-        value |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
+// === protobuf wire format, just enough to split a set and drop a field (reading: `src/wire.rs`) ===
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -220,53 +212,6 @@ fn put_len_field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
     put_varint(out, (number << 3) | 2);
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
-}
-
-/// A top-level field of a message: its number, the whole field's bytes, the payload of a length field.
-type WireField<'a> = (u64, &'a [u8], Option<&'a [u8]>);
-
-/// The top-level fields of a message.
-fn fields(buf: &[u8]) -> Option<Vec<WireField<'_>>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < buf.len() {
-        let start = at;
-        let key = varint(buf, &mut at)?;
-        let payload = match key & 7 {
-            0 => {
-                varint(buf, &mut at)?;
-                None
-            }
-            1 => {
-                at += 8;
-                None
-            }
-            2 => {
-                let len = usize::try_from(varint(buf, &mut at)?).ok()?;
-                let p = buf.get(at..at + len)?;
-                at += len;
-                Some(p)
-            }
-            5 => {
-                at += 4;
-                None
-            }
-            _ => return None,
-        };
-        out.push((key >> 3, buf.get(start..at)?, payload));
-    }
-    Some(out)
-}
-
-/// The payloads of the length-delimited field `number`.
-fn entries(buf: &[u8], number: u64) -> Option<Vec<&[u8]>> {
-    Some(
-        fields(buf)?
-            .into_iter()
-            .filter(|(n, _, _)| *n == number)
-            .filter_map(|(_, _, p)| p)
-            .collect(),
-    )
 }
 
 /// The message without field `number` (for FileDescriptorProto, 9 is `source_code_info`).

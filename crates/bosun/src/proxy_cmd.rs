@@ -70,16 +70,16 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
 }
 
 /// Reads the bootstrap on a thread of its own, so that the protobuf descriptors that reading decodes
-/// (about 10 MB, released here) and the bootstrap, freed once converted, are allocated in that
+/// (the files the bootstrap needs, a few MB; released here) and the bootstrap, freed once converted, are allocated in that
 /// thread's malloc arena; the config is made in another. glibc can then give the whole arena back to
 /// the system, where in one heap they would stay resident below the config that outlives them. It
 /// trims an arena only when a large block is freed into it: the returned block is that one, to drop
 /// last, once this thread has ended (its cached small blocks then are free too). Spawning a thread
 /// here would leave glibc's record of it in this arena, and keep it from being trimmed.
 fn read_bootstrap(path: &Path) -> (Result<Bootstrap, String>, Vec<u8>) {
-    // Decoded first, so that what prost-reflect keeps for good meanwhile sits at the arena's bottom,
-    // below all that is freed.
-    drop(xds_api::descriptor::pool());
+    // Made first, so that what prost-reflect keeps for good (its well-known types) sits at the
+    // arena's bottom, below all that is freed.
+    drop(xds_api::prost_reflect::DescriptorPool::global());
     let bootstrap = xds_api::bootstrap::from_file(path).map_err(|e| e.to_string());
     xds_api::descriptor::release();
     (

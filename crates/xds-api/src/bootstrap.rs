@@ -143,18 +143,27 @@ where
         ));
     }
     let name = M::full_name();
-    let desc = descriptor::pool()
-        .get_message_by_name(&name)
-        .ok_or_else(|| {
+    let decode_with = |pool: &prost_reflect::DescriptorPool| {
+        let desc = pool.get_message_by_name(&name).ok_or_else(|| {
             BootstrapError::new(file, 0, 0, format!("no descriptor for message {name}"))
         })?;
-    let message = decode::message(&desc, &doc).map_err(|e| BootstrapError {
-        file: file.map(Path::to_path_buf),
-        line: e.pos.line,
-        column: e.pos.column,
-        field: e.path,
-        message: e.message,
-    })?;
+        decode::message(&desc, &doc).map_err(|e| BootstrapError {
+            file: file.map(Path::to_path_buf),
+            line: e.pos.line,
+            column: e.pos.column,
+            field: e.path,
+            message: e.message,
+        })
+    };
+    // Only the files the message and the `@type`s in the text need, when that is enough: decoding
+    // Envoy's whole API is most of a proxy's start-up. Anything that fails is decoded again with the
+    // whole API, so errors (and their suggestions) are those of the whole API.
+    let mut wanted = vec![name.clone()];
+    wanted.extend(any_type_names(source));
+    let message = match descriptor::pool_for(&wanted) {
+        Some(subset) => decode_with(&subset).or_else(|_| decode_with(&descriptor::pool()))?,
+        None => decode_with(&descriptor::pool())?,
+    };
     M::decode(&message.encode_to_vec()[..]).map_err(|e| {
         BootstrapError::new(
             file,
@@ -163,4 +172,22 @@ where
             format!("internal error: the decoded {name} does not convert to envoy-types: {e}"),
         )
     })
+}
+
+/// The message names of the `type.googleapis.com/…` type URLs in a configuration's text.
+fn any_type_names(source: &str) -> Vec<String> {
+    const PREFIX: &str = "type.googleapis.com/";
+    let mut names: Vec<String> = source
+        .match_indices(PREFIX)
+        .map(|(at, _)| {
+            source[at + PREFIX.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }

@@ -27,7 +27,6 @@ use prost_reflect::{
     ReflectMessage, Value,
 };
 
-use crate::descriptor::pool;
 use crate::validate;
 
 /// Why a YAML tree is not a valid message: where, at which field, and what is wrong.
@@ -596,9 +595,11 @@ impl Decoder {
                 ),
             ));
         };
-        let Some(inner) = pool().get_message_by_name(name) else {
+        // The pool this message is decoded with (a bootstrap's may hold only what it names).
+        let pool = desc.parent_pool();
+        let Some(inner) = pool.get_message_by_name(name) else {
             let mut message = format!("unknown type {name:?} in \"@type\"");
-            let names: Vec<String> = pool()
+            let names: Vec<String> = pool
                 .all_messages()
                 .map(|m| m.full_name().to_owned())
                 .collect();

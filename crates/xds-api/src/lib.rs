@@ -21,3 +21,4 @@ pub mod json;
 pub mod secrets;
 pub mod type_url;
 mod validate;
+mod wire;

@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use prost_reflect::{
-    DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor,
-    ReflectMessage, Value,
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MapKey,
+    MessageDescriptor, ReflectMessage, Value,
 };
-
-use crate::descriptor::pool;
 
 struct Extensions {
     field_rules: ExtensionDescriptor,
@@ -27,8 +25,7 @@ struct Extensions {
     message_ignored: ExtensionDescriptor,
 }
 
-fn extensions() -> Option<Extensions> {
-    let p = pool();
+fn extensions(p: &DescriptorPool) -> Option<Extensions> {
     Some(Extensions {
         field_rules: p.get_extension_by_name("validate.rules")?,
         oneof_required: p.get_extension_by_name("validate.required")?,
@@ -46,10 +43,11 @@ pub(crate) struct MessageRules {
     pub required_oneofs: Vec<(String, Vec<String>)>,
 }
 
-/// The extensions and the rules computed so far; they hold descriptors, so [`release`] empties them
-/// with the pool.
+/// The extensions and the rules computed so far, for one descriptor pool; they hold its descriptors,
+/// so [`release`] empties them with the pool, and rules for a message of another pool start afresh.
 #[derive(Default)]
 struct Cache {
+    pool: Option<DescriptorPool>,
     extensions: Option<Arc<Option<Extensions>>>,
     rules: HashMap<String, Arc<MessageRules>>,
 }
@@ -59,12 +57,18 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
 /// The rules of `desc` (computed once per message type).
 pub(crate) fn rules(desc: &MessageDescriptor) -> Arc<MessageRules> {
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.pool.as_ref() != Some(desc.parent_pool()) {
+        *cache = Cache {
+            pool: Some(desc.parent_pool().clone()),
+            ..Cache::default()
+        };
+    }
     if let Some(r) = cache.rules.get(desc.full_name()) {
         return r.clone();
     }
     let ext = cache
         .extensions
-        .get_or_insert_with(|| Arc::new(extensions()))
+        .get_or_insert_with(|| Arc::new(extensions(desc.parent_pool())))
         .clone();
     let r = Arc::new(compute(desc, ext.as_ref().as_ref()));
     cache.rules.insert(desc.full_name().to_owned(), r.clone());
