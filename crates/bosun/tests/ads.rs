@@ -925,11 +925,11 @@ async fn secrets_over_ads_match_envoy() {
             ])
         };
         let (ads, ads_addr) = TestAds::start("v0", resources(&one, &ca.root_pem(), 0)).await;
+        let admin_port = testkit::free_port();
         let _running: Box<dyn std::any::Any> = if envoy {
             let yaml = bootstrap(api_type, ads_addr, 0);
             Box::new(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
         } else {
-            let admin_port = testkit::free_port();
             let yaml = bootstrap(api_type, ads_addr, admin_port);
             Box::new(tokio::task::block_in_place(|| {
                 start_bosun(&yaml, admin_port)
@@ -976,6 +976,25 @@ async fn secrets_over_ads_match_envoy() {
         // A listener whose secret is not there yet: no NACK; it serves once the secret comes.
         ads.push("v3", resources(&two, &ca.root_pem(), 1));
         seen.push(format!("{:?}", plain(200).await.body));
+        if !envoy {
+            // The config dump says what the listener waits for.
+            let waiting = |d: &serde_json::Value| {
+                d["configs"][2]["dynamic_listeners"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|l| l["name"] == "late")
+                    .map(|l| l["warming_state"]["waiting_for_secrets"].clone())
+            };
+            let dump = until_seen(
+                "the warming listener in /config_dump",
+                || config_dump(admin_port),
+                |d| waiting(d) == Some(serde_json::json!(["late"])),
+            )
+            .await;
+            let secrets = &dump["configs"][4]["dynamic_active_secrets"];
+            assert_eq!(secrets[1]["secret"]["type"], "tls_certificate", "{dump}");
+        }
         ads.push("v4", resources(&two, &ca.root_pem(), 2));
         seen.push(format!(
             "{:?}",
@@ -997,4 +1016,16 @@ async fn secrets_over_ads_match_envoy() {
         answers[1], answers[2],
         "bosun over delta (left) and Envoy (right)"
     );
+}
+
+/// `bosun proxy`'s `/config_dump` on `admin_port` (`null` when it does not answer).
+async fn config_dump(admin_port: u16) -> serde_json::Value {
+    let answer = Client::h1(testkit::localhost(admin_port))
+        .with_timeout(Duration::from_secs(5))
+        .get("/config_dump", &[])
+        .await;
+    answer
+        .ok()
+        .and_then(|r| serde_json::from_str(&r.text()).ok())
+        .unwrap_or_default()
 }

@@ -187,7 +187,7 @@ fn clusters(proxy: &Proxy) -> String {
 }
 
 /// A summary of the running config in the shape of Envoy's config dump sections: static and dynamic
-/// listeners, clusters and route configurations. A dynamic resource's `version_info` is the version
+/// listeners, clusters, route configurations and secrets (warming ones with what they wait for). A dynamic resource's `version_info` is the version
 /// of its type the proxy last ACKed (the xDS client does not hand per-resource versions over);
 /// `last_updated` is when the resource itself last changed.
 fn config_dump(proxy: &Proxy) -> serde_json::Value {
@@ -229,6 +229,38 @@ fn config_dump(proxy: &Proxy) -> serde_json::Value {
             None => static_listeners.push(json!({"listener": listener})),
         }
     }
+    // As Envoy: a listener waiting for its secrets has a warming state and no active one (yet).
+    for (name, waiting) in &dynamic.warming_listeners {
+        let warming = json!({"version_info": version(ResourceType::Listener), "waiting_for_secrets": waiting});
+        match dynamic_listeners.iter_mut().find(|l| l["name"] == **name) {
+            // A running listener of that name serves until the new one is ready.
+            Some(running) => running["warming_state"] = warming,
+            None => dynamic_listeners.push(json!({"name": name, "warming_state": warming})),
+        }
+    }
+    let warming_clusters: Vec<_> = dynamic
+        .warming_clusters
+        .iter()
+        .map(|(name, waiting)| {
+            json!({"version_info": version(ResourceType::Cluster), "cluster": {"name": name}, "waiting_for_secrets": waiting})
+        })
+        .collect();
+    // Names and kinds only: a secret's keys stay out of the admin interface (Envoy redacts them).
+    let mut static_secrets: Vec<_> = proxy
+        .settings
+        .secrets
+        .statics
+        .keys()
+        .map(|name| json!({"name": name}))
+        .collect();
+    static_secrets.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let dynamic_secrets: Vec<_> = dynamic
+        .secrets
+        .iter()
+        .map(|(name, (updated, kind))| {
+            json!({"name": name, "version_info": version(ResourceType::Secret), "last_updated": timestamp(*updated), "secret": {"name": name, "type": kind}})
+        })
+        .collect();
     let mut names: Vec<&String> = runtime.clusters.keys().collect();
     names.sort();
     let mut static_clusters = Vec::new();
@@ -282,9 +314,10 @@ fn config_dump(proxy: &Proxy) -> serde_json::Value {
     json!({
         "configs": [
             {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster}, "ads": ads_json},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "version_info": version(ResourceType::Cluster), "static_clusters": static_clusters, "dynamic_active_clusters": dynamic_clusters},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "version_info": version(ResourceType::Cluster), "static_clusters": static_clusters, "dynamic_active_clusters": dynamic_clusters, "dynamic_warming_clusters": warming_clusters},
             {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "version_info": version(ResourceType::Listener), "static_listeners": static_listeners, "dynamic_listeners": dynamic_listeners},
             {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": dynamic_routes},
+            {"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump", "static_secrets": static_secrets, "dynamic_active_secrets": dynamic_secrets},
         ]
     })
 }

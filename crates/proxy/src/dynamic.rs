@@ -78,7 +78,7 @@ struct State {
     listeners: BTreeMap<String, DynListener>,
     routes: BTreeMap<String, DynRoute>,
     /// Secrets received over ADS, by name.
-    secrets: BTreeMap<String, Arc<Secret>>,
+    secrets: BTreeMap<String, DynSecret>,
     /// Clusters and listeners warming until the ADS secrets they name arrive.
     waiting_clusters: BTreeMap<String, Arc<ClusterProto>>,
     waiting_listeners: BTreeMap<String, Arc<ListenerProto>>,
@@ -100,6 +100,12 @@ struct DynCluster {
 struct DynListener {
     proto: Arc<ListenerProto>,
     model: Arc<Listener>,
+    updated: SystemTime,
+}
+
+#[derive(Clone)]
+struct DynSecret {
+    secret: Arc<Secret>,
     updated: SystemTime,
 }
 
@@ -131,7 +137,7 @@ impl Dynamic {
             ads: next
                 .secrets
                 .iter()
-                .map(|(n, s)| (n.clone(), s.clone()))
+                .map(|(n, s)| (n.clone(), s.secret.clone()))
                 .collect(),
         }
     }
@@ -180,9 +186,18 @@ impl Dynamic {
         rejections: &mut Vec<Rejection>,
     ) {
         let now = SystemTime::now();
-        next.secrets = v.into_iter().map(|s| (s.name.clone(), s)).collect();
+        next.secrets = v
+            .into_iter()
+            .map(|secret| {
+                let updated = match self.state.secrets.get(&secret.name) {
+                    Some(old) if same(&old.secret, &secret) => old.updated,
+                    _ => now,
+                };
+                (secret.name.clone(), DynSecret { secret, updated })
+            })
+            .collect();
         let changed = |name: &str| match (self.state.secrets.get(name), next.secrets.get(name)) {
-            (Some(a), Some(b)) => !same(a, b),
+            (Some(a), Some(b)) => !same(&a.secret, &b.secret),
             // A secret gone leaves what uses it as it is, as Envoy keeps the last one it had.
             (_, None) => false,
             (None, Some(_)) => true,
@@ -414,6 +429,21 @@ impl Dynamic {
                 .iter()
                 .map(|(n, r)| (n.clone(), r.updated))
                 .collect(),
+            secrets: next
+                .secrets
+                .iter()
+                .map(|(n, s)| (n.clone(), (s.updated, secret_kind(&s.secret))))
+                .collect(),
+            warming_listeners: next
+                .waiting_listeners
+                .iter()
+                .map(|(n, p)| (n.clone(), missing_secrets(&listener_secrets(p), &next)))
+                .collect(),
+            warming_clusters: next
+                .waiting_clusters
+                .iter()
+                .map(|(n, p)| (n.clone(), missing_secrets(&cluster_secrets(p), &next)))
+                .collect(),
         };
         let previous = self.proxy.runtime.load_full();
         let runtime = Runtime::build(
@@ -476,8 +506,27 @@ impl Consumer for Dynamic {
 
 /// Whether some ADS secret of `refs` has not arrived in `next`.
 fn waits_for_secrets(refs: &[(String, SecretSource)], next: &State) -> bool {
+    !missing_secrets(refs, next).is_empty()
+}
+
+/// The ADS secrets of `refs` that have not arrived in `next`.
+fn missing_secrets(refs: &[(String, SecretSource)], next: &State) -> Vec<String> {
     refs.iter()
-        .any(|(n, s)| *s == SecretSource::Ads && !next.secrets.contains_key(n))
+        .filter(|(n, s)| *s == SecretSource::Ads && !next.secrets.contains_key(n))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// What a secret holds, as the config dump names it.
+fn secret_kind(s: &Secret) -> &'static str {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
+    match s.r#type {
+        Some(Type::TlsCertificate(_)) => "tls_certificate",
+        Some(Type::ValidationContext(_)) => "validation_context",
+        Some(Type::SessionTicketKeys(_)) => "session_ticket_keys",
+        Some(Type::GenericSecret(_)) => "generic_secret",
+        None => "",
+    }
 }
 
 /// A cluster from CDS, with its EDS endpoints if `next` has them.

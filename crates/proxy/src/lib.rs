@@ -123,6 +123,11 @@ pub struct DynamicInfo {
     pub listeners: BTreeMap<String, SystemTime>,
     pub clusters: BTreeMap<String, SystemTime>,
     pub route_configs: BTreeMap<String, SystemTime>,
+    /// Secrets from SDS: when each last changed, and what it holds (`tls_certificate`, …).
+    pub secrets: BTreeMap<String, (SystemTime, &'static str)>,
+    /// Listeners and clusters warming, with the SDS secrets they wait for.
+    pub warming_listeners: BTreeMap<String, Vec<String>>,
+    pub warming_clusters: BTreeMap<String, Vec<String>>,
 }
 
 impl Runtime {
