@@ -350,12 +350,7 @@ async fn watch_convergence(shared: Arc<Shared>, push: u64, noticed: Instant) {
         if m.pushes.load(Ordering::Relaxed) != push {
             return; // Superseded: the newer push's watcher measures from its own change.
         }
-        let converged = shared
-            .cache
-            .sync_status()
-            .iter()
-            .all(|s| s.types.values().all(|t| t.in_sync()));
-        if converged {
+        if shared.cache.all_in_sync() {
             let micros = u64::try_from(noticed.elapsed().as_micros()).unwrap_or(u64::MAX);
             m.convergence_micros_total
                 .fetch_add(micros, Ordering::Relaxed);

@@ -245,6 +245,14 @@ impl SnapshotCache {
         lock(&self.inner.connections).values().cloned().collect()
     }
 
+    /// Whether every connected proxy has ACKed the last response of every type it was sent. Looks
+    /// under the lock without copying the statuses: it is polled while a push converges.
+    pub fn all_in_sync(&self) -> bool {
+        lock(&self.inner.connections)
+            .values()
+            .all(|s| s.types.values().all(TypeStatus::in_sync))
+    }
+
     /// Where the streams of `node_id` stand (usually one).
     pub fn sync_status_of(&self, node_id: &str) -> Vec<ProxySyncStatus> {
         lock(&self.inner.connections)
