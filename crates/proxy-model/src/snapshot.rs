@@ -113,6 +113,16 @@ impl Snapshot {
                     errors.take(socket_address(Some(addr), &At::root("admin.address")))
                 }),
         };
+        // With a local cluster Envoy routes zone-aware (every cluster's `zone_aware_lb_config`
+        // applies); without one that config does nothing, in Envoy as here.
+        if let Some(cm) = &b.cluster_manager
+            && !cm.local_cluster_name.is_empty()
+        {
+            errors.push(
+                At::root("cluster_manager.local_cluster_name")
+                    .unsupported("zone-aware routing (a local cluster)"),
+            );
+        }
         let mut snapshot = Snapshot::default();
         let resources = b.static_resources.clone().unwrap_or_default();
         let root = At::root("static_resources");
@@ -573,5 +583,16 @@ static_resources:
                 && ads.contains("come over ADS"),
             "{ads}"
         );
+    }
+
+    /// Zone-aware routing (which a local cluster turns on in Envoy) is refused, not ignored.
+    #[test]
+    fn a_local_cluster_is_refused() {
+        let b: Bootstrap =
+            message_from_yaml("cluster_manager: {local_cluster_name: local}", None).expect("valid");
+        let refused = Snapshot::from_bootstrap(&b).expect_err("refused");
+        assert_eq!(refused[0].field, "cluster_manager.local_cluster_name");
+        let b: Bootstrap = message_from_yaml("cluster_manager: {}", None).expect("valid");
+        assert!(Snapshot::from_bootstrap(&b).is_ok());
     }
 }
