@@ -38,6 +38,9 @@ pub struct ProxySettings {
     pub ads: Option<AdsSettings>,
     /// `static_resources.secrets`, which dynamic listeners and clusters may name too.
     pub secrets: Secrets,
+    /// Bootstrap fields that are set and that bosun proxy does not use (observability, runtime and
+    /// process settings): logged once each at start.
+    pub ignored: Vec<&'static str>,
 }
 
 /// Which ADS variant `dynamic_resources.ads_config.api_type` asks for.
@@ -99,6 +102,7 @@ impl Snapshot {
             node: b.node.clone().unwrap_or_default(),
             ads: None,
             secrets: Secrets::default(),
+            ignored: Vec::new(),
             node_id: b.node.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
             node_cluster: b
                 .node
@@ -123,6 +127,7 @@ impl Snapshot {
                     .unsupported("zone-aware routing (a local cluster)"),
             );
         }
+        check_top_level(b, &mut settings.ignored, &mut errors);
         let mut snapshot = Snapshot::default();
         let resources = b.static_resources.clone().unwrap_or_default();
         let root = At::root("static_resources");
@@ -309,6 +314,105 @@ impl Snapshot {
             RouteSource::Rds(name) => self.route_configs.get(name).cloned(),
         }
     }
+}
+
+/// The bootstrap's top-level fields besides `node`, `admin`, `static_resources`, `dynamic_resources`
+/// and `cluster_manager`: those that would change how traffic is handled are refused by field path,
+/// the others (stats, tracing, runtime, watchdogs, process settings) are listed in `ignored`.
+fn check_top_level(b: &Bootstrap, ignored: &mut Vec<&'static str>, errors: &mut Errors) {
+    let refused: [(&str, bool, &str); 4] = [
+        (
+            "header_prefix",
+            !b.header_prefix.is_empty(),
+            "a header prefix other than x-envoy",
+        ),
+        (
+            "hds_config",
+            b.hds_config.is_some(),
+            "health discovery (HDS)",
+        ),
+        (
+            "default_socket_interface",
+            !b.default_socket_interface.is_empty(),
+            "other socket interfaces",
+        ),
+        (
+            "listener_manager",
+            b.listener_manager.is_some(),
+            "other listener managers",
+        ),
+    ];
+    if b.cluster_manager
+        .as_ref()
+        .is_some_and(|c| c.upstream_bind_config.is_some())
+    {
+        errors.push(
+            At::root("cluster_manager.upstream_bind_config")
+                .unsupported("a source address for every cluster (set it per cluster)"),
+        );
+    }
+    for (field, set, what) in refused {
+        if set {
+            errors.push(At::root(field).unsupported(what));
+        }
+    }
+    let cluster_manager = b.cluster_manager.as_ref();
+    let unused: [(&'static str, bool); 32] = [
+        ("node_context_params", !b.node_context_params.is_empty()),
+        (
+            "cluster_manager.outlier_detection",
+            cluster_manager.is_some_and(|c| c.outlier_detection.is_some()),
+        ),
+        (
+            "cluster_manager.load_stats_config",
+            cluster_manager.is_some_and(|c| c.load_stats_config.is_some()),
+        ),
+        ("flags_path", !b.flags_path.is_empty()),
+        ("stats_sinks", !b.stats_sinks.is_empty()),
+        ("deferred_stat_options", b.deferred_stat_options.is_some()),
+        ("stats_config", b.stats_config.is_some()),
+        ("stats_flush_interval", b.stats_flush_interval.is_some()),
+        ("stats_flush", b.stats_flush.is_some()),
+        ("stats_eviction", b.stats_eviction.is_some()),
+        ("watchdog", b.watchdog.is_some()),
+        ("watchdogs", b.watchdogs.is_some()),
+        ("tracing", b.tracing.is_some()),
+        ("layered_runtime", b.layered_runtime.is_some()),
+        ("overload_manager", b.overload_manager.is_some()),
+        ("enable_dispatcher_stats", b.enable_dispatcher_stats),
+        (
+            "stats_server_version_override",
+            b.stats_server_version_override.is_some(),
+        ),
+        ("use_tcp_for_dns_lookups", b.use_tcp_for_dns_lookups),
+        ("dns_resolution_config", b.dns_resolution_config.is_some()),
+        (
+            "typed_dns_resolver_config",
+            b.typed_dns_resolver_config.is_some(),
+        ),
+        ("bootstrap_extensions", !b.bootstrap_extensions.is_empty()),
+        ("fatal_actions", !b.fatal_actions.is_empty()),
+        ("config_sources", !b.config_sources.is_empty()),
+        ("default_config_source", b.default_config_source.is_some()),
+        (
+            "certificate_provider_instances",
+            !b.certificate_provider_instances.is_empty(),
+        ),
+        ("inline_headers", !b.inline_headers.is_empty()),
+        (
+            "perf_tracing_file_path",
+            !b.perf_tracing_file_path.is_empty(),
+        ),
+        ("default_regex_engine", b.default_regex_engine.is_some()),
+        ("xds_delegate_extension", b.xds_delegate_extension.is_some()),
+        (
+            "xds_config_tracker_extension",
+            b.xds_config_tracker_extension.is_some(),
+        ),
+        ("application_log_config", b.application_log_config.is_some()),
+        ("enable_worker_cpu_affinity", b.enable_worker_cpu_affinity),
+    ];
+    ignored.extend(unused.into_iter().filter(|(_, set)| *set).map(|(f, _)| f));
 }
 
 /// `dynamic_resources`: what Bosun implements is LDS and CDS over one ADS stream (`GRPC` or
@@ -594,5 +698,24 @@ static_resources:
         assert_eq!(refused[0].field, "cluster_manager.local_cluster_name");
         let b: Bootstrap = message_from_yaml("cluster_manager: {}", None).expect("valid");
         assert!(Snapshot::from_bootstrap(&b).is_ok());
+    }
+
+    /// Top-level fields bosun proxy does not use are listed to be warned about; those that would
+    /// change how traffic is handled are refused.
+    #[test]
+    fn unused_top_level_fields_are_listed_and_behaviour_changing_ones_refused() {
+        let b: Bootstrap = message_from_yaml(
+            "{stats_config: {}, layered_runtime: {}, tracing: {}, node: {id: a}}",
+            None,
+        )
+        .expect("valid");
+        let (_, settings) = Snapshot::from_bootstrap(&b).expect("accepted");
+        assert_eq!(
+            settings.ignored,
+            ["stats_config", "tracing", "layered_runtime"]
+        );
+        let b: Bootstrap = message_from_yaml("header_prefix: x-custom", None).expect("valid");
+        let refused = Snapshot::from_bootstrap(&b).expect_err("refused");
+        assert_eq!(refused[0].field, "header_prefix");
     }
 }

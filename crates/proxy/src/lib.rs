@@ -289,6 +289,11 @@ impl Config {
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Config, ProxyError> {
         let (snapshot, settings) =
             Snapshot::from_bootstrap(bootstrap).map_err(ProxyError::Config)?;
+        for field in &settings.ignored {
+            tracing::warn!(
+                "bootstrap field `{field}` is not used by bosun proxy (stats, tracing, runtime or process settings); ignored"
+            );
+        }
         Ok(Config { snapshot, settings })
     }
 }
