@@ -403,3 +403,81 @@ fn explicit_subscription_for_secrets() {
     // A type never named sends nothing for an empty set.
     assert!(c.subscribe(ResourceType::Route, BTreeSet::new()).is_empty());
 }
+
+/// The secrets (SDS over ADS) a cluster's TLS context names are subscribed once CDS names them, and
+/// warming waits for them with the endpoints before LDS starts, as Envoy's clusters warm.
+#[test]
+fn secrets_named_by_clusters_are_subscribed_and_warmed_for() {
+    let mut rec = Recorder::default();
+    let mut c = SotwClient::new(node());
+    c.start_stream();
+    let tls_cluster: xds_api::pb::envoy::config::cluster::v3::Cluster =
+        xds_api::bootstrap::message_from_yaml(
+            r#"
+name: a
+type: EDS
+eds_cluster_config: {eds_config: {ads: {}}, service_name: a}
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    common_tls_context:
+      tls_certificate_sds_secret_configs: [{name: default, sds_config: {ads: {}}}]
+      validation_context_sds_secret_config: {name: ROOTCA}
+"#,
+            None,
+        )
+        .unwrap();
+    let out = c.on_response(
+        response(
+            ResourceType::Cluster,
+            "c1",
+            "n1",
+            vec![any_of(&tls_cluster)],
+        ),
+        &mut rec,
+    );
+    let sds: Vec<&DiscoveryRequest> = out
+        .requests
+        .iter()
+        .filter(|r| r.type_url == ResourceType::Secret.type_url())
+        .collect();
+    // Only the secret that comes over ADS; ROOTCA names a static one.
+    assert_eq!(sds.len(), 1);
+    assert_eq!(names(sds[0]), ["default"]);
+    let out = c.on_response(
+        response(
+            ResourceType::Endpoints,
+            "e1",
+            "n2",
+            vec![any_of(&cla("a", 1))],
+        ),
+        &mut rec,
+    );
+    assert_eq!(
+        c.warming(),
+        Warming::ClusterEndpoints,
+        "the secret is missing"
+    );
+    assert!(
+        !out.requests
+            .iter()
+            .any(|r| r.type_url == ResourceType::Listener.type_url()),
+        "no LDS before the secret"
+    );
+    let secret = xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret {
+        name: "default".into(),
+        ..Default::default()
+    };
+    let out = c.on_response(
+        response(ResourceType::Secret, "s1", "n3", vec![any_of(&secret)]),
+        &mut rec,
+    );
+    assert!(
+        out.requests
+            .iter()
+            .any(|r| r.type_url == ResourceType::Listener.type_url()),
+        "LDS once the secret is there: {:?}",
+        out.requests
+    );
+}
