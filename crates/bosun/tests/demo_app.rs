@@ -66,11 +66,13 @@ async fn get_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u1
 }
 
 /// Waits (bounded) until the process's stdout contains `needle`.
-fn wait_stdout(p: &Process, needle: &str) -> String {
+/// The output once `needle` is in it `times` times (the app's log lines come when it writes them,
+/// after the answers), or after 5 s.
+fn wait_stdout_count(p: &Process, needle: &str, times: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = p.stdout();
-        if out.contains(needle) || Instant::now() >= deadline {
+        if out.matches(needle).count() >= times || Instant::now() >= deadline {
             return out;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -110,7 +112,7 @@ async fn answers_a_json_echo_with_its_identity_over_h1_and_h2c() {
         assert_eq!(body["calls"], Value::Array(Vec::new()));
         assert!(body.get("error").is_none(), "{body}");
     }
-    let out = wait_stdout(&app, "GET /reviews/0?u=normal 200 ");
+    let out = wait_stdout_count(&app, "GET /reviews/0?u=normal 200 ", 2);
     assert_eq!(
         out.matches("GET /reviews/0?u=normal 200 ").count(),
         2,

@@ -207,20 +207,13 @@ impl Dynamic {
                 .any(|(n, s)| *s == SecretSource::Ads && changed(n))
         };
         let secrets = self.secrets(next);
-        let mut rebuild: Vec<Arc<ClusterProto>> = next
-            .clusters
-            .values()
-            .filter(|c| names_changed(&cluster_secrets(&c.proto)))
-            .map(|c| c.proto.clone())
-            .collect();
-        let waiting = std::mem::take(&mut next.waiting_clusters);
-        for (name, p) in waiting {
-            if waits_for_secrets(&cluster_secrets(&p), next) {
-                next.waiting_clusters.insert(name, p);
-            } else {
-                rebuild.push(p);
-            }
-        }
+        let rebuild = to_rebuild(
+            next.clusters.values().map(|c| &c.proto),
+            &mut next.waiting_clusters,
+            cluster_secrets,
+            names_changed,
+            &next.secrets,
+        );
         for p in rebuild {
             match build_cluster(p, &secrets, next, now) {
                 Ok(c) => {
@@ -229,20 +222,13 @@ impl Dynamic {
                 Err(r) => rejections.push(r),
             }
         }
-        let mut rebuild: Vec<Arc<ListenerProto>> = next
-            .listeners
-            .values()
-            .filter(|l| names_changed(&listener_secrets(&l.proto)))
-            .map(|l| l.proto.clone())
-            .collect();
-        let waiting = std::mem::take(&mut next.waiting_listeners);
-        for (name, p) in waiting {
-            if waits_for_secrets(&listener_secrets(&p), next) {
-                next.waiting_listeners.insert(name, p);
-            } else {
-                rebuild.push(p);
-            }
-        }
+        let rebuild = to_rebuild(
+            next.listeners.values().map(|l| &l.proto),
+            &mut next.waiting_listeners,
+            listener_secrets,
+            names_changed,
+            &next.secrets,
+        );
         for p in rebuild {
             match build_listener(p, &secrets, now) {
                 Ok(l) => {
@@ -437,12 +423,22 @@ impl Dynamic {
             warming_listeners: next
                 .waiting_listeners
                 .iter()
-                .map(|(n, p)| (n.clone(), missing_secrets(&listener_secrets(p), &next)))
+                .map(|(n, p)| {
+                    (
+                        n.clone(),
+                        missing_secrets(&listener_secrets(p), &next.secrets),
+                    )
+                })
                 .collect(),
             warming_clusters: next
                 .waiting_clusters
                 .iter()
-                .map(|(n, p)| (n.clone(), missing_secrets(&cluster_secrets(p), &next)))
+                .map(|(n, p)| {
+                    (
+                        n.clone(),
+                        missing_secrets(&cluster_secrets(p), &next.secrets),
+                    )
+                })
                 .collect(),
         };
         let previous = self.proxy.runtime.load_full();
@@ -506,15 +502,42 @@ impl Consumer for Dynamic {
 
 /// Whether some ADS secret of `refs` has not arrived in `next`.
 fn waits_for_secrets(refs: &[(String, SecretSource)], next: &State) -> bool {
-    !missing_secrets(refs, next).is_empty()
+    !missing_secrets(refs, &next.secrets).is_empty()
 }
 
-/// The ADS secrets of `refs` that have not arrived in `next`.
-fn missing_secrets(refs: &[(String, SecretSource)], next: &State) -> Vec<String> {
+/// The ADS secrets of `refs` that are not among `secrets`.
+fn missing_secrets(
+    refs: &[(String, SecretSource)],
+    secrets: &BTreeMap<String, DynSecret>,
+) -> Vec<String> {
     refs.iter()
-        .filter(|(n, s)| *s == SecretSource::Ads && !next.secrets.contains_key(n))
+        .filter(|(n, s)| *s == SecretSource::Ads && !secrets.contains_key(n))
         .map(|(n, _)| n.clone())
         .collect()
+}
+
+/// What an SDS update builds again, of clusters or of listeners: those running that name a changed
+/// secret (`names_changed`), and those waiting whose secrets are all there now (taken out of
+/// `waiting`).
+fn to_rebuild<'a, P: 'a>(
+    running: impl Iterator<Item = &'a Arc<P>>,
+    waiting: &mut BTreeMap<String, Arc<P>>,
+    refs: impl Fn(&P) -> Vec<(String, SecretSource)>,
+    names_changed: impl Fn(&[(String, SecretSource)]) -> bool,
+    secrets: &BTreeMap<String, DynSecret>,
+) -> Vec<Arc<P>> {
+    let mut rebuild: Vec<Arc<P>> = running
+        .filter(|p| names_changed(&refs(p)))
+        .cloned()
+        .collect();
+    for (name, p) in std::mem::take(waiting) {
+        if missing_secrets(&refs(&p), secrets).is_empty() {
+            rebuild.push(p);
+        } else {
+            waiting.insert(name, p);
+        }
+    }
+    rebuild
 }
 
 /// What a secret holds, as the config dump names it.
