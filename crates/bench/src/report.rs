@@ -57,6 +57,15 @@ fn phase<'a>(r: &'a SetupRun, mode: &str) -> Option<&'a Phase> {
     r.phases.iter().find(|p| p.mode == mode)
 }
 
+/// A fixed-rate phase counts for the latency rows only if the load generator sent on time: the
+/// p99 of its own lag (how late it sent, against the schedule) at most this. A generator that was
+/// itself held up (by other work on its CPU) measured its own stall, not the proxy.
+const SEND_LAG_LIMIT_US: f64 = 1_000.0;
+
+fn on_time(p: &Phase) -> bool {
+    p.send_lag_p99_us.is_none_or(|lag| lag <= SEND_LAG_LIMIT_US)
+}
+
 /// The table and a few lines around it.
 pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
     let runs = report.setups.clone();
@@ -89,6 +98,15 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
         }),
         ratio: true,
     });
+    // Latency: medians over the phases in which the generator was on time (see `on_time`).
+    let timely = |mode: String, f: fn(&Phase) -> Option<f64>| {
+        let runs = runs.clone();
+        move |s: Setup| {
+            median_of(&runs, s, |r| {
+                phase(r, &mode).filter(|p| on_time(p)).and_then(f)
+            })
+        }
+    };
     for &rate in &report.rates {
         let mode = format!("{rate:.0}/s");
         for (name, f) in [
@@ -99,10 +117,24 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
             rows.push(Row {
                 label: format!("latency {name} at {} req/s (µs)", thousands(rate as u64)),
                 fmt: Fmt::Micros,
-                value: per_phase(mode.clone(), f),
+                value: Box::new(timely(mode.clone(), f)),
                 ratio: true,
             });
         }
+        // What a proxy adds to the tail: its p99 less the direct path's.
+        let p99 = timely(mode.clone(), |p| p.p99_us);
+        rows.push(Row {
+            label: format!(
+                "added latency p99 at {} req/s (p99 − direct's, µs)",
+                thousands(rate as u64)
+            ),
+            fmt: Fmt::Micros,
+            value: Box::new(move |s| match s {
+                Setup::Direct => None,
+                _ => Some(p99(s)? - p99(Setup::Direct)?),
+            }),
+            ratio: true,
+        });
     }
     rows.push(Row {
         label: "proxy CPU s per 10k req, at max".to_string(),
@@ -315,6 +347,20 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
              or with `--nice -10` as root.",
             median(&noise).unwrap_or(0.0),
             worst * 100.0
+        );
+    }
+    let fixed_rate: Vec<&Phase> = runs
+        .iter()
+        .flat_map(|r| r.phases.iter().filter(|p| p.mode != "max"))
+        .collect();
+    let late = fixed_rate.iter().filter(|p| !on_time(p)).count();
+    if late > 0 {
+        let _ = writeln!(
+            out,
+            "\nLatency rows leave out {late} of {} fixed-rate phases in which the load generator itself \
+             sent late (its own lag p99 over {} µs): what it measured there was its own stall.",
+            fixed_rate.len(),
+            thousands(SEND_LAG_LIMIT_US as u64)
         );
     }
     let _ = writeln!(out, "\n(whole benchmark: {:.0} s)", report.wall_s);
