@@ -635,6 +635,73 @@ fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
     if clusters.iter().all(|(_, w)| *w == 0) {
         return Err(at.key("weighted_clusters").error("the weights add up to 0"));
     }
+    if let Some(C::WeightedClusters(w)) = &p.cluster_specifier
+        && let Some(i) = w.clusters.iter().position(|c| c.metadata_match.is_some())
+    {
+        return Err(at
+            .key("weighted_clusters")
+            .key("clusters")
+            .index(i)
+            .key("metadata_match")
+            .unsupported("subset load balancing (metadata_match)"));
+    }
+    // What would change how connections are made or ended; the access log options only affect logs.
+    let refused: [(&str, bool, &str); 11] = [
+        ("on_demand", p.on_demand.is_some(), "on-demand clusters"),
+        (
+            "metadata_match",
+            p.metadata_match.is_some(),
+            "subset load balancing (metadata_match)",
+        ),
+        (
+            "downstream_idle_timeout",
+            p.downstream_idle_timeout.is_some(),
+            "separate downstream idle timeouts (use idle_timeout)",
+        ),
+        (
+            "upstream_idle_timeout",
+            p.upstream_idle_timeout.is_some(),
+            "separate upstream idle timeouts (use idle_timeout)",
+        ),
+        (
+            "max_connect_attempts",
+            p.max_connect_attempts.as_ref().is_some_and(|m| m.value > 1),
+            "more than one connect attempt",
+        ),
+        (
+            "backoff_options",
+            p.backoff_options.is_some(),
+            "connect retry backoff",
+        ),
+        (
+            "tunneling_config",
+            p.tunneling_config.is_some(),
+            "tunneling TCP over HTTP (CONNECT or POST)",
+        ),
+        (
+            "max_downstream_connection_duration",
+            p.max_downstream_connection_duration.is_some(),
+            "a maximum connection duration",
+        ),
+        (
+            "proxy_protocol_tlvs",
+            !p.proxy_protocol_tlvs.is_empty(),
+            "PROXY protocol TLVs",
+        ),
+        (
+            "upstream_connect_mode",
+            p.upstream_connect_mode != 0,
+            "upstream connect modes other than IMMEDIATE",
+        ),
+        (
+            "max_early_data_bytes",
+            p.max_early_data_bytes.is_some(),
+            "early data before the upstream connects",
+        ),
+    ];
+    if let Some((field, _, what)) = refused.iter().find(|(_, set, _)| *set) {
+        return Err(at.key(field).unsupported(what));
+    }
     let mut hash_source_ip = false;
     for (i, h) in p.hash_policy.iter().enumerate() {
         use xds_api::pb::envoy::r#type::v3::hash_policy::PolicySpecifier as H;
@@ -867,6 +934,28 @@ filter_chains:
                 && text[2].contains("source addresses"),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn tcp_proxy_fields_that_change_connections_are_refused_by_path() {
+        let with = |field: &str| {
+            let tcp = TCP.replace("cluster: c}", &format!("cluster: c, {field}}}"));
+            build(&format!(
+                "{{name: l, address: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}, filter_chains: [{{filters: [{tcp}]}}]}}"
+            ))
+        };
+        assert!(with("max_connect_attempts: 1").is_ok());
+        for (field, path) in [
+            ("max_connect_attempts: 3", "max_connect_attempts"),
+            ("tunneling_config: {hostname: x}", "tunneling_config"),
+            (
+                "max_downstream_connection_duration: 1s",
+                "max_downstream_connection_duration",
+            ),
+        ] {
+            let e = with(field).expect_err(field);
+            assert!(e[0].field.ends_with(path), "{field}: {}", e[0]);
+        }
     }
 
     #[test]
