@@ -566,6 +566,7 @@ fn http_connection_manager(
     if p.codec_type == 3 {
         return Err(at.key("codec_type").unsupported("HTTP/3"));
     }
+    refuse_unimplemented_hcm_fields(&p, at)?;
     let mut upgrades = Vec::new();
     for (i, u) in p.upgrade_configs.iter().enumerate() {
         let uat = at.key("upgrade_configs").index(i);
@@ -613,6 +614,186 @@ fn http_connection_manager(
             .is_some_and(|o| o.accept_http_10),
         upgrades: Upgrades::new(upgrades),
     })
+}
+
+/// The connection manager's fields that would change how requests are handled and that bosun proxy
+/// does not implement, refused by field path when set to anything but their default. (Tracing and
+/// the access log options are accepted: they change what is reported, not the traffic.)
+fn refuse_unimplemented_hcm_fields(
+    p: &hcm::HttpConnectionManager,
+    at: &At,
+) -> Result<(), ModelError> {
+    use hcm::http_connection_manager as h;
+    let on = |b: Option<&xds_api::pb::google::protobuf::BoolValue>| b.is_some_and(|b| b.value);
+    let refused: [(&str, bool, &str); 34] = [
+        (
+            "add_user_agent",
+            on(p.add_user_agent.as_ref()),
+            "adding user agent headers",
+        ),
+        (
+            "common_http_protocol_options",
+            p.common_http_protocol_options
+                .as_ref()
+                .is_some_and(|o| *o != Default::default()),
+            "downstream connection options (idle timeout, header limits, …)",
+        ),
+        (
+            "http1_safe_max_connection_duration",
+            p.http1_safe_max_connection_duration,
+            "http1_safe_max_connection_duration",
+        ),
+        (
+            "http2_protocol_options",
+            p.http2_protocol_options
+                .as_ref()
+                .is_some_and(|o| *o != Default::default()),
+            "downstream HTTP/2 settings",
+        ),
+        (
+            "http3_protocol_options",
+            p.http3_protocol_options.is_some(),
+            "HTTP/3",
+        ),
+        (
+            "server_header_transformation",
+            p.server_header_transformation != h::ServerHeaderTransformation::Overwrite as i32,
+            "server header transformations other than OVERWRITE",
+        ),
+        (
+            "scheme_header_transformation",
+            p.scheme_header_transformation.is_some(),
+            "scheme header transformations",
+        ),
+        (
+            "max_request_headers_kb",
+            p.max_request_headers_kb.is_some(),
+            "max_request_headers_kb",
+        ),
+        (
+            "stream_flush_timeout",
+            p.stream_flush_timeout.is_some(),
+            "stream_flush_timeout",
+        ),
+        (
+            "request_headers_timeout",
+            p.request_headers_timeout.is_some(),
+            "request_headers_timeout",
+        ),
+        ("drain_timeout", p.drain_timeout.is_some(), "drain_timeout"),
+        (
+            "delayed_close_timeout",
+            p.delayed_close_timeout.is_some(),
+            "delayed_close_timeout",
+        ),
+        (
+            "xff_num_trusted_hops",
+            p.xff_num_trusted_hops != 0,
+            "trusted X-Forwarded-For hops",
+        ),
+        (
+            "original_ip_detection_extensions",
+            !p.original_ip_detection_extensions.is_empty(),
+            "original IP detection extensions",
+        ),
+        (
+            "early_header_mutation_extensions",
+            !p.early_header_mutation_extensions.is_empty(),
+            "early header mutations",
+        ),
+        (
+            "internal_address_config",
+            p.internal_address_config.is_some(),
+            "internal_address_config",
+        ),
+        ("skip_xff_append", p.skip_xff_append, "skip_xff_append"),
+        ("via", !p.via.is_empty(), "the Via header"),
+        (
+            "always_set_request_id_in_response",
+            p.always_set_request_id_in_response,
+            "always_set_request_id_in_response",
+        ),
+        (
+            "forward_client_cert_details",
+            p.forward_client_cert_details != h::ForwardClientCertDetails::Sanitize as i32,
+            "x-forwarded-client-cert other than SANITIZE",
+        ),
+        (
+            "set_current_client_cert_details",
+            p.set_current_client_cert_details.is_some(),
+            "x-forwarded-client-cert details",
+        ),
+        (
+            "proxy_100_continue",
+            p.proxy_100_continue,
+            "proxy_100_continue",
+        ),
+        (
+            "normalize_path",
+            on(p.normalize_path.as_ref()),
+            "path normalization",
+        ),
+        ("merge_slashes", p.merge_slashes, "merge_slashes"),
+        (
+            "path_with_escaped_slashes_action",
+            p.path_with_escaped_slashes_action
+                > h::PathWithEscapedSlashesAction::KeepUnchanged as i32,
+            "actions on escaped slashes in paths",
+        ),
+        (
+            "request_id_extension",
+            p.request_id_extension.as_ref().is_some_and(|e| {
+                e.typed_config
+                    .as_ref()
+                    .is_none_or(|c| !c.type_url.ends_with(".UuidRequestIdConfig"))
+            }),
+            "request id extensions other than the UUID one",
+        ),
+        (
+            "local_reply_config",
+            p.local_reply_config.is_some(),
+            "local reply mappers",
+        ),
+        (
+            "strip_matching_host_port",
+            p.strip_matching_host_port,
+            "strip_matching_host_port",
+        ),
+        (
+            "stream_error_on_invalid_http_message",
+            on(p.stream_error_on_invalid_http_message.as_ref()),
+            "stream_error_on_invalid_http_message",
+        ),
+        (
+            "path_normalization_options",
+            p.path_normalization_options.is_some(),
+            "path normalization",
+        ),
+        (
+            "strip_trailing_host_dot",
+            p.strip_trailing_host_dot,
+            "strip_trailing_host_dot",
+        ),
+        (
+            "proxy_status_config",
+            p.proxy_status_config.is_some(),
+            "the Proxy-Status header",
+        ),
+        (
+            "typed_header_validation_config",
+            p.typed_header_validation_config.is_some(),
+            "header validators",
+        ),
+        (
+            "append_x_forwarded_port",
+            p.append_x_forwarded_port,
+            "x-forwarded-port",
+        ),
+    ];
+    match refused.iter().find(|(_, set, _)| *set) {
+        Some((field, _, what)) => Err(at.key(field).unsupported(what)),
+        None => Ok(()),
+    }
 }
 
 fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
@@ -863,6 +1044,58 @@ filter_chains:
         assert!(r("10.123.0.20", 32).contains(ip("10.123.0.20")));
         assert!(r("::", 0).contains(ip("2001:db8::1")));
         assert!(r("2001:db8::1", 128).contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn connection_manager_fields_that_change_requests_are_refused_by_path() {
+        let hcm = |extra: &str| {
+            build(&format!(
+                r#"
+name: l
+address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: s
+      {extra}
+      route_config: {{virtual_hosts: [{{name: v, domains: ["*"], routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}}}]}}]}}
+      http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+"#
+            ))
+        };
+        // Defaults, and what only changes what is reported, are accepted.
+        for ok in [
+            "tracing: {}",
+            "http2_protocol_options: {}",
+            "forward_client_cert_details: SANITIZE",
+            "path_with_escaped_slashes_action: KEEP_UNCHANGED",
+            "normalize_path: false",
+        ] {
+            assert!(hcm(ok).is_ok(), "{ok}: {:?}", hcm(ok).err());
+        }
+        for (set, field) in [
+            ("normalize_path: true", "normalize_path"),
+            ("via: proxy", "via"),
+            ("xff_num_trusted_hops: 1", "xff_num_trusted_hops"),
+            (
+                "forward_client_cert_details: APPEND_FORWARD",
+                "forward_client_cert_details",
+            ),
+            ("local_reply_config: {}", "local_reply_config"),
+            (
+                "http2_protocol_options: {max_concurrent_streams: 10}",
+                "http2_protocol_options",
+            ),
+        ] {
+            let e = hcm(set).expect_err(set);
+            assert!(
+                e[0].field.ends_with(&format!("typed_config.{field}")),
+                "{set}: {}",
+                e[0]
+            );
+        }
     }
 
     #[test]
