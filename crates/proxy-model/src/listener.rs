@@ -625,7 +625,7 @@ fn refuse_unimplemented_hcm_fields(
 ) -> Result<(), ModelError> {
     use hcm::http_connection_manager as h;
     let on = |b: Option<&xds_api::pb::google::protobuf::BoolValue>| b.is_some_and(|b| b.value);
-    let refused: [(&str, bool, &str); 34] = [
+    let refused: [(&str, bool, &str); 37] = [
         (
             "add_user_agent",
             on(p.add_user_agent.as_ref()),
@@ -789,9 +789,70 @@ fn refuse_unimplemented_hcm_fields(
             p.append_x_forwarded_port,
             "x-forwarded-port",
         ),
+        (
+            "strip_port_mode",
+            p.strip_port_mode.is_some(),
+            "stripping ports from Host",
+        ),
+        (
+            "forward_proto_config",
+            p.forward_proto_config.is_some(),
+            "forward_proto_config",
+        ),
+        (
+            "append_local_overload",
+            p.append_local_overload,
+            "x-envoy-local-overloaded",
+        ),
+    ];
+    if let Some((field, _, what)) = refused.iter().find(|(_, set, _)| *set) {
+        return Err(at.key(field).unsupported(what));
+    }
+    // HTTP/1: `accept_http_10` is honoured; `send_fully_qualified_url` is for upstreams and the
+    // parser choice changes nothing seen from outside.
+    let Some(h1) = &p.http_protocol_options else {
+        return Ok(());
+    };
+    let refused: [(&str, bool, &str); 8] = [
+        (
+            "allow_absolute_url",
+            h1.allow_absolute_url.as_ref().is_some_and(|b| !b.value),
+            "refusing absolute-form request targets",
+        ),
+        (
+            "default_host_for_http_10",
+            !h1.default_host_for_http_10.is_empty(),
+            "a default host for HTTP/1.0",
+        ),
+        (
+            "header_key_format",
+            h1.header_key_format.is_some(),
+            "header key formats",
+        ),
+        ("enable_trailers", h1.enable_trailers, "HTTP/1.1 trailers"),
+        (
+            "allow_chunked_length",
+            h1.allow_chunked_length,
+            "allow_chunked_length",
+        ),
+        (
+            "override_stream_error_on_invalid_http_message",
+            h1.override_stream_error_on_invalid_http_message.is_some(),
+            "override_stream_error_on_invalid_http_message",
+        ),
+        (
+            "allow_custom_methods",
+            h1.allow_custom_methods,
+            "custom methods",
+        ),
+        (
+            "ignore_http_11_upgrade",
+            !h1.ignore_http_11_upgrade.is_empty(),
+            "ignoring HTTP/1.1 upgrades",
+        ),
     ];
     match refused.iter().find(|(_, set, _)| *set) {
-        Some((field, _, what)) => Err(at.key(field).unsupported(what)),
+        Some((field, _, what)) => Err(at.key("http_protocol_options").key(field).unsupported(what)),
         None => Ok(()),
     }
 }
@@ -1072,6 +1133,7 @@ filter_chains:
             "forward_client_cert_details: SANITIZE",
             "path_with_escaped_slashes_action: KEEP_UNCHANGED",
             "normalize_path: false",
+            "http_protocol_options: {accept_http_10: true, allow_absolute_url: true}",
         ] {
             assert!(hcm(ok).is_ok(), "{ok}: {:?}", hcm(ok).err());
         }
@@ -1087,6 +1149,10 @@ filter_chains:
             (
                 "http2_protocol_options: {max_concurrent_streams: 10}",
                 "http2_protocol_options",
+            ),
+            (
+                "http_protocol_options: {enable_trailers: true}",
+                "http_protocol_options.enable_trailers",
             ),
         ] {
             let e = hcm(set).expect_err(set);
