@@ -39,6 +39,23 @@ impl At {
         }
     }
 
+    /// The fields of `fields` (`(name, is set, what it does)`, names under this path) that are set,
+    /// each refused as [`At::unsupported`], in order.
+    pub fn refused<'f>(
+        &'f self,
+        fields: &'f [(&str, bool, &str)],
+    ) -> impl Iterator<Item = ModelError> + 'f {
+        fields
+            .iter()
+            .filter(|(_, set, _)| *set)
+            .map(|(field, _, what)| self.key(field).unsupported(what))
+    }
+
+    /// The first of `fields` that is set, refused (see [`At::refused`]).
+    pub fn refuse_set(&self, fields: &[(&str, bool, &str)]) -> Result<(), ModelError> {
+        self.refused(fields).next().map_or(Ok(()), Err)
+    }
+
     /// A field that would change behaviour and that Bosun does not implement.
     pub fn unsupported(&self, what: impl fmt::Display) -> ModelError {
         self.error(format!(

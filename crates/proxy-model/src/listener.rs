@@ -805,9 +805,7 @@ fn refuse_unimplemented_hcm_fields(
             "x-envoy-local-overloaded",
         ),
     ];
-    if let Some((field, _, what)) = refused.iter().find(|(_, set, _)| *set) {
-        return Err(at.key(field).unsupported(what));
-    }
+    at.refuse_set(&refused)?;
     // HTTP/1: `accept_http_10` is honoured; `send_fully_qualified_url` is for upstreams and the
     // parser choice changes nothing seen from outside.
     let Some(h1) = &p.http_protocol_options else {
@@ -851,10 +849,7 @@ fn refuse_unimplemented_hcm_fields(
             "ignoring HTTP/1.1 upgrades",
         ),
     ];
-    match refused.iter().find(|(_, set, _)| *set) {
-        Some((field, _, what)) => Err(at.key("http_protocol_options").key(field).unsupported(what)),
-        None => Ok(()),
-    }
+    at.key("http_protocol_options").refuse_set(&refused)
 }
 
 fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
@@ -941,9 +936,7 @@ fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
             "early data before the upstream connects",
         ),
     ];
-    if let Some((field, _, what)) = refused.iter().find(|(_, set, _)| *set) {
-        return Err(at.key(field).unsupported(what));
-    }
+    at.refuse_set(&refused)?;
     let mut hash_source_ip = false;
     for (i, h) in p.hash_policy.iter().enumerate() {
         use xds_api::pb::envoy::r#type::v3::hash_policy::PolicySpecifier as H;

@@ -320,7 +320,14 @@ impl Snapshot {
 /// and `cluster_manager`: those that would change how traffic is handled are refused by field path,
 /// the others (stats, tracing, runtime, watchdogs, process settings) are listed in `ignored`.
 fn check_top_level(b: &Bootstrap, ignored: &mut Vec<&'static str>, errors: &mut Errors) {
-    let refused: [(&str, bool, &str); 4] = [
+    let refused: [(&str, bool, &str); 5] = [
+        (
+            "cluster_manager.upstream_bind_config",
+            b.cluster_manager
+                .as_ref()
+                .is_some_and(|c| c.upstream_bind_config.is_some()),
+            "a source address for every cluster (set it per cluster)",
+        ),
         (
             "header_prefix",
             !b.header_prefix.is_empty(),
@@ -342,20 +349,7 @@ fn check_top_level(b: &Bootstrap, ignored: &mut Vec<&'static str>, errors: &mut 
             "other listener managers",
         ),
     ];
-    if b.cluster_manager
-        .as_ref()
-        .is_some_and(|c| c.upstream_bind_config.is_some())
-    {
-        errors.push(
-            At::root("cluster_manager.upstream_bind_config")
-                .unsupported("a source address for every cluster (set it per cluster)"),
-        );
-    }
-    for (field, set, what) in refused {
-        if set {
-            errors.push(At::root(field).unsupported(what));
-        }
-    }
+    errors.0.extend(At::root("").refused(&refused));
     let cluster_manager = b.cluster_manager.as_ref();
     let unused: [(&'static str, bool); 32] = [
         ("node_context_params", !b.node_context_params.is_empty()),

@@ -554,9 +554,7 @@ fn validation(
             "max_verify_depth",
         ),
     ];
-    if let Some((field, _, what)) = refused.iter().find(|(_, set, _)| *set) {
-        return Err(at.key(field).unsupported(what));
-    }
+    at.refuse_set(&refused)?;
     let Some(ca) = p.trusted_ca.as_ref() else {
         return Err(at.key("trusted_ca").unsupported(
             "a validation context without trusted_ca (SAN matching without chain validation)",
