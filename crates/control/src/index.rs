@@ -1,6 +1,7 @@
 //! The push index (istiod's PushContext): one immutable view of the config and the registry, built
 //! once per push and shared by the generation of every proxy's resources.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::registry::Registry;
@@ -102,7 +103,11 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn build(registry: &Registry, resources: &[Resource], mesh: MeshSettings) -> Index {
+    pub fn build<R: Borrow<Resource>>(
+        registry: &Registry,
+        resources: &[R],
+        mesh: MeshSettings,
+    ) -> Index {
         let services = ServiceRegistry::build(registry, resources);
         let mut index = Index {
             warnings: services.warnings.clone(),
@@ -110,7 +115,7 @@ impl Index {
             ..Index::default()
         };
         let exists = |h: &str| services.services.contains_key(h);
-        for r in resources {
+        for r in resources.iter().map(Borrow::borrow) {
             match &r.spec {
                 Spec::VirtualService(vs) => {
                     let gateways = if vs.gateways.is_empty() {

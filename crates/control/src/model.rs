@@ -2,6 +2,7 @@
 //! Pods), ServiceEntries and WorkloadEntries, with its ports and instances. istiod calls this the
 //! service registry; hosts are its keys.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use mesh_api::registry::{Registry, RegistryWorkload};
@@ -218,7 +219,7 @@ fn entry_instance(name: &str, namespace: &str, e: &WorkloadEntrySpec, sidecar: b
 impl ServiceRegistry {
     /// Builds the services of the mesh file, then those of ServiceEntries (whose endpoints may be
     /// WorkloadEntries chosen by `workloadSelector`).
-    pub fn build(registry: &Registry, resources: &[Resource]) -> ServiceRegistry {
+    pub fn build<R: Borrow<Resource>>(registry: &Registry, resources: &[R]) -> ServiceRegistry {
         let mut out = ServiceRegistry::default();
         // Instances by (namespace, service), so each service finds its own without scanning them all.
         let mut by_service: HashMap<(&str, &str), Vec<Instance>> = HashMap::new();
@@ -258,12 +259,13 @@ impl ServiceRegistry {
 
         let workload_entries: Vec<(&Resource, &WorkloadEntrySpec)> = resources
             .iter()
+            .map(Borrow::borrow)
             .filter_map(|r| match &r.spec {
                 Spec::WorkloadEntry(w) => Some((r, w)),
                 _ => None,
             })
             .collect();
-        for r in resources {
+        for r in resources.iter().map(Borrow::borrow) {
             let Spec::ServiceEntry(se) = &r.spec else {
                 continue;
             };

@@ -234,10 +234,10 @@ impl ConfigStore {
     }
 
     /// Every resource in force: from files (a later file's copy of a resource replaces an earlier
-    /// one's), then applied ones over them.
-    pub fn resources(&self) -> Vec<Resource> {
+    /// one's), then applied ones over them. Borrowed: a push reads them without copying them all.
+    pub fn resources(&self) -> Vec<&Resource> {
         let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-        let mut out: Vec<Resource> = Vec::new();
+        let mut out: Vec<&Resource> = Vec::new();
         let all = self
             .files
             .values()
@@ -245,10 +245,10 @@ impl ConfigStore {
             .chain(self.applied.values());
         for r in all {
             match by_key.get(&r.key()) {
-                Some(&i) => out[i] = r.clone(),
+                Some(&i) => out[i] = r,
                 None => {
                     by_key.insert(r.key(), out.len());
-                    out.push(r.clone());
+                    out.push(r);
                 }
             }
         }

@@ -21,6 +21,8 @@ pub struct MeshSpec {
     pub endpoints_per_service: usize,
     pub namespaces: usize,
     pub virtual_services: usize,
+    /// A Sidecar in each namespace limiting its proxies' egress to that namespace (`./*`).
+    pub sidecar_scope: bool,
 }
 
 impl MeshSpec {
@@ -142,6 +144,20 @@ impl MeshSpec {
         )
     }
 
+    /// The Sidecar of `ns` that scopes its proxies to their own namespace's services, as Istio
+    /// recommends for meshes of this size.
+    fn sidecar(ns: &str) -> String {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {ns}}}\nspec:\n  egress:\n  - hosts: [\"./*\"]\n"
+        )
+    }
+
+    /// Whether a proxy in `namespace` sees the services of `service`'s namespace (with
+    /// `sidecar_scope`, only its own namespace's).
+    pub fn sees(&self, namespace: &str, service: usize) -> bool {
+        !self.sidecar_scope || self.namespace_of(service) == namespace
+    }
+
     /// Writes the whole mesh into `dir` (the `--config` directory).
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_atomic(&dir.join("mesh.yaml"), &self.mesh_yaml(false))?;
@@ -153,6 +169,9 @@ impl MeshSpec {
                 &dir.join(format!("dr-{ns}.yaml")),
                 &self.destination_rules(ns),
             )?;
+            if self.sidecar_scope {
+                write_atomic(&dir.join(format!("sidecar-{ns}.yaml")), &Self::sidecar(ns))?;
+            }
         }
         for s in self.vs_services() {
             write_atomic(
@@ -195,6 +214,7 @@ mod tests {
             endpoints_per_service: 5,
             namespaces: 4,
             virtual_services: 8,
+            sidecar_scope: true,
         }
     }
 
@@ -218,6 +238,10 @@ mod tests {
             text.push_str("---\n");
             text.push_str(&spec.virtual_service(s, WEIGHTS_START));
         }
+        for ns in ["ns-0", "ns-1", "ns-2", "ns-3"] {
+            text.push_str("---\n");
+            text.push_str(&MeshSpec::sidecar(ns));
+        }
         text.push_str("---\n");
         text.push_str(&spec.virtual_service(0, WEIGHTS_CHANGED));
         let loaded = load_str(&text, None);
@@ -238,6 +262,13 @@ mod tests {
             .filter(|r| matches!(r.spec, Spec::DestinationRule(_)))
             .count();
         assert_eq!((vs, dr), (8 + 1, 40));
+        let sidecars = loaded
+            .resources
+            .iter()
+            .filter(|r| matches!(r.spec, Spec::Sidecar(_)))
+            .count();
+        assert_eq!(sidecars, 4);
+        assert!(spec.sees("ns-0", 0) && !spec.sees("ns-1", 0));
         // The last (changed) copy of svc-0000's VS conflicts with the first: drop it for analysis.
         let resources = &loaded.resources[..loaded.resources.len() - 1];
         let problems: Vec<_> = mesh_api::analyze::analyze(resources, Some(&registry))

@@ -202,9 +202,9 @@ struct ServiceClusters {
     packed: Arc<Packed>,
 }
 
-/// [`outbound_clusters`], encoded, reusing each service's clusters from this push (`built`) or
-/// the last (`previous`).
-fn outbound_clusters_packed(
+/// [`outbound_clusters`], encoded, as one part per service (without `BlackHoleCluster`), reusing
+/// each service's clusters from this push (`built`) or the last (`previous`).
+fn outbound_cluster_parts(
     index: &Index,
     proxy: &Proxy,
     services: &[&Service],
@@ -212,8 +212,8 @@ fn outbound_clusters_packed(
     placement: &locality::Placement,
     built: &mut HashMap<ServiceClusterKey, ServiceClusters>,
     previous: &HashMap<ServiceClusterKey, ServiceClusters>,
-) -> Packed {
-    let mut out = Packed::new();
+) -> Vec<Arc<Packed>> {
+    let mut out = Vec::with_capacity(services.len());
     for service in services {
         let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
         let key = (
@@ -234,10 +234,14 @@ fn outbound_clusters_packed(
                 packed,
             }
         });
-        out.extend(entry.packed.iter().cloned());
+        out.push(entry.packed.clone());
     }
-    out.extend(pack([&cluster::blackhole()].map(|c| (&c.name, c))));
     out
+}
+
+/// Whether two lists of parts are the very same parts, in the same order.
+fn same_parts(a: &[Arc<Packed>], b: &[Arc<Packed>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 /// A sidecar's outbound route tables (and, when captured, its per-port listeners, which bind
@@ -384,6 +388,10 @@ impl TypeMaps {
 struct SharedPart {
     maps: TypeMaps,
     warnings: Vec<String>,
+    /// What the maps were assembled from, for a scope's clusters: one part per service. When the
+    /// next push finds the very same parts, it takes these maps whole instead of assembling and
+    /// comparing thousands of clusters again.
+    parts: Vec<Arc<Packed>>,
 }
 
 /// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
@@ -468,8 +476,54 @@ impl<'a> Generator<'a> {
         if let Some(old) = previous.get(key) {
             maps = maps.reusing(&old.maps);
         }
-        let shared = Arc::new(SharedPart { maps, warnings });
+        let shared = Arc::new(SharedPart {
+            maps,
+            warnings,
+            parts: Vec::new(),
+        });
         built.insert(key.clone(), shared.clone());
+        shared
+    }
+
+    /// The outbound clusters of `scope` (built once per push), taken whole from the last push when
+    /// every service's clusters are the same.
+    fn scope_clusters(
+        &self,
+        proxy: &Proxy,
+        scope: &ScopeKey,
+        visible: &mut impl FnMut() -> Vec<&'a Service>,
+        built: &mut GenerationCache,
+    ) -> Arc<SharedPart> {
+        if let Some(s) = built.clusters.get(scope) {
+            return s.clone();
+        }
+        let parts = outbound_cluster_parts(
+            self.index,
+            proxy,
+            &visible(),
+            self.addressing,
+            &scope.placement,
+            &mut built.services,
+            &self.previous.services,
+        );
+        let previous = self.previous.clusters.get(scope);
+        let shared = match previous {
+            Some(old) if same_parts(&old.parts, &parts) => old.clone(),
+            _ => {
+                let mut packed: Packed = parts.iter().flat_map(|p| p.iter().cloned()).collect();
+                packed.extend(pack([&cluster::blackhole()].map(|c| (&c.name, c))));
+                let mut maps = TypeMaps::of(packed);
+                if let Some(old) = previous {
+                    maps = maps.reusing(&old.maps);
+                }
+                Arc::new(SharedPart {
+                    maps,
+                    warnings: Vec::new(),
+                    parts,
+                })
+            }
+        };
+        built.clusters.insert(scope.clone(), shared.clone());
         shared
     }
 
@@ -491,23 +545,7 @@ impl<'a> Generator<'a> {
         };
         let mut built = lock(&self.built);
         let built = &mut *built;
-        let mut parts = vec![Self::shared(
-            &mut built.clusters,
-            &self.previous.clusters,
-            &scope,
-            || {
-                let packed = outbound_clusters_packed(
-                    index,
-                    proxy,
-                    &visible(),
-                    self.addressing,
-                    &scope.placement,
-                    &mut built.services,
-                    &self.previous.services,
-                );
-                (packed, Vec::new())
-            },
-        )];
+        let mut parts = vec![self.scope_clusters(proxy, &scope, &mut visible, built)];
         if proxy.kind == ProxyType::Sidecar {
             let key = RouteKey {
                 scope,
