@@ -42,7 +42,7 @@ spec:
   host: reviews
   trafficPolicy:
     connectionPool:
-      tcp: {maxConnections: 7, connectTimeout: 250ms}
+      tcp: {maxConnections: 7, connectTimeout: 250ms, tcpKeepalive: {time: 300s, interval: 30s}}
       http: {http1MaxPendingRequests: 3, maxRequestsPerConnection: 10}
     outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50}
   subsets:
@@ -294,6 +294,32 @@ fn destination_rule_policies_per_subset() {
         );
         assert_eq!(od.enforcing_success_rate.as_ref().map(|v| v.value), Some(0));
         assert_eq!(od.max_ejection_percent.as_ref().map(|v| v.value), Some(50));
+        // tcpKeepalive as istiod writes it (whole seconds, probes left to the system), and as
+        // bosun proxy reads it.
+        let keepalive = c
+            .upstream_connection_options
+            .as_ref()
+            .and_then(|o| o.tcp_keepalive.as_ref())
+            .expect("tcp_keepalive");
+        assert_eq!(
+            keepalive.keepalive_time.as_ref().map(|v| v.value),
+            Some(300)
+        );
+        assert_eq!(
+            keepalive.keepalive_interval.as_ref().map(|v| v.value),
+            Some(30)
+        );
+        assert_eq!(keepalive.keepalive_probes, None);
+        let model =
+            proxy_model::cluster::Cluster::from_proto(c, &At::root(&c.name)).expect("converts");
+        assert_eq!(
+            model.tcp_keepalive.map(|k| (k.time, k.interval, k.probes)),
+            Some((
+                Some(std::time::Duration::from_secs(300)),
+                Some(std::time::Duration::from_secs(30)),
+                None
+            ))
+        );
     }
     // Subset endpoints: by label, at each instance's sidecar inbound port.
     let eps = r

@@ -85,6 +85,60 @@ pub struct Cluster {
     /// `upstream_bind_config.source_address`: upstream connections leave from this address (Istio's
     /// InboundPassthroughCluster binds to 127.0.0.6 so capture rules let them through).
     pub source_address: Option<IpAddr>,
+    /// `upstream_connection_options.tcp_keepalive`: TCP keepalive on upstream connections.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// `dns_lookup_family`: which of a name's addresses a connection may use.
+    pub dns_family: DnsFamily,
+}
+
+/// `core.v3.TcpKeepalive`: `SO_KEEPALIVE`, with the system's value for each field left unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpKeepalive {
+    /// `keepalive_probes`: unanswered probes before the connection is dropped.
+    pub probes: Option<u32>,
+    /// `keepalive_time`: idle time before the first probe.
+    pub time: Option<Duration>,
+    /// `keepalive_interval`: time between probes.
+    pub interval: Option<Duration>,
+}
+
+/// `dns_lookup_family`. A host name is resolved by the system's resolver when a connection is made;
+/// this decides which of its addresses is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsFamily {
+    /// `AUTO` (Envoy's default) and `ALL`: the first address in the resolver's order, which on
+    /// Linux already puts IPv6 first where it is usable.
+    #[default]
+    Any,
+    /// `V4_ONLY`.
+    V4Only,
+    /// `V6_ONLY`.
+    V6Only,
+    /// `V4_PREFERRED`: IPv4 if the name has one, else IPv6.
+    V4Preferred,
+}
+
+impl DnsFamily {
+    /// The address a connection uses among a name's `addresses` (in the resolver's order).
+    pub fn pick(
+        self,
+        addresses: impl IntoIterator<Item = std::net::SocketAddr>,
+    ) -> Option<std::net::SocketAddr> {
+        let mut first_v6 = None;
+        for a in addresses {
+            match (self, a.is_ipv4()) {
+                (DnsFamily::Any, _) | (DnsFamily::V4Only | DnsFamily::V4Preferred, true) => {
+                    return Some(a);
+                }
+                (DnsFamily::V6Only, false) => return Some(a),
+                (DnsFamily::V4Preferred, false) => {
+                    first_v6.get_or_insert(a);
+                }
+                _ => {}
+            }
+        }
+        first_v6
+    }
 }
 
 /// An ORIGINAL_DST cluster: each connection or request goes to the downstream connection's original
@@ -344,6 +398,9 @@ impl Cluster {
                     .unsupported("transport_socket_matches"),
             );
         }
+        for e in at.refused(&unimplemented_cluster_fields(p)) {
+            errors.push(e);
+        }
         let protocol = errors
             .take(upstream_protocol(p, at))
             .unwrap_or(UpstreamProtocol::Http1);
@@ -387,10 +444,22 @@ impl Cluster {
         let http_options = p
             .typed_extension_protocol_options
             .get(HTTP_PROTOCOL_OPTIONS);
-        let common = http_options
+        let typed_common = http_options
             .and_then(|any| unpack::<upstream_http::HttpProtocolOptions>(any, at).ok())
-            .and_then(|o| o.common_http_protocol_options)
-            .or(p.common_http_protocol_options);
+            .and_then(|o| o.common_http_protocol_options);
+        let common_at = if typed_common.is_some() {
+            at.key("typed_extension_protocol_options")
+                .key(HTTP_PROTOCOL_OPTIONS)
+                .key("common_http_protocol_options")
+        } else {
+            at.key("common_http_protocol_options")
+        };
+        let common = typed_common.or(p.common_http_protocol_options);
+        if let Some(c) = &common {
+            for e in common_at.refused(&unimplemented_common_http_fields(c)) {
+                errors.push(e);
+            }
+        }
         let max_requests_per_connection = p
             .max_requests_per_connection
             .as_ref()
@@ -432,6 +501,27 @@ impl Cluster {
             tls,
             original_dst,
             source_address,
+            tcp_keepalive: p
+                .upstream_connection_options
+                .as_ref()
+                .and_then(|o| o.tcp_keepalive.as_ref())
+                .map(|k| TcpKeepalive {
+                    probes: k.keepalive_probes.as_ref().map(|v| v.value),
+                    time: k
+                        .keepalive_time
+                        .as_ref()
+                        .map(|v| Duration::from_secs(v.value.into())),
+                    interval: k
+                        .keepalive_interval
+                        .as_ref()
+                        .map(|v| Duration::from_secs(v.value.into())),
+                }),
+            dns_family: match cluster::cluster::DnsLookupFamily::try_from(p.dns_lookup_family) {
+                Ok(cluster::cluster::DnsLookupFamily::V4Only) => DnsFamily::V4Only,
+                Ok(cluster::cluster::DnsLookupFamily::V6Only) => DnsFamily::V6Only,
+                Ok(cluster::cluster::DnsLookupFamily::V4Preferred) => DnsFamily::V4Preferred,
+                _ => DnsFamily::Any,
+            },
         };
         errors.into_result(cluster)
     }
@@ -635,6 +725,7 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
             .key("typed_extension_protocol_options")
             .key(HTTP_PROTOCOL_OPTIONS);
         let options: upstream_http::HttpProtocolOptions = unpack(any, &oat)?;
+        oat.refuse_set(&unimplemented_http_options(&options))?;
         return match options.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match e.protocol_config {
                 Some(E::Http2ProtocolOptions(_)) => Ok(UpstreamProtocol::Http2),
@@ -652,6 +743,158 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
         return Ok(UpstreamProtocol::Http2);
     }
     Ok(UpstreamProtocol::Http1)
+}
+
+/// Cluster fields that would change how connections are made or hosts chosen and that bosun proxy
+/// does not implement: `(field, set, what it does)`. Fields that only name or count things
+/// (`alt_stat_name`, `track_cluster_stats`, `metadata`, `lrs_server`) or only tune timing that bosun
+/// does differently (`dns_refresh_rate`: names are resolved at each new connection; `preconnect_policy`;
+/// `wait_for_warm_on_init`) are accepted.
+fn unimplemented_cluster_fields(p: &cluster::Cluster) -> [(&'static str, bool, &'static str); 14] {
+    let own_resolver = "a DNS resolver of the cluster's own (bosun proxy uses the system's)";
+    [
+        (
+            "transport_socket_matcher",
+            p.transport_socket_matcher.is_some(),
+            "transport_socket_matcher",
+        ),
+        (
+            "per_connection_buffer_high_watermark_timeout",
+            p.per_connection_buffer_high_watermark_timeout.is_some(),
+            "closing connections that stay over their buffer limit",
+        ),
+        (
+            "upstream_http_protocol_options",
+            p.upstream_http_protocol_options.is_some(),
+            "SNI and SAN validation from the request's host (upstream_http_protocol_options)",
+        ),
+        ("dns_resolvers", !p.dns_resolvers.is_empty(), own_resolver),
+        (
+            "use_tcp_for_dns_lookups",
+            p.use_tcp_for_dns_lookups,
+            "DNS over TCP",
+        ),
+        (
+            "dns_resolution_config",
+            p.dns_resolution_config.is_some(),
+            own_resolver,
+        ),
+        (
+            "typed_dns_resolver_config",
+            p.typed_dns_resolver_config.is_some(),
+            own_resolver,
+        ),
+        (
+            "lb_subset_config",
+            p.lb_subset_config.is_some(),
+            "subset load balancing",
+        ),
+        (
+            "protocol_selection",
+            p.protocol_selection != 0,
+            "the upstream protocol chosen by the downstream's (protocol_selection)",
+        ),
+        (
+            "close_connections_on_host_health_failure",
+            p.close_connections_on_host_health_failure,
+            "closing connections when a host fails health checks",
+        ),
+        ("filters", !p.filters.is_empty(), "upstream network filters"),
+        (
+            "upstream_config",
+            p.upstream_config.is_some(),
+            "a custom upstream (upstream_config)",
+        ),
+        (
+            "connection_pool_per_downstream_connection",
+            p.connection_pool_per_downstream_connection,
+            "a connection pool per downstream connection",
+        ),
+        (
+            "queuing_policies",
+            p.queuing_policies.is_some(),
+            "queuing policies",
+        ),
+    ]
+}
+
+/// The upstream `HttpProtocolOptions` fields other than the protocol and the common options that
+/// would change requests: refused when set.
+fn unimplemented_http_options(
+    o: &upstream_http::HttpProtocolOptions,
+) -> [(&'static str, bool, &'static str); 7] {
+    // Envoy appends the codec filter itself; listing only it changes nothing.
+    let codec_only = o
+        .http_filters
+        .iter()
+        .all(|f| f.name == "envoy.filters.http.upstream_codec");
+    [
+        (
+            "upstream_http_protocol_options",
+            o.upstream_http_protocol_options.is_some(),
+            "SNI and SAN validation from the request's host (upstream_http_protocol_options)",
+        ),
+        ("http_filters", !codec_only, "upstream HTTP filters"),
+        (
+            "header_validation_config",
+            o.header_validation_config.is_some(),
+            "header validation",
+        ),
+        (
+            "outlier_detection",
+            o.outlier_detection.is_some(),
+            "HTTP outlier detection settings",
+        ),
+        (
+            "request_mirror_policies",
+            !o.request_mirror_policies.is_empty(),
+            "mirroring per cluster",
+        ),
+        (
+            "hash_policy",
+            !o.hash_policy.is_empty(),
+            "hash policies per cluster",
+        ),
+        (
+            "retry_policy",
+            o.retry_policy.is_some(),
+            "retries per cluster",
+        ),
+    ]
+}
+
+/// Upstream `common_http_protocol_options` bosun proxy does not implement (it reads `idle_timeout`
+/// and `max_requests_per_connection`): refused when set.
+fn unimplemented_common_http_fields(
+    c: &core::HttpProtocolOptions,
+) -> [(&'static str, bool, &'static str); 5] {
+    [
+        (
+            "max_connection_duration",
+            c.max_connection_duration.is_some(),
+            "a maximum upstream connection duration",
+        ),
+        (
+            "max_stream_duration",
+            c.max_stream_duration.is_some(),
+            "a maximum upstream stream duration",
+        ),
+        (
+            "max_headers_count",
+            c.max_headers_count.is_some(),
+            "a limit on response headers",
+        ),
+        (
+            "max_response_headers_kb",
+            c.max_response_headers_kb.is_some(),
+            "a limit on response headers",
+        ),
+        (
+            "headers_with_underscores_action",
+            c.headers_with_underscores_action != 0,
+            "rejecting or dropping headers with underscores",
+        ),
+    ]
 }
 
 /// Envoy's default `healthy_panic_threshold`, in percent.
@@ -943,6 +1186,140 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
             "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: localhost, port_value: 0}}}",
         );
         assert!(e.contains("not an IP address"), "{e}");
+    }
+
+    /// Every cluster-level field that would change behaviour and is not implemented is refused by its
+    /// path, each one, not only the first.
+    #[test]
+    fn unimplemented_cluster_fields_are_refused_by_path() {
+        const OPTIONS: &str = "typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+        let cases = [
+            (
+                "lb_subset_config: {fallback_policy: ANY_ENDPOINT}",
+                "cluster.lb_subset_config",
+            ),
+            (
+                "dns_resolvers: [{socket_address: {address: 10.0.0.53, port_value: 53}}]",
+                "cluster.dns_resolvers",
+            ),
+            (
+                "use_tcp_for_dns_lookups: true",
+                "cluster.use_tcp_for_dns_lookups",
+            ),
+            (
+                "upstream_http_protocol_options: {auto_sni: true}",
+                "cluster.upstream_http_protocol_options",
+            ),
+            (
+                "protocol_selection: USE_DOWNSTREAM_PROTOCOL",
+                "cluster.protocol_selection",
+            ),
+            (
+                "close_connections_on_host_health_failure: true",
+                "cluster.close_connections_on_host_health_failure",
+            ),
+            (
+                "connection_pool_per_downstream_connection: true",
+                "cluster.connection_pool_per_downstream_connection",
+            ),
+            ("filters: [{name: f}]", "cluster.filters"),
+            (
+                "common_http_protocol_options: {max_connection_duration: 60s}",
+                "cluster.common_http_protocol_options.max_connection_duration",
+            ),
+            (
+                "common_http_protocol_options: {headers_with_underscores_action: DROP_HEADER}",
+                "cluster.common_http_protocol_options.headers_with_underscores_action",
+            ),
+        ];
+        for (field, path) in cases {
+            let e = refusal(&format!("{{name: s, type: STATIC, {field}}}"));
+            assert!(
+                e.contains(&format!("{path}: ")) && e.contains("not supported by bosun proxy"),
+                "{field}: {e}"
+            );
+        }
+        // The protocol is required; the cases below add it when they do not choose one.
+        let typed = |options: &str| {
+            let options = if options.contains("explicit_http_config") {
+                options.to_owned()
+            } else {
+                format!("explicit_http_config: {{http_protocol_options: {{}}}}, {options}")
+            };
+            format!(
+                "{{name: s, type: STATIC, typed_extension_protocol_options: {{envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {{'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, {options}}}}}}}"
+            )
+        };
+        for (options, path) in [
+            (
+                "retry_policy: {retry_on: 5xx}",
+                format!("cluster.{OPTIONS}.retry_policy"),
+            ),
+            (
+                "hash_policy: [{header: {header_name: x}}]",
+                format!("cluster.{OPTIONS}.hash_policy"),
+            ),
+            (
+                "http_filters: [{name: envoy.filters.http.header_mutation}]",
+                format!("cluster.{OPTIONS}.http_filters"),
+            ),
+            (
+                "common_http_protocol_options: {max_stream_duration: 5s}",
+                format!("cluster.{OPTIONS}.common_http_protocol_options.max_stream_duration"),
+            ),
+        ] {
+            let e = refusal(&typed(options));
+            assert!(e.contains(&format!("{path}: ")), "{options}: {e}");
+        }
+        // Several at once are all reported.
+        let e =
+            refusal("{name: s, type: STATIC, lb_subset_config: {}, use_tcp_for_dns_lookups: true}");
+        assert!(
+            e.contains("lb_subset_config") && e.contains("use_tcp_for_dns_lookups"),
+            "{e}"
+        );
+        // What only names, counts or tunes timing is accepted; so is the codec filter alone and an
+        // explicit protocol with the options bosun reads.
+        let c = build(&typed(
+            "explicit_http_config: {http2_protocol_options: {}}, http_filters: [{name: envoy.filters.http.upstream_codec}], common_http_protocol_options: {idle_timeout: 30s}",
+        ))
+        .unwrap();
+        assert_eq!(c.protocol, UpstreamProtocol::Http2);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
+        build("{name: s, type: STRICT_DNS, alt_stat_name: x, dns_refresh_rate: 1s, respect_dns_ttl: true, track_cluster_stats: {timeout_budgets: true}, wait_for_warm_on_init: false}")
+            .unwrap();
+    }
+
+    #[test]
+    fn keepalive_and_dns_family_are_read() {
+        let c = build(
+            "{name: s, type: STRICT_DNS, dns_lookup_family: V4_ONLY, upstream_connection_options: {tcp_keepalive: {keepalive_time: 300, keepalive_interval: 30}}}",
+        )
+        .unwrap();
+        assert_eq!(c.dns_family, DnsFamily::V4Only);
+        assert_eq!(
+            c.tcp_keepalive,
+            Some(TcpKeepalive {
+                probes: None,
+                time: Some(Duration::from_secs(300)),
+                interval: Some(Duration::from_secs(30)),
+            })
+        );
+        let c = build("{name: s, type: STATIC}").unwrap();
+        assert_eq!((c.dns_family, c.tcp_keepalive), (DnsFamily::Any, None));
+    }
+
+    #[test]
+    fn dns_family_picks_the_address() {
+        let v4: std::net::SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let v6: std::net::SocketAddr = "[fd00::1]:80".parse().unwrap();
+        assert_eq!(DnsFamily::Any.pick([v6, v4]), Some(v6));
+        assert_eq!(DnsFamily::V4Only.pick([v6, v4]), Some(v4));
+        assert_eq!(DnsFamily::V4Only.pick([v6]), None);
+        assert_eq!(DnsFamily::V6Only.pick([v4, v6]), Some(v6));
+        assert_eq!(DnsFamily::V6Only.pick([v4]), None);
+        assert_eq!(DnsFamily::V4Preferred.pick([v6, v4]), Some(v4));
+        assert_eq!(DnsFamily::V4Preferred.pick([v6]), Some(v6));
     }
 
     #[test]

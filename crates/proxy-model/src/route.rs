@@ -309,6 +309,46 @@ impl RouteConfig {
                 at,
             ))
             .unwrap_or_default();
+        for e in at.refused(&[
+            ("vhds", p.vhds.is_some(), "virtual host discovery (vhds)"),
+            (
+                "internal_only_headers",
+                !p.internal_only_headers.is_empty(),
+                "removing internal-only headers from external requests",
+            ),
+            (
+                "most_specific_header_mutations_wins",
+                p.most_specific_header_mutations_wins,
+                "the most specific header mutations winning",
+            ),
+            (
+                "cluster_specifier_plugins",
+                !p.cluster_specifier_plugins.is_empty(),
+                "cluster specifier plugins",
+            ),
+            (
+                "request_mirror_policies",
+                !p.request_mirror_policies.is_empty(),
+                "mirroring for a whole route configuration (set it on the routes)",
+            ),
+            (
+                "vhost_header",
+                !p.vhost_header.is_empty(),
+                "choosing the virtual host by a header other than the authority",
+            ),
+            (
+                "ignore_path_parameters_in_path_matching",
+                p.ignore_path_parameters_in_path_matching,
+                "ignoring path parameters when matching",
+            ),
+            (
+                "route_specifiers",
+                !p.route_specifiers.is_empty(),
+                "route specifiers",
+            ),
+        ]) {
+            errors.push(e);
+        }
         // Envoy reads per-filter config here as the least specific level, below virtual hosts and
         // routes; Bosun reads it at those two, so refusing it here beats ignoring it.
         if !p.typed_per_filter_config.is_empty() {
@@ -378,6 +418,43 @@ impl VirtualHost {
         if p.require_tls != 0 {
             errors.push(at.key("require_tls").unsupported("require_tls"));
         }
+        // Accepted without effect: `virtual_clusters` (stats), `rate_limits` (only the global rate
+        // limit filter, which is refused, reads them), the buffer limits (bosun buffers differently).
+        for e in at.refused(&[
+            (
+                "matcher",
+                p.matcher.is_some(),
+                "a match tree in place of routes",
+            ),
+            ("hedge_policy", p.hedge_policy.is_some(), "request hedging"),
+            (
+                "include_attempt_count_in_response",
+                p.include_attempt_count_in_response,
+                "the attempt count in responses",
+            ),
+            (
+                "include_is_timeout_retry_header",
+                p.include_is_timeout_retry_header,
+                "the x-envoy-is-timeout-retry header",
+            ),
+            (
+                "retry_policy_typed_config",
+                p.retry_policy_typed_config.is_some(),
+                "an extension retry policy",
+            ),
+            (
+                "request_mirror_policies",
+                !p.request_mirror_policies.is_empty(),
+                "mirroring for a whole virtual host (set it on the routes)",
+            ),
+            (
+                "route_specifiers",
+                !p.route_specifiers.is_empty(),
+                "route specifiers",
+            ),
+        ]) {
+            errors.push(e);
+        }
         let mut routes = Vec::new();
         for (i, r) in p.routes.iter().enumerate() {
             match Route::from_proto(r, &at.key("routes").index(i)) {
@@ -421,6 +498,10 @@ impl Route {
             }
         };
         let action = errors.take(Action::from_proto(p.action.as_ref(), at));
+        // `decorator`, `tracing`, `metadata` and the buffer limits are accepted without effect.
+        if !p.route_specifiers.is_empty() {
+            errors.push(at.key("route_specifiers").unsupported("route specifiers"));
+        }
         let fault = p
             .typed_per_filter_config
             .get(crate::filter::FAULT_FILTER)
@@ -717,6 +798,7 @@ impl Forward {
                     .error("a route action needs cluster, cluster_header or weighted_clusters"));
             }
         };
+        at.refuse_set(&unimplemented_route_action_fields(p))?;
         let timeout = match &p.timeout {
             None => Some(DEFAULT_ROUTE_TIMEOUT),
             Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
@@ -794,12 +876,21 @@ impl Forward {
                     None => 1_000_000,
                     Some(f) => f.default_value.as_ref().map_or(0, fraction_per_million),
                 };
+                let mat = at.key("request_mirror_policies").index(i);
+                mat.refuse_set(&[
+                    (
+                        "cluster_header",
+                        !m.cluster_header.is_empty(),
+                        "a mirror cluster from a header",
+                    ),
+                    (
+                        "disable_shadow_host_suffix_append",
+                        m.disable_shadow_host_suffix_append,
+                        "mirrored requests without the -shadow host suffix",
+                    ),
+                ])?;
                 if m.cluster.is_empty() {
-                    return Err(at
-                        .key("request_mirror_policies")
-                        .index(i)
-                        .key("cluster")
-                        .error("a mirror policy needs a cluster"));
+                    return Err(mat.key("cluster").error("a mirror policy needs a cluster"));
                 }
                 Ok(Mirror {
                     cluster: m.cluster.clone(),
@@ -831,6 +922,81 @@ impl Forward {
             hash_policy,
         })
     }
+}
+
+/// Route action fields that change how a request is forwarded and that bosun proxy does not
+/// implement: `(field, set, what it does)`.
+fn unimplemented_route_action_fields(
+    p: &route::RouteAction,
+) -> [(&'static str, bool, &'static str); 13] {
+    let nonzero = |d: &Option<xds_api::pb::google::protobuf::Duration>| {
+        d.as_ref().is_some_and(|d| d.seconds != 0 || d.nanos != 0)
+    };
+    [
+        (
+            "metadata_match",
+            p.metadata_match.is_some(),
+            "choosing endpoints by metadata (subset load balancing)",
+        ),
+        (
+            "path_rewrite_policy",
+            p.path_rewrite_policy.is_some(),
+            "URI template path rewrites",
+        ),
+        (
+            "append_x_forwarded_host",
+            p.append_x_forwarded_host,
+            "x-forwarded-host on host rewrites",
+        ),
+        (
+            "idle_timeout",
+            nonzero(&p.idle_timeout),
+            "a stream idle timeout per route",
+        ),
+        (
+            "flush_timeout",
+            p.flush_timeout.is_some(),
+            "a stream flush timeout",
+        ),
+        (
+            "early_data_policy",
+            p.early_data_policy.is_some(),
+            "an early data policy",
+        ),
+        (
+            "priority",
+            p.priority != 0,
+            "routing at high priority (the circuit breakers' HIGH thresholds)",
+        ),
+        (
+            "include_vh_rate_limits",
+            p.include_vh_rate_limits.is_some_and(|b| b.value),
+            "the virtual host's global rate limits",
+        ),
+        (
+            "max_grpc_timeout",
+            p.max_grpc_timeout.is_some() || p.grpc_timeout_offset.is_some(),
+            "timeouts from the grpc-timeout header",
+        ),
+        (
+            "max_stream_duration",
+            p.max_stream_duration.is_some(),
+            "a maximum stream duration or timeouts from the grpc-timeout header",
+        ),
+        (
+            "internal_redirect_policy",
+            p.internal_redirect_policy.is_some()
+                || p.internal_redirect_action != 0
+                || p.max_internal_redirects.is_some(),
+            "following redirects internally",
+        ),
+        ("hedge_policy", p.hedge_policy.is_some(), "request hedging"),
+        (
+            "retry_policy_typed_config",
+            p.retry_policy_typed_config.is_some(),
+            "an extension retry policy",
+        ),
+    ]
 }
 
 /// Envoy substitutions use `\1`; Rust's regex uses `${1}`.

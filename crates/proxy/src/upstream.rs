@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_tls::rustls;
 use mesh_tls::rustls::pki_types::ServerName;
 use proxy_model::cluster::{
-    Cluster, Health, LbPolicy, OriginalDst, OutlierDetection, UpstreamProtocol,
+    Cluster, DnsFamily, Health, LbPolicy, OriginalDst, OutlierDetection, TcpKeepalive,
+    UpstreamProtocol,
 };
 use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
@@ -230,7 +231,7 @@ impl ClusterRuntime {
                 config: t.http1.clone(),
                 server_name: t.server_name.clone(),
             }),
-            source: config.source_address,
+            dial: Dial::of(&config),
             cx_total: stats.upstream_cx_total.clone(),
         };
         let builder = |h2: bool| {
@@ -538,7 +539,7 @@ impl ClusterRuntime {
             &host.address,
             self.config.connect_timeout,
             tls.as_ref(),
-            self.config.source_address,
+            Dial::of(&self.config),
         )
         .await;
         match &connected {
@@ -847,7 +848,7 @@ fn h2_client(config: &Cluster, address: &str, stats: &ClusterStats) -> Client<Ho
             config: t.http2.clone(),
             server_name: t.server_name.clone(),
         }),
-        source: config.source_address,
+        dial: Dial::of(config),
         cx_total: stats.upstream_cx_total.clone(),
     })
 }
@@ -860,8 +861,7 @@ pub struct HostConnector {
     address: Option<Arc<str>>,
     timeout: Duration,
     tls: Option<OriginateTls>,
-    /// `upstream_bind_config.source_address`.
-    source: Option<IpAddr>,
+    dial: Dial,
     /// The cluster's `upstream_cx_total`.
     cx_total: Arc<Counter>,
 }
@@ -896,28 +896,63 @@ impl tower_service::Service<http::Uri> for HostConnector {
                 Arc::from(format!("{}:{port}", uri.host().unwrap_or_default()).as_str())
             }
         };
-        let (timeout, tls, source) = (self.timeout, self.tls.clone(), self.source);
+        let (timeout, tls, dial) = (self.timeout, self.tls.clone(), self.dial);
         let cx_total = self.cx_total.clone();
         Box::pin(async move {
             cx_total.inc();
-            let io = connect(&address, timeout, tls.as_ref(), source).await?;
+            let io = connect(&address, timeout, tls.as_ref(), dial).await?;
             Ok(TokioIo::new(io))
         })
     }
 }
 
+/// How a cluster's upstream connections are made, besides where to and with what TLS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dial {
+    /// `upstream_bind_config.source_address`: the connection leaves from that address (any port),
+    /// when it is of the destination's family.
+    pub source: Option<IpAddr>,
+    pub keepalive: Option<TcpKeepalive>,
+    /// Which of a host name's addresses to use.
+    pub family: DnsFamily,
+}
+
+impl Dial {
+    pub fn of(cluster: &Cluster) -> Dial {
+        Dial {
+            source: cluster.source_address,
+            keepalive: cluster.tcp_keepalive,
+            family: cluster.dns_family,
+        }
+    }
+}
+
+/// Sets `SO_KEEPALIVE` and those of its timings that are given (the system's for the others).
+fn set_keepalive(stream: &TcpStream, k: &TcpKeepalive) -> std::io::Result<()> {
+    let mut params = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        params = params.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        params = params.with_interval(i);
+    }
+    if let Some(n) = k.probes {
+        params = params.with_retries(n);
+    }
+    socket2::SockRef::from(stream).set_tcp_keepalive(&params)
+}
+
 /// Connects to `address` (TCP, then TLS when `tls` is given) within `timeout`, TLS handshake
-/// included, as Envoy's `connect_timeout` covers the transport socket's handshake. With `source`, the
-/// connection leaves from that address (any port), when it is of the destination's family.
+/// included, as Envoy's `connect_timeout` covers the transport socket's handshake.
 pub async fn connect(
     address: &str,
     timeout: Duration,
     tls: Option<&OriginateTls>,
-    source: Option<IpAddr>,
+    dial: Dial,
 ) -> std::io::Result<Io> {
     let connect = async {
-        let addr = resolve(address).await?;
-        let stream = match source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        let addr = resolve(address, dial.family).await?;
+        let stream = match dial.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
             None => TcpStream::connect(addr).await?,
             Some(source) => {
                 let socket = if addr.is_ipv4() {
@@ -930,6 +965,9 @@ pub async fn connect(
             }
         };
         stream.set_nodelay(true)?;
+        if let Some(k) = &dial.keepalive {
+            set_keepalive(&stream, k)?;
+        }
         match tls {
             None => Ok(Io::Plain(stream)),
             Some(t) => crate::tls::connect(stream, t.config.clone(), t.server_name.as_ref()).await,
@@ -943,18 +981,17 @@ pub async fn connect(
     })?
 }
 
-/// Resolves a `host:port` (IP or DNS name) for a connection.
-pub async fn resolve(address: &str) -> std::io::Result<SocketAddr> {
+/// Resolves a `host:port` (IP or DNS name) for a connection, to an address of `family`.
+pub async fn resolve(address: &str, family: DnsFamily) -> std::io::Result<SocketAddr> {
     if let Ok(a) = address.parse() {
         return Ok(a);
     }
-    tokio::net::lookup_host(address)
-        .await?
-        .next()
+    family
+        .pick(tokio::net::lookup_host(address).await?)
         .ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("{address}: no address"),
+                format!("{address}: no address of the cluster's dns_lookup_family"),
             )
         })
 }
@@ -1077,5 +1114,43 @@ mod tests {
         let rt = runtime("MAGLEV", ["UNHEALTHY"; 4]);
         let all: std::collections::BTreeSet<String> = picks(&rt).into_iter().collect();
         assert_eq!(all.len(), 4, "{all:?}");
+    }
+
+    /// `upstream_connection_options.tcp_keepalive` reaches the upstream socket; without it the
+    /// socket keeps the system's default (off).
+    #[tokio::test]
+    async fn upstream_connections_get_the_clusters_tcp_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let timeout = Duration::from_secs(5);
+        let dial = Dial {
+            keepalive: Some(TcpKeepalive {
+                probes: Some(4),
+                time: Some(Duration::from_secs(300)),
+                interval: Some(Duration::from_secs(30)),
+            }),
+            ..Dial::default()
+        };
+        let Ok(crate::tls::Io::Plain(stream)) = connect(&address, timeout, None, dial).await else {
+            panic!("a plain connection");
+        };
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
+
+        let Ok(crate::tls::Io::Plain(stream)) =
+            connect(&address, timeout, None, Dial::default()).await
+        else {
+            panic!("a plain connection");
+        };
+        assert!(!socket2::SockRef::from(&stream).keepalive().unwrap());
     }
 }

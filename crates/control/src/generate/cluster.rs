@@ -3,12 +3,13 @@
 //! circuit breakers, outlier detection, TLS) merged as istiod merges it: top level, then port level,
 //! then the subset's own.
 
+use mesh_api::types::common::Duration as IstioDuration;
 use mesh_api::types::destination_rule::{
     ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb,
     LoadBalancerSettings, OutlierDetection, SimpleLb, TrafficPolicy,
 };
 use xds_api::pb::envoy::config::cluster::v3::{
-    CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier,
+    CircuitBreakers, Cluster, OutlierDetection as EnvoyOutlier, UpstreamConnectionOptions,
     circuit_breakers::Thresholds,
     cluster::{
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
@@ -17,9 +18,9 @@ use xds_api::pb::envoy::config::cluster::v3::{
 };
 use xds_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, BindConfig, ConfigSource, DataSource,
-    HttpProtocolOptions, Pipe, SocketAddress, TransportSocket, address,
-    config_source::ConfigSourceSpecifier, data_source::Specifier, socket_address::PortSpecifier,
-    transport_socket::ConfigType,
+    HttpProtocolOptions, Pipe, SocketAddress, TcpKeepalive as EnvoyTcpKeepalive, TransportSocket,
+    address, config_source::ConfigSourceSpecifier, data_source::Specifier,
+    socket_address::PortSpecifier, transport_socket::ConfigType,
 };
 use xds_api::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -349,6 +350,23 @@ fn apply_connection_pool(
         }
         if let Some(t) = tcp.connect_timeout.as_ref().and_then(istio_duration) {
             cluster.connect_timeout = Some(t);
+        }
+        if let Some(k) = &tcp.tcp_keepalive {
+            // As istiod: whole seconds; an unset field keeps the system's value.
+            let seconds = |d: &Option<IstioDuration>| {
+                d.as_ref()
+                    .and_then(istio_duration)
+                    .and_then(|d| u32::try_from(d.seconds).ok())
+                    .map(|value| UInt32Value { value })
+            };
+            cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
+                tcp_keepalive: Some(EnvoyTcpKeepalive {
+                    keepalive_probes: k.probes.map(|value| UInt32Value { value }),
+                    keepalive_time: seconds(&k.time),
+                    keepalive_interval: seconds(&k.interval),
+                }),
+                ..Default::default()
+            });
         }
     }
     if let Some(http) = &pool.http {

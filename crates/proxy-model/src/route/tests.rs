@@ -375,6 +375,85 @@ virtual_hosts:
     );
 }
 
+/// Each route-level field that would change how requests are handled, and that bosun does not
+/// implement, is refused by its own path; what only names or measures things is accepted.
+#[test]
+fn unimplemented_route_fields_are_refused_by_path() {
+    let with = |config: &str, vhost: &str, route: &str, action: &str| {
+        format!(
+            "{{{config} virtual_hosts: [{{name: vh, domains: ['*'], {vhost} routes: [{{match: {{prefix: /}}, {route} route: {{cluster: c, {action}}}}}]}}]}}"
+        )
+    };
+    let refused = |yaml: String, path: &str| {
+        let e = errors(&yaml);
+        assert!(
+            e.iter()
+                .any(|e| e.field == path && e.message.contains("not supported by bosun proxy")),
+            "{path}: {e:?}"
+        );
+    };
+    let vh = "route_config.virtual_hosts[0]";
+    let action = "route_config.virtual_hosts[0].routes[0].route";
+    refused(
+        with("vhds: {config_source: {ads: {}}},", "", "", ""),
+        "route_config.vhds",
+    );
+    refused(
+        with("internal_only_headers: [x-internal],", "", "", ""),
+        "route_config.internal_only_headers",
+    );
+    refused(
+        with("vhost_header: x-host,", "", "", ""),
+        "route_config.vhost_header",
+    );
+    refused(
+        with("most_specific_header_mutations_wins: true,", "", "", ""),
+        "route_config.most_specific_header_mutations_wins",
+    );
+    refused(
+        with("", "hedge_policy: {initial_requests: 2},", "", ""),
+        &format!("{vh}.hedge_policy"),
+    );
+    refused(
+        with("", "include_attempt_count_in_response: true,", "", ""),
+        &format!("{vh}.include_attempt_count_in_response"),
+    );
+    refused(
+        with("", "request_mirror_policies: [{cluster: m}],", "", ""),
+        &format!("{vh}.request_mirror_policies"),
+    );
+    for (field, path) in [
+        (
+            "metadata_match: {filter_metadata: {envoy.lb: {version: v1}}}",
+            "metadata_match",
+        ),
+        ("idle_timeout: 5s", "idle_timeout"),
+        ("priority: HIGH", "priority"),
+        (
+            "max_stream_duration: {grpc_timeout_header_max: 0s}",
+            "max_stream_duration",
+        ),
+        (
+            "internal_redirect_policy: {max_internal_redirects: 2}",
+            "internal_redirect_policy",
+        ),
+        ("append_x_forwarded_host: true", "append_x_forwarded_host"),
+        (
+            "request_mirror_policies: [{cluster: m, disable_shadow_host_suffix_append: true}]",
+            "request_mirror_policies[0].disable_shadow_host_suffix_append",
+        ),
+    ] {
+        refused(with("", "", "", field), &format!("{action}.{path}"));
+    }
+    // Accepted: stats, tracing, metadata, buffer limits, a zero idle timeout.
+    config(&with(
+        "validate_clusters: false,",
+        "virtual_clusters: [{name: v, headers: [{name: ':path', string_match: {exact: /x}}]}], per_request_buffer_limit_bytes: 1024,",
+        "decorator: {operation: op}, metadata: {filter_metadata: {a: {b: c}}},",
+        "idle_timeout: 0s",
+    ));
+}
+
 #[test]
 fn connect_matcher_matches_connect_only_and_path_matchers_never_match_it() {
     let rc = config(
