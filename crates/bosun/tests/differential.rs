@@ -1925,6 +1925,164 @@ async fn upgrades_and_connect_match_envoy() {
     );
 }
 
+/// What an HTTP/2 client sees of an upgrade by extended CONNECT (RFC 8441): the status (`None`
+/// when the connection refused the stream: no extended CONNECT there), selected headers, the
+/// bytes echoed through the stream when it opened, and the request the upstream saw.
+#[derive(Debug, PartialEq)]
+struct H2UpgradeOutcome {
+    status: Option<u16>,
+    headers: BTreeMap<String, String>,
+    echoed: Option<String>,
+    upstream: Option<BTreeMap<String, String>>,
+}
+
+async fn h2_upgrade_outcome(
+    addr: SocketAddr,
+    path: &str,
+    protocol: &'static str,
+    echo: &UpgradeEcho,
+) -> H2UpgradeOutcome {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // One plain request first, so the server's SETTINGS (which allow extended CONNECT, or not)
+    // have arrived before the CONNECT is sent.
+    let plain = http::Request::get(format!("http://chat.test{path}"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(plain).await.unwrap();
+    let _ = resp.into_body().collect().await;
+    let before = echo.last_headers();
+    let mut req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://chat.test{path}"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static(protocol));
+    let sent = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
+        .await
+        .expect("an answer in time");
+    let Ok(mut resp) = sent else {
+        return H2UpgradeOutcome {
+            status: None,
+            headers: BTreeMap::new(),
+            echoed: None,
+            upstream: None,
+        };
+    };
+    let status = resp.status().as_u16();
+    let headers = [
+        "upgrade",
+        "connection",
+        "content-length",
+        "server",
+        "sec-websocket-accept",
+    ]
+    .iter()
+    .filter_map(|h| {
+        Some((
+            h.to_string(),
+            resp.headers().get(*h)?.to_str().ok()?.to_owned(),
+        ))
+    })
+    .collect();
+    let echoed = if status == 200 {
+        let mut io = TokioIo::new(hyper::upgrade::on(&mut resp).await.unwrap());
+        let payload = b"bytes through the HTTP/2 stream, both ways";
+        io.write_all(payload).await.unwrap();
+        let mut back = vec![0u8; payload.len()];
+        tokio::time::timeout(Duration::from_secs(5), io.read_exact(&mut back))
+            .await
+            .expect("the echo in time")
+            .unwrap();
+        Some(String::from_utf8(back).unwrap())
+    } else {
+        None
+    };
+    let upstream = echo
+        .last_headers()
+        .filter(|h| Some(h) != before.as_ref())
+        .map(|mut h| {
+            if let Some(id) = h.get_mut("x-request-id") {
+                *id = is_uuid(id).to_string();
+            }
+            h
+        });
+    H2UpgradeOutcome {
+        status: Some(status),
+        headers,
+        echoed,
+        upstream,
+    }
+}
+
+/// WebSocket over HTTP/2: an extended CONNECT on a connection manager with
+/// `http2_protocol_options.allow_connect` reaches the HTTP/1 upstream as an upgrade, the 101 comes
+/// back as 200 and the stream carries the bytes; routes enable or refuse it by its `:protocol`; a
+/// connection manager without `allow_connect` does not take it at all. As Envoy.
+#[tokio::test]
+async fn websocket_over_http2_matches_envoy() {
+    let upgrade_echo = UpgradeEcho::start().unwrap();
+    let tcp_echo = TcpEcho::start().unwrap();
+    let extra = [
+        ("UPGRADE_ECHO_PORT", upgrade_echo.addr().port().to_string()),
+        ("TCP_ECHO_PORT", tcp_echo.port().to_string()),
+        ("DEAD_PORT", free_port().to_string()),
+    ];
+    let Some(both) = start_both("upgrades.yaml", &[], &extra) else {
+        return;
+    };
+    // (second listener, path, protocol, expected status)
+    let cases = [
+        (false, "/chat", "websocket", Some(200)),
+        (false, "/off", "websocket", Some(403)),
+        (false, "/chat", "foo", Some(403)),
+        (true, "/on", "websocket", None),
+    ];
+    for (second, path, protocol, status) in cases {
+        let mut outcomes = Vec::new();
+        for p in both.iter() {
+            let addr = if second { p.listener2 } else { p.listener };
+            outcomes.push(h2_upgrade_outcome(addr, path, protocol, &upgrade_echo).await);
+        }
+        assert_eq!(
+            outcomes[1], outcomes[0],
+            "bosun (left) and envoy (right) differ for {path} {protocol}"
+        );
+        assert_eq!(
+            outcomes[1].status, status,
+            "{path} {protocol}: {:?}",
+            outcomes[1]
+        );
+        if status == Some(200) {
+            assert_eq!(
+                outcomes[1].echoed.as_deref(),
+                Some("bytes through the HTTP/2 stream, both ways")
+            );
+            let upstream = outcomes[1].upstream.as_ref().expect("the upstream got it");
+            assert_eq!(
+                upstream.get(":request").map(String::as_str),
+                Some("GET /chat HTTP/1.1")
+            );
+            assert_eq!(
+                upstream.get("upgrade").map(String::as_str),
+                Some("websocket")
+            );
+        }
+    }
+    assert_eq!(
+        both[1].stat("http.upgrades.downstream_rq_ws_on_non_ws_route"),
+        both[0].stat("http.upgrades.downstream_rq_ws_on_non_ws_route"),
+    );
+}
+
 // === ORIGINAL_DST clusters (the header override; capture itself is in capture.rs) ===
 
 /// A one-shot HTTP server that answers every request with the peer address it saw, in a header.

@@ -162,6 +162,9 @@ pub struct HttpConnectionManager {
     /// `upgrade_configs`: the upgrade types (`websocket`, `CONNECT`, …) and whether each is enabled
     /// by default; routes may override them.
     pub upgrades: Upgrades,
+    /// `http2_protocol_options.allow_connect`: HTTP/2 clients may send extended CONNECT (RFC 8441),
+    /// an upgrade such as WebSocket over an HTTP/2 stream.
+    pub h2_extended_connect: bool,
 }
 
 /// Upgrade types with their enabled flag, matched case-insensitively as Envoy does.
@@ -613,6 +616,10 @@ fn http_connection_manager(
             .as_ref()
             .is_some_and(|o| o.accept_http_10),
         upgrades: Upgrades::new(upgrades),
+        h2_extended_connect: p
+            .http2_protocol_options
+            .as_ref()
+            .is_some_and(|o| o.allow_connect),
     })
 }
 
@@ -645,10 +652,13 @@ fn refuse_unimplemented_hcm_fields(
         ),
         (
             "http2_protocol_options",
-            p.http2_protocol_options
-                .as_ref()
-                .is_some_and(|o| *o != Default::default()),
-            "downstream HTTP/2 settings",
+            // `allow_connect` is implemented; any other setting is not.
+            p.http2_protocol_options.as_ref().is_some_and(|o| {
+                let mut others = o.clone();
+                others.allow_connect = false;
+                others != Default::default()
+            }),
+            "downstream HTTP/2 settings other than allow_connect",
         ),
         (
             "http3_protocol_options",

@@ -156,12 +156,23 @@ pub async fn serve(
         .access_log
         .then(|| access_log::RequestInfo::new(&req));
     let mut exchange = Exchange::default();
+    let kind = upgrade_type(&req);
     // HTTP/2 has no `Connection` header: its streams end on their own.
-    let upgrade = upgrade_type(&req).filter(|_| req.version() != Version::HTTP_2);
+    let h1_upgrade = kind.is_some() && req.version() != Version::HTTP_2;
+    // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
+    let tunnel_on_success = req.method() == http::Method::CONNECT;
+    let h2_upgrade = extended_connect(req.method(), req.extensions()).is_some();
     let mut response = handle(req, &ctx, &mut exchange).await;
+    if h2_upgrade
+        && response.headers().get(header::CONTENT_LENGTH) == Some(&HeaderValue::from_static("0"))
+    {
+        // As Envoy answers an extended CONNECT it refuses: an empty body ends the stream, with no
+        // content-length.
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     let tunnelled = response.status() == StatusCode::SWITCHING_PROTOCOLS
-        || (upgrade.as_deref() == Some("CONNECT") && response.status().is_success());
-    if upgrade.is_some() && !tunnelled && exchange.upstream_service_time.is_none() {
+        || (tunnel_on_success && response.status().is_success());
+    if h1_upgrade && !tunnelled && exchange.upstream_service_time.is_none() {
         // As Envoy: after refusing an HTTP/1 upgrade or CONNECT itself, the proxy closes the
         // connection (what follows the request may be tunnel bytes, not HTTP).
         response
@@ -205,13 +216,31 @@ pub async fn serve(
     Ok(response)
 }
 
-/// The upgrade a request asks for: `CONNECT` for the CONNECT method, else the `Upgrade` header of an
-/// HTTP/1.1 request whose `Connection` has the `upgrade` token (Envoy's `isUpgrade`).
+/// The upgrade a request asks for: the `:protocol` of an HTTP/2 extended CONNECT (RFC 8441),
+/// `CONNECT` for any other CONNECT, else the `Upgrade` header of an HTTP/1.1 request whose
+/// `Connection` has the `upgrade` token (Envoy's `isUpgrade`).
 fn upgrade_type<B>(req: &Request<B>) -> Option<String> {
-    upgrade_type_of(req.method(), req.headers())
+    upgrade_type_of(req.method(), req.headers(), req.extensions())
 }
 
-fn upgrade_type_of(method: &http::Method, headers: &HeaderMap) -> Option<String> {
+/// The `:protocol` of an HTTP/2 extended CONNECT.
+fn extended_connect(method: &http::Method, extensions: &http::Extensions) -> Option<String> {
+    if method != http::Method::CONNECT {
+        return None;
+    }
+    extensions
+        .get::<hyper::ext::Protocol>()
+        .map(|p| p.as_str().to_owned())
+}
+
+fn upgrade_type_of(
+    method: &http::Method,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Option<String> {
+    if let Some(protocol) = extended_connect(method, extensions) {
+        return Some(protocol);
+    }
     if method == http::Method::CONNECT {
         return Some("CONNECT".to_owned());
     }
@@ -261,10 +290,17 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    // An HTTP/2 extended CONNECT is routed as the upgrade it stands for, a GET (Envoy's codec turns
+    // it into an HTTP/1-style upgrade before routing).
+    let method = if extended_connect(req.method(), req.extensions()).is_some() {
+        "GET"
+    } else {
+        req.method().as_str()
+    };
     let view = RequestView {
         authority: &authority,
         path: &path,
-        method: req.method().as_str(),
+        method,
         headers: req.headers(),
     };
     let Some((vh, route)) = routes.select(&view) else {
@@ -471,7 +507,7 @@ async fn route_request(
                 exchange.flags.no_cluster = true;
                 return local_reply(status(f.cluster_not_found_status), "");
             };
-            if req.method() == http::Method::CONNECT
+            if upgrade_type(&req).as_deref() == Some("CONNECT")
                 && f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
             {
                 return terminate_connect(req, ctx, &cluster, exchange).await;
@@ -761,12 +797,27 @@ async fn forward(
 
     // An upgrade that got here is allowed (`handle` refused the others): hyper left the means to
     // take over the downstream connection in the request's extensions.
-    let mut downstream_upgrade = upgrade_type_of(&parts.method, &parts.headers)
+    let mut downstream_upgrade = upgrade_type_of(&parts.method, &parts.headers, &parts.extensions)
         .and_then(|_| parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned());
     // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy strips
     // them from other requests only).
     let mut upgrade_headers = Vec::new();
-    if downstream_upgrade.is_some() {
+    let h2_upgrade = extended_connect(&parts.method, &parts.extensions);
+    if let Some(protocol) = &h2_upgrade {
+        // An HTTP/2 extended CONNECT goes to an HTTP/1 upstream as the upgrade it stands for, as
+        // Envoy sends it: GET with `Upgrade: <protocol>` and `Connection: upgrade`.
+        if cluster.uses_h2(downstream_h2) {
+            return local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "an upgrade over HTTP/2 to an HTTP/2 upstream is not supported by bosun proxy",
+            );
+        }
+        parts.method = http::Method::GET;
+        upgrade_headers.push((header::CONNECTION, HeaderValue::from_static("upgrade")));
+        if let Ok(v) = HeaderValue::from_str(protocol) {
+            upgrade_headers.push((header::UPGRADE, v));
+        }
+    } else if downstream_upgrade.is_some() {
         for name in [header::CONNECTION, header::UPGRADE] {
             for v in parts.headers.get_all(&name) {
                 upgrade_headers.push((name.clone(), v.clone()));
@@ -1014,7 +1065,15 @@ async fn forward(
                     && let Some(downstream) = downstream_upgrade.take()
                 {
                     exchange.upstream_service_time = Some(start.elapsed());
-                    return switch_protocols(resp, downstream, slot, ctx, exchange);
+                    let downstream_is_h2 = h2_upgrade.is_some();
+                    return switch_protocols(
+                        resp,
+                        downstream,
+                        downstream_is_h2,
+                        slot,
+                        ctx,
+                        exchange,
+                    );
                 }
                 exchange.upstream_service_time = Some(start.elapsed());
                 let mut resp = finish_upstream(resp, start.elapsed(), slot);
@@ -1349,10 +1408,12 @@ fn overflow_reply() -> Response<Body> {
 /// The upstream accepted the upgrade (101): answer it downstream with the upstream's headers (its
 /// `Upgrade` and `Connection` included, as Envoy) and splice the two connections once both sides
 /// have switched, until either closes or nothing moves for the stream idle timeout. The route
-/// timeout no longer applies, as in Envoy.
+/// timeout no longer applies, as in Envoy. To an HTTP/2 extended CONNECT (`downstream_is_h2`) the
+/// answer is a 200 without `Upgrade` and `Connection`, and the stream carries the tunnel.
 fn switch_protocols(
     mut resp: Response<Incoming>,
     downstream: hyper::upgrade::OnUpgrade,
+    downstream_is_h2: bool,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ctx: &ConnContext,
     exchange: &mut Exchange,
@@ -1360,11 +1421,16 @@ fn switch_protocols(
     let upstream = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
     for h in HOP_BY_HOP {
-        if h != "connection" && h != "upgrade" {
+        if downstream_is_h2 || (h != "connection" && h != "upgrade") {
             parts.headers.remove(h);
         }
     }
-    parts.version = Version::HTTP_11;
+    if downstream_is_h2 {
+        parts.status = StatusCode::OK;
+        parts.version = Version::HTTP_2;
+    } else {
+        parts.version = Version::HTTP_11;
+    }
     spawn_tunnel(ctx, exchange, async move {
         let (down, up) = tokio::join!(downstream, upstream);
         match (down, up) {

@@ -680,6 +680,7 @@ fn serve_http(
 ) {
     let proxy = proxy.clone();
     let tls = matches!(stream, tls::Io::Tls(_));
+    let h2_extended_connect = hcm.h2_extended_connect;
     // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
     let service = service_fn(move |req| {
@@ -700,10 +701,12 @@ fn serve_http(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(60))
         .max_buf_size(60 * 1024);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
+    let mut h2 = builder.http2();
+    h2.timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(Some(1024));
+    if h2_extended_connect {
+        h2.enable_connect_protocol();
+    }
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
