@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -51,15 +52,19 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // Traffic on worker threads, config (xDS) and admin on this one, as Envoy's workers and main
+    // thread. One worker is a single-threaded runtime of its own (an event loop per thread, as an
+    // Envoy worker); several share a multi-threaded one.
+    let (workers, _worker_thread) = worker_runtime(workers)?;
+    let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the worker threads")?;
+        .context("cannot start the main thread's runtime")?;
     let options = proxy::Options {
         drain_time: args.drain_time,
+        workers: Some(workers.handle().clone()),
     };
-    let result = runtime.block_on(proxy::run(config, options, shutdown_signal()));
+    let result = main.block_on(proxy::run(config, options, shutdown_signal()));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
@@ -101,4 +106,60 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// Keeps a single-threaded worker runtime running on its thread until dropped.
+struct WorkerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WorkerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The runtime that serves traffic with `workers` threads, and the thread driving it when it is
+/// single-threaded.
+fn worker_runtime(
+    workers: usize,
+) -> anyhow::Result<(Arc<tokio::runtime::Runtime>, Option<WorkerThread>)> {
+    if workers > 1 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("bosun-worker")
+            .enable_all()
+            .build()
+            .context("cannot start the worker threads")?;
+        return Ok((Arc::new(runtime), None));
+    }
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the worker thread")?,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let driven = runtime.clone();
+    let thread = std::thread::Builder::new()
+        .name("bosun-worker-0".to_owned())
+        .spawn(move || {
+            driven.block_on(async {
+                let _ = stopped.await;
+            });
+        })
+        .context("cannot start the worker thread")?;
+    Ok((
+        runtime,
+        Some(WorkerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        }),
+    ))
 }

@@ -69,12 +69,18 @@ pub struct Options {
     /// How long in-flight requests may take to finish after SIGTERM, or after their listener is
     /// removed by LDS.
     pub drain_time: Duration,
+    /// The runtime that serves traffic (accept loops, connections, upstream pools); `None`: the one
+    /// `run` is called on. Apart from it, `run`'s own runtime takes config (xDS) and the admin
+    /// interface, as Envoy's main thread does beside its workers: applying a large update then does
+    /// not stall requests.
+    pub workers: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             drain_time: Duration::from_secs(5),
+            workers: None,
         }
     }
 }
@@ -253,6 +259,8 @@ pub struct Proxy {
     /// The ADS client's status, when the bootstrap has `dynamic_resources`.
     ads_status: OnceLock<watch::Receiver<AdsStatus>>,
     listeners: Listeners,
+    /// Where traffic is served (see [`Options::workers`]).
+    workers: tokio::runtime::Handle,
 }
 
 impl Proxy {
@@ -325,6 +333,10 @@ pub async fn run(
         draining: AtomicBool::new(false),
         ads_status: OnceLock::new(),
         listeners: Listeners::default(),
+        workers: options
+            .workers
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current),
     });
 
     // Bind everything before serving anything, so a taken port fails the start cleanly.
@@ -358,7 +370,7 @@ pub async fn run(
         proxy.listeners.start(&proxy, &listener, socket);
     }
     let admin_task = admin.map(|socket| tokio::spawn(admin::serve(proxy.clone(), socket, stop_rx)));
-    let ticker = tokio::spawn(timer_anchor());
+    let ticker = proxy.workers.spawn(timer_anchor());
 
     let ads = match &settings.ads {
         Some(ads) => {
@@ -423,7 +435,11 @@ async fn timer_anchor() {
 
 /// Binds a listening socket as tokio does (`SO_REUSEADDR`, backlog 1024), synchronously, so an LDS
 /// update can bind its new listeners before it is ACKed. `transparent`: `IP_TRANSPARENT`, for TPROXY.
-pub(crate) fn bind(host: &str, port: u16, transparent: bool) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(
+    host: &str,
+    port: u16,
+    transparent: bool,
+) -> std::io::Result<std::net::TcpListener> {
     let addr: SocketAddr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::AddrNotAvailable,
@@ -446,7 +462,8 @@ pub(crate) fn bind(host: &str, port: u16, transparent: bool) -> std::io::Result<
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
+    // Registered with an event loop by the accept loop, on the runtime that serves traffic.
+    Ok(socket.into())
 }
 
 // === impl Listeners ===
@@ -491,13 +508,18 @@ impl Listeners {
 
     /// Starts accepting on `socket` for the listener named like `listener` (replacing, and stopping,
     /// an accept loop of that name). Does nothing once shut down.
-    pub(crate) fn start(&self, proxy: &Arc<Proxy>, listener: &Listener, socket: TcpListener) {
+    pub(crate) fn start(
+        &self,
+        proxy: &Arc<Proxy>,
+        listener: &Listener,
+        socket: std::net::TcpListener,
+    ) {
         let mut inner = self.lock();
         if inner.closed {
             return;
         }
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(
+        let task = proxy.workers.spawn(accept_loop(
             proxy.clone(),
             listener.name.clone(),
             (listener.host.clone(), listener.port),
@@ -546,9 +568,16 @@ async fn accept_loop(
     proxy: Arc<Proxy>,
     name: String,
     address: (String, u16),
-    socket: TcpListener,
+    socket: std::net::TcpListener,
     mut stop: watch::Receiver<bool>,
 ) {
+    let socket = match TcpListener::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listener = %name, "cannot accept connections: {e}");
+            return;
+        }
+    };
     let registry = proxy.registry.clone();
     // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
     let graceful = Arc::new(GracefulShutdown::new());
