@@ -150,31 +150,15 @@ impl Dynamic {
     ) {
         let now = SystemTime::now();
         let secrets = self.secrets(next);
-        let mut clusters = BTreeMap::new();
-        next.waiting_clusters = BTreeMap::new();
-        for p in v {
-            if let Some(old) = self.state.clusters.get(&p.name)
-                && same(&old.proto, &p)
-            {
-                clusters.insert(p.name.clone(), old.clone());
-                continue;
-            }
-            if waits_for_secrets(&cluster_secrets(&p), next) {
-                // The running one of this name, if any, serves until the new one is ready.
-                if let Some(old) = self.state.clusters.get(&p.name) {
-                    clusters.insert(p.name.clone(), old.clone());
-                }
-                next.waiting_clusters.insert(p.name.clone(), p);
-                continue;
-            }
-            match build_cluster(p, &secrets, next, now) {
-                Ok(c) => {
-                    clusters.insert(c.proto.name.clone(), c);
-                }
-                Err(r) => rejections.push(r),
-            }
-        }
+        let (clusters, waiting) = build_or_wait(
+            v,
+            &self.state.clusters,
+            |p: &ClusterProto| waits_for_secrets(&cluster_secrets(p), next),
+            |p| build_cluster(p, &secrets, next, now),
+            rejections,
+        );
         next.clusters = clusters;
+        next.waiting_clusters = waiting;
     }
 
     /// SDS: the secrets received over ADS. Builds what waited for them and rebuilds what names one
@@ -287,30 +271,15 @@ impl Dynamic {
     ) {
         let now = SystemTime::now();
         let secrets = self.secrets(next);
-        let mut listeners = BTreeMap::new();
-        next.waiting_listeners = BTreeMap::new();
-        for p in v {
-            if let Some(old) = self.state.listeners.get(&p.name)
-                && same(&old.proto, &p)
-            {
-                listeners.insert(p.name.clone(), old.clone());
-                continue;
-            }
-            if waits_for_secrets(&listener_secrets(&p), next) {
-                if let Some(old) = self.state.listeners.get(&p.name) {
-                    listeners.insert(p.name.clone(), old.clone());
-                }
-                next.waiting_listeners.insert(p.name.clone(), p);
-                continue;
-            }
-            match build_listener(p, &secrets, now) {
-                Ok(l) => {
-                    listeners.insert(l.proto.name.clone(), l);
-                }
-                Err(r) => rejections.push(r),
-            }
-        }
+        let (listeners, waiting) = build_or_wait(
+            v,
+            &self.state.listeners,
+            |p: &ListenerProto| waits_for_secrets(&listener_secrets(p), next),
+            |p| build_listener(p, &secrets, now),
+            rejections,
+        );
         next.listeners = listeners;
+        next.waiting_listeners = waiting;
     }
 
     fn routes(
@@ -636,6 +605,84 @@ pub(crate) async fn log_acks(mut status: watch::Receiver<AdsStatus>) {
         acks = s.acks;
         nacks = s.nacks;
     }
+}
+
+/// A built resource and the message it was built from.
+trait Built {
+    type Proto: PartialEq;
+    fn proto(&self) -> &Arc<Self::Proto>;
+}
+
+impl Built for DynCluster {
+    type Proto = ClusterProto;
+    fn proto(&self) -> &Arc<ClusterProto> {
+        &self.proto
+    }
+}
+
+impl Built for DynListener {
+    type Proto = ListenerProto;
+    fn proto(&self) -> &Arc<ListenerProto> {
+        &self.proto
+    }
+}
+
+/// A resource's name (clusters and listeners are named alike).
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for ClusterProto {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for ListenerProto {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Resources waiting for their secrets, by name.
+type Waiting<P> = BTreeMap<String, Arc<P>>;
+
+/// The resources of an update (`v`) built, by name: an unchanged one is the running one; one whose
+/// secrets have not all arrived (`waits`) waits, returned apart, while the running one of its name (if
+/// any) keeps serving; a new or changed one is built, or rejected.
+fn build_or_wait<R: Built<Proto: Named> + Clone>(
+    v: Vec<Arc<R::Proto>>,
+    running: &BTreeMap<String, R>,
+    waits: impl Fn(&R::Proto) -> bool,
+    mut build: impl FnMut(Arc<R::Proto>) -> Result<R, Rejection>,
+    rejections: &mut Vec<Rejection>,
+) -> (BTreeMap<String, R>, Waiting<R::Proto>) {
+    let mut built = BTreeMap::new();
+    let mut waiting = BTreeMap::new();
+    for p in v {
+        let name = p.name().to_owned();
+        let old = running.get(&name);
+        if let Some(old) = old
+            && same(old.proto(), &p)
+        {
+            built.insert(name, old.clone());
+            continue;
+        }
+        if waits(&p) {
+            if let Some(old) = old {
+                built.insert(name.clone(), old.clone());
+            }
+            waiting.insert(name, p);
+            continue;
+        }
+        match build(p) {
+            Ok(r) => {
+                built.insert(name, r);
+            }
+            Err(r) => rejections.push(r),
+        }
+    }
+    (built, waiting)
 }
 
 /// Whether a resource is unchanged: the same decoded message (the xDS client keeps unchanged ones
