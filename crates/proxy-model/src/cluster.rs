@@ -728,6 +728,11 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
         oat.refuse_set(&unimplemented_http_options(&options))?;
         return match options.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match e.protocol_config {
+                Some(E::Http2ProtocolOptions(h2)) if h2.allow_connect => Err(oat
+                    .key("explicit_http_config")
+                    .key("http2_protocol_options")
+                    .key("allow_connect")
+                    .unsupported("upgrades sent upstream as HTTP/2 extended CONNECT")),
                 Some(E::Http2ProtocolOptions(_)) => Ok(UpstreamProtocol::Http2),
                 Some(E::Http3ProtocolOptions(_)) => Err(oat.unsupported("HTTP/3 upstream")),
                 _ => Ok(UpstreamProtocol::Http1),
@@ -739,7 +744,13 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
             None => Ok(UpstreamProtocol::Http1),
         };
     }
-    if p.http2_protocol_options.is_some() {
+    if let Some(h2) = &p.http2_protocol_options {
+        if h2.allow_connect {
+            return Err(at
+                .key("http2_protocol_options")
+                .key("allow_connect")
+                .unsupported("upgrades sent upstream as HTTP/2 extended CONNECT"));
+        }
         return Ok(UpstreamProtocol::Http2);
     }
     Ok(UpstreamProtocol::Http1)
@@ -1271,6 +1282,11 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
             let e = refusal(&typed(options));
             assert!(e.contains(&format!("{path}: ")), "{options}: {e}");
         }
+        let e = refusal("{name: s, type: STATIC, http2_protocol_options: {allow_connect: true}}");
+        assert!(
+            e.contains("cluster.http2_protocol_options.allow_connect: "),
+            "{e}"
+        );
         // Several at once are all reported.
         let e =
             refusal("{name: s, type: STATIC, lb_subset_config: {}, use_tcp_for_dns_lookups: true}");
