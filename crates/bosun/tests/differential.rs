@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::{
     BIDI, CLIENT_STREAM, Client, CloseWhen, ClosingUpstream, Envoy, FAIL, GRPC_MESSAGE_HEADER,
-    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, HOLD_HEADER, Process, Protocol, RefusingH2,
-    Req, Response, SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream,
+    GRPC_STATUS_HEADER, GrpcEcho, GrpcStream, H2Tap, H2UpgradeEcho, HOLD_HEADER, Process, Protocol,
+    RefusingH2, Req, Response, SERVER_STREAM, TcpEcho, TempDir, Template, UpgradeEcho, Upstream,
     UpstreamBehaviour, count_header, free_port, localhost, open_tunnel,
 };
 
@@ -1795,9 +1795,11 @@ async fn tunnel_outcome(
 #[tokio::test]
 async fn upgrades_and_connect_match_envoy() {
     let upgrade_echo = UpgradeEcho::start().unwrap();
+    let h2_echo = H2UpgradeEcho::start().unwrap();
     let tcp_echo = TcpEcho::start().unwrap();
     let extra = [
         ("UPGRADE_ECHO_PORT", upgrade_echo.addr().port().to_string()),
+        ("H2_UPGRADE_ECHO_PORT", h2_echo.addr().port().to_string()),
         ("TCP_ECHO_PORT", tcp_echo.port().to_string()),
         ("DEAD_PORT", free_port().to_string()),
     ];
@@ -2030,9 +2032,11 @@ async fn h2_upgrade_outcome(
 #[tokio::test]
 async fn websocket_over_http2_matches_envoy() {
     let upgrade_echo = UpgradeEcho::start().unwrap();
+    let h2_echo = H2UpgradeEcho::start().unwrap();
     let tcp_echo = TcpEcho::start().unwrap();
     let extra = [
         ("UPGRADE_ECHO_PORT", upgrade_echo.addr().port().to_string()),
+        ("H2_UPGRADE_ECHO_PORT", h2_echo.addr().port().to_string()),
         ("TCP_ECHO_PORT", tcp_echo.port().to_string()),
         ("DEAD_PORT", free_port().to_string()),
     ];
@@ -2081,6 +2085,61 @@ async fn websocket_over_http2_matches_envoy() {
         both[1].stat("http.upgrades.downstream_rq_ws_on_non_ws_route"),
         both[0].stat("http.upgrades.downstream_rq_ws_on_non_ws_route"),
     );
+
+    // To an HTTP/2 upstream with allow_connect, from an HTTP/2 client and from an HTTP/1 one: an
+    // extended CONNECT with the upgrade type as `:protocol`; the HTTP/1 client gets a 101.
+    let mut h2_client = Vec::new();
+    let mut h1_client = Vec::new();
+    for p in both.iter() {
+        let out = h2_upgrade_outcome(p.listener, "/h2chat", "websocket", &upgrade_echo).await;
+        h2_client.push((
+            out.status,
+            out.echoed,
+            h2_echo.last_headers().map(normalized),
+        ));
+        let head = "GET /h2chat HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let mut tunnel = open_tunnel(p.listener, head).await.unwrap();
+        let echoed = if tunnel.status == 101 {
+            Some(String::from_utf8(tunnel.echo(b"one way and back").await.unwrap()).unwrap())
+        } else {
+            None
+        };
+        let headers: BTreeMap<String, String> = ["upgrade", "connection"]
+            .iter()
+            .filter_map(|h| Some((h.to_string(), tunnel.headers.get(*h)?.clone())))
+            .collect();
+        h1_client.push((
+            tunnel.status,
+            headers,
+            echoed,
+            h2_echo.last_headers().map(normalized),
+        ));
+    }
+    assert_eq!(
+        h2_client[1], h2_client[0],
+        "HTTP/2 client: bosun (left), envoy (right)"
+    );
+    assert_eq!(
+        h1_client[1], h1_client[0],
+        "HTTP/1 client: bosun (left), envoy (right)"
+    );
+    assert_eq!(h2_client[1].0, Some(200));
+    assert_eq!(h1_client[1].0, 101);
+    let upstream = h1_client[1].3.clone().expect("the upstream got it");
+    assert_eq!(upstream.get(":method").map(String::as_str), Some("CONNECT"));
+    assert_eq!(
+        upstream.get(":protocol").map(String::as_str),
+        Some("websocket")
+    );
+    assert_eq!(h1_client[1].2.as_deref(), Some("one way and back"));
+}
+
+/// A recorded request head without what differs by nature between runs and proxies.
+fn normalized(mut head: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    if let Some(id) = head.get_mut("x-request-id") {
+        *id = is_uuid(id).to_string();
+    }
+    head
 }
 
 // === ORIGINAL_DST clusters (the header override; capture itself is in capture.rs) ===

@@ -988,30 +988,25 @@ fn bookinfo_load_balancing_and_circuit_breaking() {
         };
     }
 
-    // The connection pool: one connection, one pending request; the rest is refused at once.
+    // The connection pool: one connection, one pending request; the rest is refused by the
+    // sidecar itself (a 503 no instance answered), not queued behind the slow requests. Told apart
+    // by who answered, not by how long it took, which a loaded machine stretches.
     let started = Instant::now();
-    let answers: Vec<(u16, Duration)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..10)
-            .map(|_| {
-                s.spawn(|| {
-                    let t = Instant::now();
-                    (reviews("/delay/500").0, t.elapsed())
-                })
-            })
-            .collect();
+    let answers: Vec<(u16, &str)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10).map(|_| s.spawn(|| reviews("/delay/500"))).collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("thread"))
             .collect()
     });
     eprintln!("overflow: {answers:?} in {:?}", started.elapsed());
-    let fast_503 = answers
+    let refused = answers
         .iter()
-        .filter(|(s, t)| *s == 503 && *t < Duration::from_millis(400))
+        .filter(|(s, i)| *s == 503 && *i == "none")
         .count();
     assert!(
-        fast_503 >= 5,
-        "most of the overflow is refused at once: {answers:?}"
+        refused >= 5,
+        "most of the overflow is refused by the sidecar: {answers:?}"
     );
     assert!(answers.iter().any(|(s, _)| *s == 200), "{answers:?}");
     let status = up

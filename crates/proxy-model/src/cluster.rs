@@ -61,6 +61,9 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     pub connect_timeout: Duration,
     pub protocol: UpstreamProtocol,
+    /// `http2_protocol_options.allow_connect`: over HTTP/2, an upgrade (WebSocket, …) goes to the
+    /// hosts as an extended CONNECT (RFC 8441).
+    pub h2_extended_connect: bool,
     /// Endpoints by priority (index 0 = priority 0), grouped by locality, each with its weight.
     pub priorities: Vec<Vec<LocalityEndpoints>>,
     /// `common_lb_config.locality_weighted_lb_config`: within a priority, a locality is chosen by
@@ -401,9 +404,9 @@ impl Cluster {
         for e in at.refused(&unimplemented_cluster_fields(p)) {
             errors.push(e);
         }
-        let protocol = errors
+        let (protocol, h2_extended_connect) = errors
             .take(upstream_protocol(p, at))
-            .unwrap_or(UpstreamProtocol::Http1);
+            .unwrap_or((UpstreamProtocol::Http1, false));
         let (priorities, overprovisioning_factor) = match &p.load_assignment {
             Some(la) => errors
                 .take(load_assignment(la, &at.key("load_assignment")))
@@ -486,6 +489,7 @@ impl Cluster {
                 .as_ref()
                 .map_or(Duration::from_secs(5), duration),
             protocol,
+            h2_extended_connect,
             priorities,
             locality_weighted,
             overprovisioning_factor,
@@ -714,7 +718,11 @@ fn bind_config(b: &core::BindConfig, at: &At) -> Result<Option<IpAddr>, ModelErr
     })
 }
 
-fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, ModelError> {
+/// The upstream protocol, and whether HTTP/2 upgrades go as extended CONNECT (`allow_connect`).
+fn upstream_protocol(
+    p: &cluster::Cluster,
+    at: &At,
+) -> Result<(UpstreamProtocol, bool), ModelError> {
     use upstream_http::http_protocol_options::UpstreamProtocolOptions as U;
     use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig as E;
     if let Some(any) = p
@@ -728,32 +736,26 @@ fn upstream_protocol(p: &cluster::Cluster, at: &At) -> Result<UpstreamProtocol, 
         oat.refuse_set(&unimplemented_http_options(&options))?;
         return match options.upstream_protocol_options {
             Some(U::ExplicitHttpConfig(e)) => match e.protocol_config {
-                Some(E::Http2ProtocolOptions(h2)) if h2.allow_connect => Err(oat
-                    .key("explicit_http_config")
-                    .key("http2_protocol_options")
-                    .key("allow_connect")
-                    .unsupported("upgrades sent upstream as HTTP/2 extended CONNECT")),
-                Some(E::Http2ProtocolOptions(_)) => Ok(UpstreamProtocol::Http2),
+                Some(E::Http2ProtocolOptions(h2)) => {
+                    Ok((UpstreamProtocol::Http2, h2.allow_connect))
+                }
                 Some(E::Http3ProtocolOptions(_)) => Err(oat.unsupported("HTTP/3 upstream")),
-                _ => Ok(UpstreamProtocol::Http1),
+                _ => Ok((UpstreamProtocol::Http1, false)),
             },
-            Some(U::UseDownstreamProtocolConfig(_)) => Ok(UpstreamProtocol::Downstream),
+            Some(U::UseDownstreamProtocolConfig(d)) => Ok((
+                UpstreamProtocol::Downstream,
+                d.http2_protocol_options.is_some_and(|h2| h2.allow_connect),
+            )),
             Some(U::AutoConfig(_)) => Err(oat
                 .key("auto_config")
                 .unsupported("auto_config (ALPN-negotiated upstream protocol)")),
-            None => Ok(UpstreamProtocol::Http1),
+            None => Ok((UpstreamProtocol::Http1, false)),
         };
     }
     if let Some(h2) = &p.http2_protocol_options {
-        if h2.allow_connect {
-            return Err(at
-                .key("http2_protocol_options")
-                .key("allow_connect")
-                .unsupported("upgrades sent upstream as HTTP/2 extended CONNECT"));
-        }
-        return Ok(UpstreamProtocol::Http2);
+        return Ok((UpstreamProtocol::Http2, h2.allow_connect));
     }
-    Ok(UpstreamProtocol::Http1)
+    Ok((UpstreamProtocol::Http1, false))
 }
 
 /// Cluster fields that would change how connections are made or hosts chosen and that bosun proxy

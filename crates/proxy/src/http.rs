@@ -797,19 +797,29 @@ async fn forward(
 
     // An upgrade that got here is allowed (`handle` refused the others): hyper left the means to
     // take over the downstream connection in the request's extensions.
-    let mut downstream_upgrade = upgrade_type_of(&parts.method, &parts.headers, &parts.extensions)
+    let upgrade_kind = upgrade_type_of(&parts.method, &parts.headers, &parts.extensions);
+    let mut downstream_upgrade = upgrade_kind
+        .as_ref()
         .and_then(|_| parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned());
     // An allowed upgrade goes upstream with its `Connection` and `Upgrade` as sent (Envoy strips
     // them from other requests only).
     let mut upgrade_headers = Vec::new();
     let h2_upgrade = extended_connect(&parts.method, &parts.extensions);
-    if let Some(protocol) = &h2_upgrade {
+    // To an HTTP/2 upstream that takes them (`allow_connect`), an upgrade goes as an extended
+    // CONNECT with the upgrade type as `:protocol`, as Envoy sends it; its 200 opens the tunnel.
+    let upstream_protocol = upgrade_kind
+        .clone()
+        .filter(|kind| kind != "CONNECT" && downstream_upgrade.is_some())
+        .filter(|_| cluster.uses_h2(downstream_h2) && cluster.config.h2_extended_connect);
+    if upstream_protocol.is_some() {
+        parts.method = http::Method::CONNECT;
+    } else if let Some(protocol) = &h2_upgrade {
         // An HTTP/2 extended CONNECT goes to an HTTP/1 upstream as the upgrade it stands for, as
         // Envoy sends it: GET with `Upgrade: <protocol>` and `Connection: upgrade`.
         if cluster.uses_h2(downstream_h2) {
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "an upgrade over HTTP/2 to an HTTP/2 upstream is not supported by bosun proxy",
+                "an upgrade to an HTTP/2 upstream needs the cluster's http2_protocol_options.allow_connect",
             );
         }
         parts.method = http::Method::GET;
@@ -902,7 +912,12 @@ async fn forward(
             let host = mirror.pick_for(&lb, &[]);
             tokio::spawn(async move {
                 if let Some(host) = host {
-                    let _ = send(&mirror, &host, &method, &path, h, full(body), false).await;
+                    let head = Outgoing {
+                        method: &method,
+                        path: &path,
+                        protocol: None,
+                    };
+                    let _ = send(&mirror, &host, head, h, full(body), false).await;
                 }
             });
         }
@@ -1014,15 +1029,12 @@ async fn forward(
         cluster.stats.upstream_rq_total.inc();
         cluster.stats.upstream_rq_active.inc();
         host.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = send(
-            cluster,
-            &host,
-            &parts.method,
-            &upstream_path,
-            h,
-            body,
-            downstream_h2,
-        );
+        let head = Outgoing {
+            method: &parts.method,
+            path: &upstream_path,
+            protocol: upstream_protocol.as_deref(),
+        };
+        let sent = send(cluster, &host, head, h, body, downstream_h2);
         let result = match try_timeout {
             Some(t) => tokio::time::timeout(t, sent)
                 .await
@@ -1061,19 +1073,15 @@ async fn forward(
                 }
                 // Envoy charges the response code once, for the answer that goes downstream.
                 cluster.record_status(status);
-                if status == 101
-                    && let Some(downstream) = downstream_upgrade.take()
-                {
+                let opened = status == 101 || (upstream_protocol.is_some() && status == 200);
+                if opened && let Some(downstream) = downstream_upgrade.take() {
                     exchange.upstream_service_time = Some(start.elapsed());
-                    let downstream_is_h2 = h2_upgrade.is_some();
-                    return switch_protocols(
-                        resp,
+                    let ends = TunnelEnds {
                         downstream,
-                        downstream_is_h2,
-                        slot,
-                        ctx,
-                        exchange,
-                    );
+                        downstream_is_h2: h2_upgrade.is_some(),
+                        upstream_protocol: upstream_protocol.as_deref(),
+                    };
+                    return switch_protocols(resp, ends, slot, ctx, exchange);
                 }
                 exchange.upstream_service_time = Some(start.elapsed());
                 let mut resp = finish_upstream(resp, start.elapsed(), slot);
@@ -1331,18 +1339,33 @@ fn is_refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// What an upstream request is besides its headers and body.
+struct Outgoing<'a> {
+    method: &'a http::Method,
+    path: &'a str,
+    /// The `:protocol` of an HTTP/2 extended CONNECT.
+    protocol: Option<&'a str>,
+}
+
 async fn send(
     cluster: &ClusterRuntime,
     host: &Host,
-    method: &http::Method,
-    path: &str,
+    head: Outgoing<'_>,
     headers: HeaderMap,
     body: Body,
     downstream_h2: bool,
 ) -> Result<Response<Incoming>, Failure> {
+    let Outgoing {
+        method,
+        path,
+        protocol,
+    } = head;
     let mut req = Request::new(body);
     *req.method_mut() = method.clone();
     *req.headers_mut() = headers;
+    if let Some(p) = protocol {
+        req.extensions_mut().insert(hyper::ext::Protocol::from(p));
+    }
     let result = match (&host.h2, cluster.uses_h2(downstream_h2)) {
         (Some(h2), true) => {
             // HTTP/2 sends the authority as `:authority`, from the URI; no `host` header.
@@ -1405,19 +1428,33 @@ fn overflow_reply() -> Response<Body> {
     resp
 }
 
-/// The upstream accepted the upgrade (101): answer it downstream with the upstream's headers (its
-/// `Upgrade` and `Connection` included, as Envoy) and splice the two connections once both sides
-/// have switched, until either closes or nothing moves for the stream idle timeout. The route
-/// timeout no longer applies, as in Envoy. To an HTTP/2 extended CONNECT (`downstream_is_h2`) the
-/// answer is a 200 without `Upgrade` and `Connection`, and the stream carries the tunnel.
+/// The two sides of an upgrade the upstream accepted.
+struct TunnelEnds<'a> {
+    downstream: hyper::upgrade::OnUpgrade,
+    /// The client asked by HTTP/2 extended CONNECT.
+    downstream_is_h2: bool,
+    /// The upstream was asked by HTTP/2 extended CONNECT, with this `:protocol`.
+    upstream_protocol: Option<&'a str>,
+}
+
+/// The upstream accepted the upgrade (101, or 200 to an extended CONNECT): answer it downstream and
+/// splice the two sides once both have switched, until either closes or nothing moves for the
+/// stream idle timeout. The route timeout no longer applies, as in Envoy. An HTTP/1 client gets the
+/// upstream's headers with its `Upgrade` and `Connection` (as Envoy), or, from an HTTP/2 upstream, a
+/// 101 naming the upgrade; an HTTP/2 client gets a 200 without them, and its stream carries the
+/// tunnel.
 fn switch_protocols(
     mut resp: Response<Incoming>,
-    downstream: hyper::upgrade::OnUpgrade,
-    downstream_is_h2: bool,
+    ends: TunnelEnds<'_>,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ctx: &ConnContext,
     exchange: &mut Exchange,
 ) -> Response<Body> {
+    let TunnelEnds {
+        downstream,
+        downstream_is_h2,
+        upstream_protocol,
+    } = ends;
     let upstream = hyper::upgrade::on(&mut resp);
     let (mut parts, _) = resp.into_parts();
     for h in HOP_BY_HOP {
@@ -1429,6 +1466,15 @@ fn switch_protocols(
         parts.status = StatusCode::OK;
         parts.version = Version::HTTP_2;
     } else {
+        if let Some(protocol) = upstream_protocol {
+            parts.status = StatusCode::SWITCHING_PROTOCOLS;
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Ok(v) = HeaderValue::from_str(protocol) {
+                parts.headers.insert(header::UPGRADE, v);
+            }
+        }
         parts.version = Version::HTTP_11;
     }
     spawn_tunnel(ctx, exchange, async move {

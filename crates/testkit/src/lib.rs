@@ -40,6 +40,7 @@ mod envoy;
 mod error;
 mod grpc;
 mod h2tap;
+mod h2upgrade;
 mod net;
 mod process;
 mod server_thread;
@@ -59,6 +60,7 @@ pub use grpc::{
     SERVER_STREAM, grpc_frame,
 };
 pub use h2tap::{GoAway, H2Tap, RefusingH2};
+pub use h2upgrade::H2UpgradeEcho;
 pub use net::{
     blocking_get, blocking_post, free_port, localhost, try_free_port, wait_for_port, wait_ready,
 };
