@@ -1284,11 +1284,9 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
             let e = refusal(&typed(options));
             assert!(e.contains(&format!("{path}: ")), "{options}: {e}");
         }
-        let e = refusal("{name: s, type: STATIC, http2_protocol_options: {allow_connect: true}}");
-        assert!(
-            e.contains("cluster.http2_protocol_options.allow_connect: "),
-            "{e}"
-        );
+        let c = build("{name: s, type: STATIC, http2_protocol_options: {allow_connect: true}}")
+            .unwrap();
+        assert!(c.h2_extended_connect && c.protocol == UpstreamProtocol::Http2);
         // Several at once are all reported.
         let e =
             refusal("{name: s, type: STATIC, lb_subset_config: {}, use_tcp_for_dns_lookups: true}");
