@@ -1417,6 +1417,33 @@ async fn retries_match_envoy() {
         assert_eq!(r.status(), 500);
         assert_eq!(a.requests_with("/codes"), 4, "{}: 500 not retried", p.name);
 
+        // Conditions on the response's headers: `x-envoy-ratelimited` (any status), and
+        // `retriable_headers` matchers; a response that matches none is not retried.
+        for (path, header, attempts) in [
+            ("/ratelimited", "x-envoy-ratelimited: true", 3),
+            ("/ratelimited", "x-other: true", 1),
+            ("/retriable-headers", "x-try-again: yes", 3),
+            ("/retriable-headers", "x-try-again: no", 1),
+            ("/retriable-headers", "x-retry-me: 1", 3),
+        ] {
+            a.reset_counters();
+            let r = client
+                .send(
+                    Req::get(path)
+                        .header("x-testkit-status", "429")
+                        .header(testkit::RESPONSE_HEADER, header),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 429, "{}: {path} {header}", p.name);
+            assert_eq!(
+                a.requests_with(path),
+                attempts,
+                "{}: {path} with {header}",
+                p.name
+            );
+        }
+
         // per_try_timeout: each attempt times out, retried, then 504.
         a.reset_counters();
         let start = Instant::now();

@@ -157,6 +157,8 @@ pub struct RetryPolicy {
     pub host_selection_max_attempts: u32,
     pub base_interval: Duration,
     pub max_interval: Duration,
+    /// `retriable_headers`: with `retriable-headers`, a response matching any of these is retried.
+    pub retriable_headers: Vec<HeaderMatcher>,
 }
 
 #[derive(Debug)]
@@ -1065,20 +1067,12 @@ impl RetryPolicy {
         }
         // Conditions and fields Envoy acts on that Bosun does not: refused, not ignored, since
         // ignoring them would change which requests are retried.
-        const NOT_IMPLEMENTED: &[&str] = &["envoy-ratelimited", "retriable-headers"];
-        if let Some(c) = retry_on
+        let retriable_headers = p
+            .retriable_headers
             .iter()
-            .find(|c| NOT_IMPLEMENTED.contains(&c.as_str()))
-        {
-            return Err(at
-                .key("retry_on")
-                .unsupported(format!("the retry condition {c:?}")));
-        }
-        if !p.retriable_headers.is_empty() {
-            return Err(at
-                .key("retriable_headers")
-                .unsupported("retrying on response headers"));
-        }
+            .enumerate()
+            .map(|(i, h)| HeaderMatcher::from_proto(h, &at.key("retriable_headers").index(i)))
+            .collect::<Result<Vec<_>, _>>()?;
         if !p.retriable_request_headers.is_empty() {
             return Err(at
                 .key("retriable_request_headers")
@@ -1136,11 +1130,31 @@ impl RetryPolicy {
                 .unwrap_or(1),
             base_interval,
             max_interval,
+            retriable_headers,
         })
     }
 
     pub fn retries_on(&self, condition: &str) -> bool {
         self.retry_on.iter().any(|c| c == condition)
+    }
+
+    /// Whether a response's headers make it retriable: `envoy-ratelimited` when the upstream set
+    /// `x-envoy-ratelimited`, `retriable-headers` when any `retriable_headers` matcher matches (on each
+    /// value of a repeated header, as route matching does). The request header
+    /// `x-envoy-retriable-header-names` is not read.
+    pub fn retriable_response_headers(&self, headers: &http::HeaderMap) -> bool {
+        if self.retries_on("envoy-ratelimited") && headers.contains_key("x-envoy-ratelimited") {
+            return true;
+        }
+        self.retries_on("retriable-headers")
+            && self.retriable_headers.iter().any(|m| {
+                let values: Vec<&str> = headers
+                    .get_all(m.name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                m.matches_values(&values)
+            })
     }
 }
 

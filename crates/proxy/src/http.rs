@@ -1063,7 +1063,9 @@ async fn forward(
                 );
                 if can_retry
                     && policy.is_some_and(|p| {
-                        retriable_status(p, status) || retriable_grpc(p, resp.headers())
+                        retriable_status(p, status)
+                            || retriable_grpc(p, resp.headers())
+                            || p.retriable_response_headers(resp.headers())
                     })
                     && take_retry(cluster, exchange)
                 {

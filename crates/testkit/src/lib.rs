@@ -68,8 +68,8 @@ pub use process::Process;
 pub use tempdir::TempDir;
 pub use template::{Template, TemplateError, render};
 pub use upstream::{
-    BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, HOLD_HEADER, RecordedRequest, STATUS_HEADER,
-    TcpEcho, UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
+    BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, HOLD_HEADER, RESPONSE_HEADER, RecordedRequest,
+    STATUS_HEADER, TcpEcho, UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
 };
 
 /// Locks a mutex, recovering the data if a panicking test poisoned it.

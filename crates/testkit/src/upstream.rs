@@ -31,6 +31,8 @@ pub const BODY_BYTES_HEADER: &str = "x-testkit-body-bytes";
 pub const CLOSE_HEADER: &str = "x-testkit-close";
 /// Request header: `1` holds the answer until [`Upstream::release_held`] (at most [`MAX_DELAY`]).
 pub const HOLD_HEADER: &str = "x-testkit-hold";
+/// Request header: `name: value` (repeatable) adds that header to the answer.
+pub const RESPONSE_HEADER: &str = "x-testkit-response-header";
 /// Response header naming the upstream that answered.
 pub const UPSTREAM_HEADER: &str = "x-upstream";
 
@@ -338,6 +340,13 @@ async fn handle(
     let status_header = header(&req, STATUS_HEADER).map(str::to_string);
     let delay_header = header(&req, DELAY_HEADER).map(str::to_string);
     let body_bytes_header = header(&req, BODY_BYTES_HEADER).map(str::to_string);
+    let response_headers: Vec<(String, String)> = req
+        .headers()
+        .get_all(RESPONSE_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
 
     let mut headers_json = serde_json::Map::new();
     let mut headers = Vec::with_capacity(req.headers().len());
@@ -483,6 +492,14 @@ async fn handle(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(content_type),
     );
+    for (n, v) in response_headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
     Ok(resp)
 }
 

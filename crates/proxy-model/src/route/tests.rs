@@ -273,21 +273,6 @@ virtual_hosts:
 fn unimplemented_retry_conditions_and_fields_are_refused() {
     let cases = [
         (
-            r#"{retry_on: "5xx,envoy-ratelimited"}"#,
-            "retry_on",
-            r#"the retry condition "envoy-ratelimited""#,
-        ),
-        (
-            r#"{retry_on: retriable-headers, retriable_headers: [{name: x-retry, present_match: true}]}"#,
-            "retry_on",
-            r#"the retry condition "retriable-headers""#,
-        ),
-        (
-            r#"{retry_on: 5xx, retriable_headers: [{name: x-retry, present_match: true}]}"#,
-            "retriable_headers",
-            "retrying on response headers",
-        ),
-        (
             r#"{retry_on: 5xx, retriable_request_headers: [{name: x-retry, present_match: true}]}"#,
             "retriable_request_headers",
             "retrying only requests with given headers",
