@@ -145,6 +145,9 @@ pub fn bootstrap(args: &BootstrapArgs<'_>) -> Result<Value> {
             "clusters": [{
                 "name": "xds-grpc",
                 "type": cluster_type,
+                // A host name for --xds (`localhost`) may resolve to ::1 first while the control
+                // plane listens on IPv4 only: IPv4 when the name has one.
+                "dns_lookup_family": "V4_PREFERRED",
                 "connect_timeout": "1s",
                 "load_assignment": {
                     "cluster_name": "xds-grpc",

@@ -223,6 +223,26 @@ fn bootstrap_output_is_accepted_by_envoy() {
     if testkit::Envoy::find_or_skip("bootstrap_output_is_accepted_by_envoy").is_some() {
         testkit::Envoy::validate(&yaml).expect("envoy --mode validate accepts it");
     }
+    // A host name for the control plane: a DNS cluster that prefers IPv4, which Envoy accepts too.
+    let o = bosun(
+        &[
+            "bootstrap",
+            "--node-id",
+            "sidecar~127.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            "--xds",
+            "localhost:15010",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let yaml = stdout(&o);
+    assert!(
+        yaml.contains("\"STRICT_DNS\"") && yaml.contains("\"V4_PREFERRED\""),
+        "{yaml}"
+    );
+    if testkit::Envoy::find_or_skip("bootstrap_output_is_accepted_by_envoy").is_some() {
+        testkit::Envoy::validate(&yaml).expect("envoy --mode validate accepts it");
+    }
     let o = bosun(&["bootstrap", "--node-id", "reviews"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("four parts"));
