@@ -47,6 +47,7 @@ impl Certs {
             ("mtls", vec!["mtls.example.com"]),
             ("san", vec!["san.example.com"]),
             ("default", vec!["default.example.com"]),
+            ("ciphers", vec!["ciphers.example.com"]),
         ] {
             let cert = ca.issue_server(&dns, DAY).unwrap();
             dir.write(&format!("{name}.pem"), cert.cert_chain_pem.as_bytes())
@@ -347,6 +348,33 @@ async fn tls_get_over(
     }
 }
 
+/// The TLS 1.2 cipher suite a handshake offering only `offer` (OpenSSL names) settles on, or
+/// `None` when the server refuses it.
+async fn tls12_suite(
+    addr: SocketAddr,
+    sni: &str,
+    offer: &[&str],
+    roots: &RootStore,
+) -> Option<String> {
+    let config = mesh_tls::client_config(&ClientOptions {
+        versions: mesh_tls::TlsVersions {
+            min: mesh_tls::TlsVersion::Tls12,
+            max: mesh_tls::TlsVersion::Tls12,
+        },
+        tls12_ciphers: mesh_tls::Tls12Ciphers::from_names(offer).unwrap(),
+        ..ClientOptions::new(Verify::SanMatch(PeerValidation::new(roots.clone())))
+    })
+    .unwrap();
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let name = ServerName::try_from(sni.to_owned()).ok()?;
+        let tls = TlsConnector::from(config).connect(name, tcp).await.ok()?;
+        let suite = tls.get_ref().1.negotiated_cipher_suite()?;
+        Some(format!("{:?}", suite.suite()))
+    };
+    tokio::time::timeout(TIMEOUT, attempt).await.ok().flatten()
+}
+
 /// Plain HTTP/1.1 GET of `path`: status and body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let resp = testkit::http_get(addr, path, &[]).await.unwrap();
@@ -395,6 +423,31 @@ async fn tls_matches_envoy() {
     assert_eq!(answer_body(&deeper), Some("chain-wild"));
     let other = same_tls(&both, &plain("other.example.com"), roots).await;
     assert_eq!(answer_body(&other), Some("chain-default"));
+
+    // tls_params.cipher_suites (TLS 1.2): a client offering only suites outside the list is refused;
+    // one offering several gets one from the list.
+    for offer in [
+        &["ECDHE-ECDSA-AES256-GCM-SHA384"][..],
+        &["ECDHE-ECDSA-AES128-GCM-SHA256"],
+        &[
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ],
+    ] {
+        let mut suites = Vec::new();
+        for p in &both {
+            suites.push(tls12_suite(p.terminate, "ciphers.example.com", offer, roots).await);
+        }
+        assert_eq!(
+            suites[1], suites[0],
+            "offer {offer:?}: bosun (left), envoy (right)"
+        );
+        assert_eq!(
+            suites[1].is_some(),
+            offer.len() > 1 || offer[0].contains("AES128"),
+            "{offer:?}"
+        );
+    }
 
     // Behind TLS termination the upstream is told the client used https.
     for p in &both {

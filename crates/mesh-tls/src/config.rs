@@ -6,7 +6,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
+use rustls::{ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
 use crate::verify::{InsecureServerVerifier, SanClientVerifier, SanServerVerifier};
 use crate::{Error, Identity, RootStore, SanMatcher};
@@ -114,6 +114,54 @@ pub enum Verify {
     InsecureSkipVerify,
 }
 
+/// The TLS 1.2 cipher suites a side offers or accepts, in preference order: Envoy's `cipher_suites`,
+/// by OpenSSL/BoringSSL name. TLS 1.3's suites are not chosen (BoringSSL fixes them, so Envoy's
+/// list does not apply to them either). Empty: all of rustls' suites.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tls12Ciphers(Vec<SupportedCipherSuite>);
+
+impl Tls12Ciphers {
+    /// Envoy's list: names, or `[A|B]` groups of equally preferred ones (kept in their order). A
+    /// name bosun does not speak (CBC, static RSA, PSK, 3DES, …) is an error naming it.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Tls12Ciphers, Error> {
+        use rustls::crypto::ring::cipher_suite as c;
+        let mut out = Vec::new();
+        for entry in names {
+            let entry = entry.as_ref().trim();
+            let group = entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .unwrap_or(entry);
+            for name in group.split('|').map(str::trim) {
+                let suite = match name {
+                    "ECDHE-ECDSA-AES128-GCM-SHA256" => c::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                    "ECDHE-RSA-AES128-GCM-SHA256" => c::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                    "ECDHE-ECDSA-AES256-GCM-SHA384" => c::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                    "ECDHE-RSA-AES256-GCM-SHA384" => c::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                    "ECDHE-ECDSA-CHACHA20-POLY1305" => {
+                        c::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                    }
+                    "ECDHE-RSA-CHACHA20-POLY1305" => c::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+                    _ => {
+                        return Err(Error::CipherSuite {
+                            name: name.to_owned(),
+                        });
+                    }
+                };
+                if !out.contains(&suite) {
+                    out.push(suite);
+                }
+            }
+        }
+        Ok(Tls12Ciphers(out))
+    }
+
+    /// Whether no list was given (rustls' defaults apply).
+    pub fn is_default(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Everything a server config needs besides its certificate.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -121,6 +169,7 @@ pub struct ServerOptions {
     /// ALPN protocols in preference order, e.g. `[b"h2", b"http/1.1"]`; empty: no ALPN.
     pub alpn: Vec<Vec<u8>>,
     pub versions: TlsVersions,
+    pub tls12_ciphers: Tls12Ciphers,
 }
 
 /// Everything a client config needs. The server name (SNI) is given per connection by the caller.
@@ -132,6 +181,7 @@ pub struct ClientOptions {
     /// ALPN protocols in preference order; empty: no ALPN.
     pub alpn: Vec<Vec<u8>>,
     pub versions: TlsVersions,
+    pub tls12_ciphers: Tls12Ciphers,
 }
 
 impl ClientOptions {
@@ -142,6 +192,7 @@ impl ClientOptions {
             identity: None,
             alpn: Vec::new(),
             versions: TlsVersions::default(),
+            tls12_ciphers: Tls12Ciphers::default(),
         }
     }
 }
@@ -151,12 +202,24 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// [`crypto_provider`] with its TLS 1.2 suites narrowed to `ciphers` (TLS 1.3's kept).
+fn provider_with(ciphers: &Tls12Ciphers) -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !ciphers.is_default() {
+        provider
+            .cipher_suites
+            .retain(|s| matches!(s, SupportedCipherSuite::Tls13(_)));
+        provider.cipher_suites.extend(ciphers.0.iter().copied());
+    }
+    Arc::new(provider)
+}
+
 /// A server config presenting `identity`.
 pub fn server_config(
     identity: &Identity,
     opts: &ServerOptions,
 ) -> Result<Arc<ServerConfig>, Error> {
-    let provider = crypto_provider();
+    let provider = provider_with(&opts.tls12_ciphers);
     let versions = opts.versions.rustls()?;
     let verifier: Arc<dyn ClientCertVerifier> = match &opts.client_auth {
         ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
@@ -196,7 +259,7 @@ fn client_verifier(
 
 /// A client config; the caller supplies the server name (SNI) when connecting.
 pub fn client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, Error> {
-    let provider = crypto_provider();
+    let provider = provider_with(&opts.tls12_ciphers);
     let algs = provider.signature_verification_algorithms;
     let versions = opts.versions.rustls()?;
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -224,4 +287,37 @@ pub fn client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, Error> {
     };
     config.alpn_protocols = opts.alpn.clone();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cipher_names_are_envoys_with_groups_and_unknown_ones_are_named() {
+        let c = Tls12Ciphers::from_names(&[
+            "[ECDHE-ECDSA-CHACHA20-POLY1305|ECDHE-ECDSA-AES128-GCM-SHA256]",
+            "ECDHE-RSA-AES256-GCM-SHA384",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ])
+        .expect("known names");
+        let names: Vec<String> = c.0.iter().map(|s| format!("{:?}", s.suite())).collect();
+        assert_eq!(
+            names,
+            [
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            ]
+        );
+        assert!(
+            Tls12Ciphers::from_names::<&str>(&[])
+                .expect("empty")
+                .is_default()
+        );
+        // Istio's default inbound list has static-RSA suites rustls does not have.
+        let e = Tls12Ciphers::from_names(&["ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384"])
+            .expect_err("static RSA");
+        assert!(e.to_string().contains("\"AES256-GCM-SHA384\""), "{e}");
+    }
 }

@@ -71,6 +71,10 @@ pub enum Error {
         #[source]
         source: Box<regex::Error>,
     },
+    #[error(
+        "cipher suite {name:?} is not one bosun offers (it speaks ECDHE with AES-GCM or ChaCha20-Poly1305 over TLS 1.2: ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256, ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305)"
+    )]
+    CipherSuite { name: String },
     #[error("TLS version range is empty: min {min:?} is above max {max:?}")]
     VersionRange {
         min: crate::TlsVersion,

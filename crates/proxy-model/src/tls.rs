@@ -17,7 +17,7 @@ use mesh_tls::rustls::pki_types::ServerName;
 use mesh_tls::rustls::{ClientConfig, ServerConfig};
 use mesh_tls::{
     ClientAuth, ClientOptions, Identity, PeerValidation, RootStore, SanMatcher, SanType,
-    ServerOptions, StringMatcher, TlsVersion, TlsVersions, Verify,
+    ServerOptions, StringMatcher, Tls12Ciphers, TlsVersion, TlsVersions, Verify,
 };
 use xds_api::pb::envoy::config::core::v3 as core;
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
@@ -196,6 +196,7 @@ pub fn downstream(
         client_auth,
         alpn: c.alpn.clone(),
         versions: c.versions.unwrap_or_default(),
+        tls12_ciphers: c.ciphers.clone(),
     };
     let build = |o: &ServerOptions| {
         mesh_tls::server_config(&identity, o).map_err(|e| cat.error(e.to_string()))
@@ -249,6 +250,7 @@ pub fn upstream(
             identity: c.identity.clone(),
             alpn,
             versions,
+            tls12_ciphers: c.ciphers.clone(),
         })
         .map_err(|e| cat.error(e.to_string()))
     };
@@ -282,6 +284,8 @@ struct Common {
     alpn: Vec<Vec<u8>>,
     /// `None`: the side's default range.
     versions: Option<TlsVersions>,
+    /// `tls_params.cipher_suites` (TLS 1.2).
+    ciphers: Tls12Ciphers,
 }
 
 fn common_context(
@@ -405,9 +409,9 @@ fn common_context(
                 .unsupported("certificate providers"));
         }
     };
-    let versions = match &p.tls_params {
+    let (versions, ciphers) = match &p.tls_params {
         Some(params) => tls_params(params, &at.key("tls_params"))?,
-        None => None,
+        None => (None, Tls12Ciphers::default()),
     };
     Ok(Common {
         identity,
@@ -418,13 +422,19 @@ fn common_context(
             .map(|s| s.as_bytes().to_vec())
             .collect(),
         versions,
+        ciphers,
     })
 }
 
-fn tls_params(p: &tls::TlsParameters, at: &At) -> Result<Option<TlsVersions>, ModelError> {
+/// The version range (`None`: the side's default) and the TLS 1.2 cipher suites.
+fn tls_params(
+    p: &tls::TlsParameters,
+    at: &At,
+) -> Result<(Option<TlsVersions>, Tls12Ciphers), ModelError> {
     use tls::tls_parameters::TlsProtocol as P;
+    let ciphers = Tls12Ciphers::from_names(&p.cipher_suites)
+        .map_err(|e| at.key("cipher_suites").error(e.to_string()))?;
     for (field, set) in [
-        ("cipher_suites", !p.cipher_suites.is_empty()),
         ("ecdh_curves", !p.ecdh_curves.is_empty()),
         ("signature_algorithms", !p.signature_algorithms.is_empty()),
         ("compliance_policies", !p.compliance_policies.is_empty()),
@@ -453,7 +463,7 @@ fn tls_params(p: &tls::TlsParameters, at: &At) -> Result<Option<TlsVersions>, Mo
         "tls_maximum_protocol_version",
     )?;
     if min.is_none() && max.is_none() {
-        return Ok(None);
+        return Ok((None, ciphers));
     }
     let versions = TlsVersions {
         min: min.unwrap_or(TlsVersion::Tls12),
@@ -465,7 +475,7 @@ fn tls_params(p: &tls::TlsParameters, at: &At) -> Result<Option<TlsVersions>, Mo
             versions.min, versions.max
         )));
     }
-    Ok(Some(versions))
+    Ok((Some(versions), ciphers))
 }
 
 fn certificate(p: &tls::TlsCertificate, at: &At) -> Result<Identity, ModelError> {
