@@ -14,10 +14,14 @@ use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use testkit::Envoy;
 use xds_api::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
 use xds_api::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
 use xds_api::pb::envoy::config::listener::v3::{Listener, filter::ConfigType};
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
+};
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, tls_parameters::TlsProtocol,
 };
 
 const MESH: &str = "services:
@@ -406,8 +410,9 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
     }
 }
 
-/// A Gateway TLS server (`mode: SIMPLE`, certificate files) with a `tcp` route: TLS terminated on the
-/// gateway, the plaintext forwarded by `tcp_proxy`, the chain chosen by the server's hosts (SNI).
+/// A Gateway TLS server (`mode: SIMPLE`, certificate files, versions and cipher suites) with a `tcp`
+/// route: TLS terminated on the gateway, the plaintext forwarded by `tcp_proxy`, the chain chosen by
+/// the server's hosts (SNI), its `tls_params` as istiod writes them.
 #[test]
 fn envoy_accepts_a_tls_terminating_tcp_gateway() {
     if Envoy::find_or_skip("envoy_accepts_a_tls_terminating_tcp_gateway").is_none() {
@@ -434,7 +439,7 @@ spec:
   servers:
   - port: {{number: 15443, name: tls-db, protocol: TLS}}
     hosts: [db.example.com]
-    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}, minProtocolVersion: TLSV1_2, maxProtocolVersion: TLSV1_3, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256]}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -470,6 +475,36 @@ spec:
             .map(|m| m.server_names.clone()),
         Some(vec!["db.example.com".to_owned()])
     );
+    let Some(SocketConfig::TypedConfig(any)) = chain
+        .transport_socket
+        .as_ref()
+        .and_then(|t| t.config_type.clone())
+    else {
+        panic!("a typed transport socket");
+    };
+    let context: DownstreamTlsContext = xds_api::any::unpack(&any).expect("DownstreamTlsContext");
+    let params = context
+        .common_tls_context
+        .and_then(|c| c.tls_params)
+        .expect("tls_params");
+    assert_eq!(
+        (
+            params.tls_minimum_protocol_version,
+            params.tls_maximum_protocol_version,
+            params.cipher_suites.clone()
+        ),
+        (
+            TlsProtocol::TlSv12 as i32,
+            TlsProtocol::TlSv13 as i32,
+            vec![
+                "ECDHE-ECDSA-AES128-GCM-SHA256".to_owned(),
+                "ECDHE-RSA-AES128-GCM-SHA256".to_owned()
+            ]
+        )
+    );
+    // bosun proxy takes it as well.
+    proxy_model::listener::Listener::from_proto(listener, &proxy_model::error::At::root("gw"))
+        .expect("bosun proxy accepts the gateway listener");
     let yaml = static_bootstrap(&r);
     if let Err(e) = Envoy::validate(&yaml) {
         panic!("Envoy refused the TLS-terminating TCP gateway: {e}\n{yaml}");

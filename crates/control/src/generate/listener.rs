@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use mesh_api::types::gateway::{Server, ServerTlsMode, ServerTlsSettings};
+use mesh_api::types::gateway::{Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use xds_api::pb::envoy::config::core::v3::TransportSocket;
 use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
@@ -420,7 +420,7 @@ pub fn gateway(
             if let Some(t) = &server.tls {
                 match (t.mode, &t.server_certificate, &t.private_key) {
                     (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
-                        tls = Some(downstream_tls(cert, key));
+                        tls = Some(downstream_tls(t, cert, key));
                     }
                     (_, _, _) if t.https_redirect.unwrap_or(false) => {}
                     (mode, _, _) => warnings.push(format!(
@@ -562,13 +562,32 @@ fn tls_socket(context: &DownstreamTlsContext) -> TransportSocket {
 pub(crate) fn terminating_tls(tls: &ServerTlsSettings) -> Option<TransportSocket> {
     match (tls.mode, &tls.server_certificate, &tls.private_key) {
         (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
-            Some(tls_socket(&downstream_tls(cert, key)))
+            Some(tls_socket(&downstream_tls(tls, cert, key)))
         }
         _ => None,
     }
 }
 
-fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
+/// The server's certificate files, and its protocol versions, cipher suites and curves as
+/// `tls_params` (as istiod writes them; unset ones keep Envoy's defaults).
+fn downstream_tls(tls: &ServerTlsSettings, cert: &str, key: &str) -> DownstreamTlsContext {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+        TlsParameters, tls_parameters::TlsProtocol as Envoy,
+    };
+    let version = |v: Option<TlsProtocol>| match v {
+        None | Some(TlsProtocol::TlsAuto) => Envoy::TlsAuto,
+        Some(TlsProtocol::Tlsv10) => Envoy::TlSv10,
+        Some(TlsProtocol::Tlsv11) => Envoy::TlSv11,
+        Some(TlsProtocol::Tlsv12) => Envoy::TlSv12,
+        Some(TlsProtocol::Tlsv13) => Envoy::TlSv13,
+    } as i32;
+    let params = TlsParameters {
+        tls_minimum_protocol_version: version(tls.min_protocol_version),
+        tls_maximum_protocol_version: version(tls.max_protocol_version),
+        cipher_suites: tls.cipher_suites.clone(),
+        ecdh_curves: tls.ecdh_curves.clone(),
+        ..Default::default()
+    };
     let file = |p: &str| xds_api::pb::envoy::config::core::v3::DataSource {
         specifier: Some(
             xds_api::pb::envoy::config::core::v3::data_source::Specifier::Filename(p.to_owned()),
@@ -582,6 +601,7 @@ fn downstream_tls(cert: &str, key: &str) -> DownstreamTlsContext {
                 private_key: Some(file(key)),
                 ..Default::default()
             }],
+            tls_params: (params != TlsParameters::default()).then_some(params),
             ..Default::default()
         }),
         ..Default::default()
