@@ -735,27 +735,67 @@ fn upstream_protocol(
         let options: upstream_http::HttpProtocolOptions = unpack(any, &oat)?;
         oat.refuse_set(&unimplemented_http_options(&options))?;
         return match options.upstream_protocol_options {
-            Some(U::ExplicitHttpConfig(e)) => match e.protocol_config {
-                Some(E::Http2ProtocolOptions(h2)) => {
-                    Ok((UpstreamProtocol::Http2, h2.allow_connect))
+            Some(U::ExplicitHttpConfig(e)) => {
+                let eat = oat.key("explicit_http_config");
+                match e.protocol_config {
+                    Some(E::Http2ProtocolOptions(h2)) => Ok((
+                        UpstreamProtocol::Http2,
+                        h2_options(&h2, &eat.key("http2_protocol_options"))?,
+                    )),
+                    Some(E::Http3ProtocolOptions(_)) => Err(oat.unsupported("HTTP/3 upstream")),
+                    Some(E::HttpProtocolOptions(h1)) => {
+                        h1_options(&h1, &eat.key("http_protocol_options"))?;
+                        Ok((UpstreamProtocol::Http1, false))
+                    }
+                    None => Ok((UpstreamProtocol::Http1, false)),
                 }
-                Some(E::Http3ProtocolOptions(_)) => Err(oat.unsupported("HTTP/3 upstream")),
-                _ => Ok((UpstreamProtocol::Http1, false)),
-            },
-            Some(U::UseDownstreamProtocolConfig(d)) => Ok((
-                UpstreamProtocol::Downstream,
-                d.http2_protocol_options.is_some_and(|h2| h2.allow_connect),
-            )),
+            }
+            Some(U::UseDownstreamProtocolConfig(d)) => {
+                let dat = oat.key("use_downstream_protocol_config");
+                if let Some(h1) = &d.http_protocol_options {
+                    h1_options(h1, &dat.key("http_protocol_options"))?;
+                }
+                let allow_connect = match &d.http2_protocol_options {
+                    Some(h2) => h2_options(h2, &dat.key("http2_protocol_options"))?,
+                    None => false,
+                };
+                Ok((UpstreamProtocol::Downstream, allow_connect))
+            }
             Some(U::AutoConfig(_)) => Err(oat
                 .key("auto_config")
                 .unsupported("auto_config (ALPN-negotiated upstream protocol)")),
             None => Ok((UpstreamProtocol::Http1, false)),
         };
     }
+    if let Some(h1) = &p.http_protocol_options {
+        h1_options(h1, &at.key("http_protocol_options"))?;
+    }
     if let Some(h2) = &p.http2_protocol_options {
-        return Ok((UpstreamProtocol::Http2, h2.allow_connect));
+        return Ok((
+            UpstreamProtocol::Http2,
+            h2_options(h2, &at.key("http2_protocol_options"))?,
+        ));
     }
     Ok((UpstreamProtocol::Http1, false))
+}
+
+/// A cluster's HTTP/2 settings: `allow_connect`, which is implemented, or a refusal of any other
+/// setting (stream limits, windows, keepalive PINGs, …), which is not.
+fn h2_options(h2: &core::Http2ProtocolOptions, at: &At) -> Result<bool, ModelError> {
+    let mut others = h2.clone();
+    others.allow_connect = false;
+    if others != core::Http2ProtocolOptions::default() {
+        return Err(at.unsupported("upstream HTTP/2 settings other than allow_connect"));
+    }
+    Ok(h2.allow_connect)
+}
+
+/// A cluster's HTTP/1.1 settings: refused unless left at their defaults.
+fn h1_options(h1: &core::Http1ProtocolOptions, at: &At) -> Result<(), ModelError> {
+    if *h1 != core::Http1ProtocolOptions::default() {
+        return Err(at.unsupported("upstream HTTP/1.1 settings"));
+    }
+    Ok(())
 }
 
 /// Cluster fields that would change how connections are made or hosts chosen and that bosun proxy
@@ -1287,6 +1327,28 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
         let c = build("{name: s, type: STATIC, http2_protocol_options: {allow_connect: true}}")
             .unwrap();
         assert!(c.h2_extended_connect && c.protocol == UpstreamProtocol::Http2);
+        let e = refusal(
+            "{name: s, type: STATIC, http2_protocol_options: {max_concurrent_streams: 10}}",
+        );
+        assert!(e.contains("cluster.http2_protocol_options: "), "{e}");
+        let e = refusal(&typed(
+            "explicit_http_config: {http2_protocol_options: {connection_keepalive: {interval: 10s, timeout: 1s}}}",
+        ));
+        assert!(
+            e.contains(&format!(
+                "cluster.{OPTIONS}.explicit_http_config.http2_protocol_options: "
+            )),
+            "{e}"
+        );
+        let e = refusal(&typed(
+            "explicit_http_config: {http_protocol_options: {header_key_format: {proper_case_words: {}}}}",
+        ));
+        assert!(
+            e.contains(&format!(
+                "cluster.{OPTIONS}.explicit_http_config.http_protocol_options: "
+            )),
+            "{e}"
+        );
         // Several at once are all reported.
         let e =
             refusal("{name: s, type: STATIC, lb_subset_config: {}, use_tcp_for_dns_lookups: true}");
