@@ -1804,13 +1804,10 @@ async fn tunnel_outcome(
     .iter()
     .filter_map(|h| Some((h.to_string(), tunnel.headers.get(*h)?.clone())))
     .collect();
-    let upstream = echo.last_headers().filter(|h| Some(h) != before.as_ref());
-    let upstream = upstream.map(|mut h| {
-        if let Some(id) = h.get_mut("x-request-id") {
-            *id = is_uuid(id).to_string();
-        }
-        h
-    });
+    let upstream = echo
+        .last_headers()
+        .filter(|h| Some(h) != before.as_ref())
+        .map(normalized);
     TunnelOutcome {
         status: tunnel.status,
         headers,
@@ -1819,20 +1816,43 @@ async fn tunnel_outcome(
     }
 }
 
-#[tokio::test]
-async fn upgrades_and_connect_match_envoy() {
-    let upgrade_echo = UpgradeEcho::start().unwrap();
-    let h2_echo = H2UpgradeEcho::start().unwrap();
-    let tcp_echo = TcpEcho::start().unwrap();
+/// The upstreams `upgrades.yaml` names, kept running for a test.
+struct Tunnels {
+    upgrade_echo: UpgradeEcho,
+    h2_echo: H2UpgradeEcho,
+    _tcp_echo: TcpEcho,
+}
+
+/// `upgrades.yaml` run by Envoy and by bosun, with its upstreams (`None`: no Envoy here).
+fn start_tunnels() -> Option<(Tunnels, [Running; 2])> {
+    let upstreams = Tunnels {
+        upgrade_echo: UpgradeEcho::start().unwrap(),
+        h2_echo: H2UpgradeEcho::start().unwrap(),
+        _tcp_echo: TcpEcho::start().unwrap(),
+    };
     let extra = [
-        ("UPGRADE_ECHO_PORT", upgrade_echo.addr().port().to_string()),
-        ("H2_UPGRADE_ECHO_PORT", h2_echo.addr().port().to_string()),
-        ("TCP_ECHO_PORT", tcp_echo.port().to_string()),
+        (
+            "UPGRADE_ECHO_PORT",
+            upstreams.upgrade_echo.addr().port().to_string(),
+        ),
+        (
+            "H2_UPGRADE_ECHO_PORT",
+            upstreams.h2_echo.addr().port().to_string(),
+        ),
+        ("TCP_ECHO_PORT", upstreams._tcp_echo.port().to_string()),
         ("DEAD_PORT", free_port().to_string()),
     ];
-    let Some(both) = start_both("upgrades.yaml", &[], &extra) else {
+    let both = start_both("upgrades.yaml", &[], &extra)?;
+    Some((upstreams, both))
+}
+
+#[tokio::test]
+async fn upgrades_and_connect_match_envoy() {
+    // Held whole: a pattern with `..` would drop the upstreams it does not name at once.
+    let Some((tunnels, both)) = start_tunnels() else {
         return;
     };
+    let upgrade_echo = &tunnels.upgrade_echo;
     let ws = |path: &str, upgrade: &str| {
         format!(
             "GET {path} HTTP/1.1\r\nHost: chat.test\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\n\r\n"
@@ -1876,7 +1896,7 @@ async fn upgrades_and_connect_match_envoy() {
                 p.listener2
             };
             let before = upgrade_echo.last_headers();
-            outcomes.push(tunnel_outcome(addr, head, &upgrade_echo, before).await);
+            outcomes.push(tunnel_outcome(addr, head, upgrade_echo, before).await);
         }
         assert_eq!(
             outcomes[1], outcomes[0],
@@ -1900,7 +1920,7 @@ async fn upgrades_and_connect_match_envoy() {
     let bosun_connect = tunnel_outcome(
         both[1].listener2,
         &connect("echo.test:7000"),
-        &upgrade_echo,
+        upgrade_echo,
         None,
     )
     .await;
@@ -1908,7 +1928,7 @@ async fn upgrades_and_connect_match_envoy() {
     let refused = tunnel_outcome(
         both[1].listener2,
         &connect("dead.test:7000"),
-        &upgrade_echo,
+        upgrade_echo,
         None,
     )
     .await;
@@ -2038,12 +2058,7 @@ async fn h2_upgrade_outcome(
     let upstream = echo
         .last_headers()
         .filter(|h| Some(h) != before.as_ref())
-        .map(|mut h| {
-            if let Some(id) = h.get_mut("x-request-id") {
-                *id = is_uuid(id).to_string();
-            }
-            h
-        });
+        .map(normalized);
     H2UpgradeOutcome {
         status: Some(status),
         headers,
@@ -2058,18 +2073,10 @@ async fn h2_upgrade_outcome(
 /// connection manager without `allow_connect` does not take it at all. As Envoy.
 #[tokio::test]
 async fn websocket_over_http2_matches_envoy() {
-    let upgrade_echo = UpgradeEcho::start().unwrap();
-    let h2_echo = H2UpgradeEcho::start().unwrap();
-    let tcp_echo = TcpEcho::start().unwrap();
-    let extra = [
-        ("UPGRADE_ECHO_PORT", upgrade_echo.addr().port().to_string()),
-        ("H2_UPGRADE_ECHO_PORT", h2_echo.addr().port().to_string()),
-        ("TCP_ECHO_PORT", tcp_echo.port().to_string()),
-        ("DEAD_PORT", free_port().to_string()),
-    ];
-    let Some(both) = start_both("upgrades.yaml", &[], &extra) else {
+    let Some((tunnels, both)) = start_tunnels() else {
         return;
     };
+    let (upgrade_echo, h2_echo) = (&tunnels.upgrade_echo, &tunnels.h2_echo);
     // (second listener, path, protocol, expected status)
     let cases = [
         (false, "/chat", "websocket", Some(200)),
@@ -2081,7 +2088,7 @@ async fn websocket_over_http2_matches_envoy() {
         let mut outcomes = Vec::new();
         for p in both.iter() {
             let addr = if second { p.listener2 } else { p.listener };
-            outcomes.push(h2_upgrade_outcome(addr, path, protocol, &upgrade_echo).await);
+            outcomes.push(h2_upgrade_outcome(addr, path, protocol, upgrade_echo).await);
         }
         assert_eq!(
             outcomes[1], outcomes[0],
@@ -2118,7 +2125,7 @@ async fn websocket_over_http2_matches_envoy() {
     let mut h2_client = Vec::new();
     let mut h1_client = Vec::new();
     for p in both.iter() {
-        let out = h2_upgrade_outcome(p.listener, "/h2chat", "websocket", &upgrade_echo).await;
+        let out = h2_upgrade_outcome(p.listener, "/h2chat", "websocket", upgrade_echo).await;
         h2_client.push((
             out.status,
             out.echoed,
