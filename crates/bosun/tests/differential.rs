@@ -2176,6 +2176,62 @@ fn normalized(mut head: BTreeMap<String, String>) -> BTreeMap<String, String> {
     head
 }
 
+// === Filter chains by source ===
+
+/// `GET /` from `source` (IP, and port when not 0) to `addr`: the body of the answer.
+async fn body_from(addr: SocketAddr, source: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(source).unwrap();
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), socket.connect(addr))
+        .await
+        .expect("connects in time")
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
+
+/// `direct_source_prefix_ranges`, `source_prefix_ranges` (longest prefix) and `source_ports` choose
+/// the filter chain as Envoy chooses it, from the loopback addresses a client binds.
+#[tokio::test]
+async fn filter_chains_by_source_match_envoy() {
+    let source_port = free_port();
+    let Some(both) = start_both(
+        "source_match.yaml",
+        &[],
+        &[("SOURCE_PORT", source_port.to_string())],
+    ) else {
+        return;
+    };
+    for (source, expected) in [
+        ("127.0.0.4:0".to_owned(), "direct"),
+        ("127.0.0.2:0".to_owned(), "two"),
+        ("127.0.0.3:0".to_owned(), "wide"),
+        (format!("127.0.0.3:{source_port}"), "port"),
+    ] {
+        let source: SocketAddr = source.parse().unwrap();
+        let mut bodies = Vec::new();
+        for p in &both {
+            bodies.push(body_from(p.listener, source).await);
+        }
+        assert_eq!(
+            bodies[1], bodies[0],
+            "from {source}: bosun (left), envoy (right)"
+        );
+        assert_eq!(bodies[1], expected, "from {source}");
+    }
+}
+
 // === ORIGINAL_DST clusters (the header override; capture itself is in capture.rs) ===
 
 /// A one-shot HTTP server that answers every request with the peer address it saw, in a header.

@@ -965,6 +965,7 @@ fn connect(
         server_name: sni,
         transport_protocol: if sni.is_some() { "tls" } else { "raw_buffer" },
         application_protocols: &[],
+        source: None,
     })?;
     Some(match &chain.network {
         NetworkFilter::Tcp(t) => {
@@ -1586,6 +1587,7 @@ fn inbound_hit(r: &ProxyResources, listener: &str, ip: &str, port: u16, authorit
         server_name: None,
         transport_protocol: "raw_buffer",
         application_protocols: &[],
+        source: None,
     }) else {
         return "no chain".to_owned();
     };

@@ -1,7 +1,7 @@
 //! Listeners: the sockets the proxy accepts on, the filter chain a connection gets, and what the chain
 //! does (HTTP connection manager or TCP proxy). Built from Envoy's `Listener`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +69,8 @@ pub struct ConnectionInfo<'a> {
     pub transport_protocol: &'a str,
     /// ALPN protocols the client offered.
     pub application_protocols: &'a [String],
+    /// The peer's address (no PROXY protocol here, so also the direct source).
+    pub source: Option<SocketAddr>,
 }
 
 /// The criteria Envoy chooses a filter chain by (only those Bosun evaluates).
@@ -80,6 +82,22 @@ pub struct FilterChainMatch {
     pub server_names: Vec<String>,
     pub transport_protocol: Option<String>,
     pub application_protocols: Vec<String>,
+    /// `direct_source_prefix_ranges`, `source_prefix_ranges` (the same peer address here).
+    pub direct_source_prefix_ranges: Vec<CidrRange>,
+    pub source_prefix_ranges: Vec<CidrRange>,
+    /// `source_type`: any, same IP or loopback, or external.
+    pub source_type: SourceType,
+    pub source_ports: Vec<u16>,
+}
+
+/// `FilterChainMatch.ConnectionSourceType`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum SourceType {
+    #[default]
+    Any,
+    /// The peer is a loopback address or this connection's own local address.
+    SameIpOrLoopback,
+    External,
 }
 
 /// An address prefix (`10.0.0.0/8`, `::/0`).
@@ -301,13 +319,15 @@ impl Listener {
             server_name,
             transport_protocol: "raw_buffer",
             application_protocols: &[],
+            source: None,
         })
     }
 
     /// The filter chain for a connection, as Envoy chooses it: at each criterion in turn (destination
-    /// port, destination IP, server name, transport protocol, application protocols) keep the chains
-    /// that match it most specifically, falling back to those that leave it unset; no backtracking.
-    /// Nothing left: the default filter chain.
+    /// port, destination IP, server name, transport protocol, application protocols, direct source
+    /// IP, source type, source IP, source port) keep the chains that match it most specifically,
+    /// falling back to those that leave it unset; no backtracking. Nothing left: the default filter
+    /// chain.
     pub fn select(&self, conn: &ConnectionInfo<'_>) -> Option<&FilterChain> {
         let all: Vec<&FilterChain> = self.filter_chains.iter().collect();
         let by_port = narrow(
@@ -332,7 +352,30 @@ impl Listener {
             },
             &|fc| fc.matcher.application_protocols.is_empty(),
         );
-        by_alpn
+        let source_ip = conn.source.map(|s| s.ip());
+        let by_direct = by_longest_range(by_alpn, source_ip, |fc| {
+            &fc.matcher.direct_source_prefix_ranges
+        });
+        let local = source_ip.is_some_and(|ip| ip.is_loopback() || Some(ip) == conn.destination_ip);
+        let by_type = narrow(
+            by_direct,
+            &|fc| match fc.matcher.source_type {
+                SourceType::Any => false,
+                SourceType::SameIpOrLoopback => local,
+                SourceType::External => conn.source.is_some() && !local,
+            },
+            &|fc| fc.matcher.source_type == SourceType::Any,
+        );
+        let by_source = by_longest_range(by_type, source_ip, |fc| &fc.matcher.source_prefix_ranges);
+        let by_source_port = narrow(
+            by_source,
+            &|fc| {
+                conn.source
+                    .is_some_and(|s| fc.matcher.source_ports.contains(&s.port()))
+            },
+            &|fc| fc.matcher.source_ports.is_empty(),
+        );
+        by_source_port
             .first()
             .copied()
             .or(self.default_filter_chain.as_ref())
@@ -356,10 +399,19 @@ fn narrow<'a>(
 /// Envoy's destination-IP stage: the chains with the longest prefix range that holds the address,
 /// else the chains without prefix ranges.
 fn by_destination_ip(set: Vec<&FilterChain>, ip: Option<IpAddr>) -> Vec<&FilterChain> {
+    by_longest_range(set, ip, |fc| &fc.matcher.prefix_ranges)
+}
+
+/// An address stage (destination, direct source, source): the chains whose `ranges` hold `ip`
+/// with the longest prefix, else the chains without such ranges.
+fn by_longest_range(
+    set: Vec<&FilterChain>,
+    ip: Option<IpAddr>,
+    ranges: impl Fn(&FilterChain) -> &Vec<CidrRange>,
+) -> Vec<&FilterChain> {
     let longest = |fc: &FilterChain| {
         let ip = ip?;
-        fc.matcher
-            .prefix_ranges
+        ranges(fc)
             .iter()
             .filter(|r| r.contains(ip))
             .map(|r| r.len)
@@ -370,10 +422,7 @@ fn by_destination_ip(set: Vec<&FilterChain>, ip: Option<IpAddr>) -> Vec<&FilterC
             .into_iter()
             .filter(|fc| longest(fc) == Some(best))
             .collect(),
-        None => set
-            .into_iter()
-            .filter(|fc| fc.matcher.prefix_ranges.is_empty())
-            .collect(),
+        None => set.into_iter().filter(|fc| ranges(fc).is_empty()).collect(),
     }
 }
 
@@ -427,23 +476,45 @@ impl FilterChain {
         let mut errors = Errors::default();
         let m = p.filter_chain_match.clone().unwrap_or_default();
         let mat = at.key("filter_chain_match");
-        if !m.source_prefix_ranges.is_empty()
-            || !m.direct_source_prefix_ranges.is_empty()
-            || !m.source_ports.is_empty()
-        {
-            errors.push(
-                mat.unsupported("matching filter chains on source addresses or source ports"),
-            );
-        }
-        if m.source_type != 0 {
-            errors.push(mat.key("source_type").unsupported("source_type"));
-        }
-        let prefix_ranges: Vec<CidrRange> = m
-            .prefix_ranges
+        let mut ranges = |field: &str, list: &[xds_api::pb::envoy::config::core::v3::CidrRange]| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    errors.take(CidrRange::from_proto(r, &mat.key(field).index(i)))
+                })
+                .collect::<Vec<CidrRange>>()
+        };
+        let prefix_ranges = ranges("prefix_ranges", &m.prefix_ranges);
+        let direct_source_prefix_ranges = ranges(
+            "direct_source_prefix_ranges",
+            &m.direct_source_prefix_ranges,
+        );
+        let source_prefix_ranges = ranges("source_prefix_ranges", &m.source_prefix_ranges);
+        use listener::filter_chain_match::ConnectionSourceType as S;
+        let source_type = match S::try_from(m.source_type) {
+            Ok(S::Any) => SourceType::Any,
+            Ok(S::SameIpOrLoopback) => SourceType::SameIpOrLoopback,
+            Ok(S::External) => SourceType::External,
+            Err(_) => {
+                errors.push(
+                    mat.key("source_type")
+                        .error(format!("unknown source_type {}", m.source_type)),
+                );
+                SourceType::Any
+            }
+        };
+        let source_ports: Vec<u16> = m
+            .source_ports
             .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                errors.take(CidrRange::from_proto(r, &mat.key("prefix_ranges").index(i)))
+            .filter_map(|p| match u16::try_from(*p) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    errors.push(
+                        mat.key("source_ports")
+                            .error(format!("port {p} is out of range")),
+                    );
+                    None
+                }
             })
             .collect();
         let tls = match &p.transport_socket {
@@ -472,6 +543,10 @@ impl FilterChain {
             server_names: m.server_names.clone(),
             transport_protocol: Some(m.transport_protocol.clone()).filter(|t| !t.is_empty()),
             application_protocols: m.application_protocols.clone(),
+            direct_source_prefix_ranges,
+            source_prefix_ranges,
+            source_type,
+            source_ports,
         };
         // The last network filter is the terminal one; others before it must be no-ops here.
         let mut network = None;
@@ -1216,7 +1291,7 @@ address: {{socket_address: {{address: 0.0.0.0, port_value: 1}}}}
 filter_chains:
 - filter_chain_match: {{prefix_ranges: [{{address_prefix: not-an-ip, prefix_len: 8}}, {{address_prefix: 10.0.0.0, prefix_len: 33}}]}}
   filters: [{TCP}]
-- filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 10.0.0.0, prefix_len: 8}}]}}
+- filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 10.0.0.0, prefix_len: 40}}]}}
   filters: [{TCP}]
 "#
         ))
@@ -1232,10 +1307,56 @@ filter_chains:
             "{text:?}"
         );
         assert!(
-            text[2].contains("filter_chains[1].filter_chain_match")
-                && text[2].contains("source addresses"),
+            text[2]
+                .contains("filter_chains[1].filter_chain_match.source_prefix_ranges[0].prefix_len"),
             "{text:?}"
         );
+    }
+
+    /// The source stages come after ALPN, in Envoy's order: direct source IP, source type, source
+    /// IP (longest prefix), source port; each falls back to the chains that leave it unset.
+    #[test]
+    fn source_stages_choose_as_envoy() {
+        let l = build(&format!(
+            r#"
+name: l
+address: {{socket_address: {{address: 0.0.0.0, port_value: 1}}}}
+filter_chains:
+- name: two
+  filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 127.0.0.2, prefix_len: 32}}]}}
+  filters: [{TCP}]
+- name: loopback-wide
+  filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 127.0.0.0, prefix_len: 8}}]}}
+  filters: [{TCP}]
+- name: port
+  filter_chain_match: {{source_prefix_ranges: [{{address_prefix: 127.0.0.0, prefix_len: 8}}], source_ports: [4000]}}
+  filters: [{TCP}]
+- name: external
+  filter_chain_match: {{source_type: EXTERNAL}}
+  filters: [{TCP}]
+- name: any
+  filters: [{TCP}]
+"#
+        ))
+        .unwrap();
+        let pick = |source: &str| {
+            l.select(&ConnectionInfo {
+                destination_port: 1,
+                destination_ip: Some("10.0.0.1".parse().unwrap()),
+                server_name: None,
+                transport_protocol: "raw_buffer",
+                application_protocols: &[],
+                source: Some(source.parse().unwrap()),
+            })
+            .map(|fc| fc.name.clone())
+        };
+        assert_eq!(pick("127.0.0.2:5000").as_deref(), Some("two"));
+        assert_eq!(pick("127.0.0.3:5000").as_deref(), Some("loopback-wide"));
+        assert_eq!(pick("127.0.0.3:4000").as_deref(), Some("port"));
+        // The source type stage comes before the source IP one: an external peer goes to its chain.
+        assert_eq!(pick("192.0.2.7:5000").as_deref(), Some("external"));
+        // A peer at the connection's own address is local, not external.
+        assert_eq!(pick("10.0.0.1:5000").as_deref(), Some("any"));
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub async fn accept(
         server_name: inspected.server_name.as_deref(),
         transport_protocol,
         application_protocols: &inspected.alpn,
+        source: stream.peer_addr().ok(),
     }) else {
         return Err(AcceptError::NoFilterChain {
             server_name: inspected.server_name,
