@@ -798,6 +798,10 @@ fn h1_options(h1: &core::Http1ProtocolOptions, at: &At) -> Result<(), ModelError
     Ok(())
 }
 
+/// What `upstream_http_protocol_options` (on the cluster, or in its `HttpProtocolOptions`) does.
+const AUTO_SNI: &str =
+    "SNI and SAN validation from the request's host (upstream_http_protocol_options)";
+
 /// Cluster fields that would change how connections are made or hosts chosen and that bosun proxy
 /// does not implement: `(field, set, what it does)`. Fields that only name or count things
 /// (`alt_stat_name`, `track_cluster_stats`, `metadata`, `lrs_server`) or only tune timing that bosun
@@ -819,7 +823,7 @@ fn unimplemented_cluster_fields(p: &cluster::Cluster) -> [(&'static str, bool, &
         (
             "upstream_http_protocol_options",
             p.upstream_http_protocol_options.is_some(),
-            "SNI and SAN validation from the request's host (upstream_http_protocol_options)",
+            AUTO_SNI,
         ),
         ("dns_resolvers", !p.dns_resolvers.is_empty(), own_resolver),
         (
@@ -885,7 +889,7 @@ fn unimplemented_http_options(
         (
             "upstream_http_protocol_options",
             o.upstream_http_protocol_options.is_some(),
-            "SNI and SAN validation from the request's host (upstream_http_protocol_options)",
+            AUTO_SNI,
         ),
         ("http_filters", !codec_only, "upstream HTTP filters"),
         (
