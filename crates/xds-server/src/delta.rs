@@ -17,7 +17,7 @@ use crate::protocol::{
     ResourceName, TypeStatus, bounded_message, first_node, intern,
 };
 use crate::response::{Carried, Prepared};
-use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank};
+use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank, select};
 use crate::sotw::CONTROL_PLANE_ID;
 
 #[derive(Debug, Default)]
@@ -26,7 +26,13 @@ struct TypeState {
     names: Names,
     /// What the client holds, by our account: name → resource version.
     /// Names and versions are shared across streams (a resource has one version for every proxy).
+    /// Empty while `implied` (see there).
     known: BTreeMap<ResourceName, ResourceName>,
+    /// `known` is exactly what the subscription selects from `synced`, and is not kept: a response
+    /// brings the client there, and until the subscription changes it is read from that shared map.
+    /// (A map per stream of every name the client holds was most of delta's memory: 200 proxies
+    /// holding 6,000 resources each made 1.2 million entries.)
+    implied: bool,
     /// Subscribed names reported to the client as not existing.
     absent: BTreeSet<String>,
     /// Whether a response of this type was sent on this stream.
@@ -105,6 +111,7 @@ impl DeltaStream {
         {
             // What the client holds or wants changes: the next snapshot is compared in full. An
             // ACK or NACK alone changes neither.
+            st.materialize();
             st.synced = None;
         }
         let mut out = Outcome::default();
@@ -249,8 +256,40 @@ impl DeltaStream {
     }
 
     /// What the client holds of `type_url`, by our account: name → resource version.
-    pub fn known(&self, type_url: &str) -> Option<&BTreeMap<ResourceName, ResourceName>> {
-        self.types.get(type_url).map(|st| &st.known)
+    pub fn known(&self, type_url: &str) -> Option<BTreeMap<ResourceName, ResourceName>> {
+        self.types.get(type_url).map(TypeState::known_now)
+    }
+}
+
+impl TypeState {
+    /// `known`, read from `synced` when it is implied.
+    fn known_now(&self) -> BTreeMap<ResourceName, ResourceName> {
+        match (&self.synced, self.implied) {
+            (Some(map), true) => select(Some(map), self.wildcard, &self.names)
+                .map(|(name, r)| (intern(name), intern(&r.version)))
+                .collect(),
+            _ => self.known.clone(),
+        }
+    }
+
+    /// Makes `known` explicit again, before the subscription (and so what it implies) changes.
+    fn materialize(&mut self) {
+        if self.implied {
+            self.known = self.known_now();
+            self.implied = false;
+        }
+    }
+
+    /// The version of `name` the client holds, when it was brought up to `synced` (`old`).
+    fn known_version<'a>(&'a self, old: &'a LayeredMap, name: &str) -> Option<&'a str> {
+        if self.implied {
+            let selected = self.wildcard || self.names.contains(name);
+            return old
+                .get(name)
+                .filter(|_| selected)
+                .map(|r| r.version.as_str());
+        }
+        self.known.get(name).map(|v| &**v)
     }
 }
 
@@ -301,12 +340,11 @@ fn changes_since(
     for change in map_changes(old, new) {
         match change {
             MapChange::Changed(name, r)
-                if selects(name)
-                    && st.known.get(name.as_str()).map(|v| &**v) != Some(r.version.as_str()) =>
+                if selects(name) && st.known_version(old, name) != Some(r.version.as_str()) =>
             {
                 resources.push(Carried::named(name, r));
             }
-            MapChange::Removed(name) if st.known.contains_key(name.as_str()) => {
+            MapChange::Removed(name) if st.known_version(old, name).is_some() => {
                 removed.push(name.clone())
             }
             _ => {}
@@ -324,6 +362,10 @@ fn respond(
     always: bool,
 ) -> Option<Prepared<DeltaDiscoveryResponse>> {
     let new = snapshot.resources(type_url);
+    if new.is_none() || st.synced.is_none() {
+        // Compared name by name below: `known` must be there to compare with.
+        st.materialize();
+    }
     let (resources, removed) = match (&st.synced, new) {
         // Nothing about the subscription changed since the client was brought up to `old`: what it
         // needs is what differs between the two maps.
@@ -331,19 +373,35 @@ fn respond(
         _ => changes_from_scratch(st, snapshot, type_url),
     };
     st.synced = snapshot.resources(type_url).cloned();
+    // Once this response is sent the client holds what the subscription selects from the new map:
+    // that map says it, no copy per stream is kept. (Without the type in the snapshot, the explicit
+    // account stays.)
+    let implied = st.synced.is_some();
     if resources.is_empty() && removed.is_empty() && !always {
+        if implied && !st.implied {
+            st.known.clear();
+            st.implied = true;
+        }
         return None;
     }
     for r in &resources {
         let name = r.name.as_deref().unwrap_or_default();
-        st.known.insert(intern(name), intern(&r.resource.version));
+        if !implied {
+            st.known.insert(intern(name), intern(&r.resource.version));
+        }
         st.absent.remove(name);
     }
     for name in &removed {
-        st.known.remove(name.as_str());
+        if !implied {
+            st.known.remove(name.as_str());
+        }
         if !st.wildcard && st.names.contains(name.as_str()) {
             st.absent.insert(name.clone());
         }
+    }
+    if implied {
+        st.known.clear();
+        st.implied = true;
     }
     let nonce = nonces.next();
     let version = snapshot.version().to_owned();
@@ -424,6 +482,22 @@ mod tests {
                     names(&changes_since(&st, &old, new)),
                     names(&changes_from_scratch(&st, &new_snap, "t")),
                     "wildcard {wildcard}, new {:?}",
+                    new.keys().collect::<Vec<_>>()
+                );
+                // The same stream keeping no account of its own, the synced map implying it.
+                let implied = TypeState {
+                    wildcard,
+                    names: st.names.clone(),
+                    absent: st.absent.clone(),
+                    synced: Some(old.clone()),
+                    implied: true,
+                    ..Default::default()
+                };
+                assert_eq!(implied.known_now(), st.known, "wildcard {wildcard}");
+                assert_eq!(
+                    names(&changes_since(&implied, &old, new)),
+                    names(&changes_since(&st, &old, new)),
+                    "implied, wildcard {wildcard}, new {:?}",
                     new.keys().collect::<Vec<_>>()
                 );
             }
