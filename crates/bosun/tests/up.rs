@@ -1727,11 +1727,8 @@ fn mesh_file_edits_start_and_stop_instances_live() {
         Duration::from_secs(30),
     );
     eprintln!("started reviews-v4 {:?} after the edit", edited.elapsed());
-    assert!(
-        up.stdout().contains("reviews-v4.default"),
-        "the table: {}",
-        up.stdout()
-    );
+    // Its row in the table follows the announcement (on stdout, the announcement on stderr).
+    wait_output(&mut up, "reviews-v4.default", Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = get_until_ok(ingress, "/productpage", Duration::from_secs(10)).expect("200");

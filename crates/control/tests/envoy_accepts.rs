@@ -412,7 +412,7 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
 
 /// A Gateway TLS server (`mode: SIMPLE`, certificate files, versions and cipher suites) with a `tcp`
 /// route: TLS terminated on the gateway, the plaintext forwarded by `tcp_proxy`, the chain chosen by
-/// the server's hosts (SNI), its `tls_params` as istiod writes them.
+/// the server's hosts (SNI), its `tls_params` as istiod writes them; and an `AUTO_PASSTHROUGH` server.
 #[test]
 fn envoy_accepts_a_tls_terminating_tcp_gateway() {
     if Envoy::find_or_skip("envoy_accepts_a_tls_terminating_tcp_gateway").is_none() {
@@ -440,6 +440,9 @@ spec:
   - port: {{number: 15443, name: tls-db, protocol: TLS}}
     hosts: [db.example.com]
     tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}, minProtocolVersion: TLSV1_2, maxProtocolVersion: TLSV1_3, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256]}}
+  - port: {{number: 15444, name: tls-auto, protocol: TLS}}
+    hosts: ['*.local']
+    tls: {{mode: AUTO_PASSTHROUGH}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -465,6 +468,12 @@ spec:
     );
     let r = generate(&index, &gateway, InboundAddressing::SidecarPort);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let auto = r
+        .listener("0.0.0.0_15444")
+        .expect("AUTO_PASSTHROUGH listener");
+    assert!(auto.filter_chains.len() > 1, "a chain per service port");
+    proxy_model::listener::Listener::from_proto(auto, &proxy_model::error::At::root("auto"))
+        .expect("bosun proxy accepts the AUTO_PASSTHROUGH listener");
     let listener = r.listener("0.0.0.0_15443").expect("TLS gateway listener");
     let chain = &listener.filter_chains[0];
     assert!(chain.transport_socket.is_some(), "TLS terminated");

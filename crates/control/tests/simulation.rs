@@ -1334,6 +1334,59 @@ fn gateway_tls_passthrough_routes_by_sni() {
     assert_eq!(sni("z.example.com"), None, "no chain for other names");
 }
 
+/// `AUTO_PASSTHROUGH` (an east-west gateway): no VirtualService; the SNI a sidecar sends to a cluster
+/// (`outbound_.PORT_.SUBSET_.HOST`) picks a chain that passes the connection to that cluster, for
+/// every service port and subset among the server's hosts.
+#[test]
+fn gateway_auto_passthrough_routes_by_cluster_sni() {
+    let gateway = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: cross-network, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 15443, name: tls, protocol: TLS}
+    hosts: ['*.default.svc.cluster.local']
+    tls: {mode: AUTO_PASSTHROUGH}
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{gateway}"),
+        OutboundTrafficPolicyMode::AllowAny,
+    );
+    let r = resources(&index, &gateway_proxy());
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let sni = |name: &str| connect(&r, "0.0.0.0_15443", "10.0.9.1", 15443, Some(name));
+    assert_eq!(
+        to_cluster(sni("outbound_.9080_._.reviews.default.svc.cluster.local")),
+        "outbound|9080||reviews.default.svc.cluster.local"
+    );
+    assert_eq!(
+        to_cluster(sni("outbound_.9080_.v2_.reviews.default.svc.cluster.local")),
+        "outbound|9080|v2|reviews.default.svc.cluster.local"
+    );
+    assert_eq!(
+        to_cluster(sni("outbound_.9080_._.ratings.default.svc.cluster.local")),
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
+    // Only the server's hosts: billing is in another namespace.
+    assert_eq!(
+        sni("outbound_.8080_._.billing.payments.svc.cluster.local"),
+        None
+    );
+    assert_eq!(sni("reviews.default.svc.cluster.local"), None);
+    // Every chain's cluster is one the gateway has.
+    let listener = r.listener("0.0.0.0_15443").expect("listener");
+    for chain in &listener.filter_chains {
+        let name = &chain
+            .filter_chain_match
+            .as_ref()
+            .expect("match")
+            .server_names[0];
+        let cluster = to_cluster(sni(name));
+        assert!(r.cluster(&cluster).is_some(), "{name} -> {cluster}");
+    }
+}
+
 #[test]
 fn consistent_hash_destination_rules_make_hashing_clusters_and_route_hash_policies() {
     use proxy_model::route::hash::{HashInput, compute, xx_hash64};

@@ -467,6 +467,48 @@ fn bound_virtual_services<'a>(
     })
 }
 
+/// `AUTO_PASSTHROUGH`, as istiod builds it for east-west gateways: no VirtualService; a chain per
+/// service port and DestinationRule subset the gateway sees among the server's hosts, chosen by the
+/// SNI a sidecar sends to that cluster (`outbound_.PORT_.SUBSET_.HOST`, `outbound_.PORT_._.HOST` without
+/// a subset), and the
+/// connection passed, still encrypted, to the cluster it names.
+fn auto_passthrough_chains(
+    ctx: &RouteContext<'_>,
+    server: &Server,
+    taken_sni: &mut BTreeSet<String>,
+) -> Vec<ChainOpts> {
+    let mut out = Vec::new();
+    let services = crate::generate::visible_services(ctx.index, ctx.proxy);
+    for service in services
+        .iter()
+        .filter(|s| server_hosts(server).any(|h| hosts_intersect(h, &s.hostname)))
+    {
+        let rule =
+            ctx.index
+                .destination_rule(&service.hostname, &ctx.proxy.namespace, &service.namespace);
+        let subsets = std::iter::once("").chain(
+            rule.iter()
+                .flat_map(|r| &r.spec.subsets)
+                .filter_map(|s| s.name.as_deref()),
+        );
+        for subset in subsets {
+            for port in &service.ports {
+                let sni = format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname);
+                if !taken_sni.insert(sni.clone()) {
+                    continue;
+                }
+                let cluster = outbound_cluster(port.number, subset, &service.hostname);
+                out.push(ChainOpts {
+                    sni_hosts: vec![sni],
+                    filters: vec![to_cluster(&cluster, TcpOptions::default())],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
+}
+
 /// istiod's `l4SingleMatch` at a gateway: only the port and the gateway count.
 fn gateway_match(
     vs: &VirtualService,
@@ -528,10 +570,7 @@ pub fn gateway_l4_chains(
             }
         },
         Some(tls) if tls.mode == Some(ServerTlsMode::AutoPassthrough) => {
-            warnings.push(format!(
-                "Gateway {gateway_key}: TLS mode AUTO_PASSTHROUGH on port {port} is not supported yet; the server is skipped"
-            ));
-            Vec::new()
+            auto_passthrough_chains(ctx, server, taken_sni)
         }
         Some(_) if is_passthrough(server) => {
             let mut out = Vec::new();
