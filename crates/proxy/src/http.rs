@@ -507,7 +507,10 @@ async fn route_request(
                 exchange.flags.no_cluster = true;
                 return local_reply(status(f.cluster_not_found_status), "");
             };
-            if upgrade_type(&req).as_deref() == Some("CONNECT")
+            // A plain CONNECT (not an HTTP/2 extended one, which is an upgrade): checked without
+            // re-reading the headers on every request.
+            if req.method() == http::Method::CONNECT
+                && extended_connect(req.method(), req.extensions()).is_none()
                 && f.upgrade("CONNECT").is_some_and(|u| u.terminate_connect)
             {
                 return terminate_connect(req, ctx, &cluster, exchange).await;
