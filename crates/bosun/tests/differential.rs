@@ -1766,17 +1766,41 @@ async fn raw_http1_matches_envoy() {
 
 // === Tunnels: upgrades (WebSocket-style) and CONNECT ===
 
-/// What a client sees of a request asking for a tunnel, and what the upstream saw of it.
+/// What a client sees of a request asking for a tunnel (an HTTP/1 upgrade or CONNECT, or an HTTP/2
+/// extended CONNECT), and what the upstream saw of it.
 #[derive(Debug, PartialEq)]
 struct TunnelOutcome {
-    status: u16,
+    /// `None` when an HTTP/2 connection refused the stream (no extended CONNECT there).
+    status: Option<u16>,
     /// Selected response headers.
     headers: BTreeMap<String, String>,
-    /// Bytes echoed through the tunnel when it opened; else the rest of the answer until the proxy
-    /// closed the connection.
-    after: String,
-    /// The request as the upgrade echo saw it (`x-request-id` only as present or not), when it got one.
+    /// Bytes echoed through the tunnel when it opened; else, over HTTP/1, the rest of the answer
+    /// until the proxy closed the connection.
+    after: Option<String>,
+    /// The request as the upgrade echo saw it (`x-request-id` only as present or not), when it got
+    /// one.
     upstream: Option<BTreeMap<String, String>>,
+}
+
+/// The request the upgrade echo saw since `before`, if a new one.
+fn new_upstream_request(
+    echo: &UpgradeEcho,
+    before: Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    echo.last_headers()
+        .filter(|h| Some(h) != before.as_ref())
+        .map(normalized)
+}
+
+/// The response headers a tunnel test compares, those of `names` that are present.
+fn selected_headers(
+    names: &[&str],
+    get: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    names
+        .iter()
+        .filter_map(|h| Some((h.to_string(), get(h)?)))
+        .collect()
 }
 
 async fn tunnel_outcome(
@@ -1794,25 +1818,21 @@ async fn tunnel_outcome(
     } else {
         String::from_utf8_lossy(&tunnel.read_to_close().await.unwrap()).into_owned()
     };
-    let headers = [
-        "upgrade",
-        "connection",
-        "content-length",
-        "content-type",
-        "server",
-    ]
-    .iter()
-    .filter_map(|h| Some((h.to_string(), tunnel.headers.get(*h)?.clone())))
-    .collect();
-    let upstream = echo
-        .last_headers()
-        .filter(|h| Some(h) != before.as_ref())
-        .map(normalized);
+    let headers = selected_headers(
+        &[
+            "upgrade",
+            "connection",
+            "content-length",
+            "content-type",
+            "server",
+        ],
+        |h| tunnel.headers.get(h).cloned(),
+    );
     TunnelOutcome {
-        status: tunnel.status,
+        status: Some(tunnel.status),
         headers,
-        after,
-        upstream,
+        after: Some(after),
+        upstream: new_upstream_request(echo, before),
     }
 }
 
@@ -1902,7 +1922,12 @@ async fn upgrades_and_connect_match_envoy() {
             outcomes[1], outcomes[0],
             "bosun (left) and envoy (right) differ for {head:?}"
         );
-        assert_eq!(outcomes[1].status, *status, "{head:?}: {:?}", outcomes[1]);
+        assert_eq!(
+            outcomes[1].status,
+            Some(*status),
+            "{head:?}: {:?}",
+            outcomes[1]
+        );
     }
     for stat in [
         "http.upgrades.downstream_rq_ws_on_non_ws_route",
@@ -1924,7 +1949,10 @@ async fn upgrades_and_connect_match_envoy() {
         None,
     )
     .await;
-    assert_eq!(bosun_connect.after, "bytes through the tunnel, both ways");
+    assert_eq!(
+        bosun_connect.after.as_deref(),
+        Some("bytes through the tunnel, both ways")
+    );
     let refused = tunnel_outcome(
         both[1].listener2,
         &connect("dead.test:7000"),
@@ -1937,7 +1965,10 @@ async fn upgrades_and_connect_match_envoy() {
         Some("close")
     );
     assert!(
-        refused.after.contains("remote connection failure"),
+        refused
+            .after
+            .as_ref()
+            .is_some_and(|a| a.contains("remote connection failure")),
         "{refused:?}"
     );
     // The access log as Envoy writes it (its own stdout log is flushed on a timer, so only Bosun's
@@ -1974,23 +2005,14 @@ async fn upgrades_and_connect_match_envoy() {
     );
 }
 
-/// What an HTTP/2 client sees of an upgrade by extended CONNECT (RFC 8441): the status (`None`
-/// when the connection refused the stream: no extended CONNECT there), selected headers, the
-/// bytes echoed through the stream when it opened, and the request the upstream saw.
-#[derive(Debug, PartialEq)]
-struct H2UpgradeOutcome {
-    status: Option<u16>,
-    headers: BTreeMap<String, String>,
-    echoed: Option<String>,
-    upstream: Option<BTreeMap<String, String>>,
-}
-
+/// What an HTTP/2 client sees of an upgrade by extended CONNECT (RFC 8441) to `path` with
+/// `protocol`.
 async fn h2_upgrade_outcome(
     addr: SocketAddr,
     path: &str,
     protocol: &'static str,
     echo: &UpgradeEcho,
-) -> H2UpgradeOutcome {
+) -> TunnelOutcome {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -2019,29 +2041,24 @@ async fn h2_upgrade_outcome(
         .await
         .expect("an answer in time");
     let Ok(mut resp) = sent else {
-        return H2UpgradeOutcome {
+        return TunnelOutcome {
             status: None,
             headers: BTreeMap::new(),
-            echoed: None,
+            after: None,
             upstream: None,
         };
     };
     let status = resp.status().as_u16();
-    let headers = [
-        "upgrade",
-        "connection",
-        "content-length",
-        "server",
-        "sec-websocket-accept",
-    ]
-    .iter()
-    .filter_map(|h| {
-        Some((
-            h.to_string(),
-            resp.headers().get(*h)?.to_str().ok()?.to_owned(),
-        ))
-    })
-    .collect();
+    let headers = selected_headers(
+        &[
+            "upgrade",
+            "connection",
+            "content-length",
+            "server",
+            "sec-websocket-accept",
+        ],
+        |h| Some(resp.headers().get(h)?.to_str().ok()?.to_owned()),
+    );
     let echoed = if status == 200 {
         let mut io = TokioIo::new(hyper::upgrade::on(&mut resp).await.unwrap());
         let payload = b"bytes through the HTTP/2 stream, both ways";
@@ -2055,15 +2072,11 @@ async fn h2_upgrade_outcome(
     } else {
         None
     };
-    let upstream = echo
-        .last_headers()
-        .filter(|h| Some(h) != before.as_ref())
-        .map(normalized);
-    H2UpgradeOutcome {
+    TunnelOutcome {
         status: Some(status),
         headers,
-        echoed,
-        upstream,
+        after: echoed,
+        upstream: new_upstream_request(echo, before),
     }
 }
 
@@ -2101,7 +2114,7 @@ async fn websocket_over_http2_matches_envoy() {
         );
         if status == Some(200) {
             assert_eq!(
-                outcomes[1].echoed.as_deref(),
+                outcomes[1].after.as_deref(),
                 Some("bytes through the HTTP/2 stream, both ways")
             );
             let upstream = outcomes[1].upstream.as_ref().expect("the upstream got it");
@@ -2128,7 +2141,7 @@ async fn websocket_over_http2_matches_envoy() {
         let out = h2_upgrade_outcome(p.listener, "/h2chat", "websocket", upgrade_echo).await;
         h2_client.push((
             out.status,
-            out.echoed,
+            out.after,
             h2_echo.last_headers().map(normalized),
         ));
         let head = "GET /h2chat HTTP/1.1\r\nHost: chat.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";

@@ -162,7 +162,7 @@ pub async fn serve(
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
     let tunnel_on_success = req.method() == http::Method::CONNECT;
     let h2_upgrade = extended_connect(req.method(), req.extensions()).is_some();
-    let mut response = handle(req, &ctx, &mut exchange).await;
+    let mut response = handle(req, kind.as_deref(), &ctx, &mut exchange).await;
     if h2_upgrade
         && response.headers().get(header::CONTENT_LENGTH) == Some(&HeaderValue::from_static("0"))
     {
@@ -269,8 +269,10 @@ fn upgrade_enabled(hcm: &HttpConnectionManager, route: &Route, upgrade: &str) ->
     on_route.unwrap_or_else(|| hcm.upgrades.get(upgrade).unwrap_or(false))
 }
 
+/// Routes and forwards one request; `upgrade` is its [`upgrade_type`].
 async fn handle(
     req: Request<Incoming>,
+    upgrade: Option<&str>,
     ctx: &ConnContext,
     exchange: &mut Exchange,
 ) -> Response<Body> {
@@ -308,8 +310,7 @@ async fn handle(
         exchange.flags.no_route = true;
         return local_reply(StatusCode::NOT_FOUND, "");
     };
-    let upgrade = upgrade_type(&req);
-    if let Some(kind) = &upgrade
+    if let Some(kind) = upgrade
         && !upgrade_enabled(&ctx.hcm, route, kind)
     {
         // Envoy refuses an upgrade its route does not allow (a request without a route got 404).

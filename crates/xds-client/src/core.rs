@@ -471,7 +471,39 @@ pub(crate) mod sealed {
         fn core_mut(&mut self) -> &mut Core;
         /// The requests that carry these subscription changes, in this mode's message type.
         fn requests_for(&mut self, changes: Vec<SubChange>) -> Vec<Self::Request>;
+        /// A NACK of the response `nonce` of `type_url`, in this mode's message type.
+        fn nack(&mut self, type_url: String, nonce: String, error: super::Status) -> Self::Request;
     }
+}
+
+/// The type a response carries, or the outcome that answers it without reading further: a NACK
+/// for a type this client does not handle, nothing for one it has not subscribed to.
+pub(crate) fn response_type<P: sealed::Parts>(
+    client: &mut P,
+    type_url: String,
+    nonce: String,
+) -> Result<ResourceType, Outcome<P::Request>> {
+    let Some(ty) = ResourceType::from_type_url(&type_url) else {
+        let rejection = Rejection::new(
+            type_url.clone(),
+            "unknown resource type; this client handles CDS, EDS, LDS, RDS and SDS",
+        );
+        let status = nack_status("xDS", &[rejection]);
+        let message = status.message.clone();
+        return Err(Outcome {
+            requests: vec![client.nack(type_url.clone(), nonce, status)],
+            event: Event::Rejected { type_url, message },
+            initial_config_complete: false,
+        });
+    };
+    if !client.core().st(ty).active {
+        return Err(Outcome {
+            requests: Vec::new(),
+            event: Event::Ignored { type_url },
+            initial_config_complete: false,
+        });
+    }
+    Ok(ty)
 }
 
 /// What both protocol modes do the same way: subscriptions, the initial-fetch timeout, warming and

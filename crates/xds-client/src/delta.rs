@@ -13,6 +13,7 @@ use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDis
 
 use crate::core::{self, Consumer, Core, Event, Outcome, SubChange, check_duplicates, nack_status};
 use crate::resources::{Rejection, ResourceType};
+use xds_api::pb::google::rpc::Status;
 
 /// The delta protocol core: feed it responses, send what it returns.
 #[derive(Debug)]
@@ -64,37 +65,11 @@ impl DeltaClient {
         response: DeltaDiscoveryResponse,
         consumer: &mut C,
     ) -> Outcome<DeltaDiscoveryRequest> {
-        let Some(ty) = ResourceType::from_type_url(&response.type_url) else {
-            let rejection = Rejection::new(
-                response.type_url.clone(),
-                "unknown resource type; this client handles CDS, EDS, LDS, RDS and SDS",
-            );
-            let status = nack_status("xDS", &[rejection]);
-            let request = DeltaDiscoveryRequest {
-                node: self.core.take_node(),
-                type_url: response.type_url.clone(),
-                response_nonce: response.nonce,
-                error_detail: Some(status.clone()),
-                ..Default::default()
-            };
-            return Outcome {
-                requests: vec![request],
-                event: Event::Rejected {
-                    type_url: response.type_url,
-                    message: status.message,
-                },
-                initial_config_complete: false,
-            };
+        let ty = match core::response_type(self, response.type_url.clone(), response.nonce.clone())
+        {
+            Ok(ty) => ty,
+            Err(outcome) => return outcome,
         };
-        if !self.core.st(ty).active {
-            return Outcome {
-                requests: Vec::new(),
-                event: Event::Ignored {
-                    type_url: response.type_url,
-                },
-                initial_config_complete: false,
-            };
-        }
         self.core.st_mut(ty).nonce = response.nonce.clone();
 
         let mut items = Vec::with_capacity(response.resources.len());
@@ -218,5 +193,15 @@ impl core::sealed::Parts for DeltaClient {
 
     fn requests_for(&mut self, changes: Vec<SubChange>) -> Vec<DeltaDiscoveryRequest> {
         self.changes_to_requests(changes)
+    }
+
+    fn nack(&mut self, type_url: String, nonce: String, error: Status) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            node: self.core.take_node(),
+            type_url,
+            response_nonce: nonce,
+            error_detail: Some(error),
+            ..Default::default()
+        }
     }
 }

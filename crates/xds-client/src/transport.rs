@@ -302,18 +302,14 @@ impl Backoff {
 
 // === impl Protocol ===
 
-/// One ADS variant, as the transport drives it.
-trait Protocol: Send + 'static {
+/// One ADS variant, as the transport drives it: a [`Session`] with its own message types.
+trait Protocol: Session<Request = Self::Req> + Send + 'static {
     type Req: Send + 'static;
     type Resp: Send + 'static;
     const MODE: Mode;
 
     fn start_stream(&mut self) -> Vec<Self::Req>;
     fn on_response(&mut self, r: Self::Resp, c: &mut (dyn Consumer + Send)) -> Outcome<Self::Req>;
-    fn subscribe(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Vec<Self::Req>;
-    fn on_timeout(&mut self, c: &mut (dyn Consumer + Send)) -> Outcome<Self::Req>;
-    fn warming(&self) -> Warming;
-    fn versions(&self) -> BTreeMap<ResourceType, String>;
     fn open(
         client: &mut AggregatedDiscoveryServiceClient<Channel>,
         requests: ReceiverStream<Self::Req>,
@@ -334,18 +330,6 @@ impl Protocol for SotwClient {
         c: &mut (dyn Consumer + Send),
     ) -> Outcome<DiscoveryRequest> {
         SotwClient::on_response(self, r, c)
-    }
-    fn subscribe(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Vec<DiscoveryRequest> {
-        Session::subscribe(self, ty, names)
-    }
-    fn on_timeout(&mut self, c: &mut (dyn Consumer + Send)) -> Outcome<DiscoveryRequest> {
-        self.on_initial_fetch_timeout(c)
-    }
-    fn warming(&self) -> Warming {
-        Session::warming(self)
-    }
-    fn versions(&self) -> BTreeMap<ResourceType, String> {
-        self.acked_versions()
     }
     async fn open(
         client: &mut AggregatedDiscoveryServiceClient<Channel>,
@@ -372,22 +356,6 @@ impl Protocol for DeltaClient {
         c: &mut (dyn Consumer + Send),
     ) -> Outcome<DeltaDiscoveryRequest> {
         DeltaClient::on_response(self, r, c)
-    }
-    fn subscribe(
-        &mut self,
-        ty: ResourceType,
-        names: BTreeSet<String>,
-    ) -> Vec<DeltaDiscoveryRequest> {
-        Session::subscribe(self, ty, names)
-    }
-    fn on_timeout(&mut self, c: &mut (dyn Consumer + Send)) -> Outcome<DeltaDiscoveryRequest> {
-        self.on_initial_fetch_timeout(c)
-    }
-    fn warming(&self) -> Warming {
-        Session::warming(self)
-    }
-    fn versions(&self) -> BTreeMap<ResourceType, String> {
-        self.acked_versions()
     }
     async fn open(
         client: &mut AggregatedDiscoveryServiceClient<Channel>,
@@ -534,7 +502,7 @@ impl<P: Protocol, C: Consumer + Send + 'static> Task<P, C> {
                 },
                 _ = sleep_until_opt(deadline) => {
                     tracing::warn!(endpoint = %addr, step = ?warming.0, "initial fetch timed out; going on without it");
-                    self.proto.on_timeout(&mut self.consumer)
+                    self.proto.on_initial_fetch_timeout(&mut self.consumer)
                 }
             };
             self.record(&outcome);
@@ -558,7 +526,7 @@ impl<P: Protocol, C: Consumer + Send + 'static> Task<P, C> {
     }
 
     fn record(&self, outcome: &Outcome<P::Req>) {
-        let versions = self.proto.versions();
+        let versions = self.proto.acked_versions();
         let warming = self.proto.warming();
         self.status.send_modify(|s| {
             match &outcome.event {

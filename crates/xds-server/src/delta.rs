@@ -13,8 +13,8 @@ use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
 use crate::protocol::{
-    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
-    ResourceName, TypeStatus, bounded_message, first_node, intern,
+    AdsStream, Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Mode, Names, Nonces, Outcome,
+    ProtocolError, ResourceName, TypeStatus, bounded_message, first_node, intern,
 };
 use crate::response::{Carried, Prepared};
 use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank, select};
@@ -53,9 +53,12 @@ pub struct DeltaStream {
     nonces: Nonces,
 }
 
-impl DeltaStream {
-    /// A stream; `stream_id` makes its nonces unique across the server's streams.
-    pub fn new(stream_id: u64) -> DeltaStream {
+impl AdsStream for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const MODE: Mode = Mode::Delta;
+
+    fn new(stream_id: u64) -> Self {
         DeltaStream {
             node: None,
             types: BTreeMap::new(),
@@ -63,32 +66,15 @@ impl DeltaStream {
         }
     }
 
-    /// The client's node, from the first request.
-    pub fn node(&self) -> Option<&Node> {
+    fn request_node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn node(&self) -> Option<&Node> {
         self.node.as_ref()
     }
 
-    /// Handles one request against the proxy's current snapshot (`None`: none set yet; the first
-    /// answer then comes from [`on_snapshot`](Self::on_snapshot)).
-    pub fn on_request(
-        &mut self,
-        request: DeltaDiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<DeltaDiscoveryResponse>, ProtocolError> {
-        Ok(self.handle_request(request, snapshot)?.map(|r| r.message()))
-    }
-
-    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
-    /// with changed or removed resources (or not answered yet).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        self.snapshot_changed(snapshot)
-            .into_iter()
-            .map(|r| r.message())
-            .collect()
-    }
-
-    /// [`on_request`](Self::on_request), its responses still sharing the snapshot's resources.
-    pub(crate) fn handle_request(
+    fn handle_request(
         &mut self,
         request: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
@@ -221,10 +207,7 @@ impl DeltaStream {
     }
 
     /// [`on_snapshot`](Self::on_snapshot), its responses still sharing the snapshot's resources.
-    pub(crate) fn snapshot_changed(
-        &mut self,
-        snapshot: &Snapshot,
-    ) -> Vec<Prepared<DeltaDiscoveryResponse>> {
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) -> Vec<Prepared<DeltaDiscoveryResponse>> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
         let mut out = Vec::new();
@@ -242,14 +225,15 @@ impl DeltaStream {
         out
     }
 
-    /// The sync status of every type the client subscribed to.
-    pub fn status(&self) -> BTreeMap<String, TypeStatus> {
+    fn status(&self) -> BTreeMap<String, TypeStatus> {
         self.types
             .iter()
             .map(|(url, st)| (url.clone(), st.status.clone()))
             .collect()
     }
+}
 
+impl DeltaStream {
     /// The names the client subscribed to for `type_url`, and whether it is a wildcard subscription.
     pub fn subscription(&self, type_url: &str) -> Option<(bool, &Names)> {
         self.types.get(type_url).map(|st| (st.wildcard, &st.names))

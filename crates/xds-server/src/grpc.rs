@@ -25,8 +25,10 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 
 use crate::delta::DeltaStream;
+use crate::protocol::AdsStream;
+use crate::response::CarriesResources;
 use crate::response::Prepared;
-use crate::server::{AdsServer, Protocol};
+use crate::server::AdsServer;
 use crate::sotw::SotwStream;
 
 /// The gRPC service name of ADS.
@@ -49,10 +51,8 @@ impl AdsService {
 
     fn stream<P, M>(&self, request: http::Request<Body>) -> http::Response<Body>
     where
-        P: Protocol,
-        P::Req: Message + Default,
-        P: Protocol<Resp = Prepared<M>>,
-        M: Message + Send + 'static,
+        P: AdsStream<Response = M>,
+        M: CarriesResources + Send + 'static,
     {
         let remote = request
             .extensions()

@@ -53,10 +53,10 @@ pub use crate::delta::DeltaStream;
 pub use crate::error::XdsServerError;
 pub use crate::grpc::AdsService;
 pub use crate::protocol::{
-    Event, MAX_NACK_MESSAGE, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Mode, Names, Outcome,
-    ProtocolError, ResourceName, TypeStatus,
+    AdsStream, Event, MAX_NACK_MESSAGE, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Mode, Names,
+    Outcome, ProtocolError, ResourceName, TypeStatus,
 };
-pub use crate::response::Prepared;
+pub use crate::response::{Carried, CarriesResources, Prepared};
 pub use crate::server::{AdsServer, RunningServer, ServerConfig, serve};
 pub use crate::snapshot::{
     LayeredIter, LayeredMap, PUSH_ORDER, ResourceMap, Snapshot, VersionedResource, content_version,

@@ -4,7 +4,13 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
+use std::collections::BTreeMap;
+
+use prost::Message;
 use xds_api::pb::envoy::config::core::v3::Node;
+
+use crate::response::{CarriesResources, Prepared};
+use crate::snapshot::Snapshot;
 
 /// A subscribed resource name. Every stream subscribed to a name holds the same copy of it: 200
 /// sidecars of one namespace subscribe to the same thousands of endpoint assignments, and one copy
@@ -56,6 +62,61 @@ pub const MAX_TYPES_PER_STREAM: usize = 32;
 
 /// How many names one stream may subscribe to per type.
 pub const MAX_NAMES_PER_TYPE: usize = 100_000;
+
+/// The sans-IO protocol state of one ADS stream, state of the world ([`SotwStream`]) or delta
+/// ([`DeltaStream`]): requests and snapshots in, responses out. The server's stream task drives it;
+/// tests drive it directly.
+///
+/// [`SotwStream`]: crate::SotwStream
+/// [`DeltaStream`]: crate::DeltaStream
+pub trait AdsStream: Sized + Send + 'static {
+    type Request: Message + Default + Send + 'static;
+    type Response: CarriesResources + Send + 'static;
+    const MODE: Mode;
+
+    /// A stream; `stream_id` makes its nonces unique across the server's streams.
+    fn new(stream_id: u64) -> Self;
+
+    /// The node a request names (the first request of a stream must).
+    fn request_node(request: &Self::Request) -> Option<&Node>;
+
+    /// The client's node, from the first request.
+    fn node(&self) -> Option<&Node>;
+
+    /// [`on_request`](Self::on_request), its responses still sharing the snapshot's resources.
+    fn handle_request(
+        &mut self,
+        request: Self::Request,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Outcome<Prepared<Self::Response>>, ProtocolError>;
+
+    /// [`on_snapshot`](Self::on_snapshot), its responses still sharing the snapshot's resources.
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) -> Vec<Prepared<Self::Response>>;
+
+    /// The sync status of every type the client subscribed to.
+    fn status(&self) -> BTreeMap<String, TypeStatus>;
+
+    /// Handles one request against the proxy's current snapshot (`None`: the control plane has not
+    /// set one yet; subscriptions are recorded and answered by [`on_snapshot`](Self::on_snapshot)).
+    fn on_request(
+        &mut self,
+        request: Self::Request,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<Outcome<Self::Response>, ProtocolError> {
+        Ok(self
+            .handle_request(request, snapshot)?
+            .map(Prepared::message))
+    }
+
+    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
+    /// whose resources changed (or that was never answered).
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Response> {
+        self.snapshot_changed(snapshot)
+            .into_iter()
+            .map(Prepared::message)
+            .collect()
+    }
+}
 
 /// Which ADS variant a stream speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -17,7 +17,7 @@ use crate::snapshot::VersionedResource;
 
 /// A resource a response carries.
 #[derive(Debug, Clone)]
-pub(crate) struct Carried {
+pub struct Carried {
     /// Delta xDS wraps each resource in a `Resource` with its name and version; state of the world
     /// sends the bare `Any`.
     pub(crate) name: Option<String>,
@@ -145,21 +145,22 @@ fn put_any(buf: &mut BytesMut, chunks: &mut Vec<Bytes>, any: &Bytes) {
     }
 }
 
-impl Prepared<DiscoveryResponse> {
-    /// The whole message (a copy of every resource).
-    pub fn message(self) -> DiscoveryResponse {
-        let mut m = self.head;
-        m.resources = self.resources.iter().map(|c| c.resource.any()).collect();
-        m
+/// A discovery response (state of the world or delta) whose resources a [`Prepared`] carries apart.
+pub trait CarriesResources: Message + Sized {
+    /// `self` with `resources` as its field 2, each copied.
+    fn with_resources(self, resources: &[Carried]) -> Self;
+}
+
+impl CarriesResources for DiscoveryResponse {
+    fn with_resources(mut self, resources: &[Carried]) -> Self {
+        self.resources = resources.iter().map(|c| c.resource.any()).collect();
+        self
     }
 }
 
-impl Prepared<DeltaDiscoveryResponse> {
-    /// The whole message (a copy of every resource).
-    pub fn message(self) -> DeltaDiscoveryResponse {
-        let mut m = self.head;
-        m.resources = self
-            .resources
+impl CarriesResources for DeltaDiscoveryResponse {
+    fn with_resources(mut self, resources: &[Carried]) -> Self {
+        self.resources = resources
             .iter()
             .map(|c| Resource {
                 name: c.name.clone().unwrap_or_default(),
@@ -168,7 +169,14 @@ impl Prepared<DeltaDiscoveryResponse> {
                 ..Default::default()
             })
             .collect();
-        m
+        self
+    }
+}
+
+impl<M: CarriesResources> Prepared<M> {
+    /// The whole message (a copy of every resource).
+    pub fn message(self) -> M {
+        self.head.with_resources(&self.resources)
     }
 }
 

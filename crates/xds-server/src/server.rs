@@ -1,7 +1,6 @@
 //! The tonic transport: [`AdsServer`] implements Envoy's `AggregatedDiscoveryService` (state of the
 //! world and delta), one task per stream running the sans-IO protocol against the proxy's snapshot.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,19 +13,13 @@ use tokio::time::timeout;
 use tonic::Status;
 use tonic::transport::server::TcpIncoming;
 use tracing::{debug, info, warn};
-use xds_api::pb::envoy::config::core::v3::Node;
-use xds_api::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 
 use crate::cache::{ProxyInfo, SnapshotCache, SnapshotRx};
-use crate::delta::DeltaStream;
 use crate::error::XdsServerError;
 use crate::grpc::{AdsService, Requests};
-use crate::protocol::{Event, Mode, Outcome, ProtocolError, TypeStatus};
+use crate::protocol::{AdsStream, Event, ProtocolError};
 use crate::response::Prepared;
 use crate::snapshot::{Snapshot, short_name};
-use crate::sotw::SotwStream;
 
 /// Bounds on the server's queues and waits.
 #[derive(Clone, Debug)]
@@ -220,11 +213,11 @@ impl RunningServer {
 impl AdsServer {
     /// Starts a stream's task on `incoming`; its responses (or the status that ends it) arrive on
     /// the returned channel.
-    pub(crate) fn open<P: Protocol>(
+    pub(crate) fn open<P: AdsStream>(
         &self,
-        incoming: Requests<P::Req>,
+        incoming: Requests<P::Request>,
         address: Option<SocketAddr>,
-    ) -> mpsc::Receiver<Result<P::Resp, Status>> {
+    ) -> mpsc::Receiver<Result<Prepared<P::Response>, Status>> {
         let (tx, rx) = mpsc::channel(self.inner.config.outbound_queue);
         let conn = Connection::<P> {
             server: self.inner.clone(),
@@ -242,85 +235,14 @@ impl AdsServer {
     }
 }
 
-// === impl Protocol ===
-
-/// One ADS variant, as a stream's task drives it.
-pub(crate) trait Protocol: Sized + Send + 'static {
-    type Req: prost::Message + Default + Send + 'static;
-    type Resp: Send + 'static;
-    const MODE: Mode;
-
-    fn new(stream_id: u64) -> Self;
-    fn node(req: &Self::Req) -> Option<&Node>;
-    fn on_request(
-        &mut self,
-        req: Self::Req,
-        snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<Self::Resp>, ProtocolError>;
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp>;
-    fn status(&self) -> BTreeMap<String, TypeStatus>;
-}
-
-impl Protocol for SotwStream {
-    type Req = DiscoveryRequest;
-    type Resp = Prepared<DiscoveryResponse>;
-    const MODE: Mode = Mode::Sotw;
-
-    fn new(stream_id: u64) -> Self {
-        SotwStream::new(stream_id)
-    }
-    fn node(req: &DiscoveryRequest) -> Option<&Node> {
-        req.node.as_ref()
-    }
-    fn on_request(
-        &mut self,
-        req: DiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<Self::Resp>, ProtocolError> {
-        self.handle_request(req, snapshot)
-    }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
-        self.snapshot_changed(snapshot)
-    }
-    fn status(&self) -> BTreeMap<String, TypeStatus> {
-        SotwStream::status(self)
-    }
-}
-
-impl Protocol for DeltaStream {
-    type Req = DeltaDiscoveryRequest;
-    type Resp = Prepared<DeltaDiscoveryResponse>;
-    const MODE: Mode = Mode::Delta;
-
-    fn new(stream_id: u64) -> Self {
-        DeltaStream::new(stream_id)
-    }
-    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
-        req.node.as_ref()
-    }
-    fn on_request(
-        &mut self,
-        req: DeltaDiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<Self::Resp>, ProtocolError> {
-        self.handle_request(req, snapshot)
-    }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Resp> {
-        self.snapshot_changed(snapshot)
-    }
-    fn status(&self) -> BTreeMap<String, TypeStatus> {
-        DeltaStream::status(self)
-    }
-}
-
 // === impl Connection ===
 
 /// One stream's task.
-struct Connection<P: Protocol> {
+struct Connection<P: AdsStream> {
     server: Arc<Inner>,
     id: u64,
     address: Option<SocketAddr>,
-    tx: mpsc::Sender<Result<P::Resp, Status>>,
+    tx: mpsc::Sender<Result<Prepared<P::Response>, Status>>,
 }
 
 /// Why a stream's task stopped.
@@ -333,8 +255,8 @@ enum End {
     Error(Status),
 }
 
-impl<P: Protocol> Connection<P> {
-    async fn run(self, mut incoming: Requests<P::Req>) {
+impl<P: AdsStream> Connection<P> {
+    async fn run(self, mut incoming: Requests<P::Request>) {
         let cfg = &self.server.config;
         let mut shutdown = self.server.shutdown.subscribe();
         if *shutdown.borrow_and_update() {
@@ -359,7 +281,10 @@ impl<P: Protocol> Connection<P> {
                 return;
             }
         };
-        let Some(node) = P::node(&first).filter(|n| !n.id.is_empty()).cloned() else {
+        let Some(node) = P::request_node(&first)
+            .filter(|n| !n.id.is_empty())
+            .cloned()
+        else {
             let _ = self.tx.try_send(Err(Status::invalid_argument(
                 ProtocolError::MissingNode.to_string(),
             )));
@@ -412,8 +337,8 @@ impl<P: Protocol> Connection<P> {
     async fn serve(
         &self,
         node_id: &str,
-        first: P::Req,
-        incoming: &mut Requests<P::Req>,
+        first: P::Request,
+        incoming: &mut Requests<P::Request>,
         snapshots: &mut SnapshotRx,
         shutdown: &mut watch::Receiver<bool>,
     ) -> End {
@@ -461,11 +386,11 @@ impl<P: Protocol> Connection<P> {
         &self,
         proto: &mut P,
         node_id: &str,
-        req: P::Req,
+        req: P::Request,
         snapshot: Option<&Snapshot>,
     ) -> Result<(), End> {
         let outcome = proto
-            .on_request(req, snapshot)
+            .handle_request(req, snapshot)
             .map_err(|e| End::Error(Status::invalid_argument(e.to_string())))?;
         self.record(node_id, &outcome.events);
         let result = self.send_all(outcome.responses).await;
@@ -477,7 +402,7 @@ impl<P: Protocol> Connection<P> {
         let cfg = &self.server.config;
         // Bound how many streams build and queue pushes at once; never wait for ever.
         let permit = timeout(cfg.push_wait, self.server.pushes.acquire()).await;
-        let responses = proto.on_snapshot(snapshot);
+        let responses = proto.snapshot_changed(snapshot);
         if !responses.is_empty() {
             self.server
                 .cache
@@ -492,7 +417,7 @@ impl<P: Protocol> Connection<P> {
         result
     }
 
-    async fn send_all(&self, responses: Vec<P::Resp>) -> Result<(), End> {
+    async fn send_all(&self, responses: Vec<Prepared<P::Response>>) -> Result<(), End> {
         let counters = self.server.cache.atomic_counters();
         for r in responses {
             match timeout(self.server.config.send_timeout, self.tx.send(Ok(r))).await {

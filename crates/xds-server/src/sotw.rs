@@ -22,8 +22,8 @@ use xds_api::pb::envoy::config::core::v3::{ControlPlane, Node};
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use crate::protocol::{
-    Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Names, Nonces, Outcome, ProtocolError,
-    TypeStatus, bounded_message, first_node, intern,
+    AdsStream, Event, MAX_NAMES_PER_TYPE, MAX_TYPES_PER_STREAM, Mode, Names, Nonces, Outcome,
+    ProtocolError, TypeStatus, bounded_message, first_node, intern,
 };
 use crate::response::{Carried, Prepared};
 use crate::snapshot::{
@@ -61,9 +61,12 @@ pub struct SotwStream {
     nonces: Nonces,
 }
 
-impl SotwStream {
-    /// A stream; `stream_id` makes its nonces unique across the server's streams.
-    pub fn new(stream_id: u64) -> SotwStream {
+impl AdsStream for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const MODE: Mode = Mode::Sotw;
+
+    fn new(stream_id: u64) -> Self {
         SotwStream {
             node: None,
             types: BTreeMap::new(),
@@ -71,32 +74,15 @@ impl SotwStream {
         }
     }
 
-    /// The client's node, from the first request.
-    pub fn node(&self) -> Option<&Node> {
+    fn request_node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn node(&self) -> Option<&Node> {
         self.node.as_ref()
     }
 
-    /// Handles one request against the proxy's current snapshot (`None`: the control plane has not
-    /// set one yet; subscriptions are recorded and answered by [`on_snapshot`](Self::on_snapshot)).
-    pub fn on_request(
-        &mut self,
-        request: DiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-    ) -> Result<Outcome<DiscoveryResponse>, ProtocolError> {
-        Ok(self.handle_request(request, snapshot)?.map(|r| r.message()))
-    }
-
-    /// The proxy's snapshot changed: the responses to push, in push order, one per subscribed type
-    /// whose selected resources differ from what was last sent (or that was never answered).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
-        self.snapshot_changed(snapshot)
-            .into_iter()
-            .map(|r| r.message())
-            .collect()
-    }
-
-    /// [`on_request`](Self::on_request), its responses still sharing the snapshot's resources.
-    pub(crate) fn handle_request(
+    fn handle_request(
         &mut self,
         request: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
@@ -203,10 +189,7 @@ impl SotwStream {
     }
 
     /// [`on_snapshot`](Self::on_snapshot), its responses still sharing the snapshot's resources.
-    pub(crate) fn snapshot_changed(
-        &mut self,
-        snapshot: &Snapshot,
-    ) -> Vec<Prepared<DiscoveryResponse>> {
+    fn snapshot_changed(&mut self, snapshot: &Snapshot) -> Vec<Prepared<DiscoveryResponse>> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
         let mut out = Vec::new();
@@ -245,14 +228,15 @@ impl SotwStream {
         out
     }
 
-    /// The sync status of every type the client subscribed to.
-    pub fn status(&self) -> BTreeMap<String, TypeStatus> {
+    fn status(&self) -> BTreeMap<String, TypeStatus> {
         self.types
             .iter()
             .map(|(url, st)| (url.clone(), st.status.clone()))
             .collect()
     }
+}
 
+impl SotwStream {
     /// The names the client subscribed to for `type_url`, and whether it is a wildcard subscription.
     pub fn subscription(&self, type_url: &str) -> Option<(bool, &Names)> {
         self.types.get(type_url).map(|st| (st.wildcard, &st.names))

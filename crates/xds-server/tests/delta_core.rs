@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use xds_api::pb::google::rpc::Status;
-use xds_server::{DeltaStream, Event, ProtocolError, Snapshot};
+use xds_server::{AdsStream, DeltaStream, Event, ProtocolError, Snapshot};
 
 fn sub(type_url: &str, subscribe: &[&str], unsubscribe: &[&str]) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {

@@ -8,7 +8,7 @@ use xds_api::any::unpack;
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use xds_api::pb::google::rpc::Status;
-use xds_server::{Event, ProtocolError, Snapshot, SotwStream};
+use xds_server::{AdsStream, Event, ProtocolError, Snapshot, SotwStream};
 
 fn req(type_url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
     DiscoveryRequest {
