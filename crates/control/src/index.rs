@@ -2,7 +2,7 @@
 //! once per push and shared by the generation of every proxy's resources.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mesh_api::registry::Registry;
 use mesh_api::resource::{Resource, Spec};
@@ -11,14 +11,14 @@ use mesh_api::types::gateway::GatewaySpec;
 use mesh_api::types::sidecar::{OutboundTrafficPolicyMode, SidecarSpec};
 use mesh_api::types::virtual_service::VirtualServiceSpec;
 
-use crate::model::{ServiceRegistry, host_matches, labels_match, resolve_host};
+use crate::model::{Service, ServiceRegistry, host_matches, labels_match, resolve_host};
 use crate::node::Proxy;
 
 /// Istio's root namespace: its Sidecar and DestinationRules apply mesh-wide.
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
 /// A VirtualService with its hosts resolved to FQDNs (relative to its namespace).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VirtualService {
     pub name: String,
     pub namespace: String,
@@ -44,7 +44,7 @@ impl VirtualService {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DestinationRule {
     pub name: String,
     pub namespace: String,
@@ -52,14 +52,14 @@ pub struct DestinationRule {
     pub spec: DestinationRuleSpec,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
     pub name: String,
     pub namespace: String,
     pub spec: GatewaySpec,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sidecar {
     pub name: String,
     pub namespace: String,
@@ -100,6 +100,105 @@ pub struct Index {
     vs_wildcards: Vec<usize>,
     /// Proxy-independent problems worth a log line (unsupported fields, shadowed hosts).
     pub warnings: Vec<String>,
+}
+
+/// What changed between two pushes' indexes, as far as sidecars' outbound route tables (and the
+/// listeners built with them) can tell: they depend on services (not their instances),
+/// VirtualServices, DestinationRules, Sidecars, Gateways and the mesh settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteChange {
+    /// Nothing they depend on.
+    Nothing,
+    /// Only VirtualServices, each naming exact hosts: the virtual hosts of these hosts change, no
+    /// other.
+    Hosts(HashSet<String>),
+    /// Anything else.
+    Everything,
+}
+
+impl RouteChange {
+    /// Whether the routes of `host`'s virtual hosts may be taken from the last push.
+    pub fn keeps(&self, host: &str) -> bool {
+        match self {
+            RouteChange::Nothing => true,
+            RouteChange::Hosts(hosts) => !hosts.contains(host),
+            RouteChange::Everything => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RouteChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteChange::Nothing => f.write_str("unchanged"),
+            RouteChange::Hosts(hosts) => write!(f, "{} hosts changed", hosts.len()),
+            RouteChange::Everything => f.write_str("rebuilt"),
+        }
+    }
+}
+
+/// Whether two services agree in all but their instances (which only endpoints carry).
+fn same_but_instances(a: &Service, b: &Service) -> bool {
+    let Service {
+        hostname,
+        namespace,
+        ports,
+        resolution,
+        external,
+        export_to,
+        instances: _,
+    } = a;
+    *hostname == b.hostname
+        && *namespace == b.namespace
+        && *ports == b.ports
+        && *resolution == b.resolution
+        && *external == b.external
+        && *export_to == b.export_to
+}
+
+/// The hosts whose virtual hosts a change of VirtualServices from `before` to `after` touches, or
+/// `None` when that cannot be said host by host: a changed VirtualService with a wildcard host or
+/// none (a delegate, merged into others), or the unchanged ones in another order (the first one
+/// naming a host wins).
+fn changed_vs_hosts(
+    before: &[VirtualService],
+    after: &[VirtualService],
+) -> Option<HashSet<String>> {
+    let exact =
+        |vs: &VirtualService| !vs.hosts.is_empty() && vs.hosts.iter().all(|h| !h.contains('*'));
+    let mut hosts = HashSet::new();
+    // The usual edit: the same VirtualServices in the same order, some of them changed.
+    if before.len() == after.len()
+        && before
+            .iter()
+            .zip(after)
+            .all(|(b, a)| b.name == a.name && b.namespace == a.namespace)
+    {
+        for (b, a) in before.iter().zip(after).filter(|(b, a)| b != a) {
+            if !exact(b) || !exact(a) {
+                return None;
+            }
+            hosts.extend(b.hosts.iter().chain(&a.hosts).cloned());
+        }
+        return Some(hosts);
+    }
+    // Added or removed ones: the others must keep their order.
+    for (vs, other) in before
+        .iter()
+        .map(|vs| (vs, after))
+        .chain(after.iter().map(|vs| (vs, before)))
+    {
+        if other.contains(vs) {
+            continue;
+        }
+        if !exact(vs) {
+            return None;
+        }
+        hosts.extend(vs.hosts.iter().cloned());
+    }
+    let kept_before = before.iter().filter(|vs| after.contains(vs));
+    let kept_after = after.iter().filter(|vs| before.contains(vs));
+    kept_before.eq(kept_after).then_some(hosts)
 }
 
 impl Index {
@@ -371,6 +470,33 @@ impl Index {
                     && ns.as_ref().is_none_or(|n| *n == proxy.namespace)
             })
             .collect()
+    }
+
+    /// What changed since `before` for sidecars' outbound route tables.
+    pub fn route_change_since(&self, before: &Index) -> RouteChange {
+        let services_same = self.services.services.len() == before.services.services.len()
+            && self
+                .services
+                .services
+                .values()
+                .zip(before.services.services.values())
+                .all(|(a, b)| same_but_instances(a, b));
+        if !services_same
+            || self.destination_rules != before.destination_rules
+            || self.sidecars != before.sidecars
+            || self.gateways != before.gateways
+            || self.mesh != before.mesh
+            || self.source_selectors != before.source_selectors
+        {
+            return RouteChange::Everything;
+        }
+        if self.virtual_services == before.virtual_services {
+            return RouteChange::Nothing;
+        }
+        match changed_vs_hosts(&before.virtual_services, &self.virtual_services) {
+            Some(hosts) => RouteChange::Hosts(hosts),
+            None => RouteChange::Everything,
+        }
     }
 
     /// Counts, for logs and `/debug`.

@@ -133,12 +133,15 @@ impl Shared {
 
     /// Generates the config of each proxy in `node_ids` (all connected ones when `None`) and sets
     /// those that changed.
-    fn push(&self, index: &Index, node_ids: Option<&BTreeSet<String>>) -> usize {
+    fn push(&self, index: &Arc<Index>, node_ids: Option<&BTreeSet<String>>) -> usize {
         let version = format!("v{}", self.version.fetch_add(1, Ordering::Relaxed) + 1);
         let mut seen = BTreeSet::new();
         let mut pushed = 0;
         let previous = std::mem::take(&mut *lock(&self.generated));
         let generator = Generator::after(index, self.options.addressing, previous);
+        if node_ids.is_none() {
+            info!(routes = %generator.route_change(), "generating");
+        }
         let proxies = self.cache.proxies();
         for info in &proxies {
             if !seen.insert(info.node_id.clone()) {

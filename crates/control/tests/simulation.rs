@@ -654,6 +654,7 @@ spec:
         &format!("{REVIEWS_DR}---\n{vs}"),
         OutboundTrafficPolicyMode::AllowAny,
     );
+    let index = std::sync::Arc::new(index);
     let generator = control::generate::Generator::new(&index, InboundAddressing::SidecarPort);
     let mut captured = productpage();
     captured.interception = Interception::Redirect;
@@ -712,18 +713,13 @@ spec:
             100 - weight
         )
     };
-    let first = index(
-        &format!("{REVIEWS_DR}---\n{}", vs(90)),
-        OutboundTrafficPolicyMode::AllowAny,
-    );
-    let same = index(
-        &format!("{REVIEWS_DR}---\n{}", vs(90)),
-        OutboundTrafficPolicyMode::AllowAny,
-    );
-    let changed = index(
-        &format!("{REVIEWS_DR}---\n{}", vs(50)),
-        OutboundTrafficPolicyMode::AllowAny,
-    );
+    let at = |weight| {
+        std::sync::Arc::new(index(
+            &format!("{REVIEWS_DR}---\n{}", vs(weight)),
+            OutboundTrafficPolicyMode::AllowAny,
+        ))
+    };
+    let (first, same, changed) = (at(90), at(90), at(50));
     let proxies = [
         productpage(),
         proxy(
@@ -731,7 +727,7 @@ spec:
             &[("app", "reviews"), ("version", "v1")],
         ),
     ];
-    let push = |index: &Index, previous| {
+    let push = |index: &std::sync::Arc<Index>, previous| {
         let g = Generator::after(index, InboundAddressing::SidecarPort, previous);
         let snaps: Vec<_> = proxies.iter().map(|p| g.snapshot(p, "v").0).collect();
         (snaps, g.into_cache(true))
@@ -778,6 +774,205 @@ spec:
         }
         assert_eq!(new_layers(a, b, ROUTE_CONFIGURATION), 1);
         assert!(!a.same_resources(b));
+    }
+}
+
+/// Pushes in a row, each from the last one's cache, give every proxy exactly what generating it
+/// from scratch gives, whatever changed: weights, matches, VirtualServices added and removed, a
+/// wildcard host, a delegate, endpoints, a DestinationRule, the outbound policy; in both
+/// interception modes, with `sourceLabels` matches in play. What cannot have changed is taken
+/// whole: after an endpoint-only change, the very route tables of the push before.
+#[test]
+fn pushes_in_a_row_match_generating_from_scratch() {
+    use control::generate::Generator;
+    use control::index::RouteChange;
+    use std::sync::Arc;
+    let vs = |name: &str, host: &str, body: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{host}]\n  http:\n{body}---\n"
+        )
+    };
+    let split = |w: u32| {
+        format!(
+            "  - route:\n    - {{destination: {{host: reviews, subset: v1}}, weight: {w}}}\n    - {{destination: {{host: reviews, subset: v2}}, weight: {}}}\n",
+            100 - w
+        )
+    };
+    let fault = "  - match: [{sourceLabels: {app: productpage}}]\n    fault: {abort: {httpStatus: 400, percentage: {value: 100}}}\n    route: [{destination: {host: ratings}}]\n  - route: [{destination: {host: ratings}}]\n";
+    let header = "  - match: [{headers: {foo: {exact: bar1}}}]\n    route: [{destination: {host: productpage}}]\n  - route: [{destination: {host: productpage}}]\n";
+    let delegate = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings-root}\nspec:\n  hosts: [ratings]\n  http:\n  - match: [{uri: {prefix: /r}}]\n    delegate: {name: ratings-child}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings-child}\nspec:\n  http:\n  - route: [{destination: {host: ratings}}]\n---\n";
+    let dr_round_robin = REVIEWS_DR;
+    let dr_hashing = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\n";
+    let extra_instance = "- {name: reviews-v4, service: reviews, labels: {app: reviews, version: v2}, address: 10.0.0.9}\n";
+    let build = |yaml: String, extra: &str, policy| {
+        let registry = load_registry_str(&format!("{MESH}{extra}")).expect("mesh file");
+        let resources = parse_resources("test.yaml", &yaml).expect("valid config");
+        Arc::new(Index::build(
+            &registry,
+            &resources,
+            MeshSettings {
+                outbound_policy: policy,
+            },
+        ))
+    };
+    use OutboundTrafficPolicyMode::{AllowAny, RegistryOnly};
+    let base = |w| {
+        format!(
+            "{dr_round_robin}---\n{}{}",
+            vs("reviews", "reviews", &split(w)),
+            vs("ratings", "ratings", fault)
+        )
+    };
+    // (what changed, config, extra instances, policy, the change the index reports)
+    let steps: Vec<(&str, String, &str, _, Option<RouteChange>)> = vec![
+        ("first push", base(90), "", AllowAny, None),
+        (
+            "a weight",
+            base(50),
+            "",
+            AllowAny,
+            Some(RouteChange::Hosts(
+                ["reviews.default.svc.cluster.local".to_owned()].into(),
+            )),
+        ),
+        (
+            "a VirtualService added",
+            format!("{}{}", base(50), vs("productpage", "productpage", header)),
+            "",
+            AllowAny,
+            Some(RouteChange::Hosts(
+                ["productpage.default.svc.cluster.local".to_owned()].into(),
+            )),
+        ),
+        (
+            "an endpoint added",
+            format!("{}{}", base(50), vs("productpage", "productpage", header)),
+            extra_instance,
+            AllowAny,
+            Some(RouteChange::Nothing),
+        ),
+        (
+            "a VirtualService removed",
+            base(50),
+            extra_instance,
+            AllowAny,
+            Some(RouteChange::Hosts(
+                ["productpage.default.svc.cluster.local".to_owned()].into(),
+            )),
+        ),
+        (
+            "a wildcard host",
+            format!(
+                "{}{}",
+                base(50),
+                vs("all", "\"*.svc.cluster.local\"", header)
+            ),
+            extra_instance,
+            AllowAny,
+            Some(RouteChange::Everything),
+        ),
+        (
+            "a delegate",
+            format!(
+                "{dr_round_robin}---\n{}{delegate}",
+                vs("reviews", "reviews", &split(50))
+            ),
+            extra_instance,
+            AllowAny,
+            Some(RouteChange::Everything),
+        ),
+        (
+            "a DestinationRule",
+            format!(
+                "{dr_hashing}{}{}",
+                vs("reviews", "reviews", &split(50)),
+                vs("ratings", "ratings", fault)
+            ),
+            extra_instance,
+            AllowAny,
+            Some(RouteChange::Everything),
+        ),
+        (
+            "the outbound policy",
+            format!(
+                "{dr_hashing}{}{}",
+                vs("reviews", "reviews", &split(50)),
+                vs("ratings", "ratings", fault)
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Everything),
+        ),
+        (
+            "a weight again",
+            format!(
+                "{dr_hashing}{}{}",
+                vs("reviews", "reviews", &split(10)),
+                vs("ratings", "ratings", fault)
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts(
+                ["reviews.default.svc.cluster.local".to_owned()].into(),
+            )),
+        ),
+    ];
+    let mut captured = productpage();
+    captured.interception = Interception::Redirect;
+    let mut captured_reviews = proxy(
+        "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v1")],
+    );
+    captured_reviews.interception = Interception::Redirect;
+    let proxies = [
+        productpage(),
+        proxy(
+            "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+            &[("app", "reviews"), ("version", "v1")],
+        ),
+        proxy(
+            "sidecar~10.0.1.1~billing-1.payments~payments.svc.cluster.local",
+            &[("app", "billing")],
+        ),
+        captured,
+        captured_reviews,
+    ];
+    let mut cache = Default::default();
+    let mut last: Option<(Arc<Index>, Vec<xds_server::Snapshot>)> = None;
+    for (what, yaml, extra, policy, change) in steps {
+        let index = build(yaml, extra, policy);
+        if let (Some((before, _)), Some(change)) = (&last, change) {
+            assert_eq!(index.route_change_since(before), change, "{what}");
+        }
+        let generator = Generator::after(&index, InboundAddressing::SidecarPort, cache);
+        let mut snapshots = Vec::new();
+        for p in &proxies {
+            let (pushed, _) = generator.snapshot(p, "v");
+            let scratch = generate(&index, p, InboundAddressing::SidecarPort).to_snapshot("v");
+            assert!(pushed.same_resources(&scratch), "{what}: {}", p.id);
+            snapshots.push(pushed);
+        }
+        if what == "an endpoint added" {
+            let (_, before) = last.as_ref().expect("a push before");
+            for (a, b) in before.iter().zip(&snapshots) {
+                let routes = |s: &xds_server::Snapshot| {
+                    s.resources(xds_api::type_url::ROUTE_CONFIGURATION)
+                        .expect("routes")
+                        .clone()
+                };
+                let (a, b) = (routes(a), routes(b));
+                assert!(!a.layers().is_empty());
+                assert!(
+                    a.layers()
+                        .iter()
+                        .zip(b.layers())
+                        .all(|(x, y)| Arc::ptr_eq(x, y)),
+                    "{what}"
+                );
+            }
+        }
+        cache = generator.into_cache(true);
+        last = Some((index, snapshots));
     }
 }
 
@@ -2123,6 +2318,7 @@ fn locality_failover_priority_orders_endpoints_by_labels() {
 #[test]
 fn proxies_differing_in_a_failover_priority_label_get_their_own_endpoints() {
     let index = locality_index("        failoverPriority: [version]\n", true);
+    let index = std::sync::Arc::new(index);
     let generator = control::generate::Generator::new(&index, InboundAddressing::SidecarPort);
     let v1 = locality_client(&[("app", "client"), ("version", "v1"), ("pod", "x")]);
     let v2 = locality_client(&[("app", "client"), ("version", "v2"), ("pod", "x")]);

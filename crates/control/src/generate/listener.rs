@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use prost::Message;
+
 use mesh_api::types::gateway::{Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use xds_api::pb::envoy::config::core::v3::TransportSocket;
@@ -148,16 +150,11 @@ pub(crate) fn listener(name: &str, ip: &str, port: u32, chain: FilterChain) -> L
 
 /// Adds `domains` not yet taken to `vhost` (Envoy refuses a route table naming a domain twice: the
 /// first service to claim a name keeps it, as sorted hostnames come first).
-fn claim(
-    taken: &mut BTreeSet<String>,
-    vhost: &mut VirtualHost,
-    domains: impl IntoIterator<Item = String>,
-) {
-    for d in domains {
-        if taken.insert(d.clone()) {
-            vhost.domains.push(d);
-        }
-    }
+fn claim(taken: &mut BTreeSet<String>, domains: impl IntoIterator<Item = String>) -> Vec<String> {
+    domains
+        .into_iter()
+        .filter(|d| taken.insert(d.clone()))
+        .collect()
 }
 
 /// The sidecar's outbound listener without capture: `IP:15001`, an explicit HTTP proxy taking
@@ -221,11 +218,148 @@ fn connect_route(cluster: &str) -> Route {
     }
 }
 
+/// One virtual host of a [`RouteTable`].
+#[derive(Debug)]
+pub enum TableHost<'a> {
+    /// A service port's: its routes come from its VirtualService or its default
+    /// ([`service_routes`]), then `trailing`.
+    Service {
+        service: &'a Service,
+        port: u32,
+        name: String,
+        domains: Vec<String>,
+        /// Routes after the service's own (the explicit proxy's CONNECT route).
+        trailing: Vec<Route>,
+    },
+    /// One that is whole already (a catch-all, a tunnel-only host).
+    Fixed(Box<VirtualHost>),
+}
+
+/// A sidecar's outbound route table before its services' routes are built. Those routes are most
+/// of its size and cost, and a push can take each service's from the last push
+/// ([`encode`](Self::encode)) when they cannot have changed.
+#[derive(Debug)]
+pub struct RouteTable<'a> {
+    /// The table's own fields (no virtual hosts).
+    pub config: RouteConfiguration,
+    pub hosts: Vec<TableHost<'a>>,
+}
+
+/// The routes of `service`'s virtual host on `port` for `proxy`: its mesh VirtualService's, or the
+/// default route.
+pub fn service_routes(index: &Index, proxy: &Proxy, service: &Service, port: u32) -> Vec<Route> {
+    let ctx = RouteContext {
+        index,
+        proxy,
+        port,
+        gateway: None,
+    };
+    match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
+        Some(vs) => ctx.virtual_service_routes(vs),
+        None => vec![ctx.service_default_route(service)],
+    }
+}
+
+/// `routes` encoded as the `routes` fields of a `VirtualHost`.
+pub fn encode_routes(routes: &[Route], buf: &mut Vec<u8>) {
+    for r in routes {
+        prost::encoding::message::encode(VIRTUAL_HOST_ROUTES, r, buf);
+    }
+}
+
+/// Field numbers: `RouteConfiguration.virtual_hosts`, `VirtualHost.routes`.
+const ROUTE_CONFIG_VIRTUAL_HOSTS: u32 = 2;
+const VIRTUAL_HOST_ROUTES: u32 = 3;
+
+impl RouteTable<'_> {
+    /// The table, its services' routes built for `proxy`.
+    pub fn build(self, index: &Index, proxy: &Proxy) -> RouteConfiguration {
+        let mut config = self.config;
+        config.virtual_hosts = self
+            .hosts
+            .into_iter()
+            .map(|host| match host {
+                TableHost::Fixed(vhost) => *vhost,
+                TableHost::Service {
+                    service,
+                    port,
+                    name,
+                    domains,
+                    trailing,
+                } => {
+                    let mut routes = service_routes(index, proxy, service, port);
+                    routes.extend(trailing);
+                    VirtualHost {
+                        name,
+                        domains,
+                        routes,
+                        ..Default::default()
+                    }
+                }
+            })
+            .collect();
+        config
+    }
+
+    /// The encoded table, byte for byte what [`build`](Self::build) encodes to, with each service
+    /// port's routes (as [`encode_routes`] writes them) from `routes`.
+    pub fn encode(self, mut routes: impl FnMut(&Service, u32) -> bytes::Bytes) -> Vec<u8> {
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        // Its name (field 1), the virtual hosts (2), then every other field: prost's order.
+        let name = RouteConfiguration {
+            name: self.config.name.clone(),
+            ..Default::default()
+        };
+        let rest = RouteConfiguration {
+            name: String::new(),
+            ..self.config
+        };
+        let mut out = name.encode_to_vec();
+        let mut vhost = Vec::new();
+        for host in self.hosts {
+            vhost.clear();
+            match host {
+                TableHost::Fixed(v) => v.encode_raw(&mut vhost),
+                TableHost::Service {
+                    service,
+                    port,
+                    name,
+                    domains,
+                    trailing,
+                } => {
+                    // Name and domains (fields 1, 2), then routes (3); it has no other field.
+                    VirtualHost {
+                        name,
+                        domains,
+                        ..Default::default()
+                    }
+                    .encode_raw(&mut vhost);
+                    vhost.extend_from_slice(&routes(service, port));
+                    encode_routes(&trailing, &mut vhost);
+                }
+            }
+            encode_key(
+                ROUTE_CONFIG_VIRTUAL_HOSTS,
+                WireType::LengthDelimited,
+                &mut out,
+            );
+            encode_varint(vhost.len() as u64, &mut out);
+            out.extend_from_slice(&vhost);
+        }
+        rest.encode_raw(&mut out);
+        out
+    }
+}
+
 /// The route table of [`outbound_listener`]: a virtual host per service port (`host:port`; HTTP
 /// ports also take plain requests, every port takes `CONNECT host:port`), then the catch-all.
-pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> RouteConfiguration {
+pub fn outbound_route_table<'a>(
+    index: &Index,
+    proxy: &Proxy,
+    services: &[&'a Service],
+) -> RouteTable<'a> {
     let mut taken = BTreeSet::new();
-    let mut virtual_hosts = Vec::new();
+    let mut hosts = Vec::new();
     for service in services {
         for port in &service.ports {
             let cluster = outbound_cluster(port.number, "", &service.hostname);
@@ -240,7 +374,7 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
                     .iter()
                     .map(|a| format!("{a}:{}", port.number))
                     .collect::<Vec<_>>();
-                claim(&mut taken, &mut vhost, domains);
+                vhost.domains = claim(&mut taken, domains);
                 if !vhost.domains.is_empty() {
                     // A plain HTTP request to it is refused as before, by the catch-all's answer.
                     let not_http = Route {
@@ -250,14 +384,10 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
                         ..Default::default()
                     };
                     vhost.routes = vec![connect_route(&cluster), not_http];
-                    virtual_hosts.push(vhost);
+                    hosts.push(TableHost::Fixed(Box::new(vhost)));
                 }
                 continue;
             }
-            let mut vhost = VirtualHost {
-                name: format!("{}:{}", service.hostname, port.number),
-                ..Default::default()
-            };
             let aliases = service.aliases(&proxy.namespace);
             let mut domains: Vec<String> = aliases
                 .iter()
@@ -266,23 +396,18 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
             if port.number == 80 {
                 domains.extend(aliases.iter().cloned());
             }
-            claim(&mut taken, &mut vhost, domains);
-            if vhost.domains.is_empty() {
+            let domains = claim(&mut taken, domains);
+            if domains.is_empty() {
                 continue;
             }
-            let ctx = RouteContext {
-                index,
-                proxy,
+            hosts.push(TableHost::Service {
+                service,
                 port: port.number,
-                gateway: None,
-            };
-            vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
-                Some(vs) => ctx.virtual_service_routes(vs),
-                None => vec![ctx.service_default_route(service)],
-            };
-            // Only CONNECT matches it, whatever comes before.
-            vhost.routes.push(connect_route(&cluster));
-            virtual_hosts.push(vhost);
+                name: format!("{}:{}", service.hostname, port.number),
+                domains,
+                // Only CONNECT matches it, whatever comes before.
+                trailing: vec![connect_route(&cluster)],
+            });
         }
     }
     // Anything else: Istio answers 502 from `block_all` under REGISTRY_ONLY. Under ALLOW_ANY it would
@@ -293,13 +418,20 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
         OutboundTrafficPolicyMode::RegistryOnly => "block_all",
         OutboundTrafficPolicyMode::AllowAny => "allow_any",
     };
-    virtual_hosts.push(catch_all(name, refuse_502()));
-    RouteConfiguration {
-        name: OUTBOUND_ROUTE.to_owned(),
-        virtual_hosts,
-        validate_clusters: Some(BoolValue { value: false }),
-        ..Default::default()
+    hosts.push(TableHost::Fixed(Box::new(catch_all(name, refuse_502()))));
+    RouteTable {
+        config: RouteConfiguration {
+            name: OUTBOUND_ROUTE.to_owned(),
+            validate_clusters: Some(BoolValue { value: false }),
+            ..Default::default()
+        },
+        hosts,
     }
+}
+
+/// [`outbound_route_table`], built.
+pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> RouteConfiguration {
+    outbound_route_table(index, proxy, services).build(index, proxy)
 }
 
 /// The ports the workload behind `proxy` serves (from the services whose instances have its IP):
@@ -459,7 +591,7 @@ pub fn gateway(
                         },
                         ..Default::default()
                     };
-                    claim(&mut taken, &mut vhost, [host.clone()]);
+                    vhost.domains = claim(&mut taken, [host.clone()]);
                     if vhost.domains.is_empty() {
                         continue;
                     }
@@ -639,11 +771,11 @@ fn catch_all_cluster(index: &Index, proxy: &Proxy) -> &'static str {
 /// A captured sidecar's outbound side, as istiod builds it: `virtualOutbound` on `0.0.0.0:15001`
 /// hands each connection (by its original destination) to a per-port listener `0.0.0.0_PORT` (never
 /// bound) with route table `"PORT"`; unknown ports pass through or are dropped per the outbound policy.
-pub fn captured_outbound(
+pub fn captured_outbound<'a>(
     index: &Index,
     proxy: &Proxy,
-    services: &[&Service],
-) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<String>) {
+    services: &[&'a Service],
+) -> (Vec<Listener>, Vec<RouteTable<'a>>, Vec<String>) {
     let catch_all = catch_all_cluster(index, proxy);
     let mut warnings = Vec::new();
     let mut listeners = vec![Listener {
@@ -710,7 +842,7 @@ pub fn captured_outbound(
                     .map_or("", |s| s.hostname.as_str())
             ));
         }
-        routes.push(port_routes(index, proxy, port, &http));
+        routes.push(port_route_table(index, proxy, port, &http));
         let chain = FilterChain {
             filters: vec![hcm(
                 &format!("outbound_0.0.0.0_{port}"),
@@ -803,47 +935,43 @@ fn l4_outbound_listener(
 
 /// Route table `"PORT"`: one virtual host per service on the port, names without the port (the
 /// port is the listener's), then the catch-all.
-fn port_routes(
+fn port_route_table<'a>(
     index: &Index,
     proxy: &Proxy,
     port: u32,
-    services: &[&Service],
-) -> RouteConfiguration {
+    services: &[&'a Service],
+) -> RouteTable<'a> {
     let mut taken = BTreeSet::new();
-    let mut virtual_hosts = Vec::new();
+    let mut hosts = Vec::new();
     for service in services {
-        let mut vhost = VirtualHost {
-            name: format!("{}:{port}", service.hostname),
-            ..Default::default()
-        };
-        claim(&mut taken, &mut vhost, service.aliases(&proxy.namespace));
-        if vhost.domains.is_empty() {
+        let domains = claim(&mut taken, service.aliases(&proxy.namespace));
+        if domains.is_empty() {
             continue;
         }
-        let ctx = RouteContext {
-            index,
-            proxy,
+        hosts.push(TableHost::Service {
+            service,
             port,
-            gateway: None,
-        };
-        vhost.routes = match index.mesh_virtual_service(&service.hostname, &proxy.namespace) {
-            Some(vs) => ctx.virtual_service_routes(vs),
-            None => vec![ctx.service_default_route(service)],
-        };
-        virtual_hosts.push(vhost);
+            name: format!("{}:{port}", service.hostname),
+            domains,
+            trailing: Vec::new(),
+        });
     }
-    virtual_hosts.push(match index.outbound_policy(proxy) {
-        OutboundTrafficPolicyMode::RegistryOnly => catch_all("block_all", refuse_502()),
-        OutboundTrafficPolicyMode::AllowAny => {
-            catch_all("allow_any", Action::Route(forward_to(PASSTHROUGH_CLUSTER)))
-        }
-    });
-    RouteConfiguration {
-        name: port.to_string(),
-        virtual_hosts,
-        ignore_port_in_host_matching: true,
-        validate_clusters: Some(BoolValue { value: false }),
-        ..Default::default()
+    hosts.push(TableHost::Fixed(Box::new(
+        match index.outbound_policy(proxy) {
+            OutboundTrafficPolicyMode::RegistryOnly => catch_all("block_all", refuse_502()),
+            OutboundTrafficPolicyMode::AllowAny => {
+                catch_all("allow_any", Action::Route(forward_to(PASSTHROUGH_CLUSTER)))
+            }
+        },
+    )));
+    RouteTable {
+        config: RouteConfiguration {
+            name: port.to_string(),
+            ignore_port_in_host_matching: true,
+            validate_clusters: Some(BoolValue { value: false }),
+            ..Default::default()
+        },
+        hosts,
     }
 }
 

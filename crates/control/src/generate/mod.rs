@@ -18,14 +18,16 @@ pub mod tcp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use prost::{Message, Name};
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener;
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
 
-use crate::index::Index;
+use crate::index::{Index, RouteChange};
 use crate::model::Service;
 use crate::node::{Interception, Proxy, ProxyType};
 pub use cluster::InboundAddressing;
@@ -245,23 +247,37 @@ fn same_parts(a: &[Arc<Packed>], b: &[Arc<Packed>]) -> bool {
 }
 
 /// A sidecar's outbound route tables (and, when captured, its per-port listeners, which bind
-/// nothing): the same for every proxy of a namespace, Sidecar scope, interception mode and
-/// `sourceLabels` signature.
-fn sidecar_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> ProxyResources {
-    let mut out = ProxyResources::default();
-    match proxy.interception {
-        Interception::None => out
-            .routes
-            .push(listener::outbound_routes(index, proxy, services)),
+/// nothing, and `PassthroughCluster`): the same for every proxy of a namespace, Sidecar scope,
+/// interception mode and `sourceLabels` signature. The tables' services' routes are not built yet.
+struct SidecarRoutes<'a> {
+    tables: Vec<listener::RouteTable<'a>>,
+    rest: ProxyResources,
+}
+
+fn sidecar_route_tables<'a>(
+    index: &Index,
+    proxy: &Proxy,
+    services: &[&'a Service],
+) -> SidecarRoutes<'a> {
+    let mut rest = ProxyResources::default();
+    let tables = match proxy.interception {
+        Interception::None => vec![listener::outbound_route_table(index, proxy, services)],
         Interception::Redirect => {
-            let (listeners, routes, warnings) = listener::captured_outbound(index, proxy, services);
-            out.listeners = listeners;
-            out.routes = routes;
-            out.warnings = warnings;
-            out.clusters.push(cluster::passthrough());
+            let (listeners, tables, warnings) = listener::captured_outbound(index, proxy, services);
+            rest.listeners = listeners;
+            rest.warnings = warnings;
+            rest.clusters.push(cluster::passthrough());
+            tables
         }
-    }
-    out
+    };
+    SidecarRoutes { tables, rest }
+}
+
+/// [`sidecar_route_tables`], built.
+fn sidecar_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> ProxyResources {
+    let SidecarRoutes { tables, mut rest } = sidecar_route_tables(index, proxy, services);
+    rest.routes = tables.into_iter().map(|t| t.build(index, proxy)).collect();
+    rest
 }
 
 /// What only this proxy has: listeners on its own address, its inbound side, gateway listeners.
@@ -384,7 +400,7 @@ impl TypeMaps {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct SharedPart {
     maps: TypeMaps,
     warnings: Vec<String>,
@@ -392,6 +408,9 @@ struct SharedPart {
     /// next push finds the very same parts, it takes these maps whole instead of assembling and
     /// comparing thousands of clusters again.
     parts: Vec<Arc<Packed>>,
+    /// For route tables: each service port's encoded routes, by hostname and port, which the next
+    /// push takes unless its change concerns that host.
+    service_routes: HashMap<(String, u32), Bytes>,
 }
 
 /// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
@@ -399,6 +418,8 @@ struct SharedPart {
 /// pointer without comparing resources.
 #[derive(Debug, Default)]
 pub struct GenerationCache {
+    /// The index these were generated from.
+    index: Option<Arc<Index>>,
     clusters: HashMap<ScopeKey, Arc<SharedPart>>,
     routes: HashMap<RouteKey, Arc<SharedPart>>,
     services: HashMap<ServiceClusterKey, ServiceClusters>,
@@ -407,7 +428,9 @@ pub struct GenerationCache {
 /// Builds the snapshots of many proxies in one push, sharing what proxies have in common.
 #[derive(Debug)]
 pub struct Generator<'a> {
-    index: &'a Index,
+    index: &'a Arc<Index>,
+    /// What changed for route tables since the last push.
+    route_change: RouteChange,
     addressing: InboundAddressing,
     /// The labels `failoverPriority` rules compare, read once per push.
     priority_labels: std::collections::BTreeSet<String>,
@@ -426,24 +449,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<'a> Generator<'a> {
-    pub fn new(index: &'a Index, addressing: InboundAddressing) -> Generator<'a> {
+    pub fn new(index: &'a Arc<Index>, addressing: InboundAddressing) -> Generator<'a> {
         Generator::after(index, addressing, GenerationCache::default())
     }
 
     /// A generator that reuses what `previous` (the last push's [`into_cache`](Self::into_cache))
     /// holds wherever the content is the same.
     pub fn after(
-        index: &'a Index,
+        index: &'a Arc<Index>,
         addressing: InboundAddressing,
         previous: GenerationCache,
     ) -> Generator<'a> {
+        let route_change = match &previous.index {
+            Some(before) if Arc::ptr_eq(before, index) => RouteChange::Nothing,
+            Some(before) => index.route_change_since(before),
+            None => RouteChange::Everything,
+        };
         Generator {
             index,
+            route_change,
             addressing,
             priority_labels: locality::priority_labels(index),
             previous,
             built: Mutex::default(),
         }
+    }
+
+    /// What changed for route tables since the push before, which decides what they take from it.
+    pub fn route_change(&self) -> &RouteChange {
+        &self.route_change
     }
 
     /// What this push built, for the next. A push that generated only some proxies (`complete`
@@ -453,6 +487,7 @@ impl<'a> Generator<'a> {
             .built
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        built.index = Some(self.index.clone());
         if !complete {
             let previous = self.previous;
             keep_missing(&mut built.clusters, previous.clusters);
@@ -460,29 +495,6 @@ impl<'a> Generator<'a> {
             keep_missing(&mut built.services, previous.services);
         }
         built
-    }
-
-    fn shared<K: Clone + Eq + std::hash::Hash>(
-        built: &mut HashMap<K, Arc<SharedPart>>,
-        previous: &HashMap<K, Arc<SharedPart>>,
-        key: &K,
-        build: impl FnOnce() -> (Packed, Vec<String>),
-    ) -> Arc<SharedPart> {
-        if let Some(s) = built.get(key) {
-            return s.clone();
-        }
-        let (packed, warnings) = build();
-        let mut maps = TypeMaps::of(packed);
-        if let Some(old) = previous.get(key) {
-            maps = maps.reusing(&old.maps);
-        }
-        let shared = Arc::new(SharedPart {
-            maps,
-            warnings,
-            parts: Vec::new(),
-        });
-        built.insert(key.clone(), shared.clone());
-        shared
     }
 
     /// The outbound clusters of `scope` (built once per push), taken whole from the last push when
@@ -518,13 +530,64 @@ impl<'a> Generator<'a> {
                 }
                 Arc::new(SharedPart {
                     maps,
-                    warnings: Vec::new(),
                     parts,
+                    ..SharedPart::default()
                 })
             }
         };
         built.clusters.insert(scope.clone(), shared.clone());
         shared
+    }
+
+    /// A sidecar's route tables and what goes with them, encoded: each service port's routes taken
+    /// from `previous` where this push's change cannot concern them, else built.
+    fn route_part(
+        &self,
+        proxy: &Proxy,
+        services: &[&Service],
+        previous: Option<&SharedPart>,
+    ) -> SharedPart {
+        let index: &Index = self.index;
+        let SidecarRoutes { tables, rest } = sidecar_route_tables(index, proxy, services);
+        let mut service_routes = HashMap::new();
+        let mut packed = rest.packed();
+        for table in tables {
+            let name = table.config.name.clone();
+            let value = table.encode(|service, port| {
+                let key = (service.hostname.clone(), port);
+                let kept = previous
+                    .and_then(|p| p.service_routes.get(&key))
+                    .filter(|_| self.route_change.keeps(&service.hostname));
+                let routes = match kept {
+                    Some(routes) => routes.clone(),
+                    None => {
+                        let mut buf = Vec::new();
+                        listener::encode_routes(
+                            &listener::service_routes(index, proxy, service, port),
+                            &mut buf,
+                        );
+                        Bytes::from(buf)
+                    }
+                };
+                service_routes.insert(key, routes.clone());
+                routes
+            });
+            let any = Any {
+                type_url: xds_api::type_url::ROUTE_CONFIGURATION.to_owned(),
+                value,
+            };
+            packed.push((name, Arc::new(VersionedResource::new(any))));
+        }
+        let mut maps = TypeMaps::of(packed);
+        if let Some(old) = previous {
+            maps = maps.reusing(&old.maps);
+        }
+        SharedPart {
+            maps,
+            warnings: rest.warnings,
+            service_routes,
+            ..SharedPart::default()
+        }
     }
 
     /// The snapshot of `proxy` at `version`, and what could not be generated for it.
@@ -552,15 +615,19 @@ impl<'a> Generator<'a> {
                 interception: proxy.interception,
                 sources: index.source_signature(proxy),
             };
-            parts.push(Self::shared(
-                &mut built.routes,
-                &self.previous.routes,
-                &key,
-                || {
-                    let routes = sidecar_routes(index, proxy, &visible());
-                    (routes.packed(), routes.warnings)
-                },
-            ));
+            let part = match built.routes.get(&key) {
+                Some(part) => part.clone(),
+                None => {
+                    let previous = self.previous.routes.get(&key);
+                    let part = match previous {
+                        Some(old) if self.route_change == RouteChange::Nothing => old.clone(),
+                        _ => Arc::new(self.route_part(proxy, &visible(), previous.map(|p| &**p))),
+                    };
+                    built.routes.insert(key, part.clone());
+                    part
+                }
+            };
+            parts.push(part);
         }
         let own = own_resources(index, proxy);
         let mut warnings = own.warnings.clone();
