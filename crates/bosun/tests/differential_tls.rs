@@ -356,21 +356,57 @@ async fn tls12_suite(
     offer: &[&str],
     roots: &RootStore,
 ) -> Option<String> {
-    let config = mesh_tls::client_config(&ClientOptions {
+    let options = ClientOptions {
         versions: mesh_tls::TlsVersions {
             min: mesh_tls::TlsVersion::Tls12,
             max: mesh_tls::TlsVersion::Tls12,
         },
         tls12_ciphers: mesh_tls::Tls12Ciphers::from_names(offer).unwrap(),
         ..ClientOptions::new(Verify::SanMatch(PeerValidation::new(roots.clone())))
-    })
-    .unwrap();
+    };
+    let tls = handshake(addr, sni, &options).await?;
+    let suite = tls.get_ref().1.negotiated_cipher_suite()?;
+    Some(format!("{:?}", suite.suite()))
+}
+
+/// The key exchange group a handshake (TLS 1.3, or 1.2 when `tls12`) offering only the groups
+/// `offer` settles on, or `None` when the server refuses it.
+async fn key_exchange(
+    addr: SocketAddr,
+    sni: &str,
+    offer: &[&str],
+    tls12: bool,
+    roots: &RootStore,
+) -> Option<String> {
+    let version = if tls12 {
+        mesh_tls::TlsVersion::Tls12
+    } else {
+        mesh_tls::TlsVersion::Tls13
+    };
+    let options = ClientOptions {
+        versions: mesh_tls::TlsVersions {
+            min: version,
+            max: version,
+        },
+        ecdh_curves: mesh_tls::EcdhCurves::from_names(offer).unwrap(),
+        ..ClientOptions::new(Verify::SanMatch(PeerValidation::new(roots.clone())))
+    };
+    let tls = handshake(addr, sni, &options).await?;
+    let group = tls.get_ref().1.negotiated_key_exchange_group()?;
+    Some(format!("{:?}", group.name()))
+}
+
+/// A TLS handshake with `options` to `addr` for `sni`; `None` when it fails or takes too long.
+async fn handshake(
+    addr: SocketAddr,
+    sni: &str,
+    options: &ClientOptions,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    let config = mesh_tls::client_config(options).unwrap();
     let attempt = async {
         let tcp = TcpStream::connect(addr).await.ok()?;
         let name = ServerName::try_from(sni.to_owned()).ok()?;
-        let tls = TlsConnector::from(config).connect(name, tcp).await.ok()?;
-        let suite = tls.get_ref().1.negotiated_cipher_suite()?;
-        Some(format!("{:?}", suite.suite()))
+        TlsConnector::from(config).connect(name, tcp).await.ok()
     };
     tokio::time::timeout(TIMEOUT, attempt).await.ok().flatten()
 }
@@ -447,6 +483,39 @@ async fn tls_matches_envoy() {
             offer.len() > 1 || offer[0].contains("AES128"),
             "{offer:?}"
         );
+    }
+
+    // tls_params.ecdh_curves: a client offering only other groups is refused; one offering one of
+    // the list gets it; TLS 1.3 and 1.2 alike. Without a list, the defaults take X25519 and P-256.
+    // Where the client offers several groups of the list, Envoy picks by the list's order and bosun
+    // (rustls) by the client's: only whether the handshake succeeds is compared there.
+    for (sni, offer, tls12, accepted, same_group) in [
+        ("curves.example.com", &["X25519"][..], false, false, true),
+        ("curves.example.com", &["P-256"], false, true, true),
+        (
+            "curves.example.com",
+            &["X25519", "P-384"],
+            false,
+            true,
+            true,
+        ),
+        ("curves.example.com", &["X25519"], true, false, true),
+        ("curves.example.com", &["P-384", "P-256"], true, true, false),
+        ("a.example.com", &["X25519"], false, true, true),
+        ("a.example.com", &["P-256"], false, true, true),
+        ("a.example.com", &["P-384"], false, false, true),
+    ] {
+        let mut groups = Vec::new();
+        for p in &both {
+            groups.push(key_exchange(p.terminate, sni, offer, tls12, roots).await);
+        }
+        let what = format!("{sni} offer {offer:?} (TLS 1.2: {tls12}): bosun (left), envoy (right)");
+        if same_group {
+            assert_eq!(groups[1], groups[0], "{what}");
+        } else {
+            assert_eq!(groups[1].is_some(), groups[0].is_some(), "{what}");
+        }
+        assert_eq!(groups[1].is_some(), accepted, "{what}");
     }
 
     // Behind TLS termination the upstream is told the client used https.

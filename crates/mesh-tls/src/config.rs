@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
@@ -162,6 +162,59 @@ impl Tls12Ciphers {
     }
 }
 
+/// The key exchange groups a side offers or accepts, in preference order: Envoy's `ecdh_curves`, by
+/// BoringSSL name. Empty: rustls' groups (X25519, P-256, P-384).
+#[derive(Debug, Clone, Default)]
+pub struct EcdhCurves(Vec<&'static dyn SupportedKxGroup>);
+
+impl PartialEq for EcdhCurves {
+    fn eq(&self, other: &EcdhCurves) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| a.name() == b.name())
+    }
+}
+
+impl EcdhCurves {
+    /// Envoy's list. A group bosun does not speak (P-521, the post-quantum hybrids) is an error
+    /// naming it.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<EcdhCurves, Error> {
+        use rustls::crypto::ring::kx_group as kx;
+        let mut out: Vec<&'static dyn SupportedKxGroup> = Vec::new();
+        for name in names {
+            let group = match name.as_ref().trim() {
+                "X25519" => kx::X25519,
+                "P-256" | "prime256v1" | "secp256r1" => kx::SECP256R1,
+                "P-384" | "secp384r1" => kx::SECP384R1,
+                other => {
+                    return Err(Error::EcdhCurve {
+                        name: other.to_owned(),
+                    });
+                }
+            };
+            if !out.iter().any(|g| g.name() == group.name()) {
+                out.push(group);
+            }
+        }
+        Ok(EcdhCurves(out))
+    }
+
+    /// Envoy's groups when its list is empty: X25519 and P-256 (not P-384, which rustls would
+    /// also take).
+    pub fn envoy_default() -> EcdhCurves {
+        use rustls::crypto::ring::kx_group as kx;
+        EcdhCurves(vec![kx::X25519, kx::SECP256R1])
+    }
+
+    /// Whether no list was given (rustls' defaults apply).
+    pub fn is_default(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Everything a server config needs besides its certificate.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -170,6 +223,7 @@ pub struct ServerOptions {
     pub alpn: Vec<Vec<u8>>,
     pub versions: TlsVersions,
     pub tls12_ciphers: Tls12Ciphers,
+    pub ecdh_curves: EcdhCurves,
 }
 
 /// Everything a client config needs. The server name (SNI) is given per connection by the caller.
@@ -182,6 +236,7 @@ pub struct ClientOptions {
     pub alpn: Vec<Vec<u8>>,
     pub versions: TlsVersions,
     pub tls12_ciphers: Tls12Ciphers,
+    pub ecdh_curves: EcdhCurves,
 }
 
 impl ClientOptions {
@@ -193,6 +248,7 @@ impl ClientOptions {
             alpn: Vec::new(),
             versions: TlsVersions::default(),
             tls12_ciphers: Tls12Ciphers::default(),
+            ecdh_curves: EcdhCurves::default(),
         }
     }
 }
@@ -202,14 +258,18 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// [`crypto_provider`] with its TLS 1.2 suites narrowed to `ciphers` (TLS 1.3's kept).
-fn provider_with(ciphers: &Tls12Ciphers) -> Arc<CryptoProvider> {
+/// [`crypto_provider`] with its TLS 1.2 suites narrowed to `ciphers` (TLS 1.3's kept) and its key
+/// exchange groups to `curves`.
+fn provider_with(ciphers: &Tls12Ciphers, curves: &EcdhCurves) -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
     if !ciphers.is_default() {
         provider
             .cipher_suites
             .retain(|s| matches!(s, SupportedCipherSuite::Tls13(_)));
         provider.cipher_suites.extend(ciphers.0.iter().copied());
+    }
+    if !curves.is_default() {
+        provider.kx_groups = curves.0.clone();
     }
     Arc::new(provider)
 }
@@ -219,7 +279,7 @@ pub fn server_config(
     identity: &Identity,
     opts: &ServerOptions,
 ) -> Result<Arc<ServerConfig>, Error> {
-    let provider = provider_with(&opts.tls12_ciphers);
+    let provider = provider_with(&opts.tls12_ciphers, &opts.ecdh_curves);
     let versions = opts.versions.rustls()?;
     let verifier: Arc<dyn ClientCertVerifier> = match &opts.client_auth {
         ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
@@ -259,7 +319,7 @@ fn client_verifier(
 
 /// A client config; the caller supplies the server name (SNI) when connecting.
 pub fn client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, Error> {
-    let provider = provider_with(&opts.tls12_ciphers);
+    let provider = provider_with(&opts.tls12_ciphers, &opts.ecdh_curves);
     let algs = provider.signature_verification_algorithms;
     let versions = opts.versions.rustls()?;
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -319,5 +379,21 @@ mod tests {
         let e = Tls12Ciphers::from_names(&["ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384"])
             .expect_err("static RSA");
         assert!(e.to_string().contains("\"AES256-GCM-SHA384\""), "{e}");
+    }
+
+    #[test]
+    fn curve_names_are_boringssls_and_unknown_ones_are_named() {
+        let c = EcdhCurves::from_names(&["secp384r1", "X25519", "P-384", "prime256v1"])
+            .expect("known names");
+        let names: Vec<String> = c.0.iter().map(|g| format!("{:?}", g.name())).collect();
+        assert_eq!(names, ["secp384r1", "X25519", "secp256r1"]);
+        assert!(
+            EcdhCurves::from_names::<&str>(&[])
+                .expect("empty")
+                .is_default()
+        );
+        assert_ne!(EcdhCurves::envoy_default(), EcdhCurves::default());
+        let e = EcdhCurves::from_names(&["P-256", "P-521"]).expect_err("no P-521 in ring");
+        assert!(e.to_string().contains("\"P-521\""), "{e}");
     }
 }

@@ -75,6 +75,10 @@ pub enum Error {
         "cipher suite {name:?} is not one bosun offers (it speaks ECDHE with AES-GCM or ChaCha20-Poly1305 over TLS 1.2: ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256, ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305)"
     )]
     CipherSuite { name: String },
+    #[error(
+        "ECDH curve {name:?} is not one bosun offers (it speaks X25519, P-256 and P-384; P-256 is also prime256v1 or secp256r1, P-384 secp384r1)"
+    )]
+    EcdhCurve { name: String },
     #[error("TLS version range is empty: min {min:?} is above max {max:?}")]
     VersionRange {
         min: crate::TlsVersion,

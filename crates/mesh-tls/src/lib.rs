@@ -60,7 +60,7 @@ pub use ca::{
     MAX_CA_VALIDITY, MAX_WORKLOAD_VALIDITY, WorkloadCert,
 };
 pub use config::{
-    ClientAuth, ClientOptions, PeerValidation, ServerOptions, Tls12Ciphers, TlsVersion,
+    ClientAuth, ClientOptions, EcdhCurves, PeerValidation, ServerOptions, Tls12Ciphers, TlsVersion,
     TlsVersions, Verify, client_config, crypto_provider, server_config,
 };
 pub use error::Error;

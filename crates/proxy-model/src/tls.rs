@@ -16,8 +16,8 @@ use std::time::Duration;
 use mesh_tls::rustls::pki_types::ServerName;
 use mesh_tls::rustls::{ClientConfig, ServerConfig};
 use mesh_tls::{
-    ClientAuth, ClientOptions, Identity, PeerValidation, RootStore, SanMatcher, SanType,
-    ServerOptions, StringMatcher, Tls12Ciphers, TlsVersion, TlsVersions, Verify,
+    ClientAuth, ClientOptions, EcdhCurves, Identity, PeerValidation, RootStore, SanMatcher,
+    SanType, ServerOptions, StringMatcher, Tls12Ciphers, TlsVersion, TlsVersions, Verify,
 };
 use xds_api::pb::envoy::config::core::v3 as core;
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
@@ -197,6 +197,7 @@ pub fn downstream(
         alpn: c.alpn.clone(),
         versions: c.versions.unwrap_or_default(),
         tls12_ciphers: c.ciphers.clone(),
+        ecdh_curves: c.curves.clone(),
     };
     let build = |o: &ServerOptions| {
         mesh_tls::server_config(&identity, o).map_err(|e| cat.error(e.to_string()))
@@ -251,6 +252,7 @@ pub fn upstream(
             alpn,
             versions,
             tls12_ciphers: c.ciphers.clone(),
+            ecdh_curves: c.curves.clone(),
         })
         .map_err(|e| cat.error(e.to_string()))
     };
@@ -286,6 +288,8 @@ struct Common {
     versions: Option<TlsVersions>,
     /// `tls_params.cipher_suites` (TLS 1.2).
     ciphers: Tls12Ciphers,
+    /// `tls_params.ecdh_curves`.
+    curves: EcdhCurves,
 }
 
 fn common_context(
@@ -409,9 +413,13 @@ fn common_context(
                 .unsupported("certificate providers"));
         }
     };
-    let (versions, ciphers) = match &p.tls_params {
+    let TlsParams {
+        versions,
+        ciphers,
+        curves,
+    } = match &p.tls_params {
         Some(params) => tls_params(params, &at.key("tls_params"))?,
-        None => (None, Tls12Ciphers::default()),
+        None => TlsParams::default(),
     };
     Ok(Common {
         identity,
@@ -423,19 +431,40 @@ fn common_context(
             .collect(),
         versions,
         ciphers,
+        curves,
     })
 }
 
-/// The version range (`None`: the side's default) and the TLS 1.2 cipher suites.
-fn tls_params(
-    p: &tls::TlsParameters,
-    at: &At,
-) -> Result<(Option<TlsVersions>, Tls12Ciphers), ModelError> {
+/// What `tls_params` says.
+struct TlsParams {
+    /// `None`: the side's default range.
+    versions: Option<TlsVersions>,
+    ciphers: Tls12Ciphers,
+    /// Envoy's default groups unless it lists others.
+    curves: EcdhCurves,
+}
+
+impl Default for TlsParams {
+    fn default() -> TlsParams {
+        TlsParams {
+            versions: None,
+            ciphers: Tls12Ciphers::default(),
+            curves: EcdhCurves::envoy_default(),
+        }
+    }
+}
+
+fn tls_params(p: &tls::TlsParameters, at: &At) -> Result<TlsParams, ModelError> {
     use tls::tls_parameters::TlsProtocol as P;
     let ciphers = Tls12Ciphers::from_names(&p.cipher_suites)
         .map_err(|e| at.key("cipher_suites").error(e.to_string()))?;
+    let curves = if p.ecdh_curves.is_empty() {
+        EcdhCurves::envoy_default()
+    } else {
+        EcdhCurves::from_names(&p.ecdh_curves)
+            .map_err(|e| at.key("ecdh_curves").error(e.to_string()))?
+    };
     for (field, set) in [
-        ("ecdh_curves", !p.ecdh_curves.is_empty()),
         ("signature_algorithms", !p.signature_algorithms.is_empty()),
         ("compliance_policies", !p.compliance_policies.is_empty()),
     ] {
@@ -463,7 +492,11 @@ fn tls_params(
         "tls_maximum_protocol_version",
     )?;
     if min.is_none() && max.is_none() {
-        return Ok((None, ciphers));
+        return Ok(TlsParams {
+            versions: None,
+            ciphers,
+            curves,
+        });
     }
     let versions = TlsVersions {
         min: min.unwrap_or(TlsVersion::Tls12),
@@ -475,7 +508,11 @@ fn tls_params(
             versions.min, versions.max
         )));
     }
-    Ok((Some(versions), ciphers))
+    Ok(TlsParams {
+        versions: Some(versions),
+        ciphers,
+        curves,
+    })
 }
 
 fn certificate(p: &tls::TlsCertificate, at: &At) -> Result<Identity, ModelError> {
