@@ -1207,15 +1207,16 @@ spec:
             "{dataplane:?}: the zone's own instance first: {seen:?}"
         );
         // The near instance fails; one 500 ejects it, and the region's other zone takes over. Envoy
-        // applies an ejection on its main thread, so a worker may still pick the host a few times.
+        // applies an ejection on its main thread, so a worker may still pick the host a few times
+        // (six times once, on a loaded machine).
         near.set_behaviour(UpstreamBehaviour {
             status: 500,
             ..UpstreamBehaviour::default()
         });
-        let seen = served_by(25).await;
+        let seen = served_by(30).await;
         let failed_over: Vec<&String> = seen.iter().skip_while(|s| *s == "same-zone").collect();
         assert!(
-            seen.iter().take_while(|s| *s == "same-zone").count() <= 5
+            seen.iter().take_while(|s| *s == "same-zone").count() <= 10
                 && failed_over.len() >= 20
                 && failed_over.iter().all(|s| *s == "same-region"),
             "{dataplane:?}: failover to the same region expected: {seen:?}"
