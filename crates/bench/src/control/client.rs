@@ -271,8 +271,9 @@ impl Proto for DeltaClient {
     }
 }
 
-/// Connects (retrying until `connect_by`: the control plane may still be starting), then runs one
-/// ADS stream until it ends. No reconnect: a dropped stream would hide a failure, so it is reported.
+/// Connects and opens the stream (retrying until `connect_by`: the control plane may still be
+/// starting), then runs one ADS stream until it ends. No reconnect: a dropped stream would hide a
+/// failure, so it is reported.
 pub async fn run<P: Proto>(
     index: usize,
     endpoint: String,
@@ -327,8 +328,12 @@ async fn stream<P: Proto>(
             .await
             .map_err(|_| "request queue closed".to_owned())?;
     }
-    let mut responses = tokio::time::timeout(
-        Duration::from_secs(10),
+    // Opening waits as long as the phase may (the first run of a fresh bench process spends seconds
+    // faulting in the clients' memory, and 200 streams open at once).
+    let mut responses = tokio::time::timeout_at(
+        connect_by
+            .max(Instant::now() + Duration::from_secs(10))
+            .into(),
         P::open(&mut grpc, ReceiverStream::new(rx)),
     )
     .await
