@@ -109,8 +109,8 @@ pub struct Index {
 pub enum RouteChange {
     /// Nothing they depend on.
     Nothing,
-    /// Only VirtualServices, each naming exact hosts: the virtual hosts of these hosts change, no
-    /// other.
+    /// Only VirtualServices, DestinationRules and services, each with exact hosts: the virtual hosts
+    /// of these hosts may change, no other.
     Hosts(HashSet<String>),
     /// Anything else.
     Everything,
@@ -156,49 +156,62 @@ fn same_but_instances(a: &Service, b: &Service) -> bool {
         && *export_to == b.export_to
 }
 
-/// The hosts whose virtual hosts a change of VirtualServices from `before` to `after` touches, or
-/// `None` when that cannot be said host by host: a changed VirtualService with a wildcard host or
-/// none (a delegate, merged into others), or the unchanged ones in another order (the first one
-/// naming a host wins).
-fn changed_vs_hosts(
-    before: &[VirtualService],
-    after: &[VirtualService],
-) -> Option<HashSet<String>> {
-    let exact =
-        |vs: &VirtualService| !vs.hosts.is_empty() && vs.hosts.iter().all(|h| !h.contains('*'));
-    let mut hosts = HashSet::new();
-    // The usual edit: the same VirtualServices in the same order, some of them changed.
-    if before.len() == after.len()
-        && before
-            .iter()
-            .zip(after)
-            .all(|(b, a)| b.name == a.name && b.namespace == a.namespace)
-    {
-        for (b, a) in before.iter().zip(after).filter(|(b, a)| b != a) {
-            if !exact(b) || !exact(a) {
-                return None;
-            }
-            hosts.extend(b.hosts.iter().chain(&a.hosts).cloned());
-        }
-        return Some(hosts);
+/// The entries that differ between two lists read in order (`same_entry`: the same resource, maybe
+/// changed), old and new versions both, or `None` when the unchanged ones are not in the same order
+/// (the first one naming a host wins, so order matters).
+fn changed_entries<'a, T: PartialEq>(
+    before: &'a [T],
+    after: &'a [T],
+    same_entry: impl Fn(&T, &T) -> bool,
+) -> Option<Vec<&'a T>> {
+    // The usual edit: the same resources in the same order, some of them changed.
+    if before.len() == after.len() && before.iter().zip(after).all(|(b, a)| same_entry(b, a)) {
+        return Some(
+            before
+                .iter()
+                .zip(after)
+                .filter(|(b, a)| b != a)
+                .flat_map(|(b, a)| [b, a])
+                .collect(),
+        );
     }
     // Added or removed ones: the others must keep their order.
-    for (vs, other) in before
-        .iter()
-        .map(|vs| (vs, after))
-        .chain(after.iter().map(|vs| (vs, before)))
-    {
-        if other.contains(vs) {
-            continue;
-        }
-        if !exact(vs) {
-            return None;
-        }
-        hosts.extend(vs.hosts.iter().cloned());
+    let kept_before = before.iter().filter(|x| after.contains(x));
+    let kept_after = after.iter().filter(|x| before.contains(x));
+    if !kept_before.eq(kept_after) {
+        return None;
     }
-    let kept_before = before.iter().filter(|vs| after.contains(vs));
-    let kept_after = after.iter().filter(|vs| before.contains(vs));
-    kept_before.eq(kept_after).then_some(hosts)
+    let gone = before.iter().filter(|x| !after.contains(x));
+    let new = after.iter().filter(|x| !before.contains(x));
+    Some(gone.chain(new).collect())
+}
+
+/// Whether `hosts` are exact names (no wildcard) and there is at least one (a VirtualService
+/// without hosts is a delegate, merged into others).
+fn exact_hosts<'a>(hosts: impl IntoIterator<Item = &'a String>) -> bool {
+    let mut any = false;
+    for h in hosts {
+        if h.contains('*') {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// The hostnames of services added, removed, or changed in anything but their instances.
+fn changed_services(before: &ServiceRegistry, after: &ServiceRegistry) -> HashSet<String> {
+    let (b, a) = (&before.services, &after.services);
+    let changed = b.iter().filter(|(host, s)| {
+        a.get(*host)
+            .is_none_or(|other| !same_but_instances(s, other))
+    });
+    let added = a.keys().filter(|host| !b.contains_key(*host));
+    changed
+        .map(|(host, _)| host)
+        .chain(added)
+        .cloned()
+        .collect()
 }
 
 impl Index {
@@ -474,29 +487,48 @@ impl Index {
 
     /// What changed since `before` for sidecars' outbound route tables.
     pub fn route_change_since(&self, before: &Index) -> RouteChange {
-        let services_same = self.services.services.len() == before.services.services.len()
-            && self
-                .services
-                .services
-                .values()
-                .zip(before.services.services.values())
-                .all(|(a, b)| same_but_instances(a, b));
-        if !services_same
-            || self.destination_rules != before.destination_rules
-            || self.sidecars != before.sidecars
+        if self.sidecars != before.sidecars
             || self.gateways != before.gateways
             || self.mesh != before.mesh
             || self.source_selectors != before.source_selectors
         {
             return RouteChange::Everything;
         }
-        if self.virtual_services == before.virtual_services {
+        let same = |a: &str, b: &str, c: &str, d: &str| a == c && b == d;
+        let (Some(vs), Some(dr)) = (
+            changed_entries(&before.virtual_services, &self.virtual_services, |b, a| {
+                same(&b.name, &b.namespace, &a.name, &a.namespace)
+            }),
+            changed_entries(
+                &before.destination_rules,
+                &self.destination_rules,
+                |b, a| same(&b.name, &b.namespace, &a.name, &a.namespace),
+            ),
+        ) else {
+            return RouteChange::Everything;
+        };
+        let services = changed_services(&before.services, &self.services);
+        if vs.is_empty() && dr.is_empty() && services.is_empty() {
             return RouteChange::Nothing;
         }
-        match changed_vs_hosts(&before.virtual_services, &self.virtual_services) {
-            Some(hosts) => RouteChange::Hosts(hosts),
-            None => RouteChange::Everything,
+        if !vs.iter().all(|v| exact_hosts(&v.hosts)) || !dr.iter().all(|d| exact_hosts([&d.host])) {
+            return RouteChange::Everything;
         }
+        let others_too = !services.is_empty() || !dr.is_empty();
+        let mut hosts = services;
+        hosts.extend(vs.iter().flat_map(|v| v.hosts.iter().cloned()));
+        hosts.extend(dr.iter().map(|d| d.host.clone()));
+        if others_too {
+            // A VirtualService's routes name other services (their ports, their DestinationRules'
+            // hash policies): every host with one is rebuilt when a service or a rule changed.
+            for v in before.virtual_services.iter().chain(&self.virtual_services) {
+                if !exact_hosts(&v.hosts) {
+                    return RouteChange::Everything;
+                }
+                hosts.extend(v.hosts.iter().cloned());
+            }
+        }
+        RouteChange::Hosts(hosts)
     }
 
     /// Counts, for logs and `/debug`.

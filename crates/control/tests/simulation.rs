@@ -779,7 +779,8 @@ spec:
 
 /// Pushes in a row, each from the last one's cache, give every proxy exactly what generating it
 /// from scratch gives, whatever changed: weights, matches, VirtualServices added and removed, a
-/// wildcard host, a delegate, endpoints, a DestinationRule, the outbound policy; in both
+/// wildcard host, a delegate, endpoints, DestinationRules, the outbound policy, a service added and
+/// removed; in both
 /// interception modes, with `sourceLabels` matches in play. What cannot have changed is taken
 /// whole: after an endpoint-only change, the very route tables of the push before.
 #[test]
@@ -804,6 +805,13 @@ fn pushes_in_a_row_match_generating_from_scratch() {
     let dr_round_robin = REVIEWS_DR;
     let dr_hashing = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\n";
     let extra_instance = "- {name: reviews-v4, service: reviews, labels: {app: reviews, version: v2}, address: 10.0.0.9}\n";
+    let details = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: details}\nspec:\n  hosts: [details.example.com]\n  location: MESH_INTERNAL\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.5.1}]\n---\n";
+    // productpage's routes go to reviews: they change with reviews' DestinationRule.
+    let to_reviews = "  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    const DETAILS: &str = "details.example.com";
+    const PRODUCTPAGE: &str = "productpage.default.svc.cluster.local";
+    const REVIEWS: &str = "reviews.default.svc.cluster.local";
+    const RATINGS: &str = "ratings.default.svc.cluster.local";
     let build = |yaml: String, extra: &str, policy| {
         let registry = load_registry_str(&format!("{MESH}{extra}")).expect("mesh file");
         let resources = parse_resources("test.yaml", &yaml).expect("valid config");
@@ -914,6 +922,53 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             RegistryOnly,
             Some(RouteChange::Hosts(
                 ["reviews.default.svc.cluster.local".to_owned()].into(),
+            )),
+        ),
+        (
+            "a service added",
+            format!(
+                "{dr_hashing}{}{}{}{details}",
+                vs("reviews", "reviews", &split(10)),
+                vs("ratings", "ratings", fault),
+                vs("pp", "productpage", to_reviews),
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts(
+                [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
+                    .map(str::to_owned)
+                    .into(),
+            )),
+        ),
+        (
+            "a DestinationRule's hash",
+            format!(
+                "{}{}{}{}{details}",
+                dr_hashing.replace("x-user", "x-session"),
+                vs("reviews", "reviews", &split(10)),
+                vs("ratings", "ratings", fault),
+                vs("pp", "productpage", to_reviews),
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts(
+                [REVIEWS, RATINGS, PRODUCTPAGE].map(str::to_owned).into(),
+            )),
+        ),
+        (
+            "a service removed",
+            format!(
+                "{dr_hashing}{}{}{}",
+                vs("reviews", "reviews", &split(10)),
+                vs("ratings", "ratings", fault),
+                vs("pp", "productpage", to_reviews),
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts(
+                [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
+                    .map(str::to_owned)
+                    .into(),
             )),
         ),
     ];
