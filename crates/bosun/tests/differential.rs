@@ -1644,6 +1644,102 @@ async fn tcp_proxy_matches_envoy() {
     }
 }
 
+// === Upstreams on Unix domain sockets ===
+
+/// What a test server on a Unix domain socket does with each connection.
+#[derive(Clone, Copy)]
+enum SocketServer {
+    /// HTTP/1.1: answers `PATH for HOST`.
+    Http,
+    /// Echoes the bytes back.
+    Echo,
+}
+
+/// Serves `kind` on a socket at `path` until the returned task is aborted.
+fn serve_unix(path: &Path, kind: SocketServer) -> tokio::task::JoinHandle<()> {
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                match kind {
+                    SocketServer::Http => {
+                        let service =
+                            hyper::service::service_fn(|req: http::Request<_>| async move {
+                                let _: &hyper::body::Incoming = req.body();
+                                let host = req
+                                    .headers()
+                                    .get(http::header::HOST)
+                                    .and_then(|h| h.to_str().ok())
+                                    .unwrap_or("-")
+                                    .to_owned();
+                                let body = format!("{} for {host}", req.uri().path());
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from(body)),
+                                ))
+                            });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    SocketServer::Echo => {
+                        let (mut r, mut w) = stream.into_split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Endpoints with `pipe` addresses: HTTP/1.1 requests reach the socket with their path and Host, the
+/// TCP proxy carries bytes both ways, and a socket nobody listens on is a connection failure (503).
+#[tokio::test]
+async fn unix_socket_upstreams_match_envoy() {
+    let dir = TempDir::new("bosun-pipe").unwrap();
+    let http_socket = dir.path().join("http.sock");
+    let echo_socket = dir.path().join("echo.sock");
+    let servers = [
+        serve_unix(&http_socket, SocketServer::Http),
+        serve_unix(&echo_socket, SocketServer::Echo),
+    ];
+    let Some(both) = start_both(
+        "pipe.yaml",
+        &[],
+        &[
+            ("HTTP_SOCKET", http_socket.display().to_string()),
+            ("ECHO_SOCKET", echo_socket.display().to_string()),
+        ],
+    ) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for p in &both {
+        let ok = testkit::http_get(p.listener, "/hello?x=1", &[("host", "svc.test")])
+            .await
+            .unwrap();
+        let missing = testkit::http_get(p.listener, "/missing", &[])
+            .await
+            .unwrap();
+        let echoed = echo_once(p.listener2, b"through a socket").await;
+        seen.push((
+            (ok.status(), ok.text()),
+            (
+                missing.status(),
+                missing.text().starts_with("upstream connect error"),
+            ),
+            echoed,
+        ));
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left), envoy (right)");
+    assert_eq!(seen[1].0, (200, "/hello for svc.test".to_owned()));
+    assert_eq!(seen[1].1, (503, true));
+    assert_eq!(seen[1].2, b"through a socket");
+    for s in servers {
+        s.abort();
+    }
+}
+
 // === Headers added to requests and responses ===
 
 #[tokio::test]

@@ -181,11 +181,29 @@ pub struct Locality {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `host:port`; a name for STRICT_DNS/LOGICAL_DNS clusters, resolved at run time.
+    /// `host:port`; a name for STRICT_DNS/LOGICAL_DNS clusters, resolved at run time. A Unix domain
+    /// socket (`pipe`) is its path, with port 0.
     pub host: String,
     pub port: u16,
     pub weight: u32,
     pub health: Health,
+}
+
+impl Endpoint {
+    /// Where to connect: `host:port`, or a Unix domain socket's path.
+    pub fn address(&self) -> String {
+        if is_pipe(&self.host) {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Whether an endpoint address is a Unix domain socket's path (a host name or IP never starts
+/// with `/`).
+pub fn is_pipe(address: &str) -> bool {
+    address.starts_with('/')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1002,7 +1020,7 @@ fn load_assignment(
                 }
                 None => None,
             };
-            let (host, port) = socket_address(address, &eat.key("endpoint").key("address"))?;
+            let (host, port) = endpoint_address(address, &eat.key("endpoint").key("address"))?;
             let health = match e.health_status {
                 2 | 4 => Health::Unhealthy, // UNHEALTHY, TIMEOUT
                 3 => Health::Draining,
@@ -1053,6 +1071,28 @@ fn load_assignment(
         }
     }
     Ok((priorities, overprovisioning_factor))
+}
+
+/// `(host, port)` of an endpoint's address: a socket address, or a Unix domain socket (`pipe`) as
+/// its path and port 0.
+fn endpoint_address(address: Option<&core::Address>, at: &At) -> Result<(String, u16), ModelError> {
+    use core::address::Address as A;
+    match address.and_then(|a| a.address.as_ref()) {
+        Some(A::Pipe(pipe)) => {
+            let at = at.key("pipe").key("path");
+            if pipe.path.starts_with('@') {
+                return Err(at.unsupported("abstract unix domain socket names"));
+            }
+            if !is_pipe(&pipe.path) {
+                return Err(at.error(format!(
+                    "{:?}: a unix domain socket's path must be absolute",
+                    pipe.path
+                )));
+            }
+            Ok((pipe.path.clone(), 0))
+        }
+        _ => socket_address(address, at),
+    }
 }
 
 /// `(host, port)` of an Envoy socket address.
@@ -1176,6 +1216,23 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
         assert_eq!(od.header.as_deref(), Some(ORIGINAL_DST_HEADER));
         assert_eq!(od.cleanup_interval, Duration::from_secs(60));
         assert_eq!(c.source_address, Some("127.0.0.6".parse().unwrap()));
+    }
+
+    #[test]
+    fn pipe_endpoints_are_socket_paths() {
+        let pipe = |path: &str| {
+            format!(
+                "{{name: s, type: STATIC, load_assignment: {{cluster_name: s, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{pipe: {{path: \"{path}\"}}}}}}}}]}}]}}}}"
+            )
+        };
+        let c = build(&pipe("/run/app.sock")).unwrap();
+        let e = &c.priorities[0][0].endpoints[0];
+        assert_eq!(e.address(), "/run/app.sock");
+        assert!(is_pipe(&e.address()));
+        let e = refusal(&pipe("@abstract"));
+        assert!(e.contains("pipe.path") && e.contains("abstract"), "{e}");
+        let e = refusal(&pipe("run/app.sock"));
+        assert!(e.contains("must be absolute"), "{e}");
     }
 
     #[test]

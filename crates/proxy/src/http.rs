@@ -1385,10 +1385,19 @@ async fn send(
                 .map_err(|_| Failure::Reset)?;
             h2.request(req).await
         }
-        _ => {
-            *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
-            cluster.client.request(req).await
-        }
+        _ => match &host.pipe_h1 {
+            // Its client dials the socket whatever the URI's authority; the Host header stays.
+            Some(client) => {
+                *req.uri_mut() = format!("http://localhost{path}")
+                    .parse()
+                    .map_err(|_| Failure::Reset)?;
+                client.request(req).await
+            }
+            None => {
+                *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
+                cluster.client.request(req).await
+            }
+        },
     };
     match result {
         Ok(resp) => Ok(resp),

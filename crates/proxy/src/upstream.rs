@@ -15,7 +15,7 @@ use mesh_tls::rustls;
 use mesh_tls::rustls::pki_types::ServerName;
 use proxy_model::cluster::{
     Cluster, DnsFamily, Health, LbPolicy, OriginalDst, OutlierDetection, TcpKeepalive,
-    UpstreamProtocol,
+    UpstreamProtocol, is_pipe,
 };
 use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
@@ -53,12 +53,16 @@ pub struct Host {
     /// HTTP/2 to this host: the request's URI carries the `:authority` to send, so the connection is
     /// made to the host's address whatever the URI says.
     pub h2: Option<Client<HostConnector, Body>>,
+    /// HTTP/1.1 to a Unix domain socket: the cluster's client dials the URI's authority, which a
+    /// socket's path cannot be, so this host has a client of its own.
+    pub pipe_h1: Option<Client<HostConnector, Body>>,
 }
 
 impl Host {
     fn new(address: String, weight: u32, healthy: bool) -> Host {
         Host {
             h2: None,
+            pipe_h1: None,
             authority: address.parse().ok(),
             address,
             weight,
@@ -205,12 +209,15 @@ impl ClusterRuntime {
                     .flat_map(|l| &l.endpoints)
                     .map(|e| {
                         let mut host = Host::new(
-                            format!("{}:{}", e.host, e.port),
+                            e.address(),
                             e.weight,
                             matches!(e.health, Health::Healthy | Health::Degraded),
                         );
                         if config.protocol != UpstreamProtocol::Http1 {
-                            host.h2 = Some(h2_client(&config, &host.address, &stats));
+                            host.h2 = Some(host_client(&config, &host.address, &stats, true));
+                        }
+                        if is_pipe(&host.address) && config.protocol != UpstreamProtocol::Http2 {
+                            host.pipe_h1 = Some(host_client(&config, &host.address, &stats, false));
                         }
                         Arc::new(host)
                     })
@@ -352,7 +359,7 @@ impl ClusterRuntime {
         }
         let mut host = Host::new(destination.to_string(), 1, true);
         if self.config.protocol != UpstreamProtocol::Http1 {
-            host.h2 = Some(h2_client(&self.config, &host.address, &self.stats));
+            host.h2 = Some(host_client(&self.config, &host.address, &self.stats, true));
         }
         let host = Arc::new(host);
         inner.hosts.insert(destination, (host.clone(), now));
@@ -836,16 +843,21 @@ fn pool_idle_timeout(config: &Cluster) -> Duration {
     }
 }
 
-/// An HTTP/2-only client whose connections all go to `address`.
-fn h2_client(config: &Cluster, address: &str, stats: &ClusterStats) -> Client<HostConnector, Body> {
+/// A client (HTTP/2 only when `h2`, else HTTP/1.1) whose connections all go to `address`.
+fn host_client(
+    config: &Cluster,
+    address: &str,
+    stats: &ClusterStats,
+    h2: bool,
+) -> Client<HostConnector, Body> {
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_idle_timeout(pool_idle_timeout(config));
-    b.http2_only(true);
+    b.http2_only(h2);
     b.build(HostConnector {
         address: Some(Arc::from(address)),
         timeout: config.connect_timeout,
         tls: config.tls.as_ref().map(|t| OriginateTls {
-            config: t.http2.clone(),
+            config: if h2 { t.http2.clone() } else { t.http1.clone() },
             server_name: t.server_name.clone(),
         }),
         dial: Dial::of(config),
@@ -942,8 +954,9 @@ fn set_keepalive(stream: &TcpStream, k: &TcpKeepalive) -> std::io::Result<()> {
     socket2::SockRef::from(stream).set_tcp_keepalive(&params)
 }
 
-/// Connects to `address` (TCP, then TLS when `tls` is given) within `timeout`, TLS handshake
-/// included, as Envoy's `connect_timeout` covers the transport socket's handshake.
+/// Connects to `address` (TCP, then TLS when `tls` is given; or a Unix domain socket's path)
+/// within `timeout`, TLS handshake included, as Envoy's `connect_timeout` covers the transport
+/// socket's handshake.
 pub async fn connect(
     address: &str,
     timeout: Duration,
@@ -951,6 +964,15 @@ pub async fn connect(
     dial: Dial,
 ) -> std::io::Result<Io> {
     let connect = async {
+        if is_pipe(address) {
+            if tls.is_some() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!("{address}: TLS to a unix domain socket is not supported"),
+                ));
+            }
+            return Ok(Io::Unix(tokio::net::UnixStream::connect(address).await?));
+        }
         let addr = resolve(address, dial.family).await?;
         let stream = match dial.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
             None => TcpStream::connect(addr).await?,
