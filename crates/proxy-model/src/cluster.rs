@@ -200,10 +200,10 @@ impl Endpoint {
     }
 }
 
-/// Whether an endpoint address is a Unix domain socket's path (a host name or IP never starts
-/// with `/`).
+/// Whether an endpoint address is a Unix domain socket's path: absolute, or relative from `./` or
+/// `../` (as Istio's bootstraps name the agent's sockets); a host name or IP never starts so.
 pub fn is_pipe(address: &str) -> bool {
-    address.starts_with('/')
+    address.starts_with('/') || address.starts_with("./") || address.starts_with("../")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1085,8 +1085,8 @@ fn endpoint_address(address: Option<&core::Address>, at: &At) -> Result<(String,
             }
             if !is_pipe(&pipe.path) {
                 return Err(at.error(format!(
-                    "{:?}: a unix domain socket's path must be absolute",
-                    pipe.path
+                    "{:?}: a unix domain socket's path must be absolute or start with ./ or ../ (write ./{} for one in the working directory)",
+                    pipe.path, pipe.path
                 )));
             }
             Ok((pipe.path.clone(), 0))
@@ -1232,7 +1232,12 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
         let e = refusal(&pipe("@abstract"));
         assert!(e.contains("pipe.path") && e.contains("abstract"), "{e}");
         let e = refusal(&pipe("run/app.sock"));
-        assert!(e.contains("must be absolute"), "{e}");
+        assert!(e.contains("./run/app.sock"), "{e}");
+        let c = build(&pipe("./etc/istio/proxy/XDS")).unwrap();
+        assert_eq!(
+            c.priorities[0][0].endpoints[0].address(),
+            "./etc/istio/proxy/XDS"
+        );
     }
 
     #[test]

@@ -58,15 +58,18 @@ pub struct AdsSettings {
     pub api: AdsApi,
     /// The static cluster `grpc_services[0].envoy_grpc.cluster_name` names.
     pub cluster: String,
-    /// That cluster's first endpoint: host and port.
+    /// That cluster's first endpoint: host and port (a socket's path and 0).
     pub host: String,
     pub port: u16,
 }
 
 impl AdsSettings {
-    /// The ADS server's URI, `http://host:port` (IPv6 hosts in brackets).
+    /// The ADS server's URI, `http://host:port` (IPv6 hosts in brackets), or `unix:PATH` for a
+    /// Unix domain socket.
     pub fn uri(&self) -> String {
-        if self.host.contains(':') {
+        if crate::cluster::is_pipe(&self.host) {
+            format!("unix:{}", self.host)
+        } else if self.host.contains(':') {
             format!("http://[{}]:{}", self.host, self.port)
         } else {
             format!("http://{}:{}", self.host, self.port)
@@ -573,6 +576,23 @@ filter_chains:
         let yaml = format!("name: {name}\ntype: STATIC\nconnect_timeout: 1s\n");
         let p = message_from_yaml(&yaml, None).expect("valid Cluster");
         Arc::new(Cluster::from_proto(&p, &At::root("")).expect("a cluster Bosun runs"))
+    }
+
+    #[test]
+    fn the_ads_server_is_reached_by_tcp_or_by_its_socket() {
+        let at = |host: &str, port| AdsSettings {
+            api: AdsApi::Sotw,
+            cluster: "xds-grpc".to_owned(),
+            host: host.to_owned(),
+            port,
+        };
+        assert_eq!(at("127.0.0.1", 15010).uri(), "http://127.0.0.1:15010");
+        assert_eq!(at("::1", 15010).uri(), "http://[::1]:15010");
+        // Istio's bootstrap: `pipe: {path: ./etc/istio/proxy/XDS}`, the agent's socket.
+        assert_eq!(
+            at("./etc/istio/proxy/XDS", 0).uri(),
+            "unix:./etc/istio/proxy/XDS"
+        );
     }
 
     /// As Envoy: a listener's inline routes are checked against the clusters when the listener is

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -45,7 +46,7 @@ impl Mode {
 /// How to reach the control plane, and the bounds on every wait and buffer.
 #[derive(Clone, Debug)]
 pub struct AdsConfig {
-    /// `http://host:port` of the ADS server.
+    /// `http://host:port` of the ADS server, or `unix:PATH` for a Unix domain socket.
     pub endpoint: String,
     /// Who this proxy is; sent on the first request of each stream.
     pub node: Node,
@@ -249,22 +250,84 @@ impl<C> AdsClient<C> {
     }
 }
 
-fn endpoint(config: &AdsConfig) -> Result<Endpoint, XdsError> {
+/// Where the ADS server is, and how its channel is configured.
+#[derive(Debug, Clone)]
+struct Server {
+    endpoint: Endpoint,
+    /// The Unix domain socket to dial instead of the endpoint's authority.
+    unix: Option<UnixConnector>,
+}
+
+impl Server {
+    async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
+        match &self.unix {
+            Some(unix) => self.endpoint.connect_with_connector(unix.clone()).await,
+            None => self.endpoint.connect().await,
+        }
+    }
+}
+
+/// Dials a Unix domain socket whatever the URI (Istio's sidecars reach the control plane through
+/// their agent's socket).
+#[derive(Debug, Clone)]
+struct UnixConnector(Arc<std::path::Path>);
+
+impl tower_service::Service<tonic::codegen::http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(&*path).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+fn endpoint(config: &AdsConfig) -> Result<Server, XdsError> {
     let invalid = |reason: String| XdsError::InvalidEndpoint {
         endpoint: config.endpoint.clone(),
         reason,
     };
-    if !config.endpoint.starts_with("http://") && !config.endpoint.starts_with("https://") {
-        return Err(invalid("the scheme must be http:// (or https://)".into()));
-    }
-    let endpoint =
-        Endpoint::from_shared(config.endpoint.clone()).map_err(|e| invalid(chain(&e)))?;
-    Ok(endpoint
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(config.keepalive_interval)
-        .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true))
+    let (uri, unix) = match config.endpoint.strip_prefix("unix:") {
+        Some(path) if !path.is_empty() => (
+            // The authority only names the server in requests; the connector dials the socket.
+            "http://localhost".to_owned(),
+            Some(UnixConnector(Arc::from(std::path::Path::new(path)))),
+        ),
+        Some(_) => return Err(invalid("unix: needs a socket path".into())),
+        None if config.endpoint.starts_with("http://")
+            || config.endpoint.starts_with("https://") =>
+        {
+            (config.endpoint.clone(), None)
+        }
+        None => {
+            return Err(invalid(
+                "the scheme must be http:// (or https://, or unix: for a socket)".into(),
+            ));
+        }
+    };
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| invalid(chain(&e)))?;
+    Ok(Server {
+        endpoint: endpoint
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(config.keepalive_interval)
+            .keep_alive_timeout(config.keepalive_timeout)
+            .keep_alive_while_idle(true),
+        unix,
+    })
 }
 
 // === impl Backoff ===
@@ -372,7 +435,7 @@ impl Protocol for DeltaClient {
 
 struct Task<P, C> {
     config: AdsConfig,
-    endpoint: Endpoint,
+    endpoint: Server,
     capacity: usize,
     proto: P,
     consumer: C,

@@ -270,6 +270,39 @@ async fn snapshot_after_connect(mode: Mode) {
     client.stop().await.unwrap();
 }
 
+/// A client given `unix:PATH` reaches a server on that Unix domain socket, as Istio's sidecars reach
+/// their agent's, and gets its config in both modes.
+#[tokio::test]
+async fn clients_reach_a_server_on_a_unix_socket() {
+    let dir = testkit::TempDir::new("bosun-ads-unix").unwrap();
+    let path = dir.path().join("XDS");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let cache = SnapshotCache::new();
+    let service = xds_server::AdsServer::new(cache.clone()).service();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().serve_with_incoming_shutdown(
+            service,
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            std::future::pending::<()>(),
+        ),
+    );
+    cache.set_snapshot(NODE_ID, mesh("v1", 18070, 9001, 9002));
+    for mode in [Mode::Sotw, Mode::Delta] {
+        let proxy = Proxy::default();
+        let mut cfg = AdsConfig::new(format!("unix:{}", path.display()), node(), mode);
+        cfg.connect_timeout = Duration::from_secs(2);
+        let client = AdsClient::start(cfg, proxy.clone()).unwrap();
+        assert!(
+            client.wait_initial_config(Duration::from_secs(10)).await,
+            "{mode:?}: {:#?}",
+            client.status()
+        );
+        assert_eq!(proxy.names(ResourceType::Route), ["80"], "{mode:?}");
+        client.stop().await.unwrap();
+    }
+    server.abort();
+}
+
 #[tokio::test]
 async fn sotw_snapshot_after_connect() {
     snapshot_after_connect(Mode::Sotw).await;
