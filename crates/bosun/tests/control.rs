@@ -1226,7 +1226,7 @@ spec:
 
 /// A Sidecar `ingress` maps the service's port to where the app really listens: HTTP port 9080 to
 /// the app on `IP:8080` (`0.0.0.0:8080`, the workload's own address), TCP port 9090 to an echo
-/// server on the loopback. Requests arrive from another sidecar (HTTP at `IP:15006`, a CONNECT
+/// server on the loopback, TCP port 9091 to one on a Unix domain socket. Requests arrive from another sidecar (HTTP at `IP:15006`, a CONNECT
 /// tunnel to the TCP port) and straight at the ports the ingress listeners bind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_ingress_maps_ports_to_the_app() {
@@ -1239,10 +1239,13 @@ async fn sidecar_ingress_maps_ports_to_the_app() {
         )
         .expect("upstream");
         let echo = TcpEcho::start().expect("tcp echo");
+        let sockets = testkit::TempDir::new("bosun-ingress-socket").expect("temp dir");
+        let socket = sockets.path().join("echo.sock");
+        let unix_echo = testkit::spawn_unix_echo(&socket).expect("unix echo");
         let mesh = format!(
             "services:
 - name: echo
-  ports: [{{number: 9080, name: http, protocol: HTTP}}, {{number: 9090, name: tcp, protocol: TCP}}]
+  ports: [{{number: 9080, name: http, protocol: HTTP}}, {{number: 9090, name: tcp, protocol: TCP}}, {{number: 9091, name: sock, protocol: TCP}}]
 workloads:
 - {{name: client, labels: {{app: client}}, address: {cl}}}
 - {{name: echo-1, service: echo, labels: {{app: echo}}, address: {server}}}
@@ -1261,8 +1264,11 @@ spec:
     defaultEndpoint: 0.0.0.0:8080
   - port: {{number: 9090, protocol: TCP, name: tcp}}
     defaultEndpoint: 127.0.0.1:{echo_port}
+  - port: {{number: 9091, protocol: TCP, name: sock}}
+    defaultEndpoint: unix://{socket}
 ",
-            echo_port = echo.port()
+            echo_port = echo.port(),
+            socket = socket.display(),
         );
         let plane = Plane::start(&[("mesh.yaml", &mesh), ("sidecar.yaml", &sidecar)]);
         let _server = Sidecar::start(dataplane, &plane, "echo-1", &ip(2), "app=echo");
@@ -1288,6 +1294,12 @@ spec:
         let back = tunnel.echo(b"over the ingress").await.expect("echo");
         assert_eq!(back, b"over the ingress", "{dataplane:?}");
         assert!(echo.connections() >= 1, "{dataplane:?}");
+        // And to the app's Unix domain socket (`unix://PATH`): the inbound cluster's pipe endpoint.
+        let mut tunnel = connect_tunnel(proxy, "echo:9091").await.expect("tunnel");
+        assert_eq!(tunnel.status, 200, "{dataplane:?}");
+        let back = tunnel.echo(b"into the socket").await.expect("echo");
+        assert_eq!(back, b"into the socket", "{dataplane:?}");
+        unix_echo.abort();
     }
 }
 

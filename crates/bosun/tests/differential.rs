@@ -1646,47 +1646,30 @@ async fn tcp_proxy_matches_envoy() {
 
 // === Upstreams on Unix domain sockets ===
 
-/// What a test server on a Unix domain socket does with each connection.
-#[derive(Clone, Copy)]
-enum SocketServer {
-    /// HTTP/1.1: answers `PATH for HOST`.
-    Http,
-    /// Echoes the bytes back.
-    Echo,
-}
-
-/// Serves `kind` on a socket at `path` until the returned task is aborted.
-fn serve_unix(path: &Path, kind: SocketServer) -> tokio::task::JoinHandle<()> {
+/// An HTTP/1.1 server on a Unix domain socket at `path`, answering `PATH for HOST`, until the
+/// returned task is aborted.
+fn serve_http_on_unix(path: &Path) -> tokio::task::JoinHandle<()> {
     use hyper_util::rt::TokioIo;
     let listener = tokio::net::UnixListener::bind(path).unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                match kind {
-                    SocketServer::Http => {
-                        let service =
-                            hyper::service::service_fn(|req: http::Request<_>| async move {
-                                let _: &hyper::body::Incoming = req.body();
-                                let host = req
-                                    .headers()
-                                    .get(http::header::HOST)
-                                    .and_then(|h| h.to_str().ok())
-                                    .unwrap_or("-")
-                                    .to_owned();
-                                let body = format!("{} for {host}", req.uri().path());
-                                Ok::<_, std::convert::Infallible>(http::Response::new(
-                                    http_body_util::Full::new(bytes::Bytes::from(body)),
-                                ))
-                            });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    }
-                    SocketServer::Echo => {
-                        let (mut r, mut w) = stream.into_split();
-                        let _ = tokio::io::copy(&mut r, &mut w).await;
-                    }
-                }
+                let service = hyper::service::service_fn(|req: http::Request<_>| async move {
+                    let _: &hyper::body::Incoming = req.body();
+                    let host = req
+                        .headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
+                    let body = format!("{} for {host}", req.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(body)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     })
@@ -1700,8 +1683,8 @@ async fn unix_socket_upstreams_match_envoy() {
     let http_socket = dir.path().join("http.sock");
     let echo_socket = dir.path().join("echo.sock");
     let servers = [
-        serve_unix(&http_socket, SocketServer::Http),
-        serve_unix(&echo_socket, SocketServer::Echo),
+        serve_http_on_unix(&http_socket),
+        testkit::spawn_unix_echo(&echo_socket).unwrap(),
     ];
     let Some(both) = start_both(
         "pipe.yaml",

@@ -70,6 +70,7 @@ pub use template::{Template, TemplateError, render};
 pub use upstream::{
     BODY_BYTES_HEADER, CLOSE_HEADER, DELAY_HEADER, HOLD_HEADER, RESPONSE_HEADER, RecordedRequest,
     STATUS_HEADER, TcpEcho, UPSTREAM_HEADER, UpgradeEcho, Upstream, UpstreamBehaviour,
+    spawn_unix_echo,
 };
 
 /// Locks a mutex, recovering the data if a panicking test poisoned it.

@@ -550,6 +550,22 @@ impl TcpEcho {
     }
 }
 
+/// An echo server on a Unix domain socket at `path`, as a task of the caller's runtime (abort it, or
+/// end the runtime, to stop it): for upstreams that proxies reach by `pipe` address.
+pub fn spawn_unix_echo(path: &std::path::Path) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| crate::error::Error::io(format!("binding {}", path.display()), e))?;
+    Ok(tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    }))
+}
+
 async fn serve_echo(
     listener: TcpListener,
     stop: StopSignal,
