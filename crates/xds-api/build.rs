@@ -1,6 +1,7 @@
 //! Builds the protobuf descriptor set that `xds-api` uses to read Envoy's JSON/YAML configuration.
 //!
-//! The descriptors come from the `envoy-types` crate's own sources, found with `cargo metadata`:
+//! The descriptors come from the `envoy-types` crate's own sources, found with `cargo metadata` (or, when
+//! that cannot run offline, in Cargo's registry cache at the locked version):
 //!
 //! 1. `src/generated/types.bin`, the `FileDescriptorSet` that envoy-types generated its Rust structs from:
 //!    every message envoy-types has (Envoy's whole data-plane API, 500+ files), so any `typed_config` Envoy
@@ -115,35 +116,73 @@ fn main() {
 }
 
 /// The directory of the `envoy-types` package this workspace builds against.
+///
+/// `cargo metadata` resolves the whole workspace, dev-dependencies included, and offline it fails when
+/// some of those are not downloaded yet: on a fresh machine, `cargo run -p bosun` downloads only what
+/// `bosun` needs before this script runs. envoy-types is among those (it is a dependency of this
+/// crate), so then its version is taken from the lock file (`cargo pkgid`) and its sources from the
+/// registry's unpacked copies.
 fn envoy_types_dir() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("manifest dir"));
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("manifest dir"))
+        .join("Cargo.toml");
     let target = std::env::var("TARGET").expect("TARGET");
-    let output = std::process::Command::new(cargo)
+    let metadata = std::process::Command::new(&cargo)
         .args(["metadata", "--format-version", "1", "--offline"])
         .args(["--filter-platform", &target])
         .arg("--manifest-path")
-        .arg(manifest.join("Cargo.toml"))
+        .arg(&manifest)
         .output()
         .expect("run cargo metadata");
-    assert!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
-    let manifest_path = metadata["packages"]
-        .as_array()
-        .into_iter()
+    if metadata.status.success() {
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&metadata.stdout).expect("cargo metadata JSON");
+        let manifest_path = metadata["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == "envoy-types")
+            .and_then(|p| p["manifest_path"].as_str())
+            .expect("envoy-types in cargo metadata");
+        return Path::new(manifest_path)
+            .parent()
+            .expect("manifest dir")
+            .to_path_buf();
+    }
+    registry_copy(&cargo, &manifest).unwrap_or_else(|why| {
+        panic!(
+            "envoy-types not found: cargo metadata failed ({}) and {why}",
+            String::from_utf8_lossy(&metadata.stderr).trim()
+        )
+    })
+}
+
+/// envoy-types' unpacked sources in Cargo's registry cache, at the version the lock file names.
+fn registry_copy(cargo: &std::ffi::OsStr, manifest: &Path) -> Result<PathBuf, String> {
+    let pkgid = std::process::Command::new(cargo)
+        .args(["pkgid", "--offline", "envoy-types", "--manifest-path"])
+        .arg(manifest)
+        .output()
+        .map_err(|e| format!("cargo pkgid could not run: {e}"))?;
+    let pkgid = String::from_utf8_lossy(&pkgid.stdout);
+    // registry+https://github.com/rust-lang/crates.io-index#envoy-types@0.7.7
+    let version = pkgid
+        .trim()
+        .rsplit_once('@')
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| format!("cargo pkgid envoy-types gave {:?}", pkgid.trim()))?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let sources = cargo_home.join("registry/src");
+    let registries = std::fs::read_dir(&sources)
+        .map_err(|e| format!("{} unreadable: {e}", sources.display()))?;
+    registries
         .flatten()
-        .find(|p| p["name"] == "envoy-types")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("envoy-types in cargo metadata");
-    Path::new(manifest_path)
-        .parent()
-        .expect("manifest dir")
-        .to_path_buf()
+        .map(|registry| registry.path().join(format!("envoy-types-{version}")))
+        .find(|dir| dir.join("Cargo.toml").is_file())
+        .ok_or_else(|| format!("no envoy-types-{version} under {}", sources.display()))
 }
 
 fn compile_fallback(proto: &Path) -> Vec<Vec<u8>> {
