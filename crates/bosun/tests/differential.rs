@@ -3089,3 +3089,167 @@ async fn draining_matches_envoy() {
         process.stderr_tail()
     );
 }
+
+// === Request mirroring ===
+
+/// What a mirror saw of one request: method, path, query, body length and headers (the authority with
+/// the proxy's address shown as `LISTENER`), less the values that differ by nature (ids, timings).
+fn mirror_view(seen: &testkit::RecordedRequest, listener: SocketAddr) -> BTreeMap<String, String> {
+    let mut view = BTreeMap::from([
+        ("method".to_owned(), seen.method.clone()),
+        ("path".to_owned(), seen.path.clone()),
+        ("query".to_owned(), seen.query.clone().unwrap_or_default()),
+        ("body_len".to_owned(), seen.body_len.to_string()),
+    ]);
+    for (name, value) in &seen.headers {
+        let value = match name.as_str() {
+            "x-request-id" => "<id>".to_owned(),
+            "x-envoy-expected-rq-timeout-ms" => "<ms>".to_owned(),
+            _ => value.replace(
+                &format!("{}-shadow:{}", listener.ip(), listener.port()),
+                "LISTENER-shadow",
+            ),
+        };
+        view.insert(format!("header {name}"), value);
+    }
+    view
+}
+
+/// The requests `upstream` has recorded for `path`, once there are `n` (mirrors are sent beside the
+/// primary request and may arrive after its answer).
+async fn mirrored(upstream: &Upstream, path: &str, n: usize) -> Vec<testkit::RecordedRequest> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen: Vec<_> = upstream
+            .recent()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect();
+        if seen.len() >= n || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn mirroring_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let mirror = Upstream::start("mirror").unwrap();
+    let mirror2 = Upstream::start("mirror2").unwrap();
+    let closed = free_port();
+    let Some(both) = start_both(
+        "mirroring.yaml",
+        &[
+            ("UPSTREAM_A", &a),
+            ("MIRROR", &mirror),
+            ("MIRROR2", &mirror2),
+        ],
+        &[("CLOSED_PORT", closed.to_string())],
+    ) else {
+        return;
+    };
+    let mut views = Vec::new();
+    for p in &both {
+        let client = Client::h1(p.listener);
+        for u in [&a, &mirror, &mirror2] {
+            u.reset_counters();
+            u.set_behaviour(UpstreamBehaviour::default());
+        }
+        let mut view = Vec::new();
+
+        // Every request is mirrored, the primary answers as it would without.
+        for _ in 0..10 {
+            let r = client
+                .send(Req::get("/all?q=1").header("x-extra", "e"))
+                .await
+                .unwrap();
+            assert_eq!((r.status(), r.header("x-upstream")), (200, Some("a")));
+        }
+        let r = client
+            .send(Req::get("/all").header("x-forwarded-for", "10.1.2.3"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let seen = mirrored(&mirror, "/all", 11).await;
+        assert_eq!(seen.len(), 11, "{}: every request mirrored", p.name);
+        view.push(mirror_view(&seen[0], p.listener));
+        view.push(mirror_view(&seen[10], p.listener));
+
+        // A body larger than the 1 MiB buffer limit streams to the primary and to the mirror.
+        let big = 3 << 20;
+        let r = client
+            .send(Req::new(http::Method::POST, "/all").body(vec![b'x'; big]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}: a large body with a mirror", p.name);
+        assert_eq!(r.json().unwrap()["body_len"], big, "{}", p.name);
+        let seen = mirrored(&mirror, "/all", 12).await;
+        assert_eq!(seen.len(), 12, "{}: the large body mirrored", p.name);
+        view.push(mirror_view(&seen[11], p.listener));
+
+        // Two mirrors each get a copy.
+        let r = client
+            .send(Req::new(http::Method::PUT, "/two").body("body"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        for m in [&mirror, &mirror2] {
+            let seen = mirrored(m, "/two", 1).await;
+            assert_eq!(seen.len(), 1, "{}: {} got its copy", p.name, m.name());
+            view.push(mirror_view(&seen[0], p.listener));
+        }
+
+        // A runtime fraction of 50%: about half the requests.
+        for _ in 0..400 {
+            assert_eq!(client.send(Req::get("/half")).await.unwrap().status(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let half = mirror.requests_with("/half");
+        assert!(
+            (150..=250).contains(&half),
+            "{}: {half} of 400 mirrored at 50%",
+            p.name
+        );
+
+        // A retried request is mirrored once.
+        a.set_behaviour(UpstreamBehaviour {
+            fail_first_n: 1,
+            ..UpstreamBehaviour::default()
+        });
+        let r = client
+            .send(Req::new(http::Method::POST, "/retry").body("retried"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}: retried", p.name);
+        assert_eq!(a.requests_with("/retry"), 2, "{}: two attempts", p.name);
+        let seen = mirrored(&mirror, "/retry", 2).await;
+        assert_eq!(seen.len(), 1, "{}: mirrored once", p.name);
+        view.push(mirror_view(&seen[0], p.listener));
+        a.set_behaviour(UpstreamBehaviour::default());
+
+        // A mirror that fails, one that hangs and one that cannot be reached change nothing.
+        mirror.set_behaviour(UpstreamBehaviour {
+            status: 503,
+            ..UpstreamBehaviour::default()
+        });
+        let r = client.send(Req::get("/all")).await.unwrap();
+        assert_eq!(r.status(), 200, "{}: a failing mirror", p.name);
+        mirror.set_behaviour(UpstreamBehaviour {
+            delay: Duration::from_secs(3),
+            ..UpstreamBehaviour::default()
+        });
+        let started = Instant::now();
+        let r = client.send(Req::get("/all")).await.unwrap();
+        assert_eq!(r.status(), 200, "{}: a hanging mirror", p.name);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{}: the answer waited for the mirror",
+            p.name
+        );
+        let r = client.send(Req::get("/unreachable")).await.unwrap();
+        assert_eq!(r.status(), 200, "{}: an unreachable mirror", p.name);
+        views.push(view);
+    }
+    assert_eq!(views[1], views[0], "bosun (left) and envoy (right) differ");
+}

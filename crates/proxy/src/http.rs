@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
@@ -25,11 +25,13 @@ use rand::Rng;
 
 use crate::Runtime;
 use crate::access_log;
+use crate::mirror;
 use crate::replay::Replay;
 use crate::stats::{Counter, Gauge};
 use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
 
-/// How much of a request body is kept to replay it on a retry or a mirror (Envoy's default buffer limit).
+/// How much of a request body is kept to replay it on a retry, and how far a mirror may fall behind
+/// the primary (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
 
 /// What one connection's requests share.
@@ -878,53 +880,63 @@ async fn forward(
     HeaderMutations::apply_request([&route.headers, &vh.headers, &routes.headers], &mut headers);
     let upstream_path = rewrite_path(path, f, &route.matcher.path);
 
-    // Mirrors take the whole body first; with a retry policy it streams and a copy is kept to
-    // send it again (as Envoy's retry buffer); otherwise it just streams.
+    // Mirrors (the runtime fraction drawn per request) get copies of the body as it streams to
+    // the primary. With a retry policy a copy is also kept to send it again (as Envoy's retry
+    // buffer); otherwise it just streams.
+    let mirrors: Vec<Arc<ClusterRuntime>> = f
+        .mirrors
+        .iter()
+        .filter(|m| chance(m.per_million))
+        .filter_map(|m| ctx.runtime.clusters.get(&m.cluster).cloned())
+        .collect();
+    let (body, mirror_bodies): (Body, Vec<Body>) =
+        if !mirrors.is_empty() && !hyper::body::Body::is_end_stream(&body) {
+            let source = body.map_err(|e| Box::new(e) as BoxError).boxed();
+            let (primary, copies) = mirror::tee(source, mirrors.len(), RETRY_BUFFER_LIMIT);
+            (
+                primary.boxed(),
+                copies.into_iter().map(|c| c.boxed()).collect(),
+            )
+        } else {
+            let empty = mirrors.iter().map(|_| full(Bytes::new())).collect();
+            (body.map_err(|e| Box::new(e) as BoxError).boxed(), empty)
+        };
     let mut streaming = None;
     let mut replay = None;
-    let buffered = if !f.mirrors.is_empty() {
-        match Limited::new(body, RETRY_BUFFER_LIMIT).collect().await {
-            Ok(c) => Some(c.to_bytes()),
-            Err(_) => return local_reply(StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
-        }
-    } else if policy.is_some() {
+    if policy.is_some() {
         replay = Some(Replay::new(body, RETRY_BUFFER_LIMIT));
-        None
     } else {
         streaming = Some(body);
-        None
-    };
+    }
 
-    for m in &f.mirrors {
-        if chance(m.per_million)
-            && let (Some(mirror), Some(body)) = (ctx.runtime.clusters.get(&m.cluster), &buffered)
-        {
-            let mirror = mirror.clone();
-            let mut h = headers.clone();
-            let shadow = shadow_authority(&upstream_authority);
-            let body = body.clone();
-            let method = parts.method.clone();
-            let path = upstream_path.clone();
-            if let Ok(v) = HeaderValue::from_str(&shadow) {
-                h.insert(header::HOST, v);
-            }
-            let lb = LbContext {
-                original_dst: ctx.original_dst,
-                headers: Some(&h),
-                hash: None,
-            };
-            let host = mirror.pick_for(&lb, &[]);
-            tokio::spawn(async move {
-                if let Some(host) = host {
-                    let head = Outgoing {
-                        method: &method,
-                        path: &path,
-                        protocol: None,
-                    };
-                    let _ = send(&mirror, &host, head, h, full(body), false).await;
-                }
-            });
+    for (mirror, body) in mirrors.into_iter().zip(mirror_bodies) {
+        let mut h = headers.clone();
+        let shadow = shadow_authority(&upstream_authority);
+        let method = parts.method.clone();
+        let path = upstream_path.clone();
+        if let Ok(v) = HeaderValue::from_str(&shadow) {
+            h.insert(header::HOST, v);
         }
+        // Envoy sends mirrors through its own internal HTTP client, which marks them internal and
+        // appends the proxy's address to `x-forwarded-for`.
+        append_forwarded_for(&mut h, local_address());
+        h.insert("x-envoy-internal", HeaderValue::from_static("true"));
+        let lb = LbContext {
+            original_dst: ctx.original_dst,
+            headers: Some(&h),
+            hash: None,
+        };
+        let host = mirror.pick_for(&lb, &[]);
+        tokio::spawn(async move {
+            if let Some(host) = host {
+                let head = Outgoing {
+                    method: &method,
+                    path: &path,
+                    protocol: None,
+                };
+                let _ = send(&mirror, &host, head, h, body, false).await;
+            }
+        });
     }
 
     let attempts = 1 + policy.map_or(0, |p| p.num_retries);
@@ -976,11 +988,10 @@ async fn forward(
         if vh.include_request_attempt_count {
             h.insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
-        let body = match (&buffered, &replay, streaming.take()) {
-            (Some(b), _, _) => full(b.clone()),
-            (None, Some(r), _) => r.attempt().boxed(),
-            (None, None, Some(incoming)) => incoming.map_err(|e| Box::new(e) as BoxError).boxed(),
-            (None, None, None) => full(Bytes::new()),
+        let body = match (&replay, streaming.take()) {
+            (Some(r), _) => r.attempt().boxed(),
+            (None, Some(body)) => body,
+            (None, None) => full(Bytes::new()),
         };
         let try_timeout = match (per_try, deadline) {
             (Some(p), Some(d)) => Some(p.min(d.saturating_duration_since(Instant::now()))),
@@ -1053,7 +1064,7 @@ async fn forward(
         let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
         let can_retry = attempt < attempts
             && !overall_expired
-            && (buffered.is_some() || replay.as_ref().is_some_and(Replay::replayable));
+            && replay.as_ref().is_some_and(Replay::replayable);
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -1232,13 +1243,7 @@ fn mutate_request_headers(
         } else {
             peer.ip()
         };
-        let xff = match proxy_model::route::joined_header(headers, "x-forwarded-for") {
-            Some(old) if !old.is_empty() => format!("{old},{appended}"),
-            _ => appended.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
-        }
+        append_forwarded_for(headers, appended);
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             headers.insert("x-envoy-external-address", v);
         }
@@ -1248,6 +1253,17 @@ fn mutate_request_headers(
         }
     } else if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(&X_FORWARDED_PROTO, scheme);
+    }
+}
+
+/// Appends `ip` to `x-forwarded-for` (joining repeated headers into one).
+fn append_forwarded_for(headers: &mut HeaderMap, ip: std::net::IpAddr) {
+    let xff = match proxy_model::route::joined_header(headers, "x-forwarded-for") {
+        Some(old) if !old.is_empty() => format!("{old},{ip}"),
+        _ => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
     }
 }
 

@@ -15,6 +15,7 @@ mod cors;
 mod dynamic;
 pub mod http;
 mod locality;
+mod mirror;
 pub mod original_dst;
 mod replay;
 pub mod stats;

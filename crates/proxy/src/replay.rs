@@ -10,14 +10,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::body::{Body as _, Frame, SizeHint};
 
-use crate::upstream::BoxError;
+use crate::upstream::{Body, BoxError};
 
 /// The downstream body and what was read of it, shared by the attempts.
 #[derive(Debug)]
 struct Shared {
-    source: Incoming,
+    source: Body,
     /// The data frames read so far (none once over the limit).
     kept: Vec<Bytes>,
     kept_len: usize,
@@ -38,7 +38,7 @@ pub struct Replay(Arc<Mutex<Shared>>);
 
 impl Replay {
     /// Keeps at most `limit` bytes of `source`.
-    pub fn new(source: Incoming, limit: usize) -> Replay {
+    pub fn new(source: Body, limit: usize) -> Replay {
         let ended = source.is_end_stream();
         Replay(Arc::new(Mutex::new(Shared {
             source,
@@ -118,7 +118,7 @@ impl hyper::body::Body for AttemptBody {
                 shared.ended = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => {
                     if !shared.overflowed {
