@@ -62,7 +62,7 @@ pub struct ControlArgs {
 }
 
 pub fn run(args: &ControlArgs) -> Result<ExitCode> {
-    crate::proxy_cmd::init_logging(&args.log_level)?;
+    let _log_filter = crate::proxy_cmd::init_logging(&args.log_level)?;
     let options = ControlOptions {
         config_dir: args.config.clone(),
         registry: args.registry.clone(),

@@ -16,20 +16,39 @@ pub struct ProxyArgs<'a> {
 }
 
 /// Logs to stderr at `level` (a tracing filter such as `info` or `proxy=debug`), as `--log-level`
-/// of `bosun proxy` and `bosun control` says.
-pub fn init_logging(level: &str) -> Result<()> {
+/// of `bosun proxy` and `bosun control` says. The filter can be replaced later through the returned
+/// handle (the proxy's admin `/logging`).
+pub fn init_logging(level: &str) -> Result<LogFilter> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
         format!("invalid --log-level {level:?} (use trace, debug, info, warn, error or off)")
     })?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
-    Ok(())
+    Ok(LogFilter(handle))
+}
+
+/// The process's log filter, replaceable while it runs.
+#[derive(Debug)]
+pub struct LogFilter(
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+);
+
+impl proxy::logging::Reload for LogFilter {
+    fn reload(&self, directives: &str) -> Result<(), String> {
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(directives).map_err(|e| e.to_string())?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
 }
 
 pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
-    init_logging(args.log_level)?;
+    let log_filter = init_logging(args.log_level)?;
 
     // See `read_bootstrap`.
     let (bootstrap, trim) = std::thread::spawn({
@@ -63,6 +82,10 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
     let options = proxy::Options {
         drain_time: args.drain_time,
         workers: Some(workers.handle().clone()),
+        loggers: Some(Arc::new(proxy::logging::Loggers::new(
+            args.log_level,
+            Box::new(log_filter),
+        ))),
     };
     let result = main.block_on(proxy::run(config, options, shutdown_signal()));
     match result {

@@ -3253,3 +3253,88 @@ async fn mirroring_matches_envoy() {
     }
     assert_eq!(views[1], views[0], "bosun (left) and envoy (right) differ");
 }
+
+// === Admin: /logging ===
+
+async fn post_logging(p: &Running, query: &str) -> (u16, String) {
+    let path = if query.is_empty() {
+        "/logging".to_owned()
+    } else {
+        format!("/logging?{query}")
+    };
+    let r = Client::h1(p.admin)
+        .send(Req::new(http::Method::POST, &path))
+        .await
+        .unwrap();
+    (r.status(), r.text())
+}
+
+/// Lines the proxy logged that contain `needle`.
+fn logged(p: &Running, needle: &str) -> usize {
+    let (process, _) = p._bosun.as_ref().unwrap();
+    process.stderr().matches(needle).count()
+}
+
+#[tokio::test]
+async fn admin_logging_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("headers.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    // The same answers, word for word: Envoy's logger names, levels, errors and usage.
+    for query in [
+        "level=info",
+        "",
+        "router=debug",
+        "paths=upstream:trace,http:critical",
+        "paths=upstream%3Aerror",
+        "nope=debug",
+        "router=loud",
+        "router=warn",
+        "router=debug&http=trace",
+        "paths=router",
+        "group=x:debug",
+        "level=off",
+        "level=warning",
+    ] {
+        let envoy = post_logging(&both[0], query).await;
+        let bosun = post_logging(&both[1], query).await;
+        assert_eq!(
+            bosun, envoy,
+            "bosun (left) and envoy (right) differ: {query:?}"
+        );
+    }
+    for p in &both {
+        let r = Client::h1(p.admin)
+            .send(Req::get("/logging"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status(), r.text()),
+            (405, "Method GET not allowed, POST required.".to_owned()),
+            "{}",
+            p.name
+        );
+    }
+
+    // The levels take effect: a client that sends garbage is logged at debug by `connection`.
+    let bosun = &both[1];
+    let garbage = || raw_exchange(bosun.listener, "NOT HTTP\r\n\r\n");
+    garbage().await;
+    assert_eq!(logged(bosun, "connection from"), 0, "logged at warning");
+    assert_eq!(post_logging(bosun, "connection=debug").await.0, 200);
+    garbage().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while logged(bosun, "connection from") == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(logged(bosun, "connection from"), 1, "logged at debug");
+    assert_eq!(post_logging(bosun, "connection=info").await.0, 200);
+    garbage().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        logged(bosun, "connection from"),
+        1,
+        "no longer logged at info"
+    );
+}

@@ -102,13 +102,33 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             text(StatusCode::OK, out)
         }
         "/config_dump" => json_reply(&config_dump(proxy)),
-        "/logging" => text(StatusCode::OK, "active loggers: set with --log-level\n".to_owned()),
+        "/logging" => logging(proxy, req),
         "/" => text(
             StatusCode::OK,
             "admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /logging\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n"
                 .to_owned(),
         ),
         _ => text(StatusCode::NOT_FOUND, format!("invalid path: {path}\n")),
+    }
+}
+
+/// `POST /logging[?…]`: see [`crate::logging`]. As Envoy, a `GET` changes nothing and gets 405.
+fn logging(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != http::Method::POST {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method {} not allowed, POST required.", req.method()),
+        );
+    }
+    match &proxy.loggers {
+        Some(loggers) => {
+            let answer = loggers.handle(req.uri().query());
+            text(answer.status, answer.body)
+        }
+        None => text(
+            StatusCode::NOT_FOUND,
+            "log levels are fixed in this process (--log-level)\n".to_owned(),
+        ),
     }
 }
 

@@ -15,6 +15,7 @@ mod cors;
 mod dynamic;
 pub mod http;
 mod locality;
+pub mod logging;
 mod mirror;
 pub mod original_dst;
 mod replay;
@@ -75,6 +76,9 @@ pub struct Options {
     /// interface, as Envoy's main thread does beside its workers: applying a large update then does
     /// not stall requests.
     pub workers: Option<tokio::runtime::Handle>,
+    /// The log levels the admin interface's `/logging` shows and changes; `None`: they cannot be
+    /// changed at runtime (the process's logging is not the proxy's to reload).
+    pub loggers: Option<Arc<logging::Loggers>>,
 }
 
 impl Default for Options {
@@ -82,6 +86,7 @@ impl Default for Options {
         Options {
             drain_time: Duration::from_secs(5),
             workers: None,
+            loggers: None,
         }
     }
 }
@@ -262,6 +267,7 @@ pub struct Proxy {
     listeners: Listeners,
     /// Where traffic is served (see [`Options::workers`]).
     workers: tokio::runtime::Handle,
+    pub loggers: Option<Arc<logging::Loggers>>,
 }
 
 impl Proxy {
@@ -338,6 +344,7 @@ pub async fn run(
             .workers
             .clone()
             .unwrap_or_else(tokio::runtime::Handle::current),
+        loggers: options.loggers,
     });
 
     // Bind everything before serving anything, so a taken port fails the start cleanly.
