@@ -3338,3 +3338,93 @@ async fn admin_logging_matches_envoy() {
         "no longer logged at info"
     );
 }
+
+// === Admin: /clusters?format=json and /listeners?format=json ===
+
+async fn admin_json(p: &Running, path: &str) -> Value {
+    let r = Client::h1(p.admin).send(Req::get(path)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}: {path}", p.name);
+    r.json().unwrap()
+}
+
+/// `/clusters?format=json` as compared: clusters by name, each host with the stats bosun keeps per
+/// host (requests in total and active; Envoy also counts connections, errors and timeouts).
+fn cluster_statuses(mut v: Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for mut c in v["cluster_statuses"].as_array_mut().unwrap().drain(..) {
+        for h in c["host_statuses"].as_array_mut().into_iter().flatten() {
+            if let Some(stats) = h["stats"].as_array_mut() {
+                stats.retain(|s| matches!(s["name"].as_str(), Some("rq_total" | "rq_active")));
+            }
+        }
+        out.insert(c["name"].as_str().unwrap().to_owned(), c);
+    }
+    out
+}
+
+#[tokio::test]
+async fn admin_json_pages_match_envoy() {
+    let names = ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2", "bad"];
+    let upstreams: Vec<Upstream> = names.iter().map(|n| Upstream::start(n).unwrap()).collect();
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| format!("UPSTREAM_{}", n.to_uppercase()))
+        .collect();
+    let pairs: Vec<(&str, &Upstream)> = keys.iter().map(String::as_str).zip(&upstreams).collect();
+    let Some(both) = start_both("locality.yaml", &pairs, &[]) else {
+        return;
+    };
+    upstreams[8].set_behaviour(UpstreamBehaviour {
+        status: 503,
+        ..UpstreamBehaviour::default()
+    });
+    // Every cluster, host, address, locality, priority, EDS health, weight and threshold.
+    let envoy = cluster_statuses(admin_json(&both[0], "/clusters?format=json").await);
+    let bosun = cluster_statuses(admin_json(&both[1], "/clusters?format=json").await);
+    assert_eq!(envoy.len(), 11, "{envoy:?}");
+    assert_eq!(bosun, envoy, "bosun (left) and envoy (right) differ");
+
+    // After traffic: the request counts, and the host that failed ejected.
+    let mut after = Vec::new();
+    for p in &both {
+        let client = Client::h1(p.listener);
+        for _ in 0..40 {
+            client.send(Req::get("/ejected")).await.unwrap();
+        }
+        let mut statuses = cluster_statuses(admin_json(p, "/clusters?format=json").await);
+        let ejected = statuses.remove("ejected").unwrap();
+        let hosts = ejected["host_statuses"].as_array().unwrap();
+        let total: u64 = hosts
+            .iter()
+            .flat_map(|h| h["stats"].as_array().unwrap())
+            .filter(|s| s["name"] == "rq_total")
+            .map(|s| s["value"].as_str().map_or(0, |v| v.parse().unwrap()))
+            .sum();
+        assert_eq!(total, 40, "{}: {ejected}", p.name);
+        let health: Vec<Value> = hosts.iter().map(|h| h["health_status"].clone()).collect();
+        assert_eq!(
+            health
+                .iter()
+                .filter(|h| h["failed_outlier_check"] == true)
+                .count(),
+            1,
+            "{}: {health:?}",
+            p.name
+        );
+        after.push(health);
+    }
+    assert_eq!(after[1], after[0], "bosun (left) and envoy (right) differ");
+
+    let mut listeners = Vec::new();
+    for p in &both {
+        let mut v = admin_json(p, "/listeners?format=json").await;
+        let address = &mut v["listener_statuses"][0]["local_address"]["socket_address"];
+        assert_eq!(address["port_value"], p.listener.port(), "{}", p.name);
+        address["port_value"] = Value::Null;
+        listeners.push(v);
+    }
+    assert_eq!(
+        listeners[1], listeners[0],
+        "bosun (left) and envoy (right) differ"
+    );
+}

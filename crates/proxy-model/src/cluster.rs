@@ -77,6 +77,9 @@ pub struct Cluster {
     /// in panic): a priority with a smaller share of available hosts uses all its hosts.
     pub healthy_panic_threshold: u32,
     pub circuit_breakers: Thresholds,
+    /// The HIGH priority's thresholds: shown by the admin interface only, since routes of HIGH
+    /// priority are refused.
+    pub circuit_breakers_high: Thresholds,
     pub outlier_detection: Option<OutlierDetection>,
     pub max_requests_per_connection: Option<u32>,
     pub idle_timeout: Option<Duration>,
@@ -214,7 +217,7 @@ pub enum Health {
     Draining,
 }
 
-/// `circuit_breakers` for the DEFAULT priority, with Envoy's defaults.
+/// `circuit_breakers` thresholds of one priority, with Envoy's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
     pub max_connections: u32,
@@ -445,22 +448,25 @@ impl Cluster {
                     .error("a LOGICAL_DNS cluster needs load_assignment with one endpoint"),
             );
         }
-        let circuit_breakers = p
-            .circuit_breakers
-            .as_ref()
-            .and_then(|cb| cb.thresholds.iter().find(|t| t.priority == 0))
-            .map_or_else(Thresholds::default, |t| {
-                let d = Thresholds::default();
-                Thresholds {
-                    max_connections: u32_or(t.max_connections.as_ref(), d.max_connections),
-                    max_pending_requests: u32_or(
-                        t.max_pending_requests.as_ref(),
-                        d.max_pending_requests,
-                    ),
-                    max_requests: u32_or(t.max_requests.as_ref(), d.max_requests),
-                    max_retries: u32_or(t.max_retries.as_ref(), d.max_retries),
-                }
-            });
+        let thresholds = |priority: i32| {
+            p.circuit_breakers
+                .as_ref()
+                .and_then(|cb| cb.thresholds.iter().find(|t| t.priority == priority))
+                .map_or_else(Thresholds::default, |t| {
+                    let d = Thresholds::default();
+                    Thresholds {
+                        max_connections: u32_or(t.max_connections.as_ref(), d.max_connections),
+                        max_pending_requests: u32_or(
+                            t.max_pending_requests.as_ref(),
+                            d.max_pending_requests,
+                        ),
+                        max_requests: u32_or(t.max_requests.as_ref(), d.max_requests),
+                        max_retries: u32_or(t.max_retries.as_ref(), d.max_retries),
+                    }
+                })
+        };
+        let circuit_breakers = thresholds(0);
+        let circuit_breakers_high = thresholds(1);
         let outlier_detection = p.outlier_detection.as_ref().map(outlier_detection);
         let http_options = p
             .typed_extension_protocol_options
@@ -513,6 +519,7 @@ impl Cluster {
             overprovisioning_factor,
             healthy_panic_threshold,
             circuit_breakers,
+            circuit_breakers_high,
             outlier_detection,
             max_requests_per_connection,
             idle_timeout,

@@ -20,7 +20,8 @@ use xds_client::ResourceType;
 
 use crate::Proxy;
 use crate::http::full;
-use crate::upstream::Body;
+use crate::upstream::{Body, ClusterRuntime, Host};
+use proxy_model::cluster::{Health, Locality, Thresholds};
 
 pub async fn serve(
     proxy: Arc<Proxy>,
@@ -72,6 +73,13 @@ fn json_reply(value: &serde_json::Value) -> Response<Body> {
     r
 }
 
+/// `?format=json` among the query's parameters.
+fn json_format(req: &Request<Incoming>) -> bool {
+    req.uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "format=json"))
+}
+
 fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     match path {
@@ -92,7 +100,9 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
         })),
         "/stats" => text(StatusCode::OK, proxy.registry.render_text()),
         "/stats/prometheus" => text(StatusCode::OK, proxy.registry.render_prometheus()),
+        "/clusters" if json_format(req) => json_reply(&clusters_json(proxy)),
         "/clusters" => text(StatusCode::OK, clusters(proxy)),
+        "/listeners" if json_format(req) => json_reply(&listeners_json(proxy)),
         "/listeners" => {
             let runtime = proxy.runtime.load();
             let mut out = String::new();
@@ -132,56 +142,76 @@ fn logging(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Where a configured host sits in its cluster's load assignment.
+struct Placement<'a> {
+    priority: usize,
+    locality: &'a Locality,
+    health: Health,
+}
+
+/// A cluster's hosts as the admin pages show them: each configured endpoint in the order of the
+/// load assignment (with its priority, locality and EDS health), then the destinations an
+/// ORIGINAL_DST cluster saw lately.
+fn hosts_of(c: &ClusterRuntime) -> Vec<(Arc<Host>, Option<Placement<'_>>)> {
+    let placed = c
+        .config
+        .priorities
+        .iter()
+        .enumerate()
+        .flat_map(|(p, localities)| {
+            localities.iter().flat_map(move |l| {
+                l.endpoints.iter().map(move |e| Placement {
+                    priority: p,
+                    locality: &l.locality,
+                    health: e.health,
+                })
+            })
+        });
+    let configured: Vec<_> = c.priorities.iter().flatten().cloned().collect();
+    let mut hosts: Vec<_> = configured.into_iter().zip(placed.map(Some)).collect();
+    hosts.extend(c.original_dst_hosts().into_iter().map(|h| (h, None)));
+    hosts
+}
+
+/// The clusters by name.
+fn sorted_clusters(runtime: &crate::Runtime) -> Vec<(&String, &Arc<ClusterRuntime>)> {
+    let mut clusters: Vec<_> = runtime.clusters.iter().collect();
+    clusters.sort_by(|a, b| a.0.cmp(b.0));
+    clusters
+}
+
 /// Envoy's `/clusters` text: `cluster::host:port::stat::value` lines per host.
 fn clusters(proxy: &Proxy) -> String {
     let runtime = proxy.runtime.load();
-    let mut names: Vec<&String> = runtime.clusters.keys().collect();
-    names.sort();
     let mut out = String::new();
-    for name in names {
-        let c = &runtime.clusters[name];
-        let cb = &c.config.circuit_breakers;
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_connections::{}",
-            cb.max_connections
-        );
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_pending_requests::{}",
-            cb.max_pending_requests
-        );
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_requests::{}",
-            cb.max_requests
-        );
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_retries::{}",
-            cb.max_retries
-        );
-        // Each configured host's priority and locality, in the order of `c.priorities`.
-        let placed: Vec<(usize, &proxy_model::cluster::Locality)> = c
-            .config
-            .priorities
-            .iter()
-            .enumerate()
-            .flat_map(|(p, localities)| {
-                localities
-                    .iter()
-                    .flat_map(move |l| l.endpoints.iter().map(move |_| (p, &l.locality)))
-            })
-            .collect();
-        // An ORIGINAL_DST cluster's hosts are the destinations it saw lately.
-        let dynamic = c.original_dst_hosts();
-        for (i, h) in c.priorities.iter().flatten().chain(&dynamic).enumerate() {
+    for (name, c) in sorted_clusters(&runtime) {
+        let _ = writeln!(out, "{name}::observability_name::{name}");
+        for (priority, cb) in [
+            ("default_priority", &c.config.circuit_breakers),
+            ("high_priority", &c.config.circuit_breakers_high),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}::{priority}::max_connections::{}",
+                cb.max_connections
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{priority}::max_pending_requests::{}",
+                cb.max_pending_requests
+            );
+            let _ = writeln!(out, "{name}::{priority}::max_requests::{}", cb.max_requests);
+            let _ = writeln!(out, "{name}::{priority}::max_retries::{}", cb.max_retries);
+        }
+        let dynamic = runtime.dynamic.clusters.contains_key(name.as_str());
+        let _ = writeln!(out, "{name}::added_via_api::{dynamic}");
+        for (h, placement) in hosts_of(c) {
             let a = &h.address;
-            if let Some((priority, locality)) = placed.get(i) {
-                let _ = writeln!(out, "{name}::{a}::region::{}", locality.region);
-                let _ = writeln!(out, "{name}::{a}::zone::{}", locality.zone);
-                let _ = writeln!(out, "{name}::{a}::sub_zone::{}", locality.sub_zone);
-                let _ = writeln!(out, "{name}::{a}::priority::{priority}");
+            if let Some(p) = &placement {
+                let _ = writeln!(out, "{name}::{a}::region::{}", p.locality.region);
+                let _ = writeln!(out, "{name}::{a}::zone::{}", p.locality.zone);
+                let _ = writeln!(out, "{name}::{a}::sub_zone::{}", p.locality.sub_zone);
+                let _ = writeln!(out, "{name}::{a}::priority::{}", p.priority);
             }
             let _ = writeln!(
                 out,
@@ -204,6 +234,129 @@ fn clusters(proxy: &Proxy) -> String {
         }
     }
     out
+}
+
+/// Envoy's `/clusters?format=json` (`envoy.admin.v3.Clusters`, proto3 JSON: zero values left out),
+/// which `istioctl proxy-config endpoint` reads. Of each host's stats, those bosun keeps per host:
+/// requests in total and active.
+fn clusters_json(proxy: &Proxy) -> serde_json::Value {
+    let runtime = proxy.runtime.load();
+    let statuses: Vec<_> = sorted_clusters(&runtime)
+        .into_iter()
+        .map(|(name, c)| {
+            let thresholds = |cb: &Thresholds, high: bool| {
+                let mut t = json!({
+                    "max_connections": cb.max_connections,
+                    "max_pending_requests": cb.max_pending_requests,
+                    "max_requests": cb.max_requests,
+                    "max_retries": cb.max_retries,
+                });
+                if high {
+                    t["priority"] = json!("HIGH");
+                }
+                t
+            };
+            let hosts: Vec<_> = hosts_of(c)
+                .into_iter()
+                .map(|(h, placement)| host_json(&h, placement.as_ref()))
+                .collect();
+            let mut status = json!({
+                "name": name,
+                "observability_name": name,
+                "circuit_breakers": {"thresholds": [
+                    thresholds(&c.config.circuit_breakers, false),
+                    thresholds(&c.config.circuit_breakers_high, true),
+                ]},
+            });
+            if !hosts.is_empty() {
+                status["host_statuses"] = json!(hosts);
+            }
+            if runtime.dynamic.clusters.contains_key(name.as_str()) {
+                status["added_via_api"] = json!(true);
+            }
+            status
+        })
+        .collect();
+    json!({ "cluster_statuses": statuses })
+}
+
+fn host_json(h: &Host, placement: Option<&Placement<'_>>) -> serde_json::Value {
+    let stat = |name: &str, value: u64, gauge: bool| {
+        let mut s = json!({ "name": name });
+        if value > 0 {
+            s["value"] = json!(value.to_string());
+        }
+        if gauge {
+            s["type"] = json!("GAUGE");
+        }
+        s
+    };
+    let mut health = json!({
+        "eds_health_status": match placement.map(|p| p.health) {
+            Some(Health::Unhealthy) => "UNHEALTHY",
+            Some(Health::Degraded) => "DEGRADED",
+            Some(Health::Draining) => "DRAINING",
+            Some(Health::Healthy) | None => "HEALTHY",
+        }
+    });
+    if h.is_ejected() {
+        health["failed_outlier_check"] = json!(true);
+    }
+    let mut host = json!({
+        "address": address_json(&h.address),
+        "stats": [
+            stat("rq_total", h.requests.load(Ordering::Relaxed), false),
+            stat("rq_active", u64::from(h.active_requests.load(Ordering::Relaxed)), true),
+        ],
+        "health_status": health,
+        "weight": h.weight,
+        "locality": {},
+    });
+    if let Some(p) = placement {
+        let mut locality = serde_json::Map::new();
+        for (key, value) in [
+            ("region", &p.locality.region),
+            ("zone", &p.locality.zone),
+            ("sub_zone", &p.locality.sub_zone),
+        ] {
+            if !value.is_empty() {
+                locality.insert(key.to_owned(), json!(value));
+            }
+        }
+        host["locality"] = serde_json::Value::Object(locality);
+        if p.priority > 0 {
+            host["priority"] = json!(p.priority);
+        }
+    }
+    host
+}
+
+/// An `envoy.config.core.v3.Address` in proto3 JSON: `host:port`, or a Unix socket's path.
+fn address_json(address: &str) -> serde_json::Value {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !address.starts_with('/') && !address.starts_with('@') => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            json!({"socket_address": {"address": host, "port_value": port.parse::<u16>().unwrap_or(0)}})
+        }
+        _ => json!({"pipe": {"path": address}}),
+    }
+}
+
+/// Envoy's `/listeners?format=json` (`envoy.admin.v3.Listeners`).
+fn listeners_json(proxy: &Proxy) -> serde_json::Value {
+    let runtime = proxy.runtime.load();
+    let statuses: Vec<_> = runtime
+        .snapshot
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "local_address": address_json(&format!("{}:{}", l.host, l.port)),
+            })
+        })
+        .collect();
+    json!({ "listener_statuses": statuses })
 }
 
 /// A summary of the running config in the shape of Envoy's config dump sections: static and dynamic
