@@ -3428,3 +3428,117 @@ async fn admin_json_pages_match_envoy() {
         "bosun (left) and envoy (right) differ"
     );
 }
+
+// === Admin: /config_dump ===
+
+/// A config dump with what differs by nature left out: timestamps, each proxy's own ports, and the
+/// node (which Envoy fills in with its build and extensions).
+fn comparable_dump(mut dump: Value, p: &Running) -> Value {
+    fn scrub(v: &mut Value, ports: &[u16]) {
+        match v {
+            Value::Object(fields) => {
+                fields.remove("last_updated");
+                fields.remove("ads");
+                for (key, value) in fields.iter_mut() {
+                    if key == "port_value"
+                        && value.as_u64().is_some_and(|p| ports.contains(&(p as u16)))
+                    {
+                        *value = Value::String("<own port>".to_owned());
+                    }
+                    scrub(value, ports);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| scrub(i, ports)),
+            _ => {}
+        }
+    }
+    let ports = [p.listener.port(), p.listener2.port(), p.admin.port()];
+    scrub(&mut dump, &ports);
+    // Envoy lists each section's resources in its hash maps' order.
+    for section in dump["configs"].as_array_mut().unwrap() {
+        for list in section.as_object_mut().unwrap().values_mut() {
+            if let Some(items) = list.as_array_mut() {
+                items.sort_by_cached_key(Value::to_string);
+            }
+        }
+    }
+    dump["configs"][0]["bootstrap"]
+        .as_object_mut()
+        .unwrap()
+        .remove("node");
+    dump
+}
+
+#[tokio::test]
+async fn config_dump_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").unwrap();
+    let server = ca
+        .issue_server(&["server.example.com"], Duration::from_secs(86_400))
+        .unwrap();
+    let certs = TempDir::new("bosun-config-dump").unwrap();
+    certs
+        .write("server.pem", server.cert_chain_pem.as_bytes())
+        .unwrap();
+    certs
+        .write("server.key", server.key_pem.as_bytes())
+        .unwrap();
+    // As YAML double-quoted strings.
+    let quoted = |pem: &str| pem.replace('\n', "\\n");
+    let Some(both) = start_both(
+        "config_dump.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[
+            ("CERTS", certs.path().display().to_string()),
+            ("CERT_INLINE", quoted(&server.cert_chain_pem)),
+            ("KEY_INLINE", quoted(&server.key_pem)),
+        ],
+    ) else {
+        return;
+    };
+    let mut dumps = Vec::new();
+    for p in &both {
+        let dump = admin_json(p, "/config_dump").await;
+        let text = dump.to_string();
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{}: a key in the dump",
+            p.name
+        );
+        assert!(
+            !text.contains("server.key"),
+            "{}: a key's file name",
+            p.name
+        );
+        dumps.push(comparable_dump(dump, p));
+    }
+    let sections = |d: &Value| -> Vec<String> {
+        d["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["@type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(sections(&dumps[1]), sections(&dumps[0]));
+    let count =
+        |section: usize, key: &str| dumps[0]["configs"][section][key].as_array().map(Vec::len);
+    assert_eq!(
+        [
+            count(1, "static_clusters"),
+            count(2, "static_listeners"),
+            count(4, "static_route_configs"),
+            count(5, "static_secrets"),
+        ],
+        [Some(2), Some(2), Some(1), Some(2)],
+        "{}",
+        dumps[0]
+    );
+    for (i, section) in dumps[0]["configs"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            dumps[1]["configs"][i], *section,
+            "bosun (left) and envoy (right) differ in {}",
+            section["@type"]
+        );
+    }
+}

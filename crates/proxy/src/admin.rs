@@ -13,9 +13,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use proxy_model::listener::{NetworkFilter, RouteSource};
+use prost::Message as _;
 use serde_json::json;
 use tokio::net::TcpListener;
+use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
 use xds_client::ResourceType;
 
 use crate::Proxy;
@@ -359,11 +360,21 @@ fn listeners_json(proxy: &Proxy) -> serde_json::Value {
     json!({ "listener_statuses": statuses })
 }
 
-/// A summary of the running config in the shape of Envoy's config dump sections: static and dynamic
-/// listeners, clusters, route configurations and secrets (warming ones with what they wait for). A dynamic resource's `version_info` is the version
-/// of its type the proxy last ACKed (the xDS client does not hand per-resource versions over);
-/// `last_updated` is when the resource itself last changed.
+/// Envoy's `/config_dump`: the bootstrap, then the static and dynamic clusters, listeners, route
+/// configurations and secrets, each as proto3 JSON in the shape of Envoy's `envoy.admin.v3.*ConfigDump`
+/// messages (what `istioctl proxy-config` reads), with secrets redacted as Envoy does. Static ones
+/// come from the bootstrap, dynamic ones as xDS gave them; a dynamic resource's `version_info` is the
+/// version of its type the proxy last ACKed (the xDS client does not hand per-resource versions
+/// over). Two additions of bosun's own: what a warming resource waits for (`waiting_for_secrets`), and
+/// the ADS client's state (`ads`, in the bootstrap's entry).
 fn config_dump(proxy: &Proxy) -> serde_json::Value {
+    let dump = build_config_dump(proxy);
+    // The descriptors rendering needs take ~10 MB: not kept between dumps.
+    xds_api::descriptor::release();
+    dump
+}
+
+fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
     let runtime = proxy.runtime.load();
     let ads = proxy.ads_status();
     let version = |ty: ResourceType| {
@@ -372,106 +383,112 @@ fn config_dump(proxy: &Proxy) -> serde_json::Value {
             .unwrap_or_default()
     };
     let dynamic = &runtime.dynamic;
-    let mut static_listeners = Vec::new();
-    let mut dynamic_listeners = Vec::new();
-    for l in &runtime.snapshot.listeners {
-        let chains: Vec<_> = l
-            .filter_chains
-            .iter()
-            .map(|fc| match &fc.network {
-                NetworkFilter::Http(h) => {
-                    let routes = match &h.routes {
-                        RouteSource::Inline(rc) => json!({"route_config": rc.name}),
-                        RouteSource::Rds(name) => json!({"rds": {"route_config_name": name}}),
-                    };
-                    json!({"name": fc.name, "http_connection_manager": {"stat_prefix": h.stat_prefix, "routes": routes}})
-                }
-                NetworkFilter::Tcp(t) => json!({"name": fc.name, "tcp_proxy": {"stat_prefix": t.stat_prefix, "clusters": t.clusters}}),
+    let loaded = timestamp(proxy.bootstrap_loaded);
+    let bootstrap = Bootstrap::decode(proxy.bootstrap.as_slice()).unwrap_or_default();
+    let statics = bootstrap.static_resources.clone().unwrap_or_default();
+
+    let static_clusters: Vec<_> = statics
+        .clusters
+        .iter()
+        .map(|c| json!({"cluster": message_json(c), "last_updated": loaded}))
+        .collect();
+    let dynamic_clusters: Vec<_> = dynamic
+        .clusters
+        .values()
+        .map(|c| {
+            json!({
+                "version_info": version(ResourceType::Cluster),
+                "cluster": message_json(&*c.proto),
+                "last_updated": timestamp(c.updated),
             })
-            .collect();
-        let listener = json!({"name": l.name, "address": format!("{}:{}", l.host, l.port), "filter_chains": chains});
-        match dynamic.listeners.get(&l.name) {
-            Some(updated) => dynamic_listeners.push(json!({
-                "name": l.name,
+        })
+        .collect();
+    let warming_clusters: Vec<_> = dynamic
+        .warming_clusters
+        .values()
+        .map(|(c, waiting)| {
+            json!({
+                "version_info": version(ResourceType::Cluster),
+                "cluster": message_json(&**c),
+                "waiting_for_secrets": waiting,
+            })
+        })
+        .collect();
+
+    let static_listeners: Vec<_> = statics
+        .listeners
+        .iter()
+        .map(|l| json!({"listener": message_json(l), "last_updated": loaded}))
+        .collect();
+    let mut dynamic_listeners: Vec<_> = dynamic
+        .listeners
+        .iter()
+        .map(|(name, l)| {
+            json!({
+                "name": name,
                 "active_state": {
                     "version_info": version(ResourceType::Listener),
-                    "listener": listener,
-                    "last_updated": timestamp(*updated),
+                    "listener": message_json(&*l.proto),
+                    "last_updated": timestamp(l.updated),
                 },
-            })),
-            None => static_listeners.push(json!({"listener": listener})),
-        }
-    }
-    // As Envoy: a listener waiting for its secrets has a warming state and no active one (yet).
-    for (name, waiting) in &dynamic.warming_listeners {
-        let warming = json!({"version_info": version(ResourceType::Listener), "waiting_for_secrets": waiting});
+            })
+        })
+        .collect();
+    // As Envoy: a listener waiting for its secrets has a warming state, beside the running one of
+    // that name if there is one.
+    for (name, (l, waiting)) in &dynamic.warming_listeners {
+        let warming = json!({
+            "version_info": version(ResourceType::Listener),
+            "listener": message_json(&**l),
+            "waiting_for_secrets": waiting,
+        });
         match dynamic_listeners.iter_mut().find(|l| l["name"] == **name) {
-            // A running listener of that name serves until the new one is ready.
             Some(running) => running["warming_state"] = warming,
             None => dynamic_listeners.push(json!({"name": name, "warming_state": warming})),
         }
     }
-    let warming_clusters: Vec<_> = dynamic
-        .warming_clusters
-        .iter()
-        .map(|(name, waiting)| {
-            json!({"version_info": version(ResourceType::Cluster), "cluster": {"name": name}, "waiting_for_secrets": waiting})
-        })
-        .collect();
-    // Names and kinds only: a secret's keys stay out of the admin interface (Envoy redacts them).
-    let mut static_secrets: Vec<_> = proxy
-        .settings
-        .secrets
-        .statics
-        .keys()
-        .map(|name| json!({"name": name}))
-        .collect();
-    static_secrets.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let dynamic_secrets: Vec<_> = dynamic
-        .secrets
-        .iter()
-        .map(|(name, (updated, kind))| {
-            json!({"name": name, "version_info": version(ResourceType::Secret), "last_updated": timestamp(*updated), "secret": {"name": name, "type": kind}})
-        })
-        .collect();
-    let mut names: Vec<&String> = runtime.clusters.keys().collect();
-    names.sort();
-    let mut static_clusters = Vec::new();
-    let mut dynamic_clusters = Vec::new();
-    for name in names {
-        let c = &runtime.clusters[name];
-        let cluster = json!({
-            "name": c.config.name,
-            "type": format!("{:?}", c.config.discovery),
-            "lb_policy": format!("{:?}", c.config.lb_policy),
-            "connect_timeout": format!("{}s", c.config.connect_timeout.as_secs_f64()),
-            "endpoints": c.priorities.iter().flatten().map(|h| h.address.clone()).collect::<Vec<_>>(),
-        });
-        match dynamic.clusters.get(name) {
-            Some(updated) => dynamic_clusters.push(json!({
-                "version_info": version(ResourceType::Cluster),
-                "cluster": cluster,
-                "last_updated": timestamp(*updated),
-            })),
-            None => static_clusters.push(json!({"cluster": cluster})),
-        }
+
+    // Route configurations given inline in HTTP connection managers are Envoy's static ones.
+    let mut static_routes = Vec::new();
+    for l in &static_listeners {
+        inline_route_configs(&l["listener"], &loaded, &mut static_routes);
     }
-    let mut route_names: Vec<&String> = runtime.snapshot.route_configs.keys().collect();
-    route_names.sort();
-    let dynamic_routes: Vec<_> = route_names
-        .into_iter()
-        .map(|name| {
-            let rc = &runtime.snapshot.route_configs[name];
+    for l in &dynamic_listeners {
+        let updated = l["active_state"]["last_updated"]
+            .as_str()
+            .unwrap_or_default();
+        inline_route_configs(&l["active_state"]["listener"], updated, &mut static_routes);
+    }
+    let dynamic_routes: Vec<_> = dynamic
+        .route_configs
+        .values()
+        .map(|r| {
             json!({
                 "version_info": version(ResourceType::Route),
-                "route_config": {
-                    "name": name,
-                    "virtual_hosts": rc.virtual_hosts.iter().map(|vh| json!({"name": vh.name})).collect::<Vec<_>>(),
-                },
-                "last_updated": dynamic.route_configs.get(name).map(|t| timestamp(*t)),
+                "route_config": message_json(&*r.proto),
+                "last_updated": timestamp(r.updated),
             })
         })
         .collect();
+
+    let static_secrets: Vec<_> = statics
+        .secrets
+        .iter()
+        .map(|s| json!({"name": s.name, "secret": message_json(s)}))
+        .collect();
+    let dynamic_secrets: Vec<_> = dynamic
+        .secrets
+        .iter()
+        .map(|(name, s)| {
+            json!({
+                "name": name,
+                "version_info": version(ResourceType::Secret),
+                "last_updated": timestamp(s.updated),
+                "secret": message_json(&*s.proto),
+            })
+        })
+        .collect();
+
     let ads_json = ads.as_ref().map(|s| {
         json!({
             "endpoint": s.endpoint,
@@ -484,15 +501,156 @@ fn config_dump(proxy: &Proxy) -> serde_json::Value {
             "initial_config_complete": s.initial_config_complete,
         })
     });
-    json!({
-        "configs": [
-            {"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster}, "ads": ads_json},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "version_info": version(ResourceType::Cluster), "static_clusters": static_clusters, "dynamic_active_clusters": dynamic_clusters, "dynamic_warming_clusters": warming_clusters},
-            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "version_info": version(ResourceType::Listener), "static_listeners": static_listeners, "dynamic_listeners": dynamic_listeners},
-            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": dynamic_routes},
-            {"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump", "static_secrets": static_secrets, "dynamic_active_secrets": dynamic_secrets},
-        ]
-    })
+    let mut bootstrap_json = xds_api::json::to_json(&bootstrap);
+    redact(&mut bootstrap_json);
+    let mut configs = vec![json!({
+        "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+        "bootstrap": bootstrap_json,
+        "last_updated": loaded,
+        "ads": ads_json,
+    })];
+    let sections = [
+        (
+            "ClustersConfigDump",
+            vec![
+                ("static_clusters", static_clusters),
+                ("dynamic_active_clusters", dynamic_clusters),
+                ("dynamic_warming_clusters", warming_clusters),
+            ],
+            ResourceType::Cluster,
+        ),
+        (
+            "ListenersConfigDump",
+            vec![
+                ("static_listeners", static_listeners),
+                ("dynamic_listeners", dynamic_listeners),
+            ],
+            ResourceType::Listener,
+        ),
+        (
+            "RoutesConfigDump",
+            vec![
+                ("static_route_configs", static_routes),
+                ("dynamic_route_configs", dynamic_routes),
+            ],
+            ResourceType::Route,
+        ),
+        (
+            "SecretsConfigDump",
+            vec![
+                ("static_secrets", static_secrets),
+                ("dynamic_active_secrets", dynamic_secrets),
+            ],
+            ResourceType::Secret,
+        ),
+    ];
+    for (kind, lists, ty) in sections {
+        let mut section = json!({"@type": format!("type.googleapis.com/envoy.admin.v3.{kind}")});
+        // Proto3 JSON: empty lists and strings are left out.
+        let acked = version(ty);
+        if !acked.is_empty() && ty != ResourceType::Secret && ty != ResourceType::Route {
+            section["version_info"] = json!(acked);
+        }
+        for (key, list) in lists {
+            if !list.is_empty() {
+                section[key] = json!(list);
+            }
+        }
+        configs.push(section);
+        if kind == "ListenersConfigDump" {
+            configs.push(
+                json!({"@type": "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump"}),
+            );
+        }
+    }
+    json!({ "configs": configs })
+}
+
+/// A message as an `Any` in proto3 JSON (`"@type"` and its fields), secrets redacted.
+fn message_json<M: prost::Message + prost::Name>(m: &M) -> serde_json::Value {
+    let mut v = xds_api::json::to_json(m);
+    if let Some(object) = v.as_object_mut() {
+        object.insert("@type".to_owned(), json!(M::type_url()));
+    }
+    redact(&mut v);
+    v
+}
+
+/// Envoy's fields marked sensitive (private keys, their passwords, session ticket keys, generic
+/// secrets), which its config dump shows as `"[redacted]"`, whatever their source.
+const SENSITIVE: [&str; 5] = ["private_key", "password", "pkcs12", "keys", "secret"];
+
+fn redact(v: &mut serde_json::Value) {
+    fn all_strings(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = "[redacted]".to_owned(),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(all_strings),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(all_strings),
+            _ => {}
+        }
+    }
+    match v {
+        serde_json::Value::Object(fields) => {
+            for (key, value) in fields.iter_mut() {
+                // A DataSource (or a list of them): its inline content or file name.
+                let data_source = |v: &serde_json::Value| {
+                    v.as_object().is_some_and(|o| {
+                        o.keys().any(|k| {
+                            matches!(
+                                k.as_str(),
+                                "inline_string"
+                                    | "inline_bytes"
+                                    | "filename"
+                                    | "environment_variable"
+                            )
+                        })
+                    })
+                };
+                let sensitive = SENSITIVE.contains(&key.as_str())
+                    && (data_source(value)
+                        || value.as_array().is_some_and(|a| a.iter().all(data_source)));
+                if sensitive {
+                    all_strings(value);
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// The `route_config`s given inline in `listener`'s HTTP connection managers, as static route
+/// configuration dump entries.
+fn inline_route_configs(
+    listener: &serde_json::Value,
+    updated: &str,
+    out: &mut Vec<serde_json::Value>,
+) {
+    let chains = listener["filter_chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(listener.get("default_filter_chain"));
+    for chain in chains {
+        for filter in chain["filters"].as_array().into_iter().flatten() {
+            let config = &filter["typed_config"];
+            let is_hcm = config["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(".HttpConnectionManager"));
+            if let (true, Some(rc)) = (is_hcm, config.get("route_config")) {
+                let mut rc = rc.clone();
+                if let Some(object) = rc.as_object_mut() {
+                    object.insert(
+                        "@type".to_owned(),
+                        json!("type.googleapis.com/envoy.config.route.v3.RouteConfiguration"),
+                    );
+                }
+                out.push(json!({"route_config": rc, "last_updated": updated}));
+            }
+        }
+    }
 }
 
 /// RFC 3339 (UTC, seconds), as Envoy's config dump writes timestamps.

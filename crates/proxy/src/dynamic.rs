@@ -46,7 +46,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
 use xds_client::{AdsStatus, Consumer, Rejection, ResourceType, Resources};
 
-use crate::{DynamicInfo, Proxy, Runtime, bind};
+use crate::{DynamicInfo, Proxy, Received, Runtime, bind};
 
 /// The proxy's ADS consumer: holds the accepted dynamic resources and swaps runtimes.
 pub(crate) struct Dynamic {
@@ -372,41 +372,37 @@ impl Dynamic {
             listeners: next
                 .listeners
                 .iter()
-                .map(|(n, l)| (n.clone(), l.updated))
+                .map(|(n, l)| (n.clone(), received(&l.proto, l.updated)))
                 .collect(),
             clusters: next
                 .clusters
                 .iter()
-                .map(|(n, c)| (n.clone(), c.updated))
+                .map(|(n, c)| (n.clone(), received(&c.proto, c.updated)))
                 .collect(),
             route_configs: next
                 .routes
                 .iter()
-                .map(|(n, r)| (n.clone(), r.updated))
+                .map(|(n, r)| (n.clone(), received(&r.proto, r.updated)))
                 .collect(),
             secrets: next
                 .secrets
                 .iter()
-                .map(|(n, s)| (n.clone(), (s.updated, secret_kind(&s.secret))))
+                .map(|(n, s)| (n.clone(), received(&s.secret, s.updated)))
                 .collect(),
             warming_listeners: next
                 .waiting_listeners
                 .iter()
                 .map(|(n, p)| {
-                    (
-                        n.clone(),
-                        missing_secrets(&listener_secrets(p), &next.secrets),
-                    )
+                    let missing = missing_secrets(&listener_secrets(p), &next.secrets);
+                    (n.clone(), (p.clone(), missing))
                 })
                 .collect(),
             warming_clusters: next
                 .waiting_clusters
                 .iter()
                 .map(|(n, p)| {
-                    (
-                        n.clone(),
-                        missing_secrets(&cluster_secrets(p), &next.secrets),
-                    )
+                    let missing = missing_secrets(&cluster_secrets(p), &next.secrets);
+                    (n.clone(), (p.clone(), missing))
                 })
                 .collect(),
         };
@@ -510,14 +506,10 @@ fn to_rebuild<'a, P: 'a>(
 }
 
 /// What a secret holds, as the config dump names it.
-fn secret_kind(s: &Secret) -> &'static str {
-    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type;
-    match s.r#type {
-        Some(Type::TlsCertificate(_)) => "tls_certificate",
-        Some(Type::ValidationContext(_)) => "validation_context",
-        Some(Type::SessionTicketKeys(_)) => "session_ticket_keys",
-        Some(Type::GenericSecret(_)) => "generic_secret",
-        None => "",
+fn received<T>(proto: &Arc<T>, updated: SystemTime) -> Received<T> {
+    Received {
+        proto: proto.clone(),
+        updated,
     }
 }
 

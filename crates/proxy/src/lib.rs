@@ -35,6 +35,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prost::Message as _;
 use proxy_model::listener::{Listener, NetworkFilter};
 use proxy_model::snapshot::{AdsApi, ProxySettings};
 use proxy_model::{ModelError, Snapshot};
@@ -42,6 +43,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
+use xds_api::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
+use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
+use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, HcmStats};
@@ -129,17 +134,33 @@ impl ListenerStats {
     }
 }
 
-/// The names of the dynamic (xDS) resources of a runtime, with when each was last updated.
+/// The dynamic (xDS) resources of a runtime as they were received, each with when it last changed
+/// (for the admin `/config_dump`; the protos are the ones the ADS consumer keeps anyway).
 #[derive(Debug, Default, Clone)]
 pub struct DynamicInfo {
-    pub listeners: BTreeMap<String, SystemTime>,
-    pub clusters: BTreeMap<String, SystemTime>,
-    pub route_configs: BTreeMap<String, SystemTime>,
-    /// Secrets from SDS: when each last changed, and what it holds (`tls_certificate`, …).
-    pub secrets: BTreeMap<String, (SystemTime, &'static str)>,
+    pub listeners: BTreeMap<String, Received<ListenerProto>>,
+    pub clusters: BTreeMap<String, Received<ClusterProto>>,
+    pub route_configs: BTreeMap<String, Received<RouteConfiguration>>,
+    pub secrets: BTreeMap<String, Received<Secret>>,
     /// Listeners and clusters warming, with the SDS secrets they wait for.
-    pub warming_listeners: BTreeMap<String, Vec<String>>,
-    pub warming_clusters: BTreeMap<String, Vec<String>>,
+    pub warming_listeners: BTreeMap<String, (Arc<ListenerProto>, Vec<String>)>,
+    pub warming_clusters: BTreeMap<String, (Arc<ClusterProto>, Vec<String>)>,
+}
+
+/// A resource as xDS gave it, and when it last changed.
+#[derive(Debug)]
+pub struct Received<T> {
+    pub proto: Arc<T>,
+    pub updated: SystemTime,
+}
+
+impl<T> Clone for Received<T> {
+    fn clone(&self) -> Self {
+        Received {
+            proto: self.proto.clone(),
+            updated: self.updated,
+        }
+    }
 }
 
 impl Runtime {
@@ -268,6 +289,9 @@ pub struct Proxy {
     /// Where traffic is served (see [`Options::workers`]).
     workers: tokio::runtime::Handle,
     pub loggers: Option<Arc<logging::Loggers>>,
+    /// The bootstrap, encoded, and when it was read: see [`Config`].
+    pub bootstrap: Vec<u8>,
+    pub bootstrap_loaded: SystemTime,
 }
 
 impl Proxy {
@@ -293,11 +317,13 @@ impl Proxy {
     }
 }
 
-/// A bootstrap converted to what the proxy runs: the bootstrap itself is not needed any more.
+/// A bootstrap converted to what the proxy runs, and the bootstrap encoded (compact; decoded again
+/// only for the admin `/config_dump`).
 #[derive(Debug)]
 pub struct Config {
     snapshot: Snapshot,
     settings: ProxySettings,
+    bootstrap: Vec<u8>,
 }
 
 impl Config {
@@ -309,7 +335,11 @@ impl Config {
                 "bootstrap field `{field}` is not used by bosun proxy (stats, tracing, runtime or process settings); ignored"
             );
         }
-        Ok(Config { snapshot, settings })
+        Ok(Config {
+            snapshot,
+            settings,
+            bootstrap: bootstrap.encode_to_vec(),
+        })
     }
 }
 
@@ -321,7 +351,11 @@ pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    let Config { snapshot, settings } = config;
+    let Config {
+        snapshot,
+        settings,
+        bootstrap,
+    } = config;
     let registry = Arc::new(Registry::default());
     let runtime = Runtime::new(snapshot, &registry);
     let listeners: Vec<Arc<Listener>> = runtime.snapshot.listeners.clone();
@@ -345,6 +379,8 @@ pub async fn run(
             .clone()
             .unwrap_or_else(tokio::runtime::Handle::current),
         loggers: options.loggers,
+        bootstrap,
+        bootstrap_loaded: SystemTime::now(),
     });
 
     // Bind everything before serving anything, so a taken port fails the start cleanly.
