@@ -177,8 +177,9 @@ impl Plane {
 
 /// A sidecar (Envoy or `bosun proxy`) for one workload instance.
 enum Sidecar {
-    Envoy(#[allow(dead_code)] Envoy),
-    Bosun(#[allow(dead_code)] Process),
+    Envoy(Envoy),
+    // The process is held to keep the proxy running.
+    Bosun(#[allow(dead_code)] Process, SocketAddr),
 }
 
 impl Sidecar {
@@ -241,8 +242,16 @@ impl Sidecar {
                             plane.process.stderr_tail()
                         )
                     });
-                Sidecar::Bosun(p)
+                Sidecar::Bosun(p, std::net::SocketAddr::new(ip, admin_port))
             }
+        }
+    }
+
+    /// Its admin interface.
+    fn admin(&self) -> SocketAddr {
+        match self {
+            Sidecar::Envoy(e) => e.admin_addr(),
+            Sidecar::Bosun(_, admin) => *admin,
         }
     }
 }
@@ -1537,5 +1546,97 @@ spec:
                 "{dataplane:?}: {seen:?}"
             );
         }
+    }
+}
+
+/// The same sidecar served the same config, once as Envoy and once as `bosun proxy`: their
+/// `/config_dump`s hold the same dynamic clusters, listeners and route configurations, as the
+/// control plane sent them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_config_dumps_match_envoy() {
+    if Envoy::find_or_skip("sidecar_config_dumps_match_envoy").is_none() {
+        return;
+    }
+    let ip = subnet(27, Dataplane::Bosun);
+    let plane = Plane::start(&[
+        ("mesh.yaml", &reviews_mesh(&ip, false)),
+        ("dr.yaml", REVIEWS_SUBSETS),
+        ("vs.yaml", &weights(90, 10)),
+    ]);
+    // The dynamic resources of one section of a dump, each as sent (sorted: Envoy lists them in
+    // its hash maps' order).
+    let resources = |dump: &serde_json::Value, section: &str, list: &str, path: &[&str]| {
+        let mut out: Vec<String> = dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["@type"].as_str().is_some_and(|t| t.ends_with(section)))
+            .flat_map(|c| c[list].as_array().cloned().unwrap_or_default())
+            .map(|entry| path.iter().fold(&entry, |v, key| &v[*key]).to_string())
+            .collect();
+        out.sort();
+        out
+    };
+    let mut seen = Vec::new();
+    for dataplane in [Dataplane::Envoy, Dataplane::Bosun] {
+        let sidecar = Sidecar::start(
+            dataplane,
+            &plane,
+            "productpage-v1",
+            &ip(1),
+            "app=productpage,version=v1",
+        );
+        let deadline = Instant::now() + WAIT;
+        let dump = loop {
+            let dump: serde_json::Value = http_get(sidecar.admin(), "/config_dump", &[])
+                .await
+                .ok()
+                .and_then(|r| serde_json::from_slice(&r.body).ok())
+                .unwrap_or_default();
+            let routes = resources(&dump, "RoutesConfigDump", "dynamic_route_configs", &[]);
+            if !routes.is_empty() {
+                break dump;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{dataplane:?}: no routes in {dump}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        seen.push([
+            resources(
+                &dump,
+                "ClustersConfigDump",
+                "dynamic_active_clusters",
+                &["cluster"],
+            ),
+            resources(
+                &dump,
+                "ListenersConfigDump",
+                "dynamic_listeners",
+                &["active_state", "listener"],
+            ),
+            resources(
+                &dump,
+                "RoutesConfigDump",
+                "dynamic_route_configs",
+                &["route_config"],
+            ),
+        ]);
+        drop(sidecar);
+    }
+    for (i, what) in ["clusters", "listeners", "route configurations"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            !seen[0][i].is_empty() && seen[0][i].iter().all(|r| r.starts_with("{\"@type\"")),
+            "{what}: {:?}",
+            seen[0][i]
+        );
+        assert_eq!(
+            seen[1][i], seen[0][i],
+            "{what}: bosun (left) and envoy (right) differ"
+        );
     }
 }
