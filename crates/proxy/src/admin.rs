@@ -21,6 +21,7 @@ use xds_client::ResourceType;
 
 use crate::Proxy;
 use crate::http::full;
+use crate::stats::Selection;
 use crate::upstream::{Body, ClusterRuntime, Host};
 use proxy_model::cluster::{Health, Locality, Thresholds};
 
@@ -76,9 +77,77 @@ fn json_reply(value: &serde_json::Value) -> Response<Body> {
 
 /// `?format=json` among the query's parameters.
 fn json_format(req: &Request<Incoming>) -> bool {
-    req.uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "format=json"))
+    query_params(req.uri().query())
+        .iter()
+        .any(|(k, v)| k == "format" && v == "json")
+}
+
+/// A query string's `name=value` pairs (`name` alone: an empty value), `%XX` and `+` decoded.
+pub(crate) fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// `%XX` escapes decoded (query values such as `paths=router%3Adebug`); anything malformed is kept.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push(((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `/stats` (text; `?format=json`, `?format=prometheus`) and `/stats/prometheus`, with Envoy's
+/// `filter=REGEX` and `usedonly`.
+fn stats(proxy: &Proxy, req: &Request<Incoming>, prometheus: bool) -> Response<Body> {
+    let params = query_params(req.uri().query());
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let selection = match Selection::new(param("filter"), param("usedonly").is_some()) {
+        Ok(s) => s,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid regex: {e}\n")),
+    };
+    match (prometheus, param("format")) {
+        (true, _) | (false, Some("prometheus")) => {
+            text(StatusCode::OK, proxy.registry.render_prometheus(&selection))
+        }
+        (false, Some("json")) => {
+            let mut r = text(StatusCode::OK, proxy.registry.render_json(&selection));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        _ => text(StatusCode::OK, proxy.registry.render_text(&selection)),
+    }
 }
 
 fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
@@ -99,8 +168,8 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             "uptime_current_epoch": format!("{}s", proxy.started.elapsed().as_secs()),
             "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster},
         })),
-        "/stats" => text(StatusCode::OK, proxy.registry.render_text()),
-        "/stats/prometheus" => text(StatusCode::OK, proxy.registry.render_prometheus()),
+        "/stats" => stats(proxy, req, false),
+        "/stats/prometheus" => stats(proxy, req, true),
         "/clusters" if json_format(req) => json_reply(&clusters_json(proxy)),
         "/clusters" => text(StatusCode::OK, clusters(proxy)),
         "/listeners" if json_format(req) => json_reply(&listeners_json(proxy)),

@@ -180,15 +180,7 @@ impl Loggers {
 
     /// `POST /logging` with its query string (Envoy answers `GET` with 405 before this).
     pub fn handle(&self, query: Option<&str>) -> Answer {
-        let params: Vec<(String, String)> = query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
-            .collect();
+        let params = crate::admin::query_params(query);
         let result = match params.as_slice() {
             [] => Ok(()),
             [(key, value)] => self.change(key, value),
@@ -288,31 +280,6 @@ fn directives(base: &str, levels: &[usize]) -> String {
         let _ = write!(out, "{target}={}", tracing_level(most_verbose));
     }
     out
-}
-
-/// `%XX` escapes decoded (query values such as `paths=router%3Adebug`); anything malformed is kept.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push(((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, Default)]
@@ -22,28 +22,88 @@ impl Counter {
     }
 }
 
+/// A gauge, and whether it was ever changed (Envoy's `usedonly` shows a gauge back at 0 that was).
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+pub struct Gauge(AtomicI64, AtomicBool);
 
 impl Gauge {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+        self.mark_used();
     }
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.mark_used();
     }
     pub fn set(&self, v: i64) {
         self.0.store(v, Ordering::Relaxed);
+        self.mark_used();
     }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
+    }
+    fn mark_used(&self) {
+        // A load first: after the first change this never writes the shared cache line again.
+        if !self.1.load(Ordering::Relaxed) {
+            self.1.store(true, Ordering::Relaxed);
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 enum Stat {
     Counter(Arc<Counter>),
+    /// A counter Envoy makes on its first increment (response code classes): not shown until then.
+    LazyCounter(Arc<Counter>),
     Gauge(Arc<Gauge>),
+}
+
+impl Stat {
+    fn value(&self) -> i128 {
+        match self {
+            Stat::Counter(c) | Stat::LazyCounter(c) => i128::from(c.get()),
+            Stat::Gauge(g) => i128::from(g.get()),
+        }
+    }
+
+    /// Whether it exists yet, as Envoy's pages see it.
+    fn exists(&self) -> bool {
+        match self {
+            Stat::LazyCounter(c) => c.get() > 0,
+            _ => true,
+        }
+    }
+
+    /// Changed since it was registered (a counter only goes up).
+    fn used(&self) -> bool {
+        match self {
+            Stat::Counter(c) | Stat::LazyCounter(c) => c.get() > 0,
+            Stat::Gauge(g) => g.1.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Which stats a page shows: Envoy's `filter` (a regular expression found anywhere in the name) and
+/// `usedonly` (those ever changed).
+#[derive(Debug, Default)]
+pub struct Selection {
+    filter: Option<regex::Regex>,
+    used_only: bool,
+}
+
+impl Selection {
+    pub fn new(filter: Option<&str>, used_only: bool) -> Result<Selection, regex::Error> {
+        Ok(Selection {
+            filter: filter.map(regex::Regex::new).transpose()?,
+            used_only,
+        })
+    }
+
+    fn keeps(&self, name: &str, stat: &Stat) -> bool {
+        stat.exists()
+            && (!self.used_only || stat.used())
+            && self.filter.as_ref().is_none_or(|f| f.is_match(name))
+    }
 }
 
 /// All stats of the process by name. Looking a stat up takes a lock; the hot path holds `Arc`s
@@ -66,6 +126,20 @@ impl Registry {
         }
     }
 
+    /// A counter that pages show only once it counted something, as Envoy's response code
+    /// counters (`upstream_rq_5xx`), which it makes on their first use.
+    pub fn counter_on_first_use(&self, name: &str) -> Arc<Counter> {
+        let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        match stats.get(name) {
+            Some(Stat::LazyCounter(c)) => c.clone(),
+            _ => {
+                let c = Arc::new(Counter::default());
+                stats.insert(name.to_owned(), Stat::LazyCounter(c.clone()));
+                c
+            }
+        }
+    }
+
     pub fn gauge(&self, name: &str) -> Arc<Gauge> {
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         match stats.get(name) {
@@ -78,31 +152,47 @@ impl Registry {
         }
     }
 
-    /// Envoy's `/stats` text: `name: value`, sorted.
-    pub fn render_text(&self) -> String {
+    /// The selected stats, by name.
+    fn selected(&self, selection: &Selection) -> Vec<(String, Stat)> {
         let stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        stats
+            .iter()
+            .filter(|(name, stat)| selection.keeps(name, stat))
+            .map(|(name, stat)| (name.clone(), stat.clone()))
+            .collect()
+    }
+
+    /// Envoy's `/stats` text: `name: value`, sorted.
+    pub fn render_text(&self, selection: &Selection) -> String {
         let mut out = String::new();
-        for (name, stat) in stats.iter() {
-            let value = match stat {
-                Stat::Counter(c) => c.get().to_string(),
-                Stat::Gauge(g) => g.get().to_string(),
-            };
-            let _ = writeln!(out, "{name}: {value}");
+        for (name, stat) in self.selected(selection) {
+            let _ = writeln!(out, "{name}: {}", stat.value());
         }
         out
     }
 
+    /// Envoy's `/stats?format=json`: `{"stats": [{"name": …, "value": …}, …]}`, sorted.
+    pub fn render_json(&self, selection: &Selection) -> String {
+        let stats: Vec<_> = self
+            .selected(selection)
+            .into_iter()
+            .map(|(name, stat)| serde_json::json!({"name": name, "value": stat.value() as i64}))
+            .collect();
+        serde_json::json!({ "stats": stats }).to_string()
+    }
+
     /// Prometheus text format with Envoy's naming: `envoy_` prefix, dots to underscores, and the
     /// cluster name as a label (`envoy_cluster_upstream_rq_total{envoy_cluster_name="x"}`).
-    pub fn render_prometheus(&self) -> String {
-        let stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+    pub fn render_prometheus(&self, selection: &Selection) -> String {
+        let stats = self.selected(selection);
         let mut families: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
-        for (name, stat) in stats.iter() {
+        for (name, stat) in &stats {
             let (family, labels) = prometheus_name(name);
-            let (kind, value) = match stat {
-                Stat::Counter(c) => ("counter", c.get().to_string()),
-                Stat::Gauge(g) => ("gauge", g.get().to_string()),
+            let kind = match stat {
+                Stat::Counter(_) | Stat::LazyCounter(_) => "counter",
+                Stat::Gauge(_) => "gauge",
             };
+            let value = stat.value().to_string();
             families
                 .entry(family)
                 .or_insert_with(|| (kind, Vec::new()))
@@ -145,6 +235,8 @@ fn prometheus_name(name: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -153,10 +245,10 @@ mod tests {
         r.counter("cluster.reviews.upstream_rq_total").add(3);
         r.gauge("cluster.reviews.upstream_rq_active").set(2);
         assert_eq!(
-            r.render_text(),
+            r.render_text(&Selection::default()),
             "cluster.reviews.upstream_rq_active: 2\ncluster.reviews.upstream_rq_total: 3\n"
         );
-        let p = r.render_prometheus();
+        let p = r.render_prometheus(&Selection::default());
         assert!(
             p.contains("# TYPE envoy_cluster_upstream_rq_total counter\n"),
             "{p}"
@@ -165,5 +257,27 @@ mod tests {
             p.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"reviews\"} 3\n"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn a_selection_filters_by_name_and_use() {
+        let r = Registry::default();
+        r.counter("cluster.a.upstream_rq_total").inc();
+        r.counter("cluster.a.upstream_rq_timeout");
+        let g = r.gauge("cluster.a.upstream_rq_active");
+        g.inc();
+        g.dec();
+        r.gauge("cluster.a.membership_total");
+        let used = Selection::new(None, true).unwrap();
+        assert_eq!(
+            r.render_text(&used),
+            "cluster.a.upstream_rq_active: 0\ncluster.a.upstream_rq_total: 1\n"
+        );
+        let filtered = Selection::new(Some("rq_t"), false).unwrap();
+        assert_eq!(
+            r.render_json(&filtered),
+            r#"{"stats":[{"name":"cluster.a.upstream_rq_timeout","value":0},{"name":"cluster.a.upstream_rq_total","value":1}]}"#
+        );
+        assert!(Selection::new(Some("(bad"), false).is_err());
     }
 }

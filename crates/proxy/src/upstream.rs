@@ -118,6 +118,7 @@ impl ClusterStats {
     fn new(registry: &Registry, cluster: &str) -> ClusterStats {
         let c = |n: &str| registry.counter(&format!("cluster.{cluster}.{n}"));
         let g = |n: &str| registry.gauge(&format!("cluster.{cluster}.{n}"));
+        let code = |n: &str| registry.counter_on_first_use(&format!("cluster.{cluster}.{n}"));
         ClusterStats {
             upstream_rq_total: c("upstream_rq_total"),
             upstream_rq_active: g("upstream_rq_active"),
@@ -127,10 +128,10 @@ impl ClusterStats {
             upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
             upstream_rq_timeout: c("upstream_rq_timeout"),
             upstream_rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
-            upstream_rq_2xx: c("upstream_rq_2xx"),
-            upstream_rq_3xx: c("upstream_rq_3xx"),
-            upstream_rq_4xx: c("upstream_rq_4xx"),
-            upstream_rq_5xx: c("upstream_rq_5xx"),
+            upstream_rq_2xx: code("upstream_rq_2xx"),
+            upstream_rq_3xx: code("upstream_rq_3xx"),
+            upstream_rq_4xx: code("upstream_rq_4xx"),
+            upstream_rq_5xx: code("upstream_rq_5xx"),
             upstream_cx_connect_fail: c("upstream_cx_connect_fail"),
             upstream_rq_rx_reset: c("upstream_rq_rx_reset"),
             membership_healthy: g("membership_healthy"),
