@@ -671,15 +671,16 @@ async fn ads_answers_as_envoy_does() {
         let addr = testkit::localhost(port);
         let (ads, ads_addr) = TestAds::start("v0", world.resources(port, steps[0], false)).await;
         let mut seen = Vec::new();
-        let _running: Box<dyn std::any::Any> = if envoy {
+        let (_running, admin): (Box<dyn std::any::Any>, SocketAddr) = if envoy {
             let yaml = bootstrap("GRPC", ads_addr, 0);
-            Box::new(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
+            let envoy = tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap();
+            let admin = envoy.admin_addr();
+            (Box::new(envoy), admin)
         } else {
             let admin_port = testkit::free_port();
             let yaml = bootstrap("GRPC", ads_addr, admin_port);
-            Box::new(tokio::task::block_in_place(|| {
-                start_bosun(&yaml, admin_port)
-            }))
+            let bosun = tokio::task::block_in_place(|| start_bosun(&yaml, admin_port));
+            (Box::new(bosun), testkit::localhost(admin_port))
         };
         for (i, step) in steps.iter().enumerate() {
             ads.push(&format!("v{i}"), world.resources(port, *step, false));
@@ -689,6 +690,39 @@ async fn ads_answers_as_envoy_does() {
             };
             seen.push(until(addr, "step", want).await);
         }
+        // Two clusters of one name in one response: both proxies reject the CDS update.
+        let mut twice = world.resources(port, Route::Teapot, false);
+        let clusters = twice.get_mut(type_url::CLUSTER).unwrap();
+        clusters.push(clusters[0].clone());
+        ads.push("v9", twice);
+        let deadline = Instant::now() + WAIT;
+        while !ads.nacks().iter().any(|(t, _)| t == type_url::CLUSTER) {
+            assert!(
+                Instant::now() < deadline,
+                "no NACK of the duplicate cluster"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // What Istio's pilot-agent reads for its readiness probe, and the xDS update counters.
+        for query in [
+            "/stats?usedonly&filter=^(server%5C.state|listener_manager%5C.workers_started)",
+            "/stats?usedonly&filter=^(cluster_manager%5C.cds|listener_manager%5C.lds)%5C.(update_success|update_rejected)$",
+        ] {
+            let r = Client::h1(admin).get(query, &[]).await.unwrap();
+            seen.push(Seen {
+                status: r.status(),
+                upstream: None,
+                body: Some(r.text()),
+            });
+        }
+        let stats: Vec<&str> = seen.iter().filter_map(|s| s.body.as_deref()).collect();
+        assert!(
+            stats.iter().any(|b| b.contains("server.state: 0\n"))
+                && stats
+                    .iter()
+                    .any(|b| b.contains("cluster_manager.cds.update_rejected: 1\n")),
+            "envoy={envoy}: {stats:?}"
+        );
         answers.push(seen);
     }
     assert_eq!(answers[0], answers[1], "bosun (left) and Envoy (right)");

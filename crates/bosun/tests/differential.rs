@@ -3566,6 +3566,10 @@ async fn admin_stats_queries_match_envoy() {
             "/stats?format=json&filter=^http%5C.main%5C.downstream_rq_(total|2xx)$",
             "/stats?format=prometheus&filter=^cluster%5C.a%5C.upstream_rq_total$",
             "/stats/prometheus?filter=^cluster%5C.a%5C.upstream_rq_total$",
+            // Istio's pilot-agent readiness probe.
+            "/stats?usedonly&filter=^(server%5C.state|listener_manager%5C.workers_started)",
+            // Only over xDS.
+            "/stats?filter=^(cluster_manager%5C.cds|listener_manager%5C.lds)%5C.update_success$",
             "/stats?filter=(unclosed",
         ] {
             let r = Client::h1(p.admin).send(Req::get(query)).await.unwrap();

@@ -452,10 +452,25 @@ impl Consumer for Dynamic {
         }
     }
 
+    fn update_done(&mut self, ty: ResourceType, accepted: bool) {
+        let Some(stats) = self.proxy.xds_update_stats() else {
+            return;
+        };
+        let counters = match ty {
+            ResourceType::Cluster => &stats.cds,
+            ResourceType::Listener => &stats.lds,
+            _ => return,
+        };
+        counters.attempt.inc();
+        if accepted {
+            counters.success.inc();
+        } else {
+            counters.rejected.inc();
+        }
+    }
+
     fn initial_config_complete(&mut self) {
-        self.proxy
-            .ready
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.proxy.set_ready();
         tracing::info!(
             listeners = self.state.listeners.len(),
             clusters = self.state.clusters.len(),

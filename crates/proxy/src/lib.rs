@@ -51,7 +51,7 @@ use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, HcmStats};
 use crate::original_dst::{Destination, ListenerIndex};
-use crate::stats::{Counter, Registry};
+use crate::stats::{Counter, Gauge, Registry};
 use crate::upstream::ClusterRuntime;
 
 /// Why the proxy cannot start.
@@ -283,6 +283,7 @@ pub struct Proxy {
     pub drain_time: Duration,
     ready: AtomicBool,
     draining: AtomicBool,
+    server_stats: ServerStats,
     /// The ADS client's status, when the bootstrap has `dynamic_resources`.
     ads_status: OnceLock<watch::Receiver<AdsStatus>>,
     listeners: Listeners,
@@ -294,7 +295,83 @@ pub struct Proxy {
     pub bootstrap_loaded: SystemTime,
 }
 
+/// The server-wide stats Istio's `pilot-agent` reads for its readiness probe
+/// (`/stats?usedonly&filter=^(server\.state|listener_manager\.workers_started)`, and the CDS and LDS
+/// update counters), under Envoy's names and values.
+#[derive(Debug)]
+struct ServerStats {
+    /// Envoy's `server.state`: 0 LIVE, 1 DRAINING, 2 PRE_INITIALIZING.
+    state: Arc<Gauge>,
+    live: Arc<Gauge>,
+    workers_started: Arc<Gauge>,
+    /// Over ADS only, as Envoy has them only with dynamic resources.
+    xds: Option<XdsUpdateStats>,
+}
+
+#[derive(Debug)]
+pub(crate) struct XdsUpdateStats {
+    pub cds: UpdateCounters,
+    pub lds: UpdateCounters,
+}
+
+#[derive(Debug)]
+pub(crate) struct UpdateCounters {
+    pub attempt: Arc<Counter>,
+    pub success: Arc<Counter>,
+    pub rejected: Arc<Counter>,
+}
+
+impl UpdateCounters {
+    fn new(registry: &Registry, prefix: &str) -> UpdateCounters {
+        let c = |n: &str| registry.counter(&format!("{prefix}.{n}"));
+        UpdateCounters {
+            attempt: c("update_attempt"),
+            success: c("update_success"),
+            rejected: c("update_rejected"),
+        }
+    }
+}
+
+impl ServerStats {
+    fn new(registry: &Registry, ads: bool) -> ServerStats {
+        let stats = ServerStats {
+            state: registry.gauge("server.state"),
+            live: registry.gauge("server.live"),
+            workers_started: registry.gauge("listener_manager.workers_started"),
+            xds: ads.then(|| XdsUpdateStats {
+                cds: UpdateCounters::new(registry, "cluster_manager.cds"),
+                lds: UpdateCounters::new(registry, "listener_manager.lds"),
+            }),
+        };
+        stats.state.set(2);
+        stats.live.set(0);
+        stats.workers_started.set(0);
+        stats
+    }
+}
+
 impl Proxy {
+    /// The initial configuration is applied: the proxy serves, and says so.
+    fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+        self.server_stats.workers_started.set(1);
+        if !self.draining.load(Ordering::Relaxed) {
+            self.server_stats.state.set(0);
+            self.server_stats.live.set(1);
+        }
+    }
+
+    fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.server_stats.state.set(1);
+        self.server_stats.live.set(0);
+    }
+
+    /// The CDS and LDS update counters, over ADS.
+    pub(crate) fn xds_update_stats(&self) -> Option<&XdsUpdateStats> {
+        self.server_stats.xds.as_ref()
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
     }
@@ -364,6 +441,7 @@ pub async fn run(
         clusters: runtime.snapshot.clusters.clone(),
         route_configs: HashMap::new(),
     };
+    let server_stats = ServerStats::new(&registry, settings.ads.is_some());
     let proxy = Arc::new(Proxy {
         runtime: ArcSwap::from_pointee(runtime),
         registry,
@@ -372,6 +450,7 @@ pub async fn run(
         drain_time: options.drain_time,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
+        server_stats,
         ads_status: OnceLock::new(),
         listeners: Listeners::default(),
         workers: options
@@ -441,7 +520,7 @@ pub async fn run(
             Some(client)
         }
         None => {
-            proxy.ready.store(true, Ordering::Relaxed);
+            proxy.set_ready();
             tracing::info!(listeners = listeners.len(), "bosun proxy ready");
             None
         }
@@ -449,7 +528,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(drain_time = ?options.drain_time, "draining");
-    proxy.draining.store(true, Ordering::Relaxed);
+    proxy.set_draining();
     if let Some(client) = ads
         && tokio::time::timeout(Duration::from_secs(2), client.stop())
             .await

@@ -28,6 +28,11 @@ pub trait Consumer {
     /// listeners and their routes have been applied (or their initial fetch timed out). A proxy reports
     /// ready from then on.
     fn initial_config_complete(&mut self) {}
+
+    /// Called after every response of type `ty` with whether it was accepted (ACKed) or rejected
+    /// (NACKed), whatever rejected it: a resource that does not decode, a duplicate name, or
+    /// [`Consumer::apply`]. For update counters (Envoy's `cluster_manager.cds.update_success`, …).
+    fn update_done(&mut self, _ty: ResourceType, _accepted: bool) {}
 }
 
 /// Where the client is in the initial fetch, Envoy's warming order: CDS, then EDS for the clusters CDS

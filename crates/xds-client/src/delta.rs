@@ -113,6 +113,7 @@ impl DeltaClient {
         } else {
             Err(rejections)
         };
+        consumer.update_done(ty, result.is_ok());
         let mut requests = Vec::new();
         let node = self.core.take_node();
         let event = match result {

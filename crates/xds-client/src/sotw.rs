@@ -63,6 +63,7 @@ impl SotwClient {
         } else {
             Err(rejections)
         };
+        consumer.update_done(ty, result.is_ok());
         let mut requests = Vec::new();
         let event = match result {
             Ok((changes, resources)) => {
