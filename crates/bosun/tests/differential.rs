@@ -99,20 +99,20 @@ fn start_both_with(
     let (yaml, listener, listener2, admin) = render(name, upstreams, extra);
     let dir = TempDir::new("bosun-differential").unwrap();
     let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
-    let mut process = Process::spawn(
-        env!("CARGO_BIN_EXE_bosun"),
-        [
-            "proxy",
-            "-c",
-            config.to_str().unwrap(),
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-        ],
-        &[],
-    )
-    .unwrap();
+    let mut args = vec![
+        "proxy".to_owned(),
+        "-c".to_owned(),
+        config.to_str().unwrap().to_owned(),
+        "--concurrency".to_owned(),
+        "1".to_owned(),
+        "--log-level".to_owned(),
+        "warn".to_owned(),
+    ];
+    // The drain time given to Envoy is bosun's too.
+    if let Some(i) = envoy_args.iter().position(|a| *a == "--drain-time-s") {
+        args.extend(envoy_args[i..=i + 1].iter().map(|a| (*a).to_owned()));
+    }
+    let mut process = Process::spawn(env!("CARGO_BIN_EXE_bosun"), args, &[]).unwrap();
     process
         .wait_ready(localhost(admin), Duration::from_secs(10))
         .unwrap();
@@ -3592,4 +3592,93 @@ async fn admin_stats_queries_match_envoy() {
         "{:?}",
         answers[0][0]
     );
+}
+
+// === Admin: /drain_listeners and /quitquitquit ===
+
+/// A new connection's answer to `GET /` on `addr`: its status and `connection` header, or `None`
+/// when the connection is refused.
+async fn fresh_answer(addr: SocketAddr) -> Option<(u16, Option<String>)> {
+    let r = Client::h1(addr)
+        .with_timeout(Duration::from_secs(5))
+        .send(Req::get("/"))
+        .await
+        .ok()?;
+    Some((r.status(), r.header("connection").map(str::to_owned)))
+}
+
+async fn admin_post(p: &Running, path: &str) -> (u16, String) {
+    let r = Client::h1(p.admin)
+        .send(Req::new(http::Method::POST, path))
+        .await
+        .unwrap();
+    (r.status(), r.text())
+}
+
+#[tokio::test]
+async fn drain_listeners_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(mut both) = start_both_with(
+        "drain.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[],
+        &["--drain-strategy", "immediate", "--drain-time-s", "2"],
+    ) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for p in &both {
+        let (inbound, outbound) = (p.listener, p.listener2);
+        let mut steps = vec![
+            format!("{:?}", fresh_answer(inbound).await),
+            format!("{:?}", fresh_answer(outbound).await),
+        ];
+        let get = Client::h1(p.admin)
+            .send(Req::get("/drain_listeners"))
+            .await
+            .unwrap();
+        steps.push(format!("GET {} {}", get.status(), get.text()));
+        // As Istio's pilot-agent drains a terminating pod: the inbound side, gracefully.
+        let drained = admin_post(p, "/drain_listeners?inboundonly&graceful").await;
+        steps.push(format!("{drained:?}"));
+        // During the drain time the inbound listener still answers, and closes each connection.
+        steps.push(format!("{:?}", fresh_answer(inbound).await));
+        steps.push(format!("{:?}", fresh_answer(outbound).await));
+        let ready = Client::h1(p.admin).send(Req::get("/ready")).await.unwrap();
+        steps.push(format!("ready {} {}", ready.status(), ready.text().trim()));
+        // Then it stops accepting; the outbound one goes on.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while fresh_answer(inbound).await.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the inbound listener still accepts",
+                p.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        steps.push(format!("{:?}", fresh_answer(outbound).await));
+        // Every listener, at once.
+        steps.push(format!("{:?}", admin_post(p, "/drain_listeners").await));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fresh_answer(outbound).await.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the outbound listener still accepts",
+                p.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen.push(steps);
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+    assert_eq!(seen[0][4], "Some((200, Some(\"close\")))", "{:?}", seen[0]);
+
+    // bosun after the drain: still running, and /quitquitquit stops it.
+    let (mut process, _dir) = both[1]._bosun.take().unwrap();
+    process.check_running().unwrap();
+    let (status, body) =
+        testkit::blocking_post(both[1].admin, "/quitquitquit", Duration::from_secs(5)).unwrap();
+    assert_eq!((status, body.as_str()), (200, "OK\n"));
+    let exit = process.wait_timeout(Duration::from_secs(15)).unwrap();
+    assert!(exit.success(), "bosun after /quitquitquit: {exit:?}");
 }

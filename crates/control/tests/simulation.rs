@@ -14,6 +14,7 @@ use mesh_api::registry::load_registry_str;
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use proxy_model::error::At;
 use proxy_model::route::{Action, RequestView, RouteConfig, Target};
+use xds_api::pb::envoy::config::core::v3::TrafficDirection;
 
 const MESH: &str = "services:
 - name: productpage
@@ -542,6 +543,13 @@ fn inbound_listener_routes_to_the_workload() {
     let r = resources(&index, &productpage());
     let inbound = r.listener("virtualInbound").expect("inbound listener");
     assert!(format!("{:?}", inbound.address).contains("15006"));
+    // Which way traffic goes, as istiod says (`/drain_listeners?inboundonly` goes by it).
+    assert_eq!(inbound.traffic_direction, TrafficDirection::Inbound as i32);
+    let outbound = r.listener("virtualOutbound").expect("outbound listener");
+    assert_eq!(
+        outbound.traffic_direction,
+        TrafficDirection::Outbound as i32
+    );
     let c = r.cluster("inbound|9080||").expect("inbound cluster");
     let la = format!("{:?}", c.load_assignment);
     assert!(la.contains("10.0.0.1") && la.contains("9080"), "{la}");
@@ -580,6 +588,14 @@ spec:
     );
     let per_port = r.listener("0.0.0.0_9080").expect("per-port listener");
     assert_eq!(per_port.bind_to_port.as_ref().map(|b| b.value), Some(false));
+    assert_eq!(
+        per_port.traffic_direction,
+        TrafficDirection::Outbound as i32
+    );
+    assert_eq!(
+        outbound.traffic_direction,
+        TrafficDirection::Outbound as i32
+    );
     // Route table "9080": names without the port, which the listener already fixed.
     let v2 = "outbound|9080|v2|reviews.default.svc.cluster.local";
     let hit =

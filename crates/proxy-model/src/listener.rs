@@ -43,6 +43,9 @@ pub struct Listener {
     /// `continue_on_listener_filters_timeout`: on that timeout, choose a chain with what is known
     /// instead of closing the connection.
     pub continue_on_listener_filters_timeout: bool,
+    /// `traffic_direction: INBOUND` (a sidecar's inbound side): what `/drain_listeners?inboundonly`
+    /// drains.
+    pub inbound: bool,
 }
 
 #[derive(Debug)]
@@ -303,6 +306,8 @@ impl Listener {
                 Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
             },
             continue_on_listener_filters_timeout: p.continue_on_listener_filters_timeout,
+            inbound: p.traffic_direction
+                == xds_api::pb::envoy::config::core::v3::TrafficDirection::Inbound as i32,
         };
         errors.into_result(l)
     }

@@ -183,9 +183,25 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
         }
         "/config_dump" => json_reply(&config_dump(proxy)),
         "/logging" => logging(proxy, req),
+        "/drain_listeners" | "/quitquitquit" if req.method() != http::Method::POST => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method {} not allowed, POST required.", req.method()),
+        ),
+        "/drain_listeners" => {
+            // Envoy's flags: `graceful`, `inboundonly` (`skip_exit`: bosun never exits on it).
+            let params = query_params(req.uri().query());
+            let flag = |name: &str| params.iter().any(|(k, _)| k == name);
+            // As Envoy, the server stays LIVE (`/ready`): only its listeners drain.
+            proxy.listeners.drain(flag("inboundonly"), flag("graceful"));
+            text(StatusCode::OK, "OK\n".to_owned())
+        }
+        "/quitquitquit" => {
+            proxy.quit.notify_one();
+            text(StatusCode::OK, "OK\n".to_owned())
+        }
         "/" => text(
             StatusCode::OK,
-            "admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /logging\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n"
+            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners\n  /listeners\n  /logging\n  /quitquitquit\n  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n"
                 .to_owned(),
         ),
         _ => text(StatusCode::NOT_FOUND, format!("invalid path: {path}\n")),

@@ -46,6 +46,8 @@ pub struct ConnContext {
     pub stats: Arc<HcmStats>,
     /// The downstream connection is TLS: `x-forwarded-proto` is `https`.
     pub tls: bool,
+    /// The listener drains gracefully: HTTP/1 responses close their connection.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `http.<stat_prefix>.*` stats.
@@ -159,6 +161,7 @@ pub async fn serve(
         .then(|| access_log::RequestInfo::new(&req));
     let mut exchange = Exchange::default();
     let kind = upgrade_type(&req);
+    let h2 = req.version() == Version::HTTP_2;
     // HTTP/2 has no `Connection` header: its streams end on their own.
     let h1_upgrade = kind.is_some() && req.version() != Version::HTTP_2;
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
@@ -177,6 +180,12 @@ pub async fn serve(
     if h1_upgrade && !tunnelled && exchange.upstream_service_time.is_none() {
         // As Envoy: after refusing an HTTP/1 upgrade or CONNECT itself, the proxy closes the
         // connection (what follows the request may be tunnel bytes, not HTTP).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if ctx.draining.load(Ordering::Relaxed) && !h2 && !tunnelled {
+        // As Envoy's drain: the client opens its next connection elsewhere.
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -290,6 +290,8 @@ pub struct Proxy {
     /// Where traffic is served (see [`Options::workers`]).
     workers: tokio::runtime::Handle,
     pub loggers: Option<Arc<logging::Loggers>>,
+    /// `/quitquitquit`: shut down as on SIGTERM.
+    pub(crate) quit: tokio::sync::Notify,
     /// The bootstrap, encoded, and when it was read: see [`Config`].
     pub bootstrap: Vec<u8>,
     pub bootstrap_loaded: SystemTime,
@@ -460,6 +462,7 @@ pub async fn run(
         loggers: options.loggers,
         bootstrap,
         bootstrap_loaded: SystemTime::now(),
+        quit: tokio::sync::Notify::new(),
     });
 
     // Bind everything before serving anything, so a taken port fails the start cleanly.
@@ -526,7 +529,10 @@ pub async fn run(
         }
     };
 
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        () = proxy.quit.notified() => tracing::info!("asked to quit (/quitquitquit)"),
+    }
     tracing::info!(drain_time = ?options.drain_time, "draining");
     proxy.set_draining();
     if let Some(client) = ads
@@ -601,13 +607,21 @@ pub(crate) struct Listeners {
 struct ListenersInner {
     active: HashMap<String, ActiveListener>,
     closed: bool,
+    /// `/drain_listeners` drained every listener, or the inbound ones: those stay down, whatever
+    /// LDS says later.
+    drained_all: bool,
+    drained_inbound: bool,
 }
 
 #[derive(Debug)]
 struct ActiveListener {
     host: String,
     port: u16,
+    inbound: bool,
     stop: watch::Sender<bool>,
+    /// A graceful drain (`/drain_listeners?graceful`): keep accepting for the drain time, every
+    /// HTTP/1 response saying `Connection: close`, then stop.
+    drain: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -638,23 +652,27 @@ impl Listeners {
         socket: std::net::TcpListener,
     ) {
         let mut inner = self.lock();
-        if inner.closed {
+        if inner.closed || inner.drained_all || (inner.drained_inbound && listener.inbound) {
             return;
         }
         let (stop, stop_rx) = watch::channel(false);
+        let (drain, drain_rx) = watch::channel(false);
         let task = proxy.workers.spawn(accept_loop(
             proxy.clone(),
             listener.name.clone(),
             (listener.host.clone(), listener.port),
             socket,
             stop_rx,
+            drain_rx,
         ));
         let previous = inner.active.insert(
             listener.name.clone(),
             ActiveListener {
                 host: listener.host.clone(),
                 port: listener.port,
+                inbound: listener.inbound,
                 stop,
+                drain,
                 task,
             },
         );
@@ -668,6 +686,38 @@ impl Listeners {
         if let Some(a) = self.lock().active.remove(name) {
             tracing::info!(listener = name, address = %format!("{}:{}", a.host, a.port), "listener removed; draining its connections");
             let _ = a.stop.send(true);
+        }
+    }
+
+    /// Envoy's `/drain_listeners`: stops accepting on every listener (`inbound_only`: on those of
+    /// inbound traffic) for good, at once or (`graceful`) after the drain time, during which
+    /// connections are still accepted and every HTTP/1 response says `Connection: close` (so that
+    /// clients that have not yet learnt the endpoint is going get an answer, not a refusal). Then
+    /// their connections drain (HTTP/2 gets GOAWAY), bounded by the drain time. The process goes on.
+    pub(crate) fn drain(&self, inbound_only: bool, graceful: bool) {
+        let mut inner = self.lock();
+        if inbound_only {
+            inner.drained_inbound = true;
+        } else {
+            inner.drained_all = true;
+        }
+        let names: Vec<String> = inner
+            .active
+            .iter()
+            .filter(|(_, a)| a.inbound || !inbound_only)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let Some(a) = inner.active.get(&name) else {
+                continue;
+            };
+            tracing::info!(listener = %name, address = %format!("{}:{}", a.host, a.port), graceful, "draining listener (/drain_listeners)");
+            if graceful {
+                // Kept in the map: dropping its senders would stop it at once.
+                let _ = a.drain.send(true);
+            } else if let Some(a) = inner.active.remove(&name) {
+                let _ = a.stop.send(true);
+            }
         }
     }
 
@@ -693,6 +743,7 @@ async fn accept_loop(
     address: (String, u16),
     socket: std::net::TcpListener,
     mut stop: watch::Receiver<bool>,
+    mut drain: watch::Receiver<bool>,
 ) {
     let socket = match TcpListener::from_std(socket) {
         Ok(s) => s,
@@ -705,6 +756,11 @@ async fn accept_loop(
     // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
     let graceful = Arc::new(GracefulShutdown::new());
     let hcm_stats: Arc<Mutex<HashMap<String, Arc<HcmStats>>>> = Arc::default();
+    // Set by a graceful drain; read by every response of this listener's connections.
+    let draining = Arc::new(AtomicBool::new(false));
+    // Far off until a graceful drain sets it to the end of the drain time.
+    let drain_end = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    tokio::pin!(drain_end);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = socket.accept() => match accepted {
@@ -717,6 +773,12 @@ async fn accept_loop(
                 }
             },
             _ = stop.changed() => break,
+            Ok(()) = drain.changed(), if !draining.load(Ordering::Relaxed) => {
+                draining.store(true, Ordering::Relaxed);
+                drain_end.as_mut().reset(tokio::time::Instant::now() + proxy.drain_time);
+                continue;
+            }
+            () = &mut drain_end => break,
         };
         let _ = stream.set_nodelay(true);
         let runtime = proxy.runtime.load_full();
@@ -728,6 +790,7 @@ async fn accept_loop(
             continue; // Moved to another address: a new loop serves it there.
         }
         let (proxy, registry, hcm_stats) = (proxy.clone(), registry.clone(), hcm_stats.clone());
+        let draining = draining.clone();
         let graceful = Arc::downgrade(&graceful);
         // Peeking at the ClientHello and the TLS handshake must not hold up accepting others.
         tokio::spawn(async move {
@@ -784,7 +847,10 @@ async fn accept_loop(
                         &proxy,
                         hcm.clone(),
                         stats,
-                        &graceful,
+                        ListenerDrain {
+                            graceful: &graceful,
+                            draining,
+                        },
                     );
                 }
                 NetworkFilter::Tcp(t) => {
@@ -821,6 +887,13 @@ async fn accept_loop(
     }
 }
 
+/// How a listener's connections learn it drains: on shutdown (`graceful`), and during a graceful
+/// `/drain_listeners` (`draining`).
+struct ListenerDrain<'a> {
+    graceful: &'a GracefulShutdown,
+    draining: Arc<AtomicBool>,
+}
+
 fn serve_http(
     stream: tls::Io,
     peer: SocketAddr,
@@ -828,8 +901,9 @@ fn serve_http(
     proxy: &Arc<Proxy>,
     hcm: Arc<proxy_model::listener::HttpConnectionManager>,
     stats: Arc<HcmStats>,
-    graceful: &GracefulShutdown,
+    drain: ListenerDrain<'_>,
 ) {
+    let ListenerDrain { graceful, draining } = drain;
     let proxy = proxy.clone();
     let tls = matches!(stream, tls::Io::Tls(_));
     let h2_extended_connect = hcm.h2_extended_connect;
@@ -837,6 +911,7 @@ fn serve_http(
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
     let service = service_fn(move |req| {
         let ctx = Arc::new(ConnContext {
+            draining: draining.clone(),
             runtime: proxy.runtime.load_full(),
             hcm: hcm.clone(),
             peer,

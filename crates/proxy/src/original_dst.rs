@@ -154,6 +154,7 @@ mod tests {
             tls_inspector: false,
             listener_filters_timeout: None,
             continue_on_listener_filters_timeout: false,
+            inbound: false,
         })
     }
 

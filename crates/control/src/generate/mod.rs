@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use prost::{Message, Name};
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
+use xds_api::pb::envoy::config::core::v3::TrafficDirection;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener;
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
@@ -263,7 +264,9 @@ fn sidecar_route_tables<'a>(
     let tables = match proxy.interception {
         Interception::None => vec![listener::outbound_route_table(index, proxy, services)],
         Interception::Redirect => {
-            let (listeners, tables, warnings) = listener::captured_outbound(index, proxy, services);
+            let (mut listeners, tables, warnings) =
+                listener::captured_outbound(index, proxy, services);
+            set_direction(&mut listeners, TrafficDirection::Outbound);
             rest.listeners = listeners;
             rest.warnings = warnings;
             rest.clusters.push(cluster::passthrough());
@@ -285,16 +288,21 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
     let mut out = ProxyResources::default();
     match proxy.kind {
         ProxyType::Sidecar => {
-            match proxy.interception {
-                Interception::None => out.listeners.push(listener::outbound_listener(proxy)),
-                Interception::Redirect => out.clusters.push(cluster::inbound_passthrough()),
-            }
             match ingress::ports(index, proxy) {
                 Some((ports, warnings)) => {
                     out.warnings = warnings;
                     out.extend(ingress::resources(index, proxy, &ports));
                 }
                 None => out.extend(service_inbound(index, proxy)),
+            }
+            set_direction(&mut out.listeners, TrafficDirection::Inbound);
+            match proxy.interception {
+                Interception::None => {
+                    let mut outbound = listener::outbound_listener(proxy);
+                    outbound.traffic_direction = TrafficDirection::Outbound as i32;
+                    out.listeners.push(outbound);
+                }
+                Interception::Redirect => out.clusters.push(cluster::inbound_passthrough()),
             }
         }
         ProxyType::Router => {
@@ -311,6 +319,14 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
         }
     }
     out
+}
+
+/// A sidecar's listeners say which way their traffic goes, as istiod's do: Envoy's
+/// `/drain_listeners?inboundonly` (how Istio's pilot-agent drains a terminating pod) and tools go by it.
+fn set_direction(listeners: &mut [Listener], direction: TrafficDirection) {
+    for l in listeners {
+        l.traffic_direction = direction as i32;
+    }
 }
 
 /// A sidecar's inbound side from its services' ports (no Sidecar `ingress`): HTTP ports routed to
