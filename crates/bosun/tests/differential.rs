@@ -3104,6 +3104,7 @@ fn mirror_view(seen: &testkit::RecordedRequest, listener: SocketAddr) -> BTreeMa
     for (name, value) in &seen.headers {
         let value = match name.as_str() {
             "x-request-id" => "<id>".to_owned(),
+            "x-run" => "<run>".to_owned(),
             "x-envoy-expected-rq-timeout-ms" => "<ms>".to_owned(),
             _ => value.replace(
                 &format!("{}-shadow:{}", listener.ip(), listener.port()),
@@ -3115,15 +3116,20 @@ fn mirror_view(seen: &testkit::RecordedRequest, listener: SocketAddr) -> BTreeMa
     view
 }
 
-/// The requests `upstream` has recorded for `path`, once there are `n` (mirrors are sent beside the
-/// primary request and may arrive after its answer).
-async fn mirrored(upstream: &Upstream, path: &str, n: usize) -> Vec<testkit::RecordedRequest> {
+/// The requests of run `run` (header `x-run`) that `upstream` has recorded for `path`, once there
+/// are `n` (mirrors are sent beside the primary request and may arrive after its answer).
+async fn mirrored(
+    upstream: &Upstream,
+    path: &str,
+    n: usize,
+    run: &str,
+) -> Vec<testkit::RecordedRequest> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let seen: Vec<_> = upstream
             .recent()
             .into_iter()
-            .filter(|r| r.path == path)
+            .filter(|r| r.path == path && r.header("x-run") == Some(run))
             .collect();
         if seen.len() >= n || Instant::now() > deadline {
             return seen;
@@ -3152,6 +3158,8 @@ async fn mirroring_matches_envoy() {
     let mut views = Vec::new();
     for p in &both {
         let client = Client::h1(p.listener);
+        // Marks this proxy's requests: a mirror may still be answering the previous proxy's.
+        let run = |r: Req| r.header("x-run", p.name);
         for u in [&a, &mirror, &mirror2] {
             u.reset_counters();
             u.set_behaviour(UpstreamBehaviour::default());
@@ -3161,17 +3169,17 @@ async fn mirroring_matches_envoy() {
         // Every request is mirrored, the primary answers as it would without.
         for _ in 0..10 {
             let r = client
-                .send(Req::get("/all?q=1").header("x-extra", "e"))
+                .send(run(Req::get("/all?q=1").header("x-extra", "e")))
                 .await
                 .unwrap();
             assert_eq!((r.status(), r.header("x-upstream")), (200, Some("a")));
         }
         let r = client
-            .send(Req::get("/all").header("x-forwarded-for", "10.1.2.3"))
+            .send(run(Req::get("/all").header("x-forwarded-for", "10.1.2.3")))
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let seen = mirrored(&mirror, "/all", 11).await;
+        let seen = mirrored(&mirror, "/all", 11, p.name).await;
         assert_eq!(seen.len(), 11, "{}: every request mirrored", p.name);
         view.push(mirror_view(&seen[0], p.listener));
         view.push(mirror_view(&seen[10], p.listener));
@@ -3179,23 +3187,25 @@ async fn mirroring_matches_envoy() {
         // A body larger than the 1 MiB buffer limit streams to the primary and to the mirror.
         let big = 3 << 20;
         let r = client
-            .send(Req::new(http::Method::POST, "/all").body(vec![b'x'; big]))
+            .send(run(
+                Req::new(http::Method::POST, "/all").body(vec![b'x'; big])
+            ))
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}: a large body with a mirror", p.name);
         assert_eq!(r.json().unwrap()["body_len"], big, "{}", p.name);
-        let seen = mirrored(&mirror, "/all", 12).await;
+        let seen = mirrored(&mirror, "/all", 12, p.name).await;
         assert_eq!(seen.len(), 12, "{}: the large body mirrored", p.name);
         view.push(mirror_view(&seen[11], p.listener));
 
         // Two mirrors each get a copy.
         let r = client
-            .send(Req::new(http::Method::PUT, "/two").body("body"))
+            .send(run(Req::new(http::Method::PUT, "/two").body("body")))
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         for m in [&mirror, &mirror2] {
-            let seen = mirrored(m, "/two", 1).await;
+            let seen = mirrored(m, "/two", 1, p.name).await;
             assert_eq!(seen.len(), 1, "{}: {} got its copy", p.name, m.name());
             view.push(mirror_view(&seen[0], p.listener));
         }
@@ -3218,12 +3228,12 @@ async fn mirroring_matches_envoy() {
             ..UpstreamBehaviour::default()
         });
         let r = client
-            .send(Req::new(http::Method::POST, "/retry").body("retried"))
+            .send(run(Req::new(http::Method::POST, "/retry").body("retried")))
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}: retried", p.name);
         assert_eq!(a.requests_with("/retry"), 2, "{}: two attempts", p.name);
-        let seen = mirrored(&mirror, "/retry", 2).await;
+        let seen = mirrored(&mirror, "/retry", 2, p.name).await;
         assert_eq!(seen.len(), 1, "{}: mirrored once", p.name);
         view.push(mirror_view(&seen[0], p.listener));
         a.set_behaviour(UpstreamBehaviour::default());

@@ -181,7 +181,14 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             }
             text(StatusCode::OK, out)
         }
-        "/config_dump" => json_reply(&config_dump(proxy)),
+        "/config_dump" => {
+            let mut r = text(StatusCode::OK, config_dump(proxy));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         "/logging" => logging(proxy, req),
         "/drain_listeners" | "/quitquitquit" if req.method() != http::Method::POST => text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -452,11 +459,25 @@ fn listeners_json(proxy: &Proxy) -> serde_json::Value {
 /// version of its type the proxy last ACKed (the xDS client does not hand per-resource versions
 /// over). Two additions of bosun's own: what a warming resource waits for (`waiting_for_secrets`), and
 /// the ADS client's state (`ads`, in the bootstrap's entry).
-fn config_dump(proxy: &Proxy) -> serde_json::Value {
-    let dump = build_config_dump(proxy);
-    // The descriptors rendering needs take ~10 MB: not kept between dumps.
-    xds_api::descriptor::release();
-    dump
+///
+/// Rendered on a thread of its own, so that what rendering allocates (the descriptors, ~10 MB, and
+/// the JSON tree, several times the text's size) lives in that thread's malloc arena, which glibc
+/// gives back to the system once the text, allocated there last, is freed after it was sent; on the
+/// main thread's heap, a dump of a 1,000-service config left RSS 50 MB higher for good.
+fn config_dump(proxy: &Proxy) -> String {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let dump = build_config_dump(proxy);
+                xds_api::descriptor::release();
+                let text = serde_json::to_string_pretty(&dump).unwrap_or_default();
+                drop(dump);
+                // Copied last, into a block of its own at the top of the arena.
+                text.as_str().to_owned()
+            })
+            .join()
+            .unwrap_or_else(|_| String::from("{\"error\": \"rendering the config dump failed\"}"))
+    })
 }
 
 fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
