@@ -331,7 +331,7 @@ fn clusters(proxy: &Proxy) -> String {
 
 /// Envoy's `/clusters?format=json` (`envoy.admin.v3.Clusters`, proto3 JSON: zero values left out),
 /// which `istioctl proxy-config endpoint` reads. Of each host's stats, those bosun keeps per host:
-/// requests in total and active.
+/// requests (in total, active, succeeded, failed, timed out); not its connections.
 fn clusters_json(proxy: &Proxy) -> serde_json::Value {
     let runtime = proxy.runtime.load();
     let statuses: Vec<_> = sorted_clusters(&runtime)
@@ -398,6 +398,9 @@ fn host_json(h: &Host, placement: Option<&Placement<'_>>) -> serde_json::Value {
     let mut host = json!({
         "address": address_json(&h.address),
         "stats": [
+            stat("rq_error", h.rq_error.load(Ordering::Relaxed), false),
+            stat("rq_success", h.rq_success.load(Ordering::Relaxed), false),
+            stat("rq_timeout", h.rq_timeout.load(Ordering::Relaxed), false),
             stat("rq_total", h.requests.load(Ordering::Relaxed), false),
             stat("rq_active", u64::from(h.active_requests.load(Ordering::Relaxed)), true),
         ],

@@ -1077,6 +1077,12 @@ async fn forward(
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                // Envoy's per-host rq_success / rq_error, by each attempt's answer.
+                if status >= 500 {
+                    host.rq_error.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    host.rq_success.fetch_add(1, Ordering::Relaxed);
+                }
                 cluster.record_outcome(
                     &host,
                     if status >= 500 {
@@ -1120,6 +1126,10 @@ async fn forward(
             }
             Err(failure) => {
                 cluster.record_outcome(&host, Outcome::LocalFailure);
+                host.rq_error.fetch_add(1, Ordering::Relaxed);
+                if matches!(failure, Failure::Timeout) {
+                    host.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                }
                 let retriable = policy.is_some_and(|p| match failure {
                     // Nothing was sent: a reset before the request, too.
                     Failure::Connect => [

@@ -50,6 +50,10 @@ pub struct Host {
     ejected_until: Mutex<Option<Instant>>,
     times_ejected: AtomicU32,
     pub requests: AtomicU64,
+    /// Envoy's per-host `rq_success`, `rq_error` (a 5xx answer or no answer) and `rq_timeout`.
+    pub rq_success: AtomicU64,
+    pub rq_error: AtomicU64,
+    pub rq_timeout: AtomicU64,
     /// HTTP/2 to this host: the request's URI carries the `:authority` to send, so the connection is
     /// made to the host's address whatever the URI says.
     pub h2: Option<Client<HostConnector, Body>>,
@@ -75,6 +79,9 @@ impl Host {
             ejected_until: Mutex::new(None),
             times_ejected: AtomicU32::new(0),
             requests: AtomicU64::new(0),
+            rq_success: AtomicU64::new(0),
+            rq_error: AtomicU64::new(0),
+            rq_timeout: AtomicU64::new(0),
         }
     }
 
