@@ -311,11 +311,18 @@ fn clusters(proxy: &Proxy) -> String {
                 "{name}::{a}::rq_active::{}",
                 h.active_requests.load(Ordering::Relaxed)
             );
-            let _ = writeln!(
-                out,
-                "{name}::{a}::rq_total::{}",
-                h.requests.load(Ordering::Relaxed)
-            );
+            for (stat, value) in [
+                ("rq_error", &h.rq_error),
+                ("rq_success", &h.rq_success),
+                ("rq_timeout", &h.rq_timeout),
+                ("rq_total", &h.requests),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}::{a}::{stat}::{}",
+                    value.load(Ordering::Relaxed)
+                );
+            }
             let _ = writeln!(out, "{name}::{a}::weight::{}", h.weight);
             let flags = match (h.healthy, h.is_ejected()) {
                 (true, false) => "healthy".to_owned(),
