@@ -1551,7 +1551,7 @@ spec:
 
 /// The same sidecar served the same config, once as Envoy and once as `bosun proxy`: their
 /// `/config_dump`s hold the same dynamic clusters, listeners and route configurations, as the
-/// control plane sent them.
+/// control plane sent them, and (`include_eds`) the same endpoints as each runs them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_config_dumps_match_envoy() {
     if Envoy::find_or_skip("sidecar_config_dumps_match_envoy").is_none() {
@@ -1588,11 +1588,12 @@ async fn sidecar_config_dumps_match_envoy() {
         );
         let deadline = Instant::now() + WAIT;
         let dump = loop {
-            let dump: serde_json::Value = http_get(sidecar.admin(), "/config_dump", &[])
-                .await
-                .ok()
-                .and_then(|r| serde_json::from_slice(&r.body).ok())
-                .unwrap_or_default();
+            let dump: serde_json::Value =
+                http_get(sidecar.admin(), "/config_dump?include_eds", &[])
+                    .await
+                    .ok()
+                    .and_then(|r| serde_json::from_slice(&r.body).ok())
+                    .unwrap_or_default();
             let routes = resources(&dump, "RoutesConfigDump", "dynamic_route_configs", &[]);
             if !routes.is_empty() {
                 break dump;
@@ -1622,10 +1623,16 @@ async fn sidecar_config_dumps_match_envoy() {
                 "dynamic_route_configs",
                 &["route_config"],
             ),
+            resources(
+                &dump,
+                "EndpointsConfigDump",
+                "dynamic_endpoint_configs",
+                &["endpoint_config"],
+            ),
         ]);
         drop(sidecar);
     }
-    for (i, what) in ["clusters", "listeners", "route configurations"]
+    for (i, what) in ["clusters", "listeners", "route configurations", "endpoints"]
         .iter()
         .enumerate()
     {

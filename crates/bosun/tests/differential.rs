@@ -3441,6 +3441,31 @@ async fn admin_json_pages_match_envoy() {
     }
     assert_eq!(after[1], after[0], "bosun (left) and envoy (right) differ");
 
+    // `/config_dump?include_eds`: every cluster's endpoints as each proxy runs them.
+    let mut endpoints = Vec::new();
+    for p in &both {
+        let dump = admin_json(p, "/config_dump?include_eds").await;
+        let section = dump["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump")
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: no EndpointsConfigDump", p.name));
+        let mut configs: Vec<String> = section["static_endpoint_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["endpoint_config"].to_string())
+            .collect();
+        configs.sort();
+        endpoints.push(configs);
+    }
+    assert_eq!(endpoints[0].len(), 11);
+    for (bosun, envoy) in endpoints[1].iter().zip(&endpoints[0]) {
+        assert_eq!(bosun, envoy, "bosun (left) and envoy (right) differ");
+    }
+
     let mut listeners = Vec::new();
     for p in &both {
         let mut v = admin_json(p, "/listeners?format=json").await;

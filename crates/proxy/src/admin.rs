@@ -182,7 +182,10 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             text(StatusCode::OK, out)
         }
         "/config_dump" => {
-            let mut r = text(StatusCode::OK, config_dump(proxy));
+            let include_eds = query_params(req.uri().query())
+                .iter()
+                .any(|(k, _)| k == "include_eds");
+            let mut r = text(StatusCode::OK, config_dump(proxy, include_eds));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
@@ -416,17 +419,7 @@ fn host_json(h: &Host, placement: Option<&Placement<'_>>) -> serde_json::Value {
         "locality": {},
     });
     if let Some(p) = placement {
-        let mut locality = serde_json::Map::new();
-        for (key, value) in [
-            ("region", &p.locality.region),
-            ("zone", &p.locality.zone),
-            ("sub_zone", &p.locality.sub_zone),
-        ] {
-            if !value.is_empty() {
-                locality.insert(key.to_owned(), json!(value));
-            }
-        }
-        host["locality"] = serde_json::Value::Object(locality);
+        host["locality"] = locality_json(p.locality);
         if p.priority > 0 {
             host["priority"] = json!(p.priority);
         }
@@ -474,11 +467,11 @@ fn listeners_json(proxy: &Proxy) -> serde_json::Value {
 /// the JSON tree, several times the text's size) lives in that thread's malloc arena, which glibc
 /// gives back to the system once the text, allocated there last, is freed after it was sent; on the
 /// main thread's heap, a dump of a 1,000-service config left RSS 50 MB higher for good.
-fn config_dump(proxy: &Proxy) -> String {
+fn config_dump(proxy: &Proxy, include_eds: bool) -> String {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let dump = build_config_dump(proxy);
+                let dump = build_config_dump(proxy, include_eds);
                 xds_api::descriptor::release();
                 let text = serde_json::to_string_pretty(&dump).unwrap_or_default();
                 drop(dump);
@@ -490,7 +483,7 @@ fn config_dump(proxy: &Proxy) -> String {
     })
 }
 
-fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
+fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
     let runtime = proxy.runtime.load();
     let ads = proxy.ads_status();
     let version = |ty: ResourceType| {
@@ -617,6 +610,22 @@ fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
             "initial_config_complete": s.initial_config_complete,
         })
     });
+    // `?include_eds`: each cluster's endpoints as it runs them, in Envoy's rendering of its host sets.
+    let mut static_endpoints = Vec::new();
+    let mut dynamic_endpoints = Vec::new();
+    if include_eds {
+        for (name, c) in sorted_clusters(&runtime) {
+            let config = endpoints_json(c);
+            match dynamic.clusters.get(name.as_str()) {
+                Some(received) => dynamic_endpoints.push(json!({
+                    "version_info": version(ResourceType::Endpoints),
+                    "endpoint_config": config,
+                    "last_updated": timestamp(received.updated),
+                })),
+                None => static_endpoints.push(json!({ "endpoint_config": config })),
+            }
+        }
+    }
     let mut bootstrap_json = xds_api::json::to_json(&bootstrap);
     redact(&mut bootstrap_json);
     let mut configs = vec![json!({
@@ -634,6 +643,14 @@ fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
                 ("dynamic_warming_clusters", warming_clusters),
             ],
             ResourceType::Cluster,
+        ),
+        (
+            "EndpointsConfigDump",
+            vec![
+                ("static_endpoint_configs", static_endpoints),
+                ("dynamic_endpoint_configs", dynamic_endpoints),
+            ],
+            ResourceType::Endpoints,
         ),
         (
             "ListenersConfigDump",
@@ -661,10 +678,13 @@ fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
         ),
     ];
     for (kind, lists, ty) in sections {
+        if kind == "EndpointsConfigDump" && !include_eds {
+            continue;
+        }
         let mut section = json!({"@type": format!("type.googleapis.com/envoy.admin.v3.{kind}")});
         // Proto3 JSON: empty lists and strings are left out.
         let acked = version(ty);
-        if !acked.is_empty() && ty != ResourceType::Secret && ty != ResourceType::Route {
+        if !acked.is_empty() && matches!(ty, ResourceType::Cluster | ResourceType::Listener) {
             section["version_info"] = json!(acked);
         }
         for (key, list) in lists {
@@ -680,6 +700,75 @@ fn build_config_dump(proxy: &Proxy) -> serde_json::Value {
         }
     }
     json!({ "configs": configs })
+}
+
+/// A cluster's endpoints as Envoy's config dump renders its host sets: by priority and locality, each
+/// host with its health (EDS and outlier detection) and weight, each locality with its weight (0 when none), and the
+/// overprovisioning factor.
+fn endpoints_json(c: &ClusterRuntime) -> serde_json::Value {
+    // The running hosts, in the order of the load assignment's endpoints.
+    let mut running = c.priorities.iter().flatten();
+    let mut groups = Vec::new();
+    for (priority, localities) in c.config.priorities.iter().enumerate() {
+        for l in localities {
+            let hosts: Vec<_> = l
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let ejected = running.next().is_some_and(|h| h.is_ejected());
+                    // Envoy's coarse health: failing EDS or outlier detection is unhealthy.
+                    let health = match e.health {
+                        _ if ejected => "UNHEALTHY",
+                        Health::Healthy => "HEALTHY",
+                        Health::Degraded => "DEGRADED",
+                        Health::Unhealthy | Health::Draining => "UNHEALTHY",
+                    };
+                    json!({
+                        "endpoint": {
+                            "address": address_json(&e.address()),
+                            "health_check_config": {},
+                        },
+                        "health_status": health,
+                        "load_balancing_weight": e.weight,
+                    })
+                })
+                .collect();
+            let mut group = json!({
+                "locality": locality_json(&l.locality),
+                "lb_endpoints": hosts,
+                "load_balancing_weight": l.weight.unwrap_or(0),
+            });
+            if priority > 0 {
+                group["priority"] = json!(priority);
+            }
+            groups.push(group);
+        }
+    }
+    let mut assignment = json!({
+        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+        "cluster_name": c.config.name,
+        "policy": {"overprovisioning_factor": c.config.overprovisioning_factor},
+    });
+    // Proto3 JSON leaves an empty list out.
+    if !groups.is_empty() {
+        assignment["endpoints"] = json!(groups);
+    }
+    assignment
+}
+
+/// A `core.v3.Locality` in proto3 JSON (empty fields left out).
+fn locality_json(l: &Locality) -> serde_json::Value {
+    let mut fields = serde_json::Map::new();
+    for (key, value) in [
+        ("region", &l.region),
+        ("zone", &l.zone),
+        ("sub_zone", &l.sub_zone),
+    ] {
+        if !value.is_empty() {
+            fields.insert(key.to_owned(), json!(value));
+        }
+    }
+    serde_json::Value::Object(fields)
 }
 
 /// A message as an `Any` in proto3 JSON (`"@type"` and its fields), secrets redacted.
