@@ -3670,7 +3670,7 @@ async fn drain_listeners_matches_envoy() {
         "drain.yaml",
         &[("UPSTREAM_A", &a)],
         &[],
-        &["--drain-strategy", "immediate", "--drain-time-s", "2"],
+        &["--drain-strategy", "immediate", "--drain-time-s", "6"],
     ) else {
         return;
     };
@@ -3689,9 +3689,20 @@ async fn drain_listeners_matches_envoy() {
         // As Istio's pilot-agent drains a terminating pod: the inbound side, gracefully.
         let drained = admin_post(p, "/drain_listeners?inboundonly&graceful").await;
         steps.push(format!("{drained:?}"));
-        // During the drain time the inbound listener still answers, and closes each connection.
+        // During the drain time the inbound listener still answers, and closes each connection:
+        // HTTP/1.1 with `Connection: close`, HTTP/2 with a GOAWAY after the response (well before
+        // the drain time ends).
         steps.push(format!("{:?}", fresh_answer(inbound).await));
         steps.push(format!("{:?}", fresh_answer(outbound).await));
+        let tap = H2Tap::start(inbound).unwrap();
+        let mut h2 = Client::h2c(tap.addr()).connect().await.unwrap();
+        let answer = h2.send(Req::get("/")).await.unwrap();
+        let goaway = tap.wait_goaway(Duration::from_secs(3)).await;
+        steps.push(format!(
+            "h2 {} goaway {:?}",
+            answer.status(),
+            goaway.map(|g| g[0].error_code)
+        ));
         let ready = Client::h1(p.admin).send(Req::get("/ready")).await.unwrap();
         steps.push(format!("ready {} {}", ready.status(), ready.text().trim()));
         // Then it stops accepting; the outbound one goes on.

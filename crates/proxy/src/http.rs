@@ -46,8 +46,11 @@ pub struct ConnContext {
     pub stats: Arc<HcmStats>,
     /// The downstream connection is TLS: `x-forwarded-proto` is `https`.
     pub tls: bool,
-    /// The listener drains gracefully: HTTP/1 responses close their connection.
+    /// The listener drains gracefully: HTTP/1 responses close their connection, HTTP/2 ones make it
+    /// send GOAWAY (through `finish`).
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Asks the connection to finish gracefully once its streams are done.
+    pub finish: Arc<tokio::sync::Notify>,
 }
 
 /// `http.<stat_prefix>.*` stats.
@@ -184,11 +187,15 @@ pub async fn serve(
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    if ctx.draining.load(Ordering::Relaxed) && !h2 && !tunnelled {
+    if ctx.draining.load(Ordering::Relaxed) && !tunnelled {
         // As Envoy's drain: the client opens its next connection elsewhere.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if h2 {
+            ctx.finish.notify_one();
+        } else {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.hcm.server_name) {

@@ -34,7 +34,6 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prost::Message as _;
 use proxy_model::listener::{Listener, NetworkFilter};
 use proxy_model::snapshot::{AdsApi, ProxySettings};
@@ -754,7 +753,7 @@ async fn accept_loop(
     };
     let registry = proxy.registry.clone();
     // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
-    let graceful = Arc::new(GracefulShutdown::new());
+    let graceful = Arc::new(Connections::new());
     let hcm_stats: Arc<Mutex<HashMap<String, Arc<HcmStats>>>> = Arc::default();
     // Set by a graceful drain; read by every response of this listener's connections.
     let draining = Arc::new(AtomicBool::new(false));
@@ -887,10 +886,36 @@ async fn accept_loop(
     }
 }
 
+/// A listener's connections: told to finish on shutdown (HTTP/1.1 closes after the response in
+/// flight, HTTP/2 sends GOAWAY and finishes its streams), and waited for. Each connection task holds
+/// a receiver until it ends.
+#[derive(Debug)]
+struct Connections {
+    tx: watch::Sender<()>,
+}
+
+impl Connections {
+    fn new() -> Connections {
+        Connections {
+            tx: watch::channel(()).0,
+        }
+    }
+
+    fn watcher(&self) -> watch::Receiver<()> {
+        self.tx.subscribe()
+    }
+
+    /// Signals every connection, then waits until all have ended.
+    async fn shutdown(self) {
+        let _ = self.tx.send(());
+        self.tx.closed().await;
+    }
+}
+
 /// How a listener's connections learn it drains: on shutdown (`graceful`), and during a graceful
 /// `/drain_listeners` (`draining`).
 struct ListenerDrain<'a> {
-    graceful: &'a GracefulShutdown,
+    graceful: &'a Connections,
     draining: Arc<AtomicBool>,
 }
 
@@ -905,6 +930,9 @@ fn serve_http(
 ) {
     let ListenerDrain { graceful, draining } = drain;
     let proxy = proxy.clone();
+    // A response may ask its connection to finish (an HTTP/2 GOAWAY during a graceful drain).
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let finish_requested = finish.clone();
     let tls = matches!(stream, tls::Io::Tls(_));
     let h2_extended_connect = hcm.h2_extended_connect;
     // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
@@ -912,6 +940,7 @@ fn serve_http(
     let service = service_fn(move |req| {
         let ctx = Arc::new(ConnContext {
             draining: draining.clone(),
+            finish: finish_requested.clone(),
             runtime: proxy.runtime.load_full(),
             hcm: hcm.clone(),
             peer,
@@ -937,9 +966,27 @@ fn serve_http(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .into_owned();
-    let conn = graceful.watch(conn);
+    let mut shutdown = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        let mut conn = std::pin::pin!(conn);
+        let mut finishing = false;
+        let result = loop {
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                // The listener shuts down (or is gone).
+                _ = shutdown.changed(), if !finishing => {
+                    finishing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = finish.notified(), if !finishing => {
+                    finishing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        // Held until the connection ended: the listener's shutdown waits for it.
+        drop(shutdown);
+        if let Err(e) = result {
             tracing::debug!("connection from {peer} ended: {e}");
         }
     });
