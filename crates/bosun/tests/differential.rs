@@ -975,23 +975,34 @@ async fn load_balancing_matches_envoy() {
     }
 }
 
-#[tokio::test]
-async fn locality_weighted_load_balancing_matches_envoy() {
-    // Upstreams named for their locality: a1 and a2 in locality a, and so on.
+/// The upstreams of `locality.yaml`, named for their locality (a1 and a2 in locality a, and so on);
+/// `bad` answers 503.
+fn locality_upstreams() -> Vec<Upstream> {
     let names = ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2", "bad"];
     let upstreams: Vec<Upstream> = names.iter().map(|n| Upstream::start(n).unwrap()).collect();
-    let keys: Vec<String> = names
-        .iter()
-        .map(|n| format!("UPSTREAM_{}", n.to_uppercase()))
-        .collect();
-    let pairs: Vec<(&str, &Upstream)> = keys.iter().map(String::as_str).zip(&upstreams).collect();
-    let Some(both) = start_both("locality.yaml", &pairs, &[]) else {
-        return;
-    };
     upstreams[8].set_behaviour(UpstreamBehaviour {
         status: 503,
         ..UpstreamBehaviour::default()
     });
+    upstreams
+}
+
+/// `locality.yaml` under both proxies, with `upstreams` from [`locality_upstreams`].
+fn start_locality(upstreams: &[Upstream]) -> Option<[Running; 2]> {
+    let keys: Vec<String> = upstreams
+        .iter()
+        .map(|u| format!("UPSTREAM_{}", u.name().to_uppercase()))
+        .collect();
+    let pairs: Vec<(&str, &Upstream)> = keys.iter().map(String::as_str).zip(upstreams).collect();
+    start_both("locality.yaml", &pairs, &[])
+}
+
+#[tokio::test]
+async fn locality_weighted_load_balancing_matches_envoy() {
+    let upstreams = locality_upstreams();
+    let Some(both) = start_locality(&upstreams) else {
+        return;
+    };
     // Requests served by each locality (the upstream name's first letter), and by each host.
     let by_locality = |counts: &BTreeMap<String, usize>, locality: char| -> usize {
         counts
@@ -1108,7 +1119,10 @@ async fn locality_weighted_load_balancing_matches_envoy() {
         let view = clusters_view(&p.admin_get("/clusters"), "spill");
         let placed: Vec<[&str; 4]> = ["a1", "a2", "b1", "c1"]
             .map(|u| {
-                let at = upstreams[names.iter().position(|n| *n == u).unwrap()]
+                let at = upstreams
+                    .iter()
+                    .find(|up| up.name() == u)
+                    .unwrap()
                     .addr()
                     .to_string();
                 ["region", "zone", "sub_zone", "priority"].map(|k| {
@@ -3387,20 +3401,10 @@ fn json_pick(v: &Value, keys: &[&str]) -> Value {
 
 #[tokio::test]
 async fn admin_json_pages_match_envoy() {
-    let names = ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2", "bad"];
-    let upstreams: Vec<Upstream> = names.iter().map(|n| Upstream::start(n).unwrap()).collect();
-    let keys: Vec<String> = names
-        .iter()
-        .map(|n| format!("UPSTREAM_{}", n.to_uppercase()))
-        .collect();
-    let pairs: Vec<(&str, &Upstream)> = keys.iter().map(String::as_str).zip(&upstreams).collect();
-    let Some(both) = start_both("locality.yaml", &pairs, &[]) else {
+    let upstreams = locality_upstreams();
+    let Some(both) = start_locality(&upstreams) else {
         return;
     };
-    upstreams[8].set_behaviour(UpstreamBehaviour {
-        status: 503,
-        ..UpstreamBehaviour::default()
-    });
     // Every cluster, host, address, locality, priority, EDS health, weight and threshold.
     let envoy = cluster_statuses(admin_json(&both[0], "/clusters?format=json").await);
     let bosun = cluster_statuses(admin_json(&both[1], "/clusters?format=json").await);

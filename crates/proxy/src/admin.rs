@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use prost::Message as _;
 use serde_json::json;
 use tokio::net::TcpListener;
-use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
+use xds_api::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
 use xds_client::ResourceType;
 
 use crate::Proxy;
@@ -65,9 +65,12 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 fn json_reply(value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::from(
-        serde_json::to_string_pretty(value).unwrap_or_default(),
-    )));
+    json_text(serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+/// A 200 answer of JSON already rendered.
+fn json_text(body: String) -> Response<Body> {
+    let mut r = text(StatusCode::OK, body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
@@ -75,11 +78,25 @@ fn json_reply(value: &serde_json::Value) -> Response<Body> {
     r
 }
 
-/// `?format=json` among the query's parameters.
-fn json_format(req: &Request<Incoming>) -> bool {
-    query_params(req.uri().query())
-        .iter()
-        .any(|(k, v)| k == "format" && v == "json")
+/// A request's query parameters, parsed once.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn of(req: &Request<Incoming>) -> Query {
+        Query(query_params(req.uri().query()))
+    }
+
+    /// The value of `name` (`""` for a bare flag such as `?usedonly`).
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
 }
 
 /// A query string's `name=value` pairs (`name` alone: an empty value), `%XX` and `+` decoded.
@@ -122,36 +139,24 @@ fn percent_decode(s: &str) -> String {
 
 /// `/stats` (text; `?format=json`, `?format=prometheus`) and `/stats/prometheus`, with Envoy's
 /// `filter=REGEX` and `usedonly`.
-fn stats(proxy: &Proxy, req: &Request<Incoming>, prometheus: bool) -> Response<Body> {
-    let params = query_params(req.uri().query());
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let selection = match Selection::new(param("filter"), param("usedonly").is_some()) {
+fn stats(proxy: &Proxy, query: &Query, prometheus: bool) -> Response<Body> {
+    let selection = match Selection::new(query.get("filter"), query.has("usedonly")) {
         Ok(s) => s,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid regex: {e}\n")),
     };
-    match (prometheus, param("format")) {
+    match (prometheus, query.get("format")) {
         (true, _) | (false, Some("prometheus")) => {
             text(StatusCode::OK, proxy.registry.render_prometheus(&selection))
         }
-        (false, Some("json")) => {
-            let mut r = text(StatusCode::OK, proxy.registry.render_json(&selection));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
+        (false, Some("json")) => json_text(proxy.registry.render_json(&selection)),
         _ => text(StatusCode::OK, proxy.registry.render_text(&selection)),
     }
 }
 
 fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
+    let query = Query::of(req);
+    let json = query.get("format") == Some("json");
     match path {
         "/ready" => {
             // LIVE once the initial configuration is applied (at once for a static bootstrap).
@@ -168,11 +173,11 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             "uptime_current_epoch": format!("{}s", proxy.started.elapsed().as_secs()),
             "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster},
         })),
-        "/stats" => stats(proxy, req, false),
-        "/stats/prometheus" => stats(proxy, req, true),
-        "/clusters" if json_format(req) => json_reply(&clusters_json(proxy)),
+        "/stats" => stats(proxy, &query, false),
+        "/stats/prometheus" => stats(proxy, &query, true),
+        "/clusters" if json => json_reply(&clusters_json(proxy)),
         "/clusters" => text(StatusCode::OK, clusters(proxy)),
-        "/listeners" if json_format(req) => json_reply(&listeners_json(proxy)),
+        "/listeners" if json => json_reply(&listeners_json(proxy)),
         "/listeners" => {
             let runtime = proxy.runtime.load();
             let mut out = String::new();
@@ -181,28 +186,21 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             }
             text(StatusCode::OK, out)
         }
-        "/config_dump" => {
-            let include_eds = query_params(req.uri().query())
-                .iter()
-                .any(|(k, _)| k == "include_eds");
-            let mut r = text(StatusCode::OK, config_dump(proxy, include_eds));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            r
+        "/config_dump" => json_text(config_dump(proxy, query.has("include_eds"))),
+        // As Envoy, what changes state takes POST only; a GET changes nothing.
+        "/logging" | "/drain_listeners" | "/quitquitquit" if req.method() != http::Method::POST => {
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("Method {} not allowed, POST required.", req.method()),
+            )
         }
         "/logging" => logging(proxy, req),
-        "/drain_listeners" | "/quitquitquit" if req.method() != http::Method::POST => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("Method {} not allowed, POST required.", req.method()),
-        ),
         "/drain_listeners" => {
             // Envoy's flags: `graceful`, `inboundonly` (`skip_exit`: bosun never exits on it).
-            let params = query_params(req.uri().query());
-            let flag = |name: &str| params.iter().any(|(k, _)| k == name);
             // As Envoy, the server stays LIVE (`/ready`): only its listeners drain.
-            proxy.listeners.drain(flag("inboundonly"), flag("graceful"));
+            proxy
+                .listeners
+                .drain(query.has("inboundonly"), query.has("graceful"));
             text(StatusCode::OK, "OK\n".to_owned())
         }
         "/quitquitquit" => {
@@ -218,14 +216,8 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// `POST /logging[?…]`: see [`crate::logging`]. As Envoy, a `GET` changes nothing and gets 405.
+/// `POST /logging[?…]`: see [`crate::logging`].
 fn logging(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
-    if req.method() != http::Method::POST {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("Method {} not allowed, POST required.", req.method()),
-        );
-    }
     match &proxy.loggers {
         Some(loggers) => {
             let answer = loggers.handle(req.uri().query());
@@ -494,7 +486,8 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
     let dynamic = &runtime.dynamic;
     let loaded = timestamp(proxy.bootstrap_loaded);
     let bootstrap = Bootstrap::decode(proxy.bootstrap.as_slice()).unwrap_or_default();
-    let statics = bootstrap.static_resources.clone().unwrap_or_default();
+    let no_statics = StaticResources::default();
+    let statics = bootstrap.static_resources.as_ref().unwrap_or(&no_statics);
 
     let static_clusters: Vec<_> = statics
         .clusters

@@ -115,26 +115,28 @@ pub struct Registry {
 
 impl Registry {
     pub fn counter(&self, name: &str) -> Arc<Counter> {
-        let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
-        match stats.get(name) {
-            Some(Stat::Counter(c)) => c.clone(),
-            _ => {
-                let c = Arc::new(Counter::default());
-                stats.insert(name.to_owned(), Stat::Counter(c.clone()));
-                c
-            }
-        }
+        self.counter_shown(name, false)
     }
 
     /// A counter that pages show only once it counted something, as Envoy's response code
     /// counters (`upstream_rq_5xx`), which it makes on their first use.
     pub fn counter_on_first_use(&self, name: &str) -> Arc<Counter> {
+        self.counter_shown(name, true)
+    }
+
+    fn counter_shown(&self, name: &str, on_first_use: bool) -> Arc<Counter> {
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         match stats.get(name) {
-            Some(Stat::LazyCounter(c)) => c.clone(),
+            Some(Stat::Counter(c)) if !on_first_use => c.clone(),
+            Some(Stat::LazyCounter(c)) if on_first_use => c.clone(),
             _ => {
                 let c = Arc::new(Counter::default());
-                stats.insert(name.to_owned(), Stat::LazyCounter(c.clone()));
+                let stat = if on_first_use {
+                    Stat::LazyCounter(c.clone())
+                } else {
+                    Stat::Counter(c.clone())
+                };
+                stats.insert(name.to_owned(), stat);
                 c
             }
         }
