@@ -3629,7 +3629,15 @@ async fn admin_stats_queries_match_envoy() {
         }
         answers.push(seen);
     }
-    // Envoy's regex error names its own engine (re2).
+    // Envoy's regex error names its own engine (re2); bosun's names the regex crate's reason.
+    assert_eq!(
+        answers[0].last().unwrap().2,
+        "Invalid re2 regex: missing ): (unclosed"
+    );
+    assert_eq!(
+        answers[1].last().unwrap().2,
+        "Invalid regex: regex parse error:\n    (unclosed\n    ^\nerror: unclosed group\n"
+    );
     for seen in &mut answers {
         let last = seen.last_mut().unwrap();
         assert_eq!(last.1, 400, "{last:?}");
