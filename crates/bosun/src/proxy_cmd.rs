@@ -67,14 +67,14 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let workers = args
+    let worker_count = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     // Traffic on worker threads, config (xDS) and admin on this one, as Envoy's workers and main
     // thread. One worker is a single-threaded runtime of its own (an event loop per thread, as an
     // Envoy worker); several share a multi-threaded one.
-    let (workers, _worker_thread) = worker_runtime(workers)?;
+    let (workers, _worker_thread) = worker_runtime(worker_count)?;
     let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -86,6 +86,11 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
             args.log_level,
             Box::new(log_filter),
         ))),
+        command_line: proxy::CommandLine {
+            config_path: args.config.display().to_string(),
+            concurrency: u32::try_from(worker_count).unwrap_or(u32::MAX),
+            log_level: args.log_level.to_owned(),
+        },
     };
     let result = main.block_on(proxy::run(config, options, shutdown_signal()));
     match result {

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -3596,6 +3596,63 @@ async fn config_dump_matches_envoy() {
             section["@type"]
         );
     }
+}
+
+// === Admin: /server_info ===
+
+#[tokio::test]
+async fn server_info_matches_envoy() {
+    let Some(both) = start_both_with("server_info.yaml", &[], &[], &["--drain-time-s", "7"]) else {
+        return;
+    };
+    let infos = [
+        admin_json(&both[0], "/server_info").await,
+        admin_json(&both[1], "/server_info").await,
+    ];
+    let (envoy, bosun) = (&infos[0], &infos[1]);
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    // The same fields at the top and in the node; of the command line, none Envoy does not have
+    // (bosun leaves out the hot-restart and log-flushing ones, which it has no use for).
+    assert_eq!(keys(bosun), keys(envoy), "{bosun:#}");
+    assert_eq!(keys(&bosun["node"]), keys(&envoy["node"]), "{bosun:#}");
+    let options = keys(&bosun["command_line_options"]);
+    assert!(
+        options.is_subset(&keys(&envoy["command_line_options"])),
+        "not Envoy's: {:?}",
+        options.difference(&keys(&envoy["command_line_options"]))
+    );
+    for field in ["id", "cluster", "metadata", "locality"] {
+        assert_eq!(bosun["node"][field], envoy["node"][field], "node.{field}");
+    }
+    for field in ["concurrency", "drain_time", "mode", "restart_epoch"] {
+        let (b, e) = (
+            &bosun["command_line_options"],
+            &envoy["command_line_options"],
+        );
+        assert_eq!(b[field], e[field], "command_line_options.{field}");
+    }
+    assert!(
+        bosun["command_line_options"]["config_path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("bootstrap.yaml")),
+        "{bosun:#}"
+    );
+    assert_eq!(bosun["state"], "LIVE");
+    assert_eq!(bosun["state"], envoy["state"]);
+    for info in &infos {
+        let uptime = info["uptime_current_epoch"].as_str().unwrap();
+        assert!(
+            uptime.ends_with('s') && uptime[..uptime.len() - 1].parse::<u64>().is_ok(),
+            "{uptime}"
+        );
+        // `COMMIT/VERSION/STATUS/BUILD_TYPE/TLS_LIBRARY`
+        assert_eq!(info["version"].as_str().unwrap().split('/').count(), 5);
+    }
+    assert_eq!(bosun["node"]["user_agent_name"], "bosun");
+    assert_eq!(
+        bosun["node"]["user_agent_build_version"]["version"]["minor_number"],
+        env!("CARGO_PKG_VERSION_MINOR").parse::<u64>().unwrap()
+    );
 }
 
 // === Admin: /stats with filter, usedonly and formats ===

@@ -167,12 +167,7 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             };
             text(status, format!("{}\n", proxy.state()))
         }
-        "/server_info" => json_reply(&json!({
-            "version": concat!("bosun/", env!("CARGO_PKG_VERSION")),
-            "state": proxy.state(),
-            "uptime_current_epoch": format!("{}s", proxy.started.elapsed().as_secs()),
-            "node": {"id": proxy.settings.node_id, "cluster": proxy.settings.node_cluster},
-        })),
+        "/server_info" => json_text(rendered_apart("the server info", || server_info(proxy))),
         "/stats" => stats(proxy, &query, false),
         "/stats/prometheus" => stats(proxy, &query, true),
         "/clusters" if json => json_reply(&clusters_json(proxy)),
@@ -460,19 +455,68 @@ fn listeners_json(proxy: &Proxy) -> serde_json::Value {
 /// gives back to the system once the text, allocated there last, is freed after it was sent; on the
 /// main thread's heap, a dump of a 1,000-service config left RSS 50 MB higher for good.
 fn config_dump(proxy: &Proxy, include_eds: bool) -> String {
+    rendered_apart("the config dump", || build_config_dump(proxy, include_eds))
+}
+
+/// Builds a JSON answer that needs protobuf descriptors on a thread of its own and renders it
+/// pretty: see [`config_dump`] for why.
+fn rendered_apart(what: &str, build: impl FnOnce() -> serde_json::Value + Send) -> String {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let dump = build_config_dump(proxy, include_eds);
+                let value = build();
                 xds_api::descriptor::release();
-                let text = serde_json::to_string_pretty(&dump).unwrap_or_default();
-                drop(dump);
+                let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+                drop(value);
                 // Copied last, into a block of its own at the top of the arena.
                 text.as_str().to_owned()
             })
             .join()
-            .unwrap_or_else(|_| String::from("{\"error\": \"rendering the config dump failed\"}"))
+            .unwrap_or_else(|_| json!({"error": format!("rendering {what} failed")}).to_string())
     })
+}
+
+/// Envoy's `/server_info` (`envoy.admin.v3.ServerInfo`, every scalar field shown): version, state,
+/// uptime, the command-line options bosun has, and the node as sent to the control plane.
+fn server_info(proxy: &Proxy) -> serde_json::Value {
+    use xds_api::pb::envoy::admin::v3::command_line_options::{DrainStrategy, Mode};
+    use xds_api::pb::envoy::admin::v3::{CommandLineOptions, ServerInfo, server_info::State};
+    use xds_api::pb::google::protobuf::Duration as ProtoDuration;
+
+    let seconds = |d: std::time::Duration| ProtoDuration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: 0,
+    };
+    let state = match proxy.state() {
+        "LIVE" => State::Live,
+        "DRAINING" => State::Draining,
+        _ => State::PreInitializing,
+    };
+    let uptime = seconds(proxy.started.elapsed());
+    let command_line = &proxy.command_line;
+    let info = ServerInfo {
+        // Envoy's shape: `COMMIT/VERSION/STATUS/BUILD_TYPE/TLS_LIBRARY`.
+        version: concat!("bosun/", env!("CARGO_PKG_VERSION"), "/Clean/RELEASE/rustls").to_owned(),
+        state: state as i32,
+        uptime_current_epoch: Some(uptime),
+        uptime_all_epochs: Some(uptime),
+        // bosun has no hot restart: Envoy's answer when it is disabled.
+        hot_restart_version: "disabled".to_owned(),
+        command_line_options: Some(CommandLineOptions {
+            concurrency: command_line.concurrency,
+            config_path: command_line.config_path.clone(),
+            log_level: command_line.log_level.clone(),
+            drain_time: Some(seconds(proxy.drain_time)),
+            mode: Mode::Serve as i32,
+            // Every response of a draining listener closes its connection at once.
+            drain_strategy: DrainStrategy::Immediate as i32,
+            disable_hot_restart: true,
+            ..CommandLineOptions::default()
+        }),
+        node: Some(crate::xds_node(&proxy.settings.node)),
+        hot_restart_initializing: false,
+    };
+    xds_api::json::to_json_with_defaults(&info).unwrap_or_else(|e| json!({"error": e.to_string()}))
 }
 
 fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {

@@ -83,6 +83,8 @@ pub struct Options {
     /// The log levels the admin interface's `/logging` shows and changes; `None`: they cannot be
     /// changed at runtime (the process's logging is not the proxy's to reload).
     pub loggers: Option<Arc<logging::Loggers>>,
+    /// How the process was started, as `/server_info` shows it.
+    pub command_line: CommandLine,
 }
 
 impl Default for Options {
@@ -91,8 +93,21 @@ impl Default for Options {
             drain_time: Duration::from_secs(5),
             workers: None,
             loggers: None,
+            command_line: CommandLine::default(),
         }
     }
+}
+
+/// The command-line options `/server_info` reports (Envoy's `command_line_options`) that are not
+/// in [`Options`] already.
+#[derive(Debug, Clone, Default)]
+pub struct CommandLine {
+    /// `-c` / `--config`.
+    pub config_path: String,
+    /// `--concurrency`, or the number of worker threads it defaulted to.
+    pub concurrency: u32,
+    /// `--log-level` as given.
+    pub log_level: String,
 }
 
 /// A config with its live cluster state: what requests are served from.
@@ -280,6 +295,7 @@ pub struct Proxy {
     pub settings: ProxySettings,
     pub started: Instant,
     pub drain_time: Duration,
+    pub command_line: CommandLine,
     ready: AtomicBool,
     draining: AtomicBool,
     server_stats: ServerStats,
@@ -395,6 +411,32 @@ impl Proxy {
     }
 }
 
+/// The node the proxy names itself by to the control plane (and in `/server_info`): the bootstrap's,
+/// with bosun's name and version as its user agent unless the bootstrap gives one.
+pub fn xds_node(
+    node: &xds_api::pb::envoy::config::core::v3::Node,
+) -> xds_api::pb::envoy::config::core::v3::Node {
+    use xds_api::pb::envoy::config::core::v3::{BuildVersion, node::UserAgentVersionType};
+    use xds_api::pb::envoy::r#type::v3::SemanticVersion;
+    let mut node = node.clone();
+    if node.user_agent_name.is_empty() {
+        node.user_agent_name = "bosun".to_owned();
+    }
+    if node.user_agent_version_type.is_none() {
+        let number = |s: &str| s.parse().unwrap_or(0);
+        node.user_agent_version_type =
+            Some(UserAgentVersionType::UserAgentBuildVersion(BuildVersion {
+                version: Some(SemanticVersion {
+                    major_number: number(env!("CARGO_PKG_VERSION_MAJOR")),
+                    minor_number: number(env!("CARGO_PKG_VERSION_MINOR")),
+                    patch: number(env!("CARGO_PKG_VERSION_PATCH")),
+                }),
+                metadata: None,
+            }));
+    }
+    node
+}
+
 /// A bootstrap converted to what the proxy runs, and the bootstrap encoded (compact; decoded again
 /// only for the admin `/config_dump`).
 #[derive(Debug)]
@@ -449,6 +491,7 @@ pub async fn run(
         settings: settings.clone(),
         started: Instant::now(),
         drain_time: options.drain_time,
+        command_line: options.command_line,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         server_stats,
@@ -503,10 +546,7 @@ pub async fn run(
                 AdsApi::Sotw => Mode::Sotw,
                 AdsApi::Delta => Mode::Delta,
             };
-            let mut node = settings.node.clone();
-            if node.user_agent_name.is_empty() {
-                node.user_agent_name = "bosun".to_owned();
-            }
+            let node = xds_node(&settings.node);
             let consumer =
                 dynamic::Dynamic::new(proxy.clone(), statics, settings.secrets.statics.clone());
             let client = AdsClient::connect(ads.uri(), node, mode, consumer)?;

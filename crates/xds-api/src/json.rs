@@ -43,9 +43,19 @@ pub fn try_to_json<M: Message + Name>(m: &M) -> Result<serde_json::Value, JsonEr
     encoded_to_json(&M::full_name(), &m.encode_to_vec())
 }
 
+/// Renders `m` as proto3 JSON with its scalar, repeated and map fields shown even when they hold
+/// their default (Envoy's `always_print_primitive_fields`, as its `/server_info` renders).
+pub fn to_json_with_defaults<M: Message + Name>(m: &M) -> Result<serde_json::Value, JsonError> {
+    render(&M::full_name(), &m.encode_to_vec(), false)
+}
+
 /// Renders the encoded message `bytes` of type `name` (a full name or a type URL) as proto3 JSON; for
 /// an `Any`, pass its `type_url` and `value`.
 pub fn encoded_to_json(name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
+    render(name, bytes, true)
+}
+
+fn render(name: &str, bytes: &[u8], skip_defaults: bool) -> Result<serde_json::Value, JsonError> {
     let desc =
         descriptor::message(name).ok_or_else(|| JsonError::UnknownMessage(name.to_owned()))?;
     let full_name = desc.full_name().to_owned();
@@ -53,7 +63,9 @@ pub fn encoded_to_json(name: &str, bytes: &[u8]) -> Result<serde_json::Value, Js
         name: full_name.clone(),
         source,
     })?;
-    let options = SerializeOptions::new().use_proto_field_name(true);
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(skip_defaults);
     dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|source| JsonError::Serialize {
