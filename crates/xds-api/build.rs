@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-#[path = "src/wire.rs"]
+#[path = "build/wire.rs"]
 mod wire;
 
 use wire::{entries, fields};
@@ -111,8 +111,78 @@ fn main() {
         put_len_field(&mut out, 1, file);
     }
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out_dir.join("descriptor_index.rs"), index_source(&out))
+        .expect("write descriptor_index.rs");
     std::fs::write(out_dir.join("envoy_descriptors.bin"), out)
         .expect("write envoy_descriptors.bin");
+}
+
+/// The descriptor set's index as Rust statics (see `src/descriptor.rs`): each file's byte range in the
+/// set and the files it imports, and every top-level message's full name with its file, sorted by
+/// name. Made here rather than at run time, so that a process reading a bootstrap touches only the
+/// set's files it needs, not all 700 KB. Integers only (names as ranges of one string), so that the
+/// statics need no relocations.
+fn index_source(set: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let text = |file: &[u8], n: u64| -> Vec<String> {
+        entries(file, n)
+            .expect("a FileDescriptorProto")
+            .into_iter()
+            .map(|b| String::from_utf8(b.to_vec()).expect("UTF-8 names"))
+            .collect()
+    };
+    let mut files = Vec::new(); // (start, end, imports)
+    let mut numbers = std::collections::HashMap::new();
+    let mut messages = Vec::new(); // (full name, file)
+    let mut at = 0;
+    for (number, entry, payload) in fields(set).expect("the descriptor set") {
+        let start = at;
+        at += entry.len();
+        let (1, Some(file)) = (number, payload) else {
+            continue;
+        };
+        let name = text(file, 1).pop().unwrap_or_default();
+        let package = text(file, 2).pop().unwrap_or_default();
+        for message in entries(file, 4).expect("messages") {
+            let short = text(message, 1).pop().expect("a message name");
+            let full = if package.is_empty() {
+                short
+            } else {
+                format!("{package}.{short}")
+            };
+            messages.push((full, files.len()));
+        }
+        numbers.insert(name, files.len());
+        files.push((start, at, text(file, 3)));
+    }
+    messages.sort();
+    let mut names = String::new();
+    let mut source = String::from("static MESSAGES: &[(u32, u32, u16)] = &[\n");
+    for (name, file) in &messages {
+        let _ = writeln!(source, "    ({}, {}, {file}),", names.len(), name.len());
+        names.push_str(name);
+    }
+    source.push_str("];\n");
+    let _ = writeln!(source, "static MESSAGE_NAMES: &str = {names:?};");
+    let mut dependencies = Vec::new();
+    source.push_str("static FILES: &[(u32, u32, u32, u32)] = &[\n");
+    for (start, end, imports) in &files {
+        let first = dependencies.len();
+        for import in imports {
+            let k = numbers
+                .get(import)
+                .unwrap_or_else(|| panic!("{import} imported but not in the set"));
+            dependencies.push(*k);
+        }
+        let _ = writeln!(
+            source,
+            "    ({start}, {end}, {first}, {}),",
+            dependencies.len()
+        );
+    }
+    source.push_str("];\n");
+    let _ = writeln!(source, "static DEPENDENCIES: &[u16] = &{dependencies:?};");
+    source
 }
 
 /// The directory of the `envoy-types` package this workspace builds against.

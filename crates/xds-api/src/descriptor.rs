@@ -41,89 +41,49 @@ pub fn pool_for(names: &[String]) -> Option<DescriptorPool> {
 
 /// A new pool of the files that `names` need.
 fn subset(names: &[String]) -> Option<DescriptorPool> {
-    let files = index()?;
-    let mut wanted = vec![false; files.len()];
+    let mut wanted = vec![false; FILES.len()];
     let mut stack = names
         .iter()
-        .map(|n| file_of(&files, n))
+        .map(|n| file_of(n))
         .collect::<Option<Vec<usize>>>()?;
     while let Some(k) = stack.pop() {
         if !std::mem::replace(&mut wanted[k], true) {
-            stack.extend(&files[k].dependencies);
+            let (_, _, first, end) = FILES[k];
+            stack.extend(
+                DEPENDENCIES[first as usize..end as usize]
+                    .iter()
+                    .map(|&d| usize::from(d)),
+            );
         }
     }
     // In the set's order, which has every file after the files it imports.
-    let set: Vec<u8> = files
+    let set: Vec<u8> = FILES
         .iter()
         .zip(&wanted)
         .filter(|(_, w)| **w)
-        .flat_map(|(f, _)| f.entry.iter().copied())
+        .flat_map(|(&(start, end, _, _), _)| &DESCRIPTORS[start as usize..end as usize])
+        .copied()
         .collect();
     drop(DescriptorPool::global()); // as in `pool`
     DescriptorPool::decode(set.as_slice()).ok()
 }
 
-/// One file of the set: its whole entry in [`DESCRIPTORS`], what it imports, its top-level messages.
-struct IndexedFile {
-    entry: &'static [u8],
-    dependencies: Vec<usize>,
-    messages: Vec<String>,
-}
-
-/// The set's files, read from the wire format without decoding the descriptors.
-fn index() -> Option<Vec<IndexedFile>> {
-    use crate::wire::{entries, fields};
-    let mut names = std::collections::HashMap::new();
-    let mut files = Vec::new();
-    let mut imports = Vec::new();
-    for (number, entry, payload) in fields(DESCRIPTORS)? {
-        let (1, Some(file)) = (number, payload) else {
-            continue;
-        };
-        let text = |n: u64| -> Option<Vec<&str>> {
-            entries(file, n)?
-                .into_iter()
-                .map(|b| std::str::from_utf8(b).ok())
-                .collect()
-        };
-        let name = text(1)?.first().copied().unwrap_or_default();
-        let package = text(2)?.first().copied().unwrap_or_default();
-        let mut messages = Vec::new();
-        for message in entries(file, 4)? {
-            let short = entries(message, 1)?;
-            let short = std::str::from_utf8(short.first()?).ok()?;
-            messages.push(if package.is_empty() {
-                short.to_owned()
-            } else {
-                format!("{package}.{short}")
-            });
-        }
-        names.insert(name, files.len());
-        imports.push(text(3)?);
-        files.push(IndexedFile {
-            entry,
-            dependencies: Vec::new(),
-            messages,
-        });
-    }
-    for (file, imports) in files.iter_mut().zip(imports) {
-        file.dependencies = imports
-            .into_iter()
-            .map(|i| names.get(i).copied())
-            .collect::<Option<_>>()?;
-    }
-    Some(files)
-}
+// The set's index, made by `build.rs`: `MESSAGES` (every top-level message's full name, as a range of
+// `MESSAGE_NAMES`, and its file; sorted by name), `FILES` (each file's byte range in `DESCRIPTORS`
+// and its imports, as a range of `DEPENDENCIES`).
+include!(concat!(env!("OUT_DIR"), "/descriptor_index.rs"));
 
 /// The file defining message `name` (for a nested message, its outermost one).
-fn file_of(files: &[IndexedFile], name: &str) -> Option<usize> {
+fn file_of(name: &str) -> Option<usize> {
+    let message_name = |&(start, len, _): &(u32, u32, u16)| {
+        MESSAGE_NAMES
+            .get(start as usize..(start + len) as usize)
+            .unwrap_or_default()
+    };
     let mut candidate = name;
     loop {
-        if let Some(k) = files
-            .iter()
-            .position(|f| f.messages.iter().any(|m| m == candidate))
-        {
-            return Some(k);
+        if let Ok(k) = MESSAGES.binary_search_by(|m| message_name(m).cmp(candidate)) {
+            return Some(usize::from(MESSAGES[k].2));
         }
         candidate = candidate.rsplit_once('.')?.0;
     }

@@ -21,4 +21,3 @@ pub mod json;
 pub mod secrets;
 pub mod type_url;
 mod validate;
-mod wire;

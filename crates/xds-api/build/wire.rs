@@ -1,5 +1,5 @@
 //! The protobuf wire format, just enough to walk a message's top-level fields: `build.rs` splits
-//! Envoy's descriptor set with it, and [`crate::descriptor`] indexes that set's files.
+//! Envoy's descriptor set with it and indexes that set's files.
 
 /// A varint at `at`, which moves past it.
 pub(crate) fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
