@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/tls.rs"]
+mod tls;
+
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use testkit::{Client, Envoy, Process, TempDir, Upstream};
@@ -31,6 +34,8 @@ use xds_api::pb::envoy::service::discovery::v3::{
 };
 use xds_api::pb::google::protobuf::Any;
 use xds_api::type_url;
+
+use tls::tls_answer;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -835,49 +840,6 @@ fn ca_secret(name: &str, root_pem: &str) -> Any {
     pack(&secret)
 }
 
-/// The server certificate's SANs over TLS to `addr` (chain checked against `roots`, names not) and
-/// the answer's status and body; `None` when the handshake or the request fails.
-async fn tls_answer(
-    addr: SocketAddr,
-    roots: &mesh_tls::RootStore,
-) -> Option<(Vec<String>, u16, String)> {
-    use http_body_util::BodyExt;
-    let config = mesh_tls::client_config(&mesh_tls::ClientOptions::new(
-        mesh_tls::Verify::SanMatch(mesh_tls::PeerValidation::new(roots.clone())),
-    ))
-    .unwrap();
-    let attempt = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let name = mesh_tls::rustls::pki_types::ServerName::try_from("sds.example.com").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .ok()?;
-        let sans = mesh_tls::subject_alt_names(&tls.get_ref().1.peer_certificates()?[0])
-            .ok()?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let req = hyper::Request::builder()
-            .uri("/")
-            .header("host", "sds.example.com")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = send.send_request(req).await.ok()?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        Some((sans, status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Polls `probe` until `done` holds for what it returns, at most `WAIT`.
 async fn until_seen<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
     what: &str,
@@ -978,7 +940,7 @@ async fn secrets_over_ads_match_envoy() {
             "{:?}",
             until_seen(
                 "the first certificate",
-                || tls_answer(tls_addr, &roots),
+                || tls_answer(tls_addr, "sds.example.com", &roots, None),
                 |s| sans(s, "one")
             )
             .await
@@ -998,7 +960,7 @@ async fn secrets_over_ads_match_envoy() {
             "{:?}",
             until_seen(
                 "the new certificate",
-                || tls_answer(tls_addr, &roots),
+                || tls_answer(tls_addr, "sds.example.com", &roots, None),
                 |s| sans(s, "two")
             )
             .await
@@ -1006,7 +968,10 @@ async fn secrets_over_ads_match_envoy() {
         // A CA that did not sign the server: origination fails, termination goes on.
         ads.push("v2", resources(&two, &stranger.root_pem(), 0));
         seen.push(format!("{}", plain(503).await.status));
-        seen.push(format!("{:?}", tls_answer(tls_addr, &roots).await));
+        seen.push(format!(
+            "{:?}",
+            tls_answer(tls_addr, "sds.example.com", &roots, None).await
+        ));
         // A listener whose secret is not there yet: no NACK; it serves once the secret comes.
         ads.push("v3", resources(&two, &ca.root_pem(), 1));
         seen.push(format!("{:?}", plain(200).await.body));
@@ -1039,7 +1004,7 @@ async fn secrets_over_ads_match_envoy() {
             "{:?}",
             until_seen(
                 "the late listener",
-                || tls_answer(late_addr, &roots),
+                || tls_answer(late_addr, "sds.example.com", &roots, None),
                 |s| sans(s, "late")
             )
             .await

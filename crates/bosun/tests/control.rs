@@ -3,6 +3,9 @@
 //! on its own loopback address (`IP:15001` outbound as an explicit HTTP proxy, `IP:15006` inbound);
 //! workloads are testkit upstreams on `IP:9080`.
 
+#[path = "support/tls.rs"]
+mod tls;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -758,6 +761,31 @@ spec:
     }
 }
 
+/// The node id of an ingress gateway pod in `istio-system` at `ip`.
+fn ingress_node_id(ip: &str) -> String {
+    format!("router~{ip}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local")
+}
+
+/// Starts an ingress gateway (`istio=ingressgateway`) as `node_id` and waits until it has its
+/// config.
+async fn start_ingress(dataplane: Dataplane, plane: &Plane, node_id: &str) -> Sidecar {
+    let gateway = Sidecar::start_node(dataplane, plane, "ingress", node_id, "istio=ingressgateway");
+    plane.wait_in_sync(1).await;
+    gateway
+}
+
+/// A mesh of one service, productpage, whose one instance at `ip` has no sidecar.
+fn productpage_mesh(ip: &str) -> String {
+    format!(
+        "services:
+- name: productpage
+  ports: [{{number: 9080, name: http}}]
+workloads:
+- {{name: productpage-v1, service: productpage, labels: {{app: productpage}}, address: {ip}, sidecar: false}}
+"
+    )
+}
+
 /// Traffic in through an ingress gateway: a Gateway on port 8080 and a VirtualService bound to it
 /// route `/productpage` to the productpage service; other paths are not found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -765,15 +793,7 @@ async fn ingress_gateway() {
     for dataplane in dataplanes("ingress_gateway") {
         let ip = subnet(6, dataplane);
         let productpage = upstream("productpage", &ip(2));
-        let mesh = format!(
-            "services:
-- name: productpage
-  ports: [{{number: 9080, name: http}}]
-workloads:
-- {{name: productpage-v1, service: productpage, labels: {{app: productpage}}, address: {pp}, sidecar: false}}
-",
-            pp = ip(2)
-        );
+        let mesh = productpage_mesh(&ip(2));
         let config = "apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: bookinfo-gateway}
@@ -794,18 +814,8 @@ spec:
     route: [{destination: {host: productpage, port: {number: 9080}}}]
 ";
         let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
-        let node_id = format!(
-            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
-            ip(1)
-        );
-        let _gateway = Sidecar::start_node(
-            dataplane,
-            &plane,
-            "ingress",
-            &node_id,
-            "istio=ingressgateway",
-        );
-        plane.wait_in_sync(1).await;
+        let node_id = ingress_node_id(&ip(1));
+        let _gateway = start_ingress(dataplane, &plane, &node_id).await;
         let ingress: SocketAddr = format!("{}:8080", ip(1)).parse().expect("addr");
         let resp = http_get(ingress, "/productpage", &[("host", "bookinfo.example")])
             .await
@@ -819,6 +829,157 @@ spec:
         let resp = http_get(ingress, "/admin", &[]).await.expect("request");
         assert_eq!(resp.status, 404, "{dataplane:?}: no route");
         assert_eq!(productpage.requests(), 2, "{dataplane:?}");
+    }
+}
+
+/// A `kubernetes.io/tls` Secret `name` in `istio-system` with `cert` (and `ca` as `ca.crt`), as
+/// `kubectl create secret tls` writes it.
+fn tls_secret(name: &str, cert: &mesh_tls::WorkloadCert, ca: Option<&str>) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut out = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: istio-system}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(&cert.cert_chain_pem),
+        b64(&cert.key_pem)
+    );
+    if let Some(ca) = ca {
+        out.push_str(&format!("  ca.crt: {}\n", b64(ca)));
+    }
+    out
+}
+
+/// Istio's secure ingress: HTTPS servers whose certificates come from the Secrets their
+/// `credentialName` names (served to the gateway over SDS), one chosen by SNI per host; `MUTUAL`
+/// refuses clients without a certificate from the secret's CA; a Secret rewritten on disk reaches
+/// new connections without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_gateway_terminates_tls_with_credential_secrets() {
+    let hour = Duration::from_secs(3600);
+    for dataplane in dataplanes("ingress_gateway_terminates_tls_with_credential_secrets") {
+        let ip = subnet(28, dataplane);
+        let productpage = upstream("productpage", &ip(2));
+        let mesh = productpage_mesh(&ip(2));
+        let config = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8443, name: https, protocol: HTTPS}
+    hosts: [bookinfo.example.com]
+    tls: {mode: SIMPLE, credentialName: bookinfo-credential}
+  - port: {number: 8443, name: https-admin, protocol: HTTPS}
+    hosts: [admin.example.com]
+    tls: {mode: MUTUAL, credentialName: admin-credential}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: [bookinfo.example.com, admin.example.com]
+  gateways: [istio-system/edge]
+  http:
+  - route: [{destination: {host: productpage, port: {number: 9080}}}]
+";
+        let server_ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+        let client_ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+        let issue = |ca: &mesh_tls::CertificateAuthority, name: &str| {
+            ca.issue_server(&[name], hour).expect("certificate")
+        };
+        let bookinfo = tls_secret(
+            "bookinfo-credential",
+            &issue(&server_ca, "bookinfo.example.com"),
+            None,
+        );
+        let admin = tls_secret(
+            "admin-credential",
+            &issue(&server_ca, "admin.example.com"),
+            Some(&client_ca.root_pem()),
+        );
+        let plane = Plane::start(&[
+            ("mesh.yaml", &mesh),
+            ("gateway.yaml", config),
+            ("bookinfo-credential.yaml", &bookinfo),
+            ("admin-credential.yaml", &admin),
+        ]);
+        let node_id = ingress_node_id(&ip(1));
+        let _gateway = start_ingress(dataplane, &plane, &node_id).await;
+        let ingress: SocketAddr = format!("{}:8443", ip(1)).parse().expect("addr");
+        let roots = mesh_tls::RootStore::from_pem(server_ca.root_pem().as_bytes()).expect("roots");
+
+        // Each host gets its own certificate, by SNI.
+        for host in ["bookinfo.example.com", "admin.example.com"] {
+            let client = (host == "admin.example.com").then(|| {
+                issue(&client_ca, "client.example.com")
+                    .identity()
+                    .expect("identity")
+            });
+            let answer = tls::tls_answer(ingress, host, &roots, client).await;
+            let (sans, status, _) =
+                answer.unwrap_or_else(|| panic!("{dataplane:?}: {host} over TLS"));
+            assert_eq!(sans, [format!("DNS:{host}")], "{dataplane:?}");
+            assert_eq!(status, 200, "{dataplane:?}: {host}");
+        }
+        assert_eq!(productpage.requests(), 2, "{dataplane:?}");
+        // MUTUAL: no client certificate, or one from another CA, gets no answer.
+        assert_eq!(
+            tls::tls_answer(ingress, "admin.example.com", &roots, None).await,
+            None
+        );
+        let stranger = issue(&server_ca, "stranger.example.com")
+            .identity()
+            .expect("identity");
+        assert_eq!(
+            tls::tls_answer(ingress, "admin.example.com", &roots, Some(stranger)).await,
+            None,
+            "{dataplane:?}"
+        );
+        assert_eq!(productpage.requests(), 2, "{dataplane:?}");
+
+        // The control plane's dump of the gateway's config shows the secrets, not their keys.
+        let dump = http_get(
+            plane.debug,
+            &format!("/debug/config_dump?proxy={node_id}"),
+            &[],
+        )
+        .await
+        .expect("config dump")
+        .text();
+        let dump: serde_json::Value = serde_json::from_str(&dump).expect("JSON");
+        let secret = dump["SDS"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == "kubernetes://bookinfo-credential")
+            .unwrap_or_else(|| panic!("the secret in {dump}"));
+        let certificate = &secret["tls_certificate"];
+        assert_eq!(certificate["private_key"]["inline_bytes"], "[redacted]");
+        assert!(certificate["certificate_chain"]["inline_bytes"].is_string());
+
+        // A renewed certificate, from another CA, written over the Secret: new connections get it.
+        let renewed_ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+        let renewed = tls_secret(
+            "bookinfo-credential",
+            &issue(&renewed_ca, "bookinfo.example.com"),
+            None,
+        );
+        plane
+            .dir
+            .write("bookinfo-credential.yaml", renewed.as_bytes())
+            .expect("rewrite the secret");
+        let new_roots =
+            mesh_tls::RootStore::from_pem(renewed_ca.root_pem().as_bytes()).expect("roots");
+        let deadline = Instant::now() + WAIT;
+        while tls::tls_answer(ingress, "bookinfo.example.com", &new_roots, None)
+            .await
+            .is_none_or(|(_, status, _)| status != 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{dataplane:?}: the renewed certificate never came"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -872,18 +1033,8 @@ spec:
     - {destination: {host: echo, subset: v2}, weight: 20}
 ";
         let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
-        let node_id = format!(
-            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
-            ip(1)
-        );
-        let _gateway = Sidecar::start_node(
-            dataplane,
-            &plane,
-            "ingress",
-            &node_id,
-            "istio=ingressgateway",
-        );
-        plane.wait_in_sync(1).await;
+        let node_id = ingress_node_id(&ip(1));
+        let _gateway = start_ingress(dataplane, &plane, &node_id).await;
         let ingress: SocketAddr = format!("{}:31400", ip(1)).parse().expect("addr");
         // The weight picks a destination per connection: one request per connection.
         let total = 300;
@@ -953,18 +1104,8 @@ spec:
     route: [{destination: {host: api}}]
 ";
         let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
-        let node_id = format!(
-            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
-            ip(1)
-        );
-        let _gateway = Sidecar::start_node(
-            dataplane,
-            &plane,
-            "ingress",
-            &node_id,
-            "istio=ingressgateway",
-        );
-        plane.wait_in_sync(1).await;
+        let node_id = ingress_node_id(&ip(1));
+        let _gateway = start_ingress(dataplane, &plane, &node_id).await;
         let ingress = Client::h1(format!("{}:8080", ip(1)).parse().expect("addr"));
         let cors_headers = |resp: &testkit::Response| -> Vec<(String, String)> {
             [
@@ -1516,18 +1657,8 @@ spec:
   - route: [{destination: {host: echo}}]
 ";
         let plane = Plane::start(&[("mesh.yaml", &mesh), ("gateway.yaml", config)]);
-        let node_id = format!(
-            "router~{}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
-            ip(1)
-        );
-        let _gateway = Sidecar::start_node(
-            dataplane,
-            &plane,
-            "ingress",
-            &node_id,
-            "istio=ingressgateway",
-        );
-        plane.wait_in_sync(1).await;
+        let node_id = ingress_node_id(&ip(1));
+        let _gateway = start_ingress(dataplane, &plane, &node_id).await;
         let ingress: SocketAddr = format!("{}:31400", ip(1)).parse().expect("addr");
         // Several clients (source addresses); each one's connections all land on one instance.
         for client in 10..14 {

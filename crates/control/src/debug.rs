@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::error::ControlError;
 use crate::server::Shared;
-use crate::store::parse_resources;
+use crate::store::parse_config;
 
 /// The largest body `/apply` takes.
 const MAX_APPLY_BYTES: usize = 8 * 1024 * 1024;
@@ -188,11 +188,16 @@ async fn apply(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Err(_) => return respond(StatusCode::REQUEST_TIMEOUT, "text/plain", "timed out\n"),
     };
     let text = String::from_utf8_lossy(&body);
-    match parse_resources(&source, &text) {
-        Ok(resources) => {
-            let names: Vec<String> = resources.iter().map(|r| r.key()).collect();
+    match parse_config(&source, &text) {
+        Ok(parsed) => {
+            let resources = parsed.resources.iter().map(|r| r.key());
+            let secrets = parsed
+                .secrets
+                .iter()
+                .map(|s| format!("Secret {}/{}", s.namespace, s.name));
+            let names: Vec<String> = resources.chain(secrets).collect();
             let mut store = shared.store();
-            store.apply(resources);
+            store.apply(parsed);
             store.set_apply_errors(Vec::new());
             drop(store);
             shared.notify_changed();
@@ -267,8 +272,11 @@ fn config_dump(snapshot: &xds_server::Snapshot) -> Value {
             .into_iter()
             .flat_map(|m| m.iter().map(|(_, r)| r))
             .map(|r| {
-                xds_api::json::encoded_to_json(xds_api::any::type_name(url), r.value())
-                    .unwrap_or_else(|e| json!({"error": e.to_string()}))
+                let mut v = xds_api::json::encoded_to_json(xds_api::any::type_name(url), r.value())
+                    .unwrap_or_else(|e| json!({"error": e.to_string()}));
+                // Secrets' private keys stay out of the dump, as Envoy's own.
+                xds_api::json::redact(&mut v);
+                v
             })
             .collect();
         out.insert(

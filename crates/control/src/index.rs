@@ -3,9 +3,11 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use mesh_api::registry::Registry;
 use mesh_api::resource::{Resource, Spec};
+use mesh_api::secret::CredentialSecret;
 use mesh_api::types::destination_rule::DestinationRuleSpec;
 use mesh_api::types::gateway::GatewaySpec;
 use mesh_api::types::sidecar::{OutboundTrafficPolicyMode, SidecarSpec};
@@ -88,6 +90,8 @@ pub struct Index {
     pub destination_rules: Vec<DestinationRule>,
     pub gateways: Vec<Gateway>,
     pub sidecars: Vec<Sidecar>,
+    /// TLS credentials by namespace and name, for Gateways' `credentialName`.
+    pub secrets: BTreeMap<(String, String), Arc<CredentialSecret>>,
     pub mesh: MeshSettings,
     /// Every distinct `sourceLabels`/`sourceNamespace` pair in VirtualService matches: the only ways a
     /// proxy's labels change its routes, so proxies that agree on all of them share route tables.

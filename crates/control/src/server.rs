@@ -122,8 +122,10 @@ impl Shared {
                 .and_then(|p| p.mode)
                 .unwrap_or(self.options.outbound_policy),
         };
-        let index = Arc::new(Index::build(registry, &store.resources(), mesh));
+        let mut index = Index::build(registry, &store.resources(), mesh);
+        index.secrets = store.secrets();
         drop(store);
+        let index = Arc::new(index);
         for w in &index.warnings {
             warn!("{w}");
         }

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use mesh_api::diag::{Finding, Severity};
 use mesh_api::registry::{Registry, load_registry_str};
 use mesh_api::resource::{Resource, load_str};
+use mesh_api::secret::CredentialSecret;
 
 /// Files named like this in the config directory are the registry (the mesh file), not resources.
 pub const MESH_FILE_NAMES: [&str; 2] = ["mesh.yaml", "mesh.yml"];
@@ -29,8 +30,8 @@ struct Stamp {
 #[derive(Debug, Clone)]
 struct FileState {
     stamp: Stamp,
-    /// The resources of its last version that validated.
-    good: Vec<Resource>,
+    /// The resources and secrets of its last version that validated.
+    good: Parsed,
     /// Why its current version is refused, as `file:line:col: message (at field)` lines.
     errors: Vec<String>,
 }
@@ -51,7 +52,16 @@ pub struct ConfigStore {
     registry_stamp: Option<Stamp>,
     registry_errors: Vec<String>,
     applied: BTreeMap<String, Resource>,
+    applied_secrets: BTreeMap<(String, String), CredentialSecret>,
     apply_errors: Vec<String>,
+}
+
+/// What a file or an apply holds that the control plane uses: Istio resources, and the TLS
+/// credentials (`v1` `Secret`s) that Gateways' `credentialName` names.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub resources: Vec<Resource>,
+    pub secrets: Vec<CredentialSecret>,
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
@@ -81,8 +91,9 @@ pub fn error_lines(source: &str, findings: &[Finding]) -> Vec<String> {
         .collect()
 }
 
-/// Reads and validates Istio YAML: the resources, or the error lines that refuse them.
-pub fn parse_resources(source_name: &str, text: &str) -> Result<Vec<Resource>, Vec<String>> {
+/// Reads and validates Istio YAML (and the `Secret`s beside it): what it holds, or the error lines
+/// that refuse it.
+pub fn parse_config(source_name: &str, text: &str) -> Result<Parsed, Vec<String>> {
     let file: Arc<Path> = Arc::from(Path::new(source_name));
     let loaded = load_str(text, Some(file));
     let mut findings = loaded.findings;
@@ -91,10 +102,18 @@ pub fn parse_resources(source_name: &str, text: &str) -> Result<Vec<Resource>, V
     }
     let errors = error_lines(source_name, &findings);
     if errors.is_empty() {
-        Ok(loaded.resources)
+        Ok(Parsed {
+            resources: loaded.resources,
+            secrets: loaded.secrets,
+        })
     } else {
         Err(errors)
     }
+}
+
+/// [`parse_config`]'s resources only (tests, tools that have no use for secrets).
+pub fn parse_resources(source_name: &str, text: &str) -> Result<Vec<Resource>, Vec<String>> {
+    parse_config(source_name, text).map(|p| p.resources)
 }
 
 fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
@@ -168,7 +187,7 @@ impl ConfigStore {
                 )])
             } else {
                 match std::fs::read_to_string(&path) {
-                    Ok(text) => parse_resources(&shown, &text),
+                    Ok(text) => parse_config(&shown, &text),
                     Err(e) => Err(vec![format!("{shown}: cannot read: {e}")]),
                 }
             };
@@ -225,12 +244,26 @@ impl ConfigStore {
         true
     }
 
-    /// Applies resources (validated by the caller with [`parse_resources`]): each replaces any
-    /// resource of the same kind, namespace and name.
-    pub fn apply(&mut self, resources: Vec<Resource>) {
-        for r in resources {
+    /// Applies resources and secrets (validated by the caller with [`parse_config`]): each replaces
+    /// any of the same kind, namespace and name.
+    pub fn apply(&mut self, parsed: Parsed) {
+        for r in parsed.resources {
             self.applied.insert(r.key(), r);
         }
+        for s in parsed.secrets {
+            self.applied_secrets
+                .insert((s.namespace.clone(), s.name.clone()), s);
+        }
+    }
+
+    /// Every secret in force, by namespace and name: from files (a later file's copy replaces an
+    /// earlier one's), then applied ones over them.
+    pub fn secrets(&self) -> BTreeMap<(String, String), Arc<CredentialSecret>> {
+        let files = self.files.values().flat_map(|f| f.good.secrets.iter());
+        files
+            .chain(self.applied_secrets.values())
+            .map(|s| ((s.namespace.clone(), s.name.clone()), Arc::new(s.clone())))
+            .collect()
     }
 
     /// Every resource in force: from files (a later file's copy of a resource replaces an earlier
@@ -241,7 +274,7 @@ impl ConfigStore {
         let all = self
             .files
             .values()
-            .flat_map(|f| f.good.iter())
+            .flat_map(|f| f.good.resources.iter())
             .chain(self.applied.values());
         for r in all {
             match by_key.get(&r.key()) {
@@ -363,8 +396,8 @@ mod tests {
             1,
             "mesh.yaml is not a resource file"
         );
-        let applied = parse_resources("new.yaml", &VS.replace("reviews]", "reviews, ratings]"))
-            .expect("valid");
+        let applied =
+            parse_config("new.yaml", &VS.replace("reviews]", "reviews, ratings]")).expect("valid");
         store.apply(applied);
         let all = store.resources();
         assert_eq!(all.len(), 1);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use control::generate::{InboundAddressing, ProxyResources, generate};
 use control::index::{Index, MeshSettings};
 use control::node::{Interception, Proxy};
-use control::store::parse_resources;
+use control::store::{parse_config, parse_resources};
 use http::HeaderMap;
 use mesh_api::registry::load_registry_str;
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
@@ -56,14 +56,25 @@ spec:
 
 fn index(yaml: &str, policy: OutboundTrafficPolicyMode) -> Index {
     let registry = load_registry_str(MESH).expect("mesh file");
-    let resources = parse_resources("test.yaml", yaml).expect("valid config");
-    Index::build(
+    let parsed = parse_config("test.yaml", yaml).expect("valid config");
+    let mut index = Index::build(
         &registry,
-        &resources,
+        &parsed.resources,
         MeshSettings {
             outbound_policy: policy,
         },
-    )
+    );
+    index.secrets = parsed
+        .secrets
+        .into_iter()
+        .map(|s| {
+            (
+                (s.namespace.clone(), s.name.clone()),
+                std::sync::Arc::new(s),
+            )
+        })
+        .collect();
+    index
 }
 
 fn proxy(id: &str, labels: &[(&str, &str)]) -> Proxy {
@@ -90,8 +101,17 @@ fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
         proxy_model::cluster::Cluster::from_proto(c, &At::root(&c.name))
             .unwrap_or_else(|e| panic!("cluster {}: {e:?}", c.name));
     }
+    // Listeners with the secrets the proxy would be sent over ADS, as the proxy builds them.
+    let secrets = proxy_model::tls::Secrets {
+        ads: r
+            .secrets
+            .iter()
+            .map(|s| (s.name.clone(), std::sync::Arc::new(s.clone())))
+            .collect(),
+        ..Default::default()
+    };
     for l in &r.listeners {
-        proxy_model::listener::Listener::from_proto(l, &At::root(&l.name))
+        proxy_model::listener::Listener::from_proto_with(l, &At::root(&l.name), &secrets)
             .unwrap_or_else(|e| panic!("listener {}: {e:?}", l.name));
     }
     for rc in &r.routes {
@@ -2636,4 +2656,195 @@ spec:
             .circuit_breakers
             .is_none()
     );
+}
+
+/// A `kubernetes.io/tls` Secret for `hosts` (named `name`, in `namespace`), as `kubectl create
+/// secret tls` writes it, with the CA that signed it as `ca.crt` when `with_ca`.
+fn tls_secret(name: &str, namespace: &str, hosts: &[&str], with_ca: bool) -> String {
+    use std::fmt::Write as _;
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+    let cert = ca
+        .issue_server(hosts, std::time::Duration::from_secs(3600))
+        .expect("server certificate");
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let mut out = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {namespace}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&cert.cert_chain_pem),
+        indent(&cert.key_pem)
+    );
+    if with_ca {
+        let _ = write!(out, "  ca.crt: |\n{}", indent(&ca.root_pem()));
+    }
+    out
+}
+
+/// `credentialName`: the server's certificate comes from the Secret of that name in the gateway's
+/// namespace, over SDS (`kubernetes://NAME`); each HTTPS server has a filter chain chosen by SNI;
+/// `MUTUAL` asks clients for a certificate checked against the secret's `ca.crt`
+/// (`kubernetes://NAME-cacert`); a server whose secret is missing is skipped with a warning.
+#[test]
+fn gateway_https_servers_take_certificates_from_credential_secrets() {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+        DownstreamTlsContext, common_tls_context::ValidationContextType, secret,
+    };
+    let gateway = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [bookinfo.example.com]
+    tls: {mode: SIMPLE, credentialName: bookinfo-credential}
+  - port: {number: 443, name: https-admin, protocol: HTTPS}
+    hosts: [admin.example.com]
+    tls: {mode: MUTUAL, credentialName: admin-credential}
+  - port: {number: 8443, name: https-missing, protocol: HTTPS}
+    hosts: ['*']
+    tls: {mode: SIMPLE, credentialName: nowhere}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo}
+spec:
+  hosts: [bookinfo.example.com, admin.example.com]
+  gateways: [istio-system/edge]
+  http:
+  - route: [{destination: {host: productpage, port: {number: 9080}}}]
+";
+    let config = [
+        gateway.to_owned(),
+        tls_secret(
+            "bookinfo-credential",
+            "istio-system",
+            &["bookinfo.example.com"],
+            false,
+        ),
+        tls_secret(
+            "admin-credential",
+            "istio-system",
+            &["admin.example.com"],
+            true,
+        ),
+        // The same name in another namespace is not the gateway's.
+        tls_secret("nowhere", "default", &["x.example.com"], false),
+    ]
+    .join("---\n");
+    let index = index(&config, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &gateway_proxy());
+
+    // The chains, by SNI, and what each terminates with.
+    let l = r.listener("0.0.0.0_443").expect("the HTTPS listener");
+    assert_eq!(
+        l.listener_filters
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["envoy.filters.listener.tls_inspector"]
+    );
+    let tls_of = |sni: &str| -> DownstreamTlsContext {
+        let chain = l
+            .filter_chains
+            .iter()
+            .find(|c| {
+                c.filter_chain_match
+                    .as_ref()
+                    .is_some_and(|m| m.server_names == [sni])
+            })
+            .unwrap_or_else(|| panic!("a chain for {sni}"));
+        let Some(xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+            any,
+        )) = &chain.transport_socket.as_ref().expect("TLS").config_type
+        else {
+            panic!("a typed TLS config");
+        };
+        xds_api::any::unpack(any).expect("a DownstreamTlsContext")
+    };
+    let sds_names = |t: &DownstreamTlsContext| -> Vec<String> {
+        let common = t.common_tls_context.as_ref().expect("common context");
+        let mut names: Vec<String> = common
+            .tls_certificate_sds_secret_configs
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        if let Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) =
+            &common.validation_context_type
+        {
+            names.push(c.name.clone());
+        }
+        names
+    };
+    let simple = tls_of("bookinfo.example.com");
+    assert_eq!(sds_names(&simple), ["kubernetes://bookinfo-credential"]);
+    assert_eq!(simple.require_client_certificate, None);
+    let mutual = tls_of("admin.example.com");
+    assert_eq!(
+        sds_names(&mutual),
+        [
+            "kubernetes://admin-credential",
+            "kubernetes://admin-credential-cacert"
+        ]
+    );
+    assert_eq!(
+        mutual.require_client_certificate.map(|b| b.value),
+        Some(true)
+    );
+    // Both chains route with the port's table.
+    let hit = simulate(&r, "http.443", "admin.example.com", "/", &[]).map(|(_, _, a)| a);
+    assert_eq!(
+        hit.as_deref(),
+        Some("outbound|9080||productpage.default.svc.cluster.local")
+    );
+
+    // The secrets the gateway is sent: the certificates and keys, and the client CA.
+    let mut names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "kubernetes://admin-credential",
+            "kubernetes://admin-credential-cacert",
+            "kubernetes://bookinfo-credential"
+        ]
+    );
+    let cert = r
+        .secret("kubernetes://bookinfo-credential")
+        .expect("secret");
+    let Some(secret::Type::TlsCertificate(c)) = &cert.r#type else {
+        panic!("a certificate: {cert:?}");
+    };
+    let inline = |d: &Option<xds_api::pb::envoy::config::core::v3::DataSource>| match d
+        .as_ref()
+        .and_then(|d| d.specifier.as_ref())
+    {
+        Some(xds_api::pb::envoy::config::core::v3::data_source::Specifier::InlineBytes(b)) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
+        other => panic!("inline bytes: {other:?}"),
+    };
+    assert!(inline(&c.certificate_chain).starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(inline(&c.private_key).contains("PRIVATE KEY"));
+    let ca = r
+        .secret("kubernetes://admin-credential-cacert")
+        .expect("CA secret");
+    assert!(
+        matches!(&ca.r#type, Some(secret::Type::ValidationContext(v)) if v.trusted_ca.is_some()),
+        "{ca:?}"
+    );
+
+    // The missing secret: no listener on 8443, and a warning that says why.
+    assert!(r.listener("0.0.0.0_8443").is_none());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("port 8443") && w.contains("no Secret istio-system/nowhere")),
+        "{:?}",
+        r.warnings
+    );
+    // Sidecars get no secrets.
+    assert!(resources(&index, &productpage()).secrets.is_empty());
 }

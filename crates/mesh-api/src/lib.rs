@@ -12,6 +12,7 @@ pub mod diag;
 pub mod path;
 pub mod registry;
 pub mod resource;
+pub mod secret;
 pub mod types;
 pub mod validate;
 /// The positioned YAML tree every loader here reads (its own crate, shared with `xds-api`).

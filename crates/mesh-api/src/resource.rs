@@ -202,6 +202,8 @@ pub struct Loaded {
     pub skipped: usize,
     /// What the Kubernetes Services and workloads among those documents tell about the mesh.
     pub kubernetes: Registry,
+    /// The TLS credentials among those documents (`v1` `Secret`s), for Gateways' `credentialName`.
+    pub secrets: Vec<crate::secret::CredentialSecret>,
 }
 
 /// Reads every document of a YAML or JSON stream.
@@ -300,6 +302,12 @@ fn load_document(doc: Node, file: Option<&Arc<Path>>, loaded: &mut Loaded) {
                 did_you_mean(&kind_name, names)
             );
             error_at(loaded, &doc, &root.key("kind"), message);
+        } else if kind_name == "Secret" && api_version.as_deref() == Some("v1") {
+            match crate::secret::from_document(&doc) {
+                Ok(secret) => loaded.secrets.push(secret),
+                Err(finding) => loaded.findings.push(finding),
+            }
+            loaded.skipped += 1;
         } else {
             if !is_istio_group {
                 loaded.kubernetes.learn_kubernetes_object(&kind_name, &doc);

@@ -664,7 +664,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
         }
     }
     let mut bootstrap_json = xds_api::json::to_json(&bootstrap);
-    redact(&mut bootstrap_json);
+    xds_api::json::redact(&mut bootstrap_json);
     let mut configs = vec![json!({
         "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
         "bootstrap": bootstrap_json,
@@ -814,53 +814,8 @@ fn message_json<M: prost::Message + prost::Name>(m: &M) -> serde_json::Value {
     if let Some(object) = v.as_object_mut() {
         object.insert("@type".to_owned(), json!(M::type_url()));
     }
-    redact(&mut v);
+    xds_api::json::redact(&mut v);
     v
-}
-
-/// Envoy's fields marked sensitive (private keys, their passwords, session ticket keys, generic
-/// secrets), which its config dump shows as `"[redacted]"`, whatever their source.
-const SENSITIVE: [&str; 5] = ["private_key", "password", "pkcs12", "keys", "secret"];
-
-fn redact(v: &mut serde_json::Value) {
-    fn all_strings(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::String(s) => *s = "[redacted]".to_owned(),
-            serde_json::Value::Array(items) => items.iter_mut().for_each(all_strings),
-            serde_json::Value::Object(fields) => fields.values_mut().for_each(all_strings),
-            _ => {}
-        }
-    }
-    match v {
-        serde_json::Value::Object(fields) => {
-            for (key, value) in fields.iter_mut() {
-                // A DataSource (or a list of them): its inline content or file name.
-                let data_source = |v: &serde_json::Value| {
-                    v.as_object().is_some_and(|o| {
-                        o.keys().any(|k| {
-                            matches!(
-                                k.as_str(),
-                                "inline_string"
-                                    | "inline_bytes"
-                                    | "filename"
-                                    | "environment_variable"
-                            )
-                        })
-                    })
-                };
-                let sensitive = SENSITIVE.contains(&key.as_str())
-                    && (data_source(value)
-                        || value.as_array().is_some_and(|a| a.iter().all(data_source)));
-                if sensitive {
-                    all_strings(value);
-                } else {
-                    redact(value);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
-    }
 }
 
 /// The `route_config`s given inline in `listener`'s HTTP connection managers, as static route

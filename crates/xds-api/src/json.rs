@@ -73,3 +73,50 @@ fn render(name: &str, bytes: &[u8], skip_defaults: bool) -> Result<serde_json::V
             source,
         })
 }
+
+/// Envoy's fields marked sensitive (private keys, their passwords, session ticket keys, generic
+/// secrets), which its config dump shows as `"[redacted]"`, whatever their source.
+const SENSITIVE: [&str; 5] = ["private_key", "password", "pkcs12", "keys", "secret"];
+
+/// Replaces the content of every sensitive field of a rendered message (inline or a file's name)
+/// with `"[redacted]"`, as Envoy's config dump does.
+pub fn redact(v: &mut serde_json::Value) {
+    fn all_strings(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = "[redacted]".to_owned(),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(all_strings),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(all_strings),
+            _ => {}
+        }
+    }
+    match v {
+        serde_json::Value::Object(fields) => {
+            for (key, value) in fields.iter_mut() {
+                // A DataSource (or a list of them): its inline content or file name.
+                let data_source = |v: &serde_json::Value| {
+                    v.as_object().is_some_and(|o| {
+                        o.keys().any(|k| {
+                            matches!(
+                                k.as_str(),
+                                "inline_string"
+                                    | "inline_bytes"
+                                    | "filename"
+                                    | "environment_variable"
+                            )
+                        })
+                    })
+                };
+                let sensitive = SENSITIVE.contains(&key.as_str())
+                    && (data_source(value)
+                        || value.as_array().is_some_and(|a| a.iter().all(data_source)));
+                if sensitive {
+                    all_strings(value);
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}

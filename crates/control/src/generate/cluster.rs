@@ -425,7 +425,7 @@ fn outlier_detection(od: &OutlierDetection) -> EnvoyOutlier {
     out
 }
 
-fn file(path: &str) -> DataSource {
+pub(crate) fn file(path: &str) -> DataSource {
     DataSource {
         specifier: Some(Specifier::Filename(path.to_owned())),
         ..Default::default()

@@ -19,7 +19,7 @@ use xds_api::pb::envoy::config::listener::v3::FilterChain;
 
 use crate::generate::ProxyResources;
 use crate::generate::cluster::{self, INBOUND_PASSTHROUGH_SOURCE, socket_address};
-use crate::generate::listener;
+use crate::generate::{listener, server_tls};
 use crate::index::Index;
 use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol};
 use crate::node::{Interception, Proxy};
@@ -108,7 +108,7 @@ fn port(entry: &IstioIngressListener, proxy: &Proxy) -> Result<IngressPort, Stri
     let (protocol, tls) = match &entry.tls {
         None => (protocol, None),
         Some(settings) => {
-            let socket = listener::terminating_tls(settings)
+            let socket = server_tls::sidecar_ingress_tls(settings)
                 .ok_or("its tls is not mode SIMPLE with serverCertificate and privateKey files")?;
             let inner = match protocol {
                 Protocol::Https => Protocol::Http,

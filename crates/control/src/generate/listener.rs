@@ -6,10 +6,8 @@ use std::collections::BTreeSet;
 
 use prost::Message;
 
-use mesh_api::types::gateway::{Server, ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use mesh_api::types::gateway::Server;
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
-use xds_api::pb::envoy::config::core::v3::TransportSocket;
-use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
 use xds_api::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
     filter::ConfigType as FilterConfig, listener_filter::ConfigType as ListenerFilterConfig,
@@ -30,15 +28,15 @@ use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier as TcpCluster,
 };
-use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CommonTlsContext, DownstreamTlsContext, TlsCertificate,
-};
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{DownstreamTlsContext, Secret};
 use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
+use crate::generate::ProxyResources;
 use crate::generate::cluster::{ads_config_source, socket_address};
 use crate::generate::route::{
     CORS_FILTER, FAULT_FILTER, RouteContext, every_path, forward_to, outbound_cluster,
 };
+use crate::generate::server_tls::{self, ServerTls};
 use crate::generate::tcp::{self, hosts_intersect, server_hosts};
 use crate::index::{Gateway, Index};
 use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol, Service};
@@ -496,13 +494,11 @@ pub fn sidecar_inbound(proxy: &Proxy, ports: &[(u32, u32, bool)]) -> Listener {
     listener(VIRTUAL_INBOUND, &proxy.ip, INBOUND_PORT, chain)
 }
 
-/// A gateway proxy's listeners (one per server port) and route tables (`http.PORT`).
-pub fn gateway(
-    index: &Index,
-    proxy: &Proxy,
-    bind_ip: &str,
-) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<String>) {
+/// A gateway proxy's listeners (one per server port), route tables (`http.PORT`) and the secrets
+/// (SDS) its servers' `credentialName`s name.
+pub fn gateway(index: &Index, proxy: &Proxy, bind_ip: &str) -> ProxyResources {
     let mut warnings = Vec::new();
+    let mut secrets = Vec::new();
     let gateways: Vec<&Gateway> = index.gateways_for(proxy).collect();
     let mut ports: BTreeSet<u32> = BTreeSet::new();
     for g in &gateways {
@@ -524,9 +520,15 @@ pub fn gateway(
         let (l4_servers, servers): (Vec<_>, Vec<_>) =
             servers.into_iter().partition(|(_, s)| tcp::is_l4_server(s));
         if servers.is_empty() {
-            if let Some(l) =
-                gateway_l4_listener(index, proxy, bind_ip, port, &l4_servers, &mut warnings)
-            {
+            if let Some(l) = gateway_l4_listener(
+                index,
+                proxy,
+                bind_ip,
+                port,
+                &l4_servers,
+                &mut secrets,
+                &mut warnings,
+            ) {
                 listeners.push(l);
             }
             continue;
@@ -540,7 +542,9 @@ pub fn gateway(
         let route_name = format!("http.{port}");
         let mut taken = BTreeSet::new();
         let mut virtual_hosts = Vec::new();
-        let mut tls: Option<DownstreamTlsContext> = None;
+        // Servers terminating TLS: the SNI names each is chosen by, and its TLS.
+        let mut terminated: Vec<(Vec<String>, DownstreamTlsContext)> = Vec::new();
+        let mut plain = Vec::new();
         for (g, server) in &servers {
             let gateway_key = format!("{}/{}", g.namespace, g.name);
             let protocol = server
@@ -549,22 +553,28 @@ pub fn gateway(
                 .and_then(|p| p.protocol.clone())
                 .unwrap_or_default()
                 .to_ascii_uppercase();
-            if let Some(t) = &server.tls {
-                match (t.mode, &t.server_certificate, &t.private_key) {
-                    (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
-                        tls = Some(downstream_tls(t, cert, key));
-                    }
-                    (_, _, _) if t.https_redirect.unwrap_or(false) => {}
-                    (mode, _, _) => warnings.push(format!(
-                        "Gateway {gateway_key}: TLS mode {mode:?} on port {port} needs certificate files (serverCertificate, privateKey) or is not supported yet; the server is skipped"
-                    )),
-                }
-            }
             if !matches!(protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "HTTPS") {
                 warnings.push(format!(
                     "Gateway {gateway_key}: protocol {protocol} on port {port} is not supported yet (HTTP and HTTPS are)"
                 ));
                 continue;
+            }
+            match server_tls::gateway_server_tls(
+                index,
+                &proxy.namespace,
+                server.tls.as_ref(),
+                &mut secrets,
+            ) {
+                Ok(ServerTls::Plain) => plain.push(gateway_key.clone()),
+                Ok(ServerTls::Terminated(context)) => {
+                    terminated.push((sni_names(server), *context));
+                }
+                Err(why) => {
+                    warnings.push(format!(
+                        "Gateway {gateway_key}: the server on port {port} is skipped: {why}"
+                    ));
+                    continue;
+                }
             }
             let redirect = server
                 .tls
@@ -606,6 +616,10 @@ pub fn gateway(
                 }
             }
         }
+        if plain.is_empty() && terminated.is_empty() {
+            // Every server of the port was skipped: nothing listens there.
+            continue;
+        }
         if virtual_hosts.is_empty() {
             // istiod: a port no VirtualService binds answers 404.
             virtual_hosts.push(VirtualHost {
@@ -614,16 +628,46 @@ pub fn gateway(
                 ..Default::default()
             });
         }
-        let chain = FilterChain {
-            filters: vec![hcm(
-                &format!("{bind_ip}_{port}"),
-                rds(&route_name),
-                Side::Client,
-            )],
-            transport_socket: tls.as_ref().map(tls_socket),
-            ..Default::default()
+        let connection_manager =
+            || hcm(&format!("{bind_ip}_{port}"), rds(&route_name), Side::Client);
+        if !terminated.is_empty() && !plain.is_empty() {
+            warnings.push(format!(
+                "Gateway {}: plain-text servers on port {port}, where others terminate TLS, are served over TLS only",
+                plain.join(", ")
+            ));
+        }
+        let chains = if terminated.is_empty() {
+            vec![FilterChain {
+                filters: vec![connection_manager()],
+                ..Default::default()
+            }]
+        } else {
+            tls_chains(terminated, port, &mut warnings)
+                .into_iter()
+                .map(|(names, context)| FilterChain {
+                    filter_chain_match: (!names.is_empty()).then(|| FilterChainMatch {
+                        server_names: names,
+                        ..Default::default()
+                    }),
+                    filters: vec![connection_manager()],
+                    transport_socket: Some(server_tls::tls_socket(&context)),
+                    ..Default::default()
+                })
+                .collect()
         };
-        listeners.push(listener(&format!("0.0.0.0_{port}"), bind_ip, port, chain));
+        let by_sni = chains.iter().any(|c| c.filter_chain_match.is_some());
+        listeners.push(Listener {
+            name: format!("0.0.0.0_{port}"),
+            address: Some(socket_address(bind_ip, port)),
+            filter_chains: chains,
+            // Reads the SNI name that chooses a server's chain.
+            listener_filters: if by_sni {
+                vec![tcp::tls_inspector()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        });
         route_configs.push(RouteConfiguration {
             name: route_name,
             virtual_hosts,
@@ -633,7 +677,60 @@ pub fn gateway(
             ..Default::default()
         });
     }
-    (listeners, route_configs, warnings)
+    ProxyResources {
+        listeners,
+        routes: route_configs,
+        secrets,
+        warnings,
+        ..ProxyResources::default()
+    }
+}
+
+/// The SNI names that choose a TLS server's filter chain: its hosts, none (any name, or none) when
+/// one of them is `*`.
+fn sni_names(server: &Server) -> Vec<String> {
+    let hosts: Vec<String> = server_hosts(server).map(str::to_ascii_lowercase).collect();
+    if hosts.iter().any(|h| h == "*") {
+        Vec::new()
+    } else {
+        hosts
+    }
+}
+
+/// One filter chain per TLS server, each SNI name with the first server that claims it (Envoy
+/// refuses two chains matching the same name) and one catch-all chain at most.
+fn tls_chains(
+    servers: Vec<(Vec<String>, DownstreamTlsContext)>,
+    port: u32,
+    warnings: &mut Vec<String>,
+) -> Vec<(Vec<String>, DownstreamTlsContext)> {
+    let mut taken = BTreeSet::new();
+    let mut catch_all = false;
+    let mut out = Vec::new();
+    for (names, context) in servers {
+        if names.is_empty() {
+            if std::mem::replace(&mut catch_all, true) {
+                warnings.push(format!(
+                    "port {port}: two TLS servers for every host; the first one's certificate is used"
+                ));
+            } else {
+                out.push((names, context));
+            }
+            continue;
+        }
+        let (free, claimed): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| !taken.contains(n));
+        if !claimed.is_empty() {
+            warnings.push(format!(
+                "port {port}: TLS hosts {claimed:?} are already served by another server's certificate"
+            ));
+        }
+        if !free.is_empty() {
+            taken.extend(free.iter().cloned());
+            out.push((free, context));
+        }
+    }
+    out
 }
 
 /// A gateway listener for TCP/TLS servers: their `tcp_proxy` chains, by SNI where they have names;
@@ -644,6 +741,7 @@ fn gateway_l4_listener(
     bind_ip: &str,
     port: u32,
     servers: &[(&Gateway, &Server)],
+    secrets: &mut Vec<Secret>,
     warnings: &mut Vec<String>,
 ) -> Option<Listener> {
     let mut chains: Vec<tcp::ChainOpts> = Vec::new();
@@ -656,7 +754,15 @@ fn gateway_l4_listener(
             port,
             gateway: Some(&gateway_key),
         };
-        let terminate = |s: &Server| terminating_tls(s.tls.as_ref()?);
+        let terminate = |s: &Server| match server_tls::gateway_server_tls(
+            index,
+            &proxy.namespace,
+            s.tls.as_ref(),
+            secrets,
+        )? {
+            ServerTls::Terminated(context) => Ok(server_tls::tls_socket(&context)),
+            ServerTls::Plain => Err("it has no TLS to terminate".to_owned()),
+        };
         let incoming = tcp::gateway_l4_chains(&ctx, g, server, terminate, &mut taken_sni, warnings);
         tcp::merge_chains(
             &mut chains,
@@ -680,64 +786,6 @@ fn gateway_l4_listener(
         },
         ..Default::default()
     })
-}
-
-/// The transport socket that terminates TLS with `context`.
-fn tls_socket(context: &DownstreamTlsContext) -> TransportSocket {
-    TransportSocket {
-        name: "envoy.transport_sockets.tls".to_owned(),
-        config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(context))),
-    }
-}
-
-/// Server TLS settings Bosun terminates: `mode: SIMPLE` with certificate and key files.
-pub(crate) fn terminating_tls(tls: &ServerTlsSettings) -> Option<TransportSocket> {
-    match (tls.mode, &tls.server_certificate, &tls.private_key) {
-        (Some(ServerTlsMode::Simple), Some(cert), Some(key)) => {
-            Some(tls_socket(&downstream_tls(tls, cert, key)))
-        }
-        _ => None,
-    }
-}
-
-/// The server's certificate files, and its protocol versions, cipher suites and curves as
-/// `tls_params` (as istiod writes them; unset ones keep Envoy's defaults).
-fn downstream_tls(tls: &ServerTlsSettings, cert: &str, key: &str) -> DownstreamTlsContext {
-    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-        TlsParameters, tls_parameters::TlsProtocol as Envoy,
-    };
-    let version = |v: Option<TlsProtocol>| match v {
-        None | Some(TlsProtocol::TlsAuto) => Envoy::TlsAuto,
-        Some(TlsProtocol::Tlsv10) => Envoy::TlSv10,
-        Some(TlsProtocol::Tlsv11) => Envoy::TlSv11,
-        Some(TlsProtocol::Tlsv12) => Envoy::TlSv12,
-        Some(TlsProtocol::Tlsv13) => Envoy::TlSv13,
-    } as i32;
-    let params = TlsParameters {
-        tls_minimum_protocol_version: version(tls.min_protocol_version),
-        tls_maximum_protocol_version: version(tls.max_protocol_version),
-        cipher_suites: tls.cipher_suites.clone(),
-        ecdh_curves: tls.ecdh_curves.clone(),
-        ..Default::default()
-    };
-    let file = |p: &str| xds_api::pb::envoy::config::core::v3::DataSource {
-        specifier: Some(
-            xds_api::pb::envoy::config::core::v3::data_source::Specifier::Filename(p.to_owned()),
-        ),
-        ..Default::default()
-    };
-    DownstreamTlsContext {
-        common_tls_context: Some(CommonTlsContext {
-            tls_certificates: vec![TlsCertificate {
-                certificate_chain: Some(file(cert)),
-                private_key: Some(file(key)),
-                ..Default::default()
-            }],
-            tls_params: (params != TlsParameters::default()).then_some(params),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 // === Traffic capture (interception REDIRECT): istiod's virtual listeners ===

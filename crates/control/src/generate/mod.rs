@@ -13,6 +13,7 @@ pub mod ingress;
 pub mod listener;
 pub mod locality;
 pub mod route;
+pub mod server_tls;
 pub mod tcp;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use xds_api::pb::envoy::config::core::v3::TrafficDirection;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener;
 use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
 
@@ -41,15 +43,18 @@ pub struct ProxyResources {
     pub endpoints: Vec<ClusterLoadAssignment>,
     pub listeners: Vec<Listener>,
     pub routes: Vec<RouteConfiguration>,
+    /// Gateways' TLS credentials (SDS).
+    pub secrets: Vec<Secret>,
     /// What could not be generated for this proxy, for the log.
     pub warnings: Vec<String>,
 }
 
-const TYPES: [&str; 4] = [
+const TYPES: [&str; 5] = [
     xds_api::type_url::CLUSTER,
     xds_api::type_url::CLUSTER_LOAD_ASSIGNMENT,
     xds_api::type_url::LISTENER,
     xds_api::type_url::ROUTE_CONFIGURATION,
+    xds_api::type_url::SECRET,
 ];
 
 fn empty_snapshot(version: &str) -> Snapshot {
@@ -75,7 +80,12 @@ impl ProxyResources {
         out.extend(pack(self.endpoints.iter().map(|e| (&e.cluster_name, e))));
         out.extend(pack(self.listeners.iter().map(|l| (&l.name, l))));
         out.extend(pack(self.routes.iter().map(|r| (&r.name, r))));
+        out.extend(pack(self.secrets.iter().map(|s| (&s.name, s))));
         out
+    }
+
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.iter().find(|s| s.name == name)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
@@ -99,6 +109,7 @@ impl ProxyResources {
         self.endpoints.extend(other.endpoints);
         self.listeners.extend(other.listeners);
         self.routes.extend(other.routes);
+        self.secrets.extend(other.secrets);
         self.warnings.extend(other.warnings);
     }
 }
@@ -312,10 +323,7 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
                 Interception::None => proxy.ip.as_str(),
                 Interception::Redirect => "0.0.0.0",
             };
-            let (listeners, routes, warnings) = listener::gateway(index, proxy, bind_ip);
-            out.listeners = listeners;
-            out.routes = routes;
-            out.warnings = warnings;
+            out.extend(listener::gateway(index, proxy, bind_ip));
         }
     }
     out
@@ -389,13 +397,13 @@ struct RouteKey {
     sources: Vec<bool>,
 }
 
-/// Encoded resources of the four types, each in a map that snapshots share.
+/// Encoded resources of each type, each in a map that snapshots share.
 #[derive(Debug, Clone, Default)]
-struct TypeMaps([Arc<ResourceMap>; 4]);
+struct TypeMaps([Arc<ResourceMap>; TYPES.len()]);
 
 impl TypeMaps {
     fn of(packed: Packed) -> TypeMaps {
-        let mut maps: [ResourceMap; 4] = Default::default();
+        let mut maps: [ResourceMap; TYPES.len()] = Default::default();
         for (name, r) in packed {
             if let Some(i) = TYPES.iter().position(|t| *t == r.type_url()) {
                 maps[i].insert(name, r);

@@ -530,7 +530,7 @@ pub fn gateway_l4_chains(
     ctx: &RouteContext<'_>,
     gateway: &Gateway,
     server: &Server,
-    terminate: impl Fn(&Server) -> Option<TransportSocket>,
+    terminate: impl FnOnce(&Server) -> Result<TransportSocket, String>,
     taken_sni: &mut BTreeSet<String>,
     warnings: &mut Vec<String>,
 ) -> Vec<ChainOpts> {
@@ -614,11 +614,14 @@ pub fn gateway_l4_chains(
         }
         Some(_) => {
             // TLS terminated here, the plaintext forwarded with the tcp routes.
-            let Some(socket) = terminate(server) else {
-                warnings.push(format!(
-                    "Gateway {gateway_key}: the TLS server on port {port} needs certificate files (serverCertificate, privateKey) or a mode that is supported (PASSTHROUGH, SIMPLE); the server is skipped"
-                ));
-                return Vec::new();
+            let socket = match terminate(server) {
+                Ok(socket) => socket,
+                Err(why) => {
+                    warnings.push(format!(
+                        "Gateway {gateway_key}: the TLS server on port {port} is skipped: {why}"
+                    ));
+                    return Vec::new();
+                }
             };
             match tcp_filters() {
                 Some(filter) => vec![ChainOpts {

@@ -1,0 +1,238 @@
+//! TLS terminated by a gateway server or a Sidecar ingress listener: the `DownstreamTlsContext` of a
+//! server's `tls` settings, with the certificate from files or, for a gateway, from the secret its
+//! `credentialName` names, served over SDS as istiod serves it (`kubernetes://NAME`; for `MUTUAL`,
+//! the client CA as `kubernetes://NAME-cacert`).
+
+use mesh_api::secret::CredentialSecret;
+use mesh_api::types::gateway::{ServerTlsMode, ServerTlsSettings, TlsProtocol};
+use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
+use xds_api::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source::Specifier};
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    TlsCertificate, TlsParameters, common_tls_context::ValidationContextType, secret,
+    tls_parameters::TlsProtocol as EnvoyTlsProtocol,
+};
+use xds_api::pb::google::protobuf::BoolValue;
+
+use crate::generate::cluster::{ads_config_source, file};
+use crate::index::Index;
+
+/// How a server's connections arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerTls {
+    /// In plain text (no `tls`, or only `httpsRedirect`).
+    Plain,
+    /// Over TLS, terminated with this context.
+    Terminated(Box<DownstreamTlsContext>),
+}
+
+/// SDS name of the certificate and key in secret `name` (istiod's).
+pub fn certificate_secret_name(name: &str) -> String {
+    format!("kubernetes://{name}")
+}
+
+/// SDS name of the client CA that goes with credential `name` (istiod's).
+pub fn ca_secret_name(name: &str) -> String {
+    format!("kubernetes://{name}-cacert")
+}
+
+/// The TLS a gateway server in `namespace` (the gateway workload's: where its `credentialName`
+/// secrets are) terminates, adding the SDS secrets it needs to `secrets`; `Err` says why the
+/// server cannot be served.
+pub fn gateway_server_tls(
+    index: &Index,
+    namespace: &str,
+    tls: Option<&ServerTlsSettings>,
+    secrets: &mut Vec<Secret>,
+) -> Result<ServerTls, String> {
+    let Some(tls) = tls else {
+        return Ok(ServerTls::Plain);
+    };
+    let mutual = match tls.mode {
+        Some(ServerTlsMode::Simple) => false,
+        Some(ServerTlsMode::Mutual) => true,
+        // A redirecting server is plain HTTP; validation allows no other mode without one.
+        _ if tls.https_redirect.unwrap_or(false) => return Ok(ServerTls::Plain),
+        mode => return Err(format!("TLS mode {mode:?} is not supported yet")),
+    };
+    let credential = tls
+        .credential_name
+        .as_deref()
+        .or(tls.credential_names.first().map(String::as_str));
+    let Some(credential) = credential else {
+        return terminated_with_files(tls, mutual).map(|c| ServerTls::Terminated(Box::new(c)));
+    };
+    let find = |name: &str| {
+        index
+            .secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(|| format!("credentialName {name}: no Secret {namespace}/{name}"))
+    };
+    let secret = find(credential)?;
+    let (Some(chain), Some(key)) = (&secret.cert_chain, &secret.private_key) else {
+        return Err(format!(
+            "Secret {namespace}/{credential} has no certificate and key (tls.crt and tls.key, or cert and key)"
+        ));
+    };
+    add_secret(
+        secrets,
+        certificate_secret_name(credential),
+        secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(inline(chain)),
+            private_key: Some(inline(key)),
+            ..Default::default()
+        }),
+    );
+    let mut context = CommonTlsContext {
+        tls_certificate_sds_secret_configs: vec![sds(certificate_secret_name(credential))],
+        tls_params: tls_params(tls),
+        ..Default::default()
+    };
+    if mutual {
+        let ca = client_ca(tls, credential, secret, &find)?;
+        add_secret(
+            secrets,
+            ca_secret_name(credential),
+            secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(inline(&ca)),
+                ..Default::default()
+            }),
+        );
+        context.validation_context_type =
+            Some(ValidationContextType::ValidationContextSdsSecretConfig(
+                sds(ca_secret_name(credential)),
+            ));
+    }
+    Ok(ServerTls::Terminated(Box::new(downstream(context, mutual))))
+}
+
+/// The CA that verifies clients of a `MUTUAL` server with credential `name`, in Istio's order: the
+/// secret `caCertCredentialName` names, the credential's own `ca.crt`, the secret `NAME-cacert`.
+fn client_ca<'a>(
+    tls: &ServerTlsSettings,
+    name: &str,
+    secret: &'a CredentialSecret,
+    find: &impl Fn(&str) -> Result<&'a std::sync::Arc<CredentialSecret>, String>,
+) -> Result<Vec<u8>, String> {
+    let ca_of = |s: &CredentialSecret| s.ca_cert.clone().or_else(|| s.cert_chain.clone());
+    if let Some(ca_name) = &tls.ca_cert_credential_name {
+        return find(ca_name)
+            .map(|s| ca_of(s))?
+            .ok_or_else(|| format!("caCertCredentialName {ca_name}: the secret has no ca.crt"));
+    }
+    if let Some(ca) = &secret.ca_cert {
+        return Ok(ca.clone());
+    }
+    find(&format!("{name}-cacert"))
+        .ok()
+        .and_then(|s| ca_of(s))
+        .ok_or_else(|| {
+            format!("MUTUAL needs a client CA: ca.crt in Secret {name} or a Secret {name}-cacert")
+        })
+}
+
+/// `SIMPLE` with `serverCertificate` and `privateKey` files; `MUTUAL` with `caCertificates` too.
+fn terminated_with_files(
+    tls: &ServerTlsSettings,
+    mutual: bool,
+) -> Result<DownstreamTlsContext, String> {
+    let (Some(cert), Some(key)) = (&tls.server_certificate, &tls.private_key) else {
+        return Err(
+            "TLS needs credentialName or certificate files (serverCertificate, privateKey)"
+                .to_owned(),
+        );
+    };
+    let mut context = CommonTlsContext {
+        tls_certificates: vec![TlsCertificate {
+            certificate_chain: Some(file(cert)),
+            private_key: Some(file(key)),
+            ..Default::default()
+        }],
+        tls_params: tls_params(tls),
+        ..Default::default()
+    };
+    if mutual {
+        let ca = tls
+            .ca_certificates
+            .as_deref()
+            .ok_or("MUTUAL with certificate files needs caCertificates")?;
+        context.validation_context_type = Some(ValidationContextType::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(file(ca)),
+                ..Default::default()
+            },
+        ));
+    }
+    Ok(downstream(context, mutual))
+}
+
+/// Server TLS a Sidecar ingress listener terminates: `mode: SIMPLE` with certificate and key files
+/// (Istio allows no `credentialName` there).
+pub fn sidecar_ingress_tls(tls: &ServerTlsSettings) -> Option<TransportSocket> {
+    match tls.mode {
+        Some(ServerTlsMode::Simple) => terminated_with_files(tls, false)
+            .ok()
+            .map(|c| tls_socket(&c)),
+        _ => None,
+    }
+}
+
+/// The transport socket that terminates TLS with `context`.
+pub fn tls_socket(context: &DownstreamTlsContext) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(SocketConfig::TypedConfig(xds_api::any::pack(context))),
+    }
+}
+
+fn downstream(common: CommonTlsContext, mutual: bool) -> DownstreamTlsContext {
+    DownstreamTlsContext {
+        common_tls_context: Some(common),
+        require_client_certificate: mutual.then_some(BoolValue { value: true }),
+        ..Default::default()
+    }
+}
+
+/// The server's protocol versions, cipher suites and curves as `tls_params` (as istiod writes them;
+/// unset ones keep Envoy's defaults).
+fn tls_params(tls: &ServerTlsSettings) -> Option<TlsParameters> {
+    let version = |v: Option<TlsProtocol>| match v {
+        None | Some(TlsProtocol::TlsAuto) => EnvoyTlsProtocol::TlsAuto,
+        Some(TlsProtocol::Tlsv10) => EnvoyTlsProtocol::TlSv10,
+        Some(TlsProtocol::Tlsv11) => EnvoyTlsProtocol::TlSv11,
+        Some(TlsProtocol::Tlsv12) => EnvoyTlsProtocol::TlSv12,
+        Some(TlsProtocol::Tlsv13) => EnvoyTlsProtocol::TlSv13,
+    } as i32;
+    let params = TlsParameters {
+        tls_minimum_protocol_version: version(tls.min_protocol_version),
+        tls_maximum_protocol_version: version(tls.max_protocol_version),
+        cipher_suites: tls.cipher_suites.clone(),
+        ecdh_curves: tls.ecdh_curves.clone(),
+        ..Default::default()
+    };
+    (params != TlsParameters::default()).then_some(params)
+}
+
+fn sds(name: String) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name,
+        sds_config: Some(ads_config_source()),
+    }
+}
+
+/// Adds a secret unless one of that name is there (several servers may share a credential).
+fn add_secret(secrets: &mut Vec<Secret>, name: String, content: secret::Type) {
+    if !secrets.iter().any(|s| s.name == name) {
+        secrets.push(Secret {
+            name,
+            r#type: Some(content),
+        });
+    }
+}
+
+fn inline(bytes: &[u8]) -> DataSource {
+    DataSource {
+        specifier: Some(Specifier::InlineBytes(bytes.to_vec())),
+        ..Default::default()
+    }
+}
