@@ -467,6 +467,24 @@ fn bookinfo_children_die_when_up_is_killed() {
 
 /// One request over a fresh connection, with `request_target` as given (absolute-form through a
 /// sidecar's outbound listener, as apps send through `HTTP_PROXY`): status and body.
+/// The number of the config version the control plane (debug port `debug`) last sent the proxy
+/// whose node id contains `who`, and whether that proxy ACKed all of it.
+fn sidecar_version(debug: &str, who: &str) -> Option<(u64, bool)> {
+    let addr: SocketAddr = format!("127.0.0.1:{debug}").parse().ok()?;
+    let (_, body) = raw_get(addr, "/debug/syncz", &format!("127.0.0.1:{debug}"), &[]);
+    let proxies: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let proxy = proxies
+        .as_array()?
+        .iter()
+        .find(|p| p["proxy"].as_str().is_some_and(|id| id.contains(who)))?;
+    let version = proxy["version"]
+        .as_str()?
+        .trim_start_matches('v')
+        .parse()
+        .ok()?;
+    Some((version, proxy["in_sync"] == true))
+}
+
 fn raw_get(addr: SocketAddr, target: &str, host: &str, headers: &[(&str, &str)]) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s =
@@ -927,7 +945,10 @@ fn bookinfo_load_balancing_and_circuit_breaking() {
         .unwrap_or("none");
         (status, instance)
     };
+    // Applies a scenario and waits until productpage's sidecar has ACKed the config it made, so
+    // that what follows is measured under it (on a loaded machine a push can take a while).
     let apply = |file: &str| {
+        let before = sidecar_version(&debug, "productpage");
         let out = Command::new(BOSUN)
             .args(["apply", "-f"])
             .arg(repo().join("examples/bookinfo-scenarios").join(file))
@@ -939,6 +960,16 @@ fn bookinfo_load_balancing_and_circuit_breaking() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sidecar_version(&debug, "productpage")
+            .is_none_or(|(v, in_sync)| !in_sync || v <= before.map_or(0, |b| b.0))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{file}: productpage's sidecar never ACKed it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
 
     // The example's ROUND_ROBIN: every instance in turn, the faulty one answering 500.
