@@ -832,6 +832,97 @@ spec:
     }
 }
 
+/// `ISTIO_MUTUAL` between sidecars: the client's sidecar originates mutual TLS with the identity the
+/// control plane issued it, the server's sidecar terminates it with its own and hands the request to
+/// its workload; a destination without a sidecar cannot answer TLS (the request fails: the client
+/// does send TLS); the server's sidecar still takes plain text (PERMISSIVE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_mutual_between_sidecars() {
+    for dataplane in dataplanes("istio_mutual_between_sidecars") {
+        let ip = subnet(29, dataplane);
+        let v1 = upstream("v1", &ip(2));
+        let v2 = upstream("v2", &ip(3));
+        let mesh = format!(
+            "services:
+- name: reviews
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+- name: productpage
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+workloads:
+- {{name: productpage-v1, service: productpage, labels: {{app: productpage}}, address: {pp}, serviceAccount: bookinfo-productpage}}
+- {{name: reviews-v1, service: reviews, labels: {{app: reviews, version: v1}}, address: {r1}, serviceAccount: bookinfo-reviews}}
+- {{name: reviews-v2, service: reviews, labels: {{app: reviews, version: v2}}, address: {r2}, sidecar: false}}
+",
+            pp = ip(1),
+            r1 = ip(2),
+            r2 = ip(3),
+        );
+        let config = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {x-version: {exact: v2}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("mtls.yaml", config)]);
+        let _server = Sidecar::start(
+            dataplane,
+            &plane,
+            "reviews-v1",
+            &ip(2),
+            "app=reviews,version=v1",
+        );
+        let _client = Sidecar::start(
+            dataplane,
+            &plane,
+            "productpage-v1",
+            &ip(1),
+            "app=productpage",
+        );
+        plane.wait_in_sync(2).await;
+
+        let client = outbound(&ip(1));
+        let to_v1 = client
+            .send(via("reviews:9080", "/reviews/0"))
+            .await
+            .expect("request");
+        assert_eq!(to_v1.status, 200, "{dataplane:?}: over mutual TLS");
+        assert_eq!(to_v1.header("x-upstream"), Some("v1"));
+        let to_v2 = client
+            .send(via("reviews:9080", "/reviews/0").header("x-version", "v2"))
+            .await
+            .expect("request");
+        assert_eq!(
+            to_v2.status, 503,
+            "{dataplane:?}: TLS to a workload without a sidecar fails"
+        );
+        assert_eq!(v2.requests(), 0);
+        // PERMISSIVE: plain text to the server's sidecar is still taken.
+        let plain = http_get(
+            format!("{}:15006", ip(2)).parse().expect("addr"),
+            "/reviews/0",
+            &[("host", "reviews:9080")],
+        )
+        .await
+        .expect("request");
+        assert_eq!(plain.status, 200, "{dataplane:?}");
+        assert_eq!(v1.requests(), 2, "{dataplane:?}");
+    }
+}
+
 /// A `kubernetes.io/tls` Secret `name` in `istio-system` with `cert` (and `ca` as `ca.crt`), as
 /// `kubectl create secret tls` writes it.
 fn tls_secret(name: &str, cert: &mesh_tls::WorkloadCert, ca: Option<&str>) -> String {

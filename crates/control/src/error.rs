@@ -17,4 +17,6 @@ pub enum ControlError {
     },
     #[error(transparent)]
     Xds(xds_server::XdsServerError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
 }

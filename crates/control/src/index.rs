@@ -92,6 +92,11 @@ pub struct Index {
     pub sidecars: Vec<Sidecar>,
     /// TLS credentials by namespace and name, for Gateways' `credentialName`.
     pub secrets: BTreeMap<(String, String), Arc<CredentialSecret>>,
+    /// The mesh CA that issues workload certificates for `ISTIO_MUTUAL` (none: no mesh TLS).
+    pub identity: Option<Arc<crate::identity::MeshIdentity>>,
+    /// Some DestinationRule asks for `ISTIO_MUTUAL`: proxies then get their identity and accept
+    /// mutual TLS on their inbound side.
+    pub istio_mutual: bool,
     pub mesh: MeshSettings,
     /// Every distinct `sourceLabels`/`sourceNamespace` pair in VirtualService matches: the only ways a
     /// proxy's labels change its routes, so proxies that agree on all of them share route tables.
@@ -203,6 +208,23 @@ fn exact_hosts<'a>(hosts: impl IntoIterator<Item = &'a String>) -> bool {
     any
 }
 
+/// Whether a DestinationRule's policy, at any level (rule, port, subset), is `ISTIO_MUTUAL`.
+fn asks_istio_mutual(rule: &DestinationRuleSpec) -> bool {
+    use mesh_api::types::destination_rule::{ClientTlsMode, TrafficPolicy};
+    let mutual = |tls: Option<&mesh_api::types::destination_rule::ClientTlsSettings>| {
+        tls.is_some_and(|t| t.mode == Some(ClientTlsMode::IstioMutual))
+    };
+    let policy = |p: &TrafficPolicy| {
+        mutual(p.tls.as_ref()) || p.port_level_settings.iter().any(|l| mutual(l.tls.as_ref()))
+    };
+    rule.traffic_policy.as_ref().is_some_and(policy)
+        || rule
+            .subsets
+            .iter()
+            .filter_map(|s| s.traffic_policy.as_ref())
+            .any(policy)
+}
+
 /// The hostnames of services added, removed, or changed in anything but their instances.
 fn changed_services(before: &ServiceRegistry, after: &ServiceRegistry) -> HashSet<String> {
     let (b, a) = (&before.services, &after.services);
@@ -277,6 +299,10 @@ impl Index {
             }
         }
         index.services = services;
+        index.istio_mutual = index
+            .destination_rules
+            .iter()
+            .any(|d| asks_istio_mutual(&d.spec));
         index.merge_delegates();
         // After merging, so a delegate's conditions count through its root; tcp and tls matches
         // select proxies too.

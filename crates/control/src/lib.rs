@@ -8,12 +8,14 @@
 //! - [`node`]: who a proxy is (node id, labels, namespace, interception mode).
 //! - [`generate`]: one proxy's clusters, endpoints, listeners and routes, with istiod's names
 //!   (`outbound|9080|v1|reviews.default.svc.cluster.local`, route tables by port).
+//! - [`identity`]: the mesh CA and the workload certificates of `ISTIO_MUTUAL`.
 //! - [`server`]: the running control plane: watch, debounce, push; [`debug`]: its monitoring port.
 
 pub mod debug;
 pub mod delegate;
 pub mod error;
 pub mod generate;
+pub mod identity;
 pub mod index;
 pub mod model;
 pub mod node;

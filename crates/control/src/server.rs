@@ -16,6 +16,7 @@ use xds_server::{AdsServer, RunningServer, SnapshotCache};
 
 use crate::error::ControlError;
 use crate::generate::{GenerationCache, Generator, InboundAddressing};
+use crate::identity::MeshIdentity;
 use crate::index::{Index, MeshSettings};
 use crate::node::Proxy;
 use crate::store::ConfigStore;
@@ -92,6 +93,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     version: AtomicU64,
     changed: mpsc::Sender<()>,
+    /// The mesh CA, for `ISTIO_MUTUAL` (made at start; its root lives as long as this process).
+    identity: Arc<MeshIdentity>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +127,7 @@ impl Shared {
         };
         let mut index = Index::build(registry, &store.resources(), mesh);
         index.secrets = store.secrets();
+        index.identity = Some(self.identity.clone());
         drop(store);
         let index = Arc::new(index);
         for w in &index.warnings {
@@ -226,6 +230,7 @@ impl ControlPlane {
             ready: AtomicBool::new(false),
             version: AtomicU64::new(0),
             changed,
+            identity: Arc::new(MeshIdentity::generate()?),
         });
         let index = shared.rebuild_index();
         info!(summary = ?index.summary(), "config loaded");

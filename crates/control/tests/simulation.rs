@@ -97,11 +97,7 @@ fn productpage() -> Proxy {
 /// Generates, and checks every resource converts into the proxy's model.
 fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
     let r = generate(index, proxy, InboundAddressing::SidecarPort);
-    for c in &r.clusters {
-        proxy_model::cluster::Cluster::from_proto(c, &At::root(&c.name))
-            .unwrap_or_else(|e| panic!("cluster {}: {e:?}", c.name));
-    }
-    // Listeners with the secrets the proxy would be sent over ADS, as the proxy builds them.
+    // Built with the secrets the proxy would be sent over ADS, as the proxy builds them.
     let secrets = proxy_model::tls::Secrets {
         ads: r
             .secrets
@@ -110,6 +106,10 @@ fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
             .collect(),
         ..Default::default()
     };
+    for c in &r.clusters {
+        proxy_model::cluster::Cluster::from_proto_with(c, &At::root(&c.name), &secrets)
+            .unwrap_or_else(|e| panic!("cluster {}: {e:?}", c.name));
+    }
     for l in &r.listeners {
         proxy_model::listener::Listener::from_proto_with(l, &At::root(&l.name), &secrets)
             .unwrap_or_else(|e| panic!("listener {}: {e:?}", l.name));
@@ -2847,4 +2847,164 @@ spec:
     );
     // Sidecars get no secrets.
     assert!(resources(&index, &productpage()).secrets.is_empty());
+}
+
+/// `ISTIO_MUTUAL`: the client's cluster originates TLS with its own identity and the mesh root over
+/// SDS (`default`, `ROOTCA`) and istiod's SNI; every proxy gets its identity, and a sidecar's inbound
+/// side takes mutual TLS (a chain for TLS connections) beside plain text. Without a rule asking for
+/// it, none of this is sent.
+#[test]
+fn istio_mutual_sends_identities_and_mesh_tls() {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
+        DownstreamTlsContext, UpstreamTlsContext, common_tls_context::ValidationContextType,
+    };
+    let typed =
+        |socket: &Option<xds_api::pb::envoy::config::core::v3::TransportSocket>| match socket
+            .as_ref()
+            .and_then(|s| s.config_type.as_ref())
+        {
+            Some(
+                xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+                    any,
+                ),
+            ) => any.clone(),
+            other => panic!("a TLS transport socket: {other:?}"),
+        };
+    let sds_of =
+        |common: &xds_api::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext| {
+            let mut names: Vec<String> = common
+                .tls_certificate_sds_secret_configs
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            if let Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) =
+                &common.validation_context_type
+            {
+                names.push(c.name.clone());
+            }
+            names
+        };
+    let rule = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+  subsets: [{name: v1, labels: {version: v1}}]
+";
+    let mut index = index(rule, OutboundTrafficPolicyMode::AllowAny);
+    index.identity = Some(std::sync::Arc::new(
+        control::identity::MeshIdentity::generate().expect("CA"),
+    ));
+    let client = resources(&index, &productpage());
+    for (cluster, sni) in [
+        (
+            "outbound|9080||reviews.default.svc.cluster.local",
+            "outbound_.9080_._.reviews.default.svc.cluster.local",
+        ),
+        (
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            "outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+        ),
+    ] {
+        let c = client.cluster(cluster).expect("cluster");
+        let tls: UpstreamTlsContext =
+            xds_api::any::unpack(&typed(&c.transport_socket)).expect("UpstreamTlsContext");
+        assert_eq!(tls.sni, sni);
+        assert_eq!(
+            sds_of(tls.common_tls_context.as_ref().expect("common")),
+            ["default", "ROOTCA"]
+        );
+    }
+    let ratings = client
+        .cluster("outbound|9080||ratings.default.svc.cluster.local")
+        .expect("cluster");
+    assert!(ratings.transport_socket.is_none(), "no rule: plain text");
+    let mut names: Vec<&str> = client.secrets.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ROOTCA", "default"]);
+
+    // The server side: its inbound listener has a chain for TLS connections that asks for the
+    // client's certificate, and keeps its plain-text chain.
+    let reviews = proxy(
+        "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v1")],
+    );
+    let server = resources(&index, &reviews);
+    let inbound = server
+        .listeners
+        .iter()
+        .find(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
+        .expect("an inbound listener");
+    let (tls_chains, plain_chains): (Vec<_>, Vec<_>) = inbound
+        .filter_chains
+        .iter()
+        .partition(|c| c.transport_socket.is_some());
+    assert_eq!(
+        (tls_chains.len(), plain_chains.len()),
+        (1, 1),
+        "{inbound:?}"
+    );
+    assert_eq!(
+        tls_chains[0]
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.transport_protocol.as_str()),
+        Some("tls")
+    );
+    let downstream: DownstreamTlsContext =
+        xds_api::any::unpack(&typed(&tls_chains[0].transport_socket))
+            .expect("DownstreamTlsContext");
+    assert_eq!(
+        downstream.require_client_certificate.map(|b| b.value),
+        Some(true)
+    );
+    assert_eq!(
+        sds_of(downstream.common_tls_context.as_ref().expect("common")),
+        ["default", "ROOTCA"]
+    );
+    assert!(
+        inbound
+            .listener_filters
+            .iter()
+            .any(|f| f.name == "envoy.filters.listener.tls_inspector")
+    );
+    assert_eq!(server.secrets.len(), 2);
+
+    // Captured (`virtualInbound`): each port's chain gets its TLS twin, on the same port.
+    let captured_server = resources(&index, &captured(reviews.clone()));
+    let virtual_inbound = captured_server
+        .listener("virtualInbound")
+        .expect("virtualInbound");
+    let ports = |tls: bool| -> Vec<Option<u32>> {
+        virtual_inbound
+            .filter_chains
+            .iter()
+            .filter(|c| c.transport_socket.is_some() == tls)
+            .map(|c| {
+                c.filter_chain_match
+                    .as_ref()
+                    .and_then(|m| m.destination_port.as_ref())
+                    .map(|p| p.value)
+            })
+            .collect()
+    };
+    assert_eq!(ports(true), ports(false));
+    assert!(!ports(true).is_empty());
+
+    // No rule asks for it: no identities, no TLS chain.
+    let mut plain = index_plain();
+    plain.identity = index.identity.clone();
+    let r = resources(&plain, &reviews);
+    assert!(r.secrets.is_empty());
+    assert!(
+        r.listeners
+            .iter()
+            .flat_map(|l| &l.filter_chains)
+            .all(|c| c.transport_socket.is_none())
+    );
+}
+
+fn index_plain() -> Index {
+    index("", OutboundTrafficPolicyMode::AllowAny)
 }

@@ -241,7 +241,7 @@ fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePor
         cluster.outlier_detection = Some(outlier_detection(od));
     }
     if let Some(tls) = &policy.tls
-        && let Some(context) = upstream_tls(tls, host)
+        && let Some(context) = upstream_tls(tls, host, &cluster.name)
     {
         cluster.transport_socket = Some(TransportSocket {
             name: "envoy.transport_sockets.tls".to_owned(),
@@ -432,12 +432,17 @@ pub(crate) fn file(path: &str) -> DataSource {
     }
 }
 
-/// `tls` of a DestinationRule: DISABLE, SIMPLE or MUTUAL with files. `ISTIO_MUTUAL` needs the mesh CA
-/// (not yet): such a cluster stays plain text.
-fn upstream_tls(tls: &ClientTlsSettings, host: &str) -> Option<UpstreamTlsContext> {
+/// `tls` of a DestinationRule for cluster `cluster_name`: DISABLE, SIMPLE or MUTUAL with files, or
+/// ISTIO_MUTUAL with the mesh's identities.
+fn upstream_tls(
+    tls: &ClientTlsSettings,
+    host: &str,
+    cluster_name: &str,
+) -> Option<UpstreamTlsContext> {
     let mutual = match tls.mode {
         Some(ClientTlsMode::Simple) => false,
         Some(ClientTlsMode::Mutual) => true,
+        Some(ClientTlsMode::IstioMutual) => return Some(istio_mutual(cluster_name)),
         _ => return None,
     };
     let validation = (!tls.insecure_skip_verify.unwrap_or(false))
@@ -485,6 +490,18 @@ fn upstream_tls(tls: &ClientTlsSettings, host: &str) -> Option<UpstreamTlsContex
         sni,
         ..Default::default()
     })
+}
+
+/// `ISTIO_MUTUAL`, as istiod writes it: the proxy's own certificate and the mesh's root over SDS
+/// (`default`, `ROOTCA`; see [`crate::identity`]) and the SNI that names the cluster
+/// (`outbound_.9080_.v1_.reviews.default.svc.cluster.local`). Any certificate of the mesh CA is
+/// accepted: the destination's service accounts are not checked.
+fn istio_mutual(cluster_name: &str) -> UpstreamTlsContext {
+    UpstreamTlsContext {
+        common_tls_context: Some(crate::generate::server_tls::mesh_tls_context()),
+        sni: cluster_name.replace('|', "_."),
+        ..Default::default()
+    }
 }
 
 /// `BlackHoleCluster`: no endpoints; what REGISTRY_ONLY sends unknown destinations to.

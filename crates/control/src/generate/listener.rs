@@ -1071,6 +1071,44 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
     )
 }
 
+/// Lets an inbound listener take mutual TLS from other proxies of the mesh beside plain text: each
+/// plain-text chain gets a twin for TLS connections (chosen by the `tls_inspector`), which
+/// terminates them with the proxy's identity and asks the peer for its own.
+pub fn accept_mesh_tls(listener: &mut Listener) {
+    let twins: Vec<FilterChain> = listener
+        .filter_chains
+        .iter()
+        .filter(|c| {
+            c.transport_socket.is_none()
+                && c.filter_chain_match
+                    .as_ref()
+                    .is_none_or(|m| m.transport_protocol.is_empty())
+        })
+        .map(|c| {
+            let mut twin = c.clone();
+            twin.filter_chain_match
+                .get_or_insert_with(Default::default)
+                .transport_protocol = "tls".to_owned();
+            twin.transport_socket = Some(server_tls::mesh_inbound_socket());
+            if !twin.name.is_empty() {
+                twin.name.push_str("-mtls");
+            }
+            twin
+        })
+        .collect();
+    if twins.is_empty() {
+        return;
+    }
+    listener.filter_chains.extend(twins);
+    if !listener
+        .listener_filters
+        .iter()
+        .any(|f| f.name == "envoy.filters.listener.tls_inspector")
+    {
+        listener.listener_filters.push(tcp::tls_inspector());
+    }
+}
+
 /// `virtualInbound` on `0.0.0.0:15006` with `filter_chains` (by original destination port).
 pub fn virtual_inbound(filter_chains: Vec<FilterChain>) -> Listener {
     Listener {

@@ -326,7 +326,41 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
             out.extend(listener::gateway(index, proxy, bind_ip));
         }
     }
+    mesh_identity(index, proxy, &mut out);
     out
+}
+
+/// With mesh TLS in use (`ISTIO_MUTUAL`), a proxy's identity (its certificate and the mesh's root,
+/// SDS `default` and `ROOTCA`), and for a sidecar an inbound side that accepts mutual TLS beside plain
+/// text, as istiod's PERMISSIVE default.
+fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
+    let Some(identity) = index.identity.as_ref().filter(|_| index.istio_mutual) else {
+        return;
+    };
+    let account = index
+        .services
+        .services
+        .values()
+        .flat_map(|s| &s.instances)
+        .find(|i| i.address == proxy.ip && i.namespace == proxy.namespace)
+        .and_then(|i| i.service_account.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    match identity.secrets(&proxy.namespace, &account) {
+        Ok(secrets) => out.secrets.extend(secrets),
+        Err(e) => {
+            out.warnings.push(format!("no mesh identity: {e}"));
+            return;
+        }
+    }
+    if proxy.kind == ProxyType::Sidecar {
+        for l in out
+            .listeners
+            .iter_mut()
+            .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
+        {
+            listener::accept_mesh_tls(l);
+        }
+    }
 }
 
 /// A sidecar's listeners say which way their traffic goes, as istiod's do: Envoy's

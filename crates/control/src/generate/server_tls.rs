@@ -15,6 +15,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
 use xds_api::pb::google::protobuf::BoolValue;
 
 use crate::generate::cluster::{ads_config_source, file};
+use crate::identity::{ROOT_SECRET, WORKLOAD_SECRET};
 use crate::index::Index;
 
 /// How a server's connections arrive.
@@ -211,6 +212,24 @@ fn tls_params(tls: &ServerTlsSettings) -> Option<TlsParameters> {
         ..Default::default()
     };
     (params != TlsParameters::default()).then_some(params)
+}
+
+/// The TLS of a connection between two proxies of the mesh (`ISTIO_MUTUAL`, either side): the
+/// proxy's own certificate and the mesh's root, both over SDS.
+pub fn mesh_tls_context() -> CommonTlsContext {
+    CommonTlsContext {
+        tls_certificate_sds_secret_configs: vec![sds(WORKLOAD_SECRET.to_owned())],
+        validation_context_type: Some(ValidationContextType::ValidationContextSdsSecretConfig(
+            sds(ROOT_SECRET.to_owned()),
+        )),
+        ..Default::default()
+    }
+}
+
+/// The transport socket of a sidecar's inbound side for connections from other proxies of the mesh:
+/// mutual TLS with the mesh's identities.
+pub fn mesh_inbound_socket() -> TransportSocket {
+    tls_socket(&downstream(mesh_tls_context(), true))
 }
 
 fn sds(name: String) -> SdsSecretConfig {
