@@ -2658,6 +2658,37 @@ spec:
     );
 }
 
+/// The TLS context (`Any`) of a transport socket.
+fn tls_context(
+    socket: Option<&xds_api::pb::envoy::config::core::v3::TransportSocket>,
+) -> xds_api::pb::google::protobuf::Any {
+    match socket.and_then(|s| s.config_type.as_ref()) {
+        Some(xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+            any,
+        )) => any.clone(),
+        other => panic!("a TLS transport socket: {other:?}"),
+    }
+}
+
+/// The SDS names a TLS context takes its certificate and its validation context from.
+fn sds_names(
+    common: Option<&xds_api::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext>,
+) -> Vec<String> {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    let common = common.expect("a common TLS context");
+    let mut names: Vec<String> = common
+        .tls_certificate_sds_secret_configs
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    if let Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) =
+        &common.validation_context_type
+    {
+        names.push(c.name.clone());
+    }
+    names
+}
+
 /// A `kubernetes.io/tls` Secret for `hosts` (named `name`, in `namespace`), as `kubectl create
 /// secret tls` writes it, with the CA that signed it as `ca.crt` when `with_ca`.
 fn tls_secret(name: &str, namespace: &str, hosts: &[&str], with_ca: bool) -> String {
@@ -2689,7 +2720,7 @@ fn tls_secret(name: &str, namespace: &str, hosts: &[&str], with_ca: bool) -> Str
 #[test]
 fn gateway_https_servers_take_certificates_from_credential_secrets() {
     use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-        DownstreamTlsContext, common_tls_context::ValidationContextType, secret,
+        DownstreamTlsContext, secret,
     };
     let gateway = "apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -2756,34 +2787,18 @@ spec:
                     .is_some_and(|m| m.server_names == [sni])
             })
             .unwrap_or_else(|| panic!("a chain for {sni}"));
-        let Some(xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
-            any,
-        )) = &chain.transport_socket.as_ref().expect("TLS").config_type
-        else {
-            panic!("a typed TLS config");
-        };
-        xds_api::any::unpack(any).expect("a DownstreamTlsContext")
-    };
-    let sds_names = |t: &DownstreamTlsContext| -> Vec<String> {
-        let common = t.common_tls_context.as_ref().expect("common context");
-        let mut names: Vec<String> = common
-            .tls_certificate_sds_secret_configs
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        if let Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) =
-            &common.validation_context_type
-        {
-            names.push(c.name.clone());
-        }
-        names
+        xds_api::any::unpack(&tls_context(chain.transport_socket.as_ref()))
+            .expect("a DownstreamTlsContext")
     };
     let simple = tls_of("bookinfo.example.com");
-    assert_eq!(sds_names(&simple), ["kubernetes://bookinfo-credential"]);
+    assert_eq!(
+        sds_names(simple.common_tls_context.as_ref()),
+        ["kubernetes://bookinfo-credential"]
+    );
     assert_eq!(simple.require_client_certificate, None);
     let mutual = tls_of("admin.example.com");
     assert_eq!(
-        sds_names(&mutual),
+        sds_names(mutual.common_tls_context.as_ref()),
         [
             "kubernetes://admin-credential",
             "kubernetes://admin-credential-cacert"
@@ -2856,34 +2871,8 @@ spec:
 #[test]
 fn istio_mutual_sends_identities_and_mesh_tls() {
     use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-        DownstreamTlsContext, UpstreamTlsContext, common_tls_context::ValidationContextType,
+        DownstreamTlsContext, UpstreamTlsContext,
     };
-    let typed =
-        |socket: &Option<xds_api::pb::envoy::config::core::v3::TransportSocket>| match socket
-            .as_ref()
-            .and_then(|s| s.config_type.as_ref())
-        {
-            Some(
-                xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
-                    any,
-                ),
-            ) => any.clone(),
-            other => panic!("a TLS transport socket: {other:?}"),
-        };
-    let sds_of =
-        |common: &xds_api::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext| {
-            let mut names: Vec<String> = common
-                .tls_certificate_sds_secret_configs
-                .iter()
-                .map(|c| c.name.clone())
-                .collect();
-            if let Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) =
-                &common.validation_context_type
-            {
-                names.push(c.name.clone());
-            }
-            names
-        };
     let rule = "apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
@@ -2909,10 +2898,11 @@ spec:
     ] {
         let c = client.cluster(cluster).expect("cluster");
         let tls: UpstreamTlsContext =
-            xds_api::any::unpack(&typed(&c.transport_socket)).expect("UpstreamTlsContext");
+            xds_api::any::unpack(&tls_context(c.transport_socket.as_ref()))
+                .expect("UpstreamTlsContext");
         assert_eq!(tls.sni, sni);
         assert_eq!(
-            sds_of(tls.common_tls_context.as_ref().expect("common")),
+            sds_names(tls.common_tls_context.as_ref()),
             ["default", "ROOTCA"]
         );
     }
@@ -2953,14 +2943,14 @@ spec:
         Some("tls")
     );
     let downstream: DownstreamTlsContext =
-        xds_api::any::unpack(&typed(&tls_chains[0].transport_socket))
+        xds_api::any::unpack(&tls_context(tls_chains[0].transport_socket.as_ref()))
             .expect("DownstreamTlsContext");
     assert_eq!(
         downstream.require_client_certificate.map(|b| b.value),
         Some(true)
     );
     assert_eq!(
-        sds_of(downstream.common_tls_context.as_ref().expect("common")),
+        sds_names(downstream.common_tls_context.as_ref()),
         ["default", "ROOTCA"]
     );
     assert!(
