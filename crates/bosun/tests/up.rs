@@ -648,6 +648,71 @@ fn bookinfo_scenarios_apply_live() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Istio's destination-rule-all-mtls on a running Bookinfo (`examples/bookinfo-scenarios/mtls.yaml`):
+/// once applied, calls from the ingress gateway and between the sidecars go over mutual TLS with the
+/// identities the control plane issued, and `/productpage` still answers with every service in it.
+#[test]
+fn bookinfo_over_mutual_tls() {
+    if !has_subcommand("control") || !has_subcommand("demo-app") {
+        eprintln!("skipped: this build has no `bosun control` or `bosun demo-app` yet");
+        return;
+    }
+    let dir = TempDir::new("up-mtls").expect("tempdir");
+    let n = random_octet();
+    let mesh = bookinfo_copy(dir.path(), n);
+    std::fs::remove_file(mesh.join("virtual-services.yaml")).expect("rm");
+    let ingress: SocketAddr = format!("127.0.{n}.100:8080").parse().expect("addr");
+    let tmp = dir.path().display().to_string();
+    let (mut up, debug) = start_up(&mesh, &[("TMPDIR", tmp.as_str())]);
+    let get = || raw_get(ingress, "/productpage", "bookinfo", &[]);
+    let (status, body) = get();
+    assert_eq!(status, 200, "before: {body}");
+
+    let before = sidecar_version(&debug, "productpage").map_or(0, |v| v.0);
+    apply("mtls.yaml", &debug);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sidecar_version(&debug, "productpage").is_none_or(|(v, in_sync)| !in_sync || v <= before)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "productpage's sidecar never ACKed mtls.yaml"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What productpage's sidecar now holds: mutual TLS to reviews, and its identity.
+    let addr: SocketAddr = format!("127.0.0.1:{debug}").parse().expect("addr");
+    let id = format!("sidecar~127.0.{n}.1~productpage-v1.default~default.svc.cluster.local");
+    let (_, dump) = raw_get(
+        addr,
+        &format!("/debug/config_dump?proxy={id}"),
+        &format!("127.0.0.1:{debug}"),
+        &[],
+    );
+    assert!(
+        dump.contains("outbound_.9080_.v1_.reviews.default.svc.cluster.local"),
+        "{dump}"
+    );
+    assert!(dump.contains("spiffe") || dump.contains("ROOTCA"), "{dump}");
+
+    // Every call of the page, over mutual TLS, still answers (each sidecar ACKs in its turn).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut streak = 0;
+    while streak < 20 {
+        assert!(Instant::now() < deadline, "/productpage over mutual TLS");
+        let (status, body) = get();
+        streak = if status == 200 && reviews_version(&body).is_some() {
+            streak + 1
+        } else {
+            0
+        };
+    }
+
+    let status = up
+        .terminate_and_wait(Duration::from_secs(10))
+        .expect("stops");
+    assert!(status.success(), "{status:?}");
+}
+
 /// An app that never becomes ready (a `command` that does not listen) stops the start-up within
 /// `--ready-timeout`, naming it; the command's whole process group is stopped.
 #[test]
