@@ -923,6 +923,95 @@ spec:
     }
 }
 
+/// PeerAuthentication STRICT for a namespace: its sidecars take mutual TLS only, so a client sending
+/// plain text is refused, until a DestinationRule makes the client use `ISTIO_MUTUAL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_authentication_strict_takes_mutual_tls_only() {
+    for dataplane in dataplanes("peer_authentication_strict_takes_mutual_tls_only") {
+        let ip = subnet(30, dataplane);
+        let v1 = upstream("v1", &ip(2));
+        let mesh = format!(
+            "services:
+- name: reviews
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+workloads:
+- {{name: productpage-v1, labels: {{app: productpage}}, address: {pp}, namespace: frontend}}
+- {{name: reviews-v1, service: reviews, labels: {{app: reviews, version: v1}}, address: {r1}}}
+",
+            pp = ip(1),
+            r1 = ip(2),
+        );
+        let strict = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("strict.yaml", strict)]);
+        let _server = Sidecar::start(
+            dataplane,
+            &plane,
+            "reviews-v1",
+            &ip(2),
+            "app=reviews,version=v1",
+        );
+        let client_id = format!(
+            "sidecar~{}~productpage-v1.frontend~frontend.svc.cluster.local",
+            ip(1)
+        );
+        let _client = Sidecar::start_node(
+            dataplane,
+            &plane,
+            "productpage",
+            &client_id,
+            "app=productpage",
+        );
+        plane.wait_in_sync(2).await;
+
+        let client = outbound(&ip(1));
+        let refused = client
+            .send(via("reviews.default:9080", "/reviews/0"))
+            .await
+            .expect("request");
+        assert_eq!(
+            refused.status, 503,
+            "{dataplane:?}: plain text to a STRICT workload"
+        );
+        let direct = http_get(
+            format!("{}:15006", ip(2)).parse().expect("addr"),
+            "/reviews/0",
+            &[("host", "reviews:9080")],
+        )
+        .await;
+        assert!(
+            direct.is_err(),
+            "{dataplane:?}: {:?}",
+            direct.map(|r| r.status)
+        );
+        assert_eq!(v1.requests(), 0);
+
+        let before = plane.versions().await;
+        let (status, body) = plane
+            .apply(
+                "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews.default.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+",
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        plane.wait_synced_past(2, &before).await;
+        let answered = client
+            .send(via("reviews.default:9080", "/reviews/0"))
+            .await
+            .expect("request");
+        assert_eq!(answered.status, 200, "{dataplane:?}: over mutual TLS");
+        assert_eq!(v1.requests(), 1, "{dataplane:?}");
+    }
+}
+
 /// A `kubernetes.io/tls` Secret `name` in `istio-system` with `cert` (and `ca` as `ca.crt`), as
 /// `kubectl create secret tls` writes it.
 fn tls_secret(name: &str, cert: &mesh_tls::WorkloadCert, ca: Option<&str>) -> String {

@@ -10,6 +10,7 @@ use mesh_api::resource::{Resource, Spec};
 use mesh_api::secret::CredentialSecret;
 use mesh_api::types::destination_rule::DestinationRuleSpec;
 use mesh_api::types::gateway::GatewaySpec;
+use mesh_api::types::security::PeerAuthenticationSpec;
 use mesh_api::types::sidecar::{OutboundTrafficPolicyMode, SidecarSpec};
 use mesh_api::types::virtual_service::VirtualServiceSpec;
 
@@ -68,6 +69,24 @@ pub struct Sidecar {
     pub spec: SidecarSpec,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerAuthentication {
+    pub name: String,
+    pub namespace: String,
+    pub spec: PeerAuthenticationSpec,
+}
+
+/// How a workload's sidecar takes connections from its peers (PeerAuthentication `mtls.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMode {
+    /// Mutual TLS and plain text (Istio's default).
+    Permissive,
+    /// Mutual TLS only.
+    Strict,
+    /// Plain text only.
+    Disable,
+}
+
 /// Mesh-wide settings (Istio's MeshConfig), from the mesh file and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeshSettings {
@@ -97,6 +116,8 @@ pub struct Index {
     /// Some DestinationRule asks for `ISTIO_MUTUAL`: proxies then get their identity and accept
     /// mutual TLS on their inbound side.
     pub istio_mutual: bool,
+    /// In the order they were read.
+    pub peer_authentications: Vec<PeerAuthentication>,
     pub mesh: MeshSettings,
     /// Every distinct `sourceLabels`/`sourceNamespace` pair in VirtualService matches: the only ways a
     /// proxy's labels change its routes, so proxies that agree on all of them share route tables.
@@ -295,6 +316,19 @@ impl Index {
                     namespace: r.namespace.clone(),
                     spec: s.clone(),
                 }),
+                Spec::PeerAuthentication(p) => {
+                    if !p.port_level_mtls.is_empty() {
+                        index.warnings.push(format!(
+                            "PeerAuthentication {}/{}: portLevelMtls is not supported yet; its mtls mode applies to every port",
+                            r.namespace, r.name
+                        ));
+                    }
+                    index.peer_authentications.push(PeerAuthentication {
+                        name: r.name.clone(),
+                        namespace: r.namespace.clone(),
+                        spec: p.clone(),
+                    });
+                }
                 _ => {}
             }
         }
@@ -393,6 +427,52 @@ impl Index {
             })
             .or_else(|| in_ns(&proxy.namespace).find(|s| s.spec.workload_selector.is_none()))
             .or_else(|| in_ns(ROOT_NAMESPACE).find(|s| s.spec.workload_selector.is_none()))
+    }
+
+    /// Whether the mesh uses mutual TLS at all: a DestinationRule asks for `ISTIO_MUTUAL`, or a
+    /// PeerAuthentication asks for `STRICT` or `PERMISSIVE`. Only then do proxies get identities.
+    pub fn mesh_tls(&self) -> bool {
+        use mesh_api::types::security::MtlsMode;
+        self.istio_mutual
+            || self.peer_authentications.iter().any(|p| {
+                matches!(
+                    p.spec.mtls.as_ref().and_then(|m| m.mode),
+                    Some(MtlsMode::Strict | MtlsMode::Permissive)
+                )
+            })
+    }
+
+    /// How `proxy`'s workload takes connections from its peers, as istiod decides it: the
+    /// PeerAuthentication selecting the workload in its namespace, else its namespace's (no
+    /// selector), else the mesh's (`istio-system`, no selector), each level's `UNSET` deferring to
+    /// the next; PERMISSIVE when none says.
+    pub fn peer_mode(&self, proxy: &Proxy) -> PeerMode {
+        use mesh_api::types::security::MtlsMode;
+        let all = &self.peer_authentications;
+        let workload = all.iter().find(|p| {
+            p.namespace == proxy.namespace
+                && p.spec
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| labels_match(&proxy.labels, &s.match_labels))
+        });
+        let namespace = all
+            .iter()
+            .find(|p| p.namespace == proxy.namespace && p.spec.selector.is_none());
+        let mesh = all
+            .iter()
+            .find(|p| p.namespace == ROOT_NAMESPACE && p.spec.selector.is_none());
+        let mode_of = |p: &PeerAuthentication| match p.spec.mtls.as_ref().and_then(|m| m.mode) {
+            Some(MtlsMode::Strict) => Some(PeerMode::Strict),
+            Some(MtlsMode::Permissive) => Some(PeerMode::Permissive),
+            Some(MtlsMode::Disable) => Some(PeerMode::Disable),
+            Some(MtlsMode::Unset) | None => None,
+        };
+        [workload, namespace, mesh]
+            .into_iter()
+            .flatten()
+            .find_map(mode_of)
+            .unwrap_or(PeerMode::Permissive)
     }
 
     pub fn outbound_policy(&self, proxy: &Proxy) -> OutboundTrafficPolicyMode {

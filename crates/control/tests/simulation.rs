@@ -2998,3 +2998,81 @@ spec:
 fn index_plain() -> Index {
     index("", OutboundTrafficPolicyMode::AllowAny)
 }
+
+/// PeerAuthentication, as istiod picks it for a workload: the one selecting it in its namespace,
+/// else its namespace's, else the mesh's (`istio-system`); STRICT keeps only the inbound chains that
+/// terminate mutual TLS, PERMISSIVE adds them beside plain text, DISABLE leaves plain text alone.
+#[test]
+fn peer_authentication_decides_what_a_sidecar_takes() {
+    let config = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: PERMISSIVE}
+";
+    let mut index = index(config, OutboundTrafficPolicyMode::AllowAny);
+    index.identity = Some(std::sync::Arc::new(
+        control::identity::MeshIdentity::generate().expect("CA"),
+    ));
+    // (TLS chains, plain-text chains) of a proxy's inbound listener.
+    let inbound = |p: &Proxy| {
+        let r = resources(&index, p);
+        let l = r
+            .listeners
+            .iter()
+            .find(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
+            .expect("an inbound listener")
+            .clone();
+        let tls = l
+            .filter_chains
+            .iter()
+            .filter(|c| c.transport_socket.is_some())
+            .count();
+        (tls, l.filter_chains.len() - tls, r.secrets.len())
+    };
+    let reviews = proxy(
+        "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",
+        &[("app", "reviews"), ("version", "v1")],
+    );
+    assert_eq!(inbound(&reviews), (1, 1, 2), "PERMISSIVE: its own");
+    assert_eq!(
+        inbound(&productpage()),
+        (0, 1, 2),
+        "DISABLE: the namespace's"
+    );
+    let billing = proxy(
+        "sidecar~10.0.1.1~billing-1.payments~payments.svc.cluster.local",
+        &[("app", "billing")],
+    );
+    assert_eq!(inbound(&billing), (1, 0, 2), "STRICT: the mesh's");
+    assert_eq!(
+        inbound(&captured(billing)).1,
+        0,
+        "captured: TLS chains only"
+    );
+    // UNSET defers to the next level.
+    let unset = config.replace("{mode: PERMISSIVE}", "{mode: UNSET}");
+    let mut index = self::index(&unset, OutboundTrafficPolicyMode::AllowAny);
+    index.identity = Some(std::sync::Arc::new(
+        control::identity::MeshIdentity::generate().expect("CA"),
+    ));
+    let r = resources(&index, &reviews);
+    assert!(
+        r.listeners
+            .iter()
+            .flat_map(|l| &l.filter_chains)
+            .all(|c| c.transport_socket.is_none()),
+        "UNSET: the namespace's DISABLE"
+    );
+}

@@ -30,6 +30,7 @@ use crate::snapshot::{
     LayeredMap, MapChange, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
     same_resource, select,
 };
+use xds_api::type_url;
 
 /// The identifier servers put in `control_plane` of their responses.
 pub const CONTROL_PLANE_ID: &str = "bosun";
@@ -193,6 +194,10 @@ impl AdsStream for SotwStream {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
         let mut out = Vec::new();
+        // Whether this push sends clusters or listeners (which come before secrets).
+        let mut config_sent = false;
+        // The clusters this push changes (CDS comes before EDS).
+        let mut changed_clusters: Vec<String> = Vec::new();
         for url in urls {
             let Some(st) = self.types.get_mut(&url) else {
                 continue;
@@ -201,11 +206,41 @@ impl AdsStream for SotwStream {
                 // Unsubscribed from everything of this type.
                 continue;
             }
+            let before = out.len();
             let new = snapshot.resources(&url);
             let Some(sent) = &mut st.sent else {
                 out.push(respond(&mut self.nonces, &url, st, snapshot));
                 continue;
             };
+            if url == type_url::SECRET && config_sent {
+                // A new or changed cluster or listener makes Envoy watch its secrets anew and wait
+                // for them (15 s, its initial fetch timeout) though it holds them: their names are
+                // unchanged, so its request looks like an ACK. As istiod, whose pushes send every
+                // watched type, the secrets go out again with the clusters and listeners.
+                out.push(respond(&mut self.nonces, &url, st, snapshot));
+                continue;
+            }
+            let config = url == type_url::CLUSTER || url == type_url::LISTENER;
+            if url == type_url::CLUSTER_LOAD_ASSIGNMENT {
+                // A changed cluster makes Envoy watch its endpoints anew and wait for them (15 s)
+                // though they did not change: as istiod, whose pushes send every watched type, they
+                // go out again with it.
+                let mut names = changed_names(sent.from.as_ref(), new, &st.names);
+                names.extend(
+                    changed_clusters
+                        .iter()
+                        .filter(|c| st.names.contains(c.as_str()) && !names.contains(c))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+                if names.is_empty() {
+                    sent.from = new.cloned();
+                } else {
+                    names.sort_unstable();
+                    out.push(respond_with(&mut self.nonces, &url, st, snapshot, &names));
+                }
+                continue;
+            }
             if let (Some(old), Some(new)) = (&sent.from, new)
                 && old.ptr_eq(new)
             {
@@ -213,7 +248,19 @@ impl AdsStream for SotwStream {
             }
             if st.wildcard {
                 if !same_selection(sent.from.as_ref(), new, st.wildcard, &st.names) {
+                    if url == type_url::CLUSTER
+                        && let (Some(old), Some(new)) = (&sent.from, new)
+                    {
+                        changed_clusters = map_changes(old, new)
+                            .into_iter()
+                            .filter_map(|c| match c {
+                                MapChange::Changed(name, _) => Some(name.clone()),
+                                MapChange::Removed(_) => None,
+                            })
+                            .collect();
+                    }
                     out.push(respond(&mut self.nonces, &url, st, snapshot));
+                    config_sent |= config;
                 }
                 continue;
             }
@@ -224,6 +271,7 @@ impl AdsStream for SotwStream {
             } else {
                 out.push(respond_with(&mut self.nonces, &url, st, snapshot, &changed));
             }
+            config_sent |= config && out.len() > before;
         }
         out
     }

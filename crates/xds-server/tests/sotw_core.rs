@@ -382,3 +382,81 @@ fn reconnect_request_with_version_is_answered() {
     assert_eq!(out.responses.len(), 1);
     assert_eq!(out.responses[0].nonce, "9-1");
 }
+
+/// Envoy watches a cluster's or listener's secrets anew when that cluster or listener changes, and
+/// waits for them though their names are unchanged (its request looks like an ACK): a push that
+/// sends clusters or listeners sends the subscribed secrets again; one that does not, does not.
+#[test]
+fn secrets_go_out_again_with_changed_clusters() {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+    let secret = Secret {
+        name: "default".into(),
+        ..Default::default()
+    };
+    let (mut s, snap) = warmed();
+    let mut with_secret = snap.clone();
+    with_secret.set_version("v2");
+    with_secret.insert_message("default", &secret);
+    let out = s
+        .on_request(
+            req(type_url_secret(), &["default"], "", ""),
+            Some(&with_secret),
+        )
+        .unwrap();
+    assert_eq!(out.responses.len(), 1);
+    let r = out.responses[0].clone();
+    assert!(
+        s.on_request(ack(&r, &["default"]), Some(&with_secret))
+            .unwrap()
+            .responses
+            .is_empty()
+    );
+
+    // A route changes: RDS only.
+    let mut route_only = with_secret.clone();
+    route_only.set_version("v3");
+    route_only.insert_message("80", &route("80", "b"));
+    let order: Vec<String> = s
+        .on_snapshot(&route_only)
+        .iter()
+        .map(|r| r.type_url.clone())
+        .collect();
+    assert_eq!(order, [RDS]);
+
+    // A cluster changes: CDS, then the unchanged secret again.
+    let mut cluster_changed = route_only.clone();
+    cluster_changed.set_version("v4");
+    cluster_changed.insert_message("z", &cluster("z"));
+    let pushed = s.on_snapshot(&cluster_changed);
+    let order: Vec<&str> = pushed.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(order, [CDS, type_url_secret()]);
+    assert_eq!(pushed[1].resources.len(), 1);
+}
+
+/// Envoy warms a changed EDS cluster by watching its endpoints anew, and waits for them though
+/// they did not change: a push that changes a cluster sends that cluster's endpoint assignment
+/// again (and only that one), as istiod's pushes do.
+#[test]
+fn a_changed_cluster_gets_its_endpoints_again() {
+    let (mut s, snap) = warmed();
+    let mut next = snap.clone();
+    next.set_version("v2");
+    let mut changed = cluster("a");
+    changed.connect_timeout = Some(xds_api::pb::google::protobuf::Duration {
+        seconds: 7,
+        nanos: 0,
+    });
+    next.insert_message("a", &changed);
+    let pushed = s.on_snapshot(&next);
+    let got: Vec<(&str, Vec<String>)> = pushed
+        .iter()
+        .map(|r| (r.type_url.as_str(), names_of(r)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (CDS, names_of_type(&snap, CDS)),
+            (EDS, vec!["a".to_string()])
+        ]
+    );
+}

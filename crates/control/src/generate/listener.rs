@@ -1109,6 +1109,14 @@ pub fn accept_mesh_tls(listener: &mut Listener) {
     }
 }
 
+/// PeerAuthentication `STRICT`: an inbound listener (after [`accept_mesh_tls`]) keeps only the chains
+/// that terminate TLS; a plain-text connection finds no chain and is closed.
+pub fn refuse_plain_text(listener: &mut Listener) {
+    listener
+        .filter_chains
+        .retain(|c| c.transport_socket.is_some());
+}
+
 /// `virtualInbound` on `0.0.0.0:15006` with `filter_chains` (by original destination port).
 pub fn virtual_inbound(filter_chains: Vec<FilterChain>) -> Listener {
     Listener {

@@ -30,7 +30,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
 
-use crate::index::{Index, RouteChange};
+use crate::index::{Index, PeerMode, RouteChange};
 use crate::model::Service;
 use crate::node::{Interception, Proxy, ProxyType};
 pub use cluster::InboundAddressing;
@@ -330,11 +330,12 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
     out
 }
 
-/// With mesh TLS in use (`ISTIO_MUTUAL`), a proxy's identity (its certificate and the mesh's root,
-/// SDS `default` and `ROOTCA`), and for a sidecar an inbound side that accepts mutual TLS beside plain
-/// text, as istiod's PERMISSIVE default.
+/// With mesh TLS in use ([`Index::mesh_tls`]), a proxy's identity (its certificate and the mesh's
+/// root, SDS `default` and `ROOTCA`), and for a sidecar an inbound side as its PeerAuthentication
+/// says: mutual TLS beside plain text (PERMISSIVE, the default), mutual TLS only (STRICT), or plain
+/// text only (DISABLE).
 fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
-    let Some(identity) = index.identity.as_ref().filter(|_| index.istio_mutual) else {
+    let Some(identity) = index.identity.as_ref().filter(|_| index.mesh_tls()) else {
         return;
     };
     let account = index
@@ -352,13 +353,22 @@ fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
             return;
         }
     }
-    if proxy.kind == ProxyType::Sidecar {
-        for l in out
-            .listeners
-            .iter_mut()
-            .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
-        {
-            listener::accept_mesh_tls(l);
+    if proxy.kind != ProxyType::Sidecar {
+        return;
+    }
+    let mode = index.peer_mode(proxy);
+    for l in out
+        .listeners
+        .iter_mut()
+        .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
+    {
+        match mode {
+            PeerMode::Disable => {}
+            PeerMode::Permissive => listener::accept_mesh_tls(l),
+            PeerMode::Strict => {
+                listener::accept_mesh_tls(l);
+                listener::refuse_plain_text(l);
+            }
         }
     }
 }
