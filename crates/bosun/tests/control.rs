@@ -923,8 +923,9 @@ spec:
     }
 }
 
-/// PeerAuthentication STRICT for a namespace: its sidecars take mutual TLS only, so a client sending
-/// plain text is refused, until a DestinationRule makes the client use `ISTIO_MUTUAL`.
+/// PeerAuthentication STRICT for a namespace: its sidecars take mutual TLS only. Clients use it on
+/// their own (auto mTLS: the destination has sidecars), plain text to the sidecar is refused, and so
+/// is a client a DestinationRule tells to send plain text (`tls.mode: DISABLE`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_authentication_strict_takes_mutual_tls_only() {
     for dataplane in dataplanes("peer_authentication_strict_takes_mutual_tls_only") {
@@ -968,14 +969,12 @@ spec: {mtls: {mode: STRICT}}
         plane.wait_in_sync(2).await;
 
         let client = outbound(&ip(1));
-        let refused = client
+        let answered = client
             .send(via("reviews.default:9080", "/reviews/0"))
             .await
             .expect("request");
-        assert_eq!(
-            refused.status, 503,
-            "{dataplane:?}: plain text to a STRICT workload"
-        );
+        assert_eq!(answered.status, 200, "{dataplane:?}: auto mTLS");
+        assert_eq!(v1.requests(), 1);
         let direct = http_get(
             format!("{}:15006", ip(2)).parse().expect("addr"),
             "/reviews/0",
@@ -987,7 +986,6 @@ spec: {mtls: {mode: STRICT}}
             "{dataplane:?}: {:?}",
             direct.map(|r| r.status)
         );
-        assert_eq!(v1.requests(), 0);
 
         let before = plane.versions().await;
         let (status, body) = plane
@@ -997,17 +995,20 @@ kind: DestinationRule
 metadata: {name: reviews, namespace: default}
 spec:
   host: reviews.default.svc.cluster.local
-  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+  trafficPolicy: {tls: {mode: DISABLE}}
 ",
             )
             .await;
         assert_eq!(status, 200, "{body}");
         plane.wait_synced_past(2, &before).await;
-        let answered = client
+        let refused = client
             .send(via("reviews.default:9080", "/reviews/0"))
             .await
             .expect("request");
-        assert_eq!(answered.status, 200, "{dataplane:?}: over mutual TLS");
+        assert_eq!(
+            refused.status, 503,
+            "{dataplane:?}: plain text to a STRICT workload"
+        );
         assert_eq!(v1.requests(), 1, "{dataplane:?}");
     }
 }

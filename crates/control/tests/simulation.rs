@@ -2906,10 +2906,21 @@ spec:
             ["default", "ROOTCA"]
         );
     }
+    // Auto mTLS, as istiod's: with mesh TLS in use, a service whose instances all have sidecars is
+    // reached over mutual TLS without a rule; one without sidecars in plain text.
     let ratings = client
         .cluster("outbound|9080||ratings.default.svc.cluster.local")
         .expect("cluster");
-    assert!(ratings.transport_socket.is_none(), "no rule: plain text");
+    let tls: UpstreamTlsContext =
+        xds_api::any::unpack(&tls_context(ratings.transport_socket.as_ref())).expect("TLS");
+    assert_eq!(
+        tls.sni,
+        "outbound_.9080_._.ratings.default.svc.cluster.local"
+    );
+    let billing = client
+        .cluster("outbound|8080||billing.payments.svc.cluster.local")
+        .expect("cluster");
+    assert!(billing.transport_socket.is_none(), "no sidecar: plain text");
     let mut names: Vec<&str> = client.secrets.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["ROOTCA", "default"]);

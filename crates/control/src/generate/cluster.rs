@@ -136,7 +136,9 @@ pub struct BuiltCluster {
     pub endpoints: Option<ClusterLoadAssignment>,
 }
 
-/// The cluster of `port` of `service` (a `subset` with its labels, or all instances), with `policy`.
+/// The cluster of `port` of `service` (a `subset` with its labels, or all instances), with `policy`;
+/// with `auto_mtls` (mesh TLS in use) and no `tls` in the policy, mutual TLS when every instance it
+/// reaches is behind a sidecar that takes the port (istiod's auto mTLS).
 pub fn outbound(
     service: &Service,
     port: &ServicePort,
@@ -144,6 +146,7 @@ pub fn outbound(
     policy: &TrafficPolicy,
     addressing: InboundAddressing,
     proxy_labels: &std::collections::BTreeMap<String, String>,
+    auto_mtls: bool,
 ) -> BuiltCluster {
     let name = outbound_cluster(
         port.number,
@@ -160,6 +163,13 @@ pub fn outbound(
         .iter()
         .filter(|i| subset.is_none_or(|(_, labels)| labels_match(&i.labels, labels)))
         .collect();
+    // A sidecar without capture takes only HTTP ports (at 15006); with capture it takes every port.
+    let auto_mtls = auto_mtls
+        && policy.tls.is_none()
+        && service.resolution == Resolution::Static
+        && !selected.is_empty()
+        && selected.iter().all(|i| i.sidecar)
+        && (addressing == InboundAddressing::Direct || port.protocol.is_http());
     let endpoint_of = |i: &Instance| {
         // A sidecar without capture takes HTTP on its inbound port and routes by the Host port.
         if addressing == InboundAddressing::SidecarPort && i.sidecar && port.protocol.is_http() {
@@ -220,6 +230,9 @@ pub fn outbound(
         }
     }
     apply_policy(&mut cluster, policy, port, &service.hostname);
+    if auto_mtls {
+        cluster.transport_socket = Some(tls_socket(&istio_mutual(&cluster.name)));
+    }
     BuiltCluster { cluster, endpoints }
 }
 
@@ -243,10 +256,15 @@ fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePor
     if let Some(tls) = &policy.tls
         && let Some(context) = upstream_tls(tls, host, &cluster.name)
     {
-        cluster.transport_socket = Some(TransportSocket {
-            name: "envoy.transport_sockets.tls".to_owned(),
-            config_type: Some(ConfigType::TypedConfig(xds_api::any::pack(&context))),
-        });
+        cluster.transport_socket = Some(tls_socket(&context));
+    }
+}
+
+/// The transport socket that originates TLS with `context`.
+fn tls_socket(context: &UpstreamTlsContext) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(ConfigType::TypedConfig(xds_api::any::pack(context))),
     }
 }
 

@@ -166,6 +166,7 @@ fn service_clusters(
     let mut out = ProxyResources::default();
     let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
     let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
+    let auto_mtls = index.mesh_tls();
     for port in &service.ports {
         let mut built = vec![cluster::outbound(
             service,
@@ -174,6 +175,7 @@ fn service_clusters(
             &cluster::merged_policy(top, None, port.number),
             addressing,
             &proxy.labels,
+            auto_mtls,
         )];
         for subset in dr.iter().flat_map(|d| &d.spec.subsets) {
             let Some(name) = subset.name.as_deref() else {
@@ -187,6 +189,7 @@ fn service_clusters(
                 &policy,
                 addressing,
                 &proxy.labels,
+                auto_mtls,
             ));
         }
         for b in built {
@@ -213,6 +216,8 @@ type ServiceClusterKey = (
 struct ServiceClusters {
     service: Service,
     rule: Option<DestinationRuleSpec>,
+    /// Whether mesh TLS was in use (auto mTLS) when they were built.
+    mesh_tls: bool,
     packed: Arc<Packed>,
 }
 
@@ -236,15 +241,19 @@ fn outbound_cluster_parts(
             dr.map(|d| (d.namespace.clone(), d.name.clone())),
             placement.clone(),
         );
+        let mesh_tls = index.mesh_tls();
         let entry = built.entry(key).or_insert_with_key(|key| {
             let rule = dr.map(|d| d.spec.clone());
             let packed = match previous.get(key) {
-                Some(p) if p.service == **service && p.rule == rule => p.packed.clone(),
+                Some(p) if p.service == **service && p.rule == rule && p.mesh_tls == mesh_tls => {
+                    p.packed.clone()
+                }
                 _ => Arc::new(service_clusters(index, proxy, service, addressing).packed()),
             };
             ServiceClusters {
                 service: (*service).clone(),
                 rule,
+                mesh_tls,
                 packed,
             }
         });
