@@ -35,6 +35,8 @@ struct Plane {
     bootstraps: TempDir,
     xds_port: u16,
     debug: SocketAddr,
+    /// Sidecars take their config over delta xDS (else state of the world).
+    delta: bool,
 }
 
 impl Plane {
@@ -73,7 +75,14 @@ impl Plane {
             bootstraps: TempDir::new("bosun-control-bootstraps").expect("temp dir"),
             xds_port,
             debug,
+            delta: false,
         }
+    }
+
+    /// The sidecars started from here on take their config over delta xDS.
+    fn over_delta(mut self) -> Plane {
+        self.delta = true;
+        self
     }
 
     fn bootstrap(&self, node_id: &str, labels: &str, admin_port: u16) -> String {
@@ -91,6 +100,7 @@ impl Plane {
                 "--admin-port",
                 &admin_port.to_string(),
             ])
+            .args(self.delta.then_some("--delta"))
             .output()
             .expect("bosun bootstrap");
         assert!(
@@ -925,11 +935,16 @@ spec:
 
 /// PeerAuthentication STRICT for a namespace: its sidecars take mutual TLS only. Clients use it on
 /// their own (auto mTLS: the destination has sidecars), plain text to the sidecar is refused, and so
-/// is a client a DestinationRule tells to send plain text (`tls.mode: DISABLE`).
+/// is a client a DestinationRule tells to send plain text (`tls.mode: DISABLE`). Over state of the
+/// world and delta: each change of clusters must reach Envoy at once (it waited 15 s for endpoints
+/// and secrets it already held).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_authentication_strict_takes_mutual_tls_only() {
-    for dataplane in dataplanes("peer_authentication_strict_takes_mutual_tls_only") {
-        let ip = subnet(30, dataplane);
+    let cases = dataplanes("peer_authentication_strict_takes_mutual_tls_only")
+        .into_iter()
+        .flat_map(|d| [(d, false), (d, true)]);
+    for (dataplane, delta) in cases {
+        let ip = subnet(if delta { 31 } else { 30 }, dataplane);
         let v1 = upstream("v1", &ip(2));
         let mesh = format!(
             "services:
@@ -947,7 +962,10 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: default}
 spec: {mtls: {mode: STRICT}}
 ";
-        let plane = Plane::start(&[("mesh.yaml", &mesh), ("strict.yaml", strict)]);
+        let mut plane = Plane::start(&[("mesh.yaml", &mesh), ("strict.yaml", strict)]);
+        if delta {
+            plane = plane.over_delta();
+        }
         let _server = Sidecar::start(
             dataplane,
             &plane,
@@ -1000,7 +1018,10 @@ spec:
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        plane.wait_synced_past(2, &before).await;
+        // Bounded well under Envoy's 15 s initial fetch timeout: the change must not wait on it.
+        tokio::time::timeout(Duration::from_secs(10), plane.wait_synced_past(2, &before))
+            .await
+            .unwrap_or_else(|_| panic!("{dataplane:?} (delta {delta}): the change took 10 s"));
         let refused = client
             .send(via("reviews.default:9080", "/reviews/0"))
             .await

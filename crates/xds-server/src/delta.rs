@@ -19,6 +19,7 @@ use crate::protocol::{
 use crate::response::{Carried, Prepared};
 use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank, select};
 use crate::sotw::CONTROL_PLANE_ID;
+use xds_api::type_url;
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -199,7 +200,7 @@ impl AdsStream for DeltaStream {
 
         if let Some(snap) = snapshot
             && (first || became_wildcard || !added.is_empty())
-            && let Some(r) = respond(&mut self.nonces, &type_url, st, snap, first)
+            && let Some(r) = respond(&mut self.nonces, &type_url, st, snap, first, &[])
         {
             out.responses.push(r);
         }
@@ -211,15 +212,43 @@ impl AdsStream for DeltaStream {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by(|a, b| push_rank(a).cmp(&push_rank(b)).then_with(|| a.cmp(b)));
         let mut out = Vec::new();
+        // What this push changes of clusters (CDS comes before EDS) and whether it sends clusters
+        // or listeners (which come before secrets): Envoy watches a changed cluster's endpoints and
+        // secrets anew and waits for them (15 s) though they did not change; as istiod's pushes,
+        // they go out again with it.
+        let mut changed_clusters: Vec<String> = Vec::new();
+        let mut config_sent = false;
         for url in urls {
             if let Some(st) = self.types.get_mut(&url) {
-                if let (Some(synced), Some(new)) = (&st.synced, snapshot.resources(&url))
+                let resend: Vec<String> = if url == type_url::CLUSTER_LOAD_ASSIGNMENT {
+                    changed_clusters.clone()
+                } else if url == type_url::SECRET && config_sent {
+                    st.names.iter().map(|n| n.to_string()).collect()
+                } else {
+                    Vec::new()
+                };
+                if resend.is_empty()
+                    && let (Some(synced), Some(new)) = (&st.synced, snapshot.resources(&url))
                     && synced.ptr_eq(new)
                 {
                     continue;
                 }
+                if url == type_url::CLUSTER
+                    && let (Some(old), Some(new)) = (&st.synced, snapshot.resources(&url))
+                {
+                    changed_clusters = map_changes(old, new)
+                        .into_iter()
+                        .filter_map(|c| match c {
+                            MapChange::Changed(name, _) => Some(name.clone()),
+                            MapChange::Removed(_) => None,
+                        })
+                        .collect();
+                }
                 let always = !st.answered;
-                out.extend(respond(&mut self.nonces, &url, st, snapshot, always));
+                let response = respond(&mut self.nonces, &url, st, snapshot, always, &resend);
+                config_sent |=
+                    response.is_some() && (url == type_url::CLUSTER || url == type_url::LISTENER);
+                out.extend(response);
             }
         }
         out
@@ -337,25 +366,36 @@ fn changes_since(
     (resources, removed)
 }
 
-/// The response bringing the client of `type_url` up to `snapshot`, if anything differs (or `always`).
+/// The response bringing the client of `type_url` up to `snapshot`, if anything differs (or `always`),
+/// with the resources named in `resend` too (those the subscription selects), changed or not.
 fn respond(
     nonces: &mut Nonces,
     type_url: &str,
     st: &mut TypeState,
     snapshot: &Snapshot,
     always: bool,
+    resend: &[String],
 ) -> Option<Prepared<DeltaDiscoveryResponse>> {
     let new = snapshot.resources(type_url);
     if new.is_none() || st.synced.is_none() {
         // Compared name by name below: `known` must be there to compare with.
         st.materialize();
     }
-    let (resources, removed) = match (&st.synced, new) {
+    let (mut resources, removed) = match (&st.synced, new) {
         // Nothing about the subscription changed since the client was brought up to `old`: what it
         // needs is what differs between the two maps.
         (Some(old), Some(new)) => changes_since(st, old, new),
         _ => changes_from_scratch(st, snapshot, type_url),
     };
+    for name in resend {
+        let selected = st.wildcard || st.names.contains(name.as_str());
+        let sent = resources
+            .iter()
+            .any(|r| r.name.as_deref() == Some(name.as_str()));
+        if let Some(r) = new.and_then(|m| m.get(name)).filter(|_| selected && !sent) {
+            resources.push(Carried::named(name, r));
+        }
+    }
     st.synced = snapshot.resources(type_url).cloned();
     // Once this response is sent the client holds what the subscription selects from the new map:
     // that map says it, no copy per stream is kept. (Without the type in the snapshot, the explicit

@@ -298,3 +298,62 @@ fn explicit_wildcard_can_be_added_and_dropped() {
         ["a"]
     );
 }
+
+/// As over state of the world: a push that changes a cluster sends that cluster's endpoints again,
+/// and the subscribed secrets, though neither changed (Envoy watches them anew for the changed
+/// cluster and waits for them); a push that changes neither clusters nor listeners does not.
+#[test]
+fn a_changed_cluster_gets_its_endpoints_and_secrets_again() {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+    let secret = Secret {
+        name: "default".into(),
+        ..Default::default()
+    };
+    let snap = mesh("v1", 8080, 9001, 9002).with("default", &secret);
+    let mut s = DeltaStream::new(5);
+    for (ty, names) in [
+        (CDS, &[][..]),
+        (EDS, &["a", "b"][..]),
+        (xds_api::type_url::SECRET, &["default"][..]),
+    ] {
+        let request = if ty == CDS {
+            first(ty, names)
+        } else {
+            sub(ty, names, &[])
+        };
+        let out = s.on_request(request, Some(&snap)).unwrap();
+        assert_eq!(out.responses.len(), 1, "{ty}");
+        let r = out.responses[0].clone();
+        assert!(
+            s.on_request(ack(&r), Some(&snap))
+                .unwrap()
+                .responses
+                .is_empty()
+        );
+    }
+    let mut changed = cluster("a");
+    changed.connect_timeout = Some(xds_api::pb::google::protobuf::Duration {
+        seconds: 7,
+        nanos: 0,
+    });
+    let mut next = snap.clone();
+    next.set_version("v2");
+    next.insert_message("a", &changed);
+    let pushed = s.on_snapshot(&next);
+    let got: Vec<(&str, Vec<&str>)> = pushed
+        .iter()
+        .map(|r| (r.type_url.as_str(), sent(r)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (CDS, vec!["a"]),
+            (EDS, vec!["a"]),
+            (xds_api::type_url::SECRET, vec!["default"])
+        ]
+    );
+    // Nothing changes: nothing is sent.
+    let mut same = next.clone();
+    same.set_version("v3");
+    assert!(s.on_snapshot(&same).is_empty());
+}
