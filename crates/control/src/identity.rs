@@ -69,8 +69,30 @@ impl MeshIdentity {
         namespace: &str,
         service_account: &str,
     ) -> Result<[Secret; 2], IdentityError> {
+        self.secrets_at(namespace, service_account, SystemTime::now())
+    }
+
+    /// Whether a certificate issued has lived half its life: the next push renews it (the control
+    /// plane checks this on a timer, so that proxies are renewed without a config change).
+    pub fn renewal_due(&self) -> bool {
+        self.renewal_due_at(SystemTime::now())
+    }
+
+    fn renewal_due_at(&self, now: SystemTime) -> bool {
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued
+            .values()
+            .any(|(at, _)| now.duration_since(*at).unwrap_or_default() >= VALIDITY / 2)
+    }
+
+    fn secrets_at(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        now: SystemTime,
+    ) -> Result<[Secret; 2], IdentityError> {
         let id = SpiffeId::for_workload(TRUST_DOMAIN, namespace, service_account)?;
-        let cert = self.certificate(&id)?;
+        let cert = self.certificate(&id, now)?;
         let inline = |pem: &str| DataSource {
             specifier: Some(Specifier::InlineBytes(pem.as_bytes().to_vec())),
             ..Default::default()
@@ -96,10 +118,13 @@ impl MeshIdentity {
         ])
     }
 
-    /// The certificate of `id`: the one issued before, unless half its life is gone.
-    fn certificate(&self, id: &SpiffeId) -> Result<Arc<WorkloadCert>, IdentityError> {
+    /// The certificate of `id`: the one issued before, unless half its life is gone at `now`.
+    fn certificate(
+        &self,
+        id: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<Arc<WorkloadCert>, IdentityError> {
         let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = SystemTime::now();
         if let Some((at, cert)) = issued.get(id)
             && now.duration_since(*at).unwrap_or_default() < VALIDITY / 2
         {
@@ -150,6 +175,25 @@ mod tests {
             .expect("base64");
         let id = b"spiffe://cluster.local/ns/default/sa/reviews";
         assert!(der.windows(id.len()).any(|w| w == id));
+    }
+
+    #[test]
+    fn a_certificate_is_renewed_when_half_its_life_is_gone() {
+        let mesh = MeshIdentity::generate().expect("CA");
+        let now = SystemTime::now();
+        let [first, _] = mesh.secrets_at("default", "reviews", now).expect("secrets");
+        assert!(!mesh.renewal_due_at(now + VALIDITY / 4));
+        let [kept, _] = mesh
+            .secrets_at("default", "reviews", now + VALIDITY / 4)
+            .expect("secrets");
+        assert_eq!(first, kept);
+        let later = now + VALIDITY / 2;
+        assert!(mesh.renewal_due_at(later));
+        let [renewed, _] = mesh
+            .secrets_at("default", "reviews", later)
+            .expect("secrets");
+        assert_ne!(first, renewed, "a new certificate");
+        assert!(!mesh.renewal_due_at(later), "renewed: nothing due");
     }
 
     #[test]

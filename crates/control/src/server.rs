@@ -194,6 +194,19 @@ impl Shared {
     }
 }
 
+/// Pushes when workload certificates are due for renewal (half their life gone), so that proxies
+/// get new ones though nothing else changes.
+async fn renew_identities(shared: Arc<Shared>) {
+    const CHECK_EVERY: Duration = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(CHECK_EVERY).await;
+        if shared.identity.renewal_due() {
+            info!("workload certificates are due for renewal; pushing");
+            shared.notify_changed();
+        }
+    }
+}
+
 /// A running control plane.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -244,6 +257,7 @@ impl ControlPlane {
         let tasks = vec![
             tokio::spawn(watch_files(shared.clone(), file_events, watcher)),
             tokio::spawn(push_loop(shared.clone(), changes)),
+            tokio::spawn(renew_identities(shared.clone())),
             debug_task,
         ];
         info!(xds = %xds.local_addr(), debug = %debug_addr, "control plane ready");

@@ -2681,12 +2681,41 @@ fn sds_names(
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    if let Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) =
-        &common.validation_context_type
-    {
-        names.push(c.name.clone());
+    match &common.validation_context_type {
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) => {
+            names.push(c.name.clone());
+        }
+        Some(ValidationContextType::CombinedValidationContext(c)) => {
+            names.extend(
+                c.validation_context_sds_secret_config
+                    .iter()
+                    .map(|c| c.name.clone()),
+            );
+        }
+        _ => {}
     }
     names
+}
+
+/// The URI SANs a client's TLS context requires of the server.
+fn required_sans(
+    common: Option<&xds_api::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext>,
+) -> Vec<String> {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    use xds_api::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let Some(ValidationContextType::CombinedValidationContext(c)) =
+        common.and_then(|c| c.validation_context_type.as_ref())
+    else {
+        return Vec::new();
+    };
+    c.default_validation_context
+        .iter()
+        .flat_map(|v| &v.match_typed_subject_alt_names)
+        .filter_map(|m| match m.matcher.as_ref()?.match_pattern.as_ref()? {
+            MatchPattern::Exact(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A `kubernetes.io/tls` Secret for `hosts` (named `name`, in `namespace`), as `kubectl create
@@ -2904,6 +2933,11 @@ spec:
         assert_eq!(
             sds_names(tls.common_tls_context.as_ref()),
             ["default", "ROOTCA"]
+        );
+        // The server must be one of reviews' service accounts (its instances name none: `default`).
+        assert_eq!(
+            required_sans(tls.common_tls_context.as_ref()),
+            ["spiffe://cluster.local/ns/default/sa/default"]
         );
     }
     // Auto mTLS, as istiod's: with mesh TLS in use, a service whose instances all have sidecars is

@@ -229,14 +229,22 @@ pub fn outbound(
             cluster.load_assignment = Some(load_assignment(&name, eps));
         }
     }
-    apply_policy(&mut cluster, policy, port, &service.hostname);
+    let identities = service_identities(service);
+    apply_policy(&mut cluster, policy, port, &service.hostname, &identities);
     if auto_mtls {
-        cluster.transport_socket = Some(tls_socket(&istio_mutual(&cluster.name)));
+        cluster.transport_socket = Some(tls_socket(&istio_mutual(&cluster.name, &identities)));
     }
     BuiltCluster { cluster, endpoints }
 }
 
-fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePort, host: &str) {
+/// `identities`: the service's SPIFFE identities, which `ISTIO_MUTUAL` checks the server against.
+fn apply_policy(
+    cluster: &mut Cluster,
+    policy: &TrafficPolicy,
+    port: &ServicePort,
+    host: &str,
+    identities: &[String],
+) {
     cluster.lb_policy = lb_policy(policy.load_balancer.as_ref()) as i32;
     if let Some(hash) = policy
         .load_balancer
@@ -254,7 +262,7 @@ fn apply_policy(cluster: &mut Cluster, policy: &TrafficPolicy, port: &ServicePor
         cluster.outlier_detection = Some(outlier_detection(od));
     }
     if let Some(tls) = &policy.tls
-        && let Some(context) = upstream_tls(tls, host, &cluster.name)
+        && let Some(context) = upstream_tls(tls, host, &cluster.name, identities)
     {
         cluster.transport_socket = Some(tls_socket(&context));
     }
@@ -456,11 +464,12 @@ fn upstream_tls(
     tls: &ClientTlsSettings,
     host: &str,
     cluster_name: &str,
+    identities: &[String],
 ) -> Option<UpstreamTlsContext> {
     let mutual = match tls.mode {
         Some(ClientTlsMode::Simple) => false,
         Some(ClientTlsMode::Mutual) => true,
-        Some(ClientTlsMode::IstioMutual) => return Some(istio_mutual(cluster_name)),
+        Some(ClientTlsMode::IstioMutual) => return Some(istio_mutual(cluster_name, identities)),
         _ => return None,
     };
     let validation = (!tls.insecure_skip_verify.unwrap_or(false))
@@ -511,15 +520,36 @@ fn upstream_tls(
 }
 
 /// `ISTIO_MUTUAL`, as istiod writes it: the proxy's own certificate and the mesh's root over SDS
-/// (`default`, `ROOTCA`; see [`crate::identity`]) and the SNI that names the cluster
-/// (`outbound_.9080_.v1_.reviews.default.svc.cluster.local`). Any certificate of the mesh CA is
-/// accepted: the destination's service accounts are not checked.
-fn istio_mutual(cluster_name: &str) -> UpstreamTlsContext {
+/// (`default`, `ROOTCA`; see [`crate::identity`]), the server checked to be one of `identities` (the
+/// destination service's accounts), and the SNI that names the cluster
+/// (`outbound_.9080_.v1_.reviews.default.svc.cluster.local`).
+fn istio_mutual(cluster_name: &str, identities: &[String]) -> UpstreamTlsContext {
     UpstreamTlsContext {
-        common_tls_context: Some(crate::generate::server_tls::mesh_tls_context()),
+        common_tls_context: Some(crate::generate::server_tls::mesh_tls_context_verifying(
+            identities,
+        )),
         sni: cluster_name.replace('|', "_."),
         ..Default::default()
     }
+}
+
+/// The SPIFFE identities of `service`'s instances (`default` for one without a service account).
+fn service_identities(service: &Service) -> Vec<String> {
+    let mut ids: Vec<String> = service
+        .instances
+        .iter()
+        .map(|i| {
+            format!(
+                "spiffe://{}/ns/{}/sa/{}",
+                crate::identity::TRUST_DOMAIN,
+                i.namespace,
+                i.service_account.as_deref().unwrap_or("default")
+            )
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// `BlackHoleCluster`: no endpoints; what REGISTRY_ONLY sends unknown destinations to.

@@ -9,9 +9,13 @@ use xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType as Socket
 use xds_api::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source::Specifier};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
-    TlsCertificate, TlsParameters, common_tls_context::ValidationContextType, secret,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters,
+    common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
+    secret,
+    subject_alt_name_matcher::SanType,
     tls_parameters::TlsProtocol as EnvoyTlsProtocol,
 };
+use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use xds_api::pb::google::protobuf::BoolValue;
 
 use crate::generate::cluster::{ads_config_source, file};
@@ -224,6 +228,34 @@ pub fn mesh_tls_context() -> CommonTlsContext {
         )),
         ..Default::default()
     }
+}
+
+/// [`mesh_tls_context`] for a client that checks the server is one of `identities` (SPIFFE IDs, the
+/// destination's service accounts, as istiod writes them), beside being signed by the mesh's root.
+pub fn mesh_tls_context_verifying(identities: &[String]) -> CommonTlsContext {
+    let mut common = mesh_tls_context();
+    if identities.is_empty() {
+        return common;
+    }
+    let san = |id: &String| SubjectAltNameMatcher {
+        san_type: SanType::Uri as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(MatchPattern::Exact(id.clone())),
+            ignore_case: false,
+        }),
+        ..Default::default()
+    };
+    common.validation_context_type = Some(ValidationContextType::CombinedValidationContext(
+        CombinedCertificateValidationContext {
+            default_validation_context: Some(CertificateValidationContext {
+                match_typed_subject_alt_names: identities.iter().map(san).collect(),
+                ..Default::default()
+            }),
+            validation_context_sds_secret_config: Some(sds(ROOT_SECRET.to_owned())),
+            ..Default::default()
+        },
+    ));
+    common
 }
 
 /// The transport socket of a sidecar's inbound side for connections from other proxies of the mesh:
