@@ -2891,6 +2891,25 @@ spec:
     );
     // Sidecars get no secrets.
     assert!(resources(&index, &productpage()).secrets.is_empty());
+
+    // A secret whose certificate is not PEM: the server is skipped, the warning says which and why.
+    let broken = [
+        gateway.to_owned(),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: bookinfo-credential, namespace: istio-system}\nstringData: {tls.crt: not a certificate, tls.key: not a key}\n".to_owned(),
+        tls_secret("admin-credential", "istio-system", &["admin.example.com"], true),
+    ]
+    .join("---\n");
+    let index = self::index(&broken, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &gateway_proxy());
+    assert!(
+        r.warnings.iter().any(
+            |w| w.contains("port 443") && w.contains("Secret istio-system/bookinfo-credential")
+        ),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.secret("kubernetes://bookinfo-credential").is_none());
+    assert!(r.secret("kubernetes://admin-credential").is_some());
 }
 
 /// `ISTIO_MUTUAL`: the client's cluster originates TLS with its own identity and the mesh root over

@@ -79,6 +79,10 @@ pub fn gateway_server_tls(
             "Secret {namespace}/{credential} has no certificate and key (tls.crt and tls.key, or cert and key)"
         ));
     };
+    // Checked here, so that a broken secret is named in the control plane's log rather than
+    // refused by every gateway that would be sent it.
+    mesh_tls::Identity::from_pem(chain, key)
+        .map_err(|e| format!("Secret {namespace}/{credential}: {e}"))?;
     add_secret(
         secrets,
         certificate_secret_name(credential),
@@ -95,6 +99,8 @@ pub fn gateway_server_tls(
     };
     if mutual {
         let ca = client_ca(tls, credential, secret, &find)?;
+        mesh_tls::RootStore::from_pem(&ca)
+            .map_err(|e| format!("the client CA of credential {credential}: {e}"))?;
         add_secret(
             secrets,
             ca_secret_name(credential),
