@@ -229,6 +229,17 @@ fn exact_hosts<'a>(hosts: impl IntoIterator<Item = &'a String>) -> bool {
     any
 }
 
+/// A PeerAuthentication mode; `None` for UNSET (or none given): the next level decides.
+fn peer_mode_of(mtls: Option<&mesh_api::types::security::MutualTls>) -> Option<PeerMode> {
+    use mesh_api::types::security::MtlsMode;
+    match mtls.and_then(|m| m.mode) {
+        Some(MtlsMode::Strict) => Some(PeerMode::Strict),
+        Some(MtlsMode::Permissive) => Some(PeerMode::Permissive),
+        Some(MtlsMode::Disable) => Some(PeerMode::Disable),
+        Some(MtlsMode::Unset) | None => None,
+    }
+}
+
 /// Whether a DestinationRule's policy, at any level (rule, port, subset), is `ISTIO_MUTUAL`.
 fn asks_istio_mutual(rule: &DestinationRuleSpec) -> bool {
     use mesh_api::types::destination_rule::{ClientTlsMode, TrafficPolicy};
@@ -317,12 +328,6 @@ impl Index {
                     spec: s.clone(),
                 }),
                 Spec::PeerAuthentication(p) => {
-                    if !p.port_level_mtls.is_empty() {
-                        index.warnings.push(format!(
-                            "PeerAuthentication {}/{}: portLevelMtls is not supported yet; its mtls mode applies to every port",
-                            r.namespace, r.name
-                        ));
-                    }
                     index.peer_authentications.push(PeerAuthentication {
                         name: r.name.clone(),
                         namespace: r.namespace.clone(),
@@ -447,7 +452,6 @@ impl Index {
     /// selector), else the mesh's (`istio-system`, no selector), each level's `UNSET` deferring to
     /// the next; PERMISSIVE when none says.
     pub fn peer_mode(&self, proxy: &Proxy) -> PeerMode {
-        use mesh_api::types::security::MtlsMode;
         let all = &self.peer_authentications;
         let workload = all.iter().find(|p| {
             p.namespace == proxy.namespace
@@ -462,17 +466,34 @@ impl Index {
         let mesh = all
             .iter()
             .find(|p| p.namespace == ROOT_NAMESPACE && p.spec.selector.is_none());
-        let mode_of = |p: &PeerAuthentication| match p.spec.mtls.as_ref().and_then(|m| m.mode) {
-            Some(MtlsMode::Strict) => Some(PeerMode::Strict),
-            Some(MtlsMode::Permissive) => Some(PeerMode::Permissive),
-            Some(MtlsMode::Disable) => Some(PeerMode::Disable),
-            Some(MtlsMode::Unset) | None => None,
-        };
+        let mode_of = |p: &PeerAuthentication| peer_mode_of(p.spec.mtls.as_ref());
         [workload, namespace, mesh]
             .into_iter()
             .flatten()
             .find_map(mode_of)
             .unwrap_or(PeerMode::Permissive)
+    }
+
+    /// The `portLevelMtls` of the PeerAuthentication selecting `proxy`'s workload (Istio reads them only
+    /// there), by workload port; a port's `UNSET` defers to [`peer_mode`](Self::peer_mode).
+    pub fn peer_port_modes(&self, proxy: &Proxy) -> BTreeMap<u32, PeerMode> {
+        self.peer_authentications
+            .iter()
+            .find(|p| {
+                p.namespace == proxy.namespace
+                    && p.spec
+                        .selector
+                        .as_ref()
+                        .is_some_and(|s| labels_match(&proxy.labels, &s.match_labels))
+            })
+            .map(|p| {
+                p.spec
+                    .port_level_mtls
+                    .iter()
+                    .filter_map(|(port, m)| Some((port.parse().ok()?, peer_mode_of(Some(m))?)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn outbound_policy(&self, proxy: &Proxy) -> OutboundTrafficPolicyMode {

@@ -3084,6 +3084,13 @@ metadata: {name: reviews, namespace: default}
 spec:
   selector: {matchLabels: {app: reviews}}
   mtls: {mode: PERMISSIVE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: billing, namespace: payments}
+spec:
+  selector: {matchLabels: {app: billing}}
+  portLevelMtls: {'8080': {mode: DISABLE}}
 ";
     let mut index = index(config, OutboundTrafficPolicyMode::AllowAny);
     index.identity = Some(std::sync::Arc::new(
@@ -3119,11 +3126,20 @@ spec:
         "sidecar~10.0.1.1~billing-1.payments~payments.svc.cluster.local",
         &[("app", "billing")],
     );
+    // Its own PeerAuthentication leaves the mode UNSET: the mesh's STRICT. Its port 8080 is DISABLE,
+    // which only traffic capture can tell apart (without it, every port arrives at 15006).
     assert_eq!(inbound(&billing), (1, 0, 2), "STRICT: the mesh's");
+    let warnings = resources(&index, &billing).warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("portLevelMtls needs traffic capture")),
+        "{warnings:?}"
+    );
     assert_eq!(
-        inbound(&captured(billing)).1,
-        0,
-        "captured: TLS chains only"
+        inbound(&captured(billing.clone())),
+        (0, 1, 2),
+        "captured: port 8080 in plain text only"
     );
     // UNSET defers to the next level.
     let unset = config.replace("{mode: PERMISSIVE}", "{mode: UNSET}");

@@ -38,7 +38,7 @@ use crate::generate::route::{
 };
 use crate::generate::server_tls::{self, ServerTls};
 use crate::generate::tcp::{self, hosts_intersect, server_hosts};
-use crate::index::{Gateway, Index};
+use crate::index::{Gateway, Index, PeerMode};
 use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol, Service};
 use crate::node::Proxy;
 
@@ -1071,21 +1071,32 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
     )
 }
 
-/// Lets an inbound listener take mutual TLS from other proxies of the mesh beside plain text: each
-/// plain-text chain gets a twin for TLS connections (chosen by the `tls_inspector`), which
-/// terminates them with the proxy's identity and asks the peer for its own.
-pub fn accept_mesh_tls(listener: &mut Listener) {
-    let twins: Vec<FilterChain> = listener
-        .filter_chains
-        .iter()
-        .filter(|c| {
-            c.transport_socket.is_none()
-                && c.filter_chain_match
-                    .as_ref()
-                    .is_none_or(|m| m.transport_protocol.is_empty())
-        })
-        .map(|c| {
-            let mut twin = c.clone();
+/// Makes an inbound listener take what its workload's PeerAuthentication says, per chain:
+/// `mode_of(port)` for a chain matching that destination port (`None`: a chain for every port).
+/// PERMISSIVE gives each plain-text chain a twin for TLS connections (chosen by the `tls_inspector`)
+/// that terminates mutual TLS with the proxy's identity and asks the peer for its own; STRICT keeps
+/// the twin only (a plain-text connection finds no chain and is closed); DISABLE keeps plain text.
+pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -> PeerMode) {
+    let mut chains = Vec::with_capacity(listener.filter_chains.len() * 2);
+    let mut any_tls = false;
+    for chain in std::mem::take(&mut listener.filter_chains) {
+        let plain = chain.transport_socket.is_none()
+            && chain
+                .filter_chain_match
+                .as_ref()
+                .is_none_or(|m| m.transport_protocol.is_empty());
+        if !plain {
+            chains.push(chain);
+            continue;
+        }
+        let port = chain
+            .filter_chain_match
+            .as_ref()
+            .and_then(|m| m.destination_port.as_ref())
+            .map(|p| p.value);
+        let mode = mode_of(port);
+        if mode != PeerMode::Disable {
+            let mut twin = chain.clone();
             twin.filter_chain_match
                 .get_or_insert_with(Default::default)
                 .transport_protocol = "tls".to_owned();
@@ -1093,28 +1104,22 @@ pub fn accept_mesh_tls(listener: &mut Listener) {
             if !twin.name.is_empty() {
                 twin.name.push_str("-mtls");
             }
-            twin
-        })
-        .collect();
-    if twins.is_empty() {
-        return;
+            chains.push(twin);
+            any_tls = true;
+        }
+        if mode != PeerMode::Strict {
+            chains.push(chain);
+        }
     }
-    listener.filter_chains.extend(twins);
-    if !listener
-        .listener_filters
-        .iter()
-        .any(|f| f.name == "envoy.filters.listener.tls_inspector")
+    listener.filter_chains = chains;
+    if any_tls
+        && !listener
+            .listener_filters
+            .iter()
+            .any(|f| f.name == "envoy.filters.listener.tls_inspector")
     {
         listener.listener_filters.push(tcp::tls_inspector());
     }
-}
-
-/// PeerAuthentication `STRICT`: an inbound listener (after [`accept_mesh_tls`]) keeps only the chains
-/// that terminate TLS; a plain-text connection finds no chain and is closed.
-pub fn refuse_plain_text(listener: &mut Listener) {
-    listener
-        .filter_chains
-        .retain(|c| c.transport_socket.is_some());
 }
 
 /// `virtualInbound` on `0.0.0.0:15006` with `filter_chains` (by original destination port).

@@ -30,7 +30,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
 
-use crate::index::{Index, PeerMode, RouteChange};
+use crate::index::{Index, RouteChange};
 use crate::model::Service;
 use crate::node::{Interception, Proxy, ProxyType};
 pub use cluster::InboundAddressing;
@@ -366,19 +366,21 @@ fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
         return;
     }
     let mode = index.peer_mode(proxy);
+    let ports = index.peer_port_modes(proxy);
+    if !ports.is_empty() && proxy.interception == Interception::None {
+        out.warnings.push(
+            "portLevelMtls needs traffic capture (without it, every port arrives at 15006): the workload's mode applies to every port"
+                .to_owned(),
+        );
+    }
     for l in out
         .listeners
         .iter_mut()
         .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
     {
-        match mode {
-            PeerMode::Disable => {}
-            PeerMode::Permissive => listener::accept_mesh_tls(l),
-            PeerMode::Strict => {
-                listener::accept_mesh_tls(l);
-                listener::refuse_plain_text(l);
-            }
-        }
+        listener::apply_peer_modes(l, |port| {
+            port.and_then(|p| ports.get(&p).copied()).unwrap_or(mode)
+        });
     }
 }
 
