@@ -166,8 +166,9 @@ pub struct HttpConnectionManager {
     pub stat_prefix: String,
     pub routes: RouteSource,
     pub http_filters: Vec<HttpFilter>,
-    /// The `server` response header (Envoy's default: `envoy`).
-    pub server_name: String,
+    /// The `server` response header (Envoy's default: `envoy`), made once; `None` when the name
+    /// cannot be a header value (no header then).
+    pub server_header: Option<http::HeaderValue>,
     pub stream_idle_timeout: Option<Duration>,
     pub request_timeout: Option<Duration>,
     pub generate_request_id: bool,
@@ -672,10 +673,10 @@ fn http_connection_manager(
         stat_prefix: p.stat_prefix.clone(),
         routes,
         http_filters,
-        server_name: if p.server_name.is_empty() {
-            "envoy".to_owned()
+        server_header: if p.server_name.is_empty() {
+            Some(http::HeaderValue::from_static("envoy"))
         } else {
-            p.server_name.clone()
+            http::HeaderValue::from_str(&p.server_name).ok()
         },
         // Envoy's default stream idle timeout is 5 minutes; 0 disables it.
         stream_idle_timeout: match &p.stream_idle_timeout {

@@ -23,7 +23,7 @@ use crate::Proxy;
 use crate::http::full;
 use crate::stats::Selection;
 use crate::upstream::{Body, ClusterRuntime, Host};
-use proxy_model::cluster::{Health, Locality, Thresholds};
+use proxy_model::cluster::{Endpoint, Health, Locality, LocalityEndpoints, Thresholds};
 
 pub async fn serve(
     proxy: Arc<Proxy>,
@@ -236,24 +236,47 @@ struct Placement<'a> {
 /// load assignment (with its priority, locality and EDS health), then the destinations an
 /// ORIGINAL_DST cluster saw lately.
 fn hosts_of(c: &ClusterRuntime) -> Vec<(Arc<Host>, Option<Placement<'_>>)> {
-    let placed = c
-        .config
-        .priorities
-        .iter()
-        .enumerate()
-        .flat_map(|(p, localities)| {
-            localities.iter().flat_map(move |l| {
-                l.endpoints.iter().map(move |e| Placement {
-                    priority: p,
-                    locality: &l.locality,
-                    health: e.health,
-                })
+    let mut hosts: Vec<_> = assigned_groups(c)
+        .into_iter()
+        .flat_map(|(priority, group, endpoints)| {
+            endpoints.into_iter().filter_map(move |(endpoint, host)| {
+                let placement = Placement {
+                    priority,
+                    locality: &group.locality,
+                    health: endpoint.health,
+                };
+                Some((host?.clone(), Some(placement)))
             })
-        });
-    let configured: Vec<_> = c.priorities.iter().flatten().cloned().collect();
-    let mut hosts: Vec<_> = configured.into_iter().zip(placed.map(Some)).collect();
+        })
+        .collect();
     hosts.extend(c.original_dst_hosts().into_iter().map(|h| (h, None)));
     hosts
+}
+
+/// A locality group of the load assignment with its priority, and its endpoints each with the
+/// running host made of it.
+type AssignedGroup<'a> = (
+    usize,
+    &'a LocalityEndpoints,
+    Vec<(&'a Endpoint, Option<&'a Arc<Host>>)>,
+);
+
+/// The load assignment's locality groups in its order, each endpoint with the running host made of
+/// it (the runtime keeps the hosts in the same order; `None` past its last host).
+fn assigned_groups(c: &ClusterRuntime) -> Vec<AssignedGroup<'_>> {
+    let mut running = c.priorities.iter().flatten();
+    let mut groups = Vec::new();
+    for (priority, localities) in c.config.priorities.iter().enumerate() {
+        for group in localities {
+            let endpoints = group
+                .endpoints
+                .iter()
+                .map(|e| (e, running.next()))
+                .collect();
+            groups.push((priority, group, endpoints));
+        }
+    }
+    groups
 }
 
 /// The clusters by name.
@@ -743,43 +766,37 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
 /// host with its health (EDS and outlier detection) and weight, each locality with its weight (0 when none), and the
 /// overprovisioning factor.
 fn endpoints_json(c: &ClusterRuntime) -> serde_json::Value {
-    // The running hosts, in the order of the load assignment's endpoints.
-    let mut running = c.priorities.iter().flatten();
     let mut groups = Vec::new();
-    for (priority, localities) in c.config.priorities.iter().enumerate() {
-        for l in localities {
-            let hosts: Vec<_> = l
-                .endpoints
-                .iter()
-                .map(|e| {
-                    let ejected = running.next().is_some_and(|h| h.is_ejected());
-                    // Envoy's coarse health: failing EDS or outlier detection is unhealthy.
-                    let health = match e.health {
-                        _ if ejected => "UNHEALTHY",
-                        Health::Healthy => "HEALTHY",
-                        Health::Degraded => "DEGRADED",
-                        Health::Unhealthy | Health::Draining => "UNHEALTHY",
-                    };
-                    json!({
-                        "endpoint": {
-                            "address": address_json(&e.address()),
-                            "health_check_config": {},
-                        },
-                        "health_status": health,
-                        "load_balancing_weight": e.weight,
-                    })
+    for (priority, group, endpoints) in assigned_groups(c) {
+        let hosts: Vec<_> = endpoints
+            .into_iter()
+            .map(|(e, host)| {
+                // Envoy's coarse health: failing EDS or outlier detection is unhealthy.
+                let health = match e.health {
+                    _ if host.is_some_and(|h| h.is_ejected()) => "UNHEALTHY",
+                    Health::Healthy => "HEALTHY",
+                    Health::Degraded => "DEGRADED",
+                    Health::Unhealthy | Health::Draining => "UNHEALTHY",
+                };
+                json!({
+                    "endpoint": {
+                        "address": address_json(&e.address()),
+                        "health_check_config": {},
+                    },
+                    "health_status": health,
+                    "load_balancing_weight": e.weight,
                 })
-                .collect();
-            let mut group = json!({
-                "locality": locality_json(&l.locality),
-                "lb_endpoints": hosts,
-                "load_balancing_weight": l.weight.unwrap_or(0),
-            });
-            if priority > 0 {
-                group["priority"] = json!(priority);
-            }
-            groups.push(group);
+            })
+            .collect();
+        let mut entry = json!({
+            "locality": locality_json(&group.locality),
+            "lb_endpoints": hosts,
+            "load_balancing_weight": group.weight.unwrap_or(0),
+        });
+        if priority > 0 {
+            entry["priority"] = json!(priority);
         }
+        groups.push(entry);
     }
     let mut assignment = json!({
         "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",

@@ -198,8 +198,8 @@ pub async fn serve(
         }
     }
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&ctx.hcm.server_name) {
-        headers.insert(header::SERVER, v);
+    if let Some(v) = &ctx.hcm.server_header {
+        headers.insert(header::SERVER, v.clone());
     }
     let status = response.status().as_u16();
     ctx.stats.downstream_rq_total.inc();
