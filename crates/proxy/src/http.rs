@@ -34,10 +34,25 @@ use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, 
 /// the primary (Envoy's default buffer limit).
 const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
 
-/// What one connection's requests share.
+/// One request's context: its connection's, and the routes and clusters current when it started (as
+/// Envoy's RDS and CDS apply to the next stream). Made per request from two `Arc`s; reads the
+/// connection's fields through it.
 #[derive(Debug)]
 pub struct ConnContext {
     pub runtime: Arc<Runtime>,
+    pub conn: Arc<Connection>,
+}
+
+impl std::ops::Deref for ConnContext {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// What one connection's requests share.
+#[derive(Debug)]
+pub struct Connection {
     pub hcm: Arc<HttpConnectionManager>,
     pub peer: SocketAddr,
     /// The original destination the `original_dst` listener filter restored (for ORIGINAL_DST
@@ -153,10 +168,7 @@ pub struct Exchange {
     pub tunnel_bytes: Option<(u64, u64)>,
 }
 
-pub async fn serve(
-    req: Request<Incoming>,
-    ctx: Arc<ConnContext>,
-) -> Result<Response<Body>, Infallible> {
+pub async fn serve(req: Request<Incoming>, ctx: ConnContext) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let log_line = ctx
         .hcm

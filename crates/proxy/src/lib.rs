@@ -48,7 +48,7 @@ use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
-use crate::http::{ConnContext, HcmStats};
+use crate::http::{ConnContext, Connection, HcmStats};
 use crate::original_dst::{Destination, ListenerIndex};
 use crate::stats::{Counter, Gauge, Registry};
 use crate::upstream::ClusterRuntime;
@@ -977,17 +977,20 @@ fn serve_http(
     let h2_extended_connect = hcm.h2_extended_connect;
     // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
+    let conn = Arc::new(Connection {
+        draining,
+        finish: finish_requested,
+        hcm: hcm.clone(),
+        peer,
+        original_dst,
+        stats,
+        tls,
+    });
     let service = service_fn(move |req| {
-        let ctx = Arc::new(ConnContext {
-            draining: draining.clone(),
-            finish: finish_requested.clone(),
+        let ctx = ConnContext {
             runtime: proxy.runtime.load_full(),
-            hcm: hcm.clone(),
-            peer,
-            original_dst,
-            stats: stats.clone(),
-            tls,
-        });
+            conn: conn.clone(),
+        };
         http::serve(req, ctx)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
