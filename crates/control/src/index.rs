@@ -113,9 +113,9 @@ pub struct Index {
     pub secrets: BTreeMap<(String, String), Arc<CredentialSecret>>,
     /// The mesh CA that issues workload certificates for `ISTIO_MUTUAL` (none: no mesh TLS).
     pub identity: Option<Arc<crate::identity::MeshIdentity>>,
-    /// Some DestinationRule asks for `ISTIO_MUTUAL`: proxies then get their identity and accept
-    /// mutual TLS on their inbound side.
-    pub istio_mutual: bool,
+    /// Whether the mesh uses mutual TLS at all: a DestinationRule asks for `ISTIO_MUTUAL`, or a
+    /// PeerAuthentication asks for `STRICT` or `PERMISSIVE`. Only then do proxies get identities.
+    pub mesh_tls: bool,
     /// In the order they were read.
     pub peer_authentications: Vec<PeerAuthentication>,
     pub mesh: MeshSettings,
@@ -338,10 +338,17 @@ impl Index {
             }
         }
         index.services = services;
-        index.istio_mutual = index
+        index.mesh_tls = index
             .destination_rules
             .iter()
-            .any(|d| asks_istio_mutual(&d.spec));
+            .any(|d| asks_istio_mutual(&d.spec))
+            || index.peer_authentications.iter().any(|p| {
+                use mesh_api::types::security::MtlsMode;
+                matches!(
+                    p.spec.mtls.as_ref().and_then(|m| m.mode),
+                    Some(MtlsMode::Strict | MtlsMode::Permissive)
+                )
+            });
         index.merge_delegates();
         // After merging, so a delegate's conditions count through its root; tcp and tls matches
         // select proxies too.
@@ -432,19 +439,6 @@ impl Index {
             })
             .or_else(|| in_ns(&proxy.namespace).find(|s| s.spec.workload_selector.is_none()))
             .or_else(|| in_ns(ROOT_NAMESPACE).find(|s| s.spec.workload_selector.is_none()))
-    }
-
-    /// Whether the mesh uses mutual TLS at all: a DestinationRule asks for `ISTIO_MUTUAL`, or a
-    /// PeerAuthentication asks for `STRICT` or `PERMISSIVE`. Only then do proxies get identities.
-    pub fn mesh_tls(&self) -> bool {
-        use mesh_api::types::security::MtlsMode;
-        self.istio_mutual
-            || self.peer_authentications.iter().any(|p| {
-                matches!(
-                    p.spec.mtls.as_ref().and_then(|m| m.mode),
-                    Some(MtlsMode::Strict | MtlsMode::Permissive)
-                )
-            })
     }
 
     /// How `proxy`'s workload takes connections from its peers, as istiod decides it: the

@@ -2901,12 +2901,12 @@ spec:
     .join("---\n");
     let index = self::index(&broken, OutboundTrafficPolicyMode::AllowAny);
     let r = resources(&index, &gateway_proxy());
-    assert!(
-        r.warnings.iter().any(
-            |w| w.contains("port 443") && w.contains("Secret istio-system/bookinfo-credential")
-        ),
-        "{:?}",
-        r.warnings
+    assert_eq!(
+        r.warnings,
+        [
+            "Gateway istio-system/edge: the server on port 443 is skipped: Secret istio-system/bookinfo-credential: no certificate chain found in inline PEM (expected a PEM block such as -----BEGIN CERTIFICATE-----)",
+            "Gateway istio-system/edge: the server on port 8443 is skipped: credentialName nowhere: no Secret istio-system/nowhere",
+        ]
     );
     assert!(r.secret("kubernetes://bookinfo-credential").is_none());
     assert!(r.secret("kubernetes://admin-credential").is_some());

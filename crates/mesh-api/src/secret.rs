@@ -160,12 +160,9 @@ data: {tls.crt: 'not base64!'}
         );
         assert!(loaded.secrets.is_empty());
         let f = &loaded.findings[0];
-        assert!(
-            f.message
-                .contains("data.tls.crt of Secret broken is not base64")
-                && f.message.contains("stringData"),
-            "{}",
-            f.message
+        assert_eq!(
+            f.message,
+            "data.tls.crt of Secret broken is not base64 (Invalid symbol 33, offset 9.); put plain text under stringData instead"
         );
         assert_eq!(f.field, "data.tls.crt");
         assert_eq!((f.pos.line, f.pos.column), (4, 17));

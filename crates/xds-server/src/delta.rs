@@ -17,7 +17,9 @@ use crate::protocol::{
     ProtocolError, ResourceName, TypeStatus, bounded_message, first_node, intern,
 };
 use crate::response::{Carried, Prepared};
-use crate::snapshot::{LayeredMap, MapChange, Snapshot, map_changes, push_rank, select};
+use crate::snapshot::{
+    LayeredMap, MapChange, Snapshot, changed_names_between, map_changes, push_rank, select,
+};
 use crate::sotw::CONTROL_PLANE_ID;
 use xds_api::type_url;
 
@@ -236,13 +238,7 @@ impl AdsStream for DeltaStream {
                 if url == type_url::CLUSTER
                     && let (Some(old), Some(new)) = (&st.synced, snapshot.resources(&url))
                 {
-                    changed_clusters = map_changes(old, new)
-                        .into_iter()
-                        .filter_map(|c| match c {
-                            MapChange::Changed(name, _) => Some(name.clone()),
-                            MapChange::Removed(_) => None,
-                        })
-                        .collect();
+                    changed_clusters = changed_names_between(old, new);
                 }
                 let always = !st.answered;
                 let response = respond(&mut self.nonces, &url, st, snapshot, always, &resend);

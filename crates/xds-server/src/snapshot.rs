@@ -459,6 +459,17 @@ pub(crate) enum MapChange<'a> {
     Removed(&'a String),
 }
 
+/// The names whose resource is new or differs from `old` to `new` (removed ones left out).
+pub(crate) fn changed_names_between(old: &LayeredMap, new: &LayeredMap) -> Vec<String> {
+    map_changes(old, new)
+        .into_iter()
+        .filter_map(|c| match c {
+            MapChange::Changed(name, _) => Some(name.clone()),
+            MapChange::Removed(_) => None,
+        })
+        .collect()
+}
+
 /// What differs from `old` to `new`, in name order: one walk over both sorted maps (shared
 /// resources compare by pointer), so a push that changed a few of thousands of resources costs a
 /// walk, not a lookup per name. Layers the two share (the same map at the same place) are not

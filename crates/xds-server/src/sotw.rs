@@ -27,8 +27,8 @@ use crate::protocol::{
 };
 use crate::response::{Carried, Prepared};
 use crate::snapshot::{
-    LayeredMap, MapChange, Snapshot, is_wildcard_type, map_changes, push_rank, same_map,
-    same_resource, select,
+    LayeredMap, MapChange, Snapshot, changed_names_between, is_wildcard_type, map_changes,
+    push_rank, same_map, same_resource, select,
 };
 use xds_api::type_url;
 
@@ -251,13 +251,7 @@ impl AdsStream for SotwStream {
                     if url == type_url::CLUSTER
                         && let (Some(old), Some(new)) = (&sent.from, new)
                     {
-                        changed_clusters = map_changes(old, new)
-                            .into_iter()
-                            .filter_map(|c| match c {
-                                MapChange::Changed(name, _) => Some(name.clone()),
-                                MapChange::Removed(_) => None,
-                            })
-                            .collect();
+                        changed_clusters = changed_names_between(old, new);
                     }
                     out.push(respond(&mut self.nonces, &url, st, snapshot));
                     config_sent |= config;

@@ -166,7 +166,7 @@ fn service_clusters(
     let mut out = ProxyResources::default();
     let dr = index.destination_rule(&service.hostname, &proxy.namespace, &service.namespace);
     let top = dr.and_then(|d| d.spec.traffic_policy.as_ref());
-    let auto_mtls = index.mesh_tls();
+    let auto_mtls = index.mesh_tls;
     for port in &service.ports {
         let mut built = vec![cluster::outbound(
             service,
@@ -241,7 +241,7 @@ fn outbound_cluster_parts(
             dr.map(|d| (d.namespace.clone(), d.name.clone())),
             placement.clone(),
         );
-        let mesh_tls = index.mesh_tls();
+        let mesh_tls = index.mesh_tls;
         let entry = built.entry(key).or_insert_with_key(|key| {
             let rule = dr.map(|d| d.spec.clone());
             let packed = match previous.get(key) {
@@ -344,7 +344,7 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
 /// says: mutual TLS beside plain text (PERMISSIVE, the default), mutual TLS only (STRICT), or plain
 /// text only (DISABLE).
 fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
-    let Some(identity) = index.identity.as_ref().filter(|_| index.mesh_tls()) else {
+    let Some(identity) = index.identity.as_ref().filter(|_| index.mesh_tls) else {
         return;
     };
     let account = index
