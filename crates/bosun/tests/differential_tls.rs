@@ -633,6 +633,38 @@ async fn tls_matches_envoy() {
     assert_eq!(*nocert, 200);
     assert_eq!(*badsan, 503);
 
+    // transport_socket_matches: each endpoint connects as its metadata (or its locality's) says.
+    let mut matched = Vec::new();
+    for p in &both {
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let (status, body) = http_get(p.originate, "/matched").await;
+            let tls = body.starts_with("sni=backend.example.com ");
+            seen.push(format!("{status} {}", if tls { "tls" } else { "plain" }));
+        }
+        // Round robin over the two hosts, wherever it starts.
+        seen.sort();
+        let (status, body) = http_get(p.originate, "/by-locality").await;
+        matched.push((seen, status, body.starts_with("sni=backend.example.com ")));
+    }
+    assert_eq!(
+        matched[1], matched[0],
+        "bosun (left) and envoy (right) differ"
+    );
+    assert_eq!(
+        matched[1],
+        (
+            vec![
+                "200 plain".to_owned(),
+                "200 plain".to_owned(),
+                "200 tls".to_owned(),
+                "200 tls".to_owned()
+            ],
+            200,
+            true
+        )
+    );
+
     // TCP proxy originating TLS: bytes in, TLS to the backend, an HTTP/1.1 answer back.
     let mut tcp_answers = Vec::new();
     for p in &both {

@@ -2959,21 +2959,57 @@ spec:
             ["spiffe://cluster.local/ns/default/sa/default"]
         );
     }
-    // Auto mTLS, as istiod's: with mesh TLS in use, a service whose instances all have sidecars is
-    // reached over mutual TLS without a rule; one without sidecars in plain text.
-    let ratings = client
-        .cluster("outbound|9080||ratings.default.svc.cluster.local")
-        .expect("cluster");
-    let tls: UpstreamTlsContext =
-        xds_api::any::unpack(&tls_context(ratings.transport_socket.as_ref())).expect("TLS");
-    assert_eq!(
-        tls.sni,
-        "outbound_.9080_._.ratings.default.svc.cluster.local"
-    );
-    let billing = client
-        .cluster("outbound|8080||billing.payments.svc.cluster.local")
-        .expect("cluster");
-    assert!(billing.transport_socket.is_none(), "no sidecar: plain text");
+    // Auto mTLS, as istiod's: with mesh TLS in use and no rule, each endpoint with a sidecar is
+    // reached over mutual TLS (`tlsMode-istio`), any other in plain text (`tlsMode-disabled`).
+    for (cluster, sidecars) in [
+        ("outbound|9080||ratings.default.svc.cluster.local", true),
+        ("outbound|8080||billing.payments.svc.cluster.local", false),
+    ] {
+        let c = client.cluster(cluster).expect("cluster");
+        assert!(
+            c.transport_socket.is_none(),
+            "{cluster}: chosen per endpoint"
+        );
+        let names: Vec<&str> = c
+            .transport_socket_matches
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["tlsMode-istio", "tlsMode-disabled"], "{cluster}");
+        let istio = &c.transport_socket_matches[0];
+        assert_eq!(
+            xds_api::json::to_json(istio.r#match.as_ref().expect("match")).to_string(),
+            r#"{"tlsMode":"istio"}"#
+        );
+        let tls: UpstreamTlsContext =
+            xds_api::any::unpack(&tls_context(istio.transport_socket.as_ref())).expect("TLS");
+        assert_eq!(tls.sni, cluster.replace('|', "_."));
+        let disabled = &c.transport_socket_matches[1];
+        assert_eq!(disabled.r#match, Some(Default::default()));
+        assert_eq!(
+            disabled.transport_socket.as_ref().map(|t| t.name.as_str()),
+            Some("envoy.transport_sockets.raw_buffer")
+        );
+        // Which endpoints say they take it: those with sidecars.
+        let labels: Vec<bool> = client
+            .endpoints_of(cluster)
+            .expect("endpoints")
+            .endpoints
+            .iter()
+            .flat_map(|l| &l.lb_endpoints)
+            .map(|e| {
+                e.metadata
+                    .as_ref()
+                    .and_then(|m| m.filter_metadata.get(xds_api::TRANSPORT_SOCKET_MATCH))
+                    .is_some_and(|s| s == istio.r#match.as_ref().expect("match"))
+            })
+            .collect();
+        assert!(!labels.is_empty(), "{cluster}");
+        assert!(
+            labels.iter().all(|l| *l == sidecars),
+            "{cluster}: {labels:?}"
+        );
+    }
     let mut names: Vec<&str> = client.secrets.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["ROOTCA", "default"]);

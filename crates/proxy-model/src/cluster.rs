@@ -86,6 +86,11 @@ pub struct Cluster {
     pub per_connection_buffer_limit: u32,
     /// TLS origination (`transport_socket` with an `UpstreamTlsContext`); `None`: plaintext.
     pub tls: Option<crate::tls::UpstreamTls>,
+    /// `transport_socket_matches`: endpoints whose metadata meets a match's criteria connect with
+    /// its transport socket instead of `tls` (Istio's auto mTLS: TLS to the endpoints that have a
+    /// sidecar, plaintext to the others). Each endpoint's choice is made when its load assignment
+    /// is built ([`Endpoint::socket_match`]).
+    pub socket_matches: Vec<SocketMatch>,
     /// How an ORIGINAL_DST cluster finds its hosts; `None` for every other type.
     pub original_dst: Option<OriginalDst>,
     /// `upstream_bind_config.source_address`: upstream connections leave from this address (Istio's
@@ -190,6 +195,45 @@ pub struct Endpoint {
     pub port: u16,
     pub weight: u32,
     pub health: Health,
+    /// Which of the cluster's [`socket_matches`](Cluster::socket_matches) this endpoint connects
+    /// with; `None`: the cluster's own transport socket.
+    pub socket_match: Option<usize>,
+}
+
+/// One of a cluster's `transport_socket_matches`.
+#[derive(Debug, Clone)]
+pub struct SocketMatch {
+    pub name: String,
+    /// `match`: every field must be in the endpoint's (else its locality's)
+    /// `envoy.transport_socket_match` metadata with an equal value; none matches every endpoint.
+    pub criteria: Vec<(String, xds_api::pb::google::protobuf::Value)>,
+    /// `None`: plaintext (`raw_buffer`).
+    pub tls: Option<crate::tls::UpstreamTls>,
+}
+
+/// Whether `metadata`'s [`xds_api::TRANSPORT_SOCKET_MATCH`] namespace has every field of `criteria`, with
+/// equal values (Envoy's label match: no metadata matches only empty criteria).
+fn meets(
+    criteria: &[(String, xds_api::pb::google::protobuf::Value)],
+    metadata: Option<&core::Metadata>,
+) -> bool {
+    let fields = metadata
+        .and_then(|m| m.filter_metadata.get(xds_api::TRANSPORT_SOCKET_MATCH))
+        .map(|s| &s.fields);
+    criteria
+        .iter()
+        .all(|(k, v)| fields.and_then(|f| f.get(k)) == Some(v))
+}
+
+/// The first of `matches` whose criteria an endpoint's metadata meets, else the first its
+/// locality's meets, as Envoy resolves them; `None`: the cluster's own transport socket.
+pub fn socket_match_for(
+    matches: &[SocketMatch],
+    endpoint: Option<&core::Metadata>,
+    locality: Option<&core::Metadata>,
+) -> Option<usize> {
+    let first = |metadata| matches.iter().position(|m| meets(&m.criteria, metadata));
+    first(endpoint).or_else(|| first(locality))
 }
 
 impl Endpoint {
@@ -416,12 +460,9 @@ impl Cluster {
                 .flatten(),
             None => None,
         };
-        if !p.transport_socket_matches.is_empty() {
-            errors.push(
-                at.key("transport_socket_matches")
-                    .unsupported("transport_socket_matches"),
-            );
-        }
+        let socket_matches = errors
+            .take(socket_matches(p, at, secrets))
+            .unwrap_or_default();
         for e in at.refused(&unimplemented_cluster_fields(p)) {
             errors.push(e);
         }
@@ -430,7 +471,11 @@ impl Cluster {
             .unwrap_or((UpstreamProtocol::Http1, false));
         let (priorities, overprovisioning_factor) = match &p.load_assignment {
             Some(la) => errors
-                .take(load_assignment(la, &at.key("load_assignment")))
+                .take(load_assignment(
+                    la,
+                    &at.key("load_assignment"),
+                    &socket_matches,
+                ))
                 .unwrap_or((Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR)),
             None => (Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR),
         };
@@ -528,6 +573,7 @@ impl Cluster {
                 1024 * 1024,
             ),
             tls,
+            socket_matches,
             original_dst,
             source_address,
             tcp_keepalive: p
@@ -563,12 +609,30 @@ impl Cluster {
         let (priorities, overprovisioning_factor) = load_assignment(
             la,
             &At::root(format!("ClusterLoadAssignment {}", la.cluster_name)),
+            &self.socket_matches,
         )?;
         Ok(Cluster {
             priorities,
             overprovisioning_factor,
             ..self.clone()
         })
+    }
+
+    /// The TLS `endpoint` connects with (`None`: plaintext): its socket match's, else the cluster's.
+    pub fn endpoint_tls(&self, endpoint: &Endpoint) -> Option<&crate::tls::UpstreamTls> {
+        match endpoint.socket_match {
+            Some(i) => self.socket_matches.get(i).and_then(|m| m.tls.as_ref()),
+            None => self.tls.as_ref(),
+        }
+    }
+
+    /// The TLS of a host made at run time (ORIGINAL_DST), which has no metadata: a match with no
+    /// criteria, else the cluster's.
+    pub fn unlabelled_tls(&self) -> Option<&crate::tls::UpstreamTls> {
+        match socket_match_for(&self.socket_matches, None, None) {
+            Some(i) => self.socket_matches[i].tls.as_ref(),
+            None => self.tls.as_ref(),
+        }
     }
 
     /// All endpoints of every priority, for the admin `/clusters` page.
@@ -596,6 +660,37 @@ pub const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
 /// The largest Maglev table Envoy accepts.
 const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
+
+/// `transport_socket_matches`, each one's transport socket built as the cluster's would be.
+fn socket_matches(
+    p: &cluster::Cluster,
+    at: &At,
+    secrets: &Secrets,
+) -> Result<Vec<SocketMatch>, ModelError> {
+    let mut out = Vec::with_capacity(p.transport_socket_matches.len());
+    for (i, m) in p.transport_socket_matches.iter().enumerate() {
+        let mat = at.key("transport_socket_matches").index(i);
+        let Some(ts) = &m.transport_socket else {
+            return Err(mat.key("transport_socket").error(
+                "a transport socket match needs a transport_socket (raw_buffer for plaintext)",
+            ));
+        };
+        let tls = crate::tls::upstream(ts, &mat.key("transport_socket"), secrets)?;
+        let mut criteria: Vec<_> = m
+            .r#match
+            .iter()
+            .flat_map(|s| &s.fields)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        criteria.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push(SocketMatch {
+            name: m.name.clone(),
+            criteria,
+            tls,
+        });
+    }
+    Ok(out)
+}
 
 /// `ring_hash_lb_config`, with Envoy's bounds and defaults.
 fn ring_hash_config(p: &cluster::Cluster, at: &At) -> Result<LbPolicy, ModelError> {
@@ -989,6 +1084,7 @@ pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 fn load_assignment(
     la: &endpoint::ClusterLoadAssignment,
     at: &At,
+    socket_matches: &[SocketMatch],
 ) -> Result<(Vec<Vec<LocalityEndpoints>>, u32), ModelError> {
     use endpoint::lb_endpoint::HostIdentifier;
     let mut overprovisioning_factor = DEFAULT_OVERPROVISIONING_FACTOR;
@@ -1039,6 +1135,11 @@ fn load_assignment(
                 port,
                 weight: u32_or(e.load_balancing_weight.as_ref(), 1).max(1),
                 health,
+                socket_match: socket_match_for(
+                    socket_matches,
+                    e.metadata.as_ref(),
+                    locality.metadata.as_ref(),
+                ),
             });
         }
         let priority = usize::try_from(locality.priority).unwrap_or(usize::MAX);
@@ -1223,6 +1324,103 @@ upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
         assert_eq!(od.header.as_deref(), Some(ORIGINAL_DST_HEADER));
         assert_eq!(od.cleanup_interval, Duration::from_secs(60));
         assert_eq!(c.source_address, Some("127.0.0.6".parse().unwrap()));
+    }
+
+    /// A cluster with Istio's auto mTLS matches (TLS for `tlsMode: istio`, else plaintext) and
+    /// endpoints labelled on the endpoint, on the locality, both, or not at all.
+    const AUTO_MTLS: &str = r#"
+name: c
+type: STATIC
+transport_socket_matches:
+- name: tlsMode-istio
+  match: {tlsMode: istio}
+  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+      sni: outbound_.80_._.c
+- name: tlsMode-disabled
+  match: {}
+  transport_socket: {name: envoy.transport_sockets.raw_buffer}
+load_assignment:
+  cluster_name: c
+  endpoints:
+  - lb_endpoints:
+    - endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 80}}}
+      metadata: {filter_metadata: {envoy.transport_socket_match: {tlsMode: istio}}}
+    - endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 80}}}
+    - endpoint: {address: {socket_address: {address: 10.0.0.3, port_value: 80}}}
+      metadata: {filter_metadata: {envoy.transport_socket_match: {tlsMode: other}}}
+  - metadata: {filter_metadata: {envoy.transport_socket_match: {tlsMode: istio}}}
+    locality: {zone: z}
+    lb_endpoints:
+    - endpoint: {address: {socket_address: {address: 10.0.0.4, port_value: 80}}}
+    - endpoint: {address: {socket_address: {address: 10.0.0.5, port_value: 80}}}
+      metadata: {filter_metadata: {istio: {workload: w}}}
+"#;
+
+    #[test]
+    fn transport_socket_matches_choose_each_endpoints_socket() {
+        let c = build(AUTO_MTLS).unwrap();
+        assert_eq!(c.socket_matches.len(), 2);
+        assert_eq!(c.socket_matches[0].name, "tlsMode-istio");
+        let chosen: Vec<(String, Option<usize>, bool)> = c
+            .endpoints()
+            .map(|e| (e.host.clone(), e.socket_match, c.endpoint_tls(e).is_some()))
+            .collect();
+        assert_eq!(
+            chosen,
+            [
+                // Labelled: TLS.
+                ("10.0.0.1".to_owned(), Some(0), true),
+                // Not labelled: the empty match takes it, plaintext.
+                ("10.0.0.2".to_owned(), Some(1), false),
+                // Another value: not the first match; the empty one.
+                ("10.0.0.3".to_owned(), Some(1), false),
+                // Its locality's label counts when its own metadata matches nothing but the empty
+                // match; as in Envoy, the endpoint's matches come first, so the empty match wins.
+                ("10.0.0.4".to_owned(), Some(1), false),
+                ("10.0.0.5".to_owned(), Some(1), false),
+            ]
+        );
+        // A host made at run time has no metadata: the empty match.
+        assert!(c.unlabelled_tls().is_none());
+    }
+
+    #[test]
+    fn locality_metadata_decides_when_no_endpoint_match_does() {
+        // Without the catch-all match, endpoints of the labelled locality take TLS from it.
+        let yaml = AUTO_MTLS.replace(
+            "- name: tlsMode-disabled\n  match: {}\n  transport_socket: {name: envoy.transport_sockets.raw_buffer}\n",
+            "",
+        );
+        let c = build(&yaml).unwrap();
+        assert_eq!(c.socket_matches.len(), 1);
+        let chosen: Vec<Option<usize>> = c.endpoints().map(|e| e.socket_match).collect();
+        assert_eq!(chosen, [Some(0), None, None, Some(0), Some(0)]);
+        // Unmatched endpoints use the cluster's own transport socket (none: plaintext).
+        assert!(c.endpoint_tls(c.endpoints().nth(1).unwrap()).is_none());
+        assert!(c.unlabelled_tls().is_none());
+        // An EDS update resolves the new endpoints against the same matches.
+        let la: endpoint::ClusterLoadAssignment = message_from_yaml(
+            "{cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.9, port_value: 80}}}, metadata: {filter_metadata: {envoy.transport_socket_match: {tlsMode: istio, extra: 1}}}}]}]}",
+            None,
+        )
+        .unwrap();
+        let updated = c.with_load_assignment(&la).unwrap();
+        let e = updated.endpoints().next().unwrap();
+        assert_eq!(e.socket_match, Some(0));
+        assert!(updated.endpoint_tls(e).is_some());
+    }
+
+    #[test]
+    fn a_socket_match_without_a_socket_is_refused_by_path() {
+        let e = refusal("{name: c, transport_socket_matches: [{name: m, match: {a: b}}]}");
+        assert!(
+            e.contains("cluster.transport_socket_matches[0].transport_socket")
+                && e.contains("needs a transport_socket"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -119,6 +119,18 @@ pub struct UpstreamTls {
     pub http2: Arc<ClientConfig>,
 }
 
+impl UpstreamTls {
+    /// Whether `a` and `b` are the very same origination (one built config, shared by pointer), or
+    /// both plaintext.
+    pub fn same(a: Option<&UpstreamTls>, b: Option<&UpstreamTls>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.raw, &b.raw),
+            _ => false,
+        }
+    }
+}
+
 /// Whether a transport socket is plaintext (`None`) or TLS, checking it is one Bosun runs.
 fn tls_any<'a>(
     ts: &'a core::TransportSocket,

@@ -1439,8 +1439,8 @@ async fn send(
                 .map_err(|_| Failure::Reset)?;
             h2.request(req).await
         }
-        _ => match &host.pipe_h1 {
-            // Its client dials the socket whatever the URI's authority; the Host header stays.
+        _ => match &host.own_h1 {
+            // Its client dials the host whatever the URI's authority; the Host header stays.
             Some(client) => {
                 *req.uri_mut() = format!("http://localhost{path}")
                     .parse()

@@ -269,7 +269,8 @@ fn register_filter_stats(snapshot: &Snapshot, registry: &Registry) {
     }
 }
 
-/// Replaces the fresh hosts of `rt` by the live ones of `old` that are the same endpoint.
+/// Replaces the fresh hosts of `rt` by the live ones of `old` that are the same endpoint, connecting
+/// the same way (an endpoint that moved to another transport socket match gets new connections).
 fn keep_hosts(rt: &mut ClusterRuntime, old: &ClusterRuntime) {
     let old_hosts: HashMap<&str, &Arc<upstream::Host>> = old
         .priorities
@@ -281,6 +282,7 @@ fn keep_hosts(rt: &mut ClusterRuntime, old: &ClusterRuntime) {
         if let Some(o) = old_hosts.get(host.address.as_str())
             && o.weight == host.weight
             && o.healthy == host.healthy
+            && proxy_model::tls::UpstreamTls::same(o.tls.as_ref(), host.tls.as_ref())
         {
             *host = Arc::clone(o);
         }

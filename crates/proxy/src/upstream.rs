@@ -17,6 +17,7 @@ use proxy_model::cluster::{
     Cluster, DnsFamily, Health, LbPolicy, OriginalDst, OutlierDetection, TcpKeepalive,
     UpstreamProtocol, is_pipe,
 };
+use proxy_model::tls::UpstreamTls;
 use rand::Rng;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -57,16 +58,20 @@ pub struct Host {
     /// HTTP/2 to this host: the request's URI carries the `:authority` to send, so the connection is
     /// made to the host's address whatever the URI says.
     pub h2: Option<Client<HostConnector, Body>>,
-    /// HTTP/1.1 to a Unix domain socket: the cluster's client dials the URI's authority, which a
-    /// socket's path cannot be, so this host has a client of its own.
-    pub pipe_h1: Option<Client<HostConnector, Body>>,
+    /// HTTP/1.1 through a client of its own, where the cluster's cannot reach the host: that one
+    /// dials the URI's authority, which a Unix domain socket's path cannot be, and connects with
+    /// the cluster's transport socket, which `transport_socket_matches` may have replaced for it.
+    pub own_h1: Option<Client<HostConnector, Body>>,
+    /// The TLS its connections originate (`None`: plaintext).
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Host {
     fn new(address: String, weight: u32, healthy: bool) -> Host {
         Host {
             h2: None,
-            pipe_h1: None,
+            own_h1: None,
+            tls: None,
             authority: address.parse().ok(),
             address,
             weight,
@@ -216,18 +221,16 @@ impl ClusterRuntime {
                     .iter()
                     .flat_map(|l| &l.endpoints)
                     .map(|e| {
-                        let mut host = Host::new(
-                            e.address(),
-                            e.weight,
-                            matches!(e.health, Health::Healthy | Health::Degraded),
-                        );
-                        if config.protocol != UpstreamProtocol::Http1 {
-                            host.h2 = Some(host_client(&config, &host.address, &stats, true));
-                        }
-                        if is_pipe(&host.address) && config.protocol != UpstreamProtocol::Http2 {
-                            host.pipe_h1 = Some(host_client(&config, &host.address, &stats, false));
-                        }
-                        Arc::new(host)
+                        Arc::new(connected_host(
+                            &config,
+                            &stats,
+                            Host::new(
+                                e.address(),
+                                e.weight,
+                                matches!(e.health, Health::Healthy | Health::Degraded),
+                            ),
+                            config.endpoint_tls(e),
+                        ))
                     })
                     .collect()
             })
@@ -365,11 +368,12 @@ impl ClusterRuntime {
         {
             inner.hosts.remove(&oldest);
         }
-        let mut host = Host::new(destination.to_string(), 1, true);
-        if self.config.protocol != UpstreamProtocol::Http1 {
-            host.h2 = Some(host_client(&self.config, &host.address, &self.stats, true));
-        }
-        let host = Arc::new(host);
+        let host = Arc::new(connected_host(
+            &self.config,
+            &self.stats,
+            Host::new(destination.to_string(), 1, true),
+            self.config.unlabelled_tls(),
+        ));
         inner.hosts.insert(destination, (host.clone(), now));
         let n = i64::try_from(inner.hosts.len()).unwrap_or(i64::MAX);
         self.stats.membership_total.set(n);
@@ -544,7 +548,7 @@ impl ClusterRuntime {
     /// originates it. Counted as a connection and as a request, as Envoy's TCP pool counts what it
     /// hands out; whether it connected goes to outlier detection.
     pub async fn open_stream(&self, host: &Host) -> std::io::Result<Io> {
-        let tls = self.config.tls.as_ref().map(|t| OriginateTls {
+        let tls = host.tls.as_ref().map(|t| OriginateTls {
             config: t.raw.clone(),
             server_name: t.server_name.clone(),
         });
@@ -851,10 +855,29 @@ fn pool_idle_timeout(config: &Cluster) -> Duration {
     }
 }
 
-/// A client (HTTP/2 only when `h2`, else HTTP/1.1) whose connections all go to `address`.
+/// `host` with its TLS and the clients of its own it needs: HTTP/2 when the cluster speaks it, and
+/// HTTP/1.1 where the cluster's client cannot reach it (see [`Host::own_h1`]).
+fn connected_host(
+    config: &Cluster,
+    stats: &ClusterStats,
+    mut host: Host,
+    tls: Option<&UpstreamTls>,
+) -> Host {
+    host.tls = tls.cloned();
+    if config.protocol != UpstreamProtocol::Http1 {
+        host.h2 = Some(host_client(config, &host, stats, true));
+    }
+    let own_h1 = is_pipe(&host.address) || !UpstreamTls::same(tls, config.tls.as_ref());
+    if own_h1 && config.protocol != UpstreamProtocol::Http2 {
+        host.own_h1 = Some(host_client(config, &host, stats, false));
+    }
+    host
+}
+
+/// A client (HTTP/2 only when `h2`, else HTTP/1.1) whose connections all go to `host`, with its TLS.
 fn host_client(
     config: &Cluster,
-    address: &str,
+    host: &Host,
     stats: &ClusterStats,
     h2: bool,
 ) -> Client<HostConnector, Body> {
@@ -862,9 +885,9 @@ fn host_client(
     b.pool_idle_timeout(pool_idle_timeout(config));
     b.http2_only(h2);
     b.build(HostConnector {
-        address: Some(Arc::from(address)),
+        address: Some(Arc::from(host.address.as_str())),
         timeout: config.connect_timeout,
-        tls: config.tls.as_ref().map(|t| OriginateTls {
+        tls: host.tls.as_ref().map(|t| OriginateTls {
             config: if h2 { t.http2.clone() } else { t.http1.clone() },
             server_name: t.server_name.clone(),
         }),

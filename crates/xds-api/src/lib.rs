@@ -21,3 +21,7 @@ pub mod json;
 pub mod secrets;
 pub mod type_url;
 mod validate;
+
+/// The metadata namespace (`filter_metadata` key) in which a cluster's `transport_socket_matches`
+/// look for an endpoint's (or its locality's) labels.
+pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";

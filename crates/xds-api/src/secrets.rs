@@ -72,10 +72,15 @@ pub fn secret_references(ts: &TransportSocket) -> Vec<(String, SecretSource)> {
         .collect()
 }
 
-/// The secrets a cluster's transport socket names.
+/// The secrets a cluster's transport sockets name (its own and its `transport_socket_matches`').
 pub fn cluster_secrets(c: &Cluster) -> Vec<(String, SecretSource)> {
     c.transport_socket
         .iter()
+        .chain(
+            c.transport_socket_matches
+                .iter()
+                .filter_map(|m| m.transport_socket.as_ref()),
+        )
         .flat_map(secret_references)
         .collect()
 }
@@ -139,6 +144,33 @@ transport_socket:
         assert_eq!(
             cluster_secrets(&c),
             [("ca".to_owned(), SecretSource::Other)]
+        );
+    }
+
+    #[test]
+    fn transport_socket_matches_name_their_secrets_too() {
+        let c: Cluster = message_from_yaml(
+            r#"
+name: c
+transport_socket_matches:
+- name: tlsMode-istio
+  match: {tlsMode: istio}
+  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+      common_tls_context:
+        tls_certificate_sds_secret_configs: [{name: default, sds_config: {ads: {}}}]
+- name: tlsMode-disabled
+  match: {}
+  transport_socket: {name: envoy.transport_sockets.raw_buffer}
+"#,
+            None,
+        )
+        .expect("cluster");
+        assert_eq!(
+            cluster_secrets(&c),
+            [("default".to_owned(), SecretSource::Ads)]
         );
     }
 }

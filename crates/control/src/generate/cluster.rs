@@ -13,18 +13,20 @@ use xds_api::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds,
     cluster::{
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
-        MaglevLbConfig, RingHashLbConfig, common_lb_config::LocalityConfigSpecifier,
+        MaglevLbConfig, RingHashLbConfig, TransportSocketMatch,
+        common_lb_config::LocalityConfigSpecifier,
     },
 };
 use xds_api::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, BindConfig, ConfigSource, DataSource,
-    HttpProtocolOptions, Pipe, SocketAddress, TcpKeepalive as EnvoyTcpKeepalive, TransportSocket,
-    address, config_source::ConfigSourceSpecifier, data_source::Specifier,
+    HttpProtocolOptions, Metadata, Pipe, SocketAddress, TcpKeepalive as EnvoyTcpKeepalive,
+    TransportSocket, address, config_source::ConfigSourceSpecifier, data_source::Specifier,
     socket_address::PortSpecifier, transport_socket::ConfigType,
 };
 use xds_api::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
+use xds_api::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, TlsCertificate,
     UpstreamTlsContext, common_tls_context::ValidationContextType,
@@ -36,7 +38,7 @@ use xds_api::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::explicit_http_config::ProtocolConfig,
 };
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
-use xds_api::pb::google::protobuf::{UInt32Value, UInt64Value};
+use xds_api::pb::google::protobuf::{Struct, UInt32Value, UInt64Value, Value, value::Kind};
 
 use crate::generate::locality;
 use crate::generate::route::{duration, istio_duration, outbound_cluster};
@@ -137,8 +139,9 @@ pub struct BuiltCluster {
 }
 
 /// The cluster of `port` of `service` (a `subset` with its labels, or all instances), with `policy`;
-/// with `auto_mtls` (mesh TLS in use) and no `tls` in the policy, mutual TLS when every instance it
-/// reaches is behind a sidecar that takes the port (istiod's auto mTLS).
+/// with `auto_mtls` (mesh TLS in use) and no `tls` in the policy, istiod's auto mTLS: mutual TLS to
+/// each endpoint behind a sidecar that takes the port, plain text to the others, chosen per endpoint
+/// by its `tlsMode` label ([`auto_mtls_matches`]).
 pub fn outbound(
     service: &Service,
     port: &ServicePort,
@@ -163,20 +166,24 @@ pub fn outbound(
         .iter()
         .filter(|i| subset.is_none_or(|(_, labels)| labels_match(&i.labels, labels)))
         .collect();
+    let auto_mtls = auto_mtls && policy.tls.is_none() && service.resolution == Resolution::Static;
     // A sidecar without capture takes only HTTP ports (at 15006); with capture it takes every port.
-    let auto_mtls = auto_mtls
-        && policy.tls.is_none()
-        && service.resolution == Resolution::Static
-        && !selected.is_empty()
-        && selected.iter().all(|i| i.sidecar)
-        && (addressing == InboundAddressing::Direct || port.protocol.is_http());
+    let takes_mtls = |i: &Instance| {
+        i.sidecar && (addressing == InboundAddressing::Direct || port.protocol.is_http())
+    };
     let endpoint_of = |i: &Instance| {
         // A sidecar without capture takes HTTP on its inbound port and routes by the Host port.
-        if addressing == InboundAddressing::SidecarPort && i.sidecar && port.protocol.is_http() {
-            lb_endpoint(&i.address, INBOUND_PORT, i.weight)
-        } else {
-            lb_endpoint(&i.address, i.target_port(port), i.weight)
+        let mut e =
+            if addressing == InboundAddressing::SidecarPort && i.sidecar && port.protocol.is_http()
+            {
+                lb_endpoint(&i.address, INBOUND_PORT, i.weight)
+            } else {
+                lb_endpoint(&i.address, i.target_port(port), i.weight)
+            };
+        if auto_mtls && takes_mtls(i) {
+            e.metadata = Some(istio_tls_mode_label());
         }
+        e
     };
     let mut endpoints = None;
     match service.resolution {
@@ -232,9 +239,55 @@ pub fn outbound(
     let identities = service_identities(service);
     apply_policy(&mut cluster, policy, port, &service.hostname, &identities);
     if auto_mtls {
-        cluster.transport_socket = Some(tls_socket(&istio_mutual(&cluster.name, &identities)));
+        cluster.transport_socket_matches =
+            auto_mtls_matches(&istio_mutual(&cluster.name, &identities));
     }
     BuiltCluster { cluster, endpoints }
+}
+
+/// The label istiod puts on an endpoint whose workload has a sidecar (from the pod's
+/// `security.istio.io/tlsMode: istio`), in the metadata `transport_socket_matches` read.
+const TLS_MODE: &str = "tlsMode";
+const TLS_MODE_ISTIO: &str = "istio";
+
+/// `tlsMode: istio`: a label of an endpoint, and what the `tlsMode-istio` match looks for.
+fn istio_tls_mode() -> Struct {
+    let value = Value {
+        kind: Some(Kind::StringValue(TLS_MODE_ISTIO.to_owned())),
+    };
+    Struct {
+        fields: [(TLS_MODE.to_owned(), value)].into_iter().collect(),
+    }
+}
+
+/// An endpoint's metadata saying it takes Istio's mutual TLS.
+fn istio_tls_mode_label() -> Metadata {
+    Metadata {
+        filter_metadata: [(xds_api::TRANSPORT_SOCKET_MATCH.to_owned(), istio_tls_mode())]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// istiod's auto mTLS matches, by its names: `tlsMode-istio` endpoints get `mutual`, every other
+/// endpoint (`tlsMode-disabled`) plain text.
+fn auto_mtls_matches(mutual: &UpstreamTlsContext) -> Vec<TransportSocketMatch> {
+    vec![
+        TransportSocketMatch {
+            name: format!("{TLS_MODE}-{TLS_MODE_ISTIO}"),
+            r#match: Some(istio_tls_mode()),
+            transport_socket: Some(tls_socket(mutual)),
+        },
+        TransportSocketMatch {
+            name: format!("{TLS_MODE}-disabled"),
+            r#match: Some(Struct::default()),
+            transport_socket: Some(TransportSocket {
+                name: "envoy.transport_sockets.raw_buffer".to_owned(),
+                config_type: Some(ConfigType::TypedConfig(xds_api::any::pack(&RawBuffer {}))),
+            }),
+        },
+    ]
 }
 
 /// `identities`: the service's SPIFFE identities, which `ISTIO_MUTUAL` checks the server against.
