@@ -14,7 +14,7 @@ use mesh_api::types::security::PeerAuthenticationSpec;
 use mesh_api::types::sidecar::{OutboundTrafficPolicyMode, SidecarSpec};
 use mesh_api::types::virtual_service::VirtualServiceSpec;
 
-use crate::model::{Service, ServiceRegistry, host_matches, labels_match, resolve_host};
+use crate::model::{Instance, Service, ServiceRegistry, host_matches, labels_match, resolve_host};
 use crate::node::Proxy;
 
 /// Istio's root namespace: its Sidecar and DestinationRules apply mesh-wide.
@@ -128,6 +128,9 @@ pub struct Index {
     dr_wildcards: Vec<usize>,
     vs_by_host: HashMap<String, Vec<usize>>,
     vs_wildcards: Vec<usize>,
+    /// Each address's instances, as (hostname, position in its service's instances), in hostname
+    /// order: what a proxy's own workload serves, found without scanning every instance per proxy.
+    instances_by_address: HashMap<String, Vec<(String, usize)>>,
     /// Proxy-independent problems worth a log line (unsupported fields, shadowed hosts).
     pub warnings: Vec<String>,
 }
@@ -273,6 +276,24 @@ fn changed_services(before: &ServiceRegistry, after: &ServiceRegistry) -> HashSe
 }
 
 impl Index {
+    /// The instances at `address` in `namespace` (a proxy's own workload), with their services, in
+    /// hostname order.
+    pub fn instances_at<'a>(
+        &'a self,
+        address: &str,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a Service, &'a Instance)> + 'a {
+        self.instances_by_address
+            .get(address)
+            .into_iter()
+            .flatten()
+            .filter_map(|(host, i)| {
+                let service = self.services.services.get(host)?;
+                Some((service, service.instances.get(*i)?))
+            })
+            .filter(move |(_, instance)| instance.namespace == namespace)
+    }
+
     pub fn build<R: Borrow<Resource>>(
         registry: &Registry,
         resources: &[R],
@@ -338,6 +359,15 @@ impl Index {
             }
         }
         index.services = services;
+        for service in index.services.services.values() {
+            for (i, instance) in service.instances.iter().enumerate() {
+                index
+                    .instances_by_address
+                    .entry(instance.address.clone())
+                    .or_default()
+                    .push((service.hostname.clone(), i));
+            }
+        }
         index.mesh_tls = index
             .destination_rules
             .iter()
@@ -654,6 +684,17 @@ impl Index {
             }
         }
         RouteChange::Hosts(hosts)
+    }
+
+    /// Whether every sidecar's outbound clusters (and their endpoints) are as `before` built them:
+    /// they depend on the services with their instances, DestinationRules, Sidecars (scopes), the
+    /// mesh settings and whether mesh TLS is in use. A change of VirtualServices alone keeps them.
+    pub fn clusters_unchanged_since(&self, before: &Index) -> bool {
+        self.mesh_tls == before.mesh_tls
+            && self.mesh == before.mesh
+            && self.sidecars == before.sidecars
+            && self.destination_rules == before.destination_rules
+            && self.services.services == before.services.services
     }
 
     /// Counts, for logs and `/debug`.

@@ -236,7 +236,14 @@ pub fn outbound(
             cluster.load_assignment = Some(load_assignment(&name, eps));
         }
     }
-    let identities = service_identities(service);
+    // Only mutual TLS checks them: most clusters need not list every instance's account.
+    let istio_mutual_tls =
+        policy.tls.as_ref().and_then(|t| t.mode) == Some(ClientTlsMode::IstioMutual);
+    let identities = if auto_mtls || istio_mutual_tls {
+        service_identities(service)
+    } else {
+        Vec::new()
+    };
     apply_policy(&mut cluster, policy, port, &service.hostname, &identities);
     if auto_mtls {
         cluster.transport_socket_matches =

@@ -436,21 +436,15 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
 /// `(service port, target port, h2)`.
 pub fn inbound_ports(index: &Index, proxy: &Proxy) -> Vec<(u32, u32, bool)> {
     let mut ports: Vec<(u32, u32, bool)> = Vec::new();
-    for service in index.services.services.values() {
-        for instance in service
-            .instances
-            .iter()
-            .filter(|i| i.address == proxy.ip && i.namespace == proxy.namespace)
-        {
-            for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
-                let entry = (
-                    port.number,
-                    instance.target_port(port),
-                    port.protocol.is_h2(),
-                );
-                if !ports.iter().any(|p| p.0 == entry.0) {
-                    ports.push(entry);
-                }
+    for (service, instance) in index.instances_at(&proxy.ip, &proxy.namespace) {
+        for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
+            let entry = (
+                port.number,
+                instance.target_port(port),
+                port.protocol.is_h2(),
+            );
+            if !ports.iter().any(|p| p.0 == entry.0) {
+                ports.push(entry);
             }
         }
     }

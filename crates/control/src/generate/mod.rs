@@ -348,12 +348,8 @@ fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
         return;
     };
     let account = index
-        .services
-        .services
-        .values()
-        .flat_map(|s| &s.instances)
-        .find(|i| i.address == proxy.ip && i.namespace == proxy.namespace)
-        .and_then(|i| i.service_account.clone())
+        .instances_at(&proxy.ip, &proxy.namespace)
+        .find_map(|(_, i)| i.service_account.clone())
         .unwrap_or_else(|| "default".to_owned());
     match identity.secrets(&proxy.namespace, &account) {
         Ok(secrets) => out.secrets.extend(secrets),
@@ -510,6 +506,9 @@ pub struct Generator<'a> {
     index: &'a Arc<Index>,
     /// What changed for route tables since the last push.
     route_change: RouteChange,
+    /// Whether the last push's outbound clusters all stand (see [`Index::clusters_unchanged_since`]):
+    /// each scope's are then taken whole, with no look at its services.
+    clusters_unchanged: bool,
     addressing: InboundAddressing,
     /// The labels `failoverPriority` rules compare, read once per push.
     priority_labels: std::collections::BTreeSet<String>,
@@ -539,14 +538,18 @@ impl<'a> Generator<'a> {
         addressing: InboundAddressing,
         previous: GenerationCache,
     ) -> Generator<'a> {
-        let route_change = match &previous.index {
-            Some(before) if Arc::ptr_eq(before, index) => RouteChange::Nothing,
-            Some(before) => index.route_change_since(before),
-            None => RouteChange::Everything,
+        let (route_change, clusters_unchanged) = match &previous.index {
+            Some(before) if Arc::ptr_eq(before, index) => (RouteChange::Nothing, true),
+            Some(before) => (
+                index.route_change_since(before),
+                index.clusters_unchanged_since(before),
+            ),
+            None => (RouteChange::Everything, false),
         };
         Generator {
             index,
             route_change,
+            clusters_unchanged,
             addressing,
             priority_labels: locality::priority_labels(index),
             previous,
@@ -567,10 +570,13 @@ impl<'a> Generator<'a> {
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
         built.index = Some(self.index.clone());
+        let previous = self.previous;
         if !complete {
-            let previous = self.previous;
             keep_missing(&mut built.clusters, previous.clusters);
             keep_missing(&mut built.routes, previous.routes);
+        }
+        if !complete || self.clusters_unchanged {
+            // Scopes taken whole did not look at their services: keep those for the next push.
             keep_missing(&mut built.services, previous.services);
         }
         built
@@ -586,6 +592,12 @@ impl<'a> Generator<'a> {
         built: &mut GenerationCache,
     ) -> Arc<SharedPart> {
         if let Some(s) = built.clusters.get(scope) {
+            return s.clone();
+        }
+        if self.clusters_unchanged
+            && let Some(s) = self.previous.clusters.get(scope)
+        {
+            built.clusters.insert(scope.clone(), s.clone());
             return s.clone();
         }
         let parts = outbound_cluster_parts(
