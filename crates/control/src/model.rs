@@ -190,6 +190,18 @@ pub fn labels_match(
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// The pod label Istio's injection sets on workloads with a sidecar (`istio`), and istiod reads to
+/// decide auto mTLS per endpoint: any other value says there is none.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// Whether a workload with `labels` has a sidecar: as its `security.istio.io/tlsMode` label says
+/// when it has one, else `default`.
+fn has_sidecar(labels: &BTreeMap<String, String>, default: bool) -> bool {
+    labels
+        .get(TLS_MODE_LABEL)
+        .map_or(default, |mode| mode == "istio")
+}
+
 fn workload_instance(w: &RegistryWorkload) -> Option<Instance> {
     Some(Instance {
         name: w.name.clone(),
@@ -197,20 +209,22 @@ fn workload_instance(w: &RegistryWorkload) -> Option<Instance> {
         address: w.address.clone()?,
         labels: w.labels.clone(),
         ports: BTreeMap::new(),
-        sidecar: w.sidecar.unwrap_or(true),
+        sidecar: w.sidecar.unwrap_or_else(|| has_sidecar(&w.labels, true)),
         weight: None,
         service_account: w.service_account.clone(),
     })
 }
 
-fn entry_instance(name: &str, namespace: &str, e: &WorkloadEntrySpec, sidecar: bool) -> Instance {
+/// A ServiceEntry endpoint or WorkloadEntry; `in_mesh` (MESH_INTERNAL) workloads have a sidecar
+/// unless their `security.istio.io/tlsMode` label says otherwise.
+fn entry_instance(name: &str, namespace: &str, e: &WorkloadEntrySpec, in_mesh: bool) -> Instance {
     Instance {
         name: name.to_owned(),
         namespace: namespace.to_owned(),
         address: e.address.clone().unwrap_or_default(),
         labels: e.labels.clone(),
         ports: e.ports.clone(),
-        sidecar,
+        sidecar: in_mesh && has_sidecar(&e.labels, true),
         weight: e.weight,
         service_account: e.service_account.clone(),
     }
@@ -408,6 +422,76 @@ mod tests {
         assert!(host_matches("*", "anything"));
         assert!(host_matches("a.b", "a.b"));
         assert!(!host_matches("a.b", "a.c"));
+    }
+
+    #[test]
+    fn the_tls_mode_label_says_whether_a_workload_has_a_sidecar() {
+        let registry = mesh_api::registry::load_registry_str(
+            "services:
+- name: reviews
+  ports: [{number: 9080, name: http}]
+workloads:
+- {name: plain, service: reviews, address: 10.0.0.1}
+- {name: labelled-off, service: reviews, address: 10.0.0.2, labels: {security.istio.io/tlsMode: disabled}}
+- {name: explicit, service: reviews, address: 10.0.0.3, sidecar: true, labels: {security.istio.io/tlsMode: disabled}}
+",
+        )
+        .expect("mesh file");
+        let entries = crate::store::parse_resources(
+            "se.yaml",
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: vms, namespace: default}
+spec:
+  hosts: [vms.internal]
+  location: MESH_INTERNAL
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 10.1.0.1}
+  - {address: 10.1.0.2, labels: {security.istio.io/tlsMode: disabled}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: default}
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.2.0.1, labels: {security.istio.io/tlsMode: istio}}]
+",
+        )
+        .expect("valid");
+        let services = ServiceRegistry::build(&registry, &entries);
+        let sidecars = |host: &str| -> Vec<(String, bool)> {
+            services.services[host]
+                .instances
+                .iter()
+                .map(|i| (i.address.clone(), i.sidecar))
+                .collect()
+        };
+        assert_eq!(
+            sidecars("reviews.default.svc.cluster.local"),
+            [
+                ("10.0.0.1".to_owned(), true),
+                ("10.0.0.2".to_owned(), false),
+                // The mesh file's own field wins over the label.
+                ("10.0.0.3".to_owned(), true),
+            ]
+        );
+        assert_eq!(
+            sidecars("vms.internal"),
+            [
+                ("10.1.0.1".to_owned(), true),
+                ("10.1.0.2".to_owned(), false)
+            ]
+        );
+        // Outside the mesh: never, whatever the label.
+        assert_eq!(
+            sidecars("api.example.com"),
+            [("10.2.0.1".to_owned(), false)]
+        );
     }
 
     #[test]
