@@ -1658,6 +1658,101 @@ async fn tcp_proxy_matches_envoy() {
     }
 }
 
+// === Protocol sniffing (http_inspector) ===
+
+/// What a listener did with `bytes` sent on a fresh connection: answered HTTP (`http STATUS`),
+/// echoed them through the TCP proxy (`echo`), or closed (`closed`); reading stops after 2 s. The
+/// client never half-closes: Envoy may drop an echo when the FIN comes while it inspects.
+async fn sniffed(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let answered = got.starts_with(b"HTTP/1.") && got.windows(4).any(|w| w == b"\r\n\r\n");
+        if got == bytes || answered {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    if text.starts_with("HTTP/1.") {
+        format!("http {}", text.get(9..12).unwrap_or("?"))
+    } else if got.is_empty() {
+        "closed".to_owned()
+    } else if got == bytes {
+        "echo".to_owned()
+    } else {
+        format!("other {text:?}")
+    }
+}
+
+#[tokio::test]
+async fn http_inspector_matches_envoy() {
+    let echo = TcpEcho::start().unwrap();
+    let Some(both) = start_both(
+        "sniffing.yaml",
+        &[],
+        &[("ECHO_PORT", echo.port().to_string())],
+    ) else {
+        return;
+    };
+    let cases: [&[u8]; 7] = [
+        b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"DELETE /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"hello\n",
+        b"\r\nGET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"GET / x HTTP/1.1\r\n\r\n",
+    ];
+    let mut seen = Vec::new();
+    for p in &both {
+        let mut outcomes = Vec::new();
+        for bytes in cases {
+            outcomes.push(sniffed(p.listener, bytes).await);
+            outcomes.push(sniffed(p.listener2, bytes).await);
+        }
+        // HTTP/2 with prior knowledge is HTTP too.
+        let h2 = Client::h2c(p.listener).get("/", &[]).await.unwrap();
+        outcomes.push(format!("h2c {} {}", h2.status(), h2.text()));
+        // `GET / HTTP/2.0` is HTTP to both inspectors, and refused by both connection managers:
+        // Envoy's answers 426 as to HTTP/1.0, bosun's HTTP/1.1 parser 400 (a known difference).
+        let refused = &mut outcomes[2 * 5];
+        assert!(
+            matches!(refused.as_str(), "http 426" | "http 400"),
+            "{refused}"
+        );
+        *refused = "http refused".to_owned();
+        seen.push(outcomes);
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+    let expected = [
+        // (sniffing listener, listener without the inspector)
+        ("http 200", "echo"),
+        // HTTP/1.0: sniffed as HTTP, then refused as Envoy refuses it without accept_http_10.
+        ("http 426", "echo"),
+        ("http 200", "echo"),
+        ("echo", "echo"),
+        ("echo", "echo"),
+        ("http refused", "echo"),
+        ("echo", "echo"),
+    ];
+    for (i, (sniffing, plain)) in expected.iter().enumerate() {
+        assert_eq!(
+            (seen[1][2 * i].as_str(), seen[1][2 * i + 1].as_str()),
+            (*sniffing, *plain),
+            "case {i}"
+        );
+    }
+    assert_eq!(seen[1].last().unwrap(), "h2c 200 sniffed as http");
+}
+
 // === Upstreams on Unix domain sockets ===
 
 /// An HTTP/1.1 server on a Unix domain socket at `path`, answering `PATH for HOST`, until the

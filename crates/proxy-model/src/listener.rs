@@ -37,6 +37,10 @@ pub struct Listener {
     /// The `envoy.filters.listener.tls_inspector` listener filter: read the ClientHello (SNI, ALPN)
     /// before choosing a filter chain.
     pub tls_inspector: bool,
+    /// The `envoy.filters.listener.http_inspector` listener filter: on a plaintext connection, tell
+    /// HTTP/1.x (`http/1.1`, `http/1.0`) and HTTP/2 with prior knowledge (`h2c`) from the first bytes,
+    /// as the application protocol filter chains match (Istio's protocol sniffing).
+    pub http_inspector: bool,
     /// `listener_filters_timeout` (Envoy's default 15 s; `None`: 0, no limit): how long the listener
     /// filters may wait for the first bytes.
     pub listener_filters_timeout: Option<Duration>,
@@ -231,6 +235,7 @@ impl Listener {
     ) -> Result<Listener, Vec<ModelError>> {
         let mut errors = Errors::default();
         let mut tls_inspector = false;
+        let mut http_inspector = false;
         let mut original_dst = false;
         let (host, port) = errors
             .take(socket_address(p.address.as_ref(), &at.key("address")))
@@ -252,6 +257,10 @@ impl Listener {
                 || type_url.ends_with(".tls_inspector.v3.TlsInspector")
             {
                 tls_inspector = true;
+            } else if lf.name == "envoy.filters.listener.http_inspector"
+                || type_url.ends_with(".http_inspector.v3.HttpInspector")
+            {
+                http_inspector = true;
             } else if lf.name == "envoy.filters.listener.original_dst"
                 || type_url.ends_with(".original_dst.v3.OriginalDst")
             {
@@ -302,6 +311,7 @@ impl Listener {
             filter_chains,
             default_filter_chain,
             tls_inspector,
+            http_inspector,
             listener_filters_timeout: match &p.listener_filters_timeout {
                 None => Some(Duration::from_secs(15)),
                 Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),

@@ -152,6 +152,7 @@ mod tests {
             filter_chains: Vec::new(),
             default_filter_chain: None,
             tls_inspector: false,
+            http_inspector: false,
             listener_filters_timeout: None,
             continue_on_listener_filters_timeout: false,
             inbound: false,

@@ -2,10 +2,13 @@
 //! `tls_inspector`), terminating TLS with the chain's config, and originating TLS to clusters.
 //!
 //! Accepting a connection: with the tls_inspector the ClientHello is peeked (not read), so a chain
-//! without a transport socket still gets the TLS bytes as they came (SNI-routed passthrough); the
-//! chain is chosen by server name, transport protocol and ALPN; a chain with a `DownstreamTlsContext`
-//! then does the handshake with its own certificate. Every wait is bounded: the inspection by
-//! `listener_filters_timeout`, the handshake by the chain's `transport_socket_connect_timeout`.
+//! without a transport socket still gets the TLS bytes as they came (SNI-routed passthrough); with
+//! the http_inspector a plaintext connection's first bytes tell HTTP/1.x or HTTP/2 (prior knowledge)
+//! from anything else, also peeked; the chain is chosen by server name, transport protocol and
+//! application protocol (ALPN, or what the http_inspector found); a chain with a
+//! `DownstreamTlsContext` then does the handshake with its own certificate. Every wait is bounded:
+//! the inspection by `listener_filters_timeout`, the handshake by the chain's
+//! `transport_socket_connect_timeout`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +25,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
 
-/// The most of a ClientHello the inspector looks at (one full TLS record and its header).
+/// The most of a ClientHello the inspector looks at (one full TLS record and its header); also the
+/// most the http_inspector reads for a request line.
 const MAX_CLIENT_HELLO: usize = 16 * 1024 + 5;
+/// What an HTTP/2 client with prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long to wait before peeking again when the ClientHello is still incomplete.
 const PEEK_RETRY: Duration = Duration::from_millis(5);
 
@@ -38,7 +44,7 @@ pub enum AcceptError {
         transport_protocol: &'static str,
         alpn: Vec<String>,
     },
-    #[error("no ClientHello within the listener filter timeout ({0:?})")]
+    #[error("the listener filters saw too little within their timeout ({0:?})")]
     InspectTimeout(Duration),
     #[error("the ClientHello is larger than {MAX_CLIENT_HELLO} bytes")]
     ClientHelloTooLarge,
@@ -81,8 +87,8 @@ pub async fn accept(
     listener: &Listener,
     destination: SocketAddr,
 ) -> Result<Accepted<'_>, AcceptError> {
-    let inspected = if listener.tls_inspector {
-        let inspect = inspect(&stream);
+    let inspected = if listener.tls_inspector || listener.http_inspector {
+        let inspect = inspect(&stream, listener.tls_inspector, listener.http_inspector);
         match listener.listener_filters_timeout {
             None => inspect.await?,
             Some(t) => match tokio::time::timeout(t, inspect).await {
@@ -148,11 +154,15 @@ pub async fn accept(
     })
 }
 
-/// Envoy's tls_inspector: peeks until the first bytes are a whole ClientHello (TLS, with its SNI and
-/// ALPN) or clearly not one (plaintext).
-async fn inspect(stream: &TcpStream) -> Result<Inspected, AcceptError> {
+/// Envoy's tls_inspector (with `tls`) and http_inspector (with `http`), in that order: peeks until
+/// the first bytes are a whole ClientHello (TLS, with its SNI and ALPN) or clearly not one
+/// (plaintext), then, on plaintext, until they are an HTTP/1.x request line or the HTTP/2 preface,
+/// or clearly neither.
+async fn inspect(stream: &TcpStream, tls: bool, http: bool) -> Result<Inspected, AcceptError> {
     let mut buf = vec![0u8; MAX_CLIENT_HELLO];
     let mut seen = 0;
+    // Decided by the tls_inspector (or plaintext without one).
+    let mut transport: Option<Inspected> = (!tls).then(Inspected::default);
     loop {
         let n = stream.peek(&mut buf).await.map_err(AcceptError::Inspect)?;
         if n == 0 {
@@ -160,16 +170,64 @@ async fn inspect(stream: &TcpStream) -> Result<Inspected, AcceptError> {
         }
         if n > seen {
             seen = n;
-            if let Some(found) = parse_client_hello(&buf[..n]) {
-                return Ok(found);
+            if transport.is_none() {
+                transport = parse_client_hello(&buf[..n]);
             }
-            if n == buf.len() {
-                return Err(AcceptError::ClientHelloTooLarge);
+            match transport.take() {
+                Some(found) if found.tls || !http => return Ok(found),
+                Some(mut plain) => match http_protocol(&buf[..n]) {
+                    Some(protocol) => {
+                        plain.alpn = protocol.into_iter().map(str::to_owned).collect();
+                        return Ok(plain);
+                    }
+                    // A request line longer than the buffer: not HTTP as far as it can tell.
+                    None if n == buf.len() => return Ok(plain),
+                    None => transport = Some(plain),
+                },
+                None if n == buf.len() => return Err(AcceptError::ClientHelloTooLarge),
+                None => {}
             }
         }
         // Peeked data stays readable: wait a little for the rest instead of spinning.
         tokio::time::sleep(PEEK_RETRY).await;
     }
+}
+
+/// The http_inspector's verdict on a plaintext connection's first `bytes` (never empty): `h2c` for
+/// the HTTP/2 preface, `http/1.1` or `http/1.0` for a request line (method, target, `HTTP/x.y`, one
+/// space apart), `Some(None)` for anything else; `None` while it cannot tell yet.
+fn http_protocol(bytes: &[u8]) -> Option<Option<&'static str>> {
+    let shared = bytes.len().min(H2_PREFACE.len());
+    if bytes[..shared] == H2_PREFACE[..shared] {
+        return (bytes.len() >= H2_PREFACE.len()).then_some(Some("h2c"));
+    }
+    let end = bytes.iter().position(|b| matches!(b, b'\r' | b'\n'))?;
+    let mut fields = bytes[..end].split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Some(None);
+    };
+    if method.is_empty() || !method.iter().all(|b| is_token_char(*b)) || target.is_empty() {
+        return Some(None);
+    }
+    // As Envoy's: any `HTTP/major.minor` is HTTP; 1.1 is `http/1.1`, every other `http/1.0` (the
+    // connection manager then refuses what it does not speak).
+    let number = |n: &[u8]| !n.is_empty() && n.iter().all(u8::is_ascii_digit);
+    let parsed = version
+        .strip_prefix(b"HTTP/")
+        .and_then(|v| v.iter().position(|b| *b == b'.').map(|dot| v.split_at(dot)))
+        .filter(|(major, minor)| number(major) && number(&minor[1..]));
+    Some(match parsed {
+        Some((b"1", b".1")) => Some("http/1.1"),
+        Some(_) => Some("http/1.0"),
+        None => None,
+    })
+}
+
+/// RFC 9110's `tchar`: what a method name is made of.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `Some` when `bytes` hold a complete ClientHello or are not TLS; `None` when more are needed.
@@ -313,6 +371,34 @@ mod tests {
     fn plaintext_is_not_tls() {
         let found = parse_client_hello(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
         assert!(!found.tls);
+    }
+
+    #[test]
+    fn the_http_inspector_tells_http_from_the_first_bytes() {
+        let found = |b: &[u8]| http_protocol(b);
+        assert_eq!(
+            found(b"GET /x HTTP/1.1\r\nhost: a\r\n"),
+            Some(Some("http/1.1"))
+        );
+        assert_eq!(found(b"POST / HTTP/1.0\n"), Some(Some("http/1.0")));
+        assert_eq!(found(b"M-SEARCH * HTTP/1.1\r\n"), Some(Some("http/1.1")));
+        assert_eq!(found(H2_PREFACE), Some(Some("h2c")));
+        // Not yet decided: part of the preface, a request line without its end.
+        assert_eq!(found(b"PRI * HTTP/2"), None);
+        assert_eq!(found(b"GET / HTTP/1.1"), None);
+        // Any other version is `http/1.0`, as Envoy has it.
+        assert_eq!(found(b"GET / HTTP/2.0\r\n"), Some(Some("http/1.0")));
+        assert_eq!(found(b"GET / HTTP/0.9\r\n"), Some(Some("http/1.0")));
+        // Not HTTP: no version, a line of the wrong shape, an empty line, binary.
+        assert_eq!(found(b"GET / HTTP/1\r\n"), Some(None));
+        assert_eq!(found(b"GET / HTTP/1.x\r\n"), Some(None));
+        assert_eq!(found(b"GET / FTP/1.1\r\n"), Some(None));
+        assert_eq!(found(b"GET / x HTTP/1.1\r\n"), Some(None));
+        assert_eq!(found(b"GET  HTTP/1.1\r\n"), Some(None));
+        assert_eq!(found(b"\r\nGET / HTTP/1.1\r\n"), Some(None));
+        assert_eq!(found(b"G(T / HTTP/1.1\r\n"), Some(None));
+        assert_eq!(found(b"hello\n"), Some(None));
+        assert_eq!(found(b"PRX * HTTP/2.0\r\n"), Some(Some("http/1.0")));
     }
 
     #[test]

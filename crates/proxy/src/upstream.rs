@@ -252,20 +252,7 @@ impl ClusterRuntime {
             dial: Dial::of(&config),
             cx_total: stats.upstream_cx_total.clone(),
         };
-        let builder = |h2: bool| {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(pool_idle_timeout(&config));
-            b.pool_max_idle_per_host(
-                usize::try_from(config.circuit_breakers.max_connections)
-                    .unwrap_or(usize::MAX)
-                    .min(1024),
-            );
-            if h2 {
-                b.http2_only(true);
-            }
-            b.build(connector())
-        };
-        let client = builder(false);
+        let client = pool_builder(&config, false).build(connector());
         let connection_slots = Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(config.circuit_breakers.max_connections)
                 .unwrap_or(usize::MAX)
@@ -855,6 +842,20 @@ fn pool_idle_timeout(config: &Cluster) -> Duration {
     }
 }
 
+/// A connection pool's settings for `config`'s hosts (HTTP/2 only when `h2`): its idle timeout, and
+/// as many idle connections kept per host as the cluster may open (at most 1,024).
+fn pool_builder(config: &Cluster, h2: bool) -> hyper_util::client::legacy::Builder {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(pool_idle_timeout(config));
+    b.pool_max_idle_per_host(
+        usize::try_from(config.circuit_breakers.max_connections)
+            .unwrap_or(usize::MAX)
+            .min(1024),
+    );
+    b.http2_only(h2);
+    b
+}
+
 /// `host` with its TLS and the clients of its own it needs: HTTP/2 when the cluster speaks it, and
 /// HTTP/1.1 where the cluster's client cannot reach it (see [`Host::own_h1`]).
 fn connected_host(
@@ -881,10 +882,7 @@ fn host_client(
     stats: &ClusterStats,
     h2: bool,
 ) -> Client<HostConnector, Body> {
-    let mut b = Client::builder(TokioExecutor::new());
-    b.pool_idle_timeout(pool_idle_timeout(config));
-    b.http2_only(h2);
-    b.build(HostConnector {
+    pool_builder(config, h2).build(HostConnector {
         address: Some(Arc::from(host.address.as_str())),
         timeout: config.connect_timeout,
         tls: host.tls.as_ref().map(|t| OriginateTls {
