@@ -931,6 +931,25 @@ spec:
   - match: [{{destinationSubnets: [10.123.31.98/32]}}]
     route: [{{destination: {{host: db.internal, subset: v2}}}}]
   - route: [{{destination: {{host: db.internal, subset: v1}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: cache}}
+spec:
+  hosts: [cache.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 6380, name: cache}}]
+  endpoints:
+  - {{address: {SERVER_IP}, ports: {{cache: 8080}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: cache}}
+spec:
+  hosts: [cache.internal]
+  http:
+  - route: [{{destination: {{host: reviews, subset: v2, port: {{number: 9080}}}}}}]
 "
     );
     config.write("reviews.yaml", reviews.as_bytes()).unwrap();
@@ -976,7 +995,7 @@ spec:
     // which routes by Host.
     let service_url = "http://10.123.31.99:9080/reviews/0";
     type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
-    let cases: [Case<'_>; 5] = [
+    let cases: [Case<'_>; 6] = [
         (
             "reviews: default route",
             service_url.to_owned(),
@@ -1006,6 +1025,13 @@ spec:
             "http://10.123.31.99:5432/".to_owned(),
             vec![],
         ),
+        // A port whose protocol is not declared: the http_inspector finds HTTP, routed by the
+        // VirtualService (to v2; the service's own endpoint is v1).
+        (
+            "cache: sniffed as HTTP, routed",
+            "http://10.123.31.97:6380/".to_owned(),
+            vec![("host", "cache.internal")],
+        ),
     ];
     let expected = vec![
         ("reviews: default route", Some(200), Some("v1".to_owned())),
@@ -1024,6 +1050,11 @@ spec:
             "db: tcp route for other addresses",
             Some(200),
             Some("v1".to_owned()),
+        ),
+        (
+            "cache: sniffed as HTTP, routed",
+            Some(200),
+            Some("v2".to_owned()),
         ),
     ];
     let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();

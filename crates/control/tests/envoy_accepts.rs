@@ -33,12 +33,15 @@ const MESH: &str = "services:
   ports: [{number: 7070, name: grpc, protocol: GRPC}]
 - name: mongo
   ports: [{number: 27017, name: tcp, protocol: TCP}]
+- name: cache
+  ports: [{number: 6380, name: cache}]
 workloads:
 - {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
 - {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
 - {name: reviews-v2, service: reviews, labels: {app: reviews, version: v2, topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: z1}, address: 10.0.0.3}
 - {name: grpc-1, service: grpc-api, labels: {app: grpc-api}, address: 10.0.0.4}
 - {name: mongo-1, service: mongo, labels: {app: mongo}, address: 10.0.0.5}
+- {name: cache-1, service: cache, labels: {app: cache}, address: 10.0.0.6}
 - {name: gateway, namespace: istio-system, labels: {istio: ingressgateway}, address: 10.0.9.1}
 ";
 
@@ -373,8 +376,23 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::AllowAny,
-            // TCP by subnet and weight, TLS by SNI.
-            &["0.0.0.0_27017", "0.0.0.0_443", "0.0.0.0_5432"][..],
+            // TCP by subnet and weight, TLS by SNI, a sniffed port (HTTP or TCP).
+            &[
+                "0.0.0.0_27017",
+                "0.0.0.0_443",
+                "0.0.0.0_5432",
+                "0.0.0.0_6380",
+            ][..],
+        ),
+        (
+            "captured sidecar of a port whose protocol is sniffed",
+            proxy(
+                "sidecar~10.0.0.6~cache-1.default~default.svc.cluster.local",
+                &[("app", "cache")],
+                Interception::Redirect,
+            ),
+            OutboundTrafficPolicyMode::AllowAny,
+            &["virtualInbound", "0.0.0.0_6380"][..],
         ),
         (
             "captured sidecar, REGISTRY_ONLY",

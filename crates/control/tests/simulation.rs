@@ -94,18 +94,23 @@ fn productpage() -> Proxy {
     )
 }
 
-/// Generates, and checks every resource converts into the proxy's model.
-fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
-    let r = generate(index, proxy, InboundAddressing::SidecarPort);
-    // Built with the secrets the proxy would be sent over ADS, as the proxy builds them.
-    let secrets = proxy_model::tls::Secrets {
+/// The secrets `r` sends over ADS, as the proxy holds them.
+fn ads_secrets(r: &ProxyResources) -> proxy_model::tls::Secrets {
+    proxy_model::tls::Secrets {
         ads: r
             .secrets
             .iter()
             .map(|s| (s.name.clone(), std::sync::Arc::new(s.clone())))
             .collect(),
         ..Default::default()
-    };
+    }
+}
+
+/// Generates, and checks every resource converts into the proxy's model.
+fn resources(index: &Index, proxy: &Proxy) -> ProxyResources {
+    let r = generate(index, proxy, InboundAddressing::SidecarPort);
+    // Built with the secrets the proxy would be sent over ADS, as the proxy builds them.
+    let secrets = ads_secrets(&r);
     for c in &r.clusters {
         proxy_model::cluster::Cluster::from_proto_with(c, &At::root(&c.name), &secrets)
             .unwrap_or_else(|e| panic!("cluster {}: {e:?}", c.name));
@@ -3079,8 +3084,15 @@ spec:
             })
             .collect()
     };
-    assert_eq!(ports(true), ports(false));
-    assert!(!ports(true).is_empty());
+    let mut twins = ports(true);
+    assert_eq!(
+        twins.pop(),
+        Some(None),
+        "last, the passthrough's twin: any port the workload does not serve"
+    );
+    assert_eq!(twins, ports(false));
+    assert!(!twins.is_empty());
+    assert!(virtual_inbound.default_filter_chain.is_some(), "PERMISSIVE");
 
     // No rule asks for it: no identities, no TLS chain.
     let mut plain = index_plain();
@@ -3174,8 +3186,16 @@ spec:
     );
     assert_eq!(
         inbound(&captured(billing.clone())),
-        (0, 1, 2),
-        "captured: port 8080 in plain text only"
+        (1, 1, 2),
+        "captured: port 8080 in plain text only, the passthrough (other ports) over mutual TLS only"
+    );
+    let captured_billing = resources(&index, &captured(billing.clone()));
+    let virtual_inbound = captured_billing
+        .listener("virtualInbound")
+        .expect("virtualInbound");
+    assert!(
+        virtual_inbound.default_filter_chain.is_none(),
+        "STRICT: no plain-text passthrough"
     );
     // UNSET defers to the next level.
     let unset = config.replace("{mode: PERMISSIVE}", "{mode: UNSET}");
@@ -3190,5 +3210,173 @@ spec:
             .flat_map(|l| &l.filter_chains)
             .all(|c| c.transport_socket.is_none()),
         "UNSET: the namespace's DISABLE"
+    );
+}
+
+// === Protocol sniffing ===
+
+/// The filter chain a captured connection takes: its name and whether it speaks HTTP, or `None`.
+fn sniffed_chain(
+    r: &ProxyResources,
+    listener: &str,
+    port: u16,
+    transport: &str,
+    alpn: &[&str],
+) -> Option<(String, bool)> {
+    use proxy_model::listener::{ConnectionInfo, Listener, NetworkFilter};
+    let proto = r.listener(listener).expect("listener");
+    let l =
+        Listener::from_proto_with(proto, &At::root(listener), &ads_secrets(r)).expect("converts");
+    let alpn: Vec<String> = alpn.iter().map(|a| (*a).to_owned()).collect();
+    let chain = l.select(&ConnectionInfo {
+        destination_port: port,
+        destination_ip: Some("10.0.3.1".parse().expect("ip")),
+        server_name: None,
+        transport_protocol: transport,
+        application_protocols: &alpn,
+        source: None,
+    })?;
+    Some((
+        chain.name.clone(),
+        matches!(chain.network, NetworkFilter::Http(_)),
+    ))
+}
+
+/// A port whose protocol no service declares is sniffed with traffic capture, as istiod does it:
+/// the http_inspector's HTTP goes to a connection manager (routes apply), anything else through as
+/// TCP, on the client's outbound listener and on the server's inbound one; with STRICT mutual TLS
+/// the server takes only TLS, still told apart by the ALPN a client sidecar's HTTP pool offers.
+#[test]
+fn undeclared_protocols_are_sniffed_with_capture() {
+    let mesh = "services:
+- name: store
+  ports: [{number: 7000, name: store}]
+- name: web
+  ports: [{number: 8000, name: http}]
+workloads:
+- {name: client, labels: {app: client}, address: 10.0.3.1}
+- {name: store-1, service: store, labels: {app: store}, address: 10.0.3.2}
+- {name: web-1, service: web, labels: {app: web}, address: 10.0.3.3}
+";
+    let build = |config: &str| {
+        let registry = load_registry_str(mesh).expect("mesh file");
+        let resources = parse_resources("test.yaml", config).expect("valid config");
+        let mut index = Index::build(
+            &registry,
+            &resources,
+            MeshSettings {
+                outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+            },
+        );
+        index.identity = Some(std::sync::Arc::new(
+            control::identity::MeshIdentity::generate().expect("CA"),
+        ));
+        index
+    };
+    let captured = |id: &str, app: &str| {
+        let mut p = proxy(id, &[("app", app)]);
+        p.interception = Interception::Redirect;
+        p
+    };
+    let client = captured(
+        "sidecar~10.0.3.1~client.default~default.svc.cluster.local",
+        "client",
+    );
+    let store = captured(
+        "sidecar~10.0.3.2~store-1.default~default.svc.cluster.local",
+        "store",
+    );
+
+    let index = build("");
+    let r = resources(&index, &client);
+    let out = r.listener("0.0.0.0_7000").expect("outbound listener");
+    let filters: Vec<&str> = out
+        .listener_filters
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(filters, ["envoy.filters.listener.http_inspector"]);
+    let http = Some(("0.0.0.0_7000-http".to_owned(), true));
+    assert_eq!(
+        sniffed_chain(&r, "0.0.0.0_7000", 7000, "raw_buffer", &["http/1.1"]),
+        http
+    );
+    assert_eq!(
+        sniffed_chain(&r, "0.0.0.0_7000", 7000, "raw_buffer", &["h2c"]),
+        http
+    );
+    let tcp = sniffed_chain(&r, "0.0.0.0_7000", 7000, "raw_buffer", &[]).expect("a chain");
+    assert!(!tcp.1, "not HTTP: the TCP proxy ({tcp:?})");
+    // HTTP is routed by the port's route table, as any HTTP port's.
+    assert_eq!(
+        simulate(&r, "7000", "store", "/", &[])
+            .map(|(_, _, a)| a)
+            .as_deref(),
+        Some("outbound|7000||store.default.svc.cluster.local")
+    );
+    // A declared HTTP port is not sniffed.
+    let web = r.listener("0.0.0.0_8000").expect("web listener");
+    assert!(web.listener_filters.is_empty());
+
+    let r = resources(&index, &store);
+    let inbound = r.listener("virtualInbound").expect("virtualInbound");
+    let names: Vec<&str> = inbound
+        .filter_chains
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["0.0.0.0_7000-http", "0.0.0.0_7000-tcp"]);
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7000, "raw_buffer", &["http/1.0"]),
+        Some(("0.0.0.0_7000-http".to_owned(), true))
+    );
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7000, "raw_buffer", &[]),
+        Some(("0.0.0.0_7000-tcp".to_owned(), false))
+    );
+
+    // STRICT: mutual TLS only, HTTP by the ALPN of a client sidecar's HTTP/1.1 pool.
+    let index = build(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
+",
+    );
+    let r = resources(&index, &store);
+    let inbound = r.listener("virtualInbound").expect("virtualInbound");
+    let filters: Vec<&str> = inbound
+        .listener_filters
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            "envoy.filters.listener.original_dst",
+            "envoy.filters.listener.tls_inspector",
+            "envoy.filters.listener.http_inspector"
+        ]
+    );
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7000, "tls", &["http/1.1"]),
+        Some(("0.0.0.0_7000-http-mtls".to_owned(), true))
+    );
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7000, "tls", &[]),
+        Some(("0.0.0.0_7000-tcp-mtls".to_owned(), false))
+    );
+    // Plain text reaches no chain, on this port or any other (no plain-text passthrough).
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7000, "raw_buffer", &["http/1.1"]),
+        None
+    );
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7001, "raw_buffer", &[]),
+        None
+    );
+    assert_eq!(
+        sniffed_chain(&r, "virtualInbound", 7001, "tls", &[]),
+        Some(("virtualInbound-mtls".to_owned(), false))
     );
 }

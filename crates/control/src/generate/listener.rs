@@ -39,7 +39,7 @@ use crate::generate::route::{
 use crate::generate::server_tls::{self, ServerTls};
 use crate::generate::tcp::{self, hosts_intersect, server_hosts};
 use crate::index::{Gateway, Index, PeerMode};
-use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol, Service};
+use crate::model::{INBOUND_PORT, OUTBOUND_PORT, Protocol, Service, ServicePort};
 use crate::node::Proxy;
 
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
@@ -436,20 +436,39 @@ pub fn outbound_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> R
 /// `(service port, target port, h2)`.
 pub fn inbound_ports(index: &Index, proxy: &Proxy) -> Vec<(u32, u32, bool)> {
     let mut ports: Vec<(u32, u32, bool)> = Vec::new();
-    for (service, instance) in index.instances_at(&proxy.ip, &proxy.namespace) {
-        for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
-            let entry = (
-                port.number,
-                instance.target_port(port),
-                port.protocol.is_h2(),
-            );
-            if !ports.iter().any(|p| p.0 == entry.0) {
-                ports.push(entry);
-            }
+    for (port, target) in workload_http_ports(index, proxy) {
+        let entry = (port.number, target, port.protocol.is_h2());
+        if !ports.iter().any(|p| p.0 == entry.0) {
+            ports.push(entry);
         }
     }
     ports.sort_unstable();
     ports
+}
+
+/// The workload ports of [`inbound_ports`] whose protocol a service leaves undeclared: istiod sniffs
+/// what arrives there (HTTP, or else TCP).
+pub fn sniffed_inbound_ports(index: &Index, proxy: &Proxy) -> BTreeSet<u32> {
+    workload_http_ports(index, proxy)
+        .filter(|(port, _)| port.protocol == Protocol::Unknown)
+        .map(|(_, target)| target)
+        .collect()
+}
+
+/// The HTTP service ports of the workload behind `proxy`, each with the workload port it reaches.
+fn workload_http_ports<'a>(
+    index: &'a Index,
+    proxy: &'a Proxy,
+) -> impl Iterator<Item = (&'a ServicePort, u32)> + 'a {
+    index
+        .instances_at(&proxy.ip, &proxy.namespace)
+        .flat_map(|(service, instance)| {
+            service
+                .ports
+                .iter()
+                .filter(|p| p.protocol.is_http())
+                .map(move |p| (p, instance.target_port(p)))
+        })
 }
 
 /// The sidecar's inbound listener (`IP:15006`): requests go to the workload's port named by the
@@ -893,6 +912,26 @@ pub fn captured_outbound<'a>(
             )],
             ..Default::default()
         };
+        let sniffed: Vec<&Service> = http
+            .iter()
+            .copied()
+            .filter(|s| {
+                s.port(port)
+                    .is_some_and(|p| p.protocol == Protocol::Unknown)
+            })
+            .collect();
+        if !sniffed.is_empty() && http.len() == on_port.len() {
+            listeners.push(sniffing_outbound_listener(
+                index,
+                proxy,
+                port,
+                chain,
+                &sniffed,
+                catch_all,
+                &mut warnings,
+            ));
+            continue;
+        }
         listeners.push(Listener {
             name,
             address: Some(socket_address("0.0.0.0", port)),
@@ -907,6 +946,34 @@ pub fn captured_outbound<'a>(
         });
     }
     (listeners, routes, warnings)
+}
+
+/// A captured sidecar's listener for a port whose protocol some service leaves undeclared, as
+/// istiod sniffs it: what the http_inspector calls HTTP goes to `http` (the port's connection
+/// manager), anything else to those services as TCP; a TLS connection is not HTTP to it either. A
+/// client that sends nothing (a server-first protocol) gets the TCP chain
+/// after the listener filters' 15 s.
+fn sniffing_outbound_listener(
+    index: &Index,
+    proxy: &Proxy,
+    port: u32,
+    mut http: FilterChain,
+    sniffed: &[&Service],
+    catch_all: &str,
+    warnings: &mut Vec<String>,
+) -> Listener {
+    let mut listener = l4_outbound_listener(index, proxy, port, sniffed, catch_all, warnings);
+    http.name = format!("0.0.0.0_{port}-http");
+    http.filter_chain_match = Some(FilterChainMatch {
+        application_protocols: tcp::PLAINTEXT_HTTP_ALPNS.map(str::to_owned).to_vec(),
+        ..Default::default()
+    });
+    // The services' TCP chains have no SNI (theirs is not a TLS port): no tls_inspector, so every
+    // connection is plain text to the chains and the TCP chain takes what is not HTTP.
+    listener.filter_chains.insert(0, http);
+    listener.listener_filters.push(tcp::http_inspector());
+    listener.continue_on_listener_filters_timeout = true;
+    listener
 }
 
 /// A captured sidecar's listener for a TCP/TLS port (istiod's `buildListenerFromEntry`): the chains
@@ -1055,14 +1122,33 @@ pub fn inbound_chain(target: u32, filters: Vec<Filter>) -> FilterChain {
 }
 
 /// A captured sidecar's inbound side: `virtualInbound` on `0.0.0.0:15006`, one filter chain per
-/// workload port matched by original destination port, each to `inbound|PORT||`.
-pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
-    virtual_inbound(
-        ports
-            .iter()
-            .map(|(_, target, _)| inbound_chain(*target, inbound_filters("0.0.0.0", *target, true)))
-            .collect(),
-    )
+/// workload port matched by original destination port, each to `inbound|PORT||`. A `sniffed` port
+/// (protocol undeclared) has two, as istiod's: what the http_inspector calls HTTP to a connection
+/// manager, the rest to a TCP proxy.
+pub fn captured_inbound(ports: &[(u32, u32, bool)], sniffed: &BTreeSet<u32>) -> Listener {
+    let mut chains = Vec::new();
+    for (_, target, _) in ports {
+        let mut http = inbound_chain(*target, inbound_filters("0.0.0.0", *target, true));
+        if sniffed.contains(target) {
+            if let Some(m) = http.filter_chain_match.as_mut() {
+                m.application_protocols = tcp::PLAINTEXT_HTTP_ALPNS.map(str::to_owned).to_vec();
+            }
+            http.name.push_str("-http");
+            chains.push(http);
+            let mut tcp = inbound_chain(*target, inbound_filters("0.0.0.0", *target, false));
+            tcp.name.push_str("-tcp");
+            chains.push(tcp);
+        } else {
+            chains.push(http);
+        }
+    }
+    let mut listener = virtual_inbound(chains);
+    if !sniffed.is_empty() {
+        listener.listener_filters.push(tcp::http_inspector());
+        // A client that sends nothing (a server-first protocol) gets the TCP chain after 15 s.
+        listener.continue_on_listener_filters_timeout = true;
+    }
+    listener
 }
 
 /// Makes an inbound listener take what its workload's PeerAuthentication says, per chain:
@@ -1070,6 +1156,7 @@ pub fn captured_inbound(ports: &[(u32, u32, bool)]) -> Listener {
 /// PERMISSIVE gives each plain-text chain a twin for TLS connections (chosen by the `tls_inspector`)
 /// that terminates mutual TLS with the proxy's identity and asks the peer for its own; STRICT keeps
 /// the twin only (a plain-text connection finds no chain and is closed); DISABLE keeps plain text.
+/// The default chain (`mode_of(None)`) gets the same treatment.
 pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -> PeerMode) {
     let mut chains = Vec::with_capacity(listener.filter_chains.len() * 2);
     let mut any_tls = false;
@@ -1105,14 +1192,41 @@ pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -
             chains.push(chain);
         }
     }
+    // What arrives for no chain (a captured sidecar's passthrough to ports nothing serves) obeys
+    // the workload's mode too: STRICT takes it over mutual TLS only (istiod's TLS-only passthrough
+    // chain; plain text then matches nothing and is closed).
+    let default_mode = mode_of(None);
+    if default_mode != PeerMode::Disable
+        && let Some(default) = listener
+            .default_filter_chain
+            .take_if(|c| c.transport_socket.is_none())
+    {
+        let mut twin = default.clone();
+        twin.filter_chain_match
+            .get_or_insert_with(Default::default)
+            .transport_protocol = "tls".to_owned();
+        twin.transport_socket = Some(server_tls::mesh_inbound_socket());
+        twin.name.push_str("-mtls");
+        chains.push(twin);
+        any_tls = true;
+        if default_mode != PeerMode::Strict {
+            listener.default_filter_chain = Some(default);
+        }
+    }
     listener.filter_chains = chains;
     if any_tls
         && !listener
             .listener_filters
             .iter()
-            .any(|f| f.name == "envoy.filters.listener.tls_inspector")
+            .any(|f| f.name == tcp::TLS_INSPECTOR)
     {
-        listener.listener_filters.push(tcp::tls_inspector());
+        // Before the http_inspector, as Envoy needs them: that one leaves TLS alone.
+        let at = listener
+            .listener_filters
+            .iter()
+            .position(|f| f.name == tcp::HTTP_INSPECTOR)
+            .unwrap_or(listener.listener_filters.len());
+        listener.listener_filters.insert(at, tcp::tls_inspector());
     }
 }
 

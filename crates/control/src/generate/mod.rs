@@ -401,7 +401,10 @@ fn service_inbound(index: &Index, proxy: &Proxy) -> ProxyResources {
             None
         }
         Interception::Redirect => {
-            out.listeners.push(listener::captured_inbound(&ports));
+            out.listeners.push(listener::captured_inbound(
+                &ports,
+                &listener::sniffed_inbound_ports(index, proxy),
+            ));
             Some(cluster::INBOUND_PASSTHROUGH_SOURCE)
         }
     };

@@ -23,6 +23,7 @@ use xds_api::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, ListenerFilter, filter::ConfigType as FilterConfig,
     listener_filter::ConfigType as ListenerFilterConfig,
 };
+use xds_api::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use xds_api::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::{
@@ -38,6 +39,10 @@ use crate::model::{Protocol, Service, labels_match};
 
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+pub const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+/// What the http_inspector names plaintext HTTP: the application protocols of istiod's sniffed
+/// HTTP filter chains.
+pub const PLAINTEXT_HTTP_ALPNS: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
 
 /// One filter chain to be (istiod's `filterChainOpts`): what it matches and what it does.
 #[derive(Debug, Clone, Default)]
@@ -160,6 +165,18 @@ pub fn tls_inspector() -> ListenerFilter {
         name: TLS_INSPECTOR.to_owned(),
         config_type: Some(ListenerFilterConfig::TypedConfig(xds_api::any::pack(
             &TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+/// Istio's protocol sniffing: names a plaintext connection's application protocol when it is HTTP
+/// ([`PLAINTEXT_HTTP_ALPNS`]), for filter chains to match.
+pub fn http_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: HTTP_INSPECTOR.to_owned(),
+        config_type: Some(ListenerFilterConfig::TypedConfig(xds_api::any::pack(
+            &HttpInspector::default(),
         ))),
         ..Default::default()
     }
