@@ -1322,3 +1322,207 @@ spec:
     drop(app);
     drop(bed);
 }
+
+/// PeerAuthentication STRICT on a captured workload, served by the control plane to both sidecars
+/// (one control plane, in the client pod, listening on its pod address; the server sidecar's ADS
+/// connection is captured into the client's sidecar and passed through, PERMISSIVE there): the
+/// client's sidecar reaches the service over mutual TLS on its own (auto mTLS), while plain text
+/// straight to the pod's port (sent as the proxy's UID, so the client's capture lets it by) finds no
+/// chain in the server's `virtualInbound` and is refused. Before, that connection fell to the
+/// plain-text passthrough and reached the app.
+#[test]
+fn strict_mutual_tls_holds_under_capture() {
+    let test = "strict_mutual_tls_holds_under_capture";
+    if !can_run(test, missing_prerequisite()) {
+        return;
+    }
+    let bed = match Testbed::new(Inbound::Redirect) {
+        Ok(bed) => bed,
+        Err(e) => {
+            can_run(
+                test,
+                Some(format!("cannot set up the network namespaces: {e}")),
+            );
+            return;
+        }
+    };
+    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
+    let listen = format!("{SERVER_IP}:9080");
+    let command = bed.command(
+        &bed.server,
+        None,
+        &[
+            bosun.to_str().unwrap(),
+            "demo-app",
+            "--listen",
+            &listen,
+            "--service",
+            "reviews",
+            "--version",
+            "v1",
+        ],
+    );
+    let mut app = Process::spawn_command(
+        "reviews-v1",
+        command,
+        TempDir::new("capture-strict-app").unwrap(),
+    )
+    .unwrap();
+    bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
+        .unwrap();
+    let config = TempDir::new("capture-strict-control").unwrap();
+    let mesh = format!(
+        "services:
+- name: reviews
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+workloads:
+- {{name: productpage-v1, labels: {{app: productpage}}, address: {CLIENT_IP}}}
+- {{name: reviews-1, service: reviews, labels: {{app: reviews}}, address: {SERVER_IP}}}
+"
+    );
+    config.write("mesh.yaml", mesh.as_bytes()).unwrap();
+    config
+        .write(
+            "strict.yaml",
+            b"apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: STRICT}
+",
+        )
+        .unwrap();
+    let dir = config.path().to_str().unwrap().to_owned();
+    let command = bed.command(
+        &bed.client,
+        None,
+        &[
+            bosun.to_str().unwrap(),
+            "control",
+            "--config",
+            &dir,
+            "--capture",
+            "iptables",
+            "--address",
+            "0.0.0.0",
+        ],
+    );
+    let mut control = Process::spawn_command(
+        "control",
+        command,
+        TempDir::new("capture-strict-control-run").unwrap(),
+    )
+    .unwrap();
+    bed.wait_for(&bed.client, "http://127.0.0.1:15014/ready", &mut control)
+        .unwrap();
+    let bootstrap = |node: &str, labels: &str, xds: &str| {
+        let out = Command::new(bosun)
+            .args([
+                "bootstrap",
+                "--node-id",
+                node,
+                "--labels",
+                labels,
+                "--interception",
+                "redirect",
+                "--xds",
+                xds,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let client_bootstrap = bootstrap(
+        &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
+        "app=productpage",
+        "127.0.0.1:15010",
+    );
+    let server_bootstrap = bootstrap(
+        &format!("sidecar~{SERVER_IP}~reviews-1.default~default.svc.cluster.local"),
+        "app=reviews",
+        &format!("{CLIENT_IP}:15010"),
+    );
+    let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();
+    if let Some(envoy) = Envoy::find_or_skip(test) {
+        proxies.push((
+            "envoy",
+            envoy,
+            vec![
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ],
+        ));
+    }
+    proxies.push((
+        "bosun",
+        bosun.to_path_buf(),
+        vec!["proxy", "--concurrency", "1"],
+    ));
+    for (name, program, args) in proxies {
+        // The client's sidecar first: the server's reaches the control plane through it.
+        let mut client = start_proxy(
+            &bed,
+            &bed.client,
+            &format!("{name}-client"),
+            &program,
+            &args,
+            &client_bootstrap,
+        );
+        let mut server = start_proxy(
+            &bed,
+            &bed.server,
+            &format!("{name}-server"),
+            &program,
+            &args,
+            &server_bootstrap,
+        );
+        let tail = |client: &mut Process, server: &mut Process| {
+            format!(
+                "server sidecar:\n{}\nclient sidecar:\n{}",
+                server.stderr_tail(),
+                client.stderr_tail()
+            )
+        };
+        let through_sidecars = bed.get(
+            APP_UID,
+            "http://10.123.31.99:9080/reviews/0",
+            &[("host", "reviews:9080")],
+        );
+        let version = through_sidecars
+            .as_ref()
+            .ok()
+            .and_then(|r| r.header("x-demo-version"))
+            .map(str::to_owned);
+        assert_eq!(
+            (
+                through_sidecars.as_ref().ok().map(|r| r.status),
+                version.as_deref()
+            ),
+            (Some(200), Some("v1")),
+            "{name}: over mutual TLS: {through_sidecars:?}\n{}",
+            tail(&mut client, &mut server)
+        );
+        let plain = bed.get(
+            PROXY_UID,
+            &format!("http://{SERVER_IP}:9080/reviews/0"),
+            &[],
+        );
+        assert!(
+            plain.is_err(),
+            "{name}: plain text to a STRICT workload: {plain:?}\n{}",
+            tail(&mut client, &mut server)
+        );
+        for p in [&mut client, &mut server] {
+            p.terminate_and_wait(Duration::from_secs(10)).unwrap();
+        }
+        eprintln!("{test} {name}: mutual TLS through the sidecars, plain text refused");
+    }
+    control.terminate_and_wait(Duration::from_secs(10)).unwrap();
+    drop(app);
+    drop(bed);
+}
