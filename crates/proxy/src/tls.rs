@@ -401,6 +401,20 @@ mod tests {
         assert_eq!(found(b"PRX * HTTP/2.0\r\n"), Some(Some("http/1.0")));
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends first, the http_inspector does not panic, and it decides as
+        /// soon as a line has ended (only the HTTP/2 preface's own prefix may wait longer).
+        #[test]
+        fn the_http_inspector_takes_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64)) {
+            let verdict = http_protocol(&bytes);
+            let ended = bytes.iter().any(|b| matches!(b, b'\r' | b'\n'));
+            let preface = H2_PREFACE.starts_with(&bytes[..bytes.len().min(H2_PREFACE.len())]);
+            if ended && !preface {
+                proptest::prop_assert!(verdict.is_some(), "{bytes:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_partial_record_needs_more() {
         assert!(parse_client_hello(&[0x16, 0x03, 0x01]).is_none());
