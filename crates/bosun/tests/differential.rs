@@ -3581,9 +3581,9 @@ async fn admin_json_pages_match_envoy() {
 
 // === Admin: /config_dump ===
 
-/// A config dump with what differs by nature left out: timestamps, each proxy's own ports, and the
-/// node (which Envoy fills in with its build and extensions).
-fn comparable_dump(mut dump: Value, p: &Running) -> Value {
+/// `v` without what differs by nature between the two proxies' dumps: timestamps and each proxy's
+/// own ports.
+fn scrub_dump(v: &mut Value, p: &Running) {
     fn scrub(v: &mut Value, ports: &[u16]) {
         match v {
             Value::Object(fields) => {
@@ -3602,8 +3602,13 @@ fn comparable_dump(mut dump: Value, p: &Running) -> Value {
             _ => {}
         }
     }
-    let ports = [p.listener.port(), p.listener2.port(), p.admin.port()];
-    scrub(&mut dump, &ports);
+    scrub(v, &[p.listener.port(), p.listener2.port(), p.admin.port()]);
+}
+
+/// A config dump with what differs by nature left out: timestamps, each proxy's own ports, and the
+/// node (which Envoy fills in with its build and extensions).
+fn comparable_dump(mut dump: Value, p: &Running) -> Value {
+    scrub_dump(&mut dump, p);
     // Envoy lists each section's resources in its hash maps' order.
     for section in dump["configs"].as_array_mut().unwrap() {
         for list in section.as_object_mut().unwrap().values_mut() {
@@ -3689,6 +3694,72 @@ async fn config_dump_matches_envoy() {
             dumps[1]["configs"][i], *section,
             "bosun (left) and envoy (right) differ in {}",
             section["@type"]
+        );
+    }
+
+    // The query parameters: one repeated field's entries, names matched whole, a FieldMask (into an
+    // Any, not through a list), and Envoy's answers to what does not fit.
+    // (query, status, entries in `configs`)
+    let queries = [
+        ("resource=static_clusters", 200, 2),
+        ("resource=static_listeners&name_regex=ma.*", 200, 1),
+        ("resource=static_listeners&name_regex=ai", 200, 0),
+        (
+            "resource=static_clusters&mask=cluster.name,cluster.connect_timeout",
+            200,
+            2,
+        ),
+        ("resource=static_secrets&mask=name", 200, 2),
+        ("resource=dynamic_active_clusters", 200, 0),
+        ("mask=static_route_configs", 200, 1),
+        ("mask=static_clusters&name_regex=b", 200, 1),
+        ("resource=nope", 404, 0),
+        ("resource=version_info", 400, 0),
+        ("resource=static_clusters&name_regex=(", 400, 0),
+        (
+            "resource=static_listeners&mask=listener.filter_chains.name",
+            400,
+            0,
+        ),
+        ("resource=static_listeners&mask=listener.nope", 400, 0),
+        ("mask=static_clusters,static_listeners", 400, 0),
+    ];
+    for (query, status, entries) in queries {
+        let mut answers = Vec::new();
+        for p in &both {
+            let r = Client::h1(p.admin)
+                .send(Req::get(&format!("/config_dump?{query}")))
+                .await
+                .unwrap();
+            let body = if r.status() == 200 {
+                let mut v: Value = r.json().unwrap();
+                scrub_dump(&mut v, p);
+                if let Some(entries) = v["configs"].as_array_mut() {
+                    for e in entries.iter_mut() {
+                        for list in e.as_object_mut().unwrap().values_mut() {
+                            if let Some(items) = list.as_array_mut() {
+                                items.sort_by_cached_key(Value::to_string);
+                            }
+                        }
+                    }
+                    entries.sort_by_cached_key(Value::to_string);
+                }
+                v
+            } else {
+                Value::Null
+            };
+            answers.push((r.status(), body));
+        }
+        assert_eq!(
+            answers[1], answers[0],
+            "/config_dump?{query}: bosun (left) and envoy (right) differ"
+        );
+        let (got, body) = &answers[1];
+        let listed = body["configs"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            (*got, listed),
+            (status, entries),
+            "/config_dump?{query}: {body}"
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod access_log;
 mod admin;
 pub mod consistent_hash;
 mod cors;
+mod dump_query;
 mod dynamic;
 pub mod http;
 mod locality;
