@@ -5,6 +5,7 @@ mod check;
 mod control_cmd;
 mod demo_app;
 mod proxy_cmd;
+mod proxy_config;
 mod up;
 
 use std::path::PathBuf;
@@ -101,6 +102,19 @@ enum Command {
         #[arg(long, short = 'l', default_value = "info")]
         log_level: String,
     },
+    /// Show what a running proxy holds (bosun proxy or Envoy), from its admin interface, as
+    /// `istioctl proxy-config` does: clusters, listeners, routes or endpoints, a line each.
+    ///
+    /// Exit status: 0 shown, 2 the admin interface did not answer.
+    ProxyConfig {
+        #[arg(value_enum)]
+        kind: proxy_config::Kind,
+        /// The proxy's admin address (`bosun up` prints each sidecar's).
+        #[arg(long, default_value = "127.0.0.1:15000")]
+        admin: String,
+        #[arg(long, short, value_enum, default_value_t = proxy_config::Format::Short)]
+        output: proxy_config::Format,
+    },
     /// Run the built-in test workload: a JSON echo that can call other services, fail and be slow.
     ///
     /// Exit status: 0 after SIGTERM or Ctrl-C, 1 when an address cannot be bound, 2 for bad flags.
@@ -190,6 +204,11 @@ fn main() -> ExitCode {
             drain_time: std::time::Duration::from_secs(drain_time_s),
             log_level: &log_level,
         }),
+        Command::ProxyConfig {
+            kind,
+            admin,
+            output,
+        } => proxy_config::run(kind, &admin, output),
         Command::DemoApp(args) => demo_app::run(args),
         Command::Up {
             dir,

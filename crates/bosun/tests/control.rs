@@ -1056,6 +1056,7 @@ spec:
 /// whole cluster would fail half the requests either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mtls_chooses_per_endpoint() {
+    let mut cluster_tables = Vec::new();
     for dataplane in dataplanes("auto_mtls_chooses_per_endpoint") {
         let ip = subnet(32, dataplane);
         let v1 = upstream("v1", &ip(2));
@@ -1077,7 +1078,7 @@ workloads:
             ("mesh.yaml", &mesh),
             ("strict.yaml", STRICT_DEFAULT_NAMESPACE),
         ]);
-        let _sidecars = reviews_and_frontend_client(dataplane, &plane, &ip).await;
+        let sidecars = reviews_and_frontend_client(dataplane, &plane, &ip).await;
 
         let client = outbound(&ip(1));
         for _ in 0..20 {
@@ -1094,7 +1095,57 @@ workloads:
             served.0 > 0 && served.1 > 0 && served.0 + served.1 == 20,
             "{dataplane:?}: {served:?}"
         );
+
+        // `bosun proxy-config` on the client sidecar's admin interface, Envoy's or bosun's alike:
+        // the cluster chooses TLS per endpoint, and both endpoints are healthy.
+        let admin = sidecars[1].admin().to_string();
+        let clusters = proxy_config("clusters", &admin);
+        let row: Vec<&str> = "reviews.default.svc.cluster.local 9080 - outbound EDS per endpoint"
+            .split(' ')
+            .collect();
+        assert!(
+            clusters
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == row),
+            "{dataplane:?}:\n{clusters}"
+        );
+        cluster_tables.push(clusters);
+        let endpoints = proxy_config("endpoints", &admin);
+        for endpoint in [format!("{}:15006", ip(2)), format!("{}:9080", ip(3))] {
+            let row = [
+                endpoint.as_str(),
+                "HEALTHY",
+                "OK",
+                "outbound|9080||reviews.default.svc.cluster.local",
+            ];
+            assert!(
+                endpoints
+                    .lines()
+                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == row),
+                "{dataplane:?}: {endpoint}\n{endpoints}"
+            );
+        }
     }
+    if let [envoy, bosun] = cluster_tables.as_slice() {
+        assert_eq!(
+            bosun, envoy,
+            "bosun (left) and Envoy (right) list other clusters"
+        );
+    }
+}
+
+/// `bosun proxy-config KIND --admin ADDR`'s table.
+fn proxy_config(kind: &str, admin: &str) -> String {
+    let out = std::process::Command::new(BOSUN)
+        .args(["proxy-config", kind, "--admin", admin])
+        .output()
+        .expect("run bosun proxy-config");
+    assert!(
+        out.status.success(),
+        "bosun proxy-config {kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 /// A `kubernetes.io/tls` Secret `name` in `istio-system` with `cert` (and `ca` as `ca.crt`), as

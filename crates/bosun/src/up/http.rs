@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 client for readiness probes and `bosun apply`: one request per connection,
+//! A minimal HTTP/1.1 client for readiness probes, `bosun apply` and `bosun proxy-config`: one request per connection,
 //! everything bounded by a timeout and a body limit. Enough for admin endpoints; not a general client.
 
 use std::net::SocketAddr;
@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Bytes of a response kept; admin answers are small.
-const MAX_RESPONSE: usize = 1 << 20;
+/// Bytes of a response kept: a big mesh's config dump is a few MB.
+const MAX_RESPONSE: usize = 64 << 20;
 
 /// An answer: status and body as text.
 #[derive(Debug)]

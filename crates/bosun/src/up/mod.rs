@@ -24,7 +24,7 @@ macro_rules! say {
     }};
 }
 
-mod http;
+pub(crate) mod http;
 mod live;
 mod netns;
 mod plan;
