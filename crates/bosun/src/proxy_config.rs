@@ -90,7 +90,15 @@ fn dump_section(dump: &Value, name: &str) -> Value {
 pub fn table(kind: Kind, section: &Value) -> String {
     let (header, mut rows): (&[&str], Vec<Vec<String>>) = match kind {
         Kind::Clusters => (
-            &["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE", "TLS"],
+            &[
+                "SERVICE FQDN",
+                "PORT",
+                "SUBSET",
+                "DIRECTION",
+                "TYPE",
+                "TLS",
+                "DESTINATION RULE",
+            ],
             clusters(section),
         ),
         Kind::Listeners => (
@@ -98,7 +106,14 @@ pub fn table(kind: Kind, section: &Value) -> String {
             listeners(section),
         ),
         Kind::Routes => (
-            &["NAME", "VHOST NAME", "DOMAINS", "MATCH", "DESTINATION"],
+            &[
+                "NAME",
+                "VHOST NAME",
+                "DOMAINS",
+                "MATCH",
+                "DESTINATION",
+                "VIRTUAL SERVICE",
+            ],
             routes(section),
         ),
         Kind::Endpoints => (
@@ -165,7 +180,15 @@ fn clusters(section: &Value) -> Vec<Vec<String>> {
         } else {
             "-"
         };
-        vec![fqdn, port, subset, direction, kind, tls.to_owned()]
+        vec![
+            fqdn,
+            port,
+            subset,
+            direction,
+            kind,
+            tls.to_owned(),
+            istio_config(c, "destination-rule"),
+        ]
     })
     .collect()
 }
@@ -300,11 +323,23 @@ fn routes(section: &Value) -> Vec<Vec<String>> {
                     domains.clone(),
                     route_match(&r["match"]),
                     route_destination(r),
+                    istio_config(r, "virtual-service"),
                 ]);
             }
         }
     }
     rows
+}
+
+/// The Istio resource istiod (or `bosun control`) notes a cluster or route comes from
+/// (`metadata.filter_metadata.istio.config`, `/apis/…/namespaces/NS/KIND/NAME`), as `NAME.NS`.
+fn istio_config(resource: &Value, kind: &str) -> String {
+    let path = text(&resource["metadata"]["filter_metadata"]["istio"]["config"]);
+    let parts: Vec<&str> = path.rsplit('/').take(4).collect();
+    match parts[..] {
+        [name, k, namespace, "namespaces"] if k == kind => format!("{name}.{namespace}"),
+        _ => "-".to_owned(),
+    }
 }
 
 fn route_match(m: &Value) -> String {
@@ -416,17 +451,19 @@ mod tests {
             "static_clusters": [{"cluster": {"name": "BlackHoleCluster"}}],
             "dynamic_active_clusters": [
                 {"cluster": {"name": "outbound|9080|v1|reviews.default.svc.cluster.local", "type": "EDS",
-                             "transport_socket_matches": [{"name": "tlsMode-istio"}]}},
+                             "transport_socket_matches": [{"name": "tlsMode-istio"}],
+                             "metadata": {"filter_metadata": {"istio": {"config":
+                                 "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"}}}}},
                 {"cluster": {"name": "outbound|9080||ratings.default.svc.cluster.local", "type": "EDS",
                              "transport_socket": {"name": "envoy.transport_sockets.tls"}}}
             ]
         });
         assert_eq!(
             table(Kind::Clusters, &section),
-            "SERVICE FQDN                       PORT  SUBSET  DIRECTION  TYPE    TLS\n\
-             BlackHoleCluster                   -     -       -          STATIC  -\n\
-             ratings.default.svc.cluster.local  9080  -       outbound   EDS     tls\n\
-             reviews.default.svc.cluster.local  9080  v1      outbound   EDS     per endpoint\n"
+            "SERVICE FQDN                       PORT  SUBSET  DIRECTION  TYPE    TLS           DESTINATION RULE\n\
+             BlackHoleCluster                   -     -       -          STATIC  -             -\n\
+             ratings.default.svc.cluster.local  9080  -       outbound   EDS     tls           -\n\
+             reviews.default.svc.cluster.local  9080  v1      outbound   EDS     per endpoint  reviews.default\n"
         );
     }
 
@@ -450,10 +487,12 @@ mod tests {
         let routes = json!({"dynamic_route_configs": [{"route_config": {"name": "9080", "virtual_hosts": [
             {"name": "reviews:9080", "domains": ["reviews", "reviews:9080"], "routes": [
                 {"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [
-                    {"name": "v1", "weight": 90}, {"name": "v2", "weight": 10}]}}}]}]}}]});
+                    {"name": "v1", "weight": 90}, {"name": "v2", "weight": 10}]}},
+                 "metadata": {"filter_metadata": {"istio": {"config":
+                     "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews"}}}}]}]}}]});
         assert_eq!(
             table(Kind::Routes, &routes).lines().nth(1),
-            Some("9080  reviews:9080  reviews +1 more  /*     v1 (90), v2 (10)")
+            Some("9080  reviews:9080  reviews +1 more  /*     v1 (90), v2 (10)  reviews.default")
         );
         let page = json!({"cluster_statuses": [{"name": "c", "host_statuses": [
             {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}},

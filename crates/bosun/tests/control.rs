@@ -895,7 +895,7 @@ spec:
             &ip(2),
             "app=reviews,version=v1",
         );
-        let _client = Sidecar::start(
+        let client_sidecar = Sidecar::start(
             dataplane,
             &plane,
             "productpage-v1",
@@ -930,6 +930,21 @@ spec:
         .expect("request");
         assert_eq!(plain.status, 200, "{dataplane:?}");
         assert_eq!(v1.requests(), 2, "{dataplane:?}");
+
+        // `bosun proxy-config` names the Istio resources behind the client's clusters and routes.
+        let admin = client_sidecar.admin().to_string();
+        let clusters = proxy_config("clusters", &admin);
+        assert_has_row(
+            &clusters,
+            "reviews.default.svc.cluster.local 9080 v1 outbound EDS tls reviews.default",
+            dataplane,
+        );
+        let routes = proxy_config("routes", &admin);
+        let to_v2 = routes
+            .lines()
+            .find(|l| l.contains("outbound|9080|v2|reviews.default.svc.cluster.local"))
+            .unwrap_or_else(|| panic!("{dataplane:?}: no route to v2:\n{routes}"));
+        assert!(to_v2.trim_end().ends_with("reviews.default"), "{to_v2}");
     }
 }
 
@@ -1100,29 +1115,19 @@ workloads:
         // the cluster chooses TLS per endpoint, and both endpoints are healthy.
         let admin = sidecars[1].admin().to_string();
         let clusters = proxy_config("clusters", &admin);
-        let row: Vec<&str> = "reviews.default.svc.cluster.local 9080 - outbound EDS per endpoint"
-            .split(' ')
-            .collect();
-        assert!(
-            clusters
-                .lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == row),
-            "{dataplane:?}:\n{clusters}"
+        // (No DestinationRule: the last column is `-`.)
+        assert_has_row(
+            &clusters,
+            "reviews.default.svc.cluster.local 9080 - outbound EDS per endpoint -",
+            dataplane,
         );
         cluster_tables.push(clusters);
         let endpoints = proxy_config("endpoints", &admin);
         for endpoint in [format!("{}:15006", ip(2)), format!("{}:9080", ip(3))] {
-            let row = [
-                endpoint.as_str(),
-                "HEALTHY",
-                "OK",
-                "outbound|9080||reviews.default.svc.cluster.local",
-            ];
-            assert!(
-                endpoints
-                    .lines()
-                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == row),
-                "{dataplane:?}: {endpoint}\n{endpoints}"
+            assert_has_row(
+                &endpoints,
+                &format!("{endpoint} HEALTHY OK outbound|9080||reviews.default.svc.cluster.local"),
+                dataplane,
             );
         }
     }
@@ -1132,6 +1137,17 @@ workloads:
             "bosun (left) and Envoy (right) list other clusters"
         );
     }
+}
+
+/// That `table` (of `bosun proxy-config`) has a line of `row`'s words, whatever the spacing.
+fn assert_has_row(table: &str, row: &str, dataplane: Dataplane) {
+    let row: Vec<&str> = row.split(' ').collect();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == row),
+        "{dataplane:?}: no line {row:?} in\n{table}"
+    );
 }
 
 /// `bosun proxy-config KIND --admin ADDR`'s table.

@@ -126,6 +126,35 @@ fn pack<'a, T: Message + Name + 'a>(
         .collect()
 }
 
+/// istiod's note of where a resource comes from (`filter_metadata.istio.config`), which tools read
+/// to name the Istio resource behind a cluster or route: `/apis/networking.istio.io/v1/namespaces/NS/
+/// KIND/NAME`, KIND being `destination-rule` or `virtual-service`.
+pub(crate) fn istio_config_metadata(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> xds_api::pb::envoy::config::core::v3::Metadata {
+    use xds_api::pb::google::protobuf::{Struct, Value, value::Kind};
+    let path = format!("/apis/networking.istio.io/v1/namespaces/{namespace}/{kind}/{name}");
+    let fields = [(
+        "config".to_owned(),
+        Value {
+            kind: Some(Kind::StringValue(path)),
+        },
+    )];
+    xds_api::pb::envoy::config::core::v3::Metadata {
+        filter_metadata: [(
+            "istio".to_owned(),
+            Struct {
+                fields: fields.into_iter().collect(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
+
 /// The services a proxy may reach: visible to its namespace and allowed by its Sidecar's egress
 /// hosts, in hostname order.
 pub fn visible_services<'a>(index: &'a Index, proxy: &Proxy) -> Vec<&'a Service> {
@@ -192,7 +221,14 @@ fn service_clusters(
                 auto_mtls,
             ));
         }
-        for b in built {
+        for mut b in built {
+            if let Some(d) = dr {
+                b.cluster.metadata = Some(istio_config_metadata(
+                    "destination-rule",
+                    &d.namespace,
+                    &d.name,
+                ));
+            }
             out.clusters.push(b.cluster);
             out.endpoints.extend(b.endpoints);
         }

@@ -175,6 +175,11 @@ impl RouteContext<'_> {
         let mut route = Route {
             name: name.to_owned(),
             r#match: Some(matcher),
+            metadata: Some(crate::generate::istio_config_metadata(
+                "virtual-service",
+                &vs.namespace,
+                &vs.name,
+            )),
             ..Default::default()
         };
         if let Some(headers) = &http.headers {
