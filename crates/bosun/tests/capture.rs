@@ -735,6 +735,97 @@ fn start_proxy(
     process
 }
 
+/// The sidecars each control-plane test runs, Envoy (when there is one) then `bosun proxy`: a name,
+/// the program and its arguments before `-c BOOTSTRAP`.
+fn sidecar_programs(test: &str) -> Vec<(&'static str, PathBuf, Vec<&'static str>)> {
+    let mut proxies = Vec::new();
+    if let Some(envoy) = Envoy::find_or_skip(test) {
+        proxies.push((
+            "envoy",
+            envoy,
+            vec![
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ],
+        ));
+    }
+    proxies.push((
+        "bosun",
+        PathBuf::from(env!("CARGO_BIN_EXE_bosun")),
+        vec!["proxy", "--concurrency", "1"],
+    ));
+    proxies
+}
+
+/// `bosun demo-app` serving `reviews` `version` at `listen` in the server pod, once it answers.
+fn start_reviews_app(bed: &Testbed, listen: &str, version: &str) -> Process {
+    let command = bed.command(
+        &bed.server,
+        None,
+        &[
+            env!("CARGO_BIN_EXE_bosun"),
+            "demo-app",
+            "--listen",
+            listen,
+            "--service",
+            "reviews",
+            "--version",
+            version,
+        ],
+    );
+    let dir = TempDir::new(&format!("capture-reviews-{version}")).unwrap();
+    let mut app = Process::spawn_command(&format!("reviews-{version}"), command, dir).unwrap();
+    bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
+        .unwrap();
+    app
+}
+
+/// `bosun control --config DIR --capture iptables` (with `extra` flags) in pod `ns`, once ready.
+fn start_control(bed: &Testbed, ns: &str, dir: &str, extra: &[&str]) -> Process {
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_bosun"),
+        "control",
+        "--config",
+        dir,
+        "--capture",
+        "iptables",
+    ];
+    args.extend(extra);
+    let command = bed.command(ns, None, &args);
+    let mut control = Process::spawn_command(
+        "control",
+        command,
+        TempDir::new("capture-control-run").unwrap(),
+    )
+    .unwrap();
+    bed.wait_for(ns, "http://127.0.0.1:15014/ready", &mut control)
+        .unwrap();
+    control
+}
+
+/// `bosun bootstrap` for a sidecar with traffic capture (`--interception redirect`).
+fn captured_bootstrap(node: &str, labels: &str, xds: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bosun"))
+        .args([
+            "bootstrap",
+            "--node-id",
+            node,
+            "--labels",
+            labels,
+            "--interception",
+            "redirect",
+            "--xds",
+            xds,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn sidecar_capture_matches_envoy() {
     capture_matches_envoy("sidecar_capture_matches_envoy", Inbound::Redirect);
@@ -842,29 +933,13 @@ fn control_plane_serves_captured_sidecars() {
             return;
         }
     };
-    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
     let mut apps = Vec::new();
     for (port, version) in [(8080, "v1"), (8081, "v2")] {
-        let listen = format!("{SERVER_IP}:{port}");
-        let command = bed.command(
-            &bed.server,
-            None,
-            &[
-                bosun.to_str().unwrap(),
-                "demo-app",
-                "--listen",
-                &listen,
-                "--service",
-                "reviews",
-                "--version",
-                version,
-            ],
-        );
-        let dir = TempDir::new(&format!("capture-reviews-{version}")).unwrap();
-        let mut app = Process::spawn_command(&format!("reviews-{version}"), command, dir).unwrap();
-        bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
-            .unwrap();
-        apps.push(app);
+        apps.push(start_reviews_app(
+            &bed,
+            &format!("{SERVER_IP}:{port}"),
+            version,
+        ));
     }
     let config = TempDir::new("capture-control").unwrap();
     config
@@ -954,42 +1029,12 @@ spec:
     );
     config.write("reviews.yaml", reviews.as_bytes()).unwrap();
     let dir = config.path().to_str().unwrap().to_owned();
-    let command = bed.command(
-        &bed.client,
-        None,
-        &[
-            bosun.to_str().unwrap(),
-            "control",
-            "--config",
-            &dir,
-            "--capture",
-            "iptables",
-        ],
+    let mut control = start_control(&bed, &bed.client, &dir, &[]);
+    let bootstrap = captured_bootstrap(
+        &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
+        "app=productpage",
+        "127.0.0.1:15010",
     );
-    let mut control = Process::spawn_command(
-        "control",
-        command,
-        TempDir::new("capture-control-run").unwrap(),
-    )
-    .unwrap();
-    bed.wait_for(&bed.client, "http://127.0.0.1:15014/ready", &mut control)
-        .unwrap();
-    let bootstrap = Command::new(bosun)
-        .args([
-            "bootstrap",
-            "--node-id",
-            &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
-            "--labels",
-            "app=productpage",
-            "--interception",
-            "redirect",
-            "--xds",
-            "127.0.0.1:15010",
-        ])
-        .output()
-        .unwrap();
-    assert!(bootstrap.status.success());
-    let bootstrap = String::from_utf8(bootstrap.stdout).unwrap();
 
     // Any address works for a service: the capture hands the connection to the port's listener,
     // which routes by Host.
@@ -1057,25 +1102,7 @@ spec:
             Some("v2".to_owned()),
         ),
     ];
-    let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();
-    if let Some(envoy) = Envoy::find_or_skip(test) {
-        proxies.push((
-            "envoy",
-            envoy,
-            vec![
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ],
-        ));
-    }
-    proxies.push((
-        "bosun",
-        bosun.to_path_buf(),
-        vec!["proxy", "--concurrency", "1"],
-    ));
+    let proxies = sidecar_programs(test);
     for (name, program, args) in proxies {
         let mut server = start_proxy(
             &bed,
@@ -1144,30 +1171,8 @@ fn control_plane_serves_sidecar_ingress_to_captured_workloads() {
             return;
         }
     };
-    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
     let listen = "127.0.0.1:8082";
-    let command = bed.command(
-        &bed.server,
-        None,
-        &[
-            bosun.to_str().unwrap(),
-            "demo-app",
-            "--listen",
-            listen,
-            "--service",
-            "reviews",
-            "--version",
-            "loopback",
-        ],
-    );
-    let mut app = Process::spawn_command(
-        "reviews-loopback",
-        command,
-        TempDir::new("capture-ingress-app").unwrap(),
-    )
-    .unwrap();
-    bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
-        .unwrap();
+    let app = start_reviews_app(&bed, listen, "loopback");
     let config = TempDir::new("capture-ingress-control").unwrap();
     let mesh = format!(
         "services:
@@ -1198,52 +1203,14 @@ spec:
     // connection from one pod to the other's 15010 into its sidecar.
     let mut controls = Vec::new();
     for ns in [&bed.client, &bed.server] {
-        let command = bed.command(
-            ns,
-            None,
-            &[
-                bosun.to_str().unwrap(),
-                "control",
-                "--config",
-                &dir,
-                "--capture",
-                "iptables",
-            ],
-        );
-        let mut control = Process::spawn_command(
-            "control",
-            command,
-            TempDir::new("capture-ingress-control-run").unwrap(),
-        )
-        .unwrap();
-        bed.wait_for(ns, "http://127.0.0.1:15014/ready", &mut control)
-            .unwrap();
-        controls.push(control);
+        controls.push(start_control(&bed, ns, &dir, &[]));
     }
-    let bootstrap = |node: &str, labels: &str, xds: &str| {
-        let out = Command::new(bosun)
-            .args([
-                "bootstrap",
-                "--node-id",
-                node,
-                "--labels",
-                labels,
-                "--interception",
-                "redirect",
-                "--xds",
-                xds,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let client_bootstrap = bootstrap(
+    let client_bootstrap = captured_bootstrap(
         &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
         "app=productpage",
         "127.0.0.1:15010",
     );
-    let server_bootstrap = bootstrap(
+    let server_bootstrap = captured_bootstrap(
         &format!("sidecar~{SERVER_IP}~reviews-1.default~default.svc.cluster.local"),
         "app=reviews",
         "127.0.0.1:15010",
@@ -1260,25 +1227,7 @@ spec:
             vec![("host", "somewhere.example")],
         ),
     ];
-    let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();
-    if let Some(envoy) = Envoy::find_or_skip(test) {
-        proxies.push((
-            "envoy",
-            envoy,
-            vec![
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ],
-        ));
-    }
-    proxies.push((
-        "bosun",
-        bosun.to_path_buf(),
-        vec!["proxy", "--concurrency", "1"],
-    ));
+    let proxies = sidecar_programs(test);
     for (name, program, args) in proxies {
         let mut server = start_proxy(
             &bed,
@@ -1346,30 +1295,8 @@ fn strict_mutual_tls_holds_under_capture() {
             return;
         }
     };
-    let bosun = Path::new(env!("CARGO_BIN_EXE_bosun"));
     let listen = format!("{SERVER_IP}:9080");
-    let command = bed.command(
-        &bed.server,
-        None,
-        &[
-            bosun.to_str().unwrap(),
-            "demo-app",
-            "--listen",
-            &listen,
-            "--service",
-            "reviews",
-            "--version",
-            "v1",
-        ],
-    );
-    let mut app = Process::spawn_command(
-        "reviews-v1",
-        command,
-        TempDir::new("capture-strict-app").unwrap(),
-    )
-    .unwrap();
-    bed.wait_for(&bed.server, &format!("http://{listen}/healthz"), &mut app)
-        .unwrap();
+    let app = start_reviews_app(&bed, &listen, "v1");
     let config = TempDir::new("capture-strict-control").unwrap();
     let mesh = format!(
         "services:
@@ -1394,75 +1321,18 @@ spec:
         )
         .unwrap();
     let dir = config.path().to_str().unwrap().to_owned();
-    let command = bed.command(
-        &bed.client,
-        None,
-        &[
-            bosun.to_str().unwrap(),
-            "control",
-            "--config",
-            &dir,
-            "--capture",
-            "iptables",
-            "--address",
-            "0.0.0.0",
-        ],
-    );
-    let mut control = Process::spawn_command(
-        "control",
-        command,
-        TempDir::new("capture-strict-control-run").unwrap(),
-    )
-    .unwrap();
-    bed.wait_for(&bed.client, "http://127.0.0.1:15014/ready", &mut control)
-        .unwrap();
-    let bootstrap = |node: &str, labels: &str, xds: &str| {
-        let out = Command::new(bosun)
-            .args([
-                "bootstrap",
-                "--node-id",
-                node,
-                "--labels",
-                labels,
-                "--interception",
-                "redirect",
-                "--xds",
-                xds,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let client_bootstrap = bootstrap(
+    let mut control = start_control(&bed, &bed.client, &dir, &["--address", "0.0.0.0"]);
+    let client_bootstrap = captured_bootstrap(
         &format!("sidecar~{CLIENT_IP}~productpage-v1.default~default.svc.cluster.local"),
         "app=productpage",
         "127.0.0.1:15010",
     );
-    let server_bootstrap = bootstrap(
+    let server_bootstrap = captured_bootstrap(
         &format!("sidecar~{SERVER_IP}~reviews-1.default~default.svc.cluster.local"),
         "app=reviews",
         &format!("{CLIENT_IP}:15010"),
     );
-    let mut proxies: Vec<(&str, PathBuf, Vec<&str>)> = Vec::new();
-    if let Some(envoy) = Envoy::find_or_skip(test) {
-        proxies.push((
-            "envoy",
-            envoy,
-            vec![
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ],
-        ));
-    }
-    proxies.push((
-        "bosun",
-        bosun.to_path_buf(),
-        vec!["proxy", "--concurrency", "1"],
-    ));
+    let proxies = sidecar_programs(test);
     for (name, program, args) in proxies {
         // The client's sidecar first: the server's reaches the control plane through it.
         let mut client = start_proxy(
