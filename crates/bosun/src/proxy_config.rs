@@ -2,7 +2,6 @@
 //! (`bosun proxy` or Envoy: the same pages), one line per cluster, listener filter chain, route or
 //! endpoint, as `istioctl proxy-config` lists them; `-o json` prints the section itself.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -34,13 +33,7 @@ pub enum Format {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(kind: Kind, admin: &str, format: Format) -> Result<ExitCode> {
-    let addr: SocketAddr = admin
-        .strip_prefix("http://")
-        .unwrap_or(admin)
-        .trim_end_matches('/')
-        .replacen("localhost", "127.0.0.1", 1)
-        .parse()
-        .with_context(|| format!("--admin {admin:?} must be IP:PORT, e.g. 127.0.0.1:15000"))?;
+    let addr = crate::up::http_addr(admin, "admin", "127.0.0.1:15000")?;
     let path = match kind {
         Kind::Endpoints => "/clusters?format=json",
         _ => "/config_dump",

@@ -807,12 +807,18 @@ pub fn apply(file: &Path, control: &str) -> Result<ExitCode> {
 
 /// `http://HOST:PORT` (or `HOST:PORT`) to a socket address; HOST must be an IP or `localhost`.
 fn control_addr(control: &str) -> Result<SocketAddr> {
-    let rest = control.strip_prefix("http://").unwrap_or(control);
+    http_addr(control, "control", "http://127.0.0.1:15014")
+}
+
+/// The address of an HTTP endpoint given as `http://IP:PORT[/]` or `IP:PORT` (`localhost` taken as
+/// 127.0.0.1) on the command line, in flag `--flag`; the error shows `example`.
+pub(crate) fn http_addr(text: &str, flag: &str, example: &str) -> Result<SocketAddr> {
+    let rest = text.strip_prefix("http://").unwrap_or(text);
     let hostport = rest.split('/').next().unwrap_or("");
     let hostport = hostport.replacen("localhost", "127.0.0.1", 1);
-    hostport.parse().with_context(|| {
-        format!("--control {control:?} must be http://IP:PORT, e.g. http://127.0.0.1:15014")
-    })
+    hostport
+        .parse()
+        .with_context(|| format!("--{flag} {text:?} must be http://IP:PORT, e.g. {example}"))
 }
 
 #[cfg(test)]
