@@ -1416,10 +1416,10 @@ load_assignment:
     #[test]
     fn a_socket_match_without_a_socket_is_refused_by_path() {
         let e = refusal("{name: c, transport_socket_matches: [{name: m, match: {a: b}}]}");
-        assert!(
-            e.contains("cluster.transport_socket_matches[0].transport_socket")
-                && e.contains("needs a transport_socket"),
-            "{e}"
+        assert_eq!(
+            e,
+            "cluster.transport_socket_matches[0].transport_socket: a transport socket match needs \
+             a transport_socket (raw_buffer for plaintext)"
         );
     }
 

@@ -379,6 +379,19 @@ mod tests {
                 Refusal::BadMask(mask.to_owned())
             );
         }
+        // The words answered, as Envoy's.
+        assert_eq!(
+            Refusal::NotFound("nope".to_owned()).to_string(),
+            "nope not found in config dump"
+        );
+        assert_eq!(
+            Refusal::BadMask("listener.nope".to_owned()).to_string(),
+            "FieldMask paths: \"listener.nope\" could not be successfully used."
+        );
+        assert_eq!(
+            Refusal::MaskFitsNothing("a,b".to_owned()).to_string(),
+            "FieldMask a,b could not be successfully applied to any configs."
+        );
         // A mask no config has every path of.
         assert_eq!(
             run(None, Some("static_clusters,static_listeners"), None).unwrap_err(),
