@@ -1009,6 +1009,28 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
+metadata: {{name: queue-a}}
+spec:
+  hosts: [queue-a.internal]
+  addresses: [10.123.31.91]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 7000, name: tcp, protocol: TCP}}]
+  endpoints: [{{address: {SERVER_IP}, ports: {{tcp: 8080}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: queue-b}}
+spec:
+  hosts: [queue-b.internal]
+  addresses: [10.123.31.92]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 7000, name: tcp, protocol: TCP}}]
+  endpoints: [{{address: {SERVER_IP}, ports: {{tcp: 8081}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
 metadata: {{name: cache}}
 spec:
   hosts: [cache.internal]
@@ -1040,7 +1062,7 @@ spec:
     // which routes by Host.
     let service_url = "http://10.123.31.99:9080/reviews/0";
     type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
-    let cases: [Case<'_>; 6] = [
+    let cases: [Case<'_>; 8] = [
         (
             "reviews: default route",
             service_url.to_owned(),
@@ -1070,6 +1092,18 @@ spec:
             "http://10.123.31.99:5432/".to_owned(),
             vec![],
         ),
+        // Two TCP services on one port, each with its own address: the listener of the address
+        // the app dialled (v1 behind queue-a, v2 behind queue-b).
+        (
+            "queue-a: tcp by its address",
+            "http://10.123.31.91:7000/".to_owned(),
+            vec![],
+        ),
+        (
+            "queue-b: tcp by its address",
+            "http://10.123.31.92:7000/".to_owned(),
+            vec![],
+        ),
         // A port whose protocol is not declared: the http_inspector finds HTTP, routed by the
         // VirtualService (to v2; the service's own endpoint is v1).
         (
@@ -1095,6 +1129,16 @@ spec:
             "db: tcp route for other addresses",
             Some(200),
             Some("v1".to_owned()),
+        ),
+        (
+            "queue-a: tcp by its address",
+            Some(200),
+            Some("v1".to_owned()),
+        ),
+        (
+            "queue-b: tcp by its address",
+            Some(200),
+            Some("v2".to_owned()),
         ),
         (
             "cache: sniffed as HTTP, routed",

@@ -179,6 +179,7 @@ fn same_but_instances(a: &Service, b: &Service) -> bool {
         resolution,
         external,
         export_to,
+        addresses,
         instances: _,
     } = a;
     *hostname == b.hostname
@@ -187,6 +188,7 @@ fn same_but_instances(a: &Service, b: &Service) -> bool {
         && *resolution == b.resolution
         && *external == b.external
         && *export_to == b.export_to
+        && *addresses == b.addresses
 }
 
 /// The entries that differ between two lists read in order (`same_entry`: the same resource, maybe

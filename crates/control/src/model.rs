@@ -4,6 +4,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use mesh_api::registry::{Registry, RegistryWorkload};
 use mesh_api::resource::{Resource, Spec};
@@ -136,6 +137,9 @@ pub struct Service {
     pub external: bool,
     /// The namespaces that can see it (`.`/`*`/names); empty: all.
     pub export_to: Vec<String>,
+    /// Its virtual IPs and, for a ServiceEntry, CIDR ranges (`10.0.0.0/24`): where clients send it
+    /// TCP, told apart from other services on the same port by the destination.
+    pub addresses: Vec<String>,
     pub instances: Vec<Instance>,
 }
 
@@ -170,7 +174,26 @@ impl Service {
                 names.push(name.to_owned());
             }
         }
+        // As istiod, a request may name the service by its virtual IP (`[...]` for IPv6, as a
+        // Host header writes it).
+        names.extend(self.virtual_ips().map(|ip| match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        }));
         names
+    }
+
+    /// Its single addresses (a Kubernetes Service's cluster IPs, a ServiceEntry's IPs).
+    pub fn virtual_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addresses.iter().filter_map(|a| a.parse().ok())
+    }
+
+    /// Its address ranges (a ServiceEntry's `10.0.0.0/24`).
+    pub fn address_ranges(&self) -> impl Iterator<Item = &str> {
+        self.addresses
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.contains('/'))
     }
 }
 
@@ -266,6 +289,7 @@ impl ServiceRegistry {
                 resolution: Resolution::Static,
                 external: false,
                 export_to: s.export_to.clone(),
+                addresses: s.addresses.clone(),
                 instances,
             };
             out.services.insert(service.hostname.clone(), service);
@@ -332,6 +356,7 @@ impl ServiceRegistry {
                         resolution,
                         external,
                         export_to: se.export_to.clone(),
+                        addresses: se.addresses.clone(),
                         instances: instances.clone(),
                     },
                 );

@@ -35,6 +35,9 @@ const MESH: &str = "services:
   ports: [{number: 27017, name: tcp, protocol: TCP}]
 - name: cache
   ports: [{number: 6380, name: cache}]
+- name: mysql
+  addresses: [10.96.0.7]
+  ports: [{number: 27017, name: mysql}]
 workloads:
 - {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
 - {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
@@ -144,6 +147,7 @@ kind: ServiceEntry
 metadata: {name: static-external}
 spec:
   hosts: [db.example.com]
+  addresses: [192.0.2.0/24]
   location: MESH_EXTERNAL
   resolution: STATIC
   ports: [{number: 5432, name: tcp, protocol: TCP}]
@@ -376,9 +380,11 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
                 Interception::Redirect,
             ),
             OutboundTrafficPolicyMode::AllowAny,
-            // TCP by subnet and weight, TLS by SNI, a sniffed port (HTTP or TCP).
+            // TCP by subnet and weight, by a service's cluster IP and by a ServiceEntry's address
+            // range, TLS by SNI, a sniffed port (HTTP or TCP).
             &[
                 "0.0.0.0_27017",
+                "10.96.0.7_27017",
                 "0.0.0.0_443",
                 "0.0.0.0_5432",
                 "0.0.0.0_6380",

@@ -1447,6 +1447,160 @@ spec:
     );
 }
 
+/// The listener a captured connection to `ip:port` is handed to, as Envoy's `use_original_dst`
+/// hands it: the one on exactly that address, else the one on `0.0.0.0` and the port.
+fn handed_to(r: &ProxyResources, ip: &str, port: u32) -> String {
+    use xds_api::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
+    let on = |host: &str| {
+        r.listeners.iter().find(|l| {
+            matches!(
+                l.address.as_ref().and_then(|a| a.address.as_ref()),
+                Some(address::Address::SocketAddress(s))
+                    if s.address == host && s.port_specifier == Some(PortSpecifier::PortValue(port))
+            )
+        })
+    };
+    on(ip)
+        .or_else(|| on("0.0.0.0"))
+        .map_or_else(|| "virtualOutbound".to_owned(), |l| l.name.clone())
+}
+
+#[test]
+fn virtual_ips_tell_services_on_one_port_apart() {
+    // Two MySQL services and an HTTP one on 3306, each with its cluster IP; a database without one.
+    let mesh = "services:
+- {name: orders-db, addresses: [10.96.0.10], ports: [{number: 3306, name: mysql}]}
+- {name: accounts-db, addresses: [10.96.0.11], ports: [{number: 3306, name: mysql}]}
+- {name: web, addresses: [10.96.0.20], ports: [{number: 3306, name: http}]}
+- {name: legacy-db, ports: [{number: 1521, name: tcp}]}
+workloads:
+- {name: client, labels: {app: client}, address: 10.0.5.1}
+";
+    // Address ranges (ServiceEntry) share the wildcard listener, a chain per range; a TLS service
+    // with an IP is told by the address alone, no SNI needed.
+    let config = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pg-east}
+spec:
+  hosts: [pg.east.example.com]
+  addresses: [10.10.0.0/24]
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pg-west}
+spec:
+  hosts: [pg.west.example.com]
+  addresses: [10.20.0.0/24]
+  location: MESH_EXTERNAL
+  resolution: NONE
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: vault}
+spec:
+  hosts: [vault.internal]
+  addresses: [10.96.0.30]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8200, name: tls, protocol: TLS}]
+  endpoints: [{address: 10.1.2.3}]
+";
+    let registry = load_registry_str(mesh).expect("mesh file");
+    let resources_of = parse_resources("test.yaml", config).expect("valid config");
+    let index = Index::build(
+        &registry,
+        &resources_of,
+        MeshSettings {
+            outbound_policy: OutboundTrafficPolicyMode::RegistryOnly,
+        },
+    );
+    let client = captured(proxy(
+        "sidecar~10.0.5.1~client.default~default.svc.cluster.local",
+        &[("app", "client")],
+    ));
+    let r = resources(&index, &client);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let tcp = |ip: &str, port: u32| {
+        let listener = handed_to(&r, ip, port);
+        let port = u16::try_from(port).expect("port");
+        (
+            listener.clone(),
+            to_cluster(connect(&r, &listener, ip, port, None)),
+        )
+    };
+    let pair = |l: &str, c: &str| (l.to_owned(), c.to_owned());
+    assert_eq!(
+        tcp("10.96.0.10", 3306),
+        pair(
+            "10.96.0.10_3306",
+            "outbound|3306||orders-db.default.svc.cluster.local"
+        )
+    );
+    assert_eq!(
+        tcp("10.96.0.11", 3306),
+        pair(
+            "10.96.0.11_3306",
+            "outbound|3306||accounts-db.default.svc.cluster.local"
+        )
+    );
+    // HTTP keeps the wildcard listener, routed by Host: a name or the cluster IP.
+    assert_eq!(tcp("10.96.0.20", 3306), pair("0.0.0.0_3306", "http"));
+    for host in ["web", "10.96.0.20", "web.default.svc.cluster.local:3306"] {
+        assert_eq!(
+            simulate(&r, "3306", host, "/", &[])
+                .map(|(_, _, a)| a)
+                .as_deref(),
+            Some("outbound|3306||web.default.svc.cluster.local"),
+            "{host}"
+        );
+    }
+    // Without an address, a TCP service keeps the wildcard listener as before.
+    assert_eq!(
+        tcp("10.9.9.9", 1521),
+        pair(
+            "0.0.0.0_1521",
+            "outbound|1521||legacy-db.default.svc.cluster.local"
+        )
+    );
+    assert_eq!(
+        tcp("10.10.0.7", 5432),
+        pair("0.0.0.0_5432", "outbound|5432||pg.east.example.com")
+    );
+    assert_eq!(
+        tcp("10.20.0.7", 5432),
+        pair("0.0.0.0_5432", "outbound|5432||pg.west.example.com")
+    );
+    assert_eq!(
+        tcp("10.30.0.7", 5432),
+        pair("0.0.0.0_5432", "BlackHoleCluster"),
+        "outside both ranges: REGISTRY_ONLY"
+    );
+    assert_eq!(
+        tcp("10.96.0.30", 8200),
+        pair("10.96.0.30_8200", "outbound|8200||vault.internal")
+    );
+
+    // Without capture, the explicit proxy takes the cluster IP as an authority too.
+    let mut explicit = client.clone();
+    explicit.interception = control::node::Interception::None;
+    let r = resources(&index, &explicit);
+    let hit = |authority: &str| {
+        simulate_method(&r, "15001", "CONNECT", authority, "", &[]).map(|(_, _, a)| a)
+    };
+    assert_eq!(
+        hit("10.96.0.10:3306").as_deref(),
+        Some("outbound|3306||orders-db.default.svc.cluster.local")
+    );
+    assert_eq!(
+        hit("10.96.0.11:3306").as_deref(),
+        Some("outbound|3306||accounts-db.default.svc.cluster.local")
+    );
+}
+
 const EXTERNAL_TLS: &str = "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: external-https}

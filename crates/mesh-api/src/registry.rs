@@ -55,6 +55,11 @@ pub struct RegistryService {
     /// The namespaces that can see the service (`.` its own, `*` all); empty: all. Kubernetes
     /// Services say it with the annotation `networking.istio.io/exportTo`.
     pub export_to: Vec<String>,
+    /// The service's virtual IPs (a Kubernetes Service's `clusterIPs`). With traffic capture, each
+    /// TCP or TLS port of the service gets a listener of its own on each address, so TCP services
+    /// sharing a port number are told apart by the address the client dials; HTTP clients may name
+    /// the service by one too (`Host: 10.96.0.12`).
+    pub addresses: Vec<String>,
 }
 
 /// One workload instance (a pod or VM): the service it belongs to and its labels.
@@ -124,6 +129,7 @@ impl Registry {
                 let Ok(svc) = serde_json::from_value::<kube::Service>(json) else {
                     return false;
                 };
+                let addresses = svc.spec.cluster_addresses();
                 self.services.push(RegistryService {
                     name: svc.metadata.name,
                     namespace: svc.metadata.namespace,
@@ -147,6 +153,7 @@ impl Registry {
                         .get("networking.istio.io/exportTo")
                         .map(|v| v.split(',').map(|e| e.trim().to_owned()).collect())
                         .unwrap_or_default(),
+                    addresses,
                 });
                 true
             }
@@ -198,6 +205,25 @@ mod kube {
     #[serde(default)]
     pub struct ServiceSpec {
         pub ports: Vec<ServicePort>,
+        #[serde(rename = "clusterIP")]
+        pub cluster_ip: Option<String>,
+        #[serde(rename = "clusterIPs")]
+        pub cluster_ips: Vec<String>,
+    }
+
+    impl ServiceSpec {
+        /// The Service's virtual IPs: `clusterIPs`, else `clusterIP`; a headless Service (`None`)
+        /// has none.
+        pub fn cluster_addresses(&self) -> Vec<String> {
+            let ips = if self.cluster_ips.is_empty() {
+                self.cluster_ip.iter().cloned().collect()
+            } else {
+                self.cluster_ips.clone()
+            };
+            ips.into_iter()
+                .filter(|ip| !ip.is_empty() && ip != "None")
+                .collect()
+        }
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -249,6 +275,9 @@ pub fn load_registry_str(source: &str) -> Result<Registry, Vec<Finding>> {
     let findings = RefCell::new(Vec::new());
     let result = from_node::<Registry>(doc, &FieldPath::ROOT, doc.pos, &findings);
     let mut findings = findings.into_inner();
+    if let Ok(registry) = &result {
+        findings.extend(address_findings(registry, doc));
+    }
     match result {
         Ok(registry) if findings.is_empty() => Ok(registry),
         Ok(_) => Err(findings),
@@ -260,6 +289,32 @@ pub fn load_registry_str(source: &str) -> Result<Registry, Vec<Finding>> {
             Err(findings)
         }
     }
+}
+
+/// Service addresses that are not IP addresses, each at its place in the file.
+fn address_findings(registry: &Registry, doc: &Node) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let services = FieldPath::ROOT.key("services");
+    for (i, service) in registry.services.iter().enumerate() {
+        let service_at = services.index(i);
+        let addresses = service_at.key("addresses");
+        for (j, address) in service.addresses.iter().enumerate() {
+            let Some(message) = crate::validate::common::ip_address_error(address) else {
+                continue;
+            };
+            let at = addresses.index(j);
+            findings.push(Finding {
+                severity: Severity::Error,
+                code: code::SCHEMA_VALIDATION_ERROR,
+                message: format!(
+                    "{message}: a service address is the virtual IP clients dial (a Kubernetes Service's clusterIP, such as 10.96.0.12)"
+                ),
+                field: at.to_string(),
+                pos: at.locate(doc),
+            });
+        }
+    }
+    findings
 }
 
 /// Why a mesh file could not be used.
@@ -330,5 +385,47 @@ mod tests {
             "unknown field \"prots\" (did you mean \"ports\"?)"
         );
         assert_eq!((err[0].pos.line, err[0].pos.column), (3, 3));
+    }
+
+    #[test]
+    fn service_addresses_are_read_and_checked() {
+        let reg = load_registry_str(
+            "services:\n- name: db\n  addresses: [10.96.0.12, \"fd00::12\"]\n  ports: [{number: 5432, name: tcp}]\n",
+        )
+        .expect("valid");
+        assert_eq!(reg.services[0].addresses, ["10.96.0.12", "fd00::12"]);
+
+        let err = load_registry_str(
+            "services:\n- name: db\n  addresses:\n  - 10.96.0.12\n  - 10.96.0.300\n",
+        )
+        .expect_err("not an IP");
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].field, "services[0].addresses[1]");
+        assert_eq!((err[0].pos.line, err[0].pos.column), (5, 5));
+        assert!(
+            err[0]
+                .message
+                .starts_with("10.96.0.300 is not a valid IP: "),
+            "{}",
+            err[0].message
+        );
+    }
+
+    #[test]
+    fn a_kubernetes_service_brings_its_cluster_ips() {
+        let service = |spec: &str| {
+            let (docs, _) = parse_stream(&format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: db}}\nspec: {spec}\n"
+            ));
+            let mut reg = Registry::default();
+            assert!(reg.learn_kubernetes_object("Service", &docs[0]));
+            reg.services.remove(0).addresses
+        };
+        assert_eq!(service("{clusterIP: 10.96.0.12}"), ["10.96.0.12"]);
+        assert_eq!(
+            service("{clusterIP: 10.96.0.12, clusterIPs: [10.96.0.12, \"fd00::12\"]}"),
+            ["10.96.0.12", "fd00::12"]
+        );
+        assert!(service("{clusterIP: None}").is_empty());
     }
 }

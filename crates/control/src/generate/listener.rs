@@ -2,7 +2,8 @@
 //! virtual host per service port, its inbound listener (`IP:15006`) to the workload, and a gateway's
 //! listeners per Gateway server port with the routes of the VirtualServices bound to it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use prost::Message;
 
@@ -831,7 +832,8 @@ fn catch_all_cluster(index: &Index, proxy: &Proxy) -> &'static str {
 
 /// A captured sidecar's outbound side, as istiod builds it: `virtualOutbound` on `0.0.0.0:15001`
 /// hands each connection (by its original destination) to a per-port listener `0.0.0.0_PORT` (never
-/// bound) with route table `"PORT"`; unknown ports pass through or are dropped per the outbound policy.
+/// bound) with route table `"PORT"`, or for a TCP/TLS service with a virtual IP to `VIP_PORT`;
+/// unknown ports pass through or are dropped per the outbound policy.
 pub fn captured_outbound<'a>(
     index: &Index,
     proxy: &Proxy,
@@ -868,24 +870,53 @@ pub fn captured_outbound<'a>(
         ..Default::default()
     }];
     let mut routes = Vec::new();
-    let mut ports: std::collections::BTreeMap<u32, Vec<&Service>> =
-        std::collections::BTreeMap::new();
+    let mut ports: BTreeMap<u32, Vec<&Service>> = BTreeMap::new();
     for s in services {
         for p in &s.ports {
             ports.entry(p.number).or_default().push(s);
         }
     }
     for (port, on_port) in ports {
-        let http: Vec<&Service> = on_port
-            .iter()
-            .copied()
-            .filter(|s| s.port(port).is_some_and(|p| p.protocol.is_http()))
+        let is_http = |s: &Service| s.port(port).is_some_and(|p| p.protocol.is_http());
+        // As istiod, a TCP/TLS port of a service with virtual IPs is bound to each of them: a
+        // listener `IP_PORT` of its own, which the hand-off prefers to `0.0.0.0_PORT` for
+        // connections to that address. Services sharing a port number are told apart so.
+        let mut by_vip: BTreeMap<IpAddr, Vec<&Service>> = BTreeMap::new();
+        for s in on_port.iter().copied().filter(|s| !is_http(s)) {
+            for ip in s.virtual_ips() {
+                by_vip.entry(ip).or_default().push(s);
+            }
+        }
+        for (ip, services) in &by_vip {
+            listeners.push(l4_outbound_listener(
+                index,
+                proxy,
+                Some(*ip),
+                port,
+                services,
+                catch_all,
+                &mut warnings,
+            ));
+        }
+        // The wildcard listener: HTTP, and TCP/TLS without a virtual IP (or with address ranges).
+        let on_port: Vec<&Service> = on_port
+            .into_iter()
+            .filter(|s| {
+                is_http(s)
+                    || s.virtual_ips().next().is_none()
+                    || s.address_ranges().next().is_some()
+            })
             .collect();
+        if on_port.is_empty() {
+            continue;
+        }
+        let http: Vec<&Service> = on_port.iter().copied().filter(|s| is_http(s)).collect();
         let name = format!("0.0.0.0_{port}");
         if http.is_empty() {
             listeners.push(l4_outbound_listener(
                 index,
                 proxy,
+                None,
                 port,
                 &on_port,
                 catch_all,
@@ -895,7 +926,7 @@ pub fn captured_outbound<'a>(
         }
         if http.len() < on_port.len() {
             warnings.push(format!(
-                "port {port} is HTTP for {} and not for {}: without service addresses one protocol per port, HTTP is kept",
+                "port {port} is HTTP for {} and not for {}: without a virtual IP for the latter one protocol per port, HTTP is kept",
                 http[0].hostname,
                 on_port
                     .iter()
@@ -962,7 +993,7 @@ fn sniffing_outbound_listener(
     catch_all: &str,
     warnings: &mut Vec<String>,
 ) -> Listener {
-    let mut listener = l4_outbound_listener(index, proxy, port, sniffed, catch_all, warnings);
+    let mut listener = l4_outbound_listener(index, proxy, None, port, sniffed, catch_all, warnings);
     http.name = format!("0.0.0.0_{port}-http");
     http.filter_chain_match = Some(FilterChainMatch {
         application_protocols: tcp::PLAINTEXT_HTTP_ALPNS.map(str::to_owned).to_vec(),
@@ -976,13 +1007,16 @@ fn sniffing_outbound_listener(
     listener
 }
 
-/// A captured sidecar's listener for a TCP/TLS port (istiod's `buildListenerFromEntry`): the chains
-/// of every service on the port (the first service keeps a match another one repeats); a chain that
-/// matches everything is the default when there are others; without one, connections nothing
-/// matches pass through or are dropped per the outbound policy.
+/// A captured sidecar's listener for a TCP/TLS port (istiod's `buildListenerFromEntry`), on a
+/// service's virtual IP (`vip`) or on the wildcard address: the chains of every service on it (the
+/// first service keeps a match another one repeats); a chain that matches everything is the default
+/// when there are others; without one, connections nothing matches pass through or are dropped per
+/// the outbound policy. On the wildcard address, a service with address ranges takes only
+/// connections to them.
 fn l4_outbound_listener(
     index: &Index,
     proxy: &Proxy,
+    vip: Option<IpAddr>,
     port: u32,
     services: &[&Service],
     catch_all: &str,
@@ -997,7 +1031,16 @@ fn l4_outbound_listener(
     let mut chains: Vec<tcp::ChainOpts> = Vec::new();
     for service in services {
         let protocol = service.port(port).map_or(Protocol::Tcp, |p| p.protocol);
-        let incoming = ctx.sidecar_l4_chains(service, protocol);
+        let mut incoming = ctx.sidecar_l4_chains(service, protocol, vip.is_some());
+        let ranges: Vec<String> = service.address_ranges().map(str::to_owned).collect();
+        if vip.is_none() && !ranges.is_empty() {
+            for chain in incoming
+                .iter_mut()
+                .filter(|c| c.destination_cidrs.is_empty())
+            {
+                chain.destination_cidrs.clone_from(&ranges);
+            }
+        }
         tcp::merge_chains(
             &mut chains,
             incoming,
@@ -1024,9 +1067,10 @@ fn l4_outbound_listener(
             ..Default::default()
         }),
     };
+    let ip = vip.map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
     Listener {
-        name: format!("0.0.0.0_{port}"),
-        address: Some(socket_address("0.0.0.0", port)),
+        name: format!("{ip}_{port}"),
+        address: Some(socket_address(&ip, port)),
         bind_to_port: Some(BoolValue { value: false }),
         filter_chains,
         default_filter_chain,

@@ -4,7 +4,8 @@
 //!
 //! - A captured sidecar's per-port listener of a TCP/TLS/HTTPS (or mongo, mysql, redis) port gets
 //!   the chains of every service on the port; without a VirtualService a TCP port goes to
-//!   `outbound|PORT||host` and a TLS port is told apart by SNI (services have no VIPs here).
+//!   `outbound|PORT||host` and a TLS port is told apart by SNI. A service with a virtual IP has a
+//!   listener of its own on it (`VIP_PORT`), where the address alone decides (no SNI).
 //! - A gateway's TCP server forwards with the first matching `tcp` route of the VirtualServices bound
 //!   to it; a `tls.mode: PASSTHROUGH` server routes by SNI with `tls` routes.
 //!
@@ -325,8 +326,14 @@ impl RouteContext<'_> {
             && source_namespace.is_none_or(|ns| *ns == self.proxy.namespace)
     }
 
-    /// The filter chains of `service` on this (non-HTTP) port of a captured sidecar's outbound side.
-    pub fn sidecar_l4_chains(&self, service: &Service, protocol: Protocol) -> Vec<ChainOpts> {
+    /// The filter chains of `service` on this (non-HTTP) port of a captured sidecar's outbound side;
+    /// `on_vip`: in the listener of the service's own virtual IP.
+    pub fn sidecar_l4_chains(
+        &self,
+        service: &Service,
+        protocol: Protocol,
+        on_vip: bool,
+    ) -> Vec<ChainOpts> {
         let virtual_services: Vec<&VirtualService> = self
             .index
             .mesh_virtual_services(&service.hostname, &self.proxy.namespace)
@@ -371,10 +378,14 @@ impl RouteContext<'_> {
                 }
             }
             if out.is_empty() {
-                // Without a service address the name the client asks for is what tells services
-                // on this port apart.
+                // Without the service's own address the name the client asks for is what tells
+                // services on this port apart (istiod's rule).
                 out.push(ChainOpts {
-                    sni_hosts: vec![service.hostname.clone()],
+                    sni_hosts: if on_vip {
+                        Vec::new()
+                    } else {
+                        vec![service.hostname.clone()]
+                    },
                     filters: vec![default_filter()],
                     ..Default::default()
                 });
