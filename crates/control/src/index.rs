@@ -103,7 +103,9 @@ impl Default for MeshSettings {
 
 #[derive(Debug, Clone, Default)]
 pub struct Index {
-    pub services: ServiceRegistry,
+    /// Shared with the index before when its inputs (mesh file, ServiceEntries, WorkloadEntries) did
+    /// not change: then comparing the two is a pointer comparison.
+    pub services: Arc<ServiceRegistry>,
     /// In the order they were read (Istio orders by creation time; the first claiming a host wins).
     pub virtual_services: Vec<VirtualService>,
     pub destination_rules: Vec<DestinationRule>,
@@ -301,7 +303,16 @@ impl Index {
         resources: &[R],
         mesh: MeshSettings,
     ) -> Index {
-        let services = ServiceRegistry::build(registry, resources);
+        let services = Arc::new(ServiceRegistry::build(registry, resources));
+        Index::with_services(services, resources, mesh)
+    }
+
+    /// [`Index::build`] over services already built from the same mesh file and resources.
+    pub fn with_services<R: Borrow<Resource>>(
+        services: Arc<ServiceRegistry>,
+        resources: &[R],
+        mesh: MeshSettings,
+    ) -> Index {
         let mut index = Index {
             warnings: services.warnings.clone(),
             mesh,
@@ -664,7 +675,11 @@ impl Index {
         ) else {
             return RouteChange::Everything;
         };
-        let services = changed_services(&before.services, &self.services);
+        let services = if Arc::ptr_eq(&before.services, &self.services) {
+            HashSet::new()
+        } else {
+            changed_services(&before.services, &self.services)
+        };
         if vs.is_empty() && dr.is_empty() && services.is_empty() {
             return RouteChange::Nothing;
         }
@@ -696,7 +711,8 @@ impl Index {
             && self.mesh == before.mesh
             && self.sidecars == before.sidecars
             && self.destination_rules == before.destination_rules
-            && self.services.services == before.services.services
+            && (Arc::ptr_eq(&self.services, &before.services)
+                || self.services.services == before.services.services)
     }
 
     /// Counts, for logs and `/debug`.

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use mesh_api::registry::Registry;
+use mesh_api::resource::{Resource, Spec};
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -18,6 +20,7 @@ use crate::error::ControlError;
 use crate::generate::{GenerationCache, Generator, InboundAddressing};
 use crate::identity::MeshIdentity;
 use crate::index::{Index, MeshSettings};
+use crate::model::ServiceRegistry;
 use crate::node::Proxy;
 use crate::store::ConfigStore;
 
@@ -95,6 +98,57 @@ pub struct Shared {
     changed: mpsc::Sender<()>,
     /// The mesh CA, for `ISTIO_MUTUAL` (made at start; its root lives as long as this process).
     identity: Arc<MeshIdentity>,
+    /// What the current index's services were built from.
+    services_built_from: Mutex<ServiceInputs>,
+}
+
+/// The inputs of a [`ServiceRegistry`]: the mesh file's version and the ServiceEntries and
+/// WorkloadEntries in force, in order.
+#[derive(Debug, Default)]
+struct ServiceInputs {
+    registry_version: u64,
+    entries: Vec<(String, String, Spec)>,
+}
+
+impl ServiceInputs {
+    fn entries<'a>(resources: &'a [&'a Resource]) -> impl Iterator<Item = &'a Resource> + 'a {
+        resources
+            .iter()
+            .copied()
+            .filter(|r| matches!(r.spec, Spec::ServiceEntry(_) | Spec::WorkloadEntry(_)))
+    }
+
+    fn same(&self, registry_version: u64, resources: &[&Resource]) -> bool {
+        let mut now = ServiceInputs::entries(resources);
+        self.registry_version == registry_version
+            && self.entries.iter().all(|(name, namespace, spec)| {
+                now.next().is_some_and(|r| {
+                    r.name == *name && r.namespace == *namespace && r.spec == *spec
+                })
+            })
+            && now.next().is_none()
+    }
+
+    /// `current` if it was built from these inputs, else the services built anew from them (and
+    /// remembered as built so).
+    fn reuse_or_build(
+        &mut self,
+        current: &Arc<ServiceRegistry>,
+        registry_version: u64,
+        registry: &Registry,
+        resources: &[&Resource],
+    ) -> Arc<ServiceRegistry> {
+        if self.same(registry_version, resources) {
+            return current.clone();
+        }
+        *self = ServiceInputs {
+            registry_version,
+            entries: ServiceInputs::entries(resources)
+                .map(|r| (r.name.clone(), r.namespace.clone(), r.spec.clone()))
+                .collect(),
+        };
+        Arc::new(ServiceRegistry::build(registry, resources))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,7 +179,16 @@ impl Shared {
                 .and_then(|p| p.mode)
                 .unwrap_or(self.options.outbound_policy),
         };
-        let mut index = Index::build(registry, &store.resources(), mesh);
+        let resources = store.resources();
+        // A change of routing rules alone (the usual edit) keeps the services as they were.
+        let current = lock(&self.index).services.clone();
+        let services = lock(&self.services_built_from).reuse_or_build(
+            &current,
+            store.registry_version(),
+            registry,
+            &resources,
+        );
+        let mut index = Index::with_services(services, &resources, mesh);
         index.secrets = store.secrets();
         index.identity = Some(self.identity.clone());
         drop(store);
@@ -244,6 +307,7 @@ impl ControlPlane {
             version: AtomicU64::new(0),
             changed,
             identity: Arc::new(MeshIdentity::generate()?),
+            services_built_from: Mutex::new(ServiceInputs::default()),
         });
         let index = shared.rebuild_index();
         info!(summary = ?index.summary(), "config loaded");
@@ -459,6 +523,72 @@ async fn push_loop(shared: Arc<Shared>, mut changes: mpsc::Receiver<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A change of routing rules keeps the services (the same `Arc`, so comparing them is free); a
+    /// new mesh file version, or a changed, added or removed ServiceEntry or WorkloadEntry, builds
+    /// them again.
+    #[test]
+    fn services_are_rebuilt_only_when_their_inputs_change() {
+        let registry = mesh_api::registry::load_registry_str(
+            "services:\n- name: reviews\n  ports: [{number: 9080, name: http}]\n",
+        )
+        .expect("mesh file");
+        let parse = |yaml: &str| crate::store::parse_resources("t.yaml", yaml).expect("valid");
+        let entry = |port: u32| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: db}}\n\
+                 spec:\n  hosts: [db.internal]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  \
+                 ports: [{{number: {port}, name: tcp, protocol: TCP}}]\n  \
+                 endpoints: [{{address: 10.0.0.9}}]\n"
+            )
+        };
+        let route = |subset: &str| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews}}\n\
+                 spec:\n  hosts: [reviews]\n  http:\n  - route: [{{destination: {{host: reviews, subset: {subset}}}}}]\n"
+            )
+        };
+        let with = |vs: &str, se: &str| {
+            let mut all = parse(vs);
+            all.extend(parse(se));
+            all
+        };
+        let mut inputs = ServiceInputs::default();
+        let build = |inputs: &mut ServiceInputs, current, version, resources: &[Resource]| {
+            let refs: Vec<&Resource> = resources.iter().collect();
+            inputs.reuse_or_build(current, version, &registry, &refs)
+        };
+        let empty = Arc::new(ServiceRegistry::default());
+        let first = build(&mut inputs, &empty, 1, &with(&route("v1"), &entry(5432)));
+        assert!(!Arc::ptr_eq(&first, &empty));
+        assert_eq!(first.services.len(), 2);
+
+        let routes_changed = build(&mut inputs, &first, 1, &with(&route("v2"), &entry(5432)));
+        assert!(Arc::ptr_eq(&routes_changed, &first));
+
+        let entry_changed = build(&mut inputs, &first, 1, &with(&route("v2"), &entry(5433)));
+        assert!(!Arc::ptr_eq(&entry_changed, &first));
+        assert!(
+            entry_changed
+                .get("db.internal")
+                .expect("db")
+                .port(5433)
+                .is_some()
+        );
+        let again = build(
+            &mut inputs,
+            &entry_changed,
+            1,
+            &with(&route("v2"), &entry(5433)),
+        );
+        assert!(Arc::ptr_eq(&again, &entry_changed));
+
+        let entry_removed = build(&mut inputs, &again, 1, &parse(&route("v2")));
+        assert_eq!(entry_removed.services.len(), 1);
+
+        let mesh_file_reread = build(&mut inputs, &entry_removed, 2, &parse(&route("v2")));
+        assert!(!Arc::ptr_eq(&mesh_file_reread, &entry_removed));
+    }
 
     /// With polling all but off, a file written into the config directory and a mesh file
     /// replaced in its own directory are still read: the change events alone bring them in.

@@ -49,6 +49,8 @@ pub struct ConfigStore {
     registry_file: Option<PathBuf>,
     files: BTreeMap<PathBuf, FileState>,
     registry: Registry,
+    /// Counts the mesh file's accepted versions: whether the registry changed, without comparing it.
+    registry_version: u64,
     registry_stamp: Option<Stamp>,
     registry_errors: Vec<String>,
     applied: BTreeMap<String, Resource>,
@@ -232,6 +234,7 @@ impl ConfigStore {
         match result {
             Ok(registry) => {
                 self.registry = registry;
+                self.registry_version += 1;
                 self.registry_errors.clear();
             }
             Err(errors) => {
@@ -290,6 +293,11 @@ impl ConfigStore {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Changes whenever [`registry`](Self::registry) does.
+    pub fn registry_version(&self) -> u64 {
+        self.registry_version
     }
 
     /// Sources currently refused, with their errors.
