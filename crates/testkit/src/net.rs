@@ -19,11 +19,45 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (bind to `:0`, read, release).
+/// Where [`try_free_port`] looks first: below the kernel's ephemeral range, which outgoing
+/// connections take their local ports from. A port from that range (what binding `:0` gives) can be
+/// taken by any connection a test or proxy opens before the server binds it.
+const FIXED_PORTS_FROM: u16 = 20_000;
+
+/// The lowest port the kernel hands to outgoing connections (`ip_local_port_range`).
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago: below the ephemeral range when there is room
+/// (spread by process id, so concurrent test processes rarely try the same ones), else bound to `:0`,
+/// read and released.
 ///
 /// Never hands out the same port twice within one test process. Another process can still take it before
 /// the test binds it; prefer letting servers bind `:0` themselves (as [`crate::Upstream`] does) where possible.
 pub fn try_free_port() -> Result<u16> {
+    if let Some(low) = ephemeral_low().filter(|&low| low > FIXED_PORTS_FROM + 1_000) {
+        let span = u32::from(low - FIXED_PORTS_FROM);
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        let mut handed = lock(handed_out());
+        for i in 0..span.min(4_096) {
+            // Steps of a prime that does not divide the span walk it without repeating soon.
+            let offset = (start + i.wrapping_mul(4_099)) % span;
+            let Ok(port) = u16::try_from(u32::from(FIXED_PORTS_FROM) + offset) else {
+                continue;
+            };
+            if handed.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            handed.insert(port);
+            return Ok(port);
+        }
+    }
     for _ in 0..64 {
         let listener = TcpListener::bind("127.0.0.1:0")
             .map_err(|e| Error::io("binding 127.0.0.1:0 to find a free port", e))?;
