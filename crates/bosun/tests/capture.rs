@@ -948,6 +948,31 @@ fn control_plane_serves_captured_sidecars() {
             b"services: []\nworkloads:\n- {name: productpage-v1, labels: {app: productpage}, address: 10.123.31.10}\n",
         )
         .unwrap();
+    // Services told apart by their addresses alone: TCP ones on 7000, undeclared ones on 7100.
+    let addressed: String = [
+        ("queue-a", "10.123.31.91", 7000, "tcp", 8080),
+        ("queue-b", "10.123.31.92", 7000, "tcp", 8081),
+        ("store-a", "10.123.31.93", 7100, "store", 8080),
+        ("store-b", "10.123.31.94", 7100, "store", 8081),
+    ]
+    .iter()
+    .map(|(name, address, port, port_name, target)| {
+        format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.internal]
+  addresses: [{address}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {port}, name: {port_name}}}]
+  endpoints: [{{address: {SERVER_IP}, ports: {{{port_name}: {target}}}}}]
+"
+        )
+    })
+    .collect();
     let reviews = format!(
         "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -1006,29 +1031,7 @@ spec:
   - match: [{{destinationSubnets: [10.123.31.98/32]}}]
     route: [{{destination: {{host: db.internal, subset: v2}}}}]
   - route: [{{destination: {{host: db.internal, subset: v1}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: queue-a}}
-spec:
-  hosts: [queue-a.internal]
-  addresses: [10.123.31.91]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 7000, name: tcp, protocol: TCP}}]
-  endpoints: [{{address: {SERVER_IP}, ports: {{tcp: 8080}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: queue-b}}
-spec:
-  hosts: [queue-b.internal]
-  addresses: [10.123.31.92]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 7000, name: tcp, protocol: TCP}}]
-  endpoints: [{{address: {SERVER_IP}, ports: {{tcp: 8081}}}}]
----
+{addressed}---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: cache}}
@@ -1062,7 +1065,7 @@ spec:
     // which routes by Host.
     let service_url = "http://10.123.31.99:9080/reviews/0";
     type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
-    let cases: [Case<'_>; 8] = [
+    let cases: [Case<'_>; 10] = [
         (
             "reviews: default route",
             service_url.to_owned(),
@@ -1104,6 +1107,18 @@ spec:
             "http://10.123.31.92:7000/".to_owned(),
             vec![],
         ),
+        // The same with undeclared protocols: each address's listener sniffs HTTP, which its
+        // route table sends by the Host, here the address.
+        (
+            "store-a: sniffed on its address",
+            "http://10.123.31.93:7100/".to_owned(),
+            vec![],
+        ),
+        (
+            "store-b: sniffed on its address",
+            "http://10.123.31.94:7100/".to_owned(),
+            vec![],
+        ),
         // A port whose protocol is not declared: the http_inspector finds HTTP, routed by the
         // VirtualService (to v2; the service's own endpoint is v1).
         (
@@ -1137,6 +1152,16 @@ spec:
         ),
         (
             "queue-b: tcp by its address",
+            Some(200),
+            Some("v2".to_owned()),
+        ),
+        (
+            "store-a: sniffed on its address",
+            Some(200),
+            Some("v1".to_owned()),
+        ),
+        (
+            "store-b: sniffed on its address",
             Some(200),
             Some("v2".to_owned()),
         ),

@@ -38,6 +38,9 @@ const MESH: &str = "services:
 - name: mysql
   addresses: [10.96.0.7]
   ports: [{number: 27017, name: mysql}]
+- name: cache-replica
+  addresses: [10.96.0.8]
+  ports: [{number: 6380, name: cache}]
 workloads:
 - {name: productpage-v1, service: productpage, labels: {app: productpage, version: v1}, address: 10.0.0.1}
 - {name: reviews-v1, service: reviews, labels: {app: reviews, version: v1}, address: 10.0.0.2}
@@ -381,10 +384,11 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
             ),
             OutboundTrafficPolicyMode::AllowAny,
             // TCP by subnet and weight, by a service's cluster IP and by a ServiceEntry's address
-            // range, TLS by SNI, a sniffed port (HTTP or TCP).
+            // range, TLS by SNI, a sniffed port (HTTP or TCP) on the wildcard and on a cluster IP.
             &[
                 "0.0.0.0_27017",
                 "10.96.0.7_27017",
+                "10.96.0.8_6380",
                 "0.0.0.0_443",
                 "0.0.0.0_5432",
                 "0.0.0.0_6380",

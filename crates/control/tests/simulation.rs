@@ -1473,6 +1473,8 @@ fn virtual_ips_tell_services_on_one_port_apart() {
 - {name: accounts-db, addresses: [10.96.0.11], ports: [{number: 3306, name: mysql}]}
 - {name: web, addresses: [10.96.0.20], ports: [{number: 3306, name: http}]}
 - {name: legacy-db, ports: [{number: 1521, name: tcp}]}
+- {name: cache-a, addresses: [10.96.0.40], ports: [{number: 6379, name: cache}]}
+- {name: cache-b, addresses: [10.96.0.41], ports: [{number: 6379, name: cache}]}
 workloads:
 - {name: client, labels: {app: client}, address: 10.0.5.1}
 ";
@@ -1582,6 +1584,47 @@ spec:
     assert_eq!(
         tcp("10.96.0.30", 8200),
         pair("10.96.0.30_8200", "outbound|8200||vault.internal")
+    );
+    // A port whose protocol is sniffed: on each service's own IP, TCP to that service, and what
+    // the http_inspector calls HTTP to the port's route table (which has both).
+    assert_eq!(
+        tcp("10.96.0.40", 6379),
+        pair(
+            "10.96.0.40_6379",
+            "outbound|6379||cache-a.default.svc.cluster.local"
+        )
+    );
+    assert_eq!(
+        tcp("10.96.0.41", 6379),
+        pair(
+            "10.96.0.41_6379",
+            "outbound|6379||cache-b.default.svc.cluster.local"
+        )
+    );
+    assert_eq!(
+        sniffed_chain(&r, "10.96.0.41_6379", 6379, "raw_buffer", &["http/1.1"]),
+        Some(("10.96.0.41_6379-http".to_owned(), true))
+    );
+    for (host, cluster) in [
+        (
+            "cache-a",
+            "outbound|6379||cache-a.default.svc.cluster.local",
+        ),
+        (
+            "10.96.0.41",
+            "outbound|6379||cache-b.default.svc.cluster.local",
+        ),
+    ] {
+        assert_eq!(
+            simulate(&r, "6379", host, "/", &[])
+                .map(|(_, _, a)| a)
+                .as_deref(),
+            Some(cluster)
+        );
+    }
+    assert!(
+        r.listener("0.0.0.0_6379").is_none(),
+        "every service of the port has its own address"
     );
 
     // Without capture, the explicit proxy takes the cluster IP as an authority too.

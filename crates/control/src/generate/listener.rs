@@ -878,34 +878,48 @@ pub fn captured_outbound<'a>(
     }
     for (port, on_port) in ports {
         let is_http = |s: &Service| s.port(port).is_some_and(|p| p.protocol.is_http());
-        // As istiod, a TCP/TLS port of a service with virtual IPs is bound to each of them: a
-        // listener `IP_PORT` of its own, which the hand-off prefers to `0.0.0.0_PORT` for
+        let is_sniffed = |s: &Service| {
+            s.port(port)
+                .is_some_and(|p| p.protocol == Protocol::Unknown)
+        };
+        // As istiod, a TCP/TLS or sniffed port of a service with virtual IPs is bound to each of
+        // them: a listener `IP_PORT` of its own, which the hand-off prefers to `0.0.0.0_PORT` for
         // connections to that address. Services sharing a port number are told apart so.
+        let on_vip =
+            |s: &Service| (!is_http(s) || is_sniffed(s)) && s.virtual_ips().next().is_some();
         let mut by_vip: BTreeMap<IpAddr, Vec<&Service>> = BTreeMap::new();
-        for s in on_port.iter().copied().filter(|s| !is_http(s)) {
+        for s in on_port.iter().copied().filter(|s| on_vip(s)) {
             for ip in s.virtual_ips() {
                 by_vip.entry(ip).or_default().push(s);
             }
         }
-        for (ip, services) in &by_vip {
-            listeners.push(l4_outbound_listener(
-                index,
-                proxy,
-                Some(*ip),
-                port,
-                services,
-                catch_all,
-                &mut warnings,
-            ));
+        // One route table for the port, whichever listener hands it HTTP.
+        let http_all: Vec<&Service> = on_port.iter().copied().filter(|s| is_http(s)).collect();
+        if !http_all.is_empty() {
+            routes.push(port_route_table(index, proxy, port, &http_all));
         }
-        // The wildcard listener: HTTP, and TCP/TLS without a virtual IP (or with address ranges).
+        let http_chain = |bind: &str| FilterChain {
+            filters: vec![hcm(
+                &format!("outbound_{bind}_{port}"),
+                rds(&port.to_string()),
+                Side::Client,
+            )],
+            ..Default::default()
+        };
+        for (ip, services) in &by_vip {
+            let vip = Some(*ip);
+            let tcp =
+                l4_outbound_listener(index, proxy, vip, port, services, catch_all, &mut warnings);
+            listeners.push(if services.iter().any(|s| is_sniffed(s)) {
+                sniffing_outbound_listener(tcp, http_chain(&ip.to_string()))
+            } else {
+                tcp
+            });
+        }
+        // The wildcard listener: HTTP, and the rest without a virtual IP (or with address ranges).
         let on_port: Vec<&Service> = on_port
             .into_iter()
-            .filter(|s| {
-                is_http(s)
-                    || s.virtual_ips().next().is_none()
-                    || s.address_ranges().next().is_some()
-            })
+            .filter(|s| !on_vip(s) || s.address_ranges().next().is_some())
             .collect();
         if on_port.is_empty() {
             continue;
@@ -934,33 +948,12 @@ pub fn captured_outbound<'a>(
                     .map_or("", |s| s.hostname.as_str())
             ));
         }
-        routes.push(port_route_table(index, proxy, port, &http));
-        let chain = FilterChain {
-            filters: vec![hcm(
-                &format!("outbound_0.0.0.0_{port}"),
-                rds(&port.to_string()),
-                Side::Client,
-            )],
-            ..Default::default()
-        };
-        let sniffed: Vec<&Service> = http
-            .iter()
-            .copied()
-            .filter(|s| {
-                s.port(port)
-                    .is_some_and(|p| p.protocol == Protocol::Unknown)
-            })
-            .collect();
+        let chain = http_chain("0.0.0.0");
+        let sniffed: Vec<&Service> = http.iter().copied().filter(|s| is_sniffed(s)).collect();
         if !sniffed.is_empty() && http.len() == on_port.len() {
-            listeners.push(sniffing_outbound_listener(
-                index,
-                proxy,
-                port,
-                chain,
-                &sniffed,
-                catch_all,
-                &mut warnings,
-            ));
+            let tcp =
+                l4_outbound_listener(index, proxy, None, port, &sniffed, catch_all, &mut warnings);
+            listeners.push(sniffing_outbound_listener(tcp, chain));
             continue;
         }
         listeners.push(Listener {
@@ -980,21 +973,14 @@ pub fn captured_outbound<'a>(
 }
 
 /// A captured sidecar's listener for a port whose protocol some service leaves undeclared, as
-/// istiod sniffs it: what the http_inspector calls HTTP goes to `http` (the port's connection
-/// manager), anything else to those services as TCP; a TLS connection is not HTTP to it either. A
+/// istiod sniffs it: `tcp`, the services' TCP listener (on the wildcard address or their virtual
+/// IP), with `http` (the port's connection manager) for what the http_inspector calls HTTP;
+/// anything else goes to those services as TCP, and a TLS connection is not HTTP to it either. A
 /// client that sends nothing (a server-first protocol) gets the TCP chain
 /// after the listener filters' 15 s.
-fn sniffing_outbound_listener(
-    index: &Index,
-    proxy: &Proxy,
-    port: u32,
-    mut http: FilterChain,
-    sniffed: &[&Service],
-    catch_all: &str,
-    warnings: &mut Vec<String>,
-) -> Listener {
-    let mut listener = l4_outbound_listener(index, proxy, None, port, sniffed, catch_all, warnings);
-    http.name = format!("0.0.0.0_{port}-http");
+fn sniffing_outbound_listener(tcp: Listener, mut http: FilterChain) -> Listener {
+    let mut listener = tcp;
+    http.name = format!("{}-http", listener.name);
     http.filter_chain_match = Some(FilterChainMatch {
         application_protocols: tcp::PLAINTEXT_HTTP_ALPNS.map(str::to_owned).to_vec(),
         ..Default::default()
