@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::plan::{Instance, Network, Plan};
+use super::plan::{Instance, Network, Plan, service_vip};
 
 /// Istio's capture rules, as istio-init installs them (shared with tests/capture.rs).
 pub const RULES: &str = include_str!("istio-redirect.iptables");
@@ -48,8 +48,6 @@ const NETNS_RUN: &str = "/run/netns";
 const NETNS_ETC: &str = "/etc/netns";
 /// Bound on one `ip`/`iptables-restore` call.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// The virtual service addresses: 10.125.0.0/16.
-const VIP_PREFIX: [u8; 2] = [10, 125];
 /// The pod range: 10.124.N.0/24.
 const POD_PREFIX: [u8; 2] = [10, 124];
 
@@ -138,16 +136,6 @@ fn route_of(line: &str) -> Option<(u32, u32)> {
     };
     let (dest, mask) = (field(1)?, field(7)?);
     (mask != 0).then_some((dest, mask))
-}
-
-/// The virtual address of the `k`th service.
-fn service_vip(k: usize) -> Result<Ipv4Addr> {
-    let k = u16::try_from(k + 1)
-        .ok()
-        .filter(|&k| k < u16::MAX)
-        .context("more than 65534 services")?;
-    let [hi, lo] = k.to_be_bytes();
-    Ok(Ipv4Addr::new(VIP_PREFIX[0], VIP_PREFIX[1], hi, lo))
 }
 
 /// The hosts file of a pod in `namespace`: every service under its cluster names, the short name only

@@ -501,7 +501,7 @@ pub fn plan(
 
     Ok(Plan {
         dir: dir.to_owned(),
-        effective_registry: effective_registry(registry, &instances)?,
+        effective_registry: effective_registry(registry, &instances, network)?,
         instances,
         ingress,
         services: registry
@@ -620,12 +620,36 @@ fn app_command(w: &RegistryWorkload, i: &Instance, dir: &Path, captured: bool) -
     }
 }
 
+/// The virtual service addresses with traffic capture: 10.125.0.0/16.
+const VIP_PREFIX: [u8; 2] = [10, 125];
+
+/// The virtual address of the `k`th service with traffic capture: what its names resolve to in the
+/// pods' hosts files, and its address in the effective registry.
+pub fn service_vip(k: usize) -> Result<Ipv4Addr> {
+    let k = u16::try_from(k + 1)
+        .ok()
+        .filter(|&k| k < u16::MAX)
+        .context("more than 65534 services")?;
+    let [hi, lo] = k.to_be_bytes();
+    Ok(Ipv4Addr::new(VIP_PREFIX[0], VIP_PREFIX[1], hi, lo))
+}
+
 /// The registry as JSON (which `bosun control` reads as YAML), every workload with its address and
-/// without empty fields.
-fn effective_registry(registry: &Registry, instances: &[Instance]) -> Result<Value> {
+/// without empty fields; with pods, every service with its virtual address (in place of any the
+/// mesh file gives: the one its names resolve to is the one clients dial).
+fn effective_registry(
+    registry: &Registry,
+    instances: &[Instance],
+    network: Network,
+) -> Result<Value> {
     let mut r = registry.clone();
     for (w, i) in r.workloads.iter_mut().zip(instances) {
         w.address = Some(i.address.to_string());
+    }
+    if matches!(network, Network::Pods { .. }) {
+        for (k, s) in r.services.iter_mut().enumerate() {
+            s.addresses = vec![service_vip(k)?.to_string()];
+        }
     }
     let mut value = serde_json::to_value(&r).context("internal error: the registry as JSON")?;
     strip_empty(&mut value);
@@ -893,6 +917,17 @@ spec:
             p.effective_registry["workloads"][1]["address"],
             "10.124.7.3"
         );
+        // Each service's virtual address, as the pods' hosts files name it.
+        let services = p.effective_registry["services"]
+            .as_array()
+            .expect("services");
+        for (k, s) in services.iter().enumerate() {
+            assert_eq!(
+                s["addresses"],
+                serde_json::json!([service_vip(k).expect("vip").to_string()])
+            );
+        }
+        assert_eq!(services[0]["addresses"][0], "10.125.0.1");
         // The host side of the ingress stays where mesh.yaml puts it; the gateway is in its pod.
         assert_eq!(p.ingress, Some("127.0.0.1:8080".parse().expect("addr")));
         assert_eq!(
