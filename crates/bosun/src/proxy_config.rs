@@ -1,9 +1,9 @@
 //! `bosun proxy-config KIND --admin ADDR`: what a running proxy holds, read from its admin interface
-//! (`bosun proxy` or Envoy: the same pages), one line per cluster, listener filter chain, route or
-//! endpoint, as `istioctl proxy-config` lists them; `-o json` prints the section itself.
+//! (`bosun proxy` or Envoy: the same pages), one line per cluster, listener filter chain, route,
+//! endpoint or secret, as `istioctl proxy-config` lists them; `-o json` prints the section itself.
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
@@ -18,6 +18,10 @@ pub enum Kind {
     Listeners,
     Routes,
     Endpoints,
+    /// Certificates and trust roots (`istioctl proxy-config secret`): whether each is valid now,
+    /// until when, and for which identity.
+    #[value(alias = "secret")]
+    Secrets,
 }
 
 /// How to show it.
@@ -58,6 +62,7 @@ pub fn run(kind: Kind, admin: &str, format: Format) -> Result<ExitCode> {
         Kind::Clusters => dump_section(&page, "ClustersConfigDump"),
         Kind::Listeners => dump_section(&page, "ListenersConfigDump"),
         Kind::Routes => dump_section(&page, "RoutesConfigDump"),
+        Kind::Secrets => dump_section(&page, "SecretsConfigDump"),
         Kind::Endpoints => page,
     };
     match format {
@@ -112,6 +117,19 @@ pub fn table(kind: Kind, section: &Value) -> String {
         Kind::Endpoints => (
             &["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"],
             endpoints(section),
+        ),
+        Kind::Secrets => (
+            &[
+                "RESOURCE NAME",
+                "TYPE",
+                "STATUS",
+                "VALID CERT",
+                "SERIAL NUMBER",
+                "NOT AFTER",
+                "NOT BEFORE",
+                "IDENTITY",
+            ],
+            secrets(section, SystemTime::now()),
         ),
     };
     rows.sort();
@@ -404,6 +422,73 @@ fn endpoints(page: &Value) -> Vec<Vec<String>> {
     rows
 }
 
+/// A line per secret: its first certificate's validity at `now`, serial, dates and SANs. A
+/// certificate given by file is read from this machine's file system, if it can be.
+fn secrets(section: &Value, now: SystemTime) -> Vec<Vec<String>> {
+    let lists = [
+        ("static_secrets", "ACTIVE"),
+        ("dynamic_active_secrets", "ACTIVE"),
+        ("dynamic_warming_secrets", "WARMING"),
+    ];
+    let mut rows = Vec::new();
+    for (list, status) in lists {
+        for entry in section[list].as_array().into_iter().flatten() {
+            let secret = &entry["secret"];
+            let name = match text(&entry["name"]) {
+                n if n.is_empty() => or_dash(text(&secret["name"])),
+                n => n,
+            };
+            let (kind, source) = if secret["tls_certificate"].is_object() {
+                (
+                    "Cert Chain",
+                    &secret["tls_certificate"]["certificate_chain"],
+                )
+            } else if secret["validation_context"].is_object() {
+                ("CA", &secret["validation_context"]["trusted_ca"])
+            } else {
+                ("Other", &Value::Null)
+            };
+            let mut row = vec![name, kind.to_owned(), status.to_owned()];
+            match data_source(source).map(|pem| mesh_tls::summarize_pem(&pem, "the secret")) {
+                Some(Ok(cert)) => {
+                    let identity = cert
+                        .subject_alt_names
+                        .iter()
+                        .map(|san| san.value().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    row.extend([
+                        cert.valid_at(now).to_string(),
+                        cert.serial,
+                        proxy::access_log::rfc3339(cert.not_after),
+                        proxy::access_log::rfc3339(cert.not_before),
+                        or_dash(identity),
+                    ]);
+                }
+                Some(Err(_)) => {
+                    row.extend(["false", "unreadable", "-", "-", "-"].map(str::to_owned))
+                }
+                None => row.extend(["-", "-", "-", "-", "-"].map(str::to_owned)),
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// The bytes of an Envoy `DataSource` in proto3 JSON: `inline_bytes` (base64), `inline_string`, or
+/// a `filename` read here. `None` when it has none or the file cannot be read.
+fn data_source(source: &Value) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    if let Some(b64) = source["inline_bytes"].as_str() {
+        return base64::engine::general_purpose::STANDARD.decode(b64).ok();
+    }
+    if let Some(s) = source["inline_string"].as_str() {
+        return Some(s.as_bytes().to_vec());
+    }
+    std::fs::read(source["filename"].as_str()?).ok()
+}
+
 /// `rows` under `header`, left-aligned in columns two spaces apart.
 fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
@@ -458,6 +543,66 @@ mod tests {
              ratings.default.svc.cluster.local  9080  -       outbound   EDS     tls           -\n\
              reviews.default.svc.cluster.local  9080  v1      outbound   EDS     per endpoint  reviews.default\n"
         );
+    }
+
+    #[test]
+    fn secrets_show_validity_serial_and_identity() {
+        use base64::Engine as _;
+        let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+        let id =
+            mesh_tls::SpiffeId::parse("spiffe://cluster.local/ns/default/sa/reviews").expect("id");
+        let cert = ca
+            .issue_workload(&id, Duration::from_secs(3600))
+            .expect("issue");
+        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+        let section = json!({
+            "dynamic_active_secrets": [
+                {"name": "default", "secret": {"name": "default", "tls_certificate": {
+                    "certificate_chain": {"inline_bytes": b64(&cert.cert_chain_pem)},
+                    "private_key": {"inline_bytes": b64("[redacted]")}}}},
+                {"name": "ROOTCA", "secret": {"name": "ROOTCA", "validation_context": {
+                    "trusted_ca": {"inline_bytes": b64(&ca.root_pem())}}}}
+            ],
+            "static_secrets": [
+                {"name": "broken", "secret": {"name": "broken", "validation_context": {
+                    "trusted_ca": {"inline_string": "not a certificate"}}}}
+            ]
+        });
+        let now = SystemTime::now();
+        let rows = secrets(&section, now);
+        let leaf = mesh_tls::summarize_pem(cert.cert_chain_pem.as_bytes(), "t").expect("leaf");
+        assert_eq!(
+            rows[1],
+            [
+                "default",
+                "Cert Chain",
+                "ACTIVE",
+                "true",
+                leaf.serial.as_str(),
+                proxy::access_log::rfc3339(cert.not_after).as_str(),
+                proxy::access_log::rfc3339(leaf.not_before).as_str(),
+                "spiffe://cluster.local/ns/default/sa/reviews",
+            ]
+        );
+        assert_eq!(rows[2][..4], ["ROOTCA", "CA", "ACTIVE", "true"]);
+        assert_eq!(rows[2][7], "-", "a root without SANs");
+        assert_eq!(
+            rows[0],
+            [
+                "broken",
+                "CA",
+                "ACTIVE",
+                "false",
+                "unreadable",
+                "-",
+                "-",
+                "-"
+            ]
+        );
+        // After it expires, the leaf is no longer valid.
+        let later = secrets(&section, cert.not_after + Duration::from_secs(1));
+        assert_eq!(later[1][3], "false");
+        assert!(table(Kind::Secrets, &section).starts_with("RESOURCE NAME  TYPE"));
     }
 
     #[test]

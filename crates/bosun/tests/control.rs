@@ -1130,6 +1130,31 @@ workloads:
                 dataplane,
             );
         }
+        // Its identity, valid now, and the mesh's root, as the control plane sent them.
+        let secrets = proxy_config("secrets", &admin);
+        let row = |name: &str| -> Vec<&str> {
+            secrets
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|words| words.first() == Some(&name))
+                .unwrap_or_else(|| panic!("{dataplane:?}: no secret {name} in\n{secrets}"))
+        };
+        let identity = row("default");
+        assert_eq!(
+            identity[1..5],
+            ["Cert", "Chain", "ACTIVE", "true"],
+            "{dataplane:?}"
+        );
+        assert_eq!(
+            identity.last().copied(),
+            Some("spiffe://cluster.local/ns/frontend/sa/default"),
+            "{dataplane:?}"
+        );
+        assert_eq!(
+            row("ROOTCA")[1..4],
+            ["CA", "ACTIVE", "true"],
+            "{dataplane:?}"
+        );
     }
     if let [envoy, bosun] = cluster_tables.as_slice() {
         assert_eq!(

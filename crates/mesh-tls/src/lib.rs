@@ -66,8 +66,8 @@ pub use config::{
 pub use error::Error;
 pub use pem::{Identity, RootStore};
 pub use san::{
-    SanMatcher, SanType, StringMatcher, SubjectAltName, any_san_matches, peer_identity,
-    peer_identity_of, subject_alt_names,
+    CertificateSummary, SanMatcher, SanType, StringMatcher, SubjectAltName, any_san_matches,
+    peer_identity, peer_identity_of, subject_alt_names, summarize_pem,
 };
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use verify::SanMismatch;

@@ -101,6 +101,68 @@ pub fn subject_alt_names(cert: &CertificateDer<'_>) -> Result<Vec<SubjectAltName
     Ok(out)
 }
 
+/// What `bosun proxy-config secrets` shows of a certificate: serial, validity and names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSummary {
+    /// Lowercase hex, as `istioctl proxy-config secret` prints it.
+    pub serial: String,
+    pub not_before: std::time::SystemTime,
+    pub not_after: std::time::SystemTime,
+    /// Whether its basic constraints make it a CA.
+    pub is_ca: bool,
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+impl CertificateSummary {
+    /// Whether `now` is within its validity.
+    pub fn valid_at(&self, now: std::time::SystemTime) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+}
+
+/// Reads the serial, validity, CA flag and SANs of the first certificate in `pem` (a chain's leaf).
+pub fn summarize_pem(pem: &[u8], origin: &str) -> Result<CertificateSummary, Error> {
+    let certs = crate::pem::parse_certs("certificate", origin, pem)?;
+    match certs.first() {
+        Some(first) => summarize(first, origin),
+        None => Err(Error::NotFound {
+            what: "certificate",
+            origin: origin.to_owned(),
+            expected: "-----BEGIN CERTIFICATE-----",
+        }),
+    }
+}
+
+fn summarize(cert: &CertificateDer<'_>, origin: &str) -> Result<CertificateSummary, Error> {
+    let bad = |reason: String| Error::BadCertificate {
+        what: "certificate",
+        origin: origin.to_owned(),
+        reason,
+    };
+    let (_, x509) = X509Certificate::from_der(cert.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        let secs = t.timestamp();
+        let magnitude = std::time::Duration::from_secs(secs.unsigned_abs());
+        if secs >= 0 {
+            std::time::UNIX_EPOCH + magnitude
+        } else {
+            std::time::UNIX_EPOCH - magnitude
+        }
+    };
+    let validity = x509.validity();
+    Ok(CertificateSummary {
+        serial: x509
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        not_before: at(validity.not_before),
+        not_after: at(validity.not_after),
+        is_ca: x509.is_ca(),
+        subject_alt_names: subject_alt_names(cert)?,
+    })
+}
+
 /// The SPIFFE identity of a peer: the first URI SAN of the leaf (first certificate) that is an
 /// Istio SPIFFE ID. `None` if there is no certificate or no such SAN.
 pub fn peer_identity(chain: &[CertificateDer<'_>]) -> Option<SpiffeId> {
@@ -314,6 +376,37 @@ mod tests {
 
     fn uri(s: &str) -> SubjectAltName {
         SubjectAltName::Uri(s.to_owned())
+    }
+
+    #[test]
+    fn certificates_are_summarized() {
+        use std::time::{Duration, SystemTime};
+        let ca = crate::CertificateAuthority::generate("cluster.local").expect("CA");
+        let id = SpiffeId::parse("spiffe://cluster.local/ns/default/sa/reviews").expect("id");
+        let before = SystemTime::now() - Duration::from_secs(5 * 60);
+        let cert = ca
+            .issue_workload(&id, Duration::from_secs(3600))
+            .expect("issue");
+        let leaf = summarize_pem(cert.cert_chain_pem.as_bytes(), "test").expect("summary");
+        assert_eq!(leaf.subject_alt_names, [uri(&id.to_string())]);
+        assert!(!leaf.is_ca);
+        assert_eq!(leaf.not_after, cert.not_after);
+        assert!(
+            leaf.not_before >= before - Duration::from_secs(3600),
+            "clock skew allowance"
+        );
+        assert!(leaf.valid_at(SystemTime::now()));
+        assert!(!leaf.valid_at(cert.not_after + Duration::from_secs(1)));
+        assert!(!leaf.serial.is_empty() && leaf.serial.chars().all(|c| c.is_ascii_hexdigit()));
+
+        let root = summarize_pem(ca.root_pem().as_bytes(), "test").expect("summary");
+        assert!(root.is_ca);
+        assert_ne!(root.serial, leaf.serial);
+
+        assert!(matches!(
+            summarize_pem(b"not pem", "test"),
+            Err(Error::NotFound { .. })
+        ));
     }
 
     #[test]

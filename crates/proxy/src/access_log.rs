@@ -118,8 +118,23 @@ pub fn write_line(
 
 /// `2026-11-30T18:36:02.123Z`.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (year, month, day, h, m, s) = civil(since.as_secs());
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        since.subsec_millis()
+    )
+}
+
+/// `2026-11-30T18:36:02Z` (UTC, whole seconds), as Envoy's config dump writes timestamps.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (year, month, day, h, m, s) =
+        civil(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of `secs` since 1970-01-01.
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = i64::try_from(days).unwrap_or(0) + 719_468;
@@ -131,13 +146,7 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -149,5 +158,6 @@ mod tests {
         assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_796_150_162_123);
         assert_eq!(rfc3339_millis(t), "2026-12-01T18:36:02.123Z");
+        assert_eq!(rfc3339(t), "2026-12-01T18:36:02Z");
     }
 }

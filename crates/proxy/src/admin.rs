@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -577,7 +576,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
             .unwrap_or_default()
     };
     let dynamic = &runtime.dynamic;
-    let loaded = timestamp(proxy.bootstrap_loaded);
+    let loaded = crate::access_log::rfc3339(proxy.bootstrap_loaded);
     let bootstrap = Bootstrap::decode(proxy.bootstrap.as_slice()).unwrap_or_default();
     let no_statics = StaticResources::default();
     let statics = bootstrap.static_resources.as_ref().unwrap_or(&no_statics);
@@ -594,7 +593,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
             json!({
                 "version_info": version(ResourceType::Cluster),
                 "cluster": message_json(&*c.proto),
-                "last_updated": timestamp(c.updated),
+                "last_updated": crate::access_log::rfc3339(c.updated),
             })
         })
         .collect();
@@ -624,7 +623,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
                 "active_state": {
                     "version_info": version(ResourceType::Listener),
                     "listener": message_json(&*l.proto),
-                    "last_updated": timestamp(l.updated),
+                    "last_updated": crate::access_log::rfc3339(l.updated),
                 },
             })
         })
@@ -661,7 +660,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
             json!({
                 "version_info": version(ResourceType::Route),
                 "route_config": message_json(&*r.proto),
-                "last_updated": timestamp(r.updated),
+                "last_updated": crate::access_log::rfc3339(r.updated),
             })
         })
         .collect();
@@ -678,7 +677,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
             json!({
                 "name": name,
                 "version_info": version(ResourceType::Secret),
-                "last_updated": timestamp(s.updated),
+                "last_updated": crate::access_log::rfc3339(s.updated),
                 "secret": message_json(&*s.proto),
             })
         })
@@ -706,7 +705,7 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
                 Some(received) => dynamic_endpoints.push(json!({
                     "version_info": version(ResourceType::Endpoints),
                     "endpoint_config": config,
-                    "last_updated": timestamp(received.updated),
+                    "last_updated": crate::access_log::rfc3339(received.updated),
                 })),
                 None => static_endpoints.push(json!({ "endpoint_config": config })),
             }
@@ -891,25 +890,4 @@ fn inline_route_configs(
             }
         }
     }
-}
-
-/// RFC 3339 (UTC, seconds), as Envoy's config dump writes timestamps.
-fn timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
