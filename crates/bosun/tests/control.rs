@@ -921,13 +921,7 @@ spec:
         );
         assert_eq!(v2.requests(), 0);
         // PERMISSIVE: plain text to the server's sidecar is still taken.
-        let plain = http_get(
-            format!("{}:15006", ip(2)).parse().expect("addr"),
-            "/reviews/0",
-            &[("host", "reviews:9080")],
-        )
-        .await
-        .expect("request");
+        let plain = plain_to_reviews_sidecar(&ip).await.expect("request");
         assert_eq!(plain.status, 200, "{dataplane:?}");
         assert_eq!(v1.requests(), 2, "{dataplane:?}");
 
@@ -954,6 +948,35 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: default}
 spec: {mtls: {mode: STRICT}}
 ";
+
+/// A plain-text request for `reviews:9080` sent straight to reviews' sidecar (`ip(2):15006`), as a
+/// client outside the mesh would.
+async fn plain_to_reviews_sidecar(
+    ip: &impl Fn(u8) -> String,
+) -> Result<testkit::Response, testkit::Error> {
+    http_get(
+        format!("{}:15006", ip(2)).parse().expect("addr"),
+        "/reviews/0",
+        &[("host", "reviews:9080")],
+    )
+    .await
+}
+
+/// The mesh file of [`reviews_and_frontend_client`]: `reviews` with `reviews-v1` at `ip(2)`, and the
+/// `productpage` client in namespace `frontend` at `ip(1)`.
+fn reviews_and_frontend_mesh(ip: &impl Fn(u8) -> String) -> String {
+    format!(
+        "services:
+- name: reviews
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+workloads:
+- {{name: productpage-v1, labels: {{app: productpage}}, address: {pp}, namespace: frontend}}
+- {{name: reviews-v1, service: reviews, labels: {{app: reviews, version: v1}}, address: {r1}}}
+",
+        pp = ip(1),
+        r1 = ip(2),
+    )
+}
 
 /// The sidecars of `reviews-v1` (at `ip(2)`, namespace `default`) and of a `productpage` client in
 /// namespace `frontend` (at `ip(1)`), once both have their config.
@@ -997,17 +1020,7 @@ async fn peer_authentication_strict_takes_mutual_tls_only() {
     for (dataplane, delta) in cases {
         let ip = subnet(if delta { 31 } else { 30 }, dataplane);
         let v1 = upstream("v1", &ip(2));
-        let mesh = format!(
-            "services:
-- name: reviews
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-workloads:
-- {{name: productpage-v1, labels: {{app: productpage}}, address: {pp}, namespace: frontend}}
-- {{name: reviews-v1, service: reviews, labels: {{app: reviews, version: v1}}, address: {r1}}}
-",
-            pp = ip(1),
-            r1 = ip(2),
-        );
+        let mesh = reviews_and_frontend_mesh(&ip);
         let mut plane = Plane::start(&[
             ("mesh.yaml", &mesh),
             ("strict.yaml", STRICT_DEFAULT_NAMESPACE),
@@ -1024,12 +1037,7 @@ workloads:
             .expect("request");
         assert_eq!(answered.status, 200, "{dataplane:?}: auto mTLS");
         assert_eq!(v1.requests(), 1);
-        let direct = http_get(
-            format!("{}:15006", ip(2)).parse().expect("addr"),
-            "/reviews/0",
-            &[("host", "reviews:9080")],
-        )
-        .await;
+        let direct = plain_to_reviews_sidecar(&ip).await;
         assert!(
             direct.is_err(),
             "{dataplane:?}: {:?}",
@@ -1065,6 +1073,42 @@ spec:
     }
 }
 
+/// `portLevelMtls` without traffic capture: every port's HTTP arrives at the sidecar's `IP:15006`, so
+/// the port's mode is kept by its virtual host. reviews is PERMISSIVE but its port 9080 STRICT: the
+/// client's sidecar reaches it over mutual TLS, and plain text sent to 15006 for that port is refused
+/// (403) before the workload sees it. Envoy and `bosun proxy` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_level_mtls_holds_without_capture() {
+    for dataplane in dataplanes("port_level_mtls_holds_without_capture") {
+        let ip = subnet(33, dataplane);
+        let v1 = upstream("v1", &ip(2));
+        let mesh = reviews_and_frontend_mesh(&ip);
+        let port_strict = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: PERMISSIVE}
+  portLevelMtls: {'9080': {mode: STRICT}}
+";
+        let plane = Plane::start(&[("mesh.yaml", &mesh), ("reviews-pa.yaml", port_strict)]);
+        let _sidecars = reviews_and_frontend_client(dataplane, &plane, &ip).await;
+
+        let answered = outbound(&ip(1))
+            .send(via("reviews.default:9080", "/reviews/0"))
+            .await
+            .expect("request");
+        assert_eq!(answered.status, 200, "{dataplane:?}: auto mTLS");
+        assert_eq!(v1.requests(), 1);
+        let plain = plain_to_reviews_sidecar(&ip).await.expect("an answer");
+        assert_eq!(
+            plain.status, 403,
+            "{dataplane:?}: plain text to a STRICT port"
+        );
+        assert_eq!(v1.requests(), 1, "{dataplane:?}: the workload saw nothing");
+    }
+}
+
 /// Auto mTLS per endpoint, as istiod's: a service half moved into the mesh (one workload with a
 /// STRICT sidecar, one without a sidecar) answers every request. The client's sidecar sends mutual
 /// TLS to the endpoint labelled `tlsMode: istio` and plain text to the other; one choice for the
@@ -1077,16 +1121,8 @@ async fn auto_mtls_chooses_per_endpoint() {
         let v1 = upstream("v1", &ip(2));
         let v2 = upstream("v2", &ip(3));
         let mesh = format!(
-            "services:
-- name: reviews
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-workloads:
-- {{name: productpage-v1, labels: {{app: productpage}}, address: {pp}, namespace: frontend}}
-- {{name: reviews-v1, service: reviews, labels: {{app: reviews, version: v1}}, address: {r1}}}
-- {{name: reviews-v2, service: reviews, labels: {{app: reviews, version: v2}}, address: {r2}, sidecar: false}}
-",
-            pp = ip(1),
-            r1 = ip(2),
+            "{}- {{name: reviews-v2, service: reviews, labels: {{app: reviews, version: v2}}, address: {r2}, sidecar: false}}\n",
+            reviews_and_frontend_mesh(&ip),
             r2 = ip(3),
         );
         let plane = Plane::start(&[

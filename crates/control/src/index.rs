@@ -87,6 +87,30 @@ pub enum PeerMode {
     Disable,
 }
 
+impl PeerMode {
+    pub fn takes_mutual_tls(self) -> bool {
+        self != PeerMode::Disable
+    }
+
+    pub fn takes_plain_text(self) -> bool {
+        self != PeerMode::Strict
+    }
+
+    /// The mode that takes every transport one of `modes` takes.
+    pub fn admitting(modes: impl IntoIterator<Item = PeerMode>) -> PeerMode {
+        let (mut tls, mut plain) = (false, false);
+        for m in modes {
+            tls |= m.takes_mutual_tls();
+            plain |= m.takes_plain_text();
+        }
+        match (tls, plain) {
+            (true, false) => PeerMode::Strict,
+            (false, true) => PeerMode::Disable,
+            _ => PeerMode::Permissive,
+        }
+    }
+}
+
 /// Mesh-wide settings (Istio's MeshConfig), from the mesh file and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeshSettings {

@@ -2117,16 +2117,29 @@ spec:
 /// Where a connection to `ip:port` arriving at `listener` goes: the TCP proxy's cluster, or for
 /// HTTP the cluster of the inline route a request for `authority` takes.
 fn inbound_hit(r: &ProxyResources, listener: &str, ip: &str, port: u16, authority: &str) -> String {
+    inbound_hit_over(r, listener, ip, port, authority, "raw_buffer")
+}
+
+/// [`inbound_hit`] for a connection of `transport` (`tls` or `raw_buffer`).
+fn inbound_hit_over(
+    r: &ProxyResources,
+    listener: &str,
+    ip: &str,
+    port: u16,
+    authority: &str,
+    transport: &str,
+) -> String {
     use proxy_model::listener::{ConnectionInfo, Listener, NetworkFilter, RouteSource};
     let proto = r
         .listener(listener)
         .unwrap_or_else(|| panic!("no listener {listener}"));
-    let l = Listener::from_proto(proto, &At::root(listener)).expect("converts");
+    let l =
+        Listener::from_proto_with(proto, &At::root(listener), &ads_secrets(r)).expect("converts");
     let Some(chain) = l.select(&ConnectionInfo {
         destination_port: port,
         destination_ip: Some(ip.parse().expect("ip")),
         server_name: None,
-        transport_protocol: "raw_buffer",
+        transport_protocol: transport,
         application_protocols: &[],
         source: None,
     }) else {
@@ -3371,15 +3384,34 @@ spec:
         "sidecar~10.0.1.1~billing-1.payments~payments.svc.cluster.local",
         &[("app", "billing")],
     );
-    // Its own PeerAuthentication leaves the mode UNSET: the mesh's STRICT. Its port 8080 is DISABLE,
-    // which only traffic capture can tell apart (without it, every port arrives at 15006).
-    assert_eq!(inbound(&billing), (1, 0, 2), "STRICT: the mesh's");
-    let warnings = resources(&index, &billing).warnings;
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("portLevelMtls needs traffic capture")),
-        "{warnings:?}"
+    // Its own PeerAuthentication leaves the mode UNSET: the mesh's STRICT; its port 8080 is DISABLE.
+    // Without capture every port arrives at 15006, which then takes both transports, and the
+    // port's virtual host refuses the one its mode does not take.
+    assert_eq!(inbound(&billing), (1, 1, 2), "STRICT, port 8080 DISABLE");
+    let r = resources(&index, &billing);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let hit = |transport: &str| {
+        inbound_hit_over(
+            &r,
+            "virtualInbound",
+            "10.0.1.1",
+            15006,
+            "billing.payments:8080",
+            transport,
+        )
+    };
+    assert_eq!(hit("raw_buffer"), "http:inbound|8080||");
+    assert!(hit("tls").contains("403"), "{}", hit("tls"));
+    // Without portLevelMtls, STRICT alone: mutual TLS only.
+    let strict_only = config.replace("  portLevelMtls: {'8080': {mode: DISABLE}}\n", "");
+    let mut strict_index = self::index(&strict_only, OutboundTrafficPolicyMode::AllowAny);
+    strict_index.identity = index.identity.clone();
+    let r = resources(&strict_index, &billing);
+    assert_eq!(
+        r.listener("virtualInbound")
+            .map(|l| l.filter_chains.iter().all(|c| c.transport_socket.is_some())),
+        Some(true),
+        "STRICT: only the mutual-TLS chain"
     );
     assert_eq!(
         inbound(&captured(billing.clone())),

@@ -9,14 +9,16 @@ use prost::Message;
 
 use mesh_api::types::gateway::Server;
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
+use xds_api::pb::envoy::config::core::v3::{DataSource, data_source};
 use xds_api::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
     filter::ConfigType as FilterConfig, listener_filter::ConfigType as ListenerFilterConfig,
 };
 use xds_api::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
-    route_action::UpgradeConfig as RouteUpgradeConfig, route_action::upgrade_config::ConnectConfig,
-    route_match::ConnectMatcher, route_match::PathSpecifier, virtual_host::TlsRequirementType,
+    route_action::ClusterSpecifier, route_action::UpgradeConfig as RouteUpgradeConfig,
+    route_action::upgrade_config::ConnectConfig, route_match::ConnectMatcher,
+    route_match::PathSpecifier, virtual_host::TlsRequirementType,
 };
 use xds_api::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
@@ -1257,6 +1259,79 @@ pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -
             .position(|f| f.name == tcp::HTTP_INSPECTOR)
             .unwrap_or(listener.listener_filters.len());
         listener.listener_filters.insert(at, tcp::tls_inspector());
+    }
+}
+
+/// Without traffic capture, a sidecar's inbound HTTP arrives at one listener whatever the workload
+/// port: there `portLevelMtls` is kept per virtual host. In each HTTP chain (mutual TLS or plain
+/// text), a virtual host leading to a workload port (`inbound|PORT||`) whose mode does not take the
+/// chain's transport answers 403 instead of reaching the workload. A chain that is not HTTP is left
+/// as the workload's mode made it, with a warning.
+pub fn refuse_by_port_mode(
+    listener: &mut Listener,
+    mode_of: impl Fn(u32) -> PeerMode,
+    warnings: &mut Vec<String>,
+) {
+    for chain in &mut listener.filter_chains {
+        let mutual_tls = chain.transport_socket.is_some();
+        for filter in &mut chain.filters {
+            let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type else {
+                continue;
+            };
+            let Ok(mut hcm) = xds_api::any::unpack::<HttpConnectionManager>(any) else {
+                warnings.push(format!(
+                    "portLevelMtls without traffic capture applies to HTTP only: {} keeps the workload's mode",
+                    listener.name
+                ));
+                continue;
+            };
+            let Some(RouteSpecifier::RouteConfig(routes)) = &mut hcm.route_specifier else {
+                continue;
+            };
+            for vhost in &mut routes.virtual_hosts {
+                let target = vhost.routes.iter().find_map(|r| match &r.action {
+                    Some(Action::Route(a)) => match &a.cluster_specifier {
+                        Some(ClusterSpecifier::Cluster(c)) => c
+                            .strip_prefix("inbound|")
+                            .and_then(|rest| rest.strip_suffix("||"))
+                            .and_then(|port| port.parse::<u32>().ok()),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+                let Some(mode) = target.map(&mode_of) else {
+                    continue;
+                };
+                let takes = if mutual_tls {
+                    mode.takes_mutual_tls()
+                } else {
+                    mode.takes_plain_text()
+                };
+                if !takes {
+                    let body = if mutual_tls {
+                        "this port takes plain text only (PeerAuthentication DISABLE)"
+                    } else {
+                        "this port takes mutual TLS only (PeerAuthentication STRICT)"
+                    };
+                    vhost.routes = vec![Route {
+                        name: "refused_by_peer_authentication".to_owned(),
+                        r#match: Some(every_path()),
+                        action: Some(Action::DirectResponse(DirectResponseAction {
+                            status: 403,
+                            body: Some(DataSource {
+                                specifier: Some(data_source::Specifier::InlineString(
+                                    body.to_owned(),
+                                )),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }];
+                }
+            }
+            *any = xds_api::any::pack(&hcm);
+        }
     }
 }
 

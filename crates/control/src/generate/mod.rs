@@ -30,7 +30,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
 
-use crate::index::{Index, RouteChange};
+use crate::index::{Index, PeerMode, RouteChange};
 use crate::model::Service;
 use crate::node::{Interception, Proxy, ProxyType};
 pub use cluster::InboundAddressing;
@@ -399,20 +399,26 @@ fn mesh_identity(index: &Index, proxy: &Proxy, out: &mut ProxyResources) {
     }
     let mode = index.peer_mode(proxy);
     let ports = index.peer_port_modes(proxy);
-    if !ports.is_empty() && proxy.interception == Interception::None {
-        out.warnings.push(
-            "portLevelMtls needs traffic capture (without it, every port arrives at 15006): the workload's mode applies to every port"
-                .to_owned(),
-        );
-    }
-    for l in out
+    let inbound = out
         .listeners
         .iter_mut()
-        .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32)
-    {
-        listener::apply_peer_modes(l, |port| {
-            port.and_then(|p| ports.get(&p).copied()).unwrap_or(mode)
-        });
+        .filter(|l| l.traffic_direction == TrafficDirection::Inbound as i32);
+    if proxy.interception == Interception::Redirect || ports.is_empty() {
+        // With capture, a chain per workload port: each takes its port's mode.
+        for l in inbound {
+            listener::apply_peer_modes(l, |port| {
+                port.and_then(|p| ports.get(&p).copied()).unwrap_or(mode)
+            });
+        }
+        return;
+    }
+    // Without capture, every port's HTTP arrives at one listener: it takes whatever some port
+    // admits, and each port's virtual host refuses the transport its own mode does not.
+    let either = PeerMode::admitting(ports.values().copied().chain([mode]));
+    let mode_of = |target: u32| ports.get(&target).copied().unwrap_or(mode);
+    for l in inbound {
+        listener::apply_peer_modes(l, |_| either);
+        listener::refuse_by_port_mode(l, mode_of, &mut out.warnings);
     }
 }
 
