@@ -43,6 +43,8 @@ pub mod code {
     pub const VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY: &str = "IST0132";
     /// A DestinationRule whose host nothing defines.
     pub const DESTINATION_RULE_HOST_NOT_FOUND: &str = "IST0101";
+    /// A ServiceEntry TCP port (or one without a protocol) and no addresses.
+    pub const SERVICE_ENTRY_ADDRESSES_REQUIRED: &str = "IST0134";
 }
 
 /// One finding in one document.

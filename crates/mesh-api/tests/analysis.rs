@@ -189,3 +189,40 @@ fn host_not_found_in_gateway() {
         assert_eq!(flagged, BTreeSet::new());
     }
 }
+
+#[test]
+fn service_entry_addresses_required() {
+    let Some(missing) = flagged(
+        "serviceentry-missing-addresses-protocol.yaml",
+        "IST0134",
+        "",
+    ) else {
+        return;
+    };
+    assert_eq!(
+        missing,
+        set(&[
+            "default/service-entry-test-03",
+            "default/service-entry-test-04",
+            "default/service-entry-test-07",
+        ])
+    );
+    for (file, expected) in [
+        (
+            "serviceentry-address-required-lowercase.yaml",
+            set(&["default/address-missing-lowercase"]),
+        ),
+        (
+            "serviceentry-address-required-uppercase.yaml",
+            set(&["default/address-missing-uppercase"]),
+        ),
+        // Addresses the status says were allocated count.
+        ("serviceentry-address-allocated.yaml", BTreeSet::new()),
+    ] {
+        assert_eq!(
+            flagged(file, "IST0134", "").unwrap_or_default(),
+            expected,
+            "{file}"
+        );
+    }
+}

@@ -36,6 +36,7 @@ pub fn analyze(resources: &[Resource], registry: Option<&Registry>) -> Vec<(usiz
             }
             Spec::DestinationRule(dr) => check_destination_rule_host(&catalog, &mut out, index, dr),
             Spec::Gateway(gw) => check_gateway_selector(&catalog, &mut out, index, gw),
+            Spec::ServiceEntry(se) => check_service_entry_addresses(&mut out, index, se),
             _ => {}
         }
     }
@@ -467,6 +468,45 @@ fn check_destination_rule_host(
             code::REFERENCED_RESOURCE_NOT_FOUND,
             &FieldPath::ROOT.key("spec").key("host"),
             format!("Referenced host not found: {host:?} (no service or ServiceEntry visible to this resource defines it; this DestinationRule applies to nothing)"),
+        );
+    }
+}
+
+/// A ServiceEntry port of protocol TCP, or of none, needs addresses (IST0134, a warning, as Istio's
+/// `ProtocolAddressesAnalyzer`): with traffic capture, TCP is told apart from other services on the
+/// same port only by the address dialled (Bosun gives a ServiceEntry's address a listener of its own;
+/// without one, the first service of the port takes its TCP). Addresses the `status` says were
+/// allocated count.
+fn check_service_entry_addresses(out: &mut Out<'_>, index: usize, se: &ServiceEntrySpec) {
+    let allocated = out.resources[index]
+        .node
+        .get("status")
+        .and_then(|s| s.get("addresses"))
+        .is_some_and(|a| matches!(&a.value, crate::yaml::Value::Seq(items) if !items.is_empty()));
+    if !se.addresses.is_empty() || allocated {
+        return;
+    }
+    let spec = FieldPath::ROOT.key("spec");
+    let ports = spec.key("ports");
+    for (i, port) in se.ports.iter().enumerate() {
+        let protocol = port.protocol.as_deref().unwrap_or_default();
+        if !(protocol.is_empty() || protocol.eq_ignore_ascii_case("TCP")) {
+            continue;
+        }
+        let number = port.number.map_or_else(String::new, |n| format!(" {n}"));
+        let what = if protocol.is_empty() {
+            "has no protocol".to_owned()
+        } else {
+            format!("is {protocol}")
+        };
+        out.push(
+            index,
+            Severity::Warning,
+            code::SERVICE_ENTRY_ADDRESSES_REQUIRED,
+            &ports.index(i),
+            format!(
+                "ServiceEntry addresses are required for this protocol: port{number} {what}, and without `addresses` a captured connection to it is told apart from other services on the port by nothing (add the addresses clients dial, or a protocol such as HTTP or TLS)"
+            ),
         );
     }
 }

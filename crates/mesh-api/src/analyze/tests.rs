@@ -361,3 +361,38 @@ fn two_mesh_virtual_services_for_one_host_conflict() {
     let two_b = two.replace("spec:\n", "spec:\n  exportTo: [b]\n");
     expect_none(&run(&format!("{one_a}---\n{two_b}"), Some(REGISTRY)));
 }
+
+#[test]
+fn tcp_service_entries_without_addresses_are_flagged_per_port() {
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 443, name: https, protocol: HTTPS}
+  - {number: 5432, name: pg, protocol: tcp}
+  - {number: 6379, name: cache}
+";
+    let findings = run(yaml, None);
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    expect(
+        &findings,
+        "IST0134",
+        Severity::Warning,
+        10,
+        "spec.ports[1]",
+        "ServiceEntry addresses are required for this protocol: port 5432 is tcp, and without `addresses` a captured connection to it is told apart from other services on the port by nothing (add the addresses clients dial, or a protocol such as HTTP or TLS)",
+    );
+    assert_eq!(findings[1].field, "spec.ports[2]");
+    assert!(findings[1].message.contains("port 6379 has no protocol"));
+    expect_none(&run(
+        &yaml.replace(
+            "  resolution: DNS\n",
+            "  resolution: DNS\n  addresses: [192.0.2.7]\n",
+        ),
+        None,
+    ));
+}
