@@ -569,6 +569,9 @@ fn envoy_accepts_sidecar_ingress_listeners() {
     let key_path = dir
         .write("reviews.key", cert.key_pem.as_bytes())
         .expect("write");
+    let ca_path = dir
+        .write("clients-ca.pem", ca.root_pem().as_bytes())
+        .expect("write");
     let config = format!(
         "apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -582,9 +585,13 @@ spec:
     tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
   - port: {{number: 9447, protocol: TLS, name: tls}}
     defaultEndpoint: 127.0.0.1:8081
-    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}",
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+  - port: {{number: 9448, protocol: HTTPS, name: https-mutual}}
+    defaultEndpoint: 127.0.0.1:8082
+    tls: {{mode: MUTUAL, serverCertificate: {cert}, privateKey: {key}, caCertificates: {ca}}}",
         cert = cert_path.display(),
-        key = key_path.display()
+        key = key_path.display(),
+        ca = ca_path.display()
     ) + "
   - port: {number: 9080, protocol: HTTP, name: http}
     defaultEndpoint: 127.0.0.1:8080
@@ -614,6 +621,7 @@ spec:
                 "10.0.0.2_9443",
                 "10.0.0.2_9446",
                 "10.0.0.2_9447",
+                "10.0.0.2_9448",
             ][..],
         ),
         (
@@ -633,7 +641,7 @@ spec:
                 "{interception:?}: listener {name}"
             );
         }
-        // TLS terminated on the HTTPS and TLS ports' chains; bosun proxy takes them too.
+        // TLS terminated on the HTTPS, TLS and mutual-TLS ports' chains; bosun proxy takes them too.
         for l in &r.listeners {
             proxy_model::listener::Listener::from_proto(l, &proxy_model::error::At::root(&l.name))
                 .unwrap_or_else(|e| {
@@ -646,7 +654,7 @@ spec:
             .flat_map(|l| &l.filter_chains)
             .filter(|c| c.transport_socket.is_some())
             .count();
-        assert_eq!(terminating, 2, "{interception:?}");
+        assert_eq!(terminating, 3, "{interception:?}");
         let yaml = static_bootstrap(&r);
         if let Err(e) = Envoy::validate(&yaml) {
             panic!("{interception:?}: Envoy refused the sidecar ingress config: {e}\n{yaml}");

@@ -2789,7 +2789,7 @@ spec:
 }
 
 #[test]
-fn sidecar_ingress_tls_other_than_simple_is_left_out() {
+fn sidecar_ingress_tls_is_simple_or_mutual() {
     let sidecar = "apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {name: reviews-ingress}
@@ -2799,18 +2799,44 @@ spec:
   - port: {number: 9443, protocol: HTTPS, name: https}
     defaultEndpoint: 127.0.0.1:8443
     tls: {mode: MUTUAL, serverCertificate: /etc/c.pem, privateKey: /etc/k.pem, caCertificates: /etc/ca.pem}
+  - port: {number: 9444, protocol: TLS, name: tls-through}
+    defaultEndpoint: 127.0.0.1:8444
+    tls: {mode: PASSTHROUGH}
 ";
     let index = index(sidecar, OutboundTrafficPolicyMode::AllowAny);
     let r = generate(&index, &reviews_v1(), InboundAddressing::SidecarPort);
+    // MUTUAL: the client's certificate is required and checked against caCertificates.
+    let listener = r.listener("10.0.0.2_9443").expect("the MUTUAL port");
+    let socket = listener.filter_chains[0]
+        .transport_socket
+        .as_ref()
+        .expect("TLS terminated");
+    let Some(xds_api::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(any)) =
+        &socket.config_type
+    else {
+        panic!("a typed TLS context");
+    };
+    let context: xds_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext =
+        xds_api::any::unpack(any).expect("DownstreamTlsContext");
+    assert_eq!(
+        context.require_client_certificate.map(|b| b.value),
+        Some(true)
+    );
+    assert!(
+        format!("{context:?}").contains("/etc/ca.pem"),
+        "{context:?}"
+    );
+    assert!(r.cluster("inbound|9443||").is_some());
+    // Any other mode leaves the port out, saying why.
     assert!(
         r.warnings
             .iter()
-            .any(|w| w.contains("9443") && w.contains("SIMPLE")),
+            .any(|w| w.contains("9444") && w.contains("neither SIMPLE nor MUTUAL")),
         "{:?}",
         r.warnings
     );
-    assert!(r.listener("10.0.0.2_9443").is_none());
-    assert!(r.cluster("inbound|9443||").is_none());
+    assert!(r.listener("10.0.0.2_9444").is_none());
+    assert!(r.cluster("inbound|9444||").is_none());
 }
 
 #[test]

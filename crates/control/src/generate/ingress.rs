@@ -8,8 +8,9 @@
 //! captured ones are chains of `virtualInbound`. Without capture, HTTP ingress ports are also
 //! served on `IP:15006`, where other proxies send HTTP (by the port of the Host, so a service port
 //! whose target port is `P` goes to `inbound|P||` too). Ingress `tls` with `mode: SIMPLE` and
-//! certificate files terminates TLS on the port's listener or chain (istiod does so behind
-//! `ENABLE_TLS_ON_SIDECAR_INGRESS`); other TLS modes leave the port out.
+//! certificate files, or `MUTUAL` with `caCertificates` too, terminates TLS on the port's listener
+//! or chain (istiod does so behind `ENABLE_TLS_ON_SIDECAR_INGRESS`); other TLS modes leave the port
+//! out.
 
 use mesh_api::types::destination_rule::ConnectionPoolSettings;
 use mesh_api::types::sidecar::{CaptureMode, IstioIngressListener};
@@ -108,8 +109,7 @@ fn port(entry: &IstioIngressListener, proxy: &Proxy) -> Result<IngressPort, Stri
     let (protocol, tls) = match &entry.tls {
         None => (protocol, None),
         Some(settings) => {
-            let socket = server_tls::sidecar_ingress_tls(settings)
-                .ok_or("its tls is not mode SIMPLE with serverCertificate and privateKey files")?;
+            let socket = server_tls::sidecar_ingress_tls(settings)?;
             let inner = match protocol {
                 Protocol::Https => Protocol::Http,
                 Protocol::Tls => Protocol::Tcp,

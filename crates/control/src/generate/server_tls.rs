@@ -177,15 +177,20 @@ fn terminated_with_files(
     Ok(downstream(context, mutual))
 }
 
-/// Server TLS a Sidecar ingress listener terminates: `mode: SIMPLE` with certificate and key files
-/// (Istio allows no `credentialName` there).
-pub fn sidecar_ingress_tls(tls: &ServerTlsSettings) -> Option<TransportSocket> {
-    match tls.mode {
-        Some(ServerTlsMode::Simple) => terminated_with_files(tls, false)
-            .ok()
-            .map(|c| tls_socket(&c)),
-        _ => None,
-    }
+/// Server TLS a Sidecar ingress listener terminates: `mode: SIMPLE` with certificate and key files,
+/// or `MUTUAL` with `caCertificates` too, which clients' certificates must chain to (Istio takes
+/// only those two modes there, and no `credentialName`).
+pub fn sidecar_ingress_tls(tls: &ServerTlsSettings) -> Result<TransportSocket, String> {
+    let mutual = match tls.mode {
+        Some(ServerTlsMode::Simple) => false,
+        Some(ServerTlsMode::Mutual) => true,
+        mode => {
+            return Err(format!(
+                "its tls mode {mode:?} is neither SIMPLE nor MUTUAL (the two Istio takes on a Sidecar ingress)"
+            ));
+        }
+    };
+    terminated_with_files(tls, mutual).map(|c| tls_socket(&c))
 }
 
 /// The transport socket that terminates TLS with `context`.
