@@ -997,6 +997,24 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             )),
         ),
         (
+            "a virtual IP",
+            format!(
+                "{}{}{}{}{}",
+                dr_hashing.replace("x-user", "x-session"),
+                vs("reviews", "reviews", &split(10)),
+                vs("ratings", "ratings", fault),
+                vs("pp", "productpage", to_reviews),
+                details.replace("  location:", "  addresses: [10.96.5.5]\n  location:"),
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts(
+                [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
+                    .map(str::to_owned)
+                    .into(),
+            )),
+        ),
+        (
             "a service removed",
             format!(
                 "{dr_hashing}{}{}{}",
