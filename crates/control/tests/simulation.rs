@@ -1498,27 +1498,24 @@ workloads:
 ";
     // Address ranges (ServiceEntry) share the wildcard listener, a chain per range; a TLS service
     // with an IP is told by the address alone, no SNI needed.
-    let config = "apiVersion: networking.istio.io/v1
+    let postgres = |region: &str, range: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: pg-east}
+metadata: {{name: pg-{region}}}
 spec:
-  hosts: [pg.east.example.com]
-  addresses: [10.10.0.0/24]
+  hosts: [pg.{region}.example.com]
+  addresses: [{range}]
   location: MESH_EXTERNAL
   resolution: NONE
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  ports: [{{number: 5432, name: tcp, protocol: TCP}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: pg-west}
-spec:
-  hosts: [pg.west.example.com]
-  addresses: [10.20.0.0/24]
-  location: MESH_EXTERNAL
-  resolution: NONE
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
----
-apiVersion: networking.istio.io/v1
+"
+        )
+    };
+    let config = postgres("east", "10.10.0.0/24")
+        + &postgres("west", "10.20.0.0/24")
+        + "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: vault}
 spec:
@@ -1530,7 +1527,7 @@ spec:
   endpoints: [{address: 10.1.2.3}]
 ";
     let registry = load_registry_str(mesh).expect("mesh file");
-    let resources_of = parse_resources("test.yaml", config).expect("valid config");
+    let resources_of = parse_resources("test.yaml", &config).expect("valid config");
     let index = Index::build(
         &registry,
         &resources_of,

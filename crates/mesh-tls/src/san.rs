@@ -70,15 +70,23 @@ impl fmt::Display for SubjectAltName {
 
 /// The SAN entries (DNS, URI, email, IP) of a DER certificate, in order. Other kinds are skipped.
 pub fn subject_alt_names(cert: &CertificateDer<'_>) -> Result<Vec<SubjectAltName>, Error> {
-    let bad = |reason: String| Error::BadCertificate {
+    let (_, x509) = X509Certificate::from_der(cert.as_ref()).map_err(|e| bad_cert("peer", e))?;
+    sans_of(&x509, "peer")
+}
+
+fn bad_cert(origin: &str, reason: impl ToString) -> Error {
+    Error::BadCertificate {
         what: "certificate",
-        origin: "peer".to_owned(),
-        reason,
-    };
-    let (_, x509) = X509Certificate::from_der(cert.as_ref()).map_err(|e| bad(e.to_string()))?;
+        origin: origin.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The SAN entries of a parsed certificate.
+fn sans_of(x509: &X509Certificate<'_>, origin: &str) -> Result<Vec<SubjectAltName>, Error> {
     let Some(ext) = x509
         .subject_alternative_name()
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| bad_cert(origin, e))?
     else {
         return Ok(Vec::new());
     };
@@ -134,12 +142,7 @@ pub fn summarize_pem(pem: &[u8], origin: &str) -> Result<CertificateSummary, Err
 }
 
 fn summarize(cert: &CertificateDer<'_>, origin: &str) -> Result<CertificateSummary, Error> {
-    let bad = |reason: String| Error::BadCertificate {
-        what: "certificate",
-        origin: origin.to_owned(),
-        reason,
-    };
-    let (_, x509) = X509Certificate::from_der(cert.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let (_, x509) = X509Certificate::from_der(cert.as_ref()).map_err(|e| bad_cert(origin, e))?;
     let at = |t: x509_parser::time::ASN1Time| {
         let secs = t.timestamp();
         let magnitude = std::time::Duration::from_secs(secs.unsigned_abs());
@@ -159,7 +162,7 @@ fn summarize(cert: &CertificateDer<'_>, origin: &str) -> Result<CertificateSumma
         not_before: at(validity.not_before),
         not_after: at(validity.not_after),
         is_ca: x509.is_ca(),
-        subject_alt_names: subject_alt_names(cert)?,
+        subject_alt_names: sans_of(&x509, origin)?,
     })
 }
 

@@ -653,6 +653,19 @@ pub fn inbound(
     inbound_at(port, socket_address(ip, port), h2, source, pool)
 }
 
+/// The name of the cluster to workload port `port`, as istiod names it: `inbound|PORT||`.
+pub fn inbound_cluster(port: u32) -> String {
+    format!("inbound|{port}||")
+}
+
+/// The workload port an [`inbound_cluster`] name is for.
+pub fn inbound_cluster_port(name: &str) -> Option<u32> {
+    name.strip_prefix("inbound|")?
+        .strip_suffix("||")?
+        .parse()
+        .ok()
+}
+
 /// `inbound|PORT||` with its one endpoint at `address` (a Sidecar ingress's `defaultEndpoint`).
 pub fn inbound_at(
     port: u32,
@@ -661,7 +674,7 @@ pub fn inbound_at(
     source: Option<&str>,
     pool: Option<&ConnectionPoolSettings>,
 ) -> Cluster {
-    let name = format!("inbound|{port}||");
+    let name = inbound_cluster(port);
     let endpoint = LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(address),
@@ -685,7 +698,7 @@ pub fn inbound_at(
 /// a captured Sidecar ingress port without `defaultEndpoint`, as istiod builds it.
 pub fn inbound_original_dst(port: u32, h2: bool, pool: Option<&ConnectionPoolSettings>) -> Cluster {
     let mut cluster = Cluster {
-        name: format!("inbound|{port}||"),
+        name: inbound_cluster(port),
         ..inbound_passthrough()
     };
     inbound_pool(&mut cluster, h2, pool);

@@ -35,7 +35,9 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{DownstreamTlsCo
 use xds_api::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::generate::ProxyResources;
-use crate::generate::cluster::{ads_config_source, socket_address};
+use crate::generate::cluster::{
+    ads_config_source, inbound_cluster, inbound_cluster_port, socket_address,
+};
 use crate::generate::route::{
     CORS_FILTER, FAULT_FILTER, RouteContext, every_path, forward_to, outbound_cluster,
 };
@@ -74,14 +76,23 @@ fn to_workload(target: u32) -> Route {
     Route {
         name: "default".to_owned(),
         r#match: Some(every_path()),
-        action: Some(Action::Route(forward_to(&format!("inbound|{target}||")))),
+        action: Some(Action::Route(forward_to(&inbound_cluster(target)))),
         ..Default::default()
     }
 }
 
 fn refuse_502() -> Action {
+    refuse(502, None)
+}
+
+/// A local answer of `status`, with `body` if given.
+fn refuse(status: u32, body: Option<&str>) -> Action {
     Action::DirectResponse(DirectResponseAction {
-        status: 502,
+        status,
+        body: body.map(|b| DataSource {
+            specifier: Some(data_source::Specifier::InlineString(b.to_owned())),
+            ..Default::default()
+        }),
         ..Default::default()
     })
 }
@@ -1119,7 +1130,7 @@ fn port_route_table<'a>(
 /// The filters that hand what arrives for workload port `target` to `inbound|target||`: an HTTP
 /// connection manager with one route to it, or (`http` false) a TCP proxy.
 pub fn inbound_filters(bind: &str, target: u32, http: bool) -> Vec<Filter> {
-    let cluster = format!("inbound|{target}||");
+    let cluster = inbound_cluster(target);
     if !http {
         return vec![tcp_proxy(&cluster, &cluster)];
     }
@@ -1208,7 +1219,7 @@ pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -
             .and_then(|m| m.destination_port.as_ref())
             .map(|p| p.value);
         let mode = mode_of(port);
-        if mode != PeerMode::Disable {
+        if mode.takes_mutual_tls() {
             let mut twin = chain.clone();
             twin.filter_chain_match
                 .get_or_insert_with(Default::default)
@@ -1220,7 +1231,7 @@ pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -
             chains.push(twin);
             any_tls = true;
         }
-        if mode != PeerMode::Strict {
+        if mode.takes_plain_text() {
             chains.push(chain);
         }
     }
@@ -1228,7 +1239,7 @@ pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -
     // the workload's mode too: STRICT takes it over mutual TLS only (istiod's TLS-only passthrough
     // chain; plain text then matches nothing and is closed).
     let default_mode = mode_of(None);
-    if default_mode != PeerMode::Disable
+    if default_mode.takes_mutual_tls()
         && let Some(default) = listener
             .default_filter_chain
             .take_if(|c| c.transport_socket.is_none())
@@ -1241,7 +1252,7 @@ pub fn apply_peer_modes(listener: &mut Listener, mode_of: impl Fn(Option<u32>) -
         twin.name.push_str("-mtls");
         chains.push(twin);
         any_tls = true;
-        if default_mode != PeerMode::Strict {
+        if default_mode.takes_plain_text() {
             listener.default_filter_chain = Some(default);
         }
     }
@@ -1272,6 +1283,7 @@ pub fn refuse_by_port_mode(
     mode_of: impl Fn(u32) -> PeerMode,
     warnings: &mut Vec<String>,
 ) {
+    let mut not_http = false;
     for chain in &mut listener.filter_chains {
         let mutual_tls = chain.transport_socket.is_some();
         for filter in &mut chain.filters {
@@ -1279,59 +1291,44 @@ pub fn refuse_by_port_mode(
                 continue;
             };
             let Ok(mut hcm) = xds_api::any::unpack::<HttpConnectionManager>(any) else {
-                warnings.push(format!(
-                    "portLevelMtls without traffic capture applies to HTTP only: {} keeps the workload's mode",
-                    listener.name
-                ));
+                not_http = true;
                 continue;
             };
             let Some(RouteSpecifier::RouteConfig(routes)) = &mut hcm.route_specifier else {
                 continue;
             };
             for vhost in &mut routes.virtual_hosts {
-                let target = vhost.routes.iter().find_map(|r| match &r.action {
+                let mode = vhost.routes.iter().find_map(|r| match &r.action {
                     Some(Action::Route(a)) => match &a.cluster_specifier {
-                        Some(ClusterSpecifier::Cluster(c)) => c
-                            .strip_prefix("inbound|")
-                            .and_then(|rest| rest.strip_suffix("||"))
-                            .and_then(|port| port.parse::<u32>().ok()),
+                        Some(ClusterSpecifier::Cluster(c)) => inbound_cluster_port(c).map(&mode_of),
                         _ => None,
                     },
                     _ => None,
                 });
-                let Some(mode) = target.map(&mode_of) else {
-                    continue;
-                };
-                let takes = if mutual_tls {
-                    mode.takes_mutual_tls()
-                } else {
-                    mode.takes_plain_text()
-                };
-                if !takes {
-                    let body = if mutual_tls {
+                let refusal = match mode {
+                    Some(m) if mutual_tls && !m.takes_mutual_tls() => {
                         "this port takes plain text only (PeerAuthentication DISABLE)"
-                    } else {
+                    }
+                    Some(m) if !mutual_tls && !m.takes_plain_text() => {
                         "this port takes mutual TLS only (PeerAuthentication STRICT)"
-                    };
-                    vhost.routes = vec![Route {
-                        name: "refused_by_peer_authentication".to_owned(),
-                        r#match: Some(every_path()),
-                        action: Some(Action::DirectResponse(DirectResponseAction {
-                            status: 403,
-                            body: Some(DataSource {
-                                specifier: Some(data_source::Specifier::InlineString(
-                                    body.to_owned(),
-                                )),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    }];
-                }
+                    }
+                    _ => continue,
+                };
+                vhost.routes = vec![Route {
+                    name: "refused_by_peer_authentication".to_owned(),
+                    r#match: Some(every_path()),
+                    action: Some(refuse(403, Some(refusal))),
+                    ..Default::default()
+                }];
             }
             *any = xds_api::any::pack(&hcm);
         }
+    }
+    if not_http {
+        warnings.push(format!(
+            "portLevelMtls without traffic capture applies to HTTP only: {}'s other chains keep the workload's mode",
+            listener.name
+        ));
     }
 }
 

@@ -454,7 +454,7 @@ fn service_inbound(index: &Index, proxy: &Proxy) -> ProxyResources {
         .sidecar_for(proxy)
         .and_then(|s| s.spec.inbound_connection_pool.as_ref());
     for (_, target, h2) in &ports {
-        let name = format!("inbound|{target}||");
+        let name = cluster::inbound_cluster(*target);
         if !out.clusters.iter().any(|c| c.name == name) {
             out.clusters
                 .push(cluster::inbound(*target, &proxy.ip, *h2, source, pool));

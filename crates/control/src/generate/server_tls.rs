@@ -186,7 +186,8 @@ pub fn sidecar_ingress_tls(tls: &ServerTlsSettings) -> Result<TransportSocket, S
         Some(ServerTlsMode::Mutual) => true,
         mode => {
             return Err(format!(
-                "its tls mode {mode:?} is neither SIMPLE nor MUTUAL (the two Istio takes on a Sidecar ingress)"
+                "its tls mode {} is neither SIMPLE nor MUTUAL (the two Istio takes on a Sidecar ingress)",
+                mode.unwrap_or_default().name()
             ));
         }
     };

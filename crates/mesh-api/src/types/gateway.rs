@@ -109,6 +109,20 @@ pub enum ServerTlsMode {
     OptionalMutual,
 }
 
+impl ServerTlsMode {
+    /// Its name in Istio's YAML and messages (`ServerTLSSettings_TLSmode.String()`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerTlsMode::Passthrough => "PASSTHROUGH",
+            ServerTlsMode::Simple => "SIMPLE",
+            ServerTlsMode::Mutual => "MUTUAL",
+            ServerTlsMode::AutoPassthrough => "AUTO_PASSTHROUGH",
+            ServerTlsMode::IstioMutual => "ISTIO_MUTUAL",
+            ServerTlsMode::OptionalMutual => "OPTIONAL_MUTUAL",
+        }
+    }
+}
+
 /// TlsCertificate
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::common::{self, UNIX_PREFIX, is_http_protocol, is_tls_protocol};
-use super::tls::{CipherWarnings, mode_name, server_tls_options};
+use super::tls::{CipherWarnings, server_tls_options};
 use super::{Ctx, destination_rule};
 use crate::diag::Report;
 use crate::path::FieldPath;
@@ -286,7 +286,7 @@ fn ingress_tls(
             &at.key("mode"),
             format!(
                 "configuration is invalid: cannot set mode to {} in sidecar ingress tls",
-                mode_name(mode)
+                mode.name()
             ),
         );
     }

@@ -36,18 +36,6 @@ pub(super) enum CipherWarnings {
     Aggregated,
 }
 
-/// Istio's mode names (`ServerTLSSettings_TLSmode.String()`).
-pub(super) fn mode_name(mode: ServerTlsMode) -> &'static str {
-    match mode {
-        ServerTlsMode::Passthrough => "PASSTHROUGH",
-        ServerTlsMode::Simple => "SIMPLE",
-        ServerTlsMode::Mutual => "MUTUAL",
-        ServerTlsMode::AutoPassthrough => "AUTO_PASSTHROUGH",
-        ServerTlsMode::IstioMutual => "ISTIO_MUTUAL",
-        ServerTlsMode::OptionalMutual => "OPTIONAL_MUTUAL",
-    }
-}
-
 /// Istio's `validateTLSOptions` (server-side TLS) and the CRD's `maxItems` on `credentialNames` and
 /// `tlsCertificates`, plus a warning when no TLS version fits between min and max.
 pub(super) fn server_tls_options(
@@ -136,7 +124,7 @@ pub(super) fn server_tls_options(
             if tls.mode.is_some() { &mode_at } else { at },
             format!(
                 "{} mode does not use certificates, they will be ignored",
-                mode_name(mode)
+                mode.name()
             ),
         );
     }
