@@ -1105,6 +1105,11 @@ spec:
             plain.status, 403,
             "{dataplane:?}: plain text to a STRICT port"
         );
+        assert_eq!(
+            &plain.body[..],
+            b"this port takes mutual TLS only (PeerAuthentication STRICT)",
+            "{dataplane:?}"
+        );
         assert_eq!(v1.requests(), 1, "{dataplane:?}: the workload saw nothing");
     }
 }

@@ -402,12 +402,9 @@ mod tests {
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].field, "services[0].addresses[1]");
         assert_eq!((err[0].pos.line, err[0].pos.column), (5, 5));
-        assert!(
-            err[0]
-                .message
-                .starts_with("10.96.0.300 is not a valid IP: "),
-            "{}",
-            err[0].message
+        assert_eq!(
+            err[0].message,
+            "10.96.0.300 is not a valid IP: a service address is the virtual IP clients dial (a Kubernetes Service's clusterIP, such as 10.96.0.12)"
         );
     }
 
