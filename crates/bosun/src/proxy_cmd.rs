@@ -50,17 +50,7 @@ impl proxy::logging::Reload for LogFilter {
 pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
     let log_filter = init_logging(args.log_level)?;
 
-    // See `read_bootstrap`.
-    let (bootstrap, trim) = std::thread::spawn({
-        let path = args.config.to_path_buf();
-        move || read_bootstrap(&path)
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("reading the bootstrap panicked"))?;
-    let config = bootstrap
-        .and_then(|bootstrap| proxy::Config::from_bootstrap(&bootstrap).map_err(|e| e.to_string()));
-    drop(trim);
-    let config = match config {
+    let config = match read_config(args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("bosun proxy: {e}");
@@ -102,23 +92,51 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
     }
 }
 
-/// Reads the bootstrap on a thread of its own, so that the protobuf descriptors that reading decodes
-/// (the files the bootstrap needs, a few MB; released here) and the bootstrap, freed once converted, are allocated in that
-/// thread's malloc arena; the config is made in another. glibc can then give the whole arena back to
-/// the system, where in one heap they would stay resident below the config that outlives them. It
-/// trims an arena only when a large block is freed into it: the returned block is that one, to drop
-/// last, once this thread has ended (its cached small blocks then are free too). Spawning a thread
-/// here would leave glibc's record of it in this arena, and keep it from being trimmed.
-fn read_bootstrap(path: &Path) -> (Result<Bootstrap, String>, Vec<u8>) {
-    // Made first, so that what prost-reflect keeps for good (its well-known types) sits at the
-    // arena's bottom, below all that is freed.
-    drop(xds_api::prost_reflect::DescriptorPool::global());
-    let bootstrap = xds_api::bootstrap::from_file(path).map_err(|e| e.to_string());
-    xds_api::descriptor::release();
-    (
-        bootstrap,
-        std::hint::black_box(Vec::with_capacity(96 * 1024)),
-    )
+/// The proxy's config from the bootstrap at `path`.
+///
+/// The bootstrap is read on a thread of its own, so that the protobuf descriptors that reading
+/// decodes (the files the bootstrap needs, a few MB; released here) and the parsed bootstrap are
+/// allocated, and freed, in that thread's malloc arena alone, while the config is made on this
+/// thread from the bootstrap the reader still holds. glibc can then give the reader's whole arena
+/// back to the system, where in one heap they would stay resident below the config that outlives
+/// them. It trims an arena only when a large block is freed into it, and only above its highest
+/// block in use; so nothing made by the reader is freed elsewhere (a small block freed by another
+/// thread waits in that thread's cache, in use to the arena), and the large block the reader hands
+/// back is freed last, once the reader has ended and its own cached blocks are free too.
+fn read_config(path: &Path) -> Result<proxy::Config, String> {
+    use std::sync::{Barrier, Mutex, PoisonError};
+    let held: Mutex<Option<Result<Bootstrap, String>>> = Mutex::new(None);
+    let slot = || held.lock().unwrap_or_else(PoisonError::into_inner);
+    let (read, converted) = (Barrier::new(2), Barrier::new(2));
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            // Made first, so that what prost-reflect keeps for good (its well-known types) sits
+            // at the arena's bottom, below all that is freed.
+            drop(xds_api::prost_reflect::DescriptorPool::global());
+            // Caught, so that the barriers are always reached.
+            let bootstrap = std::panic::catch_unwind(|| xds_api::bootstrap::from_file(path))
+                .map_err(|_| "reading the bootstrap panicked".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            xds_api::descriptor::release();
+            *slot() = Some(bootstrap);
+            read.wait();
+            converted.wait();
+            drop(slot().take());
+            std::hint::black_box(Vec::<u8>::with_capacity(96 * 1024))
+        });
+        read.wait();
+        let config = match slot().as_ref() {
+            Some(Ok(bootstrap)) => {
+                proxy::Config::from_bootstrap(bootstrap).map_err(|e| e.to_string())
+            }
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("the bootstrap was not read".to_owned()),
+        };
+        converted.wait();
+        // The reader's last block, freed once it has ended.
+        drop(reader.join());
+        config
+    })
 }
 
 /// SIGTERM (how Kubernetes and `bosun up` stop a proxy) or Ctrl-C.
