@@ -1274,6 +1274,133 @@ async fn circuit_breaking_matches_envoy() {
     assert_eq!(results[0], results[1]);
 }
 
+// === Connection stats ===
+
+/// Polls `stat` of `p` until it is `want` (at most 5 s: how soon a proxy sees an upstream's close
+/// is its own business), then returns it.
+async fn stat_settles(p: &Running, stat: &str, want: i64) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let value = p.stat(stat);
+        if value == want || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn connection_stats_match_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let refused = free_port();
+    let Some(both) = start_both(
+        "connections.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[("CLOSED_PORT", refused.to_string())],
+    ) else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for p in &both {
+        a.reset_counters();
+        // Three requests at once: a connection each, kept in the pool once they are answered.
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let listener = p.listener;
+                tokio::spawn(async move {
+                    Client::h1(listener)
+                        .send(Req::get("/pooled").header("x-testkit-hold", "1"))
+                        .await
+                        .map(|r| (r.status(), r.text()))
+                        .unwrap()
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while a.requests() < 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Three downstream connections open, on the listener and its connection manager.
+        let listener = format!("listener.127.0.0.1_{}", p.listener.port());
+        let downstream_open = [
+            p.stat(&format!("{listener}.downstream_cx_active")),
+            p.stat("http.ingress.downstream_cx_active"),
+        ];
+        assert_eq!(downstream_open, [3, 3], "{}", p.name);
+        a.release_held(3);
+        for t in held {
+            let (status, body) = t.await.unwrap();
+            assert_eq!(status, 200, "{}: {body}", p.name);
+        }
+        let pooled = |n: &str| format!("cluster.pooled.upstream_cx_{n}");
+        let open = [
+            p.stat(&pooled("total")),
+            p.stat(&pooled("active")),
+            p.stat(&pooled("destroy")),
+        ];
+        assert_eq!(open, [3, 3, 0], "{}: total, active, destroyed", p.name);
+
+        // The upstream closes one, unanswered (503): no longer active, destroyed.
+        let r = Client::h1(p.listener)
+            .send(Req::get("/pooled").header("x-testkit-close", "1"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{}", p.name);
+        assert_eq!(stat_settles(p, &pooled("active"), 2).await, 2, "{}", p.name);
+        assert_eq!(p.stat(&pooled("destroy")), 1, "{}", p.name);
+        assert_eq!(
+            a.connections(),
+            3,
+            "{}: the pool's connections reused",
+            p.name
+        );
+
+        // A host that refuses: an attempt and a failure, of the cluster and of the host.
+        let r = Client::h1(p.listener)
+            .send(Req::get("/refused"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{}", p.name);
+        let refused_stats = [
+            p.stat("cluster.refused.upstream_cx_total"),
+            p.stat("cluster.refused.upstream_cx_connect_fail"),
+            p.stat("cluster.refused.upstream_cx_active"),
+            p.stat("cluster.refused.upstream_rq_total"),
+        ];
+        assert_eq!(refused_stats[..3], [1, 1, 0], "{}", p.name);
+
+        // Each host's own counts in /clusters.
+        let text = p.admin_get("/clusters");
+        let per_host: BTreeMap<_, _> = ["pooled", "refused"]
+            .into_iter()
+            .flat_map(|cluster| clusters_view(&text, cluster).into_iter())
+            // Bosun keeps no per-host count of requests waiting for a connection.
+            .filter(|((_, field), _)| {
+                field.starts_with("cx_")
+                    || (field.starts_with("rq_") && field != "rq_pending_active")
+            })
+            .collect();
+        assert_eq!(
+            per_host.get(&(a.addr().to_string(), "cx_active".to_owned())),
+            Some(&"2".to_owned()),
+            "{}: {per_host:?}",
+            p.name
+        );
+        // Five downstream connections in all, each closed by its client by now.
+        let downstream = [
+            stat_settles(p, "http.ingress.downstream_cx_active", 0).await,
+            stat_settles(p, &format!("{listener}.downstream_cx_active"), 0).await,
+            p.stat(&format!("{listener}.downstream_cx_total")),
+            p.stat(&format!("{listener}.downstream_cx_destroy")),
+            p.stat("http.ingress.downstream_cx_total"),
+            p.stat("http.ingress.downstream_cx_destroy"),
+        ];
+        assert_eq!(downstream, [0, 0, 5, 5, 5, 5], "{}", p.name);
+        seen.push((open, refused_stats, per_host));
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+}
+
 // === Outlier detection ===
 
 /// `/clusters` lines of `cluster` as (host or priority, field) → value.
@@ -3470,13 +3597,13 @@ async fn admin_json(p: &Running, path: &str) -> Value {
 }
 
 /// `/clusters?format=json` as compared: clusters by name, each host with the stats bosun keeps per
-/// host (requests: total, active, succeeded, failed, timed out; Envoy also counts connections).
+/// host (connections: total, active, failed; requests: total, active, succeeded, failed, timed
+/// out; Envoy also counts requests pending).
 fn cluster_statuses(mut v: Value) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for mut c in v["cluster_statuses"].as_array_mut().unwrap().drain(..) {
         for h in c["host_statuses"].as_array_mut().into_iter().flatten() {
             if let Some(stats) = h["stats"].as_array_mut() {
-                stats.retain(|s| !s["name"].as_str().unwrap().starts_with("cx_"));
                 stats.retain(|s| s["name"] != "rq_pending_active");
             }
         }

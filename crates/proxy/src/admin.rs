@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -329,22 +329,21 @@ fn clusters(proxy: &Proxy) -> String {
                 let _ = writeln!(out, "{name}::{a}::sub_zone::{}", p.locality.sub_zone);
                 let _ = writeln!(out, "{name}::{a}::priority::{}", p.priority);
             }
-            let _ = writeln!(
-                out,
-                "{name}::{a}::rq_active::{}",
-                h.active_requests.load(Ordering::Relaxed)
-            );
+            let (cx, load) = (&h.connections, |v: &AtomicU64| v.load(Ordering::Relaxed));
             for (stat, value) in [
-                ("rq_error", &h.rq_error),
-                ("rq_success", &h.rq_success),
-                ("rq_timeout", &h.rq_timeout),
-                ("rq_total", &h.requests),
+                ("cx_active", load(&cx.active)),
+                ("cx_connect_fail", load(&cx.connect_fail)),
+                ("cx_total", load(&cx.total)),
+                (
+                    "rq_active",
+                    u64::from(h.active_requests.load(Ordering::Relaxed)),
+                ),
+                ("rq_error", load(&h.rq_error)),
+                ("rq_success", load(&h.rq_success)),
+                ("rq_timeout", load(&h.rq_timeout)),
+                ("rq_total", load(&h.requests)),
             ] {
-                let _ = writeln!(
-                    out,
-                    "{name}::{a}::{stat}::{}",
-                    value.load(Ordering::Relaxed)
-                );
+                let _ = writeln!(out, "{name}::{a}::{stat}::{value}");
             }
             let _ = writeln!(out, "{name}::{a}::weight::{}", h.weight);
             let flags = match (h.healthy, h.is_ejected()) {
@@ -361,7 +360,8 @@ fn clusters(proxy: &Proxy) -> String {
 
 /// Envoy's `/clusters?format=json` (`envoy.admin.v3.Clusters`, proto3 JSON: zero values left out),
 /// which `istioctl proxy-config endpoint` reads. Of each host's stats, those bosun keeps per host:
-/// requests (in total, active, succeeded, failed, timed out); not its connections.
+/// connections (in total, active, failed to connect) and requests (in total, active, succeeded,
+/// failed, timed out).
 fn clusters_json(proxy: &Proxy) -> serde_json::Value {
     let runtime = proxy.runtime.load();
     let statuses: Vec<_> = sorted_clusters(&runtime)
@@ -428,10 +428,13 @@ fn host_json(h: &Host, placement: Option<&Placement<'_>>) -> serde_json::Value {
     let mut host = json!({
         "address": address_json(&h.address),
         "stats": [
+            stat("cx_connect_fail", h.connections.connect_fail.load(Ordering::Relaxed), false),
+            stat("cx_total", h.connections.total.load(Ordering::Relaxed), false),
             stat("rq_error", h.rq_error.load(Ordering::Relaxed), false),
             stat("rq_success", h.rq_success.load(Ordering::Relaxed), false),
             stat("rq_timeout", h.rq_timeout.load(Ordering::Relaxed), false),
             stat("rq_total", h.requests.load(Ordering::Relaxed), false),
+            stat("cx_active", h.connections.active.load(Ordering::Relaxed), true),
             stat("rq_active", u64::from(h.active_requests.load(Ordering::Relaxed)), true),
         ],
         "health_status": health,

@@ -14,6 +14,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use proxy_model::cluster::is_pipe;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
 use proxy_model::listener::HttpConnectionManager;
 use proxy_model::route::hash::{self as route_hash, HashInput};
@@ -71,6 +72,9 @@ pub struct Connection {
 /// `http.<stat_prefix>.*` stats.
 #[derive(Debug)]
 pub struct HcmStats {
+    pub downstream_cx_total: Arc<Counter>,
+    pub downstream_cx_active: Arc<Gauge>,
+    pub downstream_cx_destroy: Arc<Counter>,
     pub downstream_rq_total: Arc<Counter>,
     pub downstream_rq_2xx: Arc<Counter>,
     pub downstream_rq_3xx: Arc<Counter>,
@@ -92,6 +96,9 @@ impl HcmStats {
     pub fn new(registry: &Arc<crate::stats::Registry>, prefix: &str) -> HcmStats {
         let c = |n: &str| registry.counter(&format!("http.{prefix}.{n}"));
         HcmStats {
+            downstream_cx_total: c("downstream_cx_total"),
+            downstream_cx_active: registry.gauge(&format!("http.{prefix}.downstream_cx_active")),
+            downstream_cx_destroy: c("downstream_cx_destroy"),
             downstream_rq_total: c("downstream_rq_total"),
             downstream_rq_2xx: c("downstream_rq_2xx"),
             downstream_rq_3xx: c("downstream_rq_3xx"),
@@ -1069,9 +1076,7 @@ async fn forward(
         };
         cluster.active_requests.fetch_add(1, Ordering::Relaxed);
         host.active_requests.fetch_add(1, Ordering::Relaxed);
-        cluster.stats.upstream_rq_total.inc();
         cluster.stats.upstream_rq_active.inc();
-        host.requests.fetch_add(1, Ordering::Relaxed);
         let head = Outgoing {
             method: &parts.method,
             path: &upstream_path,
@@ -1088,6 +1093,12 @@ async fn forward(
         cluster.active_requests.fetch_sub(1, Ordering::Relaxed);
         host.active_requests.fetch_sub(1, Ordering::Relaxed);
         cluster.stats.upstream_rq_active.dec();
+        // Envoy counts a request once it has a connection (none when connecting failed); bosun
+        // learns that when the attempt ends.
+        if !matches!(result, Err(Failure::Connect)) {
+            cluster.stats.upstream_rq_total.inc();
+            host.requests.fetch_add(1, Ordering::Relaxed);
+        }
 
         let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
         let can_retry = attempt < attempts
@@ -1176,9 +1187,6 @@ async fn forward(
                     } else {
                         cluster.stats.upstream_rq_per_try_timeout.inc();
                     }
-                }
-                if failure == Failure::Connect {
-                    cluster.stats.upstream_cx_connect_fail.inc();
                 }
                 if can_retry && retriable && take_retry(cluster, exchange) {
                     backoff(policy, attempt).await;
@@ -1426,33 +1434,22 @@ async fn send(
     if let Some(p) = protocol {
         req.extensions_mut().insert(hyper::ext::Protocol::from(p));
     }
-    let result = match (&host.h2, cluster.uses_h2(downstream_h2)) {
-        (Some(h2), true) => {
-            // HTTP/2 sends the authority as `:authority`, from the URI; no `host` header.
-            let authority = req
-                .headers_mut()
-                .remove(header::HOST)
-                .and_then(|h| h.to_str().ok().map(str::to_owned))
-                .unwrap_or_else(|| host.address.clone());
-            *req.uri_mut() = format!("http://{authority}{path}")
-                .parse()
-                .map_err(|_| Failure::Reset)?;
-            h2.request(req).await
-        }
-        _ => match &host.own_h1 {
-            // Its client dials the host whatever the URI's authority; the Host header stays.
-            Some(client) => {
-                *req.uri_mut() = format!("http://localhost{path}")
-                    .parse()
-                    .map_err(|_| Failure::Reset)?;
-                client.request(req).await
-            }
-            None => {
-                *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
-                cluster.client.request(req).await
-            }
-        },
-    };
+    let h2 = cluster.uses_h2(downstream_h2);
+    if h2 {
+        // HTTP/2 sends the authority as `:authority`, from the URI; no `host` header.
+        let authority = req
+            .headers_mut()
+            .remove(header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| host.address.clone());
+        *req.uri_mut() = format!("http://{authority}{path}")
+            .parse()
+            .map_err(|_| Failure::Reset)?;
+    } else {
+        // The Host header stays.
+        *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
+    }
+    let result = cluster.client(host, h2).request(req).await;
     match result {
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),
@@ -1461,7 +1458,8 @@ async fn send(
     }
 }
 
-/// `http://ADDRESS/path`: the HTTP/1.1 client connects to the URI's authority and sends the path.
+/// `http://ADDRESS/path` (a Unix socket's host: `http://localhost/path`): the URI the HTTP/1.1
+/// client is given, which sends the path, and the authority as `Host` if the request has none.
 fn upstream_uri(host: &Host, path: &str) -> Option<http::Uri> {
     match &host.authority {
         // The usual case, without formatting and parsing the whole URI again.
@@ -1472,6 +1470,7 @@ fn upstream_uri(host: &Host, path: &str) -> Option<http::Uri> {
             parts.path_and_query = Some(path.parse().ok()?);
             http::Uri::from_parts(parts).ok()
         }
+        _ if is_pipe(&host.address) => format!("http://localhost{path}").parse().ok(),
         _ => format!("http://{}{}", host.address, path).parse().ok(),
     }
 }

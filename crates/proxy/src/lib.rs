@@ -51,7 +51,7 @@ use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, Connection, HcmStats};
 use crate::original_dst::{Destination, ListenerIndex};
-use crate::stats::{Counter, Gauge, Registry};
+use crate::stats::{Counter, Gauge, Open, Registry};
 use crate::upstream::ClusterRuntime;
 
 /// Why the proxy cannot start.
@@ -131,6 +131,8 @@ pub struct Runtime {
 #[derive(Debug)]
 pub struct ListenerStats {
     pub downstream_cx_total: Arc<Counter>,
+    pub downstream_cx_active: Arc<Gauge>,
+    pub downstream_cx_destroy: Arc<Counter>,
     pub no_filter_chain_match: Arc<Counter>,
 }
 
@@ -144,6 +146,9 @@ impl ListenerStats {
         let c = |n: &str| registry.counter(&format!("listener.{address}.{n}"));
         ListenerStats {
             downstream_cx_total: c("downstream_cx_total"),
+            downstream_cx_active: registry
+                .gauge(&format!("listener.{address}.downstream_cx_active")),
+            downstream_cx_destroy: c("downstream_cx_destroy"),
             no_filter_chain_match: c("no_filter_chain_match"),
         }
     }
@@ -857,9 +862,11 @@ async fn accept_loop(
                 listener
             };
             let stats = runtime.listener_stats.get(&listener.name).cloned();
-            if let Some(stats) = &stats {
-                stats.downstream_cx_total.inc();
-            }
+            // Open until this task ends, or the HTTP connection it hands the stream to.
+            let open = stats.as_ref().map(|s| {
+                s.downstream_cx_total.inc();
+                Open::new(&s.downstream_cx_active, &s.downstream_cx_destroy)
+            });
             // Choose the filter chain (by the ClientHello when inspected) and terminate TLS.
             let conn = match tls::accept(stream, &listener, destination.address).await {
                 Ok(conn) => conn,
@@ -882,10 +889,14 @@ async fn accept_loop(
                     let Some(graceful) = graceful.upgrade() else {
                         return; // Shutting down.
                     };
-                    serve_http(
-                        conn.io,
+                    let accepted = Accepted {
+                        io: conn.io,
                         peer,
-                        destination.original(),
+                        original_dst: destination.original(),
+                        open,
+                    };
+                    serve_http(
+                        accepted,
                         &proxy,
                         hcm.clone(),
                         stats,
@@ -955,6 +966,16 @@ impl Connections {
     }
 }
 
+/// A downstream connection a listener accepted, with its filter chain's TLS done.
+struct Accepted {
+    io: tls::Io,
+    peer: SocketAddr,
+    /// Where it was going, when the listener restored its original destination.
+    original_dst: Option<SocketAddr>,
+    /// Counted open on the listener's stats until it ends.
+    open: Option<Open>,
+}
+
 /// How a listener's connections learn it drains: on shutdown (`graceful`), and during a graceful
 /// `/drain_listeners` (`draining`).
 struct ListenerDrain<'a> {
@@ -963,15 +984,24 @@ struct ListenerDrain<'a> {
 }
 
 fn serve_http(
-    stream: tls::Io,
-    peer: SocketAddr,
-    original_dst: Option<SocketAddr>,
+    accepted: Accepted,
     proxy: &Arc<Proxy>,
     hcm: Arc<proxy_model::listener::HttpConnectionManager>,
     stats: Arc<HcmStats>,
     drain: ListenerDrain<'_>,
 ) {
+    let Accepted {
+        io: stream,
+        peer,
+        original_dst,
+        open: listener_open,
+    } = accepted;
     let ListenerDrain { graceful, draining } = drain;
+    stats.downstream_cx_total.inc();
+    let open = (
+        listener_open,
+        Open::new(&stats.downstream_cx_active, &stats.downstream_cx_destroy),
+    );
     let proxy = proxy.clone();
     // A response may ask its connection to finish (an HTTP/2 GOAWAY during a graceful drain).
     let finish = Arc::new(tokio::sync::Notify::new());
@@ -1032,6 +1062,7 @@ fn serve_http(
         };
         // Held until the connection ended: the listener's shutdown waits for it.
         drop(shutdown);
+        drop(open);
         if let Err(e) = result {
             tracing::debug!("connection from {peer} ended: {e}");
         }

@@ -50,6 +50,31 @@ impl Gauge {
     }
 }
 
+/// One open connection, counted on an `*_cx_active` gauge until dropped, and then on its
+/// `*_cx_destroy` counter.
+#[derive(Debug)]
+pub struct Open {
+    active: Arc<Gauge>,
+    destroyed: Arc<Counter>,
+}
+
+impl Open {
+    pub fn new(active: &Arc<Gauge>, destroyed: &Arc<Counter>) -> Open {
+        active.inc();
+        Open {
+            active: active.clone(),
+            destroyed: destroyed.clone(),
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.active.dec();
+        self.destroyed.inc();
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Stat {
     Counter(Arc<Counter>),

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +25,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::consistent_hash::{HashTable, HostKey};
 use crate::locality::LocalityLb;
-use crate::stats::{Counter, Gauge, Registry};
+use crate::stats::{Counter, Gauge, Open, Registry};
 use crate::tls::Io;
 
 /// The most destinations an ORIGINAL_DST cluster remembers at once. Envoy forgets hosts unused for
@@ -55,23 +57,22 @@ pub struct Host {
     pub rq_success: AtomicU64,
     pub rq_error: AtomicU64,
     pub rq_timeout: AtomicU64,
-    /// HTTP/2 to this host: the request's URI carries the `:authority` to send, so the connection is
-    /// made to the host's address whatever the URI says.
-    pub h2: Option<Client<HostConnector, Body>>,
-    /// HTTP/1.1 through a client of its own, where the cluster's cannot reach the host: that one
-    /// dials the URI's authority, which a Unix domain socket's path cannot be, and connects with
-    /// the cluster's transport socket, which `transport_socket_matches` may have replaced for it.
-    pub own_h1: Option<Client<HostConnector, Body>>,
+    /// Its connections, counted as Envoy's `/clusters` shows them per host.
+    pub connections: Arc<HostConnections>,
+    /// Its connection pools, HTTP/1.1 and HTTP/2, made on first use and dropped (with their idle
+    /// connections) when it is ejected: see [`ClusterRuntime::client`].
+    pools: [ArcSwapOption<Client<HostConnector, Body>>; 2],
     /// The TLS its connections originate (`None`: plaintext).
     pub tls: Option<UpstreamTls>,
 }
 
 impl Host {
-    fn new(address: String, weight: u32, healthy: bool) -> Host {
+    /// A host connecting with `tls` (`None`: plaintext).
+    fn new(address: String, weight: u32, healthy: bool, tls: Option<&UpstreamTls>) -> Host {
         Host {
-            h2: None,
-            own_h1: None,
-            tls: None,
+            connections: Arc::default(),
+            pools: Default::default(),
+            tls: tls.cloned(),
             authority: address.parse().ok(),
             address,
             weight,
@@ -99,6 +100,129 @@ impl Host {
     }
 }
 
+/// A host's connections: Envoy's per-host `cx_total`, `cx_active` and `cx_connect_fail`.
+#[derive(Debug, Default)]
+pub struct HostConnections {
+    pub total: AtomicU64,
+    pub active: AtomicU64,
+    pub connect_fail: AtomicU64,
+}
+
+/// Where the connections to one host are counted: by the host, and by its cluster's stats.
+#[derive(Debug, Clone)]
+struct Counting {
+    host: Arc<HostConnections>,
+    total: Arc<Counter>,
+    active: Arc<Gauge>,
+    destroy: Arc<Counter>,
+    connect_fail: Arc<Counter>,
+}
+
+impl Counting {
+    fn new(stats: &ClusterStats, host: &Host) -> Counting {
+        Counting {
+            host: host.connections.clone(),
+            total: stats.upstream_cx_total.clone(),
+            active: stats.upstream_cx_active.clone(),
+            destroy: stats.upstream_cx_destroy.clone(),
+            connect_fail: stats.upstream_cx_connect_fail.clone(),
+        }
+    }
+
+    /// [`connect`], counting the attempt, its failure, and the connection while it is open.
+    async fn connect(
+        &self,
+        address: &str,
+        timeout: Duration,
+        tls: Option<&OriginateTls>,
+        dial: Dial,
+    ) -> std::io::Result<Counted> {
+        self.total.inc();
+        self.host.total.fetch_add(1, Ordering::Relaxed);
+        match connect(address, timeout, tls, dial).await {
+            Ok(io) => {
+                self.host.active.fetch_add(1, Ordering::Relaxed);
+                Ok(Counted {
+                    io,
+                    _open: Open::new(&self.active, &self.destroy),
+                    host: self.host.clone(),
+                })
+            }
+            Err(e) => {
+                self.connect_fail.inc();
+                self.host.connect_fail.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An open upstream connection, counted active (by its cluster and its host) until dropped.
+#[derive(Debug)]
+pub struct Counted {
+    io: Io,
+    _open: Open,
+    host: Arc<HostConnections>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.host.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for Counted {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.io.connected()
+    }
+}
+
 /// The stats Envoy keeps per cluster (those Bosun maintains).
 #[derive(Debug)]
 pub struct ClusterStats {
@@ -122,6 +246,8 @@ pub struct ClusterStats {
     pub outlier_ejections_enforced_total: Arc<Counter>,
     pub upstream_cx_overflow: Arc<Counter>,
     pub upstream_cx_total: Arc<Counter>,
+    pub upstream_cx_active: Arc<Gauge>,
+    pub upstream_cx_destroy: Arc<Counter>,
     /// ORIGINAL_DST: the override header did not hold an `ip:port`.
     pub original_dst_host_invalid: Arc<Counter>,
 }
@@ -152,6 +278,8 @@ impl ClusterStats {
             outlier_ejections_enforced_total: c("outlier_detection.ejections_enforced_total"),
             upstream_cx_overflow: c("upstream_cx_overflow"),
             upstream_cx_total: c("upstream_cx_total"),
+            upstream_cx_active: g("upstream_cx_active"),
+            upstream_cx_destroy: c("upstream_cx_destroy"),
             original_dst_host_invalid: c("original_dst_host_invalid"),
         }
     }
@@ -167,9 +295,6 @@ pub struct ClusterRuntime {
     pub active_requests: AtomicU32,
     pub active_retries: AtomicU32,
     pub stats: ClusterStats,
-    /// HTTP/1.1 to every host (HTTP/2 goes through each host's own client); connects to the
-    /// request URI's authority.
-    pub client: Client<HostConnector, Body>,
     /// `max_connections` for HTTP/1.1: one slot per request in flight, each on its own connection,
     /// held until the response body ends.
     pub connection_slots: Arc<tokio::sync::Semaphore>,
@@ -221,14 +346,10 @@ impl ClusterRuntime {
                     .iter()
                     .flat_map(|l| &l.endpoints)
                     .map(|e| {
-                        Arc::new(connected_host(
-                            &config,
-                            &stats,
-                            Host::new(
-                                e.address(),
-                                e.weight,
-                                matches!(e.health, Health::Healthy | Health::Degraded),
-                            ),
+                        Arc::new(Host::new(
+                            e.address(),
+                            e.weight,
+                            matches!(e.health, Health::Healthy | Health::Degraded),
                             config.endpoint_tls(e),
                         ))
                     })
@@ -242,17 +363,6 @@ impl ClusterRuntime {
         stats
             .membership_healthy
             .set(i64::try_from(all.iter().filter(|h| h.healthy).count()).unwrap_or(i64::MAX));
-        let connector = || HostConnector {
-            address: None,
-            timeout: config.connect_timeout,
-            tls: config.tls.as_ref().map(|t| OriginateTls {
-                config: t.http1.clone(),
-                server_name: t.server_name.clone(),
-            }),
-            dial: Dial::of(&config),
-            cx_total: stats.upstream_cx_total.clone(),
-        };
-        let client = pool_builder(&config, false).build(connector());
         let connection_slots = Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(config.circuit_breakers.max_connections)
                 .unwrap_or(usize::MAX)
@@ -294,7 +404,6 @@ impl ClusterRuntime {
             active_requests: AtomicU32::new(0),
             active_retries: AtomicU32::new(0),
             stats,
-            client,
             connection_slots,
             pending: AtomicU32::new(0),
             original_dst,
@@ -355,10 +464,10 @@ impl ClusterRuntime {
         {
             inner.hosts.remove(&oldest);
         }
-        let host = Arc::new(connected_host(
-            &self.config,
-            &self.stats,
-            Host::new(destination.to_string(), 1, true),
+        let host = Arc::new(Host::new(
+            destination.to_string(),
+            1,
+            true,
             self.config.unlabelled_tls(),
         ));
         inner.hosts.insert(destination, (host.clone(), now));
@@ -532,30 +641,48 @@ impl ClusterRuntime {
     }
 
     /// Opens a raw connection to `host` (a TCP proxy's, or a CONNECT tunnel's), TLS when the cluster
-    /// originates it. Counted as a connection and as a request, as Envoy's TCP pool counts what it
-    /// hands out; whether it connected goes to outlier detection.
-    pub async fn open_stream(&self, host: &Host) -> std::io::Result<Io> {
+    /// originates it. Counted as a connection and, once connected, as a request, as Envoy's TCP pool
+    /// counts what it hands out; whether it connected goes to outlier detection.
+    pub async fn open_stream(&self, host: &Host) -> std::io::Result<Counted> {
         let tls = host.tls.as_ref().map(|t| OriginateTls {
             config: t.raw.clone(),
             server_name: t.server_name.clone(),
         });
-        self.stats.upstream_cx_total.inc();
-        self.stats.upstream_rq_total.inc();
-        let connected = connect(
-            &host.address,
-            self.config.connect_timeout,
-            tls.as_ref(),
-            Dial::of(&self.config),
-        )
-        .await;
-        match &connected {
-            Ok(_) => self.record_outcome(host, Outcome::Success),
-            Err(_) => {
-                self.stats.upstream_cx_connect_fail.inc();
-                self.record_outcome(host, Outcome::LocalFailure);
+        let connected = Counting::new(&self.stats, host)
+            .connect(
+                &host.address,
+                self.config.connect_timeout,
+                tls.as_ref(),
+                Dial::of(&self.config),
+            )
+            .await;
+        // A request once it has its connection, as Envoy counts one.
+        let outcome = match &connected {
+            Ok(_) => {
+                self.stats.upstream_rq_total.inc();
+                Outcome::Success
             }
-        }
+            Err(_) => Outcome::LocalFailure,
+        };
+        self.record_outcome(host, outcome);
         connected
+    }
+
+    /// `host`'s client for HTTP/2 (`h2`) or HTTP/1.1, made on first use. Its connections go to the
+    /// host's address whatever the request URI says (HTTP/2 sends the URI's authority as
+    /// `:authority`).
+    pub fn client(&self, host: &Host, h2: bool) -> Arc<Client<HostConnector, Body>> {
+        let pool = &host.pools[usize::from(h2)];
+        if let Some(client) = pool.load_full() {
+            return client;
+        }
+        let made = Arc::new(host_client(&self.config, host, &self.stats, h2));
+        // Another request may have made one meanwhile: the first stays.
+        let before = pool.compare_and_swap(&None::<Arc<_>>, Some(made.clone()));
+        match &*before {
+            Some(theirs) => theirs.clone(),
+            None => made,
+        }
     }
 
     /// Records the outcome of a request to `host` for outlier detection.
@@ -632,6 +759,11 @@ impl ClusterRuntime {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + time);
         host.ejected.store(true, Ordering::Relaxed);
+        // As Envoy drains an ejected host's pools: its idle connections close now, the others
+        // when their requests end.
+        for pool in &host.pools {
+            pool.store(None);
+        }
         if let Some(l) = &self.locality {
             l.invalidate();
         }
@@ -856,25 +988,6 @@ fn pool_builder(config: &Cluster, h2: bool) -> hyper_util::client::legacy::Build
     b
 }
 
-/// `host` with its TLS and the clients of its own it needs: HTTP/2 when the cluster speaks it, and
-/// HTTP/1.1 where the cluster's client cannot reach it (see [`Host::own_h1`]).
-fn connected_host(
-    config: &Cluster,
-    stats: &ClusterStats,
-    mut host: Host,
-    tls: Option<&UpstreamTls>,
-) -> Host {
-    host.tls = tls.cloned();
-    if config.protocol != UpstreamProtocol::Http1 {
-        host.h2 = Some(host_client(config, &host, stats, true));
-    }
-    let own_h1 = is_pipe(&host.address) || !UpstreamTls::same(tls, config.tls.as_ref());
-    if own_h1 && config.protocol != UpstreamProtocol::Http2 {
-        host.own_h1 = Some(host_client(config, &host, stats, false));
-    }
-    host
-}
-
 /// A client (HTTP/2 only when `h2`, else HTTP/1.1) whose connections all go to `host`, with its TLS.
 fn host_client(
     config: &Cluster,
@@ -883,28 +996,26 @@ fn host_client(
     h2: bool,
 ) -> Client<HostConnector, Body> {
     pool_builder(config, h2).build(HostConnector {
-        address: Some(Arc::from(host.address.as_str())),
+        address: Arc::from(host.address.as_str()),
         timeout: config.connect_timeout,
         tls: host.tls.as_ref().map(|t| OriginateTls {
             config: if h2 { t.http2.clone() } else { t.http1.clone() },
             server_name: t.server_name.clone(),
         }),
         dial: Dial::of(config),
-        cx_total: stats.upstream_cx_total.clone(),
+        counting: Counting::new(stats, host),
     })
 }
 
 /// Connects to one host's address, whatever the request URI's authority (which is what HTTP/2 sends
-/// as `:authority`), or (no address) to the URI's authority; then originates TLS when the cluster
-/// has an `UpstreamTlsContext`.
+/// as `:authority`), then originates TLS when the cluster has an `UpstreamTlsContext`.
 #[derive(Debug, Clone)]
 pub struct HostConnector {
-    address: Option<Arc<str>>,
+    address: Arc<str>,
     timeout: Duration,
     tls: Option<OriginateTls>,
     dial: Dial,
-    /// The cluster's `upstream_cx_total`.
-    cx_total: Arc<Counter>,
+    counting: Counting,
 }
 
 /// The client config and server name for TLS to a cluster's hosts.
@@ -915,10 +1026,10 @@ pub struct OriginateTls {
 }
 
 type ConnectFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TokioIo<Io>>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TokioIo<Counted>>> + Send>>;
 
 impl tower_service::Service<http::Uri> for HostConnector {
-    type Response = TokioIo<Io>;
+    type Response = TokioIo<Counted>;
     type Error = std::io::Error;
     type Future = ConnectFuture;
 
@@ -929,19 +1040,18 @@ impl tower_service::Service<http::Uri> for HostConnector {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let address: Arc<str> = match &self.address {
-            Some(a) => a.clone(),
-            None => {
-                let port = uri.port_u16().unwrap_or(80);
-                Arc::from(format!("{}:{port}", uri.host().unwrap_or_default()).as_str())
-            }
-        };
-        let (timeout, tls, dial) = (self.timeout, self.tls.clone(), self.dial);
-        let cx_total = self.cx_total.clone();
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let (address, timeout, tls, dial) = (
+            self.address.clone(),
+            self.timeout,
+            self.tls.clone(),
+            self.dial,
+        );
+        let counting = self.counting.clone();
         Box::pin(async move {
-            cx_total.inc();
-            let io = connect(&address, timeout, tls.as_ref(), dial).await?;
+            let io = counting
+                .connect(&address, timeout, tls.as_ref(), dial)
+                .await?;
             Ok(TokioIo::new(io))
         })
     }
