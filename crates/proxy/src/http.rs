@@ -1449,7 +1449,7 @@ async fn send(
         // The Host header stays.
         *req.uri_mut() = upstream_uri(host, path).ok_or(Failure::Reset)?;
     }
-    let result = cluster.client(host, h2).request(req).await;
+    let result = cluster.request(host, h2, req).await;
     match result {
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect),

@@ -668,21 +668,24 @@ impl ClusterRuntime {
         connected
     }
 
-    /// `host`'s client for HTTP/2 (`h2`) or HTTP/1.1, made on first use. Its connections go to the
-    /// host's address whatever the request URI says (HTTP/2 sends the URI's authority as
-    /// `:authority`).
-    pub fn client(&self, host: &Host, h2: bool) -> Arc<Client<HostConnector, Body>> {
+    /// Sends `req` through `host`'s client for HTTP/2 (`h2`) or HTTP/1.1, made on first use. Its
+    /// connections go to the host's address whatever the request URI says (HTTP/2 sends the URI's
+    /// authority as `:authority`).
+    pub fn request(
+        &self,
+        host: &Host,
+        h2: bool,
+        req: http::Request<Body>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
         let pool = &host.pools[usize::from(h2)];
-        if let Some(client) = pool.load_full() {
-            return client;
+        // The future holds what it needs of the client: no reference counted per request.
+        if let Some(client) = &*pool.load() {
+            return client.request(req);
         }
         let made = Arc::new(host_client(&self.config, host, &self.stats, h2));
         // Another request may have made one meanwhile: the first stays.
         let before = pool.compare_and_swap(&None::<Arc<_>>, Some(made.clone()));
-        match &*before {
-            Some(theirs) => theirs.clone(),
-            None => made,
-        }
+        before.as_ref().unwrap_or(&made).request(req)
     }
 
     /// Records the outcome of a request to `host` for outlier detection.
