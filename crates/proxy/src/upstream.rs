@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-
-use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper_util::client::legacy::Client;
@@ -59,8 +58,9 @@ pub struct Host {
     pub rq_timeout: AtomicU64,
     /// Its connections, counted as Envoy's `/clusters` shows them per host.
     pub connections: Arc<HostConnections>,
-    /// Its connection pools, HTTP/1.1 and HTTP/2, made on first use and dropped (with their idle
-    /// connections) when it is ejected: see [`ClusterRuntime::client`].
+    /// Its connection pools, HTTP/1.1 and HTTP/2, made on first use (see
+    /// [`ClusterRuntime::request`]) and dropped, with their idle connections, when it is ejected. An
+    /// update of its cluster's endpoints that keeps the host keeps them too.
     pools: [ArcSwapOption<Client<HostConnector, Body>>; 2],
     /// The TLS its connections originate (`None`: plaintext).
     pub tls: Option<UpstreamTls>,
