@@ -567,6 +567,14 @@ async fn http2_matches_envoy() {
             .await
             .unwrap();
         assert!(responses.iter().all(|r| r.status() == 200), "{}", p.name);
+        // Each cluster's connections counted by their protocol.
+        let by_protocol = |cluster: &str| {
+            let n =
+                |protocol: &str| p.stat(&format!("cluster.{cluster}.upstream_cx_{protocol}_total"));
+            (n("http1") > 0, n("http2") > 0)
+        };
+        assert_eq!(by_protocol("a"), (true, false), "{}", p.name);
+        assert_eq!(by_protocol("a_h2"), (false, true), "{}", p.name);
     }
 }
 
@@ -1337,8 +1345,14 @@ async fn connection_stats_match_envoy() {
             p.stat(&pooled("total")),
             p.stat(&pooled("active")),
             p.stat(&pooled("destroy")),
+            p.stat(&pooled("http1_total")),
         ];
-        assert_eq!(open, [3, 3, 0], "{}: total, active, destroyed", p.name);
+        assert_eq!(
+            open,
+            [3, 3, 0, 3],
+            "{}: total, active, destroyed, HTTP/1.1",
+            p.name
+        );
 
         // The upstream closes one, unanswered (503): no longer active, destroyed.
         let r = Client::h1(p.listener)

@@ -78,7 +78,7 @@ pub fn write<B>(info: &RequestInfo, resp: &Response<B>, exchange: &Exchange, dur
     write_line(info, resp.status().as_u16(), bytes_sent, exchange, duration);
 }
 
-/// [`write`] from the status and the body's size; a tunnel's bytes (`exchange.tunnel_bytes`) count
+/// [`write`](fn@write) from the status and the body's size; a tunnel's bytes (`exchange.tunnel_bytes`) count
 /// as received and sent, as Envoy counts them.
 pub fn write_line(
     info: &RequestInfo,

@@ -113,16 +113,24 @@ pub struct HostConnections {
 struct Counting {
     host: Arc<HostConnections>,
     total: Arc<Counter>,
+    /// `upstream_cx_http1_total` or `_http2_total` for a pool's connections; none for raw streams.
+    protocol_total: Option<Arc<Counter>>,
     active: Arc<Gauge>,
     destroy: Arc<Counter>,
     connect_fail: Arc<Counter>,
 }
 
 impl Counting {
-    fn new(stats: &ClusterStats, host: &Host) -> Counting {
+    /// For `host`'s raw streams (`protocol`: `None`), or the connections of its HTTP/1.1 or HTTP/2
+    /// pool.
+    fn new(stats: &ClusterStats, host: &Host, protocol: Option<UpstreamProtocol>) -> Counting {
         Counting {
             host: host.connections.clone(),
             total: stats.upstream_cx_total.clone(),
+            protocol_total: protocol.map(|p| match p {
+                UpstreamProtocol::Http2 => stats.upstream_cx_http2_total.clone(),
+                _ => stats.upstream_cx_http1_total.clone(),
+            }),
             active: stats.upstream_cx_active.clone(),
             destroy: stats.upstream_cx_destroy.clone(),
             connect_fail: stats.upstream_cx_connect_fail.clone(),
@@ -138,6 +146,9 @@ impl Counting {
         dial: Dial,
     ) -> std::io::Result<Counted> {
         self.total.inc();
+        if let Some(t) = &self.protocol_total {
+            t.inc();
+        }
         self.host.total.fetch_add(1, Ordering::Relaxed);
         match connect(address, timeout, tls, dial).await {
             Ok(io) => {
@@ -248,6 +259,8 @@ pub struct ClusterStats {
     pub upstream_cx_total: Arc<Counter>,
     pub upstream_cx_active: Arc<Gauge>,
     pub upstream_cx_destroy: Arc<Counter>,
+    pub upstream_cx_http1_total: Arc<Counter>,
+    pub upstream_cx_http2_total: Arc<Counter>,
     /// ORIGINAL_DST: the override header did not hold an `ip:port`.
     pub original_dst_host_invalid: Arc<Counter>,
 }
@@ -280,6 +293,8 @@ impl ClusterStats {
             upstream_cx_total: c("upstream_cx_total"),
             upstream_cx_active: g("upstream_cx_active"),
             upstream_cx_destroy: c("upstream_cx_destroy"),
+            upstream_cx_http1_total: c("upstream_cx_http1_total"),
+            upstream_cx_http2_total: c("upstream_cx_http2_total"),
             original_dst_host_invalid: c("original_dst_host_invalid"),
         }
     }
@@ -648,7 +663,7 @@ impl ClusterRuntime {
             config: t.raw.clone(),
             server_name: t.server_name.clone(),
         });
-        let connected = Counting::new(&self.stats, host)
+        let connected = Counting::new(&self.stats, host, None)
             .connect(
                 &host.address,
                 self.config.connect_timeout,
@@ -1006,7 +1021,15 @@ fn host_client(
             server_name: t.server_name.clone(),
         }),
         dial: Dial::of(config),
-        counting: Counting::new(stats, host),
+        counting: Counting::new(
+            stats,
+            host,
+            Some(if h2 {
+                UpstreamProtocol::Http2
+            } else {
+                UpstreamProtocol::Http1
+            }),
+        ),
     })
 }
 
