@@ -1784,6 +1784,24 @@ async fn tcp_proxy_matches_envoy() {
         );
         assert_eq!(echo_once(p.listener, &big).await, big, "{}: 200 kB", p.name);
         assert_eq!(echo1.connections() - before, 2, "{}", p.name);
+        // A connection each, counted by the cluster, closed with the client's.
+        assert_eq!(
+            stat_settles(p, "cluster.echo1.upstream_cx_active", 0).await,
+            0,
+            "{}",
+            p.name
+        );
+        let counts = [
+            p.stat("cluster.echo1.upstream_cx_total"),
+            p.stat("cluster.echo1.upstream_cx_destroy"),
+            p.stat("cluster.echo1.upstream_rq_total"),
+        ];
+        assert_eq!(
+            counts,
+            [2, 2, 2],
+            "{}: connections, closed, requests",
+            p.name
+        );
 
         let (one, two) = (echo1.connections(), echo2.connections());
         for _ in 0..400 {
