@@ -872,6 +872,21 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             vs("ratings", "ratings", fault)
         )
     };
+    // The mesh's routes, reviews' DestinationRule hashing on x-session.
+    let hashed_by_session = format!(
+        "{}{}{}{}",
+        dr_hashing.replace("x-user", "x-session"),
+        vs("reviews", "reviews", &split(10)),
+        vs("ratings", "ratings", fault),
+        vs("pp", "productpage", to_reviews),
+    );
+    let every_host = || {
+        Some(RouteChange::Hosts(
+            [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
+                .map(str::to_owned)
+                .into(),
+        ))
+    };
     // (what changed, config, extra instances, policy, the change the index reports)
     let steps: Vec<(&str, String, &str, _, Option<RouteChange>)> = vec![
         ("first push", base(90), "", AllowAny, None),
@@ -975,21 +990,11 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             ),
             extra_instance,
             RegistryOnly,
-            Some(RouteChange::Hosts(
-                [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
-                    .map(str::to_owned)
-                    .into(),
-            )),
+            every_host(),
         ),
         (
             "a DestinationRule's hash",
-            format!(
-                "{}{}{}{}{details}",
-                dr_hashing.replace("x-user", "x-session"),
-                vs("reviews", "reviews", &split(10)),
-                vs("ratings", "ratings", fault),
-                vs("pp", "productpage", to_reviews),
-            ),
+            format!("{hashed_by_session}{details}"),
             extra_instance,
             RegistryOnly,
             Some(RouteChange::Hosts(
@@ -999,20 +1004,12 @@ fn pushes_in_a_row_match_generating_from_scratch() {
         (
             "a virtual IP",
             format!(
-                "{}{}{}{}{}",
-                dr_hashing.replace("x-user", "x-session"),
-                vs("reviews", "reviews", &split(10)),
-                vs("ratings", "ratings", fault),
-                vs("pp", "productpage", to_reviews),
+                "{hashed_by_session}{}",
                 details.replace("  location:", "  addresses: [10.96.5.5]\n  location:"),
             ),
             extra_instance,
             RegistryOnly,
-            Some(RouteChange::Hosts(
-                [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
-                    .map(str::to_owned)
-                    .into(),
-            )),
+            every_host(),
         ),
         (
             "a service removed",
@@ -1024,11 +1021,7 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             ),
             extra_instance,
             RegistryOnly,
-            Some(RouteChange::Hosts(
-                [DETAILS, REVIEWS, RATINGS, PRODUCTPAGE]
-                    .map(str::to_owned)
-                    .into(),
-            )),
+            every_host(),
         ),
     ];
     let mut captured = productpage();

@@ -1297,6 +1297,7 @@ pub fn refuse_by_port_mode(
             let Some(RouteSpecifier::RouteConfig(routes)) = &mut hcm.route_specifier else {
                 continue;
             };
+            let mut refused = false;
             for vhost in &mut routes.virtual_hosts {
                 let mode = vhost.routes.iter().find_map(|r| match &r.action {
                     Some(Action::Route(a)) => match &a.cluster_specifier {
@@ -1320,8 +1321,11 @@ pub fn refuse_by_port_mode(
                     action: Some(refuse(403, Some(refusal))),
                     ..Default::default()
                 }];
+                refused = true;
             }
-            *any = xds_api::any::pack(&hcm);
+            if refused {
+                *any = xds_api::any::pack(&hcm);
+            }
         }
     }
     if not_http {
