@@ -1297,15 +1297,20 @@ async fn stat_settles(p: &Running, stat: &str, want: i64) -> i64 {
     }
 }
 
+/// `connections.yaml` run by both, its `pooled` cluster on `a`, its `refused` one on a closed port.
+fn start_connections(a: &Upstream) -> Option<[Running; 2]> {
+    let refused = free_port();
+    start_both(
+        "connections.yaml",
+        &[("UPSTREAM_A", a)],
+        &[("CLOSED_PORT", refused.to_string())],
+    )
+}
+
 #[tokio::test]
 async fn connection_stats_match_envoy() {
     let a = Upstream::start("a").unwrap();
-    let refused = free_port();
-    let Some(both) = start_both(
-        "connections.yaml",
-        &[("UPSTREAM_A", &a)],
-        &[("CLOSED_PORT", refused.to_string())],
-    ) else {
+    let Some(both) = start_connections(&a) else {
         return;
     };
     let mut seen = Vec::new();
@@ -1413,6 +1418,123 @@ async fn connection_stats_match_envoy() {
         seen.push((open, refused_stats, per_host));
     }
     assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+}
+
+/// Sends `request` on `stream` and reads one HTTP/1.1 response with a `content-length` (at most
+/// 5 s), returning its bytes as they came.
+async fn one_response(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + length {
+                return got;
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("a whole response within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed before the whole response");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn byte_and_protocol_stats_match_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_connections(&a) else {
+        return;
+    };
+    let mut upstream_bytes = Vec::new();
+    for p in &both {
+        // Two requests on one HTTP/1.1 connection, one with a body: every byte the client sent
+        // was read by the proxy, every byte it received was written by it.
+        let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
+        let requests: [&[u8]; 2] = [
+            b"GET /pooled/one HTTP/1.1\r\nhost: bytes.test\r\n\r\n",
+            b"POST /pooled/two HTTP/1.1\r\nhost: bytes.test\r\ncontent-length: 11\r\n\r\nhello world",
+        ];
+        let (mut sent, mut received) = (0, 0);
+        for request in requests {
+            let response = one_response(&mut stream, request).await;
+            assert!(
+                response.starts_with(b"HTTP/1.1 200"),
+                "{}: {}",
+                p.name,
+                String::from_utf8_lossy(&response)
+            );
+            sent += request.len();
+            received += response.len();
+        }
+        assert_eq!(
+            p.stat("http.ingress.downstream_cx_http1_active"),
+            1,
+            "{}",
+            p.name
+        );
+        drop(stream);
+        let http = |n: &str| format!("http.ingress.downstream_cx_{n}");
+        assert_eq!(
+            stat_settles(p, &http("http1_active"), 0).await,
+            0,
+            "{}",
+            p.name
+        );
+        let downstream = [
+            p.stat(&http("rx_bytes_total")),
+            p.stat(&http("tx_bytes_total")),
+        ];
+        assert_eq!(
+            downstream,
+            [sent as i64, received as i64],
+            "{}: bytes read from and written to the client",
+            p.name
+        );
+
+        // One HTTP/2 (h2c) connection: counted as such, not as HTTP/1.
+        let r = Client::h2c(p.listener)
+            .send(Req::get("/pooled/h2"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", p.name);
+        assert_eq!(
+            stat_settles(p, &http("http2_active"), 0).await,
+            0,
+            "{}",
+            p.name
+        );
+        let protocols = [
+            p.stat(&http("http1_total")),
+            p.stat(&http("http2_total")),
+            p.stat(&http("ssl_total")),
+        ];
+        assert_eq!(protocols, [1, 1, 0], "{}: HTTP/1.1, HTTP/2, TLS", p.name);
+        assert!(
+            p.stat(&http("rx_bytes_total")) > sent as i64,
+            "{}: the HTTP/2 connection's bytes counted too",
+            p.name
+        );
+        upstream_bytes.push([
+            p.stat("cluster.pooled.upstream_cx_tx_bytes_total"),
+            p.stat("cluster.pooled.upstream_cx_rx_bytes_total"),
+        ]);
+    }
+    // The same requests and answers on the upstream's side too: the same bytes each way (the
+    // headers Envoy adds, byte for byte in length).
+    assert!(upstream_bytes[0][0] > 0 && upstream_bytes[0][1] > 0);
+    assert_eq!(
+        upstream_bytes[1], upstream_bytes[0],
+        "upstream bytes sent, received: bosun (left) and envoy (right) differ"
+    );
 }
 
 // === Outlier detection ===
@@ -1784,6 +1906,16 @@ async fn tcp_proxy_matches_envoy() {
         );
         assert_eq!(echo_once(p.listener, &big).await, big, "{}: 200 kB", p.name);
         assert_eq!(echo1.connections() - before, 2, "{}", p.name);
+        // Every byte counted, both ways, on the filter's and on the cluster's stats.
+        let carried = (6 + big.len()) as i64;
+        let bytes = [
+            stat_settles(p, "tcp.single.downstream_cx_rx_bytes_total", carried).await,
+            stat_settles(p, "tcp.single.downstream_cx_tx_bytes_total", carried).await,
+            stat_settles(p, "cluster.echo1.upstream_cx_tx_bytes_total", carried).await,
+            stat_settles(p, "cluster.echo1.upstream_cx_rx_bytes_total", carried).await,
+            p.stat("tcp.single.downstream_cx_total"),
+        ];
+        assert_eq!(bytes, [carried, carried, carried, carried, 2], "{}", p.name);
         // A connection each, counted by the cluster, closed with the client's.
         assert_eq!(
             stat_settles(p, "cluster.echo1.upstream_cx_active", 0).await,

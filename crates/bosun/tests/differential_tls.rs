@@ -151,6 +151,7 @@ struct Running {
     originate_tcp: SocketAddr,
     /// An HTTP proxy terminating CONNECT to the TLS backend.
     connect: SocketAddr,
+    admin: SocketAddr,
     _envoy: Option<Envoy>,
     _bosun: Option<(Process, TempDir)>,
 }
@@ -203,6 +204,7 @@ fn start_both(certs: &Certs, backend: SocketAddr, plain: &Plain) -> Option<[Runn
     let (yaml, l, _) = render(certs, backend, plain);
     let envoy = Envoy::start(&yaml).unwrap();
     let envoy = Running {
+        admin: envoy.admin_addr(),
         name: "envoy",
         terminate: l[0],
         passthrough: l[1],
@@ -239,6 +241,7 @@ fn start_both(certs: &Certs, backend: SocketAddr, plain: &Plain) -> Option<[Runn
         originate: l[2],
         originate_tcp: l[3],
         connect: l[4],
+        admin: localhost(admin),
         _envoy: None,
         _bosun: Some((process, dir)),
     };
@@ -687,6 +690,34 @@ async fn tls_matches_envoy() {
         tcp_answers[1].starts_with("sni=backend.example.com alpn=-"),
         "{}",
         tcp_answers[1]
+    );
+
+    // The connections each connection manager saw over TLS, and the plaintext bytes the mTLS
+    // cluster carried: the same counts.
+    let mut counted = Vec::new();
+    for p in &both {
+        let stats = testkit::blocking_get(p.admin, "/stats", TIMEOUT).unwrap().1;
+        let stat = |name: &str| {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+                .map(str::to_owned)
+        };
+        counted.push(
+            [
+                "http.chain_a.downstream_cx_ssl_total",
+                "http.chain_default.downstream_cx_ssl_total",
+                "http.plaintext.downstream_cx_ssl_total",
+                "http.originate.downstream_cx_ssl_total",
+                "cluster.backend_mtls.upstream_cx_tx_bytes_total",
+                "cluster.backend_mtls.upstream_cx_rx_bytes_total",
+            ]
+            .map(stat),
+        );
+    }
+    assert_eq!(
+        counted[1], counted[0],
+        "bosun (left) and envoy (right) differ"
     );
 }
 

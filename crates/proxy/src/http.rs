@@ -67,6 +67,8 @@ pub struct Connection {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Asks the connection to finish gracefully once its streams are done.
     pub finish: Arc<tokio::sync::Notify>,
+    /// Counted HTTP/1 or HTTP/2 (`downstream_cx_http1_active`, …) from its first request on.
+    pub protocol: std::sync::OnceLock<crate::stats::Held>,
 }
 
 /// `http.<stat_prefix>.*` stats.
@@ -75,6 +77,14 @@ pub struct HcmStats {
     pub downstream_cx_total: Arc<Counter>,
     pub downstream_cx_active: Arc<Gauge>,
     pub downstream_cx_destroy: Arc<Counter>,
+    pub downstream_cx_http1_total: Arc<Counter>,
+    pub downstream_cx_http1_active: Arc<Gauge>,
+    pub downstream_cx_http2_total: Arc<Counter>,
+    pub downstream_cx_http2_active: Arc<Gauge>,
+    pub downstream_cx_ssl_total: Arc<Counter>,
+    pub downstream_cx_ssl_active: Arc<Gauge>,
+    pub downstream_cx_rx_bytes_total: Arc<Counter>,
+    pub downstream_cx_tx_bytes_total: Arc<Counter>,
     pub downstream_rq_total: Arc<Counter>,
     pub downstream_rq_2xx: Arc<Counter>,
     pub downstream_rq_3xx: Arc<Counter>,
@@ -95,10 +105,19 @@ pub struct HcmStats {
 impl HcmStats {
     pub fn new(registry: &Arc<crate::stats::Registry>, prefix: &str) -> HcmStats {
         let c = |n: &str| registry.counter(&format!("http.{prefix}.{n}"));
+        let g = |n: &str| registry.gauge(&format!("http.{prefix}.{n}"));
         HcmStats {
             downstream_cx_total: c("downstream_cx_total"),
-            downstream_cx_active: registry.gauge(&format!("http.{prefix}.downstream_cx_active")),
+            downstream_cx_active: g("downstream_cx_active"),
             downstream_cx_destroy: c("downstream_cx_destroy"),
+            downstream_cx_http1_total: c("downstream_cx_http1_total"),
+            downstream_cx_http1_active: g("downstream_cx_http1_active"),
+            downstream_cx_http2_total: c("downstream_cx_http2_total"),
+            downstream_cx_http2_active: g("downstream_cx_http2_active"),
+            downstream_cx_ssl_total: c("downstream_cx_ssl_total"),
+            downstream_cx_ssl_active: g("downstream_cx_ssl_active"),
+            downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),
+            downstream_cx_tx_bytes_total: c("downstream_cx_tx_bytes_total"),
             downstream_rq_total: c("downstream_rq_total"),
             downstream_rq_2xx: c("downstream_rq_2xx"),
             downstream_rq_3xx: c("downstream_rq_3xx"),
@@ -110,8 +129,7 @@ impl HcmStats {
             fault_delays: c("fault.delays_injected"),
             ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
             upgrades_total: c("downstream_cx_upgrades_total"),
-            upgrades_active: registry
-                .gauge(&format!("http.{prefix}.downstream_cx_upgrades_active")),
+            upgrades_active: g("downstream_cx_upgrades_active"),
             registry: registry.clone(),
         }
     }
@@ -184,6 +202,21 @@ pub async fn serve(req: Request<Incoming>, ctx: ConnContext) -> Result<Response<
     let mut exchange = Exchange::default();
     let kind = upgrade_type(&req);
     let h2 = req.version() == Version::HTTP_2;
+    ctx.conn.protocol.get_or_init(|| {
+        let (total, active) = if h2 {
+            (
+                &ctx.stats.downstream_cx_http2_total,
+                &ctx.stats.downstream_cx_http2_active,
+            )
+        } else {
+            (
+                &ctx.stats.downstream_cx_http1_total,
+                &ctx.stats.downstream_cx_http1_active,
+            )
+        };
+        total.inc();
+        crate::stats::Held::new(active)
+    });
     // HTTP/2 has no `Connection` header: its streams end on their own.
     let h1_upgrade = kind.is_some() && req.version() != Version::HTTP_2;
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.

@@ -51,7 +51,7 @@ use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, Connection, HcmStats};
 use crate::original_dst::{Destination, ListenerIndex};
-use crate::stats::{Counter, Gauge, Open, Registry};
+use crate::stats::{Counter, Gauge, Held, Metered, Open, Registry};
 use crate::upstream::ClusterRuntime;
 
 /// Why the proxy cannot start.
@@ -802,7 +802,7 @@ async fn accept_loop(
     let registry = proxy.registry.clone();
     // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
     let graceful = Arc::new(Connections::new());
-    let hcm_stats: Arc<Mutex<HashMap<String, Arc<HcmStats>>>> = Arc::default();
+    let filter_stats = Arc::new(FilterStats::default());
     // Set by a graceful drain; read by every response of this listener's connections.
     let draining = Arc::new(AtomicBool::new(false));
     // Far off until a graceful drain sets it to the end of the drain time.
@@ -836,7 +836,8 @@ async fn accept_loop(
         if (listener.host.as_str(), listener.port) != (address.0.as_str(), address.1) {
             continue; // Moved to another address: a new loop serves it there.
         }
-        let (proxy, registry, hcm_stats) = (proxy.clone(), registry.clone(), hcm_stats.clone());
+        let (proxy, registry, filter_stats) =
+            (proxy.clone(), registry.clone(), filter_stats.clone());
         let draining = draining.clone();
         let graceful = Arc::downgrade(&graceful);
         // Peeking at the ClientHello and the TLS handshake must not hold up accepting others.
@@ -867,9 +868,9 @@ async fn accept_loop(
                 s.downstream_cx_total.inc();
                 Open::new(&s.downstream_cx_active, &s.downstream_cx_destroy)
             });
-            // Choose the filter chain (by the ClientHello when inspected) and terminate TLS.
-            let conn = match tls::accept(stream, &listener, destination.address).await {
-                Ok(conn) => conn,
+            // Choose the filter chain (by the ClientHello when inspected).
+            let chosen = match tls::choose_chain(stream, &listener, destination.address).await {
+                Ok(chosen) => chosen,
                 Err(e) => {
                     if let (tls::AcceptError::NoFilterChain { .. }, Some(stats)) = (&e, &stats) {
                         stats.no_filter_chain_match.inc();
@@ -878,14 +879,18 @@ async fn accept_loop(
                     return;
                 }
             };
-            match &conn.chain.network {
+            // The chain's network filter counts the connection before its TLS handshake, as
+            // Envoy's, which sees it from then on (a failed handshake included).
+            let chain = chosen.chain;
+            match &chain.network {
                 NetworkFilter::Http(hcm) => {
-                    let stats = hcm_stats
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .entry(hcm.stat_prefix.clone())
-                        .or_insert_with(|| Arc::new(HcmStats::new(&registry, &hcm.stat_prefix)))
-                        .clone();
+                    let stats = FilterStats::get(&filter_stats.http, &hcm.stat_prefix, || {
+                        HcmStats::new(&registry, &hcm.stat_prefix)
+                    });
+                    let open = OpenOn::http(open, &stats, chosen.terminates_tls());
+                    let Some(conn) = terminate(chosen, &listener.name, peer).await else {
+                        return;
+                    };
                     let Some(graceful) = graceful.upgrade() else {
                         return; // Shutting down.
                     };
@@ -911,8 +916,21 @@ async fn accept_loop(
                     let hash = t.hash_source_ip.then(|| {
                         proxy_model::route::hash::xx_hash64(peer.ip().to_string().as_bytes())
                     });
-                    tcp::proxy(
+                    let stats = FilterStats::get(&filter_stats.tcp, &t.stat_prefix, || {
+                        tcp::TcpStats::new(&registry, &t.stat_prefix)
+                    });
+                    stats.downstream_cx_total.inc();
+                    let Some(conn) = terminate(chosen, &listener.name, peer).await else {
+                        return;
+                    };
+                    let io = Metered::new(
                         conn.io,
+                        &stats.downstream_cx_rx_bytes_total,
+                        &stats.downstream_cx_tx_bytes_total,
+                    );
+                    tcp::proxy(
+                        io,
+                        &stats,
                         runtime.clone(),
                         &t.clusters,
                         t.idle_timeout,
@@ -966,14 +984,72 @@ impl Connections {
     }
 }
 
+/// Terminates the chosen chain's TLS, if it has any; a failed handshake closes the connection.
+async fn terminate<'l>(
+    chosen: tls::Chosen<'l>,
+    listener: &str,
+    peer: SocketAddr,
+) -> Option<tls::Accepted<'l>> {
+    chosen
+        .terminate()
+        .await
+        .inspect_err(|e| tracing::debug!(listener, "connection from {peer} closed: {e}"))
+        .ok()
+}
+
+/// A listener's stats of its network filters, by their `stat_prefix` (looked up once per
+/// connection, not in the registry).
+#[derive(Default)]
+struct FilterStats {
+    http: Mutex<HashMap<String, Arc<HcmStats>>>,
+    tcp: Mutex<HashMap<String, Arc<tcp::TcpStats>>>,
+}
+
+impl FilterStats {
+    fn get<T>(
+        by_prefix: &Mutex<HashMap<String, Arc<T>>>,
+        prefix: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let mut map = by_prefix.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stats) = map.get(prefix) {
+            return stats.clone();
+        }
+        let stats = Arc::new(make());
+        map.insert(prefix.to_owned(), stats.clone());
+        stats
+    }
+}
+
 /// A downstream connection a listener accepted, with its filter chain's TLS done.
 struct Accepted {
     io: tls::Io,
     peer: SocketAddr,
     /// Where it was going, when the listener restored its original destination.
     original_dst: Option<SocketAddr>,
-    /// Counted open on the listener's stats until it ends.
-    open: Option<Open>,
+    open: OpenOn,
+}
+
+/// Counts an HTTP connection open, until it ends, on its listener's stats and on its connection
+/// manager's (on TLS ones also as such).
+struct OpenOn {
+    _listener: Option<Open>,
+    _hcm: Open,
+    _tls: Option<Held>,
+}
+
+impl OpenOn {
+    fn http(listener: Option<Open>, stats: &HcmStats, tls: bool) -> OpenOn {
+        stats.downstream_cx_total.inc();
+        if tls {
+            stats.downstream_cx_ssl_total.inc();
+        }
+        OpenOn {
+            _listener: listener,
+            _hcm: Open::new(&stats.downstream_cx_active, &stats.downstream_cx_destroy),
+            _tls: tls.then(|| Held::new(&stats.downstream_cx_ssl_active)),
+        }
+    }
 }
 
 /// How a listener's connections learn it drains: on shutdown (`graceful`), and during a graceful
@@ -994,19 +1070,19 @@ fn serve_http(
         io: stream,
         peer,
         original_dst,
-        open: listener_open,
+        open,
     } = accepted;
     let ListenerDrain { graceful, draining } = drain;
-    stats.downstream_cx_total.inc();
-    let open = (
-        listener_open,
-        Open::new(&stats.downstream_cx_active, &stats.downstream_cx_destroy),
+    let tls = matches!(stream, tls::Io::Tls(_));
+    let stream = Metered::new(
+        stream,
+        &stats.downstream_cx_rx_bytes_total,
+        &stats.downstream_cx_tx_bytes_total,
     );
     let proxy = proxy.clone();
     // A response may ask its connection to finish (an HTTP/2 GOAWAY during a graceful drain).
     let finish = Arc::new(tokio::sync::Notify::new());
     let finish_requested = finish.clone();
-    let tls = matches!(stream, tls::Io::Tls(_));
     let h2_extended_connect = hcm.h2_extended_connect;
     // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
@@ -1018,6 +1094,7 @@ fn serve_http(
         original_dst,
         stats,
         tls,
+        protocol: std::sync::OnceLock::new(),
     });
     let service = service_fn(move |req| {
         let ctx = ConnContext {

@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -72,6 +76,101 @@ impl Drop for Open {
     fn drop(&mut self) {
         self.active.dec();
         self.destroyed.inc();
+    }
+}
+
+/// Counted on a gauge while held (Envoy's `downstream_cx_http1_active`, which has no `_destroy`).
+#[derive(Debug)]
+pub struct Held(Arc<Gauge>);
+
+impl Held {
+    pub fn new(gauge: &Arc<Gauge>) -> Held {
+        gauge.inc();
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A connection whose bytes are counted as they are read and written (Envoy's
+/// `*_cx_rx_bytes_total` and `*_cx_tx_bytes_total`). Above TLS it counts the plaintext, as Envoy
+/// does.
+#[derive(Debug)]
+pub struct Metered<T> {
+    io: T,
+    rx: Arc<Counter>,
+    tx: Arc<Counter>,
+}
+
+impl<T> Metered<T> {
+    pub fn new(io: T, rx: &Arc<Counter>, tx: &Arc<Counter>) -> Metered<T> {
+        Metered {
+            io,
+            rx: rx.clone(),
+            tx: tx.clone(),
+        }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            self.rx.add(n as u64);
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.tx.add(n as u64);
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            self.tx.add(n as u64);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -248,6 +347,7 @@ fn prometheus_name(name: &str) -> (String, String) {
         ("cluster.", "envoy_cluster_name"),
         ("http.", "envoy_http_conn_manager_prefix"),
         ("listener.", "envoy_listener_address"),
+        ("tcp.", "envoy_tcp_prefix"),
     ];
     for (prefix, label) in tagged {
         if let Some(rest) = name.strip_prefix(prefix)
@@ -284,6 +384,30 @@ mod tests {
             p.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"reviews\"} 3\n"),
             "{p}"
         );
+        // The TCP proxy's stat prefix is a label too, as Envoy tags it.
+        r.counter("tcp.db.downstream_cx_total").inc();
+        let p = r.render_prometheus(&Selection::default());
+        assert!(
+            p.contains("envoy_tcp_downstream_cx_total{envoy_tcp_prefix=\"db\"} 1\n"),
+            "{p}"
+        );
+    }
+
+    #[tokio::test]
+    async fn metered_counts_the_bytes_that_moved() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (rx, tx) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut metered = Metered::new(near, &rx, &tx);
+        metered.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        far.read_exact(&mut got).await.unwrap();
+        far.write_all(b"answer!").await.unwrap();
+        drop(far);
+        let mut back = Vec::new();
+        metered.read_to_end(&mut back).await.unwrap();
+        assert_eq!((rx.get(), tx.get()), (7, 5));
+        assert_eq!(back, b"answer!");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Runtime;
+use crate::stats::{Counter, Registry};
 use crate::upstream::LbContext;
 
 /// Proxies one connection. `original_dst` is the destination the `original_dst` listener filter
@@ -16,6 +17,7 @@ use crate::upstream::LbContext;
 /// a consistent-hash cluster (the tcp_proxy's `hash_policy`).
 pub async fn proxy(
     downstream: impl AsyncRead + AsyncWrite + Send + Unpin,
+    stats: &TcpStats,
     runtime: Arc<Runtime>,
     clusters: &[(String, u32)],
     idle: Option<Duration>,
@@ -37,7 +39,9 @@ pub async fn proxy(
         })
         .map(|(n, _)| n.as_str());
     let Some(cluster) = name.and_then(|n| runtime.clusters.get(n)) else {
-        return; // Unknown cluster: Envoy closes the connection.
+        // Unknown cluster: Envoy closes the connection.
+        stats.downstream_cx_no_route.inc();
+        return;
     };
     let lb = LbContext {
         original_dst,
@@ -50,7 +54,32 @@ pub async fn proxy(
     let Ok(upstream) = cluster.open_stream(&host).await else {
         return;
     };
-    splice(downstream, upstream, idle).await;
+    if splice(downstream, upstream, idle).await.ended_by == EndedBy::Idle {
+        stats.idle_timeout.inc();
+    }
+}
+
+/// `tcp.<stat_prefix>.*` stats (those Bosun maintains).
+#[derive(Debug)]
+pub struct TcpStats {
+    pub downstream_cx_total: Arc<Counter>,
+    pub downstream_cx_no_route: Arc<Counter>,
+    pub downstream_cx_rx_bytes_total: Arc<Counter>,
+    pub downstream_cx_tx_bytes_total: Arc<Counter>,
+    pub idle_timeout: Arc<Counter>,
+}
+
+impl TcpStats {
+    pub fn new(registry: &Registry, prefix: &str) -> TcpStats {
+        let c = |n: &str| registry.counter(&format!("tcp.{prefix}.{n}"));
+        TcpStats {
+            downstream_cx_total: c("downstream_cx_total"),
+            downstream_cx_no_route: c("downstream_cx_no_route"),
+            downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),
+            downstream_cx_tx_bytes_total: c("downstream_cx_tx_bytes_total"),
+            idle_timeout: c("idle_timeout"),
+        }
+    }
 }
 
 /// How a [`splice`] ended, and what it carried.

@@ -79,14 +79,22 @@ struct Inspected {
     alpn: Vec<String>,
 }
 
+/// A connection whose filter chain is chosen, its TLS (if the chain terminates it) not yet done:
+/// Envoy's network filters see the connection from here on, a failed handshake included.
+#[derive(Debug)]
+pub struct Chosen<'l> {
+    stream: TcpStream,
+    pub chain: &'l FilterChain,
+}
+
 /// Chooses the connection's filter chain (by `destination`: the local address, or the original
-/// destination the original_dst filter restored) and, when the chain has a TLS context, terminates
-/// TLS.
-pub async fn accept(
+/// destination the original_dst filter restored), after the listener's inspectors looked at its
+/// first bytes.
+pub async fn choose_chain(
     stream: TcpStream,
     listener: &Listener,
     destination: SocketAddr,
-) -> Result<Accepted<'_>, AcceptError> {
+) -> Result<Chosen<'_>, AcceptError> {
     let inspected = if listener.tls_inspector || listener.http_inspector {
         let inspect = inspect(&stream, listener.tls_inspector, listener.http_inspector);
         match listener.listener_filters_timeout {
@@ -115,43 +123,57 @@ pub async fn accept(
             alpn: inspected.alpn,
         });
     };
-    let Some(tls) = &chain.tls else {
-        return Ok(Accepted {
-            io: Io::Plain(stream),
+    Ok(Chosen { stream, chain })
+}
+
+impl<'l> Chosen<'l> {
+    /// Whether the chain terminates TLS.
+    pub fn terminates_tls(&self) -> bool {
+        self.chain.tls.is_some()
+    }
+
+    /// Terminates TLS when the chain has a TLS context (within its handshake timeout).
+    pub async fn terminate(self) -> Result<Accepted<'l>, AcceptError> {
+        let Chosen { stream, chain } = self;
+        let Some(tls) = &chain.tls else {
+            return Ok(Accepted {
+                io: Io::Plain(stream),
+                chain,
+                alpn: None,
+            });
+        };
+        let handshake = async {
+            let start =
+                LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+            let offered: Vec<Vec<u8>> = start
+                .client_hello()
+                .alpn()
+                .map(|protocols| protocols.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            start.into_stream(tls.config_for(&offered)).await
+        };
+        let stream = match tokio::time::timeout(chain.handshake_timeout, handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                return Err(AcceptError::Handshake {
+                    chain: chain.name.clone(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(AcceptError::HandshakeTimeout {
+                    chain: chain.name.clone(),
+                    timeout: chain.handshake_timeout,
+                });
+            }
+        };
+        let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        Ok(Accepted {
+            io: Io::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))),
             chain,
-            alpn: None,
-        });
-    };
-    let handshake = async {
-        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-        let offered: Vec<Vec<u8>> = start
-            .client_hello()
-            .alpn()
-            .map(|protocols| protocols.map(<[u8]>::to_vec).collect())
-            .unwrap_or_default();
-        start.into_stream(tls.config_for(&offered)).await
-    };
-    let stream = match tokio::time::timeout(chain.handshake_timeout, handshake).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => {
-            return Err(AcceptError::Handshake {
-                chain: chain.name.clone(),
-                source,
-            });
-        }
-        Err(_) => {
-            return Err(AcceptError::HandshakeTimeout {
-                chain: chain.name.clone(),
-                timeout: chain.handshake_timeout,
-            });
-        }
-    };
-    let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    Ok(Accepted {
-        io: Io::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))),
-        chain,
-        alpn,
-    })
+            alpn,
+        })
+    }
 }
 
 /// Envoy's tls_inspector (with `tls`) and http_inspector (with `http`), in that order: peeks until

@@ -24,7 +24,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::consistent_hash::{HashTable, HostKey};
 use crate::locality::LocalityLb;
-use crate::stats::{Counter, Gauge, Open, Registry};
+use crate::stats::{Counter, Gauge, Metered, Open, Registry};
 use crate::tls::Io;
 
 /// The most destinations an ORIGINAL_DST cluster remembers at once. Envoy forgets hosts unused for
@@ -118,6 +118,8 @@ struct Counting {
     active: Arc<Gauge>,
     destroy: Arc<Counter>,
     connect_fail: Arc<Counter>,
+    rx_bytes: Arc<Counter>,
+    tx_bytes: Arc<Counter>,
 }
 
 impl Counting {
@@ -134,6 +136,8 @@ impl Counting {
             active: stats.upstream_cx_active.clone(),
             destroy: stats.upstream_cx_destroy.clone(),
             connect_fail: stats.upstream_cx_connect_fail.clone(),
+            rx_bytes: stats.upstream_cx_rx_bytes_total.clone(),
+            tx_bytes: stats.upstream_cx_tx_bytes_total.clone(),
         }
     }
 
@@ -154,7 +158,7 @@ impl Counting {
             Ok(io) => {
                 self.host.active.fetch_add(1, Ordering::Relaxed);
                 Ok(Counted {
-                    io,
+                    io: Metered::new(io, &self.rx_bytes, &self.tx_bytes),
                     _open: Open::new(&self.active, &self.destroy),
                     host: self.host.clone(),
                 })
@@ -168,10 +172,11 @@ impl Counting {
     }
 }
 
-/// An open upstream connection, counted active (by its cluster and its host) until dropped.
+/// An open upstream connection, counted active (by its cluster and its host) until dropped, its
+/// bytes counted by its cluster.
 #[derive(Debug)]
 pub struct Counted {
-    io: Io,
+    io: Metered<Io>,
     _open: Open,
     host: Arc<HostConnections>,
 }
@@ -230,7 +235,7 @@ impl tokio::io::AsyncWrite for Counted {
 
 impl hyper_util::client::legacy::connect::Connection for Counted {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        self.io.connected()
+        self.io.get_ref().connected()
     }
 }
 
@@ -261,6 +266,8 @@ pub struct ClusterStats {
     pub upstream_cx_destroy: Arc<Counter>,
     pub upstream_cx_http1_total: Arc<Counter>,
     pub upstream_cx_http2_total: Arc<Counter>,
+    pub upstream_cx_rx_bytes_total: Arc<Counter>,
+    pub upstream_cx_tx_bytes_total: Arc<Counter>,
     /// ORIGINAL_DST: the override header did not hold an `ip:port`.
     pub original_dst_host_invalid: Arc<Counter>,
 }
@@ -295,6 +302,8 @@ impl ClusterStats {
             upstream_cx_destroy: c("upstream_cx_destroy"),
             upstream_cx_http1_total: c("upstream_cx_http1_total"),
             upstream_cx_http2_total: c("upstream_cx_http2_total"),
+            upstream_cx_rx_bytes_total: c("upstream_cx_rx_bytes_total"),
+            upstream_cx_tx_bytes_total: c("upstream_cx_tx_bytes_total"),
             original_dst_host_invalid: c("original_dst_host_invalid"),
         }
     }
