@@ -1523,6 +1523,26 @@ async fn byte_and_protocol_stats_match_envoy() {
             "{}: the HTTP/2 connection's bytes counted too",
             p.name
         );
+        // A client that sends garbage: an HTTP/1 connection all the same, with a protocol error,
+        // and a request answered 400.
+        let (status, _) = raw_exchange(p.listener, "NOT HTTP\r\n\r\n").await;
+        assert_eq!(status, "400 Bad Request", "{}", p.name);
+        assert_eq!(stat_settles(p, &http("active"), 0).await, 0, "{}", p.name);
+        let requests = [
+            "downstream_cx_http1_total",
+            "downstream_cx_protocol_error",
+            "downstream_rq_total",
+            "downstream_rq_http1_total",
+            "downstream_rq_http2_total",
+            "downstream_rq_4xx",
+        ]
+        .map(|n| p.stat(&format!("http.ingress.{n}")));
+        assert_eq!(
+            requests,
+            [2, 1, 4, 3, 1, 1],
+            "{}: HTTP/1 connections, protocol errors, requests (HTTP/1, HTTP/2), 4xx",
+            p.name
+        );
         upstream_bytes.push([
             p.stat("cluster.pooled.upstream_cx_tx_bytes_total"),
             p.stat("cluster.pooled.upstream_cx_rx_bytes_total"),

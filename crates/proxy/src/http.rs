@@ -71,6 +71,42 @@ pub struct Connection {
     pub protocol: std::sync::OnceLock<crate::stats::Held>,
 }
 
+impl Connection {
+    /// Counts the connection as HTTP/2 or HTTP/1 (once: on its first request), and a request of it.
+    fn count_protocol(&self, h2: bool) {
+        let stats = &self.stats;
+        self.protocol.get_or_init(|| {
+            let (total, active) = if h2 {
+                (
+                    &stats.downstream_cx_http2_total,
+                    &stats.downstream_cx_http2_active,
+                )
+            } else {
+                (
+                    &stats.downstream_cx_http1_total,
+                    &stats.downstream_cx_http1_active,
+                )
+            };
+            total.inc();
+            crate::stats::Held::new(active)
+        });
+        if h2 {
+            stats.downstream_rq_http2_total.inc();
+        } else {
+            stats.downstream_rq_http1_total.inc();
+        }
+    }
+}
+
+/// An HTTP/1 request on `conn` that could not be parsed, which the server answered with a 4xx and
+/// closed: counted as Envoy's codec counts it (a protocol error, and a request answered 4xx).
+pub fn count_protocol_error(conn: &Connection) {
+    conn.stats.downstream_cx_protocol_error.inc();
+    conn.count_protocol(false);
+    conn.stats.downstream_rq_total.inc();
+    conn.stats.downstream_rq_4xx.inc();
+}
+
 /// `http.<stat_prefix>.*` stats.
 #[derive(Debug)]
 pub struct HcmStats {
@@ -85,7 +121,10 @@ pub struct HcmStats {
     pub downstream_cx_ssl_active: Arc<Gauge>,
     pub downstream_cx_rx_bytes_total: Arc<Counter>,
     pub downstream_cx_tx_bytes_total: Arc<Counter>,
+    pub downstream_cx_protocol_error: Arc<Counter>,
     pub downstream_rq_total: Arc<Counter>,
+    pub downstream_rq_http1_total: Arc<Counter>,
+    pub downstream_rq_http2_total: Arc<Counter>,
     pub downstream_rq_2xx: Arc<Counter>,
     pub downstream_rq_3xx: Arc<Counter>,
     pub downstream_rq_4xx: Arc<Counter>,
@@ -118,7 +157,10 @@ impl HcmStats {
             downstream_cx_ssl_active: g("downstream_cx_ssl_active"),
             downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),
             downstream_cx_tx_bytes_total: c("downstream_cx_tx_bytes_total"),
+            downstream_cx_protocol_error: c("downstream_cx_protocol_error"),
             downstream_rq_total: c("downstream_rq_total"),
+            downstream_rq_http1_total: c("downstream_rq_http1_total"),
+            downstream_rq_http2_total: c("downstream_rq_http2_total"),
             downstream_rq_2xx: c("downstream_rq_2xx"),
             downstream_rq_3xx: c("downstream_rq_3xx"),
             downstream_rq_4xx: c("downstream_rq_4xx"),
@@ -202,21 +244,7 @@ pub async fn serve(req: Request<Incoming>, ctx: ConnContext) -> Result<Response<
     let mut exchange = Exchange::default();
     let kind = upgrade_type(&req);
     let h2 = req.version() == Version::HTTP_2;
-    ctx.conn.protocol.get_or_init(|| {
-        let (total, active) = if h2 {
-            (
-                &ctx.stats.downstream_cx_http2_total,
-                &ctx.stats.downstream_cx_http2_active,
-            )
-        } else {
-            (
-                &ctx.stats.downstream_cx_http1_total,
-                &ctx.stats.downstream_cx_http1_active,
-            )
-        };
-        total.inc();
-        crate::stats::Held::new(active)
-    });
+    ctx.conn.count_protocol(h2);
     // HTTP/2 has no `Connection` header: its streams end on their own.
     let h1_upgrade = kind.is_some() && req.version() != Version::HTTP_2;
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.

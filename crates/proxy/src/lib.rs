@@ -1096,6 +1096,8 @@ fn serve_http(
         tls,
         protocol: std::sync::OnceLock::new(),
     });
+    // hyper answers a request it cannot parse itself (400, or 431 for headers over the limit).
+    let on_error = conn.clone();
     let service = service_fn(move |req| {
         let ctx = ConnContext {
             runtime: proxy.runtime.load_full(),
@@ -1141,7 +1143,17 @@ fn serve_http(
         drop(shutdown);
         drop(open);
         if let Err(e) = result {
+            if is_parse_error(&*e) {
+                http::count_protocol_error(&on_error);
+            }
             tracing::debug!("connection from {peer} ended: {e}");
         }
     });
+}
+
+/// Whether hyper ended a connection because a request could not be parsed (it then answered it
+/// with a 4xx itself).
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<hyper::Error>()
+        .is_some_and(|e| e.is_parse() || e.is_parse_too_large())
 }
