@@ -96,15 +96,15 @@ impl Connection {
             stats.downstream_rq_http1_total.inc();
         }
     }
-}
 
-/// An HTTP/1 request on `conn` that could not be parsed, which the server answered with a 4xx and
-/// closed: counted as Envoy's codec counts it (a protocol error, and a request answered 4xx).
-pub fn count_protocol_error(conn: &Connection) {
-    conn.stats.downstream_cx_protocol_error.inc();
-    conn.count_protocol(false);
-    conn.stats.downstream_rq_total.inc();
-    conn.stats.downstream_rq_4xx.inc();
+    /// An HTTP/1 request that could not be parsed, which the server answered with a 4xx before
+    /// closing: counted as Envoy's codec counts it (a protocol error, and a request answered 4xx).
+    pub fn count_protocol_error(&self) {
+        self.stats.downstream_cx_protocol_error.inc();
+        self.count_protocol(false);
+        self.stats.downstream_rq_total.inc();
+        self.stats.downstream_rq_4xx.inc();
+    }
 }
 
 /// `http.<stat_prefix>.*` stats.

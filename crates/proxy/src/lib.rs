@@ -1144,7 +1144,7 @@ fn serve_http(
         drop(open);
         if let Err(e) = result {
             if is_parse_error(&*e) {
-                http::count_protocol_error(&on_error);
+                on_error.count_protocol_error();
             }
             tracing::debug!("connection from {peer} ended: {e}");
         }

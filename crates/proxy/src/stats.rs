@@ -97,21 +97,29 @@ impl Drop for Held {
 }
 
 /// A connection whose bytes are counted as they are read and written (Envoy's
-/// `*_cx_rx_bytes_total` and `*_cx_tx_bytes_total`). Above TLS it counts the plaintext, as Envoy
-/// does.
+/// `*_cx_rx_bytes_total` and `*_cx_tx_bytes_total`), holding `G` (what counts it open) as long as
+/// it lives. Above TLS it counts the plaintext, as Envoy does.
 #[derive(Debug)]
-pub struct Metered<T> {
+pub struct Metered<T, G = ()> {
     io: T,
     rx: Arc<Counter>,
     tx: Arc<Counter>,
+    _held: G,
 }
 
 impl<T> Metered<T> {
     pub fn new(io: T, rx: &Arc<Counter>, tx: &Arc<Counter>) -> Metered<T> {
+        Metered::holding(io, rx, tx, ())
+    }
+}
+
+impl<T, G> Metered<T, G> {
+    pub fn holding(io: T, rx: &Arc<Counter>, tx: &Arc<Counter>, held: G) -> Metered<T, G> {
         Metered {
             io,
             rx: rx.clone(),
             tx: tx.clone(),
+            _held: held,
         }
     }
 
@@ -120,7 +128,7 @@ impl<T> Metered<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
+impl<T: AsyncRead + Unpin, G: Unpin> AsyncRead for Metered<T, G> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -136,7 +144,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
+impl<T: AsyncWrite + Unpin, G: Unpin> AsyncWrite for Metered<T, G> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -157,11 +157,11 @@ impl Counting {
         match connect(address, timeout, tls, dial).await {
             Ok(io) => {
                 self.host.active.fetch_add(1, Ordering::Relaxed);
-                Ok(Counted {
-                    io: Metered::new(io, &self.rx_bytes, &self.tx_bytes),
-                    _open: Open::new(&self.active, &self.destroy),
+                let open = OpenUpstream {
+                    _cluster: Open::new(&self.active, &self.destroy),
                     host: self.host.clone(),
-                })
+                };
+                Ok(Metered::holding(io, &self.rx_bytes, &self.tx_bytes, open))
             }
             Err(e) => {
                 self.connect_fail.inc();
@@ -172,70 +172,26 @@ impl Counting {
     }
 }
 
-/// An open upstream connection, counted active (by its cluster and its host) until dropped, its
-/// bytes counted by its cluster.
+/// An open upstream connection, its bytes counted by its cluster, and itself counted active by its
+/// cluster and its host until dropped.
+pub type Counted = Metered<Io, OpenUpstream>;
+
+/// Counts an upstream connection open on its cluster's stats and on its host's.
 #[derive(Debug)]
-pub struct Counted {
-    io: Metered<Io>,
-    _open: Open,
+pub struct OpenUpstream {
+    _cluster: Open,
     host: Arc<HostConnections>,
 }
 
-impl Drop for Counted {
+impl Drop for OpenUpstream {
     fn drop(&mut self) {
         self.host.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Counted {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
 impl hyper_util::client::legacy::connect::Connection for Counted {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        self.io.get_ref().connected()
+        self.get_ref().connected()
     }
 }
 
