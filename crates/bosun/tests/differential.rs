@@ -402,6 +402,16 @@ async fn resilience_matches_envoy() {
 
 // === Helpers for the wider suites ===
 
+/// What both proxies answer to `GET path` on their admin port, which must be the same.
+fn same_admin_answer(both: &[Running; 2], path: &str) -> String {
+    let [envoy, bosun] = both.each_ref().map(|p| p.admin_get(path));
+    assert_eq!(
+        bosun, envoy,
+        "{path}: bosun (left) and envoy (right) differ"
+    );
+    envoy
+}
+
 impl Running {
     /// `GET` an admin path, bounded.
     fn admin_get(&self, path: &str) -> String {
@@ -423,6 +433,16 @@ impl Running {
                     .ok()
             })
             .unwrap_or(0)
+    }
+
+    /// Its standard output so far: the access log, for a fixture that logs to stdout (Envoy
+    /// flushes it as often as `--file-flush-interval-msec` says).
+    fn stdout(&self) -> String {
+        match (&self._envoy, &self._bosun) {
+            (Some(envoy), _) => envoy.stdout(),
+            (_, Some((bosun, _))) => bosun.stdout(),
+            _ => String::new(),
+        }
     }
 }
 
@@ -1557,6 +1577,232 @@ async fn byte_and_protocol_stats_match_envoy() {
     );
 }
 
+// === Access log: requests the codec refuses, requests the client abandons ===
+
+/// Sends `request` on a new connection, then reads until the proxy closes it or, with `abandon`,
+/// closes it itself after that long.
+async fn send_raw(addr: SocketAddr, request: &[u8], abandon: Option<Duration>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    match abandon {
+        Some(after) => tokio::time::sleep(after).await,
+        None => {
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+                .await
+                .expect("the proxy did not close the connection")
+                .unwrap();
+        }
+    }
+}
+
+/// An access log line in Envoy's default format with what varies between runs replaced: the start
+/// time dropped, durations `<ms>`, request ids `<uuid>`, `upstream` for `upstream`'s address.
+/// Returns it with the line's duration and request id.
+fn normalized_log_line(line: &str, upstream: SocketAddr) -> (String, u64, String) {
+    let (_, rest) = line.split_once("] ").unwrap();
+    let (request, rest) = rest[1..].split_once("\" ").unwrap();
+    let mut fields: Vec<String> = rest.split(' ').map(str::to_owned).collect();
+    assert_eq!(fields.len(), 11, "{line}");
+    let duration = fields[4].parse().unwrap();
+    fields[4] = "<ms>".to_owned();
+    if fields[5] != "-" {
+        fields[5] = "<ms>".to_owned();
+    }
+    let request_id = fields[8].trim_matches('"').to_owned();
+    if is_uuid(&request_id) {
+        fields[8] = "\"<uuid>\"".to_owned();
+    }
+    fields[10] = fields[10].replace(&upstream.to_string(), "upstream");
+    (
+        format!("\"{request}\" {}", fields.join(" ")),
+        duration,
+        request_id,
+    )
+}
+
+/// Sends `GET path` on a new HTTP/2 (h2c) connection and resets the stream after `after`
+/// (hyper's client does when the response is dropped); returns the connection, still open.
+async fn reset_h2_stream(addr: SocketAddr, path: &str, after: Duration) -> OpenH2 {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://x{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answered = tokio::time::timeout(after, send.send_request(req)).await;
+    assert!(answered.is_err(), "answered within {after:?}");
+    OpenH2 {
+        _send: send,
+        connection,
+    }
+}
+
+/// An HTTP/2 client connection, closed when dropped.
+struct OpenH2 {
+    _send: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    connection: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+}
+
+impl Drop for OpenH2 {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// The `i`th line of `p`'s stdout, waited for (at most 5 s).
+async fn nth_stdout_line(p: &Running, i: usize, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(line) = p.stdout().lines().nth(i) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no access log line for {what}:\n{}",
+            p.name,
+            p.stdout()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn access_log_of_refused_and_abandoned_requests_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both_with(
+        "access_log.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[],
+        &["--file-flush-interval-msec", "20"],
+    ) else {
+        return;
+    };
+    let patience = Duration::from_millis(300);
+    let abandon = Some(patience);
+    let many_headers: String = (0..120).map(|i| format!("h{i}: v\r\n")).collect();
+    let exchanges: Vec<(String, Option<Duration>)> = vec![
+        ("NOT HTTP\r\n\r\n".into(), None),
+        (
+            "GET / HTTP/1.1\r\nhost: x\r\nbad header line\r\n\r\n".into(),
+            None,
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nhost: x\r\nbig: {}\r\n\r\n",
+                "a".repeat(70_000)
+            ),
+            None,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nhost: x\r\n{many_headers}\r\n"),
+            None,
+        ),
+        ("GET / HTTP/1.0\r\n\r\n".into(), None),
+        (
+            "GET /local HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".into(),
+            None,
+        ),
+        (
+            "GET /up HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".into(),
+            None,
+        ),
+        // Abandoned during a fault's delay, while the upstream answers late, and mid-head.
+        ("GET /slow HTTP/1.1\r\nhost: x\r\n\r\n".into(), abandon),
+        (
+            "GET /up/late HTTP/1.1\r\nhost: x\r\nx-testkit-delay-ms: 2000\r\n\r\n".into(),
+            abandon,
+        ),
+        ("GET / HTTP/1.1\r\nhos".into(), abandon),
+    ];
+    let mut logs = Vec::new();
+    let mut stats = Vec::new();
+    for p in &both {
+        let mut lines = Vec::new();
+        for (i, (request, abandon)) in exchanges.iter().enumerate() {
+            send_raw(p.listener, request.as_bytes(), *abandon).await;
+            // One line each, in order: wait for it before the next exchange.
+            let line = nth_stdout_line(p, i, &format!("{request:.60?}")).await;
+            let (normalized, duration, request_id) = normalized_log_line(&line, a.addr());
+            if abandon.is_some() {
+                assert!(duration >= 250, "{}: {line}", p.name);
+            }
+            if request.starts_with("GET /up HTTP") {
+                // The id logged is the one the upstream got.
+                let seen = a.last_request().unwrap();
+                assert_eq!(
+                    seen.header("x-request-id"),
+                    Some(request_id.as_str()),
+                    "{line}"
+                );
+            }
+            lines.push(normalized);
+        }
+        // An HTTP/2 stream reset by the client, its connection left open.
+        let _open = reset_h2_stream(p.listener, "/slow", patience).await;
+        let line = nth_stdout_line(p, exchanges.len(), "an HTTP/2 stream reset").await;
+        lines.push(normalized_log_line(&line, a.addr()).0);
+        logs.push(lines);
+        stats.push(
+            [
+                "downstream_cx_http1_total",
+                "downstream_cx_protocol_error",
+                "downstream_rq_total",
+                "downstream_rq_http1_total",
+                "downstream_rq_http2_total",
+                "downstream_rq_completed",
+                "downstream_rq_rx_reset",
+                "downstream_rq_2xx",
+                "downstream_rq_4xx",
+            ]
+            .map(|n| p.stat(&format!("http.logged.{n}"))),
+        );
+    }
+    // A request hyper cannot parse is answered by hyper, without the body Envoy sends ("Bad
+    // Request", "Request Header Fields Too Large"): the one field where the two logs differ.
+    for line in &mut logs[0] {
+        *line = line
+            .replace(" 400 DPE 0 11 ", " 400 DPE 0 0 ")
+            .replace(" 431 DPE 0 31 ", " 431 DPE 0 0 ");
+    }
+    assert_eq!(logs[1], logs[0], "bosun (left) and envoy (right) differ");
+    let unparsed = "\"- - HTTP/1.1\"";
+    let none = "- \"-\" \"-\" \"-\" \"-\" \"-\"";
+    let upstream_bytes = logs[0][6].split(' ').nth(6).unwrap().to_owned();
+    assert_eq!(
+        logs[0],
+        [
+            format!("{unparsed} 400 DPE 0 0 <ms> {none}"),
+            format!("{unparsed} 400 DPE 0 0 <ms> {none}"),
+            format!("{unparsed} 431 DPE 0 0 <ms> {none}"),
+            format!("{unparsed} 431 DPE 0 0 <ms> {none}"),
+            format!("{unparsed} 426 DPE 0 16 <ms> {none}"),
+            "\"GET /local HTTP/1.1\" 200 - 0 5 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"-\""
+                .to_owned(),
+            format!(
+                "\"GET /up HTTP/1.1\" 200 - 0 {upstream_bytes} <ms> <ms> \"-\" \"-\" \"<uuid>\" \"x\" \"upstream\""
+            ),
+            "\"GET /slow HTTP/1.1\" 0 DI,DC 0 0 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"-\""
+                .to_owned(),
+            "\"GET /up/late HTTP/1.1\" 0 DC 0 0 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"upstream\""
+                .to_owned(),
+            format!("{unparsed} 0 DC 0 0 <ms> {none}"),
+            "\"GET /slow HTTP/2\" 0 DI,DR 0 0 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"-\"".to_owned(),
+        ]
+    );
+    // Every exchange is a request on a connection of its own, the abandoned ones included (HTTP/1
+    // but the last); five were protocol errors; seven were answered, nine reset (the five refused,
+    // whose connection closes under them, and the four abandoned).
+    assert_eq!(stats[1], stats[0], "bosun (left) and envoy (right) differ");
+    assert_eq!(stats[0], [10, 5, 11, 10, 1, 7, 9, 2, 5]);
+}
+
 // === Outlier detection ===
 
 /// `/clusters` lines of `cluster` as (host or priority, field) → value.
@@ -1912,6 +2158,12 @@ async fn tcp_proxy_matches_envoy() {
     ) else {
         return;
     };
+    // The filter's stats show, at 0, before its first connection.
+    let at_start = same_admin_answer(
+        &both,
+        "/stats?filter=^tcp%5C.single%5C.downstream_cx_total$",
+    );
+    assert_eq!(at_start, "tcp.single.downstream_cx_total: 0\n");
     let mut big = Vec::new();
     for i in 0..200_000u32 {
         big.push((i % 251) as u8);
@@ -4171,6 +4423,15 @@ async fn admin_stats_queries_match_envoy() {
     let Some(both) = start_both("headers.yaml", &[("UPSTREAM_A", &a)], &[]) else {
         return;
     };
+    // The connection manager's stats show, at 0, before its first connection.
+    let at_start = same_admin_answer(
+        &both,
+        "/stats?filter=^http%5C.main%5C.downstream_(cx|rq)_total$",
+    );
+    assert_eq!(
+        at_start,
+        "http.main.downstream_cx_total: 0\nhttp.main.downstream_rq_total: 0\n"
+    );
     let mut answers = Vec::new();
     for p in &both {
         for _ in 0..3 {

@@ -65,6 +65,25 @@ impl RequestInfo {
     }
 }
 
+impl RequestInfo {
+    /// A request the connection manager never saw (refused by the codec, or abandoned mid-head):
+    /// Envoy logs it with none of its headers, as HTTP/1.1.
+    pub fn unparsed(start: SystemTime) -> RequestInfo {
+        let none = || "-".to_owned();
+        RequestInfo {
+            start,
+            method: none(),
+            path: none(),
+            protocol: "HTTP/1.1",
+            forwarded_for: none(),
+            user_agent: none(),
+            request_id: none(),
+            authority: none(),
+            bytes_received: 0,
+        }
+    }
+}
+
 /// `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
 /// %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%
 /// "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"`

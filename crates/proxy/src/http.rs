@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -69,11 +69,44 @@ pub struct Connection {
     pub finish: Arc<tokio::sync::Notify>,
     /// Counted HTTP/1 or HTTP/2 (`downstream_cx_http1_active`, …) from its first request on.
     pub protocol: std::sync::OnceLock<crate::stats::Held>,
+    /// When the connection was accepted, and (in nanoseconds since then) when its last request
+    /// ended: where a request the client abandons mid-head is taken to have begun.
+    pub opened: Instant,
+    pub last_request_end: AtomicU64,
+    /// Requests being served: at the connection's end, a request that never reached the service
+    /// is told from one whose service is still to be dropped (and logs itself).
+    pub in_flight: AtomicUsize,
 }
 
 impl Connection {
-    /// Counts the connection as HTTP/2 or HTTP/1 (once: on its first request), and a request of it.
-    fn count_protocol(&self, h2: bool) {
+    /// A connection's shared state, as it starts serving.
+    pub fn new(
+        hcm: Arc<HttpConnectionManager>,
+        peer: SocketAddr,
+        original_dst: Option<SocketAddr>,
+        stats: Arc<HcmStats>,
+        tls: bool,
+        draining: Arc<std::sync::atomic::AtomicBool>,
+        finish: Arc<tokio::sync::Notify>,
+    ) -> Connection {
+        Connection {
+            hcm,
+            peer,
+            original_dst,
+            stats,
+            tls,
+            draining,
+            finish,
+            protocol: std::sync::OnceLock::new(),
+            opened: Instant::now(),
+            last_request_end: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a request as it begins (Envoy counts `downstream_rq_total` when a stream starts,
+    /// whatever becomes of it), and the connection as HTTP/2 or HTTP/1 on its first request.
+    fn count_request(&self, h2: bool) {
         let stats = &self.stats;
         self.protocol.get_or_init(|| {
             let (total, active) = if h2 {
@@ -90,6 +123,7 @@ impl Connection {
             total.inc();
             crate::stats::Held::new(active)
         });
+        stats.downstream_rq_total.inc();
         if h2 {
             stats.downstream_rq_http2_total.inc();
         } else {
@@ -97,13 +131,83 @@ impl Connection {
         }
     }
 
-    /// An HTTP/1 request that could not be parsed, which the server answered with a 4xx before
-    /// closing: counted as Envoy's codec counts it (a protocol error, and a request answered 4xx).
-    pub fn count_protocol_error(&self) {
+    /// Counts a response by its status class.
+    fn count_response(&self, status: u16) {
+        let stats = &self.stats;
+        stats.downstream_rq_completed.inc();
+        match status {
+            200..=299 => stats.downstream_rq_2xx.inc(),
+            300..=399 => stats.downstream_rq_3xx.inc(),
+            400..=499 => stats.downstream_rq_4xx.inc(),
+            _ => stats.downstream_rq_5xx.inc(),
+        }
+    }
+
+    /// An HTTP/1 request the codec refused before the connection manager saw it (hyper could not
+    /// parse it and answered it itself, or HTTP/1.0 without `accept_http_10`): counted as Envoy's
+    /// codec counts it (a protocol error, a request answered `status`) and logged as Envoy logs
+    /// it, with nothing of the request: `"- - HTTP/1.1" STATUS DPE`.
+    pub fn protocol_error(&self, status: StatusCode, bytes_sent: u64) {
         self.stats.downstream_cx_protocol_error.inc();
-        self.count_protocol(false);
-        self.stats.downstream_rq_total.inc();
-        self.stats.downstream_rq_4xx.inc();
+        self.count_request(false);
+        self.count_response(status.as_u16());
+        self.stats.downstream_rq_rx_reset.inc();
+        if self.hcm.access_log {
+            let mut exchange = Exchange::default();
+            exchange.flags.downstream_protocol_error = true;
+            let info = access_log::RequestInfo::unparsed(std::time::SystemTime::now());
+            access_log::write_line(
+                &info,
+                status.as_u16(),
+                bytes_sent,
+                &exchange,
+                Duration::ZERO,
+            );
+        }
+    }
+
+    /// The connection ended mid-request: the client closed before its request's head was complete
+    /// (one being served logs itself, when hyper drops it). Envoy counts the request and logs it as
+    /// `"- - HTTP/1.1" 0 DC`, with its duration from its first byte; hyper does not say when
+    /// that came, so the duration runs from the end of the connection's previous request (or its
+    /// start), which includes any time the connection idled between the two.
+    pub fn abandoned_request(&self) {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        self.count_request(false);
+        self.stats.downstream_rq_rx_reset.inc();
+        if self.hcm.access_log {
+            let since_open = Duration::from_nanos(self.last_request_end.load(Ordering::Relaxed));
+            let began = self.opened + since_open;
+            let mut exchange = Exchange::default();
+            exchange.flags.downstream_termination = true;
+            let info =
+                access_log::RequestInfo::unparsed(std::time::SystemTime::now() - began.elapsed());
+            access_log::write_line(&info, 0, 0, &exchange, began.elapsed());
+        }
+    }
+
+    /// Notes that a request ended (answered, or dropped).
+    fn request_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let since_open = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_request_end.store(since_open, Ordering::Relaxed);
+    }
+
+    /// Answers an HTTP/1.0 request, which Envoy's codec refuses unless `accept_http_10` is set: a
+    /// protocol error, and the connection closes.
+    fn refuse_http_10(&self) -> Response<Body> {
+        const BODY: &str = "Upgrade Required";
+        let mut reply = local_reply(StatusCode::UPGRADE_REQUIRED, BODY);
+        self.protocol_error(reply.status(), BODY.len() as u64);
+        reply
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if let Some(v) = &self.hcm.server_header {
+            reply.headers_mut().insert(header::SERVER, v.clone());
+        }
+        reply
     }
 }
 
@@ -125,6 +229,11 @@ pub struct HcmStats {
     pub downstream_rq_total: Arc<Counter>,
     pub downstream_rq_http1_total: Arc<Counter>,
     pub downstream_rq_http2_total: Arc<Counter>,
+    /// Requests answered (not those the client abandoned).
+    pub downstream_rq_completed: Arc<Counter>,
+    /// Requests the client reset or abandoned before they were complete (those the codec refused
+    /// included: their connection closes under them).
+    pub downstream_rq_rx_reset: Arc<Counter>,
     pub downstream_rq_2xx: Arc<Counter>,
     pub downstream_rq_3xx: Arc<Counter>,
     pub downstream_rq_4xx: Arc<Counter>,
@@ -161,6 +270,8 @@ impl HcmStats {
             downstream_rq_total: c("downstream_rq_total"),
             downstream_rq_http1_total: c("downstream_rq_http1_total"),
             downstream_rq_http2_total: c("downstream_rq_http2_total"),
+            downstream_rq_completed: c("downstream_rq_completed"),
+            downstream_rq_rx_reset: c("downstream_rq_rx_reset"),
             downstream_rq_2xx: c("downstream_rq_2xx"),
             downstream_rq_3xx: c("downstream_rq_3xx"),
             downstream_rq_4xx: c("downstream_rq_4xx"),
@@ -192,9 +303,13 @@ pub struct Flags {
     pub fault_delay: bool,
     /// Refused by the local rate limit filter (RL).
     pub rate_limited: bool,
-    /// A tunnel the downstream ended (DC), or that idled out (SI).
+    /// A tunnel the downstream ended, or a request it abandoned by closing its connection (DC),
+    /// or by resetting its HTTP/2 stream (DR); a tunnel that idled out (SI).
     pub downstream_termination: bool,
+    pub downstream_reset: bool,
     pub stream_idle_timeout: bool,
+    /// Refused by the codec (DPE): a request that could not be parsed, or HTTP/1.0 not accepted.
+    pub downstream_protocol_error: bool,
 }
 
 impl Flags {
@@ -212,7 +327,9 @@ impl Flags {
             (self.retry_limit, "URX"),
             (self.no_cluster, "NC"),
             (self.downstream_termination, "DC"),
+            (self.downstream_reset, "DR"),
             (self.stream_idle_timeout, "SI"),
+            (self.downstream_protocol_error, "DPE"),
         ];
         let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f).collect();
         if set.is_empty() {
@@ -235,22 +352,76 @@ pub struct Exchange {
     pub tunnel_bytes: Option<(u64, u64)>,
 }
 
-pub async fn serve(req: Request<Incoming>, ctx: ConnContext) -> Result<Response<Body>, Infallible> {
+/// A request's access log line and what it gathers: written when the request is answered, or,
+/// when hyper drops the request unanswered, on drop, as Envoy logs a request the downstream
+/// abandoned: status 0, flag DC (an HTTP/1 client closed its connection) or DR (an HTTP/2 client
+/// reset its stream; hyper does not say whether the whole connection went, which Envoy logs DC).
+struct Logged<'c> {
+    conn: &'c Connection,
+    info: Option<access_log::RequestInfo>,
+    exchange: Exchange,
+    start: Instant,
+    h2: bool,
+    answered: bool,
+}
+
+impl Logged<'_> {
+    fn begin<'c, B>(conn: &'c Connection, req: &Request<B>, start: Instant) -> Logged<'c> {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        Logged {
+            conn,
+            info: conn
+                .hcm
+                .access_log
+                .then(|| access_log::RequestInfo::new(req)),
+            exchange: Exchange::default(),
+            start,
+            h2: req.version() == Version::HTTP_2,
+            answered: false,
+        }
+    }
+}
+
+impl Drop for Logged<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.conn.stats.downstream_rq_rx_reset.inc();
+            if let Some(info) = self.info.take() {
+                let flags = &mut self.exchange.flags;
+                if self.h2 {
+                    flags.downstream_reset = true;
+                } else {
+                    flags.downstream_termination = true;
+                }
+                access_log::write_line(&info, 0, 0, &self.exchange, self.start.elapsed());
+            }
+        }
+        self.conn.request_ended();
+    }
+}
+
+pub async fn serve(
+    mut req: Request<Incoming>,
+    ctx: ConnContext,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
-    let log_line = ctx
-        .hcm
-        .access_log
-        .then(|| access_log::RequestInfo::new(&req));
-    let mut exchange = Exchange::default();
-    let kind = upgrade_type(&req);
+    if !ctx.hcm.accept_http_10 && matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
+        return Ok(ctx.refuse_http_10());
+    }
     let h2 = req.version() == Version::HTTP_2;
-    ctx.conn.count_protocol(h2);
+    ctx.count_request(h2);
+    // The connection manager's own header changes come first, as in Envoy: routing, the filters
+    // and the access log see the request as changed.
+    mutate_request_headers(req.headers_mut(), &ctx);
+    let mut logged = Logged::begin(&ctx, &req, start);
+    let exchange = &mut logged.exchange;
+    let kind = upgrade_type(&req);
     // HTTP/2 has no `Connection` header: its streams end on their own.
-    let h1_upgrade = kind.is_some() && req.version() != Version::HTTP_2;
+    let h1_upgrade = kind.is_some() && !h2;
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
     let tunnel_on_success = req.method() == http::Method::CONNECT;
     let h2_upgrade = extended_connect(req.method(), req.extensions()).is_some();
-    let mut response = handle(req, kind.as_deref(), &ctx, &mut exchange).await;
+    let mut response = handle(req, kind.as_deref(), &ctx, exchange).await;
     if h2_upgrade
         && response.headers().get(header::CONTENT_LENGTH) == Some(&HeaderValue::from_static("0"))
     {
@@ -281,15 +452,10 @@ pub async fn serve(req: Request<Incoming>, ctx: ConnContext) -> Result<Response<
     if let Some(v) = &ctx.hcm.server_header {
         headers.insert(header::SERVER, v.clone());
     }
-    let status = response.status().as_u16();
-    ctx.stats.downstream_rq_total.inc();
-    match status {
-        200..=299 => ctx.stats.downstream_rq_2xx.inc(),
-        300..=399 => ctx.stats.downstream_rq_3xx.inc(),
-        400..=499 => ctx.stats.downstream_rq_4xx.inc(),
-        _ => ctx.stats.downstream_rq_5xx.inc(),
-    }
-    if let Some(info) = log_line {
+    ctx.count_response(response.status().as_u16());
+    logged.answered = true;
+    if let Some(info) = logged.info.take() {
+        let mut exchange = std::mem::take(&mut logged.exchange);
         match exchange.tunnel.take() {
             // As Envoy, a tunnel is logged when it ends: its bytes, its duration, who ended it.
             Some(end) if tunnelled => {
@@ -375,10 +541,6 @@ async fn handle(
     exchange: &mut Exchange,
 ) -> Response<Body> {
     let runtime = &ctx.runtime;
-    if !ctx.hcm.accept_http_10 && matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
-        // Envoy's codec refuses HTTP/1.0 unless accept_http_10 is set.
-        return local_reply(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
-    }
     let Some(routes) = runtime.snapshot.route_config(&ctx.hcm.routes) else {
         ctx.stats.no_route.inc();
         exchange.flags.no_route = true;
@@ -959,14 +1121,10 @@ async fn forward(
         .host_rewrite
         .clone()
         .unwrap_or_else(|| authority.to_owned());
-    mutate_request_headers(&mut headers, &ctx.hcm, ctx.peer, ctx.tls);
     if f.host_rewrite.is_some()
         && let Ok(v) = HeaderValue::from_str(authority)
     {
         headers.insert("x-envoy-original-host", v);
-    }
-    if ctx.hcm.generate_request_id && !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(&X_REQUEST_ID, request_id());
     }
     let per_try = policy.and_then(|p| p.per_try_timeout);
     if let Some(t) = per_try.or(f.timeout) {
@@ -1330,14 +1488,11 @@ const EDGE_REMOVED_HEADERS: [&str; 4] = [
 /// `internal_address_config` (no address is internal, so every request is external): clean the
 /// internal-only `x-envoy-*` headers; at the edge (`use_remote_address`) append the peer to
 /// `x-forwarded-for` (the machine's own address for a loopback peer, as Envoy), set
-/// `x-envoy-external-address`, overwrite `x-forwarded-proto` and drop the client's `x-request-id`.
-fn mutate_request_headers(
-    headers: &mut HeaderMap,
-    hcm: &HttpConnectionManager,
-    peer: SocketAddr,
-    tls: bool,
-) {
-    let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
+/// `x-envoy-external-address`, overwrite `x-forwarded-proto` and drop the client's `x-request-id`;
+/// then give the request an `x-request-id` if it has none (`generate_request_id`).
+fn mutate_request_headers(headers: &mut HeaderMap, conn: &Connection) {
+    let hcm = &conn.hcm;
+    let scheme = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
     if headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
         remove_named(headers, &INTERNAL_ONLY_HEADERS);
         if hcm.use_remote_address {
@@ -1345,6 +1500,7 @@ fn mutate_request_headers(
         }
     }
     if hcm.use_remote_address {
+        let peer = conn.peer;
         let appended = if peer.ip().is_loopback() {
             local_address()
         } else {
@@ -1360,6 +1516,9 @@ fn mutate_request_headers(
         }
     } else if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(&X_FORWARDED_PROTO, scheme);
+    }
+    if hcm.generate_request_id && !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(&X_REQUEST_ID, request_id());
     }
 }
 

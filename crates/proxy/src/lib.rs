@@ -122,6 +122,8 @@ pub struct Runtime {
     pub listener_index: ListenerIndex,
     /// `listener.<address>.*` stats of each listener, by name.
     pub listener_stats: HashMap<String, Arc<ListenerStats>>,
+    /// The stats of the listeners' network filters.
+    pub filter_stats: FilterStats,
     /// Which resources came over xDS, and when each last changed (for `/config_dump`).
     pub dynamic: DynamicInfo,
 }
@@ -184,7 +186,7 @@ impl<T> Clone for Received<T> {
 }
 
 impl Runtime {
-    fn new(snapshot: Snapshot, registry: &Registry) -> Runtime {
+    fn new(snapshot: Snapshot, registry: &Arc<Registry>) -> Runtime {
         Runtime::build(snapshot, None, registry, &|_| false, DynamicInfo::default())
     }
 
@@ -196,7 +198,7 @@ impl Runtime {
     fn build(
         snapshot: Snapshot,
         previous: Option<&Runtime>,
-        registry: &Registry,
+        registry: &Arc<Registry>,
         endpoints_only: &dyn Fn(&str) -> bool,
         dynamic: DynamicInfo,
     ) -> Runtime {
@@ -227,10 +229,11 @@ impl Runtime {
             .iter()
             .map(|l| (l.name.clone(), Arc::new(ListenerStats::new(registry, l))))
             .collect();
-        register_filter_stats(&snapshot, registry);
+        let filter_stats = FilterStats::new(&snapshot, previous.map(|p| &p.filter_stats), registry);
         Runtime {
             listener_index: ListenerIndex::new(&snapshot.listeners),
             listener_stats,
+            filter_stats,
             snapshot,
             clusters,
             listeners,
@@ -239,26 +242,53 @@ impl Runtime {
     }
 }
 
-/// Registers the stats of the local rate limit filters (the listeners', the virtual hosts' and the
-/// routes' own), so
-/// that they show from the start, as Envoy's: `<stat_prefix>.http_local_rate_limit.*`.
-fn register_filter_stats(snapshot: &Snapshot, registry: &Registry) {
-    use proxy_model::filter::HttpFilter;
-    let mut prefixes = std::collections::BTreeSet::new();
-    for l in &snapshot.listeners {
-        for fc in &l.filter_chains {
-            let NetworkFilter::Http(hcm) = &fc.network else {
-                continue;
+/// The stats of the listeners' network filters, by their `stat_prefix` (shared by every filter
+/// with that prefix, as in Envoy): `http.<prefix>.*` of the connection managers and
+/// `tcp.<prefix>.*` of the TCP proxies. Registered with the config, as Envoy registers them with
+/// the filter, so that `/stats` shows them from the start.
+#[derive(Debug, Default)]
+pub struct FilterStats {
+    http: HashMap<String, Arc<HcmStats>>,
+    tcp: HashMap<String, Arc<tcp::TcpStats>>,
+}
+
+impl FilterStats {
+    /// The stats of `snapshot`'s filters, taken from `previous` where it has them. Also registers
+    /// those of the local rate limit filters (the listeners', the virtual hosts' and the routes'
+    /// own): `<stat_prefix>.http_local_rate_limit.*`.
+    fn new(snapshot: &Snapshot, previous: Option<&FilterStats>, registry: &Arc<Registry>) -> Self {
+        use proxy_model::filter::HttpFilter;
+        let mut stats = FilterStats::default();
+        let mut rate_limits = std::collections::BTreeSet::new();
+        for fc in snapshot.listeners.iter().flat_map(|l| &l.filter_chains) {
+            let hcm = match &fc.network {
+                NetworkFilter::Tcp(t) => {
+                    let prefix = &t.stat_prefix;
+                    if !stats.tcp.contains_key(prefix) {
+                        let kept = previous.and_then(|p| p.tcp.get(prefix).cloned());
+                        let made =
+                            kept.unwrap_or_else(|| Arc::new(tcp::TcpStats::new(registry, prefix)));
+                        stats.tcp.insert(prefix.clone(), made);
+                    }
+                    continue;
+                }
+                NetworkFilter::Http(hcm) => hcm,
             };
+            let prefix = &hcm.stat_prefix;
+            if !stats.http.contains_key(prefix) {
+                let kept = previous.and_then(|p| p.http.get(prefix).cloned());
+                let made = kept.unwrap_or_else(|| Arc::new(HcmStats::new(registry, prefix)));
+                stats.http.insert(prefix.clone(), made);
+            }
             for f in &hcm.http_filters {
                 if let HttpFilter::LocalRateLimit(c) = f {
-                    prefixes.insert(c.stat_prefix.clone());
+                    rate_limits.insert(c.stat_prefix.clone());
                 }
             }
             if let Some(rc) = snapshot.route_config(&hcm.routes) {
                 for vh in &rc.virtual_hosts {
                     let own = vh.routes.iter().filter_map(|r| r.local_ratelimit.as_ref());
-                    prefixes.extend(
+                    rate_limits.extend(
                         vh.local_ratelimit
                             .iter()
                             .chain(own)
@@ -267,11 +297,28 @@ fn register_filter_stats(snapshot: &Snapshot, registry: &Registry) {
                 }
             }
         }
-    }
-    for prefix in prefixes {
-        for name in ["enabled", "enforced", "ok", "rate_limited", "shadow_mode"] {
-            registry.counter(&format!("{prefix}.http_local_rate_limit.{name}"));
+        for prefix in rate_limits {
+            for name in ["enabled", "enforced", "ok", "rate_limited", "shadow_mode"] {
+                registry.counter(&format!("{prefix}.http_local_rate_limit.{name}"));
+            }
         }
+        stats
+    }
+
+    /// A connection manager's stats (registered with the config that has the filter).
+    fn http(&self, prefix: &str, registry: &Arc<Registry>) -> Arc<HcmStats> {
+        self.http
+            .get(prefix)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(HcmStats::new(registry, prefix)))
+    }
+
+    /// A TCP proxy's stats (registered with the config that has the filter).
+    fn tcp(&self, prefix: &str, registry: &Registry) -> Arc<tcp::TcpStats> {
+        self.tcp
+            .get(prefix)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(tcp::TcpStats::new(registry, prefix)))
     }
 }
 
@@ -802,7 +849,6 @@ async fn accept_loop(
     let registry = proxy.registry.clone();
     // Held strongly here only, so draining can take it back; connection tasks upgrade a weak copy.
     let graceful = Arc::new(Connections::new());
-    let filter_stats = Arc::new(FilterStats::default());
     // Set by a graceful drain; read by every response of this listener's connections.
     let draining = Arc::new(AtomicBool::new(false));
     // Far off until a graceful drain sets it to the end of the drain time.
@@ -836,8 +882,7 @@ async fn accept_loop(
         if (listener.host.as_str(), listener.port) != (address.0.as_str(), address.1) {
             continue; // Moved to another address: a new loop serves it there.
         }
-        let (proxy, registry, filter_stats) =
-            (proxy.clone(), registry.clone(), filter_stats.clone());
+        let (proxy, registry) = (proxy.clone(), registry.clone());
         let draining = draining.clone();
         let graceful = Arc::downgrade(&graceful);
         // Peeking at the ClientHello and the TLS handshake must not hold up accepting others.
@@ -884,9 +929,7 @@ async fn accept_loop(
             let chain = chosen.chain;
             match &chain.network {
                 NetworkFilter::Http(hcm) => {
-                    let stats = FilterStats::get(&filter_stats.http, &hcm.stat_prefix, || {
-                        HcmStats::new(&registry, &hcm.stat_prefix)
-                    });
+                    let stats = runtime.filter_stats.http(&hcm.stat_prefix, &registry);
                     let open = OpenOn::http(open, &stats, chosen.terminates_tls());
                     let Some(conn) = terminate(chosen, &listener.name, peer).await else {
                         return;
@@ -916,9 +959,7 @@ async fn accept_loop(
                     let hash = t.hash_source_ip.then(|| {
                         proxy_model::route::hash::xx_hash64(peer.ip().to_string().as_bytes())
                     });
-                    let stats = FilterStats::get(&filter_stats.tcp, &t.stat_prefix, || {
-                        tcp::TcpStats::new(&registry, &t.stat_prefix)
-                    });
+                    let stats = runtime.filter_stats.tcp(&t.stat_prefix, &registry);
                     stats.downstream_cx_total.inc();
                     let Some(conn) = terminate(chosen, &listener.name, peer).await else {
                         return;
@@ -997,30 +1038,6 @@ async fn terminate<'l>(
         .ok()
 }
 
-/// A listener's stats of its network filters, by their `stat_prefix` (looked up once per
-/// connection, not in the registry).
-#[derive(Default)]
-struct FilterStats {
-    http: Mutex<HashMap<String, Arc<HcmStats>>>,
-    tcp: Mutex<HashMap<String, Arc<tcp::TcpStats>>>,
-}
-
-impl FilterStats {
-    fn get<T>(
-        by_prefix: &Mutex<HashMap<String, Arc<T>>>,
-        prefix: &str,
-        make: impl FnOnce() -> T,
-    ) -> Arc<T> {
-        let mut map = by_prefix.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(stats) = map.get(prefix) {
-            return stats.clone();
-        }
-        let stats = Arc::new(make());
-        map.insert(prefix.to_owned(), stats.clone());
-        stats
-    }
-}
-
 /// A downstream connection a listener accepted, with its filter chain's TLS done.
 struct Accepted {
     io: tls::Io,
@@ -1086,16 +1103,15 @@ fn serve_http(
     let h2_extended_connect = hcm.h2_extended_connect;
     // Each request takes the runtime current when it starts (routes and clusters, as Envoy's RDS and
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
-    let conn = Arc::new(Connection {
-        draining,
-        finish: finish_requested,
-        hcm: hcm.clone(),
+    let conn = Arc::new(Connection::new(
+        hcm.clone(),
         peer,
         original_dst,
         stats,
         tls,
-        protocol: std::sync::OnceLock::new(),
-    });
+        draining,
+        finish_requested,
+    ));
     // hyper answers a request it cannot parse itself (400, or 431 for headers over the limit).
     let on_error = conn.clone();
     let service = service_fn(move |req| {
@@ -1143,17 +1159,19 @@ fn serve_http(
         drop(shutdown);
         drop(open);
         if let Err(e) = result {
-            if is_parse_error(&*e) {
-                on_error.count_protocol_error();
+            // hyper's own errors: a request it could not parse (it answered it with a 4xx itself,
+            // without a body), or a client gone mid-request.
+            match e.downcast_ref::<hyper::Error>() {
+                Some(e) if e.is_parse_too_large() => {
+                    on_error.protocol_error(::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 0);
+                }
+                Some(e) if e.is_parse() => {
+                    on_error.protocol_error(::http::StatusCode::BAD_REQUEST, 0);
+                }
+                Some(e) if e.is_incomplete_message() => on_error.abandoned_request(),
+                _ => {}
             }
             tracing::debug!("connection from {peer} ended: {e}");
         }
     });
-}
-
-/// Whether hyper ended a connection because a request could not be parsed (it then answered it
-/// with a 4xx itself).
-fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<hyper::Error>()
-        .is_some_and(|e| e.is_parse() || e.is_parse_too_large())
 }

@@ -184,6 +184,12 @@ impl Envoy {
         self.process.stderr()
     }
 
+    /// Its stdout so far: a stdout access log, as far as Envoy has flushed it (every 10 s unless
+    /// started with `--file-flush-interval-msec`).
+    pub fn stdout(&self) -> String {
+        self.process.stdout()
+    }
+
     /// The underlying process (pid, logs, terminate).
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
