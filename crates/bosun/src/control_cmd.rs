@@ -47,6 +47,10 @@ pub struct ControlArgs {
     /// The mesh-wide outbound traffic policy when the mesh file sets none.
     #[arg(long, value_enum, default_value_t = OutboundPolicy::AllowAny)]
     outbound_traffic_policy: OutboundPolicy,
+    /// Where every proxy writes its access log when the mesh file's `accessLogFile` does not say
+    /// (`/dev/stdout` for its standard output; Istio's `meshConfig.accessLogFile`).
+    #[arg(long, value_name = "PATH")]
+    access_log_file: Option<String>,
     /// How traffic reaches sidecars, which decides the endpoints sent to the other proxies.
     #[arg(long, value_enum, default_value_t = Capture::None)]
     capture: Capture,
@@ -74,6 +78,7 @@ pub fn run(args: &ControlArgs) -> Result<ExitCode> {
             OutboundPolicy::AllowAny => OutboundTrafficPolicyMode::AllowAny,
             OutboundPolicy::RegistryOnly => OutboundTrafficPolicyMode::RegistryOnly,
         },
+        access_log_file: args.access_log_file.clone(),
         addressing: match args.capture {
             Capture::None => InboundAddressing::SidecarPort,
             Capture::Iptables => InboundAddressing::Direct,

@@ -1803,6 +1803,123 @@ async fn access_log_of_refused_and_abandoned_requests_matches_envoy() {
     assert_eq!(stats[0], [10, 5, 11, 10, 1, 7, 9, 2, 5]);
 }
 
+/// An Istio-format access log line with what varies between runs and proxies replaced: the start
+/// time dropped, the duration and upstream service time `<ms>`, the request id `<uuid>`, the
+/// listener `LISTENER`, `upstream`'s address `upstream`, any other loopback address `<addr>`.
+fn normalized_istio_line(line: &str, listener: SocketAddr, upstream: SocketAddr) -> String {
+    let (_, rest) = line.split_once("] ").unwrap();
+    let (request, rest) = rest[1..].split_once("\" ").unwrap();
+    let mut fields: Vec<String> = rest.split(' ').map(str::to_owned).collect();
+    assert_eq!(fields.len(), 20, "{line}");
+    fields[7] = "<ms>".to_owned();
+    if fields[8] != "-" {
+        fields[8] = "<ms>".to_owned();
+    }
+    if is_uuid(fields[11].trim_matches('"')) {
+        fields[11] = "\"<uuid>\"".to_owned();
+    }
+    let mut text = format!("\"{request}\" {}", fields.join(" "))
+        .replace(&listener.to_string(), "LISTENER")
+        .replace(&upstream.to_string(), "upstream");
+    while let Some(at) = text.find("127.0.0.1:") {
+        let end = text[at + 10..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(text.len(), |e| at + 10 + e);
+        text.replace_range(at..end, "<addr>");
+    }
+    text
+}
+
+#[tokio::test]
+async fn istio_access_log_format_matches_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let echo = TcpEcho::start().unwrap();
+    let Some(both) = start_both_with(
+        "istio_access_log.yaml",
+        &[("UPSTREAM_A", &a)],
+        &[
+            ("CLOSED_PORT", free_port().to_string()),
+            ("ECHO_PORT", echo.port().to_string()),
+        ],
+        &["--file-flush-interval-msec", "20"],
+    ) else {
+        return;
+    };
+    let requests = [
+        "GET /up HTTP/1.1",
+        "GET /up/late HTTP/1.1\r\nx-testkit-delay-ms: 2000",
+        "GET /direct HTTP/1.1",
+        "GET /moved HTTP/1.1",
+        "GET /empty HTTP/1.1",
+        "GET /refused HTTP/1.1",
+        "GET /abort HTTP/1.1",
+        "GET /nowhere HTTP/1.1",
+    ];
+    let mut logs = Vec::new();
+    for p in &both {
+        let mut text = Vec::new();
+        let mut json = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            let raw = format!(
+                "{request}\r\nhost: istio.test\r\nuser-agent: test-agent\r\nconnection: close\r\n\r\n"
+            );
+            send_raw(p.listener, raw.as_bytes(), None).await;
+            // Two lines each, the text log's first.
+            let line = nth_stdout_line(p, 2 * i, request).await;
+            text.push(normalized_istio_line(&line, p.listener, a.addr()));
+            let line = nth_stdout_line(p, 2 * i + 1, request).await;
+            json.push(
+                serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
+            );
+        }
+        // A TCP connection, logged in Envoy's default format when it ends.
+        assert_eq!(echo_once(p.listener2, b"hello\n").await, b"hello\n");
+        let line = nth_stdout_line(p, 2 * requests.len(), "the TCP connection").await;
+        let (tcp, _, _) = normalized_log_line(&line, echo.addr());
+        logs.push((text, json, tcp));
+    }
+    assert_eq!(
+        logs[1].0, logs[0].0,
+        "text: bosun (left) and envoy (right) differ"
+    );
+    assert_eq!(
+        logs[1].1, logs[0].1,
+        "JSON: bosun (left) and envoy (right) differ"
+    );
+    assert_eq!(
+        logs[1].2, logs[0].2,
+        "TCP: bosun (left) and envoy (right) differ"
+    );
+    // What each answer was, by Envoy's RESPONSE_CODE_DETAILS and flags.
+    let (text, json, tcp) = &logs[0];
+    let answers: Vec<String> = json
+        .iter()
+        .map(|j| format!("{} {} {}", j["code"], j["flags"], j["details"]))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            r#"200 "-" "via_upstream""#,
+            r#"504 "UT" "response_timeout""#,
+            r#"200 "-" "direct_response""#,
+            r#"301 "-" "direct_response""#,
+            r#"503 "UH" "no_healthy_upstream""#,
+            r#"503 "UF" "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}""#,
+            r#"418 "FI" "fault_filter_abort""#,
+            r#"404 "NR" "route_not_found""#,
+        ]
+    );
+    assert_eq!(
+        json[0].to_string(),
+        r#"{"agent":"test-","cluster":"a","code":200,"details":"via_upstream","flags":"-","mesh":{"source":"bosun"},"method":"GET","path":"/up","route":"up","sent":294,"summary":"GET 200 %"}"#
+    );
+    assert_eq!(
+        text[0],
+        r#""GET /up HTTP/1.1" 200 - via_upstream - "-" 0 294 <ms> <ms> "-" "test-agent" "<uuid>" "istio.test" "upstream" a <addr> LISTENER <addr> - up"#
+    );
+    assert_eq!(tcp, r#""- - -" 0 - 6 6 <ms> - "-" "-" "-" "-" "upstream""#);
+}
+
 // === Outlier detection ===
 
 /// `/clusters` lines of `cluster` as (host or priority, field) → value.

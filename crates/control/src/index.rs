@@ -112,17 +112,30 @@ impl PeerMode {
 }
 
 /// Mesh-wide settings (Istio's MeshConfig), from the mesh file and flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshSettings {
     pub outbound_policy: OutboundTrafficPolicyMode,
+    /// Istio's `accessLogFile`, `accessLogEncoding` and `accessLogFormat`: `None`, no access log.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 impl Default for MeshSettings {
     fn default() -> Self {
         MeshSettings {
             outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+            access_log: None,
         }
     }
+}
+
+/// Where every proxy logs its requests and TCP connections, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    /// A file, or `/dev/stdout`.
+    pub file: String,
+    pub encoding: mesh_api::registry::AccessLogEncoding,
+    /// Envoy's format string (TEXT) or a JSON object of them (JSON); `None`: Istio's default.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -145,6 +158,8 @@ pub struct Index {
     /// In the order they were read.
     pub peer_authentications: Vec<PeerAuthentication>,
     pub mesh: MeshSettings,
+    /// The access log every HTTP connection manager and TCP proxy gets, from `mesh.access_log`.
+    pub access_log: Option<xds_api::pb::envoy::config::accesslog::v3::AccessLog>,
     /// Every distinct `sourceLabels`/`sourceNamespace` pair in VirtualService matches: the only ways a
     /// proxy's labels change its routes, so proxies that agree on all of them share route tables.
     pub source_selectors: Vec<(BTreeMap<String, String>, Option<String>)>,
@@ -342,6 +357,11 @@ impl Index {
             mesh,
             ..Index::default()
         };
+        if let Some(settings) = &index.mesh.access_log {
+            let (log, warning) = crate::generate::access_log::access_log(settings);
+            index.access_log = Some(log);
+            index.warnings.extend(warning);
+        }
         let exists = |h: &str| services.services.contains_key(h);
         for r in resources.iter().map(Borrow::borrow) {
             match &r.spec {

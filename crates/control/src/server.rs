@@ -19,7 +19,7 @@ use xds_server::{AdsServer, RunningServer, SnapshotCache};
 use crate::error::ControlError;
 use crate::generate::{GenerationCache, Generator, InboundAddressing};
 use crate::identity::MeshIdentity;
-use crate::index::{Index, MeshSettings};
+use crate::index::{AccessLogSettings, Index, MeshSettings};
 use crate::model::ServiceRegistry;
 use crate::node::Proxy;
 use crate::store::ConfigStore;
@@ -39,6 +39,8 @@ pub struct ControlOptions {
     pub poll_interval: Duration,
     /// The mesh-wide outbound traffic policy when the mesh file does not set one.
     pub outbound_policy: OutboundTrafficPolicyMode,
+    /// The mesh-wide access log file when the mesh file does not set one (`accessLogFile`).
+    pub access_log_file: Option<String>,
     pub addressing: InboundAddressing,
 }
 
@@ -53,6 +55,7 @@ impl Default for ControlOptions {
             debounce_max: Duration::from_secs(10),
             poll_interval: Duration::from_millis(200),
             outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+            access_log_file: None,
             addressing: InboundAddressing::SidecarPort,
         }
     }
@@ -172,12 +175,22 @@ impl Shared {
     fn rebuild_index(&self) -> Arc<Index> {
         let store = self.store();
         let registry = store.registry();
+        let access_log_file = registry
+            .access_log_file
+            .as_ref()
+            .or(self.options.access_log_file.as_ref())
+            .filter(|f| !f.is_empty());
         let mesh = MeshSettings {
             outbound_policy: registry
                 .outbound_traffic_policy
                 .as_ref()
                 .and_then(|p| p.mode)
                 .unwrap_or(self.options.outbound_policy),
+            access_log: access_log_file.map(|file| AccessLogSettings {
+                file: file.clone(),
+                encoding: registry.access_log_encoding.unwrap_or_default(),
+                format: registry.access_log_format.clone().filter(|f| !f.is_empty()),
+            }),
         };
         let resources = store.resources();
         // A change of routing rules alone (the usual edit) keeps the services as they were.

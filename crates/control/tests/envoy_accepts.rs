@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 
 use control::generate::{InboundAddressing, ProxyResources, generate};
-use control::index::{Index, MeshSettings};
+use control::index::{AccessLogSettings, Index, MeshSettings};
 use control::node::{Interception, Proxy};
 use control::store::parse_resources;
-use mesh_api::registry::load_registry_str;
+use mesh_api::registry::{AccessLogEncoding, load_registry_str};
 use mesh_api::types::sidecar::OutboundTrafficPolicyMode;
 use testkit::Envoy;
 use xds_api::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
@@ -20,6 +20,7 @@ use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
+use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     DownstreamTlsContext, tls_parameters::TlsProtocol,
 };
@@ -278,12 +279,22 @@ spec:
   - route: [{destination: {host: productpage}}]
 ";
 
-fn index(policy: OutboundTrafficPolicyMode) -> Index {
+/// The mesh's access log in `encoding`, to standard output, in Istio's default format.
+fn access_log(encoding: AccessLogEncoding) -> Option<AccessLogSettings> {
+    Some(AccessLogSettings {
+        file: "/dev/stdout".to_owned(),
+        encoding,
+        format: None,
+    })
+}
+
+fn index(policy: OutboundTrafficPolicyMode, access_log: Option<AccessLogSettings>) -> Index {
     Index::build(
         &load_registry_str(MESH).expect("mesh"),
         &parse_resources("config.yaml", CONFIG).expect("valid"),
         MeshSettings {
             outbound_policy: policy,
+            access_log,
         },
     )
 }
@@ -426,11 +437,47 @@ fn envoy_accepts_what_every_kind_of_proxy_is_sent() {
             &["0.0.0.0_8080", "0.0.0.0_31400", "0.0.0.0_8443"][..],
         ),
     ];
-    for (what, proxy, policy, expected) in cases {
-        let r = generate(&index(policy), &proxy, InboundAddressing::SidecarPort);
+    for (i, (what, proxy, policy, expected)) in cases.into_iter().enumerate() {
+        // Istio's access log on every filter: in text, and for every other case in JSON.
+        let encoding = if i % 2 == 0 {
+            AccessLogEncoding::Text
+        } else {
+            AccessLogEncoding::Json
+        };
+        let r = generate(
+            &index(policy, access_log(encoding)),
+            &proxy,
+            InboundAddressing::SidecarPort,
+        );
         for name in expected {
             assert!(r.listener(name).is_some(), "{what}: listener {name}");
         }
+        let filters = r
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                l.filter_chains
+                    .iter()
+                    .chain(l.default_filter_chain.as_ref())
+            })
+            .flat_map(|c| &c.filters)
+            .filter_map(|f| match &f.config_type {
+                Some(ConfigType::TypedConfig(any)) => Some(any),
+                _ => None,
+            });
+        let mut logged = 0;
+        for any in filters {
+            let logs = if let Ok(hcm) = xds_api::any::unpack::<HttpConnectionManager>(any) {
+                hcm.access_log
+            } else if let Ok(tcp) = xds_api::any::unpack::<TcpProxy>(any) {
+                tcp.access_log
+            } else {
+                continue;
+            };
+            assert_eq!(logs.len(), 1, "{what}: {any:?}");
+            logged += 1;
+        }
+        assert!(logged >= expected.len(), "{what}: {logged} filters logged");
         let yaml = static_bootstrap(&r);
         if let Err(e) = Envoy::validate(&yaml) {
             panic!("{what}: Envoy refused the generated config: {e}\n{yaml}");

@@ -62,6 +62,7 @@ fn index(yaml: &str, policy: OutboundTrafficPolicyMode) -> Index {
         &parsed.resources,
         MeshSettings {
             outbound_policy: policy,
+            ..MeshSettings::default()
         },
     );
     index.secrets = parsed
@@ -861,6 +862,7 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             &resources,
             MeshSettings {
                 outbound_policy: policy,
+                ..MeshSettings::default()
             },
         ))
     };
@@ -1526,6 +1528,7 @@ spec:
         &resources_of,
         MeshSettings {
             outbound_policy: OutboundTrafficPolicyMode::RegistryOnly,
+            ..MeshSettings::default()
         },
     );
     let client = captured(proxy(
@@ -2067,6 +2070,7 @@ spec:
             &parse_resources("test.yaml", config).expect("valid config"),
             MeshSettings {
                 outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+                ..MeshSettings::default()
             },
         );
         let client = proxy(
@@ -3525,6 +3529,7 @@ workloads:
             &resources,
             MeshSettings {
                 outbound_policy: OutboundTrafficPolicyMode::AllowAny,
+                ..MeshSettings::default()
             },
         );
         index.identity = Some(std::sync::Arc::new(

@@ -40,6 +40,23 @@ pub struct Registry {
     /// Istio's mesh-wide `outboundTrafficPolicy` (`mode: REGISTRY_ONLY` or `ALLOW_ANY`, the default); a
     /// Sidecar resource overrides it for its workloads.
     pub outbound_traffic_policy: Option<crate::types::sidecar::OutboundTrafficPolicy>,
+    /// Istio's mesh-wide `accessLogFile`: every proxy logs each request and TCP connection there
+    /// (`/dev/stdout` for its standard output); unset or empty, no access log.
+    pub access_log_file: Option<String>,
+    /// Istio's `accessLogEncoding`: `TEXT` (the default) or `JSON`.
+    pub access_log_encoding: Option<AccessLogEncoding>,
+    /// Istio's `accessLogFormat`: Envoy's format string for `TEXT`, a JSON object of them for
+    /// `JSON`; unset, Istio's default format for the encoding.
+    pub access_log_format: Option<String>,
+}
+
+/// How access log lines are written (Istio's `accessLogEncoding`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccessLogEncoding {
+    #[default]
+    Text,
+    Json,
 }
 
 /// A service, as a Kubernetes Service would declare it.

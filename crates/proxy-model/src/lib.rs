@@ -9,6 +9,7 @@
 // configs in the wild use them; so does Bosun.
 #![allow(deprecated)]
 
+pub mod access_log;
 pub mod cluster;
 pub mod error;
 pub mod filter;

@@ -10,6 +10,7 @@ use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use xds_api::pb::google::protobuf::Any;
 
+use crate::access_log::{AccessLog, access_logs};
 use crate::cluster::socket_address;
 use crate::error::{At, Errors, ModelError};
 use crate::filter::HttpFilter;
@@ -176,8 +177,8 @@ pub struct HttpConnectionManager {
     pub stream_idle_timeout: Option<Duration>,
     pub request_timeout: Option<Duration>,
     pub generate_request_id: bool,
-    /// Whether any access log is configured (Bosun writes Envoy's default format to stdout).
-    pub access_log: bool,
+    /// Where and how each request is logged (`access_log`).
+    pub access_log: Vec<AccessLog>,
     /// `use_remote_address`: this proxy is the edge; it appends the peer to `x-forwarded-for`, sets
     /// `x-envoy-external-address`, overwrites `x-forwarded-proto` and regenerates `x-request-id`.
     pub use_remote_address: bool,
@@ -219,6 +220,8 @@ pub struct TcpProxy {
     pub idle_timeout: Option<Duration>,
     /// `hash_policy: [{source_ip: {}}]`: consistent-hash clusters pick by the client's IP.
     pub hash_source_ip: bool,
+    /// Where and how each connection is logged when it ends (`access_log`).
+    pub access_log: Vec<AccessLog>,
 }
 
 impl Listener {
@@ -699,7 +702,7 @@ fn http_connection_manager(
             .map(duration)
             .filter(|d| !d.is_zero()),
         generate_request_id: p.generate_request_id.as_ref().is_none_or(|b| b.value),
-        access_log: !p.access_log.is_empty(),
+        access_log: access_logs(&p.access_log, &at.key("access_log"))?,
         use_remote_address: p.use_remote_address.as_ref().is_some_and(|b| b.value),
         preserve_external_request_id: p.preserve_external_request_id,
         accept_http_10: p
@@ -1054,6 +1057,7 @@ fn tcp_proxy(any: Option<&Any>, at: &At) -> Result<TcpProxy, ModelError> {
         }
     }
     Ok(TcpProxy {
+        access_log: access_logs(&p.access_log, &at.key("access_log"))?,
         hash_source_ip,
         stat_prefix: p.stat_prefix.clone(),
         clusters,

@@ -1,60 +1,50 @@
-//! Access log lines in Envoy's default format, to standard output.
+//! Access log lines: each filter's logs (`proxy_model::access_log`), rendered for a request or a
+//! TCP connection and written to their sinks, one write per line.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{Request, Response, Version};
+use http::{HeaderMap, Method, Request, Uri, Version};
+use proxy_model::access_log::{AccessLog, FieldValue, Fields, Operator, Sink};
 
-use crate::http::Exchange;
+use crate::http::{Downstream, Exchange};
 
 /// What is known of the request when it arrives (the request itself moves on upstream).
 #[derive(Debug)]
 pub struct RequestInfo {
     start: SystemTime,
-    method: String,
-    path: String,
-    protocol: &'static str,
-    forwarded_for: String,
-    user_agent: String,
-    request_id: String,
-    authority: String,
-    bytes_received: u64,
+    /// The request's head as the connection manager saw it; `None` for a request it never saw
+    /// (refused by the codec, abandoned mid-head) and for a TCP connection.
+    head: Option<Head>,
+    /// `HTTP/1.1`, `HTTP/2`; `None` for a TCP connection.
+    protocol: Option<&'static str>,
+    pub bytes_received: u64,
+}
+
+#[derive(Debug)]
+struct Head {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 }
 
 impl RequestInfo {
     pub fn new<B>(req: &Request<B>) -> RequestInfo {
-        let h = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned()
-        };
         RequestInfo {
             start: SystemTime::now(),
-            method: req.method().to_string(),
-            // Envoy logs a CONNECT (authority-form, no path) with `-`.
-            path: if req.method() == http::Method::CONNECT {
-                "-".to_owned()
-            } else {
-                req.uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned()
-            },
-            protocol: match req.version() {
+            head: Some(Head {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+            }),
+            protocol: Some(match req.version() {
                 Version::HTTP_2 => "HTTP/2",
                 Version::HTTP_10 => "HTTP/1.0",
                 _ => "HTTP/1.1",
-            },
-            forwarded_for: h("x-forwarded-for"),
-            user_agent: h("user-agent"),
-            request_id: h("x-request-id"),
-            authority: req
-                .uri()
-                .authority()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| h("host")),
+            }),
             bytes_received: req
                 .headers()
                 .get("content-length")
@@ -63,76 +53,243 @@ impl RequestInfo {
                 .unwrap_or(0),
         }
     }
-}
 
-impl RequestInfo {
     /// A request the connection manager never saw (refused by the codec, or abandoned mid-head):
     /// Envoy logs it with none of its headers, as HTTP/1.1.
     pub fn unparsed(start: SystemTime) -> RequestInfo {
-        let none = || "-".to_owned();
         RequestInfo {
             start,
-            method: none(),
-            path: none(),
-            protocol: "HTTP/1.1",
-            forwarded_for: none(),
-            user_agent: none(),
-            request_id: none(),
-            authority: none(),
+            head: None,
+            protocol: Some("HTTP/1.1"),
             bytes_received: 0,
+        }
+    }
+
+    /// A TCP proxy's connection: no request, no protocol.
+    pub fn tcp(start: SystemTime) -> RequestInfo {
+        RequestInfo {
+            start,
+            head: None,
+            protocol: None,
+            bytes_received: 0,
+        }
+    }
+
+    /// A request header, or the pseudo-headers `:method`, `:path`, `:authority`, `:scheme`.
+    fn header(&self, name: &str, downstream: &Downstream) -> Option<Cow<'_, str>> {
+        let head = self.head.as_ref()?;
+        let text = |v: &str| Some(Cow::Owned(v.to_owned()));
+        match name {
+            ":method" => Some(Cow::Borrowed(head.method.as_str())),
+            // A CONNECT (authority-form) has no path.
+            ":path" if head.method == Method::CONNECT => None,
+            ":path" => Some(Cow::Borrowed(
+                head.uri.path_and_query().map_or("/", |p| p.as_str()),
+            )),
+            ":authority" => match head.uri.authority() {
+                Some(a) => Some(Cow::Borrowed(a.as_str())),
+                None => head
+                    .headers
+                    .get(http::header::HOST)?
+                    .to_str()
+                    .ok()
+                    .and_then(text),
+            },
+            ":scheme" => Some(Cow::Borrowed(match head.uri.scheme_str() {
+                Some(s) => s,
+                None if downstream.tls => "https",
+                None => "http",
+            })),
+            _ => head.headers.get(name)?.to_str().ok().map(Cow::Borrowed),
         }
     }
 }
 
-/// `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
-/// %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%
-/// "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"`
-pub fn write<B>(info: &RequestInfo, resp: &Response<B>, exchange: &Exchange, duration: Duration) {
-    let bytes_sent = resp
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    write_line(info, resp.status().as_u16(), bytes_sent, exchange, duration);
+/// One line's worth: the request (or connection), its answer and what became of it.
+#[derive(Debug)]
+pub struct Line<'a> {
+    pub info: &'a RequestInfo,
+    /// 0 when there was none (a request abandoned, a TCP connection).
+    pub status: u16,
+    pub response: Option<&'a HeaderMap>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub exchange: &'a Exchange,
+    pub duration: Duration,
+    pub downstream: &'a Downstream,
 }
 
-/// [`write`](fn@write) from the status and the body's size; a tunnel's bytes (`exchange.tunnel_bytes`) count
-/// as received and sent, as Envoy counts them.
-pub fn write_line(
-    info: &RequestInfo,
-    status: u16,
-    bytes_sent: u64,
-    exchange: &Exchange,
-    duration: Duration,
-) {
-    let (bytes_received, bytes_sent) = match exchange.tunnel_bytes {
-        Some((received, sent)) => (info.bytes_received + received, bytes_sent + sent),
-        None => (info.bytes_received, bytes_sent),
-    };
-    let service_time = exchange
-        .upstream_service_time
-        .map_or_else(|| "-".to_owned(), |t| t.as_millis().to_string());
-    let line = format!(
-        "[{}] \"{} {} {}\" {} {} {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\"\n",
-        rfc3339_millis(info.start),
-        info.method,
-        info.path,
-        info.protocol,
-        status,
-        exchange.flags.render(),
-        bytes_received,
-        bytes_sent,
-        duration.as_millis(),
-        service_time,
-        info.forwarded_for,
-        info.user_agent,
-        info.request_id,
-        info.authority,
-        exchange.upstream_host.as_deref().unwrap_or("-"),
-    );
-    // One write per line, so lines from different workers do not interleave.
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+impl Line<'_> {
+    /// Renders the line in each of `logs`' formats and writes it to their sinks.
+    pub fn write(&self, logs: &[AccessLog]) {
+        for log in logs {
+            let line = log.format.render(self);
+            write_to(&log.sink, line.as_bytes());
+        }
+    }
+}
+
+impl Fields for Line<'_> {
+    fn value(&self, op: &Operator) -> FieldValue<'_> {
+        use FieldValue::{Missing, Number, Text};
+        fn text(s: Option<Cow<'_, str>>) -> FieldValue<'_> {
+            s.map_or(FieldValue::Missing, FieldValue::Text)
+        }
+        fn owned(s: Option<String>) -> FieldValue<'static> {
+            s.map_or(FieldValue::Missing, |s| FieldValue::Text(Cow::Owned(s)))
+        }
+        fn borrowed(s: Option<&str>) -> FieldValue<'_> {
+            s.map_or(FieldValue::Missing, |s| FieldValue::Text(Cow::Borrowed(s)))
+        }
+        let exchange = self.exchange;
+        let downstream = self.downstream;
+        match op {
+            Operator::StartTime(None) => Text(Cow::Owned(rfc3339_millis(self.info.start))),
+            Operator::StartTime(Some(format)) => {
+                Text(Cow::Owned(strftime(format, self.info.start)))
+            }
+            Operator::Request(name, alt) => text(
+                self.info
+                    .header(name, downstream)
+                    .or_else(|| self.info.header(alt.as_deref()?, downstream)),
+            ),
+            Operator::Response(name, alt) => {
+                let get = |n: &str| self.response?.get(n)?.to_str().ok();
+                borrowed(get(name).or_else(|| get(alt.as_deref()?)))
+            }
+            Operator::Protocol => borrowed(self.info.protocol),
+            Operator::ResponseCode => Number(u64::from(self.status)),
+            Operator::ResponseFlags => Text(Cow::Owned(exchange.flags.render())),
+            Operator::ResponseCodeDetails => text(exchange.details()),
+            // Set by Envoy only when a filter closes the connection for a reason of its own.
+            Operator::ConnectionTerminationDetails => Missing,
+            Operator::UpstreamTransportFailureReason => {
+                borrowed(exchange.upstream_failure.as_deref())
+            }
+            Operator::BytesReceived => Number(self.bytes_received),
+            Operator::BytesSent => Number(self.bytes_sent),
+            Operator::Duration => {
+                Number(u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX))
+            }
+            Operator::UpstreamHost => borrowed(exchange.upstream_host.as_deref()),
+            Operator::UpstreamCluster | Operator::UpstreamClusterRaw => {
+                borrowed(exchange.upstream_cluster.as_deref())
+            }
+            Operator::UpstreamLocalAddress => owned(exchange.upstream_local.map(|a| a.to_string())),
+            Operator::DownstreamLocalAddress => Text(Cow::Owned(downstream.local.to_string())),
+            Operator::DownstreamLocalAddressWithoutPort => {
+                Text(Cow::Owned(downstream.local.ip().to_string()))
+            }
+            Operator::DownstreamRemoteAddress => Text(Cow::Owned(downstream.peer.to_string())),
+            Operator::DownstreamRemoteAddressWithoutPort => {
+                Text(Cow::Owned(downstream.peer.ip().to_string()))
+            }
+            Operator::RequestedServerName => borrowed(downstream.server_name.as_deref()),
+            Operator::RouteName => {
+                borrowed(exchange.route_name.as_deref().filter(|n| !n.is_empty()))
+            }
+            Operator::Hostname => owned(hostname()),
+        }
+    }
+}
+
+/// Writes one line to a sink in one write, so that lines from different workers do not
+/// interleave. A file is opened (appending) on its first line and kept open.
+fn write_to(sink: &Sink, line: &[u8]) {
+    match sink {
+        Sink::Stdout => {
+            let _ = std::io::stdout().lock().write_all(line);
+        }
+        Sink::Stderr => {
+            let _ = std::io::stderr().lock().write_all(line);
+        }
+        Sink::File(path) => {
+            static FILES: OnceLock<Mutex<HashMap<String, Arc<Mutex<std::fs::File>>>>> =
+                OnceLock::new();
+            let file = {
+                let mut files = FILES
+                    .get_or_init(Default::default)
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match files.get(path) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let opened = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path);
+                        match opened {
+                            Ok(f) => {
+                                let f = Arc::new(Mutex::new(f));
+                                files.insert(path.clone(), f.clone());
+                                f
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot open the access log {path}: {e}");
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = file.write_all(line) {
+                tracing::warn!("cannot write the access log {path}: {e}");
+            }
+        }
+    }
+}
+
+/// The machine's host name, as `%HOSTNAME%` gives it.
+fn hostname() -> Option<String> {
+    static NAME: OnceLock<Option<String>> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+    })
+    .clone()
+}
+
+/// `t` in a `START_TIME(...)` format: the specifiers the config accepted (`%Y %m %d %H %M %S %s
+/// %z %Z %%` and fractional seconds `%f`, `%1f`…`%9f`), in UTC.
+fn strftime(format: &str, t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (year, month, day, h, m, s) = civil(since.as_secs());
+    let mut out = String::new();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let digits = chars
+            .next_if(char::is_ascii_digit)
+            .and_then(|d| d.to_digit(10));
+        match chars.next() {
+            Some('f') => {
+                let nanos = format!("{:09}", since.subsec_nanos());
+                out.push_str(&nanos[..digits.unwrap_or(9) as usize]);
+            }
+            Some('Y') => out.push_str(&format!("{year:04}")),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('H') => out.push_str(&format!("{h:02}")),
+            Some('M') => out.push_str(&format!("{m:02}")),
+            Some('S') => out.push_str(&format!("{s:02}")),
+            Some('s') => out.push_str(&since.as_secs().to_string()),
+            Some('z') => out.push_str("+0000"),
+            Some('Z') => out.push_str("UTC"),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }
 
 /// `2026-11-30T18:36:02.123Z`.
@@ -178,5 +335,9 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_796_150_162_123);
         assert_eq!(rfc3339_millis(t), "2026-12-01T18:36:02.123Z");
         assert_eq!(rfc3339(t), "2026-12-01T18:36:02Z");
+        assert_eq!(
+            strftime("%Y/%m/%d %H:%M:%S.%3f %s %z%%", t),
+            "2026/12/01 18:36:02.123 1796150162 +0000%"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! with retries and timeouts, and answer locally (with Envoy's status codes, bodies and response
 //! flags) when it cannot be forwarded.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection};
 use hyper_util::rt::TokioIo;
 use proxy_model::cluster::is_pipe;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
@@ -51,17 +53,26 @@ impl std::ops::Deref for ConnContext {
     }
 }
 
+/// Where a downstream connection comes from and goes to.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub peer: SocketAddr,
+    /// Its local address, or the original destination the `original_dst` listener filter restored.
+    pub local: SocketAddr,
+    /// The original destination, when the listener restored one (for ORIGINAL_DST clusters).
+    pub original_dst: Option<SocketAddr>,
+    /// The server name (SNI) the client asked for.
+    pub server_name: Option<String>,
+    /// The connection is TLS: `x-forwarded-proto` is `https`.
+    pub tls: bool,
+}
+
 /// What one connection's requests share.
 #[derive(Debug)]
 pub struct Connection {
     pub hcm: Arc<HttpConnectionManager>,
-    pub peer: SocketAddr,
-    /// The original destination the `original_dst` listener filter restored (for ORIGINAL_DST
-    /// clusters); `None` when it did not.
-    pub original_dst: Option<SocketAddr>,
+    pub downstream: Downstream,
     pub stats: Arc<HcmStats>,
-    /// The downstream connection is TLS: `x-forwarded-proto` is `https`.
-    pub tls: bool,
     /// The listener drains gracefully: HTTP/1 responses close their connection, HTTP/2 ones make it
     /// send GOAWAY (through `finish`).
     pub draining: Arc<std::sync::atomic::AtomicBool>,
@@ -82,19 +93,15 @@ impl Connection {
     /// A connection's shared state, as it starts serving.
     pub fn new(
         hcm: Arc<HttpConnectionManager>,
-        peer: SocketAddr,
-        original_dst: Option<SocketAddr>,
+        downstream: Downstream,
         stats: Arc<HcmStats>,
-        tls: bool,
         draining: Arc<std::sync::atomic::AtomicBool>,
         finish: Arc<tokio::sync::Notify>,
     ) -> Connection {
         Connection {
             hcm,
-            peer,
-            original_dst,
+            downstream,
             stats,
-            tls,
             draining,
             finish,
             protocol: std::sync::OnceLock::new(),
@@ -102,6 +109,21 @@ impl Connection {
             last_request_end: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Writes a request's line to the connection manager's access logs.
+    fn log(&self, info: &access_log::RequestInfo, answer: Answer<'_>, exchange: &Exchange) {
+        access_log::Line {
+            info,
+            status: answer.status,
+            response: answer.headers,
+            bytes_received: info.bytes_received + exchange.tunnel_bytes.map_or(0, |t| t.0),
+            bytes_sent: answer.bytes_sent + exchange.tunnel_bytes.map_or(0, |t| t.1),
+            exchange,
+            duration: answer.duration,
+            downstream: &self.downstream,
+        }
+        .write(&self.hcm.access_log);
     }
 
     /// Counts a request as it begins (Envoy counts `downstream_rq_total` when a stream starts,
@@ -147,22 +169,28 @@ impl Connection {
     /// parse it and answered it itself, or HTTP/1.0 without `accept_http_10`): counted as Envoy's
     /// codec counts it (a protocol error, a request answered `status`) and logged as Envoy logs
     /// it, with nothing of the request: `"- - HTTP/1.1" STATUS DPE`.
-    pub fn protocol_error(&self, status: StatusCode, bytes_sent: u64) {
+    pub fn protocol_error(&self, status: StatusCode, details: &'static str, bytes_sent: u64) {
         self.stats.downstream_cx_protocol_error.inc();
         self.count_request(false);
         self.count_response(status.as_u16());
         self.stats.downstream_rq_rx_reset.inc();
-        if self.hcm.access_log {
-            let mut exchange = Exchange::default();
-            exchange.flags.downstream_protocol_error = true;
+        if !self.hcm.access_log.is_empty() {
+            let exchange = Exchange {
+                flags: Flags {
+                    downstream_protocol_error: true,
+                    ..Flags::default()
+                },
+                details: Some(details),
+                ..Exchange::default()
+            };
             let info = access_log::RequestInfo::unparsed(std::time::SystemTime::now());
-            access_log::write_line(
-                &info,
-                status.as_u16(),
+            let answer = Answer {
+                status: status.as_u16(),
+                headers: None,
                 bytes_sent,
-                &exchange,
-                Duration::ZERO,
-            );
+                duration: Duration::ZERO,
+            };
+            self.log(&info, answer, &exchange);
         }
     }
 
@@ -177,14 +205,26 @@ impl Connection {
         }
         self.count_request(false);
         self.stats.downstream_rq_rx_reset.inc();
-        if self.hcm.access_log {
+        if !self.hcm.access_log.is_empty() {
             let since_open = Duration::from_nanos(self.last_request_end.load(Ordering::Relaxed));
             let began = self.opened + since_open;
-            let mut exchange = Exchange::default();
-            exchange.flags.downstream_termination = true;
+            let exchange = Exchange {
+                flags: Flags {
+                    downstream_termination: true,
+                    ..Flags::default()
+                },
+                details: Some("downstream_remote_disconnect"),
+                ..Exchange::default()
+            };
             let info =
                 access_log::RequestInfo::unparsed(std::time::SystemTime::now() - began.elapsed());
-            access_log::write_line(&info, 0, 0, &exchange, began.elapsed());
+            let answer = Answer {
+                status: 0,
+                headers: None,
+                bytes_sent: 0,
+                duration: began.elapsed(),
+            };
+            self.log(&info, answer, &exchange);
         }
     }
 
@@ -200,7 +240,7 @@ impl Connection {
     fn refuse_http_10(&self) -> Response<Body> {
         const BODY: &str = "Upgrade Required";
         let mut reply = local_reply(StatusCode::UPGRADE_REQUIRED, BODY);
-        self.protocol_error(reply.status(), BODY.len() as u64);
+        self.protocol_error(reply.status(), "http1.codec_error", BODY.len() as u64);
         reply
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -340,16 +380,76 @@ impl Flags {
     }
 }
 
+/// How a request was answered, for its access log line.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// 0 for none.
+    pub status: u16,
+    pub headers: Option<&'a HeaderMap>,
+    pub bytes_sent: u64,
+    pub duration: Duration,
+}
+
 /// What the access log needs beyond the request and the response.
 #[derive(Debug, Default)]
 pub struct Exchange {
     pub flags: Flags,
+    /// Envoy's `RESPONSE_CODE_DETAILS` where the flags do not tell it (see [`Exchange::details`]).
+    pub details: Option<&'static str>,
+    /// The matched route's name and the cluster chosen for the request.
+    pub route_name: Option<String>,
+    pub upstream_cluster: Option<String>,
+    /// The local address of the upstream connection the answer came on.
+    pub upstream_local: Option<SocketAddr>,
+    /// Why the upstream connection failed (`UPSTREAM_TRANSPORT_FAILURE_REASON`).
+    pub upstream_failure: Option<String>,
     pub upstream_host: Option<String>,
     pub upstream_service_time: Option<Duration>,
     /// A tunnel opened for this request reports here when it ends (Envoy logs tunnels then).
     pub tunnel: Option<tokio::sync::oneshot::Receiver<crate::tcp::SpliceEnd>>,
     /// A tunnel's bytes from and to the downstream, for the access log.
     pub tunnel_bytes: Option<(u64, u64)>,
+}
+
+impl Exchange {
+    /// Envoy's `RESPONSE_CODE_DETAILS`: what answered the request, and why when it was not the
+    /// upstream.
+    pub fn details(&self) -> Option<Cow<'_, str>> {
+        if let Some(d) = self.details {
+            return Some(Cow::Borrowed(d));
+        }
+        let f = &self.flags;
+        Some(Cow::Borrowed(if f.no_route {
+            "route_not_found"
+        } else if f.no_cluster {
+            "cluster_not_found"
+        } else if f.rate_limited {
+            "local_rate_limited"
+        } else if f.fault_abort {
+            "fault_filter_abort"
+        } else if f.upstream_overflow {
+            "upstream_reset_before_response_started{overflow}"
+        } else if f.no_healthy_upstream {
+            "no_healthy_upstream"
+        } else if f.upstream_timeout {
+            "response_timeout"
+        } else if self.upstream_service_time.is_some() {
+            "via_upstream"
+        } else if f.upstream_connect_failure {
+            return Some(match &self.upstream_failure {
+                Some(reason) => Cow::Owned(format!(
+                    "upstream_reset_before_response_started{{remote_connection_failure|{reason}}}"
+                )),
+                None => Cow::Borrowed(
+                    "upstream_reset_before_response_started{remote_connection_failure}",
+                ),
+            });
+        } else if f.upstream_reset {
+            "upstream_reset_before_response_started{connection_termination}"
+        } else {
+            return None;
+        }))
+    }
 }
 
 /// A request's access log line and what it gathers: written when the request is answered, or,
@@ -370,10 +470,7 @@ impl Logged<'_> {
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         Logged {
             conn,
-            info: conn
-                .hcm
-                .access_log
-                .then(|| access_log::RequestInfo::new(req)),
+            info: (!conn.hcm.access_log.is_empty()).then(|| access_log::RequestInfo::new(req)),
             exchange: Exchange::default(),
             start,
             h2: req.version() == Version::HTTP_2,
@@ -387,13 +484,21 @@ impl Drop for Logged<'_> {
         if !self.answered {
             self.conn.stats.downstream_rq_rx_reset.inc();
             if let Some(info) = self.info.take() {
-                let flags = &mut self.exchange.flags;
+                let exchange = &mut self.exchange;
                 if self.h2 {
-                    flags.downstream_reset = true;
+                    exchange.flags.downstream_reset = true;
+                    exchange.details = Some("http2.remote_reset");
                 } else {
-                    flags.downstream_termination = true;
+                    exchange.flags.downstream_termination = true;
+                    exchange.details = Some("downstream_remote_disconnect");
                 }
-                access_log::write_line(&info, 0, 0, &self.exchange, self.start.elapsed());
+                let answer = Answer {
+                    status: 0,
+                    headers: None,
+                    bytes_sent: 0,
+                    duration: self.start.elapsed(),
+                };
+                self.conn.log(&info, answer, exchange);
             }
         }
         self.conn.request_ended();
@@ -460,6 +565,10 @@ pub async fn serve(
             // As Envoy, a tunnel is logged when it ends: its bytes, its duration, who ended it.
             Some(end) if tunnelled => {
                 let status = response.status().as_u16();
+                let mut headers = response.headers().clone();
+                // A 101 carries no x-envoy-upstream-service-time, which the log shows.
+                headers.remove(&X_ENVOY_UPSTREAM_SERVICE_TIME);
+                let conn = ctx.conn.clone();
                 tokio::spawn(async move {
                     if let Ok(end) = end.await {
                         exchange.tunnel_bytes = Some((end.a_to_b, end.b_to_a));
@@ -469,12 +578,24 @@ pub async fn serve(
                             crate::tcp::EndedBy::Idle => exchange.flags.stream_idle_timeout = true,
                         }
                     }
-                    // A 101 carries no x-envoy-upstream-service-time, which the log shows.
-                    exchange.upstream_service_time = None;
-                    access_log::write_line(&info, status, 0, &exchange, start.elapsed());
+                    let answer = Answer {
+                        status,
+                        headers: Some(&headers),
+                        bytes_sent: 0,
+                        duration: start.elapsed(),
+                    };
+                    conn.log(&info, answer, &exchange);
                 });
             }
-            _ => access_log::write(&info, &response, &exchange, start.elapsed()),
+            _ => {
+                let answer = Answer {
+                    status: response.status().as_u16(),
+                    headers: Some(response.headers()),
+                    bytes_sent: content_length(response.headers()),
+                    duration: start.elapsed(),
+                };
+                ctx.log(&info, answer, &exchange);
+            }
         }
     }
     Ok(response)
@@ -575,6 +696,7 @@ async fn handle(
     {
         // Envoy refuses an upgrade its route does not allow (a request without a route got 404).
         ctx.stats.ws_on_non_ws_route.inc();
+        exchange.details = Some("upgrade_failed");
         return local_reply(StatusCode::FORBIDDEN, "");
     }
 
@@ -582,6 +704,10 @@ async fn handle(
         Action::Forward(f) => choose_cluster(f, req.headers()),
         _ => None,
     };
+    if !ctx.hcm.access_log.is_empty() {
+        exchange.route_name = Some(route.name.clone());
+        exchange.upstream_cluster = target_cluster.clone();
+    }
     // The local rate limit filter runs where the chain puts it relative to the fault filter.
     let position = |is: fn(&HttpFilter) -> bool| ctx.hcm.http_filters.iter().position(is);
     let ratelimit_first = match (
@@ -744,6 +870,7 @@ async fn route_request(
     let runtime = &ctx.runtime;
     match &route.action {
         Action::DirectResponse { status, body } => {
+            exchange.details = Some("direct_response");
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
             let mut resp = local_reply(status, body.as_deref().unwrap_or(""));
             if body.is_none() {
@@ -753,6 +880,7 @@ async fn route_request(
             resp
         }
         Action::Redirect(r) => {
+            exchange.details = Some("direct_response");
             let mut resp = redirect(r, authority, path, &route.matcher.path);
             finish_response_headers(resp.headers_mut(), routes, vh, route);
             resp
@@ -977,6 +1105,14 @@ pub fn local_reply(status: StatusCode, body: &str) -> Response<Body> {
     resp
 }
 
+/// A message's `content-length` (0 when it has none).
+fn content_length(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|e: Infallible| match e {}).boxed()
 }
@@ -1104,7 +1240,7 @@ async fn forward(
         let input = HashInput {
             headers: &parts.headers,
             path,
-            peer: Some(ctx.peer),
+            peer: Some(ctx.downstream.peer),
             local: None,
         };
         route_hash::compute(&f.hash_policy, &input)
@@ -1176,7 +1312,7 @@ async fn forward(
         append_forwarded_for(&mut h, local_address());
         h.insert("x-envoy-internal", HeaderValue::from_static("true"));
         let lb = LbContext {
-            original_dst: ctx.original_dst,
+            original_dst: ctx.downstream.original_dst,
             headers: Some(&h),
             hash: None,
         };
@@ -1187,6 +1323,7 @@ async fn forward(
                     method: &method,
                     path: &path,
                     protocol: None,
+                    capture: None,
                 };
                 let _ = send(&mirror, &host, head, h, body, false).await;
             }
@@ -1200,7 +1337,7 @@ async fn forward(
     loop {
         attempt += 1;
         let lb = LbContext {
-            original_dst: ctx.original_dst,
+            original_dst: ctx.downstream.original_dst,
             headers: Some(&headers),
             hash: hashed.as_ref().and_then(|h| h.hash),
         };
@@ -1296,10 +1433,12 @@ async fn forward(
         cluster.active_requests.fetch_add(1, Ordering::Relaxed);
         host.active_requests.fetch_add(1, Ordering::Relaxed);
         cluster.stats.upstream_rq_active.inc();
+        let connection = std::sync::OnceLock::new();
         let head = Outgoing {
             method: &parts.method,
             path: &upstream_path,
             protocol: upstream_protocol.as_deref(),
+            capture: (!ctx.hcm.access_log.is_empty()).then_some(&connection),
         };
         let sent = send(cluster, &host, head, h, body, downstream_h2);
         let result = match try_timeout {
@@ -1312,9 +1451,12 @@ async fn forward(
         cluster.active_requests.fetch_sub(1, Ordering::Relaxed);
         host.active_requests.fetch_sub(1, Ordering::Relaxed);
         cluster.stats.upstream_rq_active.dec();
+        if let Some(local) = connection.get().and_then(upstream_local) {
+            exchange.upstream_local = Some(local);
+        }
         // Envoy counts a request once it has a connection (none when connecting failed); bosun
         // learns that when the attempt ends.
-        if !matches!(result, Err(Failure::Connect)) {
+        if !matches!(result, Err(Failure::Connect(_))) {
             cluster.stats.upstream_rq_total.inc();
             host.requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -1381,7 +1523,7 @@ async fn forward(
                 }
                 let retriable = policy.is_some_and(|p| match failure {
                     // Nothing was sent: a reset before the request, too.
-                    Failure::Connect => [
+                    Failure::Connect(_) => [
                         "5xx",
                         "gateway-error",
                         "connect-failure",
@@ -1424,8 +1566,9 @@ async fn forward(
                         cluster.record_status(504);
                         local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
                     }
-                    Failure::Connect => {
+                    Failure::Connect(errno) => {
                         exchange.flags.upstream_connect_failure = true;
+                        exchange.upstream_failure = errno.map(connect_failure_reason);
                         cluster.record_status(503);
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -1492,7 +1635,7 @@ const EDGE_REMOVED_HEADERS: [&str; 4] = [
 /// then give the request an `x-request-id` if it has none (`generate_request_id`).
 fn mutate_request_headers(headers: &mut HeaderMap, conn: &Connection) {
     let hcm = &conn.hcm;
-    let scheme = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
+    let scheme = HeaderValue::from_static(if conn.downstream.tls { "https" } else { "http" });
     if headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
         remove_named(headers, &INTERNAL_ONLY_HEADERS);
         if hcm.use_remote_address {
@@ -1500,7 +1643,7 @@ fn mutate_request_headers(headers: &mut HeaderMap, conn: &Connection) {
         }
     }
     if hcm.use_remote_address {
-        let peer = conn.peer;
+        let peer = conn.downstream.peer;
         let appended = if peer.ip().is_loopback() {
             local_address()
         } else {
@@ -1607,12 +1750,42 @@ fn retriable_grpc(p: &RetryPolicy, headers: &HeaderMap) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
-    Connect,
+    /// Connecting failed, with the system's error number when there was one.
+    Connect(Option<i32>),
     Timeout,
     /// The connection closed or the stream was reset before a response.
     Reset,
     /// An HTTP/2 upstream refused the stream (`REFUSED_STREAM`): only this is `refused-stream`.
     RefusedStream,
+}
+
+/// The local address of the connection a request went out on, once it had one.
+fn upstream_local(connection: &CaptureConnection) -> Option<SocketAddr> {
+    let connected = connection.connection_metadata();
+    let mut extras = http::Extensions::new();
+    connected.as_ref()?.get_extras(&mut extras);
+    extras.get::<crate::tls::UpstreamLocal>().map(|l| l.0)
+}
+
+/// The system error number under `e`, if one of its causes is an I/O error with one.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cause = err.source();
+    }
+    None
+}
+
+/// Envoy's `UPSTREAM_TRANSPORT_FAILURE_REASON` for a connection that failed with `errno`:
+/// `delayed_connect_error:_Connection_refused` (its access log fields have no spaces).
+pub fn connect_failure_reason(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    // std appends " (os error N)" to the system's text.
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    format!("delayed_connect_error:_{}", text.replace(' ', "_"))
 }
 
 /// Whether `e` or one of its causes is an HTTP/2 `REFUSED_STREAM` reset.
@@ -1633,6 +1806,9 @@ struct Outgoing<'a> {
     path: &'a str,
     /// The `:protocol` of an HTTP/2 extended CONNECT.
     protocol: Option<&'a str>,
+    /// Where to keep a handle on the connection the request goes out on (for the access log,
+    /// which wants its local address even when no answer comes).
+    capture: Option<&'a std::sync::OnceLock<CaptureConnection>>,
 }
 
 async fn send(
@@ -1647,10 +1823,14 @@ async fn send(
         method,
         path,
         protocol,
+        capture,
     } = head;
     let mut req = Request::new(body);
     *req.method_mut() = method.clone();
     *req.headers_mut() = headers;
+    if let Some(slot) = capture {
+        let _ = slot.set(capture_connection(&mut req));
+    }
     if let Some(p) = protocol {
         req.extensions_mut().insert(hyper::ext::Protocol::from(p));
     }
@@ -1672,7 +1852,7 @@ async fn send(
     let result = cluster.request(host, h2, req).await;
     match result {
         Ok(resp) => Ok(resp),
-        Err(e) if e.is_connect() => Err(Failure::Connect),
+        Err(e) if e.is_connect() => Err(Failure::Connect(os_error(&e))),
         Err(e) if is_refused_stream(&e) => Err(Failure::RefusedStream),
         Err(_) => Err(Failure::Reset),
     }
@@ -1786,7 +1966,7 @@ async fn terminate_connect(
 ) -> Response<Body> {
     let downstream = hyper::upgrade::on(&mut req);
     let lb = LbContext {
-        original_dst: ctx.original_dst,
+        original_dst: ctx.downstream.original_dst,
         headers: Some(req.headers()),
         // A tunnel is not hashed (a consistent-hash cluster picks at random), as for mirrors.
         hash: None,
@@ -1801,6 +1981,7 @@ async fn terminate_connect(
         Err(e) => {
             tracing::debug!("CONNECT to {}: {e}", host.address);
             exchange.flags.upstream_connect_failure = true;
+            exchange.upstream_failure = e.raw_os_error().map(connect_failure_reason);
             return local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &reset_body(1, "remote connection failure"),

@@ -938,9 +938,14 @@ async fn accept_loop(
                         return; // Shutting down.
                     };
                     let accepted = Accepted {
+                        downstream: http::Downstream {
+                            peer,
+                            local: destination.address,
+                            original_dst: destination.original(),
+                            server_name: conn.server_name,
+                            tls: matches!(conn.io, tls::Io::Tls(_)),
+                        },
                         io: conn.io,
-                        peer,
-                        original_dst: destination.original(),
                         open,
                     };
                     serve_http(
@@ -955,30 +960,24 @@ async fn accept_loop(
                     );
                 }
                 NetworkFilter::Tcp(t) => {
-                    // A consistent-hash cluster keys on the client's IP when the proxy says so.
-                    let hash = t.hash_source_ip.then(|| {
-                        proxy_model::route::hash::xx_hash64(peer.ip().to_string().as_bytes())
-                    });
                     let stats = runtime.filter_stats.tcp(&t.stat_prefix, &registry);
                     stats.downstream_cx_total.inc();
                     let Some(conn) = terminate(chosen, &listener.name, peer).await else {
                         return;
+                    };
+                    let downstream = http::Downstream {
+                        peer,
+                        local: destination.address,
+                        original_dst: destination.original(),
+                        server_name: conn.server_name,
+                        tls: matches!(conn.io, tls::Io::Tls(_)),
                     };
                     let io = Metered::new(
                         conn.io,
                         &stats.downstream_cx_rx_bytes_total,
                         &stats.downstream_cx_tx_bytes_total,
                     );
-                    tcp::proxy(
-                        io,
-                        &stats,
-                        runtime.clone(),
-                        &t.clusters,
-                        t.idle_timeout,
-                        destination.original(),
-                        hash,
-                    )
-                    .await;
+                    tcp::proxy(io, t, &downstream, &stats, runtime.clone()).await;
                 }
             }
         });
@@ -1041,9 +1040,7 @@ async fn terminate<'l>(
 /// A downstream connection a listener accepted, with its filter chain's TLS done.
 struct Accepted {
     io: tls::Io,
-    peer: SocketAddr,
-    /// Where it was going, when the listener restored its original destination.
-    original_dst: Option<SocketAddr>,
+    downstream: http::Downstream,
     open: OpenOn,
 }
 
@@ -1085,12 +1082,11 @@ fn serve_http(
 ) {
     let Accepted {
         io: stream,
-        peer,
-        original_dst,
+        downstream,
         open,
     } = accepted;
     let ListenerDrain { graceful, draining } = drain;
-    let tls = matches!(stream, tls::Io::Tls(_));
+    let peer = downstream.peer;
     let stream = Metered::new(
         stream,
         &stats.downstream_cx_rx_bytes_total,
@@ -1105,10 +1101,8 @@ fn serve_http(
     // CDS apply to the next stream); the HTTP connection manager stays the one the connection got.
     let conn = Arc::new(Connection::new(
         hcm.clone(),
-        peer,
-        original_dst,
+        downstream,
         stats,
-        tls,
         draining,
         finish_requested,
     ));
@@ -1163,10 +1157,18 @@ fn serve_http(
             // without a body), or a client gone mid-request.
             match e.downcast_ref::<hyper::Error>() {
                 Some(e) if e.is_parse_too_large() => {
-                    on_error.protocol_error(::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 0);
+                    on_error.protocol_error(
+                        ::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "http1.headers_too_large",
+                        0,
+                    );
                 }
                 Some(e) if e.is_parse() => {
-                    on_error.protocol_error(::http::StatusCode::BAD_REQUEST, 0);
+                    on_error.protocol_error(
+                        ::http::StatusCode::BAD_REQUEST,
+                        "http1.codec_error",
+                        0,
+                    );
                 }
                 Some(e) if e.is_incomplete_message() => on_error.abandoned_request(),
                 _ => {}

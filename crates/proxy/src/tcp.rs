@@ -1,6 +1,5 @@
 //! The TCP proxy filter: pick a cluster (by weight) and a host, then copy bytes both ways.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -8,22 +7,56 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use proxy_model::listener::TcpProxy;
+
 use crate::Runtime;
+use crate::access_log;
+use crate::http::{Downstream, Exchange};
 use crate::stats::{Counter, Registry};
 use crate::upstream::LbContext;
 
-/// Proxies one connection. `original_dst` is the destination the `original_dst` listener filter
-/// restored, where an ORIGINAL_DST cluster connects (Istio's PassthroughCluster); `hash` the key of
-/// a consistent-hash cluster (the tcp_proxy's `hash_policy`).
+/// Proxies one connection through `filter`: to the destination the `original_dst` listener filter
+/// restored when the cluster is ORIGINAL_DST (Istio's PassthroughCluster), keyed on the client's
+/// IP for a consistent-hash cluster when the filter says so (`hash_policy`). Logged, when the
+/// filter has access logs, as Envoy logs a TCP connection when it ends.
 pub async fn proxy(
-    downstream: impl AsyncRead + AsyncWrite + Send + Unpin,
+    io: impl AsyncRead + AsyncWrite + Send + Unpin,
+    filter: &TcpProxy,
+    downstream: &Downstream,
     stats: &TcpStats,
     runtime: Arc<Runtime>,
-    clusters: &[(String, u32)],
-    idle: Option<Duration>,
-    original_dst: Option<SocketAddr>,
-    hash: Option<u64>,
 ) {
+    let start = (std::time::SystemTime::now(), Instant::now());
+    let mut exchange = Exchange::default();
+    let carried = connect_and_splice(io, filter, downstream, stats, &runtime, &mut exchange).await;
+    if !filter.access_log.is_empty() {
+        let info = access_log::RequestInfo::tcp(start.0);
+        let (received, sent) = carried.map_or((0, 0), |end| (end.a_to_b, end.b_to_a));
+        access_log::Line {
+            info: &info,
+            status: 0,
+            response: None,
+            bytes_received: received,
+            bytes_sent: sent,
+            exchange: &exchange,
+            duration: start.1.elapsed(),
+            downstream,
+        }
+        .write(&filter.access_log);
+    }
+}
+
+/// Picks the cluster and host, connects, and copies bytes until either side ends; what became of
+/// it goes into `exchange`.
+async fn connect_and_splice(
+    io: impl AsyncRead + AsyncWrite + Send + Unpin,
+    filter: &TcpProxy,
+    downstream: &Downstream,
+    stats: &TcpStats,
+    runtime: &Runtime,
+    exchange: &mut Exchange,
+) -> Option<SpliceEnd> {
+    let clusters = &filter.clusters;
     let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut point = rand::rng().random_range(0..total.max(1));
     let name = clusters
@@ -38,25 +71,41 @@ pub async fn proxy(
             }
         })
         .map(|(n, _)| n.as_str());
+    exchange.upstream_cluster = name.map(str::to_owned);
     let Some(cluster) = name.and_then(|n| runtime.clusters.get(n)) else {
         // Unknown cluster: Envoy closes the connection.
         stats.downstream_cx_no_route.inc();
-        return;
+        exchange.flags.no_cluster = true;
+        return None;
     };
     let lb = LbContext {
-        original_dst,
+        original_dst: downstream.original_dst,
         headers: None,
-        hash,
+        // A consistent-hash cluster keys on the client's IP when the filter says so.
+        hash: filter.hash_source_ip.then(|| {
+            proxy_model::route::hash::xx_hash64(downstream.peer.ip().to_string().as_bytes())
+        }),
     };
     let Some(host) = cluster.pick_for(&lb, &[]) else {
-        return; // No host (an ORIGINAL_DST cluster without a destination): Envoy closes too.
+        // No host (an ORIGINAL_DST cluster without a destination): Envoy closes too.
+        exchange.flags.no_healthy_upstream = true;
+        return None;
     };
-    let Ok(upstream) = cluster.open_stream(&host).await else {
-        return;
+    exchange.upstream_host = Some(host.address.clone());
+    let upstream = match cluster.open_stream(&host).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            exchange.flags.upstream_connect_failure = true;
+            exchange.upstream_failure = e.raw_os_error().map(crate::http::connect_failure_reason);
+            return None;
+        }
     };
-    if splice(downstream, upstream, idle).await.ended_by == EndedBy::Idle {
+    exchange.upstream_local = upstream.get_ref().local_addr();
+    let end = splice(io, upstream, filter.idle_timeout).await;
+    if end.ended_by == EndedBy::Idle {
         stats.idle_timeout.inc();
     }
+    Some(end)
 }
 
 /// `tcp.<stat_prefix>.*` stats (those Bosun maintains).

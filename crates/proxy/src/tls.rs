@@ -69,6 +69,8 @@ pub struct Accepted<'l> {
     pub chain: &'l FilterChain,
     /// The ALPN protocol negotiated when the chain terminated TLS.
     pub alpn: Option<Vec<u8>>,
+    /// The server name (SNI) the client asked for.
+    pub server_name: Option<String>,
 }
 
 /// What the inspector learned from the first bytes.
@@ -85,6 +87,8 @@ struct Inspected {
 pub struct Chosen<'l> {
     stream: TcpStream,
     pub chain: &'l FilterChain,
+    /// The server name the TLS inspector found.
+    server_name: Option<String>,
 }
 
 /// Chooses the connection's filter chain (by `destination`: the local address, or the original
@@ -109,21 +113,26 @@ pub async fn choose_chain(
         Inspected::default()
     };
     let transport_protocol = if inspected.tls { "tls" } else { "raw_buffer" };
-    let Some(chain) = listener.select(&ConnectionInfo {
+    let selected = listener.select(&ConnectionInfo {
         destination_port: destination.port(),
         destination_ip: Some(destination.ip()),
         server_name: inspected.server_name.as_deref(),
         transport_protocol,
         application_protocols: &inspected.alpn,
         source: stream.peer_addr().ok(),
-    }) else {
+    });
+    let Some(chain) = selected else {
         return Err(AcceptError::NoFilterChain {
             server_name: inspected.server_name,
             transport_protocol,
             alpn: inspected.alpn,
         });
     };
-    Ok(Chosen { stream, chain })
+    Ok(Chosen {
+        stream,
+        chain,
+        server_name: inspected.server_name,
+    })
 }
 
 impl<'l> Chosen<'l> {
@@ -134,12 +143,17 @@ impl<'l> Chosen<'l> {
 
     /// Terminates TLS when the chain has a TLS context (within its handshake timeout).
     pub async fn terminate(self) -> Result<Accepted<'l>, AcceptError> {
-        let Chosen { stream, chain } = self;
+        let Chosen {
+            stream,
+            chain,
+            server_name,
+        } = self;
         let Some(tls) = &chain.tls else {
             return Ok(Accepted {
                 io: Io::Plain(stream),
                 chain,
                 alpn: None,
+                server_name,
             });
         };
         let handshake = async {
@@ -168,10 +182,13 @@ impl<'l> Chosen<'l> {
             }
         };
         let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let server_name =
+            server_name.or_else(|| stream.get_ref().1.server_name().map(str::to_owned));
         Ok(Accepted {
             io: Io::Tls(Box::new(tokio_rustls::TlsStream::Server(stream))),
             chain,
             alpn,
+            server_name,
         })
     }
 }
@@ -374,9 +391,28 @@ impl AsyncWrite for Io {
     }
 }
 
+impl Io {
+    /// The local address of the socket under it (none for a Unix domain socket).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Io::Plain(s) => s.local_addr().ok(),
+            Io::Tls(s) => s.get_ref().0.local_addr().ok(),
+            Io::Unix(_) => None,
+        }
+    }
+}
+
+/// The local address of an upstream connection (in its `Connected` extras, for the access log's
+/// `UPSTREAM_LOCAL_ADDRESS`).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamLocal(pub std::net::SocketAddr);
+
 impl Connection for Io {
     fn connected(&self) -> Connected {
-        let connected = Connected::new();
+        let connected = match self.local_addr() {
+            Some(local) => Connected::new().extra(UpstreamLocal(local)),
+            None => Connected::new(),
+        };
         match self {
             Io::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => connected.negotiated_h2(),
             _ => connected,

@@ -7,6 +7,7 @@
 //! that have the same inputs; only the listeners bound to a proxy's own address and its inbound side
 //! are built per proxy. [`generate`] builds everything for one proxy, unshared (tests, debugging).
 
+pub mod access_log;
 pub mod cluster;
 pub mod hash;
 pub mod ingress;
@@ -323,6 +324,9 @@ fn sidecar_route_tables<'a>(
             let (mut listeners, tables, warnings) =
                 listener::captured_outbound(index, proxy, services);
             set_direction(&mut listeners, TrafficDirection::Outbound);
+            if let Some(log) = &index.access_log {
+                access_log::apply(&mut listeners, log);
+            }
             rest.listeners = listeners;
             rest.warnings = warnings;
             rest.clusters.push(cluster::passthrough());
@@ -372,6 +376,9 @@ fn own_resources(index: &Index, proxy: &Proxy) -> ProxyResources {
         }
     }
     mesh_identity(index, proxy, &mut out);
+    if let Some(log) = &index.access_log {
+        access_log::apply(&mut out.listeners, log);
+    }
     out
 }
 
