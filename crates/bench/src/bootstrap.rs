@@ -5,9 +5,31 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-/// A listener on `listen`, admin on `admin`, every request to one cluster whose only endpoint is `to`.
-pub fn single(listen: SocketAddr, admin: SocketAddr, to: SocketAddr) -> String {
+/// A listener on `listen`, admin on `admin`, every request to one cluster whose only endpoint is `to`;
+/// with `access_log`, Istio's access log written to that path.
+pub fn single(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    to: SocketAddr,
+    access_log: Option<&str>,
+) -> String {
     let mut yaml = header(listen, admin);
+    if let Some(path) = access_log {
+        let _ = write!(
+            yaml,
+            "          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {path}
+              log_format:
+                text_format_source:
+                  inline_string: {format:?}
+",
+            format = mesh_api::registry::ISTIO_TEXT_FORMAT,
+        );
+    }
+    yaml.push_str("          route_config:\n            name: bench\n");
     yaml.push_str(
         "            virtual_hosts:
             - name: all
@@ -33,6 +55,7 @@ pub fn service_host(i: usize) -> String {
 /// `to`. Requests for [`service_host`] reach `to`.
 pub fn services(listen: SocketAddr, admin: SocketAddr, to: SocketAddr, n: usize) -> String {
     let mut yaml = header(listen, admin);
+    yaml.push_str("          route_config:\n            name: bench\n");
     yaml.push_str("            virtual_hosts:\n");
     for i in 0..n {
         let host = service_host(i);
@@ -79,8 +102,6 @@ static_resources:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench
           codec_type: AUTO
-          route_config:
-            name: bench
 ",
         admin_ip = admin.ip(),
         admin_port = admin.port(),
@@ -117,6 +138,7 @@ mod tests {
         assert_eq!(yaml.matches("- name: \"outbound|80||svc-").count(), 3);
         assert_eq!(yaml.matches("routes:").count(), 3);
         assert!(yaml.contains("svc-2.bench.svc.cluster.local:80"));
-        assert!(single(a, a, a).contains("cluster: upstream"));
+        assert!(single(a, a, a, None).contains("cluster: upstream"));
+        assert!(single(a, a, a, Some("/dev/null")).contains("path: /dev/null"));
     }
 }

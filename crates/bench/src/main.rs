@@ -72,6 +72,10 @@ struct Args {
     /// Also write every measurement as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Give both proxies Istio's access log (its text format, a file logger, as
+    /// `meshConfig.accessLogFile` does) writing to this path, e.g. /dev/null.
+    #[arg(long, value_name = "PATH")]
+    access_log: Option<String>,
 }
 
 /// What is measured.
@@ -231,6 +235,7 @@ struct Config {
     window: Duration,
     rates: Vec<f64>,
     proxy_cpu: Option<usize>,
+    access_log: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -297,6 +302,7 @@ fn main() -> Result<()> {
         window: Duration::from_secs_f64(seconds),
         rates: args.rates.clone(),
         proxy_cpu,
+        access_log: args.access_log.clone(),
     };
 
     let mut setup_runs = Vec::new();
@@ -379,7 +385,7 @@ fn run_setup(
         for _ in 0..hops {
             let listener = testkit::localhost(testkit::try_free_port()?);
             let admin = testkit::localhost(testkit::try_free_port()?);
-            let yaml = bootstrap::single(listener, admin, next);
+            let yaml = bootstrap::single(listener, admin, next, config.access_log.as_deref());
             let p = proxies::start(kind, bins, &yaml, listener, "bench", "/", config.proxy_cpu)?;
             if hops == 1 {
                 startup_ms = Some(p.startup.as_secs_f64() * 1000.0);

@@ -101,6 +101,10 @@ enum Command {
         /// trace, debug, info, warn, error or off (or a tracing filter such as `proxy=debug`).
         #[arg(long, short = 'l', default_value = "info")]
         log_level: String,
+        /// How often buffered access log lines are written out, in milliseconds (Envoy's flag; a
+        /// sink also writes out whenever it holds 64 KiB, and on exit).
+        #[arg(long, default_value_t = 1000)]
+        file_flush_interval_msec: u64,
     },
     /// Show what a running proxy holds (bosun proxy or Envoy), from its admin interface, as
     /// `istioctl proxy-config` does: clusters, listeners, routes or endpoints, a line each.
@@ -198,11 +202,13 @@ fn main() -> ExitCode {
             concurrency,
             drain_time_s,
             log_level,
+            file_flush_interval_msec,
         } => proxy_cmd::run(&proxy_cmd::ProxyArgs {
             config: &config,
             concurrency,
             drain_time: std::time::Duration::from_secs(drain_time_s),
             log_level: &log_level,
+            access_log_flush_interval: std::time::Duration::from_millis(file_flush_interval_msec),
         }),
         Command::ProxyConfig {
             kind,

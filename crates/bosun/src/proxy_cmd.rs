@@ -13,6 +13,7 @@ pub struct ProxyArgs<'a> {
     pub concurrency: Option<usize>,
     pub drain_time: Duration,
     pub log_level: &'a str,
+    pub access_log_flush_interval: Duration,
 }
 
 /// Logs to stderr at `level` (a tracing filter such as `info` or `proxy=debug`), as `--log-level`
@@ -81,6 +82,7 @@ pub fn run(args: &ProxyArgs<'_>) -> Result<ExitCode> {
             concurrency: u32::try_from(worker_count).unwrap_or(u32::MAX),
             log_level: args.log_level.to_owned(),
         },
+        access_log_flush_interval: args.access_log_flush_interval,
     };
     let result = main.block_on(proxy::run(config, options, shutdown_signal()));
     match result {

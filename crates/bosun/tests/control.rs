@@ -241,6 +241,8 @@ impl Sidecar {
                         "1",
                         "--log-level",
                         "warn",
+                        "--file-flush-interval-msec",
+                        "20",
                     ],
                     &[],
                 )

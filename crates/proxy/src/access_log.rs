@@ -193,49 +193,132 @@ impl Fields for Line<'_> {
     }
 }
 
-/// Writes one line to a sink in one write, so that lines from different workers do not
-/// interleave. A file is opened (appending) on its first line and kept open.
+/// How often buffered access log lines are written out unless the proxy says otherwise
+/// (`--file-flush-interval-msec`; Envoy's default is 10 s).
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A sink's lines are written out once it holds this much (as Envoy's access log files).
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Access log output, buffered per sink as Envoy buffers its access log files: lines go out when
+/// a sink holds 64 KiB, at the flush interval (a thread of its own), and when the proxy stops. A
+/// line costs an append to memory, not a system call.
+struct Outputs {
+    by_sink: Mutex<HashMap<Sink, Arc<Output>>>,
+    interval_ms: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Output {
+    pending: Mutex<Vec<u8>>,
+    /// Held while writing out, so that lines leave in the order they came.
+    writing: Mutex<Option<std::fs::File>>,
+}
+
+fn outputs() -> &'static Outputs {
+    static OUTPUTS: OnceLock<Outputs> = OnceLock::new();
+    OUTPUTS.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("access-log".to_owned())
+            .spawn(|| {
+                loop {
+                    let ms = outputs()
+                        .interval_ms
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(ms.max(1)));
+                    flush();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("no access log flushing thread ({e}); lines go out by 64 KiB");
+        }
+        Outputs {
+            by_sink: Mutex::default(),
+            interval_ms: std::sync::atomic::AtomicU64::new(
+                u64::try_from(DEFAULT_FLUSH_INTERVAL.as_millis()).unwrap_or(1000),
+            ),
+        }
+    })
+}
+
+/// How often buffered lines are written out from now on.
+pub fn set_flush_interval(interval: Duration) {
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    outputs()
+        .interval_ms
+        .store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes out every sink's buffered lines.
+pub fn flush() {
+    let all: Vec<(Sink, Arc<Output>)> = outputs()
+        .by_sink
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(s, o)| (s.clone(), o.clone()))
+        .collect();
+    for (sink, output) in all {
+        output.write_out(&sink);
+    }
+}
+
+/// Appends one line to a sink's buffer (whole, so lines from different workers do not interleave),
+/// writing the buffer out when it is full.
 fn write_to(sink: &Sink, line: &[u8]) {
-    match sink {
-        Sink::Stdout => {
-            let _ = std::io::stdout().lock().write_all(line);
+    let output = {
+        let mut by_sink = outputs()
+            .by_sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match by_sink.get(sink) {
+            Some(o) => o.clone(),
+            None => by_sink.entry(sink.clone()).or_default().clone(),
         }
-        Sink::Stderr => {
-            let _ = std::io::stderr().lock().write_all(line);
+    };
+    let full = {
+        let mut pending = output
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.extend_from_slice(line);
+        pending.len() >= FLUSH_AT
+    };
+    if full {
+        output.write_out(sink);
+    }
+}
+
+impl Output {
+    fn write_out(&self, sink: &Sink) {
+        let mut file = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let lines =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if lines.is_empty() {
+            return;
         }
-        Sink::File(path) => {
-            static FILES: OnceLock<Mutex<HashMap<String, Arc<Mutex<std::fs::File>>>>> =
-                OnceLock::new();
-            let file = {
-                let mut files = FILES
-                    .get_or_init(Default::default)
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                match files.get(path) {
-                    Some(f) => f.clone(),
-                    None => {
-                        let opened = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(path);
-                        match opened {
-                            Ok(f) => {
-                                let f = Arc::new(Mutex::new(f));
-                                files.insert(path.clone(), f.clone());
-                                f
-                            }
-                            Err(e) => {
-                                tracing::warn!("cannot open the access log {path}: {e}");
-                                return;
-                            }
+        let written = match sink {
+            Sink::Stdout => std::io::stdout().lock().write_all(&lines),
+            Sink::Stderr => std::io::stderr().lock().write_all(&lines),
+            Sink::File(path) => {
+                if file.is_none() {
+                    match std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                    {
+                        Ok(f) => *file = Some(f),
+                        Err(e) => {
+                            tracing::warn!("cannot open the access log {path}: {e}");
+                            return;
                         }
                     }
                 }
-            };
-            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(e) = file.write_all(line) {
-                tracing::warn!("cannot write the access log {path}: {e}");
+                file.as_mut().map_or(Ok(()), |f| f.write_all(&lines))
             }
+        };
+        if let Err(e) = written {
+            tracing::warn!("cannot write the access log {sink:?}: {e}");
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct Options {
     pub loggers: Option<Arc<logging::Loggers>>,
     /// How the process was started, as `/server_info` shows it.
     pub command_line: CommandLine,
+    /// How often buffered access log lines are written out.
+    pub access_log_flush_interval: Duration,
 }
 
 impl Default for Options {
@@ -95,6 +97,7 @@ impl Default for Options {
             workers: None,
             loggers: None,
             command_line: CommandLine::default(),
+            access_log_flush_interval: access_log::DEFAULT_FLUSH_INTERVAL,
         }
     }
 }
@@ -531,6 +534,7 @@ pub async fn run(
         settings,
         bootstrap,
     } = config;
+    access_log::set_flush_interval(options.access_log_flush_interval);
     let registry = Arc::new(Registry::default());
     let runtime = Runtime::new(snapshot, &registry);
     let listeners: Vec<Arc<Listener>> = runtime.snapshot.listeners.clone();
@@ -642,6 +646,7 @@ pub async fn run(
     if let Some(task) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
+    access_log::flush();
     Ok(())
 }
 
