@@ -67,6 +67,21 @@ pub enum Piece {
     Op(Operator, Option<usize>),
 }
 
+/// A header an operator reads: its lower-cased name and, unless it is a pseudo-header (`:path`),
+/// the name parsed once, so that a line looks it up without parsing it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderKey {
+    pub name: String,
+    pub header: Option<http::HeaderName>,
+}
+
+impl HeaderKey {
+    fn new(name: String) -> HeaderKey {
+        let header = http::HeaderName::from_bytes(name.as_bytes()).ok();
+        HeaderKey { name, header }
+    }
+}
+
 /// The command operators Bosun renders (Envoy's names).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operator {
@@ -74,8 +89,8 @@ pub enum Operator {
     StartTime(Option<String>),
     /// `REQ(name?alternative)`: a request header, or a pseudo-header (`:method`, `:path`, `:authority`,
     /// `:scheme`); names lower-cased.
-    Request(String, Option<String>),
-    Response(String, Option<String>),
+    Request(HeaderKey, Option<HeaderKey>),
+    Response(HeaderKey, Option<HeaderKey>),
     Protocol,
     ResponseCode,
     ResponseFlags,
@@ -115,15 +130,15 @@ impl Operator {
             None => Ok(op),
             Some(_) => Err(format!("{name} takes no argument")),
         };
-        let header = |arg: Option<&str>| -> Result<(String, Option<String>), String> {
+        let header = |arg: Option<&str>| -> Result<(HeaderKey, Option<HeaderKey>), String> {
             let arg = arg
                 .filter(|a| !a.is_empty())
                 .ok_or(format!("{name} needs a header name: {name}(x-header)"))?;
             let (main, alt) = match arg.split_once('?') {
-                Some((m, a)) => (m, Some(a.to_ascii_lowercase())),
+                Some((m, a)) => (m, Some(HeaderKey::new(a.to_ascii_lowercase()))),
                 None => (arg, None),
             };
-            Ok((main.to_ascii_lowercase(), alt))
+            Ok((HeaderKey::new(main.to_ascii_lowercase()), alt))
         };
         Ok(match name {
             "START_TIME" => {
@@ -400,32 +415,64 @@ fn json_field(v: &Value, at: &At) -> Result<JsonField, ModelError> {
     })
 }
 
-/// A field's value for one line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldValue<'a> {
-    /// Not there: `-` in text, `null` in JSON.
-    Missing,
-    Text(std::borrow::Cow<'a, str>),
-    Number(u64),
+impl LogFormat {
+    /// Calls `f` with each operator of the format, in order (a JSON format's in key order).
+    pub fn for_each_operator(&self, f: &mut impl FnMut(&Operator)) {
+        fn pieces(pieces: &[Piece], f: &mut impl FnMut(&Operator)) {
+            for piece in pieces {
+                if let Piece::Op(op, _) = piece {
+                    f(op);
+                }
+            }
+        }
+        fn object(fields: &BTreeMap<String, JsonField>, f: &mut impl FnMut(&Operator)) {
+            for field in fields.values() {
+                match field {
+                    JsonField::Pieces(p) => pieces(p, f),
+                    JsonField::Object(o) => object(o, f),
+                    JsonField::Literal(_) => {}
+                }
+            }
+        }
+        match self {
+            LogFormat::Text(p) => pieces(p, f),
+            LogFormat::Json(o) => object(o, f),
+        }
+    }
 }
 
-/// What a line is made from: each operator's value for the request or connection logged.
+/// What [`Fields::write`] appended for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Nothing: the value is not there (`-` in text, `null` in JSON).
+    Missing,
+    Text,
+    /// Decimal digits, a JSON number when the operator stands alone.
+    Number,
+}
+
+/// What a line is made from: each operator's value for the request or connection logged, appended
+/// straight to the line (a line is rendered per request, so no value is built on its own).
 pub trait Fields {
-    fn value(&self, op: &Operator) -> FieldValue<'_>;
+    fn write(&self, op: &Operator, out: &mut String) -> Written;
+}
+
+/// Appends `n` in decimal (a line has a dozen numbers, counting address octets and ports).
+pub fn push_decimal(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 impl LogFormat {
-    /// The line for `fields`, newline-terminated for JSON (a text format ends as it says).
-    pub fn render(&self, fields: &dyn Fields) -> String {
-        let mut out = String::new();
+    /// Appends the line for `fields` to `out`, newline-terminated for JSON (a text format ends as
+    /// it says).
+    pub fn render(&self, fields: &dyn Fields, out: &mut String) {
         match self {
-            LogFormat::Text(pieces) => render_text(pieces, fields, &mut out),
+            LogFormat::Text(pieces) => render_text(pieces, fields, out),
             LogFormat::Json(object) => {
-                render_object(object, fields, &mut out);
+                render_object(object, fields, out, &mut String::new());
                 out.push('\n');
             }
         }
-        out
     }
 }
 
@@ -434,21 +481,32 @@ fn render_text(pieces: &[Piece], fields: &dyn Fields, out: &mut String) {
         match piece {
             Piece::Text(t) => out.push_str(t),
             Piece::Op(op, max_len) => {
-                let text = match fields.value(op) {
-                    FieldValue::Missing => std::borrow::Cow::Borrowed("-"),
-                    FieldValue::Text(t) => t,
-                    FieldValue::Number(n) => std::borrow::Cow::Owned(n.to_string()),
-                };
-                match max_len {
-                    Some(n) => out.extend(text.chars().take(*n)),
-                    None => out.push_str(&text),
+                let start = out.len();
+                if fields.write(op, out) == Written::Missing {
+                    out.push('-');
+                }
+                if let Some(n) = max_len {
+                    truncate_chars(out, start, *n);
                 }
             }
         }
     }
 }
 
-fn render_object(object: &BTreeMap<String, JsonField>, fields: &dyn Fields, out: &mut String) {
+/// Keeps at most `n` characters of `out` after byte `start`.
+fn truncate_chars(out: &mut String, start: usize, n: usize) {
+    if let Some((cut, _)) = out[start..].char_indices().nth(n) {
+        out.truncate(start + cut);
+    }
+}
+
+/// `scratch` holds each value before it is escaped (one buffer for the whole line).
+fn render_object(
+    object: &BTreeMap<String, JsonField>,
+    fields: &dyn Fields,
+    out: &mut String,
+    scratch: &mut String,
+) {
     out.push('{');
     for (i, (key, field)) in object.iter().enumerate() {
         if i > 0 {
@@ -458,23 +516,26 @@ fn render_object(object: &BTreeMap<String, JsonField>, fields: &dyn Fields, out:
         out.push(':');
         match field {
             JsonField::Literal(l) => out.push_str(l),
-            JsonField::Object(o) => render_object(o, fields, out),
-            JsonField::Pieces(pieces) => match pieces.as_slice() {
-                [Piece::Op(op, max_len)] => match fields.value(op) {
-                    FieldValue::Missing => out.push_str("null"),
-                    FieldValue::Number(n) if max_len.is_none() => out.push_str(&n.to_string()),
+            JsonField::Object(o) => render_object(o, fields, out, scratch),
+            JsonField::Pieces(pieces) => {
+                scratch.clear();
+                match pieces.as_slice() {
+                    [Piece::Op(op, max_len)] => match fields.write(op, scratch) {
+                        Written::Missing => out.push_str("null"),
+                        Written::Number if max_len.is_none() => out.push_str(scratch),
+                        Written::Number | Written::Text => {
+                            if let Some(n) = max_len {
+                                truncate_chars(scratch, 0, *n);
+                            }
+                            json_string(scratch, out);
+                        }
+                    },
                     _ => {
-                        let mut text = String::new();
-                        render_text(pieces, fields, &mut text);
-                        json_string(&text, out);
+                        render_text(pieces, fields, scratch);
+                        json_string(scratch, out);
                     }
-                },
-                _ => {
-                    let mut text = String::new();
-                    render_text(pieces, fields, &mut text);
-                    json_string(&text, out);
                 }
-            },
+            }
         }
     }
     out.push('}');
@@ -505,20 +566,36 @@ mod tests {
     struct Sample;
 
     impl Fields for Sample {
-        fn value(&self, op: &Operator) -> FieldValue<'_> {
-            match op {
-                Operator::Request(h, alt) => match (h.as_str(), alt.as_deref()) {
-                    (":method", _) => FieldValue::Text("GET".into()),
-                    ("x-envoy-original-path", Some(":path")) => FieldValue::Text("/a?b".into()),
-                    ("user-agent", _) => FieldValue::Text("curl/8 \"q\"".into()),
-                    _ => FieldValue::Missing,
-                },
-                Operator::ResponseCode => FieldValue::Number(200),
-                Operator::Duration => FieldValue::Number(7),
-                Operator::UpstreamClusterRaw => FieldValue::Text("outbound|80||a.b".into()),
-                _ => FieldValue::Missing,
-            }
+        fn write(&self, op: &Operator, out: &mut String) -> Written {
+            let text = match op {
+                Operator::Request(h, alt) => {
+                    match (h.name.as_str(), alt.as_ref().map(|a| a.name.as_str())) {
+                        (":method", _) => "GET",
+                        ("x-envoy-original-path", Some(":path")) => "/a?b",
+                        ("user-agent", _) => "curl/8 \"q\"",
+                        _ => return Written::Missing,
+                    }
+                }
+                Operator::ResponseCode => {
+                    push_decimal(out, 200);
+                    return Written::Number;
+                }
+                Operator::Duration => {
+                    push_decimal(out, 7);
+                    return Written::Number;
+                }
+                Operator::UpstreamClusterRaw => "outbound|80||a.b",
+                _ => return Written::Missing,
+            };
+            out.push_str(text);
+            Written::Text
         }
+    }
+
+    fn rendered(format: &LogFormat) -> String {
+        let mut line = String::new();
+        format.render(&Sample, &mut line);
+        line
     }
 
     #[test]
@@ -528,7 +605,7 @@ mod tests {
              %RESPONSE_CODE% %UPSTREAM_CLUSTER_RAW% %REQ(X-NONE)% %DURATION%ms\n",
         )
         .unwrap();
-        let line = LogFormat::Text(pieces).render(&Sample);
+        let line = rendered(&LogFormat::Text(pieces));
         assert_eq!(line, "GE /a?b 100% 200 outbound|80||a.b - 7ms\n");
     }
 
@@ -544,6 +621,8 @@ mod tests {
             .insert("mixed".into(), string("code %RESPONSE_CODE%"));
         s.fields.insert("missing".into(), string("%REQ(X-NONE)%"));
         s.fields.insert("agent".into(), string("%REQ(USER-AGENT)%"));
+        // Cut to a length, a number is a string, as in Envoy.
+        s.fields.insert("code".into(), string("%RESPONSE_CODE:1%"));
         s.fields.insert(
             "n".into(),
             Value {
@@ -552,10 +631,25 @@ mod tests {
         );
         let format = json(&s, &At::root("f")).unwrap();
         assert_eq!(
-            format.render(&Sample),
-            "{\"agent\":\"curl/8 \\\"q\\\"\",\"alpha\":\"GET\",\"missing\":null,\"mixed\":\"code 200\",\
+            rendered(&format),
+            "{\"agent\":\"curl/8 \\\"q\\\"\",\"alpha\":\"GET\",\"code\":\"2\",\"missing\":null,\"mixed\":\"code 200\",\
              \"n\":5,\"zeta\":200}\n"
         );
+    }
+
+    #[test]
+    fn decimals_and_cut_values_keep_whole_characters() {
+        let mut out = String::new();
+        for n in [0, 7, 10, 65_535, u64::MAX] {
+            push_decimal(&mut out, n);
+            out.push(' ');
+        }
+        assert_eq!(out, "0 7 10 65535 18446744073709551615 ");
+        let mut s = "ab→cd".to_owned();
+        truncate_chars(&mut s, 1, 2);
+        assert_eq!(s, "ab→");
+        truncate_chars(&mut s, 0, 9);
+        assert_eq!(s, "ab→");
     }
 
     #[test]

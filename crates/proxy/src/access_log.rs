@@ -1,14 +1,18 @@
 //! Access log lines: each filter's logs (`proxy_model::access_log`), rendered for a request or a
 //! TCP connection and written to their sinks, one write per line.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Method, Request, Uri, Version};
-use proxy_model::access_log::{AccessLog, FieldValue, Fields, Operator, Sink};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use proxy_model::access_log::{
+    AccessLog, Fields, HeaderKey, Operator, Sink, Written, push_decimal,
+};
 
 use crate::http::{Downstream, Exchange};
 
@@ -28,17 +32,39 @@ pub struct RequestInfo {
 struct Head {
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    host: Option<HeaderValue>,
+    /// The request headers the logs' formats read (not the whole map: a line reads a handful).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestInfo {
-    pub fn new<B>(req: &Request<B>) -> RequestInfo {
+    /// What `logs` will need of `req`.
+    pub fn new<B>(req: &Request<B>, logs: &[AccessLog]) -> RequestInfo {
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        for log in logs {
+            log.format.for_each_operator(&mut |op| {
+                let Operator::Request(key, alt) = op else {
+                    return;
+                };
+                for name in std::iter::once(key)
+                    .chain(alt)
+                    .filter_map(|k| k.header.as_ref())
+                {
+                    if let Some(value) = req.headers().get(name)
+                        && !headers.iter().any(|(n, _)| n == name)
+                    {
+                        headers.push((name.clone(), value.clone()));
+                    }
+                }
+            });
+        }
         RequestInfo {
             start: SystemTime::now(),
             head: Some(Head {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
-                headers: req.headers().clone(),
+                host: req.headers().get(http::header::HOST).cloned(),
+                headers,
             }),
             protocol: Some(match req.version() {
                 Version::HTTP_2 => "HTTP/2",
@@ -76,31 +102,27 @@ impl RequestInfo {
     }
 
     /// A request header, or the pseudo-headers `:method`, `:path`, `:authority`, `:scheme`.
-    fn header(&self, name: &str, downstream: &Downstream) -> Option<Cow<'_, str>> {
+    fn header(&self, key: &HeaderKey, downstream: &Downstream) -> Option<&str> {
         let head = self.head.as_ref()?;
-        let text = |v: &str| Some(Cow::Owned(v.to_owned()));
-        match name {
-            ":method" => Some(Cow::Borrowed(head.method.as_str())),
+        if let Some(name) = &key.header {
+            let (_, value) = head.headers.iter().find(|(n, _)| n == name)?;
+            return value.to_str().ok();
+        }
+        match key.name.as_str() {
+            ":method" => Some(head.method.as_str()),
             // A CONNECT (authority-form) has no path.
             ":path" if head.method == Method::CONNECT => None,
-            ":path" => Some(Cow::Borrowed(
-                head.uri.path_and_query().map_or("/", |p| p.as_str()),
-            )),
+            ":path" => Some(head.uri.path_and_query().map_or("/", |p| p.as_str())),
             ":authority" => match head.uri.authority() {
-                Some(a) => Some(Cow::Borrowed(a.as_str())),
-                None => head
-                    .headers
-                    .get(http::header::HOST)?
-                    .to_str()
-                    .ok()
-                    .and_then(text),
+                Some(a) => Some(a.as_str()),
+                None => head.host.as_ref()?.to_str().ok(),
             },
-            ":scheme" => Some(Cow::Borrowed(match head.uri.scheme_str() {
+            ":scheme" => Some(match head.uri.scheme_str() {
                 Some(s) => s,
                 None if downstream.tls => "https",
                 None => "http",
-            })),
-            _ => head.headers.get(name)?.to_str().ok().map(Cow::Borrowed),
+            }),
+            _ => None,
         }
     }
 }
@@ -122,90 +144,155 @@ pub struct Line<'a> {
 impl Line<'_> {
     /// Renders the line in each of `logs`' formats and writes it to their sinks.
     pub fn write(&self, logs: &[AccessLog]) {
-        for log in logs {
-            let line = log.format.render(self);
-            write_to(&log.sink, line.as_bytes());
+        thread_local! {
+            // The line being rendered: one buffer per thread, not an allocation per line.
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
+        LINE.with_borrow_mut(|line| {
+            for log in logs {
+                line.clear();
+                log.format.render(self, line);
+                write_to(&log.sink, line.as_bytes());
+            }
+        });
     }
 }
 
 impl Fields for Line<'_> {
-    fn value(&self, op: &Operator) -> FieldValue<'_> {
-        use FieldValue::{Missing, Number, Text};
-        fn text(s: Option<Cow<'_, str>>) -> FieldValue<'_> {
-            s.map_or(FieldValue::Missing, FieldValue::Text)
-        }
-        fn owned(s: Option<String>) -> FieldValue<'static> {
-            s.map_or(FieldValue::Missing, |s| FieldValue::Text(Cow::Owned(s)))
-        }
-        fn borrowed(s: Option<&str>) -> FieldValue<'_> {
-            s.map_or(FieldValue::Missing, |s| FieldValue::Text(Cow::Borrowed(s)))
-        }
+    fn write(&self, op: &Operator, out: &mut String) -> Written {
         let exchange = self.exchange;
         let downstream = self.downstream;
+        let text = |out: &mut String, s: Option<&str>| match s {
+            Some(s) => {
+                out.push_str(s);
+                Written::Text
+            }
+            None => Written::Missing,
+        };
+        let number = |out: &mut String, n: u64| {
+            push_decimal(out, n);
+            Written::Number
+        };
         match op {
-            Operator::StartTime(None) => Text(Cow::Owned(rfc3339_millis(self.info.start))),
+            Operator::StartTime(None) => {
+                push_rfc3339_millis(out, self.info.start);
+                Written::Text
+            }
             Operator::StartTime(Some(format)) => {
-                Text(Cow::Owned(strftime(format, self.info.start)))
+                strftime(format, self.info.start, out);
+                Written::Text
             }
-            Operator::Request(name, alt) => text(
+            Operator::Request(key, alt) => text(
+                out,
                 self.info
-                    .header(name, downstream)
-                    .or_else(|| self.info.header(alt.as_deref()?, downstream)),
+                    .header(key, downstream)
+                    .or_else(|| self.info.header(alt.as_ref()?, downstream)),
             ),
-            Operator::Response(name, alt) => {
-                let get = |n: &str| self.response?.get(n)?.to_str().ok();
-                borrowed(get(name).or_else(|| get(alt.as_deref()?)))
+            Operator::Response(key, alt) => {
+                let get = |k: &HeaderKey| self.response?.get(k.header.as_ref()?)?.to_str().ok();
+                text(out, get(key).or_else(|| get(alt.as_ref()?)))
             }
-            Operator::Protocol => borrowed(self.info.protocol),
-            Operator::ResponseCode => Number(u64::from(self.status)),
-            Operator::ResponseFlags => Text(Cow::Owned(exchange.flags.render())),
-            Operator::ResponseCodeDetails => text(exchange.details()),
+            Operator::Protocol => text(out, self.info.protocol),
+            Operator::ResponseCode => number(out, u64::from(self.status)),
+            Operator::ResponseFlags => {
+                exchange.flags.push_to(out);
+                Written::Text
+            }
+            Operator::ResponseCodeDetails => text(out, exchange.details().as_deref()),
             // Set by Envoy only when a filter closes the connection for a reason of its own.
-            Operator::ConnectionTerminationDetails => Missing,
+            Operator::ConnectionTerminationDetails => Written::Missing,
             Operator::UpstreamTransportFailureReason => {
-                borrowed(exchange.upstream_failure.as_deref())
+                text(out, exchange.upstream_failure.as_deref())
             }
-            Operator::BytesReceived => Number(self.bytes_received),
-            Operator::BytesSent => Number(self.bytes_sent),
-            Operator::Duration => {
-                Number(u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX))
-            }
-            Operator::UpstreamHost => borrowed(exchange.upstream_host.as_deref()),
+            Operator::BytesReceived => number(out, self.bytes_received),
+            Operator::BytesSent => number(out, self.bytes_sent),
+            Operator::Duration => number(
+                out,
+                u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            ),
+            Operator::UpstreamHost => text(out, exchange.upstream_host.as_deref()),
             Operator::UpstreamCluster | Operator::UpstreamClusterRaw => {
-                borrowed(exchange.upstream_cluster.as_deref())
+                text(out, exchange.upstream_cluster.as_deref())
             }
-            Operator::UpstreamLocalAddress => owned(exchange.upstream_local.map(|a| a.to_string())),
-            Operator::DownstreamLocalAddress => Text(Cow::Owned(downstream.local.to_string())),
+            Operator::UpstreamLocalAddress => match exchange.upstream_local {
+                Some(address) => {
+                    push_address(out, address);
+                    Written::Text
+                }
+                None => Written::Missing,
+            },
+            Operator::DownstreamLocalAddress => {
+                push_address(out, downstream.local);
+                Written::Text
+            }
             Operator::DownstreamLocalAddressWithoutPort => {
-                Text(Cow::Owned(downstream.local.ip().to_string()))
+                push_ip(out, downstream.local.ip());
+                Written::Text
             }
-            Operator::DownstreamRemoteAddress => Text(Cow::Owned(downstream.peer.to_string())),
+            Operator::DownstreamRemoteAddress => {
+                push_address(out, downstream.peer);
+                Written::Text
+            }
             Operator::DownstreamRemoteAddressWithoutPort => {
-                Text(Cow::Owned(downstream.peer.ip().to_string()))
+                push_ip(out, downstream.peer.ip());
+                Written::Text
             }
-            Operator::RequestedServerName => borrowed(downstream.server_name.as_deref()),
-            Operator::RouteName => {
-                borrowed(exchange.route_name.as_deref().filter(|n| !n.is_empty()))
+            Operator::RequestedServerName => text(out, downstream.server_name.as_deref()),
+            Operator::RouteName => text(
+                out,
+                exchange.route_name.as_deref().filter(|n| !n.is_empty()),
+            ),
+            Operator::Hostname => text(out, hostname()),
+        }
+    }
+}
+
+/// Appends `ip:port` (`[ip]:port` for IPv6), as `Display` writes it.
+fn push_address(out: &mut String, address: SocketAddr) {
+    match address {
+        SocketAddr::V4(a) => {
+            push_ip(out, IpAddr::V4(*a.ip()));
+            out.push(':');
+            push_decimal(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// Appends an IPv4 address octet by octet (the formatting machinery costs more than the line's
+/// other fields together); IPv6 as `Display` writes it.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u64::from(octet));
             }
-            Operator::Hostname => owned(hostname()),
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
         }
     }
 }
 
 /// How often buffered access log lines are written out unless the proxy says otherwise
 /// (`--file-flush-interval-msec`; Envoy's default is 10 s).
-pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS);
+const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
 
 /// A sink's lines are written out once it holds this much (as Envoy's access log files).
 const FLUSH_AT: usize = 64 * 1024;
 
 /// Access log output, buffered per sink as Envoy buffers its access log files: lines go out when
-/// a sink holds 64 KiB, at the flush interval (a thread of its own), and when the proxy stops. A
-/// line costs an append to memory, not a system call.
+/// a sink holds 64 KiB, at the flush interval (a thread of its own, started with the first line),
+/// and when the proxy stops. A line costs an append to memory, not a system call.
+#[derive(Default)]
 struct Outputs {
     by_sink: Mutex<HashMap<Sink, Arc<Output>>>,
-    interval_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -215,16 +302,19 @@ struct Output {
     writing: Mutex<Option<std::fs::File>>,
 }
 
+static OUTPUTS: OnceLock<Outputs> = OnceLock::new();
+
+/// Milliseconds between flushes (see [`set_flush_interval`]).
+static FLUSH_INTERVAL_MS: AtomicU64 = AtomicU64::new(DEFAULT_FLUSH_INTERVAL_MS);
+
+/// The outputs, made (and the flushing thread started) by the first line logged.
 fn outputs() -> &'static Outputs {
-    static OUTPUTS: OnceLock<Outputs> = OnceLock::new();
     OUTPUTS.get_or_init(|| {
         let spawned = std::thread::Builder::new()
             .name("access-log".to_owned())
             .spawn(|| {
                 loop {
-                    let ms = outputs()
-                        .interval_ms
-                        .load(std::sync::atomic::Ordering::Relaxed);
+                    let ms = FLUSH_INTERVAL_MS.load(Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(ms.max(1)));
                     flush();
                 }
@@ -232,26 +322,22 @@ fn outputs() -> &'static Outputs {
         if let Err(e) = spawned {
             tracing::warn!("no access log flushing thread ({e}); lines go out by 64 KiB");
         }
-        Outputs {
-            by_sink: Mutex::default(),
-            interval_ms: std::sync::atomic::AtomicU64::new(
-                u64::try_from(DEFAULT_FLUSH_INTERVAL.as_millis()).unwrap_or(1000),
-            ),
-        }
+        Outputs::default()
     })
 }
 
 /// How often buffered lines are written out from now on.
 pub fn set_flush_interval(interval: Duration) {
     let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
-    outputs()
-        .interval_ms
-        .store(ms, std::sync::atomic::Ordering::Relaxed);
+    FLUSH_INTERVAL_MS.store(ms, Ordering::Relaxed);
 }
 
-/// Writes out every sink's buffered lines.
+/// Writes out every sink's buffered lines (none when nothing was ever logged).
 pub fn flush() {
-    let all: Vec<(Sink, Arc<Output>)> = outputs()
+    let Some(outputs) = OUTPUTS.get() else {
+        return;
+    };
+    let all: Vec<(Sink, Arc<Output>)> = outputs
         .by_sink
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -324,7 +410,7 @@ impl Output {
 }
 
 /// The machine's host name, as `%HOSTNAME%` gives it.
-fn hostname() -> Option<String> {
+fn hostname() -> Option<&'static str> {
     static NAME: OnceLock<Option<String>> = OnceLock::new();
     NAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -332,15 +418,14 @@ fn hostname() -> Option<String> {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
     })
-    .clone()
+    .as_deref()
 }
 
 /// `t` in a `START_TIME(...)` format: the specifiers the config accepted (`%Y %m %d %H %M %S %s
 /// %z %Z %%` and fractional seconds `%f`, `%1f`…`%9f`), in UTC.
-fn strftime(format: &str, t: SystemTime) -> String {
+fn strftime(format: &str, t: SystemTime, out: &mut String) {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (year, month, day, h, m, s) = civil(since.as_secs());
-    let mut out = String::new();
     let mut chars = format.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '%' {
@@ -350,39 +435,51 @@ fn strftime(format: &str, t: SystemTime) -> String {
         let digits = chars
             .next_if(char::is_ascii_digit)
             .and_then(|d| d.to_digit(10));
-        match chars.next() {
+        let _ = match chars.next() {
             Some('f') => {
                 let nanos = format!("{:09}", since.subsec_nanos());
                 out.push_str(&nanos[..digits.unwrap_or(9) as usize]);
+                Ok(())
             }
-            Some('Y') => out.push_str(&format!("{year:04}")),
-            Some('m') => out.push_str(&format!("{month:02}")),
-            Some('d') => out.push_str(&format!("{day:02}")),
-            Some('H') => out.push_str(&format!("{h:02}")),
-            Some('M') => out.push_str(&format!("{m:02}")),
-            Some('S') => out.push_str(&format!("{s:02}")),
-            Some('s') => out.push_str(&since.as_secs().to_string()),
-            Some('z') => out.push_str("+0000"),
-            Some('Z') => out.push_str("UTC"),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
+            Some('Y') => write!(out, "{year:04}"),
+            Some('m') => write!(out, "{month:02}"),
+            Some('d') => write!(out, "{day:02}"),
+            Some('H') => write!(out, "{h:02}"),
+            Some('M') => write!(out, "{m:02}"),
+            Some('S') => write!(out, "{s:02}"),
+            Some('s') => write!(out, "{}", since.as_secs()),
+            Some('z') => write!(out, "+0000"),
+            Some('Z') => write!(out, "UTC"),
+            Some('%') => write!(out, "%"),
+            Some(other) => write!(out, "%{other}"),
+            None => write!(out, "%"),
+        };
     }
-    out
 }
 
-/// `2026-11-30T18:36:02.123Z`.
-pub fn rfc3339_millis(t: SystemTime) -> String {
+/// Appends `2026-11-30T18:36:02.123Z`. The part up to the second is kept per thread and made
+/// again only when the second changes, as Envoy caches its formatted time.
+fn push_rfc3339_millis(out: &mut String, t: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (year, month, day, h, m, s) = civil(since.as_secs());
-    format!(
-        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        since.subsec_millis()
-    )
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != since.as_secs() {
+            let (year, month, day, h, m, s) = civil(since.as_secs());
+            prefix.clear();
+            let _ = write!(
+                prefix,
+                "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}."
+            );
+            *second = since.as_secs();
+        }
+        out.push_str(prefix);
+    });
+    let millis = since.subsec_millis();
+    out.extend([millis / 100, millis / 10 % 10, millis % 10].map(|d| char::from(b'0' + d as u8)));
+    out.push('Z');
 }
 
 /// `2026-11-30T18:36:02Z` (UTC, whole seconds), as Envoy's config dump writes timestamps.
@@ -414,13 +511,30 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let millis = |t| {
+            let mut out = String::new();
+            push_rfc3339_millis(&mut out, t);
+            out
+        };
+        assert_eq!(millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_796_150_162_123);
-        assert_eq!(rfc3339_millis(t), "2026-12-01T18:36:02.123Z");
-        assert_eq!(rfc3339(t), "2026-12-01T18:36:02Z");
+        assert_eq!(millis(t), "2026-12-01T18:36:02.123Z");
+        // The same second from the thread's cache, then the next second made anew.
         assert_eq!(
-            strftime("%Y/%m/%d %H:%M:%S.%3f %s %z%%", t),
-            "2026/12/01 18:36:02.123 1796150162 +0000%"
+            millis(t + Duration::from_millis(870)),
+            "2026-12-01T18:36:02.993Z"
         );
+        assert_eq!(
+            millis(t + Duration::from_millis(877)),
+            "2026-12-01T18:36:03.000Z"
+        );
+        assert_eq!(
+            millis(t + Duration::from_millis(86_400_005)),
+            "2026-12-02T18:36:02.128Z"
+        );
+        assert_eq!(rfc3339(t), "2026-12-01T18:36:02Z");
+        let mut out = String::new();
+        strftime("%Y/%m/%d %H:%M:%S.%3f %s %z%%", t, &mut out);
+        assert_eq!(out, "2026/12/01 18:36:02.123 1796150162 +0000%");
     }
 }

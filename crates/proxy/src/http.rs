@@ -353,7 +353,8 @@ pub struct Flags {
 }
 
 impl Flags {
-    pub fn render(&self) -> String {
+    /// Appends the flags as the access log writes them: `UF,URX`, or `-` for none.
+    pub fn push_to(&self, out: &mut String) {
         let all = [
             (self.no_healthy_upstream, "UH"),
             (self.upstream_connect_failure, "UF"),
@@ -371,11 +372,16 @@ impl Flags {
             (self.stream_idle_timeout, "SI"),
             (self.downstream_protocol_error, "DPE"),
         ];
-        let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f).collect();
-        if set.is_empty() {
-            "-".to_owned()
-        } else {
-            set.join(",")
+        let mut set = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f);
+        match set.next() {
+            None => out.push('-'),
+            Some(first) => {
+                out.push_str(first);
+                for flag in set {
+                    out.push(',');
+                    out.push_str(flag);
+                }
+            }
         }
     }
 }
@@ -470,7 +476,8 @@ impl Logged<'_> {
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         Logged {
             conn,
-            info: (!conn.hcm.access_log.is_empty()).then(|| access_log::RequestInfo::new(req)),
+            info: (!conn.hcm.access_log.is_empty())
+                .then(|| access_log::RequestInfo::new(req, &conn.hcm.access_log)),
             exchange: Exchange::default(),
             start,
             h2: req.version() == Version::HTTP_2,
@@ -2141,17 +2148,22 @@ mod tests {
 
     #[test]
     fn flags_render_in_envoy_order() {
+        let render = |f: &Flags| {
+            let mut out = String::new();
+            f.push_to(&mut out);
+            out
+        };
         let f = Flags {
             upstream_connect_failure: true,
             retry_limit: true,
             ..Flags::default()
         };
-        assert_eq!(f.render(), "UF,URX");
-        assert_eq!(Flags::default().render(), "-");
+        assert_eq!(render(&f), "UF,URX");
+        assert_eq!(render(&Flags::default()), "-");
         let f = Flags {
             rate_limited: true,
             ..Flags::default()
         };
-        assert_eq!(f.render(), "RL");
+        assert_eq!(render(&f), "RL");
     }
 }
