@@ -318,6 +318,21 @@ fn endpoints(name: &str, upstream: &Upstream) -> ClusterLoadAssignment {
 }
 
 fn listener(port: u16) -> Listener {
+    listener_logging_to(port, None)
+}
+
+/// The listener, with a file access log at `path` when given.
+fn listener_logging_to(port: u16, path: Option<&str>) -> Listener {
+    let access_log = path.map_or(String::new(), |path| {
+        format!(
+            r#"      access_log:
+      - name: envoy.access_loggers.file
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+          path: {path}
+"#
+        )
+    });
     message_from_yaml(
         &format!(
             r#"
@@ -329,7 +344,7 @@ filter_chains:
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: ingress
-      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
+{access_log}      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
       http_filters:
       - name: envoy.filters.http.router
         typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
@@ -520,6 +535,22 @@ fn upstream_is(s: &Seen, name: &str) -> bool {
     s.status == 200 && s.upstream.as_deref() == Some(name)
 }
 
+/// The message of the first NACK of `type_url` the proxy sent.
+async fn first_nack(ads: &TestAds, type_url: &str, proxy: &Process) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some((_, message)) = ads.nacks().into_iter().find(|(t, _)| t == type_url) {
+            return message;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no NACK of {type_url}\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn ads_scenario(api_type: &str) {
     let world = World {
         a: Upstream::start("a").unwrap(),
@@ -574,22 +605,7 @@ async fn ads_scenario(api_type: &str) {
 
     // A cluster proxy-model refuses: NACKed with `name: reason`, and the old config keeps serving.
     ads.push("v3", world.resources(port, Route::To("svc-b"), true));
-    let deadline = Instant::now() + WAIT;
-    let nack = loop {
-        if let Some(n) = ads
-            .nacks()
-            .into_iter()
-            .find(|(t, _)| t == type_url::CLUSTER)
-        {
-            break n.1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no NACK for the refused cluster\n{}",
-            proxy.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let nack = first_nack(&ads, type_url::CLUSTER, &proxy).await;
     assert!(
         nack.contains("bad: ring_hash_lb_config.hash_function"),
         "{nack}"
@@ -598,6 +614,27 @@ async fn ads_scenario(api_type: &str) {
     let (_, dump) = testkit::blocking_get(admin, "/config_dump", WAIT).unwrap();
     assert!(!dump.contains("\"bad\""), "{dump}");
     proxy.check_running().unwrap();
+
+    // A listener whose access log file cannot be opened: NACKed naming the path (Envoy: "unable to
+    // open file"), and the old listener keeps serving.
+    let mut unwritable = world.resources(port, Route::To("svc-b"), false);
+    unwritable.insert(
+        type_url::LISTENER,
+        vec![(
+            "http".into(),
+            pack(&listener_logging_to(
+                port,
+                Some("/nonexistent-dir/access.log"),
+            )),
+        )],
+    );
+    ads.push("v3b", unwritable);
+    let nack = first_nack(&ads, type_url::LISTENER, &proxy).await;
+    assert!(
+        nack.contains("http: cannot open the access log /nonexistent-dir/access.log"),
+        "{nack}"
+    );
+    assert!(upstream_is(&get(listener_addr).await, "b"));
 
     // Fixed, with a direct response: served.
     ads.push("v4", world.resources(port, Route::Teapot, false));

@@ -188,6 +188,46 @@ fn proxy_refuses_a_bad_bootstrap_with_its_position() {
     assert!(err.contains("connect_timeout"), "a suggestion: {err}");
 }
 
+/// An access log file that cannot be opened stops the start, naming the listener and the path, as
+/// Envoy's "unable to open file" does: not a warning per line while the requests go unlogged.
+#[test]
+fn proxy_refuses_an_access_log_it_cannot_open() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: logged
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: nowhere
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: /nonexistent-dir/access.log
+  clusters:
+  - name: nowhere
+    load_assignment:
+      cluster_name: nowhere
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9}}}}]}]
+"#;
+    let dir = testkit::TempDir::new("bosun-cli").expect("tempdir");
+    let path = dir.write("log.yaml", yaml.as_bytes()).expect("write");
+    let o = bosun(&["proxy", "-c", path.to_str().expect("utf-8")], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "listener \"logged\": cannot open the access log /nonexistent-dir/access.log: No such file or directory"
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_example_bootstrap_is_valid_for_envoy_too() {
     if testkit::Envoy::find_or_skip("the_example_bootstrap_is_valid_for_envoy_too").is_none() {

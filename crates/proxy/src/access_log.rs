@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use proxy_model::access_log::{
     AccessLog, Fields, HeaderKey, Operator, Sink, Written, push_decimal,
 };
+use proxy_model::listener::{Listener, NetworkFilter};
 
 use crate::http::{Downstream, Exchange};
 
@@ -349,19 +350,53 @@ pub fn flush() {
     }
 }
 
+/// An access log file that cannot be opened for appending.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the access log {path}: {source}")]
+pub struct OpenError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Opens every access log file of `listener`'s filters, as Envoy opens them when it takes the
+/// listener in: a path that cannot be written to refuses the listener (at start, or NACKed over
+/// LDS) rather than losing its lines one warning at a time. Files already open stay open.
+pub fn open_files(listener: &Listener) -> Result<(), OpenError> {
+    let chains = listener
+        .filter_chains
+        .iter()
+        .chain(&listener.default_filter_chain);
+    for chain in chains {
+        let logs = match &chain.network {
+            NetworkFilter::Http(hcm) => &hcm.access_log,
+            NetworkFilter::Tcp(tcp) => &tcp.access_log,
+        };
+        for log in logs {
+            if let Sink::File(path) = &log.sink {
+                output(&log.sink).open(path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sink's output, made on first use.
+fn output(sink: &Sink) -> Arc<Output> {
+    let mut by_sink = outputs()
+        .by_sink
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match by_sink.get(sink) {
+        Some(o) => o.clone(),
+        None => by_sink.entry(sink.clone()).or_default().clone(),
+    }
+}
+
 /// Appends one line to a sink's buffer (whole, so lines from different workers do not interleave),
 /// writing the buffer out when it is full.
 fn write_to(sink: &Sink, line: &[u8]) {
-    let output = {
-        let mut by_sink = outputs()
-            .by_sink
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match by_sink.get(sink) {
-            Some(o) => o.clone(),
-            None => by_sink.entry(sink.clone()).or_default().clone(),
-        }
-    };
+    let output = output(sink);
     let full = {
         let mut pending = output
             .pending
@@ -376,6 +411,15 @@ fn write_to(sink: &Sink, line: &[u8]) {
 }
 
 impl Output {
+    /// Opens the file unless it is open.
+    fn open(&self, path: &str) -> Result<(), OpenError> {
+        let mut file = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.is_none() {
+            *file = Some(open_for_append(path)?);
+        }
+        Ok(())
+    }
+
     fn write_out(&self, sink: &Sink) {
         let mut file = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let lines =
@@ -388,14 +432,10 @@ impl Output {
             Sink::Stderr => std::io::stderr().lock().write_all(&lines),
             Sink::File(path) => {
                 if file.is_none() {
-                    match std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                    {
+                    match open_for_append(path) {
                         Ok(f) => *file = Some(f),
                         Err(e) => {
-                            tracing::warn!("cannot open the access log {path}: {e}");
+                            tracing::warn!("{e}");
                             return;
                         }
                     }
@@ -407,6 +447,17 @@ impl Output {
             tracing::warn!("cannot write the access log {sink:?}: {e}");
         }
     }
+}
+
+fn open_for_append(path: &str) -> Result<std::fs::File, OpenError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| OpenError {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// The machine's host name, as `%HOSTNAME%` gives it.

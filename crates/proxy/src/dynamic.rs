@@ -342,11 +342,16 @@ impl Dynamic {
                 .collect::<Vec<_>>()
         })?;
 
-        // Bind what is new (or moved) before anything is swapped: a bind failure is a rejection.
+        // Open the access logs and bind what is new (or moved) before anything is swapped: a file
+        // that cannot be opened or a bind failure is a rejection.
         let listeners = &self.proxy.listeners;
         let mut rejections = Vec::new();
         let mut to_start = Vec::new();
         for l in next.listeners.values().map(|l| &l.model) {
+            if let Err(e) = crate::access_log::open_files(l) {
+                rejections.push(Rejection::new(l.name.clone(), e.to_string()));
+                continue;
+            }
             if !l.bind_to_port || listeners.address(&l.name) == Some((l.host.clone(), l.port)) {
                 continue;
             }

@@ -68,6 +68,12 @@ pub enum ProxyError {
     },
     #[error("cannot start the ADS client (dynamic_resources.ads_config): {0}")]
     Ads(#[from] XdsError),
+    #[error("listener {listener:?}: {source}")]
+    AccessLog {
+        listener: String,
+        #[source]
+        source: access_log::OpenError,
+    },
 }
 
 /// Command-line options, as Envoy's.
@@ -566,7 +572,14 @@ pub async fn run(
         quit: tokio::sync::Notify::new(),
     });
 
-    // Bind everything before serving anything, so a taken port fails the start cleanly.
+    // Open every access log file and bind everything before serving anything, so a path that
+    // cannot be written or a taken port fails the start cleanly.
+    for l in listeners.iter() {
+        access_log::open_files(l).map_err(|source| ProxyError::AccessLog {
+            listener: l.name.clone(),
+            source,
+        })?;
+    }
     let mut bound = Vec::new();
     for l in listeners.iter().filter(|l| l.bind_to_port) {
         let socket = bind(&l.host, l.port, l.transparent).map_err(|source| ProxyError::Bind {
