@@ -29,6 +29,9 @@ pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-O
 pub struct AccessLog {
     pub sink: Sink,
     pub format: LogFormat,
+    /// The request headers the format reads (`%REQ(...)%`, pseudo-headers aside), found once with
+    /// the config so that a request keeps only these for its line.
+    pub request_headers: Vec<http::HeaderName>,
 }
 
 /// Where the lines go.
@@ -341,7 +344,24 @@ fn access_log(log: &AccessLogProto, at: &At) -> Result<AccessLog, ModelError> {
     } else {
         return Err(at.unsupported(format!("the access logger {}", any.type_url)));
     };
-    Ok(AccessLog { sink, format })
+    let mut request_headers: Vec<http::HeaderName> = Vec::new();
+    format.for_each_operator(&mut |op| {
+        if let Operator::Request(key, alt) = op {
+            for name in std::iter::once(key)
+                .chain(alt)
+                .filter_map(|k| k.header.as_ref())
+            {
+                if !request_headers.contains(name) {
+                    request_headers.push(name.clone());
+                }
+            }
+        }
+    });
+    Ok(AccessLog {
+        sink,
+        format,
+        request_headers,
+    })
 }
 
 fn text(format: &str, at: &At) -> Result<LogFormat, ModelError> {
@@ -417,7 +437,7 @@ fn json_field(v: &Value, at: &At) -> Result<JsonField, ModelError> {
 
 impl LogFormat {
     /// Calls `f` with each operator of the format, in order (a JSON format's in key order).
-    pub fn for_each_operator(&self, f: &mut impl FnMut(&Operator)) {
+    fn for_each_operator(&self, f: &mut impl FnMut(&Operator)) {
         fn pieces(pieces: &[Piece], f: &mut impl FnMut(&Operator)) {
             for piece in pieces {
                 if let Piece::Op(op, _) = piece {

@@ -1,5 +1,5 @@
 //! Access log lines: each filter's logs (`proxy_model::access_log`), rendered for a request or a
-//! TCP connection and written to their sinks, one write per line.
+//! TCP connection and appended whole to their sinks' buffers, which are written out in bulk.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -42,22 +42,12 @@ impl RequestInfo {
     /// What `logs` will need of `req`.
     pub fn new<B>(req: &Request<B>, logs: &[AccessLog]) -> RequestInfo {
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-        for log in logs {
-            log.format.for_each_operator(&mut |op| {
-                let Operator::Request(key, alt) = op else {
-                    return;
-                };
-                for name in std::iter::once(key)
-                    .chain(alt)
-                    .filter_map(|k| k.header.as_ref())
-                {
-                    if let Some(value) = req.headers().get(name)
-                        && !headers.iter().any(|(n, _)| n == name)
-                    {
-                        headers.push((name.clone(), value.clone()));
-                    }
-                }
-            });
+        for name in logs.iter().flat_map(|log| &log.request_headers) {
+            if let Some(value) = req.headers().get(name)
+                && !headers.iter().any(|(n, _)| n == name)
+            {
+                headers.push((name.clone(), value.clone()));
+            }
         }
         RequestInfo {
             start: SystemTime::now(),
@@ -413,11 +403,11 @@ fn write_to(sink: &Sink, line: &[u8]) {
 impl Output {
     /// Opens the file unless it is open.
     fn open(&self, path: &str) -> Result<(), OpenError> {
-        let mut file = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        if file.is_none() {
-            *file = Some(open_for_append(path)?);
-        }
-        Ok(())
+        open_in(
+            &mut self.writing.lock().unwrap_or_else(PoisonError::into_inner),
+            path,
+        )
+        .map(|_| ())
     }
 
     fn write_out(&self, sink: &Sink) {
@@ -430,18 +420,13 @@ impl Output {
         let written = match sink {
             Sink::Stdout => std::io::stdout().lock().write_all(&lines),
             Sink::Stderr => std::io::stderr().lock().write_all(&lines),
-            Sink::File(path) => {
-                if file.is_none() {
-                    match open_for_append(path) {
-                        Ok(f) => *file = Some(f),
-                        Err(e) => {
-                            tracing::warn!("{e}");
-                            return;
-                        }
-                    }
+            Sink::File(path) => match open_in(&mut file, path) {
+                Ok(f) => f.write_all(&lines),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    return;
                 }
-                file.as_mut().map_or(Ok(()), |f| f.write_all(&lines))
-            }
+            },
         };
         if let Err(e) = written {
             tracing::warn!("cannot write the access log {sink:?}: {e}");
@@ -449,15 +434,24 @@ impl Output {
     }
 }
 
-fn open_for_append(path: &str) -> Result<std::fs::File, OpenError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| OpenError {
-            path: path.to_owned(),
-            source,
-        })
+/// The file in `slot`, opened for appending unless it is open.
+fn open_in<'f>(
+    slot: &'f mut Option<std::fs::File>,
+    path: &str,
+) -> Result<&'f mut std::fs::File, OpenError> {
+    Ok(match slot {
+        Some(file) => file,
+        None => slot.insert(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| OpenError {
+                    path: path.to_owned(),
+                    source,
+                })?,
+        ),
+    })
 }
 
 /// The machine's host name, as `%HOSTNAME%` gives it.

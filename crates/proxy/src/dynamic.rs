@@ -320,16 +320,18 @@ impl Dynamic {
         next: State,
         endpoints_only: &HashSet<String>,
     ) -> Result<(), Vec<Rejection>> {
+        // A listener not running as it is now (new, or a new version of it).
+        let changed = |l: &Arc<Listener>| {
+            self.state
+                .listeners
+                .get(&l.name)
+                .is_none_or(|old| !Arc::ptr_eq(&old.model, l))
+        };
         let snapshot = Snapshot::compose(
             &self.statics,
             next.clusters.values().map(|c| c.effective.clone()),
             next.listeners.values().map(|l| l.model.clone()),
-            |l| {
-                self.state
-                    .listeners
-                    .get(&l.name)
-                    .is_none_or(|old| !Arc::ptr_eq(&old.model, l))
-            },
+            changed,
             next.routes
                 .iter()
                 .map(|(n, r)| (n.clone(), r.model.clone()))
@@ -348,7 +350,9 @@ impl Dynamic {
         let mut rejections = Vec::new();
         let mut to_start = Vec::new();
         for l in next.listeners.values().map(|l| &l.model) {
-            if let Err(e) = crate::access_log::open_files(l) {
+            if changed(l)
+                && let Err(e) = crate::access_log::open_files(l)
+            {
                 rejections.push(Rejection::new(l.name.clone(), e.to_string()));
                 continue;
             }
