@@ -25,6 +25,8 @@ pub struct BootstrapArgs<'a> {
     pub xds: &'a str,
     pub admin_port: u16,
     pub delta: bool,
+    /// Take route tables' service hosts over VHDS (implies delta).
+    pub vhds: bool,
 }
 
 /// The parts of an Istio node id, `TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.cluster.local`.
@@ -116,20 +118,29 @@ pub fn bootstrap(args: &BootstrapArgs<'_>) -> Result<Value> {
         Interception::None => node.ip,
         Interception::Redirect | Interception::Tproxy => "127.0.0.1",
     };
-    let api_type = if args.delta { "DELTA_GRPC" } else { "GRPC" };
+    // VHDS is delta-only in Envoy ("ADS must use DELTA_GRPC api_type when used as VHDS config source").
+    let api_type = if args.delta || args.vhds {
+        "DELTA_GRPC"
+    } else {
+        "GRPC"
+    };
     let ads = json!({"ads": {}, "resource_api_version": "V3"});
+    let mut metadata = json!({
+        "LABELS": labels,
+        "NAMESPACE": node.namespace,
+        "INTERCEPTION_MODE": interception,
+        "CLUSTER_ID": "Kubernetes",
+        "NAME": node.pod,
+        "INSTANCE_IPS": node.ip,
+    });
+    if args.vhds {
+        metadata[control::node::VHDS_METADATA] = json!("true");
+    }
     Ok(json!({
         "node": {
             "id": args.node_id,
             "cluster": format!("{workload}.{}", node.namespace),
-            "metadata": {
-                "LABELS": labels,
-                "NAMESPACE": node.namespace,
-                "INTERCEPTION_MODE": interception,
-                "CLUSTER_ID": "Kubernetes",
-                "NAME": node.pod,
-                "INSTANCE_IPS": node.ip,
-            }
+            "metadata": metadata,
         },
         "admin": {"address": {"socket_address": {"address": admin_address, "port_value": args.admin_port}}},
         "dynamic_resources": {
@@ -186,6 +197,7 @@ mod tests {
             xds: "127.0.0.1:15010",
             admin_port: 15000,
             delta: false,
+            vhds: false,
         }
     }
 
@@ -203,6 +215,24 @@ mod tests {
         };
         assert_eq!(admin(Interception::None).as_deref(), Some("127.0.10.3"));
         assert_eq!(admin(Interception::Redirect).as_deref(), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn vhds_asks_for_it_in_the_node_metadata_over_delta_ads() {
+        let id = "sidecar~127.0.0.2~reviews-v1.default~default.svc.cluster.local";
+        let plain = bootstrap(&args(id)).expect("bootstrap");
+        assert_eq!(plain["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        assert!(plain["node"]["metadata"].get("BOSUN_VHDS").is_none());
+        let vhds = bootstrap(&BootstrapArgs {
+            vhds: true,
+            ..args(id)
+        })
+        .expect("bootstrap");
+        assert_eq!(
+            vhds["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        assert_eq!(vhds["node"]["metadata"]["BOSUN_VHDS"], "true");
     }
 
     #[test]

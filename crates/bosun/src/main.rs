@@ -80,6 +80,10 @@ enum Command {
         /// Use incremental (delta) xDS instead of state-of-the-world.
         #[arg(long)]
         delta: bool,
+        /// Take the route tables' service hosts over VHDS, each sent on its own, so that a change to
+        /// one service's routes sends that host instead of the whole table (implies --delta).
+        #[arg(long)]
+        vhds: bool,
     },
     /// Run the control plane: serve a directory of Istio YAML and a mesh file to proxies over ADS.
     ///
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
             xds,
             admin_port,
             delta,
+            vhds,
         } => bootstrap_cmd::run(&bootstrap_cmd::BootstrapArgs {
             node_id: &node_id,
             labels: &labels,
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
             xds: &xds,
             admin_port,
             delta,
+            vhds,
         })
         .map(|()| ExitCode::SUCCESS),
         Command::Control(args) => control_cmd::run(&args),

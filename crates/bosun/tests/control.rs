@@ -37,6 +37,8 @@ struct Plane {
     debug: SocketAddr,
     /// Sidecars take their config over delta xDS (else state of the world).
     delta: bool,
+    /// Sidecars take their route tables' service hosts over VHDS (delta xDS too).
+    vhds: bool,
 }
 
 impl Plane {
@@ -76,12 +78,19 @@ impl Plane {
             xds_port,
             debug,
             delta: false,
+            vhds: false,
         }
     }
 
     /// The sidecars started from here on take their config over delta xDS.
     fn over_delta(mut self) -> Plane {
         self.delta = true;
+        self
+    }
+
+    /// The sidecars started from here on take their virtual hosts over VHDS (`bosun bootstrap --vhds`).
+    fn over_vhds(mut self) -> Plane {
+        self.vhds = true;
         self
     }
 
@@ -101,6 +110,7 @@ impl Plane {
                 &admin_port.to_string(),
             ])
             .args(self.delta.then_some("--delta"))
+            .args(self.vhds.then_some("--vhds"))
             .output()
             .expect("bosun bootstrap");
         assert!(
@@ -177,6 +187,20 @@ impl Plane {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// What `/debug/syncz` says of `proxy`'s resources of one type (`RDS`, `VHDS`, …).
+    async fn sync_of(&self, proxy: &str, short_type: &str) -> serde_json::Value {
+        let resp = http_get(self.debug, "/debug/syncz", &[])
+            .await
+            .expect("syncz");
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["proxy"].as_str().is_some_and(|id| id.contains(proxy)))
+            .map(|p| p["types"][short_type].clone())
+            .unwrap_or_default()
     }
 
     async fn versions(&self) -> Vec<String> {
@@ -400,14 +424,32 @@ fn share(counts: &BTreeMap<String, usize>, name: &str, total: usize) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_rollout_and_live_change() {
     for dataplane in dataplanes("weighted_rollout_and_live_change") {
-        let ip = subnet(1, dataplane);
+        weighted_rollout(dataplane, subnet(1, dataplane), false).await;
+    }
+}
+
+/// The same with the sidecars taking their virtual hosts over VHDS: the change of weights reaches
+/// them as the one virtual host it changed, their route table is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_rollout_and_live_change_over_vhds() {
+    for dataplane in dataplanes("weighted_rollout_and_live_change_over_vhds") {
+        weighted_rollout(dataplane, subnet(35, dataplane), true).await;
+    }
+}
+
+/// 90/10 between two subsets, then 50/50 by editing the VirtualService under load.
+async fn weighted_rollout(dataplane: Dataplane, ip: impl Fn(u8) -> String, vhds: bool) {
+    {
         let v1 = upstream("v1", &ip(2));
         let v2 = upstream("v2", &ip(3));
-        let plane = Plane::start(&[
+        let mut plane = Plane::start(&[
             ("mesh.yaml", &reviews_mesh(&ip, true)),
             ("dr.yaml", REVIEWS_SUBSETS),
             ("vs.yaml", &weights(90, 10)),
         ]);
+        if vhds {
+            plane = plane.over_vhds();
+        }
         let _servers = [
             Sidecar::start(
                 dataplane,
@@ -473,6 +515,7 @@ async fn weighted_rollout_and_live_change() {
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         let before = plane.versions().await;
+        let tables_before = plane.sync_of("productpage-v1", "RDS").await;
         std::fs::write(plane.dir.path().join("vs.yaml"), weights(50, 50)).expect("edit");
         let during = load
             .await
@@ -483,6 +526,17 @@ async fn weighted_rollout_and_live_change() {
             "{dataplane:?}: a request failed during the change"
         );
         plane.wait_synced_past(3, &before).await;
+        if vhds {
+            // The table (its fixed hosts and the VHDS source) was not sent again; the changed host was.
+            let tables = plane.sync_of("productpage-v1", "RDS").await;
+            assert_eq!(tables["sent"], tables_before["sent"], "{dataplane:?}");
+            let hosts = plane.sync_of("productpage-v1", "VHDS").await;
+            let acked = hosts["acked"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                !acked.is_empty() && !before.contains(&acked),
+                "{dataplane:?}: {hosts}"
+            );
+        }
         // The push's convergence (every proxy ACKed) is measured; it may lag the ACKs by a poll.
         let deadline = Instant::now() + WAIT;
         while plane

@@ -24,6 +24,9 @@ pub enum Interception {
     None,
 }
 
+/// The node metadata key by which a proxy asks for its virtual hosts over VHDS.
+pub const VHDS_METADATA: &str = "BOSUN_VHDS";
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Proxy {
     pub id: String,
@@ -34,6 +37,9 @@ pub struct Proxy {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
     pub interception: Interception,
+    /// Whether the proxy takes its route tables' service hosts over VHDS (node metadata
+    /// `BOSUN_VHDS: "true"`, as `bosun bootstrap --vhds` writes it; it needs delta ADS).
+    pub vhds: bool,
 }
 
 /// Why a node id was not understood.
@@ -55,18 +61,20 @@ impl Proxy {
         if let Some(ns) = &info.namespace {
             proxy.namespace = ns.clone();
         }
-        let mode = info
-            .metadata
-            .as_ref()
-            .and_then(|m| m.fields.get("INTERCEPTION_MODE"))
-            .and_then(|v| match &v.kind {
-                Some(Kind::StringValue(s)) => Some(s.as_str()),
-                _ => None,
-            });
-        proxy.interception = match mode {
+        let metadata = |key: &str| {
+            info.metadata
+                .as_ref()
+                .and_then(|m| m.fields.get(key))
+                .and_then(|v| match &v.kind {
+                    Some(Kind::StringValue(s)) => Some(s.as_str()),
+                    _ => None,
+                })
+        };
+        proxy.interception = match metadata("INTERCEPTION_MODE") {
             Some("NONE") => Interception::None,
             _ => Interception::Redirect,
         };
+        proxy.vhds = metadata(VHDS_METADATA) == Some("true");
         Ok(proxy)
     }
 
@@ -96,6 +104,7 @@ impl Proxy {
             namespace: namespace.to_owned(),
             labels: BTreeMap::new(),
             interception: Interception::Redirect,
+            vhds: false,
         })
     }
 }

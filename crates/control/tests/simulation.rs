@@ -283,6 +283,90 @@ spec:
     assert_eq!(retry.retry_host_predicate.len(), 1);
 }
 
+/// Over VHDS a sidecar's table keeps only its fixed hosts and names ADS as the source of the rest;
+/// each service host is a resource `TABLE/HOST` (name and `VirtualHost.name` alike, as Envoy files
+/// them). Put back together, as Envoy merges them, they route every request as the whole table does.
+#[test]
+fn over_vhds_the_table_is_its_hosts_sent_apart() {
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+";
+    let index = index(
+        &format!("{REVIEWS_DR}---\n{vs}"),
+        OutboundTrafficPolicyMode::RegistryOnly,
+    );
+    let mut over_vhds = productpage();
+    over_vhds.vhds = true;
+    let whole = resources(&index, &productpage());
+    let apart = generate(&index, &over_vhds, InboundAddressing::SidecarPort);
+    assert!(whole.virtual_hosts.is_empty());
+    let table = apart.route("15001").expect("table");
+    let source = table.vhds.as_ref().and_then(|v| v.config_source.as_ref());
+    assert!(
+        matches!(
+            source.and_then(|s| s.config_source_specifier.as_ref()),
+            Some(
+                xds_api::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier::Ads(_)
+            )
+        ),
+        "{table:?}"
+    );
+    // The table keeps the catch-all; the services' hosts are sent apart.
+    let inline: Vec<&str> = table
+        .virtual_hosts
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(inline, ["block_all"]);
+    let whole_table = whole.route("15001").expect("table");
+    assert_eq!(
+        apart.virtual_hosts.len() + 1,
+        whole_table.virtual_hosts.len()
+    );
+    for vh in &apart.virtual_hosts {
+        let host = vh.name.strip_prefix("15001/").expect("named TABLE/HOST");
+        let same = whole_table
+            .virtual_hosts
+            .iter()
+            .find(|w| w.name == host)
+            .expect("the same host in the whole table");
+        assert_eq!(
+            xds_api::pb::envoy::config::route::v3::VirtualHost {
+                name: host.to_owned(),
+                ..vh.clone()
+            },
+            *same
+        );
+    }
+    // Merged as Envoy merges them (the table's own hosts, then VHDS's), it routes the same.
+    let mut merged = apart.clone();
+    let rc = &mut merged
+        .routes
+        .iter_mut()
+        .find(|r| r.name == "15001")
+        .expect("table");
+    rc.vhds = None;
+    rc.virtual_hosts.extend(apart.virtual_hosts.iter().cloned());
+    for (authority, headers) in [
+        ("reviews:9080", &[("end-user", "jason")][..]),
+        ("reviews:9080", &[][..]),
+        ("ratings.default:9080", &[][..]),
+        ("unknown.example:80", &[][..]),
+    ] {
+        let target = |r: &ProxyResources| {
+            simulate(r, "15001", authority, "/", headers).map(|(_, route, action)| (route, action))
+        };
+        assert_eq!(target(&merged), target(&whole), "{authority} {headers:?}");
+    }
+}
+
 #[test]
 fn destination_rule_policies_per_subset() {
     let index = index(REVIEWS_DR, OutboundTrafficPolicyMode::AllowAny);
@@ -1033,7 +1117,14 @@ fn pushes_in_a_row_match_generating_from_scratch() {
         &[("app", "reviews"), ("version", "v1")],
     );
     captured_reviews.interception = Interception::Redirect;
+    // Proxies that take their virtual hosts over VHDS, with and without capture.
+    let mut over_vhds = productpage();
+    over_vhds.vhds = true;
+    let mut captured_over_vhds = captured_reviews.clone();
+    captured_over_vhds.vhds = true;
     let proxies = [
+        over_vhds,
+        captured_over_vhds,
         productpage(),
         proxy(
             "sidecar~10.0.0.2~reviews-v1.default~default.svc.cluster.local",

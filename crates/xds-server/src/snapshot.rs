@@ -13,12 +13,14 @@ use xds_api::type_url;
 use crate::protocol::{Names, ResourceName};
 
 /// The order types are pushed in: Envoy's make-before-break order (clusters and their endpoints
-/// before the listeners and routes that use them), then secrets, then anything else by URL.
-pub const PUSH_ORDER: [&str; 5] = [
+/// before the listeners and routes that use them, a route table before the virtual hosts it takes
+/// over VHDS), then secrets, then anything else by URL.
+pub const PUSH_ORDER: [&str; 6] = [
     type_url::CLUSTER,
     type_url::CLUSTER_LOAD_ASSIGNMENT,
     type_url::LISTENER,
     type_url::ROUTE_CONFIGURATION,
+    type_url::VIRTUAL_HOST,
     type_url::SECRET,
 ];
 
@@ -50,6 +52,7 @@ pub fn short_name(type_url: &str) -> &str {
         type_url::CLUSTER_LOAD_ASSIGNMENT => "EDS",
         type_url::LISTENER => "LDS",
         type_url::ROUTE_CONFIGURATION => "RDS",
+        type_url::VIRTUAL_HOST => "VHDS",
         type_url::SECRET => "SDS",
         other => xds_api::any::type_name(other),
     }
@@ -568,6 +571,7 @@ pub(crate) mod tests {
         let mut urls = vec![
             "type.googleapis.com/z.Other",
             type_url::SECRET,
+            type_url::VIRTUAL_HOST,
             type_url::ROUTE_CONFIGURATION,
             type_url::LISTENER,
             type_url::CLUSTER_LOAD_ASSIGNMENT,
@@ -581,6 +585,7 @@ pub(crate) mod tests {
                 type_url::CLUSTER_LOAD_ASSIGNMENT,
                 type_url::LISTENER,
                 type_url::ROUTE_CONFIGURATION,
+                type_url::VIRTUAL_HOST,
                 type_url::SECRET,
                 "type.googleapis.com/z.Other",
             ]

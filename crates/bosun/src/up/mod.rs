@@ -219,6 +219,7 @@ fn write_bootstrap(
         xds: &xds.to_string(),
         admin_port: plan::ADMIN_PORT,
         delta: false,
+        vhds: false,
     })?;
     std::fs::write(&path, serde_json::to_vec_pretty(&value)?)
         .with_context(|| format!("cannot write {}", path.display()))?;

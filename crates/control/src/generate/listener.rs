@@ -15,7 +15,7 @@ use xds_api::pb::envoy::config::listener::v3::{
     filter::ConfigType as FilterConfig, listener_filter::ConfigType as ListenerFilterConfig,
 };
 use xds_api::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
+    DirectResponseAction, Route, RouteConfiguration, RouteMatch, Vhds, VirtualHost, route::Action,
     route_action::ClusterSpecifier, route_action::UpgradeConfig as RouteUpgradeConfig,
     route_action::upgrade_config::ConnectConfig, route_match::ConnectMatcher,
     route_match::PathSpecifier, virtual_host::TlsRequirementType,
@@ -283,34 +283,111 @@ pub fn encode_routes(routes: &[Route], buf: &mut Vec<u8>) {
 const ROUTE_CONFIG_VIRTUAL_HOSTS: u32 = 2;
 const VIRTUAL_HOST_ROUTES: u32 = 3;
 
-impl RouteTable<'_> {
+impl TableHost<'_> {
+    /// The virtual host's name.
+    pub fn name(&self) -> &str {
+        match self {
+            TableHost::Fixed(v) => &v.name,
+            TableHost::Service { name, .. } => name,
+        }
+    }
+
+    /// The host with its service's routes built for `proxy`.
+    pub fn build(self, index: &Index, proxy: &Proxy) -> VirtualHost {
+        match self {
+            TableHost::Fixed(vhost) => *vhost,
+            TableHost::Service {
+                service,
+                port,
+                name,
+                domains,
+                trailing,
+            } => {
+                let mut routes = service_routes(index, proxy, service, port);
+                routes.extend(trailing);
+                VirtualHost {
+                    name,
+                    domains,
+                    routes,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// The host's `VirtualHost` fields encoded into `out`, byte for byte what encoding
+    /// [`build`](Self::build)'s result writes, a service port's routes (as [`encode_routes`]
+    /// writes them) taken from `routes`.
+    pub fn encode_raw(
+        self,
+        routes: &mut impl FnMut(&Service, u32) -> bytes::Bytes,
+        out: &mut Vec<u8>,
+    ) {
+        match self {
+            TableHost::Fixed(v) => v.encode_raw(out),
+            TableHost::Service {
+                service,
+                port,
+                name,
+                domains,
+                trailing,
+            } => {
+                // Name and domains (fields 1, 2), then routes (3); it has no other field.
+                VirtualHost {
+                    name,
+                    domains,
+                    ..Default::default()
+                }
+                .encode_raw(out);
+                out.extend_from_slice(&routes(service, port));
+                encode_routes(&trailing, out);
+            }
+        }
+    }
+}
+
+impl<'a> RouteTable<'a> {
     /// The table, its services' routes built for `proxy`.
     pub fn build(self, index: &Index, proxy: &Proxy) -> RouteConfiguration {
         let mut config = self.config;
         config.virtual_hosts = self
             .hosts
             .into_iter()
-            .map(|host| match host {
-                TableHost::Fixed(vhost) => *vhost,
-                TableHost::Service {
-                    service,
-                    port,
-                    name,
-                    domains,
-                    trailing,
-                } => {
-                    let mut routes = service_routes(index, proxy, service, port);
-                    routes.extend(trailing);
-                    VirtualHost {
-                        name,
-                        domains,
-                        routes,
-                        ..Default::default()
-                    }
-                }
-            })
+            .map(|host| host.build(index, proxy))
             .collect();
         config
+    }
+
+    /// The table for a proxy that takes its services' virtual hosts over VHDS, and those hosts.
+    ///
+    /// The fixed hosts (catch-all, tunnel-only) stay in the table, which names the ADS stream as
+    /// where the rest come from. Each service host is named `TABLE/HOST`: Envoy files a VHDS
+    /// resource under the table its name starts with (up to the last `/`) and keys it by its
+    /// `VirtualHost.name`, so the two must be the same. A table with no service host is left
+    /// whole: Envoy would hold its listener until a VHDS answer for it came, and none would.
+    pub fn split_for_vhds(mut self) -> (RouteTable<'a>, Vec<TableHost<'a>>) {
+        let (services, fixed): (Vec<_>, Vec<_>) = self
+            .hosts
+            .into_iter()
+            .partition(|h| matches!(h, TableHost::Service { .. }));
+        self.hosts = fixed;
+        if services.is_empty() {
+            return (self, services);
+        }
+        self.config.vhds = Some(Vhds {
+            config_source: Some(ads_config_source()),
+        });
+        let table = self.config.name.clone();
+        let services = services
+            .into_iter()
+            .map(|mut host| {
+                if let TableHost::Service { name, .. } = &mut host {
+                    *name = format!("{table}/{name}");
+                }
+                host
+            })
+            .collect();
+        (self, services)
     }
 
     /// The encoded table, byte for byte what [`build`](Self::build) encodes to, with each service
@@ -330,26 +407,7 @@ impl RouteTable<'_> {
         let mut vhost = Vec::new();
         for host in self.hosts {
             vhost.clear();
-            match host {
-                TableHost::Fixed(v) => v.encode_raw(&mut vhost),
-                TableHost::Service {
-                    service,
-                    port,
-                    name,
-                    domains,
-                    trailing,
-                } => {
-                    // Name and domains (fields 1, 2), then routes (3); it has no other field.
-                    VirtualHost {
-                        name,
-                        domains,
-                        ..Default::default()
-                    }
-                    .encode_raw(&mut vhost);
-                    vhost.extend_from_slice(&routes(service, port));
-                    encode_routes(&trailing, &mut vhost);
-                }
-            }
+            host.encode_raw(&mut routes, &mut vhost);
             encode_key(
                 ROUTE_CONFIG_VIRTUAL_HOSTS,
                 WireType::LengthDelimited,

@@ -26,7 +26,7 @@ use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::core::v3::TrafficDirection;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener;
-use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
@@ -44,23 +44,32 @@ pub struct ProxyResources {
     pub endpoints: Vec<ClusterLoadAssignment>,
     pub listeners: Vec<Listener>,
     pub routes: Vec<RouteConfiguration>,
+    /// The route tables' virtual hosts sent apart, over VHDS (`Proxy::vhds`), named `TABLE/HOST`.
+    pub virtual_hosts: Vec<VirtualHost>,
     /// Gateways' TLS credentials (SDS).
     pub secrets: Vec<Secret>,
     /// What could not be generated for this proxy, for the log.
     pub warnings: Vec<String>,
 }
 
-const TYPES: [&str; 5] = [
+const TYPES: [&str; 6] = [
     xds_api::type_url::CLUSTER,
     xds_api::type_url::CLUSTER_LOAD_ASSIGNMENT,
     xds_api::type_url::LISTENER,
     xds_api::type_url::ROUTE_CONFIGURATION,
+    xds_api::type_url::VIRTUAL_HOST,
     xds_api::type_url::SECRET,
 ];
 
+/// Whether a snapshot holds `type_url` even with no resources of it: every type but VHDS's, which
+/// only proxies that take their virtual hosts over VHDS have (and subscribe to).
+fn always_present(type_url: &str) -> bool {
+    type_url != xds_api::type_url::VIRTUAL_HOST
+}
+
 fn empty_snapshot(version: &str) -> Snapshot {
     let mut s = Snapshot::new(version);
-    for t in TYPES {
+    for t in TYPES.into_iter().filter(|t| always_present(t)) {
         s.ensure_type(t);
     }
     s
@@ -81,6 +90,7 @@ impl ProxyResources {
         out.extend(pack(self.endpoints.iter().map(|e| (&e.cluster_name, e))));
         out.extend(pack(self.listeners.iter().map(|l| (&l.name, l))));
         out.extend(pack(self.routes.iter().map(|r| (&r.name, r))));
+        out.extend(pack(self.virtual_hosts.iter().map(|v| (&v.name, v))));
         out.extend(pack(self.secrets.iter().map(|s| (&s.name, s))));
         out
     }
@@ -110,6 +120,7 @@ impl ProxyResources {
         self.endpoints.extend(other.endpoints);
         self.listeners.extend(other.listeners);
         self.routes.extend(other.routes);
+        self.virtual_hosts.extend(other.virtual_hosts);
         self.secrets.extend(other.secrets);
         self.warnings.extend(other.warnings);
     }
@@ -339,7 +350,17 @@ fn sidecar_route_tables<'a>(
 /// [`sidecar_route_tables`], built.
 fn sidecar_routes(index: &Index, proxy: &Proxy, services: &[&Service]) -> ProxyResources {
     let SidecarRoutes { tables, mut rest } = sidecar_route_tables(index, proxy, services);
-    rest.routes = tables.into_iter().map(|t| t.build(index, proxy)).collect();
+    for table in tables {
+        let table = if proxy.vhds {
+            let (table, hosts) = table.split_for_vhds();
+            rest.virtual_hosts
+                .extend(hosts.into_iter().map(|h| h.build(index, proxy)));
+            table
+        } else {
+            table
+        };
+        rest.routes.push(table.build(index, proxy));
+    }
     rest
 }
 
@@ -498,6 +519,8 @@ struct RouteKey {
     scope: ScopeKey,
     interception: Interception,
     sources: Vec<bool>,
+    /// Whether the services' virtual hosts go over VHDS.
+    vhds: bool,
 }
 
 /// Encoded resources of each type, each in a map that snapshots share.
@@ -696,7 +719,12 @@ impl<'a> Generator<'a> {
         let mut packed = rest.packed();
         for table in tables {
             let name = table.config.name.clone();
-            let value = table.encode(|service, port| {
+            let (table, vhds_hosts) = if proxy.vhds {
+                table.split_for_vhds()
+            } else {
+                (table, Vec::new())
+            };
+            let mut routes = |service: &Service, port: u32| {
                 let key = (service.hostname.clone(), port);
                 let kept = previous
                     .and_then(|p| p.service_routes.get(&key))
@@ -714,10 +742,20 @@ impl<'a> Generator<'a> {
                 };
                 service_routes.insert(key, routes.clone());
                 routes
-            });
+            };
+            for host in vhds_hosts {
+                let name = host.name().to_owned();
+                let mut value = Vec::new();
+                host.encode_raw(&mut routes, &mut value);
+                let any = Any {
+                    type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
+                    value,
+                };
+                packed.push((name, Arc::new(VersionedResource::new(any))));
+            }
             let any = Any {
                 type_url: xds_api::type_url::ROUTE_CONFIGURATION.to_owned(),
-                value,
+                value: table.encode(routes),
             };
             packed.push((name, Arc::new(VersionedResource::new(any))));
         }
@@ -756,6 +794,7 @@ impl<'a> Generator<'a> {
             let key = RouteKey {
                 scope,
                 interception: proxy.interception,
+                vhds: proxy.vhds,
                 sources: index.source_signature(proxy),
             };
             let part = match built.routes.get(&key) {
@@ -783,7 +822,10 @@ impl<'a> Generator<'a> {
             // The shared layers are the very maps other proxies (and the last push) hold; the
             // proxy's own resources are a small layer beside them, not merged into a copy.
             let layers = parts.iter().map(|p| p.maps.0[i].clone());
-            snapshot.set_resources(*url, LayeredMap::of(layers.chain([own.0[i].clone()])));
+            let map = LayeredMap::of(layers.chain([own.0[i].clone()]));
+            if always_present(url) || !map.is_empty() {
+                snapshot.set_resources(*url, map);
+            }
         }
         (snapshot, warnings)
     }
