@@ -1,7 +1,7 @@
 //! Route configurations: virtual hosts chosen by domain, routes tried in order, and what a matched route
 //! does. Built from Envoy's `RouteConfiguration`; selection follows Envoy's rules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -12,6 +12,7 @@ use xds_api::pb::envoy::config::route::v3 as route;
 use crate::error::{At, Errors, ModelError};
 use crate::filter::{CorsPolicy, FaultConfig};
 use crate::matcher::{HeaderMatcher, QueryMatcher, full_match_regex};
+use crate::snapshot::AdsApi;
 use crate::{duration, u32_or};
 
 pub mod hash;
@@ -248,6 +249,42 @@ pub enum AppendAction {
     OverwriteIfExists,
 }
 
+/// `vhds.config_source`, as Envoy checks it: ADS, and then only delta ADS. An API config source of
+/// its own is Envoy's too, but Bosun takes xDS only over the bootstrap's ADS.
+fn check_vhds_source(vhds: &route::Vhds, at: &At, ads: Option<AdsApi>) -> Result<(), ModelError> {
+    use core::config_source::ConfigSourceSpecifier as Source;
+    let at = at.key("config_source");
+    match vhds
+        .config_source
+        .as_ref()
+        .and_then(|c| c.config_source_specifier.as_ref())
+    {
+        Some(Source::Ads(_)) => match ads {
+            Some(AdsApi::Delta) => Ok(()),
+            Some(AdsApi::Sotw) => Err(at
+                .key("ads")
+                .error("vhds: ADS must use DELTA_GRPC api_type when used as VHDS config source.")),
+            None => Err(at
+                .key("ads")
+                .error("vhds: ADS config source specified but no ADS configured in bootstrap.")),
+        },
+        Some(Source::ApiConfigSource(api))
+            if api.api_type == core::api_config_source::ApiType::DeltaGrpc as i32 =>
+        {
+            Err(at
+                .key("api_config_source")
+                .unsupported("VHDS from its own API config source (use `ads: {}` with delta ADS)"))
+        }
+        Some(Source::ApiConfigSource(_)) => Err(at
+            .key("api_config_source")
+            .error("vhds: only DELTA_GRPC is supported as an api_type.")),
+        Some(_) => {
+            Err(at.unsupported("VHDS from a source other than ADS (use `ads: {}` with delta ADS)"))
+        }
+        None => Err(at.error("vhds needs a config_source (`ads: {}` with delta ADS)")),
+    }
+}
+
 /// The parts of a request that routing looks at.
 #[derive(Debug)]
 pub struct RequestView<'a> {
@@ -260,45 +297,146 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
 }
 
+/// The virtual hosts of a route configuration as they are being gathered, with the domain index.
+#[derive(Default)]
+struct VhostTable {
+    virtual_hosts: Vec<VirtualHost>,
+    exact: HashMap<String, usize>,
+    suffixes: Vec<(String, usize)>,
+    prefixes: Vec<(String, usize)>,
+    catch_all: Option<usize>,
+}
+
+impl VhostTable {
+    /// Adds `vh` after those already there; a domain another one has is an error at `vat`.
+    fn add(&mut self, vh: &route::VirtualHost, vat: &At, errors: &mut Errors) {
+        let index = self.virtual_hosts.len();
+        for (j, domain) in vh.domains.iter().enumerate() {
+            let domain = domain.to_ascii_lowercase();
+            let dat = vat.key("domains").index(j);
+            let duplicate = if domain == "*" {
+                self.catch_all.replace(index).is_some()
+            } else if let Some(rest) = domain.strip_prefix('*') {
+                self.suffixes.push((rest.to_owned(), index));
+                false
+            } else if let Some(rest) = domain.strip_suffix('*') {
+                self.prefixes.push((rest.to_owned(), index));
+                false
+            } else {
+                self.exact.insert(domain.clone(), index).is_some()
+            };
+            if duplicate {
+                errors.push(dat.error(format!(
+                    "only one virtual host in the route configuration may have domain {domain:?}"
+                )));
+            }
+        }
+        match VirtualHost::from_proto(vh, vat) {
+            Ok(v) => self.virtual_hosts.push(v),
+            Err(e) => errors.0.extend(e),
+        }
+    }
+}
+
+/// Why a route configuration received over RDS does not build with its VHDS virtual hosts: its own
+/// fields' errors, and each VHDS virtual host's (paths relative to that virtual host), by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RdsErrors {
+    pub route_config: Vec<ModelError>,
+    pub vhosts: BTreeMap<String, Vec<ModelError>>,
+}
+
+impl RdsErrors {
+    /// Everything as one list, the VHDS virtual hosts' errors under `vhds[<name>]`.
+    pub fn into_flat(self) -> Vec<ModelError> {
+        let mut all = self.route_config;
+        for (name, errors) in self.vhosts {
+            all.extend(errors.into_iter().map(|e| ModelError {
+                field: if e.field.is_empty() {
+                    format!("vhds[{name}]")
+                } else {
+                    format!("vhds[{name}].{}", e.field)
+                },
+                message: e.message,
+            }));
+        }
+        all
+    }
+}
+
 impl RouteConfig {
+    /// A route configuration given inline (bootstrap, or an HTTP connection manager's
+    /// `route_config`): `vhds` is refused, as Envoy supports it only for tables received over RDS.
     pub fn from_proto(
         p: &route::RouteConfiguration,
         at: &At,
     ) -> Result<RouteConfig, Vec<ModelError>> {
         let mut errors = Errors::default();
-        let mut virtual_hosts = Vec::new();
-        let mut exact = HashMap::new();
-        let mut suffixes = Vec::new();
-        let mut prefixes = Vec::new();
-        let mut catch_all = None;
+        if p.vhds.is_some() {
+            errors.push(at.key("vhds").unsupported(
+                "virtual host discovery (vhds) in an inline route configuration (Envoy supports it \
+                 only for route configurations received over RDS)",
+            ));
+        }
+        let mut table = VhostTable::default();
         for (i, vh) in p.virtual_hosts.iter().enumerate() {
-            let vat = at.key("virtual_hosts").index(i);
-            let index = virtual_hosts.len();
-            for (j, domain) in vh.domains.iter().enumerate() {
-                let domain = domain.to_ascii_lowercase();
-                let dat = vat.key("domains").index(j);
-                let duplicate = if domain == "*" {
-                    catch_all.replace(index).is_some()
-                } else if let Some(rest) = domain.strip_prefix('*') {
-                    suffixes.push((rest.to_owned(), index));
-                    false
-                } else if let Some(rest) = domain.strip_suffix('*') {
-                    prefixes.push((rest.to_owned(), index));
-                    false
-                } else {
-                    exact.insert(domain.clone(), index).is_some()
-                };
-                if duplicate {
-                    errors.push(dat.error(format!(
-                        "only one virtual host in the route configuration may have domain {domain:?}"
-                    )));
+            table.add(vh, &at.key("virtual_hosts").index(i), &mut errors);
+        }
+        Self::finish(p, at, table, errors)
+    }
+
+    /// A route configuration received over RDS, with the virtual hosts VHDS delivered for it
+    /// (`vhds_hosts`, in name order) after its own, when it has `vhds`. `ads` is the bootstrap's ADS
+    /// protocol, if it has ADS: Envoy takes VHDS only over delta ADS.
+    pub fn from_rds<'v>(
+        p: &route::RouteConfiguration,
+        at: &At,
+        ads: Option<AdsApi>,
+        vhds_hosts: impl IntoIterator<Item = &'v route::VirtualHost>,
+    ) -> Result<RouteConfig, RdsErrors> {
+        let mut errors = Errors::default();
+        let mut table = VhostTable::default();
+        for (i, vh) in p.virtual_hosts.iter().enumerate() {
+            table.add(vh, &at.key("virtual_hosts").index(i), &mut errors);
+        }
+        let mut vhost_errors = BTreeMap::new();
+        if let Some(vhds) = &p.vhds {
+            errors.take(check_vhds_source(vhds, &at.key("vhds"), ads));
+            for vh in vhds_hosts {
+                let mut own = Errors::default();
+                table.add(vh, &At::root(""), &mut own);
+                if !own.0.is_empty() {
+                    vhost_errors.insert(vh.name.clone(), own.0);
                 }
             }
-            match VirtualHost::from_proto(vh, &vat) {
-                Ok(v) => virtual_hosts.push(v),
-                Err(e) => errors.0.extend(e),
-            }
         }
+        match Self::finish(p, at, table, errors) {
+            Ok(config) if vhost_errors.is_empty() => Ok(config),
+            Ok(_) => Err(RdsErrors {
+                route_config: Vec::new(),
+                vhosts: vhost_errors,
+            }),
+            Err(route_config) => Err(RdsErrors {
+                route_config,
+                vhosts: vhost_errors,
+            }),
+        }
+    }
+
+    /// The table-wide fields of `p`, around the virtual hosts gathered.
+    fn finish(
+        p: &route::RouteConfiguration,
+        at: &At,
+        table: VhostTable,
+        mut errors: Errors,
+    ) -> Result<RouteConfig, Vec<ModelError>> {
+        let VhostTable {
+            virtual_hosts,
+            exact,
+            mut suffixes,
+            mut prefixes,
+            catch_all,
+        } = table;
         // Longest wildcard first, as Envoy searches.
         suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         prefixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
@@ -312,7 +450,6 @@ impl RouteConfig {
             ))
             .unwrap_or_default();
         for e in at.refused(&[
-            ("vhds", p.vhds.is_some(), "virtual host discovery (vhds)"),
             (
                 "internal_only_headers",
                 !p.internal_only_headers.is_empty(),

@@ -36,8 +36,9 @@ pub trait Consumer {
 }
 
 /// Where the client is in the initial fetch, Envoy's warming order: CDS, then EDS for the clusters CDS
-/// named, then LDS, then RDS for the routes LDS named; the secrets (SDS) clusters and listeners name
-/// are waited for with their endpoints and routes.
+/// named, then LDS, then RDS for the routes LDS named (and VHDS for the route configurations with
+/// `vhds`); the secrets (SDS) clusters and listeners name are waited for with their endpoints and
+/// routes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warming {
     /// Waiting for the first accepted CDS response.
@@ -46,7 +47,8 @@ pub enum Warming {
     ClusterEndpoints,
     /// LDS requested; waiting for the first accepted LDS response.
     Listeners,
-    /// Waiting for every route configuration the listeners name.
+    /// Waiting for every route configuration the listeners name, and for the first virtual host of
+    /// each one that loads more over VHDS.
     ListenerRoutes,
     /// The initial configuration is complete.
     Done,
@@ -124,7 +126,10 @@ pub struct TypeState {
 
 #[derive(Debug)]
 pub struct Core {
-    pub types: [TypeState; 5],
+    pub types: [TypeState; ResourceType::ALL.len()],
+    /// The route configurations that a VHDS response has carried a virtual host for: one with `vhds`
+    /// warms until it is here, as Envoy's VHDS subscription is ready on its first update.
+    pub vhds_answered: BTreeSet<String>,
     pub warming: Warming,
     pub complete_signaled: bool,
     pub node: Node,
@@ -136,6 +141,7 @@ impl Core {
     pub(crate) fn new(node: Node) -> Core {
         let mut core = Core {
             types: Default::default(),
+            vhds_answered: BTreeSet::new(),
             warming: Warming::Clusters,
             complete_signaled: false,
             node,
@@ -222,6 +228,16 @@ impl Core {
         } else {
             st.cache.clone()
         };
+        // The tables a VHDS response carries virtual hosts for (a removal does not warm one).
+        let vhds_tables: Vec<String> = if ty == ResourceType::VirtualHost {
+            items
+                .iter()
+                .filter_map(|item| resources::vhds_namespace(&item.name))
+                .map(str::to_owned)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut answered = Vec::with_capacity(items.len() + removed.len());
         for item in items {
             if !ty.is_wildcard() && !st.names.contains(&item.name) {
@@ -245,6 +261,7 @@ impl Core {
         }
         consumer.apply(Resources::collect(ty, next.values().map(|c| &c.resource)))?;
         let count = next.len();
+        self.vhds_answered.extend(vhds_tables);
         let st = self.st_mut(ty);
         st.cache = next;
         st.version = version.to_owned();
@@ -280,6 +297,15 @@ impl Core {
                     self.warming = Warming::ListenerRoutes;
                 }
             }
+            ResourceType::Route => {
+                // One wildcard VHDS subscription serves every route configuration with `vhds`; it
+                // stays once started (what arrives for a table not held waits for it).
+                if let Resources::Routes(r) = self.resources_of(ResourceType::Route)
+                    && !resources::vhds_route_configs(&r).is_empty()
+                {
+                    changes.extend(self.start_wildcard(ResourceType::VirtualHost));
+                }
+            }
             _ => {}
         }
         changes.extend(self.advance_warming());
@@ -296,6 +322,16 @@ impl Core {
         st.names.iter().any(|n| !st.received.contains(n))
     }
 
+    /// Whether a held route configuration with `vhds` has had no virtual host over VHDS yet.
+    fn vhds_pending(&self) -> bool {
+        match self.resources_of(ResourceType::Route) {
+            Resources::Routes(r) => resources::vhds_route_configs(&r)
+                .iter()
+                .any(|name| !self.vhds_answered.contains(name)),
+            _ => false,
+        }
+    }
+
     /// Moves warming on as far as what has arrived allows; starting LDS is a subscription change.
     fn advance_warming(&mut self) -> Vec<SubChange> {
         let mut changes = Vec::new();
@@ -310,7 +346,8 @@ impl Core {
                 }
                 Warming::ListenerRoutes
                     if !self.pending(ResourceType::Route)
-                        && !self.pending(ResourceType::Secret) =>
+                        && !self.pending(ResourceType::Secret)
+                        && !self.vhds_pending() =>
                 {
                     self.warming = Warming::Done;
                 }
@@ -321,13 +358,18 @@ impl Core {
 
     fn start_listeners(&mut self) -> Option<SubChange> {
         self.warming = Warming::Listeners;
-        let st = self.st_mut(ResourceType::Listener);
+        self.start_wildcard(ResourceType::Listener)
+    }
+
+    /// Subscribes to every resource of the wildcard type `ty`, unless it already is.
+    fn start_wildcard(&mut self, ty: ResourceType) -> Option<SubChange> {
+        let st = self.st_mut(ty);
         if st.active {
             return None;
         }
         st.active = true;
         Some(SubChange {
-            ty: ResourceType::Listener,
+            ty,
             added: Vec::new(),
             removed: Vec::new(),
         })
@@ -491,7 +533,7 @@ pub(crate) fn response_type<P: sealed::Parts>(
     let Some(ty) = ResourceType::from_type_url(&type_url) else {
         let rejection = Rejection::new(
             type_url.clone(),
-            "unknown resource type; this client handles CDS, EDS, LDS, RDS and SDS",
+            "unknown resource type; this client handles CDS, EDS, LDS, RDS, VHDS and SDS",
         );
         let status = nack_status("xDS", &[rejection]);
         let message = status.message.clone();

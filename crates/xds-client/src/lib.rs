@@ -5,8 +5,9 @@
 //!   send the requests they return. They decode each resource by type, hand the complete set of one type
 //!   to the [`Consumer`] to validate and apply, and answer with an ACK, or with a NACK that lists
 //!   `name: reason` per rejected resource while the last good set keeps serving. They follow
-//!   subscriptions as Envoy does (EDS for the clusters CDS names, RDS for the routes LDS names) and warm
-//!   in Envoy's order (CDS, EDS, LDS, RDS), telling the consumer once when the initial configuration is
+//!   subscriptions as Envoy does (EDS for the clusters CDS names, RDS for the routes LDS names, one
+//!   wildcard VHDS subscription once a route configuration has `vhds`) and warm in Envoy's order (CDS,
+//!   EDS, LDS, RDS and VHDS), telling the consumer once when the initial configuration is
 //!   complete.
 //! - [`AdsClient`] runs one of them over tonic on tokio: connect timeout, HTTP/2 keepalive, bounded
 //!   queues, reconnects with jittered exponential backoff and re-subscribes (with the versions it holds,

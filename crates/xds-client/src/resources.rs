@@ -1,5 +1,6 @@
 //! The xDS resource types the client understands, decoded and typed, and the names one type's resources
-//! make the client subscribe to in another (EDS after CDS, RDS after LDS).
+//! make the client subscribe to in another (EDS after CDS, RDS after LDS, VHDS after an RDS table with
+//! `vhds`).
 
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
@@ -10,7 +11,7 @@ use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::{Filter, Listener, filter};
-use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
@@ -21,7 +22,7 @@ use xds_api::{any, type_url};
 /// One of the xDS resource types the client subscribes to over ADS.
 ///
 /// The order of the variants is the order Envoy warms them in and the order requests go out on a new
-/// stream: clusters, their endpoints, listeners, their routes, then secrets.
+/// stream: clusters, their endpoints, listeners, their routes, the routes' virtual hosts, then secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
     /// CDS: `envoy.config.cluster.v3.Cluster`.
@@ -32,17 +33,20 @@ pub enum ResourceType {
     Listener,
     /// RDS: `envoy.config.route.v3.RouteConfiguration`.
     Route,
+    /// VHDS: `envoy.config.route.v3.VirtualHost`, named `<route configuration>/<anything>` (delta only).
+    VirtualHost,
     /// SDS: `envoy.extensions.transport_sockets.tls.v3.Secret`.
     Secret,
 }
 
 impl ResourceType {
     /// Every type, in warming order.
-    pub const ALL: [ResourceType; 5] = [
+    pub const ALL: [ResourceType; 6] = [
         ResourceType::Cluster,
         ResourceType::Endpoints,
         ResourceType::Listener,
         ResourceType::Route,
+        ResourceType::VirtualHost,
         ResourceType::Secret,
     ];
 
@@ -53,6 +57,7 @@ impl ResourceType {
             ResourceType::Endpoints => type_url::CLUSTER_LOAD_ASSIGNMENT,
             ResourceType::Listener => type_url::LISTENER,
             ResourceType::Route => type_url::ROUTE_CONFIGURATION,
+            ResourceType::VirtualHost => type_url::VIRTUAL_HOST,
             ResourceType::Secret => type_url::SECRET,
         }
     }
@@ -62,19 +67,24 @@ impl ResourceType {
         ResourceType::ALL.into_iter().find(|t| t.type_url() == url)
     }
 
-    /// Whether the client subscribes to every resource of this type (LDS and CDS) rather than to names.
-    /// For these types a state-of-the-world response is the complete set: what it omits is removed.
+    /// Whether the client subscribes to every resource of this type (LDS, CDS, and VHDS once a route
+    /// configuration asks for it) rather than to names. For these types a state-of-the-world response
+    /// is the complete set: what it omits is removed.
     pub fn is_wildcard(self) -> bool {
-        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+        matches!(
+            self,
+            ResourceType::Cluster | ResourceType::Listener | ResourceType::VirtualHost
+        )
     }
 
-    /// The short name operators know (`CDS`, `EDS`, `LDS`, `RDS`, `SDS`).
+    /// The short name operators know (`CDS`, `EDS`, `LDS`, `RDS`, `VHDS`, `SDS`).
     pub fn short_name(self) -> &'static str {
         match self {
             ResourceType::Cluster => "CDS",
             ResourceType::Endpoints => "EDS",
             ResourceType::Listener => "LDS",
             ResourceType::Route => "RDS",
+            ResourceType::VirtualHost => "VHDS",
             ResourceType::Secret => "SDS",
         }
     }
@@ -98,6 +108,7 @@ pub enum Resource {
     Endpoints(Arc<ClusterLoadAssignment>),
     Listener(Arc<Listener>),
     Route(Arc<RouteConfiguration>),
+    VirtualHost(Arc<VirtualHost>),
     Secret(Arc<Secret>),
 }
 
@@ -109,6 +120,9 @@ impl Resource {
             ResourceType::Endpoints => any::unpack(any).map(|r| Resource::Endpoints(Arc::new(r))),
             ResourceType::Listener => any::unpack(any).map(|r| Resource::Listener(Arc::new(r))),
             ResourceType::Route => any::unpack(any).map(|r| Resource::Route(Arc::new(r))),
+            ResourceType::VirtualHost => {
+                any::unpack(any).map(|r| Resource::VirtualHost(Arc::new(r)))
+            }
             ResourceType::Secret => any::unpack(any).map(|r| Resource::Secret(Arc::new(r))),
         };
         r.map_err(|e| e.to_string())
@@ -121,6 +135,7 @@ impl Resource {
             Resource::Endpoints(e) => &e.cluster_name,
             Resource::Listener(l) => &l.name,
             Resource::Route(r) => &r.name,
+            Resource::VirtualHost(v) => &v.name,
             Resource::Secret(s) => &s.name,
         }
     }
@@ -132,6 +147,7 @@ impl Resource {
             Resource::Endpoints(_) => ResourceType::Endpoints,
             Resource::Listener(_) => ResourceType::Listener,
             Resource::Route(_) => ResourceType::Route,
+            Resource::VirtualHost(_) => ResourceType::VirtualHost,
             Resource::Secret(_) => ResourceType::Secret,
         }
     }
@@ -145,6 +161,8 @@ pub enum Resources {
     Endpoints(Vec<Arc<ClusterLoadAssignment>>),
     Listeners(Vec<Arc<Listener>>),
     Routes(Vec<Arc<RouteConfiguration>>),
+    /// Every VHDS virtual host held, whatever route configuration it names; see [`vhds_namespace`].
+    VirtualHosts(Vec<Arc<VirtualHost>>),
     Secrets(Vec<Arc<Secret>>),
 }
 
@@ -156,6 +174,7 @@ impl Resources {
             ResourceType::Endpoints => Resources::Endpoints(Vec::new()),
             ResourceType::Listener => Resources::Listeners(Vec::new()),
             ResourceType::Route => Resources::Routes(Vec::new()),
+            ResourceType::VirtualHost => Resources::VirtualHosts(Vec::new()),
             ResourceType::Secret => Resources::Secrets(Vec::new()),
         }
     }
@@ -172,6 +191,7 @@ impl Resources {
                 (Resources::Endpoints(v), Resource::Endpoints(r)) => v.push(r.clone()),
                 (Resources::Listeners(v), Resource::Listener(r)) => v.push(r.clone()),
                 (Resources::Routes(v), Resource::Route(r)) => v.push(r.clone()),
+                (Resources::VirtualHosts(v), Resource::VirtualHost(r)) => v.push(r.clone()),
                 (Resources::Secrets(v), Resource::Secret(r)) => v.push(r.clone()),
                 _ => {}
             }
@@ -186,6 +206,7 @@ impl Resources {
             Resources::Endpoints(_) => ResourceType::Endpoints,
             Resources::Listeners(_) => ResourceType::Listener,
             Resources::Routes(_) => ResourceType::Route,
+            Resources::VirtualHosts(_) => ResourceType::VirtualHost,
             Resources::Secrets(_) => ResourceType::Secret,
         }
     }
@@ -197,6 +218,7 @@ impl Resources {
             Resources::Endpoints(v) => v.len(),
             Resources::Listeners(v) => v.len(),
             Resources::Routes(v) => v.len(),
+            Resources::VirtualHosts(v) => v.len(),
             Resources::Secrets(v) => v.len(),
         }
     }
@@ -213,6 +235,7 @@ impl Resources {
             Resources::Endpoints(v) => v.iter().map(|r| r.cluster_name.as_str()).collect(),
             Resources::Listeners(v) => v.iter().map(|r| r.name.as_str()).collect(),
             Resources::Routes(v) => v.iter().map(|r| r.name.as_str()).collect(),
+            Resources::VirtualHosts(v) => v.iter().map(|r| r.name.as_str()).collect(),
             Resources::Secrets(v) => v.iter().map(|r| r.name.as_str()).collect(),
         }
     }
@@ -304,6 +327,34 @@ pub fn rds_names<L: Borrow<Listener>>(listeners: &[L]) -> BTreeSet<String> {
     names
 }
 
+/// The route configurations (by name) that load more virtual hosts over VHDS (`vhds` set).
+pub fn vhds_route_configs<R: Borrow<RouteConfiguration>>(routes: &[R]) -> BTreeSet<String> {
+    routes
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|r| r.vhds.is_some())
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The route configuration a VHDS resource belongs to: its name up to the last `/`
+/// (`8080/reviews.default.svc.cluster.local:8080` belongs to `8080`). A name with no `/` belongs to
+/// none.
+pub fn vhds_namespace(name: &str) -> Option<&str> {
+    name.rsplit_once('/').map(|(namespace, _)| namespace)
+}
+
+/// The VHDS virtual hosts of the route configuration `route_config`, in name order (the order they
+/// follow the table's own virtual hosts in). `vhosts` is sorted by name, as the client hands it over.
+pub fn vhds_for<'a, V: Borrow<VirtualHost>>(
+    vhosts: &'a [V],
+    route_config: &'a str,
+) -> impl Iterator<Item = &'a V> + 'a {
+    vhosts.iter().filter(move |v| {
+        vhds_namespace(&Borrow::<VirtualHost>::borrow(*v).name) == Some(route_config)
+    })
+}
+
 fn hcm_rds_name(filter: &Filter) -> Option<String> {
     let Some(filter::ConfigType::TypedConfig(cfg)) = &filter.config_type else {
         return None;
@@ -333,6 +384,17 @@ mod tests {
             assert_eq!(ResourceType::from_type_url(t.type_url()), Some(t));
         }
         assert_eq!(ResourceType::from_type_url("type.googleapis.com/x.Y"), None);
+    }
+
+    #[test]
+    fn vhds_namespace_is_the_name_up_to_the_last_slash() {
+        assert_eq!(
+            vhds_namespace("8080/reviews.default.svc.cluster.local:8080"),
+            Some("8080")
+        );
+        assert_eq!(vhds_namespace("a/b/c"), Some("a/b"));
+        assert_eq!(vhds_namespace("/x"), Some(""));
+        assert_eq!(vhds_namespace("no-slash"), None);
     }
 
     #[test]

@@ -47,6 +47,16 @@ fn assert_ack(r: &DeltaDiscoveryRequest, ty: ResourceType, nonce: &str) {
 }
 
 fn warm(rec: &mut Recorder) -> DeltaClient {
+    let mut c = warm_until_routes(rec);
+    let rds = vec![res("80", "r1", any_of(&route("80")))];
+    let out = c.on_response(response(ResourceType::Route, "s1", "n4", rds, &[]), rec);
+    assert!(out.initial_config_complete);
+    assert_eq!(c.warming(), Warming::Done);
+    c
+}
+
+/// A client through CDS, EDS and LDS, subscribed to the route configuration "80".
+fn warm_until_routes(rec: &mut Recorder) -> DeltaClient {
     let mut c = DeltaClient::new(node());
     c.start_stream();
     let cds = vec![
@@ -74,11 +84,7 @@ fn warm(rec: &mut Recorder) -> DeltaClient {
     let lds = vec![res("http", "l1", any_of(&listener("http", 8080, "80")))];
     let out = c.on_response(response(ResourceType::Listener, "s1", "n3", lds, &[]), rec);
     assert_eq!(out.requests[1].resource_names_subscribe, ["80"]);
-
-    let rds = vec![res("80", "r1", any_of(&route("80")))];
-    let out = c.on_response(response(ResourceType::Route, "s1", "n4", rds, &[]), rec);
-    assert!(out.initial_config_complete);
-    assert_eq!(c.warming(), Warming::Done);
+    assert_eq!(c.warming(), Warming::ListenerRoutes);
     c
 }
 
@@ -248,4 +254,147 @@ fn removed_named_resource_counts_as_answered_for_warming() {
     );
     assert_eq!(c.warming(), Warming::Listeners);
     assert_eq!(out.requests[1].type_url, ResourceType::Listener.type_url());
+}
+
+// === VHDS: virtual hosts for the route configurations with `vhds` ===
+
+fn vhds_response(nonce: &str, vhosts: &[(&str, &str)], removed: &[&str]) -> DeltaDiscoveryResponse {
+    let resources = vhosts
+        .iter()
+        .map(|(name, domain)| res(name, "vh1", any_of(&vhost(name, domain))))
+        .collect();
+    response(ResourceType::VirtualHost, "s1", nonce, resources, removed)
+}
+
+/// The VHDS virtual hosts the consumer was last handed, by name.
+fn vhds_held(rec: &Recorder) -> Vec<String> {
+    rec.names(ResourceType::VirtualHost)
+}
+
+/// A client through RDS, holding "80" with `vhds`: the route ACK comes with one wildcard VHDS
+/// subscription, and warming waits for VHDS.
+fn warm_until_vhds(rec: &mut Recorder) -> DeltaClient {
+    let mut c = warm_until_routes(rec);
+    let rds = vec![res("80", "r1", any_of(&route_with_vhds("80")))];
+    let out = c.on_response(response(ResourceType::Route, "s1", "n4", rds, &[]), rec);
+    assert_ack(&out.requests[0], ResourceType::Route, "n4");
+    assert_eq!(out.requests.len(), 2, "{:?}", out.requests);
+    let sub = &out.requests[1];
+    assert_eq!(sub.type_url, xds_api::type_url::VIRTUAL_HOST);
+    assert!(
+        sub.resource_names_subscribe.is_empty() && sub.resource_names_unsubscribe.is_empty(),
+        "wildcard VHDS: {sub:?}"
+    );
+    assert!(!out.initial_config_complete);
+    assert_eq!(c.warming(), Warming::ListenerRoutes);
+    c
+}
+
+#[test]
+fn route_config_without_vhds_subscribes_no_virtual_hosts() {
+    let mut rec = Recorder::default();
+    let mut c = warm(&mut rec);
+    assert!(
+        c.start_stream()
+            .iter()
+            .all(|r| r.type_url != xds_api::type_url::VIRTUAL_HOST)
+    );
+    // Virtual hosts nobody asked for: ignored, no answer.
+    let out = c.on_response(vhds_response("n5", &[("80/a", "a.example")], &[]), &mut rec);
+    assert!(out.requests.is_empty());
+    assert!(
+        matches!(out.event, xds_client::Event::Ignored { .. }),
+        "{:?}",
+        out.event
+    );
+}
+
+#[test]
+fn vhds_warms_until_a_virtual_host_of_its_route_config_arrives() {
+    let mut rec = Recorder::default();
+    let mut c = warm_until_vhds(&mut rec);
+    // A virtual host of another route configuration is ACKed and held, but does not warm "80";
+    // neither does a removal in its namespace.
+    let out = c.on_response(
+        vhds_response("n5", &[("9090/b", "b.example")], &["80/gone"]),
+        &mut rec,
+    );
+    assert_ack(&out.requests[0], ResourceType::VirtualHost, "n5");
+    assert!(!out.initial_config_complete);
+    assert_eq!(vhds_held(&rec), ["9090/b"]);
+    let out = c.on_response(vhds_response("n6", &[("80/a", "a.example")], &[]), &mut rec);
+    assert_ack(&out.requests[0], ResourceType::VirtualHost, "n6");
+    assert!(out.initial_config_complete);
+    assert_eq!(c.warming(), Warming::Done);
+    assert_eq!(vhds_held(&rec), ["80/a", "9090/b"]);
+}
+
+#[test]
+fn vhds_initial_fetch_timeout_completes_warming() {
+    let mut rec = Recorder::default();
+    let mut c = warm_until_vhds(&mut rec);
+    let out = c.on_initial_fetch_timeout(&mut rec);
+    assert!(out.initial_config_complete);
+    assert_eq!(rec.complete(), 1);
+}
+
+#[test]
+fn one_vhds_subscription_serves_every_route_config_and_survives_reconnects() {
+    let mut rec = Recorder::default();
+    let mut c = warm_until_vhds(&mut rec);
+    c.on_response(vhds_response("n5", &[("80/a", "a.example")], &[]), &mut rec);
+    // A second table with vhds: no second subscription.
+    c.subscribe(ResourceType::Route, ["80".into(), "90".into()].into());
+    let rds = vec![res("90", "r1", any_of(&route_with_vhds("90")))];
+    let out = c.on_response(
+        response(ResourceType::Route, "s2", "n6", rds, &[]),
+        &mut rec,
+    );
+    assert_eq!(out.requests.len(), 1, "{:?}", out.requests);
+    // A new stream re-subscribes wildcard, with the versions held.
+    let reqs = c.start_stream();
+    let vhds = reqs
+        .iter()
+        .find(|r| r.type_url == xds_api::type_url::VIRTUAL_HOST)
+        .expect("VHDS re-subscribed");
+    assert!(vhds.resource_names_subscribe.is_empty());
+    assert_eq!(
+        vhds.initial_resource_versions,
+        HashMap::from([("80/a".to_owned(), "vh1".to_owned())])
+    );
+}
+
+#[test]
+fn vhosts_are_delivered_by_namespace_and_removed_by_name() {
+    let mut rec = Recorder::default();
+    let mut c = warm_until_vhds(&mut rec);
+    c.on_response(
+        vhds_response(
+            "n5",
+            &[
+                ("80/b", "b.example"),
+                ("80/a", "a.example"),
+                ("9090/a", "c.example"),
+                ("8/0/x", "x"),
+            ],
+            &[],
+        ),
+        &mut rec,
+    );
+    let delivered = |rec: &Recorder, route_config: &str| -> Vec<String> {
+        let seen = rec.0.lock().unwrap();
+        let Some(xds_client::Resources::VirtualHosts(v)) = seen.accepted.last() else {
+            panic!("no VHDS set: {:?}", seen.accepted.last());
+        };
+        xds_client::resources::vhds_for(v, route_config)
+            .map(|v| v.name.clone())
+            .collect()
+    };
+    assert_eq!(delivered(&rec, "80"), ["80/a", "80/b"]);
+    assert_eq!(delivered(&rec, "8/0"), ["8/0/x"]);
+    assert_eq!(delivered(&rec, "8"), Vec::<String>::new());
+    let out = c.on_response(vhds_response("n6", &[], &["80/a", "unknown/z"]), &mut rec);
+    assert_ack(&out.requests[0], ResourceType::VirtualHost, "n6");
+    assert_eq!(delivered(&rec, "80"), ["80/b"]);
+    assert_eq!(vhds_held(&rec), ["8/0/x", "80/b", "9090/a"]);
 }

@@ -682,3 +682,119 @@ fn local_ratelimit_per_route_and_per_virtual_host() {
         "route_config.virtual_hosts[0].typed_per_filter_config.envoy.filters.http.local_ratelimit.token_bucket"
     );
 }
+
+// === VHDS: a table received over RDS, with virtual hosts delivered apart ===
+
+fn rds_table(yaml: &str) -> RouteConfiguration {
+    message_from_yaml(yaml, None).expect("valid RouteConfiguration")
+}
+
+fn vhds_host(yaml: &str) -> route::VirtualHost {
+    message_from_yaml(yaml, None).expect("valid VirtualHost")
+}
+
+const WITH_VHDS: &str = r#"
+name: "8080"
+vhds: {config_source: {ads: {}, resource_api_version: V3}}
+virtual_hosts:
+- name: own
+  domains: [own.example]
+  routes: [{name: own, match: {prefix: /}, direct_response: {status: 200}}]
+"#;
+
+fn vhost_for(name: &str, domain: &str, path_regex: &str) -> route::VirtualHost {
+    vhds_host(&format!(
+        "{{name: {name:?}, domains: [{domain:?}], routes: [{{name: r, match: {{safe_regex: {{regex: {path_regex:?}}}}}, direct_response: {{status: 200}}}}]}}"
+    ))
+}
+
+#[test]
+fn vhds_hosts_follow_the_tables_own_and_route() {
+    let table = rds_table(WITH_VHDS);
+    let hosts = [
+        vhost_for("8080/a", "a.example", "/.*"),
+        vhost_for("8080/b", "*", "/.*"),
+    ];
+    let rc = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts)
+        .expect("buildable");
+    let names: Vec<&str> = rc.virtual_hosts.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["own", "8080/a", "8080/b"]);
+    assert_eq!(
+        route_for(&rc, "a.example", "/x", &[]).as_deref(),
+        Some("8080/a/r")
+    );
+    assert_eq!(
+        route_for(&rc, "own.example", "/x", &[]).as_deref(),
+        Some("own/own")
+    );
+    assert_eq!(
+        route_for(&rc, "other", "/x", &[]).as_deref(),
+        Some("8080/b/r")
+    );
+    // Without vhds, what VHDS delivered is not the table's.
+    let plain = rds_table("{name: '8080', virtual_hosts: []}");
+    let rc = RouteConfig::from_rds(&plain, &At::root(""), Some(AdsApi::Delta), &hosts)
+        .expect("buildable");
+    assert!(rc.virtual_hosts.is_empty());
+}
+
+#[test]
+fn vhds_source_must_be_delta_ads() {
+    let source_error = |table: &str, ads: Option<AdsApi>| {
+        let e = RouteConfig::from_rds(&rds_table(table), &At::root(""), ads, [])
+            .expect_err("must be refused");
+        assert!(e.vhosts.is_empty(), "{e:?}");
+        assert_eq!(e.route_config.len(), 1, "{e:?}");
+        e.route_config[0].to_string()
+    };
+    assert_eq!(
+        source_error(WITH_VHDS, Some(AdsApi::Sotw)),
+        "vhds.config_source.ads: vhds: ADS must use DELTA_GRPC api_type when used as VHDS config source."
+    );
+    assert_eq!(
+        source_error(WITH_VHDS, None),
+        "vhds.config_source.ads: vhds: ADS config source specified but no ADS configured in bootstrap."
+    );
+    let own_source = |api_type: &str| {
+        WITH_VHDS.replace(
+            "{ads: {}, resource_api_version: V3}",
+            &format!("{{api_config_source: {{api_type: {api_type}, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}}}"),
+        )
+    };
+    let e = source_error(&own_source("DELTA_GRPC"), Some(AdsApi::Delta));
+    assert!(
+        e.starts_with("vhds.config_source.api_config_source: ") && e.contains("not supported"),
+        "{e}"
+    );
+    assert_eq!(
+        source_error(&own_source("GRPC"), Some(AdsApi::Delta)),
+        "vhds.config_source.api_config_source: vhds: only DELTA_GRPC is supported as an api_type."
+    );
+}
+
+#[test]
+fn a_bad_vhds_host_is_named_apart_from_the_table() {
+    let table = rds_table(WITH_VHDS);
+    let hosts = [
+        vhost_for("8080/good", "good.example", "/.*"),
+        vhost_for("8080/regex", "r.example", "/(v1"),
+        vhost_for("8080/dup", "own.example", "/.*"),
+    ];
+    let e = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts)
+        .expect_err("must be refused");
+    assert!(e.route_config.is_empty(), "{e:?}");
+    let fields: Vec<(&str, &str)> = e
+        .vhosts
+        .iter()
+        .flat_map(|(n, errors)| errors.iter().map(move |e| (n.as_str(), e.field.as_str())))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("8080/dup", "domains[0]"),
+            ("8080/regex", "routes[0].match.safe_regex.regex")
+        ]
+    );
+    let flat = e.into_flat();
+    assert_eq!(flat[0].field, "vhds[8080/dup].domains[0]");
+}

@@ -17,7 +17,7 @@ use xds_api::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
 use xds_api::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
-use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, Vhds, VirtualHost};
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
 };
@@ -123,6 +123,26 @@ pub fn route(name: &str) -> RouteConfiguration {
             domains: vec!["*".into()],
             ..Default::default()
         }],
+        ..Default::default()
+    }
+}
+
+/// A route configuration with no virtual hosts of its own, loading them over VHDS (ADS).
+pub fn route_with_vhds(name: &str) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.into(),
+        vhds: Some(Vhds {
+            config_source: Some(ads()),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A VHDS virtual host named `name` (`<route configuration>/<host>`) for `domain`.
+pub fn vhost(name: &str, domain: &str) -> VirtualHost {
+    VirtualHost {
+        name: name.into(),
+        domains: vec![domain.into()],
         ..Default::default()
     }
 }
