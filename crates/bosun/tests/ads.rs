@@ -62,7 +62,7 @@ struct Inner {
 struct TestAds(Arc<Inner>);
 
 fn is_wildcard(t: &str) -> bool {
-    t == type_url::CLUSTER || t == type_url::LISTENER
+    t == type_url::CLUSTER || t == type_url::LISTENER || t == type_url::VIRTUAL_HOST
 }
 
 impl TestAds {
@@ -355,11 +355,16 @@ filter_chains:
     .unwrap()
 }
 
-fn route_config(route: Route) -> RouteConfiguration {
-    let action = match route {
+/// A route's action, in YAML.
+fn route_action(route: Route) -> String {
+    match route {
         Route::To(cluster) => format!("route: {{cluster: {cluster}}}"),
         Route::Teapot => "direct_response: {status: 418, body: {inline_string: teapot}}".into(),
-    };
+    }
+}
+
+fn route_config(route: Route) -> RouteConfiguration {
+    let action = route_action(route);
     message_from_yaml(
         &format!(
             "name: routes\nvirtual_hosts:\n- name: all\n  domains: ['*']\n  routes:\n  - match: {{prefix: /}}\n    {action}\n"
@@ -450,26 +455,25 @@ static_resources:
 }
 
 fn start_bosun(yaml: &str, admin_port: u16) -> Process {
-    let dir = TempDir::new("bosun-ads").unwrap();
-    let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
-    let mut process = Process::spawn(
-        env!("CARGO_BIN_EXE_bosun"),
-        [
-            "proxy",
-            "-c",
-            config.to_str().unwrap(),
-            "--concurrency",
-            "2",
-            "--log-level",
-            "info",
-        ],
-        &[],
-    )
-    .unwrap();
+    let mut process = spawn_bosun(yaml);
     process
         .wait_ready(testkit::localhost(admin_port), WAIT)
         .unwrap_or_else(|e| panic!("bosun proxy not ready: {e}\n{}", process.stderr()));
     process
+}
+
+/// `bosun proxy` started on the bootstrap `yaml`, not waited for. The process owns the directory
+/// the bootstrap is in, so the file outlives its start.
+fn spawn_bosun(yaml: &str) -> Process {
+    let dir = TempDir::new("bosun-ads").unwrap();
+    let config = dir.write("bootstrap.yaml", yaml.as_bytes()).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bosun"));
+    command
+        .arg("proxy")
+        .arg("-c")
+        .arg(&config)
+        .args(["--concurrency", "2", "--log-level", "info"]);
+    Process::spawn_command("bosun", command, dir).unwrap()
 }
 
 /// What one request got: status, the upstream that answered (if any), the body for local replies.
@@ -481,9 +485,15 @@ struct Seen {
 }
 
 async fn get(addr: SocketAddr) -> Seen {
+    get_as(addr, None).await
+}
+
+/// A request with `host` as its `Host` (the address connected to when `None`).
+async fn get_as(addr: SocketAddr, host: Option<&str>) -> Seen {
+    let headers: Vec<(&str, &str)> = host.map(|h| ("host", h)).into_iter().collect();
     let r = Client::h1(addr)
         .with_timeout(Duration::from_secs(5))
-        .get("/", &[])
+        .get("/", &headers)
         .await
         .expect("request through the proxy");
     let upstream = r.header(testkit::UPSTREAM_HEADER).map(str::to_owned);
@@ -497,9 +507,19 @@ async fn get(addr: SocketAddr) -> Seen {
 
 /// Requests until one satisfies `done`, at most `WAIT`.
 async fn until(addr: SocketAddr, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
+    until_as(addr, None, what, done).await
+}
+
+/// [`until`], with `host` as the `Host` of every request.
+async fn until_as(
+    addr: SocketAddr,
+    host: Option<&str>,
+    what: &str,
+    done: impl Fn(&Seen) -> bool,
+) -> Seen {
     let deadline = Instant::now() + WAIT;
     loop {
-        let s = get(addr).await;
+        let s = get_as(addr, host).await;
         if done(&s) {
             return s;
         }
@@ -509,16 +529,22 @@ async fn until(addr: SocketAddr, what: &str, done: impl Fn(&Seen) -> bool) -> Se
 }
 
 /// A client loop during an update: requests on new connections and on one kept-alive connection
-/// until stopped; every answer is recorded (a failed request fails the test).
-fn client_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Seen>> {
+/// until stopped, with `host` as their `Host` when given; every answer is recorded (a failed request
+/// fails the test).
+fn client_loop(
+    addr: SocketAddr,
+    host: Option<&'static str>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Seen>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         let client = Client::h1(addr).with_timeout(Duration::from_secs(5));
         let mut conn = client.connect().await.expect("connect");
+        let headers: Vec<(&str, &str)> = host.map(|h| ("host", h)).into_iter().collect();
         while !stop.load(Ordering::Relaxed) {
-            seen.push(get(addr).await);
+            seen.push(get_as(addr, host).await);
             let r = conn
-                .send(testkit::Req::get("/"))
+                .send(testkit::Req::get("/").headers(&headers))
                 .await
                 .expect("request on a kept-alive connection");
             seen.push(Seen {
@@ -587,7 +613,7 @@ async fn ads_scenario(api_type: &str) {
 
     // A new route version, with clients running: no failed request, and once b answers, only b.
     let stop = Arc::new(AtomicBool::new(false));
-    let running = client_loop(listener_addr, stop.clone());
+    let running = client_loop(listener_addr, None, stop.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
     ads.push("v2", world.resources(port, Route::To("svc-b"), false));
     until(listener_addr, "route v2 (to svc-b)", |s| {
@@ -1069,4 +1095,226 @@ async fn config_dump(admin_port: u16) -> serde_json::Value {
         .ok()
         .and_then(|r| serde_json::from_str(&r.text()).ok())
         .unwrap_or_default()
+}
+
+// === virtual hosts over VHDS (delta ADS) ===
+
+/// The listener's table over RDS, `vhds` from ADS: with no virtual host of its own, or (`own`) one
+/// for `own.example` answering 418.
+fn vhds_route_config(own: bool) -> RouteConfiguration {
+    let virtual_hosts = if own {
+        format!(
+            "[{{name: own, domains: [own.example], routes: [{{match: {{prefix: /}}, {}}}]}}]",
+            route_action(Route::Teapot)
+        )
+    } else {
+        "[]".to_owned()
+    };
+    message_from_yaml(
+        &format!(
+            "name: routes\nvhds: {{config_source: {{ads: {{}}, resource_api_version: V3}}}}\nvirtual_hosts: {virtual_hosts}\n"
+        ),
+        None,
+    )
+    .unwrap()
+}
+
+/// The VHDS virtual host `routes/<host>` for the domain `<host>.example`, taking `route`; or, when
+/// `None`, with a path regex that does not compile (both proxies NACK it).
+fn vhds_vhost(host: &str, route: Option<Route>) -> (String, Any) {
+    let (matcher, action) = match route {
+        Some(r) => ("prefix: /".to_owned(), route_action(r)),
+        None => (
+            "safe_regex: {regex: '/(v1'}".to_owned(),
+            route_action(Route::Teapot),
+        ),
+    };
+    let name = format!("routes/{host}");
+    let vhost: xds_api::pb::envoy::config::route::v3::VirtualHost = message_from_yaml(
+        &format!(
+            "name: {name}\ndomains: [{host}.example]\nroutes: [{{match: {{{matcher}}}, {action}}}]\n"
+        ),
+        None,
+    )
+    .unwrap();
+    (name, pack(&vhost))
+}
+
+impl World {
+    /// The clusters, endpoints and listener, the VHDS table (see [`vhds_route_config`]) and `vhosts`.
+    fn vhds_resources(&self, port: u16, own: bool, vhosts: Vec<(String, Any)>) -> Resources {
+        let mut r = self.resources(port, Route::Teapot, false);
+        r.insert(
+            type_url::ROUTE_CONFIGURATION,
+            vec![("routes".into(), pack(&vhds_route_config(own)))],
+        );
+        r.insert(type_url::VIRTUAL_HOST, vhosts);
+        r
+    }
+}
+
+/// The proxy under test.
+enum Running {
+    Bosun(Process),
+    Envoy(Envoy),
+}
+
+impl Running {
+    fn process(&mut self) -> &mut Process {
+        match self {
+            Running::Bosun(p) => p,
+            Running::Envoy(e) => e.process(),
+        }
+    }
+}
+
+/// `bosun proxy` (and Envoy, the oracle) over delta ADS, a table whose virtual hosts come over VHDS:
+/// routed by a VHDS virtual host; a new version of it shifts traffic with no failed request; a bad one
+/// is NACKed while the old one serves; a new RDS version keeps the VHDS virtual hosts; a removed one
+/// answers 404. Bosun also stays not ready until VHDS answers for the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn vhds_routes_as_envoy_does() {
+    let with_envoy = Envoy::find_or_skip("vhds_routes_as_envoy_does (Envoy part)").is_some();
+    let world = World {
+        a: Upstream::start("a").unwrap(),
+        b: Upstream::start("b").unwrap(),
+    };
+    let reviews = |r: Route| vhds_vhost("reviews", Some(r));
+    let ratings = || vhds_vhost("ratings", Some(Route::To("svc-a")));
+    let mut answers: Vec<Vec<Seen>> = Vec::new();
+    for envoy in [false, true].into_iter().filter(|e| !e || with_envoy) {
+        let port = testkit::free_port();
+        let addr = testkit::localhost(port);
+        let first = world.vhds_resources(port, false, vec![reviews(Route::To("svc-a")), ratings()]);
+        let (ads, ads_addr) = if envoy {
+            TestAds::start("v1", first.clone()).await
+        } else {
+            // No virtual host yet: bosun takes the table and waits for VHDS, not ready.
+            TestAds::start("v0", world.vhds_resources(port, false, Vec::new())).await
+        };
+        let admin_port = testkit::free_port();
+        let yaml = bootstrap("DELTA_GRPC", ads_addr, if envoy { 0 } else { admin_port });
+        let mut running = if envoy {
+            Running::Envoy(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
+        } else {
+            let mut bosun = spawn_bosun(&yaml);
+            let has_table = |d: &serde_json::Value| {
+                d["configs"][4]["dynamic_route_configs"][0]["route_config"]["name"] == "routes"
+            };
+            until_seen("the VHDS table", || config_dump(admin_port), has_table).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let ready = testkit::blocking_get(testkit::localhost(admin_port), "/ready", WAIT);
+            assert!(
+                ready.as_ref().is_ok_and(|(status, _)| *status != 200),
+                "ready before VHDS answered: {ready:?}"
+            );
+            ads.push("v1", first);
+            tokio::task::block_in_place(|| bosun.wait_ready(testkit::localhost(admin_port), WAIT))
+                .unwrap_or_else(|e| panic!("not ready after VHDS: {e}\n{}", bosun.stderr()));
+            let dump = config_dump(admin_port).await;
+            let vhosts: Vec<&str> = dump["configs"][4]["dynamic_route_configs"][0]["route_config"]
+                ["virtual_hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(vhosts, ["routes/ratings", "routes/reviews"], "{dump}");
+            Running::Bosun(bosun)
+        };
+        let host = Some("reviews.example");
+        let mut seen = vec![
+            until_as(addr, host, "routed by VHDS", |s| upstream_is(s, "a")).await,
+            get_as(addr, Some("other.example")).await,
+        ];
+
+        // A new version of the virtual host, with clients running: no failed request.
+        let stop = Arc::new(AtomicBool::new(false));
+        let running_clients = client_loop(addr, host, stop.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ads.push(
+            "v2",
+            world.vhds_resources(port, false, vec![reviews(Route::To("svc-b")), ratings()]),
+        );
+        seen.push(until_as(addr, host, "VHDS v2 (to svc-b)", |s| upstream_is(s, "b")).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.store(true, Ordering::Relaxed);
+        let during = running_clients.await.unwrap();
+        for s in &during {
+            assert!(
+                upstream_is(s, "a") || upstream_is(s, "b"),
+                "envoy={envoy}: {s:?}"
+            );
+        }
+        assert!(upstream_is(during.last().unwrap(), "b"), "{during:?}");
+
+        // A virtual host that does not build: NACKed, and the old one keeps serving.
+        let bad = vhds_vhost("reviews", None);
+        ads.push(
+            "v3",
+            world.vhds_resources(port, false, vec![bad, ratings()]),
+        );
+        let nack = first_nack(&ads, type_url::VIRTUAL_HOST, running.process()).await;
+        if !envoy {
+            assert!(
+                nack.contains("routes/reviews: routes[0].match.safe_regex.regex"),
+                "{nack}"
+            );
+        }
+        seen.push(get_as(addr, host).await);
+
+        // A new RDS version (a virtual host of its own) keeps the VHDS ones.
+        ads.push(
+            "v4",
+            world.vhds_resources(port, true, vec![reviews(Route::To("svc-b")), ratings()]),
+        );
+        seen.push(
+            until_as(addr, Some("own.example"), "own virtual host", |s| {
+                s.status == 418
+            })
+            .await,
+        );
+        seen.push(get_as(addr, host).await);
+        seen.push(get_as(addr, Some("ratings.example")).await);
+
+        // The virtual host removed: 404.
+        ads.push("v5", world.vhds_resources(port, true, vec![ratings()]));
+        seen.push(until_as(addr, host, "removed virtual host", |s| s.status == 404).await);
+        seen.push(get_as(addr, Some("ratings.example")).await);
+        running.process().check_running().unwrap();
+        answers.push(seen);
+    }
+    let bosun = &answers[0];
+    assert!(
+        upstream_is(&bosun[0], "a") && bosun[1].status == 404,
+        "{bosun:?}"
+    );
+    assert!(
+        upstream_is(&bosun[3], "b") && bosun[4].status == 418,
+        "{bosun:?}"
+    );
+    if let [bosun, envoy] = &answers[..] {
+        assert_eq!(bosun, envoy, "bosun (left) and Envoy (right)");
+    }
+}
+
+/// VHDS over state-of-the-world ADS: the RDS update is NACKed with Envoy's reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn vhds_over_sotw_ads_is_nacked() {
+    let world = World {
+        a: Upstream::start("a").unwrap(),
+        b: Upstream::start("b").unwrap(),
+    };
+    let port = testkit::free_port();
+    let vhosts = vec![vhds_vhost("reviews", Some(Route::To("svc-a")))];
+    let (ads, ads_addr) = TestAds::start("v1", world.vhds_resources(port, false, vhosts)).await;
+    let mut proxy = spawn_bosun(&bootstrap("GRPC", ads_addr, testkit::free_port()));
+    let nack = first_nack(&ads, type_url::ROUTE_CONFIGURATION, &proxy).await;
+    assert!(
+        nack.contains(
+            "routes: vhds.config_source.ads: vhds: ADS must use DELTA_GRPC api_type when used as VHDS config source."
+        ),
+        "{nack}"
+    );
+    proxy.terminate_and_wait(WAIT).unwrap();
 }

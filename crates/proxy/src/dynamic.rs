@@ -26,6 +26,14 @@
 //! starts serving it at once and answers 404 (flag NR) until the route configuration arrives. At
 //! start-up this makes no difference: `/ready` only turns LIVE once the client's initial fetch (which
 //! waits for the routes the listeners name) is complete.
+//!
+//! VHDS: a route configuration from RDS with `vhds` (delta ADS only, as Envoy) takes the virtual hosts
+//! named `<its name>/…` from VHDS after its own, in name order. Every VHDS virtual host is held,
+//! whatever table it names, so one that comes before its table is used once the table arrives. A new
+//! RDS version keeps the VHDS virtual hosts; a VHDS update that does not build with its table is
+//! NACKed naming the virtual host. At start-up the client's initial fetch waits for the first VHDS
+//! virtual host of each such table; later, a new table serves its own virtual hosts until its VHDS
+//! ones arrive.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -36,14 +44,16 @@ use proxy_model::cluster::{Cluster, Discovery};
 use proxy_model::error::At;
 use proxy_model::listener::Listener;
 use proxy_model::route::RouteConfig;
+use proxy_model::snapshot::AdsApi;
 use proxy_model::tls::Secrets;
 use tokio::sync::watch;
 use xds_api::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
-use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost as VirtualHostProto};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
+use xds_client::resources::vhds_for;
 use xds_client::{AdsStatus, Consumer, Rejection, ResourceType, Resources};
 
 use crate::{DynamicInfo, Proxy, Received, Runtime, bind};
@@ -55,6 +65,8 @@ pub(crate) struct Dynamic {
     statics: Snapshot,
     /// The bootstrap's `static_resources.secrets`, which dynamic resources may name too.
     static_secrets: HashMap<String, Arc<Secret>>,
+    /// The bootstrap's ADS protocol: a route configuration's `vhds` needs delta.
+    ads: AdsApi,
     state: State,
 }
 
@@ -77,6 +89,9 @@ struct State {
     endpoints: BTreeMap<String, Arc<ClusterLoadAssignment>>,
     listeners: BTreeMap<String, DynListener>,
     routes: BTreeMap<String, DynRoute>,
+    /// Every virtual host received over VHDS, in name order, whether or not a table with `vhds` names
+    /// it.
+    vhosts: Vec<Arc<VirtualHostProto>>,
     /// Secrets received over ADS, by name.
     secrets: BTreeMap<String, DynSecret>,
     /// Clusters and listeners warming until the ADS secrets they name arrive.
@@ -112,6 +127,10 @@ struct DynSecret {
 #[derive(Clone)]
 struct DynRoute {
     proto: Arc<RouteConfiguration>,
+    /// The VHDS virtual hosts it was built with, in name order.
+    vhds: Vec<Arc<VirtualHostProto>>,
+    /// `proto` with the VHDS virtual hosts after its own, as the config dump shows the table in use.
+    dumped: Arc<RouteConfiguration>,
     model: Arc<RouteConfig>,
     updated: SystemTime,
 }
@@ -121,11 +140,13 @@ impl Dynamic {
         proxy: Arc<Proxy>,
         statics: Snapshot,
         static_secrets: HashMap<String, Arc<Secret>>,
+        ads: AdsApi,
     ) -> Dynamic {
         Dynamic {
             proxy,
             statics,
             static_secrets,
+            ads,
             state: State::default(),
         }
     }
@@ -291,26 +312,82 @@ impl Dynamic {
         let now = SystemTime::now();
         next.routes = BTreeMap::new();
         for p in v {
+            let vhds = vhds_of(&p, &next.vhosts);
             if let Some(old) = self.state.routes.get(&p.name)
                 && same(&old.proto, &p)
+                && same_all(&old.vhds, &vhds)
             {
                 next.routes.insert(p.name.clone(), old.clone());
                 continue;
             }
-            match RouteConfig::from_proto(&p, &At::root("")) {
+            let name = p.name.clone();
+            match self.build_route(p, vhds, now) {
                 Ok(r) => {
-                    next.routes.insert(
-                        p.name.clone(),
-                        DynRoute {
-                            proto: p,
-                            model: Arc::new(r),
-                            updated: now,
-                        },
-                    );
+                    next.routes.insert(name, r);
                 }
-                Err(e) => rejections.push(refused(&p.name, &e)),
+                // The RDS update is what is NACKed: it names the table, whatever failed in it.
+                Err(errors) => rejections.push(refused(&name, &errors.into_flat())),
             }
         }
+    }
+
+    /// VHDS: the virtual hosts received. Rebuilds the tables whose VHDS virtual hosts changed; one
+    /// that does not build NACKs the update, naming the virtual hosts at fault.
+    fn virtual_hosts(
+        &self,
+        v: Vec<Arc<VirtualHostProto>>,
+        next: &mut State,
+        rejections: &mut Vec<Rejection>,
+    ) {
+        let now = SystemTime::now();
+        next.vhosts = v;
+        let names: Vec<String> = next.routes.keys().cloned().collect();
+        for name in names {
+            let Some(old) = next.routes.get(&name) else {
+                continue;
+            };
+            let vhds = vhds_of(&old.proto, &next.vhosts);
+            if same_all(&old.vhds, &vhds) {
+                continue;
+            }
+            match self.build_route(old.proto.clone(), vhds, now) {
+                Ok(r) => {
+                    next.routes.insert(name, r);
+                }
+                Err(errors) => rejections.extend(vhds_refusal(&name, errors)),
+            }
+        }
+    }
+
+    /// A table from RDS with the VHDS virtual hosts `vhds` after its own.
+    fn build_route(
+        &self,
+        proto: Arc<RouteConfiguration>,
+        vhds: Vec<Arc<VirtualHostProto>>,
+        now: SystemTime,
+    ) -> Result<DynRoute, proxy_model::route::RdsErrors> {
+        let model = RouteConfig::from_rds(
+            &proto,
+            &At::root(""),
+            Some(self.ads),
+            vhds.iter().map(|v| &**v),
+        )?;
+        let dumped = if vhds.is_empty() {
+            proto.clone()
+        } else {
+            let mut merged = (*proto).clone();
+            merged
+                .virtual_hosts
+                .extend(vhds.iter().map(|v| (**v).clone()));
+            Arc::new(merged)
+        };
+        Ok(DynRoute {
+            proto,
+            vhds,
+            dumped,
+            model: Arc::new(model),
+            updated: now,
+        })
     }
 
     /// Composes `next` with the static resources, binds the new listeners, swaps the runtime in and
@@ -391,7 +468,7 @@ impl Dynamic {
             route_configs: next
                 .routes
                 .iter()
-                .map(|(n, r)| (n.clone(), received(&r.proto, r.updated)))
+                .map(|(n, r)| (n.clone(), received(&r.dumped, r.updated)))
                 .collect(),
             secrets: next
                 .secrets
@@ -450,6 +527,7 @@ impl Consumer for Dynamic {
             }
             Resources::Listeners(v) => self.listeners(v, &mut next, &mut rejections),
             Resources::Routes(v) => self.routes(v, &mut next, &mut rejections),
+            Resources::VirtualHosts(v) => self.virtual_hosts(v, &mut next, &mut rejections),
             Resources::Secrets(v) => self.secrets_update(v, &mut next, &mut rejections),
         }
         if rejections.is_empty() {
@@ -589,6 +667,27 @@ fn eds_service(p: &ClusterProto) -> String {
         .to_owned()
 }
 
+/// The VHDS virtual hosts of the table `p` (none unless it has `vhds`), in name order.
+fn vhds_of(p: &RouteConfiguration, vhosts: &[Arc<VirtualHostProto>]) -> Vec<Arc<VirtualHostProto>> {
+    if p.vhds.is_none() {
+        return Vec::new();
+    }
+    vhds_for(vhosts, &p.name).cloned().collect()
+}
+
+/// A VHDS update's refusal: each virtual host at fault by its own name; the table if its own fields
+/// are at fault (not expected: it built before, and only what VHDS adds changed).
+fn vhds_refusal(table: &str, errors: proxy_model::route::RdsErrors) -> Vec<Rejection> {
+    if !errors.route_config.is_empty() {
+        return vec![refused(table, &errors.into_flat())];
+    }
+    errors
+        .vhosts
+        .iter()
+        .map(|(name, e)| refused(name, e))
+        .collect()
+}
+
 fn refused(name: &str, errors: &[proxy_model::ModelError]) -> Rejection {
     let r = Snapshot::refused(name, errors);
     Rejection::new(r.name, r.reason)
@@ -699,6 +798,11 @@ fn build_or_wait<R: Built<Proto: Named> + Clone>(
         }
     }
     (built, waiting)
+}
+
+/// Whether two lists of resources are the same, one by one (see [`same`]).
+fn same_all<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b))
 }
 
 /// Whether a resource is unchanged: the same decoded message (the xDS client keeps unchanged ones

@@ -619,8 +619,12 @@ pub async fn run(
                 AdsApi::Delta => Mode::Delta,
             };
             let node = xds_node(&settings.node);
-            let consumer =
-                dynamic::Dynamic::new(proxy.clone(), statics, settings.secrets.statics.clone());
+            let consumer = dynamic::Dynamic::new(
+                proxy.clone(),
+                statics,
+                settings.secrets.statics.clone(),
+                ads.api,
+            );
             let client = AdsClient::connect(ads.uri(), node, mode, consumer)?;
             let status = client.watch_status();
             let _ = proxy.ads_status.set(status.clone());
