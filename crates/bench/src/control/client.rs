@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use xds_api::pb::envoy::config::core::v3::Node;
+use xds_api::pb::envoy::config::route::v3::VirtualHost;
 use xds_api::pb::envoy::config::route::v3::route::Action;
 use xds_api::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -116,8 +117,8 @@ impl Identity {
     }
 
     /// The node with Istio's metadata (LABELS, NAMESPACE, INTERCEPTION_MODE), as bootstrap_cmd.rs
-    /// writes it.
-    pub fn node(&self) -> Node {
+    /// writes it; with `vhds`, asking for virtual hosts over VHDS as `bosun bootstrap --vhds` does.
+    pub fn node(&self, vhds: bool) -> Node {
         let string = |s: &str| Value {
             kind: Some(Kind::StringValue(s.to_owned())),
         };
@@ -127,7 +128,7 @@ impl Identity {
                 .map(|(k, v)| (k.to_owned(), string(v)))
                 .collect(),
         };
-        let metadata = Struct {
+        let mut metadata = Struct {
             fields: [
                 (
                     "LABELS".to_owned(),
@@ -143,6 +144,11 @@ impl Identity {
             .into_iter()
             .collect(),
         };
+        if vhds {
+            metadata
+                .fields
+                .insert(control::node::VHDS_METADATA.to_owned(), string("true"));
+        }
         Node {
             id: self.node_id.clone(),
             cluster: format!("bench-client.{}", self.namespace),
@@ -168,29 +174,50 @@ struct Reader {
     endpoints: Option<usize>,
 }
 
+impl Reader {
+    /// Whether `vhost` is the probe service's: by its name in a table, or `TABLE/NAME` over VHDS.
+    fn is_probe(&self, vhost: &VirtualHost) -> bool {
+        let name = vhost.name.as_str();
+        let own = name.rsplit_once('/').map_or(name, |(_, own)| own);
+        own == self.probe.vhost
+    }
+}
+
+/// The weight of the `v1` subset in the first route of `vhost` (100 when it is not split).
+fn v1_weight(vhost: &VirtualHost) -> Option<u32> {
+    let action = vhost.routes.first()?.action.as_ref()?;
+    let Action::Route(route) = action else {
+        return None;
+    };
+    match route.cluster_specifier.as_ref()? {
+        ClusterSpecifier::WeightedClusters(w) => w
+            .clusters
+            .iter()
+            .find(|c| c.name.contains("|v1|"))
+            .map(|c| c.weight.as_ref().map_or(0, |w| w.value)),
+        // No split: everything goes to one cluster.
+        _ => Some(100),
+    }
+}
+
 impl Consumer for Reader {
     fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
         match &resources {
             Resources::Routes(routes) => {
-                let vhost = routes
+                if let Some(w) = routes
                     .iter()
                     .flat_map(|r| &r.virtual_hosts)
-                    .find(|v| v.name == self.probe.vhost);
-                self.v1_weight = vhost.and_then(|v| {
-                    let action = v.routes.first()?.action.as_ref()?;
-                    let Action::Route(route) = action else {
-                        return None;
-                    };
-                    match route.cluster_specifier.as_ref()? {
-                        ClusterSpecifier::WeightedClusters(w) => w
-                            .clusters
-                            .iter()
-                            .find(|c| c.name.contains("|v1|"))
-                            .map(|c| c.weight.as_ref().map_or(0, |w| w.value)),
-                        // No split: everything goes to one cluster.
-                        _ => Some(100),
-                    }
-                });
+                    .find(|v| self.is_probe(v))
+                    .and_then(v1_weight)
+                {
+                    self.v1_weight = Some(w);
+                }
+            }
+            Resources::VirtualHosts(hosts) => {
+                self.v1_weight = hosts
+                    .iter()
+                    .find(|v| self.is_probe(v))
+                    .and_then(|v| v1_weight(v));
             }
             Resources::Endpoints(clas) => {
                 self.endpoints = clas
@@ -369,7 +396,7 @@ async fn stream<P: Proto>(
                     slot.acked.insert(*ty, version.clone());
                     slot.held.insert(*ty, *resources);
                     match ty {
-                        ResourceType::Route => {
+                        ResourceType::Route | ResourceType::VirtualHost => {
                             if let Some(w) = reader.v1_weight
                                 && slot.route_probe.map(|(old, _)| old) != Some(w)
                             {

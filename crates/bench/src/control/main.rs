@@ -95,6 +95,9 @@ struct Args {
     /// Use delta xDS instead of state of the world.
     #[arg(long)]
     delta: bool,
+    /// Take the route tables' service hosts over VHDS, as `bosun bootstrap --vhds` (implies --delta).
+    #[arg(long)]
+    vhds: bool,
     /// How the VirtualService change reaches the control plane: rewrite its file in the config
     /// directory (picked up by the control plane's file watch), or POST it to the debug port's /apply.
     #[arg(long, value_enum, default_value_t = Via::File)]
@@ -117,6 +120,17 @@ struct Args {
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+impl Args {
+    /// How the clients take their config: `sotw`, `delta`, or `vhds` (delta, hosts over VHDS).
+    fn mode(&self) -> &'static str {
+        match (self.delta, self.vhds) {
+            (_, true) => "vhds",
+            (true, false) => "delta",
+            (false, false) => "sotw",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -202,6 +216,7 @@ struct ConfigSize {
     endpoints: usize,
     listeners: usize,
     routes: usize,
+    virtual_hosts: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -375,7 +390,7 @@ fn real_main() -> Result<ExitCode> {
         } else {
             ""
         },
-        if bench.args.delta { "delta" } else { "SotW" },
+        bench.args.mode(),
         repeat,
         bench.args.via,
         bench
@@ -412,7 +427,7 @@ fn real_main() -> Result<ExitCode> {
         proxies,
         runs_planned: repeat,
         runs_done: collected.runs,
-        mode: if bench.args.delta { "delta" } else { "sotw" },
+        mode: bench.args.mode(),
         sidecar_scope: spec.sidecar_scope,
         affected_proxies: bench.identities().iter().filter(|i| i.affected).count(),
         via: bench.args.via,
@@ -491,9 +506,13 @@ impl Bench {
             .iter()
             .enumerate()
             .map(|(i, id)| {
-                let (endpoint, node, probe, board) =
-                    (endpoint.clone(), id.node(), probe.clone(), board.clone());
-                if self.args.delta {
+                let (endpoint, node, probe, board) = (
+                    endpoint.clone(),
+                    id.node(self.args.vhds),
+                    probe.clone(),
+                    board.clone(),
+                );
+                if self.args.delta || self.args.vhds {
                     tokio::spawn(client::run::<DeltaClient>(
                         i, endpoint, node, probe, board, connect_by,
                     ))
@@ -574,6 +593,7 @@ impl Bench {
                 endpoints: held(xds_client::ResourceType::Endpoints),
                 listeners: held(xds_client::ResourceType::Listener),
                 routes: held(xds_client::ResourceType::Route),
+                virtual_hosts: held(xds_client::ResourceType::VirtualHost),
             };
         }
         eprintln!(
@@ -837,10 +857,10 @@ fn table(r: &Report) -> String {
         r.endpoints,
         r.virtual_services,
         r.proxies,
-        if r.mode == "delta" {
-            "delta xDS"
-        } else {
-            "SotW xDS"
+        match r.mode {
+            "delta" => "delta xDS",
+            "vhds" => "delta xDS, service hosts over VHDS",
+            _ => "SotW xDS",
         },
         r.runs_done,
         r.runs_planned
@@ -874,11 +894,12 @@ fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "Each proxy holds {} clusters, {} endpoint assignments, {} listeners, {} route configs.\n",
+        "Each proxy holds {} clusters, {} endpoint assignments, {} listeners, {} route configs, {} virtual hosts over VHDS.\n",
         r.config_size.clusters,
         r.config_size.endpoints,
         r.config_size.listeners,
-        r.config_size.routes
+        r.config_size.routes,
+        r.config_size.virtual_hosts
     );
     let _ = writeln!(
         out,
@@ -887,7 +908,7 @@ fn table(r: &Report) -> String {
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (label, p) in [
         ("startup → full config ACKed", &r.startup),
-        ("VirtualService change → RDS ACKed", &r.vs_change),
+        ("VirtualService change → RDS (or VHDS) ACKed", &r.vs_change),
         ("endpoint change → EDS ACKed", &r.endpoint_change),
     ] {
         let startup = std::ptr::eq(p, &r.startup);

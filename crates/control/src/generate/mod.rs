@@ -539,11 +539,19 @@ impl TypeMaps {
     }
 
     /// `self`, with each map equal to `previous`'s replaced by `previous`'s (so that snapshots of
-    /// consecutive pushes share it, and compare equal by pointer).
+    /// consecutive pushes share it, and compare equal by pointer), and in a map that changed, each
+    /// resource of the same version replaced by `previous`'s: every ADS stream compares the two
+    /// maps, and the same resource then compares by pointer, not by version.
     fn reusing(mut self, previous: &TypeMaps) -> TypeMaps {
         for (map, old) in self.0.iter_mut().zip(&previous.0) {
             if same_single_map(map, old) {
                 *map = old.clone();
+                continue;
+            }
+            for (name, r) in Arc::make_mut(map).iter_mut() {
+                if let Some(kept) = old.get(name).filter(|o| o.version == r.version) {
+                    *r = kept.clone();
+                }
             }
         }
         self
@@ -592,6 +600,11 @@ pub struct Generator<'a> {
 }
 
 fn keep_missing<K: Eq + std::hash::Hash, V>(built: &mut HashMap<K, V>, previous: HashMap<K, V>) {
+    if built.is_empty() {
+        // Nothing built (every scope taken whole): the previous map as it is, not rehashed.
+        *built = previous;
+        return;
+    }
     for (k, v) in previous {
         built.entry(k).or_insert(v);
     }
