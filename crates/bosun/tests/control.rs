@@ -134,15 +134,20 @@ impl Plane {
         (resp.status.as_u16(), resp.text())
     }
 
-    /// Each connected proxy's config version and whether it ACKed all of it.
-    async fn sync_state(&self) -> Vec<(String, bool)> {
+    /// `/debug/syncz`: one entry per connected proxy.
+    async fn syncz(&self) -> Vec<serde_json::Value> {
         let resp = http_get(self.debug, "/debug/syncz", &[])
             .await
             .expect("syncz");
         let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
-        v.as_array()
-            .into_iter()
-            .flatten()
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Each connected proxy's config version and whether it ACKed all of it.
+    async fn sync_state(&self) -> Vec<(String, bool)> {
+        self.syncz()
+            .await
+            .iter()
             .map(|p| {
                 (
                     p["version"].as_str().unwrap_or_default().to_owned(),
@@ -191,13 +196,9 @@ impl Plane {
 
     /// What `/debug/syncz` says of `proxy`'s resources of one type (`RDS`, `VHDS`, …).
     async fn sync_of(&self, proxy: &str, short_type: &str) -> serde_json::Value {
-        let resp = http_get(self.debug, "/debug/syncz", &[])
+        self.syncz()
             .await
-            .expect("syncz");
-        let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
-        v.as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .find(|p| p["proxy"].as_str().is_some_and(|id| id.contains(proxy)))
             .map(|p| p["types"][short_type].clone())
             .unwrap_or_default()

@@ -54,6 +54,18 @@ spec:
   - {name: v3, labels: {version: v3}}
 ";
 
+/// Requests of the user `jason` to reviews v2, the others to v1.
+const JASON_TO_V2: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+";
+
 fn index(yaml: &str, policy: OutboundTrafficPolicyMode) -> Index {
     let registry = load_registry_str(MESH).expect("mesh file");
     let parsed = parse_config("test.yaml", yaml).expect("valid config");
@@ -189,16 +201,7 @@ fn cluster_of(r: &ProxyResources, authority: &str, path: &str, headers: &[(&str,
 
 #[test]
 fn content_based_routing_by_header_with_every_host_alias() {
-    let vs = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{headers: {end-user: {exact: jason}}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v1}}]
-";
+    let vs = JASON_TO_V2;
     let index = index(
         &format!("{REVIEWS_DR}---\n{vs}"),
         OutboundTrafficPolicyMode::AllowAny,
@@ -288,16 +291,7 @@ spec:
 /// them). Put back together, as Envoy merges them, they route every request as the whole table does.
 #[test]
 fn over_vhds_the_table_is_its_hosts_sent_apart() {
-    let vs = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{headers: {end-user: {exact: jason}}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v1}}]
-";
+    let vs = JASON_TO_V2;
     let index = index(
         &format!("{REVIEWS_DR}---\n{vs}"),
         OutboundTrafficPolicyMode::RegistryOnly,
@@ -674,16 +668,7 @@ fn inbound_listener_routes_to_the_workload() {
 
 #[test]
 fn captured_sidecars_route_by_port_and_host() {
-    let vs = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - match: [{headers: {end-user: {exact: jason}}}]
-    route: [{destination: {host: reviews, subset: v2}}]
-  - route: [{destination: {host: reviews, subset: v1}}]
-";
+    let vs = JASON_TO_V2;
     let index = index(
         &format!("{REVIEWS_DR}---\n{vs}"),
         OutboundTrafficPolicyMode::AllowAny,
