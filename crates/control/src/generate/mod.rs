@@ -569,6 +569,10 @@ struct SharedPart {
     /// For route tables: each service port's encoded routes, by hostname and port, which the next
     /// push takes unless its change concerns that host.
     service_routes: HashMap<(String, u32), Bytes>,
+    /// For tables sent over VHDS: each service host's resource by name, with the domains it was
+    /// built with. The next push takes it whole (not built, encoded nor hashed again) unless its
+    /// change concerns that host or its domains moved.
+    vhds_hosts: HashMap<String, (Vec<String>, Arc<VersionedResource>)>,
 }
 
 /// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
@@ -729,6 +733,7 @@ impl<'a> Generator<'a> {
         let index: &Index = self.index;
         let SidecarRoutes { tables, rest } = sidecar_route_tables(index, proxy, services);
         let mut service_routes = HashMap::new();
+        let mut vhds_hosts_built = HashMap::new();
         let mut packed = rest.packed();
         for table in tables {
             let name = table.config.name.clone();
@@ -758,13 +763,32 @@ impl<'a> Generator<'a> {
             };
             for host in vhds_hosts {
                 let name = host.name().to_owned();
-                let mut value = Vec::new();
-                host.encode_raw(&mut routes, &mut value);
-                let any = Any {
-                    type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
-                    value,
+                let kept = match &host {
+                    listener::TableHost::Service {
+                        service, domains, ..
+                    } if self.route_change.keeps(&service.hostname) => previous
+                        .and_then(|p| p.vhds_hosts.get(&name))
+                        .filter(|(built_with, _)| built_with == domains),
+                    _ => None,
                 };
-                packed.push((name, Arc::new(VersionedResource::new(any))));
+                let (domains, resource) = match kept {
+                    Some(kept) => kept.clone(),
+                    None => {
+                        let domains = match &host {
+                            listener::TableHost::Service { domains, .. } => domains.clone(),
+                            listener::TableHost::Fixed(v) => v.domains.clone(),
+                        };
+                        let mut value = Vec::new();
+                        host.encode_raw(&mut routes, &mut value);
+                        let any = Any {
+                            type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
+                            value,
+                        };
+                        (domains, Arc::new(VersionedResource::new(any)))
+                    }
+                };
+                vhds_hosts_built.insert(name.clone(), (domains, resource.clone()));
+                packed.push((name, resource));
             }
             let any = Any {
                 type_url: xds_api::type_url::ROUTE_CONFIGURATION.to_owned(),
@@ -780,6 +804,7 @@ impl<'a> Generator<'a> {
             maps,
             warnings: rest.warnings,
             service_routes,
+            vhds_hosts: vhds_hosts_built,
             ..SharedPart::default()
         }
     }
