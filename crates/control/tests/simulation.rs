@@ -923,17 +923,30 @@ fn pushes_in_a_row_match_generating_from_scratch() {
     const PRODUCTPAGE: &str = "productpage.default.svc.cluster.local";
     const REVIEWS: &str = "reviews.default.svc.cluster.local";
     const RATINGS: &str = "ratings.default.svc.cluster.local";
-    let build = |yaml: String, extra: &str, policy| {
+    // As the control plane does, a push whose mesh file and ServiceEntries are as before keeps the
+    // last index's services (the very same, which lets a push take the tables' hosts whole).
+    let mut services_from: Option<(String, Vec<mesh_api::resource::Resource>)> = None;
+    let mut build = |yaml: String, extra: &str, policy, before: Option<&Arc<Index>>| {
         let registry = load_registry_str(&format!("{MESH}{extra}")).expect("mesh file");
         let resources = parse_resources("test.yaml", &yaml).expect("valid config");
-        Arc::new(Index::build(
-            &registry,
-            &resources,
-            MeshSettings {
-                outbound_policy: policy,
-                ..MeshSettings::default()
-            },
-        ))
+        let entries: Vec<_> = resources
+            .iter()
+            .filter(|r| r.kind == mesh_api::resource::Kind::ServiceEntry)
+            .cloned()
+            .collect();
+        let inputs = Some((extra.to_owned(), entries));
+        let mesh = MeshSettings {
+            outbound_policy: policy,
+            ..MeshSettings::default()
+        };
+        let index = match before {
+            Some(before) if services_from == inputs => {
+                Index::with_services(before.services.clone(), &resources, mesh)
+            }
+            _ => Index::build(&registry, &resources, mesh),
+        };
+        services_from = inputs;
+        Arc::new(index)
     };
     use OutboundTrafficPolicyMode::{AllowAny, RegistryOnly};
     let base = |w| {
@@ -1125,7 +1138,7 @@ fn pushes_in_a_row_match_generating_from_scratch() {
     let mut cache = Default::default();
     let mut last: Option<(Arc<Index>, Vec<xds_server::Snapshot>)> = None;
     for (what, yaml, extra, policy, change) in steps {
-        let index = build(yaml, extra, policy);
+        let index = build(yaml, extra, policy, last.as_ref().map(|(i, _)| i));
         if let (Some((before, _)), Some(change)) = (&last, change) {
             assert_eq!(index.route_change_since(before), change, "{what}");
         }

@@ -332,18 +332,38 @@ impl TableHost<'_> {
                 domains,
                 trailing,
             } => {
-                // Name and domains (fields 1, 2), then routes (3); it has no other field.
-                VirtualHost {
+                let mut trailing_encoded = Vec::new();
+                encode_routes(&trailing, &mut trailing_encoded);
+                encode_service_host(
                     name,
                     domains,
-                    ..Default::default()
-                }
-                .encode_raw(out);
-                out.extend_from_slice(&routes(service, port));
-                encode_routes(&trailing, out);
+                    &routes(service, port),
+                    &trailing_encoded,
+                    out,
+                );
             }
         }
     }
+}
+
+/// A service host's `VirtualHost` fields encoded into `out`: its name and domains, then its
+/// service's routes and its trailing ones, both encoded already (as [`encode_routes`] writes them).
+pub fn encode_service_host(
+    name: String,
+    domains: Vec<String>,
+    routes: &[u8],
+    trailing: &[u8],
+    out: &mut Vec<u8>,
+) {
+    // Name and domains (fields 1, 2), then routes (3); it has no other field.
+    VirtualHost {
+        name,
+        domains,
+        ..Default::default()
+    }
+    .encode_raw(out);
+    out.extend_from_slice(routes);
+    out.extend_from_slice(trailing);
 }
 
 impl<'a> RouteTable<'a> {

@@ -310,6 +310,14 @@ fn outbound_cluster_parts(
     out
 }
 
+/// An encoded `VirtualHost` as a VHDS resource.
+fn vhds_resource(value: Vec<u8>) -> Arc<VersionedResource> {
+    Arc::new(VersionedResource::new(Any {
+        type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
+        value,
+    }))
+}
+
 /// Whether two lists of parts are the very same parts, in the same order.
 fn same_parts(a: &[Arc<Packed>], b: &[Arc<Packed>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
@@ -572,7 +580,19 @@ struct SharedPart {
     /// For tables sent over VHDS: each service host's resource by name, with the domains it was
     /// built with. The next push takes it whole (not built, encoded nor hashed again) unless its
     /// change concerns that host or its domains moved.
-    vhds_hosts: HashMap<String, (Vec<String>, Arc<VersionedResource>)>,
+    vhds_hosts: HashMap<String, Arc<VhdsHost>>,
+}
+
+/// A service host sent over VHDS, as a push built it.
+#[derive(Debug)]
+struct VhdsHost {
+    hostname: String,
+    port: u32,
+    /// The domains it claimed in its table.
+    domains: Vec<String>,
+    /// Its routes after the service's own (see [`listener::TableHost`]), encoded.
+    trailing: Bytes,
+    resource: Arc<VersionedResource>,
 }
 
 /// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
@@ -596,6 +616,8 @@ pub struct Generator<'a> {
     /// Whether the last push's outbound clusters all stand (see [`Index::clusters_unchanged_since`]):
     /// each scope's are then taken whole, with no look at its services.
     clusters_unchanged: bool,
+    /// Whether the services are the very ones of the last push (so are the tables' hosts).
+    services_unchanged: bool,
     addressing: InboundAddressing,
     /// The labels `failoverPriority` rules compare, read once per push.
     priority_labels: std::collections::BTreeSet<String>,
@@ -638,10 +660,15 @@ impl<'a> Generator<'a> {
             ),
             None => (RouteChange::Everything, false),
         };
+        let services_unchanged = previous
+            .index
+            .as_ref()
+            .is_some_and(|before| Arc::ptr_eq(&before.services, &index.services));
         Generator {
             index,
             route_change,
             clusters_unchanged,
+            services_unchanged,
             addressing,
             priority_labels: locality::priority_labels(index),
             previous,
@@ -763,32 +790,40 @@ impl<'a> Generator<'a> {
             };
             for host in vhds_hosts {
                 let name = host.name().to_owned();
-                let kept = match &host {
-                    listener::TableHost::Service {
-                        service, domains, ..
-                    } if self.route_change.keeps(&service.hostname) => previous
-                        .and_then(|p| p.vhds_hosts.get(&name))
-                        .filter(|(built_with, _)| built_with == domains),
-                    _ => None,
+                let listener::TableHost::Service {
+                    service,
+                    port,
+                    domains,
+                    trailing,
+                    ..
+                } = &host
+                else {
+                    continue;
                 };
-                let (domains, resource) = match kept {
+                let kept = previous
+                    .filter(|_| self.route_change.keeps(&service.hostname))
+                    .and_then(|p| p.vhds_hosts.get(&name))
+                    .filter(|h| h.domains == *domains);
+                let built = match kept {
                     Some(kept) => kept.clone(),
                     None => {
-                        let domains = match &host {
-                            listener::TableHost::Service { domains, .. } => domains.clone(),
-                            listener::TableHost::Fixed(v) => v.domains.clone(),
-                        };
+                        let (hostname, port, domains) =
+                            (service.hostname.clone(), *port, domains.clone());
+                        let mut encoded = Vec::new();
+                        listener::encode_routes(trailing, &mut encoded);
                         let mut value = Vec::new();
                         host.encode_raw(&mut routes, &mut value);
-                        let any = Any {
-                            type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
-                            value,
-                        };
-                        (domains, Arc::new(VersionedResource::new(any)))
+                        Arc::new(VhdsHost {
+                            hostname,
+                            port,
+                            domains,
+                            trailing: Bytes::from(encoded),
+                            resource: vhds_resource(value),
+                        })
                     }
                 };
-                vhds_hosts_built.insert(name.clone(), (domains, resource.clone()));
-                packed.push((name, resource));
+                packed.push((name.clone(), built.resource.clone()));
+                vhds_hosts_built.insert(name, built);
             }
             let any = Any {
                 type_url: xds_api::type_url::ROUTE_CONFIGURATION.to_owned(),
@@ -805,6 +840,64 @@ impl<'a> Generator<'a> {
             warnings: rest.warnings,
             service_routes,
             vhds_hosts: vhds_hosts_built,
+            ..SharedPart::default()
+        }
+    }
+
+    /// [`route_part`](Self::route_part) for a sidecar taking its service hosts over VHDS when only
+    /// `changed` hosts' routes changed and the services are the ones `old` was built from: the
+    /// tables and every other host are `old`'s; only the changed hosts are built again, with the
+    /// names and domains they had (which only the services decide).
+    fn vhds_hosts_changed(
+        &self,
+        proxy: &Proxy,
+        old: &SharedPart,
+        changed: &std::collections::HashSet<String>,
+    ) -> SharedPart {
+        let index: &Index = self.index;
+        let at = TYPES
+            .iter()
+            .position(|t| *t == xds_api::type_url::VIRTUAL_HOST)
+            .unwrap_or_default();
+        let mut maps = old.maps.clone();
+        let mut vhds_hosts = old.vhds_hosts.clone();
+        let routes = |service: &Service, port: u32| {
+            let mut buf = Vec::new();
+            listener::encode_routes(
+                &listener::service_routes(index, proxy, service, port),
+                &mut buf,
+            );
+            Bytes::from(buf)
+        };
+        for (name, host) in &mut vhds_hosts {
+            if !changed.contains(&host.hostname) {
+                continue;
+            }
+            let Some(service) = index.services.services.get(&host.hostname) else {
+                continue;
+            };
+            let mut value = Vec::new();
+            listener::encode_service_host(
+                name.clone(),
+                host.domains.clone(),
+                &routes(service, host.port),
+                &host.trailing,
+                &mut value,
+            );
+            let resource = vhds_resource(value);
+            Arc::make_mut(&mut maps.0[at]).insert(name.clone(), resource.clone());
+            *host = Arc::new(VhdsHost {
+                hostname: host.hostname.clone(),
+                port: host.port,
+                domains: host.domains.clone(),
+                trailing: host.trailing.clone(),
+                resource,
+            });
+        }
+        SharedPart {
+            maps,
+            warnings: old.warnings.clone(),
+            vhds_hosts,
             ..SharedPart::default()
         }
     }
@@ -839,8 +932,15 @@ impl<'a> Generator<'a> {
                 Some(part) => part.clone(),
                 None => {
                     let previous = self.previous.routes.get(&key);
-                    let part = match previous {
-                        Some(old) if self.route_change == RouteChange::Nothing => old.clone(),
+                    let part = match (previous, &self.route_change) {
+                        (Some(old), RouteChange::Nothing) => old.clone(),
+                        (Some(old), RouteChange::Hosts(changed))
+                            if proxy.vhds
+                                && self.services_unchanged
+                                && !old.vhds_hosts.is_empty() =>
+                        {
+                            Arc::new(self.vhds_hosts_changed(proxy, old, changed))
+                        }
                         _ => Arc::new(self.route_part(proxy, &visible(), previous.map(|p| &**p))),
                     };
                     built.routes.insert(key, part.clone());
