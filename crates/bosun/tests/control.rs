@@ -467,7 +467,7 @@ async fn weighted_rollout(dataplane: Dataplane, ip: impl Fn(u8) -> String, vhds:
                 "app=reviews,version=v2",
             ),
         ];
-        let _client = Sidecar::start(
+        let client_sidecar = Sidecar::start(
             dataplane,
             &plane,
             "productpage-v1",
@@ -536,6 +536,12 @@ async fn weighted_rollout(dataplane: Dataplane, ip: impl Fn(u8) -> String, vhds:
             assert!(
                 !acked.is_empty() && !before.contains(&acked),
                 "{dataplane:?}: {hosts}"
+            );
+            // The proxy's own view (its config dump) is the table in use, its VHDS hosts merged in.
+            let routes = proxy_config("routes", &client_sidecar.admin().to_string());
+            assert!(
+                routes.contains("outbound|9080|v2|reviews.default.svc.cluster.local"),
+                "{dataplane:?}: no route to v2:\n{routes}"
             );
         }
         // The push's convergence (every proxy ACKed) is measured; it may lag the ACKs by a poll.
