@@ -844,10 +844,10 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// [`route_part`](Self::route_part) for a sidecar taking its service hosts over VHDS when only
-    /// `changed` hosts' routes changed and the services are the ones `old` was built from: the
-    /// tables and every other host are `old`'s; only the changed hosts are built again, with the
-    /// names and domains they had (which only the services decide).
+    /// [`route_part`](Self::route_part) for a sidecar without capture taking its service hosts over
+    /// VHDS, when only `changed` hosts' routes changed and the services are the ones `old` was built
+    /// from: the table and every other host are `old`'s; only the changed hosts are built again,
+    /// with the names, domains and trailing routes they had (which only the services decide).
     fn vhds_hosts_changed(
         &self,
         proxy: &Proxy,
@@ -934,8 +934,12 @@ impl<'a> Generator<'a> {
                     let previous = self.previous.routes.get(&key);
                     let part = match (previous, &self.route_change) {
                         (Some(old), RouteChange::Nothing) => old.clone(),
+                        // Without capture the part is the table alone; a captured sidecar's
+                        // part also holds per-port listeners, which a VirtualService's TCP and
+                        // TLS routes shape: those are built again the whole way.
                         (Some(old), RouteChange::Hosts(changed))
                             if proxy.vhds
+                                && proxy.interception == Interception::None
                                 && self.services_unchanged
                                 && !old.vhds_hosts.is_empty() =>
                         {
