@@ -47,12 +47,23 @@ impl VirtualService {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct DestinationRule {
     pub name: String,
     pub namespace: String,
     pub host: String,
-    pub spec: DestinationRuleSpec,
+    /// The store's own spec, shared (a push does not copy a thousand rules).
+    pub spec: Arc<DestinationRuleSpec>,
+}
+
+impl PartialEq for DestinationRule {
+    /// Specs compare by pointer first: a push's rules are mostly the very ones of the last push.
+    fn eq(&self, other: &DestinationRule) -> bool {
+        self.name == other.name
+            && self.namespace == other.namespace
+            && self.host == other.host
+            && (Arc::ptr_eq(&self.spec, &other.spec) || self.spec == other.spec)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -392,7 +403,7 @@ impl Index {
                         name: r.name.clone(),
                         namespace: r.namespace.clone(),
                         host: resolve_host(host, &r.namespace, exists),
-                        spec: (**dr).clone(),
+                        spec: dr.clone(),
                     });
                 }
                 Spec::Gateway(g) => index.gateways.push(Gateway {

@@ -157,8 +157,9 @@ pub struct ObjectMeta {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
     VirtualService(VirtualServiceSpec),
-    /// Boxed, as WorkloadGroup: its traffic policies make it many times larger than the others.
-    DestinationRule(Box<DestinationRuleSpec>),
+    /// Behind a pointer, as WorkloadGroup: its traffic policies make it many times larger than the
+    /// others. Shared: the control plane's index of every push holds the same spec, not a copy.
+    DestinationRule(std::sync::Arc<DestinationRuleSpec>),
     Gateway(GatewaySpec),
     ServiceEntry(ServiceEntrySpec),
     Sidecar(SidecarSpec),
@@ -447,9 +448,9 @@ fn read_spec(
 ) -> Result<Spec, DeError> {
     Ok(match kind {
         Kind::VirtualService => Spec::VirtualService(from_node(node, path, key_pos, findings)?),
-        Kind::DestinationRule => {
-            Spec::DestinationRule(Box::new(from_node(node, path, key_pos, findings)?))
-        }
+        Kind::DestinationRule => Spec::DestinationRule(std::sync::Arc::new(from_node(
+            node, path, key_pos, findings,
+        )?)),
         Kind::Gateway => Spec::Gateway(from_node(node, path, key_pos, findings)?),
         Kind::ServiceEntry => Spec::ServiceEntry(from_node(node, path, key_pos, findings)?),
         Kind::Sidecar => Spec::Sidecar(from_node(node, path, key_pos, findings)?),

@@ -263,7 +263,7 @@ type ServiceClusterKey = (
 #[derive(Debug)]
 struct ServiceClusters {
     service: Service,
-    rule: Option<DestinationRuleSpec>,
+    rule: Option<Arc<DestinationRuleSpec>>,
     /// Whether mesh TLS was in use (auto mTLS) when they were built.
     mesh_tls: bool,
     packed: Arc<Packed>,
@@ -293,7 +293,11 @@ fn outbound_cluster_parts(
         let entry = built.entry(key).or_insert_with_key(|key| {
             let rule = dr.map(|d| d.spec.clone());
             let packed = match previous.get(key) {
-                Some(p) if p.service == **service && p.rule == rule && p.mesh_tls == mesh_tls => {
+                Some(p)
+                    if p.service == **service
+                        && same_rule(&p.rule, &rule)
+                        && p.mesh_tls == mesh_tls =>
+                {
                     p.packed.clone()
                 }
                 _ => Arc::new(service_clusters(index, proxy, service, addressing).packed()),
@@ -316,6 +320,16 @@ fn vhds_resource(value: Vec<u8>) -> Arc<VersionedResource> {
         type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
         value,
     }))
+}
+
+/// Whether two DestinationRule specs are the same: the very same one (the usual case, the store's
+/// spec shared from push to push), or equal.
+fn same_rule(a: &Option<Arc<DestinationRuleSpec>>, b: &Option<Arc<DestinationRuleSpec>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// Whether two lists of parts are the very same parts, in the same order.
