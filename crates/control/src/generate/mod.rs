@@ -314,14 +314,6 @@ fn outbound_cluster_parts(
     out
 }
 
-/// An encoded `VirtualHost` as a VHDS resource.
-fn vhds_resource(value: Vec<u8>) -> Arc<VersionedResource> {
-    Arc::new(VersionedResource::new(Any {
-        type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
-        value,
-    }))
-}
-
 /// Whether two DestinationRule specs are the same: the very same one (the usual case, the store's
 /// spec shared from push to push), or equal.
 fn same_rule(a: &Option<Arc<DestinationRuleSpec>>, b: &Option<Arc<DestinationRuleSpec>>) -> bool {
@@ -609,6 +601,32 @@ struct VhdsHost {
     resource: Arc<VersionedResource>,
 }
 
+impl VhdsHost {
+    /// The host `name` of `hostname`'s `port`, its `VirtualHost` resource encoded from its
+    /// service's encoded `routes` and its own.
+    fn encode(
+        hostname: String,
+        port: u32,
+        name: String,
+        domains: Vec<String>,
+        routes: &[u8],
+        trailing: Bytes,
+    ) -> VhdsHost {
+        let mut value = Vec::new();
+        listener::encode_service_host(name, domains.clone(), routes, &trailing, &mut value);
+        VhdsHost {
+            hostname,
+            port,
+            domains,
+            trailing,
+            resource: Arc::new(VersionedResource::new(Any {
+                type_url: xds_api::type_url::VIRTUAL_HOST.to_owned(),
+                value,
+            })),
+        }
+    }
+}
+
 /// What one push generated, handed to the next so that what did not change keeps its `Arc`s: the
 /// proxies' snapshots then share maps with those already sent, which the ADS streams recognize by
 /// pointer without comparing resources.
@@ -821,19 +839,16 @@ impl<'a> Generator<'a> {
                 let built = match kept {
                     Some(kept) => kept.clone(),
                     None => {
-                        let (hostname, port, domains) =
-                            (service.hostname.clone(), *port, domains.clone());
                         let mut encoded = Vec::new();
                         listener::encode_routes(trailing, &mut encoded);
-                        let mut value = Vec::new();
-                        host.encode_raw(&mut routes, &mut value);
-                        Arc::new(VhdsHost {
-                            hostname,
-                            port,
-                            domains,
-                            trailing: Bytes::from(encoded),
-                            resource: vhds_resource(value),
-                        })
+                        Arc::new(VhdsHost::encode(
+                            service.hostname.clone(),
+                            *port,
+                            name.clone(),
+                            domains.clone(),
+                            &routes(service, *port),
+                            Bytes::from(encoded),
+                        ))
                     }
                 };
                 packed.push((name.clone(), built.resource.clone()));
@@ -890,23 +905,16 @@ impl<'a> Generator<'a> {
             let Some(service) = index.services.services.get(&host.hostname) else {
                 continue;
             };
-            let mut value = Vec::new();
-            listener::encode_service_host(
+            let rebuilt = VhdsHost::encode(
+                host.hostname.clone(),
+                host.port,
                 name.clone(),
                 host.domains.clone(),
                 &routes(service, host.port),
-                &host.trailing,
-                &mut value,
+                host.trailing.clone(),
             );
-            let resource = vhds_resource(value);
-            Arc::make_mut(&mut maps.0[at]).insert(name.clone(), resource.clone());
-            *host = Arc::new(VhdsHost {
-                hostname: host.hostname.clone(),
-                port: host.port,
-                domains: host.domains.clone(),
-                trailing: host.trailing.clone(),
-                resource,
-            });
+            Arc::make_mut(&mut maps.0[at]).insert(name.clone(), rebuilt.resource.clone());
+            *host = Arc::new(rebuilt);
         }
         SharedPart {
             maps,
