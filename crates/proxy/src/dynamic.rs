@@ -54,7 +54,7 @@ use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost as V
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
 use xds_client::resources::vhds_for;
-use xds_client::{AdsStatus, Consumer, Rejection, ResourceType, Resources};
+use xds_client::{AdsStatus, Consumer, Rejection, ResourceSet, ResourceType, Resources};
 
 use crate::{DynamicInfo, Proxy, Received, Runtime, bind};
 
@@ -514,7 +514,8 @@ impl Dynamic {
 }
 
 impl Consumer for Dynamic {
-    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
+    fn apply(&mut self, set: ResourceSet<'_>) -> Result<(), Vec<Rejection>> {
+        let resources = set.to_resources();
         let ty = resources.resource_type();
         let count = resources.len();
         let mut next = self.state.clone();

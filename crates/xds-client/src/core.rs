@@ -22,7 +22,10 @@ pub trait Consumer {
     /// is good. Return the rejected resources as `name: reason` to NACK the update; the consumer must
     /// then keep serving its previous set of that type (the client keeps its previous set too, and
     /// hands that plus the next update in the following call).
-    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>>;
+    ///
+    /// The set is lent: a consumer keeps what it needs ([`ResourceSet::to_resources`] copies all of
+    /// it), so that an update of one of thousands of resources does not touch every one.
+    fn apply(&mut self, resources: ResourceSet<'_>) -> Result<(), Vec<Rejection>>;
 
     /// Called once, when the initial configuration is complete: clusters and their endpoints, then
     /// listeners and their routes have been applied (or their initial fetch timed out). A proxy reports
@@ -104,6 +107,46 @@ pub struct SubChange {
 pub struct Cached {
     pub version: String,
     pub resource: Resource,
+}
+
+/// The complete current set of one type's resources, as [`Consumer::apply`] is lent it: in name
+/// order, read where the client holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceSet<'a> {
+    ty: ResourceType,
+    held: &'a BTreeMap<String, Cached>,
+}
+
+impl<'a> ResourceSet<'a> {
+    /// The type of these resources.
+    pub fn resource_type(&self) -> ResourceType {
+        self.ty
+    }
+
+    /// How many resources there are.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// The resources in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a Resource> + 'a {
+        self.held.values().map(|c| &c.resource)
+    }
+
+    /// The resource named `name`.
+    pub fn get(&self, name: &str) -> Option<&'a Resource> {
+        self.held.get(name).map(|c| &c.resource)
+    }
+
+    /// The whole set, owned (shared pointers to the resources, not copies of them).
+    pub fn to_resources(&self) -> Resources {
+        Resources::collect(self.ty, self.iter())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -222,12 +265,12 @@ impl Core {
         replace: bool,
         consumer: &mut C,
     ) -> Result<(Vec<SubChange>, usize), Vec<Rejection>> {
-        let st = self.st(ty);
-        let mut next = if replace {
-            BTreeMap::new()
-        } else {
-            st.cache.clone()
-        };
+        // The update is made in place, and undone if the consumer refuses it: copying the whole
+        // cache per update cost a delta client with a thousand VHDS hosts more than the rest of it.
+        let wildcard = ty.is_wildcard();
+        let st = self.st_mut(ty);
+        let before = replace.then(|| std::mem::take(&mut st.cache));
+        let mut undo: Vec<(String, Option<Cached>)> = Vec::new();
         // The tables a VHDS response carries virtual hosts for (a removal does not warm one).
         let vhds_tables: Vec<String> = if ty == ResourceType::VirtualHost {
             items
@@ -240,33 +283,53 @@ impl Core {
         };
         let mut answered = Vec::with_capacity(items.len() + removed.len());
         for item in items {
-            if !ty.is_wildcard() && !st.names.contains(&item.name) {
+            if !wildcard && !st.names.contains(&item.name) {
                 // Not asked for (Envoy ignores these too).
                 continue;
             }
             answered.push(item.name.clone());
-            next.insert(
-                item.name,
+            let old = st.cache.insert(
+                item.name.clone(),
                 Cached {
                     version: item.version,
                     resource: item.resource,
                 },
             );
+            if before.is_none() {
+                undo.push((item.name, old));
+            }
         }
         for name in removed {
-            next.remove(name);
-            if ty.is_wildcard() || st.names.contains(name) {
+            let old = st.cache.remove(name);
+            if before.is_none() && old.is_some() {
+                undo.push((name.clone(), old));
+            }
+            if wildcard || st.names.contains(name) {
                 answered.push(name.clone());
             }
         }
-        consumer.apply(Resources::collect(ty, next.values().map(|c| &c.resource)))?;
-        let count = next.len();
-        self.vhds_answered.extend(vhds_tables);
-        let st = self.st_mut(ty);
-        st.cache = next;
+        if let Err(rejections) = consumer.apply(ResourceSet {
+            ty,
+            held: &st.cache,
+        }) {
+            match before {
+                Some(cache) => st.cache = cache,
+                None => {
+                    for (name, old) in undo.into_iter().rev() {
+                        match old {
+                            Some(cached) => st.cache.insert(name, cached),
+                            None => st.cache.remove(&name),
+                        };
+                    }
+                }
+            }
+            return Err(rejections);
+        }
+        let count = st.cache.len();
         st.version = version.to_owned();
         st.accepted = true;
         st.received.extend(answered);
+        self.vhds_answered.extend(vhds_tables);
         let mut changes = Vec::new();
         if matches!(ty, ResourceType::Cluster | ResourceType::Listener) {
             // The secrets (SDS over ADS) the clusters' and listeners' TLS contexts name.

@@ -15,12 +15,12 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), xds_client::XdsError> {
-//! use xds_client::{AdsClient, Consumer, Mode, Rejection, Resources};
+//! use xds_client::{AdsClient, Consumer, Mode, Rejection, ResourceSet};
 //! use xds_api::pb::envoy::config::core::v3::Node;
 //!
 //! struct Proxy;
 //! impl Consumer for Proxy {
-//!     fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
+//!     fn apply(&mut self, resources: ResourceSet<'_>) -> Result<(), Vec<Rejection>> {
 //!         // convert into the proxy's model; Err(vec![Rejection::new(name, reason)]) to NACK
 //!         Ok(())
 //!     }
@@ -39,7 +39,8 @@ mod sotw;
 mod transport;
 
 pub use crate::core::{
-    Consumer, Event, INVALID_ARGUMENT, MAX_NACK_MESSAGE, Outcome, Session, Warming, nack_status,
+    Consumer, Event, INVALID_ARGUMENT, MAX_NACK_MESSAGE, Outcome, ResourceSet, Session, Warming,
+    nack_status,
 };
 pub use crate::delta::DeltaClient;
 pub use crate::error::XdsError;

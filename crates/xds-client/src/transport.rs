@@ -699,7 +699,7 @@ mod tests {
         impl Consumer for Nop {
             fn apply(
                 &mut self,
-                _: crate::Resources,
+                _: crate::ResourceSet<'_>,
             ) -> Result<(), Vec<crate::resources::Rejection>> {
                 Ok(())
             }

@@ -178,6 +178,52 @@ fn rejected_listener_is_nacked_with_nonce_and_name_reason() {
 }
 
 #[test]
+fn a_rejected_update_leaves_the_held_set_as_it_was() {
+    let mut rec = Recorder::default();
+    let mut c = warm(&mut rec);
+    let lds = |version: &str, nonce: &str, resources: Vec<Resource>, removed: &[&str]| {
+        response(ResourceType::Listener, version, nonce, resources, removed)
+    };
+    c.on_response(
+        lds(
+            "s2",
+            "n11",
+            vec![res("x", "l2", any_of(&listener("x", 81, "80")))],
+            &[],
+        ),
+        &mut rec,
+    );
+    // Replaces one held listener, removes another and adds a broken one: all or nothing.
+    let out = c.on_response(
+        lds(
+            "s3",
+            "n12",
+            vec![
+                res("http", "l3", any_of(&listener("http", 82, "80"))),
+                res("broken", "l3", any_of(&bad_listener("broken"))),
+            ],
+            &["x"],
+        ),
+        &mut rec,
+    );
+    assert!(out.requests[0].error_detail.is_some(), "{:?}", out.requests);
+    let held = BTreeMap::from([("http".into(), "l1".into()), ("x".into(), "l2".into())]);
+    assert_eq!(c.resource_versions(ResourceType::Listener), held);
+    // The next update builds on the set held before the rejected one.
+    c.on_response(
+        lds(
+            "s4",
+            "n13",
+            vec![res("y", "l4", any_of(&listener("y", 83, "80")))],
+            &[],
+        ),
+        &mut rec,
+    );
+    assert_eq!(rec.names(ResourceType::Listener), ["http", "x", "y"]);
+    assert_eq!(c.acked_versions()[&ResourceType::Listener], "s4");
+}
+
+#[test]
 fn name_mismatch_and_missing_body_are_nacked() {
     let mut rec = Recorder::default();
     let mut c = warm(&mut rec);

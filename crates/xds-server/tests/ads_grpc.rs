@@ -12,7 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use xds_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use xds_client::{
-    AdsClient, AdsConfig, AdsStatus, Consumer, Mode, Rejection, ResourceType, Resources,
+    AdsClient, AdsConfig, AdsStatus, Consumer, Mode, Rejection, ResourceSet, ResourceType,
+    Resources,
 };
 use xds_server::{ProxySyncStatus, RunningServer, Snapshot, SnapshotCache, TypeStatus};
 
@@ -37,7 +38,8 @@ impl Proxy {
 }
 
 impl Consumer for Proxy {
-    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
+    fn apply(&mut self, set: ResourceSet<'_>) -> Result<(), Vec<Rejection>> {
+        let resources = set.to_resources();
         if let Resources::Listeners(ls) = &resources {
             let bad: Vec<Rejection> = ls
                 .iter()

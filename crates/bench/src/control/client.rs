@@ -26,7 +26,8 @@ use xds_api::pb::envoy::service::discovery::v3::{
 };
 use xds_api::pb::google::protobuf::{Struct, Value, value::Kind};
 use xds_client::{
-    Consumer, DeltaClient, Event, Outcome, Rejection, ResourceType, Resources, SotwClient,
+    Consumer, DeltaClient, Event, Outcome, Rejection, Resource, ResourceSet, ResourceType,
+    SotwClient,
 };
 
 type Grpc = AggregatedDiscoveryServiceClient<Channel>;
@@ -201,29 +202,39 @@ fn v1_weight(vhost: &VirtualHost) -> Option<u32> {
 }
 
 impl Consumer for Reader {
-    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
-        match &resources {
-            Resources::Routes(routes) => {
-                if let Some(w) = routes
+    /// Reads the probe values where the client holds them: a simulated proxy copies nothing.
+    fn apply(&mut self, set: ResourceSet<'_>) -> Result<(), Vec<Rejection>> {
+        match set.resource_type() {
+            ResourceType::Route => {
+                if let Some(w) = set
                     .iter()
-                    .flat_map(|r| &r.virtual_hosts)
+                    .filter_map(|r| match r {
+                        Resource::Route(r) => Some(&r.virtual_hosts),
+                        _ => None,
+                    })
+                    .flatten()
                     .find(|v| self.is_probe(v))
                     .and_then(v1_weight)
                 {
                     self.v1_weight = Some(w);
                 }
             }
-            Resources::VirtualHosts(hosts) => {
-                self.v1_weight = hosts
+            ResourceType::VirtualHost => {
+                self.v1_weight = set
                     .iter()
-                    .find(|v| self.is_probe(v))
+                    .find_map(|r| match r {
+                        Resource::VirtualHost(v) if self.is_probe(v) => Some(v),
+                        _ => None,
+                    })
                     .and_then(|v| v1_weight(v));
             }
-            Resources::Endpoints(clas) => {
-                self.endpoints = clas
-                    .iter()
-                    .find(|c| c.cluster_name == self.probe.cluster)
-                    .map(|c| c.endpoints.iter().map(|l| l.lb_endpoints.len()).sum());
+            ResourceType::Endpoints => {
+                self.endpoints = match set.get(&self.probe.cluster) {
+                    Some(Resource::Endpoints(c)) => {
+                        Some(c.endpoints.iter().map(|l| l.lb_endpoints.len()).sum())
+                    }
+                    _ => None,
+                };
             }
             _ => {}
         }

@@ -22,7 +22,7 @@ use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v
     HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
 };
 use xds_api::pb::google::protobuf::Any;
-use xds_client::{Consumer, Rejection, ResourceType, Resources};
+use xds_client::{Consumer, Rejection, ResourceSet, ResourceType, Resources};
 
 pub const NODE_ID: &str = "sidecar~10.1.1.1~reviews-v1-abc.default~default.svc.cluster.local";
 
@@ -189,7 +189,8 @@ impl Recorder {
 }
 
 impl Consumer for Recorder {
-    fn apply(&mut self, resources: Resources) -> Result<(), Vec<Rejection>> {
+    fn apply(&mut self, set: ResourceSet<'_>) -> Result<(), Vec<Rejection>> {
+        let resources = set.to_resources();
         let mut seen = self.0.lock().unwrap();
         seen.calls += 1;
         if let Resources::Listeners(ls) = &resources {
