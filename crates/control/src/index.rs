@@ -180,9 +180,6 @@ pub struct Index {
     dr_wildcards: Vec<usize>,
     vs_by_host: HashMap<String, Vec<usize>>,
     vs_wildcards: Vec<usize>,
-    /// Each address's instances, as (hostname, position in its service's instances), in hostname
-    /// order: what a proxy's own workload serves, found without scanning every instance per proxy.
-    instances_by_address: HashMap<String, Vec<(String, usize)>>,
     /// Proxy-independent problems worth a log line (unsupported fields, shadowed hosts).
     pub warnings: Vec<String>,
 }
@@ -337,14 +334,8 @@ impl Index {
         address: &str,
         namespace: &'a str,
     ) -> impl Iterator<Item = (&'a Service, &'a Instance)> + 'a {
-        self.instances_by_address
-            .get(address)
-            .into_iter()
-            .flatten()
-            .filter_map(|(host, i)| {
-                let service = self.services.services.get(host)?;
-                Some((service, service.instances.get(*i)?))
-            })
+        self.services
+            .instances_at(address)
             .filter(move |(_, instance)| instance.namespace == namespace)
     }
 
@@ -427,15 +418,6 @@ impl Index {
             }
         }
         index.services = services;
-        for service in index.services.services.values() {
-            for (i, instance) in service.instances.iter().enumerate() {
-                index
-                    .instances_by_address
-                    .entry(instance.address.clone())
-                    .or_default()
-                    .push((service.hostname.clone(), i));
-            }
-        }
         index.mesh_tls = index
             .destination_rules
             .iter()

@@ -203,6 +203,10 @@ pub struct ServiceRegistry {
     pub services: BTreeMap<String, Service>,
     /// Problems found while building it (a ServiceEntry host clashing with a service, …): logged.
     pub warnings: Vec<String>,
+    /// Each address's instances, as (hostname, position in its service's instances), in hostname
+    /// order: what a proxy's own workload serves, found without scanning every instance per proxy.
+    /// Built with the services, so that pushes over the same services do not build it again.
+    by_address: HashMap<String, Vec<(String, usize)>>,
 }
 
 /// Whether `labels` carry every key and value of `selector`.
@@ -362,11 +366,34 @@ impl ServiceRegistry {
                 );
             }
         }
+        for service in out.services.values() {
+            for (i, instance) in service.instances.iter().enumerate() {
+                out.by_address
+                    .entry(instance.address.clone())
+                    .or_default()
+                    .push((service.hostname.clone(), i));
+            }
+        }
         out
     }
 
     pub fn get(&self, host: &str) -> Option<&Service> {
         self.services.get(host)
+    }
+
+    /// The instances at `address`, with their services, in hostname order.
+    pub fn instances_at<'a>(
+        &'a self,
+        address: &str,
+    ) -> impl Iterator<Item = (&'a Service, &'a Instance)> + 'a {
+        self.by_address
+            .get(address)
+            .into_iter()
+            .flatten()
+            .filter_map(|(host, i)| {
+                let service = self.services.get(host)?;
+                Some((service, service.instances.get(*i)?))
+            })
     }
 
     /// Resolves a host as written in a resource of `namespace`: a short name (`reviews`) or

@@ -17,7 +17,7 @@ pub mod route;
 pub mod server_tls;
 pub mod tcp;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use xds_api::pb::envoy::config::listener::v3::Listener;
 use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
-use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource, same_single_map};
+use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource};
 
 use crate::index::{Index, PeerMode, RouteChange};
 use crate::model::Service;
@@ -537,42 +537,122 @@ struct RouteKey {
     vhds: bool,
 }
 
-/// Encoded resources of each type, each in a map that snapshots share.
-#[derive(Debug, Clone, Default)]
-struct TypeMaps([Arc<ResourceMap>; TYPES.len()]);
+/// Encoded resources of each type, in maps that snapshots share (several per type: [`shards_of`]).
+#[derive(Debug, Clone)]
+struct TypeMaps([Shards<Arc<VersionedResource>>; TYPES.len()]);
 
-impl TypeMaps {
-    fn of(packed: Packed) -> TypeMaps {
-        let mut maps: [ResourceMap; TYPES.len()] = Default::default();
-        for (name, r) in packed {
-            if let Some(i) = TYPES.iter().position(|t| *t == r.type_url()) {
-                maps[i].insert(name, r);
-            }
-        }
-        TypeMaps(maps.map(Arc::new))
-    }
-
-    /// `self`, with each map equal to `previous`'s replaced by `previous`'s (so that snapshots of
-    /// consecutive pushes share it, and compare equal by pointer), and in a map that changed, each
-    /// resource of the same version replaced by `previous`'s: every ADS stream compares the two
-    /// maps, and the same resource then compares by pointer, not by version.
-    fn reusing(mut self, previous: &TypeMaps) -> TypeMaps {
-        for (map, old) in self.0.iter_mut().zip(&previous.0) {
-            if same_single_map(map, old) {
-                *map = old.clone();
-                continue;
-            }
-            for (name, r) in Arc::make_mut(map).iter_mut() {
-                if let Some(kept) = old.get(name).filter(|o| o.version == r.version) {
-                    *r = kept.clone();
-                }
-            }
-        }
-        self
+impl Default for TypeMaps {
+    fn default() -> TypeMaps {
+        TypeMaps(std::array::from_fn(|i| Shards::new(shards_of(TYPES[i]))))
     }
 }
 
-#[derive(Debug, Default)]
+/// How many shards a part's map of `type_url` has: VHDS hosts are many and change one service at a
+/// time, so a change copies a sixteenth of a table's hosts and every ADS stream compares only that
+/// shard with what it sent; other types change whole, or are few.
+fn shards_of(type_url: &str) -> usize {
+    if type_url == xds_api::type_url::VIRTUAL_HOST {
+        16
+    } else {
+        1
+    }
+}
+
+impl TypeMaps {
+    fn of(packed: Packed) -> TypeMaps {
+        let mut maps = TypeMaps::default();
+        for (name, r) in packed {
+            if let Some(i) = TYPES.iter().position(|t| *t == r.type_url()) {
+                maps.0[i].insert(name, r);
+            }
+        }
+        maps
+    }
+
+    /// `self`, with each shard equal to `previous`'s replaced by `previous`'s (so that snapshots of
+    /// consecutive pushes share it, and compare equal by pointer), and in a shard that changed, each
+    /// resource of the same version replaced by `previous`'s: every ADS stream compares the two
+    /// maps, and the same resource then compares by pointer, not by version.
+    fn reusing(mut self, previous: &TypeMaps) -> TypeMaps {
+        for (maps, old) in self.0.iter_mut().zip(&previous.0) {
+            maps.reuse(old, |r, kept| r.version == kept.version);
+        }
+        self
+    }
+
+    /// The maps of `type_url`, as layers of a snapshot.
+    fn layers(&self, i: usize) -> impl Iterator<Item = Arc<ResourceMap>> + '_ {
+        self.0[i].0.iter().cloned()
+    }
+}
+
+/// Entries by name, split into a fixed number of shared maps (shards) by a hash of the name, with no
+/// name in two: changing a few entries copies their shards, and the others stay the very maps the
+/// last push held.
+#[derive(Debug, Clone)]
+struct Shards<V>(Vec<Arc<BTreeMap<String, V>>>);
+
+impl<V: Clone> Shards<V> {
+    fn new(count: usize) -> Shards<V> {
+        Shards((0..count.max(1)).map(|_| Arc::default()).collect())
+    }
+
+    fn shard(&self, name: &str) -> usize {
+        if self.0.len() == 1 {
+            return 0;
+        }
+        // Fixed keys: a name falls in the same shard in every push.
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(name, &mut h);
+        (std::hash::Hasher::finish(&h) % self.0.len() as u64) as usize
+    }
+
+    fn get(&self, name: &str) -> Option<&V> {
+        self.0[self.shard(name)].get(name)
+    }
+
+    /// Inserts into the shard of `name`, a copy of it if it is shared.
+    fn insert(&mut self, name: String, value: V) {
+        let at = self.shard(&name);
+        Arc::make_mut(&mut self.0[at]).insert(name, value);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|m| m.is_empty())
+    }
+
+    /// Every entry, shard after shard.
+    fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
+
+    /// Takes `previous`'s shard wherever it is equal to this one's (`same` compares the values);
+    /// in a shard that differs, `previous`'s value of each entry `same` finds equal.
+    fn reuse(&mut self, previous: &Shards<V>, same: impl Fn(&V, &V) -> bool) {
+        if previous.0.len() != self.0.len() {
+            return;
+        }
+        for (map, old) in self.0.iter_mut().zip(&previous.0) {
+            let equal = Arc::ptr_eq(map, old)
+                || (map.len() == old.len()
+                    && map
+                        .iter()
+                        .zip(old.iter())
+                        .all(|((a, x), (b, y))| a == b && same(x, y)));
+            if equal {
+                *map = old.clone();
+                continue;
+            }
+            for (name, value) in Arc::make_mut(map).iter_mut() {
+                if let Some(kept) = old.get(name).filter(|kept| same(value, kept)) {
+                    *value = kept.clone();
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
 struct SharedPart {
     maps: TypeMaps,
     warnings: Vec<String>,
@@ -581,12 +661,28 @@ struct SharedPart {
     /// comparing thousands of clusters again.
     parts: Vec<Arc<Packed>>,
     /// For route tables: each service port's encoded routes, by hostname and port, which the next
-    /// push takes unless its change concerns that host.
-    service_routes: HashMap<(String, u32), Bytes>,
+    /// push takes unless its change concerns that host (or the host is `stale_routes`).
+    service_routes: Arc<HashMap<(String, u32), Bytes>>,
+    /// The hosts whose `service_routes` are not current: pushes that built only changed VHDS hosts
+    /// share the routes of the part before and name the hosts they changed here.
+    stale_routes: HashSet<String>,
     /// For tables sent over VHDS: each service host's resource by name, with the domains it was
     /// built with. The next push takes it whole (not built, encoded nor hashed again) unless its
-    /// change concerns that host or its domains moved.
-    vhds_hosts: HashMap<String, Arc<VhdsHost>>,
+    /// change concerns that host or its domains moved. Sharded as the VHDS map is.
+    vhds_hosts: Shards<Arc<VhdsHost>>,
+}
+
+impl Default for SharedPart {
+    fn default() -> SharedPart {
+        SharedPart {
+            maps: TypeMaps::default(),
+            warnings: Vec::new(),
+            parts: Vec::new(),
+            service_routes: Arc::default(),
+            stale_routes: HashSet::new(),
+            vhds_hosts: Shards::new(shards_of(xds_api::type_url::VIRTUAL_HOST)),
+        }
+    }
 }
 
 /// A service host sent over VHDS, as a push built it.
@@ -792,7 +888,7 @@ impl<'a> Generator<'a> {
         let index: &Index = self.index;
         let SidecarRoutes { tables, rest } = sidecar_route_tables(index, proxy, services);
         let mut service_routes = HashMap::new();
-        let mut vhds_hosts_built = HashMap::new();
+        let mut vhds_hosts_built = Shards::new(shards_of(xds_api::type_url::VIRTUAL_HOST));
         let mut packed = rest.packed();
         for table in tables {
             let name = table.config.name.clone();
@@ -804,8 +900,11 @@ impl<'a> Generator<'a> {
             let mut routes = |service: &Service, port: u32| {
                 let key = (service.hostname.clone(), port);
                 let kept = previous
-                    .and_then(|p| p.service_routes.get(&key))
-                    .filter(|_| self.route_change.keeps(&service.hostname));
+                    .filter(|p| {
+                        self.route_change.keeps(&service.hostname)
+                            && !p.stale_routes.contains(&service.hostname)
+                    })
+                    .and_then(|p| p.service_routes.get(&key));
                 let routes = match kept {
                     Some(routes) => routes.clone(),
                     None => {
@@ -867,7 +966,7 @@ impl<'a> Generator<'a> {
         SharedPart {
             maps,
             warnings: rest.warnings,
-            service_routes,
+            service_routes: Arc::new(service_routes),
             vhds_hosts: vhds_hosts_built,
             ..SharedPart::default()
         }
@@ -881,7 +980,7 @@ impl<'a> Generator<'a> {
         &self,
         proxy: &Proxy,
         old: &SharedPart,
-        changed: &std::collections::HashSet<String>,
+        changed: &HashSet<String>,
     ) -> SharedPart {
         let index: &Index = self.index;
         let at = TYPES
@@ -898,8 +997,16 @@ impl<'a> Generator<'a> {
             );
             Bytes::from(buf)
         };
-        for (name, host) in &mut vhds_hosts {
-            if !changed.contains(&host.hostname) {
+        // A push changes a host or a few: comparing names is cheaper than hashing each host's.
+        let concerned = |hostname: &String| {
+            if changed.len() <= 8 {
+                changed.iter().any(|c| c == hostname)
+            } else {
+                changed.contains(hostname)
+            }
+        };
+        for (name, host) in old.vhds_hosts.iter() {
+            if !concerned(&host.hostname) {
                 continue;
             }
             let Some(service) = index.services.services.get(&host.hostname) else {
@@ -913,12 +1020,14 @@ impl<'a> Generator<'a> {
                 &routes(service, host.port),
                 host.trailing.clone(),
             );
-            Arc::make_mut(&mut maps.0[at]).insert(name.clone(), rebuilt.resource.clone());
-            *host = Arc::new(rebuilt);
+            maps.0[at].insert(name.clone(), rebuilt.resource.clone());
+            vhds_hosts.insert(name.clone(), Arc::new(rebuilt));
         }
         SharedPart {
             maps,
             warnings: old.warnings.clone(),
+            service_routes: old.service_routes.clone(),
+            stale_routes: old.stale_routes.union(changed).cloned().collect(),
             vhds_hosts,
             ..SharedPart::default()
         }
@@ -985,8 +1094,8 @@ impl<'a> Generator<'a> {
         for (i, url) in TYPES.iter().enumerate() {
             // The shared layers are the very maps other proxies (and the last push) hold; the
             // proxy's own resources are a small layer beside them, not merged into a copy.
-            let layers = parts.iter().map(|p| p.maps.0[i].clone());
-            let map = LayeredMap::of(layers.chain([own.0[i].clone()]));
+            let layers = parts.iter().flat_map(|p| p.maps.layers(i));
+            let map = LayeredMap::of(layers.chain(own.layers(i)));
             if always_present(url) || !map.is_empty() {
                 snapshot.set_resources(*url, map);
             }
