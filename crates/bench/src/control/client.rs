@@ -164,6 +164,8 @@ impl Identity {
 pub struct Probe {
     /// The virtual host of the probe service (`HOST:PORT`).
     pub vhost: String,
+    /// Its name over VHDS (`TABLE/HOST:PORT`).
+    pub vhds_name: String,
     /// The EDS name of the probe service's default cluster.
     pub cluster: String,
 }
@@ -176,11 +178,9 @@ struct Reader {
 }
 
 impl Reader {
-    /// Whether `vhost` is the probe service's: by its name in a table, or `TABLE/NAME` over VHDS.
+    /// Whether `vhost` (of a route table) is the probe service's.
     fn is_probe(&self, vhost: &VirtualHost) -> bool {
-        let name = vhost.name.as_str();
-        let own = name.rsplit_once('/').map_or(name, |(_, own)| own);
-        own == self.probe.vhost
+        vhost.name == self.probe.vhost
     }
 }
 
@@ -220,13 +220,10 @@ impl Consumer for Reader {
                 }
             }
             ResourceType::VirtualHost => {
-                self.v1_weight = set
-                    .iter()
-                    .find_map(|r| match r {
-                        Resource::VirtualHost(v) if self.is_probe(v) => Some(v),
-                        _ => None,
-                    })
-                    .and_then(|v| v1_weight(v));
+                self.v1_weight = match set.get(&self.probe.vhds_name) {
+                    Some(Resource::VirtualHost(v)) => v1_weight(v),
+                    _ => None,
+                };
             }
             ResourceType::Endpoints => {
                 self.endpoints = match set.get(&self.probe.cluster) {

@@ -483,8 +483,11 @@ impl Bench {
     /// endpoint change.
     async fn run(&self, run: usize, state: &mut State, out: &mut Collected) -> Result<()> {
         let spec = &self.spec;
+        let vhost = format!("{}:{PORT}", spec.hostname(0));
         let probe = Probe {
-            vhost: format!("{}:{PORT}", spec.hostname(0)),
+            // The one table of a sidecar without capture: its explicit proxy's.
+            vhds_name: format!("{}/{vhost}", control::generate::listener::OUTBOUND_ROUTE),
+            vhost,
             cluster: format!("outbound|{PORT}||{}", spec.hostname(0)),
         };
         let identities: Vec<Identity> = self.identities().into_iter().map(|c| c.identity).collect();
