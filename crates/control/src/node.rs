@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use xds_api::pb::google::protobuf::value::Kind;
-use xds_server::ProxyInfo;
+use xds_server::{Mode, ProxyInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProxyType {
@@ -40,7 +40,13 @@ pub struct Proxy {
     /// Whether the proxy takes its route tables' service hosts over VHDS (node metadata
     /// `BOSUN_VHDS: "true"`, as `bosun bootstrap --vhds` writes it; it needs delta ADS).
     pub vhds: bool,
+    /// The proxy asked for VHDS over state-of-the-world ADS, where neither Envoy nor `bosun proxy`
+    /// takes it: it gets its tables whole, and the log says why.
+    pub vhds_over_sotw: bool,
 }
+
+/// The warning for a proxy that asks for VHDS over state-of-the-world ADS.
+pub const VHDS_OVER_SOTW: &str = "asks for its virtual hosts over VHDS (BOSUN_VHDS) on a state-of-the-world ADS stream, where proxies take VHDS only over delta xDS (DELTA_GRPC): its route tables are sent whole";
 
 /// Why a node id was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +80,9 @@ impl Proxy {
             Some("NONE") => Interception::None,
             _ => Interception::Redirect,
         };
-        proxy.vhds = metadata(VHDS_METADATA) == Some("true");
+        let asks_vhds = metadata(VHDS_METADATA) == Some("true");
+        proxy.vhds = asks_vhds && info.mode == Mode::Delta;
+        proxy.vhds_over_sotw = asks_vhds && info.mode == Mode::Sotw;
         Ok(proxy)
     }
 
@@ -105,6 +113,7 @@ impl Proxy {
             labels: BTreeMap::new(),
             interception: Interception::Redirect,
             vhds: false,
+            vhds_over_sotw: false,
         })
     }
 }
@@ -131,5 +140,37 @@ mod tests {
         ] {
             assert!(Proxy::parse_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn vhds_is_taken_only_over_delta() {
+        use xds_api::pb::google::protobuf::{Struct, Value};
+        let info = |mode, asks: bool| ProxyInfo {
+            connection_id: 1,
+            node_id: "sidecar~10.1.1.1~a.prod~prod.svc.cluster.local".into(),
+            cluster: String::new(),
+            metadata: asks.then(|| Struct {
+                fields: [(
+                    VHDS_METADATA.to_owned(),
+                    Value {
+                        kind: Some(Kind::StringValue("true".into())),
+                    },
+                )]
+                .into(),
+            }),
+            labels: BTreeMap::new(),
+            namespace: None,
+            address: None,
+            mode,
+            connected_at: std::time::SystemTime::UNIX_EPOCH,
+        };
+        let of = |mode, asks| {
+            let p = Proxy::from_info(&info(mode, asks)).expect("valid");
+            (p.vhds, p.vhds_over_sotw)
+        };
+        assert_eq!(of(Mode::Delta, true), (true, false));
+        assert_eq!(of(Mode::Sotw, true), (false, true));
+        assert_eq!(of(Mode::Delta, false), (false, false));
+        assert_eq!(of(Mode::Sotw, false), (false, false));
     }
 }

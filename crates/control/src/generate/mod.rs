@@ -1086,6 +1086,9 @@ impl<'a> Generator<'a> {
         }
         let own = own_resources(index, proxy);
         let mut warnings = own.warnings.clone();
+        if proxy.vhds_over_sotw {
+            warnings.push(crate::node::VHDS_OVER_SOTW.to_owned());
+        }
         for part in &parts {
             warnings.extend(part.warnings.iter().cloned());
         }
