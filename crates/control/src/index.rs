@@ -752,6 +752,28 @@ impl Index {
                 || self.services.services == before.services.services)
     }
 
+    /// Whether the rules a captured sidecar's outbound listeners read are as in `before`: the same
+    /// DestinationRules (a TCP route's idle timeout and hashing), and the same VirtualServices but
+    /// for their HTTP routes (their TCP and TLS routes make the listeners' filter chains; their
+    /// HTTP routes only the route tables' hosts).
+    pub fn listener_rules_unchanged_since(&self, before: &Index) -> bool {
+        self.destination_rules == before.destination_rules
+            && self.virtual_services.len() == before.virtual_services.len()
+            && self
+                .virtual_services
+                .iter()
+                .zip(&before.virtual_services)
+                .all(|(a, b)| {
+                    a.name == b.name
+                        && a.namespace == b.namespace
+                        && a.hosts == b.hosts
+                        && a.gateways == b.gateways
+                        && a.spec.tcp == b.spec.tcp
+                        && a.spec.tls == b.spec.tls
+                        && a.spec.export_to == b.spec.export_to
+                })
+    }
+
     /// Counts, for logs and `/debug`.
     pub fn summary(&self) -> BTreeMap<&'static str, usize> {
         BTreeMap::from([

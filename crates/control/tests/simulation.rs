@@ -971,6 +971,28 @@ fn pushes_in_a_row_match_generating_from_scratch() {
                 .into(),
         ))
     };
+    // The mesh after "a service removed", and two TCP services (MySQL) whose VirtualService sends
+    // the first one's connections to `to`.
+    let after_removal = || {
+        format!(
+            "{dr_hashing}{}{}{}",
+            vs("reviews", "reviews", &split(10)),
+            vs("ratings", "ratings", fault),
+            vs("pp", "productpage", to_reviews),
+        )
+    };
+    let database = |name: &str, n: u8| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.example.com]\n  addresses: [240.0.0.{n}]\n  location: MESH_INTERNAL\n  ports: [{{number: 3306, name: mysql, protocol: TCP}}]\n  resolution: STATIC\n  endpoints: [{{address: 10.0.6.{n}}}]\n---\n"
+        )
+    };
+    let tcp_routes = |to: &str| {
+        format!(
+            "{}{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: db}}\nspec:\n  hosts: [db.example.com]\n  tcp:\n  - route: [{{destination: {{host: {to}, port: {{number: 3306}}}}}}]\n---\n",
+            database("db", 1),
+            database("db2", 2)
+        )
+    };
     // (what changed, config, extra instances, policy, the change the index reports)
     let steps: Vec<(&str, String, &str, _, Option<RouteChange>)> = vec![
         ("first push", base(90), "", AllowAny, None),
@@ -1108,6 +1130,33 @@ fn pushes_in_a_row_match_generating_from_scratch() {
             extra_instance,
             RegistryOnly,
             every_host(),
+        ),
+        (
+            "a TCP service",
+            format!("{}{}", after_removal(), tcp_routes("db.example.com")),
+            extra_instance,
+            RegistryOnly,
+            None,
+        ),
+        // Only a VirtualService's TCP route changed: the tables' hosts are as before, but the
+        // captured sidecars' listeners (and the tunnel to it) are not.
+        (
+            "a TCP route",
+            format!("{}{}", after_removal(), tcp_routes("db2.example.com")),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts(["db.example.com".to_owned()].into())),
+        ),
+        (
+            "an HTTP route with a TCP service",
+            format!(
+                "{}{}",
+                after_removal().replace("weight: 10}", "weight: 30}"),
+                tcp_routes("db2.example.com")
+            ),
+            extra_instance,
+            RegistryOnly,
+            Some(RouteChange::Hosts([REVIEWS.to_owned()].into())),
         ),
     ];
     let mut captured = productpage();

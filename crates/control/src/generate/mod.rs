@@ -746,6 +746,9 @@ pub struct Generator<'a> {
     clusters_unchanged: bool,
     /// Whether the services are the very ones of the last push (so are the tables' hosts).
     services_unchanged: bool,
+    /// Whether captured sidecars' outbound listeners read the same rules as in the last push
+    /// ([`Index::listener_rules_unchanged_since`]).
+    listener_rules_unchanged: bool,
     addressing: InboundAddressing,
     /// The labels `failoverPriority` rules compare, read once per push.
     priority_labels: std::collections::BTreeSet<String>,
@@ -792,11 +795,16 @@ impl<'a> Generator<'a> {
             .index
             .as_ref()
             .is_some_and(|before| Arc::ptr_eq(&before.services, &index.services));
+        let listener_rules_unchanged = previous
+            .index
+            .as_ref()
+            .is_some_and(|before| index.listener_rules_unchanged_since(before));
         Generator {
             index,
             route_change,
             clusters_unchanged,
             services_unchanged,
+            listener_rules_unchanged,
             addressing,
             priority_labels: locality::priority_labels(index),
             previous,
@@ -1067,10 +1075,12 @@ impl<'a> Generator<'a> {
                         (Some(old), RouteChange::Nothing) => old.clone(),
                         // Without capture the part is the table alone; a captured sidecar's
                         // part also holds per-port listeners, which a VirtualService's TCP and
-                        // TLS routes shape: those are built again the whole way.
+                        // TLS routes and DestinationRules shape: when those changed, it is
+                        // built again the whole way.
                         (Some(old), RouteChange::Hosts(changed))
                             if proxy.vhds
-                                && proxy.interception == Interception::None
+                                && (proxy.interception == Interception::None
+                                    || self.listener_rules_unchanged)
                                 && self.services_unchanged
                                 && !old.vhds_hosts.is_empty() =>
                         {
