@@ -240,15 +240,22 @@ impl<'a> IntoIterator for &'a LayeredMap {
 
 /// The resources of several sorted maps in name order (a merge of their iterators; a name in
 /// several is read from the last).
+///
+/// Maps that hold consecutive ranges of names (a large map split in shards) are read one after the
+/// other: the map last read from is read on, without looking at the others, while its names stay
+/// below theirs.
 #[derive(Debug)]
 pub struct LayeredIter<'a> {
     heads: Vec<Peekable<btree_map::Iter<'a, String, Arc<VersionedResource>>>>,
+    /// The map last read from, and the least next name of the others (none: they are done).
+    run: Option<(usize, Option<&'a String>)>,
 }
 
 impl<'a> LayeredIter<'a> {
     fn new(maps: impl Iterator<Item = &'a ResourceMap>) -> LayeredIter<'a> {
         LayeredIter {
             heads: maps.map(|m| m.iter().peekable()).collect(),
+            run: None,
         }
     }
 }
@@ -259,6 +266,12 @@ impl<'a> Iterator for LayeredIter<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         if let [only] = self.heads.as_mut_slice() {
             return only.next();
+        }
+        if let Some((at, bound)) = self.run
+            && let Some((name, _)) = self.heads[at].peek()
+            && bound.is_none_or(|b| *name < b)
+        {
+            return self.heads[at].next();
         }
         let mut least: Option<(usize, &'a String)> = None;
         for (i, head) in self.heads.iter_mut().enumerate() {
@@ -273,6 +286,14 @@ impl<'a> Iterator for LayeredIter<'a> {
         for head in &mut self.heads[..at] {
             head.next_if(|(n, _)| *n == name);
         }
+        let bound = self
+            .heads
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| *i != at)
+            .filter_map(|(_, head)| head.peek().map(|(n, _)| *n))
+            .min();
+        self.run = Some((at, bound));
         self.heads[at].next()
     }
 }
@@ -492,12 +513,21 @@ pub(crate) fn map_changes<'a>(old: &'a LayeredMap, new: &'a LayeredMap) -> Vec<M
     let mut changes = Vec::new();
     let mut old = walk(old).peekable();
     for (name, r) in walk(new) {
-        while let Some((gone, _)) = old.next_if(|(o, _)| *o < name) {
-            changes.push(MapChange::Removed(gone));
+        // One comparison of the names per step (they share long prefixes: `outbound|8080||…`).
+        let mut same = false;
+        while let Some(&(o, resource)) = old.peek() {
+            let order = o.cmp(name);
+            if order == std::cmp::Ordering::Greater {
+                break;
+            }
+            old.next();
+            if order == std::cmp::Ordering::Less {
+                changes.push(MapChange::Removed(o));
+                continue;
+            }
+            same = same_resource(resource, r);
+            break;
         }
-        let same = old
-            .next_if(|(o, _)| *o == name)
-            .is_some_and(|(_, o)| same_resource(o, r));
         if !same {
             changes.push(MapChange::Changed(name, r));
         }
@@ -681,6 +711,37 @@ pub(crate) mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(shadow.get("a").map(|r| &r.version), Some(got[0].1));
         assert_eq!(layer(&[("a", 2)])["a"].version, *got[0].1);
+    }
+
+    /// Layers over consecutive ranges (read one after the other), interleaved ones and shadowed
+    /// names read as the merged map does: every name once, in order, from its last layer.
+    #[test]
+    fn ranges_interleavings_and_shadows_read_in_order() {
+        let names: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+        let entries = |range: std::ops::Range<usize>, step: usize, v: u8| -> Vec<(&str, u8)> {
+            range
+                .step_by(step)
+                .map(|i| (names[i].as_str(), v))
+                .collect()
+        };
+        let layers = [
+            layer(&entries(0..10, 1, 1)),
+            layer(&entries(10..20, 1, 1)),
+            layer(&entries(20..40, 2, 1)),
+            layer(&entries(21..40, 2, 2)),
+            // Shadows a name of each of the above.
+            layer(&[("n05", 3), ("n15", 3), ("n22", 3), ("n23", 3)]),
+            layer(&entries(38..40, 1, 4)),
+        ];
+        let m = LayeredMap::of(layers.iter().cloned());
+        let mut merged = ResourceMap::new();
+        for l in &layers {
+            merged.extend(l.iter().map(|(n, r)| (n.clone(), r.clone())));
+        }
+        let read: Vec<(&String, &Arc<VersionedResource>)> = m.iter().collect();
+        let want: Vec<(&String, &Arc<VersionedResource>)> = merged.iter().collect();
+        assert_eq!(read.len(), 40);
+        assert_eq!(read, want);
     }
 
     /// The walk that skips shared layers finds exactly what a walk over the merged maps finds.

@@ -537,36 +537,36 @@ struct RouteKey {
     vhds: bool,
 }
 
-/// Encoded resources of each type, in maps that snapshots share (several per type: [`shards_of`]).
-#[derive(Debug, Clone)]
+/// Encoded resources of each type, in maps that snapshots share (a large one split: [`Shards`]).
+#[derive(Debug, Clone, Default)]
 struct TypeMaps([Shards<Arc<VersionedResource>>; TYPES.len()]);
-
-impl Default for TypeMaps {
-    fn default() -> TypeMaps {
-        TypeMaps(std::array::from_fn(|i| Shards::new(shards_of(TYPES[i]))))
-    }
-}
-
-/// How many shards a part's map of `type_url` has: VHDS hosts are many and change one service at a
-/// time, so a change copies a sixteenth of a table's hosts and every ADS stream compares only that
-/// shard with what it sent; other types change whole, or are few.
-fn shards_of(type_url: &str) -> usize {
-    if type_url == xds_api::type_url::VIRTUAL_HOST {
-        16
-    } else {
-        1
-    }
-}
 
 impl TypeMaps {
     fn of(packed: Packed) -> TypeMaps {
-        let mut maps = TypeMaps::default();
+        TypeMaps::split(packed, |_, map| Shards::split(map))
+    }
+
+    /// [`of`](Self::of), each type's map split over the ranges of `like`'s (so that a push's shards
+    /// line up with the last push's, and those with the same content are taken whole).
+    fn of_like(packed: Packed, like: &TypeMaps) -> TypeMaps {
+        TypeMaps::split(packed, |i, map| Shards::split_like(map, &like.0[i]))
+    }
+
+    fn split(
+        packed: Packed,
+        split: impl Fn(usize, ResourceMap) -> Shards<Arc<VersionedResource>>,
+    ) -> TypeMaps {
+        let mut maps: [ResourceMap; TYPES.len()] = Default::default();
         for (name, r) in packed {
             if let Some(i) = TYPES.iter().position(|t| *t == r.type_url()) {
-                maps.0[i].insert(name, r);
+                maps[i].insert(name, r);
             }
         }
-        maps
+        let mut i = 0;
+        TypeMaps(maps.map(|map| {
+            i += 1;
+            split(i - 1, map)
+        }))
     }
 
     /// `self`, with each shard equal to `previous`'s replaced by `previous`'s (so that snapshots of
@@ -580,59 +580,143 @@ impl TypeMaps {
         self
     }
 
-    /// The maps of `type_url`, as layers of a snapshot.
+    /// `self`, assembled from `old_parts`, with the resources of each part that is not the very same
+    /// in `new_parts` (at the same place) replaced by the new part's; a resource of the same version
+    /// stays `self`'s. Parts name each resource once.
+    fn replacing_parts(&self, old_parts: &[Arc<Packed>], new_parts: &[Arc<Packed>]) -> TypeMaps {
+        let mut maps = self.clone();
+        let type_of = |r: &VersionedResource| TYPES.iter().position(|t| *t == r.type_url());
+        for (was, now) in old_parts.iter().zip(new_parts) {
+            if Arc::ptr_eq(was, now) {
+                continue;
+            }
+            for (name, r) in was.iter() {
+                if let Some(i) = type_of(r) {
+                    maps.0[i].remove(name);
+                }
+            }
+            for (name, r) in now.iter() {
+                if let Some(i) = type_of(r) {
+                    let kept = self.0[i].get(name).filter(|old| old.version == r.version);
+                    maps.0[i].insert(name.clone(), kept.unwrap_or(r).clone());
+                }
+            }
+        }
+        maps
+    }
+
+    /// The maps of the `i`th type, as layers of a snapshot.
     fn layers(&self, i: usize) -> impl Iterator<Item = Arc<ResourceMap>> + '_ {
-        self.0[i].0.iter().cloned()
+        self.0[i].maps.iter().cloned()
     }
 }
 
-/// Entries by name, split into a fixed number of shared maps (shards) by a hash of the name, with no
-/// name in two: changing a few entries copies their shards, and the others stay the very maps the
-/// last push held.
+/// Entries per shard when a map is first split; a smaller map stays whole.
+const SHARD_SIZE: usize = 64;
+
+/// Entries by name, in shared maps (shards) over consecutive ranges of names: changing a few
+/// entries copies their shards, and the others stay the very maps the last push held, which every
+/// ADS stream then skips by pointer instead of comparing thousands of names. The ranges are set
+/// when a map is first split, by size, and kept by the pushes after it.
 #[derive(Debug, Clone)]
-struct Shards<V>(Vec<Arc<BTreeMap<String, V>>>);
+struct Shards<V> {
+    /// The first name of each shard after the first: a name's shard is how many are at or below it.
+    bounds: Arc<[String]>,
+    maps: Vec<Arc<BTreeMap<String, V>>>,
+}
+
+impl<V> Default for Shards<V> {
+    fn default() -> Shards<V> {
+        Shards {
+            bounds: Arc::new([]),
+            maps: vec![Arc::default()],
+        }
+    }
+}
 
 impl<V: Clone> Shards<V> {
-    fn new(count: usize) -> Shards<V> {
-        Shards((0..count.max(1)).map(|_| Arc::default()).collect())
+    /// `map` in shards of [`SHARD_SIZE`] entries.
+    fn split(map: BTreeMap<String, V>) -> Shards<V> {
+        if map.len() <= SHARD_SIZE {
+            return Shards {
+                bounds: Arc::new([]),
+                maps: vec![Arc::new(map)],
+            };
+        }
+        let bounds: Arc<[String]> = map
+            .keys()
+            .skip(SHARD_SIZE)
+            .step_by(SHARD_SIZE)
+            .cloned()
+            .collect();
+        Shards::split_at(map, bounds)
+    }
+
+    /// `map` in the shards of `like`'s ranges (split anew if `like` is whole).
+    fn split_like(map: BTreeMap<String, V>, like: &Shards<V>) -> Shards<V> {
+        if like.bounds.is_empty() {
+            Shards::split(map)
+        } else {
+            Shards::split_at(map, like.bounds.clone())
+        }
+    }
+
+    fn split_at(map: BTreeMap<String, V>, bounds: Arc<[String]>) -> Shards<V> {
+        let mut shards: Vec<Vec<(String, V)>> = (0..=bounds.len()).map(|_| Vec::new()).collect();
+        let mut at = 0;
+        for (name, value) in map {
+            while at < bounds.len() && name >= bounds[at] {
+                at += 1;
+            }
+            shards[at].push((name, value));
+        }
+        Shards {
+            bounds,
+            maps: shards
+                .into_iter()
+                .map(|entries| Arc::new(entries.into_iter().collect()))
+                .collect(),
+        }
     }
 
     fn shard(&self, name: &str) -> usize {
-        if self.0.len() == 1 {
-            return 0;
-        }
-        // Fixed keys: a name falls in the same shard in every push.
-        let mut h = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(name, &mut h);
-        (std::hash::Hasher::finish(&h) % self.0.len() as u64) as usize
+        self.bounds.partition_point(|b| b.as_str() <= name)
     }
 
     fn get(&self, name: &str) -> Option<&V> {
-        self.0[self.shard(name)].get(name)
+        self.maps[self.shard(name)].get(name)
     }
 
     /// Inserts into the shard of `name`, a copy of it if it is shared.
     fn insert(&mut self, name: String, value: V) {
         let at = self.shard(&name);
-        Arc::make_mut(&mut self.0[at]).insert(name, value);
+        Arc::make_mut(&mut self.maps[at]).insert(name, value);
+    }
+
+    /// Removes `name` from its shard, a copy of it if it is shared.
+    fn remove(&mut self, name: &str) {
+        let at = self.shard(name);
+        if self.maps[at].contains_key(name) {
+            Arc::make_mut(&mut self.maps[at]).remove(name);
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.0.iter().all(|m| m.is_empty())
+        self.maps.iter().all(|m| m.is_empty())
     }
 
-    /// Every entry, shard after shard.
+    /// Every entry, in name order.
     fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
-        self.0.iter().flat_map(|m| m.iter())
+        self.maps.iter().flat_map(|m| m.iter())
     }
 
     /// Takes `previous`'s shard wherever it is equal to this one's (`same` compares the values);
     /// in a shard that differs, `previous`'s value of each entry `same` finds equal.
     fn reuse(&mut self, previous: &Shards<V>, same: impl Fn(&V, &V) -> bool) {
-        if previous.0.len() != self.0.len() {
+        if previous.bounds != self.bounds {
             return;
         }
-        for (map, old) in self.0.iter_mut().zip(&previous.0) {
+        for (map, old) in self.maps.iter_mut().zip(&previous.maps) {
             let equal = Arc::ptr_eq(map, old)
                 || (map.len() == old.len()
                     && map
@@ -652,7 +736,7 @@ impl<V: Clone> Shards<V> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct SharedPart {
     maps: TypeMaps,
     warnings: Vec<String>,
@@ -668,21 +752,8 @@ struct SharedPart {
     stale_routes: HashSet<String>,
     /// For tables sent over VHDS: each service host's resource by name, with the domains it was
     /// built with. The next push takes it whole (not built, encoded nor hashed again) unless its
-    /// change concerns that host or its domains moved. Sharded as the VHDS map is.
+    /// change concerns that host or its domains moved. In shards, so that a push copies few.
     vhds_hosts: Shards<Arc<VhdsHost>>,
-}
-
-impl Default for SharedPart {
-    fn default() -> SharedPart {
-        SharedPart {
-            maps: TypeMaps::default(),
-            warnings: Vec::new(),
-            parts: Vec::new(),
-            service_routes: Arc::default(),
-            stale_routes: HashSet::new(),
-            vhds_hosts: Shards::new(shards_of(xds_api::type_url::VIRTUAL_HOST)),
-        }
-    }
 }
 
 /// A service host sent over VHDS, as a push built it.
@@ -867,13 +938,20 @@ impl<'a> Generator<'a> {
         let previous = self.previous.clusters.get(scope);
         let shared = match previous {
             Some(old) if same_parts(&old.parts, &parts) => old.clone(),
+            // The same services, some of whose clusters changed (an endpoint change): the last
+            // push's maps with those services' resources replaced, not the whole scope assembled.
+            Some(old) if old.parts.len() == parts.len() => Arc::new(SharedPart {
+                maps: old.maps.replacing_parts(&old.parts, &parts),
+                parts,
+                ..SharedPart::default()
+            }),
             _ => {
                 let mut packed: Packed = parts.iter().flat_map(|p| p.iter().cloned()).collect();
                 packed.extend(pack([&cluster::blackhole()].map(|c| (&c.name, c))));
-                let mut maps = TypeMaps::of(packed);
-                if let Some(old) = previous {
-                    maps = maps.reusing(&old.maps);
-                }
+                let maps = match previous {
+                    Some(old) => TypeMaps::of_like(packed, &old.maps).reusing(&old.maps),
+                    None => TypeMaps::of(packed),
+                };
                 Arc::new(SharedPart {
                     maps,
                     parts,
@@ -896,7 +974,7 @@ impl<'a> Generator<'a> {
         let index: &Index = self.index;
         let SidecarRoutes { tables, rest } = sidecar_route_tables(index, proxy, services);
         let mut service_routes = HashMap::new();
-        let mut vhds_hosts_built = Shards::new(shards_of(xds_api::type_url::VIRTUAL_HOST));
+        let mut vhds_hosts_built = BTreeMap::new();
         let mut packed = rest.packed();
         for table in tables {
             let name = table.config.name.clone();
@@ -967,15 +1045,18 @@ impl<'a> Generator<'a> {
             };
             packed.push((name, Arc::new(VersionedResource::new(any))));
         }
-        let mut maps = TypeMaps::of(packed);
-        if let Some(old) = previous {
-            maps = maps.reusing(&old.maps);
-        }
+        let (maps, vhds_hosts) = match previous {
+            Some(old) => (
+                TypeMaps::of_like(packed, &old.maps).reusing(&old.maps),
+                Shards::split_like(vhds_hosts_built, &old.vhds_hosts),
+            ),
+            None => (TypeMaps::of(packed), Shards::split(vhds_hosts_built)),
+        };
         SharedPart {
             maps,
             warnings: rest.warnings,
             service_routes: Arc::new(service_routes),
-            vhds_hosts: vhds_hosts_built,
+            vhds_hosts,
             ..SharedPart::default()
         }
     }
@@ -1114,5 +1195,46 @@ impl<'a> Generator<'a> {
             }
         }
         (snapshot, warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(range: std::ops::Range<u32>, v: u32) -> BTreeMap<String, u32> {
+        range.map(|i| (format!("host-{i:04}"), v)).collect()
+    }
+
+    #[test]
+    fn shards_split_by_size_and_a_change_copies_one() {
+        let whole = Shards::split(map(0..50, 0));
+        assert_eq!(whole.maps.len(), 1, "small maps stay whole");
+        let shards = Shards::split(map(0..200, 0));
+        assert_eq!(
+            shards.maps.iter().map(|m| m.len()).collect::<Vec<_>>(),
+            [64, 64, 64, 8]
+        );
+        assert!(shards.iter().map(|(n, _)| n).is_sorted());
+        let mut changed = shards.clone();
+        changed.insert("host-0100".into(), 1);
+        changed.remove("host-0150");
+        changed.insert("host-0150x".into(), 2);
+        let copied: Vec<usize> = (0..4)
+            .filter(|&i| !Arc::ptr_eq(&shards.maps[i], &changed.maps[i]))
+            .collect();
+        assert_eq!(copied, [1, 2]);
+        assert_eq!(changed.get("host-0100"), Some(&1));
+        assert_eq!(changed.get("host-0150"), None);
+        assert_eq!(changed.get("host-0150x"), Some(&2));
+        assert_eq!(changed.get("host-0199"), Some(&0));
+        // Split again over the same ranges, equal shards are taken whole.
+        let mut again = Shards::split_like(map(0..200, 0), &shards);
+        again.reuse(&shards, |a, b| a == b);
+        assert!((0..4).all(|i| Arc::ptr_eq(&again.maps[i], &shards.maps[i])));
+        // A grown map keeps the ranges (new names fall in the last one).
+        let grown = Shards::split_like(map(0..300, 0), &shards);
+        assert_eq!(grown.bounds, shards.bounds);
+        assert_eq!(grown.maps[3].len(), 108);
     }
 }
