@@ -562,10 +562,9 @@ impl TypeMaps {
                 maps[i].insert(name, r);
             }
         }
-        let mut i = 0;
-        TypeMaps(maps.map(|map| {
-            i += 1;
-            split(i - 1, map)
+        let mut maps = maps.into_iter();
+        TypeMaps(std::array::from_fn(|i| {
+            split(i, maps.next().unwrap_or_default())
         }))
     }
 
