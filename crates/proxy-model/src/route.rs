@@ -2,6 +2,7 @@
 //! does. Built from Envoy's `RouteConfiguration`; selection follows Envoy's rules.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -23,7 +24,8 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct RouteConfig {
     pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
+    /// Shared, so that a table built again for a VHDS update keeps the hosts that did not change.
+    pub virtual_hosts: Vec<Arc<VirtualHost>>,
     exact: HashMap<String, usize>,
     /// `*.example.com` → (".example.com", vhost), longest first.
     suffixes: Vec<(String, usize)>,
@@ -300,7 +302,7 @@ pub struct RequestView<'a> {
 /// The virtual hosts of a route configuration as they are being gathered, with the domain index.
 #[derive(Default)]
 struct VhostTable {
-    virtual_hosts: Vec<VirtualHost>,
+    virtual_hosts: Vec<Arc<VirtualHost>>,
     exact: HashMap<String, usize>,
     suffixes: Vec<(String, usize)>,
     prefixes: Vec<(String, usize)>,
@@ -310,6 +312,17 @@ struct VhostTable {
 impl VhostTable {
     /// Adds `vh` after those already there; a domain another one has is an error at `vat`.
     fn add(&mut self, vh: &route::VirtualHost, vat: &At, errors: &mut Errors) {
+        self.add_built(vh, None, vat, errors);
+    }
+
+    /// [`add`](Self::add), with `vh` already built as `built` if given.
+    fn add_built(
+        &mut self,
+        vh: &route::VirtualHost,
+        built: Option<Arc<VirtualHost>>,
+        vat: &At,
+        errors: &mut Errors,
+    ) {
         let index = self.virtual_hosts.len();
         for (j, domain) in vh.domains.iter().enumerate() {
             let domain = domain.to_ascii_lowercase();
@@ -331,7 +344,7 @@ impl VhostTable {
                 )));
             }
         }
-        match VirtualHost::from_proto(vh, vat) {
+        match built.map_or_else(|| VirtualHost::from_proto(vh, vat).map(Arc::new), Ok) {
             Ok(v) => self.virtual_hosts.push(v),
             Err(e) => errors.0.extend(e),
         }
@@ -387,12 +400,15 @@ impl RouteConfig {
 
     /// A route configuration received over RDS, with the virtual hosts VHDS delivered for it
     /// (`vhds_hosts`, in name order) after its own, when it has `vhds`. `ads` is the bootstrap's ADS
-    /// protocol, if it has ADS: Envoy takes VHDS only over delta ADS.
+    /// protocol, if it has ADS: Envoy takes VHDS only over delta ADS. `built` gives a VHDS virtual
+    /// host already built from the very same message (by the table this one replaces), so that an
+    /// update of one host of thousands builds that one.
     pub fn from_rds<'v>(
         p: &route::RouteConfiguration,
         at: &At,
         ads: Option<AdsApi>,
         vhds_hosts: impl IntoIterator<Item = &'v route::VirtualHost>,
+        built: impl Fn(&route::VirtualHost) -> Option<Arc<VirtualHost>>,
     ) -> Result<RouteConfig, RdsErrors> {
         let mut errors = Errors::default();
         let mut table = VhostTable::default();
@@ -404,7 +420,7 @@ impl RouteConfig {
             errors.take(check_vhds_source(vhds, &at.key("vhds"), ads));
             for vh in vhds_hosts {
                 let mut own = Errors::default();
-                table.add(vh, &At::root(""), &mut own);
+                table.add_built(vh, built(vh), &At::root(""), &mut own);
                 if !own.0.is_empty() {
                     vhost_errors.insert(vh.name.clone(), own.0);
                 }
@@ -536,7 +552,7 @@ impl RouteConfig {
                     .map(|(_, i)| *i)
             })
             .or(self.catch_all)?;
-        self.virtual_hosts.get(index)
+        self.virtual_hosts.get(index).map(|v| &**v)
     }
 
     /// The first route of the request's virtual host that matches it.

@@ -662,8 +662,8 @@ fn build_config_dump(proxy: &Proxy, include_eds: bool) -> serde_json::Value {
         .map(|r| {
             json!({
                 "version_info": version(ResourceType::Route),
-                "route_config": message_json(&*r.proto),
-                "last_updated": crate::access_log::rfc3339(r.updated),
+                "route_config": message_json(&*r.merged()),
+                "last_updated": crate::access_log::rfc3339(r.table.updated),
             })
         })
         .collect();

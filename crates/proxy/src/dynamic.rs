@@ -56,7 +56,7 @@ use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
 use xds_client::resources::vhds_for;
 use xds_client::{AdsStatus, Consumer, Rejection, ResourceSet, ResourceType, Resources};
 
-use crate::{DynamicInfo, Proxy, Received, Runtime, bind};
+use crate::{DynamicInfo, Proxy, Received, ReceivedRoute, Runtime, bind};
 
 /// The proxy's ADS consumer: holds the accepted dynamic resources and swaps runtimes.
 pub(crate) struct Dynamic {
@@ -128,9 +128,7 @@ struct DynSecret {
 struct DynRoute {
     proto: Arc<RouteConfiguration>,
     /// The VHDS virtual hosts it was built with, in name order.
-    vhds: Vec<Arc<VirtualHostProto>>,
-    /// `proto` with the VHDS virtual hosts after its own, as the config dump shows the table in use.
-    dumped: Arc<RouteConfiguration>,
+    vhds: Arc<[Arc<VirtualHostProto>]>,
     model: Arc<RouteConfig>,
     updated: SystemTime,
 }
@@ -321,7 +319,8 @@ impl Dynamic {
                 continue;
             }
             let name = p.name.clone();
-            match self.build_route(p, vhds, now) {
+            let old = self.state.routes.get(&p.name);
+            match self.build_route(p, vhds, old, now) {
                 Ok(r) => {
                     next.routes.insert(name, r);
                 }
@@ -350,7 +349,7 @@ impl Dynamic {
             if same_all(&old.vhds, &vhds) {
                 continue;
             }
-            match self.build_route(old.proto.clone(), vhds, now) {
+            match self.build_route(old.proto.clone(), vhds, Some(old), now) {
                 Ok(r) => {
                     next.routes.insert(name, r);
                 }
@@ -359,32 +358,36 @@ impl Dynamic {
         }
     }
 
-    /// A table from RDS with the VHDS virtual hosts `vhds` after its own.
+    /// A table from RDS with the VHDS virtual hosts `vhds` after its own; the hosts `old` (the
+    /// table it replaces) was built with are taken as built, not built again.
     fn build_route(
         &self,
         proto: Arc<RouteConfiguration>,
         vhds: Vec<Arc<VirtualHostProto>>,
+        old: Option<&DynRoute>,
         now: SystemTime,
     ) -> Result<DynRoute, proxy_model::route::RdsErrors> {
+        // By the address of their message: `old` holds those, so no other message has it.
+        let built: HashMap<*const VirtualHostProto, Arc<proxy_model::route::VirtualHost>> = old
+            .map(|old| {
+                let own = old.proto.virtual_hosts.len();
+                old.vhds
+                    .iter()
+                    .zip(old.model.virtual_hosts.iter().skip(own))
+                    .map(|(p, v)| (Arc::as_ptr(p), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let model = RouteConfig::from_rds(
             &proto,
             &At::root(""),
             Some(self.ads),
             vhds.iter().map(|v| &**v),
+            |vh| built.get(&std::ptr::from_ref(vh)).cloned(),
         )?;
-        let dumped = if vhds.is_empty() {
-            proto.clone()
-        } else {
-            let mut merged = (*proto).clone();
-            merged
-                .virtual_hosts
-                .extend(vhds.iter().map(|v| (**v).clone()));
-            Arc::new(merged)
-        };
         Ok(DynRoute {
             proto,
-            vhds,
-            dumped,
+            vhds: vhds.into(),
             model: Arc::new(model),
             updated: now,
         })
@@ -468,7 +471,13 @@ impl Dynamic {
             route_configs: next
                 .routes
                 .iter()
-                .map(|(n, r)| (n.clone(), received(&r.dumped, r.updated)))
+                .map(|(n, r)| {
+                    let route = ReceivedRoute {
+                        table: received(&r.proto, r.updated),
+                        vhds: r.vhds.clone(),
+                    };
+                    (n.clone(), route)
+                })
                 .collect(),
             secrets: next
                 .secrets

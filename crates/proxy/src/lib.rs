@@ -45,7 +45,7 @@ use tokio::task::JoinHandle;
 use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
 use xds_api::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
-use xds_api::pb::envoy::config::route::v3::RouteConfiguration;
+use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost as VirtualHostProto};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
 
@@ -171,11 +171,33 @@ impl ListenerStats {
 pub struct DynamicInfo {
     pub listeners: BTreeMap<String, Received<ListenerProto>>,
     pub clusters: BTreeMap<String, Received<ClusterProto>>,
-    pub route_configs: BTreeMap<String, Received<RouteConfiguration>>,
+    pub route_configs: BTreeMap<String, ReceivedRoute>,
     pub secrets: BTreeMap<String, Received<Secret>>,
     /// Listeners and clusters warming, with the SDS secrets they wait for.
     pub warming_listeners: BTreeMap<String, (Arc<ListenerProto>, Vec<String>)>,
     pub warming_clusters: BTreeMap<String, (Arc<ClusterProto>, Vec<String>)>,
+}
+
+/// A route configuration from RDS and the virtual hosts VHDS delivered for it, which the config dump
+/// shows merged after its own, as the table in use (merged when dumped, not on every update).
+#[derive(Debug, Clone)]
+pub struct ReceivedRoute {
+    pub table: Received<RouteConfiguration>,
+    pub vhds: Arc<[Arc<VirtualHostProto>]>,
+}
+
+impl ReceivedRoute {
+    /// The table with its VHDS virtual hosts after its own.
+    pub fn merged(&self) -> std::borrow::Cow<'_, RouteConfiguration> {
+        if self.vhds.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.table.proto);
+        }
+        let mut merged = (*self.table.proto).clone();
+        merged
+            .virtual_hosts
+            .extend(self.vhds.iter().map(|v| (**v).clone()));
+        std::borrow::Cow::Owned(merged)
+    }
 }
 
 /// A resource as xDS gave it, and when it last changed.

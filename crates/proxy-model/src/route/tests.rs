@@ -715,7 +715,7 @@ fn vhds_hosts_follow_the_tables_own_and_route() {
         vhost_for("8080/a", "a.example", "/.*"),
         vhost_for("8080/b", "*", "/.*"),
     ];
-    let rc = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts)
+    let rc = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
         .expect("buildable");
     let names: Vec<&str> = rc.virtual_hosts.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["own", "8080/a", "8080/b"]);
@@ -733,7 +733,7 @@ fn vhds_hosts_follow_the_tables_own_and_route() {
     );
     // Without vhds, what VHDS delivered is not the table's.
     let plain = rds_table("{name: '8080', virtual_hosts: []}");
-    let rc = RouteConfig::from_rds(&plain, &At::root(""), Some(AdsApi::Delta), &hosts)
+    let rc = RouteConfig::from_rds(&plain, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
         .expect("buildable");
     assert!(rc.virtual_hosts.is_empty());
 }
@@ -741,7 +741,7 @@ fn vhds_hosts_follow_the_tables_own_and_route() {
 #[test]
 fn vhds_source_must_be_delta_ads() {
     let source_error = |table: &str, ads: Option<AdsApi>| {
-        let e = RouteConfig::from_rds(&rds_table(table), &At::root(""), ads, [])
+        let e = RouteConfig::from_rds(&rds_table(table), &At::root(""), ads, [], |_| None)
             .expect_err("must be refused");
         assert!(e.vhosts.is_empty(), "{e:?}");
         assert_eq!(e.route_config.len(), 1, "{e:?}");
@@ -780,7 +780,7 @@ fn a_bad_vhds_host_is_named_apart_from_the_table() {
         vhost_for("8080/regex", "r.example", "/(v1"),
         vhost_for("8080/dup", "own.example", "/.*"),
     ];
-    let e = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts)
+    let e = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
         .expect_err("must be refused");
     assert!(e.route_config.is_empty(), "{e:?}");
     let fields: Vec<(&str, &str)> = e
@@ -797,4 +797,36 @@ fn a_bad_vhds_host_is_named_apart_from_the_table() {
     );
     let flat = e.into_flat();
     assert_eq!(flat[0].field, "vhds[8080/dup].domains[0]");
+}
+
+#[test]
+fn vhds_hosts_built_before_are_taken_as_built() {
+    let table = rds_table(WITH_VHDS);
+    let hosts = [
+        vhost_for("8080/a", "a.example", "/.*"),
+        vhost_for("8080/b", "b.example", "/.*"),
+    ];
+    let first = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
+        .expect("buildable");
+    // `a` as the first table built it; `b` built again.
+    let kept = first.virtual_hosts[1].clone();
+    let a: *const route::VirtualHost = &hosts[0];
+    let second = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |vh| {
+        std::ptr::eq(vh, a).then(|| kept.clone())
+    })
+    .expect("buildable");
+    assert!(Arc::ptr_eq(&second.virtual_hosts[1], &kept));
+    assert!(!Arc::ptr_eq(
+        &second.virtual_hosts[2],
+        &first.virtual_hosts[2]
+    ));
+    // Its domains are the table's still.
+    assert_eq!(
+        route_for(&second, "a.example", "/x", &[]).as_deref(),
+        Some("8080/a/r")
+    );
+    assert_eq!(
+        route_for(&second, "b.example", "/x", &[]).as_deref(),
+        Some("8080/b/r")
+    );
 }
