@@ -322,12 +322,15 @@ impl SnapshotCache {
     pub(crate) fn update_status(
         &self,
         id: u64,
-        snapshot_version: Option<String>,
-        types: BTreeMap<String, TypeStatus>,
+        snapshot_version: Option<&str>,
+        write_types: impl FnOnce(&mut BTreeMap<String, TypeStatus>),
     ) {
         if let Some(s) = lock(&self.inner.connections).get_mut(&id) {
-            s.snapshot_version = snapshot_version;
-            s.types = types;
+            match (&mut s.snapshot_version, snapshot_version) {
+                (Some(held), Some(now)) if held == now => {}
+                (held, now) => *held = now.map(str::to_owned),
+            }
+            write_types(&mut s.types);
         }
     }
 }

@@ -250,11 +250,8 @@ impl AdsStream for DeltaStream {
         out
     }
 
-    fn status(&self) -> BTreeMap<String, TypeStatus> {
-        self.types
-            .iter()
-            .map(|(url, st)| (url.clone(), st.status.clone()))
-            .collect()
+    fn statuses(&self) -> impl Iterator<Item = (&String, &TypeStatus)> {
+        self.types.iter().map(|(url, st)| (url, &st.status))
     }
 }
 

@@ -93,8 +93,35 @@ pub trait AdsStream: Sized + Send + 'static {
     /// [`on_snapshot`](Self::on_snapshot), its responses still sharing the snapshot's resources.
     fn snapshot_changed(&mut self, snapshot: &Snapshot) -> Vec<Prepared<Self::Response>>;
 
-    /// The sync status of every type the client subscribed to.
-    fn status(&self) -> BTreeMap<String, TypeStatus>;
+    /// The sync status of every type the client subscribed to, by type URL.
+    fn statuses(&self) -> impl Iterator<Item = (&String, &TypeStatus)>;
+
+    /// [`statuses`](Self::statuses), collected.
+    fn status(&self) -> BTreeMap<String, TypeStatus> {
+        self.statuses()
+            .map(|(url, st)| (url.clone(), st.clone()))
+            .collect()
+    }
+
+    /// Makes `into` [`status`](Self::status), reusing what it holds: it is written after every
+    /// request and response of every stream, so it should not allocate each time.
+    fn copy_status_into(&self, into: &mut BTreeMap<String, TypeStatus>) {
+        let mut seen = 0;
+        for (url, st) in self.statuses() {
+            seen += 1;
+            match into.get_mut(url) {
+                Some(held) => held.clone_from(st),
+                None => {
+                    into.insert(url.clone(), st.clone());
+                }
+            }
+        }
+        if into.len() != seen {
+            let now: std::collections::BTreeSet<&String> =
+                self.statuses().map(|(url, _)| url).collect();
+            into.retain(|url, _| now.contains(url));
+        }
+    }
 
     /// Handles one request against the proxy's current snapshot (`None`: the control plane has not
     /// set one yet; subscriptions are recorded and answered by [`on_snapshot`](Self::on_snapshot)).
@@ -138,7 +165,7 @@ impl Mode {
 }
 
 /// Where one type stands with one proxy: what was last sent, ACKed and NACKed (istiod's `syncz`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct TypeStatus {
     /// The version (`version_info` / `system_version_info`) of the last response sent.
     pub sent_version: Option<String>,
@@ -156,6 +183,39 @@ pub struct TypeStatus {
     pub responses: u64,
     pub acks: u64,
     pub nacks: u64,
+}
+
+impl Clone for TypeStatus {
+    fn clone(&self) -> TypeStatus {
+        let mut copy = TypeStatus::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    /// Field by field, so that the strings held are written over, not allocated again (every field
+    /// named: a new one does not compile until it is copied here).
+    fn clone_from(&mut self, source: &TypeStatus) {
+        let TypeStatus {
+            sent_version,
+            sent_nonce,
+            sent_resources,
+            acked_version,
+            nacked_version,
+            last_nack,
+            responses,
+            acks,
+            nacks,
+        } = source;
+        self.sent_version.clone_from(sent_version);
+        self.sent_nonce.clone_from(sent_nonce);
+        self.sent_resources = *sent_resources;
+        self.acked_version.clone_from(acked_version);
+        self.nacked_version.clone_from(nacked_version);
+        self.last_nack.clone_from(last_nack);
+        self.responses = *responses;
+        self.acks = *acks;
+        self.nacks = *nacks;
+    }
 }
 
 impl TypeStatus {

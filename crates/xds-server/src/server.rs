@@ -482,10 +482,10 @@ impl<P: AdsStream> Connection<P> {
     }
 
     fn publish(&self, proto: &P, snapshot: Option<&Snapshot>) {
-        self.server.cache.update_status(
-            self.id,
-            snapshot.map(|s| s.version().to_owned()),
-            proto.status(),
-        );
+        self.server
+            .cache
+            .update_status(self.id, snapshot.map(Snapshot::version), |types| {
+                proto.copy_status_into(types)
+            });
     }
 }
