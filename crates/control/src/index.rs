@@ -62,8 +62,14 @@ impl PartialEq for DestinationRule {
         self.name == other.name
             && self.namespace == other.namespace
             && self.host == other.host
-            && (Arc::ptr_eq(&self.spec, &other.spec) || self.spec == other.spec)
+            && same_spec(&self.spec, &other.spec)
     }
+}
+
+/// Whether two shared specs are the same: the very same one (the usual case: the store's spec,
+/// shared from push to push), or equal.
+pub fn same_spec<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 #[derive(Debug, Clone, PartialEq)]

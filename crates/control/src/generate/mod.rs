@@ -31,7 +31,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
 use xds_server::{LayeredMap, ResourceMap, Snapshot, VersionedResource};
 
-use crate::index::{Index, PeerMode, RouteChange};
+use crate::index::{Index, PeerMode, RouteChange, same_spec};
 use crate::model::Service;
 use crate::node::{Interception, Proxy, ProxyType};
 pub use cluster::InboundAddressing;
@@ -60,6 +60,11 @@ const TYPES: [&str; 6] = [
     xds_api::type_url::VIRTUAL_HOST,
     xds_api::type_url::SECRET,
 ];
+
+/// Where `type_url` is in [`TYPES`].
+fn type_index(type_url: &str) -> Option<usize> {
+    TYPES.iter().position(|t| *t == type_url)
+}
 
 /// Whether a snapshot holds `type_url` even with no resources of it: every type but VHDS's, which
 /// only proxies that take their virtual hosts over VHDS have (and subscribe to).
@@ -314,11 +319,10 @@ fn outbound_cluster_parts(
     out
 }
 
-/// Whether two DestinationRule specs are the same: the very same one (the usual case, the store's
-/// spec shared from push to push), or equal.
+/// Whether two DestinationRule specs are the same (see [`same_spec`]).
 fn same_rule(a: &Option<Arc<DestinationRuleSpec>>, b: &Option<Arc<DestinationRuleSpec>>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (Some(a), Some(b)) => same_spec(a, b),
         (None, None) => true,
         _ => false,
     }
@@ -558,7 +562,7 @@ impl TypeMaps {
     ) -> TypeMaps {
         let mut maps: [ResourceMap; TYPES.len()] = Default::default();
         for (name, r) in packed {
-            if let Some(i) = TYPES.iter().position(|t| *t == r.type_url()) {
+            if let Some(i) = type_index(r.type_url()) {
                 maps[i].insert(name, r);
             }
         }
@@ -584,18 +588,17 @@ impl TypeMaps {
     /// stays `self`'s. Parts name each resource once.
     fn replacing_parts(&self, old_parts: &[Arc<Packed>], new_parts: &[Arc<Packed>]) -> TypeMaps {
         let mut maps = self.clone();
-        let type_of = |r: &VersionedResource| TYPES.iter().position(|t| *t == r.type_url());
         for (was, now) in old_parts.iter().zip(new_parts) {
             if Arc::ptr_eq(was, now) {
                 continue;
             }
             for (name, r) in was.iter() {
-                if let Some(i) = type_of(r) {
+                if let Some(i) = type_index(r.type_url()) {
                     maps.0[i].remove(name);
                 }
             }
             for (name, r) in now.iter() {
-                if let Some(i) = type_of(r) {
+                if let Some(i) = type_index(r.type_url()) {
                     let kept = self.0[i].get(name).filter(|old| old.version == r.version);
                     maps.0[i].insert(name.clone(), kept.unwrap_or(r).clone());
                 }
@@ -636,12 +639,6 @@ impl<V> Default for Shards<V> {
 impl<V: Clone> Shards<V> {
     /// `map` in shards of [`SHARD_SIZE`] entries.
     fn split(map: BTreeMap<String, V>) -> Shards<V> {
-        if map.len() <= SHARD_SIZE {
-            return Shards {
-                bounds: Arc::new([]),
-                maps: vec![Arc::new(map)],
-            };
-        }
         let bounds: Arc<[String]> = map
             .keys()
             .skip(SHARD_SIZE)
@@ -661,6 +658,12 @@ impl<V: Clone> Shards<V> {
     }
 
     fn split_at(map: BTreeMap<String, V>, bounds: Arc<[String]>) -> Shards<V> {
+        if bounds.is_empty() {
+            return Shards {
+                bounds,
+                maps: vec![Arc::new(map)],
+            };
+        }
         let mut shards: Vec<Vec<(String, V)>> = (0..=bounds.len()).map(|_| Vec::new()).collect();
         let mut at = 0;
         for (name, value) in map {
@@ -1071,10 +1074,7 @@ impl<'a> Generator<'a> {
         changed: &HashSet<String>,
     ) -> SharedPart {
         let index: &Index = self.index;
-        let at = TYPES
-            .iter()
-            .position(|t| *t == xds_api::type_url::VIRTUAL_HOST)
-            .unwrap_or_default();
+        let at = type_index(xds_api::type_url::VIRTUAL_HOST).unwrap_or_default();
         let mut maps = old.maps.clone();
         let mut vhds_hosts = old.vhds_hosts.clone();
         let routes = |service: &Service, port: u32| {

@@ -702,6 +702,14 @@ virtual_hosts:
   routes: [{name: own, match: {prefix: /}, direct_response: {status: 200}}]
 "#;
 
+/// `table` from RDS over delta ADS with `hosts` from VHDS, every one built.
+fn over_delta(
+    table: &RouteConfiguration,
+    hosts: &[route::VirtualHost],
+) -> Result<RouteConfig, RdsErrors> {
+    RouteConfig::from_rds(table, &At::root(""), Some(AdsApi::Delta), hosts, |_| None)
+}
+
 fn vhost_for(name: &str, domain: &str, path_regex: &str) -> route::VirtualHost {
     vhds_host(&format!(
         "{{name: {name:?}, domains: [{domain:?}], routes: [{{name: r, match: {{safe_regex: {{regex: {path_regex:?}}}}}, direct_response: {{status: 200}}}}]}}"
@@ -715,8 +723,7 @@ fn vhds_hosts_follow_the_tables_own_and_route() {
         vhost_for("8080/a", "a.example", "/.*"),
         vhost_for("8080/b", "*", "/.*"),
     ];
-    let rc = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
-        .expect("buildable");
+    let rc = over_delta(&table, &hosts).expect("buildable");
     let names: Vec<&str> = rc.virtual_hosts.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["own", "8080/a", "8080/b"]);
     assert_eq!(
@@ -733,8 +740,7 @@ fn vhds_hosts_follow_the_tables_own_and_route() {
     );
     // Without vhds, what VHDS delivered is not the table's.
     let plain = rds_table("{name: '8080', virtual_hosts: []}");
-    let rc = RouteConfig::from_rds(&plain, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
-        .expect("buildable");
+    let rc = over_delta(&plain, &hosts).expect("buildable");
     assert!(rc.virtual_hosts.is_empty());
 }
 
@@ -780,8 +786,7 @@ fn a_bad_vhds_host_is_named_apart_from_the_table() {
         vhost_for("8080/regex", "r.example", "/(v1"),
         vhost_for("8080/dup", "own.example", "/.*"),
     ];
-    let e = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
-        .expect_err("must be refused");
+    let e = over_delta(&table, &hosts).expect_err("must be refused");
     assert!(e.route_config.is_empty(), "{e:?}");
     let fields: Vec<(&str, &str)> = e
         .vhosts
@@ -806,8 +811,7 @@ fn vhds_hosts_built_before_are_taken_as_built() {
         vhost_for("8080/a", "a.example", "/.*"),
         vhost_for("8080/b", "b.example", "/.*"),
     ];
-    let first = RouteConfig::from_rds(&table, &At::root(""), Some(AdsApi::Delta), &hosts, |_| None)
-        .expect("buildable");
+    let first = over_delta(&table, &hosts).expect("buildable");
     // `a` as the first table built it; `b` built again.
     let kept = first.virtual_hosts[1].clone();
     let a: *const route::VirtualHost = &hosts[0];
