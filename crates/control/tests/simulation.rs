@@ -3804,3 +3804,29 @@ spec: {mtls: {mode: STRICT}}
         Some(("virtualInbound-mtls".to_owned(), false))
     );
 }
+
+#[test]
+fn vhds_asked_over_state_of_the_world_gets_whole_tables_and_a_warning() {
+    let index = std::sync::Arc::new(index(REVIEWS_DR, OutboundTrafficPolicyMode::AllowAny));
+    let generator = control::generate::Generator::new(&index, InboundAddressing::SidecarPort);
+    let mut asked = productpage();
+    asked.vhds_over_sotw = true;
+    let (snapshot, warnings) = generator.snapshot(&asked, "v");
+    assert_eq!(
+        warnings,
+        [
+            "asks for its virtual hosts over VHDS (BOSUN_VHDS) on a state-of-the-world ADS stream, \
+             where proxies take VHDS only over delta xDS (DELTA_GRPC): its route tables are sent whole"
+        ]
+    );
+    assert!(
+        snapshot
+            .resources(xds_api::type_url::VIRTUAL_HOST)
+            .is_none()
+    );
+    let (plain, _) = generator.snapshot(&productpage(), "v");
+    assert!(
+        snapshot.same_resources(&plain),
+        "the tables a SotW proxy gets"
+    );
+}
