@@ -124,7 +124,9 @@ pub fn bootstrap(args: &BootstrapArgs<'_>) -> Result<Value> {
     } else {
         "GRPC"
     };
-    let ads = json!({"ads": {}, "resource_api_version": "V3"});
+    // As istio-agent's bootstrap: the first clusters and listeners are waited for without a time
+    // limit, so that a proxy never reports ready without its configuration.
+    let ads = json!({"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"});
     let mut metadata = json!({
         "LABELS": labels,
         "NAMESPACE": node.namespace,

@@ -296,10 +296,16 @@ enum Route {
 }
 
 fn eds_cluster(name: &str) -> Cluster {
+    eds_cluster_fetching(name, None)
+}
+
+/// An EDS cluster, with its endpoints' `initial_fetch_timeout` when given.
+fn eds_cluster_fetching(name: &str, fetch_timeout: Option<&str>) -> Cluster {
+    let timeout = fetch_timeout.map_or(String::new(), |t| format!(", initial_fetch_timeout: {t}"));
     message_from_yaml(
         &format!(
             "name: {name}\ntype: EDS\nconnect_timeout: 1s\n\
-             eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}\n"
+             eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3{timeout}}}}}\n"
         ),
         None,
     )
@@ -318,11 +324,13 @@ fn endpoints(name: &str, upstream: &Upstream) -> ClusterLoadAssignment {
 }
 
 fn listener(port: u16) -> Listener {
-    listener_logging_to(port, None)
+    listener_logging_to(port, None, None)
 }
 
-/// The listener, with a file access log at `path` when given.
-fn listener_logging_to(port: u16, path: Option<&str>) -> Listener {
+/// The listener, with a file access log at `path` and its routes' `initial_fetch_timeout` when
+/// given.
+fn listener_logging_to(port: u16, path: Option<&str>, fetch_timeout: Option<&str>) -> Listener {
+    let timeout = fetch_timeout.map_or(String::new(), |t| format!(", initial_fetch_timeout: {t}"));
     let access_log = path.map_or(String::new(), |path| {
         format!(
             r#"      access_log:
@@ -344,7 +352,7 @@ filter_chains:
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: ingress
-{access_log}      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3}}}}
+{access_log}      rds: {{route_config_name: routes, config_source: {{ads: {{}}, resource_api_version: V3{timeout}}}}}
       http_filters:
       - name: envoy.filters.http.router
         typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
@@ -651,6 +659,7 @@ async fn ads_scenario(api_type: &str) {
             pack(&listener_logging_to(
                 port,
                 Some("/nonexistent-dir/access.log"),
+                None,
             )),
         )],
     );
@@ -794,6 +803,173 @@ async fn ads_answers_as_envoy_does() {
         answers.push(seen);
     }
     assert_eq!(answers[0], answers[1], "bosun (left) and Envoy (right)");
+}
+
+// === the initial fetch: its timeouts, and a first update rejected ===
+
+/// How the initial fetch of one scenario goes.
+#[derive(Clone, Copy, Debug)]
+enum FirstFetch {
+    /// CDS names a cluster twice: the first CDS response is NACKed. (Envoy applies the clusters it
+    /// could before it NACKs, Bosun none of them, so this one's route answers itself.)
+    ClustersRejected,
+    /// The route configuration has a regex that does not compile: the first RDS response is NACKed.
+    RoutesRejected,
+    /// svc-b's endpoint is not an IP address: the first EDS response is NACKed (its route answers
+    /// itself, as Envoy keeps what it could apply).
+    EndpointsRejected,
+    /// svc-b's endpoints never come, and its `eds_config` gives up after 1 s.
+    EndpointsLateGivenUp,
+    /// svc-b's endpoints never come, and nothing gives up (`initial_fetch_timeout: 0s`, as Istio).
+    EndpointsLateAwaited,
+}
+
+/// The world's resources for `scenario`, every config source (and the bootstrap's, see
+/// [`bootstrap_fetching`]) waiting for ever unless the scenario says otherwise.
+fn first_fetch_resources(world: &World, port: u16, scenario: FirstFetch) -> Resources {
+    let eds_timeout = match scenario {
+        FirstFetch::EndpointsLateGivenUp => "1s",
+        _ => "0s",
+    };
+    let route = match scenario {
+        FirstFetch::ClustersRejected | FirstFetch::EndpointsRejected => Route::Teapot,
+        _ => Route::To("svc-a"),
+    };
+    let mut r = world.resources(port, route, false);
+    let mut clusters: Vec<(String, Any)> = ["svc-a", "svc-b"]
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                pack(&eds_cluster_fetching(n, Some(eds_timeout))),
+            )
+        })
+        .collect();
+    if let FirstFetch::ClustersRejected = scenario {
+        clusters.push(clusters[0].clone());
+    }
+    r.insert(type_url::CLUSTER, clusters);
+    r.insert(
+        type_url::LISTENER,
+        vec![(
+            "http".into(),
+            pack(&listener_logging_to(port, None, Some("0s"))),
+        )],
+    );
+    if let FirstFetch::RoutesRejected = scenario {
+        let bad = message_from_yaml::<RouteConfiguration>(
+            "name: routes\nvirtual_hosts:\n- name: all\n  domains: ['*']\n  routes:\n  \
+             - match: {safe_regex: {regex: '('}}\n    route: {cluster: svc-a}\n",
+            None,
+        )
+        .unwrap();
+        r.insert(
+            type_url::ROUTE_CONFIGURATION,
+            vec![("routes".into(), pack(&bad))],
+        );
+    }
+    let endpoints = r.get_mut(type_url::CLUSTER_LOAD_ASSIGNMENT).unwrap();
+    match scenario {
+        FirstFetch::EndpointsLateGivenUp | FirstFetch::EndpointsLateAwaited => {
+            endpoints.retain(|(name, _)| name != "svc-b");
+        }
+        FirstFetch::EndpointsRejected => {
+            let bad = message_from_yaml::<ClusterLoadAssignment>(
+                "cluster_name: svc-b\nendpoints:\n- lb_endpoints:\n  - endpoint: {address: \
+                 {socket_address: {address: not-an-ip, port_value: 80}}}\n",
+                None,
+            )
+            .unwrap();
+            endpoints.retain(|(name, _)| name != "svc-b");
+            endpoints.push(("svc-b".into(), pack(&bad)));
+        }
+        _ => {}
+    }
+    r
+}
+
+/// [`bootstrap`], with `initial_fetch_timeout: 0s` on `cds_config` and `lds_config` (Istio's).
+fn bootstrap_fetching(api_type: &str, ads: SocketAddr, admin_port: u16) -> String {
+    bootstrap(api_type, ads, admin_port).replace(
+        "resource_api_version: V3}",
+        "resource_api_version: V3, initial_fetch_timeout: 0s}",
+    )
+}
+
+/// Envoy's rule for the initial fetch, side by side: a config source's `initial_fetch_timeout` is
+/// how long its first response is waited for (`0s`: for ever, as Istio sets them all), and a first
+/// response that is rejected ends the wait for it, so that a bad config cannot keep a proxy from
+/// starting with what it has.
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_fetch_waits_and_gives_up_as_envoy_does() {
+    if Envoy::find_or_skip("initial_fetch_waits_and_gives_up_as_envoy_does").is_none() {
+        return;
+    }
+    let world = World {
+        a: Upstream::start("a").unwrap(),
+        b: Upstream::start("b").unwrap(),
+    };
+    let scenarios = [
+        FirstFetch::ClustersRejected,
+        FirstFetch::RoutesRejected,
+        FirstFetch::EndpointsRejected,
+        FirstFetch::EndpointsLateGivenUp,
+        FirstFetch::EndpointsLateAwaited,
+    ];
+    // Long enough for the 1 s timeout, far below Envoy's 15 s default.
+    let ready_within = Duration::from_secs(6);
+    let mut answers: Vec<Vec<String>> = Vec::new();
+    for envoy in [true, false] {
+        let mut seen = Vec::new();
+        for (i, scenario) in scenarios.iter().enumerate() {
+            let api_type = if i % 2 == 0 { "GRPC" } else { "DELTA_GRPC" };
+            let port = testkit::free_port();
+            let (ads, ads_addr) =
+                TestAds::start("v0", first_fetch_resources(&world, port, *scenario)).await;
+            let started = Instant::now();
+            let (running, admin): (Option<Box<dyn std::any::Any>>, Option<SocketAddr>) = if envoy {
+                let yaml = bootstrap_fetching(api_type, ads_addr, 0);
+                let options = testkit::EnvoyOptions {
+                    ready_timeout: ready_within,
+                    ..Default::default()
+                };
+                match tokio::task::block_in_place(|| Envoy::start_with(&yaml, &options)) {
+                    Ok(e) => {
+                        let admin = e.admin_addr();
+                        (Some(Box::new(e)), Some(admin))
+                    }
+                    Err(_) => (None, None),
+                }
+            } else {
+                let admin_port = testkit::free_port();
+                let admin = testkit::localhost(admin_port);
+                let mut bosun = spawn_bosun(&bootstrap_fetching(api_type, ads_addr, admin_port));
+                match tokio::task::block_in_place(|| bosun.wait_ready(admin, ready_within)) {
+                    Ok(()) => (Some(Box::new(bosun)), Some(admin)),
+                    Err(_) => (None, None),
+                }
+            };
+            let mut line = format!("{scenario:?} over {api_type}: ");
+            match admin {
+                None => line.push_str("not ready"),
+                Some(_) => {
+                    // Not before the 1 s timeout that let it start.
+                    let waited = started.elapsed() >= Duration::from_secs(1);
+                    let r = get(testkit::localhost(port)).await;
+                    line.push_str(&format!(
+                        "ready (after 1 s: {waited}), then {} from {:?}",
+                        r.status, r.upstream
+                    ));
+                }
+            }
+            let nacked: BTreeSet<String> = ads.nacks().into_iter().map(|(t, _)| t).collect();
+            line.push_str(&format!(", NACKed {nacked:?}"));
+            drop(running);
+            seen.push(line);
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "Envoy (left) and bosun (right)");
 }
 
 // === secrets over ADS (SDS) ===

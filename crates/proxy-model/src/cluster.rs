@@ -475,6 +475,7 @@ impl Cluster {
                     la,
                     &at.key("load_assignment"),
                     &socket_matches,
+                    discovery,
                 ))
                 .unwrap_or((Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR)),
             None => (Vec::new(), DEFAULT_OVERPROVISIONING_FACTOR),
@@ -610,6 +611,7 @@ impl Cluster {
             la,
             &At::root(format!("ClusterLoadAssignment {}", la.cluster_name)),
             &self.socket_matches,
+            self.discovery,
         )?;
         Ok(Cluster {
             priorities,
@@ -1080,11 +1082,13 @@ pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: u32 = 50;
 /// Envoy's default `overprovisioning_factor` (1.4), in percent.
 pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 
-/// The endpoints by priority and locality, and the overprovisioning factor.
+/// The endpoints by priority and locality, and the overprovisioning factor, of a cluster of
+/// `discovery`.
 fn load_assignment(
     la: &endpoint::ClusterLoadAssignment,
     at: &At,
     socket_matches: &[SocketMatch],
+    discovery: Discovery,
 ) -> Result<(Vec<Vec<LocalityEndpoints>>, u32), ModelError> {
     use endpoint::lb_endpoint::HostIdentifier;
     let mut overprovisioning_factor = DEFAULT_OVERPROVISIONING_FACTOR;
@@ -1123,7 +1127,19 @@ fn load_assignment(
                 }
                 None => None,
             };
-            let (host, port) = endpoint_address(address, &eat.key("endpoint").key("address"))?;
+            let address_at = eat.key("endpoint").key("address");
+            let (host, port) = endpoint_address(address, &address_at)?;
+            // Only DNS clusters resolve names; Envoy refuses any other endpoint that is not an IP.
+            let resolves = matches!(discovery, Discovery::StrictDns | Discovery::LogicalDns);
+            if !resolves && !is_pipe(&host) && host.parse::<std::net::IpAddr>().is_err() {
+                return Err(address_at
+                    .key("socket_address")
+                    .key("address")
+                    .error(format!(
+                        "malformed IP address: {host}; a STATIC or EDS cluster's endpoints are IP \
+                     addresses (make the cluster STRICT_DNS or LOGICAL_DNS to resolve a name)"
+                    )));
+            }
             let health = match e.health_status {
                 2 | 4 => Health::Unhealthy, // UNHEALTHY, TIMEOUT
                 3 => Health::Draining,
@@ -1510,6 +1526,46 @@ load_assignment:
             "{name: s, type: STATIC, upstream_bind_config: {source_address: {address: localhost, port_value: 0}}}",
         );
         assert!(e.contains("not an IP address"), "{e}");
+    }
+
+    /// Only DNS clusters resolve names: a STATIC or EDS endpoint that is not an IP address is refused
+    /// (Envoy: "malformed IP address"), an EDS update with one is rejected.
+    #[test]
+    fn endpoints_of_static_and_eds_clusters_are_ip_addresses() {
+        let endpoint = |ty: &str, host: &str| {
+            format!(
+                "{{name: c, type: {ty}, load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: \
+                 [{{endpoint: {{address: {{socket_address: {{address: {host}, port_value: 80}}}}}}}}]}}]}}}}"
+            )
+        };
+        let e = refusal(&endpoint("STATIC", "backend.local"));
+        assert!(
+            e.contains(
+                "cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address"
+            ) && e.contains("malformed IP address: backend.local"),
+            "{e}"
+        );
+        assert!(build(&endpoint("STATIC", "::1")).is_ok());
+        assert!(build(&endpoint("STRICT_DNS", "backend.local")).is_ok());
+        assert!(build(&endpoint("LOGICAL_DNS", "backend.local")).is_ok());
+        let eds =
+            build("{name: e, type: EDS, eds_cluster_config: {eds_config: {ads: {}}}}").unwrap();
+        let la = |host: &str| -> endpoint::ClusterLoadAssignment {
+            message_from_yaml(
+                &format!(
+                    "{{cluster_name: e, endpoints: [{{lb_endpoints: [{{endpoint: {{address: \
+                     {{socket_address: {{address: {host}, port_value: 80}}}}}}}}]}}]}}"
+                ),
+                None,
+            )
+            .unwrap()
+        };
+        let e = eds.with_load_assignment(&la("not-an-ip")).unwrap_err();
+        assert!(
+            e.to_string().contains("malformed IP address: not-an-ip"),
+            "{e}"
+        );
+        assert!(eds.with_load_assignment(&la("10.0.0.1")).is_ok());
     }
 
     /// Every cluster-level field that would change behaviour and is not implemented is refused by its

@@ -15,6 +15,7 @@ use crate::error::{At, Errors, ModelError};
 use crate::listener::{Listener, NetworkFilter, RouteSource};
 use crate::route::{Action, RouteConfig, Target};
 use crate::tls::Secrets;
+use xds_api::config_source::{DEFAULT_INITIAL_FETCH_TIMEOUT, FetchTimeout, initial_fetch_timeout};
 use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
 
 #[derive(Debug, Default)]
@@ -61,6 +62,10 @@ pub struct AdsSettings {
     /// That cluster's first endpoint: host and port (a socket's path and 0).
     pub host: String,
     pub port: u16,
+    /// How long the first CDS and LDS responses are waited for at start: `cds_config` and
+    /// `lds_config`'s `initial_fetch_timeout` (Envoy's 15 s when unset; `None`: for ever).
+    pub cds_fetch_timeout: FetchTimeout,
+    pub lds_fetch_timeout: FetchTimeout,
 }
 
 impl AdsSettings {
@@ -435,7 +440,11 @@ fn ads_settings(d: &DynamicResources, s: &Snapshot, errors: &mut Errors) -> Opti
         ));
         return None;
     };
-    let result = ads_config(ads, &at.key("ads_config"), s, errors);
+    let result = ads_config(ads, &at.key("ads_config"), s, errors).map(|settings| AdsSettings {
+        cds_fetch_timeout: initial_fetch_timeout(d.cds_config.as_ref()),
+        lds_fetch_timeout: initial_fetch_timeout(d.lds_config.as_ref()),
+        ..settings
+    });
     if errors.0.len() > before {
         None
     } else {
@@ -539,6 +548,8 @@ fn ads_config(
         cluster,
         host: e.host.clone(),
         port: e.port,
+        cds_fetch_timeout: Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
+        lds_fetch_timeout: Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
     })
 }
 
@@ -585,6 +596,8 @@ filter_chains:
             cluster: "xds-grpc".to_owned(),
             host: host.to_owned(),
             port,
+            cds_fetch_timeout: None,
+            lds_fetch_timeout: None,
         };
         assert_eq!(at("127.0.0.1", 15010).uri(), "http://127.0.0.1:15010");
         assert_eq!(at("::1", 15010).uri(), "http://[::1]:15010");
@@ -593,6 +606,31 @@ filter_chains:
             at("./etc/istio/proxy/XDS", 0).uri(),
             "unix:./etc/istio/proxy/XDS"
         );
+    }
+
+    /// The first CDS and LDS responses are waited for as `cds_config` and `lds_config` say: Envoy's
+    /// 15 s when unset, for ever with Istio's `0s`.
+    #[test]
+    fn the_bootstrap_says_how_long_the_first_cds_and_lds_are_waited_for() {
+        let yaml = r#"
+dynamic_resources:
+  ads_config: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: xds-grpc}}]}
+  cds_config: {ads: {}, resource_api_version: V3}
+  lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    load_assignment: {cluster_name: xds-grpc, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 15010}}}}]}]}
+"#;
+        let bootstrap = xds_api::bootstrap::from_yaml(yaml, None).expect("a bootstrap");
+        let (_, settings) = Snapshot::from_bootstrap(&bootstrap).expect("runs");
+        let ads = settings.ads.expect("ADS settings");
+        assert_eq!(
+            ads.cds_fetch_timeout,
+            Some(std::time::Duration::from_secs(15))
+        );
+        assert_eq!(ads.lds_fetch_timeout, None);
     }
 
     /// As Envoy: a listener's inline routes are checked against the clusters when the listener is

@@ -47,7 +47,7 @@ use xds_api::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
 use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost as VirtualHostProto};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
-use xds_client::{AdsClient, AdsStatus, Mode, XdsError};
+use xds_client::{AdsClient, AdsConfig, AdsStatus, Mode, XdsError};
 
 use crate::http::{ConnContext, Connection, HcmStats};
 use crate::original_dst::{Destination, ListenerIndex};
@@ -647,7 +647,12 @@ pub async fn run(
                 settings.secrets.statics.clone(),
                 ads.api,
             );
-            let client = AdsClient::connect(ads.uri(), node, mode, consumer)?;
+            let config = AdsConfig {
+                cds_initial_fetch_timeout: ads.cds_fetch_timeout,
+                lds_initial_fetch_timeout: ads.lds_fetch_timeout,
+                ..AdsConfig::new(ads.uri(), node, mode)
+            };
+            let client = AdsClient::start(config, consumer)?;
             let status = client.watch_status();
             let _ = proxy.ads_status.set(status.clone());
             tokio::spawn(dynamic::log_acks(status));

@@ -15,6 +15,7 @@ pub use prost_reflect;
 
 pub mod any;
 pub mod bootstrap;
+pub mod config_source;
 mod decode;
 pub mod descriptor;
 pub mod json;

@@ -40,6 +40,18 @@ impl SecretSource {
 /// The secrets (name, source) a transport socket's TLS context names, certificate first. A socket
 /// that is not TLS, or does not decode, names none.
 pub fn secret_references(ts: &TransportSocket) -> Vec<(String, SecretSource)> {
+    sds_secret_configs(ts)
+        .into_iter()
+        .map(|c| {
+            let source = SecretSource::of(&c);
+            (c.name, source)
+        })
+        .collect()
+}
+
+/// The `SdsSecretConfig`s a transport socket's TLS context holds, certificate first (none for a
+/// socket that is not TLS, or does not decode).
+pub fn sds_secret_configs(ts: &TransportSocket) -> Vec<SdsSecretConfig> {
     let Some(transport_socket::ConfigType::TypedConfig(config)) = ts.config_type.as_ref() else {
         return Vec::new();
     };
@@ -57,40 +69,47 @@ pub fn secret_references(ts: &TransportSocket) -> Vec<(String, SecretSource)> {
     let Some(common) = common else {
         return Vec::new();
     };
-    let validation = match &common.validation_context_type {
+    let validation = match common.validation_context_type {
         Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) => Some(c),
         Some(ValidationContextType::CombinedValidationContext(c)) => {
-            c.validation_context_sds_secret_config.as_ref()
+            c.validation_context_sds_secret_config
         }
         _ => None,
     };
     common
         .tls_certificate_sds_secret_configs
-        .iter()
+        .into_iter()
         .chain(validation)
-        .map(|c| (c.name.clone(), SecretSource::of(c)))
         .collect()
+}
+
+/// A cluster's transport sockets: its own and its `transport_socket_matches`'.
+pub fn cluster_transport_sockets(c: &Cluster) -> impl Iterator<Item = &TransportSocket> {
+    c.transport_socket.iter().chain(
+        c.transport_socket_matches
+            .iter()
+            .filter_map(|m| m.transport_socket.as_ref()),
+    )
+}
+
+/// A listener's transport sockets: its filter chains' (the default one's too).
+pub fn listener_transport_sockets(l: &Listener) -> impl Iterator<Item = &TransportSocket> {
+    l.filter_chains
+        .iter()
+        .chain(&l.default_filter_chain)
+        .filter_map(|fc| fc.transport_socket.as_ref())
 }
 
 /// The secrets a cluster's transport sockets name (its own and its `transport_socket_matches`').
 pub fn cluster_secrets(c: &Cluster) -> Vec<(String, SecretSource)> {
-    c.transport_socket
-        .iter()
-        .chain(
-            c.transport_socket_matches
-                .iter()
-                .filter_map(|m| m.transport_socket.as_ref()),
-        )
+    cluster_transport_sockets(c)
         .flat_map(secret_references)
         .collect()
 }
 
 /// The secrets a listener's filter chains name.
 pub fn listener_secrets(l: &Listener) -> Vec<(String, SecretSource)> {
-    l.filter_chains
-        .iter()
-        .chain(&l.default_filter_chain)
-        .filter_map(|fc| fc.transport_socket.as_ref())
+    listener_transport_sockets(l)
         .flat_map(secret_references)
         .collect()
 }

@@ -3,12 +3,16 @@
 //! write requests (`sotw.rs`, `delta.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use xds_api::pb::envoy::config::core::v3::Node;
 use xds_api::pb::google::protobuf::Any;
 use xds_api::pb::google::rpc::Status;
 
-use crate::resources::{self, Rejection, Resource, ResourceType, Resources};
+use crate::resources::{
+    self, DEFAULT_INITIAL_FETCH_TIMEOUT, FetchTimeout, Rejection, Resource, ResourceType,
+    Resources, Subscriptions,
+};
 
 /// gRPC `INVALID_ARGUMENT`, the code of a NACK's `error_detail`.
 pub const INVALID_ARGUMENT: i32 = 3;
@@ -42,6 +46,11 @@ pub trait Consumer {
 /// named, then LDS, then RDS for the routes LDS named (and VHDS for the route configurations with
 /// `vhds`); the secrets (SDS) clusters and listeners name are waited for with their endpoints and
 /// routes.
+///
+/// As in Envoy, what a step waits for is given up on when its config source's
+/// `initial_fetch_timeout` has passed (counted from the start of the step, on the current stream)
+/// or when a response of its type is rejected: a bad configuration must not keep a proxy from
+/// starting with what it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warming {
     /// Waiting for the first accepted CDS response.
@@ -153,10 +162,14 @@ impl<'a> ResourceSet<'a> {
 pub struct TypeState {
     /// Subscribed names; unused for wildcard types.
     pub names: BTreeSet<String>,
+    /// How long the initial fetch waits for each subscribed name.
+    pub timeouts: Subscriptions,
     /// Whether the type is subscribed at all (wildcard types once started; named types once named).
     pub active: bool,
-    /// Names the server has answered (sent, or reported removed) since they were subscribed.
-    pub received: BTreeSet<String>,
+    /// Names warming no longer waits for: answered (sent, or reported removed) since they were
+    /// subscribed, or given up on (their initial fetch timed out, or a response of this type was
+    /// rejected during warming).
+    pub settled: BTreeSet<String>,
     /// The accepted resources by name, with their per-resource version (delta).
     pub cache: BTreeMap<String, Cached>,
     /// The last accepted `version_info` (SotW) or `system_version_info` (delta).
@@ -170,9 +183,14 @@ pub struct TypeState {
 #[derive(Debug)]
 pub struct Core {
     pub types: [TypeState; ResourceType::ALL.len()],
-    /// The route configurations that a VHDS response has carried a virtual host for: one with `vhds`
-    /// warms until it is here, as Envoy's VHDS subscription is ready on its first update.
-    pub vhds_answered: BTreeSet<String>,
+    /// The route configurations that a VHDS response has carried a virtual host for (or whose wait
+    /// was given up on): one with `vhds` warms until it is here, as Envoy's VHDS subscription is
+    /// ready on its first update.
+    pub vhds_settled: BTreeSet<String>,
+    /// How long the initial fetch waits for the first CDS and the first LDS response (the
+    /// bootstrap's `cds_config` and `lds_config`).
+    pub cds_fetch_timeout: FetchTimeout,
+    pub lds_fetch_timeout: FetchTimeout,
     pub warming: Warming,
     pub complete_signaled: bool,
     pub node: Node,
@@ -184,7 +202,9 @@ impl Core {
     pub(crate) fn new(node: Node) -> Core {
         let mut core = Core {
             types: Default::default(),
-            vhds_answered: BTreeSet::new(),
+            vhds_settled: BTreeSet::new(),
+            cds_fetch_timeout: Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
+            lds_fetch_timeout: Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
             warming: Warming::Clusters,
             complete_signaled: false,
             node,
@@ -227,16 +247,18 @@ impl Core {
             .collect()
     }
 
-    /// Sets the subscribed names of a named type.
+    /// Sets the subscribed names of a named type, with how long the initial fetch waits for each.
     pub(crate) fn set_names(
         &mut self,
         ty: ResourceType,
-        names: BTreeSet<String>,
+        subscriptions: Subscriptions,
     ) -> Option<SubChange> {
         if ty.is_wildcard() {
             return None;
         }
+        let names: BTreeSet<String> = subscriptions.keys().cloned().collect();
         let st = self.st_mut(ty);
+        st.timeouts = subscriptions;
         if st.names == names && st.active {
             return None;
         }
@@ -244,7 +266,7 @@ impl Core {
         let removed: Vec<String> = st.names.difference(&names).cloned().collect();
         for name in &removed {
             st.cache.remove(name);
-            st.received.remove(name);
+            st.settled.remove(name);
         }
         st.names = names;
         if !st.active && st.names.is_empty() {
@@ -328,8 +350,8 @@ impl Core {
         let count = st.cache.len();
         st.version = version.to_owned();
         st.accepted = true;
-        st.received.extend(answered);
-        self.vhds_answered.extend(vhds_tables);
+        st.settled.extend(answered);
+        self.vhds_settled.extend(vhds_tables);
         let mut changes = Vec::new();
         if matches!(ty, ResourceType::Cluster | ResourceType::Listener) {
             // The secrets (SDS over ADS) the clusters' and listeners' TLS contexts name.
@@ -338,15 +360,18 @@ impl Core {
                 self.resources_of(ResourceType::Listener),
             );
             if let (Resources::Clusters(c), Resources::Listeners(l)) = (clusters, listeners) {
-                changes.extend(self.set_names(ResourceType::Secret, resources::sds_names(&c, &l)));
+                changes.extend(
+                    self.set_names(ResourceType::Secret, resources::sds_subscriptions(&c, &l)),
+                );
             }
         }
         match ty {
             ResourceType::Cluster => {
                 let clusters = self.resources_of(ResourceType::Cluster);
                 if let Resources::Clusters(c) = clusters {
-                    changes
-                        .extend(self.set_names(ResourceType::Endpoints, resources::eds_names(&c)));
+                    changes.extend(
+                        self.set_names(ResourceType::Endpoints, resources::eds_subscriptions(&c)),
+                    );
                 }
                 if self.warming == Warming::Clusters {
                     self.warming = Warming::ClusterEndpoints;
@@ -354,7 +379,9 @@ impl Core {
             }
             ResourceType::Listener => {
                 if let Resources::Listeners(l) = self.resources_of(ResourceType::Listener) {
-                    changes.extend(self.set_names(ResourceType::Route, resources::rds_names(&l)));
+                    changes.extend(
+                        self.set_names(ResourceType::Route, resources::rds_subscriptions(&l)),
+                    );
                 }
                 if self.warming == Warming::Listeners {
                     self.warming = Warming::ListenerRoutes;
@@ -382,16 +409,55 @@ impl Core {
 
     fn pending(&self, ty: ResourceType) -> bool {
         let st = self.st(ty);
-        st.names.iter().any(|n| !st.received.contains(n))
+        st.names.iter().any(|n| !st.settled.contains(n))
     }
 
     /// Whether a held route configuration with `vhds` has had no virtual host over VHDS yet.
     fn vhds_pending(&self) -> bool {
-        match self.resources_of(ResourceType::Route) {
-            Resources::Routes(r) => resources::vhds_route_configs(&r)
+        self.vhds_waits().next().is_some()
+    }
+
+    /// The held route configurations with `vhds` that still wait for their first virtual host, with
+    /// how long each waits.
+    fn vhds_waits(&self) -> impl Iterator<Item = (String, FetchTimeout)> + '_ {
+        let tables = match self.resources_of(ResourceType::Route) {
+            Resources::Routes(r) => resources::vhds_route_configs(&r),
+            _ => Subscriptions::new(),
+        };
+        tables
+            .into_iter()
+            .filter(|(name, _)| !self.vhds_settled.contains(name))
+    }
+
+    /// The named types the current warming step waits for, besides VHDS.
+    fn step_types(&self) -> &'static [ResourceType] {
+        match self.warming {
+            Warming::ClusterEndpoints => &[ResourceType::Endpoints, ResourceType::Secret],
+            Warming::ListenerRoutes => &[ResourceType::Route, ResourceType::Secret],
+            _ => &[],
+        }
+    }
+
+    /// How long after its start the current warming step next gives something up: the wildcard
+    /// type's timeout while CDS or LDS is awaited, else the shortest timeout of what is still
+    /// awaited. `None`: nothing will be given up (done, or all of it waits for ever).
+    pub(crate) fn fetch_timeout(&self) -> Option<Duration> {
+        let named = self.step_types().iter().flat_map(|&ty| {
+            let st = self.st(ty);
+            st.names
                 .iter()
-                .any(|name| !self.vhds_answered.contains(name)),
-            _ => false,
+                .filter(|n| !st.settled.contains(*n))
+                .map(|n| st.timeouts.get(n).copied().flatten())
+        });
+        match self.warming {
+            Warming::Clusters => self.cds_fetch_timeout,
+            Warming::Listeners => self.lds_fetch_timeout,
+            Warming::ClusterEndpoints => named.flatten().min(),
+            Warming::ListenerRoutes => named
+                .chain(self.vhds_waits().map(|(_, t)| t))
+                .flatten()
+                .min(),
+            Warming::Done => None,
         }
     }
 
@@ -438,19 +504,59 @@ impl Core {
         })
     }
 
-    /// The initial fetch of the current warming step timed out: go on without it, as Envoy does after
-    /// `initial_fetch_timeout`.
-    pub(crate) fn initial_fetch_timeout(&mut self) -> Vec<SubChange> {
-        let mut changes = Vec::new();
+    /// `elapsed` since the current warming step started: what it waits for with an initial fetch
+    /// timeout up to that is given up on, as Envoy does after `initial_fetch_timeout`.
+    pub(crate) fn initial_fetch_timeout(&mut self, elapsed: Duration) -> Vec<SubChange> {
+        let due = |t: &FetchTimeout| t.is_some_and(|t| t <= elapsed);
         match self.warming {
-            Warming::Clusters | Warming::ClusterEndpoints => {
-                changes.extend(self.start_listeners());
+            Warming::Clusters if due(&self.cds_fetch_timeout) => {
+                self.warming = Warming::ClusterEndpoints;
             }
-            Warming::Listeners | Warming::ListenerRoutes => self.warming = Warming::Done,
-            Warming::Done => {}
+            Warming::Listeners if due(&self.lds_fetch_timeout) => {
+                self.warming = Warming::ListenerRoutes;
+            }
+            _ => {
+                let vhds: Vec<String> = self
+                    .vhds_waits()
+                    .filter(|(_, t)| due(t))
+                    .map(|(name, _)| name)
+                    .collect();
+                self.vhds_settled.extend(vhds);
+                for &ty in self.step_types() {
+                    let st = self.st_mut(ty);
+                    let given_up: Vec<String> = st
+                        .names
+                        .iter()
+                        .filter(|n| due(&st.timeouts.get(*n).copied().flatten()))
+                        .cloned()
+                        .collect();
+                    st.settled.extend(given_up);
+                }
+            }
         }
-        changes.extend(self.advance_warming());
-        changes
+        self.advance_warming()
+    }
+
+    /// A response of `ty` was rejected: during warming, what waits for that type waits no more
+    /// (Envoy readies a subscription whose update failed, so that a bad config does not keep the
+    /// proxy from starting with what it has).
+    pub(crate) fn rejected(&mut self, ty: ResourceType) -> Vec<SubChange> {
+        match (self.warming, ty) {
+            (Warming::Done, _) => return Vec::new(),
+            (Warming::Clusters, ResourceType::Cluster) => self.warming = Warming::ClusterEndpoints,
+            (Warming::Listeners, ResourceType::Listener) => self.warming = Warming::ListenerRoutes,
+            (_, ResourceType::VirtualHost) => {
+                let tables: Vec<String> = self.vhds_waits().map(|(name, _)| name).collect();
+                self.vhds_settled.extend(tables);
+            }
+            (_, ty) if !ty.is_wildcard() => {
+                let st = self.st_mut(ty);
+                let names: Vec<String> = st.names.iter().cloned().collect();
+                st.settled.extend(names);
+            }
+            _ => {}
+        }
+        self.advance_warming()
     }
 
     /// Whether the initial configuration just completed; true once.
@@ -620,18 +726,39 @@ pub(crate) fn response_type<P: sealed::Parts>(
 /// versions. Each mode only differs in the requests it sends.
 pub trait Session: sealed::Parts {
     /// Subscribes a named type (EDS, RDS, SDS) to exactly `names`; returns the requests to send, if
-    /// anything changed. Wildcard types (LDS, CDS) are always subscribed to everything.
+    /// anything changed. Wildcard types (LDS, CDS) are always subscribed to everything. During
+    /// warming each name is waited for as long as Envoy's default initial fetch timeout.
     fn subscribe(&mut self, ty: ResourceType, names: BTreeSet<String>) -> Vec<Self::Request> {
-        let changes = self.core_mut().set_names(ty, names);
+        let subscriptions = names
+            .into_iter()
+            .map(|n| (n, Some(DEFAULT_INITIAL_FETCH_TIMEOUT)))
+            .collect();
+        let changes = self.core_mut().set_names(ty, subscriptions);
         self.requests_for(changes.into_iter().collect())
     }
 
-    /// The initial fetch of the current warming step timed out: go on without it.
+    /// How long the first CDS and the first LDS response are waited for (Envoy's 15 s each unless
+    /// set; `None`: for ever), as the bootstrap's `cds_config` and `lds_config` say.
+    fn set_initial_fetch_timeouts(&mut self, cds: FetchTimeout, lds: FetchTimeout) {
+        let core = self.core_mut();
+        core.cds_fetch_timeout = cds;
+        core.lds_fetch_timeout = lds;
+    }
+
+    /// How long after the current warming step started it next gives something up (see
+    /// [`Warming`]); `None` when nothing will be.
+    fn initial_fetch_deadline(&self) -> Option<Duration> {
+        self.core().fetch_timeout()
+    }
+
+    /// `elapsed` has passed since the current warming step started: what it waits for that has an
+    /// initial fetch timeout up to that is given up on.
     fn on_initial_fetch_timeout<C: Consumer + ?Sized>(
         &mut self,
+        elapsed: Duration,
         consumer: &mut C,
     ) -> Outcome<Self::Request> {
-        let changes = self.core_mut().initial_fetch_timeout();
+        let changes = self.core_mut().initial_fetch_timeout(elapsed);
         Outcome {
             requests: self.requests_for(changes),
             event: Event::Nothing,

@@ -140,6 +140,8 @@ impl DeltaClient {
                     error_detail: Some(status.clone()),
                     ..Default::default()
                 });
+                let changes = self.core.rejected(ty);
+                requests.extend(self.changes_to_requests(changes));
                 Event::Rejected {
                     type_url: response.type_url,
                     message: status.message,

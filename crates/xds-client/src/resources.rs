@@ -3,7 +3,7 @@
 //! `vhds`).
 
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,11 +13,11 @@ use xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_api::pb::envoy::config::listener::v3::{Filter, Listener, filter};
 use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
 };
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::pb::google::protobuf::Any;
-use xds_api::{any, type_url};
+use xds_api::{any, secrets, type_url};
 
 /// One of the xDS resource types the client subscribes to over ADS.
 ///
@@ -270,70 +270,102 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// The EDS service names of the clusters whose discovery type is EDS: `eds_cluster_config.service_name`,
-/// or the cluster's name when that is empty (as Envoy does).
-pub fn eds_names<C: Borrow<Cluster>>(clusters: &[C]) -> BTreeSet<String> {
-    clusters
-        .iter()
-        .map(Borrow::borrow)
-        .filter(|c| {
-            c.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
-        })
-        .map(|c| {
-            c.eds_cluster_config
-                .as_ref()
-                .map(|e| e.service_name.as_str())
-                .filter(|s| !s.is_empty())
-                .unwrap_or(&c.name)
-                .to_owned()
-        })
-        .collect()
+pub use xds_api::config_source::{
+    DEFAULT_INITIAL_FETCH_TIMEOUT, FetchTimeout, initial_fetch_timeout,
+};
+
+/// Names with the initial fetch timeout of each; a name several resources wait for is waited for as
+/// long as the longest of them waits.
+pub type Subscriptions = BTreeMap<String, FetchTimeout>;
+
+fn wait_for(names: &mut Subscriptions, name: String, timeout: FetchTimeout) {
+    let longer = |a: FetchTimeout, b: FetchTimeout| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    };
+    names
+        .entry(name)
+        .and_modify(|t| *t = longer(*t, timeout))
+        .or_insert(timeout);
 }
 
-/// The secrets the clusters' and listeners' TLS contexts load over ADS (`sds_config: {ads: {}}`).
-pub fn sds_names<C: Borrow<Cluster>, L: Borrow<Listener>>(
+/// The EDS service names of the clusters whose discovery type is EDS: `eds_cluster_config.service_name`,
+/// or the cluster's name when that is empty (as Envoy does), each with its `eds_config`'s timeout.
+pub fn eds_subscriptions<C: Borrow<Cluster>>(clusters: &[C]) -> Subscriptions {
+    let mut names = Subscriptions::new();
+    for c in clusters.iter().map(Borrow::borrow) {
+        if c.cluster_discovery_type != Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)) {
+            continue;
+        }
+        let config = c.eds_cluster_config.as_ref();
+        let name = config
+            .map(|e| e.service_name.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&c.name);
+        let timeout = initial_fetch_timeout(config.and_then(|e| e.eds_config.as_ref()));
+        wait_for(&mut names, name.to_owned(), timeout);
+    }
+    names
+}
+
+/// The secrets the clusters' and listeners' TLS contexts load over ADS (`sds_config: {ads: {}}`),
+/// each with its `sds_config`'s timeout.
+pub fn sds_subscriptions<C: Borrow<Cluster>, L: Borrow<Listener>>(
     clusters: &[C],
     listeners: &[L],
-) -> BTreeSet<String> {
-    let from_clusters = clusters
+) -> Subscriptions {
+    let sockets = clusters
         .iter()
-        .flat_map(|c| xds_api::secrets::cluster_secrets(c.borrow()));
-    let from_listeners = listeners
-        .iter()
-        .flat_map(|l| xds_api::secrets::listener_secrets(l.borrow()));
-    from_clusters
-        .chain(from_listeners)
-        .filter(|(_, source)| *source == xds_api::secrets::SecretSource::Ads)
-        .map(|(name, _)| name)
-        .collect()
+        .flat_map(|c| secrets::cluster_transport_sockets(c.borrow()))
+        .chain(
+            listeners
+                .iter()
+                .flat_map(|l| secrets::listener_transport_sockets(l.borrow())),
+        );
+    let mut names = Subscriptions::new();
+    for config in sockets.flat_map(secrets::sds_secret_configs) {
+        if secrets::SecretSource::of(&config) == secrets::SecretSource::Ads {
+            let timeout = initial_fetch_timeout(config.sds_config.as_ref());
+            wait_for(&mut names, config.name, timeout);
+        }
+    }
+    names
 }
 
-/// The route configuration names the listeners' HTTP connection managers load over RDS.
+/// The route configuration names the listeners' HTTP connection managers load over RDS, each with
+/// its `config_source`'s timeout.
 ///
 /// An HCM whose `typed_config` does not decode is skipped here: the consumer rejects that listener.
-pub fn rds_names<L: Borrow<Listener>>(listeners: &[L]) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
+pub fn rds_subscriptions<L: Borrow<Listener>>(listeners: &[L]) -> Subscriptions {
+    let mut names = Subscriptions::new();
     for l in listeners.iter().map(Borrow::borrow) {
         let chains = l
             .filter_chains
             .iter()
             .chain(l.default_filter_chain.as_ref());
         for filter in chains.flat_map(|c| c.filters.iter()) {
-            if let Some(name) = hcm_rds_name(filter) {
-                names.insert(name);
+            if let Some(rds) = hcm_rds(filter) {
+                let timeout = initial_fetch_timeout(rds.config_source.as_ref());
+                wait_for(&mut names, rds.route_config_name, timeout);
             }
         }
     }
     names
 }
 
-/// The route configurations (by name) that load more virtual hosts over VHDS (`vhds` set).
-pub fn vhds_route_configs<R: Borrow<RouteConfiguration>>(routes: &[R]) -> BTreeSet<String> {
+/// The route configurations (by name) that load more virtual hosts over VHDS (`vhds` set), each
+/// with its VHDS `config_source`'s timeout.
+pub fn vhds_route_configs<R: Borrow<RouteConfiguration>>(routes: &[R]) -> Subscriptions {
     routes
         .iter()
         .map(Borrow::borrow)
-        .filter(|r| r.vhds.is_some())
-        .map(|r| r.name.clone())
+        .filter_map(|r| {
+            let vhds = r.vhds.as_ref()?;
+            Some((
+                r.name.clone(),
+                initial_fetch_timeout(vhds.config_source.as_ref()),
+            ))
+        })
         .collect()
 }
 
@@ -355,7 +387,7 @@ pub fn vhds_for<'a, V: Borrow<VirtualHost>>(
     })
 }
 
-fn hcm_rds_name(filter: &Filter) -> Option<String> {
+fn hcm_rds(filter: &Filter) -> Option<Rds> {
     let Some(filter::ConfigType::TypedConfig(cfg)) = &filter.config_type else {
         return None;
     };
@@ -364,9 +396,7 @@ fn hcm_rds_name(filter: &Filter) -> Option<String> {
     }
     let hcm: HttpConnectionManager = any::unpack(cfg).ok()?;
     match hcm.route_specifier {
-        Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
-            Some(rds.route_config_name)
-        }
+        Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => Some(rds),
         _ => None,
     }
 }
@@ -374,9 +404,19 @@ fn hcm_rds_name(filter: &Filter) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use xds_api::pb::envoy::config::cluster::v3::cluster::EdsClusterConfig;
+    use xds_api::pb::envoy::config::core::v3::ConfigSource;
     use xds_api::pb::envoy::config::listener::v3::FilterChain;
-    use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds;
+    use xds_api::pb::google::protobuf::Duration as ProtoDuration;
+
+    /// An ADS config source with `initial_fetch_timeout` `seconds` (unset for `None`).
+    fn ads_fetching(seconds: Option<i64>) -> ConfigSource {
+        ConfigSource {
+            initial_fetch_timeout: seconds.map(|seconds| ProtoDuration { seconds, nanos: 0 }),
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn type_urls_round_trip() {
@@ -398,13 +438,13 @@ mod tests {
     }
 
     #[test]
-    fn eds_names_use_service_name_or_cluster_name() {
-        let eds = |name: &str, service: &str| Cluster {
+    fn eds_names_use_service_name_or_cluster_name_and_wait_the_longest() {
+        let eds = |name: &str, service: &str, timeout: Option<i64>| Cluster {
             name: name.into(),
             cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
             eds_cluster_config: Some(EdsClusterConfig {
                 service_name: service.into(),
-                ..Default::default()
+                eds_config: Some(ads_fetching(timeout)),
             }),
             ..Default::default()
         };
@@ -412,8 +452,25 @@ mod tests {
             name: "static".into(),
             ..Default::default()
         };
-        let names = eds_names(&[eds("a", ""), eds("b", "svc-b"), static_cluster]);
-        assert_eq!(names, BTreeSet::from(["a".into(), "svc-b".into()]));
+        let names = eds_subscriptions(&[
+            eds("a", "", Some(1)),
+            eds("b", "svc-b", Some(2)),
+            eds("b2", "svc-b", Some(3)),
+            eds("c", "", Some(3)),
+            eds("c2", "c", Some(0)),
+            eds("d", "", None),
+            static_cluster,
+        ]);
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(
+            names,
+            Subscriptions::from([
+                ("a".into(), secs(1)),
+                ("c".into(), None),
+                ("d".into(), secs(15)),
+                ("svc-b".into(), secs(3)),
+            ])
+        );
     }
 
     #[test]
@@ -421,7 +478,7 @@ mod tests {
         let hcm = HttpConnectionManager {
             route_specifier: Some(RouteSpecifier::Rds(Rds {
                 route_config_name: "9080".into(),
-                config_source: None,
+                config_source: Some(ads_fetching(Some(0))),
             })),
             ..Default::default()
         };
@@ -436,6 +493,9 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert_eq!(rds_names(&[l]), BTreeSet::from(["9080".into()]));
+        assert_eq!(
+            rds_subscriptions(&[l]),
+            Subscriptions::from([("9080".into(), None)])
+        );
     }
 }

@@ -80,6 +80,8 @@ impl SotwClient {
                 let mut request = self.request(ty);
                 request.error_detail = Some(status.clone());
                 requests.push(request);
+                let changes = self.core.rejected(ty);
+                requests.extend(self.changes_to_requests(changes));
                 Event::Rejected {
                     type_url: response.type_url,
                     message: status.message,

@@ -22,7 +22,7 @@ use xds_api::pb::envoy::service::discovery::v3::{
 use crate::core::{Consumer, Event, Outcome, Session, Warming};
 use crate::delta::DeltaClient;
 use crate::error::{XdsError, chain};
-use crate::resources::ResourceType;
+use crate::resources::{DEFAULT_INITIAL_FETCH_TIMEOUT, FetchTimeout, ResourceType};
 use crate::sotw::SotwClient;
 
 /// Which ADS variant to speak.
@@ -56,11 +56,14 @@ pub struct AdsConfig {
     /// First reconnect delay; doubles per failed attempt (jittered to 50–100 %) up to `backoff_max`.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// How long each warming step (CDS, EDS, LDS, RDS) waits on an open stream before going on without
-    /// it, as Envoy's `initial_fetch_timeout` (15 s by default); it restarts on each new stream, so a
-    /// control plane that is down at start does not make the proxy ready with no config. `None` waits
-    /// for ever.
-    pub initial_fetch_timeout: Option<Duration>,
+    /// How long the first CDS and the first LDS response are waited for on an open stream before
+    /// going on without them, as the bootstrap's `cds_config` and `lds_config` say in
+    /// `initial_fetch_timeout` (Envoy's 15 s when unset; `None`, from `0s`, waits for ever). What CDS
+    /// and LDS name (EDS, RDS, VHDS, SDS) is waited for as the config source naming it says. A wait
+    /// restarts on each new stream, so a control plane that is down at start does not make the proxy
+    /// ready with no config.
+    pub cds_initial_fetch_timeout: FetchTimeout,
+    pub lds_initial_fetch_timeout: FetchTimeout,
     /// Bound on handing one request to the stream (the server must read them).
     pub send_timeout: Duration,
     /// HTTP/2 PING interval and how long to wait for its answer: a silent, dead connection is noticed.
@@ -82,7 +85,8 @@ impl AdsConfig {
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
-            initial_fetch_timeout: Some(Duration::from_secs(15)),
+            cds_initial_fetch_timeout: Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
+            lds_initial_fetch_timeout: Some(DEFAULT_INITIAL_FETCH_TIMEOUT),
             send_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
@@ -171,7 +175,11 @@ impl<C: Consumer + Send + 'static> AdsClient<C> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = match config.mode {
             Mode::Sotw => {
-                let proto = SotwClient::new(config.node.clone());
+                let mut proto = SotwClient::new(config.node.clone());
+                proto.set_initial_fetch_timeouts(
+                    config.cds_initial_fetch_timeout,
+                    config.lds_initial_fetch_timeout,
+                );
                 let task = Task {
                     config,
                     endpoint,
@@ -185,7 +193,11 @@ impl<C: Consumer + Send + 'static> AdsClient<C> {
                 runtime.spawn(task.run())
             }
             Mode::Delta => {
-                let proto = DeltaClient::new(config.node.clone());
+                let mut proto = DeltaClient::new(config.node.clone());
+                proto.set_initial_fetch_timeouts(
+                    config.cds_initial_fetch_timeout,
+                    config.lds_initial_fetch_timeout,
+                );
                 let task = Task {
                     config,
                     endpoint,
@@ -540,11 +552,7 @@ impl<P: Protocol, C: Consumer + Send + 'static> Task<P, C> {
         tracing::info!(endpoint = %addr, mode = P::MODE.name(), "ADS stream open");
 
         loop {
-            let deadline = self
-                .config
-                .initial_fetch_timeout
-                .filter(|_| warming.0 != Warming::Done)
-                .map(|t| warming.1 + t);
+            let deadline = self.proto.initial_fetch_deadline().map(|t| warming.1 + t);
             let outcome = tokio::select! {
                 r = self.stop.changed() => { let _ = r; return Ok(Ended::Stopped) }
                 cmd = self.commands.recv() => match cmd {
@@ -564,8 +572,9 @@ impl<P: Protocol, C: Consumer + Send + 'static> Task<P, C> {
                     Err(status) => return Err(stream_error(&addr, P::MODE, status)),
                 },
                 _ = sleep_until_opt(deadline) => {
-                    tracing::warn!(endpoint = %addr, step = ?warming.0, "initial fetch timed out; going on without it");
-                    self.proto.on_initial_fetch_timeout(&mut self.consumer)
+                    let elapsed = warming.1.elapsed();
+                    tracing::warn!(endpoint = %addr, step = ?warming.0, after = ?elapsed, "initial fetch timed out; going on without what it waited for");
+                    self.proto.on_initial_fetch_timeout(elapsed, &mut self.consumer)
                 }
             };
             self.record(&outcome);

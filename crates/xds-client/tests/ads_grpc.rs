@@ -646,17 +646,23 @@ async fn invalid_endpoint_is_refused_up_front() {
 
 #[tokio::test]
 async fn initial_fetch_timeout_goes_on_without_missing_endpoints() {
-    // The server never has endpoints for b: warming waits for them, then goes on after the timeout.
+    // The server never has endpoints for b: warming waits for them as long as b's `eds_config`
+    // says, then goes on.
     let mut m = mesh();
     m.insert(
         ResourceType::Endpoints.type_url(),
         vec![("a".to_owned(), pack(&cla("a", 9001)))],
     );
+    m.insert(
+        ResourceType::Cluster.type_url(),
+        vec![
+            ("a".to_owned(), pack(&cluster("a"))),
+            ("b".to_owned(), pack(&cluster_fetching("b", 1))),
+        ],
+    );
     let (_ads, addr) = TestAds::start(m).await;
     let rec = Recorder::default();
-    let mut cfg = config(addr, Mode::Sotw);
-    cfg.initial_fetch_timeout = Some(Duration::from_secs(1));
-    let client = AdsClient::start(cfg, rec.clone()).unwrap();
+    let client = AdsClient::start(config(addr, Mode::Sotw), rec.clone()).unwrap();
     until(&client, "EDS for a", |s| {
         s.acked_versions.contains_key(&ResourceType::Endpoints)
     })

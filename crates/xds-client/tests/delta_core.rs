@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use common::*;
 use xds_api::pb::envoy::service::discovery::v3::{
@@ -375,11 +376,27 @@ fn vhds_warms_until_a_virtual_host_of_its_route_config_arrives() {
     assert_eq!(vhds_held(&rec), ["80/a", "9090/b"]);
 }
 
+/// A rejected first VHDS response ends the wait for it (Envoy readies a VHDS subscription whose
+/// update failed): the proxy starts with the table's own virtual hosts.
+#[test]
+fn a_rejected_first_vhds_completes_warming() {
+    let mut rec = Recorder::default();
+    let mut c = warm_until_vhds(&mut rec);
+    let out = c.on_response(
+        vhds_response("n5", &[("80/a", "a.example"), ("80/a", "a.example")], &[]),
+        &mut rec,
+    );
+    assert!(out.requests[0].error_detail.is_some(), "{:?}", out.requests);
+    assert!(out.initial_config_complete);
+    assert_eq!(c.warming(), Warming::Done);
+    assert!(vhds_held(&rec).is_empty());
+}
+
 #[test]
 fn vhds_initial_fetch_timeout_completes_warming() {
     let mut rec = Recorder::default();
     let mut c = warm_until_vhds(&mut rec);
-    let out = c.on_initial_fetch_timeout(&mut rec);
+    let out = c.on_initial_fetch_timeout(Duration::from_secs(15), &mut rec);
     assert!(out.initial_config_complete);
     assert_eq!(rec.complete(), 1);
 }

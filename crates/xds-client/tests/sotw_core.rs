@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::*;
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -372,15 +373,149 @@ fn initial_fetch_timeout_moves_warming_on() {
     let mut rec = Recorder::default();
     let mut c = SotwClient::new(node());
     c.start_stream();
-    // No CDS answer: go on to LDS.
-    let out = c.on_initial_fetch_timeout(&mut rec);
+    // No CDS answer: go on to LDS once Envoy's default has passed, not before.
+    assert_eq!(c.initial_fetch_deadline(), Some(Duration::from_secs(15)));
+    let out = c.on_initial_fetch_timeout(Duration::from_secs(14), &mut rec);
+    assert!(out.requests.is_empty());
+    assert_eq!(c.warming(), Warming::Clusters);
+    let out = c.on_initial_fetch_timeout(Duration::from_secs(15), &mut rec);
     assert_eq!(out.requests.len(), 1);
     assert_eq!(out.requests[0].type_url, ResourceType::Listener.type_url());
     assert_eq!(c.warming(), Warming::Listeners);
-    let out = c.on_initial_fetch_timeout(&mut rec);
+    let out = c.on_initial_fetch_timeout(Duration::from_secs(15), &mut rec);
     assert!(out.requests.is_empty());
     assert!(out.initial_config_complete);
     assert_eq!(rec.complete(), 1);
+}
+
+#[test]
+fn a_zero_initial_fetch_timeout_waits_for_ever() {
+    let mut rec = Recorder::default();
+    let mut c = SotwClient::new(node());
+    c.set_initial_fetch_timeouts(None, Some(Duration::from_secs(2)));
+    c.start_stream();
+    assert_eq!(c.initial_fetch_deadline(), None);
+    let out = c.on_initial_fetch_timeout(Duration::from_secs(3600), &mut rec);
+    assert!(out.requests.is_empty());
+    assert_eq!(c.warming(), Warming::Clusters);
+}
+
+/// Each EDS name is waited for as long as its cluster's `eds_config` says: the 1 s one is given up
+/// at 1 s, the one that waits for ever still holds the listeners back.
+#[test]
+fn endpoints_are_waited_for_as_their_clusters_say() {
+    let mut rec = Recorder::default();
+    let mut c = SotwClient::new(node());
+    c.start_stream();
+    c.on_response(
+        response(
+            ResourceType::Cluster,
+            "c1",
+            "n1",
+            vec![
+                any_of(&cluster_fetching("a", 0)),
+                any_of(&cluster_fetching("b", 1)),
+                any_of(&cluster_fetching("c", 3)),
+            ],
+        ),
+        &mut rec,
+    );
+    assert_eq!(c.warming(), Warming::ClusterEndpoints);
+    assert_eq!(c.initial_fetch_deadline(), Some(Duration::from_secs(1)));
+    let out = c.on_initial_fetch_timeout(Duration::from_secs(1), &mut rec);
+    assert!(out.requests.is_empty());
+    assert_eq!(c.initial_fetch_deadline(), Some(Duration::from_secs(3)));
+    c.on_initial_fetch_timeout(Duration::from_secs(3), &mut rec);
+    assert_eq!(c.warming(), Warming::ClusterEndpoints, "a waits for ever");
+    assert_eq!(c.initial_fetch_deadline(), None);
+    let out = c.on_response(
+        response(
+            ResourceType::Endpoints,
+            "e1",
+            "n2",
+            vec![any_of(&cla("a", 1))],
+        ),
+        &mut rec,
+    );
+    assert_eq!(c.warming(), Warming::Listeners);
+    assert_eq!(
+        out.requests.last().unwrap().type_url,
+        ResourceType::Listener.type_url()
+    );
+}
+
+/// A first CDS response that is rejected ends the wait for clusters, as in Envoy: LDS is asked for
+/// at once, with the NACK.
+#[test]
+fn a_rejected_first_cds_goes_on_to_listeners() {
+    let mut rec = Recorder::default();
+    let mut c = SotwClient::new(node());
+    c.set_initial_fetch_timeouts(None, None);
+    c.start_stream();
+    let out = c.on_response(
+        response(
+            ResourceType::Cluster,
+            "c1",
+            "n1",
+            vec![any_of(&cluster("a")), any_of(&cluster("a"))],
+        ),
+        &mut rec,
+    );
+    assert!(matches!(out.event, Event::Rejected { .. }));
+    let types: Vec<&str> = out.requests.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            ResourceType::Cluster.type_url(),
+            ResourceType::Listener.type_url()
+        ]
+    );
+    assert!(out.requests[0].error_detail.is_some());
+    assert_eq!(c.warming(), Warming::Listeners);
+    // A rejected first LDS: nothing left to wait for.
+    let out = c.on_response(
+        response(
+            ResourceType::Listener,
+            "l1",
+            "n2",
+            vec![any_of(&bad_listener("broken"))],
+        ),
+        &mut rec,
+    );
+    assert!(out.initial_config_complete);
+    assert_eq!(c.warming(), Warming::Done);
+}
+
+/// A rejected EDS response ends the wait for every endpoint name, answered or not (Envoy tells
+/// every watch of the type that the update failed).
+#[test]
+fn a_rejected_first_eds_ends_the_wait_for_endpoints() {
+    let mut rec = Recorder::default();
+    let mut c = SotwClient::new(node());
+    c.start_stream();
+    c.on_response(
+        response(
+            ResourceType::Cluster,
+            "c1",
+            "n1",
+            vec![
+                any_of(&cluster_fetching("a", 0)),
+                any_of(&cluster_fetching("b", 0)),
+            ],
+        ),
+        &mut rec,
+    );
+    let out = c.on_response(
+        response(
+            ResourceType::Endpoints,
+            "e1",
+            "n2",
+            vec![any_of(&cla("a", 1)), any_of(&cla("a", 2))],
+        ),
+        &mut rec,
+    );
+    assert!(matches!(out.event, Event::Rejected { .. }));
+    assert_eq!(c.warming(), Warming::Listeners);
 }
 
 #[test]

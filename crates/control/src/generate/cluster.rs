@@ -38,7 +38,9 @@ use xds_api::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::explicit_http_config::ProtocolConfig,
 };
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
-use xds_api::pb::google::protobuf::{Struct, UInt32Value, UInt64Value, Value, value::Kind};
+use xds_api::pb::google::protobuf::{
+    Duration as ProtoDuration, Struct, UInt32Value, UInt64Value, Value, value::Kind,
+};
 
 use crate::generate::locality;
 use crate::generate::route::{duration, istio_duration, outbound_cluster};
@@ -60,7 +62,20 @@ pub enum InboundAddressing {
     Direct,
 }
 
+/// The ADS stream as the source of a cluster's endpoints or a listener's routes, waited for without a
+/// time limit at start-up (`initial_fetch_timeout: 0s`), as istiod sets it: a proxy that would give
+/// up after Envoy's default 15 s would report ready without its configuration.
 pub fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        initial_fetch_timeout: Some(ProtoDuration::default()),
+        ..ads_secret_source()
+    }
+}
+
+/// The ADS stream as the source of a gateway's certificates (`credentialName`). As istiod, with
+/// Envoy's default initial fetch timeout: a secret that does not exist must not hold the whole
+/// gateway back.
+pub fn ads_secret_source() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
         config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),

@@ -18,7 +18,7 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
 use xds_api::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use xds_api::pb::google::protobuf::BoolValue;
 
-use crate::generate::cluster::{ads_config_source, file};
+use crate::generate::cluster::{ads_config_source, ads_secret_source, file};
 use crate::identity::{ROOT_SECRET, WORKLOAD_SECRET};
 use crate::index::Index;
 
@@ -93,7 +93,9 @@ pub fn gateway_server_tls(
         }),
     );
     let mut context = CommonTlsContext {
-        tls_certificate_sds_secret_configs: vec![sds(certificate_secret_name(credential))],
+        tls_certificate_sds_secret_configs: vec![credential_sds(certificate_secret_name(
+            credential,
+        ))],
         tls_params: tls_params(tls),
         ..Default::default()
     };
@@ -111,7 +113,7 @@ pub fn gateway_server_tls(
         );
         context.validation_context_type =
             Some(ValidationContextType::ValidationContextSdsSecretConfig(
-                sds(ca_secret_name(credential)),
+                credential_sds(ca_secret_name(credential)),
             ));
     }
     Ok(ServerTls::Terminated(Box::new(downstream(context, mutual))))
@@ -234,9 +236,9 @@ fn tls_params(tls: &ServerTlsSettings) -> Option<TlsParameters> {
 /// proxy's own certificate and the mesh's root, both over SDS.
 pub fn mesh_tls_context() -> CommonTlsContext {
     CommonTlsContext {
-        tls_certificate_sds_secret_configs: vec![sds(WORKLOAD_SECRET.to_owned())],
+        tls_certificate_sds_secret_configs: vec![workload_sds(WORKLOAD_SECRET.to_owned())],
         validation_context_type: Some(ValidationContextType::ValidationContextSdsSecretConfig(
-            sds(ROOT_SECRET.to_owned()),
+            workload_sds(ROOT_SECRET.to_owned()),
         )),
         ..Default::default()
     }
@@ -263,7 +265,7 @@ pub fn mesh_tls_context_verifying(identities: &[String]) -> CommonTlsContext {
                 match_typed_subject_alt_names: identities.iter().map(san).collect(),
                 ..Default::default()
             }),
-            validation_context_sds_secret_config: Some(sds(ROOT_SECRET.to_owned())),
+            validation_context_sds_secret_config: Some(workload_sds(ROOT_SECRET.to_owned())),
             ..Default::default()
         },
     ));
@@ -276,7 +278,16 @@ pub fn mesh_inbound_socket() -> TransportSocket {
     tls_socket(&downstream(mesh_tls_context(), true))
 }
 
-fn sds(name: String) -> SdsSecretConfig {
+/// A gateway certificate (`credentialName`) over ADS: not waited for past Envoy's default.
+fn credential_sds(name: String) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name,
+        sds_config: Some(ads_secret_source()),
+    }
+}
+
+/// The workload's own certificate or the mesh's root over ADS: waited for, as everything else.
+fn workload_sds(name: String) -> SdsSecretConfig {
     SdsSecretConfig {
         name,
         sds_config: Some(ads_config_source()),

@@ -21,7 +21,7 @@ use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, Vhds, VirtualHos
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
 };
-use xds_api::pb::google::protobuf::Any;
+use xds_api::pb::google::protobuf::{Any, Duration};
 use xds_client::{Consumer, Rejection, ResourceSet, ResourceType, Resources};
 
 pub const NODE_ID: &str = "sidecar~10.1.1.1~reviews-v1-abc.default~default.svc.cluster.local";
@@ -53,7 +53,7 @@ fn socket(ip: &str, port: u32) -> Address {
     }
 }
 
-/// An EDS cluster, as istiod makes them.
+/// An EDS cluster, as istiod makes them (but for the `initial_fetch_timeout` istiod sets).
 pub fn cluster(name: &str) -> Cluster {
     Cluster {
         name: name.into(),
@@ -64,6 +64,20 @@ pub fn cluster(name: &str) -> Cluster {
         }),
         ..Default::default()
     }
+}
+
+/// [`cluster`], waiting `seconds` for its endpoints during the initial fetch (0: for ever, as istiod
+/// sets it).
+pub fn cluster_fetching(name: &str, seconds: i64) -> Cluster {
+    let mut c = cluster(name);
+    if let Some(eds) = c
+        .eds_cluster_config
+        .as_mut()
+        .and_then(|e| e.eds_config.as_mut())
+    {
+        eds.initial_fetch_timeout = Some(Duration { seconds, nanos: 0 });
+    }
+    c
 }
 
 pub fn cla(cluster: &str, port: u32) -> ClusterLoadAssignment {
