@@ -972,6 +972,102 @@ async fn initial_fetch_waits_and_gives_up_as_envoy_does() {
     assert_eq!(answers[0], answers[1], "Envoy (left) and bosun (right)");
 }
 
+/// The world's resources with svc-a's load assignment, and then svc-a itself, taken away as
+/// `step` says, and a route `/marker` answering `marker` so that a test knows the update was
+/// applied.
+fn removal_step(world: &World, port: u16, step: usize, marker: &str) -> Resources {
+    let mut r = world.resources(port, Route::To("svc-a"), false);
+    if step == 1 || step == 2 {
+        r.get_mut(type_url::CLUSTER_LOAD_ASSIGNMENT)
+            .unwrap()
+            .retain(|(n, _)| n != "svc-a");
+    }
+    if step == 2 {
+        r.get_mut(type_url::CLUSTER)
+            .unwrap()
+            .retain(|(n, _)| n != "svc-a");
+    }
+    let routes = message_from_yaml::<RouteConfiguration>(
+        &format!(
+            "name: routes\nvirtual_hosts:\n- name: all\n  domains: ['*']\n  routes:\n  \
+             - match: {{path: /marker}}\n    direct_response: {{status: 200, body: {{inline_string: {marker}}}}}\n  \
+             - match: {{prefix: /}}\n    route: {{cluster: svc-a}}\n"
+        ),
+        None,
+    )
+    .unwrap();
+    r.insert(
+        type_url::ROUTE_CONFIGURATION,
+        vec![("routes".into(), pack(&routes))],
+    );
+    r
+}
+
+/// A load assignment removed while its cluster stays (delta says so; state of the world only
+/// leaves it out): Envoy keeps the endpoints the cluster had, and so does bosun; then the cluster
+/// goes (503) and comes back. (Each step's route `/marker` comes after its clusters and endpoints
+/// on the stream, so once it answers, they were applied.)
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_removed_under_their_cluster_as_envoy_does() {
+    if Envoy::find_or_skip("endpoints_removed_under_their_cluster_as_envoy_does").is_none() {
+        return;
+    }
+    let world = World {
+        a: Upstream::start("a").unwrap(),
+        b: Upstream::start("b").unwrap(),
+    };
+    let mut answers: Vec<Vec<String>> = Vec::new();
+    for envoy in [true, false] {
+        let mut seen = Vec::new();
+        for api_type in ["GRPC", "DELTA_GRPC"] {
+            let port = testkit::free_port();
+            let addr = testkit::localhost(port);
+            let (ads, ads_addr) = TestAds::start("v0", removal_step(&world, port, 0, "v0")).await;
+            let _running: Box<dyn std::any::Any> = if envoy {
+                let yaml = bootstrap(api_type, ads_addr, 0);
+                Box::new(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
+            } else {
+                let admin_port = testkit::free_port();
+                let yaml = bootstrap(api_type, ads_addr, admin_port);
+                Box::new(tokio::task::block_in_place(|| {
+                    start_bosun(&yaml, admin_port)
+                }))
+            };
+            for step in 0..4 {
+                let marker = format!("v{step}");
+                ads.push(&marker, removal_step(&world, port, step % 3, &marker));
+                let deadline = Instant::now() + WAIT;
+                loop {
+                    let r = Client::h1(addr)
+                        .with_timeout(Duration::from_secs(5))
+                        .get("/marker", &[])
+                        .await
+                        .expect("a request through the proxy");
+                    if r.text() == marker {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{marker} never applied");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                // The cluster back warms until its endpoints come (after the routes, in Envoy).
+                let s = if step == 3 {
+                    until(addr, "svc-a back", |s| upstream_is(s, "a")).await
+                } else {
+                    get(addr).await
+                };
+                seen.push(format!(
+                    "{api_type} step {step}: {} from {:?}",
+                    s.status, s.upstream
+                ));
+            }
+            assert!(ads.nacks().is_empty(), "{:?}", ads.nacks());
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "Envoy (left) and bosun (right)");
+    assert!(answers[0].iter().any(|a| a.contains("step 1: 200")));
+}
+
 // === secrets over ADS (SDS) ===
 
 /// A TLS listener on `port` whose certificate is the ADS secret `secret`; answers `body`.

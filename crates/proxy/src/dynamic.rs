@@ -11,6 +11,8 @@
 //!   outlier ejections, connection pools, circuit-breaker counts);
 //! - a cluster whose endpoints only changed (EDS) gets a new `ClusterRuntime` that keeps the live
 //!   hosts that remain (same address, weight and health);
+//! - a cluster whose load assignment is removed (delta EDS) while it stays keeps the endpoints it
+//!   had, as Envoy takes an EDS update without the cluster's assignment;
 //! - a listener whose address did not change keeps its socket and accept loop; new connections take
 //!   the new filter chains, open ones keep the chain they were accepted with;
 //! - stats live in the registry by name, whatever is rebuilt.
@@ -254,6 +256,15 @@ impl Dynamic {
             .into_iter()
             .map(|cla| (cla.cluster_name.clone(), cla))
             .collect();
+        // A load assignment removed (delta) while its cluster stays: the cluster keeps the endpoints
+        // it had, as Envoy takes an EDS update without its assignment (`update_empty`).
+        for service in next.clusters.values().filter_map(|c| c.service.as_ref()) {
+            if !next.endpoints.contains_key(service)
+                && let Some(old) = self.state.endpoints.get(service)
+            {
+                next.endpoints.insert(service.clone(), old.clone());
+            }
+        }
         let mut changed = HashSet::new();
         for (name, c) in &mut next.clusters {
             let Some(service) = &c.service else { continue };
