@@ -54,6 +54,8 @@ struct Inner {
     snapshot: watch::Sender<Snap>,
     /// `(type_url, error_detail.message)` of every NACK received.
     nacks: Mutex<Vec<(String, String)>>,
+    /// How many responses of each type URL were ACKed.
+    acks: Mutex<BTreeMap<String, usize>>,
 }
 
 /// A small ADS server (both variants): answers subscriptions from the current snapshot, pushes each
@@ -74,6 +76,7 @@ impl TestAds {
         let ads = TestAds(Arc::new(Inner {
             snapshot,
             nacks: Mutex::new(Vec::new()),
+            acks: Mutex::new(BTreeMap::new()),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -102,7 +105,33 @@ impl TestAds {
         self.0.nacks.lock().unwrap().clone()
     }
 
-    fn record_nack(&self, type_url: &str, detail: Option<&xds_api::pb::google::rpc::Status>) {
+    /// How many responses of `type_url` were ACKed so far.
+    fn acks(&self, type_url: &str) -> usize {
+        self.0
+            .acks
+            .lock()
+            .unwrap()
+            .get(type_url)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records a request answering a response: a NACK with its message, or an ACK.
+    fn record_answer(
+        &self,
+        type_url: &str,
+        nonce: &str,
+        detail: Option<&xds_api::pb::google::rpc::Status>,
+    ) {
+        if detail.is_none() && !nonce.is_empty() {
+            *self
+                .0
+                .acks
+                .lock()
+                .unwrap()
+                .entry(type_url.to_owned())
+                .or_default() += 1;
+        }
         if let Some(d) = detail {
             self.0
                 .nacks
@@ -169,7 +198,7 @@ impl AggregatedDiscoveryService for TestAds {
                     }
                     m = incoming.message() => match m {
                         Ok(Some(req)) => {
-                            ads.record_nack(&req.type_url, req.error_detail.as_ref());
+                            ads.record_answer(&req.type_url, &req.response_nonce, req.error_detail.as_ref());
                             let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
                             let changed = req.response_nonce.is_empty()
                                 || subs.get(&req.type_url) != Some(&names);
@@ -253,7 +282,7 @@ impl AggregatedDiscoveryService for TestAds {
                     }
                     m = incoming.message() => match m {
                         Ok(Some(req)) => {
-                            ads.record_nack(&req.type_url, req.error_detail.as_ref());
+                            ads.record_answer(&req.type_url, &req.response_nonce, req.error_detail.as_ref());
                             let first = !subs.contains_key(&req.type_url);
                             let sub = subs.entry(req.type_url.clone()).or_default();
                             let changes = !req.resource_names_subscribe.is_empty()
@@ -494,6 +523,16 @@ struct Seen {
 
 async fn get(addr: SocketAddr) -> Seen {
     get_as(addr, None).await
+}
+
+/// The status and body of `GET path`.
+async fn get_path(addr: SocketAddr, path: &str) -> String {
+    let r = Client::h1(addr)
+        .with_timeout(Duration::from_secs(5))
+        .get(path, &[])
+        .await
+        .expect("a request through the proxy");
+    format!("{} {}", r.status(), r.text())
 }
 
 /// A request with `host` as its `Host` (the address connected to when `None`).
@@ -972,17 +1011,27 @@ async fn initial_fetch_waits_and_gives_up_as_envoy_does() {
     assert_eq!(answers[0], answers[1], "Envoy (left) and bosun (right)");
 }
 
-/// The world's resources with svc-a's load assignment, and then svc-a itself, taken away as
-/// `step` says, and a route `/marker` answering `marker` so that a test knows the update was
-/// applied.
-fn removal_step(world: &World, port: u16, step: usize, marker: &str) -> Resources {
+/// What [`removals_as_envoy_does`] takes away.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Removal {
+    Nothing,
+    /// svc-a's load assignment.
+    Endpoints,
+    /// svc-a and its load assignment.
+    Cluster,
+    /// The route configuration the listener names.
+    Routes,
+}
+
+/// The world's resources less what `removal` says, with a route `/marker` answering `marker`.
+fn removal_step(world: &World, port: u16, removal: Removal, marker: &str) -> Resources {
     let mut r = world.resources(port, Route::To("svc-a"), false);
-    if step == 1 || step == 2 {
+    if matches!(removal, Removal::Endpoints | Removal::Cluster) {
         r.get_mut(type_url::CLUSTER_LOAD_ASSIGNMENT)
             .unwrap()
             .retain(|(n, _)| n != "svc-a");
     }
-    if step == 2 {
+    if removal == Removal::Cluster {
         r.get_mut(type_url::CLUSTER)
             .unwrap()
             .retain(|(n, _)| n != "svc-a");
@@ -996,22 +1045,32 @@ fn removal_step(world: &World, port: u16, step: usize, marker: &str) -> Resource
         None,
     )
     .unwrap();
-    r.insert(
-        type_url::ROUTE_CONFIGURATION,
-        vec![("routes".into(), pack(&routes))],
-    );
+    let routes = if removal == Removal::Routes {
+        Vec::new()
+    } else {
+        vec![("routes".into(), pack(&routes))]
+    };
+    r.insert(type_url::ROUTE_CONFIGURATION, routes);
     r
 }
 
-/// A load assignment removed while its cluster stays (delta says so; state of the world only
-/// leaves it out): Envoy keeps the endpoints the cluster had, and so does bosun; then the cluster
-/// goes (503) and comes back. (Each step's route `/marker` comes after its clusters and endpoints
-/// on the stream, so once it answers, they were applied.)
+/// Resources taken away (delta says so; state of the world leaves them out): a load assignment
+/// whose cluster stays keeps serving its endpoints in Envoy, and so in bosun; the cluster itself
+/// goes (503) and comes back; a route configuration a listener still names stays. Each step waits
+/// until the proxy ACKed the routes of that push, which come after its clusters and endpoints on
+/// the stream.
 #[tokio::test(flavor = "multi_thread")]
-async fn endpoints_removed_under_their_cluster_as_envoy_does() {
-    if Envoy::find_or_skip("endpoints_removed_under_their_cluster_as_envoy_does").is_none() {
+async fn removals_as_envoy_does() {
+    if Envoy::find_or_skip("removals_as_envoy_does").is_none() {
         return;
     }
+    let steps = [
+        Removal::Nothing,
+        Removal::Endpoints,
+        Removal::Cluster,
+        Removal::Nothing,
+        Removal::Routes,
+    ];
     let world = World {
         a: Upstream::start("a").unwrap(),
         b: Upstream::start("b").unwrap(),
@@ -1022,7 +1081,8 @@ async fn endpoints_removed_under_their_cluster_as_envoy_does() {
         for api_type in ["GRPC", "DELTA_GRPC"] {
             let port = testkit::free_port();
             let addr = testkit::localhost(port);
-            let (ads, ads_addr) = TestAds::start("v0", removal_step(&world, port, 0, "v0")).await;
+            let (ads, ads_addr) =
+                TestAds::start("v0", removal_step(&world, port, Removal::Nothing, "v0")).await;
             let _running: Box<dyn std::any::Any> = if envoy {
                 let yaml = bootstrap(api_type, ads_addr, 0);
                 Box::new(tokio::task::block_in_place(|| Envoy::start(&yaml)).unwrap())
@@ -1033,21 +1093,17 @@ async fn endpoints_removed_under_their_cluster_as_envoy_does() {
                     start_bosun(&yaml, admin_port)
                 }))
             };
-            for step in 0..4 {
-                let marker = format!("v{step}");
-                ads.push(&marker, removal_step(&world, port, step % 3, &marker));
-                let deadline = Instant::now() + WAIT;
-                loop {
-                    let r = Client::h1(addr)
-                        .with_timeout(Duration::from_secs(5))
-                        .get("/marker", &[])
-                        .await
-                        .expect("a request through the proxy");
-                    if r.text() == marker {
-                        break;
+            for (step, removal) in steps.into_iter().enumerate() {
+                // The first step is what the proxy started with.
+                if step > 0 {
+                    let marker = format!("v{step}");
+                    let acked = ads.acks(type_url::ROUTE_CONFIGURATION);
+                    ads.push(&marker, removal_step(&world, port, removal, &marker));
+                    let deadline = Instant::now() + WAIT;
+                    while ads.acks(type_url::ROUTE_CONFIGURATION) == acked {
+                        assert!(Instant::now() < deadline, "{marker}'s routes never ACKed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    assert!(Instant::now() < deadline, "{marker} never applied");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 // The cluster back warms until its endpoints come (after the routes, in Envoy).
                 let s = if step == 3 {
@@ -1055,8 +1111,9 @@ async fn endpoints_removed_under_their_cluster_as_envoy_does() {
                 } else {
                     get(addr).await
                 };
+                let marker = get_path(addr, "/marker").await;
                 seen.push(format!(
-                    "{api_type} step {step}: {} from {:?}",
+                    "{api_type} {removal:?} removed: {} from {:?}, marker {marker}",
                     s.status, s.upstream
                 ));
             }
@@ -1065,7 +1122,12 @@ async fn endpoints_removed_under_their_cluster_as_envoy_does() {
         answers.push(seen);
     }
     assert_eq!(answers[0], answers[1], "Envoy (left) and bosun (right)");
-    assert!(answers[0].iter().any(|a| a.contains("step 1: 200")));
+    assert!(
+        answers[0]
+            .iter()
+            .any(|a| a.contains("DELTA_GRPC Endpoints removed: 200")),
+        "{answers:?}"
+    );
 }
 
 // === secrets over ADS (SDS) ===

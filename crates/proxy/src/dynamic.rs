@@ -12,7 +12,8 @@
 //! - a cluster whose endpoints only changed (EDS) gets a new `ClusterRuntime` that keeps the live
 //!   hosts that remain (same address, weight and health);
 //! - a cluster whose load assignment is removed (delta EDS) while it stays keeps the endpoints it
-//!   had, as Envoy takes an EDS update without the cluster's assignment;
+//!   had, as Envoy takes an EDS update without the cluster's assignment; likewise a route
+//!   configuration removed (delta RDS) while a listener names it stays, as Envoy ignores that;
 //! - a listener whose address did not change keeps its socket and accept loop; new connections take
 //!   the new filter chains, open ones keep the chain they were accepted with;
 //! - stats live in the registry by name, whatever is rebuilt.
@@ -55,7 +56,7 @@ use xds_api::pb::envoy::config::listener::v3::Listener as ListenerProto;
 use xds_api::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost as VirtualHostProto};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use xds_api::secrets::{SecretSource, cluster_secrets, listener_secrets};
-use xds_client::resources::vhds_for;
+use xds_client::resources::{rds_subscriptions, vhds_for};
 use xds_client::{AdsStatus, Consumer, Rejection, ResourceSet, ResourceType, Resources};
 
 use crate::{DynamicInfo, Proxy, Received, ReceivedRoute, Runtime, bind};
@@ -337,6 +338,16 @@ impl Dynamic {
                 }
                 // The RDS update is what is NACKed: it names the table, whatever failed in it.
                 Err(errors) => rejections.push(refused(&name, &errors.into_flat())),
+            }
+        }
+        // A table removed (delta) while a listener still names it stays, as Envoy ignores the
+        // removal of a route configuration it is subscribed to.
+        let listeners: Vec<&ListenerProto> = next.listeners.values().map(|l| &*l.proto).collect();
+        for name in rds_subscriptions(&listeners).into_keys() {
+            if !next.routes.contains_key(&name)
+                && let Some(old) = self.state.routes.get(&name)
+            {
+                next.routes.insert(name, old.clone());
             }
         }
     }
