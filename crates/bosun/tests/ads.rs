@@ -1258,7 +1258,8 @@ async fn until_seen<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
 /// answers: a listener's
 /// certificate and a cluster's CA come as secrets; a new certificate is served to new connections; a
 /// CA that does not sign the server fails origination (503) while termination goes on; a listener
-/// that names a secret not yet sent warms without a NACK and serves once the secret arrives.
+/// that names a secret not yet sent warms without a NACK and serves once the secret arrives, and
+/// keeps it when the secret is taken away.
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_over_ads_match_envoy() {
     if Envoy::find_or_skip("secrets_over_ads_match_envoy").is_none() {
@@ -1273,8 +1274,14 @@ async fn secrets_over_ads_match_envoy() {
     let late = ca.issue_server(&["late.example.com"], day).unwrap();
 
     let mut answers = Vec::new();
-    // bosun proxy over state-of-the-world and delta ADS, then Envoy.
-    for (api_type, envoy) in [("GRPC", false), ("DELTA_GRPC", false), ("GRPC", true)] {
+    // bosun proxy over state-of-the-world and delta ADS, then Envoy over both.
+    let runs = [
+        ("GRPC", false),
+        ("DELTA_GRPC", false),
+        ("GRPC", true),
+        ("DELTA_GRPC", true),
+    ];
+    for (api_type, envoy) in runs {
         let (tls_port, plain_port, late_port) = (
             testkit::free_port(),
             testkit::free_port(),
@@ -1406,6 +1413,19 @@ async fn secrets_over_ads_match_envoy() {
             )
             .await
         ));
+        // The late secret taken away (delta says so, state of the world leaves it out) while its
+        // listener stays: the listener keeps the certificate it has, nothing is NACKed.
+        let acked = ads.acks(type_url::SECRET);
+        ads.push("v5", resources(&two, &ca.root_pem(), 1));
+        let deadline = Instant::now() + WAIT;
+        while ads.acks(type_url::SECRET) == acked {
+            assert!(Instant::now() < deadline, "the secrets of v5 never ACKed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen.push(format!(
+            "{:?}",
+            tls_answer(late_addr, "sds.example.com", &roots, None).await
+        ));
         assert!(ads.nacks().is_empty(), "NACKs: {:?}", ads.nacks());
         answers.push(seen);
     }
@@ -1414,7 +1434,7 @@ async fn secrets_over_ads_match_envoy() {
         "bosun over SotW (left) and Envoy (right)"
     );
     assert_eq!(
-        answers[1], answers[2],
+        answers[1], answers[3],
         "bosun over delta (left) and Envoy (right)"
     );
 }
