@@ -48,12 +48,22 @@ impl Certs {
             ("san", vec!["san.example.com"]),
             ("default", vec!["default.example.com"]),
             ("ciphers", vec!["ciphers.example.com"]),
+            ("multi", vec!["multi.example.com"]),
+            ("two", vec!["two.example.com"]),
         ] {
             let cert = ca.issue_server(&dns, DAY).unwrap();
             dir.write(&format!("{name}.pem"), cert.cert_chain_pem.as_bytes())
                 .unwrap();
             dir.write(&format!("{name}.key"), cert.key_pem.as_bytes())
                 .unwrap();
+        }
+        // An RSA certificate beside the CA's ECDSA ones (ring makes no RSA keys): a self-signed,
+        // test-only key pair, `openssl req -x509 -newkey rsa:2048 … -addext
+        // subjectAltName=DNS:multi.example.com`.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential");
+        for file in ["rsa-multi.pem", "rsa-multi.key"] {
+            let bytes = std::fs::read(fixtures.join(file)).unwrap();
+            dir.write(file, &bytes).unwrap();
         }
         let proxy = ca.issue_workload(&workload("proxy"), DAY).unwrap();
         dir.write("proxy.pem", proxy.cert_chain_pem.as_bytes())
@@ -723,6 +733,117 @@ async fn tls_matches_envoy() {
 
 /// CONNECT terminated by the proxy: TLS from the client to the backend through the tunnel (the client
 /// checks the backend's certificate), and a tunnel whose cluster originates mTLS itself.
+/// Which of the chain-multi certificates a handshake with `options` for `sni` got (by the leaf's
+/// bytes), or `refused`.
+async fn served_certificate(
+    addr: SocketAddr,
+    sni: &str,
+    options: &ClientOptions,
+    certs: &Certs,
+) -> String {
+    let Some(tls) = handshake(addr, sni, options).await else {
+        return "refused".to_owned();
+    };
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    for name in ["rsa-multi", "multi", "two"] {
+        let pem = std::fs::read(certs.dir.path().join(format!("{name}.pem"))).unwrap();
+        let chain = mesh_tls::Identity::from_pem(
+            &pem,
+            &std::fs::read(certs.dir.path().join(format!("{name}.key"))).unwrap(),
+        )
+        .unwrap();
+        if chain.cert_chain()[0] == leaf {
+            return name.to_owned();
+        }
+    }
+    "another certificate".to_owned()
+}
+
+/// Several certificates in one server context (Istio's `credentialNames`: RSA and ECDSA), chosen per
+/// handshake as Envoy chooses: among those whose names match the server name, the client's
+/// preferred key type (ECDSA when it takes it, else RSA); no match of a type it takes, or no name
+/// matching, the first certificate, which may fail a client (an ECDSA-only client sent to an
+/// RSA certificate). TLS 1.2 clients take a key type by their cipher suites.
+#[tokio::test]
+async fn certificates_are_chosen_per_client_as_envoy_chooses() {
+    let certs = Certs::new();
+    let backend = start_backend(&certs);
+    let upstreams = Plain::start();
+    let Some(both) = start_both(&certs, backend, &upstreams) else {
+        return;
+    };
+    let tls12 = |suites: &[&str]| ClientOptions {
+        versions: mesh_tls::TlsVersions {
+            min: mesh_tls::TlsVersion::Tls12,
+            max: mesh_tls::TlsVersion::Tls12,
+        },
+        tls12_ciphers: mesh_tls::Tls12Ciphers::from_names(suites).unwrap(),
+        ..ClientOptions::new(Verify::InsecureSkipVerify)
+    };
+    let clients = [
+        ("TLS 1.2 RSA only", tls12(&["ECDHE-RSA-AES128-GCM-SHA256"])),
+        (
+            "TLS 1.2 ECDSA only",
+            tls12(&["ECDHE-ECDSA-AES128-GCM-SHA256"]),
+        ),
+        (
+            "TLS 1.2 both",
+            tls12(&[
+                "ECDHE-RSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+            ]),
+        ),
+        ("TLS 1.3", ClientOptions::new(Verify::InsecureSkipVerify)),
+    ];
+    let mut seen: [Vec<String>; 2] = Default::default();
+    for sni in [
+        "multi.example.com",
+        "two.example.com",
+        "nomatch.example.com",
+    ] {
+        for (what, options) in &clients {
+            for (i, running) in both.iter().enumerate() {
+                let got = served_certificate(running.terminate, sni, options, &certs).await;
+                seen[i].push(format!("{sni}, {what}: {got}"));
+            }
+        }
+    }
+    // One difference, on purpose: a client that sends the supported_versions extension (rustls
+    // always does) but offers only TLS 1.2 and RSA suites is taken by Envoy as ECDSA-capable from
+    // its signature algorithms, sent the ECDSA certificate, and fails; bosun reads the suites and
+    // sends the RSA one. (An OpenSSL client offering only TLS 1.2 sends no such extension, and
+    // Envoy then reads its suites too.)
+    let envoy_rsa_only_refused = [
+        "multi.example.com, TLS 1.2 RSA only: refused",
+        "two.example.com, TLS 1.2 RSA only: refused",
+    ];
+    let envoy: Vec<String> = seen[0]
+        .iter()
+        .map(|s| {
+            if envoy_rsa_only_refused.contains(&s.as_str()) {
+                s.replace("refused", "rsa-multi")
+            } else {
+                s.clone()
+            }
+        })
+        .collect();
+    assert_eq!(seen[1], envoy, "bosun (left) and Envoy (right), {seen:?}");
+    for expected in [
+        "multi.example.com, TLS 1.2 RSA only: rsa-multi",
+        "multi.example.com, TLS 1.2 ECDSA only: multi",
+        "multi.example.com, TLS 1.3: multi",
+        "two.example.com, TLS 1.2 both: two",
+        "two.example.com, TLS 1.2 RSA only: rsa-multi",
+        "nomatch.example.com, TLS 1.2 ECDSA only: refused",
+        "nomatch.example.com, TLS 1.3: rsa-multi",
+    ] {
+        assert!(
+            seen[1].iter().any(|s| s == expected),
+            "{expected}: {seen:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn connect_tunnels_tls_like_envoy() {
     let certs = Certs::new();

@@ -3321,6 +3321,123 @@ spec:
     assert!(r.secret("kubernetes://admin-credential").is_some());
 }
 
+/// `credentialNames` (an RSA and an ECDSA certificate for one host, say): every one is a certificate
+/// of the server's context, over SDS, in order (the proxy serves each client the one it takes), and
+/// `tlsCertificates` likewise from files; a MUTUAL server's client CA is the first credential's.
+#[test]
+fn gateway_servers_take_every_credential_of_credential_names() {
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+    // Certificate files the gateway reads (two ECDSA ones: the key types are the proxy's business).
+    let files = testkit::TempDir::new("gateway-tls-files").expect("a scratch directory");
+    let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
+    for name in ["first", "second"] {
+        let cert = ca
+            .issue_server(&["files.example.com"], std::time::Duration::from_secs(3600))
+            .expect("server certificate");
+        files
+            .write(&format!("{name}.pem"), cert.cert_chain_pem.as_bytes())
+            .expect("written");
+        files
+            .write(&format!("{name}.key"), cert.key_pem.as_bytes())
+            .expect("written");
+    }
+    let dir = files.path().display();
+    let gateway = format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 443, name: https, protocol: HTTPS}}
+    hosts: [bookinfo.example.com]
+    tls: {{mode: MUTUAL, credentialNames: [bookinfo-rsa, bookinfo-ecdsa]}}
+  - port: {{number: 443, name: https-files, protocol: HTTPS}}
+    hosts: [files.example.com]
+    tls:
+      mode: SIMPLE
+      tlsCertificates:
+      - {{serverCertificate: {dir}/first.pem, privateKey: {dir}/first.key}}
+      - {{serverCertificate: {dir}/second.pem, privateKey: {dir}/second.key}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bookinfo}}
+spec:
+  hosts: [bookinfo.example.com, files.example.com]
+  gateways: [istio-system/edge]
+  http:
+  - route: [{{destination: {{host: productpage, port: {{number: 9080}}}}}}]
+"
+    );
+    let config = [
+        gateway,
+        tls_secret(
+            "bookinfo-rsa",
+            "istio-system",
+            &["bookinfo.example.com"],
+            true,
+        ),
+        tls_secret(
+            "bookinfo-ecdsa",
+            "istio-system",
+            &["bookinfo.example.com"],
+            true,
+        ),
+    ]
+    .join("---\n");
+    let index = index(&config, OutboundTrafficPolicyMode::AllowAny);
+    let r = resources(&index, &gateway_proxy());
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let l = r.listener("0.0.0.0_443").expect("the HTTPS listener");
+    let tls_of = |sni: &str| -> DownstreamTlsContext {
+        let chain = l
+            .filter_chains
+            .iter()
+            .find(|c| {
+                c.filter_chain_match
+                    .as_ref()
+                    .is_some_and(|m| m.server_names == [sni])
+            })
+            .unwrap_or_else(|| panic!("a chain for {sni}"));
+        xds_api::any::unpack(&tls_context(chain.transport_socket.as_ref()))
+            .expect("a DownstreamTlsContext")
+    };
+    let both = tls_of("bookinfo.example.com");
+    assert_eq!(
+        sds_names(both.common_tls_context.as_ref()),
+        [
+            "kubernetes://bookinfo-rsa",
+            "kubernetes://bookinfo-ecdsa",
+            "kubernetes://bookinfo-rsa-cacert"
+        ]
+    );
+    let mut names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "kubernetes://bookinfo-ecdsa",
+            "kubernetes://bookinfo-rsa",
+            "kubernetes://bookinfo-rsa-cacert"
+        ]
+    );
+    let files = tls_of("files.example.com");
+    let certificates: Vec<String> = files
+        .common_tls_context
+        .as_ref()
+        .map(|c| {
+            c.tls_certificates
+                .iter()
+                .map(|t| format!("{:?}", t.certificate_chain))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(certificates.len(), 2, "{certificates:?}");
+    assert!(certificates[0].contains("first.pem"), "{certificates:?}");
+    assert!(certificates[1].contains("second.pem"), "{certificates:?}");
+}
+
 /// `ISTIO_MUTUAL`: the client's cluster originates TLS with its own identity and the mesh root over
 /// SDS (`default`, `ROOTCA`) and istiod's SNI; every proxy gets its identity, and a sidecar's inbound
 /// side takes mutual TLS (a chain for TLS connections) beside plain text. Without a rule asking for

@@ -8,6 +8,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
+use crate::select::CertificateChoice;
 use crate::verify::{InsecureServerVerifier, SanClientVerifier, SanServerVerifier};
 use crate::{Error, Identity, RootStore, SanMatcher};
 
@@ -279,6 +280,17 @@ pub fn server_config(
     identity: &Identity,
     opts: &ServerOptions,
 ) -> Result<Arc<ServerConfig>, Error> {
+    server_config_choosing(std::slice::from_ref(identity), opts)
+}
+
+/// A server config with several certificates (RSA and ECDSA ones for one name, or one per name),
+/// one chosen per handshake by the client's server name and the key types it takes, as Envoy
+/// chooses among a context's `tls_certificates` (see `select.rs`). One certificate is always
+/// served, whatever the client asks for.
+pub fn server_config_choosing(
+    identities: &[Identity],
+    opts: &ServerOptions,
+) -> Result<Arc<ServerConfig>, Error> {
     let provider = provider_with(&opts.tls12_ciphers, &opts.ecdh_curves);
     let versions = opts.versions.rustls()?;
     let verifier: Arc<dyn ClientCertVerifier> = match &opts.client_auth {
@@ -286,13 +298,21 @@ pub fn server_config(
         ClientAuth::Optional(v) => client_verifier(v, false, &provider)?,
         ClientAuth::Required(v) => client_verifier(v, true, &provider)?,
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
+        .with_client_cert_verifier(verifier);
+    let mut config = match identities {
+        [] => return Err(Error::NoCertificate),
+        [identity] => builder.with_single_cert(
             identity.cert_chain().to_vec(),
             identity.private_key().clone_key(),
-        )?;
+        )?,
+        several => {
+            let tls13 = opts.versions.max >= TlsVersion::Tls13;
+            let choice = CertificateChoice::new(several, &provider, tls13)?;
+            builder.with_cert_resolver(Arc::new(choice))
+        }
+    };
     config.alpn_protocols = opts.alpn.clone();
     Ok(Arc::new(config))
 }
@@ -319,7 +339,16 @@ fn client_verifier(
 
 /// A client config; the caller supplies the server name (SNI) when connecting.
 pub fn client_config(opts: &ClientOptions) -> Result<Arc<ClientConfig>, Error> {
-    let provider = provider_with(&opts.tls12_ciphers, &opts.ecdh_curves);
+    let mut provider = provider_with(&opts.tls12_ciphers, &opts.ecdh_curves);
+    if opts.versions.max < TlsVersion::Tls13 {
+        // rustls would offer TLS 1.3's suites in a TLS 1.2 hello too; OpenSSL and BoringSSL (so
+        // Envoy) do not, and a server reads a client's key types from its suites.
+        let mut tls12_only = (*provider).clone();
+        tls12_only
+            .cipher_suites
+            .retain(|s| !matches!(s, SupportedCipherSuite::Tls13(_)));
+        provider = Arc::new(tls12_only);
+    }
     let algs = provider.signature_verification_algorithms;
     let versions = opts.versions.rustls()?;
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))

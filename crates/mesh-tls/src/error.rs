@@ -61,6 +61,8 @@ pub enum Error {
     Validity { requested: Duration, max: Duration },
     #[error("no DNS names given for the server certificate")]
     NoDnsNames,
+    #[error("a server TLS config needs a certificate")]
+    NoCertificate,
     #[error("invalid DNS name {name:?} for a certificate SAN: {reason}")]
     BadDnsName { name: String, reason: String },
     #[error("certificate generation failed: {0}")]

@@ -52,6 +52,7 @@ mod config;
 mod error;
 mod pem;
 mod san;
+mod select;
 mod spiffe;
 mod verify;
 
@@ -61,7 +62,7 @@ pub use ca::{
 };
 pub use config::{
     ClientAuth, ClientOptions, EcdhCurves, PeerValidation, ServerOptions, Tls12Ciphers, TlsVersion,
-    TlsVersions, Verify, client_config, crypto_provider, server_config,
+    TlsVersions, Verify, client_config, crypto_provider, server_config, server_config_choosing,
 };
 pub use error::Error;
 pub use pem::{Identity, RootStore};

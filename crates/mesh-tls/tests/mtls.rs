@@ -10,7 +10,7 @@ use mesh_tls::rustls::{AlertDescription, CertificateError, Error as RustlsError}
 use mesh_tls::{
     CertificateAuthority, ClientAuth, ClientOptions, Identity, PeerValidation, RootStore,
     SanMatcher, SanType, ServerOptions, SpiffeId, StringMatcher, TlsVersion, TlsVersions, Verify,
-    client_config, server_config,
+    client_config, server_config, server_config_choosing,
 };
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -275,6 +275,36 @@ async fn optional_client_auth_lets_plain_tls_clients_in() {
     )
     .await;
     assert_eq!(h.server.unwrap().peer, Some(m.frontend.clone()));
+}
+
+/// Several certificates in one server config: the one whose name matches the client's server name
+/// (exactly, else by a wildcard) is served, else the first; a client checking names fully accepts
+/// the first two and refuses the last.
+#[tokio::test]
+async fn the_certificate_matching_the_server_name_is_served() {
+    let m = mesh();
+    let issue = |names: &[&str]| m.ca.issue_server(names, DAY).unwrap().identity().unwrap();
+    let identities = [
+        issue(&["default.example.com"]),
+        issue(&["one.example.com"]),
+        issue(&["*.wild.example.com"]),
+    ];
+    let server = server_config_choosing(&identities, &ServerOptions::default()).unwrap();
+    let client = client_config(&ClientOptions::new(Verify::Full(m.roots.clone()))).unwrap();
+    for sni in [
+        "one.example.com",
+        "x.wild.example.com",
+        "default.example.com",
+    ] {
+        let h = handshake(server.clone(), client.clone(), sni).await;
+        assert!(h.client.is_ok(), "{sni}: {:?}", h.client.err());
+    }
+    let h = handshake(server, client, "y.x.wild.example.com").await;
+    assert!(
+        h.client.is_err(),
+        "the first certificate, not valid for the name"
+    );
+    assert!(server_config_choosing(&[], &ServerOptions::default()).is_err());
 }
 
 #[tokio::test]

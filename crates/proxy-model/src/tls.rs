@@ -185,11 +185,11 @@ pub fn downstream(
     let cat = at.key("common_tls_context");
     let common = p.common_tls_context.clone().unwrap_or_default();
     let c = common_context(&common, &cat, secrets)?;
-    let Some(identity) = c.identity else {
+    if c.identities.is_empty() {
         return Err(cat
             .key("tls_certificates")
             .error("a listener's TLS context needs a certificate (tls_certificates)"));
-    };
+    }
     let require = p
         .require_client_certificate
         .as_ref()
@@ -212,7 +212,7 @@ pub fn downstream(
         ecdh_curves: c.curves.clone(),
     };
     let build = |o: &ServerOptions| {
-        mesh_tls::server_config(&identity, o).map_err(|e| cat.error(e.to_string()))
+        mesh_tls::server_config_choosing(&c.identities, o).map_err(|e| cat.error(e.to_string()))
     };
     let config = build(&options)?;
     options.alpn.clear();
@@ -247,6 +247,18 @@ pub fn upstream(
     let cat = at.key("common_tls_context");
     let common = p.common_tls_context.clone().unwrap_or_default();
     let c = common_context(&common, &cat, secrets)?;
+    if c.identities.len() > 1 {
+        let field = if common.tls_certificates.is_empty() {
+            "tls_certificate_sds_secret_configs"
+        } else {
+            "tls_certificates"
+        };
+        return Err(cat.key(field).error(
+            "a cluster's TLS context presents one client certificate (Envoy takes only one in \
+             client contexts); keep one",
+        ));
+    }
+    let identity = c.identities.first().cloned();
     let verify = match c.validation {
         // Envoy checks the chain and the SAN matchers, not the SNI against the certificate.
         Some(v) => Verify::SanMatch(v),
@@ -260,7 +272,7 @@ pub fn upstream(
     let build = |alpn: Vec<Vec<u8>>| {
         mesh_tls::client_config(&ClientOptions {
             verify: verify.clone(),
-            identity: c.identity.clone(),
+            identity: identity.clone(),
             alpn,
             versions,
             tls12_ciphers: c.ciphers.clone(),
@@ -293,7 +305,8 @@ pub fn upstream(
 
 /// What a `CommonTlsContext` says, checked.
 struct Common {
-    identity: Option<Identity>,
+    /// The certificates, in order (none: the side presents none).
+    identities: Vec<Identity>,
     validation: Option<PeerValidation>,
     alpn: Vec<Vec<u8>>,
     /// `None`: the side's default range.
@@ -332,26 +345,15 @@ fn common_context(
     if p.key_log.is_some() {
         return Err(at.key("key_log").unsupported("TLS key logging"));
     }
-    if p.tls_certificates.len() + p.tls_certificate_sds_secret_configs.len() > 1 {
-        let field = if p.tls_certificates.is_empty() {
-            "tls_certificate_sds_secret_configs"
-        } else {
-            "tls_certificates"
-        };
-        return Err(at
-            .key(field)
-            .unsupported("more than one certificate per context"));
-    }
-    let identity = match (
-        p.tls_certificates.first(),
-        p.tls_certificate_sds_secret_configs.first(),
-    ) {
-        (Some(c), _) => Some(certificate(c, &at.key("tls_certificates").index(0))?),
-        (None, Some(c)) => {
-            let sat = at.key("tls_certificate_sds_secret_configs").index(0);
+    // As in Envoy, `tls_certificates` when it has any, else the secrets; a server chooses among
+    // several per handshake (RSA and ECDSA, or by name), a client context takes one.
+    let identities = if p.tls_certificates.is_empty() {
+        let mut identities = Vec::new();
+        for (i, c) in p.tls_certificate_sds_secret_configs.iter().enumerate() {
+            let sat = at.key("tls_certificate_sds_secret_configs").index(i);
             match &secret(c, &sat, secrets)?.r#type {
                 Some(SecretType::TlsCertificate(t)) => {
-                    Some(certificate(t, &sat.key("(secret)").key("tls_certificate"))?)
+                    identities.push(certificate(t, &sat.key("(secret)").key("tls_certificate"))?)
                 }
                 _ => {
                     return Err(
@@ -360,7 +362,13 @@ fn common_context(
                 }
             }
         }
-        (None, None) => None,
+        identities
+    } else {
+        p.tls_certificates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| certificate(c, &at.key("tls_certificates").index(i)))
+            .collect::<Result<Vec<_>, _>>()?
     };
     // A validation context from a secret, checked to be one.
     let validation_secret =
@@ -434,7 +442,7 @@ fn common_context(
         None => TlsParams::default(),
     };
     Ok(Common {
-        identity,
+        identities,
         validation,
         alpn: p
             .alpn_protocols

@@ -60,11 +60,13 @@ pub fn gateway_server_tls(
         _ if tls.https_redirect.unwrap_or(false) => return Ok(ServerTls::Plain),
         mode => return Err(format!("TLS mode {mode:?} is not supported yet")),
     };
-    let credential = tls
-        .credential_name
-        .as_deref()
-        .or(tls.credential_names.first().map(String::as_str));
-    let Some(credential) = credential else {
+    // `credentialName`, or each of `credentialNames` (an RSA and an ECDSA certificate, say: the
+    // proxy serves each client the one it takes); a MUTUAL server's client CA is the first's.
+    let credentials: Vec<&str> = match &tls.credential_name {
+        Some(name) => vec![name.as_str()],
+        None => tls.credential_names.iter().map(String::as_str).collect(),
+    };
+    let Some(&credential) = credentials.first() else {
         return terminated_with_files(tls, mutual).map(|c| ServerTls::Terminated(Box::new(c)));
     };
     let find = |name: &str| {
@@ -73,29 +75,33 @@ pub fn gateway_server_tls(
             .get(&(namespace.to_owned(), name.to_owned()))
             .ok_or_else(|| format!("credentialName {name}: no Secret {namespace}/{name}"))
     };
+    for &name in &credentials {
+        let secret = find(name)?;
+        let (Some(chain), Some(key)) = (&secret.cert_chain, &secret.private_key) else {
+            return Err(format!(
+                "Secret {namespace}/{name} has no certificate and key (tls.crt and tls.key, or cert and key)"
+            ));
+        };
+        // Checked here, so that a broken secret is named in the control plane's log rather than
+        // refused by every gateway that would be sent it.
+        mesh_tls::Identity::from_pem(chain, key)
+            .map_err(|e| format!("Secret {namespace}/{name}: {e}"))?;
+        add_secret(
+            secrets,
+            certificate_secret_name(name),
+            secret::Type::TlsCertificate(TlsCertificate {
+                certificate_chain: Some(inline(chain)),
+                private_key: Some(inline(key)),
+                ..Default::default()
+            }),
+        );
+    }
     let secret = find(credential)?;
-    let (Some(chain), Some(key)) = (&secret.cert_chain, &secret.private_key) else {
-        return Err(format!(
-            "Secret {namespace}/{credential} has no certificate and key (tls.crt and tls.key, or cert and key)"
-        ));
-    };
-    // Checked here, so that a broken secret is named in the control plane's log rather than
-    // refused by every gateway that would be sent it.
-    mesh_tls::Identity::from_pem(chain, key)
-        .map_err(|e| format!("Secret {namespace}/{credential}: {e}"))?;
-    add_secret(
-        secrets,
-        certificate_secret_name(credential),
-        secret::Type::TlsCertificate(TlsCertificate {
-            certificate_chain: Some(inline(chain)),
-            private_key: Some(inline(key)),
-            ..Default::default()
-        }),
-    );
     let mut context = CommonTlsContext {
-        tls_certificate_sds_secret_configs: vec![credential_sds(certificate_secret_name(
-            credential,
-        ))],
+        tls_certificate_sds_secret_configs: credentials
+            .iter()
+            .map(|name| credential_sds(certificate_secret_name(name)))
+            .collect(),
         tls_params: tls_params(tls),
         ..Default::default()
     };
@@ -149,18 +155,36 @@ fn terminated_with_files(
     tls: &ServerTlsSettings,
     mutual: bool,
 ) -> Result<DownstreamTlsContext, String> {
-    let (Some(cert), Some(key)) = (&tls.server_certificate, &tls.private_key) else {
+    // `serverCertificate` and `privateKey`, or each of `tlsCertificates`; a MUTUAL server's client
+    // CA is `caCertificates`, else the first of `tlsCertificates`'.
+    let files: Vec<(&str, &str, Option<&str>)> = match (&tls.server_certificate, &tls.private_key) {
+        (Some(cert), Some(key)) => vec![(cert, key, tls.ca_certificates.as_deref())],
+        _ => tls
+            .tls_certificates
+            .iter()
+            .filter_map(|c| {
+                let (Some(cert), Some(key)) = (&c.server_certificate, &c.private_key) else {
+                    return None;
+                };
+                Some((cert.as_str(), key.as_str(), c.ca_certificates.as_deref()))
+            })
+            .collect(),
+    };
+    if files.is_empty() {
         return Err(
             "TLS needs credentialName or certificate files (serverCertificate, privateKey)"
                 .to_owned(),
         );
-    };
+    }
     let mut context = CommonTlsContext {
-        tls_certificates: vec![TlsCertificate {
-            certificate_chain: Some(file(cert)),
-            private_key: Some(file(key)),
-            ..Default::default()
-        }],
+        tls_certificates: files
+            .iter()
+            .map(|(cert, key, _)| TlsCertificate {
+                certificate_chain: Some(file(cert)),
+                private_key: Some(file(key)),
+                ..Default::default()
+            })
+            .collect(),
         tls_params: tls_params(tls),
         ..Default::default()
     };
@@ -168,6 +192,7 @@ fn terminated_with_files(
         let ca = tls
             .ca_certificates
             .as_deref()
+            .or(files[0].2)
             .ok_or("MUTUAL with certificate files needs caCertificates")?;
         context.validation_context_type = Some(ValidationContextType::ValidationContext(
             CertificateValidationContext {
