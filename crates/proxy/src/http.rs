@@ -28,6 +28,7 @@ use rand::Rng;
 
 use crate::Runtime;
 use crate::access_log;
+use crate::http1;
 use crate::mirror;
 use crate::replay::Replay;
 use crate::stats::{Counter, Gauge};
@@ -238,9 +239,15 @@ impl Connection {
     /// Answers an HTTP/1.0 request, which Envoy's codec refuses unless `accept_http_10` is set: a
     /// protocol error, and the connection closes.
     fn refuse_http_10(&self) -> Response<Body> {
-        const BODY: &str = "Upgrade Required";
-        let mut reply = local_reply(StatusCode::UPGRADE_REQUIRED, BODY);
-        self.protocol_error(reply.status(), "http1.codec_error", BODY.len() as u64);
+        self.refuse(StatusCode::UPGRADE_REQUIRED, "http1.codec_error")
+    }
+
+    /// A request refused as Envoy's codec refuses it: `status` with its reason phrase as the body,
+    /// then the connection closed.
+    fn refuse(&self, status: StatusCode, details: &'static str) -> Response<Body> {
+        let body = status.canonical_reason().unwrap_or("");
+        let mut reply = local_reply(status, body);
+        self.protocol_error(status, details, body.len() as u64);
         reply
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -521,10 +528,20 @@ pub async fn serve(
         return Ok(ctx.refuse_http_10());
     }
     let h2 = req.version() == Version::HTTP_2;
+    if !h2 {
+        if let Some(refusal) = http1::refusal(&req) {
+            return Ok(ctx.refuse(refusal.status, refusal.details));
+        }
+        http1::drop_h2c_upgrade(req.headers_mut());
+    }
     ctx.count_request(h2);
+    // Refused before anything else happens to it (no request id, as in Envoy).
+    let missing_host = !h2 && http1::missing_host(&req);
     // The connection manager's own header changes come first, as in Envoy: routing, the filters
     // and the access log see the request as changed.
-    mutate_request_headers(req.headers_mut(), &ctx);
+    if !missing_host {
+        mutate_request_headers(req.headers_mut(), &ctx);
+    }
     let mut logged = Logged::begin(&ctx, &req, start);
     let exchange = &mut logged.exchange;
     let kind = upgrade_type(&req);
@@ -533,7 +550,17 @@ pub async fn serve(
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
     let tunnel_on_success = req.method() == http::Method::CONNECT;
     let h2_upgrade = extended_connect(req.method(), req.extensions()).is_some();
-    let mut response = handle(req, kind.as_deref(), &ctx, exchange).await;
+    let mut response = if missing_host {
+        // As Envoy: answered by the connection manager, which then closes the connection.
+        exchange.details = Some("missing_host_header");
+        let mut reply = local_reply(StatusCode::BAD_REQUEST, "");
+        reply
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        reply
+    } else {
+        handle(req, kind.as_deref(), &ctx, exchange).await
+    };
     if h2_upgrade
         && response.headers().get(header::CONTENT_LENGTH) == Some(&HeaderValue::from_static("0"))
     {

@@ -15,6 +15,7 @@ mod cors;
 mod dump_query;
 mod dynamic;
 pub mod http;
+mod http1;
 mod locality;
 pub mod logging;
 mod mirror;

@@ -1,0 +1,244 @@
+//! What Envoy's HTTP/1 codec refuses, or changes, before its connection manager sees a request, for
+//! the requests hyper's parser lets through: a transfer coding other than a single `chunked`, a
+//! method outside the codec's list, a request target that is no path, a `Host` with characters an
+//! authority may not have; and an `h2c` upgrade, which Envoy drops to answer over HTTP/1.1.
+//!
+//! What hyper itself refuses it answers itself (400, 431). Two request-smuggling shapes hyper takes
+//! safely where Envoy refuses them (400): both `Content-Length` and `Transfer-Encoding` (hyper reads
+//! the body by its transfer coding, drops the length and closes the connection after, as RFC 9112
+//! §6.1 allows), and a `Content-Length` repeated with the same value (hyper keeps one).
+
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+
+/// Why a request is refused, as Envoy's codec refuses it: the status (its reason phrase is the
+/// body) and the response code details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub details: &'static str,
+}
+
+const fn refused(status: StatusCode, details: &'static str) -> Option<Refusal> {
+    Some(Refusal { status, details })
+}
+
+/// The methods Envoy's HTTP/1 parser takes (a custom one needs `allow_custom_methods`, which Bosun
+/// does not implement).
+const METHODS: [&str; 33] = [
+    "DELETE",
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "COPY",
+    "LOCK",
+    "MKCOL",
+    "MOVE",
+    "PROPFIND",
+    "PROPPATCH",
+    "SEARCH",
+    "UNLOCK",
+    "BIND",
+    "REBIND",
+    "UNBIND",
+    "ACL",
+    "REPORT",
+    "MKACTIVITY",
+    "CHECKOUT",
+    "MERGE",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PATCH",
+    "PURGE",
+    "MKCALENDAR",
+    "LINK",
+    "UNLINK",
+    "SOURCE",
+];
+
+/// Why Envoy's codec would refuse this HTTP/1 request, if it would.
+pub fn refusal<B>(req: &Request<B>) -> Option<Refusal> {
+    let headers = req.headers();
+    if !METHODS.contains(&req.method().as_str()) {
+        return refused(StatusCode::BAD_REQUEST, "http1.codec_error");
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) && !only_chunked(headers) {
+        return refused(
+            StatusCode::NOT_IMPLEMENTED,
+            "http1.invalid_transfer_encoding",
+        );
+    }
+    // A target in authority form (`GET example.com`) is CONNECT's alone.
+    let uri = req.uri();
+    if req.method() != Method::CONNECT && uri.scheme().is_none() && uri.authority().is_some() {
+        return refused(StatusCode::BAD_REQUEST, "http1.codec_error");
+    }
+    if headers
+        .get_all(header::HOST)
+        .iter()
+        .any(|h| !valid_authority(h.as_bytes()))
+    {
+        return refused(StatusCode::BAD_REQUEST, "http.invalid_authority");
+    }
+    None
+}
+
+/// `Transfer-Encoding` is exactly `chunked` (in any case): one coding, once.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','));
+    matches!(
+        (codings.next(), codings.next()),
+        (Some(c), None) if c.trim_ascii().eq_ignore_ascii_case(b"chunked")
+    )
+}
+
+/// Characters an authority may have (RFC 3986: unreserved, sub-delims, `:`, `@`, `[`, `]`, and
+/// `%` for escapes), as Envoy checks `Host`.
+fn valid_authority(host: &[u8]) -> bool {
+    host.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]%".contains(&b))
+}
+
+/// An HTTP/1.1 request with no `Host` and no authority in its target (Envoy answers 400,
+/// `missing_host_header`).
+pub fn missing_host<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.uri().authority().is_none()
+        && !req.headers().contains_key(header::HOST)
+}
+
+/// Drops an `h2c` upgrade (`Upgrade: h2c`, `HTTP2-Settings` and their `Connection` tokens): Envoy
+/// does not switch a connection to HTTP/2 and answers such a request over HTTP/1.1, as `curl
+/// --http2` expects of a server that does not.
+pub fn drop_h2c_upgrade(headers: &mut HeaderMap) {
+    let h2c = headers
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().trim_ascii().eq_ignore_ascii_case(b"h2c"));
+    if !h2c {
+        return;
+    }
+    headers.remove(header::UPGRADE);
+    headers.remove("http2-settings");
+    let kept: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("upgrade")
+                && !t.eq_ignore_ascii_case("http2-settings")
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::CONNECTION);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join(", "))
+    {
+        headers.insert(header::CONNECTION, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("a request")
+    }
+
+    fn details(method: &str, target: &str, headers: &[(&str, &str)]) -> Option<&'static str> {
+        refusal(&request(method, target, headers)).map(|r| r.details)
+    }
+
+    #[test]
+    fn transfer_codings_other_than_one_chunked_are_refused() {
+        let host = ("host", "a");
+        assert_eq!(details("POST", "/", &[host, ("content-length", "5")]), None);
+        for ok in ["chunked", "Chunked", " chunked "] {
+            assert_eq!(
+                details("POST", "/", &[host, ("transfer-encoding", ok)]),
+                None,
+                "{ok}"
+            );
+        }
+        for bad in ["chunked, chunked", "gzip, chunked", "identity"] {
+            let r = refusal(&request("POST", "/", &[host, ("transfer-encoding", bad)]));
+            assert_eq!(
+                r,
+                Some(Refusal {
+                    status: StatusCode::NOT_IMPLEMENTED,
+                    details: "http1.invalid_transfer_encoding"
+                }),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn methods_targets_and_hosts_are_envoys() {
+        let host = ("host", "a");
+        for ok in ["GET", "PURGE", "PROPFIND", "SOURCE"] {
+            assert_eq!(details(ok, "/", &[host]), None, "{ok}");
+        }
+        for bad in ["FOO", "QUERY", "M-SEARCH"] {
+            assert_eq!(
+                details(bad, "/", &[host]),
+                Some("http1.codec_error"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            details("GET", "example.com", &[host]),
+            Some("http1.codec_error")
+        );
+        assert_eq!(details("CONNECT", "example.com:443", &[host]), None);
+        assert_eq!(details("GET", "http://b/x", &[host]), None);
+        assert_eq!(details("OPTIONS", "*", &[host]), None);
+        assert_eq!(
+            details("GET", "/", &[("host", "a b")]),
+            Some("http.invalid_authority")
+        );
+        assert_eq!(details("GET", "/", &[("host", "[::1]:80")]), None);
+        assert!(missing_host(&request("GET", "/", &[])));
+        assert!(!missing_host(&request("GET", "http://b/x", &[])));
+        assert!(!missing_host(&request("GET", "/", &[host])));
+    }
+
+    #[test]
+    fn an_h2c_upgrade_is_dropped_and_other_connection_tokens_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        headers.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings, keep-alive"),
+        );
+        drop_h2c_upgrade(&mut headers);
+        assert!(!headers.contains_key(header::UPGRADE));
+        assert!(!headers.contains_key("http2-settings"));
+        assert_eq!(headers[header::CONNECTION], "keep-alive");
+        // A websocket upgrade is not touched.
+        let mut ws = HeaderMap::new();
+        ws.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        ws.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        drop_h2c_upgrade(&mut ws);
+        assert_eq!(ws[header::UPGRADE], "websocket");
+        assert_eq!(ws[header::CONNECTION], "Upgrade");
+    }
+}
