@@ -1470,6 +1470,58 @@ async fn one_response(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Vec
     }
 }
 
+/// What goes upstream of a request without a body (no `content-length`, no chunks) and of one that
+/// expects `100-continue`, through both proxies: as Envoy's HTTP/1 codec, `content-length: 0` unless
+/// the method usually has no body, and no `expect` (the proxy answers it itself).
+#[tokio::test]
+async fn bodiless_and_expecting_requests_go_upstream_as_from_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let b = Upstream::start("b").unwrap();
+    let c = Upstream::start("c").unwrap();
+    let Some(both) = start_both(
+        "routing.yaml",
+        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
+        &[],
+    ) else {
+        return;
+    };
+    let requests = [
+        "POST /exact HTTP/1.1\r\nhost: x\r\n\r\n",
+        "PUT /exact HTTP/1.1\r\nhost: x\r\n\r\n",
+        "OPTIONS /exact HTTP/1.1\r\nhost: x\r\n\r\n",
+        "DELETE /exact HTTP/1.1\r\nhost: x\r\n\r\n",
+        "GET /exact HTTP/1.1\r\nhost: x\r\n\r\n",
+        "POST /exact HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\nhi",
+    ];
+    let mut seen: [Vec<String>; 2] = Default::default();
+    for (i, p) in both.iter().enumerate() {
+        for request in requests {
+            let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
+            let answer = one_response(&mut stream, request.as_bytes()).await;
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            let got = a.last_request().expect("the request reached the upstream");
+            seen[i].push(format!(
+                "{}: content-length {:?}, expect {:?}, answered {:?}",
+                request.split(' ').next().unwrap_or_default(),
+                got.header("content-length"),
+                got.header("expect"),
+                answer.lines().next().unwrap_or_default()
+            ));
+        }
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+    assert_eq!(
+        seen[0][..5],
+        [
+            "POST: content-length Some(\"0\"), expect None, answered \"HTTP/1.1 200 OK\"",
+            "PUT: content-length Some(\"0\"), expect None, answered \"HTTP/1.1 200 OK\"",
+            "OPTIONS: content-length Some(\"0\"), expect None, answered \"HTTP/1.1 200 OK\"",
+            "DELETE: content-length None, expect None, answered \"HTTP/1.1 200 OK\"",
+            "GET: content-length None, expect None, answered \"HTTP/1.1 200 OK\"",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn byte_and_protocol_stats_match_envoy() {
     let a = Upstream::start("a").unwrap();

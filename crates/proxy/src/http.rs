@@ -1206,6 +1206,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A request without a body to an HTTP/1 upstream: `content-length: 0` unless its method
+/// usually has none (GET, HEAD, DELETE, TRACE, CONNECT), as Envoy's HTTP/1 codec sends it, so that an
+/// upstream that wants a length on a POST gets one.
+fn says_it_has_no_body(method: &http::Method, headers: &mut HeaderMap) {
+    use http::Method as M;
+    let bodiless = [M::GET, M::HEAD, M::DELETE, M::TRACE, M::CONNECT];
+    if !bodiless.contains(method)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+}
+
 /// The effective retry policy: the route's, else its virtual host's.
 fn retry_policy<'a>(vh: &'a VirtualHost, f: &'a Forward) -> Option<&'a RetryPolicy> {
     f.retry_policy.as_ref().or(vh.retry_policy.as_ref())
@@ -1283,6 +1297,20 @@ async fn forward(
     // The request to send upstream, without its body: the received headers, taken, not copied.
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
+    // The proxy answers `Expect: 100-continue` itself (hyper sends the 100 once the body is read),
+    // so, as from Envoy, it does not go upstream.
+    if headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        headers.remove(header::EXPECT);
+    }
+    if upgrade_headers.is_empty()
+        && !cluster.uses_h2(downstream_h2)
+        && hyper::body::Body::is_end_stream(&body)
+    {
+        says_it_has_no_body(&parts.method, &mut headers);
+    }
     for (name, value) in upgrade_headers {
         headers.append(name, value);
     }
