@@ -1522,6 +1522,120 @@ async fn bodiless_and_expecting_requests_go_upstream_as_from_envoy() {
     );
 }
 
+/// A raw upstream: answers each request with the bytes `answers` holds for its path, then closes.
+fn raw_upstream(answers: &'static [(&'static str, &'static str)]) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let path = text.split(' ').nth(1).unwrap_or_default();
+                if let Some((_, answer)) = answers.iter().find(|(p, _)| *p == path) {
+                    let _ = stream.write_all(answer.as_bytes());
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Upstream answers the proxy cannot read as HTTP (a malformed status line or header, garbage, a body
+/// framed both by length and by chunks, a transfer coding other than chunked) are a 502 with flag
+/// UPE (`protocol_error`) from both proxies, not a 503 connection termination; odd but readable
+/// ones (a folded header, a missing or unknown reason phrase) go on with Envoy's reason phrases.
+#[tokio::test]
+async fn unreadable_upstream_answers_are_protocol_errors_as_in_envoy() {
+    static ANSWERS: [(&str, &str); 11] = [
+        ("/ok", "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+        (
+            "/te-identity",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        (
+            "/te-gzip-chunked",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        (
+            "/cl-te",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        (
+            "/two-lengths",
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        ),
+        (
+            "/status-99",
+            "HTTP/1.1 099 X\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        (
+            "/bad-header",
+            "HTTP/1.1 200 OK\r\nx-bad : a\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        ("/garbage", "NOT HTTP\r\n\r\n"),
+        (
+            "/folded",
+            "HTTP/1.1 200 OK\r\nx-folded: a\r\n b\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        ("/no-reason", "HTTP/1.1 200\r\ncontent-length: 2\r\n\r\nok"),
+        (
+            "/status-600",
+            "HTTP/1.1 600 Custom\r\ncontent-length: 2\r\n\r\nok",
+        ),
+    ];
+    let raw = raw_upstream(&ANSWERS);
+    let Some(both) = start_both_with(
+        "upstream_errors.yaml",
+        &[],
+        &[("RAW_PORT", raw.port().to_string())],
+        &["--file-flush-interval-msec", "20"],
+    ) else {
+        return;
+    };
+    let mut seen: [Vec<String>; 2] = Default::default();
+    for (i, p) in both.iter().enumerate() {
+        for (n, (path, _)) in ANSWERS.iter().enumerate() {
+            let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+            let answer = one_response(&mut stream, request.as_bytes()).await;
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            let status_line = answer.lines().next().unwrap_or_default().to_owned();
+            let folded = answer
+                .lines()
+                .find(|l| l.starts_with("x-folded"))
+                .map(str::to_owned);
+            let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+            let log = nth_stdout_line(p, n, path).await;
+            seen[i].push(format!("{status_line} {folded:?} {body:?} | {log}"));
+        }
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
+    let protocol_error = "HTTP/1.1 502 Bad Gateway None \"upstream connect error or disconnect/reset \
+                          before headers. reset reason: protocol error\"";
+    assert_eq!(
+        seen[0][1],
+        format!(
+            "{protocol_error} | /te-identity 502 UPE upstream_reset_before_response_started{{protocol_error}}"
+        )
+    );
+    assert!(
+        seen[0][8].starts_with("HTTP/1.1 200 OK Some(\"x-folded: a b\")"),
+        "{seen:?}"
+    );
+    assert!(seen[0][10].starts_with("HTTP/1.1 600 Unknown"), "{seen:?}");
+}
+
 #[tokio::test]
 async fn byte_and_protocol_stats_match_envoy() {
     let a = Upstream::start("a").unwrap();

@@ -357,6 +357,8 @@ pub struct Flags {
     pub stream_idle_timeout: bool,
     /// Refused by the codec (DPE): a request that could not be parsed, or HTTP/1.0 not accepted.
     pub downstream_protocol_error: bool,
+    /// The upstream's answer could not be read as HTTP (UPE).
+    pub upstream_protocol_error: bool,
 }
 
 impl Flags {
@@ -378,6 +380,7 @@ impl Flags {
             (self.downstream_reset, "DR"),
             (self.stream_idle_timeout, "SI"),
             (self.downstream_protocol_error, "DPE"),
+            (self.upstream_protocol_error, "UPE"),
         ];
         let mut set = all.iter().filter(|(on, _)| *on).map(|(_, f)| *f);
         match set.next() {
@@ -457,6 +460,8 @@ impl Exchange {
                     "upstream_reset_before_response_started{remote_connection_failure}",
                 ),
             });
+        } else if f.upstream_protocol_error {
+            "upstream_reset_before_response_started{protocol_error}"
         } else if f.upstream_reset {
             "upstream_reset_before_response_started{connection_termination}"
         } else {
@@ -1597,7 +1602,7 @@ async fn forward(
                     Failure::Timeout => ["5xx", "gateway-error", "reset"]
                         .iter()
                         .any(|c| p.retries_on(c)),
-                    Failure::Reset => ["5xx", "gateway-error", "reset"]
+                    Failure::Reset | Failure::ProtocolError => ["5xx", "gateway-error", "reset"]
                         .iter()
                         .any(|c| p.retries_on(c)),
                     Failure::RefusedStream => ["5xx", "gateway-error", "reset", "refused-stream"]
@@ -1635,6 +1640,14 @@ async fn forward(
                         local_reply(
                             StatusCode::SERVICE_UNAVAILABLE,
                             &reset_body(attempt, "remote connection failure"),
+                        )
+                    }
+                    Failure::ProtocolError => {
+                        exchange.flags.upstream_protocol_error = true;
+                        cluster.record_status(502);
+                        local_reply(
+                            StatusCode::BAD_GATEWAY,
+                            &reset_body(attempt, "protocol error"),
                         )
                     }
                     Failure::Reset | Failure::RefusedStream => {
@@ -1819,6 +1832,9 @@ enum Failure {
     Reset,
     /// An HTTP/2 upstream refused the stream (`REFUSED_STREAM`): only this is `refused-stream`.
     RefusedStream,
+    /// The answer was no HTTP the proxy reads: a malformed head, or a body framing Envoy's codec
+    /// refuses (both `Content-Length` and `Transfer-Encoding`, or a coding other than `chunked`).
+    ProtocolError,
 }
 
 /// The local address of the connection a request went out on, once it had one.
@@ -1913,11 +1929,43 @@ async fn send(
     }
     let result = cluster.request(host, h2, req).await;
     match result {
+        Ok(resp) if !h2 && !readable_framing(resp.headers()) => Err(Failure::ProtocolError),
         Ok(resp) => Ok(resp),
         Err(e) if e.is_connect() => Err(Failure::Connect(os_error(&e))),
         Err(e) if is_refused_stream(&e) => Err(Failure::RefusedStream),
+        Err(e) if is_parse_error(&e) => Err(Failure::ProtocolError),
         Err(_) => Err(Failure::Reset),
     }
+}
+
+/// Whether an HTTP/1 response's body framing is one Envoy's codec reads: no `Transfer-Encoding`, or
+/// exactly `chunked` without a `Content-Length` (hyper would take the coding and leave the length
+/// to be sent on, wrong, downstream).
+fn readable_framing(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','));
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(c), None) => {
+            c.trim_ascii().eq_ignore_ascii_case(b"chunked")
+                && !headers.contains_key(header::CONTENT_LENGTH)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `e` or one of its causes is hyper failing to parse what the upstream sent.
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_parse() || h.is_parse_status() || h.is_parse_too_large();
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// `http://ADDRESS/path` (a Unix socket's host: `http://localhost/path`): the URI the HTTP/1.1
@@ -2102,6 +2150,14 @@ fn finish_upstream(
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The status goes on with its standard reason phrase, as Envoy writes it, not the upstream's
+    // (`Unknown` for a status that has none).
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+    if parts.status.canonical_reason().is_none() {
+        parts
+            .extensions
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Unknown"));
+    }
     let millis = u64::try_from(service_time.as_millis()).unwrap_or(u64::MAX);
     parts
         .headers

@@ -968,6 +968,8 @@ fn pool_builder(config: &Cluster, h2: bool) -> hyper_util::client::legacy::Build
             .min(1024),
     );
     b.http2_only(h2);
+    // As Envoy's codec: an obsolete folded response header is unfolded, not refused.
+    b.http1_allow_obsolete_multiline_headers_in_responses(true);
     b
 }
 
