@@ -192,6 +192,11 @@ pub struct HttpConnectionManager {
     /// `http2_protocol_options.allow_connect`: HTTP/2 clients may send extended CONNECT (RFC 8441),
     /// an upgrade such as WebSocket over an HTTP/2 stream.
     pub h2_extended_connect: bool,
+    /// `normalize_path`: a request's path is normalized (RFC 3986, as Envoy does it) before it is
+    /// routed and sent on; istiod sets it on every connection manager.
+    pub normalize_path: bool,
+    /// `merge_slashes`: runs of slashes in a path become one.
+    pub merge_slashes: bool,
 }
 
 /// Upgrade types with their enabled flag, matched case-insensitively as Envoy does.
@@ -714,6 +719,8 @@ fn http_connection_manager(
             .http2_protocol_options
             .as_ref()
             .is_some_and(|o| o.allow_connect),
+        normalize_path: p.normalize_path.as_ref().is_some_and(|b| b.value),
+        merge_slashes: p.merge_slashes,
     })
 }
 
@@ -726,7 +733,7 @@ fn refuse_unimplemented_hcm_fields(
 ) -> Result<(), ModelError> {
     use hcm::http_connection_manager as h;
     let on = |b: Option<&xds_api::pb::google::protobuf::BoolValue>| b.is_some_and(|b| b.value);
-    let refused: [(&str, bool, &str); 37] = [
+    let refused: [(&str, bool, &str); 35] = [
         (
             "add_user_agent",
             on(p.add_user_agent.as_ref()),
@@ -832,12 +839,6 @@ fn refuse_unimplemented_hcm_fields(
             p.proxy_100_continue,
             "proxy_100_continue",
         ),
-        (
-            "normalize_path",
-            on(p.normalize_path.as_ref()),
-            "path normalization",
-        ),
-        ("merge_slashes", p.merge_slashes, "merge_slashes"),
         (
             "path_with_escaped_slashes_action",
             p.path_with_escaped_slashes_action
@@ -1231,12 +1232,13 @@ filter_chains:
             "forward_client_cert_details: SANITIZE",
             "path_with_escaped_slashes_action: KEEP_UNCHANGED",
             "normalize_path: false",
+            "normalize_path: true",
+            "merge_slashes: true",
             "http_protocol_options: {accept_http_10: true, allow_absolute_url: true}",
         ] {
             assert!(hcm(ok).is_ok(), "{ok}: {:?}", hcm(ok).err());
         }
         for (set, field) in [
-            ("normalize_path: true", "normalize_path"),
             ("via: proxy", "via"),
             ("xff_num_trusted_hops: 1", "xff_num_trusted_hops"),
             (

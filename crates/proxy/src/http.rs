@@ -30,6 +30,7 @@ use crate::Runtime;
 use crate::access_log;
 use crate::http1;
 use crate::mirror;
+use crate::normalize;
 use crate::replay::Replay;
 use crate::stats::{Counter, Gauge};
 use crate::upstream::{Body, BoxError, ClusterRuntime, Guarded, Host, LbContext, Outcome};
@@ -541,10 +542,16 @@ pub async fn serve(
     }
     ctx.count_request(h2);
     // Refused before anything else happens to it (no request id, as in Envoy).
-    let missing_host = !h2 && http1::missing_host(&req);
+    let refused = if !h2 && http1::missing_host(&req) {
+        Some("missing_host_header")
+    } else if normalize_path(&mut req, &ctx.hcm).is_err() {
+        Some("path_normalization_failed")
+    } else {
+        None
+    };
     // The connection manager's own header changes come first, as in Envoy: routing, the filters
     // and the access log see the request as changed.
-    if !missing_host {
+    if refused.is_none() {
         mutate_request_headers(req.headers_mut(), &ctx);
     }
     let mut logged = Logged::begin(&ctx, &req, start);
@@ -555,9 +562,9 @@ pub async fn serve(
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
     let tunnel_on_success = req.method() == http::Method::CONNECT;
     let h2_upgrade = extended_connect(req.method(), req.extensions()).is_some();
-    let mut response = if missing_host {
+    let mut response = if let Some(details) = refused {
         // As Envoy: answered by the connection manager, which then closes the connection.
-        exchange.details = Some("missing_host_header");
+        exchange.details = Some(details);
         let mut reply = local_reply(StatusCode::BAD_REQUEST, "");
         reply
             .headers_mut()
@@ -638,6 +645,29 @@ pub async fn serve(
         }
     }
     Ok(response)
+}
+
+/// The request's path as the connection manager's `normalize_path` and `merge_slashes` make it,
+/// before it is routed and sent on.
+fn normalize_path<B>(
+    req: &mut Request<B>,
+    hcm: &HttpConnectionManager,
+) -> Result<(), normalize::Unnormalizable> {
+    if !hcm.normalize_path && !hcm.merge_slashes {
+        return Ok(());
+    }
+    let Some(path) = req.uri().path_and_query() else {
+        return Ok(());
+    };
+    let Some(path) = normalize::normalized(path.as_str(), hcm.normalize_path, hcm.merge_slashes)?
+    else {
+        return Ok(());
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query =
+        Some(http::uri::PathAndQuery::try_from(path).map_err(|_| normalize::Unnormalizable)?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| normalize::Unnormalizable)?;
+    Ok(())
 }
 
 /// The upgrade a request asks for: the `:protocol` of an HTTP/2 extended CONNECT (RFC 8441),

@@ -19,6 +19,7 @@ mod http1;
 mod locality;
 pub mod logging;
 mod mirror;
+mod normalize;
 pub mod original_dst;
 mod replay;
 pub mod stats;

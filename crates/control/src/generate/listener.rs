@@ -25,8 +25,9 @@ use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
-    http_connection_manager::UpgradeConfig, http_filter::ConfigType as HttpFilterConfig,
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::PathWithEscapedSlashesAction,
+    http_connection_manager::RouteSpecifier, http_connection_manager::UpgradeConfig,
+    http_filter::ConfigType as HttpFilterConfig,
 };
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier as TcpCluster,
@@ -136,6 +137,11 @@ fn hcm(stat_prefix: &str, routes: RouteSpecifier, side: Side) -> Filter {
         stat_prefix: stat_prefix.to_owned(),
         route_specifier: Some(routes),
         http_filters,
+        // istiod's default path normalization (`meshConfig.pathNormalization` BASE): paths are
+        // normalized before routing, so that a route or policy on `/admin` is not bypassed by
+        // `/public/../admin`; escaped slashes are kept as they are.
+        normalize_path: Some(BoolValue { value: true }),
+        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::KeepUnchanged as i32,
         ..Default::default()
     };
     Filter {
