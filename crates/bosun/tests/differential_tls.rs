@@ -733,6 +733,89 @@ async fn tls_matches_envoy() {
 
 /// CONNECT terminated by the proxy: TLS from the client to the backend through the tunnel (the client
 /// checks the backend's certificate), and a tunnel whose cluster originates mTLS itself.
+/// `GET /echo` over TLS for `sni` with `identity` as the client certificate and `xfcc` as the
+/// request's `x-forwarded-client-cert`: the `x-forwarded-client-cert` the echo upstream then got
+/// (`refused` when the request did not reach it).
+async fn xfcc_upstream_got(
+    addr: SocketAddr,
+    sni: &str,
+    identity: Option<Identity>,
+    xfcc: Option<&str>,
+    echo: &testkit::Upstream,
+) -> String {
+    let options = ClientOptions {
+        identity,
+        ..ClientOptions::new(Verify::InsecureSkipVerify)
+    };
+    let before = echo.requests();
+    let Some(tls) = handshake(addr, sni, &options).await else {
+        return "refused".to_owned();
+    };
+    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await
+    else {
+        return "refused".to_owned();
+    };
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().uri("/echo").header("host", sni);
+    if let Some(x) = xfcc {
+        req = req.header("x-forwarded-client-cert", x);
+    }
+    let answered = tokio::time::timeout(
+        TIMEOUT,
+        send.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
+    )
+    .await;
+    if !matches!(answered, Ok(Ok(_))) || echo.requests() == before {
+        return "refused".to_owned();
+    }
+    let seen = echo.last_request().unwrap();
+    format!("{:?}", seen.header("x-forwarded-client-cert"))
+}
+
+/// `x-forwarded-client-cert` as istiod's sidecars use it (`APPEND_FORWARD` with every detail): a
+/// client with a certificate has this hop's element appended (`By` the proxy's SPIFFE ID, `Hash`,
+/// the certificate and chain as URL-encoded PEM, `Subject`, `URI`, `DNS`), byte for byte as Envoy
+/// writes it; a client without one gets the header removed; and under the default (`SANITIZE`) a
+/// header a client sends is always removed, so that no client can claim an identity.
+#[tokio::test]
+async fn client_certificates_reach_the_upstream_as_envoy_forwards_them() {
+    let certs = Certs::new();
+    let backend = start_backend(&certs);
+    let upstreams = Plain::start();
+    let Some(both) = start_both(&certs, backend, &upstreams) else {
+        return;
+    };
+    let claimed = "By=spiffe://cluster.local/ns/default/sa/forged;Hash=00";
+    // One client certificate for every request, so that both proxies describe the same one.
+    let sleep = certs.workload_identity("sleep");
+    let mut seen: [Vec<String>; 2] = Default::default();
+    for (i, p) in both.iter().enumerate() {
+        for (sni, with_identity, xfcc) in [
+            ("xfcc.example.com", true, None),
+            ("xfcc.example.com", true, Some(claimed)),
+            ("xfcc.example.com", false, Some(claimed)),
+            ("a.example.com", false, Some(claimed)),
+        ] {
+            let identity = with_identity.then(|| sleep.clone());
+            let got = xfcc_upstream_got(p.terminate, sni, identity, xfcc, &upstreams.echo).await;
+            seen[i].push(format!(
+                "{sni} identity={with_identity} sent={xfcc:?}: {got}"
+            ));
+        }
+    }
+    assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right)");
+    let own = &seen[0][0];
+    assert!(
+        own.contains("By=spiffe://cluster.local/ns/default/sa/proxy;Hash=")
+            && own.contains(";Cert=\\\"-----BEGIN%20CERTIFICATE-----%0A")
+            && own.contains(";Subject=\\\"\\\";URI=spiffe://cluster.local/ns/default/sa/sleep"),
+        "{own}"
+    );
+    assert!(seen[0][1].contains(&format!("{claimed},By=")), "{seen:?}");
+    assert!(seen[0][2].ends_with(": None"), "{seen:?}");
+    assert!(seen[0][3].ends_with(": None"), "{seen:?}");
+}
+
 /// Which of the chain-multi certificates a handshake with `options` for `sni` got (by the leaf's
 /// bytes), or `refused`.
 async fn served_certificate(

@@ -48,6 +48,7 @@
 //! ```
 
 mod ca;
+mod client_cert;
 mod config;
 mod error;
 mod pem;
@@ -60,6 +61,7 @@ pub use ca::{
     CLOCK_SKEW_ALLOWANCE, CertificateAuthority, DEFAULT_CA_VALIDITY, DEFAULT_WORKLOAD_VALIDITY,
     MAX_CA_VALIDITY, MAX_WORKLOAD_VALIDITY, WorkloadCert,
 };
+pub use client_cert::{PeerCertificate, uri_names};
 pub use config::{
     ClientAuth, ClientOptions, EcdhCurves, PeerValidation, ServerOptions, Tls12Ciphers, TlsVersion,
     TlsVersions, Verify, client_config, crypto_provider, server_config, server_config_choosing,

@@ -197,6 +197,49 @@ pub struct HttpConnectionManager {
     pub normalize_path: bool,
     /// `merge_slashes`: runs of slashes in a path become one.
     pub merge_slashes: bool,
+    /// `forward_client_cert_details`: what becomes of `x-forwarded-client-cert`.
+    pub forward_client_cert: ForwardClientCert,
+    /// `set_current_client_cert_details`: what an element this proxy adds tells of the client's
+    /// certificate (besides `By` and `Hash`, always there).
+    pub client_cert_details: ClientCertDetails,
+}
+
+/// Envoy's `forward_client_cert_details`: what the proxy does with `x-forwarded-client-cert`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    /// Removed (Envoy's default: a client cannot claim an identity).
+    #[default]
+    Sanitize,
+    /// Kept as received from a client that presented a certificate; removed otherwise.
+    ForwardOnly,
+    /// This hop's element appended when the client presented a certificate (istiod's inbound
+    /// setting); removed otherwise.
+    AppendForward,
+    /// Replaced by this hop's element when the client presented a certificate (istiod's gateway
+    /// setting); removed otherwise.
+    SanitizeSet,
+    /// Always kept as received.
+    AlwaysForwardOnly,
+}
+
+impl ForwardClientCert {
+    /// Whether this hop writes an element of its own.
+    pub fn sets_element(self) -> bool {
+        matches!(
+            self,
+            ForwardClientCert::AppendForward | ForwardClientCert::SanitizeSet
+        )
+    }
+}
+
+/// Envoy's `set_current_client_cert_details`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertDetails {
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
 }
 
 /// Upgrade types with their enabled flag, matched case-insensitively as Envoy does.
@@ -721,6 +764,38 @@ fn http_connection_manager(
             .is_some_and(|o| o.allow_connect),
         normalize_path: p.normalize_path.as_ref().is_some_and(|b| b.value),
         merge_slashes: p.merge_slashes,
+        forward_client_cert: forward_client_cert(&p, at)?,
+        client_cert_details: p
+            .set_current_client_cert_details
+            .as_ref()
+            .map(|d| ClientCertDetails {
+                subject: d.subject.as_ref().is_some_and(|b| b.value),
+                cert: d.cert,
+                chain: d.chain,
+                dns: d.dns,
+                uri: d.uri,
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn forward_client_cert(
+    p: &hcm::HttpConnectionManager,
+    at: &At,
+) -> Result<ForwardClientCert, ModelError> {
+    use hcm::http_connection_manager::ForwardClientCertDetails as F;
+    Ok(match F::try_from(p.forward_client_cert_details) {
+        Ok(F::Sanitize) => ForwardClientCert::Sanitize,
+        Ok(F::ForwardOnly) => ForwardClientCert::ForwardOnly,
+        Ok(F::AppendForward) => ForwardClientCert::AppendForward,
+        Ok(F::SanitizeSet) => ForwardClientCert::SanitizeSet,
+        Ok(F::AlwaysForwardOnly) => ForwardClientCert::AlwaysForwardOnly,
+        Err(_) => {
+            return Err(at.key("forward_client_cert_details").error(format!(
+                "unknown forward_client_cert_details {}",
+                p.forward_client_cert_details
+            )));
+        }
     })
 }
 
@@ -733,7 +808,7 @@ fn refuse_unimplemented_hcm_fields(
 ) -> Result<(), ModelError> {
     use hcm::http_connection_manager as h;
     let on = |b: Option<&xds_api::pb::google::protobuf::BoolValue>| b.is_some_and(|b| b.value);
-    let refused: [(&str, bool, &str); 35] = [
+    let refused: [(&str, bool, &str); 33] = [
         (
             "add_user_agent",
             on(p.add_user_agent.as_ref()),
@@ -823,16 +898,6 @@ fn refuse_unimplemented_hcm_fields(
             "always_set_request_id_in_response",
             p.always_set_request_id_in_response,
             "always_set_request_id_in_response",
-        ),
-        (
-            "forward_client_cert_details",
-            p.forward_client_cert_details != h::ForwardClientCertDetails::Sanitize as i32,
-            "x-forwarded-client-cert other than SANITIZE",
-        ),
-        (
-            "set_current_client_cert_details",
-            p.set_current_client_cert_details.is_some(),
-            "x-forwarded-client-cert details",
         ),
         (
             "proxy_100_continue",
@@ -1230,6 +1295,8 @@ filter_chains:
             "tracing: {}",
             "http2_protocol_options: {}",
             "forward_client_cert_details: SANITIZE",
+            "forward_client_cert_details: APPEND_FORWARD",
+            "set_current_client_cert_details: {subject: true, uri: true, dns: true, cert: true}",
             "path_with_escaped_slashes_action: KEEP_UNCHANGED",
             "normalize_path: false",
             "normalize_path: true",
@@ -1241,10 +1308,6 @@ filter_chains:
         for (set, field) in [
             ("via: proxy", "via"),
             ("xff_num_trusted_hops: 1", "xff_num_trusted_hops"),
-            (
-                "forward_client_cert_details: APPEND_FORWARD",
-                "forward_client_cert_details",
-            ),
             ("local_reply_config: {}", "local_reply_config"),
             (
                 "http2_protocol_options: {max_concurrent_streams: 10}",

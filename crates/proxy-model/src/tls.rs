@@ -92,6 +92,9 @@ pub struct DownstreamTls {
     pub config_without_alpn: Arc<ServerConfig>,
     pub alpn: Vec<Vec<u8>>,
     pub require_client_certificate: bool,
+    /// The URI names of the (first) certificate this side presents: the `By` of the
+    /// `x-forwarded-client-cert` element it writes.
+    pub local_uris: Vec<String>,
 }
 
 impl DownstreamTls {
@@ -217,11 +220,18 @@ pub fn downstream(
     let config = build(&options)?;
     options.alpn.clear();
     let config_without_alpn = build(&options)?;
+    let local_uris = c
+        .identities
+        .first()
+        .and_then(|i| i.cert_chain().first())
+        .map(mesh_tls::uri_names)
+        .unwrap_or_default();
     Ok(Some(DownstreamTls {
         config,
         config_without_alpn,
         alpn: c.alpn,
         require_client_certificate: require,
+        local_uris,
     }))
 }
 

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection}
 use hyper_util::rt::TokioIo;
 use proxy_model::cluster::is_pipe;
 use proxy_model::filter::{AbortKind, FaultConfig, HttpFilter};
-use proxy_model::listener::HttpConnectionManager;
+use proxy_model::listener::{ForwardClientCert, HttpConnectionManager};
 use proxy_model::route::hash::{self as route_hash, HashInput};
 use proxy_model::route::{
     Action, Forward, HeaderMutations, Redirect, RedirectPath, RequestView, RetryPolicy, Route,
@@ -67,6 +67,74 @@ pub struct Downstream {
     pub server_name: Option<String>,
     /// The connection is TLS: `x-forwarded-proto` is `https`.
     pub tls: bool,
+    /// The client presented a certificate (mutual TLS), and what its requests' own
+    /// `x-forwarded-client-cert` element says of it.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client's certificate, as `x-forwarded-client-cert` handling needs it.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// This hop's element (`By=…;Hash=…;Subject="…";URI=…`), when the connection manager writes one
+    /// (`APPEND_FORWARD`, `SANITIZE_SET`); made once per connection.
+    pub element: Option<HeaderValue>,
+}
+
+impl ClientCertificate {
+    /// The client certificate of a connection `accepted` by a chain whose connection manager is
+    /// `hcm`; `None` when the client presented none.
+    pub fn of(
+        accepted: &crate::tls::Accepted<'_>,
+        hcm: &HttpConnectionManager,
+    ) -> Option<ClientCertificate> {
+        let crate::tls::Io::Tls(stream) = &accepted.io else {
+            return None;
+        };
+        let chain = stream.get_ref().1.peer_certificates()?;
+        if chain.is_empty() {
+            return None;
+        }
+        let element = if hcm.forward_client_cert.sets_element() {
+            let local_uris = accepted
+                .chain
+                .tls
+                .as_ref()
+                .map_or(&[][..], |t| &t.local_uris[..]);
+            mesh_tls::PeerCertificate::of(chain)
+                .map(|peer| xfcc_element(&peer, local_uris, hcm.client_cert_details))
+                .and_then(|e| HeaderValue::from_str(&e).ok())
+        } else {
+            None
+        };
+        Some(ClientCertificate { element })
+    }
+}
+
+/// Envoy's `x-forwarded-client-cert` element: `By` (each URI of this proxy's certificate), `Hash`,
+/// then as `details` asks `Cert`, `Chain`, `Subject`, each `URI`, each `DNS`.
+fn xfcc_element(
+    peer: &mesh_tls::PeerCertificate,
+    local_uris: &[String],
+    details: proxy_model::listener::ClientCertDetails,
+) -> String {
+    let mut parts: Vec<String> = local_uris.iter().map(|u| format!("By={u}")).collect();
+    parts.push(format!("Hash={}", peer.hash));
+    if details.cert {
+        parts.push(format!("Cert=\"{}\"", peer.cert));
+    }
+    if details.chain {
+        parts.push(format!("Chain=\"{}\"", peer.chain));
+    }
+    if details.subject {
+        parts.push(format!("Subject=\"{}\"", peer.subject));
+    }
+    if details.uri {
+        parts.extend(peer.uris.iter().map(|u| format!("URI={u}")));
+    }
+    if details.dns {
+        parts.extend(peer.dns.iter().map(|d| format!("DNS={d}")));
+    }
+    parts.join(";")
 }
 
 /// What one connection's requests share.
@@ -1199,6 +1267,7 @@ const HOP_BY_HOP: [&str; 7] = [
 // Header names the hot path uses, made once (a `&str` name is parsed and validated at each use).
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 static X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
@@ -1740,6 +1809,11 @@ const EDGE_REMOVED_HEADERS: [&str; 4] = [
 /// then give the request an `x-request-id` if it has none (`generate_request_id`).
 fn mutate_request_headers(headers: &mut HeaderMap, conn: &Connection) {
     let hcm = &conn.hcm;
+    forward_client_cert(
+        headers,
+        hcm.forward_client_cert,
+        conn.downstream.client_certificate.as_ref(),
+    );
     let scheme = HeaderValue::from_static(if conn.downstream.tls { "https" } else { "http" });
     if headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
         remove_named(headers, &INTERNAL_ONLY_HEADERS);
@@ -1767,6 +1841,46 @@ fn mutate_request_headers(headers: &mut HeaderMap, conn: &Connection) {
     }
     if hcm.generate_request_id && !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(&X_REQUEST_ID, request_id());
+    }
+}
+
+/// `x-forwarded-client-cert` as the connection manager's `forward_client_cert_details` says, for a
+/// request from a client that presented `client` (none: not mutual TLS): removed, kept, or with this
+/// hop's element appended or alone.
+fn forward_client_cert(
+    headers: &mut HeaderMap,
+    mode: ForwardClientCert,
+    client: Option<&ClientCertificate>,
+) {
+    let keep = match mode {
+        ForwardClientCert::AlwaysForwardOnly => true,
+        ForwardClientCert::ForwardOnly | ForwardClientCert::AppendForward => client.is_some(),
+        ForwardClientCert::Sanitize | ForwardClientCert::SanitizeSet => false,
+    };
+    let received = if keep {
+        proxy_model::route::joined_header(headers, X_FORWARDED_CLIENT_CERT.as_str())
+    } else {
+        None
+    };
+    // Most requests carry none, and most connection managers keep none: nothing to do.
+    if received.is_none() && !headers.contains_key(&X_FORWARDED_CLIENT_CERT) && !mode.sets_element()
+    {
+        return;
+    }
+    headers.remove(&X_FORWARDED_CLIENT_CERT);
+    let element = client
+        .and_then(|c| c.element.as_ref())
+        .filter(|_| mode.sets_element());
+    let value = match (received, element) {
+        (Some(old), Some(own)) if !old.is_empty() && mode == ForwardClientCert::AppendForward => {
+            HeaderValue::from_str(&format!("{old},{}", own.to_str().unwrap_or_default())).ok()
+        }
+        (_, Some(own)) => Some(own.clone()),
+        (Some(old), None) => HeaderValue::from_str(&old).ok(),
+        (None, None) => None,
+    };
+    if let Some(v) = value {
+        headers.insert(&X_FORWARDED_CLIENT_CERT, v);
     }
 }
 

@@ -988,6 +988,7 @@ async fn accept_loop(
                     let Some(graceful) = graceful.upgrade() else {
                         return; // Shutting down.
                     };
+                    let client_certificate = http::ClientCertificate::of(&conn, hcm);
                     let accepted = Accepted {
                         downstream: http::Downstream {
                             peer,
@@ -995,6 +996,7 @@ async fn accept_loop(
                             original_dst: destination.original(),
                             server_name: conn.server_name,
                             tls: matches!(conn.io, tls::Io::Tls(_)),
+                            client_certificate,
                         },
                         io: conn.io,
                         open,
@@ -1022,6 +1024,8 @@ async fn accept_loop(
                         original_dst: destination.original(),
                         server_name: conn.server_name,
                         tls: matches!(conn.io, tls::Io::Tls(_)),
+                        // A TCP proxy writes no HTTP headers.
+                        client_certificate: None,
                     };
                     let io = Metered::new(
                         conn.io,

@@ -25,8 +25,9 @@ use xds_api::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::PathWithEscapedSlashesAction,
-    http_connection_manager::RouteSpecifier, http_connection_manager::UpgradeConfig,
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::ForwardClientCertDetails,
+    http_connection_manager::PathWithEscapedSlashesAction, http_connection_manager::RouteSpecifier,
+    http_connection_manager::SetCurrentClientCertDetails, http_connection_manager::UpgradeConfig,
     http_filter::ConfigType as HttpFilterConfig,
 };
 use xds_api::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
@@ -133,7 +134,7 @@ fn hcm(stat_prefix: &str, routes: RouteSpecifier, side: Side) -> Filter {
         "envoy.filters.http.router",
         xds_api::any::pack(&Router::default()),
     ));
-    let manager = HttpConnectionManager {
+    let mut manager = HttpConnectionManager {
         stat_prefix: stat_prefix.to_owned(),
         route_specifier: Some(routes),
         http_filters,
@@ -144,6 +145,17 @@ fn hcm(stat_prefix: &str, routes: RouteSpecifier, side: Side) -> Filter {
         path_with_escaped_slashes_action: PathWithEscapedSlashesAction::KeepUnchanged as i32,
         ..Default::default()
     };
+    if let Side::Server = side {
+        // As istiod's inbound: the app behind the sidecar learns who called it over mutual TLS
+        // from `x-forwarded-client-cert` (`By` its own SPIFFE ID, `URI` the caller's).
+        manager.forward_client_cert_details = ForwardClientCertDetails::AppendForward as i32;
+        manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+            subject: Some(BoolValue { value: true }),
+            uri: true,
+            dns: true,
+            ..Default::default()
+        });
+    }
     Filter {
         name: "envoy.filters.network.http_connection_manager".to_owned(),
         config_type: Some(FilterConfig::TypedConfig(xds_api::any::pack(&manager))),
