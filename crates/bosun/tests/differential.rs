@@ -207,16 +207,22 @@ fn host(h: &str) -> impl Fn(Req) -> Req + '_ {
     move |r| r.header("host", h)
 }
 
-#[tokio::test]
-async fn routing_matches_envoy() {
+/// Both proxies on `routing.yaml`, with its three upstreams.
+fn start_routing() -> Option<(Upstream, Upstream, Upstream, [Running; 2])> {
     let a = Upstream::start("a").unwrap();
     let b = Upstream::start("b").unwrap();
     let c = Upstream::start("c").unwrap();
-    let Some(both) = start_both(
+    let both = start_both(
         "routing.yaml",
         &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
         &[],
-    ) else {
+    )?;
+    Some((a, b, c, both))
+}
+
+#[tokio::test]
+async fn routing_matches_envoy() {
+    let Some((_a, _b, _c, both)) = start_routing() else {
         return;
     };
     let h = host("reviews");
@@ -1475,14 +1481,7 @@ async fn one_response(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Vec
 /// the method usually has no body, and no `expect` (the proxy answers it itself).
 #[tokio::test]
 async fn bodiless_and_expecting_requests_go_upstream_as_from_envoy() {
-    let a = Upstream::start("a").unwrap();
-    let b = Upstream::start("b").unwrap();
-    let c = Upstream::start("c").unwrap();
-    let Some(both) = start_both(
-        "routing.yaml",
-        &[("UPSTREAM_A", &a), ("UPSTREAM_B", &b), ("UPSTREAM_C", &c)],
-        &[],
-    ) else {
+    let Some((a, _b, _c, both)) = start_routing() else {
         return;
     };
     let requests = [

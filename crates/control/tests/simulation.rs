@@ -3127,6 +3127,24 @@ fn required_sans(
         .collect()
 }
 
+/// The TLS context of `l`'s filter chain for the server name `sni`.
+fn chain_tls(
+    l: &xds_api::pb::envoy::config::listener::v3::Listener,
+    sni: &str,
+) -> xds_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext {
+    let chain = l
+        .filter_chains
+        .iter()
+        .find(|c| {
+            c.filter_chain_match
+                .as_ref()
+                .is_some_and(|m| m.server_names == [sni])
+        })
+        .unwrap_or_else(|| panic!("a chain for {sni}"));
+    xds_api::any::unpack(&tls_context(chain.transport_socket.as_ref()))
+        .expect("a DownstreamTlsContext")
+}
+
 /// A `kubernetes.io/tls` Secret for `hosts` (named `name`, in `namespace`), as `kubectl create
 /// secret tls` writes it, with the CA that signed it as `ca.crt` when `with_ca`.
 fn tls_secret(name: &str, namespace: &str, hosts: &[&str], with_ca: bool) -> String {
@@ -3157,9 +3175,7 @@ fn tls_secret(name: &str, namespace: &str, hosts: &[&str], with_ca: bool) -> Str
 /// (`kubernetes://NAME-cacert`); a server whose secret is missing is skipped with a warning.
 #[test]
 fn gateway_https_servers_take_certificates_from_credential_secrets() {
-    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
-        DownstreamTlsContext, secret,
-    };
+    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::secret;
     let gateway = "apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: istio-system}
@@ -3215,19 +3231,7 @@ spec:
             .collect::<Vec<_>>(),
         ["envoy.filters.listener.tls_inspector"]
     );
-    let tls_of = |sni: &str| -> DownstreamTlsContext {
-        let chain = l
-            .filter_chains
-            .iter()
-            .find(|c| {
-                c.filter_chain_match
-                    .as_ref()
-                    .is_some_and(|m| m.server_names == [sni])
-            })
-            .unwrap_or_else(|| panic!("a chain for {sni}"));
-        xds_api::any::unpack(&tls_context(chain.transport_socket.as_ref()))
-            .expect("a DownstreamTlsContext")
-    };
+    let tls_of = |sni: &str| chain_tls(l, sni);
     let simple = tls_of("bookinfo.example.com");
     assert_eq!(
         sds_names(simple.common_tls_context.as_ref()),
@@ -3326,7 +3330,6 @@ spec:
 /// `tlsCertificates` likewise from files; a MUTUAL server's client CA is the first credential's.
 #[test]
 fn gateway_servers_take_every_credential_of_credential_names() {
-    use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
     // Certificate files the gateway reads (two ECDSA ones: the key types are the proxy's business).
     let files = testkit::TempDir::new("gateway-tls-files").expect("a scratch directory");
     let ca = mesh_tls::CertificateAuthority::generate("cluster.local").expect("CA");
@@ -3390,19 +3393,7 @@ spec:
     let r = resources(&index, &gateway_proxy());
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let l = r.listener("0.0.0.0_443").expect("the HTTPS listener");
-    let tls_of = |sni: &str| -> DownstreamTlsContext {
-        let chain = l
-            .filter_chains
-            .iter()
-            .find(|c| {
-                c.filter_chain_match
-                    .as_ref()
-                    .is_some_and(|m| m.server_names == [sni])
-            })
-            .unwrap_or_else(|| panic!("a chain for {sni}"));
-        xds_api::any::unpack(&tls_context(chain.transport_socket.as_ref()))
-            .expect("a DownstreamTlsContext")
-    };
+    let tls_of = |sni: &str| chain_tls(l, sni);
     let both = tls_of("bookinfo.example.com");
     assert_eq!(
         sds_names(both.common_tls_context.as_ref()),

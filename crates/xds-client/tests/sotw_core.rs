@@ -400,26 +400,24 @@ fn a_zero_initial_fetch_timeout_waits_for_ever() {
     assert_eq!(c.warming(), Warming::Clusters);
 }
 
+/// A client whose first CDS response holds EDS clusters waiting `(name, seconds)` for their endpoints.
+fn with_clusters_fetching(clusters: &[(&str, i64)], rec: &mut Recorder) -> SotwClient {
+    let mut c = SotwClient::new(node());
+    c.start_stream();
+    let resources = clusters
+        .iter()
+        .map(|(name, seconds)| any_of(&cluster_fetching(name, *seconds)))
+        .collect();
+    c.on_response(response(ResourceType::Cluster, "c1", "n1", resources), rec);
+    c
+}
+
 /// Each EDS name is waited for as long as its cluster's `eds_config` says: the 1 s one is given up
 /// at 1 s, the one that waits for ever still holds the listeners back.
 #[test]
 fn endpoints_are_waited_for_as_their_clusters_say() {
     let mut rec = Recorder::default();
-    let mut c = SotwClient::new(node());
-    c.start_stream();
-    c.on_response(
-        response(
-            ResourceType::Cluster,
-            "c1",
-            "n1",
-            vec![
-                any_of(&cluster_fetching("a", 0)),
-                any_of(&cluster_fetching("b", 1)),
-                any_of(&cluster_fetching("c", 3)),
-            ],
-        ),
-        &mut rec,
-    );
+    let mut c = with_clusters_fetching(&[("a", 0), ("b", 1), ("c", 3)], &mut rec);
     assert_eq!(c.warming(), Warming::ClusterEndpoints);
     assert_eq!(c.initial_fetch_deadline(), Some(Duration::from_secs(1)));
     let out = c.on_initial_fetch_timeout(Duration::from_secs(1), &mut rec);
@@ -491,20 +489,7 @@ fn a_rejected_first_cds_goes_on_to_listeners() {
 #[test]
 fn a_rejected_first_eds_ends_the_wait_for_endpoints() {
     let mut rec = Recorder::default();
-    let mut c = SotwClient::new(node());
-    c.start_stream();
-    c.on_response(
-        response(
-            ResourceType::Cluster,
-            "c1",
-            "n1",
-            vec![
-                any_of(&cluster_fetching("a", 0)),
-                any_of(&cluster_fetching("b", 0)),
-            ],
-        ),
-        &mut rec,
-    );
+    let mut c = with_clusters_fetching(&[("a", 0), ("b", 0)], &mut rec);
     let out = c.on_response(
         response(
             ResourceType::Endpoints,
