@@ -1494,11 +1494,28 @@ async fn bodiless_and_expecting_requests_go_upstream_as_from_envoy() {
     ];
     let mut seen: [Vec<String>; 2] = Default::default();
     for (i, p) in both.iter().enumerate() {
-        for request in requests {
+        for (n, request) in requests.iter().enumerate() {
+            // Each request marked by its query, to know when the upstream has had it whole.
+            let mark = format!("{i}-{n}");
+            let request = request.replacen("/exact ", &format!("/exact?{mark} "), 1);
             let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
+            // The first answer: the whole response, or the proxy's `100 Continue` before it.
             let answer = one_response(&mut stream, request.as_bytes()).await;
             let answer = String::from_utf8_lossy(&answer).into_owned();
-            let got = a.last_request().expect("the request reached the upstream");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let got = loop {
+                if let Some(r) = a
+                    .last_request()
+                    .filter(|r| r.query.as_deref() == Some(mark.as_str()))
+                {
+                    break r;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{request:?} never reached the upstream"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
             seen[i].push(format!(
                 "{}: content-length {:?}, expect {:?}, answered {:?}",
                 request.split(' ').next().unwrap_or_default(),
