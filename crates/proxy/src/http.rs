@@ -602,11 +602,8 @@ pub async fn serve(
         return Ok(ctx.refuse_http_10());
     }
     let h2 = req.version() == Version::HTTP_2;
-    if !h2 {
-        if let Some(refusal) = http1::refusal(&req) {
-            return Ok(ctx.refuse(refusal.status, refusal.details));
-        }
-        http1::drop_h2c_upgrade(req.headers_mut());
+    if !h2 && let Some(refusal) = http1::refusal(&req) {
+        return Ok(ctx.refuse(refusal.status, refusal.details));
     }
     ctx.count_request(h2);
     // Refused before anything else happens to it (no request id, as in Envoy).
@@ -622,9 +619,13 @@ pub async fn serve(
     if refused.is_none() {
         mutate_request_headers(req.headers_mut(), &ctx);
     }
+    let mut kind = upgrade_type(&req);
+    if !h2 && kind.as_deref().is_some_and(http1::is_h2c) {
+        http1::drop_h2c_upgrade(req.headers_mut());
+        kind = None;
+    }
     let mut logged = Logged::begin(&ctx, &req, start);
     let exchange = &mut logged.exchange;
-    let kind = upgrade_type(&req);
     // HTTP/2 has no `Connection` header: its streams end on their own.
     let h1_upgrade = kind.is_some() && !h2;
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
@@ -1809,13 +1810,22 @@ const EDGE_REMOVED_HEADERS: [&str; 4] = [
 /// then give the request an `x-request-id` if it has none (`generate_request_id`).
 fn mutate_request_headers(headers: &mut HeaderMap, conn: &Connection) {
     let hcm = &conn.hcm;
-    forward_client_cert(
-        headers,
-        hcm.forward_client_cert,
-        conn.downstream.client_certificate.as_ref(),
-    );
+    // One look at the names for both: most requests carry neither.
+    let (mut envoy, mut xfcc) = (false, false);
+    for k in headers.keys() {
+        let k = k.as_str();
+        envoy |= k.starts_with("x-envoy-");
+        xfcc |= k == X_FORWARDED_CLIENT_CERT.as_str();
+    }
+    if xfcc || hcm.forward_client_cert.sets_element() {
+        forward_client_cert(
+            headers,
+            hcm.forward_client_cert,
+            conn.downstream.client_certificate.as_ref(),
+        );
+    }
     let scheme = HeaderValue::from_static(if conn.downstream.tls { "https" } else { "http" });
-    if headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+    if envoy {
         remove_named(headers, &INTERNAL_ONLY_HEADERS);
         if hcm.use_remote_address {
             remove_named(headers, &EDGE_REMOVED_HEADERS);
@@ -1862,11 +1872,6 @@ fn forward_client_cert(
     } else {
         None
     };
-    // Most requests carry none, and most connection managers keep none: nothing to do.
-    if received.is_none() && !headers.contains_key(&X_FORWARDED_CLIENT_CERT) && !mode.sets_element()
-    {
-        return;
-    }
     headers.remove(&X_FORWARDED_CLIENT_CERT);
     let element = client
         .and_then(|c| c.element.as_ref())
@@ -2086,6 +2091,9 @@ async fn send(
 /// exactly `chunked` without a `Content-Length` (hyper would take the coding and leave the length
 /// to be sent on, wrong, downstream).
 fn readable_framing(headers: &HeaderMap) -> bool {
+    if !headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
