@@ -2875,7 +2875,8 @@ async fn added_headers_match_envoy() {
 // === Raw HTTP/1: absolute-form (explicit proxying), HTTP/1.0 ===
 
 /// Writes `request` on a new connection and reads until the proxy closes it; returns the status line
-/// and the upstream's view (for an upstream answer) or the body (for a local reply).
+/// and the upstream's view (for an upstream answer) or the body (for a local reply), with the
+/// response's `connection` header.
 async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<String, String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let text = tokio::time::timeout(Duration::from_secs(5), async {
@@ -2896,7 +2897,7 @@ async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<Stri
         .and_then(|l| l.split_once(' '))
         .map(|(_, s)| s.to_owned())
         .unwrap_or_default();
-    let view = match serde_json::from_str::<Value>(body) {
+    let mut view = match serde_json::from_str::<Value>(body) {
         Ok(json) => {
             let mut view = BTreeMap::new();
             for key in ["version", "authority", "path", "query"] {
@@ -2908,6 +2909,13 @@ async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<Stri
         }
         Err(_) => BTreeMap::from([("body".to_owned(), body.to_owned())]),
     };
+    for line in head.lines().skip(1) {
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("connection")
+        {
+            view.insert("connection".to_owned(), value.trim().to_owned());
+        }
+    }
     (status, view)
 }
 
@@ -2922,6 +2930,8 @@ async fn raw_http1_matches_envoy() {
         "GET http://reviews:9080/x HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET /x HTTP/1.0\r\n\r\n",
         "GET /x HTTP/1.0\r\nHost: h10\r\n\r\n",
+        // Refused and closed: `connection: close` alone, though the client asked to keep it.
+        "GET /x HTTP/1.0\r\nHost: h10\r\nConnection: keep-alive\r\n\r\n",
         "GET /direct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     ];
     for request in requests {
@@ -2933,6 +2943,7 @@ async fn raw_http1_matches_envoy() {
         );
         if request.contains("HTTP/1.0") {
             assert_eq!(bosun.0, "426 Upgrade Required");
+            assert_eq!(bosun.1["connection"], "close");
         } else if request.starts_with("GET http://") {
             assert_eq!(bosun.1["authority"], "reviews:9080");
             assert_eq!(bosun.1["path"], "/x");

@@ -327,6 +327,21 @@ impl Connection {
     }
 }
 
+/// A response that closes its connection, made ready for a client of `version`: to an HTTP/1.0
+/// client that asked for keep-alive, hyper would add `keep-alive` after our `close` unless the
+/// response itself is HTTP/1.0 (its status line is HTTP/1.0 to such a client either way).
+fn closing_for(version: Version, mut response: Response<Body>) -> Response<Body> {
+    if version == Version::HTTP_10
+        && response
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    {
+        *response.version_mut() = Version::HTTP_10;
+    }
+    response
+}
+
 /// `http.<stat_prefix>.*` stats.
 #[derive(Debug)]
 pub struct HcmStats {
@@ -598,12 +613,16 @@ pub async fn serve(
     ctx: ConnContext,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
-    if !ctx.hcm.accept_http_10 && matches!(req.version(), Version::HTTP_10 | Version::HTTP_09) {
-        return Ok(ctx.refuse_http_10());
+    let version = req.version();
+    if !ctx.hcm.accept_http_10 && matches!(version, Version::HTTP_10 | Version::HTTP_09) {
+        return Ok(closing_for(version, ctx.refuse_http_10()));
     }
-    let h2 = req.version() == Version::HTTP_2;
+    let h2 = version == Version::HTTP_2;
     if !h2 && let Some(refusal) = http1::refusal(&req) {
-        return Ok(ctx.refuse(refusal.status, refusal.details));
+        return Ok(closing_for(
+            version,
+            ctx.refuse(refusal.status, refusal.details),
+        ));
     }
     ctx.count_request(h2);
     // Refused before anything else happens to it (no request id, as in Envoy).
@@ -672,6 +691,7 @@ pub async fn serve(
     if let Some(v) = &ctx.hcm.server_header {
         headers.insert(header::SERVER, v.clone());
     }
+    let response = closing_for(version, response);
     ctx.count_response(response.status().as_u16());
     logged.answered = true;
     if let Some(info) = logged.info.take() {
