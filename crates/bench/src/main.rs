@@ -6,6 +6,10 @@
 //! On a machine with two or more CPUs the proxies are pinned to the first allowed CPU and this process (load
 //! generator, pacing thread and the upstream) to the second.
 //!
+//! A bare relay (bytes copied between each client connection and one of its own to the upstream, nothing
+//! parsed) runs pinned as the proxies are: its latency is the floor of any hop on this machine, so that
+//! `p99 − relay's` is what a proxy adds by its own work.
+//!
 //! ```sh
 //! cargo build --release -p bosun && cargo run --release -p bench -- [--quick] [--json out.json]
 //! ```
@@ -14,6 +18,7 @@ mod bootstrap;
 mod loadgen;
 mod procfs;
 mod proxies;
+mod relay;
 mod report;
 mod stats;
 mod upstream;
@@ -53,8 +58,8 @@ struct Args {
     /// Services (clusters and routes) in the large bootstrap; 0 skips that phase.
     #[arg(long, default_value_t = 1000)]
     services: usize,
-    /// Setups to run (direct, envoy, bosun, envoy2, bosun2).
-    #[arg(long, value_delimiter = ',', default_values_t = ["direct".to_string(), "envoy".to_string(), "bosun".to_string(), "envoy2".to_string(), "bosun2".to_string()])]
+    /// Setups to run (direct, relay, envoy, bosun, envoy2, bosun2).
+    #[arg(long, value_delimiter = ',', default_values_t = ["direct".to_string(), "relay".to_string(), "envoy".to_string(), "bosun".to_string(), "envoy2".to_string(), "bosun2".to_string()])]
     only: Vec<String>,
     /// The `bosun` binary (default: beside this executable).
     #[arg(long)]
@@ -76,6 +81,12 @@ struct Args {
     /// `meshConfig.accessLogFile` does) writing to this path, e.g. /dev/null.
     #[arg(long, value_name = "PATH")]
     access_log: Option<String>,
+    /// Internal: run as the bare relay, listening here (the benchmark starts itself this way).
+    #[arg(long, hide = true, requires = "relay_upstream")]
+    serve_relay: Option<SocketAddr>,
+    /// Internal: where the bare relay connects.
+    #[arg(long, hide = true)]
+    relay_upstream: Option<SocketAddr>,
 }
 
 /// What is measured.
@@ -84,6 +95,8 @@ struct Args {
 pub enum Setup {
     /// Load generator → upstream.
     Direct,
+    /// → bare relay (bytes copied, nothing parsed) → upstream: the floor of a hop.
+    Relay,
     /// → Envoy → upstream.
     Envoy,
     /// → bosun proxy → upstream.
@@ -95,8 +108,9 @@ pub enum Setup {
 }
 
 impl Setup {
-    const ALL: [Setup; 5] = [
+    const ALL: [Setup; 6] = [
         Setup::Direct,
+        Setup::Relay,
         Setup::Envoy,
         Setup::Bosun,
         Setup::Envoy2,
@@ -106,6 +120,7 @@ impl Setup {
     fn key(self) -> &'static str {
         match self {
             Setup::Direct => "direct",
+            Setup::Relay => "relay",
             Setup::Envoy => "envoy",
             Setup::Bosun => "bosun",
             Setup::Envoy2 => "envoy2",
@@ -117,6 +132,7 @@ impl Setup {
     pub fn title(self) -> &'static str {
         match self {
             Setup::Direct => "direct",
+            Setup::Relay => "bare relay",
             Setup::Envoy => "Envoy",
             Setup::Bosun => "bosun",
             Setup::Envoy2 => "Envoy ×2",
@@ -126,7 +142,7 @@ impl Setup {
 
     fn proxy(self) -> Option<(Kind, usize)> {
         match self {
-            Setup::Direct => None,
+            Setup::Direct | Setup::Relay => None,
             Setup::Envoy => Some((Kind::Envoy, 1)),
             Setup::Bosun => Some((Kind::Bosun, 1)),
             Setup::Envoy2 => Some((Kind::Envoy, 2)),
@@ -240,6 +256,9 @@ struct Config {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let (Some(listen), Some(upstream)) = (args.serve_relay, args.relay_upstream) {
+        return relay::serve(listen, upstream).context("the bare relay");
+    }
     let begin = Instant::now();
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let seconds = args.seconds.unwrap_or(if args.quick { 1.0 } else { 3.0 });
@@ -250,7 +269,7 @@ fn main() -> Result<()> {
             .into_iter()
             .find(|s| s.key() == name.as_str())
             .with_context(|| {
-                format!("--only {name}: expected direct, envoy, bosun, envoy2 or bosun2")
+                format!("--only {name}: expected direct, relay, envoy, bosun, envoy2 or bosun2")
             })?;
         setups.push(s);
     }
@@ -393,6 +412,16 @@ fn run_setup(
             next = p.listener;
             proxies.push(p);
         }
+    }
+    if setup == Setup::Relay {
+        let listener = testkit::localhost(testkit::try_free_port()?);
+        proxies.push(proxies::start_relay(
+            listener,
+            next,
+            "bench",
+            config.proxy_cpu,
+        )?);
+        next = listener;
     }
     let target = Target {
         addr: next,

@@ -105,15 +105,56 @@ pub fn start(
         }
     };
     command.current_dir(dir.path());
+    launch(
+        kind.name(),
+        command,
+        dir,
+        listener,
+        probe_host,
+        probe_path,
+        cpu,
+    )
+}
+
+/// Starts the bare relay (this executable, `--serve-relay`) from `listener` to `upstream`, pinned to
+/// `cpu`, and waits until a request through it is answered 2xx.
+pub fn start_relay(
+    listener: SocketAddr,
+    upstream: SocketAddr,
+    probe_host: &str,
+    cpu: Option<usize>,
+) -> Result<Running> {
+    let dir = TempDir::new("bench-relay")?;
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--serve-relay")
+        .arg(listener.to_string())
+        .arg("--relay-upstream")
+        .arg(upstream.to_string())
+        .current_dir(dir.path());
+    launch("relay", command, dir, listener, probe_host, "/", cpu)
+}
+
+/// Spawns `command`, pins it to `cpu`, and waits for its first 2xx answer through `listener`.
+fn launch(
+    name: &str,
+    command: Command,
+    dir: TempDir,
+    listener: SocketAddr,
+    probe_host: &str,
+    probe_path: &str,
+    cpu: Option<usize>,
+) -> Result<Running> {
     let started = Instant::now();
-    let mut process = Process::spawn_command(kind.name(), command, dir)?;
+    let mut process = Process::spawn_command(name, command, dir)?;
     if let Some(cpu) = cpu {
         procfs::pin_process(process.pid(), cpu);
     }
     let deadline = started + STARTUP_TIMEOUT;
     let startup = loop {
         if let Err(e) = process.check_running() {
-            bail!("{} exited before serving: {e}", kind.name());
+            bail!("{name} exited before serving: {e}");
         }
         let last = match probe(listener, probe_host, probe_path, Duration::from_millis(500)) {
             Ok(status) if (200..300).contains(&status) => break started.elapsed(),
@@ -122,9 +163,8 @@ pub fn start(
         };
         if Instant::now() >= deadline {
             bail!(
-                "{} did not serve GET {probe_path} (Host: {probe_host}) on {listener} within {STARTUP_TIMEOUT:?} \
+                "{name} did not serve GET {probe_path} (Host: {probe_host}) on {listener} within {STARTUP_TIMEOUT:?} \
                  (last: {last}); its stderr ends with:\n{}",
-                kind.name(),
                 process.stderr_tail()
             );
         }

@@ -24,6 +24,7 @@ fn format(v: Option<f64>, fmt: Fmt) -> String {
         return "—".to_string();
     };
     match fmt {
+        Fmt::Count | Fmt::Micros if v < -0.5 => format!("−{}", thousands((-v).round() as u64)),
         Fmt::Count => thousands(v.round() as u64),
         Fmt::Micros => thousands(v.round() as u64),
         Fmt::Fine => format!("{v:.3}"),
@@ -135,6 +136,29 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
             }),
             ratio: true,
         });
+        // What a proxy adds by its own work: its latency less that of the bare relay's hop (one hop).
+        if setups.contains(&Setup::Relay) {
+            for (name, f) in [
+                ("p50", (|p: &Phase| p.p50_us) as fn(&Phase) -> Option<f64>),
+                ("p99", |p: &Phase| p.p99_us),
+            ] {
+                let latency = timely(mode.clone(), f);
+                rows.push(Row {
+                    label: format!(
+                        "latency {name} beyond a bare relay's hop at {} req/s ({name} − relay's, µs)",
+                        thousands(rate as u64)
+                    ),
+                    fmt: Fmt::Micros,
+                    value: Box::new(move |s| match s {
+                        Setup::Envoy | Setup::Bosun => {
+                            Some(latency(s)? - latency(Setup::Relay)?)
+                        }
+                        _ => None,
+                    }),
+                    ratio: true,
+                });
+            }
+        }
     }
     rows.push(Row {
         label: "proxy CPU s per 10k req, at max".to_string(),
@@ -307,6 +331,8 @@ pub fn markdown(report: &Report, setups: &[Setup], services: usize) -> String {
             let cell = match c {
                 Col::Setup(s) => format((row.value)(*s), row.fmt),
                 Col::Ratio(a, b) if row.ratio => match ((row.value)(*a), (row.value)(*b)) {
+                    // A difference of medians can come out below zero (noise): no ratio of it.
+                    (Some(x), _) if x < 0.0 => "—".to_string(),
                     (Some(x), Some(y)) if y > 0.0 && x / y < 0.1 => format!("{:.3}×", x / y),
                     (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
                     _ => "—".to_string(),
@@ -402,6 +428,91 @@ pub fn progress_line(r: &SetupRun) -> String {
 mod tests {
     use super::*;
 
+    fn run(setup: Setup, p50: f64, p99: f64) -> SetupRun {
+        let phase = Phase {
+            mode: "1000/s".to_string(),
+            rps: 1000.0,
+            ok: 3000,
+            errors: 0,
+            p50_us: Some(p50),
+            p90_us: Some(p99),
+            p99_us: Some(p99),
+            p999_us: Some(p99),
+            max_us: Some(p99),
+            samples: 3000,
+            samples_dropped: 0,
+            send_lag_p50_us: Some(10.0),
+            send_lag_p99_us: Some(20.0),
+            proxy_cpu_s: None,
+            proxy_cpu_s_each: Vec::new(),
+            cpu_s_per_10k: None,
+            proxy_core_share: None,
+            generator_core_share: None,
+            other_cores: None,
+            proxy_cpu_taken_by_others: None,
+            generator_cpu_taken_by_others: None,
+            error_examples: Vec::new(),
+        };
+        SetupRun {
+            setup,
+            run: 0,
+            processes: Vec::new(),
+            startup_ms: None,
+            rss_idle_mb: None,
+            rss_load_mb: None,
+            rss_after_mb: None,
+            phases: vec![phase],
+            upstream_connections: 0,
+            died: None,
+        }
+    }
+
+    #[test]
+    fn a_proxys_own_latency_is_taken_beyond_the_relays_hop() {
+        let setups = [Setup::Direct, Setup::Relay, Setup::Envoy, Setup::Bosun];
+        let report = Report {
+            envoy_version: "1.40.0".to_string(),
+            bosun: "bosun".to_string(),
+            cpus: "pinned".to_string(),
+            connections: 32,
+            runs: 1,
+            seconds: 3.0,
+            rates: vec![1000.0],
+            setups: vec![
+                run(Setup::Direct, 90.0, 300.0),
+                run(Setup::Relay, 310.0, 740.0),
+                run(Setup::Envoy, 390.0, 1100.0),
+                run(Setup::Bosun, 330.0, 920.0),
+            ],
+            services: Vec::new(),
+            wall_s: 1.0,
+        };
+        let table = markdown(&report, &setups, 0);
+        let row = |label: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label}")))
+                .unwrap_or_else(|| panic!("no row {label:?} in\n{table}"))
+                .to_string()
+        };
+        // Columns: direct, bare relay, Envoy, bosun, bosun/Envoy.
+        assert_eq!(
+            row("added latency p99 at 1,000"),
+            "| added latency p99 at 1,000 req/s (p99 − direct's, µs) | — | 440 | 800 | 620 | 0.78× |"
+        );
+        assert_eq!(
+            row("latency p50 beyond a bare relay's hop"),
+            "| latency p50 beyond a bare relay's hop at 1,000 req/s (p50 − relay's, µs) | — | — | 80 | 20 | 0.25× |"
+        );
+        assert_eq!(
+            row("latency p99 beyond a bare relay's hop"),
+            "| latency p99 beyond a bare relay's hop at 1,000 req/s (p99 − relay's, µs) | — | — | 360 | 180 | 0.50× |"
+        );
+        // Without the relay there is no such row.
+        let without = markdown(&report, &[Setup::Direct, Setup::Envoy, Setup::Bosun], 0);
+        assert!(!without.contains("beyond a bare relay"), "{without}");
+    }
+
     #[test]
     fn thousands_separators() {
         assert_eq!(thousands(0), "0");
@@ -409,5 +520,9 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(15_512), "15,512");
         assert_eq!(thousands(1_234_567), "1,234,567");
+        // A difference of medians may be below zero: shown so, not as 0.
+        assert_eq!(format(Some(-119.4), Fmt::Micros), "−119");
+        assert_eq!(format(Some(-1_234.0), Fmt::Count), "−1,234");
+        assert_eq!(format(Some(-0.2), Fmt::Micros), "0");
     }
 }
