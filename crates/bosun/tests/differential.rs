@@ -2888,7 +2888,12 @@ async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<Stri
     })
     .await
     .unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    raw_answer(&text, addr)
+}
+
+/// An answer as [`raw_exchange`] returns it, from its text.
+fn raw_answer(text: &str, addr: SocketAddr) -> (String, BTreeMap<String, String>) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     // The status without the version: to an HTTP/1.0 request Envoy answers `HTTP/1.1 426`, hyper
     // (Bosun's HTTP/1 server) always answers an HTTP/1.0 client in HTTP/1.0 — a known difference.
     let status = head
@@ -2919,6 +2924,67 @@ async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<Stri
     (status, view)
 }
 
+/// Writes `requests` one after the other on one connection, each once the answer before it came
+/// whole (framed by its `content-length`, none for `HEAD`); returns the answers as [`raw_exchange`]
+/// does, until the proxy closed the connection, then whether it did after the last (else it kept it
+/// open).
+async fn raw_exchanges_on_one_connection(
+    addr: SocketAddr,
+    requests: &[&str],
+) -> (Vec<(String, BTreeMap<String, String>)>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut answers = Vec::new();
+    let mut buf = Vec::new();
+    for request in requests {
+        if s.write_all(request.as_bytes()).await.is_err() {
+            return (answers, true);
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length: usize = if request.starts_with("HEAD ") {
+                        0
+                    } else {
+                        head.lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap())
+                    };
+                    if buf.len() >= end + 4 + length {
+                        let whole: Vec<u8> = buf.drain(..end + 4 + length).collect();
+                        return Some(String::from_utf8_lossy(&whole).into_owned());
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let Some(text) = answer else {
+            return (answers, true);
+        };
+        answers.push(raw_answer(&text, addr));
+    }
+    // An answer that says `connection: close` is followed by the close: Envoy's comes after up to a
+    // second (its `delayed_close_timeout`, waiting for the client to close first). Otherwise a close
+    // would follow at once.
+    let says_close = answers
+        .last()
+        .is_some_and(|(_, view)| view.get("connection").is_some_and(|c| c == "close"));
+    let wait = Duration::from_millis(if says_close { 3_000 } else { 500 });
+    let mut rest = [0u8; 64];
+    let closed = matches!(
+        tokio::time::timeout(wait, s.read(&mut rest)).await,
+        Ok(Ok(0) | Err(_))
+    );
+    (answers, closed)
+}
+
 #[tokio::test]
 async fn raw_http1_matches_envoy() {
     let a = Upstream::start("a").unwrap();
@@ -2947,6 +3013,80 @@ async fn raw_http1_matches_envoy() {
         } else if request.starts_with("GET http://") {
             assert_eq!(bosun.1["authority"], "reviews:9080");
             assert_eq!(bosun.1["path"], "/x");
+        }
+    }
+}
+
+#[tokio::test]
+async fn http10_requests_are_taken_as_envoy_takes_them() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("http10.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    let cases: [&[&str]; 8] = [
+        // Without `Host`: the default host, where one is set, routes and goes upstream; without
+        // one, 400 (`missing_host_header`) and the connection closed.
+        &["GET /x HTTP/1.0\r\n\r\n"],
+        &["GET /direct HTTP/1.0\r\n\r\n"],
+        &["HEAD /x HTTP/1.0\r\n\r\n"],
+        &[
+            "GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "GET /direct HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        ],
+        // A `Host` given is kept.
+        &["GET /x HTTP/1.0\r\nHost: given\r\n\r\n"],
+        &["GET /direct HTTP/1.0\r\nHost: h10-default\r\n\r\n"],
+        // Kept alive when asked: more requests on the same connection, then closed after one that
+        // does not ask (`connection: close` said), or kept by an HTTP/1.1 request.
+        &[
+            "GET /x HTTP/1.0\r\nHost: k\r\nConnection: keep-alive\r\n\r\n",
+            "GET /direct HTTP/1.0\r\nHost: k\r\nConnection: Keep-Alive\r\n\r\n",
+            "GET /x HTTP/1.0\r\nHost: k\r\n\r\n",
+        ],
+        &[
+            "GET /x HTTP/1.0\r\nHost: k\r\nConnection: keep-alive\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: h11\r\n\r\n",
+        ],
+    ];
+    for requests in cases {
+        for listener in [0, 1] {
+            let at = |p: &Running| {
+                if listener == 0 {
+                    p.listener
+                } else {
+                    p.listener2
+                }
+            };
+            let envoy = raw_exchanges_on_one_connection(at(&both[0]), requests).await;
+            let bosun = raw_exchanges_on_one_connection(at(&both[1]), requests).await;
+            assert_eq!(
+                bosun, envoy,
+                "bosun (left) and envoy (right) differ for {requests:?} on listener {listener}"
+            );
+            let (answers, closed) = bosun;
+            let hostless = !requests[0].contains("Host:");
+            if hostless && listener == 1 {
+                assert_eq!(answers.len(), 1);
+                assert_eq!(answers[0].0, "400 Bad Request");
+                assert!(closed);
+                continue;
+            }
+            assert_eq!(answers.len(), requests.len());
+            assert!(answers.iter().all(|(status, _)| status == "200 OK"));
+            let first = &answers[0].1;
+            if hostless && requests[0].starts_with("GET /x") {
+                assert_eq!(first["authority"], "h10-default");
+            }
+            if hostless && requests[0].starts_with("GET /direct") {
+                assert_eq!(first["body"], "default host");
+            }
+            let last = &answers[answers.len() - 1].1;
+            let asked_keep_alive = requests[requests.len() - 1].contains("HTTP/1.1")
+                || requests[requests.len() - 1].contains("keep-alive");
+            assert_eq!(closed, !asked_keep_alive, "{requests:?}");
+            if !asked_keep_alive {
+                assert_eq!(last["connection"], "close");
+            }
         }
     }
 }

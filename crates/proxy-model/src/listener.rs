@@ -186,6 +186,9 @@ pub struct HttpConnectionManager {
     pub preserve_external_request_id: bool,
     /// `http_protocol_options.accept_http_10`: without it HTTP/1.0 requests get 426.
     pub accept_http_10: bool,
+    /// `http_protocol_options.default_host_for_http_10` (with `accept_http_10`): the `Host` an
+    /// HTTP/1.0 request without one is given, before routing.
+    pub default_host_for_http_10: Option<http::HeaderValue>,
     /// `upgrade_configs`: the upgrade types (`websocket`, `CONNECT`, …) and whether each is enabled
     /// by default; routes may override them.
     pub upgrades: Upgrades,
@@ -712,6 +715,20 @@ fn http_connection_manager(
         return Err(at.key("codec_type").unsupported("HTTP/3"));
     }
     refuse_unimplemented_hcm_fields(&p, at)?;
+    let default_host_for_http_10 = match &p.http_protocol_options {
+        // As Envoy: no-op unless HTTP/1.0 is accepted.
+        Some(o) if o.accept_http_10 && !o.default_host_for_http_10.is_empty() => {
+            Some(http_host(&o.default_host_for_http_10).ok_or_else(|| {
+                at.key("http_protocol_options")
+                    .key("default_host_for_http_10")
+                    .error(format!(
+                        "{:?} is not a host a request could carry (an authority: host or host:port)",
+                        o.default_host_for_http_10
+                    ))
+            })?)
+        }
+        _ => None,
+    };
     let mut upgrades = Vec::new();
     for (i, u) in p.upgrade_configs.iter().enumerate() {
         let uat = at.key("upgrade_configs").index(i);
@@ -757,6 +774,7 @@ fn http_connection_manager(
             .http_protocol_options
             .as_ref()
             .is_some_and(|o| o.accept_http_10),
+        default_host_for_http_10,
         upgrades: Upgrades::new(upgrades),
         h2_extended_connect: p
             .http2_protocol_options
@@ -802,6 +820,12 @@ fn forward_client_cert(
 /// The connection manager's fields that would change how requests are handled and that bosun proxy
 /// does not implement, refused by field path when set to anything but their default. (Tracing and
 /// the access log options are accepted: they change what is reported, not the traffic.)
+/// `host` as a `Host` header value, if it is an authority (`host` or `host:port`).
+fn http_host(host: &str) -> Option<http::HeaderValue> {
+    host.parse::<http::uri::Authority>().ok()?;
+    http::HeaderValue::from_str(host).ok()
+}
+
 fn refuse_unimplemented_hcm_fields(
     p: &hcm::HttpConnectionManager,
     at: &At,
@@ -976,21 +1000,16 @@ fn refuse_unimplemented_hcm_fields(
         ),
     ];
     at.refuse_set(&refused)?;
-    // HTTP/1: `accept_http_10` is honoured; `send_fully_qualified_url` is for upstreams and the
-    // parser choice changes nothing seen from outside.
+    // HTTP/1: `accept_http_10` and `default_host_for_http_10` are honoured; `send_fully_qualified_url`
+    // is for upstreams and the parser choice changes nothing seen from outside.
     let Some(h1) = &p.http_protocol_options else {
         return Ok(());
     };
-    let refused: [(&str, bool, &str); 8] = [
+    let refused: [(&str, bool, &str); 7] = [
         (
             "allow_absolute_url",
             h1.allow_absolute_url.as_ref().is_some_and(|b| !b.value),
             "refusing absolute-form request targets",
-        ),
-        (
-            "default_host_for_http_10",
-            !h1.default_host_for_http_10.is_empty(),
-            "a default host for HTTP/1.0",
         ),
         (
             "header_key_format",
@@ -1302,6 +1321,9 @@ filter_chains:
             "normalize_path: true",
             "merge_slashes: true",
             "http_protocol_options: {accept_http_10: true, allow_absolute_url: true}",
+            "http_protocol_options: {accept_http_10: true, default_host_for_http_10: a.b:80}",
+            // A no-op without accept_http_10, as in Envoy.
+            "http_protocol_options: {default_host_for_http_10: a.b}",
         ] {
             assert!(hcm(ok).is_ok(), "{ok}: {:?}", hcm(ok).err());
         }
@@ -1316,6 +1338,10 @@ filter_chains:
             (
                 "http_protocol_options: {enable_trailers: true}",
                 "http_protocol_options.enable_trailers",
+            ),
+            (
+                "http_protocol_options: {accept_http_10: true, default_host_for_http_10: \"a b\"}",
+                "http_protocol_options.default_host_for_http_10",
             ),
         ] {
             let e = hcm(set).expect_err(set);

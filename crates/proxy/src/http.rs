@@ -625,6 +625,8 @@ pub async fn serve(
         ));
     }
     ctx.count_request(h2);
+    let closes_after = version == Version::HTTP_10 && !http1::http10_keeps_alive(req.headers());
+    http1::give_default_host(&mut req, ctx.hcm.default_host_for_http_10.as_ref());
     // Refused before anything else happens to it (no request id, as in Envoy).
     let refused = if !h2 && http1::missing_host(&req) {
         Some("missing_host_header")
@@ -690,6 +692,9 @@ pub async fn serve(
     let headers = response.headers_mut();
     if let Some(v) = &ctx.hcm.server_header {
         headers.insert(header::SERVER, v.clone());
+    }
+    if closes_after {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let response = closing_for(version, response);
     ctx.count_response(response.status().as_u16());

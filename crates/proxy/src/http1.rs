@@ -132,12 +132,36 @@ static AUTHORITY_BYTES: [bool; 256] = {
     table
 };
 
-/// An HTTP/1.1 request with no `Host` and no authority in its target (Envoy answers 400,
-/// `missing_host_header`).
+/// An HTTP/1 request with no `Host` and no authority in its target (Envoy answers 400,
+/// `missing_host_header`; HTTP/1.0 too, unless given a default host).
 pub fn missing_host<B>(req: &Request<B>) -> bool {
-    req.version() == http::Version::HTTP_11
+    matches!(
+        req.version(),
+        http::Version::HTTP_11 | http::Version::HTTP_10
+    ) && req.uri().authority().is_none()
+        && !req.headers().contains_key(header::HOST)
+}
+
+/// Gives an HTTP/1.0 request with no `Host` and no authority in its target the connection
+/// manager's `default_host_for_http_10`, as Envoy's codec does before routing.
+pub fn give_default_host<B>(req: &mut Request<B>, default: Option<&HeaderValue>) {
+    if let Some(host) = default
+        && req.version() == http::Version::HTTP_10
         && req.uri().authority().is_none()
         && !req.headers().contains_key(header::HOST)
+    {
+        req.headers_mut().insert(header::HOST, host.clone());
+    }
+}
+
+/// Whether an HTTP/1.0 request asks to keep its connection (`Connection: keep-alive`); without
+/// that its connection closes after the answer, which then says `connection: close` as Envoy's.
+pub fn http10_keeps_alive(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
 }
 
 /// Whether an upgrade type is `h2c`, which [`drop_h2c_upgrade`] drops.
