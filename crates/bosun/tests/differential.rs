@@ -1890,6 +1890,31 @@ async fn reset_h2_stream(addr: SocketAddr, path: &str, after: Duration) -> OpenH
     }
 }
 
+/// Sends `GET path` on a new HTTP/2 (h2c) connection and, after `after`, closes the whole
+/// connection with the stream still open (no reset of the stream first).
+async fn close_h2_connection_mid_request(addr: SocketAddr, path: &str, after: Duration) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(conn);
+    // The upstream (testkit's) answers after 2 s.
+    let req = http::Request::get(format!("http://x{path}"))
+        .header("x-testkit-delay-ms", "2000")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let pending = tokio::spawn(async move { send.send_request(req).await });
+    tokio::time::sleep(after).await;
+    assert!(!pending.is_finished(), "answered within {after:?}");
+    // Dropping the connection's task drops its socket: the proxy reads the end of the stream.
+    connection.abort();
+    let _ = connection.await;
+    pending.abort();
+}
+
 /// An HTTP/2 client connection, closed when dropped.
 struct OpenH2 {
     _send: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
@@ -2012,6 +2037,10 @@ async fn access_log_of_refused_and_abandoned_requests_matches_envoy() {
         let _open = reset_h2_stream(p.listener, "/slow", patience).await;
         let line = nth_stdout_line(p, exchanges.len(), "an HTTP/2 stream reset").await;
         lines.push(normalized_log_line(&line, a.addr()).0);
+        // An HTTP/2 connection closed by the client with a request on it.
+        close_h2_connection_mid_request(p.listener, "/up/late", patience).await;
+        let line = nth_stdout_line(p, exchanges.len() + 1, "an HTTP/2 connection closed").await;
+        lines.push(normalized_log_line(&line, a.addr()).0);
         logs.push(lines);
         stats.push(
             [
@@ -2065,13 +2094,16 @@ async fn access_log_of_refused_and_abandoned_requests_matches_envoy() {
             "\"GET /local HTTP/1.1\" 200 - 0 5 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"-\""
                 .to_owned(),
             "\"GET /slow HTTP/2\" 0 DI,DR 0 0 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"-\"".to_owned(),
+            // The whole connection closed under the request: DR too, as Envoy logs it.
+            "\"GET /up/late HTTP/2\" 0 DR 0 0 <ms> - \"-\" \"-\" \"<uuid>\" \"x\" \"upstream\""
+                .to_owned(),
         ]
     );
     // Every exchange is a request on a connection of its own, the abandoned ones included (HTTP/1
-    // but the last); nine were protocol errors; thirteen were answered, thirteen reset (the nine
-    // refused, whose connection closes under them, and the four abandoned).
+    // but the last two); nine were protocol errors; thirteen were answered, fourteen reset (the nine
+    // refused, whose connection closes under them, and the five abandoned).
     assert_eq!(stats[1], stats[0], "bosun (left) and envoy (right) differ");
-    assert_eq!(stats[0], [16, 9, 17, 16, 1, 13, 13, 3, 9]);
+    assert_eq!(stats[0], [16, 9, 18, 16, 2, 13, 14, 3, 9]);
 }
 
 /// Access log lines wait in memory until the flush interval (here a minute) or the proxy's exit,

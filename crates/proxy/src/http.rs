@@ -557,7 +557,7 @@ impl Exchange {
 /// A request's access log line and what it gathers: written when the request is answered, or,
 /// when hyper drops the request unanswered, on drop, as Envoy logs a request the downstream
 /// abandoned: status 0, flag DC (an HTTP/1 client closed its connection) or DR (an HTTP/2 client
-/// reset its stream; hyper does not say whether the whole connection went, which Envoy logs DC).
+/// reset its stream or closed the whole connection: Envoy logs both DR).
 struct Logged<'c> {
     conn: &'c Connection,
     info: Option<access_log::RequestInfo>,
