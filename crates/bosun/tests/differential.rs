@@ -606,6 +606,40 @@ async fn http2_matches_envoy() {
     }
 }
 
+/// Request headers an HTTP/2 client sends, as they reach an HTTP/1.1 and an HTTP/2 upstream:
+/// cookies split into crumbs, `te`, a `host` beside `:authority`, a scheme other than the
+/// connection's.
+#[tokio::test]
+async fn http2_request_headers_reach_upstreams_as_from_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("http2.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    type Case = &'static [(&'static str, &'static str)];
+    let cases: [Case; 5] = [
+        &[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")],
+        &[("te", "trailers")],
+        &[("host", "other.example.com")],
+        &[("x-forwarded-proto", "https")],
+        &[("x-multi", "1"), ("x-multi", "2")],
+    ];
+    for (protocol, path) in [
+        (Protocol::H2c, "/h1"),
+        (Protocol::H2c, "/h2"),
+        (Protocol::Http1, "/h1"),
+        (Protocol::Http1, "/h2"),
+    ] {
+        for headers in cases {
+            let resp = same_on(&both, protocol, || Req::get(path).headers(headers)).await;
+            let view = upstream_view(&resp, both[1].listener);
+            if headers[0].0 == "cookie" && protocol == Protocol::H2c && path == "/h1" {
+                // Crumbs go to HTTP/1.1 as one header (RFC 9113 8.2.3), as Envoy joins them.
+                assert_eq!(view["header cookie"], "a=1; b=2; c=3");
+            }
+        }
+    }
+}
+
 // === Header, query, case and domain matching ===
 
 #[tokio::test]

@@ -327,6 +327,27 @@ impl Connection {
     }
 }
 
+/// Joins the `cookie` crumbs an HTTP/2 client may send (RFC 9113 §8.2.3) into one header, as
+/// Envoy's HTTP/2 codec does before routing: an HTTP/1.1 upstream must get one `Cookie` (RFC 6265),
+/// and routes, hash policies and the upstream see the cookies together.
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let crumbs = headers.get_all(header::COOKIE);
+    if crumbs.iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for crumb in crumbs {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Valid values joined by "; " make a valid value; were it not, the crumbs stay as they came.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// A response that closes its connection, made ready for a client of `version`: to an HTTP/1.0
 /// client that asked for keep-alive, hyper would add `keep-alive` after our `close` unless the
 /// response itself is HTTP/1.0 (its status line is HTTP/1.0 to such a client either way).
@@ -625,6 +646,9 @@ pub async fn serve(
         ));
     }
     ctx.count_request(h2);
+    if h2 {
+        join_cookie_crumbs(req.headers_mut());
+    }
     let closes_after = version == Version::HTTP_10 && !http1::http10_keeps_alive(req.headers());
     http1::give_default_host(&mut req, ctx.hcm.default_host_for_http_10.as_ref());
     // Refused before anything else happens to it (no request id, as in Envoy).
