@@ -640,6 +640,58 @@ async fn http2_request_headers_reach_upstreams_as_from_envoy() {
     }
 }
 
+/// Response headers an upstream sends, as HTTP/1.1 and HTTP/2 clients get them: connection-specific
+/// ones from an HTTP/1.1 upstream (which HTTP/2 cannot carry), repeated `set-cookie`, repeated others.
+#[tokio::test]
+async fn upstream_response_headers_reach_clients_as_from_envoy() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("http2.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    type Case = &'static [&'static str];
+    let cases: [Case; 4] = [
+        &["connection: keep-alive", "keep-alive: timeout=5"],
+        &["set-cookie: a=1; Path=/", "set-cookie: b=2"],
+        &["x-multi: 1", "x-multi: 2"],
+        &["proxy-connection: keep-alive", "upgrade: h2c"],
+    ];
+    for (protocol, path) in [
+        (Protocol::H2c, "/h1"),
+        (Protocol::H2c, "/h2"),
+        (Protocol::Http1, "/h1"),
+        (Protocol::Http1, "/h2"),
+    ] {
+        for headers in cases {
+            let mut seen = Vec::new();
+            for p in &both {
+                let mut req = Req::get(path).header("x-testkit-body-bytes", 2);
+                for h in headers {
+                    req = req.header("x-testkit-response-header", h);
+                }
+                let resp = Client::new(p.listener, protocol).send(req).await.unwrap();
+                let mut view: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| *k != "date" && *k != "x-envoy-upstream-service-time")
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                view.sort();
+                seen.push((resp.status(), view));
+            }
+            assert_eq!(
+                seen[1], seen[0],
+                "bosun (left) and envoy (right) differ for {headers:?} through {path} to {protocol:?}"
+            );
+            let (status, view) = &seen[1];
+            assert_eq!(*status, 200);
+            if headers[0].starts_with("set-cookie") {
+                let cookies = view.iter().filter(|(k, _)| k == "set-cookie").count();
+                assert_eq!(cookies, 2, "set-cookie is never joined: {view:?}");
+            }
+        }
+    }
+}
+
 // === Header, query, case and domain matching ===
 
 #[tokio::test]
