@@ -606,11 +606,11 @@ async fn http2_matches_envoy() {
     }
 }
 
-/// Request headers an HTTP/2 client sends, as they reach an HTTP/1.1 and an HTTP/2 upstream:
-/// cookies split into crumbs, `te`, a `host` beside `:authority`, a scheme other than the
-/// connection's.
+/// Request headers as they reach an HTTP/1.1 and an HTTP/2 upstream: from HTTP/2 and HTTP/1.1
+/// clients, cookies split into crumbs, `te`, a `host` beside `:authority`, a client's
+/// `x-forwarded-proto`, repeated headers; from HTTP/1.1 clients, hop-by-hop headers.
 #[tokio::test]
-async fn http2_request_headers_reach_upstreams_as_from_envoy() {
+async fn request_headers_reach_upstreams_as_from_envoy() {
     let a = Upstream::start("a").unwrap();
     let Some(both) = start_both("http2.yaml", &[("UPSTREAM_A", &a)], &[]) else {
         return;
@@ -636,6 +636,34 @@ async fn http2_request_headers_reach_upstreams_as_from_envoy() {
                 // Crumbs go to HTTP/1.1 as one header (RFC 9113 8.2.3), as Envoy joins them.
                 assert_eq!(view["header cookie"], "a=1; b=2; c=3");
             }
+        }
+    }
+    // Hop-by-hop headers of an HTTP/1.1 client (an HTTP/2 client cannot send them), to either
+    // kind of upstream.
+    let hop_by_hop: [Case; 4] = [
+        &[("connection", "keep-alive, x-hop"), ("x-hop", "1")],
+        &[
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+        ],
+        &[("te", "trailers, deflate")],
+        &[("te", "deflate")],
+    ];
+    for path in ["/h1", "/h2"] {
+        for headers in hop_by_hop {
+            let resp = same_on(&both, Protocol::Http1, || Req::get(path).headers(headers)).await;
+            let view = upstream_view(&resp, both[1].listener);
+            for hop in [
+                "header connection",
+                "header keep-alive",
+                "header proxy-connection",
+            ] {
+                assert!(!view.contains_key(hop), "{headers:?} to {path}: {view:?}");
+            }
+            // What `connection` names goes too; of `te`, only `trailers` stays.
+            assert!(!view.contains_key("header x-hop"), "{view:?}");
+            let te = headers[0].1.contains("trailers").then_some("trailers");
+            assert_eq!(view.get("header te").map(String::as_str), te, "{headers:?}");
         }
     }
 }
