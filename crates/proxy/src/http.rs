@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection};
 use hyper_util::rt::TokioIo;
@@ -676,6 +677,7 @@ pub async fn serve(
     // An HTTP/2 tunnel (CONNECT, or an upgrade by extended CONNECT) opens with a 2xx.
     let tunnel_on_success = req.method() == http::Method::CONNECT;
     let h2_upgrade = extended_connect(req.method(), req.extensions()).is_some();
+    let head_request = req.method() == http::Method::HEAD;
     let mut response = if let Some(details) = refused {
         // As Envoy: answered by the connection manager, which then closes the connection.
         exchange.details = Some(details);
@@ -751,11 +753,46 @@ pub async fn serve(
                     conn.log(&info, answer, &exchange);
                 });
             }
+            // A body still to come is logged when it ends, as Envoy logs a stream (HEAD, 204
+            // and 304 answers have none, whatever their headers say).
+            _ if !response.body().is_end_stream()
+                && !head_request
+                && !matches!(
+                    response.status(),
+                    StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+                ) =>
+            {
+                let (parts, body) = response.into_parts();
+                let pending = PendingLog {
+                    conn: ctx.conn.clone(),
+                    info,
+                    exchange,
+                    start,
+                    status: parts.status.as_u16(),
+                    headers: parts.headers.clone(),
+                    h2,
+                };
+                let body = LoggedBody {
+                    inner: body,
+                    log: Some(pending),
+                    bytes_sent: 0,
+                };
+                return Ok(Response::from_parts(parts, body.boxed()));
+            }
             _ => {
+                let bodiless = head_request
+                    || matches!(
+                        response.status(),
+                        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+                    );
                 let answer = Answer {
                     status: response.status().as_u16(),
                     headers: Some(response.headers()),
-                    bytes_sent: content_length(response.headers()),
+                    bytes_sent: if bodiless {
+                        0
+                    } else {
+                        content_length(response.headers())
+                    },
                     duration: start.elapsed(),
                 };
                 ctx.log(&info, answer, &exchange);
@@ -763,6 +800,139 @@ pub async fn serve(
         }
     }
     Ok(response)
+}
+
+/// A request's access log line waiting for the end of its response body.
+struct PendingLog {
+    conn: Arc<Connection>,
+    info: access_log::RequestInfo,
+    exchange: Exchange,
+    start: Instant,
+    status: u16,
+    headers: HeaderMap,
+    h2: bool,
+}
+
+/// How a logged response body ended.
+enum BodyEnd {
+    Complete,
+    /// The upstream's body broke off: cut short (protocol error) or its connection or stream gone.
+    UpstreamBroke {
+        protocol_error: bool,
+    },
+    /// Dropped before its end: the client closed its connection or reset its stream.
+    ClientGone,
+}
+
+/// A response body whose request is logged when it ends, as Envoy logs a stream: with the bytes
+/// sent and the whole duration, and with Envoy's flags when the upstream's body broke off
+/// (`upstream_reset_after_response_started`) or the client went away before its end.
+struct LoggedBody {
+    inner: Body,
+    log: Option<PendingLog>,
+    bytes_sent: u64,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, end: BodyEnd) {
+        let Some(mut log) = self.log.take() else {
+            return;
+        };
+        let exchange = &mut log.exchange;
+        match end {
+            BodyEnd::Complete => {}
+            BodyEnd::UpstreamBroke { protocol_error } => {
+                if protocol_error {
+                    exchange.flags.upstream_protocol_error = true;
+                    exchange.details =
+                        Some("upstream_reset_after_response_started{protocol_error}");
+                } else {
+                    exchange.flags.upstream_reset = true;
+                    exchange.details =
+                        Some("upstream_reset_after_response_started{connection_termination}");
+                }
+            }
+            BodyEnd::ClientGone if log.h2 => exchange.flags.downstream_reset = true,
+            BodyEnd::ClientGone => exchange.flags.downstream_termination = true,
+        }
+        let answer = Answer {
+            status: log.status,
+            headers: Some(&log.headers),
+            bytes_sent: self.bytes_sent,
+            duration: log.start.elapsed(),
+        };
+        log.conn.log(&log.info, answer, &log.exchange);
+    }
+}
+
+impl hyper::body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes_sent += data.len() as u64;
+                }
+                // hyper stops polling a body that says it has ended, and after trailers.
+                if frame.is_trailers() || this.inner.is_end_stream() {
+                    this.finish(BodyEnd::Complete);
+                }
+            }
+            std::task::Poll::Ready(Some(Err(e))) => {
+                let protocol_error = cut_short(e.as_ref());
+                this.finish(BodyEnd::UpstreamBroke { protocol_error });
+            }
+            std::task::Poll::Ready(None) => this.finish(BodyEnd::Complete),
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a body's error is the upstream's body cut short (the connection closed before the length
+/// or the last chunk), which Envoy calls a protocol error, rather than a reset.
+fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_parse())
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::UnexpectedEof
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let end = if self.inner.is_end_stream() {
+            BodyEnd::Complete
+        } else {
+            BodyEnd::ClientGone
+        };
+        self.finish(end);
+    }
 }
 
 /// The request's path as the connection manager's `normalize_path` and `merge_slashes` make it,
