@@ -32,6 +32,9 @@ pub struct AccessLog {
     /// The request headers the format reads (`%REQ(...)%`, pseudo-headers aside), found once with
     /// the config so that a request keeps only these for its line.
     pub request_headers: Vec<http::HeaderName>,
+    /// The response headers it reads (`%RESP(...)%`): a line logged when its body ends keeps only
+    /// these.
+    pub response_headers: Vec<http::HeaderName>,
 }
 
 /// Where the lines go.
@@ -344,24 +347,34 @@ fn access_log(log: &AccessLogProto, at: &At) -> Result<AccessLog, ModelError> {
     } else {
         return Err(at.unsupported(format!("the access logger {}", any.type_url)));
     };
-    let mut request_headers: Vec<http::HeaderName> = Vec::new();
-    format.for_each_operator(&mut |op| {
-        if let Operator::Request(key, alt) = op {
-            for name in std::iter::once(key)
-                .chain(alt)
-                .filter_map(|k| k.header.as_ref())
-            {
-                if !request_headers.contains(name) {
-                    request_headers.push(name.clone());
-                }
-            }
-        }
-    });
+    let (request_headers, response_headers) = headers_read(&format);
     Ok(AccessLog {
         sink,
         format,
         request_headers,
+        response_headers,
     })
+}
+
+/// The request and the response headers `format` reads (`%REQ(...)%`, `%RESP(...)%`), each once.
+fn headers_read(format: &LogFormat) -> (Vec<http::HeaderName>, Vec<http::HeaderName>) {
+    let (mut request, mut response) = (Vec::new(), Vec::new());
+    format.for_each_operator(&mut |op| {
+        let (names, key, alt): (&mut Vec<http::HeaderName>, _, _) = match op {
+            Operator::Request(key, alt) => (&mut request, key, alt),
+            Operator::Response(key, alt) => (&mut response, key, alt),
+            _ => return,
+        };
+        for name in std::iter::once(key)
+            .chain(alt)
+            .filter_map(|k| k.header.as_ref())
+        {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    });
+    (request, response)
 }
 
 fn text(format: &str, at: &At) -> Result<LogFormat, ModelError> {
@@ -627,6 +640,24 @@ mod tests {
         .unwrap();
         let line = rendered(&LogFormat::Text(pieces));
         assert_eq!(line, "GE /a?b 100% 200 outbound|80||a.b - 7ms\n");
+    }
+
+    #[test]
+    fn the_headers_a_format_reads_are_found_once() {
+        let format = LogFormat::Text(
+            parse_text(
+                "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %REQ(USER-AGENT)% %REQ(user-agent)% \
+                 %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% %RESP(A?B)% %RESPONSE_CODE%\n",
+            )
+            .unwrap(),
+        );
+        let (request, response) = headers_read(&format);
+        let names = |v: Vec<http::HeaderName>| -> Vec<String> {
+            v.iter().map(|n| n.as_str().to_owned()).collect()
+        };
+        // Pseudo-headers (`:path`) are not headers a request keeps.
+        assert_eq!(names(request), ["x-envoy-original-path", "user-agent"]);
+        assert_eq!(names(response), ["x-envoy-upstream-service-time", "a", "b"]);
     }
 
     #[test]

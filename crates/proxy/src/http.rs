@@ -769,7 +769,7 @@ pub async fn serve(
                     exchange,
                     start,
                     status: parts.status.as_u16(),
-                    headers: parts.headers.clone(),
+                    headers: headers_logged(&parts.headers, &ctx.hcm.access_log),
                     h2,
                 };
                 let body = LoggedBody {
@@ -800,6 +800,20 @@ pub async fn serve(
         }
     }
     Ok(response)
+}
+
+/// The response headers the access logs read (`%RESP(...)%`), kept for a line logged later: a copy
+/// of those only, not of the whole map.
+fn headers_logged(headers: &HeaderMap, logs: &[proxy_model::access_log::AccessLog]) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in logs.iter().flat_map(|log| &log.response_headers) {
+        if !kept.contains_key(name) {
+            for value in headers.get_all(name) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+    }
+    kept
 }
 
 /// A request's access log line waiting for the end of its response body.
