@@ -3199,9 +3199,11 @@ fn raw_answer(text: &str, addr: SocketAddr) -> (String, BTreeMap<String, String>
     };
     for line in head.lines().skip(1) {
         if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("connection")
+            && ["connection", "content-length", "transfer-encoding"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
         {
-            view.insert("connection".to_owned(), value.trim().to_owned());
+            view.insert(name.to_ascii_lowercase(), value.trim().to_owned());
         }
     }
     (status, view)
@@ -3282,6 +3284,9 @@ async fn raw_http1_matches_envoy() {
         // Refused and closed: `connection: close` alone, though the client asked to keep it.
         "GET /x HTTP/1.0\r\nHost: h10\r\nConnection: keep-alive\r\n\r\n",
         "GET /direct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        // HEAD: a local reply's and an upstream's head without their body.
+        "HEAD /direct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     ];
     for request in requests {
         let envoy = raw_exchange(both[0].listener, request).await;

@@ -682,9 +682,12 @@ pub async fn serve(
         // As Envoy: answered by the connection manager, which then closes the connection.
         exchange.details = Some(details);
         let mut reply = local_reply(StatusCode::BAD_REQUEST, "");
-        reply
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let headers = reply.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if head_request {
+            // Envoy's answer to a HEAD it refuses here says no length at all.
+            headers.remove(header::CONTENT_LENGTH);
+        }
         reply
     } else {
         handle(req, kind.as_deref(), &ctx, exchange).await
