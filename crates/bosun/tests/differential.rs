@@ -720,6 +720,50 @@ async fn upstream_response_headers_reach_clients_as_from_envoy() {
     }
 }
 
+/// The heads of local and upstream answers (`GET` and `HEAD`; 204 and 304 from the upstream) as
+/// HTTP/1.1 and HTTP/2 clients get them from both proxies: every header but the date and the
+/// service time.
+#[tokio::test]
+async fn answer_heads_match_envoy_over_both_protocols() {
+    let a = Upstream::start("a").unwrap();
+    let Some(both) = start_both("headers.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    let cases: [(&str, &str, Option<u16>); 6] = [
+        ("GET", "/direct", None),
+        ("HEAD", "/direct", None),
+        ("HEAD", "/x", None),
+        ("GET", "/x", Some(204)),
+        ("GET", "/x", Some(304)),
+        ("HEAD", "/x", Some(404)),
+    ];
+    for protocol in [Protocol::Http1, Protocol::H2c] {
+        for (method, path, status) in cases {
+            let mut seen = Vec::new();
+            for p in &both {
+                let mut req = Req::get(path).header("x-testkit-body-bytes", 3);
+                req.method = method.parse().unwrap();
+                if let Some(status) = status {
+                    req = req.header("x-testkit-status", status);
+                }
+                let resp = Client::new(p.listener, protocol).send(req).await.unwrap();
+                let mut view: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| *k != "date" && *k != "x-envoy-upstream-service-time")
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                view.sort();
+                seen.push((resp.status(), view, resp.text()));
+            }
+            assert_eq!(
+                seen[1], seen[0],
+                "bosun (left) and envoy (right) differ for {method} {path} {status:?} over {protocol:?}"
+            );
+        }
+    }
+}
+
 // === Header, query, case and domain matching ===
 
 #[tokio::test]

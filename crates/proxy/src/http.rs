@@ -725,6 +725,11 @@ pub async fn serve(
     if closes_after {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if head_request && h2 {
+        // hyper's HTTP/2 server sends whatever body it is given, to a HEAD too (its HTTP/1 server
+        // does not): the head alone, its length kept.
+        *response.body_mut() = full(Bytes::new());
+    }
     let response = closing_for(version, response);
     ctx.count_response(response.status().as_u16());
     logged.answered = true;
