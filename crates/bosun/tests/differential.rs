@@ -1725,6 +1725,20 @@ fn raw_upstream(answers: &'static [(&'static str, &'static str)]) -> SocketAddr 
     addr
 }
 
+/// Both proxies on `upstream_errors.yaml` (access log lines flushed every 20 ms) in front of a
+/// [`raw_upstream`] giving `answers`.
+fn start_before_raw_upstream(
+    answers: &'static [(&'static str, &'static str)],
+) -> Option<[Running; 2]> {
+    let raw = raw_upstream(answers);
+    start_both_with(
+        "upstream_errors.yaml",
+        &[],
+        &[("RAW_PORT", raw.port().to_string())],
+        &["--file-flush-interval-msec", "20"],
+    )
+}
+
 /// Upstream answers the proxy cannot read as HTTP (a malformed status line or header, garbage, a body
 /// framed both by length and by chunks, a transfer coding other than chunked) are a 502 with flag
 /// UPE (`protocol_error`) from both proxies, not a 503 connection termination; odd but readable
@@ -1768,13 +1782,7 @@ async fn unreadable_upstream_answers_are_protocol_errors_as_in_envoy() {
             "HTTP/1.1 600 Custom\r\ncontent-length: 2\r\n\r\nok",
         ),
     ];
-    let raw = raw_upstream(&ANSWERS);
-    let Some(both) = start_both_with(
-        "upstream_errors.yaml",
-        &[],
-        &[("RAW_PORT", raw.port().to_string())],
-        &["--file-flush-interval-msec", "20"],
-    ) else {
+    let Some(both) = start_before_raw_upstream(&ANSWERS) else {
         return;
     };
     let mut seen: [Vec<String>; 2] = Default::default();
@@ -1841,13 +1849,7 @@ async fn unusual_upstream_answers_reach_the_client_as_from_envoy() {
             "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
         ),
     ];
-    let raw = raw_upstream(&ANSWERS);
-    let Some(both) = start_both_with(
-        "upstream_errors.yaml",
-        &[],
-        &[("RAW_PORT", raw.port().to_string())],
-        &["--file-flush-interval-msec", "20"],
-    ) else {
+    let Some(both) = start_before_raw_upstream(&ANSWERS) else {
         return;
     };
     let mut seen: [Vec<String>; 2] = Default::default();
