@@ -3239,6 +3239,15 @@ fn raw_answer(text: &str, addr: SocketAddr) -> (String, BTreeMap<String, String>
                     view.insert(key.to_owned(), v.replace(&addr.to_string(), "LISTENER"));
                 }
             }
+            // How the request's body came upstream.
+            for name in ["content-length", "transfer-encoding"] {
+                if let Some(v) = json["headers"][name].as_str() {
+                    view.insert(format!("upstream {name}"), v.to_owned());
+                }
+            }
+            if let Some(n) = json["body_len"].as_u64() {
+                view.insert("upstream body_len".to_owned(), n.to_string());
+            }
             view
         }
         Err(_) => BTreeMap::from([("body".to_owned(), body.to_owned())]),
@@ -3333,6 +3342,11 @@ async fn raw_http1_matches_envoy() {
         // HEAD: a local reply's and an upstream's head without their body.
         "HEAD /direct HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         "HEAD /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        // Request bodies: chunked (with an extension and a trailer), sized, empty chunked.
+        "POST /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-trailer: t\r\n\r\n",
+        "POST /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 5\r\n\r\nabcde",
+        "POST /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ];
     for request in requests {
         let envoy = raw_exchange(both[0].listener, request).await;
@@ -3347,6 +3361,24 @@ async fn raw_http1_matches_envoy() {
         } else if request.starts_with("GET http://") {
             assert_eq!(bosun.1["authority"], "reviews:9080");
             assert_eq!(bosun.1["path"], "/x");
+        } else if request.contains("abcde") || request.contains("3;ext=1") {
+            assert_eq!(bosun.1["upstream body_len"], "5", "{request:?}");
+        }
+    }
+    // The same bodies to an HTTP/2 upstream (no transfer coding there) and, through the same
+    // connection manager, to an HTTP/1.1 one.
+    let Some(both) = start_both("http2.yaml", &[("UPSTREAM_A", &a)], &[]) else {
+        return;
+    };
+    for path in ["/h2", "/h1"] {
+        for request in requests.iter().filter(|r| r.starts_with("POST")) {
+            let request = request.replace("POST /x", &format!("POST {path}"));
+            let envoy = raw_exchange(both[0].listener, &request).await;
+            let bosun = raw_exchange(both[1].listener, &request).await;
+            assert_eq!(
+                bosun, envoy,
+                "bosun (left) and envoy (right) differ for {request:?}"
+            );
         }
     }
 }
