@@ -733,6 +733,12 @@ pub async fn serve(
     let response = closing_for(version, response);
     ctx.count_response(response.status().as_u16());
     logged.answered = true;
+    // HEAD, 204 and 304 answers have no body, whatever their headers say.
+    let bodiless = head_request
+        || matches!(
+            response.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        );
     if let Some(info) = logged.info.take() {
         let mut exchange = std::mem::take(&mut logged.exchange);
         match exchange.tunnel.take() {
@@ -761,15 +767,8 @@ pub async fn serve(
                     conn.log(&info, answer, &exchange);
                 });
             }
-            // A body still to come is logged when it ends, as Envoy logs a stream (HEAD, 204
-            // and 304 answers have none, whatever their headers say).
-            _ if !response.body().is_end_stream()
-                && !head_request
-                && !matches!(
-                    response.status(),
-                    StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-                ) =>
-            {
+            // A body still to come is logged when it ends, as Envoy logs a stream.
+            _ if !bodiless && !response.body().is_end_stream() => {
                 let (parts, body) = response.into_parts();
                 let pending = PendingLog {
                     conn: ctx.conn.clone(),
@@ -788,11 +787,6 @@ pub async fn serve(
                 return Ok(Response::from_parts(parts, body.boxed()));
             }
             _ => {
-                let bodiless = head_request
-                    || matches!(
-                        response.status(),
-                        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-                    );
                 let answer = Answer {
                     status: response.status().as_u16(),
                     headers: Some(response.headers()),
@@ -929,21 +923,19 @@ impl hyper::body::Body for LoggedBody {
 /// Whether a body's error is the upstream's body cut short (the connection closed before the length
 /// or the last chunk), which Envoy calls a protocol error, rather than a reset.
 fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if let Some(h) = e.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_parse())
-        {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::UnexpectedEof
-        {
-            return true;
-        }
-        next = e.source();
-    }
-    false
+    causes(e).any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_parse())
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    })
+}
+
+/// `e` and the errors that caused it, outermost first.
+fn causes<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
 }
 
 impl Drop for LoggedBody {
@@ -1008,13 +1000,7 @@ fn upgrade_type_of(
     if method == http::Method::CONNECT {
         return Some("CONNECT".to_owned());
     }
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !connection_upgrade {
+    if !http1::has_token(headers, header::CONNECTION, "upgrade") {
         return None;
     }
     headers
@@ -2332,33 +2318,15 @@ async fn send(
 /// exactly `chunked` without a `Content-Length` (hyper would take the coding and leave the length
 /// to be sent on, wrong, downstream).
 fn readable_framing(headers: &HeaderMap) -> bool {
-    if !headers.contains_key(header::TRANSFER_ENCODING) {
-        return true;
-    }
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','));
-    match (codings.next(), codings.next()) {
-        (None, _) => true,
-        (Some(c), None) => {
-            c.trim_ascii().eq_ignore_ascii_case(b"chunked")
-                && !headers.contains_key(header::CONTENT_LENGTH)
-        }
-        _ => false,
-    }
+    !headers.contains_key(header::TRANSFER_ENCODING)
+        || (http1::only_chunked(headers) && !headers.contains_key(header::CONTENT_LENGTH))
 }
 
 /// Whether `e` or one of its causes is hyper failing to parse what the upstream sent.
 fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(err) = cause {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            return h.is_parse() || h.is_parse_status() || h.is_parse_too_large();
-        }
-        cause = err.source();
-    }
-    false
+    causes(e)
+        .find_map(|e| e.downcast_ref::<hyper::Error>())
+        .is_some_and(|h| h.is_parse() || h.is_parse_status() || h.is_parse_too_large())
 }
 
 /// `http://ADDRESS/path` (a Unix socket's host: `http://localhost/path`): the URI the HTTP/1.1

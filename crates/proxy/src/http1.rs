@@ -98,15 +98,26 @@ pub fn refusal<B>(req: &Request<B>) -> Option<Refusal> {
 }
 
 /// `Transfer-Encoding` is exactly `chunked` (in any case): one coding, once.
-fn only_chunked(headers: &HeaderMap) -> bool {
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','));
+pub fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = tokens(headers, header::TRANSFER_ENCODING);
     matches!(
         (codings.next(), codings.next()),
-        (Some(c), None) if c.trim_ascii().eq_ignore_ascii_case(b"chunked")
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked")
     )
+}
+
+/// The comma-separated tokens of every `name` header, trimmed (empty ones included).
+pub fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Whether a `name` header lists `token` (case-insensitive), as `Connection: keep-alive`.
+pub fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Characters an authority may have (RFC 3986: unreserved, sub-delims, `:`, `@`, `[`, `]`, and
@@ -157,11 +168,7 @@ pub fn give_default_host<B>(req: &mut Request<B>, default: Option<&HeaderValue>)
 /// Whether an HTTP/1.0 request asks to keep its connection (`Connection: keep-alive`); without
 /// that its connection closes after the answer, which then says `connection: close` as Envoy's.
 pub fn http10_keeps_alive(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
+    has_token(headers, header::CONNECTION, "keep-alive")
 }
 
 /// Whether an upgrade type is `h2c`, which [`drop_h2c_upgrade`] drops.
