@@ -1739,6 +1739,24 @@ fn start_before_raw_upstream(
     )
 }
 
+/// For each proxy of `both` and each path of `answers` in turn: what `describe` makes of the
+/// client's answer, then ` | ` and the access log line it got.
+async fn through_both(
+    both: &[Running; 2],
+    answers: &[(&str, &str)],
+    mut describe: impl AsyncFnMut(&Running, &str) -> String,
+) -> [Vec<String>; 2] {
+    let mut seen: [Vec<String>; 2] = Default::default();
+    for (i, p) in both.iter().enumerate() {
+        for (n, (path, _)) in answers.iter().enumerate() {
+            let answer = describe(p, path).await;
+            let log = nth_stdout_line(p, n, path).await;
+            seen[i].push(format!("{answer} | {log}"));
+        }
+    }
+    seen
+}
+
 /// Upstream answers the proxy cannot read as HTTP (a malformed status line or header, garbage, a body
 /// framed both by length and by chunks, a transfer coding other than chunked) are a 502 with flag
 /// UPE (`protocol_error`) from both proxies, not a 503 connection termination; odd but readable
@@ -1785,23 +1803,20 @@ async fn unreadable_upstream_answers_are_protocol_errors_as_in_envoy() {
     let Some(both) = start_before_raw_upstream(&ANSWERS) else {
         return;
     };
-    let mut seen: [Vec<String>; 2] = Default::default();
-    for (i, p) in both.iter().enumerate() {
-        for (n, (path, _)) in ANSWERS.iter().enumerate() {
-            let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
-            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
-            let answer = one_response(&mut stream, request.as_bytes()).await;
-            let answer = String::from_utf8_lossy(&answer).into_owned();
-            let status_line = answer.lines().next().unwrap_or_default().to_owned();
-            let folded = answer
-                .lines()
-                .find(|l| l.starts_with("x-folded"))
-                .map(str::to_owned);
-            let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
-            let log = nth_stdout_line(p, n, path).await;
-            seen[i].push(format!("{status_line} {folded:?} {body:?} | {log}"));
-        }
-    }
+    let seen = through_both(&both, &ANSWERS, async |p, path| {
+        let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+        let answer = one_response(&mut stream, request.as_bytes()).await;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status_line = answer.lines().next().unwrap_or_default().to_owned();
+        let folded = answer
+            .lines()
+            .find(|l| l.starts_with("x-folded"))
+            .map(str::to_owned);
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        format!("{status_line} {folded:?} {body:?}")
+    })
+    .await;
     assert_eq!(seen[1], seen[0], "bosun (left) and envoy (right) differ");
     let protocol_error = "HTTP/1.1 502 Bad Gateway None \"upstream connect error or disconnect/reset \
                           before headers. reset reason: protocol error\"";
@@ -1852,34 +1867,19 @@ async fn unusual_upstream_answers_reach_the_client_as_from_envoy() {
     let Some(both) = start_before_raw_upstream(&ANSWERS) else {
         return;
     };
-    let mut seen: [Vec<String>; 2] = Default::default();
-    for (i, p) in both.iter().enumerate() {
-        for (n, (path, _)) in ANSWERS.iter().enumerate() {
-            // `connection: close`: the answer is all the proxy sends before it closes.
-            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-            let answer = tokio::time::timeout(Duration::from_secs(5), async {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut stream = tokio::net::TcpStream::connect(p.listener).await.unwrap();
-                stream.write_all(request.as_bytes()).await.unwrap();
-                let mut out = Vec::new();
-                let _ = stream.read_to_end(&mut out).await;
-                out
-            })
-            .await
-            .unwrap();
-            let answer = String::from_utf8_lossy(&answer).into_owned();
-            let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-            let mut lines: Vec<&str> = head
-                .lines()
-                .filter(|l| {
-                    !l.starts_with("date:") && !l.starts_with("x-envoy-upstream-service-time:")
-                })
-                .collect();
-            lines[1..].sort_unstable();
-            let log = nth_stdout_line(p, n, path).await;
-            seen[i].push(format!("{} {body:?} | {log}", lines.join(" / ")));
-        }
-    }
+    let mut seen = through_both(&both, &ANSWERS, async |p, path| {
+        // `connection: close`: the answer is all the proxy sends before it closes.
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let answer = raw_text(p.listener, &request).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let mut lines: Vec<&str> = head
+            .lines()
+            .filter(|l| !l.starts_with("date:") && !l.starts_with("x-envoy-upstream-service-time:"))
+            .collect();
+        lines[1..].sort_unstable();
+        format!("{} {body:?}", lines.join(" / "))
+    })
+    .await;
     // hyper (Bosun's HTTP/1 server) drops a 304's `content-length`, which RFC 9110 lets it carry
     // and Envoy passes on: the one known difference.
     seen[0][3] = seen[0][3].replace(" / content-length: 10", "");
@@ -3207,17 +3207,22 @@ async fn added_headers_match_envoy() {
 /// and the upstream's view (for an upstream answer) or the body (for a local reply), with the
 /// response's `connection` header.
 async fn raw_exchange(addr: SocketAddr, request: &str) -> (String, BTreeMap<String, String>) {
+    raw_answer(&raw_text(addr, request).await, addr)
+}
+
+/// Writes `request` on a new connection and returns all the proxy sends until it closes (5 s at
+/// most); a close by reset ends it too (what came before it is compared).
+async fn raw_text(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let text = tokio::time::timeout(Duration::from_secs(5), async {
+    tokio::time::timeout(Duration::from_secs(5), async {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
+        let _ = s.read_to_end(&mut out).await;
         String::from_utf8_lossy(&out).into_owned()
     })
     .await
-    .unwrap();
-    raw_answer(&text, addr)
+    .unwrap()
 }
 
 /// An answer as [`raw_exchange`] returns it, from its text.
