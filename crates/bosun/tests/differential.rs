@@ -493,6 +493,18 @@ fn upstream_view(resp: &Response, listener: SocketAddr) -> BTreeMap<String, Stri
     view
 }
 
+/// Every response header but the date and the service time, repeated ones apart, sorted.
+fn response_headers_listed(resp: &Response) -> Vec<(String, String)> {
+    let mut listed: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| *k != "date" && *k != "x-envoy-upstream-service-time")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    listed.sort();
+    listed
+}
+
 /// Every response header, with per-proxy values normalised.
 fn response_view(resp: &Response) -> BTreeMap<String, String> {
     resp.headers
@@ -697,13 +709,7 @@ async fn upstream_response_headers_reach_clients_as_from_envoy() {
                     req = req.header("x-testkit-response-header", h);
                 }
                 let resp = Client::new(p.listener, protocol).send(req).await.unwrap();
-                let mut view: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| *k != "date" && *k != "x-envoy-upstream-service-time")
-                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
-                    .collect();
-                view.sort();
+                let view = response_headers_listed(&resp);
                 seen.push((resp.status(), view));
             }
             assert_eq!(
@@ -747,13 +753,7 @@ async fn answer_heads_match_envoy_over_both_protocols() {
                     req = req.header("x-testkit-status", status);
                 }
                 let resp = Client::new(p.listener, protocol).send(req).await.unwrap();
-                let mut view: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| *k != "date" && *k != "x-envoy-upstream-service-time")
-                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
-                    .collect();
-                view.sort();
+                let view = response_headers_listed(&resp);
                 seen.push((resp.status(), view, resp.text()));
             }
             assert_eq!(
